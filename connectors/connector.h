@@ -1,0 +1,105 @@
+// Connector: the contract every system adapter implements (HubSpot, Dynamics 365, Totango, portal).
+//
+// A Connector turns one system's API into NativeRecords and back, modelled on a Kafka Connect task.
+// It owns no state: the engine hands it a cursor and persists the one it returns, in the same
+// transaction as the work that cursor produced. Connectors never touch the state store and know
+// nothing of mappings; they speak their API through a Transport.
+//
+// Not thread-safe: one instance per worker thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/core/status.h"
+
+namespace crmbridge {
+
+// One object of a system as its API shows it: a flat map of native field names to JSON values.
+struct NativeRecord {
+  std::string id;                // the system's own id ("512", a GUID, ...)
+  nlohmann::json fields = nlohmann::json::object();
+  int64_t modified_ms = 0;       // last-modified time as the system reports it, 0 if unknown
+  bool deleted = false;          // a tombstone: only `id` is meaningful
+  // Associated records by native object type ("companies" -> ["9", "12"]).
+  std::map<std::string, std::vector<std::string>> associations;
+};
+
+// Which native object to read or write, with its connector-specific parameters from the mapping
+// (e.g. {"pipeline": "Order/faktura"} for HubSpot tickets, {"key": "crmb_externalid"} for
+// Dynamics 365 opportunities).
+struct ObjectRef {
+  std::string object;  // "tickets", "opportunities", ...
+  std::map<std::string, std::string> params;
+};
+
+// Opaque, connector-defined position in a change stream. Empty means "from the beginning".
+using Cursor = std::string;
+
+struct ReadContext {
+  // Wall-clock start of this run (ms since epoch): a time-based cursor never moves past it, so
+  // records modified while the run reads are seen again by the next run.
+  int64_t run_start_ms = 0;
+  // Maximum records per page the engine wants (0 = connector default).
+  int page_size = 0;
+};
+
+struct Page {
+  std::vector<NativeRecord> records;
+  // Cursor to persist once `records` are durably processed; pass it to the next ReadChanges call.
+  Cursor next;
+  // False when this page was the last one of the change stream for this run.
+  bool has_more = false;
+};
+
+struct WriteOp {
+  enum class Kind { kUpsert, kUpdate, kDelete };
+  Kind kind = Kind::kUpsert;
+  // kUpsert: the idempotency key (crmbridge's canonical id), written to the object's external-id
+  // property or alternate key so that a retried create finds the record instead of duplicating it.
+  std::string key;
+  // kUpdate / kDelete: the system's own id. For kUpsert, set when already known (helps connectors
+  // that can update by id more cheaply than by key).
+  std::string native_id;
+  nlohmann::json fields = nlohmann::json::object();
+};
+
+struct WriteOutcome {
+  Status status;          // per-op result; record-level codes dead-letter only this op
+  std::string native_id;  // id of the written record when status is OK
+  bool created = false;   // true when the write created the record
+};
+
+struct Capabilities {
+  int max_batch = 1;            // largest number of WriteOps one API call takes
+  int max_page = 100;           // largest page ReadChanges can return
+  bool idempotent_upsert = true;  // upsert by key is safe to retry after an unknown outcome
+};
+
+class Connector {
+ public:
+  virtual ~Connector() = default;
+
+  // Stable system name, persisted in links: never rename ("hubspot", "dynamics365").
+  virtual std::string_view Name() const = 0;
+  virtual const Capabilities& capabilities() const = 0;
+
+  // Reads one page of records changed after `cursor`. Memory is bounded by one page. Records may
+  // repeat across pages and runs (overlap windows); the engine de-duplicates. Errors: transient
+  // codes (retry later, the cursor is unchanged), system-fatal codes (stop this system).
+  virtual Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
+                                   const ReadContext& context) = 0;
+
+  // Writes `ops` in as few API calls as the system allows. Returns one WriteOutcome per op, in
+  // order. A non-OK Result means no op could be judged (e.g. authentication failed); the engine
+  // then treats every op by that Status.
+  virtual Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
+                                                  const std::vector<WriteOp>& ops) = 0;
+};
+
+}  // namespace crmbridge

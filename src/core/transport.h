@@ -1,0 +1,86 @@
+// Transport: the project's only door to the network, in leveldb's Env style.
+//
+// A Transport sends one HTTP request and returns its response, synchronously, with the deadline
+// inside the request. No futures and no cpprestsdk types cross this interface: cpprest_transport.cc
+// is the only file that includes <cpprest/...>, so another HTTP library can replace it in one file.
+//
+// A Result<Response> that is OK means an HTTP response arrived, *whatever its status code*: callers
+// classify it with StatusFromResponse(). A non-OK Result means no response arrived:
+//   kUnavailable       connection refused or reset, DNS failure (safe to retry: not applied, or,
+//                      for a reset mid-request, unknown; see Request::idempotent)
+//   kDeadlineExceeded  the deadline passed; for a write the outcome is UNKNOWN
+//   kFailedPrecondition TLS verification failed or the URL is malformed: never retried
+//
+// Decorators (RetryingTransport, RateLimitedTransport, RedactingLogTransport, FaultInjectingTransport)
+// derive from TransportWrapper and override only what they change.
+//
+// Thread-safety: implementations are safe to call from several threads at once.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/core/status.h"
+
+namespace crmbridge {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// Case-insensitive header lookup; returns the first match.
+std::optional<std::string> FindHeader(const Headers& headers, const std::string& name);
+
+struct Request {
+  std::string method = "GET";  // GET, POST, PATCH, PUT, DELETE
+  std::string url;             // absolute: scheme://host:port/path?query
+  Headers headers;
+  std::string body;
+  // Deadline for the whole exchange.
+  std::chrono::milliseconds timeout{30000};
+  // True when sending the request twice has the same effect as once (reads, upserts by key,
+  // PATCH by id, requests carrying an Idempotency-Key). Only idempotent requests are retried after
+  // an outcome-unknown failure (5xx, reset, timeout). 429s are retried regardless: the server
+  // rejected the request before acting on it.
+  bool idempotent = false;
+  // Logical system name ("hubspot"), used by logs, limiters and Status::system().
+  std::string system;
+};
+
+struct Response {
+  int status = 0;
+  Headers headers;
+  std::string body;
+
+  std::optional<std::string> Header(const std::string& name) const {
+    return FindHeader(headers, name);
+  }
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual Result<Response> Send(const Request& request) = 0;
+};
+
+// Forwards every call to `target`, which it owns. Decorators override only what they change.
+class TransportWrapper : public Transport {
+ public:
+  explicit TransportWrapper(std::unique_ptr<Transport> target) : target_(std::move(target)) {}
+  Result<Response> Send(const Request& request) override { return target_->Send(request); }
+
+ protected:
+  Transport* target() { return target_.get(); }
+
+ private:
+  std::unique_ptr<Transport> target_;
+};
+
+// Classifies a response: OK for 1xx-3xx, else StatusFromHttp() with the Retry-After header parsed
+// (seconds or an HTTP date) into Status::retry_after(), and Status::system() set from the request.
+Status StatusFromResponse(const Response& response, const std::string& system,
+                          std::string message);
+
+}  // namespace crmbridge

@@ -1,0 +1,209 @@
+// Store: crmbridge's sync state, behind an abstract interface like leveldb's DB.
+//
+// What it holds (see docs/ARCHITECTURE.md):
+//   links         (entity, canonical id) <-> (system, native id), with the hashes of what was last
+//                 read from and last written to that system
+//   snapshots     the canonical fields of each entity as crmbridge last merged them
+//   cursors       per (system, object): where the next incremental read starts
+//   outbox        pending writes, one per (system, entity, canonical id), with attempts and backoff
+//   dead letters  writes that failed permanently, with the reason, replayable
+//   runs          run history (mode, counts, duration, outcome)
+//   stage history when each onboarding entered and left each stage, per system
+//   lease         so two runs never overlap
+//
+// Mutations that must be atomic are collected in a StateBatch and applied with Apply() in one
+// transaction (a cursor is only ever advanced together with the outbox rows and snapshots its page
+// produced). Only state/sqlite_store.cc contains SQL, so a PostgreSQL backend can implement the same
+// interface.
+//
+// Thread-safety: a Store may be used from several threads; each call is atomic.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/core/status.h"
+
+namespace crmbridge {
+
+struct Link {
+  std::string entity;        // "onboarding", "company", ...
+  std::string canonical_id;  // minted by crmbridge (UUID v4 string)
+  std::string system;        // "hubspot"
+  std::string native_id;     // the system's id
+  std::string last_read_hash;     // hash of the canonical fields last read from this system
+  std::string last_written_hash;  // hash of the native payload crmbridge last wrote there
+  int64_t updated_ms = 0;
+};
+
+struct Snapshot {
+  std::string entity;
+  std::string canonical_id;
+  nlohmann::json fields = nlohmann::json::object();  // canonical field -> value
+  int64_t updated_ms = 0;
+};
+
+struct OutboxItem {
+  int64_t id = 0;            // assigned by the store
+  std::string system;        // target system
+  std::string object;        // native object ("opportunities")
+  std::string entity;
+  std::string canonical_id;
+  std::string op;            // "upsert", "update", "delete"
+  std::string native_id;     // when known
+  std::string idempotency_key;
+  nlohmann::json payload = nlohmann::json::object();  // native fields to write
+  std::string payload_hash;  // becomes Link::last_written_hash on success
+  int attempts = 0;
+  int64_t next_attempt_ms = 0;
+  std::string last_error;
+  int64_t created_ms = 0;
+};
+
+struct DeadLetter {
+  int64_t id = 0;
+  OutboxItem item;           // the write that failed, as it was last attempted
+  std::string reason;        // the API's reason (Status::ToString())
+  int http_status = 0;
+  int64_t failed_ms = 0;
+};
+
+struct StageTransition {
+  std::string entity;
+  std::string canonical_id;
+  std::string system;        // the system that moved it
+  std::string from_stage;    // empty when the onboarding first appears
+  std::string to_stage;
+  int64_t at_ms = 0;
+};
+
+struct RunRecord {
+  int64_t id = 0;
+  std::string mode;          // "sync", "backfill", "dry-run"
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;   // 0 while running
+  std::string outcome;       // "ok", "dead-lettered", "failed", "running"
+  nlohmann::json counts = nlohmann::json::object();  // {"read":..,"written":..,...}
+  std::string error;
+};
+
+struct LeaseInfo {
+  std::string holder;
+  int64_t acquired_ms = 0;
+  int64_t expires_ms = 0;
+};
+
+struct CursorRow {
+  std::string system;
+  std::string object;
+  std::string cursor;
+  int64_t updated_ms = 0;
+};
+
+// A set of mutations applied atomically by Store::Apply().
+class StateBatch {
+ public:
+  struct Op {
+    enum class Kind {
+      kPutLink, kPutSnapshot, kSetCursor, kEnqueue, kCompleteOutbox, kRetryOutbox,
+      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter
+    };
+    Kind kind;
+    Link link;
+    Snapshot snapshot;
+    CursorRow cursor;
+    OutboxItem outbox;
+    DeadLetter dead_letter;
+    StageTransition stage;
+    int64_t id = 0;
+  };
+
+  // Inserts or replaces the link for (entity, canonical_id, system).
+  void PutLink(const Link& link);
+  void PutSnapshot(const Snapshot& snapshot);
+  void SetCursor(const std::string& system, const std::string& object, const std::string& cursor);
+  // Queues a write. A pending item for the same (system, entity, canonical_id) is replaced
+  // (coalesced: the newest payload wins; attempts reset), so a target never gets stale writes.
+  void Enqueue(const OutboxItem& item);
+  // Removes a delivered outbox item.
+  void CompleteOutbox(int64_t outbox_id);
+  // Records a failed attempt: attempts + 1, the error, and when to try next.
+  void RetryOutbox(int64_t outbox_id, const std::string& error, int64_t next_attempt_ms);
+  // Moves an outbox item to the dead letters.
+  void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status);
+  void AddStageTransition(const StageTransition& transition);
+  void DeleteDeadLetter(int64_t dead_letter_id);
+
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+  void Clear() { ops_.clear(); }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies every op of `batch` in one transaction: all or nothing.
+  virtual Status Apply(const StateBatch& batch) = 0;
+
+  // --- links and snapshots ---
+  virtual Result<std::optional<Link>> FindLinkByNative(const std::string& system,
+                                                       const std::string& entity,
+                                                       const std::string& native_id) = 0;
+  virtual Result<std::optional<Link>> FindLink(const std::string& entity,
+                                               const std::string& canonical_id,
+                                               const std::string& system) = 0;
+  virtual Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
+                                                      const std::string& canonical_id) = 0;
+
+  // --- cursors ---
+  virtual Result<std::optional<std::string>> GetCursor(const std::string& system,
+                                                       const std::string& object) = 0;
+  virtual Result<std::vector<CursorRow>> ListCursors() = 0;
+
+  // --- outbox ---
+  // Items for `system` due at `now_ms` (next_attempt_ms <= now_ms), oldest first, at most `limit`.
+  virtual Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
+                                                    int limit) = 0;
+  // Number of pending outbox items per system ({"hubspot": 3}).
+  virtual Result<nlohmann::json> OutboxCounts() = 0;
+
+  // --- dead letters ---
+  virtual Result<std::vector<DeadLetter>> ListDeadLetters(int limit) = 0;
+  // Moves a dead letter back to the outbox (attempts reset, due now). kNotFound if absent.
+  virtual Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) = 0;
+
+  // --- stage history ---
+  virtual Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
+                                                            const std::string& canonical_id) = 0;
+
+  // --- runs ---
+  virtual Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) = 0;
+  virtual Status FinishRun(const RunRecord& run) = 0;  // by run.id
+  virtual Result<std::vector<RunRecord>> RecentRuns(int limit) = 0;
+
+  // --- lease ---
+  // Takes the lease for `holder` until now_ms + ttl_ms if it is free, expired, or already held by
+  // `holder` (renewal). Returns false, without error, when another live holder has it.
+  virtual Result<bool> AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) = 0;
+  virtual Status ReleaseLease(const std::string& holder) = 0;
+  virtual Result<std::optional<LeaseInfo>> GetLease() = 0;
+
+  // Schema version in force (the number of the last migration applied).
+  virtual Result<int> SchemaVersion() = 0;
+};
+
+// Opens (creating if needed) a SQLite store at `path`: WAL mode, file mode 0600, migrations applied
+// in order. ":memory:" gives a private in-memory store for tests. Errors: kFailedPrecondition when
+// the file cannot be opened or was written by a newer crmbridge (unknown schema version).
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace crmbridge
