@@ -26,6 +26,10 @@ struct NativeRecord {
   nlohmann::json fields = nlohmann::json::object();
   int64_t modified_ms = 0;       // last-modified time as the system reports it, 0 if unknown
   bool deleted = false;          // a tombstone: only `id` is meaningful
+  // crmbridge's idempotency key as stored on the record (the external-id property or alternate
+  // key the connector writes WriteOp::key to), empty when the record carries none. Lets the engine
+  // recognise a record it created even when the link was never saved (crash after the write).
+  std::string key;
   // Associated records by native object type ("companies" -> ["9", "12"]).
   std::map<std::string, std::vector<std::string>> associations;
 };
@@ -36,6 +40,8 @@ struct NativeRecord {
 struct ObjectRef {
   std::string object;  // "tickets", "opportunities", ...
   std::map<std::string, std::string> params;
+  // Native fields the mapping reads or writes; a connector requests at least these on reads.
+  std::vector<std::string> fields;
 };
 
 // Opaque, connector-defined position in a change stream. Empty means "from the beginning".

@@ -1,1 +1,267 @@
-// placeholder: filled in by its module's implementation
+#include "src/cli/commands.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "src/core/ids.h"
+#include "src/core/logging.h"
+#include "src/engine/bootstrap.h"
+
+namespace crmbridge::cli {
+namespace {
+
+using nlohmann::json;
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+void InstallStopHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+void SetUpLogging(const GlobalOptions& global) {
+  InitLogging(global.log_format == "json" ? LogFormat::kJson : LogFormat::kText,
+              spdlog::level::from_str(global.log_level));
+}
+
+std::string Holder() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return fmt::format("{}:{}:{}", host, getpid(), NewUuid().substr(0, 8));
+}
+
+std::string FormatTime(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Everything a command needs: config, mapping plan and state store, or the exit code and the
+// message that says what is wrong and where.
+struct Loaded {
+  AppConfig config;
+  std::shared_ptr<const MappingPlan> plan;
+  std::unique_ptr<Store> store;
+};
+
+int Load(const GlobalOptions& global, bool need_plan, Loaded* out) {
+  auto config = LoadAppConfig(global.config_path);
+  if (!config.ok()) {
+    std::cerr << "crmbridge: configuration error:\n" << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  out->config = std::move(*config);
+  if (need_plan) {
+    auto plan = LoadPlanFor(out->config);
+    if (!plan.ok()) {
+      std::cerr << "crmbridge: mapping error:\n" << plan.status().message() << "\n";
+      return kExitUsage;
+    }
+    out->plan = *plan;
+  }
+  auto store = OpenSqliteStore(out->config.state_path);
+  if (!store.ok()) {
+    std::cerr << "crmbridge: cannot open the state store " << out->config.state_path << ": "
+              << store.status().ToString() << "\n";
+    return kExitUsage;
+  }
+  out->store = std::move(*store);
+  return kExitOk;
+}
+
+void PrintSummaryText(const RunSummary& s, bool verbose) {
+  const double secs = static_cast<double>(s.finished_ms - s.started_ms) / 1000.0;
+  if (s.dry_run) {
+    std::printf("crmbridge sync --dry-run: nothing was written (%.1f s)\n", secs);
+  } else {
+    std::printf("crmbridge sync: run %lld finished in %.1f s\n", static_cast<long long>(s.run_id),
+                secs);
+  }
+  for (const auto& [system, entities] : s.counts) {
+    for (const auto& [entity, c] : entities) {
+      std::string line = fmt::format("  {:<12} {:<11}", system, entity);
+      if (c.read > 0) {
+        line += fmt::format(" read {} (changed {}, unchanged {}", c.read, c.changed, c.unchanged);
+        if (c.rejected > 0) line += fmt::format(", rejected {}", c.rejected);
+        if (c.deletes_seen > 0) line += fmt::format(", deletes {}", c.deletes_seen);
+        line += ")";
+      }
+      if (s.dry_run) {
+        if (c.queued > 0) line += fmt::format(" would write {}", c.queued);
+      } else if (c.created + c.updated + c.retrying + c.dead_lettered > 0) {
+        line += fmt::format(" created {}, updated {}", c.created, c.updated);
+        if (c.retrying > 0) line += fmt::format(", retrying later {}", c.retrying);
+        if (c.dead_lettered > 0) line += fmt::format(", dead-lettered {}", c.dead_lettered);
+      }
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  for (const auto& [system, reason] : s.unreachable)
+    std::printf("  %s was unreachable: %s\n", system.c_str(), reason.c_str());
+
+  if (s.dry_run) {
+    std::printf("%zu write(s) planned.\n", s.plan.size());
+    for (const PlannedWrite& w : s.plan) {
+      std::printf("  %s %s %s %s\n", w.action.c_str(), w.system.c_str(), w.entity.c_str(),
+                  w.native_id.empty() ? w.canonical_id.c_str() : w.native_id.c_str());
+      if (verbose) {
+        for (const auto& [field, value] : w.fields.items())
+          std::printf("      %s = %s\n", field.c_str(), value.dump().c_str());
+      }
+    }
+    return;
+  }
+  const int64_t writes = s.TotalWrites();
+  if (writes == 0 && s.TotalDeadLettered() == 0 && s.unreachable.empty()) {
+    std::printf("Nothing to write: every system is up to date (0 write calls).\n");
+  } else {
+    std::printf("%lld record(s) written", static_cast<long long>(writes));
+    if (s.TotalDeadLettered() > 0)
+      std::printf(", %lld dead-lettered (see crmbridge dlq list)",
+                  static_cast<long long>(s.TotalDeadLettered()));
+    std::printf(".\n");
+  }
+}
+
+}  // namespace
+
+int RunSync(const GlobalOptions& global, const SyncOptions& options) {
+  SetUpLogging(global);
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+
+  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
+  if (!connectors.ok()) {
+    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
+    return kExitUsage;
+  }
+  SyncEngine engine(&loaded.config, loaded.plan, loaded.store.get(), std::move(*connectors),
+                    Clock::Real());
+  InstallStopHandlers();
+  RunOptions run;
+  run.mode = options.dry_run ? "dry-run" : "sync";
+  run.dry_run = options.dry_run;
+  run.holder = Holder();
+  run.stop = &g_stop;
+  auto summary = engine.RunOnce(run);
+  if (!summary.ok()) {
+    std::cerr << "crmbridge: sync failed: " << summary.status().ToString() << "\n";
+    return kExitInternal;
+  }
+  if (summary->lease_denied) {
+    std::cerr << "crmbridge: another run holds the lease (" << summary->lease_holder
+              << "); try again when it finishes\n";
+    return kExitLeaseHeld;
+  }
+  if (options.json) {
+    std::cout << summary->ToJson().dump(2) << std::endl;
+  } else {
+    PrintSummaryText(*summary, options.verbose);
+  }
+  if (!summary->unreachable.empty()) return kExitUnreachable;
+  if (summary->TotalDeadLettered() > 0) return kExitDeadLettered;
+  return kExitOk;
+}
+
+int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
+  SetUpLogging(global);
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  Store* store = loaded.store.get();
+
+  auto runs = store->RecentRuns(options.runs);
+  auto cursors = store->ListCursors();
+  auto outbox = store->OutboxCounts();
+  auto dead = store->ListDeadLetters(1000);
+  auto lease = store->GetLease();
+  for (const Status* s : {&runs.status(), &cursors.status(), &outbox.status(), &dead.status(),
+                          &lease.status()}) {
+    if (!s->ok()) {
+      std::cerr << "crmbridge: cannot read the state store: " << s->ToString() << "\n";
+      return kExitInternal;
+    }
+  }
+
+  json j;
+  j["state"] = loaded.config.state_path;
+  j["runs"] = json::array();
+  for (const RunRecord& r : *runs)
+    j["runs"].push_back({{"id", r.id},
+                         {"mode", r.mode},
+                         {"started", FormatTime(r.started_ms)},
+                         {"duration_ms", r.finished_ms > 0 ? r.finished_ms - r.started_ms : 0},
+                         {"outcome", r.outcome},
+                         {"counts", r.counts},
+                         {"error", r.error}});
+  j["cursors"] = json::array();
+  for (const CursorRow& c : *cursors)
+    j["cursors"].push_back({{"system", c.system},
+                            {"object", c.object},
+                            {"cursor", c.cursor},
+                            {"updated", FormatTime(c.updated_ms)}});
+  j["outbox_pending"] = *outbox;
+  j["dead_letters"] = static_cast<int64_t>(dead->size());
+  if (lease->has_value()) {
+    j["lease"] = {{"holder", (*lease)->holder},
+                  {"acquired", FormatTime((*lease)->acquired_ms)},
+                  {"expires", FormatTime((*lease)->expires_ms)}};
+  } else {
+    j["lease"] = nullptr;
+  }
+
+  if (options.json) {
+    std::cout << j.dump(2) << std::endl;
+    return kExitOk;
+  }
+  std::printf("State store: %s\n", loaded.config.state_path.c_str());
+  std::printf("Lease: %s\n", lease->has_value()
+                                 ? fmt::format("held by {} until {}", (*lease)->holder,
+                                               FormatTime((*lease)->expires_ms))
+                                       .c_str()
+                                 : "free");
+  std::printf("\nRecent runs:\n");
+  if (runs->empty()) std::printf("  (none yet)\n");
+  for (const RunRecord& r : *runs) {
+    std::printf("  #%-5lld %-8s %s  %6.1f s  %-13s writes %s\n", static_cast<long long>(r.id),
+                r.mode.c_str(), FormatTime(r.started_ms).c_str(),
+                r.finished_ms > 0 ? static_cast<double>(r.finished_ms - r.started_ms) / 1000 : 0.0,
+                r.outcome.c_str(),
+                r.counts.contains("writes") ? r.counts["writes"].dump().c_str() : "-");
+    if (!r.error.empty()) std::printf("         error: %s\n", r.error.c_str());
+  }
+  std::printf("\nCursors:\n");
+  if (cursors->empty()) std::printf("  (none yet)\n");
+  for (const CursorRow& c : *cursors)
+    std::printf("  %-12s %-28s updated %s\n", c.system.c_str(), c.object.c_str(),
+                FormatTime(c.updated_ms).c_str());
+  std::printf("\nOutbox pending: ");
+  if (outbox->empty()) {
+    std::printf("none\n");
+  } else {
+    std::printf("\n");
+    for (const auto& [system, n] : outbox->items())
+      std::printf("  %-12s %s\n", system.c_str(), n.dump().c_str());
+  }
+  std::printf("Dead letters: %zu%s\n", dead->size(),
+              dead->empty() ? "" : " (crmbridge dlq list shows them)");
+  return kExitOk;
+}
+
+}  // namespace crmbridge::cli

@@ -1,1 +1,81 @@
-int main() { return 0; }
+// crmbridge: keeps customer-onboarding data in step between HubSpot, Dynamics 365, a customer
+// success platform and a customer portal. See README.md and docs/OPERATIONS.md.
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "src/cli/commands.h"
+
+namespace {
+
+const char* kDescription =
+    "crmbridge keeps customer-onboarding data in step between HubSpot, Dynamics 365, a customer\n"
+    "success platform and a customer portal, field by field as the mapping files say. A local\n"
+    "state store (SQLite) makes every run idempotent and safe to repeat after a failure.\n";
+
+const char* kFooter =
+    "\nExit codes: 0 success; 1 finished but some records were dead-lettered; 2 usage or\n"
+    "configuration error; 3 another run holds the lease; 4 a system was unreachable.\n"
+    "\nExamples:\n"
+    "  crmbridge --config crmbridge.yaml sync --dry-run     show what a sync would write\n"
+    "  crmbridge --config crmbridge.yaml sync               run one sync\n"
+    "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace crmbridge::cli;
+  CLI::App app{kDescription, "crmbridge"};
+  app.footer(kFooter);
+  app.set_version_flag("--version", "crmbridge 0.1.0");
+  app.require_subcommand(1);
+
+  GlobalOptions global;
+  const char* env_config = std::getenv("CRMBRIDGE_CONFIG");
+  global.config_path = env_config != nullptr ? env_config : "crmbridge.yaml";
+  app.option_defaults()->always_capture_default();
+  app.add_option("-c,--config", global.config_path,
+                 "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)");
+  app.add_option("--log-format", global.log_format, "Log lines on stderr as text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", global.log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+  SyncOptions sync;
+  CLI::App* sync_cmd = app.add_subcommand(
+      "sync",
+      "Run one sync: read what changed in every system since the last run, map it, and write\n"
+      "it to the other systems. Safe to repeat; a second run with no changes writes nothing.");
+  sync_cmd->add_flag("--dry-run", sync.dry_run,
+                     "Read and map everything, print the writes a sync would make, write "
+                     "nothing (no API write, no state change)");
+  sync_cmd->add_flag("--json", sync.json, "Print the run summary (and dry-run plan) as JSON");
+  sync_cmd->add_flag("-v,--verbose", sync.verbose,
+                     "With --dry-run: print every planned write with its fields");
+
+  StatusOptions status;
+  CLI::App* status_cmd = app.add_subcommand(
+      "status", "Show the last runs with counts and durations, the cursors, the pending outbox, "
+                "dead letters and who holds the lease.");
+  status_cmd->add_flag("--json", status.json, "Print as JSON");
+  status_cmd->add_option("--runs", status.runs, "How many recent runs to show")
+      ->check(CLI::Range(1, 1000));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  if (sync_cmd->parsed()) return RunSync(global, sync);
+  if (status_cmd->parsed()) return RunStatus(global, status);
+  return kExitUsage;
+}

@@ -1,1 +1,24 @@
-// placeholder: filled in by its module's implementation
+#include "src/core/hash.h"
+
+#include <openssl/evp.h>
+
+namespace crmbridge {
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+// nlohmann::json keeps object keys in a std::map, so dump() is already canonical.
+std::string HashJson(const nlohmann::json& value) { return Sha256Hex(value.dump()); }
+
+}  // namespace crmbridge

@@ -1,1 +1,584 @@
-// placeholder: filled in by its module's implementation
+#include "src/engine/sync_engine.h"
+
+#include <algorithm>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "src/core/hash.h"
+#include "src/core/ids.h"
+
+namespace crmbridge {
+
+using nlohmann::json;
+
+json EntityCounts::ToJson() const {
+  return json{{"read", read},         {"unchanged", unchanged},   {"changed", changed},
+              {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
+              {"created", created},   {"updated", updated},       {"retrying", retrying},
+              {"dead_lettered", dead_lettered}};
+}
+
+int64_t RunSummary::TotalWrites() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.created + c.updated;
+  return n;
+}
+
+int64_t RunSummary::TotalDeadLettered() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.dead_lettered;
+  return n;
+}
+
+int64_t RunSummary::TotalQueued() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.queued;
+  return n;
+}
+
+json RunSummary::ToJson() const {
+  json j{{"run_id", run_id},
+         {"dry_run", dry_run},
+         {"started_ms", started_ms},
+         {"finished_ms", finished_ms},
+         {"duration_ms", finished_ms - started_ms},
+         {"writes", TotalWrites()},
+         {"dead_lettered", TotalDeadLettered()},
+         {"systems", json::object()},
+         {"unreachable", unreachable}};
+  if (lease_denied) {
+    j["lease_denied"] = true;
+    j["lease_holder"] = lease_holder;
+  }
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) j["systems"][system][entity] = c.ToJson();
+  if (dry_run) {
+    json p = json::array();
+    for (const auto& w : plan)
+      p.push_back({{"system", w.system}, {"entity", w.entity}, {"canonical_id", w.canonical_id},
+                   {"action", w.action}, {"native_id", w.native_id}, {"fields", w.fields}});
+    j["plan"] = std::move(p);
+  }
+  return j;
+}
+
+namespace {
+
+// Cursor rows are per (system, entity:object) so one native object can back several entities.
+std::string CursorKey(const SystemEntityMapping& m) { return m.entity + ":" + m.object; }
+
+ObjectRef RefFor(const SystemEntityMapping& m) {
+  ObjectRef ref;
+  ref.object = m.object;
+  ref.params = m.params;
+  for (const auto& f : m.fields) ref.fields.push_back(f.native);
+  return ref;
+}
+
+// Backoff for outbox items between runs: 30 s doubling to 1 h, with full jitter in the upper half
+// so a burst of failures does not come back as a burst.
+int64_t OutboxBackoffMs(int attempts) {
+  const int64_t base = 30'000, cap = 3'600'000;
+  int64_t d = base << std::min(attempts, 16);
+  d = std::min(d, cap);
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return d / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(d / 2 + 1));
+}
+
+// A network-level failure (no HTTP answer) or a credentials problem means the system, not the
+// record, is at fault.
+bool IsUnreachable(const Status& s) {
+  return s.IsSystemFatal() || (s.code() == StatusCode::kUnavailable && s.http_status() == 0);
+}
+
+}  // namespace
+
+// State of one RunOnce call.
+class SyncEngine::Run {
+ public:
+  Run(SyncEngine* engine, const RunOptions& options) : e_(engine), opt_(options) {}
+
+  Result<RunSummary> Execute();
+
+ private:
+  bool Stopping() const { return opt_.stop != nullptr && opt_.stop->load(); }
+  EntityCounts& Count(const std::string& system, const std::string& entity) {
+    std::lock_guard<std::mutex> lock(summary_mu_);
+    return summary_.counts[system][entity];
+  }
+  void MarkUnreachable(const std::string& system, const Status& s) {
+    std::lock_guard<std::mutex> lock(summary_mu_);
+    summary_.unreachable.emplace(system, s.ToString());
+  }
+  bool IsMarkedUnreachable(const std::string& system) {
+    std::lock_guard<std::mutex> lock(summary_mu_);
+    return summary_.unreachable.count(system) > 0;
+  }
+
+  Status ReadSystem(const SystemEntityMapping& m);
+  Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
+                       StateBatch* batch);
+  Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
+                                         const NativeRecord& record);
+  Status PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
+                     const json& merged, StateBatch* batch);
+  Status FlushSystem(const std::string& system);
+  Status FlushChunk(Connector* connector, const SystemEntityMapping& m,
+                    const std::vector<OutboxItem>& items);
+
+  SyncEngine* e_;
+  RunOptions opt_;
+  int64_t run_start_ms_ = 0;
+  std::mutex summary_mu_;
+  RunSummary summary_;
+
+  // Work of the page being processed, not yet committed: later records of the same page (or a
+  // dry run's whole pass) must see it.
+  std::unordered_map<std::string, Link> pending_links_;          // key: system|entity|native_id
+  std::unordered_map<std::string, Link> pending_links_by_cid_;   // key: entity|cid|system
+  std::unordered_map<std::string, Snapshot> pending_snapshots_;  // key: entity|cid
+};
+
+Result<RunSummary> SyncEngine::RunOnce(const RunOptions& options) {
+  Run run(this, options);
+  return run.Execute();
+}
+
+SyncEngine::SyncEngine(const AppConfig* config, std::shared_ptr<const MappingPlan> plan,
+                       Store* store, std::map<std::string, std::unique_ptr<Connector>> connectors,
+                       Clock* clock)
+    : config_(config),
+      plan_(std::move(plan)),
+      store_(store),
+      connectors_(std::move(connectors)),
+      clock_(clock) {}
+
+SyncEngine::~SyncEngine() = default;
+
+Result<RunSummary> SyncEngine::Run::Execute() {
+  Store* store = e_->store_;
+  run_start_ms_ = e_->clock_->NowMillis();
+  summary_.started_ms = run_start_ms_;
+  summary_.dry_run = opt_.dry_run;
+
+  // A dry run writes nothing, the lease included: it may run beside a real one.
+  if (!opt_.dry_run) {
+    auto got = store->AcquireLease(opt_.holder, run_start_ms_, e_->config_->sync.lease_ttl.count());
+    if (!got.ok()) return got.status();
+    if (!*got) {
+      summary_.lease_denied = true;
+      auto lease = store->GetLease();
+      if (lease.ok() && lease->has_value()) summary_.lease_holder = (*lease)->holder;
+      summary_.finished_ms = e_->clock_->NowMillis();
+      return summary_;
+    }
+    auto run_id = store->BeginRun(opt_.mode, run_start_ms_);
+    if (!run_id.ok()) {
+      (void)store->ReleaseLease(opt_.holder);
+      return run_id.status();
+    }
+    summary_.run_id = *run_id;
+  }
+
+  Status failure;
+  // Reads: entities in dependency order, so a company is linked before its contacts refer to it.
+  for (const CanonicalEntity& entity : e_->plan_->entities()) {
+    for (const SystemEntityMapping& m : e_->plan_->mappings()) {
+      if (m.entity != entity.name || !m.reads() || Stopping()) continue;
+      if (IsMarkedUnreachable(m.system)) continue;
+      Status s = ReadSystem(m);
+      if (!s.ok()) {
+        failure = s;
+        break;
+      }
+    }
+    if (!failure.ok()) break;
+  }
+
+  // Flush: one thread per system; each connector is used by its own thread only.
+  if (failure.ok() && !opt_.dry_run && !Stopping()) {
+    std::vector<std::thread> threads;
+    std::vector<Status> results(e_->connectors_.size());
+    size_t i = 0;
+    for (const auto& [system, connector] : e_->connectors_) {
+      const std::string name = system;
+      Status* out = &results[i++];
+      threads.emplace_back([this, name, out] { *out = FlushSystem(name); });
+    }
+    for (auto& t : threads) t.join();
+    for (const Status& s : results)
+      if (!s.ok() && failure.ok()) failure = s;
+  }
+
+  summary_.finished_ms = e_->clock_->NowMillis();
+  if (!opt_.dry_run) {
+    RunRecord rec;
+    rec.id = summary_.run_id;
+    rec.mode = opt_.mode;
+    rec.started_ms = summary_.started_ms;
+    rec.finished_ms = summary_.finished_ms;
+    json counts = summary_.ToJson();
+    rec.counts = counts["systems"];
+    rec.counts["writes"] = summary_.TotalWrites();
+    rec.counts["dead_lettered"] = summary_.TotalDeadLettered();
+    rec.outcome = !failure.ok()                       ? "failed"
+                  : !summary_.unreachable.empty()      ? "unreachable"
+                  : summary_.TotalDeadLettered() > 0   ? "dead-lettered"
+                                                       : "ok";
+    rec.error = failure.ok() ? "" : failure.ToString();
+    Status fs = store->FinishRun(rec);
+    if (!fs.ok()) spdlog::error("could not record the run: {}", fs.ToString());
+    Status rs = store->ReleaseLease(opt_.holder);
+    if (!rs.ok()) spdlog::error("could not release the lease: {}", rs.ToString());
+  }
+  if (!failure.ok()) return failure;
+  return summary_;
+}
+
+Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
+  Store* store = e_->store_;
+  auto it = e_->connectors_.find(m.system);
+  if (it == e_->connectors_.end())
+    return Status(StatusCode::kFailedPrecondition, "no connector for system " + m.system);
+  Connector* connector = it->second.get();
+
+  auto stored = store->GetCursor(m.system, CursorKey(m));
+  if (!stored.ok()) return stored.status();
+  Cursor cursor = stored->value_or("");
+  ObjectRef ref = RefFor(m);
+  ReadContext ctx;
+  ctx.run_start_ms = run_start_ms_;
+  ctx.page_size = opt_.page_size;
+
+  spdlog::info("reading {} {} ({}) from {}", m.system, m.object, m.entity,
+               cursor.empty() ? "the beginning" : "the stored cursor");
+  while (!Stopping()) {
+    auto page = connector->ReadChanges(ref, cursor, ctx);
+    if (!page.ok()) {
+      Status s = page.status();
+      s.set_system(m.system);
+      if (IsUnreachable(s) || s.IsTransient()) {
+        // The cursor is unchanged: the next run reads the same changes again.
+        spdlog::error("{}: reading {} failed, skipping this system for the run: {}", m.system,
+                      m.object, s.ToString());
+        MarkUnreachable(m.system, s);
+        return Status::Ok();
+      }
+      spdlog::error("{}: reading {} failed: {}", m.system, m.object, s.ToString());
+      MarkUnreachable(m.system, s);
+      return Status::Ok();
+    }
+    StateBatch batch;
+    for (const NativeRecord& record : page->records) {
+      CRMB_RETURN_IF_ERROR(ProcessRecord(m, record, &batch));
+    }
+    if (!opt_.dry_run) {
+      batch.SetCursor(m.system, CursorKey(m), page->next);
+      CRMB_RETURN_IF_ERROR(store->Apply(batch));
+      pending_links_.clear();
+      pending_links_by_cid_.clear();
+      pending_snapshots_.clear();
+    }
+    cursor = page->next;
+    if (!page->has_more) break;
+  }
+  return Status::Ok();
+}
+
+Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
+                                                        const NativeRecord& record) {
+  const std::string key = source.system + "|" + source.entity + "|" + record.id;
+  if (auto p = pending_links_.find(key); p != pending_links_.end()) return p->second.canonical_id;
+  auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
+  if (!link.ok()) return link.status();
+  if (link->has_value()) return (*link)->canonical_id;
+  // The record carries the key crmbridge wrote when it created it: a write whose link was lost
+  // (crash between the API call and the commit) is recognised instead of duplicated.
+  if (!record.key.empty()) return record.key;
+  return NewUuid();
+}
+
+Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
+                                      StateBatch* batch) {
+  EntityCounts& counts = Count(source.system, source.entity);
+  ++counts.read;
+  if (record.deleted) {
+    // Delete propagation is a per-entity policy of the mapping; until one is configured a delete
+    // is reported, never applied silently.
+    ++counts.deletes_seen;
+    spdlog::info("{}: {} {} was deleted; no delete policy is configured, so it is not propagated",
+                 source.system, source.object, record.id);
+    return Status::Ok();
+  }
+  auto mapped = MappingPlan::ToCanonical(source, record.fields);
+  if (!mapped.ok()) {
+    ++counts.rejected;
+    spdlog::warn("{}: {} {} cannot be mapped to {}: {}", source.system, source.object, record.id,
+                 source.entity, mapped.status().message());
+    return Status::Ok();
+  }
+
+  auto cid_or = ResolveCanonicalId(source, record);
+  if (!cid_or.ok()) return cid_or.status();
+  const std::string cid = *cid_or;
+
+  // Current snapshot: this page's pending one first, else the committed one.
+  const std::string snap_key = source.entity + "|" + cid;
+  Snapshot snap;
+  bool known = false;
+  if (auto p = pending_snapshots_.find(snap_key); p != pending_snapshots_.end()) {
+    snap = p->second;
+    known = true;
+  } else {
+    auto stored = e_->store_->GetSnapshot(source.entity, cid);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) {
+      snap = **stored;
+      known = true;
+    }
+  }
+  if (!known) {
+    snap.entity = source.entity;
+    snap.canonical_id = cid;
+  }
+
+  json merged = snap.fields;
+  bool changed = !known;
+  for (const auto& [field, value] : mapped->fields.items()) {
+    if (!merged.contains(field) || merged[field] != value) {
+      merged[field] = value;
+      changed = true;
+    }
+  }
+
+  // Keep the source link current (it may be new, or its read hash may have moved).
+  const std::string read_hash = HashJson(mapped->fields);
+  Link link;
+  {
+    const std::string lkey = source.entity + "|" + cid + "|" + source.system;
+    auto pl = pending_links_by_cid_.find(lkey);
+    if (pl != pending_links_by_cid_.end()) {
+      link = pl->second;
+    } else {
+      auto existing = e_->store_->FindLink(source.entity, cid, source.system);
+      if (!existing.ok()) return existing.status();
+      if (existing->has_value()) link = **existing;
+    }
+  }
+  const bool link_changed = link.native_id != record.id || link.last_read_hash != read_hash;
+  if (link_changed) {
+    link.entity = source.entity;
+    link.canonical_id = cid;
+    link.system = source.system;
+    link.native_id = record.id;
+    link.last_read_hash = read_hash;
+    link.updated_ms = run_start_ms_;
+    batch->PutLink(link);
+    pending_links_[source.system + "|" + source.entity + "|" + record.id] = link;
+    pending_links_by_cid_[source.entity + "|" + cid + "|" + source.system] = link;
+  }
+
+  if (!changed) {
+    // Equal to what crmbridge already holds: unchanged, or our own write coming back.
+    ++counts.unchanged;
+    return Status::Ok();
+  }
+  ++counts.changed;
+
+  // Stage transitions feed days-in-stage reports.
+  if (mapped->fields.contains("stage")) {
+    const json& to = mapped->fields["stage"];
+    const json from = snap.fields.contains("stage") ? snap.fields["stage"] : json();
+    if (to != from && to.is_string()) {
+      StageTransition t;
+      t.entity = source.entity;
+      t.canonical_id = cid;
+      t.system = source.system;
+      t.from_stage = from.is_string() ? from.get<std::string>() : "";
+      t.to_stage = to.get<std::string>();
+      t.at_ms = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
+      batch->AddStageTransition(t);
+    }
+  }
+
+  snap.fields = merged;
+  snap.updated_ms = run_start_ms_;
+  batch->PutSnapshot(snap);
+  pending_snapshots_[snap_key] = snap;
+
+  return PlanTargets(source, cid, merged, batch);
+}
+
+Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
+                                    const std::string& canonical_id, const json& merged,
+                                    StateBatch* batch) {
+  for (const SystemEntityMapping& target : e_->plan_->mappings()) {
+    if (target.entity != source.entity || target.system == source.system || !target.writes())
+      continue;
+    Link link;
+    bool linked = false;
+    const std::string lkey = target.entity + "|" + canonical_id + "|" + target.system;
+    if (auto pl = pending_links_by_cid_.find(lkey); pl != pending_links_by_cid_.end()) {
+      link = pl->second;
+      linked = true;
+    } else {
+      auto existing = e_->store_->FindLink(target.entity, canonical_id, target.system);
+      if (!existing.ok()) return existing.status();
+      if (existing->has_value()) {
+        link = **existing;
+        linked = !link.native_id.empty();
+      }
+    }
+    auto native = MappingPlan::ToNative(target, merged, /*creating=*/!linked);
+    if (!native.ok()) {
+      ++Count(target.system, target.entity).rejected;
+      spdlog::warn("{} {} cannot be mapped to {} {}: {}", source.entity, canonical_id,
+                   target.system, target.object, native.status().message());
+      continue;
+    }
+    const std::string hash = HashJson(*native);
+    if (linked && link.last_written_hash == hash) continue;  // the target already has it
+
+    ++Count(target.system, target.entity).queued;
+    if (opt_.dry_run) {
+      summary_.plan.push_back(PlannedWrite{target.system, target.entity, canonical_id,
+                                           linked ? "update" : "create", link.native_id,
+                                           *native});
+      continue;
+    }
+    OutboxItem item;
+    item.system = target.system;
+    item.object = target.object;
+    item.entity = target.entity;
+    item.canonical_id = canonical_id;
+    item.op = "upsert";
+    item.native_id = link.native_id;
+    item.idempotency_key = canonical_id;
+    item.payload = *native;
+    item.payload_hash = hash;
+    item.created_ms = run_start_ms_;
+    batch->Enqueue(item);
+  }
+  return Status::Ok();
+}
+
+Status SyncEngine::Run::FlushSystem(const std::string& system) {
+  if (IsMarkedUnreachable(system)) return Status::Ok();
+  Connector* connector = e_->connectors_.at(system).get();
+  const int max_batch = std::max(1, connector->capabilities().max_batch);
+  // Items are fetched in slices; each slice is written in chunks of the API's batch maximum.
+  const int slice = max_batch * 10;
+  // Every item handed to FlushChunk leaves the due set (completed, dead-lettered, or retried at a
+  // later time) unless the system is marked unreachable, so this loop ends.
+  while (!Stopping() && !IsMarkedUnreachable(system)) {
+    auto due = e_->store_->DueOutbox(system, e_->clock_->NowMillis(), slice);
+    if (!due.ok()) return due.status();
+    if (due->empty()) break;
+
+    // Group by entity, preserving order, then chunk.
+    std::map<std::string, std::vector<OutboxItem>> by_entity;
+    for (OutboxItem& item : *due) by_entity[item.entity].push_back(std::move(item));
+    for (auto& [entity, items] : by_entity) {
+      const SystemEntityMapping* m = e_->plan_->Find(system, entity);
+      if (m == nullptr) {
+        // The mapping no longer names this entity for this system: keep the rows for a mapping
+        // that does, rather than dropping queued customer data.
+        spdlog::warn("{}: {} outbox items for {} have no mapping any more; left in the outbox",
+                     system, items.size(), entity);
+        return Status::Ok();
+      }
+      for (size_t i = 0; i < items.size() && !Stopping(); i += max_batch) {
+        std::vector<OutboxItem> chunk(items.begin() + i,
+                                      items.begin() + std::min(items.size(), i + max_batch));
+        CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
+        if (IsMarkedUnreachable(system)) return Status::Ok();
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMapping& m,
+                                   const std::vector<OutboxItem>& items) {
+  std::vector<WriteOp> ops;
+  ops.reserve(items.size());
+  for (const OutboxItem& item : items) {
+    WriteOp op;
+    op.kind = item.op == "delete"   ? WriteOp::Kind::kDelete
+              : item.op == "update" ? WriteOp::Kind::kUpdate
+                                    : WriteOp::Kind::kUpsert;
+    op.key = item.idempotency_key;
+    op.native_id = item.native_id;
+    op.fields = item.payload;
+    ops.push_back(std::move(op));
+  }
+  auto written = connector->Write(RefFor(m), ops);
+  std::vector<WriteOutcome> outcomes;
+  if (written.ok()) {
+    outcomes = std::move(*written);
+  } else {
+    outcomes.assign(items.size(), WriteOutcome{written.status(), "", false});
+  }
+  if (outcomes.size() != items.size()) {
+    return Status(StatusCode::kInternal,
+                  std::string(connector->Name()) + " returned " + std::to_string(outcomes.size()) +
+                      " outcomes for " + std::to_string(items.size()) + " writes");
+  }
+
+  StateBatch batch;
+  EntityCounts& counts = Count(m.system, m.entity);
+  const int64_t now = e_->clock_->NowMillis();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const OutboxItem& item = items[i];
+    Status st = outcomes[i].status;
+    if (st.ok()) {
+      auto existing = e_->store_->FindLink(item.entity, item.canonical_id, item.system);
+      if (!existing.ok()) return existing.status();
+      Link link = existing->value_or(Link{});
+      link.entity = item.entity;
+      link.canonical_id = item.canonical_id;
+      link.system = item.system;
+      if (!outcomes[i].native_id.empty()) link.native_id = outcomes[i].native_id;
+      link.last_written_hash = item.payload_hash;
+      link.updated_ms = now;
+      batch.PutLink(link);
+      batch.CompleteOutbox(item.id);
+      if (outcomes[i].created) {
+        ++counts.created;
+      } else {
+        ++counts.updated;
+      }
+      continue;
+    }
+    if (st.system().empty()) st.set_system(m.system);
+    if (IsUnreachable(st)) {
+      // Not this record's fault: leave it queued untouched and stop writing to this system.
+      MarkUnreachable(m.system, st);
+      spdlog::error("{}: writes stopped for this run: {}", m.system, st.ToString());
+      break;
+    }
+    const bool transient = st.IsTransient() || st.code() == StatusCode::kAlreadyExists ||
+                           st.code() == StatusCode::kAborted;
+    if (transient && item.attempts + 1 < e_->config_->sync.max_outbox_attempts) {
+      ++counts.retrying;
+      batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts));
+      spdlog::warn("{}: {} {} will be retried: {}", m.system, m.entity, item.canonical_id,
+                   st.ToString());
+    } else {
+      ++counts.dead_lettered;
+      batch.DeadLetterOutbox(item.id, st.ToString(), st.http_status());
+      spdlog::error("{}: {} {} dead-lettered after {} attempt(s): {}", m.system, m.entity,
+                    item.canonical_id, item.attempts + 1, st.ToString());
+    }
+  }
+  return e_->store_->Apply(batch);
+}
+
+}  // namespace crmbridge

@@ -1,0 +1,120 @@
+// The mapping language: how each system's native objects map to crmbridge's canonical entities.
+//
+// Integration engineers write mapping YAML files (docs/MAPPINGS.md is the reference; the shipped
+// example is mappings/presets/onboarding.yaml). LoadMappingPlan() parses and validates them,
+// reporting every problem as "file:line:col: message", and compiles them once into an immutable
+// MappingPlan shared by every worker (like Envoy's ConfigSharedPtr). Mapping code knows no vendor
+// API: it turns JSON field maps into JSON field maps.
+//
+// Direction words are from crmbridge's point of view: `in` = native -> canonical (read from the
+// system), `out` = canonical -> native (written to the system), `both`.
+//
+// Thread-safety: a MappingPlan and everything it owns is immutable after loading; transforms are
+// pure and may run on many threads.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "src/core/status.h"
+#include "src/core/yaml_source.h"
+
+namespace crmbridge {
+
+enum class Direction { kIn, kOut, kBoth };
+
+enum class FieldType { kString, kNumber, kBoolean, kDateTime };
+
+// A small, pure transform step. In() runs native -> canonical, Out() canonical -> native.
+// Errors are record-level (kInvalidArgument naming the value).
+class Transform {
+ public:
+  virtual ~Transform() = default;
+  virtual std::string Name() const = 0;
+  virtual Result<nlohmann::json> In(const nlohmann::json& value) const = 0;
+  virtual Result<nlohmann::json> Out(const nlohmann::json& value) const = 0;
+};
+
+struct CanonicalField {
+  std::string name;
+  FieldType type = FieldType::kString;
+  bool required = false;
+};
+
+struct CanonicalEntity {
+  std::string name;  // "onboarding"
+  std::vector<CanonicalField> fields;
+  const CanonicalField* Find(const std::string& field) const;
+};
+
+struct FieldMap {
+  std::string canonical;  // canonical field name
+  std::string native;     // native field name
+  Direction direction = Direction::kBoth;
+  std::vector<std::shared_ptr<const Transform>> transforms;  // applied in order for In, reversed for Out
+  bool required = false;     // a record missing it (after transforms) is rejected
+  bool create_only = false;  // written only when the target record is created
+  SourcePos pos;
+
+  bool reads() const { return direction != Direction::kOut; }
+  bool writes() const { return direction != Direction::kIn; }
+};
+
+// How one canonical entity lives in one system.
+struct SystemEntityMapping {
+  std::string system;  // system name from crmbridge.yaml ("hubspot")
+  std::string entity;  // canonical entity ("onboarding")
+  std::string object;  // native object ("tickets", "opportunities")
+  std::map<std::string, std::string> params;  // connector parameters (pipeline, key, ...)
+  std::vector<FieldMap> fields;
+  SourcePos pos;
+
+  bool reads() const;   // any field maps in
+  bool writes() const;  // any field maps out
+};
+
+// A native record mapped to canonical fields, or why it could not be.
+struct MappedRecord {
+  nlohmann::json fields = nlohmann::json::object();  // canonical field -> value (only mapped-in fields)
+};
+
+class MappingPlan {
+ public:
+  // Canonical entities in dependency order (referenced entities first).
+  const std::vector<CanonicalEntity>& entities() const { return entities_; }
+  const std::vector<SystemEntityMapping>& mappings() const { return mappings_; }
+  const CanonicalEntity* FindEntity(const std::string& entity) const;
+  const SystemEntityMapping* Find(const std::string& system, const std::string& entity) const;
+  // Systems that appear in the plan.
+  std::set<std::string> systems() const;
+
+  // native -> canonical through every `in`/`both` field of `m`. Missing native fields are absent
+  // from the result (not null). kInvalidArgument names the field and value at fault.
+  static Result<MappedRecord> ToCanonical(const SystemEntityMapping& m, const nlohmann::json& native);
+  // canonical -> native through every `out`/`both` field of `m`; create_only fields are written
+  // only when `creating`. Canonical fields absent from `canonical` are not written.
+  static Result<nlohmann::json> ToNative(const SystemEntityMapping& m, const nlohmann::json& canonical,
+                                         bool creating);
+
+  // Built by the loader only.
+  MappingPlan(std::vector<CanonicalEntity> entities, std::vector<SystemEntityMapping> mappings)
+      : entities_(std::move(entities)), mappings_(std::move(mappings)) {}
+
+ private:
+  std::vector<CanonicalEntity> entities_;
+  std::vector<SystemEntityMapping> mappings_;
+};
+
+// Loads, validates and compiles mapping files. `known_systems` maps each system name declared in
+// crmbridge.yaml to its kind; a mapping that names any other system is an error. On failure,
+// kInvalidArgument listing every diagnostic, one per line.
+Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(
+    const std::vector<std::string>& files, const std::map<std::string, std::string>& known_systems);
+
+}  // namespace crmbridge

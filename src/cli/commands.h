@@ -1,0 +1,42 @@
+// The crmbridge subcommands. Each returns the process exit code:
+//   0 success
+//   1 the run finished but some records were dead-lettered (see `crmbridge dlq list`)
+//   2 usage or configuration error (the message names file:line:column)
+//   3 another run holds the lease
+//   4 a system was unreachable or refused the credentials
+#pragma once
+
+#include <string>
+
+namespace crmbridge::cli {
+
+enum ExitCode {
+  kExitOk = 0,
+  kExitDeadLettered = 1,
+  kExitUsage = 2,
+  kExitLeaseHeld = 3,
+  kExitUnreachable = 4,
+  kExitInternal = 70,  // the state store failed or a bug: see the log
+};
+
+struct GlobalOptions {
+  std::string config_path;
+  std::string log_format = "text";  // text | json
+  std::string log_level = "info";
+};
+
+struct SyncOptions {
+  bool dry_run = false;
+  bool json = false;
+  bool verbose = false;
+};
+
+struct StatusOptions {
+  bool json = false;
+  int runs = 10;
+};
+
+int RunSync(const GlobalOptions& global, const SyncOptions& options);
+int RunStatus(const GlobalOptions& global, const StatusOptions& options);
+
+}  // namespace crmbridge::cli

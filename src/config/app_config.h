@@ -1,0 +1,72 @@
+// AppConfig: crmbridge.yaml compiled into an immutable value.
+//
+// crmbridge.yaml names the systems (kind, base URL, credentials, rate limits, timeouts), the
+// mapping files and the state store path. Credentials are never written in the file itself: they
+// are `${env:NAME}` references resolved at load time, and every resolved secret is registered with
+// the log Redactor before anything can log it. Relative paths are resolved against the directory
+// of the config file.
+//
+// LoadAppConfig reports every problem it finds, not only the first, each as
+// "file:line:column: message" (1-based), with a hint where one helps.
+//
+// AppConfig is a plain value; share it read-only between threads.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/core/status.h"
+#include "src/core/yaml_source.h"
+
+namespace crmbridge {
+
+struct RateLimitConfig {
+  int requests = 0;                      // 0 = unlimited
+  std::chrono::milliseconds per{1000};   // window the budget refills over
+};
+
+struct SystemConfig {
+  std::string name;       // key under `systems:` ("hubspot"); persisted in links: never rename
+  std::string kind;       // "hubspot" | "dynamics365" | "totango" | "portal"
+  std::string base_url;   // without trailing slash
+  // Resolved credential values by key ("token", "client_id", "client_secret", "token_url",
+  // "scope", "app_token", ...). Values are secrets: never log them.
+  std::map<std::string, std::string> auth;
+  RateLimitConfig rate_limit;
+  // Optional second budget for search endpoints (HubSpot: 5 requests/second).
+  RateLimitConfig search_rate_limit;
+  std::chrono::milliseconds timeout{30000};
+  int max_attempts = 6;   // per HTTP call, including the first
+  // Free-form kind-specific options (`options:` map of strings), e.g. {"api_version": "v9.2"}.
+  std::map<std::string, std::string> options;
+  SourcePos pos;          // where the system was declared
+};
+
+struct SyncConfig {
+  std::chrono::milliseconds lease_ttl{10 * 60 * 1000};
+  // How far back an incremental read starts before the stored cursor (catches late writes).
+  std::chrono::milliseconds overlap{5 * 60 * 1000};
+  int max_outbox_attempts = 8;  // across runs, before a transient failure is dead-lettered
+};
+
+struct AppConfig {
+  std::string path;                        // the config file as given
+  std::string state_path;                  // absolute or relative to the working dir, resolved
+  std::vector<std::string> mapping_paths;  // resolved against the config file's directory
+  std::map<std::string, SystemConfig> systems;  // by name
+  SyncConfig sync;
+};
+
+// Looks up an environment variable; injectable for tests. Returns nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup ProcessEnv();
+
+// Loads and validates `path`. On failure returns kInvalidArgument (kNotFound if the file is
+// missing) whose message lists every diagnostic, one "file:line:col: message" per line.
+Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env = ProcessEnv());
+
+}  // namespace crmbridge

@@ -1,0 +1,34 @@
+// Bootstrap: from a loaded AppConfig to a ready SyncEngine.
+//
+// Builds, per system, the HTTP stack every connector shares (cpprest -> redacting log -> rate
+// limiter -> retries), then the connector itself through the registry, after validating the
+// mapping against the systems the config declares. Nothing here performs I/O beyond opening the
+// state store; connections are made on first use.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "connectors/connector.h"
+#include "mappings/mapping.h"
+#include "src/config/app_config.h"
+#include "src/core/clock.h"
+#include "src/core/transport.h"
+#include "src/engine/sync_engine.h"
+#include "state/store.h"
+
+namespace crmbridge {
+
+// The HTTP stack for one system: real network, redacting debug log, the system's client-side
+// rate limits, and retries with backoff that honour Retry-After.
+std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock);
+
+// Loads the mapping files named by `config`, validated against its systems.
+Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
+
+// One connector per system named in `plan`, each over its own transport stack.
+Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
+    const AppConfig& config, const MappingPlan& plan, Clock* clock);
+
+}  // namespace crmbridge

@@ -1,0 +1,117 @@
+// SyncEngine: one sync run, as docs/ARCHITECTURE.md "One sync run" describes.
+//
+//   1. Take the lease (another live run holds it: stop, RunSummary::lease_denied).
+//   2. For each canonical entity in dependency order, for each system that maps it in: read
+//      changes page by page from the stored cursor (memory bounded by one page).
+//   3. Map each native record to canonical fields; resolve its identity through links, else the
+//      crmbridge key the record carries, else mint a canonical id.
+//   4. Merge with the snapshot. A record whose mapped fields equal the snapshot is unchanged, which
+//      is also how crmbridge's own writes coming back (echoes) are recognised and dropped.
+//   5. For every other system that maps the entity out, map canonical -> native; when it differs
+//      from what crmbridge last wrote there, queue a write in the outbox. Outbox rows, snapshots,
+//      links and the page's cursor are committed in one transaction.
+//   6. Flush the outbox per system, systems in parallel, in the largest batches each API takes.
+//      Successes update links and hashes; transient failures wait for a later attempt with
+//      backoff; permanent ones become dead letters while the rest of the batch goes on.
+//
+// A crash anywhere leaves committed state consistent: a rerun resumes from the committed cursors
+// and flushes what the outbox still holds; upserts keyed by the canonical id make repeated writes
+// converge without duplicates.
+//
+// Thread-safety: RunOnce() is not reentrant; the engine uses one thread per system to flush.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "connectors/connector.h"
+#include "mappings/mapping.h"
+#include "src/config/app_config.h"
+#include "src/core/clock.h"
+#include "state/store.h"
+
+namespace crmbridge {
+
+struct RunOptions {
+  std::string mode = "sync";  // recorded in run history
+  // Plan only: read and map everything, print what would be written, write nothing anywhere
+  // (no API write, no state change, cursors untouched).
+  bool dry_run = false;
+  // Identifies this process as lease holder ("host:pid:uuid").
+  std::string holder;
+  int page_size = 0;  // 0 = each connector's default
+  // Set from another thread (SIGTERM) to stop after the current page or batch.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Per (system, entity) tallies of one run.
+struct EntityCounts {
+  int64_t read = 0;          // native records read
+  int64_t unchanged = 0;     // read but equal to the snapshot (includes crmbridge's own echoes)
+  int64_t changed = 0;       // read and merged into the snapshot
+  int64_t rejected = 0;      // could not be mapped (logged with the record id and the reason)
+  int64_t deletes_seen = 0;  // tombstones read
+  int64_t queued = 0;        // writes queued for this system
+  int64_t created = 0;       // writes delivered that created a record
+  int64_t updated = 0;       // writes delivered that updated a record
+  int64_t retrying = 0;      // writes that failed transiently and wait for a later attempt
+  int64_t dead_lettered = 0; // writes that failed permanently
+  nlohmann::json ToJson() const;
+};
+
+// One planned write, reported by dry runs.
+struct PlannedWrite {
+  std::string system;
+  std::string entity;
+  std::string canonical_id;
+  std::string action;  // "create" or "update"
+  std::string native_id;
+  nlohmann::json fields;
+};
+
+struct RunSummary {
+  int64_t run_id = 0;
+  bool dry_run = false;
+  bool lease_denied = false;
+  std::string lease_holder;  // who holds it, when denied
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+  // counts[system][entity]
+  std::map<std::string, std::map<std::string, EntityCounts>> counts;
+  // Systems that could not be reached or refused our credentials, with the reason.
+  std::map<std::string, std::string> unreachable;
+  std::vector<PlannedWrite> plan;  // dry runs only
+
+  int64_t TotalWrites() const;        // created + updated over all systems
+  int64_t TotalDeadLettered() const;
+  int64_t TotalQueued() const;
+  nlohmann::json ToJson() const;
+};
+
+class SyncEngine {
+ public:
+  // `connectors` by system name; every system the plan names must have one. None of the
+  // pointers are owned except the connectors.
+  SyncEngine(const AppConfig* config, std::shared_ptr<const MappingPlan> plan, Store* store,
+             std::map<std::string, std::unique_ptr<Connector>> connectors, Clock* clock);
+  ~SyncEngine();
+
+  // Runs one sync. A non-OK Result means the run could not proceed at all (state store failure);
+  // per-record and per-system problems are reported in the RunSummary.
+  Result<RunSummary> RunOnce(const RunOptions& options);
+
+ private:
+  class Run;
+  const AppConfig* config_;
+  std::shared_ptr<const MappingPlan> plan_;
+  Store* store_;
+  std::map<std::string, std::unique_ptr<Connector>> connectors_;
+  Clock* clock_;
+};
+
+}  // namespace crmbridge
