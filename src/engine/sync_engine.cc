@@ -458,7 +458,11 @@ Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
     item.object = target.object;
     item.entity = target.entity;
     item.canonical_id = canonical_id;
-    item.op = "upsert";
+    // A record the target already has (it came from there, or crmbridge created it) is updated
+    // by its id: records that originated in the target do not carry crmbridge's key, so an upsert
+    // by key would create a second one. New records are upserted by key, so a create retried
+    // after an unknown outcome finds the first one instead of duplicating it.
+    item.op = linked ? "update" : "upsert";
     item.native_id = link.native_id;
     item.idempotency_key = canonical_id;
     item.payload = *native;

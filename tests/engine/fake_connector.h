@@ -1,0 +1,143 @@
+// FakeConnector: an in-memory system for engine tests. Records live in a map; ReadChanges pages
+// through every record modified at or after the cursor's sequence number; Write upserts by key
+// like an external-id property, so a repeated write never duplicates. Faults are scripted.
+#pragma once
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "connectors/connector.h"
+
+namespace crmbridge::testing {
+
+class FakeSystem {
+ public:
+  struct Row {
+    std::string id;
+    std::string key;  // crmbridge key (external-id property)
+    nlohmann::json fields;
+    int64_t seq = 0;
+  };
+
+  // Inserts or changes a record as a user of the system would; returns its id.
+  std::string Put(const std::string& id, nlohmann::json fields) {
+    Row& r = rows_[id];
+    r.id = id;
+    for (auto& [k, v] : fields.items()) r.fields[k] = v;
+    r.seq = ++seq_;
+    return id;
+  }
+  const std::map<std::string, Row>& rows() const { return rows_; }
+  Row* FindByKey(const std::string& key) {
+    for (auto& [id, r] : rows_)
+      if (r.key == key) return &r;
+    return nullptr;
+  }
+
+  std::map<std::string, Row> rows_;
+  int64_t seq_ = 0;
+  int next_id_ = 1000;
+  std::string prefix_ = "n";
+};
+
+class FakeConnector : public Connector {
+ public:
+  FakeConnector(std::string name, FakeSystem* system, int max_batch = 2, int page = 2)
+      : name_(std::move(name)), system_(system) {
+    caps_.max_batch = max_batch;
+    caps_.max_page = page;
+  }
+
+  std::string_view Name() const override { return name_; }
+  const Capabilities& capabilities() const override { return caps_; }
+
+  Result<Page> ReadChanges(const ObjectRef&, const Cursor& cursor, const ReadContext&) override {
+    ++read_calls;
+    if (!read_fault.ok()) return read_fault;
+    // Cursor: "<seq>" = next sequence number to read.
+    int64_t from = cursor.empty() ? 0 : std::stoll(cursor);
+    std::vector<const FakeSystem::Row*> rows;
+    for (const auto& [id, r] : system_->rows())
+      if (r.seq >= from) rows.push_back(&r);
+    std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+    Page page;
+    int64_t next = from;
+    for (size_t i = 0; i < rows.size() && static_cast<int>(i) < caps_.max_page; ++i) {
+      NativeRecord rec;
+      rec.id = rows[i]->id;
+      rec.fields = rows[i]->fields;
+      rec.key = rows[i]->key;
+      page.records.push_back(rec);
+      next = rows[i]->seq + 1;
+    }
+    page.has_more = static_cast<int>(rows.size()) > caps_.max_page;
+    // Overlap on purpose, as real connectors do: the final cursor restarts at the last page's
+    // first record, so a second run sees records again and must recognise them as unchanged.
+    page.next = std::to_string(page.has_more ? next : from);
+    return page;
+  }
+
+  Result<std::vector<WriteOutcome>> Write(const ObjectRef&,
+                                          const std::vector<WriteOp>& ops) override {
+    ++write_calls;
+    write_ops += static_cast<int>(ops.size());
+    if (!write_call_fault.ok()) return write_call_fault;
+    std::vector<WriteOutcome> out;
+    for (const WriteOp& op : ops) {
+      WriteOutcome o;
+      auto fault = op_faults.find(op.key);
+      if (fault != op_faults.end() && !fault->second.empty()) {
+        o.status = fault->second.front();
+        fault->second.pop_front();
+        // "applied, then timed out": the write lands but the caller learns nothing.
+        if (o.status.code() != StatusCode::kDeadlineExceeded) {
+          out.push_back(o);
+          continue;
+        }
+      }
+      FakeSystem::Row* row = nullptr;
+      if (op.kind == WriteOp::Kind::kUpdate) {
+        auto it = system_->rows_.find(op.native_id);
+        if (it == system_->rows_.end()) {
+          o.status = StatusFromHttp(404, "no record " + op.native_id);
+          out.push_back(o);
+          continue;
+        }
+        row = &it->second;
+      } else {
+        row = system_->FindByKey(op.key);
+      }
+      if (row == nullptr) {
+        std::string id = system_->prefix_ + std::to_string(system_->next_id_++);
+        FakeSystem::Row& r = system_->rows_[id];
+        r.id = id;
+        r.key = op.key;
+        row = &r;
+        if (o.status.ok()) o.created = true;
+      }
+      for (auto& [k, v] : op.fields.items()) row->fields[k] = v;
+      row->seq = ++system_->seq_;
+      if (o.status.ok()) o.native_id = row->id;
+      out.push_back(o);
+    }
+    return out;
+  }
+
+  int read_calls = 0;
+  int write_calls = 0;
+  int write_ops = 0;
+  Status read_fault;
+  Status write_call_fault;
+  // Per key, statuses returned by successive writes of that key.
+  std::map<std::string, std::deque<Status>> op_faults;
+
+ private:
+  std::string name_;
+  FakeSystem* system_;
+  Capabilities caps_;
+};
+
+}  // namespace crmbridge::testing

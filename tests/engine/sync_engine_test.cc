@@ -1,0 +1,295 @@
+// Engine behaviour users depend on: idempotent reruns, echo suppression, retries that converge,
+// dead letters that do not stop a batch, crash recovery without duplicates, dry runs that write
+// nothing, and the lease.
+#include "src/engine/sync_engine.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "tests/engine/fake_connector.h"
+
+namespace crmbridge {
+namespace {
+
+using testing::FakeConnector;
+using testing::FakeSystem;
+using nlohmann::json;
+
+constexpr char kMapping[] = R"(version: 1
+entities:
+  onboarding:
+    fields:
+      title: {type: string, required: true}
+      stage: {type: string}
+tables:
+  beta_stage:
+    - {native: 1, canonical: new}
+    - {native: 2, canonical: onboarding}
+systems:
+  alpha:
+    onboarding:
+      object: tickets
+      fields:
+        title: {native: subject, transforms: [trim]}
+        stage: {native: stage}
+  beta:
+    onboarding:
+      object: opportunities
+      fields:
+        title: {native: name}
+        stage: {native: stagecode, transforms: [{table: beta_stage}]}
+)";
+
+class SyncEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/crmbridge-engine-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    const std::string path = dir_ + "/mapping.yaml";
+    std::ofstream(path) << kMapping;
+    auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    plan_ = *plan;
+    auto store = OpenSqliteStore(dir_ + "/state.db");
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+    config_.sync.max_outbox_attempts = 3;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  // A fresh engine over the same systems and store, as a new process would build.
+  std::unique_ptr<SyncEngine> NewEngine() {
+    std::map<std::string, std::unique_ptr<Connector>> connectors;
+    auto a = std::make_unique<FakeConnector>("alpha", &alpha_);
+    auto b = std::make_unique<FakeConnector>("beta", &beta_);
+    alpha_conn_ = a.get();
+    beta_conn_ = b.get();
+    connectors["alpha"] = std::move(a);
+    connectors["beta"] = std::move(b);
+    return std::make_unique<SyncEngine>(&config_, plan_, store_.get(), std::move(connectors),
+                                        &clock_);
+  }
+
+  RunSummary Sync(bool dry_run = false) {
+    auto engine = NewEngine();
+    RunOptions opt;
+    opt.holder = "test";
+    opt.dry_run = dry_run;
+    auto s = engine->RunOnce(opt);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : RunSummary{};
+  }
+
+  void SeedAlpha(int n) {
+    for (int i = 0; i < n; ++i)
+      alpha_.Put("t" + std::to_string(i), {{"subject", "  Customer " + std::to_string(i) + " "},
+                                           {"stage", i % 2 ? "onboarding" : "new"}});
+  }
+
+  std::string dir_;
+  AppConfig config_;
+  std::shared_ptr<const MappingPlan> plan_;
+  std::unique_ptr<Store> store_;
+  FakeClock clock_;
+  FakeSystem alpha_, beta_;
+  FakeConnector* alpha_conn_ = nullptr;
+  FakeConnector* beta_conn_ = nullptr;
+};
+
+TEST_F(SyncEngineTest, FirstRunCreatesEveryRecordMappedFieldByField) {
+  SeedAlpha(5);
+  RunSummary s = Sync();
+  EXPECT_EQ(s.TotalWrites(), 5);
+  EXPECT_EQ(s.counts["beta"]["onboarding"].created, 5);
+  ASSERT_EQ(beta_.rows().size(), 5u);
+  for (const auto& [id, row] : beta_.rows()) {
+    const std::string title = row.fields["name"];
+    EXPECT_EQ(title.rfind("Customer ", 0), 0u) << "trimmed on the way in";
+    EXPECT_NE(title.back(), ' ');
+    EXPECT_TRUE(row.fields["stagecode"] == 1 || row.fields["stagecode"] == 2);
+  }
+  // Batches of the connector's maximum (2): 5 writes take 3 calls.
+  EXPECT_EQ(beta_conn_->write_calls, 3);
+}
+
+TEST_F(SyncEngineTest, SecondRunWritesNothingAnywhere) {
+  SeedAlpha(5);
+  Sync();
+  RunSummary second = Sync();
+  EXPECT_EQ(second.TotalWrites(), 0);
+  EXPECT_EQ(second.TotalQueued(), 0);
+  EXPECT_EQ(alpha_conn_->write_calls, 0);
+  EXPECT_EQ(beta_conn_->write_calls, 0);
+  EXPECT_GT(second.counts["alpha"]["onboarding"].unchanged, 0);
+}
+
+TEST_F(SyncEngineTest, OwnWritesReadBackFromTheTargetAreNotEchoed) {
+  SeedAlpha(3);
+  Sync();
+  // Beta now holds the 3 records crmbridge created; reading them back must not write to alpha.
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["beta"]["onboarding"].read, 3);
+  EXPECT_EQ(s.counts["beta"]["onboarding"].unchanged, 3);
+  EXPECT_EQ(alpha_conn_->write_calls, 0);
+}
+
+TEST_F(SyncEngineTest, AChangeOnEitherSideReachesTheOther) {
+  SeedAlpha(3);
+  Sync();
+  alpha_.Put("t1", {{"subject", "Renamed customer"}});
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["beta"]["onboarding"].updated, 1);
+  bool found = false;
+  for (const auto& [id, row] : beta_.rows()) found |= row.fields["name"] == "Renamed customer";
+  EXPECT_TRUE(found);
+
+  // A change made in beta flows back to alpha, mapped through the stage table in reverse.
+  std::string beta_id = beta_.rows().begin()->first;
+  beta_.Put(beta_id, {{"stagecode", 2}, {"name", beta_.rows().at(beta_id).fields["name"]}});
+  Sync();
+  int onboarding = 0;
+  for (const auto& [id, row] : alpha_.rows()) onboarding += row.fields["stage"] == "onboarding";
+  EXPECT_EQ(onboarding, 2) << "t1 was already onboarding; the changed one moved too";
+  // And the write to alpha does not echo back into beta.
+  RunSummary quiet = Sync();
+  EXPECT_EQ(quiet.TotalWrites(), 0);
+}
+
+TEST_F(SyncEngineTest, TransientFailureIsRetriedOnALaterRunAndConverges) {
+  SeedAlpha(2);
+  auto engine = NewEngine();
+  // Fail the first record's write once with a 503.
+  Status unavailable = StatusFromHttp(503, "upstream down");
+  RunOptions opt;
+  opt.holder = "test";
+  // Keys are canonical ids, unknown before the run: fail every write of the first call instead.
+  beta_conn_->write_call_fault = unavailable;
+  auto first = engine->RunOnce(opt);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->counts["beta"]["onboarding"].retrying, 2);
+  EXPECT_EQ(beta_.rows().size(), 0u);
+
+  beta_conn_->write_call_fault = Status();
+  clock_.Advance(std::chrono::hours(2));  // past the outbox backoff
+  auto second = engine->RunOnce(opt);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->counts["beta"]["onboarding"].created, 2);
+  EXPECT_EQ(beta_.rows().size(), 2u);
+}
+
+TEST_F(SyncEngineTest, PermanentFailureDeadLettersOneRecordAndTheBatchGoesOn) {
+  SeedAlpha(4);
+  // The first run learns the canonical ids; make one record invalid for beta on the next write.
+  Sync();
+  std::string victim = beta_.rows().begin()->second.key;
+  alpha_.Put("t0", {{"subject", "Changed 0"}});
+  alpha_.Put("t1", {{"subject", "Changed 1"}});
+  alpha_.Put("t2", {{"subject", "Changed 2"}});
+  alpha_.Put("t3", {{"subject", "Changed 3"}});
+  auto engine = NewEngine();
+  beta_conn_->op_faults[victim].push_back(StatusFromHttp(400, "name is too long"));
+  RunOptions opt;
+  opt.holder = "test";
+  auto s = engine->RunOnce(opt);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->TotalDeadLettered(), 1);
+  EXPECT_EQ(s->counts["beta"]["onboarding"].updated, 3);
+  auto dead = store_->ListDeadLetters(10);
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].item.canonical_id, victim);
+  EXPECT_EQ((*dead)[0].http_status, 400);
+  EXPECT_NE((*dead)[0].reason.find("name is too long"), std::string::npos);
+}
+
+TEST_F(SyncEngineTest, WriteThatLandedButTimedOutIsNotDuplicated) {
+  SeedAlpha(1);
+  Sync();  // learn the canonical id
+  std::string key = beta_.rows().begin()->second.key;
+  alpha_.Put("t0", {{"subject", "Second version"}});
+  auto engine = NewEngine();
+  beta_conn_->op_faults[key].push_back(Status(StatusCode::kDeadlineExceeded, "timed out"));
+  RunOptions opt;
+  opt.holder = "test";
+  ASSERT_TRUE(engine->RunOnce(opt).ok());
+  clock_.Advance(std::chrono::hours(2));
+  ASSERT_TRUE(engine->RunOnce(opt).ok());
+  EXPECT_EQ(beta_.rows().size(), 1u);
+  EXPECT_EQ(beta_.rows().begin()->second.fields["name"], "Second version");
+}
+
+TEST_F(SyncEngineTest, LostLinkIsRecoveredFromTheKeyOnTheRecord) {
+  // A record crmbridge created in beta earlier, whose link was never committed (crash right after
+  // the write): beta's copy carries the key, so the next run must not create a second one.
+  SeedAlpha(1);
+  Sync();
+  ASSERT_EQ(beta_.rows().size(), 1u);
+  // Fresh state: the links are gone, beta still has the record with its key.
+  auto fresh = OpenSqliteStore(":memory:");
+  ASSERT_TRUE(fresh.ok());
+  store_ = std::move(*fresh);
+  Sync();
+  Sync();
+  EXPECT_EQ(beta_.rows().size(), 1u);
+}
+
+TEST_F(SyncEngineTest, DryRunWritesNothingAndLeavesStateUntouched) {
+  SeedAlpha(3);
+  RunSummary plan = Sync(/*dry_run=*/true);
+  EXPECT_EQ(plan.plan.size(), 3u);
+  EXPECT_EQ(plan.plan[0].action, "create");
+  EXPECT_EQ(beta_.rows().size(), 0u);
+  auto cursors = store_->ListCursors();
+  ASSERT_TRUE(cursors.ok());
+  EXPECT_TRUE(cursors->empty());
+  auto runs = store_->RecentRuns(10);
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(runs->empty());
+  // The real run afterwards does everything the plan said.
+  EXPECT_EQ(Sync().TotalWrites(), 3);
+}
+
+TEST_F(SyncEngineTest, AnotherLiveRunHoldingTheLeaseStopsThisOne) {
+  ASSERT_TRUE(*store_->AcquireLease("other-host:42", clock_.NowMillis(), 60000));
+  SeedAlpha(1);
+  RunSummary s = Sync();
+  EXPECT_TRUE(s.lease_denied);
+  EXPECT_EQ(s.lease_holder, "other-host:42");
+  EXPECT_EQ(beta_.rows().size(), 0u);
+}
+
+TEST_F(SyncEngineTest, UnreachableSystemKeepsItsWritesQueued) {
+  SeedAlpha(2);
+  auto engine = NewEngine();
+  beta_conn_->write_call_fault = Status(StatusCode::kUnauthenticated, "token rejected");
+  RunOptions opt;
+  opt.holder = "test";
+  auto s = engine->RunOnce(opt);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->unreachable.count("beta"), 1u);
+  EXPECT_EQ(s->TotalDeadLettered(), 0) << "a bad token never dead-letters records";
+  auto pending = store_->OutboxCounts();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ((*pending)["beta"], 2);
+}
+
+TEST_F(SyncEngineTest, StageChangesAreRecordedInTheStageHistory) {
+  alpha_.Put("t0", {{"subject", "Customer"}, {"stage", "new"}});
+  Sync();
+  alpha_.Put("t0", {{"stage", "onboarding"}});
+  Sync();
+  std::string cid = beta_.rows().begin()->second.key;
+  auto history = store_->StageHistory("onboarding", cid);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].to_stage, "new");
+  EXPECT_EQ((*history)[1].from_stage, "new");
+  EXPECT_EQ((*history)[1].to_stage, "onboarding");
+  EXPECT_EQ((*history)[1].system, "alpha");
+}
+
+}  // namespace
+}  // namespace crmbridge
