@@ -264,4 +264,77 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   return kExitOk;
 }
 
+int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
+  SetUpLogging(global);
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  auto dead = loaded.store->ListDeadLetters(options.limit);
+  if (!dead.ok()) {
+    std::cerr << "crmbridge: cannot read the dead letters: " << dead.status().ToString() << "\n";
+    return kExitInternal;
+  }
+  if (options.json) {
+    json j = json::array();
+    for (const DeadLetter& d : *dead)
+      j.push_back({{"id", d.id},
+                   {"system", d.item.system},
+                   {"entity", d.item.entity},
+                   {"canonical_id", d.item.canonical_id},
+                   {"native_id", d.item.native_id},
+                   {"op", d.item.op},
+                   {"attempts", d.item.attempts},
+                   {"http_status", d.http_status},
+                   {"reason", d.reason},
+                   {"failed", FormatTime(d.failed_ms)},
+                   {"payload", d.item.payload}});
+    std::cout << j.dump(2) << std::endl;
+    return kExitOk;
+  }
+  if (dead->empty()) {
+    std::printf("No dead letters.\n");
+    return kExitOk;
+  }
+  for (const DeadLetter& d : *dead) {
+    std::printf("#%lld  %s  %s %s %s (%s)  attempts %d\n    %s\n",
+                static_cast<long long>(d.id), FormatTime(d.failed_ms).c_str(),
+                d.item.op.c_str(), d.item.system.c_str(), d.item.entity.c_str(),
+                d.item.native_id.empty() ? d.item.canonical_id.c_str() : d.item.native_id.c_str(),
+                d.item.attempts, d.reason.c_str());
+  }
+  std::printf("\nReplay one with `crmbridge dlq replay ID`, all with `crmbridge dlq replay --all`;\n"
+              "they are written on the next sync.\n");
+  return kExitOk;
+}
+
+int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options) {
+  SetUpLogging(global);
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  std::vector<int64_t> ids = options.replay_ids;
+  if (options.replay_all) {
+    auto dead = loaded.store->ListDeadLetters(1 << 30);
+    if (!dead.ok()) {
+      std::cerr << "crmbridge: cannot read the dead letters: " << dead.status().ToString() << "\n";
+      return kExitInternal;
+    }
+    for (const DeadLetter& d : *dead) ids.push_back(d.id);
+  }
+  if (ids.empty()) {
+    std::cerr << "crmbridge: name the dead letters to replay (IDs from `crmbridge dlq list`) or "
+                 "use --all\n";
+    return kExitUsage;
+  }
+  int failed = 0;
+  for (int64_t id : ids) {
+    Status s = loaded.store->ReplayDeadLetter(id, Clock::Real()->NowMillis());
+    if (!s.ok()) {
+      std::cerr << "crmbridge: dead letter #" << id << ": " << s.ToString() << "\n";
+      ++failed;
+    }
+  }
+  std::printf("%zu dead letter(s) moved back to the outbox; the next sync writes them.\n",
+              ids.size() - failed);
+  return failed > 0 ? kExitUsage : kExitOk;
+}
+
 }  // namespace crmbridge::cli

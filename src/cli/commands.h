@@ -6,7 +6,9 @@
 //   4 a system was unreachable or refused the credentials
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace crmbridge::cli {
 
@@ -36,7 +38,16 @@ struct StatusOptions {
   int runs = 10;
 };
 
+struct DlqOptions {
+  bool json = false;
+  int limit = 100;
+  std::vector<int64_t> replay_ids;  // dlq replay ID...
+  bool replay_all = false;
+};
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
+int RunDlqList(const GlobalOptions& global, const DlqOptions& options);
+int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options);
 
 }  // namespace crmbridge::cli

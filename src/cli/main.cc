@@ -62,6 +62,19 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--runs", status.runs, "How many recent runs to show")
       ->check(CLI::Range(1, 1000));
 
+  DlqOptions dlq;
+  CLI::App* dlq_cmd = app.add_subcommand(
+      "dlq", "Dead letters: writes that failed permanently, kept with the record, the system and "
+             "the API's reason.");
+  dlq_cmd->require_subcommand(1);
+  CLI::App* dlq_list = dlq_cmd->add_subcommand("list", "List dead letters, newest first");
+  dlq_list->add_flag("--json", dlq.json, "Print as JSON, with each record's payload");
+  dlq_list->add_option("--limit", dlq.limit, "At most this many")->check(CLI::PositiveNumber);
+  CLI::App* dlq_replay = dlq_cmd->add_subcommand(
+      "replay", "Move dead letters back to the outbox; the next sync writes them again");
+  dlq_replay->add_option("ID", dlq.replay_ids, "Dead-letter ids from `crmbridge dlq list`");
+  dlq_replay->add_flag("--all", dlq.replay_all, "Replay every dead letter");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -77,5 +90,7 @@ int main(int argc, char** argv) {
 
   if (sync_cmd->parsed()) return RunSync(global, sync);
   if (status_cmd->parsed()) return RunStatus(global, status);
+  if (dlq_list->parsed()) return RunDlqList(global, dlq);
+  if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
   return kExitUsage;
 }
