@@ -1,1 +1,1160 @@
-// placeholder: filled in by its module's implementation
+// SqliteStore: the only file with SQL in it (see state/store.h and state/sqlite_store.h).
+//
+// Every statement is prepared once per connection and cached; values are always bound, never
+// spliced into SQL text. The one exception is `PRAGMA user_version = N`, because PRAGMA takes no
+// bound parameters; N there is a constant from kMigrations, never input.
+#include "state/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <functional>
+#include <mutex>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+namespace crmbridge {
+namespace {
+
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// Schema migrations: the single place the schema is defined. Append only: a released migration is
+// never edited, since files in the field already carry it. Migration i (1-based) has version i;
+// PRAGMA user_version records the last one applied. Each runs in its own transaction.
+struct Migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+const Migration kMigrations[] = {
+    {1, "initial schema", R"sql(
+-- (entity, canonical id) <-> (system, native id). native_id is NULL (read back as "") until the
+-- system has assigned one, so links still waiting for their create do not collide on the UNIQUE key.
+CREATE TABLE links (
+  entity            TEXT NOT NULL,
+  canonical_id      TEXT NOT NULL,
+  system            TEXT NOT NULL,
+  native_id         TEXT,
+  last_read_hash    TEXT NOT NULL DEFAULT '',
+  last_written_hash TEXT NOT NULL DEFAULT '',
+  updated_ms        INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (entity, canonical_id, system),
+  UNIQUE (system, entity, native_id)
+);
+
+CREATE TABLE snapshots (
+  entity       TEXT NOT NULL,
+  canonical_id TEXT NOT NULL,
+  fields       TEXT NOT NULL,  -- JSON object: canonical field -> value
+  updated_ms   INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (entity, canonical_id)
+);
+
+CREATE TABLE cursors (
+  system     TEXT NOT NULL,
+  object     TEXT NOT NULL,
+  cursor     TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (system, object)
+);
+
+-- One pending write per (system, entity, canonical_id): Enqueue upserts, so the newest payload
+-- wins. AUTOINCREMENT so ids are never reused and a stale id can never name a newer row. seq is the
+-- store-wide order in which payloads were enqueued (see counters), which lets a replayed dead letter
+-- tell whether a newer write for the same record exists.
+CREATE TABLE outbox (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  system          TEXT NOT NULL,
+  object          TEXT NOT NULL,
+  entity          TEXT NOT NULL,
+  canonical_id    TEXT NOT NULL,
+  op              TEXT NOT NULL,
+  native_id       TEXT NOT NULL DEFAULT '',
+  idempotency_key TEXT NOT NULL DEFAULT '',
+  payload         TEXT NOT NULL,  -- JSON object: native fields to write
+  payload_hash    TEXT NOT NULL DEFAULT '',
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_error      TEXT NOT NULL DEFAULT '',
+  created_ms      INTEGER NOT NULL DEFAULT 0,
+  seq             INTEGER NOT NULL,
+  UNIQUE (system, entity, canonical_id)
+);
+CREATE INDEX outbox_by_system ON outbox (system, id);
+
+-- The seq of the newest payload ever enqueued per record, delivered or not.
+CREATE TABLE outbox_latest (
+  system       TEXT NOT NULL,
+  entity       TEXT NOT NULL,
+  canonical_id TEXT NOT NULL,
+  seq          INTEGER NOT NULL,
+  PRIMARY KEY (system, entity, canonical_id)
+);
+
+CREATE TABLE dead_letters (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  outbox_id    INTEGER NOT NULL,
+  seq          INTEGER NOT NULL,
+  system       TEXT NOT NULL,
+  entity       TEXT NOT NULL,
+  canonical_id TEXT NOT NULL,
+  item         TEXT NOT NULL,  -- the OutboxItem as JSON, as last attempted
+  reason       TEXT NOT NULL,
+  http_status  INTEGER NOT NULL DEFAULT 0,
+  attempts     INTEGER NOT NULL,
+  failed_ms    INTEGER NOT NULL
+);
+CREATE INDEX dead_letters_by_record ON dead_letters (system, entity, canonical_id);
+
+CREATE TABLE runs (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  mode        TEXT NOT NULL,
+  started_ms  INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL DEFAULT 0,
+  outcome     TEXT NOT NULL,
+  counts      TEXT NOT NULL DEFAULT '{}',  -- JSON object
+  error       TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE stage_history (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  entity       TEXT NOT NULL,
+  canonical_id TEXT NOT NULL,
+  system       TEXT NOT NULL,
+  from_stage   TEXT NOT NULL DEFAULT '',
+  to_stage     TEXT NOT NULL,
+  at_ms        INTEGER NOT NULL
+);
+CREATE INDEX stage_history_by_record ON stage_history (entity, canonical_id, at_ms, id);
+
+CREATE TABLE lease (
+  id          INTEGER PRIMARY KEY CHECK (id = 1),
+  holder      TEXT NOT NULL,
+  acquired_ms INTEGER NOT NULL,
+  expires_ms  INTEGER NOT NULL
+);
+
+CREATE TABLE counters (
+  name  TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('outbox_seq', 0);
+)sql"},
+};
+
+constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+
+// ---------------------------------------------------------------------------------------------
+
+// What the caller should do next, per STYLE.md's code table.
+StatusCode CodeForSqlite(int rc) {
+  switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return StatusCode::kAlreadyExists;
+    default:
+      break;
+  }
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:  // another connection kept its lock past the busy timeout: retry later
+    case SQLITE_LOCKED:
+      return StatusCode::kUnavailable;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_TOOBIG:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+      return StatusCode::kInvalidArgument;
+    case SQLITE_FULL:
+      return StatusCode::kResourceExhausted;
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+    case SQLITE_IOERR:  // the disk or file needs someone's attention; retrying will not fix it
+      return StatusCode::kFailedPrecondition;
+    default:
+      return StatusCode::kInternal;
+  }
+}
+
+std::string ErrnoMessage(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+// A cached statement borrowed for one use. The destructor resets it: an un-reset SELECT would keep
+// its read transaction open and pin the WAL. When preparing failed, binds do nothing and Step()
+// returns the prepare error, so call sites need one error check, at Step().
+class Stmt {
+ public:
+  Stmt(sqlite3_stmt* stmt, int prepare_rc) : s_(stmt), rc_(prepare_rc) {}
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() {
+    if (s_ != nullptr) {
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    }
+  }
+
+  Stmt& Text(int i, const std::string& v) {
+    if (s_ != nullptr && rc_ == SQLITE_OK)
+      rc_ = sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // Binds NULL for "", for columns where "no value yet" must not collide on a UNIQUE key.
+  Stmt& TextOrNull(int i, const std::string& v) {
+    if (!v.empty()) return Text(i, v);
+    if (s_ != nullptr && rc_ == SQLITE_OK) rc_ = sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  Stmt& Int(int i, int64_t v) {
+    if (s_ != nullptr && rc_ == SQLITE_OK) rc_ = sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return rc_ != SQLITE_OK ? rc_ : sqlite3_step(s_); }
+
+  std::string ColText(int col) const {
+    const unsigned char* t = sqlite3_column_text(s_, col);
+    if (t == nullptr) return std::string();
+    return std::string(reinterpret_cast<const char*>(t),
+                       static_cast<size_t>(sqlite3_column_bytes(s_, col)));
+  }
+  int64_t ColInt(int col) const { return sqlite3_column_int64(s_, col); }
+
+ private:
+  sqlite3_stmt* s_;
+  int rc_;
+};
+
+Result<std::string> DumpJson(const json& j, const std::string& what) {
+  try {
+    return j.dump();
+  } catch (const json::exception& e) {
+    // Strings that are not valid UTF-8 cannot be serialised.
+    return Status(StatusCode::kInvalidArgument, what + " cannot be stored as JSON: " + e.what());
+  }
+}
+
+Result<json> ParseJson(const std::string& text, const std::string& what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    return Status(StatusCode::kInternal, what + " holds JSON that does not parse");
+  return j;
+}
+
+json OutboxItemToJson(const OutboxItem& item) {
+  return json{{"id", item.id},
+              {"system", item.system},
+              {"object", item.object},
+              {"entity", item.entity},
+              {"canonical_id", item.canonical_id},
+              {"op", item.op},
+              {"native_id", item.native_id},
+              {"idempotency_key", item.idempotency_key},
+              {"payload", item.payload},
+              {"payload_hash", item.payload_hash},
+              {"attempts", item.attempts},
+              {"next_attempt_ms", item.next_attempt_ms},
+              {"last_error", item.last_error},
+              {"created_ms", item.created_ms}};
+}
+
+Result<OutboxItem> OutboxItemFromJson(const std::string& text, const std::string& what) {
+  auto parsed = ParseJson(text, what);
+  if (!parsed.ok()) return parsed.status();
+  const json& j = *parsed;
+  try {
+    OutboxItem item;
+    item.id = j.value("id", int64_t{0});
+    item.system = j.value("system", std::string());
+    item.object = j.value("object", std::string());
+    item.entity = j.value("entity", std::string());
+    item.canonical_id = j.value("canonical_id", std::string());
+    item.op = j.value("op", std::string());
+    item.native_id = j.value("native_id", std::string());
+    item.idempotency_key = j.value("idempotency_key", std::string());
+    item.payload = j.value("payload", json::object());
+    item.payload_hash = j.value("payload_hash", std::string());
+    item.attempts = j.value("attempts", 0);
+    item.next_attempt_ms = j.value("next_attempt_ms", int64_t{0});
+    item.last_error = j.value("last_error", std::string());
+    item.created_ms = j.value("created_ms", int64_t{0});
+    return item;
+  } catch (const json::exception& e) {
+    return Status(StatusCode::kInternal, what + " is not a valid outbox item: " + e.what());
+  }
+}
+
+Status Annotate(const Status& s, const std::string& prefix) {
+  return Status(s.code(), prefix + ": " + s.message());
+}
+
+const char* OpKindName(StateBatch::Op::Kind kind) {
+  using K = StateBatch::Op::Kind;
+  switch (kind) {
+    case K::kPutLink: return "PutLink";
+    case K::kPutSnapshot: return "PutSnapshot";
+    case K::kSetCursor: return "SetCursor";
+    case K::kEnqueue: return "Enqueue";
+    case K::kCompleteOutbox: return "CompleteOutbox";
+    case K::kRetryOutbox: return "RetryOutbox";
+    case K::kDeadLetterOutbox: return "DeadLetterOutbox";
+    case K::kAddStageTransition: return "AddStageTransition";
+    case K::kDeleteDeadLetter: return "DeleteDeadLetter";
+  }
+  return "unknown op";
+}
+
+// Creates the file 0600 before SQLite sees it (SQLite would create it 0644 under the usual umask),
+// and tightens an existing file: the store holds customer data.
+Status PrepareFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "cannot open state file " + path + ": " + ErrnoMessage(errno));
+  }
+  Status s;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    s = Status(StatusCode::kFailedPrecondition,
+               "cannot stat state file " + path + ": " + ErrnoMessage(errno));
+  } else if (!S_ISREG(st.st_mode)) {
+    s = Status(StatusCode::kFailedPrecondition, "state file " + path + " is not a regular file");
+  } else if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
+    s = Status(StatusCode::kFailedPrecondition,
+               "state file " + path + " is readable by others and cannot be made 0600: " +
+                   ErrnoMessage(errno));
+  }
+  ::close(fd);
+  return s;
+}
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(sqlite3* db, std::string path, Clock* clock)
+      : db_(db), path_(std::move(path)), clock_(clock) {}
+
+  ~SqliteStore() override {
+    for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    sqlite3_close(db_);  // every statement is finalized, so this cannot be refused as busy
+  }
+
+  // Connection settings, schema version check, migrations. Called once, before sharing.
+  Status Init(bool in_memory, int busy_timeout_ms);
+
+  Status Apply(const StateBatch& batch) override;
+
+  Result<std::optional<Link>> FindLinkByNative(const std::string& system,
+                                               const std::string& entity,
+                                               const std::string& native_id) override;
+  Result<std::optional<Link>> FindLink(const std::string& entity, const std::string& canonical_id,
+                                       const std::string& system) override;
+  Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
+                                              const std::string& canonical_id) override;
+
+  Result<std::optional<std::string>> GetCursor(const std::string& system,
+                                               const std::string& object) override;
+  Result<std::vector<CursorRow>> ListCursors() override;
+
+  Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
+                                            int limit) override;
+  Result<nlohmann::json> OutboxCounts() override;
+
+  Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
+  Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
+
+  Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
+                                                    const std::string& canonical_id) override;
+
+  Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) override;
+  Status FinishRun(const RunRecord& run) override;
+  Result<std::vector<RunRecord>> RecentRuns(int limit) override;
+
+  Result<bool> AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) override;
+  Status ReleaseLease(const std::string& holder) override;
+  Result<std::optional<LeaseInfo>> GetLease() override;
+
+  Result<int> SchemaVersion() override;
+
+ private:
+  // All private helpers expect mu_ held.
+  Stmt Prepare(const char* sql);
+  Status Error(int rc, const std::string& doing) const;
+  // Runs a statement that returns no rows we need.
+  Status Exec(const char* sql, const std::string& doing);
+  // BEGIN IMMEDIATE (take the write lock up front, so the busy timeout applies now rather than
+  // failing at the first write), body, COMMIT; ROLLBACK when anything fails.
+  Status InTransaction(const std::string& doing, const std::function<Status()>& body);
+  Result<int> UserVersion();
+  Status Migrate();
+
+  Status ApplyOp(const StateBatch::Op& op);
+  Status PutLink(const Link& link);
+  Status PutSnapshot(const Snapshot& snapshot);
+  Status SetCursor(const CursorRow& cursor);
+  Status Enqueue(const OutboxItem& item);
+  Status UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
+                      int64_t next_attempt_ms);
+  Result<int64_t> NextSeq();
+  Status CompleteOutbox(int64_t id);
+  Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms);
+  Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status);
+  Status AddStageTransition(const StageTransition& t);
+  Status DeleteDeadLetter(int64_t id);
+  Status ReplayLocked(int64_t dead_letter_id, int64_t now_ms);
+
+  std::mutex mu_;
+  sqlite3* const db_;
+  const std::string path_;
+  Clock* const clock_;
+  std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+};
+
+Stmt SqliteStore::Prepare(const char* sql) {
+  auto it = stmts_.find(sql);
+  if (it != stmts_.end()) return Stmt(it->second, SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return Stmt(nullptr, rc);
+  }
+  stmts_.emplace(sql, stmt);
+  return Stmt(stmt, SQLITE_OK);
+}
+
+Status SqliteStore::Error(int rc, const std::string& doing) const {
+  // sqlite3_errmsg describes the most recent failure on this connection, which is `rc`'s as long
+  // as nothing else ran since; sqlite3_errstr is the fallback for bind and prepare-less paths.
+  const char* msg = sqlite3_extended_errcode(db_) == rc ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  return Status(CodeForSqlite(rc),
+                "state store " + path_ + ": " + doing + ": " + msg + " (sqlite " +
+                    std::to_string(rc) + ")");
+}
+
+Status SqliteStore::Exec(const char* sql, const std::string& doing) {
+  Stmt st = Prepare(sql);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, doing);
+}
+
+Status SqliteStore::InTransaction(const std::string& doing, const std::function<Status()>& body) {
+  CRMB_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", "starting a transaction for " + doing));
+  Status s = body();
+  if (s.ok()) {
+    s = Exec("COMMIT", "committing " + doing);
+    if (s.ok()) return s;
+  }
+  // Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
+  if (sqlite3_get_autocommit(db_) == 0) {
+    Status r = Exec("ROLLBACK", "rolling back " + doing);
+    if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
+  }
+  return s;
+}
+
+Result<int> SqliteStore::UserVersion() {
+  Stmt st = Prepare("PRAGMA user_version");
+  const int rc = st.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the schema version");
+  return static_cast<int>(st.ColInt(0));
+}
+
+Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, busy_timeout_ms);
+
+  // Before changing anything: a file from a newer crmbridge, or not a database at all, is refused
+  // untouched.
+  auto version = UserVersion();
+  if (!version.ok()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "state file " + path_ + " cannot be read as a SQLite database: " +
+                      version.status().message());
+  }
+  if (*version > kKnownSchemaVersion) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "state file " + path_ + " has schema version " + std::to_string(*version) +
+                      ", this crmbridge knows up to " + std::to_string(kKnownSchemaVersion));
+  }
+
+  {
+    Stmt st = Prepare("PRAGMA journal_mode=WAL");
+    const int rc = st.Step();
+    if (rc != SQLITE_ROW) return Error(rc, "switching to WAL mode");
+    const std::string mode = st.ColText(0);
+    // An in-memory database reports "memory": it has no journal file to put in WAL mode.
+    if (!in_memory && mode != "wal") {
+      return Status(StatusCode::kFailedPrecondition,
+                    "state file " + path_ + " cannot use WAL mode (journal mode is " + mode + ")");
+    }
+  }
+  // NORMAL is durable in WAL mode except for the last commits before a power loss, which a rerun
+  // repeats; FULL would fsync on every commit.
+  CRMB_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL", "setting synchronous=NORMAL"));
+  CRMB_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON", "enabling foreign keys"));
+  CRMB_RETURN_IF_ERROR(Migrate());
+
+  if (!in_memory) {
+    // SQLite creates -wal and -shm with the main file's mode; this covers files left behind by an
+    // older build or created under another mode. Best effort: SQLite may remove them at any time.
+    for (const char* suffix : {"-wal", "-shm"}) {
+      const std::string companion = path_ + suffix;
+      struct stat st;
+      if (::stat(companion.c_str(), &st) == 0 && (st.st_mode & 07777) != 0600)
+        (void)::chmod(companion.c_str(), 0600);
+    }
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::Migrate() {
+  for (int i = 0; i < kKnownSchemaVersion; ++i) {
+    const Migration& m = kMigrations[i];
+    if (m.version != i + 1) {
+      return Status(StatusCode::kInternal, "schema migrations are out of order at " +
+                                               std::to_string(m.version));
+    }
+    const std::string doing =
+        "schema migration " + std::to_string(m.version) + " (" + m.description + ")";
+    CRMB_RETURN_IF_ERROR(InTransaction(doing, [&]() -> Status {
+      // Read inside the transaction: another process may have migrated since we looked.
+      auto version = UserVersion();
+      if (!version.ok()) return version.status();
+      if (*version >= m.version) return Status::Ok();
+      char* err = nullptr;
+      // sqlite3_exec because a migration is several statements; they carry no values.
+      int rc = sqlite3_exec(db_, m.sql, nullptr, nullptr, &err);
+      if (rc != SQLITE_OK) {
+        Status s(CodeForSqlite(rc), "state store " + path_ + ": " + doing + ": " +
+                                        (err != nullptr ? err : sqlite3_errstr(rc)));
+        sqlite3_free(err);
+        return s;
+      }
+      // PRAGMA takes no bound parameters; the number is our own constant.
+      const std::string set_version = "PRAGMA user_version = " + std::to_string(m.version);
+      rc = sqlite3_exec(db_, set_version.c_str(), nullptr, nullptr, nullptr);
+      if (rc != SQLITE_OK) return Error(rc, "recording " + doing);
+      return Status::Ok();
+    }));
+  }
+  return Status::Ok();
+}
+
+Result<int> SqliteStore::SchemaVersion() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return UserVersion();
+}
+
+// ---- Apply ----
+
+Status SqliteStore::Apply(const StateBatch& batch) {
+  if (batch.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string doing = "a batch of " + std::to_string(batch.ops().size()) + " ops";
+  return InTransaction(doing, [&]() -> Status {
+    const auto& ops = batch.ops();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Status s = ApplyOp(ops[i]);
+      if (!s.ok()) {
+        return Annotate(s, "op " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) +
+                               " (" + OpKindName(ops[i].kind) + ")");
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
+  using K = StateBatch::Op::Kind;
+  switch (op.kind) {
+    case K::kPutLink: return PutLink(op.link);
+    case K::kPutSnapshot: return PutSnapshot(op.snapshot);
+    case K::kSetCursor: return SetCursor(op.cursor);
+    case K::kEnqueue: return Enqueue(op.outbox);
+    case K::kCompleteOutbox: return CompleteOutbox(op.id);
+    case K::kRetryOutbox:
+      return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms);
+    case K::kDeadLetterOutbox:
+      return DeadLetterOutbox(op.id, op.dead_letter.reason, op.dead_letter.http_status);
+    case K::kAddStageTransition: return AddStageTransition(op.stage);
+    case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
+  }
+  return Status(StatusCode::kInternal, "unknown batch op");
+}
+
+Status SqliteStore::PutLink(const Link& link) {
+  if (link.entity.empty() || link.canonical_id.empty() || link.system.empty()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "a link needs an entity, a canonical id and a system");
+  }
+  // An upsert on the primary key only: a native id already linked to another canonical id is a
+  // UNIQUE violation (kAlreadyExists), never a silent replacement of the other link.
+  Stmt st = Prepare(
+      "INSERT INTO links (entity, canonical_id, system, native_id, last_read_hash, "
+      "last_written_hash, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+      "ON CONFLICT (entity, canonical_id, system) DO UPDATE SET native_id = excluded.native_id, "
+      "last_read_hash = excluded.last_read_hash, last_written_hash = excluded.last_written_hash, "
+      "updated_ms = excluded.updated_ms");
+  st.Text(1, link.entity).Text(2, link.canonical_id).Text(3, link.system);
+  st.TextOrNull(4, link.native_id).Text(5, link.last_read_hash).Text(6, link.last_written_hash);
+  st.Int(7, link.updated_ms);
+  const int rc = st.Step();
+  if (rc != SQLITE_DONE) {
+    return Error(rc, "storing the link " + link.entity + " " + link.canonical_id + " <-> " +
+                         link.system + " " + link.native_id);
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
+  const std::string what = "snapshot of " + snapshot.entity + " " + snapshot.canonical_id;
+  auto fields = DumpJson(snapshot.fields, what);
+  if (!fields.ok()) return fields.status();
+  Stmt st = Prepare(
+      "INSERT INTO snapshots (entity, canonical_id, fields, updated_ms) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
+      "updated_ms = excluded.updated_ms");
+  st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
+  st.Int(4, snapshot.updated_ms);
+  const int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
+}
+
+Status SqliteStore::SetCursor(const CursorRow& cursor) {
+  if (cursor.system.empty() || cursor.object.empty())
+    return Status(StatusCode::kInvalidArgument, "a cursor needs a system and an object");
+  Stmt st = Prepare(
+      "INSERT INTO cursors (system, object, cursor, updated_ms) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (system, object) DO UPDATE SET cursor = excluded.cursor, "
+      "updated_ms = excluded.updated_ms");
+  st.Text(1, cursor.system).Text(2, cursor.object).Text(3, cursor.cursor);
+  st.Int(4, clock_->NowMillis());
+  const int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok()
+                           : Error(rc, "storing the cursor of " + cursor.system + " " +
+                                           cursor.object);
+}
+
+Result<int64_t> SqliteStore::NextSeq() {
+  Stmt st = Prepare(
+      "UPDATE counters SET value = value + 1 WHERE name = 'outbox_seq' RETURNING value");
+  int rc = st.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "numbering an outbox payload");
+  const int64_t seq = st.ColInt(0);
+  while ((rc = st.Step()) == SQLITE_ROW) {
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "numbering an outbox payload");
+  return seq;
+}
+
+Status SqliteStore::UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
+                                 int64_t next_attempt_ms) {
+  const std::string what =
+      "queueing the write of " + item.entity + " " + item.canonical_id + " to " + item.system;
+  // Coalescing: a pending row for the record keeps its id and created_ms (its place in the queue)
+  // and takes everything else from the newer write, with a fresh retry budget.
+  Stmt st = Prepare(
+      "INSERT INTO outbox (system, object, entity, canonical_id, op, native_id, idempotency_key, "
+      "payload, payload_hash, attempts, next_attempt_ms, last_error, created_ms, seq) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, '', ?11, ?12) "
+      "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET object = excluded.object, "
+      "op = excluded.op, native_id = excluded.native_id, "
+      "idempotency_key = excluded.idempotency_key, payload = excluded.payload, "
+      "payload_hash = excluded.payload_hash, attempts = 0, "
+      "next_attempt_ms = excluded.next_attempt_ms, last_error = '', seq = excluded.seq");
+  st.Text(1, item.system).Text(2, item.object).Text(3, item.entity).Text(4, item.canonical_id);
+  st.Text(5, item.op).Text(6, item.native_id).Text(7, item.idempotency_key).Text(8, payload);
+  st.Text(9, item.payload_hash).Int(10, next_attempt_ms).Int(11, item.created_ms).Int(12, seq);
+  int rc = st.Step();
+  if (rc != SQLITE_DONE) return Error(rc, what);
+
+  Stmt latest = Prepare(
+      "INSERT INTO outbox_latest (system, entity, canonical_id, seq) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET seq = max(seq, excluded.seq)");
+  latest.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id).Int(4, seq);
+  rc = latest.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
+}
+
+Status SqliteStore::Enqueue(const OutboxItem& item) {
+  if (item.system.empty() || item.object.empty() || item.entity.empty() ||
+      item.canonical_id.empty() || item.op.empty()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "an outbox item needs a system, an object, an entity, a canonical id and an op");
+  }
+  auto payload = DumpJson(item.payload, "the payload for " + item.system + " " + item.entity +
+                                            " " + item.canonical_id);
+  if (!payload.ok()) return payload.status();
+  auto seq = NextSeq();
+  if (!seq.ok()) return seq.status();
+  return UpsertOutbox(item, *payload, *seq, item.next_attempt_ms);
+}
+
+Status SqliteStore::CompleteOutbox(int64_t id) {
+  Stmt st = Prepare("DELETE FROM outbox WHERE id = ?1");
+  st.Int(1, id);
+  const int rc = st.Step();
+  const std::string what = "completing outbox item " + std::to_string(id);
+  if (rc != SQLITE_DONE) return Error(rc, what);
+  if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such item");
+  return Status::Ok();
+}
+
+Status SqliteStore::RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms) {
+  Stmt st = Prepare(
+      "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 "
+      "WHERE id = ?1");
+  st.Int(1, id).Text(2, error).Int(3, next_attempt_ms);
+  const int rc = st.Step();
+  const std::string what = "recording a failed attempt of outbox item " + std::to_string(id);
+  if (rc != SQLITE_DONE) return Error(rc, what);
+  if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such item");
+  return Status::Ok();
+}
+
+constexpr const char* kOutboxColumns =
+    "id, system, object, entity, canonical_id, op, native_id, idempotency_key, payload, "
+    "payload_hash, attempts, next_attempt_ms, last_error, created_ms, seq";
+
+Result<OutboxItem> ReadOutboxRow(const Stmt& st) {
+  OutboxItem item;
+  item.id = st.ColInt(0);
+  item.system = st.ColText(1);
+  item.object = st.ColText(2);
+  item.entity = st.ColText(3);
+  item.canonical_id = st.ColText(4);
+  item.op = st.ColText(5);
+  item.native_id = st.ColText(6);
+  item.idempotency_key = st.ColText(7);
+  auto payload = ParseJson(st.ColText(8), "outbox item " + std::to_string(item.id));
+  if (!payload.ok()) return payload.status();
+  item.payload = std::move(*payload);
+  item.payload_hash = st.ColText(9);
+  item.attempts = static_cast<int>(st.ColInt(10));
+  item.next_attempt_ms = st.ColInt(11);
+  item.last_error = st.ColText(12);
+  item.created_ms = st.ColInt(13);
+  return item;
+}
+
+Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int http_status) {
+  const std::string what = "dead-lettering outbox item " + std::to_string(id);
+  OutboxItem item;
+  int64_t seq = 0;
+  {
+    static const std::string sql = std::string("SELECT ") + kOutboxColumns +
+                                   " FROM outbox WHERE id = ?1";
+    Stmt st = Prepare(sql.c_str());
+    st.Int(1, id);
+    const int rc = st.Step();
+    if (rc == SQLITE_DONE) return Status(StatusCode::kNotFound, what + ": no such item");
+    if (rc != SQLITE_ROW) return Error(rc, what);
+    auto row = ReadOutboxRow(st);
+    if (!row.ok()) return row.status();
+    item = std::move(*row);
+    seq = st.ColInt(14);
+  }
+  // The dead letter shows the item as it was last attempted: this failure counts as an attempt.
+  item.attempts += 1;
+  item.last_error = reason;
+  auto text = DumpJson(OutboxItemToJson(item), "outbox item " + std::to_string(id));
+  if (!text.ok()) return text.status();
+
+  Stmt ins = Prepare(
+      "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
+      "http_status, attempts, failed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  ins.Int(1, id).Int(2, seq).Text(3, item.system).Text(4, item.entity).Text(5, item.canonical_id);
+  ins.Text(6, *text).Text(7, reason).Int(8, http_status).Int(9, item.attempts);
+  ins.Int(10, clock_->NowMillis());
+  int rc = ins.Step();
+  if (rc != SQLITE_DONE) return Error(rc, what);
+
+  Stmt del = Prepare("DELETE FROM outbox WHERE id = ?1");
+  del.Int(1, id);
+  rc = del.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
+}
+
+Status SqliteStore::AddStageTransition(const StageTransition& t) {
+  Stmt st = Prepare(
+      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  st.Text(1, t.entity).Text(2, t.canonical_id).Text(3, t.system).Text(4, t.from_stage);
+  st.Text(5, t.to_stage).Int(6, t.at_ms);
+  const int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok()
+                           : Error(rc, "recording a stage transition of " + t.entity + " " +
+                                           t.canonical_id);
+}
+
+Status SqliteStore::DeleteDeadLetter(int64_t id) {
+  Stmt st = Prepare("DELETE FROM dead_letters WHERE id = ?1");
+  st.Int(1, id);
+  const int rc = st.Step();
+  const std::string what = "deleting dead letter " + std::to_string(id);
+  if (rc != SQLITE_DONE) return Error(rc, what);
+  if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such item");
+  return Status::Ok();
+}
+
+// ---- links, snapshots, cursors ----
+
+constexpr const char* kLinkColumns =
+    "entity, canonical_id, system, native_id, last_read_hash, last_written_hash, updated_ms";
+
+Link ReadLinkRow(const Stmt& st) {
+  Link link;
+  link.entity = st.ColText(0);
+  link.canonical_id = st.ColText(1);
+  link.system = st.ColText(2);
+  link.native_id = st.ColText(3);
+  link.last_read_hash = st.ColText(4);
+  link.last_written_hash = st.ColText(5);
+  link.updated_ms = st.ColInt(6);
+  return link;
+}
+
+Result<std::optional<Link>> SqliteStore::FindLinkByNative(const std::string& system,
+                                                          const std::string& entity,
+                                                          const std::string& native_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  static const std::string sql = std::string("SELECT ") + kLinkColumns +
+                                 " FROM links WHERE system = ?1 AND entity = ?2 AND native_id = ?3";
+  Stmt st = Prepare(sql.c_str());
+  st.Text(1, system).Text(2, entity).Text(3, native_id);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Link>();
+  if (rc != SQLITE_ROW) return Error(rc, "finding the link of " + system + " " + native_id);
+  return std::optional<Link>(ReadLinkRow(st));
+}
+
+Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
+                                                  const std::string& canonical_id,
+                                                  const std::string& system) {
+  std::lock_guard<std::mutex> lock(mu_);
+  static const std::string sql =
+      std::string("SELECT ") + kLinkColumns +
+      " FROM links WHERE entity = ?1 AND canonical_id = ?2 AND system = ?3";
+  Stmt st = Prepare(sql.c_str());
+  st.Text(1, entity).Text(2, canonical_id).Text(3, system);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Link>();
+  if (rc != SQLITE_ROW)
+    return Error(rc, "finding the " + system + " link of " + entity + " " + canonical_id);
+  return std::optional<Link>(ReadLinkRow(st));
+}
+
+Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& entity,
+                                                         const std::string& canonical_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "snapshot of " + entity + " " + canonical_id;
+  Stmt st = Prepare(
+      "SELECT fields, updated_ms FROM snapshots WHERE entity = ?1 AND canonical_id = ?2");
+  st.Text(1, entity).Text(2, canonical_id);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<Snapshot>();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the " + what);
+  auto fields = ParseJson(st.ColText(0), "the " + what);
+  if (!fields.ok()) return fields.status();
+  Snapshot snapshot;
+  snapshot.entity = entity;
+  snapshot.canonical_id = canonical_id;
+  snapshot.fields = std::move(*fields);
+  snapshot.updated_ms = st.ColInt(1);
+  return std::optional<Snapshot>(std::move(snapshot));
+}
+
+Result<std::optional<std::string>> SqliteStore::GetCursor(const std::string& system,
+                                                          const std::string& object) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare("SELECT cursor FROM cursors WHERE system = ?1 AND object = ?2");
+  st.Text(1, system).Text(2, object);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the cursor of " + system + " " + object);
+  return std::optional<std::string>(st.ColText(0));
+}
+
+Result<std::vector<CursorRow>> SqliteStore::ListCursors() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare("SELECT system, object, cursor, updated_ms FROM cursors ORDER BY system, object");
+  std::vector<CursorRow> rows;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    rows.push_back(CursorRow{st.ColText(0), st.ColText(1), st.ColText(2), st.ColInt(3)});
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing cursors");
+  return rows;
+}
+
+// ---- outbox and dead letters ----
+
+// SQLite reads a negative LIMIT as "no limit".
+int64_t SqlLimit(int limit) { return limit > 0 ? limit : -1; }
+
+Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system, int64_t now_ms,
+                                                       int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Ordered by id, the store's own insertion order: callers' created_ms may tie or go backwards.
+  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
+                                 " FROM outbox WHERE system = ?1 AND next_attempt_ms <= ?2 "
+                                 "ORDER BY id LIMIT ?3";
+  Stmt st = Prepare(sql.c_str());
+  st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit));
+  std::vector<OutboxItem> items;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto item = ReadOutboxRow(st);
+    if (!item.ok()) return item.status();
+    items.push_back(std::move(*item));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading the due outbox of " + system);
+  return items;
+}
+
+Result<nlohmann::json> SqliteStore::OutboxCounts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare("SELECT system, COUNT(*) FROM outbox GROUP BY system ORDER BY system");
+  json counts = json::object();
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) counts[st.ColText(0)] = st.ColInt(1);
+  if (rc != SQLITE_DONE) return Error(rc, "counting outbox items");
+  return counts;
+}
+
+Result<std::vector<DeadLetter>> SqliteStore::ListDeadLetters(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare(
+      "SELECT id, item, reason, http_status, failed_ms FROM dead_letters ORDER BY id LIMIT ?1");
+  st.Int(1, SqlLimit(limit));
+  std::vector<DeadLetter> letters;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    DeadLetter dl;
+    dl.id = st.ColInt(0);
+    auto item = OutboxItemFromJson(st.ColText(1), "dead letter " + std::to_string(dl.id));
+    if (!item.ok()) return item.status();
+    dl.item = std::move(*item);
+    dl.reason = st.ColText(2);
+    dl.http_status = static_cast<int>(st.ColInt(3));
+    dl.failed_ms = st.ColInt(4);
+    letters.push_back(std::move(dl));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing dead letters");
+  return letters;
+}
+
+Status SqliteStore::ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return InTransaction("replaying dead letter " + std::to_string(dead_letter_id),
+                       [&]() { return ReplayLocked(dead_letter_id, now_ms); });
+}
+
+// A replay must never send a target older data than a write queued after the failure: "newest
+// payload wins" holds across the dead letters too. When a newer write for the record exists
+// (pending, or already delivered), the stale payload is dropped; a pending newer write is made due
+// now with a fresh retry budget, which is what the operator asked for.
+Status SqliteStore::ReplayLocked(int64_t dead_letter_id, int64_t now_ms) {
+  const std::string what = "replaying dead letter " + std::to_string(dead_letter_id);
+  OutboxItem item;
+  int64_t seq = 0;
+  {
+    Stmt st = Prepare("SELECT item, seq FROM dead_letters WHERE id = ?1");
+    st.Int(1, dead_letter_id);
+    const int rc = st.Step();
+    if (rc == SQLITE_DONE) return Status(StatusCode::kNotFound, what + ": no such dead letter");
+    if (rc != SQLITE_ROW) return Error(rc, what);
+    auto parsed = OutboxItemFromJson(st.ColText(0), "dead letter " + std::to_string(dead_letter_id));
+    if (!parsed.ok()) return parsed.status();
+    item = std::move(*parsed);
+    seq = st.ColInt(1);
+  }
+
+  int64_t latest_seq = 0;
+  {
+    Stmt st = Prepare(
+        "SELECT seq FROM outbox_latest WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3");
+    st.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id);
+    const int rc = st.Step();
+    if (rc == SQLITE_ROW) {
+      latest_seq = st.ColInt(0);
+    } else if (rc != SQLITE_DONE) {
+      return Error(rc, what);
+    }
+  }
+
+  if (latest_seq > seq) {
+    Stmt st = Prepare(
+        "UPDATE outbox SET attempts = 0, next_attempt_ms = ?4, last_error = '' "
+        "WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3");
+    st.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id).Int(4, now_ms);
+    const int rc = st.Step();
+    if (rc != SQLITE_DONE) return Error(rc, what);
+  } else {
+    auto payload = DumpJson(item.payload, "the payload of dead letter " +
+                                              std::to_string(dead_letter_id));
+    if (!payload.ok()) return payload.status();
+    CRMB_RETURN_IF_ERROR(UpsertOutbox(item, *payload, seq, now_ms));
+  }
+  return DeleteDeadLetter(dead_letter_id);
+}
+
+// ---- stage history and runs ----
+
+Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string& entity,
+                                                               const std::string& canonical_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare(
+      "SELECT system, from_stage, to_stage, at_ms FROM stage_history "
+      "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, id");
+  st.Text(1, entity).Text(2, canonical_id);
+  std::vector<StageTransition> history;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    history.push_back(StageTransition{entity, canonical_id, st.ColText(0), st.ColText(1),
+                                      st.ColText(2), st.ColInt(3)});
+  }
+  if (rc != SQLITE_DONE)
+    return Error(rc, "reading the stage history of " + entity + " " + canonical_id);
+  return history;
+}
+
+Result<int64_t> SqliteStore::BeginRun(const std::string& mode, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare(
+      "INSERT INTO runs (mode, started_ms, finished_ms, outcome, counts, error) "
+      "VALUES (?1, ?2, 0, 'running', '{}', '')");
+  st.Text(1, mode).Int(2, now_ms);
+  const int rc = st.Step();
+  if (rc != SQLITE_DONE) return Error(rc, "recording the start of a " + mode + " run");
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status SqliteStore::FinishRun(const RunRecord& run) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "recording the end of run " + std::to_string(run.id);
+  auto counts = DumpJson(run.counts, "the counts of run " + std::to_string(run.id));
+  if (!counts.ok()) return counts.status();
+  Stmt st = Prepare(
+      "UPDATE runs SET finished_ms = ?2, outcome = ?3, counts = ?4, error = ?5 WHERE id = ?1");
+  st.Int(1, run.id).Int(2, run.finished_ms).Text(3, run.outcome).Text(4, *counts);
+  st.Text(5, run.error);
+  const int rc = st.Step();
+  if (rc != SQLITE_DONE) return Error(rc, what);
+  if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such run");
+  return Status::Ok();
+}
+
+Result<std::vector<RunRecord>> SqliteStore::RecentRuns(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare(
+      "SELECT id, mode, started_ms, finished_ms, outcome, counts, error FROM runs "
+      "ORDER BY id DESC LIMIT ?1");
+  st.Int(1, SqlLimit(limit));
+  std::vector<RunRecord> runs;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    RunRecord run;
+    run.id = st.ColInt(0);
+    run.mode = st.ColText(1);
+    run.started_ms = st.ColInt(2);
+    run.finished_ms = st.ColInt(3);
+    run.outcome = st.ColText(4);
+    auto counts = ParseJson(st.ColText(5), "the counts of run " + std::to_string(run.id));
+    if (!counts.ok()) return counts.status();
+    run.counts = std::move(*counts);
+    run.error = st.ColText(6);
+    runs.push_back(std::move(run));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing recent runs");
+  return runs;
+}
+
+// ---- lease ----
+
+Result<bool> SqliteStore::AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) {
+  if (holder.empty() || ttl_ms <= 0)
+    return Status(StatusCode::kInvalidArgument, "a lease needs a holder and a positive ttl");
+  std::lock_guard<std::mutex> lock(mu_);
+  // One statement, so the check and the take are atomic across processes as well as threads. The
+  // DO UPDATE's WHERE admits only a renewal or an expired lease; otherwise nothing changes.
+  // Every SET expression sees the old row, so acquired_ms is kept on a live renewal.
+  Stmt st = Prepare(
+      "INSERT INTO lease (id, holder, acquired_ms, expires_ms) VALUES (1, ?1, ?2, ?3) "
+      "ON CONFLICT (id) DO UPDATE SET "
+      "acquired_ms = CASE WHEN lease.holder = excluded.holder AND lease.expires_ms > "
+      "excluded.acquired_ms THEN lease.acquired_ms ELSE excluded.acquired_ms END, "
+      "holder = excluded.holder, expires_ms = excluded.expires_ms "
+      "WHERE lease.holder = excluded.holder OR lease.expires_ms <= excluded.acquired_ms");
+  st.Text(1, holder).Int(2, now_ms).Int(3, now_ms + ttl_ms);
+  const int rc = st.Step();
+  if (rc != SQLITE_DONE) return Error(rc, "taking the lease for " + holder);
+  return sqlite3_changes(db_) == 1;
+}
+
+Status SqliteStore::ReleaseLease(const std::string& holder) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Releasing a lease one does not hold (any more) changes nothing, so it is not an error.
+  Stmt st = Prepare("DELETE FROM lease WHERE id = 1 AND holder = ?1");
+  st.Text(1, holder);
+  const int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "releasing the lease of " + holder);
+}
+
+Result<std::optional<LeaseInfo>> SqliteStore::GetLease() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare("SELECT holder, acquired_ms, expires_ms FROM lease WHERE id = 1");
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<LeaseInfo>();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the lease");
+  return std::optional<LeaseInfo>(LeaseInfo{st.ColText(0), st.ColInt(1), st.ColInt(2)});
+}
+
+}  // namespace
+
+int SqliteSchemaVersionKnown() { return kKnownSchemaVersion; }
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const SqliteStoreOptions& options) {
+  if (path.empty()) return Status(StatusCode::kInvalidArgument, "the state store path is empty");
+  const bool in_memory = path == ":memory:";
+  std::string sqlite_path = path;
+  if (!in_memory) {
+    CRMB_RETURN_IF_ERROR(PrepareFile(path));
+    // Keep SQLite from reading a file literally named "file:..." as a URI.
+    if (path.rfind("file:", 0) == 0) sqlite_path = "./" + path;
+  }
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(sqlite_path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  if (rc != SQLITE_OK) {
+    Status s(StatusCode::kFailedPrecondition,
+             "cannot open state file " + path + ": " +
+                 (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    sqlite3_close(db);
+    return s;
+  }
+  Clock* clock = options.clock != nullptr ? options.clock : Clock::Real();
+  auto store = std::make_unique<SqliteStore>(db, path, clock);
+  CRMB_RETURN_IF_ERROR(store->Init(in_memory, options.busy_timeout_ms));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  return OpenSqliteStore(path, SqliteStoreOptions());
+}
+
+}  // namespace crmbridge

@@ -1,1 +1,81 @@
-// placeholder: filled in by its module's implementation
+// StateBatch only records ops; Store::Apply() gives them meaning, so a PostgreSQL backend can reuse
+// this file unchanged.
+#include "state/store.h"
+
+namespace crmbridge {
+
+namespace {
+
+StateBatch::Op MakeOp(StateBatch::Op::Kind kind) {
+  StateBatch::Op op;
+  op.kind = kind;
+  return op;
+}
+
+}  // namespace
+
+void StateBatch::PutLink(const Link& link) {
+  Op op = MakeOp(Op::Kind::kPutLink);
+  op.link = link;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::PutSnapshot(const Snapshot& snapshot) {
+  Op op = MakeOp(Op::Kind::kPutSnapshot);
+  op.snapshot = snapshot;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::SetCursor(const std::string& system, const std::string& object,
+                           const std::string& cursor) {
+  Op op = MakeOp(Op::Kind::kSetCursor);
+  op.cursor.system = system;
+  op.cursor.object = object;
+  op.cursor.cursor = cursor;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::Enqueue(const OutboxItem& item) {
+  Op op = MakeOp(Op::Kind::kEnqueue);
+  op.outbox = item;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::CompleteOutbox(int64_t outbox_id) {
+  Op op = MakeOp(Op::Kind::kCompleteOutbox);
+  op.id = outbox_id;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::RetryOutbox(int64_t outbox_id, const std::string& error,
+                             int64_t next_attempt_ms) {
+  Op op = MakeOp(Op::Kind::kRetryOutbox);
+  op.id = outbox_id;
+  op.outbox.id = outbox_id;
+  op.outbox.last_error = error;
+  op.outbox.next_attempt_ms = next_attempt_ms;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status) {
+  Op op = MakeOp(Op::Kind::kDeadLetterOutbox);
+  op.id = outbox_id;
+  op.dead_letter.item.id = outbox_id;
+  op.dead_letter.reason = reason;
+  op.dead_letter.http_status = http_status;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::AddStageTransition(const StageTransition& transition) {
+  Op op = MakeOp(Op::Kind::kAddStageTransition);
+  op.stage = transition;
+  ops_.push_back(std::move(op));
+}
+
+void StateBatch::DeleteDeadLetter(int64_t dead_letter_id) {
+  Op op = MakeOp(Op::Kind::kDeleteDeadLetter);
+  op.id = dead_letter_id;
+  ops_.push_back(std::move(op));
+}
+
+}  // namespace crmbridge

@@ -1,0 +1,759 @@
+#include "state/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "src/core/clock.h"
+#include "state/store.h"
+
+namespace crmbridge {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+constexpr int64_t kT0 = 1767225600000LL;  // FakeClock's default start
+
+// Raw access to the file, for what the Store interface deliberately does not expose.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  std::string QueryText(const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+    std::string out;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st, 0);
+      if (t != nullptr) out = reinterpret_cast<const char*>(t);
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+  void Exec(const std::string& sql) {
+    ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db_);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+int FileMode(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int>(st.st_mode & 07777);
+}
+
+OutboxItem Item(const std::string& system, const std::string& canonical_id, json payload) {
+  OutboxItem item;
+  item.system = system;
+  item.object = "companies";
+  item.entity = "company";
+  item.canonical_id = canonical_id;
+  item.op = "upsert";
+  item.idempotency_key = canonical_id;
+  item.payload = std::move(payload);
+  item.payload_hash = "h-" + item.payload.dump();
+  item.created_ms = kT0;
+  return item;
+}
+
+Link MakeLink(const std::string& canonical_id, const std::string& system,
+              const std::string& native_id) {
+  Link link;
+  link.entity = "company";
+  link.canonical_id = canonical_id;
+  link.system = system;
+  link.native_id = native_id;
+  link.last_read_hash = "r-" + native_id;
+  link.last_written_hash = "w-" + native_id;
+  link.updated_ms = kT0;
+  return link;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "crmb-state-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/state.db";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<Store> Open(const std::string& path) {
+    SqliteStoreOptions options;
+    options.clock = &clock_;
+    auto store = OpenSqliteStore(path, options);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return nullptr;
+    return std::move(store).value();
+  }
+  std::unique_ptr<Store> Open() { return Open(path_); }
+
+  // The ids of every due item for `system`, oldest first.
+  std::vector<int64_t> DueIds(Store* store, const std::string& system, int64_t now_ms) {
+    std::vector<int64_t> ids;
+    auto due = store->DueOutbox(system, now_ms, 0);
+    EXPECT_TRUE(due.ok()) << due.status().ToString();
+    if (due.ok())
+      for (const OutboxItem& item : *due) ids.push_back(item.id);
+    return ids;
+  }
+
+  FakeClock clock_;
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteStoreTest, MigratesAnEmptyFileToTheLatestVersionAndEveryTableWorks) {
+  {
+    const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto version = store->SchemaVersion();
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ(*version, SqliteSchemaVersionKnown());
+  EXPECT_GE(*version, 1);
+
+  StateBatch batch;
+  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = {{"name", "Acme"}};
+  batch.PutSnapshot(snap);
+  batch.SetCursor("hubspot", "companies", "cur-1");
+  batch.Enqueue(Item("dynamics365", "c1", {{"name", "Acme"}}));
+  batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "", "Ny", kT0});
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto due = store->DueOutbox("dynamics365", kT0, 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  StateBatch dead;
+  dead.DeadLetterOutbox((*due)[0].id, "INVALID_ARGUMENT: bad", 400);
+  ASSERT_TRUE(store->Apply(dead).ok());
+  EXPECT_EQ(store->ListDeadLetters(10)->size(), 1u);
+  EXPECT_TRUE(store->BeginRun("sync", kT0).ok());
+  EXPECT_TRUE(*store->AcquireLease("w1", kT0, 1000));
+  EXPECT_TRUE(store->FindLink("company", "c1", "hubspot")->has_value());
+  EXPECT_TRUE(store->GetSnapshot("company", "c1")->has_value());
+  EXPECT_EQ(store->StageHistory("onboarding", "o1")->size(), 1u);
+
+  store.reset();
+  RawDb raw(path_);
+  for (const char* table : {"links", "snapshots", "cursors", "outbox", "dead_letters", "runs",
+                            "stage_history", "lease"}) {
+    EXPECT_EQ(raw.QueryText(std::string("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                        "AND name = '") + table + "'"),
+              table);
+  }
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), std::to_string(SqliteSchemaVersionKnown()));
+}
+
+TEST_F(SqliteStoreTest, ReopeningKeepsAllData) {
+  int64_t run_id = 0;
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    StateBatch batch;
+    batch.PutLink(MakeLink("c1", "hubspot", "101"));
+    Snapshot snap;
+    snap.entity = "company";
+    snap.canonical_id = "c1";
+    snap.fields = {{"name", "Acme"}, {"tier", "A"}};
+    snap.updated_ms = kT0;
+    batch.PutSnapshot(snap);
+    batch.SetCursor("hubspot", "companies", "cur-7");
+    batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
+    batch.Enqueue(Item("totango", "c2", {{"name", "Beta"}}));
+    batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "Ny", "Pågår", kT0});
+    ASSERT_TRUE(store->Apply(batch).ok());
+    auto due = store->DueOutbox("totango", kT0, 10);
+    ASSERT_TRUE(due.ok());
+    ASSERT_EQ(due->size(), 1u);
+    StateBatch dead;
+    dead.DeadLetterOutbox((*due)[0].id, "INVALID_ARGUMENT: no", 422);
+    ASSERT_TRUE(store->Apply(dead).ok());
+    run_id = *store->BeginRun("backfill", kT0);
+    ASSERT_TRUE(*store->AcquireLease("w1", kT0, 60000));
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto link = store->FindLinkByNative("hubspot", "company", "101");
+  ASSERT_TRUE(link.ok());
+  ASSERT_TRUE(link->has_value());
+  EXPECT_EQ((*link)->canonical_id, "c1");
+  EXPECT_EQ((*link)->last_written_hash, "w-101");
+  auto snap = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(snap.ok() && snap->has_value());
+  EXPECT_EQ((*snap)->fields, (json{{"name", "Acme"}, {"tier", "A"}}));
+  EXPECT_EQ(**store->GetCursor("hubspot", "companies"), "cur-7");
+  auto due = store->DueOutbox("portal", kT0, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "Acme"}}));
+  auto letters = store->ListDeadLetters(10);
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].http_status, 422);
+  EXPECT_EQ((*letters)[0].item.canonical_id, "c2");
+  EXPECT_EQ(store->StageHistory("onboarding", "o1")->at(0).to_stage, "Pågår");
+  auto runs = store->RecentRuns(5);
+  ASSERT_EQ(runs->size(), 1u);
+  EXPECT_EQ((*runs)[0].id, run_id);
+  EXPECT_EQ((*runs)[0].outcome, "running");
+  auto lease = store->GetLease();
+  ASSERT_TRUE(lease->has_value());
+  EXPECT_EQ((*lease)->holder, "w1");
+  EXPECT_EQ(*store->SchemaVersion(), SqliteSchemaVersionKnown());
+}
+
+TEST_F(SqliteStoreTest, RefusesAFileFromANewerSchemaVersion) {
+  ASSERT_NE(Open(), nullptr);
+  const int newer = SqliteSchemaVersionKnown() + 1;
+  {
+    RawDb raw(path_);
+    raw.Exec("PRAGMA user_version = " + std::to_string(newer));
+  }
+  auto store = OpenSqliteStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store.status().message(),
+            "state file " + path_ + " has schema version " + std::to_string(newer) +
+                ", this crmbridge knows up to " + std::to_string(SqliteSchemaVersionKnown()));
+  // Refused untouched.
+  RawDb raw(path_);
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), std::to_string(newer));
+}
+
+TEST_F(SqliteStoreTest, RefusesAFileThatIsNotADatabase) {
+  {
+    const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string junk(4096, 'x');
+    ASSERT_EQ(::write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+    ::close(fd);
+  }
+  auto store = OpenSqliteStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+}
+
+TEST_F(SqliteStoreTest, MissingDirectoryIsAFailedPrecondition) {
+  auto store = OpenSqliteStore(dir_ + "/no/such/dir/state.db");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(OpenSqliteStore("").ok());
+}
+
+TEST_F(SqliteStoreTest, CreatesTheFileAndItsCompanionsWithMode0600) {
+  const mode_t old_umask = ::umask(0);  // the widest umask: the store itself must restrict
+  auto store = Open();
+  ::umask(old_umask);
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.SetCursor("hubspot", "tickets", "x");
+  ASSERT_TRUE(store->Apply(batch).ok());
+  EXPECT_EQ(FileMode(path_), 0600);
+  ASSERT_EQ(FileMode(path_ + "-wal"), 0600);  // exists while the store is open (WAL mode)
+  EXPECT_EQ(FileMode(path_ + "-shm"), 0600);
+}
+
+TEST_F(SqliteStoreTest, TightensTheModeOfAnExistingFile) {
+  {
+    const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    ASSERT_EQ(::chmod(path_.c_str(), 0644), 0);
+  }
+  ASSERT_NE(Open(), nullptr);
+  EXPECT_EQ(FileMode(path_), 0600);
+}
+
+TEST_F(SqliteStoreTest, UsesWalMode) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.QueryText("PRAGMA journal_mode"), "wal");
+}
+
+TEST_F(SqliteStoreTest, ApplyIsAllOrNothingWhenTheLastOpIsMissing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  for (bool retry : {false, true}) {
+    StateBatch batch;
+    batch.PutLink(MakeLink("c1", "hubspot", "101"));
+    batch.SetCursor("hubspot", "companies", "advanced");
+    batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
+    batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "", "Ny", kT0});
+    if (retry) {
+      batch.RetryOutbox(987654, "UNAVAILABLE", kT0 + 1000);
+    } else {
+      batch.CompleteOutbox(987654);
+    }
+    Status s = store->Apply(batch);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kNotFound);
+    EXPECT_THAT(s.message(), HasSubstr("987654"));
+    EXPECT_THAT(s.message(), HasSubstr(retry ? "RetryOutbox" : "CompleteOutbox"));
+
+    EXPECT_FALSE(store->FindLink("company", "c1", "hubspot")->has_value());
+    EXPECT_FALSE(store->GetCursor("hubspot", "companies")->has_value());
+    EXPECT_TRUE(store->DueOutbox("portal", kT0, 10)->empty());
+    EXPECT_TRUE(store->StageHistory("onboarding", "o1")->empty());
+    EXPECT_EQ(*store->OutboxCounts(), json::object());
+  }
+}
+
+TEST_F(SqliteStoreTest, ApplyRollsBackOnAConstraintFailure) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch first;
+  first.PutLink(MakeLink("c1", "hubspot", "101"));
+  ASSERT_TRUE(store->Apply(first).ok());
+
+  StateBatch batch;
+  batch.SetCursor("hubspot", "companies", "advanced");
+  batch.PutLink(MakeLink("c2", "hubspot", "101"));  // native id already linked to c1
+  Status s = store->Apply(batch);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
+  EXPECT_THAT(s.message(), HasSubstr("UNIQUE"));
+  EXPECT_FALSE(store->GetCursor("hubspot", "companies")->has_value());
+  EXPECT_EQ((*store->FindLinkByNative("hubspot", "company", "101"))->canonical_id, "c1");
+  EXPECT_FALSE(store->FindLink("company", "c2", "hubspot")->has_value());
+}
+
+TEST_F(SqliteStoreTest, EnqueueCoalescesPerRecord) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "old"}}));
+  batch.Enqueue(Item("hubspot", "c2", {{"name", "other"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto due = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(due->size(), 2u);
+  const int64_t id_c1 = (*due)[0].id;
+  const int64_t id_c2 = (*due)[1].id;
+
+  StateBatch retry;
+  retry.RetryOutbox(id_c1, "UNAVAILABLE: 503", kT0 + 60000);
+  retry.RetryOutbox(id_c1, "UNAVAILABLE: 503", kT0 + 120000);
+  ASSERT_TRUE(store->Apply(retry).ok());
+  EXPECT_EQ(DueIds(store.get(), "hubspot", kT0), (std::vector<int64_t>{id_c2}));
+
+  StateBatch newer;
+  OutboxItem item = Item("hubspot", "c1", {{"name", "new"}});
+  item.native_id = "101";
+  newer.Enqueue(item);
+  ASSERT_TRUE(store->Apply(newer).ok());
+
+  due = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(due->size(), 2u);
+  const OutboxItem& c1 = (*due)[0];
+  EXPECT_EQ(c1.id, id_c1);  // keeps its place in the queue
+  EXPECT_EQ(c1.canonical_id, "c1");
+  EXPECT_EQ(c1.payload, (json{{"name", "new"}}));
+  EXPECT_EQ(c1.payload_hash, item.payload_hash);
+  EXPECT_EQ(c1.native_id, "101");
+  EXPECT_EQ(c1.attempts, 0);
+  EXPECT_EQ(c1.next_attempt_ms, 0);
+  EXPECT_EQ(c1.last_error, "");
+  EXPECT_EQ(*store->OutboxCounts(), (json{{"hubspot", 2}}));
+
+  // Another system or entity is another record.
+  StateBatch more;
+  more.Enqueue(Item("portal", "c1", {{"name", "new"}}));
+  OutboxItem contact = Item("hubspot", "c1", {{"email", "a@b.c"}});
+  contact.entity = "contact";
+  more.Enqueue(contact);
+  ASSERT_TRUE(store->Apply(more).ok());
+  EXPECT_EQ(*store->OutboxCounts(), (json{{"hubspot", 3}, {"portal", 1}}));
+}
+
+TEST_F(SqliteStoreTest, DueOutboxIsOldestFirstDueOnlyAndLimited) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  for (int i = 0; i < 5; ++i) batch.Enqueue(Item("hubspot", "c" + std::to_string(i), {{"i", i}}));
+  batch.Enqueue(Item("portal", "p", {{"i", 9}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto all = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(all->size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ((*all)[i].payload["i"], i);
+
+  StateBatch later;
+  later.RetryOutbox((*all)[0].id, "UNAVAILABLE", kT0 + 5000);
+  ASSERT_TRUE(store->Apply(later).ok());
+
+  auto two = store->DueOutbox("hubspot", kT0, 2);
+  ASSERT_EQ(two->size(), 2u);
+  EXPECT_EQ((*two)[0].canonical_id, "c1");
+  EXPECT_EQ((*two)[1].canonical_id, "c2");
+  EXPECT_EQ(DueIds(store.get(), "hubspot", kT0 + 4999).size(), 4u);
+  auto at_due = store->DueOutbox("hubspot", kT0 + 5000, 1);
+  ASSERT_EQ(at_due->size(), 1u);
+  EXPECT_EQ((*at_due)[0].canonical_id, "c0");
+  EXPECT_EQ((*at_due)[0].attempts, 1);
+  EXPECT_EQ((*at_due)[0].last_error, "UNAVAILABLE");
+}
+
+TEST_F(SqliteStoreTest, RetryCompleteDeadLetterReplayCycle) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
+  batch.Enqueue(Item("portal", "c2", {{"name", "Beta"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto due = store->DueOutbox("portal", kT0, 10);
+  ASSERT_EQ(due->size(), 2u);
+  const int64_t id1 = (*due)[0].id;
+  const int64_t id2 = (*due)[1].id;
+
+  StateBatch first;
+  first.CompleteOutbox(id1);
+  first.RetryOutbox(id2, "UNAVAILABLE: 503", kT0 + 1000);
+  ASSERT_TRUE(store->Apply(first).ok());
+  EXPECT_TRUE(DueIds(store.get(), "portal", kT0).empty());
+  EXPECT_EQ(DueIds(store.get(), "portal", kT0 + 1000), (std::vector<int64_t>{id2}));
+
+  clock_.Advance(std::chrono::milliseconds(1500));
+  StateBatch second;
+  second.DeadLetterOutbox(id2, "INVALID_ARGUMENT: portal: HTTP 422: bad email", 422);
+  ASSERT_TRUE(store->Apply(second).ok());
+  EXPECT_EQ(*store->OutboxCounts(), json::object());
+
+  auto letters = store->ListDeadLetters(10);
+  ASSERT_EQ(letters->size(), 1u);
+  const DeadLetter& dl = (*letters)[0];
+  EXPECT_EQ(dl.reason, "INVALID_ARGUMENT: portal: HTTP 422: bad email");
+  EXPECT_EQ(dl.http_status, 422);
+  EXPECT_EQ(dl.failed_ms, kT0 + 1500);
+  EXPECT_EQ(dl.item.id, id2);
+  EXPECT_EQ(dl.item.system, "portal");
+  EXPECT_EQ(dl.item.object, "companies");
+  EXPECT_EQ(dl.item.canonical_id, "c2");
+  EXPECT_EQ(dl.item.payload, (json{{"name", "Beta"}}));
+  EXPECT_EQ(dl.item.attempts, 2);  // the retried attempt and the final one
+  EXPECT_EQ(dl.item.last_error, dl.reason);
+
+  // Dead-lettering an item twice, or completing a dead-lettered one, is an error.
+  StateBatch again;
+  again.DeadLetterOutbox(id2, "x", 400);
+  EXPECT_EQ(store->Apply(again).code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(store->ReplayDeadLetter(dl.id, kT0 + 2000).ok());
+  EXPECT_TRUE(store->ListDeadLetters(10)->empty());
+  EXPECT_TRUE(DueIds(store.get(), "portal", kT0 + 1999).empty());
+  due = store->DueOutbox("portal", kT0 + 2000, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].canonical_id, "c2");
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "Beta"}}));
+  EXPECT_EQ((*due)[0].attempts, 0);
+  EXPECT_EQ((*due)[0].last_error, "");
+
+  Status missing = store->ReplayDeadLetter(dl.id, kT0);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+
+  StateBatch done;
+  done.CompleteOutbox((*due)[0].id);
+  ASSERT_TRUE(store->Apply(done).ok());
+  EXPECT_EQ(*store->OutboxCounts(), json::object());
+}
+
+TEST_F(SqliteStoreTest, ReplayNeverSendsAPayloadOlderThanAPendingOne) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "v1"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  StateBatch dead;
+  dead.DeadLetterOutbox(DueIds(store.get(), "hubspot", kT0).at(0), "INVALID_ARGUMENT", 400);
+  ASSERT_TRUE(store->Apply(dead).ok());
+
+  StateBatch newer;
+  newer.Enqueue(Item("hubspot", "c1", {{"name", "v2"}}));
+  ASSERT_TRUE(store->Apply(newer).ok());
+  auto pending = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(pending->size(), 1u);
+  StateBatch backoff;
+  backoff.RetryOutbox((*pending)[0].id, "UNAVAILABLE", kT0 + 100000);
+  ASSERT_TRUE(store->Apply(backoff).ok());
+
+  ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0 + 10).ok());
+  EXPECT_TRUE(store->ListDeadLetters(10)->empty());
+  auto due = store->DueOutbox("hubspot", kT0 + 10, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "v2"}}));
+  EXPECT_EQ((*due)[0].attempts, 0);
+}
+
+TEST_F(SqliteStoreTest, ReplayingANewerDeadLetterReplacesAnOlderReplay) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  for (const char* version : {"v1", "v2"}) {
+    StateBatch batch;
+    batch.Enqueue(Item("hubspot", "c1", {{"name", version}}));
+    ASSERT_TRUE(store->Apply(batch).ok());
+    StateBatch dead;
+    dead.DeadLetterOutbox(DueIds(store.get(), "hubspot", kT0).at(0), "INVALID_ARGUMENT", 400);
+    ASSERT_TRUE(store->Apply(dead).ok());
+  }
+  auto letters = store->ListDeadLetters(10);
+  ASSERT_EQ(letters->size(), 2u);
+  ASSERT_TRUE(store->ReplayDeadLetter((*letters)[0].id, kT0).ok());  // v1
+  ASSERT_TRUE(store->ReplayDeadLetter((*letters)[1].id, kT0).ok());  // v2
+  auto due = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "v2"}}));
+}
+
+TEST_F(SqliteStoreTest, DeleteDeadLetter) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "v1"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  StateBatch dead;
+  dead.DeadLetterOutbox(DueIds(store.get(), "hubspot", kT0).at(0), "INVALID_ARGUMENT", 400);
+  ASSERT_TRUE(store->Apply(dead).ok());
+  const int64_t id = store->ListDeadLetters(1)->at(0).id;
+  StateBatch del;
+  del.DeleteDeadLetter(id);
+  ASSERT_TRUE(store->Apply(del).ok());
+  EXPECT_TRUE(store->ListDeadLetters(10)->empty());
+  EXPECT_EQ(store->Apply(del).code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, LeaseIsExclusiveExpiresAndRenews) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->GetLease()->has_value());
+  EXPECT_TRUE(*store->AcquireLease("a", kT0, 1000));
+  EXPECT_FALSE(*store->AcquireLease("b", kT0 + 999, 1000));
+  EXPECT_EQ((*store->GetLease())->holder, "a");
+
+  // Renewal by the holder extends it and keeps the original acquisition time.
+  EXPECT_TRUE(*store->AcquireLease("a", kT0 + 500, 1000));
+  auto lease = store->GetLease();
+  EXPECT_EQ((*lease)->acquired_ms, kT0);
+  EXPECT_EQ((*lease)->expires_ms, kT0 + 1500);
+  EXPECT_FALSE(*store->AcquireLease("b", kT0 + 1499, 1000));
+
+  // Expired: another holder takes it.
+  EXPECT_TRUE(*store->AcquireLease("b", kT0 + 1500, 1000));
+  lease = store->GetLease();
+  EXPECT_EQ((*lease)->holder, "b");
+  EXPECT_EQ((*lease)->acquired_ms, kT0 + 1500);
+  EXPECT_FALSE(*store->AcquireLease("a", kT0 + 1600, 1000));
+
+  // Releasing someone else's lease changes nothing; the holder's release frees it.
+  EXPECT_TRUE(store->ReleaseLease("a").ok());
+  EXPECT_EQ((*store->GetLease())->holder, "b");
+  EXPECT_TRUE(store->ReleaseLease("b").ok());
+  EXPECT_FALSE(store->GetLease()->has_value());
+  EXPECT_TRUE(*store->AcquireLease("a", kT0 + 1600, 1000));
+
+  EXPECT_EQ(store->AcquireLease("", kT0, 1000).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->AcquireLease("a", kT0, 0).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SqliteStoreTest, LeaseIsExclusiveAcrossConnections) {
+  auto one = Open();
+  auto two = Open();
+  ASSERT_NE(one, nullptr);
+  ASSERT_NE(two, nullptr);
+  EXPECT_TRUE(*one->AcquireLease("daemon", kT0, 60000));
+  EXPECT_FALSE(*two->AcquireLease("cron", kT0 + 1, 60000));
+  EXPECT_EQ((*two->GetLease())->holder, "daemon");
+}
+
+TEST_F(SqliteStoreTest, CursorsSetGetAndList) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->GetCursor("hubspot", "tickets")->has_value());
+  StateBatch batch;
+  batch.SetCursor("hubspot", "tickets", "1000");
+  batch.SetCursor("dynamics365", "accounts", "delta-token");
+  ASSERT_TRUE(store->Apply(batch).ok());
+  clock_.Advance(std::chrono::milliseconds(42));
+  StateBatch advance;
+  advance.SetCursor("hubspot", "tickets", "2000");
+  ASSERT_TRUE(store->Apply(advance).ok());
+
+  EXPECT_EQ(**store->GetCursor("hubspot", "tickets"), "2000");
+  auto rows = store->ListCursors();
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].system, "dynamics365");
+  EXPECT_EQ((*rows)[0].cursor, "delta-token");
+  EXPECT_EQ((*rows)[0].updated_ms, kT0);
+  EXPECT_EQ((*rows)[1].object, "tickets");
+  EXPECT_EQ((*rows)[1].updated_ms, kT0 + 42);
+}
+
+TEST_F(SqliteStoreTest, LinksAreFoundByNativeIdAndByCanonicalId) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  batch.PutLink(MakeLink("c1", "dynamics365", "guid-1"));
+  batch.PutLink(MakeLink("c2", "hubspot", "202"));
+  // Links still waiting for their create have no native id and must not collide.
+  batch.PutLink(MakeLink("c3", "portal", ""));
+  batch.PutLink(MakeLink("c4", "portal", ""));
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto by_native = store->FindLinkByNative("dynamics365", "company", "guid-1");
+  ASSERT_TRUE(by_native.ok() && by_native->has_value());
+  EXPECT_EQ((*by_native)->canonical_id, "c1");
+  EXPECT_EQ((*by_native)->last_read_hash, "r-guid-1");
+  EXPECT_FALSE(store->FindLinkByNative("hubspot", "contact", "101")->has_value());
+  EXPECT_FALSE(store->FindLinkByNative("portal", "company", "")->has_value());
+
+  auto by_canonical = store->FindLink("company", "c2", "hubspot");
+  ASSERT_TRUE(by_canonical->has_value());
+  EXPECT_EQ((*by_canonical)->native_id, "202");
+  EXPECT_EQ((*store->FindLink("company", "c3", "portal"))->native_id, "");
+
+  // PutLink replaces the link of (entity, canonical id, system).
+  Link updated = MakeLink("c3", "portal", "p-3");
+  updated.last_written_hash = "w-new";
+  StateBatch update;
+  update.PutLink(updated);
+  ASSERT_TRUE(store->Apply(update).ok());
+  auto link = store->FindLinkByNative("portal", "company", "p-3");
+  ASSERT_TRUE(link->has_value());
+  EXPECT_EQ((*link)->canonical_id, "c3");
+  EXPECT_EQ((*link)->last_written_hash, "w-new");
+}
+
+TEST_F(SqliteStoreTest, StageHistoryIsInOrder) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.AddStageTransition(
+      StageTransition{"onboarding", "o1", "totango", "Kick Off", "Integration", kT0 + 200});
+  batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "", "Kick Off", kT0});
+  batch.AddStageTransition(StageTransition{"onboarding", "o2", "hubspot", "", "Live", kT0 + 100});
+  batch.AddStageTransition(
+      StageTransition{"onboarding", "o1", "totango", "Integration", "Live", kT0 + 200});
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto history = store->StageHistory("onboarding", "o1");
+  ASSERT_TRUE(history.ok());
+  std::vector<std::string> stages;
+  for (const StageTransition& t : *history) stages.push_back(t.from_stage + ">" + t.to_stage);
+  EXPECT_THAT(stages, ElementsAre(">Kick Off", "Kick Off>Integration", "Integration>Live"));
+  EXPECT_EQ((*history)[0].system, "hubspot");
+  EXPECT_EQ((*history)[0].at_ms, kT0);
+}
+
+TEST_F(SqliteStoreTest, RunHistoryNewestFirst) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto first = store->BeginRun("backfill", kT0);
+  auto second = store->BeginRun("sync", kT0 + 1000);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_NE(*first, *second);
+
+  RunRecord done;
+  done.id = *first;
+  done.mode = "backfill";
+  done.started_ms = kT0;
+  done.finished_ms = kT0 + 900;
+  done.outcome = "dead-lettered";
+  done.counts = {{"writes", 12}, {"dead_lettered", 1}};
+  done.error = "";
+  ASSERT_TRUE(store->FinishRun(done).ok());
+
+  auto runs = store->RecentRuns(10);
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), 2u);
+  EXPECT_EQ((*runs)[0].id, *second);
+  EXPECT_EQ((*runs)[0].mode, "sync");
+  EXPECT_EQ((*runs)[0].outcome, "running");
+  EXPECT_EQ((*runs)[0].finished_ms, 0);
+  EXPECT_EQ((*runs)[1].id, *first);
+  EXPECT_EQ((*runs)[1].outcome, "dead-lettered");
+  EXPECT_EQ((*runs)[1].finished_ms, kT0 + 900);
+  EXPECT_EQ((*runs)[1].counts, done.counts);
+  EXPECT_EQ(store->RecentRuns(1)->size(), 1u);
+
+  RunRecord unknown;
+  unknown.id = 999;
+  EXPECT_EQ(store->FinishRun(unknown).code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
+  auto store = Open(":memory:");
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->SchemaVersion(), SqliteSchemaVersionKnown());
+  StateBatch batch;
+  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  EXPECT_TRUE(store->FindLinkByNative("hubspot", "company", "101")->has_value());
+  EXPECT_EQ(*store->OutboxCounts(), (json{{"portal", 1}}));
+  EXPECT_TRUE(*store->AcquireLease("t", kT0, 10));
+  EXPECT_FALSE(std::filesystem::exists(":memory:"));
+  // Each ":memory:" store is private.
+  auto other = Open(":memory:");
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(*other->OutboxCounts(), json::object());
+}
+
+TEST_F(SqliteStoreTest, InvalidUtf8IsAnErrorNotAnException) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.SetCursor("hubspot", "companies", "kept-out");
+  OutboxItem item = Item("portal", "c1", {{"name", "ok"}});
+  item.payload["name"] = std::string("bad \xff byte");
+  batch.Enqueue(item);
+  Status s = store->Apply(batch);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store->GetCursor("hubspot", "companies")->has_value());
+}
+
+TEST_F(SqliteStoreTest, ConcurrentAppliesFromThreadsAllLand) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&store, t] {
+      for (int i = 0; i < 25; ++i) {
+        StateBatch batch;
+        batch.Enqueue(Item("hubspot", std::to_string(t) + "-" + std::to_string(i), {{"i", i}}));
+        EXPECT_TRUE(store->Apply(batch).ok());
+        EXPECT_TRUE(store->OutboxCounts().ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(*store->OutboxCounts(), (json{{"hubspot", 100}}));
+}
+
+}  // namespace
+}  // namespace crmbridge
