@@ -1,0 +1,64 @@
+#include "src/engine/bootstrap.h"
+
+#include <set>
+
+#include "connectors/registry.h"
+#include "src/core/cpprest_transport.h"
+#include "src/core/logging.h"
+#include "src/core/rate_limiter.h"
+#include "src/core/retrying_transport.h"
+
+namespace crmbridge {
+
+namespace {
+
+std::shared_ptr<TokenBucket> BucketFor(const RateLimitConfig& limit, Clock* clock) {
+  if (limit.requests <= 0) return nullptr;
+  return std::make_shared<TokenBucket>(limit.requests, limit.per, clock);
+}
+
+}  // namespace
+
+std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock) {
+  CpprestOptions http;
+  std::unique_ptr<Transport> t = NewCpprestTransport(http);
+  t = std::make_unique<RedactingLogTransport>(std::move(t), clock);
+  // The limiter sits below the retries, so every retry also waits for a token: a burst of
+  // retries can never exceed the budget the vendor enforces.
+  std::vector<RateLimitedTransport::Route> routes;
+  if (auto search = BucketFor(system.search_rate_limit, clock))
+    routes.push_back(RateLimitedTransport::PathContains("/search", search));
+  t = std::make_unique<RateLimitedTransport>(std::move(t), BucketFor(system.rate_limit, clock),
+                                             std::move(routes), clock);
+  RetryPolicy policy;
+  policy.max_attempts = system.max_attempts;
+  t = std::make_unique<RetryingTransport>(std::move(t), policy, clock);
+  return std::shared_ptr<Transport>(std::move(t));
+}
+
+Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) {
+  std::map<std::string, std::string> kinds;
+  for (const auto& [name, system] : config.systems) kinds[name] = system.kind;
+  return LoadMappingPlan(config.mapping_paths, kinds);
+}
+
+Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
+    const AppConfig& config, const MappingPlan& plan, Clock* clock) {
+  std::map<std::string, std::unique_ptr<Connector>> out;
+  for (const std::string& name : plan.systems()) {
+    auto it = config.systems.find(name);
+    if (it == config.systems.end()) {
+      // The mapping loader already refuses unknown systems; this guards a caller that skipped it.
+      return Status(StatusCode::kFailedPrecondition,
+                    "the mapping names system '" + name + "', which " + config.path +
+                        " does not declare");
+    }
+    CRMB_RETURN_IF_ERROR(ValidateSystemConfig(it->second));
+    auto connector = NewConnector(it->second, BuildSystemTransport(it->second, clock), clock);
+    if (!connector.ok()) return connector.status();
+    out.emplace(name, std::move(*connector));
+  }
+  return out;
+}
+
+}  // namespace crmbridge
