@@ -1,1 +1,208 @@
-// placeholder: filled in by its module's implementation
+// The one file that includes cpprestsdk. Every exception it throws is caught here and turned into
+// a Status; no cpprest type leaves this file.
+#define _TURN_OFF_PLATFORM_STRING
+#include "src/core/cpprest_transport.h"
+
+#include <cpprest/base_uri.h>
+#include <cpprest/containerstream.h>
+#include <cpprest/http_client.h>
+#include <pplx/pplxtasks.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace crmbridge {
+namespace {
+
+namespace http = web::http;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Set once by a continuation, waited for by the calling thread.
+struct Signal {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    cv.notify_all();
+  }
+};
+
+// Waits, on the calling thread, until `task` finishes or `deadline` passes; true if it finished.
+// The continuation only signals: it neither blocks nor touches the task's result, so cpprest's
+// pool threads are never held, and the result is read by the caller with get() on its own thread.
+template <typename T>
+bool WaitUntil(const pplx::task<T>& task, SteadyTime deadline) {
+  auto signal = std::make_shared<Signal>();
+  task.then([signal](pplx::task<T>) { signal->Notify(); });
+  std::unique_lock<std::mutex> lock(signal->mu);
+  return signal->cv.wait_until(lock, deadline, [&] { return signal->done; });
+}
+
+// The deadline passed: cancel the exchange and wait for cpprest to wind it down (prompt: the
+// cancellation closes the socket, and the per-leg client timeout bounds it anyway), so that the
+// task's exception is observed here rather than left to terminate the process when it is dropped.
+template <typename T>
+Status Abandon(pplx::cancellation_token_source& cts, const pplx::task<T>& task,
+               const Request& request) {
+  cts.cancel();
+  try {
+    task.wait();
+  } catch (...) {
+    // Cancelled or failed: either way the deadline has passed.
+  }
+  return Status(StatusCode::kDeadlineExceeded, request.method + " timed out after " +
+                                                   std::to_string(request.timeout.count()) + " ms");
+}
+
+bool ContainsAny(const std::string& text, std::initializer_list<const char*> needles) {
+  std::string lower = text;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* n : needles) {
+    if (lower.find(n) != std::string::npos) return true;
+  }
+  return false;
+}
+
+bool EqualsIgnoreCase(const std::string& a, const char* b) {
+  size_t n = std::char_traits<char>::length(b);
+  if (a.size() != n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status FromHttpException(const http::http_exception& e) {
+  const std::string what = e.what();
+  const int value = e.error_code().value();
+  // TLS first: a handshake failure may surface with a generic code, and must never be retried.
+  if (ContainsAny(what, {"ssl", "tls", "certificate", "handshake"})) {
+    return Status(StatusCode::kFailedPrecondition, "TLS failure: " + what);
+  }
+  if (value == ETIMEDOUT) return Status(StatusCode::kDeadlineExceeded, what);
+  if (value == ECANCELED) return Status(StatusCode::kDeadlineExceeded, what);
+  // Refused, reset, unreachable, DNS failures and anything else on the wire: nothing (or nothing
+  // known) was applied, and a later attempt may succeed.
+  return Status(StatusCode::kUnavailable, what);
+}
+
+class CpprestTransport : public Transport {
+ public:
+  explicit CpprestTransport(CpprestOptions options) : options_(std::move(options)) {}
+
+  Result<Response> Send(const Request& request) override {
+    const SteadyTime deadline = std::chrono::steady_clock::now() + request.timeout;
+    std::shared_ptr<http::client::http_client> client;
+    http::http_request message;
+    try {
+      web::uri uri(request.url);
+      if (uri.scheme() != "http" && uri.scheme() != "https") {
+        return Status(StatusCode::kFailedPrecondition, "unsupported URL scheme: " + request.url);
+      }
+      if (uri.host().empty()) {
+        return Status(StatusCode::kFailedPrecondition, "URL has no host: " + request.url);
+      }
+      client = ClientFor(uri, request.timeout);
+      message = BuildMessage(request, uri);
+    } catch (const web::uri_exception& e) {
+      return Status(StatusCode::kFailedPrecondition, std::string("malformed URL: ") + e.what());
+    } catch (const std::invalid_argument& e) {
+      return Status(StatusCode::kFailedPrecondition, std::string("malformed URL: ") + e.what());
+    }
+
+    pplx::cancellation_token_source cts;
+    try {
+      pplx::task<http::http_response> response_task = client->request(message, cts.get_token());
+      if (!WaitUntil(response_task, deadline)) return Abandon(cts, response_task, request);
+      http::http_response response = response_task.get();
+
+      pplx::task<std::vector<unsigned char>> body_task = response.extract_vector();
+      if (!WaitUntil(body_task, deadline)) return Abandon(cts, body_task, request);
+      std::vector<unsigned char> body = body_task.get();
+
+      Response out;
+      out.status = response.status_code();
+      for (const auto& [name, value] : response.headers()) out.headers.emplace_back(name, value);
+      out.body.assign(body.begin(), body.end());
+      return out;
+    } catch (const http::http_exception& e) {
+      return FromHttpException(e);
+    } catch (const pplx::task_canceled&) {
+      return Status(StatusCode::kDeadlineExceeded, request.method + " cancelled at its deadline");
+    } catch (const std::exception& e) {
+      return Status(StatusCode::kUnavailable, std::string("HTTP failure: ") + e.what());
+    }
+  }
+
+ private:
+  // The client for the request's scheme://host:port and timeout (cpprest's timeout is a client
+  // setting); created on first use.
+  std::shared_ptr<http::client::http_client> ClientFor(const web::uri& uri,
+                                                       std::chrono::milliseconds timeout) {
+    web::uri base = uri.authority();
+    std::string key = base.to_string() + "|" + std::to_string(timeout.count());
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = clients_.find(key);
+    if (it != clients_.end()) return it->second;
+    http::client::http_client_config config;
+    // Per leg (connect, send, each read); the whole-exchange deadline is enforced in Send().
+    config.set_timeout(timeout);
+    config.set_validate_certificates(options_.validate_certificates);
+    if (!options_.proxy.empty()) config.set_proxy(web::web_proxy(web::uri(options_.proxy)));
+    auto client = std::make_shared<http::client::http_client>(base, config);
+    clients_.emplace(std::move(key), client);
+    return client;
+  }
+
+  http::http_request BuildMessage(const Request& request, const web::uri& uri) const {
+    http::http_request message(request.method);
+    message.set_request_uri(uri.resource());
+    std::string content_type = "application/octet-stream";
+    bool has_user_agent = false;
+    for (const auto& [name, value] : request.headers) {
+      // cpprest writes Host and Content-Length itself; Content-Type travels with the body.
+      if (EqualsIgnoreCase(name, "Host") || EqualsIgnoreCase(name, "Content-Length")) continue;
+      if (EqualsIgnoreCase(name, "Content-Type")) {
+        content_type = value;
+        continue;
+      }
+      if (EqualsIgnoreCase(name, "User-Agent")) has_user_agent = true;
+      message.headers().add(name, value);
+    }
+    if (!has_user_agent && !options_.user_agent.empty()) {
+      message.headers().add("User-Agent", options_.user_agent);
+    }
+    if (!request.body.empty()) {
+      // A byte stream with an explicit length and type: cpprest neither re-encodes it nor appends
+      // a charset, which its string overloads would.
+      auto stream = concurrency::streams::bytestream::open_istream(request.body);
+      message.set_body(stream, request.body.size(), content_type);
+    }
+    return message;
+  }
+
+  const CpprestOptions options_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<http::client::http_client>> clients_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> NewCpprestTransport(const CpprestOptions& options) {
+  return std::make_unique<CpprestTransport>(options);
+}
+
+}  // namespace crmbridge

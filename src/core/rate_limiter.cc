@@ -1,1 +1,96 @@
-// placeholder: filled in by its module's implementation
+#include "src/core/rate_limiter.h"
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+#include "src/core/retrying_transport.h"
+
+namespace crmbridge {
+
+TokenBucket::TokenBucket(int capacity, Clock::Duration period, Clock* clock)
+    : capacity_(std::max(capacity, 1)), period_(period), clock_(clock) {
+  assert(capacity >= 1 && period.count() > 0 && clock != nullptr);
+}
+
+Clock::TimePoint TokenBucket::NextSlotLocked(Clock::TimePoint now) const {
+  Clock::TimePoint slot = std::max(now, paused_until_);
+  if (static_cast<int>(slots_.size()) >= capacity_) {
+    // The token taken capacity_ slots ago comes back one period after it was taken.
+    slot = std::max(slot, slots_.front() + period_);
+  }
+  return slot;
+}
+
+void TokenBucket::TakeLocked(Clock::TimePoint slot) {
+  slots_.push_back(slot);
+  while (static_cast<int>(slots_.size()) > capacity_) slots_.pop_front();
+}
+
+void TokenBucket::Acquire() {
+  Clock::TimePoint now = clock_->Now();
+  Clock::TimePoint slot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slot = NextSlotLocked(now);
+    // Reserve before sleeping, so concurrent callers line up behind this one instead of all
+    // waking for the same token.
+    TakeLocked(slot);
+  }
+  if (slot > now) clock_->SleepFor(slot - now);
+}
+
+bool TokenBucket::TryAcquire() {
+  Clock::TimePoint now = clock_->Now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (NextSlotLocked(now) > now) return false;
+  TakeLocked(now);
+  return true;
+}
+
+void TokenBucket::PauseUntil(Clock::TimePoint until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  paused_until_ = std::max(paused_until_, until);
+}
+
+RateLimitedTransport::Route RateLimitedTransport::PathContains(
+    std::string substring, std::shared_ptr<TokenBucket> bucket) {
+  return Route{[substring = std::move(substring)](const Request& request) {
+                 // Only the path and query count: the host never matches by accident.
+                 size_t scheme = request.url.find("://");
+                 size_t path = request.url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+                 return path != std::string::npos &&
+                        request.url.find(substring, path) != std::string::npos;
+               },
+               std::move(bucket)};
+}
+
+RateLimitedTransport::RateLimitedTransport(std::unique_ptr<Transport> target,
+                                           std::shared_ptr<TokenBucket> bucket,
+                                           std::vector<Route> routes, Clock* clock)
+    : TransportWrapper(std::move(target)),
+      bucket_(std::move(bucket)),
+      routes_(std::move(routes)),
+      clock_(clock) {}
+
+TokenBucket* RateLimitedTransport::BucketFor(const Request& request) const {
+  for (const Route& route : routes_) {
+    if (route.match && route.match(request)) return route.bucket.get();
+  }
+  return bucket_.get();
+}
+
+Result<Response> RateLimitedTransport::Send(const Request& request) {
+  TokenBucket* bucket = BucketFor(request);
+  if (bucket != nullptr) bucket->Acquire();
+  Result<Response> result = TransportWrapper::Send(request);
+  if (bucket != nullptr && result.ok() && result->status == 429) {
+    if (auto header = result->Header("Retry-After")) {
+      Clock::TimePoint now = clock_->Now();
+      if (auto delay = ParseRetryAfter(*header, now)) bucket->PauseUntil(now + *delay);
+    }
+  }
+  return result;
+}
+
+}  // namespace crmbridge

@@ -1,1 +1,131 @@
-// placeholder: filled in by its module's implementation
+#include "src/core/retrying_transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+
+namespace crmbridge {
+namespace {
+
+// HubSpot's documented minimum wait after 423 Locked (shared/refs/hubspot/reference.md, errors).
+constexpr std::chrono::milliseconds kLockedMinDelay{2000};
+
+// The path of `url` without scheme, host or query: enough to say which call is retried, and the
+// query (which may carry tokens or personal data) never reaches the log.
+std::string_view UrlPath(std::string_view url) {
+  size_t scheme = url.find("://");
+  size_t path = url.find('/', scheme == std::string_view::npos ? 0 : scheme + 3);
+  if (path == std::string_view::npos) return "/";
+  std::string_view rest = url.substr(path);
+  return rest.substr(0, rest.find_first_of("?#"));
+}
+
+std::optional<std::chrono::milliseconds> HeaderMillis(const Response& response,
+                                                      const std::string& name, int64_t unit_ms) {
+  auto value = response.Header(name);
+  if (!value) return std::nullopt;
+  try {
+    size_t used = 0;
+    long long v = std::stoll(*value, &used);
+    if (v < 0) return std::nullopt;
+    v = std::min<long long>(v, 7LL * 24 * 3600 * 1000 / unit_ms);
+    return std::chrono::milliseconds(v * unit_ms);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// HubSpot's DAILY policy: retrying within this run cannot succeed.
+bool IsDailyLimit(const Response& response) {
+  if (response.body.find("DAILY") == std::string::npos) return false;
+  nlohmann::json body = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  return body.is_object() && body.value("policyName", std::string()) == "DAILY";
+}
+
+}  // namespace
+
+RetryingTransport::RetryingTransport(std::unique_ptr<Transport> target, RetryPolicy policy,
+                                     Clock* clock, uint64_t seed)
+    : TransportWrapper(std::move(target)), policy_(policy), clock_(clock), rng_(seed) {}
+
+std::chrono::milliseconds RetryingTransport::BackoffCeiling(const RetryPolicy& policy, int retry) {
+  int64_t ceiling = std::max<int64_t>(policy.initial_backoff.count(), 0);
+  int64_t cap = policy.max_backoff.count();
+  for (int i = 0; i < retry && ceiling < cap; ++i) ceiling *= 2;
+  return std::chrono::milliseconds(std::min(ceiling, cap));
+}
+
+std::chrono::milliseconds RetryingTransport::Jitter(int retry) {
+  int64_t ceiling = BackoffCeiling(policy_, retry).count();
+  if (ceiling <= 0) return std::chrono::milliseconds(0);
+  std::uniform_int_distribution<int64_t> dist(0, ceiling);
+  std::lock_guard<std::mutex> lock(rng_mu_);
+  return std::chrono::milliseconds(dist(rng_));
+}
+
+RetryingTransport::Decision RetryingTransport::Classify(const Request& request,
+                                                        const Result<Response>& result) {
+  Decision d;
+  if (!result.ok()) {
+    StatusCode code = result.status().code();
+    d.retry = request.idempotent &&
+              (code == StatusCode::kUnavailable || code == StatusCode::kDeadlineExceeded);
+    return d;
+  }
+  const Response& response = *result;
+  int status = response.status;
+  if (status == 429) {
+    if (IsDailyLimit(response)) return d;
+    d.retry = true;
+    if (auto header = response.Header("Retry-After")) {
+      d.server_delay = ParseRetryAfter(*header, clock_->Now());
+    }
+    if (!d.server_delay) {
+      d.server_delay = HeaderMillis(response, "X-HubSpot-RateLimit-Interval-Milliseconds", 1);
+    }
+    if (!d.server_delay) d.server_delay = HeaderMillis(response, "RateLimit-Reset", 1000);
+    return d;
+  }
+  if (status >= 500 || status == 408 || status == 423 || status == 477) {
+    d.retry = request.idempotent;
+    if (auto header = response.Header("Retry-After")) {
+      d.server_delay = ParseRetryAfter(*header, clock_->Now());
+    }
+    if (status == 423) {
+      d.server_delay = std::max(d.server_delay.value_or(kLockedMinDelay), kLockedMinDelay);
+    }
+  }
+  return d;
+}
+
+Result<Response> RetryingTransport::Send(const Request& request) {
+  const int attempts = std::max(policy_.max_attempts, 1);
+  for (int attempt = 1;; ++attempt) {
+    Result<Response> result = TransportWrapper::Send(request);
+    if (attempt >= attempts) return result;
+    Decision decision = Classify(request, result);
+    if (!decision.retry) return result;
+    if (decision.server_delay && *decision.server_delay > policy_.max_retry_after) {
+      spdlog::warn("{} {}: server asked to wait {} ms (more than {} ms); not retrying now",
+                   request.method, UrlPath(request.url), decision.server_delay->count(),
+                   policy_.max_retry_after.count());
+      return result;
+    }
+    std::chrono::milliseconds delay = Jitter(attempt - 1);
+    if (decision.server_delay) delay = std::max(delay, *decision.server_delay);
+
+    std::string outcome = result.ok() ? "HTTP " + std::to_string(result->status)
+                                      : std::string(StatusCodeName(result.status().code()));
+    // One retry is routine (a rate-limit window, a blip); a second one in a row is worth a warning.
+    auto level = attempt == 1 ? spdlog::level::debug : spdlog::level::warn;
+    spdlog::log(level, "{}{} {} attempt {}/{} got {}; retrying in {} ms",
+                request.system.empty() ? "" : request.system + ": ", request.method,
+                UrlPath(request.url), attempt, attempts, outcome, delay.count());
+    clock_->SleepFor(delay);
+  }
+}
+
+}  // namespace crmbridge

@@ -1,0 +1,91 @@
+// Client-side rate limiting: a TokenBucket per budget and RateLimitedTransport to apply it.
+//
+// The vendors enforce ROLLING windows (HubSpot: N per rolling 10 s; Dynamics 365: 6000 per sliding
+// 300 s; Totango: 100 per minute). A classic bucket that starts full and refills continuously lets
+// up to 2 * capacity through in one window (a full bucket, then a window's worth of refill), which
+// such a server answers with 429s. So this bucket returns each token exactly one period after it
+// was taken: at most `capacity` acquisitions fall in ANY window of length `period`. Pacing is the
+// same as a classic bucket's in the long run: N acquisitions take about (N - C) * P / C.
+//
+// Acquire() reserves the earliest free slot and then sleeps until it on the injected Clock, so
+// concurrent callers queue in order without spinning, and tests on a FakeClock never block.
+// PauseUntil() lets a server's Retry-After stop every user of a shared budget at once (Dynamics
+// 365: "pause all sends until Retry-After has passed").
+//
+// Several transports of one system share one budget through a shared_ptr<TokenBucket>.
+//
+// Thread-safety: TokenBucket and RateLimitedTransport are safe to use from several threads.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "src/core/clock.h"
+#include "src/core/transport.h"
+
+namespace crmbridge {
+
+class TokenBucket {
+ public:
+  // At most `capacity` acquisitions in any window of `period`. `capacity` >= 1, `period` > 0;
+  // `clock` must outlive the bucket.
+  TokenBucket(int capacity, Clock::Duration period, Clock* clock);
+
+  // Blocks (Clock::SleepFor) until a token is free, then takes it.
+  void Acquire();
+  // Takes a token if one is free now; never blocks.
+  bool TryAcquire();
+  // No token is handed out before `until` (a server's Retry-After). Never shortens a pause.
+  void PauseUntil(Clock::TimePoint until);
+
+  int capacity() const { return capacity_; }
+  Clock::Duration period() const { return period_; }
+
+ private:
+  // The earliest time a token can be handed out, given the slots already taken. REQUIRES mu_.
+  Clock::TimePoint NextSlotLocked(Clock::TimePoint now) const;
+  void TakeLocked(Clock::TimePoint slot);
+
+  const int capacity_;
+  const Clock::Duration period_;
+  Clock* const clock_;
+  std::mutex mu_;
+  // The last (at most capacity_) slots handed out, ascending; some may lie in the future (reserved
+  // by callers still sleeping).
+  std::deque<Clock::TimePoint> slots_;  // GUARDED_BY(mu_)
+  Clock::TimePoint paused_until_{};     // GUARDED_BY(mu_)
+};
+
+// Takes a token from the request's bucket before every send. A response 429 carrying Retry-After
+// pauses that bucket for everyone sharing it.
+class RateLimitedTransport : public TransportWrapper {
+ public:
+  // A request matching `match` draws from `bucket` INSTEAD of the default bucket (HubSpot's search
+  // has its own 5/s budget, exempt from the 10-second one).
+  struct Route {
+    std::function<bool(const Request&)> match;
+    std::shared_ptr<TokenBucket> bucket;
+  };
+  // A route for requests whose URL path contains `substring` (e.g. "/search").
+  static Route PathContains(std::string substring, std::shared_ptr<TokenBucket> bucket);
+
+  // `bucket` may be null (no default limit). Routes are tried in order; the first match wins.
+  RateLimitedTransport(std::unique_ptr<Transport> target, std::shared_ptr<TokenBucket> bucket,
+                       std::vector<Route> routes = {}, Clock* clock = Clock::Real());
+
+  Result<Response> Send(const Request& request) override;
+
+ private:
+  TokenBucket* BucketFor(const Request& request) const;
+
+  const std::shared_ptr<TokenBucket> bucket_;
+  const std::vector<Route> routes_;
+  Clock* const clock_;
+};
+
+}  // namespace crmbridge

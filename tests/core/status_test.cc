@@ -1,0 +1,145 @@
+// StatusFromHttp / StatusFromResponse classification, FindHeader and Retry-After parsing.
+#include "src/core/status.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+#include "src/core/clock.h"
+#include "src/core/retrying_transport.h"
+#include "src/core/transport.h"
+
+namespace crmbridge {
+namespace {
+
+using std::chrono::milliseconds;
+
+struct HttpCase {
+  int http;
+  StatusCode code;
+  bool transient;
+  bool system_fatal;
+  bool record_level;
+};
+
+TEST(StatusFromHttpTest, ClassificationTable) {
+  const HttpCase cases[] = {
+      {200, StatusCode::kOk, false, false, false},
+      {204, StatusCode::kOk, false, false, false},
+      {304, StatusCode::kOk, false, false, false},
+      {400, StatusCode::kInvalidArgument, false, false, true},
+      {422, StatusCode::kInvalidArgument, false, false, true},
+      {413, StatusCode::kInvalidArgument, false, false, true},
+      {401, StatusCode::kUnauthenticated, false, true, false},
+      {403, StatusCode::kPermissionDenied, false, false, true},
+      {404, StatusCode::kNotFound, false, false, true},
+      {408, StatusCode::kDeadlineExceeded, true, false, false},
+      {409, StatusCode::kAlreadyExists, false, false, false},
+      {412, StatusCode::kAborted, false, false, false},
+      {423, StatusCode::kUnavailable, true, false, false},
+      {429, StatusCode::kResourceExhausted, true, false, false},
+      {477, StatusCode::kUnavailable, true, false, false},
+      {500, StatusCode::kUnavailable, true, false, false},
+      {502, StatusCode::kUnavailable, true, false, false},
+      {503, StatusCode::kUnavailable, true, false, false},
+      {504, StatusCode::kUnavailable, true, false, false},
+  };
+  for (const HttpCase& c : cases) {
+    SCOPED_TRACE(c.http);
+    Status s = StatusFromHttp(c.http, "m");
+    EXPECT_EQ(s.code(), c.code);
+    EXPECT_EQ(s.IsTransient(), c.transient);
+    EXPECT_EQ(s.IsSystemFatal(), c.system_fatal);
+    EXPECT_EQ(s.IsRecordLevel(), c.record_level);
+    if (!s.ok()) {
+      EXPECT_EQ(s.http_status(), c.http);
+    }
+  }
+}
+
+TEST(FindHeaderTest, CaseInsensitiveFirstMatch) {
+  Headers h = {{"Content-Type", "application/json"}, {"retry-after", "5"}, {"Retry-After", "9"}};
+  EXPECT_EQ(FindHeader(h, "content-type"), "application/json");
+  EXPECT_EQ(FindHeader(h, "RETRY-AFTER"), "5");
+  EXPECT_FALSE(FindHeader(h, "Retry").has_value());
+  EXPECT_FALSE(FindHeader(h, "X-Missing").has_value());
+}
+
+TEST(ParseRetryAfterTest, DeltaSeconds) {
+  FakeClock clock;
+  EXPECT_EQ(ParseRetryAfter("7", clock.Now()), milliseconds(7000));
+  EXPECT_EQ(ParseRetryAfter(" 0 ", clock.Now()), milliseconds(0));
+  // Clamped to a week rather than overflowing.
+  EXPECT_EQ(ParseRetryAfter("99999999999999999999", clock.Now()),
+            milliseconds(7LL * 24 * 3600 * 1000));
+  EXPECT_FALSE(ParseRetryAfter("", clock.Now()).has_value());
+  EXPECT_FALSE(ParseRetryAfter("-3", clock.Now()).has_value());
+  EXPECT_FALSE(ParseRetryAfter("soon", clock.Now()).has_value());
+  EXPECT_FALSE(ParseRetryAfter("1.5", clock.Now()).has_value());
+}
+
+TEST(ParseRetryAfterTest, HttpDateAllThreeForms) {
+  // 2026-01-01T00:00:00Z is a Thursday.
+  FakeClock clock(1767225600000LL);
+  EXPECT_EQ(ParseRetryAfter("Thu, 01 Jan 2026 00:00:42 GMT", clock.Now()), milliseconds(42000));
+  EXPECT_EQ(ParseRetryAfter("Thursday, 01-Jan-26 00:01:00 GMT", clock.Now()), milliseconds(60000));
+  EXPECT_EQ(ParseRetryAfter("Thu Jan  1 00:00:05 2026", clock.Now()), milliseconds(5000));
+  // A date in the past means "now".
+  EXPECT_EQ(ParseRetryAfter("Wed, 31 Dec 2025 23:59:00 GMT", clock.Now()), milliseconds(0));
+  EXPECT_FALSE(ParseRetryAfter("Thu, 01 Foo 2026 00:00:42 GMT", clock.Now()).has_value());
+  EXPECT_FALSE(ParseRetryAfter("Thu, 01 Jan 2026 25:00:42 GMT", clock.Now()).has_value());
+}
+
+TEST(StatusFromResponseTest, CarriesSystemRetryAfterAndBodyExcerpt) {
+  Response r;
+  r.status = 429;
+  r.headers = {{"retry-after", "3"}};
+  r.body = R"({"status":"error","message":"You have reached your ten_secondly_rolling limit."})";
+  Status s = StatusFromResponse(r, "hubspot", "POST /crm/v3/objects/contacts/batch/create");
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.http_status(), 429);
+  EXPECT_EQ(s.system(), "hubspot");
+  ASSERT_TRUE(s.retry_after().has_value());
+  EXPECT_EQ(*s.retry_after(), milliseconds(3000));
+  EXPECT_NE(s.message().find("POST /crm/v3/objects/contacts/batch/create"), std::string::npos);
+  EXPECT_NE(s.message().find("ten_secondly_rolling"), std::string::npos);
+}
+
+TEST(StatusFromResponseTest, OkForSuccessAndRedirects) {
+  Response r;
+  r.status = 201;
+  EXPECT_TRUE(StatusFromResponse(r, "x", "m").ok());
+  r.status = 302;
+  EXPECT_TRUE(StatusFromResponse(r, "x", "m").ok());
+}
+
+TEST(StatusFromResponseTest, LongBodyIsCutOnOneLine) {
+  Response r;
+  r.status = 500;
+  r.body = "first line\n\n  second line " + std::string(2000, 'x');
+  Status s = StatusFromResponse(r, "", "");
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(s.message().find('\n'), std::string::npos);
+  EXPECT_EQ(s.message().rfind("first line second line", 0), 0u);
+  EXPECT_LE(s.message().size(), 310u);
+  EXPECT_EQ(s.message().substr(s.message().size() - 3), "...");
+  EXPECT_TRUE(s.system().empty());
+  EXPECT_FALSE(s.retry_after().has_value());
+}
+
+TEST(StatusFromResponseTest, ExcerptNeverSplitsUtf8) {
+  Response r;
+  r.status = 400;
+  std::string ae = "\xC3\xA4";  // U+00E4, two bytes
+  for (int i = 0; i < 400; ++i) r.body += ae;
+  Status s = StatusFromResponse(r, "", "");
+  std::string m = s.message();
+  ASSERT_EQ(m.substr(m.size() - 3), "...");
+  std::string text = m.substr(0, m.size() - 3);
+  EXPECT_EQ(text.size() % 2, 0u) << "a two-byte sequence was cut";
+  EXPECT_EQ(text.substr(text.size() - 2), ae);
+}
+
+}  // namespace
+}  // namespace crmbridge
