@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# End to end through the real binaries: crm-mocks serves seeded HubSpot and Dynamics 365 data,
+# `crmbridge sync` moves the onboarding tickets into opportunities, and a second sync right after
+# writes nothing. Also checks the exit codes users script against.
+#   usage: demo_sync_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-it.XXXXXX")
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+export HUBSPOT_TOKEN=pat-it-hubspot D365_CLIENT_ID=it-client D365_CLIENT_SECRET=it-secret-0123
+"$bin/crm-mocks" --seed 7 --size 12 --hubspot-token "$HUBSPOT_TOKEN" \
+  --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
+  >"$work/mocks.json" 2>"$work/mocks.log" &
+pid=$!
+for _ in $(seq 1 100); do [ -s "$work/mocks.json" ] && break; sleep 0.1; done
+line=$(head -n1 "$work/mocks.json")
+export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
+export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
+[ -n "$DEMO_HUBSPOT_URL" ] && [ -n "$DEMO_DYNAMICS365_URL" ] || fail "crm-mocks printed: $line"
+export CRMBRIDGE_STATE="$work/state.db"
+cfg="$src/examples/demo/crmbridge.yaml"
+
+"$bin/crmbridge" --config "$cfg" --log-level debug sync --json >"$work/run1.json" 2>"$work/run1.log" \
+  || fail "first sync exited $?: $(tail -5 "$work/run1.log")"
+grep -q '"writes": 0' "$work/run1.json" && fail "first sync wrote nothing: $(cat "$work/run1.json")"
+grep -q '"created": [1-9]' "$work/run1.json" || fail "first sync created no opportunity"
+
+"$bin/crmbridge" --config "$cfg" sync >"$work/run2.txt" 2>"$work/run2.log" || fail "second sync exited $?"
+grep -q "Nothing to write" "$work/run2.txt" || fail "second sync wrote: $(cat "$work/run2.txt")"
+
+# Secrets never reach the logs, even at debug level with every HTTP exchange logged.
+for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET"; do
+  grep -qF -- "$s" "$work/run1.log" "$work/run2.log" && fail "a secret appeared in the log"
+done
+
+# Exit code 2 with file:line:column for a broken config.
+printf 'state: x.db\nsystems:\n  hubspot:\n    kind: hubspott\n' >"$work/bad.yaml"
+set +e
+"$bin/crmbridge" --config "$work/bad.yaml" sync 2>"$work/bad.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "broken config exited $rc, not 2"
+grep -q "bad.yaml:4:" "$work/bad.err" || fail "no file:line in: $(cat "$work/bad.err")"
+
+# Exit code 4 when a system is unreachable: stop the mocks and sync again.
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+set +e
+"$bin/crmbridge" --config "$cfg" sync >"$work/run3.txt" 2>"$work/run3.log"; rc=$?
+set -e
+[ "$rc" -eq 4 ] || fail "unreachable systems exited $rc, not 4: $(tail -3 "$work/run3.log")"
+echo "demo sync: ok"
