@@ -1,1 +1,336 @@
-// placeholder: filled in by its module's implementation
+#include "src/config/app_config.h"
+
+#include <cstdlib>
+#include <regex>
+#include <set>
+
+#include "src/core/redaction.h"
+
+namespace crmbridge {
+
+namespace {
+
+const std::set<std::string> kKinds = {"hubspot", "dynamics365", "totango", "portal"};
+const std::set<std::string> kTopKeys = {"state", "mappings", "sync", "systems"};
+const std::set<std::string> kSystemKeys = {"kind",       "base_url", "auth",
+                                           "rate_limit", "search_rate_limit",
+                                           "timeout",    "max_attempts",  "options"};
+const std::set<std::string> kSyncKeys = {"lease_ttl", "overlap", "max_outbox_attempts"};
+const std::set<std::string> kLimitKeys = {"requests", "per"};
+// Auth keys whose values are credentials: they must be ${env:} references.
+const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refresh_token",
+                                               "app_token", "password"};
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string DidYouMean(const std::string& word, const std::set<std::string>& known) {
+  std::string best;
+  size_t best_d = 3;
+  for (const std::string& k : known) {
+    size_t d = EditDistance(word, k);
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  if (!best.empty()) return "did you mean '" + best + "'?";
+  std::string all;
+  for (const std::string& k : known) all += (all.empty() ? "" : ", ") + k;
+  return "expected one of: " + all;
+}
+
+std::string DirOf(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+std::string Resolve(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/' || path == ":memory:") return path;
+  return base_dir + "/" + path;
+}
+
+class Loader {
+ public:
+  Loader(std::string file, const EnvLookup& env) : file_(std::move(file)), env_(env) {}
+
+  Diagnostics& diags() { return diags_; }
+
+  SourcePos Pos(const YAML::Node& n) { return PosOf(n, file_); }
+
+  void CheckKeys(const YAML::Node& map, const std::set<std::string>& known, const char* what) {
+    for (const auto& kv : map) {
+      const std::string key = kv.first.as<std::string>();
+      if (!known.count(key))
+        diags_.Error(Pos(kv.first), std::string("unknown key '") + key + "' in " + what,
+                     DidYouMean(key, known));
+    }
+  }
+
+  // A scalar string with ${env:NAME} references resolved; nullopt (and a diagnostic) on error.
+  std::optional<std::string> String(const YAML::Node& n, const std::string& what) {
+    if (!n.IsScalar()) {
+      diags_.Error(Pos(n), what + " must be a string");
+      return std::nullopt;
+    }
+    return Expand(n.Scalar(), n);
+  }
+
+  std::optional<std::string> Expand(const std::string& raw, const YAML::Node& n) {
+    static const std::regex kRef(R"(\$\{env:([A-Za-z_][A-Za-z0-9_]*)\})");
+    std::string out;
+    auto begin = std::sregex_iterator(raw.begin(), raw.end(), kRef);
+    size_t last = 0;
+    bool ok = true;
+    for (auto it = begin; it != std::sregex_iterator(); ++it) {
+      out += raw.substr(last, it->position() - last);
+      const std::string name = (*it)[1];
+      auto value = env_(name);
+      if (!value) {
+        diags_.Error(Pos(n), "environment variable " + name + " is not set",
+                     "export " + name + "=...");
+        ok = false;
+      } else {
+        out += *value;
+      }
+      last = it->position() + it->length();
+    }
+    out += raw.substr(last);
+    if (ok && raw.find("${") != std::string::npos && out.find("${") != std::string::npos &&
+        out == raw) {
+      diags_.Error(Pos(n), "malformed reference '" + raw + "'", "write ${env:NAME}");
+      return std::nullopt;
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  std::optional<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& what) {
+    static const std::regex kDur(R"(^\s*(\d+)\s*(ms|s|m|h|d)\s*$)");
+    std::smatch m;
+    const std::string text = n.IsScalar() ? n.Scalar() : "";
+    if (!n.IsScalar() || !std::regex_match(text, m, kDur)) {
+      diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d");
+      return std::nullopt;
+    }
+    int64_t v = std::stoll(m[1]);
+    const std::string unit = m[2];
+    int64_t ms = unit == "ms" ? v
+                 : unit == "s" ? v * 1000
+                 : unit == "m" ? v * 60'000
+                 : unit == "h" ? v * 3'600'000
+                               : v * 86'400'000;
+    return std::chrono::milliseconds(ms);
+  }
+
+  std::optional<int> Int(const YAML::Node& n, const std::string& what, int min) {
+    try {
+      if (n.IsScalar()) {
+        int v = n.as<int>();
+        if (v >= min) return v;
+      }
+    } catch (const YAML::Exception&) {
+    }
+    diags_.Error(Pos(n), what + " must be a whole number >= " + std::to_string(min));
+    return std::nullopt;
+  }
+
+  void RateLimit(const YAML::Node& n, const std::string& what, RateLimitConfig* out) {
+    if (!n.IsMap()) {
+      diags_.Error(Pos(n), what + " must be a map", "e.g. {requests: 100, per: 10s}");
+      return;
+    }
+    CheckKeys(n, kLimitKeys, what.c_str());
+    if (!n["requests"]) diags_.Error(Pos(n), what + " needs 'requests'");
+    if (!n["per"]) diags_.Error(Pos(n), what + " needs 'per'");
+    if (n["requests"])
+      if (auto v = Int(n["requests"], what + ".requests", 1)) out->requests = *v;
+    if (n["per"])
+      if (auto d = Duration(n["per"], what + ".per")) out->per = *d;
+  }
+
+  void System(const std::string& name, const YAML::Node& n, SystemConfig* sys) {
+    sys->name = name;
+    sys->pos = Pos(n);
+    if (!n.IsMap()) {
+      diags_.Error(Pos(n), "system '" + name + "' must be a map");
+      return;
+    }
+    CheckKeys(n, kSystemKeys, ("system '" + name + "'").c_str());
+    if (!n["kind"]) {
+      diags_.Error(Pos(n), "system '" + name + "' needs 'kind'", DidYouMean("", kKinds));
+    } else if (auto kind = String(n["kind"], "kind")) {
+      if (!kKinds.count(*kind))
+        diags_.Error(Pos(n["kind"]), "unknown kind '" + *kind + "'", DidYouMean(*kind, kKinds));
+      else
+        sys->kind = *kind;
+    }
+    if (!n["base_url"]) {
+      diags_.Error(Pos(n), "system '" + name + "' needs 'base_url'");
+    } else if (auto url = String(n["base_url"], "base_url")) {
+      if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0)
+        diags_.Error(Pos(n["base_url"]), "base_url must start with http:// or https://");
+      while (!url->empty() && url->back() == '/') url->pop_back();
+      sys->base_url = *url;
+    }
+    if (n["auth"]) {
+      const YAML::Node auth = n["auth"];
+      if (!auth.IsMap()) {
+        diags_.Error(Pos(auth), "auth must be a map of credential names to ${env:NAME}");
+      } else {
+        for (const auto& kv : auth) {
+          const std::string key = kv.first.as<std::string>();
+          if (!kv.second.IsScalar()) {
+            diags_.Error(Pos(kv.second), "auth." + key + " must be a string");
+            continue;
+          }
+          const std::string raw = kv.second.Scalar();
+          if (kSecretAuthKeys.count(key) && raw.find("${env:") == std::string::npos) {
+            diags_.Error(Pos(kv.second),
+                         "auth." + key + " is written in the file; secrets never live in it",
+                         "use ${env:NAME} and set NAME in the environment");
+            continue;
+          }
+          if (auto v = Expand(raw, kv.second)) {
+            sys->auth[key] = *v;
+            if (kSecretAuthKeys.count(key)) Redactor::Global().AddSecret(*v);
+          }
+        }
+      }
+    }
+    RequireAuth(n, *sys);
+    if (n["rate_limit"]) RateLimit(n["rate_limit"], "rate_limit", &sys->rate_limit);
+    if (n["search_rate_limit"])
+      RateLimit(n["search_rate_limit"], "search_rate_limit", &sys->search_rate_limit);
+    if (n["timeout"])
+      if (auto d = Duration(n["timeout"], "timeout")) sys->timeout = *d;
+    if (n["max_attempts"])
+      if (auto v = Int(n["max_attempts"], "max_attempts", 1)) sys->max_attempts = *v;
+    if (n["options"]) {
+      if (!n["options"].IsMap()) {
+        diags_.Error(Pos(n["options"]), "options must be a map of strings");
+      } else {
+        for (const auto& kv : n["options"])
+          if (auto v = String(kv.second, "options." + kv.first.as<std::string>()))
+            sys->options[kv.first.as<std::string>()] = *v;
+      }
+    }
+  }
+
+  void RequireAuth(const YAML::Node& n, const SystemConfig& sys) {
+    std::vector<std::string> need;
+    if (sys.kind == "hubspot") {
+      if (!sys.auth.count("token") && !(sys.auth.count("client_id") &&
+                                         sys.auth.count("client_secret") &&
+                                         sys.auth.count("refresh_token")))
+        need = {"token"};
+    } else if (sys.kind == "dynamics365") {
+      need = {"token_url", "client_id", "client_secret", "scope"};
+    } else if (sys.kind == "totango") {
+      need = {"app_token"};
+    } else if (sys.kind == "portal") {
+      need = {"token"};
+    }
+    const YAML::Node where = n["auth"] ? n["auth"] : n;
+    for (const std::string& key : need) {
+      if (sys.auth.count(key)) continue;
+      // Keys that failed to resolve were already reported at their own position.
+      if (n["auth"] && n["auth"][key]) continue;
+      diags_.Error(Pos(where), "a " + sys.kind + " system needs auth." + key,
+                   kSecretAuthKeys.count(key) ? key + ": \"${env:NAME}\"" : "");
+    }
+  }
+
+  std::string file_;
+  const EnvLookup& env_;
+  Diagnostics diags_;
+};
+
+}  // namespace
+
+EnvLookup ProcessEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
+  auto doc = LoadYamlFile(path);
+  if (!doc.ok()) return doc.status();
+  Loader l(path, env);
+  AppConfig config;
+  config.path = path;
+  const std::string dir = DirOf(path);
+  const YAML::Node& root = *doc;
+  if (!root.IsMap()) {
+    l.diags().Error(l.Pos(root), "the configuration must be a map",
+                    "top-level keys: state, mappings, sync, systems");
+    return l.diags().ToStatus();
+  }
+  l.CheckKeys(root, kTopKeys, "the configuration");
+
+  if (!root["state"]) {
+    l.diags().Error(l.Pos(root), "missing 'state': the path of the state store",
+                    "state: ./crmbridge-state.db");
+  } else if (auto s = l.String(root["state"], "state")) {
+    config.state_path = Resolve(dir, *s);
+  }
+
+  if (root["mappings"]) {
+    const YAML::Node m = root["mappings"];
+    if (m.IsScalar()) {
+      if (auto s = l.String(m, "mappings")) config.mapping_paths.push_back(Resolve(dir, *s));
+    } else if (m.IsSequence()) {
+      for (const auto& item : m)
+        if (auto s = l.String(item, "a mapping path"))
+          config.mapping_paths.push_back(Resolve(dir, *s));
+    } else {
+      l.diags().Error(l.Pos(m), "mappings must be a list of file paths");
+    }
+  }
+
+  if (root["sync"]) {
+    const YAML::Node s = root["sync"];
+    if (!s.IsMap()) {
+      l.diags().Error(l.Pos(s), "sync must be a map");
+    } else {
+      l.CheckKeys(s, kSyncKeys, "sync");
+      if (s["lease_ttl"])
+        if (auto d = l.Duration(s["lease_ttl"], "sync.lease_ttl")) config.sync.lease_ttl = *d;
+      if (s["overlap"])
+        if (auto d = l.Duration(s["overlap"], "sync.overlap")) config.sync.overlap = *d;
+      if (s["max_outbox_attempts"])
+        if (auto v = l.Int(s["max_outbox_attempts"], "sync.max_outbox_attempts", 1))
+          config.sync.max_outbox_attempts = *v;
+    }
+  }
+
+  if (!root["systems"]) {
+    l.diags().Error(l.Pos(root), "missing 'systems': the systems to keep in step");
+  } else if (!root["systems"].IsMap()) {
+    l.diags().Error(l.Pos(root["systems"]), "systems must be a map of name to system");
+  } else {
+    for (const auto& kv : root["systems"]) {
+      const std::string name = kv.first.as<std::string>();
+      SystemConfig sys;
+      l.System(name, kv.second, &sys);
+      config.systems.emplace(name, std::move(sys));
+    }
+  }
+
+  if (!l.diags().empty()) return l.diags().ToStatus();
+  return config;
+}
+
+}  // namespace crmbridge
