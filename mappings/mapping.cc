@@ -1,1 +1,148 @@
-// placeholder: filled in by its module's implementation
+#include "mappings/mapping.h"
+
+#include <regex>
+
+namespace crmbridge {
+
+using nlohmann::json;
+
+const CanonicalField* CanonicalEntity::Find(const std::string& field) const {
+  for (const auto& f : fields)
+    if (f.name == field) return &f;
+  return nullptr;
+}
+
+bool SystemEntityMapping::reads() const {
+  for (const auto& f : fields)
+    if (f.reads()) return true;
+  return false;
+}
+
+bool SystemEntityMapping::writes() const {
+  for (const auto& f : fields)
+    if (f.writes()) return true;
+  return false;
+}
+
+const CanonicalEntity* MappingPlan::FindEntity(const std::string& entity) const {
+  for (const auto& e : entities_)
+    if (e.name == entity) return &e;
+  return nullptr;
+}
+
+const SystemEntityMapping* MappingPlan::Find(const std::string& system,
+                                             const std::string& entity) const {
+  for (const auto& m : mappings_)
+    if (m.system == system && m.entity == entity) return &m;
+  return nullptr;
+}
+
+std::set<std::string> MappingPlan::systems() const {
+  std::set<std::string> out;
+  for (const auto& m : mappings_) out.insert(m.system);
+  return out;
+}
+
+namespace {
+
+Status FieldError(const SystemEntityMapping& m, const FieldMap& f, const std::string& what) {
+  return Status(StatusCode::kInvalidArgument, m.system + " " + m.object + "." + f.native +
+                                                  " -> " + m.entity + "." + f.canonical + ": " +
+                                                  what);
+}
+
+// Brings a native value to the canonical field's type: APIs such as HubSpot send every value as a
+// string, so "17" becomes 17 for a number and "true" becomes true for a boolean.
+Result<json> ToType(const json& v, FieldType type) {
+  if (v.is_null()) return v;
+  switch (type) {
+    case FieldType::kString:
+      if (v.is_string()) return v;
+      if (v.is_number() || v.is_boolean()) return json(v.dump());
+      break;
+    case FieldType::kNumber:
+      if (v.is_number()) return v;
+      if (v.is_string()) {
+        const std::string s = v.get<std::string>();
+        if (s.empty()) return json();
+        try {
+          size_t used = 0;
+          if (s.find_first_of(".eE") == std::string::npos) {
+            long long n = std::stoll(s, &used);
+            if (used == s.size()) return json(n);
+          } else {
+            double d = std::stod(s, &used);
+            if (used == s.size()) return json(d);
+          }
+        } catch (const std::exception&) {
+        }
+      }
+      break;
+    case FieldType::kBoolean:
+      if (v.is_boolean()) return v;
+      if (v.is_string()) {
+        if (v == "true") return json(true);
+        if (v == "false") return json(false);
+        if (v == "") return json();
+      }
+      break;
+    case FieldType::kDateTime: {
+      static const std::regex kIso(
+          R"(^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$)");
+      if (v.is_string() && (v == "" || std::regex_match(v.get<std::string>(), kIso))) return v;
+      break;
+    }
+  }
+  return Status(StatusCode::kInvalidArgument, "value " + v.dump() + " is not a valid " +
+                                                  (type == FieldType::kString    ? "string"
+                                                   : type == FieldType::kNumber  ? "number"
+                                                   : type == FieldType::kBoolean ? "boolean"
+                                                                                 : "datetime"));
+}
+
+}  // namespace
+
+Result<MappedRecord> MappingPlan::ToCanonical(const SystemEntityMapping& m, const json& native) {
+  MappedRecord out;
+  for (const FieldMap& f : m.fields) {
+    if (!f.reads()) continue;
+    auto it = native.find(f.native);
+    json v = it == native.end() ? json() : *it;
+    const bool present = it != native.end();
+    for (const auto& t : f.transforms) {
+      auto r = t->In(v);
+      if (!r.ok()) return FieldError(m, f, r.status().message());
+      v = std::move(*r);
+    }
+    if (f.required && (v.is_null() || v == "")) return FieldError(m, f, "a value is required");
+    if (!present && v.is_null()) continue;  // absent stays absent
+    auto typed = ToType(v, f.type);
+    if (!typed.ok()) return FieldError(m, f, typed.status().message());
+    out.fields[f.canonical] = std::move(*typed);
+  }
+  return out;
+}
+
+Result<json> MappingPlan::ToNative(const SystemEntityMapping& m, const json& canonical,
+                                   bool creating) {
+  json out = json::object();
+  for (const FieldMap& f : m.fields) {
+    if (!f.writes() || (f.create_only && !creating)) continue;
+    auto it = canonical.find(f.canonical);
+    if (it == canonical.end()) {
+      if (f.required) return FieldError(m, f, "a value is required");
+      continue;
+    }
+    json v = *it;
+    for (auto t = f.transforms.rbegin(); t != f.transforms.rend(); ++t) {
+      auto r = (*t)->Out(v);
+      if (!r.ok()) return FieldError(m, f, r.status().message());
+      v = std::move(*r);
+    }
+    if (f.required && (v.is_null() || v == "")) return FieldError(m, f, "a value is required");
+    out[f.native] = std::move(v);
+  }
+  return out;
+}
+
+}  // namespace crmbridge

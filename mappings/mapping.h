@@ -57,6 +57,7 @@ struct FieldMap {
   std::string canonical;  // canonical field name
   std::string native;     // native field name
   Direction direction = Direction::kBoth;
+  FieldType type = FieldType::kString;  // the canonical field's type
   std::vector<std::shared_ptr<const Transform>> transforms;  // applied in order for In, reversed for Out
   bool required = false;     // a record missing it (after transforms) is rejected
   bool create_only = false;  // written only when the target record is created

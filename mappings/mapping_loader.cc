@@ -1,1 +1,396 @@
-// placeholder: filled in by its module's implementation
+// LoadMappingPlan: mapping YAML -> validated, compiled MappingPlan. Every problem found is
+// reported (not only the first), each with file:line:column and, where it helps, a hint.
+#include <set>
+
+#include "mappings/mapping.h"
+#include "mappings/transforms.h"
+
+namespace crmbridge {
+
+using nlohmann::json;
+
+namespace {
+
+const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
+const std::set<std::string> kEntityKeys = {"fields"};
+const std::set<std::string> kCanonicalFieldKeys = {"type", "required"};
+const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields"};
+const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
+                                             "required", "create_only"};
+const std::set<std::string> kRowKeys = {"native", "canonical", "prefer"};
+const std::map<std::string, FieldType> kTypes = {{"string", FieldType::kString},
+                                                 {"number", FieldType::kNumber},
+                                                 {"boolean", FieldType::kBoolean},
+                                                 {"datetime", FieldType::kDateTime}};
+
+std::string Join(const std::set<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+template <typename M>
+std::set<std::string> Keys(const M& m) {
+  std::set<std::string> out;
+  for (const auto& kv : m) out.insert(kv.first);
+  return out;
+}
+
+// YAML scalars become typed JSON: numbers stay numbers so a table row `native: 100000000`
+// matches an integer choice value.
+json ScalarToJson(const YAML::Node& n) {
+  if (!n.IsScalar()) return json();
+  const std::string& s = n.Scalar();
+  if (n.Tag() == "!") return json(s);  // quoted in the file: a string
+  if (s == "true") return json(true);
+  if (s == "false") return json(false);
+  if (s == "null" || s == "~") return json();
+  try {
+    size_t used = 0;
+    long long v = std::stoll(s, &used);
+    if (used == s.size()) return json(v);
+  } catch (const std::exception&) {
+  }
+  return json(s);
+}
+
+class Loader {
+ public:
+  explicit Loader(const std::map<std::string, std::string>& known_systems)
+      : known_systems_(known_systems) {}
+
+  void LoadFile(const std::string& file, const YAML::Node& root) {
+    file_ = file;
+    if (!root.IsMap()) {
+      Error(root, "a mapping file must be a map", "top-level keys: " + Join(kTopKeys));
+      return;
+    }
+    CheckKeys(root, kTopKeys, "the mapping file");
+    if (!root["version"]) {
+      Error(root, "missing 'version'", "version: 1");
+    } else if (root["version"].Scalar() != "1") {
+      Error(root["version"], "unsupported version '" + root["version"].Scalar() + "'",
+            "this crmbridge reads version 1");
+    }
+    if (root["entities"]) Entities(root["entities"]);
+    if (root["tables"]) Tables(root["tables"]);
+    if (root["systems"]) Systems(root["systems"]);
+  }
+
+  Diagnostics& diags() { return diags_; }
+  std::vector<CanonicalEntity>& entities() { return entities_; }
+  std::vector<SystemEntityMapping>& mappings() { return mappings_; }
+
+  // Systems are resolved after every file is read, so tables and entities may live in any file.
+  void ResolvePending() {
+    for (auto& p : pending_) {
+      SystemEntityMapping& m = mappings_[p.mapping];
+      FieldMap& f = m.fields[p.field];
+      const CanonicalEntity* e = FindEntity(m.entity);
+      if (e == nullptr) continue;  // reported already
+      const CanonicalField* cf = e->Find(f.canonical);
+      if (cf == nullptr) {
+        std::set<std::string> names;
+        for (const auto& fld : e->fields) names.insert(fld.name);
+        diags_.Error(f.pos, "entity '" + m.entity + "' has no field '" + f.canonical + "'",
+                     "its fields: " + Join(names));
+        continue;
+      }
+      f.type = cf->type;
+      for (const auto& [node_pos, name] : p.tables) {
+        auto t = tables_.find(name);
+        if (t == tables_.end()) {
+          diags_.Error(node_pos, "unknown table '" + name + "'",
+                       tables_.empty() ? "declare it under tables:"
+                                       : "tables: " + Join(Keys(tables_)));
+          continue;
+        }
+        f.transforms[p.table_slots.at(name)] = NewTableLookup(t->second);
+      }
+    }
+  }
+
+ private:
+  struct Pending {
+    size_t mapping;
+    size_t field;
+    std::vector<std::pair<SourcePos, std::string>> tables;
+    std::map<std::string, size_t> table_slots;
+  };
+
+  SourcePos Pos(const YAML::Node& n) { return PosOf(n, file_); }
+  void Error(const YAML::Node& n, std::string msg, std::string hint = "") {
+    diags_.Error(Pos(n), std::move(msg), std::move(hint));
+  }
+  void CheckKeys(const YAML::Node& map, const std::set<std::string>& known, const std::string& in) {
+    for (const auto& kv : map) {
+      const std::string key = kv.first.Scalar();
+      if (!known.count(key))
+        Error(kv.first, "unknown key '" + key + "' in " + in, "expected one of: " + Join(known));
+    }
+  }
+  bool Bool(const YAML::Node& n, const std::string& what) {
+    if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) return n.Scalar() == "true";
+    Error(n, what + " must be true or false");
+    return false;
+  }
+  const CanonicalEntity* FindEntity(const std::string& name) const {
+    for (const auto& e : entities_)
+      if (e.name == name) return &e;
+    return nullptr;
+  }
+
+  void Entities(const YAML::Node& n) {
+    if (!n.IsMap()) return Error(n, "entities must be a map of entity name to its fields");
+    for (const auto& kv : n) {
+      CanonicalEntity e;
+      e.name = kv.first.Scalar();
+      if (FindEntity(e.name) != nullptr) {
+        Error(kv.first, "entity '" + e.name + "' is declared twice");
+        continue;
+      }
+      const YAML::Node body = kv.second;
+      if (!body.IsMap() || !body["fields"] || !body["fields"].IsMap()) {
+        Error(kv.second, "entity '" + e.name + "' needs a map of fields",
+              "fields: {title: {type: string}}");
+        continue;
+      }
+      CheckKeys(body, kEntityKeys, "entity '" + e.name + "'");
+      for (const auto& fkv : body["fields"]) {
+        CanonicalField f;
+        f.name = fkv.first.Scalar();
+        const YAML::Node spec = fkv.second;
+        if (spec.IsMap()) {
+          CheckKeys(spec, kCanonicalFieldKeys, "field '" + f.name + "'");
+          if (spec["type"]) {
+            auto t = kTypes.find(spec["type"].Scalar());
+            if (t == kTypes.end())
+              Error(spec["type"], "unknown type '" + spec["type"].Scalar() + "'",
+                    "types: " + Join(Keys(kTypes)));
+            else
+              f.type = t->second;
+          }
+          if (spec["required"]) f.required = Bool(spec["required"], "required");
+        } else if (!spec.IsNull()) {
+          Error(spec, "field '" + f.name + "' must be a map", "{type: string}");
+        }
+        e.fields.push_back(f);
+      }
+      entities_.push_back(std::move(e));
+    }
+  }
+
+  void Tables(const YAML::Node& n) {
+    if (!n.IsMap()) return Error(n, "tables must be a map of table name to rows");
+    for (const auto& kv : n) {
+      auto table = std::make_shared<ValueTable>();
+      table->name = kv.first.Scalar();
+      table->pos = Pos(kv.first);
+      if (tables_.count(table->name)) {
+        Error(kv.first, "table '" + table->name + "' is declared twice");
+        continue;
+      }
+      if (!kv.second.IsSequence() || kv.second.size() == 0) {
+        Error(kv.second, "table '" + table->name + "' must be a list of rows",
+              "- {native: \"Ny\", canonical: new}");
+        continue;
+      }
+      for (const auto& row : kv.second) {
+        if (!row.IsMap() || !row["native"] || !row["canonical"]) {
+          Error(row, "a table row needs 'native' and 'canonical'",
+                "- {native: \"Ny\", canonical: new}");
+          continue;
+        }
+        CheckKeys(row, kRowKeys, "a table row");
+        ValueTable::Row r;
+        r.native = ScalarToJson(row["native"]);
+        r.canonical = row["canonical"].Scalar();
+        if (row["prefer"]) r.prefer = Bool(row["prefer"], "prefer");
+        table->rows.push_back(std::move(r));
+      }
+      CheckManyToOne(*table, kv.second);
+      tables_[table->name] = table;
+    }
+  }
+
+  // Where several rows share a value on one side, the lookup from that side is ambiguous
+  // unless exactly one of them is marked `prefer: true`.
+  void CheckManyToOne(const ValueTable& t, const YAML::Node& node) {
+    auto check = [&](auto key_of, const char* side, const char* other) {
+      std::map<std::string, std::pair<int, int>> groups;  // value -> (rows, preferred)
+      for (const auto& r : t.rows) {
+        auto& g = groups[key_of(r)];
+        ++g.first;
+        g.second += r.prefer;
+      }
+      for (const auto& [value, g] : groups) {
+        if (g.first > 1 && g.second != 1)
+          Error(node,
+                "table '" + t.name + "' maps " + side + " value " + value + " to " +
+                    std::to_string(g.first) + " " + other + " values; mark exactly one of those rows " +
+                    "prefer: true",
+                "the preferred row is used when reading or writing that value");
+      }
+    };
+    check([](const ValueTable::Row& r) { return r.native.dump(); }, "native", "canonical");
+    check([](const ValueTable::Row& r) { return "'" + r.canonical + "'"; }, "canonical", "native");
+  }
+
+  void Systems(const YAML::Node& n) {
+    if (!n.IsMap()) return Error(n, "systems must be a map of system name to entities");
+    for (const auto& skv : n) {
+      const std::string system = skv.first.Scalar();
+      if (!known_systems_.count(system)) {
+        Error(skv.first, "unknown system '" + system + "'",
+              "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
+        continue;
+      }
+      if (!skv.second.IsMap()) {
+        Error(skv.second, "system '" + system + "' must map entity names to objects");
+        continue;
+      }
+      for (const auto& ekv : skv.second) SystemEntity(system, ekv.first, ekv.second);
+    }
+  }
+
+  void SystemEntity(const std::string& system, const YAML::Node& key, const YAML::Node& body) {
+    SystemEntityMapping m;
+    m.system = system;
+    m.entity = key.Scalar();
+    m.pos = Pos(key);
+    if (FindEntity(m.entity) == nullptr) {
+      std::set<std::string> names;
+      for (const auto& e : entities_) names.insert(e.name);
+      Error(key, "unknown entity '" + m.entity + "'",
+            names.empty() ? "declare it under entities:" : "entities: " + Join(names));
+    }
+    if (!body.IsMap()) return Error(body, system + "." + m.entity + " must be a map");
+    CheckKeys(body, kSystemEntityKeys, system + "." + m.entity);
+    for (const auto& existing : mappings_)
+      if (existing.system == system && existing.entity == m.entity)
+        return Error(key, system + "." + m.entity + " is mapped twice");
+    if (!body["object"] || !body["object"].IsScalar()) {
+      Error(body, system + "." + m.entity + " needs 'object': the native object",
+            "object: tickets");
+    } else {
+      m.object = body["object"].Scalar();
+    }
+    if (body["params"]) {
+      if (!body["params"].IsMap()) {
+        Error(body["params"], "params must be a map of strings");
+      } else {
+        for (const auto& p : body["params"]) m.params[p.first.Scalar()] = p.second.Scalar();
+      }
+    }
+    std::vector<Pending> pending;
+    if (!body["fields"] || !body["fields"].IsMap()) {
+      Error(body, system + "." + m.entity + " needs a map of fields",
+            "fields: {title: {native: subject}}");
+    } else {
+      std::set<std::string> natives;
+      for (const auto& fkv : body["fields"]) {
+        FieldMap f;
+        f.canonical = fkv.first.Scalar();
+        f.pos = Pos(fkv.first);
+        const YAML::Node spec = fkv.second;
+        if (!spec.IsMap() || !spec["native"]) {
+          Error(spec, "field '" + f.canonical + "' needs 'native': the native field name",
+                "{native: subject}");
+          continue;
+        }
+        CheckKeys(spec, kFieldMapKeys, "field '" + f.canonical + "'");
+        f.native = spec["native"].Scalar();
+        if (!natives.insert(f.native).second)
+          Error(spec["native"], "native field '" + f.native + "' is mapped twice in " + system +
+                                    "." + m.entity);
+        if (spec["direction"]) {
+          const std::string d = spec["direction"].Scalar();
+          if (d == "in") f.direction = Direction::kIn;
+          else if (d == "out") f.direction = Direction::kOut;
+          else if (d == "both") f.direction = Direction::kBoth;
+          else Error(spec["direction"], "unknown direction '" + d + "'", "in, out or both");
+        }
+        if (spec["required"]) f.required = Bool(spec["required"], "required");
+        if (spec["create_only"]) f.create_only = Bool(spec["create_only"], "create_only");
+        Pending p{mappings_.size(), m.fields.size(), {}, {}};
+        if (spec["transforms"]) Transforms(spec["transforms"], &f, &p);
+        pending.push_back(std::move(p));
+        m.fields.push_back(std::move(f));
+      }
+    }
+    for (auto& p : pending) pending_.push_back(std::move(p));
+    mappings_.push_back(std::move(m));
+  }
+
+  void Transforms(const YAML::Node& list, FieldMap* f, Pending* p) {
+    if (!list.IsSequence()) return Error(list, "transforms must be a list", "[trim, lower]");
+    std::set<std::string> known;
+    for (const auto& spec : TransformSpecs()) known.insert(spec.name);
+    for (const auto& t : list) {
+      std::string name;
+      YAML::Node arg;
+      bool has_arg = false;
+      if (t.IsScalar()) {
+        name = t.Scalar();
+      } else if (t.IsMap() && t.size() == 1) {
+        name = t.begin()->first.Scalar();
+        arg = t.begin()->second;
+        has_arg = true;
+      } else {
+        Error(t, "a transform is a name or a one-key map", "trim, or {table: stage_map}");
+        continue;
+      }
+      if (name == "trim" || name == "lower" || name == "upper") {
+        if (has_arg) Error(t, "transform '" + name + "' takes no parameter");
+        f->transforms.push_back(name == "trim" ? NewTrim() : name == "lower" ? NewLower() : NewUpper());
+      } else if (name == "default") {
+        if (!has_arg) {
+          Error(t, "transform 'default' needs a value", "{default: \"n/a\"}");
+          continue;
+        }
+        f->transforms.push_back(NewDefault(ScalarToJson(arg)));
+      } else if (name == "table") {
+        if (!has_arg || !arg.IsScalar()) {
+          Error(t, "transform 'table' needs a table name", "{table: stage_map}");
+          continue;
+        }
+        // Filled in by ResolvePending once every table is known.
+        p->tables.emplace_back(Pos(arg), arg.Scalar());
+        p->table_slots[arg.Scalar()] = f->transforms.size();
+        f->transforms.push_back(nullptr);
+      } else {
+        Error(t, "unknown transform '" + name + "'", "transforms: " + Join(known));
+      }
+    }
+  }
+
+  const std::map<std::string, std::string>& known_systems_;
+  std::string file_;
+  Diagnostics diags_;
+  std::vector<CanonicalEntity> entities_;
+  std::map<std::string, std::shared_ptr<const ValueTable>> tables_;
+  std::vector<SystemEntityMapping> mappings_;
+  std::vector<Pending> pending_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(
+    const std::vector<std::string>& files, const std::map<std::string, std::string>& known_systems) {
+  if (files.empty())
+    return Status(StatusCode::kInvalidArgument,
+                  "no mapping files: list them under 'mappings:' in crmbridge.yaml");
+  Loader loader(known_systems);
+  for (const std::string& file : files) {
+    auto doc = LoadYamlFile(file);
+    if (!doc.ok()) return doc.status();
+    loader.LoadFile(file, *doc);
+  }
+  loader.ResolvePending();
+  if (!loader.diags().empty()) return loader.diags().ToStatus();
+  // Unresolved table slots only remain where an error was reported above.
+  return std::make_shared<const MappingPlan>(std::move(loader.entities()),
+                                             std::move(loader.mappings()));
+}
+
+}  // namespace crmbridge

@@ -52,6 +52,7 @@ CREATE TABLE snapshots (
   entity       TEXT NOT NULL,
   canonical_id TEXT NOT NULL,
   fields       TEXT NOT NULL,  -- JSON object: canonical field -> value
+  seen         TEXT NOT NULL DEFAULT '{}',  -- JSON: system -> canonical field -> value
   updated_ms   INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (entity, canonical_id)
 );
@@ -622,12 +623,16 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   const std::string what = "snapshot of " + snapshot.entity + " " + snapshot.canonical_id;
   auto fields = DumpJson(snapshot.fields, what);
   if (!fields.ok()) return fields.status();
+  auto seen = DumpJson(snapshot.seen, what);
+  if (!seen.ok()) return seen.status();
   Stmt st = Prepare(
-      "INSERT INTO snapshots (entity, canonical_id, fields, updated_ms) VALUES (?1, ?2, ?3, ?4) "
+      "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms) "
+      "VALUES (?1, ?2, ?3, ?5, ?4) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
-      "updated_ms = excluded.updated_ms");
+      "seen = excluded.seen, updated_ms = excluded.updated_ms");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
+  st.Text(5, *seen);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
 }
@@ -861,7 +866,7 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "snapshot of " + entity + " " + canonical_id;
   Stmt st = Prepare(
-      "SELECT fields, updated_ms FROM snapshots WHERE entity = ?1 AND canonical_id = ?2");
+      "SELECT fields, updated_ms, seen FROM snapshots WHERE entity = ?1 AND canonical_id = ?2");
   st.Text(1, entity).Text(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
@@ -873,6 +878,9 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   snapshot.canonical_id = canonical_id;
   snapshot.fields = std::move(*fields);
   snapshot.updated_ms = st.ColInt(1);
+  auto seen = ParseJson(st.ColText(2), "the " + what);
+  if (!seen.ok()) return seen.status();
+  snapshot.seen = std::move(*seen);
   return std::optional<Snapshot>(std::move(snapshot));
 }
 

@@ -45,6 +45,11 @@ struct Snapshot {
   std::string entity;
   std::string canonical_id;
   nlohmann::json fields = nlohmann::json::object();  // canonical field -> value
+  // Per system, the canonical values that system was last known to hold (read from it, or written
+  // to it by crmbridge): {"hubspot": {"stage": "new"}}. A value read back equal to this is not a
+  // change made in that system, even when the snapshot has moved on since (a stale copy, or
+  // crmbridge's own write coming back).
+  nlohmann::json seen = nlohmann::json::object();
   int64_t updated_ms = 0;
 };
 

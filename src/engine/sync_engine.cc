@@ -127,8 +127,9 @@ class SyncEngine::Run {
                        StateBatch* batch);
   Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
                                          const NativeRecord& record);
+  // Queues a write for every other system whose copy differs from `snap`.
   Status PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
-                     const json& merged, StateBatch* batch);
+                     Snapshot* snap, StateBatch* batch);
   Status FlushSystem(const std::string& system);
   Status FlushChunk(Connector* connector, const SystemEntityMapping& m,
                     const std::vector<OutboxItem>& items);
@@ -349,14 +350,24 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     snap.canonical_id = cid;
   }
 
+  // Three-way merge per field: a value equal to what this system was last known to hold (read
+  // from it or written to it by crmbridge) was not changed there, even if the snapshot has moved
+  // on since; such a value is a stale copy or an echo of our own write, never a change.
   json merged = snap.fields;
   bool changed = !known;
+  if (!snap.seen.is_object()) snap.seen = json::object();
+  json& seen = snap.seen[source.system];
+  if (!seen.is_object()) seen = json::object();
+  const json seen_before = seen;
   for (const auto& [field, value] : mapped->fields.items()) {
+    if (seen.contains(field) && seen[field] == value) continue;
+    seen[field] = value;
     if (!merged.contains(field) || merged[field] != value) {
       merged[field] = value;
       changed = true;
     }
   }
+  const bool seen_changed = seen != seen_before;
 
   // Keep the source link current (it may be new, or its read hash may have moved).
   const std::string read_hash = HashJson(mapped->fields);
@@ -388,6 +399,11 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   if (!changed) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
+    if (seen_changed) {
+      snap.updated_ms = run_start_ms_;
+      batch->PutSnapshot(snap);
+      pending_snapshots_[snap_key] = snap;
+    }
     return Status::Ok();
   }
   ++counts.changed;
@@ -410,15 +426,16 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
 
   snap.fields = merged;
   snap.updated_ms = run_start_ms_;
+  CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
   batch->PutSnapshot(snap);
   pending_snapshots_[snap_key] = snap;
-
-  return PlanTargets(source, cid, merged, batch);
+  return Status::Ok();
 }
 
 Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
-                                    const std::string& canonical_id, const json& merged,
+                                    const std::string& canonical_id, Snapshot* snap,
                                     StateBatch* batch) {
+  const json& merged = snap->fields;
   for (const SystemEntityMapping& target : e_->plan_->mappings()) {
     if (target.entity != source.entity || target.system == source.system || !target.writes())
       continue;
@@ -554,6 +571,20 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       link.updated_ms = now;
       batch.PutLink(link);
       batch.CompleteOutbox(item.id);
+      // Record what the target now holds, as crmbridge will read it back (through the mapping's
+      // In direction, so a many-to-one table's preferred value is what is expected): reading it
+      // back later is then recognised as our own write, not a change made there.
+      if (auto back = MappingPlan::ToCanonical(m, item.payload); back.ok()) {
+        auto snap = e_->store_->GetSnapshot(item.entity, item.canonical_id);
+        if (!snap.ok()) return snap.status();
+        if (snap->has_value()) {
+          Snapshot updated = **snap;
+          json& seen = updated.seen[item.system];
+          if (!seen.is_object()) seen = json::object();
+          for (const auto& [field, value] : back->fields.items()) seen[field] = value;
+          batch.PutSnapshot(updated);
+        }
+      }
       if (outcomes[i].created) {
         ++counts.created;
       } else {

@@ -85,6 +85,14 @@ class FakeConnector : public Connector {
     ++write_calls;
     write_ops += static_cast<int>(ops.size());
     if (!write_call_fault.ok()) return write_call_fault;
+    if (!applied_then_fault.ok()) {
+      // The whole call lands, then the connection drops: the caller learns nothing.
+      Status fault = applied_then_fault;
+      applied_then_fault = Status();
+      (void)Write(ObjectRef{}, ops);
+      --write_calls;
+      return fault;
+    }
     std::vector<WriteOutcome> out;
     for (const WriteOp& op : ops) {
       WriteOutcome o;
@@ -131,6 +139,8 @@ class FakeConnector : public Connector {
   int write_ops = 0;
   Status read_fault;
   Status write_call_fault;
+  // Applied to the next Write call only: its ops land, then the call reports this status.
+  Status applied_then_fault;
   // Per key, statuses returned by successive writes of that key.
   std::map<std::string, std::deque<Status>> op_faults;
 
