@@ -325,6 +325,7 @@ Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
       const std::string name = kv.first.as<std::string>();
       SystemConfig sys;
       l.System(name, kv.second, &sys);
+      sys.pos = l.Pos(kv.first);  // where the system is named, as editors show it
       config.systems.emplace(name, std::move(sys));
     }
   }

@@ -1,0 +1,182 @@
+// crmbridge.yaml: what a valid file becomes, and the exact file:line:column of each mistake.
+#include "src/config/app_config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+
+#include "src/core/redaction.h"
+
+namespace crmbridge {
+namespace {
+
+class AppConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/crmbridge-config-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  std::string Write(const std::string& text) {
+    const std::string path = dir_ + "/crmbridge.yaml";
+    std::ofstream(path) << text;
+    return path;
+  }
+  Result<AppConfig> Load(const std::string& text) { return LoadAppConfig(Write(text), Env()); }
+  EnvLookup Env() {
+    return [this](const std::string& name) -> std::optional<std::string> {
+      auto it = env_.find(name);
+      if (it == env_.end()) return std::nullopt;
+      return it->second;
+    };
+  }
+
+  std::string dir_;
+  std::map<std::string, std::string> env_ = {{"HUBSPOT_TOKEN", "pat-canary-1234"},
+                                             {"D365_ID", "client-id"},
+                                             {"D365_SECRET", "secret-canary-5678"}};
+};
+
+constexpr char kValid[] = R"(state: ./state.db
+mappings: [maps/onboarding.yaml]
+sync: {lease_ttl: 2m, overlap: 30s, max_outbox_attempts: 4}
+systems:
+  hubspot:
+    kind: hubspot
+    base_url: http://127.0.0.1:1/
+    auth: {token: "${env:HUBSPOT_TOKEN}"}
+    rate_limit: {requests: 100, per: 10s}
+    search_rate_limit: {requests: 5, per: 1s}
+    timeout: 1500ms
+  dynamics365:
+    kind: dynamics365
+    base_url: https://org.api.crm.dynamics.com
+    auth:
+      token_url: https://login.example/tenant/oauth2/v2.0/token
+      client_id: "${env:D365_ID}"
+      client_secret: "${env:D365_SECRET}"
+      scope: https://org.crm.dynamics.com/.default
+    options: {api_version: v9.2}
+)";
+
+TEST_F(AppConfigTest, ValidFileLoadsEveryValue) {
+  auto c = Load(kValid);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->state_path, dir_ + "/./state.db");
+  ASSERT_EQ(c->mapping_paths.size(), 1u);
+  EXPECT_EQ(c->mapping_paths[0], dir_ + "/maps/onboarding.yaml");
+  EXPECT_EQ(c->sync.lease_ttl.count(), 120000);
+  EXPECT_EQ(c->sync.overlap.count(), 30000);
+  EXPECT_EQ(c->sync.max_outbox_attempts, 4);
+  const SystemConfig& hs = c->systems.at("hubspot");
+  EXPECT_EQ(hs.kind, "hubspot");
+  EXPECT_EQ(hs.base_url, "http://127.0.0.1:1") << "trailing slash dropped";
+  EXPECT_EQ(hs.auth.at("token"), "pat-canary-1234");
+  EXPECT_EQ(hs.rate_limit.requests, 100);
+  EXPECT_EQ(hs.rate_limit.per.count(), 10000);
+  EXPECT_EQ(hs.search_rate_limit.requests, 5);
+  EXPECT_EQ(hs.timeout.count(), 1500);
+  const SystemConfig& d = c->systems.at("dynamics365");
+  EXPECT_EQ(d.auth.at("client_secret"), "secret-canary-5678");
+  EXPECT_EQ(d.options.at("api_version"), "v9.2");
+  EXPECT_EQ(d.pos.line, 12);
+}
+
+TEST_F(AppConfigTest, ResolvedSecretsAreRegisteredForRedaction) {
+  ASSERT_TRUE(Load(kValid).ok());
+  EXPECT_EQ(Redactor::Global().Redact("token pat-canary-1234 and secret-canary-5678"),
+            "token *** and ***");
+}
+
+struct BrokenCase {
+  const char* name;
+  const char* text;
+  const char* expected;  // substring: "file:line:col: error: ..."
+};
+
+TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
+  const BrokenCase cases[] = {
+      {"unknown top key", "state: x.db\nsystem: {}\n", ":2:1: error: unknown key 'system'"},
+      {"did you mean", "state: x.db\nsystems: {}\nmapings: []\n", "did you mean 'mappings'?"},
+      {"missing state", "systems: {}\n", ":1:1: error: missing 'state'"},
+      {"unknown kind",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspott\n    base_url: http://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
+       ":4:11: error: unknown kind 'hubspott' (hint: did you mean 'hubspot'?)"},
+      {"bad url",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: ftp://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
+       ":5:15: error: base_url must start with http:// or https://"},
+      {"unset env",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: \"${env:NOT_SET_ANYWHERE}\"}\n",
+       ":6:19: error: environment variable NOT_SET_ANYWHERE is not set"},
+      {"literal secret",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: pat-123}\n",
+       ":6:19: error: auth.token is written in the file"},
+      {"missing auth",
+       "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
+       "    auth: {client_id: x}\n",
+       "a dynamics365 system needs auth.token_url"},
+      {"bad duration",
+       "state: x.db\nsync: {lease_ttl: soon}\nsystems: {}\n",
+       ":2:19: error: sync.lease_ttl must be a duration"},
+      {"bad rate limit",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    rate_limit: {requests: 0, per: 10s}\n",
+       ":7:28: error: rate_limit.requests must be a whole number >= 1"},
+      {"not yaml", "state: x.db\nsystems: {hs: 1\n", ":3:1: error: not valid YAML"},
+      {"unknown system key",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    timout: 3s\n",
+       ":7:5: error: unknown key 'timout' in system 'hs' (hint: did you mean 'timeout'?)"},
+  };
+  for (const BrokenCase& c : cases) {
+    auto r = Load(c.text);
+    ASSERT_FALSE(r.ok()) << c.name;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(r.status().message().find(c.expected), std::string::npos)
+        << c.name << ": got\n" << r.status().message();
+    EXPECT_NE(r.status().message().find(dir_ + "/crmbridge.yaml:"), std::string::npos) << c.name;
+  }
+}
+
+TEST_F(AppConfigTest, EveryErrorIsReportedAtOnce) {
+  auto r = Load(
+      "state: x.db\nsystems:\n  hs:\n    kind: hubspott\n    base_url: ftp://h\n"
+      "    auth: {token: literal}\n");
+  ASSERT_FALSE(r.ok());
+  const std::string& m = r.status().message();
+  EXPECT_NE(m.find(":4:11:"), std::string::npos) << m;
+  EXPECT_NE(m.find(":5:15:"), std::string::npos) << m;
+  EXPECT_NE(m.find(":6:19:"), std::string::npos) << m;
+}
+
+TEST_F(AppConfigTest, MissingFileIsNotFound) {
+  auto r = LoadAppConfig(dir_ + "/nope.yaml", Env());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(AppConfigTest, ShippedExamplesLoad) {
+  for (const char* rel : {"/examples/crmbridge.yaml", "/examples/demo/crmbridge.yaml"}) {
+    std::map<std::string, std::string> env = {
+        {"HUBSPOT_TOKEN", "t-example"},           {"D365_CLIENT_ID", "id"},
+        {"D365_CLIENT_SECRET", "s-example"},      {"CRMBRIDGE_STATE", "/tmp/x.db"},
+        {"DEMO_HUBSPOT_URL", "http://127.0.0.1:1"}, {"DEMO_DYNAMICS365_URL", "http://127.0.0.1:2"}};
+    auto c = LoadAppConfig(std::string(CRMBRIDGE_SOURCE_DIR) + rel,
+                           [&](const std::string& n) -> std::optional<std::string> {
+                             auto it = env.find(n);
+                             if (it == env.end()) return std::nullopt;
+                             return it->second;
+                           });
+    EXPECT_TRUE(c.ok()) << rel << ": " << c.status().ToString();
+  }
+}
+
+}  // namespace
+}  // namespace crmbridge
