@@ -97,6 +97,7 @@ class Loader {
         continue;
       }
       f.type = cf->type;
+      f.required = f.required || cf->required;
       for (const auto& [node_pos, name] : p.tables) {
         auto t = tables_.find(name);
         if (t == tables_.end()) {
@@ -208,7 +209,7 @@ class Loader {
         if (row["prefer"]) r.prefer = Bool(row["prefer"], "prefer");
         table->rows.push_back(std::move(r));
       }
-      CheckManyToOne(*table, kv.second);
+      CheckManyToOne(*table, kv.first);
       tables_[table->name] = table;
     }
   }
