@@ -1,1 +1,97 @@
-// placeholder: filled in by its module's implementation
+#include "connectors/hubspot/hubspot_codec.h"
+
+#include <ctime>
+#include <regex>
+
+namespace crmbridge::hubspot {
+
+using nlohmann::json;
+
+std::string ModifiedProperty(const std::string& object_type) {
+  return object_type == "contacts" || object_type == "0-1" ? "lastmodifieddate"
+                                                           : "hs_lastmodifieddate";
+}
+
+int64_t ParseTimestamp(const json& value) {
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (!value.is_string()) return 0;
+  const std::string s = value.get<std::string>();
+  if (s.empty()) return 0;
+  if (s.find_first_not_of("0123456789") == std::string::npos) {
+    try {
+      return std::stoll(s);
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  static const std::regex kIso(R"(^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.(\d{1,3})\d*)?Z$)");
+  std::smatch m;
+  if (!std::regex_match(s, m, kIso)) return 0;
+  std::tm tm{};
+  tm.tm_year = std::stoi(m[1]) - 1900;
+  tm.tm_mon = std::stoi(m[2]) - 1;
+  tm.tm_mday = std::stoi(m[3]);
+  tm.tm_hour = std::stoi(m[4]);
+  tm.tm_min = std::stoi(m[5]);
+  tm.tm_sec = std::stoi(m[6]);
+  int64_t ms = 0;
+  if (m[8].matched) {
+    std::string frac = m[8];
+    while (frac.size() < 3) frac += "0";
+    ms = std::stoi(frac);
+  }
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+std::string PropertyString(const json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_null()) return "";
+  if (value.is_boolean()) return value.get<bool>() ? "true" : "false";
+  return value.dump();
+}
+
+Result<NativeRecord> RecordFromObject(const json& object, const std::string& modified_property,
+                                      const std::string& id_property) {
+  if (!object.is_object() || !object.contains("id"))
+    return Status(StatusCode::kInvalidArgument, "a HubSpot object without an id");
+  NativeRecord r;
+  const json& id = object["id"];
+  r.id = id.is_string() ? id.get<std::string>() : id.dump();
+  if (object.contains("properties") && object["properties"].is_object())
+    r.fields = object["properties"];
+  if (r.fields.contains(modified_property))
+    r.modified_ms = ParseTimestamp(r.fields[modified_property]);
+  if (r.modified_ms == 0 && object.contains("updatedAt"))
+    r.modified_ms = ParseTimestamp(object["updatedAt"]);
+  if (!id_property.empty() && r.fields.contains(id_property) && r.fields[id_property].is_string())
+    r.key = r.fields[id_property].get<std::string>();
+  r.deleted = object.value("archived", false);
+  return r;
+}
+
+std::string EncodeCursor(const SearchCursor& c) {
+  json j{{"since", c.since_ms}};
+  if (c.max_seen_ms) j["max_seen"] = c.max_seen_ms;
+  if (c.after) j["after"] = c.after;
+  if (c.tie_ms >= 0) {
+    j["tie"] = c.tie_ms;
+    j["last_id"] = c.last_id;
+  }
+  return j.dump();
+}
+
+Result<SearchCursor> DecodeCursor(const std::string& text) {
+  SearchCursor c;
+  if (text.empty()) return c;
+  auto j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("since") || !j["since"].is_number_integer())
+    return Status(StatusCode::kInvalidArgument, "not a HubSpot search cursor: " + text);
+  c.since_ms = j["since"].get<int64_t>();
+  c.max_seen_ms = j.value("max_seen", int64_t{0});
+  c.after = j.value("after", 0);
+  c.tie_ms = j.value("tie", int64_t{-1});
+  c.last_id = j.value("last_id", std::string());
+  return c;
+}
+
+}  // namespace crmbridge::hubspot

@@ -1,0 +1,67 @@
+// HubSpotConnector: HubSpot CRM v3 objects (tickets, companies, contacts, notes, tasks) as
+// NativeRecords.
+//
+// Reads are incremental searches on the last-modified property, sorted ascending, 200 per page;
+// the 10,000-result cap of one search is never reached: the window restarts from the last
+// timestamp seen, and a run of more than 9,800 records sharing one timestamp is paged by id.
+// Writes go through batch upsert on crmbridge's unique key property (created on first use), so a
+// create retried after an unknown outcome updates the first instead of duplicating it; a batch
+// HubSpot rejects as a whole is split until only the bad record fails.
+//
+// Tickets in a pipeline (ObjectRef params {"pipeline": label or id}) show and take stage LABELS in
+// hs_pipeline_stage; the connector translates them through the pipelines API.
+//
+// Not thread-safe (one per worker), per the Connector contract.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "connectors/connector.h"
+#include "src/config/app_config.h"
+#include "src/core/clock.h"
+#include "src/core/transport.h"
+
+namespace crmbridge {
+
+class HubSpotConnector : public Connector {
+ public:
+  HubSpotConnector(const SystemConfig& config, std::shared_ptr<Transport> transport, Clock* clock);
+
+  std::string_view Name() const override { return name_; }
+  const Capabilities& capabilities() const override { return caps_; }
+  Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
+                           const ReadContext& context) override;
+  Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
+                                          const std::vector<WriteOp>& ops) override;
+
+ private:
+  struct ObjectSetup {
+    std::string id_property;
+    std::string pipeline_id;  // empty when the object is not in a pipeline
+    std::map<std::string, std::string> stage_label_by_id;
+    std::map<std::string, std::string> stage_id_by_label;
+  };
+
+  Result<const ObjectSetup*> Setup(const ObjectRef& object);
+  Status EnsureKeyProperty(const std::string& type, const std::string& name);
+  Status LoadPipeline(const std::string& pipeline, ObjectSetup* setup);
+  Result<Response> Call(const std::string& method, const std::string& path,
+                        const std::string& body, bool idempotent);
+  void ToLabels(const ObjectSetup& setup, NativeRecord* record) const;
+  Result<nlohmann::json> ToProperties(const ObjectSetup& setup, const nlohmann::json& fields) const;
+
+  // Writes one chunk; on a whole-batch rejection, splits it in halves down to single inputs.
+  void WriteChunk(const std::string& type, const ObjectSetup& setup, const std::string& verb,
+                  const std::vector<const WriteOp*>& ops, std::vector<WriteOutcome*>& outcomes);
+
+  std::string name_;
+  SystemConfig config_;
+  std::shared_ptr<Transport> transport_;
+  Clock* clock_;
+  Capabilities caps_;
+  std::map<std::string, ObjectSetup> setups_;  // by object type + pipeline
+};
+
+}  // namespace crmbridge
