@@ -1,0 +1,32 @@
+// Dataverse JSON <-> NativeRecord, pure functions (no I/O); nlohmann::json exceptions end here.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "connectors/connector.h"
+
+namespace crmbridge::dynamics365 {
+
+// The primary key column of an entity set (accounts -> accountid; activities -> activityid).
+std::string PrimaryKeyOf(const std::string& entity_set);
+
+// One row of a collection or delta response. A "$deletedEntity" entry becomes a tombstone.
+// `key_column` is crmbridge's alternate-key column, copied into NativeRecord::key when set.
+Result<NativeRecord> RecordFromRow(const nlohmann::json& row, const std::string& primary_key,
+                                   const std::string& key_column);
+
+// "opportunities(crmb_externalid='O''Brien')": a quoted alternate-key segment, with ' doubled
+// (OData) and the value percent-encoded for the URL.
+std::string AlternateKeySegment(const std::string& entity_set, const std::string& column,
+                                const std::string& value);
+
+// Percent-encodes `s` for a URL path segment, query value or form body (RFC 3986 unreserved
+// characters and `'` are left as they are).
+std::string PercentEncode(const std::string& s);
+
+// Parses "2024-01-01T00:00:00Z" into epoch ms; 0 when it cannot.
+int64_t ParseDataverseTime(const std::string& text);
+
+}  // namespace crmbridge::dynamics365

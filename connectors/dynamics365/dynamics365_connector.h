@@ -1,0 +1,54 @@
+// Dynamics365Connector: Dataverse Web API tables (accounts, contacts, opportunities, annotations,
+// tasks) as NativeRecords.
+//
+// Auth is OAuth2 client credentials against the configured token URL; the token is cached until
+// 300 s before it expires, and a 401 fetches a new one once and repeats the request.
+// Reads use change tracking: the first read pages the whole table (Prefer: odata.track-changes,
+// odata.maxpagesize), later reads follow the stored @odata.deltaLink, and deleted rows arrive as
+// tombstones; a delta token the service no longer accepts starts a full read again.
+// Writes upsert by crmbridge's alternate-key column (PATCH set(key='…')), so a write repeated
+// after an unknown outcome updates the first; updates by id carry If-Match: * so a row deleted in
+// Dynamics 365 is never silently re-created.
+//
+// Not thread-safe (one per worker), per the Connector contract.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "connectors/connector.h"
+#include "src/config/app_config.h"
+#include "src/core/clock.h"
+#include "src/core/transport.h"
+
+namespace crmbridge {
+
+class Dynamics365Connector : public Connector {
+ public:
+  Dynamics365Connector(const SystemConfig& config, std::shared_ptr<Transport> transport,
+                       Clock* clock);
+
+  std::string_view Name() const override { return name_; }
+  const Capabilities& capabilities() const override { return caps_; }
+  Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
+                           const ReadContext& context) override;
+  Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
+                                          const std::vector<WriteOp>& ops) override;
+
+ private:
+  // Sends a Web API request with a valid token; on a 401, refreshes the token once and resends.
+  Result<Response> Call(Request request);
+  Status RefreshToken();
+  std::string ApiRoot() const;  // ".../api/data/v9.2/"
+  WriteOutcome WriteOne(const ObjectRef& object, const WriteOp& op);
+
+  std::string name_;
+  SystemConfig config_;
+  std::shared_ptr<Transport> transport_;
+  Clock* clock_;
+  Capabilities caps_;
+  std::string token_;
+  int64_t token_expires_ms_ = 0;
+};
+
+}  // namespace crmbridge
