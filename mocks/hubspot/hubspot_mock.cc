@@ -1,1 +1,859 @@
-// placeholder: filled in by its module's implementation
+#include "mocks/hubspot/hubspot_mock.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <optional>
+#include <random>
+
+#include "src/core/ids.h"
+
+namespace crmbridge::mocks {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxBatch = 100;
+constexpr int kMaxSearchLimit = 200;
+constexpr int kSearchCap = 10000;
+
+const std::map<std::string, std::string> kTypeIds = {
+    {"0-5", "tickets"}, {"0-2", "companies"}, {"0-1", "contacts"}, {"0-46", "notes"}, {"0-27", "tasks"}};
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string ModifiedProp(const std::string& type) {
+  return type == "contacts" ? "lastmodifieddate" : "hs_lastmodifieddate";
+}
+
+// Epoch ms from an epoch-ms string or a UTC ISO time; nullopt otherwise.
+std::optional<double> AsNumber(const json& v) {
+  if (v.is_number()) return v.get<double>();
+  if (!v.is_string()) return std::nullopt;
+  const std::string s = v.get<std::string>();
+  if (s.empty()) return std::nullopt;
+  char* end = nullptr;
+  double d = std::strtod(s.c_str(), &end);
+  if (end != nullptr && *end == '\0') return d;
+  std::tm tm{};
+  int y, mo, dd, h, mi, sec, ms = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &dd, &h, &mi, &sec, &ms) >= 6) {
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = dd;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    return static_cast<double>(timegm(&tm)) * 1000 + ms;
+  }
+  return std::nullopt;
+}
+
+std::string Str(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  return v.dump();
+}
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!part.empty()) out.push_back(part);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+HubSpotMock::HubSpotMock(Options options) : MockServer("hubspot"), options_(std::move(options)) {
+  if (options_.clock == nullptr) options_.clock = Clock::Real();
+  std::lock_guard<std::mutex> lock(mu_);
+  InitLocked();
+}
+
+int64_t HubSpotMock::Now() const { return options_.clock->NowMillis(); }
+
+std::string HubSpotMock::Iso(int64_t ms) const {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+json HubSpotMock::Error(const std::string& category, const std::string& message) const {
+  return {{"status", "error"}, {"message", message}, {"correlationId", NewUuid()}, {"category", category}};
+}
+
+void HubSpotMock::InitLocked() {
+  objects_.clear();
+  window_.clear();
+  search_window_.clear();
+  daily_.clear();
+  next_id_ = 1000;
+  auto defs = [](std::initializer_list<std::pair<const char*, const char*>> list) {
+    std::map<std::string, PropertyDef> m;
+    for (auto& [name, type] : list) m[name] = PropertyDef{type, false};
+    m["hs_object_id"] = PropertyDef{"number", false};
+    m["createdate"] = PropertyDef{"datetime", false};
+    return m;
+  };
+  properties_["tickets"] = defs({{"subject", "string"}, {"content", "string"}, {"hs_pipeline", "enumeration"},
+                                 {"hs_pipeline_stage", "enumeration"}, {"hs_ticket_priority", "enumeration"},
+                                 {"hubspot_owner_id", "enumeration"}, {"hs_lastmodifieddate", "datetime"},
+                                 {"hs_ticket_id", "number"}, {"hs_ticket_category", "enumeration"},
+                                 {"closed_date", "datetime"}});
+  properties_["companies"] = defs({{"name", "string"}, {"domain", "string"}, {"phone", "string"},
+                                   {"city", "string"}, {"country", "string"}, {"industry", "enumeration"},
+                                   {"hubspot_owner_id", "enumeration"}, {"hs_lastmodifieddate", "datetime"},
+                                   {"lifecyclestage", "enumeration"}});
+  properties_["contacts"] = defs({{"email", "string"}, {"firstname", "string"}, {"lastname", "string"},
+                                  {"phone", "string"}, {"company", "string"}, {"jobtitle", "string"},
+                                  {"hubspot_owner_id", "enumeration"}, {"lastmodifieddate", "datetime"}});
+  properties_["notes"] = defs({{"hs_note_body", "string"}, {"hs_timestamp", "datetime"},
+                               {"hubspot_owner_id", "enumeration"}, {"hs_attachment_ids", "string"},
+                               {"hs_lastmodifieddate", "datetime"}});
+  properties_["tasks"] = defs({{"hs_task_subject", "string"}, {"hs_task_body", "string"},
+                               {"hs_task_status", "enumeration"}, {"hs_task_priority", "enumeration"},
+                               {"hs_task_type", "enumeration"}, {"hs_timestamp", "datetime"},
+                               {"hubspot_owner_id", "enumeration"}, {"hs_lastmodifieddate", "datetime"}});
+  pipelines_ = {
+      {"0", "Support Pipeline",
+       {{"1", "New", false}, {"2", "Waiting on contact", false}, {"3", "Waiting on us", false}, {"4", "Closed", true}}},
+      {"7340123", "Order/faktura",
+       {{"7340124", "Ny", false},
+        {"7340125", "Onboarding – Pågår", false},
+        {"7340126", "Må följas upp", false},
+        {"7340127", "Manuell uppföljning", false},
+        {"7340128", "Inaktiva kunder", false},
+        {"7340129", "Avslutad", true}}}};
+}
+
+void HubSpotMock::Reset() {
+  std::lock_guard<std::mutex> lock(mu_);
+  InitLocked();
+}
+
+std::string HubSpotMock::CanonicalType(const std::string& type) {
+  auto it = kTypeIds.find(type);
+  return it == kTypeIds.end() ? type : it->second;
+}
+
+bool HubSpotMock::Admit(const httplib::Request& req, httplib::Response& res, bool search) {
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+  if (!options_.tokens.count(token)) {
+    res.status = 401;
+    res.set_content(Error("INVALID_AUTHENTICATION",
+                          "Authentication credentials not found. This API supports OAuth 2.0 "
+                          "authentication and you can find more details at "
+                          "https://developers.hubspot.com/docs/methods/auth/oauth-overview")
+                        .dump(),
+                    "application/json");
+    return false;
+  }
+  if (!options_.enforce_limits) return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = Now();
+  auto refuse = [&](const std::string& policy, const std::string& message) {
+    res.status = 429;
+    json body = {{"status", "error"},        {"message", message},
+                 {"errorType", "RATE_LIMIT"}, {"correlationId", NewUuid()},
+                 {"policyName", policy},      {"groupName", "api-calls"}};
+    res.set_content(body.dump(), "application/json");
+    return false;
+  };
+  if (search) {
+    // Search: 5 requests per second, outside the 10-second budget, and without the rate-limit
+    // headers (refs/hubspot §4).
+    auto& w = search_window_[token];
+    while (!w.empty() && w.front() <= now - 1000) w.pop_front();
+    if (static_cast<int>(w.size()) >= options_.search_per_second)
+      return refuse("SECONDLY", "You have reached your secondly limit.");
+    w.push_back(now);
+    return true;
+  }
+  if (++daily_[token] > options_.daily_max)
+    return refuse("DAILY", "You have reached your daily limit.");
+  auto& w = window_[token];
+  while (!w.empty() && w.front() <= now - 10000) w.pop_front();
+  const bool over = static_cast<int>(w.size()) >= options_.ten_second_max;
+  if (!over) w.push_back(now);
+  res.set_header("X-HubSpot-RateLimit-Interval-Milliseconds", "10000");
+  res.set_header("X-HubSpot-RateLimit-Max", std::to_string(options_.ten_second_max));
+  res.set_header("X-HubSpot-RateLimit-Remaining",
+                 std::to_string(std::max<int>(0, options_.ten_second_max - static_cast<int>(w.size()))));
+  res.set_header("X-HubSpot-RateLimit-Daily", std::to_string(options_.daily_max));
+  res.set_header("X-HubSpot-RateLimit-Daily-Remaining",
+                 std::to_string(std::max(0, options_.daily_max - daily_[token])));
+  if (over) return refuse("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.");
+  return true;
+}
+
+json HubSpotMock::Render(const std::string& type, const Object& o, const std::vector<std::string>& props,
+                         const std::vector<std::string>& assoc) const {
+  json p = json::object();
+  if (props.empty()) {
+    // Without properties=, a default set comes back.
+    for (const char* k : {"createdate", "hs_object_id"}) p[k] = o.properties.value(k, json());
+    const std::string mod = ModifiedProp(type);
+    p[mod] = o.properties.value(mod, json());
+    for (const char* k : {"subject", "content", "hs_pipeline", "hs_pipeline_stage", "name", "domain",
+                          "email", "firstname", "lastname", "hs_note_body", "hs_timestamp", "hs_task_subject"})
+      if (o.properties.contains(k)) p[k] = o.properties[k];
+  } else {
+    // Unknown names in properties= are silently ignored (refs/hubspot §2).
+    for (const std::string& k : props)
+      if (properties_.at(type).count(k)) p[k] = o.properties.value(k, json());
+  }
+  json out = {{"id", std::to_string(o.id)},
+              {"properties", p},
+              {"createdAt", Iso(o.created_ms)},
+              {"updatedAt", Iso(o.updated_ms)},
+              {"archived", o.archived}};
+  if (o.archived) out["archivedAt"] = Iso(o.updated_ms);
+  if (!assoc.empty()) {
+    json a = json::object();
+    for (const std::string& t : assoc) {
+      auto it = o.associations.find(CanonicalType(t));
+      if (it == o.associations.end() || it->second.empty()) continue;
+      json results = json::array();
+      for (int64_t id : it->second)
+        results.push_back({{"id", std::to_string(id)}, {"type", type.substr(0, type.size() - 1) + "_to_" +
+                                                                 it->first.substr(0, it->first.size() - 1)}});
+      a[it->first] = {{"results", results}};
+    }
+    if (!a.empty()) out["associations"] = a;
+  }
+  return out;
+}
+
+std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& type, Object* o,
+                                                           const json& props) {
+  if (!props.is_object())
+    return Reply{400, Error("VALIDATION_ERROR", "Invalid input JSON: properties must be an object")};
+  const auto& defs = properties_.at(type);
+  json invalid = json::array();
+  for (const auto& [name, value] : props.items()) {
+    if (!defs.count(name)) {
+      invalid.push_back({{"isValid", false},
+                         {"message", "Property \"" + name + "\" does not exist"},
+                         {"error", "PROPERTY_DOESNT_EXIST"},
+                         {"name", name}});
+    } else if (!value.is_string() && !value.is_null() && !value.is_number() && !value.is_boolean()) {
+      invalid.push_back({{"isValid", false},
+                         {"message", name + " was not a valid value"},
+                         {"error", "INVALID_OPTION"},
+                         {"name", name}});
+    }
+  }
+  if (!invalid.empty())
+    return Reply{400, Error("VALIDATION_ERROR", "Property values were not valid: " + invalid.dump())};
+  json merged = o->properties;
+  for (const auto& [name, value] : props.items()) merged[name] = value.is_null() ? json() : json(Str(value));
+  if (type == "tickets") {
+    if (!merged.contains("hs_pipeline") || merged["hs_pipeline"].is_null() || merged["hs_pipeline"] == "")
+      merged["hs_pipeline"] = "0";
+    const Pipeline* pipe = nullptr;
+    for (const auto& p : pipelines_)
+      if (p.id == merged["hs_pipeline"]) pipe = &p;
+    if (pipe == nullptr)
+      return Reply{400, Error("VALIDATION_ERROR", "Property values were not valid: [{\"isValid\":false,"
+                                                  "\"message\":\"" + Str(merged["hs_pipeline"]) +
+                                                  " was not one of the allowed options\",\"error\":"
+                                                  "\"INVALID_OPTION\",\"name\":\"hs_pipeline\"}]")};
+    if (!merged.contains("hs_pipeline_stage") || merged["hs_pipeline_stage"].is_null())
+      return Reply{400, Error("VALIDATION_ERROR", "Property values were not valid: hs_pipeline_stage is required")};
+    bool stage_ok = false;
+    for (const auto& s : pipe->stages) stage_ok |= s.id == merged["hs_pipeline_stage"];
+    if (!stage_ok)
+      return Reply{400, Error("VALIDATION_ERROR", "Property values were not valid: [{\"isValid\":false,"
+                                                  "\"message\":\"" + Str(merged["hs_pipeline_stage"]) +
+                                                  " is not a valid pipeline stage of pipeline " +
+                                                  pipe->id + "\",\"error\":\"INVALID_OPTION\","
+                                                  "\"name\":\"hs_pipeline_stage\"}]")};
+  }
+  // Unique values: another record holding the value is a conflict.
+  for (const auto& [name, def] : defs) {
+    if (!def.unique || !props.contains(name) || merged[name].is_null() || merged[name] == "") continue;
+    for (const auto& [id, other] : objects_[type]) {
+      if (id != o->id && !other.archived && other.properties.value(name, json()) == merged[name])
+        return Reply{409, Error("CONFLICT", "A " + type.substr(0, type.size() - 1) + " with " + name + " " +
+                                                Str(merged[name]) + " already exists. Existing ID: " +
+                                                std::to_string(id))};
+    }
+  }
+  const int64_t now = Now();
+  if (o->id == 0) {
+    o->id = ++next_id_;
+    o->created_ms = now;
+    merged["hs_object_id"] = std::to_string(o->id);
+    merged["createdate"] = Iso(now);
+    if (type == "tickets") merged["hs_ticket_id"] = std::to_string(o->id);
+  }
+  o->updated_ms = now;
+  merged[ModifiedProp(type)] = Iso(now);
+  o->properties = std::move(merged);
+  return std::nullopt;
+}
+
+HubSpotMock::Object* HubSpotMock::FindLocked(const std::string& type, const std::string& id,
+                                             const std::string& id_property) {
+  auto& objs = objects_[type];
+  if (id_property.empty() || id_property == "hs_object_id") {
+    char* end = nullptr;
+    long long n = std::strtoll(id.c_str(), &end, 10);
+    if (end == nullptr || *end != '\0') return nullptr;
+    auto it = objs.find(n);
+    return it == objs.end() || it->second.archived ? nullptr : &it->second;
+  }
+  for (auto& [oid, o] : objs)
+    if (!o.archived && o.properties.value(id_property, json()) == json(id)) return &o;
+  return nullptr;
+}
+
+HubSpotMock::Reply HubSpotMock::CreateLocked(const std::string& type, const json& input) {
+  Object o;
+  if (auto err = ApplyLocked(type, &o, input.value("properties", json::object()))) return *err;
+  for (const json& a : input.value("associations", json::array())) {
+    const json to = a.value("to", json::object());
+    const std::string to_id = to.contains("id") ? Str(to["id"]) : "";
+    // Without the target type in the input, infer it from the association type id.
+    for (const auto& [other_type, objs] : objects_) {
+      auto it = objs.find(std::strtoll(to_id.c_str(), nullptr, 10));
+      if (it != objs.end()) {
+        o.associations[other_type].insert(it->first);
+        objects_[other_type][it->first].associations[type].insert(o.id);
+      }
+    }
+  }
+  objects_[type][o.id] = o;
+  return Reply{201, Render(type, objects_[type][o.id], {}, {})};
+}
+
+bool HubSpotMock::Matches(const std::string& type, const Object& o, const json& f) const {
+  const std::string prop = f.value("propertyName", "");
+  const std::string op = f.value("operator", "EQ");
+  const auto& defs = properties_.at(type);
+  auto def = defs.find(prop);
+  const bool numeric = def != defs.end() && (def->second.type == "number" || def->second.type == "datetime");
+  const json have = o.properties.value(prop, json());
+  const bool has = !have.is_null() && have != "";
+  if (op == "HAS_PROPERTY") return has;
+  if (op == "NOT_HAS_PROPERTY") return !has;
+  auto cmp = [&](const json& want) -> std::optional<int> {
+    if (!has) return std::nullopt;
+    if (numeric) {
+      auto a = AsNumber(have), b = AsNumber(want);
+      if (!a || !b) return std::nullopt;
+      return *a < *b ? -1 : *a > *b ? 1 : 0;
+    }
+    const std::string a = Lower(Str(have)), b = Lower(Str(want));
+    return a < b ? -1 : a > b ? 1 : 0;
+  };
+  const json value = f.value("value", json());
+  if (op == "EQ") return cmp(value) == 0;
+  if (op == "NEQ") { auto c = cmp(value); return !c || *c != 0; }
+  if (op == "LT") { auto c = cmp(value); return c && *c < 0; }
+  if (op == "LTE") { auto c = cmp(value); return c && *c <= 0; }
+  if (op == "GT") { auto c = cmp(value); return c && *c > 0; }
+  if (op == "GTE") { auto c = cmp(value); return c && *c >= 0; }
+  if (op == "BETWEEN") {
+    auto lo = cmp(value), hi = cmp(f.value("highValue", json()));
+    return lo && hi && *lo >= 0 && *hi <= 0;
+  }
+  if (op == "IN" || op == "NOT_IN") {
+    bool in = false;
+    for (const json& v : f.value("values", json::array())) in |= cmp(v) == 0;
+    return op == "IN" ? in : !in;
+  }
+  if (op == "CONTAINS_TOKEN" || op == "NOT_CONTAINS_TOKEN") {
+    std::string token = Lower(Str(value));
+    token.erase(std::remove(token.begin(), token.end(), '*'), token.end());
+    const bool found = has && Lower(Str(have)).find(token) != std::string::npos;
+    return op == "CONTAINS_TOKEN" ? found : !found;
+  }
+  return false;
+}
+
+HubSpotMock::Reply HubSpotMock::Search(const std::string& type, const json& body) {
+  const json groups = body.value("filterGroups", json::array());
+  size_t total_filters = 0;
+  for (const json& g : groups) {
+    const size_t n = g.value("filters", json::array()).size();
+    total_filters += n;
+    if (n > 6)
+      return {400, Error("VALIDATION_ERROR", "There was a problem with the request. Too many filters in a group: at most 6.")};
+  }
+  if (groups.size() > 5 || total_filters > 18)
+    return {400, Error("VALIDATION_ERROR", "There was a problem with the request. At most 5 filterGroups and 18 filters.")};
+  const json sorts = body.value("sorts", json::array());
+  if (sorts.size() > 1) return {400, Error("VALIDATION_ERROR", "Only one sort is allowed.")};
+  int limit = body.value("limit", 10);
+  if (limit > kMaxSearchLimit || limit < 1)
+    return {400, Error("VALIDATION_ERROR", "limit must be between 1 and 200")};
+  int after = 0;
+  if (body.contains("after")) after = std::atoi(Str(body["after"]).c_str());
+  if (after >= kSearchCap)
+    return {400, Error("VALIDATION_ERROR", "The search API cannot page past 10,000 results.")};
+
+  std::vector<const Object*> hits;
+  for (const auto& [id, o] : objects_[type]) {
+    if (o.archived) continue;
+    bool ok = groups.empty();
+    for (const json& g : groups) {
+      bool all = true;
+      for (const json& f : g.value("filters", json::array())) all = all && Matches(type, o, f);
+      ok = ok || all;
+    }
+    if (ok) hits.push_back(&o);
+  }
+  std::string sort_prop = "hs_object_id";
+  bool desc = false;
+  if (!sorts.empty()) {
+    const json& s = sorts[0];
+    if (s.is_string()) {
+      sort_prop = s.get<std::string>();
+      if (!sort_prop.empty() && sort_prop[0] == '-') { desc = true; sort_prop = sort_prop.substr(1); }
+    } else {
+      sort_prop = s.value("propertyName", "hs_object_id");
+      desc = s.value("direction", "ASCENDING") == "DESCENDING";
+    }
+  }
+  const auto& defs = properties_.at(type);
+  auto def = defs.find(sort_prop);
+  const bool numeric = def != defs.end() && (def->second.type == "number" || def->second.type == "datetime");
+  std::stable_sort(hits.begin(), hits.end(), [&](const Object* a, const Object* b) {
+    const json va = a->properties.value(sort_prop, json()), vb = b->properties.value(sort_prop, json());
+    int c;
+    if (numeric) {
+      double x = AsNumber(va).value_or(0), y = AsNumber(vb).value_or(0);
+      c = x < y ? -1 : x > y ? 1 : 0;
+    } else {
+      std::string x = Lower(Str(va)), y = Lower(Str(vb));
+      c = x < y ? -1 : x > y ? 1 : 0;
+    }
+    if (c == 0) return a->id < b->id;  // stable order: then by id
+    return desc ? c > 0 : c < 0;
+  });
+  std::vector<std::string> props;
+  for (const json& p : body.value("properties", json::array())) props.push_back(Str(p));
+  json results = json::array();
+  for (int i = after; i < static_cast<int>(hits.size()) && i < after + limit; ++i)
+    results.push_back(Render(type, *hits[i], props, {}));
+  json out = {{"total", hits.size()}, {"results", results}};
+  if (after + limit < static_cast<int>(hits.size()))
+    out["paging"] = {{"next", {{"after", std::to_string(after + limit)}, {"link", ""}}}};
+  return {200, out};
+}
+
+HubSpotMock::Reply HubSpotMock::List(const std::string& type, const httplib::Request& req) {
+  int limit = req.has_param("limit") ? std::atoi(req.get_param_value("limit").c_str()) : 10;
+  limit = std::clamp(limit, 1, 100);
+  const bool archived = req.get_param_value("archived") == "true";
+  int64_t after = 0;
+  if (req.has_param("after")) {
+    // The cursor is opaque to clients; here it is the last id, base64-free but prefixed.
+    const std::string a = req.get_param_value("after");
+    if (a.rfind("c", 0) != 0) return {400, Error("VALIDATION_ERROR", "Invalid after cursor: " + a)};
+    after = std::strtoll(a.c_str() + 1, nullptr, 10);
+  }
+  std::vector<std::string> props, assoc;
+  if (req.has_param("properties")) props = SplitComma(req.get_param_value("properties"));
+  if (req.has_param("associations")) assoc = SplitComma(req.get_param_value("associations"));
+  json results = json::array();
+  int64_t last = 0;
+  bool more = false;
+  for (auto it = objects_[type].upper_bound(after); it != objects_[type].end(); ++it) {
+    if (it->second.archived != archived) continue;
+    if (static_cast<int>(results.size()) == limit) {
+      more = true;
+      break;
+    }
+    results.push_back(Render(type, it->second, props, assoc));
+    last = it->first;
+  }
+  json out = {{"results", results}};
+  if (more) {
+    const std::string cursor = "c" + std::to_string(last);
+    out["paging"] = {{"next", {{"after", cursor}, {"link", "?after=" + cursor}}}};
+  }
+  return {200, out};
+}
+
+HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string& verb, const json& body) {
+  const json inputs = body.value("inputs", json::array());
+  if (!inputs.is_array()) return {400, Error("VALIDATION_ERROR", "inputs must be an array")};
+  if (inputs.size() > kMaxBatch)
+    return {400, Error("VALIDATION_ERROR", "The maximum number of inputs supported in a batch request is 100")};
+  const std::string started = Iso(Now());
+  json results = json::array();
+  json errors = json::array();
+
+  if (verb == "archive") {
+    for (const json& in : inputs)
+      if (Object* o = FindLocked(type, Str(in.value("id", json())), "")) {
+        o->archived = true;
+        o->updated_ms = Now();
+      }
+    return {204, json()};
+  }
+  if (verb == "read") {
+    const std::string idp = body.value("idProperty", "");
+    std::vector<std::string> props;
+    for (const json& p : body.value("properties", json::array())) props.push_back(Str(p));
+    for (const json& in : inputs)
+      if (Object* o = FindLocked(type, Str(in.value("id", json())), idp)) results.push_back(Render(type, *o, props, {}));
+  } else if (verb == "create") {
+    // 207 partial results only when every input carries a distinct objectWriteTraceId
+    // (refs/hubspot §3); otherwise one bad input fails the request.
+    std::set<std::string> traces;
+    for (const json& in : inputs)
+      if (in.contains("objectWriteTraceId")) traces.insert(Str(in["objectWriteTraceId"]));
+    const bool partial_ok = traces.size() == inputs.size();
+    if (!partial_ok) {
+      // Validate all first, so a rejected request changes nothing.
+      for (const json& in : inputs) {
+        Object probe;
+        probe.id = -1;
+        if (auto err = ApplyLocked(type, &probe, in.value("properties", json::object()))) return *err;
+      }
+    }
+    for (const json& in : inputs) {
+      Reply r = CreateLocked(type, in);
+      if (r.first == 201) {
+        results.push_back(r.second);
+      } else {
+        json e = r.second;
+        e["context"] = {{"objectWriteTraceId", {Str(in.value("objectWriteTraceId", json()))}}};
+        errors.push_back(e);
+      }
+    }
+  } else if (verb == "update" || verb == "upsert") {
+    std::set<std::string> seen;
+    std::vector<std::pair<Object*, const json*>> plan;
+    for (const json& in : inputs) {
+      const std::string idp = in.value("idProperty", "");
+      const std::string id = Str(in.value("id", json()));
+      if (verb == "upsert") {
+        if (idp.empty() || !in.contains("properties"))
+          return {400, Error("VALIDATION_ERROR", "upsert inputs need idProperty, id and properties")};
+        auto def = properties_[type].find(idp);
+        const bool unique = (def != properties_[type].end() && def->second.unique) ||
+                            (type == "contacts" && idp == "email");
+        if (!unique)
+          return {400, Error("VALIDATION_ERROR", "Unable to perform update/upsert by non-unique " +
+                                                     std::string(type == "contacts" ? "0-1" : type) +
+                                                     " property " + idp)};
+      }
+      if (!seen.insert(idp + "|" + id).second)
+        return {400, Error("VALIDATION_ERROR", "Duplicate id found in inputs: " + id)};
+      Object* o = FindLocked(type, id, idp);
+      if (o == nullptr && verb == "update")
+        return {404, Error("OBJECT_NOT_FOUND", "Could not find object with id " + id)};
+      plan.emplace_back(o, &in);
+    }
+    // Validate everything first: one bad input fails the whole request and changes nothing.
+    for (auto& [o, in] : plan) {
+      Object probe = o != nullptr ? *o : Object{};
+      if (o == nullptr) probe.id = -1;
+      json props = in->value("properties", json::object());
+      if (o == nullptr && verb == "upsert") props[in->value("idProperty", "")] = Str((*in)["id"]);
+      if (auto err = ApplyLocked(type, &probe, props)) return *err;
+    }
+    for (auto& [o, in] : plan) {
+      json props = in->value("properties", json::object());
+      if (o == nullptr) {
+        props[in->value("idProperty", "")] = Str((*in)["id"]);
+        Reply r = CreateLocked(type, json{{"properties", props}});
+        json res = r.second;
+        res["new"] = true;
+        res["properties"][in->value("idProperty", "")] = Str((*in)["id"]);
+        results.push_back(res);
+      } else {
+        ApplyLocked(type, o, props);
+        json res = Render(type, *o, {}, {});
+        if (verb == "upsert") {
+          res["new"] = false;
+          const std::string idp = in->value("idProperty", "");
+          res["properties"][idp] = o->properties.value(idp, json());
+        }
+        results.push_back(res);
+      }
+    }
+  } else {
+    return {404, Error("OBJECT_NOT_FOUND", "Unknown batch operation " + verb)};
+  }
+  json out = {{"status", "COMPLETE"}, {"results", results}, {"startedAt", started}, {"completedAt", Iso(Now())}};
+  if (!errors.empty()) {
+    out["numErrors"] = errors.size();
+    out["errors"] = errors;
+    return {207, out};
+  }
+  return {verb == "create" ? 201 : 200, out};
+}
+
+void HubSpotMock::RegisterRoutes(httplib::Server& s) {
+  auto reply = [](httplib::Response& res, const Reply& r) {
+    res.status = r.first;
+    if (r.first != 204) res.set_content(r.second.dump(), "application/json");
+  };
+  auto parse = [this](const httplib::Request& req, httplib::Response& res, json* out) {
+    *out = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (out->is_discarded()) {
+      res.status = 400;
+      res.set_content(Error("VALIDATION_ERROR", "Invalid input JSON on line 1").dump(), "application/json");
+      return false;
+    }
+    return true;
+  };
+  auto known = [this](const std::string& type, httplib::Response& res) {
+    if (properties_.count(type)) return true;
+    res.status = 400;
+    res.set_content(Error("VALIDATION_ERROR", "Unable to infer object type from: " + type).dump(), "application/json");
+    return false;
+  };
+
+  s.Get(R"(/crm/v3/pipelines/tickets(/([^/]+))?(/stages)?)", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("GET /crm/v3/pipelines/tickets");
+    if (!Admit(req, res, false)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto render = [](const Pipeline& p) {
+      json stages = json::array();
+      int order = 0;
+      for (const auto& st : p.stages)
+        stages.push_back({{"id", st.id}, {"label", st.label}, {"displayOrder", order++},
+                          {"metadata", {{"ticketState", st.closed ? "CLOSED" : "OPEN"}}},
+                          {"createdAt", "1970-01-01T00:00:00Z"}, {"updatedAt", "1970-01-01T00:00:00Z"},
+                          {"archived", false}});
+      return json{{"id", p.id}, {"label", p.label}, {"displayOrder", 0}, {"stages", stages},
+                  {"createdAt", "1970-01-01T00:00:00Z"}, {"updatedAt", "1970-01-01T00:00:00Z"}, {"archived", false}};
+    };
+    if (!req.matches[2].matched) {
+      json all = json::array();
+      for (const auto& p : pipelines_) all.push_back(render(p));
+      return reply(res, {200, {{"results", all}}});
+    }
+    for (const auto& p : pipelines_) {
+      if (p.id != req.matches[2].str()) continue;
+      json r = render(p);
+      return reply(res, {200, req.matches[3].matched ? json{{"results", r["stages"]}} : r});
+    }
+    reply(res, {404, Error("OBJECT_NOT_FOUND", "Unable to find pipeline " + req.matches[2].str())});
+  });
+
+  s.Get(R"(/crm/v3/properties/([^/]+)(/([^/]+))?)", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("GET /crm/v3/properties");
+    if (!Admit(req, res, false)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    auto render = [&](const std::string& name, const PropertyDef& d) {
+      return json{{"name", name}, {"label", name}, {"type", d.type},
+                  {"fieldType", d.type == "enumeration" ? "select" : d.type == "datetime" ? "date" : "text"},
+                  {"groupName", type.substr(0, type.size() - 1) + "information"},
+                  {"hasUniqueValue", d.unique}, {"options", json::array()}};
+    };
+    if (!req.matches[3].matched) {
+      json all = json::array();
+      for (const auto& [n, d] : properties_[type]) all.push_back(render(n, d));
+      return reply(res, {200, {{"results", all}}});
+    }
+    auto it = properties_[type].find(req.matches[3]);
+    if (it == properties_[type].end())
+      return reply(res, {404, Error("OBJECT_NOT_FOUND", "Unable to find property " + req.matches[3].str())});
+    reply(res, {200, render(it->first, it->second)});
+  });
+
+  s.Post(R"(/crm/v3/properties/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("POST /crm/v3/properties");
+    if (!Admit(req, res, false)) return;
+    json body;
+    if (!parse(req, res, &body)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    const std::string name = body.value("name", "");
+    if (name.empty() || !body.contains("type") || !body.contains("fieldType"))
+      return reply(res, {400, Error("VALIDATION_ERROR", "name, type and fieldType are required")});
+    if (properties_[type].count(name))
+      return reply(res, {409, Error("CONFLICT", "A property named '" + name + "' already exists.")});
+    PropertyDef d{body.value("type", "string"), body.value("hasUniqueValue", false)};
+    properties_[type][name] = d;
+    reply(res, {201, {{"name", name}, {"label", body.value("label", name)}, {"type", d.type},
+                      {"fieldType", body["fieldType"]}, {"groupName", body.value("groupName", "")},
+                      {"hasUniqueValue", d.unique}}});
+  });
+
+  s.Post(R"(/crm/v3/objects/([^/]+)/search)", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("POST /crm/v3/objects/{type}/search");
+    if (!Admit(req, res, true)) return;
+    json body;
+    if (!parse(req, res, &body)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    reply(res, Search(type, body));
+  });
+
+  s.Post(R"(/crm/v3/objects/([^/]+)/batch/([a-z]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("POST /crm/v3/objects/{type}/batch/" + req.matches[2].str());
+    if (!Admit(req, res, false)) return;
+    json body;
+    if (!parse(req, res, &body)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    reply(res, Batch(type, req.matches[2], body));
+  });
+
+  s.Get(R"(/crm/v3/objects/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("GET /crm/v3/objects/{type}");
+    if (!Admit(req, res, false)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    reply(res, List(type, req));
+  });
+
+  s.Post(R"(/crm/v3/objects/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("POST /crm/v3/objects/{type}");
+    if (!Admit(req, res, false)) return;
+    json body;
+    if (!parse(req, res, &body)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    reply(res, CreateLocked(type, body));
+  });
+
+  s.Get(R"(/crm/v3/objects/([^/]+)/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("GET /crm/v3/objects/{type}/{id}");
+    if (!Admit(req, res, false)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
+    if (o == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")});
+    std::vector<std::string> props, assoc;
+    if (req.has_param("properties")) props = SplitComma(req.get_param_value("properties"));
+    if (req.has_param("associations")) assoc = SplitComma(req.get_param_value("associations"));
+    reply(res, {200, Render(type, *o, props, assoc)});
+  });
+
+  s.Patch(R"(/crm/v3/objects/([^/]+)/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("PATCH /crm/v3/objects/{type}/{id}");
+    if (!Admit(req, res, false)) return;
+    json body;
+    if (!parse(req, res, &body)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
+    if (o == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.")});
+    if (auto err = ApplyLocked(type, o, body.value("properties", json::object()))) return reply(res, *err);
+    reply(res, {200, Render(type, *o, {}, {})});
+  });
+
+  s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("DELETE /crm/v3/objects/{type}/{id}");
+    if (!Admit(req, res, false)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string type = CanonicalType(req.matches[1]);
+    if (!known(type, res)) return;
+    if (Object* o = FindLocked(type, req.matches[2], "")) {
+      o->archived = true;
+      o->updated_ms = Now();
+    }
+    res.status = 204;
+  });
+}
+
+void HubSpotMock::Seed(uint64_t seed, int companies) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::mt19937_64 rng(seed);
+  static const char* kFirst[] = {"Anna", "Erik", "Maja", "Lars", "Sofia", "Johan", "Emma", "Karl", "Sara", "Oskar"};
+  static const char* kLast[] = {"Larsson", "Andersson", "Johansson", "Nilsson", "Berg", "Lindqvist", "Holm", "Ek"};
+  static const char* kTrade[] = {"Bygg", "Fastighet", "Transport", "Vård", "Konsult", "Handel", "Logistik", "Media"};
+  static const char* kCity[] = {"Stockholm", "Göteborg", "Malmö", "Uppsala", "Örebro", "Umeå", "Lund"};
+  static const char* kPriority[] = {"LOW", "MEDIUM", "HIGH"};
+  const Pipeline& onboarding = pipelines_[1];
+  for (int i = 0; i < companies; ++i) {
+    const std::string trade = kTrade[rng() % 8];
+    const std::string city = kCity[rng() % 7];
+    const std::string name = trade + " " + city + " " + std::to_string(i + 1) + " AB";
+    std::string domain = Lower(trade) + std::to_string(i + 1) + ".example.se";
+    Object company;
+    ApplyLocked("companies", &company, {{"name", name}, {"domain", domain}, {"city", city}, {"country", "Sweden"}});
+    objects_["companies"][company.id] = company;
+
+    const int contacts = 1 + static_cast<int>(rng() % 2);
+    std::vector<int64_t> contact_ids;
+    for (int c = 0; c < contacts; ++c) {
+      const std::string first = kFirst[rng() % 10], last = kLast[rng() % 8];
+      Object contact;
+      ApplyLocked("contacts", &contact,
+                  {{"firstname", first}, {"lastname", last},
+                   {"email", Lower(first) + "." + Lower(last) + std::to_string(i + 1) + "@" + domain},
+                   {"company", name}});
+      contact.associations["companies"].insert(company.id);
+      objects_["companies"][company.id].associations["contacts"].insert(contact.id);
+      objects_["contacts"][contact.id] = contact;
+      contact_ids.push_back(contact.id);
+    }
+
+    const Stage& stage = onboarding.stages[rng() % onboarding.stages.size()];
+    Object ticket;
+    ApplyLocked("tickets", &ticket,
+                {{"subject", "SE " + name + " – onboarding"},
+                 {"content", "Signed contract received from Dealbuilder; " + std::to_string(5 + rng() % 200) + " licences."},
+                 {"hs_pipeline", onboarding.id},
+                 {"hs_pipeline_stage", stage.id},
+                 {"hs_ticket_priority", kPriority[rng() % 3]}});
+    ticket.associations["companies"].insert(company.id);
+    for (int64_t c : contact_ids) ticket.associations["contacts"].insert(c);
+    objects_["companies"][company.id].associations["tickets"].insert(ticket.id);
+    objects_["tickets"][ticket.id] = ticket;
+
+    Object note;
+    ApplyLocked("notes", &note, {{"hs_note_body", "Ny kund"}, {"hs_timestamp", Iso(Now())}});
+    note.associations["tickets"].insert(ticket.id);
+    objects_["tickets"][ticket.id].associations["notes"].insert(note.id);
+    objects_["notes"][note.id] = note;
+  }
+}
+
+json HubSpotMock::Dump() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  json out = json::object();
+  for (const auto& [type, objs] : objects_) {
+    json list = json::array();
+    for (const auto& [id, o] : objs) {
+      json a = json::object();
+      for (const auto& [t, ids] : o.associations) a[t] = std::vector<std::string>();
+      for (const auto& [t, ids] : o.associations)
+        for (int64_t x : ids) a[t].push_back(std::to_string(x));
+      list.push_back({{"id", std::to_string(id)}, {"properties", o.properties}, {"archived", o.archived},
+                      {"associations", a}});
+    }
+    out[type] = list;
+  }
+  return out;
+}
+
+}  // namespace crmbridge::mocks

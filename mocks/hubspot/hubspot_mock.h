@@ -1,0 +1,124 @@
+// HubSpotMock: an in-memory fake of HubSpot's CRM v3 API for tickets, companies, contacts, notes
+// and tasks, speaking HubSpot's shapes (shared/refs/hubspot and HubSpot's OpenAPI documents):
+//
+//   GET    /crm/v3/objects/{type}                 list: limit (max 100), opaque `after`, properties,
+//                                                 associations, archived; no paging on the last page
+//   GET    /crm/v3/objects/{type}/{id}            also ?idProperty=<unique property>
+//   POST   /crm/v3/objects/{type}                 create: 201 with the bare object
+//   PATCH  /crm/v3/objects/{type}/{id}            update ("" clears a value)
+//   DELETE /crm/v3/objects/{type}/{id}            archive: 204
+//   POST   /crm/v3/objects/{type}/batch/{read|create|update|upsert|archive}
+//                                                 max 100 inputs; 207 partial results on create when
+//                                                 every input has an objectWriteTraceId
+//   POST   /crm/v3/objects/{type}/search          filterGroups (5 groups, 6 filters each, 18 in all),
+//                                                 one sort, limit max 200, numeric `after`, 10,000 cap
+//   GET    /crm/v3/pipelines/tickets[/{id}[/stages]]
+//   GET|POST /crm/v3/properties/{type}[/{name}]   custom properties, hasUniqueValue
+//
+// Object types are accepted by name or type id (0-5 tickets, 0-2 companies, 0-1 contacts, 0-46
+// notes, 0-27 tasks). Every property value is a string or null; ids are decimal strings from one
+// counter; hs_lastmodifieddate (contacts: lastmodifieddate) is set on every write.
+// Auth is a private-app bearer token; limits are a rolling 10-second window per token (with the
+// X-HubSpot-RateLimit-* headers on every non-search response) and 5 searches per second, each
+// answered over the limit with HubSpot's 429 body.
+//
+// Thread-safety: one mutex guards the store; handlers run on the server's pool.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mocks/common/mock_server.h"
+#include "src/core/clock.h"
+
+namespace crmbridge::mocks {
+
+struct HubSpotMockOptions {
+  std::set<std::string> tokens = {"pat-mock-hubspot"};
+  bool enforce_limits = true;
+  int ten_second_max = 100;  // Free/Starter private apps (refs/hubspot §11)
+  int search_per_second = 5;
+  int daily_max = 250000;
+  Clock* clock = nullptr;  // nullptr = Clock::Real(); not owned
+};
+
+class HubSpotMock : public MockServer {
+ public:
+  using Options = HubSpotMockOptions;
+  explicit HubSpotMock(Options options = Options());
+
+  // Deterministic onboarding data: `companies` companies, each with an onboarding ticket in the
+  // "Order/faktura" pipeline at a stage drawn from `seed`, one or two contacts, and a note.
+  void Seed(uint64_t seed, int companies);
+
+  nlohmann::json Dump() const override;
+  void Reset() override;
+
+ protected:
+  void RegisterRoutes(httplib::Server& server) override;
+
+ private:
+  struct Object {
+    int64_t id = 0;
+    nlohmann::json properties = nlohmann::json::object();
+    int64_t created_ms = 0;
+    int64_t updated_ms = 0;
+    bool archived = false;
+    std::map<std::string, std::set<int64_t>> associations;  // by object type
+  };
+  struct PropertyDef {
+    std::string type;  // string, number, datetime, enumeration, bool
+    bool unique = false;
+  };
+  struct Stage {
+    std::string id, label;
+    bool closed = false;
+  };
+  struct Pipeline {
+    std::string id, label;
+    std::vector<Stage> stages;
+  };
+  using Reply = std::pair<int, nlohmann::json>;
+
+  void InitLocked();
+  int64_t Now() const;
+  std::string Iso(int64_t ms) const;
+  nlohmann::json Error(const std::string& category, const std::string& message) const;
+  // Auth and rate limits; fills `res` and returns false when the request is refused.
+  bool Admit(const httplib::Request& req, httplib::Response& res, bool search);
+
+  static std::string CanonicalType(const std::string& type);
+  nlohmann::json Render(const std::string& type, const Object& o,
+                        const std::vector<std::string>& props,
+                        const std::vector<std::string>& assoc) const;
+  // Validates and applies properties to `o` (new when o.id == 0); an error reply when invalid.
+  std::optional<Reply> ApplyLocked(const std::string& type, Object* o,
+                                   const nlohmann::json& props);
+  Object* FindLocked(const std::string& type, const std::string& id,
+                     const std::string& id_property);
+  Reply CreateLocked(const std::string& type, const nlohmann::json& input);
+  bool Matches(const std::string& type, const Object& o, const nlohmann::json& filter) const;
+
+  Reply List(const std::string& type, const httplib::Request& req);
+  Reply Search(const std::string& type, const nlohmann::json& body);
+  Reply Batch(const std::string& type, const std::string& verb, const nlohmann::json& body);
+
+  Options options_;
+  mutable std::mutex mu_;
+  int64_t next_id_ = 0;
+  std::map<std::string, std::map<int64_t, Object>> objects_;  // type -> id -> object
+  std::map<std::string, std::map<std::string, PropertyDef>> properties_;
+  std::vector<Pipeline> pipelines_;
+  std::map<std::string, std::deque<int64_t>> window_;          // token -> request times
+  std::map<std::string, std::deque<int64_t>> search_window_;   // token -> search times
+  std::map<std::string, int> daily_;
+};
+
+}  // namespace crmbridge::mocks
