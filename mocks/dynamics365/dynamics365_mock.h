@@ -1,0 +1,108 @@
+// Dynamics365Mock: an in-memory fake of Microsoft Dataverse (the Dynamics 365 Web API, OData v4)
+// and of the Entra ID token endpoint in front of it, faithful enough that Microsoft's
+// dynamics-web-api client and crmbridge's connector behave against it as against the real service.
+// Every behaviour below is a vendor fact from shared/refs/dynamics365/ (reference.md §n, second
+// pass "2nd §n"); where the refs mark a fact [UNCONFIRMED] the mock's choice is an option.
+//
+// Routes (relative to base_url()):
+//   POST /{tenant}/oauth2/v2.0/token     client credentials (form or HTTP Basic); AADSTS errors
+//   GET  /api/data/v9.2/                 service document; GET WhoAmI
+//   GET  /api/data/v9.2/{set}            $select $filter $orderby $top $count, Prefer:
+//                                        odata.maxpagesize (absolute @odata.nextLink, opaque
+//                                        $skiptoken), odata.track-changes (@odata.deltaLink),
+//                                        odata.include-annotations (lookup and yes/no annotations)
+//   GET  /api/data/v9.2/{set}?$deltatoken=...   changes since the token, then deletions
+//   GET/PATCH/DELETE /api/data/v9.2/{set}({key})  key = <guid>, pk=<guid> or an alternate key
+//                                        (crmb_externalid='X'); PATCH is an upsert unless If-Match
+//   POST /api/data/v9.2/{set}            create (204 + OData-EntityId, or 201 with
+//                                        Prefer: return=representation)
+//   DELETE /api/data/v9.2/{set}({key})/{lookup-nav}/$ref   clears a lookup
+// $batch and the *Multiple actions answer 501 for now.
+//
+// Entity sets: accounts, contacts, opportunities, annotations, tasks (dynamics365_schema.h).
+// Web API requests need "Authorization: Bearer <token from the token endpoint>" (401 with a
+// WWW-Authenticate challenge otherwise) and count against the service-protection limits (429 with
+// Retry-After and Dataverse's hex codes). Every response carries OData-Version: 4.0.
+//
+// Thread-safety: all public methods and the route handlers may run concurrently; one mutex guards
+// the store. Start/Stop come from MockServer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "mocks/common/mock_server.h"
+#include "src/core/clock.h"
+
+namespace crmbridge::mocks {
+
+struct Dynamics365MockOptions {
+  // Entra ID tenant in the token URL, and the only confidential client it knows.
+  std::string tenant = "tenant";
+  std::string client_id = "mock-client-id";
+  std::string client_secret = "mock-client-secret";
+  // expires_in of issued tokens (reference.md §1: 3599 in Microsoft's example).
+  int token_lifetime_seconds = 3599;
+  // Time source for token expiry, createdon/modifiedon, delta-token age and the rate window.
+  // nullptr = Clock::Real(). Not owned; must outlive the mock.
+  Clock* clock = nullptr;
+
+  // Service protection (reference.md §11): per user, sliding window.
+  bool service_protection = true;
+  int requests_per_window = 6000;  // 0x80072322 above this
+  int window_seconds = 300;
+  int concurrent_requests = 52;    // 0x80072326 above this
+
+  // Largest page (reference.md §3: default and maximum page size 5000).
+  int max_page_size = 5000;
+
+  // Change tracking: delta tokens older than this fail (reference.md §4: 7 days by default, the
+  // org's expirechangetrackingindays). The failure's HTTP status and code are [UNCONFIRMED]
+  // (2nd §5 suggests 400); the message is the documented one.
+  int64_t change_tracking_retention_seconds = 7 * 24 * 3600;
+  int expired_delta_token_status = 400;
+  std::string expired_delta_token_code;  // Learn: the code is "frequently empty"
+
+  // An upsert by alternate key answers with the key-form OData-EntityId
+  // ".../accounts(crmb_externalid='X')" (2nd §6, from the upsert doc); false = the GUID form.
+  bool upsert_key_form_entity_id = true;
+
+  // Seed of the generator for record ids (so runs are reproducible).
+  uint64_t id_seed = 0x5eedd365;
+};
+
+class Dynamics365Mock : public MockServer {
+ public:
+  using Options = Dynamics365MockOptions;
+
+  explicit Dynamics365Mock(Options options = Options());
+  ~Dynamics365Mock() override;
+
+  // "http://127.0.0.1:<port>/api/data/v9.2/" (with the trailing slash dynamics-web-api needs).
+  std::string api_url() const;
+  // "http://127.0.0.1:<port>/<tenant>/oauth2/v2.0/token"
+  std::string token_url() const;
+
+  // Replaces the store with `accounts` accounts, each with 1-3 contacts (parentcustomerid -> the
+  // account) and one opportunity (parentaccountid -> the account) whose crmb_onboardingstage runs
+  // through 100000000..100000004 in turn. The same seed gives the same rows and ids.
+  void Seed(uint64_t seed, int accounts);
+
+  // {"accounts":[row...], "contacts":[...], ...}: every row with every column, as a GET reads it.
+  nlohmann::json Dump() const override;
+  // Empties every table and change log. Issued tokens stay valid; row versions keep increasing so
+  // delta tokens issued before stay meaningful.
+  void Reset() override;
+
+ protected:
+  void RegisterRoutes(httplib::Server& server) override;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crmbridge::mocks
