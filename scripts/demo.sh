@@ -43,7 +43,7 @@ bin="$BUILD_DIR/bin/crmbridge"
 
 echo
 echo "== crmbridge sync (first run: HubSpot onboarding tickets -> Dynamics 365 opportunities)"
-"$bin" --config "$cfg" --log-level warn sync
+"$bin" --config "$cfg" --log-level warn sync --verbose
 echo
 echo "== crmbridge sync (second run, nothing changed)"
 "$bin" --config "$cfg" --log-level warn sync

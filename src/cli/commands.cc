@@ -89,9 +89,9 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out) {
 void PrintSummaryText(const RunSummary& s, bool verbose) {
   const double secs = static_cast<double>(s.finished_ms - s.started_ms) / 1000.0;
   if (s.dry_run) {
-    std::printf("crmbridge sync --dry-run: nothing was written (%.1f s)\n", secs);
+    std::printf("crmbridge sync --dry-run: nothing was written (%.2f s)\n", secs);
   } else {
-    std::printf("crmbridge sync: run %lld finished in %.1f s\n", static_cast<long long>(s.run_id),
+    std::printf("crmbridge sync: run %lld finished in %.2f s\n", static_cast<long long>(s.run_id),
                 secs);
   }
   for (const auto& [system, entities] : s.counts) {
@@ -127,6 +127,19 @@ void PrintSummaryText(const RunSummary& s, bool verbose) {
       }
     }
     return;
+  }
+  if (verbose) {
+    // One line per write, so a long run stays readable.
+    for (const PlannedWrite& w : s.written) {
+      std::string fields;
+      for (const auto& [field, value] : w.fields.items())
+        fields += (fields.empty() ? "" : ", ") + field + "=" + value.dump();
+      std::printf("  %s %s %s %s: %s\n", w.action.c_str(), w.system.c_str(), w.entity.c_str(),
+                  w.native_id.c_str(), fields.c_str());
+    }
+    if (s.written.size() < static_cast<size_t>(s.TotalWrites()))
+      std::printf("  ... and %lld more\n",
+                  static_cast<long long>(s.TotalWrites() - s.written.size()));
   }
   const int64_t writes = s.TotalWrites();
   if (writes == 0 && s.TotalDeadLettered() == 0 && s.unreachable.empty()) {

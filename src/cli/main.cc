@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
                      "nothing (no API write, no state change)");
   sync_cmd->add_flag("--json", sync.json, "Print the run summary (and dry-run plan) as JSON");
   sync_cmd->add_flag("-v,--verbose", sync.verbose,
-                     "With --dry-run: print every planned write with its fields");
+                     "Print every write (planned, with --dry-run) with its fields");
 
   StatusOptions status;
   CLI::App* status_cmd = app.add_subcommand(

@@ -59,12 +59,17 @@ json RunSummary::ToJson() const {
   }
   for (const auto& [system, entities] : counts)
     for (const auto& [entity, c] : entities) j["systems"][system][entity] = c.ToJson();
-  if (dry_run) {
+  auto list = [](const std::vector<PlannedWrite>& writes) {
     json p = json::array();
-    for (const auto& w : plan)
+    for (const auto& w : writes)
       p.push_back({{"system", w.system}, {"entity", w.entity}, {"canonical_id", w.canonical_id},
                    {"action", w.action}, {"native_id", w.native_id}, {"fields", w.fields}});
-    j["plan"] = std::move(p);
+    return p;
+  };
+  if (dry_run) {
+    j["plan"] = list(plan);
+  } else {
+    j["written"] = list(written);
   }
   return j;
 }
@@ -589,6 +594,13 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
         ++counts.created;
       } else {
         ++counts.updated;
+      }
+      {
+        std::lock_guard<std::mutex> lock(summary_mu_);
+        if (summary_.written.size() < RunSummary::kMaxWrittenListed)
+          summary_.written.push_back(PlannedWrite{item.system, item.entity, item.canonical_id,
+                                                  outcomes[i].created ? "created" : "updated",
+                                                  link.native_id, item.payload});
       }
       continue;
     }

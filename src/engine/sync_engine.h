@@ -64,7 +64,7 @@ struct EntityCounts {
   nlohmann::json ToJson() const;
 };
 
-// One planned write, reported by dry runs.
+// One write: planned (dry runs) or delivered (real runs).
 struct PlannedWrite {
   std::string system;
   std::string entity;
@@ -86,6 +86,9 @@ struct RunSummary {
   // Systems that could not be reached or refused our credentials, with the reason.
   std::map<std::string, std::string> unreachable;
   std::vector<PlannedWrite> plan;  // dry runs only
+  // Writes delivered by a real run, the first kMaxWrittenListed of them (the counts hold all).
+  static constexpr size_t kMaxWrittenListed = 1000;
+  std::vector<PlannedWrite> written;
 
   int64_t TotalWrites() const;        // created + updated over all systems
   int64_t TotalDeadLettered() const;
