@@ -1,0 +1,183 @@
+// The first real path end to end, in process: HubSpot onboarding tickets in the "Order/faktura"
+// pipeline become Dynamics 365 opportunities through the real connectors, transport stack, mapping
+// preset and state store, against the mock servers. Asserts the end state in Dynamics 365 field by
+// field, that a second sync makes no write call at all, and that a change in HubSpot moves exactly
+// one opportunity.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "mocks/dynamics365/dynamics365_mock.h"
+#include "mocks/hubspot/hubspot_mock.h"
+#include "src/engine/bootstrap.h"
+
+namespace crmbridge {
+namespace {
+
+using nlohmann::json;
+
+class HubSpotToDynamicsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mocks::HubSpotMock::Options hs;
+    hs.tokens = {"pat-it"};
+    hubspot_ = std::make_unique<mocks::HubSpotMock>(hs);
+    mocks::Dynamics365Mock::Options d;
+    d.client_id = "it-client";
+    d.client_secret = "it-secret";
+    dynamics_ = std::make_unique<mocks::Dynamics365Mock>(d);
+    hubspot_->Seed(11, 25);
+    ASSERT_TRUE(hubspot_->Start().ok());
+    ASSERT_TRUE(dynamics_->Start().ok());
+
+    char tmpl[] = "/tmp/crmbridge-it-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    config_.path = dir_ + "/crmbridge.yaml";
+    config_.state_path = dir_ + "/state.db";
+    config_.mapping_paths = {std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml"};
+    SystemConfig h;
+    h.name = h.kind = "hubspot";
+    h.base_url = hubspot_->base_url();
+    h.auth = {{"token", "pat-it"}};
+    h.rate_limit = {100, std::chrono::milliseconds(10000)};
+    h.search_rate_limit = {5, std::chrono::milliseconds(1000)};
+    SystemConfig m;
+    m.name = m.kind = "dynamics365";
+    m.base_url = dynamics_->base_url();
+    m.auth = {{"token_url", dynamics_->base_url() + "/tenant/oauth2/v2.0/token"},
+              {"client_id", "it-client"},
+              {"client_secret", "it-secret"},
+              {"scope", dynamics_->base_url() + "/.default"}};
+    config_.systems = {{"hubspot", h}, {"dynamics365", m}};
+    auto plan = LoadPlanFor(config_);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    plan_ = *plan;
+    auto store = OpenSqliteStore(config_.state_path);
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+  }
+  void TearDown() override {
+    hubspot_->Stop();
+    dynamics_->Stop();
+    std::system(("rm -rf " + dir_).c_str());
+  }
+
+  RunSummary Sync() {
+    auto connectors = BuildConnectors(config_, *plan_, Clock::Real());
+    EXPECT_TRUE(connectors.ok()) << connectors.status().ToString();
+    SyncEngine engine(&config_, plan_, store_.get(), std::move(*connectors), Clock::Real());
+    RunOptions opt;
+    opt.holder = "it";
+    auto s = engine.RunOnce(opt);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? *s : RunSummary{};
+  }
+
+  // Requests that change data, by route, from the mock's own request counts.
+  static int64_t WriteCalls(const json& stats) {
+    int64_t n = 0;
+    for (const auto& [route, count] : stats.items())
+      if (route.rfind("GET ", 0) != 0 && route.find("/search") == std::string::npos &&
+          route.find("/token") == std::string::npos && route.find("/properties") == std::string::npos)
+        n += count.get<int64_t>();
+    return n;
+  }
+
+  std::unique_ptr<mocks::HubSpotMock> hubspot_;
+  std::unique_ptr<mocks::Dynamics365Mock> dynamics_;
+  std::string dir_;
+  AppConfig config_;
+  std::shared_ptr<const MappingPlan> plan_;
+  std::unique_ptr<Store> store_;
+};
+
+const std::map<std::string, int> kStageChoice = {
+    {"Ny", 100000000},          {"Onboarding – Pågår", 100000001}, {"Må följas upp", 100000002},
+    {"Manuell uppföljning", 100000002}, {"Inaktiva kunder", 100000004}, {"Avslutad", 100000003}};
+const std::map<std::string, int> kPriorityChoice = {{"LOW", 1}, {"MEDIUM", 2}, {"HIGH", 3}};
+
+TEST_F(HubSpotToDynamicsTest, TicketsBecomeOpportunitiesFieldByField) {
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].created, 25);
+
+  json hs = hubspot_->Dump();
+  json d = dynamics_->Dump();
+  std::map<std::string, std::string> stage_label;  // stage id -> label, from the seeded pipeline
+  httplib::Client client(hubspot_->base_url());
+  auto pipes = client.Get("/crm/v3/pipelines/tickets", {{"Authorization", "Bearer pat-it"}});
+  ASSERT_TRUE(pipes && pipes->status == 200);
+  const json pipelines = json::parse(pipes->body);
+  for (const json& p : pipelines["results"])
+    for (const json& st : p["stages"])
+      stage_label[st["id"].get<std::string>()] = st["label"].get<std::string>();
+
+  ASSERT_TRUE(d.contains("opportunities"));
+  std::map<std::string, json> by_name;
+  for (const json& o : d["opportunities"]) by_name[o.value("name", "")] = o;
+  int checked = 0;
+  for (const json& t : hs["tickets"]) {
+    const json& p = t["properties"];
+    const std::string subject = p["subject"];
+    ASSERT_TRUE(by_name.count(subject)) << subject << " has no opportunity";
+    const json& o = by_name[subject];
+    EXPECT_EQ(o["description"], p["content"]);
+    const std::string stage = p["hs_pipeline_stage"].get<std::string>();
+    ASSERT_TRUE(stage_label.count(stage)) << stage;
+    EXPECT_EQ(o["crmb_onboardingstage"], kStageChoice.at(stage_label.at(stage))) << stage_label.at(stage);
+    EXPECT_EQ(o["crmb_priority"], kPriorityChoice.at(p["hs_ticket_priority"].get<std::string>()));
+    EXPECT_FALSE(o.value("crmb_externalid", "").empty()) << "upserted by crmbridge's key";
+    // crmbridge created its unique key property in HubSpot and keys each ticket by it.
+    ++checked;
+  }
+  EXPECT_EQ(checked, 25);
+  EXPECT_EQ(d["opportunities"].size(), 25u);
+}
+
+TEST_F(HubSpotToDynamicsTest, SecondSyncMakesNoWriteCallAnywhere) {
+  Sync();
+  const int64_t hs_before = WriteCalls(hubspot_->Stats());
+  const int64_t d_before = WriteCalls(dynamics_->Stats());
+  RunSummary second = Sync();
+  EXPECT_EQ(second.TotalWrites(), 0);
+  EXPECT_EQ(WriteCalls(hubspot_->Stats()), hs_before) << hubspot_->Stats().dump();
+  EXPECT_EQ(WriteCalls(dynamics_->Stats()), d_before) << dynamics_->Stats().dump();
+}
+
+TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const json& ticket = hs["tickets"][0];
+  // Move it to a stage it is not in yet: Avslutad, or Ny when it is already closed.
+  std::map<std::string, std::string> stage_id;
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  auto pipes = client.Get("/crm/v3/pipelines/tickets", auth);
+  const json pipelines = json::parse(pipes->body);
+  for (const json& p : pipelines["results"])
+    for (const json& st : p["stages"])
+      stage_id[st["label"].get<std::string>()] = st["id"].get<std::string>();
+  const bool closed = ticket["properties"]["hs_pipeline_stage"] == stage_id["Avslutad"];
+  const std::string target = closed ? "Ny" : "Avslutad";
+  // The mock's clock has millisecond resolution: make sure the change is later than the cursor.
+  usleep(5000);
+  json patch = {{"properties", {{"hs_pipeline_stage", stage_id[target]}}}};
+  auto r = client.Patch(("/crm/v3/objects/tickets/" + ticket["id"].get<std::string>()).c_str(), auth,
+                        patch.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].updated, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].created, 0);
+  json d = dynamics_->Dump();
+  for (const json& o : d["opportunities"])
+    if (o["name"] == ticket["properties"]["subject"])
+      EXPECT_EQ(o["crmb_onboardingstage"], closed ? 100000000 : 100000003);
+  // The stage history saw it move.
+  EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
+}  // namespace
+}  // namespace crmbridge
