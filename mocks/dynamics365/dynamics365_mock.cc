@@ -790,6 +790,12 @@ class Dynamics365Mock::Impl {
       SendJson(res, 200, who);
       return std::nullopt;
     }
+    if (path.set == "$metadata" && !path.has_key && path.tail.empty()) {
+      if (method != "GET") return MethodNotAllowed(method);
+      res.status = 200;
+      res.set_content(Metadata(), "application/xml");
+      return std::nullopt;
+    }
     if (path.set == "$batch") {
       return Err(501, kCodeNotImplemented, "$batch is not implemented by the crmbridge mock yet.");
     }
@@ -825,6 +831,46 @@ class Dynamics365Mock::Impl {
     return Err(501, kCodeNotImplemented,
                "Property-level requests other than DELETE are not implemented by the crmbridge "
                "mock.");
+  }
+
+  // CSDL generated from the table schemas, in Dataverse's shape (reference.md §14): namespace
+  // Microsoft.Dynamics.CRM (alias mscrm), lookups as _x_value plus one navigation property per
+  // target tied by a ReferentialConstraint.
+  static std::string Metadata() {
+    std::string xml =
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+        "<edmx:Edmx Version=\"4.0\" xmlns:edmx=\"http://docs.oasis-open.org/odata/ns/edmx\">"
+        "<edmx:DataServices><Schema Namespace=\"Microsoft.Dynamics.CRM\" Alias=\"mscrm\" "
+        "xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">";
+    for (const TableSchema& t : d365::DefaultTables()) {
+      xml += "<EntityType Name=\"" + t.logical_name + "\"><Key><PropertyRef Name=\"" +
+             t.primary_key + "\"/></Key>";
+      for (const Column& c : t.columns) {
+        const char* type = c.name == "versionnumber" ? "Edm.Int64" : d365::EdmTypeName(c.type);
+        xml += "<Property Name=\"" + c.property() + "\" Type=\"" + type + "\"";
+        if (c.max_length > 0) xml += " MaxLength=\"" + std::to_string(c.max_length) + "\"";
+        xml += "/>";
+      }
+      for (const Column& c : t.columns) {
+        for (const LookupTarget& target : c.targets) {
+          const TableSchema* other = nullptr;
+          for (const TableSchema& o : d365::DefaultTables()) {
+            if (o.set == target.set) other = &o;
+          }
+          xml += "<NavigationProperty Name=\"" + target.nav + "\" Type=\"mscrm." +
+                 target.logical_name + "\"><ReferentialConstraint Property=\"" + c.property() +
+                 "\" ReferencedProperty=\"" + (other ? other->primary_key : "") +
+                 "\"/></NavigationProperty>";
+        }
+      }
+      xml += "</EntityType>";
+    }
+    xml += "<EntityContainer Name=\"System\">";
+    for (const TableSchema& t : d365::DefaultTables()) {
+      xml += "<EntitySet Name=\"" + t.set + "\" EntityType=\"Microsoft.Dynamics.CRM." +
+             t.logical_name + "\"/>";
+    }
+    return xml + "</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>";
   }
 
   static ApiError MethodNotAllowed(const std::string& method) {

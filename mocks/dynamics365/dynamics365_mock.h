@@ -17,6 +17,7 @@
 //   POST /api/data/v9.2/{set}            create (204 + OData-EntityId, or 201 with
 //                                        Prefer: return=representation)
 //   DELETE /api/data/v9.2/{set}({key})/{lookup-nav}/$ref   clears a lookup
+//   GET  /api/data/v9.2/$metadata        CSDL generated from the schemas
 // $batch and the *Multiple actions answer 501 for now.
 //
 // Entity sets: accounts, contacts, opportunities, annotations, tasks (dynamics365_schema.h).

@@ -172,10 +172,11 @@ TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
   EXPECT_EQ(s.counts["dynamics365"]["onboarding"].updated, 1) << s.ToJson().dump();
   EXPECT_EQ(s.counts["dynamics365"]["onboarding"].created, 0);
   json d = dynamics_->Dump();
-  for (const json& o : d["opportunities"])
-    if (o["name"] == ticket["properties"]["subject"])
+  for (const json& o : d["opportunities"]) {
+    if (o["name"] == ticket["properties"]["subject"]) {
       EXPECT_EQ(o["crmb_onboardingstage"], closed ? 100000000 : 100000003);
-  // The stage history saw it move.
+    }
+  }
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
