@@ -334,8 +334,9 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
     return;
   }
   // Results are not guaranteed in input order: correlate by key (upsert) or id (update).
+  const json results = j->value("results", json::array());
   std::map<std::string, const json*> by;
-  for (const json& res : j->value("results", json::array())) {
+  for (const json& res : results) {
     const std::string id = res.value("id", "");
     if (verb == "upsert") {
       const json& props = res.contains("properties") ? res["properties"] : json::object();
