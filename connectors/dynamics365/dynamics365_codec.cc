@@ -1,7 +1,6 @@
 #include "connectors/dynamics365/dynamics365_codec.h"
 
-#include <cstdio>
-#include <ctime>
+#include "src/core/time_util.h"
 
 namespace crmbridge::dynamics365 {
 
@@ -22,16 +21,7 @@ std::string PrimaryKeyOf(const std::string& set) {
 }
 
 int64_t ParseDataverseTime(const std::string& text) {
-  std::tm tm{};
-  int y, mo, d, h, mi, s;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &s) != 6) return 0;
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  return static_cast<int64_t>(timegm(&tm)) * 1000;
+  return ParseIsoUtcMillis(text).value_or(0);
 }
 
 Result<NativeRecord> RecordFromRow(const json& row, const std::string& primary_key,

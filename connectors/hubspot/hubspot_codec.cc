@@ -1,7 +1,6 @@
 #include "connectors/hubspot/hubspot_codec.h"
 
-#include <ctime>
-#include <regex>
+#include "src/core/time_util.h"
 
 namespace crmbridge::hubspot {
 
@@ -24,23 +23,7 @@ int64_t ParseTimestamp(const json& value) {
       return 0;
     }
   }
-  static const std::regex kIso(R"(^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.(\d{1,3})\d*)?Z$)");
-  std::smatch m;
-  if (!std::regex_match(s, m, kIso)) return 0;
-  std::tm tm{};
-  tm.tm_year = std::stoi(m[1]) - 1900;
-  tm.tm_mon = std::stoi(m[2]) - 1;
-  tm.tm_mday = std::stoi(m[3]);
-  tm.tm_hour = std::stoi(m[4]);
-  tm.tm_min = std::stoi(m[5]);
-  tm.tm_sec = std::stoi(m[6]);
-  int64_t ms = 0;
-  if (m[8].matched) {
-    std::string frac = m[8];
-    while (frac.size() < 3) frac += "0";
-    ms = std::stoi(frac);
-  }
-  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+  return ParseIsoUtcMillis(s).value_or(0);
 }
 
 std::string PropertyString(const json& value) {

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "src/core/ids.h"
+#include "src/core/time_util.h"
 
 namespace crmbridge::mocks {
 
@@ -41,17 +42,7 @@ std::optional<double> AsNumber(const json& v) {
   char* end = nullptr;
   double d = std::strtod(s.c_str(), &end);
   if (end != nullptr && *end == '\0') return d;
-  std::tm tm{};
-  int y, mo, dd, h, mi, sec, ms = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &dd, &h, &mi, &sec, &ms) >= 6) {
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = dd;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    return static_cast<double>(timegm(&tm)) * 1000 + ms;
-  }
+  if (auto ms = ParseIsoUtcMillis(s)) return static_cast<double>(*ms);
   return std::nullopt;
 }
 
@@ -85,16 +76,7 @@ HubSpotMock::HubSpotMock(Options options) : MockServer("hubspot"), options_(std:
 
 int64_t HubSpotMock::Now() const { return options_.clock->NowMillis(); }
 
-std::string HubSpotMock::Iso(int64_t ms) const {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
+std::string HubSpotMock::Iso(int64_t ms) const { return FormatIsoUtc(ms, /*millis=*/true); }
 
 json HubSpotMock::Error(const std::string& category, const std::string& message) const {
   return {{"status", "error"}, {"message", message}, {"correlationId", NewUuid()}, {"category", category}};

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "src/core/ids.h"
+#include "src/core/time_util.h"
 #include "src/core/logging.h"
 #include "src/engine/bootstrap.h"
 
@@ -43,15 +44,7 @@ std::string Holder() {
   return fmt::format("{}:{}:{}", host, getpid(), NewUuid().substr(0, 8));
 }
 
-std::string FormatTime(int64_t ms) {
-  if (ms <= 0) return "-";
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string FormatTime(int64_t ms) { return ms <= 0 ? "-" : FormatIsoUtc(ms, false); }
 
 // Everything a command needs: config, mapping plan and state store, or the exit code and the
 // message that says what is wrong and where.

@@ -1,0 +1,50 @@
+#include "src/core/time_util.h"
+
+#include <cstdio>
+#include <ctime>
+
+namespace crmbridge {
+
+std::optional<int64_t> ParseIsoUtcMillis(std::string_view text) {
+  const std::string s(text);
+  int y, mo, d, h, mi, sec, used = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6)
+    return std::nullopt;
+  int64_t ms = 0;
+  size_t i = static_cast<size_t>(used);
+  if (i < s.size() && s[i] == '.') {
+    // Keep milliseconds; finer digits are dropped.
+    int digits = 0;
+    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, ++digits)
+      if (digits < 3) ms = ms * 10 + (s[i] - '0');
+    if (digits == 0) return std::nullopt;
+    for (; digits < 3; ++digits) ms *= 10;
+  }
+  if (i + 1 != s.size() || s[i] != 'Z') return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+}
+
+std::string FormatIsoUtc(int64_t epoch_ms, bool millis) {
+  std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  if (millis) {
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(epoch_ms % 1000));
+  } else {
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  }
+  return buf;
+}
+
+}  // namespace crmbridge

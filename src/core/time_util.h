@@ -1,0 +1,18 @@
+// UTC timestamps as the vendor APIs write them: ISO-8601 with or without milliseconds
+// ("2024-08-15T17:09:13.648Z", "2023-04-07T21:59:01Z"). Pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace crmbridge {
+
+// Milliseconds since the Unix epoch of "YYYY-MM-DDTHH:MM:SS[.fff…]Z"; nullopt for anything else.
+std::optional<int64_t> ParseIsoUtcMillis(std::string_view text);
+
+// "YYYY-MM-DDTHH:MM:SS.mmmZ" with `millis`, else "YYYY-MM-DDTHH:MM:SSZ".
+std::string FormatIsoUtc(int64_t epoch_ms, bool millis);
+
+}  // namespace crmbridge
