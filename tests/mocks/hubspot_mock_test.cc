@@ -1,0 +1,187 @@
+// The HubSpot mock is the ground truth of the connector tests: its paging, search cap, batch
+// rules, unique values, auth and limits must be HubSpot's.
+#include "mocks/hubspot/hubspot_mock.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <set>
+
+namespace crmbridge::mocks {
+namespace {
+
+using nlohmann::json;
+
+class HubSpotMockTest : public ::testing::Test {
+ protected:
+  void StartMock(bool limits = false) {
+    HubSpotMock::Options o;
+    o.tokens = {"pat-t"};
+    o.enforce_limits = limits;
+    o.clock = &clock_;
+    mock_ = std::make_unique<HubSpotMock>(o);
+    ASSERT_TRUE(mock_->Start().ok());
+    client_ = std::make_unique<httplib::Client>(mock_->base_url());
+  }
+  void TearDown() override {
+    if (mock_) mock_->Stop();
+  }
+  std::pair<int, json> Call(const std::string& method, const std::string& path, const json& body = json()) {
+    httplib::Headers h = {{"Authorization", "Bearer pat-t"}};
+    httplib::Result r = method == "GET"    ? client_->Get(path.c_str(), h)
+                        : method == "PATCH" ? client_->Patch(path.c_str(), h, body.dump(), "application/json")
+                                            : client_->Post(path.c_str(), h, body.dump(), "application/json");
+    if (!r) return {0, json()};
+    return {r->status, json::parse(r->body, nullptr, false)};
+  }
+  json Ticket(const std::string& subject) {
+    return {{"properties", {{"subject", subject}, {"hs_pipeline", "0"}, {"hs_pipeline_stage", "1"}}}};
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<HubSpotMock> mock_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(HubSpotMockTest, ListPagesToTheEndWithoutDuplicates) {
+  StartMock();
+  mock_->Seed(3, 30);
+  std::set<std::string> seen;
+  std::string after;
+  int pages = 0;
+  while (true) {
+    auto [status, body] = Call("GET", "/crm/v3/objects/contacts?limit=7" + (after.empty() ? "" : "&after=" + after));
+    ASSERT_EQ(status, 200);
+    for (const json& r : body["results"]) EXPECT_TRUE(seen.insert(r["id"]).second);
+    ++pages;
+    if (!body.contains("paging")) break;
+    after = body["paging"]["next"]["after"];
+  }
+  EXPECT_GE(seen.size(), 30u);
+  EXPECT_EQ(pages, static_cast<int>((seen.size() + 6) / 7));
+}
+
+TEST_F(HubSpotMockTest, SearchFiltersSortsAndStopsAtTheCap) {
+  StartMock();
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(std::chrono::milliseconds(10));
+    ASSERT_EQ(Call("POST", "/crm/v3/objects/tickets", Ticket("T" + std::to_string(i))).first, 201);
+  }
+  json q = {{"filterGroups", {{{"filters", {{{"propertyName", "subject"}, {"operator", "IN"}, {"values", {"t1", "t3", "t4"}}}}}}}},
+            {"sorts", {{{"propertyName", "hs_lastmodifieddate"}, {"direction", "DESCENDING"}}}},
+            {"properties", {"subject"}},
+            {"limit", 2}};
+  auto [status, body] = Call("POST", "/crm/v3/objects/tickets/search", q);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(body["total"], 3);
+  ASSERT_EQ(body["results"].size(), 2u);
+  EXPECT_EQ(body["results"][0]["properties"]["subject"], "T4");
+  EXPECT_EQ(body["paging"]["next"]["after"], "2");
+  q["limit"] = 201;
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/search", q).first, 400);
+  q["limit"] = 10;
+  q["after"] = "10000";
+  auto [capped, err] = Call("POST", "/crm/v3/objects/tickets/search", q);
+  EXPECT_EQ(capped, 400);
+  EXPECT_EQ(err["category"], "VALIDATION_ERROR");
+  json many = {{"filterGroups", {{{"filters", json::array()}}}}};
+  for (int i = 0; i < 7; ++i)
+    many["filterGroups"][0]["filters"].push_back({{"propertyName", "subject"}, {"operator", "HAS_PROPERTY"}});
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/search", many).first, 400) << "6 filters per group";
+}
+
+TEST_F(HubSpotMockTest, BatchUpsertCreatesThenUpdatesByAUniqueProperty) {
+  StartMock();
+  json prop = {{"name", "crmbridge_id"}, {"label", "k"}, {"type", "string"}, {"fieldType", "text"},
+               {"groupName", "ticketinformation"}, {"hasUniqueValue", true}};
+  EXPECT_EQ(Call("POST", "/crm/v3/properties/tickets", prop).first, 201);
+  EXPECT_EQ(Call("POST", "/crm/v3/properties/tickets", prop).first, 409);
+  json upsert = {{"inputs", {{{"idProperty", "crmbridge_id"}, {"id", "K1"},
+                              {"properties", {{"subject", "A"}, {"hs_pipeline_stage", "1"}}}}}}};
+  auto [s1, b1] = Call("POST", "/crm/v3/objects/tickets/batch/upsert", upsert);
+  ASSERT_EQ(s1, 200) << b1.dump();
+  EXPECT_EQ(b1["results"][0]["new"], true);
+  upsert["inputs"][0]["properties"]["subject"] = "B";
+  auto [s2, b2] = Call("POST", "/crm/v3/objects/tickets/batch/upsert", upsert);
+  ASSERT_EQ(s2, 200);
+  EXPECT_EQ(b2["results"][0]["new"], false);
+  EXPECT_EQ(b2["results"][0]["id"], b1["results"][0]["id"]);
+  auto [s3, got] = Call("GET", "/crm/v3/objects/tickets/K1?idProperty=crmbridge_id&properties=subject");
+  EXPECT_EQ(s3, 200);
+  EXPECT_EQ(got["properties"]["subject"], "B");
+  // Not a unique property: refused.
+  upsert["inputs"][0]["idProperty"] = "subject";
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/batch/upsert", upsert).first, 400);
+  // A plain create with a taken unique value: 409 naming the existing record.
+  json dup = Ticket("C");
+  dup["properties"]["crmbridge_id"] = "K1";
+  auto [s4, conflict] = Call("POST", "/crm/v3/objects/tickets", dup);
+  EXPECT_EQ(s4, 409);
+  EXPECT_NE(conflict["message"].get<std::string>().find("Existing ID: " + b1["results"][0]["id"].get<std::string>()),
+            std::string::npos);
+}
+
+TEST_F(HubSpotMockTest, BatchLimitsAndPartialResults) {
+  StartMock();
+  json inputs = json::array();
+  for (int i = 0; i < 101; ++i) inputs.push_back(Ticket("T"));
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/batch/create", {{"inputs", inputs}}).first, 400);
+  // With a trace id on every input, one bad input fails alone (207).
+  json good = Ticket("ok"), bad = Ticket("bad");
+  good["objectWriteTraceId"] = "t1";
+  bad["objectWriteTraceId"] = "t2";
+  bad["properties"]["no_such_property"] = "x";
+  auto [status, body] = Call("POST", "/crm/v3/objects/tickets/batch/create", {{"inputs", {good, bad}}});
+  EXPECT_EQ(status, 207);
+  EXPECT_EQ(body["results"].size(), 1u);
+  EXPECT_EQ(body["errors"][0]["context"]["objectWriteTraceId"][0], "t2");
+  EXPECT_NE(body["errors"][0]["message"].get<std::string>().find("PROPERTY_DOESNT_EXIST"), std::string::npos);
+  // Without trace ids the whole request fails and nothing is created.
+  good.erase("objectWriteTraceId");
+  bad.erase("objectWriteTraceId");
+  auto [all, _] = Call("POST", "/crm/v3/objects/tickets/batch/create", {{"inputs", {good, bad}}});
+  EXPECT_EQ(all, 400);
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 1u);
+}
+
+TEST_F(HubSpotMockTest, RefusesMissingTokensAndStagesOutsideThePipeline) {
+  StartMock();
+  auto r = client_->Get("/crm/v3/objects/tickets");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(json::parse(r->body)["category"], "INVALID_AUTHENTICATION");
+  json t = Ticket("x");
+  t["properties"]["hs_pipeline_stage"] = "7340124";  // a stage of Order/faktura, not of pipeline 0
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets", t).first, 400);
+  auto [status, pipes] = Call("GET", "/crm/v3/pipelines/tickets");
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(pipes["results"][1]["label"], "Order/faktura");
+  EXPECT_EQ(pipes["results"][1]["stages"].size(), 6u);
+  EXPECT_EQ(Call("GET", "/crm/v3/pipelines/tickets/999").first, 404);
+}
+
+TEST_F(HubSpotMockTest, TenSecondAndSearchLimitsAnswer429WithHubSpotsBody) {
+  StartMock(/*limits=*/true);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(Call("GET", "/crm/v3/objects/tickets").first, 200) << i;
+  httplib::Headers h = {{"Authorization", "Bearer pat-t"}};
+  auto r = client_->Get("/crm/v3/objects/tickets", h);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  json body = json::parse(r->body);
+  EXPECT_EQ(body["policyName"], "TEN_SECONDLY_ROLLING");
+  EXPECT_EQ(body["message"], "You have reached your ten_secondly_rolling limit.");
+  EXPECT_EQ(r->get_header_value("X-HubSpot-RateLimit-Max"), "100");
+  clock_.Advance(std::chrono::seconds(10));
+  EXPECT_EQ(Call("GET", "/crm/v3/objects/tickets").first, 200) << "the window rolled on";
+
+  json q = {{"limit", 1}};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/search", q).first, 200);
+  auto [status, limited] = Call("POST", "/crm/v3/objects/tickets/search", q);
+  EXPECT_EQ(status, 429);
+  EXPECT_EQ(limited["policyName"], "SECONDLY");
+  clock_.Advance(std::chrono::seconds(1));
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/search", q).first, 200);
+}
+
+}  // namespace
+}  // namespace crmbridge::mocks
