@@ -58,6 +58,9 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out) {
   auto config = LoadAppConfig(global.config_path);
   if (!config.ok()) {
     std::cerr << "crmbridge: configuration error:\n" << config.status().message() << "\n";
+    if (config.status().code() == StatusCode::kNotFound)
+      std::cerr << "Name the configuration with --config FILE or CRMBRIDGE_CONFIG; "
+                   "examples/crmbridge.yaml is a commented example.\n";
     return kExitUsage;
   }
   out->config = std::move(*config);
