@@ -76,7 +76,7 @@ TEST(Dynamics365ConnectorTest, TokenIsCachedAndA401RefreshesItOnce) {
   EXPECT_TRUE((*third)[0].status.ok());
   EXPECT_EQ(dv.tokens, 2);
   // The form body carries the secret encoded; it goes only to the token URL.
-  const Request& token_request = dv.transport->requests()[0];
+  const Request token_request = dv.transport->requests()[0];
   EXPECT_NE(token_request.body.find("client_secret=s3cr3t%20value"), std::string::npos);
   // Near expiry a new token is fetched before the request, not after a failure.
   clock.Advance(std::chrono::seconds(3400));
@@ -100,7 +100,7 @@ TEST(Dynamics365ConnectorTest, UpsertsByAlternateKeyAndTellsCreatedFromUpdated) 
   EXPECT_TRUE((*out)[0].created);
   EXPECT_EQ((*out)[0].native_id, "guid-new");
   EXPECT_FALSE((*out)[1].created);
-  const Request& put = dv.transport->requests()[1];
+  const Request put = dv.transport->requests()[1];
   EXPECT_EQ(put.method, "PATCH");
   EXPECT_NE(put.url.find("opportunities(crmb_externalid='O''Brien')?$select=opportunityid"), std::string::npos)
       << put.url;
