@@ -172,7 +172,8 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   auto summary = engine.RunOnce(run);
   if (!summary.ok()) {
     std::cerr << "crmbridge: sync failed: " << summary.status().ToString() << "\n";
-    return kExitInternal;
+    // A run that lost its lease to another one stopped on purpose; the other run goes on.
+    return summary.status().code() == StatusCode::kAborted ? kExitLeaseHeld : kExitInternal;
   }
   if (summary->lease_denied) {
     std::cerr << "crmbridge: another run holds the lease (" << summary->lease_holder

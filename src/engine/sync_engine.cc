@@ -114,6 +114,16 @@ class SyncEngine::Run {
 
  private:
   bool Stopping() const { return opt_.stop != nullptr && opt_.stop->load(); }
+  // Extends the lease while a long run works. kAborted when another run took it over (ours had
+  // expired): this run must stop rather than write beside it.
+  Status RenewLease() {
+    auto renewed = e_->store_->AcquireLease(opt_.holder, e_->clock_->NowMillis(),
+                                            e_->config_->sync.lease_ttl.count());
+    if (!renewed.ok()) return renewed.status();
+    if (!*renewed)
+      return Status(StatusCode::kAborted, "the run lease expired and another run took it over");
+    return Status::Ok();
+  }
   EntityCounts& Count(const std::string& system, const std::string& entity) {
     std::lock_guard<std::mutex> lock(summary_mu_);
     return summary_.counts[system][entity];
@@ -288,6 +298,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
     if (!opt_.dry_run) {
       batch.SetCursor(m.system, CursorKey(m), page->next);
       CRMB_RETURN_IF_ERROR(store->Apply(batch));
+      CRMB_RETURN_IF_ERROR(RenewLease());
       pending_links_.clear();
       pending_links_by_cid_.clear();
       pending_snapshots_.clear();
@@ -524,6 +535,7 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
         std::vector<OutboxItem> chunk(items.begin() + i,
                                       items.begin() + std::min(items.size(), i + max_batch));
         CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
+        CRMB_RETURN_IF_ERROR(RenewLease());
         if (IsMarkedUnreachable(system)) return Status::Ok();
       }
     }

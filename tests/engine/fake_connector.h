@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,6 +57,7 @@ class FakeConnector : public Connector {
 
   Result<Page> ReadChanges(const ObjectRef&, const Cursor& cursor, const ReadContext&) override {
     ++read_calls;
+    if (on_read) on_read();
     if (!read_fault.ok()) return read_fault;
     // Cursor: "<seq>" = next sequence number to read.
     int64_t from = cursor.empty() ? 0 : std::stoll(cursor);
@@ -135,6 +137,7 @@ class FakeConnector : public Connector {
   }
 
   int read_calls = 0;
+  std::function<void()> on_read;  // runs at the start of every ReadChanges
   int write_calls = 0;
   int write_ops = 0;
   Status read_fault;

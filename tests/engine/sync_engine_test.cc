@@ -272,6 +272,28 @@ TEST_F(SyncEngineTest, AnotherLiveRunHoldingTheLeaseStopsThisOne) {
   EXPECT_EQ(beta_.rows().size(), 0u);
 }
 
+TEST_F(SyncEngineTest, ARunWhoseLeaseWasTakenOverStopsWithoutWriting) {
+  SeedAlpha(6);  // three pages of two
+  auto engine = NewEngine();
+  int reads = 0;
+  alpha_conn_->on_read = [&] {
+    if (++reads == 2) {
+      // This run stalled past its lease; another run took the lease over.
+      clock_.Advance(config_.sync.lease_ttl + std::chrono::seconds(1));
+      ASSERT_TRUE(*store_->AcquireLease("other-run", clock_.NowMillis(), 60000));
+    }
+  };
+  RunOptions opt;
+  opt.holder = "test";
+  auto s = engine->RunOnce(opt);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kAborted);
+  EXPECT_EQ(beta_conn_->write_calls, 0);
+  auto lease = store_->GetLease();
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  EXPECT_EQ((*lease)->holder, "other-run") << "the other run keeps its lease";
+}
+
 TEST_F(SyncEngineTest, UnreachableSystemKeepsItsWritesQueued) {
   SeedAlpha(2);
   auto engine = NewEngine();
