@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -271,6 +272,125 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   }
   std::printf("Dead letters: %zu%s\n", dead->size(),
               dead->empty() ? "" : " (crmbridge dlq list shows them)");
+  return kExitOk;
+}
+
+namespace {
+
+// Mapping files and the systems they may name: from the configuration when it loads, else the
+// names the files themselves use (so a mapping can be checked before any config exists).
+Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& global,
+                                                           const MappingsOptions& options,
+                                                           std::string* note) {
+  std::vector<std::string> files = options.files;
+  std::map<std::string, std::string> systems;
+  auto config = LoadAppConfig(global.config_path);
+  if (config.ok()) {
+    for (const auto& [name, sys] : config->systems) systems[name] = sys.kind;
+    if (files.empty()) files = config->mapping_paths;
+  } else if (files.empty()) {
+    return config.status();
+  } else {
+    *note = "no usable configuration (" + global.config_path +
+            "): system names are not checked against it";
+    for (const std::string& f : files) {
+      auto doc = LoadYamlFile(f);
+      if (!doc.ok()) return doc.status();
+      if (doc->IsMap() && (*doc)["systems"] && (*doc)["systems"].IsMap())
+        for (const auto& kv : (*doc)["systems"]) systems[kv.first.Scalar()] = "unknown";
+    }
+  }
+  return LoadMappingPlan(files, systems);
+}
+
+std::string Describe(const FieldMap& f) {
+  std::string t;
+  for (const auto& tr : f.transforms) t += (t.empty() ? "" : ", ") + (tr ? tr->Name() : "?");
+  return t.empty() ? "copied" : t;
+}
+
+}  // namespace
+
+int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& options) {
+  std::string note;
+  auto plan = LoadMappingsFor(global, options, &note);
+  if (!note.empty()) std::cerr << "crmbridge: " << note << "\n";
+  if (!plan.ok()) {
+    std::cerr << plan.status().message() << "\n";
+    return kExitUsage;
+  }
+  std::printf("OK: %zu entities, %zu system mappings", (*plan)->entities().size(),
+              (*plan)->mappings().size());
+  for (const SystemEntityMapping& m : (*plan)->mappings())
+    std::printf("\n  %-12s %-12s %-16s %zu fields", m.system.c_str(), m.entity.c_str(),
+                m.object.c_str(), m.fields.size());
+  std::printf("\n");
+  return kExitOk;
+}
+
+int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& options) {
+  std::string note;
+  auto plan = LoadMappingsFor(global, options, &note);
+  if (!plan.ok()) {
+    std::cerr << plan.status().message() << "\n";
+    return kExitUsage;
+  }
+  const SystemEntityMapping* source = (*plan)->Find(options.system, options.entity);
+  if (source == nullptr) {
+    std::cerr << "crmbridge: the mapping has no " << options.entity << " for system "
+              << options.system << "\n";
+    return kExitUsage;
+  }
+  std::ifstream in(options.record_path);
+  json record = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!in || record.is_discarded() || !record.is_object()) {
+    std::cerr << "crmbridge: " << options.record_path << " is not a JSON object of native fields\n";
+    return kExitUsage;
+  }
+  // A HubSpot-style {"properties": {...}} wrapper is accepted as well as bare fields.
+  if (record.contains("properties") && record["properties"].is_object()) record = record["properties"];
+  auto canonical = MappingPlan::ToCanonical(*source, record);
+  if (!canonical.ok()) {
+    std::cerr << "crmbridge: the record cannot be mapped: " << canonical.status().message() << "\n";
+    return kExitDeadLettered;
+  }
+  json out = {{"system", options.system}, {"entity", options.entity},
+              {"canonical", canonical->fields}, {"targets", json::object()}};
+  for (const SystemEntityMapping& target : (*plan)->mappings()) {
+    if (target.entity != options.entity || target.system == options.system) continue;
+    auto native = MappingPlan::ToNative(target, canonical->fields, /*creating=*/true);
+    json fields = json::array();
+    for (const FieldMap& f : target.fields) {
+      if (!f.writes()) continue;
+      json row = {{"native", f.native}, {"canonical", f.canonical}, {"transforms", Describe(f)}};
+      if (native.ok() && native->contains(f.native)) row["value"] = (*native)[f.native];
+      fields.push_back(row);
+    }
+    out["targets"][target.system] = {{"object", target.object}, {"fields", fields}};
+    if (!native.ok()) out["targets"][target.system]["error"] = native.status().message();
+  }
+  if (options.json) {
+    std::cout << out.dump(2) << std::endl;
+    return kExitOk;
+  }
+  std::printf("%s %s (%s) as canonical %s:\n", options.system.c_str(), source->object.c_str(),
+              options.record_path.c_str(), options.entity.c_str());
+  for (const FieldMap& f : source->fields) {
+    if (!f.reads()) continue;
+    std::printf("  %-14s <- %-22s [%s] = %s\n", f.canonical.c_str(), f.native.c_str(),
+                Describe(f).c_str(),
+                canonical->fields.contains(f.canonical) ? canonical->fields[f.canonical].dump().c_str()
+                                                        : "(absent)");
+  }
+  for (const auto& [system, t] : out["targets"].items()) {
+    std::printf("\n%s %s:\n", system.c_str(), t["object"].get<std::string>().c_str());
+    for (const json& row : t["fields"])
+      std::printf("  %-22s <- %-14s [%s] = %s\n", row["native"].get<std::string>().c_str(),
+                  row["canonical"].get<std::string>().c_str(),
+                  row["transforms"].get<std::string>().c_str(),
+                  row.contains("value") ? row["value"].dump().c_str() : "(not written)");
+    if (t.contains("error")) std::printf("  error: %s\n", t["error"].get<std::string>().c_str());
+  }
   return kExitOk;
 }
 

@@ -45,8 +45,18 @@ struct DlqOptions {
   bool replay_all = false;
 };
 
+struct MappingsOptions {
+  std::vector<std::string> files;  // mapping files; empty = those of the configuration
+  std::string system;              // preview: the system the record comes from
+  std::string entity;              // preview: its canonical entity
+  std::string record_path;         // preview: the native record as JSON
+  bool json = false;
+};
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
+int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& options);
+int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& options);
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options);
 int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options);
 

@@ -62,6 +62,27 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--runs", status.runs, "How many recent runs to show")
       ->check(CLI::Range(1, 1000));
 
+  MappingsOptions maps;
+  CLI::App* maps_cmd = app.add_subcommand(
+      "mappings", "Check and try mapping files before anything is written (docs/MAPPINGS.md)");
+  maps_cmd->require_subcommand(1);
+  CLI::App* maps_validate = maps_cmd->add_subcommand(
+      "validate",
+      "Validate mapping files: every error with file:line:column and a hint (exit 2 on errors).\n"
+      "System names are checked against --config when it loads.");
+  maps_validate->add_option("FILE", maps.files, "Mapping files (default: those of the config)");
+  CLI::App* maps_preview = maps_cmd->add_subcommand(
+      "preview",
+      "Show what one native record becomes in every other system, field by field, with the\n"
+      "transforms that produced each value. Nothing is read from or written to any system.");
+  maps_preview->add_option("--system", maps.system, "System the record comes from")->required();
+  maps_preview->add_option("--entity", maps.entity, "Canonical entity (onboarding, ...)")->required();
+  maps_preview->add_option("--record", maps.record_path, "The native record as a JSON file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  maps_preview->add_option("--mapping", maps.files, "Mapping files (default: those of the config)");
+  maps_preview->add_flag("--json", maps.json, "Print as JSON");
+
   DlqOptions dlq;
   CLI::App* dlq_cmd = app.add_subcommand(
       "dlq", "Dead letters: writes that failed permanently, kept with the record, the system and "
@@ -90,6 +111,8 @@ int main(int argc, char** argv) {
 
   if (sync_cmd->parsed()) return RunSync(global, sync);
   if (status_cmd->parsed()) return RunStatus(global, status);
+  if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
+  if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
   if (dlq_list->parsed()) return RunDlqList(global, dlq);
   if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
   return kExitUsage;

@@ -46,6 +46,19 @@ set -e
 [ "$rc" -eq 2 ] || fail "broken config exited $rc, not 2"
 grep -q "bad.yaml:4:" "$work/bad.err" || fail "no file:line in: $(cat "$work/bad.err")"
 
+# Mapping files are checked before anything runs: the preset passes, a typo is located.
+"$bin/crmbridge" --config "$cfg" mappings validate >/dev/null || fail "the preset does not validate"
+sed 's/transforms: \[trim\]/transforms: [strip]/' "$src/mappings/presets/onboarding.yaml" >"$work/typo.yaml"
+set +e
+"$bin/crmbridge" --config "$cfg" mappings validate "$work/typo.yaml" 2>"$work/typo.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a broken mapping exited $rc, not 2"
+grep -q "typo.yaml:[0-9]*:[0-9]*: error: unknown transform 'strip'" "$work/typo.err" \
+  || fail "no position for the typo: $(cat "$work/typo.err")"
+"$bin/crmbridge" --config "$cfg" mappings preview --system hubspot --entity onboarding \
+  --record "$src/examples/records/hubspot_ticket.json" >"$work/preview.txt" || fail "preview failed"
+grep -q "crmb_onboardingstage.*= 100000002" "$work/preview.txt" || fail "preview: $(cat "$work/preview.txt")"
+
 # Exit code 4 when a system is unreachable: stop the mocks and sync again.
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 set +e
