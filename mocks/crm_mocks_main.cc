@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <vector>
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
   std::string hubspot_token = "pat-mock-hubspot";
   std::string d365_client_id = "mock-client-id", d365_client_secret = "mock-client-secret";
   bool no_limits = false;
+  std::vector<std::string> faults;
+  uint64_t fault_seed = 1;
   app.add_option("--host", host, "Address to bind (loopback by default)")->capture_default_str();
   app.add_option("--port-base", port_base,
                  "Bind HubSpot on this port and Dynamics 365 on the next (default: free ports)");
@@ -46,6 +50,14 @@ int main(int argc, char** argv) {
   app.add_option("--dynamics365-client-secret", d365_client_secret,
                  "OAuth client secret Dynamics 365 accepts");
   app.add_flag("--no-limits", no_limits, "Do not enforce the vendors' rate limits");
+  app.add_option("--fault", faults,
+                 "Inject a fault: \"MOCK:[METHOD] [/path-part] [status=N] [rate=0..1] [times=N]\n"
+                 "[latency=MS] [retry_after=S] [applied]\", e.g.\n"
+                 "\"hubspot:POST /batch/upsert status=503 rate=0.2\" or\n"
+                 "\"dynamics365:PATCH /opportunities status=504 applied\" (the write lands, the\n"
+                 "client sees 504). Repeatable; also settable at run time: POST /__admin/faults");
+  app.add_option("--fault-seed", fault_seed, "Seed of the fault decisions (same seed, same faults)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (port_base > 0) {
     hubspot_port = port_base;
@@ -72,6 +84,23 @@ int main(int argc, char** argv) {
     hubspot.Seed(seed, size);
     dynamics.Seed(seed, size);
   }
+  std::map<std::string, std::vector<crmbridge::mocks::FaultRule>> rules;
+  for (const std::string& f : faults) {
+    const auto colon = f.find(':');
+    const std::string target = colon == std::string::npos ? "" : f.substr(0, colon);
+    if (target != "hubspot" && target != "dynamics365") {
+      std::cerr << "crm-mocks: --fault \"" << f << "\": start with hubspot: or dynamics365:\n";
+      return 2;
+    }
+    auto rule = crmbridge::mocks::FaultRule::Parse(f.substr(colon + 1));
+    if (!rule.ok()) {
+      std::cerr << "crm-mocks: --fault: " << rule.status().message() << "\n";
+      return 2;
+    }
+    rules[target].push_back(*rule);
+  }
+  hubspot.SetFaults(rules["hubspot"], fault_seed);
+  dynamics.SetFaults(rules["dynamics365"], fault_seed);
   for (auto [mock, port] : {std::pair<crmbridge::mocks::MockServer*, int>{&hubspot, hubspot_port},
                             {&dynamics, d365_port}}) {
     crmbridge::Status s = mock->Start(host, port);

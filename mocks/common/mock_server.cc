@@ -3,6 +3,8 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <sstream>
+#include <thread>
 
 namespace crmbridge::mocks {
 
@@ -33,6 +35,69 @@ Status MockServer::Start(const std::string& host, int port) {
   });
   s.Get("/__admin/stats", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(Stats().dump(), "application/json");
+  });
+  s.Get("/__admin/faults", [this](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json rules = nlohmann::json::array();
+    for (const FaultRule& r : Faults()) rules.push_back(r.ToJson());
+    res.set_content(nlohmann::json{{"rules", rules}, {"injected", faults_injected()}}.dump(),
+                    "application/json");
+  });
+  s.Post("/__admin/faults", [this](const httplib::Request& req, httplib::Response& res) {
+    auto body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json list = body.is_object() ? body.value("rules", nlohmann::json()) : body;
+    if (!list.is_array()) {
+      res.status = 400;
+      res.set_content("{\"error\":\"expected a JSON list of fault rules\"}", "application/json");
+      return;
+    }
+    std::vector<FaultRule> rules;
+    for (const auto& item : list) {
+      auto rule = FaultRule::FromJson(item);
+      if (!rule.ok()) {
+        res.status = 400;
+        res.set_content(nlohmann::json{{"error", rule.status().message()}}.dump(), "application/json");
+        return;
+      }
+      rules.push_back(*rule);
+    }
+    SetFaults(std::move(rules), body.is_object() ? body.value("seed", uint64_t{1}) : 1);
+    res.status = 204;
+  });
+  s.Delete("/__admin/faults", [this](const httplib::Request&, httplib::Response& res) {
+    SetFaults({});
+    res.status = 204;
+  });
+
+  // Faults apply to vendor routes only, never to /__admin/.
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.path.rfind("/__admin/", 0) == 0) return httplib::Server::HandlerResponse::Unhandled;
+    auto fault = PickFault(req.method, req.path);
+    if (!fault) return httplib::Server::HandlerResponse::Unhandled;
+    if (fault->latency_ms > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(fault->latency_ms));
+    if (fault->status == 0 || fault->after_apply) {
+      // Served normally; an after_apply fault replaces the answer once the handler has run.
+      if (fault->after_apply) res.set_header("X-Crmbridge-Mock-Fault", std::to_string(fault->status));
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.status = fault->status;
+    // Answered before the request body was read: the connection cannot carry another request,
+    // so the client is told to close it (as a failing front end often does).
+    res.set_header("Connection", "close");
+    if (fault->retry_after_s >= 0) res.set_header("Retry-After", std::to_string(fault->retry_after_s));
+    res.set_content(FaultBody(fault->status, "injected fault").dump(), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  s.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    if (!res.has_header("X-Crmbridge-Mock-Fault")) return;
+    const int status = std::stoi(res.get_header_value("X-Crmbridge-Mock-Fault"));
+    res.headers.erase("X-Crmbridge-Mock-Fault");
+    res.status = status;
+    res.set_content(FaultBody(status, "injected fault after the request was applied").dump(),
+                    "application/json");
+    // cpp-httplib has sized the response before this handler runs: size it again.
+    res.headers.erase("Content-Length");
+    res.set_header("Content-Length", std::to_string(res.body.size()));
   });
   RegisterRoutes(s);
 
@@ -72,6 +137,117 @@ nlohmann::json MockServer::Stats() const {
 void MockServer::CountRequest(const std::string& route) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   ++stats_[route];
+}
+
+nlohmann::json MockServer::FaultBody(int status, const std::string& message) const {
+  return {{"status", status}, {"message", message}};
+}
+
+void MockServer::SetFaults(std::vector<FaultRule> rules, uint64_t seed) {
+  std::lock_guard<std::mutex> lock(faults_mu_);
+  faults_.clear();
+  for (FaultRule& r : rules) faults_.push_back(ActiveFault{std::move(r), 0});
+  fault_rng_ = seed == 0 ? 1 : seed;
+}
+
+std::vector<FaultRule> MockServer::Faults() const {
+  std::lock_guard<std::mutex> lock(faults_mu_);
+  std::vector<FaultRule> out;
+  for (const ActiveFault& f : faults_) out.push_back(f.rule);
+  return out;
+}
+
+int64_t MockServer::faults_injected() const {
+  std::lock_guard<std::mutex> lock(faults_mu_);
+  return faults_injected_;
+}
+
+std::optional<FaultRule> MockServer::PickFault(const std::string& method, const std::string& path) {
+  std::lock_guard<std::mutex> lock(faults_mu_);
+  for (ActiveFault& f : faults_) {
+    const FaultRule& r = f.rule;
+    if (!r.method.empty() && r.method != method) continue;
+    if (!r.path.empty() && path.find(r.path) == std::string::npos) continue;
+    if (r.times >= 0 && f.used >= r.times) continue;
+    // xorshift64*: a tiny deterministic generator, so a seed replays the same faults.
+    fault_rng_ ^= fault_rng_ >> 12;
+    fault_rng_ ^= fault_rng_ << 25;
+    fault_rng_ ^= fault_rng_ >> 27;
+    const double draw =
+        static_cast<double>((fault_rng_ * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    if (draw >= r.rate) continue;
+    ++f.used;
+    ++faults_injected_;
+    return r;
+  }
+  return std::nullopt;
+}
+
+nlohmann::json FaultRule::ToJson() const {
+  return {{"method", method},         {"path", path},
+          {"status", status},         {"rate", rate},
+          {"times", times},           {"latency_ms", latency_ms},
+          {"retry_after_s", retry_after_s}, {"after_apply", after_apply}};
+}
+
+Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return Status(StatusCode::kInvalidArgument, "a fault rule must be an object");
+  FaultRule r;
+  try {
+    r.method = j.value("method", "");
+    r.path = j.value("path", "");
+    r.status = j.value("status", 0);
+    r.rate = j.value("rate", 1.0);
+    r.times = j.value("times", -1);
+    r.latency_ms = j.value("latency_ms", 0);
+    r.retry_after_s = j.value("retry_after_s", -1);
+    r.after_apply = j.value("after_apply", false);
+  } catch (const nlohmann::json::exception& e) {
+    return Status(StatusCode::kInvalidArgument, std::string("bad fault rule: ") + e.what());
+  }
+  if (r.rate < 0 || r.rate > 1) return Status(StatusCode::kInvalidArgument, "rate must be within 0..1");
+  if (r.status != 0 && (r.status < 100 || r.status > 599))
+    return Status(StatusCode::kInvalidArgument, "status must be an HTTP status");
+  return r;
+}
+
+Result<FaultRule> FaultRule::Parse(const std::string& spec) {
+  FaultRule r;
+  std::istringstream words(spec);
+  std::string w;
+  int position = 0;
+  while (words >> w) {
+    const auto eq = w.find('=');
+    if (eq == std::string::npos) {
+      if (w == "applied") {
+        r.after_apply = true;
+      } else if (position == 0 && w.find('/') == std::string::npos) {
+        r.method = w == "*" ? "" : w;
+      } else if (w[0] == '/' || w == "*") {
+        r.path = w == "*" ? "" : w;
+      } else {
+        return Status(StatusCode::kInvalidArgument, "fault \"" + spec + "\": unexpected '" + w + "'");
+      }
+      ++position;
+      continue;
+    }
+    const std::string key = w.substr(0, eq), value = w.substr(eq + 1);
+    try {
+      if (key == "status") r.status = std::stoi(value);
+      else if (key == "rate") r.rate = std::stod(value);
+      else if (key == "times") r.times = std::stoi(value);
+      else if (key == "latency") r.latency_ms = std::stoi(value);
+      else if (key == "retry_after") r.retry_after_s = std::stoi(value);
+      else
+        return Status(StatusCode::kInvalidArgument,
+                      "fault \"" + spec + "\": unknown key '" + key +
+                          "' (status, rate, times, latency, retry_after)");
+    } catch (const std::exception&) {
+      return Status(StatusCode::kInvalidArgument, "fault \"" + spec + "\": bad value in '" + w + "'");
+    }
+    ++position;
+  }
+  return FromJson(r.ToJson());
 }
 
 }  // namespace crmbridge::mocks

@@ -9,6 +9,8 @@
 //   GET  /__admin/dump    the whole store as JSON, for tests that assert end states
 //   POST /__admin/reset   empties the store
 //   GET  /__admin/stats   request counts per route, for API-call efficiency checks
+//   GET|POST|DELETE /__admin/faults   the fault rules in force (POST replaces them with a JSON
+//                         list of FaultRule objects, or {"seed": N, "rules": [...]})
 //
 // Thread-safety: Start/Stop from one thread; the route handlers run on the server's pool and guard
 // the store with the subclass's own mutex.
@@ -18,6 +20,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 #include <string>
 #include <thread>
 
@@ -32,6 +36,28 @@ struct Response;
 }  // namespace httplib
 
 namespace crmbridge::mocks {
+
+// A fault the mock injects into matching requests, deterministically (the decisions follow a
+// seeded generator, so a seed replays the same faults in the same order).
+struct FaultRule {
+  std::string method;      // "GET", "POST", ...; empty = any
+  std::string path;        // substring of the request path; empty = any
+  int status = 0;          // answer with this status (and the vendor's error body); 0 = serve
+  double rate = 1.0;       // fraction of matching requests affected
+  int times = -1;          // affect at most this many requests; -1 = no limit
+  int latency_ms = 0;      // wait this long before answering (a timeout when longer than the
+                           // client's deadline)
+  int retry_after_s = -1;  // with status: also send Retry-After
+  // Serve the request (its writes land), then answer `status` instead: the client cannot tell
+  // whether it was applied, as after a timeout or a dropped connection.
+  bool after_apply = false;
+
+  nlohmann::json ToJson() const;
+  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 applied"; the
+  // method and path are optional ("*" matches any). kInvalidArgument naming the bad word.
+  static Result<FaultRule> Parse(const std::string& spec);
+  static Result<FaultRule> FromJson(const nlohmann::json& j);
+};
 
 class MockServer {
  public:
@@ -58,11 +84,19 @@ class MockServer {
   // Requests served per "METHOD /route-pattern".
   nlohmann::json Stats() const;
 
+  // Replaces the fault rules; `seed` drives the rate decisions. Thread-safe.
+  void SetFaults(std::vector<FaultRule> rules, uint64_t seed = 1);
+  std::vector<FaultRule> Faults() const;
+  // Requests a fault was injected into so far.
+  int64_t faults_injected() const;
+
  protected:
   // Subclasses register their vendor routes here.
   virtual void RegisterRoutes(httplib::Server& server) = 0;
   // Call at the top of each handler: counts the request under `route` for Stats().
   void CountRequest(const std::string& route);
+  // The vendor's error body for an injected fault of `status`.
+  virtual nlohmann::json FaultBody(int status, const std::string& message) const;
 
  private:
   std::string name_;
@@ -72,6 +106,17 @@ class MockServer {
   std::thread thread_;
   mutable std::mutex stats_mu_;
   std::map<std::string, int64_t> stats_;
+
+  struct ActiveFault {
+    FaultRule rule;
+    int64_t used = 0;
+  };
+  // The fault to inject into this request, if any (counts it).
+  std::optional<FaultRule> PickFault(const std::string& method, const std::string& path);
+  mutable std::mutex faults_mu_;
+  std::vector<ActiveFault> faults_;
+  uint64_t fault_rng_ = 1;
+  int64_t faults_injected_ = 0;
 };
 
 }  // namespace crmbridge::mocks

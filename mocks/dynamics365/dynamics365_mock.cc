@@ -1859,4 +1859,13 @@ void Dynamics365Mock::Reset() { impl_->Reset(); }
 
 void Dynamics365Mock::RegisterRoutes(httplib::Server& server) { impl_->Register(server); }
 
+nlohmann::json Dynamics365Mock::FaultBody(int status, const std::string& message) const {
+  if (status == 429)
+    return {{"error",
+             {{"code", "0x80072322"},
+              {"message",
+               "Number of requests exceeded the limit of 6000 over time window of 300 seconds."}}}};
+  return {{"error", {{"code", ""}, {"message", message}}}};
+}
+
 }  // namespace crmbridge::mocks

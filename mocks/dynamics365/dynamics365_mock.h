@@ -100,6 +100,8 @@ class Dynamics365Mock : public MockServer {
 
  protected:
   void RegisterRoutes(httplib::Server& server) override;
+  // Dataverse's error shape; a 429 carries the request-limit code and message (reference.md §11).
+  nlohmann::json FaultBody(int status, const std::string& message) const override;
 
  private:
   class Impl;

@@ -82,6 +82,19 @@ json HubSpotMock::Error(const std::string& category, const std::string& message)
   return {{"status", "error"}, {"message", message}, {"correlationId", NewUuid()}, {"category", category}};
 }
 
+json HubSpotMock::FaultBody(int status, const std::string& message) const {
+  if (status == 429)
+    return {{"status", "error"},        {"message", "You have reached your ten_secondly_rolling limit."},
+            {"errorType", "RATE_LIMIT"}, {"correlationId", NewUuid()},
+            {"policyName", "TEN_SECONDLY_ROLLING"}, {"groupName", "api-calls"}};
+  const char* category = status == 400 ? "VALIDATION_ERROR"
+                         : status == 401 ? "INVALID_AUTHENTICATION"
+                         : status == 404 ? "OBJECT_NOT_FOUND"
+                         : status == 409 ? "CONFLICT"
+                                         : "INTERNAL_ERROR";
+  return Error(category, message);
+}
+
 void HubSpotMock::InitLocked() {
   objects_.clear();
   window_.clear();

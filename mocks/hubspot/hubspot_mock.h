@@ -63,6 +63,7 @@ class HubSpotMock : public MockServer {
 
  protected:
   void RegisterRoutes(httplib::Server& server) override;
+  nlohmann::json FaultBody(int status, const std::string& message) const override;
 
  private:
   struct Object {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <set>
 
 #include "mocks/dynamics365/dynamics365_mock.h"
 #include "mocks/hubspot/hubspot_mock.h"
@@ -24,10 +25,13 @@ class HubSpotToDynamicsTest : public ::testing::Test {
   void SetUp() override {
     mocks::HubSpotMock::Options hs;
     hs.tokens = {"pat-it"};
+    // Limits are the mocks' own tests' business; here the clock may be a FakeClock.
+    hs.enforce_limits = false;
     hubspot_ = std::make_unique<mocks::HubSpotMock>(hs);
     mocks::Dynamics365Mock::Options d;
     d.client_id = "it-client";
     d.client_secret = "it-secret";
+    d.service_protection = false;
     dynamics_ = std::make_unique<mocks::Dynamics365Mock>(d);
     hubspot_->Seed(11, 25);
     ASSERT_TRUE(hubspot_->Start().ok());
@@ -66,9 +70,9 @@ class HubSpotToDynamicsTest : public ::testing::Test {
   }
 
   RunSummary Sync() {
-    auto connectors = BuildConnectors(config_, *plan_, Clock::Real());
+    auto connectors = BuildConnectors(config_, *plan_, clock_);
     EXPECT_TRUE(connectors.ok()) << connectors.status().ToString();
-    SyncEngine engine(&config_, plan_, store_.get(), std::move(*connectors), Clock::Real());
+    SyncEngine engine(&config_, plan_, store_.get(), std::move(*connectors), clock_);
     RunOptions opt;
     opt.holder = "it";
     auto s = engine.RunOnce(opt);
@@ -92,6 +96,7 @@ class HubSpotToDynamicsTest : public ::testing::Test {
   AppConfig config_;
   std::shared_ptr<const MappingPlan> plan_;
   std::unique_ptr<Store> store_;
+  Clock* clock_ = Clock::Real();
 };
 
 const std::map<std::string, int> kStageChoice = {
@@ -178,6 +183,43 @@ TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
     }
   }
   EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
+TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
+  // Faults on both sides: failed searches, refused writes, and writes that land but answer an
+  // error. Runs repeat (the clock jumps past the outbox backoff) until nothing is left to do.
+  FakeClock clock(Clock::Real()->NowMillis());
+  clock_ = &clock;
+  // Few transport retries, so failures reach the outbox and later runs must finish the work.
+  config_.systems["hubspot"].max_attempts = 2;
+  config_.systems["dynamics365"].max_attempts = 1;
+  hubspot_->SetFaults({*mocks::FaultRule::Parse("POST /search status=502 rate=0.3")}, 5);
+  dynamics_->SetFaults({*mocks::FaultRule::Parse("PATCH /opportunities status=503 rate=0.3"),
+                        *mocks::FaultRule::Parse("PATCH /opportunities status=504 applied rate=0.2")},
+                       5);
+  int runs = 0;
+  for (; runs < 30; ++runs) {
+    RunSummary s = Sync();
+    auto pending = store_->OutboxCounts();
+    ASSERT_TRUE(pending.ok());
+    if (runs > 0 && s.unreachable.empty() && s.TotalWrites() == 0 && pending->empty()) break;
+    clock.Advance(std::chrono::hours(2));
+  }
+  EXPECT_LT(runs, 30) << "did not converge";
+  EXPECT_GT(hubspot_->faults_injected() + dynamics_->faults_injected(), 5);
+  std::cerr << "converged after " << runs << " runs through "
+            << hubspot_->faults_injected() + dynamics_->faults_injected() << " injected faults\n";
+
+  // Exactly the fault-free end state: one opportunity per ticket, no duplicates, no dead letters.
+  json d = dynamics_->Dump();
+  std::set<std::string> names;
+  for (const json& o : d["opportunities"]) EXPECT_TRUE(names.insert(o["name"]).second) << o["name"];
+  EXPECT_EQ(names.size(), 25u);
+  for (const json& t : hubspot_->Dump()["tickets"])
+    EXPECT_TRUE(names.count(t["properties"]["subject"].get<std::string>()));
+  auto dead = store_->ListDeadLetters(100);
+  ASSERT_TRUE(dead.ok());
+  EXPECT_TRUE(dead->empty());
 }
 
 }  // namespace

@@ -1,0 +1,104 @@
+// Fault injection, shared by every mock: deterministic from a seed, limited by count, with the
+// vendor's own error body, and "applied, then failed" for writes whose outcome the client
+// cannot know.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "mocks/hubspot/hubspot_mock.h"
+
+namespace crmbridge::mocks {
+namespace {
+
+using nlohmann::json;
+
+class FaultInjectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    HubSpotMock::Options o;
+    o.tokens = {"pat-t"};
+    o.enforce_limits = false;
+    mock_ = std::make_unique<HubSpotMock>(o);
+    ASSERT_TRUE(mock_->Start().ok());
+    client_ = std::make_unique<httplib::Client>(mock_->base_url());
+  }
+  void TearDown() override { mock_->Stop(); }
+
+  int Get() {
+    auto r = client_->Get("/crm/v3/objects/tickets", {{"Authorization", "Bearer pat-t"}});
+    return r ? r->status : 0;
+  }
+  std::vector<int> Statuses(int n) {
+    std::vector<int> out;
+    for (int i = 0; i < n; ++i) out.push_back(Get());
+    return out;
+  }
+
+  std::unique_ptr<HubSpotMock> mock_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(FaultInjectionTest, RateDecisionsReplayFromTheSeed) {
+  auto rule = FaultRule::Parse("GET /objects status=503 rate=0.3");
+  ASSERT_TRUE(rule.ok());
+  mock_->SetFaults({*rule}, 42);
+  std::vector<int> first = Statuses(40);
+  mock_->SetFaults({*rule}, 42);
+  EXPECT_EQ(Statuses(40), first);
+  const auto failed = std::count(first.begin(), first.end(), 503);
+  EXPECT_GT(failed, 3);
+  EXPECT_LT(failed, 25);
+  EXPECT_EQ(std::count(first.begin(), first.end(), 200) + failed, 40);
+}
+
+TEST_F(FaultInjectionTest, TimesLimitsAFaultAndTheBodyIsHubSpots) {
+  mock_->SetFaults({*FaultRule::Parse("* * status=429 times=2 retry_after=3")});
+  auto r = client_->Get("/crm/v3/objects/tickets", {{"Authorization", "Bearer pat-t"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->get_header_value("Retry-After"), "3");
+  EXPECT_EQ(json::parse(r->body)["policyName"], "TEN_SECONDLY_ROLLING");
+  EXPECT_EQ(Statuses(3), (std::vector<int>{429, 200, 200}));
+  EXPECT_EQ(mock_->faults_injected(), 2);
+}
+
+TEST_F(FaultInjectionTest, AppliedThenFailedWritesLand) {
+  mock_->SetFaults({*FaultRule::Parse("POST /crm/v3/objects/tickets status=504 applied times=1")});
+  json ticket = {{"properties", {{"subject", "x"}, {"hs_pipeline_stage", "1"}}}};
+  auto r = client_->Post("/crm/v3/objects/tickets", {{"Authorization", "Bearer pat-t"}}, ticket.dump(),
+                         "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504) << "the client sees a failure";
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 1u) << "but the write landed";
+}
+
+TEST_F(FaultInjectionTest, AdminEndpointSetsListsAndClearsFaults) {
+  json rules = {{"seed", 7}, {"rules", {{{"method", "GET"}, {"path", "/objects"}, {"status", 500}}}}};
+  auto set = client_->Post("/__admin/faults", rules.dump(), "application/json");
+  ASSERT_TRUE(set);
+  EXPECT_EQ(set->status, 204);
+  EXPECT_EQ(Get(), 500);
+  auto listed = client_->Get("/__admin/faults");
+  ASSERT_TRUE(listed);
+  EXPECT_EQ(json::parse(listed->body)["rules"][0]["status"], 500);
+  EXPECT_EQ(client_->Get("/__admin/dump")->status, 200) << "admin routes are never faulted";
+  EXPECT_EQ(client_->Delete("/__admin/faults")->status, 204);
+  EXPECT_EQ(Get(), 200);
+  auto bad = client_->Post("/__admin/faults", R"([{"status": 42}])", "application/json");
+  EXPECT_EQ(bad->status, 400);
+}
+
+TEST(FaultRuleTest, ParseReportsTheBadWord) {
+  EXPECT_FALSE(FaultRule::Parse("GET /x stauts=500").ok());
+  EXPECT_NE(FaultRule::Parse("GET /x stauts=500").status().message().find("unknown key 'stauts'"),
+            std::string::npos);
+  EXPECT_FALSE(FaultRule::Parse("GET /x rate=2").ok());
+  auto ok = FaultRule::Parse("PATCH /opportunities status=504 latency=10 applied");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->method, "PATCH");
+  EXPECT_EQ(ok->path, "/opportunities");
+  EXPECT_TRUE(ok->after_apply);
+  EXPECT_EQ(ok->latency_ms, 10);
+}
+
+}  // namespace
+}  // namespace crmbridge::mocks
