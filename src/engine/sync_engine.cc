@@ -137,6 +137,17 @@ class SyncEngine::Run {
     return summary_.unreachable.count(system) > 0;
   }
 
+  // The link of (entity, canonical id, system) as this run sees it: this page's uncommitted one
+  // first, else the stored one, else an empty Link.
+  Result<Link> CurrentLink(const std::string& entity, const std::string& canonical_id,
+                           const std::string& system) {
+    auto pending = pending_links_by_cid_.find(entity + "|" + canonical_id + "|" + system);
+    if (pending != pending_links_by_cid_.end()) return pending->second;
+    auto stored = e_->store_->FindLink(entity, canonical_id, system);
+    if (!stored.ok()) return stored.status();
+    return stored->value_or(Link{});
+  }
+
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -387,18 +398,9 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
 
   // Keep the source link current (it may be new, or its read hash may have moved).
   const std::string read_hash = HashJson(mapped->fields);
-  Link link;
-  {
-    const std::string lkey = source.entity + "|" + cid + "|" + source.system;
-    auto pl = pending_links_by_cid_.find(lkey);
-    if (pl != pending_links_by_cid_.end()) {
-      link = pl->second;
-    } else {
-      auto existing = e_->store_->FindLink(source.entity, cid, source.system);
-      if (!existing.ok()) return existing.status();
-      if (existing->has_value()) link = **existing;
-    }
-  }
+  auto found = CurrentLink(source.entity, cid, source.system);
+  if (!found.ok()) return found.status();
+  Link link = *found;
   const bool link_changed = link.native_id != record.id || link.last_read_hash != read_hash;
   if (link_changed) {
     link.entity = source.entity;
@@ -455,20 +457,10 @@ Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
   for (const SystemEntityMapping& target : e_->plan_->mappings()) {
     if (target.entity != source.entity || target.system == source.system || !target.writes())
       continue;
-    Link link;
-    bool linked = false;
-    const std::string lkey = target.entity + "|" + canonical_id + "|" + target.system;
-    if (auto pl = pending_links_by_cid_.find(lkey); pl != pending_links_by_cid_.end()) {
-      link = pl->second;
-      linked = true;
-    } else {
-      auto existing = e_->store_->FindLink(target.entity, canonical_id, target.system);
-      if (!existing.ok()) return existing.status();
-      if (existing->has_value()) {
-        link = **existing;
-        linked = !link.native_id.empty();
-      }
-    }
+    auto found = CurrentLink(target.entity, canonical_id, target.system);
+    if (!found.ok()) return found.status();
+    const Link link = *found;
+    const bool linked = !link.native_id.empty();
     auto native = MappingPlan::ToNative(target, merged, /*creating=*/!linked);
     if (!native.ok()) {
       ++Count(target.system, target.entity).rejected;
