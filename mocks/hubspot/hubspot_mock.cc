@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <ctime>
 #include <optional>
@@ -695,88 +696,72 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                       {"hasUniqueValue", d.unique}}});
   });
 
-  s.Post(R"(/crm/v3/objects/([^/]+)/search)", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("POST /crm/v3/objects/{type}/search");
-    if (!Admit(req, res, true)) return;
-    json body;
-    if (!parse(req, res, &body)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    reply(res, Search(type, body));
-  });
+  // The object routes share their preamble: count, authenticate and rate-limit, parse the body,
+  // take the store lock, resolve the object type.
+  using ObjectHandler = std::function<Reply(const std::string& type, const httplib::Request&, const json& body)>;
+  auto object_route = [=](std::string route, bool search, bool has_body, ObjectHandler handle) {
+    return [=](const httplib::Request& req, httplib::Response& res) {
+      std::string name = route;
+      if (auto v = name.find("{verb}"); v != std::string::npos) name.replace(v, 6, req.matches[2].str());
+      CountRequest(name);
+      if (!Admit(req, res, search)) return;
+      json body;
+      if (has_body && !parse(req, res, &body)) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      const std::string type = CanonicalType(req.matches[1]);
+      if (!known(type, res)) return;
+      reply(res, handle(type, req, body));
+    };
+  };
+  auto fields = [](const httplib::Request& req, const char* param) {
+    return req.has_param(param) ? SplitComma(req.get_param_value(param)) : std::vector<std::string>();
+  };
 
-  s.Post(R"(/crm/v3/objects/([^/]+)/batch/([a-z]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("POST /crm/v3/objects/{type}/batch/" + req.matches[2].str());
-    if (!Admit(req, res, false)) return;
-    json body;
-    if (!parse(req, res, &body)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    reply(res, Batch(type, req.matches[2], body));
-  });
-
-  s.Get(R"(/crm/v3/objects/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("GET /crm/v3/objects/{type}");
-    if (!Admit(req, res, false)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    reply(res, List(type, req));
-  });
-
-  s.Post(R"(/crm/v3/objects/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("POST /crm/v3/objects/{type}");
-    if (!Admit(req, res, false)) return;
-    json body;
-    if (!parse(req, res, &body)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    reply(res, CreateLocked(type, body));
-  });
-
-  s.Get(R"(/crm/v3/objects/([^/]+)/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("GET /crm/v3/objects/{type}/{id}");
-    if (!Admit(req, res, false)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
-    if (o == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")});
-    std::vector<std::string> props, assoc;
-    if (req.has_param("properties")) props = SplitComma(req.get_param_value("properties"));
-    if (req.has_param("associations")) assoc = SplitComma(req.get_param_value("associations"));
-    reply(res, {200, Render(type, *o, props, assoc)});
-  });
-
-  s.Patch(R"(/crm/v3/objects/([^/]+)/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("PATCH /crm/v3/objects/{type}/{id}");
-    if (!Admit(req, res, false)) return;
-    json body;
-    if (!parse(req, res, &body)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
-    if (o == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.")});
-    if (auto err = ApplyLocked(type, o, body.value("properties", json::object()))) return reply(res, *err);
-    reply(res, {200, Render(type, *o, {}, {})});
-  });
-
-  s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))", [=](const httplib::Request& req, httplib::Response& res) {
-    CountRequest("DELETE /crm/v3/objects/{type}/{id}");
-    if (!Admit(req, res, false)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string type = CanonicalType(req.matches[1]);
-    if (!known(type, res)) return;
-    if (Object* o = FindLocked(type, req.matches[2], "")) {
-      o->archived = true;
-      o->updated_ms = Now();
-    }
-    res.status = 204;
-  });
+  s.Post(R"(/crm/v3/objects/([^/]+)/search)",
+         object_route("POST /crm/v3/objects/{type}/search", true, true,
+                      [this](const std::string& type, const httplib::Request&, const json& body) {
+                        return Search(type, body);
+                      }));
+  s.Post(R"(/crm/v3/objects/([^/]+)/batch/([a-z]+))",
+         object_route("POST /crm/v3/objects/{type}/batch/{verb}", false, true,
+                      [this](const std::string& type, const httplib::Request& req, const json& body) {
+                        return Batch(type, req.matches[2], body);
+                      }));
+  s.Get(R"(/crm/v3/objects/([^/]+))",
+        object_route("GET /crm/v3/objects/{type}", false, false,
+                     [this](const std::string& type, const httplib::Request& req, const json&) {
+                       return List(type, req);
+                     }));
+  s.Post(R"(/crm/v3/objects/([^/]+))",
+         object_route("POST /crm/v3/objects/{type}", false, true,
+                      [this](const std::string& type, const httplib::Request&, const json& body) {
+                        return CreateLocked(type, body);
+                      }));
+  s.Get(R"(/crm/v3/objects/([^/]+)/([^/]+))",
+        object_route("GET /crm/v3/objects/{type}/{id}", false, false,
+                     [=](const std::string& type, const httplib::Request& req, const json&) -> Reply {
+                       Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
+                       if (o == nullptr)
+                         return {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")};
+                       return {200, Render(type, *o, fields(req, "properties"), fields(req, "associations"))};
+                     }));
+  s.Patch(R"(/crm/v3/objects/([^/]+)/([^/]+))",
+          object_route("PATCH /crm/v3/objects/{type}/{id}", false, true,
+                       [this](const std::string& type, const httplib::Request& req, const json& body) -> Reply {
+                         Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
+                         if (o == nullptr) return {404, Error("OBJECT_NOT_FOUND", "Object not found.")};
+                         if (auto err = ApplyLocked(type, o, body.value("properties", json::object()))) return *err;
+                         return {200, Render(type, *o, {}, {})};
+                       }));
+  s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))",
+           object_route("DELETE /crm/v3/objects/{type}/{id}", false, false,
+                        [this](const std::string& type, const httplib::Request& req, const json&) -> Reply {
+                          if (Object* o = FindLocked(type, req.matches[2], "")) {
+                            o->archived = true;
+                            o->updated_ms = Now();
+                          }
+                          return {204, json()};
+                        }));
 }
 
 void HubSpotMock::Seed(uint64_t seed, int companies) {
