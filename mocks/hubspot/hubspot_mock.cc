@@ -23,7 +23,25 @@ constexpr int kMaxSearchLimit = 200;
 constexpr int kSearchCap = 10000;
 
 const std::map<std::string, std::string> kTypeIds = {
-    {"0-5", "tickets"}, {"0-2", "companies"}, {"0-1", "contacts"}, {"0-46", "notes"}, {"0-27", "tasks"}};
+    {"0-5", "tickets"}, {"0-2", "companies"}, {"0-1", "contacts"}, {"0-46", "notes"}, {"0-27", "tasks"},
+    {"ticket", "tickets"}, {"company", "companies"}, {"contact", "contacts"}, {"note", "notes"},
+    {"task", "tasks"}};
+const std::map<std::string, std::string> kTypeIdOf = {
+    {"tickets", "0-5"}, {"companies", "0-2"}, {"contacts", "0-1"}, {"notes", "0-46"}, {"tasks", "0-27"}};
+
+// HUBSPOT_DEFINED default association type ids, by "from|to" (refs/hubspot §7).
+const std::map<std::string, int> kDefaultAssociation = {
+    {"tickets|companies", 339}, {"companies|tickets", 340}, {"tickets|contacts", 16},
+    {"contacts|tickets", 15},   {"contacts|companies", 279}, {"companies|contacts", 280},
+    {"notes|tickets", 228},     {"tickets|notes", 227},      {"notes|companies", 190},
+    {"companies|notes", 189},   {"notes|contacts", 202},     {"contacts|notes", 201},
+    {"tasks|tickets", 230},     {"tickets|tasks", 229},      {"tasks|companies", 192},
+    {"companies|tasks", 191},   {"tasks|contacts", 204},     {"contacts|tasks", 203}};
+
+int DefaultTypeId(const std::string& from, const std::string& to) {
+  auto it = kDefaultAssociation.find(from + "|" + to);
+  return it == kDefaultAssociation.end() ? 0 : it->second;
+}
 
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -695,6 +713,125 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                       {"fieldType", body["fieldType"]}, {"groupName", body.value("groupName", "")},
                       {"hasUniqueValue", d.unique}}});
   });
+
+  // Associations v4 (refs/hubspot §8): default associations between two records, listed per
+  // record or read in batches, with HubSpot's default type ids.
+  auto assoc_pair = [this](const httplib::Request& req, httplib::Response& res, std::string* from,
+                           std::string* to) {
+    *from = CanonicalType(req.matches[1]);
+    *to = CanonicalType(req.matches[2]);
+    if (!properties_.count(*from) || !properties_.count(*to) || DefaultTypeId(*from, *to) == 0) {
+      res.status = 400;
+      res.set_content(Error("VALIDATION_ERROR", "Unknown association between " + *from + " and " + *to).dump(),
+                      "application/json");
+      return false;
+    }
+    return true;
+  };
+  auto link = [this](const std::string& from, int64_t from_id, const std::string& to, int64_t to_id) {
+    objects_[from][from_id].associations[to].insert(to_id);
+    objects_[to][to_id].associations[from].insert(from_id);
+  };
+  auto types_json = [](const std::string& from, const std::string& to) {
+    return json::array({{{"category", "HUBSPOT_DEFINED"}, {"typeId", DefaultTypeId(from, to)}, {"label", nullptr}}});
+  };
+
+  s.Put(R"(/crm/v4/objects/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+))",
+        [=](const httplib::Request& req, httplib::Response& res) {
+          CountRequest("PUT /crm/v4/objects/{from}/{id}/associations/default/{to}/{id}");
+          if (!Admit(req, res, false)) return;
+          std::lock_guard<std::mutex> lock(mu_);
+          std::string from = CanonicalType(req.matches[1]), to = CanonicalType(req.matches[3]);
+          if (!properties_.count(from) || !properties_.count(to) || DefaultTypeId(from, to) == 0)
+            return reply(res, {400, Error("VALIDATION_ERROR", "Unknown association between " + from + " and " + to)});
+          Object* a = FindLocked(from, req.matches[2], "");
+          Object* b = FindLocked(to, req.matches[4], "");
+          if (a == nullptr || b == nullptr)
+            return reply(res, {404, Error("OBJECT_NOT_FOUND", "One of the objects does not exist.")});
+          link(from, a->id, to, b->id);
+          const std::string now = Iso(Now());
+          reply(res, {200, {{"status", "COMPLETE"},
+                            {"results", {{{"from", {{"id", std::to_string(a->id)}}},
+                                          {"to", {{"id", std::to_string(b->id)}}},
+                                          {"associationSpec", {{"associationCategory", "HUBSPOT_DEFINED"},
+                                                               {"associationTypeId", DefaultTypeId(from, to)}}}}}},
+                            {"startedAt", now}, {"completedAt", now}}});
+        });
+
+  s.Get(R"(/crm/v4/objects/([^/]+)/([^/]+)/associations/([^/]+))",
+        [=](const httplib::Request& req, httplib::Response& res) {
+          CountRequest("GET /crm/v4/objects/{from}/{id}/associations/{to}");
+          if (!Admit(req, res, false)) return;
+          std::lock_guard<std::mutex> lock(mu_);
+          std::string from = CanonicalType(req.matches[1]), to = CanonicalType(req.matches[3]);
+          if (!properties_.count(from) || !properties_.count(to))
+            return reply(res, {400, Error("VALIDATION_ERROR", "Unknown object type")});
+          Object* a = FindLocked(from, req.matches[2], "");
+          if (a == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.")});
+          json results = json::array();
+          for (int64_t id : a->associations[to])
+            results.push_back({{"toObjectId", id}, {"associationTypes", types_json(from, to)}});
+          reply(res, {200, {{"results", results}}});
+        });
+
+  s.Post(R"(/crm/v4/associations/([^/]+)/([^/]+)/batch/(create|read|archive|associate/default))",
+         [=](const httplib::Request& req, httplib::Response& res) {
+           const std::string verb = req.matches[3];
+           CountRequest("POST /crm/v4/associations/{from}/{to}/batch/" + verb);
+           if (!Admit(req, res, false)) return;
+           json body;
+           if (!parse(req, res, &body)) return;
+           std::lock_guard<std::mutex> lock(mu_);
+           std::string from, to;
+           if (!assoc_pair(req, res, &from, &to)) return;
+           const json inputs = body.value("inputs", json::array());
+           const size_t max_inputs = verb == "read" ? 1000 : 100;
+           if (!inputs.is_array() || inputs.size() > max_inputs)
+             return reply(res, {400, Error("VALIDATION_ERROR", "inputs must be a list of at most " +
+                                                                   std::to_string(max_inputs))});
+           const std::string started = Iso(Now());
+           json results = json::array(), errors = json::array();
+           for (const json& in : inputs) {
+             const std::string from_id = in.contains("from") ? Str(in["from"].value("id", json()))
+                                                             : Str(in.value("id", json()));
+             Object* a = FindLocked(from, from_id, "");
+             if (a == nullptr) {
+               errors.push_back(Error("OBJECT_NOT_FOUND", "No " + from + " with id " + from_id));
+               continue;
+             }
+             if (verb == "read") {
+               json to_list = json::array();
+               for (int64_t id : a->associations[to])
+                 to_list.push_back({{"toObjectId", id}, {"associationTypes", types_json(from, to)}});
+               results.push_back({{"from", {{"id", from_id}}}, {"to", to_list}});
+               continue;
+             }
+             const std::string to_id = in.contains("to") ? Str(in["to"].value("id", json())) : "";
+             Object* b = FindLocked(to, to_id, "");
+             if (b == nullptr) {
+               errors.push_back(Error("OBJECT_NOT_FOUND", "No " + to + " with id " + to_id));
+               continue;
+             }
+             if (verb == "archive") {
+               objects_[from][a->id].associations[to].erase(b->id);
+               objects_[to][b->id].associations[from].erase(a->id);
+               continue;
+             }
+             link(from, a->id, to, b->id);
+             results.push_back({{"fromObjectTypeId", kTypeIdOf.at(from)}, {"fromObjectId", a->id},
+                                {"toObjectTypeId", kTypeIdOf.at(to)}, {"toObjectId", b->id},
+                                {"labels", json::array()}});
+           }
+           if (verb == "archive") return reply(res, {204, json()});
+           json out = {{"status", "COMPLETE"}, {"results", results}, {"startedAt", started},
+                       {"completedAt", Iso(Now())}};
+           if (!errors.empty()) {
+             out["numErrors"] = errors.size();
+             out["errors"] = errors;
+             return reply(res, {207, out});
+           }
+           reply(res, {verb == "read" ? 200 : 201, out});
+         });
 
   // The object routes share their preamble: count, authenticate and rate-limit, parse the body,
   // take the store lock, resolve the object type.

@@ -14,6 +14,11 @@
 //                                                 one sort, limit max 200, numeric `after`, 10,000 cap
 //   GET    /crm/v3/pipelines/tickets[/{id}[/stages]]
 //   GET|POST /crm/v3/properties/{type}[/{name}]   custom properties, hasUniqueValue
+//   PUT    /crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}
+//   GET    /crm/v4/objects/{from}/{id}/associations/{to}
+//   POST   /crm/v4/associations/{from}/{to}/batch/{create|read|archive}   default type ids (339,
+//                                                 ticket->company; 228, note->ticket; ...), 207 with
+//                                                 errors for missing records
 //
 // Object types are accepted by name or type id (0-5 tickets, 0-2 companies, 0-1 contacts, 0-46
 // notes, 0-27 tasks). Every property value is a string or null; ids are decimal strings from one

@@ -29,6 +29,7 @@ class HubSpotMockTest : public ::testing::Test {
   std::pair<int, json> Call(const std::string& method, const std::string& path, const json& body = json()) {
     httplib::Headers h = {{"Authorization", "Bearer pat-t"}};
     httplib::Result r = method == "GET"    ? client_->Get(path.c_str(), h)
+                        : method == "PUT"   ? client_->Put(path.c_str(), h, body.dump(), "application/json")
                         : method == "PATCH" ? client_->Patch(path.c_str(), h, body.dump(), "application/json")
                                             : client_->Post(path.c_str(), h, body.dump(), "application/json");
     if (!r) return {0, json()};
@@ -181,6 +182,43 @@ TEST_F(HubSpotMockTest, TenSecondAndSearchLimitsAnswer429WithHubSpotsBody) {
   EXPECT_EQ(limited["policyName"], "SECONDLY");
   clock_.Advance(std::chrono::seconds(1));
   EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/search", q).first, 200);
+}
+
+TEST_F(HubSpotMockTest, AssociationsV4UseTheDefaultTypeIds) {
+  StartMock();
+  auto [s1, ticket] = Call("POST", "/crm/v3/objects/tickets", Ticket("T"));
+  auto [s2, company] = Call("POST", "/crm/v3/objects/companies", {{"properties", {{"name", "Acme AB"}}}});
+  ASSERT_EQ(s1, 201);
+  ASSERT_EQ(s2, 201);
+  const std::string t = ticket["id"], c = company["id"];
+  httplib::Headers h = {{"Authorization", "Bearer pat-t"}};
+  auto put = client_->Put(("/crm/v4/objects/tickets/" + t + "/associations/default/companies/" + c).c_str(), h, "",
+                          "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200);
+  EXPECT_EQ(json::parse(put->body)["results"][0]["associationSpec"]["associationTypeId"], 339);
+  // Seen from the company, the reverse type.
+  auto [s3, listed] = Call("GET", "/crm/v4/objects/companies/" + c + "/associations/tickets");
+  ASSERT_EQ(s3, 200);
+  EXPECT_EQ(listed["results"][0]["toObjectId"], std::stoll(t));
+  EXPECT_EQ(listed["results"][0]["associationTypes"][0]["typeId"], 340);
+  // Batch create with one missing record: 207, the rest is created.
+  auto [s4, note] = Call("POST", "/crm/v3/objects/notes",
+                         {{"properties", {{"hs_note_body", "Ny kund"}, {"hs_timestamp", "2026-01-01T00:00:00Z"}}}});
+  ASSERT_EQ(s4, 201);
+  json batch = {{"inputs", {{{"from", {{"id", note["id"]}}}, {"to", {{"id", t}}}},
+                            {{"from", {{"id", "999999"}}}, {"to", {{"id", t}}}}}}};
+  auto [s5, created] = Call("POST", "/crm/v4/associations/notes/tickets/batch/create", batch);
+  EXPECT_EQ(s5, 207);
+  EXPECT_EQ(created["results"].size(), 1u);
+  EXPECT_EQ(created["numErrors"], 1);
+  auto [s6, read] = Call("POST", "/crm/v4/associations/tickets/notes/batch/read", {{"inputs", {{{"id", t}}}}});
+  ASSERT_EQ(s6, 200);
+  EXPECT_EQ(read["results"][0]["to"][0]["toObjectId"], std::stoll(note["id"].get<std::string>()));
+  EXPECT_EQ(read["results"][0]["to"][0]["associationTypes"][0]["typeId"], 227);
+  auto [s7, got] = Call("GET", "/crm/v3/objects/tickets/" + t + "?associations=companies,notes");
+  ASSERT_EQ(s7, 200);
+  EXPECT_EQ(got["associations"]["companies"]["results"][0]["id"], c);
 }
 
 }  // namespace
