@@ -289,16 +289,13 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
   while (!Stopping()) {
     auto page = connector->ReadChanges(ref, cursor, ctx);
     if (!page.ok()) {
+      // Whatever the cause (network, credentials, a query the API refuses), the system sits out
+      // the rest of this run and the run exits 4; its cursor is unchanged, so the next run reads
+      // the same changes again.
       Status s = page.status();
       s.set_system(m.system);
-      if (IsUnreachable(s) || s.IsTransient()) {
-        // The cursor is unchanged: the next run reads the same changes again.
-        spdlog::error("{}: reading {} failed, skipping this system for the run: {}", m.system,
-                      m.object, s.ToString());
-        MarkUnreachable(m.system, s);
-        return Status::Ok();
-      }
-      spdlog::error("{}: reading {} failed: {}", m.system, m.object, s.ToString());
+      spdlog::error("{}: reading {} failed, skipping this system for the run: {}", m.system,
+                    m.object, s.ToString());
       MarkUnreachable(m.system, s);
       return Status::Ok();
     }
