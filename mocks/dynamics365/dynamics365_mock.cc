@@ -811,6 +811,11 @@ class Dynamics365Mock::Impl {
         return MethodNotAllowed(method);
       }
       if (path.tail == "/$count" && method == "GET") return Count(table, res);
+      if (method == "POST" && (path.tail == "/Microsoft.Dynamics.CRM.CreateMultiple" ||
+                               path.tail == "/Microsoft.Dynamics.CRM.UpdateMultiple" ||
+                               path.tail == "/Microsoft.Dynamics.CRM.UpsertMultiple")) {
+        return BulkAction(table, path.tail.substr(24), req, res, api);
+      }
       if (StartsWith(path.tail, "/Microsoft.Dynamics.CRM.")) {
         return Err(501, kCodeNotImplemented,
                    path.tail.substr(1) + " is not implemented by the crmbridge mock yet.");
@@ -1703,6 +1708,81 @@ class Dynamics365Mock::Impl {
         api + table.schema->set + "(" +
         (!key.by_pk && options_.upsert_key_form_entity_id ? key.text : id) + ")";
     SendWritten(table, id, created, entity_id, req, res, api);
+    return std::nullopt;
+  }
+
+  // CreateMultiple, UpdateMultiple and UpsertMultiple on a standard table (2nd pass §"Bulk
+  // messages"): every target carries @odata.type of the set's table; all or nothing, so the
+  // store is restored when any target fails. UpsertMultiple names each row with @odata.id (a
+  // relative key URL) and answers 204; CreateMultiple answers the new Ids.
+  MaybeError BulkAction(Table& table, const std::string& action, const httplib::Request& req,
+                        httplib::Response& res, const std::string& api) {
+    auto body = ParseBody(req);
+    if (!body || !body->contains("Targets") || !(*body)["Targets"].is_array())
+      return Err(400, kCodePayload, "The request body must hold a Targets collection.");
+    const std::string type = table.schema->qualified_type();
+    const auto saved_tables = tables_;
+    const auto saved_version = version_;
+    auto fail = [&](ApiError e) -> MaybeError {
+      tables_ = saved_tables;
+      version_ = saved_version;
+      return e;
+    };
+    Table& t = tables_.at(table.schema->set);
+    json ids = json::array();
+    for (const json& target : (*body)["Targets"]) {
+      if (!target.is_object() || target.value("@odata.type", "") != type)
+        return fail(Err(400, kCodePayload,
+                        "Every item in Targets must carry \"@odata.type\": \"" + type + "\"."));
+      json fields = target;
+      fields.erase("@odata.type");
+      const std::string odata_id = target.value("@odata.id", "");
+      fields.erase("@odata.id");
+      const std::string pk = table.schema->primary_key;
+      std::string id;
+      if (action == "CreateMultiple") {
+        if (auto e = CreateRow(t, fields, nullptr, &id)) return fail(*e);
+        ids.push_back(id);
+        continue;
+      }
+      std::optional<KeySpec> key;
+      if (!odata_id.empty()) {
+        std::string rest = odata_id;
+        if (auto at = rest.find(table.schema->set + "("); at != std::string::npos) rest = rest.substr(at);
+        auto path = ParsePath(rest);
+        if (!path || path->set != table.schema->set || !path->has_key)
+          return fail(Err(400, kCodePayload, "@odata.id '" + odata_id + "' does not name a " +
+                                                 table.schema->logical_name + " row."));
+        auto parsed = ParseKey(path->key_text, *table.schema);
+        if (std::holds_alternative<ApiError>(parsed)) return fail(std::get<ApiError>(parsed));
+        key = std::get<KeySpec>(parsed);
+      } else if (fields.contains(pk) && fields[pk].is_string()) {
+        auto parsed = ParseKey(fields[pk].get<std::string>(), *table.schema);
+        if (std::holds_alternative<ApiError>(parsed)) return fail(std::get<ApiError>(parsed));
+        key = std::get<KeySpec>(parsed);
+      } else {
+        return fail(Err(400, kCodePayload, action + " needs each target's key (@odata.id or " + pk + ")."));
+      }
+      Row* existing = FindRow(t, *key);
+      if (existing != nullptr) {
+        std::set<std::string> ignore;
+        for (const auto& [name, value] : key->values) ignore.insert(name);
+        if (auto e = UpdateRow(t, existing, fields, ignore)) return fail(*e);
+      } else if (action == "UpdateMultiple") {
+        return fail(NotFound(t, *key));
+      } else if (auto e = CreateRow(t, fields, &*key, &id)) {
+        return fail(*e);
+      }
+    }
+    if (action == "CreateMultiple") {
+      ojson out;
+      out["@odata.context"] = api + "$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse";
+      out["Ids"] = ojson::array();
+      for (const json& id : ids) out["Ids"].push_back(id.get<std::string>());
+      SendJson(res, 200, out);
+    } else {
+      res.status = 204;
+    }
     return std::nullopt;
   }
 

@@ -18,7 +18,9 @@
 //                                        Prefer: return=representation)
 //   DELETE /api/data/v9.2/{set}({key})/{lookup-nav}/$ref   clears a lookup
 //   GET  /api/data/v9.2/$metadata        CSDL generated from the schemas
-// $batch and the *Multiple actions answer 501 for now.
+//   POST /api/data/v9.2/{set}/Microsoft.Dynamics.CRM.{Create|Update|Upsert}Multiple
+//                                        bulk writes, all or nothing (standard tables)
+// $batch answers 501 for now.
 //
 // Entity sets: accounts, contacts, opportunities, annotations, tasks (dynamics365_schema.h).
 // Web API requests need "Authorization: Bearer <token from the token endpoint>" (401 with a

@@ -753,3 +753,41 @@ TEST_F(Dynamics365MockTest, SeedIsDeterministicAndSpreadsStages) {
 
 }  // namespace
 }  // namespace crmbridge::mocks
+
+namespace crmbridge::mocks {
+namespace {
+
+TEST_F(Dynamics365MockTest, BulkActionsAreAllOrNothing) {
+  StartMock();
+  const std::string type = "Microsoft.Dynamics.CRM.opportunity";
+  json upsert = {{"Targets",
+                  {{{"@odata.type", type}, {"@odata.id", "opportunities(crmb_externalid='A')"}, {"name", "A"}},
+                   {{"@odata.type", type}, {"@odata.id", "opportunities(crmb_externalid='B')"}, {"name", "B"}}}}};
+  auto r = Post(std::string(kApi) + "opportunities/Microsoft.Dynamics.CRM.UpsertMultiple", upsert);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 204) << r->body;
+  EXPECT_EQ(mock_->Dump()["opportunities"].size(), 2u);
+
+  // Second round: A changes, and a bad target (an unknown column) rolls the whole request back.
+  upsert["Targets"][0]["name"] = "A2";
+  upsert["Targets"][1]["no_such_column"] = 1;
+  r = Post(std::string(kApi) + "opportunities/Microsoft.Dynamics.CRM.UpsertMultiple", upsert);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  for (const json& o : mock_->Dump()["opportunities"]) EXPECT_NE(o["name"], "A2");
+
+  json create = {{"Targets", {{{"@odata.type", type}, {"name", "C"}}}}};
+  r = Post(std::string(kApi) + "opportunities/Microsoft.Dynamics.CRM.CreateMultiple", create);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(r->body)["Ids"].size(), 1u);
+
+  json untyped = {{"Targets", {{{"name", "D"}}}}};
+  r = Post(std::string(kApi) + "opportunities/Microsoft.Dynamics.CRM.CreateMultiple", untyped);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(mock_->Dump()["opportunities"].size(), 3u);
+}
+
+}  // namespace
+}  // namespace crmbridge::mocks
