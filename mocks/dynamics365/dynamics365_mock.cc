@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <optional>
 #include <random>
 #include <regex>
@@ -797,7 +798,8 @@ class Dynamics365Mock::Impl {
       return std::nullopt;
     }
     if (path.set == "$batch") {
-      return Err(501, kCodeNotImplemented, "$batch is not implemented by the crmbridge mock yet.");
+      if (method != "POST") return MethodNotAllowed(method);
+      return Batch(req, res, api);
     }
     auto it = tables_.find(path.set);
     if (it == tables_.end()) {
@@ -1708,6 +1710,210 @@ class Dynamics365Mock::Impl {
         api + table.schema->set + "(" +
         (!key.by_pk && options_.upsert_key_form_entity_id ? key.text : id) + ")";
     SendWritten(table, id, created, entity_id, req, res, api);
+    return std::nullopt;
+  }
+
+  // --- $batch (reference.md §9) -------------------------------------------------------------------
+
+  struct BatchPart {
+    std::map<std::string, std::string> headers;  // MIME headers of the part, lower-case names
+    std::string body;
+  };
+
+  // Splits a multipart body on `--boundary` lines.
+  static std::vector<BatchPart> SplitMultipart(const std::string& body, const std::string& boundary) {
+    std::vector<BatchPart> parts;
+    const std::string delim = "--" + boundary;
+    size_t pos = body.find(delim);
+    while (pos != std::string::npos) {
+      pos += delim.size();
+      if (body.compare(pos, 2, "--") == 0) break;  // closing delimiter
+      size_t next = body.find(delim, pos);
+      std::string chunk = body.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
+      // Drop the line break after the delimiter and the one before the next.
+      if (StartsWith(chunk, "\r\n")) chunk = chunk.substr(2);
+      else if (StartsWith(chunk, "\n")) chunk = chunk.substr(1);
+      size_t split = chunk.find("\r\n\r\n");
+      size_t skip = 4;
+      if (split == std::string::npos) {
+        split = chunk.find("\n\n");
+        skip = 2;
+      }
+      BatchPart part;
+      std::istringstream head(chunk.substr(0, split));
+      std::string line;
+      while (std::getline(head, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string name = line.substr(0, colon);
+        std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+        part.headers[name] = Trim(line.substr(colon + 1));
+      }
+      part.body = split == std::string::npos ? "" : chunk.substr(split + skip);
+      while (!part.body.empty() && (part.body.back() == '\n' || part.body.back() == '\r'))
+        part.body.pop_back();
+      parts.push_back(std::move(part));
+      pos = next;
+    }
+    return parts;
+  }
+
+  static const char* StatusText(int status) {
+    switch (status) {
+      case 200: return "OK";
+      case 201: return "Created";
+      case 204: return "No Content";
+      case 304: return "Not Modified";
+      case 400: return "Bad Request";
+      case 401: return "Unauthorized";
+      case 403: return "Forbidden";
+      case 404: return "Not Found";
+      case 405: return "Method Not Allowed";
+      case 412: return "Precondition Failed";
+      case 429: return "Too Many Requests";
+      case 501: return "Not Implemented";
+      default: return status >= 500 ? "Internal Server Error" : "Unknown";
+    }
+  }
+
+  static std::string BoundaryOf(const std::string& content_type) {
+    auto at = content_type.find("boundary=");
+    if (at == std::string::npos) return "";
+    std::string b = content_type.substr(at + 9);
+    if (auto semi = b.find(';'); semi != std::string::npos) b = b.substr(0, semi);
+    b = Trim(b);
+    if (b.size() >= 2 && b.front() == '"' && b.back() == '"') b = b.substr(1, b.size() - 2);
+    return b;
+  }
+
+  // Runs one request of a batch through the same dispatcher as a direct request. `ids` maps
+  // Content-IDs of earlier change-set requests to their entity URLs, for "$n" references.
+  std::string RunBatchRequest(const BatchPart& part, const std::string& api,
+                              const std::map<std::string, std::string>& ids, int* status,
+                              std::string* entity_id) {
+    std::istringstream in(part.body);
+    std::string request_line;
+    std::getline(in, request_line);
+    if (!request_line.empty() && request_line.back() == '\r') request_line.pop_back();
+    std::istringstream words(request_line);
+    std::string method, url;
+    words >> method >> url;
+    httplib::Request req;
+    req.method = method;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty()) break;
+      auto colon = line.find(':');
+      if (colon != std::string::npos) req.headers.emplace(line.substr(0, colon), Trim(line.substr(colon + 1)));
+    }
+    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto& [cid, target] : ids) {
+      const std::string ref = "$" + cid;
+      for (size_t at = body.find("\"" + ref + "\""); at != std::string::npos; at = body.find("\"" + ref + "\"", at))
+        body.replace(at + 1, ref.size(), target);
+      if (StartsWith(url, ref)) url = target + url.substr(ref.size());
+    }
+    req.body = body;
+    // The URL may be absolute, server-relative or relative to the API root.
+    if (auto at = url.find(kApiPath); at != std::string::npos) url = url.substr(at + std::string(kApiPath).size());
+    if (!url.empty() && url[0] == '/') url = url.substr(1);
+    std::string query;
+    if (auto q = url.find('?'); q != std::string::npos) {
+      query = url.substr(q + 1);
+      url = url.substr(0, q);
+    }
+    std::istringstream params(query);
+    std::string kv;
+    while (std::getline(params, kv, '&')) {
+      auto eq = kv.find('=');
+      req.params.emplace(PercentDecode(kv.substr(0, eq), false),
+                         eq == std::string::npos ? "" : PercentDecode(kv.substr(eq + 1), false));
+    }
+    httplib::Response res;
+    std::optional<PathSpec> path = ParsePath(PercentDecode(url, false));
+    MaybeError error = path ? Dispatch(method, *path, req, res, api)
+                            : MaybeError(Err(400, kCodeQuery, "Bad Request - Error in query syntax."));
+    if (path && path->set == "$batch") error = Err(400, kCodeQuery, "Nested $batch requests are not allowed.");
+    if (error) SendError(res, *error);
+    *status = res.status;
+    *entity_id = res.get_header_value("OData-EntityId");
+    std::string out = "HTTP/1.1 " + std::to_string(res.status) + " " + StatusText(res.status) + "\r\n";
+    for (const auto& [name, value] : res.headers) out += name + ": " + value + "\r\n";
+    if (!res.body.empty()) out += "Content-Type: application/json; odata.metadata=minimal\r\n";
+    out += "\r\n" + res.body;
+    return out;
+  }
+
+  // POST $batch: multipart/mixed of requests and change sets. Requests run in order; a change set
+  // is atomic (any failure rolls it back); without Prefer: odata.continue-on-error the batch stops
+  // at the first failure and takes its status.
+  MaybeError Batch(const httplib::Request& req, httplib::Response& res, const std::string& api) {
+    const std::string boundary = BoundaryOf(req.get_header_value("Content-Type"));
+    if (boundary.empty())
+      return Err(400, kCodePayload, "The batch request must be multipart/mixed with a boundary.");
+    const bool continue_on_error =
+        req.get_header_value("Prefer").find("odata.continue-on-error") != std::string::npos;
+    std::vector<BatchPart> parts = SplitMultipart(req.body, boundary);
+    if (parts.size() > 1000) return Err(400, kCodePayload, "A batch holds at most 1000 requests.");
+    const std::string response_boundary = "batchresponse_" + NewGuidLocked();
+    std::string out;
+    int batch_status = 200;
+    auto http_part = [](const std::string& content, const std::string& content_id) {
+      std::string p = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n";
+      if (!content_id.empty()) p += "Content-ID: " + content_id + "\r\n";
+      return p + "\r\n" + content + "\r\n";
+    };
+    for (const BatchPart& part : parts) {
+      const std::string type = part.headers.count("content-type") ? part.headers.at("content-type") : "";
+      if (StartsWith(type, "multipart/mixed")) {
+        const auto saved_tables = tables_;
+        const auto saved_version = version_;
+        const std::string cs_boundary = "changesetresponse_" + NewGuidLocked();
+        std::string cs;
+        std::map<std::string, std::string> ids;
+        int failed = 0;
+        std::string failure;
+        for (const BatchPart& inner : SplitMultipart(part.body, BoundaryOf(type))) {
+          int status = 0;
+          std::string entity_id;
+          std::string answer = RunBatchRequest(inner, api, ids, &status, &entity_id);
+          const std::string cid = inner.headers.count("content-id") ? inner.headers.at("content-id") : "";
+          if (status >= 400) {
+            failed = status;
+            failure = answer;
+            break;
+          }
+          if (!cid.empty() && !entity_id.empty()) ids[cid] = entity_id;
+          cs += "--" + cs_boundary + "\r\n" + http_part(answer, cid);
+        }
+        if (failed) {
+          tables_ = saved_tables;  // atomic: nothing of the change set remains
+          version_ = saved_version;
+          out += "--" + response_boundary + "\r\n" + http_part(failure, "");
+          if (!continue_on_error) {
+            batch_status = failed;
+            break;
+          }
+          continue;
+        }
+        out += "--" + response_boundary + "\r\nContent-Type: multipart/mixed; boundary=" + cs_boundary +
+               "\r\n\r\n" + cs + "--" + cs_boundary + "--\r\n";
+        continue;
+      }
+      int status = 0;
+      std::string entity_id;
+      std::string answer = RunBatchRequest(part, api, {}, &status, &entity_id);
+      out += "--" + response_boundary + "\r\n" + http_part(answer, "");
+      if (status >= 400 && !continue_on_error) {
+        batch_status = status;
+        break;
+      }
+    }
+    out += "--" + response_boundary + "--\r\n";
+    res.status = batch_status;
+    res.set_content(out, ("multipart/mixed; boundary=" + response_boundary).c_str());
     return std::nullopt;
   }
 

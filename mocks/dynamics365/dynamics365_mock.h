@@ -20,7 +20,9 @@
 //   GET  /api/data/v9.2/$metadata        CSDL generated from the schemas
 //   POST /api/data/v9.2/{set}/Microsoft.Dynamics.CRM.{Create|Update|Upsert}Multiple
 //                                        bulk writes, all or nothing (standard tables)
-// $batch answers 501 for now.
+//   POST /api/data/v9.2/$batch          multipart/mixed requests and atomic change sets with
+//                                        Content-ID references ($1), batchresponse_/
+//                                        changesetresponse_ boundaries, odata.continue-on-error
 //
 // Entity sets: accounts, contacts, opportunities, annotations, tasks (dynamics365_schema.h).
 // Web API requests need "Authorization: Bearer <token from the token endpoint>" (401 with a

@@ -791,3 +791,65 @@ TEST_F(Dynamics365MockTest, BulkActionsAreAllOrNothing) {
 
 }  // namespace
 }  // namespace crmbridge::mocks
+
+namespace crmbridge::mocks {
+namespace {
+
+// Builds a $batch body: each element is either one request or a change set of requests.
+std::string BatchBody(const std::vector<std::vector<std::string>>& groups, bool changeset_first_only) {
+  std::string b;
+  int cid = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const bool changeset = groups[g].size() > 1 || (changeset_first_only && g == 0);
+    if (!changeset) {
+      b += "--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n" +
+           groups[g][0] + "\r\n";
+      continue;
+    }
+    b += "--batch_x\r\nContent-Type: multipart/mixed; boundary=changeset_" + std::to_string(g) + "\r\n\r\n";
+    for (const std::string& r : groups[g])
+      b += "--changeset_" + std::to_string(g) +
+           "\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: " +
+           std::to_string(++cid) + "\r\n\r\n" + r + "\r\n";
+    b += "--changeset_" + std::to_string(g) + "--\r\n";
+  }
+  return b + "--batch_x--\r\n";
+}
+
+TEST_F(Dynamics365MockTest, BatchRunsRequestsAndAtomicChangeSets) {
+  StartMock();
+  const std::string create_account =
+      "POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n"
+      "{\"name\":\"Batch AB\",\"crmb_externalid\":\"acc-1\"}";
+  const std::string create_contact =
+      "POST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n"
+      "{\"lastname\":\"Berg\",\"parentcustomerid_account@odata.bind\":\"$1\"}";
+  const std::string list = "GET /api/data/v9.2/accounts?$select=name HTTP/1.1\r\nAccept: application/json\r\n\r\n";
+  auto r = client_->Post("/api/data/v9.2/$batch", Headers(),
+                         BatchBody({{create_account, create_contact}, {list}}, false),
+                         "multipart/mixed; boundary=batch_x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->get_header_value("Content-Type").find("boundary=batchresponse_"), std::string::npos);
+  EXPECT_NE(r->body.find("--changesetresponse_"), std::string::npos);
+  EXPECT_NE(r->body.find("Batch AB"), std::string::npos) << "the GET after the change set sees it";
+  json d = mock_->Dump();
+  ASSERT_EQ(d["contacts"].size(), 1u);
+  ASSERT_EQ(d["accounts"].size(), 1u);
+  EXPECT_EQ(d["contacts"][0]["_parentcustomerid_value"], d["accounts"][0]["accountid"]) << "$1 resolved";
+
+  // A change set whose second request fails leaves nothing behind, and stops the batch.
+  const std::string bad = "POST /api/data/v9.2/contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+                          "{\"no_such_column\":1}";
+  const std::string another =
+      "POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"name\":\"Rolled back\"}";
+  r = client_->Post("/api/data/v9.2/$batch", Headers(), BatchBody({{another, bad}, {list}}, false),
+                    "multipart/mixed; boundary=batch_x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(mock_->Dump()["accounts"].size(), 1u);
+  EXPECT_EQ(r->body.find("Batch AB"), std::string::npos) << "the batch stopped at the failure";
+}
+
+}  // namespace
+}  // namespace crmbridge::mocks
