@@ -75,10 +75,15 @@ Status MockServer::Start(const std::string& host, int port) {
     if (!fault) return httplib::Server::HandlerResponse::Unhandled;
     if (fault->latency_ms > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(fault->latency_ms));
-    if (fault->status == 0 || fault->after_apply) {
+    if ((fault->status == 0 && !fault->drop) || fault->after_apply) {
       // Served normally; an after_apply fault replaces the answer once the handler has run.
-      if (fault->after_apply) res.set_header("X-Crmbridge-Mock-Fault", std::to_string(fault->status));
+      if (fault->after_apply)
+        res.set_header("X-Crmbridge-Mock-Fault", fault->drop ? "drop" : std::to_string(fault->status));
       return httplib::Server::HandlerResponse::Unhandled;
+    }
+    if (fault->drop) {
+      BreakResponse(res);
+      return httplib::Server::HandlerResponse::Handled;
     }
     res.status = fault->status;
     // Answered before the request body was read: the connection cannot carry another request,
@@ -90,8 +95,13 @@ Status MockServer::Start(const std::string& host, int port) {
   });
   s.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
     if (!res.has_header("X-Crmbridge-Mock-Fault")) return;
-    const int status = std::stoi(res.get_header_value("X-Crmbridge-Mock-Fault"));
+    const std::string fault = res.get_header_value("X-Crmbridge-Mock-Fault");
     res.headers.erase("X-Crmbridge-Mock-Fault");
+    if (fault == "drop") {
+      BreakResponse(res);
+      return;
+    }
+    const int status = std::stoi(fault);
     res.status = status;
     res.set_content(FaultBody(status, "injected fault after the request was applied").dump(),
                     "application/json");
@@ -137,6 +147,19 @@ nlohmann::json MockServer::Stats() const {
 void MockServer::CountRequest(const std::string& route) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   ++stats_[route];
+}
+
+// Announces a body longer than the one sent and closes the connection: the client reads a
+// truncated response, as when a connection drops mid-answer.
+void MockServer::BreakResponse(httplib::Response& res) {
+  res.status = 200;
+  res.body.clear();
+  res.headers.erase("Content-Length");
+  // A content provider that fails makes cpp-httplib abandon the response and close the socket
+  // after the headers went out.
+  res.set_content_provider(
+      4096, "application/json",
+      [](size_t, size_t, httplib::DataSink&) { return false; });
 }
 
 nlohmann::json MockServer::FaultBody(int status, const std::string& message) const {
@@ -187,7 +210,7 @@ nlohmann::json FaultRule::ToJson() const {
   return {{"method", method},         {"path", path},
           {"status", status},         {"rate", rate},
           {"times", times},           {"latency_ms", latency_ms},
-          {"retry_after_s", retry_after_s}, {"after_apply", after_apply}};
+          {"retry_after_s", retry_after_s}, {"after_apply", after_apply}, {"drop", drop}};
 }
 
 Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
@@ -202,6 +225,7 @@ Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
     r.latency_ms = j.value("latency_ms", 0);
     r.retry_after_s = j.value("retry_after_s", -1);
     r.after_apply = j.value("after_apply", false);
+    r.drop = j.value("drop", false);
   } catch (const nlohmann::json::exception& e) {
     return Status(StatusCode::kInvalidArgument, std::string("bad fault rule: ") + e.what());
   }
@@ -221,6 +245,8 @@ Result<FaultRule> FaultRule::Parse(const std::string& spec) {
     if (eq == std::string::npos) {
       if (w == "applied") {
         r.after_apply = true;
+      } else if (w == "drop") {
+        r.drop = true;
       } else if (position == 0 && w.find('/') == std::string::npos) {
         r.method = w == "*" ? "" : w;
       } else if (w[0] == '/' || w == "*") {

@@ -51,9 +51,12 @@ struct FaultRule {
   // Serve the request (its writes land), then answer `status` instead: the client cannot tell
   // whether it was applied, as after a timeout or a dropped connection.
   bool after_apply = false;
+  // Break the connection mid-response instead of answering (with after_apply: once the request
+  // was applied). The client sees a reset, not an HTTP status.
+  bool drop = false;
 
   nlohmann::json ToJson() const;
-  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 applied"; the
+  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 applied [drop]"; the
   // method and path are optional ("*" matches any). kInvalidArgument naming the bad word.
   static Result<FaultRule> Parse(const std::string& spec);
   static Result<FaultRule> FromJson(const nlohmann::json& j);
@@ -95,6 +98,7 @@ class MockServer {
   virtual void RegisterRoutes(httplib::Server& server) = 0;
   // Call at the top of each handler: counts the request under `route` for Stats().
   void CountRequest(const std::string& route);
+  static void BreakResponse(httplib::Response& res);
   // The vendor's error body for an injected fault of `status`.
   virtual nlohmann::json FaultBody(int status, const std::string& message) const;
 

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -137,6 +138,18 @@ class CpprestTransport : public Transport {
       out.status = response.status_code();
       for (const auto& [name, value] : response.headers()) out.headers.emplace_back(name, value);
       out.body.assign(body.begin(), body.end());
+      // cpprest hands back a body cut short by a dropped connection as if it were complete: a
+      // response shorter than its Content-Length never arrived whole, so its outcome is unknown.
+      if (auto length = out.Header("Content-Length")) {
+        char* end = nullptr;
+        const unsigned long long expected = std::strtoull(length->c_str(), &end, 10);
+        if (end != length->c_str() && out.body.size() < expected) {
+          return Status(StatusCode::kUnavailable,
+                        request.method + " " + request.url.substr(0, request.url.find('?')) +
+                            ": the connection closed after " + std::to_string(out.body.size()) +
+                            " of " + std::to_string(expected) + " response bytes");
+        }
+      }
       return out;
     } catch (const http::http_exception& e) {
       return FromHttpException(e);

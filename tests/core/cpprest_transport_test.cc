@@ -64,6 +64,11 @@ class LocalServer {
       res.set_header("Retry-After", "3");
       res.set_content(R"({"message":"failed on purpose"})", "application/json");
     });
+    // Headers promise 4096 bytes, then the connection closes: a response cut off mid-way.
+    server_.Get("/truncated", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content_provider(4096, "application/json",
+                               [](size_t, size_t, httplib::DataSink&) { return false; });
+    });
     server_.Get("/slow", [this](const httplib::Request&, httplib::Response& res) {
       std::unique_lock<std::mutex> lock(mu_);
       // Released by the test's destructor; the bound only keeps a broken test from hanging.
@@ -181,6 +186,13 @@ TEST_F(CpprestTransportTest, ReusesTheConnectionOfOneBaseUrl) {
     ports.insert(server_.seen().remote_port);
   }
   EXPECT_LE(ports.size(), 3u) << "keep-alive connections of the cached client";
+}
+
+TEST_F(CpprestTransportTest, ResponseCutOffMidwayIsUnavailable) {
+  Result<Response> r = transport_->Send(Make("GET", "/truncated"));
+  ASSERT_FALSE(r.ok());
+  // Depending on where cpprest notices, it throws or hands back a short body; both are UNAVAILABLE.
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
 }
 
 TEST_F(CpprestTransportTest, SlowServerGivesDeadlineExceeded) {

@@ -186,8 +186,8 @@ TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
 }
 
 TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
-  // Faults on both sides: failed searches, refused writes, and writes that land but answer an
-  // error. Runs repeat (the clock jumps past the outbox backoff) until nothing is left to do.
+  // Faults on both sides: failed searches, refused writes, writes that land but answer an error,
+  // and writes that land and then lose their connection. Runs repeat (the clock jumps past the outbox backoff) until nothing is left to do.
   FakeClock clock(Clock::Real()->NowMillis());
   clock_ = &clock;
   // Few transport retries, so failures reach the outbox and later runs must finish the work.
@@ -195,7 +195,8 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   config_.systems["dynamics365"].max_attempts = 1;
   hubspot_->SetFaults({*mocks::FaultRule::Parse("POST /search status=502 rate=0.3")}, 5);
   dynamics_->SetFaults({*mocks::FaultRule::Parse("PATCH /opportunities status=503 rate=0.3"),
-                        *mocks::FaultRule::Parse("PATCH /opportunities status=504 applied rate=0.2")},
+                        *mocks::FaultRule::Parse("PATCH /opportunities status=504 applied rate=0.2"),
+                        *mocks::FaultRule::Parse("PATCH /opportunities drop applied rate=0.1")},
                        5);
   int runs = 0;
   for (; runs < 30; ++runs) {

@@ -87,6 +87,19 @@ TEST_F(FaultInjectionTest, AdminEndpointSetsListsAndClearsFaults) {
   EXPECT_EQ(bad->status, 400);
 }
 
+TEST_F(FaultInjectionTest, DroppedConnectionsGiveNoAnswer) {
+  mock_->SetFaults({*FaultRule::Parse("GET /objects drop times=1")});
+  EXPECT_EQ(Get(), 0) << "no HTTP status: the response breaks off";
+  EXPECT_EQ(Get(), 200) << "the next connection works";
+  // Dropped after the write landed: the client learns nothing, the record exists.
+  mock_->SetFaults({*FaultRule::Parse("POST /crm/v3/objects/tickets drop applied times=1")});
+  json ticket = {{"properties", {{"subject", "x"}, {"hs_pipeline_stage", "1"}}}};
+  auto r = client_->Post("/crm/v3/objects/tickets", {{"Authorization", "Bearer pat-t"}}, ticket.dump(),
+                         "application/json");
+  EXPECT_FALSE(r && r->status == 201);
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 1u);
+}
+
 TEST(FaultRuleTest, ParseReportsTheBadWord) {
   EXPECT_FALSE(FaultRule::Parse("GET /x stauts=500").ok());
   EXPECT_NE(FaultRule::Parse("GET /x stauts=500").status().message().find("unknown key 'stauts'"),
