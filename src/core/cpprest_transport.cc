@@ -140,7 +140,7 @@ class CpprestTransport : public Transport {
       out.body.assign(body.begin(), body.end());
       // cpprest hands back a body cut short by a dropped connection as if it were complete: a
       // response shorter than its Content-Length never arrived whole, so its outcome is unknown.
-      if (auto length = out.Header("Content-Length")) {
+      if (auto length = out.Header("Content-Length"); length && request.method != "HEAD") {
         char* end = nullptr;
         const unsigned long long expected = std::strtoull(length->c_str(), &end, 10);
         if (end != length->c_str() && out.body.size() < expected) {
