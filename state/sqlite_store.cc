@@ -405,7 +405,7 @@ class SqliteStore final : public Store {
   Status UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
                       int64_t next_attempt_ms);
   Result<int64_t> NextSeq();
-  Status CompleteOutbox(int64_t id);
+  Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
   Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms);
   Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status);
   Status AddStageTransition(const StageTransition& t);
@@ -584,7 +584,7 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
     case K::kPutSnapshot: return PutSnapshot(op.snapshot);
     case K::kSetCursor: return SetCursor(op.cursor);
     case K::kEnqueue: return Enqueue(op.outbox);
-    case K::kCompleteOutbox: return CompleteOutbox(op.id);
+    case K::kCompleteOutbox: return CompleteOutbox(op.id, op.outbox.payload_hash);
     case K::kRetryOutbox:
       return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms);
     case K::kDeadLetterOutbox:
@@ -707,14 +707,20 @@ Status SqliteStore::Enqueue(const OutboxItem& item) {
   return UpsertOutbox(item, *payload, *seq, item.next_attempt_ms);
 }
 
-Status SqliteStore::CompleteOutbox(int64_t id) {
-  Stmt st = Prepare("DELETE FROM outbox WHERE id = ?1");
-  st.Int(1, id);
-  const int rc = st.Step();
+Status SqliteStore::CompleteOutbox(int64_t id, const std::string& delivered_hash) {
   const std::string what = "completing outbox item " + std::to_string(id);
+  Stmt st = Prepare("DELETE FROM outbox WHERE id = ?1 AND (?2 = '' OR payload_hash = ?2)");
+  st.Int(1, id).Text(2, delivered_hash);
+  const int rc = st.Step();
   if (rc != SQLITE_DONE) return Error(rc, what);
-  if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such item");
-  return Status::Ok();
+  if (sqlite3_changes(db_) > 0) return Status::Ok();
+  // Nothing deleted: either the item is gone, or it now holds a newer payload, which stays queued.
+  Stmt exists = Prepare("SELECT 1 FROM outbox WHERE id = ?1");
+  exists.Int(1, id);
+  const int found = exists.Step();
+  if (found == SQLITE_ROW) return Status::Ok();
+  if (found != SQLITE_DONE) return Error(found, what);
+  return Status(StatusCode::kNotFound, what + ": no such item");
 }
 
 Status SqliteStore::RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms) {

@@ -41,9 +41,10 @@ void StateBatch::Enqueue(const OutboxItem& item) {
   ops_.push_back(std::move(op));
 }
 
-void StateBatch::CompleteOutbox(int64_t outbox_id) {
+void StateBatch::CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash) {
   Op op = MakeOp(Op::Kind::kCompleteOutbox);
   op.id = outbox_id;
+  op.outbox.payload_hash = delivered_hash;
   ops_.push_back(std::move(op));
 }
 

@@ -135,8 +135,9 @@ class StateBatch {
   // Queues a write. A pending item for the same (system, entity, canonical_id) is replaced
   // (coalesced: the newest payload wins; attempts reset), so a target never gets stale writes.
   void Enqueue(const OutboxItem& item);
-  // Removes a delivered outbox item.
-  void CompleteOutbox(int64_t outbox_id);
+  // Removes a delivered outbox item. With `delivered_hash`, only if the item still holds that
+  // payload: a newer payload queued for the same record while this one was in flight stays queued.
+  void CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash = "");
   // Records a failed attempt: attempts + 1, the error, and when to try next.
   void RetryOutbox(int64_t outbox_id, const std::string& error, int64_t next_attempt_ms);
   // Moves an outbox item to the dead letters.

@@ -576,7 +576,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       link.last_written_hash = item.payload_hash;
       link.updated_ms = now;
       batch.PutLink(link);
-      batch.CompleteOutbox(item.id);
+      batch.CompleteOutbox(item.id, item.payload_hash);
       // Record what the target now holds, as crmbridge will read it back (through the mapping's
       // In direction, so a many-to-one table's preferred value is what is expected): reading it
       // back later is then recognised as our own write, not a change made there.

@@ -346,6 +346,36 @@ TEST_F(SqliteStoreTest, ApplyRollsBackOnAConstraintFailure) {
   EXPECT_FALSE(store->FindLink("company", "c2", "hubspot")->has_value());
 }
 
+TEST_F(SqliteStoreTest, CompletingAnOlderPayloadKeepsTheNewerOneQueued) {
+  // A write is in flight when a newer change for the same record is queued (coalesced into the
+  // same outbox row). Completing the delivered payload must not drop the newer one.
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch first;
+  OutboxItem old_item = Item("hubspot", "c1", {{"name", "old"}});
+  first.Enqueue(old_item);
+  ASSERT_TRUE(store->Apply(first).ok());
+  auto due = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(due->size(), 1u);
+  const OutboxItem in_flight = (*due)[0];
+
+  StateBatch newer;
+  newer.Enqueue(Item("hubspot", "c1", {{"name", "new"}}));
+  ASSERT_TRUE(store->Apply(newer).ok());
+
+  StateBatch done;
+  done.CompleteOutbox(in_flight.id, in_flight.payload_hash);
+  ASSERT_TRUE(store->Apply(done).ok());
+  due = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "new"}}));
+
+  StateBatch newer_done;
+  newer_done.CompleteOutbox((*due)[0].id, (*due)[0].payload_hash);
+  ASSERT_TRUE(store->Apply(newer_done).ok());
+  EXPECT_TRUE(store->DueOutbox("hubspot", kT0, 10)->empty());
+}
+
 TEST_F(SqliteStoreTest, EnqueueCoalescesPerRecord) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
