@@ -52,10 +52,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-limits", no_limits, "Do not enforce the vendors' rate limits");
   app.add_option("--fault", faults,
                  "Inject a fault: \"MOCK:[METHOD] [/path-part] [status=N] [rate=0..1] [times=N]\n"
-                 "[latency=MS] [retry_after=S] [applied]\", e.g.\n"
+                 "[latency=MS] [retry_after=S] [applied] [drop]\", e.g.\n"
                  "\"hubspot:POST /batch/upsert status=503 rate=0.2\" or\n"
                  "\"dynamics365:PATCH /opportunities status=504 applied\" (the write lands, the\n"
-                 "client sees 504). Repeatable; also settable at run time: POST /__admin/faults");
+                 "client sees 504); drop breaks the connection mid-response. Repeatable; also\n"
+                 "settable at run time: POST /__admin/faults");
   app.add_option("--fault-seed", fault_seed, "Seed of the fault decisions (same seed, same faults)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
