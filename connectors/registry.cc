@@ -1,7 +1,7 @@
 #include "connectors/registry.h"
 
-#include <functional>
-#include <map>
+#include <string>
+#include <vector>
 
 #include "connectors/dynamics365/dynamics365_connector.h"
 #include "connectors/hubspot/hubspot_connector.h"
@@ -10,41 +10,60 @@ namespace crmbridge {
 
 namespace {
 
-using Factory = std::function<std::unique_ptr<Connector>(const SystemConfig&,
-                                                         std::shared_ptr<Transport>, Clock*)>;
+struct Kind {
+  std::string name;
+  Status (*validate)(const SystemConfig&);
+  std::unique_ptr<Connector> (*make)(const SystemConfig&, std::shared_ptr<Transport>, Clock*);
+};
 
 // Every connector kind, in one explicit list.
-const std::map<std::string, Factory>& Factories() {
-  static const std::map<std::string, Factory> kFactories = {
-      {"hubspot",
+const std::vector<Kind>& Kinds() {
+  static const std::vector<Kind> kKinds = {
+      {"hubspot", &HubSpotConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new HubSpotConnector(c, std::move(t), clock));
        }},
-      {"dynamics365",
+      {"dynamics365", &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
        }},
   };
-  return kFactories;
+  return kKinds;
+}
+
+// "file:line:col: " where the system was declared, or "" for a config built in code.
+std::string Where(const SystemConfig& config) {
+  const std::string pos = config.pos.ToString();
+  return pos.empty() ? "" : pos + ": ";
+}
+
+const Kind* FindKind(const std::string& name) {
+  for (const Kind& k : Kinds())
+    if (k.name == name) return &k;
+  return nullptr;
 }
 
 }  // namespace
 
 Status ValidateSystemConfig(const SystemConfig& config) {
-  if (!Factories().count(config.kind))
+  const Kind* kind = FindKind(config.kind);
+  if (!kind) {
+    std::string known;
+    for (const Kind& k : Kinds()) known += (known.empty() ? "" : ", ") + k.name;
     return Status(StatusCode::kFailedPrecondition,
-                  config.pos.ToString() + ": system '" + config.name + "' is of kind '" +
-                      config.kind + "', which this crmbridge has no connector for yet");
-  if (config.base_url.empty())
-    return Status(StatusCode::kFailedPrecondition, "system '" + config.name + "' has no base_url");
-  return Status::Ok();
+                  Where(config) + "system '" + config.name + "' is of kind '" + config.kind +
+                      "', which this crmbridge has no connector for (known: " + known + ")");
+  }
+  Status s = kind->validate(config);
+  if (s.ok()) return s;
+  return Status(s.code(), Where(config) + "system '" + config.name + "': " + s.message());
 }
 
 Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,
                                                 std::shared_ptr<Transport> transport,
                                                 Clock* clock) {
   CRMB_RETURN_IF_ERROR(ValidateSystemConfig(config));
-  return Factories().at(config.kind)(config, std::move(transport), clock);
+  return FindKind(config.kind)->make(config, std::move(transport), clock);
 }
 
 }  // namespace crmbridge

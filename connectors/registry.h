@@ -11,11 +11,14 @@
 
 namespace crmbridge {
 
-// Builds the connector for `config.kind` over `transport`. kFailedPrecondition for an unknown kind.
+// Builds the connector for `config.kind` over `transport` (which the engine has already wrapped in
+// retries, rate limits and logging). Validates `config` first: kFailedPrecondition for an unknown
+// kind or a configuration the kind cannot work with. `clock` must outlive the connector.
 Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,
                                                 std::shared_ptr<Transport> transport, Clock* clock);
 
-// Checks a system's configuration for its kind, without I/O (Kafka Connect's validate()).
+// Checks a system's configuration for its kind, without I/O (Kafka Connect's validate()):
+// kFailedPrecondition naming the system and what is missing or malformed.
 Status ValidateSystemConfig(const SystemConfig& config);
 
 }  // namespace crmbridge

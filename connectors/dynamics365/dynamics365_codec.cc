@@ -1,5 +1,7 @@
 #include "connectors/dynamics365/dynamics365_codec.h"
 
+#include <cctype>
+
 #include "src/core/time_util.h"
 
 namespace crmbridge::dynamics365 {
@@ -20,13 +22,12 @@ std::string PrimaryKeyOf(const std::string& set) {
   return logical + "id";
 }
 
-int64_t ParseDataverseTime(const std::string& text) {
-  return ParseIsoUtcMillis(text).value_or(0);
-}
+int64_t ParseDataverseTime(const std::string& text) { return ParseIsoUtcMillis(text).value_or(0); }
 
 Result<NativeRecord> RecordFromRow(const json& row, const std::string& primary_key,
                                    const std::string& key_column) {
-  if (!row.is_object()) return Status(StatusCode::kInvalidArgument, "a Dataverse row that is not an object");
+  if (!row.is_object())
+    return Status(StatusCode::kInvalidArgument, "a Dataverse row that is not an object");
   NativeRecord r;
   const std::string context = row.value("@odata.context", std::string());
   if (context.size() >= 15 && context.compare(context.size() - 15, 15, "/$deletedEntity") == 0) {

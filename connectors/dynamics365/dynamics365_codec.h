@@ -1,9 +1,8 @@
 // Dataverse JSON <-> NativeRecord, pure functions (no I/O); nlohmann::json exceptions end here.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "connectors/connector.h"
 

@@ -1,8 +1,8 @@
 #include "connectors/dynamics365/dynamics365_connector.h"
 
-#include <algorithm>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "connectors/dynamics365/dynamics365_codec.h"
 #include "connectors/dynamics365/dynamics365_errors.h"
@@ -10,8 +10,8 @@
 
 namespace crmbridge {
 
-using nlohmann::json;
 using dynamics365::PercentEncode;
+using nlohmann::json;
 
 namespace {
 
@@ -20,24 +20,69 @@ std::string Param(const ObjectRef& object, const std::string& name, const std::s
   return it == object.params.end() ? fallback : it->second;
 }
 
-// Headers every Web API request carries (refs/dynamics365 §2).
+// Headers every Web API request carries (refs/dynamics365/reference.md §2). `If-None-Match: null`
+// (a no-op condition, not `*`) defeats cached results; it is sent on reads only, so that no write
+// ever carries an If-None-Match a server could take for create-only.
 void AddODataHeaders(Request* r) {
   r->headers.emplace_back("Accept", "application/json");
   r->headers.emplace_back("OData-MaxVersion", "4.0");
   r->headers.emplace_back("OData-Version", "4.0");
+  if (r->method == "GET") r->headers.emplace_back("If-None-Match", "null");
   if (!r->body.empty()) r->headers.emplace_back("Content-Type", "application/json");
+}
+
+// A cursor that is a delta link (as opposed to a nextLink of a read in progress).
+bool IsDeltaLink(const std::string& cursor) {
+  return cursor.find("deltatoken=") != std::string::npos;
 }
 
 }  // namespace
 
+Status Dynamics365Connector::Fail(const Response& response, const std::string& what) const {
+  Status s = dynamics365::StatusFromDataverse(response, what);
+  s.set_system(name_);
+  return s;
+}
+
 Dynamics365Connector::Dynamics365Connector(const SystemConfig& config,
                                            std::shared_ptr<Transport> transport, Clock* clock)
-    : name_(config.name), config_(config), transport_(std::move(transport)), clock_(clock) {
+    : name_(config.name.empty() ? "dynamics365" : config.name),
+      config_(config),
+      transport_(std::move(transport)),
+      clock_(clock) {
   // One upsert per request: Dataverse favours parallel single requests over large batches
   // (refs/dynamics365 §9); the engine hands over up to this many per call.
-  caps_.max_batch = 100;
+  caps_.max_batch = dynamics365::kMaxOpsPerWrite;
   caps_.max_page = dynamics365::kMaxPageSize;
   caps_.idempotent_upsert = true;
+}
+
+Status Dynamics365Connector::ValidateConfig(const SystemConfig& config) {
+  auto is_http = [](const std::string& url) {
+    return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
+  };
+  if (!is_http(config.base_url))
+    return Status(
+        StatusCode::kFailedPrecondition,
+        "base_url must be the environment URL such as https://org.crm.dynamics.com, not \"" +
+            config.base_url + "\"");
+  for (const char* key : {"token_url", "client_id", "client_secret"}) {
+    auto it = config.auth.find(key);
+    if (it == config.auth.end() || it->second.empty())
+      return Status(StatusCode::kFailedPrecondition,
+                    std::string("Dynamics 365 needs auth.") + key + " (OAuth2 client credentials)");
+  }
+  if (!is_http(config.auth.at("token_url")))
+    return Status(StatusCode::kFailedPrecondition, "auth.token_url must be an http(s) URL");
+  if (auto v = config.options.find("api_version"); v != config.options.end()) {
+    const std::string& text = v->second;
+    const bool ok = text.size() >= 4 && text[0] == 'v' && text.find('.') != std::string::npos &&
+                    text.find_first_not_of("0123456789.", 1) == std::string::npos;
+    if (!ok)
+      return Status(StatusCode::kFailedPrecondition,
+                    "options.api_version must look like \"v9.2\", not \"" + text + "\"");
+  }
+  return Status::Ok();
 }
 
 std::string Dynamics365Connector::ApiRoot() const {
@@ -45,14 +90,30 @@ std::string Dynamics365Connector::ApiRoot() const {
   return config_.base_url + "/api/data/" + (v == config_.options.end() ? "v9.2" : v->second) + "/";
 }
 
+std::string Dynamics365Connector::Auth(const std::string& key) const {
+  auto it = config_.auth.find(key);
+  if (it != config_.auth.end()) return it->second;
+  // The Dataverse resource's default scope (refs/dynamics365 §1: "<environment-url>/.default").
+  if (key == "scope") return config_.base_url + "/.default";
+  return "";
+}
+
 Status Dynamics365Connector::RefreshToken() {
+  token_.clear();
+  for (const char* key : {"token_url", "client_id", "client_secret"}) {
+    if (Auth(key).empty())
+      return Status(StatusCode::kFailedPrecondition,
+                    "dynamics365: system '" + name_ + "' has no auth." + key)
+          .set_system(name_);
+  }
   Request r;
   r.method = "POST";
-  r.url = config_.auth.at("token_url");
-  r.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-  r.body = "grant_type=client_credentials&client_id=" + PercentEncode(config_.auth.at("client_id")) +
-           "&client_secret=" + PercentEncode(config_.auth.at("client_secret")) +
-           "&scope=" + PercentEncode(config_.auth.at("scope"));
+  r.url = Auth("token_url");
+  r.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
+               {"Accept", "application/json"}};
+  r.body = "grant_type=client_credentials&client_id=" + PercentEncode(Auth("client_id")) +
+           "&client_secret=" + PercentEncode(Auth("client_secret")) +
+           "&scope=" + PercentEncode(Auth("scope"));
   r.timeout = config_.timeout;
   r.idempotent = true;  // asking for a token twice is harmless
   r.system = name_;
@@ -62,18 +123,31 @@ Status Dynamics365Connector::RefreshToken() {
     s.set_system(name_);
     return s;
   }
-  if (resp->status != 200) return dynamics365::StatusFromTokenEndpoint(*resp);
-  auto j = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string())
-    return Status(StatusCode::kUnauthenticated, "dynamics365: the token endpoint answered without a token")
-        .set_system(name_);
-  token_ = j["access_token"].get<std::string>();
-  int64_t lifetime = 3599;
-  if (j.contains("expires_in")) {
-    const json& e = j["expires_in"];
-    lifetime = e.is_number() ? e.get<int64_t>() : std::stoll(e.get<std::string>());
+  if (resp->status != 200) {
+    Status s = dynamics365::StatusFromTokenEndpoint(*resp);
+    s.set_system(name_);
+    return s;
   }
-  // Renew 300 s early; for short-lived tokens, at half their life.
+  auto j = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string() ||
+      j["access_token"].get<std::string>().empty())
+    return Status(StatusCode::kUnauthenticated,
+                  "dynamics365: the token endpoint answered without a token")
+        .set_system(name_);
+  int64_t lifetime = dynamics365::kDefaultTokenLifetimeSeconds;
+  if (auto e = j.find("expires_in"); e != j.end()) {
+    // Seconds, as a number or (some proxies) a numeric string.
+    if (e->is_number_integer()) {
+      lifetime = e->get<int64_t>();
+    } else if (e->is_string()) {
+      const std::string text = e->get<std::string>();
+      if (!text.empty() && text.size() < 10 &&
+          text.find_first_not_of("0123456789") == std::string::npos)
+        lifetime = std::stoll(text);
+    }
+  }
+  token_ = j["access_token"].get<std::string>();
+  // Renew 300 s early; a token that lives shorter than twice that is renewed at half its life.
   const int64_t margin = std::min<int64_t>(dynamics365::kTokenRefreshMarginSeconds, lifetime / 2);
   token_expires_ms_ = clock_->NowMillis() + (lifetime - margin) * 1000;
   return Status::Ok();
@@ -84,7 +158,8 @@ Result<Response> Dynamics365Connector::Call(Request request) {
   request.system = name_;
   AddODataHeaders(&request);
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (token_.empty() || clock_->NowMillis() >= token_expires_ms_) CRMB_RETURN_IF_ERROR(RefreshToken());
+    if (token_.empty() || clock_->NowMillis() >= token_expires_ms_)
+      CRMB_RETURN_IF_ERROR(RefreshToken());
     Request sent = request;
     sent.headers.emplace_back("Authorization", "Bearer " + token_);
     auto r = transport_->Send(sent);
@@ -103,8 +178,9 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
                                                const ReadContext& context) {
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
   const std::string key_column = Param(object, "key", "");
-  const int page_size = context.page_size > 0 ? std::min(context.page_size, dynamics365::kMaxPageSize)
-                                              : dynamics365::kDefaultPageSize;
+  const int page_size = context.page_size > 0
+                            ? std::min(context.page_size, dynamics365::kMaxPageSize)
+                            : dynamics365::kDefaultPageSize;
   Request req;
   req.method = "GET";
   req.idempotent = true;
@@ -121,19 +197,24 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   } else {
     req.url = cursor;  // a nextLink or deltaLink, used unchanged (refs/dynamics365 §3)
   }
-  req.headers.emplace_back("Prefer", "odata.track-changes,odata.maxpagesize=" + std::to_string(page_size));
+  req.headers.emplace_back("Prefer",
+                           "odata.track-changes,odata.maxpagesize=" + std::to_string(page_size));
   auto r = Call(req);
   if (!r.ok()) return r.status();
-  if (r->status == 400 && !cursor.empty() && cursor.find("deltatoken") != std::string::npos) {
-    // Change-tracking tokens expire (7 days by default): read the whole table again.
-    spdlog::warn("{}: the change-tracking token for {} expired; reading the table in full", name_,
-                 object.object);
+  if (IsDeltaLink(cursor) && r->status >= 400 && r->status < 500 && r->status != 401 &&
+      r->status != 403 && r->status != 408 && r->status != 429) {
+    // Change-tracking tokens expire (7 days by default; "Version stamp associated with the client
+    // has expired. Please perform a full sync.", refs/dynamics365/reference-second-pass.md §5,
+    // status unconfirmed): read the whole table again.
+    spdlog::warn("{}: the change-tracking link for {} was refused ({}); reading the table in full",
+                 name_, object.object, Fail(*r, "delta").ToString());
     return ReadChanges(object, "", context);
   }
-  if (r->status != 200) return dynamics365::StatusFromDataverse(*r, "reading " + object.object);
+  if (r->status != 200) return Fail(*r, "reading " + object.object);
   auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("value") || !j["value"].is_array())
-    return Status(StatusCode::kUnavailable, "dynamics365: reading " + object.object + ": not an OData collection")
+    return Status(StatusCode::kUnavailable,
+                  "dynamics365: reading " + object.object + ": not an OData collection")
         .set_system(name_);
   Page page;
   for (const json& row : j["value"]) {
@@ -144,14 +225,21 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
     }
     page.records.push_back(std::move(*rec));
   }
-  if (j.contains("@odata.nextLink") && j["@odata.nextLink"].is_string()) {
-    page.next = j["@odata.nextLink"].get<std::string>();
+  auto link = [&j](const char* name) -> std::string {
+    auto it = j.find(name);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  if (std::string next = link("@odata.nextLink"); !next.empty()) {
+    page.next = std::move(next);
     page.has_more = true;
-  } else if (j.contains("@odata.deltaLink") && j["@odata.deltaLink"].is_string()) {
-    page.next = j["@odata.deltaLink"].get<std::string>();
+  } else if (std::string delta = link("@odata.deltaLink"); !delta.empty()) {
+    page.next = std::move(delta);
     page.has_more = false;
   } else {
-    page.next = cursor;
+    // The last page came without a delta link (seen with annotations, refs/dynamics365 §4). A
+    // delta link we read from stays valid; a nextLink does not: the next run starts over.
+    spdlog::warn("{}: the last page of {} carried no @odata.deltaLink", name_, object.object);
+    page.next = IsDeltaLink(cursor) ? cursor : std::string();
     page.has_more = false;
   }
   return page;
@@ -187,8 +275,13 @@ WriteOutcome Dynamics365Connector::WriteOne(const ObjectRef& object, const Write
     return out;
   }
   if (r->status >= 300) {
-    out.status = dynamics365::StatusFromDataverse(*r, req.method + " " + object.object + " " +
-                                                          (op.native_id.empty() ? op.key : op.native_id));
+    if (op.kind == WriteOp::Kind::kDelete && r->status == 404) {
+      // Already gone (a delete repeated after an unknown outcome, or deleted in Dynamics 365).
+      out.native_id = op.native_id;
+      return out;
+    }
+    out.status = Fail(*r, req.method + " " + object.object + " " +
+                              (op.native_id.empty() ? op.key : op.native_id));
     return out;
   }
   out.native_id = op.native_id;
@@ -196,10 +289,12 @@ WriteOutcome Dynamics365Connector::WriteOne(const ObjectRef& object, const Write
     // With return=representation: 201 = created, 200 = updated (refs/dynamics365 §5).
     out.created = r->status == 201;
     auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains(pk) && j[pk].is_string()) out.native_id = j[pk].get<std::string>();
+    if (j.is_object() && j.contains(pk) && j[pk].is_string())
+      out.native_id = j[pk].get<std::string>();
     if (out.native_id.empty()) {
-      out.status = Status(StatusCode::kUnavailable, "dynamics365: upsert answered without the row id")
-                       .set_system(name_);
+      out.status =
+          Status(StatusCode::kUnavailable, "dynamics365: upsert answered without the row id")
+              .set_system(name_);
     }
   }
   return out;

@@ -25,8 +25,16 @@ namespace crmbridge {
 
 class Dynamics365Connector : public Connector {
  public:
+  // `transport` sends to config.base_url and to config.auth["token_url"]. `clock` (token expiry)
+  // must outlive the connector.
   Dynamics365Connector(const SystemConfig& config, std::shared_ptr<Transport> transport,
                        Clock* clock);
+
+  // What the connector needs from its configuration, checked without I/O: an http(s) base_url,
+  // auth.token_url, auth.client_id and auth.client_secret (auth.scope defaults to
+  // "<base_url>/.default"), and options.api_version, when set, of the form "v9.2".
+  // kFailedPrecondition naming what is wrong.
+  static Status ValidateConfig(const SystemConfig& config);
 
   std::string_view Name() const override { return name_; }
   const Capabilities& capabilities() const override { return caps_; }
@@ -39,6 +47,10 @@ class Dynamics365Connector : public Connector {
   // Sends a Web API request with a valid token; on a 401, refreshes the token once and resends.
   Result<Response> Call(Request request);
   Status RefreshToken();
+  // config.auth[key]; "scope" defaults to "<base_url>/.default", other keys to "".
+  std::string Auth(const std::string& key) const;
+  // Classifies an error response (StatusFromDataverse) as coming from this system.
+  Status Fail(const Response& response, const std::string& what) const;
   std::string ApiRoot() const;  // ".../api/data/v9.2/"
   WriteOutcome WriteOne(const ObjectRef& object, const WriteOp& op);
 

@@ -1,16 +1,27 @@
-// Dynamics 365 (Dataverse Web API) limits, from the vendor facts kept with the project's design
-// notes (Microsoft's Dataverse documentation).
+// Dynamics 365 (Dataverse Web API) limits. Each constant cites the vendor facts it comes from,
+// under /work/shared/refs/ (Microsoft's Dataverse and Entra ID documentation, summarised).
 #pragma once
 
 namespace crmbridge::dynamics365 {
 
-// Default and largest page size (refs/dynamics365 §3 "Paging": 5000).
+// refs/dynamics365/reference.md §3 "Paging": "Default and maximum page size is 5000. A larger
+// `odata.maxpagesize` cannot be requested."
 inline constexpr int kMaxPageSize = 5000;
-// A page size that keeps one page's memory small while staying far below the request budget.
+// Not a vendor limit: a page size that keeps one page's memory small (the engine may ask for
+// more, up to kMaxPageSize).
 inline constexpr int kDefaultPageSize = 500;
-// Re-acquire a token this long before it expires (refs/dynamics365 §1: "expires_in − 300 s").
+// refs/dynamics365/reference.md §1: "Client: cache; re-acquire at `expires_in − 300 s`, and once
+// more on a 401 before failing."
 inline constexpr int kTokenRefreshMarginSeconds = 300;
-// Service protection: 6000 requests per 300 s per user (refs/dynamics365 §11).
+// refs/dynamics365/reference.md §1: tokens last "about an hour"; the documented example answers
+// "expires_in":3599. Used when a token response omits expires_in.
+inline constexpr int kDefaultTokenLifetimeSeconds = 3599;
+// Not a vendor limit: ops one Write() call accepts (Capabilities::max_batch). They go one request
+// each, as refs/dynamics365/reference-second-pass.md §10 advises: "Prefer parallel single requests
+// over big batches".
+inline constexpr int kMaxOpsPerWrite = 100;
+// refs/dynamics365/reference.md §11: "requests | 6000 per 300 s" per user (service protection;
+// enforced by the engine's rate limiter, recorded here for reference).
 inline constexpr int kRequestsPerWindow = 6000;
 inline constexpr int kWindowSeconds = 300;
 

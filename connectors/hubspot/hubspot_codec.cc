@@ -1,5 +1,8 @@
 #include "connectors/hubspot/hubspot_codec.h"
 
+#include <optional>
+
+#include "connectors/hubspot/hubspot_limits.h"
 #include "src/core/time_util.h"
 
 namespace crmbridge::hubspot {
@@ -54,6 +57,7 @@ Result<NativeRecord> RecordFromObject(const json& object, const std::string& mod
 
 std::string EncodeCursor(const SearchCursor& c) {
   json j{{"since", c.since_ms}};
+  if (c.window_ms >= 0) j["window"] = c.window_ms;
   if (c.max_seen_ms) j["max_seen"] = c.max_seen_ms;
   if (c.after) j["after"] = c.after;
   if (c.tie_ms >= 0) {
@@ -67,13 +71,26 @@ Result<SearchCursor> DecodeCursor(const std::string& text) {
   SearchCursor c;
   if (text.empty()) return c;
   auto j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("since") || !j["since"].is_number_integer())
+  auto integer = [&j](const char* name, int64_t fallback) -> std::optional<int64_t> {
+    auto it = j.find(name);
+    if (it == j.end()) return fallback;
+    if (!it->is_number_integer()) return std::nullopt;
+    return it->get<int64_t>();
+  };
+  if (!j.is_object() || !j.contains("since"))
     return Status(StatusCode::kInvalidArgument, "not a HubSpot search cursor: " + text);
-  c.since_ms = j["since"].get<int64_t>();
-  c.max_seen_ms = j.value("max_seen", int64_t{0});
-  c.after = j.value("after", 0);
-  c.tie_ms = j.value("tie", int64_t{-1});
-  c.last_id = j.value("last_id", std::string());
+  auto since = integer("since", 0), window = integer("window", -1),
+       max_seen = integer("max_seen", 0), after = integer("after", 0), tie = integer("tie", -1);
+  auto last_id = j.find("last_id");
+  if (!since || !window || !max_seen || !after || !tie || *after < 0 || *after > kSearchResultCap ||
+      (last_id != j.end() && !last_id->is_string()))
+    return Status(StatusCode::kInvalidArgument, "not a HubSpot search cursor: " + text);
+  c.since_ms = *since;
+  c.window_ms = *window;
+  c.max_seen_ms = *max_seen;
+  c.after = static_cast<int>(*after);
+  c.tie_ms = *tie;
+  if (last_id != j.end()) c.last_id = last_id->get<std::string>();
   return c;
 }
 

@@ -3,9 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "connectors/connector.h"
 
@@ -28,14 +27,20 @@ Result<NativeRecord> RecordFromObject(const nlohmann::json& object,
                                       const std::string& modified_property,
                                       const std::string& id_property);
 
-// Where an incremental search read stands. Between runs only `since_ms` matters; within a run
-// `after` pages one query, and `tie_ms`/`last_id` page a run of records sharing one timestamp.
+// Where an incremental search read stands.
+//
+// Between runs only `since_ms` matters: the next pass reads records modified at or after
+// since_ms - overlap. Within a pass (`window_ms` >= 0), `window_ms` is the GTE bound of the
+// current query and `after` its page offset; a window is restarted from the last timestamp seen
+// before `after` reaches kSearchRestartAt, and a run of records sharing one timestamp that alone
+// fills a window is paged by id (`tie_ms`, `last_id`).
 struct SearchCursor {
-  int64_t since_ms = 0;    // read records modified at or after this
-  int64_t max_seen_ms = 0; // newest modification seen in this pass
-  int after = 0;           // offset within the current query
-  int64_t tie_ms = -1;     // >= 0: paging records modified exactly at tie_ms by id
-  std::string last_id;     // with tie_ms: ids greater than this
+  int64_t since_ms = 0;     // persisted position: the pass reads from here (minus the overlap)
+  int64_t window_ms = -1;   // >= 0 within a pass: GTE bound of the current query
+  int64_t max_seen_ms = 0;  // newest modification seen in this pass
+  int after = 0;            // offset within the current query
+  int64_t tie_ms = -1;      // >= 0: paging records modified exactly at tie_ms by id
+  std::string last_id;      // with tie_ms: ids greater than this (empty: from the first)
 };
 
 std::string EncodeCursor(const SearchCursor& cursor);

@@ -1,10 +1,10 @@
 #include "connectors/hubspot/hubspot_connector.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <optional>
 #include <set>
-
-#include <spdlog/spdlog.h>
 
 #include "connectors/hubspot/hubspot_codec.h"
 #include "connectors/hubspot/hubspot_errors.h"
@@ -12,10 +12,10 @@
 
 namespace crmbridge {
 
-using nlohmann::json;
 using hubspot::DecodeCursor;
 using hubspot::EncodeCursor;
 using hubspot::SearchCursor;
+using nlohmann::json;
 
 namespace {
 
@@ -25,6 +25,30 @@ Result<json> ParseBody(const Response& r, const std::string& what) {
     return Status(StatusCode::kUnavailable, "hubspot: " + what + ": the response is not JSON")
         .set_system("hubspot");
   return j;
+}
+
+std::optional<int64_t> ParseInt64(const std::string& text) {
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoll(text);  // cannot throw: at most 18 digits
+}
+
+// The value at `path` inside nested objects, or nullptr.
+const json* FindPath(const json& j, std::initializer_list<const char*> path) {
+  const json* at = &j;
+  for (const char* key : path) {
+    if (!at->is_object()) return nullptr;
+    auto it = at->find(key);
+    if (it == at->end()) return nullptr;
+    at = &*it;
+  }
+  return at;
+}
+
+// A string member of an object, or "" (nlohmann's value() throws on a type mismatch).
+std::string StringAt(const json& j, const char* key) {
+  const json* v = FindPath(j, {key});
+  return v && v->is_string() ? v->get<std::string>() : std::string();
 }
 
 std::string KeyPropertyOf(const ObjectRef& object) {
@@ -41,12 +65,32 @@ std::string GroupFor(const std::string& type) {
 
 }  // namespace
 
-HubSpotConnector::HubSpotConnector(const SystemConfig& config,
-                                   std::shared_ptr<Transport> transport, Clock* clock)
-    : name_(config.name), config_(config), transport_(std::move(transport)), clock_(clock) {
+HubSpotConnector::HubSpotConnector(const SystemConfig& config, std::shared_ptr<Transport> transport,
+                                   Clock* clock)
+    : name_(config.name.empty() ? "hubspot" : config.name),
+      config_(config),
+      transport_(std::move(transport)),
+      clock_(clock) {
   caps_.max_batch = hubspot::kMaxBatchInputs;
   caps_.max_page = hubspot::kMaxSearchPage;
   caps_.idempotent_upsert = true;
+}
+
+Status HubSpotConnector::ValidateConfig(const SystemConfig& config) {
+  if (config.base_url.rfind("http://", 0) != 0 && config.base_url.rfind("https://", 0) != 0)
+    return Status(StatusCode::kFailedPrecondition,
+                  "base_url must be an http(s) URL such as https://api.hubapi.com, not \"" +
+                      config.base_url + "\"");
+  auto token = config.auth.find("token");
+  if (token == config.auth.end() || token->second.empty()) {
+    if (config.auth.count("refresh_token"))
+      return Status(StatusCode::kFailedPrecondition,
+                    "HubSpot OAuth (refresh_token) is not supported yet; set auth.token to a "
+                    "private-app access token");
+    return Status(StatusCode::kFailedPrecondition,
+                  "HubSpot needs auth.token (a private-app token)");
+  }
+  return Status::Ok();
 }
 
 Result<Response> HubSpotConnector::Call(const std::string& method, const std::string& path,
@@ -54,7 +98,8 @@ Result<Response> HubSpotConnector::Call(const std::string& method, const std::st
   Request req;
   req.method = method;
   req.url = config_.base_url + path;
-  req.headers = {{"Authorization", "Bearer " + config_.auth["token"]},
+  auto token = config_.auth.find("token");
+  req.headers = {{"Authorization", "Bearer " + (token == config_.auth.end() ? "" : token->second)},
                  {"Accept", "application/json"}};
   if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
   req.body = body;
@@ -70,12 +115,19 @@ Result<Response> HubSpotConnector::Call(const std::string& method, const std::st
   return r;
 }
 
+Status HubSpotConnector::Fail(const Response& response, const std::string& what) const {
+  Status s = hubspot::StatusFromHubSpot(response, what);
+  s.set_system(name_);
+  return s;
+}
+
 Status HubSpotConnector::EnsureKeyProperty(const std::string& type, const std::string& name) {
   auto got = Call("GET", "/crm/v3/properties/" + type + "/" + name, "", true);
   if (!got.ok()) return got.status();
   if (got->status == 200) {
     auto j = ParseBody(*got, "reading property " + name);
-    if (j.ok() && !j->value("hasUniqueValue", false))
+    const json* unique = j.ok() ? FindPath(*j, {"hasUniqueValue"}) : nullptr;
+    if (unique && unique->is_boolean() && !unique->get<bool>())
       return Status(StatusCode::kFailedPrecondition,
                     "hubspot: property " + type + "." + name +
                         " exists but is not unique; crmbridge needs a unique key property "
@@ -83,7 +135,7 @@ Status HubSpotConnector::EnsureKeyProperty(const std::string& type, const std::s
           .set_system(name_);
     return Status::Ok();
   }
-  if (got->status != 404) return hubspot::StatusFromHubSpot(*got, "reading property " + name);
+  if (got->status != 404) return Fail(*got, "reading property " + name);
   json def = {{"name", name},
               {"label", "crmbridge id"},
               {"description", "Key crmbridge writes on records it creates; do not edit."},
@@ -93,47 +145,57 @@ Status HubSpotConnector::EnsureKeyProperty(const std::string& type, const std::s
               {"hasUniqueValue", true}};
   auto created = Call("POST", "/crm/v3/properties/" + type, def.dump(), true);
   if (!created.ok()) return created.status();
-  // 409: another run created it first.
-  if (created->status == 201 || created->status == 200 || created->status == 409) {
-    spdlog::info("hubspot: created the unique key property {}.{}", type, name);
+  if (created->status == 201 || created->status == 200) {
+    spdlog::info("{}: created the unique key property {}.{}", name_, type, name);
     return Status::Ok();
   }
-  return hubspot::StatusFromHubSpot(*created, "creating property " + name);
+  if (created->status == 409) return Status::Ok();  // another worker or run created it first
+  return Fail(*created, "creating property " + name);
 }
 
-Status HubSpotConnector::LoadPipeline(const std::string& pipeline, ObjectSetup* setup) {
-  auto r = Call("GET", "/crm/v3/pipelines/tickets", "", true);
+Status HubSpotConnector::LoadPipeline(const std::string& type, const std::string& pipeline,
+                                      ObjectSetup* setup) {
+  auto r = Call("GET", "/crm/v3/pipelines/" + type, "", true);
   if (!r.ok()) return r.status();
-  if (r->status != 200) return hubspot::StatusFromHubSpot(*r, "reading ticket pipelines");
-  auto j = ParseBody(*r, "reading ticket pipelines");
+  if (r->status != 200) return Fail(*r, "reading " + type + " pipelines");
+  auto j = ParseBody(*r, "reading " + type + " pipelines");
   if (!j.ok()) return j.status();
   std::string known;
-  for (const json& p : j->value("results", json::array())) {
-    const std::string id = p.value("id", ""), label = p.value("label", "");
+  const json* pipelines = FindPath(*j, {"results"});
+  if (!pipelines || !pipelines->is_array())
+    return Status(StatusCode::kUnavailable, "hubspot: a pipelines answer without results")
+        .set_system(name_);
+  for (const json& p : *pipelines) {
+    const std::string id = StringAt(p, "id"), label = StringAt(p, "label");
     known += (known.empty() ? "" : ", ") + std::string("\"") + label + "\" (" + id + ")";
     if (id != pipeline && label != pipeline) continue;
     setup->pipeline_id = id;
-    for (const json& s : p.value("stages", json::array())) {
-      setup->stage_label_by_id[s.value("id", "")] = s.value("label", "");
-      setup->stage_id_by_label[s.value("label", "")] = s.value("id", "");
+    const json* stages = FindPath(p, {"stages"});
+    if (stages && stages->is_array()) {
+      for (const json& st : *stages) {
+        setup->stage_label_by_id[StringAt(st, "id")] = StringAt(st, "label");
+        setup->stage_id_by_label[StringAt(st, "label")] = StringAt(st, "id");
+      }
     }
     return Status::Ok();
   }
   return Status(StatusCode::kFailedPrecondition,
-                "hubspot: no ticket pipeline named \"" + pipeline + "\"; pipelines: " + known)
+                "hubspot: no " + type + " pipeline named \"" + pipeline +
+                    "\"; pipelines: " + (known.empty() ? "none" : known))
       .set_system(name_);
 }
 
 Result<const HubSpotConnector::ObjectSetup*> HubSpotConnector::Setup(const ObjectRef& object) {
   auto pipeline = object.params.find("pipeline");
-  const std::string cache_key =
-      object.object + "|" + (pipeline == object.params.end() ? "" : pipeline->second);
+  const std::string cache_key = object.object + "|" + KeyPropertyOf(object) + "|" +
+                                (pipeline == object.params.end() ? "" : pipeline->second);
   auto it = setups_.find(cache_key);
   if (it != setups_.end()) return &it->second;
   ObjectSetup setup;
   setup.id_property = KeyPropertyOf(object);
   CRMB_RETURN_IF_ERROR(EnsureKeyProperty(object.object, setup.id_property));
-  if (pipeline != object.params.end()) CRMB_RETURN_IF_ERROR(LoadPipeline(pipeline->second, &setup));
+  if (pipeline != object.params.end())
+    CRMB_RETURN_IF_ERROR(LoadPipeline(object.object, pipeline->second, &setup));
   return &setups_.emplace(cache_key, std::move(setup)).first->second;
 }
 
@@ -153,11 +215,17 @@ Result<json> HubSpotConnector::ToProperties(const ObjectSetup& setup, const json
     if (props.contains("hs_pipeline_stage")) {
       const std::string label = props["hs_pipeline_stage"];
       auto id = setup.stage_id_by_label.find(label);
-      if (id == setup.stage_id_by_label.end())
+      if (id != setup.stage_id_by_label.end()) {
+        props["hs_pipeline_stage"] = id->second;
+      } else if (!setup.stage_label_by_id.count(label)) {  // a stage id passes as it is
+        std::string stages;
+        for (const auto& [known, unused] : setup.stage_id_by_label)
+          stages += (stages.empty() ? "\"" : ", \"") + known + "\"";
         return Status(StatusCode::kInvalidArgument,
-                      "hubspot: \"" + label + "\" is not a stage of the pipeline")
+                      "hubspot: \"" + label +
+                          "\" is not a stage of the pipeline (stages: " + stages + ")")
             .set_system(name_);
-      props["hs_pipeline_stage"] = id->second;
+      }
     }
   }
   return props;
@@ -172,30 +240,50 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   if (!decoded.ok()) return decoded.status();
   SearchCursor c = *decoded;
   const std::string modified = hubspot::ModifiedProperty(object.object);
-  int64_t overlap_ms = 0;
-  if (auto o = object.params.find("overlap_ms"); o != object.params.end())
-    overlap_ms = std::stoll(o->second);
+  if (c.window_ms < 0) {
+    // A new pass. The overlap re-reads the last moments before the stored position, for records
+    // HubSpot's search index showed late (it is eventually consistent, refs/hubspot §4); the
+    // engine de-duplicates what it reads twice.
+    int64_t overlap_ms = 0;
+    if (auto o = object.params.find("overlap_ms"); o != object.params.end()) {
+      auto parsed = ParseInt64(o->second);
+      if (!parsed || *parsed < 0)
+        return Status(StatusCode::kFailedPrecondition,
+                      "hubspot: params.overlap_ms must be a number of milliseconds, not \"" +
+                          o->second + "\"")
+            .set_system(name_);
+      overlap_ms = *parsed;
+    }
+    c.window_ms = std::max<int64_t>(0, c.since_ms - overlap_ms);
+    c.max_seen_ms = 0;
+  }
 
   json filters = json::array();
   if (!setup.pipeline_id.empty())
-    filters.push_back({{"propertyName", "hs_pipeline"}, {"operator", "EQ"}, {"value", setup.pipeline_id}});
+    filters.push_back(
+        {{"propertyName", "hs_pipeline"}, {"operator", "EQ"}, {"value", setup.pipeline_id}});
   json sort;
   if (c.tie_ms >= 0) {
     // More than a window's worth of records share one timestamp: page them by id.
-    filters.push_back({{"propertyName", modified}, {"operator", "EQ"}, {"value", std::to_string(c.tie_ms)}});
+    filters.push_back(
+        {{"propertyName", modified}, {"operator", "EQ"}, {"value", std::to_string(c.tie_ms)}});
     if (!c.last_id.empty())
-      filters.push_back({{"propertyName", "hs_object_id"}, {"operator", "GT"}, {"value", c.last_id}});
+      filters.push_back(
+          {{"propertyName", "hs_object_id"}, {"operator", "GT"}, {"value", c.last_id}});
     sort = {{"propertyName", "hs_object_id"}, {"direction", "ASCENDING"}};
   } else {
-    const int64_t from = std::max<int64_t>(0, c.since_ms - overlap_ms);
-    filters.push_back({{"propertyName", modified}, {"operator", "GTE"}, {"value", std::to_string(from)}});
+    filters.push_back(
+        {{"propertyName", modified}, {"operator", "GTE"}, {"value", std::to_string(c.window_ms)}});
     sort = {{"propertyName", modified}, {"direction", "ASCENDING"}};
   }
+  std::vector<std::string> wanted = object.fields;
+  wanted.push_back(setup.id_property);
+  wanted.push_back(modified);
+  if (!setup.pipeline_id.empty()) wanted.push_back("hs_pipeline");
   json props = json::array();
-  for (const std::string& f : object.fields) props.push_back(f);
-  props.push_back(setup.id_property);
-  props.push_back(modified);
-  if (!setup.pipeline_id.empty()) props.push_back("hs_pipeline");
+  std::set<std::string> listed;
+  for (const std::string& f : wanted)
+    if (listed.insert(f).second) props.push_back(f);
   const int limit = context.page_size > 0 ? std::min(context.page_size, hubspot::kMaxSearchPage)
                                           : hubspot::kMaxSearchPage;
   json body = {{"filterGroups", json::array({{{"filters", filters}}})},
@@ -206,64 +294,73 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
 
   auto r = Call("POST", "/crm/v3/objects/" + object.object + "/search", body.dump(), true);
   if (!r.ok()) return r.status();
-  if (r->status != 200) return hubspot::StatusFromHubSpot(*r, "searching " + object.object);
+  if (r->status != 200) return Fail(*r, "searching " + object.object);
   auto j = ParseBody(*r, "searching " + object.object);
   if (!j.ok()) return j.status();
 
   Page page;
   std::string last_id;
   int64_t last_modified = 0;
-  try {
-    for (const json& obj : j->value("results", json::array())) {
-      auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
-      if (!rec.ok()) return rec.status();
-      ToLabels(setup, &*rec);
-      last_id = rec->id;
-      last_modified = rec->modified_ms;
-      c.max_seen_ms = std::max(c.max_seen_ms, rec->modified_ms);
-      page.records.push_back(std::move(*rec));
-    }
-  } catch (const json::exception& e) {
-    return Status(StatusCode::kUnavailable, std::string("hubspot: malformed search result: ") + e.what())
+  const json* results = FindPath(*j, {"results"});
+  if (!results || !results->is_array())
+    return Status(StatusCode::kUnavailable, "hubspot: a search answer without a results list")
         .set_system(name_);
+  for (const json& obj : *results) {
+    auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
+    if (!rec.ok()) return rec.status();
+    ToLabels(setup, &*rec);
+    last_id = rec->id;
+    last_modified = rec->modified_ms;
+    c.max_seen_ms = std::max(c.max_seen_ms, rec->modified_ms);
+    page.records.push_back(std::move(*rec));
   }
-  std::optional<int> next_after;
-  if (j->contains("paging") && (*j)["paging"].contains("next")) {
-    const json& a = (*j)["paging"]["next"]["after"];
-    next_after = a.is_string() ? std::stoi(a.get<std::string>()) : a.get<int>();
+  // paging.next.after is an integer offset formatted as a string, absent on the last page.
+  std::optional<int64_t> next_after;
+  if (const json* next = FindPath(*j, {"paging", "next", "after"})) {
+    next_after = next->is_string()           ? ParseInt64(next->get<std::string>())
+                 : next->is_number_integer() ? std::optional<int64_t>(next->get<int64_t>())
+                                             : std::nullopt;
+    if (!next_after)
+      return Status(StatusCode::kUnavailable,
+                    "hubspot: unreadable paging.next.after in a search answer")
+          .set_system(name_);
   }
 
   SearchCursor next = c;
   if (next_after && *next_after < hubspot::kSearchRestartAt) {
-    next.after = *next_after;
+    next.after = static_cast<int>(*next_after);
     page.has_more = true;
   } else if (next_after) {
-    // The next page would cross the 10,000-result cap: start a new window at the last timestamp
-    // (GTE, so records sharing it are read again and de-duplicated, never skipped), or page a
-    // timestamp that alone fills the window by id.
+    // The next page would come near the 10,000-result cap: start a new window at the last
+    // timestamp (GTE, so records sharing it are read again and de-duplicated, never skipped),
+    // or page by id a timestamp that alone fills the window.
     page.has_more = true;
     next.after = 0;
     if (c.tie_ms >= 0) {
-      next.last_id = last_id;
-    } else if (last_modified > c.since_ms) {
-      next.since_ms = last_modified;
+      next.last_id = last_id;  // sorted by id: everything up to it has been read
+    } else if (last_modified > c.window_ms) {
+      next.window_ms = last_modified;
     } else {
+      // The window was sorted by time only, so records of this timestamp came in no particular
+      // id order: page the whole timestamp by id from the start.
       next.tie_ms = last_modified;
-      next.last_id = last_id;
+      next.last_id.clear();
     }
   } else if (c.tie_ms >= 0) {
     // The tie is exhausted; continue after it.
     page.has_more = true;
-    next = SearchCursor{};
-    next.since_ms = c.tie_ms + 1;
-    next.max_seen_ms = c.max_seen_ms;
+    next.after = 0;
+    next.window_ms = c.tie_ms + 1;
+    next.tie_ms = -1;
+    next.last_id.clear();
   } else {
     // End of the change stream. The next run starts at the newest change seen, but never past
     // this run's start: records modified while it read are read again next time.
     page.has_more = false;
     SearchCursor done;
-    const int64_t newest = c.max_seen_ms > 0 ? c.max_seen_ms : c.since_ms;
+    const int64_t newest = std::max(c.since_ms, c.max_seen_ms);
     done.since_ms = context.run_start_ms > 0 ? std::min(newest, context.run_start_ms) : newest;
+    done.since_ms = std::max(done.since_ms, c.since_ms);  // never move backwards
     next = done;
   }
   page.next = EncodeCursor(next);
@@ -281,7 +378,8 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
       continue;
     }
     if (verb == "upsert") {
-      inputs.push_back({{"idProperty", setup.id_property}, {"id", ops[i]->key}, {"properties", *props}});
+      inputs.push_back(
+          {{"idProperty", setup.id_property}, {"id", ops[i]->key}, {"properties", *props}});
     } else if (verb == "update") {
       inputs.push_back({{"id", ops[i]->native_id}, {"properties", *props}});
     } else {
@@ -298,8 +396,9 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
     }
   if (sent.empty()) return;
 
-  auto r = Call("POST", "/crm/v3/objects/" + type + "/batch/" + (verb == "delete" ? "archive" : verb),
-                json{{"inputs", inputs}}.dump(), true);
+  auto r =
+      Call("POST", "/crm/v3/objects/" + type + "/batch/" + (verb == "delete" ? "archive" : verb),
+           json{{"inputs", inputs}}.dump(), true);
   if (!r.ok()) {
     for (WriteOutcome* o : sent_out) o->status = r.status();
     return;
@@ -308,23 +407,24 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
     if (sent.size() > 1) {
       // One bad input fails the whole batch: split until only the bad one fails.
       const size_t half = sent.size() / 2;
-      std::vector<const WriteOp*> a(sent.begin(), sent.begin() + half), b(sent.begin() + half, sent.end());
+      std::vector<const WriteOp*> a(sent.begin(), sent.begin() + half),
+          b(sent.begin() + half, sent.end());
       std::vector<WriteOutcome*> oa(sent_out.begin(), sent_out.begin() + half),
           ob(sent_out.begin() + half, sent_out.end());
       WriteChunk(type, setup, verb, a, oa);
       WriteChunk(type, setup, verb, b, ob);
       return;
     }
-    sent_out[0]->status = hubspot::StatusFromHubSpot(*r, verb + " " + type + " " +
-                                                              (verb == "upsert" ? sent[0]->key : sent[0]->native_id));
+    sent_out[0]->status =
+        Fail(*r, verb + " " + type + " " + (verb == "upsert" ? sent[0]->key : sent[0]->native_id));
     return;
   }
-  if (r->status == 204 && verb == "delete") {
+  if (verb == "delete" && r->status >= 200 && r->status < 300) {  // archive answers 204, no body
     for (size_t i = 0; i < sent.size(); ++i) sent_out[i]->native_id = sent[i]->native_id;
     return;
   }
   if (r->status != 200 && r->status != 201 && r->status != 207) {
-    Status s = hubspot::StatusFromHubSpot(*r, verb + " " + type);
+    Status s = Fail(*r, verb + " " + type);
     for (WriteOutcome* o : sent_out) o->status = s;
     return;
   }
@@ -334,16 +434,28 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
     return;
   }
   // Results are not guaranteed in input order: correlate by key (upsert) or id (update).
-  const json results = j->value("results", json::array());
+  const json* results = FindPath(*j, {"results"});
   std::map<std::string, const json*> by;
-  for (const json& res : results) {
-    const std::string id = res.value("id", "");
-    if (verb == "upsert") {
-      const json& props = res.contains("properties") ? res["properties"] : json::object();
-      if (props.contains(setup.id_property) && props[setup.id_property].is_string())
-        by[props[setup.id_property].get<std::string>()] = &res;
-    } else {
-      by[id] = &res;
+  if (results && results->is_array()) {
+    for (const json& res : *results) {
+      if (verb != "upsert") {
+        by[StringAt(res, "id")] = &res;
+      } else if (const json* key = FindPath(res, {"properties", setup.id_property.c_str()});
+                 key && key->is_string()) {
+        by[key->get<std::string>()] = &res;
+      }
+    }
+    // A lone input needs no correlation, even if its result omits the key property.
+    if (by.empty() && sent.size() == 1 && results->size() == 1) {
+      by[verb == "upsert" ? sent[0]->key : sent[0]->native_id] = &(*results)[0];
+    }
+  }
+  // Inputs that failed inside a COMPLETE batch have no result; the batch's errors[] says why.
+  std::string batch_errors;
+  if (const json* errors = FindPath(*j, {"errors"}); errors && errors->is_array()) {
+    for (const json& e : *errors) {
+      if (!e.is_object() || !e.contains("message") || !e["message"].is_string()) continue;
+      batch_errors += (batch_errors.empty() ? "" : "; ") + e["message"].get<std::string>();
     }
   }
   for (size_t i = 0; i < sent.size(); ++i) {
@@ -351,12 +463,15 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
     auto hit = by.find(k);
     if (hit == by.end()) {
       sent_out[i]->status =
-          Status(StatusCode::kInvalidArgument, "hubspot: " + verb + " of " + k + " has no result")
+          Status(StatusCode::kInvalidArgument,
+                 "hubspot: " + verb + " of " + k + " has no result" +
+                     (batch_errors.empty() ? "" : "; the batch reported: " + batch_errors))
               .set_system(name_);
       continue;
     }
-    sent_out[i]->native_id = hit->second->value("id", "");
-    sent_out[i]->created = hit->second->value("new", false);
+    sent_out[i]->native_id = StringAt(*hit->second, "id");
+    const json* created = FindPath(*hit->second, {"new"});
+    sent_out[i]->created = created && created->is_boolean() && created->get<bool>();
   }
 }
 
@@ -390,6 +505,10 @@ Result<std::vector<WriteOutcome>> HubSpotConnector::Write(const ObjectRef& objec
         outs.push_back(&outcomes[i]);
       }
       WriteChunk(object.object, setup, verb, chunk, outs);
+      // Credentials refused or the daily limit spent: no later op can fare better, and the
+      // engine treats every op by this Status.
+      for (const WriteOutcome* o : outs)
+        if (o->status.IsSystemFatal()) return o->status;
       pending = std::move(later);
     }
   }

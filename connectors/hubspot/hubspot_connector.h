@@ -27,7 +27,13 @@ namespace crmbridge {
 
 class HubSpotConnector : public Connector {
  public:
+  // `transport` sends to config.base_url with the private-app token config.auth["token"].
+  // `clock` must outlive the connector.
   HubSpotConnector(const SystemConfig& config, std::shared_ptr<Transport> transport, Clock* clock);
+
+  // What the connector needs from its configuration, checked without I/O: an http(s) base_url and
+  // auth.token. kFailedPrecondition naming what is wrong.
+  static Status ValidateConfig(const SystemConfig& config);
 
   std::string_view Name() const override { return name_; }
   const Capabilities& capabilities() const override { return caps_; }
@@ -46,9 +52,11 @@ class HubSpotConnector : public Connector {
 
   Result<const ObjectSetup*> Setup(const ObjectRef& object);
   Status EnsureKeyProperty(const std::string& type, const std::string& name);
-  Status LoadPipeline(const std::string& pipeline, ObjectSetup* setup);
-  Result<Response> Call(const std::string& method, const std::string& path,
-                        const std::string& body, bool idempotent);
+  Status LoadPipeline(const std::string& type, const std::string& pipeline, ObjectSetup* setup);
+  Result<Response> Call(const std::string& method, const std::string& path, const std::string& body,
+                        bool idempotent);
+  // Classifies an error response (StatusFromHubSpot) as coming from this system.
+  Status Fail(const Response& response, const std::string& what) const;
   void ToLabels(const ObjectSetup& setup, NativeRecord* record) const;
   Result<nlohmann::json> ToProperties(const ObjectSetup& setup, const nlohmann::json& fields) const;
 
@@ -61,7 +69,7 @@ class HubSpotConnector : public Connector {
   std::shared_ptr<Transport> transport_;
   Clock* clock_;
   Capabilities caps_;
-  std::map<std::string, ObjectSetup> setups_;  // by object type + pipeline
+  std::map<std::string, ObjectSetup> setups_;  // by object type + key property + pipeline
 };
 
 }  // namespace crmbridge

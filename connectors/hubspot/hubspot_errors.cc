@@ -2,22 +2,69 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/core/redaction.h"
+
 namespace crmbridge::hubspot {
 
+namespace {
+
+std::string StringField(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+std::optional<HubSpotError> ParseHubSpotError(std::string_view body) {
+  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  HubSpotError e;
+  e.category = StringField(j, "category");
+  // Rate-limit bodies name their kind in errorType instead of category (refs/hubspot §11).
+  if (e.category.empty()) e.category = StringField(j, "errorType");
+  e.sub_category = StringField(j, "subCategory");
+  e.message = StringField(j, "message");
+  e.correlation_id = StringField(j, "correlationId");
+  e.policy_name = StringField(j, "policyName");
+  auto errors = j.find("errors");
+  if (errors != j.end() && errors->is_array()) {
+    for (const auto& item : *errors) {
+      if (!item.is_object()) continue;
+      std::string m = StringField(item, "message");
+      if (!m.empty()) e.details.push_back(std::move(m));
+    }
+  }
+  return e;
+}
+
 Status StatusFromHubSpot(const Response& response, const std::string& what) {
-  if (response.status >= 200 && response.status < 300) return Status::Ok();
-  // StatusFromResponse appends a (redacted) excerpt of the body, which carries HubSpot's
-  // category, message and correlationId.
-  Status s = StatusFromResponse(response, "hubspot", what);
-  // A DAILY limit does not lift within a run: retrying would only burn the next day's budget.
-  auto body = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-  if (response.status == 429 && body.is_object() && body.value("policyName", "") == "DAILY") {
+  if (response.status < 400) return Status::Ok();
+  auto parsed = ParseHubSpotError(response.body);
+  if (!parsed) return StatusFromResponse(response, "hubspot", what);  // quotes a body excerpt
+
+  std::string text = what;
+  if (!parsed->category.empty()) text += ": " + parsed->category;
+  if (!parsed->message.empty()) text += ": " + parsed->message;
+  if (!parsed->details.empty()) {
+    std::string joined;
+    for (const std::string& d : parsed->details) joined += (joined.empty() ? "" : "; ") + d;
+    text += " (" + joined + ")";
+  }
+  if (!parsed->correlation_id.empty()) text += " correlationId=" + parsed->correlation_id;
+  // Messages can echo submitted values; a Status message ends up in logs and dead letters.
+  text = Redactor::Global().Redact(text);
+
+  if (response.status == 429 && parsed->policy_name == "DAILY") {
+    // A daily limit does not lift within a run: retrying would only burn the next day's budget.
     Status daily(StatusCode::kFailedPrecondition,
-                 what + ": HubSpot's daily API limit is used up; writes resume after its reset");
+                 text + ": HubSpot's daily API limit is used up; requests resume after its reset");
     daily.set_http_status(429).set_system("hubspot");
     return daily;
   }
-  return s;
+  Response headers_only;
+  headers_only.status = response.status;
+  headers_only.headers = response.headers;
+  return StatusFromResponse(headers_only, "hubspot", std::move(text));
 }
 
 }  // namespace crmbridge::hubspot

@@ -1,20 +1,26 @@
-// HubSpot CRM API limits, each from the vendor facts kept with the project's design notes
-// (HubSpot's published OpenAPI documents and developer docs).
+// HubSpot CRM API limits. Each constant cites the vendor facts it comes from, under
+// /work/shared/refs/ (HubSpot's OpenAPI documents and developer docs, summarised).
 #pragma once
 
 namespace crmbridge::hubspot {
 
-// Batch read/create/update/upsert/archive take at most 100 inputs (refs/hubspot §3).
+// refs/hubspot/reference.md §3: "Max 100 inputs per call" for batch
+// read/create/update/upsert/archive.
 inline constexpr int kMaxBatchInputs = 100;
-// Search pages hold at most 200 results (refs/hubspot §4 "Paging").
+// refs/hubspot/reference.md §4 "Paging": "`limit` max 200".
 inline constexpr int kMaxSearchPage = 200;
-// A search cannot page past 10,000 results: after >= 10000 answers 400 (refs/hubspot §4).
+// refs/hubspot/reference.md §4: "a query cannot page past 10,000 results; `after` >= 10000 -> 400".
 inline constexpr int kSearchResultCap = 10000;
-// Restart a time window before the cap so a page never straddles it.
+// refs/hubspot/reference.md §4 "Getting past 10k", option 2: "When `after` reaches about 9,800,
+// start a new query from the last seen timestamp using `GTE`".
 inline constexpr int kSearchRestartAt = 9800;
-// Filters: 5 groups, 6 filters per group, 18 in all (refs/hubspot §4).
+static_assert(kSearchRestartAt + kMaxSearchPage <= kSearchResultCap,
+              "the last page of a window must end inside the cap");
+// refs/hubspot/reference.md §4: "max 5 filterGroups, 6 filters per group, 18 filters total".
+// A change search uses one group of at most 4 filters (pipeline, time, tie time, id).
 inline constexpr int kMaxFiltersPerGroup = 6;
-// List endpoints return at most 100 per page (refs/hubspot §2).
-inline constexpr int kMaxListPage = 100;
+// refs/hubspot/reference.md §4 "Rate": "5 requests/second per account" for search (enforced by
+// the engine's search rate limiter, SystemConfig::search_rate_limit; recorded here for reference).
+inline constexpr int kSearchRequestsPerSecond = 5;
 
 }  // namespace crmbridge::hubspot

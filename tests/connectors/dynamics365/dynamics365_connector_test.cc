@@ -44,7 +44,8 @@ class Dataverse {
     transport->SetFallback([this](const Request& r) -> Result<Response> {
       if (r.url.find("/oauth2/") != std::string::npos) {
         ++tokens;
-        return Json(200, {{"token_type", "Bearer"}, {"expires_in", 3599},
+        return Json(200, {{"token_type", "Bearer"},
+                          {"expires_in", 3599},
                           {"access_token", "tok" + std::to_string(tokens)}});
       }
       return api(r);
@@ -60,7 +61,8 @@ TEST(Dynamics365ConnectorTest, TokenIsCachedAndA401RefreshesItOnce) {
   int rejected = 0;
   dv.api = [&](const Request& r) -> Result<Response> {
     auto auth = FindHeader(r.headers, "Authorization");
-    if (*auth == "Bearer tok1" && rejected++ == 2) return Json(401, {{"error", {{"code", ""}, {"message", "expired"}}}});
+    if (*auth == "Bearer tok1" && rejected++ == 2)
+      return Json(401, {{"error", {{"code", ""}, {"message", "expired"}}}});
     return Json(201, {{"opportunityid", "00000000-0000-0000-0000-000000000001"}});
   };
   FakeClock clock;
@@ -90,7 +92,8 @@ TEST(Dynamics365ConnectorTest, UpsertsByAlternateKeyAndTellsCreatedFromUpdated) 
     const bool known = r.url.find("'old'") != std::string::npos;
     return Json(known ? 200 : 201, {{"opportunityid", known ? "guid-old" : "guid-new"}});
   };
-  Dynamics365Connector c(Config(), dv.transport, Clock::Real());
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
   WriteOp fresh, old;
   fresh.key = "O'Brien";
   fresh.fields = {{"name", "a"}, {"crmb_externalid", "O'Brien"}};
@@ -102,7 +105,8 @@ TEST(Dynamics365ConnectorTest, UpsertsByAlternateKeyAndTellsCreatedFromUpdated) 
   EXPECT_FALSE((*out)[1].created);
   const Request put = dv.transport->requests()[1];
   EXPECT_EQ(put.method, "PATCH");
-  EXPECT_NE(put.url.find("opportunities(crmb_externalid='O''Brien')?$select=opportunityid"), std::string::npos)
+  EXPECT_NE(put.url.find("opportunities(crmb_externalid='O''Brien')?$select=opportunityid"),
+            std::string::npos)
       << put.url;
   EXPECT_EQ(json::parse(put.body).count("crmb_externalid"), 0u) << "the key stays out of the body";
   EXPECT_FALSE(FindHeader(put.headers, "If-Match").has_value()) << "an upsert, not update-only";
@@ -111,9 +115,12 @@ TEST(Dynamics365ConnectorTest, UpsertsByAlternateKeyAndTellsCreatedFromUpdated) 
 TEST(Dynamics365ConnectorTest, UpdatesByIdAreUpdateOnly) {
   Dataverse dv;
   dv.api = [&](const Request&) -> Result<Response> {
-    return Json(404, {{"error", {{"code", "0x80040217"}, {"message", "opportunity With Id = x Does Not Exist"}}}});
+    return Json(
+        404, {{"error",
+               {{"code", "0x80040217"}, {"message", "opportunity With Id = x Does Not Exist"}}}});
   };
-  Dynamics365Connector c(Config(), dv.transport, Clock::Real());
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
   WriteOp op;
   op.kind = WriteOp::Kind::kUpdate;
   op.native_id = "x";
@@ -126,21 +133,32 @@ TEST(Dynamics365ConnectorTest, UpdatesByIdAreUpdateOnly) {
 TEST(Dynamics365ConnectorTest, ChangeTrackingPagesAndReportsDeletes) {
   Dataverse dv;
   dv.api = [&](const Request& r) -> Result<Response> {
-    if (r.url.find("$select=") != std::string::npos && r.url.find("skiptoken") == std::string::npos &&
+    if (r.url.find("$select=") != std::string::npos &&
+        r.url.find("skiptoken") == std::string::npos &&
         r.url.find("deltatoken") == std::string::npos) {
       EXPECT_NE(FindHeader(r.headers, "Prefer")->find("odata.track-changes"), std::string::npos);
-      return Json(200, {{"value", {{{"opportunityid", "g1"}, {"name", "A"}, {"crmb_externalid", "k1"},
-                                    {"modifiedon", "2026-01-01T00:00:00Z"}, {"@odata.etag", "W/\"1\""}}}},
-                        {"@odata.nextLink", "http://org.test/api/data/v9.2/opportunities?$skiptoken=2"}});
+      return Json(
+          200, {{"value",
+                 {{{"opportunityid", "g1"},
+                   {"name", "A"},
+                   {"crmb_externalid", "k1"},
+                   {"modifiedon", "2026-01-01T00:00:00Z"},
+                   {"@odata.etag", "W/\"1\""}}}},
+                {"@odata.nextLink", "http://org.test/api/data/v9.2/opportunities?$skiptoken=2"}});
     }
     if (r.url.find("skiptoken") != std::string::npos)
-      return Json(200, {{"value", json::array()},
-                        {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=7"}});
-    return Json(200, {{"value", {{{"@odata.context", "http://org.test/$metadata#opportunities/$deletedEntity"},
-                                  {"id", "g1"}, {"reason", "deleted"}}}},
-                      {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=8"}});
+      return Json(
+          200, {{"value", json::array()},
+                {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=7"}});
+    return Json(
+        200, {{"value",
+               {{{"@odata.context", "http://org.test/$metadata#opportunities/$deletedEntity"},
+                 {"id", "g1"},
+                 {"reason", "deleted"}}}},
+              {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=8"}});
   };
-  Dynamics365Connector c(Config(), dv.transport, Clock::Real());
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
   auto p1 = c.ReadChanges(Opportunities(), "", ReadContext{});
   ASSERT_TRUE(p1.ok()) << p1.status().ToString();
   ASSERT_EQ(p1->records.size(), 1u);
@@ -160,8 +178,11 @@ TEST(Dynamics365ConnectorTest, ChangeTrackingPagesAndReportsDeletes) {
 
 TEST(Dynamics365ConnectorTest, RefusedCredentialsStopTheSystemWithoutLeakingTheSecret) {
   auto transport = std::make_shared<FakeTransport>();
-  transport->Respond(401, R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
-  Dynamics365Connector c(Config(), transport, Clock::Real());
+  transport->Respond(
+      401,
+      R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
+  FakeClock clock;
+  Dynamics365Connector c(Config(), transport, &clock);
   WriteOp op;
   op.key = "k";
   auto out = c.Write(Opportunities(), {op});
@@ -169,6 +190,157 @@ TEST(Dynamics365ConnectorTest, RefusedCredentialsStopTheSystemWithoutLeakingTheS
   EXPECT_EQ(out.status().code(), StatusCode::kUnauthenticated);
   EXPECT_NE(out.status().message().find("AADSTS7000215"), std::string::npos);
   EXPECT_EQ(out.status().message().find("s3cr3t"), std::string::npos);
+}
+
+TEST(Dynamics365ConnectorTest, RequestsCarryTheODataHeaders) {
+  Dataverse dv;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    if (r.method == "GET")
+      return Json(
+          200, {{"value", json::array()}, {"@odata.deltaLink", "http://org.test/d?$deltatoken=1"}});
+    return Json(200, {{"opportunityid", "g"}});
+  };
+  FakeClock clock;
+  SystemConfig config = Config();
+  config.options["api_version"] = "v9.1";
+  Dynamics365Connector c(config, dv.transport, &clock);
+  ReadContext ctx;
+  ctx.page_size = 50;
+  ASSERT_TRUE(c.ReadChanges(Opportunities(), "", ctx).ok());
+  WriteOp op;
+  op.key = "k";
+  ASSERT_TRUE(c.Write(Opportunities(), {op}).ok());
+  const auto requests = dv.transport->requests();
+  ASSERT_EQ(requests.size(), 3u);
+  const Request& token = requests[0];
+  EXPECT_EQ(token.method, "POST");
+  EXPECT_EQ(*FindHeader(token.headers, "Content-Type"), "application/x-www-form-urlencoded");
+  EXPECT_NE(token.body.find("grant_type=client_credentials"), std::string::npos);
+  EXPECT_NE(token.body.find("scope=http%3A%2F%2Forg.test%2F.default"), std::string::npos);
+
+  const Request& get = requests[1];
+  EXPECT_EQ(get.url,
+            "http://org.test/api/data/v9.1/"
+            "opportunities?$select=crmb_externalid,modifiedon,name,opportunityid");
+  EXPECT_EQ(*FindHeader(get.headers, "Prefer"), "odata.track-changes,odata.maxpagesize=50");
+  EXPECT_EQ(*FindHeader(get.headers, "OData-MaxVersion"), "4.0");
+  EXPECT_EQ(*FindHeader(get.headers, "OData-Version"), "4.0");
+  EXPECT_EQ(*FindHeader(get.headers, "Accept"), "application/json");
+  EXPECT_EQ(*FindHeader(get.headers, "If-None-Match"), "null");
+  EXPECT_EQ(*FindHeader(get.headers, "Authorization"), "Bearer tok1");
+  EXPECT_TRUE(get.idempotent);
+  EXPECT_EQ(get.system, "dynamics365");
+
+  const Request& patch = requests[2];
+  EXPECT_EQ(*FindHeader(patch.headers, "Prefer"), "return=representation");
+  EXPECT_EQ(*FindHeader(patch.headers, "Content-Type"), "application/json");
+  EXPECT_FALSE(FindHeader(patch.headers, "If-None-Match").has_value()) << "never on a write";
+  EXPECT_TRUE(patch.idempotent);
+}
+
+TEST(Dynamics365ConnectorTest, AnExpiredDeltaLinkStartsAFullRead) {
+  Dataverse dv;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    if (r.url.find("deltatoken=old") != std::string::npos)
+      return Json(400, {{"error",
+                         {{"code", "0x80044352"},
+                          {"message",
+                           "Version stamp associated with the client has expired. Please perform a "
+                           "full sync."}}}});
+    return Json(
+        200, {{"value", {{{"opportunityid", "g1"}, {"name", "A"}}}},
+              {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=new"}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  auto page =
+      c.ReadChanges(Opportunities(), "http://org.test/api/data/v9.2/opportunities?$deltatoken=old",
+                    ReadContext{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_NE(page->next.find("deltatoken=new"), std::string::npos);
+  EXPECT_NE(dv.transport->requests().back().url.find("$select="), std::string::npos);
+}
+
+TEST(Dynamics365ConnectorTest, ADeltaLinkRefusedForLackOfPrivilegeIsNotAResync) {
+  Dataverse dv;
+  dv.api = [&](const Request&) -> Result<Response> {
+    return Json(403,
+                {{"error", {{"code", "0x80040220"}, {"message", "missing prvReadOpportunity"}}}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  auto page = c.ReadChanges(
+      Opportunities(), "http://org.test/api/data/v9.2/opportunities?$deltatoken=7", ReadContext{});
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(page.status().message().find("0x80040220: missing prvReadOpportunity"),
+            std::string::npos);
+  EXPECT_EQ(dv.transport->request_count(), 2u) << "token + the one refused read";
+}
+
+TEST(Dynamics365ConnectorTest, ALastPageWithoutDeltaLinkKeepsAUsableCursor) {
+  Dataverse dv;
+  dv.api = [&](const Request&) -> Result<Response> {
+    return Json(200, {{"value", json::array()}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  const std::string delta = "http://org.test/api/data/v9.2/opportunities?$deltatoken=7";
+  auto from_delta = c.ReadChanges(Opportunities(), delta, ReadContext{});
+  ASSERT_TRUE(from_delta.ok());
+  EXPECT_EQ(from_delta->next, delta) << "the delta link read from stays valid";
+  auto from_next = c.ReadChanges(
+      Opportunities(), "http://org.test/api/data/v9.2/opportunities?$skiptoken=3", ReadContext{});
+  ASSERT_TRUE(from_next.ok());
+  EXPECT_EQ(from_next->next, "") << "a nextLink does not: start over";
+  EXPECT_FALSE(from_next->has_more);
+}
+
+TEST(Dynamics365ConnectorTest, DeletingARowThatIsGoneSucceeds) {
+  Dataverse dv;
+  dv.api = [&](const Request&) -> Result<Response> {
+    return Json(404, {{"error", {{"code", "0x80040217"}, {"message", "Does Not Exist"}}}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  WriteOp op;
+  op.kind = WriteOp::Kind::kDelete;
+  op.native_id = "g1";
+  auto out = c.Write(Opportunities(), {op});
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE((*out)[0].status.ok());
+  const Request del = dv.transport->requests()[1];
+  EXPECT_EQ(del.method, "DELETE");
+  EXPECT_EQ(del.url, "http://org.test/api/data/v9.2/opportunities(g1)");
+}
+
+TEST(Dynamics365ConnectorTest, ASecond401IsUnauthenticated) {
+  Dataverse dv;
+  dv.api = [&](const Request&) -> Result<Response> { return Json(401, nullptr); };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  auto page = c.ReadChanges(Opportunities(), "", ReadContext{});
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(dv.tokens, 2) << "one refresh, then give up";
+  EXPECT_EQ(dv.transport->request_count(), 4u);
+}
+
+TEST(Dynamics365ConnectorTest, PrimaryKeyParamOverridesTheDefault) {
+  Dataverse dv;
+  dv.api = [&](const Request&) -> Result<Response> { return Json(201, {{"crmb_rowid", "r1"}}); };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  ObjectRef ref = Opportunities();
+  ref.object = "crmb_rows";
+  ref.params["primary_key"] = "crmb_rowid";
+  WriteOp op;
+  op.key = "k";
+  auto out = c.Write(ref, {op});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].native_id, "r1");
+  EXPECT_NE(dv.transport->requests()[1].url.find("?$select=crmb_rowid"), std::string::npos);
 }
 
 }  // namespace

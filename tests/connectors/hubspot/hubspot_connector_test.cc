@@ -1,5 +1,6 @@
-// HubSpot connector against a scripted transport: what it sends (search bodies, batch sizes) and
-// how it reads the answers (paging, the 10,000-result window, per-record failures).
+// HubSpot connector against a scripted transport: what it sends (set-up calls, search bodies,
+// batch sizes) and how it reads the answers (paging, the 10,000-result window, per-record
+// failures).
 #include "connectors/hubspot/hubspot_connector.h"
 
 #include <gtest/gtest.h>
@@ -43,6 +44,10 @@ json Ticket(int id, const std::string& stage, int64_t modified_ms) {
             {"hs_lastmodifieddate", std::to_string(modified_ms)}}}};
 }
 
+json Filter(const std::string& property, const std::string& op, const std::string& value) {
+  return {{"propertyName", property}, {"operator", op}, {"value", value}};
+}
+
 // Answers set-up calls (key property, pipelines) and hands searches and batches to `on_api`.
 class ScriptedHubSpot {
  public:
@@ -52,38 +57,25 @@ class ScriptedHubSpot {
       if (r.url.find("/crm/v3/properties/") != std::string::npos)
         return Json(200, {{"name", "crmbridge_id"}, {"hasUniqueValue", true}});
       if (r.url.find("/crm/v3/pipelines/tickets") != std::string::npos)
-        return Json(200, {{"results",
-                           {{{"id", "77"},
-                             {"label", "Order/faktura"},
-                             {"stages", {{{"id", "1"}, {"label", "Ny"}}, {{"id", "2"}, {"label", "Avslutad"}}}}}}}});
+        return Json(
+            200, {{"results",
+                   {{{"id", "77"},
+                     {"label", "Order/faktura"},
+                     {"stages",
+                      {{{"id", "1"}, {"label", "Ny"}}, {{"id", "2"}, {"label", "Avslutad"}}}}}}}});
       return on_api(r, json::parse(r.body, nullptr, false));
     });
   }
+  // Object calls only (searches and batches), in order.
   std::vector<Request> Api() const {
     std::vector<Request> out;
     for (const Request& r : transport->requests())
       if (r.url.find("/objects/") != std::string::npos) out.push_back(r);
     return out;
   }
+  json ApiBody(size_t i) const { return json::parse(Api().at(i).body); }
   std::shared_ptr<FakeTransport> transport;
 };
-
-TEST(HubSpotCodecTest, CursorRoundTripsAndRejectsGarbage) {
-  hubspot::SearchCursor c;
-  c.since_ms = 1700000000000;
-  c.after = 200;
-  c.tie_ms = 1700000000001;
-  c.last_id = "512";
-  auto back = hubspot::DecodeCursor(hubspot::EncodeCursor(c));
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back->since_ms, c.since_ms);
-  EXPECT_EQ(back->after, 200);
-  EXPECT_EQ(back->tie_ms, c.tie_ms);
-  EXPECT_EQ(back->last_id, "512");
-  EXPECT_EQ(hubspot::DecodeCursor("{oops").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(hubspot::ParseTimestamp("2024-08-15T17:09:13.648Z"), 1723741753648);
-  EXPECT_EQ(hubspot::ParseTimestamp("1723741753648"), 1723741753648);
-}
 
 TEST(HubSpotConnectorTest, ReadsPagesWithStageLabelsAndEndsAtTheRunStart) {
   ScriptedHubSpot hs([](const Request&, const json& body) {
@@ -94,29 +86,142 @@ TEST(HubSpotConnectorTest, ReadsPagesWithStageLabelsAndEndsAtTheRunStart) {
                         {"paging", {{"next", {{"after", "2"}}}}}});
     return Json(200, {{"total", 3}, {"results", {Ticket(3, "1", 9000)}}});
   });
-  HubSpotConnector c(Config(), hs.transport, Clock::Real());
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
   ReadContext ctx;
   ctx.run_start_ms = 5000;
   auto p1 = c.ReadChanges(Tickets(), "", ctx);
   ASSERT_TRUE(p1.ok()) << p1.status().ToString();
   ASSERT_EQ(p1->records.size(), 2u);
+  EXPECT_EQ(p1->records[0].id, "1");
+  EXPECT_EQ(p1->records[0].modified_ms, 1000);
   EXPECT_EQ(p1->records[0].fields["hs_pipeline_stage"], "Ny") << "stage ids become labels";
   EXPECT_EQ(p1->records[1].fields["hs_pipeline_stage"], "Avslutad");
   EXPECT_TRUE(p1->has_more);
 
-  const json body = json::parse(hs.Api()[0].body);
+  const Request search = hs.Api()[0];
+  EXPECT_EQ(search.method, "POST");
+  EXPECT_EQ(search.url, "http://hubspot.test/crm/v3/objects/tickets/search");
+  EXPECT_TRUE(search.idempotent);
+  EXPECT_EQ(search.system, "hubspot");
+  EXPECT_EQ(*FindHeader(search.headers, "Authorization"), "Bearer pat-test");
+  const json body = hs.ApiBody(0);
   EXPECT_EQ(body["limit"], 200);
-  EXPECT_EQ(body["sorts"][0]["propertyName"], "hs_lastmodifieddate");
-  EXPECT_EQ(body["filterGroups"][0]["filters"][0],
-            json({{"propertyName", "hs_pipeline"}, {"operator", "EQ"}, {"value", "77"}}));
-  EXPECT_EQ(body["filterGroups"][0]["filters"][1]["operator"], "GTE");
+  EXPECT_EQ(body["after"], "0");
+  EXPECT_EQ(body["sorts"],
+            json::array({{{"propertyName", "hs_lastmodifieddate"}, {"direction", "ASCENDING"}}}));
+  EXPECT_EQ(
+      body["filterGroups"][0]["filters"],
+      json::array({Filter("hs_pipeline", "EQ", "77"), Filter("hs_lastmodifieddate", "GTE", "0")}));
+  EXPECT_EQ(body["properties"], json::array({"subject", "hs_pipeline_stage", "crmbridge_id",
+                                             "hs_lastmodifieddate", "hs_pipeline"}));
 
   auto p2 = c.ReadChanges(Tickets(), p1->next, ctx);
   ASSERT_TRUE(p2.ok());
-  EXPECT_FALSE(p2->has_more);
+  EXPECT_EQ(hs.ApiBody(1)["after"], "2");
+  EXPECT_EQ(hs.ApiBody(1)["filterGroups"], body["filterGroups"]) << "the same query, next page";
+  EXPECT_FALSE(p2->has_more) << "no paging: the last page";
   // Newest change seen is 9000, but the run started at 5000: the next run starts there, so a
   // record changed while this run read is read again.
-  EXPECT_EQ(hubspot::DecodeCursor(p2->next)->since_ms, 5000);
+  auto done = hubspot::DecodeCursor(p2->next);
+  EXPECT_EQ(done->since_ms, 5000);
+  EXPECT_EQ(done->window_ms, -1) << "a finished pass keeps only its position";
+}
+
+TEST(HubSpotConnectorTest, SetUpHappensOncePerObject) {
+  ScriptedHubSpot hs([](const Request&, const json&) {
+    return Json(200, {{"results", json::array()}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  ASSERT_TRUE(c.ReadChanges(Tickets(), "", ReadContext{}).ok());
+  ASSERT_TRUE(c.ReadChanges(Tickets(), "", ReadContext{}).ok());
+  EXPECT_EQ(hs.transport->request_count(), 4u) << "property + pipelines once, then two searches";
+}
+
+TEST(HubSpotConnectorTest, CreatesTheKeyPropertyWhenItIsMissing) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport
+      ->Respond(404,
+                R"({"status":"error","category":"OBJECT_NOT_FOUND","message":"no such property"})")
+      .Respond(201, R"({"name":"crmbridge_id"})")
+      .Respond(200, R"({"total":0,"results":[]})");
+  FakeClock clock;
+  HubSpotConnector c(Config(), transport, &clock);
+  ObjectRef tickets;
+  tickets.object = "tickets";
+  auto page = c.ReadChanges(tickets, "", ReadContext{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  const auto requests = transport->requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].method, "GET");
+  EXPECT_EQ(requests[0].url, "http://hubspot.test/crm/v3/properties/tickets/crmbridge_id");
+  EXPECT_EQ(requests[1].method, "POST");
+  EXPECT_EQ(requests[1].url, "http://hubspot.test/crm/v3/properties/tickets");
+  const json def = json::parse(requests[1].body);
+  EXPECT_EQ(def["name"], "crmbridge_id");
+  EXPECT_EQ(def["type"], "string");
+  EXPECT_EQ(def["fieldType"], "text");
+  EXPECT_EQ(def["hasUniqueValue"], true);
+  EXPECT_EQ(def["groupName"], "ticketinformation");
+}
+
+TEST(HubSpotConnectorTest, AKeyPropertyCreatedMeanwhileIsFine) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->Respond(404, "{}")
+      .Respond(409, R"({"status":"error","category":"CONFLICT","message":"exists"})")
+      .Respond(200, R"({"total":0,"results":[]})");
+  FakeClock clock;
+  HubSpotConnector c(Config(), transport, &clock);
+  ObjectRef contacts;
+  contacts.object = "contacts";
+  auto page = c.ReadChanges(contacts, "", ReadContext{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  const json body = json::parse(transport->requests()[2].body);
+  EXPECT_EQ(body["sorts"][0]["propertyName"], "lastmodifieddate") << "contacts' own property";
+  EXPECT_EQ(body["filterGroups"][0]["filters"],
+            json::array({Filter("lastmodifieddate", "GTE", "0")}))
+      << "no pipeline filter outside pipelines";
+}
+
+TEST(HubSpotConnectorTest, ANonUniqueKeyPropertyIsRefused) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->Respond(200, R"({"name":"crmbridge_id","hasUniqueValue":false})");
+  FakeClock clock;
+  HubSpotConnector c(Config(), transport, &clock);
+  auto page = c.ReadChanges(Tickets(), "", ReadContext{});
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(HubSpotConnectorTest, OverlapAppliesOncePerPass) {
+  ScriptedHubSpot hs([](const Request&, const json& body) {
+    if (body["after"] == "0")
+      return Json(200,
+                  {{"results", {Ticket(1, "1", 9500)}}, {"paging", {{"next", {{"after", "1"}}}}}});
+    return Json(200, {{"results", json::array()}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  ObjectRef ref = Tickets();
+  ref.params["overlap_ms"] = "1000";
+  hubspot::SearchCursor at;
+  at.since_ms = 10000;
+  auto p1 = c.ReadChanges(ref, hubspot::EncodeCursor(at), ReadContext{});
+  ASSERT_TRUE(p1.ok());
+  EXPECT_EQ(hs.ApiBody(0)["filterGroups"][0]["filters"][1],
+            Filter("hs_lastmodifieddate", "GTE", "9000"));
+  auto p2 = c.ReadChanges(ref, p1->next, ReadContext{});
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(hs.ApiBody(1)["filterGroups"][0]["filters"][1],
+            Filter("hs_lastmodifieddate", "GTE", "9000"))
+      << "the second page of the same query, not a second overlap";
+  EXPECT_EQ(hubspot::DecodeCursor(p2->next)->since_ms, 10000)
+      << "re-reading older records never moves the position back";
+
+  ref.params["overlap_ms"] = "a minute";
+  auto bad = c.ReadChanges(ref, "", ReadContext{});
+  EXPECT_EQ(bad.status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST(HubSpotConnectorTest, NeverPagesPastTheSearchCap) {
@@ -127,77 +232,124 @@ TEST(HubSpotConnectorTest, NeverPagesPastTheSearchCap) {
                         {"paging", {{"next", {{"after", "9800"}}}}}});
     return Json(200, {{"total", 0}, {"results", json::array()}});
   });
-  HubSpotConnector c(Config(), hs.transport, Clock::Real());
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
   hubspot::SearchCursor at;
   at.since_ms = 1000;
+  at.window_ms = 1000;
   at.after = 9600;
   auto page = c.ReadChanges(Tickets(), hubspot::EncodeCursor(at), ReadContext{});
   ASSERT_TRUE(page.ok());
   EXPECT_TRUE(page->has_more);
   auto next = hubspot::DecodeCursor(page->next);
   EXPECT_EQ(next->after, 0) << "a new window instead of after=9800";
-  EXPECT_EQ(next->since_ms, 4242) << "from the last timestamp seen, inclusive";
+  EXPECT_EQ(next->window_ms, 4242) << "from the last timestamp seen, inclusive";
+  EXPECT_EQ(next->since_ms, 1000);
+
+  auto restarted = c.ReadChanges(Tickets(), page->next, ReadContext{});
+  ASSERT_TRUE(restarted.ok());
+  EXPECT_EQ(hs.ApiBody(1)["after"], "0");
+  EXPECT_EQ(hs.ApiBody(1)["filterGroups"][0]["filters"][1],
+            Filter("hs_lastmodifieddate", "GTE", "4242"));
+  EXPECT_FALSE(restarted->has_more);
+  EXPECT_EQ(hubspot::DecodeCursor(restarted->next)->since_ms, 4242);
 }
 
 TEST(HubSpotConnectorTest, AWindowOfOneTimestampIsPagedById) {
-  ScriptedHubSpot hs([](const Request&, const json& body) {
+  // Every search answers a full window of records modified at t=1000.
+  int calls = 0;
+  ScriptedHubSpot hs([&calls](const Request&, const json& body) {
+    ++calls;
+    if (calls == 4) return Json(200, {{"total", 1}, {"results", {Ticket(99999, "1", 1000)}}});
     return Json(200, {{"total", 20000},
-                      {"results", {Ticket(9800, "1", 1000)}},
+                      {"results", {Ticket(9800 + calls, "1", 1000)}},
                       {"paging", {{"next", {{"after", body["after"] == "0" ? "9800" : "9999"}}}}}});
   });
-  HubSpotConnector c(Config(), hs.transport, Clock::Real());
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
   hubspot::SearchCursor at;
   at.since_ms = 1000;
   auto page = c.ReadChanges(Tickets(), hubspot::EncodeCursor(at), ReadContext{});
   ASSERT_TRUE(page.ok());
   auto next = hubspot::DecodeCursor(page->next);
-  EXPECT_EQ(next->tie_ms, 1000);
-  EXPECT_EQ(next->last_id, "9800");
+  EXPECT_EQ(next->tie_ms, 1000) << "restarting at t=1000 would read the same window forever";
+  EXPECT_EQ(next->last_id, "")
+      << "the window came in time order, not id order: start at the first id";
+
   auto tie = c.ReadChanges(Tickets(), page->next, ReadContext{});
   ASSERT_TRUE(tie.ok());
-  const json body = json::parse(hs.Api().back().body);
-  EXPECT_EQ(body["sorts"][0]["propertyName"], "hs_object_id");
-  EXPECT_EQ(body["filterGroups"][0]["filters"][2],
-            json({{"propertyName", "hs_object_id"}, {"operator", "GT"}, {"value", "9800"}}));
+  EXPECT_EQ(hs.ApiBody(1)["sorts"][0]["propertyName"], "hs_object_id");
+  EXPECT_EQ(hs.ApiBody(1)["filterGroups"][0]["filters"],
+            json::array(
+                {Filter("hs_pipeline", "EQ", "77"), Filter("hs_lastmodifieddate", "EQ", "1000")}));
+  next = hubspot::DecodeCursor(tie->next);
+  EXPECT_EQ(next->last_id, "9802") << "sorted by id, the last id read is a safe keyset bound";
+
+  auto keyset = c.ReadChanges(Tickets(), tie->next, ReadContext{});
+  ASSERT_TRUE(keyset.ok());
+  EXPECT_EQ(hs.ApiBody(2)["filterGroups"][0]["filters"][2], Filter("hs_object_id", "GT", "9802"));
+  EXPECT_EQ(hs.ApiBody(2)["after"], "0");
+
+  auto last_of_tie = c.ReadChanges(Tickets(), keyset->next, ReadContext{});
+  ASSERT_TRUE(last_of_tie.ok());
+  EXPECT_TRUE(last_of_tie->has_more) << "the tie is done; records after it are not";
+  next = hubspot::DecodeCursor(last_of_tie->next);
+  EXPECT_EQ(next->tie_ms, -1);
+  EXPECT_EQ(next->window_ms, 1001);
 }
 
-// Echoes an upsert batch back as HubSpot does, failing the whole batch when it holds a bad key.
+// Echoes an upsert batch back as HubSpot does (results in reverse order), failing the whole batch
+// when it holds a bad key.
 Response EchoUpsert(const json& body) {
   json results = json::array();
-  int n = 0;
   for (const json& in : body["inputs"]) {
     if (in["id"] == "bad")
-      return Json(400, {{"status", "error"}, {"category", "VALIDATION_ERROR"}, {"message", "bad value"}});
-    results.push_back({{"id", std::to_string(100 + n++)},
-                       {"new", true},
-                       {"properties", {{"crmbridge_id", in["id"]}}}});
+      return Json(
+          400, {{"status", "error"}, {"category", "VALIDATION_ERROR"}, {"message", "bad value"}});
+    const std::string key = in["id"];
+    results.insert(
+        results.begin(),
+        json{{"id", "id-" + key}, {"new", key != "k0"}, {"properties", {{"crmbridge_id", key}}}});
   }
   return Json(200, {{"status", "COMPLETE"}, {"results", results}});
 }
 
 TEST(HubSpotConnectorTest, UpsertsInBatchesOfTheApiMaximum) {
   ScriptedHubSpot hs([](const Request&, const json& body) { return EchoUpsert(body); });
-  HubSpotConnector c(Config(), hs.transport, Clock::Real());
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
   std::vector<WriteOp> ops(250);
   for (size_t i = 0; i < ops.size(); ++i) {
     ops[i].key = "k" + std::to_string(i);
-    ops[i].fields = {{"subject", "S"}, {"hs_pipeline_stage", "Ny"}};
+    ops[i].fields = {{"subject", "S"}, {"hs_pipeline_stage", "Ny"}, {"amount", 17}};
   }
   auto out = c.Write(Tickets(), ops);
   ASSERT_TRUE(out.ok());
   ASSERT_EQ(hs.Api().size(), 3u);
-  EXPECT_EQ(json::parse(hs.Api()[0].body)["inputs"].size(), 100u);
-  EXPECT_EQ(json::parse(hs.Api()[2].body)["inputs"].size(), 50u);
-  const json first = json::parse(hs.Api()[0].body)["inputs"][0];
+  EXPECT_EQ(hs.ApiBody(0)["inputs"].size(), 100u);
+  EXPECT_EQ(hs.ApiBody(1)["inputs"].size(), 100u);
+  EXPECT_EQ(hs.ApiBody(2)["inputs"].size(), 50u);
+  const Request batch = hs.Api()[0];
+  EXPECT_EQ(batch.url, "http://hubspot.test/crm/v3/objects/tickets/batch/upsert");
+  EXPECT_TRUE(batch.idempotent);
+  const json first = hs.ApiBody(0)["inputs"][0];
   EXPECT_EQ(first["idProperty"], "crmbridge_id");
+  EXPECT_EQ(first["id"], "k0");
   EXPECT_EQ(first["properties"]["hs_pipeline_stage"], "1") << "labels become stage ids";
   EXPECT_EQ(first["properties"]["hs_pipeline"], "77");
-  for (const WriteOutcome& o : *out) EXPECT_TRUE(o.status.ok() && o.created);
+  EXPECT_EQ(first["properties"]["amount"], "17") << "every value as a string";
+  ASSERT_EQ(out->size(), 250u);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    EXPECT_TRUE((*out)[i].status.ok());
+    EXPECT_EQ((*out)[i].native_id, "id-k" + std::to_string(i)) << "correlated by key, not position";
+    EXPECT_EQ((*out)[i].created, i != 0);
+  }
 }
 
 TEST(HubSpotConnectorTest, ARejectedBatchIsSplitUntilOnlyTheBadRecordFails) {
   ScriptedHubSpot hs([](const Request&, const json& body) { return EchoUpsert(body); });
-  HubSpotConnector c(Config(), hs.transport, Clock::Real());
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
   std::vector<WriteOp> ops(8);
   for (size_t i = 0; i < ops.size(); ++i) {
     ops[i].key = i == 5 ? "bad" : "k" + std::to_string(i);
@@ -213,17 +365,114 @@ TEST(HubSpotConnectorTest, ARejectedBatchIsSplitUntilOnlyTheBadRecordFails) {
       EXPECT_TRUE((*out)[i].status.ok()) << i << ": " << (*out)[i].status.ToString();
     }
   }
+  // 8 -> 4+4 -> (2+2) of the bad half -> 1+1: 1 + 2 + 2 + 2 calls.
+  EXPECT_EQ(hs.Api().size(), 7u);
+}
+
+TEST(HubSpotConnectorTest, AnUnknownStageFailsOnlyItsOp) {
+  ScriptedHubSpot hs([](const Request&, const json& body) { return EchoUpsert(body); });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  std::vector<WriteOp> ops(3);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ops[i].key = "k" + std::to_string(i);
+    ops[i].fields = {{"hs_pipeline_stage", i == 1 ? "Nowhere" : "Avslutad"}};
+  }
+  auto out = c.Write(Tickets(), ops);
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE((*out)[0].status.ok());
+  EXPECT_EQ((*out)[1].status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE((*out)[1].status.message().find("Nowhere"), std::string::npos);
+  EXPECT_TRUE((*out)[2].status.ok());
+  ASSERT_EQ(hs.Api().size(), 1u);
+  EXPECT_EQ(hs.ApiBody(0)["inputs"].size(), 2u) << "the bad op is never sent";
+}
+
+TEST(HubSpotConnectorTest, ARepeatedKeyGoesInTheNextRequest) {
+  ScriptedHubSpot hs([](const Request&, const json& body) { return EchoUpsert(body); });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  std::vector<WriteOp> ops(3);
+  ops[0].key = "k1";
+  ops[1].key = "k2";
+  ops[2].key = "k1";
+  auto out = c.Write(Tickets(), ops);
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(hs.Api().size(), 2u);
+  EXPECT_EQ(hs.ApiBody(0)["inputs"].size(), 2u);
+  EXPECT_EQ(hs.ApiBody(1)["inputs"][0]["id"], "k1");
+  for (const WriteOutcome& o : *out) EXPECT_TRUE(o.status.ok());
+}
+
+TEST(HubSpotConnectorTest, UpdatesAndDeletesGoByNativeId) {
+  ScriptedHubSpot hs([](const Request& r, const json& body) {
+    if (r.url.find("/batch/archive") != std::string::npos) return Json(204, nullptr);
+    json results = json::array();
+    for (const json& in : body["inputs"])
+      results.push_back({{"id", in["id"]}, {"properties", json::object()}});
+    return Json(200, {{"status", "COMPLETE"}, {"results", results}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  std::vector<WriteOp> ops(2);
+  ops[0].kind = WriteOp::Kind::kUpdate;
+  ops[0].native_id = "512";
+  ops[0].fields = {{"subject", "renamed"}};
+  ops[1].kind = WriteOp::Kind::kDelete;
+  ops[1].native_id = "513";
+  auto out = c.Write(Tickets(), ops);
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(hs.Api().size(), 2u);
+  EXPECT_NE(hs.Api()[0].url.find("/batch/update"), std::string::npos);
+  EXPECT_EQ(hs.ApiBody(0)["inputs"][0]["id"], "512");
+  EXPECT_EQ(hs.ApiBody(0)["inputs"][0].count("idProperty"), 0u);
+  EXPECT_NE(hs.Api()[1].url.find("/batch/archive"), std::string::npos);
+  EXPECT_EQ(hs.ApiBody(1)["inputs"], json::array({{{"id", "513"}}}));
+  EXPECT_TRUE((*out)[0].status.ok());
+  EXPECT_EQ((*out)[0].native_id, "512");
+  EXPECT_FALSE((*out)[0].created);
+  EXPECT_TRUE((*out)[1].status.ok());
+}
+
+TEST(HubSpotConnectorTest, RefusedCredentialsFailTheWholeWrite) {
+  ScriptedHubSpot hs([](const Request&, const json&) {
+    return Json(
+        401, {{"status", "error"}, {"category", "INVALID_AUTHENTICATION"}, {"message", "expired"}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  std::vector<WriteOp> ops(150);
+  for (size_t i = 0; i < ops.size(); ++i) ops[i].key = "k" + std::to_string(i);
+  auto out = c.Write(Tickets(), ops);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(hs.Api().size(), 1u) << "no second batch after the credentials were refused";
 }
 
 TEST(HubSpotConnectorTest, UnknownPipelineNamesThoseThatExist) {
   ScriptedHubSpot hs([](const Request&, const json&) { return Json(500, {}); });
-  HubSpotConnector c(Config(), hs.transport, Clock::Real());
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
   ObjectRef ref = Tickets();
   ref.params["pipeline"] = "Sales";
   auto r = c.ReadChanges(ref, "", ReadContext{});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("Sales"), std::string::npos);
   EXPECT_NE(r.status().message().find("\"Order/faktura\" (77)"), std::string::npos);
+  EXPECT_TRUE(hs.Api().empty());
+}
+
+TEST(HubSpotConnectorTest, PipelineMayBeNamedById) {
+  ScriptedHubSpot hs([](const Request&, const json&) {
+    return Json(200, {{"results", json::array()}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  ObjectRef ref = Tickets();
+  ref.params["pipeline"] = "77";
+  ASSERT_TRUE(c.ReadChanges(ref, "", ReadContext{}).ok());
+  EXPECT_EQ(hs.ApiBody(0)["filterGroups"][0]["filters"][0], Filter("hs_pipeline", "EQ", "77"));
 }
 
 }  // namespace

@@ -1,0 +1,77 @@
+// Dataverse JSON <-> NativeRecord, keys and URL encoding, as pure functions.
+#include "connectors/dynamics365/dynamics365_codec.h"
+
+#include <gtest/gtest.h>
+
+namespace crmbridge::dynamics365 {
+namespace {
+
+using nlohmann::json;
+
+TEST(Dynamics365CodecTest, PrimaryKeysOfTheEntitySets) {
+  EXPECT_EQ(PrimaryKeyOf("accounts"), "accountid");
+  EXPECT_EQ(PrimaryKeyOf("contacts"), "contactid");
+  EXPECT_EQ(PrimaryKeyOf("opportunities"), "opportunityid");
+  EXPECT_EQ(PrimaryKeyOf("annotations"), "annotationid");
+  EXPECT_EQ(PrimaryKeyOf("tasks"), "activityid");
+}
+
+TEST(Dynamics365CodecTest, RowKeepsLookupsAndDropsAnnotations) {
+  const json row = {{"@odata.etag", "W/\"915244\""},
+                    {"opportunityid", "60c4e274-0d87-e711-80e5-00155db19e6d"},
+                    {"name", "Onboarding"},
+                    {"_parentaccountid_value", "11111111-0000-0000-0000-000000000000"},
+                    {"_parentaccountid_value@OData.Community.Display.V1.FormattedValue", "Acme"},
+                    {"crmb_externalid", "c-1"},
+                    {"estimatedvalue", 1200.5},
+                    {"modifiedon", "2026-01-01T00:00:00Z"}};
+  auto r = RecordFromRow(row, "opportunityid", "crmb_externalid");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->id, "60c4e274-0d87-e711-80e5-00155db19e6d");
+  EXPECT_EQ(r->fields["_parentaccountid_value"], "11111111-0000-0000-0000-000000000000");
+  EXPECT_EQ(r->fields["estimatedvalue"], 1200.5);
+  EXPECT_EQ(r->fields.count("@odata.etag"), 0u);
+  EXPECT_EQ(r->fields.count("_parentaccountid_value@OData.Community.Display.V1.FormattedValue"),
+            0u);
+  EXPECT_EQ(r->key, "c-1");
+  EXPECT_EQ(r->modified_ms, 1767225600000);
+  EXPECT_FALSE(r->deleted);
+}
+
+TEST(Dynamics365CodecTest, DeletedEntityIsATombstone) {
+  auto r = RecordFromRow(
+      {{"@odata.context", "https://org/api/data/v9.0/$metadata#accounts/$deletedEntity"},
+       {"id", "2e451703-c686-e711-80e5-00155db19e6d"},
+       {"reason", "deleted"}},
+      "accountid", "");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->deleted);
+  EXPECT_EQ(r->id, "2e451703-c686-e711-80e5-00155db19e6d");
+  EXPECT_EQ(RecordFromRow({{"@odata.context", "x#accounts/$deletedEntity"}}, "accountid", "")
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument)
+      << "a tombstone without an id";
+}
+
+TEST(Dynamics365CodecTest, RowWithoutItsPrimaryKeyIsRejected) {
+  EXPECT_EQ(RecordFromRow({{"name", "x"}}, "accountid", "").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(RecordFromRow(json::array(), "accountid", "").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(Dynamics365CodecTest, AlternateKeyIsQuotedAndEncoded) {
+  EXPECT_EQ(AlternateKeySegment("opportunities", "crmb_externalid", "O'Brien & Co"),
+            "opportunities(crmb_externalid='O''Brien%20%26%20Co')");
+  EXPECT_EQ(PercentEncode("a/b?c=d"), "a%2Fb%3Fc%3Dd");
+  EXPECT_EQ(PercentEncode("\xC3\xA5"), "%C3%A5") << "UTF-8 bytes one by one";
+}
+
+TEST(Dynamics365CodecTest, ParsesDataverseTimes) {
+  EXPECT_EQ(ParseDataverseTime("2024-01-01T00:00:00Z"), 1704067200000);
+  EXPECT_EQ(ParseDataverseTime("soon"), 0);
+}
+
+}  // namespace
+}  // namespace crmbridge::dynamics365
