@@ -7,6 +7,11 @@
 #include <thread>
 
 namespace crmbridge::mocks {
+namespace {
+// Marker headers from the fault picker to the route handlers; never sent to the client.
+constexpr char kPartialHeader[] = "X-Crmbridge-Mock-Partial";
+constexpr char kLostHeader[] = "X-Crmbridge-Mock-Lost";
+}  // namespace
 
 MockServer::MockServer(std::string name) : name_(std::move(name)) {}
 
@@ -76,7 +81,11 @@ Status MockServer::Start(const std::string& host, int port) {
     if (fault->latency_ms > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(fault->latency_ms));
     if ((fault->status == 0 && !fault->drop) || fault->after_apply) {
-      // Served normally; an after_apply fault replaces the answer once the handler has run.
+      // Served normally; an after_apply fault replaces the answer once the handler has run, and
+      // partial or lost faults are read by the handler from these marker headers (removed before
+      // the answer goes out).
+      if (fault->partial > 0) res.set_header(kPartialHeader, std::to_string(fault->partial));
+      if (fault->lost) res.set_header(kLostHeader, "1");
       if (fault->after_apply)
         res.set_header("X-Crmbridge-Mock-Fault", fault->drop ? "drop" : std::to_string(fault->status));
       return httplib::Server::HandlerResponse::Unhandled;
@@ -94,6 +103,8 @@ Status MockServer::Start(const std::string& host, int port) {
     return httplib::Server::HandlerResponse::Handled;
   });
   s.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    res.headers.erase(kPartialHeader);
+    res.headers.erase(kLostHeader);
     if (!res.has_header("X-Crmbridge-Mock-Fault")) return;
     const std::string fault = res.get_header_value("X-Crmbridge-Mock-Fault");
     res.headers.erase("X-Crmbridge-Mock-Fault");
@@ -192,13 +203,7 @@ std::optional<FaultRule> MockServer::PickFault(const std::string& method, const 
     if (!r.method.empty() && r.method != method) continue;
     if (!r.path.empty() && path.find(r.path) == std::string::npos) continue;
     if (r.times >= 0 && f.used >= r.times) continue;
-    // xorshift64*: a tiny deterministic generator, so a seed replays the same faults.
-    fault_rng_ ^= fault_rng_ >> 12;
-    fault_rng_ ^= fault_rng_ << 25;
-    fault_rng_ ^= fault_rng_ >> 27;
-    const double draw =
-        static_cast<double>((fault_rng_ * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-    if (draw >= r.rate) continue;
+    if (DrawLocked() >= r.rate) continue;
     ++f.used;
     ++faults_injected_;
     return r;
@@ -206,11 +211,29 @@ std::optional<FaultRule> MockServer::PickFault(const std::string& method, const 
   return std::nullopt;
 }
 
+double MockServer::DrawLocked() {
+  // xorshift64*: a tiny deterministic generator, so a seed replays the same faults.
+  fault_rng_ ^= fault_rng_ >> 12;
+  fault_rng_ ^= fault_rng_ << 25;
+  fault_rng_ ^= fault_rng_ >> 27;
+  return static_cast<double>((fault_rng_ * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+bool MockServer::FailBatchItem(const httplib::Response& res) {
+  if (!res.has_header(kPartialHeader)) return false;
+  const double rate = std::stod(res.get_header_value(kPartialHeader));
+  std::lock_guard<std::mutex> lock(faults_mu_);
+  return DrawLocked() < rate;
+}
+
+bool MockServer::WriteLost(const httplib::Response& res) { return res.has_header(kLostHeader); }
+
 nlohmann::json FaultRule::ToJson() const {
   return {{"method", method},         {"path", path},
           {"status", status},         {"rate", rate},
           {"times", times},           {"latency_ms", latency_ms},
-          {"retry_after_s", retry_after_s}, {"after_apply", after_apply}, {"drop", drop}};
+          {"retry_after_s", retry_after_s}, {"after_apply", after_apply}, {"drop", drop},
+          {"partial", partial},       {"lost", lost}};
 }
 
 Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
@@ -226,10 +249,14 @@ Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
     r.retry_after_s = j.value("retry_after_s", -1);
     r.after_apply = j.value("after_apply", false);
     r.drop = j.value("drop", false);
+    r.partial = j.value("partial", 0.0);
+    r.lost = j.value("lost", false);
   } catch (const nlohmann::json::exception& e) {
     return Status(StatusCode::kInvalidArgument, std::string("bad fault rule: ") + e.what());
   }
   if (r.rate < 0 || r.rate > 1) return Status(StatusCode::kInvalidArgument, "rate must be within 0..1");
+  if (r.partial < 0 || r.partial > 1)
+    return Status(StatusCode::kInvalidArgument, "partial must be within 0..1");
   if (r.status != 0 && (r.status < 100 || r.status > 599))
     return Status(StatusCode::kInvalidArgument, "status must be an HTTP status");
   return r;
@@ -247,6 +274,8 @@ Result<FaultRule> FaultRule::Parse(const std::string& spec) {
         r.after_apply = true;
       } else if (w == "drop") {
         r.drop = true;
+      } else if (w == "lost") {
+        r.lost = true;
       } else if (position == 0 && w.find('/') == std::string::npos) {
         r.method = w == "*" ? "" : w;
       } else if (w[0] == '/' || w == "*") {
@@ -264,10 +293,11 @@ Result<FaultRule> FaultRule::Parse(const std::string& spec) {
       else if (key == "times") r.times = std::stoi(value);
       else if (key == "latency") r.latency_ms = std::stoi(value);
       else if (key == "retry_after") r.retry_after_s = std::stoi(value);
+      else if (key == "partial") r.partial = std::stod(value);
       else
         return Status(StatusCode::kInvalidArgument,
                       "fault \"" + spec + "\": unknown key '" + key +
-                          "' (status, rate, times, latency, retry_after)");
+                          "' (status, rate, times, latency, retry_after, partial)");
     } catch (const std::exception&) {
       return Status(StatusCode::kInvalidArgument, "fault \"" + spec + "\": bad value in '" + w + "'");
     }

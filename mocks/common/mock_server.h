@@ -54,9 +54,16 @@ struct FaultRule {
   // Break the connection mid-response instead of answering (with after_apply: once the request
   // was applied). The client sees a reset, not an HTTP status.
   bool drop = false;
+  // Serve the request, but fail this fraction of the items of a batch (HubSpot batch inputs,
+  // Dynamics 365 $batch requests and change sets) with the vendor's per-item error; the rest land.
+  double partial = 0;
+  // Answer as if the write succeeded but keep nothing of it: the silent loss of a gateway that
+  // answers 200 whatever happens (Totango's SDR pixel). Mocks without such a route ignore it.
+  bool lost = false;
 
   nlohmann::json ToJson() const;
-  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 applied [drop]"; the
+  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 partial=0.1 applied
+  // [drop] [lost]"; the
   // method and path are optional ("*" matches any). kInvalidArgument naming the bad word.
   static Result<FaultRule> Parse(const std::string& spec);
   static Result<FaultRule> FromJson(const nlohmann::json& j);
@@ -99,6 +106,11 @@ class MockServer {
   // Call at the top of each handler: counts the request under `route` for Stats().
   void CountRequest(const std::string& route);
   static void BreakResponse(httplib::Response& res);
+  // For batch handlers: whether the next item of this request fails by a `partial` fault
+  // (deterministic, from the fault seed). Always false when no partial fault matched the request.
+  bool FailBatchItem(const httplib::Response& res);
+  // For write handlers: whether a `lost` fault matched this request (its writes must be dropped).
+  static bool WriteLost(const httplib::Response& res);
   // The vendor's error body for an injected fault of `status`.
   virtual nlohmann::json FaultBody(int status, const std::string& message) const;
 
@@ -117,6 +129,8 @@ class MockServer {
   };
   // The fault to inject into this request, if any (counts it).
   std::optional<FaultRule> PickFault(const std::string& method, const std::string& path);
+  // The next draw in [0, 1) of the fault generator; faults_mu_ held.
+  double DrawLocked();
   mutable std::mutex faults_mu_;
   std::vector<ActiveFault> faults_;
   uint64_t fault_rng_ = 1;

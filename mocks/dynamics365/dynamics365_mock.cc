@@ -49,6 +49,7 @@ constexpr char kCodeValidation[] = "0x80044331";        // reference.md §6 (sub
 constexpr char kCodeRequestLimit[] = "0x80072322";      // reference.md §11
 constexpr char kCodeConcurrencyLimit[] = "0x80072326";  // reference.md §11
 constexpr char kCodeNotImplemented[] = "0x8006088b";
+constexpr char kCodeUnexpected[] = "0x80040216";        // UnExpected: a transient platform error
 
 constexpr char kExpiredDeltaMessage[] =
     "Version stamp associated with the client has expired. Please perform a full sync.";
@@ -1839,11 +1840,24 @@ class Dynamics365Mock::Impl {
     if (error) SendError(res, *error);
     *status = res.status;
     *entity_id = res.get_header_value("OData-EntityId");
+    return HttpAnswer(res);
+  }
+
+  // One response of a batch, as the application/http part carries it.
+  static std::string HttpAnswer(const httplib::Response& res) {
     std::string out = "HTTP/1.1 " + std::to_string(res.status) + " " + StatusText(res.status) + "\r\n";
     for (const auto& [name, value] : res.headers) out += name + ": " + value + "\r\n";
     if (!res.body.empty()) out += "Content-Type: application/json; odata.metadata=minimal\r\n";
     out += "\r\n" + res.body;
     return out;
+  }
+
+  // A transient failure of one batch request, injected by a partial fault; nothing of it lands.
+  std::string InjectedFailure(int* status) {
+    httplib::Response failed;
+    SendError(failed, Err(500, kCodeUnexpected, "An unexpected error occurred (injected)."));
+    *status = failed.status;
+    return HttpAnswer(failed);
   }
 
   // POST $batch: multipart/mixed of requests and change sets. Requests run in order; a change set
@@ -1875,10 +1889,12 @@ class Dynamics365Mock::Impl {
         std::map<std::string, std::string> ids;
         int failed = 0;
         std::string failure;
+        const bool inject = owner_->FailBatchItem(res);
         for (const BatchPart& inner : SplitMultipart(part.body, BoundaryOf(type))) {
           int status = 0;
           std::string entity_id;
-          std::string answer = RunBatchRequest(inner, api, ids, &status, &entity_id);
+          std::string answer =
+              inject ? InjectedFailure(&status) : RunBatchRequest(inner, api, ids, &status, &entity_id);
           const std::string cid = inner.headers.count("content-id") ? inner.headers.at("content-id") : "";
           if (status >= 400) {
             failed = status;
@@ -1904,7 +1920,8 @@ class Dynamics365Mock::Impl {
       }
       int status = 0;
       std::string entity_id;
-      std::string answer = RunBatchRequest(part, api, {}, &status, &entity_id);
+      std::string answer = owner_->FailBatchItem(res) ? InjectedFailure(&status)
+                                                      : RunBatchRequest(part, api, {}, &status, &entity_id);
       out += "--" + response_boundary + "\r\n" + http_part(answer, "");
       if (status >= 400 && !continue_on_error) {
         batch_status = status;

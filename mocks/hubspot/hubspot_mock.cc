@@ -510,7 +510,15 @@ HubSpotMock::Reply HubSpotMock::List(const std::string& type, const httplib::Req
   return {200, out};
 }
 
-HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string& verb, const json& body) {
+// A transient per-input failure, as a 207 answer's errors[] reports it; `context` names the input.
+json HubSpotMock::InjectedItemError(const std::string& context_key, const std::string& id) const {
+  json e = Error("INTERNAL_ERROR", "internal error while writing this input (injected); retry it");
+  e["context"] = {{context_key, {id}}};
+  return e;
+}
+
+HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string& verb, const json& body,
+                                     const std::function<bool()>& injected_failure) {
   const json inputs = body.value("inputs", json::array());
   if (!inputs.is_array()) return {400, Error("VALIDATION_ERROR", "inputs must be an array")};
   if (inputs.size() > kMaxBatch)
@@ -549,6 +557,12 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
       }
     }
     for (const json& in : inputs) {
+      if (injected_failure()) {
+        // Without trace ids HubSpot cannot name the failed input, so the whole call fails.
+        if (!partial_ok) return {500, Error("INTERNAL_ERROR", "internal error (injected)")};
+        errors.push_back(InjectedItemError("objectWriteTraceId", Str(in["objectWriteTraceId"])));
+        continue;
+      }
       Reply r = CreateLocked(type, in);
       if (r.first == 201) {
         results.push_back(r.second);
@@ -591,6 +605,10 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
       if (auto err = ApplyLocked(type, &probe, props)) return *err;
     }
     for (auto& [o, in] : plan) {
+      if (injected_failure()) {
+        errors.push_back(InjectedItemError("ids", Str((*in)["id"])));
+        continue;
+      }
       json props = in->value("properties", json::object());
       if (o == nullptr) {
         props[in->value("idProperty", "")] = Str((*in)["id"]);
@@ -835,7 +853,8 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
 
   // The object routes share their preamble: count, authenticate and rate-limit, parse the body,
   // take the store lock, resolve the object type.
-  using ObjectHandler = std::function<Reply(const std::string& type, const httplib::Request&, const json& body)>;
+  using ObjectHandler = std::function<Reply(const std::string& type, const httplib::Request&,
+                                            httplib::Response&, const json& body)>;
   auto object_route = [=](std::string route, bool search, bool has_body, ObjectHandler handle) {
     return [=](const httplib::Request& req, httplib::Response& res) {
       std::string name = route;
@@ -847,7 +866,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
       std::lock_guard<std::mutex> lock(mu_);
       const std::string type = CanonicalType(req.matches[1]);
       if (!known(type, res)) return;
-      reply(res, handle(type, req, body));
+      reply(res, handle(type, req, res, body));
     };
   };
   auto fields = [](const httplib::Request& req, const char* param) {
@@ -856,27 +875,28 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
 
   s.Post(R"(/crm/v3/objects/([^/]+)/search)",
          object_route("POST /crm/v3/objects/{type}/search", true, true,
-                      [this](const std::string& type, const httplib::Request&, const json& body) {
+                      [this](const std::string& type, const httplib::Request&, httplib::Response&, const json& body) {
                         return Search(type, body);
                       }));
   s.Post(R"(/crm/v3/objects/([^/]+)/batch/([a-z]+))",
          object_route("POST /crm/v3/objects/{type}/batch/{verb}", false, true,
-                      [this](const std::string& type, const httplib::Request& req, const json& body) {
-                        return Batch(type, req.matches[2], body);
+                      [this](const std::string& type, const httplib::Request& req, httplib::Response& res,
+                             const json& body) {
+                        return Batch(type, req.matches[2], body, [&] { return FailBatchItem(res); });
                       }));
   s.Get(R"(/crm/v3/objects/([^/]+))",
         object_route("GET /crm/v3/objects/{type}", false, false,
-                     [this](const std::string& type, const httplib::Request& req, const json&) {
+                     [this](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) {
                        return List(type, req);
                      }));
   s.Post(R"(/crm/v3/objects/([^/]+))",
          object_route("POST /crm/v3/objects/{type}", false, true,
-                      [this](const std::string& type, const httplib::Request&, const json& body) {
+                      [this](const std::string& type, const httplib::Request&, httplib::Response&, const json& body) {
                         return CreateLocked(type, body);
                       }));
   s.Get(R"(/crm/v3/objects/([^/]+)/([^/]+))",
         object_route("GET /crm/v3/objects/{type}/{id}", false, false,
-                     [=](const std::string& type, const httplib::Request& req, const json&) -> Reply {
+                     [=](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) -> Reply {
                        Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
                        if (o == nullptr)
                          return {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")};
@@ -884,7 +904,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                      }));
   s.Patch(R"(/crm/v3/objects/([^/]+)/([^/]+))",
           object_route("PATCH /crm/v3/objects/{type}/{id}", false, true,
-                       [this](const std::string& type, const httplib::Request& req, const json& body) -> Reply {
+                       [this](const std::string& type, const httplib::Request& req, httplib::Response&, const json& body) -> Reply {
                          Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
                          if (o == nullptr) return {404, Error("OBJECT_NOT_FOUND", "Object not found.")};
                          if (auto err = ApplyLocked(type, o, body.value("properties", json::object()))) return *err;
@@ -892,7 +912,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                        }));
   s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))",
            object_route("DELETE /crm/v3/objects/{type}/{id}", false, false,
-                        [this](const std::string& type, const httplib::Request& req, const json&) -> Reply {
+                        [this](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) -> Reply {
                           if (Object* o = FindLocked(type, req.matches[2], "")) {
                             o->archived = true;
                             o->updated_ms = Now();

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -97,6 +98,7 @@ class HubSpotMock : public MockServer {
   int64_t Now() const;
   std::string Iso(int64_t ms) const;
   nlohmann::json Error(const std::string& category, const std::string& message) const;
+  nlohmann::json InjectedItemError(const std::string& context_key, const std::string& id) const;
   // Auth and rate limits; fills `res` and returns false when the request is refused.
   bool Admit(const httplib::Request& req, httplib::Response& res, bool search);
 
@@ -114,7 +116,10 @@ class HubSpotMock : public MockServer {
 
   Reply List(const std::string& type, const httplib::Request& req);
   Reply Search(const std::string& type, const nlohmann::json& body);
-  Reply Batch(const std::string& type, const std::string& verb, const nlohmann::json& body);
+  // `injected_failure` draws whether the next input fails by a partial fault (a transient per-input
+  // error in a 207 answer, as HubSpot's batch WithErrors responses carry).
+  Reply Batch(const std::string& type, const std::string& verb, const nlohmann::json& body,
+              const std::function<bool()>& injected_failure);
 
   Options options_;
   mutable std::mutex mu_;

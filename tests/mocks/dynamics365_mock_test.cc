@@ -851,5 +851,26 @@ TEST_F(Dynamics365MockTest, BatchRunsRequestsAndAtomicChangeSets) {
   EXPECT_EQ(r->body.find("Batch AB"), std::string::npos) << "the batch stopped at the failure";
 }
 
+TEST_F(Dynamics365MockTest, PartialFaultsFailSomeBatchRequestsAndTheOthersLand) {
+  StartMock();
+  mock_->SetFaults({*FaultRule::Parse("POST /$batch partial=0.3")}, 3);
+  std::vector<std::vector<std::string>> groups;
+  for (int i = 0; i < 30; ++i)
+    groups.push_back({"POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n"
+                      "{\"name\":\"A" + std::to_string(i) + "\"}"});
+  httplib::Headers h = Headers();
+  h.emplace("Prefer", "odata.continue-on-error");
+  auto r = client_->Post("/api/data/v9.2/$batch", h, BatchBody(groups, false), "multipart/mixed; boundary=batch_x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  size_t failures = 0;
+  for (size_t at = r->body.find("HTTP/1.1 500"); at != std::string::npos; at = r->body.find("HTTP/1.1 500", at + 1))
+    ++failures;
+  EXPECT_GT(failures, 2u);
+  EXPECT_LT(failures, 20u);
+  EXPECT_NE(r->body.find("0x80040216"), std::string::npos) << "Dataverse's error body per failed request";
+  EXPECT_EQ(mock_->Dump()["accounts"].size(), 30u - failures) << "a failed request leaves nothing";
+}
+
 }  // namespace
 }  // namespace crmbridge::mocks

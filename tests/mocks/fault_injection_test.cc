@@ -100,6 +100,54 @@ TEST_F(FaultInjectionTest, DroppedConnectionsGiveNoAnswer) {
   EXPECT_EQ(mock_->Dump()["tickets"].size(), 1u);
 }
 
+TEST_F(FaultInjectionTest, PartialFaultsFailSomeInputsOfABatchAndLandTheRest) {
+  mock_->SetFaults({*FaultRule::Parse("POST /batch/create partial=0.3")}, 11);
+  json inputs = json::array();
+  for (int i = 0; i < 40; ++i)
+    inputs.push_back({{"objectWriteTraceId", "t" + std::to_string(i)},
+                      {"properties", {{"subject", "s" + std::to_string(i)}, {"hs_pipeline_stage", "1"}}}});
+  auto r = client_->Post("/crm/v3/objects/tickets/batch/create", {{"Authorization", "Bearer pat-t"}},
+                         json{{"inputs", inputs}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 207) << r->body;
+  const json body = json::parse(r->body);
+  const size_t failed = body["numErrors"];
+  EXPECT_GT(failed, 3u);
+  EXPECT_LT(failed, 25u);
+  EXPECT_EQ(body["results"].size() + failed, 40u);
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), body["results"].size()) << "failed inputs did not land";
+  const json& e = body["errors"][0];
+  EXPECT_EQ(e["status"], "error");
+  EXPECT_TRUE(e["context"]["objectWriteTraceId"][0].is_string()) << "the error names its input";
+  EXPECT_FALSE(r->has_header("X-Crmbridge-Mock-Partial")) << "marker headers never leave the mock";
+
+  // Upsert names the failed inputs by id; a replay of the same seed fails the same inputs.
+  ASSERT_EQ(client_
+                ->Post("/crm/v3/properties/tickets", {{"Authorization", "Bearer pat-t"}},
+                       json{{"name", "ext"}, {"label", "Ext"}, {"type", "string"}, {"fieldType", "text"},
+                            {"groupName", "ticketinformation"}, {"hasUniqueValue", true}}
+                           .dump(),
+                       "application/json")
+                ->status,
+            201);
+  json upserts = json::array();
+  for (int i = 0; i < 20; ++i)
+    upserts.push_back({{"idProperty", "ext"}, {"id", "k" + std::to_string(i)},
+                       {"properties", {{"subject", "u"}, {"hs_pipeline_stage", "1"}}}});
+  std::vector<std::string> failed_ids[2];
+  for (int round = 0; round < 2; ++round) {
+    mock_->SetFaults({*FaultRule::Parse("POST /batch/upsert partial=0.25")}, 5);
+    auto u = client_->Post("/crm/v3/objects/tickets/batch/upsert", {{"Authorization", "Bearer pat-t"}},
+                           json{{"inputs", upserts}}.dump(), "application/json");
+    ASSERT_TRUE(u);
+    ASSERT_EQ(u->status, 207);
+    const json answer = json::parse(u->body);
+    for (const json& err : answer["errors"]) failed_ids[round].push_back(err["context"]["ids"][0]);
+  }
+  EXPECT_FALSE(failed_ids[0].empty());
+  EXPECT_EQ(failed_ids[0], failed_ids[1]);
+}
+
 TEST(FaultRuleTest, ParseReportsTheBadWord) {
   EXPECT_FALSE(FaultRule::Parse("GET /x stauts=500").ok());
   EXPECT_NE(FaultRule::Parse("GET /x stauts=500").status().message().find("unknown key 'stauts'"),
@@ -111,6 +159,14 @@ TEST(FaultRuleTest, ParseReportsTheBadWord) {
   EXPECT_EQ(ok->path, "/opportunities");
   EXPECT_TRUE(ok->after_apply);
   EXPECT_EQ(ok->latency_ms, 10);
+  auto partial = FaultRule::Parse("POST /$batch partial=0.2");
+  ASSERT_TRUE(partial.ok());
+  EXPECT_DOUBLE_EQ(partial->partial, 0.2);
+  EXPECT_FALSE(FaultRule::Parse("POST /x partial=1.5").ok());
+  auto lost = FaultRule::Parse("GET /pixel.gif lost");
+  ASSERT_TRUE(lost.ok());
+  EXPECT_TRUE(lost->lost);
+  EXPECT_TRUE(FaultRule::FromJson(lost->ToJson())->lost) << "JSON round trip";
 }
 
 }  // namespace
