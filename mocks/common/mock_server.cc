@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <cctype>
 #include <chrono>
 #include <sstream>
 #include <thread>
@@ -12,6 +13,37 @@ namespace {
 constexpr char kPartialHeader[] = "X-Crmbridge-Mock-Partial";
 constexpr char kLostHeader[] = "X-Crmbridge-Mock-Lost";
 }  // namespace
+
+std::multimap<std::string, std::string> DecodeForm(const std::string& text) {
+  auto decode = [](const std::string& in) {
+    std::string out;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in[i] == '+') {
+        out += ' ';
+      } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+                 std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+        out += static_cast<char>(std::stoi(in.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        out += in[i];
+      }
+    }
+    return out;
+  };
+  std::multimap<std::string, std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('&', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string pair = text.substr(start, end - start);
+    if (!pair.empty()) {
+      const size_t eq = pair.find('=');
+      out.emplace(decode(pair.substr(0, eq)), eq == std::string::npos ? "" : decode(pair.substr(eq + 1)));
+    }
+    start = end + 1;
+  }
+  return out;
+}
 
 MockServer::MockServer(std::string name) : name_(std::move(name)) {}
 

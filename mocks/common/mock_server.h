@@ -69,6 +69,9 @@ struct FaultRule {
   static Result<FaultRule> FromJson(const nlohmann::json& j);
 };
 
+// Decodes an application/x-www-form-urlencoded body or query string ('+' is a space, %XX a byte).
+std::multimap<std::string, std::string> DecodeForm(const std::string& text);
+
 class MockServer {
  public:
   explicit MockServer(std::string name);

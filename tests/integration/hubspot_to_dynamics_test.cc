@@ -216,7 +216,8 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   std::set<std::string> names;
   for (const json& o : d["opportunities"]) EXPECT_TRUE(names.insert(o["name"]).second) << o["name"];
   EXPECT_EQ(names.size(), 25u);
-  for (const json& t : hubspot_->Dump()["tickets"])
+  const json tickets = hubspot_->Dump()["tickets"];
+  for (const json& t : tickets)
     EXPECT_TRUE(names.count(t["properties"]["subject"].get<std::string>()));
   auto dead = store_->ListDeadLetters(100);
   ASSERT_TRUE(dead.ok());

@@ -774,7 +774,8 @@ TEST_F(Dynamics365MockTest, BulkActionsAreAllOrNothing) {
   r = Post(std::string(kApi) + "opportunities/Microsoft.Dynamics.CRM.UpsertMultiple", upsert);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400) << r->body;
-  for (const json& o : mock_->Dump()["opportunities"]) EXPECT_NE(o["name"], "A2");
+  const json opportunities = mock_->Dump()["opportunities"];
+  for (const json& o : opportunities) EXPECT_NE(o["name"], "A2");
 
   json create = {{"Targets", {{{"@odata.type", type}, {"name", "C"}}}}};
   r = Post(std::string(kApi) + "opportunities/Microsoft.Dynamics.CRM.CreateMultiple", create);
