@@ -450,18 +450,43 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
       by[verb == "upsert" ? sent[0]->key : sent[0]->native_id] = &(*results)[0];
     }
   }
-  // Inputs that failed inside a COMPLETE batch have no result; the batch's errors[] says why.
+  // Inputs that failed inside a COMPLETE batch have no result; the batch's errors[] says why,
+  // naming the input in its context (ids, or the objectWriteTraceId of a create) where it can.
   std::string batch_errors;
+  std::map<std::string, const json*> error_for;
   if (const json* errors = FindPath(*j, {"errors"}); errors && errors->is_array()) {
     for (const json& e : *errors) {
       if (!e.is_object() || !e.contains("message") || !e["message"].is_string()) continue;
       batch_errors += (batch_errors.empty() ? "" : "; ") + e["message"].get<std::string>();
+      const json* context = FindPath(e, {"context"});
+      if (context == nullptr || !context->is_object()) continue;
+      for (const char* key : {"ids", "id", "objectWriteTraceId"}) {
+        const json* named = FindPath(*context, {key});
+        if (named == nullptr || !named->is_array()) continue;
+        for (const json& n : *named)
+          if (n.is_string()) error_for[n.get<std::string>()] = &e;
+      }
     }
   }
   for (size_t i = 0; i < sent.size(); ++i) {
     const std::string k = verb == "upsert" ? sent[i]->key : sent[i]->native_id;
     auto hit = by.find(k);
     if (hit == by.end()) {
+      auto named = error_for.find(k);
+      if (named != error_for.end()) {
+        // A per-input error: a data problem is permanent, anything else (an internal error, a
+        // limit) is worth another attempt.
+        const std::string category = StringAt(*named->second, "category");
+        const bool permanent = category == "VALIDATION_ERROR" || category == "CONFLICT" ||
+                               category == "OBJECT_NOT_FOUND" || category == "MISSING_SCOPES";
+        sent_out[i]->status =
+            Status(permanent ? StatusCode::kInvalidArgument : StatusCode::kUnavailable,
+                   "hubspot: " + verb + " of " + k + ": " + category + ": " +
+                       StringAt(*named->second, "message") + " correlationId=" +
+                       StringAt(*named->second, "correlationId"))
+                .set_system(name_);
+        continue;
+      }
       sent_out[i]->status =
           Status(StatusCode::kInvalidArgument,
                  "hubspot: " + verb + " of " + k + " has no result" +

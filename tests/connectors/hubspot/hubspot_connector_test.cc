@@ -369,6 +369,43 @@ TEST(HubSpotConnectorTest, ARejectedBatchIsSplitUntilOnlyTheBadRecordFails) {
   EXPECT_EQ(hs.Api().size(), 7u);
 }
 
+TEST(HubSpotConnectorTest, PerInputErrorsOfA207AreRetryableUnlessTheDataIsAtFault) {
+  // HubSpot's 207 names each failed input in errors[].context; the others landed.
+  ScriptedHubSpot hs([](const Request&, const json& body) {
+    json results = json::array(), errors = json::array();
+    for (const json& in : body["inputs"]) {
+      const std::string key = in["id"];
+      if (key == "k1") {
+        errors.push_back({{"status", "error"}, {"category", "INTERNAL_ERROR"}, {"message", "try again"},
+                          {"correlationId", "c-1"}, {"context", {{"ids", {key}}}}});
+      } else if (key == "k2") {
+        errors.push_back({{"status", "error"}, {"category", "VALIDATION_ERROR"}, {"message", "bad email"},
+                          {"context", {{"ids", {key}}}}});
+      } else {
+        results.push_back({{"id", "id-" + key}, {"new", true}, {"properties", {{"crmbridge_id", key}}}});
+      }
+    }
+    return Json(207, {{"status", "COMPLETE"}, {"results", results}, {"numErrors", errors.size()},
+                      {"errors", errors}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  std::vector<WriteOp> ops(3);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    ops[i].key = "k" + std::to_string(i);
+    ops[i].fields = {{"subject", "S"}};
+  }
+  auto out = c.Write(Tickets(), ops);
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE((*out)[0].status.ok());
+  EXPECT_EQ((*out)[0].native_id, "id-k0");
+  EXPECT_EQ((*out)[1].status.code(), StatusCode::kUnavailable) << (*out)[1].status.ToString();
+  EXPECT_NE((*out)[1].status.message().find("correlationId=c-1"), std::string::npos);
+  EXPECT_EQ((*out)[2].status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE((*out)[2].status.message().find("bad email"), std::string::npos);
+  EXPECT_EQ(hs.Api().size(), 1u) << "a 207 is not split: it already names its failures";
+}
+
 TEST(HubSpotConnectorTest, AnUnknownStageFailsOnlyItsOp) {
   ScriptedHubSpot hs([](const Request&, const json& body) { return EchoUpsert(body); });
   FakeClock clock;
