@@ -1,69 +1,91 @@
 // crm-mocks: serves the mock vendor APIs for demos, tests and benchmarks.
 //
 // Prints one JSON line with each mock's base URL once every one accepts connections, e.g.
-//   {"dynamics365":"http://127.0.0.1:40321","hubspot":"http://127.0.0.1:40320"}
+//   {"dynamics365":"http://127.0.0.1:40321","hubspot":"http://127.0.0.1:40320",
+//    "portal":"http://127.0.0.1:40323","totango":"http://127.0.0.1:40322"}
 // and serves until SIGTERM or SIGINT, then stops cleanly (exit 0).
 #include <signal.h>
 
-#include <cstdio>
 #include <iostream>
 #include <map>
-#include <vector>
 #include <memory>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "mocks/dynamics365/dynamics365_mock.h"
 #include "mocks/hubspot/hubspot_mock.h"
+#include "mocks/portal/portal_mock.h"
+#include "mocks/totango/totango_mock.h"
+
+namespace {
+
+// The mocks in the order of --port-base: HubSpot on the base port, Dynamics 365 on the next, ...
+constexpr const char* kMocks[] = {"hubspot", "dynamics365", "totango", "portal"};
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  using crmbridge::mocks::Dynamics365Mock;
-  using crmbridge::mocks::HubSpotMock;
+  using namespace crmbridge::mocks;
 
   CLI::App app{
-      "Serves faithful in-memory mocks of the HubSpot CRM v3 API and the Dynamics 365 (Dataverse)\n"
-      "Web API on loopback ports, seeded with onboarding data. When every mock is ready it prints\n"
-      "one JSON line of base URLs on stdout; it stops on SIGTERM or SIGINT.",
+      "Serves faithful in-memory mocks of the HubSpot CRM v3 API, the Dynamics 365 (Dataverse)\n"
+      "Web API, Totango's REST and SDR APIs and the customer portal API on loopback ports, seeded\n"
+      "with onboarding data. When every mock is ready it prints one JSON line of base URLs on\n"
+      "stdout; it stops on SIGTERM or SIGINT.\n\n"
+      "Every mock also serves /__admin/dump (its store as JSON), /__admin/reset, /__admin/stats\n"
+      "(requests per route) and /__admin/faults (GET, POST a JSON list of rules, DELETE).",
       "crm-mocks"};
   std::string host = "127.0.0.1";
-  int port_base = 0, hubspot_port = 0, d365_port = 0;
+  int port_base = 0;
+  std::map<std::string, int> ports;
   uint64_t seed = 42;
   int size = 0;
   std::string hubspot_token = "pat-mock-hubspot";
   std::string d365_client_id = "mock-client-id", d365_client_secret = "mock-client-secret";
+  std::string totango_token = "totango-mock-token", totango_service_id = "SP-0000-11";
+  std::string portal_token = "portal-mock-token";
   bool no_limits = false;
   std::vector<std::string> faults;
   uint64_t fault_seed = 1;
   app.add_option("--host", host, "Address to bind (loopback by default)")->capture_default_str();
   app.add_option("--port-base", port_base,
-                 "Bind HubSpot on this port and Dynamics 365 on the next (default: free ports)");
-  app.add_option("--hubspot-port", hubspot_port, "HubSpot port (0 = any free port)");
-  app.add_option("--dynamics365-port", d365_port, "Dynamics 365 port (0 = any free port)");
+                 "Bind HubSpot on this port, then Dynamics 365, Totango and the portal on the next\n"
+                 "three (default: free ports)");
+  for (const char* mock : kMocks)
+    app.add_option(std::string("--") + mock + "-port", ports[mock],
+                   std::string("Port of the ") + mock + " mock (0 = any free port)");
   app.add_option("--seed", seed, "Seed of the generated data (same seed, same data)")->capture_default_str();
   app.add_option("--size", size,
-                 "Companies to generate, each with an onboarding ticket in HubSpot and an account\n"
-                 "with contacts and an opportunity in Dynamics 365 (0 = start empty)");
+                 "Companies to generate: each gets an onboarding ticket with contacts and a note in\n"
+                 "HubSpot, an account with contacts and an opportunity in Dynamics 365, an account\n"
+                 "with users and a touchpoint in Totango, and a property with users in the portal\n"
+                 "(0 = start empty)");
   app.add_option("--hubspot-token", hubspot_token, "Private-app token HubSpot accepts")->capture_default_str();
   app.add_option("--dynamics365-client-id", d365_client_id, "OAuth client id Dynamics 365 accepts")
       ->capture_default_str();
   app.add_option("--dynamics365-client-secret", d365_client_secret,
                  "OAuth client secret Dynamics 365 accepts");
+  app.add_option("--totango-token", totango_token, "app-token Totango accepts")->capture_default_str();
+  app.add_option("--totango-service-id", totango_service_id, "Service id (sdr_s) Totango's SDR accepts")
+      ->capture_default_str();
+  app.add_option("--portal-token", portal_token, "Bearer token the portal accepts");
   app.add_flag("--no-limits", no_limits, "Do not enforce the vendors' rate limits");
   app.add_option("--fault", faults,
                  "Inject a fault: \"MOCK:[METHOD] [/path-part] [status=N] [rate=0..1] [times=N]\n"
-                 "[latency=MS] [retry_after=S] [applied] [drop]\", e.g.\n"
-                 "\"hubspot:POST /batch/upsert status=503 rate=0.2\" or\n"
+                 "[latency=MS] [retry_after=S] [partial=0..1] [applied] [drop] [lost]\", e.g.\n"
+                 "\"hubspot:POST /batch/upsert status=503 rate=0.2\";\n"
                  "\"dynamics365:PATCH /opportunities status=504 applied\" (the write lands, the\n"
-                 "client sees 504); drop breaks the connection mid-response. Repeatable; also\n"
+                 "client sees 504); drop breaks the connection mid-response; partial=0.1 fails a\n"
+                 "tenth of a batch's items; \"totango:GET /pixel.gif lost\" answers 200 and keeps\n"
+                 "nothing. MOCK is hubspot, dynamics365, totango or portal. Repeatable; also\n"
                  "settable at run time: POST /__admin/faults");
   app.add_option("--fault-seed", fault_seed, "Seed of the fault decisions (same seed, same faults)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  if (port_base > 0) {
-    hubspot_port = port_base;
-    d365_port = port_base + 1;
-  }
+  if (port_base > 0)
+    for (int i = 0; i < 4; ++i) ports[kMocks[i]] = port_base + i;
 
   // Block the stop signals before any server thread starts, so only sigwait() receives them.
   sigset_t stop;
@@ -75,47 +97,62 @@ int main(int argc, char** argv) {
   HubSpotMock::Options hs;
   hs.tokens = {hubspot_token};
   hs.enforce_limits = !no_limits;
-  HubSpotMock hubspot(hs);
+  auto hubspot = std::make_unique<HubSpotMock>(hs);
   Dynamics365Mock::Options d;
   d.client_id = d365_client_id;
   d.client_secret = d365_client_secret;
   d.service_protection = !no_limits;
-  Dynamics365Mock dynamics(d);
+  auto dynamics = std::make_unique<Dynamics365Mock>(d);
+  TotangoMock::Options t;
+  t.tokens = {totango_token};
+  t.service_id = totango_service_id;
+  t.enforce_limits = !no_limits;
+  auto totango = std::make_unique<TotangoMock>(t);
+  PortalMock::Options p;
+  p.tokens = {portal_token};
+  p.enforce_limits = !no_limits;
+  auto portal = std::make_unique<PortalMock>(p);
   if (size > 0) {
-    hubspot.Seed(seed, size);
-    dynamics.Seed(seed, size);
+    hubspot->Seed(seed, size);
+    dynamics->Seed(seed, size);
+    totango->Seed(seed, size);
+    portal->Seed(seed, size);
   }
-  std::map<std::string, std::vector<crmbridge::mocks::FaultRule>> rules;
+  std::map<std::string, MockServer*> mocks = {{"hubspot", hubspot.get()},
+                                              {"dynamics365", dynamics.get()},
+                                              {"totango", totango.get()},
+                                              {"portal", portal.get()}};
+
+  std::map<std::string, std::vector<FaultRule>> rules;
   for (const std::string& f : faults) {
     const auto colon = f.find(':');
     const std::string target = colon == std::string::npos ? "" : f.substr(0, colon);
-    if (target != "hubspot" && target != "dynamics365") {
-      std::cerr << "crm-mocks: --fault \"" << f << "\": start with hubspot: or dynamics365:\n";
+    if (!mocks.count(target)) {
+      std::cerr << "crm-mocks: --fault \"" << f
+                << "\": start with hubspot:, dynamics365:, totango: or portal:\n";
       return 2;
     }
-    auto rule = crmbridge::mocks::FaultRule::Parse(f.substr(colon + 1));
+    auto rule = FaultRule::Parse(f.substr(colon + 1));
     if (!rule.ok()) {
       std::cerr << "crm-mocks: --fault: " << rule.status().message() << "\n";
       return 2;
     }
     rules[target].push_back(*rule);
   }
-  hubspot.SetFaults(rules["hubspot"], fault_seed);
-  dynamics.SetFaults(rules["dynamics365"], fault_seed);
-  for (auto [mock, port] : {std::pair<crmbridge::mocks::MockServer*, int>{&hubspot, hubspot_port},
-                            {&dynamics, d365_port}}) {
-    crmbridge::Status s = mock->Start(host, port);
+  nlohmann::json ready = nlohmann::json::object();
+  for (const auto& [name, mock] : mocks) {
+    mock->SetFaults(rules[name], fault_seed);
+    crmbridge::Status s = mock->Start(host, ports[name]);
     if (!s.ok()) {
       std::cerr << "crm-mocks: " << s.ToString() << "\n";
       return 1;
     }
+    ready[name] = mock->base_url();
   }
-  nlohmann::json ready = {{"hubspot", hubspot.base_url()}, {"dynamics365", dynamics.base_url()}};
   std::cout << ready.dump() << std::endl;
 
   int sig = 0;
   sigwait(&stop, &sig);
-  hubspot.Stop();
-  dynamics.Stop();
+  for (auto& [name, mock] : mocks) mock->Stop();
   return 0;
 }
