@@ -73,12 +73,18 @@ struct WriteOp {
   // that can update by id more cheaply than by key).
   std::string native_id;
   nlohmann::json fields = nlohmann::json::object();
+  // Earlier attempts of this write (0 on the first). A connector whose creates are not
+  // idempotent by key reconciles before retrying one whose outcome is unknown.
+  int attempt = 0;
 };
 
 struct WriteOutcome {
   Status status;          // per-op result; record-level codes dead-letter only this op
   std::string native_id;  // id of the written record when status is OK
   bool created = false;   // true when the write created the record
+  // The system acknowledged the write without confirming it was applied (Totango's SDR gateway
+  // answers 200 to anything): the engine verifies it by reading the record back later.
+  bool unverified = false;
 };
 
 struct Capabilities {

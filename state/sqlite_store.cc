@@ -147,6 +147,9 @@ CREATE TABLE counters (
 );
 INSERT INTO counters (name, value) VALUES ('outbox_seq', 0);
 )sql"},
+    {2, "unverified writes awaiting read-back", R"sql(
+ALTER TABLE snapshots ADD COLUMN unverified TEXT NOT NULL DEFAULT '{}';
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -310,6 +313,7 @@ const char* OpKindName(StateBatch::Op::Kind kind) {
     case K::kDeadLetterOutbox: return "DeadLetterOutbox";
     case K::kAddStageTransition: return "AddStageTransition";
     case K::kDeleteDeadLetter: return "DeleteDeadLetter";
+    case K::kAddDeadLetter: return "AddDeadLetter";
   }
   return "unknown op";
 }
@@ -408,6 +412,7 @@ class SqliteStore final : public Store {
   Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
   Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms);
   Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status);
+  Status AddDeadLetter(const OutboxItem& item, const std::string& reason);
   Status AddStageTransition(const StageTransition& t);
   Status DeleteDeadLetter(int64_t id);
   Status ReplayLocked(int64_t dead_letter_id, int64_t now_ms);
@@ -591,6 +596,7 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
       return DeadLetterOutbox(op.id, op.dead_letter.reason, op.dead_letter.http_status);
     case K::kAddStageTransition: return AddStageTransition(op.stage);
     case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
+    case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter.item, op.dead_letter.reason);
   }
   return Status(StatusCode::kInternal, "unknown batch op");
 }
@@ -625,14 +631,17 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   if (!fields.ok()) return fields.status();
   auto seen = DumpJson(snapshot.seen, what);
   if (!seen.ok()) return seen.status();
+  auto unverified = DumpJson(snapshot.unverified, what);
+  if (!unverified.ok()) return unverified.status();
   Stmt st = Prepare(
-      "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms) "
-      "VALUES (?1, ?2, ?3, ?5, ?4) "
+      "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified) "
+      "VALUES (?1, ?2, ?3, ?5, ?4, ?6) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
-      "seen = excluded.seen, updated_ms = excluded.updated_ms");
+      "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
+  st.Text(6, *unverified);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
 }
@@ -760,6 +769,23 @@ Result<OutboxItem> ReadOutboxRow(const Stmt& st) {
   return item;
 }
 
+Status SqliteStore::AddDeadLetter(const OutboxItem& item, const std::string& reason) {
+  const std::string what = "dead-lettering the " + item.system + " write of " + item.entity + " " +
+                           item.canonical_id;
+  OutboxItem failed = item;
+  failed.last_error = reason;
+  auto text = DumpJson(OutboxItemToJson(failed), what);
+  if (!text.ok()) return text.status();
+  Stmt ins = Prepare(
+      "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
+      "http_status, attempts, failed_ms) VALUES (0, 0, ?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)");
+  ins.Text(1, failed.system).Text(2, failed.entity).Text(3, failed.canonical_id);
+  ins.Text(4, *text).Text(5, reason).Int(6, failed.attempts);
+  ins.Int(7, clock_->NowMillis());
+  const int rc = ins.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
+}
+
 Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int http_status) {
   const std::string what = "dead-lettering outbox item " + std::to_string(id);
   OutboxItem item;
@@ -872,7 +898,8 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "snapshot of " + entity + " " + canonical_id;
   Stmt st = Prepare(
-      "SELECT fields, updated_ms, seen FROM snapshots WHERE entity = ?1 AND canonical_id = ?2");
+      "SELECT fields, updated_ms, seen, unverified FROM snapshots "
+      "WHERE entity = ?1 AND canonical_id = ?2");
   st.Text(1, entity).Text(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
@@ -887,6 +914,9 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   auto seen = ParseJson(st.ColText(2), "the " + what);
   if (!seen.ok()) return seen.status();
   snapshot.seen = std::move(*seen);
+  auto unverified = ParseJson(st.ColText(3), "the " + what);
+  if (!unverified.ok()) return unverified.status();
+  snapshot.unverified = std::move(*unverified);
   return std::optional<Snapshot>(std::move(snapshot));
 }
 

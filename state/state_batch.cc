@@ -79,4 +79,11 @@ void StateBatch::DeleteDeadLetter(int64_t dead_letter_id) {
   ops_.push_back(std::move(op));
 }
 
+void StateBatch::AddDeadLetter(const OutboxItem& item, const std::string& reason) {
+  Op op = MakeOp(Op::Kind::kAddDeadLetter);
+  op.dead_letter.item = item;
+  op.dead_letter.reason = reason;
+  ops_.push_back(std::move(op));
+}
+
 }  // namespace crmbridge

@@ -50,6 +50,10 @@ struct Snapshot {
   // change made in that system, even when the snapshot has moved on since (a stale copy, or
   // crmbridge's own write coming back).
   nlohmann::json seen = nlohmann::json::object();
+  // Per system, writes the system acknowledged without confirming them (Totango's SDR answers 200
+  // whatever it keeps), awaiting a read-back: {"totango": {"stage": {"sent": "live", "before":
+  // "kickoff", "attempts": 1}}}. A read-back still showing `before` means the write was lost.
+  nlohmann::json unverified = nlohmann::json::object();
   int64_t updated_ms = 0;
 };
 
@@ -116,7 +120,7 @@ class StateBatch {
   struct Op {
     enum class Kind {
       kPutLink, kPutSnapshot, kSetCursor, kEnqueue, kCompleteOutbox, kRetryOutbox,
-      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter
+      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter, kAddDeadLetter
     };
     Kind kind;
     Link link;
@@ -144,6 +148,9 @@ class StateBatch {
   void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status);
   void AddStageTransition(const StageTransition& transition);
   void DeleteDeadLetter(int64_t dead_letter_id);
+  // Dead-letters a write that never went through the outbox of this run (a write the system
+  // acknowledged but kept failing to apply, found on read-back).
+  void AddDeadLetter(const OutboxItem& item, const std::string& reason);
 
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }

@@ -19,7 +19,8 @@ json EntityCounts::ToJson() const {
   return json{{"read", read},         {"unchanged", unchanged},   {"changed", changed},
               {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
               {"created", created},   {"updated", updated},       {"retrying", retrying},
-              {"dead_lettered", dead_lettered}};
+              {"dead_lettered", dead_lettered}, {"unverified", unverified},
+              {"verified", verified}, {"rewritten", rewritten}};
 }
 
 int64_t RunSummary::TotalWrites() const {
@@ -153,6 +154,12 @@ class SyncEngine::Run {
                        StateBatch* batch);
   Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
                                          const NativeRecord& record);
+  // Checks unconfirmed writes to `source` against what it now shows (see the definition).
+  Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
+                      const std::string& canonical_id, Snapshot* snap, MappedRecord* mapped,
+                      bool* rewrite, StateBatch* batch);
+  Status EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
+                        const std::string& canonical_id, const Snapshot& snap, StateBatch* batch);
   // Queues a write for every other system whose copy differs from `snap`.
   Status PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
                      Snapshot* snap, StateBatch* batch);
@@ -374,6 +381,13 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     snap.canonical_id = cid;
   }
 
+  // Unconfirmed writes to this system are verified against what it now shows.
+  bool verification_changed = false, rewrite = false;
+  if (snap.unverified.is_object() && snap.unverified.contains(source.system)) {
+    CRMB_RETURN_IF_ERROR(VerifyWrites(source, record, cid, &snap, &*mapped, &rewrite, batch));
+    verification_changed = true;
+  }
+
   // Three-way merge per field: a value equal to what this system was last known to hold (read
   // from it or written to it by crmbridge) was not changed there, even if the snapshot has moved
   // on since; such a value is a stale copy or an echo of our own write, never a change.
@@ -411,10 +425,11 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     pending_links_by_cid_[source.entity + "|" + cid + "|" + source.system] = link;
   }
 
+  if (rewrite) CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, snap, batch));
   if (!changed) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
-    if (seen_changed) {
+    if (seen_changed || verification_changed) {
       snap.updated_ms = run_start_ms_;
       batch->PutSnapshot(snap);
       pending_snapshots_[snap_key] = snap;
@@ -444,6 +459,99 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
   batch->PutSnapshot(snap);
   pending_snapshots_[snap_key] = snap;
+  return Status::Ok();
+}
+
+// An unconfirmed write is verified field by field: read back as sent, it is done; still showing
+// the value it replaced, it was lost, so the read is not a change there and the write is queued
+// again (dead-lettered after kMaxVerifyAttempts); showing a third value, someone changed it there
+// since, and that change is merged as usual.
+Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
+                                     const std::string& canonical_id, Snapshot* snap,
+                                     MappedRecord* mapped, bool* rewrite, StateBatch* batch) {
+  constexpr int kMaxVerifyAttempts = 3;
+  EntityCounts& counts = Count(source.system, source.entity);
+  json& pending = snap->unverified[source.system];
+  std::vector<std::string> done, lost;
+  for (const auto& [field, entry] : pending.items()) {
+    const json read = mapped->fields.contains(field) ? mapped->fields[field] : json();
+    const json& sent = entry["sent"];
+    if (read == sent) {
+      ++counts.verified;
+      done.push_back(field);
+    } else if (read == entry["before"]) {
+      mapped->fields[field] = sent;  // not a change made there: our write did not land
+      lost.push_back(field);
+      if (entry.value("attempts", 1) >= kMaxVerifyAttempts) done.push_back(field);
+    } else {
+      done.push_back(field);  // changed there since: the merge takes it from here
+    }
+  }
+  bool give_up = false;
+  std::string reason;
+  for (const std::string& field : lost) {
+    const json& entry = pending[field];
+    if (entry.value("attempts", 1) >= kMaxVerifyAttempts) {
+      // Given up: the system is known to hold the old value, which is then not a change made
+      // there on later reads either; the dead letter's replay sends the value again.
+      give_up = true;
+      snap->seen[source.system][field] = entry["before"];
+      mapped->fields[field] = entry["before"];
+      reason += (reason.empty() ? "" : "; ") + field + " written as " + entry["sent"].dump() + " " +
+                std::to_string(entry.value("attempts", 1)) + " times, still " +
+                entry["before"].dump();
+    } else {
+      *rewrite = true;
+    }
+  }
+  for (const std::string& field : done) pending.erase(field);
+  if (pending.empty()) snap->unverified.erase(source.system);
+  if (give_up) {
+    auto native = MappingPlan::ToNative(source, snap->fields, /*creating=*/false);
+    OutboxItem item;
+    item.system = source.system;
+    item.object = source.object;
+    item.entity = source.entity;
+    item.canonical_id = canonical_id;
+    item.op = "update";
+    item.native_id = record.id;
+    item.idempotency_key = canonical_id;
+    item.payload = native.ok() ? *native : json::object();
+    item.payload_hash = HashJson(item.payload);
+    item.attempts = kMaxVerifyAttempts;
+    item.created_ms = run_start_ms_;
+    ++counts.dead_lettered;
+    spdlog::error("{}: {} {} dead-lettered: {} accepted the write but did not apply it: {}",
+                  source.system, source.entity, canonical_id, source.system, reason);
+    if (!opt_.dry_run)
+      batch->AddDeadLetter(item, source.system + " acknowledged the write but did not apply it: " +
+                                     reason);
+  }
+  return Status::Ok();
+}
+
+// Queues the snapshot's values for the system again, after a read-back showed them lost.
+Status SyncEngine::Run::EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
+                                       const std::string& canonical_id, const Snapshot& snap,
+                                       StateBatch* batch) {
+  auto native = MappingPlan::ToNative(source, snap.fields, /*creating=*/false);
+  if (!native.ok()) return Status::Ok();  // reported when the write was first planned
+  ++Count(source.system, source.entity).rewritten;
+  spdlog::warn("{}: {} {} did not keep crmbridge's last write; writing it again", source.system,
+               source.object, record.id);
+  if (opt_.dry_run) return Status::Ok();
+  OutboxItem item;
+  item.system = source.system;
+  item.object = source.object;
+  item.entity = source.entity;
+  item.canonical_id = canonical_id;
+  item.op = "update";
+  item.native_id = record.id;
+  item.idempotency_key = canonical_id;
+  item.payload = *native;
+  item.payload_hash = HashJson(*native);
+  item.created_ms = run_start_ms_;
+  batch->Enqueue(item);
   return Status::Ok();
 }
 
@@ -544,6 +652,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
     op.key = item.idempotency_key;
     op.native_id = item.native_id;
     op.fields = item.payload;
+    op.attempt = item.attempts;
     ops.push_back(std::move(op));
   }
   auto written = connector->Write(RefFor(m), ops);
@@ -587,10 +696,23 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
           Snapshot updated = **snap;
           json& seen = updated.seen[item.system];
           if (!seen.is_object()) seen = json::object();
-          for (const auto& [field, value] : back->fields.items()) seen[field] = value;
+          for (const auto& [field, value] : back->fields.items()) {
+            if (!updated.unverified.is_object()) updated.unverified = json::object();
+            const bool again = updated.unverified.contains(item.system) &&
+                               updated.unverified[item.system].contains(field);
+            if (outcomes[i].unverified && (again || seen.value(field, json()) != value)) {
+              // Keep the value it replaced (from the first attempt) to recognise a lost write.
+              json& entry = updated.unverified[item.system][field];
+              entry = json{{"sent", value},
+                           {"before", again ? entry["before"] : seen.value(field, json())},
+                           {"attempts", again ? entry.value("attempts", 1) + 1 : 1}};
+            }
+            seen[field] = value;
+          }
           batch.PutSnapshot(updated);
         }
       }
+      if (outcomes[i].unverified) ++counts.unverified;
       if (outcomes[i].created) {
         ++counts.created;
       } else {

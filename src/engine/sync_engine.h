@@ -61,6 +61,9 @@ struct EntityCounts {
   int64_t updated = 0;       // writes delivered that updated a record
   int64_t retrying = 0;      // writes that failed transiently and wait for a later attempt
   int64_t dead_lettered = 0; // writes that failed permanently
+  int64_t unverified = 0;    // writes acknowledged without confirmation, to verify on read-back
+  int64_t verified = 0;      // unconfirmed writes read back as written
+  int64_t rewritten = 0;     // unconfirmed writes read back as lost, and queued again
   nlohmann::json ToJson() const;
 };
 

@@ -59,6 +59,7 @@ class FakeConnector : public Connector {
     ++read_calls;
     if (on_read) on_read();
     if (!read_fault.ok()) return read_fault;
+    if (full_scan) return ReadAll(cursor);
     // Cursor: "<seq>" = next sequence number to read.
     int64_t from = cursor.empty() ? 0 : std::stoll(cursor);
     std::vector<const FakeSystem::Row*> rows;
@@ -98,6 +99,14 @@ class FakeConnector : public Connector {
     std::vector<WriteOutcome> out;
     for (const WriteOp& op : ops) {
       WriteOutcome o;
+      o.unverified = unconfirmed;
+      if (auto lose = lose_writes.find(op.key); lose != lose_writes.end() && lose->second > 0) {
+        // Acknowledged, never applied: what an unconfirmed write can silently do.
+        --lose->second;
+        o.native_id = op.native_id;
+        out.push_back(o);
+        continue;
+      }
       auto fault = op_faults.find(op.key);
       if (fault != op_faults.end() && !fault->second.empty()) {
         o.status = fault->second.front();
@@ -136,6 +145,33 @@ class FakeConnector : public Connector {
     return out;
   }
 
+  // A system with no change feed: every read scans all records (the cursor is an offset, and the
+  // last page ends the scan), and the engine finds changes by diffing.
+  Result<Page> ReadAll(const Cursor& cursor) {
+    const size_t from = cursor.empty() ? 0 : std::stoul(cursor);
+    Page page;
+    size_t i = 0;
+    for (const auto& [id, r] : system_->rows()) {
+      if (i++ < from) continue;
+      if (static_cast<int>(page.records.size()) == caps_.max_page) {
+        page.has_more = true;
+        break;
+      }
+      NativeRecord rec;
+      rec.id = r.id;
+      rec.fields = r.fields;
+      rec.key = r.key;
+      page.records.push_back(rec);
+    }
+    page.next = page.has_more ? std::to_string(from + page.records.size()) : "";
+    return page;
+  }
+
+  bool full_scan = false;
+  // Writes are acknowledged without confirmation (WriteOutcome::unverified).
+  bool unconfirmed = false;
+  // Per key, how many writes to acknowledge and then silently drop.
+  std::map<std::string, int> lose_writes;
   int read_calls = 0;
   std::function<void()> on_read;  // runs at the start of every ReadChanges
   int write_calls = 0;

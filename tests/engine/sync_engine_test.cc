@@ -326,3 +326,84 @@ TEST_F(SyncEngineTest, StageChangesAreRecordedInTheStageHistory) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+using testing::FakeConnector;
+
+// Beta stands for a system like Totango's SDR gateway: it acknowledges every write without
+// confirming it, has no change feed, and may silently drop what it was sent.
+class UnconfirmedWritesTest : public SyncEngineTest {
+ protected:
+  RunSummary SyncUnconfirmed() {
+    engine_ = NewEngine();
+    beta_conn_->full_scan = true;
+    beta_conn_->unconfirmed = true;
+    beta_conn_->lose_writes = lose_;
+    RunOptions opt;
+    opt.holder = "test";
+    auto s = engine_->RunOnce(opt);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    lose_ = beta_conn_->lose_writes;
+    return s.ok() ? *s : RunSummary{};
+  }
+  std::string BetaName() const { return beta_.rows().begin()->second.fields["name"]; }
+  std::string Key() const { return beta_.rows().begin()->second.key; }
+
+  std::map<std::string, int> lose_;
+};
+
+TEST_F(UnconfirmedWritesTest, ALostWriteIsDetectedOnReadBackAndWrittenAgain) {
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  SyncUnconfirmed();
+  ASSERT_EQ(beta_.rows().size(), 1u);
+  alpha_.Put("t0", {{"subject", "Acme Group"}});
+  lose_[Key()] = 1;
+  RunSummary sent = SyncUnconfirmed();
+  EXPECT_EQ(sent.counts["beta"]["onboarding"].unverified, 1);
+  EXPECT_EQ(BetaName(), "Acme") << "beta acknowledged the write and dropped it";
+
+  RunSummary reread = SyncUnconfirmed();
+  EXPECT_EQ(reread.counts["beta"]["onboarding"].rewritten, 1);
+  EXPECT_EQ(BetaName(), "Acme Group") << "written again";
+  EXPECT_EQ(alpha_.rows().at("t0").fields["subject"], "Acme Group")
+      << "the stale value beta still showed was not taken for a change made there";
+
+  RunSummary verified = SyncUnconfirmed();
+  EXPECT_EQ(verified.counts["beta"]["onboarding"].verified, 1);
+  EXPECT_EQ(verified.TotalWrites(), 0);
+  EXPECT_EQ(SyncUnconfirmed().TotalWrites(), 0) << "converged";
+}
+
+TEST_F(UnconfirmedWritesTest, AWriteThatNeverLandsIsDeadLetteredWithTheReason) {
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  SyncUnconfirmed();
+  alpha_.Put("t0", {{"subject", "Acme Group"}});
+  lose_[Key()] = 100;
+  for (int i = 0; i < 5; ++i) SyncUnconfirmed();
+  auto dead = store_->ListDeadLetters(10);
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].item.system, "beta");
+  EXPECT_NE((*dead)[0].reason.find("did not apply it"), std::string::npos) << (*dead)[0].reason;
+  EXPECT_NE((*dead)[0].reason.find("Acme Group"), std::string::npos);
+  EXPECT_EQ(alpha_.rows().at("t0").fields["subject"], "Acme Group") << "never reverted";
+  const int calls = beta_conn_->write_calls;
+  SyncUnconfirmed();
+  EXPECT_EQ(beta_conn_->write_calls, 0) << "no endless rewriting after the dead letter";
+  (void)calls;
+}
+
+TEST_F(UnconfirmedWritesTest, AChangeMadeThereAfterAnUnconfirmedWriteIsMerged) {
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  SyncUnconfirmed();
+  alpha_.Put("t0", {{"subject", "Acme Group"}});
+  SyncUnconfirmed();  // lands, unverified
+  beta_.Put(beta_.rows().begin()->first, {{"name", "Acme Holding"}});
+  SyncUnconfirmed();
+  EXPECT_EQ(alpha_.rows().at("t0").fields["subject"], "Acme Holding");
+}
+
+}  // namespace
+}  // namespace crmbridge

@@ -577,6 +577,35 @@ TEST_F(SqliteStoreTest, DeleteDeadLetter) {
   EXPECT_EQ(store->Apply(del).code(), StatusCode::kNotFound);
 }
 
+TEST_F(SqliteStoreTest, UnverifiedWritesAndDirectDeadLettersPersist) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Snapshot snap;
+    snap.entity = "company";
+    snap.canonical_id = "c1";
+    snap.fields = {{"stage", "live"}};
+    snap.unverified = {{"totango", {{"stage", {{"sent", "live"}, {"before", "kickoff"}, {"attempts", 2}}}}}};
+    OutboxItem item = Item("totango", "c1", {{"Onboarding Stage", "Live"}});
+    item.attempts = 3;
+    StateBatch batch;
+    batch.PutSnapshot(snap);
+    batch.AddDeadLetter(item, "acknowledged but not applied");
+    ASSERT_TRUE(store->Apply(batch).ok());
+  }
+  auto store = Open();  // reopened: the new column and the dead letter survive
+  auto snap = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(snap.ok() && snap->has_value());
+  EXPECT_EQ((**snap).unverified["totango"]["stage"]["attempts"], 2);
+  auto dead = store->ListDeadLetters(10);
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].reason, "acknowledged but not applied");
+  EXPECT_EQ((*dead)[0].item.payload["Onboarding Stage"], "Live");
+  EXPECT_TRUE(store->ReplayDeadLetter((*dead)[0].id, kT0).ok()) << "replayable like any other";
+  EXPECT_EQ(DueIds(store.get(), "totango", kT0 + 1).size(), 1u);
+}
+
 TEST_F(SqliteStoreTest, LeaseIsExclusiveExpiresAndRenews) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
