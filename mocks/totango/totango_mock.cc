@@ -153,6 +153,8 @@ void TotangoMock::ApplySdrLocked(const std::multimap<std::string, std::string>& 
     a.id = account_id;
     a.display_name = account_id;
     a.created_ms = now;
+    // A system attribute: every account has one from its creation (a request may backdate it).
+    a.attributes["Create Date"] = FormatIsoUtc(now, false);
   }
   a.updated_ms = now;
   if (auto name = get("sdr_o.account_name")) a.display_name = *name;

@@ -1,0 +1,488 @@
+#include "connectors/totango/totango_connector.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <spdlog/spdlog.h>
+
+#include "connectors/totango/totango_errors.h"
+#include "connectors/totango/totango_limits.h"
+#include "src/core/time_util.h"
+
+namespace crmbridge {
+
+namespace {
+
+using nlohmann::json;
+
+// Native fields that are not attributes: the account's name and, for users, their account.
+constexpr char kDisplayName[] = "display_name";
+constexpr char kAccountId[] = "account_id";
+constexpr char kCreateDate[] = "Create Date";
+constexpr char kKeyPrefix[] = "crmb_";
+
+std::string PercentEncode(const std::string& in) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : in) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+// An attribute value as Totango takes it: text, numbers without separators, yes/no flags.
+std::string AttributeText(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+std::string Str(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key)) return "";
+  const json& v = j[key];
+  return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+}
+
+bool IsAttribute(const std::string& field) {
+  return field != kDisplayName && field != kAccountId && field != "name" && field != "email";
+}
+
+}  // namespace
+
+TotangoConnector::TotangoConnector(const SystemConfig& config, std::shared_ptr<Transport> transport,
+                                   Clock* clock)
+    : name_(config.name.empty() ? "totango" : config.name),
+      config_(config),
+      transport_(std::move(transport)),
+      clock_(clock) {
+  // The SDR gateway takes one record per call; the REST writes one per call as well.
+  caps_.max_batch = 1;
+  caps_.max_page = totango::kMaxSearchCount;
+  caps_.idempotent_upsert = true;
+  auto opt = [&](const char* key) {
+    auto it = config_.options.find(key);
+    return it == config_.options.end() ? std::string() : it->second;
+  };
+  sdr_url_ = opt("sdr_url");
+  if (sdr_url_.empty() && opt("region") == "eu") sdr_url_ = "https://sdr-eu1.totango.com";
+  if (sdr_url_.empty() && opt("region") == "us") sdr_url_ = "https://sdr.totango.com";
+  if (sdr_url_.empty()) sdr_url_ = config_.base_url;
+  while (!sdr_url_.empty() && sdr_url_.back() == '/') sdr_url_.pop_back();
+  for (const auto& [key, value] : config_.options) {
+    if (key.rfind("allowed.", 0) != 0) continue;
+    std::vector<std::string>& list = allowed_[key.substr(8)];
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t bar = value.find('|', start);
+      if (bar == std::string::npos) bar = value.size();
+      list.push_back(value.substr(start, bar - start));
+      start = bar + 1;
+    }
+  }
+}
+
+Status TotangoConnector::ValidateConfig(const SystemConfig& config) {
+  if (config.base_url.rfind("http://", 0) != 0 && config.base_url.rfind("https://", 0) != 0)
+    return Status(StatusCode::kFailedPrecondition,
+                  "base_url must be an http(s) URL such as https://api.totango.com (EU: "
+                  "https://api-eu1.totango.com), not \"" + config.base_url + "\"");
+  const bool token = (config.auth.count("app_token") && !config.auth.at("app_token").empty()) ||
+                     (config.auth.count("token") && !config.auth.at("token").empty());
+  if (!token)
+    return Status(StatusCode::kFailedPrecondition,
+                  "Totango needs auth.app_token (a personal access token from Profile > "
+                  "Integration)");
+  auto service = config.options.find("service_id");
+  if (service == config.options.end() || service->second.rfind("SP-", 0) != 0)
+    return Status(StatusCode::kFailedPrecondition,
+                  "Totango needs options.service_id, the SDR service id such as SP-0000-11; a "
+                  "wrong one makes the gateway drop every write without an error");
+  auto region = config.options.find("region");
+  if (region != config.options.end() && region->second != "us" && region->second != "eu")
+    return Status(StatusCode::kFailedPrecondition,
+                  "options.region must be us or eu, not \"" + region->second +
+                      "\"; data sent to the wrong data centre is silently dropped");
+  for (const auto& [key, value] : config.options)
+    if (key.rfind("allowed.", 0) == 0 && (key.size() == 8 || value.empty()))
+      return Status(StatusCode::kFailedPrecondition,
+                    "options." + key + " must name an attribute and list its values as A|B|C");
+  return Status::Ok();
+}
+
+std::string TotangoConnector::AccountIdForKey(const std::string& key) {
+  std::string id = kKeyPrefix;
+  for (char c : key)
+    id += std::isalnum(static_cast<unsigned char>(c)) ? c : totango::kAccountIdExtraChar;
+  return id;
+}
+
+std::string TotangoConnector::KeyOfAccountId(const std::string& account_id) {
+  if (account_id.rfind(kKeyPrefix, 0) != 0) return "";
+  std::string key = account_id.substr(sizeof(kKeyPrefix) - 1);
+  // crmbridge keys are UUIDs: their hyphens were written as underscores.
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
+Result<Response> TotangoConnector::Call(const std::string& method, const std::string& url,
+                                        const std::string& body, const std::string& content_type,
+                                        bool idempotent) {
+  Request req;
+  req.method = method;
+  req.url = url;
+  const bool sdr = url.rfind(sdr_url_ + "/pixel.gif", 0) == 0;
+  if (!sdr) {
+    auto token = config_.auth.count("app_token") ? config_.auth.at("app_token")
+                                                 : config_.auth.count("token") ? config_.auth.at("token") : "";
+    req.headers = {{"app-token", token}, {"Accept", "application/json"}};
+  }
+  if (!body.empty()) req.headers.emplace_back("Content-Type", content_type);
+  req.body = body;
+  req.timeout = config_.timeout;
+  req.idempotent = idempotent;
+  req.system = name_;
+  auto r = transport_->Send(req);
+  if (!r.ok()) {
+    Status s = r.status();
+    if (s.system().empty()) s.set_system(name_);
+    return s;
+  }
+  return r;
+}
+
+Status TotangoConnector::Fail(const Response& response, const std::string& what) const {
+  Status s = totango::StatusFromTotango(response, "totango: " + what);
+  s.set_system(name_);
+  return s;
+}
+
+Result<json> TotangoConnector::Search(bool users, const ObjectRef& object, int offset,
+                                      const std::optional<std::pair<int64_t, int64_t>>& window,
+                                      int count) {
+  json fields = json::array();
+  for (const std::string& f : object.fields)
+    if (IsAttribute(f)) fields.push_back({{"type", "string_attribute"}, {"attribute", f}, {"field_display_name", f}});
+  json terms = json::array();
+  if (window) {
+    terms.push_back({{"type", "simple_date_attribute"}, {"attribute", kCreateDate},
+                     {"gte", FormatIsoUtc(window->first, true)}, {"lt", FormatIsoUtc(window->second, true)}});
+  }
+  json query = {{"terms", terms}, {"fields", fields}, {"count", count}, {"offset", offset}, {"scope", "all"}};
+  if (users)
+    query["parent_account_fields"] = json::array(
+        {{{"type", "string"}, {"term", "identifier"}, {"field_display_name", kAccountId}, {"index", 0}}});
+  const std::string what = std::string("searching ") + (users ? "users" : "accounts");
+  // A search changes nothing: safe to repeat.
+  auto r = Call("POST", config_.base_url + "/api/v1/search/" + (users ? "users" : "accounts"),
+                "query=" + PercentEncode(query.dump()), "application/x-www-form-urlencoded", true);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return Fail(*r, what);
+  json body = json::parse(r->body, nullptr, false);
+  const char* bucket = users ? "users" : "accounts";
+  if (!body.is_object() || !body.contains("response") || !body["response"].contains(bucket) ||
+      !body["response"][bucket].contains("hits") || !body["response"][bucket]["hits"].is_array())
+    return Status(StatusCode::kUnavailable, "totango: " + what + ": the answer has no response." +
+                                                bucket + ".hits")
+        .set_system(name_);
+  json out = body["response"][bucket];
+  out["fields"] = fields;
+  return out;
+}
+
+Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& object,
+                                                   const Cursor& cursor, const ReadContext& context) {
+  // The cursor holds the windows still to read (the first one in progress) and the offset in it;
+  // [-1, -1] is the whole set. It resets to "" when the scan is done: the next run scans again.
+  json state = cursor.empty() ? json{{"windows", {{-1, -1}}}, {"offset", 0}}
+                              : json::parse(cursor, nullptr, false);
+  if (!state.is_object() || !state.contains("windows") || !state["windows"].is_array())
+    return Status(StatusCode::kInvalidArgument, "totango: unreadable cursor \"" + cursor + "\"");
+  const int count = context.page_size > 0 ? std::min(context.page_size, totango::kMaxSearchCount)
+                                           : totango::kMaxSearchCount;
+  Page page;
+  while (!state["windows"].empty()) {
+    const json w = state["windows"][0];
+    const int offset = state.value("offset", 0);
+    std::optional<std::pair<int64_t, int64_t>> window;
+    if (w[0].get<int64_t>() >= 0) window = std::make_pair(w[0].get<int64_t>(), w[1].get<int64_t>());
+    auto found = Search(users, object, offset, window, count);
+    if (!found.ok()) return found.status();
+    const int64_t total = found->value("total_hits", int64_t{0});
+    if (offset == 0 && total > totango::kSearchReachable) {
+      if (users)
+        return Status(StatusCode::kFailedPrecondition,
+                      "totango: " + std::to_string(total) + " users match, more than the 10,000 "
+                      "the Search API reaches; map users of fewer accounts")
+            .set_system(name_);
+      // Split the window in halves by creation date until each half is reachable.
+      const int64_t from = window ? window->first : 0;
+      // The upper bound is far enough out for any server clock: 2100-01-01.
+      const int64_t to = window ? window->second : 4102444800000LL;
+      if (to - from <= 1)
+        return Status(StatusCode::kFailedPrecondition,
+                      "totango: more than 10,000 accounts share one Create Date (" +
+                          FormatIsoUtc(from, true) + "); they cannot be read through the Search "
+                          "API")
+            .set_system(name_);
+      const int64_t mid = from + (to - from) / 2;
+      state["windows"].erase(0);
+      state["windows"].insert(state["windows"].begin(), json::array({mid, to}));
+      state["windows"].insert(state["windows"].begin(), json::array({from, mid}));
+      if (!window) state["expected"] = total;
+      continue;
+    }
+    const json& hits = (*found)["hits"];
+    const json& fields = (*found)["fields"];
+    for (const json& hit : hits) {
+      NativeRecord rec;
+      const std::string id = Str(hit, "name");
+      rec.fields[users ? "name" : kDisplayName] = Str(hit, "display_name");
+      const json& selected = hit.value("selected_fields", json::array());
+      for (size_t i = 0; i < fields.size() && i < selected.size(); ++i)
+        rec.fields[fields[i]["attribute"].get<std::string>()] = selected[i];
+      if (users) {
+        const std::string account = fields.size() < selected.size() ? AttributeText(selected[fields.size()]) : "";
+        rec.fields[kAccountId] = account;
+        rec.fields["email"] = id;
+        rec.id = account + "/" + id;
+      } else {
+        rec.id = id;
+        rec.key = KeyOfAccountId(id);
+      }
+      page.records.push_back(std::move(rec));
+    }
+    state["read"] = state.value("read", int64_t{0}) + static_cast<int64_t>(hits.size());
+    const int next = offset + static_cast<int>(hits.size());
+    if (static_cast<int>(hits.size()) < count || next >= total || next >= totango::kSearchReachable) {
+      state["windows"].erase(0);
+      state["offset"] = 0;
+    } else {
+      state["offset"] = next;
+    }
+    break;
+  }
+  page.has_more = !state["windows"].empty();
+  if (!page.has_more) {
+    // Accounts without a Create Date fall outside every date window: say so, never silently.
+    if (state.contains("expected") && state.value("read", int64_t{0}) < state["expected"].get<int64_t>())
+      spdlog::warn("{}: {} of {} accounts were not reached: they have no Create Date to split the "
+                   "10,000-record search cap by",
+                   name_, state["expected"].get<int64_t>() - state.value("read", int64_t{0}),
+                   state["expected"].get<int64_t>());
+    page.next = "";
+  } else {
+    page.next = state.dump();
+  }
+  return page;
+}
+
+Result<Page> TotangoConnector::ReadChanges(const ObjectRef& object, const Cursor& cursor,
+                                           const ReadContext& context) {
+  if (object.object == "accounts") return ReadAccountsOrUsers(false, object, cursor, context);
+  if (object.object == "users") return ReadAccountsOrUsers(true, object, cursor, context);
+  return Status(StatusCode::kFailedPrecondition,
+                "totango: " + object.object + " are written, not read (map them with direction: "
+                "out); readable objects are accounts and users")
+      .set_system(name_);
+}
+
+std::string TotangoConnector::Refusal(bool account, const std::string& name, const json& value) const {
+  const std::string text = AttributeText(value);
+  if (auto list = allowed_.find(name); list != allowed_.end() && !text.empty() &&
+                                       std::find(list->second.begin(), list->second.end(), text) == list->second.end()) {
+    std::string known;
+    for (const std::string& v : list->second) known += (known.empty() ? "" : ", ") + v;
+    return "'" + text + "' is not an allowed value of " + name + " (configured: " + known +
+           "); Totango would ignore it";
+  }
+  if (!account && (name == "Contact" || name == "Key Contact") && text != "yes" && text != "no")
+    return name + " takes yes or no, not '" + text + "'";
+  const size_t max = account ? totango::kAccountTextMax : totango::kUserTextMax;
+  if (text.size() > max)
+    return name + " is " + std::to_string(text.size()) + " characters; Totango keeps at most " +
+           std::to_string(max);
+  return "";
+}
+
+WriteOutcome TotangoConnector::WriteAttributes(bool users, const WriteOp& op) {
+  WriteOutcome out;
+  if (op.kind == WriteOp::Kind::kDelete) {
+    out.status = Status(StatusCode::kFailedPrecondition,
+                        "totango: the API cannot delete " + std::string(users ? "users" : "accounts") +
+                            "; map deletes to an attribute (e.g. Status) instead")
+                     .set_system(name_);
+    return out;
+  }
+  auto service = config_.options.find("service_id");
+  std::string query = "sdr_s=" + PercentEncode(service == config_.options.end() ? "" : service->second);
+  std::string account, user;
+  if (users) {
+    account = Str(op.fields, kAccountId);
+    user = Str(op.fields, "email");
+    if ((account.empty() || user.empty()) && !op.native_id.empty()) {
+      const size_t slash = op.native_id.find('/');
+      if (account.empty()) account = op.native_id.substr(0, slash);
+      if (user.empty() && slash != std::string::npos) user = op.native_id.substr(slash + 1);
+    }
+    if (account.empty() || user.empty()) {
+      out.status = Status(StatusCode::kInvalidArgument,
+                          "totango: a user needs account_id and email").set_system(name_);
+      return out;
+    }
+  } else {
+    account = !op.native_id.empty() ? op.native_id : AccountIdForKey(op.key);
+  }
+  query += "&sdr_o=" + PercentEncode(account);
+  if (users) query += "&sdr_u=" + PercentEncode(user);
+  for (const auto& [field, value] : op.fields.items()) {
+    if (users && (field == kAccountId || field == "email")) continue;
+    if (field == kDisplayName && !users) {
+      query += "&sdr_o.account_name=" + PercentEncode(AttributeText(value));
+      continue;
+    }
+    if (field == "name" && users) {
+      query += "&sdr_u.name=" + PercentEncode(AttributeText(value));
+      continue;
+    }
+    if (std::string why = Refusal(!users, field, value); !why.empty()) {
+      out.status = Status(StatusCode::kInvalidArgument, "totango: " + account + ": " + why).set_system(name_);
+      return out;
+    }
+    query += std::string(users ? "&sdr_u." : "&sdr_o.") + PercentEncode(field) + "=" +
+             PercentEncode(AttributeText(value));
+  }
+  // Setting attributes is idempotent: a repeated call sets the same values.
+  auto r = Call("GET", sdr_url_ + "/pixel.gif/?" + query, "", "", true);
+  if (!r.ok()) {
+    out.status = r.status();
+    return out;
+  }
+  if (r->status != 200) {
+    out.status = Fail(*r, "SDR write of " + account);
+    return out;
+  }
+  out.native_id = users ? account + "/" + user : account;
+  out.created = op.native_id.empty();
+  out.unverified = true;  // a 200 from the gateway proves only that the request arrived
+  return out;
+}
+
+Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std::string& object,
+                                                                       const json& fields) {
+  const std::string account = Str(fields, kAccountId);
+  const bool touchpoint = object == "touchpoints";
+  const std::string url = config_.base_url + (touchpoint ? "/api/v2/events/?account_id="
+                                                         : "/api/v3/tasks?account_id=") +
+                          PercentEncode(account);
+  auto r = Call("GET", url, "", "", true);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return Fail(*r, "looking for an earlier " + object + " create");
+  const json list = json::parse(r->body, nullptr, false);
+  if (!list.is_array()) return std::optional<std::string>();
+  for (const json& item : list) {
+    if (touchpoint) {
+      const json note = item.value("note_content", json::object());
+      if (item.value("type", "") == "note" && Str(note, "subject") == Str(fields, "subject") &&
+          Str(note, "text") == Str(fields, "content"))
+        return std::optional<std::string>(Str(note, "note_id"));
+    } else if (Str(item, "title") == Str(fields, "title") &&
+               Str(item, "description") == Str(fields, "description")) {
+      return std::optional<std::string>(Str(item, "id"));
+    }
+  }
+  return std::optional<std::string>();
+}
+
+WriteOutcome TotangoConnector::CreateOrUpdate(const std::string& object, const WriteOp& op) {
+  WriteOutcome out;
+  const bool touchpoint = object == "touchpoints";
+  const std::string base = config_.base_url + (touchpoint ? "/api/v3/touchpoints/" : "/api/v3/tasks");
+  const std::string item_url = config_.base_url + (touchpoint ? "/api/v3/touchpoints/" : "/api/v3/tasks/");
+  json body = op.fields;
+  if (touchpoint) body["disable_sync"] = true;  // keep Totango from echoing our notes onwards
+  std::string id = op.native_id;
+
+  if (op.kind == WriteOp::Kind::kDelete) {
+    auto r = Call("DELETE", item_url + PercentEncode(id), "", "", true);
+    if (!r.ok()) out.status = r.status();
+    else if (r->status != 200 && r->status != 204 && r->status != 404)
+      out.status = Fail(*r, "deleting " + object + " " + id);
+    out.native_id = id;
+    return out;
+  }
+  if (id.empty() && op.kind == WriteOp::Kind::kUpsert) {
+    if (op.attempt > 0) {
+      // An earlier attempt may have landed without our learning its id: adopt it, never repeat.
+      auto earlier = FindEarlierCreate(object, op.fields);
+      if (!earlier.ok()) {
+        out.status = earlier.status();
+        return out;
+      }
+      if (earlier->has_value()) id = **earlier;
+    }
+    if (id.empty()) {
+      // Not idempotent: a timeout leaves the outcome unknown, and the retry reconciles first.
+      auto r = Call("POST", base, body.dump(), "application/json", false);
+      if (!r.ok()) {
+        out.status = r.status();
+        return out;
+      }
+      if (r->status != 200 && r->status != 201) {
+        out.status = Fail(*r, "creating a " + object.substr(0, object.size() - 1) + " on " +
+                                  Str(op.fields, kAccountId));
+        return out;
+      }
+      const json answer = json::parse(r->body, nullptr, false);
+      out.native_id = touchpoint ? Str(answer.value("note", json::object()), "id") : Str(answer, "id");
+      out.created = true;
+      if (out.native_id.empty())
+        out.status = Status(StatusCode::kUnavailable, "totango: the create answer carried no id")
+                         .set_system(name_);
+      return out;
+    }
+  }
+  auto r = Call("PUT", item_url + PercentEncode(id), body.dump(), "application/json", true);
+  if (!r.ok()) {
+    out.status = r.status();
+    return out;
+  }
+  if (r->status != 200) {
+    out.status = Fail(*r, "updating " + object + " " + id);
+    return out;
+  }
+  out.native_id = id;
+  return out;
+}
+
+Result<std::vector<WriteOutcome>> TotangoConnector::Write(const ObjectRef& object,
+                                                          const std::vector<WriteOp>& ops) {
+  std::vector<WriteOutcome> outcomes;
+  outcomes.reserve(ops.size());
+  for (const WriteOp& op : ops) {
+    WriteOutcome o;
+    if (object.object == "accounts" || object.object == "users") {
+      o = WriteAttributes(object.object == "users", op);
+    } else if (object.object == "touchpoints" || object.object == "tasks") {
+      o = CreateOrUpdate(object.object, op);
+    } else {
+      o.status = Status(StatusCode::kFailedPrecondition,
+                        "totango: no such object \"" + object.object +
+                            "\" (accounts, users, touchpoints, tasks)")
+                     .set_system(name_);
+    }
+    // Bad credentials fail every op alike: report them once for the whole write.
+    if (o.status.code() == StatusCode::kUnauthenticated || o.status.code() == StatusCode::kPermissionDenied)
+      return o.status;
+    outcomes.push_back(std::move(o));
+  }
+  return outcomes;
+}
+
+}  // namespace crmbridge
