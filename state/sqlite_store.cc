@@ -374,6 +374,8 @@ class SqliteStore final : public Store {
   Result<nlohmann::json> OutboxCounts() override;
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
+  Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
+                                               const std::string& entity) override;
   Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
 
   Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
@@ -976,6 +978,38 @@ Result<nlohmann::json> SqliteStore::OutboxCounts() {
   while ((rc = st.Step()) == SQLITE_ROW) counts[st.ColText(0)] = st.ColInt(1);
   if (rc != SQLITE_DONE) return Error(rc, "counting outbox items");
   return counts;
+}
+
+Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& system,
+                                                          const std::string& entity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "unverified " + system + " writes of " + entity;
+  Stmt st = Prepare(
+      "SELECT canonical_id, fields, updated_ms, seen, unverified FROM snapshots "
+      "WHERE entity = ?1 AND unverified != '{}' "
+      "AND json_type(unverified, '$.\"' || replace(?2, '\"', '') || '\"') = 'object' "
+      "ORDER BY canonical_id");
+  st.Text(1, entity).Text(2, system);
+  std::vector<Snapshot> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    Snapshot snap;
+    snap.entity = entity;
+    snap.canonical_id = st.ColText(0);
+    auto fields = ParseJson(st.ColText(1), what);
+    auto seen = ParseJson(st.ColText(3), what);
+    auto unverified = ParseJson(st.ColText(4), what);
+    if (!fields.ok()) return fields.status();
+    if (!seen.ok()) return seen.status();
+    if (!unverified.ok()) return unverified.status();
+    snap.fields = std::move(*fields);
+    snap.updated_ms = st.ColInt(2);
+    snap.seen = std::move(*seen);
+    snap.unverified = std::move(*unverified);
+    out.push_back(std::move(snap));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing " + what);
+  return out;
 }
 
 Result<std::vector<DeadLetter>> SqliteStore::ListDeadLetters(int limit) {

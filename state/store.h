@@ -191,6 +191,9 @@ class Store {
 
   // --- dead letters ---
   virtual Result<std::vector<DeadLetter>> ListDeadLetters(int limit) = 0;
+  // Snapshots of `entity` holding unverified writes to `system` (Snapshot::unverified).
+  virtual Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
+                                                       const std::string& entity) = 0;
   // Moves a dead letter back to the outbox (attempts reset, due now). kNotFound if absent.
   virtual Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) = 0;
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -155,9 +156,12 @@ class SyncEngine::Run {
   Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
                                          const NativeRecord& record);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).
+  // `missing`: a full scan did not return the record at all.
   Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
                       const std::string& canonical_id, Snapshot* snap, MappedRecord* mapped,
-                      bool* rewrite, StateBatch* batch);
+                      bool* rewrite, StateBatch* batch, bool missing = false);
+  // After a full scan: unconfirmed writes whose records the scan did not return.
+  Status VerifyMissing(const SystemEntityMapping& m);
   Status EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
                         const std::string& canonical_id, const Snapshot& snap, StateBatch* batch);
   // Queues a write for every other system whose copy differs from `snap`.
@@ -178,6 +182,8 @@ class SyncEngine::Run {
   std::unordered_map<std::string, Link> pending_links_;          // key: system|entity|native_id
   std::unordered_map<std::string, Link> pending_links_by_cid_;   // key: entity|cid|system
   std::unordered_map<std::string, Snapshot> pending_snapshots_;  // key: entity|cid
+  // Records whose unconfirmed writes were checked this run (system|entity|cid).
+  std::set<std::string> verified_;
 };
 
 Result<RunSummary> SyncEngine::RunOnce(const RunOptions& options) {
@@ -293,6 +299,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
 
   spdlog::info("reading {} {} ({}) from {}", m.system, m.object, m.entity,
                cursor.empty() ? "the beginning" : "the stored cursor");
+  const bool scan_from_start = cursor.empty();
   while (!Stopping()) {
     auto page = connector->ReadChanges(ref, cursor, ctx);
     if (!page.ok()) {
@@ -319,9 +326,34 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       pending_snapshots_.clear();
     }
     cursor = page->next;
-    if (!page->has_more) break;
+    if (!page->has_more) {
+      // A full scan, start to end: an unconfirmed write whose record it never returned was lost.
+      if (scan_from_start && cursor.empty()) return VerifyMissing(m);
+      break;
+    }
   }
   return Status::Ok();
+}
+
+Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
+  auto pending = e_->store_->ListUnverified(m.system, m.entity);
+  if (!pending.ok()) return pending.status();
+  StateBatch batch;
+  for (Snapshot& snap : *pending) {
+    if (verified_.count(m.system + "|" + m.entity + "|" + snap.canonical_id)) continue;
+    auto link = CurrentLink(m.entity, snap.canonical_id, m.system);
+    if (!link.ok()) return link.status();
+    NativeRecord absent;
+    absent.id = link->native_id;
+    MappedRecord nothing;
+    bool rewrite = false;
+    CRMB_RETURN_IF_ERROR(VerifyWrites(m, absent, snap.canonical_id, &snap, &nothing, &rewrite,
+                                      &batch, /*missing=*/true));
+    if (rewrite) CRMB_RETURN_IF_ERROR(EnqueueRewrite(m, absent, snap.canonical_id, snap, &batch));
+    if (!opt_.dry_run) batch.PutSnapshot(snap);
+  }
+  if (opt_.dry_run || batch.empty()) return Status::Ok();
+  return e_->store_->Apply(batch);
 }
 
 Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
@@ -468,15 +500,21 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
 // since, and that change is merged as usual.
 Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
                                      const std::string& canonical_id, Snapshot* snap,
-                                     MappedRecord* mapped, bool* rewrite, StateBatch* batch) {
+                                     MappedRecord* mapped, bool* rewrite, StateBatch* batch,
+                                     bool missing) {
   constexpr int kMaxVerifyAttempts = 3;
   EntityCounts& counts = Count(source.system, source.entity);
+  verified_.insert(source.system + "|" + source.entity + "|" + canonical_id);
   json& pending = snap->unverified[source.system];
   std::vector<std::string> done, lost;
   for (const auto& [field, entry] : pending.items()) {
     const json read = mapped->fields.contains(field) ? mapped->fields[field] : json();
     const json& sent = entry["sent"];
-    if (read == sent) {
+    if (missing) {
+      // The record itself never showed up: nothing of the write landed.
+      lost.push_back(field);
+      if (entry.value("attempts", 1) >= kMaxVerifyAttempts) done.push_back(field);
+    } else if (read == sent) {
       ++counts.verified;
       done.push_back(field);
     } else if (read == entry["before"]) {
@@ -496,7 +534,7 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
       // there on later reads either; the dead letter's replay sends the value again.
       give_up = true;
       snap->seen[source.system][field] = entry["before"];
-      mapped->fields[field] = entry["before"];
+      if (!missing) mapped->fields[field] = entry["before"];
       reason += (reason.empty() ? "" : "; ") + field + " written as " + entry["sent"].dump() + " " +
                 std::to_string(entry.value("attempts", 1)) + " times, still " +
                 entry["before"].dump();
@@ -534,18 +572,20 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
 Status SyncEngine::Run::EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
                                        const std::string& canonical_id, const Snapshot& snap,
                                        StateBatch* batch) {
-  auto native = MappingPlan::ToNative(source, snap.fields, /*creating=*/false);
+  // A record never seen there (a lost create) is upserted by key again, with its create fields.
+  const bool create = record.id.empty();
+  auto native = MappingPlan::ToNative(source, snap.fields, /*creating=*/create);
   if (!native.ok()) return Status::Ok();  // reported when the write was first planned
   ++Count(source.system, source.entity).rewritten;
   spdlog::warn("{}: {} {} did not keep crmbridge's last write; writing it again", source.system,
-               source.object, record.id);
+               source.object, create ? canonical_id + " (never appeared)" : record.id);
   if (opt_.dry_run) return Status::Ok();
   OutboxItem item;
   item.system = source.system;
   item.object = source.object;
   item.entity = source.entity;
   item.canonical_id = canonical_id;
-  item.op = "update";
+  item.op = create ? "upsert" : "update";
   item.native_id = record.id;
   item.idempotency_key = canonical_id;
   item.payload = *native;

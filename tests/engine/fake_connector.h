@@ -100,9 +100,11 @@ class FakeConnector : public Connector {
     for (const WriteOp& op : ops) {
       WriteOutcome o;
       o.unverified = unconfirmed;
-      if (auto lose = lose_writes.find(op.key); lose != lose_writes.end() && lose->second > 0) {
+      auto lose = lose_writes.find(op.key);
+      if ((lose != lose_writes.end() && lose->second > 0) || lose_next > 0) {
         // Acknowledged, never applied: what an unconfirmed write can silently do.
-        --lose->second;
+        if (lose_next > 0) --lose_next;
+        else --lose->second;
         o.native_id = op.native_id;
         out.push_back(o);
         continue;
@@ -172,6 +174,7 @@ class FakeConnector : public Connector {
   bool unconfirmed = false;
   // Per key, how many writes to acknowledge and then silently drop.
   std::map<std::string, int> lose_writes;
+  int lose_next = 0;  // the next writes of any key, likewise
   int read_calls = 0;
   std::function<void()> on_read;  // runs at the start of every ReadChanges
   int write_calls = 0;

@@ -376,6 +376,25 @@ TEST_F(UnconfirmedWritesTest, ALostWriteIsDetectedOnReadBackAndWrittenAgain) {
   EXPECT_EQ(SyncUnconfirmed().TotalWrites(), 0) << "converged";
 }
 
+TEST_F(UnconfirmedWritesTest, ALostCreateIsFoundMissingByTheNextFullScanAndMadeAgain) {
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  alpha_.Put("t1", {{"subject", "Beta AB"}, {"stage", "new"}});
+  engine_ = NewEngine();
+  beta_conn_->full_scan = true;
+  beta_conn_->unconfirmed = true;
+  beta_conn_->lose_next = 1;  // the first create vanishes
+  RunOptions opt;
+  opt.holder = "test";
+  ASSERT_TRUE(engine_->RunOnce(opt).ok());
+  ASSERT_EQ(beta_.rows().size(), 1u);
+
+  RunSummary second = SyncUnconfirmed();
+  EXPECT_EQ(second.counts["beta"]["onboarding"].rewritten, 1);
+  EXPECT_EQ(beta_.rows().size(), 2u) << "the missing record was written again";
+  SyncUnconfirmed();
+  EXPECT_EQ(SyncUnconfirmed().TotalWrites(), 0) << "converged";
+}
+
 TEST_F(UnconfirmedWritesTest, AWriteThatNeverLandsIsDeadLetteredWithTheReason) {
   alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
   SyncUnconfirmed();
