@@ -77,3 +77,97 @@ std::string AlternateKeySegment(const std::string& set, const std::string& colum
 }
 
 }  // namespace crmbridge::dynamics365
+
+namespace crmbridge::dynamics365 {
+
+namespace {
+
+// Splits `text` into its lines' header block and the rest at the first blank line.
+std::pair<std::string, std::string> SplitAtBlankLine(const std::string& text) {
+  size_t at = text.find("\r\n\r\n");
+  size_t skip = 4;
+  if (at == std::string::npos) {
+    at = text.find("\n\n");
+    skip = 2;
+  }
+  if (at == std::string::npos) return {text, ""};
+  return {text.substr(0, at), text.substr(at + skip)};
+}
+
+Headers ParseHeaderLines(const std::string& block, std::string* first_line) {
+  Headers headers;
+  size_t start = 0;
+  bool first = first_line != nullptr;
+  while (start < block.size()) {
+    size_t end = block.find('\n', start);
+    if (end == std::string::npos) end = block.size();
+    std::string line = block.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    start = end + 1;
+    if (first) {
+      *first_line = line;
+      first = false;
+      continue;
+    }
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    size_t v = colon + 1;
+    while (v < line.size() && line[v] == ' ') ++v;
+    headers.emplace_back(line.substr(0, colon), line.substr(v));
+  }
+  return headers;
+}
+
+}  // namespace
+
+std::string BatchBody(const std::string& boundary, const std::vector<Request>& requests) {
+  std::string body;
+  for (const Request& r : requests) {
+    body += "--" + boundary + "\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n";
+    body += r.method + " " + r.url + " HTTP/1.1\r\n";
+    for (const auto& [name, value] : r.headers) body += name + ": " + value + "\r\n";
+    if (!r.body.empty()) body += "Content-Type: application/json; type=entry\r\n";
+    body += "\r\n" + r.body + "\r\n";
+  }
+  return body + "--" + boundary + "--\r\n";
+}
+
+Result<std::vector<Response>> ParseBatchResponse(const std::string& content_type,
+                                                 const std::string& body) {
+  const size_t b = content_type.find("boundary=");
+  if (content_type.rfind("multipart/mixed", 0) != 0 || b == std::string::npos)
+    return Status(StatusCode::kInvalidArgument,
+                  "not a batch answer (Content-Type \"" + content_type + "\")");
+  std::string boundary = content_type.substr(b + 9);
+  if (const size_t semi = boundary.find(';'); semi != std::string::npos) boundary.resize(semi);
+  if (boundary.size() >= 2 && boundary.front() == '"') boundary = boundary.substr(1, boundary.size() - 2);
+  const std::string delimiter = "--" + boundary;
+  std::vector<Response> out;
+  size_t at = body.find(delimiter);
+  while (at != std::string::npos) {
+    at += delimiter.size();
+    if (body.compare(at, 2, "--") == 0) break;  // the closing delimiter
+    const size_t next = body.find(delimiter, at);
+    std::string part = body.substr(at, next == std::string::npos ? std::string::npos : next - at);
+    // The part's MIME headers, then the HTTP response: status line, headers, body.
+    auto [mime, http] = SplitAtBlankLine(part);
+    (void)mime;
+    while (!http.empty() && (http[0] == '\r' || http[0] == '\n')) http.erase(0, 1);
+    auto [head, payload] = SplitAtBlankLine(http);
+    std::string status_line;
+    Response r;
+    r.headers = ParseHeaderLines(head, &status_line);
+    // "HTTP/1.1 204 No Content"
+    const size_t sp = status_line.find(' ');
+    r.status = sp == std::string::npos ? 0 : std::atoi(status_line.c_str() + sp + 1);
+    while (!payload.empty() && (payload.back() == '\n' || payload.back() == '\r')) payload.pop_back();
+    r.body = payload;
+    if (r.status == 0)
+      return Status(StatusCode::kInvalidArgument, "a $batch part without an HTTP status line");
+    out.push_back(std::move(r));
+    at = next;
+  }
+  return out;
+}
+
+}  // namespace crmbridge::dynamics365

@@ -3,8 +3,10 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "connectors/connector.h"
+#include "src/core/transport.h"
 
 namespace crmbridge::dynamics365 {
 
@@ -24,6 +26,15 @@ std::string AlternateKeySegment(const std::string& entity_set, const std::string
 // Percent-encodes `s` for a URL path segment, query value or form body (RFC 3986 unreserved
 // characters and `'` are left as they are).
 std::string PercentEncode(const std::string& s);
+
+// The multipart/mixed body of a $batch carrying `requests` in order, each as its own part (no
+// change sets). URLs are sent as given (absolute).
+std::string BatchBody(const std::string& boundary, const std::vector<Request>& requests);
+
+// The responses of a $batch answer, in order, from its Content-Type (for the boundary) and body.
+// kInvalidArgument when the answer is not a multipart batch response.
+Result<std::vector<Response>> ParseBatchResponse(const std::string& content_type,
+                                                 const std::string& body);
 
 // Parses "2024-01-01T00:00:00Z" into epoch ms; 0 when it cannot.
 int64_t ParseDataverseTime(const std::string& text);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "connectors/dynamics365/dynamics365_codec.h"
+#include "src/core/ids.h"
 #include "connectors/dynamics365/dynamics365_errors.h"
 #include "connectors/dynamics365/dynamics365_limits.h"
 
@@ -28,7 +29,8 @@ void AddODataHeaders(Request* r) {
   r->headers.emplace_back("OData-MaxVersion", "4.0");
   r->headers.emplace_back("OData-Version", "4.0");
   if (r->method == "GET") r->headers.emplace_back("If-None-Match", "null");
-  if (!r->body.empty()) r->headers.emplace_back("Content-Type", "application/json");
+  if (!r->body.empty() && !FindHeader(r->headers, "Content-Type"))
+    r->headers.emplace_back("Content-Type", "application/json");
 }
 
 // A cursor that is a delta link (as opposed to a nextLink of a read in progress).
@@ -52,7 +54,11 @@ Dynamics365Connector::Dynamics365Connector(const SystemConfig& config,
       clock_(clock) {
   // One upsert per request: Dataverse favours parallel single requests over large batches
   // (refs/dynamics365 §9); the engine hands over up to this many per call.
-  caps_.max_batch = dynamics365::kMaxOpsPerWrite;
+  if (auto v = config_.options.find("batch_size"); v != config_.options.end())
+    batch_size_ = std::atoi(v->second.c_str());
+  if (batch_size_ < 1 || batch_size_ > dynamics365::kMaxBatchRequests)
+    batch_size_ = dynamics365::kMaxBatchRequests;
+  caps_.max_batch = batch_size_;
   caps_.max_page = dynamics365::kMaxPageSize;
   caps_.idempotent_upsert = true;
 }
@@ -74,6 +80,13 @@ Status Dynamics365Connector::ValidateConfig(const SystemConfig& config) {
   }
   if (!is_http(config.auth.at("token_url")))
     return Status(StatusCode::kFailedPrecondition, "auth.token_url must be an http(s) URL");
+  if (auto v = config.options.find("batch_size"); v != config.options.end()) {
+    const int n = std::atoi(v->second.c_str());
+    if (n < 1 || n > dynamics365::kMaxBatchRequests)
+      return Status(StatusCode::kFailedPrecondition,
+                    "options.batch_size must be 1.." + std::to_string(dynamics365::kMaxBatchRequests) +
+                        " (requests per $batch), not \"" + v->second + "\"");
+  }
   if (auto v = config.options.find("api_version"); v != config.options.end()) {
     const std::string& text = v->second;
     const bool ok = text.size() >= 4 && text[0] == 'v' && text.find('.') != std::string::npos &&
@@ -245,10 +258,9 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   return page;
 }
 
-WriteOutcome Dynamics365Connector::WriteOne(const ObjectRef& object, const WriteOp& op) {
+Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteOp& op) const {
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
   const std::string key_column = Param(object, "key", "crmb_externalid");
-  WriteOutcome out;
   Request req;
   req.idempotent = true;
   json body = op.fields;
@@ -269,26 +281,28 @@ WriteOutcome Dynamics365Connector::WriteOne(const ObjectRef& object, const Write
     req.headers.emplace_back("Prefer", "return=representation");
   }
   if (req.method == "PATCH") req.body = body.dump();
-  auto r = Call(req);
-  if (!r.ok()) {
-    out.status = r.status();
-    return out;
-  }
-  if (r->status >= 300) {
-    if (op.kind == WriteOp::Kind::kDelete && r->status == 404) {
+  return req;
+}
+
+WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const WriteOp& op,
+                                               const std::string& method, const Response& r) const {
+  const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
+  WriteOutcome out;
+  if (r.status >= 300) {
+    if (op.kind == WriteOp::Kind::kDelete && r.status == 404) {
       // Already gone (a delete repeated after an unknown outcome, or deleted in Dynamics 365).
       out.native_id = op.native_id;
       return out;
     }
-    out.status = Fail(*r, req.method + " " + object.object + " " +
-                              (op.native_id.empty() ? op.key : op.native_id));
+    out.status = Fail(r, method + " " + object.object + " " +
+                             (op.native_id.empty() ? op.key : op.native_id));
     return out;
   }
   out.native_id = op.native_id;
   if (op.kind == WriteOp::Kind::kUpsert) {
     // With return=representation: 201 = created, 200 = updated (refs/dynamics365 §5).
-    out.created = r->status == 201;
-    auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    out.created = r.status == 201;
+    auto j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
     if (j.is_object() && j.contains(pk) && j[pk].is_string())
       out.native_id = j[pk].get<std::string>();
     if (out.native_id.empty()) {
@@ -300,15 +314,77 @@ WriteOutcome Dynamics365Connector::WriteOne(const ObjectRef& object, const Write
   return out;
 }
 
+WriteOutcome Dynamics365Connector::WriteOne(const ObjectRef& object, const WriteOp& op) {
+  Request req = WriteRequest(object, op);
+  auto r = Call(req);
+  if (!r.ok()) {
+    WriteOutcome out;
+    out.status = r.status();
+    return out;
+  }
+  return WriteResult(object, op, req.method, *r);
+}
+
+std::vector<WriteOutcome> Dynamics365Connector::WriteBatch(const ObjectRef& object,
+                                                           const std::vector<WriteOp>& ops) {
+  // One $batch of independent requests (no change set: each succeeds or fails alone), with
+  // continue-on-error so one bad row does not stop the rest (refs/dynamics365 §9).
+  std::vector<Request> requests;
+  for (const WriteOp& op : ops) requests.push_back(WriteRequest(object, op));
+  const std::string boundary = "batch_" + NewUuid();
+  Request batch;
+  batch.method = "POST";
+  batch.url = ApiRoot() + "$batch";
+  batch.body = dynamics365::BatchBody(boundary, requests);
+  batch.idempotent = true;  // every request inside is an upsert, an update or a delete by key/id
+  batch.headers.emplace_back("Prefer", "odata.continue-on-error");
+  batch.headers.emplace_back("Content-Type", "multipart/mixed; boundary=" + boundary);
+  auto r = Call(batch);
+  std::vector<WriteOutcome> outcomes(ops.size());
+  Status whole;
+  if (!r.ok()) {
+    whole = r.status();
+  } else if (r->status != 200) {
+    whole = Fail(*r, "$batch of " + std::to_string(ops.size()) + " " + object.object);
+  }
+  if (!whole.ok()) {
+    for (WriteOutcome& o : outcomes) o.status = whole;
+    return outcomes;
+  }
+  auto parts = dynamics365::ParseBatchResponse(r->Header("Content-Type").value_or(""), r->body);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!parts.ok() || i >= parts->size()) {
+      // Unanswered: the outcome is unknown, and the write is safe to repeat.
+      outcomes[i].status = Status(StatusCode::kUnavailable,
+                                  "dynamics365: the $batch answer has no part for " +
+                                      object.object + " " +
+                                      (ops[i].native_id.empty() ? ops[i].key : ops[i].native_id) +
+                                      (parts.ok() ? "" : ": " + parts.status().message()))
+                               .set_system(name_);
+      continue;
+    }
+    outcomes[i] = WriteResult(object, ops[i], requests[i].method, (*parts)[i]);
+  }
+  return outcomes;
+}
+
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(ops.size());
-  for (const WriteOp& op : ops) {
-    WriteOutcome o = WriteOne(object, op);
-    // Credentials refused: no later op can fare better.
-    if (o.status.IsSystemFatal()) return o.status;
+  if (ops.size() == 1) {
+    WriteOutcome o = WriteOne(object, ops[0]);
+    if (o.status.IsSystemFatal()) return o.status;  // credentials refused
     outcomes.push_back(std::move(o));
+    return outcomes;
+  }
+  for (size_t i = 0; i < ops.size(); i += static_cast<size_t>(batch_size_)) {
+    std::vector<WriteOp> chunk(ops.begin() + i,
+                               ops.begin() + std::min(ops.size(), i + static_cast<size_t>(batch_size_)));
+    for (WriteOutcome& o : WriteBatch(object, chunk)) {
+      if (o.status.IsSystemFatal()) return o.status;
+      outcomes.push_back(std::move(o));
+    }
   }
   return outcomes;
 }

@@ -8,7 +8,9 @@
 // tombstones; a delta token the service no longer accepts starts a full read again.
 // Writes upsert by crmbridge's alternate-key column (PATCH set(key='…')), so a write repeated
 // after an unknown outcome updates the first; updates by id carry If-Match: * so a row deleted in
-// Dynamics 365 is never silently re-created.
+// Dynamics 365 is never silently re-created. Several ops travel in one $batch (up to 1000, the
+// API's maximum; options.batch_size lowers it) with continue-on-error and no change set, so each
+// row gets its own answer and one bad row never fails the others; a single op goes alone.
 //
 // Not thread-safe (one per worker), per the Connector contract.
 #pragma once
@@ -52,12 +54,19 @@ class Dynamics365Connector : public Connector {
   // Classifies an error response (StatusFromDataverse) as coming from this system.
   Status Fail(const Response& response, const std::string& what) const;
   std::string ApiRoot() const;  // ".../api/data/v9.2/"
+  // The request that carries `op`, alone or inside a $batch, and what its answer means.
+  Request WriteRequest(const ObjectRef& object, const WriteOp& op) const;
+  WriteOutcome WriteResult(const ObjectRef& object, const WriteOp& op, const std::string& method,
+                           const Response& response) const;
   WriteOutcome WriteOne(const ObjectRef& object, const WriteOp& op);
+  // Up to batch_size_ ops in one $batch, one outcome per op from its own part of the answer.
+  std::vector<WriteOutcome> WriteBatch(const ObjectRef& object, const std::vector<WriteOp>& ops);
 
   std::string name_;
   SystemConfig config_;
   std::shared_ptr<Transport> transport_;
   Clock* clock_;
+  int batch_size_ = 0;  // requests per $batch (options.batch_size, default the API's 1000)
   Capabilities caps_;
   std::string token_;
   int64_t token_expires_ms_ = 0;

@@ -16,10 +16,9 @@ inline constexpr int kTokenRefreshMarginSeconds = 300;
 // refs/dynamics365/reference.md §1: tokens last "about an hour"; the documented example answers
 // "expires_in":3599. Used when a token response omits expires_in.
 inline constexpr int kDefaultTokenLifetimeSeconds = 3599;
-// Not a vendor limit: ops one Write() call accepts (Capabilities::max_batch). They go one request
-// each, as refs/dynamics365/reference-second-pass.md §10 advises: "Prefer parallel single requests
-// over big batches".
-inline constexpr int kMaxOpsPerWrite = 100;
+// refs/dynamics365/reference.md §9: "Limits: ≤ 1000 requests per batch, no nested batches".
+// Ops one Write() call accepts and one $batch carries, unless options.batch_size lowers it.
+inline constexpr int kMaxBatchRequests = 1000;
 // refs/dynamics365/reference.md §11: "requests | 6000 per 300 s" per user (service protection;
 // enforced by the engine's rate limiter, recorded here for reference).
 inline constexpr int kRequestsPerWindow = 6000;

@@ -194,9 +194,13 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   config_.systems["hubspot"].max_attempts = 2;
   config_.systems["dynamics365"].max_attempts = 1;
   hubspot_->SetFaults({*mocks::FaultRule::Parse("POST /search status=502 rate=0.3")}, 5);
-  dynamics_->SetFaults({*mocks::FaultRule::Parse("PATCH /opportunities status=503 rate=0.3"),
-                        *mocks::FaultRule::Parse("PATCH /opportunities status=504 applied rate=0.2"),
-                        *mocks::FaultRule::Parse("PATCH /opportunities drop applied rate=0.1")},
+  // Dynamics 365 writes travel in $batch calls of 5 rows here, so that there are many calls to
+  // fail: whole batches refused, applied and then failed or cut off, and single rows failed.
+  config_.systems["dynamics365"].options["batch_size"] = "5";
+  dynamics_->SetFaults({*mocks::FaultRule::Parse("POST /$batch status=503 rate=0.2"),
+                        *mocks::FaultRule::Parse("POST /$batch status=504 applied rate=0.2"),
+                        *mocks::FaultRule::Parse("POST /$batch drop applied rate=0.1"),
+                        *mocks::FaultRule::Parse("POST /$batch partial=0.3")},
                        5);
   int runs = 0;
   for (; runs < 30; ++runs) {
