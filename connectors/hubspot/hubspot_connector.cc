@@ -305,6 +305,11 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   if (!results || !results->is_array())
     return Status(StatusCode::kUnavailable, "hubspot: a search answer without a results list")
         .set_system(name_);
+  // A restarted window or a tie paged by id reads again records of the boundary timestamp that
+  // this pass already returned; they are dropped here, so one pass returns each record once.
+  Boundary& boundary = boundaries_[object.object];
+  if (c.window_ms >= 0 && c.after == 0 && c.tie_ms < 0 && c.window_ms < boundary.ms)
+    boundary = Boundary{};  // a new pass (its overlap may legitimately repeat the last run)
   for (const json& obj : *results) {
     auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
     if (!rec.ok()) return rec.status();
@@ -312,6 +317,11 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     last_id = rec->id;
     last_modified = rec->modified_ms;
     c.max_seen_ms = std::max(c.max_seen_ms, rec->modified_ms);
+    if (rec->modified_ms > boundary.ms) {
+      boundary.ms = rec->modified_ms;
+      boundary.ids.clear();
+    }
+    if (rec->modified_ms == boundary.ms && !boundary.ids.insert(rec->id).second) continue;
     page.records.push_back(std::move(*rec));
   }
   // paging.next.after is an integer offset formatted as a string, absent on the last page.

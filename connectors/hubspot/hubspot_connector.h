@@ -4,6 +4,8 @@
 // Reads are incremental searches on the last-modified property, sorted ascending, 200 per page;
 // the 10,000-result cap of one search is never reached: the window restarts from the last
 // timestamp seen, and a run of more than 9,800 records sharing one timestamp is paged by id.
+// Records of that boundary timestamp read twice by the restart are dropped, so one pass returns
+// each record once (a new pass starts with an overlap and may repeat the end of the last).
 // Writes go through batch upsert on crmbridge's unique key property (created on first use), so a
 // create retried after an unknown outcome updates the first instead of duplicating it; a batch
 // HubSpot rejects as a whole is split until only the bad record fails.
@@ -15,6 +17,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -70,6 +73,12 @@ class HubSpotConnector : public Connector {
   Clock* clock_;
   Capabilities caps_;
   std::map<std::string, ObjectSetup> setups_;  // by object type + key property + pipeline
+  // Per object type, the latest timestamp this pass returned and the ids returned at it.
+  struct Boundary {
+    int64_t ms = -1;
+    std::set<std::string> ids;
+  };
+  std::map<std::string, Boundary> boundaries_;
 };
 
 }  // namespace crmbridge

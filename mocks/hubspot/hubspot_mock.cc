@@ -426,13 +426,15 @@ HubSpotMock::Reply HubSpotMock::Search(const std::string& type, const json& body
   if (after >= kSearchCap)
     return {400, Error("VALIDATION_ERROR", "The search API cannot page past 10,000 results.")};
 
+  std::vector<json> group_filters;  // parsed once, not per object
+  for (const json& g : groups) group_filters.push_back(g.value("filters", json::array()));
   std::vector<const Object*> hits;
   for (const auto& [id, o] : objects_[type]) {
     if (o.archived) continue;
-    bool ok = groups.empty();
-    for (const json& g : groups) {
+    bool ok = group_filters.empty();
+    for (const json& filters : group_filters) {
       bool all = true;
-      for (const json& f : g.value("filters", json::array())) all = all && Matches(type, o, f);
+      for (const json& f : filters) all = all && Matches(type, o, f);
       ok = ok || all;
     }
     if (ok) hits.push_back(&o);
@@ -452,19 +454,29 @@ HubSpotMock::Reply HubSpotMock::Search(const std::string& type, const json& body
   const auto& defs = properties_.at(type);
   auto def = defs.find(sort_prop);
   const bool numeric = def != defs.end() && (def->second.type == "number" || def->second.type == "datetime");
-  std::stable_sort(hits.begin(), hits.end(), [&](const Object* a, const Object* b) {
-    const json va = a->properties.value(sort_prop, json()), vb = b->properties.value(sort_prop, json());
-    int c;
-    if (numeric) {
-      double x = AsNumber(va).value_or(0), y = AsNumber(vb).value_or(0);
-      c = x < y ? -1 : x > y ? 1 : 0;
-    } else {
-      std::string x = Lower(Str(va)), y = Lower(Str(vb));
-      c = x < y ? -1 : x > y ? 1 : 0;
-    }
-    if (c == 0) return a->id < b->id;  // stable order: then by id
+  // Sort keys computed once per hit, not per comparison.
+  struct Keyed {
+    double number = 0;
+    std::string text;
+    const Object* o;
+  };
+  std::vector<Keyed> keyed;
+  keyed.reserve(hits.size());
+  for (const Object* o : hits) {
+    auto v = o->properties.find(sort_prop);
+    const json value = v == o->properties.end() ? json() : *v;
+    Keyed k{0, "", o};
+    if (numeric) k.number = AsNumber(value).value_or(0);
+    else k.text = Lower(Str(value));
+    keyed.push_back(std::move(k));
+  }
+  std::sort(keyed.begin(), keyed.end(), [&](const Keyed& a, const Keyed& b) {
+    const int c = numeric ? (a.number < b.number ? -1 : a.number > b.number ? 1 : 0)
+                          : a.text.compare(b.text);
+    if (c == 0) return a.o->id < b.o->id;  // stable order: then by id
     return desc ? c > 0 : c < 0;
   });
+  for (size_t i = 0; i < keyed.size(); ++i) hits[i] = keyed[i].o;
   std::vector<std::string> props;
   for (const json& p : body.value("properties", json::array())) props.push_back(Str(p));
   json results = json::array();

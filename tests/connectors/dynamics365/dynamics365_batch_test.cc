@@ -151,3 +151,43 @@ TEST_F(Dynamics365BatchTest, UpdatesAndDeletesByIdTravelInTheBatchToo) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+TEST_F(Dynamics365BatchTest, ABatchRetriedAfterATimeoutThatLandedLeavesOneRowPerKey) {
+  mock_->SetFaults({*mocks::FaultRule::Parse("POST /$batch status=504 applied times=1")});
+  auto out = connector_->Write(Opportunities(), Ops(30));
+  ASSERT_TRUE(out.ok());
+  for (const WriteOutcome& o : *out) EXPECT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_EQ(BatchCalls(), 2) << "the transport repeated the batch once";
+  EXPECT_EQ(mock_->Dump()["opportunities"].size(), 30u) << "upserts by key: no second row";
+}
+
+TEST_F(Dynamics365BatchTest, ADeltaReadReportsADeletedRow) {
+  auto created = connector_->Write(Opportunities(), Ops(5));
+  ASSERT_TRUE(created.ok());
+  ObjectRef ref = Opportunities();
+  ref.fields = {"name"};
+  ReadContext ctx;
+  Cursor cursor;
+  for (;;) {  // the first read pages the table and ends on a delta link
+    auto page = connector_->ReadChanges(ref, cursor, ctx);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    cursor = page->next;
+    if (!page->has_more) break;
+  }
+  ASSERT_NE(cursor.find("deltatoken="), std::string::npos) << cursor;
+  WriteOp del;
+  del.kind = WriteOp::Kind::kDelete;
+  del.native_id = (*created)[2].native_id;
+  ASSERT_TRUE((*connector_->Write(Opportunities(), {del}))[0].status.ok());
+  auto delta = connector_->ReadChanges(ref, cursor, ctx);
+  ASSERT_TRUE(delta.ok()) << delta.status().ToString();
+  ASSERT_EQ(delta->records.size(), 1u);
+  EXPECT_TRUE(delta->records[0].deleted);
+  EXPECT_EQ(delta->records[0].id, del.native_id);
+}
+
+}  // namespace
+}  // namespace crmbridge
