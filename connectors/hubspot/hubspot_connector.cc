@@ -8,6 +8,8 @@
 
 #include "connectors/hubspot/hubspot_codec.h"
 #include "connectors/hubspot/hubspot_errors.h"
+#include "src/core/redaction.h"
+#include "src/core/url.h"
 #include "connectors/hubspot/hubspot_limits.h"
 
 namespace crmbridge {
@@ -82,15 +84,18 @@ Status HubSpotConnector::ValidateConfig(const SystemConfig& config) {
                   "base_url must be an http(s) URL such as https://api.hubapi.com, not \"" +
                       config.base_url + "\"");
   auto token = config.auth.find("token");
-  if (token == config.auth.end() || token->second.empty()) {
-    if (config.auth.count("refresh_token"))
-      return Status(StatusCode::kFailedPrecondition,
-                    "HubSpot OAuth (refresh_token) is not supported yet; set auth.token to a "
-                    "private-app access token");
-    return Status(StatusCode::kFailedPrecondition,
-                  "HubSpot needs auth.token (a private-app token)");
+  if (token != config.auth.end() && !token->second.empty()) return Status::Ok();
+  if (config.auth.count("refresh_token")) {
+    for (const char* key : {"refresh_token", "client_id", "client_secret"})
+      if (!config.auth.count(key) || config.auth.at(key).empty())
+        return Status(StatusCode::kFailedPrecondition,
+                      std::string("HubSpot OAuth needs auth.refresh_token, auth.client_id and "
+                                  "auth.client_secret; auth.") + key + " is missing");
+    return Status::Ok();
   }
-  return Status::Ok();
+  return Status(StatusCode::kFailedPrecondition,
+                "HubSpot needs auth.token (a private-app token), or auth.refresh_token with "
+                "auth.client_id and auth.client_secret (an OAuth app)");
 }
 
 Result<Response> HubSpotConnector::Call(const std::string& method, const std::string& path,
@@ -98,21 +103,85 @@ Result<Response> HubSpotConnector::Call(const std::string& method, const std::st
   Request req;
   req.method = method;
   req.url = config_.base_url + path;
-  auto token = config_.auth.find("token");
-  req.headers = {{"Authorization", "Bearer " + (token == config_.auth.end() ? "" : token->second)},
-                 {"Accept", "application/json"}};
+  req.headers = {{"Accept", "application/json"}};
   if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
   req.body = body;
   req.timeout = config_.timeout;
   req.idempotent = idempotent;
   req.system = name_;
-  auto r = transport_->Send(req);
-  if (!r.ok()) {
-    Status s = r.status();
+  const bool oauth = !config_.auth.count("token") && config_.auth.count("refresh_token");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string token;
+    if (oauth) {
+      if (oauth_token_.empty() || clock_->NowMillis() >= oauth_expires_ms_)
+        CRMB_RETURN_IF_ERROR(RefreshOAuthToken());
+      token = oauth_token_;
+    } else if (auto t = config_.auth.find("token"); t != config_.auth.end()) {
+      token = t->second;
+    }
+    Request sent = req;
+    sent.headers.emplace_back("Authorization", "Bearer " + token);
+    auto r = transport_->Send(sent);
+    if (!r.ok()) {
+      Status s = r.status();
+      s.set_system(name_);
+      return s;
+    }
+    // A 401 does not by itself mean the access token expired (refs/hubspot §1), but one fresh
+    // token is worth one more try; a private-app token has nothing to refresh.
+    if (r->status != 401 || !oauth || attempt == 1) return r;
+    oauth_token_.clear();
+  }
+  return Status(StatusCode::kInternal, "unreachable");
+}
+
+Status HubSpotConnector::RefreshOAuthToken() {
+  oauth_token_.clear();
+  auto auth = [&](const char* key) {
+    auto it = config_.auth.find(key);
+    return it == config_.auth.end() ? std::string() : it->second;
+  };
+  // refs/hubspot §1: POST /oauth/v1/token, form-encoded, grant_type=refresh_token.
+  const std::string url =
+      auth("token_url").empty() ? config_.base_url + "/oauth/v1/token" : auth("token_url");
+  Request r;
+  r.method = "POST";
+  r.url = url;
+  r.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+  r.body = "grant_type=refresh_token&client_id=" + PercentEncode(auth("client_id")) +
+           "&client_secret=" + PercentEncode(auth("client_secret")) +
+           "&refresh_token=" + PercentEncode(auth("refresh_token"));
+  r.timeout = config_.timeout;
+  r.idempotent = true;  // refreshing twice is harmless
+  r.system = name_;
+  auto resp = transport_->Send(r);
+  if (!resp.ok()) {
+    Status s = resp.status();
     s.set_system(name_);
     return s;
   }
-  return r;
+  if (resp->status != 200) {
+    // A refused refresh token (400 BAD_REFRESH_TOKEN) will not get better by retrying.
+    Status s = hubspot::StatusFromHubSpot(*resp, "hubspot: refreshing the OAuth access token");
+    if (resp->status == 400 || resp->status == 401 || resp->status == 403)
+      s = Status(StatusCode::kUnauthenticated, s.message());
+    s.set_system(name_);
+    return s;
+  }
+  auto j = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string())
+    return Status(StatusCode::kUnauthenticated,
+                  "hubspot: the OAuth token endpoint answered without an access_token")
+        .set_system(name_);
+  oauth_token_ = j["access_token"].get<std::string>();
+  Redactor::Global().AddSecret(oauth_token_);  // never in a log line
+  int64_t lifetime = hubspot::kDefaultOAuthLifetimeSeconds;
+  if (j.contains("expires_in") && j["expires_in"].is_number_integer())
+    lifetime = j["expires_in"].get<int64_t>();
+  // Refresh ahead of expiry, on the expires_in schedule HubSpot asks clients to follow.
+  oauth_expires_ms_ = clock_->NowMillis() +
+                      std::max<int64_t>(lifetime - hubspot::kOAuthRefreshMarginSeconds, 30) * 1000;
+  return Status::Ok();
 }
 
 Status HubSpotConnector::Fail(const Response& response, const std::string& what) const {

@@ -30,7 +30,10 @@ namespace crmbridge {
 
 class HubSpotConnector : public Connector {
  public:
-  // `transport` sends to config.base_url with the private-app token config.auth["token"].
+  // `transport` sends to config.base_url with the private-app token config.auth["token"], or, for
+  // an OAuth app, with access tokens refreshed from auth.refresh_token, auth.client_id and
+  // auth.client_secret at auth.token_url (default <base_url>/oauth/v1/token) before they expire;
+  // a 401 refreshes once and repeats the request.
   // `clock` must outlive the connector.
   HubSpotConnector(const SystemConfig& config, std::shared_ptr<Transport> transport, Clock* clock);
 
@@ -55,6 +58,8 @@ class HubSpotConnector : public Connector {
 
   Result<const ObjectSetup*> Setup(const ObjectRef& object);
   Status EnsureKeyProperty(const std::string& type, const std::string& name);
+  // OAuth apps: trades auth.refresh_token for an access token, kept until shortly before expiry.
+  Status RefreshOAuthToken();
   Status LoadPipeline(const std::string& type, const std::string& pipeline, ObjectSetup* setup);
   Result<Response> Call(const std::string& method, const std::string& path, const std::string& body,
                         bool idempotent);
@@ -73,6 +78,8 @@ class HubSpotConnector : public Connector {
   Clock* clock_;
   Capabilities caps_;
   std::map<std::string, ObjectSetup> setups_;  // by object type + key property + pipeline
+  std::string oauth_token_;      // OAuth access token; empty with a private-app token
+  int64_t oauth_expires_ms_ = 0;
   // Per object type, the latest timestamp this pass returned and the ids returned at it.
   struct Boundary {
     int64_t ms = -1;

@@ -8,6 +8,7 @@
 #include "connectors/totango/totango_errors.h"
 #include "connectors/totango/totango_limits.h"
 #include "src/core/time_util.h"
+#include "src/core/url.h"
 
 namespace crmbridge {
 
@@ -20,21 +21,6 @@ constexpr char kDisplayName[] = "display_name";
 constexpr char kAccountId[] = "account_id";
 constexpr char kCreateDate[] = "Create Date";
 constexpr char kKeyPrefix[] = "crmb_";
-
-std::string PercentEncode(const std::string& in) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : in) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
 
 // An attribute value as Totango takes it: text, numbers without separators, yes/no flags.
 std::string AttributeText(const json& v) {
@@ -314,7 +300,8 @@ std::string TotangoConnector::Refusal(bool account, const std::string& name, con
 WriteOutcome TotangoConnector::WriteAttributes(bool users, const WriteOp& op) {
   WriteOutcome out;
   if (op.kind == WriteOp::Kind::kDelete) {
-    out.status = Status(StatusCode::kFailedPrecondition,
+    // A record-level refusal: dead-letter this write, keep writing the others.
+    out.status = Status(StatusCode::kInvalidArgument,
                         "totango: the API cannot delete " + std::string(users ? "users" : "accounts") +
                             "; map deletes to an attribute (e.g. Status) instead")
                      .set_system(name_);

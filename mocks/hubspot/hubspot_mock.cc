@@ -171,7 +171,13 @@ std::string HubSpotMock::CanonicalType(const std::string& type) {
 bool HubSpotMock::Admit(const httplib::Request& req, httplib::Response& res, bool search) {
   const std::string auth = req.get_header_value("Authorization");
   const std::string token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
-  if (!options_.tokens.count(token)) {
+  bool oauth_valid = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto t = oauth_tokens_.find(token);
+    oauth_valid = t != oauth_tokens_.end() && Now() < t->second;
+  }
+  if (!options_.tokens.count(token) && !oauth_valid) {
     res.status = 401;
     res.set_content(Error("INVALID_AUTHENTICATION",
                           "Authentication credentials not found. This API supports OAuth 2.0 "
@@ -653,6 +659,38 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
 }
 
 void HubSpotMock::RegisterRoutes(httplib::Server& s) {
+  // OAuth (refs/hubspot §1): a refresh token buys an access token valid for oauth_lifetime_s.
+  auto token = [this](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("POST " + req.path);
+    const auto form = DecodeForm(req.body);
+    auto get = [&](const char* k) {
+      auto it = form.find(k);
+      return it == form.end() ? std::string() : it->second;
+    };
+    json body;
+    if (get("grant_type") != "refresh_token") {
+      res.status = 400;
+      body = {{"status", "error"}, {"message", "grant_type must be refresh_token here"},
+              {"correlationId", NewUuid()}, {"category", "VALIDATION_ERROR"}};
+    } else if (get("client_id") != options_.oauth_client_id ||
+               get("client_secret") != options_.oauth_client_secret ||
+               !options_.oauth_refresh_tokens.count(get("refresh_token"))) {
+      res.status = 400;
+      body = {{"status", "BAD_REFRESH_TOKEN"}, {"message", "missing or unknown refresh token"},
+              {"correlationId", NewUuid()}};
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
+      const std::string access = "oauth-" + NewUuid();
+      oauth_tokens_[access] = Now() + options_.oauth_lifetime_s * 1000LL;
+      ++oauth_issued_;
+      body = {{"token_type", "bearer"}, {"refresh_token", get("refresh_token")},
+              {"access_token", access}, {"expires_in", options_.oauth_lifetime_s}};
+    }
+    res.set_content(body.dump(), "application/json");
+  };
+  s.Post("/oauth/v1/token", token);
+  s.Post("/oauth/v3/token", token);
+
   auto reply = [](httplib::Response& res, const Reply& r) {
     res.status = r.first;
     if (r.first != 204) res.set_content(r.second.dump(), "application/json");

@@ -16,6 +16,7 @@
 //   GET|POST /crm/v3/properties/{type}[/{name}]   custom properties, hasUniqueValue
 //   PUT    /crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}
 //   GET    /crm/v4/objects/{from}/{id}/associations/{to}
+//   POST   /oauth/v1/token, /oauth/v3/token         refresh_token grant: an expiring access token
 //   POST   /crm/v4/associations/{from}/{to}/batch/{create|read|archive}   default type ids (339,
 //                                                 ticket->company; 228, note->ticket; ...), 207 with
 //                                                 errors for missing records
@@ -53,6 +54,12 @@ struct HubSpotMockOptions {
   int search_per_second = 5;
   int daily_max = 250000;
   Clock* clock = nullptr;  // nullptr = Clock::Real(); not owned
+  // OAuth apps: POST /oauth/v1/token (and v3) trades one of these refresh tokens, with this
+  // client id and secret, for an access token that expires after oauth_lifetime_s.
+  std::string oauth_client_id = "mock-oauth-client";
+  std::string oauth_client_secret = "mock-oauth-secret";
+  std::set<std::string> oauth_refresh_tokens = {"mock-refresh-token"};
+  int oauth_lifetime_s = 1800;
 };
 
 class HubSpotMock : public MockServer {
@@ -66,6 +73,11 @@ class HubSpotMock : public MockServer {
 
   nlohmann::json Dump() const override;
   void Reset() override;
+  // Access tokens issued by the OAuth endpoint so far.
+  int oauth_issued() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return oauth_issued_;
+  }
 
  protected:
   void RegisterRoutes(httplib::Server& server) override;
@@ -130,6 +142,8 @@ class HubSpotMock : public MockServer {
   std::map<std::string, std::deque<int64_t>> window_;          // token -> request times
   std::map<std::string, std::deque<int64_t>> search_window_;   // token -> search times
   std::map<std::string, int> daily_;
+  std::map<std::string, int64_t> oauth_tokens_;  // access token -> expiry (ms)
+  int oauth_issued_ = 0;
 };
 
 }  // namespace crmbridge::mocks

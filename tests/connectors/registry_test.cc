@@ -65,7 +65,10 @@ TEST(RegistryTest, ValidatesEachKindsConfiguration) {
 
   SystemConfig oauth = HubSpot();
   oauth.auth = {{"client_id", "a"}, {"client_secret", "b"}, {"refresh_token", "c"}};
-  EXPECT_NE(ValidateSystemConfig(oauth).message().find("not supported yet"), std::string::npos);
+  EXPECT_TRUE(ValidateSystemConfig(oauth).ok()) << "an OAuth app";
+  oauth.auth.erase("client_secret");
+  EXPECT_NE(ValidateSystemConfig(oauth).message().find("auth.client_secret is missing"),
+            std::string::npos);
 
   SystemConfig bad_url = HubSpot();
   bad_url.base_url = "api.hubapi.com";

@@ -120,3 +120,39 @@ TEST_F(HubSpotAgainstMockTest, AnUpsertRetriedAfterATimeoutThatLandedLeavesOneRe
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+TEST_F(HubSpotAgainstMockTest, AnOAuthAppRefreshesItsAccessTokenBeforeItExpires) {
+  connector_.reset();
+  config_.auth = {{"refresh_token", "mock-refresh-token"},
+                  {"client_id", "mock-oauth-client"},
+                  {"client_secret", "mock-oauth-secret"}};
+  ASSERT_TRUE(HubSpotConnector::ValidateConfig(config_).ok());
+  // The mock's clock is the connector's here, so expiry is seen alike on both sides.
+  connector_ = std::make_unique<HubSpotConnector>(config_, BuildSystemTransport(config_, &mock_clock_),
+                                                  &mock_clock_);
+  ASSERT_TRUE((*connector_->Write(Tickets(), Ops(1)))[0].status.ok());
+  ASSERT_TRUE((*connector_->Write(Tickets(), Ops(2)))[1].status.ok());
+  EXPECT_EQ(mock_->oauth_issued(), 1) << "cached between calls";
+  mock_clock_.Advance(std::chrono::minutes(26));  // within 5 minutes of the 30-minute expiry
+  ASSERT_TRUE((*connector_->Write(Tickets(), Ops(1)))[0].status.ok());
+  EXPECT_EQ(mock_->oauth_issued(), 2) << "refreshed ahead of expiry, without a 401";
+}
+
+TEST_F(HubSpotAgainstMockTest, ARefusedRefreshTokenStopsTheSystemWithoutLeakingSecrets) {
+  connector_.reset();
+  config_.auth = {{"refresh_token", "revoked-refresh-token"},
+                  {"client_id", "mock-oauth-client"},
+                  {"client_secret", "mock-oauth-secret"}};
+  connector_ = std::make_unique<HubSpotConnector>(config_, BuildSystemTransport(config_, &clock_), &clock_);
+  auto out = connector_->Write(Tickets(), Ops(1));
+  Status s = out.ok() ? (*out)[0].status : out.status();
+  EXPECT_EQ(s.code(), StatusCode::kUnauthenticated) << s.ToString();
+  EXPECT_NE(s.message().find("unknown refresh token"), std::string::npos) << s.message();
+  EXPECT_EQ(s.ToString().find("mock-oauth-secret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace crmbridge
