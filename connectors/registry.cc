@@ -5,6 +5,7 @@
 
 #include "connectors/dynamics365/dynamics365_connector.h"
 #include "connectors/hubspot/hubspot_connector.h"
+#include "connectors/portal/portal_connector.h"
 #include "connectors/totango/totango_connector.h"
 
 namespace crmbridge {
@@ -27,6 +28,10 @@ const std::vector<Kind>& Kinds() {
       {"dynamics365", &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
+       }},
+      {"portal", &PortalConnector::ValidateConfig,
+       [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
+         return std::unique_ptr<Connector>(new PortalConnector(c, std::move(t), clock));
        }},
       {"totango", &TotangoConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {

@@ -188,6 +188,11 @@ const PortalMock::Property* PortalMock::FindPropertyLocked(const std::string& id
   return it == properties_.end() ? nullptr : &it->second;
 }
 
+PortalMock::Property* PortalMock::FindPropertyLocked(const std::string& id) {
+  auto it = properties_.find(IdNumber(id, "prop_"));
+  return it == properties_.end() ? nullptr : &it->second;
+}
+
 PortalMock::User* PortalMock::FindUserLocked(const std::string& id) {
   auto it = users_.find(IdNumber(id, "usr_"));
   return it == users_.end() ? nullptr : &it->second;
@@ -246,6 +251,29 @@ PortalMock::Reply PortalMock::CreateUserLocked(const json& body) {
   u.created_ms = u.updated_ms = Now();
   users_[u.id] = u;
   return {201, Render(u)};
+}
+
+PortalMock::Reply PortalMock::UpdatePropertyLocked(Property* p, const json& body) {
+  if (!body.is_object()) return {400, ErrorBody("bad_request", "Body must be a JSON object")};
+  if (!body.contains("name") && !body.contains("external_id"))
+    return {400, ErrorBody("bad_request", "Body must set at least one of name, external_id")};
+  if (body.contains("name")) {
+    if (!body["name"].is_string()) return {400, ErrorBody("bad_request", "name must be a string")};
+    if (body["name"].get<std::string>().empty())
+      return {400, ErrorBody("bad_request", "name must not be empty")};
+  }
+  if (body.contains("external_id")) {
+    if (!body["external_id"].is_string())
+      return {400, ErrorBody("bad_request", "external_id must be a string")};
+    const std::string external_id = body["external_id"].get<std::string>();
+    for (const auto& [id, other] : properties_)
+      if (id != p->id && other.external_id == external_id)
+        return {409, ErrorBody("conflict", "external_id " + external_id + " is already used by " +
+                                               PropertyId(id))};
+    p->external_id = external_id;
+  }
+  if (body.contains("name")) p->name = body["name"].get<std::string>();
+  return {200, Render(*p)};
 }
 
 PortalMock::Reply PortalMock::UpdateUserLocked(User* u, const json& body) {
@@ -374,8 +402,11 @@ void PortalMock::RegisterRoutes(httplib::Server& s) {
   s.Get("/v1/properties",
         route("GET /v1/properties", Body::kNone,
               [this](const httplib::Request& req, const std::string&, const json&) {
+                const bool by_external_id = req.has_param("external_id");
+                const std::string external_id = req.get_param_value("external_id");
                 std::vector<int64_t> ids;
-                for (const auto& [id, p] : properties_) ids.push_back(id);
+                for (const auto& [id, p] : properties_)
+                  if (!by_external_id || p.external_id == external_id) ids.push_back(id);
                 return Page(req, ids, [this](int64_t id) { return Render(properties_.at(id)); });
               }));
   s.Post("/v1/properties",
@@ -391,6 +422,13 @@ void PortalMock::RegisterRoutes(httplib::Server& s) {
                 if (p == nullptr) return no_property(req.matches[1]);
                 return {200, Render(*p)};
               }));
+  s.Patch(R"(/v1/properties/([^/]+))",
+          route("PATCH /v1/properties/{id}", Body::kRequired,
+                [=](const httplib::Request& req, const std::string&, const json& body) -> Reply {
+                  Property* p = FindPropertyLocked(req.matches[1]);
+                  if (p == nullptr) return no_property(req.matches[1]);
+                  return UpdatePropertyLocked(p, body);
+                }));
 
   s.Get("/v1/users", route("GET /v1/users", Body::kNone,
                            [this](const httplib::Request& req, const std::string&, const json&) {

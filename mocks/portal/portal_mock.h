@@ -1,9 +1,11 @@
 // PortalMock: an in-memory fake of the customer portal API crmbridge provisions customers into,
 // speaking the contract in mocks/portal/openapi.yaml:
 //
-//   GET    /v1/properties                          list: limit 1..100 (default 25), opaque cursor
+//   GET    /v1/properties                          list: limit 1..100 (default 25), opaque cursor;
+//                                                  ?external_id= exact
 //   POST   /v1/properties                          create: 201 with the property; Idempotency-Key
 //   GET    /v1/properties/{id}
+//   PATCH  /v1/properties/{id}                     name and/or external_id; 200 with the property
 //   GET    /v1/users                               list; ?email= exact, case-insensitive
 //   POST   /v1/users                               create: 201 with the user; Idempotency-Key
 //   GET    /v1/users/{id}
@@ -19,8 +21,8 @@
 // Timestamps are UTC with milliseconds from the injected clock. Emails are unique
 // case-insensitively and external_ids exactly (409 conflict); invalid bodies, fields, limits and
 // cursors are 400 bad_request; an unknown user or property is 404 not_found. Unknown body fields
-// are ignored, but a PATCH must carry at least one field it can apply; updated_at moves only when
-// a value changes.
+// are ignored, but a PATCH must carry at least one field it can apply; a user's updated_at moves
+// only when a value changes (properties have no updated_at).
 //
 // Idempotency-Key (at most 255 characters, else 400) on the three POSTs: keys are scoped per
 // bearer token and request path (so per user for password-reset). The same key with the same body
@@ -118,12 +120,14 @@ class PortalMock : public MockServer {
   static nlohmann::json RenderReset(const PasswordReset& r);
 
   const Property* FindPropertyLocked(const std::string& id) const;
+  Property* FindPropertyLocked(const std::string& id);
   User* FindUserLocked(const std::string& id);
   // The user holding `email` (case-insensitive), or nullptr.
   const User* UserByEmailLocked(const std::string& email) const;
 
   Reply CreatePropertyLocked(const nlohmann::json& body);
   Reply CreateUserLocked(const nlohmann::json& body);
+  Reply UpdatePropertyLocked(Property* p, const nlohmann::json& body);
   Reply UpdateUserLocked(User* u, const nlohmann::json& body);
   // Runs `create` under the Idempotency-Key rules; `replay_status` answers a replay.
   Reply IdempotentLocked(const httplib::Request& req, const std::string& token,

@@ -194,6 +194,52 @@ TEST_F(PortalMockTest, EmailIsUniqueCaseInsensitively) {
   EXPECT_EQ(mock_->Dump()["properties"].size(), 1u);
 }
 
+TEST_F(PortalMockTest, PropertiesArePatchedAndFoundByExternalId) {
+  StartMock();
+  const std::string a = CreateProperty("Brf Granlunden", "crm-a");
+  const std::string b = CreateProperty("Brf Fyrtornet", "crm-b");
+  CreateProperty("Brf utan nyckel");
+
+  Answer found = Call("GET", "/v1/properties?external_id=crm-b");
+  ASSERT_EQ(found.status, 200) << found.body;
+  ASSERT_EQ(found.body["data"].size(), 1u);
+  EXPECT_EQ(found.body["data"][0]["id"], b);
+  EXPECT_TRUE(found.body["next_cursor"].is_null());
+  // Exact match only.
+  EXPECT_EQ(Call("GET", "/v1/properties?external_id=crm").body["data"].size(), 0u);
+  EXPECT_EQ(Call("GET", "/v1/properties?external_id=CRM-B").body["data"].size(), 0u);
+
+  clock_.Advance(std::chrono::seconds(7));
+  Answer renamed = Call("PATCH", "/v1/properties/" + a, {{"name", "Brf Granlunden i Lund"}});
+  ASSERT_EQ(renamed.status, 200) << renamed.body;
+  EXPECT_EQ(renamed.body["name"], "Brf Granlunden i Lund");
+  EXPECT_EQ(renamed.body["external_id"], "crm-a");
+  EXPECT_EQ(renamed.body["created_at"], "2026-01-01T00:00:00.000Z");
+  EXPECT_EQ(Call("GET", "/v1/properties/" + a).body, renamed.body);
+
+  Answer rekeyed =
+      Call("PATCH", "/v1/properties/" + a, {{"external_id", "crm-a2"}, {"ignored", true}});
+  ASSERT_EQ(rekeyed.status, 200) << rekeyed.body;
+  EXPECT_EQ(rekeyed.body["external_id"], "crm-a2");
+  EXPECT_EQ(Call("GET", "/v1/properties?external_id=crm-a2").body["data"][0]["id"], a);
+  // Its own external_id again is no conflict; another property's is.
+  EXPECT_EQ(Call("PATCH", "/v1/properties/" + a, {{"external_id", "crm-a2"}}).status, 200);
+  ExpectError(Call("PATCH", "/v1/properties/" + a, {{"name", "X"}, {"external_id", "crm-b"}}), 409,
+              "conflict");
+  EXPECT_EQ(Call("GET", "/v1/properties/" + a).body["name"], "Brf Granlunden i Lund")
+      << "a refused PATCH changes nothing";
+
+  ExpectError(Call("PATCH", "/v1/properties/" + a, json::object()), 400, "bad_request");
+  ExpectError(Call("PATCH", "/v1/properties/" + a, {{"unknown", 1}}), 400, "bad_request");
+  ExpectError(Call("PATCH", "/v1/properties/" + a, {{"name", ""}}), 400, "bad_request");
+  ExpectError(Call("PATCH", "/v1/properties/" + a, {{"name", 5}}), 400, "bad_request");
+  ExpectError(Call("PATCH", "/v1/properties/" + a, {{"external_id", nullptr}}), 400, "bad_request");
+  ExpectError(Call("PATCH", "/v1/properties/prop_99", {{"name", "X"}}), 404, "not_found");
+  ExpectError(Call("PATCH", "/v1/properties/" + a, {{"name", "X"}}, "", ""), 401, "unauthorized");
+  EXPECT_EQ(mock_->Dump()["properties"].size(), 3u);
+  EXPECT_EQ(mock_->Stats()["PATCH /v1/properties/{id}"], 11);
+}
+
 TEST_F(PortalMockTest, IdempotencyKeyReplaysAndRejectsADifferentBody) {
   StartMock();
   const json body = {{"name", "Brf Solgläntan"}, {"external_id", "crm-7"}};
