@@ -23,6 +23,9 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run the vendor-SDK conformance tests; a node already on the PATH (from Debian
+# or elsewhere) is used as it is.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
 if ((${#missing[@]})); then
   echo "setup: installing missing Debian packages: ${missing[*]}"
   SUDO=""
@@ -46,3 +49,10 @@ else
 fi
 echo "setup: building in $BUILD_DIR with $JOBS jobs"
 cmake --build "$BUILD_DIR" -j "$JOBS"
+
+# The vendors' SDKs for the conformance tests, exactly as package-lock.json pins them.
+conformance=tests/conformance
+if [ ! -d "$conformance/node_modules" ] || [ "$conformance/package-lock.json" -nt "$conformance/node_modules" ]; then
+  echo "setup: installing the vendor SDKs for the conformance tests (npm ci)"
+  (cd "$conformance" && npm ci --no-audit --no-fund --loglevel=error) && touch "$conformance/node_modules"
+fi

@@ -60,7 +60,9 @@ Status MockServer::Start(const std::string& host, int port) {
   // Without TCP_NODELAY a keep-alive client waits ~20 ms per request on Nagle's algorithm.
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(100000);
-  s.set_keep_alive_timeout(30);
+  // Idle keep-alive connections close after 5 s: Stop() waits for them, so longer would hold up
+  // every shutdown while a client keeps a connection open.
+  s.set_keep_alive_timeout(5);
   s.new_task_queue = [] { return new httplib::ThreadPool(8); };
 
   s.Get("/__admin/dump", [this](const httplib::Request&, httplib::Response& res) {

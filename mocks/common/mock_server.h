@@ -2,8 +2,8 @@
 //
 // A mock keeps its state in memory, speaks its vendor's paths, paging, error bodies and limits, and
 // runs a cpp-httplib server on its own thread. It binds port 0 unless given a port and reports the
-// bound port, so tests never collide; TCP_NODELAY is on and keep-alive is generous, because a
-// keep-alive client otherwise waits ~20 ms per request on Nagle's algorithm.
+// bound port, so tests never collide. TCP_NODELAY is on: without it a keep-alive client waits
+// ~20 ms per request on Nagle's algorithm. Idle keep-alive connections close after 5 s.
 //
 // Every mock also serves the admin routes under /__admin/ (not part of any vendor API):
 //   GET  /__admin/dump    the whole store as JSON, for tests that assert end states

@@ -919,8 +919,14 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
       reply(res, handle(type, req, res, body));
     };
   };
+  // A list parameter may come comma-separated (properties=a,b) or repeated (properties=a&
+  // properties=b, as HubSpot's own SDKs send arrays); HubSpot takes both.
   auto fields = [](const httplib::Request& req, const char* param) {
-    return req.has_param(param) ? SplitComma(req.get_param_value(param)) : std::vector<std::string>();
+    std::vector<std::string> out;
+    const size_t n = req.get_param_value_count(param);
+    for (size_t i = 0; i < n; ++i)
+      for (std::string& v : SplitComma(req.get_param_value(param, i))) out.push_back(std::move(v));
+    return out;
   };
 
   s.Post(R"(/crm/v3/objects/([^/]+)/search)",
