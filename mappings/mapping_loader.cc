@@ -1,6 +1,10 @@
 // LoadMappingPlan: mapping YAML -> validated, compiled MappingPlan. Every problem found is
 // reported (not only the first), each with file:line:column and, where it helps, a hint.
+#include <cctype>
+#include <cstring>
+#include <optional>
 #include <set>
+#include <tuple>
 
 #include "mappings/mapping.h"
 #include "mappings/transforms.h"
@@ -98,6 +102,15 @@ class Loader {
       }
       f.type = cf->type;
       f.required = f.required || cf->required;
+      for (const auto& [pos, name, gives] : p.typed) {
+        // A date may live in a string field as well as a datetime one.
+        const bool ok = gives == cf->type || (gives == FieldType::kDateTime && cf->type == FieldType::kString);
+        if (!ok)
+          diags_.Error(pos,
+                       "transform '" + name + "' gives a " + TypeName(gives) + ", but " + m.entity +
+                           "." + f.canonical + " is a " + TypeName(cf->type),
+                       "declare the field {type: " + TypeName(gives) + "} or drop the transform");
+      }
       for (const auto& [node_pos, name] : p.tables) {
         auto t = tables_.find(name);
         if (t == tables_.end()) {
@@ -117,6 +130,8 @@ class Loader {
     size_t field;
     std::vector<std::pair<SourcePos, std::string>> tables;
     std::map<std::string, size_t> table_slots;
+    // Typed transforms, checked against the canonical field's type once entities are known.
+    std::vector<std::tuple<SourcePos, std::string, FieldType>> typed;
   };
 
   SourcePos Pos(const YAML::Node& n) { return PosOf(n, file_); }
@@ -313,7 +328,7 @@ class Loader {
         }
         if (spec["required"]) f.required = Bool(spec["required"], "required");
         if (spec["create_only"]) f.create_only = Bool(spec["create_only"], "create_only");
-        Pending p{mappings_.size(), m.fields.size(), {}, {}};
+        Pending p{mappings_.size(), m.fields.size(), {}, {}, {}};
         if (spec["transforms"]) Transforms(spec["transforms"], &f, &p);
         pending.push_back(std::move(p));
         m.fields.push_back(std::move(f));
@@ -359,10 +374,123 @@ class Loader {
         p->tables.emplace_back(Pos(arg), arg.Scalar());
         p->table_slots[arg.Scalar()] = f->transforms.size();
         f->transforms.push_back(nullptr);
+      } else if (name == "boolean") {
+        std::optional<json> yes, no;
+        if (has_arg) {
+          if (!arg.IsMap() || !arg["true"] || !arg["false"] || arg.size() != 2) {
+            Error(t, "transform 'boolean' takes the native values of true and false",
+                  "{boolean: {true: \"yes\", false: \"no\"}}, or plain boolean");
+            continue;
+          }
+          yes = ScalarToJson(arg["true"]);
+          no = ScalarToJson(arg["false"]);
+        }
+        p->typed.emplace_back(Pos(t), name, FieldType::kBoolean);
+        f->transforms.push_back(NewBoolean(yes, no));
+      } else if (name == "number") {
+        NumberFormat format;
+        if (has_arg) {
+          if (!arg.IsMap()) {
+            Error(arg, "transform 'number' takes a format map",
+                  "{number: {decimal: \",\", thousands: \" \", decimals: 2}}");
+            continue;
+          }
+          CheckKeys(arg, {"decimal", "thousands", "decimals"}, "transform 'number'");
+          format.text = true;
+          if (arg["decimal"]) format.decimal = arg["decimal"].Scalar();
+          if (arg["thousands"]) format.thousands = arg["thousands"].Scalar();
+          if (arg["decimals"]) {
+            const json d = ScalarToJson(arg["decimals"]);
+            if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > 12)
+              Error(arg["decimals"], "decimals must be a whole number from 0 to 12");
+            else
+              format.decimals = static_cast<int>(d.get<int64_t>());
+          }
+          if (format.decimal.size() != 1 || format.thousands.size() > 1 ||
+              format.decimal == format.thousands)
+            Error(arg, "the decimal mark must be one character, the thousands separator at most "
+                       "one, and they must differ");
+        }
+        p->typed.emplace_back(Pos(t), name, FieldType::kNumber);
+        f->transforms.push_back(NewNumber(format));
+      } else if (name == "date") {
+        if (!has_arg) {
+          Error(t, "transform 'date' needs the native form",
+                "{date: epoch_ms}, {date: iso}, {date: \"%d/%m/%Y\"} or {date: {format: ..., zone: \"+01:00\"}}");
+          continue;
+        }
+        DateFormat format;
+        // Constructed, never assigned: assigning one YAML::Node to another rewrites the node
+        // both refer to.
+        const YAML::Node pattern = arg.IsMap() ? arg["format"] : arg;
+        if (arg.IsMap()) {
+          CheckKeys(arg, {"format", "zone"}, "transform 'date'");
+          if (arg["zone"] && !ParseZone(arg["zone"], &format.offset_minutes)) continue;
+        }
+        if (!pattern || !pattern.IsScalar()) {
+          Error(arg, "transform 'date' needs a format", "{date: {format: \"%Y-%m-%d %H:%M\"}}");
+          continue;
+        }
+        format.pattern = pattern.Scalar();
+        if (!ValidDatePattern(format.pattern)) {
+          Error(pattern, "date format '" + format.pattern + "' is not epoch_ms, epoch_s, iso, date, "
+                         "or a pattern with %Y, %m and %d",
+                "only %Y %m %d %H %M %S are understood, e.g. \"%d.%m.%Y %H:%M\"");
+          continue;
+        }
+        p->typed.emplace_back(Pos(t), name, FieldType::kDateTime);
+        f->transforms.push_back(NewDate(format));
+      } else if (name == "template") {
+        if (!has_arg || !arg.IsScalar()) {
+          Error(t, "transform 'template' needs a text with one {} for the value", "{template: \"SE {} AB\"}");
+          continue;
+        }
+        const std::string text = arg.Scalar();
+        const size_t slot = text.find("{}");
+        if (slot == std::string::npos || text.find("{}", slot + 2) != std::string::npos) {
+          Error(arg, "template '" + text + "' must hold exactly one {} for the value",
+                "{template: \"SE {} AB\"}");
+          continue;
+        }
+        f->transforms.push_back(NewTemplate(text));
       } else {
         Error(t, "unknown transform '" + name + "'", "transforms: " + Join(known));
       }
     }
+  }
+
+  // "UTC", "Z" or "+HH:MM" / "-HH:MM": minutes east of UTC. Reports and returns false otherwise.
+  bool ParseZone(const YAML::Node& n, int* minutes) {
+    const std::string z = n.Scalar();
+    if (z == "UTC" || z == "Z") {
+      *minutes = 0;
+      return true;
+    }
+    if (z.size() == 6 && (z[0] == '+' || z[0] == '-') && z[3] == ':' && std::isdigit(z[1]) &&
+        std::isdigit(z[2]) && std::isdigit(z[4]) && std::isdigit(z[5])) {
+      const int h = (z[1] - '0') * 10 + (z[2] - '0'), m = (z[4] - '0') * 10 + (z[5] - '0');
+      if (h <= 14 && m < 60) {
+        *minutes = (z[0] == '-' ? -1 : 1) * (h * 60 + m);
+        return true;
+      }
+    }
+    Error(n, "zone '" + z + "' is not UTC or an offset such as +01:00",
+          "named zones (Europe/Stockholm) are not supported: give the offset the data is in");
+    return false;
+  }
+
+  static bool ValidDatePattern(const std::string& p) {
+    if (p == "epoch_ms" || p == "epoch_s" || p == "iso" || p == "date") return true;
+    for (size_t i = 0; i < p.size(); ++i)
+      if (p[i] == '%' && (i + 1 == p.size() || std::strchr("YmdHMS", p[++i]) == nullptr)) return false;
+    return p.find("%Y") != std::string::npos && p.find("%m") != std::string::npos &&
+           p.find("%d") != std::string::npos;
+  }
+
+  static std::string TypeName(FieldType t) {
+    for (const auto& [name, type] : kTypes)
+      if (type == t) return name;
+    return "?";
   }
 
   const std::map<std::string, std::string>& known_systems_;

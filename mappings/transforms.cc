@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "src/core/time_util.h"
 
 namespace crmbridge {
 
@@ -81,6 +86,238 @@ class TableTransform : public Transform {
   std::shared_ptr<const ValueTable> table_;
 };
 
+// yes/no, 1/0, true/false and friends, case-insensitively: the forms APIs send booleans in.
+std::optional<bool> LooseBool(const json& v) {
+  if (v.is_boolean()) return v.get<bool>();
+  if (v.is_number_integer()) {
+    if (v.get<int64_t>() == 1) return true;
+    if (v.get<int64_t>() == 0) return false;
+    return std::nullopt;
+  }
+  if (!v.is_string()) return std::nullopt;
+  std::string s = Trimmed(v.get<std::string>());
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "true" || s == "yes" || s == "1" || s == "y" || s == "on") return true;
+  if (s == "false" || s == "no" || s == "0" || s == "n" || s == "off") return false;
+  return std::nullopt;
+}
+
+class BooleanTransform : public Transform {
+ public:
+  BooleanTransform(std::optional<json> yes, std::optional<json> no)
+      : yes_(std::move(yes)), no_(std::move(no)) {}
+  std::string Name() const override { return "boolean"; }
+  Result<json> In(const json& v) const override {
+    if (IsEmpty(v)) return json();
+    if (yes_ && NativeEquals(*yes_, v)) return json(true);
+    if (no_ && NativeEquals(*no_, v)) return json(false);
+    if (!yes_) {
+      if (auto b = LooseBool(v)) return json(*b);
+    }
+    return Status(StatusCode::kInvalidArgument,
+                  "value " + v.dump() + " is not a boolean" +
+                      (yes_ ? " (expected " + yes_->dump() + " or " + no_->dump() + ")" : ""));
+  }
+  Result<json> Out(const json& v) const override {
+    if (v.is_null()) return v;
+    auto b = LooseBool(v);
+    if (!b) return Status(StatusCode::kInvalidArgument, "value " + v.dump() + " is not a boolean");
+    if (yes_) return *b ? *yes_ : *no_;
+    return json(*b);
+  }
+
+ private:
+  std::optional<json> yes_, no_;
+};
+
+class NumberTransform : public Transform {
+ public:
+  explicit NumberTransform(NumberFormat f) : f_(std::move(f)) {}
+  std::string Name() const override { return "number"; }
+  Result<json> In(const json& v) const override {
+    if (IsEmpty(v)) return json();
+    if (v.is_number()) return v;
+    if (!v.is_string()) return NotANumber(v);
+    std::string text;
+    for (char c : Trimmed(v.get<std::string>())) {
+      if (!f_.thousands.empty() && std::string(1, c) == f_.thousands) continue;
+      if (c == ' ' && f_.thousands == " ") continue;
+      text += (!f_.decimal.empty() && std::string(1, c) == f_.decimal) ? '.' : c;
+    }
+    try {
+      size_t used = 0;
+      const double d = std::stod(text, &used);
+      if (used != text.size()) return NotANumber(v);
+      if (d == static_cast<double>(static_cast<int64_t>(d)) && text.find('.') == std::string::npos)
+        return json(static_cast<int64_t>(d));
+      return json(d);
+    } catch (const std::exception&) {
+      return NotANumber(v);
+    }
+  }
+  Result<json> Out(const json& v) const override {
+    if (v.is_null()) return v;
+    auto n = In(v);  // canonical numbers may arrive as text from another system
+    if (!n.ok() || n->is_null()) return n;
+    if (!f_.text) return *n;
+    // Native text: fixed decimals, the configured separators.
+    const double d = n->get<double>();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", f_.decimals < 0 ? (n->is_number_integer() ? 0 : 2) : f_.decimals, d);
+    std::string plain = buf, out;
+    const size_t dot = plain.find('.');
+    const std::string whole = plain.substr(0, dot), frac = dot == std::string::npos ? "" : plain.substr(dot + 1);
+    const size_t digits_from = (!whole.empty() && whole[0] == '-') ? 1 : 0;
+    for (size_t i = 0; i < whole.size(); ++i) {
+      out += whole[i];
+      const size_t left = whole.size() - i - 1;
+      if (!f_.thousands.empty() && i >= digits_from && left > 0 && left % 3 == 0) out += f_.thousands;
+    }
+    if (!frac.empty()) out += (f_.decimal.empty() ? "." : f_.decimal) + frac;
+    return json(out);
+  }
+
+ private:
+  static Status NotANumber(const json& v) {
+    return Status(StatusCode::kInvalidArgument, "value " + v.dump() + " is not a number");
+  }
+  NumberFormat f_;
+};
+
+// Date and time: canonical values are ISO-8601 in UTC ("2026-11-23T09:30:00Z"), or a plain date
+// ("2026-11-23") when the native form has no time of day.
+class DateTransform : public Transform {
+ public:
+  explicit DateTransform(DateFormat f) : f_(std::move(f)) {}
+  std::string Name() const override { return "date " + f_.pattern; }
+
+  Result<json> In(const json& v) const override {
+    if (IsEmpty(v)) return json();
+    std::optional<int64_t> ms;
+    if (f_.pattern == "epoch_ms" || f_.pattern == "epoch_s") {
+      const int64_t scale = f_.pattern == "epoch_ms" ? 1 : 1000;
+      if (v.is_number()) ms = v.get<int64_t>() * scale;
+      else if (v.is_string()) {
+        try {
+          size_t used = 0;
+          const std::string t = v.get<std::string>();
+          const long long n = std::stoll(t, &used);
+          if (used == t.size()) ms = n * scale;
+        } catch (const std::exception&) {
+        }
+      }
+    } else if (v.is_string()) {
+      ms = Parse(v.get<std::string>());
+    }
+    if (!ms) return Bad(v);
+    if (DateOnly()) return json(FormatIsoUtc(*ms, false).substr(0, 10));
+    return json(FormatIsoUtc(*ms, false));
+  }
+
+  Result<json> Out(const json& v) const override {
+    if (v.is_null()) return v;
+    if (!v.is_string()) return Bad(v);
+    std::string text = v.get<std::string>();
+    if (text.size() == 10) text += "T00:00:00Z";  // a canonical date
+    auto ms = ParseIsoUtcMillis(text);
+    if (!ms) return Bad(v);
+    if (f_.pattern == "epoch_ms") return json(*ms);
+    if (f_.pattern == "epoch_s") return json(*ms / 1000);
+    if (f_.pattern == "iso") return json(FormatIsoUtc(*ms, false));
+    return json(Format(*ms + f_.offset_minutes * 60000LL));
+  }
+
+ private:
+  bool DateOnly() const {
+    return f_.pattern == "date" || (f_.pattern.find("%H") == std::string::npos &&
+                                    f_.pattern != "iso" && f_.pattern.rfind("epoch", 0) != 0);
+  }
+  std::string Pattern() const { return f_.pattern == "date" ? "%Y-%m-%d" : f_.pattern; }
+  Status Bad(const json& v) const {
+    return Status(StatusCode::kInvalidArgument,
+                  "value " + v.dump() + " does not match date format '" + f_.pattern + "'");
+  }
+  // Parses text by the pattern (%Y %m %d %H %M %S, other characters literal), in the zone.
+  std::optional<int64_t> Parse(const std::string& text) const {
+    if (f_.pattern == "iso") return ParseIsoUtcMillis(text);
+    const std::string p = Pattern();
+    int fields[6] = {1970, 1, 1, 0, 0, 0};  // Y m d H M S
+    size_t at = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (p[i] != '%' || i + 1 == p.size()) {
+        if (at >= text.size() || text[at] != p[i]) return std::nullopt;
+        ++at;
+        continue;
+      }
+      const char spec = p[++i];
+      const char* const specs = "YmdHMS";
+      const char* slot = std::strchr(specs, spec);
+      if (slot == nullptr) return std::nullopt;
+      const size_t width = spec == 'Y' ? 4 : 2;
+      if (at + width > text.size()) return std::nullopt;
+      int value = 0;
+      for (size_t k = 0; k < width; ++k) {
+        if (!std::isdigit(static_cast<unsigned char>(text[at + k]))) return std::nullopt;
+        value = value * 10 + (text[at + k] - '0');
+      }
+      fields[slot - specs] = value;
+      at += width;
+    }
+    if (at != text.size()) return std::nullopt;
+    char iso[32];
+    std::snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02dZ", fields[0], fields[1], fields[2],
+                  fields[3], fields[4], fields[5]);
+    auto ms = ParseIsoUtcMillis(iso);
+    if (!ms) return std::nullopt;
+    return *ms - f_.offset_minutes * 60000LL;  // local time in the zone -> UTC
+  }
+  std::string Format(int64_t local_ms) const {
+    const std::string iso = FormatIsoUtc(local_ms, false);  // "YYYY-MM-DDTHH:MM:SSZ"
+    const std::string parts[6] = {iso.substr(0, 4),  iso.substr(5, 2),  iso.substr(8, 2),
+                                  iso.substr(11, 2), iso.substr(14, 2), iso.substr(17, 2)};
+    const std::string p = Pattern();
+    std::string out;
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (p[i] == '%' && i + 1 < p.size()) {
+        const char* slot = std::strchr("YmdHMS", p[++i]);
+        out += slot ? parts[slot - "YmdHMS"] : "";
+      } else {
+        out += p[i];
+      }
+    }
+    return out;
+  }
+  DateFormat f_;
+};
+
+// A string template with one {} slot: "SE {} – onboarding". Out fills the slot; In takes the
+// slot's text back out of a value that has the template's shape, and leaves other values as
+// they are (records typed by hand need not follow it).
+class TemplateTransform : public Transform {
+ public:
+  explicit TemplateTransform(std::string pattern) : pattern_(std::move(pattern)) {
+    const size_t slot = pattern_.find("{}");
+    prefix_ = pattern_.substr(0, slot);
+    suffix_ = pattern_.substr(slot + 2);
+  }
+  std::string Name() const override { return "template"; }
+  Result<json> In(const json& v) const override {
+    if (!v.is_string()) return v;
+    const std::string s = v.get<std::string>();
+    if (s.size() >= prefix_.size() + suffix_.size() && s.compare(0, prefix_.size(), prefix_) == 0 &&
+        s.compare(s.size() - suffix_.size(), suffix_.size(), suffix_) == 0)
+      return json(s.substr(prefix_.size(), s.size() - prefix_.size() - suffix_.size()));
+    return v;
+  }
+  Result<json> Out(const json& v) const override {
+    if (v.is_null()) return v;
+    return json(prefix_ + (v.is_string() ? v.get<std::string>() : v.dump()) + suffix_);
+  }
+
+ private:
+  std::string pattern_, prefix_, suffix_;
+};
+
 }  // namespace
 
 bool NativeEquals(const json& a, const json& b) {
@@ -122,6 +359,19 @@ std::shared_ptr<const Transform> NewTableLookup(std::shared_ptr<const ValueTable
   return std::make_shared<TableTransform>(std::move(table));
 }
 
+std::shared_ptr<const Transform> NewBoolean(std::optional<json> yes, std::optional<json> no) {
+  return std::make_shared<BooleanTransform>(std::move(yes), std::move(no));
+}
+std::shared_ptr<const Transform> NewNumber(NumberFormat format) {
+  return std::make_shared<NumberTransform>(std::move(format));
+}
+std::shared_ptr<const Transform> NewDate(DateFormat format) {
+  return std::make_shared<DateTransform>(std::move(format));
+}
+std::shared_ptr<const Transform> NewTemplate(std::string pattern) {
+  return std::make_shared<TemplateTransform>(std::move(pattern));
+}
+
 const std::vector<TransformSpec>& TransformSpecs() {
   static const std::vector<TransformSpec> kSpecs = {
       {"trim", "", "removes leading and trailing white space (both directions)"},
@@ -129,6 +379,13 @@ const std::vector<TransformSpec>& TransformSpecs() {
       {"upper", "", "upper-cases ASCII letters (both directions)"},
       {"table", "table name", "looks the value up in a value table (native <-> canonical)"},
       {"default", "value", "replaces a missing, null or empty value"},
+      {"boolean", "{true: X, false: Y} (optional)",
+       "a boolean; native forms yes/no, 1/0, true/false unless given"},
+      {"number", "{decimal: \",\", thousands: \" \", decimals: 2} (optional)",
+       "a number; with a format, native text such as \"1 234,50\""},
+      {"date", "epoch_ms | epoch_s | iso | date | pattern, or {format, zone}",
+       "date and time, canonical ISO-8601 UTC; patterns use %Y %m %d %H %M %S"},
+      {"template", "\"text {} text\"", "wraps the value in text on the way out, unwraps it on the way in"},
   };
   return kSpecs;
 }

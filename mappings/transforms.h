@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,24 @@ std::shared_ptr<const Transform> NewLower();
 std::shared_ptr<const Transform> NewUpper();
 std::shared_ptr<const Transform> NewDefault(nlohmann::json value);
 std::shared_ptr<const Transform> NewTableLookup(std::shared_ptr<const ValueTable> table);
+// `yes`/`no`: the native values of true and false; unset, any common boolean form is read and a
+// JSON boolean written.
+std::shared_ptr<const Transform> NewBoolean(std::optional<nlohmann::json> yes,
+                                            std::optional<nlohmann::json> no);
+struct NumberFormat {
+  bool text = false;      // the native value is text in this format (else a JSON number)
+  std::string decimal = ".";
+  std::string thousands;  // "" = none
+  int decimals = -1;      // digits after the decimal mark when writing; -1 = as needed
+};
+std::shared_ptr<const Transform> NewNumber(NumberFormat format);
+struct DateFormat {
+  std::string pattern = "iso";  // epoch_ms, epoch_s, iso, date, or a %Y-%m-%d %H:%M pattern
+  int offset_minutes = 0;       // the zone a pattern's local time is in (UTC+offset)
+};
+std::shared_ptr<const Transform> NewDate(DateFormat format);
+// `pattern` holds exactly one "{}".
+std::shared_ptr<const Transform> NewTemplate(std::string pattern);
 
 // One line of documentation per transform, and whether it takes a parameter; the loader
 // validates names against it and reports the list as a hint.

@@ -1,0 +1,111 @@
+// Every file in tests/mappings/broken/ holds one mistake an integration engineer makes. Each must
+// be refused with its exact position and message, so the error leads straight to the line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "mappings/mapping.h"
+
+namespace crmbridge {
+namespace {
+
+const std::map<std::string, std::string> kSystems = {
+    {"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}, {"totango", "totango"}, {"portal", "portal"}};
+
+struct Case {
+  const char* file;
+  const char* where;  // "line:column"
+  const char* message;
+};
+
+const Case kCases[] = {
+    {"01_not_a_map.yaml", "1:1", "a mapping file must be a map"},
+    {"02_missing_version.yaml", "1:1", "missing 'version'"},
+    {"03_bad_version.yaml", "1:10", "unsupported version '2'"},
+    {"04_unknown_top_key.yaml", "2:1", "unknown key 'entites' in the mapping file"},
+    {"05_unknown_type.yaml", "5:21", "unknown type 'text'"},
+    {"06_field_not_a_map.yaml", "5:14", "field 'title' must be a map"},
+    {"07_entity_without_fields.yaml", "4:5", "entity 'onboarding' needs a map of fields"},
+    {"08_required_not_bool.yaml", "5:39", "required must be true or false"},
+    {"09_table_not_a_list.yaml", "6:11", "table 'stages' must be a list of rows"},
+    {"10_table_row_missing_canonical.yaml", "8:7", "a table row needs 'native' and 'canonical'"},
+    {"11_table_many_to_one_without_prefer.yaml", "6:3",
+     "table 'd365_stage' maps native value 100000002 to 2 canonical values; mark exactly one of "
+     "those rows prefer: true"},
+    {"12_table_two_preferred.yaml", "6:3",
+     "table 'd365_stage' maps native value 100000002 to 2 canonical values"},
+    {"13_unknown_system.yaml", "6:3", "unknown system 'salesforce'"},
+    {"14_unknown_entity.yaml", "7:5", "unknown entity 'onboardings'"},
+    {"15_missing_object.yaml", "8:7", "hubspot.onboarding needs 'object': the native object"},
+    {"16_unknown_canonical_field.yaml", "11:9", "entity 'onboarding' has no field 'owner'"},
+    {"17_missing_native.yaml", "10:16", "field 'title' needs 'native': the native field name"},
+    {"18_native_mapped_twice.yaml", "11:31", "native field 'subject' is mapped twice in hubspot.onboarding"},
+    {"19_bad_direction.yaml", "10:42", "unknown direction 'outbound'"},
+    {"20_unknown_transform.yaml", "10:53", "unknown transform 'lowercase'"},
+    {"21_unknown_table.yaml", "13:65", "unknown table 'hubspot_stages'"},
+    {"22_transform_takes_no_parameter.yaml", "10:47", "transform 'trim' takes no parameter"},
+    {"23_default_without_value.yaml", "10:61", "transform 'default' needs a value"},
+    {"24_transforms_not_a_list.yaml", "10:46", "transforms must be a list"},
+    {"25_boolean_on_a_string_field.yaml", "10:65",
+     "transform 'boolean' gives a boolean, but contact.portal_access is a string"},
+    {"26_boolean_bad_forms.yaml", "10:57", "transform 'boolean' takes the native values of true and false"},
+    {"27_number_bad_decimals.yaml", "12:58", "decimals must be a whole number from 0 to 12"},
+    {"28_number_unknown_key.yaml", "10:73", "unknown key 'separator' in transform 'number'"},
+    {"29_date_bad_pattern.yaml", "10:68", "date format '%d/%m/%y' is not epoch_ms, epoch_s, iso, date"},
+    {"30_date_named_zone.yaml", "12:64", "zone 'Europe/Stockholm' is not UTC or an offset such as +01:00"},
+    {"31_date_on_a_number_field.yaml", "10:52",
+     "transform 'date' gives a datetime, but onboarding.started is a number"},
+    {"32_template_without_slot.yaml", "10:58", "template 'SE - onboarding' must hold exactly one {}"},
+    {"33_entity_mapped_twice.yaml", "10:5", "hubspot.onboarding is mapped twice"},
+    {"34_unknown_field_key.yaml", "10:34", "unknown key 'trasnforms' in field 'title'"},
+    {"35_yaml_syntax_error.yaml", "5:1", "not valid YAML"},
+};
+
+std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }
+
+TEST(BrokenMappingCorpusTest, EveryFileIsRefusedAtItsExactPosition) {
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.file);
+    const std::string path = Dir() + c.file;
+    auto plan = LoadMappingPlan({path}, kSystems);
+    ASSERT_FALSE(plan.ok()) << "accepted a broken mapping";
+    EXPECT_EQ(plan.status().code(), StatusCode::kInvalidArgument);
+    const std::string expected = path + ":" + c.where + ": error: " + c.message;
+    EXPECT_NE(plan.status().message().find(expected), std::string::npos)
+        << "expected: " << expected << "\n     got: " << plan.status().message();
+  }
+}
+
+TEST(BrokenMappingCorpusTest, EveryFileOfTheCorpusHasItsCase) {
+  std::set<std::string> files, cases;
+  for (const auto& entry : std::filesystem::directory_iterator(Dir())) files.insert(entry.path().filename());
+  for (const Case& c : kCases) cases.insert(c.file);
+  EXPECT_EQ(files, cases);
+  EXPECT_GE(files.size(), 30u);
+}
+
+TEST(BrokenMappingCorpusTest, SeveralMistakesAreReportedAtOnce) {
+  // Three mistakes in one file: all three come back in one answer, each at its line.
+  const std::string path = ::testing::TempDir() + "three_mistakes.yaml";
+  std::ofstream(path) << "version: 1\n"
+                         "entities:\n"
+                         "  onboarding:\n"
+                         "    fields: {title: {type: text}}\n"
+                         "systems:\n"
+                         "  hubspot:\n"
+                         "    onboarding:\n"
+                         "      object: tickets\n"
+                         "      fields:\n"
+                         "        title: {native: subject, direction: outbound, transforms: [lowercase]}\n";
+  auto plan = LoadMappingPlan({path}, kSystems);
+  ASSERT_FALSE(plan.ok());
+  const std::string m = plan.status().message();
+  EXPECT_NE(m.find(path + ":4:28: error: unknown type 'text'"), std::string::npos) << m;
+  EXPECT_NE(m.find(path + ":10:45: error: unknown direction 'outbound'"), std::string::npos) << m;
+  EXPECT_NE(m.find(path + ":10:68: error: unknown transform 'lowercase'"), std::string::npos) << m;
+}
+
+}  // namespace
+}  // namespace crmbridge

@@ -1,0 +1,85 @@
+// The typed transforms: what each reads from a native value and writes back, including the
+// values it must refuse.
+#include "mappings/transforms.h"
+
+#include <gtest/gtest.h>
+
+namespace crmbridge {
+namespace {
+
+using nlohmann::json;
+
+json In(const Transform& t, const json& v) {
+  auto r = t.In(v);
+  EXPECT_TRUE(r.ok()) << t.Name() << " In(" << v.dump() << "): " << r.status().ToString();
+  return r.ok() ? *r : json("<error>");
+}
+json Out(const Transform& t, const json& v) {
+  auto r = t.Out(v);
+  EXPECT_TRUE(r.ok()) << t.Name() << " Out(" << v.dump() << "): " << r.status().ToString();
+  return r.ok() ? *r : json("<error>");
+}
+
+TEST(TransformsTest, BooleanReadsCommonFormsOrTheConfiguredOnes) {
+  auto plain = NewBoolean(std::nullopt, std::nullopt);
+  for (const json& yes : {json(true), json("Yes"), json("1"), json(1), json("true")}) EXPECT_EQ(In(*plain, yes), true);
+  for (const json& no : {json(false), json("no"), json("0"), json(0)}) EXPECT_EQ(In(*plain, no), false);
+  EXPECT_TRUE(In(*plain, "").is_null());
+  EXPECT_FALSE(plain->In("maybe").ok());
+  EXPECT_EQ(Out(*plain, true), true);
+
+  auto flags = NewBoolean(json("yes"), json("no"));  // Totango's Contact flag
+  EXPECT_EQ(In(*flags, "yes"), true);
+  EXPECT_EQ(Out(*flags, false), "no");
+  EXPECT_FALSE(flags->In("Yes please").ok());
+}
+
+TEST(TransformsTest, NumbersInSwedishFormatRoundTrip) {
+  NumberFormat se;
+  se.text = true;
+  se.decimal = ",";
+  se.thousands = " ";
+  se.decimals = 2;
+  auto n = NewNumber(se);
+  EXPECT_EQ(In(*n, "1 234 567,50"), 1234567.5);
+  EXPECT_EQ(Out(*n, 1234567.5), "1 234 567,50");
+  EXPECT_EQ(Out(*n, -1000), "-1 000,00");
+  EXPECT_EQ(In(*n, Out(*n, 98765.25)), 98765.25);
+  EXPECT_FALSE(n->In("12 kr").ok());
+
+  auto plain = NewNumber(NumberFormat{});
+  EXPECT_EQ(In(*plain, "17"), 17);
+  EXPECT_EQ(Out(*plain, "17.5"), 17.5) << "a number in text from another system";
+}
+
+TEST(TransformsTest, DatesConvertBetweenNativeFormsAndIsoUtc) {
+  DateFormat ms;
+  ms.pattern = "epoch_ms";
+  auto epoch = NewDate(ms);
+  EXPECT_EQ(In(*epoch, "1795424400000"), "2026-11-23T09:00:00Z");
+  EXPECT_EQ(Out(*epoch, "2026-11-23T09:00:00Z"), 1795424400000);
+
+  DateFormat local;
+  local.pattern = "%d.%m.%Y %H:%M";
+  local.offset_minutes = 60;  // the data is kept in UTC+01:00
+  auto d = NewDate(local);
+  EXPECT_EQ(In(*d, "23.11.2026 10:40"), "2026-11-23T09:40:00Z");
+  EXPECT_EQ(Out(*d, "2026-11-23T09:40:00Z"), "23.11.2026 10:40");
+  EXPECT_FALSE(d->In("2026-11-23").ok());
+
+  DateFormat day;
+  day.pattern = "date";
+  auto plain_day = NewDate(day);
+  EXPECT_EQ(In(*plain_day, "2026-12-01"), "2026-12-01");
+  EXPECT_EQ(Out(*plain_day, "2026-12-01"), "2026-12-01");
+}
+
+TEST(TransformsTest, TemplatesWrapOnTheWayOutAndUnwrapOnTheWayIn) {
+  auto t = NewTemplate("SE {} – onboarding");
+  EXPECT_EQ(Out(*t, "Bygg AB"), "SE Bygg AB – onboarding");
+  EXPECT_EQ(In(*t, "SE Bygg AB – onboarding"), "Bygg AB");
+  EXPECT_EQ(In(*t, "Typed by hand"), "Typed by hand") << "values of another shape pass as they are";
+}
+
+}  // namespace
+}  // namespace crmbridge
