@@ -6,6 +6,7 @@
 // and serves until SIGTERM or SIGINT, then stops cleanly (exit 0).
 #include <signal.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -62,6 +63,11 @@ int main(int argc, char** argv) {
                  "HubSpot, an account with contacts and an opportunity in Dynamics 365, an account\n"
                  "with users and a touchpoint in Totango, and a property with users in the portal\n"
                  "(0 = start empty)");
+  std::vector<std::string> seed_only;
+  app.add_option("--seed-only", seed_only,
+                 "Seed only these mocks (e.g. hubspot dynamics365); the others start empty, as a\n"
+                 "system crmbridge is about to fill would")
+      ->check(CLI::IsMember({"hubspot", "dynamics365", "totango", "portal"}));
   app.add_option("--hubspot-token", hubspot_token, "Private-app token HubSpot accepts")->capture_default_str();
   app.add_option("--dynamics365-client-id", d365_client_id, "OAuth client id Dynamics 365 accepts")
       ->capture_default_str();
@@ -112,12 +118,14 @@ int main(int argc, char** argv) {
   p.tokens = {portal_token};
   p.enforce_limits = !no_limits;
   auto portal = std::make_unique<PortalMock>(p);
-  if (size > 0) {
-    hubspot->Seed(seed, size);
-    dynamics->Seed(seed, size);
-    totango->Seed(seed, size);
-    portal->Seed(seed, size);
-  }
+  auto seeded = [&](const char* mock) {
+    return size > 0 && (seed_only.empty() ||
+                        std::find(seed_only.begin(), seed_only.end(), mock) != seed_only.end());
+  };
+  if (seeded("hubspot")) hubspot->Seed(seed, size);
+  if (seeded("dynamics365")) dynamics->Seed(seed, size);
+  if (seeded("totango")) totango->Seed(seed, size);
+  if (seeded("portal")) portal->Seed(seed, size);
   std::map<std::string, MockServer*> mocks = {{"hubspot", hubspot.get()},
                                               {"dynamics365", dynamics.get()},
                                               {"totango", totango.get()},

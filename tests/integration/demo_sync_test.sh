@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End to end through the real binaries: crm-mocks serves seeded HubSpot and Dynamics 365 data,
-# `crmbridge sync` moves the onboarding tickets into opportunities, and a second sync right after
-# writes nothing. Also checks the exit codes users script against.
+# End to end through the real binaries: crm-mocks serves seeded HubSpot and Dynamics 365 data and
+# an empty Totango, `crmbridge sync` moves the onboarding tickets into opportunities and Totango
+# accounts, and a second sync right after writes nothing. Also checks the exit codes users script against.
 #   usage: demo_sync_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 bin=$1
@@ -13,15 +13,19 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 export HUBSPOT_TOKEN=pat-it-hubspot D365_CLIENT_ID=it-client D365_CLIENT_SECRET=it-secret-0123
+export TOTANGO_TOKEN=it-totango-token-77
 "$bin/crm-mocks" --seed 7 --size 12 --hubspot-token "$HUBSPOT_TOKEN" \
   --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
+  --totango-token "$TOTANGO_TOKEN" --seed-only hubspot dynamics365 \
   >"$work/mocks.json" 2>"$work/mocks.log" &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/mocks.json" ] && break; sleep 0.1; done
 line=$(head -n1 "$work/mocks.json")
 export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
-[ -n "$DEMO_HUBSPOT_URL" ] && [ -n "$DEMO_DYNAMICS365_URL" ] || fail "crm-mocks printed: $line"
+export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
+[ -n "$DEMO_HUBSPOT_URL" ] && [ -n "$DEMO_DYNAMICS365_URL" ] && [ -n "$DEMO_TOTANGO_URL" ] \
+  || fail "crm-mocks printed: $line"
 export CRMBRIDGE_STATE="$work/state.db"
 cfg="$src/examples/demo/crmbridge.yaml"
 
@@ -29,12 +33,15 @@ cfg="$src/examples/demo/crmbridge.yaml"
   || fail "first sync exited $?: $(tail -5 "$work/run1.log")"
 grep -q '"writes": 0' "$work/run1.json" && fail "first sync wrote nothing: $(cat "$work/run1.json")"
 grep -q '"created": [1-9]' "$work/run1.json" || fail "first sync created no opportunity"
+# Every seeded onboarding ticket has its Totango account, with its stage (12 companies, 12 tickets).
+accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"' | wc -l)
+[ "$accounts" -eq 12 ] || fail "Totango holds $accounts onboarding accounts, not 12"
 
 "$bin/crmbridge" --config "$cfg" sync >"$work/run2.txt" 2>"$work/run2.log" || fail "second sync exited $?"
 grep -q "Nothing to write" "$work/run2.txt" || fail "second sync wrote: $(cat "$work/run2.txt")"
 
 # Secrets never reach the logs, even at debug level with every HTTP exchange logged.
-for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET"; do
+for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN"; do
   grep -qF -- "$s" "$work/run1.log" "$work/run2.log" && fail "a secret appeared in the log"
 done
 

@@ -181,3 +181,64 @@ TEST(MappingValidationTest, EachMistakeIsReportedAtItsPosition) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// native -> canonical -> native through one field's transforms, whatever its direction.
+Result<json> RoundTrip(const FieldMap& f, const json& native, json* canonical) {
+  json v = native;
+  for (const auto& t : f.transforms) {
+    auto r = t->In(v);
+    if (!r.ok()) return r.status();
+    v = *r;
+  }
+  *canonical = v;
+  for (auto t = f.transforms.rbegin(); t != f.transforms.rend(); ++t) {
+    auto r = (*t)->Out(v);
+    if (!r.ok()) return r.status();
+    v = *r;
+  }
+  return v;
+}
+
+TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
+  const std::string totango = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding-totango.yaml";
+  auto plan = LoadMappingPlan({Preset(), totango},
+                              {{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}, {"totango", "totango"}});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  // Native values each field meets: every row of its value table, else sample text.
+  const std::map<std::string, std::vector<json>> samples = {
+      {"hubspot.hs_pipeline_stage", {"Ny", "Onboarding – Pågår", "Må följas upp", "Manuell uppföljning", "Inaktiva kunder", "Avslutad"}},
+      {"hubspot.hs_ticket_priority", {"LOW", "MEDIUM", "HIGH"}},
+      {"dynamics365.crmb_onboardingstage", {100000000, 100000001, 100000002, 100000003, 100000004}},
+      {"dynamics365.crmb_priority", {1, 2, 3}},
+      {"totango.Onboarding Stage", {"Kick Off", "Business Discovery", "Integration", "Configuration", "Training/UAT", "Live"}},
+  };
+  // Native values that share their canonical value with others come back as that value's
+  // preferred native form (the engine then sees no change, so the record is not moved).
+  const std::map<std::string, json> preferred = {{"totango.Integration", "Business Discovery"},
+                                                 {"totango.Configuration", "Business Discovery"},
+                                                 {"totango.Training/UAT", "Business Discovery"}};
+  int checked = 0;
+  for (const SystemEntityMapping& m : (*plan)->mappings()) {
+    for (const FieldMap& f : m.fields) {
+      auto s = samples.find(m.system + "." + f.native);
+      const std::vector<json> values = s != samples.end() ? s->second
+                                                          : std::vector<json>{"SE Acme AB – onboarding", "Signed 2026-11-02"};
+      for (const json& native : values) {
+        json canonical;
+        auto back = RoundTrip(f, native, &canonical);
+        ASSERT_TRUE(back.ok()) << m.system << "." << f.native << " " << native.dump() << ": " << back.status().ToString();
+        const auto p = preferred.find(m.system + "." + (native.is_string() ? native.get<std::string>() : native.dump()));
+        EXPECT_EQ(*back, p != preferred.end() ? p->second : native)
+            << m.system << "." << f.native << ": " << native.dump() << " -> " << canonical.dump() << " -> " << back->dump();
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GE(checked, 30);
+}
+
+}  // namespace
+}  // namespace crmbridge
