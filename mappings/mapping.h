@@ -45,6 +45,9 @@ struct CanonicalField {
   std::string name;
   FieldType type = FieldType::kString;
   bool required = false;
+  // The values the field may hold (a stage's canonical stages), empty = any. Every value table
+  // used on the field must then cover each of them, so no canonical stage lacks a native one.
+  std::vector<std::string> values;
 };
 
 struct CanonicalEntity {

@@ -17,7 +17,7 @@ namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
 const std::set<std::string> kEntityKeys = {"fields"};
-const std::set<std::string> kCanonicalFieldKeys = {"type", "required"};
+const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
                                              "required", "create_only"};
@@ -120,6 +120,7 @@ class Loader {
           continue;
         }
         f.transforms[p.table_slots.at(name)] = NewTableLookup(t->second);
+        if (!cf->values.empty()) CheckTableCovers(*t->second, *cf, m.entity, node_pos);
       }
     }
   }
@@ -187,6 +188,19 @@ class Loader {
               f.type = t->second;
           }
           if (spec["required"]) f.required = Bool(spec["required"], "required");
+          if (spec["values"]) {
+            if (!spec["values"].IsSequence() || spec["values"].size() == 0) {
+              Error(spec["values"], "values must be a list of the field's canonical values",
+                    "values: [new, onboarding, closed]");
+            } else {
+              std::set<std::string> seen;
+              for (const auto& v : spec["values"]) {
+                if (!seen.insert(v.Scalar()).second)
+                  Error(v, "value '" + v.Scalar() + "' is listed twice");
+                f.values.push_back(v.Scalar());
+              }
+            }
+          }
         } else if (!spec.IsNull()) {
           Error(spec, "field '" + f.name + "' must be a map", "{type: string}");
         }
@@ -227,6 +241,30 @@ class Loader {
       CheckManyToOne(*table, kv.first);
       tables_[table->name] = table;
     }
+  }
+
+  // A table on a field with declared values must give every value a native form, and name no
+  // value the field does not have (a typo would otherwise only fail at run time, per record).
+  void CheckTableCovers(const ValueTable& t, const CanonicalField& f, const std::string& entity,
+                        const SourcePos& used_at) {
+    std::set<std::string> in_table;
+    for (const auto& r : t.rows) in_table.insert(r.canonical);
+    std::vector<std::string> missing;
+    for (const std::string& v : f.values)
+      if (!in_table.count(v)) missing.push_back(v);
+    if (!missing.empty()) {
+      std::set<std::string> list(missing.begin(), missing.end());
+      diags_.Error(used_at,
+                   "table '" + t.name + "' has no row for " + entity + "." + f.name + " value" +
+                       (missing.size() > 1 ? "s " : " ") + Join(list),
+                   "add a row for each, e.g. - {native: ..., canonical: " + missing[0] + "}");
+    }
+    const std::set<std::string> allowed(f.values.begin(), f.values.end());
+    for (const std::string& v : in_table)
+      if (!allowed.count(v) && reported_.insert(t.name + "|" + v).second)
+        diags_.Error(t.pos, "table '" + t.name + "' maps to '" + v + "', which is not a value of " +
+                                entity + "." + f.name,
+                     "values: " + Join(allowed));
   }
 
   // Where several rows share a value on one side, the lookup from that side is ambiguous
@@ -500,6 +538,7 @@ class Loader {
   std::map<std::string, std::shared_ptr<const ValueTable>> tables_;
   std::vector<SystemEntityMapping> mappings_;
   std::vector<Pending> pending_;
+  std::set<std::string> reported_;  // table|value errors already reported once
 };
 
 }  // namespace

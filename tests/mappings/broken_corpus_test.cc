@@ -61,6 +61,10 @@ const Case kCases[] = {
     {"33_entity_mapped_twice.yaml", "10:5", "hubspot.onboarding is mapped twice"},
     {"34_unknown_field_key.yaml", "10:34", "unknown key 'trasnforms' in field 'title'"},
     {"35_yaml_syntax_error.yaml", "5:1", "not valid YAML"},
+    {"36_stage_table_misses_a_stage.yaml", "15:65",
+     "table 'hubspot_stage' has no row for onboarding.stage value onboarding"},
+    {"37_table_value_not_declared.yaml", "7:3",
+     "table 'hubspot_stage' maps to 'clsoed', which is not a value of onboarding.stage"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }
