@@ -48,6 +48,11 @@ struct CanonicalField {
   // The values the field may hold (a stage's canonical stages), empty = any. Every value table
   // used on the field must then cover each of them, so no canonical stage lacks a native one.
   std::vector<std::string> values;
+  // Conflict policy: the system whose value wins when several changed the field ("hubspot"); a
+  // change elsewhere is not taken and is overwritten with that system's value. Empty: the most
+  // recent change wins, by each record's modification time.
+  std::string system_of_record;
+  SourcePos pos;
 };
 
 struct CanonicalEntity {

@@ -17,7 +17,8 @@ namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
 const std::set<std::string> kEntityKeys = {"fields"};
-const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values"};
+const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values",
+                                                   "system_of_record"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
                                              "required", "create_only"};
@@ -123,6 +124,7 @@ class Loader {
         if (!cf->values.empty()) CheckTableCovers(*t->second, *cf, m.entity, node_pos);
       }
     }
+    CheckSystemsOfRecord();
   }
 
  private:
@@ -188,6 +190,13 @@ class Loader {
               f.type = t->second;
           }
           if (spec["required"]) f.required = Bool(spec["required"], "required");
+          if (spec["system_of_record"]) {
+            f.system_of_record = spec["system_of_record"].Scalar();
+            f.pos = Pos(spec["system_of_record"]);
+            if (!known_systems_.empty() && !known_systems_.count(f.system_of_record))
+              Error(spec["system_of_record"], "unknown system '" + f.system_of_record + "'",
+                    "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
+          }
           if (spec["values"]) {
             if (!spec["values"].IsSequence() || spec["values"].size() == 0) {
               Error(spec["values"], "values must be a list of the field's canonical values",
@@ -240,6 +249,26 @@ class Loader {
       }
       CheckManyToOne(*table, kv.first);
       tables_[table->name] = table;
+    }
+  }
+
+  // A system of record must read the field, or its value could never win.
+  void CheckSystemsOfRecord() {
+    for (const CanonicalEntity& e : entities_) {
+      for (const CanonicalField& f : e.fields) {
+        if (f.system_of_record.empty()) continue;
+        if (!known_systems_.empty() && !known_systems_.count(f.system_of_record)) continue;
+        bool reads = false;
+        for (const SystemEntityMapping& m : mappings_) {
+          if (m.system != f.system_of_record || m.entity != e.name) continue;
+          for (const FieldMap& fm : m.fields) reads = reads || (fm.canonical == f.name && fm.reads());
+        }
+        if (!reads)
+          diags_.Error(f.pos,
+                       f.system_of_record + " is the system of record of " + e.name + "." + f.name +
+                           ", but no mapping reads that field from " + f.system_of_record,
+                       "map it there with direction in or both, or name another system");
+      }
     }
   }
 

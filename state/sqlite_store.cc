@@ -150,6 +150,9 @@ INSERT INTO counters (name, value) VALUES ('outbox_seq', 0);
     {2, "unverified writes awaiting read-back", R"sql(
 ALTER TABLE snapshots ADD COLUMN unverified TEXT NOT NULL DEFAULT '{}';
 )sql"},
+    {3, "per-field change times for conflict resolution", R"sql(
+ALTER TABLE snapshots ADD COLUMN changed_ms TEXT NOT NULL DEFAULT '{}';
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -376,6 +379,8 @@ class SqliteStore final : public Store {
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
   Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
                                                const std::string& entity) override;
+  Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system, const std::string& entity,
+                                                  const std::string& canonical_id) override;
   Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
 
   Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
@@ -635,15 +640,19 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   if (!seen.ok()) return seen.status();
   auto unverified = DumpJson(snapshot.unverified, what);
   if (!unverified.ok()) return unverified.status();
+  auto changed = DumpJson(snapshot.changed_ms, what);
+  if (!changed.ok()) return changed.status();
   Stmt st = Prepare(
-      "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified) "
-      "VALUES (?1, ?2, ?3, ?5, ?4, ?6) "
+      "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified, "
+      "changed_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
-      "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified");
+      "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
+      "changed_ms = excluded.changed_ms");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
   st.Text(6, *unverified);
+  st.Text(7, *changed);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
 }
@@ -900,7 +909,7 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "snapshot of " + entity + " " + canonical_id;
   Stmt st = Prepare(
-      "SELECT fields, updated_ms, seen, unverified FROM snapshots "
+      "SELECT fields, updated_ms, seen, unverified, changed_ms FROM snapshots "
       "WHERE entity = ?1 AND canonical_id = ?2");
   st.Text(1, entity).Text(2, canonical_id);
   const int rc = st.Step();
@@ -919,6 +928,9 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   auto unverified = ParseJson(st.ColText(3), "the " + what);
   if (!unverified.ok()) return unverified.status();
   snapshot.unverified = std::move(*unverified);
+  auto changed = ParseJson(st.ColText(4), "the " + what);
+  if (!changed.ok()) return changed.status();
+  snapshot.changed_ms = std::move(*changed);
   return std::optional<Snapshot>(std::move(snapshot));
 }
 
@@ -970,6 +982,22 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system
   return items;
 }
 
+Result<std::optional<OutboxItem>> SqliteStore::PendingOutbox(const std::string& system,
+                                                             const std::string& entity,
+                                                             const std::string& canonical_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
+                                 " FROM outbox WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3";
+  Stmt st = Prepare(sql.c_str());
+  st.Text(1, system).Text(2, entity).Text(3, canonical_id);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<OutboxItem>();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the queued write of " + entity + " " + canonical_id);
+  auto item = ReadOutboxRow(st);
+  if (!item.ok()) return item.status();
+  return std::optional<OutboxItem>(std::move(*item));
+}
+
 Result<nlohmann::json> SqliteStore::OutboxCounts() {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt st = Prepare("SELECT system, COUNT(*) FROM outbox GROUP BY system ORDER BY system");
@@ -985,7 +1013,7 @@ Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& sys
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "unverified " + system + " writes of " + entity;
   Stmt st = Prepare(
-      "SELECT canonical_id, fields, updated_ms, seen, unverified FROM snapshots "
+      "SELECT canonical_id, fields, updated_ms, seen, unverified, changed_ms FROM snapshots "
       "WHERE entity = ?1 AND unverified != '{}' "
       "AND json_type(unverified, '$.\"' || replace(?2, '\"', '') || '\"') = 'object' "
       "ORDER BY canonical_id");
@@ -1006,6 +1034,9 @@ Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& sys
     snap.updated_ms = st.ColInt(2);
     snap.seen = std::move(*seen);
     snap.unverified = std::move(*unverified);
+    auto changed = ParseJson(st.ColText(5), what);
+    if (!changed.ok()) return changed.status();
+    snap.changed_ms = std::move(*changed);
     out.push_back(std::move(snap));
   }
   if (rc != SQLITE_DONE) return Error(rc, "listing " + what);

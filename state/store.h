@@ -54,6 +54,9 @@ struct Snapshot {
   // whatever it keeps), awaiting a read-back: {"totango": {"stage": {"sent": "live", "before":
   // "kickoff", "attempts": 1}}}. A read-back still showing `before` means the write was lost.
   nlohmann::json unverified = nlohmann::json::object();
+  // Per canonical field, when its current value was changed in the system it came from (that
+  // record's modification time, ms): the "most recent change wins" conflict policy compares it.
+  nlohmann::json changed_ms = nlohmann::json::object();
   int64_t updated_ms = 0;
 };
 
@@ -184,6 +187,10 @@ class Store {
 
   // --- outbox ---
   // Items for `system` due at `now_ms` (next_attempt_ms <= now_ms), oldest first, at most `limit`.
+  // The write queued for one record in one system, if any (due or not).
+  virtual Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system,
+                                                          const std::string& entity,
+                                                          const std::string& canonical_id) = 0;
   virtual Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
                                                     int limit) = 0;
   // Number of pending outbox items per system ({"hubspot": 3}).

@@ -11,6 +11,7 @@
 
 #include "src/core/hash.h"
 #include "src/core/ids.h"
+#include "src/core/time_util.h"
 
 namespace crmbridge {
 
@@ -21,7 +22,7 @@ json EntityCounts::ToJson() const {
               {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
               {"created", created},   {"updated", updated},       {"retrying", retrying},
               {"dead_lettered", dead_lettered}, {"unverified", unverified},
-              {"verified", verified}, {"rewritten", rewritten}};
+              {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts}};
 }
 
 int64_t RunSummary::TotalWrites() const {
@@ -162,8 +163,11 @@ class SyncEngine::Run {
                       bool* rewrite, StateBatch* batch, bool missing = false);
   // After a full scan: unconfirmed writes whose records the scan did not return.
   Status VerifyMissing(const SystemEntityMapping& m);
+  // Queues the snapshot's values for `source` again: after a lost write (`lost`), or after a
+  // change there lost to the conflict policy.
   Status EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
-                        const std::string& canonical_id, const Snapshot& snap, StateBatch* batch);
+                        const std::string& canonical_id, const Snapshot& snap, StateBatch* batch,
+                        bool lost);
   // Queues a write for every other system whose copy differs from `snap`.
   Status PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
                      Snapshot* snap, StateBatch* batch);
@@ -349,7 +353,8 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
     bool rewrite = false;
     CRMB_RETURN_IF_ERROR(VerifyWrites(m, absent, snap.canonical_id, &snap, &nothing, &rewrite,
                                       &batch, /*missing=*/true));
-    if (rewrite) CRMB_RETURN_IF_ERROR(EnqueueRewrite(m, absent, snap.canonical_id, snap, &batch));
+    if (rewrite)
+      CRMB_RETURN_IF_ERROR(EnqueueRewrite(m, absent, snap.canonical_id, snap, &batch, /*lost=*/true));
     if (!opt_.dry_run) batch.PutSnapshot(snap);
   }
   if (opt_.dry_run || batch.empty()) return Status::Ok();
@@ -414,7 +419,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   }
 
   // Unconfirmed writes to this system are verified against what it now shows.
-  bool verification_changed = false, rewrite = false;
+  bool verification_changed = false, rewrite = false, conflict_rewrite = false;
   if (snap.unverified.is_object() && snap.unverified.contains(source.system)) {
     CRMB_RETURN_IF_ERROR(VerifyWrites(source, record, cid, &snap, &*mapped, &rewrite, batch));
     verification_changed = true;
@@ -429,13 +434,37 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   json& seen = snap.seen[source.system];
   if (!seen.is_object()) seen = json::object();
   const json seen_before = seen;
+  // A change made there meets the field's conflict policy: with a system of record, only that
+  // system's changes are taken; otherwise the most recent change wins, by modification time.
+  // A change that loses is overwritten there with the winning value.
+  const CanonicalEntity* entity = e_->plan_->FindEntity(source.entity);
+  if (!snap.changed_ms.is_object()) snap.changed_ms = json::object();
+  const int64_t changed_at = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
   for (const auto& [field, value] : mapped->fields.items()) {
     if (seen.contains(field) && seen[field] == value) continue;
     seen[field] = value;
-    if (!merged.contains(field) || merged[field] != value) {
-      merged[field] = value;
-      changed = true;
+    if (merged.contains(field) && merged[field] == value) continue;
+    const CanonicalField* cf = entity ? entity->Find(field) : nullptr;
+    const bool has_value = merged.contains(field) && known;
+    std::string lost_to;
+    if (has_value && cf && !cf->system_of_record.empty() && cf->system_of_record != source.system) {
+      lost_to = cf->system_of_record + " is its system of record";
+    } else if (has_value && (!cf || cf->system_of_record.empty()) && snap.changed_ms.contains(field) &&
+               snap.changed_ms[field].is_number_integer() &&
+               changed_at < snap.changed_ms[field].get<int64_t>()) {
+      lost_to = "a newer change (" + FormatIsoUtc(snap.changed_ms[field].get<int64_t>(), false) +
+                ") holds it";
     }
+    if (!lost_to.empty()) {
+      ++Count(source.system, source.entity).conflicts;
+      spdlog::info("{}: {} {} changed {} to {}, which is not taken: {}", source.system,
+                   source.object, record.id, field, value.dump(), lost_to);
+      conflict_rewrite = true;
+      continue;
+    }
+    merged[field] = value;
+    snap.changed_ms[field] = changed_at;
+    changed = true;
   }
   const bool seen_changed = seen != seen_before;
 
@@ -457,7 +486,13 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     pending_links_by_cid_[source.entity + "|" + cid + "|" + source.system] = link;
   }
 
-  if (rewrite) CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, snap, batch));
+  if (rewrite || conflict_rewrite) {
+    // The snapshot keeps the winning values: write them back to this system (its losing
+    // change, or the write it lost). The merged values of this read go with them.
+    Snapshot to_write = snap;
+    to_write.fields = merged;
+    CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, to_write, batch, /*lost=*/rewrite));
+  }
   if (!changed) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
@@ -489,6 +524,14 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   snap.fields = merged;
   snap.updated_ms = run_start_ms_;
   CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
+  // A write still queued for this very system was planned before this change was read: replace
+  // it with the merged values, so it cannot undo the change it did not know about.
+  if (!opt_.dry_run && !rewrite && !conflict_rewrite) {
+    auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
+    if (!queued.ok()) return queued.status();
+    if (queued->has_value())
+      CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, snap, batch, /*lost=*/false));
+  }
   batch->PutSnapshot(snap);
   pending_snapshots_[snap_key] = snap;
   return Status::Ok();
@@ -571,14 +614,16 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
 // Queues the snapshot's values for the system again, after a read-back showed them lost.
 Status SyncEngine::Run::EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
                                        const std::string& canonical_id, const Snapshot& snap,
-                                       StateBatch* batch) {
+                                       StateBatch* batch, bool lost) {
   // A record never seen there (a lost create) is upserted by key again, with its create fields.
   const bool create = record.id.empty();
   auto native = MappingPlan::ToNative(source, snap.fields, /*creating=*/create);
   if (!native.ok()) return Status::Ok();  // reported when the write was first planned
-  ++Count(source.system, source.entity).rewritten;
-  spdlog::warn("{}: {} {} did not keep crmbridge's last write; writing it again", source.system,
-               source.object, create ? canonical_id + " (never appeared)" : record.id);
+  if (lost) {
+    ++Count(source.system, source.entity).rewritten;
+    spdlog::warn("{}: {} {} did not keep crmbridge's last write; writing it again", source.system,
+                 source.object, create ? canonical_id + " (never appeared)" : record.id);
+  }
   if (opt_.dry_run) return Status::Ok();
   OutboxItem item;
   item.system = source.system;

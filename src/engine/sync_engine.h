@@ -64,6 +64,7 @@ struct EntityCounts {
   int64_t unverified = 0;    // writes acknowledged without confirmation, to verify on read-back
   int64_t verified = 0;      // unconfirmed writes read back as written
   int64_t rewritten = 0;     // unconfirmed writes read back as lost, and queued again
+  int64_t conflicts = 0;     // changes read here that lost to the field's conflict policy
   nlohmann::json ToJson() const;
 };
 

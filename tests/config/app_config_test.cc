@@ -167,7 +167,8 @@ TEST_F(AppConfigTest, ShippedExamplesLoad) {
     std::map<std::string, std::string> env = {
         {"HUBSPOT_TOKEN", "t-example"},           {"D365_CLIENT_ID", "id"},
         {"D365_CLIENT_SECRET", "s-example"},      {"CRMBRIDGE_STATE", "/tmp/x.db"},
-        {"DEMO_HUBSPOT_URL", "http://127.0.0.1:1"}, {"DEMO_DYNAMICS365_URL", "http://127.0.0.1:2"}};
+        {"DEMO_HUBSPOT_URL", "http://127.0.0.1:1"}, {"DEMO_DYNAMICS365_URL", "http://127.0.0.1:2"},
+        {"DEMO_TOTANGO_URL", "http://127.0.0.1:3"}, {"TOTANGO_TOKEN", "tt-example"}};
     auto c = LoadAppConfig(std::string(CRMBRIDGE_SOURCE_DIR) + rel,
                            [&](const std::string& n) -> std::optional<std::string> {
                              auto it = env.find(n);

@@ -21,12 +21,14 @@ class FakeSystem {
     std::string key;  // crmbridge key (external-id property)
     nlohmann::json fields;
     int64_t seq = 0;
+    int64_t modified_ms = 0;  // as the system reports it; 0 = unknown
   };
 
   // Inserts or changes a record as a user of the system would; returns its id.
-  std::string Put(const std::string& id, nlohmann::json fields) {
+  std::string Put(const std::string& id, nlohmann::json fields, int64_t modified_ms = 0) {
     Row& r = rows_[id];
     r.id = id;
+    r.modified_ms = modified_ms;
     for (auto& [k, v] : fields.items()) r.fields[k] = v;
     r.seq = ++seq_;
     return id;
@@ -73,6 +75,7 @@ class FakeConnector : public Connector {
       rec.id = rows[i]->id;
       rec.fields = rows[i]->fields;
       rec.key = rows[i]->key;
+      rec.modified_ms = rows[i]->modified_ms;
       page.records.push_back(rec);
       next = rows[i]->seq + 1;
     }
@@ -163,6 +166,7 @@ class FakeConnector : public Connector {
       rec.id = r.id;
       rec.fields = r.fields;
       rec.key = r.key;
+      rec.modified_ms = r.modified_ms;
       page.records.push_back(rec);
     }
     page.next = page.has_more ? std::to_string(from + page.records.size()) : "";

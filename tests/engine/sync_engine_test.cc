@@ -426,3 +426,91 @@ TEST_F(UnconfirmedWritesTest, AChangeMadeThereAfterAnUnconfirmedWriteIsMerged) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// Both systems change the same field between two runs.
+class ConflictTest : public SyncEngineTest {
+ protected:
+  std::string BetaId() const { return beta_.rows().begin()->first; }
+  std::string AlphaTitle() const { return alpha_.rows().at("t0").fields["subject"]; }
+  std::string BetaTitle() const { return beta_.rows().begin()->second.fields["name"]; }
+  void UseMapping(const std::string& text) {
+    const std::string path = dir_ + "/conflict.yaml";
+    std::ofstream(path) << text;
+    auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    plan_ = *plan;
+  }
+};
+
+TEST_F(ConflictTest, TheMostRecentChangeWinsWhicheverSystemIsReadFirst) {
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}}, 1000);
+  Sync();
+  // Alpha (read first) changed it earlier than beta did: beta's later change wins.
+  alpha_.Put("t0", {{"subject", "Acme Alpha"}}, 2000);
+  beta_.Put(BetaId(), {{"name", "Acme Beta"}}, 3000);
+  RunSummary s = Sync();
+  Sync();
+  EXPECT_EQ(AlphaTitle(), "Acme Beta");
+  EXPECT_EQ(BetaTitle(), "Acme Beta");
+  // And the other way round: alpha's change is the newer one, and beta's older change loses.
+  alpha_.Put("t0", {{"subject", "Acme 2 Alpha"}}, 9000);
+  beta_.Put(BetaId(), {{"name", "Acme 2 Beta"}}, 5000);
+  s = Sync();
+  EXPECT_EQ(s.counts["beta"]["onboarding"].conflicts, 1);
+  Sync();
+  EXPECT_EQ(AlphaTitle(), "Acme 2 Alpha");
+  EXPECT_EQ(BetaTitle(), "Acme 2 Alpha");
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
+TEST_F(ConflictTest, ASystemOfRecordWinsAndAChangeElsewhereIsUndone) {
+  std::string mapping = kMapping;
+  mapping.replace(mapping.find("title: {type: string, required: true}"),
+                  std::string("title: {type: string, required: true}").size(),
+                  "title: {type: string, required: true, system_of_record: beta}");
+  UseMapping(mapping);
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}}, 1000);
+  Sync();
+  alpha_.Put("t0", {{"subject", "Renamed in alpha"}}, 9000);  // newer, but not the owner
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].conflicts, 1);
+  EXPECT_EQ(BetaTitle(), "Acme") << "beta owns the title";
+  EXPECT_EQ(AlphaTitle(), "Acme") << "alpha's change was overwritten with beta's value";
+  beta_.Put(BetaId(), {{"name", "Renamed in beta"}}, 100);  // older, but the owner
+  Sync();
+  EXPECT_EQ(AlphaTitle(), "Renamed in beta");
+  // The stage has no system of record: alpha's change still travels.
+  alpha_.Put("t0", {{"stage", "onboarding"}}, 9500);
+  Sync();
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 2);
+  EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
+TEST(ConflictPolicyValidationTest, ASystemOfRecordMustReadTheField) {
+  char tmpl[] = "/tmp/crmbridge-sor-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/m.yaml";
+  std::ofstream(path) << "version: 1\n"
+                         "entities:\n"
+                         "  onboarding:\n"
+                         "    fields: {title: {type: string, system_of_record: beta}}\n"
+                         "systems:\n"
+                         "  alpha:\n"
+                         "    onboarding: {object: tickets, fields: {title: {native: subject}}}\n"
+                         "  beta:\n"
+                         "    onboarding: {object: opps, fields: {title: {native: name, direction: out}}}\n";
+  auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find(
+                path + ":4:54: error: beta is the system of record of onboarding.title, but no "
+                       "mapping reads that field from beta"),
+            std::string::npos)
+      << plan.status().message();
+  std::system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace crmbridge
