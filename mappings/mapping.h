@@ -82,6 +82,11 @@ struct SystemEntityMapping {
   std::string object;  // native object ("tickets", "opportunities")
   std::map<std::string, std::string> params;  // connector parameters (pipeline, key, ...)
   std::vector<FieldMap> fields;
+  // Match keys: canonical fields that identify a record of this system crmbridge has never
+  // linked (first-time identity resolution), e.g. [email]. A record with no link and no crmbridge
+  // key adopts the canonical record holding the same values, compared trimmed and case-folded.
+  std::vector<std::string> match;
+  SourcePos match_pos;
   SourcePos pos;
 
   bool reads() const;   // any field maps in

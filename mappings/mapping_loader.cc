@@ -19,7 +19,7 @@ const std::set<std::string> kTopKeys = {"version", "entities", "tables", "system
 const std::set<std::string> kEntityKeys = {"fields"};
 const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values",
                                                    "system_of_record"};
-const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields"};
+const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
                                              "required", "create_only"};
 const std::set<std::string> kRowKeys = {"native", "canonical", "prefer"};
@@ -125,6 +125,7 @@ class Loader {
       }
     }
     CheckSystemsOfRecord();
+    CheckMatchKeys();
   }
 
  private:
@@ -252,6 +253,20 @@ class Loader {
     }
   }
 
+  // Match keys must be fields this system reads: they are computed from what it holds.
+  void CheckMatchKeys() {
+    for (const SystemEntityMapping& m : mappings_) {
+      for (const std::string& key : m.match) {
+        bool reads = false;
+        for (const FieldMap& fm : m.fields) reads = reads || (fm.canonical == key && fm.reads());
+        if (!reads)
+          diags_.Error(m.match_pos,
+                       "match key '" + key + "' is not a field " + m.system + "." + m.entity + " reads",
+                       "match on fields mapped with direction in or both");
+      }
+    }
+  }
+
   // A system of record must read the field, or its value could never win.
   void CheckSystemsOfRecord() {
     for (const CanonicalEntity& e : entities_) {
@@ -357,6 +372,13 @@ class Loader {
             "object: tickets");
     } else {
       m.object = body["object"].Scalar();
+    }
+    if (body["match"]) {
+      m.match_pos = Pos(body["match"]);
+      if (!body["match"].IsSequence() || body["match"].size() == 0)
+        Error(body["match"], "match must be a list of canonical fields", "match: [email]");
+      else
+        for (const auto& f : body["match"]) m.match.push_back(f.Scalar());
     }
     if (body["params"]) {
       if (!body["params"].IsMap()) {

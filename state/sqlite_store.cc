@@ -153,6 +153,14 @@ ALTER TABLE snapshots ADD COLUMN unverified TEXT NOT NULL DEFAULT '{}';
     {3, "per-field change times for conflict resolution", R"sql(
 ALTER TABLE snapshots ADD COLUMN changed_ms TEXT NOT NULL DEFAULT '{}';
 )sql"},
+    {4, "match keys for first-time identity resolution", R"sql(
+CREATE TABLE match_keys (
+  entity       TEXT NOT NULL,
+  match_key    TEXT NOT NULL,  -- normalized values of the match fields
+  canonical_id TEXT NOT NULL,
+  PRIMARY KEY (entity, match_key)
+);
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -317,6 +325,7 @@ const char* OpKindName(StateBatch::Op::Kind kind) {
     case K::kAddStageTransition: return "AddStageTransition";
     case K::kDeleteDeadLetter: return "DeleteDeadLetter";
     case K::kAddDeadLetter: return "AddDeadLetter";
+    case K::kPutMatchKey: return "PutMatchKey";
   }
   return "unknown op";
 }
@@ -381,6 +390,8 @@ class SqliteStore final : public Store {
                                                const std::string& entity) override;
   Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system, const std::string& entity,
                                                   const std::string& canonical_id) override;
+  Result<std::optional<std::string>> FindByMatchKey(const std::string& entity,
+                                                    const std::string& key) override;
   Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
 
   Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
@@ -420,6 +431,7 @@ class SqliteStore final : public Store {
   Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms);
   Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status);
   Status AddDeadLetter(const OutboxItem& item, const std::string& reason);
+  Status PutMatchKey(const std::string& entity, const std::string& key, const std::string& cid);
   Status AddStageTransition(const StageTransition& t);
   Status DeleteDeadLetter(int64_t id);
   Status ReplayLocked(int64_t dead_letter_id, int64_t now_ms);
@@ -604,6 +616,7 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
     case K::kAddStageTransition: return AddStageTransition(op.stage);
     case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
     case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter.item, op.dead_letter.reason);
+    case K::kPutMatchKey: return PutMatchKey(op.link.entity, op.link.native_id, op.link.canonical_id);
   }
   return Status(StatusCode::kInternal, "unknown batch op");
 }
@@ -980,6 +993,27 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the due outbox of " + system);
   return items;
+}
+
+Status SqliteStore::PutMatchKey(const std::string& entity, const std::string& key,
+                                const std::string& cid) {
+  Stmt st = Prepare(
+      "INSERT INTO match_keys (entity, match_key, canonical_id) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (entity, match_key) DO NOTHING");
+  st.Text(1, entity).Text(2, key).Text(3, cid);
+  const int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing a match key of " + entity + " " + cid);
+}
+
+Result<std::optional<std::string>> SqliteStore::FindByMatchKey(const std::string& entity,
+                                                               const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare("SELECT canonical_id FROM match_keys WHERE entity = ?1 AND match_key = ?2");
+  st.Text(1, entity).Text(2, key);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return Error(rc, "finding a match key of " + entity);
+  return std::optional<std::string>(st.ColText(0));
 }
 
 Result<std::optional<OutboxItem>> SqliteStore::PendingOutbox(const std::string& system,

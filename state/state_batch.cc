@@ -86,4 +86,13 @@ void StateBatch::AddDeadLetter(const OutboxItem& item, const std::string& reason
   ops_.push_back(std::move(op));
 }
 
+void StateBatch::PutMatchKey(const std::string& entity, const std::string& key,
+                             const std::string& canonical_id) {
+  Op op = MakeOp(Op::Kind::kPutMatchKey);
+  op.link.entity = entity;
+  op.link.native_id = key;
+  op.link.canonical_id = canonical_id;
+  ops_.push_back(std::move(op));
+}
+
 }  // namespace crmbridge

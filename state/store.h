@@ -123,7 +123,7 @@ class StateBatch {
   struct Op {
     enum class Kind {
       kPutLink, kPutSnapshot, kSetCursor, kEnqueue, kCompleteOutbox, kRetryOutbox,
-      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter, kAddDeadLetter
+      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter, kAddDeadLetter, kPutMatchKey
     };
     Kind kind;
     Link link;
@@ -154,6 +154,9 @@ class StateBatch {
   // Dead-letters a write that never went through the outbox of this run (a write the system
   // acknowledged but kept failing to apply, found on read-back).
   void AddDeadLetter(const OutboxItem& item, const std::string& reason);
+  // Records that canonical record `canonical_id` of `entity` holds match key `key` (normalized
+  // values of the match fields). The first record to hold a key keeps it.
+  void PutMatchKey(const std::string& entity, const std::string& key, const std::string& canonical_id);
 
   const std::vector<Op>& ops() const { return ops_; }
   bool empty() const { return ops_.empty(); }
@@ -187,6 +190,9 @@ class Store {
 
   // --- outbox ---
   // Items for `system` due at `now_ms` (next_attempt_ms <= now_ms), oldest first, at most `limit`.
+  // The canonical record holding match key `key`, if any.
+  virtual Result<std::optional<std::string>> FindByMatchKey(const std::string& entity,
+                                                            const std::string& key) = 0;
   // The write queued for one record in one system, if any (due or not).
   virtual Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system,
                                                           const std::string& entity,

@@ -22,7 +22,8 @@ json EntityCounts::ToJson() const {
               {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
               {"created", created},   {"updated", updated},       {"retrying", retrying},
               {"dead_lettered", dead_lettered}, {"unverified", unverified},
-              {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts}};
+              {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts},
+              {"duplicates", duplicates}};
 }
 
 int64_t RunSummary::TotalWrites() const {
@@ -154,8 +155,14 @@ class SyncEngine::Run {
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
+  // The record's canonical id: by link, by the crmbridge key it carries, by match key (then
+  // `matched`), else a new one. kAlreadyExists: a duplicate in its system (see the definition).
   Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
-                                         const NativeRecord& record);
+                                         const NativeRecord& record, const MappedRecord& mapped,
+                                         bool* matched);
+  static std::string MatchKey(const std::vector<std::string>& fields, const nlohmann::json& values);
+  void PutMatchKeys(const std::string& entity, const std::string& canonical_id,
+                    const nlohmann::json& fields, StateBatch* batch);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).
   // `missing`: a full scan did not return the record at all.
   Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
@@ -186,6 +193,8 @@ class SyncEngine::Run {
   std::unordered_map<std::string, Link> pending_links_;          // key: system|entity|native_id
   std::unordered_map<std::string, Link> pending_links_by_cid_;   // key: entity|cid|system
   std::unordered_map<std::string, Snapshot> pending_snapshots_;  // key: entity|cid
+  std::unordered_map<std::string, std::string> pending_match_keys_;  // entity|key -> cid
+  std::mutex flush_state_mu_;  // one flush thread at a time updates snapshots and links
   // Records whose unconfirmed writes were checked this run (system|entity|cid).
   std::set<std::string> verified_;
 };
@@ -327,6 +336,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       CRMB_RETURN_IF_ERROR(RenewLease());
       pending_links_.clear();
       pending_links_by_cid_.clear();
+      pending_match_keys_.clear();
       pending_snapshots_.clear();
     }
     cursor = page->next;
@@ -362,7 +372,8 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
 }
 
 Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
-                                                        const NativeRecord& record) {
+                                                        const NativeRecord& record,
+                                                        const MappedRecord& mapped, bool* matched) {
   const std::string key = source.system + "|" + source.entity + "|" + record.id;
   if (auto p = pending_links_.find(key); p != pending_links_.end()) return p->second.canonical_id;
   auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
@@ -371,7 +382,63 @@ Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMappin
   // The record carries the key crmbridge wrote when it created it: a write whose link was lost
   // (crash between the API call and the commit) is recognised instead of duplicated.
   if (!record.key.empty()) return record.key;
+  // First time this record is seen: its match key may name a canonical record it is (the same
+  // email as a contact already synced from another system).
+  if (!source.match.empty()) {
+    const std::string mk = MatchKey(source.match, mapped.fields);
+    if (!mk.empty()) {
+      std::optional<std::string> found;
+      if (auto p = pending_match_keys_.find(source.entity + "|" + mk); p != pending_match_keys_.end()) {
+        found = p->second;
+      } else {
+        auto stored = e_->store_->FindByMatchKey(source.entity, mk);
+        if (!stored.ok()) return stored.status();
+        found = *stored;
+      }
+      if (found) {
+        auto linked = CurrentLink(source.entity, *found, source.system);
+        if (!linked.ok()) return linked.status();
+        // One canonical record has one record per system: a second one with the same match key
+        // is a duplicate in that system, reported and left alone rather than merged.
+        if (!linked->native_id.empty() && linked->native_id != record.id)
+          return Status(StatusCode::kAlreadyExists,
+                        "has the same " + mk + " as " + source.object + " " + linked->native_id +
+                            ", already linked to " + source.entity + " " + *found);
+        *matched = true;
+        return *found;
+      }
+    }
+  }
   return NewUuid();
+}
+
+// "email=anna@acme.se": the match fields' values, trimmed and case-folded; "" when any is empty.
+std::string SyncEngine::Run::MatchKey(const std::vector<std::string>& fields, const json& values) {
+  std::string key;
+  for (const std::string& f : fields) {
+    if (!values.contains(f) || values[f].is_null()) return "";
+    std::string v = values[f].is_string() ? values[f].get<std::string>() : values[f].dump();
+    const size_t b = v.find_first_not_of(" \t\r\n"), e = v.find_last_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    v = v.substr(b, e - b + 1);
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    key += (key.empty() ? "" : "&") + f + "=" + v;
+  }
+  return key;
+}
+
+// Every match key the entity's mappings declare, for a canonical record's values.
+void SyncEngine::Run::PutMatchKeys(const std::string& entity, const std::string& canonical_id,
+                                   const json& fields, StateBatch* batch) {
+  std::set<std::vector<std::string>> specs;
+  for (const SystemEntityMapping& m : e_->plan_->mappings())
+    if (m.entity == entity && !m.match.empty()) specs.insert(m.match);
+  for (const auto& spec : specs) {
+    const std::string mk = MatchKey(spec, fields);
+    if (mk.empty()) continue;
+    if (pending_match_keys_.emplace(entity + "|" + mk, canonical_id).second)
+      batch->PutMatchKey(entity, mk, canonical_id);
+  }
 }
 
 Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
@@ -394,7 +461,14 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     return Status::Ok();
   }
 
-  auto cid_or = ResolveCanonicalId(source, record);
+  bool matched = false;
+  auto cid_or = ResolveCanonicalId(source, record, *mapped, &matched);
+  if (cid_or.status().code() == StatusCode::kAlreadyExists) {
+    ++counts.duplicates;
+    spdlog::warn("{}: {} {} is not synced: it {}", source.system, source.object, record.id,
+                 cid_or.status().message());
+    return Status::Ok();
+  }
   if (!cid_or.ok()) return cid_or.status();
   const std::string cid = *cid_or;
 
@@ -493,6 +567,17 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     to_write.fields = merged;
     CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, to_write, batch, /*lost=*/rewrite));
   }
+  if (matched && !opt_.dry_run) {
+    // Identified by its match key: a create queued for this system before it was found (the
+    // canonical record came from another system first) becomes an update of this record.
+    auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
+    if (!queued.ok()) return queued.status();
+    if (queued->has_value()) {
+      Snapshot to_write = snap;
+      to_write.fields = merged;
+      CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, to_write, batch, /*lost=*/false));
+    }
+  }
   if (!changed) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
@@ -534,6 +619,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   }
   batch->PutSnapshot(snap);
   pending_snapshots_[snap_key] = snap;
+  PutMatchKeys(source.entity, cid, snap.fields, batch);
   return Status::Ok();
 }
 
@@ -753,6 +839,10 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
                       " outcomes for " + std::to_string(items.size()) + " writes");
   }
 
+  // Systems flush in parallel, and two of them may have written the same record: the snapshot's
+  // read-modify-write below (each adds what its system now holds) must not interleave, or one
+  // system's update of Snapshot::seen is lost and its next read looks like a change.
+  std::lock_guard<std::mutex> state_lock(flush_state_mu_);
   StateBatch batch;
   EntityCounts& counts = Count(m.system, m.entity);
   const int64_t now = e_->clock_->NowMillis();

@@ -65,6 +65,7 @@ struct EntityCounts {
   int64_t verified = 0;      // unconfirmed writes read back as written
   int64_t rewritten = 0;     // unconfirmed writes read back as lost, and queued again
   int64_t conflicts = 0;     // changes read here that lost to the field's conflict policy
+  int64_t duplicates = 0;    // records not synced: their match key is another record's here
   nlohmann::json ToJson() const;
 };
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 
 #include "tests/engine/fake_connector.h"
@@ -510,6 +511,48 @@ TEST(ConflictPolicyValidationTest, ASystemOfRecordMustReadTheField) {
             std::string::npos)
       << plan.status().message();
   std::system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// Both systems already hold some of the same customers before crmbridge first runs.
+class MatchKeyTest : public ConflictTest {
+ protected:
+  void SetUp() override {
+    ConflictTest::SetUp();
+    std::string mapping = kMapping;
+    for (const char* object : {"object: tickets", "object: opportunities"}) {
+      const size_t at = mapping.find(object);
+      mapping.insert(at + std::strlen(object), "\n      match: [title]");
+    }
+    UseMapping(mapping);
+  }
+};
+
+TEST_F(MatchKeyTest, RecordsWithTheSameMatchKeyAreLinkedNotDuplicated) {
+  alpha_.Put("t0", {{"subject", "Acme AB"}, {"stage", "new"}});
+  alpha_.Put("t1", {{"subject", "Beta AB"}, {"stage", "new"}});
+  beta_.Put("b0", {{"name", "  ACME ab "}, {"stagecode", 2}});  // typed by hand in beta
+  RunSummary s = Sync();
+  EXPECT_EQ(beta_.rows().size(), 2u) << "Acme was linked to b0; only Beta AB was created";
+  EXPECT_EQ(alpha_.rows().size(), 2u) << "and b0 did not come back to alpha as a new record";
+  EXPECT_EQ(s.counts["beta"]["onboarding"].created, 1);
+  RunSummary again = Sync();
+  EXPECT_EQ(again.TotalWrites(), 0) << "settled";
+}
+
+TEST_F(MatchKeyTest, ASecondRecordWithTheSameMatchKeyIsReportedNotMerged) {
+  alpha_.Put("t0", {{"subject", "Acme AB"}, {"stage", "new"}});
+  beta_.Put("b0", {{"name", "Acme AB"}, {"stagecode", 1}});
+  beta_.Put("b1", {{"name", "acme ab"}, {"stagecode", 2}});  // a duplicate inside beta
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["beta"]["onboarding"].duplicates, 1);
+  EXPECT_EQ(alpha_.rows().size(), 1u) << "the duplicate made nothing in alpha";
+  EXPECT_EQ(beta_.rows().size(), 2u) << "and nothing was created in beta";
 }
 
 }  // namespace

@@ -65,6 +65,7 @@ const Case kCases[] = {
      "table 'hubspot_stage' has no row for onboarding.stage value onboarding"},
     {"37_table_value_not_declared.yaml", "7:3",
      "table 'hubspot_stage' maps to 'clsoed', which is not a value of onboarding.stage"},
+    {"38_match_key_not_read.yaml", "9:14", "match key 'email' is not a field dynamics365.contact reads"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }
