@@ -55,9 +55,21 @@ struct CanonicalField {
   SourcePos pos;
 };
 
+// What a record deleted (or archived) in one system does to the others.
+struct DeletePolicy {
+  enum class Kind {
+    kIgnore,     // reported and counted; the other systems keep their records
+    kPropagate,  // the linked records in the other systems are deleted too
+    kMark,       // the canonical record gets `set` (e.g. stage: inactive), written everywhere
+  };
+  Kind kind = Kind::kIgnore;
+  nlohmann::json set = nlohmann::json::object();  // kMark: canonical field -> value
+};
+
 struct CanonicalEntity {
   std::string name;  // "onboarding"
   std::vector<CanonicalField> fields;
+  DeletePolicy on_delete;
   const CanonicalField* Find(const std::string& field) const;
 };
 

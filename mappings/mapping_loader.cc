@@ -1,5 +1,6 @@
 // LoadMappingPlan: mapping YAML -> validated, compiled MappingPlan. Every problem found is
 // reported (not only the first), each with file:line:column and, where it helps, a hint.
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <optional>
@@ -16,7 +17,7 @@ using nlohmann::json;
 namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
-const std::set<std::string> kEntityKeys = {"fields"};
+const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
 const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values",
                                                    "system_of_record"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match"};
@@ -176,6 +177,21 @@ class Loader {
         continue;
       }
       CheckKeys(body, kEntityKeys, "entity '" + e.name + "'");
+      std::optional<YAML::Node> mark;  // checked against the fields once they are read
+      if (const YAML::Node d = body["on_delete"]) {
+        if (d.IsScalar() && d.Scalar() == "ignore") {
+          e.on_delete.kind = DeletePolicy::Kind::kIgnore;
+        } else if (d.IsScalar() && d.Scalar() == "propagate") {
+          e.on_delete.kind = DeletePolicy::Kind::kPropagate;
+        } else if (d.IsMap() && d.size() == 1 && d["set"] && d["set"].IsMap() && d["set"].size() > 0) {
+          e.on_delete.kind = DeletePolicy::Kind::kMark;
+          for (const auto& kv2 : d["set"]) e.on_delete.set[kv2.first.Scalar()] = ScalarToJson(kv2.second);
+          mark = d["set"];
+        } else {
+          Error(d, "on_delete must be ignore, propagate, or {set: {field: value}}",
+                "on_delete: {set: {stage: inactive}} marks the record inactive everywhere");
+        }
+      }
       for (const auto& fkv : body["fields"]) {
         CanonicalField f;
         f.name = fkv.first.Scalar();
@@ -215,6 +231,17 @@ class Loader {
           Error(spec, "field '" + f.name + "' must be a map", "{type: string}");
         }
         e.fields.push_back(f);
+      }
+      if (mark) {
+        for (const auto& kv2 : *mark) {
+          const CanonicalField* f = e.Find(kv2.first.Scalar());
+          if (f == nullptr)
+            Error(kv2.first, "on_delete sets '" + kv2.first.Scalar() + "', which is not a field of " + e.name);
+          else if (!f->values.empty() &&
+                   std::find(f->values.begin(), f->values.end(), kv2.second.Scalar()) == f->values.end())
+            Error(kv2.second, "on_delete sets " + e.name + "." + f->name + " to '" + kv2.second.Scalar() +
+                                  "', which is not one of its values");
+        }
       }
       entities_.push_back(std::move(e));
     }

@@ -161,6 +161,9 @@ CREATE TABLE match_keys (
   PRIMARY KEY (entity, match_key)
 );
 )sql"},
+    {5, "deleted records", R"sql(
+ALTER TABLE snapshots ADD COLUMN deleted_ms INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -657,15 +660,16 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   if (!changed.ok()) return changed.status();
   Stmt st = Prepare(
       "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified, "
-      "changed_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7) "
+      "changed_ms, deleted_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
       "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
-      "changed_ms = excluded.changed_ms");
+      "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
   st.Text(6, *unverified);
   st.Text(7, *changed);
+  st.Int(8, snapshot.deleted_ms);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
 }
@@ -922,7 +926,7 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "snapshot of " + entity + " " + canonical_id;
   Stmt st = Prepare(
-      "SELECT fields, updated_ms, seen, unverified, changed_ms FROM snapshots "
+      "SELECT fields, updated_ms, seen, unverified, changed_ms, deleted_ms FROM snapshots "
       "WHERE entity = ?1 AND canonical_id = ?2");
   st.Text(1, entity).Text(2, canonical_id);
   const int rc = st.Step();
@@ -944,6 +948,7 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
   auto changed = ParseJson(st.ColText(4), "the " + what);
   if (!changed.ok()) return changed.status();
   snapshot.changed_ms = std::move(*changed);
+  snapshot.deleted_ms = st.ColInt(5);
   return std::optional<Snapshot>(std::move(snapshot));
 }
 

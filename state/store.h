@@ -57,6 +57,9 @@ struct Snapshot {
   // Per canonical field, when its current value was changed in the system it came from (that
   // record's modification time, ms): the "most recent change wins" conflict policy compares it.
   nlohmann::json changed_ms = nlohmann::json::object();
+  // When a delete was carried out for this record (on_delete: propagate), else 0: tombstones of
+  // its copies coming back are then recognised as done.
+  int64_t deleted_ms = 0;
   int64_t updated_ms = 0;
 };
 

@@ -163,6 +163,8 @@ class SyncEngine::Run {
   static std::string MatchKey(const std::vector<std::string>& fields, const nlohmann::json& values);
   void PutMatchKeys(const std::string& entity, const std::string& canonical_id,
                     const nlohmann::json& fields, StateBatch* batch);
+  Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
+                       StateBatch* batch);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).
   // `missing`: a full scan did not return the record at all.
   Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
@@ -445,14 +447,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
                                       StateBatch* batch) {
   EntityCounts& counts = Count(source.system, source.entity);
   ++counts.read;
-  if (record.deleted) {
-    // Delete propagation is a per-entity policy of the mapping; until one is configured a delete
-    // is reported, never applied silently.
-    ++counts.deletes_seen;
-    spdlog::info("{}: {} {} was deleted; no delete policy is configured, so it is not propagated",
-                 source.system, source.object, record.id);
-    return Status::Ok();
-  }
+  if (record.deleted) return ProcessDelete(source, record, batch);
   auto mapped = MappingPlan::ToCanonical(source, record.fields);
   if (!mapped.ok()) {
     ++counts.rejected;
@@ -620,6 +615,77 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   batch->PutSnapshot(snap);
   pending_snapshots_[snap_key] = snap;
   PutMatchKeys(source.entity, cid, snap.fields, batch);
+  return Status::Ok();
+}
+
+// A record deleted in `source` meets its entity's on_delete policy; never silently.
+Status SyncEngine::Run::ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
+                                      StateBatch* batch) {
+  EntityCounts& counts = Count(source.system, source.entity);
+  ++counts.deletes_seen;
+  auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
+  if (!link.ok()) return link.status();
+  if (!link->has_value()) return Status::Ok();  // never synced: nothing elsewhere to change
+  const std::string cid = (*link)->canonical_id;
+  auto stored = e_->store_->GetSnapshot(source.entity, cid);
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value()) return Status::Ok();
+  Snapshot snap = **stored;
+  if (auto p = pending_snapshots_.find(source.entity + "|" + cid); p != pending_snapshots_.end())
+    snap = p->second;
+  if (snap.deleted_ms > 0) return Status::Ok();  // a delete crmbridge carried out, coming back
+  const CanonicalEntity* entity = e_->plan_->FindEntity(source.entity);
+  const DeletePolicy policy = entity ? entity->on_delete : DeletePolicy{};
+  switch (policy.kind) {
+    case DeletePolicy::Kind::kIgnore:
+      spdlog::info("{}: {} {} was deleted; {}'s on_delete is ignore, so the other systems keep "
+                   "their records", source.system, source.object, record.id, source.entity);
+      return Status::Ok();
+    case DeletePolicy::Kind::kMark: {
+      spdlog::info("{}: {} {} was deleted; marking {} {} with {} everywhere", source.system,
+                   source.object, record.id, source.entity, cid, policy.set.dump());
+      for (const auto& [field, value] : policy.set.items()) {
+        snap.fields[field] = value;
+        if (!snap.changed_ms.is_object()) snap.changed_ms = json::object();
+        snap.changed_ms[field] = run_start_ms_;
+      }
+      snap.updated_ms = run_start_ms_;
+      CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
+      break;
+    }
+    case DeletePolicy::Kind::kPropagate:
+      spdlog::info("{}: {} {} was deleted; deleting {} {} in the other systems", source.system,
+                   source.object, record.id, source.entity, cid);
+      for (const SystemEntityMapping& target : e_->plan_->mappings()) {
+        if (target.entity != source.entity || target.system == source.system || !target.writes())
+          continue;
+        auto found = CurrentLink(target.entity, cid, target.system);
+        if (!found.ok()) return found.status();
+        if (found->native_id.empty()) continue;  // never made there
+        ++Count(target.system, target.entity).queued;
+        if (opt_.dry_run) {
+          summary_.plan.push_back(PlannedWrite{target.system, target.entity, cid, "delete",
+                                               found->native_id, json::object()});
+          continue;
+        }
+        OutboxItem item;
+        item.system = target.system;
+        item.object = target.object;
+        item.entity = target.entity;
+        item.canonical_id = cid;
+        item.op = "delete";
+        item.native_id = found->native_id;
+        item.idempotency_key = cid;
+        item.payload = json::object();
+        item.payload_hash = "delete";
+        item.created_ms = run_start_ms_;
+        batch->Enqueue(item);
+      }
+      snap.deleted_ms = run_start_ms_;
+      break;
+  }
+  batch->PutSnapshot(snap);
+  pending_snapshots_[source.entity + "|" + cid] = snap;
   return Status::Ok();
 }
 

@@ -22,6 +22,7 @@ class FakeSystem {
     nlohmann::json fields;
     int64_t seq = 0;
     int64_t modified_ms = 0;  // as the system reports it; 0 = unknown
+    bool deleted = false;     // a tombstone, as a change feed reports deletes
   };
 
   // Inserts or changes a record as a user of the system would; returns its id.
@@ -32,6 +33,18 @@ class FakeSystem {
     for (auto& [k, v] : fields.items()) r.fields[k] = v;
     r.seq = ++seq_;
     return id;
+  }
+  // Deletes a record as a user of the system would: reads report it as a tombstone.
+  void Delete(const std::string& id) {
+    Row& r = rows_.at(id);
+    r.deleted = true;
+    r.seq = ++seq_;
+  }
+  // Live (not deleted) records.
+  size_t live() const {
+    size_t n = 0;
+    for (const auto& [id, r] : rows_) n += !r.deleted;
+    return n;
   }
   const std::map<std::string, Row>& rows() const { return rows_; }
   Row* FindByKey(const std::string& key) {
@@ -76,6 +89,7 @@ class FakeConnector : public Connector {
       rec.fields = rows[i]->fields;
       rec.key = rows[i]->key;
       rec.modified_ms = rows[i]->modified_ms;
+      rec.deleted = rows[i]->deleted;
       page.records.push_back(rec);
       next = rows[i]->seq + 1;
     }
@@ -123,6 +137,14 @@ class FakeConnector : public Connector {
         }
       }
       FakeSystem::Row* row = nullptr;
+      if (op.kind == WriteOp::Kind::kDelete) {
+        // Deleting what is gone already succeeds, as the real APIs' deletes do.
+        auto it = system_->rows_.find(op.native_id);
+        if (it != system_->rows_.end() && !it->second.deleted) system_->Delete(op.native_id);
+        o.native_id = op.native_id;
+        out.push_back(o);
+        continue;
+      }
       if (op.kind == WriteOp::Kind::kUpdate) {
         auto it = system_->rows_.find(op.native_id);
         if (it == system_->rows_.end()) {
@@ -167,6 +189,7 @@ class FakeConnector : public Connector {
       rec.fields = r.fields;
       rec.key = r.key;
       rec.modified_ms = r.modified_ms;
+      rec.deleted = r.deleted;
       page.records.push_back(rec);
     }
     page.next = page.has_more ? std::to_string(from + page.records.size()) : "";

@@ -557,3 +557,69 @@ TEST_F(MatchKeyTest, ASecondRecordWithTheSameMatchKeyIsReportedNotMerged) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+class DeletePolicyTest : public ConflictTest {
+ protected:
+  void UsePolicy(const std::string& policy) {
+    std::string mapping = kMapping;
+    mapping.insert(mapping.find("    fields:\n      title:"), "    on_delete: " + policy + "\n");
+    mapping.insert(mapping.find("    - {native: 2, canonical: onboarding}") +
+                       std::string("    - {native: 2, canonical: onboarding}\n").size(),
+                   "    - {native: 9, canonical: inactive}\n");
+    UseMapping(mapping);
+  }
+};
+
+TEST_F(DeletePolicyTest, ByDefaultADeleteIsReportedAndTheOtherSystemKeepsItsRecord) {
+  UsePolicy("ignore");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  alpha_.Delete("t0");
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].deletes_seen, 1);
+  EXPECT_EQ(beta_.live(), 1u);
+  EXPECT_EQ(s.TotalWrites(), 0);
+}
+
+TEST_F(DeletePolicyTest, PropagateDeletesTheLinkedRecordsAndTheirTombstonesEndIt) {
+  UsePolicy("propagate");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  alpha_.Put("t1", {{"subject", "Kept AB"}, {"stage", "new"}});
+  Sync();
+  ASSERT_EQ(beta_.live(), 2u);
+  alpha_.Delete("t0");
+  RunSummary s = Sync();
+  EXPECT_EQ(beta_.live(), 1u) << "Acme deleted in beta too";
+  EXPECT_EQ(s.counts["beta"]["onboarding"].queued, 1);
+  RunSummary after = Sync();  // beta's tombstone comes back: already done
+  EXPECT_EQ(after.TotalWrites(), 0);
+  EXPECT_EQ(alpha_.live(), 1u);
+}
+
+TEST_F(DeletePolicyTest, MarkSetsTheFieldsEverywhereInstead) {
+  UsePolicy("{set: {stage: inactive}}");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  alpha_.Delete("t0");
+  Sync();
+  ASSERT_EQ(beta_.live(), 1u) << "kept, marked";
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 9);
+}
+
+TEST_F(DeletePolicyTest, APolicyNamingAnUnknownFieldOrValueIsRefused) {
+  std::string mapping = kMapping;
+  mapping.insert(mapping.find("    fields:\n      title:"), "    on_delete: {set: {state: inactive}}\n");
+  const std::string path = dir_ + "/bad.yaml";
+  std::ofstream(path) << mapping;
+  auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("on_delete sets 'state', which is not a field of onboarding"),
+            std::string::npos)
+      << plan.status().message();
+}
+
+}  // namespace
+}  // namespace crmbridge
