@@ -3,18 +3,20 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "src/core/ids.h"
-#include "src/core/time_util.h"
 #include "src/core/logging.h"
+#include "src/core/time_util.h"
 #include "src/engine/bootstrap.h"
 
 namespace crmbridge::cli {
@@ -188,6 +190,55 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   }
   if (!summary->unreachable.empty()) return kExitUnreachable;
   if (summary->TotalDeadLettered() > 0) return kExitDeadLettered;
+  return kExitOk;
+}
+
+int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
+  SetUpLogging(global);
+  const auto every = ParseDuration(options.every);
+  if (!every || every->count() < 1000) {
+    std::cerr << "crmbridge daemon: --every \"" << options.every
+              << "\" is not a duration of at least 1s (e.g. 30s, 5m, 1h)\n";
+    return kExitUsage;
+  }
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
+  if (!connectors.ok()) {
+    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
+    return kExitUsage;
+  }
+  // One engine for the daemon's life: connectors keep their tokens and setup between runs.
+  SyncEngine engine(&loaded.config, loaded.plan, loaded.store.get(), std::move(*connectors),
+                    Clock::Real());
+  InstallStopHandlers();
+  const std::string holder = Holder();
+  spdlog::info("daemon: syncing every {} as {}; SIGTERM or SIGINT stops it after the current batch",
+               options.every, holder);
+  int runs = 0;
+  while (!g_stop.load()) {
+    const auto started = std::chrono::steady_clock::now();
+    RunOptions run;
+    run.mode = "sync";
+    run.holder = holder;
+    run.stop = &g_stop;
+    auto summary = engine.RunOnce(run);
+    if (!summary.ok()) {
+      // A failed run is logged and retried on the next tick: its work is in the state store.
+      spdlog::error("daemon: run failed: {}", summary.status().ToString());
+    } else if (summary->lease_denied) {
+      spdlog::warn("daemon: skipped: another run holds the lease ({})", summary->lease_holder);
+    } else {
+      spdlog::info("daemon: run {} wrote {} record(s), {} dead-lettered{}", summary->run_id,
+                   summary->TotalWrites(), summary->TotalDeadLettered(),
+                   summary->unreachable.empty() ? "" : "; some systems were unreachable");
+    }
+    if (options.max_runs > 0 && ++runs >= options.max_runs) break;
+    // Sleep until the next tick in short steps, so a stop signal is seen at once.
+    while (!g_stop.load() && std::chrono::steady_clock::now() - started < *every)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  spdlog::info("daemon: stopped");
   return kExitOk;
 }
 

@@ -33,6 +33,11 @@ struct SyncOptions {
   bool verbose = false;
 };
 
+struct DaemonOptions {
+  std::string every = "5m";
+  int max_runs = 0;  // 0 = until stopped
+};
+
 struct StatusOptions {
   bool json = false;
   int runs = 10;
@@ -55,6 +60,7 @@ struct MappingsOptions {
 
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
+int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
 int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& options);
 int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& options);
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options);

@@ -20,6 +20,7 @@ const char* kFooter =
     "\nExamples:\n"
     "  crmbridge --config crmbridge.yaml sync --dry-run     show what a sync would write\n"
     "  crmbridge --config crmbridge.yaml sync               run one sync\n"
+    "  crmbridge --config crmbridge.yaml daemon --every 5m  sync on a schedule until SIGTERM\n"
     "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n";
 
 }  // namespace
@@ -55,6 +56,18 @@ int main(int argc, char** argv) {
                      "Print every write (planned, with --dry-run) with its fields");
 
   StatusOptions status;
+  DaemonOptions daemon;
+  CLI::App* daemon_cmd = app.add_subcommand(
+      "daemon",
+      "Run sync on a schedule until stopped. Runs never overlap (the state store's lease: a\n"
+      "tick while another run holds it is skipped), a failed run is retried on the next tick,\n"
+      "and SIGTERM or SIGINT stops it after the batch in flight. For cron, a systemd timer or a\n"
+      "Kubernetes CronJob, run `crmbridge sync` instead (docs/OPERATIONS.md).");
+  daemon_cmd->add_option("--every", daemon.every, "Time between run starts: 30s, 5m, 1h, ...")
+      ->capture_default_str();
+  daemon_cmd->add_option("--max-runs", daemon.max_runs, "Stop after this many runs (0 = never)")
+      ->capture_default_str();
+
   CLI::App* status_cmd = app.add_subcommand(
       "status", "Show the last runs with counts and durations, the cursors, the pending outbox, "
                 "dead letters and who holds the lease.");
@@ -110,6 +123,7 @@ int main(int argc, char** argv) {
   }
 
   if (sync_cmd->parsed()) return RunSync(global, sync);
+  if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
   if (status_cmd->parsed()) return RunStatus(global, status);
   if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
   if (maps_preview->parsed()) return RunMappingsPreview(global, maps);

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "src/core/redaction.h"
+#include "src/core/time_util.h"
 
 namespace crmbridge {
 
@@ -115,21 +116,9 @@ class Loader {
   }
 
   std::optional<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& what) {
-    static const std::regex kDur(R"(^\s*(\d+)\s*(ms|s|m|h|d)\s*$)");
-    std::smatch m;
-    const std::string text = n.IsScalar() ? n.Scalar() : "";
-    if (!n.IsScalar() || !std::regex_match(text, m, kDur)) {
-      diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d");
-      return std::nullopt;
-    }
-    int64_t v = std::stoll(m[1]);
-    const std::string unit = m[2];
-    int64_t ms = unit == "ms" ? v
-                 : unit == "s" ? v * 1000
-                 : unit == "m" ? v * 60'000
-                 : unit == "h" ? v * 3'600'000
-                               : v * 86'400'000;
-    return std::chrono::milliseconds(ms);
+    auto d = n.IsScalar() ? ParseDuration(n.Scalar()) : std::nullopt;
+    if (!d) diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d");
+    return d;
   }
 
   std::optional<int> Int(const YAML::Node& n, const std::string& what, int min) {

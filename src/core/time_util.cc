@@ -47,4 +47,21 @@ std::string FormatIsoUtc(int64_t epoch_ms, bool millis) {
   return buf;
 }
 
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && text[i] == ' ') ++i;
+  int64_t value = 0;
+  const size_t digits_from = i;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9' && i - digits_from < 12)
+    value = value * 10 + (text[i++] - '0');
+  if (i == digits_from) return std::nullopt;
+  std::string_view unit = text.substr(i);
+  while (!unit.empty() && unit.back() == ' ') unit.remove_suffix(1);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  const int64_t per = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60'000
+                      : unit == "h" ? 3'600'000 : unit == "d" ? 86'400'000 : 0;
+  if (per == 0) return std::nullopt;
+  return std::chrono::milliseconds(value * per);
+}
+
 }  // namespace crmbridge

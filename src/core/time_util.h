@@ -2,6 +2,7 @@
 // ("2024-08-15T17:09:13.648Z", "2023-04-07T21:59:01Z"). Pure and thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,5 +15,8 @@ std::optional<int64_t> ParseIsoUtcMillis(std::string_view text);
 
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" with `millis`, else "YYYY-MM-DDTHH:MM:SSZ".
 std::string FormatIsoUtc(int64_t epoch_ms, bool millis);
+
+// A duration as people write it in configs and flags: "500ms", "30s", "5m", "1h", "7d".
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 }  // namespace crmbridge

@@ -66,6 +66,19 @@ grep -q "typo.yaml:[0-9]*:[0-9]*: error: unknown transform 'strip'" "$work/typo.
   --record "$src/examples/records/hubspot_ticket.json" >"$work/preview.txt" || fail "preview failed"
 grep -q "crmb_onboardingstage.*= 100000002" "$work/preview.txt" || fail "preview: $(cat "$work/preview.txt")"
 
+# The daemon syncs on its schedule and stops cleanly on SIGTERM (exit 0).
+"$bin/crmbridge" --config "$cfg" daemon --every 1s >"$work/daemon.log" 2>&1 &
+daemon=$!
+sleep 2.5
+kill -TERM "$daemon"
+set +e
+wait "$daemon"; rc=$?
+set -e
+[ "$rc" -eq 0 ] || fail "the daemon exited $rc on SIGTERM: $(tail -3 "$work/daemon.log")"
+runs=$(grep -c "daemon: run [0-9]* wrote" "$work/daemon.log" || true)
+[ "$runs" -ge 2 ] || fail "the daemon made $runs runs in 2.5 s at --every 1s: $(cat "$work/daemon.log")"
+grep -q "daemon: stopped" "$work/daemon.log" || fail "no clean stop: $(tail -3 "$work/daemon.log")"
+
 # Exit code 4 when a system is unreachable: stop the mocks and sync again.
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 set +e
