@@ -16,7 +16,8 @@ const std::set<std::string> kTopKeys = {"state", "mappings", "sync", "systems"};
 const std::set<std::string> kSystemKeys = {"kind",       "base_url", "auth",
                                            "rate_limit", "search_rate_limit",
                                            "timeout",    "max_attempts",  "options"};
-const std::set<std::string> kSyncKeys = {"lease_ttl", "overlap", "max_outbox_attempts"};
+const std::set<std::string> kSyncKeys = {"lease_ttl", "overlap", "max_outbox_attempts",
+                                         "retry_backoff", "retry_backoff_max"};
 const std::set<std::string> kLimitKeys = {"requests", "per"};
 // Auth keys whose values are credentials: they must be ${env:} references.
 const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refresh_token",
@@ -299,6 +300,11 @@ Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
         if (auto d = l.Duration(s["lease_ttl"], "sync.lease_ttl")) config.sync.lease_ttl = *d;
       if (s["overlap"])
         if (auto d = l.Duration(s["overlap"], "sync.overlap")) config.sync.overlap = *d;
+      if (s["retry_backoff"])
+        if (auto d = l.Duration(s["retry_backoff"], "sync.retry_backoff")) config.sync.retry_backoff = *d;
+      if (s["retry_backoff_max"])
+        if (auto d = l.Duration(s["retry_backoff_max"], "sync.retry_backoff_max"))
+          config.sync.retry_backoff_max = *d;
       if (s["max_outbox_attempts"])
         if (auto v = l.Int(s["max_outbox_attempts"], "sync.max_outbox_attempts", 1))
           config.sync.max_outbox_attempts = *v;

@@ -93,8 +93,9 @@ ObjectRef RefFor(const SystemEntityMapping& m) {
 
 // Backoff for outbox items between runs: 30 s doubling to 1 h, with full jitter in the upper half
 // so a burst of failures does not come back as a burst.
-int64_t OutboxBackoffMs(int attempts) {
-  const int64_t base = 30'000, cap = 3'600'000;
+int64_t OutboxBackoffMs(int attempts, const SyncConfig& sync) {
+  const int64_t base = sync.retry_backoff.count(), cap = sync.retry_backoff_max.count();
+  if (base <= 0) return 0;
   int64_t d = base << std::min(attempts, 16);
   d = std::min(d, cap);
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -979,7 +980,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
                            st.code() == StatusCode::kAborted;
     if (transient && item.attempts + 1 < e_->config_->sync.max_outbox_attempts) {
       ++counts.retrying;
-      batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts));
+      batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts, e_->config_->sync));
       spdlog::warn("{}: {} {} will be retried: {}", m.system, m.entity, item.canonical_id,
                    st.ToString());
     } else {
