@@ -53,6 +53,9 @@ struct ReadContext {
   int64_t run_start_ms = 0;
   // Maximum records per page the engine wants (0 = connector default).
   int page_size = 0;
+  // With an empty cursor: read only records modified at or after this time (a backfill's
+  // --since), where the API can filter by time; 0 = everything.
+  int64_t since_ms = 0;
 };
 
 struct Page {
@@ -61,6 +64,8 @@ struct Page {
   Cursor next;
   // False when this page was the last one of the change stream for this run.
   bool has_more = false;
+  // The connector's estimate of the records this read will return in all, -1 when unknown.
+  int64_t total = -1;
 };
 
 struct WriteOp {

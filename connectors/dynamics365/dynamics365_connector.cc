@@ -5,9 +5,10 @@
 #include <algorithm>
 
 #include "connectors/dynamics365/dynamics365_codec.h"
-#include "src/core/ids.h"
 #include "connectors/dynamics365/dynamics365_errors.h"
 #include "connectors/dynamics365/dynamics365_limits.h"
+#include "src/core/ids.h"
+#include "src/core/time_util.h"
 
 namespace crmbridge {
 
@@ -207,11 +208,17 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
     std::string select;
     for (const auto& c : cols) select += (select.empty() ? "" : ",") + c;
     req.url = ApiRoot() + object.object + "?$select=" + select;
+    // A backfill from a date reads by modifiedon, without change tracking (which takes no
+    // $filter); its last page ends the read instead of giving a delta link.
+    if (context.since_ms > 0)
+      req.url += "&$filter=" + dynamics365::PercentEncode("modifiedon ge " + FormatIsoUtc(context.since_ms, false));
   } else {
     req.url = cursor;  // a nextLink or deltaLink, used unchanged (refs/dynamics365 §3)
   }
-  req.headers.emplace_back("Prefer",
-                           "odata.track-changes,odata.maxpagesize=" + std::to_string(page_size));
+  const bool by_time = req.url.find("filter=modifiedon") != std::string::npos ||
+                       req.url.find("filter=modifiedon%20ge") != std::string::npos;
+  req.headers.emplace_back("Prefer", std::string(by_time ? "" : "odata.track-changes,") +
+                                         "odata.maxpagesize=" + std::to_string(page_size));
   auto r = Call(req);
   if (!r.ok()) return r.status();
   if (IsDeltaLink(cursor) && r->status >= 400 && r->status < 500 && r->status != 401 &&
@@ -251,7 +258,8 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   } else {
     // The last page came without a delta link (seen with annotations, refs/dynamics365 §4). A
     // delta link we read from stays valid; a nextLink does not: the next run starts over.
-    spdlog::warn("{}: the last page of {} carried no @odata.deltaLink", name_, object.object);
+    if (!by_time)
+      spdlog::warn("{}: the last page of {} carried no @odata.deltaLink", name_, object.object);
     page.next = IsDeltaLink(cursor) ? cursor : std::string();
     page.has_more = false;
   }

@@ -309,6 +309,8 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   if (!decoded.ok()) return decoded.status();
   SearchCursor c = *decoded;
   const std::string modified = hubspot::ModifiedProperty(object.object);
+  // A backfill from a date starts its first pass there.
+  if (cursor_text.empty() && context.since_ms > 0) c.since_ms = context.since_ms;
   if (c.window_ms < 0) {
     // A new pass. The overlap re-reads the last moments before the stored position, for records
     // HubSpot's search index showed late (it is eventually consistent, refs/hubspot §4); the
@@ -368,6 +370,8 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   if (!j.ok()) return j.status();
 
   Page page;
+  if (const json* total = FindPath(*j, {"total"}); total && total->is_number_integer() && c.after == 0)
+    page.total = total->get<int64_t>();  // the window's matches: an estimate of what remains
   std::string last_id;
   int64_t last_modified = 0;
   const json* results = FindPath(*j, {"results"});

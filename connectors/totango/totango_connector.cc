@@ -224,6 +224,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
       if (!window) state["expected"] = total;
       continue;
     }
+    if (!state.contains("expected") && !window && offset == 0) page.total = total;
     const json& hits = (*found)["hits"];
     const json& fields = (*found)["fields"];
     for (const json& hit : hits) {

@@ -193,6 +193,92 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   return kExitOk;
 }
 
+int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
+  SetUpLogging(global);
+  int64_t since_ms = 0;
+  if (!options.since.empty()) {
+    auto t = ParseIsoUtcMillis(options.since.size() == 10 ? options.since + "T00:00:00Z" : options.since);
+    if (!t) {
+      std::cerr << "crmbridge backfill: --since \"" << options.since
+                << "\" is not a date (2026-01-31) or an ISO-8601 UTC time (2026-01-31T08:00:00Z)\n";
+      return kExitUsage;
+    }
+    since_ms = *t;
+  }
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  bool known = false;
+  for (const SystemEntityMapping& m : loaded.plan->mappings())
+    known = known || (m.system == options.system && m.reads() &&
+                      (options.entity.empty() || m.entity == options.entity));
+  if (!known) {
+    std::cerr << "crmbridge backfill: the mapping reads no " << (options.entity.empty() ? "entity" : options.entity)
+              << " from system '" << options.system << "' (see `crmbridge mappings validate`)\n";
+    return kExitUsage;
+  }
+  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
+  if (!connectors.ok()) {
+    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
+    return kExitUsage;
+  }
+  SyncEngine engine(&loaded.config, loaded.plan, loaded.store.get(), std::move(*connectors),
+                    Clock::Real());
+  InstallStopHandlers();
+  RunOptions run;
+  run.mode = options.dry_run ? "backfill-dry-run" : "backfill";
+  run.dry_run = options.dry_run;
+  run.holder = Holder();
+  run.stop = &g_stop;
+  run.backfill_system = options.system;
+  run.backfill_entity = options.entity;
+  run.since_ms = since_ms;
+  // Progress: a bar on a terminal, a log line every 10 s otherwise (logs, CI, cron mail).
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  const auto started = std::chrono::steady_clock::now();
+  auto last_log = started;
+  run.progress = [&](int64_t read, int64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - started).count();
+    const double rate = secs > 0 ? static_cast<double>(read) / secs : 0;
+    if (tty) {
+      std::string bar = "";
+      if (total > 0) {
+        const int filled = static_cast<int>(std::min<int64_t>(30, read * 30 / std::max<int64_t>(total, 1)));
+        bar = "[" + std::string(filled, '#') + std::string(30 - filled, ' ') + "] ";
+      }
+      const double eta = total > read && rate > 0 ? static_cast<double>(total - read) / rate : 0;
+      std::fprintf(stderr, "\r%s%lld%s records  %.0f/s%s   ", bar.c_str(), static_cast<long long>(read),
+                   total > 0 ? (" / " + std::to_string(total)).c_str() : "", rate,
+                   eta > 0 ? fmt::format("  ETA {}:{:02d}", static_cast<int>(eta) / 60, static_cast<int>(eta) % 60).c_str() : "");
+      std::fflush(stderr);
+    } else if (now - last_log >= std::chrono::seconds(10)) {
+      last_log = now;
+      spdlog::info("backfill: {} records read ({:.0f}/s{})", read, rate,
+                   total > 0 ? fmt::format(", about {} in all", total) : "");
+    }
+  };
+  auto summary = engine.RunOnce(run);
+  if (tty) std::fprintf(stderr, "\n");
+  if (!summary.ok()) {
+    std::cerr << "crmbridge: backfill failed: " << summary.status().ToString() << "\n";
+    return summary.status().code() == StatusCode::kAborted ? kExitLeaseHeld : kExitInternal;
+  }
+  if (summary->lease_denied) {
+    std::cerr << "crmbridge: another run holds the lease (" << summary->lease_holder << ")\n";
+    return kExitLeaseHeld;
+  }
+  if (options.json) {
+    std::cout << summary->ToJson().dump(2) << std::endl;
+  } else {
+    PrintSummaryText(*summary, /*verbose=*/false);
+  }
+  if (g_stop.load())
+    std::cout << "Stopped: run the same backfill again to continue from its checkpoint.\n";
+  if (!summary->unreachable.empty()) return kExitUnreachable;
+  if (summary->TotalDeadLettered() > 0) return kExitDeadLettered;
+  return kExitOk;
+}
+
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
   SetUpLogging(global);
   const auto every = ParseDuration(options.every);

@@ -33,6 +33,14 @@ struct SyncOptions {
   bool verbose = false;
 };
 
+struct BackfillOptions {
+  std::string system;
+  std::string entity;
+  std::string since;  // ISO-8601 date or time, empty = everything
+  bool dry_run = false;
+  bool json = false;
+};
+
 struct DaemonOptions {
   std::string every = "5m";
   int max_runs = 0;  // 0 = until stopped
@@ -61,6 +69,7 @@ struct MappingsOptions {
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
+int RunBackfill(const GlobalOptions& global, const BackfillOptions& options);
 int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& options);
 int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& options);
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options);

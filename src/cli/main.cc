@@ -21,6 +21,7 @@ const char* kFooter =
     "  crmbridge --config crmbridge.yaml sync --dry-run     show what a sync would write\n"
     "  crmbridge --config crmbridge.yaml sync               run one sync\n"
     "  crmbridge --config crmbridge.yaml daemon --every 5m  sync on a schedule until SIGTERM\n"
+    "  crmbridge --config crmbridge.yaml backfill --system hubspot   read a system in full\n"
     "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n";
 
 }  // namespace
@@ -56,6 +57,22 @@ int main(int argc, char** argv) {
                      "Print every write (planned, with --dry-run) with its fields");
 
   StatusOptions status;
+  BackfillOptions backfill;
+  CLI::App* backfill_cmd = app.add_subcommand(
+      "backfill",
+      "Read everything of one system (optionally one entity, optionally changed since a date)\n"
+      "and sync it into the others, e.g. after connecting a new system or fixing a mapping. It\n"
+      "keeps a checkpoint of its own: stopped or crashed, the same command continues where it\n"
+      "was; the incremental sync cursors are never moved. Shows progress on a terminal.");
+  backfill_cmd->add_option("--system", backfill.system, "The system to read (a name from crmbridge.yaml)")
+      ->required();
+  backfill_cmd->add_option("--entity", backfill.entity, "Only this canonical entity (default: all it maps)");
+  backfill_cmd->add_option("--since", backfill.since,
+                           "Only records changed since this date or UTC time (2026-01-31, "
+                           "2026-01-31T08:00:00Z), where the system can filter by time");
+  backfill_cmd->add_flag("--dry-run", backfill.dry_run, "Print what would be written; write nothing");
+  backfill_cmd->add_flag("--json", backfill.json, "Print the run summary as JSON");
+
   DaemonOptions daemon;
   CLI::App* daemon_cmd = app.add_subcommand(
       "daemon",
@@ -124,6 +141,7 @@ int main(int argc, char** argv) {
 
   if (sync_cmd->parsed()) return RunSync(global, sync);
   if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
+  if (backfill_cmd->parsed()) return RunBackfill(global, backfill);
   if (status_cmd->parsed()) return RunStatus(global, status);
   if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
   if (maps_preview->parsed()) return RunMappingsPreview(global, maps);

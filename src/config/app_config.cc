@@ -17,7 +17,7 @@ const std::set<std::string> kSystemKeys = {"kind",       "base_url", "auth",
                                            "rate_limit", "search_rate_limit",
                                            "timeout",    "max_attempts",  "options"};
 const std::set<std::string> kSyncKeys = {"lease_ttl", "overlap", "max_outbox_attempts",
-                                         "retry_backoff", "retry_backoff_max"};
+                                         "retry_backoff", "retry_backoff_max", "max_verify_attempts"};
 const std::set<std::string> kLimitKeys = {"requests", "per"};
 // Auth keys whose values are credentials: they must be ${env:} references.
 const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refresh_token",
@@ -305,6 +305,9 @@ Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
       if (s["retry_backoff_max"])
         if (auto d = l.Duration(s["retry_backoff_max"], "sync.retry_backoff_max"))
           config.sync.retry_backoff_max = *d;
+      if (s["max_verify_attempts"])
+        if (auto v = l.Int(s["max_verify_attempts"], "sync.max_verify_attempts", 1))
+          config.sync.max_verify_attempts = *v;
       if (s["max_outbox_attempts"])
         if (auto v = l.Int(s["max_outbox_attempts"], "sync.max_outbox_attempts", 1))
           config.sync.max_outbox_attempts = *v;

@@ -51,6 +51,8 @@ struct SyncConfig {
   // How far back an incremental read starts before the stored cursor (catches late writes).
   std::chrono::milliseconds overlap{5 * 60 * 1000};
   int max_outbox_attempts = 8;  // across runs, before a transient failure is dead-lettered
+  // Writes a system acknowledged but did not apply (found on read-back) before dead-lettering.
+  int max_verify_attempts = 3;
   // Backoff of a transiently failed write: doubling from retry_backoff up to retry_backoff_max,
   // with jitter. 0s retries within the same run (useful in tests against faulty mocks).
   std::chrono::milliseconds retry_backoff{30'000};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -249,6 +250,10 @@ Result<RunSummary> SyncEngine::Run::Execute() {
     for (const SystemEntityMapping& m : e_->plan_->mappings()) {
       if (m.entity != entity.name || !m.reads() || Stopping()) continue;
       if (IsMarkedUnreachable(m.system)) continue;
+      if (!opt_.backfill_system.empty() &&
+          (m.system != opt_.backfill_system ||
+           (!opt_.backfill_entity.empty() && m.entity != opt_.backfill_entity)))
+        continue;
       Status s = ReadSystem(m);
       if (!s.ok()) {
         failure = s;
@@ -305,13 +310,18 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
     return Status(StatusCode::kFailedPrecondition, "no connector for system " + m.system);
   Connector* connector = it->second.get();
 
-  auto stored = store->GetCursor(m.system, CursorKey(m));
+  // A backfill reads on its own checkpoint, so the incremental cursor never moves backwards.
+  const bool backfill = !opt_.backfill_system.empty();
+  const std::string cursor_key = backfill ? "backfill:" + CursorKey(m) : CursorKey(m);
+  auto stored = store->GetCursor(m.system, cursor_key);
   if (!stored.ok()) return stored.status();
   Cursor cursor = stored->value_or("");
   ObjectRef ref = RefFor(m);
   ReadContext ctx;
   ctx.run_start_ms = run_start_ms_;
   ctx.page_size = opt_.page_size;
+  if (backfill) ctx.since_ms = opt_.since_ms;
+  int64_t read_so_far = 0;
 
   spdlog::info("reading {} {} ({}) from {}", m.system, m.object, m.entity,
                cursor.empty() ? "the beginning" : "the stored cursor");
@@ -333,8 +343,11 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
     for (const NativeRecord& record : page->records) {
       CRMB_RETURN_IF_ERROR(ProcessRecord(m, record, &batch));
     }
+    read_so_far += static_cast<int64_t>(page->records.size());
+    if (opt_.progress) opt_.progress(read_so_far, page->total);
     if (!opt_.dry_run) {
-      batch.SetCursor(m.system, CursorKey(m), page->next);
+      // The finished backfill's checkpoint is cleared: the next backfill starts over.
+      batch.SetCursor(m.system, cursor_key, backfill && !page->has_more ? "" : page->next);
       CRMB_RETURN_IF_ERROR(store->Apply(batch));
       CRMB_RETURN_IF_ERROR(RenewLease());
       pending_links_.clear();
@@ -510,10 +523,29 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   const CanonicalEntity* entity = e_->plan_->FindEntity(source.entity);
   if (!snap.changed_ms.is_object()) snap.changed_ms = json::object();
   const int64_t changed_at = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
+  // A write to this system whose outcome was never committed (the process died between the API
+  // call and the commit) is still queued; what it sent, read back, is our own echo, not a change.
+  std::optional<json> in_flight;
+  auto echo_of_queued_write = [&](const std::string& field, const json& value) -> Result<bool> {
+    if (!in_flight) {
+      in_flight = json::object();
+      auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
+      if (!queued.ok()) return queued.status();
+      if (queued->has_value())
+        if (auto back = MappingPlan::ToCanonical(source, (*queued)->payload); back.ok())
+          in_flight = back->fields;
+    }
+    return in_flight->contains(field) && (*in_flight)[field] == value;
+  };
   for (const auto& [field, value] : mapped->fields.items()) {
     if (seen.contains(field) && seen[field] == value) continue;
     seen[field] = value;
     if (merged.contains(field) && merged[field] == value) continue;
+    if (known) {
+      auto echo = echo_of_queued_write(field, value);
+      if (!echo.ok()) return echo.status();
+      if (*echo) continue;
+    }
     const CanonicalField* cf = entity ? entity->Find(field) : nullptr;
     const bool has_value = merged.contains(field) && known;
     std::string lost_to;
@@ -692,13 +724,13 @@ Status SyncEngine::Run::ProcessDelete(const SystemEntityMapping& source, const N
 
 // An unconfirmed write is verified field by field: read back as sent, it is done; still showing
 // the value it replaced, it was lost, so the read is not a change there and the write is queued
-// again (dead-lettered after kMaxVerifyAttempts); showing a third value, someone changed it there
+// again (dead-lettered after sync.max_verify_attempts); showing a third value, someone changed it there
 // since, and that change is merged as usual.
 Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
                                      const std::string& canonical_id, Snapshot* snap,
                                      MappedRecord* mapped, bool* rewrite, StateBatch* batch,
                                      bool missing) {
-  constexpr int kMaxVerifyAttempts = 3;
+  const int kMaxVerifyAttempts = e_->config_->sync.max_verify_attempts;
   EntityCounts& counts = Count(source.system, source.entity);
   verified_.insert(source.system + "|" + source.entity + "|" + canonical_id);
   json& pending = snap->unverified[source.system];

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +48,16 @@ struct RunOptions {
   int page_size = 0;  // 0 = each connector's default
   // Set from another thread (SIGTERM) to stop after the current page or batch.
   const std::atomic<bool>* stop = nullptr;
+
+  // A backfill: read everything of this system (and entity, when set), from the start or from
+  // `since_ms`, on a checkpoint of its own (resumed after a crash, cleared when done); the
+  // incremental cursors are never touched. Writes go out as in a sync.
+  std::string backfill_system;
+  std::string backfill_entity;
+  int64_t since_ms = 0;
+  // Called after every page read: records read so far and the connector's estimate of the total
+  // (-1 when unknown), for progress displays.
+  std::function<void(int64_t read, int64_t total)> progress;
 };
 
 // Per (system, entity) tallies of one run.

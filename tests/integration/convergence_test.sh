@@ -45,7 +45,8 @@ start_mocks() {
 # The demo configuration, with a short lease (killed runs leave theirs behind) and retries within
 # the run, so a few runs finish what the faults interrupted.
 sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
-printf 'sync:\n  lease_ttl: 1s\n  retry_backoff: 0s\n  max_outbox_attempts: 50\n' >>"$work/crmbridge.yaml"
+printf 'sync:\n  lease_ttl: 1s\n  retry_backoff: 0s\n  max_outbox_attempts: 50\n  max_verify_attempts: 10\n' \
+  >>"$work/crmbridge.yaml"
 cfg="$work/crmbridge.yaml"
 
 # What Dynamics 365 and Totango hold, normalized: sorted "name|stage|priority" lines.
@@ -102,9 +103,9 @@ for seed in $(seq 1 "$seeds"); do
   [ "$done_runs" -lt 40 ] || fail "seed $seed: no convergence after 40 runs: $(tail -5 "$work/runs.log")"
   end_state "$work/got$seed"
   diff "$work/want$seed.d365" "$work/got$seed.d365" >/dev/null \
-    || fail "seed $seed: Dynamics 365 differs from the fault-free run: $(diff "$work/want$seed.d365" "$work/got$seed.d365" | head -5)"
+    || fail "seed $seed: Dynamics 365 differs from the fault-free run: $(diff "$work/want$seed.d365" "$work/got$seed.d365" | head -8 | tr "\n" " ")"
   diff "$work/want$seed.totango" "$work/got$seed.totango" >/dev/null \
-    || fail "seed $seed: Totango differs from the fault-free run: $(diff "$work/want$seed.totango" "$work/got$seed.totango" | head -5)"
+    || fail "seed $seed: Totango differs from the fault-free run: $(diff "$work/want$seed.totango" "$work/got$seed.totango" | head -8 | tr "\n" " ")"
   dead=$("$bin/crmbridge" --config "$cfg" --log-level error dlq list --json | grep -c '"id"' || true)
   [ "$dead" -eq 0 ] || fail "seed $seed: $dead dead letters"
   faults=0

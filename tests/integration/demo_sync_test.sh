@@ -66,6 +66,16 @@ grep -q "typo.yaml:[0-9]*:[0-9]*: error: unknown transform 'strip'" "$work/typo.
   --record "$src/examples/records/hubspot_ticket.json" >"$work/preview.txt" || fail "preview failed"
 grep -q "crmb_onboardingstage.*= 100000002" "$work/preview.txt" || fail "preview: $(cat "$work/preview.txt")"
 
+# A backfill reads HubSpot in full on its own checkpoint; everything is in step already, so it
+# writes nothing, and it names what is wrong with a system the mapping does not read.
+"$bin/crmbridge" --config "$cfg" backfill --system hubspot --json >"$work/backfill.json" 2>"$work/backfill.log" \
+  || fail "backfill exited $?: $(tail -3 "$work/backfill.log")"
+grep -q '"writes": 0' "$work/backfill.json" || fail "backfill wrote: $(cat "$work/backfill.json")"
+set +e
+"$bin/crmbridge" --config "$cfg" backfill --system nosuch 2>"$work/backfill.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a backfill of an unknown system exited $rc, not 2"
+
 # The daemon syncs on its schedule and stops cleanly on SIGTERM (exit 0).
 "$bin/crmbridge" --config "$cfg" daemon --every 1s >"$work/daemon.log" 2>&1 &
 daemon=$!
