@@ -5,7 +5,9 @@
 // 300 s before it expires, and a 401 fetches a new one once and repeats the request.
 // Reads use change tracking: the first read pages the whole table (Prefer: odata.track-changes,
 // odata.maxpagesize), later reads follow the stored @odata.deltaLink, and deleted rows arrive as
-// tombstones; a delta token the service no longer accepts starts a full read again.
+// tombstones; a delta token the service no longer accepts starts a full read again. A table
+// without change tracking (params change_tracking: "false") is read by modifiedon against a
+// watermark instead; deletes are then invisible.
 // Writes upsert by crmbridge's alternate-key column (PATCH set(key='…')), so a write repeated
 // after an unknown outcome updates the first; updates by id carry If-Match: * so a row deleted in
 // Dynamics 365 is never silently re-created. Several ops travel in one $batch (up to 1000, the
@@ -59,6 +61,9 @@ class Dynamics365Connector : public Connector {
   WriteOutcome WriteResult(const ObjectRef& object, const WriteOp& op, const std::string& method,
                            const Response& response) const;
   WriteOutcome WriteOne(const ObjectRef& object, const WriteOp& op);
+  // Reads a table without change tracking by modifiedon (params change_tracking: "false").
+  Result<Page> ReadByModifiedOn(const ObjectRef& object, const Cursor& cursor,
+                                const ReadContext& context);
   // Up to batch_size_ ops in one $batch, one outcome per op from its own part of the answer.
   std::vector<WriteOutcome> WriteBatch(const ObjectRef& object, const std::vector<WriteOp>& ops);
 
