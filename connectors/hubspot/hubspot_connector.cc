@@ -110,6 +110,13 @@ Result<Response> HubSpotConnector::Call(const std::string& method, const std::st
   req.idempotent = idempotent;
   req.system = name_;
   const bool oauth = !config_.auth.count("token") && config_.auth.count("refresh_token");
+  if (daily_used_up_)
+    // The last answer said the account's daily budget is spent: stop before HubSpot has to
+    // refuse (a DAILY 429 lasts until the budget resets, refs/hubspot §11).
+    return Status(StatusCode::kFailedPrecondition,
+                  "hubspot: the account's daily API limit is used up "
+                  "(X-HubSpot-RateLimit-Daily-Remaining reached 0); requests resume after its reset")
+        .set_system(name_);
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::string token;
     if (oauth) {
@@ -126,6 +133,10 @@ Result<Response> HubSpotConnector::Call(const std::string& method, const std::st
       Status s = r.status();
       s.set_system(name_);
       return s;
+    }
+    if (auto left = r->Header("X-HubSpot-RateLimit-Daily-Remaining")) {
+      auto n = ParseInt64(*left);
+      if (n && *n <= 0) daily_used_up_ = true;
     }
     // A 401 does not by itself mean the access token expired (refs/hubspot §1), but one fresh
     // token is worth one more try; a private-app token has nothing to refresh.

@@ -156,3 +156,43 @@ TEST_F(HubSpotAgainstMockTest, ARefusedRefreshTokenStopsTheSystemWithoutLeakingS
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+TEST(HubSpotDailyLimitTest, TheConnectorStopsWhenTheDailyBudgetIsSpentBeforeA429) {
+  mocks::HubSpotMock::Options o;
+  o.tokens = {"pat-t"};
+  o.daily_max = 5;  // a tiny daily budget
+  mocks::HubSpotMock mock(o);
+  ASSERT_TRUE(mock.Start().ok());
+  SystemConfig config;
+  config.name = config.kind = "hubspot";
+  config.base_url = mock.base_url();
+  config.auth = {{"token", "pat-t"}};
+  FakeClock clock;
+  {
+    HubSpotConnector c(config, BuildSystemTransport(config, &clock), &clock);
+    ObjectRef tickets;
+    tickets.object = "tickets";
+    tickets.params = {{"id_property", "crmbridge_id"}};
+    Status last;
+    int writes = 0;
+    for (int i = 0; i < 10 && last.ok(); ++i) {
+      WriteOp op;
+      op.key = "k" + std::to_string(i);
+      op.fields = {{"subject", "T"}, {"hs_pipeline_stage", "1"}};
+      auto out = c.Write(tickets, {op});
+      last = out.ok() ? (*out)[0].status : out.status();
+      writes += last.ok();
+    }
+    EXPECT_EQ(last.code(), StatusCode::kFailedPrecondition) << last.ToString();
+    EXPECT_NE(last.message().find("Daily-Remaining reached 0"), std::string::npos)
+        << "stopped by the header, before HubSpot had to answer 429: " << last.message();
+    EXPECT_GE(writes, 1);
+  }
+  mock.Stop();
+}
+
+}  // namespace
+}  // namespace crmbridge
