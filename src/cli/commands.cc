@@ -9,6 +9,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -154,18 +155,26 @@ void PrintSummaryText(const RunSummary& s, bool verbose) {
 
 }  // namespace
 
+// The engine over the loaded configuration, with a connector per mapped system; nullopt (the
+// reason printed) when a connector cannot be built from its configuration.
+static std::optional<std::unique_ptr<SyncEngine>> NewEngine(Loaded& loaded) {
+  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
+  if (!connectors.ok()) {
+    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
+    return std::nullopt;
+  }
+  return std::make_unique<SyncEngine>(&loaded.config, loaded.plan, loaded.store.get(),
+                                      std::move(*connectors), Clock::Real());
+}
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
 
-  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
-  if (!connectors.ok()) {
-    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
-    return kExitUsage;
-  }
-  SyncEngine engine(&loaded.config, loaded.plan, loaded.store.get(), std::move(*connectors),
-                    Clock::Real());
+  auto engine_or = NewEngine(loaded);
+  if (!engine_or) return kExitUsage;
+  SyncEngine& engine = **engine_or;
   InstallStopHandlers();
   RunOptions run;
   run.mode = options.dry_run ? "dry-run" : "sync";
@@ -216,13 +225,9 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
               << " from system '" << options.system << "' (see `crmbridge mappings validate`)\n";
     return kExitUsage;
   }
-  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
-  if (!connectors.ok()) {
-    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
-    return kExitUsage;
-  }
-  SyncEngine engine(&loaded.config, loaded.plan, loaded.store.get(), std::move(*connectors),
-                    Clock::Real());
+  auto engine_or = NewEngine(loaded);
+  if (!engine_or) return kExitUsage;
+  SyncEngine& engine = **engine_or;
   InstallStopHandlers();
   RunOptions run;
   run.mode = options.dry_run ? "backfill-dry-run" : "backfill";
@@ -289,14 +294,10 @@ int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
   }
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
-  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
-  if (!connectors.ok()) {
-    std::cerr << "crmbridge: " << connectors.status().message() << "\n";
-    return kExitUsage;
-  }
   // One engine for the daemon's life: connectors keep their tokens and setup between runs.
-  SyncEngine engine(&loaded.config, loaded.plan, loaded.store.get(), std::move(*connectors),
-                    Clock::Real());
+  auto engine_or = NewEngine(loaded);
+  if (!engine_or) return kExitUsage;
+  SyncEngine& engine = **engine_or;
   InstallStopHandlers();
   const std::string holder = Holder();
   spdlog::info("daemon: syncing every {} as {}; SIGTERM or SIGINT stops it after the current batch",
