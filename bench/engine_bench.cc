@@ -1,0 +1,225 @@
+// Engine overhead without network: the real SyncEngine, the onboarding preset mapping and the
+// SQLite store in a temporary directory, between two in-memory connectors built for speed.
+//
+//   crmbridge_bench_engine [--records N] [--page 200] [--batch 1000] [--keep]
+//
+// "hubspot" generates N onboarding tickets on the fly (nothing is held in memory, so the peak RSS
+// is the engine's and the store's, not the fake data's); "dynamics365" accepts every write and
+// keeps nothing. Run 1 creates every record in the target (read, map, identity, diff, outbox,
+// commit, flush in batches of 1000, outcome commit); run 2 reads the same N records again and must
+// find every one unchanged (no write). Reported per run: CPU time (getrusage, user + system, all
+// threads), wall time, records per CPU second, and the process's peak RSS.
+#include <cinttypes>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "bench/bench_util.h"
+#include "src/engine/sync_engine.h"
+#include "state/store.h"
+
+namespace crmbridge::bench {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kStages[] = {"Ny",          "Onboarding – Pågår", "Må följas upp",
+                                   "Manuell uppföljning", "Inaktiva kunder",   "Avslutad"};
+constexpr const char* kPriorities[] = {"LOW", "MEDIUM", "HIGH"};
+constexpr const char* kTrades[] = {"Bygg", "Fastighet", "Transport", "Vård",
+                                   "Konsult", "Handel", "Logistik", "Media"};
+
+// Ticket i as the HubSpot connector hands it over (stage ids already translated to labels).
+NativeRecord Ticket(int64_t i, int64_t modified_ms) {
+  NativeRecord r;
+  r.id = std::to_string(1000 + i);
+  r.modified_ms = modified_ms;
+  r.fields = json::object();
+  r.fields["subject"] = std::string("SE ") + kTrades[i % 8] + " Stockholm " + std::to_string(i + 1) +
+                        " AB – onboarding";
+  r.fields["content"] =
+      "Signed contract received from Dealbuilder; " + std::to_string(5 + i % 200) + " licences.";
+  r.fields["hs_pipeline"] = "7340123";
+  r.fields["hs_pipeline_stage"] = kStages[(i * 7) % 6];
+  r.fields["hs_ticket_priority"] = kPriorities[i % 3];
+  r.fields["hs_lastmodifieddate"] = std::to_string(modified_ms);
+  return r;
+}
+
+// Source: N tickets, paged by offset; the last page's cursor is "" so every run reads all N again
+// (the idle run is the worst case: every record is read, mapped and found unchanged).
+class GeneratedSource : public Connector {
+ public:
+  GeneratedSource(int64_t n, int page) : n_(n) {
+    caps_.max_batch = 100;
+    caps_.max_page = page;
+  }
+  std::string_view Name() const override { return "hubspot"; }
+  const Capabilities& capabilities() const override { return caps_; }
+  Result<Page> ReadChanges(const ObjectRef&, const Cursor& cursor, const ReadContext& ctx) override {
+    const int64_t from = cursor.empty() ? 0 : std::stoll(cursor);
+    const int64_t to = std::min<int64_t>(n_, from + caps_.max_page);
+    Page page;
+    page.records.reserve(static_cast<size_t>(to - from));
+    for (int64_t i = from; i < to; ++i) page.records.push_back(Ticket(i, ctx.run_start_ms - 60000));
+    page.has_more = to < n_;
+    page.next = page.has_more ? std::to_string(to) : "";
+    page.total = n_;
+    return page;
+  }
+  Result<std::vector<WriteOutcome>> Write(const ObjectRef&, const std::vector<WriteOp>& ops) override {
+    write_calls += 1;
+    return std::vector<WriteOutcome>(ops.size());
+  }
+  int64_t write_calls = 0;
+
+ private:
+  int64_t n_;
+  Capabilities caps_;
+};
+
+// Target: accepts every write, keeps nothing; a create's id is derived from its key.
+class NullTarget : public Connector {
+ public:
+  explicit NullTarget(int batch) { caps_.max_batch = batch; caps_.max_page = 5000; }
+  std::string_view Name() const override { return "dynamics365"; }
+  const Capabilities& capabilities() const override { return caps_; }
+  Result<Page> ReadChanges(const ObjectRef&, const Cursor&, const ReadContext&) override {
+    return Page{};
+  }
+  Result<std::vector<WriteOutcome>> Write(const ObjectRef&, const std::vector<WriteOp>& ops) override {
+    if (write_calls++ == 0) first_write = Sample::Now();
+    write_ops += static_cast<int64_t>(ops.size());
+    std::vector<WriteOutcome> out(ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+      out[i].created = ops[i].kind == WriteOp::Kind::kUpsert;
+      out[i].native_id = ops[i].native_id.empty() ? "d-" + ops[i].key : ops[i].native_id;
+    }
+    return out;
+  }
+  int64_t write_calls = 0, write_ops = 0;
+  Sample first_write;
+
+ private:
+  Capabilities caps_;
+};
+
+struct RunResult {
+  Sample before, after, flush_start;
+  int64_t write_calls = 0, write_ops = 0, source_writes = 0;
+  RunSummary summary;
+};
+
+int Main(int argc, char** argv) {
+  const int64_t n = IntFlag(argc, argv, "records", 100000);
+  const int page = static_cast<int>(IntFlag(argc, argv, "page", 200));
+  const int batch = static_cast<int>(IntFlag(argc, argv, "batch", 1000));
+  TempDir dir("crmbridge-bench-engine");
+  dir.keep = BoolFlag(argc, argv, "keep");
+  std::printf("crmbridge engine benchmark (no network)\n");
+  std::printf("  reproduce: %s\n", CommandLine(argc, argv).c_str());
+  std::printf("  machine:   %s\n", Machine().c_str());
+  std::printf("  records:   %" PRId64 ", source page %d, target batch %d, store %s/state.db\n", n,
+              page, batch, dir.path().c_str());
+
+  // Generating the fake tickets costs CPU the engine is not responsible for: measure it alone.
+  {
+    GeneratedSource probe(n, page);
+    const Sample a = Sample::Now();
+    Cursor c;
+    int64_t seen = 0;
+    for (;;) {
+      auto p = probe.ReadChanges(ObjectRef{}, c, ReadContext{});
+      seen += static_cast<int64_t>(p->records.size());
+      if (!p->has_more) break;
+      c = p->next;
+    }
+    const Sample b = Sample::Now();
+    std::printf("  generating %" PRId64 " tickets alone: %.2f s CPU (%.2f us/record, included below)\n",
+                seen, b.cpu_s() - a.cpu_s(), (b.cpu_s() - a.cpu_s()) * 1e6 / std::max<int64_t>(seen, 1));
+  }
+
+  const std::string mapping = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml";
+  auto plan = LoadMappingPlan({mapping}, {{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}});
+  if (!plan.ok()) {
+    std::fprintf(stderr, "mapping: %s\n", plan.status().ToString().c_str());
+    return 1;
+  }
+  auto store = OpenSqliteStore(dir.path() + "/state.db");
+  if (!store.ok()) {
+    std::fprintf(stderr, "store: %s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  AppConfig config;
+  const long baseline_rss = Sample::Now().max_rss_kb;
+  std::printf("  peak RSS before the first run: %.1f MB\n\n", baseline_rss / 1024.0);
+
+  auto run = [&](const char* label) {
+    RunResult r;
+    auto source = std::make_unique<GeneratedSource>(n, page);
+    auto target = std::make_unique<NullTarget>(batch);
+    GeneratedSource* s = source.get();
+    NullTarget* t = target.get();
+    std::map<std::string, std::unique_ptr<Connector>> connectors;
+    connectors["hubspot"] = std::move(source);
+    connectors["dynamics365"] = std::move(target);
+    SyncEngine engine(&config, *plan, store->get(), std::move(connectors), Clock::Real());
+    RunOptions opt;
+    opt.holder = "bench";
+    r.before = Sample::Now();
+    auto summary = engine.RunOnce(opt);
+    r.after = Sample::Now();
+    if (!summary.ok()) {
+      std::fprintf(stderr, "%s: %s\n", label, summary.status().ToString().c_str());
+      std::exit(1);
+    }
+    r.summary = *summary;
+    r.write_calls = t->write_calls;
+    r.write_ops = t->write_ops;
+    r.source_writes = s->write_calls;
+    r.flush_start = t->write_calls > 0 ? t->first_write : r.after;
+    const EntityCounts& in = r.summary.counts["hubspot"]["onboarding"];
+    const EntityCounts& out = r.summary.counts["dynamics365"]["onboarding"];
+    const double cpu = r.after.cpu_s() - r.before.cpu_s();
+    const double wall = r.after.wall_s - r.before.wall_s;
+    const double read_cpu = r.flush_start.cpu_s() - r.before.cpu_s();
+    const double flush_cpu = r.after.cpu_s() - r.flush_start.cpu_s();
+    std::printf("%s\n", label);
+    std::printf("  read %" PRId64 " (changed %" PRId64 ", unchanged %" PRId64 ", rejected %" PRId64
+                "); target writes %" PRId64 " in %" PRId64 " calls (created %" PRId64
+                "); writes back to the source: %" PRId64 " calls\n",
+                in.read, in.changed, in.unchanged, in.rejected, r.write_ops, r.write_calls,
+                out.created, r.source_writes);
+    std::printf("  CPU %.2f s (user %.2f, sys %.2f), wall %.2f s\n", cpu,
+                r.after.user_s - r.before.user_s, r.after.sys_s - r.before.sys_s, wall);
+    std::printf("    read+map+identity+diff+commit: %.2f s CPU; flush+outcome commit: %.2f s CPU\n",
+                read_cpu, flush_cpu);
+    std::printf("  => %.0f records per CPU second (%.1f us/record); %.0f records per wall second\n",
+                in.read / cpu, cpu * 1e6 / std::max<int64_t>(in.read, 1), in.read / wall);
+    std::printf("  peak RSS so far: %.1f MB (current %.1f MB); state.db %.1f MB\n\n",
+                r.after.max_rss_kb / 1024.0, CurrentRssKb() / 1024.0,
+                (FileSize(dir.path() + "/state.db") + FileSize(dir.path() + "/state.db-wal")) / 1e6);
+    return r;
+  };
+
+  RunResult first = run("run 1 (initial sync: every record created in the target)");
+  RunResult second = run("run 2 (idle: the same records again, nothing changed)");
+
+  const double c1 = first.after.cpu_s() - first.before.cpu_s();
+  const double c2 = second.after.cpu_s() - second.before.cpu_s();
+  std::printf("summary: N=%" PRId64 " initial %.0f rec/CPU-s, idle %.0f rec/CPU-s (target >= 200000);"
+              " peak RSS %.1f MB (target < 100 MB at 1M); idle writes %" PRId64 "\n",
+              n, n / c1, n / c2, second.after.max_rss_kb / 1024.0, second.write_ops);
+  std::printf("JSON {\"records\":%" PRId64 ",\"initial_cpu_s\":%.3f,\"initial_wall_s\":%.3f,"
+              "\"initial_rec_per_cpu_s\":%.0f,\"idle_cpu_s\":%.3f,\"idle_wall_s\":%.3f,"
+              "\"idle_rec_per_cpu_s\":%.0f,\"peak_rss_mb\":%.1f,\"idle_writes\":%" PRId64 "}\n",
+              n, c1, first.after.wall_s - first.before.wall_s, n / c1, c2,
+              second.after.wall_s - second.before.wall_s, n / c2, second.after.max_rss_kb / 1024.0,
+              second.write_ops);
+  return 0;
+}
+
+}  // namespace
+}  // namespace crmbridge::bench
+
+int main(int argc, char** argv) { return crmbridge::bench::Main(argc, argv); }
