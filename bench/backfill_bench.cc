@@ -21,7 +21,7 @@
 //
 // Bound: the tightest budget for this flow is HubSpot search, 5 per second of at most 200 results
 // (refs/hubspot §4), i.e. 1000 records/s; Dynamics 365 takes 1000 upserts per $batch and 6000
-// $batch per 300 s (20,000 records/s), HubSpot's 10-second budget only carries 2 setup calls.
+// $batch per 300 s (20,000 records/s), HubSpot's 10-second budget only carries 3 setup calls.
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>

@@ -13,8 +13,9 @@
 #
 # crmbridge runs `crmbridge sync` with examples/demo/crmbridge.yaml and the demo's environment
 # variables (scripts/demo.sh), its mappings narrowed to mappings/presets/onboarding.yaml so that
-# both sides do the same job (the demo also syncs Totango). Run it twice: the second run is what
-# every later scheduled run costs; the script has no second run to offer, it repeats the first.
+# both sides do the same job (the demo also syncs Totango). crmbridge runs twice: the second run is
+# what every later scheduled run costs; the SDK script has no second run to offer, it would repeat
+# the first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,7 +28,9 @@ crmbridge_bin="$BUILD_DIR/bin/crmbridge"
 for b in "$mocks_bin" "$crmbridge_bin"; do
   [ -x "$b" ] || { echo "missing $b: cmake --build $BUILD_DIR --target crmbridge crm-mocks" >&2; exit 1; }
 done
-command -v node >/dev/null || { echo "node is required" >&2; exit 1; }
+for tool in node curl jq bc; do
+  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
 [ -d tests/conformance/node_modules/@hubspot/api-client ] ||
   { echo "tests/conformance/node_modules is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 
