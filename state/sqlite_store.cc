@@ -386,6 +386,8 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
                                             int limit) override;
+  Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system, const std::string& entity,
+                                               int64_t now_ms, int limit) override;
   Result<nlohmann::json> OutboxCounts() override;
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
@@ -399,6 +401,8 @@ class SqliteStore final : public Store {
 
   Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
                                                     const std::string& canonical_id) override;
+  Result<std::vector<StageTransition>> AllStageHistory(const std::string& entity) override;
+  Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) override;
 
   Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) override;
   Status FinishRun(const RunRecord& run) override;
@@ -1000,6 +1004,26 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system
   return items;
 }
 
+Result<std::vector<OutboxItem>> SqliteStore::DueOutboxFor(const std::string& system,
+                                                          const std::string& entity,
+                                                          int64_t now_ms, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
+                                 " FROM outbox WHERE system = ?1 AND entity = ?4 AND "
+                                 "next_attempt_ms <= ?2 ORDER BY id LIMIT ?3";
+  Stmt st = Prepare(sql.c_str());
+  st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit)).Text(4, entity);
+  std::vector<OutboxItem> items;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto item = ReadOutboxRow(st);
+    if (!item.ok()) return item.status();
+    items.push_back(std::move(*item));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading the due outbox of " + system + " " + entity);
+  return items;
+}
+
 Status SqliteStore::PutMatchKey(const std::string& entity, const std::string& key,
                                 const std::string& cid) {
   Stmt st = Prepare(
@@ -1177,6 +1201,57 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
   if (rc != SQLITE_DONE)
     return Error(rc, "reading the stage history of " + entity + " " + canonical_id);
   return history;
+}
+
+Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::string& entity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Served by stage_history_by_record: one range scan, no sort.
+  Stmt st = Prepare(
+      "SELECT canonical_id, system, from_stage, to_stage, at_ms FROM stage_history "
+      "WHERE entity = ?1 ORDER BY canonical_id, at_ms, id");
+  st.Text(1, entity);
+  std::vector<StageTransition> history;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    history.push_back(StageTransition{entity, st.ColText(0), st.ColText(1), st.ColText(2),
+                                      st.ColText(3), st.ColInt(4)});
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading the stage history of every " + entity);
+  return history;
+}
+
+Result<std::vector<Snapshot>> SqliteStore::ListSnapshots(const std::string& entity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string what = "snapshots of " + entity;
+  Stmt st = Prepare(
+      "SELECT canonical_id, fields, updated_ms, seen, unverified, changed_ms, deleted_ms "
+      "FROM snapshots WHERE entity = ?1 ORDER BY canonical_id");
+  st.Text(1, entity);
+  std::vector<Snapshot> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    Snapshot snap;
+    snap.entity = entity;
+    snap.canonical_id = st.ColText(0);
+    const std::string of = "the snapshot of " + entity + " " + snap.canonical_id;
+    auto fields = ParseJson(st.ColText(1), of);
+    if (!fields.ok()) return fields.status();
+    auto seen = ParseJson(st.ColText(3), of);
+    if (!seen.ok()) return seen.status();
+    auto unverified = ParseJson(st.ColText(4), of);
+    if (!unverified.ok()) return unverified.status();
+    auto changed = ParseJson(st.ColText(5), of);
+    if (!changed.ok()) return changed.status();
+    snap.fields = std::move(*fields);
+    snap.updated_ms = st.ColInt(2);
+    snap.seen = std::move(*seen);
+    snap.unverified = std::move(*unverified);
+    snap.changed_ms = std::move(*changed);
+    snap.deleted_ms = st.ColInt(6);
+    out.push_back(std::move(snap));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading the " + what);
+  return out;
 }
 
 Result<int64_t> SqliteStore::BeginRun(const std::string& mode, int64_t now_ms) {

@@ -202,6 +202,10 @@ class Store {
                                                           const std::string& canonical_id) = 0;
   virtual Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
                                                     int limit) = 0;
+  // The same, for one entity's items only (flushes go entity by entity, referenced ones first).
+  virtual Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system,
+                                                       const std::string& entity, int64_t now_ms,
+                                                       int limit) = 0;
   // Number of pending outbox items per system ({"hubspot": 3}).
   virtual Result<nlohmann::json> OutboxCounts() = 0;
 
@@ -216,6 +220,12 @@ class Store {
   // --- stage history ---
   virtual Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
                                                             const std::string& canonical_id) = 0;
+  // Every stage transition of every record of `entity`, in one query: ordered by canonical id,
+  // then time (then the order they were recorded in), for reports over all onboardings.
+  virtual Result<std::vector<StageTransition>> AllStageHistory(const std::string& entity) = 0;
+  // Every snapshot of `entity` (deleted ones included: see Snapshot::deleted_ms), ordered by
+  // canonical id.
+  virtual Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) = 0;
 
   // --- runs ---
   virtual Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) = 0;

@@ -729,6 +729,71 @@ TEST_F(SqliteStoreTest, StageHistoryIsInOrder) {
   EXPECT_EQ((*history)[0].at_ms, kT0);
 }
 
+TEST_F(SqliteStoreTest, AllStageHistoryGroupsByRecordInTimeOrder) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  // Recorded out of order, across records, systems and entities.
+  batch.AddStageTransition(StageTransition{"onboarding", "o2", "totango", "new", "onboarding", kT0 + 300});
+  batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "onboarding", "closed", kT0 + 500});
+  batch.AddStageTransition(StageTransition{"onboarding", "o2", "hubspot", "", "new", kT0 + 100});
+  batch.AddStageTransition(StageTransition{"company", "c1", "hubspot", "", "lead", kT0});
+  batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "", "new", kT0 + 200});
+  // Same time: the order they were recorded in decides.
+  batch.AddStageTransition(StageTransition{"onboarding", "o1", "dynamics365", "new", "onboarding", kT0 + 200});
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto all = store->AllStageHistory("onboarding");
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  std::vector<std::string> rows;
+  for (const StageTransition& t : *all)
+    rows.push_back(t.canonical_id + ":" + t.system + ":" + t.from_stage + ">" + t.to_stage);
+  EXPECT_THAT(rows, ElementsAre("o1:hubspot:>new", "o1:dynamics365:new>onboarding",
+                                "o1:hubspot:onboarding>closed", "o2:hubspot:>new",
+                                "o2:totango:new>onboarding"));
+  EXPECT_EQ((*all)[2].at_ms, kT0 + 500);
+  EXPECT_EQ((*all)[0].entity, "onboarding");
+  // The per-record query agrees with the one-pass query.
+  auto o2 = store->StageHistory("onboarding", "o2");
+  ASSERT_TRUE(o2.ok());
+  ASSERT_EQ(o2->size(), 2u);
+  EXPECT_EQ((*o2)[1].to_stage, "onboarding");
+  EXPECT_TRUE(store->AllStageHistory("task")->empty());
+}
+
+TEST_F(SqliteStoreTest, ListSnapshotsReturnsEveryRecordOfTheEntity) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  for (const char* id : {"o3", "o1", "o2"}) {
+    Snapshot snap;
+    snap.entity = "onboarding";
+    snap.canonical_id = id;
+    snap.fields = {{"title", std::string("Customer ") + id}, {"stage", "new"}};
+    snap.changed_ms = {{"stage", kT0 + 1}};
+    snap.updated_ms = kT0 + 2;
+    if (std::string(id) == "o2") snap.deleted_ms = kT0 + 3;
+    batch.PutSnapshot(snap);
+  }
+  Snapshot other;
+  other.entity = "company";
+  other.canonical_id = "c1";
+  other.fields = {{"name", "Not an onboarding"}};
+  batch.PutSnapshot(other);
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto snaps = store->ListSnapshots("onboarding");
+  ASSERT_TRUE(snaps.ok()) << snaps.status().ToString();
+  std::vector<std::string> ids;
+  for (const Snapshot& s : *snaps) ids.push_back(s.canonical_id + "=" + s.fields["title"].get<std::string>());
+  EXPECT_THAT(ids, ElementsAre("o1=Customer o1", "o2=Customer o2", "o3=Customer o3"));
+  EXPECT_EQ((*snaps)[0].changed_ms["stage"], kT0 + 1);
+  EXPECT_EQ((*snaps)[0].updated_ms, kT0 + 2);
+  EXPECT_EQ((*snaps)[1].deleted_ms, kT0 + 3);
+  EXPECT_EQ((*snaps)[0].deleted_ms, 0);
+  EXPECT_TRUE(store->ListSnapshots("task")->empty());
+}
+
 TEST_F(SqliteStoreTest, RunHistoryNewestFirst) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
