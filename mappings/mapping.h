@@ -48,6 +48,10 @@ struct CanonicalField {
   // The values the field may hold (a stage's canonical stages), empty = any. Every value table
   // used on the field must then cover each of them, so no canonical stage lacks a native one.
   std::vector<std::string> values;
+  // End values (a stage's end stages, e.g. [closed]): reaching one ends the process, so reports
+  // stop counting days in stage there, and start again if the record leaves it. Each is one of
+  // `values` when the field declares them.
+  std::vector<std::string> end_values;
   // Conflict policy: the system whose value wins when several changed the field ("hubspot"); a
   // change elsewhere is not taken and is overwritten with that system's value. Empty: the most
   // recent change wins, by each record's modification time.

@@ -18,7 +18,7 @@ namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
-const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values",
+const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values", "end_values",
                                                    "system_of_record"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
@@ -224,6 +224,30 @@ class Loader {
                 if (!seen.insert(v.Scalar()).second)
                   Error(v, "value '" + v.Scalar() + "' is listed twice");
                 f.values.push_back(v.Scalar());
+              }
+            }
+          }
+          if (const YAML::Node ends = spec["end_values"]) {
+            if (!ends.IsSequence() || ends.size() == 0) {
+              Error(ends, "end_values must be a list of the field's end values",
+                    "end_values: [closed]");
+            } else {
+              for (const auto& v : ends) {
+                if (!v.IsScalar()) {
+                  Error(v, "end_values must be a list of the field's end values",
+                        "end_values: [closed]");
+                } else if (std::find(f.end_values.begin(), f.end_values.end(), v.Scalar()) !=
+                           f.end_values.end()) {
+                  Error(v, "end value '" + v.Scalar() + "' is listed twice");
+                } else if (!f.values.empty() && std::find(f.values.begin(), f.values.end(),
+                                                          v.Scalar()) == f.values.end()) {
+                  // A misspelt end stage would silently keep every clock running.
+                  Error(v, "end value '" + v.Scalar() + "' is not one of " + e.name + "." + f.name +
+                               "'s values",
+                        "values: " + Join(std::set<std::string>(f.values.begin(), f.values.end())));
+                } else {
+                  f.end_values.push_back(v.Scalar());
+                }
               }
             }
           }

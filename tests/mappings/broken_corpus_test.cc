@@ -66,6 +66,7 @@ const Case kCases[] = {
     {"37_table_value_not_declared.yaml", "7:3",
      "table 'hubspot_stage' maps to 'clsoed', which is not a value of onboarding.stage"},
     {"38_match_key_not_read.yaml", "9:14", "match key 'email' is not a field dynamics365.contact reads"},
+    {"39_end_value_not_declared.yaml", "5:65", "end value 'closd' is not one of onboarding.stage's values"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

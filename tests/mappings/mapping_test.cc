@@ -46,6 +46,35 @@ TEST(PresetTest, HubSpotTicketRoundTripsThroughCanonical) {
   }
 }
 
+TEST(PresetTest, ClosedIsTheEndStage) {
+  auto plan = LoadMappingPlan({Preset()}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const CanonicalEntity* onboarding = (*plan)->FindEntity("onboarding");
+  ASSERT_NE(onboarding, nullptr);
+  ASSERT_NE(onboarding->Find("stage"), nullptr);
+  EXPECT_EQ(onboarding->Find("stage")->end_values, std::vector<std::string>{"closed"});
+  EXPECT_TRUE(onboarding->Find("title")->end_values.empty());
+}
+
+TEST(MappingValidationTest, EndValuesMustBeAListOfDeclaredValuesEachOnce) {
+  const std::string path = ::testing::TempDir() + "end_values.yaml";
+  std::ofstream(path) << "version: 1\n"
+                         "entities:\n"
+                         "  onboarding:\n"
+                         "    fields:\n"
+                         "      stage: {values: [new, closed], end_values: [closed, closed]}\n"
+                         "      phase: {end_values: done}\n"
+                         "      step: {end_values: [done, live]}\n";
+  auto plan = LoadMappingPlan({path}, kSystems);
+  ASSERT_FALSE(plan.ok());
+  const std::string m = plan.status().message();
+  EXPECT_NE(m.find(path + ":5:59: error: end value 'closed' is listed twice"), std::string::npos) << m;
+  EXPECT_NE(m.find(path + ":6:27: error: end_values must be a list of the field's end values"),
+            std::string::npos) << m;
+  // Without declared values any end value is accepted.
+  EXPECT_EQ(m.find(":7:"), std::string::npos) << m;
+}
+
 TEST(PresetTest, ManyToOneStageUsesThePreferredRowBothWays) {
   auto plan = LoadMappingPlan({Preset()}, kSystems);
   ASSERT_TRUE(plan.ok());
