@@ -12,6 +12,8 @@ namespace {
 // Marker headers from the fault picker to the route handlers; never sent to the client.
 constexpr char kPartialHeader[] = "X-Crmbridge-Mock-Partial";
 constexpr char kLostHeader[] = "X-Crmbridge-Mock-Lost";
+// Connections served at once (see Start).
+constexpr size_t kWorkers = 64;
 }  // namespace
 
 std::multimap<std::string, std::string> DecodeForm(const std::string& text) {
@@ -63,7 +65,11 @@ Status MockServer::Start(const std::string& host, int port) {
   // Idle keep-alive connections close after 5 s: Stop() waits for them, so longer would hold up
   // every shutdown while a client keeps a connection open.
   s.set_keep_alive_timeout(5);
-  s.new_task_queue = [] { return new httplib::ThreadPool(8); };
+  // One worker serves one connection for as long as it stays open, so a pool smaller than the
+  // connections a client holds makes the extra requests wait for an idle connection to time out
+  // (5 s): the vendors' SDKs open one keep-alive connection per call in flight. Workers mostly
+  // sleep in a read, so a generous pool costs little.
+  s.new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
 
   s.Get("/__admin/dump", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(Dump().dump(), "application/json");

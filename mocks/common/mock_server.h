@@ -3,7 +3,8 @@
 // A mock keeps its state in memory, speaks its vendor's paths, paging, error bodies and limits, and
 // runs a cpp-httplib server on its own thread. It binds port 0 unless given a port and reports the
 // bound port, so tests never collide. TCP_NODELAY is on: without it a keep-alive client waits
-// ~20 ms per request on Nagle's algorithm. Idle keep-alive connections close after 5 s.
+// ~20 ms per request on Nagle's algorithm. Idle keep-alive connections close after 5 s. Up to 64
+// connections are served at once (a worker holds a keep-alive connection while it is open).
 //
 // Every mock also serves the admin routes under /__admin/ (not part of any vendor API):
 //   GET  /__admin/dump    the whole store as JSON, for tests that assert end states
