@@ -43,6 +43,16 @@ int DefaultTypeId(const std::string& from, const std::string& to) {
   return it == kDefaultAssociation.end() ? 0 : it->second;
 }
 
+// Object names in the singular, as HubSpot writes them in association type names
+// (ticket_to_company) and property groups (companyinformation).
+const std::map<std::string, std::string> kSingular = {
+    {"tickets", "ticket"}, {"companies", "company"}, {"contacts", "contact"}, {"notes", "note"}, {"tasks", "task"}};
+
+std::string Singular(const std::string& type) {
+  auto it = kSingular.find(type);
+  return it == kSingular.end() ? type : it->second;
+}
+
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -254,8 +264,7 @@ json HubSpotMock::Render(const std::string& type, const Object& o, const std::ve
       if (it == o.associations.end() || it->second.empty()) continue;
       json results = json::array();
       for (int64_t id : it->second)
-        results.push_back({{"id", std::to_string(id)}, {"type", type.substr(0, type.size() - 1) + "_to_" +
-                                                                 it->first.substr(0, it->first.size() - 1)}});
+        results.push_back({{"id", std::to_string(id)}, {"type", Singular(type) + "_to_" + Singular(it->first)}});
       a[it->first] = {{"results", results}};
     }
     if (!a.empty()) out["associations"] = a;
@@ -313,7 +322,7 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
     if (!def.unique || !props.contains(name) || merged[name].is_null() || merged[name] == "") continue;
     for (const auto& [id, other] : objects_[type]) {
       if (id != o->id && !other.archived && other.properties.value(name, json()) == merged[name])
-        return Reply{409, Error("CONFLICT", "A " + type.substr(0, type.size() - 1) + " with " + name + " " +
+        return Reply{409, Error("CONFLICT", "A " + Singular(type) + " with " + name + " " +
                                                 Str(merged[name]) + " already exists. Existing ID: " +
                                                 std::to_string(id))};
     }
@@ -748,7 +757,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
     auto render = [&](const std::string& name, const PropertyDef& d) {
       return json{{"name", name}, {"label", name}, {"type", d.type},
                   {"fieldType", d.type == "enumeration" ? "select" : d.type == "datetime" ? "date" : "text"},
-                  {"groupName", type.substr(0, type.size() - 1) + "information"},
+                  {"groupName", Singular(type) + "information"},
                   {"hasUniqueValue", d.unique}, {"options", json::array()}};
     };
     if (!req.matches[3].matched) {

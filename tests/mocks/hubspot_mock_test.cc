@@ -221,5 +221,29 @@ TEST_F(HubSpotMockTest, AssociationsV4UseTheDefaultTypeIds) {
   EXPECT_EQ(got["associations"]["companies"]["results"][0]["id"], c);
 }
 
+TEST_F(HubSpotMockTest, AssociationTypeNamesAreSingular) {
+  StartMock();
+  mock_->Seed(5, 1);  // a company, its contacts, an onboarding ticket and its note
+  const json dump = mock_->Dump();
+  const std::string company = dump["companies"][0]["id"], ticket = dump["tickets"][0]["id"];
+  const std::string contact = dump["contacts"][0]["id"], note = dump["notes"][0]["id"];
+  auto type_of = [&](const std::string& path, const std::string& to) {
+    auto [status, got] = Call("GET", path + "?associations=" + to);
+    EXPECT_EQ(status, 200) << path;
+    return got["associations"][to]["results"][0].value("type", "");
+  };
+  EXPECT_EQ(type_of("/crm/v3/objects/tickets/" + ticket, "companies"), "ticket_to_company");
+  EXPECT_EQ(type_of("/crm/v3/objects/companies/" + company, "tickets"), "company_to_ticket");
+  EXPECT_EQ(type_of("/crm/v3/objects/companies/" + company, "contacts"), "company_to_contact");
+  EXPECT_EQ(type_of("/crm/v3/objects/contacts/" + contact, "companies"), "contact_to_company");
+  EXPECT_EQ(type_of("/crm/v3/objects/tickets/" + ticket, "contacts"), "ticket_to_contact");
+  EXPECT_EQ(type_of("/crm/v3/objects/notes/" + note, "tickets"), "note_to_ticket");
+  EXPECT_EQ(type_of("/crm/v3/objects/tickets/" + ticket, "notes"), "ticket_to_note");
+  // The property groups too.
+  auto [status, prop] = Call("GET", "/crm/v3/properties/companies/name");
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(prop["groupName"], "companyinformation");
+}
+
 }  // namespace
 }  // namespace crmbridge::mocks
