@@ -514,9 +514,14 @@ HubSpotMock::Reply HubSpotMock::List(const std::string& type, const httplib::Req
     if (a.rfind("c", 0) != 0) return {400, Error("VALIDATION_ERROR", "Invalid after cursor: " + a)};
     after = std::strtoll(a.c_str() + 1, nullptr, 10);
   }
-  std::vector<std::string> props, assoc;
-  if (req.has_param("properties")) props = SplitComma(req.get_param_value("properties"));
-  if (req.has_param("associations")) assoc = SplitComma(req.get_param_value("associations"));
+  // Comma-separated or repeated (properties=a&properties=b, as HubSpot's SDKs send arrays).
+  auto fields = [&](const char* param) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < req.get_param_value_count(param); ++i)
+      for (std::string& v : SplitComma(req.get_param_value(param, i))) out.push_back(std::move(v));
+    return out;
+  };
+  const std::vector<std::string> props = fields("properties"), assoc = fields("associations");
   json results = json::array();
   int64_t last = 0;
   bool more = false;
@@ -1028,7 +1033,10 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
                  {"hs_pipeline_stage", stage.id},
                  {"hs_ticket_priority", kPriority[rng() % 3]}});
     ticket.associations["companies"].insert(company.id);
-    for (int64_t c : contact_ids) ticket.associations["contacts"].insert(c);
+    for (int64_t c : contact_ids) {
+      ticket.associations["contacts"].insert(c);
+      objects_["contacts"][c].associations["tickets"].insert(ticket.id);
+    }
     objects_["companies"][company.id].associations["tickets"].insert(ticket.id);
     objects_["tickets"][ticket.id] = ticket;
 

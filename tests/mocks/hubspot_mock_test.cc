@@ -62,6 +62,18 @@ TEST_F(HubSpotMockTest, ListPagesToTheEndWithoutDuplicates) {
   EXPECT_EQ(pages, static_cast<int>((seen.size() + 6) / 7));
 }
 
+TEST_F(HubSpotMockTest, ListTakesRepeatedAndCommaSeparatedProperties) {
+  StartMock();
+  ASSERT_EQ(Call("POST", "/crm/v3/objects/tickets", Ticket("T")).first, 201);
+  for (const char* query : {"properties=subject&properties=hs_pipeline_stage", "properties=subject,hs_pipeline_stage"}) {
+    auto [status, body] = Call("GET", std::string("/crm/v3/objects/tickets?") + query);
+    ASSERT_EQ(status, 200);
+    ASSERT_EQ(body["results"].size(), 1u);
+    EXPECT_EQ(body["results"][0]["properties"]["subject"], "T") << query;
+    EXPECT_EQ(body["results"][0]["properties"]["hs_pipeline_stage"], "1") << query;
+  }
+}
+
 TEST_F(HubSpotMockTest, SearchFiltersSortsAndStopsAtTheCap) {
   StartMock();
   for (int i = 0; i < 5; ++i) {
@@ -237,6 +249,7 @@ TEST_F(HubSpotMockTest, AssociationTypeNamesAreSingular) {
   EXPECT_EQ(type_of("/crm/v3/objects/companies/" + company, "contacts"), "company_to_contact");
   EXPECT_EQ(type_of("/crm/v3/objects/contacts/" + contact, "companies"), "contact_to_company");
   EXPECT_EQ(type_of("/crm/v3/objects/tickets/" + ticket, "contacts"), "ticket_to_contact");
+  EXPECT_EQ(type_of("/crm/v3/objects/contacts/" + contact, "tickets"), "contact_to_ticket");
   EXPECT_EQ(type_of("/crm/v3/objects/notes/" + note, "tickets"), "note_to_ticket");
   EXPECT_EQ(type_of("/crm/v3/objects/tickets/" + ticket, "notes"), "ticket_to_note");
   // The property groups too.
