@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <cctype>
 #include <ctime>
 #include <optional>
@@ -41,6 +42,25 @@ const std::map<std::string, int> kDefaultAssociation = {
 int DefaultTypeId(const std::string& from, const std::string& to) {
   auto it = kDefaultAssociation.find(from + "|" + to);
   return it == kDefaultAssociation.end() ? 0 : it->second;
+}
+
+// The labelled HUBSPOT_DEFINED types beyond the defaults, by "from|to": a contact's or a ticket's
+// primary company (refs/hubspot §7), each with the type id of the reverse direction.
+struct LabelledType {
+  int id;
+  const char* label;
+  int reverse;
+};
+const std::map<std::string, std::vector<LabelledType>> kLabelledAssociation = {
+    {"contacts|companies", {{1, "Primary", 2}}}, {"companies|contacts", {{2, "Primary", 1}}},
+    {"tickets|companies", {{26, "Primary", 25}}}, {"companies|tickets", {{25, "Primary", 26}}}};
+
+const LabelledType* FindLabelledType(const std::string& from, const std::string& to, int id) {
+  auto it = kLabelledAssociation.find(from + "|" + to);
+  if (it == kLabelledAssociation.end()) return nullptr;
+  for (const LabelledType& t : it->second)
+    if (t.id == id) return &t;
+  return nullptr;
 }
 
 // Object names in the singular, as HubSpot writes them in association type names
@@ -672,6 +692,87 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
   return {verb == "create" ? 201 : 200, out};
 }
 
+void HubSpotMock::LinkLocked(const std::string& from, int64_t from_id, const std::string& to, int64_t to_id,
+                             const std::set<int>* labelled) {
+  Object& a = objects_[from][from_id];
+  Object& b = objects_[to][to_id];
+  a.associations[to].insert(to_id);
+  b.associations[from].insert(from_id);
+  if (labelled == nullptr) return;
+  std::set<int> reverse;
+  for (int id : *labelled)
+    if (const LabelledType* t = FindLabelledType(from, to, id)) reverse.insert(t->reverse);
+  if (labelled->empty()) {
+    a.labelled[to].erase(to_id);
+    b.labelled[from].erase(from_id);
+  } else {
+    a.labelled[to][to_id] = *labelled;
+    b.labelled[from][from_id] = reverse;
+  }
+}
+
+void HubSpotMock::UnlinkLocked(const std::string& from, int64_t from_id, const std::string& to, int64_t to_id) {
+  Object& a = objects_[from][from_id];
+  Object& b = objects_[to][to_id];
+  a.associations[to].erase(to_id);
+  b.associations[from].erase(from_id);
+  a.labelled[to].erase(to_id);
+  b.labelled[from].erase(from_id);
+}
+
+json HubSpotMock::AssociationTypesLocked(const std::string& from, const Object& a, const std::string& to,
+                                         int64_t to_id) const {
+  json types = json::array({{{"category", "HUBSPOT_DEFINED"}, {"typeId", DefaultTypeId(from, to)}, {"label", nullptr}}});
+  auto by_type = a.labelled.find(to);
+  if (by_type == a.labelled.end()) return types;
+  auto ids = by_type->second.find(to_id);
+  if (ids == by_type->second.end()) return types;
+  for (int id : ids->second) {
+    const LabelledType* t = FindLabelledType(from, to, id);
+    types.push_back({{"category", "HUBSPOT_DEFINED"}, {"typeId", id}, {"label", t ? json(t->label) : json()}});
+  }
+  return types;
+}
+
+json HubSpotMock::LabelsBetweenLocked(const std::string& from, const Object& a, const std::string& to,
+                                      int64_t to_id) const {
+  json labels = json::array();
+  for (const json& t : AssociationTypesLocked(from, a, to, to_id))
+    if (t["label"].is_string()) labels.push_back(t["label"]);
+  return {{"fromObjectTypeId", kTypeIdOf.at(from)}, {"fromObjectId", a.id},
+          {"toObjectTypeId", kTypeIdOf.at(to)},     {"toObjectId", to_id},
+          {"labels", labels}};
+}
+
+std::optional<HubSpotMock::Reply> HubSpotMock::ParseAssociationTypes(const std::string& from, const std::string& to,
+                                                                     const json& specs, std::set<int>* labelled) const {
+  static const std::set<std::string> kCategories = {"HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED", "WORK"};
+  labelled->clear();
+  if (!specs.is_array() || specs.empty())
+    return Reply{400, Error("VALIDATION_ERROR",
+                            "Invalid input JSON: expected a non-empty list of association types "
+                            "(associationCategory, associationTypeId)")};
+  for (const json& spec : specs) {
+    const json category = spec.is_object() ? spec.value("associationCategory", json()) : json();
+    const json type_id = spec.is_object() ? spec.value("associationTypeId", json()) : json();
+    if (!category.is_string() || !kCategories.count(category.get<std::string>()) || !type_id.is_number_integer())
+      return Reply{400, Error("VALIDATION_ERROR",
+                              "Invalid input JSON: an association type needs an associationCategory (one of "
+                              "HUBSPOT_DEFINED, USER_DEFINED, INTEGRATOR_DEFINED, WORK) and an integer "
+                              "associationTypeId: " + spec.dump())};
+    const int id = type_id.get<int>();
+    // No user- or integrator-defined labels exist here: only HubSpot's own types are known.
+    const bool is_default = category == "HUBSPOT_DEFINED" && id == DefaultTypeId(from, to);
+    const bool is_labelled = category == "HUBSPOT_DEFINED" && FindLabelledType(from, to, id) != nullptr;
+    if (!is_default && !is_labelled)
+      return Reply{400, Error("VALIDATION_ERROR", "Invalid association type " + category.get<std::string>() + " " +
+                                                      std::to_string(id) + ": it does not exist from " +
+                                                      kTypeIdOf.at(from) + " to " + kTypeIdOf.at(to))};
+    if (is_labelled) labelled->insert(id);
+  }
+  return std::nullopt;
+}
+
 void HubSpotMock::RegisterRoutes(httplib::Server& s) {
   // OAuth (refs/hubspot §1): a refresh token buys an access token valid for oauth_lifetime_s.
   auto token = [this](const httplib::Request& req, httplib::Response& res) {
@@ -796,8 +897,8 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                       {"hasUniqueValue", d.unique}}});
   });
 
-  // Associations v4 (refs/hubspot §8): default associations between two records, listed per
-  // record or read in batches, with HubSpot's default type ids.
+  // Associations v4 (refs/hubspot §8): between two records, with HubSpot's default type ids and
+  // the primary labels; set one at a time or in batches, listed per record or read in batches.
   auto assoc_pair = [this](const httplib::Request& req, httplib::Response& res, std::string* from,
                            std::string* to) {
     *from = CanonicalType(req.matches[1]);
@@ -810,12 +911,13 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
     }
     return true;
   };
-  auto link = [this](const std::string& from, int64_t from_id, const std::string& to, int64_t to_id) {
-    objects_[from][from_id].associations[to].insert(to_id);
-    objects_[to][to_id].associations[from].insert(from_id);
-  };
-  auto types_json = [](const std::string& from, const std::string& to) {
-    return json::array({{{"category", "HUBSPOT_DEFINED"}, {"typeId", DefaultTypeId(from, to)}, {"label", nullptr}}});
+  // A batch input's error, as StandardError (the context names the input).
+  auto item_error = [this](const std::string& category, const std::string& message, const std::string& id) {
+    json e = Error(category, message);
+    e["context"] = {{"ids", {id}}};
+    e["errors"] = json::array();
+    e["links"] = json::object();
+    return e;
   };
 
   s.Put(R"(/crm/v4/objects/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+))",
@@ -830,7 +932,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
           Object* b = FindLocked(to, req.matches[4], "");
           if (a == nullptr || b == nullptr)
             return reply(res, {404, Error("OBJECT_NOT_FOUND", "One of the objects does not exist.")});
-          link(from, a->id, to, b->id);
+          LinkLocked(from, a->id, to, b->id);
           const std::string now = Iso(Now());
           reply(res, {200, {{"status", "COMPLETE"},
                             {"results", {{{"from", {{"id", std::to_string(a->id)}}},
@@ -839,6 +941,38 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                                                                {"associationTypeId", DefaultTypeId(from, to)}}}}}},
                             {"startedAt", now}, {"completedAt", now}}});
         });
+
+  // The labelled create (a list of AssociationSpec; replaces the pair's labelled types) and the
+  // removal of every type between two records.
+  auto pair_route = [=](const std::string& route, bool create) {
+    return [=](const httplib::Request& req, httplib::Response& res) {
+      CountRequest(route);
+      if (!Admit(req, res, false)) return;
+      json body;
+      if (create && !parse(req, res, &body)) return;
+      std::lock_guard<std::mutex> lock(mu_);
+      std::string from = CanonicalType(req.matches[1]), to = CanonicalType(req.matches[3]);
+      if (!properties_.count(from) || !properties_.count(to) || DefaultTypeId(from, to) == 0)
+        return reply(res, {400, Error("VALIDATION_ERROR", "Unknown association between " + from + " and " + to)});
+      std::set<int> labelled;
+      if (create)
+        if (auto err = ParseAssociationTypes(from, to, body, &labelled)) return reply(res, *err);
+      Object* a = FindLocked(from, req.matches[2], "");
+      Object* b = FindLocked(to, req.matches[4], "");
+      if (a == nullptr || b == nullptr)
+        return reply(res, {404, Error("OBJECT_NOT_FOUND", "One of the objects does not exist.")});
+      if (!create) {
+        UnlinkLocked(from, a->id, to, b->id);
+        return reply(res, {204, json()});
+      }
+      LinkLocked(from, a->id, to, b->id, &labelled);
+      reply(res, {201, LabelsBetweenLocked(from, *a, to, b->id)});
+    };
+  };
+  s.Put(R"(/crm/v4/objects/([^/]+)/([^/]+)/associations/([^/]+)/([^/]+))",
+        pair_route("PUT /crm/v4/objects/{from}/{id}/associations/{to}/{id}", true));
+  s.Delete(R"(/crm/v4/objects/([^/]+)/([^/]+)/associations/([^/]+)/([^/]+))",
+           pair_route("DELETE /crm/v4/objects/{from}/{id}/associations/{to}/{id}", false));
 
   s.Get(R"(/crm/v4/objects/([^/]+)/([^/]+)/associations/([^/]+))",
         [=](const httplib::Request& req, httplib::Response& res) {
@@ -850,10 +984,21 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
             return reply(res, {400, Error("VALIDATION_ERROR", "Unknown object type")});
           Object* a = FindLocked(from, req.matches[2], "");
           if (a == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.")});
+          // "Limit 500 per call"; the cursor is the last id of the page before.
+          int limit = req.has_param("limit") ? std::atoi(req.get_param_value("limit").c_str()) : 500;
+          limit = std::clamp(limit, 1, 500);
+          const int64_t after = req.has_param("after") ? std::strtoll(req.get_param_value("after").c_str(), nullptr, 10) : 0;
+          const std::set<int64_t>& ids = a->associations[to];
           json results = json::array();
-          for (int64_t id : a->associations[to])
-            results.push_back({{"toObjectId", id}, {"associationTypes", types_json(from, to)}});
-          reply(res, {200, {{"results", results}}});
+          auto it = ids.upper_bound(after);
+          for (; it != ids.end() && static_cast<int>(results.size()) < limit; ++it)
+            results.push_back({{"toObjectId", *it}, {"associationTypes", AssociationTypesLocked(from, *a, to, *it)}});
+          json out = {{"results", results}};
+          if (it != ids.end()) {
+            const std::string cursor = std::to_string(*std::prev(it));
+            out["paging"] = {{"next", {{"after", cursor}, {"link", "?after=" + cursor}}}};
+          }
+          reply(res, {200, out});
         });
 
   s.Post(R"(/crm/v4/associations/([^/]+)/([^/]+)/batch/(create|read|archive|associate/default))",
@@ -866,43 +1011,70 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
            std::lock_guard<std::mutex> lock(mu_);
            std::string from, to;
            if (!assoc_pair(req, res, &from, &to)) return;
-           const json inputs = body.value("inputs", json::array());
-           const size_t max_inputs = verb == "read" ? 1000 : 100;
+           const json inputs = body.is_object() ? body.value("inputs", json()) : json();
+           // batch/read takes 1,000 inputs, batch/create 2,000 (refs/hubspot §8).
+           const size_t max_inputs = verb == "read" ? 1000 : verb == "create" ? 2000 : 100;
            if (!inputs.is_array() || inputs.size() > max_inputs)
              return reply(res, {400, Error("VALIDATION_ERROR", "inputs must be a list of at most " +
                                                                    std::to_string(max_inputs))});
+           // Every input's shape and types first: a malformed one fails the request, changing nothing.
+           std::vector<std::set<int>> labelled(inputs.size());
+           for (size_t i = 0; i < inputs.size(); ++i) {
+             const json& in = inputs[i];
+             const bool ok = in.is_object() &&
+                             (verb == "read" ? in.contains("id")
+                                             : in.contains("from") && in["from"].is_object() && in.contains("to") &&
+                                                   (verb == "archive" ? in["to"].is_array() : in["to"].is_object()));
+             if (!ok)
+               return reply(res, {400, Error("VALIDATION_ERROR",
+                                             "Invalid input JSON: " + in.dump() +
+                                                 (verb == "read" ? " (expected {\"id\"})"
+                                                  : verb == "archive" ? " (expected {\"from\": {\"id\"}, \"to\": [{\"id\"}]})"
+                                                                      : " (expected {\"from\": {\"id\"}, \"to\": {\"id\"}})"))});
+             if (verb == "create")
+               if (auto err = ParseAssociationTypes(from, to, in.value("types", json()), &labelled[i]))
+                 return reply(res, *err);
+           }
            const std::string started = Iso(Now());
            json results = json::array(), errors = json::array();
-           for (const json& in : inputs) {
-             const std::string from_id = in.contains("from") ? Str(in["from"].value("id", json()))
-                                                             : Str(in.value("id", json()));
+           for (size_t i = 0; i < inputs.size(); ++i) {
+             const json& in = inputs[i];
+             const std::string from_id = verb == "read" ? Str(in["id"]) : Str(in["from"].value("id", json()));
              Object* a = FindLocked(from, from_id, "");
              if (a == nullptr) {
-               errors.push_back(Error("OBJECT_NOT_FOUND", "No " + from + " with id " + from_id));
+               if (verb != "archive")
+                 errors.push_back(item_error("OBJECT_NOT_FOUND", "No " + from + " with id " + from_id, from_id));
                continue;
              }
              if (verb == "read") {
                json to_list = json::array();
                for (int64_t id : a->associations[to])
-                 to_list.push_back({{"toObjectId", id}, {"associationTypes", types_json(from, to)}});
+                 to_list.push_back({{"toObjectId", id}, {"associationTypes", AssociationTypesLocked(from, *a, to, id)}});
                results.push_back({{"from", {{"id", from_id}}}, {"to", to_list}});
                continue;
              }
-             const std::string to_id = in.contains("to") ? Str(in["to"].value("id", json())) : "";
+             if (verb == "archive") {
+               for (const json& target : in["to"])
+                 if (Object* b = FindLocked(to, target.is_object() ? Str(target.value("id", json())) : "", ""))
+                   UnlinkLocked(from, a->id, to, b->id);
+               continue;
+             }
+             const std::string to_id = Str(in["to"].value("id", json()));
              Object* b = FindLocked(to, to_id, "");
              if (b == nullptr) {
-               errors.push_back(Error("OBJECT_NOT_FOUND", "No " + to + " with id " + to_id));
+               errors.push_back(item_error("OBJECT_NOT_FOUND", "No " + to + " with id " + to_id, to_id));
                continue;
              }
-             if (verb == "archive") {
-               objects_[from][a->id].associations[to].erase(b->id);
-               objects_[to][b->id].associations[from].erase(a->id);
-               continue;
+             if (verb == "create") {
+               LinkLocked(from, a->id, to, b->id, &labelled[i]);
+               results.push_back(LabelsBetweenLocked(from, *a, to, b->id));
+             } else {
+               LinkLocked(from, a->id, to, b->id);
+               results.push_back({{"from", {{"id", std::to_string(a->id)}}},
+                                  {"to", {{"id", std::to_string(b->id)}}},
+                                  {"associationSpec", {{"associationCategory", "HUBSPOT_DEFINED"},
+                                                       {"associationTypeId", DefaultTypeId(from, to)}}}});
              }
-             link(from, a->id, to, b->id);
-             results.push_back({{"fromObjectTypeId", kTypeIdOf.at(from)}, {"fromObjectId", a->id},
-                                {"toObjectTypeId", kTypeIdOf.at(to)}, {"toObjectId", b->id},
-                                {"labels", json::array()}});
            }
            if (verb == "archive") return reply(res, {204, json()});
            json out = {{"status", "COMPLETE"}, {"results", results}, {"startedAt", started},
@@ -910,8 +1082,11 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
            if (!errors.empty()) {
              out["numErrors"] = errors.size();
              out["errors"] = errors;
-             return reply(res, {207, out});
            }
+           // associate/default answers 200 with or without errors (its one documented status);
+           // create and read answer 207 when some input failed.
+           if (verb == "associate/default") return reply(res, {200, out});
+           if (!errors.empty()) return reply(res, {207, out});
            reply(res, {verb == "read" ? 200 : 201, out});
          });
 

@@ -14,12 +14,18 @@
 //                                                 one sort, limit max 200, numeric `after`, 10,000 cap
 //   GET    /crm/v3/pipelines/tickets[/{id}[/stages]]
 //   GET|POST /crm/v3/properties/{type}[/{name}]   custom properties, hasUniqueValue
-//   PUT    /crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}
-//   GET    /crm/v4/objects/{from}/{id}/associations/{to}
+//   PUT    /crm/v4/objects/{from}/{id}/associations/default/{to}/{toId}     200, the default type
+//   PUT    /crm/v4/objects/{from}/{id}/associations/{to}/{toId}   a list of AssociationSpec: 201
+//                                                 LabelsBetweenObjectPair; replaces the labelled types
+//   DELETE /crm/v4/objects/{from}/{id}/associations/{to}/{toId}   every type between the two: 204
+//   GET    /crm/v4/objects/{from}/{id}/associations/{to}          limit (max 500), after
 //   POST   /oauth/v1/token, /oauth/v3/token         refresh_token grant: an expiring access token
-//   POST   /crm/v4/associations/{from}/{to}/batch/{create|read|archive}   default type ids (339,
-//                                                 ticket->company; 228, note->ticket; ...), 207 with
-//                                                 errors for missing records
+//   POST   /crm/v4/associations/{from}/{to}/batch/{create|read|archive|associate/default}
+//                                                 default type ids (339, ticket->company; 228,
+//                                                 note->ticket; ...) and the primary labels (1, 2,
+//                                                 25, 26); create 201 (max 2,000), read 200 (max
+//                                                 1,000), 207 with errors for missing records;
+//                                                 associate/default 200; archive 204
 //
 // Object types are accepted by name or type id (0-5 tickets, 0-2 companies, 0-1 contacts, 0-46
 // notes, 0-27 tasks). Every property value is a string or null; ids are decimal strings from one
@@ -91,6 +97,9 @@ class HubSpotMock : public MockServer {
     int64_t updated_ms = 0;
     bool archived = false;
     std::map<std::string, std::set<int64_t>> associations;  // by object type
+    // The labelled HUBSPOT_DEFINED types of an association beyond its default (unlabelled) one,
+    // by object type and id (e.g. 26, a ticket's primary company).
+    std::map<std::string, std::map<int64_t, std::set<int>>> labelled;
   };
   struct PropertyDef {
     std::string type;  // string, number, datetime, enumeration, bool
@@ -125,6 +134,23 @@ class HubSpotMock : public MockServer {
                      const std::string& id_property);
   Reply CreateLocked(const std::string& type, const nlohmann::json& input);
   bool Matches(const std::string& type, const Object& o, const nlohmann::json& filter) const;
+
+  // Associations (v4); mu_ held. Link adds the default type both ways and, when `labelled` is
+  // given, replaces the pair's labelled types with it (the reverse ids on the other record).
+  void LinkLocked(const std::string& from, int64_t from_id, const std::string& to, int64_t to_id,
+                  const std::set<int>* labelled = nullptr);
+  // Removes every association type between the two records, both ways.
+  void UnlinkLocked(const std::string& from, int64_t from_id, const std::string& to, int64_t to_id);
+  // associationTypes of a's association with to_id: the default type first, then the labelled.
+  nlohmann::json AssociationTypesLocked(const std::string& from, const Object& a, const std::string& to,
+                                        int64_t to_id) const;
+  // LabelsBetweenObjectPair for a's association with to_id.
+  nlohmann::json LabelsBetweenLocked(const std::string& from, const Object& a, const std::string& to,
+                                     int64_t to_id) const;
+  // Validates a list of AssociationSpec from `from` to `to` and collects its labelled type ids
+  // (the default one is implied); HubSpot's 400 when a spec is malformed or names no such type.
+  std::optional<Reply> ParseAssociationTypes(const std::string& from, const std::string& to,
+                                             const nlohmann::json& specs, std::set<int>* labelled) const;
 
   Reply List(const std::string& type, const httplib::Request& req);
   Reply Search(const std::string& type, const nlohmann::json& body);

@@ -31,6 +31,7 @@ class HubSpotMockTest : public ::testing::Test {
     httplib::Result r = method == "GET"    ? client_->Get(path.c_str(), h)
                         : method == "PUT"   ? client_->Put(path.c_str(), h, body.dump(), "application/json")
                         : method == "PATCH" ? client_->Patch(path.c_str(), h, body.dump(), "application/json")
+                        : method == "DELETE" ? client_->Delete(path.c_str(), h)
                                             : client_->Post(path.c_str(), h, body.dump(), "application/json");
     if (!r) return {0, json()};
     return {r->status, json::parse(r->body, nullptr, false)};
@@ -218,12 +219,24 @@ TEST_F(HubSpotMockTest, AssociationsV4UseTheDefaultTypeIds) {
   auto [s4, note] = Call("POST", "/crm/v3/objects/notes",
                          {{"properties", {{"hs_note_body", "Ny kund"}, {"hs_timestamp", "2026-01-01T00:00:00Z"}}}});
   ASSERT_EQ(s4, 201);
-  json batch = {{"inputs", {{{"from", {{"id", note["id"]}}}, {"to", {{"id", t}}}},
-                            {{"from", {{"id", "999999"}}}, {"to", {{"id", t}}}}}}};
+  const json types = {{{"associationCategory", "HUBSPOT_DEFINED"}, {"associationTypeId", 228}}};
+  json batch = {{"inputs", {{{"from", {{"id", note["id"]}}}, {"to", {{"id", t}}}, {"types", types}},
+                            {{"from", {{"id", "999999"}}}, {"to", {{"id", t}}}, {"types", types}}}}};
   auto [s5, created] = Call("POST", "/crm/v4/associations/notes/tickets/batch/create", batch);
   EXPECT_EQ(s5, 207);
   EXPECT_EQ(created["results"].size(), 1u);
   EXPECT_EQ(created["numErrors"], 1);
+  EXPECT_EQ(created["results"][0]["fromObjectTypeId"], "0-46");
+  EXPECT_EQ(created["results"][0]["toObjectTypeId"], "0-5");
+  EXPECT_EQ(created["results"][0]["labels"], json::array());
+  EXPECT_EQ(created["errors"][0]["category"], "OBJECT_NOT_FOUND");
+  EXPECT_EQ(created["errors"][0]["context"]["ids"], json::array({"999999"}));
+  // Without types, or with a type that does not exist between the two: 400, nothing created.
+  json untyped = {{"inputs", {{{"from", {{"id", note["id"]}}}, {"to", {{"id", t}}}}}}};
+  EXPECT_EQ(Call("POST", "/crm/v4/associations/notes/tickets/batch/create", untyped).first, 400);
+  json wrong = {{"inputs", {{{"from", {{"id", note["id"]}}}, {"to", {{"id", t}}},
+                             {"types", {{{"associationCategory", "HUBSPOT_DEFINED"}, {"associationTypeId", 339}}}}}}}};
+  EXPECT_EQ(Call("POST", "/crm/v4/associations/notes/tickets/batch/create", wrong).first, 400);
   auto [s6, read] = Call("POST", "/crm/v4/associations/tickets/notes/batch/read", {{"inputs", {{{"id", t}}}}});
   ASSERT_EQ(s6, 200);
   EXPECT_EQ(read["results"][0]["to"][0]["toObjectId"], std::stoll(note["id"].get<std::string>()));
@@ -256,6 +269,117 @@ TEST_F(HubSpotMockTest, AssociationTypeNamesAreSingular) {
   auto [status, prop] = Call("GET", "/crm/v3/properties/companies/name");
   ASSERT_EQ(status, 200);
   EXPECT_EQ(prop["groupName"], "companyinformation");
+}
+
+TEST_F(HubSpotMockTest, LabelledAssociationsAreSetListedAndRemoved) {
+  StartMock();
+  auto [s1, contact] = Call("POST", "/crm/v3/objects/contacts", {{"properties", {{"email", "a@acme.example.se"}}}});
+  auto [s2, company] = Call("POST", "/crm/v3/objects/companies", {{"properties", {{"name", "Acme AB"}}}});
+  ASSERT_EQ(s1, 201);
+  ASSERT_EQ(s2, 201);
+  const std::string p = contact["id"], c = company["id"];
+  const std::string path = "/crm/v4/objects/contacts/" + p + "/associations/companies/" + c;
+  auto spec = [](const std::string& category, int id) {
+    return json{{"associationCategory", category}, {"associationTypeId", id}};
+  };
+
+  // The primary company (1) and the default (279): 201 with LabelsBetweenObjectPair.
+  auto [s3, pair] = Call("PUT", path, json::array({spec("HUBSPOT_DEFINED", 1), spec("HUBSPOT_DEFINED", 279)}));
+  ASSERT_EQ(s3, 201) << pair.dump();
+  EXPECT_EQ(pair["fromObjectTypeId"], "0-1");
+  EXPECT_EQ(pair["fromObjectId"], std::stoll(p));
+  EXPECT_EQ(pair["toObjectTypeId"], "0-2");
+  EXPECT_EQ(pair["toObjectId"], std::stoll(c));
+  EXPECT_EQ(pair["labels"], json::array({"Primary"}));
+
+  // Listed both ways, the default type first, the label with the reverse id (2) from the company.
+  auto [s4, listed] = Call("GET", "/crm/v4/objects/contacts/" + p + "/associations/companies");
+  ASSERT_EQ(s4, 200);
+  ASSERT_EQ(listed["results"].size(), 1u);
+  EXPECT_EQ(listed["results"][0]["associationTypes"],
+            json::parse(R"([{"category":"HUBSPOT_DEFINED","typeId":279,"label":null},
+                            {"category":"HUBSPOT_DEFINED","typeId":1,"label":"Primary"}])"));
+  auto [s5, back] = Call("POST", "/crm/v4/associations/companies/contacts/batch/read", {{"inputs", {{{"id", c}}}}});
+  ASSERT_EQ(s5, 200);
+  EXPECT_EQ(back["results"][0]["to"][0]["toObjectId"], std::stoll(p));
+  EXPECT_EQ(back["results"][0]["to"][0]["associationTypes"][1]["typeId"], 2);
+
+  // Setting the default type alone replaces the labels.
+  auto [s6, plain] = Call("PUT", path, json::array({spec("HUBSPOT_DEFINED", 279)}));
+  ASSERT_EQ(s6, 201);
+  EXPECT_EQ(plain["labels"], json::array());
+
+  // Unknown types, categories without such a label, and malformed bodies: 400 with HubSpot's body.
+  for (const json& bad : {json::array({spec("HUBSPOT_DEFINED", 999)}), json::array({spec("USER_DEFINED", 1)}),
+                          json::array({spec("HUBSPOT_DEFINED", 339)}), json::array(), json{{"associationTypeId", 1}},
+                          json::array({{{"associationCategory", "SOMETHING"}, {"associationTypeId", 1}}})}) {
+    auto [status, err] = Call("PUT", path, bad);
+    EXPECT_EQ(status, 400) << bad.dump();
+    EXPECT_EQ(err["status"], "error");
+    EXPECT_EQ(err["category"], "VALIDATION_ERROR");
+    EXPECT_TRUE(err.contains("correlationId"));
+  }
+  // A record that does not exist: 404.
+  EXPECT_EQ(Call("PUT", "/crm/v4/objects/contacts/" + p + "/associations/companies/999999",
+                 json::array({spec("HUBSPOT_DEFINED", 279)})).first, 404);
+
+  // DELETE removes every type, both ways: 204.
+  auto [s7, gone] = Call("DELETE", path);
+  EXPECT_EQ(s7, 204);
+  EXPECT_EQ(Call("GET", "/crm/v4/objects/contacts/" + p + "/associations/companies").second["results"], json::array());
+  EXPECT_EQ(Call("GET", "/crm/v4/objects/companies/" + c + "/associations/contacts").second["results"], json::array());
+}
+
+TEST_F(HubSpotMockTest, BatchAssociateDefaultAnswers200WithPublicDefaultAssociations) {
+  StartMock();
+  auto [s1, ticket] = Call("POST", "/crm/v3/objects/tickets", Ticket("T"));
+  auto [s2, company] = Call("POST", "/crm/v3/objects/companies", {{"properties", {{"name", "Acme AB"}}}});
+  ASSERT_EQ(s1, 201);
+  ASSERT_EQ(s2, 201);
+  const std::string t = ticket["id"], c = company["id"];
+  auto [status, got] = Call("POST", "/crm/v4/associations/tickets/companies/batch/associate/default",
+                            {{"inputs", {{{"from", {{"id", t}}}, {"to", {{"id", c}}}}}}});
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(got["status"], "COMPLETE");
+  EXPECT_EQ(got["results"], json::parse(R"([{"from":{"id":")" + t + R"("},"to":{"id":")" + c +
+                                        R"("},"associationSpec":{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":339}}])"));
+  // batch/archive takes a list of targets per input.
+  auto archived = client_->Post("/crm/v4/associations/tickets/companies/batch/archive",
+                                {{"Authorization", "Bearer pat-t"}},
+                                json{{"inputs", {{{"from", {{"id", t}}}, {"to", {{{"id", c}}}}}}}}.dump(),
+                                "application/json");
+  ASSERT_TRUE(archived);
+  EXPECT_EQ(archived->status, 204);
+  EXPECT_EQ(Call("GET", "/crm/v4/objects/tickets/" + t + "/associations/companies").second["results"], json::array());
+}
+
+TEST_F(HubSpotMockTest, AssociationListPagesByLimitAndAfter) {
+  StartMock();
+  auto [s1, ticket] = Call("POST", "/crm/v3/objects/tickets", Ticket("T"));
+  ASSERT_EQ(s1, 201);
+  const std::string t = ticket["id"];
+  std::set<std::string> notes;
+  for (int i = 0; i < 5; ++i) {
+    auto [s, note] = Call("POST", "/crm/v3/objects/notes",
+                          {{"properties", {{"hs_note_body", "n"}, {"hs_timestamp", "2026-01-01T00:00:00Z"}}}});
+    ASSERT_EQ(s, 201);
+    notes.insert(note["id"].get<std::string>());
+    ASSERT_EQ(Call("PUT", "/crm/v4/objects/tickets/" + t + "/associations/default/notes/" + note["id"].get<std::string>()).first, 200);
+  }
+  std::set<std::string> seen;
+  std::string after;
+  int pages = 0;
+  while (true) {
+    auto [status, page] = Call("GET", "/crm/v4/objects/tickets/" + t + "/associations/notes?limit=2" +
+                                          (after.empty() ? "" : "&after=" + after));
+    ASSERT_EQ(status, 200);
+    for (const json& r : page["results"]) EXPECT_TRUE(seen.insert(std::to_string(r["toObjectId"].get<int64_t>())).second);
+    ++pages;
+    if (!page.contains("paging")) break;
+    after = page["paging"]["next"]["after"];
+  }
+  EXPECT_EQ(seen, notes);
+  EXPECT_EQ(pages, 3);
 }
 
 }  // namespace
