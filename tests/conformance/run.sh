@@ -3,12 +3,13 @@
 #   CRM_MOCKS=build/bin/crm-mocks tests/conformance/run.sh [FILE.test.mjs ...]
 # The SDKs come from npm as package-lock.json pins them; installed here when missing.
 set -uo pipefail
-cd "$(dirname "$0")" || exit 1
+# CRM_MOCKS may be relative to the caller's directory: resolve it before leaving it.
 if [ -z "${CRM_MOCKS:-}" ] || [ ! -x "$CRM_MOCKS" ]; then
   echo "conformance: set CRM_MOCKS to the crm-mocks binary, e.g. build/bin/crm-mocks" >&2
   exit 1
 fi
 export CRM_MOCKS="$(cd "$(dirname "$CRM_MOCKS")" && pwd)/$(basename "$CRM_MOCKS")"
+cd "$(dirname "$0")" || exit 1
 
 # npm writes node_modules/.package-lock.json last, so its absence also means an interrupted install.
 install_sdks() {
