@@ -9,6 +9,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -42,6 +43,10 @@ struct ObjectRef {
   std::map<std::string, std::string> params;
   // Native fields the mapping reads or writes; a connector requests at least these on reads.
   std::vector<std::string> fields;
+  // Those of `fields` that are references to other records (a Dynamics 365 lookup column, a
+  // HubSpot association type). On reads a connector gives each as the referenced record's native
+  // id (a string, or null when there is none); on writes they arrive in WriteOp::refs.
+  std::set<std::string> ref_fields;
 };
 
 // Opaque, connector-defined position in a change stream. Empty means "from the beginning".
@@ -68,6 +73,19 @@ struct Page {
   int64_t total = -1;
 };
 
+// A reference written to a record: the referenced record, as the target system knows it.
+struct NativeRef {
+  std::string object;  // its native object ("accounts", "companies")
+  std::string id;      // its native id; empty clears the reference
+  // The id the record referred to before, when crmbridge knows it ("" if none or unknown): a
+  // system with many-valued references (HubSpot associations) removes it, so the record ends up
+  // referring to `id` alone.
+  std::string previous_id;
+  // Dynamics 365: the single-valued navigation property to bind through, when it differs from
+  // the field (polymorphic lookups: parentcustomerid -> parentcustomerid_account).
+  std::string bind;
+};
+
 struct WriteOp {
   enum class Kind { kUpsert, kUpdate, kDelete };
   Kind kind = Kind::kUpsert;
@@ -78,6 +96,8 @@ struct WriteOp {
   // that can update by id more cheaply than by key).
   std::string native_id;
   nlohmann::json fields = nlohmann::json::object();
+  // Reference fields (ObjectRef::ref_fields) to write, by native field; never also in `fields`.
+  std::map<std::string, NativeRef> refs;
   // Earlier attempts of this write (0 on the first). A connector whose creates are not
   // idempotent by key reconciles before retrying one whose outcome is unknown.
   int attempt = 0;

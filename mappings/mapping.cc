@@ -86,6 +86,13 @@ Result<json> ToType(const json& v, FieldType type) {
         if (v == "") return json();
       }
       break;
+    case FieldType::kRef:
+      // A native id (numbers too: HubSpot ids are numeric), or a placeholder read back from an
+      // outbox payload.
+      if (v.is_string() || v.is_null()) return v;
+      if (v.is_number_integer()) return json(v.dump());
+      if (RefPlaceholderId(v)) return v;
+      break;
     case FieldType::kDateTime: {
       static const std::regex kIso(
           R"(^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$)");
@@ -97,6 +104,7 @@ Result<json> ToType(const json& v, FieldType type) {
                                                   (type == FieldType::kString    ? "string"
                                                    : type == FieldType::kNumber  ? "number"
                                                    : type == FieldType::kBoolean ? "boolean"
+                                                   : type == FieldType::kRef     ? "reference"
                                                                                  : "datetime"));
 }
 
@@ -140,9 +148,21 @@ Result<json> MappingPlan::ToNative(const SystemEntityMapping& m, const json& can
       v = std::move(*r);
     }
     if (f.required && (v.is_null() || v == "")) return FieldError(m, f, "a value is required");
+    if (!f.ref_entity.empty() && v.is_string()) v = RefPlaceholder(f.ref_entity, v.get<std::string>());
     out[f.native] = std::move(v);
   }
   return out;
+}
+
+json RefPlaceholder(const std::string& entity, const std::string& canonical_id) {
+  return json{{"$ref", entity}, {"id", canonical_id}};
+}
+
+std::optional<std::string> RefPlaceholderId(const json& value) {
+  if (!value.is_object() || value.size() != 2 || !value.contains("$ref")) return std::nullopt;
+  auto id = value.find("id");
+  if (id == value.end() || !id->is_string()) return std::nullopt;
+  return id->get<std::string>();
 }
 
 }  // namespace crmbridge

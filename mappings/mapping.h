@@ -29,7 +29,10 @@ namespace crmbridge {
 
 enum class Direction { kIn, kOut, kBoth };
 
-enum class FieldType { kString, kNumber, kBoolean, kDateTime };
+// kRef: a reference to a record of another canonical entity (a contact's company). Its canonical
+// value is that record's canonical id; natively, the referenced record's id in that system, which
+// the engine translates through its links.
+enum class FieldType { kString, kNumber, kBoolean, kDateTime, kRef };
 
 // A small, pure transform step. In() runs native -> canonical, Out() canonical -> native.
 // Errors are record-level (kInvalidArgument naming the value).
@@ -56,6 +59,7 @@ struct CanonicalField {
   // change elsewhere is not taken and is overwritten with that system's value. Empty: the most
   // recent change wins, by each record's modification time.
   std::string system_of_record;
+  std::string ref_entity;  // kRef: the entity referred to ("company")
   SourcePos pos;
 };
 
@@ -85,6 +89,8 @@ struct FieldMap {
   std::vector<std::shared_ptr<const Transform>> transforms;  // applied in order for In, reversed for Out
   bool required = false;     // a record missing it (after transforms) is rejected
   bool create_only = false;  // written only when the target record is created
+  std::string ref_entity;    // kRef fields: the entity referred to (the canonical field's)
+  std::string bind;          // kRef fields: Dynamics 365 navigation property, when not `native`
   SourcePos pos;
 
   bool reads() const { return direction != Direction::kOut; }
@@ -109,6 +115,12 @@ struct SystemEntityMapping {
   bool writes() const;  // any field maps out
 };
 
+// A reference as it travels from ToNative to the engine's flush, before it is translated to the
+// target system's id: {"$ref": "company", "id": "<canonical id>"}.
+nlohmann::json RefPlaceholder(const std::string& entity, const std::string& canonical_id);
+// The canonical id of a placeholder, or nullopt when `value` is not one.
+std::optional<std::string> RefPlaceholderId(const nlohmann::json& value);
+
 // A native record mapped to canonical fields, or why it could not be.
 struct MappedRecord {
   nlohmann::json fields = nlohmann::json::object();  // canonical field -> value (only mapped-in fields)
@@ -125,10 +137,12 @@ class MappingPlan {
   std::set<std::string> systems() const;
 
   // native -> canonical through every `in`/`both` field of `m`. Missing native fields are absent
-  // from the result (not null). kInvalidArgument names the field and value at fault.
+  // from the result (not null). kInvalidArgument names the field and value at fault. Reference
+  // fields come out as they went in (a native id, or a placeholder): the engine resolves them.
   static Result<MappedRecord> ToCanonical(const SystemEntityMapping& m, const nlohmann::json& native);
   // canonical -> native through every `out`/`both` field of `m`; create_only fields are written
-  // only when `creating`. Canonical fields absent from `canonical` are not written.
+  // only when `creating`. Canonical fields absent from `canonical` are not written. A reference
+  // field's canonical id comes out as a RefPlaceholder.
   static Result<nlohmann::json> ToNative(const SystemEntityMapping& m, const nlohmann::json& canonical,
                                          bool creating);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -22,12 +23,15 @@ const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values",
                                                    "system_of_record"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
-                                             "required", "create_only"};
+                                             "required", "create_only", "bind"};
 const std::set<std::string> kRowKeys = {"native", "canonical", "prefer"};
 const std::map<std::string, FieldType> kTypes = {{"string", FieldType::kString},
                                                  {"number", FieldType::kNumber},
                                                  {"boolean", FieldType::kBoolean},
-                                                 {"datetime", FieldType::kDateTime}};
+                                                 {"datetime", FieldType::kDateTime},
+                                                 {"ref", FieldType::kRef}};
+// System kinds whose connectors read and write references (lookups, associations).
+const std::set<std::string> kKindsWithReferences = {"hubspot", "dynamics365"};
 
 std::string Join(const std::set<std::string>& words) {
   std::string out;
@@ -104,6 +108,16 @@ class Loader {
       }
       f.type = cf->type;
       f.required = f.required || cf->required;
+      f.ref_entity = cf->ref_entity;
+      if (cf->type == FieldType::kRef) {
+        if (!f.transforms.empty())
+          diags_.Error(f.pos, m.entity + "." + f.canonical + " is a reference: it takes no transforms",
+                       "the engine translates the referenced record's id between systems");
+        CheckReferenceMapping(m, f);
+      } else if (!f.bind.empty()) {
+        diags_.Error(f.pos, "'bind' is for reference fields, and " + m.entity + "." + f.canonical +
+                                " is a " + TypeName(cf->type));
+      }
       for (const auto& [pos, name, gives] : p.typed) {
         // A date may live in a string field as well as a datetime one.
         const bool ok = gives == cf->type || (gives == FieldType::kDateTime && cf->type == FieldType::kString);
@@ -127,6 +141,7 @@ class Loader {
     }
     CheckSystemsOfRecord();
     CheckMatchKeys();
+    OrderByReferences();
   }
 
  private:
@@ -207,6 +222,12 @@ class Loader {
               f.type = t->second;
           }
           if (spec["required"]) f.required = Bool(spec["required"], "required");
+          if (spec["entity"]) {
+            f.ref_entity = spec["entity"].Scalar();
+            ref_pos_[e.name + "." + f.name] = Pos(spec["entity"]);
+          } else if (spec["type"]) {
+            ref_pos_[e.name + "." + f.name] = Pos(spec["type"]);
+          }
           if (spec["system_of_record"]) {
             f.system_of_record = spec["system_of_record"].Scalar();
             f.pos = Pos(spec["system_of_record"]);
@@ -302,6 +323,80 @@ class Loader {
       CheckManyToOne(*table, kv.first);
       tables_[table->name] = table;
     }
+  }
+
+  // A reference is written and read through the referenced entity's links in the same system, so
+  // that system must map the referenced entity too, and its connector must carry references.
+  void CheckReferenceMapping(const SystemEntityMapping& m, const FieldMap& f) {
+    if (f.ref_entity.empty()) return;  // the canonical field's error is reported
+    auto kind = known_systems_.find(m.system);
+    if (kind != known_systems_.end() && !kind->second.empty() &&
+        !kKindsWithReferences.count(kind->second)) {
+      diags_.Error(f.pos, m.system + " (" + kind->second + ") does not carry references, so it cannot map " +
+                              m.entity + "." + f.canonical,
+                   "references are read and written by: " + Join(kKindsWithReferences));
+      return;
+    }
+    for (const SystemEntityMapping& other : mappings_)
+      if (other.system == m.system && other.entity == f.ref_entity) return;
+    diags_.Error(f.pos, m.system + " maps " + m.entity + "." + f.canonical + ", a reference to " +
+                            f.ref_entity + ", but does not map " + f.ref_entity,
+                 "map " + f.ref_entity + " under systems: " + m.system + ": so its records are linked");
+  }
+
+  // Checks every reference's target and orders entities so that a referenced entity comes before
+  // the entities referring to it (reads and writes go in that order). A cycle cannot be ordered.
+  void OrderByReferences() {
+    std::map<std::string, std::vector<std::pair<std::string, std::string>>> refs;  // entity -> (field, target)
+    for (const CanonicalEntity& e : entities_) {
+      for (const CanonicalField& f : e.fields) {
+        const std::string key = e.name + "." + f.name;
+        const SourcePos pos = ref_pos_.count(key) ? ref_pos_[key] : f.pos;
+        if (f.type == FieldType::kRef && f.ref_entity.empty()) {
+          diags_.Error(pos, key + " is a reference and needs 'entity': the entity it refers to",
+                       "{type: ref, entity: company}");
+        } else if (f.type != FieldType::kRef && !f.ref_entity.empty()) {
+          diags_.Error(pos, key + " names an entity, but is not a reference", "{type: ref, entity: " +
+                                                                                  f.ref_entity + "}");
+        } else if (f.type == FieldType::kRef && FindEntity(f.ref_entity) == nullptr) {
+          std::set<std::string> names;
+          for (const auto& known : entities_) names.insert(known.name);
+          diags_.Error(pos, key + " refers to unknown entity '" + f.ref_entity + "'",
+                       "entities: " + Join(names));
+        } else if (f.type == FieldType::kRef) {
+          refs[e.name].emplace_back(f.name, f.ref_entity);
+        }
+      }
+    }
+    // Depth-first, keeping the declared order where references allow it.
+    std::vector<CanonicalEntity> ordered;
+    std::map<std::string, int> state;  // 1 visiting, 2 placed
+    std::vector<std::string> path;
+    std::function<void(const std::string&)> visit = [&](const std::string& name) {
+      if (state[name] == 2) return;
+      state[name] = 1;
+      path.push_back(name);
+      for (const auto& [field, target] : refs[name]) {
+        if (state[target] == 1) {
+          std::string cycle;
+          for (auto it = std::find(path.begin(), path.end(), target); it != path.end(); ++it)
+            cycle += *it + " -> ";
+          const std::string key = name + "." + field;
+          diags_.Error(ref_pos_.count(key) ? ref_pos_[key] : SourcePos{},
+                       "references form a cycle: " + cycle + target,
+                       "one of them must not be a reference (crmbridge writes a referenced record "
+                       "before the records that refer to it)");
+          continue;
+        }
+        visit(target);
+      }
+      path.pop_back();
+      state[name] = 2;
+      for (CanonicalEntity& e : entities_)
+        if (e.name == name) ordered.push_back(e);
+    };
+    for (const CanonicalEntity& e : entities_) visit(e.name);
+    entities_ = std::move(ordered);
   }
 
   // Match keys must be fields this system reads: they are computed from what it holds.
@@ -468,6 +563,7 @@ class Loader {
         }
         if (spec["required"]) f.required = Bool(spec["required"], "required");
         if (spec["create_only"]) f.create_only = Bool(spec["create_only"], "create_only");
+        if (spec["bind"]) f.bind = spec["bind"].Scalar();
         Pending p{mappings_.size(), m.fields.size(), {}, {}, {}};
         if (spec["transforms"]) Transforms(spec["transforms"], &f, &p);
         pending.push_back(std::move(p));
@@ -641,6 +737,7 @@ class Loader {
   std::vector<SystemEntityMapping> mappings_;
   std::vector<Pending> pending_;
   std::set<std::string> reported_;  // table|value errors already reported once
+  std::map<std::string, SourcePos> ref_pos_;  // entity.field -> its `entity:` (or `type:`) key
 };
 
 }  // namespace

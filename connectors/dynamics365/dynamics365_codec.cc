@@ -42,6 +42,11 @@ Result<NativeRecord> RecordFromRow(const json& row, const std::string& primary_k
   r.id = pk->get<std::string>();
   for (const auto& [name, value] : row.items()) {
     if (name.find('@') != std::string::npos) continue;  // annotations, e.g. @odata.etag
+    // A lookup's value property (_parentaccountid_value) is given under the lookup's name.
+    if (name.size() > 7 && name[0] == '_' && name.compare(name.size() - 6, 6, "_value") == 0) {
+      r.fields[name.substr(1, name.size() - 7)] = value;
+      continue;
+    }
     r.fields[name] = value;
   }
   if (row.contains("modifiedon") && row["modifiedon"].is_string())

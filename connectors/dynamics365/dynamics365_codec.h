@@ -15,6 +15,7 @@ std::string PrimaryKeyOf(const std::string& entity_set);
 
 // One row of a collection or delta response. A "$deletedEntity" entry becomes a tombstone.
 // `key_column` is crmbridge's alternate-key column, copied into NativeRecord::key when set.
+// A lookup's value property (_parentaccountid_value) becomes the field `parentaccountid`.
 Result<NativeRecord> RecordFromRow(const nlohmann::json& row, const std::string& primary_key,
                                    const std::string& key_column);
 

@@ -35,6 +35,15 @@ void AddODataHeaders(Request* r) {
 }
 
 // A cursor that is a delta link (as opposed to a nextLink of a read in progress).
+// The columns to $select: a lookup is selected as its value property, _name_value
+// (RecordFromRow gives it back under its name).
+std::vector<std::string> SelectColumns(const ObjectRef& object) {
+  std::vector<std::string> cols;
+  for (const std::string& f : object.fields)
+    cols.push_back(object.ref_fields.count(f) ? "_" + f + "_value" : f);
+  return cols;
+}
+
 bool IsDeltaLink(const std::string& cursor) {
   return cursor.find("deltatoken=") != std::string::npos;
 }
@@ -210,7 +219,7 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   if (state.contains("next") && state["next"].is_string()) {
     req.url = state["next"].get<std::string>();
   } else {
-    std::vector<std::string> cols = object.fields;
+    std::vector<std::string> cols = SelectColumns(object);
     cols.push_back(pk);
     cols.push_back("modifiedon");
     if (!key_column.empty()) cols.push_back(key_column);
@@ -269,7 +278,7 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   req.method = "GET";
   req.idempotent = true;
   if (cursor.empty()) {
-    std::vector<std::string> cols = object.fields;
+    std::vector<std::string> cols = SelectColumns(object);
     cols.push_back(pk);
     cols.push_back("modifiedon");
     if (!key_column.empty()) cols.push_back(key_column);
@@ -342,6 +351,10 @@ Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteO
   Request req;
   req.idempotent = true;
   json body = op.fields;
+  // Lookups are bound through their navigation property (refs/dynamics365 §6): null unbinds.
+  for (const auto& [field, ref] : op.refs)
+    body[(ref.bind.empty() ? field : ref.bind) + "@odata.bind"] =
+        ref.id.empty() ? json() : json("/" + ref.object + "(" + ref.id + ")");
   if (op.kind == WriteOp::Kind::kDelete) {
     req.method = "DELETE";
     req.url = ApiRoot() + object.object + "(" + op.native_id + ")";

@@ -358,7 +358,9 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
         {{"propertyName", modified}, {"operator", "GTE"}, {"value", std::to_string(c.window_ms)}});
     sort = {{"propertyName", modified}, {"direction", "ASCENDING"}};
   }
-  std::vector<std::string> wanted = object.fields;
+  std::vector<std::string> wanted;
+  for (const std::string& f : object.fields)
+    if (!object.ref_fields.count(f)) wanted.push_back(f);  // associations, not properties
   wanted.push_back(setup.id_property);
   wanted.push_back(modified);
   if (!setup.pipeline_id.empty()) wanted.push_back("hs_pipeline");
@@ -408,6 +410,7 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     if (rec->modified_ms == boundary.ms && !boundary.ids.insert(rec->id).second) continue;
     page.records.push_back(std::move(*rec));
   }
+  CRMB_RETURN_IF_ERROR(ReadAssociations(object, &page.records));
   // paging.next.after is an integer offset formatted as a string, absent on the last page.
   std::optional<int64_t> next_after;
   if (const json* next = FindPath(*j, {"paging", "next", "after"})) {
@@ -459,6 +462,117 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   }
   page.next = EncodeCursor(next);
   return page;
+}
+
+Status HubSpotConnector::ReadAssociations(const ObjectRef& object,
+                                          std::vector<NativeRecord>* records) {
+  if (object.ref_fields.empty() || records->empty()) return Status::Ok();
+  for (const std::string& to_type : object.ref_fields) {
+    json inputs = json::array();
+    for (const NativeRecord& r : *records)
+      if (!r.deleted) inputs.push_back({{"id", r.id}});
+    std::map<std::string, std::vector<std::string>> found;
+    // A page (at most 200) fits one batch read (1000 inputs, refs/hubspot §8).
+    auto r = Call("POST", "/crm/v4/associations/" + object.object + "/" + to_type + "/batch/read",
+                  json{{"inputs", inputs}}.dump(), true);
+    if (!r.ok()) return r.status();
+    // 207: some inputs have no association of this type (or no longer exist); they have none.
+    if (r->status != 200 && r->status != 207)
+      return Fail(*r, "reading " + object.object + " associations to " + to_type);
+    auto j = ParseBody(*r, "reading " + object.object + " associations to " + to_type);
+    if (!j.ok()) return j.status();
+    if (const json* results = FindPath(*j, {"results"}); results && results->is_array()) {
+      for (const json& res : *results) {
+        const json* from = FindPath(res, {"from", "id"});
+        const json* to = FindPath(res, {"to"});
+        if (from == nullptr || to == nullptr || !to->is_array()) continue;
+        const std::string from_id = from->is_string() ? from->get<std::string>() : from->dump();
+        for (const json& t : *to) {
+          const json* id = FindPath(t, {"toObjectId"});
+          if (id == nullptr) continue;
+          found[from_id].push_back(id->is_string() ? id->get<std::string>() : id->dump());
+        }
+      }
+    }
+    for (NativeRecord& rec : *records) {
+      if (rec.deleted) continue;
+      std::vector<std::string>& ids = found[rec.id];
+      // Numeric order, so the reference read is the same on every read.
+      std::sort(ids.begin(), ids.end(), [](const std::string& a, const std::string& b) {
+        return a.size() != b.size() ? a.size() < b.size() : a < b;
+      });
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      rec.fields[to_type] = ids.empty() ? json() : json(ids.front());
+      rec.associations[to_type] = ids;
+    }
+  }
+  return Status::Ok();
+}
+
+void HubSpotConnector::WriteAssociations(const std::string& type, const std::vector<WriteOp>& ops,
+                                         std::vector<WriteOutcome>* outcomes) {
+  // Per associated type, the (op, from, to) pairs to add and to archive.
+  struct Pair {
+    size_t op;
+    std::string from, to;
+  };
+  std::map<std::string, std::vector<Pair>> add, drop;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const WriteOutcome& o = (*outcomes)[i];
+    if (!o.status.ok() || o.native_id.empty() || ops[i].kind == WriteOp::Kind::kDelete) continue;
+    for (const auto& [to_type, ref] : ops[i].refs) {
+      if (!ref.id.empty()) add[to_type].push_back({i, o.native_id, ref.id});
+      if (!ref.previous_id.empty() && ref.previous_id != ref.id)
+        drop[to_type].push_back({i, o.native_id, ref.previous_id});
+    }
+  }
+  auto fail = [&](const Pair& p, const Status& s) {
+    if ((*outcomes)[p.op].status.ok()) (*outcomes)[p.op].status = s;
+  };
+  auto send = [&](const std::string& to_type, const std::vector<Pair>& pairs, bool archive) {
+    for (size_t i = 0; i < pairs.size(); i += hubspot::kMaxBatchInputs) {
+      const size_t end = std::min(pairs.size(), i + hubspot::kMaxBatchInputs);
+      json inputs = json::array();
+      for (size_t k = i; k < end; ++k) {
+        if (archive)
+          inputs.push_back({{"from", {{"id", pairs[k].from}}}, {"to", json::array({{{"id", pairs[k].to}}})}});
+        else
+          inputs.push_back({{"from", {{"id", pairs[k].from}}}, {"to", {{"id", pairs[k].to}}}});
+      }
+      const std::string what = std::string(archive ? "removing" : "adding") + " " + type +
+                               " associations to " + to_type;
+      auto r = Call("POST",
+                    "/crm/v4/associations/" + type + "/" + to_type +
+                        (archive ? "/batch/archive" : "/batch/associate/default"),
+                    json{{"inputs", inputs}}.dump(), true);  // both are idempotent
+      Status s;
+      if (!r.ok()) {
+        s = r.status();
+      } else if (r->status == 207 && !archive) {
+        // Some pairs failed (a record gone since): fail those the errors name, by from id.
+        auto j = ParseBody(*r, what);
+        std::set<std::string> done;
+        if (j.ok())
+          if (const json* results = FindPath(*j, {"results"}); results && results->is_array())
+            for (const json& res : *results)
+              if (const json* from = FindPath(res, {"fromObjectId"}))
+                done.insert(from->is_string() ? from->get<std::string>() : from->dump());
+        for (size_t k = i; k < end; ++k)
+          if (!done.count(pairs[k].from))
+            fail(pairs[k], Status(StatusCode::kInvalidArgument,
+                                  "hubspot: " + what + ": " + type + " " + pairs[k].from +
+                                      " could not be associated with " + to_type + " " + pairs[k].to)
+                               .set_system(name_));
+        continue;
+      } else if (r->status < 200 || r->status >= 300) {
+        s = Fail(*r, what);
+      }
+      if (!s.ok())
+        for (size_t k = i; k < end; ++k) fail(pairs[k], s);
+    }
+  };
+  for (const auto& [to_type, pairs] : drop) send(to_type, pairs, true);
+  for (const auto& [to_type, pairs] : add) send(to_type, pairs, false);
 }
 
 void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& setup,
@@ -631,6 +745,9 @@ Result<std::vector<WriteOutcome>> HubSpotConnector::Write(const ObjectRef& objec
       pending = std::move(later);
     }
   }
+  WriteAssociations(object.object, ops, &outcomes);
+  for (const WriteOutcome& o : outcomes)
+    if (o.status.IsSystemFatal()) return o.status;
   return outcomes;
 }
 

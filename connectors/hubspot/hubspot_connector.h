@@ -10,6 +10,10 @@
 // create retried after an unknown outcome updates the first instead of duplicating it; a batch
 // HubSpot rejects as a whole is split until only the bad record fails.
 //
+// References are associations (v4): a reference field is named after the associated object type
+// ("companies"); reads fetch each page's associations in one batch read per type, writes add the
+// default association (and archive the one replaced) in batches after the records are written.
+//
 // Tickets in a pipeline (ObjectRef params {"pipeline": label or id}) show and take stage LABELS in
 // hs_pipeline_stage; the connector translates them through the pipelines API.
 //
@@ -68,6 +72,14 @@ class HubSpotConnector : public Connector {
   void ToLabels(const ObjectSetup& setup, NativeRecord* record) const;
   Result<nlohmann::json> ToProperties(const ObjectSetup& setup, const nlohmann::json& fields) const;
 
+  // Reads the associations of `records` for every reference field of `object` (search answers
+  // carry none): the field holds the lowest associated id, or null; NativeRecord::associations
+  // all of them.
+  Status ReadAssociations(const ObjectRef& object, std::vector<NativeRecord>* records);
+  // Associates each written record with the records its refs name (and drops the association a
+  // ref replaced). A failed association fails its op, which is retried as a whole.
+  void WriteAssociations(const std::string& type, const std::vector<WriteOp>& ops,
+                         std::vector<WriteOutcome>* outcomes);
   // Writes one chunk; on a whole-batch rejection, splits it in halves down to single inputs.
   void WriteChunk(const std::string& type, const ObjectSetup& setup, const std::string& verb,
                   const std::vector<const WriteOp*>& ops, std::vector<WriteOutcome*>& outcomes);

@@ -24,7 +24,8 @@ json EntityCounts::ToJson() const {
               {"created", created},   {"updated", updated},       {"retrying", retrying},
               {"dead_lettered", dead_lettered}, {"unverified", unverified},
               {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts},
-              {"duplicates", duplicates}};
+              {"duplicates", duplicates}, {"unresolved_refs", unresolved_refs},
+              {"waiting_on_refs", waiting_on_refs}};
 }
 
 int64_t RunSummary::TotalWrites() const {
@@ -88,7 +89,10 @@ ObjectRef RefFor(const SystemEntityMapping& m) {
   ObjectRef ref;
   ref.object = m.object;
   ref.params = m.params;
-  for (const auto& f : m.fields) ref.fields.push_back(f.native);
+  for (const auto& f : m.fields) {
+    ref.fields.push_back(f.native);
+    if (!f.ref_entity.empty()) ref.ref_fields.insert(f.native);
+  }
   return ref;
 }
 
@@ -154,6 +158,13 @@ class SyncEngine::Run {
     return stored->value_or(Link{});
   }
 
+  // Reference fields of a record mapped from `m` get canonical ids: a native id through the
+  // referenced entity's links in m.system, a placeholder (an outbox payload read back) by its id.
+  // A native id crmbridge has not linked is dropped from `record`, counted in `unresolved`.
+  Status ResolveReadRefs(const SystemEntityMapping& m, MappedRecord* record, int64_t* unresolved);
+  // Turns the placeholders of an outbox payload into NativeRefs of `m.system`'s records. kAborted
+  // naming the record when one does not exist there yet (it is retried later).
+  Status ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item, WriteOp* op);
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -457,6 +468,82 @@ void SyncEngine::Run::PutMatchKeys(const std::string& entity, const std::string&
   }
 }
 
+Status SyncEngine::Run::ResolveReadRefs(const SystemEntityMapping& m, MappedRecord* record,
+                                        int64_t* unresolved) {
+  for (const FieldMap& f : m.fields) {
+    if (f.ref_entity.empty() || !record->fields.contains(f.canonical)) continue;
+    json& value = record->fields[f.canonical];
+    if (value.is_null()) continue;  // refers to nothing
+    if (auto cid = RefPlaceholderId(value)) {
+      value = *cid;
+      continue;
+    }
+    const std::string native_id = value.get<std::string>();
+    std::optional<std::string> cid;
+    if (auto p = pending_links_.find(m.system + "|" + f.ref_entity + "|" + native_id);
+        p != pending_links_.end()) {
+      cid = p->second.canonical_id;
+    } else {
+      auto link = e_->store_->FindLinkByNative(m.system, f.ref_entity, native_id);
+      if (!link.ok()) return link.status();
+      if (link->has_value()) cid = (*link)->canonical_id;
+    }
+    if (cid) {
+      value = *cid;
+      continue;
+    }
+    if (unresolved != nullptr) ++*unresolved;
+    spdlog::info("{}: {}.{} refers to {} {}, which crmbridge has not linked; the reference is "
+                 "left as it is", m.system, m.entity, f.canonical, f.ref_entity, native_id);
+    record->fields.erase(f.canonical);
+  }
+  return Status::Ok();
+}
+
+Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item,
+                                         WriteOp* op) {
+  std::optional<Snapshot> snap;
+  bool snap_loaded = false;
+  for (const FieldMap& f : m.fields) {
+    if (f.ref_entity.empty() || !f.writes() || !op->fields.contains(f.native)) continue;
+    const json value = op->fields[f.native];
+    op->fields.erase(f.native);
+    const SystemEntityMapping* target = e_->plan_->Find(m.system, f.ref_entity);
+    if (target == nullptr) continue;  // validation requires it
+    NativeRef ref;
+    ref.object = target->object;
+    ref.bind = f.bind;
+    std::string cid;
+    if (auto id = RefPlaceholderId(value)) cid = *id;
+    if (!cid.empty()) {
+      auto link = e_->store_->FindLink(f.ref_entity, cid, m.system);
+      if (!link.ok()) return link.status();
+      if (!link->has_value() || (*link)->native_id.empty())
+        return Status(StatusCode::kAborted, "waits for " + f.ref_entity + " " + cid + " (its " +
+                                                f.canonical + "), which " + m.system +
+                                                " does not have yet");
+      ref.id = (*link)->native_id;
+    }
+    // What this system referred to before, so a many-valued reference can drop it.
+    if (!snap_loaded) {
+      auto stored = e_->store_->GetSnapshot(item.entity, item.canonical_id);
+      if (!stored.ok()) return stored.status();
+      snap = *stored;
+      snap_loaded = true;
+    }
+    if (snap && snap->seen.is_object() && snap->seen.contains(m.system)) {
+      const json before = snap->seen[m.system].value(f.canonical, json());
+      if (before.is_string() && before.get<std::string>() != cid) {
+        auto link = e_->store_->FindLink(f.ref_entity, before.get<std::string>(), m.system);
+        if (!link.ok()) return link.status();
+        if (link->has_value()) ref.previous_id = (*link)->native_id;
+      }
+    }
+    op->refs[f.native] = std::move(ref);
+  }
+  return Status::Ok();
+}
+
 Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                                       StateBatch* batch) {
   EntityCounts& counts = Count(source.system, source.entity);
@@ -469,6 +556,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
                  source.entity, mapped.status().message());
     return Status::Ok();
   }
+  CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*mapped, &counts.unresolved_refs));
 
   bool matched = false;
   auto cid_or = ResolveCanonicalId(source, record, *mapped, &matched);
@@ -532,8 +620,10 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
       auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
       if (!queued.ok()) return queued.status();
       if (queued->has_value())
-        if (auto back = MappingPlan::ToCanonical(source, (*queued)->payload); back.ok())
+        if (auto back = MappingPlan::ToCanonical(source, (*queued)->payload); back.ok()) {
+          CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*back, nullptr));
           in_flight = back->fields;
+        }
     }
     return in_flight->contains(field) && (*in_flight)[field] == value;
   };
@@ -879,34 +969,34 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
   const int max_batch = std::max(1, connector->capabilities().max_batch);
   // Items are fetched in slices; each slice is written in chunks of the API's batch maximum.
   const int slice = max_batch * 10;
-  // Every item handed to FlushChunk leaves the due set (completed, dead-lettered, or retried at a
-  // later time) unless the system is marked unreachable, so this loop ends.
-  while (!Stopping() && !IsMarkedUnreachable(system)) {
-    auto due = e_->store_->DueOutbox(system, e_->clock_->NowMillis(), slice);
-    if (!due.ok()) return due.status();
-    if (due->empty()) break;
-
-    // Group by entity, preserving order, then chunk.
-    std::map<std::string, std::vector<OutboxItem>> by_entity;
-    for (OutboxItem& item : *due) by_entity[item.entity].push_back(std::move(item));
-    for (auto& [entity, items] : by_entity) {
-      const SystemEntityMapping* m = e_->plan_->Find(system, entity);
-      if (m == nullptr) {
-        // The mapping no longer names this entity for this system: keep the rows for a mapping
-        // that does, rather than dropping queued customer data.
-        spdlog::warn("{}: {} outbox items for {} have no mapping any more; left in the outbox",
-                     system, items.size(), entity);
-        return Status::Ok();
-      }
-      for (size_t i = 0; i < items.size() && !Stopping(); i += max_batch) {
-        std::vector<OutboxItem> chunk(items.begin() + i,
-                                      items.begin() + std::min(items.size(), i + max_batch));
+  // Entities in dependency order: a company exists in the system before the contacts and
+  // onboardings that refer to it are written. Every item handed to FlushChunk leaves the due set
+  // (completed, dead-lettered, or retried at a later time) unless the system is marked
+  // unreachable, so each loop ends.
+  for (const CanonicalEntity& entity : e_->plan_->entities()) {
+    const SystemEntityMapping* m = e_->plan_->Find(system, entity.name);
+    if (m == nullptr) continue;
+    while (!Stopping() && !IsMarkedUnreachable(system)) {
+      auto due = e_->store_->DueOutboxFor(system, entity.name, e_->clock_->NowMillis(), slice);
+      if (!due.ok()) return due.status();
+      if (due->empty()) break;
+      for (size_t i = 0; i < due->size() && !Stopping(); i += max_batch) {
+        std::vector<OutboxItem> chunk(due->begin() + i,
+                                      due->begin() + std::min(due->size(), i + max_batch));
         CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
         CRMB_RETURN_IF_ERROR(RenewLease());
         if (IsMarkedUnreachable(system)) return Status::Ok();
       }
     }
   }
+  if (Stopping() || IsMarkedUnreachable(system)) return Status::Ok();
+  // Rows of an entity the mapping no longer names for this system stay queued for a mapping that
+  // does, rather than dropping customer data.
+  auto left = e_->store_->DueOutbox(system, e_->clock_->NowMillis(), 1);
+  if (!left.ok()) return left.status();
+  if (!left->empty())
+    spdlog::warn("{}: outbox items for {} have no mapping any more; left in the outbox", system,
+                 left->front().entity);
   return Status::Ok();
 }
 
@@ -925,17 +1015,34 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
     op.attempt = item.attempts;
     ops.push_back(std::move(op));
   }
-  auto written = connector->Write(RefFor(m), ops);
-  std::vector<WriteOutcome> outcomes;
-  if (written.ok()) {
-    outcomes = std::move(*written);
-  } else {
-    outcomes.assign(items.size(), WriteOutcome{written.status(), "", false});
+  // References become the target system's ids; a write whose referenced record is not there yet
+  // waits (a record is flushed after the records it refers to, so that is a failure upstream).
+  std::vector<Status> held(items.size());
+  std::vector<WriteOp> sendable;
+  std::vector<size_t> sent_index;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].op != "delete") {
+      held[i] = ResolveWriteRefs(m, items[i], &ops[i]);
+      if (!held[i].ok() && held[i].code() != StatusCode::kAborted) return held[i];
+    }
+    if (held[i].ok()) {
+      sendable.push_back(std::move(ops[i]));
+      sent_index.push_back(i);
+    }
   }
-  if (outcomes.size() != items.size()) {
-    return Status(StatusCode::kInternal,
-                  std::string(connector->Name()) + " returned " + std::to_string(outcomes.size()) +
-                      " outcomes for " + std::to_string(items.size()) + " writes");
+  std::vector<WriteOutcome> outcomes(items.size());
+  for (size_t i = 0; i < items.size(); ++i)
+    if (!held[i].ok()) outcomes[i].status = held[i];
+  if (!sendable.empty()) {
+    auto written = connector->Write(RefFor(m), sendable);
+    if (written.ok() && written->size() != sendable.size()) {
+      return Status(StatusCode::kInternal,
+                    std::string(connector->Name()) + " returned " + std::to_string(written->size()) +
+                        " outcomes for " + std::to_string(sendable.size()) + " writes");
+    }
+    for (size_t k = 0; k < sent_index.size(); ++k)
+      outcomes[sent_index[k]] = written.ok() ? std::move((*written)[k])
+                                             : WriteOutcome{written.status(), "", false};
   }
 
   // Systems flush in parallel, and two of them may have written the same record: the snapshot's
@@ -964,6 +1071,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       // In direction, so a many-to-one table's preferred value is what is expected): reading it
       // back later is then recognised as our own write, not a change made there.
       if (auto back = MappingPlan::ToCanonical(m, item.payload); back.ok()) {
+        CRMB_RETURN_IF_ERROR(ResolveReadRefs(m, &*back, nullptr));
         auto snap = e_->store_->GetSnapshot(item.entity, item.canonical_id);
         if (!snap.ok()) return snap.status();
         if (snap->has_value()) {
@@ -1010,6 +1118,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
     }
     const bool transient = st.IsTransient() || st.code() == StatusCode::kAlreadyExists ||
                            st.code() == StatusCode::kAborted;
+    if (!held[i].ok()) ++counts.waiting_on_refs;
     if (transient && item.attempts + 1 < e_->config_->sync.max_outbox_attempts) {
       ++counts.retrying;
       batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts, e_->config_->sync));

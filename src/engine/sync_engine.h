@@ -77,6 +77,11 @@ struct EntityCounts {
   int64_t rewritten = 0;     // unconfirmed writes read back as lost, and queued again
   int64_t conflicts = 0;     // changes read here that lost to the field's conflict policy
   int64_t duplicates = 0;    // records not synced: their match key is another record's here
+  // References read here to records crmbridge has not linked (outside the mapping's scope, or
+  // not read yet): the field is left as the canonical record has it.
+  int64_t unresolved_refs = 0;
+  // Writes held back because a record they refer to does not exist in that system yet.
+  int64_t waiting_on_refs = 0;
   nlohmann::json ToJson() const;
 };
 

@@ -28,7 +28,9 @@ TEST(Dynamics365CodecTest, RowKeepsLookupsAndDropsAnnotations) {
   auto r = RecordFromRow(row, "opportunityid", "crmb_externalid");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->id, "60c4e274-0d87-e711-80e5-00155db19e6d");
-  EXPECT_EQ(r->fields["_parentaccountid_value"], "11111111-0000-0000-0000-000000000000");
+  // A lookup is given under its own name, as mappings name it.
+  EXPECT_EQ(r->fields["parentaccountid"], "11111111-0000-0000-0000-000000000000");
+  EXPECT_EQ(r->fields.count("_parentaccountid_value"), 0u);
   EXPECT_EQ(r->fields["estimatedvalue"], 1200.5);
   EXPECT_EQ(r->fields.count("@odata.etag"), 0u);
   EXPECT_EQ(r->fields.count("_parentaccountid_value@OData.Community.Display.V1.FormattedValue"),
