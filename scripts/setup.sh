@@ -17,6 +17,7 @@ PACKAGES=(
   libcpprest-dev libssl-dev libboost-system-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libsqlite3-dev
   libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+  chromium  # renders the HTML onboarding report in its test (headless, offline)
 )
 
 missing=()

@@ -19,6 +19,7 @@
 #include "src/core/logging.h"
 #include "src/core/time_util.h"
 #include "src/engine/bootstrap.h"
+#include "src/report/onboarding_report.h"
 
 namespace crmbridge::cli {
 namespace {
@@ -58,7 +59,8 @@ struct Loaded {
   std::unique_ptr<Store> store;
 };
 
-int Load(const GlobalOptions& global, bool need_plan, Loaded* out) {
+// `existing_state`: a read-only command refuses to create an empty state store where none is.
+int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing_state = false) {
   auto config = LoadAppConfig(global.config_path);
   if (!config.ok()) {
     std::cerr << "crmbridge: configuration error:\n" << config.status().message() << "\n";
@@ -75,6 +77,11 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out) {
       return kExitUsage;
     }
     out->plan = *plan;
+  }
+  if (existing_state && access(out->config.state_path.c_str(), F_OK) != 0) {
+    std::cerr << "crmbridge: there is no state store at " << out->config.state_path
+              << " yet: it is created by the first `crmbridge sync`\n";
+    return kExitUsage;
   }
   auto store = OpenSqliteStore(out->config.state_path);
   if (!store.ok()) {
@@ -603,6 +610,84 @@ int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options) {
   std::printf("%zu dead letter(s) moved back to the outbox; the next sync writes them.\n",
               ids.size() - failed);
   return failed > 0 ? kExitUsage : kExitOk;
+}
+
+int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& options) {
+  SetUpLogging(global);
+  const char* me = "crmbridge report onboarding";
+  report::ReportOptions ro;
+  ro.entity = options.entity;
+  ro.include_ended = options.all;
+  const auto stuck = ParseDuration(options.stuck_after);
+  const auto escalate = ParseDuration(options.escalate_after);
+  if (!stuck || stuck->count() <= 0) {
+    std::cerr << me << ": --stuck-after \"" << options.stuck_after
+              << "\" is not a duration (e.g. 30d, 14d, 12h)\n";
+    return kExitUsage;
+  }
+  if (!escalate || escalate->count() <= 0) {
+    std::cerr << me << ": --escalate-after \"" << options.escalate_after
+              << "\" is not a duration (e.g. 60d)\n";
+    return kExitUsage;
+  }
+  ro.stuck_after_ms = stuck->count();
+  ro.escalate_after_ms = escalate->count();
+  ro.now_ms = Clock::Real()->NowMillis();
+  if (!options.as_of.empty()) {
+    auto t = ParseIsoUtcMillis(options.as_of.size() == 10 ? options.as_of + "T00:00:00Z" : options.as_of);
+    if (!t) {
+      std::cerr << me << ": --as-of \"" << options.as_of
+                << "\" is not a date (2026-01-31) or an ISO-8601 UTC time (2026-01-31T08:00:00Z)\n";
+      return kExitUsage;
+    }
+    ro.now_ms = *t;
+  }
+
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded, /*existing_state=*/true); rc != kExitOk) return rc;
+  if (Status s = report::StagesFromPlan(*loaded.plan, &ro); !s.ok()) {
+    std::string entities;
+    for (const CanonicalEntity& e : loaded.plan->entities()) entities += (entities.empty() ? "" : ", ") + e.name;
+    std::cerr << me << ": " << s.message() << " (the mapping's entities: " << entities << ")\n";
+    return kExitUsage;
+  }
+  if (ro.end_stages.empty())
+    spdlog::warn("{}.{} declares no end_values, so no stage stops the clock (docs/MAPPINGS.md)",
+                 ro.entity, ro.stage_field);
+  auto built = report::LoadOnboardingReport(*loaded.store, ro);
+  if (!built.ok()) {
+    std::cerr << me << ": cannot read the state store: " << built.status().ToString() << "\n";
+    return kExitInternal;
+  }
+  if (!options.html_path.empty()) {
+    // Written next to its final name and renamed, so a browser never shows half a report.
+    const std::string tmp = options.html_path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << report::RenderHtml(*built);
+      if (!out.flush()) {
+        std::cerr << me << ": cannot write " << options.html_path << "\n";
+        std::remove(tmp.c_str());
+        return kExitUsage;
+      }
+    }
+    if (std::rename(tmp.c_str(), options.html_path.c_str()) != 0) {
+      std::cerr << me << ": cannot write " << options.html_path << "\n";
+      std::remove(tmp.c_str());
+      return kExitUsage;
+    }
+    std::printf("Wrote %s: %d open onboardings, %d stuck %lld+ days in their stage, %d open %lld+ days.\n",
+                options.html_path.c_str(), built->open, built->stuck,
+                static_cast<long long>(report::WholeDays(ro.stuck_after_ms)), built->overdue,
+                static_cast<long long>(report::WholeDays(ro.escalate_after_ms)));
+    return kExitOk;
+  }
+  if (options.json) {
+    std::cout << report::RenderJson(*built).dump(2) << std::endl;
+    return kExitOk;
+  }
+  std::fputs(report::RenderText(*built).c_str(), stdout);
+  return kExitOk;
 }
 
 }  // namespace crmbridge::cli

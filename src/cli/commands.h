@@ -66,6 +66,16 @@ struct MappingsOptions {
   bool json = false;
 };
 
+struct ReportOptions {
+  std::string entity = "onboarding";
+  std::string stuck_after = "30d";     // days in the current stage at which it is stuck
+  std::string escalate_after = "60d";  // days open at which it is overdue
+  std::string as_of;                   // date or UTC time; empty = now
+  bool all = false;                    // list ended onboardings too
+  bool json = false;
+  std::string html_path;               // write the HTML report here
+};
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
@@ -74,5 +84,6 @@ int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& opti
 int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& options);
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options);
 int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options);
+int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& options);
 
 }  // namespace crmbridge::cli

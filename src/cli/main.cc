@@ -22,7 +22,8 @@ const char* kFooter =
     "  crmbridge --config crmbridge.yaml sync               run one sync\n"
     "  crmbridge --config crmbridge.yaml daemon --every 5m  sync on a schedule until SIGTERM\n"
     "  crmbridge --config crmbridge.yaml backfill --system hubspot   read a system in full\n"
-    "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n";
+    "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n"
+    "  crmbridge --config crmbridge.yaml report onboarding  stages, days in stage, stuck ones\n";
 
 }  // namespace
 
@@ -126,6 +127,51 @@ int main(int argc, char** argv) {
   dlq_replay->add_option("ID", dlq.replay_ids, "Dead-letter ids from `crmbridge dlq list`");
   dlq_replay->add_flag("--all", dlq.replay_all, "Replay every dead letter");
 
+  ReportOptions report;
+  CLI::App* report_cmd = app.add_subcommand(
+      "report", "Reports from the state store; they read it only, and never call a system");
+  report_cmd->require_subcommand(1);
+  CLI::App* report_onboarding = report_cmd->add_subcommand(
+      "onboarding",
+      "Where every open onboarding is: its stage, how many days it has been there, and which\n"
+      "ones are stuck, from the stage history crmbridge records on every sync (which system\n"
+      "moved it, when). Days in stage stop counting at an end stage (the stage field's\n"
+      "end_values in the mapping, `closed` in the preset) and start again from zero if the\n"
+      "onboarding leaves it. The HubSpot process's rules: 30 days in a stage without progress\n"
+      "means follow up (--stuck-after), 60 days open means inactive (--escalate-after).\n"
+      "\n"
+      "Prints a table; --json for scripts; --html FILE for a page with the funnel and a timeline\n"
+      "per customer, readable in any browser without a network.");
+  report_onboarding->footer(
+      "\nExamples:\n"
+      "  crmbridge report onboarding                          the table, stuck ones flagged\n"
+      "  crmbridge report onboarding --stuck-after 14d --json stuck after two weeks, as JSON\n"
+      "  crmbridge report onboarding --html onboarding.html   the funnel and timelines\n"
+      "  crmbridge report onboarding --as-of 2026-02-01 --all as it stood then, ended ones too\n");
+  report_onboarding->add_option("--stuck-after", report.stuck_after,
+                                "Days in the current stage at which an onboarding is stuck: 30d, 14d, 12h")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  report_onboarding->add_option("--escalate-after", report.escalate_after,
+                                "Days open (end stages not counted) at which it is overdue")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  report_onboarding->add_option("--entity", report.entity,
+                                "The canonical entity whose stage field is reported")
+      ->type_name("NAME")
+      ->capture_default_str();
+  report_onboarding->add_option("--as-of", report.as_of,
+                                "Report as of this date or UTC time (2026-01-31, 2026-01-31T08:00:00Z) "
+                                "instead of now; later moves are left out")
+      ->type_name("DATE");
+  report_onboarding->add_flag("--all", report.all, "List onboardings in an end stage too");
+  CLI::Option* report_json = report_onboarding->add_flag("--json", report.json, "Print as JSON");
+  report_onboarding
+      ->add_option("--html", report.html_path,
+                   "Write a self-contained HTML report (funnel and timeline per customer) to FILE")
+      ->type_name("FILE")
+      ->excludes(report_json);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -147,5 +193,6 @@ int main(int argc, char** argv) {
   if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
   if (dlq_list->parsed()) return RunDlqList(global, dlq);
   if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
+  if (report_onboarding->parsed()) return RunReportOnboarding(global, report);
   return kExitUsage;
 }
