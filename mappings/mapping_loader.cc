@@ -19,8 +19,8 @@ namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
-const std::set<std::string> kCanonicalFieldKeys = {"type", "required", "values", "end_values",
-                                                   "system_of_record"};
+const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
+                                                   "end_values", "system_of_record", "entity"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
                                              "required", "create_only", "bind"};

@@ -27,7 +27,7 @@ export TOTANGO_TOKEN=totango-mock-token
 "$BUILD_DIR/bin/crm-mocks" --seed "${SEED:-42}" --size "${SIZE:-40}" \
   --hubspot-token "$HUBSPOT_TOKEN" \
   --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --seed-only hubspot dynamics365 \
+  --totango-token "$TOTANGO_TOKEN" --seed-only hubspot \
   >"$work/mocks.json" 2>"$work/mocks.log" &
 mocks_pid=$!
 for _ in $(seq 1 100); do

@@ -435,7 +435,7 @@ class SqliteStore final : public Store {
                       int64_t next_attempt_ms);
   Result<int64_t> NextSeq();
   Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
-  Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms);
+  Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms, int increment);
   Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status);
   Status AddDeadLetter(const OutboxItem& item, const std::string& reason);
   Status PutMatchKey(const std::string& entity, const std::string& key, const std::string& cid);
@@ -617,7 +617,7 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
     case K::kEnqueue: return Enqueue(op.outbox);
     case K::kCompleteOutbox: return CompleteOutbox(op.id, op.outbox.payload_hash);
     case K::kRetryOutbox:
-      return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms);
+      return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms, op.outbox.attempts);
     case K::kDeadLetterOutbox:
       return DeadLetterOutbox(op.id, op.dead_letter.reason, op.dead_letter.http_status);
     case K::kAddStageTransition: return AddStageTransition(op.stage);
@@ -764,11 +764,12 @@ Status SqliteStore::CompleteOutbox(int64_t id, const std::string& delivered_hash
   return Status(StatusCode::kNotFound, what + ": no such item");
 }
 
-Status SqliteStore::RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms) {
+Status SqliteStore::RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms,
+                                int increment) {
   Stmt st = Prepare(
-      "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 "
+      "UPDATE outbox SET attempts = attempts + ?4, last_error = ?2, next_attempt_ms = ?3 "
       "WHERE id = ?1");
-  st.Int(1, id).Text(2, error).Int(3, next_attempt_ms);
+  st.Int(1, id).Text(2, error).Int(3, next_attempt_ms).Int(4, increment);
   const int rc = st.Step();
   const std::string what = "recording a failed attempt of outbox item " + std::to_string(id);
   if (rc != SQLITE_DONE) return Error(rc, what);

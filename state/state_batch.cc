@@ -49,8 +49,9 @@ void StateBatch::CompleteOutbox(int64_t outbox_id, const std::string& delivered_
 }
 
 void StateBatch::RetryOutbox(int64_t outbox_id, const std::string& error,
-                             int64_t next_attempt_ms) {
+                             int64_t next_attempt_ms, bool count_attempt) {
   Op op = MakeOp(Op::Kind::kRetryOutbox);
+  op.outbox.attempts = count_attempt ? 1 : 0;  // the increment
   op.id = outbox_id;
   op.outbox.id = outbox_id;
   op.outbox.last_error = error;

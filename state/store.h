@@ -148,8 +148,10 @@ class StateBatch {
   // Removes a delivered outbox item. With `delivered_hash`, only if the item still holds that
   // payload: a newer payload queued for the same record while this one was in flight stays queued.
   void CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash = "");
-  // Records a failed attempt: attempts + 1, the error, and when to try next.
-  void RetryOutbox(int64_t outbox_id, const std::string& error, int64_t next_attempt_ms);
+  // Records a failed attempt: attempts + 1, the error, and when to try next. Without
+  // `count_attempt` the item only waits (for a record it refers to, still on its way).
+  void RetryOutbox(int64_t outbox_id, const std::string& error, int64_t next_attempt_ms,
+                   bool count_attempt = true);
   // Moves an outbox item to the dead letters.
   void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status);
   void AddStageTransition(const StageTransition& transition);

@@ -548,15 +548,21 @@ void HubSpotConnector::WriteAssociations(const std::string& type, const std::vec
       Status s;
       if (!r.ok()) {
         s = r.status();
-      } else if (r->status == 207 && !archive) {
-        // Some pairs failed (a record gone since): fail those the errors name, by from id.
+      } else if ((r->status == 200 || r->status == 207) && !archive) {
+        // Pairs that failed (a record gone since) are in errors[] and absent from results[]
+        // (refs/hubspot-openapi associations.json: PublicDefaultAssociation has from.id).
         auto j = ParseBody(*r, what);
+        if (!j.ok()) {
+          for (size_t k = i; k < end; ++k) fail(pairs[k], j.status());
+          continue;
+        }
         std::set<std::string> done;
-        if (j.ok())
-          if (const json* results = FindPath(*j, {"results"}); results && results->is_array())
-            for (const json& res : *results)
-              if (const json* from = FindPath(res, {"fromObjectId"}))
-                done.insert(from->is_string() ? from->get<std::string>() : from->dump());
+        if (const json* results = FindPath(*j, {"results"}); results && results->is_array())
+          for (const json& res : *results) {
+            const json* from = FindPath(res, {"from", "id"});
+            if (from == nullptr) from = FindPath(res, {"fromObjectId"});
+            if (from != nullptr) done.insert(from->is_string() ? from->get<std::string>() : from->dump());
+          }
         for (size_t k = i; k < end; ++k)
           if (!done.count(pairs[k].from))
             fail(pairs[k], Status(StatusCode::kInvalidArgument,

@@ -114,6 +114,7 @@ std::vector<TableSchema> BuildTables() {
       Col("crmb_externalid", ColumnType::kString, 100),
       Col("crmb_activateportalaccess", ColumnType::kBool),
       Col("websiteurl", ColumnType::kString, 200),
+      Col("address1_city", ColumnType::kString, 80),
       Col("telephone1", ColumnType::kString, 50),
       Col("customertypecode", ColumnType::kInt),
       WithDefault("statecode", 0),   // 0 Active

@@ -96,6 +96,24 @@ ObjectRef RefFor(const SystemEntityMapping& m) {
   return ref;
 }
 
+// True when every field crmbridge would write to `target` is one it reads there, and what it last
+// read (or wrote) there equals the canonical value: the record came from that system, or was
+// written by crmbridge, and nothing it maps has changed since. A change to fields it does not
+// map (another system's own fields) then costs no write.
+bool HoldsAlready(const SystemEntityMapping& target, const Snapshot& snap) {
+  if (!snap.seen.is_object() || !snap.seen.contains(target.system)) return false;
+  const json& seen = snap.seen[target.system];
+  for (const FieldMap& f : target.fields) {
+    if (!f.writes() || f.create_only) continue;
+    if (!f.reads()) return false;  // never read back: only the written hash can tell
+    const auto value = snap.fields.find(f.canonical);
+    if (value == snap.fields.end()) continue;  // not written
+    const auto held = seen.find(f.canonical);
+    if (held == seen.end() || *held != *value) return false;
+  }
+  return true;
+}
+
 // Backoff for outbox items between runs: 30 s doubling to 1 h, with full jitter in the upper half
 // so a burst of failures does not come back as a burst.
 int64_t OutboxBackoffMs(int attempts, const SyncConfig& sync) {
@@ -164,7 +182,9 @@ class SyncEngine::Run {
   Status ResolveReadRefs(const SystemEntityMapping& m, MappedRecord* record, int64_t* unresolved);
   // Turns the placeholders of an outbox payload into NativeRefs of `m.system`'s records. kAborted
   // naming the record when one does not exist there yet (it is retried later).
-  Status ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item, WriteOp* op);
+  // `on_its_way`: the missing record has a write queued there, so waiting costs no attempt.
+  Status ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item, WriteOp* op,
+                          bool* on_its_way);
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -210,6 +230,9 @@ class SyncEngine::Run {
   std::unordered_map<std::string, Snapshot> pending_snapshots_;  // key: entity|cid
   std::unordered_map<std::string, std::string> pending_match_keys_;  // entity|key -> cid
   std::mutex flush_state_mu_;  // one flush thread at a time updates snapshots and links
+  // Outbox items that waited for a referenced record this run without spending an attempt: once
+  // per run, so a flush loop cannot spin on them.
+  std::set<int64_t> waited_;
   // Records whose unconfirmed writes were checked this run (system|entity|cid).
   std::set<std::string> verified_;
 };
@@ -501,7 +524,7 @@ Status SyncEngine::Run::ResolveReadRefs(const SystemEntityMapping& m, MappedReco
 }
 
 Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item,
-                                         WriteOp* op) {
+                                         WriteOp* op, bool* on_its_way) {
   std::optional<Snapshot> snap;
   bool snap_loaded = false;
   for (const FieldMap& f : m.fields) {
@@ -518,10 +541,14 @@ Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const Out
     if (!cid.empty()) {
       auto link = e_->store_->FindLink(f.ref_entity, cid, m.system);
       if (!link.ok()) return link.status();
-      if (!link->has_value() || (*link)->native_id.empty())
+      if (!link->has_value() || (*link)->native_id.empty()) {
+        auto queued = e_->store_->PendingOutbox(m.system, f.ref_entity, cid);
+        if (!queued.ok()) return queued.status();
+        *on_its_way = queued->has_value();
         return Status(StatusCode::kAborted, "waits for " + f.ref_entity + " " + cid + " (its " +
                                                 f.canonical + "), which " + m.system +
                                                 " does not have yet");
+      }
       ref.id = (*link)->native_id;
     }
     // What this system referred to before, so a many-valued reference can drop it.
@@ -631,6 +658,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     if (seen.contains(field) && seen[field] == value) continue;
     seen[field] = value;
     if (merged.contains(field) && merged[field] == value) continue;
+    if (value.is_null() && !merged.contains(field)) continue;  // empty there, unknown here: no news
     if (known) {
       auto echo = echo_of_queued_write(field, value);
       if (!echo.ok()) return echo.status();
@@ -935,6 +963,7 @@ Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
     }
     const std::string hash = HashJson(*native);
     if (linked && link.last_written_hash == hash) continue;  // the target already has it
+    if (linked && HoldsAlready(target, *snap)) continue;      // read from there with these values
 
     ++Count(target.system, target.entity).queued;
     if (opt_.dry_run) {
@@ -1018,11 +1047,14 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   // References become the target system's ids; a write whose referenced record is not there yet
   // waits (a record is flushed after the records it refers to, so that is a failure upstream).
   std::vector<Status> held(items.size());
+  std::vector<char> on_its_way(items.size(), 0);
   std::vector<WriteOp> sendable;
   std::vector<size_t> sent_index;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].op != "delete") {
-      held[i] = ResolveWriteRefs(m, items[i], &ops[i]);
+      bool coming = false;
+      held[i] = ResolveWriteRefs(m, items[i], &ops[i], &coming);
+      on_its_way[i] = coming;
       if (!held[i].ok() && held[i].code() != StatusCode::kAborted) return held[i];
     }
     if (held[i].ok()) {
@@ -1118,7 +1150,21 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
     }
     const bool transient = st.IsTransient() || st.code() == StatusCode::kAlreadyExists ||
                            st.code() == StatusCode::kAborted;
-    if (!held[i].ok()) ++counts.waiting_on_refs;
+    if (!held[i].ok()) {
+      ++counts.waiting_on_refs;
+      bool first_wait = false;
+      {
+        std::lock_guard<std::mutex> lock(summary_mu_);
+        first_wait = waited_.insert(item.id).second;
+      }
+      if (on_its_way[i] && first_wait) {
+        // The referenced record's own write is still queued (failed transiently): wait for it
+        // without spending an attempt; its attempts decide.
+        batch.RetryOutbox(item.id, st.ToString(),
+                          now + OutboxBackoffMs(item.attempts, e_->config_->sync), false);
+        continue;
+      }
+    }
     if (transient && item.attempts + 1 < e_->config_->sync.max_outbox_attempts) {
       ++counts.retrying;
       batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts, e_->config_->sync));

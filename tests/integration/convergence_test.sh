@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Convergence through failures, end to end through the real binaries: for several seeds, crmbridge
-# syncs HubSpot into Dynamics 365 and Totango while the mocks inject faults (429s, 5xx, writes
+# syncs HubSpot (companies, contacts, tickets and notes, with their associations) into Dynamics 365
+# and Totango while the mocks inject faults (429s, 5xx, writes
 # that land but answer an error, dropped connections, partial batch failures, SDR writes silently
 # lost) and the crmbridge process is killed with SIGKILL at random moments. It is then run again
 # until nothing is left to do, and the end state must be exactly what a fault-free run reaches:
-# every onboarding once in each system, with the same values, no duplicate, nothing lost.
+# every record once in each system, with the same values and references, no duplicate, nothing lost.
 #   usage: convergence_test.sh BIN_DIR SOURCE_DIR [SEEDS]
 set -euo pipefail
 bin=$1
@@ -49,10 +50,12 @@ printf 'sync:\n  lease_ttl: 1s\n  retry_backoff: 0s\n  max_outbox_attempts: 50\n
   >>"$work/crmbridge.yaml"
 cfg="$work/crmbridge.yaml"
 
-# What Dynamics 365 and Totango hold, normalized: sorted "name|stage|priority" lines.
+# What Dynamics 365 and Totango hold, normalized and free of row ids: every account, contact,
+# opportunity and note with the records its lookups point to (d365_end_state.mjs), and every
+# Totango account with its stage.
+command -v node >/dev/null || fail "node is required (scripts/setup.sh installs it)"
 end_state() {
-  curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -o '"crmb_onboardingstage":[0-9]*\|"crmb_priority":[0-9]*\|"name":"[^"]*"' \
-    | paste -d'|' - - - | sort >"$1.d365"
+  curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node "$src/tests/integration/d365_end_state.mjs" >"$1.d365"
   curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"\|"display_name":"[^"]*"' \
     | paste -d'|' - - | sort >"$1.totango"
 }
@@ -66,7 +69,9 @@ for seed in $(seq 1 "$seeds"); do
   export CRMBRIDGE_STATE="$work/clean$seed.db"
   "$bin/crmbridge" --config "$cfg" --log-level error sync >/dev/null || fail "seed $seed: the fault-free run failed"
   end_state "$work/want$seed"
-  [ "$(wc -l <"$work/want$seed.d365")" -eq "$size" ] || fail "seed $seed: the fault-free run made $(wc -l <"$work/want$seed.d365") opportunities"
+  made=$(grep -c '^opportunity|.*|[^-]*$' "$work/want$seed.d365" || true)
+  [ "$made" -eq "$size" ] || fail "seed $seed: the fault-free run made $made opportunities with their account"
+  [ "$(grep -c '^note|' "$work/want$seed.d365")" -eq "$size" ] || fail "seed $seed: the fault-free run lost notes"
   kill "$mocks_pid"; wait "$mocks_pid" 2>/dev/null || true
 
   # The same seed through faults and kills.

@@ -85,6 +85,7 @@ class HubSpotToDynamicsTest : public ::testing::Test {
     int64_t n = 0;
     for (const auto& [route, count] : stats.items())
       if (route.rfind("GET ", 0) != 0 && route.find("/search") == std::string::npos &&
+          route.find("/batch/read") == std::string::npos &&
           route.find("/token") == std::string::npos && route.find("/properties") == std::string::npos)
         n += count.get<int64_t>();
     return n;
@@ -185,6 +186,100 @@ TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
+// HubSpot associations become Dynamics 365 lookups: each opportunity's account, each contact's
+// parent account and each note's opportunity are the records crmbridge made from the associated
+// HubSpot records.
+TEST_F(HubSpotToDynamicsTest, AssociationsBecomeLookupsOnEverySide) {
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["company"].created, 25) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["dynamics365"]["note"].created, 25);
+  const json hs = hubspot_->Dump(), d = dynamics_->Dump();
+  std::map<std::string, std::string> company_name, ticket_subject;  // HubSpot id -> name
+  for (const json& c : hs["companies"]) company_name[c["id"]] = c["properties"]["name"];
+  for (const json& t : hs["tickets"]) ticket_subject[t["id"]] = t["properties"]["subject"];
+  std::map<std::string, std::string> account_by_name, opportunity_by_name, contact_by_email;
+  for (const json& a : d["accounts"]) account_by_name[a["name"]] = a["accountid"];
+  for (const json& o : d["opportunities"]) opportunity_by_name[o["name"]] = o["opportunityid"];
+  ASSERT_EQ(account_by_name.size(), 25u);
+  int tickets = 0, contacts = 0, notes = 0;
+  for (const json& t : hs["tickets"]) {
+    const std::string company = t["associations"]["companies"][0];
+    for (const json& o : d["opportunities"])
+      if (o["name"] == t["properties"]["subject"]) {
+        EXPECT_EQ(o.value("_parentaccountid_value", json()), account_by_name[company_name[company]])
+            << o.dump();
+        ++tickets;
+      }
+  }
+  for (const json& c : hs["contacts"]) {
+    const std::string company = c["associations"]["companies"][0];
+    for (const json& dc : d["contacts"])
+      if (dc["emailaddress1"] == c["properties"]["email"]) {
+        EXPECT_EQ(dc.value("_parentcustomerid_value", json()),
+                  account_by_name[company_name[company]]) << dc.dump();
+        ++contacts;
+      }
+  }
+  for (const json& n : d["annotations"]) {
+    ASSERT_TRUE(n.contains("_objectid_value")) << n.dump();
+    EXPECT_EQ(n["objecttypecode"], "opportunity");
+    bool found = false;
+    for (const auto& [name, id] : opportunity_by_name) found = found || id == n["_objectid_value"];
+    EXPECT_TRUE(found) << n.dump();
+    ++notes;
+  }
+  EXPECT_EQ(tickets, 25);
+  EXPECT_EQ(contacts, static_cast<int>(hs["contacts"].size()));
+  EXPECT_EQ(notes, 25);
+}
+
+// Search answers carry no associations: an incremental read fetches them, so a ticket changed in
+// HubSpot keeps its account, and a ticket moved to another company moves in Dynamics 365 too.
+TEST_F(HubSpotToDynamicsTest, AssociationsSurviveAnIncrementalRead) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const json ticket = hs["tickets"][0], other = hs["tickets"][1];
+  const std::string old_company = ticket["associations"]["companies"][0];
+  const std::string new_company = other["associations"]["companies"][0];
+  ASSERT_NE(old_company, new_company);
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  usleep(5000);  // later than the cursor, at the mock's millisecond resolution
+  // Ticket 0 changes only its subject; ticket 1 moves to ticket 0's company.
+  auto patch = [&](const json& t, const std::string& subject) {
+    auto r = client.Patch(("/crm/v3/objects/tickets/" + t["id"].get<std::string>()).c_str(), auth,
+                          json{{"properties", {{"subject", subject}}}}.dump(), "application/json");
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+  };
+  patch(ticket, "Renamed onboarding");
+  const std::string base = "/crm/v4/objects/tickets/" + other["id"].get<std::string>();
+  auto del = client.Delete((base + "/associations/companies/" + new_company).c_str(), auth);
+  ASSERT_TRUE(del && del->status == 204) << (del ? del->body : "no response");
+  auto put = client.Put((base + "/associations/default/companies/" + old_company).c_str(), auth, "",
+                        "application/json");
+  ASSERT_TRUE(put && put->status == 200) << (put ? put->body : "no response");
+  patch(other, "Moved onboarding");
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].updated, 2) << s.ToJson().dump();
+  std::string old_account;
+  const json d = dynamics_->Dump();
+  std::map<std::string, std::string> company_name;
+  for (const json& c : hs["companies"]) company_name[c["id"]] = c["properties"]["name"];
+  for (const json& a : d["accounts"])
+    if (a["name"] == company_name[old_company]) old_account = a["accountid"];
+  ASSERT_FALSE(old_account.empty());
+  int seen = 0;
+  for (const json& o : d["opportunities"]) {
+    if (o["name"] == "Renamed onboarding" || o["name"] == "Moved onboarding") {
+      EXPECT_EQ(o.value("_parentaccountid_value", json()), old_account) << o.dump();
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+  EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
 TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   // Faults on both sides: failed searches, refused writes, writes that land but answer an error,
   // and writes that land and then lose their connection. Runs repeat (the clock jumps past the outbox backoff) until nothing is left to do.
@@ -193,6 +288,9 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   // Few transport retries, so failures reach the outbox and later runs must finish the work.
   config_.systems["hubspot"].max_attempts = 2;
   config_.systems["dynamics365"].max_attempts = 1;
+  // About half the calls fail here, and notes wait behind their onboardings: give every write
+  // room to get through rather than dead-letter it.
+  config_.sync.max_outbox_attempts = 30;
   hubspot_->SetFaults({*mocks::FaultRule::Parse("POST /search status=502 rate=0.3")}, 5);
   // Dynamics 365 writes travel in $batch calls of 5 rows here, so that there are many calls to
   // fail: whole batches refused, applied and then failed or cut off, and single rows failed.
@@ -203,14 +301,14 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
                         *mocks::FaultRule::Parse("POST /$batch partial=0.3")},
                        5);
   int runs = 0;
-  for (; runs < 30; ++runs) {
+  for (; runs < 60; ++runs) {
     RunSummary s = Sync();
     auto pending = store_->OutboxCounts();
     ASSERT_TRUE(pending.ok());
     if (runs > 0 && s.unreachable.empty() && s.TotalWrites() == 0 && pending->empty()) break;
     clock.Advance(std::chrono::hours(2));
   }
-  EXPECT_LT(runs, 30) << "did not converge";
+  EXPECT_LT(runs, 60) << "did not converge";
   EXPECT_GT(hubspot_->faults_injected() + dynamics_->faults_injected(), 5);
   std::cerr << "converged after " << runs << " runs through "
             << hubspot_->faults_injected() + dynamics_->faults_injected() << " injected faults\n";
@@ -223,9 +321,17 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   const json tickets = hubspot_->Dump()["tickets"];
   for (const json& t : tickets)
     EXPECT_TRUE(names.count(t["properties"]["subject"].get<std::string>()));
+  // Every account and note once, and every note on its opportunity, even where a note's write
+  // had to wait for its opportunity's.
+  std::set<std::string> accounts;
+  for (const json& a : d["accounts"]) EXPECT_TRUE(accounts.insert(a["name"]).second) << a["name"];
+  EXPECT_EQ(accounts.size(), 25u);
+  EXPECT_EQ(d["annotations"].size(), 25u);
+  for (const json& n : d["annotations"]) EXPECT_TRUE(n.contains("_objectid_value")) << n.dump();
   auto dead = store_->ListDeadLetters(100);
   ASSERT_TRUE(dead.ok());
   EXPECT_TRUE(dead->empty());
+  for (const DeadLetter& l : *dead) ADD_FAILURE() << l.item.entity << " " << l.reason;
 }
 
 }  // namespace

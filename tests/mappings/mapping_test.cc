@@ -240,6 +240,11 @@ TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
   const std::map<std::string, std::vector<json>> samples = {
       {"hubspot.hs_pipeline_stage", {"Ny", "Onboarding – Pågår", "Må följas upp", "Manuell uppföljning", "Inaktiva kunder", "Avslutad"}},
       {"hubspot.hs_ticket_priority", {"LOW", "MEDIUM", "HIGH"}},
+      // Folded to lower case on the way in: HubSpot keeps emails (and, here, domains) that way.
+      {"hubspot.email", {"anna.berg@acme.se"}},
+      {"hubspot.domain", {"acme.se"}},
+      {"dynamics365.crmb_activateportalaccess", {true, false}},
+      {"dynamics365.crmb_portalaccess", {true, false}},
       {"dynamics365.crmb_onboardingstage", {100000000, 100000001, 100000002, 100000003, 100000004}},
       {"dynamics365.crmb_priority", {1, 2, 3}},
       {"totango.Onboarding Stage", {"Kick Off", "Business Discovery", "Integration", "Configuration", "Training/UAT", "Live"}},
