@@ -67,6 +67,17 @@ const Case kCases[] = {
      "table 'hubspot_stage' maps to 'clsoed', which is not a value of onboarding.stage"},
     {"38_match_key_not_read.yaml", "9:14", "match key 'email' is not a field dynamics365.contact reads"},
     {"39_end_value_not_declared.yaml", "5:65", "end value 'closd' is not one of onboarding.stage's values"},
+    {"40_ref_missing_entity.yaml", "8:23",
+     "contact.company is a reference and needs 'entity': the entity it refers to"},
+    {"41_ref_unknown_entity.yaml", "8:36", "contact.company refers to unknown entity 'companies'"},
+    {"42_ref_cycle.yaml", "10:36", "references form a cycle: company -> contact -> company"},
+    {"43_ref_with_transforms.yaml", "18:9", "contact.company is a reference: it takes no transforms"},
+    {"44_ref_target_not_mapped.yaml", "16:9",
+     "dynamics365 maps contact.company, a reference to company, but does not map company"},
+    {"45_ref_on_totango.yaml", "18:9",
+     "totango (totango) does not carry references, so it cannot map onboarding.company"},
+    {"46_entity_on_a_non_ref.yaml", "8:39", "contact.company names an entity, but is not a reference"},
+    {"47_bind_on_a_non_ref.yaml", "14:9", "'bind' is for reference fields, and contact.first_name is a string"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }
