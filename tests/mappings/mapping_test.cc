@@ -276,3 +276,189 @@ TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// References: entities come out in the order crmbridge reads and flushes them, a reference leaves
+// ToNative as a placeholder for the engine to translate, and a native id enters canonical as is.
+
+std::vector<std::string> EntityNames(const MappingPlan& plan) {
+  std::vector<std::string> names;
+  for (const CanonicalEntity& e : plan.entities()) names.push_back(e.name);
+  return names;
+}
+
+size_t IndexOf(const std::vector<std::string>& names, const std::string& name) {
+  return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+}
+
+TEST(ReferenceTest, EntitiesComeOutInReferenceOrderWhateverTheDeclaredOrder) {
+  // note -> onboarding -> company, contact -> company.
+  const std::map<std::string, std::string> declarations = {
+      {"company", "    fields: {name: {type: string}}\n"},
+      {"contact", "    fields: {email: {type: string}, company: {type: ref, entity: company}}\n"},
+      {"onboarding", "    fields: {title: {type: string}, company: {type: ref, entity: company}}\n"},
+      {"note", "    fields: {body: {type: string}, onboarding: {type: ref, entity: onboarding}}\n"}};
+  std::vector<std::string> order = {"company", "contact", "note", "onboarding"};  // sorted
+  const std::string path = ::testing::TempDir() + "ref_order.yaml";
+  int permutations = 0;
+  do {
+    std::ofstream file(path);
+    file << "version: 1\nentities:\n";
+    for (const std::string& name : order) file << "  " << name << ":\n" << declarations.at(name);
+    file.close();
+    auto plan = LoadMappingPlan({path}, kSystems);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    const std::vector<std::string> names = EntityNames(**plan);
+    std::string declared;
+    for (const std::string& n : order) declared += n + " ";
+    SCOPED_TRACE("declared: " + declared);
+    ASSERT_EQ(names.size(), 4u) << "every entity once";
+    EXPECT_LT(IndexOf(names, "company"), IndexOf(names, "contact"));
+    EXPECT_LT(IndexOf(names, "company"), IndexOf(names, "onboarding"));
+    EXPECT_LT(IndexOf(names, "onboarding"), IndexOf(names, "note"));
+    // FindEntity sees every entity whatever its place.
+    for (const std::string& n : order) EXPECT_NE((*plan)->FindEntity(n), nullptr) << n;
+    ++permutations;
+  } while (std::next_permutation(order.begin(), order.end()));
+  EXPECT_EQ(permutations, 24);
+}
+
+TEST(ReferenceTest, EntitiesWithoutReferencesKeepTheirDeclaredOrder) {
+  const std::string path = ::testing::TempDir() + "ref_declared_order.yaml";
+  std::ofstream(path) << "version: 1\n"
+                         "entities:\n"
+                         "  onboarding: {fields: {title: {type: string}}}\n"
+                         "  task: {fields: {subject: {type: string}}}\n"
+                         "  company: {fields: {name: {type: string}}}\n";
+  auto plan = LoadMappingPlan({path}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_EQ(EntityNames(**plan), (std::vector<std::string>{"onboarding", "task", "company"}));
+}
+
+TEST(ReferenceTest, AReferenceToAnEntityOfAnotherFileIsOrderedAfterIt) {
+  // The referring entity's file comes first on the command line.
+  const std::string contacts = ::testing::TempDir() + "ref_contacts.yaml";
+  const std::string companies = ::testing::TempDir() + "ref_companies.yaml";
+  std::ofstream(contacts) << "version: 1\n"
+                             "entities:\n"
+                             "  contact: {fields: {email: {type: string}, company: {type: ref, entity: company}}}\n";
+  std::ofstream(companies) << "version: 1\n"
+                              "entities:\n"
+                              "  company: {fields: {name: {type: string}}}\n";
+  auto plan = LoadMappingPlan({contacts, companies}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  EXPECT_EQ(EntityNames(**plan), (std::vector<std::string>{"company", "contact"}));
+}
+
+TEST(ReferenceTest, ToNativeGivesAReferenceAsAPlaceholderForTheEngine) {
+  auto plan = LoadMappingPlan({Preset()}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const SystemEntityMapping& hs = *(*plan)->Find("hubspot", "contact");
+  auto native = MappingPlan::ToNative(hs, {{"email", "anna.berg@acme.se"}, {"company", "c-42"}}, true);
+  ASSERT_TRUE(native.ok()) << native.status().ToString();
+  EXPECT_EQ((*native)["email"], "anna.berg@acme.se");
+  EXPECT_EQ((*native)["companies"], RefPlaceholder("company", "c-42"));
+  EXPECT_EQ((*native)["companies"], (json{{"$ref", "company"}, {"id", "c-42"}}));
+  EXPECT_EQ(RefPlaceholderId((*native)["companies"]), std::optional<std::string>("c-42"));
+  // The same on Dynamics 365, under the lookup's name (the bind is the connector's business).
+  const SystemEntityMapping& d365 = *(*plan)->Find("dynamics365", "onboarding");
+  auto opportunity = MappingPlan::ToNative(d365, {{"title", "SE Acme AB"}, {"company", "c-42"}}, true);
+  ASSERT_TRUE(opportunity.ok()) << opportunity.status().ToString();
+  EXPECT_EQ((*opportunity)["parentaccountid"], RefPlaceholder("company", "c-42"));
+  // A cleared reference stays null: the connector unlinks it.
+  auto cleared = MappingPlan::ToNative(hs, {{"company", nullptr}}, false);
+  ASSERT_TRUE(cleared.ok()) << cleared.status().ToString();
+  EXPECT_TRUE((*cleared)["companies"].is_null());
+  // Plain values are not placeholders.
+  EXPECT_FALSE(RefPlaceholderId(json("c-42")).has_value());
+  EXPECT_FALSE(RefPlaceholderId(json{{"$ref", "company"}}).has_value());
+  EXPECT_FALSE(RefPlaceholderId(json{{"$ref", "company"}, {"id", 42}}).has_value());
+}
+
+TEST(ReferenceTest, ToCanonicalPassesANativeIdThrough) {
+  auto plan = LoadMappingPlan({Preset()}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const SystemEntityMapping& hs = *(*plan)->Find("hubspot", "onboarding");
+  auto read = MappingPlan::ToCanonical(hs, {{"subject", "SE Acme AB"}, {"companies", "9051"}});
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->fields["company"], "9051") << "the HubSpot id, for the engine to translate";
+  // HubSpot ids are numeric: a number comes in as the same id in text.
+  read = MappingPlan::ToCanonical(hs, {{"subject", "SE Acme AB"}, {"companies", 9051}});
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->fields["company"], "9051");
+  // No associated company: null, not absent.
+  read = MappingPlan::ToCanonical(hs, {{"subject", "SE Acme AB"}, {"companies", nullptr}});
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_TRUE(read->fields.contains("company"));
+  EXPECT_TRUE(read->fields["company"].is_null());
+  // Not read at all: absent.
+  read = MappingPlan::ToCanonical(hs, {{"subject", "SE Acme AB"}});
+  ASSERT_TRUE(read.ok());
+  EXPECT_FALSE(read->fields.contains("company"));
+  // A placeholder (an outbox payload read back) passes unchanged.
+  read = MappingPlan::ToCanonical(hs, {{"subject", "SE Acme AB"}, {"companies", RefPlaceholder("company", "c-1")}});
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->fields["company"], RefPlaceholder("company", "c-1"));
+  // Anything else is not a reference.
+  auto bad = MappingPlan::ToCanonical(hs, {{"subject", "SE Acme AB"}, {"companies", json::array({"1", "2"})}});
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ReferenceTest, ThePresetsReferencesLoad) {
+  auto plan = LoadMappingPlan({Preset()}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const struct {
+    const char* entity;
+    const char* field;
+    const char* refers_to;
+  } refs[] = {{"contact", "company", "company"}, {"onboarding", "company", "company"}, {"note", "onboarding", "onboarding"}};
+  for (const auto& r : refs) {
+    SCOPED_TRACE(std::string(r.entity) + "." + r.field);
+    const CanonicalEntity* e = (*plan)->FindEntity(r.entity);
+    ASSERT_NE(e, nullptr);
+    const CanonicalField* f = e->Find(r.field);
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->type, FieldType::kRef);
+    EXPECT_EQ(f->ref_entity, r.refers_to);
+  }
+  // Each system's native form, with the referenced entity carried onto the field map.
+  const struct {
+    const char* system;
+    const char* entity;
+    const char* field;
+    const char* native;
+    const char* bind;
+    const char* refers_to;
+  } maps[] = {{"hubspot", "contact", "company", "companies", "", "company"},
+              {"hubspot", "onboarding", "company", "companies", "", "company"},
+              {"hubspot", "note", "onboarding", "tickets", "", "onboarding"},
+              {"dynamics365", "contact", "company", "parentcustomerid", "parentcustomerid_account", "company"},
+              {"dynamics365", "onboarding", "company", "parentaccountid", "", "company"},
+              {"dynamics365", "note", "onboarding", "objectid", "objectid_opportunity", "onboarding"}};
+  for (const auto& m : maps) {
+    SCOPED_TRACE(std::string(m.system) + "." + m.entity + "." + m.field);
+    const SystemEntityMapping* sm = (*plan)->Find(m.system, m.entity);
+    ASSERT_NE(sm, nullptr);
+    const FieldMap* found = nullptr;
+    for (const FieldMap& f : sm->fields)
+      if (f.canonical == m.field) found = &f;
+    ASSERT_NE(found, nullptr);
+    EXPECT_EQ(found->type, FieldType::kRef);
+    EXPECT_EQ(found->native, m.native);
+    EXPECT_EQ(found->bind, m.bind);
+    EXPECT_EQ(found->ref_entity, m.refers_to);
+    EXPECT_TRUE(found->transforms.empty());
+  }
+  // Referenced entities first: a company before its contacts and onboardings, an onboarding
+  // before its notes.
+  const std::vector<std::string> names = EntityNames(**plan);
+  EXPECT_LT(IndexOf(names, "company"), IndexOf(names, "contact"));
+  EXPECT_LT(IndexOf(names, "company"), IndexOf(names, "onboarding"));
+  EXPECT_LT(IndexOf(names, "onboarding"), IndexOf(names, "note"));
+}
+
+}  // namespace
+}  // namespace crmbridge
