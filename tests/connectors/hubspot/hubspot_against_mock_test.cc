@@ -196,3 +196,200 @@ TEST(HubSpotDailyLimitTest, TheConnectorStopsWhenTheDailyBudgetIsSpentBeforeA429
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// References as v4 associations: a read gives each record's associated id under the association
+// type, a write associates the records it wrote, and a known previous reference is removed.
+
+ObjectRef TicketsWithCompany() {
+  ObjectRef r;
+  r.object = "tickets";
+  r.params = {{"pipeline", "Order/faktura"}, {"id_property", "crmbridge_id"}};
+  r.fields = {"subject", "hs_pipeline_stage", "companies"};
+  r.ref_fields = {"companies"};
+  return r;
+}
+
+ObjectRef Companies() {
+  ObjectRef r;
+  r.object = "companies";
+  r.params = {{"id_property", "crmbridge_id"}};
+  r.fields = {"name"};
+  return r;
+}
+
+// The associated ids of one object of the mock's Dump, by id.
+std::map<std::string, std::vector<std::string>> AssociationsOf(const json& dump, const std::string& type,
+                                                               const std::string& to) {
+  std::map<std::string, std::vector<std::string>> out;
+  for (const json& o : dump[type]) {
+    std::vector<std::string>& ids = out[o["id"].get<std::string>()];
+    if (o["associations"].contains(to)) ids = o["associations"][to].get<std::vector<std::string>>();
+  }
+  return out;
+}
+
+TEST_F(HubSpotAgainstMockTest, AReadGivesEachTicketsAssociatedCompanyForOneBatchReadPerPage) {
+  mock_->Seed(7, 250);  // 250 tickets, each with its company
+  auto lone = connector_->Write(Tickets(), Ops(5));  // 5 tickets without one
+  ASSERT_TRUE(lone.ok());
+  std::set<std::string> unassociated;
+  for (const WriteOutcome& o : *lone) {
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    unassociated.insert(o.native_id);
+  }
+  const auto expected = AssociationsOf(mock_->Dump(), "tickets", "companies");
+  const int64_t searches_before = Calls("POST /crm/v3/objects/{type}/search");
+  const int64_t reads_before = Calls("POST /crm/v4/associations/{from}/{to}/batch/read");
+
+  ReadContext ctx;
+  ctx.run_start_ms = mock_clock_.NowMillis() + 1000;
+  std::map<std::string, json> read;
+  Cursor cursor;
+  for (int pages = 0; pages < 100; ++pages) {
+    auto page = connector_->ReadChanges(TicketsWithCompany(), cursor, ctx);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (const NativeRecord& r : page->records) {
+      ASSERT_TRUE(r.fields.contains("companies")) << r.id << ": " << r.fields.dump();
+      read[r.id] = r.fields["companies"];
+      EXPECT_EQ(r.fields["subject"].is_string(), true) << "the properties are read as before";
+    }
+    cursor = page->next;
+    if (!page->has_more) break;
+  }
+  ASSERT_EQ(read.size(), 255u);
+  for (const auto& [id, company] : read) {
+    if (unassociated.count(id)) {
+      EXPECT_TRUE(company.is_null()) << id << ": " << company.dump();
+      continue;
+    }
+    ASSERT_EQ(expected.at(id).size(), 1u) << id;
+    EXPECT_EQ(company, expected.at(id)[0]) << "ticket " << id;
+  }
+  const int64_t searches = Calls("POST /crm/v3/objects/{type}/search") - searches_before;
+  EXPECT_GE(searches, 2) << "255 tickets take more than one page of 200";
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/read") - reads_before, searches)
+      << "one association read per page";
+
+  // Two reference types: one batch read per page for each.
+  ObjectRef both = TicketsWithCompany();
+  both.fields.push_back("contacts");
+  both.ref_fields.insert("contacts");
+  const int64_t searches_then = Calls("POST /crm/v3/objects/{type}/search");
+  const int64_t reads_then = Calls("POST /crm/v4/associations/{from}/{to}/batch/read");
+  const auto contacts = AssociationsOf(mock_->Dump(), "tickets", "contacts");
+  cursor.clear();
+  size_t with_contact = 0;
+  for (int pages = 0; pages < 100; ++pages) {
+    auto page = connector_->ReadChanges(both, cursor, ctx);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (const NativeRecord& r : page->records) {
+      const std::vector<std::string>& ids = contacts.at(r.id);
+      if (ids.empty()) {
+        EXPECT_TRUE(r.fields["contacts"].is_null()) << r.id;
+      } else {
+        ++with_contact;
+        // A ticket with two contacts gives one of them, the same on every read.
+        EXPECT_NE(std::find(ids.begin(), ids.end(), r.fields["contacts"]), ids.end()) << r.id;
+      }
+    }
+    cursor = page->next;
+    if (!page->has_more) break;
+  }
+  EXPECT_EQ(with_contact, 250u);
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/read") - reads_then,
+            2 * (Calls("POST /crm/v3/objects/{type}/search") - searches_then));
+}
+
+TEST_F(HubSpotAgainstMockTest, UpsertsWithReferencesAreAssociatedInCeilNOver100Calls) {
+  const int n = 150;
+  std::vector<WriteOp> companies(n);
+  for (int i = 0; i < n; ++i) {
+    companies[i].key = "company-" + std::to_string(i);
+    companies[i].fields = {{"name", "Company " + std::to_string(i) + " AB"}};
+  }
+  auto made = connector_->Write(Companies(), companies);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::vector<std::string> company_ids;
+  for (const WriteOutcome& o : *made) {
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    company_ids.push_back(o.native_id);
+  }
+
+  std::vector<WriteOp> tickets = Ops(n);
+  for (int i = 0; i < n; ++i) tickets[i].refs["companies"] = NativeRef{"companies", company_ids[i], "", ""};
+  auto out = connector_->Write(TicketsWithCompany(), tickets);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  std::vector<std::string> ticket_ids;
+  for (const WriteOutcome& o : *out) {
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    ticket_ids.push_back(o.native_id);
+  }
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/associate/default"), 2) << "ceil(150 / 100)";
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/archive"), 0) << "nothing to remove";
+  json dump = mock_->Dump();
+  auto by_ticket = AssociationsOf(dump, "tickets", "companies");
+  auto by_company = AssociationsOf(dump, "companies", "tickets");
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(by_ticket[ticket_ids[i]], std::vector<std::string>{company_ids[i]}) << "ticket " << i;
+    EXPECT_EQ(by_company[company_ids[i]], std::vector<std::string>{ticket_ids[i]}) << "both ways";
+  }
+  for (const json& t : dump["tickets"]) EXPECT_FALSE(t["properties"].contains("companies")) << "not a property";
+
+  // Ticket 0 moves to company 1: the old association goes, the new one comes.
+  std::vector<WriteOp> move = Ops(1);
+  move[0].refs["companies"] = NativeRef{"companies", company_ids[1], company_ids[0], ""};
+  out = connector_->Write(TicketsWithCompany(), move);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_TRUE((*out)[0].status.ok()) << (*out)[0].status.ToString();
+  EXPECT_EQ((*out)[0].native_id, ticket_ids[0]);
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/archive"), 1);
+  dump = mock_->Dump();
+  by_ticket = AssociationsOf(dump, "tickets", "companies");
+  by_company = AssociationsOf(dump, "companies", "tickets");
+  EXPECT_EQ(by_ticket[ticket_ids[0]], std::vector<std::string>{company_ids[1]}) << "the new company alone";
+  EXPECT_TRUE(by_company[company_ids[0]].empty()) << "the old company lost the ticket";
+  EXPECT_EQ(by_company[company_ids[1]].size(), 2u) << "its own ticket and the one moved to it";
+
+  // A read agrees.
+  ReadContext ctx;
+  ctx.run_start_ms = mock_clock_.NowMillis() + 1000;
+  Cursor cursor;
+  std::map<std::string, json> read;
+  for (int pages = 0; pages < 100; ++pages) {
+    auto page = connector_->ReadChanges(TicketsWithCompany(), cursor, ctx);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (const NativeRecord& r : page->records) read[r.id] = r.fields["companies"];
+    cursor = page->next;
+    if (!page->has_more) break;
+  }
+  EXPECT_EQ(read[ticket_ids[0]], company_ids[1]);
+  EXPECT_EQ(read[ticket_ids[2]], company_ids[2]);
+}
+
+TEST_F(HubSpotAgainstMockTest, AReferenceToARecordThatIsGoneFailsThatWriteAlone) {
+  std::vector<WriteOp> companies(1);
+  companies[0].key = "company-0";
+  companies[0].fields = {{"name", "Acme AB"}};
+  auto made = connector_->Write(Companies(), companies);
+  ASSERT_TRUE(made.ok());
+  ASSERT_TRUE((*made)[0].status.ok());
+  std::vector<WriteOp> tickets = Ops(3);
+  tickets[0].refs["companies"] = NativeRef{"companies", (*made)[0].native_id, "", ""};
+  tickets[1].refs["companies"] = NativeRef{"companies", "987654321", "", ""};  // no such company
+  tickets[2].refs["companies"] = NativeRef{"companies", (*made)[0].native_id, "", ""};
+  auto out = connector_->Write(TicketsWithCompany(), tickets);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_TRUE((*out)[0].status.ok()) << (*out)[0].status.ToString();
+  EXPECT_TRUE((*out)[2].status.ok()) << (*out)[2].status.ToString();
+  EXPECT_EQ((*out)[1].status.code(), StatusCode::kInvalidArgument) << (*out)[1].status.ToString();
+  EXPECT_NE((*out)[1].status.message().find("987654321"), std::string::npos) << (*out)[1].status.message();
+  auto by_ticket = AssociationsOf(mock_->Dump(), "tickets", "companies");
+  EXPECT_EQ(by_ticket[(*out)[0].native_id], std::vector<std::string>{(*made)[0].native_id});
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/associate/default"), 1);
+}
+
+}  // namespace
+}  // namespace crmbridge
