@@ -248,3 +248,211 @@ TEST_F(Dynamics365BatchTest, ATableWithoutChangeTrackingIsReadByModifiedOn) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// References as lookups: a read gives a lookup's value (_parentaccountid_value) under the lookup's
+// name, a write binds it through @odata.bind (a polymorphic one through its typed navigation
+// property), and an empty reference unbinds it.
+
+ObjectRef Keyed(const std::string& set) {
+  ObjectRef r;
+  r.object = set;
+  r.params = {{"key", "crmb_externalid"}};
+  return r;
+}
+
+// Rows of one set of the mock's Dump, by primary key.
+std::map<std::string, json> RowsOf(const json& dump, const std::string& set, const std::string& pk) {
+  std::map<std::string, json> out;
+  for (const json& row : dump[set]) out[row[pk].get<std::string>()] = row;
+  return out;
+}
+
+class Dynamics365LookupTest : public Dynamics365BatchTest {
+ protected:
+  // `n` accounts written through the connector; their ids.
+  std::vector<std::string> Accounts(int n) {
+    std::vector<WriteOp> ops(n);
+    for (int i = 0; i < n; ++i) {
+      ops[i].key = "acct-" + std::to_string(i);
+      ops[i].fields = {{"name", "Account " + std::to_string(i) + " AB"}};
+    }
+    auto out = connector_->Write(Keyed("accounts"), ops);
+    EXPECT_TRUE(out.ok()) << out.status().ToString();
+    std::vector<std::string> ids;
+    if (!out.ok()) return ids;
+    for (const WriteOutcome& o : *out) {
+      EXPECT_TRUE(o.status.ok()) << o.status.ToString();
+      ids.push_back(o.native_id);
+    }
+    return ids;
+  }
+  std::vector<NativeRecord> ReadAll(const ObjectRef& ref, Cursor* cursor, const ReadContext& ctx = {}) {
+    std::vector<NativeRecord> out;
+    for (int pages = 0; pages < 100; ++pages) {
+      auto page = connector_->ReadChanges(ref, *cursor, ctx);
+      EXPECT_TRUE(page.ok()) << page.status().ToString();
+      if (!page.ok()) break;
+      for (NativeRecord& r : page->records) out.push_back(std::move(r));
+      *cursor = page->next;
+      if (!page->has_more) break;
+    }
+    return out;
+  }
+};
+
+TEST_F(Dynamics365LookupTest, AReadGivesTheAccountIdUnderTheLookupsName) {
+  mock_->Seed(11, 30);  // 30 accounts, each with an opportunity whose parentaccountid is it
+  const auto rows = RowsOf(mock_->Dump(), "opportunities", "opportunityid");
+  ASSERT_EQ(rows.size(), 30u);
+  ObjectRef ref = Keyed("opportunities");
+  ref.fields = {"name", "parentaccountid"};
+  ref.ref_fields = {"parentaccountid"};
+  ReadContext ctx;
+  ctx.page_size = 7;  // several pages
+  Cursor cursor;
+  std::vector<NativeRecord> read = ReadAll(ref, &cursor, ctx);
+  ASSERT_EQ(read.size(), 30u);
+  const auto accounts = RowsOf(mock_->Dump(), "accounts", "accountid");
+  for (const NativeRecord& r : read) {
+    SCOPED_TRACE(r.id);
+    ASSERT_TRUE(r.fields.contains("parentaccountid")) << r.fields.dump();
+    ASSERT_TRUE(r.fields["parentaccountid"].is_string()) << r.fields.dump();
+    EXPECT_EQ(r.fields["parentaccountid"], rows.at(r.id)["_parentaccountid_value"]);
+    EXPECT_TRUE(accounts.count(r.fields["parentaccountid"].get<std::string>())) << "an account's id";
+    EXPECT_FALSE(r.fields.contains("_parentaccountid_value")) << "given under the lookup's name only";
+  }
+
+  // A change of the lookup comes through the delta link the same way.
+  ASSERT_NE(cursor.find("deltatoken="), std::string::npos) << cursor;
+  const std::string moved = read[0].id;
+  const std::string other = read[1].fields["parentaccountid"].get<std::string>();
+  WriteOp op;
+  op.kind = WriteOp::Kind::kUpdate;
+  op.native_id = moved;
+  op.refs["parentaccountid"] = NativeRef{"accounts", other, "", ""};
+  auto out = connector_->Write(Keyed("opportunities"), {op});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_TRUE((*out)[0].status.ok()) << (*out)[0].status.ToString();
+  std::vector<NativeRecord> delta = ReadAll(ref, &cursor);
+  ASSERT_EQ(delta.size(), 1u);
+  EXPECT_EQ(delta[0].id, moved);
+  EXPECT_EQ(delta[0].fields["parentaccountid"], other);
+}
+
+TEST_F(Dynamics365LookupTest, ATableReadByModifiedOnGivesTheLookupToo) {
+  mock_->Seed(12, 5);
+  ObjectRef ref = Keyed("opportunities");
+  ref.params["change_tracking"] = "false";
+  ref.fields = {"name", "parentaccountid"};
+  ref.ref_fields = {"parentaccountid"};
+  ReadContext ctx;
+  ctx.run_start_ms = Clock::Real()->NowMillis() + 60000;
+  Cursor cursor;
+  std::vector<NativeRecord> read = ReadAll(ref, &cursor, ctx);
+  ASSERT_EQ(read.size(), 5u);
+  const auto rows = RowsOf(mock_->Dump(), "opportunities", "opportunityid");
+  for (const NativeRecord& r : read)
+    EXPECT_EQ(r.fields["parentaccountid"], rows.at(r.id)["_parentaccountid_value"]) << r.id;
+}
+
+TEST_F(Dynamics365LookupTest, AWriteWithARefBindsTheLookupAndAnEmptyOneUnbindsIt) {
+  const std::vector<std::string> accounts = Accounts(3);
+  ASSERT_EQ(accounts.size(), 3u);
+  // Three in a $batch, then one alone (a plain request): both bind.
+  std::vector<WriteOp> ops = Ops(4);
+  for (int i = 0; i < 4; ++i) ops[i].refs["parentaccountid"] = NativeRef{"accounts", accounts[i % 3], "", ""};
+  std::vector<WriteOp> first(ops.begin(), ops.begin() + 3), last(ops.begin() + 3, ops.end());
+  const int64_t batches = BatchCalls();
+  auto out = connector_->Write(Keyed("opportunities"), first);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(BatchCalls(), batches + 1);
+  auto single = connector_->Write(Keyed("opportunities"), last);
+  ASSERT_TRUE(single.ok()) << single.status().ToString();
+  out->push_back((*single)[0]);
+  std::vector<std::string> ids;
+  for (const WriteOutcome& o : *out) {
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    ids.push_back(o.native_id);
+  }
+  auto rows = RowsOf(mock_->Dump(), "opportunities", "opportunityid");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(rows.at(ids[i])["_parentaccountid_value"], accounts[i % 3]) << i;
+    EXPECT_EQ(rows.at(ids[i])["name"], "Deal " + std::to_string(i)) << "the fields land with the bind";
+  }
+
+  // An empty ref id unbinds; an op without refs leaves the lookup alone.
+  std::vector<WriteOp> clear = Ops(2, "Again");
+  clear[0].refs["parentaccountid"] = NativeRef{"accounts", "", "", ""};
+  out = connector_->Write(Keyed("opportunities"), clear);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  for (const WriteOutcome& o : *out) ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  rows = RowsOf(mock_->Dump(), "opportunities", "opportunityid");
+  EXPECT_TRUE(rows.at(ids[0])["_parentaccountid_value"].is_null()) << rows.at(ids[0]).dump();
+  EXPECT_EQ(rows.at(ids[0])["name"], "Again 0");
+  EXPECT_EQ(rows.at(ids[1])["_parentaccountid_value"], accounts[1]) << "no ref: not touched";
+  EXPECT_EQ(rows.at(ids[2])["_parentaccountid_value"], accounts[2]);
+}
+
+TEST_F(Dynamics365LookupTest, APolymorphicLookupIsBoundThroughItsBind) {
+  const std::vector<std::string> accounts = Accounts(2);
+  ASSERT_EQ(accounts.size(), 2u);
+  std::vector<WriteOp> ops(2);
+  for (int i = 0; i < 2; ++i) {
+    ops[i].key = "contact-" + std::to_string(i);
+    ops[i].fields = {{"lastname", "Berg " + std::to_string(i)}};
+    ops[i].refs["parentcustomerid"] = NativeRef{"accounts", accounts[i], "", "parentcustomerid_account"};
+  }
+  auto out = connector_->Write(Keyed("contacts"), ops);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  std::vector<std::string> ids;
+  for (const WriteOutcome& o : *out) {
+    ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+    ids.push_back(o.native_id);
+  }
+  auto rows = RowsOf(mock_->Dump(), "contacts", "contactid");
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(rows.at(ids[i])["_parentcustomerid_value"], accounts[i]) << i;
+
+  // Read back under the lookup's name.
+  ObjectRef ref = Keyed("contacts");
+  ref.fields = {"lastname", "parentcustomerid"};
+  ref.ref_fields = {"parentcustomerid"};
+  Cursor cursor;
+  std::vector<NativeRecord> read = ReadAll(ref, &cursor);
+  ASSERT_EQ(read.size(), 2u);
+  for (const NativeRecord& r : read)
+    EXPECT_EQ(r.fields["parentcustomerid"], rows.at(r.id)["_parentcustomerid_value"]) << r.id;
+
+  // Unbound through the same navigation property.
+  WriteOp clear;
+  clear.key = "contact-1";
+  clear.refs["parentcustomerid"] = NativeRef{"accounts", "", "", "parentcustomerid_account"};
+  auto cleared = connector_->Write(Keyed("contacts"), {clear});
+  ASSERT_TRUE(cleared.ok()) << cleared.status().ToString();
+  ASSERT_TRUE((*cleared)[0].status.ok()) << (*cleared)[0].status.ToString();
+  rows = RowsOf(mock_->Dump(), "contacts", "contactid");
+  EXPECT_TRUE(rows.at(ids[1])["_parentcustomerid_value"].is_null());
+  EXPECT_EQ(rows.at(ids[0])["_parentcustomerid_value"], accounts[0]);
+}
+
+TEST_F(Dynamics365LookupTest, ANoteIsBoundToItsOpportunityThroughObjectIdOpportunity) {
+  auto opportunity = connector_->Write(Keyed("opportunities"), Ops(1));
+  ASSERT_TRUE(opportunity.ok());
+  ASSERT_TRUE((*opportunity)[0].status.ok());
+  WriteOp note;
+  note.key = "note-1";
+  note.fields = {{"notetext", "Start meeting booked"}};
+  note.refs["objectid"] = NativeRef{"opportunities", (*opportunity)[0].native_id, "", "objectid_opportunity"};
+  auto out = connector_->Write(Keyed("annotations"), {note});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_TRUE((*out)[0].status.ok()) << (*out)[0].status.ToString();
+  auto rows = RowsOf(mock_->Dump(), "annotations", "annotationid");
+  const json& row = rows.at((*out)[0].native_id);
+  EXPECT_EQ(row["_objectid_value"], (*opportunity)[0].native_id);
+  EXPECT_EQ(row["objecttypecode"], "opportunity");
+}
+
+}  // namespace
+}  // namespace crmbridge
