@@ -2,22 +2,35 @@
 
 #include <algorithm>
 #include <cassert>
+#include <optional>
 #include <utility>
 
 #include "src/core/retrying_transport.h"
 
 namespace crmbridge {
 
+Clock::Duration TokenBucket::DefaultMargin(Clock::Duration period) {
+  return std::max(kMinMargin, period * kMarginPercent / 100);
+}
+
 TokenBucket::TokenBucket(int capacity, Clock::Duration period, Clock* clock)
-    : capacity_(std::max(capacity, 1)), period_(period), clock_(clock) {
-  assert(capacity >= 1 && period.count() > 0 && clock != nullptr);
+    : TokenBucket(capacity, period, clock, DefaultMargin(period)) {}
+
+TokenBucket::TokenBucket(int capacity, Clock::Duration period, Clock* clock,
+                         Clock::Duration margin)
+    : capacity_(std::max(capacity, 1)),
+      period_(period),
+      margin_(std::max(margin, Clock::Duration::zero())),
+      clock_(clock) {
+  assert(capacity >= 1 && period.count() > 0 && margin.count() >= 0 && clock != nullptr);
 }
 
 Clock::TimePoint TokenBucket::NextSlotLocked(Clock::TimePoint now) const {
   Clock::TimePoint slot = std::max(now, paused_until_);
   if (static_cast<int>(slots_.size()) >= capacity_) {
-    // The token taken capacity_ slots ago comes back one period after it was taken.
-    slot = std::max(slot, slots_.front() + period_);
+    // The token taken capacity_ slots ago comes back one period (and the margin) after it was
+    // taken.
+    slot = std::max(slot, slots_.front() + period_ + margin_);
   }
   return slot;
 }
@@ -85,10 +98,12 @@ Result<Response> RateLimitedTransport::Send(const Request& request) {
   if (bucket != nullptr) bucket->Acquire();
   Result<Response> result = TransportWrapper::Send(request);
   if (bucket != nullptr && result.ok() && result->status == 429) {
-    if (auto header = result->Header("Retry-After")) {
-      Clock::TimePoint now = clock_->Now();
-      if (auto delay = ParseRetryAfter(*header, now)) bucket->PauseUntil(now + *delay);
-    }
+    Clock::TimePoint now = clock_->Now();
+    std::optional<Clock::Duration> delay;
+    if (auto header = result->Header("Retry-After")) delay = ParseRetryAfter(*header, now);
+    // Without a Retry-After (HubSpot's search 429), the server still counts the requests of its
+    // current window: hold everyone for one window rather than let them refill it at once.
+    bucket->PauseUntil(now + (delay ? *delay : bucket->period()));
   }
   return result;
 }
