@@ -126,6 +126,24 @@ struct MappedRecord {
   nlohmann::json fields = nlohmann::json::object();  // canonical field -> value (only mapped-in fields)
 };
 
+// The portal access flow (docs/MAPPINGS.md "Portal access"): which canonical fields decide that a
+// contact gets a portal user and access to its main property. The loader adds two internal
+// entities for it, `portal_user` (keyed by the contact's canonical id) and `portal_access` (one per
+// contact and property), mapped to the portal system's users and access objects.
+struct PortalAccessFlow {
+  std::string system;         // the portal system's name ("portal")
+  std::string contact;        // the contact entity ("contact")
+  std::string company;        // the contact's reference field to its company ("company")
+  std::string company_flag;   // boolean field of the company: activate portal access
+  std::string contact_flag;   // boolean field of the contact: portal access
+  std::string email;          // the contact's portal email
+  std::string property;       // the contact's main property: the portal property's external_id
+  std::string first_name, last_name;  // optional: copied to the portal user
+  SourcePos pos;
+};
+inline constexpr const char* kPortalUserEntity = "portal_user";
+inline constexpr const char* kPortalAccessEntity = "portal_access";
+
 class MappingPlan {
  public:
   // Canonical entities in dependency order (referenced entities first).
@@ -146,13 +164,20 @@ class MappingPlan {
   static Result<nlohmann::json> ToNative(const SystemEntityMapping& m, const nlohmann::json& canonical,
                                          bool creating);
 
+  // The portal access flow, when a mapping file declares one.
+  const std::optional<PortalAccessFlow>& portal_access() const { return portal_access_; }
+
   // Built by the loader only.
-  MappingPlan(std::vector<CanonicalEntity> entities, std::vector<SystemEntityMapping> mappings)
-      : entities_(std::move(entities)), mappings_(std::move(mappings)) {}
+  MappingPlan(std::vector<CanonicalEntity> entities, std::vector<SystemEntityMapping> mappings,
+              std::optional<PortalAccessFlow> portal_access = std::nullopt)
+      : entities_(std::move(entities)),
+        mappings_(std::move(mappings)),
+        portal_access_(std::move(portal_access)) {}
 
  private:
   std::vector<CanonicalEntity> entities_;
   std::vector<SystemEntityMapping> mappings_;
+  std::optional<PortalAccessFlow> portal_access_;
 };
 
 // Loads, validates and compiles mapping files. `known_systems` maps each system name declared in

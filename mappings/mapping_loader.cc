@@ -17,7 +17,10 @@ using nlohmann::json;
 
 namespace {
 
-const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems"};
+const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems", "portal_access"};
+const std::set<std::string> kPortalKeys = {"system",   "contact",  "company",    "company_flag",
+                                           "contact_flag", "email", "property", "first_name",
+                                           "last_name"};
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
 const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
                                                    "end_values", "system_of_record", "entity"};
@@ -85,9 +88,11 @@ class Loader {
     if (root["entities"]) Entities(root["entities"]);
     if (root["tables"]) Tables(root["tables"]);
     if (root["systems"]) Systems(root["systems"]);
+    if (root["portal_access"]) PortalAccess(root["portal_access"]);
   }
 
   Diagnostics& diags() { return diags_; }
+  std::optional<PortalAccessFlow>& portal() { return portal_; }
   std::vector<CanonicalEntity>& entities() { return entities_; }
   std::vector<SystemEntityMapping>& mappings() { return mappings_; }
 
@@ -142,6 +147,7 @@ class Loader {
     CheckSystemsOfRecord();
     CheckMatchKeys();
     OrderByReferences();
+    if (portal_) CompilePortalAccess();
   }
 
  private:
@@ -323,6 +329,127 @@ class Loader {
       CheckManyToOne(*table, kv.first);
       tables_[table->name] = table;
     }
+  }
+
+  void PortalAccess(const YAML::Node& n) {
+    if (!n.IsMap()) return Error(n, "portal_access must be a map", "portal_access: {system: portal, ...}");
+    if (portal_) return Error(n, "portal_access is declared twice");
+    CheckKeys(n, kPortalKeys, "portal_access");
+    PortalAccessFlow f;
+    f.pos = Pos(n);
+    const std::pair<const char*, std::string*> keys[] = {
+        {"system", &f.system},     {"contact", &f.contact},         {"company", &f.company},
+        {"company_flag", &f.company_flag}, {"contact_flag", &f.contact_flag}, {"email", &f.email},
+        {"property", &f.property}, {"first_name", &f.first_name},   {"last_name", &f.last_name}};
+    for (const auto& [key, out] : keys) {
+      if (n[key] && n[key].IsScalar()) {
+        *out = n[key].Scalar();
+        portal_pos_[key] = Pos(n[key]);
+      } else if (std::string(key) != "first_name" && std::string(key) != "last_name") {
+        Error(n, "portal_access needs '" + std::string(key) + "'",
+              "see docs/MAPPINGS.md \"Portal access\"");
+      }
+    }
+    portal_ = f;
+  }
+
+  // Checks the flow's fields against the entities and adds the two portal entities and their
+  // mappings to the plan, after every other entity (they refer to contacts).
+  void CompilePortalAccess() {
+    const PortalAccessFlow& f = *portal_;
+    auto at = [&](const char* key) { return portal_pos_.count(key) ? portal_pos_[key] : f.pos; };
+    auto kind = known_systems_.find(f.system);
+    if (kind == known_systems_.end()) {
+      diags_.Error(at("system"), "unknown system '" + f.system + "'",
+                   "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
+      return;
+    }
+    if (!kind->second.empty() && kind->second != "portal")
+      diags_.Error(at("system"), "portal_access needs a portal system, and " + f.system + " is " +
+                                     kind->second);
+    const CanonicalEntity* contact = FindEntity(f.contact);
+    if (contact == nullptr) {
+      diags_.Error(at("contact"), "unknown entity '" + f.contact + "'");
+      return;
+    }
+    auto field = [&](const CanonicalEntity& e, const std::string& name, const char* key,
+                     std::optional<FieldType> type) -> const CanonicalField* {
+      const CanonicalField* cf = e.Find(name);
+      if (cf == nullptr) {
+        std::set<std::string> names;
+        for (const auto& fld : e.fields) names.insert(fld.name);
+        diags_.Error(at(key), "entity '" + e.name + "' has no field '" + name + "'",
+                     "its fields: " + Join(names));
+      } else if (type && cf->type != *type) {
+        diags_.Error(at(key), "portal_access." + std::string(key) + " must be a " + TypeName(*type) +
+                                  " field, and " + e.name + "." + name + " is a " + TypeName(cf->type));
+        return nullptr;
+      }
+      return cf;
+    };
+    const CanonicalField* ref = field(*contact, f.company, "company", FieldType::kRef);
+    field(*contact, f.contact_flag, "contact_flag", FieldType::kBoolean);
+    field(*contact, f.email, "email", FieldType::kString);
+    field(*contact, f.property, "property", FieldType::kString);
+    if (!f.first_name.empty()) field(*contact, f.first_name, "first_name", FieldType::kString);
+    if (!f.last_name.empty()) field(*contact, f.last_name, "last_name", FieldType::kString);
+    if (ref != nullptr)
+      if (const CanonicalEntity* company = FindEntity(ref->ref_entity))
+        field(*company, f.company_flag, "company_flag", FieldType::kBoolean);
+
+    auto named = [](const std::string& name, FieldType type, const std::string& ref = "") {
+      CanonicalField cf;
+      cf.name = name;
+      cf.type = type;
+      cf.ref_entity = ref;
+      return cf;
+    };
+    CanonicalEntity user;
+    user.name = kPortalUserEntity;
+    user.fields = {named("email", FieldType::kString), named("first_name", FieldType::kString),
+                   named("last_name", FieldType::kString), named("portal_access", FieldType::kBoolean)};
+    CanonicalEntity access;
+    access.name = kPortalAccessEntity;
+    access.fields = {named("user", FieldType::kRef, kPortalUserEntity),
+                     named("property", FieldType::kString)};
+    entities_.push_back(user);
+    entities_.push_back(access);
+
+    SystemEntityMapping users;
+    users.system = f.system;
+    users.entity = kPortalUserEntity;
+    users.object = "users";
+    users.pos = f.pos;
+    for (const auto& [canonical, type] :
+         std::vector<std::pair<std::string, FieldType>>{{"email", FieldType::kString},
+                                                        {"first_name", FieldType::kString},
+                                                        {"last_name", FieldType::kString},
+                                                        {"portal_access", FieldType::kBoolean}}) {
+      FieldMap fm;
+      fm.canonical = fm.native = canonical;
+      fm.type = type;
+      fm.direction = Direction::kOut;
+      fm.pos = f.pos;
+      users.fields.push_back(fm);
+    }
+    SystemEntityMapping grants;
+    grants.system = f.system;
+    grants.entity = kPortalAccessEntity;
+    grants.object = "access";
+    grants.pos = f.pos;
+    FieldMap to_user;
+    to_user.canonical = "user";
+    to_user.native = "user_id";
+    to_user.type = FieldType::kRef;
+    to_user.ref_entity = kPortalUserEntity;
+    to_user.direction = Direction::kOut;
+    FieldMap to_property;
+    to_property.canonical = "property";
+    to_property.native = "property_external_id";
+    to_property.direction = Direction::kOut;
+    grants.fields = {to_user, to_property};
+    mappings_.push_back(users);
+    mappings_.push_back(grants);
   }
 
   // A reference is written and read through the referenced entity's links in the same system, so
@@ -738,6 +865,8 @@ class Loader {
   std::vector<Pending> pending_;
   std::set<std::string> reported_;  // table|value errors already reported once
   std::map<std::string, SourcePos> ref_pos_;  // entity.field -> its `entity:` (or `type:`) key
+  std::optional<PortalAccessFlow> portal_;
+  std::map<std::string, SourcePos> portal_pos_;  // portal_access key -> its value
 };
 
 }  // namespace
@@ -757,7 +886,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(
   if (!loader.diags().empty()) return loader.diags().ToStatus();
   // Unresolved table slots only remain where an error was reported above.
   return std::make_shared<const MappingPlan>(std::move(loader.entities()),
-                                             std::move(loader.mappings()));
+                                             std::move(loader.mappings()), loader.portal());
 }
 
 }  // namespace crmbridge

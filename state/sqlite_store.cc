@@ -164,6 +164,17 @@ CREATE TABLE match_keys (
     {5, "deleted records", R"sql(
 ALTER TABLE snapshots ADD COLUMN deleted_ms INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    {6, "the audit trail of portal access", R"sql(
+CREATE TABLE audit (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms        INTEGER NOT NULL,
+  action       TEXT NOT NULL,  -- grant, change, revoke, reset
+  system       TEXT NOT NULL,
+  subject      TEXT NOT NULL,  -- the canonical record it concerns (a contact)
+  detail       TEXT NOT NULL   -- JSON: user, property, email, reason
+);
+CREATE INDEX audit_by_time ON audit (at_ms);
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -329,6 +340,7 @@ const char* OpKindName(StateBatch::Op::Kind kind) {
     case K::kDeleteDeadLetter: return "DeleteDeadLetter";
     case K::kAddDeadLetter: return "AddDeadLetter";
     case K::kPutMatchKey: return "PutMatchKey";
+    case K::kAddAudit: return "AddAudit";
   }
   return "unknown op";
 }
@@ -388,6 +400,9 @@ class SqliteStore final : public Store {
                                             int limit) override;
   Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system, const std::string& entity,
                                                int64_t now_ms, int limit) override;
+  Result<std::vector<OutboxItem>> DueDeletes(const std::string& system, int64_t now_ms,
+                                             int limit) override;
+  Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) override;
   Result<nlohmann::json> OutboxCounts() override;
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
@@ -440,6 +455,7 @@ class SqliteStore final : public Store {
   Status AddDeadLetter(const OutboxItem& item, const std::string& reason);
   Status PutMatchKey(const std::string& entity, const std::string& key, const std::string& cid);
   Status AddStageTransition(const StageTransition& t);
+  Status AddAudit(const AuditEntry& e);
   Status DeleteDeadLetter(int64_t id);
   Status ReplayLocked(int64_t dead_letter_id, int64_t now_ms);
 
@@ -624,6 +640,7 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
     case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
     case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter.item, op.dead_letter.reason);
     case K::kPutMatchKey: return PutMatchKey(op.link.entity, op.link.native_id, op.link.canonical_id);
+    case K::kAddAudit: return AddAudit(op.audit);
   }
   return Status(StatusCode::kInternal, "unknown batch op");
 }
@@ -1023,6 +1040,56 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutboxFor(const std::string& sys
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the due outbox of " + system + " " + entity);
   return items;
+}
+
+Result<std::vector<OutboxItem>> SqliteStore::DueDeletes(const std::string& system, int64_t now_ms,
+                                                        int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
+                                 " FROM outbox WHERE system = ?1 AND op = 'delete' AND "
+                                 "next_attempt_ms <= ?2 ORDER BY id LIMIT ?3";
+  Stmt st = Prepare(sql.c_str());
+  st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit));
+  std::vector<OutboxItem> items;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    auto item = ReadOutboxRow(st);
+    if (!item.ok()) return item.status();
+    items.push_back(std::move(*item));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading the due deletes of " + system);
+  return items;
+}
+
+Status SqliteStore::AddAudit(const AuditEntry& e) {
+  Stmt st = Prepare(
+      "INSERT INTO audit (at_ms, action, system, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
+  const std::string detail = e.detail.dump();
+  st.Int(1, e.at_ms).Text(2, e.action).Text(3, e.system).Text(4, e.subject).Text(5, detail);
+  const int rc = st.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "recording an audit entry for " + e.subject);
+}
+
+Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int64_t since_ms, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare(
+      "SELECT id, at_ms, action, system, subject, detail FROM audit WHERE at_ms >= ?1 "
+      "ORDER BY at_ms, id LIMIT ?2");
+  st.Int(1, since_ms).Int(2, SqlLimit(limit));
+  std::vector<AuditEntry> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    AuditEntry e;
+    e.id = st.ColInt(0);
+    e.at_ms = st.ColInt(1);
+    e.action = st.ColText(2);
+    e.system = st.ColText(3);
+    e.subject = st.ColText(4);
+    e.detail = nlohmann::json::parse(st.ColText(5), nullptr, false);
+    out.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "reading the audit trail");
+  return out;
 }
 
 Status SqliteStore::PutMatchKey(const std::string& entity, const std::string& key,

@@ -68,6 +68,12 @@ void StateBatch::DeadLetterOutbox(int64_t outbox_id, const std::string& reason, 
   ops_.push_back(std::move(op));
 }
 
+void StateBatch::AddAudit(const AuditEntry& entry) {
+  Op op = MakeOp(Op::Kind::kAddAudit);
+  op.audit = entry;
+  ops_.push_back(std::move(op));
+}
+
 void StateBatch::AddStageTransition(const StageTransition& transition) {
   Op op = MakeOp(Op::Kind::kAddStageTransition);
   op.stage = transition;

@@ -97,6 +97,16 @@ struct StageTransition {
   int64_t at_ms = 0;
 };
 
+// One entry of the audit trail: a portal access granted, changed or revoked, a reset sent.
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t at_ms = 0;
+  std::string action;   // "grant", "change", "revoke", "reset"
+  std::string system;   // the portal system's name
+  std::string subject;  // the canonical record it concerns (the contact)
+  nlohmann::json detail = nlohmann::json::object();  // user, property, email, reason
+};
+
 struct RunRecord {
   int64_t id = 0;
   std::string mode;          // "sync", "backfill", "dry-run"
@@ -126,7 +136,8 @@ class StateBatch {
   struct Op {
     enum class Kind {
       kPutLink, kPutSnapshot, kSetCursor, kEnqueue, kCompleteOutbox, kRetryOutbox,
-      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter, kAddDeadLetter, kPutMatchKey
+      kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter, kAddDeadLetter, kPutMatchKey,
+      kAddAudit
     };
     Kind kind;
     Link link;
@@ -135,6 +146,7 @@ class StateBatch {
     OutboxItem outbox;
     DeadLetter dead_letter;
     StageTransition stage;
+    AuditEntry audit;
     int64_t id = 0;
   };
 
@@ -155,6 +167,7 @@ class StateBatch {
   // Moves an outbox item to the dead letters.
   void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status);
   void AddStageTransition(const StageTransition& transition);
+  void AddAudit(const AuditEntry& entry);
   void DeleteDeadLetter(int64_t dead_letter_id);
   // Dead-letters a write that never went through the outbox of this run (a write the system
   // acknowledged but kept failing to apply, found on read-back).
@@ -204,6 +217,12 @@ class Store {
                                                           const std::string& canonical_id) = 0;
   virtual Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
                                                     int limit) = 0;
+  // Due deletes of every entity, oldest first: they are flushed before anything else (a revoked
+  // portal access is never held behind a backlog of grants).
+  virtual Result<std::vector<OutboxItem>> DueDeletes(const std::string& system, int64_t now_ms,
+                                                     int limit) = 0;
+  // The audit trail from `since_ms` on, oldest first, at most `limit` (0 = all).
+  virtual Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) = 0;
   // The same, for one entity's items only (flushes go entity by entity, referenced ones first).
   virtual Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system,
                                                        const std::string& entity, int64_t now_ms,

@@ -313,7 +313,30 @@ Result<WriteOutcome> PortalConnector::WriteUser(const WriteOp& op) {
   });
 }
 
-Result<WriteOutcome> PortalConnector::WriteAccess(const WriteOp& op) {
+Result<WriteOutcome> PortalConnector::WriteAccess(const WriteOp& given) {
+  // The engine names the user by reference (user_id) and the property by its external_id, as
+  // the CRM knows it; the grant's path takes the portal's own ids.
+  WriteOp op = given;
+  if (auto user = op.refs.find("user_id"); user != op.refs.end() && !user->second.id.empty())
+    op.fields["user_id"] = user->second.id;
+  if (op.fields.contains("property_external_id") && !op.fields.contains("property_id")) {
+    const std::string external_id = StringAt(op.fields, "property_external_id");
+    auto cached = property_ids_.find(external_id);
+    if (cached == property_ids_.end()) {
+      auto found = List("/properties?external_id=" + PercentEncode(external_id), "", 1,
+                        "finding property " + external_id);
+      if (!found.ok()) return OpFailed(found.status());
+      if (found->data.empty()) {
+        if (op.kind == WriteOp::Kind::kDelete) return Done(op.native_id, false);  // nothing granted
+        return OpError(StatusCode::kInvalidArgument,
+                       "the portal has no property with external_id \"" + external_id +
+                           "\" (the contact's main property); create it in the portal first",
+                       name_);
+      }
+      cached = property_ids_.emplace(external_id, StringAt(found->data[0], "id")).first;
+    }
+    op.fields["property_id"] = cached->second;
+  }
   auto grant = portal::GrantOf(op);
   if (!grant.ok()) return OpFailed(Status(grant.status()).set_system(name_));
   const std::string id = portal::GrantId(*grant);

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -78,6 +79,7 @@ class PortalConnector : public Connector {
   Result<WriteOutcome> WriteProperty(const WriteOp& op);
   Result<WriteOutcome> WriteUser(const WriteOp& op);
   Result<WriteOutcome> WriteAccess(const WriteOp& op);
+  std::map<std::string, std::string> property_ids_;  // external_id -> portal property id
   // PATCH /v1/<collection>/<id>; an empty body changes nothing and sends nothing.
   Result<WriteOutcome> Patch(const std::string& collection, const std::string& id,
                              const nlohmann::json& body, const std::string& what);

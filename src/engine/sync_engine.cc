@@ -13,6 +13,7 @@
 #include "src/core/hash.h"
 #include "src/core/ids.h"
 #include "src/core/time_util.h"
+#include "src/engine/portal_rules.h"
 
 namespace crmbridge {
 
@@ -213,6 +214,15 @@ class SyncEngine::Run {
   // Queues a write for every other system whose copy differs from `snap`.
   Status PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
                      Snapshot* snap, StateBatch* batch);
+  // Queues a write of `snap` to one target when it differs from what the target holds.
+  Status PlanTarget(const std::string& from_entity, const SystemEntityMapping& target,
+                    const std::string& canonical_id, const Snapshot& snap, StateBatch* batch);
+  // The portal access flow (MappingPlan::portal_access): after the reads, each contact's
+  // conditions decide its portal user and grants; revokes, users and grants are queued.
+  Status PlanPortalAccess();
+  // Audit entries (and link bookkeeping) for a delivered portal write.
+  // True when it settled the item itself (a revoked grant: its link is cleared, not updated).
+  bool RecordPortalOutcome(const OutboxItem& item, const WriteOutcome& outcome, StateBatch* batch);
   Status FlushSystem(const std::string& system);
   Status FlushChunk(Connector* connector, const SystemEntityMapping& m,
                     const std::vector<OutboxItem>& items);
@@ -295,6 +305,12 @@ Result<RunSummary> SyncEngine::Run::Execute() {
       }
     }
     if (!failure.ok()) break;
+  }
+
+  // Portal access follows from what the reads left in the snapshots.
+  if (failure.ok() && !Stopping() && opt_.backfill_system.empty()) {
+    Status s = PlanPortalAccess();
+    if (!s.ok()) failure = s;
   }
 
   // Flush: one thread per system; each connector is used by its own thread only.
@@ -946,10 +962,20 @@ Status SyncEngine::Run::EnqueueRewrite(const SystemEntityMapping& source, const 
 Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
                                     const std::string& canonical_id, Snapshot* snap,
                                     StateBatch* batch) {
-  const json& merged = snap->fields;
   for (const SystemEntityMapping& target : e_->plan_->mappings()) {
     if (target.entity != source.entity || target.system == source.system || !target.writes())
       continue;
+    CRMB_RETURN_IF_ERROR(PlanTarget(source.entity, target, canonical_id, *snap, batch));
+  }
+  return Status::Ok();
+}
+
+Status SyncEngine::Run::PlanTarget(const std::string& from_entity, const SystemEntityMapping& target,
+                                   const std::string& canonical_id, const Snapshot& snapshot,
+                                   StateBatch* batch) {
+  const Snapshot* snap = &snapshot;
+  const json& merged = snap->fields;
+  {
     auto found = CurrentLink(target.entity, canonical_id, target.system);
     if (!found.ok()) return found.status();
     const Link link = *found;
@@ -957,20 +983,20 @@ Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
     auto native = MappingPlan::ToNative(target, merged, /*creating=*/!linked);
     if (!native.ok()) {
       ++Count(target.system, target.entity).rejected;
-      spdlog::warn("{} {} cannot be mapped to {} {}: {}", source.entity, canonical_id,
+      spdlog::warn("{} {} cannot be mapped to {} {}: {}", from_entity, canonical_id,
                    target.system, target.object, native.status().message());
-      continue;
+      return Status::Ok();
     }
     const std::string hash = HashJson(*native);
-    if (linked && link.last_written_hash == hash) continue;  // the target already has it
-    if (linked && HoldsAlready(target, *snap)) continue;      // read from there with these values
+    if (linked && link.last_written_hash == hash) return Status::Ok();  // it has it already
+    if (linked && HoldsAlready(target, *snap)) return Status::Ok();  // read with these values
 
     ++Count(target.system, target.entity).queued;
     if (opt_.dry_run) {
       summary_.plan.push_back(PlannedWrite{target.system, target.entity, canonical_id,
                                            linked ? "update" : "create", link.native_id,
                                            *native});
-      continue;
+      return Status::Ok();
     }
     OutboxItem item;
     item.system = target.system;
@@ -992,6 +1018,172 @@ Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
   return Status::Ok();
 }
 
+Status SyncEngine::Run::PlanPortalAccess() {
+  const std::optional<PortalAccessFlow>& flow = e_->plan_->portal_access();
+  if (!flow || !e_->connectors_.count(flow->system)) return Status::Ok();
+  const SystemEntityMapping* users = e_->plan_->Find(flow->system, kPortalUserEntity);
+  const SystemEntityMapping* grants = e_->plan_->Find(flow->system, kPortalAccessEntity);
+  const CanonicalEntity* contact_entity = e_->plan_->FindEntity(flow->contact);
+  if (users == nullptr || grants == nullptr || contact_entity == nullptr) return Status::Ok();
+  const CanonicalField* company_ref = contact_entity->Find(flow->company);
+  const std::string company_entity = company_ref ? company_ref->ref_entity : "";
+  Store* store = e_->store_;
+  auto contacts = store->ListSnapshots(flow->contact);
+  if (!contacts.ok()) return contacts.status();
+  auto text = [](const json& fields, const std::string& name) {
+    auto it = fields.find(name);
+    return it != fields.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::map<std::string, json> companies;  // by company canonical id: its fields, or null
+  StateBatch batch;
+  int64_t revokes = 0, grants_planned = 0;
+  for (const Snapshot& c : *contacts) {
+    const std::string company = text(c.fields, flow->company);
+    auto cached = companies.find(company);
+    if (cached == companies.end()) {
+      json fields;  // null: no company, or one crmbridge does not hold
+      if (!company.empty()) {
+        auto snap = store->GetSnapshot(company_entity, company);
+        if (!snap.ok()) return snap.status();
+        if (snap->has_value() && (*snap)->deleted_ms == 0) fields = (*snap)->fields;
+      }
+      cached = companies.emplace(company, fields).first;
+    }
+    const PortalDecision decision =
+        DecidePortalAccess(*flow, c.fields, c.deleted_ms > 0, cached->second);
+    const bool eligible = decision.eligible;
+    const std::string& reason = decision.reason;
+    const std::string& email = decision.email;
+    const std::string& property = decision.property;
+
+    // What crmbridge last planned for this contact: its portal user's snapshot lists the
+    // properties it was granted.
+    auto stored = store->GetSnapshot(kPortalUserEntity, c.canonical_id);
+    if (!stored.ok()) return stored.status();
+    if (!eligible && !stored->has_value()) continue;  // never had access: nothing to do
+    Snapshot user = stored->value_or(Snapshot{});
+    user.entity = kPortalUserEntity;
+    user.canonical_id = c.canonical_id;
+    std::set<std::string> held;
+    if (user.fields.contains("properties") && user.fields["properties"].is_array())
+      for (const json& p : user.fields["properties"])
+        if (p.is_string()) held.insert(p.get<std::string>());
+    std::set<std::string> wanted;
+    if (eligible) wanted.insert(property);
+
+    json fields = user.fields;
+    if (eligible) {
+      fields["email"] = email;
+      fields["first_name"] = flow->first_name.empty() ? json("") : json(text(c.fields, flow->first_name));
+      fields["last_name"] = flow->last_name.empty() ? json("") : json(text(c.fields, flow->last_name));
+    }
+    fields["portal_access"] = eligible;
+    fields["properties"] = json(std::vector<std::string>(wanted.begin(), wanted.end()));
+    if (fields == user.fields) continue;  // already as planned
+    user.fields = fields;
+    user.updated_ms = run_start_ms_;
+
+    // Revokes first: a grant that no condition holds any more, or of a property moved away from.
+    for (const std::string& p : held) {
+      if (wanted.count(p)) continue;
+      const std::string gid = c.canonical_id + ":" + p;
+      auto link = CurrentLink(kPortalAccessEntity, gid, flow->system);
+      if (!link.ok()) return link.status();
+      ++revokes;
+      spdlog::info("{}: revoking {}'s access to property {}: {}", flow->system, c.canonical_id, p,
+                   reason.empty() ? "the main property changed" : reason);
+      if (opt_.dry_run) {
+        summary_.plan.push_back(PlannedWrite{flow->system, kPortalAccessEntity, gid, "delete",
+                                             link->native_id, json{{"property", p}}});
+        continue;
+      }
+      OutboxItem item;
+      item.system = flow->system;
+      item.object = grants->object;
+      item.entity = kPortalAccessEntity;
+      item.canonical_id = gid;
+      item.op = "delete";
+      item.native_id = link->native_id;
+      item.idempotency_key = gid;
+      // Without a grant id (its grant never landed), the delete names the user and property.
+      item.payload = {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
+                      {"property_external_id", p},
+                      {"reason", reason.empty() ? "the main property changed" : reason}};
+      item.payload_hash = "delete";
+      item.created_ms = run_start_ms_;
+      batch.Enqueue(item);
+      ++Count(flow->system, kPortalAccessEntity).queued;
+    }
+    // The user (created or updated; on a revoke, its portal_access turns false), then the grant.
+    if (eligible || stored->has_value())
+      CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *users, c.canonical_id, user, &batch));
+    for (const std::string& p : wanted) {
+      const std::string gid = c.canonical_id + ":" + p;
+      Snapshot grant;
+      grant.entity = kPortalAccessEntity;
+      grant.canonical_id = gid;
+      grant.fields = {{"user", c.canonical_id}, {"property", p}};
+      grant.updated_ms = run_start_ms_;
+      ++grants_planned;
+      CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *grants, gid, grant, &batch));
+      if (!opt_.dry_run) batch.PutSnapshot(grant);
+    }
+    if (!opt_.dry_run) batch.PutSnapshot(user);
+  }
+  if (revokes + grants_planned > 0)
+    spdlog::info("{}: portal access: {} grant(s) and {} revoke(s) planned", flow->system,
+                 grants_planned, revokes);
+  if (opt_.dry_run || batch.empty()) return Status::Ok();
+  return store->Apply(batch);
+}
+
+bool SyncEngine::Run::RecordPortalOutcome(const OutboxItem& item, const WriteOutcome& outcome,
+                                          StateBatch* batch) {
+  const std::optional<PortalAccessFlow>& flow = e_->plan_->portal_access();
+  if (!flow || item.system != flow->system) return false;
+  AuditEntry entry;
+  entry.at_ms = e_->clock_->NowMillis();
+  entry.system = item.system;
+  if (item.entity == kPortalUserEntity) {
+    entry.subject = item.canonical_id;
+    entry.action = "user";
+    entry.detail = {{"user", outcome.native_id}, {"created", outcome.created},
+                    {"email", item.payload.value("email", json())},
+                    {"portal_access", item.payload.value("portal_access", json())}};
+    batch->AddAudit(entry);
+    return false;
+  }
+  if (item.entity != kPortalAccessEntity) return false;
+  const size_t colon = item.canonical_id.rfind(':');
+  entry.subject = item.canonical_id.substr(0, colon);
+  const std::string property = colon == std::string::npos ? "" : item.canonical_id.substr(colon + 1);
+  entry.detail = {{"grant", outcome.native_id.empty() ? item.native_id : outcome.native_id},
+                  {"property", property}};
+  if (item.op == "delete") {
+    entry.action = "revoke";
+    entry.detail["reason"] = item.payload.value("reason", json());
+    batch->AddAudit(entry);
+    // Gone: a later grant of the same property is a new one (and gets its own reset).
+    Link cleared;
+    cleared.entity = item.entity;
+    cleared.canonical_id = item.canonical_id;
+    cleared.system = item.system;
+    cleared.updated_ms = entry.at_ms;
+    batch->PutLink(cleared);
+    batch->CompleteOutbox(item.id, item.payload_hash);
+    ++Count(item.system, item.entity).updated;
+    return true;
+  }
+  entry.action = "grant";
+  entry.detail["created"] = outcome.created;
+  batch->AddAudit(entry);
+  if (outcome.created) {  // a new grant: the connector sent its one password reset
+    entry.action = "reset";
+    batch->AddAudit(entry);
+  }
+  return false;
+}
+
 Status SyncEngine::Run::FlushSystem(const std::string& system) {
   if (IsMarkedUnreachable(system)) return Status::Ok();
   Connector* connector = e_->connectors_.at(system).get();
@@ -1002,6 +1194,29 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
   // onboardings that refer to it are written. Every item handed to FlushChunk leaves the due set
   // (completed, dead-lettered, or retried at a later time) unless the system is marked
   // unreachable, so each loop ends.
+  // Deletes (revoked portal access among them) go first, never behind a backlog of writes.
+  while (!Stopping() && !IsMarkedUnreachable(system)) {
+    auto due = e_->store_->DueDeletes(system, e_->clock_->NowMillis(), slice);
+    if (!due.ok()) return due.status();
+    if (due->empty()) break;
+    std::map<std::string, std::vector<OutboxItem>> by_entity;
+    for (OutboxItem& item : *due) by_entity[item.entity].push_back(std::move(item));
+    for (auto& [entity, items] : by_entity) {
+      const SystemEntityMapping* m = e_->plan_->Find(system, entity);
+      if (m == nullptr) {
+        spdlog::warn("{}: {} delete(s) of {} have no mapping any more; left in the outbox", system,
+                     items.size(), entity);
+        return Status::Ok();
+      }
+      for (size_t i = 0; i < items.size() && !Stopping(); i += max_batch) {
+        std::vector<OutboxItem> chunk(items.begin() + i,
+                                      items.begin() + std::min(items.size(), i + max_batch));
+        CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
+        CRMB_RETURN_IF_ERROR(RenewLease());
+        if (IsMarkedUnreachable(system)) return Status::Ok();
+      }
+    }
+  }
   for (const CanonicalEntity& entity : e_->plan_->entities()) {
     const SystemEntityMapping* m = e_->plan_->Find(system, entity.name);
     if (m == nullptr) continue;
@@ -1047,15 +1262,20 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   // References become the target system's ids; a write whose referenced record is not there yet
   // waits (a record is flushed after the records it refers to, so that is a failure upstream).
   std::vector<Status> held(items.size());
-  std::vector<char> on_its_way(items.size(), 0);
+  std::vector<char> on_its_way(items.size(), 0), skipped(items.size(), 0);
   std::vector<WriteOp> sendable;
   std::vector<size_t> sent_index;
   for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].op != "delete") {
-      bool coming = false;
-      held[i] = ResolveWriteRefs(m, items[i], &ops[i], &coming);
-      on_its_way[i] = coming;
-      if (!held[i].ok() && held[i].code() != StatusCode::kAborted) return held[i];
+    bool coming = false;
+    held[i] = ResolveWriteRefs(m, items[i], &ops[i], &coming);
+    on_its_way[i] = coming;
+    if (!held[i].ok() && held[i].code() != StatusCode::kAborted) return held[i];
+    if (!held[i].ok() && items[i].op == "delete" && items[i].native_id.empty()) {
+      // A delete that names a record by its reference, which never came to exist there: there
+      // is nothing to delete.
+      held[i] = Status::Ok();
+      skipped[i] = 1;
+      continue;
     }
     if (held[i].ok()) {
       sendable.push_back(std::move(ops[i]));
@@ -1087,7 +1307,12 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   for (size_t i = 0; i < items.size(); ++i) {
     const OutboxItem& item = items[i];
     Status st = outcomes[i].status;
+    if (st.ok() && skipped[i]) {
+      batch.CompleteOutbox(item.id, item.payload_hash);
+      continue;
+    }
     if (st.ok()) {
+      if (RecordPortalOutcome(item, outcomes[i], &batch)) continue;
       auto existing = e_->store_->FindLink(item.entity, item.canonical_id, item.system);
       if (!existing.ok()) return existing.status();
       Link link = existing->value_or(Link{});
