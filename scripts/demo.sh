@@ -4,7 +4,9 @@
 # onboarding mapping:
 #   1. sync   - HubSpot onboarding tickets become Dynamics 365 opportunities and Totango accounts
 #   2. sync   - again at once: nothing changed, so nothing is written
-#   3. status - what the state store now holds
+#   3. portal - portal access is turned on in Dynamics 365 for one customer; a sync creates its
+#               portal users and grants, and `crmbridge audit portal` lists them
+#   4. status - what the state store now holds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -23,11 +25,12 @@ export HUBSPOT_TOKEN=pat-mock-hubspot
 export D365_CLIENT_ID=mock-client-id
 export D365_CLIENT_SECRET=mock-client-secret
 export TOTANGO_TOKEN=totango-mock-token
+export PORTAL_TOKEN=portal-mock-token
 
 "$BUILD_DIR/bin/crm-mocks" --seed "${SEED:-42}" --size "${SIZE:-40}" \
   --hubspot-token "$HUBSPOT_TOKEN" \
   --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --seed-only hubspot \
+  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal \
   >"$work/mocks.json" 2>"$work/mocks.log" &
 mocks_pid=$!
 for _ in $(seq 1 100); do
@@ -39,6 +42,7 @@ line=$(head -n1 "$work/mocks.json")
 export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
+export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
 echo "Mock servers: HubSpot at $DEMO_HUBSPOT_URL, Dynamics 365 at $DEMO_DYNAMICS365_URL," \
   "Totango at $DEMO_TOTANGO_URL"
 
@@ -52,6 +56,39 @@ echo "== crmbridge sync (first run: HubSpot onboarding tickets -> Dynamics 365 o
 echo
 echo "== crmbridge sync (second run, nothing changed)"
 "$bin" --config "$cfg" --log-level warn sync
+echo
+echo "== In Dynamics 365, the onboarding team turns portal access on for the first customer"
+# As a Dynamics 365 user would: the account's "activate portal access", and for each of its
+# contacts "portal access", a portal email and the main property (a portal property's external_id).
+d365_token=$(curl -s -X POST "$DEMO_DYNAMICS365_URL/tenant/oauth2/v2.0/token" \
+  --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$D365_CLIENT_ID" \
+  --data-urlencode "client_secret=$D365_CLIENT_SECRET" --data-urlencode "scope=$DEMO_DYNAMICS365_URL/.default" |
+  sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+patch_d365() {
+  curl -s -o /dev/null -X PATCH "$DEMO_DYNAMICS365_URL/api/data/v9.2/$1" -H "Authorization: Bearer $d365_token" \
+    -H "If-Match: *" -H "Content-Type: application/json" --data "$2"
+}
+curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node -e '
+  let t = ""; process.stdin.on("data", (c) => (t += c)).on("end", () => {
+    const d = JSON.parse(t), account = d.accounts[0];
+    console.log(`accounts(${account.accountid})`);
+    for (const c of d.contacts)
+      if (c._parentcustomerid_value === account.accountid) console.log(`contacts(${c.contactid}) ${c.emailaddress1}`);
+  });' >"$work/portal-targets.txt"
+while read -r row email; do
+  if [ -z "$email" ]; then
+    patch_d365 "$row" '{"crmb_activateportalaccess": true}'
+  else
+    patch_d365 "$row" "{\"crmb_portalaccess\": true, \"crmb_portalemail\": \"$email\", \"crmb_mainproperty\": \"seed-prop-1\"}"
+    echo "  $email: portal access yes, main property seed-prop-1"
+  fi
+done <"$work/portal-targets.txt"
+echo
+echo "== crmbridge sync (third run: the portal users are created and granted their property)"
+"$bin" --config "$cfg" --log-level warn sync
+echo
+echo "== crmbridge audit portal"
+"$bin" --config "$cfg" --log-level warn audit portal
 echo
 echo "== crmbridge status"
 "$bin" --config "$cfg" --log-level warn status

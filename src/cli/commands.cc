@@ -539,6 +539,50 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
   return kExitOk;
 }
 
+int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
+  SetUpLogging(global);
+  int64_t since_ms = 0;
+  if (!options.since.empty()) {
+    auto t = ParseIsoUtcMillis(options.since.size() == 10 ? options.since + "T00:00:00Z" : options.since);
+    if (!t) {
+      std::cerr << "crmbridge audit portal: --since \"" << options.since
+                << "\" is not a date (2026-11-01) or a UTC time (2026-11-01T08:00:00Z)\n";
+      return kExitUsage;
+    }
+    since_ms = *t;
+  }
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  auto entries = loaded.store->ListAudit(since_ms, 0);
+  if (!entries.ok()) {
+    std::cerr << "crmbridge: cannot read the audit trail: " << entries.status().ToString() << "\n";
+    return kExitInternal;
+  }
+  if (options.json) {
+    json j = json::array();
+    for (const AuditEntry& e : *entries)
+      j.push_back({{"id", e.id}, {"at", FormatTime(e.at_ms)}, {"action", e.action},
+                   {"system", e.system}, {"contact", e.subject}, {"detail", e.detail}});
+    std::cout << j.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (entries->empty()) {
+    std::cout << "No portal access changes" << (options.since.empty() ? "" : " since " + options.since)
+              << ".\n";
+    return kExitOk;
+  }
+  for (const AuditEntry& e : *entries) {
+    std::cout << FormatTime(e.at_ms) << "  " << e.action << std::string(8 - std::min<size_t>(7, e.action.size()), ' ')
+              << e.system << "  contact " << e.subject;
+    for (const char* key : {"email", "user", "grant", "property", "reason"})
+      if (e.detail.contains(key) && !e.detail[key].is_null())
+        std::cout << "  " << key << "=" << (e.detail[key].is_string() ? e.detail[key].get<std::string>()
+                                                                    : e.detail[key].dump());
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
   SetUpLogging(global);
   Loaded loaded;

@@ -76,7 +76,14 @@ struct ReportOptions {
   std::string html_path;               // write the HTML report here
 };
 
+struct AuditOptions {
+  std::string since;  // ISO-8601 date or UTC time; empty = the whole trail
+  bool json = false;
+};
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
+// `crmbridge audit portal`: every portal user change, grant, reset and revoke, oldest first.
+int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
 int RunBackfill(const GlobalOptions& global, const BackfillOptions& options);

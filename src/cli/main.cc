@@ -128,6 +128,17 @@ int main(int argc, char** argv) {
   dlq_replay->add_flag("--all", dlq.replay_all, "Replay every dead letter");
 
   ReportOptions report;
+  AuditOptions audit;
+  CLI::App* audit_cmd = app.add_subcommand("audit", "Show the audit trail the state store keeps");
+  audit_cmd->require_subcommand(1);
+  CLI::App* audit_portal = audit_cmd->add_subcommand(
+      "portal",
+      "Every portal user created or changed, access granted or revoked and password reset sent,\n"
+      "oldest first, with the contact, the portal user, the property and, for a revoke, which\n"
+      "condition turned false. Example: crmbridge audit portal --since 2026-11-01");
+  audit_portal->add_option("--since", audit.since, "From this date (2026-11-01) or UTC time on");
+  audit_portal->add_flag("--json", audit.json, "Print as JSON");
+
   CLI::App* report_cmd = app.add_subcommand(
       "report", "Reports from the state store; they read it only, and never call a system");
   report_cmd->require_subcommand(1);
@@ -192,6 +203,7 @@ int main(int argc, char** argv) {
   if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
   if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
   if (dlq_list->parsed()) return RunDlqList(global, dlq);
+  if (audit_portal->parsed()) return RunAuditPortal(global, audit);
   if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
   if (report_onboarding->parsed()) return RunReportOnboarding(global, report);
   return kExitUsage;

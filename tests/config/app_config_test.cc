@@ -168,7 +168,8 @@ TEST_F(AppConfigTest, ShippedExamplesLoad) {
         {"HUBSPOT_TOKEN", "t-example"},           {"D365_CLIENT_ID", "id"},
         {"D365_CLIENT_SECRET", "s-example"},      {"CRMBRIDGE_STATE", "/tmp/x.db"},
         {"DEMO_HUBSPOT_URL", "http://127.0.0.1:1"}, {"DEMO_DYNAMICS365_URL", "http://127.0.0.1:2"},
-        {"DEMO_TOTANGO_URL", "http://127.0.0.1:3"}, {"TOTANGO_TOKEN", "tt-example"}};
+        {"DEMO_TOTANGO_URL", "http://127.0.0.1:3"}, {"TOTANGO_TOKEN", "tt-example"},
+        {"DEMO_PORTAL_URL", "http://127.0.0.1:4"}, {"PORTAL_TOKEN", "pt-example"}};
     auto c = LoadAppConfig(std::string(CRMBRIDGE_SOURCE_DIR) + rel,
                            [&](const std::string& n) -> std::optional<std::string> {
                              auto it = env.find(n);

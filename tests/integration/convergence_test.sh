@@ -22,7 +22,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 export HUBSPOT_TOKEN=pat-conv D365_CLIENT_ID=conv-client D365_CLIENT_SECRET=conv-secret
-export TOTANGO_TOKEN=conv-totango
+export TOTANGO_TOKEN=conv-totango PORTAL_TOKEN=conv-portal
 
 # Starts crm-mocks with the given extra flags; sets DEMO_*_URL and mocks_pid.
 start_mocks() {
@@ -30,7 +30,7 @@ start_mocks() {
   shift
   "$bin/crm-mocks" --hubspot-token "$HUBSPOT_TOKEN" --dynamics365-client-id "$D365_CLIENT_ID" \
     --dynamics365-client-secret "$D365_CLIENT_SECRET" --totango-token "$TOTANGO_TOKEN" \
-    --seed-only hubspot "$@" >"$out" 2>>"$work/mocks.log" &
+    --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal "$@" >"$out" 2>>"$work/mocks.log" &
   mocks_pid=$!
   pids+=("$mocks_pid")
   for _ in $(seq 1 100); do [ -s "$out" ] && break; sleep 0.05; done
@@ -39,7 +39,8 @@ start_mocks() {
   DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
   DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
   DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
-  export DEMO_HUBSPOT_URL DEMO_DYNAMICS365_URL DEMO_TOTANGO_URL
+  DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
+  export DEMO_HUBSPOT_URL DEMO_DYNAMICS365_URL DEMO_TOTANGO_URL DEMO_PORTAL_URL
   [ -n "$DEMO_TOTANGO_URL" ] || fail "crm-mocks did not start: $(tail -3 "$work/mocks.log")"
 }
 

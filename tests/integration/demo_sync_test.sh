@@ -13,10 +13,10 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 export HUBSPOT_TOKEN=pat-it-hubspot D365_CLIENT_ID=it-client D365_CLIENT_SECRET=it-secret-0123
-export TOTANGO_TOKEN=it-totango-token-77
+export TOTANGO_TOKEN=it-totango-token-77 PORTAL_TOKEN=it-portal-token-55
 "$bin/crm-mocks" --seed 7 --size 12 --hubspot-token "$HUBSPOT_TOKEN" \
   --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --seed-only hubspot dynamics365 \
+  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal \
   >"$work/mocks.json" 2>"$work/mocks.log" &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/mocks.json" ] && break; sleep 0.1; done
@@ -24,6 +24,7 @@ line=$(head -n1 "$work/mocks.json")
 export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
+export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
 [ -n "$DEMO_HUBSPOT_URL" ] && [ -n "$DEMO_DYNAMICS365_URL" ] && [ -n "$DEMO_TOTANGO_URL" ] \
   || fail "crm-mocks printed: $line"
 export CRMBRIDGE_STATE="$work/state.db"
@@ -41,7 +42,7 @@ accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage
 grep -q "Nothing to write" "$work/run2.txt" || fail "second sync wrote: $(cat "$work/run2.txt")"
 
 # Secrets never reach the logs, even at debug level with every HTTP exchange logged.
-for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN"; do
+for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN" "$PORTAL_TOKEN"; do
   grep -qF -- "$s" "$work/run1.log" "$work/run2.log" && fail "a secret appeared in the log"
 done
 

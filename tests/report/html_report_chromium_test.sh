@@ -21,13 +21,13 @@ chromium=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$chromium" ] || fail "chromium is not installed (scripts/setup.sh installs it)"
 
 export HUBSPOT_TOKEN=pat-report-hubspot D365_CLIENT_ID=report-client D365_CLIENT_SECRET=report-secret-01
-export TOTANGO_TOKEN=report-totango-token
+export TOTANGO_TOKEN=report-totango-token PORTAL_TOKEN=report-portal-token
 cfg="$src/examples/demo/crmbridge.yaml"
 
 # --- 1. a real sync, then the report over what it recorded ---
 "$bin/crm-mocks" --seed 11 --size 8 --hubspot-token "$HUBSPOT_TOKEN" \
   --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --seed-only hubspot dynamics365 \
+  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot dynamics365 \
   >"$work/mocks.json" 2>"$work/mocks.log" &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/mocks.json" ] && break; sleep 0.1; done
@@ -35,6 +35,7 @@ line=$(head -n1 "$work/mocks.json")
 export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
+export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
 [ -n "$DEMO_HUBSPOT_URL" ] || fail "crm-mocks printed: $line"
 export CRMBRIDGE_STATE="$work/synced.db"
 
