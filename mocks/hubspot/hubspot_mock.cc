@@ -6,6 +6,7 @@
 #include <functional>
 #include <iterator>
 #include <cctype>
+#include <limits>
 #include <ctime>
 #include <optional>
 #include <random>
@@ -22,6 +23,8 @@ namespace {
 constexpr int kMaxBatch = 100;
 constexpr int kMaxSearchLimit = 200;
 constexpr int kSearchCap = 10000;
+// Searches whose matches are kept for their next pages (a connector pages one search at a time).
+constexpr size_t kSearchCacheSize = 4;
 
 const std::map<std::string, std::string> kTypeIds = {
     {"0-5", "tickets"}, {"0-2", "companies"}, {"0-1", "contacts"}, {"0-46", "notes"}, {"0-27", "tasks"},
@@ -83,6 +86,14 @@ std::string ModifiedProp(const std::string& type) {
 }
 
 // Epoch ms from an epoch-ms string or a UTC ISO time; nullopt otherwise.
+std::optional<double> AsNumber(const json& v);
+
+// A numeric property's sort key, as Search computes it: missing or unreadable values sort as 0.
+double SortNumber(const json& properties, const std::string& prop) {
+  auto v = properties.find(prop);
+  return v == properties.end() ? 0 : AsNumber(*v).value_or(0);
+}
+
 std::optional<double> AsNumber(const json& v) {
   if (v.is_number()) return v.get<double>();
   if (!v.is_string()) return std::nullopt;
@@ -146,6 +157,8 @@ json HubSpotMock::FaultBody(int status, const std::string& message) const {
 
 void HubSpotMock::InitLocked() {
   objects_.clear();
+  index_.clear();
+  search_cache_.clear();
   window_.clear();
   search_window_.clear();
   daily_.clear();
@@ -337,11 +350,14 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
                                                   pipe->id + "\",\"error\":\"INVALID_OPTION\","
                                                   "\"name\":\"hs_pipeline_stage\"}]")};
   }
-  // Unique values: another record holding the value is a conflict.
+  // Unique values: another live record holding the value is a conflict (the lowest id is named).
   for (const auto& [name, def] : defs) {
     if (!def.unique || !props.contains(name) || merged[name].is_null() || merged[name] == "") continue;
-    for (const auto& [id, other] : objects_[type]) {
-      if (id != o->id && !other.archived && other.properties.value(name, json()) == merged[name])
+    const auto& values = index_[type].by_value[name];
+    auto holders = values.find(Str(merged[name]));
+    if (holders == values.end()) continue;
+    for (int64_t id : holders->second) {
+      if (id != o->id)
         return Reply{409, Error("CONFLICT", "A " + Singular(type) + " with " + name + " " +
                                                 Str(merged[name]) + " already exists. Existing ID: " +
                                                 std::to_string(id))};
@@ -358,7 +374,59 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
   o->updated_ms = now;
   merged[ModifiedProp(type)] = Iso(now);
   o->properties = std::move(merged);
+  // A stored object is refiled; a probe or a new object not yet stored is not.
+  auto stored = objects_[type].find(o->id);
+  if (stored != objects_[type].end() && &stored->second == o) IndexLocked(type, *o);
   return std::nullopt;
+}
+
+bool HubSpotMock::IndexedProperty(const std::string& type, const std::string& name) const {
+  if (type == "contacts" && name == "email") return true;
+  auto defs = properties_.find(type);
+  if (defs == properties_.end()) return false;
+  auto def = defs->second.find(name);
+  return def != defs->second.end() && def->second.unique;
+}
+
+void HubSpotMock::IndexLocked(const std::string& type, const Object& o) {
+  TypeIndex& ix = index_[type];
+  ++ix.generation;
+  if (auto old = ix.filed.find(o.id); old != ix.filed.end()) {
+    ix.by_modified.erase({old->second.modified, o.id});
+    for (const auto& [name, value] : old->second.values) {
+      auto& values = ix.by_value[name];
+      auto holders = values.find(value);
+      holders->second.erase(o.id);
+      if (holders->second.empty()) values.erase(holders);
+    }
+    ix.filed.erase(old);
+  }
+  if (o.archived) return;  // searches and lookups never see archived objects
+  TypeIndex::Filed f;
+  f.modified = SortNumber(o.properties, ModifiedProp(type));
+  for (const auto& [name, value] : o.properties.items()) {
+    // Values are strings or null (ApplyLocked); null never equals a looked-up id.
+    if (value.is_string() && IndexedProperty(type, name)) {
+      f.values[name] = value.get<std::string>();
+      ix.by_value[name][f.values[name]].insert(o.id);
+    }
+  }
+  ix.by_modified.insert({f.modified, o.id});
+  ix.filed[o.id] = std::move(f);
+}
+
+void HubSpotMock::RebuildIndexLocked(const std::string& type) {
+  const uint64_t generation = index_[type].generation;
+  index_[type] = TypeIndex{};
+  index_[type].generation = generation;
+  for (const auto& [id, o] : objects_[type]) IndexLocked(type, o);
+}
+
+HubSpotMock::Object& HubSpotMock::StoreLocked(const std::string& type, Object o) {
+  Object& stored = objects_[type][o.id];
+  stored = std::move(o);
+  IndexLocked(type, stored);
+  return stored;
 }
 
 HubSpotMock::Object* HubSpotMock::FindLocked(const std::string& type, const std::string& id,
@@ -370,6 +438,13 @@ HubSpotMock::Object* HubSpotMock::FindLocked(const std::string& type, const std:
     if (end == nullptr || *end != '\0') return nullptr;
     auto it = objs.find(n);
     return it == objs.end() || it->second.archived ? nullptr : &it->second;
+  }
+  if (IndexedProperty(type, id_property)) {
+    const auto& values = index_[type].by_value[id_property];
+    auto holders = values.find(id);
+    // The lowest id holding the value, as a scan in id order would find.
+    return holders == values.end() || holders->second.empty() ? nullptr
+                                                              : &objs.at(*holders->second.begin());
   }
   for (auto& [oid, o] : objs)
     if (!o.archived && o.properties.value(id_property, json()) == json(id)) return &o;
@@ -391,8 +466,7 @@ HubSpotMock::Reply HubSpotMock::CreateLocked(const std::string& type, const json
       }
     }
   }
-  objects_[type][o.id] = o;
-  return Reply{201, Render(type, objects_[type][o.id], {}, {})};
+  return Reply{201, Render(type, StoreLocked(type, std::move(o)), {}, {})};
 }
 
 bool HubSpotMock::Matches(const std::string& type, const Object& o, const json& f) const {
@@ -461,19 +535,6 @@ HubSpotMock::Reply HubSpotMock::Search(const std::string& type, const json& body
   if (after >= kSearchCap)
     return {400, Error("VALIDATION_ERROR", "The search API cannot page past 10,000 results.")};
 
-  std::vector<json> group_filters;  // parsed once, not per object
-  for (const json& g : groups) group_filters.push_back(g.value("filters", json::array()));
-  std::vector<const Object*> hits;
-  for (const auto& [id, o] : objects_[type]) {
-    if (o.archived) continue;
-    bool ok = group_filters.empty();
-    for (const json& filters : group_filters) {
-      bool all = true;
-      for (const json& f : filters) all = all && Matches(type, o, f);
-      ok = ok || all;
-    }
-    if (ok) hits.push_back(&o);
-  }
   std::string sort_prop = "hs_object_id";
   bool desc = false;
   if (!sorts.empty()) {
@@ -487,38 +548,116 @@ HubSpotMock::Reply HubSpotMock::Search(const std::string& type, const json& body
     }
   }
   const auto& defs = properties_.at(type);
-  auto def = defs.find(sort_prop);
-  const bool numeric = def != defs.end() && (def->second.type == "number" || def->second.type == "datetime");
-  // Sort keys computed once per hit, not per comparison.
-  struct Keyed {
-    double number = 0;
-    std::string text;
-    const Object* o;
+  auto is_numeric = [&](const std::string& prop) {
+    auto def = defs.find(prop);
+    return def != defs.end() && (def->second.type == "number" || def->second.type == "datetime");
   };
-  std::vector<Keyed> keyed;
-  keyed.reserve(hits.size());
-  for (const Object* o : hits) {
-    auto v = o->properties.find(sort_prop);
-    const json value = v == o->properties.end() ? json() : *v;
-    Keyed k{0, "", o};
-    if (numeric) k.number = AsNumber(value).value_or(0);
-    else k.text = Lower(Str(value));
-    keyed.push_back(std::move(k));
+  TypeIndex& ix = index_[type];
+  auto& objs = objects_[type];
+
+  // The pages of one search share its matches until the type is written.
+  const std::string cache_key = groups.dump() + '\n' + sorts.dump();
+  const std::vector<int64_t>* hit_ids = nullptr;
+  for (auto it = search_cache_.begin(); it != search_cache_.end(); ++it) {
+    if (it->type == type && it->key == cache_key && it->generation == ix.generation) {
+      if (it != search_cache_.begin()) {
+        CachedSearch found = std::move(*it);
+        search_cache_.erase(it);
+        search_cache_.push_front(std::move(found));
+      }
+      hit_ids = &search_cache_.front().hits;
+      break;
+    }
   }
-  std::sort(keyed.begin(), keyed.end(), [&](const Keyed& a, const Keyed& b) {
-    const int c = numeric ? (a.number < b.number ? -1 : a.number > b.number ? 1 : 0)
-                          : a.text.compare(b.text);
-    if (c == 0) return a.o->id < b.o->id;  // stable order: then by id
-    return desc ? c > 0 : c < 0;
-  });
-  for (size_t i = 0; i < keyed.size(); ++i) hits[i] = keyed[i].o;
+  if (hit_ids == nullptr) {
+    std::vector<json> group_filters;  // parsed once, not per object
+    for (const json& g : groups) group_filters.push_back(g.value("filters", json::array()));
+    // One filter group bounding the modified property: only the objects in that range of the
+    // index can match. The bounds only narrow the candidates; every filter still decides.
+    const std::string modified = ModifiedProp(type);
+    double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+    bool ranged = false;
+    if (group_filters.size() == 1 && is_numeric(modified)) {
+      for (const json& f : group_filters[0]) {
+        if (!f.is_object() || f.value("propertyName", "") != modified) continue;
+        const std::string op = f.value("operator", "EQ");
+        const auto v = AsNumber(f.value("value", json()));
+        if (!v) continue;
+        if (op == "GTE" || op == "GT" || op == "EQ" || op == "BETWEEN") {
+          lo = std::max(lo, *v);
+          ranged = true;
+        }
+        if (op == "LTE" || op == "LT" || op == "EQ") {
+          hi = std::min(hi, *v);
+          ranged = true;
+        }
+        if (op == "BETWEEN")
+          if (const auto h = AsNumber(f.value("highValue", json()))) hi = std::min(hi, *h);
+      }
+    }
+    std::vector<const Object*> hits;
+    auto consider = [&](const Object& o) {
+      if (o.archived) return;
+      bool ok = group_filters.empty();
+      for (const json& filters : group_filters) {
+        bool all = true;
+        for (const json& f : filters) all = all && Matches(type, o, f);
+        ok = ok || all;
+      }
+      if (ok) hits.push_back(&o);
+    };
+    if (ranged) {
+      for (auto it = ix.by_modified.lower_bound({lo, std::numeric_limits<int64_t>::min()});
+           it != ix.by_modified.end() && it->first <= hi; ++it)
+        consider(objs.at(it->second));
+    } else {
+      for (const auto& [id, o] : objs) consider(o);
+    }
+    // The index is in (modified, id) order, which is this sort's: nothing to sort.
+    const bool in_order = ranged && sort_prop == modified && !desc;
+    if (!in_order) {
+      const bool numeric = is_numeric(sort_prop);
+      // Sort keys computed once per hit, not per comparison.
+      struct Keyed {
+        double number = 0;
+        std::string text;
+        const Object* o;
+      };
+      std::vector<Keyed> keyed;
+      keyed.reserve(hits.size());
+      for (const Object* o : hits) {
+        Keyed k{0, "", o};
+        if (numeric) {
+          k.number = SortNumber(o->properties, sort_prop);
+        } else {
+          auto v = o->properties.find(sort_prop);
+          k.text = Lower(Str(v == o->properties.end() ? json() : *v));
+        }
+        keyed.push_back(std::move(k));
+      }
+      std::sort(keyed.begin(), keyed.end(), [&](const Keyed& a, const Keyed& b) {
+        const int c = numeric ? (a.number < b.number ? -1 : a.number > b.number ? 1 : 0)
+                              : a.text.compare(b.text);
+        if (c == 0) return a.o->id < b.o->id;  // stable order: then by id
+        return desc ? c > 0 : c < 0;
+      });
+      for (size_t i = 0; i < keyed.size(); ++i) hits[i] = keyed[i].o;
+    }
+    CachedSearch entry{type, cache_key, ix.generation, {}};
+    entry.hits.reserve(hits.size());
+    for (const Object* o : hits) entry.hits.push_back(o->id);
+    search_cache_.push_front(std::move(entry));
+    if (search_cache_.size() > kSearchCacheSize) search_cache_.pop_back();
+    hit_ids = &search_cache_.front().hits;
+  }
+  const int count = static_cast<int>(hit_ids->size());
   std::vector<std::string> props;
   for (const json& p : body.value("properties", json::array())) props.push_back(Str(p));
   json results = json::array();
-  for (int i = after; i < static_cast<int>(hits.size()) && i < after + limit; ++i)
-    results.push_back(Render(type, *hits[i], props, {}));
-  json out = {{"total", hits.size()}, {"results", results}};
-  if (after + limit < static_cast<int>(hits.size()))
+  for (int i = after; i < count && i < after + limit; ++i)
+    results.push_back(Render(type, objs.at((*hit_ids)[i]), props, {}));
+  json out = {{"total", hit_ids->size()}, {"results", results}};
+  if (after + limit < count)
     out["paging"] = {{"next", {{"after", std::to_string(after + limit)}, {"link", ""}}}};
   return {200, out};
 }
@@ -584,6 +723,7 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
       if (Object* o = FindLocked(type, Str(in.value("id", json())), "")) {
         o->archived = true;
         o->updated_ms = Now();
+        IndexLocked(type, *o);
       }
     return {204, json()};
   }
@@ -892,6 +1032,8 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
       return reply(res, {409, Error("CONFLICT", "A property named '" + name + "' already exists.")});
     PropertyDef d{body.value("type", "string"), body.value("hasUniqueValue", false)};
     properties_[type][name] = d;
+    // A new property holds no values yet; refiling keeps the index right whatever it holds.
+    if (d.unique) RebuildIndexLocked(type);
     reply(res, {201, {{"name", name}, {"label", body.value("label", name)}, {"type", d.type},
                       {"fieldType", body["fieldType"]}, {"groupName", body.value("groupName", "")},
                       {"hasUniqueValue", d.unique}}});
@@ -1161,6 +1303,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                           if (Object* o = FindLocked(type, req.matches[2], "")) {
                             o->archived = true;
                             o->updated_ms = Now();
+                            IndexLocked(type, *o);
                           }
                           return {204, json()};
                         }));
@@ -1182,7 +1325,7 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
     std::string domain = Lower(trade) + std::to_string(i + 1) + ".example.se";
     Object company;
     ApplyLocked("companies", &company, {{"name", name}, {"domain", domain}, {"city", city}, {"country", "Sweden"}});
-    objects_["companies"][company.id] = company;
+    StoreLocked("companies", company);
 
     const int contacts = 1 + static_cast<int>(rng() % 2);
     std::vector<int64_t> contact_ids;
@@ -1195,7 +1338,7 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
                    {"company", name}});
       contact.associations["companies"].insert(company.id);
       objects_["companies"][company.id].associations["contacts"].insert(contact.id);
-      objects_["contacts"][contact.id] = contact;
+      StoreLocked("contacts", contact);
       contact_ids.push_back(contact.id);
     }
 
@@ -1213,13 +1356,13 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
       objects_["contacts"][c].associations["tickets"].insert(ticket.id);
     }
     objects_["companies"][company.id].associations["tickets"].insert(ticket.id);
-    objects_["tickets"][ticket.id] = ticket;
+    StoreLocked("tickets", ticket);
 
     Object note;
     ApplyLocked("notes", &note, {{"hs_note_body", "Ny kund"}, {"hs_timestamp", Iso(Now())}});
     note.associations["tickets"].insert(ticket.id);
     objects_["tickets"][ticket.id].associations["notes"].insert(note.id);
-    objects_["notes"][note.id] = note;
+    StoreLocked("notes", note);
   }
 }
 

@@ -34,6 +34,11 @@
 // X-HubSpot-RateLimit-* headers on every non-search response) and 5 searches per second, each
 // answered over the limit with HubSpot's 429 body.
 //
+// Searches and lookups by a unique property use indexes kept on every write (the objects by their
+// last-modified property, each unique property's values), so a search that filters on that
+// property with GTE/GT/EQ/BETWEEN/LT/LTE in one filter group visits only the objects in range, and
+// the pages of one search are served from the matches of its first page until the type is written.
+//
 // Thread-safety: one mutex guards the store; handlers run on the server's pool.
 #pragma once
 
@@ -114,6 +119,26 @@ class HubSpotMock : public MockServer {
     std::vector<Stage> stages;
   };
   using Reply = std::pair<int, nlohmann::json>;
+  // The live (not archived) objects of one type, filed for search and unique lookups.
+  struct TypeIndex {
+    // (the modified property as Search sorts it, id), ascending: Search's order for that sort.
+    std::set<std::pair<double, int64_t>> by_modified;
+    // Per indexed property (see IndexedProperty): value -> the ids holding it.
+    std::map<std::string, std::map<std::string, std::set<int64_t>>> by_value;
+    // What each filed id is filed under, so a write can take out the old entries.
+    struct Filed {
+      double modified = 0;
+      std::map<std::string, std::string> values;
+    };
+    std::map<int64_t, Filed> filed;
+    uint64_t generation = 0;  // bumped on every write to the type; keys the search cache
+  };
+  // The matches of a search in its sort order, for its next pages while the type is unchanged.
+  struct CachedSearch {
+    std::string type, key;
+    uint64_t generation = 0;
+    std::vector<int64_t> hits;
+  };
 
   void InitLocked();
   int64_t Now() const;
@@ -132,6 +157,13 @@ class HubSpotMock : public MockServer {
                                    const nlohmann::json& props);
   Object* FindLocked(const std::string& type, const std::string& id,
                      const std::string& id_property);
+  // Properties with a value index: those with unique values, and contacts' email (upserts by it).
+  bool IndexedProperty(const std::string& type, const std::string& name) const;
+  // Refiles a stored object after any change to its properties or archived flag; mu_ held.
+  void IndexLocked(const std::string& type, const Object& o);
+  void RebuildIndexLocked(const std::string& type);
+  // Puts a new object into the store and files it.
+  Object& StoreLocked(const std::string& type, Object o);
   Reply CreateLocked(const std::string& type, const nlohmann::json& input);
   bool Matches(const std::string& type, const Object& o, const nlohmann::json& filter) const;
 
@@ -163,6 +195,8 @@ class HubSpotMock : public MockServer {
   mutable std::mutex mu_;
   int64_t next_id_ = 0;
   std::map<std::string, std::map<int64_t, Object>> objects_;  // type -> id -> object
+  std::map<std::string, TypeIndex> index_;                    // type -> its index
+  std::deque<CachedSearch> search_cache_;                     // most recent first
   std::map<std::string, std::map<std::string, PropertyDef>> properties_;
   std::vector<Pipeline> pipelines_;
   std::map<std::string, std::deque<int64_t>> window_;          // token -> request times

@@ -6,6 +6,8 @@
 #include <httplib.h>
 
 #include <set>
+#include <string>
+#include <vector>
 
 namespace crmbridge::mocks {
 namespace {
@@ -102,6 +104,144 @@ TEST_F(HubSpotMockTest, SearchFiltersSortsAndStopsAtTheCap) {
   for (int i = 0; i < 7; ++i)
     many["filterGroups"][0]["filters"].push_back({{"propertyName", "subject"}, {"operator", "HAS_PROPERTY"}});
   EXPECT_EQ(Call("POST", "/crm/v3/objects/tickets/search", many).first, 400) << "6 filters per group";
+}
+
+// Searches on the last-modified property are served from an index kept on every write; they must
+// answer exactly as a scan of every object does. The same filters in two identical filter groups
+// (an OR of a group with itself) take the scan, so each query is checked against it.
+TEST_F(HubSpotMockTest, SearchByModifiedAnswersAsAScanAndSeesEveryWrite) {
+  StartMock();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) {
+    // Pairs share a timestamp, so ties are ordered by id.
+    if (i % 2 == 0) clock_.Advance(std::chrono::milliseconds(10));
+    json t = Ticket("T" + std::to_string(i));
+    if (i % 3 == 0) t["properties"]["hs_pipeline_stage"] = "2";
+    auto [status, body] = Call("POST", "/crm/v3/objects/tickets", t);
+    ASSERT_EQ(status, 201);
+    ids.push_back(body["id"]);
+  }
+  const int64_t t0 = clock_.NowMillis() - 50;  // the first timestamp
+  auto search = [&](const json& filters, const json& sort, int limit, int after) {
+    json q = {{"filterGroups", {{{"filters", filters}}}}, {"properties", {"subject"}},
+              {"limit", limit}, {"after", std::to_string(after)}};
+    if (!sort.is_null()) q["sorts"] = json::array({sort});
+    auto fast = Call("POST", "/crm/v3/objects/tickets/search", q);
+    q["filterGroups"].push_back(q["filterGroups"][0]);
+    auto scan = Call("POST", "/crm/v3/objects/tickets/search", q);
+    EXPECT_EQ(fast.first, 200);
+    EXPECT_EQ(fast, scan) << q.dump();
+    return fast.second;
+  };
+  auto subjects = [](const json& body) {
+    std::vector<std::string> out;
+    for (const json& r : body["results"]) out.push_back(r["properties"]["subject"]);
+    return out;
+  };
+  const json asc = {{"propertyName", "hs_lastmodifieddate"}, {"direction", "ASCENDING"}};
+  const json desc = {{"propertyName", "hs_lastmodifieddate"}, {"direction", "DESCENDING"}};
+  const json by_id = {{"propertyName", "hs_object_id"}, {"direction", "ASCENDING"}};
+  const json by_subject = {{"propertyName", "subject"}, {"direction", "DESCENDING"}};
+  auto mod = [](const char* op, int64_t ms) {
+    return json{{"propertyName", "hs_lastmodifieddate"}, {"operator", op}, {"value", std::to_string(ms)}};
+  };
+  const json pipeline = {{"propertyName", "hs_pipeline"}, {"operator", "EQ"}, {"value", "0"}};
+  const json stage2 = {{"propertyName", "hs_pipeline_stage"}, {"operator", "EQ"}, {"value", "2"}};
+
+  // What the connector sends: the pipeline, GTE a time, sorted by it; paged.
+  json page1 = search(json::array({pipeline, mod("GTE", t0 + 20)}), asc, 3, 0);
+  EXPECT_EQ(page1["total"], 8);
+  EXPECT_EQ(subjects(page1), (std::vector<std::string>{"T4", "T5", "T6"}));
+  EXPECT_EQ(page1["paging"]["next"]["after"], "3");
+  json page2 = search(json::array({pipeline, mod("GTE", t0 + 20)}), asc, 3, 3);
+  EXPECT_EQ(subjects(page2), (std::vector<std::string>{"T7", "T8", "T9"}));
+  // A tie paged by id, as the connector does for a timestamp that fills a window.
+  const json id_after = {{"propertyName", "hs_object_id"}, {"operator", "GT"}, {"value", ids[6]}};
+  json tie = search(json::array({pipeline, mod("EQ", t0 + 30), id_after}), by_id, 10, 0);
+  EXPECT_EQ(subjects(tie), (std::vector<std::string>{"T7"}));
+  // Every bound, other sorts, another filter, no sort at all: the same as a scan.
+  for (const json& sort : {asc, desc, by_id, by_subject, json()}) {
+    search(json::array({mod("GT", t0 + 10)}), sort, 5, 0);
+    search(json::array({mod("GT", t0 + 10)}), sort, 5, 5);
+    search(json::array({mod("LT", t0 + 30), stage2}), sort, 10, 0);
+    search(json::array({mod("LTE", t0 + 30)}), sort, 10, 0);
+    json between = mod("BETWEEN", t0 + 10);
+    between["highValue"] = std::to_string(t0 + 40);
+    search(json::array({between}), sort, 10, 0);
+    search(json::array({mod("GTE", t0 + 20), mod("LTE", t0 + 20)}), sort, 10, 0);
+    search(json::array({mod("GTE", t0 + 1000)}), sort, 10, 0);
+  }
+
+  // An update moves a ticket to the end, and the next page of a search already begun sees it.
+  clock_.Advance(std::chrono::milliseconds(10));
+  ASSERT_EQ(Call("PATCH", "/crm/v3/objects/tickets/" + ids[4], {{"properties", {{"subject", "T4b"}}}}).first, 200);
+  const json window = json::array({pipeline, mod("GTE", t0 + 20)});
+  EXPECT_EQ(subjects(search(window, asc, 3, 3)),
+            (std::vector<std::string>{"T8", "T9", "T10"}));
+  json moved = search(window, asc, 3, 6);
+  EXPECT_EQ(subjects(moved), (std::vector<std::string>{"T11", "T4b"}));
+  EXPECT_FALSE(moved.contains("paging"));
+  // An archived ticket is no longer found; a new one is.
+  ASSERT_EQ(Call("DELETE", "/crm/v3/objects/tickets/" + ids[11]).first, 204);
+  ASSERT_EQ(Call("POST", "/crm/v3/objects/tickets/batch/archive", {{"inputs", {{{"id", ids[10]}}}}}).first, 204);
+  ASSERT_EQ(Call("POST", "/crm/v3/objects/tickets", Ticket("T12")).first, 201);
+  json after_writes = search(window, asc, 10, 0);
+  EXPECT_EQ(after_writes["total"], 7);
+  EXPECT_EQ(subjects(after_writes), (std::vector<std::string>{"T5", "T6", "T7", "T8", "T9", "T4b", "T12"}));
+}
+
+// Unique values are looked up through an index: it must follow every change of a value and every
+// archive, as a scan would.
+TEST_F(HubSpotMockTest, UniqueValuesFollowUpdatesAndArchives) {
+  StartMock();
+  json prop = {{"name", "crmbridge_id"}, {"label", "k"}, {"type", "string"}, {"fieldType", "text"},
+               {"groupName", "ticketinformation"}, {"hasUniqueValue", true}};
+  ASSERT_EQ(Call("POST", "/crm/v3/properties/tickets", prop).first, 201);
+  auto with_key = [&](const std::string& subject, const std::string& key) {
+    json t = Ticket(subject);
+    t["properties"]["crmbridge_id"] = key;
+    return Call("POST", "/crm/v3/objects/tickets", t);
+  };
+  auto lookup = [&](const std::string& key) {
+    return Call("GET", "/crm/v3/objects/tickets/" + key + "?idProperty=crmbridge_id&properties=subject");
+  };
+  auto [s1, a] = with_key("A", "K1");
+  ASSERT_EQ(s1, 201);
+  const std::string a_id = a["id"];
+  EXPECT_EQ(with_key("dup", "K1").first, 409);
+  // A's key changes: K1 is free again, K2 is taken.
+  ASSERT_EQ(Call("PATCH", "/crm/v3/objects/tickets/" + a_id, {{"properties", {{"crmbridge_id", "K2"}}}}).first, 200);
+  EXPECT_EQ(lookup("K1").first, 404);
+  EXPECT_EQ(lookup("K2").second["id"], a_id);
+  auto [s2, b] = with_key("B", "K1");
+  ASSERT_EQ(s2, 201);
+  auto [s3, conflict] = with_key("dup", "K2");
+  EXPECT_EQ(s3, 409);
+  EXPECT_NE(conflict["message"].get<std::string>().find("Existing ID: " + a_id), std::string::npos);
+  // Upserts by the key find what the index holds.
+  json upsert = {{"inputs", {{{"idProperty", "crmbridge_id"}, {"id", "K1"}, {"properties", {{"subject", "B2"}}}},
+                             {{"idProperty", "crmbridge_id"}, {"id", "K3"},
+                              {"properties", {{"subject", "C"}, {"hs_pipeline_stage", "1"}}}}}}};
+  auto [s4, up] = Call("POST", "/crm/v3/objects/tickets/batch/upsert", upsert);
+  ASSERT_EQ(s4, 200) << up.dump();
+  EXPECT_EQ(up["results"][0]["id"], b["id"]);
+  EXPECT_EQ(up["results"][0]["new"], false);
+  EXPECT_EQ(up["results"][1]["new"], true);
+  EXPECT_EQ(lookup("K3").second["properties"]["subject"], "C");
+  // A cleared value and an archived record hold nothing.
+  ASSERT_EQ(Call("PATCH", "/crm/v3/objects/tickets/" + b["id"].get<std::string>(),
+                 {{"properties", {{"crmbridge_id", ""}}}}).first, 200);
+  EXPECT_EQ(lookup("K1").first, 404);
+  ASSERT_EQ(Call("DELETE", "/crm/v3/objects/tickets/" + a_id).first, 204);
+  EXPECT_EQ(lookup("K2").first, 404);
+  EXPECT_EQ(with_key("A2", "K2").first, 201);
+  // Contacts are upserted by email, which the index also holds.
+  ASSERT_EQ(Call("POST", "/crm/v3/objects/contacts", {{"properties", {{"email", "a@example.se"}}}}).first, 201);
+  json by_email = {{"inputs", {{{"idProperty", "email"}, {"id", "a@example.se"}, {"properties", {{"firstname", "Anna"}}}}}}};
+  auto [s5, c] = Call("POST", "/crm/v3/objects/contacts/batch/upsert", by_email);
+  ASSERT_EQ(s5, 200) << c.dump();
+  EXPECT_EQ(c["results"][0]["new"], false);
+  EXPECT_EQ(mock_->Dump()["contacts"].size(), 1u);
 }
 
 TEST_F(HubSpotMockTest, BatchUpsertCreatesThenUpdatesByAUniqueProperty) {
