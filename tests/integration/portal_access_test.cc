@@ -208,13 +208,15 @@ TEST_F(PortalAccessTest, FlagsInDynamicsGrantTheMainPropertyWithOneResetAndRevok
 }
 
 // A revocation is flushed before anything else the portal has queued: with every grant failing
-// and waiting in the outbox, the revoke still reaches the portal in the run that plans it.
+// and waiting in the outbox (over 1,000 of them), the revoke still reaches the portal in the run
+// that plans it.
 TEST_F(PortalAccessTest, ARevocationIsNotHeldBehindQueuedGrants) {
   FakeClock clock(Clock::Real()->NowMillis());
-  Start(40, &clock);
+  Start(680, &clock);  // about 1,000 contacts, each with a grant queued
   config_.systems["portal"].max_attempts = 1;
   Sync();
-  const std::set<std::string> emails = GrantInDynamics(40);
+  const std::set<std::string> emails = GrantInDynamics(680);
+  ASSERT_GE(emails.size(), 1000u);
   portal_->SetFaults({*mocks::FaultRule::Parse("PUT /grants status=503")}, 1);
   Sync();  // users are created; every grant fails and stays queued
   auto pending = store_->OutboxCounts();
