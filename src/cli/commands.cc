@@ -449,6 +449,8 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
 }
 
 std::string Describe(const FieldMap& f) {
+  // A reference's value is translated by the engine through its links, per system.
+  if (!f.ref_entity.empty()) return "reference to " + f.ref_entity + ", by its linked id";
   std::string t;
   for (const auto& tr : f.transforms) t += (t.empty() ? "" : ", ") + (tr ? tr->Name() : "?");
   return t.empty() ? "copied" : t;
