@@ -4,6 +4,7 @@
 // configured with the same budgets.
 //
 //   crmbridge_bench_backfill [--records N] [--clock real|skip] [--sync] [--search-per-ms 1000]
+//                            [--margin-ms M]
 //
 // --clock real (default) runs in real time. --clock skip runs the mocks and crmbridge on one
 // shared clock that is real time plus every wait crmbridge sleeps: work takes its real time, waits
@@ -17,7 +18,9 @@
 // status, so 429s hidden by the retries are seen.
 //
 // --search-per-ms sets the window of crmbridge's search budget (5 per this many ms; the mock keeps
-// 5 per 1000 ms), to measure what a safety margin on the client's window buys.
+// 5 per 1000 ms). --margin-ms sets TokenBucket's margin on every budget (default: the shipped
+// TokenBucket::DefaultMargin, 2% of the window; 0 returns tokens exactly one window later), to
+// measure what the margin buys.
 //
 // Bound: the tightest budget for this flow is HubSpot search, 5 per second of at most 200 results
 // (refs/hubspot §4), i.e. 1000 records/s; Dynamics 365 takes 1000 upserts per $batch and 6000
@@ -104,13 +107,18 @@ class ProbeTransport : public TransportWrapper {
 };
 
 // bootstrap.cc's BuildSystemTransport, with the probe below the limiter.
-std::shared_ptr<Transport> ProbedTransport(const SystemConfig& system, Clock* clock, Probe* probe) {
+// `margin_ms` < 0: the bucket's default margin.
+std::shared_ptr<Transport> ProbedTransport(const SystemConfig& system, Clock* clock, Probe* probe,
+                                           int64_t margin_ms) {
   std::unique_ptr<Transport> t = NewCpprestTransport(CpprestOptions{});
   t = std::make_unique<RedactingLogTransport>(std::move(t), clock);
   t = std::make_unique<ProbeTransport>(std::move(t), system.name, probe, clock);
   std::vector<RateLimitedTransport::Route> routes;
-  auto bucket = [clock](const RateLimitConfig& l) -> std::shared_ptr<TokenBucket> {
-    return l.requests > 0 ? std::make_shared<TokenBucket>(l.requests, l.per, clock) : nullptr;
+  auto bucket = [clock, margin_ms](const RateLimitConfig& l) -> std::shared_ptr<TokenBucket> {
+    if (l.requests <= 0) return nullptr;
+    const Clock::Duration margin =
+        margin_ms < 0 ? TokenBucket::DefaultMargin(l.per) : Clock::Duration(margin_ms);
+    return std::make_shared<TokenBucket>(l.requests, l.per, clock, margin);
   };
   if (auto search = bucket(system.search_rate_limit))
     routes.push_back(RateLimitedTransport::PathContains("/search", search));
@@ -127,15 +135,20 @@ int Main(int argc, char** argv) {
   const std::string clock_kind = Flag(argc, argv, "clock", "real");
   const bool sync = BoolFlag(argc, argv, "sync");
   const int64_t search_per_ms = IntFlag(argc, argv, "search-per-ms", 1000);
+  const int64_t margin_ms = IntFlag(argc, argv, "margin-ms", -1);
   SkipWaitClock skip;
   Clock* clock = clock_kind == "skip" ? static_cast<Clock*>(&skip) : Clock::Real();
   std::printf("crmbridge backfill benchmark (HubSpot -> Dynamics 365, mocks enforcing the limits)\n");
   std::printf("  reproduce: %s\n", CommandLine(argc, argv).c_str());
   std::printf("  machine:   %s\n", Machine().c_str());
   std::printf("  records:   %" PRId64 " onboarding tickets; clock: %s; %s; crmbridge's search"
-              " budget 5 per %" PRId64 " ms\n", n,
+              " budget 5 per %" PRId64 " ms, tokens back %" PRId64 " ms after that\n", n,
               clock_kind == "skip" ? "real time + skipped waits" : "real time",
-              sync ? "crmbridge sync" : "crmbridge backfill --system hubspot", search_per_ms);
+              sync ? "crmbridge sync" : "crmbridge backfill --system hubspot", search_per_ms,
+              margin_ms < 0
+                  ? static_cast<int64_t>(
+                        TokenBucket::DefaultMargin(std::chrono::milliseconds(search_per_ms)).count())
+                  : margin_ms);
 
   mocks::HubSpotMock::Options hs;
   hs.tokens = {"pat-bench"};
@@ -183,7 +196,7 @@ int Main(int argc, char** argv) {
   Probe probe;
   std::map<std::string, std::unique_ptr<Connector>> connectors;
   for (const auto& [name, system] : config.systems) {
-    auto c = NewConnector(system, ProbedTransport(system, clock, &probe), clock);
+    auto c = NewConnector(system, ProbedTransport(system, clock, &probe, margin_ms), clock);
     if (!c.ok()) {
       std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
       return 1;
