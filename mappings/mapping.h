@@ -139,6 +139,9 @@ struct PortalAccessFlow {
   std::string email;          // the contact's portal email
   std::string property;       // the contact's main property: the portal property's external_id
   std::string first_name, last_name;  // optional: copied to the portal user
+  // Optional contact fields the portal's answer is written back to (and from there to every
+  // system that maps them): the portal user's id, and "granted" or "revoked".
+  std::string user_id_field, state_field;
   SourcePos pos;
 };
 inline constexpr const char* kPortalUserEntity = "portal_user";

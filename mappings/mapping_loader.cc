@@ -20,7 +20,7 @@ namespace {
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems", "portal_access"};
 const std::set<std::string> kPortalKeys = {"system",   "contact",  "company",    "company_flag",
                                            "contact_flag", "email", "property", "first_name",
-                                           "last_name"};
+                                           "last_name", "user_id_field", "state_field"};
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
 const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
                                                    "end_values", "system_of_record", "entity"};
@@ -340,12 +340,14 @@ class Loader {
     const std::pair<const char*, std::string*> keys[] = {
         {"system", &f.system},     {"contact", &f.contact},         {"company", &f.company},
         {"company_flag", &f.company_flag}, {"contact_flag", &f.contact_flag}, {"email", &f.email},
-        {"property", &f.property}, {"first_name", &f.first_name},   {"last_name", &f.last_name}};
+        {"property", &f.property}, {"first_name", &f.first_name},   {"last_name", &f.last_name},
+        {"user_id_field", &f.user_id_field}, {"state_field", &f.state_field}};
+    const std::set<std::string> optional = {"first_name", "last_name", "user_id_field", "state_field"};
     for (const auto& [key, out] : keys) {
       if (n[key] && n[key].IsScalar()) {
         *out = n[key].Scalar();
         portal_pos_[key] = Pos(n[key]);
-      } else if (std::string(key) != "first_name" && std::string(key) != "last_name") {
+      } else if (!optional.count(key)) {
         Error(n, "portal_access needs '" + std::string(key) + "'",
               "see docs/MAPPINGS.md \"Portal access\"");
       }
@@ -393,6 +395,8 @@ class Loader {
     field(*contact, f.property, "property", FieldType::kString);
     if (!f.first_name.empty()) field(*contact, f.first_name, "first_name", FieldType::kString);
     if (!f.last_name.empty()) field(*contact, f.last_name, "last_name", FieldType::kString);
+    if (!f.user_id_field.empty()) field(*contact, f.user_id_field, "user_id_field", FieldType::kString);
+    if (!f.state_field.empty()) field(*contact, f.state_field, "state_field", FieldType::kString);
     if (ref != nullptr)
       if (const CanonicalEntity* company = FindEntity(ref->ref_entity))
         field(*company, f.company_flag, "company_flag", FieldType::kBoolean);

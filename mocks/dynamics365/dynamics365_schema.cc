@@ -138,6 +138,8 @@ std::vector<TableSchema> BuildTables() {
       Col("crmb_portalaccess", ColumnType::kBool),
       Col("crmb_portalemail", ColumnType::kString, 100),
       Col("crmb_mainproperty", ColumnType::kString, 100),
+      Col("crmb_portaluserid", ColumnType::kString, 100),
+      Col("crmb_portalstate", ColumnType::kString, 20),
       Lookup("parentcustomerid", {{"accounts", "account", "parentcustomerid_account"},
                                   {"contacts", "contact", "parentcustomerid_contact"}}),
       WithDefault("statecode", 0),

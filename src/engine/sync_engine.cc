@@ -220,6 +220,8 @@ class SyncEngine::Run {
   // The portal access flow (MappingPlan::portal_access): after the reads, each contact's
   // conditions decide its portal user and grants; revokes, users and grants are queued.
   Status PlanPortalAccess();
+  void ReflectPortalState(const std::string& contact_id, const nlohmann::json& values,
+                          StateBatch* batch);
   // Audit entries (and link bookkeeping) for a delivered portal write.
   // True when it settled the item itself (a revoked grant: its link is cleared, not updated).
   bool RecordPortalOutcome(const OutboxItem& item, const WriteOutcome& outcome, StateBatch* batch);
@@ -313,12 +315,21 @@ Result<RunSummary> SyncEngine::Run::Execute() {
     if (!s.ok()) failure = s;
   }
 
-  // Flush: one thread per system; each connector is used by its own thread only.
+  // Flush: one thread per system; each connector is used by its own thread only. The portal
+  // goes first, alone: what it answers (user ids, grant states) is written back to the contact's
+  // other systems by the flushes that follow, in this same run.
+  const std::string portal_first =
+      e_->plan_->portal_access() ? e_->plan_->portal_access()->system : std::string();
+  if (failure.ok() && !opt_.dry_run && !Stopping() && e_->connectors_.count(portal_first)) {
+    Status s = FlushSystem(portal_first);
+    if (!s.ok()) failure = s;
+  }
   if (failure.ok() && !opt_.dry_run && !Stopping()) {
     std::vector<std::thread> threads;
     std::vector<Status> results(e_->connectors_.size());
     size_t i = 0;
     for (const auto& [system, connector] : e_->connectors_) {
+      if (system == portal_first) continue;
       const std::string name = system;
       Status* out = &results[i++];
       threads.emplace_back([this, name, out] { *out = FlushSystem(name); });
@@ -1137,6 +1148,38 @@ Status SyncEngine::Run::PlanPortalAccess() {
   return store->Apply(batch);
 }
 
+// The portal's answer, reflected on the contact (PortalAccessFlow::user_id_field, state_field)
+// and queued for every system that maps those fields.
+void SyncEngine::Run::ReflectPortalState(const std::string& contact_id, const json& values,
+                                         StateBatch* batch) {
+  const PortalAccessFlow& flow = *e_->plan_->portal_access();
+  json wanted = json::object();
+  if (!flow.user_id_field.empty() && values.contains("user_id"))
+    wanted[flow.user_id_field] = values["user_id"];
+  if (!flow.state_field.empty() && values.contains("state")) wanted[flow.state_field] = values["state"];
+  if (wanted.empty()) return;
+  auto stored = e_->store_->GetSnapshot(flow.contact, contact_id);
+  if (!stored.ok() || !stored->has_value()) return;
+  Snapshot contact = **stored;
+  bool changed = false;
+  for (const auto& [field, value] : wanted.items())
+    if (contact.fields.value(field, json()) != value) {
+      contact.fields[field] = value;
+      if (!contact.changed_ms.is_object()) contact.changed_ms = json::object();
+      contact.changed_ms[field] = e_->clock_->NowMillis();
+      changed = true;
+    }
+  if (!changed) return;
+  contact.updated_ms = e_->clock_->NowMillis();
+  for (const SystemEntityMapping& target : e_->plan_->mappings()) {
+    if (target.entity != flow.contact || !target.writes()) continue;
+    Status s = PlanTarget(flow.contact, target, contact_id, contact, batch);
+    if (!s.ok()) spdlog::warn("{}: the portal state of {} is not written back: {}", target.system,
+                              contact_id, s.ToString());
+  }
+  batch->PutSnapshot(contact);
+}
+
 bool SyncEngine::Run::RecordPortalOutcome(const OutboxItem& item, const WriteOutcome& outcome,
                                           StateBatch* batch) {
   const std::optional<PortalAccessFlow>& flow = e_->plan_->portal_access();
@@ -1151,6 +1194,7 @@ bool SyncEngine::Run::RecordPortalOutcome(const OutboxItem& item, const WriteOut
                     {"email", item.payload.value("email", json())},
                     {"portal_access", item.payload.value("portal_access", json())}};
     batch->AddAudit(entry);
+    ReflectPortalState(item.canonical_id, {{"user_id", outcome.native_id}}, batch);
     return false;
   }
   if (item.entity != kPortalAccessEntity) return false;
@@ -1171,12 +1215,14 @@ bool SyncEngine::Run::RecordPortalOutcome(const OutboxItem& item, const WriteOut
     cleared.updated_ms = entry.at_ms;
     batch->PutLink(cleared);
     batch->CompleteOutbox(item.id, item.payload_hash);
+    ReflectPortalState(entry.subject, {{"state", "revoked"}}, batch);
     ++Count(item.system, item.entity).updated;
     return true;
   }
   entry.action = "grant";
   entry.detail["created"] = outcome.created;
   batch->AddAudit(entry);
+  ReflectPortalState(entry.subject, {{"state", "granted"}}, batch);
   if (outcome.created) {  // a new grant: the connector sent its one password reset
     entry.action = "reset";
     batch->AddAudit(entry);

@@ -174,6 +174,17 @@ TEST_F(PortalAccessTest, FlagsInDynamicsGrantTheMainPropertyWithOneResetAndRevok
   }
   EXPECT_EQ(Audit("grant").size(), emails.size());
   EXPECT_EQ(Audit("reset").size(), emails.size());
+  // The portal's answer is on the Dynamics 365 contacts, written in the same run.
+  int reflected = 0;
+  const json after_grant = dynamics_->Dump();
+  for (const json& c : after_grant["contacts"]) {
+    if (!c.contains("crmb_portalemail") || !c["crmb_portalemail"].is_string()) continue;
+    const std::string email = c["crmb_portalemail"];
+    EXPECT_EQ(c.value("crmb_portaluserid", json()), user_by_email[email]) << c.dump();
+    EXPECT_EQ(c.value("crmb_portalstate", json()), "granted") << c.dump();
+    ++reflected;
+  }
+  EXPECT_EQ(reflected, static_cast<int>(emails.size()));
   const size_t resets = p["password_resets"].size();
   EXPECT_GE(resets, emails.size());
 
@@ -204,6 +215,12 @@ TEST_F(PortalAccessTest, FlagsInDynamicsGrantTheMainPropertyWithOneResetAndRevok
     EXPECT_NE(r.detail.value("reason", "").find("activate_portal_access"), std::string::npos)
         << r.detail.dump();
   EXPECT_EQ(p["password_resets"].size(), resets) << "a revoke sends no reset";
+  const json after_revoke = dynamics_->Dump();
+  for (const json& c : after_revoke["contacts"]) {
+    if (!c.contains("crmb_portalemail") || !c["crmb_portalemail"].is_string()) continue;
+    EXPECT_EQ(c.value("crmb_portalstate", json()),
+              losing.count(c["crmb_portalemail"]) ? "revoked" : "granted") << c.dump();
+  }
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
