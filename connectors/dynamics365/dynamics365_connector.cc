@@ -370,6 +370,9 @@ Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteO
     req.url = ApiRoot() + dynamics365::AlternateKeySegment(object.object, key_column, op.key) +
               "?$select=" + pk;
     req.headers.emplace_back("Prefer", "return=representation");
+    // A table whose rows crmbridge only ever creates (params create_only: "true"): the PATCH
+    // must not overwrite a row that has the key already (refs/dynamics365 §5: 412 then).
+    if (Param(object, "create_only", "false") == "true") req.headers.emplace_back("If-None-Match", "*");
   }
   if (req.method == "PATCH") req.body = body.dump();
   return req;
@@ -379,6 +382,15 @@ WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const Wr
                                                const std::string& method, const Response& r) const {
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
   WriteOutcome out;
+  if (op.kind == WriteOp::Kind::kUpsert && r.status == 412 &&
+      Param(object, "create_only", "false") == "true") {
+    // The row exists: made by an earlier attempt of this create whose answer was lost (the key is
+    // crmbridge's own). Write() adopts it.
+    out.status = Status(StatusCode::kAlreadyExists, "dynamics365: " + object.object + " " + op.key +
+                                                        " exists already (create-only)")
+                     .set_system(name_);
+    return out;
+  }
   if (r.status >= 300) {
     if (op.kind == WriteOp::Kind::kDelete && r.status == 404) {
       // Already gone (a delete repeated after an unknown outcome, or deleted in Dynamics 365).
@@ -459,8 +471,45 @@ std::vector<WriteOutcome> Dynamics365Connector::WriteBatch(const ObjectRef& obje
   return outcomes;
 }
 
+// A create-only upsert refused because the row exists is done: the row is the one an earlier
+// attempt made. Its id is read by the alternate key.
+void Dynamics365Connector::AdoptExisting(const ObjectRef& object, const std::vector<WriteOp>& ops,
+                                         std::vector<WriteOutcome>* outcomes) {
+  const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
+  const std::string key_column = Param(object, "key", "crmb_externalid");
+  for (size_t i = 0; i < ops.size() && i < outcomes->size(); ++i) {
+    WriteOutcome& o = (*outcomes)[i];
+    if (o.status.code() != StatusCode::kAlreadyExists || ops[i].kind != WriteOp::Kind::kUpsert) continue;
+    Request get;
+    get.method = "GET";
+    get.idempotent = true;
+    get.url = ApiRoot() + dynamics365::AlternateKeySegment(object.object, key_column, ops[i].key) +
+              "?$select=" + pk;
+    auto r = Call(get);
+    if (!r.ok()) {
+      o.status = r.status();
+      continue;
+    }
+    auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    if (r->status == 200 && j.is_object() && j.contains(pk) && j[pk].is_string()) {
+      o = WriteOutcome{};
+      o.native_id = j[pk].get<std::string>();
+    } else {
+      o.status = Fail(*r, "reading " + object.object + " " + ops[i].key + " after a create-only 412");
+    }
+  }
+}
+
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
+  auto outcomes = WriteAll(object, ops);
+  if (outcomes.ok() && Param(object, "create_only", "false") == "true")
+    AdoptExisting(object, ops, &*outcomes);
+  return outcomes;
+}
+
+Result<std::vector<WriteOutcome>> Dynamics365Connector::WriteAll(const ObjectRef& object,
+                                                                 const std::vector<WriteOp>& ops) {
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(ops.size());
   if (ops.size() == 1) {

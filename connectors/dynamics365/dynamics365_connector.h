@@ -10,7 +10,9 @@
 // watermark instead; deletes are then invisible.
 // Writes upsert by crmbridge's alternate-key column (PATCH set(key='…')), so a write repeated
 // after an unknown outcome updates the first; updates by id carry If-Match: * so a row deleted in
-// Dynamics 365 is never silently re-created. Several ops travel in one $batch (up to 1000, the
+// Dynamics 365 is never silently re-created. A table crmbridge only creates rows in (params
+// create_only: "true") upserts with If-None-Match: *, so an existing row is never overwritten; a
+// 412 there means an earlier attempt made the row, which is adopted. Several ops travel in one $batch (up to 1000, the
 // API's maximum; options.batch_size lowers it) with continue-on-error and no change set, so each
 // row gets its own answer and one bad row never fails the others; a single op goes alone.
 //
@@ -60,6 +62,10 @@ class Dynamics365Connector : public Connector {
   Request WriteRequest(const ObjectRef& object, const WriteOp& op) const;
   WriteOutcome WriteResult(const ObjectRef& object, const WriteOp& op, const std::string& method,
                            const Response& response) const;
+  Result<std::vector<WriteOutcome>> WriteAll(const ObjectRef& object,
+                                             const std::vector<WriteOp>& ops);
+  void AdoptExisting(const ObjectRef& object, const std::vector<WriteOp>& ops,
+                     std::vector<WriteOutcome>* outcomes);
   WriteOutcome WriteOne(const ObjectRef& object, const WriteOp& op);
   // Reads a table without change tracking by modifiedon (params change_tracking: "false").
   Result<Page> ReadByModifiedOn(const ObjectRef& object, const Cursor& cursor,

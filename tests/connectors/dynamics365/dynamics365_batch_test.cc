@@ -456,3 +456,42 @@ TEST_F(Dynamics365LookupTest, ANoteIsBoundToItsOpportunityThroughObjectIdOpportu
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// A create-only table (params create_only: "true") upserts with If-None-Match: *: a row someone
+// else keyed the same is never overwritten, and a create repeated after its answer was lost (the
+// row is there, with crmbridge's key) adopts that row instead of failing or duplicating it.
+TEST_F(Dynamics365BatchTest, ACreateOnlyUpsertNeverOverwritesAndAdoptsItsOwnEarlierRow) {
+  ObjectRef notes;
+  notes.object = "annotations";
+  notes.params = {{"key", "crmb_externalid"}, {"create_only", "true"}};
+  std::vector<WriteOp> ops(3);
+  for (int i = 0; i < 3; ++i) {
+    ops[i].key = "note-" + std::to_string(i);
+    ops[i].fields = {{"notetext", "Ny kund " + std::to_string(i)}};
+  }
+  auto first = connector_->Write(notes, ops);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  for (const WriteOutcome& o : *first) ASSERT_TRUE(o.status.ok() && o.created) << o.status.ToString();
+
+  // The same creates again, with other text (batch and single): the rows keep their first text,
+  // and each op is answered with the existing row's id.
+  for (WriteOp& op : ops) op.fields["notetext"] = "overwritten";
+  for (const std::vector<WriteOp>& again : {ops, std::vector<WriteOp>{ops[0]}}) {
+    auto out = connector_->Write(notes, again);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    for (size_t i = 0; i < again.size(); ++i) {
+      ASSERT_TRUE((*out)[i].status.ok()) << (*out)[i].status.ToString();
+      EXPECT_FALSE((*out)[i].created);
+      EXPECT_EQ((*out)[i].native_id, (*first)[i].native_id);
+    }
+  }
+  const json rows = mock_->Dump()["annotations"];
+  ASSERT_EQ(rows.size(), 3u);
+  for (const json& r : rows) EXPECT_NE(r["notetext"], "overwritten") << r.dump();
+}
+
+}  // namespace
+}  // namespace crmbridge
