@@ -121,7 +121,8 @@ class Loader {
         CheckReferenceMapping(m, f);
       } else if (!f.bind.empty()) {
         diags_.Error(f.pos, "'bind' is for reference fields, and " + m.entity + "." + f.canonical +
-                                " is a " + TypeName(cf->type));
+                                " is a " + TypeName(cf->type),
+                     "drop it, or declare the field {type: ref, entity: ...}");
       }
       for (const auto& [pos, name, gives] : p.typed) {
         // A date may live in a string field as well as a datetime one.
@@ -242,6 +243,7 @@ class Loader {
                     "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
           }
           if (spec["values"]) {
+            ref_pos_[e.name + "." + f.name + "#values"] = Pos(spec["values"]);
             if (!spec["values"].IsSequence() || spec["values"].size() == 0) {
               Error(spec["values"], "values must be a list of the field's canonical values",
                     "values: [new, onboarding, closed]");
@@ -463,11 +465,17 @@ class Loader {
     auto kind = known_systems_.find(m.system);
     if (kind != known_systems_.end() && !kind->second.empty() &&
         !kKindsWithReferences.count(kind->second)) {
-      diags_.Error(f.pos, m.system + " (" + kind->second + ") does not carry references, so it cannot map " +
-                              m.entity + "." + f.canonical,
+      diags_.Error(f.pos, "system " + m.system + " is of kind " + kind->second +
+                              ", which does not carry references, so it cannot map " + m.entity +
+                              "." + f.canonical,
                    "references are read and written by: " + Join(kKindsWithReferences));
       return;
     }
+    if (!f.bind.empty() && kind != known_systems_.end() && !kind->second.empty() &&
+        kind->second != "dynamics365")
+      diags_.Error(f.pos, "'bind' names a Dynamics 365 navigation property, and " + m.system +
+                              " is of kind " + kind->second,
+                   "drop it: " + kind->second + " writes the reference by its field alone");
     for (const SystemEntityMapping& other : mappings_)
       if (other.system == m.system && other.entity == f.ref_entity) return;
     diags_.Error(f.pos, m.system + " maps " + m.entity + "." + f.canonical + ", a reference to " +
@@ -489,6 +497,10 @@ class Loader {
         } else if (f.type != FieldType::kRef && !f.ref_entity.empty()) {
           diags_.Error(pos, key + " names an entity, but is not a reference", "{type: ref, entity: " +
                                                                                   f.ref_entity + "}");
+        } else if (f.type == FieldType::kRef && !f.values.empty()) {
+          diags_.Error(ref_pos_.count(key + "#values") ? ref_pos_[key + "#values"] : pos,
+                       key + " is a reference: its values are the referenced records' ids, so "
+                                  "it takes no 'values'");
         } else if (f.type == FieldType::kRef && FindEntity(f.ref_entity) == nullptr) {
           std::set<std::string> names;
           for (const auto& known : entities_) names.insert(known.name);

@@ -75,9 +75,13 @@ const Case kCases[] = {
     {"44_ref_target_not_mapped.yaml", "16:9",
      "dynamics365 maps contact.company, a reference to company, but does not map company"},
     {"45_ref_on_totango.yaml", "18:9",
-     "totango (totango) does not carry references, so it cannot map onboarding.company"},
+     "system totango is of kind totango, which does not carry references, so it cannot map onboarding.company"},
     {"46_entity_on_a_non_ref.yaml", "8:39", "contact.company names an entity, but is not a reference"},
     {"47_bind_on_a_non_ref.yaml", "14:9", "'bind' is for reference fields, and contact.first_name is a string"},
+    {"48_bind_on_hubspot.yaml", "18:9",
+     "'bind' names a Dynamics 365 navigation property, and hubspot is of kind hubspot"},
+    {"49_values_on_a_ref.yaml", "8:53",
+     "contact.company is a reference: its values are the referenced records' ids, so it takes no 'values'"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }
