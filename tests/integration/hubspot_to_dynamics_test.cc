@@ -280,6 +280,42 @@ TEST_F(HubSpotToDynamicsTest, AssociationsSurviveAnIncrementalRead) {
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
+// A call task on a HubSpot ticket becomes a Dynamics 365 task regarding the ticket's
+// opportunity, with its subject, text and due time.
+TEST_F(HubSpotToDynamicsTest, TasksOnTicketsBecomeTasksRegardingTheirOpportunity) {
+  const json ticket = hubspot_->Dump()["tickets"][2];
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  const json task = {{"properties",
+                      {{"hs_task_subject", "Ring för startmöte"},
+                       {"hs_task_body", "Boka startmötet med kunden"},
+                       {"hs_timestamp", "2026-12-03T09:00:00.000Z"},
+                       {"hs_task_type", "CALL"}}}};
+  auto made = client.Post("/crm/v3/objects/tasks", auth, task.dump(), "application/json");
+  ASSERT_TRUE(made && made->status == 201) << (made ? made->body : "no answer");
+  const std::string task_id = json::parse(made->body)["id"];
+  auto linked = client.Put(("/crm/v4/objects/tasks/" + task_id + "/associations/default/tickets/" +
+                            ticket["id"].get<std::string>()).c_str(),
+                           auth, "", "application/json");
+  ASSERT_TRUE(linked && linked->status == 200) << (linked ? linked->body : "no answer");
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["task"].created, 1) << s.ToJson().dump();
+  const json d = dynamics_->Dump();
+  std::string opportunity;
+  for (const json& o : d["opportunities"])
+    if (o["name"] == ticket["properties"]["subject"]) opportunity = o["opportunityid"];
+  ASSERT_FALSE(opportunity.empty());
+  ASSERT_EQ(d["tasks"].size(), 1u);
+  const json& t = d["tasks"][0];
+  EXPECT_EQ(t["subject"], "Ring för startmöte");
+  EXPECT_EQ(t["description"], "Boka startmötet med kunden");
+  EXPECT_EQ(t.value("_regardingobjectid_value", json()), opportunity) << t.dump();
+  EXPECT_NE(t.value("scheduledend", std::string()).find("2026-12-03T09:00:00"), std::string::npos)
+      << t.dump();
+  EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
 TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   // Faults on both sides: failed searches, refused writes, writes that land but answer an error,
   // and writes that land and then lose their connection. Runs repeat (the clock jumps past the outbox backoff) until nothing is left to do.
