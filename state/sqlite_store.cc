@@ -257,6 +257,7 @@ class Stmt {
                        static_cast<size_t>(sqlite3_column_bytes(s_, col)));
   }
   int64_t ColInt(int col) const { return sqlite3_column_int64(s_, col); }
+  sqlite3_stmt* raw() const { return s_; }
 
  private:
   sqlite3_stmt* s_;
@@ -391,6 +392,9 @@ class SqliteStore final : public Store {
                                        const std::string& system) override;
   Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
                                               const std::string& canonical_id) override;
+  Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
+                                   const std::vector<std::string>& native_ids,
+                                   const std::vector<std::string>& canonical_ids) override;
 
   Result<std::optional<std::string>> GetCursor(const std::string& system,
                                                const std::string& object) override;
@@ -438,6 +442,14 @@ class SqliteStore final : public Store {
   // BEGIN IMMEDIATE (take the write lock up front, so the busy timeout applies now rather than
   // failing at the first write), body, COMMIT; ROLLBACK when anything fails.
   Status InTransaction(const std::string& doing, const std::function<Status()>& body);
+  // BEGIN (deferred: a read transaction), body, COMMIT: the statements of `body` share one view
+  // of the file and one lock instead of taking it each.
+  Status InReadTransaction(const std::string& doing, const std::function<Status()>& body);
+  Result<std::optional<Link>> FindLinkByNativeLocked(const std::string& system,
+                                                     const std::string& entity,
+                                                     const std::string& native_id);
+  Result<std::optional<Snapshot>> GetSnapshotLocked(const std::string& entity,
+                                                    const std::string& canonical_id);
   Result<int> UserVersion();
   Status Migrate();
 
@@ -506,6 +518,21 @@ Status SqliteStore::InTransaction(const std::string& doing, const std::function<
   // Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
   if (sqlite3_get_autocommit(db_) == 0) {
     Status r = Exec("ROLLBACK", "rolling back " + doing);
+    if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
+  }
+  return s;
+}
+
+Status SqliteStore::InReadTransaction(const std::string& doing,
+                                      const std::function<Status()>& body) {
+  CRMB_RETURN_IF_ERROR(Exec("BEGIN", "starting a read transaction for " + doing));
+  Status s = body();
+  if (s.ok()) {
+    s = Exec("COMMIT", "ending the read transaction for " + doing);
+    if (s.ok()) return s;
+  }
+  if (sqlite3_get_autocommit(db_) == 0) {
+    Status r = Exec("ROLLBACK", "ending the read transaction for " + doing);
     if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
   }
   return s;
@@ -917,6 +944,12 @@ Result<std::optional<Link>> SqliteStore::FindLinkByNative(const std::string& sys
                                                           const std::string& entity,
                                                           const std::string& native_id) {
   std::lock_guard<std::mutex> lock(mu_);
+  return FindLinkByNativeLocked(system, entity, native_id);
+}
+
+Result<std::optional<Link>> SqliteStore::FindLinkByNativeLocked(const std::string& system,
+                                                                const std::string& entity,
+                                                                const std::string& native_id) {
   static const std::string sql = std::string("SELECT ") + kLinkColumns +
                                  " FROM links WHERE system = ?1 AND entity = ?2 AND native_id = ?3";
   Stmt st = Prepare(sql.c_str());
@@ -943,35 +976,104 @@ Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
   return std::optional<Link>(ReadLinkRow(st));
 }
 
+// A JSON column: "{}" (most `unverified` and many `changed_ms` columns) without the parser.
+Result<json> ParseJsonColumn(const Stmt& st, int col, const std::string& entity,
+                             const std::string& canonical_id) {
+  const unsigned char* t = sqlite3_column_text(st.raw(), col);
+  const size_t n = static_cast<size_t>(sqlite3_column_bytes(st.raw(), col));
+  if (t != nullptr && n == 2 && t[0] == '{' && t[1] == '}') return json::object();
+  const char* begin = t == nullptr ? "" : reinterpret_cast<const char*>(t);
+  json j = json::parse(begin, begin + (t == nullptr ? 0 : n), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Status(StatusCode::kInternal,
+                  "the snapshot of " + entity + " " + canonical_id + " holds JSON that does not parse");
+  }
+  return j;
+}
+
+// A snapshots row from column `first` on: fields, updated_ms, seen, unverified, changed_ms,
+// deleted_ms.
+Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& entity,
+                                 const std::string& canonical_id) {
+  Snapshot snapshot;
+  snapshot.entity = entity;
+  snapshot.canonical_id = canonical_id;
+  auto fields = ParseJsonColumn(st, first, entity, canonical_id);
+  if (!fields.ok()) return fields.status();
+  snapshot.fields = std::move(*fields);
+  snapshot.updated_ms = st.ColInt(first + 1);
+  auto seen = ParseJsonColumn(st, first + 2, entity, canonical_id);
+  if (!seen.ok()) return seen.status();
+  snapshot.seen = std::move(*seen);
+  auto unverified = ParseJsonColumn(st, first + 3, entity, canonical_id);
+  if (!unverified.ok()) return unverified.status();
+  snapshot.unverified = std::move(*unverified);
+  auto changed = ParseJsonColumn(st, first + 4, entity, canonical_id);
+  if (!changed.ok()) return changed.status();
+  snapshot.changed_ms = std::move(*changed);
+  snapshot.deleted_ms = st.ColInt(first + 5);
+  return snapshot;
+}
+
 Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& entity,
                                                          const std::string& canonical_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::string what = "snapshot of " + entity + " " + canonical_id;
+  return GetSnapshotLocked(entity, canonical_id);
+}
+
+Result<std::optional<Snapshot>> SqliteStore::GetSnapshotLocked(const std::string& entity,
+                                                               const std::string& canonical_id) {
   Stmt st = Prepare(
       "SELECT fields, updated_ms, seen, unverified, changed_ms, deleted_ms FROM snapshots "
       "WHERE entity = ?1 AND canonical_id = ?2");
   st.Text(1, entity).Text(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
-  if (rc != SQLITE_ROW) return Error(rc, "reading the " + what);
-  auto fields = ParseJson(st.ColText(0), "the " + what);
-  if (!fields.ok()) return fields.status();
-  Snapshot snapshot;
-  snapshot.entity = entity;
-  snapshot.canonical_id = canonical_id;
-  snapshot.fields = std::move(*fields);
-  snapshot.updated_ms = st.ColInt(1);
-  auto seen = ParseJson(st.ColText(2), "the " + what);
-  if (!seen.ok()) return seen.status();
-  snapshot.seen = std::move(*seen);
-  auto unverified = ParseJson(st.ColText(3), "the " + what);
-  if (!unverified.ok()) return unverified.status();
-  snapshot.unverified = std::move(*unverified);
-  auto changed = ParseJson(st.ColText(4), "the " + what);
-  if (!changed.ok()) return changed.status();
-  snapshot.changed_ms = std::move(*changed);
-  snapshot.deleted_ms = st.ColInt(5);
-  return std::optional<Snapshot>(std::move(snapshot));
+  if (rc != SQLITE_ROW) return Error(rc, "reading the snapshot of " + entity + " " + canonical_id);
+  auto snapshot = ReadSnapshotRow(st, 0, entity, canonical_id);
+  if (!snapshot.ok()) return snapshot.status();
+  return std::optional<Snapshot>(std::move(*snapshot));
+}
+
+Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const std::string& system,
+                                              const std::vector<std::string>& native_ids,
+                                              const std::vector<std::string>& canonical_ids) {
+  RecordStates out;
+  if (native_ids.empty() && canonical_ids.empty()) return out;
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string doing = "loading the state of " + std::to_string(native_ids.size() +
+                                                                     canonical_ids.size()) +
+                            " " + entity + " record(s)";
+  Status s = InReadTransaction(doing, [&]() -> Status {
+    std::vector<const std::string*> cids;
+    cids.reserve(native_ids.size() + canonical_ids.size());
+    for (const std::string& native_id : native_ids) {
+      if (out.by_native.count(native_id)) continue;
+      auto link = FindLinkByNativeLocked(system, entity, native_id);
+      if (!link.ok()) return link.status();
+      if (!link->has_value()) continue;
+      auto it = out.by_native.emplace(native_id, std::move(**link)).first;
+      cids.push_back(&it->second.canonical_id);
+    }
+    for (const std::string& cid : canonical_ids) cids.push_back(&cid);
+    static const std::string links_sql = std::string("SELECT ") + kLinkColumns +
+                                         " FROM links WHERE entity = ?1 AND canonical_id = ?2";
+    for (const std::string* cid : cids) {
+      if (out.links.count(*cid)) continue;
+      auto snapshot = GetSnapshotLocked(entity, *cid);
+      if (!snapshot.ok()) return snapshot.status();
+      if (snapshot->has_value()) out.snapshots.emplace(*cid, std::move(**snapshot));
+      std::vector<Link>& links = out.links[*cid];
+      Stmt st = Prepare(links_sql.c_str());
+      st.Text(1, entity).Text(2, *cid);
+      int rc;
+      while ((rc = st.Step()) == SQLITE_ROW) links.push_back(ReadLinkRow(st));
+      if (rc != SQLITE_DONE) return Error(rc, "finding the links of " + entity + " " + *cid);
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 Result<std::optional<std::string>> SqliteStore::GetCursor(const std::string& system,

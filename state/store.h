@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -184,6 +185,16 @@ class StateBatch {
   std::vector<Op> ops_;
 };
 
+// What Store::LoadRecords found for a set of records: the state a page of reads (or a chunk of
+// writes) needs, looked up in one call. A native id absent from by_native has no link; every
+// canonical id looked up has an entry in `links` (empty when it has none) and one in `snapshots`
+// when it has a snapshot.
+struct RecordStates {
+  std::unordered_map<std::string, Link> by_native;      // native id (in the asked system) -> link
+  std::unordered_map<std::string, Snapshot> snapshots;  // canonical id -> snapshot
+  std::unordered_map<std::string, std::vector<Link>> links;  // canonical id -> its links, any system
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -200,6 +211,12 @@ class Store {
                                                const std::string& system) = 0;
   virtual Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
                                                       const std::string& canonical_id) = 0;
+  // Many lookups in one call, read in one transaction (one consistent view, the file lock taken
+  // once): the links of `native_ids` in `system` (by_native); then, for every canonical id so
+  // found and every one of `canonical_ids`, its snapshot and its links in every system.
+  virtual Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
+                                           const std::vector<std::string>& native_ids,
+                                           const std::vector<std::string>& canonical_ids) = 0;
 
   // --- cursors ---
   virtual Result<std::optional<std::string>> GetCursor(const std::string& system,

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -707,6 +708,95 @@ TEST_F(SqliteStoreTest, LinksAreFoundByNativeIdAndByCanonicalId) {
   ASSERT_TRUE(link->has_value());
   EXPECT_EQ((*link)->canonical_id, "c3");
   EXPECT_EQ((*link)->last_written_hash, "w-new");
+}
+
+TEST_F(SqliteStoreTest, LoadRecordsReturnsLinksAndSnapshotsOfManyRecordsAtOnce) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  batch.PutLink(MakeLink("c1", "dynamics365", "guid-1"));
+  batch.PutLink(MakeLink("c2", "hubspot", "202"));
+  batch.PutLink(MakeLink("c3", "dynamics365", "guid-3"));
+  batch.PutLink(MakeLink("c4", "portal", ""));
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = {{"name", "Acme"}};
+  snap.seen = {{"hubspot", {{"name", "Acme"}}}};
+  snap.unverified = {{"totango", {{"name", {{"sent", "Acme"}, {"before", "Old"}, {"attempts", 1}}}}}};
+  snap.changed_ms = {{"name", kT0}};
+  snap.updated_ms = kT0 + 1;
+  batch.PutSnapshot(snap);
+  Snapshot other = snap;
+  other.canonical_id = "c3";
+  other.fields = {{"name", "Other"}};
+  other.unverified = json::object();
+  other.deleted_ms = kT0 + 2;
+  batch.PutSnapshot(other);
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  // By native id (202 has a link but no snapshot; 999 has neither), plus c3 and an unknown c9 by
+  // canonical id.
+  auto loaded = store->LoadRecords("company", "hubspot", {"101", "202", "999", "101"}, {"c3", "c9"});
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->by_native.size(), 2u);
+  EXPECT_EQ(loaded->by_native.at("101").canonical_id, "c1");
+  EXPECT_EQ(loaded->by_native.at("101").last_read_hash, "r-101");
+  EXPECT_EQ(loaded->by_native.at("202").canonical_id, "c2");
+  EXPECT_EQ(loaded->by_native.count("999"), 0u);
+
+  ASSERT_EQ(loaded->snapshots.size(), 2u);
+  const Snapshot& c1 = loaded->snapshots.at("c1");
+  EXPECT_EQ(c1.fields, snap.fields);
+  EXPECT_EQ(c1.seen, snap.seen);
+  EXPECT_EQ(c1.unverified, snap.unverified);
+  EXPECT_EQ(c1.changed_ms, snap.changed_ms);
+  EXPECT_EQ(c1.updated_ms, kT0 + 1);
+  EXPECT_EQ(loaded->snapshots.at("c3").deleted_ms, kT0 + 2);
+  EXPECT_EQ(loaded->snapshots.at("c3").unverified, json::object());
+
+  // Every canonical id looked up has its links in every system (none: an empty entry).
+  ASSERT_EQ(loaded->links.size(), 4u);
+  std::vector<std::string> c1_links;
+  for (const Link& l : loaded->links.at("c1")) c1_links.push_back(l.system + ":" + l.native_id);
+  std::sort(c1_links.begin(), c1_links.end());
+  EXPECT_THAT(c1_links, ElementsAre("dynamics365:guid-1", "hubspot:101"));
+  ASSERT_EQ(loaded->links.at("c3").size(), 1u);
+  EXPECT_EQ(loaded->links.at("c3")[0].last_written_hash, "w-guid-3");
+  EXPECT_TRUE(loaded->links.at("c9").empty());
+  EXPECT_EQ(loaded->links.count("c4"), 0u);
+
+  // Another entity or system finds nothing; nothing asked, nothing read.
+  EXPECT_TRUE(store->LoadRecords("contact", "hubspot", {"101"}, {})->by_native.empty());
+  EXPECT_TRUE(store->LoadRecords("company", "dynamics365", {"101"}, {})->by_native.empty());
+  EXPECT_TRUE(store->LoadRecords("company", "hubspot", {}, {})->links.empty());
+
+  // The store stays usable for writes afterwards (the read transaction ended).
+  StateBatch after;
+  after.PutLink(MakeLink("c5", "hubspot", "505"));
+  EXPECT_TRUE(store->Apply(after).ok());
+  EXPECT_TRUE(store->FindLinkByNative("hubspot", "company", "505")->has_value());
+}
+
+TEST_F(SqliteStoreTest, LoadRecordsReportsASnapshotThatDoesNotParse) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  batch.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(batch).ok());
+  RawDb(path_).Exec("UPDATE snapshots SET seen = '{broken' WHERE canonical_id = 'c1'");
+  auto loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_THAT(loaded.status().message(), HasSubstr("company c1"));
+  // And the failed read left no transaction open.
+  StateBatch after;
+  after.PutLink(MakeLink("c2", "hubspot", "202"));
+  EXPECT_TRUE(store->Apply(after).ok());
 }
 
 TEST_F(SqliteStoreTest, StageHistoryIsInOrder) {
