@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -172,6 +173,14 @@ class SyncEngine::Run {
                            const std::string& system) {
     auto pending = pending_links_by_cid_.find(entity + "|" + canonical_id + "|" + system);
     if (pending != pending_links_by_cid_.end()) return pending->second;
+    if (page_loaded_ && entity == page_entity_) {
+      auto loaded = page_state_.links.find(canonical_id);
+      if (loaded != page_state_.links.end()) {
+        for (const Link& link : loaded->second)
+          if (link.system == system) return link;
+        return Link{};
+      }
+    }
     auto stored = e_->store_->FindLink(entity, canonical_id, system);
     if (!stored.ok()) return stored.status();
     return stored->value_or(Link{});
@@ -191,9 +200,14 @@ class SyncEngine::Run {
                        StateBatch* batch);
   // The record's canonical id: by link, by the crmbridge key it carries, by match key (then
   // `matched`), else a new one. kAlreadyExists: a duplicate in its system (see the definition).
+  // `minted`: a new one, which the store has nothing about yet.
   Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
                                          const NativeRecord& record, const MappedRecord& mapped,
-                                         bool* matched);
+                                         bool* matched, bool* minted);
+  // Loads what the store holds for a page's records in one call (Store::LoadRecords), for
+  // ResolveCanonicalId, CurrentLink and ProcessRecord's snapshot; ClearPageState drops it.
+  Status LoadPageState(const SystemEntityMapping& m, const std::vector<NativeRecord>& records);
+  void ClearPageState();
   static std::string MatchKey(const std::vector<std::string>& fields, const nlohmann::json& values);
   void PutMatchKeys(const std::string& entity, const std::string& canonical_id,
                     const nlohmann::json& fields, StateBatch* batch);
@@ -241,6 +255,13 @@ class SyncEngine::Run {
   std::unordered_map<std::string, Link> pending_links_by_cid_;   // key: entity|cid|system
   std::unordered_map<std::string, Snapshot> pending_snapshots_;  // key: entity|cid
   std::unordered_map<std::string, std::string> pending_match_keys_;  // entity|key -> cid
+  // What the store held for the current page's records when the page began (the pending_ maps
+  // above take precedence): links by native id of page_system_'s page_entity_, and of each
+  // canonical id in it (or minted in it) its snapshot and links in every system.
+  bool page_loaded_ = false;
+  std::string page_system_, page_entity_;
+  std::unordered_set<std::string> page_natives_;
+  RecordStates page_state_;
   std::mutex flush_state_mu_;  // one flush thread at a time updates snapshots and links
   // Outbox items that waited for a referenced record this run without spending an attempt: once
   // per run, so a flush loop cannot spin on them.
@@ -401,9 +422,11 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       return Status::Ok();
     }
     StateBatch batch;
+    CRMB_RETURN_IF_ERROR(LoadPageState(m, page->records));
     for (const NativeRecord& record : page->records) {
       CRMB_RETURN_IF_ERROR(ProcessRecord(m, record, &batch));
     }
+    ClearPageState();
     read_so_far += static_cast<int64_t>(page->records.size());
     if (opt_.progress) opt_.progress(read_so_far, page->total);
     if (!opt_.dry_run) {
@@ -424,6 +447,33 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
     }
   }
   return Status::Ok();
+}
+
+Status SyncEngine::Run::LoadPageState(const SystemEntityMapping& m,
+                                      const std::vector<NativeRecord>& records) {
+  ClearPageState();
+  std::vector<std::string> ids;
+  ids.reserve(records.size());
+  for (const NativeRecord& record : records) {
+    if (record.deleted) continue;
+    if (page_natives_.insert(record.id).second) ids.push_back(record.id);
+  }
+  auto loaded = e_->store_->LoadRecords(m.entity, m.system, ids, {});
+  if (!loaded.ok()) {
+    ClearPageState();
+    return loaded.status();
+  }
+  page_state_ = std::move(*loaded);
+  page_system_ = m.system;
+  page_entity_ = m.entity;
+  page_loaded_ = true;
+  return Status::Ok();
+}
+
+void SyncEngine::Run::ClearPageState() {
+  page_loaded_ = false;
+  page_natives_.clear();
+  page_state_ = RecordStates{};
 }
 
 Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
@@ -450,12 +500,19 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
 
 Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
                                                         const NativeRecord& record,
-                                                        const MappedRecord& mapped, bool* matched) {
+                                                        const MappedRecord& mapped, bool* matched,
+                                                        bool* minted) {
   const std::string key = source.system + "|" + source.entity + "|" + record.id;
   if (auto p = pending_links_.find(key); p != pending_links_.end()) return p->second.canonical_id;
-  auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
-  if (!link.ok()) return link.status();
-  if (link->has_value()) return (*link)->canonical_id;
+  if (page_loaded_ && source.system == page_system_ && source.entity == page_entity_ &&
+      page_natives_.count(record.id)) {
+    auto loaded = page_state_.by_native.find(record.id);
+    if (loaded != page_state_.by_native.end()) return loaded->second.canonical_id;
+  } else {
+    auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
+    if (!link.ok()) return link.status();
+    if (link->has_value()) return (*link)->canonical_id;
+  }
   // The record carries the key crmbridge wrote when it created it: a write whose link was lost
   // (crash between the API call and the commit) is recognised instead of duplicated.
   if (!record.key.empty()) return record.key;
@@ -486,7 +543,11 @@ Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMappin
       }
     }
   }
-  return NewUuid();
+  std::string cid = NewUuid();
+  *minted = true;
+  // Nothing in the store refers to it: no snapshot, no link, no queued write.
+  if (page_loaded_ && source.entity == page_entity_) page_state_.links[cid];
+  return cid;
 }
 
 // "email=anna@acme.se": the match fields' values, trimmed and case-folded; "" when any is empty.
@@ -612,8 +673,8 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   }
   CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*mapped, &counts.unresolved_refs));
 
-  bool matched = false;
-  auto cid_or = ResolveCanonicalId(source, record, *mapped, &matched);
+  bool matched = false, minted = false;
+  auto cid_or = ResolveCanonicalId(source, record, *mapped, &matched, &minted);
   if (cid_or.status().code() == StatusCode::kAlreadyExists) {
     ++counts.duplicates;
     spdlog::warn("{}: {} {} is not synced: it {}", source.system, source.object, record.id,
@@ -630,6 +691,13 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   if (auto p = pending_snapshots_.find(snap_key); p != pending_snapshots_.end()) {
     snap = p->second;
     known = true;
+  } else if (minted) {
+    // A new record: no snapshot yet.
+  } else if (page_loaded_ && source.entity == page_entity_ && page_state_.links.count(cid)) {
+    if (auto loaded = page_state_.snapshots.find(cid); loaded != page_state_.snapshots.end()) {
+      snap = loaded->second;
+      known = true;
+    }
   } else {
     auto stored = e_->store_->GetSnapshot(source.entity, cid);
     if (!stored.ok()) return stored.status();
@@ -784,7 +852,8 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
   // A write still queued for this very system was planned before this change was read: replace
   // it with the merged values, so it cannot undo the change it did not know about.
-  if (!opt_.dry_run && !rewrite && !conflict_rewrite) {
+  // (A record seen for the first time has none.)
+  if (!opt_.dry_run && !rewrite && !conflict_rewrite && !minted) {
     auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
     if (!queued.ok()) return queued.status();
     if (queued->has_value())
@@ -1347,6 +1416,34 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   // read-modify-write below (each adds what its system now holds) must not interleave, or one
   // system's update of Snapshot::seen is lost and its next read looks like a change.
   std::lock_guard<std::mutex> state_lock(flush_state_mu_);
+  // The links and snapshots of the delivered records, read in one call.
+  std::vector<std::string> delivered;
+  delivered.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i)
+    if (outcomes[i].status.ok() && !skipped[i] && items[i].entity == m.entity &&
+        items[i].system == m.system)
+      delivered.push_back(items[i].canonical_id);
+  auto loaded = e_->store_->LoadRecords(m.entity, m.system, {}, delivered);
+  if (!loaded.ok()) return loaded.status();
+  auto find_link = [&](const OutboxItem& item) -> Result<std::optional<Link>> {
+    if (item.entity == m.entity && item.system == m.system) {
+      if (auto it = loaded->links.find(item.canonical_id); it != loaded->links.end()) {
+        for (const Link& link : it->second)
+          if (link.system == item.system) return std::optional<Link>(link);
+        return std::optional<Link>();
+      }
+    }
+    return e_->store_->FindLink(item.entity, item.canonical_id, item.system);
+  };
+  auto find_snapshot = [&](const OutboxItem& item) -> Result<std::optional<Snapshot>> {
+    if (item.entity == m.entity && item.system == m.system &&
+        loaded->links.count(item.canonical_id)) {
+      auto it = loaded->snapshots.find(item.canonical_id);
+      if (it == loaded->snapshots.end()) return std::optional<Snapshot>();
+      return std::optional<Snapshot>(it->second);
+    }
+    return e_->store_->GetSnapshot(item.entity, item.canonical_id);
+  };
   StateBatch batch;
   EntityCounts& counts = Count(m.system, m.entity);
   const int64_t now = e_->clock_->NowMillis();
@@ -1359,7 +1456,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
     }
     if (st.ok()) {
       if (RecordPortalOutcome(item, outcomes[i], &batch)) continue;
-      auto existing = e_->store_->FindLink(item.entity, item.canonical_id, item.system);
+      auto existing = find_link(item);
       if (!existing.ok()) return existing.status();
       Link link = existing->value_or(Link{});
       link.entity = item.entity;
@@ -1375,7 +1472,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       // back later is then recognised as our own write, not a change made there.
       if (auto back = MappingPlan::ToCanonical(m, item.payload); back.ok()) {
         CRMB_RETURN_IF_ERROR(ResolveReadRefs(m, &*back, nullptr));
-        auto snap = e_->store_->GetSnapshot(item.entity, item.canonical_id);
+        auto snap = find_snapshot(item);
         if (!snap.ok()) return snap.status();
         if (snap->has_value()) {
           Snapshot updated = **snap;
