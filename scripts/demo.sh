@@ -69,7 +69,8 @@ patch_d365() {
     -H "If-Match: *" -H "Content-Type: application/json" --data "$2"
 }
 curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node -e '
-  let t = ""; process.stdin.on("data", (c) => (t += c)).on("end", () => {
+  let t = ""; process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (c) => (t += c)).on("end", () => {
     const d = JSON.parse(t), account = d.accounts[0];
     console.log(`accounts(${account.accountid})`);
     for (const c of d.contacts)

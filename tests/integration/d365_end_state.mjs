@@ -2,6 +2,8 @@
 // not depend on row ids: lookups are shown as the name of the row they point to, so two runs that
 // made the same records and references print the same text.
 //   usage: curl -s $URL/__admin/dump | node d365_end_state.mjs
+// Decoded as one UTF-8 stream: a character split between two chunks must not become two U+FFFD.
+process.stdin.setEncoding('utf8');
 let text = '';
 process.stdin.on('data', (chunk) => { text += chunk; });
 process.stdin.on('end', () => {
