@@ -138,6 +138,9 @@ struct PortalAccessFlow {
   std::string contact_flag;   // boolean field of the contact: portal access
   std::string email;          // the contact's portal email
   std::string property;       // the contact's main property: the portal property's external_id
+  // Optional string field of the company: a management company's properties (external_ids,
+  // comma-separated); when set, its contacts are granted each of them instead of the main one.
+  std::string company_properties;
   std::string first_name, last_name;  // optional: copied to the portal user
   // Optional contact fields the portal's answer is written back to (and from there to every
   // system that maps them): the portal user's id, and "granted" or "revoked".

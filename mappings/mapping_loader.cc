@@ -20,7 +20,8 @@ namespace {
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems", "portal_access"};
 const std::set<std::string> kPortalKeys = {"system",   "contact",  "company",    "company_flag",
                                            "contact_flag", "email", "property", "first_name",
-                                           "last_name", "user_id_field", "state_field"};
+                                           "last_name", "user_id_field", "state_field",
+                                           "company_properties"};
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
 const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
                                                    "end_values", "system_of_record", "entity"};
@@ -343,8 +344,10 @@ class Loader {
         {"system", &f.system},     {"contact", &f.contact},         {"company", &f.company},
         {"company_flag", &f.company_flag}, {"contact_flag", &f.contact_flag}, {"email", &f.email},
         {"property", &f.property}, {"first_name", &f.first_name},   {"last_name", &f.last_name},
-        {"user_id_field", &f.user_id_field}, {"state_field", &f.state_field}};
-    const std::set<std::string> optional = {"first_name", "last_name", "user_id_field", "state_field"};
+        {"user_id_field", &f.user_id_field}, {"state_field", &f.state_field},
+        {"company_properties", &f.company_properties}};
+    const std::set<std::string> optional = {"first_name", "last_name", "user_id_field", "state_field",
+                                            "company_properties"};
     for (const auto& [key, out] : keys) {
       if (n[key] && n[key].IsScalar()) {
         *out = n[key].Scalar();
@@ -399,9 +402,12 @@ class Loader {
     if (!f.last_name.empty()) field(*contact, f.last_name, "last_name", FieldType::kString);
     if (!f.user_id_field.empty()) field(*contact, f.user_id_field, "user_id_field", FieldType::kString);
     if (!f.state_field.empty()) field(*contact, f.state_field, "state_field", FieldType::kString);
-    if (ref != nullptr)
-      if (const CanonicalEntity* company = FindEntity(ref->ref_entity))
-        field(*company, f.company_flag, "company_flag", FieldType::kBoolean);
+    const CanonicalEntity* company = ref != nullptr ? FindEntity(ref->ref_entity) : nullptr;
+    if (company != nullptr) {
+      field(*company, f.company_flag, "company_flag", FieldType::kBoolean);
+      if (!f.company_properties.empty())
+        field(*company, f.company_properties, "company_properties", FieldType::kString);
+    }
 
     auto named = [](const std::string& name, FieldType type, const std::string& ref = "") {
       CanonicalField cf;

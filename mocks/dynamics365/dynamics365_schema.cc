@@ -113,6 +113,7 @@ std::vector<TableSchema> BuildTables() {
       Col("accountnumber", ColumnType::kString, 20),
       Col("crmb_externalid", ColumnType::kString, 100),
       Col("crmb_activateportalaccess", ColumnType::kBool),
+      Col("crmb_managedproperties", ColumnType::kString, 2000),
       Col("websiteurl", ColumnType::kString, 200),
       Col("address1_city", ColumnType::kString, 80),
       Col("telephone1", ColumnType::kString, 50),

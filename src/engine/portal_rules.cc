@@ -1,5 +1,7 @@
 #include "src/engine/portal_rules.h"
 
+#include <algorithm>
+
 namespace crmbridge {
 
 namespace {
@@ -40,6 +42,21 @@ PortalDecision DecidePortalAccess(const PortalAccessFlow& flow, const nlohmann::
     d.reason = "its " + flow.company + "'s " + flow.company_flag + " is not true";
   } else {
     d.eligible = true;
+    // A management company's account lists its properties (comma- or space-separated): its
+    // contacts get each of them.
+    const std::string listed = flow.company_properties.empty() ? "" : Text(company, flow.company_properties);
+    std::string token;
+    for (size_t i = 0; i <= listed.size(); ++i) {
+      const char ch = i < listed.size() ? listed[i] : ',';
+      if (ch == ',' || ch == ';' || ch == ' ' || ch == '\n' || ch == '\t') {
+        if (!token.empty() && std::find(d.grants.begin(), d.grants.end(), token) == d.grants.end())
+          d.grants.push_back(token);
+        token.clear();
+      } else {
+        token += ch;
+      }
+    }
+    if (d.grants.empty()) d.grants.push_back(d.property);
   }
   return d;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,9 @@ struct PortalDecision {
   std::string reason;    // why not, when not eligible ("contact.portal_access is not true")
   std::string email;     // trimmed
   std::string property;  // trimmed: the portal property's external_id
+  // The properties to grant: the main property, or, for a management company (its
+  // PortalAccessFlow::company_properties lists several), each of those.
+  std::vector<std::string> grants;
 };
 
 // A contact gets access only when its company's flag is true, its own flag is true, and it has a

@@ -1134,7 +1134,6 @@ Status SyncEngine::Run::PlanPortalAccess() {
     const bool eligible = decision.eligible;
     const std::string& reason = decision.reason;
     const std::string& email = decision.email;
-    const std::string& property = decision.property;
 
     // What crmbridge last planned for this contact: its portal user's snapshot lists the
     // properties it was granted.
@@ -1149,7 +1148,7 @@ Status SyncEngine::Run::PlanPortalAccess() {
       for (const json& p : user.fields["properties"])
         if (p.is_string()) held.insert(p.get<std::string>());
     std::set<std::string> wanted;
-    if (eligible) wanted.insert(property);
+    if (eligible) wanted.insert(decision.grants.begin(), decision.grants.end());
 
     json fields = user.fields;
     if (eligible) {

@@ -263,6 +263,68 @@ TEST_F(PortalAccessTest, ARevocationIsNotHeldBehindQueuedGrants) {
   EXPECT_EQ(s.counts["portal"]["portal_access"].updated, 1) << s.ToJson().dump();
 }
 
+// A contact moved to another main property loses the old grant and gets the new one (with its
+// own reset) in one run; a management company's contacts get every property its account lists.
+TEST_F(PortalAccessTest, AMovedContactIsRegrantedAndAManagementCompanyGetsEachProperty) {
+  Start(3);
+  Sync();
+  GrantInDynamics(1);
+  Sync();
+  json d = dynamics_->Dump();
+  std::string moved_contact, moved_email;
+  const std::string first = d["accounts"][0]["accountid"];
+  for (const json& c : d["contacts"])
+    if (c.value("_parentcustomerid_value", std::string()) == first) {
+      moved_contact = c["contactid"];
+      moved_email = c["crmb_portalemail"];
+    }
+  ASSERT_FALSE(moved_contact.empty());
+  auto property_id = [&](const std::string& external_id) {
+    const json dump = portal_->Dump();
+    for (const json& p : dump["properties"])
+      if (p.value("external_id", "") == external_id) return p["id"].get<std::string>();
+    return std::string();
+  };
+  auto grants_of = [&](const std::string& email) {
+    const json p = portal_->Dump();
+    std::string user;
+    for (const json& u : p["users"])
+      if (u["email"] == email) user = u["id"];
+    std::set<std::string> out;
+    for (const json& g : p["grants"])
+      if (g["user_id"] == user) out.insert(g["property_id"]);
+    return out;
+  };
+  ASSERT_EQ(grants_of(moved_email), std::set<std::string>{property_id("seed-prop-1")});
+  const size_t resets = portal_->Dump()["password_resets"].size();
+
+  Patch("contacts", moved_contact, {{"crmb_mainproperty", "seed-prop-2"}});
+  Sync();
+  EXPECT_EQ(grants_of(moved_email), std::set<std::string>{property_id("seed-prop-2")});
+  EXPECT_EQ(portal_->Dump()["password_resets"].size(), resets + 1) << "one reset for the new grant";
+  EXPECT_EQ(Audit("revoke").size(), 1u);
+
+  // The second account manages two properties: its contacts get both, not their main property.
+  d = dynamics_->Dump();
+  const std::string managing = d["accounts"][1]["accountid"];
+  Patch("accounts", managing, {{"crmb_activateportalaccess", true},
+                               {"crmb_managedproperties", "seed-prop-2, seed-prop-3"}});
+  std::vector<std::string> managed_emails;
+  for (const json& c : d["contacts"]) {
+    if (c.value("_parentcustomerid_value", std::string()) != managing) continue;
+    const std::string email = "portal." + c["emailaddress1"].get<std::string>();
+    Patch("contacts", c["contactid"], {{"crmb_portalaccess", true}, {"crmb_portalemail", email},
+                                       {"crmb_mainproperty", "seed-prop-1"}});
+    managed_emails.push_back(email);
+  }
+  ASSERT_FALSE(managed_emails.empty());
+  Sync();
+  for (const std::string& e : managed_emails)
+    EXPECT_EQ(grants_of(e), (std::set<std::string>{property_id("seed-prop-2"), property_id("seed-prop-3")}))
+        << e;
+  EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
 TEST(PortalRulesTest, EveryCombinationOfTheFlagsAndTheEmail) {
   PortalAccessFlow flow;
   flow.contact = "contact";
@@ -290,6 +352,15 @@ TEST(PortalRulesTest, EveryCombinationOfTheFlagsAndTheEmail) {
     EXPECT_FALSE(DecidePortalAccess(flow, contact, false, json()).eligible);
   }
   EXPECT_EQ(eligible, 1);
+  // A management company lists its properties: each is granted, once, instead of the main one.
+  flow.company_properties = "managed_properties";
+  const json contact = {{"portal_access", true}, {"portal_email", "a@b.se"}, {"main_property", "p1"}};
+  EXPECT_EQ(DecidePortalAccess(flow, contact, false, {{"activate_portal_access", true}}).grants,
+            std::vector<std::string>{"p1"});
+  EXPECT_EQ(DecidePortalAccess(flow, contact, false,
+                               {{"activate_portal_access", true}, {"managed_properties", "p2, p3;p2"}})
+                .grants,
+            (std::vector<std::string>{"p2", "p3"}));
   json blank = {{"portal_access", true}, {"portal_email", "   "}, {"main_property", "p"}};
   EXPECT_EQ(DecidePortalAccess(flow, blank, false, {{"activate_portal_access", true}}).reason,
             "no contact.portal_email");
