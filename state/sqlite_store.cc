@@ -406,6 +406,8 @@ class SqliteStore final : public Store {
                                                int64_t now_ms, int limit) override;
   Result<std::vector<OutboxItem>> DueDeletes(const std::string& system, int64_t now_ms,
                                              int limit) override;
+  Result<std::vector<OutboxItem>> DueOutboxWhere(const std::string& where, const std::string& system,
+                                                 const std::string& arg, int64_t now_ms, int limit);
   Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) override;
   Result<nlohmann::json> OutboxCounts() override;
 
@@ -1104,15 +1106,20 @@ Result<std::vector<CursorRow>> SqliteStore::ListCursors() {
 // SQLite reads a negative LIMIT as "no limit".
 int64_t SqlLimit(int limit) { return limit > 0 ? limit : -1; }
 
-Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system, int64_t now_ms,
-                                                       int limit) {
+// The due outbox rows of `system`, oldest first (by id, the store's own insertion order: callers'
+// created_ms may tie or go backwards), narrowed by `where` ("" or " AND ..." on ?4), at most
+// `limit`. The SQL text is a constant per caller.
+Result<std::vector<OutboxItem>> SqliteStore::DueOutboxWhere(const std::string& where,
+                                                            const std::string& system,
+                                                            const std::string& arg, int64_t now_ms,
+                                                            int limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Ordered by id, the store's own insertion order: callers' created_ms may tie or go backwards.
-  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
-                                 " FROM outbox WHERE system = ?1 AND next_attempt_ms <= ?2 "
-                                 "ORDER BY id LIMIT ?3";
+  const std::string sql = std::string("SELECT ") + kOutboxColumns +
+                          " FROM outbox WHERE system = ?1 AND next_attempt_ms <= ?2" + where +
+                          " ORDER BY id LIMIT ?3";
   Stmt st = Prepare(sql.c_str());
   st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit));
+  if (!where.empty() && where.find("?4") != std::string::npos) st.Text(4, arg);
   std::vector<OutboxItem> items;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -1124,43 +1131,20 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system
   return items;
 }
 
+Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system, int64_t now_ms,
+                                                       int limit) {
+  return DueOutboxWhere("", system, "", now_ms, limit);
+}
+
 Result<std::vector<OutboxItem>> SqliteStore::DueOutboxFor(const std::string& system,
                                                           const std::string& entity,
                                                           int64_t now_ms, int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
-  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
-                                 " FROM outbox WHERE system = ?1 AND entity = ?4 AND "
-                                 "next_attempt_ms <= ?2 ORDER BY id LIMIT ?3";
-  Stmt st = Prepare(sql.c_str());
-  st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit)).Text(4, entity);
-  std::vector<OutboxItem> items;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    auto item = ReadOutboxRow(st);
-    if (!item.ok()) return item.status();
-    items.push_back(std::move(*item));
-  }
-  if (rc != SQLITE_DONE) return Error(rc, "reading the due outbox of " + system + " " + entity);
-  return items;
+  return DueOutboxWhere(" AND entity = ?4", system, entity, now_ms, limit);
 }
 
 Result<std::vector<OutboxItem>> SqliteStore::DueDeletes(const std::string& system, int64_t now_ms,
                                                         int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
-  static const std::string sql = std::string("SELECT ") + kOutboxColumns +
-                                 " FROM outbox WHERE system = ?1 AND op = 'delete' AND "
-                                 "next_attempt_ms <= ?2 ORDER BY id LIMIT ?3";
-  Stmt st = Prepare(sql.c_str());
-  st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit));
-  std::vector<OutboxItem> items;
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    auto item = ReadOutboxRow(st);
-    if (!item.ok()) return item.status();
-    items.push_back(std::move(*item));
-  }
-  if (rc != SQLITE_DONE) return Error(rc, "reading the due deletes of " + system);
-  return items;
+  return DueOutboxWhere(" AND op = 'delete'", system, "", now_ms, limit);
 }
 
 Status SqliteStore::AddAudit(const AuditEntry& e) {

@@ -209,18 +209,24 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   return kExitOk;
 }
 
+// --since: a date (midnight UTC) or an ISO-8601 UTC time; empty leaves *ms as it is. False, with
+// the reason on stderr, when it is neither.
+static bool ParseSince(const char* command, const std::string& since, int64_t* ms) {
+  if (since.empty()) return true;
+  auto t = ParseIsoUtcMillis(since.size() == 10 ? since + "T00:00:00Z" : since);
+  if (!t) {
+    std::cerr << command << ": --since \"" << since
+              << "\" is not a date (2026-01-31) or an ISO-8601 UTC time (2026-01-31T08:00:00Z)\n";
+    return false;
+  }
+  *ms = *t;
+  return true;
+}
+
 int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   SetUpLogging(global);
   int64_t since_ms = 0;
-  if (!options.since.empty()) {
-    auto t = ParseIsoUtcMillis(options.since.size() == 10 ? options.since + "T00:00:00Z" : options.since);
-    if (!t) {
-      std::cerr << "crmbridge backfill: --since \"" << options.since
-                << "\" is not a date (2026-01-31) or an ISO-8601 UTC time (2026-01-31T08:00:00Z)\n";
-      return kExitUsage;
-    }
-    since_ms = *t;
-  }
+  if (!ParseSince("crmbridge backfill", options.since, &since_ms)) return kExitUsage;
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
   bool known = false;
@@ -544,15 +550,7 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
 int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
   SetUpLogging(global);
   int64_t since_ms = 0;
-  if (!options.since.empty()) {
-    auto t = ParseIsoUtcMillis(options.since.size() == 10 ? options.since + "T00:00:00Z" : options.since);
-    if (!t) {
-      std::cerr << "crmbridge audit portal: --since \"" << options.since
-                << "\" is not a date (2026-11-01) or a UTC time (2026-11-01T08:00:00Z)\n";
-      return kExitUsage;
-    }
-    since_ms = *t;
-  }
+  if (!ParseSince("crmbridge audit portal", options.since, &since_ms)) return kExitUsage;
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
   auto entries = loaded.store->ListAudit(since_ms, 0);
