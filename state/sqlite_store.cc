@@ -424,6 +424,8 @@ class SqliteStore final : public Store {
                                                     const std::string& canonical_id) override;
   Result<std::vector<StageTransition>> AllStageHistory(const std::string& entity) override;
   Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) override;
+  Result<std::vector<Snapshot>> ListSnapshotsAfter(const std::string& entity, const std::string& after,
+                                                   int limit) override;
 
   Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) override;
   Status FinishRun(const RunRecord& run) override;
@@ -1375,12 +1377,17 @@ Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::str
 }
 
 Result<std::vector<Snapshot>> SqliteStore::ListSnapshots(const std::string& entity) {
+  return ListSnapshotsAfter(entity, "", 0);
+}
+
+Result<std::vector<Snapshot>> SqliteStore::ListSnapshotsAfter(const std::string& entity,
+                                                              const std::string& after, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "snapshots of " + entity;
   Stmt st = Prepare(
       "SELECT canonical_id, fields, updated_ms, seen, unverified, changed_ms, deleted_ms "
-      "FROM snapshots WHERE entity = ?1 ORDER BY canonical_id");
-  st.Text(1, entity);
+      "FROM snapshots WHERE entity = ?1 AND canonical_id > ?2 ORDER BY canonical_id LIMIT ?3");
+  st.Text(1, entity).Text(2, after).Int(3, SqlLimit(limit));
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {

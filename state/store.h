@@ -264,6 +264,10 @@ class Store {
   // Every snapshot of `entity` (deleted ones included: see Snapshot::deleted_ms), ordered by
   // canonical id.
   virtual Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) = 0;
+  // The same a page at a time: those whose canonical id sorts after `after`, at most `limit`
+  // (0 = all), so a pass over every record holds one page in memory.
+  virtual Result<std::vector<Snapshot>> ListSnapshotsAfter(const std::string& entity,
+                                                           const std::string& after, int limit) = 0;
 
   // --- runs ---
   virtual Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) = 0;

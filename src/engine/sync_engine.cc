@@ -1108,112 +1108,121 @@ Status SyncEngine::Run::PlanPortalAccess() {
   const CanonicalField* company_ref = contact_entity->Find(flow->company);
   const std::string company_entity = company_ref ? company_ref->ref_entity : "";
   Store* store = e_->store_;
-  auto contacts = store->ListSnapshots(flow->contact);
-  if (!contacts.ok()) return contacts.status();
+  // Every contact, a page at a time: memory holds one page, whatever the number of contacts.
+  constexpr int kContactsPerPage = 1000;
   auto text = [](const json& fields, const std::string& name) {
     auto it = fields.find(name);
     return it != fields.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  std::map<std::string, json> companies;  // by company canonical id: its fields, or null
-  StateBatch batch;
+  std::map<std::string, json> companies;  // by company canonical id, this page: fields or null
   int64_t revokes = 0, grants_planned = 0;
-  for (const Snapshot& c : *contacts) {
-    const std::string company = text(c.fields, flow->company);
-    auto cached = companies.find(company);
-    if (cached == companies.end()) {
-      json fields;  // null: no company, or one crmbridge does not hold
-      if (!company.empty()) {
-        auto snap = store->GetSnapshot(company_entity, company);
-        if (!snap.ok()) return snap.status();
-        if (snap->has_value() && (*snap)->deleted_ms == 0) fields = (*snap)->fields;
+  std::string after;
+  while (true) {
+    auto contacts = store->ListSnapshotsAfter(flow->contact, after, kContactsPerPage);
+    if (!contacts.ok()) return contacts.status();
+    if (contacts->empty()) break;
+    after = contacts->back().canonical_id;
+    companies.clear();
+    StateBatch batch;
+    for (const Snapshot& c : *contacts) {
+      const std::string company = text(c.fields, flow->company);
+      auto cached = companies.find(company);
+      if (cached == companies.end()) {
+        json fields;  // null: no company, or one crmbridge does not hold
+        if (!company.empty()) {
+          auto snap = store->GetSnapshot(company_entity, company);
+          if (!snap.ok()) return snap.status();
+          if (snap->has_value() && (*snap)->deleted_ms == 0) fields = (*snap)->fields;
+        }
+        cached = companies.emplace(company, fields).first;
       }
-      cached = companies.emplace(company, fields).first;
-    }
-    const PortalDecision decision =
-        DecidePortalAccess(*flow, c.fields, c.deleted_ms > 0, cached->second);
-    const bool eligible = decision.eligible;
-    const std::string& reason = decision.reason;
-    const std::string& email = decision.email;
+      const PortalDecision decision =
+          DecidePortalAccess(*flow, c.fields, c.deleted_ms > 0, cached->second);
+      const bool eligible = decision.eligible;
+      const std::string& reason = decision.reason;
+      const std::string& email = decision.email;
 
-    // What crmbridge last planned for this contact: its portal user's snapshot lists the
-    // properties it was granted.
-    auto stored = store->GetSnapshot(kPortalUserEntity, c.canonical_id);
-    if (!stored.ok()) return stored.status();
-    if (!eligible && !stored->has_value()) continue;  // never had access: nothing to do
-    Snapshot user = stored->value_or(Snapshot{});
-    user.entity = kPortalUserEntity;
-    user.canonical_id = c.canonical_id;
-    std::set<std::string> held;
-    if (user.fields.contains("properties") && user.fields["properties"].is_array())
-      for (const json& p : user.fields["properties"])
-        if (p.is_string()) held.insert(p.get<std::string>());
-    std::set<std::string> wanted;
-    if (eligible) wanted.insert(decision.grants.begin(), decision.grants.end());
+      // What crmbridge last planned for this contact: its portal user's snapshot lists the
+      // properties it was granted.
+      auto stored = store->GetSnapshot(kPortalUserEntity, c.canonical_id);
+      if (!stored.ok()) return stored.status();
+      if (!eligible && !stored->has_value()) continue;  // never had access: nothing to do
+      Snapshot user = stored->value_or(Snapshot{});
+      user.entity = kPortalUserEntity;
+      user.canonical_id = c.canonical_id;
+      std::set<std::string> held;
+      if (user.fields.contains("properties") && user.fields["properties"].is_array())
+        for (const json& p : user.fields["properties"])
+          if (p.is_string()) held.insert(p.get<std::string>());
+      std::set<std::string> wanted;
+      if (eligible) wanted.insert(decision.grants.begin(), decision.grants.end());
 
-    json fields = user.fields;
-    if (eligible) {
-      fields["email"] = email;
-      fields["first_name"] = flow->first_name.empty() ? json("") : json(text(c.fields, flow->first_name));
-      fields["last_name"] = flow->last_name.empty() ? json("") : json(text(c.fields, flow->last_name));
-    }
-    fields["portal_access"] = eligible;
-    fields["properties"] = json(std::vector<std::string>(wanted.begin(), wanted.end()));
-    if (fields == user.fields) continue;  // already as planned
-    user.fields = fields;
-    user.updated_ms = run_start_ms_;
-
-    // Revokes first: a grant that no condition holds any more, or of a property moved away from.
-    for (const std::string& p : held) {
-      if (wanted.count(p)) continue;
-      const std::string gid = c.canonical_id + ":" + p;
-      auto link = CurrentLink(kPortalAccessEntity, gid, flow->system);
-      if (!link.ok()) return link.status();
-      ++revokes;
-      spdlog::info("{}: revoking {}'s access to property {}: {}", flow->system, c.canonical_id, p,
-                   reason.empty() ? "the main property changed" : reason);
-      if (opt_.dry_run) {
-        summary_.plan.push_back(PlannedWrite{flow->system, kPortalAccessEntity, gid, "delete",
-                                             link->native_id, json{{"property", p}}});
-        continue;
+      json fields = user.fields;
+      if (eligible) {
+        fields["email"] = email;
+        fields["first_name"] = flow->first_name.empty() ? "" : text(c.fields, flow->first_name);
+        fields["last_name"] = flow->last_name.empty() ? "" : text(c.fields, flow->last_name);
       }
-      OutboxItem item;
-      item.system = flow->system;
-      item.object = grants->object;
-      item.entity = kPortalAccessEntity;
-      item.canonical_id = gid;
-      item.op = "delete";
-      item.native_id = link->native_id;
-      item.idempotency_key = gid;
-      // Without a grant id (its grant never landed), the delete names the user and property.
-      item.payload = {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
-                      {"property_external_id", p},
-                      {"reason", reason.empty() ? "the main property changed" : reason}};
-      item.payload_hash = "delete";
-      item.created_ms = run_start_ms_;
-      batch.Enqueue(item);
-      ++Count(flow->system, kPortalAccessEntity).queued;
+      fields["portal_access"] = eligible;
+      fields["properties"] = json(std::vector<std::string>(wanted.begin(), wanted.end()));
+      if (fields == user.fields) continue;  // already as planned
+      user.fields = fields;
+      user.updated_ms = run_start_ms_;
+
+      // Revokes first: a grant that no condition holds any more, or of a property moved away from.
+      for (const std::string& p : held) {
+        if (wanted.count(p)) continue;
+        const std::string gid = c.canonical_id + ":" + p;
+        auto link = CurrentLink(kPortalAccessEntity, gid, flow->system);
+        if (!link.ok()) return link.status();
+        ++revokes;
+        spdlog::info("{}: revoking {}'s access to property {}: {}", flow->system, c.canonical_id, p,
+                     reason.empty() ? "the main property changed" : reason);
+        if (opt_.dry_run) {
+          summary_.plan.push_back(PlannedWrite{flow->system, kPortalAccessEntity, gid, "delete",
+                                               link->native_id, json{{"property", p}}});
+          continue;
+        }
+        OutboxItem item;
+        item.system = flow->system;
+        item.object = grants->object;
+        item.entity = kPortalAccessEntity;
+        item.canonical_id = gid;
+        item.op = "delete";
+        item.native_id = link->native_id;
+        item.idempotency_key = gid;
+        // Without a grant id (its grant never landed), the delete names the user and property.
+        item.payload = {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
+                        {"property_external_id", p},
+                        {"reason", reason.empty() ? "the main property changed" : reason}};
+        item.payload_hash = "delete";
+        item.created_ms = run_start_ms_;
+        batch.Enqueue(item);
+        ++Count(flow->system, kPortalAccessEntity).queued;
+      }
+      // The user (created or updated; on a revoke, its portal_access turns false), then the grant.
+      if (eligible || stored->has_value())
+        CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *users, c.canonical_id, user, &batch));
+      for (const std::string& p : wanted) {
+        const std::string gid = c.canonical_id + ":" + p;
+        Snapshot grant;
+        grant.entity = kPortalAccessEntity;
+        grant.canonical_id = gid;
+        grant.fields = {{"user", c.canonical_id}, {"property", p}};
+        grant.updated_ms = run_start_ms_;
+        ++grants_planned;
+        CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *grants, gid, grant, &batch));
+        if (!opt_.dry_run) batch.PutSnapshot(grant);
+      }
+      if (!opt_.dry_run) batch.PutSnapshot(user);
     }
-    // The user (created or updated; on a revoke, its portal_access turns false), then the grant.
-    if (eligible || stored->has_value())
-      CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *users, c.canonical_id, user, &batch));
-    for (const std::string& p : wanted) {
-      const std::string gid = c.canonical_id + ":" + p;
-      Snapshot grant;
-      grant.entity = kPortalAccessEntity;
-      grant.canonical_id = gid;
-      grant.fields = {{"user", c.canonical_id}, {"property", p}};
-      grant.updated_ms = run_start_ms_;
-      ++grants_planned;
-      CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *grants, gid, grant, &batch));
-      if (!opt_.dry_run) batch.PutSnapshot(grant);
-    }
-    if (!opt_.dry_run) batch.PutSnapshot(user);
+    if (!opt_.dry_run && !batch.empty()) CRMB_RETURN_IF_ERROR(store->Apply(batch));
+    if (static_cast<int>(contacts->size()) < kContactsPerPage) break;
   }
   if (revokes + grants_planned > 0)
     spdlog::info("{}: portal access: {} grant(s) and {} revoke(s) planned", flow->system,
                  grants_planned, revokes);
-  if (opt_.dry_run || batch.empty()) return Status::Ok();
-  return store->Apply(batch);
+  return Status::Ok();
 }
 
 // The portal's answer, reflected on the contact (PortalAccessFlow::user_id_field, state_field)

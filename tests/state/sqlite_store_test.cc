@@ -882,6 +882,19 @@ TEST_F(SqliteStoreTest, ListSnapshotsReturnsEveryRecordOfTheEntity) {
   EXPECT_EQ((*snaps)[1].deleted_ms, kT0 + 3);
   EXPECT_EQ((*snaps)[0].deleted_ms, 0);
   EXPECT_TRUE(store->ListSnapshots("task")->empty());
+
+  // A page at a time, in canonical-id order, each page after the last id of the one before.
+  std::vector<std::string> paged;
+  std::string after;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = store->ListSnapshotsAfter("onboarding", after, 2);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    if (page->empty()) break;
+    EXPECT_LE(page->size(), 2u);
+    for (const Snapshot& s : *page) paged.push_back(s.canonical_id);
+    after = page->back().canonical_id;
+  }
+  EXPECT_THAT(paged, ElementsAre("o1", "o2", "o3"));
 }
 
 TEST_F(SqliteStoreTest, RunHistoryNewestFirst) {
