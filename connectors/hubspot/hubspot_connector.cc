@@ -265,18 +265,26 @@ Status HubSpotConnector::LoadPipeline(const std::string& type, const std::string
       .set_system(name_);
 }
 
-Result<const HubSpotConnector::ObjectSetup*> HubSpotConnector::Setup(const ObjectRef& object) {
+Result<HubSpotConnector::ObjectSetup*> HubSpotConnector::Setup(const ObjectRef& object,
+                                                                bool for_write) {
   auto pipeline = object.params.find("pipeline");
   const std::string cache_key = object.object + "|" + KeyPropertyOf(object) + "|" +
                                 (pipeline == object.params.end() ? "" : pipeline->second);
   auto it = setups_.find(cache_key);
-  if (it != setups_.end()) return &it->second;
-  ObjectSetup setup;
-  setup.id_property = KeyPropertyOf(object);
-  CRMB_RETURN_IF_ERROR(EnsureKeyProperty(object.object, setup.id_property));
-  if (pipeline != object.params.end())
-    CRMB_RETURN_IF_ERROR(LoadPipeline(object.object, pipeline->second, &setup));
-  return &setups_.emplace(cache_key, std::move(setup)).first->second;
+  if (it == setups_.end()) {
+    ObjectSetup setup;
+    setup.id_property = KeyPropertyOf(object);
+    if (pipeline != object.params.end())
+      CRMB_RETURN_IF_ERROR(LoadPipeline(object.object, pipeline->second, &setup));
+    it = setups_.emplace(cache_key, std::move(setup)).first;
+  }
+  // The key property is only needed to write by it: a run that writes nothing never asks for it
+  // (searches may name a property that does not exist yet; HubSpot leaves it out).
+  if (for_write && !it->second.key_checked) {
+    CRMB_RETURN_IF_ERROR(EnsureKeyProperty(object.object, it->second.id_property));
+    it->second.key_checked = true;
+  }
+  return &it->second;
 }
 
 void HubSpotConnector::ToLabels(const ObjectSetup& setup, NativeRecord* record) const {
@@ -313,7 +321,7 @@ Result<json> HubSpotConnector::ToProperties(const ObjectSetup& setup, const json
 
 Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor& cursor_text,
                                            const ReadContext& context) {
-  auto setup_or = Setup(object);
+  auto setup_or = Setup(object, /*for_write=*/false);
   if (!setup_or.ok()) return setup_or.status();
   const ObjectSetup& setup = **setup_or;
   auto decoded = DecodeCursor(cursor_text);
@@ -716,7 +724,7 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
 
 Result<std::vector<WriteOutcome>> HubSpotConnector::Write(const ObjectRef& object,
                                                           const std::vector<WriteOp>& ops) {
-  auto setup_or = Setup(object);
+  auto setup_or = Setup(object, /*for_write=*/true);
   if (!setup_or.ok()) return setup_or.status();
   const ObjectSetup& setup = **setup_or;
   std::vector<WriteOutcome> outcomes(ops.size());

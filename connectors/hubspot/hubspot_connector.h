@@ -58,9 +58,12 @@ class HubSpotConnector : public Connector {
     std::string pipeline_id;  // empty when the object is not in a pipeline
     std::map<std::string, std::string> stage_label_by_id;
     std::map<std::string, std::string> stage_id_by_label;
+    bool key_checked = false;  // the key property is known to exist
   };
 
-  Result<const ObjectSetup*> Setup(const ObjectRef& object);
+  // The object's setup, cached: its pipeline's stages are read once; with `for_write`, the key
+  // property is checked (and created) once too.
+  Result<ObjectSetup*> Setup(const ObjectRef& object, bool for_write);
   Status EnsureKeyProperty(const std::string& type, const std::string& name);
   // OAuth apps: trades auth.refresh_token for an access token, kept until shortly before expiry.
   Status RefreshOAuthToken();

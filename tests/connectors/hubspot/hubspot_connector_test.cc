@@ -136,7 +136,22 @@ TEST(HubSpotConnectorTest, SetUpHappensOncePerObject) {
   HubSpotConnector c(Config(), hs.transport, &clock);
   ASSERT_TRUE(c.ReadChanges(Tickets(), "", ReadContext{}).ok());
   ASSERT_TRUE(c.ReadChanges(Tickets(), "", ReadContext{}).ok());
-  EXPECT_EQ(hs.transport->request_count(), 4u) << "property + pipelines once, then two searches";
+  EXPECT_EQ(hs.transport->request_count(), 3u) << "pipelines once, then two searches";
+  WriteOp op;
+  op.key = "k1";
+  op.fields = {{"subject", "S"}};
+  (void)c.Write(Tickets(), {op});
+  (void)c.Write(Tickets(), {op});
+  EXPECT_EQ(hs.transport->request_count(), 6u) << "the key property once, then two upserts";
+}
+
+// One upsert of a ticket, for the key-property tests: the property is checked before the first
+// write, not on reads (an idle run then costs no metadata call for it).
+WriteOp OneUpsert() {
+  WriteOp op;
+  op.key = "k1";
+  op.fields = {{"subject", "S"}};
+  return op;
 }
 
 TEST(HubSpotConnectorTest, CreatesTheKeyPropertyWhenItIsMissing) {
@@ -145,13 +160,13 @@ TEST(HubSpotConnectorTest, CreatesTheKeyPropertyWhenItIsMissing) {
       ->Respond(404,
                 R"({"status":"error","category":"OBJECT_NOT_FOUND","message":"no such property"})")
       .Respond(201, R"({"name":"crmbridge_id"})")
-      .Respond(200, R"({"total":0,"results":[]})");
+      .Respond(200, R"({"status":"COMPLETE","results":[]})");
   FakeClock clock;
   HubSpotConnector c(Config(), transport, &clock);
   ObjectRef tickets;
   tickets.object = "tickets";
-  auto page = c.ReadChanges(tickets, "", ReadContext{});
-  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  auto out = c.Write(tickets, {OneUpsert()});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
   const auto requests = transport->requests();
   ASSERT_EQ(requests.size(), 3u);
   EXPECT_EQ(requests[0].method, "GET");
@@ -164,24 +179,39 @@ TEST(HubSpotConnectorTest, CreatesTheKeyPropertyWhenItIsMissing) {
   EXPECT_EQ(def["fieldType"], "text");
   EXPECT_EQ(def["hasUniqueValue"], true);
   EXPECT_EQ(def["groupName"], "ticketinformation");
+  EXPECT_EQ(requests[2].url, "http://hubspot.test/crm/v3/objects/tickets/batch/upsert");
 }
 
-TEST(HubSpotConnectorTest, AKeyPropertyCreatedMeanwhileIsFine) {
+TEST(HubSpotConnectorTest, AReadAsksForNoMetadataOutsidePipelines) {
   auto transport = std::make_shared<FakeTransport>();
-  transport->Respond(404, "{}")
-      .Respond(409, R"({"status":"error","category":"CONFLICT","message":"exists"})")
-      .Respond(200, R"({"total":0,"results":[]})");
+  transport->Respond(200, R"({"total":0,"results":[]})");
   FakeClock clock;
   HubSpotConnector c(Config(), transport, &clock);
   ObjectRef contacts;
   contacts.object = "contacts";
   auto page = c.ReadChanges(contacts, "", ReadContext{});
   ASSERT_TRUE(page.ok()) << page.status().ToString();
-  const json body = json::parse(transport->requests()[2].body);
+  ASSERT_EQ(transport->requests().size(), 1u) << "the search alone";
+  const json body = json::parse(transport->requests()[0].body);
   EXPECT_EQ(body["sorts"][0]["propertyName"], "lastmodifieddate") << "contacts' own property";
   EXPECT_EQ(body["filterGroups"][0]["filters"],
             json::array({Filter("lastmodifieddate", "GTE", "0")}))
       << "no pipeline filter outside pipelines";
+}
+
+TEST(HubSpotConnectorTest, AKeyPropertyCreatedMeanwhileIsFine) {
+  auto transport = std::make_shared<FakeTransport>();
+  transport->Respond(404, "{}")
+      .Respond(409, R"({"status":"error","category":"CONFLICT","message":"exists"})")
+      .Respond(200, R"({"status":"COMPLETE","results":[]})");
+  FakeClock clock;
+  HubSpotConnector c(Config(), transport, &clock);
+  ObjectRef contacts;
+  contacts.object = "contacts";
+  auto out = c.Write(contacts, {OneUpsert()});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(transport->requests().size(), 3u);
+  EXPECT_EQ(transport->requests()[2].url, "http://hubspot.test/crm/v3/objects/contacts/batch/upsert");
 }
 
 TEST(HubSpotConnectorTest, ANonUniqueKeyPropertyIsRefused) {
@@ -189,9 +219,12 @@ TEST(HubSpotConnectorTest, ANonUniqueKeyPropertyIsRefused) {
   transport->Respond(200, R"({"name":"crmbridge_id","hasUniqueValue":false})");
   FakeClock clock;
   HubSpotConnector c(Config(), transport, &clock);
-  auto page = c.ReadChanges(Tickets(), "", ReadContext{});
-  ASSERT_FALSE(page.ok());
-  EXPECT_EQ(page.status().code(), StatusCode::kFailedPrecondition);
+  ObjectRef tickets;
+  tickets.object = "tickets";
+  auto out = c.Write(tickets, {OneUpsert()});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(transport->requests().size(), 1u) << "nothing is written by a key that is not unique";
 }
 
 TEST(HubSpotConnectorTest, OverlapAppliesOncePerPass) {
