@@ -46,6 +46,17 @@ for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN" "$PORTAL_TOKEN"
   grep -qF -- "$s" "$work/run1.log" "$work/run2.log" && fail "a secret appeared in the log"
 done
 
+# The portal audit trail: empty until portal access is turned on anywhere; a bad --since is a
+# usage error.
+"$bin/crmbridge" --config "$cfg" audit portal >"$work/audit.txt" || fail "audit portal exited $?"
+grep -q "No portal access changes" "$work/audit.txt" || fail "audit portal: $(cat "$work/audit.txt")"
+"$bin/crmbridge" --config "$cfg" audit portal --json >"$work/audit.json" || fail "audit portal --json failed"
+grep -q '^\[\]$' "$work/audit.json" || fail "audit portal --json: $(cat "$work/audit.json")"
+set +e
+"$bin/crmbridge" --config "$cfg" audit portal --since yesterday 2>"$work/audit.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "audit portal --since yesterday exited $rc, not 2"
+
 # Exit code 2 with file:line:column for a broken config.
 printf 'state: x.db\nsystems:\n  hubspot:\n    kind: hubspott\n' >"$work/bad.yaml"
 set +e
