@@ -446,6 +446,8 @@ class SqliteStore final : public Store {
   // BEGIN IMMEDIATE (take the write lock up front, so the busy timeout applies now rather than
   // failing at the first write), body, COMMIT; ROLLBACK when anything fails.
   Status InTransaction(const std::string& doing, const std::function<Status()>& body);
+  Status RunTransaction(const char* begin, const std::string& kind, const std::string& doing,
+                        const std::function<Status()>& body);
   // BEGIN (deferred: a read transaction), body, COMMIT: the statements of `body` share one view
   // of the file and one lock instead of taking it each.
   Status InReadTransaction(const std::string& doing, const std::function<Status()>& body);
@@ -512,34 +514,31 @@ Status SqliteStore::Exec(const char* sql, const std::string& doing) {
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, doing);
 }
 
-Status SqliteStore::InTransaction(const std::string& doing, const std::function<Status()>& body) {
-  CRMB_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", "starting a transaction for " + doing));
+// BEGIN, body, COMMIT; ROLLBACK when anything fails. `begin` is the BEGIN statement, `kind` names
+// the transaction in errors.
+Status SqliteStore::RunTransaction(const char* begin, const std::string& kind,
+                                   const std::string& doing, const std::function<Status()>& body) {
+  CRMB_RETURN_IF_ERROR(Exec(begin, "starting " + kind + " for " + doing));
   Status s = body();
   if (s.ok()) {
-    s = Exec("COMMIT", "committing " + doing);
+    s = Exec("COMMIT", "committing " + kind + " for " + doing);
     if (s.ok()) return s;
   }
   // Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
   if (sqlite3_get_autocommit(db_) == 0) {
-    Status r = Exec("ROLLBACK", "rolling back " + doing);
+    Status r = Exec("ROLLBACK", "rolling back " + kind + " for " + doing);
     if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
   }
   return s;
 }
 
+Status SqliteStore::InTransaction(const std::string& doing, const std::function<Status()>& body) {
+  return RunTransaction("BEGIN IMMEDIATE", "a transaction", doing, body);
+}
+
 Status SqliteStore::InReadTransaction(const std::string& doing,
                                       const std::function<Status()>& body) {
-  CRMB_RETURN_IF_ERROR(Exec("BEGIN", "starting a read transaction for " + doing));
-  Status s = body();
-  if (s.ok()) {
-    s = Exec("COMMIT", "ending the read transaction for " + doing);
-    if (s.ok()) return s;
-  }
-  if (sqlite3_get_autocommit(db_) == 0) {
-    Status r = Exec("ROLLBACK", "ending the read transaction for " + doing);
-    if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
-  }
-  return s;
+  return RunTransaction("BEGIN", "a read transaction", doing, body);
 }
 
 Result<int> SqliteStore::UserVersion() {
