@@ -193,8 +193,16 @@ class SyncEngine::Run {
   // Turns the placeholders of an outbox payload into NativeRefs of `m.system`'s records. kAborted
   // naming the record when one does not exist there yet (it is retried later).
   // `on_its_way`: the missing record has a write queued there, so waiting costs no attempt.
-  Status ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item, WriteOp* op,
-                          bool* on_its_way);
+  // `state` is what LoadWriteRefs read for the chunk.
+  struct WriteRefState {
+    std::unordered_map<std::string, Snapshot> snapshots;  // the chunk's records, by canonical id
+    // Per referenced entity, canonical id -> its native id in the chunk's system.
+    std::map<std::string, std::unordered_map<std::string, std::string>> native_ids;
+  };
+  Status LoadWriteRefs(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
+                       WriteRefState* state);
+  Status ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item,
+                          const WriteRefState& state, WriteOp* op, bool* on_its_way);
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -611,10 +619,56 @@ Status SyncEngine::Run::ResolveReadRefs(const SystemEntityMapping& m, MappedReco
   return Status::Ok();
 }
 
+Status SyncEngine::Run::LoadWriteRefs(const SystemEntityMapping& m,
+                                      const std::vector<OutboxItem>& items, WriteRefState* state) {
+  std::vector<const FieldMap*> ref_fields;
+  for (const FieldMap& f : m.fields)
+    if (!f.ref_entity.empty() && f.writes()) ref_fields.push_back(&f);
+  if (ref_fields.empty() || items.empty()) return Status::Ok();
+  std::vector<std::string> ids;
+  ids.reserve(items.size());
+  for (const OutboxItem& item : items) ids.push_back(item.canonical_id);
+  auto own = e_->store_->LoadRecords(m.entity, m.system, {}, ids);
+  if (!own.ok()) return own.status();
+  state->snapshots = std::move(own->snapshots);
+  // Per referenced entity, the records referred to now and before, in one call.
+  std::map<std::string, std::set<std::string>> wanted;
+  for (const OutboxItem& item : items) {
+    const auto snap = state->snapshots.find(item.canonical_id);
+    const json* seen = snap != state->snapshots.end() && snap->second.seen.is_object() &&
+                               snap->second.seen.contains(m.system)
+                           ? &snap->second.seen[m.system]
+                           : nullptr;
+    for (const FieldMap* f : ref_fields) {
+      if (auto it = item.payload.find(f->native); it != item.payload.end())
+        if (auto cid = RefPlaceholderId(*it)) wanted[f->ref_entity].insert(*cid);
+      if (seen != nullptr)
+        if (auto before = seen->find(f->canonical); before != seen->end() && before->is_string())
+          wanted[f->ref_entity].insert(before->get<std::string>());
+    }
+  }
+  for (const auto& [entity, cids] : wanted) {
+    auto loaded = e_->store_->LoadRecords(entity, m.system, {},
+                                          std::vector<std::string>(cids.begin(), cids.end()));
+    if (!loaded.ok()) return loaded.status();
+    auto& native = state->native_ids[entity];
+    for (const auto& [cid, links] : loaded->links)
+      for (const Link& link : links)
+        if (link.system == m.system && !link.native_id.empty()) native[cid] = link.native_id;
+  }
+  return Status::Ok();
+}
+
 Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item,
-                                         WriteOp* op, bool* on_its_way) {
-  std::optional<Snapshot> snap;
-  bool snap_loaded = false;
+                                         const WriteRefState& state, WriteOp* op,
+                                         bool* on_its_way) {
+  auto native_id = [&](const std::string& entity, const std::string& cid) -> std::string {
+    auto by_entity = state.native_ids.find(entity);
+    if (by_entity == state.native_ids.end()) return "";
+    auto it = by_entity->second.find(cid);
+    return it == by_entity->second.end() ? "" : it->second;
+  };
+  const auto snap = state.snapshots.find(item.canonical_id);
   for (const FieldMap& f : m.fields) {
     if (f.ref_entity.empty() || !f.writes() || !op->fields.contains(f.native)) continue;
     const json value = op->fields[f.native];
@@ -627,9 +681,8 @@ Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const Out
     std::string cid;
     if (auto id = RefPlaceholderId(value)) cid = *id;
     if (!cid.empty()) {
-      auto link = e_->store_->FindLink(f.ref_entity, cid, m.system);
-      if (!link.ok()) return link.status();
-      if (!link->has_value() || (*link)->native_id.empty()) {
+      ref.id = native_id(f.ref_entity, cid);
+      if (ref.id.empty()) {
         auto queued = e_->store_->PendingOutbox(m.system, f.ref_entity, cid);
         if (!queued.ok()) return queued.status();
         *on_its_way = queued->has_value();
@@ -637,22 +690,13 @@ Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const Out
                                                 f.canonical + "), which " + m.system +
                                                 " does not have yet");
       }
-      ref.id = (*link)->native_id;
     }
     // What this system referred to before, so a many-valued reference can drop it.
-    if (!snap_loaded) {
-      auto stored = e_->store_->GetSnapshot(item.entity, item.canonical_id);
-      if (!stored.ok()) return stored.status();
-      snap = *stored;
-      snap_loaded = true;
-    }
-    if (snap && snap->seen.is_object() && snap->seen.contains(m.system)) {
-      const json before = snap->seen[m.system].value(f.canonical, json());
-      if (before.is_string() && before.get<std::string>() != cid) {
-        auto link = e_->store_->FindLink(f.ref_entity, before.get<std::string>(), m.system);
-        if (!link.ok()) return link.status();
-        if (link->has_value()) ref.previous_id = (*link)->native_id;
-      }
+    if (snap != state.snapshots.end() && snap->second.seen.is_object() &&
+        snap->second.seen.contains(m.system)) {
+      const json before = snap->second.seen[m.system].value(f.canonical, json());
+      if (before.is_string() && before.get<std::string>() != cid)
+        ref.previous_id = native_id(f.ref_entity, before.get<std::string>());
     }
     op->refs[f.native] = std::move(ref);
   }
@@ -1388,9 +1432,11 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   std::vector<char> on_its_way(items.size(), 0), skipped(items.size(), 0);
   std::vector<WriteOp> sendable;
   std::vector<size_t> sent_index;
+  WriteRefState refs;  // read once for the chunk
+  CRMB_RETURN_IF_ERROR(LoadWriteRefs(m, items, &refs));
   for (size_t i = 0; i < items.size(); ++i) {
     bool coming = false;
-    held[i] = ResolveWriteRefs(m, items[i], &ops[i], &coming);
+    held[i] = ResolveWriteRefs(m, items[i], refs, &ops[i], &coming);
     on_its_way[i] = coming;
     if (!held[i].ok() && held[i].code() != StatusCode::kAborted) return held[i];
     if (!held[i].ok() && items[i].op == "delete" && items[i].native_id.empty()) {
