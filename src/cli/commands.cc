@@ -552,7 +552,7 @@ int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
   int64_t since_ms = 0;
   if (!ParseSince("crmbridge audit portal", options.since, &since_ms)) return kExitUsage;
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk) return rc;
   auto entries = loaded.store->ListAudit(since_ms, 0);
   if (!entries.ok()) {
     std::cerr << "crmbridge: cannot read the audit trail: " << entries.status().ToString() << "\n";
