@@ -186,6 +186,11 @@ class SyncEngine::Run {
     return stored->value_or(Link{});
   }
 
+  // The canonical id linked to (system, entity, native id): this page's pending link, else the
+  // page's preloaded one, else the store's; nullopt when crmbridge has not linked it.
+  Result<std::optional<std::string>> LinkedCanonicalId(const std::string& system,
+                                                       const std::string& entity,
+                                                       const std::string& native_id);
   // Reference fields of a record mapped from `m` get canonical ids: a native id through the
   // referenced entity's links in m.system, a placeholder (an outbox payload read back) by its id.
   // A native id crmbridge has not linked is dropped from `record`, counted in `unresolved`.
@@ -506,21 +511,30 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
   return e_->store_->Apply(batch);
 }
 
+Result<std::optional<std::string>> SyncEngine::Run::LinkedCanonicalId(const std::string& system,
+                                                                      const std::string& entity,
+                                                                      const std::string& native_id) {
+  if (auto p = pending_links_.find(system + "|" + entity + "|" + native_id); p != pending_links_.end())
+    return std::optional<std::string>(p->second.canonical_id);
+  if (page_loaded_ && system == page_system_ && entity == page_entity_ &&
+      page_natives_.count(native_id)) {
+    auto loaded = page_state_.by_native.find(native_id);
+    if (loaded == page_state_.by_native.end()) return std::optional<std::string>();
+    return std::optional<std::string>(loaded->second.canonical_id);
+  }
+  auto link = e_->store_->FindLinkByNative(system, entity, native_id);
+  if (!link.ok()) return link.status();
+  if (!link->has_value()) return std::optional<std::string>();
+  return std::optional<std::string>((*link)->canonical_id);
+}
+
 Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
                                                         const NativeRecord& record,
                                                         const MappedRecord& mapped, bool* matched,
                                                         bool* minted) {
-  const std::string key = source.system + "|" + source.entity + "|" + record.id;
-  if (auto p = pending_links_.find(key); p != pending_links_.end()) return p->second.canonical_id;
-  if (page_loaded_ && source.system == page_system_ && source.entity == page_entity_ &&
-      page_natives_.count(record.id)) {
-    auto loaded = page_state_.by_native.find(record.id);
-    if (loaded != page_state_.by_native.end()) return loaded->second.canonical_id;
-  } else {
-    auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
-    if (!link.ok()) return link.status();
-    if (link->has_value()) return (*link)->canonical_id;
-  }
+  auto linked_id = LinkedCanonicalId(source.system, source.entity, record.id);
+  if (!linked_id.ok()) return linked_id.status();
+  if (linked_id->has_value()) return **linked_id;
   // The record carries the key crmbridge wrote when it created it: a write whose link was lost
   // (crash between the API call and the commit) is recognised instead of duplicated.
   if (!record.key.empty()) return record.key;
@@ -598,17 +612,10 @@ Status SyncEngine::Run::ResolveReadRefs(const SystemEntityMapping& m, MappedReco
       continue;
     }
     const std::string native_id = value.get<std::string>();
-    std::optional<std::string> cid;
-    if (auto p = pending_links_.find(m.system + "|" + f.ref_entity + "|" + native_id);
-        p != pending_links_.end()) {
-      cid = p->second.canonical_id;
-    } else {
-      auto link = e_->store_->FindLinkByNative(m.system, f.ref_entity, native_id);
-      if (!link.ok()) return link.status();
-      if (link->has_value()) cid = (*link)->canonical_id;
-    }
-    if (cid) {
-      value = *cid;
+    auto cid = LinkedCanonicalId(m.system, f.ref_entity, native_id);
+    if (!cid.ok()) return cid.status();
+    if (cid->has_value()) {
+      value = **cid;
       continue;
     }
     if (unresolved != nullptr) ++*unresolved;
