@@ -1165,7 +1165,6 @@ Status SyncEngine::Run::PlanPortalAccess() {
     auto it = fields.find(name);
     return it != fields.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  std::map<std::string, json> companies;  // by company canonical id, this page: fields or null
   int64_t revokes = 0, grants_planned = 0;
   std::string after;
   while (true) {
@@ -1173,32 +1172,39 @@ Status SyncEngine::Run::PlanPortalAccess() {
     if (!contacts.ok()) return contacts.status();
     if (contacts->empty()) break;
     after = contacts->back().canonical_id;
-    companies.clear();
+    // The page's portal users (what was last planned for each contact), in one call.
+    std::vector<std::string> page_ids;
+    page_ids.reserve(contacts->size());
+    for (const Snapshot& c : *contacts) page_ids.push_back(c.canonical_id);
+    auto planned = store->LoadRecords(kPortalUserEntity, flow->system, {}, page_ids);
+    if (!planned.ok()) return planned.status();
+    // And their companies.
+    std::set<std::string> company_ids;
+    for (const Snapshot& c : *contacts)
+      if (std::string id = text(c.fields, flow->company); !id.empty()) company_ids.insert(id);
+    auto companies = store->LoadRecords(
+        company_entity, flow->system, {},
+        std::vector<std::string>(company_ids.begin(), company_ids.end()));
+    if (!companies.ok()) return companies.status();
     StateBatch batch;
     for (const Snapshot& c : *contacts) {
       const std::string company = text(c.fields, flow->company);
-      auto cached = companies.find(company);
-      if (cached == companies.end()) {
-        json fields;  // null: no company, or one crmbridge does not hold
-        if (!company.empty()) {
-          auto snap = store->GetSnapshot(company_entity, company);
-          if (!snap.ok()) return snap.status();
-          if (snap->has_value() && (*snap)->deleted_ms == 0) fields = (*snap)->fields;
-        }
-        cached = companies.emplace(company, fields).first;
-      }
+      json company_fields;  // null: no company, or one crmbridge does not hold (or deleted)
+      if (auto it = companies->snapshots.find(company);
+          !company.empty() && it != companies->snapshots.end() && it->second.deleted_ms == 0)
+        company_fields = it->second.fields;
       const PortalDecision decision =
-          DecidePortalAccess(*flow, c.fields, c.deleted_ms > 0, cached->second);
+          DecidePortalAccess(*flow, c.fields, c.deleted_ms > 0, company_fields);
       const bool eligible = decision.eligible;
       const std::string& reason = decision.reason;
       const std::string& email = decision.email;
 
       // What crmbridge last planned for this contact: its portal user's snapshot lists the
       // properties it was granted.
-      auto stored = store->GetSnapshot(kPortalUserEntity, c.canonical_id);
-      if (!stored.ok()) return stored.status();
-      if (!eligible && !stored->has_value()) continue;  // never had access: nothing to do
-      Snapshot user = stored->value_or(Snapshot{});
+      const auto stored = planned->snapshots.find(c.canonical_id);
+      const bool had_user = stored != planned->snapshots.end();
+      if (!eligible && !had_user) continue;  // never had access: nothing to do
+      Snapshot user = had_user ? stored->second : Snapshot{};
       user.entity = kPortalUserEntity;
       user.canonical_id = c.canonical_id;
       std::set<std::string> held;
@@ -1252,7 +1258,7 @@ Status SyncEngine::Run::PlanPortalAccess() {
         ++Count(flow->system, kPortalAccessEntity).queued;
       }
       // The user (created or updated; on a revoke, its portal_access turns false), then the grant.
-      if (eligible || stored->has_value())
+      if (eligible || had_user)
         CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *users, c.canonical_id, user, &batch));
       for (const std::string& p : wanted) {
         const std::string gid = c.canonical_id + ":" + p;
