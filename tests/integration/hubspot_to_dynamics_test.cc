@@ -14,6 +14,7 @@
 #include "mocks/dynamics365/dynamics365_mock.h"
 #include "mocks/hubspot/hubspot_mock.h"
 #include "src/engine/bootstrap.h"
+#include "tests/integration/mock_systems.h"
 
 namespace crmbridge {
 namespace {
@@ -42,20 +43,12 @@ class HubSpotToDynamicsTest : public ::testing::Test {
     config_.path = dir_ + "/crmbridge.yaml";
     config_.state_path = dir_ + "/state.db";
     config_.mapping_paths = {std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml"};
-    SystemConfig h;
-    h.name = h.kind = "hubspot";
-    h.base_url = hubspot_->base_url();
-    h.auth = {{"token", "pat-it"}};
+    SystemConfig h = testing_systems::HubSpot(hubspot_->base_url(), "pat-it");
     h.rate_limit = {100, std::chrono::milliseconds(10000)};
     h.search_rate_limit = {5, std::chrono::milliseconds(1000)};
-    SystemConfig m;
-    m.name = m.kind = "dynamics365";
-    m.base_url = dynamics_->base_url();
-    m.auth = {{"token_url", dynamics_->base_url() + "/tenant/oauth2/v2.0/token"},
-              {"client_id", "it-client"},
-              {"client_secret", "it-secret"},
-              {"scope", dynamics_->base_url() + "/.default"}};
-    config_.systems = {{"hubspot", h}, {"dynamics365", m}};
+    config_.systems = {
+        {"hubspot", h},
+        {"dynamics365", testing_systems::Dynamics365(dynamics_->base_url(), "it-client", "it-secret")}};
     auto plan = LoadPlanFor(config_);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;

@@ -13,6 +13,7 @@
 #include "mocks/hubspot/hubspot_mock.h"
 #include "mocks/portal/portal_mock.h"
 #include "src/engine/bootstrap.h"
+#include "tests/integration/mock_systems.h"
 #include "src/engine/portal_rules.h"
 
 namespace crmbridge {
@@ -49,22 +50,10 @@ class PortalAccessTest : public ::testing::Test {
     config_.state_path = dir_ + "/state.db";
     const std::string presets = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/";
     config_.mapping_paths = {presets + "onboarding.yaml", presets + "onboarding-portal.yaml"};
-    SystemConfig h;
-    h.name = h.kind = "hubspot";
-    h.base_url = hubspot_->base_url();
-    h.auth = {{"token", "pat-it"}};
-    SystemConfig m;
-    m.name = m.kind = "dynamics365";
-    m.base_url = dynamics_->base_url();
-    m.auth = {{"token_url", dynamics_->base_url() + "/tenant/oauth2/v2.0/token"},
-              {"client_id", "it-client"},
-              {"client_secret", "it-secret"},
-              {"scope", dynamics_->base_url() + "/.default"}};
-    SystemConfig q;
-    q.name = q.kind = "portal";
-    q.base_url = portal_->base_url();
-    q.auth = {{"token", "portal-it"}};
-    config_.systems = {{"hubspot", h}, {"dynamics365", m}, {"portal", q}};
+    config_.systems = {
+        {"hubspot", testing_systems::HubSpot(hubspot_->base_url(), "pat-it")},
+        {"dynamics365", testing_systems::Dynamics365(dynamics_->base_url(), "it-client", "it-secret")},
+        {"portal", testing_systems::Portal(portal_->base_url(), "portal-it")}};
     auto plan = LoadPlanFor(config_);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;

@@ -12,6 +12,7 @@
 #include "mocks/hubspot/hubspot_mock.h"
 #include "mocks/totango/totango_mock.h"
 #include "src/engine/bootstrap.h"
+#include "tests/integration/mock_systems.h"
 
 namespace crmbridge {
 namespace {
@@ -76,10 +77,7 @@ class TotangoSyncTest : public ::testing::Test {
     config_.state_path = dir_ + "/state.db";
     config_.mapping_paths = {dir_ + "/mapping.yaml"};
     std::ofstream(config_.mapping_paths[0]) << kMapping;
-    SystemConfig h;
-    h.name = h.kind = "hubspot";
-    h.base_url = hubspot_->base_url();
-    h.auth = {{"token", "pat-it"}};
+    SystemConfig h = testing_systems::HubSpot(hubspot_->base_url(), "pat-it");
     SystemConfig tt;
     tt.name = tt.kind = "totango";
     tt.base_url = totango_->base_url();
