@@ -468,8 +468,10 @@ class SqliteStore final : public Store {
                       int64_t next_attempt_ms);
   Result<int64_t> NextSeq();
   Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
-  Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms, int increment);
-  Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status);
+  Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms, int increment,
+                     const std::string& attempted_hash);
+  Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status,
+                          const std::string& attempted_hash);
   Status AddDeadLetter(const OutboxItem& item, const std::string& reason);
   Status PutMatchKey(const std::string& entity, const std::string& key, const std::string& cid);
   Status AddStageTransition(const StageTransition& t);
@@ -663,9 +665,11 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
     case K::kEnqueue: return Enqueue(op.outbox);
     case K::kCompleteOutbox: return CompleteOutbox(op.id, op.outbox.payload_hash);
     case K::kRetryOutbox:
-      return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms, op.outbox.attempts);
+      return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms, op.outbox.attempts,
+                         op.outbox.payload_hash);
     case K::kDeadLetterOutbox:
-      return DeadLetterOutbox(op.id, op.dead_letter.reason, op.dead_letter.http_status);
+      return DeadLetterOutbox(op.id, op.dead_letter.reason, op.dead_letter.http_status,
+                              op.outbox.payload_hash);
     case K::kAddStageTransition: return AddStageTransition(op.stage);
     case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
     case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter.item, op.dead_letter.reason);
@@ -812,16 +816,22 @@ Status SqliteStore::CompleteOutbox(int64_t id, const std::string& delivered_hash
 }
 
 Status SqliteStore::RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms,
-                                int increment) {
+                                int increment, const std::string& attempted_hash) {
   Stmt st = Prepare(
       "UPDATE outbox SET attempts = attempts + ?4, last_error = ?2, next_attempt_ms = ?3 "
-      "WHERE id = ?1");
-  st.Int(1, id).Text(2, error).Int(3, next_attempt_ms).Int(4, increment);
+      "WHERE id = ?1 AND (?5 = '' OR payload_hash = ?5)");
+  st.Int(1, id).Text(2, error).Int(3, next_attempt_ms).Int(4, increment).Text(5, attempted_hash);
   const int rc = st.Step();
   const std::string what = "recording a failed attempt of outbox item " + std::to_string(id);
   if (rc != SQLITE_DONE) return Error(rc, what);
-  if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such item");
-  return Status::Ok();
+  if (sqlite3_changes(db_) > 0) return Status::Ok();
+  // Nothing updated: either the item is gone, or it now holds a newer payload, not yet tried.
+  Stmt exists = Prepare("SELECT 1 FROM outbox WHERE id = ?1");
+  exists.Int(1, id);
+  const int found = exists.Step();
+  if (found == SQLITE_ROW && !attempted_hash.empty()) return Status::Ok();
+  if (found != SQLITE_DONE && found != SQLITE_ROW) return Error(found, what);
+  return Status(StatusCode::kNotFound, what + ": no such item");
 }
 
 constexpr const char* kOutboxColumns =
@@ -866,7 +876,8 @@ Status SqliteStore::AddDeadLetter(const OutboxItem& item, const std::string& rea
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
 }
 
-Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int http_status) {
+Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int http_status,
+                                     const std::string& attempted_hash) {
   const std::string what = "dead-lettering outbox item " + std::to_string(id);
   OutboxItem item;
   int64_t seq = 0;
@@ -883,6 +894,8 @@ Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int 
     item = std::move(*row);
     seq = st.ColInt(14);
   }
+  // A newer payload replaced the one that failed: it has not been tried, so it stays queued.
+  if (!attempted_hash.empty() && item.payload_hash != attempted_hash) return Status::Ok();
   // The dead letter shows the item as it was last attempted: this failure counts as an attempt.
   item.attempts += 1;
   item.last_error = reason;

@@ -49,8 +49,10 @@ void StateBatch::CompleteOutbox(int64_t outbox_id, const std::string& delivered_
 }
 
 void StateBatch::RetryOutbox(int64_t outbox_id, const std::string& error,
-                             int64_t next_attempt_ms, bool count_attempt) {
+                             int64_t next_attempt_ms, bool count_attempt,
+                             const std::string& attempted_hash) {
   Op op = MakeOp(Op::Kind::kRetryOutbox);
+  op.outbox.payload_hash = attempted_hash;
   op.outbox.attempts = count_attempt ? 1 : 0;  // the increment
   op.id = outbox_id;
   op.outbox.id = outbox_id;
@@ -59,8 +61,10 @@ void StateBatch::RetryOutbox(int64_t outbox_id, const std::string& error,
   ops_.push_back(std::move(op));
 }
 
-void StateBatch::DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status) {
+void StateBatch::DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status,
+                                  const std::string& attempted_hash) {
   Op op = MakeOp(Op::Kind::kDeadLetterOutbox);
+  op.outbox.payload_hash = attempted_hash;
   op.id = outbox_id;
   op.dead_letter.item.id = outbox_id;
   op.dead_letter.reason = reason;

@@ -163,10 +163,14 @@ class StateBatch {
   void CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash = "");
   // Records a failed attempt: attempts + 1, the error, and when to try next. Without
   // `count_attempt` the item only waits (for a record it refers to, still on its way).
+  // With `attempted_hash`, only if the item still holds that payload, as for CompleteOutbox: a
+  // newer payload queued while the failed one was in flight keeps its fresh retry budget.
   void RetryOutbox(int64_t outbox_id, const std::string& error, int64_t next_attempt_ms,
-                   bool count_attempt = true);
-  // Moves an outbox item to the dead letters.
-  void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status);
+                   bool count_attempt = true, const std::string& attempted_hash = "");
+  // Moves an outbox item to the dead letters; with `attempted_hash`, only if the item still
+  // holds that payload (a newer one stays queued and is tried on its own).
+  void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status,
+                        const std::string& attempted_hash = "");
   void AddStageTransition(const StageTransition& transition);
   void AddAudit(const AuditEntry& entry);
   void DeleteDeadLetter(int64_t dead_letter_id);

@@ -377,6 +377,42 @@ TEST_F(SqliteStoreTest, CompletingAnOlderPayloadKeepsTheNewerOneQueued) {
   EXPECT_TRUE(store->DueOutbox("hubspot", kT0, 10)->empty());
 }
 
+TEST_F(SqliteStoreTest, AFailureOfAnOlderPayloadNeitherRetriesNorDeadLettersTheNewerOne) {
+  // The reads queue a newer change while the older payload's write is failing: the newer one
+  // has not been tried, so it keeps its fresh budget and stays queued.
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch first;
+  first.Enqueue(Item("hubspot", "c1", {{"name", "old"}}));
+  ASSERT_TRUE(store->Apply(first).ok());
+  const OutboxItem in_flight = (*store->DueOutbox("hubspot", kT0, 10))[0];
+
+  StateBatch newer;
+  newer.Enqueue(Item("hubspot", "c1", {{"name", "new"}}));
+  ASSERT_TRUE(store->Apply(newer).ok());
+
+  StateBatch retry;
+  retry.RetryOutbox(in_flight.id, "503 from hubspot", kT0 + 60000, true, in_flight.payload_hash);
+  ASSERT_TRUE(store->Apply(retry).ok());
+  auto due = store->DueOutbox("hubspot", kT0, 10);
+  ASSERT_EQ(due->size(), 1u) << "not pushed back by the older payload's failure";
+  EXPECT_EQ((*due)[0].attempts, 0);
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "new"}}));
+
+  StateBatch dead;
+  dead.DeadLetterOutbox(in_flight.id, "400 from hubspot", 400, in_flight.payload_hash);
+  ASSERT_TRUE(store->Apply(dead).ok());
+  EXPECT_EQ(store->DueOutbox("hubspot", kT0, 10)->size(), 1u) << "the newer payload stays queued";
+  EXPECT_TRUE(store->ListDeadLetters(10)->empty());
+
+  // The payload that was tried fails as before.
+  StateBatch own;
+  own.DeadLetterOutbox((*due)[0].id, "400 from hubspot", 400, (*due)[0].payload_hash);
+  ASSERT_TRUE(store->Apply(own).ok());
+  EXPECT_TRUE(store->DueOutbox("hubspot", kT0, 10)->empty());
+  EXPECT_EQ(store->ListDeadLetters(10)->size(), 1u);
+}
+
 TEST_F(SqliteStoreTest, EnqueueCoalescesPerRecord) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
