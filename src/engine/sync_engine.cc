@@ -1,6 +1,7 @@
 #include "src/engine/sync_engine.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -144,6 +145,12 @@ class SyncEngine::Run {
 
  private:
   bool Stopping() const { return opt_.stop != nullptr && opt_.stop->load(); }
+  // Whether this run reads `m`: a backfill reads its system (and entity) alone.
+  bool ReadsThisRun(const SystemEntityMapping& m) const {
+    return m.reads() && (opt_.backfill_system.empty() ||
+                         (m.system == opt_.backfill_system &&
+                          (opt_.backfill_entity.empty() || m.entity == opt_.backfill_entity)));
+  }
   // Extends the lease while a long run works. kAborted when another run took it over (ours had
   // expired): this run must stop rather than write beside it.
   Status RenewLease() {
@@ -253,6 +260,16 @@ class SyncEngine::Run {
   // True when it settled the item itself (a revoked grant: its link is cleared, not updated).
   bool RecordPortalOutcome(const OutboxItem& item, const WriteOutcome& outcome, StateBatch* batch);
   Status FlushSystem(const std::string& system);
+  // Writes what is due of one entity to its system in chunks of the API's batch maximum until
+  // nothing is due; with `full_chunks_only`, until less than a chunk is (then `*left` of them).
+  Status FlushEntity(Connector* connector, const SystemEntityMapping& m, bool full_chunks_only,
+                     size_t* left = nullptr);
+  // RunOptions::flush_while_reading, for one system: after each committed page, the entities
+  // whose writes may go (see the definition); returns when the reads are over.
+  Status FlushWhileReading(const std::string& system);
+  // Tells the flushes started by FlushWhileReading that a page was committed (`batch`, the
+  // writes it queued), an entity's reads are all done, or (`done`) that reading is over.
+  void ReadProgressed(bool entity_done, bool done = false, const StateBatch* batch = nullptr);
   Status FlushChunk(Connector* connector, const SystemEntityMapping& m,
                     const std::vector<OutboxItem>& items);
 
@@ -275,7 +292,23 @@ class SyncEngine::Run {
   std::string page_system_, page_entity_;
   std::unordered_set<std::string> page_natives_;
   RecordStates page_state_;
-  std::mutex flush_state_mu_;  // one flush thread at a time updates snapshots and links
+  // Held by a flush thread while it updates snapshots and links, and by the reader while it
+  // processes and commits a page (whose records a flush may just have written).
+  std::mutex flush_state_mu_;
+  // One caller at a time per connector: the reader and that system's flush may share it.
+  std::map<std::string, std::mutex> connector_mu_;
+  // How far the reads have got, for FlushWhileReading.
+  struct ReadProgress {
+    std::mutex mu;
+    std::condition_variable cv;
+    int64_t pages = 0;         // pages committed
+    size_t entities_done = 0;  // plan entities, in plan order, whose reads are all done
+    bool done = false;         // reading is over
+    // Writes queued by the committed pages, by "system|entity".
+    std::unordered_map<std::string, int64_t> queued;
+    std::set<std::string> read_done;  // "system|entity" read to the end
+
+  } reading_;
   // Outbox items that waited for a referenced record this run without spending an attempt: once
   // per run, so a flush loop cannot spin on them.
   std::set<int64_t> waited_;
@@ -325,23 +358,43 @@ Result<RunSummary> SyncEngine::Run::Execute() {
   }
 
   Status failure;
+  for (const auto& [system, connector] : e_->connectors_) connector_mu_[system];
+  const std::string portal_first =
+      e_->plan_->portal_access() ? e_->plan_->portal_access()->system : std::string();
+  // Writes may start while reading goes on (RunOptions::flush_while_reading). Not the portal's:
+  // they follow from the reads as a whole (PlanPortalAccess).
+  std::vector<std::thread> early;
+  std::vector<Status> early_results(e_->connectors_.size());
+  if (!opt_.dry_run && opt_.flush_while_reading) {
+    size_t i = 0;
+    for (const auto& [system, connector] : e_->connectors_) {
+      if (system == portal_first) continue;
+      const std::string name = system;
+      Status* out = &early_results[i++];
+      early.emplace_back([this, name, out] { *out = FlushWhileReading(name); });
+    }
+  }
+
   // Reads: entities in dependency order, so a company is linked before its contacts refer to it.
   for (const CanonicalEntity& entity : e_->plan_->entities()) {
     for (const SystemEntityMapping& m : e_->plan_->mappings()) {
-      if (m.entity != entity.name || !m.reads() || Stopping()) continue;
+      if (m.entity != entity.name || !ReadsThisRun(m) || Stopping()) continue;
       if (IsMarkedUnreachable(m.system)) continue;
-      if (!opt_.backfill_system.empty() &&
-          (m.system != opt_.backfill_system ||
-           (!opt_.backfill_entity.empty() && m.entity != opt_.backfill_entity)))
-        continue;
       Status s = ReadSystem(m);
       if (!s.ok()) {
         failure = s;
         break;
       }
+      std::lock_guard<std::mutex> lock(reading_.mu);
+      reading_.read_done.insert(m.system + "|" + m.entity);
     }
     if (!failure.ok()) break;
+    ReadProgressed(/*entity_done=*/true);
   }
+  ReadProgressed(false, /*done=*/true);
+  for (auto& t : early) t.join();
+  for (const Status& s : early_results)
+    if (!s.ok() && failure.ok()) failure = s;
 
   // Portal access follows from what the reads left in the snapshots.
   if (failure.ok() && !Stopping() && opt_.backfill_system.empty()) {
@@ -349,11 +402,9 @@ Result<RunSummary> SyncEngine::Run::Execute() {
     if (!s.ok()) failure = s;
   }
 
-  // Flush: one thread per system; each connector is used by its own thread only. The portal
-  // goes first, alone: what it answers (user ids, grant states) is written back to the contact's
-  // other systems by the flushes that follow, in this same run.
-  const std::string portal_first =
-      e_->plan_->portal_access() ? e_->plan_->portal_access()->system : std::string();
+  // Flush what is left: one thread per system. The portal goes first, alone: what it answers
+  // (user ids, grant states) is written back to the contact's other systems by the flushes that
+  // follow, in this same run.
   if (failure.ok() && !opt_.dry_run && !Stopping() && e_->connectors_.count(portal_first)) {
     Status s = FlushSystem(portal_first);
     if (!s.ok()) failure = s;
@@ -422,7 +473,10 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
                cursor.empty() ? "the beginning" : "the stored cursor");
   const bool scan_from_start = cursor.empty();
   while (!Stopping()) {
-    auto page = connector->ReadChanges(ref, cursor, ctx);
+    Result<Page> page = [&] {
+      std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
+      return connector->ReadChanges(ref, cursor, ctx);
+    }();
     if (!page.ok()) {
       // Whatever the cause (network, credentials, a query the API refuses), the system sits out
       // the rest of this run and the run exits 4; its cursor is unchanged, so the next run reads
@@ -434,28 +488,37 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       MarkUnreachable(m.system, s);
       return Status::Ok();
     }
-    StateBatch batch;
-    CRMB_RETURN_IF_ERROR(LoadPageState(m, page->records));
-    for (const NativeRecord& record : page->records) {
-      CRMB_RETURN_IF_ERROR(ProcessRecord(m, record, &batch));
+    {
+      // A flush running beside the reads may just have written some of these records: the
+      // page's read-modify-write of their snapshots and links does not interleave with its own.
+      std::lock_guard<std::mutex> state_lock(flush_state_mu_);
+      StateBatch batch;
+      CRMB_RETURN_IF_ERROR(LoadPageState(m, page->records));
+      for (const NativeRecord& record : page->records) {
+        CRMB_RETURN_IF_ERROR(ProcessRecord(m, record, &batch));
+      }
+      ClearPageState();
+      if (!opt_.dry_run) {
+        // The finished backfill's checkpoint is cleared: the next backfill starts over.
+        batch.SetCursor(m.system, cursor_key, backfill && !page->has_more ? "" : page->next);
+        CRMB_RETURN_IF_ERROR(store->Apply(batch));
+        CRMB_RETURN_IF_ERROR(RenewLease());
+        ReadProgressed(/*entity_done=*/false, false, &batch);
+        pending_links_.clear();
+        pending_links_by_cid_.clear();
+        pending_match_keys_.clear();
+        pending_snapshots_.clear();
+      }
     }
-    ClearPageState();
     read_so_far += static_cast<int64_t>(page->records.size());
     if (opt_.progress) opt_.progress(read_so_far, page->total);
-    if (!opt_.dry_run) {
-      // The finished backfill's checkpoint is cleared: the next backfill starts over.
-      batch.SetCursor(m.system, cursor_key, backfill && !page->has_more ? "" : page->next);
-      CRMB_RETURN_IF_ERROR(store->Apply(batch));
-      CRMB_RETURN_IF_ERROR(RenewLease());
-      pending_links_.clear();
-      pending_links_by_cid_.clear();
-      pending_match_keys_.clear();
-      pending_snapshots_.clear();
-    }
     cursor = page->next;
     if (!page->has_more) {
       // A full scan, start to end: an unconfirmed write whose record it never returned was lost.
-      if (scan_from_start && cursor.empty()) return VerifyMissing(m);
+      if (scan_from_start && cursor.empty()) {
+        std::lock_guard<std::mutex> state_lock(flush_state_mu_);
+        return VerifyMissing(m);
+      }
       break;
     }
   }
@@ -1391,27 +1454,15 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
       for (size_t i = 0; i < items.size() && !Stopping(); i += max_batch) {
         std::vector<OutboxItem> chunk(items.begin() + i,
                                       items.begin() + std::min(items.size(), i + max_batch));
-        CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
         CRMB_RETURN_IF_ERROR(RenewLease());
+        CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
         if (IsMarkedUnreachable(system)) return Status::Ok();
       }
     }
   }
   for (const CanonicalEntity& entity : e_->plan_->entities()) {
     const SystemEntityMapping* m = e_->plan_->Find(system, entity.name);
-    if (m == nullptr) continue;
-    while (!Stopping() && !IsMarkedUnreachable(system)) {
-      auto due = e_->store_->DueOutboxFor(system, entity.name, e_->clock_->NowMillis(), slice);
-      if (!due.ok()) return due.status();
-      if (due->empty()) break;
-      for (size_t i = 0; i < due->size() && !Stopping(); i += max_batch) {
-        std::vector<OutboxItem> chunk(due->begin() + i,
-                                      due->begin() + std::min(due->size(), i + max_batch));
-        CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
-        CRMB_RETURN_IF_ERROR(RenewLease());
-        if (IsMarkedUnreachable(system)) return Status::Ok();
-      }
-    }
+    if (m != nullptr) CRMB_RETURN_IF_ERROR(FlushEntity(connector, *m, false));
   }
   if (Stopping() || IsMarkedUnreachable(system)) return Status::Ok();
   // Rows of an entity the mapping no longer names for this system stay queued for a mapping that
@@ -1422,6 +1473,94 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
     spdlog::warn("{}: outbox items for {} have no mapping any more; left in the outbox", system,
                  left->front().entity);
   return Status::Ok();
+}
+
+Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapping& m,
+                                    bool full_chunks_only, size_t* left) {
+  const size_t max_batch = std::max(1, connector->capabilities().max_batch);
+  // Items are fetched in slices; each slice is written in chunks of the API's batch maximum.
+  const int slice = static_cast<int>(max_batch) * 10;
+  if (left != nullptr) *left = 0;
+  while (!Stopping() && !IsMarkedUnreachable(m.system)) {
+    auto due = e_->store_->DueOutboxFor(m.system, m.entity, e_->clock_->NowMillis(), slice);
+    if (!due.ok()) return due.status();
+    size_t n = due->size();
+    if (full_chunks_only) {
+      if (left != nullptr) *left = n % max_batch;
+      n -= n % max_batch;
+    }
+    if (n == 0) break;
+    for (size_t i = 0; i < n && !Stopping(); i += max_batch) {
+      std::vector<OutboxItem> chunk(due->begin() + i, due->begin() + std::min(n, i + max_batch));
+      // Checked before writing: a run whose lease another run took over writes nothing more.
+      CRMB_RETURN_IF_ERROR(RenewLease());
+      CRMB_RETURN_IF_ERROR(FlushChunk(connector, m, chunk));
+      if (IsMarkedUnreachable(m.system)) return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+void SyncEngine::Run::ReadProgressed(bool entity_done, bool done, const StateBatch* batch) {
+  {
+    std::lock_guard<std::mutex> lock(reading_.mu);
+    ++reading_.pages;
+    if (batch != nullptr)
+      for (const StateBatch::Op& op : batch->ops())
+        if (op.kind == StateBatch::Op::Kind::kEnqueue)
+          ++reading_.queued[op.outbox.system + "|" + op.outbox.entity];
+    if (entity_done) ++reading_.entities_done;
+    if (done) reading_.done = true;
+  }
+  reading_.cv.notify_all();
+}
+
+Status SyncEngine::Run::FlushWhileReading(const std::string& system) {
+  Connector* connector = e_->connectors_.at(system).get();
+  const size_t max_batch = std::max(1, connector->capabilities().max_batch);
+  const std::vector<CanonicalEntity>& entities = e_->plan_->entities();
+  // Per entity, in plan order: what was due but less than a chunk when last looked at, and
+  // whether it was written out after its reads were done (later pages cannot add to it).
+  std::vector<size_t> left(entities.size(), 0);
+  std::vector<char> drained(entities.size(), 0);
+  std::vector<int64_t> queued_at_look(entities.size(), 0);  // ReadProgress::queued then
+  int64_t seen_pages = 0;
+  while (true) {
+    size_t entities_done = 0;
+    std::vector<int64_t> queued(entities.size(), 0);
+    std::vector<char> read_here(entities.size(), 0);  // this system's reads of it are done
+    {
+      std::unique_lock<std::mutex> lock(reading_.mu);
+      reading_.cv.wait(lock, [&] { return reading_.done || reading_.pages != seen_pages; });
+      if (reading_.done) return Status::Ok();
+      seen_pages = reading_.pages;
+      entities_done = reading_.entities_done;
+      for (size_t e = 0; e < entities.size(); ++e) {
+        const std::string key = system + "|" + entities[e].name;
+        if (auto it = reading_.queued.find(key); it != reading_.queued.end()) queued[e] = it->second;
+        read_here[e] = reading_.read_done.count(key) > 0;
+      }
+    }
+    if (Stopping() || IsMarkedUnreachable(system)) return Status::Ok();
+    // Entities in plan order, as FlushSystem, so nothing is written before the records it may
+    // refer to. An entity is written to a system only once this run has read it there: a write
+    // must not land before the change or the matching record it would have been merged with.
+    for (size_t e = 0; e < entities.size(); ++e) {
+      const SystemEntityMapping* m = e_->plan_->Find(system, entities[e].name);
+      if (m == nullptr || drained[e]) continue;
+      if (ReadsThisRun(*m) && !read_here[e]) break;
+      const bool complete = e < entities_done;  // read everywhere: nothing more will be queued
+      // Until then, only whole chunks go, and a look (which reads the due items with their
+      // payloads) waits until enough may have been queued since the last one for a chunk.
+      if (complete ||
+          left[e] + static_cast<size_t>(queued[e] - queued_at_look[e]) >= max_batch) {
+        CRMB_RETURN_IF_ERROR(FlushEntity(connector, *m, !complete, &left[e]));
+        queued_at_look[e] = queued[e];
+        if (complete) drained[e] = 1;
+      }
+      if (!complete) break;
+    }
+  }
 }
 
 Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMapping& m,
@@ -1468,7 +1607,10 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   for (size_t i = 0; i < items.size(); ++i)
     if (!held[i].ok()) outcomes[i].status = held[i];
   if (!sendable.empty()) {
-    auto written = connector->Write(RefFor(m), sendable);
+    auto written = [&] {
+      std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
+      return connector->Write(RefFor(m), sendable);
+    }();
     if (written.ok() && written->size() != sendable.size()) {
       return Status(StatusCode::kInternal,
                     std::string(connector->Name()) + " returned " + std::to_string(written->size()) +
@@ -1596,18 +1738,20 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
         // The referenced record's own write is still queued (failed transiently): wait for it
         // without spending an attempt; its attempts decide.
         batch.RetryOutbox(item.id, st.ToString(),
-                          now + OutboxBackoffMs(item.attempts, e_->config_->sync), false);
+                          now + OutboxBackoffMs(item.attempts, e_->config_->sync), false,
+                          item.payload_hash);
         continue;
       }
     }
     if (transient && item.attempts + 1 < e_->config_->sync.max_outbox_attempts) {
       ++counts.retrying;
-      batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts, e_->config_->sync));
+      batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts, e_->config_->sync),
+                        true, item.payload_hash);
       spdlog::warn("{}: {} {} will be retried: {}", m.system, m.entity, item.canonical_id,
                    st.ToString());
     } else {
       ++counts.dead_lettered;
-      batch.DeadLetterOutbox(item.id, st.ToString(), st.http_status());
+      batch.DeadLetterOutbox(item.id, st.ToString(), st.http_status(), item.payload_hash);
       spdlog::error("{}: {} {} dead-lettered after {} attempt(s): {}", m.system, m.entity,
                     item.canonical_id, item.attempts + 1, st.ToString());
     }

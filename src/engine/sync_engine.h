@@ -58,6 +58,11 @@ struct RunOptions {
   // Called after every page read: records read so far and the connector's estimate of the total
   // (-1 when unknown), for progress displays.
   std::function<void(int64_t read, int64_t total)> progress;
+  // Writes start while reading goes on: each system but the portal writes full batches of what
+  // the committed pages queued, and an entity's last partial batch once its reads are done. A
+  // long run then takes about the longer of its reads and its writes, not their sum. Off: every
+  // write waits for the last read (for comparison in bench/).
+  bool flush_while_reading = true;
 };
 
 // Per (system, entity) tallies of one run.

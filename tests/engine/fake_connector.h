@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -204,7 +205,8 @@ class FakeConnector : public Connector {
   int lose_next = 0;  // the next writes of any key, likewise
   int read_calls = 0;
   std::function<void()> on_read;  // runs at the start of every ReadChanges
-  int write_calls = 0;
+  // Atomic: a test may watch it from the reading thread while a flush writes beside the reads.
+  std::atomic<int> write_calls{0};
   int write_ops = 0;
   Status read_fault;
   Status write_call_fault;

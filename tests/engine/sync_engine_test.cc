@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "tests/engine/fake_connector.h"
 
@@ -673,6 +674,52 @@ TEST_F(BackfillTest, AStoppedBackfillContinuesFromItsCheckpoint) {
   EXPECT_EQ(rest.counts["alpha"]["onboarding"].read, 3) << "continued, not started over";
   EXPECT_EQ(Cursor("backfill:onboarding:tickets"), "");
   EXPECT_EQ(seen, 4);
+}
+
+// What a backfill reads is written while it reads on: beta is not read, so its writes need not
+// wait for the last page, and they still go in whole batches.
+TEST_F(BackfillTest, WritesStartWhileTheReadsGoOnInWholeBatches) {
+  SeedAlpha(6);  // three pages of two, batches of two
+  engine_ = NewEngine();
+  int reads = 0;
+  int writes_before_last_page = -1;
+  alpha_conn_->on_read = [&] {
+    if (++reads != 3) return;
+    // The first two pages are committed: their batches go out without waiting for this one.
+    for (int i = 0; i < 1000 && beta_conn_->write_calls == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    writes_before_last_page = beta_conn_->write_calls;
+  };
+  RunOptions opt;
+  opt.holder = "test";
+  opt.backfill_system = "alpha";
+  auto s = engine_->RunOnce(opt);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_GE(writes_before_last_page, 1) << "a page's writes went out before the reads ended";
+  EXPECT_EQ(beta_conn_->write_calls, 3) << "6 records in batches of 2: the minimum";
+  EXPECT_EQ(beta_.live(), 6u);
+  EXPECT_EQ(s->counts["beta"]["onboarding"].created, 6);
+}
+
+// A system that the run reads is written only after it has been read: otherwise a write could
+// land before the change made there (a conflict) or the record it should match was seen.
+TEST_F(SyncEngineTest, ASystemIsWrittenOnlyOnceThisRunHasReadIt) {
+  SeedAlpha(6);
+  engine_ = NewEngine();
+  std::vector<int> beta_writes_at_alpha_reads;
+  alpha_conn_->on_read = [&] {
+    // Give a flush that wrongly started every chance to show itself.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    beta_writes_at_alpha_reads.push_back(beta_conn_->write_calls);
+  };
+  RunOptions opt;
+  opt.holder = "test";
+  auto s = engine_->RunOnce(opt);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_EQ(beta_writes_at_alpha_reads.size(), 3u);
+  for (int w : beta_writes_at_alpha_reads) EXPECT_EQ(w, 0);
+  EXPECT_EQ(beta_.live(), 6u);
+  EXPECT_EQ(beta_conn_->write_calls, 3);
 }
 
 }  // namespace
