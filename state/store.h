@@ -34,7 +34,7 @@ namespace crmbridge {
 
 struct Link {
   std::string entity;        // "onboarding", "company", ...
-  std::string canonical_id;  // minted by crmbridge (UUID v4 string)
+  std::string canonical_id;  // minted by crmbridge: a UUID string (NewTimeOrderedUuid)
   std::string system;        // "hubspot"
   std::string native_id;     // the system's id
   std::string last_read_hash;     // hash of the canonical fields last read from this system

@@ -2,26 +2,73 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <random>
 
 namespace crmbridge {
+namespace {
 
-std::string NewUuid() {
-  unsigned char b[16];
-  if (RAND_bytes(b, sizeof b) != 1) {
+void RandomBytes(unsigned char* b, size_t n) {
+  if (RAND_bytes(b, static_cast<int>(n)) != 1) {
     // OpenSSL's generator failing is rare (no entropy source); fall back rather than abort a sync.
     std::random_device rd;
-    for (auto& byte : b) byte = static_cast<unsigned char>(rd());
+    for (size_t i = 0; i < n; ++i) b[i] = static_cast<unsigned char>(rd());
   }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
-  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+}
+
+std::string Format(const unsigned char* b) {
   char out[37];
   std::snprintf(out, sizeof out,
                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
                 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
                 b[15]);
   return out;
+}
+
+}  // namespace
+
+std::string NewUuid() {
+  unsigned char b[16];
+  RandomBytes(b, sizeof b);
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  return Format(b);
+}
+
+std::string NewTimeOrderedUuid() {
+  // RFC 9562 §6.2 method 1: the 12 bits after the version count ids within one millisecond;
+  // when they run out (or the clock steps back), the timestamp moves on by one.
+  static std::mutex mu;
+  static uint64_t last_ms = 0;
+  static uint32_t counter = 0;
+  uint64_t ms;
+  uint32_t seq;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const uint64_t now = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    if (now > last_ms) {
+      last_ms = now;
+      counter = 0;
+    } else if (++counter > 0xfff) {
+      ++last_ms;
+      counter = 0;
+    }
+    ms = last_ms;
+    seq = counter;
+  }
+  unsigned char b[16];
+  RandomBytes(b + 8, 8);
+  for (int i = 0; i < 6; ++i) b[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
+  b[6] = static_cast<unsigned char>(0x70 | ((seq >> 8) & 0x0f));  // version 7, counter high
+  b[7] = static_cast<unsigned char>(seq & 0xff);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  return Format(b);
 }
 
 }  // namespace crmbridge

@@ -628,7 +628,7 @@ Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMappin
       }
     }
   }
-  std::string cid = NewUuid();
+  std::string cid = NewTimeOrderedUuid();
   *minted = true;
   // Nothing in the store refers to it: no snapshot, no link, no queued write.
   if (page_loaded_ && source.entity == page_entity_) page_state_.links[cid];
