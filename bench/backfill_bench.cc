@@ -4,7 +4,7 @@
 // configured with the same budgets.
 //
 //   crmbridge_bench_backfill [--records N] [--clock real|skip] [--sync] [--search-per-ms 1000]
-//                            [--margin-ms M]
+//                            [--margin-ms M] [--no-overlap]
 //
 // --clock real (default) runs in real time. --clock skip runs the mocks and crmbridge on one
 // shared clock that is real time plus every wait crmbridge sleeps: work takes its real time, waits
@@ -20,7 +20,8 @@
 // --search-per-ms sets the window of crmbridge's search budget (5 per this many ms; the mock keeps
 // 5 per 1000 ms). --margin-ms sets TokenBucket's margin on every budget (default: the shipped
 // TokenBucket::DefaultMargin, 2% of the window; 0 returns tokens exactly one window later), to
-// measure what the margin buys.
+// measure what the margin buys. --no-overlap makes every write wait for the last read
+// (RunOptions::flush_while_reading off), as crmbridge did before writes overlapped the reads.
 //
 // Bound: the tightest budget for this flow is HubSpot search, 5 per second of at most 200 results
 // (refs/hubspot §4), i.e. 1000 records/s over every entity the preset reads from HubSpot (N
@@ -138,6 +139,7 @@ int Main(int argc, char** argv) {
   const bool sync = BoolFlag(argc, argv, "sync");
   const int64_t search_per_ms = IntFlag(argc, argv, "search-per-ms", 1000);
   const int64_t margin_ms = IntFlag(argc, argv, "margin-ms", -1);
+  const bool no_overlap = BoolFlag(argc, argv, "no-overlap");
   SkipWaitClock skip;
   Clock* clock = clock_kind == "skip" ? static_cast<Clock*>(&skip) : Clock::Real();
   std::printf("crmbridge backfill benchmark (HubSpot -> Dynamics 365, mocks enforcing the limits)\n");
@@ -208,6 +210,7 @@ int Main(int argc, char** argv) {
   SyncEngine engine(&config, *plan, store->get(), std::move(connectors), clock);
   RunOptions opt;
   opt.holder = "bench";
+  opt.flush_while_reading = !no_overlap;
   if (!sync) {
     opt.mode = "backfill";
     opt.backfill_system = "hubspot";
@@ -273,8 +276,9 @@ int Main(int argc, char** argv) {
   std::printf("  read %" PRId64 " HubSpot records in all (%s); created %" PRId64
               " Dynamics 365 records in all\n",
               read_total, per_entity.c_str(), created_total);
-  std::printf("  elapsed %.1f s (%s); reading ended at %.1f s, writing took the rest\n", elapsed,
-              clock_kind == "skip" ? "work in real time + waits skipped" : "real time", read_s);
+  std::printf("  elapsed %.1f s (%s); reading ended at %.1f s, writing took the rest; writes %s\n",
+              elapsed, clock_kind == "skip" ? "work in real time + waits skipped" : "real time",
+              read_s, no_overlap ? "after the reads (--no-overlap)" : "overlapping the reads");
   if (clock_kind == "skip")
     std::printf("  of which waits skipped: %.1f s; real wall %.1f s\n", skip.skipped_ms() / 1000.0,
                 b.wall_s - a.wall_s);
