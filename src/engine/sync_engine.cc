@@ -260,6 +260,22 @@ class SyncEngine::Run {
   // True when it settled the item itself (a revoked grant: its link is cleared, not updated).
   bool RecordPortalOutcome(const OutboxItem& item, const WriteOutcome& outcome, StateBatch* batch);
   Status FlushSystem(const std::string& system);
+  // Threads running one system's work each (its connector is used by that thread alone).
+  struct SystemThreads {
+    std::vector<std::thread> threads;
+    std::vector<Status> results;  // sized before the threads start: they write into it
+    // Waits for every thread; the first failure, if any.
+    Status Join() {
+      for (std::thread& t : threads) t.join();
+      threads.clear();
+      for (const Status& s : results)
+        if (!s.ok()) return s;
+      return Status::Ok();
+    }
+  };
+  // Starts `work(system)` on a thread of its own for every system but `except`.
+  SystemThreads OnEachSystem(const std::string& except,
+                             Status (Run::*work)(const std::string& system));
   // Writes what is due of one entity to its system in chunks of the API's batch maximum until
   // nothing is due; with `full_chunks_only`, until less than a chunk is (then `*left` of them).
   Status FlushEntity(Connector* connector, const SystemEntityMapping& m, bool full_chunks_only,
@@ -301,7 +317,7 @@ class SyncEngine::Run {
   struct ReadProgress {
     std::mutex mu;
     std::condition_variable cv;
-    int64_t pages = 0;         // pages committed
+    int64_t changes = 0;       // bumped at each page commit, entity end and the end of reading
     size_t entities_done = 0;  // plan entities, in plan order, whose reads are all done
     bool done = false;         // reading is over
     // Writes queued by the committed pages, by "system|entity".
@@ -363,17 +379,9 @@ Result<RunSummary> SyncEngine::Run::Execute() {
       e_->plan_->portal_access() ? e_->plan_->portal_access()->system : std::string();
   // Writes may start while reading goes on (RunOptions::flush_while_reading). Not the portal's:
   // they follow from the reads as a whole (PlanPortalAccess).
-  std::vector<std::thread> early;
-  std::vector<Status> early_results(e_->connectors_.size());
-  if (!opt_.dry_run && opt_.flush_while_reading) {
-    size_t i = 0;
-    for (const auto& [system, connector] : e_->connectors_) {
-      if (system == portal_first) continue;
-      const std::string name = system;
-      Status* out = &early_results[i++];
-      early.emplace_back([this, name, out] { *out = FlushWhileReading(name); });
-    }
-  }
+  SystemThreads early;
+  if (!opt_.dry_run && opt_.flush_while_reading)
+    early = OnEachSystem(portal_first, &Run::FlushWhileReading);
 
   // Reads: entities in dependency order, so a company is linked before its contacts refer to it.
   for (const CanonicalEntity& entity : e_->plan_->entities()) {
@@ -392,9 +400,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
     ReadProgressed(/*entity_done=*/true);
   }
   ReadProgressed(false, /*done=*/true);
-  for (auto& t : early) t.join();
-  for (const Status& s : early_results)
-    if (!s.ok() && failure.ok()) failure = s;
+  if (Status s = early.Join(); !s.ok() && failure.ok()) failure = s;
 
   // Portal access follows from what the reads left in the snapshots.
   if (failure.ok() && !Stopping() && opt_.backfill_system.empty()) {
@@ -410,18 +416,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
     if (!s.ok()) failure = s;
   }
   if (failure.ok() && !opt_.dry_run && !Stopping()) {
-    std::vector<std::thread> threads;
-    std::vector<Status> results(e_->connectors_.size());
-    size_t i = 0;
-    for (const auto& [system, connector] : e_->connectors_) {
-      if (system == portal_first) continue;
-      const std::string name = system;
-      Status* out = &results[i++];
-      threads.emplace_back([this, name, out] { *out = FlushSystem(name); });
-    }
-    for (auto& t : threads) t.join();
-    for (const Status& s : results)
-      if (!s.ok() && failure.ok()) failure = s;
+    if (Status s = OnEachSystem(portal_first, &Run::FlushSystem).Join(); !s.ok()) failure = s;
   }
 
   summary_.finished_ms = e_->clock_->NowMillis();
@@ -1475,6 +1470,19 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
   return Status::Ok();
 }
 
+SyncEngine::Run::SystemThreads SyncEngine::Run::OnEachSystem(
+    const std::string& except, Status (Run::*work)(const std::string& system)) {
+  SystemThreads out;
+  out.results.resize(e_->connectors_.size());
+  size_t i = 0;
+  for (const auto& [system, connector] : e_->connectors_) {
+    if (system == except) continue;
+    Status* result = &out.results[i++];
+    out.threads.emplace_back([this, work, name = system, result] { *result = (this->*work)(name); });
+  }
+  return out;
+}
+
 Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapping& m,
                                     bool full_chunks_only, size_t* left) {
   const size_t max_batch = std::max(1, connector->capabilities().max_batch);
@@ -1504,7 +1512,7 @@ Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapp
 void SyncEngine::Run::ReadProgressed(bool entity_done, bool done, const StateBatch* batch) {
   {
     std::lock_guard<std::mutex> lock(reading_.mu);
-    ++reading_.pages;
+    ++reading_.changes;
     if (batch != nullptr)
       for (const StateBatch::Op& op : batch->ops())
         if (op.kind == StateBatch::Op::Kind::kEnqueue)
@@ -1524,16 +1532,16 @@ Status SyncEngine::Run::FlushWhileReading(const std::string& system) {
   std::vector<size_t> left(entities.size(), 0);
   std::vector<char> drained(entities.size(), 0);
   std::vector<int64_t> queued_at_look(entities.size(), 0);  // ReadProgress::queued then
-  int64_t seen_pages = 0;
+  int64_t seen_changes = 0;
   while (true) {
     size_t entities_done = 0;
     std::vector<int64_t> queued(entities.size(), 0);
     std::vector<char> read_here(entities.size(), 0);  // this system's reads of it are done
     {
       std::unique_lock<std::mutex> lock(reading_.mu);
-      reading_.cv.wait(lock, [&] { return reading_.done || reading_.pages != seen_pages; });
+      reading_.cv.wait(lock, [&] { return reading_.done || reading_.changes != seen_changes; });
       if (reading_.done) return Status::Ok();
-      seen_pages = reading_.pages;
+      seen_changes = reading_.changes;
       entities_done = reading_.entities_done;
       for (size_t e = 0; e < entities.size(); ++e) {
         const std::string key = system + "|" + entities[e].name;
