@@ -467,6 +467,7 @@ class SqliteStore final : public Store {
   Status UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
                       int64_t next_attempt_ms);
   Result<int64_t> NextSeq();
+  Result<bool> OutboxExists(int64_t id, const std::string& what);
   Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
   Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms, int increment,
                      const std::string& attempted_hash);
@@ -799,6 +800,16 @@ Status SqliteStore::Enqueue(const OutboxItem& item) {
   return UpsertOutbox(item, *payload, *seq, item.next_attempt_ms);
 }
 
+// Whether outbox row `id` exists: after a guarded statement changed no row, the row is either
+// gone or holds a newer payload than the one the caller attempted.
+Result<bool> SqliteStore::OutboxExists(int64_t id, const std::string& what) {
+  Stmt exists = Prepare("SELECT 1 FROM outbox WHERE id = ?1");
+  exists.Int(1, id);
+  const int found = exists.Step();
+  if (found != SQLITE_ROW && found != SQLITE_DONE) return Error(found, what);
+  return found == SQLITE_ROW;
+}
+
 Status SqliteStore::CompleteOutbox(int64_t id, const std::string& delivered_hash) {
   const std::string what = "completing outbox item " + std::to_string(id);
   Stmt st = Prepare("DELETE FROM outbox WHERE id = ?1 AND (?2 = '' OR payload_hash = ?2)");
@@ -807,11 +818,9 @@ Status SqliteStore::CompleteOutbox(int64_t id, const std::string& delivered_hash
   if (rc != SQLITE_DONE) return Error(rc, what);
   if (sqlite3_changes(db_) > 0) return Status::Ok();
   // Nothing deleted: either the item is gone, or it now holds a newer payload, which stays queued.
-  Stmt exists = Prepare("SELECT 1 FROM outbox WHERE id = ?1");
-  exists.Int(1, id);
-  const int found = exists.Step();
-  if (found == SQLITE_ROW) return Status::Ok();
-  if (found != SQLITE_DONE) return Error(found, what);
+  auto exists = OutboxExists(id, what);
+  if (!exists.ok()) return exists.status();
+  if (*exists) return Status::Ok();
   return Status(StatusCode::kNotFound, what + ": no such item");
 }
 
@@ -826,11 +835,9 @@ Status SqliteStore::RetryOutbox(int64_t id, const std::string& error, int64_t ne
   if (rc != SQLITE_DONE) return Error(rc, what);
   if (sqlite3_changes(db_) > 0) return Status::Ok();
   // Nothing updated: either the item is gone, or it now holds a newer payload, not yet tried.
-  Stmt exists = Prepare("SELECT 1 FROM outbox WHERE id = ?1");
-  exists.Int(1, id);
-  const int found = exists.Step();
-  if (found == SQLITE_ROW && !attempted_hash.empty()) return Status::Ok();
-  if (found != SQLITE_DONE && found != SQLITE_ROW) return Error(found, what);
+  auto exists = OutboxExists(id, what);
+  if (!exists.ok()) return exists.status();
+  if (*exists) return Status::Ok();
   return Status(StatusCode::kNotFound, what + ": no such item");
 }
 
@@ -1141,7 +1148,8 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutboxWhere(const std::string& w
     if (!item.ok()) return item.status();
     items.push_back(std::move(*item));
   }
-  if (rc != SQLITE_DONE) return Error(rc, "reading the due outbox of " + system);
+  if (rc != SQLITE_DONE)
+    return Error(rc, "reading the due outbox of " + system + (arg.empty() ? "" : " " + arg));
   return items;
 }
 
@@ -1164,8 +1172,9 @@ Result<std::vector<OutboxItem>> SqliteStore::DueDeletes(const std::string& syste
 Status SqliteStore::AddAudit(const AuditEntry& e) {
   Stmt st = Prepare(
       "INSERT INTO audit (at_ms, action, system, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5)");
-  const std::string detail = e.detail.dump();
-  st.Int(1, e.at_ms).Text(2, e.action).Text(3, e.system).Text(4, e.subject).Text(5, detail);
+  auto detail = DumpJson(e.detail, "the audit entry " + e.action + " of " + e.subject);
+  if (!detail.ok()) return detail.status();
+  st.Int(1, e.at_ms).Text(2, e.action).Text(3, e.system).Text(4, e.subject).Text(5, *detail);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "recording an audit entry for " + e.subject);
 }
@@ -1185,7 +1194,9 @@ Result<std::vector<AuditEntry>> SqliteStore::ListAudit(int64_t since_ms, int lim
     e.action = st.ColText(2);
     e.system = st.ColText(3);
     e.subject = st.ColText(4);
-    e.detail = nlohmann::json::parse(st.ColText(5), nullptr, false);
+    auto detail = ParseJson(st.ColText(5), "audit entry " + std::to_string(e.id));
+    if (!detail.ok()) return detail.status();
+    e.detail = std::move(*detail);
     out.push_back(std::move(e));
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the audit trail");
@@ -1403,25 +1414,9 @@ Result<std::vector<Snapshot>> SqliteStore::ListSnapshotsAfter(const std::string&
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    Snapshot snap;
-    snap.entity = entity;
-    snap.canonical_id = st.ColText(0);
-    const std::string of = "the snapshot of " + entity + " " + snap.canonical_id;
-    auto fields = ParseJson(st.ColText(1), of);
-    if (!fields.ok()) return fields.status();
-    auto seen = ParseJson(st.ColText(3), of);
-    if (!seen.ok()) return seen.status();
-    auto unverified = ParseJson(st.ColText(4), of);
-    if (!unverified.ok()) return unverified.status();
-    auto changed = ParseJson(st.ColText(5), of);
-    if (!changed.ok()) return changed.status();
-    snap.fields = std::move(*fields);
-    snap.updated_ms = st.ColInt(2);
-    snap.seen = std::move(*seen);
-    snap.unverified = std::move(*unverified);
-    snap.changed_ms = std::move(*changed);
-    snap.deleted_ms = st.ColInt(6);
-    out.push_back(std::move(snap));
+    auto snap = ReadSnapshotRow(st, 1, entity, st.ColText(0));
+    if (!snap.ok()) return snap.status();
+    out.push_back(std::move(*snap));
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the " + what);
   return out;
