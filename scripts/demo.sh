@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Sets up crmbridge, starts the bundled mock servers with onboarding data seeded in HubSpot (and
-# Dynamics 365; Totango starts empty), and runs real syncs against them with the shipped
+# Sets up crmbridge, starts the bundled mock servers with onboarding data seeded in HubSpot and the
+# portal (Dynamics 365 and Totango start empty), and runs real syncs against them with the shipped
 # onboarding mapping:
-#   1. sync   - HubSpot onboarding tickets become Dynamics 365 opportunities and Totango accounts
+#   1. sync   - HubSpot companies, contacts, onboarding tickets and notes become Dynamics 365
+#               accounts, contacts, opportunities and notes, and the tickets Totango accounts
 #   2. sync   - again at once: nothing changed, so nothing is written
 #   3. portal - portal access is turned on in Dynamics 365 for one customer; a sync creates its
 #               portal users and grants, and `crmbridge audit portal` lists them
@@ -44,7 +45,7 @@ export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"
 export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
 echo "Mock servers: HubSpot at $DEMO_HUBSPOT_URL, Dynamics 365 at $DEMO_DYNAMICS365_URL," \
-  "Totango at $DEMO_TOTANGO_URL"
+  "Totango at $DEMO_TOTANGO_URL, portal at $DEMO_PORTAL_URL"
 
 export CRMBRIDGE_STATE="$work/state.db"
 cfg=examples/demo/crmbridge.yaml
@@ -64,8 +65,13 @@ d365_token=$(curl -s -X POST "$DEMO_DYNAMICS365_URL/tenant/oauth2/v2.0/token" \
   --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$D365_CLIENT_ID" \
   --data-urlencode "client_secret=$D365_CLIENT_SECRET" --data-urlencode "scope=$DEMO_DYNAMICS365_URL/.default" |
   sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+if [ -z "$d365_token" ]; then
+  echo "demo: the Dynamics 365 mock at $DEMO_DYNAMICS365_URL gave no access token" >&2
+  exit 1
+fi
 patch_d365() {
-  curl -s -o /dev/null -X PATCH "$DEMO_DYNAMICS365_URL/api/data/v9.2/$1" -H "Authorization: Bearer $d365_token" \
+  # --fail-with-body: a refused change stops the demo with Dynamics 365's answer.
+  curl -sS --fail-with-body -X PATCH "$DEMO_DYNAMICS365_URL/api/data/v9.2/$1" -H "Authorization: Bearer $d365_token" \
     -H "If-Match: *" -H "Content-Type: application/json" --data "$2"
 }
 curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node -e '
