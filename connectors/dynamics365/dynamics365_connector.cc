@@ -22,6 +22,15 @@ std::string Param(const ObjectRef& object, const std::string& name, const std::s
   return it == object.params.end() ? fallback : it->second;
 }
 
+// A table whose rows crmbridge only ever creates (params create_only: "true").
+bool CreateOnly(const ObjectRef& object) { return Param(object, "create_only", "false") == "true"; }
+
+// The row of `object` with crmbridge key `key`, by the alternate key, selecting its primary key.
+std::string KeyPath(const ObjectRef& object, const std::string& key) {
+  return dynamics365::AlternateKeySegment(object.object, Param(object, "key", "crmb_externalid"), key) +
+         "?$select=" + Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
+}
+
 // Headers every Web API request carries (refs/dynamics365/reference.md §2). `If-None-Match: null`
 // (a no-op condition, not `*`) defeats cached results; it is sent on reads only, so that no write
 // ever carries an If-None-Match a server could take for create-only.
@@ -367,12 +376,11 @@ Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteO
     // Upsert by the alternate key; the key column stays out of the body (refs/dynamics365 §5).
     body.erase(key_column);
     req.method = "PATCH";
-    req.url = ApiRoot() + dynamics365::AlternateKeySegment(object.object, key_column, op.key) +
-              "?$select=" + pk;
+    req.url = ApiRoot() + KeyPath(object, op.key);
     req.headers.emplace_back("Prefer", "return=representation");
     // A table whose rows crmbridge only ever creates (params create_only: "true"): the PATCH
     // must not overwrite a row that has the key already (refs/dynamics365 §5: 412 then).
-    if (Param(object, "create_only", "false") == "true") req.headers.emplace_back("If-None-Match", "*");
+    if (CreateOnly(object)) req.headers.emplace_back("If-None-Match", "*");
   }
   if (req.method == "PATCH") req.body = body.dump();
   return req;
@@ -382,8 +390,7 @@ WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const Wr
                                                const std::string& method, const Response& r) const {
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
   WriteOutcome out;
-  if (op.kind == WriteOp::Kind::kUpsert && r.status == 412 &&
-      Param(object, "create_only", "false") == "true") {
+  if (op.kind == WriteOp::Kind::kUpsert && r.status == 412 && CreateOnly(object)) {
     // The row exists: made by an earlier attempt of this create whose answer was lost (the key is
     // crmbridge's own). Write() adopts it.
     out.status = Status(StatusCode::kAlreadyExists, "dynamics365: " + object.object + " " + op.key +
@@ -476,15 +483,13 @@ std::vector<WriteOutcome> Dynamics365Connector::WriteBatch(const ObjectRef& obje
 void Dynamics365Connector::AdoptExisting(const ObjectRef& object, const std::vector<WriteOp>& ops,
                                          std::vector<WriteOutcome>* outcomes) {
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
-  const std::string key_column = Param(object, "key", "crmb_externalid");
   for (size_t i = 0; i < ops.size() && i < outcomes->size(); ++i) {
     WriteOutcome& o = (*outcomes)[i];
     if (o.status.code() != StatusCode::kAlreadyExists || ops[i].kind != WriteOp::Kind::kUpsert) continue;
     Request get;
     get.method = "GET";
     get.idempotent = true;
-    get.url = ApiRoot() + dynamics365::AlternateKeySegment(object.object, key_column, ops[i].key) +
-              "?$select=" + pk;
+    get.url = ApiRoot() + KeyPath(object, ops[i].key);
     auto r = Call(get);
     if (!r.ok()) {
       o.status = r.status();
@@ -503,7 +508,7 @@ void Dynamics365Connector::AdoptExisting(const ObjectRef& object, const std::vec
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
   auto outcomes = WriteAll(object, ops);
-  if (outcomes.ok() && Param(object, "create_only", "false") == "true")
+  if (outcomes.ok() && CreateOnly(object))
     AdoptExisting(object, ops, &*outcomes);
   return outcomes;
 }
