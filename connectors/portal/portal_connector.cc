@@ -330,7 +330,8 @@ Result<WriteOutcome> PortalConnector::WriteAccess(const WriteOp& given) {
         if (op.kind == WriteOp::Kind::kDelete) return Done(op.native_id, false);  // nothing granted
         return OpError(StatusCode::kInvalidArgument,
                        "the portal has no property with external_id \"" + external_id +
-                           "\" (the contact's main property); create it in the portal first",
+                           "\" (the contact's main property), needed by access " + op.key +
+                           "; create it in the portal first",
                        name_);
       }
       cached = property_ids_.emplace(external_id, StringAt(found->data[0], "id")).first;
