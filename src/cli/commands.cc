@@ -209,13 +209,14 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   return kExitOk;
 }
 
-// --since: a date (midnight UTC) or an ISO-8601 UTC time; empty leaves *ms as it is. False, with
-// the reason on stderr, when it is neither.
-static bool ParseSince(const char* command, const std::string& since, int64_t* ms) {
-  if (since.empty()) return true;
-  auto t = ParseIsoUtcMillis(since.size() == 10 ? since + "T00:00:00Z" : since);
+// A point-in-time option (--since, --as-of): a date (midnight UTC) or an ISO-8601 UTC time; empty
+// leaves *ms as it is. False, with the reason on stderr, when it is neither.
+static bool ParseTimeOption(const std::string& command, const char* flag, const std::string& value,
+                            int64_t* ms) {
+  if (value.empty()) return true;
+  auto t = ParseIsoUtcMillis(value.size() == 10 ? value + "T00:00:00Z" : value);
   if (!t) {
-    std::cerr << command << ": --since \"" << since
+    std::cerr << command << ": " << flag << " \"" << value
               << "\" is not a date (2026-01-31) or an ISO-8601 UTC time (2026-01-31T08:00:00Z)\n";
     return false;
   }
@@ -226,7 +227,7 @@ static bool ParseSince(const char* command, const std::string& since, int64_t* m
 int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   SetUpLogging(global);
   int64_t since_ms = 0;
-  if (!ParseSince("crmbridge backfill", options.since, &since_ms)) return kExitUsage;
+  if (!ParseTimeOption("crmbridge backfill", "--since", options.since, &since_ms)) return kExitUsage;
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
   bool known = false;
@@ -550,7 +551,8 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
 int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
   SetUpLogging(global);
   int64_t since_ms = 0;
-  if (!ParseSince("crmbridge audit portal", options.since, &since_ms)) return kExitUsage;
+  if (!ParseTimeOption("crmbridge audit portal", "--since", options.since, &since_ms))
+    return kExitUsage;
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk) return rc;
   auto entries = loaded.store->ListAudit(since_ms, 0);
@@ -677,15 +679,7 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
   ro.stuck_after_ms = stuck->count();
   ro.escalate_after_ms = escalate->count();
   ro.now_ms = Clock::Real()->NowMillis();
-  if (!options.as_of.empty()) {
-    auto t = ParseIsoUtcMillis(options.as_of.size() == 10 ? options.as_of + "T00:00:00Z" : options.as_of);
-    if (!t) {
-      std::cerr << me << ": --as-of \"" << options.as_of
-                << "\" is not a date (2026-01-31) or an ISO-8601 UTC time (2026-01-31T08:00:00Z)\n";
-      return kExitUsage;
-    }
-    ro.now_ms = *t;
-  }
+  if (!ParseTimeOption(me, "--as-of", options.as_of, &ro.now_ms)) return kExitUsage;
 
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded, /*existing_state=*/true); rc != kExitOk) return rc;
