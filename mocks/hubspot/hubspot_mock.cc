@@ -415,6 +415,12 @@ void HubSpotMock::IndexLocked(const std::string& type, const Object& o) {
   ix.filed[o.id] = std::move(f);
 }
 
+void HubSpotMock::ArchiveLocked(const std::string& type, Object* o) {
+  o->archived = true;
+  o->updated_ms = Now();
+  IndexLocked(type, *o);
+}
+
 void HubSpotMock::RebuildIndexLocked(const std::string& type) {
   const uint64_t generation = index_[type].generation;
   index_[type] = TypeIndex{};
@@ -720,11 +726,7 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
 
   if (verb == "archive") {
     for (const json& in : inputs)
-      if (Object* o = FindLocked(type, Str(in.value("id", json())), "")) {
-        o->archived = true;
-        o->updated_ms = Now();
-        IndexLocked(type, *o);
-      }
+      if (Object* o = FindLocked(type, Str(in.value("id", json())), "")) ArchiveLocked(type, o);
     return {204, json()};
   }
   if (verb == "read") {
@@ -1300,11 +1302,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
   s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))",
            object_route("DELETE /crm/v3/objects/{type}/{id}", false, false,
                         [this](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) -> Reply {
-                          if (Object* o = FindLocked(type, req.matches[2], "")) {
-                            o->archived = true;
-                            o->updated_ms = Now();
-                            IndexLocked(type, *o);
-                          }
+                          if (Object* o = FindLocked(type, req.matches[2], "")) ArchiveLocked(type, o);
                           return {204, json()};
                         }));
 }

@@ -161,6 +161,8 @@ class HubSpotMock : public MockServer {
   bool IndexedProperty(const std::string& type, const std::string& name) const;
   // Refiles a stored object after any change to its properties or archived flag; mu_ held.
   void IndexLocked(const std::string& type, const Object& o);
+  // Archives `o` (DELETE or batch archive): flagged, its change time moved, refiled; mu_ held.
+  void ArchiveLocked(const std::string& type, Object* o);
   void RebuildIndexLocked(const std::string& type);
   // Puts a new object into the store and files it.
   Object& StoreLocked(const std::string& type, Object o);
