@@ -352,6 +352,9 @@ class Loader {
       if (n[key] && n[key].IsScalar()) {
         *out = n[key].Scalar();
         portal_pos_[key] = Pos(n[key]);
+      } else if (n[key]) {
+        Error(n[key], "portal_access." + std::string(key) + " must be a field name",
+              std::string(key) + ": <a field of the entity>");
       } else if (!optional.count(key)) {
         Error(n, "portal_access needs '" + std::string(key) + "'",
               "see docs/MAPPINGS.md \"Portal access\"");
@@ -381,6 +384,7 @@ class Loader {
     }
     auto field = [&](const CanonicalEntity& e, const std::string& name, const char* key,
                      std::optional<FieldType> type) -> const CanonicalField* {
+      if (name.empty()) return nullptr;  // its key is missing or not a name: reported already
       const CanonicalField* cf = e.Find(name);
       if (cf == nullptr) {
         std::set<std::string> names;
@@ -409,6 +413,14 @@ class Loader {
         field(*company, f.company_properties, "company_properties", FieldType::kString);
     }
 
+    for (const char* generated : {kPortalUserEntity, kPortalAccessEntity}) {
+      if (FindEntity(generated) != nullptr) {
+        diags_.Error(f.pos, std::string("portal_access adds the entity '") + generated +
+                                "', and the mapping declares an entity of that name",
+                     "rename the mapping's entity");
+        return;
+      }
+    }
     auto named = [](const std::string& name, FieldType type, const std::string& ref = "") {
       CanonicalField cf;
       cf.name = name;

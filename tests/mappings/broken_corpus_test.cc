@@ -82,6 +82,13 @@ const Case kCases[] = {
      "'bind' names a Dynamics 365 navigation property, and hubspot is of kind hubspot"},
     {"49_values_on_a_ref.yaml", "8:53",
      "contact.company is a reference: its values are the referenced records' ids, so it takes no 'values'"},
+    {"50_portal_access_missing_key.yaml", "22:3", "portal_access needs 'property'"},
+    {"51_portal_access_unknown_field.yaml", "27:10", "entity 'contact' has no field 'portal_email'"},
+    {"52_portal_access_wrong_field_type.yaml", "26:17",
+     "portal_access.contact_flag must be a boolean field, and contact.email is a string"},
+    {"53_portal_access_not_a_field_name.yaml", "27:10", "portal_access.email must be a field name"},
+    {"54_portal_access_entity_clash.yaml", "24:3",
+     "portal_access adds the entity 'portal_user', and the mapping declares an entity of that name"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }
