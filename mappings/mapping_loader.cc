@@ -18,10 +18,6 @@ using nlohmann::json;
 namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems", "portal_access"};
-const std::set<std::string> kPortalKeys = {"system",   "contact",  "company",    "company_flag",
-                                           "contact_flag", "email", "property", "first_name",
-                                           "last_name", "user_id_field", "state_field",
-                                           "company_properties"};
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
 const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
                                                    "end_values", "system_of_record", "entity"};
@@ -337,25 +333,36 @@ class Loader {
   void PortalAccess(const YAML::Node& n) {
     if (!n.IsMap()) return Error(n, "portal_access must be a map", "portal_access: {system: portal, ...}");
     if (portal_) return Error(n, "portal_access is declared twice");
-    CheckKeys(n, kPortalKeys, "portal_access");
     PortalAccessFlow f;
     f.pos = Pos(n);
-    const std::pair<const char*, std::string*> keys[] = {
-        {"system", &f.system},     {"contact", &f.contact},         {"company", &f.company},
-        {"company_flag", &f.company_flag}, {"contact_flag", &f.contact_flag}, {"email", &f.email},
-        {"property", &f.property}, {"first_name", &f.first_name},   {"last_name", &f.last_name},
-        {"user_id_field", &f.user_id_field}, {"state_field", &f.state_field},
-        {"company_properties", &f.company_properties}};
-    const std::set<std::string> optional = {"first_name", "last_name", "user_id_field", "state_field",
-                                            "company_properties"};
-    for (const auto& [key, out] : keys) {
+    // Every key of the section: where it goes, and whether it may be left out.
+    const struct {
+      const char* key;
+      std::string* out;
+      bool optional;
+    } keys[] = {{"system", &f.system, false},
+                {"contact", &f.contact, false},
+                {"company", &f.company, false},
+                {"company_flag", &f.company_flag, false},
+                {"contact_flag", &f.contact_flag, false},
+                {"email", &f.email, false},
+                {"property", &f.property, false},
+                {"first_name", &f.first_name, true},
+                {"last_name", &f.last_name, true},
+                {"user_id_field", &f.user_id_field, true},
+                {"state_field", &f.state_field, true},
+                {"company_properties", &f.company_properties, true}};
+    std::set<std::string> known;
+    for (const auto& k : keys) known.insert(k.key);
+    CheckKeys(n, known, "portal_access");
+    for (const auto& [key, out, optional] : keys) {
       if (n[key] && n[key].IsScalar()) {
         *out = n[key].Scalar();
         portal_pos_[key] = Pos(n[key]);
       } else if (n[key]) {
         Error(n[key], "portal_access." + std::string(key) + " must be a field name",
               std::string(key) + ": <a field of the entity>");
-      } else if (!optional.count(key)) {
+      } else if (!optional) {
         Error(n, "portal_access needs '" + std::string(key) + "'",
               "see docs/MAPPINGS.md \"Portal access\"");
       }
