@@ -175,6 +175,9 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_time ON audit (at_ms);
 )sql"},
+    {7, "values sent whose outcome is unknown", R"sql(
+ALTER TABLE snapshots ADD COLUMN in_doubt TEXT NOT NULL DEFAULT '{}';
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -714,18 +717,22 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   if (!unverified.ok()) return unverified.status();
   auto changed = DumpJson(snapshot.changed_ms, what);
   if (!changed.ok()) return changed.status();
+  auto in_doubt = DumpJson(snapshot.in_doubt, what);
+  if (!in_doubt.ok()) return in_doubt.status();
   Stmt st = Prepare(
       "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified, "
-      "changed_ms, deleted_ms) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8) "
+      "changed_ms, deleted_ms, in_doubt) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8, ?9) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
       "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
-      "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms");
+      "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms, "
+      "in_doubt = excluded.in_doubt");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
   st.Text(6, *unverified);
   st.Text(7, *changed);
   st.Int(8, snapshot.deleted_ms);
+  st.Text(9, *in_doubt);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
 }
@@ -999,6 +1006,10 @@ Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
   return std::optional<Link>(ReadLinkRow(st));
 }
 
+// The columns ReadSnapshotRow reads, in its order.
+constexpr char kSnapshotColumns[] =
+    "fields, updated_ms, seen, unverified, changed_ms, deleted_ms, in_doubt";
+
 // A JSON column: "{}" (most `unverified` and many `changed_ms` columns) without the parser.
 Result<json> ParseJsonColumn(const Stmt& st, int col, const std::string& entity,
                              const std::string& canonical_id) {
@@ -1014,8 +1025,8 @@ Result<json> ParseJsonColumn(const Stmt& st, int col, const std::string& entity,
   return j;
 }
 
-// A snapshots row from column `first` on: fields, updated_ms, seen, unverified, changed_ms,
-// deleted_ms.
+// A snapshots row from column `first` on, kSnapshotColumns: fields, updated_ms, seen, unverified,
+// changed_ms, deleted_ms, in_doubt.
 Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& entity,
                                  const std::string& canonical_id) {
   Snapshot snapshot;
@@ -1035,6 +1046,9 @@ Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& e
   if (!changed.ok()) return changed.status();
   snapshot.changed_ms = std::move(*changed);
   snapshot.deleted_ms = st.ColInt(first + 5);
+  auto in_doubt = ParseJsonColumn(st, first + 6, entity, canonical_id);
+  if (!in_doubt.ok()) return in_doubt.status();
+  snapshot.in_doubt = std::move(*in_doubt);
   return snapshot;
 }
 
@@ -1046,9 +1060,9 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshot(const std::string& enti
 
 Result<std::optional<Snapshot>> SqliteStore::GetSnapshotLocked(const std::string& entity,
                                                                const std::string& canonical_id) {
-  Stmt st = Prepare(
-      "SELECT fields, updated_ms, seen, unverified, changed_ms, deleted_ms FROM snapshots "
-      "WHERE entity = ?1 AND canonical_id = ?2");
+  static const std::string sql = std::string("SELECT ") + kSnapshotColumns +
+                                 " FROM snapshots WHERE entity = ?1 AND canonical_id = ?2";
+  Stmt st = Prepare(sql.c_str());
   st.Text(1, entity).Text(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
@@ -1254,32 +1268,19 @@ Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& sys
                                                           const std::string& entity) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "unverified " + system + " writes of " + entity;
-  Stmt st = Prepare(
-      "SELECT canonical_id, fields, updated_ms, seen, unverified, changed_ms FROM snapshots "
-      "WHERE entity = ?1 AND unverified != '{}' "
+  static const std::string sql =
+      std::string("SELECT canonical_id, ") + kSnapshotColumns +
+      " FROM snapshots WHERE entity = ?1 AND unverified != '{}' "
       "AND json_type(unverified, '$.\"' || replace(?2, '\"', '') || '\"') = 'object' "
-      "ORDER BY canonical_id");
+      "ORDER BY canonical_id";
+  Stmt st = Prepare(sql.c_str());
   st.Text(1, entity).Text(2, system);
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    Snapshot snap;
-    snap.entity = entity;
-    snap.canonical_id = st.ColText(0);
-    auto fields = ParseJson(st.ColText(1), what);
-    auto seen = ParseJson(st.ColText(3), what);
-    auto unverified = ParseJson(st.ColText(4), what);
-    if (!fields.ok()) return fields.status();
-    if (!seen.ok()) return seen.status();
-    if (!unverified.ok()) return unverified.status();
-    snap.fields = std::move(*fields);
-    snap.updated_ms = st.ColInt(2);
-    snap.seen = std::move(*seen);
-    snap.unverified = std::move(*unverified);
-    auto changed = ParseJson(st.ColText(5), what);
-    if (!changed.ok()) return changed.status();
-    snap.changed_ms = std::move(*changed);
-    out.push_back(std::move(snap));
+    auto snap = ReadSnapshotRow(st, 1, entity, st.ColText(0));
+    if (!snap.ok()) return snap.status();
+    out.push_back(std::move(*snap));
   }
   if (rc != SQLITE_DONE) return Error(rc, "listing " + what);
   return out;
@@ -1407,9 +1408,10 @@ Result<std::vector<Snapshot>> SqliteStore::ListSnapshotsAfter(const std::string&
                                                               const std::string& after, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string what = "snapshots of " + entity;
-  Stmt st = Prepare(
-      "SELECT canonical_id, fields, updated_ms, seen, unverified, changed_ms, deleted_ms "
-      "FROM snapshots WHERE entity = ?1 AND canonical_id > ?2 ORDER BY canonical_id LIMIT ?3");
+  static const std::string sql =
+      std::string("SELECT canonical_id, ") + kSnapshotColumns +
+      " FROM snapshots WHERE entity = ?1 AND canonical_id > ?2 ORDER BY canonical_id LIMIT ?3";
+  Stmt st = Prepare(sql.c_str());
   st.Text(1, entity).Text(2, after).Int(3, SqlLimit(limit));
   std::vector<Snapshot> out;
   int rc;

@@ -55,6 +55,13 @@ struct Snapshot {
   // whatever it keeps), awaiting a read-back: {"totango": {"stage": {"sent": "live", "before":
   // "kickoff", "attempts": 1}}}. A read-back still showing `before` means the write was lost.
   nlohmann::json unverified = nlohmann::json::object();
+  // Per system and field, the values crmbridge sent there whose outcome it does not know (a
+  // timeout, a 5xx after the request left, a crash before the answer was committed), each with
+  // when it was sent: {"dynamics365": {"name": [{"value": "A1", "sent_ms": 1700000000000}]}}.
+  // Recorded before the request leaves. One of them read back is crmbridge's own echo, whatever
+  // the outbox has queued since; a read that began after a value was sent, or a delivered write
+  // of the field, settles it (engine/merge.h).
+  nlohmann::json in_doubt = nlohmann::json::object();
   // Per canonical field, when its current value was changed in the system it came from (that
   // record's modification time, ms): the "most recent change wins" conflict policy compares it.
   nlohmann::json changed_ms = nlohmann::json::object();

@@ -643,6 +643,39 @@ TEST_F(SqliteStoreTest, UnverifiedWritesAndDirectDeadLettersPersist) {
   EXPECT_EQ(DueIds(store.get(), "totango", kT0 + 1).size(), 1u);
 }
 
+TEST_F(SqliteStoreTest, ValuesInDoubtPersistAndEverySnapshotReadReturnsTheWholeRow) {
+  const json in_doubt = {{"dynamics365", {{"name", json::array({{{"value", "A1"}, {"sent_ms", 7}}})}}}};
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Snapshot snap;
+    snap.entity = "company";
+    snap.canonical_id = "c1";
+    snap.fields = {{"name", "A2"}};
+    snap.in_doubt = in_doubt;
+    snap.unverified = {{"totango", {{"name", {{"sent", "A2"}, {"before", "A1"}, {"attempts", 1}}}}}};
+    snap.deleted_ms = 5;
+    StateBatch batch;
+    batch.PutSnapshot(snap);
+    ASSERT_TRUE(store->Apply(batch).ok());
+  }
+  auto store = Open();
+  auto one = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(one.ok() && one->has_value());
+  EXPECT_EQ((**one).in_doubt, in_doubt);
+  auto loaded = store->LoadRecords("company", "dynamics365", {}, {"c1"});
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->snapshots.at("c1").in_doubt, in_doubt);
+  auto all = store->ListSnapshots("company");
+  ASSERT_TRUE(all.ok() && all->size() == 1u);
+  EXPECT_EQ((*all)[0].in_doubt, in_doubt);
+  // The snapshots awaiting a read-back come whole: storing one back keeps its other columns.
+  auto unverified = store->ListUnverified("totango", "company");
+  ASSERT_TRUE(unverified.ok() && unverified->size() == 1u);
+  EXPECT_EQ((*unverified)[0].in_doubt, in_doubt);
+  EXPECT_EQ((*unverified)[0].deleted_ms, 5);
+}
+
 TEST_F(SqliteStoreTest, LeaseIsExclusiveExpiresAndRenews) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
