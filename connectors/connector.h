@@ -116,6 +116,9 @@ struct Capabilities {
   int max_batch = 1;            // largest number of WriteOps one API call takes
   int max_page = 100;           // largest page ReadChanges can return
   bool idempotent_upsert = true;  // upsert by key is safe to retry after an unknown outcome
+  // How precisely NativeRecord::modified_ms is reported: 1000 when the system dates
+  // modifications to the second (the merge then dates a change by the end of that second).
+  int64_t modified_precision_ms = 1;
 };
 
 class Connector {

@@ -80,6 +80,7 @@ Dynamics365Connector::Dynamics365Connector(const SystemConfig& config,
   caps_.max_batch = batch_size_;
   caps_.max_page = dynamics365::kMaxPageSize;
   caps_.idempotent_upsert = true;
+  caps_.modified_precision_ms = 1000;  // modifiedon is to the second
 }
 
 Status Dynamics365Connector::ValidateConfig(const SystemConfig& config) {

@@ -15,6 +15,7 @@
 #include "src/core/hash.h"
 #include "src/core/ids.h"
 #include "src/core/time_util.h"
+#include "src/engine/merge.h"
 #include "src/engine/portal_rules.h"
 
 namespace crmbridge {
@@ -288,6 +289,11 @@ class SyncEngine::Run {
   void ReadProgressed(bool entity_done, bool done = false, const StateBatch* batch = nullptr);
   Status FlushChunk(Connector* connector, const SystemEntityMapping& m,
                     const std::vector<OutboxItem>& items);
+  // Before `items[sent]` leave for m.system: their values are recorded as sent with an unknown
+  // outcome (Snapshot::in_doubt) and committed, so that reading one back is known as crmbridge's
+  // own write even if the answer is lost, or the process dies before it is committed.
+  Status RecordSending(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
+                       const std::vector<size_t>& sent);
 
   SyncEngine* e_;
   RunOptions opt_;
@@ -306,6 +312,13 @@ class SyncEngine::Run {
   // canonical id in it (or minted in it) its snapshot and links in every system.
   bool page_loaded_ = false;
   std::string page_system_, page_entity_;
+  // When the page being processed was asked for and when it arrived, and how precisely its
+  // system dates modifications: what the merge dates changes and settles sent values by.
+  struct PageTime {
+    int64_t started_ms = 0;
+    int64_t received_ms = 0;
+    int64_t precision_ms = 1;
+  } page_time_;
   std::unordered_set<std::string> page_natives_;
   RecordStates page_state_;
   // Held by a flush thread while it updates snapshots and links, and by the reader while it
@@ -470,7 +483,11 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
   while (!Stopping()) {
     Result<Page> page = [&] {
       std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
-      return connector->ReadChanges(ref, cursor, ctx);
+      page_time_.started_ms = e_->clock_->NowMillis();
+      Result<Page> read = connector->ReadChanges(ref, cursor, ctx);
+      page_time_.received_ms = e_->clock_->NowMillis();
+      page_time_.precision_ms = connector->capabilities().modified_precision_ms;
+      return read;
     }();
     if (!page.ok()) {
       // Whatever the cause (network, credentials, a query the API refuses), the system sits out
@@ -821,76 +838,49 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   }
 
   // Unconfirmed writes to this system are verified against what it now shows.
-  bool verification_changed = false, rewrite = false, conflict_rewrite = false;
+  bool verification_changed = false, rewrite = false;
   if (snap.unverified.is_object() && snap.unverified.contains(source.system)) {
     CRMB_RETURN_IF_ERROR(VerifyWrites(source, record, cid, &snap, &*mapped, &rewrite, batch));
     verification_changed = true;
   }
 
-  // Three-way merge per field: a value equal to what this system was last known to hold (read
-  // from it or written to it by crmbridge) was not changed there, even if the snapshot has moved
-  // on since; such a value is a stale copy or an echo of our own write, never a change.
-  json merged = snap.fields;
-  bool changed = !known;
-  if (!snap.seen.is_object()) snap.seen = json::object();
-  json& seen = snap.seen[source.system];
-  if (!seen.is_object()) seen = json::object();
-  const json seen_before = seen;
-  // A change made there meets the field's conflict policy: with a system of record, only that
-  // system's changes are taken; otherwise the most recent change wins, by modification time.
-  // A change that loses is overwritten there with the winning value.
-  const CanonicalEntity* entity = e_->plan_->FindEntity(source.entity);
-  if (!snap.changed_ms.is_object()) snap.changed_ms = json::object();
-  const int64_t changed_at = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
-  // A write to this system whose outcome was never committed (the process died between the API
-  // call and the commit) is still queued; what it sent, read back, is our own echo, not a change.
-  std::optional<json> in_flight;
-  auto echo_of_queued_write = [&](const std::string& field, const json& value) -> Result<bool> {
-    if (!in_flight) {
-      in_flight = json::object();
-      auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
-      if (!queued.ok()) return queued.status();
-      if (queued->has_value())
-        if (auto back = MappingPlan::ToCanonical(source, (*queued)->payload); back.ok()) {
-          CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*back, nullptr));
-          in_flight = back->fields;
-        }
-    }
-    return in_flight->contains(field) && (*in_flight)[field] == value;
+  // The merge (engine/merge.h): echoes, conflicts and the stage move of this read.
+  MergeInput in;
+  in.snapshot = &snap;
+  in.known = known;
+  in.system = source.system;
+  in.read = &mapped->fields;
+  in.changed_at_ms = ChangeDate(
+      ChangeTime{record.modified_ms, page_time_.precision_ms, page_time_.received_ms},
+      run_start_ms_);
+  in.read_started_ms = page_time_.started_ms;
+  in.entity = e_->plan_->FindEntity(source.entity);
+  in.queued_values = [&]() -> Result<json> {
+    auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
+    if (!queued.ok()) return queued.status();
+    if (!queued->has_value()) return json();
+    auto back = MappingPlan::ToCanonical(source, (*queued)->payload);
+    if (!back.ok()) return json();
+    CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*back, nullptr));
+    return back->fields;
   };
-  for (const auto& [field, value] : mapped->fields.items()) {
-    if (seen.contains(field) && seen[field] == value) continue;
-    seen[field] = value;
-    if (merged.contains(field) && merged[field] == value) continue;
-    if (value.is_null() && !merged.contains(field)) continue;  // empty there, unknown here: no news
-    if (known) {
-      auto echo = echo_of_queued_write(field, value);
-      if (!echo.ok()) return echo.status();
-      if (*echo) continue;
-    }
-    const CanonicalField* cf = entity ? entity->Find(field) : nullptr;
-    const bool has_value = merged.contains(field) && known;
-    std::string lost_to;
-    if (has_value && cf && !cf->system_of_record.empty() && cf->system_of_record != source.system) {
-      lost_to = cf->system_of_record + " is its system of record";
-    } else if (has_value && (!cf || cf->system_of_record.empty()) && snap.changed_ms.contains(field) &&
-               snap.changed_ms[field].is_number_integer() &&
-               changed_at < snap.changed_ms[field].get<int64_t>()) {
-      lost_to = "a newer change (" + FormatIsoUtc(snap.changed_ms[field].get<int64_t>(), false) +
-                ") holds it";
-    }
-    if (!lost_to.empty()) {
-      ++Count(source.system, source.entity).conflicts;
-      spdlog::info("{}: {} {} changed {} to {}, which is not taken: {}", source.system,
-                   source.object, record.id, field, value.dump(), lost_to);
-      conflict_rewrite = true;
-      continue;
-    }
-    merged[field] = value;
-    snap.changed_ms[field] = changed_at;
-    changed = true;
+  auto merge = MergeRead(in);
+  if (!merge.ok()) return merge.status();
+  for (const FieldConflict& c : merge->conflicts) {
+    ++Count(source.system, source.entity).conflicts;
+    spdlog::info("{}: {} {} changed {} to {}, which is not taken: {}", source.system,
+                 source.object, record.id, c.field, c.value.dump(), c.lost_to);
   }
-  const bool seen_changed = seen != seen_before;
+  for (const std::string& field : merge->echoes)
+    spdlog::info("{}: {} {} shows the {} crmbridge sent earlier without learning the outcome: "
+                 "its own write, not a change", source.system, source.object, record.id, field);
+  const bool conflict_rewrite = !merge->conflicts.empty();
+  const bool changed = merge->changed;
+  const bool seen_changed = merge->seen_changed;
+  const json merged = merge->snapshot.fields;
+  const std::optional<StageMove> stage_move = merge->stage;
+  merge->snapshot.fields = snap.fields;  // `snap` takes the merged fields once planned below
+  snap = std::move(merge->snapshot);
 
   // Keep the source link current (it may be new, or its read hash may have moved).
   const std::string read_hash = HashJson(mapped->fields);
@@ -941,19 +931,15 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   ++counts.changed;
 
   // Stage transitions feed days-in-stage reports.
-  if (mapped->fields.contains("stage")) {
-    const json& to = mapped->fields["stage"];
-    const json from = snap.fields.contains("stage") ? snap.fields["stage"] : json();
-    if (to != from && to.is_string()) {
-      StageTransition t;
-      t.entity = source.entity;
-      t.canonical_id = cid;
-      t.system = source.system;
-      t.from_stage = from.is_string() ? from.get<std::string>() : "";
-      t.to_stage = to.get<std::string>();
-      t.at_ms = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
-      batch->AddStageTransition(t);
-    }
+  if (stage_move) {
+    StageTransition t;
+    t.entity = source.entity;
+    t.canonical_id = cid;
+    t.system = source.system;
+    t.from_stage = stage_move->from;
+    t.to_stage = stage_move->to;
+    t.at_ms = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
+    batch->AddStageTransition(t);
   }
 
   snap.fields = merged;
@@ -1571,6 +1557,36 @@ Status SyncEngine::Run::FlushWhileReading(const std::string& system) {
   }
 }
 
+Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
+                                      const std::vector<OutboxItem>& items,
+                                      const std::vector<size_t>& sent) {
+  // A system crmbridge never reads cannot echo anything back.
+  if (!m.reads()) return Status::Ok();
+  std::unordered_map<std::string, json> values;  // canonical id -> the canonical values sent
+  for (size_t i : sent) {
+    const OutboxItem& item = items[i];
+    if (item.op == "delete" || item.entity != m.entity || item.system != m.system) continue;
+    auto back = MappingPlan::ToCanonical(m, item.payload);
+    if (!back.ok()) continue;
+    CRMB_RETURN_IF_ERROR(ResolveReadRefs(m, &*back, nullptr));
+    values[item.canonical_id] = std::move(back->fields);
+  }
+  if (values.empty()) return Status::Ok();
+  std::vector<std::string> ids;
+  ids.reserve(values.size());
+  for (const auto& [cid, v] : values) ids.push_back(cid);
+  std::lock_guard<std::mutex> state_lock(flush_state_mu_);
+  auto loaded = e_->store_->LoadRecords(m.entity, m.system, {}, ids);
+  if (!loaded.ok()) return loaded.status();
+  const int64_t now = e_->clock_->NowMillis();
+  StateBatch batch;
+  for (auto& [cid, snap] : loaded->snapshots) {
+    AddInDoubt(&snap, m.system, values[cid], now);
+    batch.PutSnapshot(snap);
+  }
+  return batch.empty() ? Status::Ok() : e_->store_->Apply(batch);
+}
+
 Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMapping& m,
                                    const std::vector<OutboxItem>& items) {
   std::vector<WriteOp> ops;
@@ -1615,6 +1631,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   for (size_t i = 0; i < items.size(); ++i)
     if (!held[i].ok()) outcomes[i].status = held[i];
   if (!sendable.empty()) {
+    CRMB_RETURN_IF_ERROR(RecordSending(m, items, sent_index));
     auto written = [&] {
       std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
       return connector->Write(RefFor(m), sendable);
@@ -1695,6 +1712,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
           Snapshot updated = **snap;
           json& seen = updated.seen[item.system];
           if (!seen.is_object()) seen = json::object();
+          SettleInDoubt(&updated, item.system, back->fields);  // it holds them now
           for (const auto& [field, value] : back->fields.items()) {
             if (!updated.unverified.is_object()) updated.unverified = json::object();
             const bool again = updated.unverified.contains(item.system) &&

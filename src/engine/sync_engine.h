@@ -5,8 +5,10 @@
 //      changes page by page from the stored cursor (memory bounded by one page).
 //   3. Map each native record to canonical fields; resolve its identity through links, else the
 //      crmbridge key the record carries, else mint a canonical id.
-//   4. Merge with the snapshot. A record whose mapped fields equal the snapshot is unchanged, which
-//      is also how crmbridge's own writes coming back (echoes) are recognised and dropped.
+//   4. Merge with the snapshot (src/engine/merge.h, a pure function): per field, a value the
+//      system was known to hold, or crmbridge sent there (outcome known or not), is no change;
+//      any other is, and meets the field's conflict policy (system of record, else the most
+//      recent change by its record's modification time).
 //   5. For every other system that maps the entity out, map canonical -> native; when it differs
 //      from what crmbridge last wrote there, queue a write in the outbox. Outbox rows, snapshots,
 //      links and the page's cursor are committed in one transaction.

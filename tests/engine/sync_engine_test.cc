@@ -491,6 +491,36 @@ TEST_F(ConflictTest, ASystemOfRecordWinsAndAChangeElsewhereIsUndone) {
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
+// A rename reaches beta, whose answer is lost (the write landed, then a gateway timeout), so the
+// write stays queued. Alpha renames again, and beta's record is then touched later (another
+// field): reading beta's copy of the first rename must not be taken for a newer change there.
+TEST_F(ConflictTest, AWriteOfUnknownOutcomeReadBackNeverUndoesANewerEdit) {
+  alpha_.Put("t0", {{"subject", "A0"}, {"stage", "new"}}, 1000);
+  Sync();
+  const std::string key = beta_.rows().begin()->second.key;
+  alpha_.Put("t0", {{"subject", "A1"}}, 2000);
+  {
+    auto engine = NewEngine();
+    beta_conn_->op_faults[key].push_back(Status(StatusCode::kDeadlineExceeded, "HTTP 504"));
+    RunOptions opt;
+    opt.holder = "test";
+    auto s = engine->RunOnce(opt);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_EQ(s->counts["beta"]["onboarding"].retrying, 1);
+  }
+  ASSERT_EQ(BetaTitle(), "A1") << "the write landed although its answer was lost";
+  alpha_.Put("t0", {{"subject", "A2"}}, 3000);
+  beta_.Put(BetaId(), {{"stagecode", 2}}, 4000);
+  clock_.Advance(std::chrono::hours(2));  // the queued write is due again
+  Sync();
+  Sync();
+  EXPECT_EQ(AlphaTitle(), "A2");
+  EXPECT_EQ(BetaTitle(), "A2");
+  EXPECT_EQ(alpha_.rows().at("t0").fields["stage"], "onboarding") << "beta's own edit travels";
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 2);
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
 TEST(ConflictPolicyValidationTest, ASystemOfRecordMustReadTheField) {
   char tmpl[] = "/tmp/crmbridge-sor-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
