@@ -17,6 +17,7 @@
 #include "src/core/time_util.h"
 #include "src/engine/merge.h"
 #include "src/engine/portal_rules.h"
+#include "src/engine/record_view.h"
 
 namespace crmbridge {
 
@@ -100,6 +101,28 @@ ObjectRef RefFor(const SystemEntityMapping& m) {
   return ref;
 }
 
+// The one place an outbox item is built: a write of `payload` to `target`'s copy of
+// `canonical_id`, keyed by the canonical id (the upsert key a retried create is found by).
+OutboxItem NewOutboxItem(const SystemEntityMapping& target, const std::string& canonical_id,
+                         const std::string& op, const std::string& native_id, json payload,
+                         int64_t created_ms, std::string payload_hash = "") {
+  OutboxItem item;
+  item.system = target.system;
+  item.object = target.object;
+  item.entity = target.entity;
+  item.canonical_id = canonical_id;
+  item.op = op;
+  item.native_id = native_id;
+  item.idempotency_key = canonical_id;
+  item.payload = std::move(payload);
+  // A delete's payload is not what it sends, so it is never compared with a written hash.
+  item.payload_hash = op == "delete"           ? "delete"
+                      : !payload_hash.empty() ? std::move(payload_hash)
+                                              : HashJson(item.payload);
+  item.created_ms = created_ms;
+  return item;
+}
+
 // True when every field crmbridge would write to `target` is one it reads there, and what it last
 // read (or wrote) there equals the canonical value: the record came from that system, or was
 // written by crmbridge, and nothing it maps has changed since. A change to fields it does not
@@ -140,7 +163,8 @@ bool IsUnreachable(const Status& s) {
 // State of one RunOnce call.
 class SyncEngine::Run {
  public:
-  Run(SyncEngine* engine, const RunOptions& options) : e_(engine), opt_(options) {}
+  Run(SyncEngine* engine, const RunOptions& options)
+      : e_(engine), opt_(options), view_(engine->store_) {}
 
   Result<RunSummary> Execute();
 
@@ -175,23 +199,13 @@ class SyncEngine::Run {
     return summary_.unreachable.count(system) > 0;
   }
 
-  // The link of (entity, canonical id, system) as this run sees it: this page's uncommitted one
-  // first, else the stored one, else an empty Link.
+  // The link of (entity, canonical id, system) as this run sees it (RecordView), else an empty
+  // Link.
   Result<Link> CurrentLink(const std::string& entity, const std::string& canonical_id,
                            const std::string& system) {
-    auto pending = pending_links_by_cid_.find(entity + "|" + canonical_id + "|" + system);
-    if (pending != pending_links_by_cid_.end()) return pending->second;
-    if (page_loaded_ && entity == page_entity_) {
-      auto loaded = page_state_.links.find(canonical_id);
-      if (loaded != page_state_.links.end()) {
-        for (const Link& link : loaded->second)
-          if (link.system == system) return link;
-        return Link{};
-      }
-    }
-    auto stored = e_->store_->FindLink(entity, canonical_id, system);
-    if (!stored.ok()) return stored.status();
-    return stored->value_or(Link{});
+    auto link = view_.LinkOf(RecordKey{entity, canonical_id}, system);
+    if (!link.ok()) return link.status();
+    return link->value_or(Link{});
   }
 
   // The canonical id linked to (system, entity, native id): this page's pending link, else the
@@ -225,7 +239,7 @@ class SyncEngine::Run {
   Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
                                          const NativeRecord& record, const MappedRecord& mapped,
                                          bool* matched, bool* minted);
-  // Loads what the store holds for a page's records in one call (Store::LoadRecords), for
+  // Loads what the store holds for a page's records in one call (RecordView::Load), for
   // ResolveCanonicalId, CurrentLink and ProcessRecord's snapshot; ClearPageState drops it.
   Status LoadPageState(const SystemEntityMapping& m, const std::vector<NativeRecord>& records);
   void ClearPageState();
@@ -301,17 +315,9 @@ class SyncEngine::Run {
   std::mutex summary_mu_;
   RunSummary summary_;
 
-  // Work of the page being processed, not yet committed: later records of the same page (or a
-  // dry run's whole pass) must see it.
-  std::unordered_map<std::string, Link> pending_links_;          // key: system|entity|native_id
-  std::unordered_map<std::string, Link> pending_links_by_cid_;   // key: entity|cid|system
-  std::unordered_map<std::string, Snapshot> pending_snapshots_;  // key: entity|cid
-  std::unordered_map<std::string, std::string> pending_match_keys_;  // entity|key -> cid
-  // What the store held for the current page's records when the page began (the pending_ maps
-  // above take precedence): links by native id of page_system_'s page_entity_, and of each
-  // canonical id in it (or minted in it) its snapshot and links in every system.
-  bool page_loaded_ = false;
-  std::string page_system_, page_entity_;
+  // The reader's view of the state: the page's uncommitted work (later records of the same page,
+  // or a dry run's whole pass, must see it), the page's records as loaded, then the store.
+  RecordView view_;
   // When the page being processed was asked for and when it arrived, and how precisely its
   // system dates modifications: what the merge dates changes and settles sent values by.
   struct PageTime {
@@ -319,8 +325,6 @@ class SyncEngine::Run {
     int64_t received_ms = 0;
     int64_t precision_ms = 1;
   } page_time_;
-  std::unordered_set<std::string> page_natives_;
-  RecordStates page_state_;
   // Held by a flush thread while it updates snapshots and links, and by the reader while it
   // processes and commits a page (whose records a flush may just have written).
   std::mutex flush_state_mu_;
@@ -516,10 +520,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
         CRMB_RETURN_IF_ERROR(store->Apply(batch));
         CRMB_RETURN_IF_ERROR(RenewLease());
         ReadProgressed(/*entity_done=*/false, false, &batch);
-        pending_links_.clear();
-        pending_links_by_cid_.clear();
-        pending_match_keys_.clear();
-        pending_snapshots_.clear();
+        view_.ClearPending();
       }
     }
     read_so_far += static_cast<int64_t>(page->records.size());
@@ -539,30 +540,14 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
 
 Status SyncEngine::Run::LoadPageState(const SystemEntityMapping& m,
                                       const std::vector<NativeRecord>& records) {
-  ClearPageState();
   std::vector<std::string> ids;
   ids.reserve(records.size());
-  for (const NativeRecord& record : records) {
-    if (record.deleted) continue;
-    if (page_natives_.insert(record.id).second) ids.push_back(record.id);
-  }
-  auto loaded = e_->store_->LoadRecords(m.entity, m.system, ids, {});
-  if (!loaded.ok()) {
-    ClearPageState();
-    return loaded.status();
-  }
-  page_state_ = std::move(*loaded);
-  page_system_ = m.system;
-  page_entity_ = m.entity;
-  page_loaded_ = true;
-  return Status::Ok();
+  for (const NativeRecord& record : records)
+    if (!record.deleted) ids.push_back(record.id);
+  return view_.Load(m.system, m.entity, ids);
 }
 
-void SyncEngine::Run::ClearPageState() {
-  page_loaded_ = false;
-  page_natives_.clear();
-  page_state_ = RecordStates{};
-}
+void SyncEngine::Run::ClearPageState() { view_.Unload(); }
 
 Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
   auto pending = e_->store_->ListUnverified(m.system, m.entity);
@@ -589,18 +574,7 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
 Result<std::optional<std::string>> SyncEngine::Run::LinkedCanonicalId(const std::string& system,
                                                                       const std::string& entity,
                                                                       const std::string& native_id) {
-  if (auto p = pending_links_.find(system + "|" + entity + "|" + native_id); p != pending_links_.end())
-    return std::optional<std::string>(p->second.canonical_id);
-  if (page_loaded_ && system == page_system_ && entity == page_entity_ &&
-      page_natives_.count(native_id)) {
-    auto loaded = page_state_.by_native.find(native_id);
-    if (loaded == page_state_.by_native.end()) return std::optional<std::string>();
-    return std::optional<std::string>(loaded->second.canonical_id);
-  }
-  auto link = e_->store_->FindLinkByNative(system, entity, native_id);
-  if (!link.ok()) return link.status();
-  if (!link->has_value()) return std::optional<std::string>();
-  return std::optional<std::string>((*link)->canonical_id);
+  return view_.CanonicalIdOf(NativeKey{system, entity, native_id});
 }
 
 Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
@@ -618,14 +592,9 @@ Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMappin
   if (!source.match.empty()) {
     const std::string mk = MatchKey(source.match, mapped.fields);
     if (!mk.empty()) {
-      std::optional<std::string> found;
-      if (auto p = pending_match_keys_.find(source.entity + "|" + mk); p != pending_match_keys_.end()) {
-        found = p->second;
-      } else {
-        auto stored = e_->store_->FindByMatchKey(source.entity, mk);
-        if (!stored.ok()) return stored.status();
-        found = *stored;
-      }
+      auto stored = view_.ByMatchKey(source.entity, mk);
+      if (!stored.ok()) return stored.status();
+      const std::optional<std::string> found = *stored;
       if (found) {
         auto linked = CurrentLink(source.entity, *found, source.system);
         if (!linked.ok()) return linked.status();
@@ -643,7 +612,7 @@ Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMappin
   std::string cid = NewTimeOrderedUuid();
   *minted = true;
   // Nothing in the store refers to it: no snapshot, no link, no queued write.
-  if (page_loaded_ && source.entity == page_entity_) page_state_.links[cid];
+  view_.NoteNew(source.entity, cid);
   return cid;
 }
 
@@ -671,8 +640,7 @@ void SyncEngine::Run::PutMatchKeys(const std::string& entity, const std::string&
   for (const auto& spec : specs) {
     const std::string mk = MatchKey(spec, fields);
     if (mk.empty()) continue;
-    if (pending_match_keys_.emplace(entity + "|" + mk, canonical_id).second)
-      batch->PutMatchKey(entity, mk, canonical_id);
+    if (view_.PutMatchKey(entity, mk, canonical_id)) batch->PutMatchKey(entity, mk, canonical_id);
   }
 }
 
@@ -810,25 +778,14 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   if (!cid_or.ok()) return cid_or.status();
   const std::string cid = *cid_or;
 
-  // Current snapshot: this page's pending one first, else the committed one.
-  const std::string snap_key = source.entity + "|" + cid;
+  // Current snapshot (a record seen for the first time has none).
   Snapshot snap;
   bool known = false;
-  if (auto p = pending_snapshots_.find(snap_key); p != pending_snapshots_.end()) {
-    snap = p->second;
-    known = true;
-  } else if (minted) {
-    // A new record: no snapshot yet.
-  } else if (page_loaded_ && source.entity == page_entity_ && page_state_.links.count(cid)) {
-    if (auto loaded = page_state_.snapshots.find(cid); loaded != page_state_.snapshots.end()) {
-      snap = loaded->second;
-      known = true;
-    }
-  } else {
-    auto stored = e_->store_->GetSnapshot(source.entity, cid);
-    if (!stored.ok()) return stored.status();
-    if (stored->has_value()) {
-      snap = **stored;
+  if (!minted) {
+    auto found = view_.SnapshotOf(RecordKey{source.entity, cid});
+    if (!found.ok()) return found.status();
+    if (found->has_value()) {
+      snap = std::move(**found);
       known = true;
     }
   }
@@ -896,8 +853,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     link.last_read_hash = read_hash;
     link.updated_ms = run_start_ms_;
     batch->PutLink(link);
-    pending_links_[source.system + "|" + source.entity + "|" + record.id] = link;
-    pending_links_by_cid_[source.entity + "|" + cid + "|" + source.system] = link;
+    view_.PutLink(link);
   }
 
   if (rewrite || conflict_rewrite) {
@@ -924,7 +880,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     if (seen_changed || verification_changed) {
       snap.updated_ms = run_start_ms_;
       batch->PutSnapshot(snap);
-      pending_snapshots_[snap_key] = snap;
+      view_.PutSnapshot(snap);
     }
     return Status::Ok();
   }
@@ -955,7 +911,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
       CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, snap, batch, /*lost=*/false));
   }
   batch->PutSnapshot(snap);
-  pending_snapshots_[snap_key] = snap;
+  view_.PutSnapshot(snap);
   PutMatchKeys(source.entity, cid, snap.fields, batch);
   return Status::Ok();
 }
@@ -965,16 +921,14 @@ Status SyncEngine::Run::ProcessDelete(const SystemEntityMapping& source, const N
                                       StateBatch* batch) {
   EntityCounts& counts = Count(source.system, source.entity);
   ++counts.deletes_seen;
-  auto link = e_->store_->FindLinkByNative(source.system, source.entity, record.id);
-  if (!link.ok()) return link.status();
-  if (!link->has_value()) return Status::Ok();  // never synced: nothing elsewhere to change
-  const std::string cid = (*link)->canonical_id;
-  auto stored = e_->store_->GetSnapshot(source.entity, cid);
+  auto linked = LinkedCanonicalId(source.system, source.entity, record.id);
+  if (!linked.ok()) return linked.status();
+  if (!linked->has_value()) return Status::Ok();  // never synced: nothing elsewhere to change
+  const std::string cid = **linked;
+  auto stored = view_.SnapshotOf(RecordKey{source.entity, cid});
   if (!stored.ok()) return stored.status();
   if (!stored->has_value()) return Status::Ok();
-  Snapshot snap = **stored;
-  if (auto p = pending_snapshots_.find(source.entity + "|" + cid); p != pending_snapshots_.end())
-    snap = p->second;
+  Snapshot snap = std::move(**stored);
   if (snap.deleted_ms > 0) return Status::Ok();  // a delete crmbridge carried out, coming back
   const CanonicalEntity* entity = e_->plan_->FindEntity(source.entity);
   const DeletePolicy policy = entity ? entity->on_delete : DeletePolicy{};
@@ -1010,24 +964,14 @@ Status SyncEngine::Run::ProcessDelete(const SystemEntityMapping& source, const N
                                                found->native_id, json::object()});
           continue;
         }
-        OutboxItem item;
-        item.system = target.system;
-        item.object = target.object;
-        item.entity = target.entity;
-        item.canonical_id = cid;
-        item.op = "delete";
-        item.native_id = found->native_id;
-        item.idempotency_key = cid;
-        item.payload = json::object();
-        item.payload_hash = "delete";
-        item.created_ms = run_start_ms_;
-        batch->Enqueue(item);
+        batch->Enqueue(NewOutboxItem(target, cid, "delete", found->native_id, json::object(),
+                                     run_start_ms_));
       }
       snap.deleted_ms = run_start_ms_;
       break;
   }
   batch->PutSnapshot(snap);
-  pending_snapshots_[source.entity + "|" + cid] = snap;
+  view_.PutSnapshot(snap);
   return Status::Ok();
 }
 
@@ -1083,18 +1027,9 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
   if (pending.empty()) snap->unverified.erase(source.system);
   if (give_up) {
     auto native = MappingPlan::ToNative(source, snap->fields, /*creating=*/false);
-    OutboxItem item;
-    item.system = source.system;
-    item.object = source.object;
-    item.entity = source.entity;
-    item.canonical_id = canonical_id;
-    item.op = "update";
-    item.native_id = record.id;
-    item.idempotency_key = canonical_id;
-    item.payload = native.ok() ? *native : json::object();
-    item.payload_hash = HashJson(item.payload);
+    OutboxItem item = NewOutboxItem(source, canonical_id, "update", record.id,
+                                    native.ok() ? *native : json::object(), run_start_ms_);
     item.attempts = kMaxVerifyAttempts;
-    item.created_ms = run_start_ms_;
     ++counts.dead_lettered;
     spdlog::error("{}: {} {} dead-lettered: {} accepted the write but did not apply it: {}",
                   source.system, source.entity, canonical_id, source.system, reason);
@@ -1119,18 +1054,8 @@ Status SyncEngine::Run::EnqueueRewrite(const SystemEntityMapping& source, const 
                  source.object, create ? canonical_id + " (never appeared)" : record.id);
   }
   if (opt_.dry_run) return Status::Ok();
-  OutboxItem item;
-  item.system = source.system;
-  item.object = source.object;
-  item.entity = source.entity;
-  item.canonical_id = canonical_id;
-  item.op = create ? "upsert" : "update";
-  item.native_id = record.id;
-  item.idempotency_key = canonical_id;
-  item.payload = *native;
-  item.payload_hash = HashJson(*native);
-  item.created_ms = run_start_ms_;
-  batch->Enqueue(item);
+  batch->Enqueue(NewOutboxItem(source, canonical_id, create ? "upsert" : "update", record.id,
+                               std::move(*native), run_start_ms_));
   return Status::Ok();
 }
 
@@ -1173,21 +1098,12 @@ Status SyncEngine::Run::PlanTarget(const std::string& from_entity, const SystemE
                                            *native});
       return Status::Ok();
     }
-    OutboxItem item;
-    item.system = target.system;
-    item.object = target.object;
-    item.entity = target.entity;
-    item.canonical_id = canonical_id;
     // A record the target already has (it came from there, or crmbridge created it) is updated
     // by its id: records that originated in the target do not carry crmbridge's key, so an upsert
     // by key would create a second one. New records are upserted by key, so a create retried
     // after an unknown outcome finds the first one instead of duplicating it.
-    item.op = linked ? "update" : "upsert";
-    item.native_id = link.native_id;
-    item.idempotency_key = canonical_id;
-    item.payload = *native;
-    item.payload_hash = hash;
-    item.created_ms = run_start_ms_;
+    OutboxItem item = NewOutboxItem(target, canonical_id, linked ? "update" : "upsert",
+                                    link.native_id, std::move(*native), run_start_ms_, hash);
     batch->Enqueue(item);
   }
   return Status::Ok();
@@ -1284,21 +1200,13 @@ Status SyncEngine::Run::PlanPortalAccess() {
                                                link->native_id, json{{"property", p}}});
           continue;
         }
-        OutboxItem item;
-        item.system = flow->system;
-        item.object = grants->object;
-        item.entity = kPortalAccessEntity;
-        item.canonical_id = gid;
-        item.op = "delete";
-        item.native_id = link->native_id;
-        item.idempotency_key = gid;
         // Without a grant id (its grant never landed), the delete names the user and property.
-        item.payload = {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
-                        {"property_external_id", p},
-                        {"reason", reason.empty() ? "the main property changed" : reason}};
-        item.payload_hash = "delete";
-        item.created_ms = run_start_ms_;
-        batch.Enqueue(item);
+        batch.Enqueue(NewOutboxItem(
+            *grants, gid, "delete", link->native_id,
+            {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
+             {"property_external_id", p},
+             {"reason", reason.empty() ? "the main property changed" : reason}},
+            run_start_ms_));
         ++Count(flow->system, kPortalAccessEntity).queued;
       }
       // The user (created or updated; on a revoke, its portal_access turns false), then the grant.
@@ -1657,26 +1565,13 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
     if (outcomes[i].status.ok() && !skipped[i] && items[i].entity == m.entity &&
         items[i].system == m.system)
       delivered.push_back(items[i].canonical_id);
-  auto loaded = e_->store_->LoadRecords(m.entity, m.system, {}, delivered);
-  if (!loaded.ok()) return loaded.status();
-  auto find_link = [&](const OutboxItem& item) -> Result<std::optional<Link>> {
-    if (item.entity == m.entity && item.system == m.system) {
-      if (auto it = loaded->links.find(item.canonical_id); it != loaded->links.end()) {
-        for (const Link& link : it->second)
-          if (link.system == item.system) return std::optional<Link>(link);
-        return std::optional<Link>();
-      }
-    }
-    return e_->store_->FindLink(item.entity, item.canonical_id, item.system);
+  RecordView chunk(e_->store_);
+  CRMB_RETURN_IF_ERROR(chunk.Load(m.system, m.entity, {}, delivered));
+  auto find_link = [&](const OutboxItem& item) {
+    return chunk.LinkOf(RecordKey{item.entity, item.canonical_id}, item.system);
   };
-  auto find_snapshot = [&](const OutboxItem& item) -> Result<std::optional<Snapshot>> {
-    if (item.entity == m.entity && item.system == m.system &&
-        loaded->links.count(item.canonical_id)) {
-      auto it = loaded->snapshots.find(item.canonical_id);
-      if (it == loaded->snapshots.end()) return std::optional<Snapshot>();
-      return std::optional<Snapshot>(it->second);
-    }
-    return e_->store_->GetSnapshot(item.entity, item.canonical_id);
+  auto find_snapshot = [&](const OutboxItem& item) {
+    return chunk.SnapshotOf(RecordKey{item.entity, item.canonical_id});
   };
   StateBatch batch;
   EntityCounts& counts = Count(m.system, m.entity);

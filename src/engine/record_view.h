@@ -1,0 +1,96 @@
+// RecordView: what one reader (or one flush chunk) sees of the sync state, in one place.
+//
+// A lookup answers from, in order:
+//   1. the pending changes: links, snapshots and match keys this page produced and has not
+//      committed yet (a dry run keeps them for its whole pass), so later records of the same page
+//      see them;
+//   2. the loaded records: what Store::LoadRecords returned for the page (or chunk) in one call;
+//      a canonical id loaded there is authoritative, so a record without a snapshot or link in
+//      the cache has none in the store either;
+//   3. the store, one call per lookup, for anything else (a referenced record of another page).
+// Keys are typed (NativeKey, RecordKey), never strings joined with separators.
+//
+// Not thread-safe: each reader and each flush chunk has its own.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "src/core/status.h"
+#include "state/store.h"
+
+namespace crmbridge {
+
+// A record as one system knows it.
+struct NativeKey {
+  std::string system, entity, native_id;
+  bool operator==(const NativeKey& o) const {
+    return system == o.system && entity == o.entity && native_id == o.native_id;
+  }
+};
+
+// A canonical record; with `system`, its link in that system.
+struct RecordKey {
+  std::string entity, canonical_id;
+  bool operator==(const RecordKey& o) const {
+    return entity == o.entity && canonical_id == o.canonical_id;
+  }
+};
+
+struct RecordKeyHash {
+  size_t operator()(const NativeKey& k) const;
+  size_t operator()(const RecordKey& k) const;
+};
+
+class RecordView {
+ public:
+  explicit RecordView(Store* store) : store_(store) {}
+
+  // Loads what the store holds for a page of `system`'s `entity` records (by native id) and for
+  // `canonical_ids` of that entity, in one store call; replaces whatever was loaded before.
+  Status Load(const std::string& system, const std::string& entity,
+              const std::vector<std::string>& native_ids,
+              const std::vector<std::string>& canonical_ids = {});
+  // Drops the loaded records (the pending changes stay).
+  void Unload();
+  // A canonical id minted for a record seen for the first time: the store holds nothing about it,
+  // so its lookups need no store call.
+  void NoteNew(const std::string& entity, const std::string& canonical_id);
+
+  // The canonical id linked to a native record; nullopt when crmbridge has not linked it.
+  Result<std::optional<std::string>> CanonicalIdOf(const NativeKey& key);
+  // The link of a canonical record in `system`; nullopt when it has none there.
+  Result<std::optional<Link>> LinkOf(const RecordKey& key, const std::string& system);
+  Result<std::optional<Snapshot>> SnapshotOf(const RecordKey& key);
+  // The canonical record holding match key `match_key`, if any.
+  Result<std::optional<std::string>> ByMatchKey(const std::string& entity,
+                                                const std::string& match_key);
+
+  // Pending changes, seen by every later lookup until ClearPending().
+  void PutLink(const Link& link);
+  void PutSnapshot(const Snapshot& snapshot);
+  // False when the key is already held (pending): the first record to hold a key keeps it.
+  bool PutMatchKey(const std::string& entity, const std::string& match_key,
+                   const std::string& canonical_id);
+  void ClearPending();
+
+ private:
+  bool Loaded(const RecordKey& key) const;
+
+  Store* store_;
+  // Pending.
+  std::unordered_map<NativeKey, std::string, RecordKeyHash> pending_by_native_;
+  std::unordered_map<RecordKey, std::vector<Link>, RecordKeyHash> pending_links_;
+  std::unordered_map<RecordKey, Snapshot, RecordKeyHash> pending_snapshots_;
+  std::unordered_map<RecordKey, std::string, RecordKeyHash> pending_match_keys_;  // {entity, key}
+  // Loaded.
+  std::string loaded_system_, loaded_entity_;
+  std::unordered_set<std::string> loaded_natives_;  // asked for, whether linked or not
+  RecordStates loaded_;
+};
+
+}  // namespace crmbridge
