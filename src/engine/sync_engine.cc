@@ -18,72 +18,11 @@
 #include "src/engine/merge.h"
 #include "src/engine/portal_rules.h"
 #include "src/engine/record_view.h"
+#include "src/engine/write_planner.h"
 
 namespace crmbridge {
 
 using nlohmann::json;
-
-json EntityCounts::ToJson() const {
-  return json{{"read", read},         {"unchanged", unchanged},   {"changed", changed},
-              {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
-              {"created", created},   {"updated", updated},       {"retrying", retrying},
-              {"dead_lettered", dead_lettered}, {"unverified", unverified},
-              {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts},
-              {"duplicates", duplicates}, {"unresolved_refs", unresolved_refs},
-              {"waiting_on_refs", waiting_on_refs}};
-}
-
-int64_t RunSummary::TotalWrites() const {
-  int64_t n = 0;
-  for (const auto& [system, entities] : counts)
-    for (const auto& [entity, c] : entities) n += c.created + c.updated;
-  return n;
-}
-
-int64_t RunSummary::TotalDeadLettered() const {
-  int64_t n = 0;
-  for (const auto& [system, entities] : counts)
-    for (const auto& [entity, c] : entities) n += c.dead_lettered;
-  return n;
-}
-
-int64_t RunSummary::TotalQueued() const {
-  int64_t n = 0;
-  for (const auto& [system, entities] : counts)
-    for (const auto& [entity, c] : entities) n += c.queued;
-  return n;
-}
-
-json RunSummary::ToJson() const {
-  json j{{"run_id", run_id},
-         {"dry_run", dry_run},
-         {"started_ms", started_ms},
-         {"finished_ms", finished_ms},
-         {"duration_ms", finished_ms - started_ms},
-         {"writes", TotalWrites()},
-         {"dead_lettered", TotalDeadLettered()},
-         {"systems", json::object()},
-         {"unreachable", unreachable}};
-  if (lease_denied) {
-    j["lease_denied"] = true;
-    j["lease_holder"] = lease_holder;
-  }
-  for (const auto& [system, entities] : counts)
-    for (const auto& [entity, c] : entities) j["systems"][system][entity] = c.ToJson();
-  auto list = [](const std::vector<PlannedWrite>& writes) {
-    json p = json::array();
-    for (const auto& w : writes)
-      p.push_back({{"system", w.system}, {"entity", w.entity}, {"canonical_id", w.canonical_id},
-                   {"action", w.action}, {"native_id", w.native_id}, {"fields", w.fields}});
-    return p;
-  };
-  if (dry_run) {
-    j["plan"] = list(plan);
-  } else {
-    j["written"] = list(written);
-  }
-  return j;
-}
 
 namespace {
 
@@ -99,46 +38,6 @@ ObjectRef RefFor(const SystemEntityMapping& m) {
     if (!f.ref_entity.empty()) ref.ref_fields.insert(f.native);
   }
   return ref;
-}
-
-// The one place an outbox item is built: a write of `payload` to `target`'s copy of
-// `canonical_id`, keyed by the canonical id (the upsert key a retried create is found by).
-OutboxItem NewOutboxItem(const SystemEntityMapping& target, const std::string& canonical_id,
-                         const std::string& op, const std::string& native_id, json payload,
-                         int64_t created_ms, std::string payload_hash = "") {
-  OutboxItem item;
-  item.system = target.system;
-  item.object = target.object;
-  item.entity = target.entity;
-  item.canonical_id = canonical_id;
-  item.op = op;
-  item.native_id = native_id;
-  item.idempotency_key = canonical_id;
-  item.payload = std::move(payload);
-  // A delete's payload is not what it sends, so it is never compared with a written hash.
-  item.payload_hash = op == "delete"           ? "delete"
-                      : !payload_hash.empty() ? std::move(payload_hash)
-                                              : HashJson(item.payload);
-  item.created_ms = created_ms;
-  return item;
-}
-
-// True when every field crmbridge would write to `target` is one it reads there, and what it last
-// read (or wrote) there equals the canonical value: the record came from that system, or was
-// written by crmbridge, and nothing it maps has changed since. A change to fields it does not
-// map (another system's own fields) then costs no write.
-bool HoldsAlready(const SystemEntityMapping& target, const Snapshot& snap) {
-  if (!snap.seen.is_object() || !snap.seen.contains(target.system)) return false;
-  const json& seen = snap.seen[target.system];
-  for (const FieldMap& f : target.fields) {
-    if (!f.writes() || f.create_only) continue;
-    if (!f.reads()) return false;  // never read back: only the written hash can tell
-    const auto value = snap.fields.find(f.canonical);
-    if (value == snap.fields.end()) continue;  // not written
-    const auto held = seen.find(f.canonical);
-    if (held == seen.end() || *held != *value) return false;
-  }
-  return true;
 }
 
 // Backoff for outbox items between runs: 30 s doubling to 1 h, with full jitter in the upper half
@@ -164,7 +63,11 @@ bool IsUnreachable(const Status& s) {
 class SyncEngine::Run {
  public:
   Run(SyncEngine* engine, const RunOptions& options)
-      : e_(engine), opt_(options), view_(engine->store_) {}
+      : e_(engine),
+        opt_(options),
+        run_start_ms_(engine->clock_->NowMillis()),
+        view_(engine->store_),
+        planner_(engine->plan_.get(), &view_, &tally_, options.dry_run, run_start_ms_) {}
 
   Result<RunSummary> Execute();
 
@@ -187,17 +90,12 @@ class SyncEngine::Run {
     return Status::Ok();
   }
   EntityCounts& Count(const std::string& system, const std::string& entity) {
-    std::lock_guard<std::mutex> lock(summary_mu_);
-    return summary_.counts[system][entity];
+    return tally_.Count(system, entity);
   }
   void MarkUnreachable(const std::string& system, const Status& s) {
-    std::lock_guard<std::mutex> lock(summary_mu_);
-    summary_.unreachable.emplace(system, s.ToString());
+    tally_.MarkUnreachable(system, s);
   }
-  bool IsMarkedUnreachable(const std::string& system) {
-    std::lock_guard<std::mutex> lock(summary_mu_);
-    return summary_.unreachable.count(system) > 0;
-  }
+  bool IsMarkedUnreachable(const std::string& system) { return tally_.IsUnreachable(system); }
 
   // The link of (entity, canonical id, system) as this run sees it (RecordView), else an empty
   // Link.
@@ -255,17 +153,6 @@ class SyncEngine::Run {
                       bool* rewrite, StateBatch* batch, bool missing = false);
   // After a full scan: unconfirmed writes whose records the scan did not return.
   Status VerifyMissing(const SystemEntityMapping& m);
-  // Queues the snapshot's values for `source` again: after a lost write (`lost`), or after a
-  // change there lost to the conflict policy.
-  Status EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
-                        const std::string& canonical_id, const Snapshot& snap, StateBatch* batch,
-                        bool lost);
-  // Queues a write for every other system whose copy differs from `snap`.
-  Status PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
-                     Snapshot* snap, StateBatch* batch);
-  // Queues a write of `snap` to one target when it differs from what the target holds.
-  Status PlanTarget(const std::string& from_entity, const SystemEntityMapping& target,
-                    const std::string& canonical_id, const Snapshot& snap, StateBatch* batch);
   // The portal access flow (MappingPlan::portal_access): after the reads, each contact's
   // conditions decide its portal user and grants; revokes, users and grants are queued.
   Status PlanPortalAccess();
@@ -311,13 +198,14 @@ class SyncEngine::Run {
 
   SyncEngine* e_;
   RunOptions opt_;
-  int64_t run_start_ms_ = 0;
-  std::mutex summary_mu_;
-  RunSummary summary_;
+  const int64_t run_start_ms_;
+  RunTally tally_;
+  RunSummary& summary_ = tally_.summary();  // the orchestrator's, between threaded phases
 
   // The reader's view of the state: the page's uncommitted work (later records of the same page,
   // or a dry run's whole pass, must see it), the page's records as loaded, then the store.
   RecordView view_;
+  WritePlanner planner_;
   // When the page being processed was asked for and when it arrived, and how precisely its
   // system dates modifications: what the merge dates changes and settles sent values by.
   struct PageTime {
@@ -342,9 +230,6 @@ class SyncEngine::Run {
     std::set<std::string> read_done;  // "system|entity" read to the end
 
   } reading_;
-  // Outbox items that waited for a referenced record this run without spending an attempt: once
-  // per run, so a flush loop cannot spin on them.
-  std::set<int64_t> waited_;
   // Records whose unconfirmed writes were checked this run (system|entity|cid).
   std::set<std::string> verified_;
 };
@@ -367,7 +252,6 @@ SyncEngine::~SyncEngine() = default;
 
 Result<RunSummary> SyncEngine::Run::Execute() {
   Store* store = e_->store_;
-  run_start_ms_ = e_->clock_->NowMillis();
   summary_.started_ms = run_start_ms_;
   summary_.dry_run = opt_.dry_run;
 
@@ -564,7 +448,8 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
     CRMB_RETURN_IF_ERROR(VerifyWrites(m, absent, snap.canonical_id, &snap, &nothing, &rewrite,
                                       &batch, /*missing=*/true));
     if (rewrite)
-      CRMB_RETURN_IF_ERROR(EnqueueRewrite(m, absent, snap.canonical_id, snap, &batch, /*lost=*/true));
+      CRMB_RETURN_IF_ERROR(
+          planner_.Rewrite(m, absent.id, snap.canonical_id, snap, &batch, /*lost=*/true));
     if (!opt_.dry_run) batch.PutSnapshot(snap);
   }
   if (opt_.dry_run || batch.empty()) return Status::Ok();
@@ -861,7 +746,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     // change, or the write it lost). The merged values of this read go with them.
     Snapshot to_write = snap;
     to_write.fields = merged;
-    CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, to_write, batch, /*lost=*/rewrite));
+    CRMB_RETURN_IF_ERROR(planner_.Rewrite(source, record.id, cid, to_write, batch, rewrite));
   }
   if (matched && !opt_.dry_run) {
     // Identified by its match key: a create queued for this system before it was found (the
@@ -871,7 +756,8 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     if (queued->has_value()) {
       Snapshot to_write = snap;
       to_write.fields = merged;
-      CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, to_write, batch, /*lost=*/false));
+      CRMB_RETURN_IF_ERROR(
+          planner_.Rewrite(source, record.id, cid, to_write, batch, /*lost=*/false));
     }
   }
   if (!changed) {
@@ -900,7 +786,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
 
   snap.fields = merged;
   snap.updated_ms = run_start_ms_;
-  CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
+  CRMB_RETURN_IF_ERROR(planner_.PlanTargets(source, cid, snap, batch));
   // A write still queued for this very system was planned before this change was read: replace
   // it with the merged values, so it cannot undo the change it did not know about.
   // (A record seen for the first time has none.)
@@ -908,7 +794,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
     if (!queued.ok()) return queued.status();
     if (queued->has_value())
-      CRMB_RETURN_IF_ERROR(EnqueueRewrite(source, record, cid, snap, batch, /*lost=*/false));
+      CRMB_RETURN_IF_ERROR(planner_.Rewrite(source, record.id, cid, snap, batch, /*lost=*/false));
   }
   batch->PutSnapshot(snap);
   view_.PutSnapshot(snap);
@@ -946,27 +832,13 @@ Status SyncEngine::Run::ProcessDelete(const SystemEntityMapping& source, const N
         snap.changed_ms[field] = run_start_ms_;
       }
       snap.updated_ms = run_start_ms_;
-      CRMB_RETURN_IF_ERROR(PlanTargets(source, cid, &snap, batch));
+      CRMB_RETURN_IF_ERROR(planner_.PlanTargets(source, cid, snap, batch));
       break;
     }
     case DeletePolicy::Kind::kPropagate:
       spdlog::info("{}: {} {} was deleted; deleting {} {} in the other systems", source.system,
                    source.object, record.id, source.entity, cid);
-      for (const SystemEntityMapping& target : e_->plan_->mappings()) {
-        if (target.entity != source.entity || target.system == source.system || !target.writes())
-          continue;
-        auto found = CurrentLink(target.entity, cid, target.system);
-        if (!found.ok()) return found.status();
-        if (found->native_id.empty()) continue;  // never made there
-        ++Count(target.system, target.entity).queued;
-        if (opt_.dry_run) {
-          summary_.plan.push_back(PlannedWrite{target.system, target.entity, cid, "delete",
-                                               found->native_id, json::object()});
-          continue;
-        }
-        batch->Enqueue(NewOutboxItem(target, cid, "delete", found->native_id, json::object(),
-                                     run_start_ms_));
-      }
+      CRMB_RETURN_IF_ERROR(planner_.PlanDeletes(source, cid, batch));
       snap.deleted_ms = run_start_ms_;
       break;
   }
@@ -1027,7 +899,7 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
   if (pending.empty()) snap->unverified.erase(source.system);
   if (give_up) {
     auto native = MappingPlan::ToNative(source, snap->fields, /*creating=*/false);
-    OutboxItem item = NewOutboxItem(source, canonical_id, "update", record.id,
+    OutboxItem item = WritePlanner::NewOutboxItem(source, canonical_id, "update", record.id,
                                     native.ok() ? *native : json::object(), run_start_ms_);
     item.attempts = kMaxVerifyAttempts;
     ++counts.dead_lettered;
@@ -1036,75 +908,6 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
     if (!opt_.dry_run)
       batch->AddDeadLetter(item, source.system + " acknowledged the write but did not apply it: " +
                                      reason);
-  }
-  return Status::Ok();
-}
-
-// Queues the snapshot's values for the system again, after a read-back showed them lost.
-Status SyncEngine::Run::EnqueueRewrite(const SystemEntityMapping& source, const NativeRecord& record,
-                                       const std::string& canonical_id, const Snapshot& snap,
-                                       StateBatch* batch, bool lost) {
-  // A record never seen there (a lost create) is upserted by key again, with its create fields.
-  const bool create = record.id.empty();
-  auto native = MappingPlan::ToNative(source, snap.fields, /*creating=*/create);
-  if (!native.ok()) return Status::Ok();  // reported when the write was first planned
-  if (lost) {
-    ++Count(source.system, source.entity).rewritten;
-    spdlog::warn("{}: {} {} did not keep crmbridge's last write; writing it again", source.system,
-                 source.object, create ? canonical_id + " (never appeared)" : record.id);
-  }
-  if (opt_.dry_run) return Status::Ok();
-  batch->Enqueue(NewOutboxItem(source, canonical_id, create ? "upsert" : "update", record.id,
-                               std::move(*native), run_start_ms_));
-  return Status::Ok();
-}
-
-Status SyncEngine::Run::PlanTargets(const SystemEntityMapping& source,
-                                    const std::string& canonical_id, Snapshot* snap,
-                                    StateBatch* batch) {
-  for (const SystemEntityMapping& target : e_->plan_->mappings()) {
-    if (target.entity != source.entity || target.system == source.system || !target.writes())
-      continue;
-    CRMB_RETURN_IF_ERROR(PlanTarget(source.entity, target, canonical_id, *snap, batch));
-  }
-  return Status::Ok();
-}
-
-Status SyncEngine::Run::PlanTarget(const std::string& from_entity, const SystemEntityMapping& target,
-                                   const std::string& canonical_id, const Snapshot& snapshot,
-                                   StateBatch* batch) {
-  const Snapshot* snap = &snapshot;
-  const json& merged = snap->fields;
-  {
-    auto found = CurrentLink(target.entity, canonical_id, target.system);
-    if (!found.ok()) return found.status();
-    const Link link = *found;
-    const bool linked = !link.native_id.empty();
-    auto native = MappingPlan::ToNative(target, merged, /*creating=*/!linked);
-    if (!native.ok()) {
-      ++Count(target.system, target.entity).rejected;
-      spdlog::warn("{} {} cannot be mapped to {} {}: {}", from_entity, canonical_id,
-                   target.system, target.object, native.status().message());
-      return Status::Ok();
-    }
-    const std::string hash = HashJson(*native);
-    if (linked && link.last_written_hash == hash) return Status::Ok();  // it has it already
-    if (linked && HoldsAlready(target, *snap)) return Status::Ok();  // read with these values
-
-    ++Count(target.system, target.entity).queued;
-    if (opt_.dry_run) {
-      summary_.plan.push_back(PlannedWrite{target.system, target.entity, canonical_id,
-                                           linked ? "update" : "create", link.native_id,
-                                           *native});
-      return Status::Ok();
-    }
-    // A record the target already has (it came from there, or crmbridge created it) is updated
-    // by its id: records that originated in the target do not carry crmbridge's key, so an upsert
-    // by key would create a second one. New records are upserted by key, so a create retried
-    // after an unknown outcome finds the first one instead of duplicating it.
-    OutboxItem item = NewOutboxItem(target, canonical_id, linked ? "update" : "upsert",
-                                    link.native_id, std::move(*native), run_start_ms_, hash);
-    batch->Enqueue(item);
   }
   return Status::Ok();
 }
@@ -1196,12 +999,12 @@ Status SyncEngine::Run::PlanPortalAccess() {
         spdlog::info("{}: revoking {}'s access to property {}: {}", flow->system, c.canonical_id, p,
                      reason.empty() ? "the main property changed" : reason);
         if (opt_.dry_run) {
-          summary_.plan.push_back(PlannedWrite{flow->system, kPortalAccessEntity, gid, "delete",
+          tally_.Planned(PlannedWrite{flow->system, kPortalAccessEntity, gid, "delete",
                                                link->native_id, json{{"property", p}}});
           continue;
         }
         // Without a grant id (its grant never landed), the delete names the user and property.
-        batch.Enqueue(NewOutboxItem(
+        batch.Enqueue(WritePlanner::NewOutboxItem(
             *grants, gid, "delete", link->native_id,
             {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
              {"property_external_id", p},
@@ -1211,7 +1014,7 @@ Status SyncEngine::Run::PlanPortalAccess() {
       }
       // The user (created or updated; on a revoke, its portal_access turns false), then the grant.
       if (eligible || had_user)
-        CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *users, c.canonical_id, user, &batch));
+        CRMB_RETURN_IF_ERROR(planner_.PlanTarget(flow->contact, *users, c.canonical_id, user, &batch));
       for (const std::string& p : wanted) {
         const std::string gid = c.canonical_id + ":" + p;
         Snapshot grant;
@@ -1220,7 +1023,7 @@ Status SyncEngine::Run::PlanPortalAccess() {
         grant.fields = {{"user", c.canonical_id}, {"property", p}};
         grant.updated_ms = run_start_ms_;
         ++grants_planned;
-        CRMB_RETURN_IF_ERROR(PlanTarget(flow->contact, *grants, gid, grant, &batch));
+        CRMB_RETURN_IF_ERROR(planner_.PlanTarget(flow->contact, *grants, gid, grant, &batch));
         if (!opt_.dry_run) batch.PutSnapshot(grant);
       }
       if (!opt_.dry_run) batch.PutSnapshot(user);
@@ -1259,7 +1062,7 @@ void SyncEngine::Run::ReflectPortalState(const std::string& contact_id, const js
   contact.updated_ms = e_->clock_->NowMillis();
   for (const SystemEntityMapping& target : e_->plan_->mappings()) {
     if (target.entity != flow.contact || !target.writes()) continue;
-    Status s = PlanTarget(flow.contact, target, contact_id, contact, batch);
+    Status s = planner_.PlanTarget(flow.contact, target, contact_id, contact, batch);
     if (!s.ok()) spdlog::warn("{}: the portal state of {} is not written back: {}", target.system,
                               contact_id, s.ToString());
   }
@@ -1630,13 +1433,9 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       } else {
         ++counts.updated;
       }
-      {
-        std::lock_guard<std::mutex> lock(summary_mu_);
-        if (summary_.written.size() < RunSummary::kMaxWrittenListed)
-          summary_.written.push_back(PlannedWrite{item.system, item.entity, item.canonical_id,
-                                                  outcomes[i].created ? "created" : "updated",
-                                                  link.native_id, item.payload});
-      }
+      tally_.Written(PlannedWrite{item.system, item.entity, item.canonical_id,
+                                  outcomes[i].created ? "created" : "updated", link.native_id,
+                                  item.payload});
       continue;
     }
     if (st.system().empty()) st.set_system(m.system);
@@ -1650,12 +1449,8 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
                            st.code() == StatusCode::kAborted;
     if (!held[i].ok()) {
       ++counts.waiting_on_refs;
-      bool first_wait = false;
-      {
-        std::lock_guard<std::mutex> lock(summary_mu_);
-        first_wait = waited_.insert(item.id).second;
-      }
-      if (on_its_way[i] && first_wait) {
+      // Once per run, so a flush loop cannot spin on it.
+      if (on_its_way[i] && tally_.FirstWait(item.id)) {
         // The referenced record's own write is still queued (failed transiently): wait for it
         // without spending an attempt; its attempts decide.
         batch.RetryOutbox(item.id, st.ToString(),

@@ -36,6 +36,7 @@
 #include "mappings/mapping.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
+#include "src/engine/run_summary.h"
 #include "state/store.h"
 
 namespace crmbridge {
@@ -65,63 +66,6 @@ struct RunOptions {
   // long run then takes about the longer of its reads and its writes, not their sum. Off: every
   // write waits for the last read (for comparison in bench/).
   bool flush_while_reading = true;
-};
-
-// Per (system, entity) tallies of one run.
-struct EntityCounts {
-  int64_t read = 0;          // native records read
-  int64_t unchanged = 0;     // read but equal to the snapshot (includes crmbridge's own echoes)
-  int64_t changed = 0;       // read and merged into the snapshot
-  int64_t rejected = 0;      // could not be mapped (logged with the record id and the reason)
-  int64_t deletes_seen = 0;  // tombstones read
-  int64_t queued = 0;        // writes queued for this system
-  int64_t created = 0;       // writes delivered that created a record
-  int64_t updated = 0;       // writes delivered that updated a record
-  int64_t retrying = 0;      // writes that failed transiently and wait for a later attempt
-  int64_t dead_lettered = 0; // writes that failed permanently
-  int64_t unverified = 0;    // writes acknowledged without confirmation, to verify on read-back
-  int64_t verified = 0;      // unconfirmed writes read back as written
-  int64_t rewritten = 0;     // unconfirmed writes read back as lost, and queued again
-  int64_t conflicts = 0;     // changes read here that lost to the field's conflict policy
-  int64_t duplicates = 0;    // records not synced: their match key is another record's here
-  // References read here to records crmbridge has not linked (outside the mapping's scope, or
-  // not read yet): the field is left as the canonical record has it.
-  int64_t unresolved_refs = 0;
-  // Writes held back because a record they refer to does not exist in that system yet.
-  int64_t waiting_on_refs = 0;
-  nlohmann::json ToJson() const;
-};
-
-// One write: planned (dry runs) or delivered (real runs).
-struct PlannedWrite {
-  std::string system;
-  std::string entity;
-  std::string canonical_id;
-  std::string action;  // "create" or "update"
-  std::string native_id;
-  nlohmann::json fields;
-};
-
-struct RunSummary {
-  int64_t run_id = 0;
-  bool dry_run = false;
-  bool lease_denied = false;
-  std::string lease_holder;  // who holds it, when denied
-  int64_t started_ms = 0;
-  int64_t finished_ms = 0;
-  // counts[system][entity]
-  std::map<std::string, std::map<std::string, EntityCounts>> counts;
-  // Systems that could not be reached or refused our credentials, with the reason.
-  std::map<std::string, std::string> unreachable;
-  std::vector<PlannedWrite> plan;  // dry runs only
-  // Writes delivered by a real run, the first kMaxWrittenListed of them (the counts hold all).
-  static constexpr size_t kMaxWrittenListed = 1000;
-  std::vector<PlannedWrite> written;
-
-  int64_t TotalWrites() const;        // created + updated over all systems
-  int64_t TotalDeadLettered() const;
-  int64_t TotalQueued() const;
-  nlohmann::json ToJson() const;
 };
 
 class SyncEngine {

@@ -1,0 +1,100 @@
+#include "src/engine/run_summary.h"
+
+namespace crmbridge {
+
+using nlohmann::json;
+
+json EntityCounts::ToJson() const {
+  return json{{"read", read},         {"unchanged", unchanged},   {"changed", changed},
+              {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
+              {"created", created},   {"updated", updated},       {"retrying", retrying},
+              {"dead_lettered", dead_lettered}, {"unverified", unverified},
+              {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts},
+              {"duplicates", duplicates}, {"unresolved_refs", unresolved_refs},
+              {"waiting_on_refs", waiting_on_refs}};
+}
+
+int64_t RunSummary::TotalWrites() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.created + c.updated;
+  return n;
+}
+
+int64_t RunSummary::TotalDeadLettered() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.dead_lettered;
+  return n;
+}
+
+int64_t RunSummary::TotalQueued() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.queued;
+  return n;
+}
+
+json RunSummary::ToJson() const {
+  json j{{"run_id", run_id},
+         {"dry_run", dry_run},
+         {"started_ms", started_ms},
+         {"finished_ms", finished_ms},
+         {"duration_ms", finished_ms - started_ms},
+         {"writes", TotalWrites()},
+         {"dead_lettered", TotalDeadLettered()},
+         {"systems", json::object()},
+         {"unreachable", unreachable}};
+  if (lease_denied) {
+    j["lease_denied"] = true;
+    j["lease_holder"] = lease_holder;
+  }
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) j["systems"][system][entity] = c.ToJson();
+  auto list = [](const std::vector<PlannedWrite>& writes) {
+    json p = json::array();
+    for (const auto& w : writes)
+      p.push_back({{"system", w.system}, {"entity", w.entity}, {"canonical_id", w.canonical_id},
+                   {"action", w.action}, {"native_id", w.native_id}, {"fields", w.fields}});
+    return p;
+  };
+  if (dry_run) {
+    j["plan"] = list(plan);
+  } else {
+    j["written"] = list(written);
+  }
+  return j;
+}
+
+EntityCounts& RunTally::Count(const std::string& system, const std::string& entity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return summary_.counts[system][entity];
+}
+
+void RunTally::MarkUnreachable(const std::string& system, const Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  summary_.unreachable.emplace(system, why.ToString());
+}
+
+bool RunTally::IsUnreachable(const std::string& system) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return summary_.unreachable.count(system) > 0;
+}
+
+void RunTally::Planned(PlannedWrite write) {
+  std::lock_guard<std::mutex> lock(mu_);
+  summary_.plan.push_back(std::move(write));
+}
+
+void RunTally::Written(PlannedWrite write) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (summary_.written.size() < RunSummary::kMaxWrittenListed)
+    summary_.written.push_back(std::move(write));
+}
+
+bool RunTally::FirstWait(int64_t outbox_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return waited_.insert(outbox_id).second;
+}
+
+}  // namespace crmbridge
