@@ -47,7 +47,7 @@ start_mocks() {
     --dynamics365-client-secret "$D365_CLIENT_SECRET" --size 0 --no-limits \
     >"$out" 2>>"$work/mocks.log" &
   mocks_pid=$!
-  for _ in $(seq 1 100); do [ -s "$out" ] && break; sleep 0.05; done
+  for _ in $(seq 1 400); do [ -s "$out" ] && break; sleep 0.05; done
   local line
   line=$(head -n1 "$out")
   DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
@@ -257,16 +257,17 @@ d365_faults='[
   {"method":"POST","path":"/$batch","status":503,"rate":0.1},
   {"method":"POST","path":"/$batch","drop":true,"after_apply":true,"rate":0.05},
   {"method":"POST","path":"/$batch","partial":0.3,"rate":0.3}]'
-# A burst (a system named): the first write calls to it all land and answer 504, so the run ends
-# not knowing whether they did.
-faults_on() {  # FAULT-SEED [BURST-SYSTEM]
-  local hs=$hubspot_faults d365=$d365_faults
+# A burst (a system and an entity named): the first write calls of the entity to the system all
+# land and answer 504, so the run ends not knowing whether they did.
+faults_on() {  # FAULT-SEED [BURST-SYSTEM BURST-ENTITY]
+  local hs=$hubspot_faults d365=$d365_faults type=companies set=accounts
+  if [ "${3:-}" = contact ]; then type=contacts set=contacts; fi
   case ${2:-} in
     hubspot)
-      hs='[{"method":"POST","path":"/batch/up","status":504,"after_apply":true,"times":2},'${hs#[} ;;
+      hs='[{"method":"POST","path":"/'$type'/batch/up","status":504,"after_apply":true,"times":2},'${hs#[} ;;
     dynamics365)
-      d365='[{"method":"PATCH","path":"/api/data","status":504,"after_apply":true,"times":2},
-        {"method":"POST","path":"/$batch","status":504,"after_apply":true,"times":2},'${d365#[} ;;
+      d365='[{"method":"PATCH","path":"/'$set'(","status":504,"after_apply":true,"times":2},
+        {"method":"POST","path":"/$batch","status":504,"after_apply":true,"times":4},'${d365#[} ;;
   esac
   curl -sS --fail -X POST "$DEMO_HUBSPOT_URL/__admin/faults" -H 'Content-Type: application/json' \
     --data "{\"seed\":$1,\"rules\":$hs}" || fail "the HubSpot mock refused the faults"
@@ -296,11 +297,11 @@ sync_once() {  # sets rc
 
 # A round's runs, through faults: maybe killed at random moments, then run until one ends cleanly
 # (a run that met a dropped connection skips that system's remaining reads and exits 4).
-sync_round() {  # [BURST-SYSTEM]
+sync_round() {  # [BURST-SYSTEM BURST-ENTITY]
   faults_on $((seed * 1000 + round))
   local k
   for k in 1 2; do
-    if ((RANDOM % 3 == 0)); then
+    if ((RANDOM % 4 == 0)); then
       "$bin/crmbridge" --config "$cfg" --log-level error sync >/dev/null 2>&1 &
       local run=$!
       sleep "0.$(printf '%02d' $((1 + RANDOM % 30)))"
@@ -309,7 +310,7 @@ sync_round() {  # [BURST-SYSTEM]
     fi
   done
   # The burst hits the first complete run.
-  if [ -n "${1:-}" ]; then faults_on $((seed * 1000 + round)) "$1"; fi
+  if [ -n "${1:-}" ]; then faults_on $((seed * 1000 + round)) "$1" "$2"; fi
   local attempt
   for attempt in $(seq 1 30); do
     sync_once
@@ -384,7 +385,7 @@ for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
   # Rounds of edits: 2 to 5 records changed, each in one system. Often the record changed first in
   # the round before is changed again, the same fields in the same system (its writes of the
   # round before may not have been answered); now and then the record is changed in the other
-  # system too, more than a second later: the same field (a true conflict) or another one.
+  # system too, more than a second later: another field, or the same one (a true conflict).
   hot=""
   for round in $(seq 1 "$rounds"); do
     refresh_ids
@@ -416,7 +417,7 @@ for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
       both=$((RANDOM % 10 < 4 || (k == 1 && RANDOM % 3 > 0)))
       # The other system's change: the first field too, or a field the first change left alone.
       ofields=("${fields[0]}")
-      if ((RANDOM % 2)); then
+      if ((RANDOM % 4)); then
         for f in "${choices[@]}"; do
           if [[ " ${fields[*]} " != *" $f "* ]]; then ofields=("$f"); break; fi
         done
@@ -427,8 +428,8 @@ for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
       touched[$sys|$key]=1
       if ((k == 1)); then
         hot="$entity $key $sys ${fields[*]}"
-        # Half the time the first write calls to the other system land and answer 504.
-        if ((RANDOM % 2)); then burst=$other; fi
+        # Mostly, the first write calls of the entity to the other system land and answer 504.
+        if ((RANDOM % 3)); then burst="$other $entity"; fi
       fi
       if ((both)) && [ -n "${id[$other|$entity|$key]:-}" ] && [ -z "${touched[$other|$key]:-}" ]; then
         # Later than the first change by more than a second, whichever fields it sets.
@@ -438,7 +439,7 @@ for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
       fi
     done
     unset touched
-    sync_round "$burst"
+    sync_round $burst
   done
 
   # No faults any more: run until nothing is left to write.
