@@ -40,16 +40,29 @@ command -v node >/dev/null || fail "node is required (scripts/setup.sh installs 
 export HUBSPOT_TOKEN=pat-twoway D365_CLIENT_ID=twoway-client D365_CLIENT_SECRET=twoway-secret
 cfg=$here/twoway_crmbridge.yaml
 
-# Starts empty mocks; sets DEMO_*_URL, mocks_pid and d365_token.
+# Starts empty mocks; sets DEMO_*_URL, mocks_pid and d365_token. A start that prints no URLs in
+# 20 s is tried again, twice.
 start_mocks() {
-  local out="$work/mocks.json"
-  "$bin/crm-mocks" --hubspot-token "$HUBSPOT_TOKEN" --dynamics365-client-id "$D365_CLIENT_ID" \
-    --dynamics365-client-secret "$D365_CLIENT_SECRET" --size 0 --no-limits \
-    >"$out" 2>>"$work/mocks.log" &
-  mocks_pid=$!
-  for _ in $(seq 1 400); do [ -s "$out" ] && break; sleep 0.05; done
-  local line
-  line=$(head -n1 "$out")
+  local out="$work/mocks.json" line="" try
+  for try in 1 2 3; do
+    "$bin/crm-mocks" --hubspot-token "$HUBSPOT_TOKEN" --dynamics365-client-id "$D365_CLIENT_ID" \
+      --dynamics365-client-secret "$D365_CLIENT_SECRET" --size 0 --no-limits \
+      >"$out" 2>>"$work/mocks.log" &
+    mocks_pid=$!
+    for _ in $(seq 1 400); do
+      line=$(head -n1 "$out")
+      if [[ $line == *'"dynamics365":"'* ]]; then break; fi
+      if ! kill -0 "$mocks_pid" 2>/dev/null; then break; fi
+      sleep 0.05
+    done
+    if [[ $line == *'"dynamics365":"'* ]]; then break; fi
+    set +e
+    kill "$mocks_pid" 2>/dev/null
+    wait "$mocks_pid"
+    echo "crm-mocks printed no URLs (try $try, exit status $?): $(head -c 300 "$out")" >>"$work/mocks.log"
+    set -e
+    mocks_pid=""
+  done
   DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
   DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
   export DEMO_HUBSPOT_URL DEMO_DYNAMICS365_URL
