@@ -69,12 +69,19 @@ Result<MergeResult> MergeRead(const MergeInput& in) {
 
   std::optional<json> queued;  // asked for once, when first needed
   for (const auto& [field, value] : in.read->items()) {
-    const bool sent_by_us = doubts != nullptr && SettleField(doubts, field, value, in.read_started_ms);
+    const bool was_in_doubt = doubts != nullptr && doubts->contains(field);
+    const bool sent_by_us = was_in_doubt && SettleField(doubts, field, value, in.read_started_ms);
     // Equal to what the system was last known to hold: a stale copy or an echo, never news.
     if (seen.contains(field) && seen[field] == value) continue;
+    const bool held_a_value = seen.contains(field) && !seen[field].is_null();
     seen[field] = value;
     if (merged.contains(field) && merged[field] == value) continue;
     if (value.is_null() && !merged.contains(field)) continue;  // empty there, unknown here
+    // Empty in a system never known to hold a value for the field, or while a value crmbridge sent
+    // there is in doubt: the value is missing there (a create that landed without its
+    // references, a reference half replaced when the answer was lost, a record first linked by
+    // its match key), not cleared by someone; it is written there rather than erased everywhere.
+    if (value.is_null() && in.known && (!held_a_value || was_in_doubt)) continue;
     if (sent_by_us) {
       out.echoes.push_back(field);
       continue;

@@ -8,6 +8,9 @@
 //   - crmbridge's own echo when it is one of the values sent there whose outcome was unknown
 //     (Snapshot::in_doubt), or the value of the write still queued there, or what the system was
 //     last known to hold (Snapshot::seen): never a change, whatever the snapshot holds now;
+//   - no news when it is empty in a system never known to hold a value for the field, or while a
+//     value crmbridge sent there is in doubt (missing there, not cleared: crmbridge writes it
+//     there instead of erasing it everywhere);
 //   - else a change made in that system, which meets the field's conflict policy: its system of
 //     record's changes alone are taken; otherwise the most recent change wins, each change dated
 //     by its record's modification time (ChangeDate). A change that loses is reported as a

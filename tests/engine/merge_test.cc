@@ -184,6 +184,37 @@ TEST_F(MergeTest, TheValueOfAWriteStillQueuedThereReadBackIsAnEcho) {
   EXPECT_EQ(other.snapshot.fields["name"], "Z");
 }
 
+// A create landed in HubSpot but its association did not (the answer was lost before the second
+// call): the first read shows no company. That is a value missing there, not one cleared.
+TEST_F(MergeTest, EmptyInASystemNeverKnownToHoldAValueIsMissingNotCleared) {
+  snap_.fields = {{"name", "Anna"}, {"company", "c7"}};
+  snap_.seen = {{"dynamics365", {{"name", "Anna"}, {"company", "c7"}}}};
+  snap_.changed_ms = {{"name", kNoon}, {"company", kNoon}};
+  MergeResult r = Merge("hubspot", {{"name", "Anna"}, {"company", nullptr}}, kNoon + 60 * kSecond);
+  EXPECT_FALSE(r.changed);
+  EXPECT_EQ(r.snapshot.fields["company"], "c7");
+  EXPECT_TRUE(r.snapshot.seen["hubspot"]["company"].is_null()) << "so it is written there";
+  // Once it held one, emptying it there is a change like any other.
+  snap_ = r.snapshot;
+  snap_.seen["hubspot"]["company"] = "c7";
+  r = Merge("hubspot", {{"name", "Anna"}, {"company", nullptr}}, kNoon + 90 * kSecond);
+  EXPECT_TRUE(r.changed);
+  EXPECT_TRUE(r.snapshot.fields["company"].is_null());
+}
+
+// Replacing a reference is two calls in HubSpot (remove the old association, add the new); the
+// answer to the first was lost after it landed, so the second was never sent. The record then
+// shows no company: crmbridge's half-done write, not a user clearing it.
+TEST_F(MergeTest, EmptyWhileAValueSentThereIsInDoubtIsMissingNotCleared) {
+  snap_.fields = {{"name", "Anna"}, {"company", "c4"}};
+  snap_.seen = {{"hubspot", {{"name", "Anna"}, {"company", "c5"}}}};
+  snap_.changed_ms = {{"name", kNoon}, {"company", kNoon}};
+  AddInDoubt(&snap_, "hubspot", {{"name", "Anna"}, {"company", "c4"}}, kNoon + kSecond);
+  MergeResult r = Merge("hubspot", {{"name", "Anna"}, {"company", nullptr}}, kNoon + 2 * kSecond);
+  EXPECT_FALSE(r.changed);
+  EXPECT_EQ(r.snapshot.fields["company"], "c4");
+}
+
 TEST_F(MergeTest, AStageMoveIsReportedWithWhereItCameFrom) {
   Synced();
   snap_.fields["stage"] = "kickoff";
