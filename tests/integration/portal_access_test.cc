@@ -14,7 +14,6 @@
 #include "mocks/portal/portal_mock.h"
 #include "src/engine/bootstrap.h"
 #include "tests/integration/mock_systems.h"
-#include "src/engine/portal_rules.h"
 
 namespace crmbridge {
 namespace {
@@ -314,47 +313,6 @@ TEST_F(PortalAccessTest, AMovedContactIsRegrantedAndAManagementCompanyGetsEachPr
     EXPECT_EQ(grants_of(e), (std::set<std::string>{property_id("seed-prop-2"), property_id("seed-prop-3")}))
         << e;
   EXPECT_EQ(Sync().TotalWrites(), 0);
-}
-
-TEST(PortalRulesTest, EveryCombinationOfTheFlagsAndTheEmail) {
-  PortalAccessFlow flow;
-  flow.contact = "contact";
-  flow.company = "company";
-  flow.company_flag = "activate_portal_access";
-  flow.contact_flag = "portal_access";
-  flow.email = "portal_email";
-  flow.property = "main_property";
-  int eligible = 0;
-  for (int bits = 0; bits < 16; ++bits) {
-    const bool company_on = bits & 1, contact_on = bits & 2, has_email = bits & 4, has_property = bits & 8;
-    json contact = {{"portal_access", contact_on}};
-    if (has_email) contact["portal_email"] = " anna@brf.se ";
-    if (has_property) contact["main_property"] = "seed-prop-1";
-    const json company = {{"activate_portal_access", company_on}};
-    const PortalDecision d = DecidePortalAccess(flow, contact, false, company);
-    EXPECT_EQ(d.eligible, company_on && contact_on && has_email && has_property) << bits;
-    EXPECT_EQ(d.reason.empty(), d.eligible) << bits;
-    if (d.eligible) {
-      EXPECT_EQ(d.email, "anna@brf.se");
-      ++eligible;
-    }
-    // A deleted contact, a contact without a company, or an empty email never gets access.
-    EXPECT_FALSE(DecidePortalAccess(flow, contact, true, company).eligible);
-    EXPECT_FALSE(DecidePortalAccess(flow, contact, false, json()).eligible);
-  }
-  EXPECT_EQ(eligible, 1);
-  // A management company lists its properties: each is granted, once, instead of the main one.
-  flow.company_properties = "managed_properties";
-  const json contact = {{"portal_access", true}, {"portal_email", "a@b.se"}, {"main_property", "p1"}};
-  EXPECT_EQ(DecidePortalAccess(flow, contact, false, {{"activate_portal_access", true}}).grants,
-            std::vector<std::string>{"p1"});
-  EXPECT_EQ(DecidePortalAccess(flow, contact, false,
-                               {{"activate_portal_access", true}, {"managed_properties", "p2, p3;p2"}})
-                .grants,
-            (std::vector<std::string>{"p2", "p3"}));
-  json blank = {{"portal_access", true}, {"portal_email", "   "}, {"main_property", "p"}};
-  EXPECT_EQ(DecidePortalAccess(flow, blank, false, {{"activate_portal_access", true}}).reason,
-            "no contact.portal_email");
 }
 
 }  // namespace
