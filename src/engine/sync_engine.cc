@@ -13,9 +13,9 @@
 #include <spdlog/spdlog.h>
 
 #include "src/core/hash.h"
-#include "src/core/ids.h"
 #include "src/core/time_util.h"
 #include "src/engine/merge.h"
+#include "src/engine/identity.h"
 #include "src/engine/portal_access.h"
 #include "src/engine/record_view.h"
 #include "src/engine/write_planner.h"
@@ -68,6 +68,7 @@ class SyncEngine::Run {
         run_start_ms_(engine->clock_->NowMillis()),
         view_(engine->store_),
         planner_(engine->plan_.get(), &view_, &tally_, options.dry_run, run_start_ms_),
+        identity_(engine->plan_.get(), &view_),
         portal_(engine->plan_.get(), engine->store_, engine->clock_, &view_, &planner_, &tally_,
                 options.dry_run, run_start_ms_,
                 engine->plan_->portal_access() &&
@@ -135,19 +136,10 @@ class SyncEngine::Run {
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
-  // The record's canonical id: by link, by the crmbridge key it carries, by match key (then
-  // `matched`), else a new one. kAlreadyExists: a duplicate in its system (see the definition).
-  // `minted`: a new one, which the store has nothing about yet.
-  Result<std::string> ResolveCanonicalId(const SystemEntityMapping& source,
-                                         const NativeRecord& record, const MappedRecord& mapped,
-                                         bool* matched, bool* minted);
   // Loads what the store holds for a page's records in one call (RecordView::Load), for
-  // ResolveCanonicalId, CurrentLink and ProcessRecord's snapshot; ClearPageState drops it.
+  // identity, CurrentLink and ProcessRecord's snapshot; ClearPageState drops it.
   Status LoadPageState(const SystemEntityMapping& m, const std::vector<NativeRecord>& records);
   void ClearPageState();
-  static std::string MatchKey(const std::vector<std::string>& fields, const nlohmann::json& values);
-  void PutMatchKeys(const std::string& entity, const std::string& canonical_id,
-                    const nlohmann::json& fields, StateBatch* batch);
   Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).
@@ -202,6 +194,7 @@ class SyncEngine::Run {
   // or a dry run's whole pass, must see it), the page's records as loaded, then the store.
   RecordView view_;
   WritePlanner planner_;
+  Identity identity_;
   PortalAccess portal_;  // the portal access flow's hook
   // When the page being processed was asked for and when it arrived, and how precisely its
   // system dates modifications: what the merge dates changes and settles sent values by.
@@ -458,73 +451,6 @@ Result<std::optional<std::string>> SyncEngine::Run::LinkedCanonicalId(const std:
   return view_.CanonicalIdOf(NativeKey{system, entity, native_id});
 }
 
-Result<std::string> SyncEngine::Run::ResolveCanonicalId(const SystemEntityMapping& source,
-                                                        const NativeRecord& record,
-                                                        const MappedRecord& mapped, bool* matched,
-                                                        bool* minted) {
-  auto linked_id = LinkedCanonicalId(source.system, source.entity, record.id);
-  if (!linked_id.ok()) return linked_id.status();
-  if (linked_id->has_value()) return **linked_id;
-  // The record carries the key crmbridge wrote when it created it: a write whose link was lost
-  // (crash between the API call and the commit) is recognised instead of duplicated.
-  if (!record.key.empty()) return record.key;
-  // First time this record is seen: its match key may name a canonical record it is (the same
-  // email as a contact already synced from another system).
-  if (!source.match.empty()) {
-    const std::string mk = MatchKey(source.match, mapped.fields);
-    if (!mk.empty()) {
-      auto stored = view_.ByMatchKey(source.entity, mk);
-      if (!stored.ok()) return stored.status();
-      const std::optional<std::string> found = *stored;
-      if (found) {
-        auto linked = CurrentLink(source.entity, *found, source.system);
-        if (!linked.ok()) return linked.status();
-        // One canonical record has one record per system: a second one with the same match key
-        // is a duplicate in that system, reported and left alone rather than merged.
-        if (!linked->native_id.empty() && linked->native_id != record.id)
-          return Status(StatusCode::kAlreadyExists,
-                        "has the same " + mk + " as " + source.object + " " + linked->native_id +
-                            ", already linked to " + source.entity + " " + *found);
-        *matched = true;
-        return *found;
-      }
-    }
-  }
-  std::string cid = NewTimeOrderedUuid();
-  *minted = true;
-  // Nothing in the store refers to it: no snapshot, no link, no queued write.
-  view_.NoteNew(source.entity, cid);
-  return cid;
-}
-
-// "email=anna@acme.se": the match fields' values, trimmed and case-folded; "" when any is empty.
-std::string SyncEngine::Run::MatchKey(const std::vector<std::string>& fields, const json& values) {
-  std::string key;
-  for (const std::string& f : fields) {
-    if (!values.contains(f) || values[f].is_null()) return "";
-    std::string v = values[f].is_string() ? values[f].get<std::string>() : values[f].dump();
-    const size_t b = v.find_first_not_of(" \t\r\n"), e = v.find_last_not_of(" \t\r\n");
-    if (b == std::string::npos) return "";
-    v = v.substr(b, e - b + 1);
-    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
-    key += (key.empty() ? "" : "&") + f + "=" + v;
-  }
-  return key;
-}
-
-// Every match key the entity's mappings declare, for a canonical record's values.
-void SyncEngine::Run::PutMatchKeys(const std::string& entity, const std::string& canonical_id,
-                                   const json& fields, StateBatch* batch) {
-  std::set<std::vector<std::string>> specs;
-  for (const SystemEntityMapping& m : e_->plan_->mappings())
-    if (m.entity == entity && !m.match.empty()) specs.insert(m.match);
-  for (const auto& spec : specs) {
-    const std::string mk = MatchKey(spec, fields);
-    if (mk.empty()) continue;
-    if (view_.PutMatchKey(entity, mk, canonical_id)) batch->PutMatchKey(entity, mk, canonical_id);
-  }
-}
-
 Status SyncEngine::Run::ResolveReadRefs(const SystemEntityMapping& m, MappedRecord* record,
                                         int64_t* unresolved) {
   for (const FieldMap& f : m.fields) {
@@ -648,16 +574,17 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   }
   CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*mapped, &counts.unresolved_refs));
 
-  bool matched = false, minted = false;
-  auto cid_or = ResolveCanonicalId(source, record, *mapped, &matched, &minted);
-  if (cid_or.status().code() == StatusCode::kAlreadyExists) {
+  auto identified = identity_.Resolve(source, record, mapped->fields);
+  if (!identified.ok()) return identified.status();
+  if (identified->kind == Identified::Kind::kDuplicate) {
     ++counts.duplicates;
     spdlog::warn("{}: {} {} is not synced: it {}", source.system, source.object, record.id,
-                 cid_or.status().message());
+                 identified->duplicate_of);
     return Status::Ok();
   }
-  if (!cid_or.ok()) return cid_or.status();
-  const std::string cid = *cid_or;
+  const std::string cid = identified->canonical_id;
+  const bool matched = identified->kind == Identified::Kind::kMatched;
+  const bool minted = identified->kind == Identified::Kind::kNew;
 
   // Current snapshot (a record seen for the first time has none).
   Snapshot snap;
@@ -794,7 +721,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   }
   batch->PutSnapshot(snap);
   view_.PutSnapshot(snap);
-  PutMatchKeys(source.entity, cid, snap.fields, batch);
+  identity_.PutMatchKeys(source.entity, cid, snap.fields, batch);
   return Status::Ok();
 }
 
@@ -1062,6 +989,8 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
                                       const std::vector<size_t>& sent) {
   // A system crmbridge never reads cannot echo anything back.
   if (!m.reads()) return Status::Ok();
+  // The reader's view resolves references, and the snapshots are read, changed and written back.
+  std::lock_guard<std::mutex> state_lock(flush_state_mu_);
   std::unordered_map<std::string, json> values;  // canonical id -> the canonical values sent
   for (size_t i : sent) {
     const OutboxItem& item = items[i];
@@ -1075,7 +1004,6 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
   std::vector<std::string> ids;
   ids.reserve(values.size());
   for (const auto& [cid, v] : values) ids.push_back(cid);
-  std::lock_guard<std::mutex> state_lock(flush_state_mu_);
   auto loaded = e_->store_->LoadRecords(m.entity, m.system, {}, ids);
   if (!loaded.ok()) return loaded.status();
   const int64_t now = e_->clock_->NowMillis();
