@@ -174,6 +174,16 @@ static std::optional<std::unique_ptr<SyncEngine>> NewEngine(Loaded& loaded) {
                                       std::move(*connectors), Clock::Real());
 }
 
+// A run that lost its lease to another one stopped on purpose; the other run goes on. The exit
+// code comes from the summary, never from a Status code.
+static int LeaseLost(const RunSummary& summary) {
+  if (!summary.lease_lost) return kExitOk;
+  std::cerr << "crmbridge: this run's lease expired and another run took it over; it stopped "
+               "without writing more (run "
+            << summary.run_id << ")\n";
+  return kExitLeaseHeld;
+}
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
@@ -191,9 +201,9 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   auto summary = engine.RunOnce(run);
   if (!summary.ok()) {
     std::cerr << "crmbridge: sync failed: " << summary.status().ToString() << "\n";
-    // A run that lost its lease to another one stopped on purpose; the other run goes on.
-    return summary.status().code() == StatusCode::kAborted ? kExitLeaseHeld : kExitInternal;
+    return kExitInternal;
   }
+  if (int rc = LeaseLost(*summary); rc != kExitOk) return rc;
   if (summary->lease_denied) {
     std::cerr << "crmbridge: another run holds the lease (" << summary->lease_holder
               << "); try again when it finishes\n";
@@ -280,8 +290,9 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) {
     std::cerr << "crmbridge: backfill failed: " << summary.status().ToString() << "\n";
-    return summary.status().code() == StatusCode::kAborted ? kExitLeaseHeld : kExitInternal;
+    return kExitInternal;
   }
+  if (int rc = LeaseLost(*summary); rc != kExitOk) return rc;
   if (summary->lease_denied) {
     std::cerr << "crmbridge: another run holds the lease (" << summary->lease_holder << ")\n";
     return kExitLeaseHeld;
@@ -329,6 +340,9 @@ int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
       spdlog::error("daemon: run failed: {}", summary.status().ToString());
     } else if (summary->lease_denied) {
       spdlog::warn("daemon: skipped: another run holds the lease ({})", summary->lease_holder);
+    } else if (summary->lease_lost) {
+      spdlog::warn("daemon: run {} stopped: its lease expired and another run took it over",
+                   summary->run_id);
     } else {
       spdlog::info("daemon: run {} wrote {} record(s), {} dead-lettered{}", summary->run_id,
                    summary->TotalWrites(), summary->TotalDeadLettered(),

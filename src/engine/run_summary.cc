@@ -49,6 +49,7 @@ json RunSummary::ToJson() const {
     j["lease_denied"] = true;
     j["lease_holder"] = lease_holder;
   }
+  if (lease_lost) j["lease_lost"] = true;
   for (const auto& [system, entities] : counts)
     for (const auto& [entity, c] : entities) j["systems"][system][entity] = c.ToJson();
   auto list = [](const std::vector<PlannedWrite>& writes) {

@@ -55,6 +55,9 @@ struct RunSummary {
   bool dry_run = false;
   bool lease_denied = false;
   std::string lease_holder;  // who holds it, when denied
+  // The run's lease expired while it worked and another run took it over: it stopped before
+  // writing anything more (what it committed stays valid; the other run goes on from there).
+  bool lease_lost = false;
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
   // counts[system][entity]

@@ -77,22 +77,23 @@ class SyncEngine::Run {
   Result<RunSummary> Execute();
 
  private:
-  bool Stopping() const { return opt_.stop != nullptr && opt_.stop->load(); }
+  // Asked to stop (SIGTERM), or the lease was lost: the work in hand ends, nothing more starts.
+  bool Stopping() const { return (opt_.stop != nullptr && opt_.stop->load()) || lease_lost_; }
   // Whether this run reads `m`: a backfill reads its system (and entity) alone.
   bool ReadsThisRun(const SystemEntityMapping& m) const {
     return m.reads() && (opt_.backfill_system.empty() ||
                          (m.system == opt_.backfill_system &&
                           (opt_.backfill_entity.empty() || m.entity == opt_.backfill_entity)));
   }
-  // Extends the lease while a long run works. kAborted when another run took it over (ours had
-  // expired): this run must stop rather than write beside it.
-  Status RenewLease() {
+  // Extends the lease while a long run works. False when another run took it over (ours had
+  // expired): this run stops rather than write beside it (RunSummary::lease_lost).
+  Result<bool> RenewLease() {
     auto renewed = e_->store_->AcquireLease(opt_.holder, e_->clock_->NowMillis(),
                                             e_->config_->sync.lease_ttl.count());
     if (!renewed.ok()) return renewed.status();
-    if (!*renewed)
-      return Status(StatusCode::kAborted, "the run lease expired and another run took it over");
-    return Status::Ok();
+    if (!*renewed && !lease_lost_.exchange(true))
+      spdlog::error("the run lease expired and another run took it over: this run stops");
+    return *renewed;
   }
   EntityCounts& Count(const std::string& system, const std::string& entity) {
     return tally_.Count(system, entity);
@@ -188,6 +189,7 @@ class SyncEngine::Run {
   RunOptions opt_;
   const int64_t run_start_ms_;
   RunTally tally_;
+  std::atomic<bool> lease_lost_{false};
   RunSummary& summary_ = tally_.summary();  // the orchestrator's, between threaded phases
 
   // The reader's view of the state: the page's uncommitted work (later records of the same page,
@@ -325,9 +327,15 @@ Result<RunSummary> SyncEngine::Run::Execute() {
                   : summary_.TotalDeadLettered() > 0   ? "dead-lettered"
                                                        : "ok";
     rec.error = failure.ok() ? "" : failure.ToString();
+    if (lease_lost_) {
+      summary_.lease_lost = true;
+      if (failure.ok()) rec.outcome = "lease lost";
+      if (rec.error.empty()) rec.error = "the run lease expired and another run took it over";
+    }
     Status fs = store->FinishRun(rec);
     if (!fs.ok()) spdlog::error("could not record the run: {}", fs.ToString());
-    Status rs = store->ReleaseLease(opt_.holder);
+    // A lost lease is the other run's now.
+    Status rs = lease_lost_ ? Status::Ok() : store->ReleaseLease(opt_.holder);
     if (!rs.ok()) spdlog::error("could not release the lease: {}", rs.ToString());
   }
   if (!failure.ok()) return failure;
@@ -391,9 +399,11 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
         // The finished backfill's checkpoint is cleared: the next backfill starts over.
         batch.SetCursor(m.system, cursor_key, backfill && !page->has_more ? "" : page->next);
         CRMB_RETURN_IF_ERROR(store->Apply(batch));
-        CRMB_RETURN_IF_ERROR(RenewLease());
+        auto held = RenewLease();
+        if (!held.ok()) return held.status();
         ReadProgressed(/*entity_done=*/false, false, &batch);
         view_.ClearPending();
+        if (!*held) return Status::Ok();  // Stopping(): the run ends
       }
     }
     read_so_far += static_cast<int64_t>(page->records.size());
@@ -862,7 +872,9 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
       for (size_t i = 0; i < items.size() && !Stopping(); i += max_batch) {
         std::vector<OutboxItem> chunk(items.begin() + i,
                                       items.begin() + std::min(items.size(), i + max_batch));
-        CRMB_RETURN_IF_ERROR(RenewLease());
+        auto held = RenewLease();
+        if (!held.ok()) return held.status();
+        if (!*held) return Status::Ok();
         CRMB_RETURN_IF_ERROR(FlushChunk(connector, *m, chunk));
         if (IsMarkedUnreachable(system)) return Status::Ok();
       }
@@ -914,7 +926,9 @@ Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapp
     for (size_t i = 0; i < n && !Stopping(); i += max_batch) {
       std::vector<OutboxItem> chunk(due->begin() + i, due->begin() + std::min(n, i + max_batch));
       // Checked before writing: a run whose lease another run took over writes nothing more.
-      CRMB_RETURN_IF_ERROR(RenewLease());
+      auto held = RenewLease();
+      if (!held.ok()) return held.status();
+      if (!*held) return Status::Ok();
       CRMB_RETURN_IF_ERROR(FlushChunk(connector, m, chunk));
       if (IsMarkedUnreachable(m.system)) return Status::Ok();
     }
