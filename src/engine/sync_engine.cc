@@ -17,6 +17,8 @@
 #include "src/engine/merge.h"
 #include "src/engine/identity.h"
 #include "src/engine/portal_access.h"
+#include "src/engine/references.h"
+#include "src/engine/write_outcome.h"
 #include "src/engine/record_view.h"
 #include "src/engine/write_planner.h"
 
@@ -51,12 +53,6 @@ int64_t OutboxBackoffMs(int attempts, const SyncConfig& sync) {
   return d / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(d / 2 + 1));
 }
 
-// A network-level failure (no HTTP answer) or a credentials problem means the system, not the
-// record, is at fault.
-bool IsUnreachable(const Status& s) {
-  return s.IsSystemFatal() || (s.code() == StatusCode::kUnavailable && s.http_status() == 0);
-}
-
 }  // namespace
 
 // State of one RunOnce call.
@@ -69,6 +65,7 @@ class SyncEngine::Run {
         view_(engine->store_),
         planner_(engine->plan_.get(), &view_, &tally_, options.dry_run, run_start_ms_),
         identity_(engine->plan_.get(), &view_),
+        references_(engine->plan_.get(), engine->store_),
         portal_(engine->plan_.get(), engine->store_, engine->clock_, &view_, &planner_, &tally_,
                 options.dry_run, run_start_ms_,
                 engine->plan_->portal_access() &&
@@ -117,23 +114,6 @@ class SyncEngine::Run {
   Result<std::optional<std::string>> LinkedCanonicalId(const std::string& system,
                                                        const std::string& entity,
                                                        const std::string& native_id);
-  // Reference fields of a record mapped from `m` get canonical ids: a native id through the
-  // referenced entity's links in m.system, a placeholder (an outbox payload read back) by its id.
-  // A native id crmbridge has not linked is dropped from `record`, counted in `unresolved`.
-  Status ResolveReadRefs(const SystemEntityMapping& m, MappedRecord* record, int64_t* unresolved);
-  // Turns the placeholders of an outbox payload into NativeRefs of `m.system`'s records. kAborted
-  // naming the record when one does not exist there yet (it is retried later).
-  // `on_its_way`: the missing record has a write queued there, so waiting costs no attempt.
-  // `state` is what LoadWriteRefs read for the chunk.
-  struct WriteRefState {
-    std::unordered_map<std::string, Snapshot> snapshots;  // the chunk's records, by canonical id
-    // Per referenced entity, canonical id -> its native id in the chunk's system.
-    std::map<std::string, std::unordered_map<std::string, std::string>> native_ids;
-  };
-  Status LoadWriteRefs(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
-                       WriteRefState* state);
-  Status ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item,
-                          const WriteRefState& state, WriteOp* op, bool* on_its_way);
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -197,6 +177,7 @@ class SyncEngine::Run {
   RecordView view_;
   WritePlanner planner_;
   Identity identity_;
+  References references_;
   PortalAccess portal_;  // the portal access flow's hook
   // When the page being processed was asked for and when it arrived, and how precisely its
   // system dates modifications: what the merge dates changes and settles sent values by.
@@ -461,115 +442,6 @@ Result<std::optional<std::string>> SyncEngine::Run::LinkedCanonicalId(const std:
   return view_.CanonicalIdOf(NativeKey{system, entity, native_id});
 }
 
-Status SyncEngine::Run::ResolveReadRefs(const SystemEntityMapping& m, MappedRecord* record,
-                                        int64_t* unresolved) {
-  for (const FieldMap& f : m.fields) {
-    if (f.ref_entity.empty() || !record->fields.contains(f.canonical)) continue;
-    json& value = record->fields[f.canonical];
-    if (value.is_null()) continue;  // refers to nothing
-    if (auto cid = RefPlaceholderId(value)) {
-      value = *cid;
-      continue;
-    }
-    const std::string native_id = value.get<std::string>();
-    auto cid = LinkedCanonicalId(m.system, f.ref_entity, native_id);
-    if (!cid.ok()) return cid.status();
-    if (cid->has_value()) {
-      value = **cid;
-      continue;
-    }
-    if (unresolved != nullptr) ++*unresolved;
-    spdlog::info("{}: {}.{} refers to {} {}, which crmbridge has not linked; the reference is "
-                 "left as it is", m.system, m.entity, f.canonical, f.ref_entity, native_id);
-    record->fields.erase(f.canonical);
-  }
-  return Status::Ok();
-}
-
-Status SyncEngine::Run::LoadWriteRefs(const SystemEntityMapping& m,
-                                      const std::vector<OutboxItem>& items, WriteRefState* state) {
-  std::vector<const FieldMap*> ref_fields;
-  for (const FieldMap& f : m.fields)
-    if (!f.ref_entity.empty() && f.writes()) ref_fields.push_back(&f);
-  if (ref_fields.empty() || items.empty()) return Status::Ok();
-  std::vector<std::string> ids;
-  ids.reserve(items.size());
-  for (const OutboxItem& item : items) ids.push_back(item.canonical_id);
-  auto own = e_->store_->LoadRecords(m.entity, m.system, {}, ids);
-  if (!own.ok()) return own.status();
-  state->snapshots = std::move(own->snapshots);
-  // Per referenced entity, the records referred to now and before, in one call.
-  std::map<std::string, std::set<std::string>> wanted;
-  for (const OutboxItem& item : items) {
-    const auto snap = state->snapshots.find(item.canonical_id);
-    const json* seen = snap != state->snapshots.end() && snap->second.seen.is_object() &&
-                               snap->second.seen.contains(m.system)
-                           ? &snap->second.seen[m.system]
-                           : nullptr;
-    for (const FieldMap* f : ref_fields) {
-      if (auto it = item.payload.find(f->native); it != item.payload.end())
-        if (auto cid = RefPlaceholderId(*it)) wanted[f->ref_entity].insert(*cid);
-      if (seen != nullptr)
-        if (auto before = seen->find(f->canonical); before != seen->end() && before->is_string())
-          wanted[f->ref_entity].insert(before->get<std::string>());
-    }
-  }
-  for (const auto& [entity, cids] : wanted) {
-    auto loaded = e_->store_->LoadRecords(entity, m.system, {},
-                                          std::vector<std::string>(cids.begin(), cids.end()));
-    if (!loaded.ok()) return loaded.status();
-    auto& native = state->native_ids[entity];
-    for (const auto& [cid, links] : loaded->links)
-      for (const Link& link : links)
-        if (link.system == m.system && !link.native_id.empty()) native[cid] = link.native_id;
-  }
-  return Status::Ok();
-}
-
-Status SyncEngine::Run::ResolveWriteRefs(const SystemEntityMapping& m, const OutboxItem& item,
-                                         const WriteRefState& state, WriteOp* op,
-                                         bool* on_its_way) {
-  auto native_id = [&](const std::string& entity, const std::string& cid) -> std::string {
-    auto by_entity = state.native_ids.find(entity);
-    if (by_entity == state.native_ids.end()) return "";
-    auto it = by_entity->second.find(cid);
-    return it == by_entity->second.end() ? "" : it->second;
-  };
-  const auto snap = state.snapshots.find(item.canonical_id);
-  for (const FieldMap& f : m.fields) {
-    if (f.ref_entity.empty() || !f.writes() || !op->fields.contains(f.native)) continue;
-    const json value = op->fields[f.native];
-    op->fields.erase(f.native);
-    const SystemEntityMapping* target = e_->plan_->Find(m.system, f.ref_entity);
-    if (target == nullptr) continue;  // validation requires it
-    NativeRef ref;
-    ref.object = target->object;
-    ref.bind = f.bind;
-    std::string cid;
-    if (auto id = RefPlaceholderId(value)) cid = *id;
-    if (!cid.empty()) {
-      ref.id = native_id(f.ref_entity, cid);
-      if (ref.id.empty()) {
-        auto queued = e_->store_->PendingOutbox(m.system, f.ref_entity, cid);
-        if (!queued.ok()) return queued.status();
-        *on_its_way = queued->has_value();
-        return Status(StatusCode::kAborted, "waits for " + f.ref_entity + " " + cid + " (its " +
-                                                f.canonical + "), which " + m.system +
-                                                " does not have yet");
-      }
-    }
-    // What this system referred to before, so a many-valued reference can drop it.
-    if (snap != state.snapshots.end() && snap->second.seen.is_object() &&
-        snap->second.seen.contains(m.system)) {
-      const json before = snap->second.seen[m.system].value(f.canonical, json());
-      if (before.is_string() && before.get<std::string>() != cid)
-        ref.previous_id = native_id(f.ref_entity, before.get<std::string>());
-    }
-    op->refs[f.native] = std::move(ref);
-  }
-  return Status::Ok();
-}
-
 Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                                       StateBatch* batch) {
   EntityCounts& counts = Count(source.system, source.entity);
@@ -582,7 +454,8 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
                  source.entity, mapped.status().message());
     return Status::Ok();
   }
-  CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*mapped, &counts.unresolved_refs));
+  CRMB_RETURN_IF_ERROR(
+      references_.ResolveRead(&view_, source, &*mapped, &counts.unresolved_refs));
 
   auto identified = identity_.Resolve(source, record, mapped->fields);
   if (!identified.ok()) return identified.status();
@@ -636,7 +509,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     if (!queued->has_value()) return json();
     auto back = MappingPlan::ToCanonical(source, (*queued)->payload);
     if (!back.ok()) return json();
-    CRMB_RETURN_IF_ERROR(ResolveReadRefs(source, &*back, nullptr));
+    CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, source, &*back, nullptr));
     return back->fields;
   };
   auto merge = MergeRead(in);
@@ -1011,7 +884,7 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
     if (item.op == "delete" || item.entity != m.entity || item.system != m.system) continue;
     auto back = MappingPlan::ToCanonical(m, item.payload);
     if (!back.ok()) continue;
-    CRMB_RETURN_IF_ERROR(ResolveReadRefs(m, &*back, nullptr));
+    CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, m, &*back, nullptr));
     values[item.canonical_id] = std::move(back->fields);
   }
   if (values.empty()) return Status::Ok();
@@ -1046,32 +919,28 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   }
   // References become the target system's ids; a write whose referenced record is not there yet
   // waits (a record is flushed after the records it refers to, so that is a failure upstream).
-  std::vector<Status> held(items.size());
-  std::vector<char> on_its_way(items.size(), 0), skipped(items.size(), 0);
+  std::vector<RefWait> waits(items.size());
+  std::vector<char> skipped(items.size(), 0);
   std::vector<WriteOp> sendable;
   std::vector<size_t> sent_index;
-  WriteRefState refs;  // read once for the chunk
-  CRMB_RETURN_IF_ERROR(LoadWriteRefs(m, items, &refs));
+  References::Chunk refs;  // read once for the chunk
+  CRMB_RETURN_IF_ERROR(references_.LoadChunk(m, items, &refs));
   for (size_t i = 0; i < items.size(); ++i) {
-    bool coming = false;
-    held[i] = ResolveWriteRefs(m, items[i], refs, &ops[i], &coming);
-    on_its_way[i] = coming;
-    if (!held[i].ok() && held[i].code() != StatusCode::kAborted) return held[i];
-    if (!held[i].ok() && items[i].op == "delete" && items[i].native_id.empty()) {
+    auto wait = references_.ResolveWrite(m, items[i], refs, &ops[i]);
+    if (!wait.ok()) return wait.status();
+    if (wait->waiting && items[i].op == "delete" && items[i].native_id.empty()) {
       // A delete that names a record by its reference, which never came to exist there: there
       // is nothing to delete.
-      held[i] = Status::Ok();
       skipped[i] = 1;
       continue;
     }
-    if (held[i].ok()) {
+    waits[i] = std::move(*wait);
+    if (!waits[i].waiting) {
       sendable.push_back(std::move(ops[i]));
       sent_index.push_back(i);
     }
   }
   std::vector<WriteOutcome> outcomes(items.size());
-  for (size_t i = 0; i < items.size(); ++i)
-    if (!held[i].ok()) outcomes[i].status = held[i];
   if (!sendable.empty()) {
     CRMB_RETURN_IF_ERROR(RecordSending(m, items, sent_index));
     auto written = [&] {
@@ -1096,8 +965,8 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   std::vector<std::string> delivered;
   delivered.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i)
-    if (outcomes[i].status.ok() && !skipped[i] && items[i].entity == m.entity &&
-        items[i].system == m.system)
+    if (outcomes[i].status.ok() && !waits[i].waiting && !skipped[i] &&
+        items[i].entity == m.entity && items[i].system == m.system)
       delivered.push_back(items[i].canonical_id);
   RecordView chunk(e_->store_);
   CRMB_RETURN_IF_ERROR(chunk.Load(m.system, m.entity, {}, delivered));
@@ -1112,12 +981,25 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   const int64_t now = e_->clock_->NowMillis();
   for (size_t i = 0; i < items.size(); ++i) {
     const OutboxItem& item = items[i];
-    Status st = outcomes[i].status;
-    if (st.ok() && skipped[i]) {
+    if (skipped[i]) {
       batch.CompleteOutbox(item.id, item.payload_hash);
       continue;
     }
-    if (st.ok()) {
+    Status st = outcomes[i].status;
+    if (st.system().empty()) st.set_system(m.system);
+    WriteAttempt attempt;
+    attempt.status = st;
+    attempt.wait = waits[i];
+    attempt.attempts = item.attempts;
+    attempt.max_attempts = e_->config_->sync.max_outbox_attempts;
+    // Once per run, so a flush loop cannot spin on it.
+    if (waits[i].waiting) {
+      ++counts.waiting_on_refs;
+      attempt.first_wait = waits[i].on_its_way && tally_.FirstWait(item.id);
+    }
+    const WriteDecision decision = DecideWrite(attempt);
+    const std::string error = waits[i].waiting ? waits[i].reason : st.ToString();
+    if (decision == WriteDecision::kDone) {
       if (portal_.OnDelivered(item, outcomes[i], &batch)) continue;
       auto existing = find_link(item);
       if (!existing.ok()) return existing.status();
@@ -1134,7 +1016,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       // In direction, so a many-to-one table's preferred value is what is expected): reading it
       // back later is then recognised as our own write, not a change made there.
       if (auto back = MappingPlan::ToCanonical(m, item.payload); back.ok()) {
-        CRMB_RETURN_IF_ERROR(ResolveReadRefs(m, &*back, nullptr));
+        CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, m, &*back, nullptr));
         auto snap = find_snapshot(item);
         if (!snap.ok()) return snap.status();
         if (snap->has_value()) {
@@ -1169,38 +1051,31 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
                                   item.payload});
       continue;
     }
-    if (st.system().empty()) st.set_system(m.system);
-    if (IsUnreachable(st)) {
+    if (decision == WriteDecision::kStopSystem) {
       // Not this record's fault: leave it queued untouched and stop writing to this system.
       MarkUnreachable(m.system, st);
       spdlog::error("{}: writes stopped for this run: {}", m.system, st.ToString());
       break;
     }
-    const bool transient = st.IsTransient() || st.code() == StatusCode::kAlreadyExists ||
-                           st.code() == StatusCode::kAborted;
-    if (!held[i].ok()) {
-      ++counts.waiting_on_refs;
-      // Once per run, so a flush loop cannot spin on it.
-      if (on_its_way[i] && tally_.FirstWait(item.id)) {
+    const int64_t next_attempt = now + OutboxBackoffMs(item.attempts, e_->config_->sync);
+    switch (decision) {
+      case WriteDecision::kWait:
         // The referenced record's own write is still queued (failed transiently): wait for it
         // without spending an attempt; its attempts decide.
-        batch.RetryOutbox(item.id, st.ToString(),
-                          now + OutboxBackoffMs(item.attempts, e_->config_->sync), false,
-                          item.payload_hash);
-        continue;
-      }
-    }
-    if (transient && item.attempts + 1 < e_->config_->sync.max_outbox_attempts) {
-      ++counts.retrying;
-      batch.RetryOutbox(item.id, st.ToString(), now + OutboxBackoffMs(item.attempts, e_->config_->sync),
-                        true, item.payload_hash);
-      spdlog::warn("{}: {} {} will be retried: {}", m.system, m.entity, item.canonical_id,
-                   st.ToString());
-    } else {
-      ++counts.dead_lettered;
-      batch.DeadLetterOutbox(item.id, st.ToString(), st.http_status(), item.payload_hash);
-      spdlog::error("{}: {} {} dead-lettered after {} attempt(s): {}", m.system, m.entity,
-                    item.canonical_id, item.attempts + 1, st.ToString());
+        batch.RetryOutbox(item.id, error, next_attempt, false, item.payload_hash);
+        break;
+      case WriteDecision::kRetryLater:
+        ++counts.retrying;
+        batch.RetryOutbox(item.id, error, next_attempt, true, item.payload_hash);
+        spdlog::warn("{}: {} {} will be retried: {}", m.system, m.entity, item.canonical_id, error);
+        break;
+      default:
+        ++counts.dead_lettered;
+        batch.DeadLetterOutbox(item.id, error, waits[i].waiting ? 0 : st.http_status(),
+                               item.payload_hash);
+        spdlog::error("{}: {} {} dead-lettered after {} attempt(s): {}", m.system, m.entity,
+                      item.canonical_id, item.attempts + 1, error);
+        break;
     }
   }
   return e_->store_->Apply(batch);

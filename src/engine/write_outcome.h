@@ -1,0 +1,32 @@
+// DecideWrite: what happens to one outbox item after an attempt to write it, decided in one place.
+//
+//   delivered                                    -> kDone
+//   no HTTP answer at all, or bad credentials    -> kStopSystem (the system is at fault, not the
+//                                                   record: it stays queued, untouched)
+//   a record it refers to is on its way there    -> kWait, once per run, spending no attempt
+//   transient (429, 5xx, timeout), 409, 412, or
+//   a record it refers to is not there           -> kRetryLater while attempts are left
+//   anything else, or out of attempts            -> kDeadLetter, with the reason
+#pragma once
+
+#include "src/core/status.h"
+#include "src/engine/references.h"
+
+namespace crmbridge {
+
+enum class WriteDecision { kDone, kWait, kRetryLater, kDeadLetter, kStopSystem };
+
+struct WriteAttempt {
+  Status status;           // the write's outcome, OK when delivered; unused while it waits
+  RefWait wait;            // it was not sent: a record it refers to is not in the system yet
+  bool first_wait = true;  // its first wait this run (a flush loop must not spin on it)
+  int attempts = 0;        // attempts spent before this one
+  int max_attempts = 1;    // sync.max_outbox_attempts
+};
+
+WriteDecision DecideWrite(const WriteAttempt& attempt);
+
+// A network-level failure (no HTTP answer) or a credentials problem: the system is at fault.
+bool IsUnreachable(const Status& s);
+
+}  // namespace crmbridge
