@@ -45,12 +45,14 @@ cfg=$here/twoway_crmbridge.yaml
 start_mocks() {
   local out="$work/mocks.json" line="" try
   for try in 1 2 3; do
+    # Created here, not by the background job's redirection, which may come after the first look.
+    : >"$out"
     "$bin/crm-mocks" --hubspot-token "$HUBSPOT_TOKEN" --dynamics365-client-id "$D365_CLIENT_ID" \
       --dynamics365-client-secret "$D365_CLIENT_SECRET" --size 0 --no-limits \
       >"$out" 2>>"$work/mocks.log" &
     mocks_pid=$!
     for _ in $(seq 1 400); do
-      line=$(head -n1 "$out")
+      line=$(head -n1 "$out" 2>/dev/null || true)
       if [[ $line == *'"dynamics365":"'* ]]; then break; fi
       if ! kill -0 "$mocks_pid" 2>/dev/null; then break; fi
       sleep 0.05
