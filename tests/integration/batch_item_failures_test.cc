@@ -1,6 +1,7 @@
 // One item failing inside a batch is that item's trouble, not the system's, in process against the
-// mocks: a HubSpot 207 naming a failed input retries that input on a later attempt while the run
-// goes on writing and reading. Only a system that gives no answer at all sits out the run.
+// mocks: a HubSpot 207 naming a failed input, and a Dynamics 365 $batch answer cut off half way,
+// retry the items concerned on a later attempt while the run goes on writing and reading. Only a
+// system that gives no answer at all sits out the run.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -146,6 +147,44 @@ systems:
   hubspot_->SetFaults({});
   SyncUntilDone();
   EXPECT_EQ(made().size(), accounts) << "each account once in HubSpot";
+  ExpectNoDeadLetters();
+}
+
+TEST_F(BatchItemFailuresTest, ADynamics365BatchAnswerCutOffMidwayRetriesOnlyTheRowsItDidNotAnswer) {
+  UseMappings({std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml"});
+  hubspot_->Seed(11, 25);
+  // Rows travel in $batch calls of 5; the transport does not retry, so the engine sees the cut.
+  config_.systems["dynamics365"].options["batch_size"] = "5";
+  config_.systems["dynamics365"].max_attempts = 1;
+  // The first $batch lands whole, and its answer breaks off half way through its parts.
+  dynamics_->SetFaults({*mocks::FaultRule::Parse("POST /$batch drop applied times=1")});
+
+  RunSummary first = Sync();
+  EXPECT_EQ(dynamics_->faults_injected(), 1);
+  EXPECT_TRUE(first.unreachable.empty()) << "a cut answer is no outage: " << first.ToJson().dump();
+  // Companies are written first: the rows whose answers arrived are done, the others retry
+  // (they landed, but crmbridge cannot know it).
+  const EntityCounts& companies = first.counts["dynamics365"]["company"];
+  EXPECT_GE(companies.retrying, 1) << first.ToJson().dump();
+  EXPECT_LE(companies.retrying, 4) << "the rows answered before the cut keep their outcome";
+  EXPECT_EQ(companies.created + companies.retrying, 25);
+  EXPECT_EQ(first.counts["dynamics365"]["onboarding"].created +
+                first.counts["dynamics365"]["onboarding"].waiting_on_refs,
+            25)
+      << "the run went on writing";
+  EXPECT_EQ(dynamics_->Dump()["accounts"].size(), 25u) << "the whole batch landed";
+
+  dynamics_->SetFaults({});
+  SyncUntilDone();
+  const json d = dynamics_->Dump();
+  std::set<std::string> accounts, opportunities;
+  for (const json& a : d["accounts"]) EXPECT_TRUE(accounts.insert(a["name"]).second) << a["name"];
+  for (const json& o : d["opportunities"])
+    EXPECT_TRUE(opportunities.insert(o["name"]).second) << o["name"];
+  EXPECT_EQ(accounts.size(), 25u);
+  EXPECT_EQ(opportunities.size(), 25u);
+  for (const json& o : d["opportunities"])
+    EXPECT_TRUE(o.contains("_parentaccountid_value")) << "every opportunity on its account: " << o.dump();
   ExpectNoDeadLetters();
 }
 
