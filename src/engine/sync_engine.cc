@@ -128,8 +128,10 @@ int64_t OutboxBackoffMs(int attempts, const SyncConfig& sync) {
   return d / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(d / 2 + 1));
 }
 
-// A network-level failure (no HTTP answer) or a credentials problem means the system, not the
-// record, is at fault.
+// A network-level failure (no HTTP answer at all: refused, reset before any status line, DNS) or
+// a credentials problem means the system, not the record, is at fault. An error that came with an
+// answer carries its HTTP status (connectors give an item of a batch the batch answer's), so one
+// item's trouble never stops the system.
 bool IsUnreachable(const Status& s) {
   return s.IsSystemFatal() || (s.code() == StatusCode::kUnavailable && s.http_status() == 0);
 }
