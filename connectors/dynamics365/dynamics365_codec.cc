@@ -153,7 +153,10 @@ Result<std::vector<Response>> ParseBatchResponse(const std::string& content_type
     at += delimiter.size();
     if (body.compare(at, 2, "--") == 0) break;  // the closing delimiter
     const size_t next = body.find(delimiter, at);
-    std::string part = body.substr(at, next == std::string::npos ? std::string::npos : next - at);
+    // A part is whole once a delimiter follows it. Without one the answer broke off inside this
+    // part, which may be cut anywhere (a status line "HTTP/1.1 2", half a row): it is left out.
+    if (next == std::string::npos) break;
+    std::string part = body.substr(at, next - at);
     // The part's MIME headers, then the HTTP response: status line, headers, body.
     auto [mime, http] = SplitAtBlankLine(part);
     (void)mime;

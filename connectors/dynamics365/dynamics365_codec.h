@@ -33,6 +33,7 @@ std::string PercentEncode(const std::string& s);
 std::string BatchBody(const std::string& boundary, const std::vector<Request>& requests);
 
 // The responses of a $batch answer, in order, from its Content-Type (for the boundary) and body.
+// Only whole parts: an answer that broke off gives the parts before the one it broke off in.
 // kInvalidArgument when the answer is not a multipart batch response.
 Result<std::vector<Response>> ParseBatchResponse(const std::string& content_type,
                                                  const std::string& body);

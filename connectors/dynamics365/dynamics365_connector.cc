@@ -417,9 +417,10 @@ WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const Wr
     if (j.is_object() && j.contains(pk) && j[pk].is_string())
       out.native_id = j[pk].get<std::string>();
     if (out.native_id.empty()) {
-      out.status =
-          Status(StatusCode::kUnavailable, "dynamics365: upsert answered without the row id")
-              .set_system(name_);
+      out.status = Status(StatusCode::kUnavailable, "dynamics365: the upsert of " + object.object +
+                                                        " " + op.key + " answered without the row id")
+                       .set_http_status(r.status)
+                       .set_system(name_);
     }
   }
   return out;
@@ -450,6 +451,8 @@ std::vector<WriteOutcome> Dynamics365Connector::WriteBatch(const ObjectRef& obje
   batch.idempotent = true;  // every request inside is an upsert, an update or a delete by key/id
   batch.headers.emplace_back("Prefer", "odata.continue-on-error");
   batch.headers.emplace_back("Content-Type", "multipart/mixed; boundary=" + boundary);
+  // An answer that breaks off still holds the answers of the requests before the break.
+  batch.accept_truncated = true;
   auto r = Call(batch);
   std::vector<WriteOutcome> outcomes(ops.size());
   Status whole;
@@ -465,13 +468,20 @@ std::vector<WriteOutcome> Dynamics365Connector::WriteBatch(const ObjectRef& obje
   auto parts = dynamics365::ParseBatchResponse(r->Header("Content-Type").value_or(""), r->body);
   for (size_t i = 0; i < ops.size(); ++i) {
     if (!parts.ok() || i >= parts->size()) {
-      // Unanswered: the outcome is unknown, and the write is safe to repeat.
-      outcomes[i].status = Status(StatusCode::kUnavailable,
-                                  "dynamics365: the $batch answer has no part for " +
-                                      object.object + " " +
-                                      (ops[i].native_id.empty() ? ops[i].key : ops[i].native_id) +
-                                      (parts.ok() ? "" : ": " + parts.status().message()))
-                               .set_system(name_);
+      // Unanswered: the outcome is unknown (it may have been applied), and the write is safe to
+      // repeat. Dynamics 365 answered the $batch, so this is the row's trouble, not an
+      // unreachable system's: its status goes with it.
+      outcomes[i].status =
+          Status(StatusCode::kUnavailable,
+                 "dynamics365: the $batch answer " +
+                     std::string(r->truncated ? "broke off before its part for "
+                                              : "has no part for ") +
+                     object.object + " " +
+                     (ops[i].native_id.empty() ? ops[i].key : ops[i].native_id) +
+                     "; it may have been applied" +
+                     (parts.ok() ? "" : ": " + parts.status().message()))
+              .set_http_status(r->status)
+              .set_system(name_);
       continue;
     }
     outcomes[i] = WriteResult(object, ops[i], requests[i].method, (*parts)[i]);

@@ -21,10 +21,13 @@ using nlohmann::json;
 
 namespace {
 
+// An answer that is not JSON came all the same: its status goes with the error (a request that
+// got no answer at all has none).
 Result<json> ParseBody(const Response& r, const std::string& what) {
   auto j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded())
     return Status(StatusCode::kUnavailable, "hubspot: " + what + ": the response is not JSON")
+        .set_http_status(r.status)
         .set_system("hubspot");
   return j;
 }
@@ -697,7 +700,8 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
       auto named = error_for.find(k);
       if (named != error_for.end()) {
         // A per-input error: a data problem is permanent, anything else (an internal error, a
-        // limit) is worth another attempt.
+        // limit) is worth another attempt of this input alone. The batch's own status goes with
+        // it: HubSpot answered, so the error is the input's, not an unreachable system's.
         const std::string category = StringAt(*named->second, "category");
         const bool permanent = category == "VALIDATION_ERROR" || category == "CONFLICT" ||
                                category == "OBJECT_NOT_FOUND" || category == "MISSING_SCOPES";
@@ -706,6 +710,7 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
                    "hubspot: " + verb + " of " + k + ": " + category + ": " +
                        StringAt(*named->second, "message") + " correlationId=" +
                        StringAt(*named->second, "correlationId"))
+                .set_http_status(r->status)
                 .set_system(name_);
         continue;
       }

@@ -102,8 +102,11 @@ Status PortalConnector::Fail(const Response& response, const std::string& what) 
 
 Result<json> PortalConnector::ParseBody(const Response& response, const std::string& what) const {
   auto j = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  // The portal answered, if not sensibly: the answer's status goes with the error, so that it
+  // counts against this call's record rather than as a portal that gave no answer.
   if (j.is_discarded() || !j.is_object())
     return Status(StatusCode::kUnavailable, what + ": the answer is not a JSON object")
+        .set_http_status(response.status)
         .set_system(name_);
   return j;
 }
@@ -123,6 +126,7 @@ Result<PortalConnector::ListPage> PortalConnector::List(const std::string& path,
   auto data = j->find("data");
   if (data == j->end() || !data->is_array())
     return Status(StatusCode::kUnavailable, what + ": a list answer without data")
+        .set_http_status(r->status)
         .set_system(name_);
   page.data = std::move(*data);
   page.next = StringAt(*j, "next_cursor");  // null on the last page
@@ -212,7 +216,9 @@ Result<Page> PortalConnector::ReadAccess(const Cursor& cursor, int limit) {
 }
 
 Result<WriteOutcome> PortalConnector::OpFailed(Status status) {
-  // Credentials refused, or no connection possible at all (TLS, a malformed URL).
+  // Credentials refused, or no connection possible at all (TLS, a malformed URL). Anything else
+  // is this op's outcome; one whose call got no answer at all (http_status 0) tells the engine
+  // the portal is unreachable, so every failure after an answer carries that answer's status.
   if (status.code() == StatusCode::kUnauthenticated ||
       (status.IsSystemFatal() && status.http_status() == 0))
     return status;
@@ -245,8 +251,9 @@ Result<WriteOutcome> PortalConnector::Create(
   if (!j.ok()) return OpFailed(j.status());
   const std::string id = StringAt(*j, "id");
   if (id.empty())
-    return OpFailed(
-        Status(StatusCode::kUnavailable, what + ": the answer has no id").set_system(name_));
+    return OpFailed(Status(StatusCode::kUnavailable, what + ": the answer has no id")
+                        .set_http_status(r->status)
+                        .set_system(name_));
   return Done(id, true);
 }
 
@@ -362,6 +369,7 @@ Result<WriteOutcome> PortalConnector::WriteAccess(const WriteOp& given) {
   const std::string granted_at = StringAt(*j, "granted_at");
   if (granted_at.empty())
     return OpFailed(Status(StatusCode::kUnavailable, what + ": the answer has no granted_at")
+                        .set_http_status(put->status)
                         .set_system(name_));
 
   // Also after a 200 (already granted): the reset of an earlier attempt may never have been sent.

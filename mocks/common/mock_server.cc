@@ -1,9 +1,14 @@
 #include "mocks/common/mock_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -14,6 +19,52 @@ constexpr char kPartialHeader[] = "X-Crmbridge-Mock-Partial";
 constexpr char kLostHeader[] = "X-Crmbridge-Mock-Lost";
 // Connections served at once (see Start).
 constexpr size_t kWorkers = 64;
+
+// The address and port of a socket's end, as cpp-httplib writes them into a Request.
+bool Endpoint(const sockaddr_storage& a, std::string* address, int* port) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (a.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+    *port = ntohs(in->sin_port);
+    return inet_ntop(AF_INET, &in->sin_addr, text, sizeof text) != nullptr && (*address = text, true);
+  }
+  if (a.ss_family == AF_INET6) {
+    const auto* in = reinterpret_cast<const sockaddr_in6*>(&a);
+    *port = ntohs(in->sin6_port);
+    return inet_ntop(AF_INET6, &in->sin6_addr, text, sizeof text) != nullptr && (*address = text, true);
+  }
+  return false;
+}
+
+// The server's socket of the connection `req` arrived on: among the process's sockets, the one
+// whose local port is the request's and whose peer is the request's remote address and port (the
+// client's socket of an in-process client has those the other way round). -1 when none is.
+// cpp-httplib hands its handlers no socket, hence the search.
+int ConnectionSocket(const httplib::Request& req) {
+  DIR* fds = opendir("/proc/self/fd");
+  if (fds == nullptr) return -1;
+  int found = -1;
+  while (const dirent* entry = readdir(fds)) {
+    const int fd = std::atoi(entry->d_name);
+    if (fd <= 2) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+        getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+      continue;
+    std::string local_address, peer_address;
+    int local_port = 0, peer_port = 0;
+    if (!Endpoint(local, &local_address, &local_port) || !Endpoint(peer, &peer_address, &peer_port))
+      continue;
+    if (local_port == req.local_port && peer_port == req.remote_port &&
+        peer_address == req.remote_addr) {
+      found = fd;
+      break;
+    }
+  }
+  closedir(fds);
+  return found;
+}
 }  // namespace
 
 std::multimap<std::string, std::string> DecodeForm(const std::string& text) {
@@ -131,7 +182,8 @@ Status MockServer::Start(const std::string& host, int port) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     if (fault->drop) {
-      BreakResponse(res);
+      // Not applied: the connection goes before a byte of an answer does.
+      DropConnection(req, res);
       return httplib::Server::HandlerResponse::Handled;
     }
     res.status = fault->status;
@@ -142,14 +194,20 @@ Status MockServer::Start(const std::string& host, int port) {
     res.set_content(FaultBody(fault->status, "injected fault").dump(), "application/json");
     return httplib::Server::HandlerResponse::Handled;
   });
-  s.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+  s.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     res.headers.erase(kPartialHeader);
     res.headers.erase(kLostHeader);
     if (!res.has_header("X-Crmbridge-Mock-Fault")) return;
     const std::string fault = res.get_header_value("X-Crmbridge-Mock-Fault");
     res.headers.erase("X-Crmbridge-Mock-Fault");
     if (fault == "drop") {
-      BreakResponse(res);
+      // Applied: the answer breaks off half way through its body, or before its status line
+      // when it has no body to cut.
+      if (res.body.empty()) {
+        DropConnection(req, res);
+      } else {
+        BreakResponse(res);
+      }
       return;
     }
     const int status = std::stoi(fault);
@@ -200,17 +258,39 @@ void MockServer::CountRequest(const std::string& route) {
   ++stats_[route];
 }
 
-// Announces a body longer than the one sent and closes the connection: the client reads a
-// truncated response, as when a connection drops mid-answer.
+// Sends the answer's status line, its headers (the Content-Length of the whole body) and the first
+// half of its body, then closes the connection: the client reads a truncated response, as when a
+// connection drops mid-answer.
 void MockServer::BreakResponse(httplib::Response& res) {
-  res.status = 200;
+  auto body = std::make_shared<const std::string>(std::move(res.body));
   res.body.clear();
+  const std::string type = res.get_header_value("Content-Type");
+  res.headers.erase("Content-Type");
+  // cpp-httplib has sized the response before the post-routing handler runs: size it here.
   res.headers.erase("Content-Length");
+  res.set_header("Content-Length", std::to_string(body->size()));
   // A content provider that fails makes cpp-httplib abandon the response and close the socket
-  // after the headers went out.
-  res.set_content_provider(
-      4096, "application/json",
-      [](size_t, size_t, httplib::DataSink&) { return false; });
+  // after what it wrote went out.
+  res.set_content_provider(body->size(), type,
+                           [body](size_t offset, size_t, httplib::DataSink& sink) {
+                             if (offset == 0) sink.write(body->data(), body->size() / 2);
+                             return false;
+                           });
+}
+
+// Closes the connection for both directions: cpp-httplib's writes of the answer then fail, and
+// the client reads the end of the connection where it expects a status line.
+void MockServer::DropConnection(const httplib::Request& req, httplib::Response& res) {
+  res.set_header("Connection", "close");
+  const int fd = ConnectionSocket(req);
+  if (fd < 0) {
+    // Never seen; were it so, a status of the mock's own is better than a made-up success.
+    res.status = 599;
+    res.set_content(R"({"message":"mock: the connection to drop was not found"})", "application/json");
+    return;
+  }
+  // Only shut down, never closed here: cpp-httplib closes the descriptor it owns.
+  shutdown(fd, SHUT_RDWR);
 }
 
 nlohmann::json MockServer::FaultBody(int status, const std::string& message) const {

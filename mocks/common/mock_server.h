@@ -52,8 +52,10 @@ struct FaultRule {
   // Serve the request (its writes land), then answer `status` instead: the client cannot tell
   // whether it was applied, as after a timeout or a dropped connection.
   bool after_apply = false;
-  // Break the connection mid-response instead of answering (with after_apply: once the request
-  // was applied). The client sees a reset, not an HTTP status.
+  // Break the connection instead of answering. Without after_apply the request is not applied and
+  // the connection closes before any status line: the client reads no answer at all. With
+  // after_apply the request is applied and its answer breaks off half way through the body (the
+  // status line and headers went out), or before the status line when the answer has no body.
   bool drop = false;
   // Serve the request, but fail this fraction of the items of a batch (HubSpot batch inputs,
   // Dynamics 365 $batch requests and change sets) with the vendor's per-item error; the rest land.
@@ -109,7 +111,10 @@ class MockServer {
   virtual void RegisterRoutes(httplib::Server& server) = 0;
   // Call at the top of each handler: counts the request under `route` for Stats().
   void CountRequest(const std::string& route);
+  // Sends the status line, headers and half the body of `res`, then closes the connection.
   static void BreakResponse(httplib::Response& res);
+  // Closes the connection of `req` before anything of `res` is sent.
+  static void DropConnection(const httplib::Request& req, httplib::Response& res);
   // For batch handlers: whether the next item of this request fails by a `partial` fault
   // (deterministic, from the fault seed). Always false when no partial fault matched the request.
   bool FailBatchItem(const httplib::Response& res);

@@ -86,6 +86,20 @@ bool EqualsIgnoreCase(const std::string& a, const char* b) {
   return true;
 }
 
+// Bytes cpprest reads at a time into a body kept for Request::accept_truncated. It hands a body
+// to the response stream a read at a time, and what sits in an unfinished read is lost when the
+// connection breaks: small reads keep nearly all that arrived.
+constexpr size_t kPartialReadBytes = 512;
+
+// The connection broke after the status line of `answer` arrived: kUnavailable carrying that
+// status (an answer began: the server is there, the outcome of this request is unknown).
+Status BrokenOff(const Request& request, const Response& answer, const std::string& why) {
+  return Status(StatusCode::kUnavailable,
+                request.method + " " + request.url.substr(0, request.url.find('?')) +
+                    ": the answer broke off after its status line: " + why)
+      .set_http_status(answer.status);
+}
+
 Status FromHttpException(const http::http_exception& e) {
   const std::string what = e.what();
   const int value = e.error_code().value();
@@ -116,7 +130,7 @@ class CpprestTransport : public Transport {
       if (uri.host().empty()) {
         return Status(StatusCode::kFailedPrecondition, "URL has no host: " + request.url);
       }
-      client = ClientFor(uri, request.timeout);
+      client = ClientFor(uri, request.timeout, request.accept_truncated);
       message = BuildMessage(request, uri);
     } catch (const web::uri_exception& e) {
       return Status(StatusCode::kFailedPrecondition, std::string("malformed URL: ") + e.what());
@@ -124,49 +138,69 @@ class CpprestTransport : public Transport {
       return Status(StatusCode::kFailedPrecondition, std::string("malformed URL: ") + e.what());
     }
 
+    // With accept_truncated the body goes to a buffer of ours as it arrives, so that what came
+    // before a break is still there.
+    concurrency::streams::container_buffer<std::vector<uint8_t>> kept;
+    if (request.accept_truncated) message.set_response_stream(kept.create_ostream());
+    // Filled once the status line and headers arrived: a failure after that is an answer broken
+    // off, not a server that never answered.
+    Response out;
+    auto broken_off = [&](const std::string& why) -> Result<Response> {
+      if (!request.accept_truncated) return BrokenOff(request, out, why);
+      out.body.assign(kept.collection().begin(), kept.collection().end());
+      out.truncated = true;
+      return out;
+    };
     pplx::cancellation_token_source cts;
     try {
       pplx::task<http::http_response> response_task = client->request(message, cts.get_token());
       if (!WaitUntil(response_task, deadline)) return Abandon(cts, response_task, request);
       http::http_response response = response_task.get();
-
-      pplx::task<std::vector<unsigned char>> body_task = response.extract_vector();
-      if (!WaitUntil(body_task, deadline)) return Abandon(cts, body_task, request);
-      std::vector<unsigned char> body = body_task.get();
-
-      Response out;
       out.status = response.status_code();
       for (const auto& [name, value] : response.headers()) out.headers.emplace_back(name, value);
-      out.body.assign(body.begin(), body.end());
-      // cpprest hands back a body cut short by a dropped connection as if it were complete: a
-      // response shorter than its Content-Length never arrived whole, so its outcome is unknown.
+
+      if (request.accept_truncated) {
+        pplx::task<http::http_response> ready = response.content_ready();
+        if (!WaitUntil(ready, deadline)) return Abandon(cts, ready, request);
+        ready.get();
+        out.body.assign(kept.collection().begin(), kept.collection().end());
+      } else {
+        pplx::task<std::vector<unsigned char>> body_task = response.extract_vector();
+        if (!WaitUntil(body_task, deadline)) return Abandon(cts, body_task, request);
+        std::vector<unsigned char> body = body_task.get();
+        out.body.assign(body.begin(), body.end());
+      }
+      // A body shorter than its Content-Length never arrived whole, so its outcome is unknown.
       if (auto length = out.Header("Content-Length"); length && request.method != "HEAD") {
         char* end = nullptr;
         const unsigned long long expected = std::strtoull(length->c_str(), &end, 10);
         if (end != length->c_str() && out.body.size() < expected) {
-          return Status(StatusCode::kUnavailable,
-                        request.method + " " + request.url.substr(0, request.url.find('?')) +
-                            ": the connection closed after " + std::to_string(out.body.size()) +
+          return broken_off("the connection closed after " + std::to_string(out.body.size()) +
                             " of " + std::to_string(expected) + " response bytes");
         }
       }
       return out;
     } catch (const http::http_exception& e) {
-      return FromHttpException(e);
+      Status s = FromHttpException(e);
+      if (out.status == 0 || s.code() != StatusCode::kUnavailable) return s;
+      return broken_off(s.message());
     } catch (const pplx::task_canceled&) {
       return Status(StatusCode::kDeadlineExceeded, request.method + " cancelled at its deadline");
     } catch (const std::exception& e) {
+      if (out.status != 0) return broken_off(e.what());
       return Status(StatusCode::kUnavailable, std::string("HTTP failure: ") + e.what());
     }
   }
 
  private:
   // The client for the request's scheme://host:port and timeout (cpprest's timeout is a client
-  // setting); created on first use.
+  // setting), and for bodies read in small pieces (accept_truncated); created on first use.
   std::shared_ptr<http::client::http_client> ClientFor(const web::uri& uri,
-                                                       std::chrono::milliseconds timeout) {
+                                                       std::chrono::milliseconds timeout,
+                                                       bool small_reads) {
     web::uri base = uri.authority();
-    std::string key = base.to_string() + "|" + std::to_string(timeout.count());
+    std::string key = base.to_string() + "|" + std::to_string(timeout.count()) +
+                      (small_reads ? "|small-reads" : "");
     std::lock_guard<std::mutex> lock(mu_);
     auto it = clients_.find(key);
     if (it != clients_.end()) return it->second;
@@ -174,6 +208,7 @@ class CpprestTransport : public Transport {
     // Per leg (connect, send, each read); the whole-exchange deadline is enforced in Send().
     config.set_timeout(timeout);
     config.set_validate_certificates(options_.validate_certificates);
+    if (small_reads) config.set_chunksize(kPartialReadBytes);
     if (!options_.proxy.empty()) config.set_proxy(web::web_proxy(web::uri(options_.proxy)));
     auto client = std::make_shared<http::client::http_client>(base, config);
     clients_.emplace(std::move(key), client);

@@ -13,8 +13,14 @@
 //     re-encoded); all response headers and the raw body are returned.
 //   - A Result that is OK holds whatever HTTP status arrived. Failures without a response:
 //       kUnavailable        connection refused or reset, DNS failure, other network errors
+//                           (http_status() 0); an answer that broke off after its status line
+//                           carries that status (or, with Request::accept_truncated, comes back
+//                           as a Response with what arrived of its body and `truncated` set)
 //       kDeadlineExceeded   the deadline passed
 //       kFailedPrecondition TLS/certificate failure, a malformed or non-http(s) URL
+//   - cpprestsdk sends a request once more, on another connection, when a kept-alive connection
+//     closes before any status line (it takes the server to have closed an idle connection),
+//     whether or not the request is idempotent.
 //
 // Thread-safety: Send() may be called from many threads at once; each call blocks its own thread
 // only (no blocking call inside cpprest's thread pool).

@@ -5,9 +5,11 @@
 // is the only file that includes <cpprest/...>, so another HTTP library can replace it in one file.
 //
 // A Result<Response> that is OK means an HTTP response arrived, *whatever its status code*: callers
-// classify it with StatusFromResponse(). A non-OK Result means no response arrived:
+// classify it with StatusFromResponse(). A non-OK Result means no whole response arrived:
 //   kUnavailable       connection refused or reset, DNS failure (safe to retry: not applied, or,
-//                      for a reset mid-request, unknown; see Request::idempotent)
+//                      for a reset mid-request, unknown; see Request::idempotent). http_status()
+//                      is 0 when no answer began, and the answer's status when the connection
+//                      broke off after its status line (then the outcome is unknown too).
 //   kDeadlineExceeded  the deadline passed; for a write the outcome is UNKNOWN
 //   kFailedPrecondition TLS verification failed or the URL is malformed: never retried
 //
@@ -47,12 +49,19 @@ struct Request {
   bool idempotent = false;
   // Logical system name ("hubspot"), used by logs, limiters and Status::system().
   std::string system;
+  // For a caller that can use part of an answer (the complete parts of a Dynamics 365 $batch):
+  // an answer that breaks off after its status line comes back as a Response holding the bytes
+  // that arrived, with Response::truncated set, instead of as kUnavailable.
+  bool accept_truncated = false;
 };
 
 struct Response {
   int status = 0;
   Headers headers;
   std::string body;
+  // The connection broke off before the whole body arrived (only with Request::accept_truncated):
+  // `body` is what came, and whatever the answer would have said after it is unknown.
+  bool truncated = false;
 
   std::optional<std::string> Header(const std::string& name) const {
     return FindHeader(headers, name);

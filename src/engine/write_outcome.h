@@ -26,7 +26,10 @@ struct WriteAttempt {
 
 WriteDecision DecideWrite(const WriteAttempt& attempt);
 
-// A network-level failure (no HTTP answer) or a credentials problem: the system is at fault.
+// A network-level failure (no HTTP answer at all: refused, reset before any status line, DNS) or
+// a credentials problem means the system, not the record, is at fault. An error that came with an
+// answer carries its HTTP status (connectors give an item of a batch the batch answer's), so one
+// item's trouble never stops the system.
 bool IsUnreachable(const Status& s);
 
 }  // namespace crmbridge

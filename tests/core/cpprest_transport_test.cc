@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,20 @@ struct Seen {
   std::string body;
   int remote_port = 0;
 };
+
+// 8000 bytes that tell where they were cut: "0000 0001 0002 ...".
+const std::string& HalfBody() {
+  static const std::string body = [] {
+    std::string b;
+    for (int i = 0; b.size() < 8000; ++i) {
+      char word[8];
+      std::snprintf(word, sizeof word, "%04d ", i % 10000);
+      b += word;
+    }
+    return b;
+  }();
+  return body;
+}
 
 class LocalServer {
  public:
@@ -68,6 +83,19 @@ class LocalServer {
     server_.Get("/truncated", [](const httplib::Request&, httplib::Response& res) {
       res.set_content_provider(4096, "application/json",
                                [](size_t, size_t, httplib::DataSink&) { return false; });
+    });
+    // The status line, headers for the whole body and the first half of it; then the connection
+    // closes.
+    server_.Get("/half", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 207;
+      res.set_content_provider(HalfBody().size(), "text/plain",
+                               [](size_t offset, size_t, httplib::DataSink& sink) {
+                                 if (offset == 0) sink.write(HalfBody().data(), HalfBody().size() / 2);
+                                 return false;
+                               });
+    });
+    server_.Get("/whole", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(HalfBody(), "text/plain");
     });
     server_.Get("/slow", [this](const httplib::Request&, httplib::Response& res) {
       std::unique_lock<std::mutex> lock(mu_);
@@ -193,6 +221,64 @@ TEST_F(CpprestTransportTest, ResponseCutOffMidwayIsUnavailable) {
   ASSERT_FALSE(r.ok());
   // Depending on where cpprest notices, it throws or hands back a short body; both are UNAVAILABLE.
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(r.status().http_status(), 200) << "the answer began: the server is there";
+  Result<Response> half = transport_->Send(Make("GET", "/half"));
+  ASSERT_FALSE(half.ok());
+  EXPECT_EQ(half.status().code(), StatusCode::kUnavailable) << half.status().ToString();
+  EXPECT_EQ(half.status().http_status(), 207);
+}
+
+TEST_F(CpprestTransportTest, ACallerThatAcceptsATruncatedAnswerGetsWhatArrived) {
+  Request req = Make("GET", "/half");
+  req.accept_truncated = true;
+  Result<Response> r = transport_->Send(req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->status, 207);
+  EXPECT_TRUE(r->truncated);
+  ASSERT_LT(r->body.size(), HalfBody().size() / 2 + 1) << "never more than was sent";
+  EXPECT_EQ(r->body, HalfBody().substr(0, r->body.size())) << "the start of the answer, unchanged";
+  // All but the last unfinished read of it.
+  EXPECT_GT(r->body.size(), HalfBody().size() / 4) << r->body.size();
+
+  // A whole answer is whole, on the same connection pool.
+  Request whole = Make("GET", "/whole");
+  whole.accept_truncated = true;
+  Result<Response> w = transport_->Send(whole);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_FALSE(w->truncated);
+  EXPECT_EQ(w->body, HalfBody());
+}
+
+TEST_F(CpprestTransportTest, AConnectionClosedBeforeAnyStatusLineIsUnavailableWithoutAStatus) {
+  // A server that reads the request and closes the connection without a word.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::thread server([fd] {
+    const int conn = accept(fd, nullptr, nullptr);
+    if (conn < 0) return;
+    char buf[4096];
+    (void)recv(conn, buf, sizeof buf, 0);
+    close(conn);
+  });
+  Request req;
+  req.method = "POST";
+  req.body = "{}";
+  req.url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/x";
+  req.timeout = milliseconds(5000);
+  req.accept_truncated = true;
+  Result<Response> r = transport_->Send(req);
+  server.join();
+  close(fd);
+  ASSERT_FALSE(r.ok()) << "no answer, not even a truncated one";
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(r.status().http_status(), 0) << "no status arrived";
 }
 
 TEST_F(CpprestTransportTest, SlowServerGivesDeadlineExceeded) {

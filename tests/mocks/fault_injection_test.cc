@@ -1,8 +1,12 @@
 // Fault injection, shared by every mock: deterministic from a seed, limited by count, with the
 // vendor's own error body, and "applied, then failed" for writes whose outcome the client
 // cannot know.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "mocks/hubspot/hubspot_mock.h"
 
@@ -31,6 +35,34 @@ class FaultInjectionTest : public ::testing::Test {
     std::vector<int> out;
     for (int i = 0; i < n; ++i) out.push_back(Get());
     return out;
+  }
+
+  // Sends `request` on a connection of its own and returns every byte the mock sends back until
+  // it closes the connection (the request asks it to close after answering).
+  std::string Exchange(const std::string& request) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(mock_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    // Only keeps a broken mock from hanging the test.
+    timeval guard{30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
+    send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    std::string answer;
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(n));
+    close(fd);
+    return answer;
+  }
+  static std::string CreateTicketRequest() {
+    const std::string body =
+        json{{"properties", {{"subject", "x"}, {"hs_pipeline_stage", "1"}}}}.dump();
+    return "POST /crm/v3/objects/tickets HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "Authorization: Bearer pat-t\r\nContent-Type: application/json\r\n"
+           "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
   }
 
   std::unique_ptr<HubSpotMock> mock_;
@@ -98,6 +130,44 @@ TEST_F(FaultInjectionTest, DroppedConnectionsGiveNoAnswer) {
                          "application/json");
   EXPECT_FALSE(r && r->status == 201);
   EXPECT_EQ(mock_->Dump()["tickets"].size(), 1u);
+}
+
+TEST_F(FaultInjectionTest, ADropBeforeTheWriteLandsClosesTheConnectionBeforeAnyStatusLine) {
+  // A server that cut the connection never said 200: the client must not read any status.
+  mock_->SetFaults({*FaultRule::Parse("POST /crm/v3/objects/tickets drop times=1")});
+  EXPECT_EQ(Exchange(CreateTicketRequest()), "") << "not one byte of an answer";
+  EXPECT_EQ(mock_->faults_injected(), 1);
+  EXPECT_EQ(mock_->Dump().value("tickets", json::array()).size(), 0u) << "the write did not land";
+  const std::string next = Exchange(CreateTicketRequest());
+  EXPECT_EQ(next.rfind("HTTP/1.1 201 ", 0), 0u) << "the next connection works: " << next;
+}
+
+TEST_F(FaultInjectionTest, ADropAfterTheWriteLandedCutsTheRealAnswerShort) {
+  // The write landed and its answer started: the status line and headers are the real ones, the
+  // body stops before the length they announce.
+  mock_->SetFaults({*FaultRule::Parse("POST /crm/v3/objects/tickets drop applied times=1")});
+  const std::string answer = Exchange(CreateTicketRequest());
+  EXPECT_EQ(answer.rfind("HTTP/1.1 201 ", 0), 0u) << answer;
+  const size_t head_end = answer.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << answer;
+  const std::string head = answer.substr(0, head_end);
+  const size_t length_at = head.find("Content-Length: ");
+  ASSERT_NE(length_at, std::string::npos) << head;
+  const size_t announced = std::stoul(head.substr(length_at + 16));
+  const size_t sent = answer.size() - head_end - 4;
+  EXPECT_GT(sent, 0u) << "part of the body went out";
+  EXPECT_LT(sent, announced) << "but not all of it";
+  EXPECT_EQ(head.find("X-Crmbridge-Mock"), std::string::npos) << "no marker header leaves the mock";
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 1u) << "the write landed";
+
+  // An answer without a body has nothing to cut short: the connection drops before its status.
+  mock_->SetFaults({*FaultRule::Parse("DELETE /crm/v3/objects/tickets drop applied times=1")});
+  const std::string id = mock_->Dump()["tickets"][0]["id"];
+  EXPECT_EQ(Exchange("DELETE /crm/v3/objects/tickets/" + id +
+                     " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer pat-t\r\n"
+                     "Connection: close\r\n\r\n"),
+            "");
+  EXPECT_EQ(mock_->faults_injected(), 2);
 }
 
 TEST_F(FaultInjectionTest, PartialFaultsFailSomeInputsOfABatchAndLandTheRest) {

@@ -129,6 +129,41 @@ TEST_F(Dynamics365BatchTest, PartsFailedByTheServiceAreRetryableAndTheRestLand) 
   EXPECT_EQ(mock_->Dump()["opportunities"].size(), 40u);
 }
 
+TEST_F(Dynamics365BatchTest, AnAnswerThatBrokeOffKeepsTheRowsItAnsweredAndRetriesTheRest) {
+  // The whole $batch lands; its answer breaks off half way through its parts.
+  mock_->SetFaults({*mocks::FaultRule::Parse("POST /$batch drop applied times=1")});
+  auto out = connector_->Write(Opportunities(), Ops(40));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  size_t answered = 0;
+  while (answered < out->size() && (*out)[answered].status.ok()) ++answered;
+  EXPECT_GT(answered, 0u) << "the rows answered before the break keep their outcome";
+  EXPECT_LT(answered, 40u);
+  for (size_t i = 0; i < answered; ++i) {
+    EXPECT_TRUE((*out)[i].created);
+    EXPECT_FALSE((*out)[i].native_id.empty());
+  }
+  for (size_t i = answered; i < out->size(); ++i) {
+    const Status& s = (*out)[i].status;
+    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << i << ": " << s.ToString();
+    EXPECT_EQ(s.http_status(), 200) << "Dynamics 365 answered: the row's trouble, not the system's";
+    EXPECT_NE(s.message().find("k" + std::to_string(i)), std::string::npos) << "names the record";
+    EXPECT_NE(s.message().find("may have been applied"), std::string::npos) << s.message();
+  }
+  EXPECT_EQ(BatchCalls(), 1) << "the rows answered are not sent again";
+  EXPECT_EQ(mock_->Dump()["opportunities"].size(), 40u);
+
+  // A later attempt of the rest (as the engine makes) finds the rows they made.
+  std::vector<WriteOp> rest = Ops(40);
+  rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(answered));
+  auto again = connector_->Write(Opportunities(), rest);
+  ASSERT_TRUE(again.ok());
+  for (const WriteOutcome& o : *again) {
+    EXPECT_TRUE(o.status.ok()) << o.status.ToString();
+    EXPECT_FALSE(o.created) << "updated, not made twice";
+  }
+  EXPECT_EQ(mock_->Dump()["opportunities"].size(), 40u);
+}
+
 TEST_F(Dynamics365BatchTest, UpdatesAndDeletesByIdTravelInTheBatchToo) {
   auto created = connector_->Write(Opportunities(), Ops(3));
   ASSERT_TRUE(created.ok());

@@ -70,6 +70,42 @@ TEST(Dynamics365CodecTest, AlternateKeyIsQuotedAndEncoded) {
   EXPECT_EQ(PercentEncode("\xC3\xA5"), "%C3%A5") << "UTF-8 bytes one by one";
 }
 
+TEST(Dynamics365CodecTest, ABatchAnswerThatBrokeOffGivesOnlyItsWholeParts) {
+  const std::string type = "multipart/mixed; boundary=batchresponse_1";
+  const std::string delimiter = "--batchresponse_1";
+  const std::string first = delimiter +
+                            "\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: "
+                            "binary\r\n\r\nHTTP/1.1 204 No Content\r\nOData-Version: 4.0\r\n\r\n\r\n";
+  const std::string second = delimiter +
+                             "\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: "
+                             "binary\r\n\r\nHTTP/1.1 201 Created\r\nContent-Type: "
+                             "application/json\r\n\r\n{\"opportunityid\":\"o-2\"}\r\n";
+  const std::string whole = first + second + delimiter + "--\r\n";
+  auto all = ParseBatchResponse(type, whole);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].status, 204);
+  EXPECT_EQ((*all)[1].status, 201);
+  EXPECT_EQ((*all)[1].body, R"({"opportunityid":"o-2"})");
+
+  // Broken off anywhere inside the second part (its status line "HTTP/1.1 2", half its row), the
+  // second part is not there; the first is whole once the delimiter after it is.
+  for (size_t cut = 0; cut < first.size() + second.size() + delimiter.size(); ++cut) {
+    auto parts = ParseBatchResponse(type, whole.substr(0, cut));
+    ASSERT_TRUE(parts.ok()) << cut << ": " << parts.status().ToString();
+    const size_t want = cut >= first.size() + second.size() + delimiter.size() ? 2
+                        : cut >= first.size() + delimiter.size()                 ? 1
+                                                                                 : 0;
+    ASSERT_EQ(parts->size(), want) << "cut after " << cut << " bytes";
+    if (want > 0) {
+      EXPECT_EQ((*parts)[0].status, 204);
+    }
+  }
+  auto closed = ParseBatchResponse(type, whole.substr(0, first.size() + second.size() + delimiter.size()));
+  ASSERT_TRUE(closed.ok());
+  EXPECT_EQ(closed->size(), 2u) << "the delimiter after the second part makes it whole";
+}
+
 TEST(Dynamics365CodecTest, ParsesDataverseTimes) {
   EXPECT_EQ(ParseDataverseTime("2024-01-01T00:00:00Z"), 1704067200000);
   EXPECT_EQ(ParseDataverseTime("soon"), 0);

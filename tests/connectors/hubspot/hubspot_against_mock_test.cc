@@ -118,6 +118,32 @@ TEST_F(HubSpotAgainstMockTest, AnUpsertRetriedAfterATimeoutThatLandedLeavesOneRe
   EXPECT_EQ(mock_->Dump()["tickets"].size(), 20u) << "the retry updated what the first call made";
 }
 
+TEST_F(HubSpotAgainstMockTest, AConnectionDroppedBeforeAnyAnswerIsRetriedNeverTakenAsSuccess) {
+  // The upsert is idempotent by its key: the transport sends it again and it lands once.
+  mock_->SetFaults({*mocks::FaultRule::Parse("POST /batch/upsert drop times=1")});
+  auto out = connector_->Write(Tickets(), Ops(20));
+  ASSERT_TRUE(out.ok());
+  for (const WriteOutcome& o : *out) EXPECT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_EQ(mock_->faults_injected(), 1);
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 20u);
+
+  // Out of attempts, every write fails as one that had no answer at all (the system, not the
+  // record, is at fault): nothing is taken for done. (cpprestsdk itself sends a request again on
+  // another connection when a kept-alive one closes before the status line: every upsert drops.)
+  config_.max_attempts = 1;
+  HubSpotConnector once(config_, BuildSystemTransport(config_, &clock_), &clock_);
+  std::vector<WriteOp> more = Ops(25);
+  more.erase(more.begin(), more.begin() + 20);
+  mock_->SetFaults({*mocks::FaultRule::Parse("POST /batch/upsert drop")});
+  auto failed = once.Write(Tickets(), more);
+  ASSERT_TRUE(failed.ok()) << failed.status().ToString();
+  for (const WriteOutcome& o : *failed) {
+    EXPECT_EQ(o.status.code(), StatusCode::kUnavailable) << o.status.ToString();
+    EXPECT_EQ(o.status.http_status(), 0) << "no HTTP status was received";
+  }
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 20u) << "the dropped write did not land";
+}
+
 }  // namespace
 }  // namespace crmbridge
 

@@ -433,7 +433,9 @@ TEST(HubSpotConnectorTest, PerInputErrorsOfA207AreRetryableUnlessTheDataIsAtFaul
   EXPECT_TRUE((*out)[0].status.ok());
   EXPECT_EQ((*out)[0].native_id, "id-k0");
   EXPECT_EQ((*out)[1].status.code(), StatusCode::kUnavailable) << (*out)[1].status.ToString();
+  EXPECT_EQ((*out)[1].status.http_status(), 207) << "HubSpot answered: the input failed, not the system";
   EXPECT_NE((*out)[1].status.message().find("correlationId=c-1"), std::string::npos);
+  EXPECT_NE((*out)[1].status.message().find("k1"), std::string::npos) << "names the record";
   EXPECT_EQ((*out)[2].status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE((*out)[2].status.message().find("bad email"), std::string::npos);
   EXPECT_EQ(hs.Api().size(), 1u) << "a 207 is not split: it already names its failures";

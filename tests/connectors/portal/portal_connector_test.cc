@@ -17,6 +17,7 @@
 #include "connectors/portal/portal_limits.h"
 #include "mocks/portal/portal_mock.h"
 #include "src/core/cpprest_transport.h"
+#include "src/core/fake_transport.h"
 #include "src/core/retrying_transport.h"
 
 namespace crmbridge {
@@ -527,6 +528,46 @@ TEST_F(PortalConnectorTest, TheRateLimitIsWaitedOutByTheTransportOrReportedWithI
   ASSERT_TRUE(page.ok()) << page.status().ToString();
   EXPECT_EQ(page->records.size(), 3u);
   EXPECT_GE(clock_.slept_ms() - slept, 60000);
+}
+
+TEST_F(PortalConnectorTest, AGrantWhoseAnswerBrokeOffIsThatOpsTroubleNotAnUnreachablePortal) {
+  const std::string user = CreateUser("crm-u-1", "emma@example.se");
+  const std::string prop = CreateProperty("crm-p-1", "Brf Kvarnberget");
+  auto once = Connect(kToken, /*max_attempts=*/1);
+  mock_->SetFaults({*FaultRule::Parse("PUT /grants drop applied times=1")});
+  auto r = once->Write(Object("access"), {Grant(user, prop)});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Status& s = (*r)[0].status;
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_EQ(s.http_status(), 201) << "the portal answered: " << s.ToString();
+  EXPECT_EQ(Count("grants"), 1u) << "the grant landed";
+
+  WriteOutcome retried = WriteOne("access", Grant(user, prop));
+  ASSERT_TRUE(retried.status.ok()) << retried.status.ToString();
+  EXPECT_EQ(Count("grants"), 1u);
+  EXPECT_EQ(Count("password_resets"), 1u);
+}
+
+// Answers the portal's contract does not allow, from a scripted transport.
+TEST(PortalConnectorAnswerTest, AnAnswerThatMakesNoSenseFailsItsOpWithTheAnswersStatus) {
+  auto fake = std::make_shared<FakeTransport>();
+  fake->Respond(201, "<html>Created</html>", {{"Content-Type", "text/html"}});
+  fake->Respond(201, R"({"name":"Brf Kvarnberget"})", {{"Content-Type", "application/json"}});
+  SystemConfig c;
+  c.name = c.kind = "portal";
+  c.base_url = "http://portal.test";
+  c.auth = {{"token", "t"}};
+  FakeClock clock;
+  PortalConnector portal(c, fake, &clock);
+  auto r = portal.Write(Object("properties"), {Upsert("crm-p-1", {{"name", "Brf Kvarnberget"}}),
+                                               Upsert("crm-p-2", {{"name", "Brf Kvarnberget"}})});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (const WriteOutcome& o : *r) {
+    EXPECT_EQ(o.status.code(), StatusCode::kUnavailable) << o.status.ToString();
+    EXPECT_EQ(o.status.http_status(), 201) << "an answer came: " << o.status.ToString();
+  }
+  EXPECT_NE((*r)[0].status.message().find("not a JSON object"), std::string::npos);
+  EXPECT_NE((*r)[1].status.message().find("crm-p-2"), std::string::npos) << "names the record";
 }
 
 TEST(PortalConnectorConfigTest, NeedsAnHttpBaseUrlAndAToken) {
