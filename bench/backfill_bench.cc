@@ -22,6 +22,8 @@
 // TokenBucket::DefaultMargin, 2% of the window; 0 returns tokens exactly one window later), to
 // measure what the margin buys. --no-overlap makes every write wait for the last read
 // (RunOptions::flush_while_reading off), as crmbridge did before writes overlapped the reads.
+// Exits 1 when the run did not do the work it times: a record not written to Dynamics 365, a dead
+// letter (ctest runs it with --records 200, label bench).
 //
 // Bound: the tightest budget for this flow is HubSpot search, 5 per second of at most 200 results
 // (refs/hubspot §4), i.e. 1000 records/s over every entity the preset reads from HubSpot (N
@@ -302,12 +304,35 @@ int Main(int argc, char** argv) {
               budgets["hubspot"].throttled + budgets["hubspot search"].throttled +
                   budgets["dynamics365"].throttled,
               budgets["hubspot"].extra + budgets["hubspot search"].extra + budgets["dynamics365"].extra);
+
+  // The throughput is of this work: every ticket read became an opportunity that Dynamics 365
+  // holds, and every entity read from HubSpot was written there.
+  Checks checks;
+  checks.Expect(summary->unreachable.empty(), "a system was unreachable");
+  checks.Expect(in.read == n, "read %" PRId64 " tickets, not %" PRId64, in.read, n);
+  const int64_t held = static_cast<int64_t>(dynamics.Dump()["opportunities"].size());
+  checks.Expect(out.created == n && held == n,
+                "created %" PRId64 " opportunities, Dynamics 365 holds %" PRId64 ", not %" PRId64,
+                out.created, held, n);
+  checks.Expect(summary->TotalDeadLettered() == 0, "%" PRId64 " writes dead-lettered",
+                summary->TotalDeadLettered());
+  for (const auto& [entity, counts] : summary->counts["hubspot"]) {
+    const EntityCounts written = CountsOf(*summary, "dynamics365", entity);
+    checks.Expect(counts.rejected == 0 && written.created == counts.read - counts.duplicates,
+                  "%s: read %" PRId64 " (rejected %" PRId64 ", duplicates %" PRId64
+                  ") in HubSpot, created %" PRId64 " in Dynamics 365",
+                  entity.c_str(), counts.read, counts.rejected, counts.duplicates, written.created);
+  }
   hubspot.Stop();
   dynamics.Stop();
-  return 0;
+  return checks.ExitCode();
 }
 
 }  // namespace
 }  // namespace crmbridge::bench
 
-int main(int argc, char** argv) { return crmbridge::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // Line by line, so that piped figures and the log lines on stderr come out in order.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  return crmbridge::bench::Main(argc, argv);
+}
