@@ -12,8 +12,11 @@
 //    side's records created in the other), 2 (reads crmbridge's own writes back once), 3 idle.
 //
 // Write calls are compared with the minimum, per entity ceil(records / batch maximum): HubSpot 100
-// inputs per batch call (and per association type written), Dynamics 365 1000 requests per $batch. Rate limits are off here (mocks and client):
-// pacing changes when calls happen, not how many there are; crmbridge_bench_backfill measures it.
+// inputs per batch call (and per association type written), Dynamics 365 1000 requests per $batch.
+// Rate limits are off here (mocks and client): pacing changes when calls happen, not how many there
+// are; crmbridge_bench_backfill measures it. Exits 1 when a run did not do its work: records not
+// created or updated, dead letters, write calls in a run that has nothing to write (ctest runs it
+// with --records 200, label bench).
 #include <httplib.h>
 
 #include <cinttypes>
@@ -198,6 +201,12 @@ class Scenario {
     return minimum;
   }
 
+  // How many records of `collection` a mock holds (its /__admin/dump).
+  int64_t Held(const std::string& system, const std::string& collection) const {
+    const json dump = system == "hubspot" ? hubspot_->Dump() : dynamics_->Dump();
+    return dump.contains(collection) ? static_cast<int64_t>(dump[collection].size()) : 0;
+  }
+
   // Changes the description of every `every`-th ticket in HubSpot, as a user would (batch update,
   // 100 per call), outside the counted runs. Returns how many were changed.
   int64_t ChangeTickets(int64_t every) {
@@ -243,7 +252,20 @@ void Verdict(const char* what, int64_t calls, int64_t minimum) {
               calls <= minimum ? "at the minimum" : "ABOVE the minimum");
 }
 
+int64_t Writes(const Scenario::Calls& c) { return c.hubspot.by_kind[3] + c.dynamics.by_kind[3]; }
+
 int Main(int argc, char** argv) {
+  Checks checks;
+  // Counts are only worth comparing with the minimum if the runs did their work: every run
+  // delivers what it queued, and an idle run makes no write call.
+  auto delivered_all = [&](const char* run, const Scenario::Calls& c) {
+    checks.Expect(c.summary.TotalDeadLettered() == 0, "%s dead-lettered %" PRId64 " writes", run,
+                  c.summary.TotalDeadLettered());
+  };
+  auto idle_run = [&](const char* run, const Scenario::Calls& c) {
+    delivered_all(run, c);
+    checks.Expect(Writes(c) == 0, "%s made %" PRId64 " write calls", run, Writes(c));
+  };
   const int64_t n = IntFlag(argc, argv, "records", 10000);
   const int64_t percent = IntFlag(argc, argv, "changed-percent", 1);
   std::printf("crmbridge API-call benchmark (in-process mocks, real connectors and transports)\n");
@@ -276,6 +298,22 @@ int Main(int argc, char** argv) {
                   idle_run->dynamics.by_kind[2], idle_run->dynamics.by_kind[1],
                   idle_run->dynamics.by_kind[0]);
     }
+    delivered_all("A run 1", first);
+    const EntityCounts created = CountsOf(first.summary, "dynamics365", "onboarding");
+    checks.Expect(created.created == n && a.Held("dynamics365", "opportunities") == n,
+                  "A run 1 created %" PRId64 " opportunities, Dynamics 365 holds %" PRId64
+                  ", not %" PRId64,
+                  created.created, a.Held("dynamics365", "opportunities"), n);
+    checks.Expect(first.hubspot.by_kind[3] == 0, "A run 1 made %" PRId64 " write calls to HubSpot",
+                  first.hubspot.by_kind[3]);
+    idle_run("A run 2 (idle)", idle);
+    delivered_all("A run 3", incr);
+    const EntityCounts updated = CountsOf(incr.summary, "dynamics365", "onboarding");
+    checks.Expect(updated.updated == changed && incr.summary.TotalWrites() == changed,
+                  "A run 3 updated %" PRId64 " opportunities and wrote %" PRId64
+                  " records for %" PRId64 " changed tickets",
+                  updated.updated, incr.summary.TotalWrites(), changed);
+    idle_run("A run 4 (idle)", idle2);
     std::printf("\n");
   }
 
@@ -296,11 +334,29 @@ int Main(int argc, char** argv) {
                 " setup), Dynamics 365 %" PRId64 " (+%" PRId64 " auth)\n",
                 idle.hubspot.by_kind[3] + idle.dynamics.by_kind[3], idle.hubspot.by_kind[2],
                 idle.hubspot.by_kind[1], idle.dynamics.by_kind[2], idle.dynamics.by_kind[0]);
+    delivered_all("B run 1", first);
+    const int64_t to_hubspot = CountsOf(first.summary, "hubspot", "onboarding").created;
+    const int64_t to_dynamics = CountsOf(first.summary, "dynamics365", "onboarding").created;
+    checks.Expect(to_hubspot == n && to_dynamics == n,
+                  "B run 1 created %" PRId64 " tickets in HubSpot and %" PRId64
+                  " opportunities in Dynamics 365, not %" PRId64 " each",
+                  to_hubspot, to_dynamics, n);
+    checks.Expect(
+        b.Held("hubspot", "tickets") == 2 * n && b.Held("dynamics365", "opportunities") == 2 * n,
+        "B after run 1: HubSpot holds %" PRId64 " tickets, Dynamics 365 %" PRId64
+        " opportunities, not %" PRId64 " each",
+        b.Held("hubspot", "tickets"), b.Held("dynamics365", "opportunities"), 2 * n);
+    idle_run("B run 2 (echoes)", echo);
+    idle_run("B run 3 (idle)", idle);
   }
-  return 0;
+  return checks.ExitCode();
 }
 
 }  // namespace
 }  // namespace crmbridge::bench
 
-int main(int argc, char** argv) { return crmbridge::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // Line by line, so that piped figures and the log lines on stderr come out in order.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  return crmbridge::bench::Main(argc, argv);
+}

@@ -22,6 +22,8 @@
 // TokenBucket::DefaultMargin, 2% of the window; 0 returns tokens exactly one window later), to
 // measure what the margin buys. --no-overlap makes every write wait for the last read
 // (RunOptions::flush_while_reading off), as crmbridge did before writes overlapped the reads.
+// Exits 1 when the run did not do the work it times: a record not written to Dynamics 365, a dead
+// letter (ctest runs it with --records 200, label bench).
 //
 // Bound: the tightest budget for this flow is HubSpot search, 5 per second of at most 200 results
 // (refs/hubspot §4), i.e. 1000 records/s over every entity the preset reads from HubSpot (N
@@ -31,6 +33,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -207,7 +210,8 @@ int Main(int argc, char** argv) {
     }
     connectors.emplace(name, std::move(*c));
   }
-  SyncEngine engine(&config, *plan, store->get(), std::move(connectors), clock);
+  auto engine =
+      std::make_unique<SyncEngine>(&config, *plan, store->get(), std::move(connectors), clock);
   RunOptions opt;
   opt.holder = "bench";
   opt.flush_while_reading = !no_overlap;
@@ -225,7 +229,7 @@ int Main(int argc, char** argv) {
     std::fflush(stdout);
   };
   const Sample a = Sample::Now();
-  auto summary = engine.RunOnce(opt);
+  auto summary = engine->RunOnce(opt);
   const Sample b = Sample::Now();
   const int64_t end_ms = clock->NowMillis();
   if (!summary.ok()) {
@@ -302,12 +306,38 @@ int Main(int argc, char** argv) {
               budgets["hubspot"].throttled + budgets["hubspot search"].throttled +
                   budgets["dynamics365"].throttled,
               budgets["hubspot"].extra + budgets["hubspot search"].extra + budgets["dynamics365"].extra);
+
+  // The throughput is of this work: every ticket read became an opportunity that Dynamics 365
+  // holds, and every entity read from HubSpot was written there.
+  Checks checks;
+  checks.Expect(summary->unreachable.empty(), "a system was unreachable");
+  checks.Expect(in.read == n, "read %" PRId64 " tickets, not %" PRId64, in.read, n);
+  const int64_t held = static_cast<int64_t>(dynamics.Dump()["opportunities"].size());
+  checks.Expect(out.created == n && held == n,
+                "created %" PRId64 " opportunities, Dynamics 365 holds %" PRId64 ", not %" PRId64,
+                out.created, held, n);
+  checks.Expect(summary->TotalDeadLettered() == 0, "%" PRId64 " writes dead-lettered",
+                summary->TotalDeadLettered());
+  for (const auto& [entity, counts] : summary->counts["hubspot"]) {
+    const EntityCounts written = CountsOf(*summary, "dynamics365", entity);
+    checks.Expect(counts.rejected == 0 && written.created == counts.read - counts.duplicates,
+                  "%s: read %" PRId64 " (rejected %" PRId64 ", duplicates %" PRId64
+                  ") in HubSpot, created %" PRId64 " in Dynamics 365",
+                  entity.c_str(), counts.read, counts.rejected, counts.duplicates, written.created);
+  }
+  // The connectors' keep-alive connections close with the engine; a mock's Stop() would wait for
+  // them to time out.
+  engine.reset();
   hubspot.Stop();
   dynamics.Stop();
-  return 0;
+  return checks.ExitCode();
 }
 
 }  // namespace
 }  // namespace crmbridge::bench
 
-int main(int argc, char** argv) { return crmbridge::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // Line by line, so that piped figures and the log lines on stderr come out in order.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  return crmbridge::bench::Main(argc, argv);
+}

@@ -1,5 +1,6 @@
 // Small helpers shared by the benchmarks: CPU time and peak RSS from getrusage, a steady wall
-// clock, the machine's description, flag parsing and a temporary directory.
+// clock, the machine's description, flag parsing, a temporary directory and the checks that the
+// measured work was done.
 #pragma once
 
 #include <stdlib.h>
@@ -7,11 +8,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
 #include <thread>
+
+#include "src/engine/sync_engine.h"
 
 namespace crmbridge::bench {
 
@@ -100,5 +104,44 @@ inline long long FileSize(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   return f ? static_cast<long long>(f.tellg()) : 0;
 }
+
+// A run's counts for one system and entity; zeros when it has none.
+inline EntityCounts CountsOf(const RunSummary& s, const std::string& system,
+                             const std::string& entity) {
+  const auto sys = s.counts.find(system);
+  if (sys == s.counts.end()) return {};
+  const auto e = sys->second.find(entity);
+  return e == sys->second.end() ? EntityCounts{} : e->second;
+}
+
+// Figures mean nothing if the run did not do the work they measure (every record written, none
+// dead-lettered, nothing written by an idle run): each benchmark checks that, prints every
+// failure, and exits 1 through ExitCode(). Nothing here looks at time.
+class Checks {
+ public:
+  __attribute__((format(printf, 3, 4))) void Expect(bool ok, const char* what, ...) {
+    ++count_;
+    if (ok) return;
+    ++failed_;
+    // On stdout with the figures it contradicts.
+    std::va_list args;
+    va_start(args, what);
+    std::printf("check failed: ");
+    std::vprintf(what, args);
+    std::printf("\n");
+    va_end(args);
+  }
+  int ExitCode() const {
+    if (failed_ == 0) {
+      std::printf("checks: %d passed\n", count_);
+      return 0;
+    }
+    std::printf("checks: %d of %d FAILED\n", failed_, count_);
+    return 1;
+  }
+
+ private:
+  int count_ = 0, failed_ = 0;
+};
 
 }  // namespace crmbridge::bench
