@@ -4,6 +4,7 @@
 // field, that a second sync makes no write call at all, and that a change in HubSpot moves exactly
 // one opportunity.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <httplib.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "mocks/dynamics365/dynamics365_mock.h"
 #include "mocks/hubspot/hubspot_mock.h"
 #include "src/engine/bootstrap.h"
+#include "state/sqlite_store.h"
 #include "tests/integration/mock_systems.h"
 
 namespace crmbridge {
@@ -141,6 +143,34 @@ TEST_F(HubSpotToDynamicsTest, SecondSyncMakesNoWriteCallAnywhere) {
   const int64_t d_before = WriteCalls(dynamics_->Stats());
   RunSummary second = Sync();
   EXPECT_EQ(second.TotalWrites(), 0);
+  EXPECT_EQ(WriteCalls(hubspot_->Stats()), hs_before) << hubspot_->Stats().dump();
+  EXPECT_EQ(WriteCalls(dynamics_->Stats()), d_before) << dynamics_->Stats().dump();
+}
+
+// A state file written before the values in doubt were kept (schema 6) upgrades in place when it is
+// opened, and the next sync writes nothing to either system.
+TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithoutWriting) {
+  Sync();
+  store_.reset();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(config_.state_path.c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(
+        db, "ALTER TABLE snapshots DROP COLUMN in_doubt; PRAGMA user_version = 6;", nullptr,
+        nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  auto store = OpenSqliteStore(config_.state_path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  store_ = std::move(*store);
+  ASSERT_EQ(*store_->SchemaVersion(), SqliteSchemaVersionKnown());
+  const int64_t hs_before = WriteCalls(hubspot_->Stats());
+  const int64_t d_before = WriteCalls(dynamics_->Stats());
+  RunSummary after = Sync();
+  EXPECT_EQ(after.TotalWrites(), 0);
   EXPECT_EQ(WriteCalls(hubspot_->Stats()), hs_before) << hubspot_->Stats().dump();
   EXPECT_EQ(WriteCalls(dynamics_->Stats()), d_before) << dynamics_->Stats().dump();
 }
