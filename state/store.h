@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -206,6 +207,34 @@ struct RecordStates {
   std::unordered_map<std::string, std::vector<Link>> links;  // canonical id -> its links, any system
 };
 
+// Which outbox items Store::DueOutbox returns: those queued for `system` and due at `now_ms`
+// (next_attempt_ms <= now_ms), of one entity or of all, every op or deletes only, at most `limit`
+// (0: all).
+struct OutboxFilter {
+  OutboxFilter(std::string system, int64_t now_ms, int limit)
+      : system(std::move(system)), now_ms(now_ms), limit(limit) {}
+
+  // The same, for one entity's items only (flushes go entity by entity, referenced ones first).
+  OutboxFilter ForEntity(std::string entity_name) const {
+    OutboxFilter f = *this;
+    f.entity = std::move(entity_name);
+    return f;
+  }
+  // The same, for deletes only: they are flushed before anything else (a revoked portal access is
+  // never held behind a backlog of grants).
+  OutboxFilter DeletesOnly() const {
+    OutboxFilter f = *this;
+    f.deletes_only = true;
+    return f;
+  }
+
+  std::string system;
+  std::optional<std::string> entity;  // unset: every entity
+  bool deletes_only = false;          // only items whose op is "delete"
+  int64_t now_ms = 0;
+  int limit = 0;                      // at most this many; 0 (or less): all
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -235,7 +264,9 @@ class Store {
   virtual Result<std::vector<CursorRow>> ListCursors() = 0;
 
   // --- outbox ---
-  // Items for `system` due at `now_ms` (next_attempt_ms <= now_ms), oldest first, at most `limit`.
+  // The due items `filter` selects, oldest first (in the order their records were queued; a
+  // coalesced item keeps its place), at most filter.limit.
+  virtual Result<std::vector<OutboxItem>> DueOutbox(const OutboxFilter& filter) = 0;
   // The canonical record holding match key `key`, if any.
   virtual Result<std::optional<std::string>> FindByMatchKey(const std::string& entity,
                                                             const std::string& key) = 0;
@@ -243,18 +274,8 @@ class Store {
   virtual Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system,
                                                           const std::string& entity,
                                                           const std::string& canonical_id) = 0;
-  virtual Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
-                                                    int limit) = 0;
-  // Due deletes of every entity, oldest first: they are flushed before anything else (a revoked
-  // portal access is never held behind a backlog of grants).
-  virtual Result<std::vector<OutboxItem>> DueDeletes(const std::string& system, int64_t now_ms,
-                                                     int limit) = 0;
   // The audit trail from `since_ms` on, oldest first, at most `limit` (0 = all).
   virtual Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) = 0;
-  // The same, for one entity's items only (flushes go entity by entity, referenced ones first).
-  virtual Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system,
-                                                       const std::string& entity, int64_t now_ms,
-                                                       int limit) = 0;
   // Number of pending outbox items per system ({"hubspot": 3}).
   virtual Result<nlohmann::json> OutboxCounts() = 0;
 

@@ -114,7 +114,7 @@ TEST_F(SqliteStoreTest, MigratesAnEmptyFileToTheLatestVersionAndEveryTableWorks)
   batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "", "Ny", kT0});
   ASSERT_TRUE(store->Apply(batch).ok());
 
-  auto due = store->DueOutbox("dynamics365", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("dynamics365", kT0, 10));
   ASSERT_TRUE(due.ok());
   ASSERT_EQ(due->size(), 1u);
   StateBatch dead;

@@ -10,8 +10,9 @@
 //      the factory.
 //   2. One line, in store_conformance_test.cc beside the others or in the backend's own test file
 //      linked into the same binary:
-//        INSTANTIATE_TEST_SUITE_P(Postgres, StoreConformanceTest,
-//                                 ::testing::Values(StoreBackend{"postgres", &PostgresUnderTest::Make}));
+//        INSTANTIATE_TEST_SUITE_P(
+//            Postgres, StoreConformanceTest,
+//            ::testing::Values(StoreBackend{"postgres", &PostgresUnderTest::Make}));
 // Every TEST_P of the suite then runs against it as Postgres/StoreConformanceTest.<name>/0.
 #pragma once
 
@@ -69,7 +70,7 @@ class StoreConformanceTest : public ::testing::TestWithParam<StoreBackend> {
   // The ids of every due item for `system`, oldest first.
   std::vector<int64_t> DueIds(Store* store, const std::string& system, int64_t now_ms) {
     std::vector<int64_t> ids;
-    auto due = store->DueOutbox(system, now_ms, 0);
+    auto due = store->DueOutbox(OutboxFilter(system, now_ms, 0));
     EXPECT_TRUE(due.ok()) << due.status().ToString();
     if (due.ok())
       for (const OutboxItem& item : *due) ids.push_back(item.id);

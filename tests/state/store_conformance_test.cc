@@ -44,7 +44,7 @@ TEST_P(StoreConformanceTest, ReopeningKeepsAllData) {
     batch.Enqueue(Item("totango", "c2", {{"name", "Beta"}}));
     batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "Ny", "Pågår", kT0});
     ASSERT_TRUE(store->Apply(batch).ok());
-    auto due = store->DueOutbox("totango", kT0, 10);
+    auto due = store->DueOutbox(OutboxFilter("totango", kT0, 10));
     ASSERT_TRUE(due.ok());
     ASSERT_EQ(due->size(), 1u);
     StateBatch dead;
@@ -65,7 +65,7 @@ TEST_P(StoreConformanceTest, ReopeningKeepsAllData) {
   ASSERT_TRUE(snap.ok() && snap->has_value());
   EXPECT_EQ((*snap)->fields, (json{{"name", "Acme"}, {"tier", "A"}}));
   EXPECT_EQ(**store->GetCursor("hubspot", "companies"), "cur-7");
-  auto due = store->DueOutbox("portal", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("portal", kT0, 10));
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].payload, (json{{"name", "Acme"}}));
   auto letters = store->ListDeadLetters(10);
@@ -105,7 +105,7 @@ TEST_P(StoreConformanceTest, ApplyIsAllOrNothingWhenTheLastOpIsMissing) {
 
     EXPECT_FALSE(store->FindLink("company", "c1", "hubspot")->has_value());
     EXPECT_FALSE(store->GetCursor("hubspot", "companies")->has_value());
-    EXPECT_TRUE(store->DueOutbox("portal", kT0, 10)->empty());
+    EXPECT_TRUE(store->DueOutbox(OutboxFilter("portal", kT0, 10))->empty());
     EXPECT_TRUE(store->StageHistory("onboarding", "o1")->empty());
     EXPECT_EQ(*store->OutboxCounts(), json::object());
   }
@@ -138,7 +138,7 @@ TEST_P(StoreConformanceTest, CompletingAnOlderPayloadKeepsTheNewerOneQueued) {
   OutboxItem old_item = Item("hubspot", "c1", {{"name", "old"}});
   first.Enqueue(old_item);
   ASSERT_TRUE(store->Apply(first).ok());
-  auto due = store->DueOutbox("hubspot", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(due->size(), 1u);
   const OutboxItem in_flight = (*due)[0];
 
@@ -149,14 +149,14 @@ TEST_P(StoreConformanceTest, CompletingAnOlderPayloadKeepsTheNewerOneQueued) {
   StateBatch done;
   done.CompleteOutbox(in_flight.id, in_flight.payload_hash);
   ASSERT_TRUE(store->Apply(done).ok());
-  due = store->DueOutbox("hubspot", kT0, 10);
+  due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].payload, (json{{"name", "new"}}));
 
   StateBatch newer_done;
   newer_done.CompleteOutbox((*due)[0].id, (*due)[0].payload_hash);
   ASSERT_TRUE(store->Apply(newer_done).ok());
-  EXPECT_TRUE(store->DueOutbox("hubspot", kT0, 10)->empty());
+  EXPECT_TRUE(store->DueOutbox(OutboxFilter("hubspot", kT0, 10))->empty());
 }
 
 TEST_P(StoreConformanceTest, AFailureOfAnOlderPayloadNeitherRetriesNorDeadLettersTheNewerOne) {
@@ -167,7 +167,7 @@ TEST_P(StoreConformanceTest, AFailureOfAnOlderPayloadNeitherRetriesNorDeadLetter
   StateBatch first;
   first.Enqueue(Item("hubspot", "c1", {{"name", "old"}}));
   ASSERT_TRUE(store->Apply(first).ok());
-  const OutboxItem in_flight = (*store->DueOutbox("hubspot", kT0, 10))[0];
+  const OutboxItem in_flight = (*store->DueOutbox(OutboxFilter("hubspot", kT0, 10)))[0];
 
   StateBatch newer;
   newer.Enqueue(Item("hubspot", "c1", {{"name", "new"}}));
@@ -176,7 +176,7 @@ TEST_P(StoreConformanceTest, AFailureOfAnOlderPayloadNeitherRetriesNorDeadLetter
   StateBatch retry;
   retry.RetryOutbox(in_flight.id, "503 from hubspot", kT0 + 60000, true, in_flight.payload_hash);
   ASSERT_TRUE(store->Apply(retry).ok());
-  auto due = store->DueOutbox("hubspot", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(due->size(), 1u) << "not pushed back by the older payload's failure";
   EXPECT_EQ((*due)[0].attempts, 0);
   EXPECT_EQ((*due)[0].payload, (json{{"name", "new"}}));
@@ -184,14 +184,14 @@ TEST_P(StoreConformanceTest, AFailureOfAnOlderPayloadNeitherRetriesNorDeadLetter
   StateBatch dead;
   dead.DeadLetterOutbox(in_flight.id, "400 from hubspot", 400, in_flight.payload_hash);
   ASSERT_TRUE(store->Apply(dead).ok());
-  EXPECT_EQ(store->DueOutbox("hubspot", kT0, 10)->size(), 1u) << "the newer payload stays queued";
+  EXPECT_EQ(store->DueOutbox(OutboxFilter("hubspot", kT0, 10))->size(), 1u) << "the newer payload stays queued";
   EXPECT_TRUE(store->ListDeadLetters(10)->empty());
 
   // The payload that was tried fails as before.
   StateBatch own;
   own.DeadLetterOutbox((*due)[0].id, "400 from hubspot", 400, (*due)[0].payload_hash);
   ASSERT_TRUE(store->Apply(own).ok());
-  EXPECT_TRUE(store->DueOutbox("hubspot", kT0, 10)->empty());
+  EXPECT_TRUE(store->DueOutbox(OutboxFilter("hubspot", kT0, 10))->empty());
   EXPECT_EQ(store->ListDeadLetters(10)->size(), 1u);
 }
 
@@ -202,7 +202,7 @@ TEST_P(StoreConformanceTest, EnqueueCoalescesPerRecord) {
   batch.Enqueue(Item("hubspot", "c1", {{"name", "old"}}));
   batch.Enqueue(Item("hubspot", "c2", {{"name", "other"}}));
   ASSERT_TRUE(store->Apply(batch).ok());
-  auto due = store->DueOutbox("hubspot", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(due->size(), 2u);
   const int64_t id_c1 = (*due)[0].id;
   const int64_t id_c2 = (*due)[1].id;
@@ -219,7 +219,7 @@ TEST_P(StoreConformanceTest, EnqueueCoalescesPerRecord) {
   newer.Enqueue(item);
   ASSERT_TRUE(store->Apply(newer).ok());
 
-  due = store->DueOutbox("hubspot", kT0, 10);
+  due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(due->size(), 2u);
   const OutboxItem& c1 = (*due)[0];
   EXPECT_EQ(c1.id, id_c1);  // keeps its place in the queue
@@ -249,7 +249,7 @@ TEST_P(StoreConformanceTest, DueOutboxIsOldestFirstDueOnlyAndLimited) {
   for (int i = 0; i < 5; ++i) batch.Enqueue(Item("hubspot", "c" + std::to_string(i), {{"i", i}}));
   batch.Enqueue(Item("portal", "p", {{"i", 9}}));
   ASSERT_TRUE(store->Apply(batch).ok());
-  auto all = store->DueOutbox("hubspot", kT0, 10);
+  auto all = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(all->size(), 5u);
   for (int i = 0; i < 5; ++i) EXPECT_EQ((*all)[i].payload["i"], i);
 
@@ -257,16 +257,74 @@ TEST_P(StoreConformanceTest, DueOutboxIsOldestFirstDueOnlyAndLimited) {
   later.RetryOutbox((*all)[0].id, "UNAVAILABLE", kT0 + 5000);
   ASSERT_TRUE(store->Apply(later).ok());
 
-  auto two = store->DueOutbox("hubspot", kT0, 2);
+  auto two = store->DueOutbox(OutboxFilter("hubspot", kT0, 2));
   ASSERT_EQ(two->size(), 2u);
   EXPECT_EQ((*two)[0].canonical_id, "c1");
   EXPECT_EQ((*two)[1].canonical_id, "c2");
   EXPECT_EQ(DueIds(store.get(), "hubspot", kT0 + 4999).size(), 4u);
-  auto at_due = store->DueOutbox("hubspot", kT0 + 5000, 1);
+  auto at_due = store->DueOutbox(OutboxFilter("hubspot", kT0 + 5000, 1));
   ASSERT_EQ(at_due->size(), 1u);
   EXPECT_EQ((*at_due)[0].canonical_id, "c0");
   EXPECT_EQ((*at_due)[0].attempts, 1);
   EXPECT_EQ((*at_due)[0].last_error, "UNAVAILABLE");
+}
+
+TEST_P(StoreConformanceTest, DueOutboxNarrowsToAnEntityAndToDeletesKeepingTheOrder) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  // Queued across entities and ops; "name" says what each is.
+  auto queued = [](const std::string& entity, const std::string& id, const std::string& op) {
+    OutboxItem item = Item("hubspot", id, {{"name", entity + "/" + id + "/" + op}});
+    item.entity = entity;
+    item.op = op;
+    return item;
+  };
+  StateBatch batch;
+  batch.Enqueue(queued("contact", "k1", "upsert"));
+  batch.Enqueue(queued("company", "c1", "delete"));
+  batch.Enqueue(queued("company", "c2", "upsert"));
+  batch.Enqueue(queued("contact", "k2", "delete"));
+  batch.Enqueue(queued("company", "c3", "delete"));
+  batch.Enqueue(queued("contact", "k3", "upsert"));
+  OutboxItem elsewhere = queued("company", "c9", "delete");
+  elsewhere.system = "portal";
+  batch.Enqueue(elsewhere);
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto names = [&](const OutboxFilter& filter) {
+    std::vector<std::string> out;
+    auto due = store->DueOutbox(filter);
+    EXPECT_TRUE(due.ok()) << due.status().ToString();
+    if (due.ok())
+      for (const OutboxItem& item : *due) out.push_back(item.payload["name"].get<std::string>());
+    return out;
+  };
+  const OutboxFilter all("hubspot", kT0, 0);
+  EXPECT_THAT(names(all),
+              ElementsAre("contact/k1/upsert", "company/c1/delete", "company/c2/upsert",
+                          "contact/k2/delete", "company/c3/delete", "contact/k3/upsert"));
+  EXPECT_THAT(names(all.ForEntity("company")),
+              ElementsAre("company/c1/delete", "company/c2/upsert", "company/c3/delete"));
+  EXPECT_THAT(names(all.DeletesOnly()),
+              ElementsAre("company/c1/delete", "contact/k2/delete", "company/c3/delete"));
+  EXPECT_THAT(names(all.DeletesOnly().ForEntity("contact")), ElementsAre("contact/k2/delete"));
+  EXPECT_TRUE(names(all.ForEntity("onboarding")).empty());
+  EXPECT_THAT(names(OutboxFilter("portal", kT0, 0).DeletesOnly()),
+              ElementsAre("company/c9/delete"));
+
+  // Limits and due times apply after the narrowing.
+  EXPECT_THAT(names(OutboxFilter("hubspot", kT0, 1).DeletesOnly()),
+              ElementsAre("company/c1/delete"));
+  EXPECT_THAT(names(OutboxFilter("hubspot", kT0, 2).ForEntity("contact")),
+              ElementsAre("contact/k1/upsert", "contact/k2/delete"));
+  const int64_t c1_id = store->DueOutbox(all.ForEntity("company"))->at(0).id;
+  StateBatch later;
+  later.RetryOutbox(c1_id, "UNAVAILABLE", kT0 + 5000);
+  ASSERT_TRUE(store->Apply(later).ok());
+  EXPECT_THAT(names(OutboxFilter("hubspot", kT0, 1).DeletesOnly()),
+              ElementsAre("contact/k2/delete"));
+  EXPECT_THAT(names(OutboxFilter("hubspot", kT0 + 5000, 0).ForEntity("company").DeletesOnly()),
+              ElementsAre("company/c1/delete", "company/c3/delete"));
 }
 
 TEST_P(StoreConformanceTest, RetryCompleteDeadLetterReplayCycle) {
@@ -276,7 +334,7 @@ TEST_P(StoreConformanceTest, RetryCompleteDeadLetterReplayCycle) {
   batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
   batch.Enqueue(Item("portal", "c2", {{"name", "Beta"}}));
   ASSERT_TRUE(store->Apply(batch).ok());
-  auto due = store->DueOutbox("portal", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("portal", kT0, 10));
   ASSERT_EQ(due->size(), 2u);
   const int64_t id1 = (*due)[0].id;
   const int64_t id2 = (*due)[1].id;
@@ -316,7 +374,7 @@ TEST_P(StoreConformanceTest, RetryCompleteDeadLetterReplayCycle) {
   ASSERT_TRUE(store->ReplayDeadLetter(dl.id, kT0 + 2000).ok());
   EXPECT_TRUE(store->ListDeadLetters(10)->empty());
   EXPECT_TRUE(DueIds(store.get(), "portal", kT0 + 1999).empty());
-  due = store->DueOutbox("portal", kT0 + 2000, 10);
+  due = store->DueOutbox(OutboxFilter("portal", kT0 + 2000, 10));
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].canonical_id, "c2");
   EXPECT_EQ((*due)[0].payload, (json{{"name", "Beta"}}));
@@ -345,7 +403,7 @@ TEST_P(StoreConformanceTest, ReplayNeverSendsAPayloadOlderThanAPendingOne) {
   StateBatch newer;
   newer.Enqueue(Item("hubspot", "c1", {{"name", "v2"}}));
   ASSERT_TRUE(store->Apply(newer).ok());
-  auto pending = store->DueOutbox("hubspot", kT0, 10);
+  auto pending = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(pending->size(), 1u);
   StateBatch backoff;
   backoff.RetryOutbox((*pending)[0].id, "UNAVAILABLE", kT0 + 100000);
@@ -353,7 +411,7 @@ TEST_P(StoreConformanceTest, ReplayNeverSendsAPayloadOlderThanAPendingOne) {
 
   ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0 + 10).ok());
   EXPECT_TRUE(store->ListDeadLetters(10)->empty());
-  auto due = store->DueOutbox("hubspot", kT0 + 10, 10);
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0 + 10, 10));
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].payload, (json{{"name", "v2"}}));
   EXPECT_EQ((*due)[0].attempts, 0);
@@ -374,7 +432,7 @@ TEST_P(StoreConformanceTest, ReplayingANewerDeadLetterReplacesAnOlderReplay) {
   ASSERT_EQ(letters->size(), 2u);
   ASSERT_TRUE(store->ReplayDeadLetter((*letters)[0].id, kT0).ok());  // v1
   ASSERT_TRUE(store->ReplayDeadLetter((*letters)[1].id, kT0).ok());  // v2
-  auto due = store->DueOutbox("hubspot", kT0, 10);
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].payload, (json{{"name", "v2"}}));
 }
