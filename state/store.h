@@ -384,7 +384,7 @@ class Store {
   // --- lease ---
 
   // Takes the lease for `holder` until now_ms + ttl_ms if it is free, expired (expires_ms <=
-  // now_ms), or already held by `holder` (a renewal, which keeps acquired_ms). One atomic step
+  // now_ms), or already held by `holder` (a renewal; a live one keeps acquired_ms). One atomic step
   // across threads, connections and processes: of two holders asking at once, one gets it.
   // Returns false, without error, when another live holder has it. kInvalidArgument for an empty
   // holder or a ttl_ms <= 0.
@@ -392,7 +392,8 @@ class Store {
   // Frees the lease if `holder` holds it; otherwise (another holder, or none) changes nothing and
   // is not an error.
   virtual Status ReleaseLease(const std::string& holder) = 0;
-  // The lease as last taken, expired or not (compare expires_ms with now), if it is held.
+  // The lease as last taken, until its holder releases it or another takes it over: expired or
+  // not, which the caller tells by comparing expires_ms with its own now.
   virtual Result<std::optional<LeaseInfo>> GetLease() = 0;
 
   // --- schema ---

@@ -853,6 +853,414 @@ TEST_P(StoreConformanceTest, ConcurrentAppliesFromThreadsAllLand) {
   EXPECT_EQ(*store->OutboxCounts(), (json{{"hubspot", 100}}));
 }
 
+// ---- contracts of state/store.h that the tests above leave out ----
+
+TEST_P(StoreConformanceTest, ApplyRefusesAnIncompleteOpAndAppliesNothing) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->Apply(StateBatch()).ok()) << "an empty batch is a no-op";
+
+  Link no_system = MakeLink("c2", "", "202");
+  OutboxItem no_op = Item("portal", "c1", {{"name", "Acme"}});
+  no_op.op = "";
+  for (int which = 0; which < 3; ++which) {
+    StateBatch batch;
+    batch.PutLink(MakeLink("c1", "hubspot", "101"));
+    batch.SetCursor("hubspot", "companies", "advanced");
+    if (which == 0) batch.PutLink(no_system);
+    if (which == 1) batch.SetCursor("hubspot", "", "x");
+    if (which == 2) batch.Enqueue(no_op);
+    Status s = store->Apply(batch);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << which << ": " << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("op 3 of 3"));
+    EXPECT_FALSE(store->FindLink("company", "c1", "hubspot")->has_value()) << which;
+    EXPECT_FALSE(store->GetCursor("hubspot", "companies")->has_value()) << which;
+    EXPECT_EQ(*store->OutboxCounts(), json::object()) << which;
+  }
+}
+
+TEST_P(StoreConformanceTest, SnapshotsComeBackWholeAndPutReplacesEveryField) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->GetSnapshot("company", "c1")->has_value());
+
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = {{"name", "Acme"}, {"tier", "A"}};
+  snap.seen = {{"hubspot", {{"name", "Acme"}}}};
+  snap.unverified = {
+      {"totango", {{"name", {{"sent", "Acme"}, {"before", "Old"}, {"attempts", 1}}}}}};
+  snap.in_doubt = {{"dynamics365", {{"name", json::array({{{"value", "Ac"}, {"sent_ms", kT0}}})}}}};
+  snap.changed_ms = {{"name", kT0 - 5}};
+  snap.deleted_ms = kT0 + 7;
+  snap.updated_ms = kT0 + 9;
+  StateBatch batch;
+  batch.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto got = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->entity, "company");
+  EXPECT_EQ((*got)->canonical_id, "c1");
+  EXPECT_EQ((*got)->fields, snap.fields);
+  EXPECT_EQ((*got)->seen, snap.seen);
+  EXPECT_EQ((*got)->unverified, snap.unverified);
+  EXPECT_EQ((*got)->in_doubt, snap.in_doubt);
+  EXPECT_EQ((*got)->changed_ms, snap.changed_ms);
+  EXPECT_EQ((*got)->deleted_ms, kT0 + 7);
+  EXPECT_EQ((*got)->updated_ms, kT0 + 9);
+  EXPECT_FALSE(store->GetSnapshot("contact", "c1")->has_value()) << "snapshots are per entity";
+
+  // A later put replaces every field, emptied ones included.
+  Snapshot next;
+  next.entity = "company";
+  next.canonical_id = "c1";
+  next.fields = {{"name", "Acme AB"}};
+  next.updated_ms = kT0 + 10;
+  StateBatch replace;
+  replace.PutSnapshot(next);
+  ASSERT_TRUE(store->Apply(replace).ok());
+  got = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->fields, next.fields);
+  EXPECT_EQ((*got)->seen, json::object());
+  EXPECT_EQ((*got)->unverified, json::object());
+  EXPECT_EQ((*got)->in_doubt, json::object());
+  EXPECT_EQ((*got)->changed_ms, json::object());
+  EXPECT_EQ((*got)->deleted_ms, 0);
+  EXPECT_EQ((*got)->updated_ms, kT0 + 10);
+}
+
+TEST_P(StoreConformanceTest, ListUnverifiedFindsOnlyTheSnapshotsAwaitingThatSystem) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const json awaiting = {{"stage", {{"sent", "live"}, {"before", "kickoff"}, {"attempts", 1}}}};
+  StateBatch batch;
+  auto put = [&](const std::string& entity, const std::string& id, json unverified) {
+    Snapshot snap;
+    snap.entity = entity;
+    snap.canonical_id = id;
+    snap.fields = {{"stage", "live"}};
+    snap.unverified = std::move(unverified);
+    batch.PutSnapshot(snap);
+  };
+  put("onboarding", "o3", {{"totango", awaiting}});
+  put("onboarding", "o1", {{"totango", awaiting}, {"portal", awaiting}});
+  put("onboarding", "o2", {{"portal", awaiting}});
+  put("onboarding", "o4", json::object());
+  put("company", "c1", {{"totango", awaiting}});
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto ids = [&](const std::string& system, const std::string& entity) {
+    std::vector<std::string> out;
+    auto listed = store->ListUnverified(system, entity);
+    EXPECT_TRUE(listed.ok()) << listed.status().ToString();
+    if (listed.ok())
+      for (const Snapshot& s : *listed) out.push_back(s.canonical_id);
+    return out;
+  };
+  EXPECT_THAT(ids("totango", "onboarding"), ElementsAre("o1", "o3"));
+  EXPECT_THAT(ids("portal", "onboarding"), ElementsAre("o1", "o2"));
+  EXPECT_THAT(ids("totango", "company"), ElementsAre("c1"));
+  EXPECT_TRUE(ids("hubspot", "onboarding").empty());
+  auto o1 = store->ListUnverified("totango", "onboarding");
+  ASSERT_TRUE(o1.ok() && !o1->empty());
+  EXPECT_EQ((*o1)[0].unverified["portal"], awaiting) << "whole: the other systems' entries too";
+}
+
+TEST_P(StoreConformanceTest, PendingOutboxFindsTheQueuedWriteDueOrNot) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->PendingOutbox("hubspot", "company", "c1")->has_value());
+  StateBatch batch;
+  OutboxItem item = Item("hubspot", "c1", {{"name", "Acme"}});
+  item.native_id = "101";
+  batch.Enqueue(item);
+  batch.Enqueue(Item("portal", "c1", {{"name", "Other"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  const int64_t id = DueIds(store.get(), "hubspot", kT0).at(0);
+  StateBatch later;
+  later.RetryOutbox(id, "UNAVAILABLE", kT0 + 60000);
+  ASSERT_TRUE(store->Apply(later).ok());
+
+  auto pending = store->PendingOutbox("hubspot", "company", "c1");
+  ASSERT_TRUE(pending.ok() && pending->has_value()) << "not due, still pending";
+  EXPECT_EQ((*pending)->id, id);
+  EXPECT_EQ((*pending)->payload, (json{{"name", "Acme"}}));
+  EXPECT_EQ((*pending)->payload_hash, item.payload_hash);
+  EXPECT_EQ((*pending)->native_id, "101");
+  EXPECT_EQ((*pending)->attempts, 1);
+  EXPECT_EQ((*pending)->next_attempt_ms, kT0 + 60000);
+  EXPECT_EQ((*pending)->last_error, "UNAVAILABLE");
+  EXPECT_FALSE(store->PendingOutbox("hubspot", "contact", "c1")->has_value());
+  EXPECT_FALSE(store->PendingOutbox("hubspot", "company", "c2")->has_value());
+
+  StateBatch done;
+  done.CompleteOutbox(id);
+  ASSERT_TRUE(store->Apply(done).ok());
+  EXPECT_FALSE(store->PendingOutbox("hubspot", "company", "c1")->has_value());
+  EXPECT_TRUE(store->PendingOutbox("portal", "company", "c1")->has_value());
+}
+
+TEST_P(StoreConformanceTest, EnqueuedItemsAreDueFromTheirNextAttemptAndKeepTheirPlace) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  OutboxItem first = Item("hubspot", "c1", {{"v", 1}});
+  first.created_ms = kT0 + 30;
+  first.next_attempt_ms = kT0 + 1000;
+  OutboxItem second = Item("hubspot", "c2", {{"v", 1}});
+  second.created_ms = kT0 + 10;  // callers' times play no part in the order
+  StateBatch batch;
+  batch.Enqueue(first);
+  batch.Enqueue(second);
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0 + 999, 0));
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].canonical_id, "c2");
+  due = store->DueOutbox(OutboxFilter("hubspot", kT0 + 1000, 0));
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].canonical_id, "c1");
+  EXPECT_EQ((*due)[0].created_ms, kT0 + 30);
+  const int64_t c1_id = (*due)[0].id;
+  const int64_t c2_id = (*due)[1].id;
+
+  // Coalesced: the first item's id and created_ms stay, its due time is the newer write's.
+  OutboxItem newer = Item("hubspot", "c1", {{"v", 2}});
+  newer.created_ms = kT0 + 50;
+  StateBatch coalesce;
+  coalesce.Enqueue(newer);
+  ASSERT_TRUE(store->Apply(coalesce).ok());
+  due = store->DueOutbox(OutboxFilter("hubspot", kT0, 0));
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].id, c1_id);
+  EXPECT_EQ((*due)[0].created_ms, kT0 + 30);
+  EXPECT_EQ((*due)[0].payload, (json{{"v", 2}}));
+
+  // Queued anew once delivered, a record's write goes last, under a new id.
+  StateBatch done;
+  done.CompleteOutbox(c1_id);
+  ASSERT_TRUE(store->Apply(done).ok());
+  StateBatch again;
+  again.Enqueue(Item("hubspot", "c1", {{"v", 3}}));
+  ASSERT_TRUE(store->Apply(again).ok());
+  const std::vector<int64_t> ids = DueIds(store.get(), "hubspot", kT0);
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids[0], c2_id);
+  EXPECT_NE(ids[1], c1_id);
+  EXPECT_EQ(store->PendingOutbox("hubspot", "company", "c1")->value().id, ids[1]);
+}
+
+TEST_P(StoreConformanceTest, ARetryThatCountsNoAttemptOnlyWaits) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "Acme"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  const int64_t id = DueIds(store.get(), "hubspot", kT0).at(0);
+
+  StateBatch wait;
+  wait.RetryOutbox(id, "waiting for company c0", kT0 + 2000, /*count_attempt=*/false);
+  ASSERT_TRUE(store->Apply(wait).ok());
+  EXPECT_TRUE(DueIds(store.get(), "hubspot", kT0 + 1999).empty());
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0 + 2000, 0));
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].attempts, 0);
+  EXPECT_EQ((*due)[0].last_error, "waiting for company c0");
+  EXPECT_EQ((*due)[0].next_attempt_ms, kT0 + 2000);
+
+  StateBatch missing;
+  missing.RetryOutbox(id + 1000, "x", kT0, /*count_attempt=*/false);
+  EXPECT_EQ(store->Apply(missing).code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreConformanceTest, DeadLettersAreListedOldestFirstAndStamped) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "first"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  StateBatch dead;
+  dead.DeadLetterOutbox(DueIds(store.get(), "hubspot", kT0).at(0), "INVALID_ARGUMENT: 400", 400);
+  ASSERT_TRUE(store->Apply(dead).ok());
+
+  clock_.Advance(std::chrono::milliseconds(250));
+  OutboxItem unapplied = Item("totango", "c2", {{"name", "second"}});
+  unapplied.attempts = 3;
+  unapplied.last_error = "before";
+  StateBatch direct;
+  direct.AddDeadLetter(unapplied, "acknowledged but not applied");
+  ASSERT_TRUE(store->Apply(direct).ok());
+
+  auto letters = store->ListDeadLetters(0);
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 2u);
+  EXPECT_LT((*letters)[0].id, (*letters)[1].id);
+  EXPECT_EQ((*letters)[0].item.payload, (json{{"name", "first"}}));
+  EXPECT_EQ((*letters)[0].http_status, 400);
+  EXPECT_EQ((*letters)[0].failed_ms, kT0);
+  const DeadLetter& second = (*letters)[1];
+  EXPECT_EQ(second.reason, "acknowledged but not applied");
+  EXPECT_EQ(second.http_status, 0);
+  EXPECT_EQ(second.failed_ms, kT0 + 250);
+  EXPECT_EQ(second.item.system, "totango");
+  EXPECT_EQ(second.item.attempts, 3);
+  EXPECT_EQ(second.item.last_error, "acknowledged but not applied");
+
+  auto one = store->ListDeadLetters(1);
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].id, (*letters)[0].id);
+}
+
+TEST_P(StoreConformanceTest, ReplayDropsAPayloadOlderThanOneAlreadyDelivered) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "v1"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  StateBatch dead;
+  dead.DeadLetterOutbox(DueIds(store.get(), "hubspot", kT0).at(0), "INVALID_ARGUMENT", 400);
+  ASSERT_TRUE(store->Apply(dead).ok());
+  StateBatch newer;
+  newer.Enqueue(Item("hubspot", "c1", {{"name", "v2"}}));
+  ASSERT_TRUE(store->Apply(newer).ok());
+  StateBatch delivered;
+  delivered.CompleteOutbox(DueIds(store.get(), "hubspot", kT0).at(0));
+  ASSERT_TRUE(store->Apply(delivered).ok());
+
+  ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0).ok());
+  EXPECT_TRUE(store->ListDeadLetters(0)->empty());
+  EXPECT_EQ(*store->OutboxCounts(), json::object()) << "v1 would overwrite the delivered v2";
+}
+
+TEST_P(StoreConformanceTest, AMatchKeyBelongsToTheFirstRecordToHoldIt) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->FindByMatchKey("company", "acme|se")->has_value());
+  StateBatch batch;
+  batch.PutMatchKey("company", "acme|se", "c1");
+  batch.PutMatchKey("company", "acme|se", "c2");  // a later record with the same values
+  batch.PutMatchKey("contact", "acme|se", "k1");
+  ASSERT_TRUE(store->Apply(batch).ok());
+  StateBatch later;
+  later.PutMatchKey("company", "acme|se", "c3");
+  later.PutMatchKey("company", "beta|no", "c3");
+  ASSERT_TRUE(store->Apply(later).ok());
+
+  EXPECT_EQ(**store->FindByMatchKey("company", "acme|se"), "c1");
+  EXPECT_EQ(**store->FindByMatchKey("company", "beta|no"), "c3");
+  EXPECT_EQ(**store->FindByMatchKey("contact", "acme|se"), "k1");
+  EXPECT_FALSE(store->FindByMatchKey("onboarding", "acme|se")->has_value());
+  EXPECT_FALSE(store->FindByMatchKey("company", "acme")->has_value());
+}
+
+TEST_P(StoreConformanceTest, TheAuditTrailIsReadFromATimeOnInOrder) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->ListAudit(0, 0)->empty());
+  auto entry = [](int64_t at_ms, const std::string& action, const std::string& subject) {
+    AuditEntry e;
+    e.at_ms = at_ms;
+    e.action = action;
+    e.system = "portal";
+    e.subject = subject;
+    e.detail = {{"user", "u-" + subject}, {"property", "p1"}};
+    return e;
+  };
+  StateBatch batch;
+  batch.AddAudit(entry(kT0 + 200, "revoke", "k2"));
+  batch.AddAudit(entry(kT0 + 100, "grant", "k1"));
+  batch.AddAudit(entry(kT0 + 100, "reset", "k1"));  // same time: the order recorded
+  batch.AddAudit(entry(kT0 + 300, "change", "k3"));
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto rows = [&](int64_t since_ms, int limit) {
+    std::vector<std::string> out;
+    auto listed = store->ListAudit(since_ms, limit);
+    EXPECT_TRUE(listed.ok()) << listed.status().ToString();
+    if (listed.ok())
+      for (const AuditEntry& e : *listed) out.push_back(e.action + ":" + e.subject);
+    return out;
+  };
+  EXPECT_THAT(rows(0, 0), ElementsAre("grant:k1", "reset:k1", "revoke:k2", "change:k3"));
+  EXPECT_THAT(rows(kT0 + 200, 0), ElementsAre("revoke:k2", "change:k3"));
+  EXPECT_THAT(rows(kT0 + 101, 0), ElementsAre("revoke:k2", "change:k3"));
+  EXPECT_THAT(rows(0, 3), ElementsAre("grant:k1", "reset:k1", "revoke:k2"));
+  EXPECT_TRUE(rows(kT0 + 301, 0).empty());
+
+  auto all = store->ListAudit(0, 0);
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].at_ms, kT0 + 100);
+  EXPECT_EQ((*all)[0].system, "portal");
+  EXPECT_EQ((*all)[0].detail, (json{{"user", "u-k1"}, {"property", "p1"}}));
+  EXPECT_NE((*all)[0].id, (*all)[1].id);
+}
+
+TEST_P(StoreConformanceTest, FinishingARunKeepsHowItBegan) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(*store->BeginRun("sync", kT0 + i));
+  EXPECT_LT(ids[0], ids[1]);
+  EXPECT_LT(ids[1], ids[2]);
+
+  RunRecord finished;
+  finished.id = ids[1];
+  finished.mode = "backfill";  // ignored: the mode is the one begun
+  finished.started_ms = 1;     // ignored too
+  finished.finished_ms = kT0 + 50;
+  finished.outcome = "failed";
+  finished.error = "UNAVAILABLE: hubspot";
+  ASSERT_TRUE(store->FinishRun(finished).ok());
+
+  auto runs = store->RecentRuns(0);
+  ASSERT_TRUE(runs.ok());
+  ASSERT_EQ(runs->size(), 3u);
+  EXPECT_EQ((*runs)[0].id, ids[2]);
+  EXPECT_EQ((*runs)[0].counts, json::object());
+  EXPECT_EQ((*runs)[0].error, "");
+  const RunRecord& run = (*runs)[1];
+  EXPECT_EQ(run.id, ids[1]);
+  EXPECT_EQ(run.mode, "sync");
+  EXPECT_EQ(run.started_ms, kT0 + 1);
+  EXPECT_EQ(run.finished_ms, kT0 + 50);
+  EXPECT_EQ(run.outcome, "failed");
+  EXPECT_EQ(run.error, "UNAVAILABLE: hubspot");
+  EXPECT_EQ((*runs)[2].id, ids[0]);
+}
+
+TEST_P(StoreConformanceTest, GetLeaseShowsTheLeaseAsLastTakenUntilReleased) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(*store->AcquireLease("a", kT0, 1000));
+  // GetLease takes no time: whether the lease has expired is the caller's comparison.
+  auto lease = store->GetLease();
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  EXPECT_EQ((*lease)->holder, "a");
+  EXPECT_EQ((*lease)->acquired_ms, kT0);
+  EXPECT_EQ((*lease)->expires_ms, kT0 + 1000);
+  EXPECT_TRUE(store->ReleaseLease("nobody").ok());
+  EXPECT_TRUE(store->GetLease()->has_value());
+  // Renewed by its holder once expired, the lease starts anew (a live renewal keeps acquired_ms).
+  ASSERT_TRUE(*store->AcquireLease("a", kT0 + 5000, 1000));
+  lease = store->GetLease();
+  EXPECT_EQ((*lease)->acquired_ms, kT0 + 5000);
+  EXPECT_EQ((*lease)->expires_ms, kT0 + 6000);
+  EXPECT_TRUE(store->ReleaseLease("a").ok());
+  EXPECT_FALSE(store->GetLease()->has_value());
+}
+
+TEST_P(StoreConformanceTest, EveryConnectionSeesTheSameSchemaVersion) {
+  auto one = Open();
+  ASSERT_NE(one, nullptr);
+  auto version = one->SchemaVersion();
+  ASSERT_TRUE(version.ok()) << version.status().ToString();
+  EXPECT_GE(*version, 1);
+  auto two = Open();
+  ASSERT_NE(two, nullptr);
+  EXPECT_EQ(*two->SchemaVersion(), *version);
+}
+
 // ---- backends ----
 
 // SQLite: a file in a temporary directory of its own, removed with it.
