@@ -242,6 +242,9 @@ class Stmt {
   // Binds NULL for "", for columns where "no value yet" must not collide on a UNIQUE key.
   Stmt& TextOrNull(int i, const std::string& v) {
     if (!v.empty()) return Text(i, v);
+    return Null(i);
+  }
+  Stmt& Null(int i) {
     if (s_ != nullptr && rc_ == SQLITE_OK) rc_ = sqlite3_bind_null(s_, i);
     return *this;
   }
@@ -403,14 +406,7 @@ class SqliteStore final : public Store {
                                                const std::string& object) override;
   Result<std::vector<CursorRow>> ListCursors() override;
 
-  Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
-                                            int limit) override;
-  Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system, const std::string& entity,
-                                               int64_t now_ms, int limit) override;
-  Result<std::vector<OutboxItem>> DueDeletes(const std::string& system, int64_t now_ms,
-                                             int limit) override;
-  Result<std::vector<OutboxItem>> DueOutboxWhere(const std::string& where, const std::string& system,
-                                                 const std::string& arg, int64_t now_ms, int limit);
+  Result<std::vector<OutboxItem>> DueOutbox(const OutboxFilter& filter) override;
   Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) override;
   Result<nlohmann::json> OutboxCounts() override;
 
@@ -1141,20 +1137,23 @@ Result<std::vector<CursorRow>> SqliteStore::ListCursors() {
 // SQLite reads a negative LIMIT as "no limit".
 int64_t SqlLimit(int limit) { return limit > 0 ? limit : -1; }
 
-// The due outbox rows of `system`, oldest first (by id, the store's own insertion order: callers'
-// created_ms may tie or go backwards), narrowed by `where` ("" or " AND ..." on ?4), at most
-// `limit`. The SQL text is a constant per caller.
-Result<std::vector<OutboxItem>> SqliteStore::DueOutboxWhere(const std::string& where,
-                                                            const std::string& system,
-                                                            const std::string& arg, int64_t now_ms,
-                                                            int limit) {
+// One statement for every filter: each narrows the range scan of outbox_by_system (system, id),
+// which yields the due rows oldest first (by id, the store's own insertion order: callers'
+// created_ms may tie or go backwards) without a sort. ?4 is NULL for every entity.
+Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const OutboxFilter& filter) {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::string sql = std::string("SELECT ") + kOutboxColumns +
-                          " FROM outbox WHERE system = ?1 AND next_attempt_ms <= ?2" + where +
-                          " ORDER BY id LIMIT ?3";
+  static const std::string sql =
+      std::string("SELECT ") + kOutboxColumns +
+      " FROM outbox WHERE system = ?1 AND next_attempt_ms <= ?2 AND (?4 IS NULL OR entity = ?4) "
+      "AND (?5 = 0 OR op = 'delete') ORDER BY id LIMIT ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, system).Int(2, now_ms).Int(3, SqlLimit(limit));
-  if (!where.empty() && where.find("?4") != std::string::npos) st.Text(4, arg);
+  st.Text(1, filter.system).Int(2, filter.now_ms).Int(3, SqlLimit(filter.limit));
+  if (filter.entity.has_value()) {
+    st.Text(4, *filter.entity);
+  } else {
+    st.Null(4);
+  }
+  st.Int(5, filter.deletes_only ? 1 : 0);
   std::vector<OutboxItem> items;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -1162,25 +1161,11 @@ Result<std::vector<OutboxItem>> SqliteStore::DueOutboxWhere(const std::string& w
     if (!item.ok()) return item.status();
     items.push_back(std::move(*item));
   }
-  if (rc != SQLITE_DONE)
-    return Error(rc, "reading the due outbox of " + system + (arg.empty() ? "" : " " + arg));
+  if (rc != SQLITE_DONE) {
+    return Error(rc, "reading the due outbox of " + filter.system +
+                         (filter.entity.has_value() ? " " + *filter.entity : ""));
+  }
   return items;
-}
-
-Result<std::vector<OutboxItem>> SqliteStore::DueOutbox(const std::string& system, int64_t now_ms,
-                                                       int limit) {
-  return DueOutboxWhere("", system, "", now_ms, limit);
-}
-
-Result<std::vector<OutboxItem>> SqliteStore::DueOutboxFor(const std::string& system,
-                                                          const std::string& entity,
-                                                          int64_t now_ms, int limit) {
-  return DueOutboxWhere(" AND entity = ?4", system, entity, now_ms, limit);
-}
-
-Result<std::vector<OutboxItem>> SqliteStore::DueDeletes(const std::string& system, int64_t now_ms,
-                                                        int limit) {
-  return DueOutboxWhere(" AND op = 'delete'", system, "", now_ms, limit);
 }
 
 Status SqliteStore::AddAudit(const AuditEntry& e) {

@@ -9,12 +9,14 @@
 //   dead letters  writes that failed permanently, with the reason, replayable
 //   runs          run history (mode, counts, duration, outcome)
 //   stage history when each onboarding entered and left each stage, per system
+//   match keys    per entity, normalized match-field values -> the record that first held them
+//   audit         portal access granted, changed or revoked, password resets sent
 //   lease         so two runs never overlap
 //
 // Mutations that must be atomic are collected in a StateBatch and applied with Apply() in one
 // transaction (a cursor is only ever advanced together with the outbox rows and snapshots its page
-// produced). Only state/sqlite_store.cc contains SQL, so a PostgreSQL backend can implement the same
-// interface.
+// produced). Only state/sqlite_store.cc contains SQL, so a PostgreSQL backend can implement the
+// same interface; every backend must pass the conformance suite (tests/state/store_conformance.h).
 //
 // Thread-safety: a Store may be used from several threads; each call is atomic.
 #pragma once
@@ -24,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -138,7 +141,8 @@ struct CursorRow {
   int64_t updated_ms = 0;
 };
 
-// A set of mutations applied atomically by Store::Apply().
+// A set of mutations applied atomically by Store::Apply(), in the order they were added. The
+// errors below are Apply's, and fail the whole batch.
 class StateBatch {
  public:
   struct Op {
@@ -158,31 +162,49 @@ class StateBatch {
     int64_t id = 0;
   };
 
-  // Inserts or replaces the link for (entity, canonical_id, system).
+  // Inserts or replaces the link for (entity, canonical_id, system). An empty native id means
+  // none yet and never clashes. kInvalidArgument without an entity, canonical id or system;
+  // kAlreadyExists when the native id is linked to another record of the entity in that system
+  // (that link is kept).
   void PutLink(const Link& link);
+  // Inserts or replaces the whole snapshot of (entity, canonical_id).
   void PutSnapshot(const Snapshot& snapshot);
+  // Inserts or replaces the cursor of (system, object), stamped with the store's clock.
+  // kInvalidArgument without a system or an object.
   void SetCursor(const std::string& system, const std::string& object, const std::string& cursor);
-  // Queues a write. A pending item for the same (system, entity, canonical_id) is replaced
-  // (coalesced: the newest payload wins; attempts reset), so a target never gets stale writes.
+  // Queues a write, due from item.next_attempt_ms (0: at once); the store assigns its id. A
+  // pending item for the same (system, entity, canonical_id) is replaced (coalesced: it keeps its
+  // id and created_ms, its place in the queue, and takes everything else from the newer write,
+  // attempts and error reset), so a target never gets stale writes. kInvalidArgument without a
+  // system, object, entity, canonical id or op, or with a payload that cannot be stored (a string
+  // that is not UTF-8).
   void Enqueue(const OutboxItem& item);
   // Removes a delivered outbox item. With `delivered_hash`, only if the item still holds that
   // payload: a newer payload queued for the same record while this one was in flight stays queued.
+  // kNotFound if there is no item `outbox_id`.
   void CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash = "");
   // Records a failed attempt: attempts + 1, the error, and when to try next. Without
   // `count_attempt` the item only waits (for a record it refers to, still on its way).
   // With `attempted_hash`, only if the item still holds that payload, as for CompleteOutbox: a
   // newer payload queued while the failed one was in flight keeps its fresh retry budget.
+  // kNotFound if there is no item `outbox_id`.
   void RetryOutbox(int64_t outbox_id, const std::string& error, int64_t next_attempt_ms,
                    bool count_attempt = true, const std::string& attempted_hash = "");
-  // Moves an outbox item to the dead letters; with `attempted_hash`, only if the item still
-  // holds that payload (a newer one stays queued and is tried on its own).
+  // Moves an outbox item to the dead letters, as it was last attempted (this failure counted in
+  // its attempts, `reason` as its last error), stamped with the store's clock; with
+  // `attempted_hash`, only if the item still holds that payload (a newer one stays queued and is
+  // tried on its own). kNotFound if there is no item `outbox_id`.
   void DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status,
                         const std::string& attempted_hash = "");
+  // Appends to the stage history.
   void AddStageTransition(const StageTransition& transition);
+  // Appends to the audit trail; the store assigns the entry's id.
   void AddAudit(const AuditEntry& entry);
+  // kNotFound if there is no dead letter `dead_letter_id`.
   void DeleteDeadLetter(int64_t dead_letter_id);
   // Dead-letters a write that never went through the outbox of this run (a write the system
-  // acknowledged but kept failing to apply, found on read-back).
+  // acknowledged but kept failing to apply, found on read-back): `reason` as its last error, no
+  // HTTP status, stamped with the store's clock. Replayable like any other.
   void AddDeadLetter(const OutboxItem& item, const std::string& reason);
   // Records that canonical record `canonical_id` of `entity` holds match key `key` (normalized
   // values of the match fields). The first record to hold a key keeps it.
@@ -206,93 +228,178 @@ struct RecordStates {
   std::unordered_map<std::string, std::vector<Link>> links;  // canonical id -> its links, any system
 };
 
+// Which outbox items Store::DueOutbox returns: those queued for `system` and due at `now_ms`
+// (next_attempt_ms <= now_ms), of one entity or of all, every op or deletes only, at most `limit`
+// (0: all).
+struct OutboxFilter {
+  OutboxFilter(std::string system, int64_t now_ms, int limit)
+      : system(std::move(system)), now_ms(now_ms), limit(limit) {}
+
+  // The same, for one entity's items only (flushes go entity by entity, referenced ones first).
+  OutboxFilter ForEntity(std::string entity_name) const {
+    OutboxFilter f = *this;
+    f.entity = std::move(entity_name);
+    return f;
+  }
+  // The same, for deletes only: they are flushed before anything else (a revoked portal access is
+  // never held behind a backlog of grants).
+  OutboxFilter DeletesOnly() const {
+    OutboxFilter f = *this;
+    f.deletes_only = true;
+    return f;
+  }
+
+  std::string system;
+  std::optional<std::string> entity;  // unset: every entity
+  bool deletes_only = false;          // only items whose op is "delete"
+  int64_t now_ms = 0;
+  int limit = 0;                      // at most this many; 0 (or less): all
+};
+
+// The sync state. Every method is one atomic step: one statement or one transaction, never a
+// partial write, whether other threads or other connections to the same store run beside it.
+// Reads see only committed state. Errors common to every method: kUnavailable when another
+// connection held the store past the backend's wait (retry later), kFailedPrecondition when the
+// store cannot be read or written at all (disk, permissions), kInternal when stored data does not
+// parse (the message names the record). Methods with a `limit` return at most that many; 0 (or
+// less) means all. Orders said to be by canonical id compare the ids' bytes.
+//
+// Every backend passes the conformance suite, tests/state/store_conformance_test.cc.
 class Store {
  public:
   virtual ~Store() = default;
 
-  // Applies every op of `batch` in one transaction: all or nothing.
+  // --- writes ---
+
+  // Applies the ops of `batch` in their order, in one transaction: all or nothing, and a later op
+  // sees what an earlier one did. An empty batch is a no-op. On failure nothing is applied and the
+  // error is the failing op's (see StateBatch: kInvalidArgument, kNotFound, kAlreadyExists),
+  // its message naming the op ("op 3 of 5 (CompleteOutbox)") and the id or record at fault.
   virtual Status Apply(const StateBatch& batch) = 0;
 
-  // --- links and snapshots ---
+  // --- links ---
+
+  // The link of `native_id` in `system` for `entity`, if any. "" is never found (a link still
+  // waiting for its create has no native id yet).
   virtual Result<std::optional<Link>> FindLinkByNative(const std::string& system,
                                                        const std::string& entity,
                                                        const std::string& native_id) = 0;
+  // The link of (entity, canonical_id) in `system`, if any.
   virtual Result<std::optional<Link>> FindLink(const std::string& entity,
                                                const std::string& canonical_id,
                                                const std::string& system) = 0;
+
+  // --- snapshots ---
+
+  // The snapshot of (entity, canonical_id), whole (every field of Snapshot), if any.
   virtual Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
                                                       const std::string& canonical_id) = 0;
   // Many lookups in one call, read in one transaction (one consistent view, the file lock taken
   // once): the links of `native_ids` in `system` (by_native); then, for every canonical id so
-  // found and every one of `canonical_ids`, its snapshot and its links in every system.
+  // found and every one of `canonical_ids`, its snapshot and its links in every system. Ids may
+  // repeat; nothing asked reads nothing. See RecordStates for what an absent record looks like.
   virtual Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
                                            const std::vector<std::string>& native_ids,
                                            const std::vector<std::string>& canonical_ids) = 0;
+  // Every snapshot of `entity` (deleted ones included: see Snapshot::deleted_ms), whole, ordered
+  // by canonical id, in one statement.
+  virtual Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) = 0;
+  // The same a page at a time: those whose canonical id sorts after `after` ("" for the first
+  // page), at most `limit`, so a pass over every record holds one page in memory.
+  virtual Result<std::vector<Snapshot>> ListSnapshotsAfter(const std::string& entity,
+                                                           const std::string& after, int limit) = 0;
+  // The snapshots of `entity` holding unverified writes to `system` (an entry for `system` in
+  // Snapshot::unverified), whole, so storing one back keeps its other fields; ordered by canonical
+  // id.
+  virtual Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
+                                                       const std::string& entity) = 0;
 
   // --- cursors ---
+
+  // Where the next incremental read of (system, object) starts, if a cursor was ever set.
   virtual Result<std::optional<std::string>> GetCursor(const std::string& system,
                                                        const std::string& object) = 0;
+  // Every cursor, ordered by system then object, each with when it was last set (the store's
+  // clock).
   virtual Result<std::vector<CursorRow>> ListCursors() = 0;
 
   // --- outbox ---
-  // Items for `system` due at `now_ms` (next_attempt_ms <= now_ms), oldest first, at most `limit`.
-  // The canonical record holding match key `key`, if any.
-  virtual Result<std::optional<std::string>> FindByMatchKey(const std::string& entity,
-                                                            const std::string& key) = 0;
-  // The write queued for one record in one system, if any (due or not).
+
+  // The items `filter` selects (see OutboxFilter), due at filter.now_ms, oldest first: in the
+  // order their records were first queued, which a coalescing Enqueue keeps and a retry does not
+  // change (an item queued anew after completion or dead-lettering goes last). Callers' created_ms
+  // plays no part: it may tie or go backwards.
+  virtual Result<std::vector<OutboxItem>> DueOutbox(const OutboxFilter& filter) = 0;
+  // The write queued for one record in one system, if any, due or not.
   virtual Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system,
                                                           const std::string& entity,
                                                           const std::string& canonical_id) = 0;
-  virtual Result<std::vector<OutboxItem>> DueOutbox(const std::string& system, int64_t now_ms,
-                                                    int limit) = 0;
-  // Due deletes of every entity, oldest first: they are flushed before anything else (a revoked
-  // portal access is never held behind a backlog of grants).
-  virtual Result<std::vector<OutboxItem>> DueDeletes(const std::string& system, int64_t now_ms,
-                                                     int limit) = 0;
-  // The audit trail from `since_ms` on, oldest first, at most `limit` (0 = all).
-  virtual Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) = 0;
-  // The same, for one entity's items only (flushes go entity by entity, referenced ones first).
-  virtual Result<std::vector<OutboxItem>> DueOutboxFor(const std::string& system,
-                                                       const std::string& entity, int64_t now_ms,
-                                                       int limit) = 0;
-  // Number of pending outbox items per system ({"hubspot": 3}).
+  // The number of queued items per system, due or not ({"hubspot": 3}); a system with none is
+  // absent, so an empty outbox is {}.
   virtual Result<nlohmann::json> OutboxCounts() = 0;
 
   // --- dead letters ---
+
+  // The dead letters, oldest first (in the order they failed), at most `limit`.
   virtual Result<std::vector<DeadLetter>> ListDeadLetters(int limit) = 0;
-  // Snapshots of `entity` holding unverified writes to `system` (Snapshot::unverified).
-  virtual Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
-                                                       const std::string& entity) = 0;
-  // Moves a dead letter back to the outbox (attempts reset, due now). kNotFound if absent.
+  // Moves a dead letter back to the outbox, due at `now_ms` with a fresh retry budget (attempts 0,
+  // no error), in one transaction. The newest payload still wins: when a write for the same record
+  // was queued after this one, the dead letter's payload is dropped instead, and a newer write
+  // still queued is made due at `now_ms` with a fresh budget. Either way the dead letter is gone.
+  // kNotFound if there is no such dead letter.
   virtual Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) = 0;
 
+  // --- match keys ---
+
+  // The canonical record of `entity` holding match key `key` (the first one to record it), if any.
+  virtual Result<std::optional<std::string>> FindByMatchKey(const std::string& entity,
+                                                            const std::string& key) = 0;
+
   // --- stage history ---
+
+  // The stage transitions of one record, in time order (at_ms), ties in the order recorded.
   virtual Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
                                                             const std::string& canonical_id) = 0;
-  // Every stage transition of every record of `entity`, in one query: ordered by canonical id,
-  // then time (then the order they were recorded in), for reports over all onboardings.
+  // Every stage transition of every record of `entity`, in one statement: ordered by canonical
+  // id, then time (then the order they were recorded in), for reports over all onboardings.
   virtual Result<std::vector<StageTransition>> AllStageHistory(const std::string& entity) = 0;
-  // Every snapshot of `entity` (deleted ones included: see Snapshot::deleted_ms), ordered by
-  // canonical id.
-  virtual Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) = 0;
-  // The same a page at a time: those whose canonical id sorts after `after`, at most `limit`
-  // (0 = all), so a pass over every record holds one page in memory.
-  virtual Result<std::vector<Snapshot>> ListSnapshotsAfter(const std::string& entity,
-                                                           const std::string& after, int limit) = 0;
+
+  // --- audit ---
+
+  // The audit trail from `since_ms` on (at_ms >= since_ms), oldest first (ties in the order
+  // recorded), at most `limit`; each entry with the id the store gave it.
+  virtual Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) = 0;
 
   // --- runs ---
+
+  // Records the start of a run: outcome "running", finished_ms 0, no counts. Returns its id,
+  // greater than every earlier run's.
   virtual Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) = 0;
-  virtual Status FinishRun(const RunRecord& run) = 0;  // by run.id
+  // Records the end of run `run.id`: its finished_ms, outcome, counts and error (mode and
+  // started_ms stay as begun). kNotFound if there is no such run.
+  virtual Status FinishRun(const RunRecord& run) = 0;
+  // The runs, newest first (the last begun first), at most `limit`.
   virtual Result<std::vector<RunRecord>> RecentRuns(int limit) = 0;
 
   // --- lease ---
-  // Takes the lease for `holder` until now_ms + ttl_ms if it is free, expired, or already held by
-  // `holder` (renewal). Returns false, without error, when another live holder has it.
+
+  // Takes the lease for `holder` until now_ms + ttl_ms if it is free, expired (expires_ms <=
+  // now_ms), or already held by `holder` (a renewal; a live one keeps acquired_ms). One atomic step
+  // across threads, connections and processes: of two holders asking at once, one gets it.
+  // Returns false, without error, when another live holder has it. kInvalidArgument for an empty
+  // holder or a ttl_ms <= 0.
   virtual Result<bool> AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) = 0;
+  // Frees the lease if `holder` holds it; otherwise (another holder, or none) changes nothing and
+  // is not an error.
   virtual Status ReleaseLease(const std::string& holder) = 0;
+  // The lease as last taken, until its holder releases it or another takes it over: expired or
+  // not, which the caller tells by comparing expires_ms with its own now.
   virtual Result<std::optional<LeaseInfo>> GetLease() = 0;
 
-  // Schema version in force (the number of the last migration applied).
+  // --- schema ---
+
+  // Schema version in force (the number of the last migration applied), at least 1 once the store
+  // is open; the same for every connection to it.
   virtual Result<int> SchemaVersion() = 0;
 };
 

@@ -730,7 +730,8 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
   // unreachable, so each loop ends.
   // Deletes (revoked portal access among them) go first, never behind a backlog of writes.
   while (!Stopping() && !IsMarkedUnreachable(system)) {
-    auto due = e_->store_->DueDeletes(system, e_->clock_->NowMillis(), slice);
+    auto due = e_->store_->DueOutbox(
+        OutboxFilter(system, e_->clock_->NowMillis(), slice).DeletesOnly());
     if (!due.ok()) return due.status();
     if (due->empty()) break;
     std::map<std::string, std::vector<OutboxItem>> by_entity;
@@ -760,7 +761,7 @@ Status SyncEngine::Run::FlushSystem(const std::string& system) {
   if (Stopping() || IsMarkedUnreachable(system)) return Status::Ok();
   // Rows of an entity the mapping no longer names for this system stay queued for a mapping that
   // does, rather than dropping customer data.
-  auto left = e_->store_->DueOutbox(system, e_->clock_->NowMillis(), 1);
+  auto left = e_->store_->DueOutbox(OutboxFilter(system, e_->clock_->NowMillis(), 1));
   if (!left.ok()) return left.status();
   if (!left->empty())
     spdlog::warn("{}: outbox items for {} have no mapping any more; left in the outbox", system,
@@ -788,7 +789,8 @@ Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapp
   const int slice = static_cast<int>(max_batch) * 10;
   if (left != nullptr) *left = 0;
   while (!Stopping() && !IsMarkedUnreachable(m.system)) {
-    auto due = e_->store_->DueOutboxFor(m.system, m.entity, e_->clock_->NowMillis(), slice);
+    auto due = e_->store_->DueOutbox(
+        OutboxFilter(m.system, e_->clock_->NowMillis(), slice).ForEntity(m.entity));
     if (!due.ok()) return due.status();
     size_t n = due->size();
     if (full_chunks_only) {
