@@ -21,10 +21,8 @@ class MockStore : public Store {
   MOCK_METHOD(Result<std::vector<CursorRow>>, ListCursors, (), (override));
   MOCK_METHOD(Result<std::optional<std::string>>, FindByMatchKey, (S, S), (override));
   MOCK_METHOD(Result<std::optional<OutboxItem>>, PendingOutbox, (S, S, S), (override));
-  MOCK_METHOD(Result<std::vector<OutboxItem>>, DueOutbox, (S, int64_t, int), (override));
-  MOCK_METHOD(Result<std::vector<OutboxItem>>, DueDeletes, (S, int64_t, int), (override));
+  MOCK_METHOD(Result<std::vector<OutboxItem>>, DueOutbox, (const OutboxFilter&), (override));
   MOCK_METHOD(Result<std::vector<AuditEntry>>, ListAudit, (int64_t, int), (override));
-  MOCK_METHOD(Result<std::vector<OutboxItem>>, DueOutboxFor, (S, S, int64_t, int), (override));
   MOCK_METHOD(Result<nlohmann::json>, OutboxCounts, (), (override));
   MOCK_METHOD(Result<std::vector<DeadLetter>>, ListDeadLetters, (int), (override));
   MOCK_METHOD(Result<std::vector<Snapshot>>, ListUnverified, (S, S), (override));
