@@ -1,6 +1,8 @@
 #include "src/engine/merge.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include "src/core/time_util.h"
 
@@ -45,6 +47,33 @@ bool SettleField(json* doubts, const std::string& field, const json& value, int6
   return echo;
 }
 
+// Per field, the value the system held after a write the read proves landed (see MergeRead);
+// none where two such writes sent the field different values.
+std::map<std::string, json> Landed(const json& doubts, const json& read) {
+  std::set<int64_t> attempts;  // sent_ms of the attempts the read shows landed
+  for (const auto& [field, value] : read.items()) {
+    auto it = doubts.find(field);
+    if (it == doubts.end() || !it->is_array()) continue;
+    for (const json& entry : *it)
+      if (entry.value("value", json()) == value) attempts.insert(entry.value("sent_ms", int64_t{0}));
+  }
+  std::map<std::string, json> out;
+  if (attempts.empty()) return out;
+  for (const auto& [field, list] : doubts.items()) {
+    if (!list.is_array()) continue;
+    std::optional<json> value;
+    bool ambiguous = false;
+    for (const json& entry : list) {
+      if (!attempts.count(entry.value("sent_ms", int64_t{0}))) continue;
+      const json v = entry.value("value", json());
+      if (value && *value != v) ambiguous = true;
+      value = v;
+    }
+    if (value && !ambiguous) out[field] = *value;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<MergeResult> MergeRead(const MergeInput& in) {
@@ -67,13 +96,28 @@ Result<MergeResult> MergeRead(const MergeInput& in) {
   }
   if (!snap.changed_ms.is_object()) snap.changed_ms = json::object();
 
+  // One write lands whole: a field read back as a value sent with an unknown outcome proves that
+  // every field sent in the same attempt (the same sent_ms) landed too, so the system held those
+  // values since. A field that now shows something else was changed there after: even back to
+  // the value crmbridge knew before its write (A, then crmbridge's B, then someone's A again).
+  const std::map<std::string, json> landed = doubts ? Landed(*doubts, *in.read) : std::map<std::string, json>();
+
   std::optional<json> queued;  // asked for once, when first needed
   for (const auto& [field, value] : in.read->items()) {
     const bool was_in_doubt = doubts != nullptr && doubts->contains(field);
     const bool sent_by_us = was_in_doubt && SettleField(doubts, field, value, in.read_started_ms);
+    const auto proven = landed.find(field);
+    const json* held = proven != landed.end() ? &proven->second
+                       : seen.contains(field)  ? &seen[field]
+                                               : nullptr;
     // Equal to what the system was last known to hold: a stale copy or an echo, never news.
-    if (seen.contains(field) && seen[field] == value) continue;
-    const bool held_a_value = seen.contains(field) && !seen[field].is_null();
+    if (held != nullptr && *held == value) {
+      seen[field] = value;
+      if (sent_by_us && (!merged.contains(field) || merged[field] != value))
+        out.echoes.push_back(field);
+      continue;
+    }
+    const bool held_a_value = held != nullptr && !held->is_null();
     seen[field] = value;
     if (merged.contains(field) && merged[field] == value) continue;
     if (value.is_null() && !merged.contains(field)) continue;  // empty there, unknown here

@@ -8,6 +8,9 @@
 //   - crmbridge's own echo when it is one of the values sent there whose outcome was unknown
 //     (Snapshot::in_doubt), or the value of the write still queued there, or what the system was
 //     last known to hold (Snapshot::seen): never a change, whatever the snapshot holds now;
+//   - what a system is known to hold includes what a write of unknown outcome sent there, once a
+//     read shows another field of that same write landed (a write lands whole): a field showing
+//     anything else, even the value known before that write, was changed there since;
 //   - no news when it is empty in a system never known to hold a value for the field, or while a
 //     value crmbridge sent there is in doubt (missing there, not cleared: crmbridge writes it
 //     there instead of erasing it everywhere);

@@ -215,6 +215,24 @@ TEST_F(MergeTest, EmptyWhileAValueSentThereIsInDoubtIsMissingNotCleared) {
   EXPECT_EQ(r.snapshot.fields["company"], "c4");
 }
 
+// crmbridge sent {name: A1, city: Bergen} to Dynamics 365 and never heard back; it landed. Then
+// someone set the name back to A0 there. The read shows city Bergen (so the write landed whole) and
+// name A0: a change made there, although A0 is what crmbridge knew before its write.
+TEST_F(MergeTest, AValueSetBackAfterAWriteOfUnknownOutcomeLandedIsAChange) {
+  Synced();
+  snap_.fields = {{"name", "A1"}, {"city", "Bergen"}};
+  snap_.changed_ms = {{"name", kNoon + kSecond}, {"city", kNoon + kSecond}};
+  AddInDoubt(&snap_, "dynamics365", {{"name", "A1"}, {"city", "Bergen"}}, kNoon + 2 * kSecond);
+  MergeResult r = Merge("dynamics365", {{"name", "A0"}, {"city", "Bergen"}}, kNoon + 9 * kSecond);
+  EXPECT_TRUE(r.changed);
+  EXPECT_EQ(r.snapshot.fields["name"], "A0");
+  // Without the proof (the write may not have landed), the known value is no news.
+  snap_.in_doubt = json::object();
+  AddInDoubt(&snap_, "dynamics365", {{"name", "A1"}}, kNoon + 2 * kSecond);
+  r = Merge("dynamics365", {{"name", "A0"}, {"city", "Oslo"}}, kNoon + 9 * kSecond);
+  EXPECT_EQ(r.snapshot.fields["name"], "A1");
+}
+
 TEST_F(MergeTest, AStageMoveIsReportedWithWhereItCameFrom) {
   Synced();
   snap_.fields["stage"] = "kickoff";
