@@ -589,7 +589,15 @@ void HubSpotConnector::WriteAssociations(const std::string& type, const std::vec
     }
   };
   for (const auto& [to_type, pairs] : drop) send(to_type, pairs, true);
-  for (const auto& [to_type, pairs] : add) send(to_type, pairs, false);
+  // A record whose old association could not be removed does not get the new one: it would then
+  // be associated with both, and a read could not tell which one it refers to. It keeps the old
+  // one (or, if the removal landed unanswered, none) until the write is retried.
+  for (auto& [to_type, pairs] : add) {
+    std::vector<Pair> kept;
+    for (const Pair& p : pairs)
+      if ((*outcomes)[p.op].status.ok()) kept.push_back(p);
+    send(to_type, kept, false);
+  }
 }
 
 void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& setup,

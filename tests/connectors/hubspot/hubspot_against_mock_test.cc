@@ -379,6 +379,23 @@ TEST_F(HubSpotAgainstMockTest, UpsertsWithReferencesAreAssociatedInCeilNOver100C
   EXPECT_TRUE(by_company[company_ids[0]].empty()) << "the old company lost the ticket";
   EXPECT_EQ(by_company[company_ids[1]].size(), 2u) << "its own ticket and the one moved to it";
 
+  // Ticket 1 moves to company 2, but removing its old association fails: it must not end up
+  // associated with both (a read could not tell which one it refers to). It keeps the old one
+  // and the write fails, to be retried.
+  mock_->SetFaults({*mocks::FaultRule::Parse("POST /batch/archive status=400 times=1")});
+  std::vector<WriteOp> stuck = Ops(2);
+  stuck.erase(stuck.begin());
+  stuck[0].refs["companies"] = NativeRef{"companies", company_ids[2], company_ids[1], ""};
+  const int64_t adds = Calls("POST /crm/v4/associations/{from}/{to}/batch/associate/default");
+  out = connector_->Write(TicketsWithCompany(), stuck);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_FALSE((*out)[0].status.ok());
+  EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/associate/default"), adds)
+      << "no association added beside the one that could not be removed";
+  mock_->SetFaults({});
+  EXPECT_EQ(AssociationsOf(mock_->Dump(), "tickets", "companies")[ticket_ids[1]],
+            std::vector<std::string>{company_ids[1]});
+
   // A read agrees.
   ReadContext ctx;
   ctx.run_start_ms = mock_clock_.NowMillis() + 1000;
