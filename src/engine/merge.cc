@@ -48,19 +48,27 @@ bool SettleField(json* doubts, const std::string& field, const json& value, int6
 }
 
 // Per field, the value the system held after a write the read proves landed (see MergeRead);
-// none where two such writes sent the field different values.
-std::map<std::string, json> Landed(const json& doubts, const json& read) {
+// none where two such writes sent the field different values. Only a value the system was not
+// known to hold before is proof; references are neither proof nor proven, since some systems
+// write them in calls of their own (HubSpot associations).
+std::map<std::string, json> Landed(const json& doubts, const json& read, const json& seen,
+                                   const CanonicalEntity* entity) {
+  auto is_reference = [&](const std::string& field) {
+    const CanonicalField* cf = entity ? entity->Find(field) : nullptr;
+    return cf != nullptr && !cf->ref_entity.empty();
+  };
   std::set<int64_t> attempts;  // sent_ms of the attempts the read shows landed
   for (const auto& [field, value] : read.items()) {
     auto it = doubts.find(field);
-    if (it == doubts.end() || !it->is_array()) continue;
+    if (it == doubts.end() || !it->is_array() || is_reference(field)) continue;
+    if (seen.contains(field) && seen[field] == value) continue;  // held before: proves nothing
     for (const json& entry : *it)
       if (entry.value("value", json()) == value) attempts.insert(entry.value("sent_ms", int64_t{0}));
   }
   std::map<std::string, json> out;
   if (attempts.empty()) return out;
   for (const auto& [field, list] : doubts.items()) {
-    if (!list.is_array()) continue;
+    if (!list.is_array() || is_reference(field)) continue;
     std::optional<json> value;
     bool ambiguous = false;
     for (const json& entry : list) {
@@ -100,7 +108,8 @@ Result<MergeResult> MergeRead(const MergeInput& in) {
   // every field sent in the same attempt (the same sent_ms) landed too, so the system held those
   // values since. A field that now shows something else was changed there after: even back to
   // the value crmbridge knew before its write (A, then crmbridge's B, then someone's A again).
-  const std::map<std::string, json> landed = doubts ? Landed(*doubts, *in.read) : std::map<std::string, json>();
+  const std::map<std::string, json> landed =
+      doubts ? Landed(*doubts, *in.read, seen, in.entity) : std::map<std::string, json>();
 
   std::optional<json> queued;  // asked for once, when first needed
   for (const auto& [field, value] : in.read->items()) {

@@ -9,8 +9,10 @@
 //     (Snapshot::in_doubt), or the value of the write still queued there, or what the system was
 //     last known to hold (Snapshot::seen): never a change, whatever the snapshot holds now;
 //   - what a system is known to hold includes what a write of unknown outcome sent there, once a
-//     read shows another field of that same write landed (a write lands whole): a field showing
-//     anything else, even the value known before that write, was changed there since;
+//     read shows another field of that same write holding a value only that write could have
+//     put there (a write's fields land together; references excepted, which some systems write
+//     in calls of their own): a field showing anything else, even the value known before that
+//     write, was changed there since;
 //   - no news when it is empty in a system never known to hold a value for the field, or while a
 //     value crmbridge sent there is in doubt (missing there, not cleared: crmbridge writes it
 //     there instead of erasing it everywhere);

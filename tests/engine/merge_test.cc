@@ -226,6 +226,13 @@ TEST_F(MergeTest, AValueSetBackAfterAWriteOfUnknownOutcomeLandedIsAChange) {
   MergeResult r = Merge("dynamics365", {{"name", "A0"}, {"city", "Bergen"}}, kNoon + 9 * kSecond);
   EXPECT_TRUE(r.changed);
   EXPECT_EQ(r.snapshot.fields["name"], "A0");
+  // A value the system held before proves nothing: the write may not have landed.
+  snap_.in_doubt = json::object();
+  snap_.seen["dynamics365"]["city"] = "Bergen";
+  AddInDoubt(&snap_, "dynamics365", {{"name", "A1"}, {"city", "Bergen"}}, kNoon + 2 * kSecond);
+  r = Merge("dynamics365", {{"name", "A0"}, {"city", "Bergen"}}, kNoon + 9 * kSecond);
+  EXPECT_EQ(r.snapshot.fields["name"], "A1");
+  snap_.seen["dynamics365"]["city"] = "Oslo";
   // Without the proof (the write may not have landed), the known value is no news.
   snap_.in_doubt = json::object();
   AddInDoubt(&snap_, "dynamics365", {{"name", "A1"}}, kNoon + 2 * kSecond);
