@@ -14,6 +14,7 @@ namespace {
 
 struct Kind {
   std::string name;
+  const Capabilities& (*capabilities)();
   Status (*validate)(const SystemConfig&);
   std::unique_ptr<Connector> (*make)(const SystemConfig&, std::shared_ptr<Transport>, Clock*);
 };
@@ -21,19 +22,19 @@ struct Kind {
 // Every connector kind, in one explicit list.
 const std::vector<Kind>& Kinds() {
   static const std::vector<Kind> kKinds = {
-      {"hubspot", &HubSpotConnector::ValidateConfig,
+      {"hubspot", &HubSpotConnector::KindCapabilities, &HubSpotConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new HubSpotConnector(c, std::move(t), clock));
        }},
-      {"dynamics365", &Dynamics365Connector::ValidateConfig,
+      {"dynamics365", &Dynamics365Connector::KindCapabilities, &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
        }},
-      {"portal", &PortalConnector::ValidateConfig,
+      {"portal", &PortalConnector::KindCapabilities, &PortalConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new PortalConnector(c, std::move(t), clock));
        }},
-      {"totango", &TotangoConnector::ValidateConfig,
+      {"totango", &TotangoConnector::KindCapabilities, &TotangoConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new TotangoConnector(c, std::move(t), clock));
        }},
@@ -67,6 +68,17 @@ Status ValidateSystemConfig(const SystemConfig& config) {
   Status s = kind->validate(config);
   if (s.ok()) return s;
   return Status(s.code(), Where(config) + "system '" + config.name + "': " + s.message());
+}
+
+std::vector<std::string> ConnectorKinds() {
+  std::vector<std::string> names;
+  for (const Kind& k : Kinds()) names.push_back(k.name);
+  return names;
+}
+
+const Capabilities* CapabilitiesOfKind(const std::string& kind) {
+  const Kind* k = FindKind(kind);
+  return k ? &k->capabilities() : nullptr;
 }
 
 Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,

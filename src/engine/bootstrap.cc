@@ -26,8 +26,10 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
   // The limiter sits below the retries, so every retry also waits for a token: a burst of
   // retries can never exceed the budget the vendor enforces.
   std::vector<RateLimitedTransport::Route> routes;
-  // Totango's SDR gateway is outside its REST limit (refs/totango.md §4.1): no bucket.
-  if (system.kind == "totango") routes.push_back(RateLimitedTransport::PathContains("/pixel.gif", nullptr));
+  // Paths the system does not count against its REST limit get no bucket.
+  if (const Capabilities* capabilities = CapabilitiesOfKind(system.kind))
+    for (const std::string& path : capabilities->rate_limit_exempt_paths)
+      routes.push_back(RateLimitedTransport::PathContains(path, nullptr));
   if (auto search = BucketFor(system.search_rate_limit, clock))
     routes.push_back(RateLimitedTransport::PathContains("/search", search));
   t = std::make_unique<RateLimitedTransport>(std::move(t), BucketFor(system.rate_limit, clock),
