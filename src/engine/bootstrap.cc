@@ -40,10 +40,21 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
   return std::shared_ptr<Transport>(std::move(t));
 }
 
+MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds) {
+  MappingSystems out;
+  out.systems = kinds;
+  for (const std::string& kind : ConnectorKinds()) {
+    const Capabilities& can = *CapabilitiesOfKind(kind);
+    out.kinds.push_back({kind, can.carries_references, can.binds_lookups,
+                         can.provisions_portal_access});
+  }
+  return out;
+}
+
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) {
   std::map<std::string, std::string> kinds;
   for (const auto& [name, system] : config.systems) kinds[name] = system.kind;
-  return LoadMappingPlan(config.mapping_paths, kinds);
+  return LoadMappingPlan(config.mapping_paths, MappingSystemsOf(kinds));
 }
 
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
