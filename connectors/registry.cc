@@ -1,10 +1,12 @@
 #include "connectors/registry.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "connectors/dynamics365/dynamics365_connector.h"
 #include "connectors/hubspot/hubspot_connector.h"
+#include "connectors/hubspot/hubspot_errors.h"
 #include "connectors/portal/portal_connector.h"
 #include "connectors/totango/totango_connector.h"
 
@@ -17,6 +19,8 @@ struct Kind {
   const Capabilities& (*capabilities)();
   Status (*validate)(const SystemConfig&);
   std::unique_ptr<Connector> (*make)(const SystemConfig&, std::shared_ptr<Transport>, Clock*);
+  // The kind's reading of its HTTP errors; nullptr when the statuses say it all.
+  std::optional<HttpReading> (*classify_http)(const Response&) = nullptr;
 };
 
 // Every connector kind, in one explicit list.
@@ -25,7 +29,8 @@ const std::vector<Kind>& Kinds() {
       {"hubspot", &HubSpotConnector::KindCapabilities, &HubSpotConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new HubSpotConnector(c, std::move(t), clock));
-       }},
+       },
+       &hubspot::ClassifyHubSpotHttp},
       {"dynamics365", &Dynamics365Connector::KindCapabilities, &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
@@ -79,6 +84,12 @@ std::vector<std::string> ConnectorKinds() {
 const Capabilities* CapabilitiesOfKind(const std::string& kind) {
   const Kind* k = FindKind(kind);
   return k ? &k->capabilities() : nullptr;
+}
+
+HttpClassifier HttpClassifierOfKind(const std::string& kind) {
+  const Kind* k = FindKind(kind);
+  if (k == nullptr || k->classify_http == nullptr) return nullptr;
+  return k->classify_http;
 }
 
 Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,

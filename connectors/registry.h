@@ -29,4 +29,8 @@ std::vector<std::string> ConnectorKinds();
 // What connectors of `kind` can do, declared without building one; nullptr for an unknown kind.
 const Capabilities* CapabilitiesOfKind(const std::string& kind);
 
+// How `kind`'s API is to be read where it departs from HTTP (for the system's RetryingTransport);
+// empty for a kind whose HTTP statuses say it all, or an unknown kind.
+HttpClassifier HttpClassifierOfKind(const std::string& kind);
+
 }  // namespace crmbridge

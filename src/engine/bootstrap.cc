@@ -36,6 +36,7 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
                                              std::move(routes), clock);
   RetryPolicy policy;
   policy.max_attempts = system.max_attempts;
+  policy.classify = HttpClassifierOfKind(system.kind);
   t = std::make_unique<RetryingTransport>(std::move(t), policy, clock);
   return std::shared_ptr<Transport>(std::move(t));
 }

@@ -130,6 +130,18 @@ TEST(RegistryTest, ABuiltConnectorCanDoWhatItsKindDeclares) {
   EXPECT_EQ(transport->request_count(), 0u);
 }
 
+TEST(RegistryTest, OnlyAKindWhoseApiDepartsFromHttpHasAnHttpClassifier) {
+  HttpClassifier hubspot = HttpClassifierOfKind("hubspot");
+  ASSERT_TRUE(hubspot);
+  Response locked;
+  locked.status = 423;
+  auto reading = hubspot(locked);
+  ASSERT_TRUE(reading.has_value());
+  EXPECT_EQ(reading->code, StatusCode::kUnavailable);
+  for (const char* kind : {"dynamics365", "portal", "totango", "salesforce"})
+    EXPECT_FALSE(HttpClassifierOfKind(kind)) << kind;
+}
+
 TEST(RegistryTest, UnknownKindIsAFailedPrecondition) {
   SystemConfig c = HubSpot();
   c.kind = "salesforce";
