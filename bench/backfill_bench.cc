@@ -132,6 +132,7 @@ std::shared_ptr<Transport> ProbedTransport(const SystemConfig& system, Clock* cl
                                              std::move(routes), clock);
   RetryPolicy policy;
   policy.max_attempts = system.max_attempts;
+  policy.classify = HttpClassifierOfKind(system.kind);
   t = std::make_unique<RetryingTransport>(std::move(t), policy, clock);
   return std::shared_ptr<Transport>(std::move(t));
 }

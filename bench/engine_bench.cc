@@ -18,6 +18,7 @@
 #include <string>
 
 #include "bench/bench_util.h"
+#include "src/engine/bootstrap.h"
 #include "src/engine/sync_engine.h"
 #include "state/store.h"
 
@@ -149,7 +150,8 @@ int Main(int argc, char** argv) {
   }
 
   const std::string mapping = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml";
-  auto plan = LoadMappingPlan({mapping}, {{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}});
+  auto plan = LoadMappingPlan(
+      {mapping}, MappingSystemsOf({{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}}));
   if (!plan.ok()) {
     std::fprintf(stderr, "mapping: %s\n", plan.status().ToString().c_str());
     return 1;

@@ -108,10 +108,15 @@ struct WriteOutcome {
   std::string native_id;  // id of the written record when status is OK
   bool created = false;   // true when the write created the record
   // The system acknowledged the write without confirming it was applied (Totango's SDR gateway
-  // answers 200 to anything): the engine verifies it by reading the record back later.
+  // answers 200 to anything): the engine verifies it by reading the record back later. Only a
+  // kind that declares Capabilities::acknowledges_unapplied_writes reports it.
   bool unverified = false;
 };
 
+// What a connector kind can do. Each connector class declares its kind's Capabilities statically
+// (no configuration, no I/O) and the registry lists them (CapabilitiesOfKind), so the layers above
+// ask what a system can do instead of naming its kind. An instance's capabilities() are its kind's,
+// with max_batch possibly lowered by its configuration.
 struct Capabilities {
   int max_batch = 1;            // largest number of WriteOps one API call takes
   int max_page = 100;           // largest page ReadChanges can return
@@ -119,6 +124,21 @@ struct Capabilities {
   // How precisely NativeRecord::modified_ms is reported: 1000 when the system dates
   // modifications to the second (the merge then dates a change by the end of that second).
   int64_t modified_precision_ms = 1;
+  // Reads and writes references (ObjectRef::ref_fields, WriteOp::refs): a mapping may map `ref`
+  // fields to this system.
+  bool carries_references = false;
+  // Binds a polymorphic lookup through the navigation property named by NativeRef::bind: a
+  // mapping may give `bind:` on this system's references.
+  bool binds_lookups = false;
+  // Keeps portal users and their access to properties: the system a mapping's portal_access flow
+  // provisions.
+  bool provisions_portal_access = false;
+  // May acknowledge a write without applying it: such writes come back WriteOutcome::unverified,
+  // and the engine verifies them on a later read.
+  bool acknowledges_unapplied_writes = false;
+  // Request paths (matched anywhere in the URL) that the system does not count against its REST
+  // rate limit: the transport stack gives them no token bucket.
+  std::vector<std::string> rate_limit_exempt_paths;
 };
 
 class Connector {

@@ -1,10 +1,12 @@
 #include "connectors/registry.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "connectors/dynamics365/dynamics365_connector.h"
 #include "connectors/hubspot/hubspot_connector.h"
+#include "connectors/hubspot/hubspot_errors.h"
 #include "connectors/portal/portal_connector.h"
 #include "connectors/totango/totango_connector.h"
 
@@ -14,26 +16,30 @@ namespace {
 
 struct Kind {
   std::string name;
+  const Capabilities& (*capabilities)();
   Status (*validate)(const SystemConfig&);
   std::unique_ptr<Connector> (*make)(const SystemConfig&, std::shared_ptr<Transport>, Clock*);
+  // The kind's reading of its HTTP errors; nullptr when the statuses say it all.
+  std::optional<HttpReading> (*classify_http)(const Response&) = nullptr;
 };
 
 // Every connector kind, in one explicit list.
 const std::vector<Kind>& Kinds() {
   static const std::vector<Kind> kKinds = {
-      {"hubspot", &HubSpotConnector::ValidateConfig,
+      {"hubspot", &HubSpotConnector::KindCapabilities, &HubSpotConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new HubSpotConnector(c, std::move(t), clock));
-       }},
-      {"dynamics365", &Dynamics365Connector::ValidateConfig,
+       },
+       &hubspot::ClassifyHubSpotHttp},
+      {"dynamics365", &Dynamics365Connector::KindCapabilities, &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
        }},
-      {"portal", &PortalConnector::ValidateConfig,
+      {"portal", &PortalConnector::KindCapabilities, &PortalConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new PortalConnector(c, std::move(t), clock));
        }},
-      {"totango", &TotangoConnector::ValidateConfig,
+      {"totango", &TotangoConnector::KindCapabilities, &TotangoConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new TotangoConnector(c, std::move(t), clock));
        }},
@@ -67,6 +73,23 @@ Status ValidateSystemConfig(const SystemConfig& config) {
   Status s = kind->validate(config);
   if (s.ok()) return s;
   return Status(s.code(), Where(config) + "system '" + config.name + "': " + s.message());
+}
+
+std::vector<std::string> ConnectorKinds() {
+  std::vector<std::string> names;
+  for (const Kind& k : Kinds()) names.push_back(k.name);
+  return names;
+}
+
+const Capabilities* CapabilitiesOfKind(const std::string& kind) {
+  const Kind* k = FindKind(kind);
+  return k ? &k->capabilities() : nullptr;
+}
+
+HttpClassifier HttpClassifierOfKind(const std::string& kind) {
+  const Kind* k = FindKind(kind);
+  if (k == nullptr || k->classify_http == nullptr) return nullptr;
+  return k->classify_http;
 }
 
 Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,

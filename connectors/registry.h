@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "connectors/connector.h"
 #include "src/config/app_config.h"
@@ -20,5 +22,15 @@ Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,
 // Checks a system's configuration for its kind, without I/O (Kafka Connect's validate()):
 // kFailedPrecondition naming the system and what is missing or malformed.
 Status ValidateSystemConfig(const SystemConfig& config);
+
+// Every kind this crmbridge has a connector for, in the registry's order.
+std::vector<std::string> ConnectorKinds();
+
+// What connectors of `kind` can do, declared without building one; nullptr for an unknown kind.
+const Capabilities* CapabilitiesOfKind(const std::string& kind);
+
+// How `kind`'s API is to be read where it departs from HTTP (for the system's RetryingTransport);
+// empty for a kind whose HTTP statuses say it all, or an unknown kind.
+HttpClassifier HttpClassifierOfKind(const std::string& kind);
 
 }  // namespace crmbridge

@@ -186,10 +186,30 @@ class MappingPlan {
   std::optional<PortalAccessFlow> portal_access_;
 };
 
-// Loads, validates and compiles mapping files. `known_systems` maps each system name declared in
-// crmbridge.yaml to its kind; a mapping that names any other system is an error. On failure,
+// What the mapping language needs to know of a system kind: whether its connector can do what a
+// mapping asks of it. The callers fill it in from the connector registry (mapping code depends on
+// no connector, and names no kind).
+struct SystemTraits {
+  std::string kind;                       // as in crmbridge.yaml
+  bool carries_references = false;        // `ref` fields may be mapped to it
+  bool binds_lookups = false;             // its `ref` fields may name a navigation property (`bind`)
+  bool provisions_portal_access = false;  // it can be the portal_access flow's system
+};
+
+// The systems a mapping may name, and what their kinds can do.
+struct MappingSystems {
+  // Each system name declared in crmbridge.yaml -> its kind. A kind not in `kinds` ("" when no
+  // configuration says) is checked for nothing.
+  std::map<std::string, std::string> systems;
+  // Every kind crmbridge has a connector for: a system's traits, and the kinds an error names
+  // as able to do what the system's kind cannot.
+  std::vector<SystemTraits> kinds;
+};
+
+// Loads, validates and compiles mapping files. A mapping that names a system not in
+// `systems.systems`, or asks of a system what its kind cannot do, is an error. On failure,
 // kInvalidArgument listing every diagnostic, one per line.
-Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(
-    const std::vector<std::string>& files, const std::map<std::string, std::string>& known_systems);
+Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(const std::vector<std::string>& files,
+                                                           const MappingSystems& systems);
 
 }  // namespace crmbridge

@@ -30,12 +30,9 @@ const std::map<std::string, FieldType> kTypes = {{"string", FieldType::kString},
                                                  {"boolean", FieldType::kBoolean},
                                                  {"datetime", FieldType::kDateTime},
                                                  {"ref", FieldType::kRef}};
-// System kinds whose connectors read and write references (lookups, associations).
-const std::set<std::string> kKindsWithReferences = {"hubspot", "dynamics365"};
-
-std::string Join(const std::set<std::string>& words) {
+std::string Join(const std::set<std::string>& words, const std::string& separator = ", ") {
   std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : ", ") + w;
+  for (const auto& w : words) out += (out.empty() ? "" : separator) + w;
   return out;
 }
 
@@ -66,8 +63,8 @@ json ScalarToJson(const YAML::Node& n) {
 
 class Loader {
  public:
-  explicit Loader(const std::map<std::string, std::string>& known_systems)
-      : known_systems_(known_systems) {}
+  explicit Loader(const MappingSystems& systems)
+      : known_systems_(systems.systems), kinds_(systems.kinds) {}
 
   void LoadFile(const std::string& file, const YAML::Node& root) {
     file_ = file;
@@ -375,15 +372,17 @@ class Loader {
   void CompilePortalAccess() {
     const PortalAccessFlow& f = *portal_;
     auto at = [&](const char* key) { return portal_pos_.count(key) ? portal_pos_[key] : f.pos; };
-    auto kind = known_systems_.find(f.system);
-    if (kind == known_systems_.end()) {
+    if (!known_systems_.count(f.system)) {
       diags_.Error(at("system"), "unknown system '" + f.system + "'",
                    "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
       return;
     }
-    if (!kind->second.empty() && kind->second != "portal")
-      diags_.Error(at("system"), "portal_access needs a portal system, and " + f.system + " is " +
-                                     kind->second);
+    const SystemTraits* traits = TraitsOf(f.system);
+    if (traits != nullptr && !traits->provisions_portal_access)
+      diags_.Error(at("system"),
+                   "portal_access needs a portal system, and " + f.system + " is " + traits->kind,
+                   "portal users and access are provisioned by: " +
+                       Join(KindsThat(&SystemTraits::provisions_portal_access)));
     const CanonicalEntity* contact = FindEntity(f.contact);
     if (contact == nullptr) {
       diags_.Error(at("contact"), "unknown entity '" + f.contact + "'");
@@ -487,20 +486,21 @@ class Loader {
   // that system must map the referenced entity too, and its connector must carry references.
   void CheckReferenceMapping(const SystemEntityMapping& m, const FieldMap& f) {
     if (f.ref_entity.empty()) return;  // the canonical field's error is reported
-    auto kind = known_systems_.find(m.system);
-    if (kind != known_systems_.end() && !kind->second.empty() &&
-        !kKindsWithReferences.count(kind->second)) {
-      diags_.Error(f.pos, "system " + m.system + " is of kind " + kind->second +
+    const SystemTraits* traits = TraitsOf(m.system);
+    if (traits != nullptr && !traits->carries_references) {
+      diags_.Error(f.pos, "system " + m.system + " is of kind " + traits->kind +
                               ", which does not carry references, so it cannot map " + m.entity +
                               "." + f.canonical,
-                   "references are read and written by: " + Join(kKindsWithReferences));
+                   "references are read and written by: " +
+                       Join(KindsThat(&SystemTraits::carries_references)));
       return;
     }
-    if (!f.bind.empty() && kind != known_systems_.end() && !kind->second.empty() &&
-        kind->second != "dynamics365")
-      diags_.Error(f.pos, "'bind' names a Dynamics 365 navigation property, and " + m.system +
-                              " is of kind " + kind->second,
-                   "drop it: " + kind->second + " writes the reference by its field alone");
+    if (!f.bind.empty() && traits != nullptr && !traits->binds_lookups) {
+      const std::set<std::string> binding = KindsThat(&SystemTraits::binds_lookups);
+      diags_.Error(f.pos, "'bind' names a " + (binding.empty() ? "" : Join(binding, " or ") + " ") +
+                              "navigation property, and " + m.system + " is of kind " + traits->kind,
+                   "drop it: " + traits->kind + " writes the reference by its field alone");
+    }
     for (const SystemEntityMapping& other : mappings_)
       if (other.system == m.system && other.entity == f.ref_entity) return;
     diags_.Error(f.pos, m.system + " maps " + m.entity + "." + f.canonical + ", a reference to " +
@@ -897,7 +897,26 @@ class Loader {
     return "?";
   }
 
-  const std::map<std::string, std::string>& known_systems_;
+  // The traits of `system`'s kind; nullptr when it is checked for nothing (unknown system, or a
+  // kind no connector declares).
+  const SystemTraits* TraitsOf(const std::string& system) const {
+    auto kind = known_systems_.find(system);
+    if (kind == known_systems_.end()) return nullptr;
+    for (const SystemTraits& t : kinds_)
+      if (t.kind == kind->second) return &t;
+    return nullptr;
+  }
+
+  // The kinds that can do what `trait` says, for an error's hint.
+  std::set<std::string> KindsThat(bool SystemTraits::*trait) const {
+    std::set<std::string> out;
+    for (const SystemTraits& t : kinds_)
+      if (t.*trait) out.insert(t.kind);
+    return out;
+  }
+
+  const std::map<std::string, std::string>& known_systems_;  // system name -> kind
+  const std::vector<SystemTraits>& kinds_;
   std::string file_;
   Diagnostics diags_;
   std::vector<CanonicalEntity> entities_;
@@ -912,12 +931,12 @@ class Loader {
 
 }  // namespace
 
-Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(
-    const std::vector<std::string>& files, const std::map<std::string, std::string>& known_systems) {
+Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(const std::vector<std::string>& files,
+                                                           const MappingSystems& systems) {
   if (files.empty())
     return Status(StatusCode::kInvalidArgument,
                   "no mapping files: list them under 'mappings:' in crmbridge.yaml");
-  Loader loader(known_systems);
+  Loader loader(systems);
   for (const std::string& file : files) {
     auto doc = LoadYamlFile(file);
     if (!doc.ok()) return doc.status();

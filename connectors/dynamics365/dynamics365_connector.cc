@@ -77,10 +77,22 @@ Dynamics365Connector::Dynamics365Connector(const SystemConfig& config,
     batch_size_ = std::atoi(v->second.c_str());
   if (batch_size_ < 1 || batch_size_ > dynamics365::kMaxBatchRequests)
     batch_size_ = dynamics365::kMaxBatchRequests;
+  caps_ = KindCapabilities();
   caps_.max_batch = batch_size_;
-  caps_.max_page = dynamics365::kMaxPageSize;
-  caps_.idempotent_upsert = true;
-  caps_.modified_precision_ms = 1000;  // modifiedon is to the second
+}
+
+const Capabilities& Dynamics365Connector::KindCapabilities() {
+  static const Capabilities kCapabilities = [] {
+    Capabilities c;
+    c.max_batch = dynamics365::kMaxBatchRequests;  // options.batch_size may lower it
+    c.max_page = dynamics365::kMaxPageSize;
+    c.idempotent_upsert = true;
+    c.modified_precision_ms = 1000;  // modifiedon is to the second
+    c.carries_references = true;     // as lookup columns
+    c.binds_lookups = true;          // a polymorphic lookup through its navigation property
+    return c;
+  }();
+  return kCapabilities;
 }
 
 Status Dynamics365Connector::ValidateConfig(const SystemConfig& config) {

@@ -41,6 +41,9 @@ class Dynamics365Connector : public Connector {
   // "<base_url>/.default"), and options.api_version, when set, of the form "v9.2".
   // kFailedPrecondition naming what is wrong.
   static Status ValidateConfig(const SystemConfig& config);
+  // What every system of this kind can do, declared without a configuration (the registry lists
+  // it for the layers that must not name a kind).
+  static const Capabilities& KindCapabilities();
 
   std::string_view Name() const override { return name_; }
   const Capabilities& capabilities() const override { return caps_; }

@@ -75,10 +75,18 @@ HubSpotConnector::HubSpotConnector(const SystemConfig& config, std::shared_ptr<T
     : name_(config.name.empty() ? "hubspot" : config.name),
       config_(config),
       transport_(std::move(transport)),
-      clock_(clock) {
-  caps_.max_batch = hubspot::kMaxBatchInputs;
-  caps_.max_page = hubspot::kMaxSearchPage;
-  caps_.idempotent_upsert = true;
+      clock_(clock) {}
+
+const Capabilities& HubSpotConnector::KindCapabilities() {
+  static const Capabilities kCapabilities = [] {
+    Capabilities c;
+    c.max_batch = hubspot::kMaxBatchInputs;
+    c.max_page = hubspot::kMaxSearchPage;
+    c.idempotent_upsert = true;
+    c.carries_references = true;  // as associations
+    return c;
+  }();
+  return kCapabilities;
 }
 
 Status HubSpotConnector::ValidateConfig(const SystemConfig& config) {

@@ -44,9 +44,12 @@ class HubSpotConnector : public Connector {
   // What the connector needs from its configuration, checked without I/O: an http(s) base_url and
   // auth.token. kFailedPrecondition naming what is wrong.
   static Status ValidateConfig(const SystemConfig& config);
+  // What every system of this kind can do, declared without a configuration (the registry lists
+  // it for the layers that must not name a kind).
+  static const Capabilities& KindCapabilities();
 
   std::string_view Name() const override { return name_; }
-  const Capabilities& capabilities() const override { return caps_; }
+  const Capabilities& capabilities() const override { return KindCapabilities(); }
   Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                            const ReadContext& context) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
@@ -91,7 +94,6 @@ class HubSpotConnector : public Connector {
   SystemConfig config_;
   std::shared_ptr<Transport> transport_;
   Clock* clock_;
-  Capabilities caps_;
   std::map<std::string, ObjectSetup> setups_;  // by object type + key property + pipeline
   std::string oauth_token_;      // OAuth access token; empty with a private-app token
   int64_t oauth_expires_ms_ = 0;

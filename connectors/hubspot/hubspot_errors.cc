@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "connectors/hubspot/hubspot_limits.h"
 #include "src/core/redaction.h"
 
 namespace crmbridge::hubspot {
@@ -37,10 +38,41 @@ std::optional<HubSpotError> ParseHubSpotError(std::string_view body) {
   return e;
 }
 
+std::optional<HttpReading> ClassifyHubSpotHttp(const Response& response) {
+  HttpReading reading;
+  switch (response.status) {
+    case 423:  // Locked
+      reading.code = StatusCode::kUnavailable;
+      reading.min_wait = std::chrono::milliseconds(hubspot::kLockedMinWaitMs);
+      return reading;
+    case 477:  // Migration in progress
+      reading.code = StatusCode::kUnavailable;
+      return reading;
+    case 429: {
+      // Most 429s are the burst limit: the body is parsed only when it may name the daily one.
+      if (response.body.find("DAILY") != std::string::npos) {
+        auto error = ParseHubSpotError(response.body);
+        if (error && error->policy_name == "DAILY") {
+          reading.code = StatusCode::kFailedPrecondition;
+          return reading;
+        }
+      }
+      reading.code = StatusCode::kResourceExhausted;
+      reading.wait = HeaderDuration(response, "X-HubSpot-RateLimit-Interval-Milliseconds",
+                                    std::chrono::milliseconds(1));
+      return reading;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 Status StatusFromHubSpot(const Response& response, const std::string& what) {
   if (response.status < 400) return Status::Ok();
   auto parsed = ParseHubSpotError(response.body);
-  if (!parsed) return StatusFromResponse(response, "hubspot", what);  // quotes a body excerpt
+  if (!parsed) {
+    return StatusFromResponse(response, "hubspot", what, ClassifyHubSpotHttp);  // quotes an excerpt
+  }
 
   std::string text = what;
   if (!parsed->category.empty()) text += ": " + parsed->category;
@@ -64,7 +96,7 @@ Status StatusFromHubSpot(const Response& response, const std::string& what) {
   Response headers_only;
   headers_only.status = response.status;
   headers_only.headers = response.headers;
-  return StatusFromResponse(headers_only, "hubspot", std::move(text));
+  return StatusFromResponse(headers_only, "hubspot", std::move(text), ClassifyHubSpotHttp);
 }
 
 }  // namespace crmbridge::hubspot

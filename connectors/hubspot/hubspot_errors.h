@@ -29,10 +29,18 @@ struct HubSpotError {
 // Parses a HubSpot error body; nullopt when `body` is not a JSON object.
 std::optional<HubSpotError> ParseHubSpotError(std::string_view body);
 
-// OK for 1xx-3xx. Otherwise the code from StatusFromResponse() (Retry-After and system included)
-// and the message "<what>: <category>: <message> (<details>) correlationId=<id>", redacted; a body
-// that is not JSON is quoted as an excerpt instead. A 429 for the DAILY policy is
-// kFailedPrecondition: it does not lift within a run, so retrying would be wrong.
+// What HubSpot means by a status beyond HTTP's own reading, for the transport stack's retries and
+// for StatusFromHubSpot(): 423 Locked is transient and waits at least 2 s; 477 Migration in
+// progress is transient; a 429 for the DAILY policy does not lift within a run
+// (kFailedPrecondition); another 429 without Retry-After waits what
+// X-HubSpot-RateLimit-Interval-Milliseconds says. nullopt for every other status.
+std::optional<HttpReading> ClassifyHubSpotHttp(const Response& response);
+
+// OK for 1xx-3xx. Otherwise the code from StatusFromResponse() with ClassifyHubSpotHttp()
+// (Retry-After and system included) and the message "<what>: <category>: <message> (<details>)
+// correlationId=<id>", redacted; a body that is not JSON is quoted as an excerpt instead. A 429
+// for the DAILY policy is kFailedPrecondition: it does not lift within a run, so retrying would
+// be wrong.
 Status StatusFromHubSpot(const Response& response, const std::string& what);
 
 }  // namespace crmbridge::hubspot

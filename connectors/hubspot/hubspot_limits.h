@@ -23,6 +23,9 @@ inline constexpr int kMaxFiltersPerGroup = 6;
 // the engine's search rate limiter, SystemConfig::search_rate_limit; recorded here for reference).
 inline constexpr int kSearchRequestsPerSecond = 5;
 
+// refs/hubspot/reference.md, errors: after 423 Locked, "wait at least 2 seconds" before retrying.
+inline constexpr int kLockedMinWaitMs = 2000;
+
 // refs/hubspot/reference.md §1: OAuth access tokens: "check `expires_in`"; 1800 s is usual.
 inline constexpr int kDefaultOAuthLifetimeSeconds = 1800;
 // Not a vendor limit: refresh this long before expires_in runs out.

@@ -50,9 +50,18 @@ PortalConnector::PortalConnector(const SystemConfig& config, std::shared_ptr<Tra
   std::string root = config_.base_url;
   while (!root.empty() && root.back() == '/') root.pop_back();
   api_root_ = root + "/v1";
-  caps_.max_batch = portal::kMaxOpsPerRequest;
-  caps_.max_page = portal::kMaxPage;
-  caps_.idempotent_upsert = true;
+}
+
+const Capabilities& PortalConnector::KindCapabilities() {
+  static const Capabilities kCapabilities = [] {
+    Capabilities c;
+    c.max_batch = portal::kMaxOpsPerRequest;
+    c.max_page = portal::kMaxPage;
+    c.idempotent_upsert = true;
+    c.provisions_portal_access = true;
+    return c;
+  }();
+  return kCapabilities;
 }
 
 Status PortalConnector::ValidateConfig(const SystemConfig& config) {

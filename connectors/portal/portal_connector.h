@@ -46,9 +46,12 @@ class PortalConnector : public Connector {
   // What the connector needs from its configuration, checked without I/O: an http(s) base_url and
   // auth.token. kFailedPrecondition naming what is wrong.
   static Status ValidateConfig(const SystemConfig& config);
+  // What every system of this kind can do, declared without a configuration (the registry lists
+  // it for the layers that must not name a kind).
+  static const Capabilities& KindCapabilities();
 
   std::string_view Name() const override { return name_; }
-  const Capabilities& capabilities() const override { return caps_; }
+  const Capabilities& capabilities() const override { return KindCapabilities(); }
   Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                            const ReadContext& context) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
@@ -97,7 +100,6 @@ class PortalConnector : public Connector {
   std::string api_root_;  // base_url + "/v1"
   std::shared_ptr<Transport> transport_;
   Clock* clock_;
-  Capabilities caps_;
 };
 
 }  // namespace crmbridge

@@ -48,10 +48,6 @@ TotangoConnector::TotangoConnector(const SystemConfig& config, std::shared_ptr<T
       config_(config),
       transport_(std::move(transport)),
       clock_(clock) {
-  // The SDR gateway takes one record per call; the REST writes one per call as well.
-  caps_.max_batch = 1;
-  caps_.max_page = totango::kMaxSearchCount;
-  caps_.idempotent_upsert = true;
   auto opt = [&](const char* key) {
     auto it = config_.options.find(key);
     return it == config_.options.end() ? std::string() : it->second;
@@ -72,6 +68,21 @@ TotangoConnector::TotangoConnector(const SystemConfig& config, std::shared_ptr<T
       start = bar + 1;
     }
   }
+}
+
+const Capabilities& TotangoConnector::KindCapabilities() {
+  static const Capabilities kCapabilities = [] {
+    Capabilities c;
+    // The SDR gateway takes one record per call; the REST writes one per call as well.
+    c.max_batch = 1;
+    c.max_page = totango::kMaxSearchCount;
+    c.idempotent_upsert = true;
+    // The SDR gateway answers 200 whatever it keeps.
+    c.acknowledges_unapplied_writes = true;
+    c.rate_limit_exempt_paths = {totango::kSdrPath};
+    return c;
+  }();
+  return kCapabilities;
 }
 
 Status TotangoConnector::ValidateConfig(const SystemConfig& config) {
@@ -123,7 +134,7 @@ Result<Response> TotangoConnector::Call(const std::string& method, const std::st
   Request req;
   req.method = method;
   req.url = url;
-  const bool sdr = url.rfind(sdr_url_ + "/pixel.gif", 0) == 0;
+  const bool sdr = url.rfind(sdr_url_ + totango::kSdrPath, 0) == 0;
   if (!sdr) {
     auto token = config_.auth.count("app_token") ? config_.auth.at("app_token")
                                                  : config_.auth.count("token") ? config_.auth.at("token") : "";
@@ -347,7 +358,7 @@ WriteOutcome TotangoConnector::WriteAttributes(bool users, const WriteOp& op) {
              PercentEncode(AttributeText(value));
   }
   // Setting attributes is idempotent: a repeated call sets the same values.
-  auto r = Call("GET", sdr_url_ + "/pixel.gif/?" + query, "", "", true);
+  auto r = Call("GET", sdr_url_ + totango::kSdrPath + "/?" + query, "", "", true);
   if (!r.ok()) {
     out.status = r.status();
     return out;

@@ -49,9 +49,12 @@ class TotangoConnector : public Connector {
   // Checked without I/O: an http(s) base_url, a token, a service id, a known region, and
   // well-formed allowed lists. kFailedPrecondition naming what is wrong.
   static Status ValidateConfig(const SystemConfig& config);
+  // What every system of this kind can do, declared without a configuration (the registry lists
+  // it for the layers that must not name a kind).
+  static const Capabilities& KindCapabilities();
 
   std::string_view Name() const override { return name_; }
-  const Capabilities& capabilities() const override { return caps_; }
+  const Capabilities& capabilities() const override { return KindCapabilities(); }
   Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                            const ReadContext& context) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
@@ -82,7 +85,6 @@ class TotangoConnector : public Connector {
   SystemConfig config_;
   std::shared_ptr<Transport> transport_;
   Clock* clock_;
-  Capabilities caps_;
   std::string sdr_url_;
   std::map<std::string, std::vector<std::string>> allowed_;  // attribute -> allowed values
 };

@@ -10,6 +10,8 @@ inline constexpr int kMaxSearchCount = 1000;
 inline constexpr int kSearchReachable = 10000;
 // §9: "100 requests per minute per token for every REST API. SDR/HTTP is not limited".
 inline constexpr int kRestRequestsPerMinute = 100;
+// §4.1: the SDR gateway's one endpoint, outside the REST limit above.
+inline constexpr char kSdrPath[] = "/pixel.gif";
 // §4.1: "text attributes up to 512 characters on accounts and 255 on users".
 inline constexpr int kAccountTextMax = 512;
 inline constexpr int kUserTextMax = 255;

@@ -444,7 +444,8 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
 namespace {
 
 // Mapping files and the systems they may name: from the configuration when it loads, else the
-// names the files themselves use (so a mapping can be checked before any config exists).
+// names the files themselves use, of no known kind (so a mapping can be checked before any config
+// exists, for everything but what a system's kind can carry).
 Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& global,
                                                            const MappingsOptions& options,
                                                            std::string* note) {
@@ -463,10 +464,10 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
       auto doc = LoadYamlFile(f);
       if (!doc.ok()) return doc.status();
       if (doc->IsMap() && (*doc)["systems"] && (*doc)["systems"].IsMap())
-        for (const auto& kv : (*doc)["systems"]) systems[kv.first.Scalar()] = "unknown";
+        for (const auto& kv : (*doc)["systems"]) systems[kv.first.Scalar()] = "";
     }
   }
-  return LoadMappingPlan(files, systems);
+  return LoadMappingPlan(files, MappingSystemsOf(systems));
 }
 
 std::string Describe(const FieldMap& f) {

@@ -3,15 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 
 namespace crmbridge {
 namespace {
-
-// HubSpot's documented minimum wait after 423 Locked (shared/refs/hubspot/reference.md, errors).
-constexpr std::chrono::milliseconds kLockedMinDelay{2000};
 
 // The path of `url` without scheme, host or query: enough to say which call is retried, and the
 // query (which may carry tokens or personal data) never reaches the log.
@@ -23,33 +19,11 @@ std::string_view UrlPath(std::string_view url) {
   return rest.substr(0, rest.find_first_of("?#"));
 }
 
-std::optional<std::chrono::milliseconds> HeaderMillis(const Response& response,
-                                                      const std::string& name, int64_t unit_ms) {
-  auto value = response.Header(name);
-  if (!value) return std::nullopt;
-  try {
-    size_t used = 0;
-    long long v = std::stoll(*value, &used);
-    if (v < 0) return std::nullopt;
-    v = std::min<long long>(v, 7LL * 24 * 3600 * 1000 / unit_ms);
-    return std::chrono::milliseconds(v * unit_ms);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-}
-
-// HubSpot's DAILY policy: retrying within this run cannot succeed.
-bool IsDailyLimit(const Response& response) {
-  if (response.body.find("DAILY") == std::string::npos) return false;
-  nlohmann::json body = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-  return body.is_object() && body.value("policyName", std::string()) == "DAILY";
-}
-
 }  // namespace
 
 RetryingTransport::RetryingTransport(std::unique_ptr<Transport> target, RetryPolicy policy,
                                      Clock* clock, uint64_t seed)
-    : TransportWrapper(std::move(target)), policy_(policy), clock_(clock), rng_(seed) {}
+    : TransportWrapper(std::move(target)), policy_(std::move(policy)), clock_(clock), rng_(seed) {}
 
 std::chrono::milliseconds RetryingTransport::BackoffCeiling(const RetryPolicy& policy, int retry) {
   int64_t ceiling = std::max<int64_t>(policy.initial_backoff.count(), 0);
@@ -76,27 +50,26 @@ RetryingTransport::Decision RetryingTransport::Classify(const Request& request,
     return d;
   }
   const Response& response = *result;
-  int status = response.status;
-  if (status == 429) {
-    if (IsDailyLimit(response)) return d;
-    d.retry = true;
-    if (auto header = response.Header("Retry-After")) {
-      d.server_delay = ParseRetryAfter(*header, clock_->Now());
-    }
-    if (!d.server_delay) {
-      d.server_delay = HeaderMillis(response, "X-HubSpot-RateLimit-Interval-Milliseconds", 1);
-    }
-    if (!d.server_delay) d.server_delay = HeaderMillis(response, "RateLimit-Reset", 1000);
+  if (response.status < 400) return d;
+  std::optional<HttpReading> reading;
+  if (policy_.classify) reading = policy_.classify(response);
+  const StatusCode code = reading ? reading->code : StatusFromHttp(response.status, "").code();
+  if (code == StatusCode::kResourceExhausted) {
+    d.retry = true;  // refused before it was acted on, whatever the request
+  } else if (code == StatusCode::kUnavailable || code == StatusCode::kDeadlineExceeded) {
+    d.retry = request.idempotent;
+  } else {
     return d;
   }
-  if (status >= 500 || status == 408 || status == 423 || status == 477) {
-    d.retry = request.idempotent;
-    if (auto header = response.Header("Retry-After")) {
-      d.server_delay = ParseRetryAfter(*header, clock_->Now());
-    }
-    if (status == 423) {
-      d.server_delay = std::max(d.server_delay.value_or(kLockedMinDelay), kLockedMinDelay);
-    }
+  if (auto header = response.Header("Retry-After")) {
+    d.server_delay = ParseRetryAfter(*header, clock_->Now());
+  }
+  if (!d.server_delay && reading) d.server_delay = reading->wait;
+  if (!d.server_delay && code == StatusCode::kResourceExhausted) {
+    d.server_delay = HeaderDuration(response, "RateLimit-Reset", std::chrono::seconds(1));
+  }
+  if (reading && reading->min_wait.count() > 0) {
+    d.server_delay = std::max(d.server_delay.value_or(reading->min_wait), reading->min_wait);
   }
   return d;
 }

@@ -1,16 +1,17 @@
 // RetryingTransport: retries transient failures with exponential backoff and full jitter, honouring
 // the server's Retry-After.
 //
-// What is retried (the classification of docs/ARCHITECTURE.md):
-//   - HTTP 429, always: the server refused the request before acting on it. Waits at least the
-//     server's Retry-After; for a HubSpot 429 without one,
-//     X-HubSpot-RateLimit-Interval-Milliseconds; else the RateLimit-Reset seconds some APIs
-//     (Totango) send. A HubSpot DAILY-limit 429 is not retried: nothing changes before the
-//     account's midnight.
-//   - HTTP 5xx, 408, 423, 477, and transport failures kUnavailable / kDeadlineExceeded, only when
+// What is retried (the classification of docs/ARCHITECTURE.md), by the code StatusFromHttp() gives
+// a response, or the system's HttpClassifier (RetryPolicy::classify) where it reads it otherwise:
+//   - kResourceExhausted (HTTP 429), always: the server refused the request before acting on it.
+//     Waits at least the server's Retry-After; without one, the wait the system's own headers ask
+//     for (HttpReading::wait), else the RateLimit-Reset seconds some APIs send.
+//   - kUnavailable and kDeadlineExceeded (HTTP 5xx, 408, and the transport failures), only when
 //     Request::idempotent: otherwise the first attempt may have been applied and a retry could
-//     apply it twice. HubSpot's 423 waits at least 2 s (its documented lock delay).
-//   - Never: other 4xx, kFailedPrecondition (TLS, bad URL), kUnauthenticated.
+//     apply it twice.
+//   - Never: any other code (other 4xx, a limit the classifier says does not lift within a run,
+//     kFailedPrecondition for TLS or a bad URL, kUnauthenticated).
+// A wait is never shorter than the classifier's HttpReading::min_wait.
 //
 // The wait before retry n (n = 0 for the first retry) is uniform in [0, min(max_backoff,
 // initial_backoff * 2^n)] ("full jitter"), raised to the server's delay when it gave one. When the
@@ -44,6 +45,9 @@ struct RetryPolicy {
   std::chrono::milliseconds max_backoff{60000};
   // A server-requested delay longer than this is not waited out here (see above).
   std::chrono::milliseconds max_retry_after{5 * 60 * 1000};
+  // The system's own reading of its error responses (its connector kind's); empty where the HTTP
+  // status says it all.
+  HttpClassifier classify;
 };
 
 // Parses a Retry-After header value: delta-seconds ("120") or an HTTP date in any of the three

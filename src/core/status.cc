@@ -55,9 +55,6 @@ Status StatusFromHttp(int http_status, std::string message) {
     case 412: code = StatusCode::kAborted; break;
     case 429: code = StatusCode::kResourceExhausted; break;
     case 408: code = StatusCode::kDeadlineExceeded; break;
-    // HubSpot: 423 Locked (wait >= 2 s) and 477 Migration in progress are transient.
-    case 423:
-    case 477: code = StatusCode::kUnavailable; break;
     default:
       code = http_status >= 500 ? StatusCode::kUnavailable : StatusCode::kInvalidArgument;
   }

@@ -3,8 +3,10 @@
 // Errors are values; no exception crosses a module boundary. A Status carries a code that tells the
 // caller what to do next (retry the call, retry at the transaction level, drop this record, or stop
 // the run), a human message, and optionally the HTTP status, the server's Retry-After delay and the
-// system that produced it. Classification of HTTP outcomes happens once, in StatusFromHttp(), and
-// every later decision reads the code rather than re-inspecting HTTP statuses.
+// system that produced it. HTTP outcomes are classified in one place: StatusFromHttp() gives what
+// a status means by HTTP itself, and a system whose API gives a status a meaning of its own refines
+// it through its HttpClassifier (src/core/transport.h). Every later decision reads the code rather
+// than re-inspecting HTTP statuses.
 //
 // Status and Result are value types; they are safe to copy between threads.
 #pragma once
@@ -77,10 +79,11 @@ class Status {
   std::string system_;
 };
 
-// Maps an HTTP status to a Status code, per the table in docs/ARCHITECTURE.md:
-// 429 -> kResourceExhausted; 5xx, 423, 477 -> kUnavailable; 400/422/413/414 -> kInvalidArgument;
-// 404 -> kNotFound; 409 -> kAlreadyExists; 412 -> kAborted; 401 -> kUnauthenticated;
-// 403 -> kPermissionDenied; other 4xx -> kInvalidArgument. 2xx/3xx -> OK.
+// Maps an HTTP status to a Status code by what HTTP itself says, per the table in
+// docs/ARCHITECTURE.md: 429 -> kResourceExhausted; 5xx -> kUnavailable; 408 -> kDeadlineExceeded;
+// 400/422/413/414 -> kInvalidArgument; 404 -> kNotFound; 409 -> kAlreadyExists; 412 -> kAborted;
+// 401 -> kUnauthenticated; 403 -> kPermissionDenied; other 4xx -> kInvalidArgument. 2xx/3xx -> OK.
+// A status a vendor gives a meaning of its own is read by that system's HttpClassifier.
 Status StatusFromHttp(int http_status, std::string message);
 
 // Result<T>: either a T or a non-OK Status, like absl::StatusOr.

@@ -154,6 +154,21 @@ std::optional<std::string> FindHeader(const Headers& headers, const std::string&
   return std::nullopt;
 }
 
+std::optional<std::chrono::milliseconds> HeaderDuration(const Response& response,
+                                                        const std::string& name,
+                                                        std::chrono::milliseconds unit) {
+  auto value = response.Header(name);
+  if (!value || unit.count() <= 0) return std::nullopt;
+  try {
+    long long v = std::stoll(*value);
+    if (v < 0) return std::nullopt;
+    v = std::min<long long>(v, kMaxRetryAfterSeconds * 1000 / unit.count());
+    return std::chrono::milliseconds(v * unit.count());
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
                                                          Clock::TimePoint now) {
   std::string_view v = Trim(value);
@@ -171,7 +186,7 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
 }
 
 Status StatusFromResponse(const Response& response, const std::string& system,
-                          std::string message) {
+                          std::string message, const HttpClassifier& classify) {
   if (response.status < 400) return Status::Ok();
   std::string text = std::move(message);
   if (!response.body.empty()) {
@@ -181,6 +196,11 @@ Status StatusFromResponse(const Response& response, const std::string& system,
     text = text.empty() ? excerpt : text + ": " + excerpt;
   }
   Status status = StatusFromHttp(response.status, std::move(text));
+  if (classify) {
+    if (std::optional<HttpReading> reading = classify(response)) {
+      status = Status(reading->code, status.message()).set_http_status(response.status);
+    }
+  }
   if (auto header = response.Header("Retry-After")) {
     // HTTP dates are measured against the real clock here; RetryingTransport re-reads the header
     // against its injected clock when it decides how long to wait.

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,9 +88,33 @@ class TransportWrapper : public Transport {
   std::unique_ptr<Transport> target_;
 };
 
-// Classifies a response: OK for 1xx-3xx, else StatusFromHttp() with the Retry-After header parsed
-// (seconds or an HTTP date) into Status::retry_after(), and Status::system() set from the request.
+// A header holding a whole number of `unit`s ("10000" milliseconds, "3" seconds) as a duration,
+// clamped to one week; nullopt when it is absent, negative or not a number.
+std::optional<std::chrono::milliseconds> HeaderDuration(const Response& response,
+                                                        const std::string& name,
+                                                        std::chrono::milliseconds unit);
+
+// What one system's API means by an error response where that differs from what its HTTP status
+// says (a vendor status that is transient, a least wait the vendor documents, a limit that does
+// not lift within a run).
+struct HttpReading {
+  StatusCode code = StatusCode::kUnavailable;
+  // The least wait before a retry, whatever the response's headers ask for.
+  std::chrono::milliseconds min_wait{0};
+  // The wait the system's own headers ask for, taken when the response has no Retry-After.
+  std::optional<std::chrono::milliseconds> wait;
+};
+
+// A system's reading of its error responses, nullopt where the HTTP status says it all. Each
+// connector kind that needs one defines it beside its error parsing (connectors/<kind>/
+// <kind>_errors) and the registry hands it to the system's transport stack, so that this library
+// names no vendor.
+using HttpClassifier = std::function<std::optional<HttpReading>(const Response&)>;
+
+// Classifies a response: OK for 1xx-3xx, else StatusFromHttp(), or `classify`'s code when it has
+// one for the response, with the Retry-After header parsed (seconds or an HTTP date) into
+// Status::retry_after(), and Status::system() set from the request.
 Status StatusFromResponse(const Response& response, const std::string& system,
-                          std::string message);
+                          std::string message, const HttpClassifier& classify = nullptr);
 
 }  // namespace crmbridge

@@ -26,22 +26,36 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
   // The limiter sits below the retries, so every retry also waits for a token: a burst of
   // retries can never exceed the budget the vendor enforces.
   std::vector<RateLimitedTransport::Route> routes;
-  // Totango's SDR gateway is outside its REST limit (refs/totango.md §4.1): no bucket.
-  if (system.kind == "totango") routes.push_back(RateLimitedTransport::PathContains("/pixel.gif", nullptr));
+  // Paths the system does not count against its REST limit get no bucket.
+  if (const Capabilities* capabilities = CapabilitiesOfKind(system.kind))
+    for (const std::string& path : capabilities->rate_limit_exempt_paths)
+      routes.push_back(RateLimitedTransport::PathContains(path, nullptr));
   if (auto search = BucketFor(system.search_rate_limit, clock))
     routes.push_back(RateLimitedTransport::PathContains("/search", search));
   t = std::make_unique<RateLimitedTransport>(std::move(t), BucketFor(system.rate_limit, clock),
                                              std::move(routes), clock);
   RetryPolicy policy;
   policy.max_attempts = system.max_attempts;
+  policy.classify = HttpClassifierOfKind(system.kind);
   t = std::make_unique<RetryingTransport>(std::move(t), policy, clock);
   return std::shared_ptr<Transport>(std::move(t));
+}
+
+MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds) {
+  MappingSystems out;
+  out.systems = kinds;
+  for (const std::string& kind : ConnectorKinds()) {
+    const Capabilities& can = *CapabilitiesOfKind(kind);
+    out.kinds.push_back({kind, can.carries_references, can.binds_lookups,
+                         can.provisions_portal_access});
+  }
+  return out;
 }
 
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) {
   std::map<std::string, std::string> kinds;
   for (const auto& [name, system] : config.systems) kinds[name] = system.kind;
-  return LoadMappingPlan(config.mapping_paths, kinds);
+  return LoadMappingPlan(config.mapping_paths, MappingSystemsOf(kinds));
 }
 
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(

@@ -24,6 +24,10 @@ namespace crmbridge {
 // rate limits, and retries with backoff that honour Retry-After.
 std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock);
 
+// The systems the mapping loader checks a mapping against: `kinds` (system name -> kind), and what
+// every kind in the connector registry can do.
+MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds);
+
 // Loads the mapping files named by `config`, validated against its systems.
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
 

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "src/core/fake_transport.h"
 
 namespace crmbridge {
@@ -40,6 +43,103 @@ TEST(RegistryTest, BuildsEachKnownKindWithoutSendingAnything) {
   ASSERT_TRUE(d365.ok()) << d365.status().ToString();
   EXPECT_EQ((*d365)->Name(), "erp");
   EXPECT_EQ(transport->request_count(), 0u);
+}
+
+SystemConfig Totango() {
+  SystemConfig c;
+  c.name = "cs";
+  c.kind = "totango";
+  c.base_url = "https://api.totango.com";
+  c.auth = {{"app_token", "t"}};
+  c.options = {{"service_id", "SP-0000-11"}};
+  return c;
+}
+
+SystemConfig Portal() {
+  SystemConfig c;
+  c.name = "tenants";
+  c.kind = "portal";
+  c.base_url = "https://portal.example.com";
+  c.auth = {{"token", "t"}};
+  return c;
+}
+
+// The kind-level declarations, which an instance must not contradict.
+void ExpectSameKindCapabilities(const Capabilities& instance, const Capabilities& kind) {
+  EXPECT_LE(instance.max_batch, kind.max_batch);
+  EXPECT_EQ(instance.max_page, kind.max_page);
+  EXPECT_EQ(instance.idempotent_upsert, kind.idempotent_upsert);
+  EXPECT_EQ(instance.modified_precision_ms, kind.modified_precision_ms);
+  EXPECT_EQ(instance.carries_references, kind.carries_references);
+  EXPECT_EQ(instance.binds_lookups, kind.binds_lookups);
+  EXPECT_EQ(instance.provisions_portal_access, kind.provisions_portal_access);
+  EXPECT_EQ(instance.acknowledges_unapplied_writes, kind.acknowledges_unapplied_writes);
+  EXPECT_EQ(instance.rate_limit_exempt_paths, kind.rate_limit_exempt_paths);
+}
+
+TEST(RegistryTest, EachKindDeclaresWhatItCanDo) {
+  EXPECT_EQ(ConnectorKinds(), (std::vector<std::string>{"hubspot", "dynamics365", "portal", "totango"}));
+  for (const std::string& kind : ConnectorKinds())
+    EXPECT_NE(CapabilitiesOfKind(kind), nullptr) << kind;
+  EXPECT_EQ(CapabilitiesOfKind("salesforce"), nullptr);
+  EXPECT_EQ(CapabilitiesOfKind(""), nullptr);
+
+  const Capabilities& hubspot = *CapabilitiesOfKind("hubspot");
+  EXPECT_TRUE(hubspot.carries_references);
+  EXPECT_FALSE(hubspot.binds_lookups);
+  EXPECT_EQ(hubspot.modified_precision_ms, 1);
+
+  const Capabilities& dynamics = *CapabilitiesOfKind("dynamics365");
+  EXPECT_TRUE(dynamics.carries_references);
+  EXPECT_TRUE(dynamics.binds_lookups);
+  EXPECT_EQ(dynamics.modified_precision_ms, 1000);
+
+  const Capabilities& portal = *CapabilitiesOfKind("portal");
+  EXPECT_TRUE(portal.provisions_portal_access);
+  EXPECT_FALSE(portal.carries_references);
+
+  const Capabilities& totango = *CapabilitiesOfKind("totango");
+  EXPECT_TRUE(totango.acknowledges_unapplied_writes);
+  EXPECT_FALSE(totango.carries_references);
+  EXPECT_EQ(totango.rate_limit_exempt_paths, std::vector<std::string>{"/pixel.gif"});
+
+  for (const char* kind : {"hubspot", "dynamics365", "portal"}) {
+    SCOPED_TRACE(kind);
+    EXPECT_FALSE(CapabilitiesOfKind(kind)->acknowledges_unapplied_writes);
+    EXPECT_TRUE(CapabilitiesOfKind(kind)->rate_limit_exempt_paths.empty());
+  }
+  for (const char* kind : {"hubspot", "totango", "dynamics365"})
+    EXPECT_FALSE(CapabilitiesOfKind(kind)->provisions_portal_access) << kind;
+}
+
+TEST(RegistryTest, ABuiltConnectorCanDoWhatItsKindDeclares) {
+  auto transport = std::make_shared<FakeTransport>();
+  FakeClock clock;
+  SystemConfig small_batches = Dynamics();
+  small_batches.options["batch_size"] = "100";
+  for (const SystemConfig& config : {HubSpot(), Dynamics(), small_batches, Totango(), Portal()}) {
+    SCOPED_TRACE(config.kind);
+    auto connector = NewConnector(config, transport, &clock);
+    ASSERT_TRUE(connector.ok()) << connector.status().ToString();
+    ExpectSameKindCapabilities((*connector)->capabilities(), *CapabilitiesOfKind(config.kind));
+  }
+  auto lowered = NewConnector(small_batches, transport, &clock);
+  ASSERT_TRUE(lowered.ok());
+  EXPECT_EQ((*lowered)->capabilities().max_batch, 100) << "the configuration lowers the batch";
+  EXPECT_EQ(CapabilitiesOfKind("dynamics365")->max_batch, 1000);
+  EXPECT_EQ(transport->request_count(), 0u);
+}
+
+TEST(RegistryTest, OnlyAKindWhoseApiDepartsFromHttpHasAnHttpClassifier) {
+  HttpClassifier hubspot = HttpClassifierOfKind("hubspot");
+  ASSERT_TRUE(hubspot);
+  Response locked;
+  locked.status = 423;
+  auto reading = hubspot(locked);
+  ASSERT_TRUE(reading.has_value());
+  EXPECT_EQ(reading->code, StatusCode::kUnavailable);
+  for (const char* kind : {"dynamics365", "portal", "totango", "salesforce"})
+    EXPECT_FALSE(HttpClassifierOfKind(kind)) << kind;
 }
 
 TEST(RegistryTest, UnknownKindIsAFailedPrecondition) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "src/core/clock.h"
@@ -37,9 +38,7 @@ TEST(StatusFromHttpTest, ClassificationTable) {
       {408, StatusCode::kDeadlineExceeded, true, false, false},
       {409, StatusCode::kAlreadyExists, false, false, false},
       {412, StatusCode::kAborted, false, false, false},
-      {423, StatusCode::kUnavailable, true, false, false},
       {429, StatusCode::kResourceExhausted, true, false, false},
-      {477, StatusCode::kUnavailable, true, false, false},
       {500, StatusCode::kUnavailable, true, false, false},
       {502, StatusCode::kUnavailable, true, false, false},
       {503, StatusCode::kUnavailable, true, false, false},
@@ -56,6 +55,47 @@ TEST(StatusFromHttpTest, ClassificationTable) {
       EXPECT_EQ(s.http_status(), c.http);
     }
   }
+}
+
+TEST(StatusFromResponseTest, ASystemsClassifierReadsTheStatusesItsApiGivesAMeaning) {
+  // A system whose API answers 460 for "try again later".
+  HttpClassifier classify = [](const Response& r) -> std::optional<HttpReading> {
+    if (r.status != 460) return std::nullopt;
+    HttpReading reading;
+    reading.code = StatusCode::kUnavailable;
+    return reading;
+  };
+  Response r;
+  r.status = 460;
+  r.body = "later";
+  r.headers = {{"Retry-After", "3"}};
+  EXPECT_EQ(StatusFromResponse(r, "vendor", "GET /x").code(), StatusCode::kInvalidArgument)
+      << "without the classifier, another 4xx";
+  Status s = StatusFromResponse(r, "vendor", "GET /x", classify);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(s.IsTransient());
+  EXPECT_EQ(s.http_status(), 460);
+  EXPECT_EQ(s.system(), "vendor");
+  EXPECT_EQ(s.message(), "GET /x: later");
+  EXPECT_EQ(s.retry_after(), milliseconds(3000));
+  r.status = 400;
+  EXPECT_EQ(StatusFromResponse(r, "vendor", "", classify).code(), StatusCode::kInvalidArgument)
+      << "nullopt leaves the standard reading";
+  r.status = 200;
+  EXPECT_TRUE(StatusFromResponse(r, "vendor", "", classify).ok());
+}
+
+TEST(HeaderDurationTest, WholeUnitsClampedToAWeek) {
+  Response r;
+  r.headers = {{"X-Wait-Ms", "1500"}, {"X-Wait-S", "3"},   {"X-Negative", "-1"},
+               {"X-Text", "soon"},    {"X-Huge", "99999999999"}};
+  EXPECT_EQ(HeaderDuration(r, "x-wait-ms", milliseconds(1)), milliseconds(1500));
+  EXPECT_EQ(HeaderDuration(r, "X-Wait-S", std::chrono::seconds(1)), milliseconds(3000));
+  EXPECT_FALSE(HeaderDuration(r, "X-Negative", milliseconds(1)).has_value());
+  EXPECT_FALSE(HeaderDuration(r, "X-Text", milliseconds(1)).has_value());
+  EXPECT_FALSE(HeaderDuration(r, "X-Missing", milliseconds(1)).has_value());
+  EXPECT_EQ(HeaderDuration(r, "X-Huge", std::chrono::seconds(1)),
+            milliseconds(7LL * 24 * 3600 * 1000));
 }
 
 TEST(FindHeaderTest, CaseInsensitiveFirstMatch) {

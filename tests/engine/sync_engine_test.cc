@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "src/engine/bootstrap.h"
 #include "tests/engine/fake_connector.h"
 
 namespace crmbridge {
@@ -45,6 +46,9 @@ systems:
         stage: {native: stagecode, transforms: [{table: beta_stage}]}
 )";
 
+// The systems kMapping names, as a HubSpot and a Dynamics 365 system.
+MappingSystems AlphaBeta() { return MappingSystemsOf({{"alpha", "hubspot"}, {"beta", "dynamics365"}}); }
+
 class SyncEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,7 +56,7 @@ class SyncEngineTest : public ::testing::Test {
     dir_ = mkdtemp(tmpl);
     const std::string path = dir_ + "/mapping.yaml";
     std::ofstream(path) << kMapping;
-    auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+    auto plan = LoadMappingPlan({path}, AlphaBeta());
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
     auto store = OpenSqliteStore(dir_ + "/state.db");
@@ -441,7 +445,7 @@ class ConflictTest : public SyncEngineTest {
   void UseMapping(const std::string& text) {
     const std::string path = dir_ + "/conflict.yaml";
     std::ofstream(path) << text;
-    auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+    auto plan = LoadMappingPlan({path}, AlphaBeta());
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
   }
@@ -534,7 +538,7 @@ TEST(ConflictPolicyValidationTest, ASystemOfRecordMustReadTheField) {
                          "    onboarding: {object: tickets, fields: {title: {native: subject}}}\n"
                          "  beta:\n"
                          "    onboarding: {object: opps, fields: {title: {native: name, direction: out}}}\n";
-  auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+  auto plan = LoadMappingPlan({path}, AlphaBeta());
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find(
                 path + ":4:54: error: beta is the system of record of onboarding.title, but no "
@@ -645,7 +649,7 @@ TEST_F(DeletePolicyTest, APolicyNamingAnUnknownFieldOrValueIsRefused) {
   mapping.insert(mapping.find("    fields:\n      title:"), "    on_delete: {set: {state: inactive}}\n");
   const std::string path = dir_ + "/bad.yaml";
   std::ofstream(path) << mapping;
-  auto plan = LoadMappingPlan({path}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+  auto plan = LoadMappingPlan({path}, AlphaBeta());
   ASSERT_FALSE(plan.ok());
   EXPECT_NE(plan.status().message().find("on_delete sets 'state', which is not a field of onboarding"),
             std::string::npos)

@@ -7,12 +7,13 @@
 #include <set>
 
 #include "mappings/mapping.h"
+#include "tests/mappings/test_systems.h"
 
 namespace crmbridge {
 namespace {
 
-const std::map<std::string, std::string> kSystems = {
-    {"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}, {"totango", "totango"}, {"portal", "portal"}};
+const MappingSystems kSystems = testing::Systems(
+    {{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}, {"totango", "totango"}, {"portal", "portal"}});
 
 struct Case {
   const char* file;
@@ -79,7 +80,7 @@ const Case kCases[] = {
     {"46_entity_on_a_non_ref.yaml", "8:39", "contact.company names an entity, but is not a reference"},
     {"47_bind_on_a_non_ref.yaml", "14:9", "'bind' is for reference fields, and contact.first_name is a string"},
     {"48_bind_on_hubspot.yaml", "18:9",
-     "'bind' names a Dynamics 365 navigation property, and hubspot is of kind hubspot"},
+     "'bind' names a dynamics365 navigation property, and hubspot is of kind hubspot"},
     {"49_values_on_a_ref.yaml", "8:53",
      "contact.company is a reference: its values are the referenced records' ids, so it takes no 'values'"},
     {"50_portal_access_missing_key.yaml", "22:3", "portal_access needs 'property'"},

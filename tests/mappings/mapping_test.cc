@@ -8,13 +8,15 @@
 
 #include <fstream>
 
+#include "tests/mappings/test_systems.h"
+
 namespace crmbridge {
 namespace {
 
 using nlohmann::json;
 
-const std::map<std::string, std::string> kSystems = {{"hubspot", "hubspot"},
-                                                     {"dynamics365", "dynamics365"}};
+const MappingSystems kSystems =
+    testing::Systems({{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}});
 
 std::string Preset() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml"; }
 
@@ -234,7 +236,9 @@ Result<json> RoundTrip(const FieldMap& f, const json& native, json* canonical) {
 TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
   const std::string totango = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding-totango.yaml";
   auto plan = LoadMappingPlan({Preset(), totango},
-                              {{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}, {"totango", "totango"}});
+                              testing::Systems({{"hubspot", "hubspot"},
+                                                {"dynamics365", "dynamics365"},
+                                                {"totango", "totango"}}));
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   // Native values each field meets: every row of its value table, else sample text.
   const std::map<std::string, std::vector<json>> samples = {
@@ -458,6 +462,104 @@ TEST(ReferenceTest, ThePresetsReferencesLoad) {
   EXPECT_LT(IndexOf(names, "company"), IndexOf(names, "contact"));
   EXPECT_LT(IndexOf(names, "company"), IndexOf(names, "onboarding"));
   EXPECT_LT(IndexOf(names, "onboarding"), IndexOf(names, "note"));
+}
+
+// What a system may be asked is its kind's traits, as given: the loader knows no kind of its own.
+class SystemTraitsTest : public ::testing::Test {
+ protected:
+  static std::string Broken(const std::string& file) {
+    return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/" + file;
+  }
+  // The shipped kinds, with `kind`'s traits replaced.
+  static MappingSystems With(SystemTraits traits) {
+    MappingSystems systems = testing::Systems({{"hubspot", "hubspot"},
+                                               {"dynamics365", "dynamics365"},
+                                               {"totango", "totango"},
+                                               {"portal", "portal"}});
+    for (SystemTraits& t : systems.kinds)
+      if (t.kind == traits.kind) t = traits;
+    return systems;
+  }
+  static std::string PortalAccessOn(const std::string& system) {
+    const std::string path = ::testing::TempDir() + "portal_access_on_" + system + ".yaml";
+    std::ofstream(path) << "version: 1\n"
+                           "entities:\n"
+                           "  company:\n"
+                           "    fields: {name: {type: string}, activate: {type: boolean}}\n"
+                           "  contact:\n"
+                           "    fields:\n"
+                           "      email: {type: string}\n"
+                           "      company: {type: ref, entity: company}\n"
+                           "      access: {type: boolean}\n"
+                           "      property: {type: string}\n"
+                           "portal_access:\n"
+                           "  system: " << system << "\n"
+                           "  contact: contact\n"
+                           "  company: company\n"
+                           "  company_flag: activate\n"
+                           "  contact_flag: access\n"
+                           "  email: email\n"
+                           "  property: property\n";
+    return path;
+  }
+};
+
+TEST_F(SystemTraitsTest, AReferenceNeedsAKindThatCarriesThemAndTheHintNamesThoseThatDo) {
+  const std::string path = Broken("45_ref_on_totango.yaml");
+  auto refused = LoadMappingPlan({path}, With({"totango", false, false, false}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find(
+                "which does not carry references, so it cannot map onboarding.company (hint: "
+                "references are read and written by: dynamics365, hubspot)"),
+            std::string::npos)
+      << refused.status().message();
+
+  auto carried = LoadMappingPlan({path}, With({"totango", true, false, false}));
+  EXPECT_TRUE(carried.ok()) << carried.status().ToString();
+
+  MappingSystems fewer = With({"hubspot", false, false, false});
+  auto hint = LoadMappingPlan({path}, fewer);
+  ASSERT_FALSE(hint.ok());
+  EXPECT_NE(hint.status().message().find("(hint: references are read and written by: dynamics365)"),
+            std::string::npos)
+      << hint.status().message();
+}
+
+TEST_F(SystemTraitsTest, AKindNoConnectorDeclaresIsCheckedForNothing) {
+  MappingSystems unknown_kind = testing::Systems({{"totango", ""}});
+  auto plan = LoadMappingPlan({Broken("45_ref_on_totango.yaml")}, unknown_kind);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+  unknown_kind.systems = {{"hubspot", "salesforce"}};
+  plan = LoadMappingPlan({Broken("48_bind_on_hubspot.yaml")}, unknown_kind);
+  EXPECT_TRUE(plan.ok()) << plan.status().ToString();
+}
+
+TEST_F(SystemTraitsTest, BindNeedsAKindThatBindsLookups) {
+  const std::string path = Broken("48_bind_on_hubspot.yaml");
+  auto refused = LoadMappingPlan({path}, With({"hubspot", true, false, false}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find(
+                "'bind' names a dynamics365 navigation property, and hubspot is of kind hubspot "
+                "(hint: drop it: hubspot writes the reference by its field alone)"),
+            std::string::npos)
+      << refused.status().message();
+  auto bound = LoadMappingPlan({path}, With({"hubspot", true, true, false}));
+  EXPECT_TRUE(bound.ok()) << bound.status().ToString();
+}
+
+TEST_F(SystemTraitsTest, PortalAccessNeedsAKindThatProvisionsIt) {
+  const std::string path = PortalAccessOn("hubspot");
+  auto refused = LoadMappingPlan({path}, With({"hubspot", true, false, false}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find(
+                path + ":12:11: error: portal_access needs a portal system, and hubspot is "
+                       "hubspot (hint: portal users and access are provisioned by: portal)"),
+            std::string::npos)
+      << refused.status().message();
+  auto provisioned = LoadMappingPlan({path}, With({"hubspot", true, false, true}));
+  EXPECT_TRUE(provisioned.ok()) << provisioned.status().ToString();
+  auto portal = LoadMappingPlan({PortalAccessOn("portal")}, With({"portal", false, false, true}));
+  EXPECT_TRUE(portal.ok()) << portal.status().ToString();
 }
 
 }  // namespace

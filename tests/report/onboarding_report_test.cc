@@ -245,8 +245,10 @@ TEST_F(OnboardingReportTest, StagesAndEndStagesComeFromTheMapping) {
   ReportOptions o;
   o.entity = "onboarding";
   // A plan is built by the loader only: use the shipped preset.
-  auto plan = LoadMappingPlan({std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml"},
-                              {{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}});
+  // No kind traits: the report needs the plan's stages, not what each system can carry.
+  MappingSystems systems{{{"hubspot", "hubspot"}, {"dynamics365", "dynamics365"}}, {}};
+  auto plan = LoadMappingPlan(
+      {std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml"}, systems);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   ASSERT_TRUE(StagesFromPlan(**plan, &o).ok());
   EXPECT_EQ(o.stages.front(), "new");

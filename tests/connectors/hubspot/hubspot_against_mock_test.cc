@@ -144,6 +144,18 @@ TEST_F(HubSpotAgainstMockTest, AConnectionDroppedBeforeAnyAnswerIsRetriedNeverTa
   EXPECT_EQ(mock_->Dump()["tickets"].size(), 20u) << "the dropped write did not land";
 }
 
+TEST_F(HubSpotAgainstMockTest, ALockedBatchIsRetriedAfterHubSpotsLockDelay) {
+  // The stack bootstrap builds for a HubSpot system reads 423 the HubSpot way.
+  mock_->SetFaults({*mocks::FaultRule::Parse("POST /batch/upsert status=423 times=1")});
+  auto out = connector_->Write(Tickets(), Ops(3));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  for (const WriteOutcome& o : *out) EXPECT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_EQ(mock_->faults_injected(), 1);
+  EXPECT_EQ(Calls("POST /crm/v3/objects/{type}/batch/upsert"), 1) << "served on the retry";
+  EXPECT_EQ(mock_->Dump()["tickets"].size(), 3u);
+  EXPECT_GE(clock_.slept_ms(), 2000) << "HubSpot's least wait after 423 Locked";
+}
+
 }  // namespace
 }  // namespace crmbridge
 

@@ -108,6 +108,7 @@ TEST_F(TotangoConnectorTest, AttributeWritesGoThroughTheSdrAndAreReportedUnverif
   const WriteOutcome& o = (*out)[0];
   ASSERT_TRUE(o.status.ok()) << o.status.ToString();
   EXPECT_TRUE(o.unverified);
+  EXPECT_TRUE(connector_->capabilities().acknowledges_unapplied_writes) << "and the kind says so";
   EXPECT_EQ(o.native_id, "crmb_6f1c2a9e_0000_4000_8000_000000000001");
   EXPECT_EQ(TotangoConnector::KeyOfAccountId(o.native_id), op.key);
   json a = Account(o.native_id);
