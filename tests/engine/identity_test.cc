@@ -9,6 +9,7 @@
 
 #include <fstream>
 
+#include "src/engine/bootstrap.h"
 #include "tests/engine/mock_store.h"
 
 namespace crmbridge {
@@ -49,7 +50,8 @@ class IdentityTest : public ::testing::Test {
     char tmpl[] = "/tmp/crmbridge-identity-XXXXXX";
     dir_ = mkdtemp(tmpl);
     std::ofstream(dir_ + "/m.yaml") << kMapping;
-    auto plan = LoadMappingPlan({dir_ + "/m.yaml"}, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+    auto plan = LoadMappingPlan({dir_ + "/m.yaml"},
+                                MappingSystemsOf({{"alpha", "hubspot"}, {"beta", "dynamics365"}}));
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
   }

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "src/core/hash.h"
+#include "src/engine/bootstrap.h"
 #include "tests/engine/mock_store.h"
 
 namespace crmbridge {
@@ -54,8 +55,9 @@ class WritePlannerTest : public ::testing::Test {
     char tmpl[] = "/tmp/crmbridge-planner-XXXXXX";
     dir_ = mkdtemp(tmpl);
     std::ofstream(dir_ + "/m.yaml") << kMapping;
-    auto plan = LoadMappingPlan({dir_ + "/m.yaml"},
-                                {{"alpha", "hubspot"}, {"beta", "dynamics365"}, {"gamma", "totango"}});
+    auto plan = LoadMappingPlan(
+        {dir_ + "/m.yaml"},
+        MappingSystemsOf({{"alpha", "hubspot"}, {"beta", "dynamics365"}, {"gamma", "totango"}}));
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
     snap_.entity = "company";
