@@ -204,6 +204,9 @@ struct MappingSystems {
   // Every kind crmbridge has a connector for: a system's traits, and the kinds an error names
   // as able to do what the system's kind cannot.
   std::vector<SystemTraits> kinds;
+  // No configuration says which systems exist (`mappings validate FILE...`): any system name is
+  // taken, and its kind is checked for nothing.
+  bool any_system = false;
 };
 
 // Loads, validates and compiles mapping files. A mapping that names a system not in

@@ -64,7 +64,7 @@ json ScalarToJson(const YAML::Node& n) {
 class Loader {
  public:
   explicit Loader(const MappingSystems& systems)
-      : known_systems_(systems.systems), kinds_(systems.kinds) {}
+      : known_systems_(systems.systems), kinds_(systems.kinds), any_system_(systems.any_system) {}
 
   void LoadFile(const std::string& file, const YAML::Node& root) {
     file_ = file;
@@ -232,7 +232,7 @@ class Loader {
           if (spec["system_of_record"]) {
             f.system_of_record = spec["system_of_record"].Scalar();
             f.pos = Pos(spec["system_of_record"]);
-            if (!known_systems_.empty() && !known_systems_.count(f.system_of_record))
+            if (!known_systems_.empty() && !Declared(f.system_of_record))
               Error(spec["system_of_record"], "unknown system '" + f.system_of_record + "'",
                     "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
           }
@@ -372,7 +372,7 @@ class Loader {
   void CompilePortalAccess() {
     const PortalAccessFlow& f = *portal_;
     auto at = [&](const char* key) { return portal_pos_.count(key) ? portal_pos_[key] : f.pos; };
-    if (!known_systems_.count(f.system)) {
+    if (!Declared(f.system)) {
       diags_.Error(at("system"), "unknown system '" + f.system + "'",
                    "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
       return;
@@ -586,7 +586,7 @@ class Loader {
     for (const CanonicalEntity& e : entities_) {
       for (const CanonicalField& f : e.fields) {
         if (f.system_of_record.empty()) continue;
-        if (!known_systems_.empty() && !known_systems_.count(f.system_of_record)) continue;
+        if (!known_systems_.empty() && !Declared(f.system_of_record)) continue;
         bool reads = false;
         for (const SystemEntityMapping& m : mappings_) {
           if (m.system != f.system_of_record || m.entity != e.name) continue;
@@ -652,7 +652,7 @@ class Loader {
     if (!n.IsMap()) return Error(n, "systems must be a map of system name to entities");
     for (const auto& skv : n) {
       const std::string system = skv.first.Scalar();
-      if (!known_systems_.count(system)) {
+      if (!Declared(system)) {
         Error(skv.first, "unknown system '" + system + "'",
               "systems declared in crmbridge.yaml: " + Join(Keys(known_systems_)));
         continue;
@@ -897,6 +897,11 @@ class Loader {
     return "?";
   }
 
+  // Whether a mapping may name `system`.
+  bool Declared(const std::string& system) const {
+    return any_system_ || known_systems_.count(system) > 0;
+  }
+
   // The traits of `system`'s kind; nullptr when it is checked for nothing (unknown system, or a
   // kind no connector declares).
   const SystemTraits* TraitsOf(const std::string& system) const {
@@ -917,6 +922,7 @@ class Loader {
 
   const std::map<std::string, std::string>& known_systems_;  // system name -> kind
   const std::vector<SystemTraits>& kinds_;
+  const bool any_system_;
   std::string file_;
   Diagnostics diags_;
   std::vector<CanonicalEntity> entities_;

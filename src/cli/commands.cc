@@ -443,9 +443,9 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
 
 namespace {
 
-// Mapping files and the systems they may name: from the configuration when it loads, else the
-// names the files themselves use, of no known kind (so a mapping can be checked before any config
-// exists, for everything but what a system's kind can carry).
+// Mapping files and the systems they may name: from the configuration when it loads, else any
+// name, of no known kind (so a mapping can be checked before any config exists, for everything
+// but what a system's kind can carry).
 Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& global,
                                                            const MappingsOptions& options,
                                                            std::string* note) {
@@ -460,14 +460,10 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
   } else {
     *note = "no usable configuration (" + global.config_path +
             "): system names are not checked against it";
-    for (const std::string& f : files) {
-      auto doc = LoadYamlFile(f);
-      if (!doc.ok()) return doc.status();
-      if (doc->IsMap() && (*doc)["systems"] && (*doc)["systems"].IsMap())
-        for (const auto& kv : (*doc)["systems"]) systems[kv.first.Scalar()] = "";
-    }
   }
-  return LoadMappingPlan(files, MappingSystemsOf(systems));
+  MappingSystems known = MappingSystemsOf(systems);
+  known.any_system = !config.ok();
+  return LoadMappingPlan(files, known);
 }
 
 std::string Describe(const FieldMap& f) {

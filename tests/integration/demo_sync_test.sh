@@ -67,7 +67,9 @@ grep -q "bad.yaml:4:" "$work/bad.err" || fail "no file:line in: $(cat "$work/bad
 
 # Mapping files are checked before anything runs: the preset passes, a typo is located.
 "$bin/crmbridge" --config "$cfg" mappings validate >/dev/null || fail "the preset does not validate"
+# Every shipped preset, without a configuration (docs/MAPPINGS.md): the portal flow's system too.
 "$bin/crmbridge" --config "$work/none.yaml" mappings validate "$src/mappings/presets/onboarding.yaml" \
+  "$src/mappings/presets/onboarding-portal.yaml" "$src/mappings/presets/onboarding-totango.yaml" \
   >/dev/null 2>"$work/noconfig.err" || fail "without a configuration: $(cat "$work/noconfig.err")"
 grep -q "no usable configuration" "$work/noconfig.err" || fail "no note: $(cat "$work/noconfig.err")"
 sed 's/transforms: \[trim\]/transforms: [strip]/' "$src/mappings/presets/onboarding.yaml" >"$work/typo.yaml"
