@@ -114,6 +114,15 @@ class SyncEngine::Run {
   Result<std::optional<std::string>> LinkedCanonicalId(const std::string& system,
                                                        const std::string& entity,
                                                        const std::string& native_id);
+  // An outbox payload for m.system as crmbridge will read it back there (through the mapping's In
+  // direction, references as canonical ids): the values that, read back, are its own write. Null
+  // when the payload does not map back.
+  Result<json> AsReadBack(const SystemEntityMapping& m, const json& payload) {
+    auto back = MappingPlan::ToCanonical(m, payload);
+    if (!back.ok()) return json();
+    CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, m, &*back, nullptr));
+    return std::move(back->fields);
+  }
   Status ReadSystem(const SystemEntityMapping& m);
   Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -507,10 +516,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
     auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
     if (!queued.ok()) return queued.status();
     if (!queued->has_value()) return json();
-    auto back = MappingPlan::ToCanonical(source, (*queued)->payload);
-    if (!back.ok()) return json();
-    CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, source, &*back, nullptr));
-    return back->fields;
+    return AsReadBack(source, (*queued)->payload);
   };
   auto merge = MergeRead(in);
   if (!merge.ok()) return merge.status();
@@ -884,10 +890,9 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
   for (size_t i : sent) {
     const OutboxItem& item = items[i];
     if (item.op == "delete" || item.entity != m.entity || item.system != m.system) continue;
-    auto back = MappingPlan::ToCanonical(m, item.payload);
-    if (!back.ok()) continue;
-    CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, m, &*back, nullptr));
-    values[item.canonical_id] = std::move(back->fields);
+    auto back = AsReadBack(m, item.payload);
+    if (!back.ok()) return back.status();
+    if (!back->is_null()) values[item.canonical_id] = std::move(*back);
   }
   if (values.empty()) return Status::Ok();
   std::vector<std::string> ids;
@@ -1017,16 +1022,17 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
       // Record what the target now holds, as crmbridge will read it back (through the mapping's
       // In direction, so a many-to-one table's preferred value is what is expected): reading it
       // back later is then recognised as our own write, not a change made there.
-      if (auto back = MappingPlan::ToCanonical(m, item.payload); back.ok()) {
-        CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, m, &*back, nullptr));
+      auto back = AsReadBack(m, item.payload);
+      if (!back.ok()) return back.status();
+      if (!back->is_null()) {
         auto snap = find_snapshot(item);
         if (!snap.ok()) return snap.status();
         if (snap->has_value()) {
           Snapshot updated = **snap;
           json& seen = updated.seen[item.system];
           if (!seen.is_object()) seen = json::object();
-          SettleInDoubt(&updated, item.system, back->fields);  // it holds them now
-          for (const auto& [field, value] : back->fields.items()) {
+          SettleInDoubt(&updated, item.system, *back);  // it holds them now
+          for (const auto& [field, value] : back->items()) {
             if (!updated.unverified.is_object()) updated.unverified = json::object();
             const bool again = updated.unverified.contains(item.system) &&
                                updated.unverified[item.system].contains(field);
