@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <functional>
 #include <mutex>
 #include <system_error>
+#include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace crmbridge {
@@ -177,6 +180,12 @@ CREATE INDEX audit_by_time ON audit (at_ms);
 )sql"},
     {7, "values sent whose outcome is unknown", R"sql(
 ALTER TABLE snapshots ADD COLUMN in_doubt TEXT NOT NULL DEFAULT '{}';
+)sql"},
+    {8, "settled digests, and the few snapshots with unverified writes indexed", R"sql(
+-- SettledDigests as "system=digest;system=digest" ('' none settled); '?' for a snapshot stored
+-- before: it is decoded when read, and gets its digests when next stored.
+ALTER TABLE snapshots ADD COLUMN settled TEXT NOT NULL DEFAULT '?';
+CREATE INDEX snapshots_unverified ON snapshots (entity, canonical_id) WHERE unverified != '{}';
 )sql"},
 };
 
@@ -583,6 +592,9 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
   // NORMAL is durable in WAL mode except for the last commits before a power loss, which a rerun
   // repeats; FULL would fsync on every commit.
   CRMB_RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL", "setting synchronous=NORMAL"));
+  // 16 MB of page cache (the default is 2 MB): a page of reads touches index pages all over a
+  // large file, and each one missed is a read() of the file.
+  CRMB_RETURN_IF_ERROR(Exec("PRAGMA cache_size=-16384", "setting the page cache size"));
   CRMB_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON", "enabling foreign keys"));
   CRMB_RETURN_IF_ERROR(Migrate());
 
@@ -703,6 +715,36 @@ Status SqliteStore::PutLink(const Link& link) {
   return Status::Ok();
 }
 
+// The `settled` column (migration 8). A system whose name holds a separator is left out: its
+// reads are merged, as any unsettled system's.
+std::string EncodeDigests(const SettledDigests& digests) {
+  std::string out;
+  for (const auto& [system, digest] : digests.by_system) {
+    if (system.find_first_of("=;") != std::string::npos) continue;
+    if (!out.empty()) out += ';';
+    out += system;
+    out += '=';
+    out += digest;
+  }
+  return out;
+}
+
+SettledDigests DecodeDigests(const char* text, size_t n) {
+  SettledDigests out;
+  if (n == 1 && text[0] == '?') return out;
+  out.known = true;
+  std::string_view rest(text, n);
+  while (!rest.empty()) {
+    const size_t end = std::min(rest.find(';'), rest.size());
+    const std::string_view entry = rest.substr(0, end);
+    const size_t eq = entry.find('=');
+    if (eq != std::string_view::npos)
+      out.by_system.emplace_back(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+  }
+  return out;
+}
+
 Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   const std::string what = "snapshot of " + snapshot.entity + " " + snapshot.canonical_id;
   auto fields = DumpJson(snapshot.fields, what);
@@ -717,11 +759,11 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   if (!in_doubt.ok()) return in_doubt.status();
   Stmt st = Prepare(
       "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified, "
-      "changed_ms, deleted_ms, in_doubt) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8, ?9) "
+      "changed_ms, deleted_ms, in_doubt, settled) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8, ?9, ?10) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
       "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
       "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms, "
-      "in_doubt = excluded.in_doubt");
+      "in_doubt = excluded.in_doubt, settled = excluded.settled");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
@@ -729,6 +771,7 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   st.Text(7, *changed);
   st.Int(8, snapshot.deleted_ms);
   st.Text(9, *in_doubt);
+  st.Text(10, EncodeDigests(DigestsOf(snapshot)));
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
 }
@@ -1080,22 +1123,69 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
   Status s = InReadTransaction(doing, [&]() -> Status {
     std::vector<const std::string*> cids;
     cids.reserve(native_ids.size() + canonical_ids.size());
-    for (const std::string& native_id : native_ids) {
-      if (out.by_native.count(native_id)) continue;
-      auto link = FindLinkByNativeLocked(system, entity, native_id);
-      if (!link.ok()) return link.status();
-      if (!link->has_value()) continue;
-      auto it = out.by_native.emplace(native_id, std::move(**link)).first;
-      cids.push_back(&it->second.canonical_id);
+    // The page's records by native id, with every link and the snapshot digests of each, a
+    // chunk of ids per statement (the unused places bound to NULL, which matches nothing): the
+    // snapshot itself is decoded only when the record turns out to need it.
+    constexpr int kIdsPerStatement = 64;
+    static const std::string page_sql = [] {
+      std::string ids;
+      for (int i = 0; i < kIdsPerStatement; ++i) ids += (i ? ", (?" : "(?") + std::to_string(i + 3) + ")";
+      // CROSS JOIN fixes the order (ids, their links, the other links of each record): with
+      // many ids, SQLite would otherwise rather scan every link of the entity.
+      std::string columns;  // kLinkColumns, of the `links` table of the join
+      for (std::string_view rest = kLinkColumns; !rest.empty();) {
+        const size_t comma = std::min(rest.find(", "), rest.size());
+        columns += (columns.empty() ? "links." : ", links.") + std::string(rest.substr(0, comma));
+        rest.remove_prefix(std::min(comma + 2, rest.size()));
+      }
+      return "WITH ids(v) AS (VALUES " + ids + ") SELECT " + columns +
+             ", (SELECT settled FROM snapshots AS s WHERE s.entity = links.entity AND "
+             "s.canonical_id = links.canonical_id) FROM ids CROSS JOIN links AS n ON "
+             "n.system = ?1 AND n.entity = ?2 AND n.native_id = ids.v CROSS JOIN links ON "
+             "links.entity = n.entity AND links.canonical_id = n.canonical_id";
+    }();
+    std::vector<const std::string*> natives;  // each id once
+    {
+      std::unordered_set<std::string_view> asked;
+      for (const std::string& id : native_ids)
+        if (asked.insert(id).second) natives.push_back(&id);
+    }
+    for (size_t from = 0; from < natives.size(); from += kIdsPerStatement) {
+      Stmt st = Prepare(page_sql.c_str());
+      st.Text(1, system).Text(2, entity);
+      for (int i = 0; i < kIdsPerStatement; ++i) {
+        if (from + i < natives.size()) {
+          st.Text(3 + i, *natives[from + i]);
+        } else {
+          sqlite3_bind_null(st.raw(), 3 + i);
+        }
+      }
+      int rc;
+      while ((rc = st.Step()) == SQLITE_ROW) {
+        Link link = ReadLinkRow(st);
+        if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL && !out.digests.count(link.canonical_id)) {
+          const unsigned char* t = sqlite3_column_text(st.raw(), 7);
+          out.digests.emplace(link.canonical_id,
+                              DecodeDigests(reinterpret_cast<const char*>(t),
+                                            static_cast<size_t>(sqlite3_column_bytes(st.raw(), 7))));
+        }
+        if (link.system == system) out.by_native.emplace(link.native_id, link);
+        out.links[link.canonical_id].push_back(std::move(link));
+      }
+      if (rc != SQLITE_DONE)
+        return Error(rc, "loading the links of " + std::to_string(native_ids.size()) + " " +
+                             system + " " + entity + " record(s)");
     }
     for (const std::string& cid : canonical_ids) cids.push_back(&cid);
     static const std::string links_sql = std::string("SELECT ") + kLinkColumns +
                                          " FROM links WHERE entity = ?1 AND canonical_id = ?2";
     for (const std::string* cid : cids) {
+      if (!out.snapshots.count(*cid)) {
+        auto snapshot = GetSnapshotLocked(entity, *cid);
+        if (!snapshot.ok()) return snapshot.status();
+        if (snapshot->has_value()) out.snapshots.emplace(*cid, std::move(**snapshot));
+      }
       if (out.links.count(*cid)) continue;
-      auto snapshot = GetSnapshotLocked(entity, *cid);
-      if (!snapshot.ok()) return snapshot.status();
-      if (snapshot->has_value()) out.snapshots.emplace(*cid, std::move(**snapshot));
       std::vector<Link>& links = out.links[*cid];
       Stmt st = Prepare(links_sql.c_str());
       st.Text(1, entity).Text(2, *cid);

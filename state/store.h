@@ -218,13 +218,35 @@ class StateBatch {
   std::vector<Op> ops_;
 };
 
+// What a snapshot says, in short, of the systems settled on the values it holds for them: per
+// system with values in Snapshot::seen, none of them sent there in doubt, no unverified write
+// there, the record not deleted, the ShortHash of HashJson(seen[system]). The store keeps them
+// with each snapshot (DigestsOf), so a page of reads can tell an unchanged record (its read
+// hashes to the digest of its system) without decoding the snapshot.
+struct SettledDigests {
+  // False for a snapshot stored before the store kept digests: nothing can be told without it.
+  bool known = false;
+  std::vector<std::pair<std::string, std::string>> by_system;  // (system, digest)
+
+  // The digest of `system`, or nullptr when that system is not settled (or not known).
+  const std::string* Of(const std::string& system) const {
+    for (const auto& [name, digest] : by_system)
+      if (name == system) return &digest;
+    return nullptr;
+  }
+};
+SettledDigests DigestsOf(const Snapshot& snapshot);
+
 // What Store::LoadRecords found for a set of records: the state a page of reads (or a chunk of
 // writes) needs, looked up in one call. A native id absent from by_native has no link; every
-// canonical id looked up has an entry in `links` (empty when it has none) and one in `snapshots`
-// when it has a snapshot.
+// canonical id looked up has an entry in `links` (empty when it has none). A canonical id asked
+// for by id has its snapshot in `snapshots` when it has one; a canonical id found by native id
+// has, when it has a snapshot, that snapshot's digests in `digests` (the snapshot itself is read
+// with GetSnapshot when needed: an unchanged record never needs it).
 struct RecordStates {
   std::unordered_map<std::string, Link> by_native;      // native id (in the asked system) -> link
   std::unordered_map<std::string, Snapshot> snapshots;  // canonical id -> snapshot
+  std::unordered_map<std::string, SettledDigests> digests;   // canonical id -> its digests
   std::unordered_map<std::string, std::vector<Link>> links;  // canonical id -> its links, any system
 };
 
@@ -296,8 +318,9 @@ class Store {
                                                       const std::string& canonical_id) = 0;
   // Many lookups in one call, read in one transaction (one consistent view, the file lock taken
   // once): the links of `native_ids` in `system` (by_native); then, for every canonical id so
-  // found and every one of `canonical_ids`, its snapshot and its links in every system. Ids may
-  // repeat; nothing asked reads nothing. See RecordStates for what an absent record looks like.
+  // found, its snapshot's digests and its links in every system; for every one of
+  // `canonical_ids`, its snapshot and its links. Ids may repeat; nothing asked reads nothing. See
+  // RecordStates for what an absent record looks like.
   virtual Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
                                            const std::vector<std::string>& native_ids,
                                            const std::vector<std::string>& canonical_ids) = 0;

@@ -7,7 +7,10 @@ namespace crmbridge {
 std::string Sha256Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  // Fetched once: looking the algorithm up costs more than hashing a record.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  EVP_Digest(data.data(), data.size(), digest, &len, sha256 != nullptr ? sha256 : EVP_sha256(),
+             nullptr);
   static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(len * 2);
@@ -20,5 +23,7 @@ std::string Sha256Hex(std::string_view data) {
 
 // nlohmann::json keeps object keys in a std::map, so dump() is already canonical.
 std::string HashJson(const nlohmann::json& value) { return Sha256Hex(value.dump()); }
+
+std::string ShortHash(const std::string& hash_hex) { return hash_hex.substr(0, 16); }
 
 }  // namespace crmbridge

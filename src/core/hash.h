@@ -17,4 +17,8 @@ std::string Sha256Hex(std::string_view data);
 // Sha256Hex of the canonical serialization of `value`.
 std::string HashJson(const nlohmann::json& value);
 
+// The first 16 hex digits (64 bits) of a hash from HashJson: short enough to keep per record and
+// system, long enough that two different values sharing one is not a practical concern.
+std::string ShortHash(const std::string& hash_hex);
+
 }  // namespace crmbridge

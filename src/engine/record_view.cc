@@ -79,10 +79,29 @@ Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
     return std::optional<Snapshot>(p->second);
   if (Loaded(key)) {
     auto it = loaded_.snapshots.find(key.canonical_id);
-    if (it == loaded_.snapshots.end()) return std::optional<Snapshot>();
-    return std::optional<Snapshot>(it->second);
+    if (it != loaded_.snapshots.end()) return std::optional<Snapshot>(it->second);
+    if (!loaded_.digests.count(key.canonical_id)) return std::optional<Snapshot>();
+    auto read = store_->GetSnapshot(key.entity, key.canonical_id);
+    if (!read.ok()) return read.status();
+    if (read->has_value()) loaded_.snapshots.emplace(key.canonical_id, **read);
+    return read;
   }
   return store_->GetSnapshot(key.entity, key.canonical_id);
+}
+
+bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
+                           const std::string& digest) const {
+  if (pending_snapshots_.count(key) || !Loaded(key)) return false;
+  auto it = loaded_.digests.find(key.canonical_id);
+  if (it == loaded_.digests.end()) return false;
+  const std::string* settled = it->second.Of(system);
+  return settled != nullptr && *settled == digest;
+}
+
+bool RecordView::LacksDigests(const RecordKey& key) const {
+  if (!Loaded(key)) return false;
+  auto it = loaded_.digests.find(key.canonical_id);
+  return it != loaded_.digests.end() && !it->second.known;
 }
 
 Result<std::optional<std::string>> RecordView::ByMatchKey(const std::string& entity,

@@ -65,7 +65,15 @@ class RecordView {
   Result<std::optional<std::string>> CanonicalIdOf(const NativeKey& key);
   // The link of a canonical record in `system`; nullopt when it has none there.
   Result<std::optional<Link>> LinkOf(const RecordKey& key, const std::string& system);
+  // A loaded record found by native id is decoded here, on its first lookup.
   Result<std::optional<Snapshot>> SnapshotOf(const RecordKey& key);
+  // Whether the loaded snapshot of `key` says `system` is settled on values whose digest is
+  // `digest` (store.h, SettledDigests): a read of them changes nothing. False when the page
+  // changed the record, or nothing was loaded for it.
+  bool SettledOn(const RecordKey& key, const std::string& system, const std::string& digest) const;
+  // Whether the loaded snapshot of `key` was stored without digests (before the store kept
+  // them): storing it again adds them.
+  bool LacksDigests(const RecordKey& key) const;
   // The canonical record holding match key `match_key`, if any.
   Result<std::optional<std::string>> ByMatchKey(const std::string& entity,
                                                 const std::string& match_key);

@@ -478,6 +478,19 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   const bool matched = identified->kind == Identified::Kind::kMatched;
   const bool minted = identified->kind == Identified::Kind::kNew;
 
+  // Unchanged since it was last merged: the read hashes to the values its system is settled on
+  // (store.h, SettledDigests) and to what its link last read. Nothing to decode, merge or store.
+  std::string read_hash = HashJson(mapped->fields);
+  if (identified->kind == Identified::Kind::kLinked &&
+      view_.SettledOn(RecordKey{source.entity, cid}, source.system, ShortHash(read_hash))) {
+    auto link = CurrentLink(source.entity, cid, source.system);
+    if (!link.ok()) return link.status();
+    if (link->native_id == record.id && link->last_read_hash == read_hash) {
+      ++counts.unchanged;
+      return Status::Ok();
+    }
+  }
+
   // Current snapshot (a record seen for the first time has none).
   Snapshot snap;
   bool known = false;
@@ -499,6 +512,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   if (snap.unverified.is_object() && snap.unverified.contains(source.system)) {
     CRMB_RETURN_IF_ERROR(VerifyWrites(source, record, cid, &snap, &*mapped, &rewrite, batch));
     verification_changed = true;
+    read_hash = HashJson(mapped->fields);  // a lost write's field reads as what was sent
   }
 
   // The merge (engine/merge.h): echoes, conflicts and the stage move of this read.
@@ -537,7 +551,6 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   snap = std::move(merge->snapshot);
 
   // Keep the source link current (it may be new, or its read hash may have moved).
-  const std::string read_hash = HashJson(mapped->fields);
   auto found = CurrentLink(source.entity, cid, source.system);
   if (!found.ok()) return found.status();
   Link link = *found;
@@ -575,7 +588,7 @@ Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const N
   if (!changed) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
-    if (seen_changed || verification_changed) {
+    if (seen_changed || verification_changed || view_.LacksDigests(RecordKey{source.entity, cid})) {
       snap.updated_ms = run_start_ms_;
       batch->PutSnapshot(snap);
       view_.PutSnapshot(snap);

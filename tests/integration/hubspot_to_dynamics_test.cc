@@ -157,8 +157,11 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
     ASSERT_EQ(sqlite3_open(config_.state_path.c_str(), &db), SQLITE_OK);
     char* err = nullptr;
     const int rc = sqlite3_exec(
-        db, "ALTER TABLE snapshots DROP COLUMN in_doubt; PRAGMA user_version = 6;", nullptr,
-        nullptr, &err);
+        db,
+        // Back to schema 6: without the settled digests (8) and the values in doubt (7).
+        "DROP INDEX snapshots_unverified; ALTER TABLE snapshots DROP COLUMN settled; "
+        "ALTER TABLE snapshots DROP COLUMN in_doubt; PRAGMA user_version = 6;",
+        nullptr, nullptr, &err);
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
     sqlite3_free(err);
     sqlite3_close(db);
@@ -173,6 +176,17 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
   EXPECT_EQ(after.TotalWrites(), 0);
   EXPECT_EQ(WriteCalls(hubspot_->Stats()), hs_before) << hubspot_->Stats().dump();
   EXPECT_EQ(WriteCalls(dynamics_->Stats()), d_before) << dynamics_->Stats().dump();
+  // That sync stored the snapshots it read again, now with their digests: the next one can tell
+  // an unchanged record without decoding its snapshot.
+  const std::string company = hubspot_->Dump()["companies"][0]["id"].get<std::string>();
+  auto loaded = store_->LoadRecords("company", "hubspot", {company}, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_EQ(loaded->by_native.count(company), 1u);
+  const std::string cid = loaded->by_native.at(company).canonical_id;
+  ASSERT_EQ(loaded->digests.count(cid), 1u);
+  EXPECT_TRUE(loaded->digests.at(cid).known);
+  EXPECT_NE(loaded->digests.at(cid).Of("hubspot"), nullptr);
+  EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
 TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {

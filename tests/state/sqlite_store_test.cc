@@ -233,9 +233,14 @@ TEST_F(SqliteStoreTest, LoadRecordsReportsASnapshotThatDoesNotParse) {
   batch.PutSnapshot(snap);
   ASSERT_TRUE(store->Apply(batch).ok());
   RawDb(path_).Exec("UPDATE snapshots SET seen = '{broken' WHERE canonical_id = 'c1'");
-  auto loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
+  // Asked for by canonical id (a record found by native id has its snapshot read with
+  // GetSnapshot, when needed).
+  auto loaded = store->LoadRecords("company", "hubspot", {}, {"c1"});
   ASSERT_FALSE(loaded.ok());
   EXPECT_THAT(loaded.status().message(), HasSubstr("company c1"));
+  auto got = store->GetSnapshot("company", "c1");
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("company c1"));
   // And the failed read left no transaction open.
   StateBatch after;
   after.PutLink(MakeLink("c2", "hubspot", "202"));

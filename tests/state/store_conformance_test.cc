@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "state/sqlite_store.h"
+#include "src/core/hash.h"
 #include "state/store.h"
 #include "tests/state/store_test_data.h"
 
@@ -619,6 +620,55 @@ TEST_P(StoreConformanceTest, LinksAreFoundByNativeIdAndByCanonicalId) {
   EXPECT_EQ((*link)->last_written_hash, "w-new");
 }
 
+// A system is settled when crmbridge knows what it holds: no value sent there in doubt, no
+// unverified write there, the record not deleted. Its digest is that of the values it holds.
+TEST_P(StoreConformanceTest, SnapshotDigestsNameTheSettledSystemsOnly) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = {{"name", "Acme"}, {"city", "Lund"}};
+  snap.seen = {{"hubspot", {{"name", "Acme"}, {"city", "Lund"}}},
+               {"dynamics365", {{"name", "Acme"}}},
+               {"totango", {{"name", "Old"}}},
+               {"portal", json::object()}};
+  snap.in_doubt = {{"dynamics365", {{"city", json::array({{{"value", "Lund"}, {"sent_ms", kT0}}})}}}};
+  snap.unverified = {{"totango", {{"name", {{"sent", "Acme"}, {"before", "Old"}, {"attempts", 1}}}}}};
+  StateBatch batch;
+  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  batch.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  auto loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  const SettledDigests& d = loaded->digests.at("c1");
+  ASSERT_NE(d.Of("hubspot"), nullptr);
+  EXPECT_EQ(*d.Of("hubspot"), ShortHash(HashJson(snap.seen["hubspot"])));
+  EXPECT_EQ(d.Of("dynamics365"), nullptr);  // a value in doubt
+  EXPECT_EQ(d.Of("totango"), nullptr);      // an unverified write
+  EXPECT_EQ(d.Of("portal"), nullptr);       // holds nothing known
+
+  // Settled once the doubt is: the digests follow every store of the snapshot.
+  snap.in_doubt = json::object();
+  StateBatch settle;
+  settle.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(settle).ok());
+  loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
+  ASSERT_NE(loaded->digests.at("c1").Of("dynamics365"), nullptr);
+  EXPECT_EQ(*loaded->digests.at("c1").Of("dynamics365"),
+            ShortHash(HashJson(json{{"name", "Acme"}})));
+
+  // A deleted record is never settled: its copies coming back are merged.
+  snap.deleted_ms = kT0;
+  StateBatch del;
+  del.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(del).ok());
+  loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
+  EXPECT_TRUE(loaded->digests.at("c1").known);
+  EXPECT_TRUE(loaded->digests.at("c1").by_system.empty());
+}
+
 TEST_P(StoreConformanceTest, LoadRecordsReturnsLinksAndSnapshotsOfManyRecordsAtOnce) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
@@ -655,15 +705,25 @@ TEST_P(StoreConformanceTest, LoadRecordsReturnsLinksAndSnapshotsOfManyRecordsAtO
   EXPECT_EQ(loaded->by_native.at("202").canonical_id, "c2");
   EXPECT_EQ(loaded->by_native.count("999"), 0u);
 
-  ASSERT_EQ(loaded->snapshots.size(), 2u);
-  const Snapshot& c1 = loaded->snapshots.at("c1");
-  EXPECT_EQ(c1.fields, snap.fields);
-  EXPECT_EQ(c1.seen, snap.seen);
-  EXPECT_EQ(c1.unverified, snap.unverified);
-  EXPECT_EQ(c1.changed_ms, snap.changed_ms);
-  EXPECT_EQ(c1.updated_ms, kT0 + 1);
+  // A canonical id asked for by id comes with its snapshot, whole; one found by native id with
+  // its snapshot's digests (c2 has no snapshot: no entry), its snapshot read on demand.
+  ASSERT_EQ(loaded->snapshots.size(), 1u);
+  EXPECT_EQ(loaded->snapshots.at("c3").fields, other.fields);
   EXPECT_EQ(loaded->snapshots.at("c3").deleted_ms, kT0 + 2);
   EXPECT_EQ(loaded->snapshots.at("c3").unverified, json::object());
+  ASSERT_EQ(loaded->digests.size(), 1u);
+  const SettledDigests& d1 = loaded->digests.at("c1");
+  EXPECT_TRUE(d1.known);
+  ASSERT_NE(d1.Of("hubspot"), nullptr);
+  EXPECT_EQ(*d1.Of("hubspot"), ShortHash(HashJson(json{{"name", "Acme"}})));
+  EXPECT_EQ(d1.Of("totango"), nullptr);
+  auto c1 = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(c1.ok() && c1->has_value());
+  EXPECT_EQ((*c1)->fields, snap.fields);
+  EXPECT_EQ((*c1)->seen, snap.seen);
+  EXPECT_EQ((*c1)->unverified, snap.unverified);
+  EXPECT_EQ((*c1)->changed_ms, snap.changed_ms);
+  EXPECT_EQ((*c1)->updated_ms, kT0 + 1);
 
   // Every canonical id looked up has its links in every system (none: an empty entry).
   ASSERT_EQ(loaded->links.size(), 4u);
