@@ -56,6 +56,48 @@ TEST(RecordViewTest, ALoadedPageAnswersWithoutAStoreCallIncludingWhatItDoesNotHo
   EXPECT_EQ((*view.SnapshotOf(RecordKey{"company", "c1"}))->fields["name"], "Acme");
 }
 
+// A page found by native id comes with digests, not snapshots: a record whose read matches its
+// system's digest needs nothing more; one that does not has its snapshot read once, when asked.
+TEST(RecordViewTest, ARecordFoundByNativeIdIsSettledByDigestAndDecodedOnlyWhenAsked) {
+  StrictMock<MockStore> store;
+  RecordStates page = PageOf11And12();
+  page.snapshots.clear();
+  SettledDigests digests;
+  digests.known = true;
+  digests.by_system = {{"hubspot", "00aa"}};
+  page.digests["c1"] = digests;
+  EXPECT_CALL(store, LoadRecords(_, _, _, _)).WillOnce(Return(Result<RecordStates>(page)));
+  RecordView view(&store);
+  ASSERT_TRUE(view.Load("hubspot", "company", {"11", "12"}).ok());
+  const RecordKey c1{"company", "c1"};
+  EXPECT_TRUE(view.SettledOn(c1, "hubspot", "00aa"));
+  EXPECT_FALSE(view.SettledOn(c1, "hubspot", "00bb")) << "another value read";
+  EXPECT_FALSE(view.SettledOn(c1, "dynamics365", "00aa")) << "not settled there";
+  EXPECT_FALSE(view.SettledOn(RecordKey{"company", "c2"}, "hubspot", "00aa")) << "not loaded";
+  EXPECT_FALSE(view.LacksDigests(c1));
+
+  EXPECT_CALL(store, GetSnapshot("company", "c1"))
+      .WillOnce(Return(Result<std::optional<Snapshot>>(std::optional<Snapshot>(S("c1", "Acme")))));
+  EXPECT_EQ((*view.SnapshotOf(c1))->fields["name"], "Acme");
+  EXPECT_EQ((*view.SnapshotOf(c1))->fields["name"], "Acme") << "read once";
+
+  // Changed by this page: the digest no longer tells.
+  view.PutSnapshot(S("c1", "Acme Group"));
+  EXPECT_FALSE(view.SettledOn(c1, "hubspot", "00aa"));
+}
+
+TEST(RecordViewTest, ASnapshotStoredBeforeDigestsSaysSo) {
+  StrictMock<MockStore> store;
+  RecordStates page = PageOf11And12();
+  page.snapshots.clear();
+  page.digests["c1"] = SettledDigests{};  // known = false
+  EXPECT_CALL(store, LoadRecords(_, _, _, _)).WillOnce(Return(Result<RecordStates>(page)));
+  RecordView view(&store);
+  ASSERT_TRUE(view.Load("hubspot", "company", {"11"}).ok());
+  EXPECT_TRUE(view.LacksDigests(RecordKey{"company", "c1"}));
+  EXPECT_FALSE(view.SettledOn(RecordKey{"company", "c1"}, "hubspot", ""));
+}
+
 TEST(RecordViewTest, ANewRecordIsKnownToHaveNothingStored) {
   StrictMock<MockStore> store;
   EXPECT_CALL(store, LoadRecords(_, _, _, _)).WillOnce(Return(Result<RecordStates>(RecordStates{})));
