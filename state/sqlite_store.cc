@@ -671,22 +671,23 @@ Status SqliteStore::Apply(const StateBatch& batch) {
 Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
   using K = StateBatch::Op::Kind;
   switch (op.kind) {
-    case K::kPutLink: return PutLink(op.link);
-    case K::kPutSnapshot: return PutSnapshot(op.snapshot);
-    case K::kSetCursor: return SetCursor(op.cursor);
-    case K::kEnqueue: return Enqueue(op.outbox);
-    case K::kCompleteOutbox: return CompleteOutbox(op.id, op.outbox.payload_hash);
+    case K::kPutLink: return PutLink(op.link());
+    case K::kPutSnapshot: return PutSnapshot(op.snapshot());
+    case K::kSetCursor: return SetCursor(op.cursor());
+    case K::kEnqueue: return Enqueue(op.outbox());
+    case K::kCompleteOutbox: return CompleteOutbox(op.id, op.outcome().payload_hash);
     case K::kRetryOutbox:
-      return RetryOutbox(op.id, op.outbox.last_error, op.outbox.next_attempt_ms, op.outbox.attempts,
-                         op.outbox.payload_hash);
+      return RetryOutbox(op.id, op.outcome().error, op.outcome().next_attempt_ms,
+                         op.outcome().attempts_increment, op.outcome().payload_hash);
     case K::kDeadLetterOutbox:
-      return DeadLetterOutbox(op.id, op.dead_letter.reason, op.dead_letter.http_status,
-                              op.outbox.payload_hash);
-    case K::kAddStageTransition: return AddStageTransition(op.stage);
+      return DeadLetterOutbox(op.id, op.outcome().error, op.outcome().http_status,
+                              op.outcome().payload_hash);
+    case K::kAddStageTransition: return AddStageTransition(op.stage());
     case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
-    case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter.item, op.dead_letter.reason);
-    case K::kPutMatchKey: return PutMatchKey(op.link.entity, op.link.native_id, op.link.canonical_id);
-    case K::kAddAudit: return AddAudit(op.audit);
+    case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter().item, op.dead_letter().reason);
+    case K::kPutMatchKey:
+      return PutMatchKey(op.match_key().entity, op.match_key().key, op.match_key().canonical_id);
+    case K::kAddAudit: return AddAudit(op.audit());
   }
   return Status(StatusCode::kInternal, "unknown batch op");
 }

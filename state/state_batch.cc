@@ -6,104 +6,84 @@ namespace crmbridge {
 
 namespace {
 
-StateBatch::Op MakeOp(StateBatch::Op::Kind kind) {
+template <typename T>
+StateBatch::Op MakeOp(StateBatch::Op::Kind kind, T data, int64_t id = 0) {
   StateBatch::Op op;
   op.kind = kind;
+  op.id = id;
+  op.data = std::move(data);
   return op;
 }
 
 }  // namespace
 
-void StateBatch::PutLink(const Link& link) {
-  Op op = MakeOp(Op::Kind::kPutLink);
-  op.link = link;
-  ops_.push_back(std::move(op));
-}
+void StateBatch::PutLink(const Link& link) { ops_.push_back(MakeOp(Op::Kind::kPutLink, link)); }
 
 void StateBatch::PutSnapshot(const Snapshot& snapshot) {
-  Op op = MakeOp(Op::Kind::kPutSnapshot);
-  op.snapshot = snapshot;
-  ops_.push_back(std::move(op));
+  ops_.push_back(MakeOp(Op::Kind::kPutSnapshot, snapshot));
 }
 
 void StateBatch::SetCursor(const std::string& system, const std::string& object,
                            const std::string& cursor) {
-  Op op = MakeOp(Op::Kind::kSetCursor);
-  op.cursor.system = system;
-  op.cursor.object = object;
-  op.cursor.cursor = cursor;
-  ops_.push_back(std::move(op));
+  CursorRow row;
+  row.system = system;
+  row.object = object;
+  row.cursor = cursor;
+  ops_.push_back(MakeOp(Op::Kind::kSetCursor, std::move(row)));
 }
 
 void StateBatch::Enqueue(const OutboxItem& item) {
-  Op op = MakeOp(Op::Kind::kEnqueue);
-  op.outbox = item;
-  ops_.push_back(std::move(op));
+  ops_.push_back(MakeOp(Op::Kind::kEnqueue, item));
 }
 
 void StateBatch::CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash) {
-  Op op = MakeOp(Op::Kind::kCompleteOutbox);
-  op.id = outbox_id;
-  op.outbox.payload_hash = delivered_hash;
-  ops_.push_back(std::move(op));
+  Op::Outcome outcome;
+  outcome.payload_hash = delivered_hash;
+  ops_.push_back(MakeOp(Op::Kind::kCompleteOutbox, std::move(outcome), outbox_id));
 }
 
 void StateBatch::RetryOutbox(int64_t outbox_id, const std::string& error,
                              int64_t next_attempt_ms, bool count_attempt,
                              const std::string& attempted_hash) {
-  Op op = MakeOp(Op::Kind::kRetryOutbox);
-  op.outbox.payload_hash = attempted_hash;
-  op.outbox.attempts = count_attempt ? 1 : 0;  // the increment
-  op.id = outbox_id;
-  op.outbox.id = outbox_id;
-  op.outbox.last_error = error;
-  op.outbox.next_attempt_ms = next_attempt_ms;
-  ops_.push_back(std::move(op));
+  Op::Outcome outcome;
+  outcome.payload_hash = attempted_hash;
+  outcome.attempts_increment = count_attempt ? 1 : 0;
+  outcome.error = error;
+  outcome.next_attempt_ms = next_attempt_ms;
+  ops_.push_back(MakeOp(Op::Kind::kRetryOutbox, std::move(outcome), outbox_id));
 }
 
 void StateBatch::DeadLetterOutbox(int64_t outbox_id, const std::string& reason, int http_status,
                                   const std::string& attempted_hash) {
-  Op op = MakeOp(Op::Kind::kDeadLetterOutbox);
-  op.outbox.payload_hash = attempted_hash;
-  op.id = outbox_id;
-  op.dead_letter.item.id = outbox_id;
-  op.dead_letter.reason = reason;
-  op.dead_letter.http_status = http_status;
-  ops_.push_back(std::move(op));
+  Op::Outcome outcome;
+  outcome.payload_hash = attempted_hash;
+  outcome.error = reason;
+  outcome.http_status = http_status;
+  ops_.push_back(MakeOp(Op::Kind::kDeadLetterOutbox, std::move(outcome), outbox_id));
 }
 
 void StateBatch::AddAudit(const AuditEntry& entry) {
-  Op op = MakeOp(Op::Kind::kAddAudit);
-  op.audit = entry;
-  ops_.push_back(std::move(op));
+  ops_.push_back(MakeOp(Op::Kind::kAddAudit, entry));
 }
 
 void StateBatch::AddStageTransition(const StageTransition& transition) {
-  Op op = MakeOp(Op::Kind::kAddStageTransition);
-  op.stage = transition;
-  ops_.push_back(std::move(op));
+  ops_.push_back(MakeOp(Op::Kind::kAddStageTransition, transition));
 }
 
 void StateBatch::DeleteDeadLetter(int64_t dead_letter_id) {
-  Op op = MakeOp(Op::Kind::kDeleteDeadLetter);
-  op.id = dead_letter_id;
-  ops_.push_back(std::move(op));
+  ops_.push_back(MakeOp(Op::Kind::kDeleteDeadLetter, std::monostate{}, dead_letter_id));
 }
 
 void StateBatch::AddDeadLetter(const OutboxItem& item, const std::string& reason) {
-  Op op = MakeOp(Op::Kind::kAddDeadLetter);
-  op.dead_letter.item = item;
-  op.dead_letter.reason = reason;
-  ops_.push_back(std::move(op));
+  DeadLetter letter;
+  letter.item = item;
+  letter.reason = reason;
+  ops_.push_back(MakeOp(Op::Kind::kAddDeadLetter, std::move(letter)));
 }
 
 void StateBatch::PutMatchKey(const std::string& entity, const std::string& key,
                              const std::string& canonical_id) {
-  Op op = MakeOp(Op::Kind::kPutMatchKey);
-  op.link.entity = entity;
-  op.link.native_id = key;
-  op.link.canonical_id = canonical_id;
-  ops_.push_back(std::move(op));
+  ops_.push_back(MakeOp(Op::Kind::kPutMatchKey, Op::MatchKey{entity, key, canonical_id}));
 }
 
 }  // namespace crmbridge

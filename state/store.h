@@ -27,6 +27,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -151,15 +152,35 @@ class StateBatch {
       kDeadLetterOutbox, kAddStageTransition, kDeleteDeadLetter, kAddDeadLetter, kPutMatchKey,
       kAddAudit
     };
+    // What an attempt of outbox item `id` came to (kCompleteOutbox, kRetryOutbox,
+    // kDeadLetterOutbox).
+    struct Outcome {
+      std::string payload_hash;  // only if the item still holds this payload ("": whichever)
+      std::string error;         // the last error, or the dead letter's reason
+      int64_t next_attempt_ms = 0;
+      int attempts_increment = 0;
+      int http_status = 0;
+    };
+    struct MatchKey {
+      std::string entity, key, canonical_id;
+    };
+
     Kind kind;
-    Link link;
-    Snapshot snapshot;
-    CursorRow cursor;
-    OutboxItem outbox;
-    DeadLetter dead_letter;
-    StageTransition stage;
-    AuditEntry audit;
-    int64_t id = 0;
+    int64_t id = 0;  // the outbox item or dead letter an op concerns
+    // The one thing the op carries, by kind: an op costs what it holds, not every kind's fields.
+    std::variant<std::monostate, Link, Snapshot, CursorRow, OutboxItem, DeadLetter, StageTransition,
+                 AuditEntry, Outcome, MatchKey>
+        data;
+
+    const Link& link() const { return std::get<Link>(data); }
+    const Snapshot& snapshot() const { return std::get<Snapshot>(data); }
+    const CursorRow& cursor() const { return std::get<CursorRow>(data); }
+    const OutboxItem& outbox() const { return std::get<OutboxItem>(data); }
+    const DeadLetter& dead_letter() const { return std::get<DeadLetter>(data); }
+    const StageTransition& stage() const { return std::get<StageTransition>(data); }
+    const AuditEntry& audit() const { return std::get<AuditEntry>(data); }
+    const Outcome& outcome() const { return std::get<Outcome>(data); }
+    const MatchKey& match_key() const { return std::get<MatchKey>(data); }
   };
 
   // Inserts or replaces the link for (entity, canonical_id, system). An empty native id means

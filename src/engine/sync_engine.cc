@@ -837,7 +837,7 @@ void SyncEngine::Run::ReadProgressed(bool entity_done, bool done, const StateBat
     if (batch != nullptr)
       for (const StateBatch::Op& op : batch->ops())
         if (op.kind == StateBatch::Op::Kind::kEnqueue)
-          ++reading_.queued[op.outbox.system + "|" + op.outbox.entity];
+          ++reading_.queued[op.outbox().system + "|" + op.outbox().entity];
     if (entity_done) ++reading_.entities_done;
     if (done) reading_.done = true;
   }

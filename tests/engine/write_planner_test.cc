@@ -87,7 +87,7 @@ class WritePlannerTest : public ::testing::Test {
   std::vector<OutboxItem> Queued() const {
     std::vector<OutboxItem> out;
     for (const StateBatch::Op& op : batch_.ops())
-      if (op.kind == StateBatch::Op::Kind::kEnqueue) out.push_back(op.outbox);
+      if (op.kind == StateBatch::Op::Kind::kEnqueue) out.push_back(op.outbox());
     return out;
   }
 
