@@ -301,7 +301,7 @@ json OutboxItemToJson(const OutboxItem& item) {
               {"object", item.object},
               {"entity", item.entity},
               {"canonical_id", item.canonical_id},
-              {"op", item.op},
+              {"op", OutboxOpName(item.op)},
               {"native_id", item.native_id},
               {"idempotency_key", item.idempotency_key},
               {"payload", item.payload},
@@ -323,7 +323,10 @@ Result<OutboxItem> OutboxItemFromJson(const std::string& text, const std::string
     item.object = j.value("object", std::string());
     item.entity = j.value("entity", std::string());
     item.canonical_id = j.value("canonical_id", std::string());
-    item.op = j.value("op", std::string());
+    const std::string op = j.value("op", std::string());
+    auto parsed_op = ParseOutboxOp(op);
+    if (!parsed_op) return Status(StatusCode::kInternal, what + " holds an unknown op '" + op + "'");
+    item.op = *parsed_op;
     item.native_id = j.value("native_id", std::string());
     item.idempotency_key = j.value("idempotency_key", std::string());
     item.payload = j.value("payload", json::object());
@@ -820,7 +823,7 @@ Status SqliteStore::UpsertOutbox(const OutboxItem& item, const std::string& payl
       "payload_hash = excluded.payload_hash, attempts = 0, "
       "next_attempt_ms = excluded.next_attempt_ms, last_error = '', seq = excluded.seq");
   st.Text(1, item.system).Text(2, item.object).Text(3, item.entity).Text(4, item.canonical_id);
-  st.Text(5, item.op).Text(6, item.native_id).Text(7, item.idempotency_key).Text(8, payload);
+  st.Text(5, OutboxOpName(item.op)).Text(6, item.native_id).Text(7, item.idempotency_key).Text(8, payload);
   st.Text(9, item.payload_hash).Int(10, next_attempt_ms).Int(11, item.created_ms).Int(12, seq);
   int rc = st.Step();
   if (rc != SQLITE_DONE) return Error(rc, what);
@@ -835,9 +838,9 @@ Status SqliteStore::UpsertOutbox(const OutboxItem& item, const std::string& payl
 
 Status SqliteStore::Enqueue(const OutboxItem& item) {
   if (item.system.empty() || item.object.empty() || item.entity.empty() ||
-      item.canonical_id.empty() || item.op.empty()) {
+      item.canonical_id.empty()) {
     return Status(StatusCode::kInvalidArgument,
-                  "an outbox item needs a system, an object, an entity, a canonical id and an op");
+                  "an outbox item needs a system, an object, an entity and a canonical id");
   }
   auto payload = DumpJson(item.payload, "the payload for " + item.system + " " + item.entity +
                                             " " + item.canonical_id);
@@ -899,7 +902,12 @@ Result<OutboxItem> ReadOutboxRow(const Stmt& st) {
   item.object = st.ColText(2);
   item.entity = st.ColText(3);
   item.canonical_id = st.ColText(4);
-  item.op = st.ColText(5);
+  const std::string op = st.ColText(5);
+  auto parsed_op = ParseOutboxOp(op);
+  if (!parsed_op)
+    return Status(StatusCode::kInternal,
+                  "outbox item " + std::to_string(item.id) + " holds an unknown op '" + op + "'");
+  item.op = *parsed_op;
   item.native_id = st.ColText(6);
   item.idempotency_key = st.ColText(7);
   auto payload = ParseJson(st.ColText(8), "outbox item " + std::to_string(item.id));

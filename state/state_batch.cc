@@ -17,6 +17,21 @@ StateBatch::Op MakeOp(StateBatch::Op::Kind kind, T data, int64_t id = 0) {
 
 }  // namespace
 
+const char* OutboxOpName(OutboxOp op) {
+  switch (op) {
+    case OutboxOp::kUpsert: return "upsert";
+    case OutboxOp::kUpdate: return "update";
+    case OutboxOp::kDelete: return "delete";
+  }
+  return "upsert";
+}
+
+std::optional<OutboxOp> ParseOutboxOp(const std::string& name) {
+  for (OutboxOp op : {OutboxOp::kUpsert, OutboxOp::kUpdate, OutboxOp::kDelete})
+    if (name == OutboxOpName(op)) return op;
+  return std::nullopt;
+}
+
 void StateBatch::PutLink(const Link& link) { ops_.push_back(MakeOp(Op::Kind::kPutLink, link)); }
 
 void StateBatch::PutSnapshot(const Snapshot& snapshot) {

@@ -75,13 +75,20 @@ struct Snapshot {
   int64_t updated_ms = 0;
 };
 
+// What an outbox item does to its record in the target system; stored and shown by its name
+// ("upsert", "update", "delete").
+enum class OutboxOp { kUpsert, kUpdate, kDelete };
+const char* OutboxOpName(OutboxOp op);
+// nullopt for a name that is none of the three.
+std::optional<OutboxOp> ParseOutboxOp(const std::string& name);
+
 struct OutboxItem {
   int64_t id = 0;            // assigned by the store
   std::string system;        // target system
   std::string object;        // native object ("opportunities")
   std::string entity;
   std::string canonical_id;
-  std::string op;            // "upsert", "update", "delete"
+  OutboxOp op = OutboxOp::kUpsert;
   std::string native_id;     // when known
   std::string idempotency_key;
   nlohmann::json payload = nlohmann::json::object();  // native fields to write
@@ -294,7 +301,7 @@ struct OutboxFilter {
 
   std::string system;
   std::optional<std::string> entity;  // unset: every entity
-  bool deletes_only = false;          // only items whose op is "delete"
+  bool deletes_only = false;          // only items whose op is OutboxOp::kDelete
   int64_t now_ms = 0;
   int limit = 0;                      // at most this many; 0 (or less): all
 };

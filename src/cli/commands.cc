@@ -613,7 +613,7 @@ int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
                    {"entity", d.item.entity},
                    {"canonical_id", d.item.canonical_id},
                    {"native_id", d.item.native_id},
-                   {"op", d.item.op},
+                   {"op", OutboxOpName(d.item.op)},
                    {"attempts", d.item.attempts},
                    {"http_status", d.http_status},
                    {"reason", d.reason},
@@ -629,7 +629,7 @@ int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
   for (const DeadLetter& d : *dead) {
     std::printf("#%lld  %s  %s %s %s (%s)  attempts %d\n    %s\n",
                 static_cast<long long>(d.id), FormatTime(d.failed_ms).c_str(),
-                d.item.op.c_str(), d.item.system.c_str(), d.item.entity.c_str(),
+                OutboxOpName(d.item.op), d.item.system.c_str(), d.item.entity.c_str(),
                 d.item.native_id.empty() ? d.item.canonical_id.c_str() : d.item.native_id.c_str(),
                 d.item.attempts, d.reason.c_str());
   }

@@ -104,7 +104,7 @@ Status PortalAccess::AfterReads() {
         }
         // Without a grant id (its grant never landed), the delete names the user and property.
         batch.Enqueue(WritePlanner::NewOutboxItem(
-            *grants, gid, "delete", link.native_id,
+            *grants, gid, OutboxOp::kDelete, link.native_id,
             {{"user_id", RefPlaceholder(kPortalUserEntity, c.canonical_id)},
              {"property_external_id", p},
              {"reason", reason.empty() ? "the main property changed" : reason}},
@@ -191,7 +191,7 @@ bool PortalAccess::OnDelivered(const OutboxItem& item, const WriteOutcome& outco
   const std::string property = colon == std::string::npos ? "" : item.canonical_id.substr(colon + 1);
   entry.detail = {{"grant", outcome.native_id.empty() ? item.native_id : outcome.native_id},
                   {"property", property}};
-  if (item.op == "delete") {
+  if (item.op == OutboxOp::kDelete) {
     entry.action = "revoke";
     entry.detail["reason"] = item.payload.value("reason", json());
     batch->AddAudit(entry);

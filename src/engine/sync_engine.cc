@@ -724,7 +724,7 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
   if (pending.empty()) snap->unverified.erase(source.system);
   if (give_up) {
     auto native = MappingPlan::ToNative(source, snap->fields, /*creating=*/false);
-    OutboxItem item = WritePlanner::NewOutboxItem(source, canonical_id, "update", record.id,
+    OutboxItem item = WritePlanner::NewOutboxItem(source, canonical_id, OutboxOp::kUpdate, record.id,
                                     native.ok() ? *native : json::object(), run_start_ms_);
     item.attempts = kMaxVerifyAttempts;
     ++counts.dead_lettered;
@@ -902,7 +902,7 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
   std::unordered_map<std::string, json> values;  // canonical id -> the canonical values sent
   for (size_t i : sent) {
     const OutboxItem& item = items[i];
-    if (item.op == "delete" || item.entity != m.entity || item.system != m.system) continue;
+    if (item.op == OutboxOp::kDelete || item.entity != m.entity || item.system != m.system) continue;
     auto back = AsReadBack(m, item.payload);
     if (!back.ok()) return back.status();
     if (!back->is_null()) values[item.canonical_id] = std::move(*back);
@@ -928,9 +928,9 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   ops.reserve(items.size());
   for (const OutboxItem& item : items) {
     WriteOp op;
-    op.kind = item.op == "delete"   ? WriteOp::Kind::kDelete
-              : item.op == "update" ? WriteOp::Kind::kUpdate
-                                    : WriteOp::Kind::kUpsert;
+    op.kind = item.op == OutboxOp::kDelete   ? WriteOp::Kind::kDelete
+              : item.op == OutboxOp::kUpdate ? WriteOp::Kind::kUpdate
+                                             : WriteOp::Kind::kUpsert;
     op.key = item.idempotency_key;
     op.native_id = item.native_id;
     op.fields = item.payload;
@@ -948,7 +948,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   for (size_t i = 0; i < items.size(); ++i) {
     auto wait = references_.ResolveWrite(m, items[i], refs, &ops[i]);
     if (!wait.ok()) return wait.status();
-    if (wait->waiting && items[i].op == "delete" && items[i].native_id.empty()) {
+    if (wait->waiting && items[i].op == OutboxOp::kDelete && items[i].native_id.empty()) {
       // A delete that names a record by its reference, which never came to exist there: there
       // is nothing to delete.
       skipped[i] = 1;

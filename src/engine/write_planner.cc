@@ -9,7 +9,7 @@ namespace crmbridge {
 using nlohmann::json;
 
 OutboxItem WritePlanner::NewOutboxItem(const SystemEntityMapping& target,
-                                       const std::string& canonical_id, const std::string& op,
+                                       const std::string& canonical_id, OutboxOp op,
                                        const std::string& native_id, json payload,
                                        int64_t created_ms, std::string payload_hash) {
   OutboxItem item;
@@ -22,7 +22,7 @@ OutboxItem WritePlanner::NewOutboxItem(const SystemEntityMapping& target,
   item.idempotency_key = canonical_id;
   item.payload = std::move(payload);
   // A delete's payload is not what it sends, so it is never compared with a written hash.
-  item.payload_hash = op == "delete"           ? "delete"
+  item.payload_hash = op == OutboxOp::kDelete  ? "delete"
                       : !payload_hash.empty() ? std::move(payload_hash)
                                               : HashJson(item.payload);
   item.created_ms = created_ms;
@@ -82,7 +82,8 @@ Status WritePlanner::PlanTarget(const std::string& from_entity, const SystemEnti
   // its id: records that originated in the target do not carry crmbridge's key, so an upsert by
   // key would create a second one. New records are upserted by key, so a create retried after an
   // unknown outcome finds the first one instead of duplicating it.
-  batch->Enqueue(NewOutboxItem(target, canonical_id, linked ? "update" : "upsert", link.native_id,
+  batch->Enqueue(NewOutboxItem(target, canonical_id, linked ? OutboxOp::kUpdate : OutboxOp::kUpsert,
+                               link.native_id,
                                std::move(*native), now_ms_, hash));
   return Status::Ok();
 }
@@ -99,7 +100,8 @@ Status WritePlanner::Rewrite(const SystemEntityMapping& source, const std::strin
                  source.object, create ? canonical_id + " (never appeared)" : native_id);
   }
   if (dry_run_) return Status::Ok();
-  batch->Enqueue(NewOutboxItem(source, canonical_id, create ? "upsert" : "update", native_id,
+  batch->Enqueue(NewOutboxItem(source, canonical_id, create ? OutboxOp::kUpsert : OutboxOp::kUpdate,
+                               native_id,
                                std::move(*native), now_ms_));
   return Status::Ok();
 }
@@ -119,7 +121,7 @@ Status WritePlanner::PlanDeletes(const SystemEntityMapping& source, const std::s
                                    native_id, json::object()});
       continue;
     }
-    batch->Enqueue(NewOutboxItem(target, canonical_id, "delete", native_id, json::object(),
+    batch->Enqueue(NewOutboxItem(target, canonical_id, OutboxOp::kDelete, native_id, json::object(),
                                  now_ms_));
   }
   return Status::Ok();

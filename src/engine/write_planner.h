@@ -47,7 +47,7 @@ class WritePlanner {
   // The one place an outbox item is built: a write of `payload` to `target`'s copy of
   // `canonical_id`, keyed by the canonical id. `payload_hash`, when the caller has it.
   static OutboxItem NewOutboxItem(const SystemEntityMapping& target,
-                                  const std::string& canonical_id, const std::string& op,
+                                  const std::string& canonical_id, OutboxOp op,
                                   const std::string& native_id, nlohmann::json payload,
                                   int64_t created_ms, std::string payload_hash = "");
 

@@ -111,12 +111,12 @@ TEST_F(WritePlannerTest, ARecordATargetHasIsUpdatedByItsIdAndANewOneUpsertedByKe
     EXPECT_EQ(item.created_ms, 5);
     EXPECT_EQ(item.payload_hash, HashJson(item.payload));
     if (item.system == "beta") {
-      EXPECT_EQ(item.op, "update");
+      EXPECT_EQ(item.op, OutboxOp::kUpdate);
       EXPECT_EQ(item.native_id, "d1");
       EXPECT_EQ(item.payload, json({{"accountname", "Acme"}, {"address1_city", "Oslo"}}));
     } else {
       EXPECT_EQ(item.system, "gamma");
-      EXPECT_EQ(item.op, "upsert");
+      EXPECT_EQ(item.op, OutboxOp::kUpsert);
       EXPECT_EQ(item.native_id, "");
     }
   }
@@ -157,7 +157,7 @@ TEST_F(WritePlannerTest, DeletesGoOnlyWhereTheRecordExists) {
   std::vector<OutboxItem> q = Queued();
   ASSERT_EQ(q.size(), 1u);
   EXPECT_EQ(q[0].system, "beta");
-  EXPECT_EQ(q[0].op, "delete");
+  EXPECT_EQ(q[0].op, OutboxOp::kDelete);
   EXPECT_EQ(q[0].native_id, "d1");
   EXPECT_EQ(q[0].payload_hash, "delete");
 }
@@ -169,8 +169,8 @@ TEST_F(WritePlannerTest, ARewriteOfARecordThatNeverAppearedIsAnUpsertByKey) {
   ASSERT_TRUE(planner.Rewrite(Alpha(), "11", "c1", snap_, &batch_, /*lost=*/false).ok());
   std::vector<OutboxItem> q = Queued();
   ASSERT_EQ(q.size(), 2u);
-  EXPECT_EQ(q[0].op, "upsert");
-  EXPECT_EQ(q[1].op, "update");
+  EXPECT_EQ(q[0].op, OutboxOp::kUpsert);
+  EXPECT_EQ(q[1].op, OutboxOp::kUpdate);
   EXPECT_EQ(q[1].native_id, "11");
   EXPECT_EQ(tally_.Count("alpha", "company").rewritten, 1) << "only the lost one counts";
 }

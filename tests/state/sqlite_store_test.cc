@@ -247,6 +247,18 @@ TEST_F(SqliteStoreTest, LoadRecordsReportsASnapshotThatDoesNotParse) {
   EXPECT_TRUE(store->Apply(after).ok());
 }
 
+TEST_F(SqliteStoreTest, AnOutboxRowWithAnUnknownOpIsReportedNotGuessed) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  RawDb(path_).Exec("UPDATE outbox SET op = 'merge'");
+  auto due = store->DueOutbox(OutboxFilter("portal", kT0 + 1000000, 10));
+  ASSERT_FALSE(due.ok());
+  EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'merge'"));
+}
+
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
   auto store = Open(":memory:");
   ASSERT_NE(store, nullptr);

@@ -274,20 +274,20 @@ TEST_P(StoreConformanceTest, DueOutboxNarrowsToAnEntityAndToDeletesKeepingTheOrd
   auto store = Open();
   ASSERT_NE(store, nullptr);
   // Queued across entities and ops; "name" says what each is.
-  auto queued = [](const std::string& entity, const std::string& id, const std::string& op) {
-    OutboxItem item = Item("hubspot", id, {{"name", entity + "/" + id + "/" + op}});
+  auto queued = [](const std::string& entity, const std::string& id, OutboxOp op) {
+    OutboxItem item = Item("hubspot", id, {{"name", entity + "/" + id + "/" + OutboxOpName(op)}});
     item.entity = entity;
     item.op = op;
     return item;
   };
   StateBatch batch;
-  batch.Enqueue(queued("contact", "k1", "upsert"));
-  batch.Enqueue(queued("company", "c1", "delete"));
-  batch.Enqueue(queued("company", "c2", "upsert"));
-  batch.Enqueue(queued("contact", "k2", "delete"));
-  batch.Enqueue(queued("company", "c3", "delete"));
-  batch.Enqueue(queued("contact", "k3", "upsert"));
-  OutboxItem elsewhere = queued("company", "c9", "delete");
+  batch.Enqueue(queued("contact", "k1", OutboxOp::kUpsert));
+  batch.Enqueue(queued("company", "c1", OutboxOp::kDelete));
+  batch.Enqueue(queued("company", "c2", OutboxOp::kUpsert));
+  batch.Enqueue(queued("contact", "k2", OutboxOp::kDelete));
+  batch.Enqueue(queued("company", "c3", OutboxOp::kDelete));
+  batch.Enqueue(queued("contact", "k3", OutboxOp::kUpsert));
+  OutboxItem elsewhere = queued("company", "c9", OutboxOp::kDelete);
   elsewhere.system = "portal";
   batch.Enqueue(elsewhere);
   ASSERT_TRUE(store->Apply(batch).ok());
@@ -921,15 +921,15 @@ TEST_P(StoreConformanceTest, ApplyRefusesAnIncompleteOpAndAppliesNothing) {
   EXPECT_TRUE(store->Apply(StateBatch()).ok()) << "an empty batch is a no-op";
 
   Link no_system = MakeLink("c2", "", "202");
-  OutboxItem no_op = Item("portal", "c1", {{"name", "Acme"}});
-  no_op.op = "";
+  OutboxItem no_object = Item("portal", "c1", {{"name", "Acme"}});
+  no_object.object = "";
   for (int which = 0; which < 3; ++which) {
     StateBatch batch;
     batch.PutLink(MakeLink("c1", "hubspot", "101"));
     batch.SetCursor("hubspot", "companies", "advanced");
     if (which == 0) batch.PutLink(no_system);
     if (which == 1) batch.SetCursor("hubspot", "", "x");
-    if (which == 2) batch.Enqueue(no_op);
+    if (which == 2) batch.Enqueue(no_object);
     Status s = store->Apply(batch);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << which << ": " << s.ToString();
     EXPECT_THAT(s.message(), HasSubstr("op 3 of 3"));

@@ -22,7 +22,7 @@ inline OutboxItem Item(const std::string& system, const std::string& canonical_i
   item.object = "companies";
   item.entity = "company";
   item.canonical_id = canonical_id;
-  item.op = "upsert";
+  item.op = OutboxOp::kUpsert;
   item.idempotency_key = canonical_id;
   item.payload = std::move(payload);
   item.payload_hash = "h-" + item.payload.dump();
