@@ -14,6 +14,7 @@
 
 #include "src/core/hash.h"
 #include "src/core/time_util.h"
+#include "src/engine/chunk_writes.h"
 #include "src/engine/merge.h"
 #include "src/engine/identity.h"
 #include "src/engine/portal_access.h"
@@ -166,8 +167,19 @@ class SyncEngine::Run {
   // Tells the flushes started by FlushWhileReading that a page was committed (`batch`, the
   // writes it queued), an entity's reads are all done, or (`done`) that reading is over.
   void ReadProgressed(bool entity_done, bool done = false, const StateBatch* batch = nullptr);
+  // One chunk of m's outbox items, in the three steps of chunk_writes.h: build, Deliver,
+  // ApplyOutcomes.
   Status FlushChunk(Connector* connector, const SystemEntityMapping& m,
                     const std::vector<OutboxItem>& items);
+  // Records the values in doubt (RecordSending), then sends the ops; one outcome per item (those
+  // not sent: a default, unused outcome).
+  Result<std::vector<WriteOutcome>> Deliver(Connector* connector, const SystemEntityMapping& m,
+                                            const std::vector<OutboxItem>& items,
+                                            ChunkWrites* writes);
+  // Each item's outcome, decided (DecideWrite) and committed in one batch: links and snapshots
+  // of delivered writes, retries, waits, dead letters; the system stops on an outage.
+  Status ApplyOutcomes(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
+                       const ChunkWrites& writes, const std::vector<WriteOutcome>& outcomes);
   // Before `items[sent]` leave for m.system: their values are recorded as sent with an unknown
   // outcome (Snapshot::in_doubt) and committed, so that reading one back is known as crmbridge's
   // own write even if the answer is lost, or the process dies before it is committed.
@@ -924,59 +936,48 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
 
 Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMapping& m,
                                    const std::vector<OutboxItem>& items) {
-  std::vector<WriteOp> ops;
-  ops.reserve(items.size());
-  for (const OutboxItem& item : items) {
-    WriteOp op;
-    op.kind = item.op == OutboxOp::kDelete   ? WriteOp::Kind::kDelete
-              : item.op == OutboxOp::kUpdate ? WriteOp::Kind::kUpdate
-                                             : WriteOp::Kind::kUpsert;
-    op.key = item.idempotency_key;
-    op.native_id = item.native_id;
-    op.fields = item.payload;
-    op.attempt = item.attempts;
-    ops.push_back(std::move(op));
-  }
-  // References become the target system's ids; a write whose referenced record is not there yet
-  // waits (a record is flushed after the records it refers to, so that is a failure upstream).
-  std::vector<RefWait> waits(items.size());
-  std::vector<char> skipped(items.size(), 0);
-  std::vector<WriteOp> sendable;
-  std::vector<size_t> sent_index;
+  // 1. Build (chunk_writes.h): references become the target system's ids; a write whose
+  // referenced record is not there yet waits (a record is flushed after the records it refers
+  // to, so that is a failure upstream).
   References::Chunk refs;  // read once for the chunk
   CRMB_RETURN_IF_ERROR(references_.LoadChunk(m, items, &refs));
-  for (size_t i = 0; i < items.size(); ++i) {
-    auto wait = references_.ResolveWrite(m, items[i], refs, &ops[i]);
-    if (!wait.ok()) return wait.status();
-    if (wait->waiting && items[i].op == OutboxOp::kDelete && items[i].native_id.empty()) {
-      // A delete that names a record by its reference, which never came to exist there: there
-      // is nothing to delete.
-      skipped[i] = 1;
-      continue;
-    }
-    waits[i] = std::move(*wait);
-    if (!waits[i].waiting) {
-      sendable.push_back(std::move(ops[i]));
-      sent_index.push_back(i);
-    }
-  }
-  std::vector<WriteOutcome> outcomes(items.size());
-  if (!sendable.empty()) {
-    CRMB_RETURN_IF_ERROR(RecordSending(m, items, sent_index));
-    auto written = [&] {
-      std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
-      return connector->Write(RefFor(m), sendable);
-    }();
-    if (written.ok() && written->size() != sendable.size()) {
-      return Status(StatusCode::kInternal,
-                    std::string(connector->Name()) + " returned " + std::to_string(written->size()) +
-                        " outcomes for " + std::to_string(sendable.size()) + " writes");
-    }
-    for (size_t k = 0; k < sent_index.size(); ++k)
-      outcomes[sent_index[k]] = written.ok() ? std::move((*written)[k])
-                                             : WriteOutcome{written.status(), "", false};
-  }
+  auto writes = BuildChunkWrites(references_, m, items, refs);
+  if (!writes.ok()) return writes.status();
+  // 2. Deliver.
+  auto outcomes = Deliver(connector, m, items, &*writes);
+  if (!outcomes.ok()) return outcomes.status();
+  // 3. Apply the outcomes.
+  return ApplyOutcomes(m, items, *writes, *outcomes);
+}
 
+Result<std::vector<WriteOutcome>> SyncEngine::Run::Deliver(Connector* connector,
+                                                           const SystemEntityMapping& m,
+                                                           const std::vector<OutboxItem>& items,
+                                                           ChunkWrites* writes) {
+  std::vector<WriteOutcome> outcomes(items.size());
+  if (writes->ops.empty()) return outcomes;
+  CRMB_RETURN_IF_ERROR(RecordSending(m, items, writes->sent_index));
+  auto written = [&] {
+    std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
+    return connector->Write(RefFor(m), writes->ops);
+  }();
+  if (written.ok() && written->size() != writes->ops.size()) {
+    return Status(StatusCode::kInternal,
+                  std::string(connector->Name()) + " returned " + std::to_string(written->size()) +
+                      " outcomes for " + std::to_string(writes->ops.size()) + " writes");
+  }
+  for (size_t k = 0; k < writes->sent_index.size(); ++k)
+    outcomes[writes->sent_index[k]] =
+        written.ok() ? std::move((*written)[k]) : WriteOutcome{written.status(), "", false};
+  return outcomes;
+}
+
+Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
+                                      const std::vector<OutboxItem>& items,
+                                      const ChunkWrites& writes,
+                                      const std::vector<WriteOutcome>& outcomes) {
+  const std::vector<RefWait>& waits = writes.waits;
+  const std::vector<char>& skipped = writes.nothing_to_do;
   // Systems flush in parallel, and two of them may have written the same record: the snapshot's
   // read-modify-write below (each adds what its system now holds) must not interleave, or one
   // system's update of Snapshot::seen is lost and its next read looks like a change.
@@ -1042,22 +1043,7 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
         if (!snap.ok()) return snap.status();
         if (snap->has_value()) {
           Snapshot updated = **snap;
-          json& seen = updated.seen[item.system];
-          if (!seen.is_object()) seen = json::object();
-          SettleInDoubt(&updated, item.system, *back);  // it holds them now
-          for (const auto& [field, value] : back->items()) {
-            if (!updated.unverified.is_object()) updated.unverified = json::object();
-            const bool again = updated.unverified.contains(item.system) &&
-                               updated.unverified[item.system].contains(field);
-            if (outcomes[i].unverified && (again || seen.value(field, json()) != value)) {
-              // Keep the value it replaced (from the first attempt) to recognise a lost write.
-              json& entry = updated.unverified[item.system][field];
-              entry = json{{"sent", value},
-                           {"before", again ? entry["before"] : seen.value(field, json())},
-                           {"attempts", again ? entry.value("attempts", 1) + 1 : 1}};
-            }
-            seen[field] = value;
-          }
+          NoteDelivered(&updated, item.system, *back, outcomes[i].unverified);
           batch.PutSnapshot(updated);
         }
       }
