@@ -126,7 +126,7 @@ void PrintSummaryText(const RunSummary& s, bool verbose) {
   if (s.dry_run) {
     std::printf("%zu write(s) planned.\n", s.plan.size());
     for (const PlannedWrite& w : s.plan) {
-      std::printf("  %s %s %s %s\n", w.action.c_str(), w.system.c_str(), w.entity.c_str(),
+      std::printf("  %s %s %s %s\n", WriteActionName(w.action), w.system.c_str(), w.entity.c_str(),
                   w.native_id.empty() ? w.canonical_id.c_str() : w.native_id.c_str());
       if (verbose) {
         for (const auto& [field, value] : w.fields.items())
@@ -141,7 +141,7 @@ void PrintSummaryText(const RunSummary& s, bool verbose) {
       std::string fields;
       for (const auto& [field, value] : w.fields.items())
         fields += (fields.empty() ? "" : ", ") + field + "=" + value.dump();
-      std::printf("  %s %s %s %s: %s\n", w.action.c_str(), w.system.c_str(), w.entity.c_str(),
+      std::printf("  %s %s %s %s: %s\n", WriteActionName(w.action), w.system.c_str(), w.entity.c_str(),
                   w.native_id.c_str(), fields.c_str());
     }
     if (s.written.size() < static_cast<size_t>(s.TotalWrites()))

@@ -98,7 +98,7 @@ Status PortalAccess::AfterReads() {
         spdlog::info("{}: revoking {}'s access to property {}: {}", flow->system, c.canonical_id, p,
                      reason.empty() ? "the main property changed" : reason);
         if (dry_run_) {
-          tally_->Planned(PlannedWrite{flow->system, kPortalAccessEntity, gid, "delete",
+          tally_->Planned(PlannedWrite{flow->system, kPortalAccessEntity, gid, WriteAction::kDelete,
                                                link.native_id, json{{"property", p}}});
           continue;
         }

@@ -2,6 +2,17 @@
 
 namespace crmbridge {
 
+const char* WriteActionName(WriteAction action) {
+  switch (action) {
+    case WriteAction::kCreate: return "create";
+    case WriteAction::kUpdate: return "update";
+    case WriteAction::kDelete: return "delete";
+    case WriteAction::kCreated: return "created";
+    case WriteAction::kUpdated: return "updated";
+  }
+  return "create";
+}
+
 using nlohmann::json;
 
 json EntityCounts::ToJson() const {
@@ -56,7 +67,7 @@ json RunSummary::ToJson() const {
     json p = json::array();
     for (const auto& w : writes)
       p.push_back({{"system", w.system}, {"entity", w.entity}, {"canonical_id", w.canonical_id},
-                   {"action", w.action}, {"native_id", w.native_id}, {"fields", w.fields}});
+                   {"action", WriteActionName(w.action)}, {"native_id", w.native_id}, {"fields", w.fields}});
     return p;
   };
   if (dry_run) {

@@ -40,12 +40,17 @@ struct EntityCounts {
   nlohmann::json ToJson() const;
 };
 
+// What a write does: planned by a dry run (create, update, delete) or delivered (created,
+// updated). Shown by name.
+enum class WriteAction { kCreate, kUpdate, kDelete, kCreated, kUpdated };
+const char* WriteActionName(WriteAction action);
+
 // One write: planned (dry runs) or delivered (real runs).
 struct PlannedWrite {
   std::string system;
   std::string entity;
   std::string canonical_id;
-  std::string action;  // "create" or "update"
+  WriteAction action = WriteAction::kCreate;
   std::string native_id;
   nlohmann::json fields;
 };

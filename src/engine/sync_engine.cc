@@ -1054,7 +1054,8 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
         ++counts.updated;
       }
       tally_.Written(PlannedWrite{item.system, item.entity, item.canonical_id,
-                                  outcomes[i].created ? "created" : "updated", link.native_id,
+                                  outcomes[i].created ? WriteAction::kCreated : WriteAction::kUpdated,
+                                  link.native_id,
                                   item.payload});
       continue;
     }

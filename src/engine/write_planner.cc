@@ -75,7 +75,8 @@ Status WritePlanner::PlanTarget(const std::string& from_entity, const SystemEnti
   ++tally_->Count(target.system, target.entity).queued;
   if (dry_run_) {
     tally_->Planned(PlannedWrite{target.system, target.entity, canonical_id,
-                                 linked ? "update" : "create", link.native_id, *native});
+                                 linked ? WriteAction::kUpdate : WriteAction::kCreate, link.native_id,
+                                 *native});
     return Status::Ok();
   }
   // A record the target already has (it came from there, or crmbridge created it) is updated by
@@ -117,8 +118,8 @@ Status WritePlanner::PlanDeletes(const SystemEntityMapping& source, const std::s
     const std::string native_id = (*found)->native_id;
     ++tally_->Count(target.system, target.entity).queued;
     if (dry_run_) {
-      tally_->Planned(PlannedWrite{target.system, target.entity, canonical_id, "delete",
-                                   native_id, json::object()});
+      tally_->Planned(PlannedWrite{target.system, target.entity, canonical_id,
+                                   WriteAction::kDelete, native_id, json::object()});
       continue;
     }
     batch->Enqueue(NewOutboxItem(target, canonical_id, OutboxOp::kDelete, native_id, json::object(),

@@ -257,7 +257,7 @@ TEST_F(SyncEngineTest, DryRunWritesNothingAndLeavesStateUntouched) {
   SeedAlpha(3);
   RunSummary plan = Sync(/*dry_run=*/true);
   EXPECT_EQ(plan.plan.size(), 3u);
-  EXPECT_EQ(plan.plan[0].action, "create");
+  EXPECT_EQ(plan.plan[0].action, WriteAction::kCreate);
   EXPECT_EQ(beta_.rows().size(), 0u);
   auto cursors = store_->ListCursors();
   ASSERT_TRUE(cursors.ok());

@@ -138,7 +138,7 @@ TEST_F(WritePlannerTest, ADryRunPlansWithoutQueueing) {
   ASSERT_TRUE(planner.PlanTargets(Alpha(), "c1", snap_, &batch_).ok());
   EXPECT_TRUE(batch_.empty());
   ASSERT_EQ(tally_.summary().plan.size(), 2u);
-  EXPECT_EQ(tally_.summary().plan[0].action, "create");
+  EXPECT_EQ(tally_.summary().plan[0].action, WriteAction::kCreate);
 }
 
 TEST_F(WritePlannerTest, ARecordThatCannotBeMappedOutIsCountedNotQueued) {
