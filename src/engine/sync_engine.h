@@ -4,7 +4,9 @@
 //   2. For each canonical entity in dependency order, for each system that maps it in: read
 //      changes page by page from the stored cursor (memory bounded by one page).
 //   3. Map each native record to canonical fields; resolve its identity through links, else the
-//      crmbridge key the record carries, else mint a canonical id.
+//      crmbridge key the record carries, else its match key, else mint a canonical id. A record
+//      whose read hashes to what its system is settled on (store.h, SettledDigests) is unchanged:
+//      nothing more is read or written for it.
 //   4. Merge with the snapshot (src/engine/merge.h, a pure function): per field, a value the
 //      system was known to hold, or crmbridge sent there (outcome known or not), is no change;
 //      any other is, and meets the field's conflict policy (system of record, else the most
@@ -12,9 +14,11 @@
 //   5. For every other system that maps the entity out, map canonical -> native; when it differs
 //      from what crmbridge last wrote there, queue a write in the outbox. Outbox rows, snapshots,
 //      links and the page's cursor are committed in one transaction.
-//   6. Flush the outbox per system, systems in parallel, in the largest batches each API takes.
-//      Successes update links and hashes; transient failures wait for a later attempt with
-//      backoff; permanent ones become dead letters while the rest of the batch goes on.
+//   6. Flush the outbox per system, systems in parallel, in the largest batches each API takes,
+//      each chunk in three steps (chunk_writes.h): build the ops, deliver them (the values
+//      recorded in doubt first), apply the outcomes (DecideWrite). Successes update links and
+//      snapshots; transient failures wait for a later attempt with backoff; permanent ones become
+//      dead letters while the rest of the batch goes on; an outage stops that system's writes.
 //
 // A crash anywhere leaves committed state consistent: a rerun resumes from the committed cursors
 // and flushes what the outbox still holds; upserts keyed by the canonical id make repeated writes
