@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -22,6 +23,7 @@
 #include "src/engine/write_outcome.h"
 #include "src/engine/record_view.h"
 #include "src/engine/write_planner.h"
+#include "src/engine/write_verification.h"
 
 namespace crmbridge {
 
@@ -225,7 +227,7 @@ class SyncEngine::Run {
 
   } reading_;
   // Records whose unconfirmed writes were checked this run (system|entity|cid).
-  std::set<std::string> verified_;
+  std::set<std::tuple<std::string, std::string, std::string>> verified_;  // system, entity, id
 };
 
 Result<RunSummary> SyncEngine::RunOnce(const RunOptions& options) {
@@ -439,7 +441,7 @@ Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
   if (!pending.ok()) return pending.status();
   StateBatch batch;
   for (Snapshot& snap : *pending) {
-    if (verified_.count(m.system + "|" + m.entity + "|" + snap.canonical_id)) continue;
+    if (verified_.count({m.system, m.entity, snap.canonical_id})) continue;
     auto link = CurrentLink(m.entity, snap.canonical_id, m.system);
     if (!link.ok()) return link.status();
     NativeRecord absent;
@@ -694,46 +696,14 @@ Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const Na
                                      bool missing) {
   const int kMaxVerifyAttempts = e_->config_->sync.max_verify_attempts;
   EntityCounts& counts = Count(source.system, source.entity);
-  verified_.insert(source.system + "|" + source.entity + "|" + canonical_id);
-  json& pending = snap->unverified[source.system];
-  std::vector<std::string> done, lost;
-  for (const auto& [field, entry] : pending.items()) {
-    const json read = mapped->fields.contains(field) ? mapped->fields[field] : json();
-    const json& sent = entry["sent"];
-    if (missing) {
-      // The record itself never showed up: nothing of the write landed.
-      lost.push_back(field);
-      if (entry.value("attempts", 1) >= kMaxVerifyAttempts) done.push_back(field);
-    } else if (read == sent) {
-      ++counts.verified;
-      done.push_back(field);
-    } else if (read == entry["before"]) {
-      mapped->fields[field] = sent;  // not a change made there: our write did not land
-      lost.push_back(field);
-      if (entry.value("attempts", 1) >= kMaxVerifyAttempts) done.push_back(field);
-    } else {
-      done.push_back(field);  // changed there since: the merge takes it from here
-    }
-  }
-  bool give_up = false;
-  std::string reason;
-  for (const std::string& field : lost) {
-    const json& entry = pending[field];
-    if (entry.value("attempts", 1) >= kMaxVerifyAttempts) {
-      // Given up: the system is known to hold the old value, which is then not a change made
-      // there on later reads either; the dead letter's replay sends the value again.
-      give_up = true;
-      snap->seen[source.system][field] = entry["before"];
-      if (!missing) mapped->fields[field] = entry["before"];
-      reason += (reason.empty() ? "" : "; ") + field + " written as " + entry["sent"].dump() + " " +
-                std::to_string(entry.value("attempts", 1)) + " times, still " +
-                entry["before"].dump();
-    } else {
-      *rewrite = true;
-    }
-  }
-  for (const std::string& field : done) pending.erase(field);
-  if (pending.empty()) snap->unverified.erase(source.system);
+  verified_.insert({source.system, source.entity, canonical_id});
+  const Verification v = crmbridge::VerifyWrites(snap, source.system,
+                                                 missing ? nullptr : &mapped->fields,
+                                                 kMaxVerifyAttempts);
+  counts.verified += v.verified;
+  if (v.rewrite) *rewrite = true;
+  const bool give_up = v.gave_up;
+  const std::string& reason = v.reason;
   if (give_up) {
     auto native = MappingPlan::ToNative(source, snap->fields, /*creating=*/false);
     OutboxItem item = WritePlanner::NewOutboxItem(source, canonical_id, OutboxOp::kUpdate, record.id,
