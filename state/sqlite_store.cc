@@ -187,6 +187,11 @@ ALTER TABLE snapshots ADD COLUMN in_doubt TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE snapshots ADD COLUMN settled TEXT NOT NULL DEFAULT '?';
 CREATE INDEX snapshots_unverified ON snapshots (entity, canonical_id) WHERE unverified != '{}';
 )sql"},
+    // Nothing to convert: rows stored before are read as they are. The version tells an older
+    // crmbridge that it cannot read what is stored from now on.
+    {9, "seen values and change times stored without repeating the fields", R"sql(
+SELECT 1;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -719,6 +724,42 @@ Status SqliteStore::PutLink(const Link& link) {
   return Status::Ok();
 }
 
+// The `seen` and `changed_ms` columns where they repeat `fields`, as most do (schema 9): a
+// system's values equal to the snapshot's fields are stored as "=", and one change time shared by
+// every field as that number. Read back, they are exactly what was stored.
+json CompactSeen(const json& seen, const json& fields) {
+  if (!seen.is_object() || !fields.is_object() || fields.empty()) return seen;
+  json out = json::object();
+  for (const auto& [system, values] : seen.items())
+    out[system] = values == fields ? json("=") : values;
+  return out;
+}
+
+json ExpandSeen(json seen, const json& fields) {
+  if (!seen.is_object()) return seen;
+  for (auto& [system, values] : seen.items())
+    if (values.is_string() && values.get_ref<const std::string&>() == "=") values = fields;
+  return seen;
+}
+
+json CompactChanged(const json& changed, const json& fields) {
+  if (!changed.is_object() || changed.empty() || !fields.is_object() ||
+      changed.size() != fields.size())
+    return changed;
+  const json& first = changed.begin().value();
+  if (!first.is_number_integer()) return changed;
+  for (const auto& [field, at] : changed.items())
+    if (!fields.contains(field) || at != first || !at.is_number_integer()) return changed;
+  return first;
+}
+
+json ExpandChanged(const json& changed, const json& fields) {
+  if (!changed.is_number_integer() || !fields.is_object()) return changed;
+  json out = json::object();
+  for (const auto& [field, value] : fields.items()) out[field] = changed;
+  return out;
+}
+
 // The `settled` column (migration 8). A system whose name holds a separator is left out: its
 // reads are merged, as any unsettled system's.
 std::string EncodeDigests(const SettledDigests& digests) {
@@ -753,11 +794,11 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   const std::string what = "snapshot of " + snapshot.entity + " " + snapshot.canonical_id;
   auto fields = DumpJson(snapshot.fields, what);
   if (!fields.ok()) return fields.status();
-  auto seen = DumpJson(snapshot.seen, what);
+  auto seen = DumpJson(CompactSeen(snapshot.seen, snapshot.fields), what);
   if (!seen.ok()) return seen.status();
   auto unverified = DumpJson(snapshot.unverified, what);
   if (!unverified.ok()) return unverified.status();
-  auto changed = DumpJson(snapshot.changed_ms, what);
+  auto changed = DumpJson(CompactChanged(snapshot.changed_ms, snapshot.fields), what);
   if (!changed.ok()) return changed.status();
   auto in_doubt = DumpJson(snapshot.in_doubt, what);
   if (!in_doubt.ok()) return in_doubt.status();
@@ -1086,13 +1127,13 @@ Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& e
   snapshot.updated_ms = st.ColInt(first + 1);
   auto seen = ParseJsonColumn(st, first + 2, entity, canonical_id);
   if (!seen.ok()) return seen.status();
-  snapshot.seen = std::move(*seen);
+  snapshot.seen = ExpandSeen(std::move(*seen), snapshot.fields);
   auto unverified = ParseJsonColumn(st, first + 3, entity, canonical_id);
   if (!unverified.ok()) return unverified.status();
   snapshot.unverified = std::move(*unverified);
   auto changed = ParseJsonColumn(st, first + 4, entity, canonical_id);
   if (!changed.ok()) return changed.status();
-  snapshot.changed_ms = std::move(*changed);
+  snapshot.changed_ms = ExpandChanged(std::move(*changed), snapshot.fields);
   snapshot.deleted_ms = st.ColInt(first + 5);
   auto in_doubt = ParseJsonColumn(st, first + 6, entity, canonical_id);
   if (!in_doubt.ok()) return in_doubt.status();

@@ -259,6 +259,50 @@ TEST_F(SqliteStoreTest, AnOutboxRowWithAnUnknownOpIsReportedNotGuessed) {
   EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'merge'"));
 }
 
+// What a snapshot repeats of its fields is stored once (schema 9); it reads back exactly as it was,
+// and a row stored in full, as before, reads the same.
+TEST_F(SqliteStoreTest, ASnapshotRepeatingItsFieldsIsStoredCompactlyAndReadBackExactly) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = {{"name", "Acme"}, {"city", "Lund"}};
+  snap.seen = {{"hubspot", snap.fields}, {"dynamics365", {{"name", "Acme"}}}, {"portal", json::object()}};
+  snap.changed_ms = {{"name", kT0}, {"city", kT0}};
+  Snapshot mixed = snap;
+  mixed.canonical_id = "c2";
+  mixed.changed_ms = {{"name", kT0}, {"city", kT0 + 1}};
+  Snapshot partial = snap;
+  partial.canonical_id = "c3";
+  partial.changed_ms = {{"name", kT0}};
+  StateBatch batch;
+  batch.PutSnapshot(snap);
+  batch.PutSnapshot(mixed);
+  batch.PutSnapshot(partial);
+  ASSERT_TRUE(store->Apply(batch).ok());
+
+  RawDb db(path_);
+  EXPECT_EQ(db.QueryText("SELECT seen FROM snapshots WHERE canonical_id = 'c1'"),
+            R"({"dynamics365":{"name":"Acme"},"hubspot":"=","portal":{}})");
+  EXPECT_EQ(db.QueryText("SELECT changed_ms FROM snapshots WHERE canonical_id = 'c1'"),
+            std::to_string(kT0));
+  for (const Snapshot* want : {&snap, &mixed, &partial}) {
+    auto got = store->GetSnapshot("company", want->canonical_id);
+    ASSERT_TRUE(got.ok() && got->has_value()) << want->canonical_id;
+    EXPECT_EQ((*got)->seen, want->seen) << want->canonical_id;
+    EXPECT_EQ((*got)->changed_ms, want->changed_ms) << want->canonical_id;
+  }
+
+  // As stored before schema 9: in full.
+  db.Exec("UPDATE snapshots SET seen = '" + snap.seen.dump() + "', changed_ms = '" +
+          snap.changed_ms.dump() + "' WHERE canonical_id = 'c1'");
+  auto old = store->GetSnapshot("company", "c1");
+  ASSERT_TRUE(old.ok() && old->has_value());
+  EXPECT_EQ((*old)->seen, snap.seen);
+  EXPECT_EQ((*old)->changed_ms, snap.changed_ms);
+}
+
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
   auto store = Open(":memory:");
   ASSERT_NE(store, nullptr);
