@@ -969,9 +969,14 @@ Status SqliteStore::AddDeadLetter(const OutboxItem& item, const std::string& rea
   failed.last_error = reason;
   auto text = DumpJson(OutboxItemToJson(failed), what);
   if (!text.ok()) return text.status();
+  // As new as the newest write queued for the record so far: a replay sends it again unless a
+  // write queued after it has replaced it (ReplayLocked). With seq 0, any earlier write of the
+  // record, delivered long before, made the replay drop it.
   Stmt ins = Prepare(
       "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
-      "http_status, attempts, failed_ms) VALUES (0, 0, ?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)");
+      "http_status, attempts, failed_ms) VALUES (0, coalesce((SELECT seq FROM outbox_latest "
+      "WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3), 0), ?1, ?2, ?3, ?4, ?5, 0, ?6, "
+      "?7)");
   ins.Text(1, failed.system).Text(2, failed.entity).Text(3, failed.canonical_id);
   ins.Text(4, *text).Text(5, reason).Int(6, failed.attempts);
   ins.Int(7, clock_->NowMillis());

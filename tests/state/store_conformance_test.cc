@@ -1172,6 +1172,42 @@ TEST_P(StoreConformanceTest, DeadLettersAreListedOldestFirstAndStamped) {
   EXPECT_EQ((*one)[0].id, (*letters)[0].id);
 }
 
+// A write the system acknowledged but did not apply (given up on read-back) is dead-lettered
+// without an outbox item: replayed, it is sent again, whatever was delivered for the record
+// before it; a write queued after it replaces it.
+TEST_P(StoreConformanceTest, AWriteGivenUpOnReadBackIsSentAgainWhenReplayed) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("totango", "c1", {{"name", "v1"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  StateBatch delivered;
+  delivered.CompleteOutbox(DueIds(store.get(), "totango", kT0).at(0));
+  ASSERT_TRUE(store->Apply(delivered).ok());
+  StateBatch given_up;
+  given_up.AddDeadLetter(Item("totango", "c1", {{"name", "v2"}}), "acknowledged but not applied");
+  ASSERT_TRUE(store->Apply(given_up).ok());
+
+  ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0).ok());
+  auto due = store->DueOutbox(OutboxFilter("totango", kT0 + 1, 10));
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u) << "v1's delivery came before the write that was given up";
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "v2"}}));
+
+  // Given up again, then a newer write queued: the replay leaves the newer one alone.
+  StateBatch again;
+  again.CompleteOutbox((*due)[0].id);
+  again.AddDeadLetter(Item("totango", "c1", {{"name", "v2"}}), "acknowledged but not applied");
+  ASSERT_TRUE(store->Apply(again).ok());
+  StateBatch newer;
+  newer.Enqueue(Item("totango", "c1", {{"name", "v3"}}));
+  ASSERT_TRUE(store->Apply(newer).ok());
+  ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0).ok());
+  due = store->DueOutbox(OutboxFilter("totango", kT0 + 1, 10));
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].payload, (json{{"name", "v3"}}));
+}
+
 TEST_P(StoreConformanceTest, ReplayDropsAPayloadOlderThanOneAlreadyDelivered) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
