@@ -158,7 +158,12 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
     char* err = nullptr;
     const int rc = sqlite3_exec(
         db,
-        // Back to schema 6: without the settled digests (8) and the values in doubt (7).
+        // Back to schema 6: links and outbox_latest as rowid tables (10), snapshots without the
+        // settled digests (8) and the values in doubt (7).
+        "CREATE TABLE old_links AS SELECT * FROM links; DROP TABLE links; "
+        "ALTER TABLE old_links RENAME TO links; "
+        "CREATE TABLE old_latest AS SELECT * FROM outbox_latest; DROP TABLE outbox_latest; "
+        "ALTER TABLE old_latest RENAME TO outbox_latest; "
         "DROP INDEX snapshots_unverified; ALTER TABLE snapshots DROP COLUMN settled; "
         "ALTER TABLE snapshots DROP COLUMN in_doubt; PRAGMA user_version = 6;",
         nullptr, nullptr, &err);
