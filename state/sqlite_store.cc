@@ -732,6 +732,41 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
   return Status(StatusCode::kInternal, "unknown batch op");
 }
 
+// A link's hashes (HashJson: 64 lowercase hex digits) are stored as their 32 bytes; anything
+// else (a hash stored as text before, "delete", "") as it is. Read back, they are the same text.
+bool IsHashHex(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+void BindHash(const Stmt& st, int i, const std::string& hash) {
+  if (!IsHashHex(hash)) {
+    sqlite3_bind_text(st.raw(), i, hash.data(), static_cast<int>(hash.size()), SQLITE_TRANSIENT);
+    return;
+  }
+  unsigned char bytes[32];
+  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  for (int k = 0; k < 32; ++k)
+    bytes[k] = static_cast<unsigned char>((nibble(hash[2 * k]) << 4) | nibble(hash[2 * k + 1]));
+  sqlite3_bind_blob(st.raw(), i, bytes, sizeof bytes, SQLITE_TRANSIENT);
+}
+
+std::string ColumnHash(const Stmt& st, int col) {
+  if (sqlite3_column_type(st.raw(), col) != SQLITE_BLOB) return st.ColText(col);
+  const auto* bytes = static_cast<const unsigned char*>(sqlite3_column_blob(st.raw(), col));
+  const int n = sqlite3_column_bytes(st.raw(), col);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(static_cast<size_t>(n) * 2);
+  for (int k = 0; k < n; ++k) {
+    out.push_back(kHex[bytes[k] >> 4]);
+    out.push_back(kHex[bytes[k] & 0xf]);
+  }
+  return out;
+}
+
 Status SqliteStore::PutLink(const Link& link) {
   if (link.entity.empty() || link.canonical_id.empty() || link.system.empty()) {
     return Status(StatusCode::kInvalidArgument,
@@ -746,7 +781,9 @@ Status SqliteStore::PutLink(const Link& link) {
       "last_read_hash = excluded.last_read_hash, last_written_hash = excluded.last_written_hash, "
       "updated_ms = excluded.updated_ms");
   st.Text(1, link.entity).Text(2, link.canonical_id).Text(3, link.system);
-  st.TextOrNull(4, link.native_id).Text(5, link.last_read_hash).Text(6, link.last_written_hash);
+  st.TextOrNull(4, link.native_id);
+  BindHash(st, 5, link.last_read_hash);
+  BindHash(st, 6, link.last_written_hash);
   st.Int(7, link.updated_ms);
   const int rc = st.Step();
   if (rc != SQLITE_DONE) {
@@ -1090,8 +1127,8 @@ Link ReadLinkRow(const Stmt& st) {
   link.canonical_id = st.ColText(1);
   link.system = st.ColText(2);
   link.native_id = st.ColText(3);
-  link.last_read_hash = st.ColText(4);
-  link.last_written_hash = st.ColText(5);
+  link.last_read_hash = ColumnHash(st, 4);
+  link.last_written_hash = ColumnHash(st, 5);
   link.updated_ms = st.ColInt(6);
   return link;
 }

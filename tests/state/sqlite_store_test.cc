@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "src/core/clock.h"
+#include "src/core/hash.h"
 #include "state/store.h"
 #include "tests/state/store_test_data.h"
 
@@ -301,6 +302,32 @@ TEST_F(SqliteStoreTest, ASnapshotRepeatingItsFieldsIsStoredCompactlyAndReadBackE
   ASSERT_TRUE(old.ok() && old->has_value());
   EXPECT_EQ((*old)->seen, snap.seen);
   EXPECT_EQ((*old)->changed_ms, snap.changed_ms);
+}
+
+// A link's hashes are stored as their 32 bytes, read back as the same hex text; a hash stored as
+// text before, and a value that is no hash, read back as they were.
+TEST_F(SqliteStoreTest, ALinksHashesAreStoredAsBytesAndReadBackAsTheSameText) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::string hash = HashJson(json{{"name", "Acme"}});
+  Link link = MakeLink("c1", "hubspot", "101");
+  link.last_read_hash = hash;
+  link.last_written_hash = "delete";
+  StateBatch batch;
+  batch.PutLink(link);
+  ASSERT_TRUE(store->Apply(batch).ok());
+  RawDb db(path_);
+  EXPECT_EQ(db.QueryText("SELECT typeof(last_read_hash) || length(last_read_hash) FROM links"),
+            "blob32");
+  EXPECT_EQ(db.QueryText("SELECT typeof(last_written_hash) FROM links"), "text");
+  auto got = store->FindLinkByNative("hubspot", "company", "101");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->last_read_hash, hash);
+  EXPECT_EQ((*got)->last_written_hash, "delete");
+
+  db.Exec("UPDATE links SET last_read_hash = '" + hash + "'");  // as stored before
+  got = store->FindLinkByNative("hubspot", "company", "101");
+  EXPECT_EQ((*got)->last_read_hash, hash);
 }
 
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
