@@ -221,9 +221,9 @@ class SyncEngine::Run {
     int64_t changes = 0;       // bumped at each page commit, entity end and the end of reading
     size_t entities_done = 0;  // plan entities, in plan order, whose reads are all done
     bool done = false;         // reading is over
-    // Writes queued by the committed pages, by "system|entity".
-    std::unordered_map<std::string, int64_t> queued;
-    std::set<std::string> read_done;  // "system|entity" read to the end
+    // Writes queued by the committed pages, by (system, entity).
+    std::map<std::pair<std::string, std::string>, int64_t> queued;
+    std::set<std::pair<std::string, std::string>> read_done;  // (system, entity) read to the end
 
   } reading_;
   // Records whose unconfirmed writes were checked this run (system|entity|cid).
@@ -290,7 +290,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
         break;
       }
       std::lock_guard<std::mutex> lock(reading_.mu);
-      reading_.read_done.insert(m.system + "|" + m.entity);
+      reading_.read_done.insert({m.system, m.entity});
     }
     if (!failure.ok()) break;
     ReadProgressed(/*entity_done=*/true);
@@ -819,7 +819,7 @@ void SyncEngine::Run::ReadProgressed(bool entity_done, bool done, const StateBat
     if (batch != nullptr)
       for (const StateBatch::Op& op : batch->ops())
         if (op.kind == StateBatch::Op::Kind::kEnqueue)
-          ++reading_.queued[op.outbox().system + "|" + op.outbox().entity];
+          ++reading_.queued[{op.outbox().system, op.outbox().entity}];
     if (entity_done) ++reading_.entities_done;
     if (done) reading_.done = true;
   }
@@ -847,7 +847,7 @@ Status SyncEngine::Run::FlushWhileReading(const std::string& system) {
       seen_changes = reading_.changes;
       entities_done = reading_.entities_done;
       for (size_t e = 0; e < entities.size(); ++e) {
-        const std::string key = system + "|" + entities[e].name;
+        const std::pair<std::string, std::string> key{system, entities[e].name};
         if (auto it = reading_.queued.find(key); it != reading_.queued.end()) queued[e] = it->second;
         read_here[e] = reading_.read_done.count(key) > 0;
       }
