@@ -1247,15 +1247,15 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
   Status s = InReadTransaction(doing, [&]() -> Status {
     std::vector<const std::string*> cids;
     cids.reserve(native_ids.size() + canonical_ids.size());
-    // The page's records by native id, with every link and the snapshot digests of each, a
-    // chunk of ids per statement (the unused places bound to NULL, which matches nothing): the
-    // snapshot itself is decoded only when the record turns out to need it.
+    // The page's records by native id, their links in `system` and their snapshots' digests, a
+    // chunk of ids per statement (the unused places bound to NULL, which matches nothing): an
+    // unchanged record needs nothing more; the rest of a changed one is read when needed.
     constexpr int kIdsPerStatement = 64;
     static const std::string page_sql = [] {
       std::string ids;
       for (int i = 0; i < kIdsPerStatement; ++i) ids += (i ? ", (?" : "(?") + std::to_string(i + 3) + ")";
-      // CROSS JOIN fixes the order (ids, their links, the other links of each record): with
-      // many ids, SQLite would otherwise rather scan every link of the entity.
+      // CROSS JOIN fixes the order (the ids, then their links): with many ids, SQLite would
+      // otherwise rather scan every link of the entity.
       std::string columns;  // kLinkColumns, of the `links` table of the join
       for (std::string_view rest = kLinkColumns; !rest.empty();) {
         const size_t comma = std::min(rest.find(", "), rest.size());
@@ -1264,9 +1264,8 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       }
       return "WITH ids(v) AS (VALUES " + ids + ") SELECT " + columns +
              ", (SELECT settled FROM snapshots AS s WHERE s.entity = links.entity AND "
-             "s.canonical_id = links.canonical_id) FROM ids CROSS JOIN links AS n ON "
-             "n.system = ?1 AND n.entity = ?2 AND n.native_id = ids.v CROSS JOIN links ON "
-             "links.entity = n.entity AND links.canonical_id = n.canonical_id";
+             "s.canonical_id = links.canonical_id) FROM ids CROSS JOIN links ON "
+             "links.system = ?1 AND links.entity = ?2 AND links.native_id = ids.v";
     }();
     std::vector<const std::string*> natives;  // each id once
     {
@@ -1293,8 +1292,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
                               DecodeDigests(reinterpret_cast<const char*>(t),
                                             static_cast<size_t>(sqlite3_column_bytes(st.raw(), 7))));
         }
-        if (link.system == system) out.by_native.emplace(link.native_id, link);
-        out.links[link.canonical_id].push_back(std::move(link));
+        out.by_native.emplace(link.native_id, std::move(link));
       }
       if (rc != SQLITE_DONE)
         return Error(rc, "loading the links of " + std::to_string(native_ids.size()) + " " +

@@ -266,11 +266,11 @@ struct SettledDigests {
 SettledDigests DigestsOf(const Snapshot& snapshot);
 
 // What Store::LoadRecords found for a set of records: the state a page of reads (or a chunk of
-// writes) needs, looked up in one call. A native id absent from by_native has no link; every
-// canonical id looked up has an entry in `links` (empty when it has none). A canonical id asked
-// for by id has its snapshot in `snapshots` when it has one; a canonical id found by native id
-// has, when it has a snapshot, that snapshot's digests in `digests` (the snapshot itself is read
-// with GetSnapshot when needed: an unchanged record never needs it).
+// writes) needs, looked up in one call. A native id absent from by_native has no link. A
+// canonical id found by native id has, when it has a snapshot, that snapshot's digests in
+// `digests` (its snapshot and its links in other systems are read with GetSnapshot and FindLink
+// when needed: an unchanged record never needs them). A canonical id asked for by id has an
+// entry in `links` (empty when it has none) and its snapshot in `snapshots` when it has one.
 struct RecordStates {
   std::unordered_map<std::string, Link> by_native;      // native id (in the asked system) -> link
   std::unordered_map<std::string, Snapshot> snapshots;  // canonical id -> snapshot
@@ -345,10 +345,10 @@ class Store {
   virtual Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
                                                       const std::string& canonical_id) = 0;
   // Many lookups in one call, read in one transaction (one consistent view, the file lock taken
-  // once): the links of `native_ids` in `system` (by_native); then, for every canonical id so
-  // found, its snapshot's digests and its links in every system; for every one of
-  // `canonical_ids`, its snapshot and its links. Ids may repeat; nothing asked reads nothing. See
-  // RecordStates for what an absent record looks like.
+  // once): the links of `native_ids` in `system` (by_native) and, for every canonical id so
+  // found, its snapshot's digests; for every one of `canonical_ids`, its snapshot and its links
+  // in every system. Ids may repeat; nothing asked reads nothing. See RecordStates for what an
+  // absent record looks like.
   virtual Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
                                            const std::vector<std::string>& native_ids,
                                            const std::vector<std::string>& canonical_ids) = 0;

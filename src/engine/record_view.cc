@@ -28,6 +28,7 @@ Status RecordView::Load(const std::string& system, const std::string& entity,
   loaded_ = std::move(*loaded);
   loaded_system_ = system;
   loaded_entity_ = entity;
+  for (const auto& [native_id, link] : loaded_.by_native) found_.emplace(link.canonical_id, &link);
   return Status::Ok();
 }
 
@@ -35,7 +36,15 @@ void RecordView::Unload() {
   loaded_system_.clear();
   loaded_entity_.clear();
   loaded_natives_.clear();
+  found_.clear();
+  other_links_.clear();
   loaded_ = RecordStates{};
+}
+
+const Link* RecordView::Found(const RecordKey& key) const {
+  if (loaded_entity_.empty() || key.entity != loaded_entity_) return nullptr;
+  auto it = found_.find(key.canonical_id);
+  return it == found_.end() ? nullptr : it->second;
 }
 
 void RecordView::NoteNew(const std::string& entity, const std::string& canonical_id) {
@@ -71,16 +80,28 @@ Result<std::optional<Link>> RecordView::LinkOf(const RecordKey& key, const std::
       if (link.system == system) return std::optional<Link>(link);
     return std::optional<Link>();
   }
+  if (const Link* found = Found(key)) {
+    // Found by native id: its link in the loaded system came with it; the others are read once.
+    if (system == loaded_system_) return std::optional<Link>(*found);
+    auto cached = other_links_.find({key.canonical_id, system});
+    if (cached != other_links_.end()) return cached->second;
+    auto read = store_->FindLink(key.entity, key.canonical_id, system);
+    if (!read.ok()) return read.status();
+    other_links_.emplace(std::make_pair(key.canonical_id, system), *read);
+    return read;
+  }
   return store_->FindLink(key.entity, key.canonical_id, system);
 }
 
 Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
   if (auto p = pending_snapshots_.find(key); p != pending_snapshots_.end())
     return std::optional<Snapshot>(p->second);
-  if (Loaded(key)) {
+  const bool found = Found(key) != nullptr;
+  if (found || Loaded(key)) {
     auto it = loaded_.snapshots.find(key.canonical_id);
     if (it != loaded_.snapshots.end()) return std::optional<Snapshot>(it->second);
-    if (!loaded_.digests.count(key.canonical_id)) return std::optional<Snapshot>();
+    // Found by native id, it has a snapshot when the store gave its digests: read it now.
+    if (!found || !loaded_.digests.count(key.canonical_id)) return std::optional<Snapshot>();
     auto read = store_->GetSnapshot(key.entity, key.canonical_id);
     if (!read.ok()) return read.status();
     if (read->has_value()) loaded_.snapshots.emplace(key.canonical_id, **read);
@@ -91,7 +112,7 @@ Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
 
 bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
                            const std::string& digest) const {
-  if (pending_snapshots_.count(key) || !Loaded(key)) return false;
+  if (pending_snapshots_.count(key) || Found(key) == nullptr) return false;
   auto it = loaded_.digests.find(key.canonical_id);
   if (it == loaded_.digests.end()) return false;
   const std::string* settled = it->second.Of(system);
@@ -99,7 +120,7 @@ bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
 }
 
 bool RecordView::LacksDigests(const RecordKey& key) const {
-  if (!Loaded(key)) return false;
+  if (Found(key) == nullptr) return false;
   auto it = loaded_.digests.find(key.canonical_id);
   return it != loaded_.digests.end() && !it->second.known;
 }

@@ -6,7 +6,9 @@
 //      see them;
 //   2. the loaded records: what Store::LoadRecords returned for the page (or chunk) in one call;
 //      a canonical id loaded there is authoritative, so a record without a snapshot or link in
-//      the cache has none in the store either;
+//      the cache has none in the store either. A record the page found by native id comes with
+//      its link in that system and its snapshot's digests; its snapshot and its links in other
+//      systems are read from the store when first asked for (an unchanged record never asks);
 //   3. the store, one call per lookup, for anything else (a referenced record of another page).
 // Keys are typed (NativeKey, RecordKey), never strings joined with separators.
 //
@@ -14,6 +16,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -88,6 +91,8 @@ class RecordView {
 
  private:
   bool Loaded(const RecordKey& key) const;
+  // The link in the loaded system of a record the page found by native id, else nullptr.
+  const Link* Found(const RecordKey& key) const;
 
   Store* store_;
   // Pending.
@@ -99,6 +104,9 @@ class RecordView {
   std::string loaded_system_, loaded_entity_;
   std::unordered_set<std::string> loaded_natives_;  // asked for, whether linked or not
   RecordStates loaded_;
+  std::unordered_map<std::string, const Link*> found_;  // canonical id -> its by_native link
+  // Links in other systems of records found by native id, read when first asked for.
+  std::map<std::pair<std::string, std::string>, std::optional<Link>> other_links_;
 };
 
 }  // namespace crmbridge

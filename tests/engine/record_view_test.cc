@@ -86,6 +86,31 @@ TEST(RecordViewTest, ARecordFoundByNativeIdIsSettledByDigestAndDecodedOnlyWhenAs
   EXPECT_FALSE(view.SettledOn(c1, "hubspot", "00aa"));
 }
 
+// Found by native id, a record comes with its link in the page's system; its links elsewhere are
+// read once each, when asked for, and a record without digests has no snapshot to read.
+TEST(RecordViewTest, ARecordFoundByNativeIdReadsItsOtherLinksOnceWhenAsked) {
+  StrictMock<MockStore> store;
+  RecordStates page;
+  page.by_native["11"] = L("c1", "hubspot", "11");
+  page.by_native["12"] = L("c2", "hubspot", "12");
+  page.digests["c1"] = SettledDigests{true, {{"hubspot", "00aa"}}};
+  EXPECT_CALL(store, LoadRecords(_, _, _, _)).WillOnce(Return(Result<RecordStates>(page)));
+  RecordView view(&store);
+  ASSERT_TRUE(view.Load("hubspot", "company", {"11", "12"}).ok());
+  const RecordKey c1{"company", "c1"};
+  EXPECT_EQ((*view.LinkOf(c1, "hubspot"))->native_id, "11") << "no store call";
+  EXPECT_CALL(store, FindLink("company", "c1", "dynamics365"))
+      .WillOnce(Return(Result<std::optional<Link>>(std::optional<Link>(L("c1", "dynamics365", "d1")))));
+  EXPECT_EQ((*view.LinkOf(c1, "dynamics365"))->native_id, "d1");
+  EXPECT_EQ((*view.LinkOf(c1, "dynamics365"))->native_id, "d1") << "read once";
+  EXPECT_CALL(store, FindLink("company", "c1", "totango"))
+      .WillOnce(Return(Result<std::optional<Link>>(std::optional<Link>())));
+  EXPECT_FALSE(view.LinkOf(c1, "totango")->has_value());
+  EXPECT_FALSE(view.LinkOf(c1, "totango")->has_value()) << "its absence is kept too";
+  EXPECT_FALSE(view.SnapshotOf(RecordKey{"company", "c2"})->has_value())
+      << "no digests: no snapshot, no store call";
+}
+
 TEST(RecordViewTest, ASnapshotStoredBeforeDigestsSaysSo) {
   StrictMock<MockStore> store;
   RecordStates page = PageOf11And12();
