@@ -224,6 +224,32 @@ INSERT INTO outbox_latest_by_key SELECT system, entity, canonical_id, seq FROM o
 DROP TABLE outbox_latest;
 ALTER TABLE outbox_latest_by_key RENAME TO outbox_latest;
 )sql"},
+    // Two tables that cost a row or an index entry per record and carried little:
+    // - stage history is stored in its key (entity, canonical id, time, order recorded), read in
+    //   that order, with no second index repeating it;
+    // - outbox_latest is kept only for records with a dead letter: it is read only to tell whether
+    //   a replay is stale, so a record that never failed needs no row.
+    {11, "stage history stored in its key; newest outbox payloads kept for dead letters only", R"sql(
+CREATE TABLE stage_history_by_key (
+  entity       TEXT NOT NULL,
+  canonical_id TEXT NOT NULL,
+  at_ms        INTEGER NOT NULL,
+  n            INTEGER NOT NULL,  -- the order recorded, per record (ties at the same at_ms)
+  system       TEXT NOT NULL,
+  from_stage   TEXT NOT NULL DEFAULT '',
+  to_stage     TEXT NOT NULL,
+  PRIMARY KEY (entity, canonical_id, at_ms, n)
+) WITHOUT ROWID;
+INSERT INTO stage_history_by_key SELECT entity, canonical_id, at_ms, id, system, from_stage,
+  to_stage FROM stage_history;
+DROP TABLE stage_history;
+ALTER TABLE stage_history_by_key RENAME TO stage_history;
+DELETE FROM sqlite_sequence WHERE name = 'stage_history';
+
+DELETE FROM outbox_latest WHERE NOT EXISTS (SELECT 1 FROM dead_letters d
+  WHERE d.system = outbox_latest.system AND d.entity = outbox_latest.entity
+    AND d.canonical_id = outbox_latest.canonical_id);
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -515,6 +541,8 @@ class SqliteStore final : public Store {
   Status UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
                       int64_t next_attempt_ms);
   Result<int64_t> NextSeq();
+  Status NoteLatestSeq(const std::string& system, const std::string& entity,
+                       const std::string& canonical_id, int64_t seq, const std::string& what);
   Result<bool> OutboxExists(int64_t id, const std::string& what);
   Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
   Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms, int increment,
@@ -938,11 +966,26 @@ Status SqliteStore::UpsertOutbox(const OutboxItem& item, const std::string& payl
   int rc = st.Step();
   if (rc != SQLITE_DONE) return Error(rc, what);
 
+  // The newest payload is tracked only for a record with a dead letter (NoteLatestSeq): a
+  // record that never failed has no row, and this changes nothing.
   Stmt latest = Prepare(
-      "INSERT INTO outbox_latest (system, entity, canonical_id, seq) VALUES (?1, ?2, ?3, ?4) "
-      "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET seq = max(seq, excluded.seq)");
+      "UPDATE outbox_latest SET seq = max(seq, ?4) "
+      "WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3");
   latest.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id).Int(4, seq);
   rc = latest.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
+}
+
+// From a record's first dead letter on, the seq of the newest payload queued for it, so a replay
+// can tell whether a newer write replaced the dead one (ReplayLocked).
+Status SqliteStore::NoteLatestSeq(const std::string& system, const std::string& entity,
+                                  const std::string& canonical_id, int64_t seq,
+                                  const std::string& what) {
+  Stmt st = Prepare(
+      "INSERT INTO outbox_latest (system, entity, canonical_id, seq) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET seq = max(seq, excluded.seq)");
+  st.Text(1, system).Text(2, entity).Text(3, canonical_id).Int(4, seq);
+  const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
 }
 
@@ -1038,19 +1081,28 @@ Status SqliteStore::AddDeadLetter(const OutboxItem& item, const std::string& rea
   failed.last_error = reason;
   auto text = DumpJson(OutboxItemToJson(failed), what);
   if (!text.ok()) return text.status();
-  // As new as the newest write queued for the record so far: a replay sends it again unless a
-  // write queued after it has replaced it (ReplayLocked). With seq 0, any earlier write of the
-  // record, delivered long before, made the replay drop it.
+  // As new as every write queued so far (the store-wide seq): a replay sends it again unless a
+  // write for the record queued after it has replaced it (ReplayLocked). With seq 0, any earlier
+  // write of the record, delivered long before, made the replay drop it.
+  int64_t seq = 0;
+  {
+    Stmt st = Prepare("SELECT value FROM counters WHERE name = 'outbox_seq'");
+    const int rc = st.Step();
+    if (rc == SQLITE_ROW) {
+      seq = st.ColInt(0);
+    } else if (rc != SQLITE_DONE) {
+      return Error(rc, what);
+    }
+  }
   Stmt ins = Prepare(
       "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
-      "http_status, attempts, failed_ms) VALUES (0, coalesce((SELECT seq FROM outbox_latest "
-      "WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3), 0), ?1, ?2, ?3, ?4, ?5, 0, ?6, "
-      "?7)");
-  ins.Text(1, failed.system).Text(2, failed.entity).Text(3, failed.canonical_id);
-  ins.Text(4, *text).Text(5, reason).Int(6, failed.attempts);
-  ins.Int(7, clock_->NowMillis());
+      "http_status, attempts, failed_ms) VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)");
+  ins.Int(1, seq).Text(2, failed.system).Text(3, failed.entity).Text(4, failed.canonical_id);
+  ins.Text(5, *text).Text(6, reason).Int(7, failed.attempts);
+  ins.Int(8, clock_->NowMillis());
   const int rc = ins.Step();
-  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
+  if (rc != SQLITE_DONE) return Error(rc, what);
+  return NoteLatestSeq(failed.system, failed.entity, failed.canonical_id, seq, what);
 }
 
 Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int http_status,
@@ -1087,6 +1139,7 @@ Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int 
   ins.Int(10, clock_->NowMillis());
   int rc = ins.Step();
   if (rc != SQLITE_DONE) return Error(rc, what);
+  CRMB_RETURN_IF_ERROR(NoteLatestSeq(item.system, item.entity, item.canonical_id, seq, what));
 
   Stmt del = Prepare("DELETE FROM outbox WHERE id = ?1");
   del.Int(1, id);
@@ -1095,9 +1148,11 @@ Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int 
 }
 
 Status SqliteStore::AddStageTransition(const StageTransition& t) {
+  // n numbers the record's transitions in the order recorded: ties at one at_ms keep it.
   Stmt st = Prepare(
-      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms, n) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT coalesce(max(n), 0) + 1 FROM stage_history "
+      "WHERE entity = ?1 AND canonical_id = ?2))");
   st.Text(1, t.entity).Text(2, t.canonical_id).Text(3, t.system).Text(4, t.from_stage);
   st.Text(5, t.to_stage).Int(6, t.at_ms);
   const int rc = st.Step();
@@ -1107,10 +1162,19 @@ Status SqliteStore::AddStageTransition(const StageTransition& t) {
 }
 
 Status SqliteStore::DeleteDeadLetter(int64_t id) {
+  const std::string what = "deleting dead letter " + std::to_string(id);
+  // The record's last dead letter takes its newest-payload row with it (NoteLatestSeq).
+  Stmt latest = Prepare(
+      "DELETE FROM outbox_latest WHERE (system, entity, canonical_id) IN "
+      "(SELECT system, entity, canonical_id FROM dead_letters d WHERE d.id = ?1 AND NOT EXISTS "
+      "(SELECT 1 FROM dead_letters o WHERE o.system = d.system AND o.entity = d.entity AND "
+      "o.canonical_id = d.canonical_id AND o.id != d.id))");
+  latest.Int(1, id);
+  int rc = latest.Step();
+  if (rc != SQLITE_DONE) return Error(rc, what);
   Stmt st = Prepare("DELETE FROM dead_letters WHERE id = ?1");
   st.Int(1, id);
-  const int rc = st.Step();
-  const std::string what = "deleting dead letter " + std::to_string(id);
+  rc = st.Step();
   if (rc != SQLITE_DONE) return Error(rc, what);
   if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such item");
   return Status::Ok();
@@ -1567,7 +1631,7 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
   std::lock_guard<std::mutex> lock(mu_);
   Stmt st = Prepare(
       "SELECT system, from_stage, to_stage, at_ms FROM stage_history "
-      "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, id");
+      "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, n");
   st.Text(1, entity).Text(2, canonical_id);
   std::vector<StageTransition> history;
   int rc;
@@ -1582,10 +1646,10 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
 
 Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::string& entity) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Served by stage_history_by_record: one range scan, no sort.
+  // In the table's key order: one range scan, no sort.
   Stmt st = Prepare(
       "SELECT canonical_id, system, from_stage, to_stage, at_ms FROM stage_history "
-      "WHERE entity = ?1 ORDER BY canonical_id, at_ms, id");
+      "WHERE entity = ?1 ORDER BY canonical_id, at_ms, n");
   st.Text(1, entity);
   std::vector<StageTransition> history;
   int rc;

@@ -151,6 +151,9 @@ TEST_F(HubSpotToDynamicsTest, SecondSyncMakesNoWriteCallAnywhere) {
 // opened, and the next sync writes nothing to either system.
 TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithoutWriting) {
   Sync();
+  auto history_before = store_->AllStageHistory("onboarding");
+  ASSERT_TRUE(history_before.ok());
+  ASSERT_FALSE(history_before->empty());
   store_.reset();
   {
     sqlite3* db = nullptr;
@@ -158,8 +161,17 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
     char* err = nullptr;
     const int rc = sqlite3_exec(
         db,
-        // Back to schema 6: links and outbox_latest as rowid tables (10), snapshots without the
-        // settled digests (8) and the values in doubt (7).
+        // Back to schema 6: stage history with its own ids and index (11), links and
+        // outbox_latest as rowid tables (10), snapshots without the settled digests (8) and the
+        // values in doubt (7).
+        "CREATE TABLE old_history (id INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, "
+        "canonical_id TEXT NOT NULL, system TEXT NOT NULL, from_stage TEXT NOT NULL DEFAULT '', "
+        "to_stage TEXT NOT NULL, at_ms INTEGER NOT NULL); "
+        "INSERT INTO old_history (entity, canonical_id, system, from_stage, to_stage, at_ms) "
+        "SELECT entity, canonical_id, system, from_stage, to_stage, at_ms FROM stage_history "
+        "ORDER BY entity, canonical_id, at_ms, n; "
+        "DROP TABLE stage_history; ALTER TABLE old_history RENAME TO stage_history; "
+        "CREATE INDEX stage_history_by_record ON stage_history (entity, canonical_id, at_ms, id); "
         "CREATE TABLE old_links AS SELECT * FROM links; DROP TABLE links; "
         "ALTER TABLE old_links RENAME TO links; "
         "CREATE TABLE old_latest AS SELECT * FROM outbox_latest; DROP TABLE outbox_latest; "
@@ -175,6 +187,14 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   store_ = std::move(*store);
   ASSERT_EQ(*store_->SchemaVersion(), SqliteSchemaVersionKnown());
+  auto history_after = store_->AllStageHistory("onboarding");
+  ASSERT_TRUE(history_after.ok()) << history_after.status().ToString();
+  ASSERT_EQ(history_after->size(), history_before->size());
+  for (size_t i = 0; i < history_after->size(); ++i) {
+    EXPECT_EQ((*history_after)[i].canonical_id, (*history_before)[i].canonical_id);
+    EXPECT_EQ((*history_after)[i].to_stage, (*history_before)[i].to_stage);
+    EXPECT_EQ((*history_after)[i].at_ms, (*history_before)[i].at_ms);
+  }
   const int64_t hs_before = WriteCalls(hubspot_->Stats());
   const int64_t d_before = WriteCalls(dynamics_->Stats());
   RunSummary after = Sync();

@@ -157,6 +157,59 @@ TEST_F(SqliteStoreTest, RefusesAFileFromANewerSchemaVersion) {
   EXPECT_EQ(raw.QueryText("PRAGMA user_version"), std::to_string(newer));
 }
 
+// Schema 11 keeps the newest-payload rows of records with a dead letter only. A file of schema
+// 10 had one for every record written: upgraded, a replay still drops a dead letter that a newer
+// delivered write made stale, and the rows of records that never failed are gone.
+TEST_F(SqliteStoreTest, AnUpgradeKeepsWhatTellsAStaleDeadLetter) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    StateBatch batch;
+    batch.Enqueue(Item("hubspot", "c1", {{"name", "v1"}}));
+    batch.Enqueue(Item("hubspot", "c2", {{"name", "w1"}}));
+    ASSERT_TRUE(store->Apply(batch).ok());
+    auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
+    ASSERT_EQ(due->size(), 2u);
+    StateBatch outcomes;
+    outcomes.DeadLetterOutbox((*due)[0].id, "INVALID_ARGUMENT", 400);  // c1 v1
+    outcomes.CompleteOutbox((*due)[1].id);                              // c2 w1
+    ASSERT_TRUE(store->Apply(outcomes).ok());
+    StateBatch newer;
+    newer.Enqueue(Item("hubspot", "c1", {{"name", "v2"}}));
+    ASSERT_TRUE(store->Apply(newer).ok());
+    StateBatch delivered;
+    delivered.CompleteOutbox(store->DueOutbox(OutboxFilter("hubspot", kT0, 10))->at(0).id);
+    ASSERT_TRUE(store->Apply(delivered).ok());
+  }
+  {
+    // Back to schema 10: stage history with its own ids, a newest-payload row per record.
+    RawDb raw(path_);
+    raw.Exec(
+        "DROP TABLE stage_history; CREATE TABLE stage_history (id INTEGER PRIMARY KEY "
+        "AUTOINCREMENT, entity TEXT NOT NULL, canonical_id TEXT NOT NULL, system TEXT NOT NULL, "
+        "from_stage TEXT NOT NULL DEFAULT '', to_stage TEXT NOT NULL, at_ms INTEGER NOT NULL); "
+        "CREATE INDEX stage_history_by_record ON stage_history (entity, canonical_id, at_ms, id); "
+        "INSERT INTO stage_history (entity, canonical_id, system, to_stage, at_ms) VALUES "
+        "('onboarding', 'o1', 'hubspot', 'new', 5), ('onboarding', 'o1', 'hubspot', 'live', 5); "
+        "INSERT OR REPLACE INTO outbox_latest VALUES ('hubspot', 'company', 'c2', 2); "
+        "PRAGMA user_version = 10;");
+    EXPECT_EQ(raw.QueryText("SELECT count(*) FROM outbox_latest"), "2");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  {
+    RawDb raw(path_);
+    EXPECT_EQ(raw.QueryText("SELECT group_concat(canonical_id) FROM outbox_latest"), "c1");
+  }
+  auto history = store->StageHistory("onboarding", "o1");
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].to_stage, "new");
+  EXPECT_EQ((*history)[1].to_stage, "live");
+  ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0).ok());
+  EXPECT_EQ(*store->OutboxCounts(), json::object()) << "v1 would overwrite the delivered v2";
+}
+
 TEST_F(SqliteStoreTest, RefusesAFileThatIsNotADatabase) {
   {
     const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0600);
