@@ -250,6 +250,22 @@ DELETE FROM outbox_latest WHERE NOT EXISTS (SELECT 1 FROM dead_letters d
   WHERE d.system = outbox_latest.system AND d.entity = outbox_latest.entity
     AND d.canonical_id = outbox_latest.canonical_id);
 )sql"},
+    // An unchanged record is told by its link alone: the digest of the values its system is
+    // settled on moves from the snapshot (one string for every system) to each link, so the page
+    // lookup by native id reads no snapshot row. NULL: not known (the snapshot is merged once and
+    // stored again); '': not settled; else the digest (ShortHash, 16 characters).
+    {12, "settled digests kept on each link", R"sql(
+ALTER TABLE links ADD COLUMN settled TEXT;
+UPDATE links SET settled = (SELECT CASE
+    WHEN s.settled = '?' THEN NULL
+    WHEN instr(';' || s.settled || ';', ';' || links.system || '=') > 0
+      THEN substr(';' || s.settled || ';',
+                  instr(';' || s.settled || ';', ';' || links.system || '=') +
+                    length(links.system) + 2, 16)
+    ELSE '' END
+  FROM snapshots AS s WHERE s.entity = links.entity AND s.canonical_id = links.canonical_id);
+ALTER TABLE snapshots DROP COLUMN settled;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -857,32 +873,18 @@ json ExpandChanged(const json& changed, const json& fields) {
   return out;
 }
 
-// The `settled` column (migration 8). A system whose name holds a separator is left out: its
-// reads are merged, as any unsettled system's.
+// SettledDigests as "system=digest;system=digest", the form migration 8 stored and PutSnapshot
+// hands to SQL to give each link its own (a digest is a ShortHash: 16 characters). A system
+// whose name holds a separator, or a digest of another length, is left out: its reads are
+// merged, as any unsettled system's.
 std::string EncodeDigests(const SettledDigests& digests) {
   std::string out;
   for (const auto& [system, digest] : digests.by_system) {
-    if (system.find_first_of("=;") != std::string::npos) continue;
+    if (system.find_first_of("=;") != std::string::npos || digest.size() != 16) continue;
     if (!out.empty()) out += ';';
     out += system;
     out += '=';
     out += digest;
-  }
-  return out;
-}
-
-SettledDigests DecodeDigests(const char* text, size_t n) {
-  SettledDigests out;
-  if (n == 1 && text[0] == '?') return out;
-  out.known = true;
-  std::string_view rest(text, n);
-  while (!rest.empty()) {
-    const size_t end = std::min(rest.find(';'), rest.size());
-    const std::string_view entry = rest.substr(0, end);
-    const size_t eq = entry.find('=');
-    if (eq != std::string_view::npos)
-      out.by_system.emplace_back(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
-    rest.remove_prefix(std::min(end + 1, rest.size()));
   }
   return out;
 }
@@ -901,11 +903,11 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   if (!in_doubt.ok()) return in_doubt.status();
   Stmt st = Prepare(
       "INSERT INTO snapshots (entity, canonical_id, fields, seen, updated_ms, unverified, "
-      "changed_ms, deleted_ms, in_doubt, settled) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8, ?9, ?10) "
+      "changed_ms, deleted_ms, in_doubt) VALUES (?1, ?2, ?3, ?5, ?4, ?6, ?7, ?8, ?9) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
       "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
       "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms, "
-      "in_doubt = excluded.in_doubt, settled = excluded.settled");
+      "in_doubt = excluded.in_doubt");
   st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
@@ -913,9 +915,20 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   st.Text(7, *changed);
   st.Int(8, snapshot.deleted_ms);
   st.Text(9, *in_doubt);
-  st.Text(10, EncodeDigests(DigestsOf(snapshot)));
-  const int rc = st.Step();
-  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the " + what);
+  int rc = st.Step();
+  if (rc != SQLITE_DONE) return Error(rc, "storing the " + what);
+  // Each of the record's links gets its system's digest ('' for a system not settled), as
+  // migration 12 derived them; a link that already holds it is not written.
+  Stmt links = Prepare(
+      "UPDATE links SET settled = CASE WHEN instr(?3, ';' || system || '=') > 0 "
+      "THEN substr(?3, instr(?3, ';' || system || '=') + length(system) + 2, 16) ELSE '' END "
+      "WHERE entity = ?1 AND canonical_id = ?2 AND settled IS NOT CASE WHEN "
+      "instr(?3, ';' || system || '=') > 0 THEN substr(?3, instr(?3, ';' || system || '=') + "
+      "length(system) + 2, 16) ELSE '' END");
+  links.Text(1, snapshot.entity).Text(2, snapshot.canonical_id);
+  links.Text(3, ";" + EncodeDigests(DigestsOf(snapshot)) + ";");
+  rc = links.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the digests of the " + what);
 }
 
 Status SqliteStore::SetCursor(const CursorRow& cursor) {
@@ -1327,8 +1340,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
         rest.remove_prefix(std::min(comma + 2, rest.size()));
       }
       return "WITH ids(v) AS (VALUES " + ids + ") SELECT " + columns +
-             ", (SELECT settled FROM snapshots AS s WHERE s.entity = links.entity AND "
-             "s.canonical_id = links.canonical_id) FROM ids CROSS JOIN links ON "
+             ", links.settled FROM ids CROSS JOIN links ON "
              "links.system = ?1 AND links.entity = ?2 AND links.native_id = ids.v";
     }();
     std::vector<const std::string*> natives;  // each id once
@@ -1350,11 +1362,11 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       int rc;
       while ((rc = st.Step()) == SQLITE_ROW) {
         Link link = ReadLinkRow(st);
-        if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL && !out.digests.count(link.canonical_id)) {
-          const unsigned char* t = sqlite3_column_text(st.raw(), 7);
-          out.digests.emplace(link.canonical_id,
-                              DecodeDigests(reinterpret_cast<const char*>(t),
-                                            static_cast<size_t>(sqlite3_column_bytes(st.raw(), 7))));
+        SettledDigests& digests = out.digests[link.canonical_id];
+        if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL) {
+          digests.known = true;
+          if (sqlite3_column_bytes(st.raw(), 7) > 0)
+            digests.by_system.emplace_back(system, st.ColText(7));
         }
         out.by_native.emplace(link.native_id, std::move(link));
       }

@@ -190,12 +190,14 @@ class StateBatch {
     const MatchKey& match_key() const { return std::get<MatchKey>(data); }
   };
 
-  // Inserts or replaces the link for (entity, canonical_id, system). An empty native id means
-  // none yet and never clashes. kInvalidArgument without an entity, canonical id or system;
-  // kAlreadyExists when the native id is linked to another record of the entity in that system
-  // (that link is kept).
+  // Inserts or replaces the link for (entity, canonical_id, system); a link replaced keeps its
+  // settled digest, a new one knows none until the record's snapshot is next stored. An empty
+  // native id means none yet and never clashes. kInvalidArgument without an entity, canonical id
+  // or system; kAlreadyExists when the native id is linked to another record of the entity in
+  // that system (that link is kept).
   void PutLink(const Link& link);
-  // Inserts or replaces the whole snapshot of (entity, canonical_id).
+  // Inserts or replaces the whole snapshot of (entity, canonical_id), and gives each link the
+  // record has at that point its system's settled digest (SettledDigests).
   void PutSnapshot(const Snapshot& snapshot);
   // Inserts or replaces the cursor of (system, object), stamped with the store's clock.
   // kInvalidArgument without a system or an object.
@@ -248,11 +250,12 @@ class StateBatch {
 
 // What a snapshot says, in short, of the systems settled on the values it holds for them: per
 // system with values in Snapshot::seen, none of them sent there in doubt, no unverified write
-// there, the record not deleted, the ShortHash of HashJson(seen[system]). The store keeps them
-// with each snapshot (DigestsOf), so a page of reads can tell an unchanged record (its read
-// hashes to the digest of its system) without decoding the snapshot.
+// there, the record not deleted, the ShortHash of HashJson(seen[system]). Storing a snapshot
+// gives each of the record's links its system's digest (DigestsOf), so a page of reads can tell
+// an unchanged record (its read hashes to the digest on its link) without reading the snapshot.
 struct SettledDigests {
-  // False for a snapshot stored before the store kept digests: nothing can be told without it.
+  // False when the link was stored after its snapshot was last stored (or before the store kept
+  // digests): nothing can be told without the snapshot.
   bool known = false;
   std::vector<std::pair<std::string, std::string>> by_system;  // (system, digest)
 
@@ -267,10 +270,11 @@ SettledDigests DigestsOf(const Snapshot& snapshot);
 
 // What Store::LoadRecords found for a set of records: the state a page of reads (or a chunk of
 // writes) needs, looked up in one call. A native id absent from by_native has no link. A
-// canonical id found by native id has, when it has a snapshot, that snapshot's digests in
-// `digests` (its snapshot and its links in other systems are read with GetSnapshot and FindLink
-// when needed: an unchanged record never needs them). A canonical id asked for by id has an
-// entry in `links` (empty when it has none) and its snapshot in `snapshots` when it has one.
+// canonical id found by native id has an entry in `digests` holding at most the digest of the
+// asked system, as its link there carries it (its snapshot and its links in other systems are
+// read with GetSnapshot and FindLink when needed: an unchanged record never needs them). A
+// canonical id asked for by id has an entry in `links` (empty when it has none) and its snapshot
+// in `snapshots` when it has one.
 struct RecordStates {
   std::unordered_map<std::string, Link> by_native;      // native id (in the asked system) -> link
   std::unordered_map<std::string, Snapshot> snapshots;  // canonical id -> snapshot
@@ -346,8 +350,8 @@ class Store {
                                                       const std::string& canonical_id) = 0;
   // Many lookups in one call, read in one transaction (one consistent view, the file lock taken
   // once): the links of `native_ids` in `system` (by_native) and, for every canonical id so
-  // found, its snapshot's digests; for every one of `canonical_ids`, its snapshot and its links
-  // in every system. Ids may repeat; nothing asked reads nothing. See RecordStates for what an
+  // found, the settled digest its link in `system` carries; for every one of `canonical_ids`, its
+  // snapshot and its links in every system. Ids may repeat; nothing asked reads nothing. See RecordStates for what an
   // absent record looks like.
   virtual Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
                                            const std::vector<std::string>& native_ids,

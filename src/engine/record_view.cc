@@ -100,8 +100,8 @@ Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
   if (found || Loaded(key)) {
     auto it = loaded_.snapshots.find(key.canonical_id);
     if (it != loaded_.snapshots.end()) return std::optional<Snapshot>(it->second);
-    // Found by native id, it has a snapshot when the store gave its digests: read it now.
-    if (!found || !loaded_.digests.count(key.canonical_id)) return std::optional<Snapshot>();
+    // Found by native id: its snapshot, if it has one, is read now.
+    if (!found) return std::optional<Snapshot>();
     auto read = store_->GetSnapshot(key.entity, key.canonical_id);
     if (!read.ok()) return read.status();
     if (read->has_value()) loaded_.snapshots.emplace(key.canonical_id, **read);

@@ -7,8 +7,9 @@
 //   2. the loaded records: what Store::LoadRecords returned for the page (or chunk) in one call;
 //      a canonical id loaded there is authoritative, so a record without a snapshot or link in
 //      the cache has none in the store either. A record the page found by native id comes with
-//      its link in that system and its snapshot's digests; its snapshot and its links in other
-//      systems are read from the store when first asked for (an unchanged record never asks);
+//      its link in that system, which carries that system's settled digest; its snapshot and its
+//      links in other systems are read from the store when first asked for (an unchanged record
+//      never asks);
 //   3. the store, one call per lookup, for anything else (a referenced record of another page).
 // Keys are typed (NativeKey, RecordKey), never strings joined with separators.
 //
@@ -70,12 +71,12 @@ class RecordView {
   Result<std::optional<Link>> LinkOf(const RecordKey& key, const std::string& system);
   // A loaded record found by native id is decoded here, on its first lookup.
   Result<std::optional<Snapshot>> SnapshotOf(const RecordKey& key);
-  // Whether the loaded snapshot of `key` says `system` is settled on values whose digest is
+  // Whether the loaded link of `key` says `system` is settled on values whose digest is
   // `digest` (store.h, SettledDigests): a read of them changes nothing. False when the page
   // changed the record, or nothing was loaded for it.
   bool SettledOn(const RecordKey& key, const std::string& system, const std::string& digest) const;
-  // Whether the loaded snapshot of `key` was stored without digests (before the store kept
-  // them): storing it again adds them.
+  // Whether the loaded link of `key` does not know its system's digest (stored before the store
+  // kept them, or linked after its snapshot was last stored): storing the snapshot adds it.
   bool LacksDigests(const RecordKey& key) const;
   // The canonical record holding match key `match_key`, if any.
   Result<std::optional<std::string>> ByMatchKey(const std::string& entity,

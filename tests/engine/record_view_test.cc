@@ -107,8 +107,9 @@ TEST(RecordViewTest, ARecordFoundByNativeIdReadsItsOtherLinksOnceWhenAsked) {
       .WillOnce(Return(Result<std::optional<Link>>(std::optional<Link>())));
   EXPECT_FALSE(view.LinkOf(c1, "totango")->has_value());
   EXPECT_FALSE(view.LinkOf(c1, "totango")->has_value()) << "its absence is kept too";
-  EXPECT_FALSE(view.SnapshotOf(RecordKey{"company", "c2"})->has_value())
-      << "no digests: no snapshot, no store call";
+  EXPECT_CALL(store, GetSnapshot("company", "c2"))
+      .WillOnce(Return(Result<std::optional<Snapshot>>(std::optional<Snapshot>())));
+  EXPECT_FALSE(view.SnapshotOf(RecordKey{"company", "c2"})->has_value()) << "read when asked";
 }
 
 TEST(RecordViewTest, ASnapshotStoredBeforeDigestsSaysSo) {

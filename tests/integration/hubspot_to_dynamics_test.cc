@@ -161,9 +161,9 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
     char* err = nullptr;
     const int rc = sqlite3_exec(
         db,
-        // Back to schema 6: stage history with its own ids and index (11), links and
-        // outbox_latest as rowid tables (10), snapshots without the settled digests (8) and the
-        // values in doubt (7).
+        // Back to schema 6: links without their settled digests (12), stage history with its
+        // own ids and index (11), links and outbox_latest as rowid tables (10), snapshots
+        // without the values in doubt (7).
         "CREATE TABLE old_history (id INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, "
         "canonical_id TEXT NOT NULL, system TEXT NOT NULL, from_stage TEXT NOT NULL DEFAULT '', "
         "to_stage TEXT NOT NULL, at_ms INTEGER NOT NULL); "
@@ -172,11 +172,12 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
         "ORDER BY entity, canonical_id, at_ms, n; "
         "DROP TABLE stage_history; ALTER TABLE old_history RENAME TO stage_history; "
         "CREATE INDEX stage_history_by_record ON stage_history (entity, canonical_id, at_ms, id); "
-        "CREATE TABLE old_links AS SELECT * FROM links; DROP TABLE links; "
+        "CREATE TABLE old_links AS SELECT entity, canonical_id, system, native_id, "
+        "last_read_hash, last_written_hash, updated_ms FROM links; DROP TABLE links; "
         "ALTER TABLE old_links RENAME TO links; "
         "CREATE TABLE old_latest AS SELECT * FROM outbox_latest; DROP TABLE outbox_latest; "
         "ALTER TABLE old_latest RENAME TO outbox_latest; "
-        "DROP INDEX snapshots_unverified; ALTER TABLE snapshots DROP COLUMN settled; "
+        "DROP INDEX snapshots_unverified; "
         "ALTER TABLE snapshots DROP COLUMN in_doubt; PRAGMA user_version = 6;",
         nullptr, nullptr, &err);
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");

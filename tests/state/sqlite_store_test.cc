@@ -182,7 +182,8 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsWhatTellsAStaleDeadLetter) {
     ASSERT_TRUE(store->Apply(delivered).ok());
   }
   {
-    // Back to schema 10: stage history with its own ids, a newest-payload row per record.
+    // Back to schema 10: stage history with its own ids, a newest-payload row per record, the
+    // settled digests on the snapshots.
     RawDb raw(path_);
     raw.Exec(
         "DROP TABLE stage_history; CREATE TABLE stage_history (id INTEGER PRIMARY KEY "
@@ -192,6 +193,8 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsWhatTellsAStaleDeadLetter) {
         "INSERT INTO stage_history (entity, canonical_id, system, to_stage, at_ms) VALUES "
         "('onboarding', 'o1', 'hubspot', 'new', 5), ('onboarding', 'o1', 'hubspot', 'live', 5); "
         "INSERT OR REPLACE INTO outbox_latest VALUES ('hubspot', 'company', 'c2', 2); "
+        "ALTER TABLE links DROP COLUMN settled; "
+        "ALTER TABLE snapshots ADD COLUMN settled TEXT NOT NULL DEFAULT '?'; "
         "PRAGMA user_version = 10;");
     EXPECT_EQ(raw.QueryText("SELECT count(*) FROM outbox_latest"), "2");
   }

@@ -635,38 +635,69 @@ TEST_P(StoreConformanceTest, SnapshotDigestsNameTheSettledSystemsOnly) {
                {"portal", json::object()}};
   snap.in_doubt = {{"dynamics365", {{"city", json::array({{{"value", "Lund"}, {"sent_ms", kT0}}})}}}};
   snap.unverified = {{"totango", {{"name", {{"sent", "Acme"}, {"before", "Old"}, {"attempts", 1}}}}}};
+  const std::vector<std::pair<std::string, std::string>> natives = {
+      {"hubspot", "101"}, {"dynamics365", "d-1"}, {"totango", "t-1"}, {"portal", "p-1"}};
   StateBatch batch;
-  batch.PutLink(MakeLink("c1", "hubspot", "101"));
+  for (const auto& [system, native] : natives) batch.PutLink(MakeLink("c1", system, native));
   batch.PutSnapshot(snap);
   ASSERT_TRUE(store->Apply(batch).ok());
 
-  auto loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
-  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-  const SettledDigests& d = loaded->digests.at("c1");
+  // Each system's link carries its own digest only.
+  auto digests_in = [&](const std::string& system) {
+    std::string native;
+    for (const auto& [s, n] : natives)
+      if (s == system) native = n;
+    auto loaded = store->LoadRecords("company", system, {native}, {});
+    EXPECT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ(loaded->digests.size(), 1u);
+    return loaded->digests.at("c1");
+  };
+  SettledDigests d = digests_in("hubspot");
+  EXPECT_TRUE(d.known);
   ASSERT_NE(d.Of("hubspot"), nullptr);
   EXPECT_EQ(*d.Of("hubspot"), ShortHash(HashJson(snap.seen["hubspot"])));
-  EXPECT_EQ(d.Of("dynamics365"), nullptr);  // a value in doubt
-  EXPECT_EQ(d.Of("totango"), nullptr);      // an unverified write
-  EXPECT_EQ(d.Of("portal"), nullptr);       // holds nothing known
+  EXPECT_EQ(d.by_system.size(), 1u);
+  EXPECT_TRUE(digests_in("dynamics365").known);
+  EXPECT_EQ(digests_in("dynamics365").Of("dynamics365"), nullptr);  // a value in doubt
+  EXPECT_EQ(digests_in("totango").Of("totango"), nullptr);          // an unverified write
+  EXPECT_EQ(digests_in("portal").Of("portal"), nullptr);            // holds nothing known
 
   // Settled once the doubt is: the digests follow every store of the snapshot.
   snap.in_doubt = json::object();
   StateBatch settle;
   settle.PutSnapshot(snap);
   ASSERT_TRUE(store->Apply(settle).ok());
-  loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
-  ASSERT_NE(loaded->digests.at("c1").Of("dynamics365"), nullptr);
-  EXPECT_EQ(*loaded->digests.at("c1").Of("dynamics365"),
+  ASSERT_NE(digests_in("dynamics365").Of("dynamics365"), nullptr);
+  EXPECT_EQ(*digests_in("dynamics365").Of("dynamics365"),
             ShortHash(HashJson(json{{"name", "Acme"}})));
+
+  // A link stored again keeps its digest; a link added after the snapshot knows none until the
+  // snapshot is stored again.
+  StateBatch relink;
+  Link moved = MakeLink("c1", "hubspot", "101");
+  moved.last_read_hash = "r-moved";
+  relink.PutLink(moved);
+  relink.PutLink(MakeLink("c1", "zendesk", "z-1"));
+  ASSERT_TRUE(store->Apply(relink).ok());
+  EXPECT_NE(digests_in("hubspot").Of("hubspot"), nullptr);
+  auto late = store->LoadRecords("company", "zendesk", {"z-1"}, {});
+  ASSERT_TRUE(late.ok());
+  EXPECT_FALSE(late->digests.at("c1").known);
+  snap.seen["zendesk"] = {{"name", "Acme"}};
+  StateBatch again;
+  again.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(again).ok());
+  late = store->LoadRecords("company", "zendesk", {"z-1"}, {});
+  ASSERT_NE(late->digests.at("c1").Of("zendesk"), nullptr);
 
   // A deleted record is never settled: its copies coming back are merged.
   snap.deleted_ms = kT0;
   StateBatch del;
   del.PutSnapshot(snap);
   ASSERT_TRUE(store->Apply(del).ok());
-  loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
-  EXPECT_TRUE(loaded->digests.at("c1").known);
-  EXPECT_TRUE(loaded->digests.at("c1").by_system.empty());
+  d = digests_in("hubspot");
+  EXPECT_TRUE(d.known);
+  EXPECT_TRUE(d.by_system.empty());
 }
 
 TEST_P(StoreConformanceTest, LoadRecordsReturnsLinksAndSnapshotsOfManyRecordsAtOnce) {
@@ -706,12 +737,14 @@ TEST_P(StoreConformanceTest, LoadRecordsReturnsLinksAndSnapshotsOfManyRecordsAtO
   EXPECT_EQ(loaded->by_native.count("999"), 0u);
 
   // A canonical id asked for by id comes with its snapshot, whole; one found by native id with
-  // its snapshot's digests (c2 has no snapshot: no entry), its snapshot read on demand.
+  // the digest its link carries (c2's snapshot was never stored: not known), its snapshot read
+  // on demand.
   ASSERT_EQ(loaded->snapshots.size(), 1u);
   EXPECT_EQ(loaded->snapshots.at("c3").fields, other.fields);
   EXPECT_EQ(loaded->snapshots.at("c3").deleted_ms, kT0 + 2);
   EXPECT_EQ(loaded->snapshots.at("c3").unverified, json::object());
-  ASSERT_EQ(loaded->digests.size(), 1u);
+  ASSERT_EQ(loaded->digests.size(), 2u);
+  EXPECT_FALSE(loaded->digests.at("c2").known);
   const SettledDigests& d1 = loaded->digests.at("c1");
   EXPECT_TRUE(d1.known);
   ASSERT_NE(d1.Of("hubspot"), nullptr);
