@@ -7,23 +7,21 @@
 #include <random>
 #include <set>
 #include <thread>
-#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
-#include "src/core/hash.h"
 #include "src/core/time_util.h"
 #include "src/engine/chunk_writes.h"
 #include "src/engine/merge.h"
 #include "src/engine/identity.h"
 #include "src/engine/portal_access.h"
+#include "src/engine/read_processor.h"
 #include "src/engine/references.h"
 #include "src/engine/write_outcome.h"
 #include "src/engine/record_view.h"
 #include "src/engine/write_planner.h"
-#include "src/engine/write_verification.h"
 
 namespace crmbridge {
 
@@ -72,7 +70,10 @@ class SyncEngine::Run {
         portal_(engine->plan_.get(), engine->store_, engine->clock_, &view_, &planner_, &tally_,
                 options.dry_run, run_start_ms_,
                 engine->plan_->portal_access() &&
-                    engine->connectors_.count(engine->plan_->portal_access()->system) > 0) {}
+                    engine->connectors_.count(engine->plan_->portal_access()->system) > 0),
+        reader_(ReadProcessor::Deps{engine->plan_.get(), engine->store_, &engine->config_->sync,
+                                    &view_, &identity_, &references_, &planner_, &tally_,
+                                    options.dry_run, run_start_ms_}) {}
 
   Result<RunSummary> Execute();
 
@@ -103,45 +104,17 @@ class SyncEngine::Run {
   }
   bool IsMarkedUnreachable(const std::string& system) { return tally_.IsUnreachable(system); }
 
-  // The link of (entity, canonical id, system) as this run sees it (RecordView), else an empty
-  // Link.
-  Result<Link> CurrentLink(const std::string& entity, const std::string& canonical_id,
-                           const std::string& system) {
-    auto link = view_.LinkOf(RecordKey{entity, canonical_id}, system);
-    if (!link.ok()) return link.status();
-    return link->value_or(Link{});
-  }
-
-  // The canonical id linked to (system, entity, native id): this page's pending link, else the
-  // page's preloaded one, else the store's; nullopt when crmbridge has not linked it.
-  Result<std::optional<std::string>> LinkedCanonicalId(const std::string& system,
-                                                       const std::string& entity,
-                                                       const std::string& native_id);
-  // An outbox payload for m.system as crmbridge will read it back there (through the mapping's In
-  // direction, references as canonical ids): the values that, read back, are its own write. Null
-  // when the payload does not map back.
+  // An outbox payload for m.system as crmbridge will read it back there (ReadProcessor).
   Result<json> AsReadBack(const SystemEntityMapping& m, const json& payload) {
-    auto back = MappingPlan::ToCanonical(m, payload);
-    if (!back.ok()) return json();
-    CRMB_RETURN_IF_ERROR(references_.ResolveRead(&view_, m, &*back, nullptr));
-    return std::move(back->fields);
+    return reader_.AsReadBack(m, payload);
   }
+  // Reads m's changes page by page; each page's records go through the ReadProcessor and are
+  // committed with the page's cursor in one batch.
   Status ReadSystem(const SystemEntityMapping& m);
-  Status ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
-                       StateBatch* batch);
-  // Loads what the store holds for a page's records in one call (RecordView::Load), for
-  // identity, CurrentLink and ProcessRecord's snapshot; ClearPageState drops it.
+  // Loads what the store holds for a page's records in one call (RecordView::Load), for the
+  // ReadProcessor; ClearPageState drops it.
   Status LoadPageState(const SystemEntityMapping& m, const std::vector<NativeRecord>& records);
   void ClearPageState();
-  Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
-                       StateBatch* batch);
-  // Checks unconfirmed writes to `source` against what it now shows (see the definition).
-  // `missing`: a full scan did not return the record at all.
-  Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
-                      const std::string& canonical_id, Snapshot* snap, MappedRecord* mapped,
-                      bool* rewrite, StateBatch* batch, bool missing = false);
-  // After a full scan: unconfirmed writes whose records the scan did not return.
-  Status VerifyMissing(const SystemEntityMapping& m);
   Status FlushSystem(const std::string& system);
   // Threads running one system's work each (its connector is used by that thread alone).
   struct SystemThreads {
@@ -202,13 +175,7 @@ class SyncEngine::Run {
   Identity identity_;
   References references_;
   PortalAccess portal_;  // the portal access flow's hook
-  // When the page being processed was asked for and when it arrived, and how precisely its
-  // system dates modifications: what the merge dates changes and settles sent values by.
-  struct PageTime {
-    int64_t started_ms = 0;
-    int64_t received_ms = 0;
-    int64_t precision_ms = 1;
-  } page_time_;
+  ReadProcessor reader_;  // each record read: identity, merge, links, outbox
   // Held by a flush thread while it updates snapshots and links, and by the reader while it
   // processes and commits a page (whose records a flush may just have written).
   std::mutex flush_state_mu_;
@@ -226,8 +193,6 @@ class SyncEngine::Run {
     std::set<std::pair<std::string, std::string>> read_done;  // (system, entity) read to the end
 
   } reading_;
-  // Records whose unconfirmed writes were checked this run (system|entity|cid).
-  std::set<std::tuple<std::string, std::string, std::string>> verified_;  // system, entity, id
 };
 
 Result<RunSummary> SyncEngine::RunOnce(const RunOptions& options) {
@@ -370,12 +335,13 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
                cursor.empty() ? "the beginning" : "the stored cursor");
   const bool scan_from_start = cursor.empty();
   while (!Stopping()) {
+    PageTime page_time;
     Result<Page> page = [&] {
       std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
-      page_time_.started_ms = e_->clock_->NowMillis();
+      page_time.started_ms = e_->clock_->NowMillis();
       Result<Page> read = connector->ReadChanges(ref, cursor, ctx);
-      page_time_.received_ms = e_->clock_->NowMillis();
-      page_time_.precision_ms = connector->capabilities().modified_precision_ms;
+      page_time.received_ms = e_->clock_->NowMillis();
+      page_time.precision_ms = connector->capabilities().modified_precision_ms;
       return read;
     }();
     if (!page.ok()) {
@@ -395,8 +361,9 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       std::lock_guard<std::mutex> state_lock(flush_state_mu_);
       StateBatch batch;
       CRMB_RETURN_IF_ERROR(LoadPageState(m, page->records));
+      reader_.SetPageTime(page_time);
       for (const NativeRecord& record : page->records) {
-        CRMB_RETURN_IF_ERROR(ProcessRecord(m, record, &batch));
+        CRMB_RETURN_IF_ERROR(reader_.Process(m, record, &batch));
       }
       ClearPageState();
       if (!opt_.dry_run) {
@@ -417,7 +384,10 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       // A full scan, start to end: an unconfirmed write whose record it never returned was lost.
       if (scan_from_start && cursor.empty()) {
         std::lock_guard<std::mutex> state_lock(flush_state_mu_);
-        return VerifyMissing(m);
+        StateBatch lost;
+        CRMB_RETURN_IF_ERROR(reader_.VerifyMissing(m, &lost));
+        if (opt_.dry_run || lost.empty()) return Status::Ok();
+        return store->Apply(lost);
       }
       break;
     }
@@ -435,289 +405,6 @@ Status SyncEngine::Run::LoadPageState(const SystemEntityMapping& m,
 }
 
 void SyncEngine::Run::ClearPageState() { view_.Unload(); }
-
-Status SyncEngine::Run::VerifyMissing(const SystemEntityMapping& m) {
-  auto pending = e_->store_->ListUnverified(m.system, m.entity);
-  if (!pending.ok()) return pending.status();
-  StateBatch batch;
-  for (Snapshot& snap : *pending) {
-    if (verified_.count({m.system, m.entity, snap.canonical_id})) continue;
-    auto link = CurrentLink(m.entity, snap.canonical_id, m.system);
-    if (!link.ok()) return link.status();
-    NativeRecord absent;
-    absent.id = link->native_id;
-    MappedRecord nothing;
-    bool rewrite = false;
-    CRMB_RETURN_IF_ERROR(VerifyWrites(m, absent, snap.canonical_id, &snap, &nothing, &rewrite,
-                                      &batch, /*missing=*/true));
-    if (rewrite)
-      CRMB_RETURN_IF_ERROR(
-          planner_.Rewrite(m, absent.id, snap.canonical_id, snap, &batch, /*lost=*/true));
-    if (!opt_.dry_run) batch.PutSnapshot(snap);
-  }
-  if (opt_.dry_run || batch.empty()) return Status::Ok();
-  return e_->store_->Apply(batch);
-}
-
-Result<std::optional<std::string>> SyncEngine::Run::LinkedCanonicalId(const std::string& system,
-                                                                      const std::string& entity,
-                                                                      const std::string& native_id) {
-  return view_.CanonicalIdOf(NativeKey{system, entity, native_id});
-}
-
-Status SyncEngine::Run::ProcessRecord(const SystemEntityMapping& source, const NativeRecord& record,
-                                      StateBatch* batch) {
-  EntityCounts& counts = Count(source.system, source.entity);
-  ++counts.read;
-  if (record.deleted) return ProcessDelete(source, record, batch);
-  auto mapped = MappingPlan::ToCanonical(source, record.fields);
-  if (!mapped.ok()) {
-    ++counts.rejected;
-    spdlog::warn("{}: {} {} cannot be mapped to {}: {}", source.system, source.object, record.id,
-                 source.entity, mapped.status().message());
-    return Status::Ok();
-  }
-  CRMB_RETURN_IF_ERROR(
-      references_.ResolveRead(&view_, source, &*mapped, &counts.unresolved_refs));
-
-  auto identified = identity_.Resolve(source, record, mapped->fields);
-  if (!identified.ok()) return identified.status();
-  if (identified->kind == Identified::Kind::kDuplicate) {
-    ++counts.duplicates;
-    spdlog::warn("{}: {} {} is not synced: it {}", source.system, source.object, record.id,
-                 identified->duplicate_of);
-    return Status::Ok();
-  }
-  const std::string cid = identified->canonical_id;
-  const bool matched = identified->kind == Identified::Kind::kMatched;
-  const bool minted = identified->kind == Identified::Kind::kNew;
-
-  // Unchanged since it was last merged: the read hashes to the values its system is settled on
-  // (store.h, SettledDigests) and to what its link last read. Nothing to decode, merge or store.
-  std::string read_hash = HashJson(mapped->fields);
-  if (identified->kind == Identified::Kind::kLinked &&
-      view_.SettledOn(RecordKey{source.entity, cid}, source.system, ShortHash(read_hash))) {
-    auto link = CurrentLink(source.entity, cid, source.system);
-    if (!link.ok()) return link.status();
-    if (link->native_id == record.id && link->last_read_hash == read_hash) {
-      ++counts.unchanged;
-      return Status::Ok();
-    }
-  }
-
-  // Current snapshot (a record seen for the first time has none).
-  Snapshot snap;
-  bool known = false;
-  if (!minted) {
-    auto found = view_.SnapshotOf(RecordKey{source.entity, cid});
-    if (!found.ok()) return found.status();
-    if (found->has_value()) {
-      snap = std::move(**found);
-      known = true;
-    }
-  }
-  if (!known) {
-    snap.entity = source.entity;
-    snap.canonical_id = cid;
-  }
-
-  // Unconfirmed writes to this system are verified against what it now shows.
-  bool verification_changed = false, rewrite = false;
-  if (snap.unverified.is_object() && snap.unverified.contains(source.system)) {
-    CRMB_RETURN_IF_ERROR(VerifyWrites(source, record, cid, &snap, &*mapped, &rewrite, batch));
-    verification_changed = true;
-    read_hash = HashJson(mapped->fields);  // a lost write's field reads as what was sent
-  }
-
-  // The merge (engine/merge.h): echoes, conflicts and the stage move of this read.
-  MergeInput in;
-  in.snapshot = &snap;
-  in.known = known;
-  in.system = source.system;
-  in.read = &mapped->fields;
-  in.changed_at_ms = ChangeDate(
-      ChangeTime{record.modified_ms, page_time_.precision_ms, page_time_.received_ms},
-      run_start_ms_);
-  in.read_started_ms = page_time_.started_ms;
-  in.entity = e_->plan_->FindEntity(source.entity);
-  in.queued_values = [&]() -> Result<json> {
-    auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
-    if (!queued.ok()) return queued.status();
-    if (!queued->has_value()) return json();
-    return AsReadBack(source, (*queued)->payload);
-  };
-  auto merge = MergeRead(in);
-  if (!merge.ok()) return merge.status();
-  for (const FieldConflict& c : merge->conflicts) {
-    ++Count(source.system, source.entity).conflicts;
-    spdlog::info("{}: {} {} changed {} to {}, which is not taken: {}", source.system,
-                 source.object, record.id, c.field, c.value.dump(), c.lost_to);
-  }
-  for (const std::string& field : merge->echoes)
-    spdlog::info("{}: {} {} shows the {} crmbridge sent earlier without learning the outcome: "
-                 "its own write, not a change", source.system, source.object, record.id, field);
-  const bool conflict_rewrite = !merge->conflicts.empty();
-  const bool changed = merge->changed;
-  const bool seen_changed = merge->seen_changed;
-  const json merged = merge->snapshot.fields;
-  const std::optional<StageMove> stage_move = merge->stage;
-  merge->snapshot.fields = snap.fields;  // `snap` takes the merged fields once planned below
-  snap = std::move(merge->snapshot);
-
-  // Keep the source link current (it may be new, or its read hash may have moved).
-  auto found = CurrentLink(source.entity, cid, source.system);
-  if (!found.ok()) return found.status();
-  Link link = *found;
-  const bool link_changed = link.native_id != record.id || link.last_read_hash != read_hash;
-  if (link_changed) {
-    link.entity = source.entity;
-    link.canonical_id = cid;
-    link.system = source.system;
-    link.native_id = record.id;
-    link.last_read_hash = read_hash;
-    link.updated_ms = run_start_ms_;
-    batch->PutLink(link);
-    view_.PutLink(link);
-  }
-
-  if (rewrite || conflict_rewrite) {
-    // The snapshot keeps the winning values: write them back to this system (its losing
-    // change, or the write it lost). The merged values of this read go with them.
-    Snapshot to_write = snap;
-    to_write.fields = merged;
-    CRMB_RETURN_IF_ERROR(planner_.Rewrite(source, record.id, cid, to_write, batch, rewrite));
-  }
-  if (matched && !opt_.dry_run) {
-    // Identified by its match key: a create queued for this system before it was found (the
-    // canonical record came from another system first) becomes an update of this record.
-    auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
-    if (!queued.ok()) return queued.status();
-    if (queued->has_value()) {
-      Snapshot to_write = snap;
-      to_write.fields = merged;
-      CRMB_RETURN_IF_ERROR(
-          planner_.Rewrite(source, record.id, cid, to_write, batch, /*lost=*/false));
-    }
-  }
-  if (!changed) {
-    // Equal to what crmbridge already holds: unchanged, or our own write coming back.
-    ++counts.unchanged;
-    if (seen_changed || verification_changed || view_.LacksDigests(RecordKey{source.entity, cid})) {
-      snap.updated_ms = run_start_ms_;
-      batch->PutSnapshot(snap);
-      view_.PutSnapshot(snap);
-    }
-    return Status::Ok();
-  }
-  ++counts.changed;
-
-  // Stage transitions feed days-in-stage reports.
-  if (stage_move) {
-    StageTransition t;
-    t.entity = source.entity;
-    t.canonical_id = cid;
-    t.system = source.system;
-    t.from_stage = stage_move->from;
-    t.to_stage = stage_move->to;
-    t.at_ms = record.modified_ms > 0 ? record.modified_ms : run_start_ms_;
-    batch->AddStageTransition(t);
-  }
-
-  snap.fields = merged;
-  snap.updated_ms = run_start_ms_;
-  CRMB_RETURN_IF_ERROR(planner_.PlanTargets(source, cid, snap, batch));
-  // A write still queued for this very system was planned before this change was read: replace
-  // it with the merged values, so it cannot undo the change it did not know about.
-  // (A record seen for the first time has none.)
-  if (!opt_.dry_run && !rewrite && !conflict_rewrite && !minted) {
-    auto queued = e_->store_->PendingOutbox(source.system, source.entity, cid);
-    if (!queued.ok()) return queued.status();
-    if (queued->has_value())
-      CRMB_RETURN_IF_ERROR(planner_.Rewrite(source, record.id, cid, snap, batch, /*lost=*/false));
-  }
-  batch->PutSnapshot(snap);
-  view_.PutSnapshot(snap);
-  identity_.PutMatchKeys(source.entity, cid, snap.fields, batch);
-  return Status::Ok();
-}
-
-// A record deleted in `source` meets its entity's on_delete policy; never silently.
-Status SyncEngine::Run::ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
-                                      StateBatch* batch) {
-  EntityCounts& counts = Count(source.system, source.entity);
-  ++counts.deletes_seen;
-  auto linked = LinkedCanonicalId(source.system, source.entity, record.id);
-  if (!linked.ok()) return linked.status();
-  if (!linked->has_value()) return Status::Ok();  // never synced: nothing elsewhere to change
-  const std::string cid = **linked;
-  auto stored = view_.SnapshotOf(RecordKey{source.entity, cid});
-  if (!stored.ok()) return stored.status();
-  if (!stored->has_value()) return Status::Ok();
-  Snapshot snap = std::move(**stored);
-  if (snap.deleted_ms > 0) return Status::Ok();  // a delete crmbridge carried out, coming back
-  const CanonicalEntity* entity = e_->plan_->FindEntity(source.entity);
-  const DeletePolicy policy = entity ? entity->on_delete : DeletePolicy{};
-  switch (policy.kind) {
-    case DeletePolicy::Kind::kIgnore:
-      spdlog::info("{}: {} {} was deleted; {}'s on_delete is ignore, so the other systems keep "
-                   "their records", source.system, source.object, record.id, source.entity);
-      return Status::Ok();
-    case DeletePolicy::Kind::kMark: {
-      spdlog::info("{}: {} {} was deleted; marking {} {} with {} everywhere", source.system,
-                   source.object, record.id, source.entity, cid, policy.set.dump());
-      for (const auto& [field, value] : policy.set.items()) {
-        snap.fields[field] = value;
-        if (!snap.changed_ms.is_object()) snap.changed_ms = json::object();
-        snap.changed_ms[field] = run_start_ms_;
-      }
-      snap.updated_ms = run_start_ms_;
-      CRMB_RETURN_IF_ERROR(planner_.PlanTargets(source, cid, snap, batch));
-      break;
-    }
-    case DeletePolicy::Kind::kPropagate:
-      spdlog::info("{}: {} {} was deleted; deleting {} {} in the other systems", source.system,
-                   source.object, record.id, source.entity, cid);
-      CRMB_RETURN_IF_ERROR(planner_.PlanDeletes(source, cid, batch));
-      snap.deleted_ms = run_start_ms_;
-      break;
-  }
-  batch->PutSnapshot(snap);
-  view_.PutSnapshot(snap);
-  return Status::Ok();
-}
-
-// An unconfirmed write is verified field by field: read back as sent, it is done; still showing
-// the value it replaced, it was lost, so the read is not a change there and the write is queued
-// again (dead-lettered after sync.max_verify_attempts); showing a third value, someone changed it there
-// since, and that change is merged as usual.
-Status SyncEngine::Run::VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,
-                                     const std::string& canonical_id, Snapshot* snap,
-                                     MappedRecord* mapped, bool* rewrite, StateBatch* batch,
-                                     bool missing) {
-  const int kMaxVerifyAttempts = e_->config_->sync.max_verify_attempts;
-  EntityCounts& counts = Count(source.system, source.entity);
-  verified_.insert({source.system, source.entity, canonical_id});
-  const Verification v = crmbridge::VerifyWrites(snap, source.system,
-                                                 missing ? nullptr : &mapped->fields,
-                                                 kMaxVerifyAttempts);
-  counts.verified += v.verified;
-  if (v.rewrite) *rewrite = true;
-  const bool give_up = v.gave_up;
-  const std::string& reason = v.reason;
-  if (give_up) {
-    auto native = MappingPlan::ToNative(source, snap->fields, /*creating=*/false);
-    OutboxItem item = WritePlanner::NewOutboxItem(source, canonical_id, OutboxOp::kUpdate, record.id,
-                                    native.ok() ? *native : json::object(), run_start_ms_);
-    item.attempts = kMaxVerifyAttempts;
-    ++counts.dead_lettered;
-    spdlog::error("{}: {} {} dead-lettered: {} accepted the write but did not apply it: {}",
-                  source.system, source.entity, canonical_id, source.system, reason);
-    if (!opt_.dry_run)
-      batch->AddDeadLetter(item, source.system + " acknowledged the write but did not apply it: " +
-                                     reason);
-  }
-  return Status::Ok();
-}
 
 Status SyncEngine::Run::FlushSystem(const std::string& system) {
   if (IsMarkedUnreachable(system)) return Status::Ok();

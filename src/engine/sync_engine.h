@@ -3,9 +3,10 @@
 //   1. Take the lease (another live run holds it: stop, RunSummary::lease_denied).
 //   2. For each canonical entity in dependency order, for each system that maps it in: read
 //      changes page by page from the stored cursor (memory bounded by one page).
-//   3. Map each native record to canonical fields; resolve its identity through links, else the
-//      crmbridge key the record carries, else its match key, else mint a canonical id. A record
-//      whose read hashes to what its system is settled on (store.h, SettledDigests) is unchanged:
+//   3. Each record read goes through the ReadProcessor (read_processor.h): map it to canonical
+//      fields; resolve its identity through links, else the crmbridge key the record carries,
+//      else its match key, else mint a canonical id. A record whose read hashes to what its
+//      system is settled on (the digest on its link, store.h SettledDigests) is unchanged:
 //      nothing more is read or written for it.
 //   4. Merge with the snapshot (src/engine/merge.h, a pure function): per field, a value the
 //      system was known to hold, or crmbridge sent there (outcome known or not), is no change;
