@@ -1,7 +1,14 @@
 #include "src/core/yaml_source.h"
 
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/eventhandler.h>
+
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 namespace crmbridge {
 
@@ -46,19 +53,184 @@ Status Diagnostics::ToStatus() const {
   return Status(StatusCode::kInvalidArgument, ToString());
 }
 
-Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
-  try {
-    return YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    SourcePos pos;
-    pos.file = name;
-    if (e.mark.line >= 0) {
-      pos.line = e.mark.line + 1;
-      pos.column = e.mark.column + 1;
+namespace {
+
+SourcePos PosAt(const YAML::Mark& mark, const std::string& file) {
+  SourcePos pos;
+  pos.file = file;
+  if (mark.line >= 0) {
+    pos.line = mark.line + 1;
+    pos.column = mark.column + 1;
+  }
+  return pos;
+}
+
+// What yaml-cpp lets through and a crmbridge file must not hold, found on the parser's events
+// (they carry the positions a loaded Node has lost): a key given twice in one map (yaml-cpp keeps
+// one of the two, silently), and anchors and aliases (one alias can stand for a whole subtree,
+// and a few nested ones for more nodes than memory holds: refused, not expanded).
+class StrictnessCheck : public YAML::EventHandler {
+ public:
+  StrictnessCheck(std::string file, Diagnostics* diagnostics)
+      : file_(std::move(file)), diagnostics_(diagnostics) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Anchored(mark, anchor);
+    Node(mark, nullptr);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    diagnostics_->Error(PosAt(mark, file_), "an alias (*name) is not accepted here",
+                        "write the value out where it is used");
+    Node(mark, nullptr);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                const std::string& value) override {
+    Anchored(mark, anchor);
+    Node(mark, &value);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Anchored(mark, anchor);
+    Node(mark, nullptr);
+    stack_.push_back(Container{false, {}, true});
+  }
+  void OnSequenceEnd() override { stack_.pop_back(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Anchored(mark, anchor);
+    Node(mark, nullptr);
+    stack_.push_back(Container{true, {}, true});
+  }
+  void OnMapEnd() override { stack_.pop_back(); }
+
+ private:
+  struct Container {
+    bool is_map;
+    std::map<std::string, YAML::Mark> keys;  // a map's scalar keys, where first given
+    bool expecting_key;                      // a map's next node is a key
+  };
+
+  void Anchored(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor != YAML::NullAnchor)
+      diagnostics_->Error(PosAt(mark, file_), "an anchor (&name) is not accepted here",
+                          "write the value out where it is used");
+  }
+  // A node begins (`scalar`: its text when it is a scalar) in the innermost container.
+  void Node(const YAML::Mark& mark, const std::string* scalar) {
+    if (stack_.empty() || !stack_.back().is_map) return;
+    Container& map = stack_.back();
+    const bool is_key = map.expecting_key;
+    map.expecting_key = !map.expecting_key;
+    if (!is_key || scalar == nullptr) return;
+    auto [first, inserted] = map.keys.emplace(*scalar, mark);
+    if (!inserted) {
+      diagnostics_->Error(PosAt(mark, file_), "key '" + *scalar + "' is given twice in this map",
+                          "it was first given at line " + std::to_string(first->second.line + 1) +
+                              "; keep one");
     }
-    Diagnostic d{pos, "not valid YAML: " + e.msg, ""};
+  }
+
+  std::string file_;
+  Diagnostics* diagnostics_;
+  std::vector<Container> stack_;
+};
+
+// Where a quoted value that is never closed begins, if one is: yaml-cpp reports such a value
+// where it gave up (often the end of the file, far from the mistake), or takes the rest of the
+// file as its text. A quote opens a value only where a value may begin: first on its line (after
+// indentation or "- "), or after ": ", "[", "{" or ",". Comments, plain text (an apostrophe
+// inside a word) and the lines of block scalars (after "|" or ">") are skipped.
+std::optional<YAML::Mark> UnclosedQuote(const std::string& text) {
+  std::istringstream lines(text);
+  std::string line;
+  char open = 0;  // the quote being read, if any, across lines
+  YAML::Mark opened;
+  int block_indent = -1;  // inside a block scalar: the indentation of the line that began it
+  for (int n = 0; std::getline(lines, line); ++n) {
+    const size_t first = line.find_first_not_of(" \t\r");
+    const int indent = first == std::string::npos ? -1 : static_cast<int>(first);
+    if (open == 0 && block_indent >= 0) {
+      if (indent < 0 || indent > block_indent) continue;  // the block's text
+      block_indent = -1;
+    }
+    char last = '\n';  // the last character that is not a space ('\n' at the line's start)
+    for (size_t i = 0; i < line.size(); ++i) {
+      const char c = line[i];
+      if (open != 0) {
+        if (open == '"' && c == '\\') {
+          ++i;  // an escaped character
+        } else if (c == open) {
+          if (open == '\'' && i + 1 < line.size() && line[i + 1] == '\'') {
+            ++i;  // '' is a quote inside single quotes
+          } else {
+            open = 0;
+            last = c;
+          }
+        }
+      } else if (c == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        break;  // a comment, to the end of the line
+      } else if ((c == '\'' || c == '"') &&
+                 (last == '\n' || last == ':' || last == '[' || last == '{' || last == ',' ||
+                  last == '-' || last == '?')) {
+        open = c;
+        opened.line = n;
+        opened.column = static_cast<int>(i);
+      } else if (c != ' ' && c != '\t' && c != '\r') {
+        last = c;
+      }
+    }
+    // A block scalar's indicator ends the line: "|", ">", with chomping or indentation digits.
+    if (open == 0) {
+      std::string tail = line.substr(0, line.find(" #"));
+      while (!tail.empty() && (tail.back() == ' ' || tail.back() == '\t' || tail.back() == '\r'))
+        tail.pop_back();
+      size_t k = tail.size();
+      while (k > 0 && (tail[k - 1] == '-' || tail[k - 1] == '+' ||
+                       (tail[k - 1] >= '0' && tail[k - 1] <= '9')))
+        --k;
+      if (k > 0 && (tail[k - 1] == '|' || tail[k - 1] == '>') &&
+          (k == 1 || tail[k - 2] == ' ' || tail[k - 2] == ':'))
+        block_indent = std::max(indent, 0);
+    }
+  }
+  if (open != 0) return opened;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    if (auto quote = UnclosedQuote(text)) {
+      Diagnostic d{PosAt(*quote, name), "not valid YAML: this quoted value is never closed",
+                   "end it with the same quote, or remove the opening one"};
+      return Status(StatusCode::kInvalidArgument, d.ToString());
+    }
+    Diagnostic d{PosAt(e.mark, name), "not valid YAML: " + e.msg, ""};
     return Status(StatusCode::kInvalidArgument, d.ToString());
   }
+  // yaml-cpp reads an unclosed quote at the end of a file as a value running to the end.
+  if (auto quote = UnclosedQuote(text)) {
+    Diagnostic d{PosAt(*quote, name), "not valid YAML: this quoted value is never closed",
+                 "end it with the same quote, or remove the opening one"};
+    return Status(StatusCode::kInvalidArgument, d.ToString());
+  }
+  Diagnostics strictness;
+  try {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    StrictnessCheck check(name, &strictness);
+    parser.HandleNextDocument(check);
+  } catch (const YAML::Exception&) {
+    // Loaded above: the events of the same text parse too.
+  }
+  CRMB_RETURN_IF_ERROR(strictness.ToStatus());
+  return doc;
 }
 
 Result<YAML::Node> LoadYamlFile(const std::string& path) {

@@ -131,6 +131,13 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    rate_limit: {requests: 0, per: 10s}\n",
        ":7:28: error: rate_limit.requests must be a whole number >= 1"},
       {"not yaml", "state: x.db\nsystems: {hs: 1\n", ":3:1: error: not valid YAML"},
+      {"key given twice",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    base_url: http://other\n",
+       ":7:5: error: key 'base_url' is given twice in this map (hint: it was first given at line "
+       "5; keep one)"},
+      {"unclosed quote", "state: 'x.db\nsystems: {}\n",
+       ":1:8: error: not valid YAML: this quoted value is never closed"},
       {"unknown system key",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    timout: 3s\n",

@@ -59,7 +59,7 @@ const Case kCases[] = {
     {"31_date_on_a_number_field.yaml", "10:52",
      "transform 'date' gives a datetime, but onboarding.started is a number"},
     {"32_template_without_slot.yaml", "10:58", "template 'SE - onboarding' must hold exactly one {}"},
-    {"33_entity_mapped_twice.yaml", "10:5", "hubspot.onboarding is mapped twice"},
+    {"33_entity_mapped_twice.yaml", "10:5", "key 'onboarding' is given twice in this map"},
     {"34_unknown_field_key.yaml", "10:34", "unknown key 'trasnforms' in field 'title'"},
     {"35_yaml_syntax_error.yaml", "5:1", "not valid YAML"},
     {"36_stage_table_misses_a_stage.yaml", "15:65",
@@ -90,6 +90,9 @@ const Case kCases[] = {
     {"53_portal_access_not_a_field_name.yaml", "27:10", "portal_access.email must be a field name"},
     {"54_portal_access_entity_clash.yaml", "24:3",
      "portal_access adds the entity 'portal_user', and the mapping declares an entity of that name"},
+    {"55_field_given_twice.yaml", "14:9", "key 'title' is given twice in this map"},
+    {"56_unclosed_quote.yaml", "10:26", "not valid YAML: this quoted value is never closed"},
+    {"57_alias.yaml", "4:13", "an anchor (&name) is not accepted here"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

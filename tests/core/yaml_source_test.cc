@@ -1,0 +1,111 @@
+// ParseYaml: what yaml-cpp would let through silently is refused where it stands (a key given
+// twice, anchors and aliases), and a quoted value never closed is reported where it opens.
+#include "src/core/yaml_source.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace crmbridge {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ErrorOf(const std::string& text) {
+  auto doc = ParseYaml(text, "m.yaml");
+  EXPECT_FALSE(doc.ok()) << text;
+  if (doc.ok()) return "";
+  EXPECT_EQ(doc.status().code(), StatusCode::kInvalidArgument);
+  return doc.status().message();
+}
+
+TEST(YamlSourceTest, AKeyGivenTwiceInOneMapIsRefusedAtItsSecondOccurrence) {
+  const std::string error = ErrorOf(
+      "systems:\n"
+      "  hubspot:\n"
+      "    fields:\n"
+      "      title: {native: subject}\n"
+      "      stage: {native: hs_pipeline_stage}\n"
+      "      title: {native: content}\n");
+  EXPECT_EQ(error,
+            "m.yaml:6:7: error: key 'title' is given twice in this map (hint: it was first given "
+            "at line 4; keep one)");
+}
+
+TEST(YamlSourceTest, TheSameKeyInDifferentMapsAndFlowMapsIsFine) {
+  auto doc = ParseYaml(
+      "a: {name: 1, city: 2}\n"
+      "b: {name: 1, city: 2}\n"
+      "list:\n"
+      "  - name: x\n"
+      "  - name: y\n",
+      "m.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  EXPECT_EQ((*doc)["list"][1]["name"].as<std::string>(), "y");
+}
+
+TEST(YamlSourceTest, AKeyGivenTwiceInAFlowMapIsRefusedToo) {
+  EXPECT_THAT(ErrorOf("params: {pipeline: a, pipeline: b}\n"),
+              HasSubstr("m.yaml:1:23: error: key 'pipeline' is given twice"));
+}
+
+TEST(YamlSourceTest, AnchorsAndAliasesAreRefusedNotExpanded) {
+  // Nine levels of nine aliases each would stand for 387 million strings.
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + prev;
+    for (int k = 0; k < 8; ++k) bomb += ", " + prev;
+    bomb += "]\n";
+  }
+  const std::string error = ErrorOf(bomb);
+  EXPECT_THAT(error, HasSubstr("m.yaml:1:5: error: an anchor (&name) is not accepted here"));
+  EXPECT_THAT(error, HasSubstr("m.yaml:2:10: error: an alias (*name) is not accepted here"));
+}
+
+TEST(YamlSourceTest, AnUnterminatedQuoteIsReportedWhereItOpens) {
+  const std::string error = ErrorOf(
+      "systems:\n"
+      "  hubspot:\n"
+      "    onboarding:\n"
+      "      params: {pipeline: 'Order/faktura}\n"
+      "      fields:\n"
+      "        title: {native: subject}\n");
+  EXPECT_THAT(error, HasSubstr("m.yaml:4:26: error: not valid YAML: this quoted value is never "
+                               "closed"));
+}
+
+TEST(YamlSourceTest, AQuoteLeftOpenAtTheEndOfTheFileIsNotTakenAsTheRestOfIt) {
+  // yaml-cpp alone reads this as state = "x.db systems: {}".
+  EXPECT_THAT(ErrorOf("state: 'x.db\nsystems: {}\n"),
+              HasSubstr("m.yaml:1:8: error: not valid YAML: this quoted value is never closed"));
+}
+
+TEST(YamlSourceTest, QuotesInsideBlockScalarsAreText) {
+  auto doc = ParseYaml(
+      "description: |\n"
+      "  'not a quote\n"
+      "  \"nor this\n"
+      "folded: >-\n"
+      "  'still text\n"
+      "next: 'quoted'\n",
+      "m.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  EXPECT_EQ((*doc)["description"].as<std::string>(), "'not a quote\n\"nor this\n");
+  EXPECT_EQ((*doc)["next"].as<std::string>(), "quoted");
+}
+
+TEST(YamlSourceTest, ApostrophesInPlainTextAndQuotesInCommentsAreNotQuotes) {
+  auto doc = ParseYaml(
+      "title: don't stop  # it's fine\n"
+      "note: 'it''s quoted'\n"
+      "url: \"http://x/\\\"y\"\n",
+      "m.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  EXPECT_EQ((*doc)["title"].as<std::string>(), "don't stop");
+  EXPECT_EQ((*doc)["note"].as<std::string>(), "it's quoted");
+}
+
+}  // namespace
+}  // namespace crmbridge
