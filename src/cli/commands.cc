@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -15,6 +16,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "connectors/registry.h"
 #include "src/core/ids.h"
 #include "src/core/logging.h"
 #include "src/core/time_util.h"
@@ -451,15 +453,39 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
                                                            std::string* note) {
   std::vector<std::string> files = options.files;
   std::map<std::string, std::string> systems;
-  auto config = LoadAppConfig(global.config_path);
+  // Secrets need not be at hand to check a mapping: an unset ${env:} is a warning here.
+  std::vector<std::string> warnings;
+  auto config = LoadAppConfigWithoutSecrets(global.config_path, &warnings);
+  for (const std::string& w : warnings) std::cerr << w << "\n";
   if (config.ok()) {
     for (const auto& [name, sys] : config->systems) systems[name] = sys.kind;
     if (files.empty()) files = config->mapping_paths;
+    if (!options.kinds.empty())
+      return Status(StatusCode::kInvalidArgument,
+                    "crmbridge: --kind is for validating without a configuration; " +
+                        global.config_path + " says each system's kind");
   } else if (files.empty()) {
     return config.status();
   } else {
+    // Without a configuration, a system named after a connector kind is of that kind, and
+    // --kind NAME=KIND says it of any other name; the rest are checked for nothing.
+    const std::vector<std::string> kinds = ConnectorKinds();
+    for (const std::string& kind : kinds) systems[kind] = kind;
+    for (const std::string& given : options.kinds) {
+      const size_t eq = given.find('=');
+      const std::string name = given.substr(0, eq);
+      const std::string kind = eq == std::string::npos ? "" : given.substr(eq + 1);
+      if (name.empty() || std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+        std::string known;
+        for (const std::string& k : kinds) known += (known.empty() ? "" : ", ") + k;
+        return Status(StatusCode::kInvalidArgument,
+                      "crmbridge: --kind " + given + ": expected NAME=KIND, KIND one of: " + known);
+      }
+      systems[name] = kind;
+    }
     *note = "no usable configuration (" + global.config_path +
-            "): system names are not checked against it";
+            "): systems named after a connector kind (or given with --kind) are checked as that "
+            "kind, and other system names are taken as they are";
   }
   MappingSystems known = MappingSystemsOf(systems);
   known.any_system = !config.ok();

@@ -60,6 +60,7 @@ struct DlqOptions {
 
 struct MappingsOptions {
   std::vector<std::string> files;  // mapping files; empty = those of the configuration
+  std::vector<std::string> kinds;  // without a configuration: NAME=KIND, a system's kind
   std::string system;              // preview: the system the record comes from
   std::string entity;              // preview: its canonical entity
   std::string record_path;         // preview: the native record as JSON

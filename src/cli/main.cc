@@ -100,8 +100,13 @@ int main(int argc, char** argv) {
   CLI::App* maps_validate = maps_cmd->add_subcommand(
       "validate",
       "Validate mapping files: every error with file:line:column and a hint (exit 2 on errors).\n"
-      "System names are checked against --config when it loads.");
+      "System names and kinds are checked against --config when it loads (an unset ${env:...}\n"
+      "there is a warning: no secret is needed to check a mapping). Without one, a system named\n"
+      "after a connector kind (hubspot, dynamics365, totango, portal) is checked as that kind.");
   maps_validate->add_option("FILE", maps.files, "Mapping files (default: those of the config)");
+  maps_validate->add_option("--kind", maps.kinds,
+                            "Without a config: NAME=KIND, the kind of system NAME (repeatable)")
+      ->allow_extra_args(false);
   CLI::App* maps_preview = maps_cmd->add_subcommand(
       "preview",
       "Show what one native record becomes in every other system, field by field, with the\n"

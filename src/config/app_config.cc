@@ -63,7 +63,8 @@ std::string Resolve(const std::string& base_dir, const std::string& path) {
 
 class Loader {
  public:
-  Loader(std::string file, const EnvLookup& env) : file_(std::move(file)), env_(env) {}
+  Loader(std::string file, const EnvLookup& env, bool unset_env_warns = false)
+      : file_(std::move(file)), env_(env), unset_env_warns_(unset_env_warns) {}
 
   Diagnostics& diags() { return diags_; }
 
@@ -97,7 +98,11 @@ class Loader {
       out += raw.substr(last, it->position() - last);
       const std::string name = (*it)[1];
       auto value = env_(name);
-      if (!value) {
+      if (!value && unset_env_warns_) {
+        diags_.Warning(Pos(n), "environment variable " + name + " is not set",
+                       "sync, backfill and daemon refuse it; export " + name + "=...");
+        ok = false;
+      } else if (!value) {
         diags_.Error(Pos(n), "environment variable " + name + " is not set",
                      "export " + name + "=...");
         ok = false;
@@ -242,6 +247,7 @@ class Loader {
 
   std::string file_;
   const EnvLookup& env_;
+  const bool unset_env_warns_;
   Diagnostics diags_;
 };
 
@@ -255,10 +261,13 @@ EnvLookup ProcessEnv() {
   };
 }
 
-Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
+namespace {
+
+Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
+                       std::vector<std::string>* warnings) {
   auto doc = LoadYamlFile(path);
   if (!doc.ok()) return doc.status();
-  Loader l(path, env);
+  Loader l(path, env, /*unset_env_warns=*/warnings != nullptr);
   AppConfig config;
   config.path = path;
   const std::string dir = DirOf(path);
@@ -328,8 +337,23 @@ Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
     }
   }
 
+  if (warnings != nullptr)
+    for (const Diagnostic& w : l.diags().warnings()) warnings->push_back(w.ToString());
   if (!l.diags().empty()) return l.diags().ToStatus();
   return config;
+}
+
+}  // namespace
+
+Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env) {
+  return Load(path, env, nullptr);
+}
+
+Result<AppConfig> LoadAppConfigWithoutSecrets(const std::string& path,
+                                              std::vector<std::string>* warnings,
+                                              const EnvLookup& env) {
+  std::vector<std::string> ignored;
+  return Load(path, env, warnings != nullptr ? warnings : &ignored);
 }
 
 }  // namespace crmbridge

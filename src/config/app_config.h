@@ -75,4 +75,12 @@ EnvLookup ProcessEnv();
 // missing) whose message lists every diagnostic, one "file:line:col: message" per line.
 Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env = ProcessEnv());
 
+// The same for checking a configuration where its secrets are not at hand (`mappings validate` on
+// an engineer's machine): an unset ${env:NAME} is a warning (in `warnings`, one
+// "file:line:col: warning: ..." each) instead of an error, and the value that names it is left
+// unset; everything else is checked as LoadAppConfig checks it. Never for running a sync.
+Result<AppConfig> LoadAppConfigWithoutSecrets(const std::string& path,
+                                              std::vector<std::string>* warnings,
+                                              const EnvLookup& env = ProcessEnv());
+
 }  // namespace crmbridge

@@ -30,13 +30,17 @@ SourcePos PosOf(const YAML::Node& node, const std::string& file) {
 }
 
 std::string Diagnostic::ToString() const {
-  std::string out = pos.ToString() + ": error: " + message;
+  std::string out = pos.ToString() + (warning ? ": warning: " : ": error: ") + message;
   if (!hint.empty()) out += " (hint: " + hint + ")";
   return out;
 }
 
 void Diagnostics::Error(const SourcePos& pos, std::string message, std::string hint) {
   items_.push_back(Diagnostic{pos, std::move(message), std::move(hint)});
+}
+
+void Diagnostics::Warning(const SourcePos& pos, std::string message, std::string hint) {
+  warnings_.push_back(Diagnostic{pos, std::move(message), std::move(hint), /*warning=*/true});
 }
 
 std::string Diagnostics::ToString() const {

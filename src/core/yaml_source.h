@@ -30,22 +30,27 @@ struct Diagnostic {
   SourcePos pos;
   std::string message;
   std::string hint;  // optional: how to fix it
-  // "file:line:col: error: message (hint: ...)"
+  bool warning = false;  // reported, but the file is still taken
+  // "file:line:col: error: message (hint: ...)" ("warning:" for a warning)
   std::string ToString() const;
 };
 
 class Diagnostics {
  public:
   void Error(const SourcePos& pos, std::string message, std::string hint = "");
+  void Warning(const SourcePos& pos, std::string message, std::string hint = "");
+  // No error (warnings do not count).
   bool empty() const { return items_.empty(); }
   const std::vector<Diagnostic>& items() const { return items_; }
-  // Every diagnostic, one per line.
+  const std::vector<Diagnostic>& warnings() const { return warnings_; }
+  // Every error, one per line.
   std::string ToString() const;
-  // OK when empty, else kInvalidArgument carrying ToString().
+  // OK when there is no error, else kInvalidArgument carrying ToString().
   Status ToStatus() const;
 
  private:
   std::vector<Diagnostic> items_;
+  std::vector<Diagnostic> warnings_;
 };
 
 // Parses a YAML file. kNotFound if it cannot be read; kInvalidArgument with "file:line:col:

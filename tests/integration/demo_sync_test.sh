@@ -72,6 +72,28 @@ grep -q "bad.yaml:4:" "$work/bad.err" || fail "no file:line in: $(cat "$work/bad
   "$src/mappings/presets/onboarding-portal.yaml" "$src/mappings/presets/onboarding-totango.yaml" \
   >/dev/null 2>"$work/noconfig.err" || fail "without a configuration: $(cat "$work/noconfig.err")"
 grep -q "no usable configuration" "$work/noconfig.err" || fail "no note: $(cat "$work/noconfig.err")"
+# ... where a system named after a kind is checked as that kind (a Dynamics 365 'bind' under
+# hubspot is refused), and --kind says the kind of another name.
+sed 's/dynamics365/crm/g' "$src/mappings/presets/onboarding.yaml" >"$work/renamed.yaml"
+"$bin/crmbridge" --config "$work/none.yaml" mappings validate "$work/renamed.yaml" >/dev/null 2>&1 \
+  || fail "a system of no known kind is checked for nothing"
+set +e
+"$bin/crmbridge" --config "$work/none.yaml" mappings validate --kind crm=hubspot \
+  "$work/renamed.yaml" >/dev/null 2>"$work/kind.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "--kind crm=hubspot exited $rc, not 2"
+grep -q "renamed.yaml:[0-9]*:[0-9]*: error: 'bind' names a dynamics365 navigation property, and crm is of kind hubspot" \
+  "$work/kind.err" || fail "--kind: $(cat "$work/kind.err")"
+# With a configuration whose secrets are not set here, the mappings are still checked: a warning
+# per unset variable, exit 0; a sync refuses the same configuration.
+env -u HUBSPOT_TOKEN "$bin/crmbridge" --config "$cfg" mappings validate >/dev/null 2>"$work/nosecret.err" \
+  || fail "validate without HUBSPOT_TOKEN: $(cat "$work/nosecret.err")"
+grep -q "crmbridge.yaml:10:[0-9]*: warning: environment variable HUBSPOT_TOKEN is not set" \
+  "$work/nosecret.err" || fail "no warning: $(cat "$work/nosecret.err")"
+set +e
+env -u HUBSPOT_TOKEN "$bin/crmbridge" --config "$cfg" sync --dry-run >/dev/null 2>"$work/nosecret-sync.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a sync without HUBSPOT_TOKEN exited $rc, not 2"
 sed 's/transforms: \[trim\]/transforms: [strip]/' "$src/mappings/presets/onboarding.yaml" >"$work/typo.yaml"
 set +e
 "$bin/crmbridge" --config "$cfg" mappings validate "$work/typo.yaml" 2>"$work/typo.err"; rc=$?
