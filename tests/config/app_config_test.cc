@@ -189,3 +189,37 @@ TEST_F(AppConfigTest, ShippedExamplesLoad) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// Checking a configuration without its secrets: each unset variable is a warning at its
+// position, the rest is still checked, and LoadAppConfig refuses the same file.
+TEST(AppConfigWithoutSecretsTest, AnUnsetVariableIsAWarningAndTheRestIsStillChecked) {
+  char tmpl[] = "/tmp/crmbridge-config-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/crmbridge.yaml";
+  std::ofstream(path) << "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n"
+                         "    base_url: \"${env:HS_URL}\"\n    auth: {token: \"${env:HS_TOKEN}\"}\n";
+  EnvLookup nothing_set = [](const std::string&) { return std::optional<std::string>(); };
+  std::vector<std::string> warnings;
+  auto config = LoadAppConfigWithoutSecrets(path, &warnings, nothing_set);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->systems.at("hs").kind, "hubspot");
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0], path + ":5:15: warning: environment variable HS_URL is not set (hint: "
+                                "sync, backfill and daemon refuse it; export HS_URL=...)");
+  EXPECT_EQ(warnings[1].rfind(path + ":6:19: warning: environment variable HS_TOKEN", 0), 0u);
+  EXPECT_FALSE(LoadAppConfig(path, nothing_set).ok());
+
+  std::ofstream(path) << "state: x.db\nsystems:\n  hs:\n    kind: hubspott\n"
+                         "    base_url: \"${env:HS_URL}\"\n    auth: {token: \"${env:HS_TOKEN}\"}\n";
+  auto wrong = LoadAppConfigWithoutSecrets(path, &warnings, nothing_set);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find(":4:11: error: unknown kind 'hubspott'"),
+            std::string::npos);
+  std::system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace crmbridge
