@@ -117,6 +117,15 @@ struct WriteOutcome {
 // (no configuration, no I/O) and the registry lists them (CapabilitiesOfKind), so the layers above
 // ask what a system can do instead of naming its kind. An instance's capabilities() are its kind's,
 // with max_batch possibly lowered by its configuration.
+// A parameter a mapping may give under a system's `params`, as its connector reads it.
+struct ParamSpec {
+  std::string name;
+  std::string type;                  // "string", "boolean" ("true"/"false") or "number"
+  std::string default_value;         // "" when there is none
+  std::vector<std::string> objects;  // the objects it applies to; empty: every object
+  std::string doc;                   // one line
+};
+
 struct Capabilities {
   int max_batch = 1;            // largest number of WriteOps one API call takes
   int max_page = 100;           // largest page ReadChanges can return
@@ -139,6 +148,13 @@ struct Capabilities {
   // Request paths (matched anywhere in the URL) that the system does not count against its REST
   // rate limit: the transport stack gives them no token bucket.
   std::vector<std::string> rate_limit_exempt_paths;
+  // What a mapping may name under a system of this kind (`crmbridge connectors describe`): the
+  // objects the connector reads and writes, a pattern (ECMAScript) any other object name must
+  // match ("": none may), and every parameter. A mapping naming anything else is refused.
+  std::vector<std::string> objects;
+  std::string other_objects;
+  std::string other_objects_doc;  // what other_objects stands for
+  std::vector<ParamSpec> params;
 };
 
 class Connector {

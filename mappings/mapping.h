@@ -194,6 +194,17 @@ struct SystemTraits {
   bool carries_references = false;        // `ref` fields may be mapped to it
   bool binds_lookups = false;             // its `ref` fields may name a navigation property (`bind`)
   bool provisions_portal_access = false;  // it can be the portal_access flow's system
+  // What a mapping may name under it (its connector's declaration, connectors/connector.h):
+  // `object` one of `objects` or matching `other_objects` (ECMAScript; "" none), and `params`
+  // keys among `params`, each of its type and for its objects.
+  struct Param {
+    std::string name;
+    std::string type;                  // "string", "boolean" or "number"
+    std::vector<std::string> objects;  // empty: every object
+  };
+  std::vector<std::string> objects;
+  std::string other_objects;
+  std::vector<Param> params;
 };
 
 // The systems a mapping may name, and what their kinds can do.

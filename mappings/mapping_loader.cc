@@ -5,11 +5,13 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <regex>
 #include <set>
 #include <tuple>
 
 #include "mappings/mapping.h"
 #include "mappings/transforms.h"
+#include "src/core/did_you_mean.h"
 
 namespace crmbridge {
 
@@ -164,6 +166,52 @@ class Loader {
       const std::string key = kv.first.Scalar();
       if (!known.count(key))
         Error(kv.first, "unknown key '" + key + "' in " + in, "expected one of: " + Join(known));
+    }
+  }
+  // `object` and `params` of system.entity against what the system's kind declares it reads.
+  void CheckAgainstKind(const std::string& system, const SystemEntityMapping& m,
+                        const YAML::Node& body) {
+    const SystemTraits* traits = TraitsOf(system);
+    if (traits == nullptr) return;
+    const std::string where = system + "." + m.entity;
+    const std::set<std::string> objects(traits->objects.begin(), traits->objects.end());
+    if (!m.object.empty() && !objects.count(m.object) &&
+        (traits->other_objects.empty() ||
+         !std::regex_match(m.object, std::regex(traits->other_objects)))) {
+      Error(body["object"], "unknown object '" + m.object + "' for " + system + ", of kind " +
+                                traits->kind,
+            DidYouMean(m.object, objects) + " (crmbridge connectors describe " + traits->kind +
+                ")");
+    }
+    if (!body["params"] || !body["params"].IsMap()) return;
+    std::set<std::string> names;
+    for (const SystemTraits::Param& p : traits->params) names.insert(p.name);
+    for (const auto& kv : body["params"]) {
+      const std::string key = kv.first.Scalar();
+      const SystemTraits::Param* param = nullptr;
+      for (const SystemTraits::Param& p : traits->params)
+        if (p.name == key) param = &p;
+      if (param == nullptr) {
+        Error(kv.first, "unknown param '" + key + "' for " + traits->kind + " " + m.object,
+              names.empty() ? traits->kind + " takes no params" : DidYouMean(key, names));
+        continue;
+      }
+      if (!param->objects.empty() &&
+          std::find(param->objects.begin(), param->objects.end(), m.object) ==
+              param->objects.end()) {
+        Error(kv.first, "param '" + key + "' is for " + Join(std::set<std::string>(
+                            param->objects.begin(), param->objects.end())) + ", not " + m.object);
+        continue;
+      }
+      const std::string value = kv.second.IsScalar() ? kv.second.Scalar() : "";
+      if (!kv.second.IsScalar()) {
+        Error(kv.second, "param '" + key + "' must be a single value");
+      } else if (param->type == "boolean" && value != "true" && value != "false") {
+        Error(kv.second, "param '" + key + "' must be true or false, not '" + value + "'");
+      } else if (param->type == "number" &&
+                 (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)) {
+        Error(kv.second, "param '" + key + "' must be a whole number, not '" + value + "'");
+      }
     }
   }
   bool Bool(const YAML::Node& n, const std::string& what) {
@@ -701,6 +749,7 @@ class Loader {
         for (const auto& p : body["params"]) m.params[p.first.Scalar()] = p.second.Scalar();
       }
     }
+    CheckAgainstKind(system, m, body);
     std::vector<Pending> pending;
     if (!body["fields"] || !body["fields"].IsMap()) {
       Error(body, system + "." + m.entity + " needs a map of fields",

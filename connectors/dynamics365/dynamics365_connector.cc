@@ -90,6 +90,17 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.modified_precision_ms = 1000;  // modifiedon is to the second
     c.carries_references = true;     // as lookup columns
     c.binds_lookups = true;          // a polymorphic lookup through its navigation property
+    // Entity sets by their plural names; any other set (a custom table's) by its own.
+    c.objects = {"accounts", "contacts", "opportunities", "annotations", "tasks"};
+    c.other_objects = "[a-z][a-z0-9_]*";
+    c.other_objects_doc = "any entity set, by its plural name (crmb_onboardings)";
+    c.params = {
+        {"key", "string", "crmb_externalid", {}, "the alternate-key column crmbridge upserts by"},
+        {"primary_key", "string", "", {}, "the primary key, when it is not the set's usual one"},
+        {"change_tracking", "boolean", "true", {},
+         "false: a table without Track changes, read by modifiedon (deletes are not seen)"},
+        {"create_only", "boolean", "false", {}, "rows crmbridge only ever creates (notes)"},
+    };
     return c;
   }();
   return kCapabilities;

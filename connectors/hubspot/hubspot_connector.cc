@@ -84,6 +84,20 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.max_page = hubspot::kMaxSearchPage;
     c.idempotent_upsert = true;
     c.carries_references = true;  // as associations
+    // CRM objects by their API names; custom objects by objectTypeId (2-1234567) or fully
+    // qualified name (p1234567_onboarding).
+    c.objects = {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
+                 "emails", "meetings", "line_items", "products", "quotes"};
+    c.other_objects = "2-[0-9]+|p[0-9]*_[a-z0-9_]+";
+    c.other_objects_doc = "a custom object by objectTypeId (2-1234567) or name (p1234567_thing)";
+    c.params = {
+        {"pipeline", "string", "", {"tickets", "deals"},
+         "label or id: only records in this pipeline are read, and the stage is read and written "
+         "as its label"},
+        {"id_property", "string", "crmbridge_id", {},
+         "the unique property crmbridge creates and upserts by"},
+        {"overlap_ms", "number", "", {}, "re-read this far (ms) before the cursor"},
+    };
     return c;
   }();
   return kCapabilities;

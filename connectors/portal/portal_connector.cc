@@ -59,6 +59,7 @@ const Capabilities& PortalConnector::KindCapabilities() {
     c.max_page = portal::kMaxPage;
     c.idempotent_upsert = true;
     c.provisions_portal_access = true;
+    c.objects = {"properties", "users", "access"};
     return c;
   }();
   return kCapabilities;

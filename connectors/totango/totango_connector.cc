@@ -80,6 +80,7 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     // The SDR gateway answers 200 whatever it keeps.
     c.acknowledges_unapplied_writes = true;
     c.rate_limit_exempt_paths = {totango::kSdrPath};
+    c.objects = {"accounts", "users", "touchpoints", "tasks"};
     return c;
   }();
   return kCapabilities;

@@ -46,8 +46,15 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
   out.systems = kinds;
   for (const std::string& kind : ConnectorKinds()) {
     const Capabilities& can = *CapabilitiesOfKind(kind);
-    out.kinds.push_back({kind, can.carries_references, can.binds_lookups,
-                         can.provisions_portal_access});
+    SystemTraits traits;
+    traits.kind = kind;
+    traits.carries_references = can.carries_references;
+    traits.binds_lookups = can.binds_lookups;
+    traits.provisions_portal_access = can.provisions_portal_access;
+    traits.objects = can.objects;
+    traits.other_objects = can.other_objects;
+    for (const ParamSpec& p : can.params) traits.params.push_back({p.name, p.type, p.objects});
+    out.kinds.push_back(std::move(traits));
   }
   return out;
 }

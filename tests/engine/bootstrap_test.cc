@@ -10,9 +10,15 @@ namespace crmbridge {
 namespace {
 
 bool SameTraits(const SystemTraits& a, const SystemTraits& b) {
+  if (a.params.size() != b.params.size()) return false;
+  for (size_t i = 0; i < a.params.size(); ++i)
+    if (a.params[i].name != b.params[i].name || a.params[i].type != b.params[i].type ||
+        a.params[i].objects != b.params[i].objects)
+      return false;
   return a.kind == b.kind && a.carries_references == b.carries_references &&
          a.binds_lookups == b.binds_lookups &&
-         a.provisions_portal_access == b.provisions_portal_access;
+         a.provisions_portal_access == b.provisions_portal_access && a.objects == b.objects &&
+         a.other_objects == b.other_objects;
 }
 
 TEST(MappingSystemsOfTest, EveryRegisteredKindWithWhatItsConnectorsCanDo) {

@@ -93,6 +93,12 @@ const Case kCases[] = {
     {"55_field_given_twice.yaml", "14:9", "key 'title' is given twice in this map"},
     {"56_unclosed_quote.yaml", "10:26", "not valid YAML: this quoted value is never closed"},
     {"57_alias.yaml", "4:13", "an anchor (&name) is not accepted here"},
+    {"58_unknown_param.yaml", "10:16",
+     "unknown param 'pipline' for hubspot tickets (hint: did you mean 'pipeline'?)"},
+    {"59_unknown_object.yaml", "9:15",
+     "unknown object 'tickts' for hubspot, of kind hubspot (hint: did you mean 'tickets'?"},
+    {"60_param_of_the_wrong_type.yaml", "10:33", "param 'change_tracking' must be true or false, not 'no'"},
+    {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

@@ -506,7 +506,7 @@ class SystemTraitsTest : public ::testing::Test {
 
 TEST_F(SystemTraitsTest, AReferenceNeedsAKindThatCarriesThemAndTheHintNamesThoseThatDo) {
   const std::string path = Broken("45_ref_on_totango.yaml");
-  auto refused = LoadMappingPlan({path}, With({"totango", false, false, false}));
+  auto refused = LoadMappingPlan({path}, With(testing::TraitsOf("totango", false, false, false)));
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find(
                 "which does not carry references, so it cannot map onboarding.company (hint: "
@@ -514,10 +514,10 @@ TEST_F(SystemTraitsTest, AReferenceNeedsAKindThatCarriesThemAndTheHintNamesThose
             std::string::npos)
       << refused.status().message();
 
-  auto carried = LoadMappingPlan({path}, With({"totango", true, false, false}));
+  auto carried = LoadMappingPlan({path}, With(testing::TraitsOf("totango", true, false, false)));
   EXPECT_TRUE(carried.ok()) << carried.status().ToString();
 
-  MappingSystems fewer = With({"hubspot", false, false, false});
+  MappingSystems fewer = With(testing::TraitsOf("hubspot", false, false, false));
   auto hint = LoadMappingPlan({path}, fewer);
   ASSERT_FALSE(hint.ok());
   EXPECT_NE(hint.status().message().find("(hint: references are read and written by: dynamics365)"),
@@ -536,29 +536,29 @@ TEST_F(SystemTraitsTest, AKindNoConnectorDeclaresIsCheckedForNothing) {
 
 TEST_F(SystemTraitsTest, BindNeedsAKindThatBindsLookups) {
   const std::string path = Broken("48_bind_on_hubspot.yaml");
-  auto refused = LoadMappingPlan({path}, With({"hubspot", true, false, false}));
+  auto refused = LoadMappingPlan({path}, With(testing::TraitsOf("hubspot", true, false, false)));
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find(
                 "'bind' names a dynamics365 navigation property, and hubspot is of kind hubspot "
                 "(hint: drop it: hubspot writes the reference by its field alone)"),
             std::string::npos)
       << refused.status().message();
-  auto bound = LoadMappingPlan({path}, With({"hubspot", true, true, false}));
+  auto bound = LoadMappingPlan({path}, With(testing::TraitsOf("hubspot", true, true, false)));
   EXPECT_TRUE(bound.ok()) << bound.status().ToString();
 }
 
 TEST_F(SystemTraitsTest, PortalAccessNeedsAKindThatProvisionsIt) {
   const std::string path = PortalAccessOn("hubspot");
-  auto refused = LoadMappingPlan({path}, With({"hubspot", true, false, false}));
+  auto refused = LoadMappingPlan({path}, With(testing::TraitsOf("hubspot", true, false, false)));
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find(
                 path + ":12:11: error: portal_access needs a portal system, and hubspot is "
                        "hubspot (hint: portal users and access are provisioned by: portal)"),
             std::string::npos)
       << refused.status().message();
-  auto provisioned = LoadMappingPlan({path}, With({"hubspot", true, false, true}));
+  auto provisioned = LoadMappingPlan({path}, With(testing::TraitsOf("hubspot", true, false, true)));
   EXPECT_TRUE(provisioned.ok()) << provisioned.status().ToString();
-  auto portal = LoadMappingPlan({PortalAccessOn("portal")}, With({"portal", false, false, true}));
+  auto portal = LoadMappingPlan({PortalAccessOn("portal")}, With(testing::TraitsOf("portal", false, false, true)));
   EXPECT_TRUE(portal.ok()) << portal.status().ToString();
 }
 

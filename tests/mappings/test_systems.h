@@ -12,12 +12,52 @@
 
 namespace crmbridge::testing {
 
+inline SystemTraits Traits(std::string kind, bool references, bool bind, bool portal_access,
+                           std::vector<std::string> objects, std::string other_objects,
+                           std::vector<SystemTraits::Param> params) {
+  SystemTraits t;
+  t.kind = std::move(kind);
+  t.carries_references = references;
+  t.binds_lookups = bind;
+  t.provisions_portal_access = portal_access;
+  t.objects = std::move(objects);
+  t.other_objects = std::move(other_objects);
+  t.params = std::move(params);
+  return t;
+}
+
 inline std::vector<SystemTraits> RegistryKindTraits() {
-  //       kind           references  bind   portal access
-  return {{"hubspot",     true,       false, false},
-          {"dynamics365", true,       true,  false},
-          {"portal",      false,      false, true},
-          {"totango",     false,      false, false}};
+  //             kind           references  bind   portal access
+  return {Traits("hubspot",     true,       false, false,
+                 {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
+                  "emails", "meetings", "line_items", "products", "quotes"},
+                 "2-[0-9]+|p[0-9]*_[a-z0-9_]+",
+                 {{"pipeline", "string", {"tickets", "deals"}},
+                  {"id_property", "string", {}},
+                  {"overlap_ms", "number", {}}}),
+          Traits("dynamics365", true,       true,  false,
+                 {"accounts", "contacts", "opportunities", "annotations", "tasks"},
+                 "[a-z][a-z0-9_]*",
+                 {{"key", "string", {}},
+                  {"primary_key", "string", {}},
+                  {"change_tracking", "boolean", {}},
+                  {"create_only", "boolean", {}}}),
+          Traits("portal",      false,      false, true, {"properties", "users", "access"}, "", {}),
+          Traits("totango",     false,      false, false,
+                 {"accounts", "users", "touchpoints", "tasks"}, "", {})};
+}
+
+// The registry's traits of `kind` with what it can carry replaced.
+inline SystemTraits TraitsOf(const std::string& kind, bool references, bool bind,
+                             bool portal_access) {
+  for (SystemTraits t : RegistryKindTraits())
+    if (t.kind == kind) {
+      t.carries_references = references;
+      t.binds_lookups = bind;
+      t.provisions_portal_access = portal_access;
+      return t;
+    }
+  return Traits(kind, references, bind, portal_access, {}, "", {});
 }
 
 // `kinds`: system name -> kind.
