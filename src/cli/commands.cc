@@ -502,6 +502,47 @@ std::string Describe(const FieldMap& f) {
 
 }  // namespace
 
+int RunConnectorsDescribe(const std::string& kind) {
+  const std::vector<std::string> kinds = ConnectorKinds();
+  if (!kind.empty() && std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+    std::string known;
+    for (const std::string& k : kinds) known += (known.empty() ? "" : ", ") + k;
+    std::cerr << "crmbridge: unknown kind '" << kind << "' (known: " << known << ")\n";
+    return kExitUsage;
+  }
+  auto join = [](const std::vector<std::string>& words) {
+    std::string out;
+    for (const std::string& w : words) out += (out.empty() ? "" : ", ") + w;
+    return out;
+  };
+  bool first = true;
+  for (const std::string& k : kinds) {
+    if (!kind.empty() && k != kind) continue;
+    const Capabilities& can = *CapabilitiesOfKind(k);
+    std::printf("%s%s\n", first ? "" : "\n", k.c_str());
+    first = false;
+    std::printf("  objects:    %s\n", join(can.objects).c_str());
+    if (!can.other_objects_doc.empty())
+      std::printf("              or %s\n", can.other_objects_doc.c_str());
+    std::printf("  references: %s%s\n", can.carries_references ? "yes" : "no",
+                can.binds_lookups ? " (bind: a navigation property for polymorphic lookups)" : "");
+    if (can.provisions_portal_access) std::printf("  portal access: provisions users and grants\n");
+    if (can.params.empty()) {
+      std::printf("  params:     none\n");
+      continue;
+    }
+    std::printf("  params:\n");
+    for (const ParamSpec& p : can.params) {
+      std::string facts = p.type;
+      if (!p.default_value.empty()) facts += ", default " + p.default_value;
+      if (!p.objects.empty()) facts += ", for " + join(p.objects);
+      std::printf("    %-16s %s\n    %-16s %s\n", p.name.c_str(), facts.c_str(), "",
+                  p.doc.c_str());
+    }
+  }
+  return kExitOk;
+}
+
 int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& options) {
   std::string note;
   auto plan = LoadMappingsFor(global, options, &note);

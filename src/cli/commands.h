@@ -88,6 +88,9 @@ int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
 int RunBackfill(const GlobalOptions& global, const BackfillOptions& options);
+// `connectors describe [KIND]`: what each kind (or `kind`) takes in a mapping; exit 2 for an
+// unknown kind.
+int RunConnectorsDescribe(const std::string& kind);
 int RunMappingsValidate(const GlobalOptions& global, const MappingsOptions& options);
 int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& options);
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options);

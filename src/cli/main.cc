@@ -93,6 +93,16 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--runs", status.runs, "How many recent runs to show")
       ->check(CLI::Range(1, 1000));
 
+  std::string describe_kind;
+  CLI::App* connectors_cmd = app.add_subcommand(
+      "connectors", "What each kind of system takes in a mapping (docs/MAPPINGS.md)");
+  connectors_cmd->require_subcommand(1);
+  CLI::App* connectors_describe = connectors_cmd->add_subcommand(
+      "describe",
+      "Print, per connector kind, the objects a mapping may name, its params (type, default,\n"
+      "the objects each applies to) and what it can carry (references, bind, portal access).");
+  connectors_describe->add_option("KIND", describe_kind, "One kind (default: every kind)");
+
   MappingsOptions maps;
   CLI::App* maps_cmd = app.add_subcommand(
       "mappings", "Check and try mapping files before anything is written (docs/MAPPINGS.md)");
@@ -205,6 +215,7 @@ int main(int argc, char** argv) {
   if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
   if (backfill_cmd->parsed()) return RunBackfill(global, backfill);
   if (status_cmd->parsed()) return RunStatus(global, status);
+  if (connectors_describe->parsed()) return RunConnectorsDescribe(describe_kind);
   if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
   if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
   if (dlq_list->parsed()) return RunDlqList(global, dlq);

@@ -84,6 +84,19 @@ set -e
 [ "$rc" -eq 2 ] || fail "--kind crm=hubspot exited $rc, not 2"
 grep -q "renamed.yaml:[0-9]*:[0-9]*: error: 'bind' names a dynamics365 navigation property, and crm is of kind hubspot" \
   "$work/kind.err" || fail "--kind: $(cat "$work/kind.err")"
+# docs/MAPPINGS.md's table of connector parameters names every object and param each kind
+# declares (`crmbridge connectors describe`).
+kinds_checked=0
+for kind in $("$bin/crmbridge" connectors describe | sed -n 's/^\([a-z0-9]\+\)$/\1/p'); do
+  kinds_checked=$((kinds_checked + 1))
+  row=$(grep "^| $kind |" "$src/docs/MAPPINGS.md") || fail "docs/MAPPINGS.md has no row for $kind"
+  described=$("$bin/crmbridge" connectors describe "$kind")
+  for word in $(echo "$described" | sed -n 's/^  objects: *//p' | tr -d ',') \
+              $(echo "$described" | sed -n 's/^    \([a-z_]\+\) .*/\1/p'); do
+    echo "$row" | grep -q "\`$word" || fail "docs/MAPPINGS.md's $kind row does not name $word"
+  done
+done
+[ "$kinds_checked" -eq 4 ] || fail "connectors describe listed $kinds_checked kinds, not 4"
 # With a configuration whose secrets are not set here, the mappings are still checked: a warning
 # per unset variable, exit 0; a sync refuses the same configuration.
 env -u HUBSPOT_TOKEN "$bin/crmbridge" --config "$cfg" mappings validate >/dev/null 2>"$work/nosecret.err" \
