@@ -17,7 +17,7 @@ const std::set<std::string> kTopKeys = {"state", "mappings", "sync", "systems"};
 const std::set<std::string> kSystemKeys = {"kind",       "base_url", "auth",
                                            "rate_limit", "search_rate_limit",
                                            "timeout",    "max_attempts",  "options"};
-const std::set<std::string> kSyncKeys = {"lease_ttl", "overlap", "max_outbox_attempts",
+const std::set<std::string> kSyncKeys = {"lease_ttl", "max_outbox_attempts",
                                          "retry_backoff", "retry_backoff_max", "max_verify_attempts"};
 const std::set<std::string> kLimitKeys = {"requests", "per"};
 // Auth keys whose values are credentials: they must be ${env:} references.
@@ -278,11 +278,18 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
     if (!s.IsMap()) {
       l.diags().Error(l.Pos(s), "sync must be a map");
     } else {
-      l.CheckKeys(s, kSyncKeys, "sync");
+      if (s["overlap"]) {
+        // Once documented, never read: an incremental read's overlap is the connector's own
+        // (HubSpot: params.overlap_ms; Dynamics 365 reads by delta token and needs none).
+        l.diags().Error(l.Pos(s["overlap"]), "sync.overlap is not a setting: nothing reads it",
+                        "remove it; to re-read HubSpot records before the cursor, give "
+                        "params: {overlap_ms: 300000} in the mapping");
+      }
+      std::set<std::string> keys = kSyncKeys;
+      keys.insert("overlap");  // refused above, with its own message
+      l.CheckKeys(s, keys, "sync");
       if (s["lease_ttl"])
         if (auto d = l.Duration(s["lease_ttl"], "sync.lease_ttl")) config.sync.lease_ttl = *d;
-      if (s["overlap"])
-        if (auto d = l.Duration(s["overlap"], "sync.overlap")) config.sync.overlap = *d;
       if (s["retry_backoff"])
         if (auto d = l.Duration(s["retry_backoff"], "sync.retry_backoff")) config.sync.retry_backoff = *d;
       if (s["retry_backoff_max"])

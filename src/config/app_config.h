@@ -48,8 +48,6 @@ struct SystemConfig {
 
 struct SyncConfig {
   std::chrono::milliseconds lease_ttl{10 * 60 * 1000};
-  // How far back an incremental read starts before the stored cursor (catches late writes).
-  std::chrono::milliseconds overlap{5 * 60 * 1000};
   int max_outbox_attempts = 8;  // across runs, before a transient failure is dead-lettered
   // Writes a system acknowledged but did not apply (found on read-back) before dead-lettering.
   int max_verify_attempts = 3;

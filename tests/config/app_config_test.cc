@@ -43,7 +43,7 @@ class AppConfigTest : public ::testing::Test {
 
 constexpr char kValid[] = R"(state: ./state.db
 mappings: [maps/onboarding.yaml]
-sync: {lease_ttl: 2m, overlap: 30s, max_outbox_attempts: 4}
+sync: {lease_ttl: 2m, max_outbox_attempts: 4}
 systems:
   hubspot:
     kind: hubspot
@@ -70,7 +70,6 @@ TEST_F(AppConfigTest, ValidFileLoadsEveryValue) {
   ASSERT_EQ(c->mapping_paths.size(), 1u);
   EXPECT_EQ(c->mapping_paths[0], dir_ + "/maps/onboarding.yaml");
   EXPECT_EQ(c->sync.lease_ttl.count(), 120000);
-  EXPECT_EQ(c->sync.overlap.count(), 30000);
   EXPECT_EQ(c->sync.max_outbox_attempts, 4);
   const SystemConfig& hs = c->systems.at("hubspot");
   EXPECT_EQ(hs.kind, "hubspot");
@@ -123,6 +122,9 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
        "    auth: {client_id: x}\n",
        "a dynamics365 system needs auth.token_url"},
+      {"a setting nothing reads", "state: x.db\nsync: {overlap: 5m}\nsystems: {}\n",
+       ":2:17: error: sync.overlap is not a setting: nothing reads it (hint: remove it; to re-read "
+       "HubSpot records before the cursor, give params: {overlap_ms: 300000} in the mapping)"},
       {"bad duration",
        "state: x.db\nsync: {lease_ttl: soon}\nsystems: {}\n",
        ":2:19: error: sync.lease_ttl must be a duration"},
