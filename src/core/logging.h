@@ -76,7 +76,9 @@ class RedactingLogTransport : public TransportWrapper {
   Clock* const clock_;
 };
 
-// `url` with user info removed and every query parameter value replaced by "***" (names kept).
+// `url` with user info and fragment removed, and the values of query parameters named as
+// credentials (token, secret, key, password, signature, code, ...) replaced by "***"; the others
+// ($select, $filter, cursors) are kept, for the person debugging.
 std::string RedactUrlForLog(const std::string& url);
 
 // `headers` as "Name: value; Name: value", credential headers' values hidden (an Authorization

@@ -79,9 +79,17 @@ TEST_F(LoggingTest, SinkRedactsWhateverIsLogged) {
   EXPECT_NE(text.find("token *** and Authorization: Bearer ***"), std::string::npos) << text;
 }
 
-TEST(RedactUrlForLogTest, DropsUserInfoAndQueryValues) {
+TEST(RedactUrlForLogTest, DropsUserInfoAndCredentialValuesAndKeepsData) {
   EXPECT_EQ(RedactUrlForLog("https://user:pw@h.test:8443/a/b?x=1&flag&y=two#frag"),
-            "https://h.test:8443/a/b?x=***&flag&y=***");
+            "https://h.test:8443/a/b?x=1&flag&y=two");
+  EXPECT_EQ(RedactUrlForLog("https://h.test/api/data/v9.2/accounts?$select=name,accountid"
+                            "&$filter=modifiedon%20gt%202026-01-01"),
+            "https://h.test/api/data/v9.2/accounts?$select=name,accountid"
+            "&$filter=modifiedon%20gt%202026-01-01");
+  EXPECT_EQ(RedactUrlForLog("https://h.test/cb?code=abc&state=s1&access_token=t&hapikey=k"
+                            "&X-Amz-Signature=x&sdr_s=svc&sdr_o=acct-1&client_secret=cs"),
+            "https://h.test/cb?code=***&state=s1&access_token=***&hapikey=***"
+            "&X-Amz-Signature=***&sdr_s=***&sdr_o=acct-1&client_secret=***");
   EXPECT_EQ(RedactUrlForLog("https://h.test/a"), "https://h.test/a");
   EXPECT_EQ(RedactUrlForLog("https://h.test/a@b"), "https://h.test/a@b");
 }
@@ -105,7 +113,7 @@ TEST_F(LoggingTest, LogTransportLogsExchangeAndForwardsUnchanged) {
   RedactingLogTransport t(std::move(fake), &clock);
   Request req;
   req.method = "POST";
-  req.url = "https://api.test/x?limit=5";
+  req.url = "https://api.test/x?limit=5&access_token=abc";
   req.system = "portal";
   req.headers = {{"Authorization", "Bearer abc"}};
   Result<Response> r = t.Send(req);
@@ -113,7 +121,7 @@ TEST_F(LoggingTest, LogTransportLogsExchangeAndForwardsUnchanged) {
   EXPECT_EQ(r->status, 201);
   EXPECT_EQ(r->body, "created");
   std::string text = out_.str();
-  EXPECT_NE(text.find("portal: POST https://api.test/x?limit=*** -> 201 in 0 ms"),
+  EXPECT_NE(text.find("portal: POST https://api.test/x?limit=5&access_token=*** -> 201 in 0 ms"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("Location: /x/1"), std::string::npos) << text;
