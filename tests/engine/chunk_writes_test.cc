@@ -6,13 +6,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <fstream>
 
 #include "src/engine/bootstrap.h"
 #include "tests/engine/mock_store.h"
+#include "tests/engine/plan_from_text.h"
 
 namespace crmbridge {
 namespace {
@@ -50,14 +48,10 @@ systems:
 class ChunkWritesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/crmbridge-chunk-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    std::ofstream(dir_ + "/m.yaml") << kMapping;
-    auto plan = LoadMappingPlan({dir_ + "/m.yaml"}, MappingSystemsOf({{"alpha", "dynamics365"}}));
+    auto plan = testing::PlanFromText(kMapping, {{"alpha", "dynamics365"}});
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
   const SystemEntityMapping& Contacts() const { return *plan_->Find("alpha", "contact"); }
   OutboxItem Item(const std::string& cid, OutboxOp op, const std::string& native_id, json payload) {
     OutboxItem item;
@@ -74,7 +68,6 @@ class ChunkWritesTest : public ::testing::Test {
     return item;
   }
 
-  std::string dir_;
   std::shared_ptr<const MappingPlan> plan_;
   StrictMock<MockStore> store_;
   int64_t next_id_ = 1;

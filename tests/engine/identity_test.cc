@@ -4,13 +4,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <fstream>
 
 #include "src/engine/bootstrap.h"
 #include "tests/engine/mock_store.h"
+#include "tests/engine/plan_from_text.h"
 
 namespace crmbridge {
 namespace {
@@ -47,15 +45,10 @@ systems:
 class IdentityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/crmbridge-identity-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    std::ofstream(dir_ + "/m.yaml") << kMapping;
-    auto plan = LoadMappingPlan({dir_ + "/m.yaml"},
-                                MappingSystemsOf({{"alpha", "hubspot"}, {"beta", "dynamics365"}}));
+    auto plan = testing::PlanFromText(kMapping, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
   const SystemEntityMapping& Beta() const { return *plan_->Find("beta", "contact"); }
   static NativeRecord Rec(const std::string& id, const std::string& key = "") {
     NativeRecord r;
@@ -80,7 +73,6 @@ class IdentityTest : public ::testing::Test {
     ASSERT_TRUE(view_.Load("beta", "contact", natives).ok());
   }
 
-  std::string dir_;
   std::shared_ptr<const MappingPlan> plan_;
   StrictMock<MockStore> store_;
   RecordView view_{&store_};

@@ -6,14 +6,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <fstream>
 
 #include "src/core/hash.h"
 #include "src/engine/bootstrap.h"
 #include "tests/engine/mock_store.h"
+#include "tests/engine/plan_from_text.h"
 
 namespace crmbridge {
 namespace {
@@ -48,11 +46,7 @@ systems:
 class ReadProcessorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/crmbridge-reader-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    std::ofstream(dir_ + "/m.yaml") << kMapping;
-    auto plan = LoadMappingPlan({dir_ + "/m.yaml"},
-                                MappingSystemsOf({{"alpha", "hubspot"}, {"beta", "dynamics365"}}));
+    auto plan = testing::PlanFromText(kMapping, {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
     identity_ = std::make_unique<Identity>(plan_.get(), &view_);
@@ -63,7 +57,6 @@ class ReadProcessorTest : public ::testing::Test {
         &tally_, /*dry_run=*/false, kRunStart});
     reader_->SetPageTime(PageTime{kRunStart, kRunStart + 10, 1});
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
 
   const SystemEntityMapping& Alpha() const { return *plan_->Find("alpha", "company"); }
   static NativeRecord Company(const std::string& id, const std::string& name) {
@@ -101,7 +94,6 @@ class ReadProcessorTest : public ::testing::Test {
   }
 
   static constexpr int64_t kRunStart = 1767225600000LL;
-  std::string dir_;
   std::shared_ptr<const MappingPlan> plan_;
   StrictMock<MockStore> store_;
   SyncConfig sync_;

@@ -5,14 +5,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
-#include <fstream>
 
 #include "src/core/hash.h"
 #include "src/engine/bootstrap.h"
 #include "tests/engine/mock_store.h"
+#include "tests/engine/plan_from_text.h"
 
 namespace crmbridge {
 namespace {
@@ -52,19 +50,14 @@ systems:
 class WritePlannerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/crmbridge-planner-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    std::ofstream(dir_ + "/m.yaml") << kMapping;
-    auto plan = LoadMappingPlan(
-        {dir_ + "/m.yaml"},
-        MappingSystemsOf({{"alpha", "hubspot"}, {"beta", "dynamics365"}, {"gamma", "totango"}}));
+    auto plan = testing::PlanFromText(
+        kMapping, {{"alpha", "hubspot"}, {"beta", "dynamics365"}, {"gamma", "totango"}});
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     plan_ = *plan;
     snap_.entity = "company";
     snap_.canonical_id = "c1";
     snap_.fields = {{"name", "Acme"}, {"city", "Oslo"}};
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
 
   // The store's links of c1: none but those given.
   void Links(std::vector<Link> links) {
@@ -91,7 +84,6 @@ class WritePlannerTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
   std::shared_ptr<const MappingPlan> plan_;
   StrictMock<MockStore> store_;
   RecordView view_{&store_};
