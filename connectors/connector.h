@@ -155,6 +155,11 @@ struct Capabilities {
   std::string other_objects;
   std::string other_objects_doc;  // what other_objects stands for
   std::vector<ParamSpec> params;
+  // What a system of this kind takes in crmbridge.yaml besides base_url: its `auth` keys and
+  // its `options` (a name ending in ".*" stands for every name with that prefix). A system
+  // giving any other is refused when its connector is built.
+  std::vector<std::string> auth_keys;
+  std::vector<ParamSpec> options;
 };
 
 class Connector {

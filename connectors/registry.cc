@@ -1,6 +1,7 @@
 #include "connectors/registry.h"
 
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "connectors/hubspot/hubspot_errors.h"
 #include "connectors/portal/portal_connector.h"
 #include "connectors/totango/totango_connector.h"
+#include "src/core/did_you_mean.h"
 
 namespace crmbridge {
 
@@ -69,6 +71,29 @@ Status ValidateSystemConfig(const SystemConfig& config) {
     return Status(StatusCode::kFailedPrecondition,
                   Where(config) + "system '" + config.name + "' is of kind '" + config.kind +
                       "', which this crmbridge has no connector for (known: " + known + ")");
+  }
+  const Capabilities& can = kind->capabilities();
+  const std::set<std::string> auth_keys(can.auth_keys.begin(), can.auth_keys.end());
+  for (const auto& [key, value] : config.auth)
+    if (!auth_keys.count(key))
+      return Status(StatusCode::kFailedPrecondition,
+                    Where(config) + "system '" + config.name + "': unknown auth key '" + key +
+                        "' for " + config.kind + " (hint: " + DidYouMean(key, auth_keys) + ")");
+  std::set<std::string> options;
+  for (const ParamSpec& o : can.options) options.insert(o.name);
+  for (const auto& [key, value] : config.options) {
+    bool known = options.count(key) > 0;
+    for (const ParamSpec& o : can.options)
+      if (o.name.size() > 2 && o.name.compare(o.name.size() - 2, 2, ".*") == 0 &&
+          key.rfind(o.name.substr(0, o.name.size() - 1), 0) == 0)
+        known = true;
+    if (!known)
+      return Status(StatusCode::kFailedPrecondition,
+                    Where(config) + "system '" + config.name + "': unknown option '" + key +
+                        "' for " + config.kind + " (hint: " +
+                        (options.empty() ? config.kind + " takes no options"
+                                         : DidYouMean(key, options)) +
+                        ")");
   }
   Status s = kind->validate(config);
   if (s.ok()) return s;

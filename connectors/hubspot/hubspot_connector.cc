@@ -98,6 +98,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
          "the unique property crmbridge creates and upserts by"},
         {"overlap_ms", "number", "", {}, "re-read this far (ms) before the cursor"},
     };
+    c.auth_keys = {"token", "refresh_token", "client_id", "client_secret"};
     return c;
   }();
   return kCapabilities;

@@ -60,6 +60,7 @@ const Capabilities& PortalConnector::KindCapabilities() {
     c.idempotent_upsert = true;
     c.provisions_portal_access = true;
     c.objects = {"properties", "users", "access"};
+    c.auth_keys = {"token"};
     return c;
   }();
   return kCapabilities;

@@ -81,6 +81,14 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.acknowledges_unapplied_writes = true;
     c.rate_limit_exempt_paths = {totango::kSdrPath};
     c.objects = {"accounts", "users", "touchpoints", "tasks"};
+    c.auth_keys = {"app_token", "token"};
+    c.options = {
+        {"service_id", "string", "", {}, "the SDR service id (SP-0000-11): required"},
+        {"region", "string", "", {}, "us or eu: the SDR gateway's data centre"},
+        {"sdr_url", "string", "", {}, "the SDR gateway's URL, when neither region fits"},
+        {"allowed.*", "string", "", {},
+         "allowed.<attribute>: the values the attribute takes, as A|B|C"},
+    };
     return c;
   }();
   return kCapabilities;

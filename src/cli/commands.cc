@@ -527,18 +527,23 @@ int RunConnectorsDescribe(const std::string& kind) {
     std::printf("  references: %s%s\n", can.carries_references ? "yes" : "no",
                 can.binds_lookups ? " (bind: a navigation property for polymorphic lookups)" : "");
     if (can.provisions_portal_access) std::printf("  portal access: provisions users and grants\n");
-    if (can.params.empty()) {
-      std::printf("  params:     none\n");
-      continue;
-    }
-    std::printf("  params:\n");
-    for (const ParamSpec& p : can.params) {
-      std::string facts = p.type;
-      if (!p.default_value.empty()) facts += ", default " + p.default_value;
-      if (!p.objects.empty()) facts += ", for " + join(p.objects);
-      std::printf("    %-16s %s\n    %-16s %s\n", p.name.c_str(), facts.c_str(), "",
-                  p.doc.c_str());
-    }
+    auto specs = [&](const char* title, const std::vector<ParamSpec>& list) {
+      if (list.empty()) {
+        std::printf("  %-11s none\n", title);
+        return;
+      }
+      std::printf("  %s\n", title);
+      for (const ParamSpec& p : list) {
+        std::string facts = p.type;
+        if (!p.default_value.empty()) facts += ", default " + p.default_value;
+        if (!p.objects.empty()) facts += ", for " + join(p.objects);
+        std::printf("    %-16s %s\n    %-16s %s\n", p.name.c_str(), facts.c_str(), "",
+                    p.doc.c_str());
+      }
+    };
+    specs("params:", can.params);
+    std::printf("  in crmbridge.yaml: auth %s\n", join(can.auth_keys).c_str());
+    specs("options:", can.options);
   }
   return kExitOk;
 }

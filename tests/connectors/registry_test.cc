@@ -190,5 +190,34 @@ TEST(RegistryTest, ValidatesEachKindsConfiguration) {
   EXPECT_TRUE(ValidateSystemConfig(bad_version).ok());
 }
 
+// Each kind declares its auth keys and options; a typo in either is refused with the nearest.
+TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
+  SystemConfig typo = Dynamics();
+  typo.options["batchsize"] = "100";
+  Status s = ValidateSystemConfig(typo);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(), "system 'erp': unknown option 'batchsize' for dynamics365 (hint: did you "
+                         "mean 'batch_size'?)");
+  SystemConfig hubspot = HubSpot();
+  hubspot.options["batch_size"] = "100";
+  EXPECT_NE(ValidateSystemConfig(hubspot).message().find("hubspot takes no options"),
+            std::string::npos);
+  SystemConfig secret = HubSpot();
+  secret.auth["clientsecret"] = "x";
+  EXPECT_NE(ValidateSystemConfig(secret).message().find(
+                "unknown auth key 'clientsecret' for hubspot (hint: did you mean 'client_secret'?)"),
+            std::string::npos);
+
+  SystemConfig totango;
+  totango.name = "cs";
+  totango.kind = "totango";
+  totango.base_url = "https://api.totango.com";
+  totango.auth = {{"app_token", "t"}};
+  totango.options = {{"service_id", "SP-1"}, {"allowed.Onboarding Stage", "A|B"}};
+  EXPECT_TRUE(ValidateSystemConfig(totango).ok()) << "allowed.<attribute> is any attribute";
+  totango.options["alowed.Stage"] = "A";
+  EXPECT_FALSE(ValidateSystemConfig(totango).ok());
+}
+
 }  // namespace
 }  // namespace crmbridge

@@ -92,7 +92,8 @@ for kind in $("$bin/crmbridge" connectors describe | sed -n 's/^\([a-z0-9]\+\)$/
   row=$(grep "^| $kind |" "$src/docs/MAPPINGS.md") || fail "docs/MAPPINGS.md has no row for $kind"
   described=$("$bin/crmbridge" connectors describe "$kind")
   for word in $(echo "$described" | sed -n 's/^  objects: *//p' | tr -d ',') \
-              $(echo "$described" | sed -n 's/^    \([a-z_]\+\) .*/\1/p'); do
+              $(echo "$described" | awk '/^  params:/ {p = 1; next} /^  [a-z]/ {p = 0}
+                                        p && /^    [a-z_]+ / {print $1}'); do
     echo "$row" | grep -q "\`$word" || fail "docs/MAPPINGS.md's $kind row does not name $word"
   done
 done
