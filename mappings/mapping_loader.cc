@@ -173,7 +173,6 @@ class Loader {
                         const YAML::Node& body) {
     const SystemTraits* traits = TraitsOf(system);
     if (traits == nullptr) return;
-    const std::string where = system + "." + m.entity;
     const std::set<std::string> objects(traits->objects.begin(), traits->objects.end());
     if (!m.object.empty() && !objects.count(m.object) &&
         (traits->other_objects.empty() ||

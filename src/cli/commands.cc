@@ -448,6 +448,13 @@ namespace {
 // Mapping files and the systems they may name: from the configuration when it loads, else any
 // name, of no known kind (so a mapping can be checked before any config exists, for everything
 // but what a system's kind can carry).
+// "a, b, c".
+std::string JoinWords(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
 Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& global,
                                                            const MappingsOptions& options,
                                                            std::string* note) {
@@ -476,10 +483,9 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
       const std::string name = given.substr(0, eq);
       const std::string kind = eq == std::string::npos ? "" : given.substr(eq + 1);
       if (name.empty() || std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
-        std::string known;
-        for (const std::string& k : kinds) known += (known.empty() ? "" : ", ") + k;
-        return Status(StatusCode::kInvalidArgument,
-                      "crmbridge: --kind " + given + ": expected NAME=KIND, KIND one of: " + known);
+        return Status(StatusCode::kInvalidArgument, "crmbridge: --kind " + given +
+                                                        ": expected NAME=KIND, KIND one of: " +
+                                                        JoinWords(kinds));
       }
       systems[name] = kind;
     }
@@ -505,23 +511,16 @@ std::string Describe(const FieldMap& f) {
 int RunConnectorsDescribe(const std::string& kind) {
   const std::vector<std::string> kinds = ConnectorKinds();
   if (!kind.empty() && std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
-    std::string known;
-    for (const std::string& k : kinds) known += (known.empty() ? "" : ", ") + k;
-    std::cerr << "crmbridge: unknown kind '" << kind << "' (known: " << known << ")\n";
+    std::cerr << "crmbridge: unknown kind '" << kind << "' (known: " << JoinWords(kinds) << ")\n";
     return kExitUsage;
   }
-  auto join = [](const std::vector<std::string>& words) {
-    std::string out;
-    for (const std::string& w : words) out += (out.empty() ? "" : ", ") + w;
-    return out;
-  };
   bool first = true;
   for (const std::string& k : kinds) {
     if (!kind.empty() && k != kind) continue;
     const Capabilities& can = *CapabilitiesOfKind(k);
     std::printf("%s%s\n", first ? "" : "\n", k.c_str());
     first = false;
-    std::printf("  objects:    %s\n", join(can.objects).c_str());
+    std::printf("  objects:    %s\n", JoinWords(can.objects).c_str());
     if (!can.other_objects_doc.empty())
       std::printf("              or %s\n", can.other_objects_doc.c_str());
     std::printf("  references: %s%s\n", can.carries_references ? "yes" : "no",
@@ -536,13 +535,13 @@ int RunConnectorsDescribe(const std::string& kind) {
       for (const ParamSpec& p : list) {
         std::string facts = p.type;
         if (!p.default_value.empty()) facts += ", default " + p.default_value;
-        if (!p.objects.empty()) facts += ", for " + join(p.objects);
+        if (!p.objects.empty()) facts += ", for " + JoinWords(p.objects);
         std::printf("    %-16s %s\n    %-16s %s\n", p.name.c_str(), facts.c_str(), "",
                     p.doc.c_str());
       }
     };
     specs("params:", can.params);
-    std::printf("  in crmbridge.yaml: auth %s\n", join(can.auth_keys).c_str());
+    std::printf("  in crmbridge.yaml: auth %s\n", JoinWords(can.auth_keys).c_str());
     specs("options:", can.options);
   }
   return kExitOk;

@@ -17,16 +17,23 @@ std::string SourcePos::ToString() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column);
 }
 
-SourcePos PosOf(const YAML::Node& node, const std::string& file) {
+namespace {
+
+// yaml-cpp counts from 0 and reports -1 for nodes it built itself (position unknown).
+SourcePos PosAt(const YAML::Mark& mark, const std::string& file) {
   SourcePos pos;
   pos.file = file;
-  const YAML::Mark mark = node.Mark();
-  // yaml-cpp counts from 0 and reports -1 for nodes it built itself.
   if (mark.line >= 0) {
     pos.line = mark.line + 1;
     pos.column = mark.column + 1;
   }
   return pos;
+}
+
+}  // namespace
+
+SourcePos PosOf(const YAML::Node& node, const std::string& file) {
+  return PosAt(node.Mark(), file);
 }
 
 std::string Diagnostic::ToString() const {
@@ -58,16 +65,6 @@ Status Diagnostics::ToStatus() const {
 }
 
 namespace {
-
-SourcePos PosAt(const YAML::Mark& mark, const std::string& file) {
-  SourcePos pos;
-  pos.file = file;
-  if (mark.line >= 0) {
-    pos.line = mark.line + 1;
-    pos.column = mark.column + 1;
-  }
-  return pos;
-}
 
 // What yaml-cpp lets through and a crmbridge file must not hold, found on the parser's events
 // (they carry the positions a loaded Node has lost): a key given twice in one map (yaml-cpp keeps
@@ -210,15 +207,11 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
   try {
     doc = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    if (auto quote = UnclosedQuote(text)) {
-      Diagnostic d{PosAt(*quote, name), "not valid YAML: this quoted value is never closed",
-                   "end it with the same quote, or remove the opening one"};
-      return Status(StatusCode::kInvalidArgument, d.ToString());
-    }
     Diagnostic d{PosAt(e.mark, name), "not valid YAML: " + e.msg, ""};
-    return Status(StatusCode::kInvalidArgument, d.ToString());
+    if (!UnclosedQuote(text)) return Status(StatusCode::kInvalidArgument, d.ToString());
   }
-  // yaml-cpp reads an unclosed quote at the end of a file as a value running to the end.
+  // Checked when yaml-cpp refused the text too: it reports an unclosed quote where it gave up,
+  // or reads it as a value running to the end of the file.
   if (auto quote = UnclosedQuote(text)) {
     Diagnostic d{PosAt(*quote, name), "not valid YAML: this quoted value is never closed",
                  "end it with the same quote, or remove the opening one"};
