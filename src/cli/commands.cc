@@ -721,6 +721,11 @@ int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options) {
       return kExitInternal;
     }
     for (const DeadLetter& d : *dead) ids.push_back(d.id);
+    // Nothing failed: --all has done what it was asked (a script may run it after every sync).
+    if (ids.empty()) {
+      std::printf("No dead letters to replay.\n");
+      return kExitOk;
+    }
   }
   if (ids.empty()) {
     std::cerr << "crmbridge: name the dead letters to replay (IDs from `crmbridge dlq list`) or "
