@@ -53,6 +53,43 @@ TEST_F(LoggingTest, TextLineShape) {
   EXPECT_EQ(lines[0].substr(24), " [info] hello 42");
 }
 
+// A logged value holding a line break cannot forge a line of its own, and bytes that are not
+// UTF-8 are shown as escapes, not written to the terminal.
+TEST_F(LoggingTest, TextEntryIsOneLineWhateverItQuotes) {
+  Capture(LogFormat::kText, spdlog::level::info);
+  spdlog::warn("hubspot said: bad\n2026-01-01T00:00:00.000Z [info] forged\r\x01 end \xC3 \xC3\xA5 ok");
+  std::vector<std::string> lines = Lines(out_.str());
+  ASSERT_EQ(lines.size(), 1u) << out_.str();
+  EXPECT_EQ(lines[0].substr(24),
+            " [warning] hubspot said: bad\\n2026-01-01T00:00:00.000Z [info] forged\\r\\x01 end "
+            "\\xC3 \xC3\xA5 ok");
+}
+
+// At trace, a body that is not text (a GIF pixel) is named by its size and type; a long text body
+// is cut short without splitting a character.
+TEST_F(LoggingTest, LogTransportShowsTextBodiesOnly) {
+  Capture(LogFormat::kText, spdlog::level::trace);
+  testing::RecordingClock clock;
+  auto fake = std::make_unique<FakeTransport>();
+  fake->Respond(200, std::string("GIF89a\x01\0\x01\0\x80\0\0", 13), {{"Content-Type", "image/gif"}});
+  std::string long_text(4095, 'a');
+  long_text += "\xC3\xA5 and more";
+  fake->Respond(200, long_text, {{"Content-Type", "application/json"}});
+  RedactingLogTransport t(std::move(fake), &clock);
+  Request req;
+  req.method = "GET";
+  req.url = "https://api.test/pixel.gif";
+  ASSERT_TRUE(t.Send(req).ok());
+  ASSERT_TRUE(t.Send(req).ok());
+  std::string text = out_.str();
+  EXPECT_NE(text.find("response body: (13 bytes of image/gif, not shown)"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("GIF89a"), std::string::npos) << text;
+  EXPECT_NE(text.find("response body: " + std::string(4095, 'a') + "... (4106 bytes)"),
+            std::string::npos)
+      << text;
+}
+
 TEST_F(LoggingTest, JsonLinesAreEscapedObjects) {
   Capture(LogFormat::kJson, spdlog::level::debug);
   spdlog::warn("quote \" backslash \\ newline \n tab \t done");
