@@ -19,7 +19,12 @@ export TOTANGO_TOKEN=it-totango-token-77 PORTAL_TOKEN=it-portal-token-55
   --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal \
   >"$work/mocks.json" 2>"$work/mocks.log" &
 pid=$!
-for _ in $(seq 1 100); do [ -s "$work/mocks.json" ] && break; sleep 0.1; done
+# Up to a minute on a loaded machine, while crm-mocks lives.
+for _ in $(seq 1 600); do
+  [ -s "$work/mocks.json" ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
 line=$(head -n1 "$work/mocks.json")
 export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
 export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
