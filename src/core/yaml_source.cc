@@ -37,7 +37,8 @@ SourcePos PosOf(const YAML::Node& node, const std::string& file) {
 }
 
 std::string Diagnostic::ToString() const {
-  std::string out = pos.ToString() + (warning ? ": warning: " : ": error: ") + message;
+  const std::string where = pos.ToString();
+  std::string out = (where.empty() ? "" : where + ": ") + (warning ? "warning: " : "error: ") + message;
   if (!hint.empty()) out += " (hint: " + hint + ")";
   return out;
 }
