@@ -1,5 +1,6 @@
 #include "connectors/registry.h"
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -63,6 +64,45 @@ const Kind* FindKind(const std::string& name) {
 
 }  // namespace
 
+void CheckSystemKeys(const SystemConfig& config, Diagnostics* diags) {
+  const Kind* kind = FindKind(config.kind);
+  if (!kind) return;  // the loader refuses an unknown kind at its own position
+  const Capabilities& can = kind->capabilities();
+  const std::set<std::string> auth_keys(can.auth_keys.begin(), can.auth_keys.end());
+  std::set<std::string> options;
+  for (const ParamSpec& o : can.options) options.insert(o.name);
+  const auto known_option = [&](const std::string& key) {
+    if (options.count(key)) return true;
+    for (const ParamSpec& o : can.options)  // "allowed.*" stands for every "allowed.<name>"
+      if (o.name.size() > 2 && o.name.compare(o.name.size() - 2, 2, ".*") == 0 &&
+          key.rfind(o.name.substr(0, o.name.size() - 1), 0) == 0)
+        return true;
+    return false;
+  };
+  // The keys as written (a value that did not resolve still has its key), else as built in code.
+  std::map<std::string, SourcePos> keys = config.key_pos;
+  if (keys.empty()) {
+    for (const auto& [key, value] : config.auth) keys["auth." + key] = config.pos;
+    for (const auto& [key, value] : config.options) keys["options." + key] = config.pos;
+  }
+  for (const auto& [path, pos] : keys) {
+    const SourcePos& where = pos.line > 0 ? pos : config.pos;
+    if (path.rfind("auth.", 0) == 0) {
+      const std::string key = path.substr(5);
+      if (!auth_keys.count(key))
+        diags->Error(where, "unknown auth key '" + key + "' for " + config.kind + " system '" +
+                                config.name + "'",
+                     DidYouMean(key, auth_keys));
+    } else if (path.rfind("options.", 0) == 0) {
+      const std::string key = path.substr(8);
+      if (!known_option(key))
+        diags->Error(where, "unknown option '" + key + "' for " + config.kind + " system '" +
+                                config.name + "'",
+                     options.empty() ? config.kind + " takes no options" : DidYouMean(key, options));
+    }
+  }
+}
+
 Status ValidateSystemConfig(const SystemConfig& config) {
   const Kind* kind = FindKind(config.kind);
   if (!kind) {
@@ -72,29 +112,9 @@ Status ValidateSystemConfig(const SystemConfig& config) {
                   Where(config) + "system '" + config.name + "' is of kind '" + config.kind +
                       "', which this crmbridge has no connector for (known: " + known + ")");
   }
-  const Capabilities& can = kind->capabilities();
-  const std::set<std::string> auth_keys(can.auth_keys.begin(), can.auth_keys.end());
-  for (const auto& [key, value] : config.auth)
-    if (!auth_keys.count(key))
-      return Status(StatusCode::kFailedPrecondition,
-                    Where(config) + "system '" + config.name + "': unknown auth key '" + key +
-                        "' for " + config.kind + " (hint: " + DidYouMean(key, auth_keys) + ")");
-  std::set<std::string> options;
-  for (const ParamSpec& o : can.options) options.insert(o.name);
-  for (const auto& [key, value] : config.options) {
-    bool known = options.count(key) > 0;
-    for (const ParamSpec& o : can.options)
-      if (o.name.size() > 2 && o.name.compare(o.name.size() - 2, 2, ".*") == 0 &&
-          key.rfind(o.name.substr(0, o.name.size() - 1), 0) == 0)
-        known = true;
-    if (!known)
-      return Status(StatusCode::kFailedPrecondition,
-                    Where(config) + "system '" + config.name + "': unknown option '" + key +
-                        "' for " + config.kind + " (hint: " +
-                        (options.empty() ? config.kind + " takes no options"
-                                         : DidYouMean(key, options)) +
-                        ")");
-  }
+  Diagnostics diags;
+  CheckSystemKeys(config, &diags);
+  if (!diags.empty()) return Status(StatusCode::kFailedPrecondition, diags.ToString());
   Status s = kind->validate(config);
   if (s.ok()) return s;
   return Status(s.code(), Where(config) + "system '" + config.name + "': " + s.message());

@@ -23,6 +23,12 @@ Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,
 // kFailedPrecondition naming the system and what is missing or malformed.
 Status ValidateSystemConfig(const SystemConfig& config);
 
+// Adds to `diags` every `auth` key and option of `config` its kind does not declare, each at the
+// key as written with the nearest declared one as a hint. Nothing for an unknown kind (the
+// configuration loader reports that). Part of ValidateSystemConfig; also run where a whole
+// configuration is checked, so that every such key is reported at once.
+void CheckSystemKeys(const SystemConfig& config, Diagnostics* diags);
+
 // Every kind this crmbridge has a connector for, in the registry's order.
 std::vector<std::string> ConnectorKinds();
 

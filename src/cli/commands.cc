@@ -61,6 +61,14 @@ struct Loaded {
   std::unique_ptr<Store> store;
 };
 
+// Every system's `auth` keys and options checked against what its kind declares, all reported
+// at once at their file:line:column.
+Status CheckSystemsOf(const AppConfig& config) {
+  Diagnostics diags;
+  for (const auto& [name, system] : config.systems) CheckSystemKeys(system, &diags);
+  return diags.ToStatus();
+}
+
 // `existing_state`: a read-only command refuses to create an empty state store where none is.
 int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing_state = false) {
   auto config = LoadAppConfig(global.config_path);
@@ -69,6 +77,10 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
     if (config.status().code() == StatusCode::kNotFound)
       std::cerr << "Name the configuration with --config FILE or CRMBRIDGE_CONFIG; "
                    "examples/crmbridge.yaml is a commented example.\n";
+    return kExitUsage;
+  }
+  if (Status keys = CheckSystemsOf(*config); !keys.ok()) {
+    std::cerr << "crmbridge: configuration error:\n" << keys.message() << "\n";
     return kExitUsage;
   }
   out->config = std::move(*config);
@@ -465,6 +477,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
   auto config = LoadAppConfigWithoutSecrets(global.config_path, &warnings);
   for (const std::string& w : warnings) std::cerr << w << "\n";
   if (config.ok()) {
+    CRMB_RETURN_IF_ERROR(CheckSystemsOf(*config));
     for (const auto& [name, sys] : config->systems) systems[name] = sys.kind;
     if (files.empty()) files = config->mapping_paths;
     if (!options.kinds.empty())

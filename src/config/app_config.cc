@@ -10,16 +10,63 @@
 
 namespace crmbridge {
 
+const std::vector<ConfigKey>& ConfigKeys() {
+  static const std::vector<ConfigKey> kKeys = {
+      {"", "state", "state_path", "path", "the state store (SQLite file), created on first use"},
+      {"", "mappings", "mapping_paths", "list", "the mapping files, in the order they are loaded"},
+      {"", "sync", "sync", "map", "how runs write, retry and hold the lease (below)"},
+      {"", "systems", "systems", "map", "the systems by name; a name is stored in links: never "
+                                        "rename one"},
+      {"sync", "lease_ttl", "lease_ttl", "duration",
+       "a crashed run's lease expires after it (default 10m)"},
+      {"sync", "max_outbox_attempts", "max_outbox_attempts", "number",
+       "transient failures of a write before it is dead-lettered (default 8)"},
+      {"sync", "retry_backoff", "retry_backoff", "duration",
+       "a failed write's first wait, doubling with jitter (default 30s; 0s: within the run)"},
+      {"sync", "retry_backoff_max", "retry_backoff_max", "duration",
+       "the longest wait between a write's attempts (default 1h)"},
+      {"sync", "max_verify_attempts", "max_verify_attempts", "number",
+       "rewrites of a write acknowledged but not applied before it is dead-lettered (default 3)"},
+      {"system", "kind", "kind", "kind", "the connector: hubspot, dynamics365, totango or portal"},
+      {"system", "base_url", "base_url", "url", "the API's address, http:// or https://"},
+      {"system", "auth", "auth", "map",
+       "credentials, as ${env:NAME} for secrets; the keys the kind declares"},
+      {"system", "rate_limit", "rate_limit", "map", "the system's request budget"},
+      {"system", "search_rate_limit", "search_rate_limit", "map",
+       "a second budget for search requests (HubSpot: 5 per second)"},
+      {"system", "timeout", "timeout", "duration", "one HTTP request's deadline (default 30s)"},
+      {"system", "max_attempts", "max_attempts", "number",
+       "tries of one HTTP request, the first included (default 6)"},
+      {"system", "options", "options", "map", "the options the kind declares, as strings"},
+      {"limit", "requests", "requests", "number", "requests allowed per window"},
+      {"limit", "per", "per", "duration", "the window the budget refills over"},
+  };
+  return kKeys;
+}
+
+std::string ConfigKeyPath(const ConfigKey& key) {
+  const std::string section = key.section;
+  if (section.empty()) return key.key;
+  if (section == "system") return std::string("systems.NAME.") + key.key;
+  if (section == "limit") return std::string("rate_limit.") + key.key;
+  return section + "." + key.key;
+}
+
 namespace {
 
 const std::set<std::string> kKinds = {"hubspot", "dynamics365", "totango", "portal"};
-const std::set<std::string> kTopKeys = {"state", "mappings", "sync", "systems"};
-const std::set<std::string> kSystemKeys = {"kind",       "base_url", "auth",
-                                           "rate_limit", "search_rate_limit",
-                                           "timeout",    "max_attempts",  "options"};
-const std::set<std::string> kSyncKeys = {"lease_ttl", "max_outbox_attempts",
-                                         "retry_backoff", "retry_backoff_max", "max_verify_attempts"};
-const std::set<std::string> kLimitKeys = {"requests", "per"};
+// The keys of one section of ConfigKeys().
+std::set<std::string> KeysOf(const std::string& section) {
+  std::set<std::string> keys;
+  for (const ConfigKey& k : ConfigKeys())
+    if (section == k.section) keys.insert(k.key);
+  return keys;
+}
+
+const std::set<std::string> kTopKeys = KeysOf("");
+const std::set<std::string> kSystemKeys = KeysOf("system");
+const std::set<std::string> kSyncKeys = KeysOf("sync");
+const std::set<std::string> kLimitKeys = KeysOf("limit");
 // Auth keys whose values are credentials: they must be ${env:} references.
 const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refresh_token",
                                                "app_token", "password"};
@@ -158,6 +205,7 @@ class Loader {
       } else {
         for (const auto& kv : auth) {
           const std::string key = kv.first.as<std::string>();
+          sys->key_pos["auth." + key] = Pos(kv.first);
           if (!kv.second.IsScalar()) {
             diags_.Error(Pos(kv.second), "auth." + key + " must be a string");
             continue;
@@ -188,9 +236,11 @@ class Loader {
       if (!n["options"].IsMap()) {
         diags_.Error(Pos(n["options"]), "options must be a map of strings");
       } else {
-        for (const auto& kv : n["options"])
-          if (auto v = String(kv.second, "options." + kv.first.as<std::string>()))
-            sys->options[kv.first.as<std::string>()] = *v;
+        for (const auto& kv : n["options"]) {
+          const std::string key = kv.first.as<std::string>();
+          sys->key_pos["options." + key] = Pos(kv.first);
+          if (auto v = String(kv.second, "options." + key)) sys->options[key] = *v;
+        }
       }
     }
   }

@@ -44,6 +44,9 @@ struct SystemConfig {
   // Free-form kind-specific options (`options:` map of strings), e.g. {"api_version": "v9.2"}.
   std::map<std::string, std::string> options;
   SourcePos pos;          // where the system was declared
+  // Where each `auth` and `options` key is written ("auth.token", "options.service_id"), whether
+  // or not its value resolved: its kind's check of the names points at the key itself.
+  std::map<std::string, SourcePos> key_pos;
 };
 
 struct SyncConfig {
@@ -64,6 +67,24 @@ struct AppConfig {
   std::map<std::string, SystemConfig> systems;  // by name
   SyncConfig sync;
 };
+
+// One key crmbridge.yaml takes, declared once. The loader accepts exactly these (and each kind's
+// `auth` keys and `options`, which its connector declares); docs/OPERATIONS.md lists exactly
+// these (tests/architecture checks both, and that the member each fills is read by code outside
+// this loader: a setting nothing reads is not a setting).
+struct ConfigKey {
+  const char* section;  // "" (top level), "sync", "system" (under systems.NAME) or "limit"
+                        // (rate_limit and search_rate_limit)
+  const char* key;      // "lease_ttl"
+  const char* member;   // the member of AppConfig, SystemConfig, SyncConfig or RateLimitConfig
+                        // the key fills ("lease_ttl"; "state_path" for `state`)
+  const char* type;     // "path", "duration", "number", "string", "map", "list", "kind", "url"
+  const char* doc;      // one line
+};
+const std::vector<ConfigKey>& ConfigKeys();
+// The section's dotted name as a person writes it: "sync.lease_ttl", "systems.NAME.timeout",
+// "rate_limit.per".
+std::string ConfigKeyPath(const ConfigKey& key);
 
 // Looks up an environment variable; injectable for tests. Returns nullopt when unset.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <optional>
+
 #include <string>
 #include <vector>
 
@@ -196,8 +199,8 @@ TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
   typo.options["batchsize"] = "100";
   Status s = ValidateSystemConfig(typo);
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(s.message(), "system 'erp': unknown option 'batchsize' for dynamics365 (hint: did you "
-                         "mean 'batch_size'?)");
+  EXPECT_EQ(s.message(), "error: unknown option 'batchsize' for dynamics365 system 'erp' (hint: "
+                         "did you mean 'batch_size'?)");
   SystemConfig hubspot = HubSpot();
   hubspot.options["batch_size"] = "100";
   EXPECT_NE(ValidateSystemConfig(hubspot).message().find("hubspot takes no options"),
@@ -205,7 +208,8 @@ TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
   SystemConfig secret = HubSpot();
   secret.auth["clientsecret"] = "x";
   EXPECT_NE(ValidateSystemConfig(secret).message().find(
-                "unknown auth key 'clientsecret' for hubspot (hint: did you mean 'client_secret'?)"),
+                "unknown auth key 'clientsecret' for hubspot system 'crm' (hint: did you mean "
+                "'client_secret'?)"),
             std::string::npos);
 
   SystemConfig totango;
@@ -217,6 +221,39 @@ TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
   EXPECT_TRUE(ValidateSystemConfig(totango).ok()) << "allowed.<attribute> is any attribute";
   totango.options["alowed.Stage"] = "A";
   EXPECT_FALSE(ValidateSystemConfig(totango).ok());
+}
+
+// Loaded from crmbridge.yaml, every key the kind does not take is reported at once, each where it
+// is written, even one whose ${env:} value is not set.
+TEST(RegistryTest, KeysAKindDoesNotTakeAreReportedWhereTheyAreWritten) {
+  const std::string dir = ::testing::TempDir();
+  const std::string path = dir + "/registry_keys.yaml";
+  {
+    std::ofstream out(path);
+    out << "state: s.db\n"
+           "systems:\n"
+           "  cs:\n"
+           "    kind: totango\n"
+           "    base_url: https://api.totango.com\n"
+           "    auth: {app_token: \"${env:TT}\", apptoken: \"${env:UNSET}\"}\n"
+           "    options:\n"
+           "      service_id: SP-1\n"
+           "      servce_id: SP-2\n";
+  }
+  std::vector<std::string> warnings;
+  auto config = LoadAppConfigWithoutSecrets(path, &warnings, [](const std::string& name) {
+    return name == "TT" ? std::optional<std::string>("t") : std::nullopt;
+  });
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  Diagnostics diags;
+  CheckSystemKeys(config->systems.at("cs"), &diags);
+  ASSERT_EQ(diags.items().size(), 2u) << diags.ToString();
+  EXPECT_EQ(diags.items()[0].ToString(),
+            path + ":6:36: error: unknown auth key 'apptoken' for totango system 'cs' (hint: did "
+                   "you mean 'app_token'?)");
+  EXPECT_EQ(diags.items()[1].ToString(),
+            path + ":9:7: error: unknown option 'servce_id' for totango system 'cs' (hint: did "
+                   "you mean 'service_id'?)");
 }
 
 }  // namespace

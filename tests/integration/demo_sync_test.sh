@@ -69,6 +69,15 @@ set +e
 set -e
 [ "$rc" -eq 2 ] || fail "broken config exited $rc, not 2"
 grep -q "bad.yaml:4:" "$work/bad.err" || fail "no file:line in: $(cat "$work/bad.err")"
+# An option the kind does not take is refused where it is written, by `mappings validate` too.
+sed -e 's/service_id: SP-0000-11/servce_id: SP-0000-11/' -e "s|\.\./\.\./mappings|$src/mappings|g" \
+  "$cfg" >"$work/option-typo.yaml"
+set +e
+"$bin/crmbridge" --config "$work/option-typo.yaml" mappings validate 2>"$work/option-typo.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "an unknown option passed mappings validate (exit $rc)"
+grep -q "option-typo.yaml:27:7: error: unknown option 'servce_id' for totango system 'totango' (hint: did you mean 'service_id'?)" \
+  "$work/option-typo.err" || fail "unknown option not located: $(cat "$work/option-typo.err")"
 
 # Mapping files are checked before anything runs: the preset passes, a typo is located.
 "$bin/crmbridge" --config "$cfg" mappings validate >/dev/null || fail "the preset does not validate"
