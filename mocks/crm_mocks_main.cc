@@ -80,12 +80,16 @@ int main(int argc, char** argv) {
   app.add_flag("--no-limits", no_limits, "Do not enforce the vendors' rate limits");
   app.add_option("--fault", faults,
                  "Inject a fault: \"MOCK:[METHOD] [/path-part] [status=N] [rate=0..1] [times=N]\n"
-                 "[latency=MS] [retry_after=S] [partial=0..1] [applied] [drop] [lost]\", e.g.\n"
+                 "[latency=MS] [retry_after=S] [partial=0..1] [corrupt=KIND] [applied] [drop]\n"
+                 "[lost]\", e.g.\n"
                  "\"hubspot:POST /batch/upsert status=503 rate=0.2\";\n"
                  "\"dynamics365:PATCH /opportunities status=504 applied\" (the write lands, the\n"
                  "client sees 504); drop breaks the connection mid-response; partial=0.1 fails a\n"
                  "tenth of a batch's items; \"totango:GET /pixel.gif lost\" answers 200 and keeps\n"
-                 "nothing. MOCK is hubspot, dynamics365, totango or portal. Repeatable; also\n"
+                 "nothing; corrupt= spoils a served answer: truncate, html (an HTML page with\n"
+                 "200), huge (50 MB), types (a value of the wrong type), ids (empty, 10 KB),\n"
+                 "text (NUL, not UTF-8), loop (the next page is this one), backwards (changes\n"
+                 "dated 2001). MOCK is hubspot, dynamics365, totango or portal. Repeatable; also\n"
                  "settable at run time: POST /__admin/faults");
   app.add_option("--fault-seed", fault_seed, "Seed of the fault decisions (same seed, same faults)")
       ->capture_default_str();

@@ -9,6 +9,8 @@
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <algorithm>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -17,6 +19,49 @@ namespace {
 // Marker headers from the fault picker to the route handlers; never sent to the client.
 constexpr char kPartialHeader[] = "X-Crmbridge-Mock-Partial";
 constexpr char kLostHeader[] = "X-Crmbridge-Mock-Lost";
+constexpr char kCorruptHeader[] = "X-Crmbridge-Mock-Corrupt";
+
+// The records of an answer: the first array of objects found, breadth first, within three levels
+// ("results" of HubSpot, "value" of an OData collection, Totango's hits, the portal's data).
+nlohmann::json* RecordsOf(nlohmann::json* body, int depth = 0) {
+  if (!body->is_object() || depth > 3) return nullptr;
+  for (auto& [key, value] : body->items())
+    if (value.is_array() && !value.empty() && value.front().is_object()) return &value;
+  for (auto& [key, value] : body->items())
+    if (auto* found = RecordsOf(&value, depth + 1)) return found;
+  return nullptr;
+}
+
+// A value of another JSON type than `v`.
+nlohmann::json WrongType(const nlohmann::json& v) {
+  if (v.is_string()) return nlohmann::json{{"unexpected", {1, 2}}};
+  if (v.is_number()) return "not a number";
+  if (v.is_boolean()) return "maybe";
+  if (v.is_null()) return nlohmann::json::array();
+  if (v.is_array()) return 42;
+  return "an object was expected here";
+}
+
+// Applies `change` to every value of `record` and of the objects it holds (HubSpot's properties).
+template <typename Change>
+void EachValue(nlohmann::json* record, Change change) {
+  for (auto& [key, value] : record->items()) {
+    if (value.is_object()) {
+      for (auto& [inner_key, inner] : value.items()) change(inner_key, &inner);
+    } else {
+      change(key, &value);
+    }
+  }
+}
+
+// The record's id field: "id" where there is one, else the first key ending in "id" with a text
+// value (an OData row's accountid).
+std::string IdFieldOf(const nlohmann::json& record) {
+  if (record.contains("id")) return "id";
+  for (const auto& [key, value] : record.items())
+    if (value.is_string() && key.size() > 2 && key.compare(key.size() - 2, 2, "id") == 0) return key;
+  return "";
+}
 // Connections served at once (see Start).
 constexpr size_t kWorkers = 64;
 
@@ -98,6 +143,9 @@ std::multimap<std::string, std::string> DecodeForm(const std::string& text) {
   return out;
 }
 
+const char* const kCorruptions[8] = {"truncate", "html", "huge", "types",
+                                     "ids",      "text", "loop", "backwards"};
+
 MockServer::MockServer(std::string name) : name_(std::move(name)) {}
 
 MockServer::~MockServer() { Stop(); }
@@ -177,6 +225,7 @@ Status MockServer::Start(const std::string& host, int port) {
       // the answer goes out).
       if (fault->partial > 0) res.set_header(kPartialHeader, std::to_string(fault->partial));
       if (fault->lost) res.set_header(kLostHeader, "1");
+      if (!fault->corrupt.empty()) res.set_header(kCorruptHeader, fault->corrupt);
       if (fault->after_apply)
         res.set_header("X-Crmbridge-Mock-Fault", fault->drop ? "drop" : std::to_string(fault->status));
       return httplib::Server::HandlerResponse::Unhandled;
@@ -197,6 +246,12 @@ Status MockServer::Start(const std::string& host, int port) {
   s.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     res.headers.erase(kPartialHeader);
     res.headers.erase(kLostHeader);
+    if (res.has_header(kCorruptHeader)) {
+      const std::string kind = res.get_header_value(kCorruptHeader);
+      res.headers.erase(kCorruptHeader);
+      Corrupt(kind, req, res);
+      return;
+    }
     if (!res.has_header("X-Crmbridge-Mock-Fault")) return;
     const std::string fault = res.get_header_value("X-Crmbridge-Mock-Fault");
     res.headers.erase("X-Crmbridge-Mock-Fault");
@@ -293,6 +348,67 @@ void MockServer::DropConnection(const httplib::Request& req, httplib::Response& 
   shutdown(fd, SHUT_RDWR);
 }
 
+void MockServer::Corrupt(const std::string& kind, const httplib::Request& req,
+                         httplib::Response& res) const {
+  const std::string type = res.get_header_value("Content-Type");
+  auto resize = [&res, &type](int status, std::string body, std::string content_type) {
+    res.status = status;
+    res.set_content(std::move(body), content_type.empty() ? type : content_type);
+    // cpp-httplib has sized the response before this handler runs: size it again.
+    res.headers.erase("Content-Length");
+    res.set_header("Content-Length", std::to_string(res.body.size()));
+  };
+  if (kind == "truncate") return resize(res.status, res.body.substr(0, res.body.size() / 2), "");
+  if (kind == "html") {
+    return resize(200,
+                  "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body>"
+                  "<h1>We'll be right back</h1><p>The service is under maintenance.</p></body></html>",
+                  "text/html; charset=utf-8");
+  }
+  nlohmann::json body = nlohmann::json::parse(res.body, nullptr, false);
+  if (body.is_discarded()) return;  // not JSON: nothing of the kinds below applies
+  nlohmann::json* records = RecordsOf(&body);
+  std::string marker;  // replaced by bytes that are not UTF-8 once serialized
+  if (kind == "huge") {
+    body["crmbridge_mock_padding"] = std::string(50u << 20, 'x');
+  } else if (kind == "types" && records != nullptr) {
+    // Record i has its value at position i (counted through nested objects) of the wrong type, so
+    // a page of enough records has each position wrong once.
+    for (size_t i = 0; i < records->size(); ++i) {
+      size_t position = 0;
+      EachValue(&(*records)[i], [&](const std::string&, nlohmann::json* v) {
+        if (position++ == i) *v = WrongType(*v);
+      });
+    }
+  } else if (kind == "ids" && records != nullptr) {
+    for (size_t i = 0; i < records->size() && i < 2; ++i) {
+      const std::string id = IdFieldOf((*records)[i]);
+      if (!id.empty()) (*records)[i][id] = i == 0 ? std::string() : std::string(10 * 1024, '7');
+    }
+  } else if (kind == "text" && records != nullptr) {
+    marker = "@@crmbridge-mock-not-utf8@@";
+    for (size_t i = 1; i < records->size(); i += 2)
+      EachValue(&(*records)[i], [&marker](const std::string&, nlohmann::json* v) {
+        if (v->is_string()) *v = v->get<std::string>() + std::string("\0nul", 4) + marker;
+      });
+  } else if (kind == "loop") {
+    if (!LoopPaging(req, &body)) return;
+  } else if (kind == "backwards" && records != nullptr) {
+    for (auto& record : *records)
+      EachValue(&record, [](const std::string& key, nlohmann::json* v) {
+        const bool modified = key.find("modified") != std::string::npos || key == "updatedAt";
+        if (modified && v->is_string()) *v = "2001-01-01T00:00:00Z";
+      });
+  }
+  std::string text = body.dump();
+  for (size_t at = marker.empty() ? std::string::npos : text.find(marker);
+       at != std::string::npos; at = text.find(marker, at))
+    text.replace(at, marker.size(), "\xC3\x28\xFF");
+  resize(res.status, std::move(text), "");
+}
+
+bool MockServer::LoopPaging(const httplib::Request&, nlohmann::json*) const { return false; }
+
 nlohmann::json MockServer::FaultBody(int status, const std::string& message) const {
   return {{"status", status}, {"message", message}};
 }
@@ -353,7 +469,8 @@ nlohmann::json FaultRule::ToJson() const {
           {"status", status},         {"rate", rate},
           {"times", times},           {"latency_ms", latency_ms},
           {"retry_after_s", retry_after_s}, {"after_apply", after_apply}, {"drop", drop},
-          {"partial", partial},       {"lost", lost}};
+          {"partial", partial},       {"lost", lost},
+          {"corrupt", corrupt}};
 }
 
 Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
@@ -371,6 +488,7 @@ Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
     r.drop = j.value("drop", false);
     r.partial = j.value("partial", 0.0);
     r.lost = j.value("lost", false);
+    r.corrupt = j.value("corrupt", "");
   } catch (const nlohmann::json::exception& e) {
     return Status(StatusCode::kInvalidArgument, std::string("bad fault rule: ") + e.what());
   }
@@ -379,6 +497,10 @@ Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
     return Status(StatusCode::kInvalidArgument, "partial must be within 0..1");
   if (r.status != 0 && (r.status < 100 || r.status > 599))
     return Status(StatusCode::kInvalidArgument, "status must be an HTTP status");
+  if (!r.corrupt.empty() &&
+      std::find(std::begin(kCorruptions), std::end(kCorruptions), r.corrupt) == std::end(kCorruptions))
+    return Status(StatusCode::kInvalidArgument,
+                  "corrupt must be one of truncate, html, huge, types, ids, text, loop, backwards");
   return r;
 }
 
@@ -414,10 +536,11 @@ Result<FaultRule> FaultRule::Parse(const std::string& spec) {
       else if (key == "latency") r.latency_ms = std::stoi(value);
       else if (key == "retry_after") r.retry_after_s = std::stoi(value);
       else if (key == "partial") r.partial = std::stod(value);
+      else if (key == "corrupt") r.corrupt = value;
       else
         return Status(StatusCode::kInvalidArgument,
                       "fault \"" + spec + "\": unknown key '" + key +
-                          "' (status, rate, times, latency, retry_after, partial)");
+                          "' (status, rate, times, latency, retry_after, partial, corrupt)");
     } catch (const std::exception&) {
       return Status(StatusCode::kInvalidArgument, "fault \"" + spec + "\": bad value in '" + w + "'");
     }

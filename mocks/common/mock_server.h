@@ -63,14 +63,24 @@ struct FaultRule {
   // Answer as if the write succeeded but keep nothing of it: the silent loss of a gateway that
   // answers 200 whatever happens (Totango's SDR pixel). Mocks without such a route ignore it.
   bool lost = false;
+  // Serve the request, then spoil its answer the way a faulty API, proxy or gateway does (see
+  // kCorruptions): "truncate" (the JSON cut in half, sized as if whole), "html" (an HTML error
+  // page with status 200), "huge" (the page padded to 50 MB), "types" (record i's value at
+  // position i, counted through nested objects, of another JSON type), "ids" (the first record's id empty, the second's 10 KB),
+  // "text" (strings of every other record with a NUL and bytes that are not UTF-8), "loop" (the
+  // next-page link points back at this page), "backwards" (every modification time in 2001).
+  std::string corrupt;
 
   nlohmann::json ToJson() const;
-  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 partial=0.1 applied
-  // [drop] [lost]"; the
+  // Parses "POST /batch status=503 rate=0.2 times=3 latency=100 retry_after=2 partial=0.1
+  // corrupt=truncate applied [drop] [lost]"; the
   // method and path are optional ("*" matches any). kInvalidArgument naming the bad word.
   static Result<FaultRule> Parse(const std::string& spec);
   static Result<FaultRule> FromJson(const nlohmann::json& j);
 };
+
+// The corruptions FaultRule::corrupt takes.
+extern const char* const kCorruptions[8];
 
 // Decodes an application/x-www-form-urlencoded body or query string ('+' is a space, %XX a byte).
 std::multimap<std::string, std::string> DecodeForm(const std::string& text);
@@ -113,6 +123,8 @@ class MockServer {
   void CountRequest(const std::string& route);
   // Sends the status line, headers and half the body of `res`, then closes the connection.
   static void BreakResponse(httplib::Response& res);
+  // Spoils a served answer as FaultRule::corrupt says.
+  void Corrupt(const std::string& kind, const httplib::Request& req, httplib::Response& res) const;
   // Closes the connection of `req` before anything of `res` is sent.
   static void DropConnection(const httplib::Request& req, httplib::Response& res);
   // For batch handlers: whether the next item of this request fails by a `partial` fault
@@ -122,6 +134,9 @@ class MockServer {
   static bool WriteLost(const httplib::Response& res);
   // The vendor's error body for an injected fault of `status`.
   virtual nlohmann::json FaultBody(int status, const std::string& message) const;
+  // For a "loop" corruption: points the next-page link of `body` (this mock's answer to `req`)
+  // back at the page just served. False when the answer has no next-page link to spoil.
+  virtual bool LoopPaging(const httplib::Request& req, nlohmann::json* body) const;
 
  private:
   std::string name_;

@@ -2162,6 +2162,14 @@ void Dynamics365Mock::Reset() { impl_->Reset(); }
 
 void Dynamics365Mock::RegisterRoutes(httplib::Server& server) { impl_->Register(server); }
 
+// The nextLink becomes the URL of the page just served.
+bool Dynamics365Mock::LoopPaging(const httplib::Request& req, nlohmann::json* body) const {
+  if (!body->contains("@odata.nextLink")) return false;
+  const std::string host = req.get_header_value("Host");
+  (*body)["@odata.nextLink"] = (host.empty() ? base_url() : "http://" + host) + req.target;
+  return true;
+}
+
 nlohmann::json Dynamics365Mock::FaultBody(int status, const std::string& message) const {
   if (status == 429)
     return {{"error",

@@ -106,6 +106,7 @@ class Dynamics365Mock : public MockServer {
   void RegisterRoutes(httplib::Server& server) override;
   // Dataverse's error shape; a 429 carries the request-limit code and message (reference.md §11).
   nlohmann::json FaultBody(int status, const std::string& message) const override;
+  bool LoopPaging(const httplib::Request& req, nlohmann::json* body) const override;
 
  private:
   class Impl;

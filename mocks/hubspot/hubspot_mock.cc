@@ -142,6 +142,20 @@ json HubSpotMock::Error(const std::string& category, const std::string& message)
   return {{"status", "error"}, {"message", message}, {"correlationId", NewUuid()}, {"category", category}};
 }
 
+// The next page's `after` becomes this page's own (a search's body, a list's query), "0" for the
+// first page: the client is sent round the same page.
+bool HubSpotMock::LoopPaging(const httplib::Request& req, nlohmann::json* body) const {
+  if (!body->contains("paging") || !(*body)["paging"].contains("next")) return false;
+  std::string after = req.has_param("after") ? req.get_param_value("after") : "";
+  const json request = json::parse(req.body, nullptr, false);
+  if (request.is_object() && request.contains("after")) {
+    after = request["after"].is_string() ? request["after"].get<std::string>()
+                                          : request["after"].dump();
+  }
+  (*body)["paging"]["next"]["after"] = after.empty() ? "0" : after;
+  return true;
+}
+
 json HubSpotMock::FaultBody(int status, const std::string& message) const {
   if (status == 429)
     return {{"status", "error"},        {"message", "You have reached your ten_secondly_rolling limit."},

@@ -93,6 +93,7 @@ class HubSpotMock : public MockServer {
  protected:
   void RegisterRoutes(httplib::Server& server) override;
   nlohmann::json FaultBody(int status, const std::string& message) const override;
+  bool LoopPaging(const httplib::Request& req, nlohmann::json* body) const override;
 
  private:
   struct Object {
