@@ -33,6 +33,10 @@ struct NativeRecord {
   std::string key;
   // Associated records by native object type ("companies" -> ["9", "12"]).
   std::map<std::string, std::vector<std::string>> associations;
+  // Why the connector could not decode this record (a field of the wrong type, a missing id),
+  // empty when it could. The engine rejects such a record by its id and reason, and the rest of
+  // the page goes on.
+  std::string invalid;
 };
 
 // Which native object to read or write, with its connector-specific parameters from the mapping

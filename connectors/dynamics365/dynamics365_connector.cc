@@ -274,7 +274,9 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   auto r = Call(req);
   if (!r.ok()) return r.status();
   if (r->status != 200) return Fail(*r, "reading " + object.object + " by modifiedon");
-  auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  auto parsed = ParseJsonAnswer(*r, name_, "reading " + object.object);
+  if (!parsed.ok()) return parsed.status();
+  const json j = std::move(*parsed);
   if (!j.is_object() || !j.contains("value") || !j["value"].is_array())
     return Status(StatusCode::kUnavailable,
                   "dynamics365: reading " + object.object + ": not an OData collection")
@@ -284,7 +286,12 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   for (const json& row : j["value"]) {
     auto rec = dynamics365::RecordFromRow(row, pk, key_column);
     if (!rec.ok()) {
-      spdlog::warn("{}: skipping a row of {}: {}", name_, object.object, rec.status().message());
+      // Rejected by the engine, by its id where it has one; the rest of the page goes on.
+      NativeRecord bad;
+      if (auto id = row.find(pk); row.is_object() && id != row.end() && id->is_string())
+        bad.id = id->get<std::string>();
+      bad.invalid = rec.status().message();
+      page.records.push_back(std::move(bad));
       continue;
     }
     max_seen = std::max(max_seen, rec->modified_ms);
@@ -348,7 +355,9 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
     return ReadChanges(object, "", context);
   }
   if (r->status != 200) return Fail(*r, "reading " + object.object);
-  auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  auto parsed = ParseJsonAnswer(*r, name_, "reading " + object.object);
+  if (!parsed.ok()) return parsed.status();
+  const json j = std::move(*parsed);
   if (!j.is_object() || !j.contains("value") || !j["value"].is_array())
     return Status(StatusCode::kUnavailable,
                   "dynamics365: reading " + object.object + ": not an OData collection")
@@ -357,7 +366,12 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   for (const json& row : j["value"]) {
     auto rec = dynamics365::RecordFromRow(row, pk, key_column);
     if (!rec.ok()) {
-      spdlog::warn("{}: skipping a row of {}: {}", name_, object.object, rec.status().message());
+      // Rejected by the engine, by its id where it has one; the rest of the page goes on.
+      NativeRecord bad;
+      if (auto id = row.find(pk); row.is_object() && id != row.end() && id->is_string())
+        bad.id = id->get<std::string>();
+      bad.invalid = rec.status().message();
+      page.records.push_back(std::move(bad));
       continue;
     }
     page.records.push_back(std::move(*rec));

@@ -42,6 +42,9 @@ Result<NativeRecord> RecordFromObject(const json& object, const std::string& mod
     return Status(StatusCode::kInvalidArgument, "a HubSpot object without an id");
   NativeRecord r;
   const json& id = object["id"];
+  if (!id.is_string() && !id.is_number_integer())
+    return Status(StatusCode::kInvalidArgument,
+                  "a HubSpot object whose id is neither text nor a number");
   r.id = id.is_string() ? id.get<std::string>() : id.dump();
   if (object.contains("properties") && object["properties"].is_object())
     r.fields = object["properties"];
@@ -51,7 +54,11 @@ Result<NativeRecord> RecordFromObject(const json& object, const std::string& mod
     r.modified_ms = ParseTimestamp(object["updatedAt"]);
   if (!id_property.empty() && r.fields.contains(id_property) && r.fields[id_property].is_string())
     r.key = r.fields[id_property].get<std::string>();
-  r.deleted = object.value("archived", false);
+  if (auto archived = object.find("archived"); archived != object.end()) {
+    if (!archived->is_boolean())
+      return Status(StatusCode::kInvalidArgument, "its 'archived' is not true or false");
+    r.deleted = archived->get<bool>();
+  }
   return r;
 }
 

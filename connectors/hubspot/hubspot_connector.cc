@@ -24,12 +24,7 @@ namespace {
 // An answer that is not JSON came all the same: its status goes with the error (a request that
 // got no answer at all has none).
 Result<json> ParseBody(const Response& r, const std::string& what) {
-  auto j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return Status(StatusCode::kUnavailable, "hubspot: " + what + ": the response is not JSON")
-        .set_http_status(r.status)
-        .set_system("hubspot");
-  return j;
+  return ParseJsonAnswer(r, "hubspot", what);
 }
 
 std::optional<int64_t> ParseInt64(const std::string& text) {
@@ -432,7 +427,15 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     boundary = Boundary{};  // a new pass (its overlap may legitimately repeat the last run)
   for (const json& obj : *results) {
     auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
-    if (!rec.ok()) return rec.status();
+    if (!rec.ok()) {
+      // One object that does not decode is rejected by the engine, by its id where it has one;
+      // the rest of the page goes on.
+      NativeRecord bad;
+      if (const json* id = FindPath(obj, {"id"}); id && id->is_string()) bad.id = id->get<std::string>();
+      bad.invalid = rec.status().message();
+      page.records.push_back(std::move(bad));
+      continue;
+    }
     ToLabels(setup, &*rec);
     last_id = rec->id;
     last_modified = rec->modified_ms;

@@ -61,6 +61,12 @@ struct Loaded {
   std::unique_ptr<Store> store;
 };
 
+// JSON for stdout. Text that is not UTF-8 (a record's value or a vendor's message that got this
+// far) is written as U+FFFD instead of aborting the command.
+std::string JsonText(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // Every system's `auth` keys and options checked against what its kind declares, all reported
 // at once at their file:line:column.
 Status CheckSystemsOf(const AppConfig& config) {
@@ -224,7 +230,7 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
     return kExitLeaseHeld;
   }
   if (options.json) {
-    std::cout << summary->ToJson().dump(2) << std::endl;
+    std::cout << JsonText(summary->ToJson()) << std::endl;
   } else {
     PrintSummaryText(*summary, options.verbose);
   }
@@ -312,7 +318,7 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
     return kExitLeaseHeld;
   }
   if (options.json) {
-    std::cout << summary->ToJson().dump(2) << std::endl;
+    std::cout << JsonText(summary->ToJson()) << std::endl;
   } else {
     PrintSummaryText(*summary, /*verbose=*/false);
   }
@@ -418,7 +424,7 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   }
 
   if (options.json) {
-    std::cout << j.dump(2) << std::endl;
+    std::cout << JsonText(j) << std::endl;
     return kExitOk;
   }
   std::printf("State store: %s\n", loaded.config.state_path.c_str());
@@ -619,7 +625,7 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
     if (!native.ok()) out["targets"][target.system]["error"] = native.status().message();
   }
   if (options.json) {
-    std::cout << out.dump(2) << std::endl;
+    std::cout << JsonText(out) << std::endl;
     return kExitOk;
   }
   std::printf("%s %s (%s) as canonical %s:\n", options.system.c_str(), source->object.c_str(),
@@ -660,7 +666,7 @@ int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
     for (const AuditEntry& e : *entries)
       j.push_back({{"id", e.id}, {"at", FormatTime(e.at_ms)}, {"action", e.action},
                    {"system", e.system}, {"contact", e.subject}, {"detail", e.detail}});
-    std::cout << j.dump(2) << "\n";
+    std::cout << JsonText(j) << "\n";
     return kExitOk;
   }
   if (entries->empty()) {
@@ -703,7 +709,7 @@ int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
                    {"reason", d.reason},
                    {"failed", FormatTime(d.failed_ms)},
                    {"payload", d.item.payload}});
-    std::cout << j.dump(2) << std::endl;
+    std::cout << JsonText(j) << std::endl;
     return kExitOk;
   }
   if (dead->empty()) {
@@ -821,7 +827,7 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
     return kExitOk;
   }
   if (options.json) {
-    std::cout << report::RenderJson(*built).dump(2) << std::endl;
+    std::cout << JsonText(report::RenderJson(*built)) << std::endl;
     return kExitOk;
   }
   std::fputs(report::RenderText(*built).c_str(), stdout);

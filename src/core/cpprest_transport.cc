@@ -2,6 +2,7 @@
 // a Status; no cpprest type leaves this file.
 #define _TURN_OFF_PLATFORM_STRING
 #include "src/core/cpprest_transport.h"
+#include "src/core/logging.h"
 
 #include <cpprest/base_uri.h>
 #include <cpprest/containerstream.h>
@@ -159,6 +160,20 @@ class CpprestTransport : public Transport {
       out.status = response.status_code();
       for (const auto& [name, value] : response.headers()) out.headers.emplace_back(name, value);
 
+      // Refused before it is read when it says its size, else once read.
+      const auto too_large = [&](unsigned long long size) {
+        cts.cancel();
+        return Status(StatusCode::kFailedPrecondition,
+                      request.method + " " + RedactUrlForLog(request.url) + ": the answer is " +
+                          std::to_string(size) + " bytes, more than the " +
+                          std::to_string(kMaxResponseBytes >> 20) +
+                          " MiB crmbridge reads in one answer")
+            .set_http_status(out.status);
+      };
+      if (auto length = out.Header("Content-Length")) {
+        const unsigned long long declared = std::strtoull(length->c_str(), nullptr, 10);
+        if (declared > kMaxResponseBytes) return too_large(declared);
+      }
       if (request.accept_truncated) {
         pplx::task<http::http_response> ready = response.content_ready();
         if (!WaitUntil(ready, deadline)) return Abandon(cts, ready, request);
@@ -170,6 +185,7 @@ class CpprestTransport : public Transport {
         std::vector<unsigned char> body = body_task.get();
         out.body.assign(body.begin(), body.end());
       }
+      if (out.body.size() > kMaxResponseBytes) return too_large(out.body.size());
       // A body shorter than its Content-Length never arrived whole, so its outcome is unknown.
       if (auto length = out.Header("Content-Length"); length && request.method != "HEAD") {
         char* end = nullptr;

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "src/core/redaction.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 namespace {
@@ -83,28 +84,6 @@ bool IsSensitiveHeader(std::string_view name) {
          lower.find("signature") != std::string::npos;
 }
 
-// The length of the valid UTF-8 sequence starting at text[i] (1 to 4), or 0 when there is none
-// (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, or cut short).
-size_t Utf8SequenceAt(std::string_view text, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char lead = byte(i);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
-  if (lead < 0x80) return 1;
-  if (lead >= 0xC2 && lead <= 0xDF) n = 2;
-  else if (lead == 0xE0) n = 3, lo = 0xA0;
-  else if (lead == 0xED) n = 3, hi = 0x9F;
-  else if (lead >= 0xE1 && lead <= 0xEF) n = 3;
-  else if (lead == 0xF0) n = 4, lo = 0x90;
-  else if (lead == 0xF4) n = 4, hi = 0x8F;
-  else if (lead >= 0xF1 && lead <= 0xF3) n = 4;
-  else return 0;
-  if (i + n > text.size() || byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  return n;
-}
-
 // Whether a body is text a person can read in a log line: valid UTF-8 without NUL or other
 // control characters than tab, CR and LF. A GIF pixel or a compressed body is not.
 bool IsText(std::string_view body) {
@@ -126,45 +105,17 @@ std::string BodyForLog(std::string_view body, const std::optional<std::string>& 
                        content_type ? *content_type : std::string("binary data"));
   }
   if (body.size() <= kMaxLoggedBody) return std::string(body);
-  size_t cut = kMaxLoggedBody;
-  while (cut > 0 && (static_cast<unsigned char>(body[cut]) & 0xC0) == 0x80) --cut;
-  return fmt::format("{}... ({} bytes)", body.substr(0, cut), body.size());
+  return fmt::format("{}... ({} bytes)", Utf8Prefix(body, kMaxLoggedBody), body.size());
 }
 
-// One log entry is one line whatever it quotes: a vendor's message or a record's value holding a
-// newline cannot forge a line of its own, and a byte that is not UTF-8 cannot garble the terminal
-// or the log shipper. Line breaks and control characters become \n, \r or \xNN; so does each
-// byte of an invalid UTF-8 sequence.
-std::string EscapeForLine(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t' || (c >= 0x20 && c < 0x7F)) {
-      out.push_back(static_cast<char>(c));
-    } else if (const size_t n = c >= 0x80 ? Utf8SequenceAt(text, i) : 0; n > 0) {
-      out.append(text.substr(i, n));
-      i += n;
-      continue;
-    } else {
-      out += fmt::format("\\x{:02X}", c);
-    }
-    ++i;
-  }
-  return out;
-}
-
-// The text format: spdlog's pattern around a payload made safe for one line (EscapeForLine).
+// The text format: spdlog's pattern around a payload made safe for one line (PrintableText):
+// a value holding a line break cannot forge a log line of its own.
 class TextFormatter : public spdlog::formatter {
  public:
   TextFormatter()
       : pattern_("%Y-%m-%dT%H:%M:%S.%eZ [%l] %v", spdlog::pattern_time_type::utc) {}
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const std::string payload = EscapeForLine(View(msg.payload));
+    const std::string payload = PrintableText(View(msg.payload));
     spdlog::details::log_msg escaped = msg;
     escaped.payload = spdlog::string_view_t(payload.data(), payload.size());
     pattern_.format(escaped, dest);

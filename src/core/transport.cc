@@ -10,6 +10,7 @@
 #include "src/core/clock.h"
 #include "src/core/redaction.h"
 #include "src/core/retrying_transport.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 namespace {
@@ -142,7 +143,9 @@ std::string BodyExcerpt(std::string_view body) {
     }
     out += "...";
   }
-  return out;
+  // A body's control characters and bytes that are not UTF-8 (a binary answer, a NUL) are shown
+  // as escapes: the message goes into logs, terminals and JSON.
+  return PrintableText(out);
 }
 
 }  // namespace
@@ -183,6 +186,26 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
   int64_t delta_ms = *date * 1000 - now.time_since_epoch().count();
   delta_ms = std::clamp<int64_t>(delta_ms, 0, kMaxRetryAfterSeconds * 1000);
   return std::chrono::milliseconds(delta_ms);
+}
+
+Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::string& system,
+                                       const std::string& what) {
+  std::string why;
+  try {
+    return nlohmann::json::parse(response.body);
+  } catch (const nlohmann::json::parse_error& e) {
+    why = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 9: ..."
+    const size_t at = why.find("] ");
+    if (at != std::string::npos) why = why.substr(at + 2);
+  }
+  const std::string type = response.Header("Content-Type").value_or("no content type");
+  return Status(StatusCode::kUnavailable,
+                system + ": " + what + ": the answer is not JSON (HTTP " +
+                    std::to_string(response.status) + ", " + type + ", " +
+                    std::to_string(response.body.size()) + " bytes; " + why + "): " +
+                    Redactor::Global().Redact(BodyExcerpt(response.body)))
+      .set_http_status(response.status)
+      .set_system(system);
 }
 
 Status StatusFromResponse(const Response& response, const std::string& system,

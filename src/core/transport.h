@@ -23,6 +23,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +37,11 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // Case-insensitive header lookup; returns the first match.
 std::optional<std::string> FindHeader(const Headers& headers, const std::string& name);
+
+// The largest answer crmbridge reads: a page of records is a few megabytes at the vendors' page
+// sizes, and an answer far past that (a proxy's runaway body, a page padded by a fault) is
+// refused with kFailedPrecondition rather than held in memory.
+inline constexpr size_t kMaxResponseBytes = 32u << 20;
 
 struct Request {
   std::string method = "GET";  // GET, POST, PATCH, PUT, DELETE
@@ -114,6 +121,13 @@ using HttpClassifier = std::function<std::optional<HttpReading>(const Response&)
 // Classifies a response: OK for 1xx-3xx, else StatusFromHttp(), or `classify`'s code when it has
 // one for the response, with the Retry-After header parsed (seconds or an HTTP date) into
 // Status::retry_after(), and Status::system() set from the request.
+// The JSON of an answer that must be JSON, or kUnavailable naming `system` and `what` ("searching
+// tickets") with what came instead: its HTTP status and content type, its size, where the JSON
+// breaks (a page cut short, bytes that are not UTF-8) and an excerpt (an HTML maintenance page
+// served with 200). kUnavailable: the next run asks again.
+Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::string& system,
+                                       const std::string& what);
+
 Status StatusFromResponse(const Response& response, const std::string& system,
                           std::string message, const HttpClassifier& classify = nullptr);
 

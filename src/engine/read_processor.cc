@@ -4,6 +4,7 @@
 
 #include "src/core/hash.h"
 #include "src/engine/merge.h"
+#include "src/engine/native_record_check.h"
 #include "src/engine/write_verification.h"
 
 namespace crmbridge {
@@ -61,6 +62,12 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
                               StateBatch* batch) {
   EntityCounts& counts = Count(source.system, source.entity);
   ++counts.read;
+  if (Status bad = CheckNativeRecord(record); !bad.ok()) {
+    ++counts.rejected;
+    spdlog::warn("{}: {} {} is rejected: {}", source.system, source.object, ShownId(record.id),
+                 bad.message());
+    return Status::Ok();
+  }
   if (record.deleted) return ProcessDelete(source, record, batch);
   auto mapped = MappingPlan::ToCanonical(source, record.fields);
   if (!mapped.ok()) {

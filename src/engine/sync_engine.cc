@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "src/core/time_util.h"
+#include "src/core/utf8.h"
 #include "src/engine/chunk_writes.h"
 #include "src/engine/merge.h"
 #include "src/engine/identity.h"
@@ -334,24 +335,46 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
   spdlog::info("reading {} {} ({}) from {}", m.system, m.object, m.entity,
                cursor.empty() ? "the beginning" : "the stored cursor");
   const bool scan_from_start = cursor.empty();
+  // The cursors this read has started pages from: a next page that is one of them is a loop.
+  std::unordered_set<std::string> pages_read;
+  int page_number = 0;
   while (!Stopping()) {
     PageTime page_time;
-    Result<Page> page = [&] {
+    ++page_number;
+    pages_read.insert(cursor);
+    Result<Page> page = [&]() -> Result<Page> {
       std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
       page_time.started_ms = e_->clock_->NowMillis();
-      Result<Page> read = connector->ReadChanges(ref, cursor, ctx);
+      Result<Page> read = Status(StatusCode::kInternal, "");
+      try {
+        read = connector->ReadChanges(ref, cursor, ctx);
+      } catch (const std::exception& e) {
+        // A connector that meets an answer it did not foresee fails this read, not the process.
+        read = Status(StatusCode::kUnavailable, "the answer could not be decoded: " +
+                                                 std::string(e.what()));
+      }
       page_time.received_ms = e_->clock_->NowMillis();
       page_time.precision_ms = connector->capabilities().modified_precision_ms;
+      if (read.ok() && read->has_more && pages_read.count(read->next)) {
+        return Status(StatusCode::kUnavailable,
+                      "the answer's next-page link points back at a page this read has already "
+                      "read: a paging loop");
+      }
       return read;
     }();
     if (!page.ok()) {
       // Whatever the cause (network, credentials, a query the API refuses), the system sits out
       // the rest of this run and the run exits 4; its cursor is unchanged, so the next run reads
       // the same changes again.
+      // Nothing of the failed page is committed.
       Status s = page.status();
       s.set_system(m.system);
-      spdlog::error("{}: reading {} failed, skipping this system for the run: {}", m.system,
-                    m.object, s.ToString());
+      spdlog::error("{}: reading {} failed at page {} of this read ({}), skipping this system for "
+                    "the run: {}",
+                    m.system, m.object, page_number,
+                    cursor.empty() ? std::string("from the beginning")
+                                   : "from cursor " + std::string(Utf8Prefix(cursor, 200)),
+                    s.ToString());
       MarkUnreachable(m.system, s);
       return Status::Ok();
     }

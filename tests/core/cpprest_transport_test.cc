@@ -71,6 +71,21 @@ class LocalServer {
                                     : "text/plain");
       res.status = req.method == "POST" ? 201 : 200;
     };
+    // An answer past kMaxResponseBytes, with its size said (Content-Length) or not (chunked).
+    server_.Get("/huge", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(kMaxResponseBytes + 1, ' '), "application/json");
+    });
+    server_.Get("/huge-chunked", [](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/json", [](size_t offset, httplib::DataSink& sink) {
+        if (offset > kMaxResponseBytes) {
+          sink.done();
+        } else {
+          const std::string chunk(1 << 20, ' ');
+          sink.write(chunk.data(), chunk.size());
+        }
+        return true;
+      });
+    });
     server_.Get("/echo", echo);
     server_.Post("/echo", echo);
     server_.Patch("/echo", echo);
@@ -203,6 +218,21 @@ TEST_F(CpprestTransportTest, ErrorStatusIsAResponseNotAFailure) {
   Status s = StatusFromResponse(*r, "mock", "GET /status/503");
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_EQ(*s.retry_after(), milliseconds(3000));
+}
+
+// An answer larger than crmbridge reads is refused, not held: by its Content-Length before it is
+// read, or by its size once read when it came in chunks.
+TEST_F(CpprestTransportTest, AnAnswerPastTheLimitIsRefused) {
+  for (const char* path : {"/huge", "/huge-chunked"}) {
+    Request req = Make("GET", path);
+    req.timeout = milliseconds(30000);
+    Result<Response> r = transport_->Send(req);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << path;
+    EXPECT_NE(r.status().message().find("more than the 32 MiB crmbridge reads in one answer"),
+              std::string::npos)
+        << r.status().ToString();
+  }
 }
 
 TEST_F(CpprestTransportTest, ReusesTheConnectionOfOneBaseUrl) {

@@ -183,3 +183,42 @@ TEST(StatusFromResponseTest, ExcerptNeverSplitsUtf8) {
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// An answer that must be JSON and is not: the error says what came instead, in one printable line.
+TEST(ParseJsonAnswerTest, SaysWhatCameInstead) {
+  Response html;
+  html.status = 200;
+  html.headers = {{"Content-Type", "text/html; charset=utf-8"}};
+  html.body = "<!DOCTYPE html>\n<html><body><h1>We'll be right back</h1></body></html>";
+  auto r = ParseJsonAnswer(html, "hubspot", "searching tickets");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().http_status(), 200);
+  EXPECT_EQ(r.status().message(),
+            "hubspot: searching tickets: the answer is not JSON (HTTP 200, text/html; "
+            "charset=utf-8, 70 bytes; parse error at line 1, column 1: syntax error while parsing "
+            "value - invalid literal; last read: '<'): <!DOCTYPE html> <html><body><h1>We'll be "
+            "right back</h1></body></html>");
+
+  Response bytes;
+  bytes.status = 200;
+  bytes.body = std::string("{\"subject\":\"a\0b\xC3\x28\"}", 20);
+  r = ParseJsonAnswer(bytes, "hubspot", "searching tickets");
+  ASSERT_FALSE(r.ok());
+  const std::string message = r.status().message();
+  EXPECT_NE(message.find("no content type, 20 bytes"), std::string::npos) << message;
+  EXPECT_NE(message.find("{\"subject\":\"a\\x00b\\xC3(\"}"), std::string::npos) << message;
+
+  Response json;
+  json.status = 200;
+  json.body = R"({"results":[]})";
+  r = ParseJsonAnswer(json, "hubspot", "searching tickets");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE((*r)["results"].is_array());
+}
+
+}  // namespace
+}  // namespace crmbridge

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Hostile vendor answers, end to end: crm-mocks spoils HubSpot's ticket search answers (the
+# `corrupt=` faults) and `crmbridge sync` must, for each, name the system, object and page (a page
+# it cannot read) or record (a record it cannot take), commit nothing from a bad page, take none of
+# a bad record into any system, and go on with the rest of the run. A cursor whose records' change
+# times go back to 2001 must not move the cursor back.
+#   usage: hostile_answers_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-hostile.XXXXXX")
+pid=""
+stop_mocks() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
+cleanup() { stop_mocks; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "FAIL ($scenario): $*" >&2; exit 1; }
+
+export HUBSPOT_TOKEN=pat-hostile D365_CLIENT_ID=hostile-client D365_CLIENT_SECRET=hostile-secret
+export TOTANGO_TOKEN=hostile-totango PORTAL_TOKEN=hostile-portal
+cfg="$src/examples/demo/crmbridge.yaml"
+search='/crm/v3/objects/tickets/search'
+
+# start_mocks SIZE [FAULT...]: HubSpot, Dynamics 365 and the portal seeded with SIZE customers.
+start_mocks() {
+  local size=$1
+  shift
+  local faults=()
+  for f in "$@"; do faults+=(--fault "$f"); done
+  rm -f "$work/mocks.json"
+  "$bin/crm-mocks" --seed 5 --size "$size" --hubspot-token "$HUBSPOT_TOKEN" \
+    --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
+    --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" \
+    --seed-only hubspot dynamics365 portal "${faults[@]}" >"$work/mocks.json" 2>"$work/mocks.log" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    [ -s "$work/mocks.json" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  local line
+  line=$(head -n1 "$work/mocks.json")
+  url_of() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" <<<"$line"; }
+  export DEMO_HUBSPOT_URL=$(url_of hubspot) DEMO_DYNAMICS365_URL=$(url_of dynamics365)
+  export DEMO_TOTANGO_URL=$(url_of totango) DEMO_PORTAL_URL=$(url_of portal)
+  [ -n "$DEMO_HUBSPOT_URL" ] || fail "crm-mocks printed: $line"
+}
+
+# sync NAME: one sync into a fresh or kept state; its exit code in $rc, output in NAME.out/.log.
+sync() {
+  set +e
+  "$bin/crmbridge" --config "$cfg" sync --json >"$work/$1.out" 2>"$work/$1.log"
+  rc=$?
+  set -e
+}
+
+# The tickets cursor HubSpot's reads left, "" when none was committed.
+tickets_cursor() {
+  "$bin/crmbridge" --config "$cfg" status --json | node -e '
+    const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const c = j.cursors.find((c) => c.system === "hubspot" && c.object === "onboarding:tickets");
+    console.log(c ? c.cursor : "");'
+}
+# count NAME SYSTEM ENTITY FIELD: a count from sync NAME's summary (sync --json), 0 when absent.
+count() {
+  node -e 'const [s, e, f] = process.argv.slice(1);
+           const j = JSON.parse(require("fs").readFileSync(0, "utf8"));
+           console.log(((j.systems || {})[s] || {})[e]?.[f] ?? 0);' "$2" "$3" "$4" <"$work/$1.out"
+}
+
+# A page that cannot be read: exit 4 (the system sits out the run), the error names system, object
+# and page, nothing of the page committed or written, and the other systems' reads go on.
+for corruption in truncate html huge text; do
+  scenario=$corruption
+  export CRMBRIDGE_STATE="$work/$scenario.db"
+  start_mocks 6 "hubspot:POST $search corrupt=$corruption"
+  sync "$scenario"
+  [ "$rc" -eq 4 ] || fail "exit $rc, not 4: $(tail -3 "$work/$scenario.log")"
+  grep -q "hubspot: reading tickets failed at page 1 of this read (from the beginning)" \
+    "$work/$scenario.log" || fail "the failed page is not named: $(grep error "$work/$scenario.log")"
+  case $corruption in
+    huge) want="more than the 32 MiB crmbridge reads in one answer" ;;
+    html) want="the answer is not JSON (HTTP 200, text/html" ;;
+    *) want="the answer is not JSON (HTTP 200, application/json" ;;
+  esac
+  grep -qF "$want" "$work/$scenario.log" || fail "no '$want' in: $(grep error "$work/$scenario.log")"
+  [ -z "$(tickets_cursor)" ] || fail "a cursor was committed past the bad page: $(tickets_cursor)"
+  [ "$(count "$scenario" dynamics365 onboarding created)" -eq 0 ] \
+    || fail "an onboarding reached Dynamics 365 from the bad page"
+  [ "$(count "$scenario" dynamics365 company read)" -eq 6 ] || fail "the run did not go on"
+  [ "$(count "$scenario" hubspot contact read)" -gt 0 ] || fail "HubSpot's other objects were not read"
+  LC_ALL=C grep -qP '[\x00-\x08\x0e-\x1f]' "$work/$scenario.log" "$work/$scenario.out" \
+    && fail "control bytes from the answer reached the output"
+  stop_mocks
+done
+
+# Records that cannot be taken, each rejected by name while the rest of the page is synced.
+scenario=types
+export CRMBRIDGE_STATE="$work/$scenario.db"
+start_mocks 14 "hubspot:POST $search corrupt=types"
+sync "$scenario"
+[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -3 "$work/$scenario.log")"
+grep -q "hubspot: tickets (no id) is rejected: a HubSpot object whose id is neither text nor a number" \
+  "$work/$scenario.log" || fail "the record without a usable id is not rejected by name"
+grep -q "hubspot: tickets [0-9]* is rejected: its 'archived' is not true or false" "$work/$scenario.log" \
+  || fail "the record with a bad 'archived' is not rejected by name"
+grep -q "cannot be mapped to onboarding: hubspot tickets.subject -> onboarding.title: value {\"unexpected\":\[1,2\]} is not a valid string" \
+  "$work/$scenario.log" || fail "a wrong-typed subject was not refused"
+bad=$(count "$scenario" hubspot onboarding rejected)
+made=$(count "$scenario" dynamics365 onboarding created)
+[ "$bad" -ge 4 ] && [ "$made" -ge 6 ] && [ $((bad + made)) -eq 14 ] \
+  || fail "$bad tickets refused and $made written of 14"
+curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -q unexpected && fail "a wrong-typed value was written"
+stop_mocks
+
+scenario=ids
+export CRMBRIDGE_STATE="$work/$scenario.db"
+start_mocks 6 "hubspot:POST $search corrupt=ids"
+sync "$scenario"
+[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -3 "$work/$scenario.log")"
+grep -q "hubspot: tickets (no id) is rejected: its id is empty" "$work/$scenario.log" \
+  || fail "the empty id is not rejected"
+grep -q "hubspot: tickets 7777777777777777777777777777777777777777777777777777777777777777... (10240 bytes) is rejected: its id is 10240 bytes long (at most 512)" \
+  "$work/$scenario.log" || fail "the 10 KB id is not rejected"
+[ "$(count "$scenario" hubspot onboarding rejected)" -eq 2 ] || fail "not 2 tickets rejected"
+[ "$(count "$scenario" dynamics365 onboarding created)" -eq 4 ] || fail "not the 4 good ones written"
+stop_mocks
+
+# A next-page link back at a page already read: the loop is named and the read stops there (with
+# 250 tickets the first page of 200 is good and committed; the second points back).
+scenario=loop
+export CRMBRIDGE_STATE="$work/$scenario.db"
+start_mocks 250 "hubspot:POST $search corrupt=loop"
+sync "$scenario"
+[ "$rc" -eq 4 ] || fail "exit $rc, not 4: $(tail -3 "$work/$scenario.log")"
+grep -q "hubspot: reading tickets failed at page 2 of this read .*a paging loop" "$work/$scenario.log" \
+  || fail "the loop is not named: $(grep error "$work/$scenario.log")"
+stop_mocks
+
+# Change times that go back to 2001 after a clean run: the cursor never moves back.
+scenario=backwards
+export CRMBRIDGE_STATE="$work/$scenario.db"
+start_mocks 6
+sync "$scenario-1"
+[ "$rc" -eq 0 ] || fail "the clean run exited $rc"
+before=$(tickets_cursor)
+[ -n "$before" ] || fail "no tickets cursor after a clean run"
+# One ticket changes in HubSpot, and the answers now date every change in 2001.
+id=$(curl -s -H "Authorization: Bearer $HUBSPOT_TOKEN" "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets?limit=1" |
+  sed -n 's/.*"id":"\([0-9]*\)".*/\1/p')
+[ -n "$id" ] || fail "no ticket to change"
+curl -s -X PATCH -H "Authorization: Bearer $HUBSPOT_TOKEN" -H "Content-Type: application/json" \
+  -d '{"properties":{"subject":"Changed after the first run"}}' \
+  "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$id" >/dev/null
+curl -s -X POST -d "[{\"method\":\"POST\",\"path\":\"$search\",\"corrupt\":\"backwards\"}]" \
+  "$DEMO_HUBSPOT_URL/__admin/faults" >/dev/null
+sync "$scenario-2"
+[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -3 "$work/$scenario-2.log")"
+# Read, and its change dated 2001 loses to the newer one crmbridge holds ("most recent change
+# wins"): said in the log, and counted as a conflict.
+[ "$(count "$scenario-2" hubspot onboarding read)" -ge 1 ] || fail "the changed ticket was not read ($(count "$scenario-2" hubspot onboarding read))"
+grep -q "hubspot: tickets $id changed title to \"Changed after the first run\", which is not taken: a newer change" \
+  "$work/$scenario-2.log" || fail "the 2001 change was not reported"
+after=$(tickets_cursor)
+since() { sed -n 's/.*"since":\([0-9]*\).*/\1/p' <<<"$1"; }
+[ -n "$(since "$after")" ] && [ "$(since "$after")" -ge "$(since "$before")" ] \
+  || fail "the cursor went from $before back to $after"
+stop_mocks
+
+echo "hostile answers: 8 kinds, each refused by name, nothing of a bad page kept, the run went on"
