@@ -7,31 +7,14 @@ set -euo pipefail
 bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-it.XXXXXX")
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+source "$(dirname "$0")/crm_mocks.sh"
+cleanup() { stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 export HUBSPOT_TOKEN=pat-it-hubspot D365_CLIENT_ID=it-client D365_CLIENT_SECRET=it-secret-0123
 export TOTANGO_TOKEN=it-totango-token-77 PORTAL_TOKEN=it-portal-token-55
-"$bin/crm-mocks" --seed 7 --size 12 --hubspot-token "$HUBSPOT_TOKEN" \
-  --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal \
-  >"$work/mocks.json" 2>"$work/mocks.log" &
-pid=$!
-# Up to a minute on a loaded machine, while crm-mocks lives.
-for _ in $(seq 1 600); do
-  [ -s "$work/mocks.json" ] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-line=$(head -n1 "$work/mocks.json")
-export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
-[ -n "$DEMO_HUBSPOT_URL" ] && [ -n "$DEMO_DYNAMICS365_URL" ] && [ -n "$DEMO_TOTANGO_URL" ] \
-  || fail "crm-mocks printed: $line"
+start_crm_mocks "$bin" "$work" --seed 7 --size 12 --seed-only hubspot portal || fail "no mocks"
 export CRMBRIDGE_STATE="$work/state.db"
 cfg="$src/examples/demo/crmbridge.yaml"
 
@@ -157,7 +140,7 @@ runs=$(grep -c "daemon: run [0-9]* wrote" "$work/daemon.log" || true)
 grep -q "daemon: stopped" "$work/daemon.log" || fail "no clean stop: $(tail -3 "$work/daemon.log")"
 
 # Exit code 4 when a system is unreachable: stop the mocks and sync again.
-kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+stop_crm_mocks
 set +e
 "$bin/crmbridge" --config "$cfg" sync >"$work/run3.txt" 2>"$work/run3.log"; rc=$?
 set -e

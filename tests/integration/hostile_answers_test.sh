@@ -9,9 +9,8 @@ set -euo pipefail
 bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-hostile.XXXXXX")
-pid=""
-stop_mocks() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
-cleanup() { stop_mocks; rm -rf "$work"; }
+source "$(dirname "$0")/crm_mocks.sh"
+cleanup() { stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL ($scenario): $*" >&2; exit 1; }
 
@@ -26,23 +25,8 @@ start_mocks() {
   shift
   local faults=()
   for f in "$@"; do faults+=(--fault "$f"); done
-  rm -f "$work/mocks.json"
-  "$bin/crm-mocks" --seed 5 --size "$size" --hubspot-token "$HUBSPOT_TOKEN" \
-    --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-    --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" \
-    --seed-only hubspot dynamics365 portal "${faults[@]}" >"$work/mocks.json" 2>"$work/mocks.log" &
-  pid=$!
-  for _ in $(seq 1 600); do
-    [ -s "$work/mocks.json" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  local line
-  line=$(head -n1 "$work/mocks.json")
-  url_of() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" <<<"$line"; }
-  export DEMO_HUBSPOT_URL=$(url_of hubspot) DEMO_DYNAMICS365_URL=$(url_of dynamics365)
-  export DEMO_TOTANGO_URL=$(url_of totango) DEMO_PORTAL_URL=$(url_of portal)
-  [ -n "$DEMO_HUBSPOT_URL" ] || fail "crm-mocks printed: $line"
+  start_crm_mocks "$bin" "$work" --seed 5 --size "$size" --seed-only hubspot dynamics365 portal \
+    "${faults[@]}" || fail "no mocks"
 }
 
 # sync NAME: one sync into a fresh or kept state; its exit code in $rc, output in NAME.out/.log.
@@ -90,7 +74,7 @@ for corruption in truncate html huge text; do
   [ "$(count "$scenario" hubspot contact read)" -gt 0 ] || fail "HubSpot's other objects were not read"
   LC_ALL=C grep -qP '[\x00-\x08\x0e-\x1f]' "$work/$scenario.log" "$work/$scenario.out" \
     && fail "control bytes from the answer reached the output"
-  stop_mocks
+  stop_crm_mocks
 done
 
 # Records that cannot be taken, each rejected by name while the rest of the page is synced.
@@ -110,7 +94,7 @@ made=$(count "$scenario" dynamics365 onboarding created)
 [ "$bad" -ge 4 ] && [ "$made" -ge 6 ] && [ $((bad + made)) -eq 14 ] \
   || fail "$bad tickets refused and $made written of 14"
 curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -q unexpected && fail "a wrong-typed value was written"
-stop_mocks
+stop_crm_mocks
 
 scenario=ids
 export CRMBRIDGE_STATE="$work/$scenario.db"
@@ -123,7 +107,7 @@ grep -q "hubspot: tickets 777777777777777777777777777777777777777777777777777777
   "$work/$scenario.log" || fail "the 10 KB id is not rejected"
 [ "$(count "$scenario" hubspot onboarding rejected)" -eq 2 ] || fail "not 2 tickets rejected"
 [ "$(count "$scenario" dynamics365 onboarding created)" -eq 4 ] || fail "not the 4 good ones written"
-stop_mocks
+stop_crm_mocks
 
 # A next-page link back at a page already read: the loop is named and the read stops there (with
 # 250 tickets the first page of 200 is good and committed; the second points back).
@@ -134,7 +118,7 @@ sync "$scenario"
 [ "$rc" -eq 4 ] || fail "exit $rc, not 4: $(tail -3 "$work/$scenario.log")"
 grep -q "hubspot: reading tickets failed at page 2 of this read .*a paging loop" "$work/$scenario.log" \
   || fail "the loop is not named: $(grep error "$work/$scenario.log")"
-stop_mocks
+stop_crm_mocks
 
 # Change times that go back to 2001 after a clean run: the cursor never moves back.
 scenario=backwards
@@ -164,6 +148,6 @@ after=$(tickets_cursor)
 since() { sed -n 's/.*"since":\([0-9]*\).*/\1/p' <<<"$1"; }
 [ -n "$(since "$after")" ] && [ "$(since "$after")" -ge "$(since "$before")" ] \
   || fail "the cursor went from $before back to $after"
-stop_mocks
+stop_crm_mocks
 
 echo "hostile answers: 8 kinds, each refused by name, nothing of a bad page kept, the run went on"

@@ -11,8 +11,8 @@ set -euo pipefail
 bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-canary.XXXXXX")
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+source "$(dirname "$0")/crm_mocks.sh"
+cleanup() { stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -23,23 +23,9 @@ canaries=("$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN" "$PORTAL_TOKEN
 
 # Seeded HubSpot and portal; Dynamics 365 refuses one batch (dead letters whose reason is the
 # vendor's error body), fails some items of others and answers a few 503s (retries).
-"$bin/crm-mocks" --seed 11 --size 8 --hubspot-token "$HUBSPOT_TOKEN" \
-  --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal \
-  --fault 'dynamics365:POST /$batch status=400 times=1' --fault 'dynamics365:POST /$batch partial=0.3' --fault 'dynamics365:GET status=503 times=2' \
-  >"$work/mocks.json" 2>"$work/mocks.log" &
-pid=$!
-# Up to a minute on a loaded machine, while crm-mocks lives.
-for _ in $(seq 1 600); do
-  [ -s "$work/mocks.json" ] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-line=$(head -n1 "$work/mocks.json")
-url_of() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" <<<"$line"; }
-export DEMO_HUBSPOT_URL=$(url_of hubspot) DEMO_DYNAMICS365_URL=$(url_of dynamics365)
-export DEMO_TOTANGO_URL=$(url_of totango) DEMO_PORTAL_URL=$(url_of portal)
-[ -n "$DEMO_HUBSPOT_URL" ] && [ -n "$DEMO_PORTAL_URL" ] || fail "crm-mocks printed: $line"
+start_crm_mocks "$bin" "$work" --seed 11 --size 8 --seed-only hubspot portal \
+  --fault 'dynamics365:POST /$batch status=400 times=1' --fault 'dynamics365:POST /$batch partial=0.3' \
+  --fault 'dynamics365:GET status=503 times=2' || fail "no mocks"
 export CRMBRIDGE_STATE="$work/state.db"
 cfg="$src/examples/demo/crmbridge.yaml"
 

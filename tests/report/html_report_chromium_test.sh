@@ -12,8 +12,8 @@ bin=$1
 src=$2
 fill=$3
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-report.XXXXXX")
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+source "$(dirname "$0")/../integration/crm_mocks.sh"
+cleanup() { stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -25,18 +25,7 @@ export TOTANGO_TOKEN=report-totango-token PORTAL_TOKEN=report-portal-token
 cfg="$src/examples/demo/crmbridge.yaml"
 
 # --- 1. a real sync, then the report over what it recorded ---
-"$bin/crm-mocks" --seed 11 --size 8 --hubspot-token "$HUBSPOT_TOKEN" \
-  --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot dynamics365 \
-  >"$work/mocks.json" 2>"$work/mocks.log" &
-pid=$!
-for _ in $(seq 1 100); do [ -s "$work/mocks.json" ] && break; sleep 0.1; done
-line=$(head -n1 "$work/mocks.json")
-export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
-[ -n "$DEMO_HUBSPOT_URL" ] || fail "crm-mocks printed: $line"
+start_crm_mocks "$bin" "$work" --seed 11 --size 8 --seed-only hubspot dynamics365 || fail "no mocks"
 export CRMBRIDGE_STATE="$work/synced.db"
 
 # Before any sync there is no state store: a clear error, and none is created.
@@ -49,7 +38,7 @@ grep -q "no state store at" "$work/nostate.err" || fail "unclear error: $(cat "$
 
 "$bin/crmbridge" --config "$cfg" sync >"$work/sync.txt" 2>"$work/sync.log" \
   || fail "sync exited $?: $(tail -3 "$work/sync.log")"
-kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+stop_crm_mocks
 # The mocks are gone: the report reads the state store only.
 "$bin/crmbridge" --config "$cfg" report onboarding --all --json >"$work/synced.json" 2>"$work/report.log" \
   || fail "report --json exited $?: $(cat "$work/report.log")"
