@@ -15,8 +15,9 @@
 //
 // Mutations that must be atomic are collected in a StateBatch and applied with Apply() in one
 // transaction (a cursor is only ever advanced together with the outbox rows and snapshots its page
-// produced). Only state/sqlite_store.cc contains SQL, so a PostgreSQL backend can implement the
-// same interface; every backend must pass the conformance suite (tests/state/store_conformance.h).
+// produced). Only the backends contain SQL (state/sqlite_store.cc, state/postgres_store.cc), each
+// implementing this interface; every backend must pass the conformance suite
+// (tests/state/store_conformance.h).
 //
 // Thread-safety: a Store may be used from several threads; each call is atomic.
 #pragma once
