@@ -6,9 +6,14 @@
 // (postgres_cluster.h); without PostgreSQL's server binaries, they are skipped, saying so.
 #include "state/postgres_store.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -193,10 +198,20 @@ TEST_F(PostgresStoreTest, RefusesADatabaseWithANewerSchemaUntouched) {
 }
 
 TEST_F(PostgresStoreTest, AnUnreachableServerIsAFailedPreconditionThatHidesThePassword) {
-  // A port nothing listens on: the server's own, with the server's password, one higher.
+  // A port held but not listened on, so that nothing else can take it meanwhile: connecting to
+  // it is refused. The password is the server's own.
+  const int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   const std::string url = "postgresql://crmbridge:" + cluster_->password() + "@127.0.0.1:" +
-                          std::to_string(cluster_->port() + 1) + "/" + db_ + "?connect_timeout=5";
+                          std::to_string(ntohs(addr.sin_port)) + "/" + db_ + "?connect_timeout=5";
   auto store = OpenPostgresStore(url);
+  ::close(held);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(store.status().message(), HasSubstr("cannot connect to the PostgreSQL state store"));
