@@ -240,10 +240,6 @@ std::string TrimEnd(std::string s) {
   return s;
 }
 
-bool IsUrl(const std::string& url) {
-  return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
-}
-
 // The parsed connection string, or nullptr when it does not parse. libpq's reason is not kept:
 // it may quote a piece of the string, and with it of the password.
 ConninfoPtr ParseConninfo(const std::string& url) {
@@ -1575,8 +1571,12 @@ Result<std::optional<LeaseInfo>> PostgresStore::GetLease() {
 
 int PostgresSchemaVersionKnown() { return kKnownSchemaVersion; }
 
+bool IsPostgresUrl(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
 std::string RedactPostgresUrl(const std::string& url) {
-  if (IsUrl(url)) return RedactUrlForLog(url);
+  if (IsPostgresUrl(url)) return RedactUrlForLog(url);
   ConninfoPtr options = ParseConninfo(url);
   if (!options) return "(a connection string that does not parse)";
   std::string out;

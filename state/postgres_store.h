@@ -57,6 +57,9 @@ Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
 // The schema version this build migrates to (the number of its last migration).
 int PostgresSchemaVersionKnown();
 
+// Whether `location` is a PostgreSQL URL ("postgresql://..." or "postgres://...").
+bool IsPostgresUrl(const std::string& location);
+
 // `url` as errors and logs show it: a postgresql:// URL without its user info and credential
 // parameters (RedactUrlForLog), a "key=value" string as its host, port, database and user only.
 std::string RedactPostgresUrl(const std::string& url);

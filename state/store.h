@@ -464,4 +464,9 @@ class Store {
 // the file cannot be opened or was written by a newer crmbridge (unknown schema version).
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
+// Opens the store `location` names: a PostgreSQL database for a "postgresql://" or "postgres://"
+// URL (see state/postgres_store.h: migrations applied, the password shown in no error), else a
+// SQLite file at that path, as OpenSqliteStore. Its errors are those of the store it opens.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& location);
+
 }  // namespace crmbridge

@@ -414,6 +414,23 @@ TEST_F(PostgresStoreTest, AnOutboxRowWithAnUnknownOpIsReportedNotGuessed) {
   EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'merge'"));
 }
 
+TEST_F(PostgresStoreTest, OpenStoreOpensAPostgresUrlAsAPostgresStore) {
+  for (const char* scheme : {"postgresql://", "postgres://"}) {
+    std::string url = cluster_->Url(db_);
+    url.replace(0, url.find("://") + 3, scheme);
+    auto store = OpenStore(url);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    StateBatch batch;
+    batch.SetCursor("hubspot", "companies", scheme);
+    ASSERT_TRUE((*store)->Apply(batch).ok());
+    EXPECT_EQ(RawPg(*cluster_, db_).Query("SELECT cursor FROM cursors"), scheme);
+  }
+  auto refused = OpenStore(cluster_->Url(db_, "not-the-password-5d0b"));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), Not(HasSubstr("not-the-password-5d0b")));
+}
+
 TEST_F(PostgresStoreTest, EachSchemaOfADatabaseIsAStoreOfItsOwn) {
   RawPg raw(*cluster_, db_);
   raw.Exec("CREATE SCHEMA tenant_a");
