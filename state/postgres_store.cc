@@ -198,7 +198,7 @@ constexpr const char* kMigrationLockSql = "SELECT pg_advisory_xact_lock(16684434
 
 // ---------------------------------------------------------------------------------------------
 
-// What the caller should do next (STYLE.md's code table), by SQLSTATE.
+// What the caller should do next (the codes of src/core/status.h), by SQLSTATE.
 StatusCode CodeForSqlstate(std::string_view state) {
   if (state == "23505") return StatusCode::kAlreadyExists;  // unique_violation
   if (state == "40001" || state == "40P01" ||  // serialization failure, deadlock: retry later
