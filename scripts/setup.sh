@@ -17,6 +17,8 @@ PACKAGES=(
   libcpprest-dev libssl-dev libboost-system-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libsqlite3-dev
   libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev
+  libpq-dev   # the PostgreSQL state store's client library
+  postgresql  # its tests start a throwaway server of their own (initdb, postgres); no service is used
   chromium  # renders the HTML onboarding report in its test (headless, offline)
 )
 

@@ -1,4 +1,4 @@
-// SqliteStore: the only file with SQL in it (see state/store.h and state/sqlite_store.h).
+// SqliteStore: the SQLite backend of Store (see state/store.h and state/sqlite_store.h).
 //
 // Every statement is prepared once per connection and cached; values are always bound, never
 // spliced into SQL text. The one exception is `PRAGMA user_version = N`, because PRAGMA takes no
@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+
+#include "state/backend_common.h"
 
 namespace crmbridge {
 namespace {
@@ -358,91 +360,6 @@ class Stmt {
   int rc_;
 };
 
-Result<std::string> DumpJson(const json& j, const std::string& what) {
-  try {
-    return j.dump();
-  } catch (const json::exception& e) {
-    // Strings that are not valid UTF-8 cannot be serialised.
-    return Status(StatusCode::kInvalidArgument, what + " cannot be stored as JSON: " + e.what());
-  }
-}
-
-Result<json> ParseJson(const std::string& text, const std::string& what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded())
-    return Status(StatusCode::kInternal, what + " holds JSON that does not parse");
-  return j;
-}
-
-json OutboxItemToJson(const OutboxItem& item) {
-  return json{{"id", item.id},
-              {"system", item.system},
-              {"object", item.object},
-              {"entity", item.entity},
-              {"canonical_id", item.canonical_id},
-              {"op", OutboxOpName(item.op)},
-              {"native_id", item.native_id},
-              {"idempotency_key", item.idempotency_key},
-              {"payload", item.payload},
-              {"payload_hash", item.payload_hash},
-              {"attempts", item.attempts},
-              {"next_attempt_ms", item.next_attempt_ms},
-              {"last_error", item.last_error},
-              {"created_ms", item.created_ms}};
-}
-
-Result<OutboxItem> OutboxItemFromJson(const std::string& text, const std::string& what) {
-  auto parsed = ParseJson(text, what);
-  if (!parsed.ok()) return parsed.status();
-  const json& j = *parsed;
-  try {
-    OutboxItem item;
-    item.id = j.value("id", int64_t{0});
-    item.system = j.value("system", std::string());
-    item.object = j.value("object", std::string());
-    item.entity = j.value("entity", std::string());
-    item.canonical_id = j.value("canonical_id", std::string());
-    const std::string op = j.value("op", std::string());
-    auto parsed_op = ParseOutboxOp(op);
-    if (!parsed_op) return Status(StatusCode::kInternal, what + " holds an unknown op '" + op + "'");
-    item.op = *parsed_op;
-    item.native_id = j.value("native_id", std::string());
-    item.idempotency_key = j.value("idempotency_key", std::string());
-    item.payload = j.value("payload", json::object());
-    item.payload_hash = j.value("payload_hash", std::string());
-    item.attempts = j.value("attempts", 0);
-    item.next_attempt_ms = j.value("next_attempt_ms", int64_t{0});
-    item.last_error = j.value("last_error", std::string());
-    item.created_ms = j.value("created_ms", int64_t{0});
-    return item;
-  } catch (const json::exception& e) {
-    return Status(StatusCode::kInternal, what + " is not a valid outbox item: " + e.what());
-  }
-}
-
-Status Annotate(const Status& s, const std::string& prefix) {
-  return Status(s.code(), prefix + ": " + s.message());
-}
-
-const char* OpKindName(StateBatch::Op::Kind kind) {
-  using K = StateBatch::Op::Kind;
-  switch (kind) {
-    case K::kPutLink: return "PutLink";
-    case K::kPutSnapshot: return "PutSnapshot";
-    case K::kSetCursor: return "SetCursor";
-    case K::kEnqueue: return "Enqueue";
-    case K::kCompleteOutbox: return "CompleteOutbox";
-    case K::kRetryOutbox: return "RetryOutbox";
-    case K::kDeadLetterOutbox: return "DeadLetterOutbox";
-    case K::kAddStageTransition: return "AddStageTransition";
-    case K::kDeleteDeadLetter: return "DeleteDeadLetter";
-    case K::kAddDeadLetter: return "AddDeadLetter";
-    case K::kPutMatchKey: return "PutMatchKey";
-    case K::kAddAudit: return "AddAudit";
-  }
-  return "unknown op";
-}
-
 // Creates the file 0600 before SQLite sees it (SQLite would create it 0644 under the usual umask),
 // and tightens an existing file: the store holds customer data.
 Status PrepareFile(const std::string& path) {
@@ -740,15 +657,7 @@ Status SqliteStore::Apply(const StateBatch& batch) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string doing = "a batch of " + std::to_string(batch.ops().size()) + " ops";
   return InTransaction(doing, [&]() -> Status {
-    const auto& ops = batch.ops();
-    for (size_t i = 0; i < ops.size(); ++i) {
-      Status s = ApplyOp(ops[i]);
-      if (!s.ok()) {
-        return Annotate(s, "op " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) +
-                               " (" + OpKindName(ops[i].kind) + ")");
-      }
-    }
-    return Status::Ok();
+    return ApplyOps(batch, [this](const StateBatch::Op& op) { return ApplyOp(op); });
   });
 }
 
@@ -812,10 +721,6 @@ std::string ColumnHash(const Stmt& st, int col) {
 }
 
 Status SqliteStore::PutLink(const Link& link) {
-  if (link.entity.empty() || link.canonical_id.empty() || link.system.empty()) {
-    return Status(StatusCode::kInvalidArgument,
-                  "a link needs an entity, a canonical id and a system");
-  }
   // An upsert on the primary key only: a native id already linked to another canonical id is a
   // UNIQUE violation (kAlreadyExists), never a silent replacement of the other link.
   Stmt st = Prepare(
@@ -932,8 +837,6 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
 }
 
 Status SqliteStore::SetCursor(const CursorRow& cursor) {
-  if (cursor.system.empty() || cursor.object.empty())
-    return Status(StatusCode::kInvalidArgument, "a cursor needs a system and an object");
   Stmt st = Prepare(
       "INSERT INTO cursors (system, object, cursor, updated_ms) VALUES (?1, ?2, ?3, ?4) "
       "ON CONFLICT (system, object) DO UPDATE SET cursor = excluded.cursor, "
@@ -1003,11 +906,6 @@ Status SqliteStore::NoteLatestSeq(const std::string& system, const std::string& 
 }
 
 Status SqliteStore::Enqueue(const OutboxItem& item) {
-  if (item.system.empty() || item.object.empty() || item.entity.empty() ||
-      item.canonical_id.empty()) {
-    return Status(StatusCode::kInvalidArgument,
-                  "an outbox item needs a system, an object, an entity and a canonical id");
-  }
   auto payload = DumpJson(item.payload, "the payload for " + item.system + " " + item.entity +
                                             " " + item.canonical_id);
   if (!payload.ok()) return payload.status();

@@ -15,8 +15,9 @@
 //
 // Mutations that must be atomic are collected in a StateBatch and applied with Apply() in one
 // transaction (a cursor is only ever advanced together with the outbox rows and snapshots its page
-// produced). Only state/sqlite_store.cc contains SQL, so a PostgreSQL backend can implement the
-// same interface; every backend must pass the conformance suite (tests/state/store_conformance.h).
+// produced). Only the backends contain SQL (state/sqlite_store.cc, state/postgres_store.cc), each
+// implementing this interface; every backend must pass the conformance suite
+// (tests/state/store_conformance.h).
 //
 // Thread-safety: a Store may be used from several threads; each call is atomic.
 #pragma once
@@ -462,5 +463,10 @@ class Store {
 // in order. ":memory:" gives a private in-memory store for tests. Errors: kFailedPrecondition when
 // the file cannot be opened or was written by a newer crmbridge (unknown schema version).
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+// Opens the store `location` names: a PostgreSQL database for a "postgresql://" or "postgres://"
+// URL (see state/postgres_store.h: migrations applied, the password shown in no error), else a
+// SQLite file at that path, as OpenSqliteStore. Its errors are those of the store it opens.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& location);
 
 }  // namespace crmbridge

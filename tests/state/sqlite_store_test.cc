@@ -404,5 +404,21 @@ TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
   EXPECT_EQ(*other->OutboxCounts(), json::object());
 }
 
+// OpenStore takes anything but a PostgreSQL URL for a SQLite path (the URL is
+// postgres_store_test.cc's), a file whose name merely looks like a connection string included.
+TEST_F(SqliteStoreTest, OpenStoreOpensAnythingButAPostgresUrlAsASqliteFile) {
+  for (const std::string name : {"state.db", "host=db port=5432", "postgresql:not-a-url"}) {
+    const std::string path = dir_ + "/" + name;
+    auto store = OpenStore(path);
+    ASSERT_TRUE(store.ok()) << name << ": " << store.status().ToString();
+    StateBatch batch;
+    batch.SetCursor("hubspot", "companies", name);
+    ASSERT_TRUE((*store)->Apply(batch).ok());
+    store->reset();  // closed before the file is read
+    RawDb raw(path);
+    EXPECT_EQ(raw.QueryText("SELECT cursor FROM cursors"), name);
+  }
+}
+
 }  // namespace
 }  // namespace crmbridge

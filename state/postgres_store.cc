@@ -1,0 +1,1638 @@
+// PostgresStore: the PostgreSQL backend of Store (see state/store.h and state/postgres_store.h).
+//
+// Every statement with values is prepared once per connection (PQprepare) and run with its values
+// bound (PQexecPrepared), never spliced into SQL text. Statements without values (BEGIN, COMMIT,
+// the migrations, `SET lock_timeout = N` with N an int option) run as they are.
+#include "state/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "src/core/logging.h"
+#include "src/core/redaction.h"
+#include "state/backend_common.h"
+
+namespace crmbridge {
+namespace {
+
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// Schema migrations, as for SQLite: append only, migration i (1-based) has version i, each runs
+// in its own transaction and is recorded in schema_version. Version 1 is the schema SQLite
+// reached in twelve steps; PostgreSQL stores never had the earlier ones.
+struct Migration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+const Migration kMigrations[] = {
+    {1, "initial schema", R"sql(
+-- (entity, canonical id) <-> (system, native id). native_id is NULL (read back as "") until the
+-- system has assigned one, so links still waiting for their create do not collide on the UNIQUE
+-- key. settled: the digest of the values the system is settled on (SettledDigests), '' when it is
+-- not settled, NULL when not known (the link was stored after its snapshot).
+CREATE TABLE links (
+  entity            text COLLATE "C" NOT NULL,
+  canonical_id      text COLLATE "C" NOT NULL,
+  system            text COLLATE "C" NOT NULL,
+  native_id         text COLLATE "C",
+  last_read_hash    text NOT NULL DEFAULT '',
+  last_written_hash text NOT NULL DEFAULT '',
+  updated_ms        bigint NOT NULL DEFAULT 0,
+  settled           text,
+  PRIMARY KEY (entity, canonical_id, system),
+  UNIQUE (system, entity, native_id)
+);
+
+CREATE TABLE snapshots (
+  entity       text COLLATE "C" NOT NULL,
+  canonical_id text COLLATE "C" NOT NULL,
+  fields       json NOT NULL,                -- canonical field -> value
+  seen         json NOT NULL DEFAULT '{}',   -- system -> canonical field -> value
+  unverified   json NOT NULL DEFAULT '{}',   -- system -> field -> {sent, before, attempts}
+  in_doubt     json NOT NULL DEFAULT '{}',   -- system -> field -> [{value, sent_ms}]
+  changed_ms   json NOT NULL DEFAULT '{}',   -- canonical field -> ms
+  deleted_ms   bigint NOT NULL DEFAULT 0,
+  updated_ms   bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (entity, canonical_id)
+);
+-- The few snapshots with unverified writes, for ListUnverified.
+CREATE INDEX snapshots_unverified ON snapshots (entity, canonical_id)
+  WHERE unverified::text <> '{}';
+
+CREATE TABLE cursors (
+  system     text COLLATE "C" NOT NULL,
+  object     text COLLATE "C" NOT NULL,
+  cursor     text NOT NULL,
+  updated_ms bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (system, object)
+);
+
+-- One pending write per (system, entity, canonical_id): Enqueue upserts, so the newest payload
+-- wins. Ids come from an identity (a sequence): never reused, so a stale id never names a newer
+-- row, and in the order items were first queued. seq is the store-wide order in which payloads
+-- were queued (counters.outbox_seq), which tells a replayed dead letter whether a newer write for
+-- the same record exists.
+CREATE TABLE outbox (
+  id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  system          text COLLATE "C" NOT NULL,
+  object          text NOT NULL,
+  entity          text COLLATE "C" NOT NULL,
+  canonical_id    text COLLATE "C" NOT NULL,
+  op              text NOT NULL,
+  native_id       text NOT NULL DEFAULT '',
+  idempotency_key text NOT NULL DEFAULT '',
+  payload         json NOT NULL,             -- native fields to write
+  payload_hash    text NOT NULL DEFAULT '',
+  attempts        integer NOT NULL DEFAULT 0,
+  next_attempt_ms bigint NOT NULL DEFAULT 0,
+  last_error      text NOT NULL DEFAULT '',
+  created_ms      bigint NOT NULL DEFAULT 0,
+  seq             bigint NOT NULL,
+  UNIQUE (system, entity, canonical_id)
+);
+CREATE INDEX outbox_by_system ON outbox (system, id);
+
+-- The seq of the newest payload queued for a record, kept only while the record has a dead
+-- letter: it is read only to tell whether a replay is stale.
+CREATE TABLE outbox_latest (
+  system       text COLLATE "C" NOT NULL,
+  entity       text COLLATE "C" NOT NULL,
+  canonical_id text COLLATE "C" NOT NULL,
+  seq          bigint NOT NULL,
+  PRIMARY KEY (system, entity, canonical_id)
+);
+
+CREATE TABLE dead_letters (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  outbox_id    bigint NOT NULL,
+  seq          bigint NOT NULL,
+  system       text COLLATE "C" NOT NULL,
+  entity       text COLLATE "C" NOT NULL,
+  canonical_id text COLLATE "C" NOT NULL,
+  item         json NOT NULL,  -- the OutboxItem, as last attempted
+  reason       text NOT NULL,
+  http_status  integer NOT NULL DEFAULT 0,
+  attempts     integer NOT NULL,
+  failed_ms    bigint NOT NULL
+);
+CREATE INDEX dead_letters_by_record ON dead_letters (system, entity, canonical_id);
+
+CREATE TABLE runs (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  mode        text NOT NULL,
+  started_ms  bigint NOT NULL,
+  finished_ms bigint NOT NULL DEFAULT 0,
+  outcome     text NOT NULL,
+  counts      json NOT NULL DEFAULT '{}',
+  error       text NOT NULL DEFAULT ''
+);
+
+-- Read per record in time order, ties in the order recorded (id).
+CREATE TABLE stage_history (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  entity       text COLLATE "C" NOT NULL,
+  canonical_id text COLLATE "C" NOT NULL,
+  at_ms        bigint NOT NULL,
+  system       text NOT NULL,
+  from_stage   text NOT NULL DEFAULT '',
+  to_stage     text NOT NULL
+);
+CREATE INDEX stage_history_by_record ON stage_history (entity, canonical_id, at_ms, id);
+
+CREATE TABLE match_keys (
+  entity       text COLLATE "C" NOT NULL,
+  match_key    text COLLATE "C" NOT NULL,  -- normalized values of the match fields
+  canonical_id text COLLATE "C" NOT NULL,
+  PRIMARY KEY (entity, match_key)
+);
+
+CREATE TABLE audit (
+  id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at_ms   bigint NOT NULL,
+  action  text NOT NULL,  -- grant, change, revoke, reset
+  system  text NOT NULL,
+  subject text NOT NULL,  -- the canonical record it concerns (a contact)
+  detail  json NOT NULL   -- user, property, email, reason
+);
+CREATE INDEX audit_by_time ON audit (at_ms, id);
+
+CREATE TABLE lease (
+  id          integer PRIMARY KEY CHECK (id = 1),
+  holder      text NOT NULL,
+  acquired_ms bigint NOT NULL,
+  expires_ms  bigint NOT NULL
+);
+
+CREATE TABLE counters (
+  name  text PRIMARY KEY,
+  value bigint NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('outbox_seq', 0);
+
+-- Its one row is locked first by every writing transaction (see LockForWrite).
+CREATE TABLE write_lock (
+  id integer PRIMARY KEY CHECK (id = 1)
+);
+INSERT INTO write_lock (id) VALUES (1);
+)sql"},
+};
+
+constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
+
+// The advisory lock that serialises migrations of one database across processes ("crmb").
+constexpr const char* kMigrationLockSql = "SELECT pg_advisory_xact_lock(1668443490)";
+
+// ---------------------------------------------------------------------------------------------
+
+// What the caller should do next (the codes of src/core/status.h), by SQLSTATE.
+StatusCode CodeForSqlstate(std::string_view state) {
+  if (state == "23505") return StatusCode::kAlreadyExists;  // unique_violation
+  if (state == "40001" || state == "40P01" ||  // serialization failure, deadlock: retry later
+      state == "55P03" ||                       // lock_not_available: lock_timeout ran out
+      state == "57014" ||                       // query_canceled (statement_timeout)
+      state == "53300" ||                       // too_many_connections
+      state.rfind("57P", 0) == 0 ||             // the server is shutting down or restarting
+      state.rfind("08", 0) == 0)                // connection exceptions
+    return StatusCode::kUnavailable;
+  if (state.rfind("22", 0) == 0 || state.rfind("23", 0) == 0 || state.rfind("54", 0) == 0)
+    return StatusCode::kInvalidArgument;  // data exceptions, constraints, values too large
+  if (state.rfind("53", 0) == 0) return StatusCode::kResourceExhausted;  // disk full, memory
+  if (state.rfind("28", 0) == 0 ||  // invalid authorization
+      state == "42501" ||           // insufficient_privilege
+      state == "3D000" || state == "3F000" ||  // no such database or schema
+      state == "25006" ||           // read_only_sql_transaction: a standby
+      state.rfind("58", 0) == 0 || state.rfind("XX", 0) == 0)  // I/O errors, corruption
+    return StatusCode::kFailedPrecondition;  // needs someone's attention; retrying won't fix it
+  return StatusCode::kInternal;
+}
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+struct ConnDeleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
+
+struct ConninfoDeleter {
+  void operator()(PQconninfoOption* o) const { PQconninfoFree(o); }
+};
+using ConninfoPtr = std::unique_ptr<PQconninfoOption, ConninfoDeleter>;
+
+std::string TrimEnd(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The parsed connection string, or nullptr when it does not parse. libpq's reason is not kept:
+// it may quote a piece of the string, and with it of the password.
+ConninfoPtr ParseConninfo(const std::string& url) {
+  char* err = nullptr;
+  ConninfoPtr options(PQconninfoParse(url.c_str(), &err));
+  PQfreemem(err);
+  return options;
+}
+
+std::string ConninfoValue(const PQconninfoOption* options, const char* keyword) {
+  for (const PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o)
+    if (std::strcmp(o->keyword, keyword) == 0 && o->val != nullptr) return o->val;
+  return std::string();
+}
+
+// `text` with every occurrence of `password` masked. libpq and the server do not quote passwords;
+// this keeps it so should either ever start to. A password shorter than the Redactor's minimum
+// is left alone, as the Redactor does: masking "pw" everywhere would shred the messages.
+std::string MaskPassword(std::string text, const std::string& password) {
+  if (password.size() < Redactor::kMinSecretLength) return text;
+  for (size_t at = text.find(password); at != std::string::npos;
+       at = text.find(password, at + Redactor::kMask.size()))
+    text.replace(at, password.size(), Redactor::kMask);
+  return text;
+}
+
+// A query's rows, read as text (every value is requested in text format).
+class Rows {
+ public:
+  explicit Rows(ResultPtr result) : r_(std::move(result)) {}
+
+  int size() const { return PQntuples(r_.get()); }
+  bool IsNull(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
+  std::string_view View(int row, int col) const {
+    return std::string_view(PQgetvalue(r_.get(), row, col),
+                            static_cast<size_t>(PQgetlength(r_.get(), row, col)));
+  }
+  std::string Text(int row, int col) const { return std::string(View(row, col)); }
+  int64_t Int(int row, int col) const {
+    const std::string_view v = View(row, col);
+    int64_t out = 0;
+    std::from_chars(v.data(), v.data() + v.size(), out);
+    return out;
+  }
+  // Rows an INSERT, UPDATE or DELETE changed.
+  int64_t Affected() const {
+    const char* n = PQcmdTuples(r_.get());
+    int64_t out = 0;
+    std::from_chars(n, n + std::strlen(n), out);
+    return out;
+  }
+
+ private:
+  ResultPtr r_;
+};
+
+// The values of one statement, $1, $2, ... in the order added, all in text format. A value
+// PostgreSQL text cannot hold (a NUL byte) makes the statement fail before it is sent, rather
+// than be cut short at the NUL.
+class Params {
+ public:
+  Params& Text(const std::string& v) {
+    if (v.find('\0') != std::string::npos && problem_.empty())
+      problem_ = "value " + std::to_string(values_.size() + 1) +
+                 " holds a NUL byte, which PostgreSQL text cannot store";
+    values_.push_back(v);
+    nulls_.push_back(false);
+    return *this;
+  }
+  // NULL for "", for columns where "no value yet" must not collide on a UNIQUE key.
+  Params& TextOrNull(const std::string& v) { return v.empty() ? Null() : Text(v); }
+  Params& Null() {
+    values_.emplace_back();
+    nulls_.push_back(true);
+    return *this;
+  }
+  Params& Int(int64_t v) { return Text(std::to_string(v)); }
+  Params& Bool(bool v) { return Text(v ? "true" : "false"); }
+
+  int size() const { return static_cast<int>(values_.size()); }
+  const std::string& problem() const { return problem_; }
+  std::vector<const char*> Pointers() const {
+    std::vector<const char*> out;
+    out.reserve(values_.size());
+    for (size_t i = 0; i < values_.size(); ++i)
+      out.push_back(nulls_[i] ? nullptr : values_[i].c_str());
+    return out;
+  }
+
+ private:
+  std::vector<std::string> values_;
+  std::vector<bool> nulls_;
+  std::string problem_;
+};
+
+// A PostgreSQL text[] literal of `values` ({"a","b"}), for `= ANY($n::text[])`: one statement
+// for a whole page of ids.
+std::string TextArray(const std::vector<const std::string*>& values) {
+  std::string out = "{";
+  for (const std::string* v : values) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : *v) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// A JSON column: "{}" (most `unverified` and `in_doubt` columns) without the parser.
+Result<json> ParseJsonColumn(const Rows& rows, int row, int col, const std::string& what) {
+  const std::string_view text = rows.View(row, col);
+  if (text == "{}") return json::object();
+  json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    return Status(StatusCode::kInternal, what + " holds JSON that does not parse");
+  return j;
+}
+
+constexpr const char* kLinkColumns =
+    "entity, canonical_id, system, native_id, last_read_hash, last_written_hash, updated_ms";
+
+Link ReadLinkRow(const Rows& rows, int row) {
+  Link link;
+  link.entity = rows.Text(row, 0);
+  link.canonical_id = rows.Text(row, 1);
+  link.system = rows.Text(row, 2);
+  link.native_id = rows.Text(row, 3);  // "" for NULL
+  link.last_read_hash = rows.Text(row, 4);
+  link.last_written_hash = rows.Text(row, 5);
+  link.updated_ms = rows.Int(row, 6);
+  return link;
+}
+
+// The columns ReadSnapshotRow reads, in its order.
+constexpr const char* kSnapshotColumns =
+    "fields, updated_ms, seen, unverified, changed_ms, deleted_ms, in_doubt";
+
+Result<Snapshot> ReadSnapshotRow(const Rows& rows, int row, int first, const std::string& entity,
+                                 const std::string& canonical_id) {
+  const std::string what = "the snapshot of " + entity + " " + canonical_id;
+  Snapshot snapshot;
+  snapshot.entity = entity;
+  snapshot.canonical_id = canonical_id;
+  const std::pair<int, json*> columns[] = {{first, &snapshot.fields},
+                                           {first + 2, &snapshot.seen},
+                                           {first + 3, &snapshot.unverified},
+                                           {first + 4, &snapshot.changed_ms},
+                                           {first + 6, &snapshot.in_doubt}};
+  for (const auto& [col, target] : columns) {
+    auto parsed = ParseJsonColumn(rows, row, col, what);
+    if (!parsed.ok()) return parsed.status();
+    *target = std::move(*parsed);
+  }
+  snapshot.updated_ms = rows.Int(row, first + 1);
+  snapshot.deleted_ms = rows.Int(row, first + 5);
+  return snapshot;
+}
+
+constexpr const char* kOutboxColumns =
+    "id, system, object, entity, canonical_id, op, native_id, idempotency_key, payload, "
+    "payload_hash, attempts, next_attempt_ms, last_error, created_ms, seq";
+
+Result<OutboxItem> ReadOutboxRow(const Rows& rows, int row) {
+  OutboxItem item;
+  item.id = rows.Int(row, 0);
+  item.system = rows.Text(row, 1);
+  item.object = rows.Text(row, 2);
+  item.entity = rows.Text(row, 3);
+  item.canonical_id = rows.Text(row, 4);
+  const std::string op = rows.Text(row, 5);
+  auto parsed_op = ParseOutboxOp(op);
+  if (!parsed_op)
+    return Status(StatusCode::kInternal,
+                  "outbox item " + std::to_string(item.id) + " holds an unknown op '" + op + "'");
+  item.op = *parsed_op;
+  item.native_id = rows.Text(row, 6);
+  item.idempotency_key = rows.Text(row, 7);
+  auto payload = ParseJsonColumn(rows, row, 8, "outbox item " + std::to_string(item.id));
+  if (!payload.ok()) return payload.status();
+  item.payload = std::move(*payload);
+  item.payload_hash = rows.Text(row, 9);
+  item.attempts = static_cast<int>(rows.Int(row, 10));
+  item.next_attempt_ms = rows.Int(row, 11);
+  item.last_error = rows.Text(row, 12);
+  item.created_ms = rows.Int(row, 13);
+  return item;
+}
+
+// NULL is PostgreSQL's "no limit".
+Params& Limit(Params& params, int limit) {
+  return limit > 0 ? params.Int(limit) : params.Null();
+}
+
+// libpq prints notices to stderr unless told otherwise; they go to the debug log instead.
+void LogNotice(void* /*arg*/, const char* message) {
+  spdlog::debug("state store: {}", TrimEnd(message));
+}
+
+class PostgresStore final : public Store {
+ public:
+  PostgresStore(ConnPtr conn, std::string shown, std::string password, Clock* clock,
+                int lock_timeout_ms)
+      : conn_(std::move(conn)),
+        shown_(std::move(shown)),
+        password_(std::move(password)),
+        clock_(clock),
+        lock_timeout_ms_(lock_timeout_ms) {}
+
+  // Session settings, schema version check, migrations. Called once, before sharing.
+  Status Init();
+
+  Status Apply(const StateBatch& batch) override;
+
+  Result<std::optional<Link>> FindLinkByNative(const std::string& system,
+                                               const std::string& entity,
+                                               const std::string& native_id) override;
+  Result<std::optional<Link>> FindLink(const std::string& entity, const std::string& canonical_id,
+                                       const std::string& system) override;
+  Result<std::optional<Snapshot>> GetSnapshot(const std::string& entity,
+                                              const std::string& canonical_id) override;
+  Result<RecordStates> LoadRecords(const std::string& entity, const std::string& system,
+                                   const std::vector<std::string>& native_ids,
+                                   const std::vector<std::string>& canonical_ids) override;
+  Result<std::vector<Snapshot>> ListSnapshots(const std::string& entity) override;
+  Result<std::vector<Snapshot>> ListSnapshotsAfter(const std::string& entity,
+                                                   const std::string& after, int limit) override;
+  Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
+                                               const std::string& entity) override;
+
+  Result<std::optional<std::string>> GetCursor(const std::string& system,
+                                               const std::string& object) override;
+  Result<std::vector<CursorRow>> ListCursors() override;
+
+  Result<std::vector<OutboxItem>> DueOutbox(const OutboxFilter& filter) override;
+  Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system,
+                                                  const std::string& entity,
+                                                  const std::string& canonical_id) override;
+  Result<nlohmann::json> OutboxCounts() override;
+
+  Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
+  Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
+
+  Result<std::optional<std::string>> FindByMatchKey(const std::string& entity,
+                                                    const std::string& key) override;
+
+  Result<std::vector<StageTransition>> StageHistory(const std::string& entity,
+                                                    const std::string& canonical_id) override;
+  Result<std::vector<StageTransition>> AllStageHistory(const std::string& entity) override;
+
+  Result<std::vector<AuditEntry>> ListAudit(int64_t since_ms, int limit) override;
+
+  Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) override;
+  Status FinishRun(const RunRecord& run) override;
+  Result<std::vector<RunRecord>> RecentRuns(int limit) override;
+
+  Result<bool> AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) override;
+  Status ReleaseLease(const std::string& holder) override;
+  Result<std::optional<LeaseInfo>> GetLease() override;
+
+  Result<int> SchemaVersion() override;
+
+ private:
+  // All private helpers expect mu_ held.
+
+  // `text` with the password masked, should a message from libpq or the server ever quote it.
+  std::string Scrub(std::string text) const;
+  // The Status of a failed statement: its SQLSTATE's code, the server's message, `doing`.
+  Status Error(const PGresult* result, const std::string& doing) const;
+  // Reconnects a connection that was lost (the call that lost it failed with kUnavailable).
+  Status EnsureConnected();
+  // Per-connection settings, run after every (re)connect.
+  Status Configure();
+  // A statement without values (BEGIN, COMMIT, SET, a migration's several statements).
+  Status ExecPlain(const char* sql, const std::string& doing);
+  // Prepares `sql` on first use on this connection, then runs it with `params`.
+  Result<Rows> Run(const std::string& sql, const Params& params, const std::string& doing);
+  // BEGIN (`begin`), body, COMMIT; ROLLBACK when anything fails.
+  Status InTransaction(const char* begin, const std::string& doing,
+                       const std::function<Status()>& body);
+  // A writing transaction: InTransaction that first takes the store's write lock, so writers
+  // follow one another (as in SQLite) and each statement sees what the writer before committed.
+  Status InWriteTransaction(const std::string& doing, const std::function<Status()>& body);
+  Result<int> CurrentVersion();
+  Status Migrate();
+  Result<std::optional<Snapshot>> GetSnapshotLocked(const std::string& entity,
+                                                    const std::string& canonical_id);
+  Result<std::vector<Snapshot>> ReadSnapshots(const std::string& sql, const Params& params,
+                                              const std::string& entity, const std::string& doing);
+
+  Status ApplyOp(const StateBatch::Op& op);
+  Status PutLink(const Link& link);
+  Status PutSnapshot(const Snapshot& snapshot);
+  Status SetCursor(const CursorRow& cursor);
+  Status Enqueue(const OutboxItem& item);
+  Status UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
+                      int64_t next_attempt_ms);
+  Status NoteLatestSeq(const std::string& system, const std::string& entity,
+                       const std::string& canonical_id, int64_t seq, const std::string& what);
+  Result<bool> OutboxExists(int64_t id, const std::string& what);
+  Status CompleteOutbox(int64_t id, const std::string& delivered_hash);
+  Status RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms, int increment,
+                     const std::string& attempted_hash);
+  Status DeadLetterOutbox(int64_t id, const std::string& reason, int http_status,
+                          const std::string& attempted_hash);
+  Status AddDeadLetter(const OutboxItem& item, const std::string& reason);
+  Status PutMatchKey(const std::string& entity, const std::string& key, const std::string& cid);
+  Status AddStageTransition(const StageTransition& t);
+  Status AddAudit(const AuditEntry& e);
+  Status DeleteDeadLetter(int64_t id);
+  Status ReplayLocked(int64_t dead_letter_id, int64_t now_ms);
+
+  std::mutex mu_;
+  ConnPtr conn_;
+  const std::string shown_;     // the url without its password, for messages
+  const std::string password_;  // to mask, should anything quote it
+  Clock* const clock_;
+  const int lock_timeout_ms_;
+  std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
+};
+
+std::string PostgresStore::Scrub(std::string text) const {
+  return MaskPassword(std::move(text), password_);
+}
+
+Status PostgresStore::Error(const PGresult* result, const std::string& doing) const {
+  auto field = [&](int code) -> std::string {
+    const char* v = result != nullptr ? PQresultErrorField(result, code) : nullptr;
+    return v != nullptr ? v : "";
+  };
+  const std::string state = field(PG_DIAG_SQLSTATE);
+  std::string message = field(PG_DIAG_MESSAGE_PRIMARY);
+  if (message.empty()) message = TrimEnd(PQerrorMessage(conn_.get()));
+  const std::string detail = field(PG_DIAG_MESSAGE_DETAIL);
+  if (!detail.empty()) message += " (" + detail + ")";
+  StatusCode code = CodeForSqlstate(state);
+  // A connection lost mid-statement may carry no SQLSTATE at all: the next call reconnects.
+  if (PQstatus(conn_.get()) == CONNECTION_BAD) code = StatusCode::kUnavailable;
+  if (!state.empty()) message += " [SQLSTATE " + state + "]";
+  return Status(code, Scrub("state store " + shown_ + ": " + doing + ": " + message));
+}
+
+Status PostgresStore::EnsureConnected() {
+  if (PQstatus(conn_.get()) == CONNECTION_OK) return Status::Ok();
+  // The statements prepared on the lost connection are gone with it.
+  prepared_.clear();
+  PQreset(conn_.get());
+  if (PQstatus(conn_.get()) != CONNECTION_OK) {
+    return Status(StatusCode::kUnavailable,
+                  Scrub("state store " + shown_ + ": the connection was lost and cannot be made "
+                        "again: " + TrimEnd(PQerrorMessage(conn_.get()))));
+  }
+  spdlog::info("state store {}: connected again", shown_);
+  return Configure();
+}
+
+Status PostgresStore::Configure() {
+  PQsetNoticeProcessor(conn_.get(), &LogNotice, nullptr);
+  // A number from the options, never input: SET takes no bound parameters.
+  const std::string set_timeout = "SET lock_timeout = " + std::to_string(lock_timeout_ms_);
+  return ExecPlain(set_timeout.c_str(), "setting lock_timeout");
+}
+
+Status PostgresStore::ExecPlain(const char* sql, const std::string& doing) {
+  ResultPtr r(PQexec(conn_.get(), sql));
+  const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Status::Ok();
+  return Error(r.get(), doing);
+}
+
+Result<Rows> PostgresStore::Run(const std::string& sql, const Params& params,
+                                const std::string& doing) {
+  if (!params.problem().empty())
+    return Status(StatusCode::kInvalidArgument, doing + ": " + params.problem());
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    std::string name = "crmb_" + std::to_string(prepared_.size() + 1);
+    ResultPtr r(PQprepare(conn_.get(), name.c_str(), sql.c_str(), params.size(), nullptr));
+    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error(r.get(), doing);
+    it = prepared_.emplace(sql, std::move(name)).first;
+  }
+  const std::vector<const char*> values = params.Pointers();
+  ResultPtr r(PQexecPrepared(conn_.get(), it->second.c_str(), params.size(), values.data(),
+                             nullptr, nullptr, /*resultFormat=*/0));
+  const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error(r.get(), doing);
+  return Rows(std::move(r));
+}
+
+Status PostgresStore::InTransaction(const char* begin, const std::string& doing,
+                                    const std::function<Status()>& body) {
+  CRMB_RETURN_IF_ERROR(ExecPlain(begin, "starting a transaction for " + doing));
+  Status s = body();
+  if (s.ok()) {
+    s = ExecPlain("COMMIT", "committing " + doing);
+    if (s.ok()) return s;
+  }
+  const PGTransactionStatusType tx = PQtransactionStatus(conn_.get());
+  if (tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR) {
+    Status r = ExecPlain("ROLLBACK", "rolling back " + doing);
+    if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
+  }
+  return s;
+}
+
+Status PostgresStore::InWriteTransaction(const std::string& doing,
+                                         const std::function<Status()>& body) {
+  return InTransaction("BEGIN", doing, [&]() -> Status {
+    auto locked = Run("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE", Params(),
+                      "taking the write lock for " + doing);
+    if (!locked.ok()) return locked.status();
+    if (locked->size() != 1) {
+      return Status(StatusCode::kInternal,
+                    "state store " + shown_ + ": the write_lock table has lost its row");
+    }
+    return body();
+  });
+}
+
+// ---- schema ----
+
+// The last migration applied; 0 for a database without our tables.
+Result<int> PostgresStore::CurrentVersion() {
+  auto exists = Run("SELECT to_regclass('schema_version') IS NOT NULL", Params(),
+                    "reading the schema version");
+  if (!exists.ok()) return exists.status();
+  if (exists->View(0, 0) != "t") return 0;
+  auto version = Run("SELECT coalesce(max(version), 0) FROM schema_version", Params(),
+                     "reading the schema version");
+  if (!version.ok()) return version.status();
+  return static_cast<int>(version->Int(0, 0));
+}
+
+Status PostgresStore::Init() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(Configure());
+  // Before changing anything: a database migrated by a newer crmbridge is refused untouched.
+  auto version = CurrentVersion();
+  if (!version.ok()) return version.status();
+  if (*version > kKnownSchemaVersion) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "state store " + shown_ + " has schema version " + std::to_string(*version) +
+                      ", this crmbridge knows up to " + std::to_string(kKnownSchemaVersion));
+  }
+  return Migrate();
+}
+
+Status PostgresStore::Migrate() {
+  for (int i = 0; i < kKnownSchemaVersion; ++i) {
+    const Migration& m = kMigrations[i];
+    if (m.version != i + 1) {
+      return Status(StatusCode::kInternal, "schema migrations are out of order at " +
+                                               std::to_string(m.version));
+    }
+    const std::string doing =
+        "schema migration " + std::to_string(m.version) + " (" + m.description + ")";
+    CRMB_RETURN_IF_ERROR(InTransaction("BEGIN", doing, [&]() -> Status {
+      // Another process may be migrating the same database: one at a time, and the version read
+      // after the lock is taken.
+      CRMB_RETURN_IF_ERROR(ExecPlain(kMigrationLockSql, "waiting for other migrations"));
+      CRMB_RETURN_IF_ERROR(ExecPlain(
+          "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+          "description text NOT NULL, applied_ms bigint NOT NULL)",
+          "creating the schema_version table"));
+      auto version = CurrentVersion();
+      if (!version.ok()) return version.status();
+      if (*version >= m.version) return Status::Ok();
+      CRMB_RETURN_IF_ERROR(ExecPlain(m.sql, doing));
+      auto recorded = Run(
+          "INSERT INTO schema_version (version, description, applied_ms) VALUES ($1, $2, $3)",
+          Params().Int(m.version).Text(m.description).Int(clock_->NowMillis()),
+          "recording " + doing);
+      return recorded.status();
+    }));
+  }
+  return Status::Ok();
+}
+
+Result<int> PostgresStore::SchemaVersion() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto version = Run("SELECT coalesce(max(version), 0) FROM schema_version", Params(),
+                     "reading the schema version");
+  if (!version.ok()) return version.status();
+  return static_cast<int>(version->Int(0, 0));
+}
+
+// ---- Apply ----
+
+Status PostgresStore::Apply(const StateBatch& batch) {
+  if (batch.empty()) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  const std::string doing = "a batch of " + std::to_string(batch.ops().size()) + " ops";
+  return InWriteTransaction(doing, [&]() -> Status {
+    return ApplyOps(batch, [this](const StateBatch::Op& op) { return ApplyOp(op); });
+  });
+}
+
+Status PostgresStore::ApplyOp(const StateBatch::Op& op) {
+  using K = StateBatch::Op::Kind;
+  switch (op.kind) {
+    case K::kPutLink: return PutLink(op.link());
+    case K::kPutSnapshot: return PutSnapshot(op.snapshot());
+    case K::kSetCursor: return SetCursor(op.cursor());
+    case K::kEnqueue: return Enqueue(op.outbox());
+    case K::kCompleteOutbox: return CompleteOutbox(op.id, op.outcome().payload_hash);
+    case K::kRetryOutbox:
+      return RetryOutbox(op.id, op.outcome().error, op.outcome().next_attempt_ms,
+                         op.outcome().attempts_increment, op.outcome().payload_hash);
+    case K::kDeadLetterOutbox:
+      return DeadLetterOutbox(op.id, op.outcome().error, op.outcome().http_status,
+                              op.outcome().payload_hash);
+    case K::kAddStageTransition: return AddStageTransition(op.stage());
+    case K::kDeleteDeadLetter: return DeleteDeadLetter(op.id);
+    case K::kAddDeadLetter: return AddDeadLetter(op.dead_letter().item, op.dead_letter().reason);
+    case K::kPutMatchKey:
+      return PutMatchKey(op.match_key().entity, op.match_key().key, op.match_key().canonical_id);
+    case K::kAddAudit: return AddAudit(op.audit());
+  }
+  return Status(StatusCode::kInternal, "unknown batch op");
+}
+
+Status PostgresStore::PutLink(const Link& link) {
+  // An upsert on the primary key only: a native id already linked to another canonical id is a
+  // UNIQUE violation (kAlreadyExists), never a silent replacement of the other link. A replaced
+  // link keeps its settled digest; a new one has none (NULL: not known).
+  auto r = Run(
+      "INSERT INTO links (entity, canonical_id, system, native_id, last_read_hash, "
+      "last_written_hash, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+      "ON CONFLICT (entity, canonical_id, system) DO UPDATE SET native_id = excluded.native_id, "
+      "last_read_hash = excluded.last_read_hash, last_written_hash = excluded.last_written_hash, "
+      "updated_ms = excluded.updated_ms",
+      Params()
+          .Text(link.entity)
+          .Text(link.canonical_id)
+          .Text(link.system)
+          .TextOrNull(link.native_id)
+          .Text(link.last_read_hash)
+          .Text(link.last_written_hash)
+          .Int(link.updated_ms),
+      "storing the link " + link.entity + " " + link.canonical_id + " <-> " + link.system + " " +
+          link.native_id);
+  return r.status();
+}
+
+Status PostgresStore::PutSnapshot(const Snapshot& snapshot) {
+  const std::string what = "snapshot of " + snapshot.entity + " " + snapshot.canonical_id;
+  auto fields = DumpJson(snapshot.fields, what);
+  if (!fields.ok()) return fields.status();
+  auto seen = DumpJson(snapshot.seen, what);
+  if (!seen.ok()) return seen.status();
+  auto unverified = DumpJson(snapshot.unverified, what);
+  if (!unverified.ok()) return unverified.status();
+  auto changed = DumpJson(snapshot.changed_ms, what);
+  if (!changed.ok()) return changed.status();
+  auto in_doubt = DumpJson(snapshot.in_doubt, what);
+  if (!in_doubt.ok()) return in_doubt.status();
+  auto stored = Run(
+      "INSERT INTO snapshots (entity, canonical_id, fields, seen, unverified, in_doubt, "
+      "changed_ms, deleted_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+      "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
+      "seen = excluded.seen, unverified = excluded.unverified, in_doubt = excluded.in_doubt, "
+      "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms, "
+      "updated_ms = excluded.updated_ms",
+      Params()
+          .Text(snapshot.entity)
+          .Text(snapshot.canonical_id)
+          .Text(*fields)
+          .Text(*seen)
+          .Text(*unverified)
+          .Text(*in_doubt)
+          .Text(*changed)
+          .Int(snapshot.deleted_ms)
+          .Int(snapshot.updated_ms),
+      "storing the " + what);
+  if (!stored.ok()) return stored.status();
+
+  // Each of the record's links gets its system's digest ('' for a system not settled), given as
+  // a JSON object system -> digest; a link that already holds it is not written.
+  json digests = json::object();
+  for (const auto& [system, digest] : DigestsOf(snapshot).by_system) digests[system] = digest;
+  auto encoded = DumpJson(digests, "the digests of the " + what);
+  if (!encoded.ok()) return encoded.status();
+  auto links = Run(
+      "UPDATE links SET settled = coalesce($3::json ->> system, '') "
+      "WHERE entity = $1 AND canonical_id = $2 "
+      "AND settled IS DISTINCT FROM coalesce($3::json ->> system, '')",
+      Params().Text(snapshot.entity).Text(snapshot.canonical_id).Text(*encoded),
+      "storing the digests of the " + what);
+  return links.status();
+}
+
+Status PostgresStore::SetCursor(const CursorRow& cursor) {
+  auto r = Run(
+      "INSERT INTO cursors (system, object, cursor, updated_ms) VALUES ($1, $2, $3, $4) "
+      "ON CONFLICT (system, object) DO UPDATE SET cursor = excluded.cursor, "
+      "updated_ms = excluded.updated_ms",
+      Params().Text(cursor.system).Text(cursor.object).Text(cursor.cursor).Int(clock_->NowMillis()),
+      "storing the cursor of " + cursor.system + " " + cursor.object);
+  return r.status();
+}
+
+Status PostgresStore::UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
+                                   int64_t next_attempt_ms) {
+  const std::string what =
+      "queueing the write of " + item.entity + " " + item.canonical_id + " to " + item.system;
+  // Coalescing: a pending row for the record keeps its id and created_ms (its place in the queue)
+  // and takes everything else from the newer write, with a fresh retry budget.
+  auto r = Run(
+      "INSERT INTO outbox (system, object, entity, canonical_id, op, native_id, idempotency_key, "
+      "payload, payload_hash, attempts, next_attempt_ms, last_error, created_ms, seq) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, '', $11, $12) "
+      "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET object = excluded.object, "
+      "op = excluded.op, native_id = excluded.native_id, "
+      "idempotency_key = excluded.idempotency_key, payload = excluded.payload, "
+      "payload_hash = excluded.payload_hash, attempts = 0, "
+      "next_attempt_ms = excluded.next_attempt_ms, last_error = '', seq = excluded.seq",
+      Params()
+          .Text(item.system)
+          .Text(item.object)
+          .Text(item.entity)
+          .Text(item.canonical_id)
+          .Text(OutboxOpName(item.op))
+          .Text(item.native_id)
+          .Text(item.idempotency_key)
+          .Text(payload)
+          .Text(item.payload_hash)
+          .Int(next_attempt_ms)
+          .Int(item.created_ms)
+          .Int(seq),
+      what);
+  if (!r.ok()) return r.status();
+  // The newest payload is tracked only for a record with a dead letter (NoteLatestSeq): a record
+  // that never failed has no row, and this changes nothing.
+  auto latest = Run(
+      "UPDATE outbox_latest SET seq = greatest(seq, $4) "
+      "WHERE system = $1 AND entity = $2 AND canonical_id = $3",
+      Params().Text(item.system).Text(item.entity).Text(item.canonical_id).Int(seq), what);
+  return latest.status();
+}
+
+// From a record's first dead letter on, the seq of the newest payload queued for it, so a replay
+// can tell whether a newer write replaced the dead one (ReplayLocked).
+Status PostgresStore::NoteLatestSeq(const std::string& system, const std::string& entity,
+                                    const std::string& canonical_id, int64_t seq,
+                                    const std::string& what) {
+  auto r = Run(
+      "INSERT INTO outbox_latest (system, entity, canonical_id, seq) VALUES ($1, $2, $3, $4) "
+      "ON CONFLICT (system, entity, canonical_id) DO UPDATE "
+      "SET seq = greatest(outbox_latest.seq, excluded.seq)",
+      Params().Text(system).Text(entity).Text(canonical_id).Int(seq), what);
+  return r.status();
+}
+
+Status PostgresStore::Enqueue(const OutboxItem& item) {
+  auto payload = DumpJson(item.payload, "the payload for " + item.system + " " + item.entity +
+                                            " " + item.canonical_id);
+  if (!payload.ok()) return payload.status();
+  auto seq = Run("UPDATE counters SET value = value + 1 WHERE name = 'outbox_seq' RETURNING value",
+                 Params(), "numbering an outbox payload");
+  if (!seq.ok()) return seq.status();
+  if (seq->size() != 1)
+    return Status(StatusCode::kInternal, "state store " + shown_ + ": the outbox counter is missing");
+  return UpsertOutbox(item, *payload, seq->Int(0, 0), item.next_attempt_ms);
+}
+
+// Whether outbox row `id` exists: after a guarded statement changed no row, the row is either
+// gone or holds a newer payload than the one the caller attempted.
+Result<bool> PostgresStore::OutboxExists(int64_t id, const std::string& what) {
+  auto r = Run("SELECT 1 FROM outbox WHERE id = $1", Params().Int(id), what);
+  if (!r.ok()) return r.status();
+  return r->size() > 0;
+}
+
+Status PostgresStore::CompleteOutbox(int64_t id, const std::string& delivered_hash) {
+  const std::string what = "completing outbox item " + std::to_string(id);
+  auto r = Run("DELETE FROM outbox WHERE id = $1 AND ($2::text = '' OR payload_hash = $2)",
+               Params().Int(id).Text(delivered_hash), what);
+  if (!r.ok()) return r.status();
+  if (r->Affected() > 0) return Status::Ok();
+  // Nothing deleted: either the item is gone, or it now holds a newer payload, which stays queued.
+  auto exists = OutboxExists(id, what);
+  if (!exists.ok()) return exists.status();
+  if (*exists) return Status::Ok();
+  return Status(StatusCode::kNotFound, what + ": no such item");
+}
+
+Status PostgresStore::RetryOutbox(int64_t id, const std::string& error, int64_t next_attempt_ms,
+                                  int increment, const std::string& attempted_hash) {
+  const std::string what = "recording a failed attempt of outbox item " + std::to_string(id);
+  auto r = Run(
+      "UPDATE outbox SET attempts = attempts + $4, last_error = $2, next_attempt_ms = $3 "
+      "WHERE id = $1 AND ($5::text = '' OR payload_hash = $5)",
+      Params().Int(id).Text(error).Int(next_attempt_ms).Int(increment).Text(attempted_hash), what);
+  if (!r.ok()) return r.status();
+  if (r->Affected() > 0) return Status::Ok();
+  // Nothing updated: either the item is gone, or it now holds a newer payload, not yet tried.
+  auto exists = OutboxExists(id, what);
+  if (!exists.ok()) return exists.status();
+  if (*exists) return Status::Ok();
+  return Status(StatusCode::kNotFound, what + ": no such item");
+}
+
+Status PostgresStore::AddDeadLetter(const OutboxItem& item, const std::string& reason) {
+  const std::string what = "dead-lettering the " + item.system + " write of " + item.entity + " " +
+                           item.canonical_id;
+  OutboxItem failed = item;
+  failed.last_error = reason;
+  auto text = DumpJson(OutboxItemToJson(failed), what);
+  if (!text.ok()) return text.status();
+  // As new as every write queued so far (the store-wide seq): a replay sends it again unless a
+  // write for the record queued after it has replaced it (ReplayLocked).
+  auto counter = Run("SELECT value FROM counters WHERE name = 'outbox_seq'", Params(), what);
+  if (!counter.ok()) return counter.status();
+  const int64_t seq = counter->size() > 0 ? counter->Int(0, 0) : 0;
+  auto ins = Run(
+      "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
+      "http_status, attempts, failed_ms) VALUES (0, $1, $2, $3, $4, $5, $6, 0, $7, $8)",
+      Params()
+          .Int(seq)
+          .Text(failed.system)
+          .Text(failed.entity)
+          .Text(failed.canonical_id)
+          .Text(*text)
+          .Text(reason)
+          .Int(failed.attempts)
+          .Int(clock_->NowMillis()),
+      what);
+  if (!ins.ok()) return ins.status();
+  return NoteLatestSeq(failed.system, failed.entity, failed.canonical_id, seq, what);
+}
+
+Status PostgresStore::DeadLetterOutbox(int64_t id, const std::string& reason, int http_status,
+                                       const std::string& attempted_hash) {
+  const std::string what = "dead-lettering outbox item " + std::to_string(id);
+  static const std::string select =
+      std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE id = $1";
+  auto row = Run(select, Params().Int(id), what);
+  if (!row.ok()) return row.status();
+  if (row->size() == 0) return Status(StatusCode::kNotFound, what + ": no such item");
+  auto parsed = ReadOutboxRow(*row, 0);
+  if (!parsed.ok()) return parsed.status();
+  OutboxItem item = std::move(*parsed);
+  const int64_t seq = row->Int(0, 14);
+  // A newer payload replaced the one that failed: it has not been tried, so it stays queued.
+  if (!attempted_hash.empty() && item.payload_hash != attempted_hash) return Status::Ok();
+  // The dead letter shows the item as it was last attempted: this failure counts as an attempt.
+  item.attempts += 1;
+  item.last_error = reason;
+  auto text = DumpJson(OutboxItemToJson(item), "outbox item " + std::to_string(id));
+  if (!text.ok()) return text.status();
+
+  auto ins = Run(
+      "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
+      "http_status, attempts, failed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+      Params()
+          .Int(id)
+          .Int(seq)
+          .Text(item.system)
+          .Text(item.entity)
+          .Text(item.canonical_id)
+          .Text(*text)
+          .Text(reason)
+          .Int(http_status)
+          .Int(item.attempts)
+          .Int(clock_->NowMillis()),
+      what);
+  if (!ins.ok()) return ins.status();
+  CRMB_RETURN_IF_ERROR(NoteLatestSeq(item.system, item.entity, item.canonical_id, seq, what));
+  auto del = Run("DELETE FROM outbox WHERE id = $1", Params().Int(id), what);
+  return del.status();
+}
+
+Status PostgresStore::AddStageTransition(const StageTransition& t) {
+  auto r = Run(
+      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms) "
+      "VALUES ($1, $2, $3, $4, $5, $6)",
+      Params()
+          .Text(t.entity)
+          .Text(t.canonical_id)
+          .Text(t.system)
+          .Text(t.from_stage)
+          .Text(t.to_stage)
+          .Int(t.at_ms),
+      "recording a stage transition of " + t.entity + " " + t.canonical_id);
+  return r.status();
+}
+
+Status PostgresStore::DeleteDeadLetter(int64_t id) {
+  const std::string what = "deleting dead letter " + std::to_string(id);
+  // The record's last dead letter takes its newest-payload row with it (NoteLatestSeq).
+  auto latest = Run(
+      "DELETE FROM outbox_latest WHERE (system, entity, canonical_id) IN "
+      "(SELECT system, entity, canonical_id FROM dead_letters d WHERE d.id = $1 AND NOT EXISTS "
+      "(SELECT 1 FROM dead_letters o WHERE o.system = d.system AND o.entity = d.entity AND "
+      "o.canonical_id = d.canonical_id AND o.id <> d.id))",
+      Params().Int(id), what);
+  if (!latest.ok()) return latest.status();
+  auto r = Run("DELETE FROM dead_letters WHERE id = $1", Params().Int(id), what);
+  if (!r.ok()) return r.status();
+  if (r->Affected() == 0) return Status(StatusCode::kNotFound, what + ": no such item");
+  return Status::Ok();
+}
+
+Status PostgresStore::PutMatchKey(const std::string& entity, const std::string& key,
+                                  const std::string& cid) {
+  // The first record to hold a key keeps it.
+  auto r = Run(
+      "INSERT INTO match_keys (entity, match_key, canonical_id) VALUES ($1, $2, $3) "
+      "ON CONFLICT (entity, match_key) DO NOTHING",
+      Params().Text(entity).Text(key).Text(cid), "storing a match key of " + entity + " " + cid);
+  return r.status();
+}
+
+Status PostgresStore::AddAudit(const AuditEntry& e) {
+  auto detail = DumpJson(e.detail, "the audit entry " + e.action + " of " + e.subject);
+  if (!detail.ok()) return detail.status();
+  auto r = Run(
+      "INSERT INTO audit (at_ms, action, system, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+      Params().Int(e.at_ms).Text(e.action).Text(e.system).Text(e.subject).Text(*detail),
+      "recording an audit entry for " + e.subject);
+  return r.status();
+}
+
+// ---- links, snapshots, cursors ----
+
+Result<std::optional<Link>> PostgresStore::FindLinkByNative(const std::string& system,
+                                                            const std::string& entity,
+                                                            const std::string& native_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  static const std::string sql = std::string("SELECT ") + kLinkColumns +
+                                 " FROM links WHERE system = $1 AND entity = $2 AND native_id = $3";
+  auto r = Run(sql, Params().Text(system).Text(entity).Text(native_id),
+               "finding the link of " + system + " " + native_id);
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<Link>();
+  return std::optional<Link>(ReadLinkRow(*r, 0));
+}
+
+Result<std::optional<Link>> PostgresStore::FindLink(const std::string& entity,
+                                                    const std::string& canonical_id,
+                                                    const std::string& system) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  static const std::string sql =
+      std::string("SELECT ") + kLinkColumns +
+      " FROM links WHERE entity = $1 AND canonical_id = $2 AND system = $3";
+  auto r = Run(sql, Params().Text(entity).Text(canonical_id).Text(system),
+               "finding the " + system + " link of " + entity + " " + canonical_id);
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<Link>();
+  return std::optional<Link>(ReadLinkRow(*r, 0));
+}
+
+Result<std::optional<Snapshot>> PostgresStore::GetSnapshot(const std::string& entity,
+                                                           const std::string& canonical_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  return GetSnapshotLocked(entity, canonical_id);
+}
+
+Result<std::optional<Snapshot>> PostgresStore::GetSnapshotLocked(const std::string& entity,
+                                                                 const std::string& canonical_id) {
+  static const std::string sql = std::string("SELECT ") + kSnapshotColumns +
+                                 " FROM snapshots WHERE entity = $1 AND canonical_id = $2";
+  auto r = Run(sql, Params().Text(entity).Text(canonical_id),
+               "reading the snapshot of " + entity + " " + canonical_id);
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<Snapshot>();
+  auto snapshot = ReadSnapshotRow(*r, 0, 0, entity, canonical_id);
+  if (!snapshot.ok()) return snapshot.status();
+  return std::optional<Snapshot>(std::move(*snapshot));
+}
+
+Result<RecordStates> PostgresStore::LoadRecords(const std::string& entity,
+                                                const std::string& system,
+                                                const std::vector<std::string>& native_ids,
+                                                const std::vector<std::string>& canonical_ids) {
+  RecordStates out;
+  if (native_ids.empty() && canonical_ids.empty()) return out;
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  const std::string doing = "loading the state of " +
+                            std::to_string(native_ids.size() + canonical_ids.size()) + " " +
+                            entity + " record(s)";
+  // Each id once, all of them in one statement per kind of lookup: a round trip to the server
+  // costs more than the rows.
+  auto unique = [](const std::vector<std::string>& ids) {
+    std::vector<const std::string*> out;
+    std::unordered_set<std::string_view> seen;
+    for (const std::string& id : ids)
+      if (seen.insert(id).second) out.push_back(&id);
+    return out;
+  };
+  const std::vector<const std::string*> natives = unique(native_ids);
+  const std::vector<const std::string*> cids = unique(canonical_ids);
+  Status s = InTransaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", doing, [&]() -> Status {
+    if (!natives.empty()) {
+      // The page's records by native id, their links in `system` and the digests those carry:
+      // an unchanged record needs nothing more; the rest of a changed one is read when needed.
+      static const std::string sql =
+          std::string("SELECT ") + kLinkColumns +
+          ", settled FROM links WHERE system = $1 AND entity = $2 AND native_id = ANY($3::text[])";
+      auto r = Run(sql, Params().Text(system).Text(entity).Text(TextArray(natives)),
+                   "loading the links of " + std::to_string(native_ids.size()) + " " + system +
+                       " " + entity + " record(s)");
+      if (!r.ok()) return r.status();
+      for (int row = 0; row < r->size(); ++row) {
+        Link link = ReadLinkRow(*r, row);
+        SettledDigests& digests = out.digests[link.canonical_id];
+        if (!r->IsNull(row, 7)) {
+          digests.known = true;
+          if (!r->View(row, 7).empty()) digests.by_system.emplace_back(system, r->Text(row, 7));
+        }
+        out.by_native.emplace(link.native_id, std::move(link));
+      }
+    }
+    if (cids.empty()) return Status::Ok();
+    const std::string ids = TextArray(cids);
+    static const std::string snapshots_sql =
+        std::string("SELECT canonical_id, ") + kSnapshotColumns +
+        " FROM snapshots WHERE entity = $1 AND canonical_id = ANY($2::text[])";
+    auto snaps = Run(snapshots_sql, Params().Text(entity).Text(ids),
+                     "reading the snapshots of " + std::to_string(cids.size()) + " " + entity +
+                         " record(s)");
+    if (!snaps.ok()) return snaps.status();
+    for (int row = 0; row < snaps->size(); ++row) {
+      const std::string cid = snaps->Text(row, 0);
+      auto snapshot = ReadSnapshotRow(*snaps, row, 1, entity, cid);
+      if (!snapshot.ok()) return snapshot.status();
+      out.snapshots.emplace(cid, std::move(*snapshot));
+    }
+    for (const std::string* cid : cids) out.links[*cid];  // an entry even without links
+    static const std::string links_sql =
+        std::string("SELECT ") + kLinkColumns +
+        " FROM links WHERE entity = $1 AND canonical_id = ANY($2::text[]) "
+        "ORDER BY canonical_id, system";
+    auto links = Run(links_sql, Params().Text(entity).Text(ids),
+                     "finding the links of " + std::to_string(cids.size()) + " " + entity +
+                         " record(s)");
+    if (!links.ok()) return links.status();
+    for (int row = 0; row < links->size(); ++row) {
+      Link link = ReadLinkRow(*links, row);
+      out.links[link.canonical_id].push_back(std::move(link));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::vector<Snapshot>> PostgresStore::ReadSnapshots(const std::string& sql,
+                                                           const Params& params,
+                                                           const std::string& entity,
+                                                           const std::string& doing) {
+  auto r = Run(sql, params, doing);
+  if (!r.ok()) return r.status();
+  std::vector<Snapshot> out;
+  out.reserve(static_cast<size_t>(r->size()));
+  for (int row = 0; row < r->size(); ++row) {
+    auto snap = ReadSnapshotRow(*r, row, 1, entity, r->Text(row, 0));
+    if (!snap.ok()) return snap.status();
+    out.push_back(std::move(*snap));
+  }
+  return out;
+}
+
+Result<std::vector<Snapshot>> PostgresStore::ListSnapshots(const std::string& entity) {
+  return ListSnapshotsAfter(entity, "", 0);
+}
+
+Result<std::vector<Snapshot>> PostgresStore::ListSnapshotsAfter(const std::string& entity,
+                                                                const std::string& after,
+                                                                int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  static const std::string sql =
+      std::string("SELECT canonical_id, ") + kSnapshotColumns +
+      " FROM snapshots WHERE entity = $1 AND canonical_id > $2 ORDER BY canonical_id LIMIT $3";
+  Params params;
+  params.Text(entity).Text(after);
+  return ReadSnapshots(sql, Limit(params, limit), entity, "reading the snapshots of " + entity);
+}
+
+Result<std::vector<Snapshot>> PostgresStore::ListUnverified(const std::string& system,
+                                                            const std::string& entity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  // The first condition is the partial index's: only the few rows with unverified writes are read.
+  static const std::string sql =
+      std::string("SELECT canonical_id, ") + kSnapshotColumns +
+      " FROM snapshots WHERE entity = $1 AND unverified::text <> '{}' "
+      "AND json_typeof(unverified -> $2::text) = 'object' ORDER BY canonical_id";
+  return ReadSnapshots(sql, Params().Text(entity).Text(system), entity,
+                       "listing unverified " + system + " writes of " + entity);
+}
+
+Result<std::optional<std::string>> PostgresStore::GetCursor(const std::string& system,
+                                                            const std::string& object) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run("SELECT cursor FROM cursors WHERE system = $1 AND object = $2",
+               Params().Text(system).Text(object),
+               "reading the cursor of " + system + " " + object);
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<std::string>();
+  return std::optional<std::string>(r->Text(0, 0));
+}
+
+Result<std::vector<CursorRow>> PostgresStore::ListCursors() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run("SELECT system, object, cursor, updated_ms FROM cursors ORDER BY system, object",
+               Params(), "listing cursors");
+  if (!r.ok()) return r.status();
+  std::vector<CursorRow> rows;
+  for (int row = 0; row < r->size(); ++row)
+    rows.push_back(CursorRow{r->Text(row, 0), r->Text(row, 1), r->Text(row, 2), r->Int(row, 3)});
+  return rows;
+}
+
+// ---- outbox and dead letters ----
+
+// One statement for every filter, each narrowing the scan of outbox_by_system (system, id),
+// which yields the due rows oldest first (by id, the store's own order of first queueing:
+// callers' created_ms may tie or go backwards). $4 is NULL for every entity.
+Result<std::vector<OutboxItem>> PostgresStore::DueOutbox(const OutboxFilter& filter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  static const std::string sql =
+      std::string("SELECT ") + kOutboxColumns +
+      " FROM outbox WHERE system = $1 AND next_attempt_ms <= $2 "
+      "AND ($4::text IS NULL OR entity = $4) AND (NOT $5::boolean OR op = 'delete') "
+      "ORDER BY id LIMIT $3";
+  Params params;
+  params.Text(filter.system).Int(filter.now_ms);
+  Limit(params, filter.limit);
+  if (filter.entity.has_value()) {
+    params.Text(*filter.entity);
+  } else {
+    params.Null();
+  }
+  params.Bool(filter.deletes_only);
+  auto r = Run(sql, params,
+               "reading the due outbox of " + filter.system +
+                   (filter.entity.has_value() ? " " + *filter.entity : ""));
+  if (!r.ok()) return r.status();
+  std::vector<OutboxItem> items;
+  items.reserve(static_cast<size_t>(r->size()));
+  for (int row = 0; row < r->size(); ++row) {
+    auto item = ReadOutboxRow(*r, row);
+    if (!item.ok()) return item.status();
+    items.push_back(std::move(*item));
+  }
+  return items;
+}
+
+Result<std::optional<OutboxItem>> PostgresStore::PendingOutbox(const std::string& system,
+                                                               const std::string& entity,
+                                                               const std::string& canonical_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  static const std::string sql =
+      std::string("SELECT ") + kOutboxColumns +
+      " FROM outbox WHERE system = $1 AND entity = $2 AND canonical_id = $3";
+  auto r = Run(sql, Params().Text(system).Text(entity).Text(canonical_id),
+               "reading the queued write of " + entity + " " + canonical_id);
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<OutboxItem>();
+  auto item = ReadOutboxRow(*r, 0);
+  if (!item.ok()) return item.status();
+  return std::optional<OutboxItem>(std::move(*item));
+}
+
+Result<nlohmann::json> PostgresStore::OutboxCounts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run("SELECT system, count(*) FROM outbox GROUP BY system ORDER BY system", Params(),
+               "counting outbox items");
+  if (!r.ok()) return r.status();
+  json counts = json::object();
+  for (int row = 0; row < r->size(); ++row) counts[r->Text(row, 0)] = r->Int(row, 1);
+  return counts;
+}
+
+Result<std::vector<DeadLetter>> PostgresStore::ListDeadLetters(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  Params params;
+  auto r = Run("SELECT id, item, reason, http_status, failed_ms FROM dead_letters ORDER BY id "
+               "LIMIT $1",
+               Limit(params, limit), "listing dead letters");
+  if (!r.ok()) return r.status();
+  std::vector<DeadLetter> letters;
+  for (int row = 0; row < r->size(); ++row) {
+    DeadLetter dl;
+    dl.id = r->Int(row, 0);
+    auto item = OutboxItemFromJson(r->Text(row, 1), "dead letter " + std::to_string(dl.id));
+    if (!item.ok()) return item.status();
+    dl.item = std::move(*item);
+    dl.reason = r->Text(row, 2);
+    dl.http_status = static_cast<int>(r->Int(row, 3));
+    dl.failed_ms = r->Int(row, 4);
+    letters.push_back(std::move(dl));
+  }
+  return letters;
+}
+
+Status PostgresStore::ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  return InWriteTransaction("replaying dead letter " + std::to_string(dead_letter_id),
+                            [&]() { return ReplayLocked(dead_letter_id, now_ms); });
+}
+
+// A replay must never send a target older data than a write queued after the failure: "newest
+// payload wins" holds across the dead letters too. When a newer write for the record exists
+// (pending, or already delivered), the stale payload is dropped; a pending newer write is made due
+// now with a fresh retry budget, which is what the operator asked for.
+Status PostgresStore::ReplayLocked(int64_t dead_letter_id, int64_t now_ms) {
+  const std::string what = "replaying dead letter " + std::to_string(dead_letter_id);
+  auto letter = Run("SELECT item, seq FROM dead_letters WHERE id = $1",
+                    Params().Int(dead_letter_id), what);
+  if (!letter.ok()) return letter.status();
+  if (letter->size() == 0) return Status(StatusCode::kNotFound, what + ": no such dead letter");
+  auto parsed =
+      OutboxItemFromJson(letter->Text(0, 0), "dead letter " + std::to_string(dead_letter_id));
+  if (!parsed.ok()) return parsed.status();
+  const OutboxItem item = std::move(*parsed);
+  const int64_t seq = letter->Int(0, 1);
+
+  auto latest = Run(
+      "SELECT seq FROM outbox_latest WHERE system = $1 AND entity = $2 AND canonical_id = $3",
+      Params().Text(item.system).Text(item.entity).Text(item.canonical_id), what);
+  if (!latest.ok()) return latest.status();
+  const int64_t latest_seq = latest->size() > 0 ? latest->Int(0, 0) : 0;
+
+  if (latest_seq > seq) {
+    auto r = Run(
+        "UPDATE outbox SET attempts = 0, next_attempt_ms = $4, last_error = '' "
+        "WHERE system = $1 AND entity = $2 AND canonical_id = $3",
+        Params().Text(item.system).Text(item.entity).Text(item.canonical_id).Int(now_ms), what);
+    if (!r.ok()) return r.status();
+  } else {
+    auto payload = DumpJson(item.payload, "the payload of dead letter " +
+                                              std::to_string(dead_letter_id));
+    if (!payload.ok()) return payload.status();
+    CRMB_RETURN_IF_ERROR(UpsertOutbox(item, *payload, seq, now_ms));
+  }
+  return DeleteDeadLetter(dead_letter_id);
+}
+
+Result<std::optional<std::string>> PostgresStore::FindByMatchKey(const std::string& entity,
+                                                                 const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run("SELECT canonical_id FROM match_keys WHERE entity = $1 AND match_key = $2",
+               Params().Text(entity).Text(key), "finding a match key of " + entity);
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<std::string>();
+  return std::optional<std::string>(r->Text(0, 0));
+}
+
+// ---- stage history, audit, runs ----
+
+Result<std::vector<StageTransition>> PostgresStore::StageHistory(const std::string& entity,
+                                                                 const std::string& canonical_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run(
+      "SELECT system, from_stage, to_stage, at_ms FROM stage_history "
+      "WHERE entity = $1 AND canonical_id = $2 ORDER BY at_ms, id",
+      Params().Text(entity).Text(canonical_id),
+      "reading the stage history of " + entity + " " + canonical_id);
+  if (!r.ok()) return r.status();
+  std::vector<StageTransition> history;
+  for (int row = 0; row < r->size(); ++row) {
+    history.push_back(StageTransition{entity, canonical_id, r->Text(row, 0), r->Text(row, 1),
+                                      r->Text(row, 2), r->Int(row, 3)});
+  }
+  return history;
+}
+
+Result<std::vector<StageTransition>> PostgresStore::AllStageHistory(const std::string& entity) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  // In the order of stage_history_by_record: one index range scan, no sort.
+  auto r = Run(
+      "SELECT canonical_id, system, from_stage, to_stage, at_ms FROM stage_history "
+      "WHERE entity = $1 ORDER BY canonical_id, at_ms, id",
+      Params().Text(entity), "reading the stage history of every " + entity);
+  if (!r.ok()) return r.status();
+  std::vector<StageTransition> history;
+  for (int row = 0; row < r->size(); ++row) {
+    history.push_back(StageTransition{entity, r->Text(row, 0), r->Text(row, 1), r->Text(row, 2),
+                                      r->Text(row, 3), r->Int(row, 4)});
+  }
+  return history;
+}
+
+Result<std::vector<AuditEntry>> PostgresStore::ListAudit(int64_t since_ms, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  Params params;
+  params.Int(since_ms);
+  auto r = Run(
+      "SELECT id, at_ms, action, system, subject, detail FROM audit WHERE at_ms >= $1 "
+      "ORDER BY at_ms, id LIMIT $2",
+      Limit(params, limit), "reading the audit trail");
+  if (!r.ok()) return r.status();
+  std::vector<AuditEntry> out;
+  for (int row = 0; row < r->size(); ++row) {
+    AuditEntry e;
+    e.id = r->Int(row, 0);
+    e.at_ms = r->Int(row, 1);
+    e.action = r->Text(row, 2);
+    e.system = r->Text(row, 3);
+    e.subject = r->Text(row, 4);
+    auto detail = ParseJsonColumn(*r, row, 5, "audit entry " + std::to_string(e.id));
+    if (!detail.ok()) return detail.status();
+    e.detail = std::move(*detail);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<int64_t> PostgresStore::BeginRun(const std::string& mode, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run(
+      "INSERT INTO runs (mode, started_ms, finished_ms, outcome, counts, error) "
+      "VALUES ($1, $2, 0, 'running', '{}', '') RETURNING id",
+      Params().Text(mode).Int(now_ms), "recording the start of a " + mode + " run");
+  if (!r.ok()) return r.status();
+  return r->Int(0, 0);
+}
+
+Status PostgresStore::FinishRun(const RunRecord& run) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  const std::string what = "recording the end of run " + std::to_string(run.id);
+  auto counts = DumpJson(run.counts, "the counts of run " + std::to_string(run.id));
+  if (!counts.ok()) return counts.status();
+  auto r = Run(
+      "UPDATE runs SET finished_ms = $2, outcome = $3, counts = $4, error = $5 WHERE id = $1",
+      Params().Int(run.id).Int(run.finished_ms).Text(run.outcome).Text(*counts).Text(run.error),
+      what);
+  if (!r.ok()) return r.status();
+  if (r->Affected() == 0) return Status(StatusCode::kNotFound, what + ": no such run");
+  return Status::Ok();
+}
+
+Result<std::vector<RunRecord>> PostgresStore::RecentRuns(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  Params params;
+  auto r = Run(
+      "SELECT id, mode, started_ms, finished_ms, outcome, counts, error FROM runs "
+      "ORDER BY id DESC LIMIT $1",
+      Limit(params, limit), "listing recent runs");
+  if (!r.ok()) return r.status();
+  std::vector<RunRecord> runs;
+  for (int row = 0; row < r->size(); ++row) {
+    RunRecord run;
+    run.id = r->Int(row, 0);
+    run.mode = r->Text(row, 1);
+    run.started_ms = r->Int(row, 2);
+    run.finished_ms = r->Int(row, 3);
+    run.outcome = r->Text(row, 4);
+    auto counts = ParseJsonColumn(*r, row, 5, "the counts of run " + std::to_string(run.id));
+    if (!counts.ok()) return counts.status();
+    run.counts = std::move(*counts);
+    run.error = r->Text(row, 6);
+    runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+// ---- lease ----
+
+Result<bool> PostgresStore::AcquireLease(const std::string& holder, int64_t now_ms,
+                                         int64_t ttl_ms) {
+  if (holder.empty() || ttl_ms <= 0)
+    return Status(StatusCode::kInvalidArgument, "a lease needs a holder and a positive ttl");
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  // One statement, so the check and the take are one atomic step across connections: of two
+  // inserting at once, the second waits for the first's row and then finds it in the DO UPDATE's
+  // WHERE, which admits only a renewal or an expired lease. SET expressions read the old row, so
+  // acquired_ms is kept on a live renewal. A row comes back only when the lease was taken.
+  auto r = Run(
+      "INSERT INTO lease AS l (id, holder, acquired_ms, expires_ms) VALUES (1, $1, $2, $3) "
+      "ON CONFLICT (id) DO UPDATE SET "
+      "acquired_ms = CASE WHEN l.holder = excluded.holder AND l.expires_ms > excluded.acquired_ms "
+      "THEN l.acquired_ms ELSE excluded.acquired_ms END, "
+      "holder = excluded.holder, expires_ms = excluded.expires_ms "
+      "WHERE l.holder = excluded.holder OR l.expires_ms <= excluded.acquired_ms "
+      "RETURNING holder",
+      Params().Text(holder).Int(now_ms).Int(now_ms + ttl_ms), "taking the lease for " + holder);
+  if (!r.ok()) return r.status();
+  return r->size() == 1;
+}
+
+Status PostgresStore::ReleaseLease(const std::string& holder) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  // Releasing a lease one does not hold (any more) changes nothing, so it is not an error.
+  auto r = Run("DELETE FROM lease WHERE id = 1 AND holder = $1", Params().Text(holder),
+               "releasing the lease of " + holder);
+  return r.status();
+}
+
+Result<std::optional<LeaseInfo>> PostgresStore::GetLease() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run("SELECT holder, acquired_ms, expires_ms FROM lease WHERE id = 1", Params(),
+               "reading the lease");
+  if (!r.ok()) return r.status();
+  if (r->size() == 0) return std::optional<LeaseInfo>();
+  return std::optional<LeaseInfo>(LeaseInfo{r->Text(0, 0), r->Int(0, 1), r->Int(0, 2)});
+}
+
+}  // namespace
+
+int PostgresSchemaVersionKnown() { return kKnownSchemaVersion; }
+
+bool IsPostgresUrl(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
+std::string RedactPostgresUrl(const std::string& url) {
+  if (IsPostgresUrl(url)) return RedactUrlForLog(url);
+  ConninfoPtr options = ParseConninfo(url);
+  if (!options) return "(a connection string that does not parse)";
+  std::string out;
+  for (const char* keyword : {"host", "hostaddr", "port", "dbname", "user"}) {
+    const std::string value = ConninfoValue(options.get(), keyword);
+    if (value.empty()) continue;
+    if (!out.empty()) out += ' ';
+    out += std::string(keyword) + "=" + value;
+  }
+  return out.empty() ? "(the default PostgreSQL server)" : out;
+}
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
+                                                 const PostgresStoreOptions& options) {
+  if (url.empty())
+    return Status(StatusCode::kInvalidArgument, "the PostgreSQL state store url is empty");
+  const std::string shown = RedactPostgresUrl(url);
+  ConninfoPtr parsed = ParseConninfo(url);
+  if (!parsed) {
+    return Status(StatusCode::kInvalidArgument,
+                  "the state store url " + shown +
+                      " is not a PostgreSQL connection string or postgresql:// URL");
+  }
+  // Known from here on: should anything quote it, logs and messages mask it.
+  const std::string password = ConninfoValue(parsed.get(), "password");
+  if (!password.empty()) Redactor::Global().AddSecret(password);
+
+  // Defaults before the url, so that it overrides them; the encoding after it: the store reads
+  // and writes UTF-8 whatever the server's default.
+  const std::string timeout = std::to_string(options.connect_timeout_s);
+  const char* const keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding",
+                              nullptr};
+  const char* const values[] = {timeout.c_str(), "crmbridge", url.c_str(), "UTF8", nullptr};
+  ConnPtr conn(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
+  if (!conn) return Status(StatusCode::kInternal, "libpq could not allocate a connection");
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return Status(StatusCode::kFailedPrecondition,
+                  MaskPassword("cannot connect to the PostgreSQL state store " + shown + ": " +
+                                   TrimEnd(PQerrorMessage(conn.get())),
+                               password));
+  }
+  Clock* clock = options.clock != nullptr ? options.clock : Clock::Real();
+  auto store = std::make_unique<PostgresStore>(std::move(conn), shown, password, clock,
+                                               options.lock_timeout_ms);
+  Status s = store->Init();
+  if (!s.ok()) {
+    // Whatever stops the store from opening needs someone's attention, unless it is passing.
+    if (s.code() != StatusCode::kUnavailable && s.code() != StatusCode::kFailedPrecondition)
+      s = Status(StatusCode::kFailedPrecondition, s.message());
+    return s;
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url) {
+  return OpenPostgresStore(url, PostgresStoreOptions());
+}
+
+}  // namespace crmbridge
