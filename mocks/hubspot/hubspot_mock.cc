@@ -142,6 +142,33 @@ json HubSpotMock::Error(const std::string& category, const std::string& message)
   return {{"status", "error"}, {"message", message}, {"correlationId", NewUuid()}, {"category", category}};
 }
 
+json HubSpotMock::RenderProperty(const std::string& object_type, const std::string& name,
+                                const PropertyDef& d) const {
+  const std::string field_type = !d.field_type.empty() ? d.field_type
+                                 : d.type == "enumeration"  ? "select"
+                                 : d.type == "datetime"     ? "date"
+                                                            : "text";
+  return json{{"name", name},
+              {"label", d.label.empty() ? name : d.label},
+              {"description", d.description},
+              {"type", d.type},
+              {"fieldType", field_type},
+              {"groupName", d.group_name.empty() ? Singular(object_type) + "information" : d.group_name},
+              {"options", d.options},
+              {"displayOrder", -1},
+              {"calculated", false},
+              {"externalOptions", false},
+              {"hasUniqueValue", d.unique},
+              {"hidden", false},
+              {"formField", false},
+              {"hubspotDefined", d.label.empty()},
+              {"archived", false},
+              {"createdAt", "1970-01-01T00:00:00Z"},
+              {"updatedAt", "1970-01-01T00:00:00Z"},
+              {"modificationMetadata",
+               {{"archivable", true}, {"readOnlyDefinition", d.label.empty()}, {"readOnlyValue", false}}}};
+}
+
 // The next page's `after` becomes this page's own (a search's body, a list's query), "0" for the
 // first page: the client is sent round the same page.
 bool HubSpotMock::LoopPaging(const httplib::Request& req, nlohmann::json* body) const {
@@ -177,11 +204,17 @@ void HubSpotMock::InitLocked() {
   search_window_.clear();
   daily_.clear();
   next_id_ = 1000;
-  auto defs = [](std::initializer_list<std::pair<const char*, const char*>> list) {
+  // HubSpot's own properties: only their type is kept; RenderProperty gives them the rest.
+  auto builtin = [](const char* type) {
+    PropertyDef d;
+    d.type = type;
+    return d;
+  };
+  auto defs = [&builtin](std::initializer_list<std::pair<const char*, const char*>> list) {
     std::map<std::string, PropertyDef> m;
-    for (auto& [name, type] : list) m[name] = PropertyDef{type, false};
-    m["hs_object_id"] = PropertyDef{"number", false};
-    m["createdate"] = PropertyDef{"datetime", false};
+    for (auto& [name, type] : list) m[name] = builtin(type);
+    m["hs_object_id"] = builtin("number");
+    m["createdate"] = builtin("datetime");
     return m;
   };
   properties_["tickets"] = defs({{"subject", "string"}, {"content", "string"}, {"hs_pipeline", "enumeration"},
@@ -1017,10 +1050,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
     const std::string type = CanonicalType(req.matches[1]);
     if (!known(type, res)) return;
     auto render = [&](const std::string& name, const PropertyDef& d) {
-      return json{{"name", name}, {"label", name}, {"type", d.type},
-                  {"fieldType", d.type == "enumeration" ? "select" : d.type == "datetime" ? "date" : "text"},
-                  {"groupName", Singular(type) + "information"},
-                  {"hasUniqueValue", d.unique}, {"options", json::array()}};
+      return RenderProperty(type, name, d);
     };
     if (!req.matches[3].matched) {
       json all = json::array();
@@ -1041,18 +1071,28 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
     std::lock_guard<std::mutex> lock(mu_);
     const std::string type = CanonicalType(req.matches[1]);
     if (!known(type, res)) return;
-    const std::string name = body.value("name", "");
-    if (name.empty() || !body.contains("type") || !body.contains("fieldType"))
-      return reply(res, {400, Error("VALIDATION_ERROR", "name, type and fieldType are required")});
+    // PropertyCreate's required fields (refs/hubspot-openapi/properties.json), each a string.
+    std::string missing;
+    for (const char* key : {"name", "label", "type", "fieldType", "groupName"})
+      if (!body.contains(key) || !body[key].is_string() || body[key].get<std::string>().empty())
+        missing += std::string(missing.empty() ? "" : ", ") + key;
+    if (!missing.empty())
+      return reply(res, {400, Error("VALIDATION_ERROR", "Missing or invalid required field(s): " + missing)});
+    const std::string name = body["name"].get<std::string>();
     if (properties_[type].count(name))
       return reply(res, {409, Error("CONFLICT", "A property named '" + name + "' already exists.")});
-    PropertyDef d{body.value("type", "string"), body.value("hasUniqueValue", false)};
+    PropertyDef d;
+    d.type = body["type"].get<std::string>();
+    d.unique = body.value("hasUniqueValue", false);
+    d.label = body["label"].get<std::string>();
+    d.description = body.value("description", "");
+    d.field_type = body["fieldType"].get<std::string>();
+    d.group_name = body["groupName"].get<std::string>();
+    if (body.contains("options") && body["options"].is_array()) d.options = body["options"];
     properties_[type][name] = d;
     // A new property holds no values yet; refiling keeps the index right whatever it holds.
     if (d.unique) RebuildIndexLocked(type);
-    reply(res, {201, {{"name", name}, {"label", body.value("label", name)}, {"type", d.type},
-                      {"fieldType", body["fieldType"]}, {"groupName", body.value("groupName", "")},
-                      {"hasUniqueValue", d.unique}}});
+    reply(res, {201, RenderProperty(type, name, d)});
   });
 
   // Associations v4 (refs/hubspot §8): between two records, with HubSpot's default type ids and

@@ -110,7 +110,14 @@ class HubSpotMock : public MockServer {
   struct PropertyDef {
     std::string type;  // string, number, datetime, enumeration, bool
     bool unique = false;
+    // As created through the API; empty for the built-in ones, which are rendered with defaults.
+    std::string label, description, field_type, group_name;
+    nlohmann::json options = nlohmann::json::array();  // [{label, value, ...}] of an enumeration
   };
+  // A property as HubSpot's Property schema has it (every required field: description, fieldType,
+  // groupName, label, name, options, type).
+  nlohmann::json RenderProperty(const std::string& object_type, const std::string& name,
+                                const PropertyDef& d) const;
   struct Stage {
     std::string id, label;
     bool closed = false;

@@ -192,6 +192,36 @@ TEST_F(HubSpotMockTest, SearchByModifiedAnswersAsAScanAndSeesEveryWrite) {
 
 // Unique values are looked up through an index: it must follow every change of a value and every
 // archive, as a scan would.
+// A property as HubSpot's OpenAPI document has it: a create needs PropertyCreate's required
+// fields, and the answer (and a read) carries every field Property requires.
+TEST_F(HubSpotMockTest, PropertiesHaveTheShapesOfTheOpenApiDocument) {
+  StartMock();
+  json prop = {{"name", "crmbridge_id"}, {"label", "crmbridge id"}, {"type", "string"},
+               {"fieldType", "text"}, {"groupName", "ticketinformation"},
+               {"description", "Key crmbridge writes"}, {"hasUniqueValue", true}};
+  for (const char* required : {"name", "label", "type", "fieldType", "groupName"}) {
+    json partial = prop;
+    partial.erase(required);
+    auto [status, body] = Call("POST", "/crm/v3/properties/tickets", partial);
+    EXPECT_EQ(status, 400) << "without " << required;
+    EXPECT_NE(body.value("message", "").find(required), std::string::npos) << body.dump();
+  }
+  auto [status, created] = Call("POST", "/crm/v3/properties/tickets", prop);
+  ASSERT_EQ(status, 201) << created.dump();
+  auto [read_status, read] = Call("GET", "/crm/v3/properties/tickets/crmbridge_id");
+  ASSERT_EQ(read_status, 200);
+  auto [list_status, list] = Call("GET", "/crm/v3/properties/tickets");
+  ASSERT_EQ(list_status, 200);
+  for (const json& p : {created, read, list["results"][0]}) {
+    for (const char* field : {"description", "fieldType", "groupName", "label", "name", "options", "type"})
+      EXPECT_TRUE(p.contains(field)) << field << " missing from " << p.dump();
+    EXPECT_TRUE(p["options"].is_array());
+  }
+  EXPECT_EQ(created["description"], "Key crmbridge writes");
+  EXPECT_EQ(created["label"], "crmbridge id");
+  EXPECT_EQ(read, created);
+}
+
 TEST_F(HubSpotMockTest, UniqueValuesFollowUpdatesAndArchives) {
   StartMock();
   json prop = {{"name", "crmbridge_id"}, {"label", "k"}, {"type", "string"}, {"fieldType", "text"},
