@@ -22,6 +22,7 @@
 #include "src/core/time_util.h"
 #include "src/engine/bootstrap.h"
 #include "src/report/onboarding_report.h"
+#include "state/postgres_store.h"
 
 namespace crmbridge::cli {
 namespace {
@@ -67,6 +68,11 @@ std::string JsonText(const nlohmann::json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The state store as messages show it: a path as it is, a URL without its user info.
+std::string ShownStore(const std::string& state) {
+  return IsPostgresUrl(state) ? RedactUrlForLog(state) : state;
+}
+
 // Every system's `auth` keys and options checked against what its kind declares, all reported
 // at once at their file:line:column.
 Status CheckSystemsOf(const AppConfig& config) {
@@ -98,16 +104,20 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
     }
     out->plan = *plan;
   }
-  if (existing_state && access(out->config.state_path.c_str(), F_OK) != 0) {
-    std::cerr << "crmbridge: there is no state store at " << out->config.state_path
+  const std::string& state = out->config.state_path;
+  const bool server = IsPostgresUrl(state);
+  if (existing_state && !server && access(state.c_str(), F_OK) != 0) {
+    std::cerr << "crmbridge: there is no state store at " << state
               << " yet: it is created by the first `crmbridge sync`\n";
     return kExitUsage;
   }
-  auto store = OpenSqliteStore(out->config.state_path);
+  auto store = OpenStore(state);
   if (!store.ok()) {
-    std::cerr << "crmbridge: cannot open the state store " << out->config.state_path << ": "
+    std::cerr << "crmbridge: cannot open the state store " << ShownStore(state) << ": "
               << store.status().ToString() << "\n";
-    return kExitUsage;
+    // A database server that cannot be reached is a system that cannot be reached.
+    return server && store.status().code() == StatusCode::kFailedPrecondition ? kExitUnreachable
+                                                                               : kExitUsage;
   }
   out->store = std::move(*store);
   return kExitOk;
@@ -397,7 +407,7 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   }
 
   json j;
-  j["state"] = loaded.config.state_path;
+  j["state"] = ShownStore(loaded.config.state_path);
   j["runs"] = json::array();
   for (const RunRecord& r : *runs)
     j["runs"].push_back({{"id", r.id},
@@ -427,7 +437,7 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
     std::cout << JsonText(j) << std::endl;
     return kExitOk;
   }
-  std::printf("State store: %s\n", loaded.config.state_path.c_str());
+  std::printf("State store: %s\n", ShownStore(loaded.config.state_path).c_str());
   std::printf("Lease: %s\n", lease->has_value()
                                  ? fmt::format("held by {} until {}", (*lease)->holder,
                                                FormatTime((*lease)->expires_ms))

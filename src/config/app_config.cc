@@ -12,7 +12,8 @@ namespace crmbridge {
 
 const std::vector<ConfigKey>& ConfigKeys() {
   static const std::vector<ConfigKey> kKeys = {
-      {"", "state", "state_path", "path", "the state store (SQLite file), created on first use"},
+      {"", "state", "state_path", "path",
+       "the state store: a SQLite file (created on first use) or a postgresql:// URL"},
       {"", "mappings", "mapping_paths", "list", "the mapping files, in the order they are loaded"},
       {"", "sync", "sync", "map", "how runs write, retry and hold the lease (below)"},
       {"", "systems", "systems", "map", "the systems by name; a name is stored in links: never "
@@ -75,6 +76,11 @@ const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refres
 std::string DirOf(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// A state store named by URL (PostgreSQL) rather than by a file path.
+bool IsDatabaseUrl(const std::string& s) {
+  return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
 }
 
 std::string Resolve(const std::string& base_dir, const std::string& path) {
@@ -307,7 +313,23 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
     l.diags().Error(l.Pos(root), "missing 'state': the path of the state store",
                     "state: ./crmbridge-state.db");
   } else if (auto s = l.String(root["state"], "state")) {
-    config.state_path = Resolve(dir, *s);
+    if (IsDatabaseUrl(*s)) {
+      // A PostgreSQL URL: its password comes from the environment, like every secret.
+      const std::string raw = root["state"].Scalar();
+      const size_t at = s->find('@'), colon = s->find(':', s->find("://") + 3);
+      const bool has_password = at != std::string::npos && colon != std::string::npos && colon < at;
+      if (has_password && raw.find("${env:") == std::string::npos) {
+        l.diags().Error(l.Pos(root["state"]),
+                        "the state URL holds a password written in the file; secrets never live in it",
+                        "state: \"${env:CRMBRIDGE_STATE_URL}\", or PGPASSWORD / ~/.pgpass for libpq");
+      } else if (has_password) {
+        const std::string user_info = s->substr(s->find("://") + 3, at - s->find("://") - 3);
+        Redactor::Global().AddSecret(user_info.substr(user_info.find(':') + 1));
+      }
+      config.state_path = *s;
+    } else {
+      config.state_path = Resolve(dir, *s);
+    }
   }
 
   if (root["mappings"]) {

@@ -62,7 +62,9 @@ struct SyncConfig {
 
 struct AppConfig {
   std::string path;                        // the config file as given
-  std::string state_path;                  // absolute or relative to the working dir, resolved
+  // The state store: a SQLite file path, resolved against the config file's folder, or a
+  // postgresql:// URL as written (its password, if any, from the environment and redacted).
+  std::string state_path;
   std::vector<std::string> mapping_paths;  // resolved against the config file's directory
   std::map<std::string, SystemConfig> systems;  // by name
   SyncConfig sync;

@@ -225,3 +225,47 @@ TEST(AppConfigWithoutSecretsTest, AnUnsetVariableIsAWarningAndTheRestIsStillChec
 
 }  // namespace
 }  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+class StateUrlTest : public ::testing::Test {
+ protected:
+  Result<AppConfig> Load(const std::string& state_line) {
+    const std::string path = ::testing::TempDir() + "/state_url.yaml";
+    std::ofstream(path) << state_line
+                        << "\nsystems:\n  portal:\n    kind: portal\n    base_url: http://127.0.0.1:1\n"
+                           "    auth: {token: \"${env:PORTAL_TOKEN}\"}\n";
+    return LoadAppConfig(path, [](const std::string& name) -> std::optional<std::string> {
+      if (name == "CRMBRIDGE_STATE_URL") return "postgresql://sync:pg-canary-9911@db.internal:5432/crm";
+      if (name == "PORTAL_TOKEN") return "portal-token";
+      return std::nullopt;
+    });
+  }
+};
+
+// A state URL is kept as written (not resolved as a path); a password in it comes from the
+// environment, and is registered for redaction.
+TEST_F(StateUrlTest, APostgresUrlIsTakenAsItIsWithItsPasswordFromTheEnvironment) {
+  auto c = Load("state: \"${env:CRMBRIDGE_STATE_URL}\"");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->state_path, "postgresql://sync:pg-canary-9911@db.internal:5432/crm");
+  EXPECT_EQ(Redactor::Global().Redact("password pg-canary-9911"), "password ***");
+
+  auto no_password = Load("state: postgres://sync@db.internal/crm?sslmode=require");
+  ASSERT_TRUE(no_password.ok()) << no_password.status().ToString();
+  EXPECT_EQ(no_password->state_path, "postgres://sync@db.internal/crm?sslmode=require");
+}
+
+TEST_F(StateUrlTest, APasswordWrittenInTheFileIsRefused) {
+  auto c = Load("state: postgresql://sync:written-here@db.internal/crm");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find(
+                ":1:8: error: the state URL holds a password written in the file; secrets never "
+                "live in it"),
+            std::string::npos)
+      << c.status().message();
+}
+
+}  // namespace
+}  // namespace crmbridge

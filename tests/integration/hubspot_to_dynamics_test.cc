@@ -17,6 +17,7 @@
 #include "src/engine/bootstrap.h"
 #include "state/sqlite_store.h"
 #include "tests/integration/mock_systems.h"
+#include "tests/state/postgres_cluster.h"
 
 namespace crmbridge {
 namespace {
@@ -145,6 +146,34 @@ TEST_F(HubSpotToDynamicsTest, SecondSyncMakesNoWriteCallAnywhere) {
   EXPECT_EQ(second.TotalWrites(), 0);
   EXPECT_EQ(WriteCalls(hubspot_->Stats()), hs_before) << hubspot_->Stats().dump();
   EXPECT_EQ(WriteCalls(dynamics_->Stats()), d_before) << dynamics_->Stats().dump();
+}
+
+// With the state in PostgreSQL (`state: postgresql://...`, on a throwaway server), the same sync
+// moves the same records, and the next one writes nothing.
+TEST_F(HubSpotToDynamicsTest, WithTheStateInPostgresTheSameSyncAndThenNothingToWrite) {
+  std::string why;
+  bool missing = false;
+  store_test::PostgresCluster* cluster = store_test::PostgresCluster::Shared(&why, &missing);
+  if (cluster == nullptr) {
+    if (missing) GTEST_SKIP() << why;
+    FAIL() << why;
+  }
+  auto db = cluster->CreateDatabase();
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  config_.state_path = cluster->Url(*db);
+  auto store = OpenStore(config_.state_path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  store_ = std::move(*store);
+
+  RunSummary first = Sync();
+  EXPECT_EQ(first.counts["dynamics365"]["onboarding"].created, 25);
+  EXPECT_EQ(dynamics_->Dump()["opportunities"].size(), 25u);
+  const int64_t hs_before = WriteCalls(hubspot_->Stats());
+  const int64_t d_before = WriteCalls(dynamics_->Stats());
+  RunSummary second = Sync();
+  EXPECT_EQ(second.TotalWrites(), 0);
+  EXPECT_EQ(WriteCalls(hubspot_->Stats()), hs_before);
+  EXPECT_EQ(WriteCalls(dynamics_->Stats()), d_before);
 }
 
 // A state file written before the values in doubt were kept (schema 6) upgrades in place when it is
