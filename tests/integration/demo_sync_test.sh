@@ -145,4 +145,13 @@ set +e
 "$bin/crmbridge" --config "$cfg" sync >"$work/run3.txt" 2>"$work/run3.log"; rc=$?
 set -e
 [ "$rc" -eq 4 ] || fail "unreachable systems exited $rc, not 4: $(tail -3 "$work/run3.log")"
+# A PostgreSQL state store that cannot be reached: exit 4, and its password in no message.
+set +e
+CRMBRIDGE_STATE='postgresql://sync:pg-canary-4417@127.0.0.1:1/crm' \
+  "$bin/crmbridge" --config "$cfg" sync >"$work/run4.txt" 2>"$work/run4.log"; rc=$?
+set -e
+[ "$rc" -eq 4 ] || fail "an unreachable state server exited $rc, not 4: $(cat "$work/run4.log")"
+grep -q "cannot open the state store postgresql://127.0.0.1:1/crm" "$work/run4.log" \
+  || fail "unclear: $(cat "$work/run4.log")"
+grep -q "pg-canary-4417" "$work/run4.log" "$work/run4.txt" && fail "the state password was shown"
 echo "demo sync: ok"
