@@ -44,6 +44,16 @@ bool HoldsAlready(const SystemEntityMapping& target, const Snapshot& snap) {
   return true;
 }
 
+// Whether a payload gives the record anything: a value that is not empty and not only a reference
+// to another record (an association alone makes no record worth creating).
+bool CarriesAValue(const json& native) {
+  for (const auto& [name, value] : native.items()) {
+    if (value.is_null() || value == "" || RefPlaceholderId(value)) continue;
+    return true;
+  }
+  return false;
+}
+
 Status WritePlanner::PlanTargets(const SystemEntityMapping& source, const std::string& canonical_id,
                                  const Snapshot& snap, StateBatch* batch) {
   for (const SystemEntityMapping& target : plan_->mappings()) {
@@ -66,6 +76,14 @@ Status WritePlanner::PlanTarget(const std::string& from_entity, const SystemEnti
     ++tally_->Count(target.system, target.entity).rejected;
     spdlog::warn("{} {} cannot be mapped to {} {}: {}", from_entity, canonical_id, target.system,
                  target.object, native.status().message());
+    return Status::Ok();
+  }
+  if (!linked && !CarriesAValue(*native)) {
+    // Never sent: a record holding none of the fields the mapping writes would arrive empty.
+    ++tally_->Count(target.system, target.entity).rejected;
+    spdlog::warn("{} {} is not created in {} {}: it holds none of the fields the mapping writes "
+                 "there",
+                 from_entity, canonical_id, target.system, target.object);
     return Status::Ok();
   }
   const std::string hash = HashJson(*native);

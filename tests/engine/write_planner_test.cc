@@ -142,6 +142,49 @@ TEST_F(WritePlannerTest, ARecordThatCannotBeMappedOutIsCountedNotQueued) {
   EXPECT_EQ(tally_.Count("beta", "company").rejected, 1);
 }
 
+// A record new to a target whose payload there holds no value (every field it maps out is empty)
+// is never created there as an empty record: counted as rejected, not queued. A target where it
+// holds a value gets it.
+TEST_F(WritePlannerTest, ACreateThatWouldWriteNoValueIsNeverSent) {
+  auto plan = testing::PlanFromText(R"(version: 1
+entities:
+  company:
+    fields:
+      name: {type: string}
+      city: {type: string}
+systems:
+  alpha:
+    company:
+      object: companies
+      fields:
+        name: {native: name}
+        city: {native: city}
+  beta:
+    company:
+      object: accounts
+      fields:
+        name: {native: accountname}
+        city: {native: address1_city, direction: out}
+  gamma:
+    company:
+      object: accounts
+      fields:
+        name: {native: title}
+)",
+                                    {{"alpha", "hubspot"}, {"beta", "dynamics365"}, {"gamma", "totango"}});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  plan_ = *plan;
+  Links({L("alpha", "11")});
+  snap_.fields = {{"name", ""}, {"city", "Oslo"}};
+  WritePlanner planner(plan_.get(), &view_, &tally_, false, 5);
+  ASSERT_TRUE(planner.PlanTargets(*plan_->Find("alpha", "company"), "c1", snap_, &batch_).ok());
+  std::vector<OutboxItem> q = Queued();
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].system, "beta");
+  EXPECT_EQ(tally_.Count("gamma", "company").rejected, 1);
+  EXPECT_EQ(tally_.Count("gamma", "company").queued, 0);
+}
+
 TEST_F(WritePlannerTest, DeletesGoOnlyWhereTheRecordExists) {
   Links({L("alpha", "11"), L("beta", "d1")});
   WritePlanner planner(plan_.get(), &view_, &tally_, false, 5);
