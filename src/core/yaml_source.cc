@@ -36,9 +36,36 @@ SourcePos PosOf(const YAML::Node& node, const std::string& file) {
   return PosAt(node.Mark(), file);
 }
 
+namespace {
+
+// `text` on one line: messages quote keys and values from the file (and yaml-cpp quotes the
+// character it stopped at), and a line break or control character in one would split the
+// diagnostic, which callers read one per line.
+std::string OneLine(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string Diagnostic::ToString() const {
-  std::string out = pos.ToString() + (warning ? ": warning: " : ": error: ") + message;
-  if (!hint.empty()) out += " (hint: " + hint + ")";
+  std::string out = pos.ToString() + (warning ? ": warning: " : ": error: ") + OneLine(message);
+  if (!hint.empty()) out += " (hint: " + OneLine(hint) + ")";
   return out;
 }
 

@@ -31,7 +31,8 @@ struct Diagnostic {
   std::string message;
   std::string hint;  // optional: how to fix it
   bool warning = false;  // reported, but the file is still taken
-  // "file:line:col: error: message (hint: ...)" ("warning:" for a warning)
+  // "file:line:col: error: message (hint: ...)" ("warning:" for a warning), on one line: line
+  // breaks and control characters in the message or hint are escaped (\n, \x01).
   std::string ToString() const;
 };
 
