@@ -33,7 +33,14 @@ SourcePos PosAt(const YAML::Mark& mark, const std::string& file) {
 }  // namespace
 
 SourcePos PosOf(const YAML::Node& node, const std::string& file) {
-  return PosAt(node.Mark(), file);
+  SourcePos pos = PosAt(node.Mark(), file);
+  // A file with nothing in it (or only comments) is a null document yaml-cpp places nowhere: a
+  // problem with it is at the start of the file.
+  if (pos.line == 0 && node.IsNull()) {
+    pos.line = 1;
+    pos.column = 1;
+  }
+  return pos;
 }
 
 namespace {

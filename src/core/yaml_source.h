@@ -23,7 +23,8 @@ struct SourcePos {
   std::string ToString() const;  // "file:line:col", or "file" when the position is unknown
 };
 
-// Position of `node` in `file` (yaml-cpp Mark + 1).
+// Position of `node` in `file` (yaml-cpp Mark + 1); the empty document of a file with no content
+// is at 1:1.
 SourcePos PosOf(const YAML::Node& node, const std::string& file);
 
 struct Diagnostic {

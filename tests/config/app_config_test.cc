@@ -102,6 +102,9 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
       {"unknown top key", "state: x.db\nsystem: {}\n", ":2:1: error: unknown key 'system'"},
       {"did you mean", "state: x.db\nsystems: {}\nmapings: []\n", "did you mean 'mappings'?"},
       {"missing state", "systems: {}\n", ":1:1: error: missing 'state'"},
+      // An empty document has no position of its own: it is at the start of the file.
+      {"empty file", "", ":1:1: error: the configuration must be a map"},
+      {"only comments", "# systems come later\n", ":1:1: error: the configuration must be a map"},
       {"unknown kind",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspott\n    base_url: http://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",

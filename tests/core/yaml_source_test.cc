@@ -107,6 +107,14 @@ TEST(YamlSourceTest, ApostrophesInPlainTextAndQuotesInCommentsAreNotQuotes) {
   EXPECT_EQ((*doc)["note"].as<std::string>(), "it's quoted");
 }
 
+TEST(YamlSourceTest, AFileWithNoContentIsAtItsStart) {
+  for (const char* text : {"", "# only a comment\n", "\n\n"}) {
+    auto doc = ParseYaml(text, "m.yaml");
+    ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+    EXPECT_EQ(PosOf(*doc, "m.yaml").ToString(), "m.yaml:1:1") << text;
+  }
+}
+
 TEST(YamlSourceTest, AnErrorStaysOnOneLineWhateverTheFileQuotes) {
   // A key written with an escaped line break, given twice: the message quotes it.
   EXPECT_EQ(ErrorOf("\"a\\nb\": 1\n\"a\\nb\": 2\n"),
