@@ -212,8 +212,9 @@ class Loader {
     const YAML::Node where = n["auth"] ? n["auth"] : n;
     for (const std::string& key : need) {
       if (sys.auth.count(key)) continue;
-      // Keys that failed to resolve were already reported at their own position.
-      if (n["auth"] && n["auth"][key]) continue;
+      // Keys that failed to resolve were already reported at their own position, and an auth
+      // that is not a map was reported as a whole (yaml-cpp throws on a key of a scalar).
+      if (n["auth"] && (!n["auth"].IsMap() || n["auth"][key])) continue;
       diags_.Error(Pos(where), "a " + sys.kind + " system needs auth." + key,
                    kSecretAuthKeys.count(key) ? key + ": \"${env:NAME}\"" : "");
     }

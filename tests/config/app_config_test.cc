@@ -125,6 +125,10 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
        "    auth: {client_id: x}\n",
        "a dynamics365 system needs auth.token_url"},
+      {"auth not a map",
+       "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
+       "    auth: \"${env:D365_SECRET}\"\n",
+       ":6:11: error: auth must be a map of credential names to ${env:NAME}"},
       {"a setting nothing reads", "state: x.db\nsync: {overlap: 5m}\nsystems: {}\n",
        ":2:17: error: sync.overlap is not a setting: nothing reads it (hint: remove it; to re-read "
        "HubSpot records before the cursor, give params: {overlap_ms: 300000} in the mapping)"},
