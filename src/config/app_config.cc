@@ -44,9 +44,19 @@ class Loader {
 
   SourcePos Pos(const YAML::Node& n) { return PosOf(n, file_); }
 
+  // A key's text. A key that is a list, a map or null (`? [a, b]`, `~:`) names nothing: it is
+  // reported, and nullopt (yaml-cpp throws when one is read as a string).
+  std::optional<std::string> Key(const YAML::Node& key) {
+    if (key.IsScalar()) return key.Scalar();
+    diags_.Error(Pos(key), "a key must be a name, not a list, a map or null");
+    return std::nullopt;
+  }
+
   void CheckKeys(const YAML::Node& map, const std::set<std::string>& known, const char* what) {
     for (const auto& kv : map) {
-      const std::string key = kv.first.as<std::string>();
+      const std::optional<std::string> name = Key(kv.first);
+      if (!name) continue;
+      const std::string& key = *name;
       if (!known.count(key))
         diags_.Error(Pos(kv.first), std::string("unknown key '") + key + "' in " + what,
                      DidYouMean(key, known));
@@ -157,7 +167,9 @@ class Loader {
         diags_.Error(Pos(auth), "auth must be a map of credential names to ${env:NAME}");
       } else {
         for (const auto& kv : auth) {
-          const std::string key = kv.first.as<std::string>();
+          const std::optional<std::string> name = Key(kv.first);
+          if (!name) continue;
+          const std::string& key = *name;
           if (!kv.second.IsScalar()) {
             diags_.Error(Pos(kv.second), "auth." + key + " must be a string");
             continue;
@@ -189,8 +201,8 @@ class Loader {
         diags_.Error(Pos(n["options"]), "options must be a map of strings");
       } else {
         for (const auto& kv : n["options"])
-          if (auto v = String(kv.second, "options." + kv.first.as<std::string>()))
-            sys->options[kv.first.as<std::string>()] = *v;
+          if (const std::optional<std::string> key = Key(kv.first))
+            if (auto v = String(kv.second, "options." + *key)) sys->options[*key] = *v;
       }
     }
   }
@@ -311,7 +323,9 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
     l.diags().Error(l.Pos(root["systems"]), "systems must be a map of name to system");
   } else {
     for (const auto& kv : root["systems"]) {
-      const std::string name = kv.first.as<std::string>();
+      const std::optional<std::string> key = l.Key(kv.first);
+      if (!key) continue;
+      const std::string& name = *key;
       SystemConfig sys;
       l.System(name, kv.second, &sys);
       sys.pos = l.Pos(kv.first);  // where the system is named, as editors show it

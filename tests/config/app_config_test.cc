@@ -129,6 +129,10 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
        "    auth: \"${env:D365_SECRET}\"\n",
        ":6:11: error: auth must be a map of credential names to ${env:NAME}"},
+      {"a list as a key", "state: x.db\nsystems:\n  ? [a, b]\n  : {kind: hubspot}\n",
+       ":3:5: error: a key must be a name, not a list, a map or null"},
+      {"null as a key", "state: x.db\n~: x\nsystems: {}\n",
+       ":2:1: error: a key must be a name, not a list, a map or null"},
       {"a setting nothing reads", "state: x.db\nsync: {overlap: 5m}\nsystems: {}\n",
        ":2:17: error: sync.overlap is not a setting: nothing reads it (hint: remove it; to re-read "
        "HubSpot records before the cursor, give params: {overlap_ms: 300000} in the mapping)"},
