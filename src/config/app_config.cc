@@ -107,7 +107,8 @@ class Loader {
 
   std::optional<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& what) {
     auto d = n.IsScalar() ? ParseDuration(n.Scalar()) : std::nullopt;
-    if (!d) diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d");
+    if (!d)
+      diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d; at most 36500d");
     return d;
   }
 

@@ -139,6 +139,10 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
       {"bad duration",
        "state: x.db\nsync: {lease_ttl: soon}\nsystems: {}\n",
        ":2:19: error: sync.lease_ttl must be a duration"},
+      {"a duration too long to count",
+       "state: x.db\nsync: {lease_ttl: 999999999999d}\nsystems: {}\n",
+       ":2:19: error: sync.lease_ttl must be a duration (hint: e.g. 500ms, 30s, 5m, 1h, 7d; at "
+       "most 36500d)"},
       {"bad rate limit",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    rate_limit: {requests: 0, per: 10s}\n",
