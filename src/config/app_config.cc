@@ -97,9 +97,19 @@ class Loader {
 
   SourcePos Pos(const YAML::Node& n) { return PosOf(n, file_); }
 
+  // A key's text. A key that is a list, a map or null (`? [a, b]`, `~:`) names nothing: it is
+  // reported, and nullopt (yaml-cpp throws when one is read as a string).
+  std::optional<std::string> Key(const YAML::Node& key) {
+    if (key.IsScalar()) return key.Scalar();
+    diags_.Error(Pos(key), "a key must be a name, not a list, a map or null");
+    return std::nullopt;
+  }
+
   void CheckKeys(const YAML::Node& map, const std::set<std::string>& known, const char* what) {
     for (const auto& kv : map) {
-      const std::string key = kv.first.as<std::string>();
+      const std::optional<std::string> name = Key(kv.first);
+      if (!name) continue;
+      const std::string& key = *name;
       if (!known.count(key))
         diags_.Error(Pos(kv.first), std::string("unknown key '") + key + "' in " + what,
                      DidYouMean(key, known));
@@ -150,7 +160,8 @@ class Loader {
 
   std::optional<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& what) {
     auto d = n.IsScalar() ? ParseDuration(n.Scalar()) : std::nullopt;
-    if (!d) diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d");
+    if (!d)
+      diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d; at most 36500d");
     return d;
   }
 
@@ -210,7 +221,9 @@ class Loader {
         diags_.Error(Pos(auth), "auth must be a map of credential names to ${env:NAME}");
       } else {
         for (const auto& kv : auth) {
-          const std::string key = kv.first.as<std::string>();
+          const std::optional<std::string> name = Key(kv.first);
+          if (!name) continue;
+          const std::string& key = *name;
           sys->key_pos["auth." + key] = Pos(kv.first);
           if (!kv.second.IsScalar()) {
             diags_.Error(Pos(kv.second), "auth." + key + " must be a string");
@@ -243,9 +256,10 @@ class Loader {
         diags_.Error(Pos(n["options"]), "options must be a map of strings");
       } else {
         for (const auto& kv : n["options"]) {
-          const std::string key = kv.first.as<std::string>();
-          sys->key_pos["options." + key] = Pos(kv.first);
-          if (auto v = String(kv.second, "options." + key)) sys->options[key] = *v;
+          const std::optional<std::string> key = Key(kv.first);
+          if (!key) continue;
+          sys->key_pos["options." + *key] = Pos(kv.first);
+          if (auto v = String(kv.second, "options." + *key)) sys->options[*key] = *v;
         }
       }
     }
@@ -268,8 +282,9 @@ class Loader {
     const YAML::Node where = n["auth"] ? n["auth"] : n;
     for (const std::string& key : need) {
       if (sys.auth.count(key)) continue;
-      // Keys that failed to resolve were already reported at their own position.
-      if (n["auth"] && n["auth"][key]) continue;
+      // Keys that failed to resolve were already reported at their own position, and an auth
+      // that is not a map was reported as a whole (yaml-cpp throws on a key of a scalar).
+      if (n["auth"] && (!n["auth"].IsMap() || n["auth"][key])) continue;
       diags_.Error(Pos(where), "a " + sys.kind + " system needs auth." + key,
                    kSecretAuthKeys.count(key) ? key + ": \"${env:NAME}\"" : "");
     }
@@ -382,7 +397,9 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
     l.diags().Error(l.Pos(root["systems"]), "systems must be a map of name to system");
   } else {
     for (const auto& kv : root["systems"]) {
-      const std::string name = kv.first.as<std::string>();
+      const std::optional<std::string> key = l.Key(kv.first);
+      if (!key) continue;
+      const std::string& name = *key;
       SystemConfig sys;
       l.System(name, kv.second, &sys);
       sys.pos = l.Pos(kv.first);  // where the system is named, as editors show it

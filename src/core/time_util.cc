@@ -60,7 +60,8 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
   const int64_t per = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60'000
                       : unit == "h" ? 3'600'000 : unit == "d" ? 86'400'000 : 0;
-  if (per == 0) return std::nullopt;
+  // At most 12 digits: the division keeps 999999999999d from overflowing.
+  if (per == 0 || value > kMaxDuration.count() / per) return std::nullopt;
   return std::chrono::milliseconds(value * per);
 }
 

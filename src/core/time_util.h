@@ -16,7 +16,11 @@ std::optional<int64_t> ParseIsoUtcMillis(std::string_view text);
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" with `millis`, else "YYYY-MM-DDTHH:MM:SSZ".
 std::string FormatIsoUtc(int64_t epoch_ms, bool millis);
 
-// A duration as people write it in configs and flags: "500ms", "30s", "5m", "1h", "7d".
+// A duration as people write it in configs and flags: "500ms", "30s", "5m", "1h", "7d"; nullopt
+// for anything else, and for more than kMaxDuration.
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
+// 100 years (36500d): nothing crmbridge waits for is longer, and a time plus a duration can never
+// overflow.
+inline constexpr std::chrono::milliseconds kMaxDuration{36500LL * 86'400'000};
 
 }  // namespace crmbridge

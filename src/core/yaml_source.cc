@@ -10,6 +10,8 @@
 #include <sstream>
 #include <vector>
 
+#include "src/core/utf8.h"
+
 namespace crmbridge {
 
 std::string SourcePos::ToString() const {
@@ -33,13 +35,24 @@ SourcePos PosAt(const YAML::Mark& mark, const std::string& file) {
 }  // namespace
 
 SourcePos PosOf(const YAML::Node& node, const std::string& file) {
-  return PosAt(node.Mark(), file);
+  SourcePos pos = PosAt(node.Mark(), file);
+  // A file with nothing in it (or only comments) is a null document yaml-cpp places nowhere: a
+  // problem with it is at the start of the file.
+  if (pos.line == 0 && node.IsNull()) {
+    pos.line = 1;
+    pos.column = 1;
+  }
+  return pos;
 }
 
 std::string Diagnostic::ToString() const {
+  // Messages quote keys and values from the file (and yaml-cpp the character it stopped at): a
+  // line break or control character in one would split the diagnostic, which callers read one
+  // per line (PrintableText).
   const std::string where = pos.ToString();
-  std::string out = (where.empty() ? "" : where + ": ") + (warning ? "warning: " : "error: ") + message;
-  if (!hint.empty()) out += " (hint: " + hint + ")";
+  std::string out = (where.empty() ? "" : where + ": ") + (warning ? "warning: " : "error: ") +
+                    PrintableText(message);
+  if (!hint.empty()) out += " (hint: " + PrintableText(hint) + ")";
   return out;
 }
 

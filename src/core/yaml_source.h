@@ -23,7 +23,8 @@ struct SourcePos {
   std::string ToString() const;  // "file:line:col", or "file" when the position is unknown
 };
 
-// Position of `node` in `file` (yaml-cpp Mark + 1).
+// Position of `node` in `file` (yaml-cpp Mark + 1); the empty document of a file with no content
+// is at 1:1.
 SourcePos PosOf(const YAML::Node& node, const std::string& file);
 
 struct Diagnostic {
@@ -31,7 +32,8 @@ struct Diagnostic {
   std::string message;
   std::string hint;  // optional: how to fix it
   bool warning = false;  // reported, but the file is still taken
-  // "file:line:col: error: message (hint: ...)" ("warning:" for a warning)
+  // "file:line:col: error: message (hint: ...)" ("warning:" for a warning), on one line: line
+  // breaks and control characters in the message or hint are escaped (\n, \x01).
   std::string ToString() const;
 };
 

@@ -102,6 +102,9 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
       {"unknown top key", "state: x.db\nsystem: {}\n", ":2:1: error: unknown key 'system'"},
       {"did you mean", "state: x.db\nsystems: {}\nmapings: []\n", "did you mean 'mappings'?"},
       {"missing state", "systems: {}\n", ":1:1: error: missing 'state'"},
+      // An empty document has no position of its own: it is at the start of the file.
+      {"empty file", "", ":1:1: error: the configuration must be a map"},
+      {"only comments", "# systems come later\n", ":1:1: error: the configuration must be a map"},
       {"unknown kind",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspott\n    base_url: http://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
@@ -122,12 +125,24 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
        "    auth: {client_id: x}\n",
        "a dynamics365 system needs auth.token_url"},
+      {"auth not a map",
+       "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
+       "    auth: \"${env:D365_SECRET}\"\n",
+       ":6:11: error: auth must be a map of credential names to ${env:NAME}"},
+      {"a list as a key", "state: x.db\nsystems:\n  ? [a, b]\n  : {kind: hubspot}\n",
+       ":3:5: error: a key must be a name, not a list, a map or null"},
+      {"null as a key", "state: x.db\n~: x\nsystems: {}\n",
+       ":2:1: error: a key must be a name, not a list, a map or null"},
       {"a setting nothing reads", "state: x.db\nsync: {overlap: 5m}\nsystems: {}\n",
        ":2:17: error: sync.overlap is not a setting: nothing reads it (hint: remove it; to re-read "
        "HubSpot records before the cursor, give params: {overlap_ms: 300000} in the mapping)"},
       {"bad duration",
        "state: x.db\nsync: {lease_ttl: soon}\nsystems: {}\n",
        ":2:19: error: sync.lease_ttl must be a duration"},
+      {"a duration too long to count",
+       "state: x.db\nsync: {lease_ttl: 999999999999d}\nsystems: {}\n",
+       ":2:19: error: sync.lease_ttl must be a duration (hint: e.g. 500ms, 30s, 5m, 1h, 7d; at "
+       "most 36500d)"},
       {"bad rate limit",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    rate_limit: {requests: 0, per: 10s}\n",

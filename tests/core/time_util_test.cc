@@ -18,6 +18,14 @@ TEST(TimeUtilTest, DurationsInEveryUnit) {
     EXPECT_FALSE(ParseDuration(bad).has_value()) << bad;
 }
 
+TEST(TimeUtilTest, DurationsLongerThanAHundredYearsAreRefusedNotOverflowed) {
+  EXPECT_EQ(ParseDuration("36500d"), kMaxDuration);
+  EXPECT_EQ(ParseDuration("876000h"), kMaxDuration);
+  for (const char* bad : {"36501d", "999999999999d", "999999999999h", "999999999999m"})
+    EXPECT_FALSE(ParseDuration(bad).has_value()) << bad;
+  EXPECT_EQ(ParseDuration("999999999999ms"), std::chrono::milliseconds(999999999999LL));
+}
+
 TEST(TimeUtilTest, IsoTimestampsRoundTrip) {
   const auto ms = ParseIsoUtcMillis("2026-11-23T09:00:00.250Z");
   ASSERT_TRUE(ms.has_value());

@@ -107,5 +107,24 @@ TEST(YamlSourceTest, ApostrophesInPlainTextAndQuotesInCommentsAreNotQuotes) {
   EXPECT_EQ((*doc)["note"].as<std::string>(), "it's quoted");
 }
 
+TEST(YamlSourceTest, AFileWithNoContentIsAtItsStart) {
+  for (const char* text : {"", "# only a comment\n", "\n\n"}) {
+    auto doc = ParseYaml(text, "m.yaml");
+    ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+    EXPECT_EQ(PosOf(*doc, "m.yaml").ToString(), "m.yaml:1:1") << text;
+  }
+}
+
+TEST(YamlSourceTest, AnErrorStaysOnOneLineWhateverTheFileQuotes) {
+  // A key written with an escaped line break, given twice: the message quotes it.
+  EXPECT_EQ(ErrorOf("\"a\\nb\": 1\n\"a\\nb\": 2\n"),
+            "m.yaml:2:1: error: key 'a\\nb' is given twice in this map (hint: it was first given "
+            "at line 1; keep one)");
+  // yaml-cpp quotes the character it stopped at, here a control character.
+  const std::string error = ErrorOf(std::string(" :aa: 3\x02\0\n", 10));
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+  EXPECT_THAT(error, HasSubstr("m.yaml:2:1: error: not valid YAML: "));
+}
+
 }  // namespace
 }  // namespace crmbridge
