@@ -1,6 +1,7 @@
 #include "src/core/yaml_source.h"
 
 #include <yaml-cpp/anchor.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
@@ -240,6 +241,11 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
   YAML::Node doc;
   try {
     doc = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp stops where nesting gets deeper than it recurses, and calls that "bad file".
+    Diagnostic d{PosAt(e.mark, name), "not valid YAML: nested too deeply to read",
+                 "crmbridge files nest a few levels: look for a bracket or brace left open"};
+    return Status(StatusCode::kInvalidArgument, d.ToString());
   } catch (const YAML::Exception& e) {
     Diagnostic d{PosAt(e.mark, name), "not valid YAML: " + e.msg, ""};
     if (!UnclosedQuote(text)) return Status(StatusCode::kInvalidArgument, d.ToString());

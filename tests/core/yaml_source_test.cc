@@ -115,6 +115,13 @@ TEST(YamlSourceTest, AFileWithNoContentIsAtItsStart) {
   }
 }
 
+TEST(YamlSourceTest, NestingTooDeepIsSaidSo) {
+  // yaml-cpp gives up past a depth it can recurse to; its own words for that are "bad file".
+  EXPECT_EQ(ErrorOf("a: " + std::string(5000, '[') + "\n"),
+            "m.yaml:2:1: error: not valid YAML: nested too deeply to read (hint: crmbridge "
+            "files nest a few levels: look for a bracket or brace left open)");
+}
+
 TEST(YamlSourceTest, AnErrorStaysOnOneLineWhateverTheFileQuotes) {
   // A key written with an escaped line break, given twice: the message quotes it.
   EXPECT_EQ(ErrorOf("\"a\\nb\": 1\n\"a\\nb\": 2\n"),
