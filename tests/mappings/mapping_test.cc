@@ -198,6 +198,10 @@ TEST(MappingValidationTest, EachMistakeIsReportedAtItsPosition) {
        ":7:3: error: table 't' maps native value 1 to 2 canonical values"},
       {"bad type", "version: 1\nentities:\n  e:\n    fields:\n      f: {type: text}\n",
        ":5:17: error: unknown type 'text'"},
+      // yaml-cpp passes bytes on, and nlohmann::json throws writing a string that is not UTF-8.
+      {"a value in Latin-1",
+       head + "tables:\n  t:\n    - {native: \"P\xe5g\xe5r\", canonical: a}\n",
+       ":8:16: error: this value is not UTF-8 text (byte 0xE5)"},
   };
   for (const Broken& c : cases) {
     const std::string path = dir + "/broken.yaml";
