@@ -199,7 +199,8 @@ Status HubSpotConnector::RefreshOAuthToken() {
   }
   if (resp->status != 200) {
     // A refused refresh token (400 BAD_REFRESH_TOKEN) will not get better by retrying.
-    Status s = hubspot::StatusFromHubSpot(*resp, "hubspot: refreshing the OAuth access token");
+    const std::string what = "hubspot: refreshing the OAuth access token";
+    Status s = Unexpected(hubspot::StatusFromHubSpot(*resp, what), *resp, what);
     if (resp->status == 400 || resp->status == 401 || resp->status == 403)
       s = Status(StatusCode::kUnauthenticated, s.message());
     s.set_system(name_);
@@ -222,7 +223,8 @@ Status HubSpotConnector::RefreshOAuthToken() {
 }
 
 Status HubSpotConnector::Fail(const Response& response, const std::string& what) const {
-  Status s = hubspot::StatusFromHubSpot(response, what);
+  // Called on any answer but the one expected: never OK.
+  Status s = Unexpected(hubspot::StatusFromHubSpot(response, what), response, what);
   s.set_system(name_);
   return s;
 }

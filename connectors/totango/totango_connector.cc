@@ -164,7 +164,9 @@ Result<Response> TotangoConnector::Call(const std::string& method, const std::st
 }
 
 Status TotangoConnector::Fail(const Response& response, const std::string& what) const {
-  Status s = totango::StatusFromTotango(response, "totango: " + what);
+  // Called on any answer but the one expected: never OK.
+  Status s = Unexpected(totango::StatusFromTotango(response, "totango: " + what), response,
+                        "totango: " + what);
   s.set_system(name_);
   return s;
 }
