@@ -755,6 +755,15 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
       continue;
     }
     sent_out[i]->native_id = StringAt(*hit->second, "id");
+    if (sent_out[i]->native_id.empty()) {
+      // Done, perhaps, but as no record crmbridge could link: asked again, HubSpot names it.
+      sent_out[i]->status =
+          Status(StatusCode::kUnavailable, "hubspot: " + verb + " of " + k +
+                                               ": its result carries no record id")
+              .set_http_status(r->status)
+              .set_system(name_);
+      continue;
+    }
     const json* created = FindPath(*hit->second, {"new"});
     sent_out[i]->created = created && created->is_boolean() && created->get<bool>();
   }
