@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 
 #include <spdlog/spdlog.h>
 
@@ -34,6 +35,26 @@ std::string Str(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key)) return "";
   const json& v = j[key];
   return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+}
+
+// A whole number member of an object, or `fallback` (nlohmann's value() throws on any other
+// type, and Totango's answers are not documented).
+int64_t IntAt(const json& j, const char* key, int64_t fallback) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer()) return fallback;
+  if (it->is_number_unsigned() &&
+      it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return fallback;
+  return it->get<int64_t>();
+}
+
+// A member of an object, or null.
+const json& At(const json& j, const char* key) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
 }
 
 bool IsAttribute(const std::string& field) {
@@ -222,7 +243,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
     if (w[0].get<int64_t>() >= 0) window = std::make_pair(w[0].get<int64_t>(), w[1].get<int64_t>());
     auto found = Search(users, object, offset, window, count);
     if (!found.ok()) return found.status();
-    const int64_t total = found->value("total_hits", int64_t{0});
+    const int64_t total = IntAt(*found, "total_hits", 0);
     if (offset == 0 && total > totango::kSearchReachable) {
       if (users)
         return Status(StatusCode::kFailedPrecondition,
@@ -252,8 +273,15 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
     for (const json& hit : hits) {
       NativeRecord rec;
       const std::string id = Str(hit, "name");
+      if (id.empty()) {
+        spdlog::warn("{}: skipping a search hit without a name: {}", name_,
+                     hit.dump(-1, ' ', false, json::error_handler_t::replace));
+        continue;
+      }
       rec.fields[users ? "name" : kDisplayName] = Str(hit, "display_name");
-      const json& selected = hit.value("selected_fields", json::array());
+      static const json kNone = json::array();
+      const json& selected =
+          At(hit, "selected_fields").is_array() ? At(hit, "selected_fields") : kNone;
       for (size_t i = 0; i < fields.size() && i < selected.size(); ++i)
         rec.fields[fields[i]["attribute"].get<std::string>()] = selected[i];
       if (users) {
@@ -398,8 +426,8 @@ Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std
   if (!list.is_array()) return std::optional<std::string>();
   for (const json& item : list) {
     if (touchpoint) {
-      const json note = item.value("note_content", json::object());
-      if (item.value("type", "") == "note" && Str(note, "subject") == Str(fields, "subject") &&
+      const json& note = At(item, "note_content");
+      if (Str(item, "type") == "note" && Str(note, "subject") == Str(fields, "subject") &&
           Str(note, "text") == Str(fields, "content"))
         return std::optional<std::string>(Str(note, "note_id"));
     } else if (Str(item, "title") == Str(fields, "title") &&
@@ -450,7 +478,7 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const std::string& object, const W
         return out;
       }
       const json answer = json::parse(r->body, nullptr, false);
-      out.native_id = touchpoint ? Str(answer.value("note", json::object()), "id") : Str(answer, "id");
+      out.native_id = touchpoint ? Str(At(answer, "note"), "id") : Str(answer, "id");
       out.created = true;
       if (out.native_id.empty())
         out.status = Status(StatusCode::kUnavailable, "totango: the create answer carried no id")
