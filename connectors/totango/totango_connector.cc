@@ -37,24 +37,52 @@ std::string Str(const json& j, const char* key) {
   return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
 }
 
-// A whole number member of an object, or `fallback` (nlohmann's value() throws on any other
-// type, and Totango's answers are not documented).
-int64_t IntAt(const json& j, const char* key, int64_t fallback) {
-  if (!j.is_object()) return fallback;
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer()) return fallback;
-  if (it->is_number_unsigned() &&
-      it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-    return fallback;
-  return it->get<int64_t>();
-}
-
 // A member of an object, or null.
 const json& At(const json& j, const char* key) {
   static const json kNull;
   if (!j.is_object()) return kNull;
   auto it = j.find(key);
   return it == j.end() ? kNull : *it;
+}
+
+// A whole number, or `fallback` (nlohmann's value() and get() throw on any other type, and
+// Totango's answers are not documented).
+int64_t IntOf(const json& v, int64_t fallback) {
+  if (!v.is_number_integer()) return fallback;
+  if (v.is_number_unsigned() &&
+      v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return fallback;
+  return v.get<int64_t>();
+}
+
+int64_t IntAt(const json& j, const char* key, int64_t fallback) {
+  return IntOf(At(j, key), fallback);
+}
+
+// Account creation dates are windowed up to 2100-01-01, far enough out for any server clock.
+constexpr int64_t kLastCreateDate = 4102444800000LL;
+// Counts of accounts: a trillion is beyond any Totango tenant, and sums stay far from overflow.
+constexpr int64_t kMaxCount = 1'000'000'000'000;
+
+// A scan cursor as ReadAccountsOrUsers writes it: {"windows": [[from, to], ...], "offset": n,
+// "expected": n, "read": n}, whole numbers all, each window [-1, -1] (every account) or
+// 0 <= from < to <= kLastCreateDate. The cursor comes back from the state store: anything else
+// would be read with get<int64_t>(), which throws, or is undefined for a float out of range.
+bool ValidScanState(const json& state) {
+  if (!state.is_object() || !At(state, "windows").is_array()) return false;
+  for (const char* key : {"offset", "expected", "read"}) {
+    if (!state.contains(key)) continue;
+    const int64_t n = IntAt(state, key, -1);
+    if (n < 0 || n > kMaxCount) return false;
+  }
+  if (IntAt(state, "offset", 0) > totango::kSearchReachable) return false;
+  for (const json& w : state["windows"]) {
+    if (!w.is_array() || w.size() != 2) return false;
+    const int64_t from = IntOf(w[0], -2), to = IntOf(w[1], -2);
+    if (!(from == -1 && to == -1) && !(from >= 0 && from < to && to <= kLastCreateDate))
+      return false;
+  }
+  return true;
 }
 
 bool IsAttribute(const std::string& field) {
@@ -231,7 +259,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
   // [-1, -1] is the whole set. It resets to "" when the scan is done: the next run scans again.
   json state = cursor.empty() ? json{{"windows", {{-1, -1}}}, {"offset", 0}}
                               : json::parse(cursor, nullptr, false);
-  if (!state.is_object() || !state.contains("windows") || !state["windows"].is_array())
+  if (!ValidScanState(state))
     return Status(StatusCode::kInvalidArgument, "totango: unreadable cursor \"" + cursor + "\"");
   const int count = context.page_size > 0 ? std::min(context.page_size, totango::kMaxSearchCount)
                                            : totango::kMaxSearchCount;
@@ -243,7 +271,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
     if (w[0].get<int64_t>() >= 0) window = std::make_pair(w[0].get<int64_t>(), w[1].get<int64_t>());
     auto found = Search(users, object, offset, window, count);
     if (!found.ok()) return found.status();
-    const int64_t total = IntAt(*found, "total_hits", 0);
+    const int64_t total = std::clamp<int64_t>(IntAt(*found, "total_hits", 0), 0, kMaxCount);
     if (offset == 0 && total > totango::kSearchReachable) {
       if (users)
         return Status(StatusCode::kFailedPrecondition,
@@ -252,8 +280,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
             .set_system(name_);
       // Split the window in halves by creation date until each half is reachable.
       const int64_t from = window ? window->first : 0;
-      // The upper bound is far enough out for any server clock: 2100-01-01.
-      const int64_t to = window ? window->second : 4102444800000LL;
+      const int64_t to = window ? window->second : kLastCreateDate;
       if (to - from <= 1)
         return Status(StatusCode::kFailedPrecondition,
                       "totango: more than 10,000 accounts share one Create Date (" +

@@ -294,6 +294,32 @@ TEST_F(TotangoAnswerTest, ACreateAnswerWithoutAnIdFailsItsOpOnly) {
   EXPECT_EQ((*adopted)[0].native_id, "n-7");
 }
 
+TEST_F(TotangoAnswerTest, ACursorOfAnotherShapeIsRefusedAsUnreadable) {
+  ObjectRef accounts;
+  accounts.object = "accounts";
+  for (const char* cursor :
+       {"[]", R"({"windows": 5})", R"({"windows": [[1.7e74, 1767225600000]]})",
+        R"({"windows": [["a", "b"]]})", R"({"windows": [[5, 3]]})", R"({"windows": [[-1, 7]]})",
+        R"({"windows": [[0, 9223372036854775807]]})", R"({"windows": [[-1, -1]], "offset": "3"})",
+        R"({"windows": [[-1, -1]], "read": 18446744073709551615})",
+        R"({"windows": [[-1, -1]], "expected": -4})"}) {
+    auto page = connector_->ReadChanges(accounts, cursor, ReadContext{});
+    ASSERT_FALSE(page.ok()) << cursor;
+    EXPECT_EQ(page.status().code(), StatusCode::kInvalidArgument) << cursor;
+    EXPECT_EQ(page.status().message(), std::string("totango: unreadable cursor \"") + cursor + "\"");
+  }
+  EXPECT_EQ(transport_->request_count(), 0u);
+  // A total beyond any tenant is taken as at most a trillion: the cursor stays readable.
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":9223372036854775807,"hits":[]}}})");
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":1,"hits":[{"name":"a0"}]}}})");
+  auto split = connector_->ReadChanges(accounts, "", ReadContext{});
+  ASSERT_TRUE(split.ok()) << split.status().ToString();
+  ASSERT_TRUE(split->has_more);
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":1,"hits":[{"name":"a1"}]}}})");
+  auto next = connector_->ReadChanges(accounts, split->next, ReadContext{});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+}
+
 TEST(TotangoConfigTest, ValidationNamesWhatIsMissing) {
   SystemConfig c;
   c.name = c.kind = "totango";
