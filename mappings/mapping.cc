@@ -96,7 +96,11 @@ Result<json> ToType(const json& v, FieldType type) {
     case FieldType::kDateTime: {
       static const std::regex kIso(
           R"(^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$)");
-      if (v.is_string() && (v == "" || std::regex_match(v.get<std::string>(), kIso))) return v;
+      // An ISO-8601 time is at most 35 characters; the length is checked first because std::regex
+      // recurses once per character it matches, and a long run of digits overflows the stack.
+      if (v.is_string() && (v == "" || (v.get<std::string>().size() <= 64 &&
+                                        std::regex_match(v.get<std::string>(), kIso))))
+        return v;
       break;
     }
   }

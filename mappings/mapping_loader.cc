@@ -27,6 +27,8 @@ const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
                                              "required", "create_only", "bind"};
 const std::set<std::string> kRowKeys = {"native", "canonical", "prefer"};
+// The longest native object name taken (vendors' limits are shorter: Dataverse 128, HubSpot 100).
+constexpr size_t kMaxObjectName = 256;
 const std::map<std::string, FieldType> kTypes = {{"string", FieldType::kString},
                                                  {"number", FieldType::kNumber},
                                                  {"boolean", FieldType::kBoolean},
@@ -174,7 +176,13 @@ class Loader {
     const SystemTraits* traits = TraitsOf(system);
     if (traits == nullptr) return;
     const std::set<std::string> objects(traits->objects.begin(), traits->objects.end());
-    if (!m.object.empty() && !objects.count(m.object) &&
+    if (m.object.size() > kMaxObjectName) {
+      // Not matched: std::regex recurses once per character, and tens of thousands of them
+      // overflow the stack.
+      Error(body["object"], "an object name of " + std::to_string(m.object.size()) +
+                                " characters; no API names one longer than " +
+                                std::to_string(kMaxObjectName));
+    } else if (!m.object.empty() && !objects.count(m.object) &&
         (traits->other_objects.empty() ||
          !std::regex_match(m.object, std::regex(traits->other_objects)))) {
       Error(body["object"], "unknown object '" + m.object + "' for " + system + ", of kind " +

@@ -123,6 +123,20 @@ Headers ParseHeaderLines(const std::string& block, std::string* first_line) {
   return headers;
 }
 
+// The status of "HTTP/1.1 204 No Content": three digits from 100 to 599, else 0. Anything else
+// (a status line cut short, "HTTP/1.1 2") would read as a status below 300, a success.
+int StatusOf(const std::string& status_line) {
+  const size_t sp = status_line.find(' ');
+  if (sp == std::string::npos || status_line.compare(0, 5, "HTTP/") != 0) return 0;
+  const std::string code = status_line.substr(sp + 1, 3);
+  const size_t after = sp + 4;
+  if (code.size() != 3 || code.find_first_not_of("0123456789") != std::string::npos ||
+      (after < status_line.size() && status_line[after] != ' '))
+    return 0;
+  const int status = std::stoi(code);  // three digits: cannot throw
+  return status >= 100 && status <= 599 ? status : 0;
+}
+
 }  // namespace
 
 std::string BatchBody(const std::string& boundary, const std::vector<Request>& requests) {
@@ -165,13 +179,12 @@ Result<std::vector<Response>> ParseBatchResponse(const std::string& content_type
     std::string status_line;
     Response r;
     r.headers = ParseHeaderLines(head, &status_line);
-    // "HTTP/1.1 204 No Content"
-    const size_t sp = status_line.find(' ');
-    r.status = sp == std::string::npos ? 0 : std::atoi(status_line.c_str() + sp + 1);
+    r.status = StatusOf(status_line);
     while (!payload.empty() && (payload.back() == '\n' || payload.back() == '\r')) payload.pop_back();
     r.body = payload;
     if (r.status == 0)
-      return Status(StatusCode::kInvalidArgument, "a $batch part without an HTTP status line");
+      return Status(StatusCode::kInvalidArgument,
+                    "a $batch part without an HTTP status line (HTTP/1.1 100..599)");
     out.push_back(std::move(r));
     at = next;
   }

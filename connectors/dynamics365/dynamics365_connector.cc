@@ -60,7 +60,8 @@ bool IsDeltaLink(const std::string& cursor) {
 }  // namespace
 
 Status Dynamics365Connector::Fail(const Response& response, const std::string& what) const {
-  Status s = dynamics365::StatusFromDataverse(response, what);
+  // Called on any answer but the one expected: never OK.
+  Status s = Unexpected(dynamics365::StatusFromDataverse(response, what), response, what);
   s.set_system(name_);
   return s;
 }

@@ -194,7 +194,8 @@ Status HubSpotConnector::RefreshOAuthToken() {
   }
   if (resp->status != 200) {
     // A refused refresh token (400 BAD_REFRESH_TOKEN) will not get better by retrying.
-    Status s = hubspot::StatusFromHubSpot(*resp, "hubspot: refreshing the OAuth access token");
+    const std::string what = "hubspot: refreshing the OAuth access token";
+    Status s = Unexpected(hubspot::StatusFromHubSpot(*resp, what), *resp, what);
     if (resp->status == 400 || resp->status == 401 || resp->status == 403)
       s = Status(StatusCode::kUnauthenticated, s.message());
     s.set_system(name_);
@@ -217,7 +218,8 @@ Status HubSpotConnector::RefreshOAuthToken() {
 }
 
 Status HubSpotConnector::Fail(const Response& response, const std::string& what) const {
-  Status s = hubspot::StatusFromHubSpot(response, what);
+  // Called on any answer but the one expected: never OK.
+  Status s = Unexpected(hubspot::StatusFromHubSpot(response, what), response, what);
   s.set_system(name_);
   return s;
 }
@@ -756,6 +758,15 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
       continue;
     }
     sent_out[i]->native_id = StringAt(*hit->second, "id");
+    if (sent_out[i]->native_id.empty()) {
+      // Done, perhaps, but as no record crmbridge could link: asked again, HubSpot names it.
+      sent_out[i]->status =
+          Status(StatusCode::kUnavailable, "hubspot: " + verb + " of " + k +
+                                               ": its result carries no record id")
+              .set_http_status(r->status)
+              .set_system(name_);
+      continue;
+    }
     const json* created = FindPath(*hit->second, {"new"});
     sent_out[i]->created = created && created->is_boolean() && created->get<bool>();
   }

@@ -48,7 +48,9 @@ std::string Listed(const char* const (&names)[N]) {
 template <size_t N>
 Result<json> KnownFields(const json& fields, const char* const (&known)[N], const char* object) {
   if (!fields.is_object()) return Invalid(std::string(object) + " fields must be a JSON object");
-  for (const auto& [name, value] : fields.items()) {
+  for (const auto& item : fields.items()) {
+    // Not a structured binding: C++17 lets no lambda capture one (clang refuses it).
+    const std::string& name = item.key();
     if (std::none_of(std::begin(known), std::end(known), [&](const char* k) { return name == k; }))
       return Invalid(std::string(object) + " have no field \"" + name +
                      "\" (fields: " + Listed(known) + ")");

@@ -106,7 +106,8 @@ Result<Response> PortalConnector::Call(const std::string& method, const std::str
 }
 
 Status PortalConnector::Fail(const Response& response, const std::string& what) const {
-  Status s = portal::StatusFromPortal(response, what);
+  // Called on any answer but the one expected: never OK.
+  Status s = Unexpected(portal::StatusFromPortal(response, what), response, what);
   s.set_system(name_);
   return s;
 }

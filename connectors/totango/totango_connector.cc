@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 
 #include <spdlog/spdlog.h>
 
@@ -34,6 +35,54 @@ std::string Str(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key)) return "";
   const json& v = j[key];
   return v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+}
+
+// A member of an object, or null.
+const json& At(const json& j, const char* key) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+// A whole number, or `fallback` (nlohmann's value() and get() throw on any other type, and
+// Totango's answers are not documented).
+int64_t IntOf(const json& v, int64_t fallback) {
+  if (!v.is_number_integer()) return fallback;
+  if (v.is_number_unsigned() &&
+      v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return fallback;
+  return v.get<int64_t>();
+}
+
+int64_t IntAt(const json& j, const char* key, int64_t fallback) {
+  return IntOf(At(j, key), fallback);
+}
+
+// Account creation dates are windowed up to 2100-01-01, far enough out for any server clock.
+constexpr int64_t kLastCreateDate = 4102444800000LL;
+// Counts of accounts: a trillion is beyond any Totango tenant, and sums stay far from overflow.
+constexpr int64_t kMaxCount = 1'000'000'000'000;
+
+// A scan cursor as ReadAccountsOrUsers writes it: {"windows": [[from, to], ...], "offset": n,
+// "expected": n, "read": n}, whole numbers all, each window [-1, -1] (every account) or
+// 0 <= from < to <= kLastCreateDate. The cursor comes back from the state store: anything else
+// would be read with get<int64_t>(), which throws, or is undefined for a float out of range.
+bool ValidScanState(const json& state) {
+  if (!state.is_object() || !At(state, "windows").is_array()) return false;
+  for (const char* key : {"offset", "expected", "read"}) {
+    if (!state.contains(key)) continue;
+    const int64_t n = IntAt(state, key, -1);
+    if (n < 0 || n > kMaxCount) return false;
+  }
+  if (IntAt(state, "offset", 0) > totango::kSearchReachable) return false;
+  for (const json& w : state["windows"]) {
+    if (!w.is_array() || w.size() != 2) return false;
+    const int64_t from = IntOf(w[0], -2), to = IntOf(w[1], -2);
+    if (!(from == -1 && to == -1) && !(from >= 0 && from < to && to <= kLastCreateDate))
+      return false;
+  }
+  return true;
 }
 
 bool IsAttribute(const std::string& field) {
@@ -164,7 +213,9 @@ Result<Response> TotangoConnector::Call(const std::string& method, const std::st
 }
 
 Status TotangoConnector::Fail(const Response& response, const std::string& what) const {
-  Status s = totango::StatusFromTotango(response, "totango: " + what);
+  // Called on any answer but the one expected: never OK.
+  Status s = Unexpected(totango::StatusFromTotango(response, "totango: " + what), response,
+                        "totango: " + what);
   s.set_system(name_);
   return s;
 }
@@ -208,7 +259,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
   // [-1, -1] is the whole set. It resets to "" when the scan is done: the next run scans again.
   json state = cursor.empty() ? json{{"windows", {{-1, -1}}}, {"offset", 0}}
                               : json::parse(cursor, nullptr, false);
-  if (!state.is_object() || !state.contains("windows") || !state["windows"].is_array())
+  if (!ValidScanState(state))
     return Status(StatusCode::kInvalidArgument, "totango: unreadable cursor \"" + cursor + "\"");
   const int count = context.page_size > 0 ? std::min(context.page_size, totango::kMaxSearchCount)
                                            : totango::kMaxSearchCount;
@@ -220,7 +271,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
     if (w[0].get<int64_t>() >= 0) window = std::make_pair(w[0].get<int64_t>(), w[1].get<int64_t>());
     auto found = Search(users, object, offset, window, count);
     if (!found.ok()) return found.status();
-    const int64_t total = found->value("total_hits", int64_t{0});
+    const int64_t total = std::clamp<int64_t>(IntAt(*found, "total_hits", 0), 0, kMaxCount);
     if (offset == 0 && total > totango::kSearchReachable) {
       if (users)
         return Status(StatusCode::kFailedPrecondition,
@@ -229,8 +280,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
             .set_system(name_);
       // Split the window in halves by creation date until each half is reachable.
       const int64_t from = window ? window->first : 0;
-      // The upper bound is far enough out for any server clock: 2100-01-01.
-      const int64_t to = window ? window->second : 4102444800000LL;
+      const int64_t to = window ? window->second : kLastCreateDate;
       if (to - from <= 1)
         return Status(StatusCode::kFailedPrecondition,
                       "totango: more than 10,000 accounts share one Create Date (" +
@@ -250,8 +300,15 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
     for (const json& hit : hits) {
       NativeRecord rec;
       const std::string id = Str(hit, "name");
+      if (id.empty()) {
+        spdlog::warn("{}: skipping a search hit without a name: {}", name_,
+                     hit.dump(-1, ' ', false, json::error_handler_t::replace));
+        continue;
+      }
       rec.fields[users ? "name" : kDisplayName] = Str(hit, "display_name");
-      const json& selected = hit.value("selected_fields", json::array());
+      static const json kNone = json::array();
+      const json& selected =
+          At(hit, "selected_fields").is_array() ? At(hit, "selected_fields") : kNone;
       for (size_t i = 0; i < fields.size() && i < selected.size(); ++i)
         rec.fields[fields[i]["attribute"].get<std::string>()] = selected[i];
       if (users) {
@@ -396,8 +453,8 @@ Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std
   if (!list.is_array()) return std::optional<std::string>();
   for (const json& item : list) {
     if (touchpoint) {
-      const json note = item.value("note_content", json::object());
-      if (item.value("type", "") == "note" && Str(note, "subject") == Str(fields, "subject") &&
+      const json& note = At(item, "note_content");
+      if (Str(item, "type") == "note" && Str(note, "subject") == Str(fields, "subject") &&
           Str(note, "text") == Str(fields, "content"))
         return std::optional<std::string>(Str(note, "note_id"));
     } else if (Str(item, "title") == Str(fields, "title") &&
@@ -448,7 +505,7 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const std::string& object, const W
         return out;
       }
       const json answer = json::parse(r->body, nullptr, false);
-      out.native_id = touchpoint ? Str(answer.value("note", json::object()), "id") : Str(answer, "id");
+      out.native_id = touchpoint ? Str(At(answer, "note"), "id") : Str(answer, "id");
       out.created = true;
       if (out.native_id.empty())
         out.status = Status(StatusCode::kUnavailable, "totango: the create answer carried no id")

@@ -1,8 +1,9 @@
 #include "src/config/app_config.h"
 
 #include <cstdlib>
-#include <regex>
 #include <set>
+#include <string_view>
+#include <vector>
 
 #include "src/core/did_you_mean.h"
 #include "src/core/redaction.h"
@@ -88,6 +89,31 @@ std::string Resolve(const std::string& base_dir, const std::string& path) {
   return base_dir + "/" + path;
 }
 
+// A ${env:NAME} reference: where it is in its value, and the NAME.
+struct Reference {
+  size_t position;
+  size_t length;
+  std::string name;
+};
+
+// The ${env:NAME} references of `raw`, NAME as [A-Za-z_][A-Za-z0-9_]*, in order. Found by hand:
+// std::regex recurses once per character it matches, and a long name overflows the stack.
+std::vector<Reference> References(const std::string& raw) {
+  auto letter = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::vector<Reference> out;
+  constexpr std::string_view kOpen = "${env:";
+  for (size_t at = raw.find(kOpen); at != std::string::npos; at = raw.find(kOpen, at + 1)) {
+    const size_t from = at + kOpen.size();
+    size_t end = from;
+    while (end < raw.size() && (letter(raw[end]) || (end > from && digit(raw[end])))) ++end;
+    if (end == from || end == raw.size() || raw[end] != '}') continue;
+    out.push_back(Reference{at, end + 1 - at, raw.substr(from, end - from)});
+    at = end;
+  }
+  return out;
+}
+
 class Loader {
  public:
   Loader(std::string file, const EnvLookup& env, bool unset_env_warns = false)
@@ -126,14 +152,12 @@ class Loader {
   }
 
   std::optional<std::string> Expand(const std::string& raw, const YAML::Node& n) {
-    static const std::regex kRef(R"(\$\{env:([A-Za-z_][A-Za-z0-9_]*)\})");
     std::string out;
-    auto begin = std::sregex_iterator(raw.begin(), raw.end(), kRef);
     size_t last = 0;
     bool ok = true;
-    for (auto it = begin; it != std::sregex_iterator(); ++it) {
-      out += raw.substr(last, it->position() - last);
-      const std::string name = (*it)[1];
+    for (const Reference& ref : References(raw)) {
+      out += raw.substr(last, ref.position - last);
+      const std::string& name = ref.name;
       auto value = env_(name);
       if (!value && unset_env_warns_) {
         diags_.Warning(Pos(n), "environment variable " + name + " is not set",
@@ -146,7 +170,7 @@ class Loader {
       } else {
         out += *value;
       }
-      last = it->position() + it->length();
+      last = ref.position + ref.length;
     }
     out += raw.substr(last);
     if (ok && raw.find("${") != std::string::npos && out.find("${") != std::string::npos &&

@@ -235,4 +235,11 @@ Status StatusFromResponse(const Response& response, const std::string& system,
   return status;
 }
 
+Status Unexpected(Status status, const Response& response, const std::string& what) {
+  if (!status.ok()) return status;
+  // The status goes with it: Status::ToString() gives "HTTP 304".
+  return Status(StatusCode::kUnavailable, what + ": an unexpected answer")
+      .set_http_status(response.status);
+}
+
 }  // namespace crmbridge

@@ -131,4 +131,10 @@ Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::stri
 Status StatusFromResponse(const Response& response, const std::string& system,
                           std::string message, const HttpClassifier& classify = nullptr);
 
+// What a call makes of an answer it did not wait for: `status` (its system's reading of the
+// response) when that is an error, else kUnavailable naming the HTTP status. A 1xx, 2xx or 3xx
+// other than the one a call expects (a 304, a redirect not followed, a 204 without the body it
+// needs) is no success, and may be answered otherwise when asked again.
+Status Unexpected(Status status, const Response& response, const std::string& what);
+
 }  // namespace crmbridge

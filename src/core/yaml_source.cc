@@ -1,6 +1,7 @@
 #include "src/core/yaml_source.h"
 
 #include <yaml-cpp/anchor.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "src/core/utf8.h"
@@ -80,10 +83,44 @@ Status Diagnostics::ToStatus() const {
 
 namespace {
 
+// Where `text` stops being UTF-8 (npos when it is UTF-8 throughout): the well-formed sequences of
+// Unicode's table 3-7, so no overlong forms, no surrogates, nothing past U+10FFFF.
+size_t NotUtf8At(const std::string& text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t follow = 0;
+    unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      follow = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      follow = 2;
+      if (c == 0xE0) low = 0xA0;
+      if (c == 0xED) high = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      follow = 3;
+      if (c == 0xF0) low = 0x90;
+      if (c == 0xF4) high = 0x8F;
+    }
+    if (follow == 0 || i + follow >= text.size()) return i;
+    for (size_t k = 1; k <= follow; ++k) {
+      const auto b = static_cast<unsigned char>(text[i + k]);
+      if (k == 1 ? (b < low || b > high) : (b < 0x80 || b > 0xBF)) return i;
+    }
+    i += follow + 1;
+  }
+  return std::string::npos;
+}
+
 // What yaml-cpp lets through and a crmbridge file must not hold, found on the parser's events
 // (they carry the positions a loaded Node has lost): a key given twice in one map (yaml-cpp keeps
-// one of the two, silently), and anchors and aliases (one alias can stand for a whole subtree,
-// and a few nested ones for more nodes than memory holds: refused, not expanded).
+// one of the two, silently), anchors and aliases (one alias can stand for a whole subtree, and a
+// few nested ones for more nodes than memory holds: refused, not expanded), and values that are
+// not UTF-8 (yaml-cpp passes any byte on, and nlohmann::json throws when it writes such a string:
+// the value would fail every record it reached).
 class StrictnessCheck : public YAML::EventHandler {
  public:
   StrictnessCheck(std::string file, Diagnostics* diagnostics)
@@ -103,6 +140,14 @@ class StrictnessCheck : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                 const std::string& value) override {
     Anchored(mark, anchor);
+    if (const size_t at = NotUtf8At(value); at != std::string::npos) {
+      static const char kHex[] = "0123456789ABCDEF";
+      const auto byte = static_cast<unsigned char>(value[at]);
+      diagnostics_->Error(PosAt(mark, file_),
+                          std::string("this value is not UTF-8 text (byte 0x") + kHex[byte >> 4] +
+                              kHex[byte & 15] + ")",
+                          "save the file as UTF-8");
+    }
     Node(mark, &value);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
@@ -220,6 +265,11 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
   YAML::Node doc;
   try {
     doc = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp stops where nesting gets deeper than it recurses, and calls that "bad file".
+    Diagnostic d{PosAt(e.mark, name), "not valid YAML: nested too deeply to read",
+                 "crmbridge files nest a few levels: look for a bracket or brace left open"};
+    return Status(StatusCode::kInvalidArgument, d.ToString());
   } catch (const YAML::Exception& e) {
     Diagnostic d{PosAt(e.mark, name), "not valid YAML: " + e.msg, ""};
     if (!UnclosedQuote(text)) return Status(StatusCode::kInvalidArgument, d.ToString());

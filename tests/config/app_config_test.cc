@@ -181,6 +181,20 @@ TEST_F(AppConfigTest, EveryErrorIsReportedAtOnce) {
   EXPECT_NE(m.find(":6:19:"), std::string::npos) << m;
 }
 
+TEST_F(AppConfigTest, EnvReferencesAreFoundWhateverTheirLength) {
+  env_["A"] = "1";
+  env_["B_2"] = "2";
+  auto c = Load("state: \"x${env:A}y${env:B_2}z${env:2C}${env:}${env:D\"\nsystems: {}\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->state_path, dir_ + "/x1y2z${env:2C}${env:}${env:D");
+  // A name std::regex would have recursed through character by character, off the stack.
+  const std::string name(200000, 'N');
+  auto r = Load("state: \"${env:" + name + "}\"\nsystems: {}\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(":1:8: error: environment variable " + name + " is not set"),
+            std::string::npos);
+}
+
 TEST_F(AppConfigTest, MissingFileIsNotFound) {
   auto r = LoadAppConfig(dir_ + "/nope.yaml", Env());
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound);

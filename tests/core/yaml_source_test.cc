@@ -115,6 +115,21 @@ TEST(YamlSourceTest, AFileWithNoContentIsAtItsStart) {
   }
 }
 
+TEST(YamlSourceTest, NestingTooDeepIsSaidSo) {
+  // yaml-cpp gives up past a depth it can recurse to; its own words for that are "bad file".
+  EXPECT_EQ(ErrorOf("a: " + std::string(5000, '[') + "\n"),
+            "m.yaml:2:1: error: not valid YAML: nested too deeply to read (hint: crmbridge "
+            "files nest a few levels: look for a bracket or brace left open)");
+}
+
+TEST(YamlSourceTest, AValueThatIsNotUtf8IsRefusedWhereItIs) {
+  EXPECT_EQ(ErrorOf("ok: caf\xc3\xa9\nname: caf\xe9\n"),
+            "m.yaml:2:7: error: this value is not UTF-8 text (byte 0xE9) (hint: save the file as "
+            "UTF-8)");
+  EXPECT_THAT(ErrorOf("over\xc0\xaflong: x\n"), HasSubstr("m.yaml:1:1: error: this value is not UTF-8"));
+  EXPECT_TRUE(ParseYaml("# a comment in Latin-1: caf\xe9\nname: \"\\u00e9 \xf0\x9f\x99\x82\"\n", "m.yaml").ok());
+}
+
 TEST(YamlSourceTest, AnErrorStaysOnOneLineWhateverTheFileQuotes) {
   // A key written with an escaped line break, given twice: the message quotes it.
   EXPECT_EQ(ErrorOf("\"a\\nb\": 1\n\"a\\nb\": 2\n"),

@@ -77,6 +77,28 @@ TEST(MappingValidationTest, EndValuesMustBeAListOfDeclaredValuesEachOnce) {
   EXPECT_EQ(m.find(":7:"), std::string::npos) << m;
 }
 
+TEST(MappingValidationTest, ADatetimeValueTooLongToBeOneIsRefusedNotMatched) {
+  const std::string path = ::testing::TempDir() + "datetime.yaml";
+  std::ofstream(path) << "version: 1\n"
+                         "entities:\n"
+                         "  onboarding:\n"
+                         "    fields: {started: {type: datetime}}\n"
+                         "systems:\n"
+                         "  hubspot:\n"
+                         "    onboarding:\n"
+                         "      object: tickets\n"
+                         "      fields: {started: {native: start}}\n";
+  auto plan = LoadMappingPlan({path}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const SystemEntityMapping& m = *(*plan)->Find("hubspot", "onboarding");
+  EXPECT_TRUE(MappingPlan::ToCanonical(m, {{"start", "2026-01-31T10:00:00.250Z"}}).ok());
+  // std::regex recurses once per digit it matches: this many overflowed the stack.
+  auto long_value =
+      MappingPlan::ToCanonical(m, {{"start", "2026-01-31T10:00:00." + std::string(200000, '1')}});
+  ASSERT_FALSE(long_value.ok());
+  EXPECT_NE(long_value.status().message().find("is not a valid datetime"), std::string::npos);
+}
+
 TEST(PresetTest, ManyToOneStageUsesThePreferredRowBothWays) {
   auto plan = LoadMappingPlan({Preset()}, kSystems);
   ASSERT_TRUE(plan.ok());
@@ -198,6 +220,15 @@ TEST(MappingValidationTest, EachMistakeIsReportedAtItsPosition) {
        ":7:3: error: table 't' maps native value 1 to 2 canonical values"},
       {"bad type", "version: 1\nentities:\n  e:\n    fields:\n      f: {type: text}\n",
        ":5:17: error: unknown type 'text'"},
+      // std::regex, which checks a name against the kind's pattern, recurses once per character.
+      {"an object name too long to match",
+       head + "systems:\n  dynamics365:\n    onboarding:\n      object: " +
+           std::string(100000, 'a') + "\n      fields: {title: {native: name}}\n",
+       ":9:15: error: an object name of 100000 characters; no API names one longer than 256"},
+      // yaml-cpp passes bytes on, and nlohmann::json throws writing a string that is not UTF-8.
+      {"a value in Latin-1",
+       head + "tables:\n  t:\n    - {native: \"P\xe5g\xe5r\", canonical: a}\n",
+       ":8:16: error: this value is not UTF-8 text (byte 0xE5)"},
   };
   for (const Broken& c : cases) {
     const std::string path = dir + "/broken.yaml";

@@ -106,6 +106,26 @@ TEST(Dynamics365CodecTest, ABatchAnswerThatBrokeOffGivesOnlyItsWholeParts) {
   EXPECT_EQ(closed->size(), 2u) << "the delimiter after the second part makes it whole";
 }
 
+TEST(Dynamics365CodecTest, APartWhoseStatusIsNotOneIsRefusedNotTakenAsASuccess) {
+  const std::string type = "multipart/mixed; boundary=b";
+  for (const char* line : {"HTTP/1.1 2", "HTTP/1.1 2 OK", "HTTP/1.1 -204 No Content",
+                           "HTTP/1.1 99999999999", "HTTP/1.1 2040 No Content", "HTTP/1.1 099",
+                           "HTTP/1.1 600 Made Up", "204 No Content"}) {
+    const std::string body = "--b\r\nContent-Type: application/http\r\n\r\n" + std::string(line) +
+                             "\r\n\r\n{\"opportunityid\":\"o-1\"}\r\n--b--\r\n";
+    auto parts = ParseBatchResponse(type, body);
+    ASSERT_FALSE(parts.ok()) << line << " read as " << (*parts)[0].status;
+    EXPECT_EQ(parts.status().message(),
+              "a $batch part without an HTTP status line (HTTP/1.1 100..599)");
+  }
+  auto parts = ParseBatchResponse(
+      type, "--b\r\n\r\nHTTP/1.1 204\r\n\r\n\r\n--b\r\n\r\nHTTP/1.1 412 Precondition Failed\r\n\r\n--b--");
+  ASSERT_TRUE(parts.ok()) << parts.status().ToString();
+  ASSERT_EQ(parts->size(), 2u);
+  EXPECT_EQ((*parts)[0].status, 204);
+  EXPECT_EQ((*parts)[1].status, 412);
+}
+
 TEST(Dynamics365CodecTest, ParsesDataverseTimes) {
   EXPECT_EQ(ParseDataverseTime("2024-01-01T00:00:00Z"), 1704067200000);
   EXPECT_EQ(ParseDataverseTime("soon"), 0);

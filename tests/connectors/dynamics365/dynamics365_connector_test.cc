@@ -330,6 +330,31 @@ TEST(Dynamics365ConnectorTest, ASecond401IsUnauthenticated) {
   EXPECT_EQ(dv.transport->request_count(), 4u);
 }
 
+TEST(Dynamics365ConnectorTest, AnAnswerThatIsNeitherTheOneExpectedNorAnErrorIsNoSuccess) {
+  for (int status : {100, 204, 302, 304}) {
+    Dataverse dv;
+    dv.api = [&](const Request&) -> Result<Response> { return Json(status, nullptr); };
+    FakeClock clock;
+    Dynamics365Connector c(Config(), dv.transport, &clock);
+    // A read failed with an OK Status before: its Result held neither a page nor an error.
+    auto page = c.ReadChanges(Opportunities(), "", ReadContext{});
+    ASSERT_FALSE(page.ok()) << status;
+    EXPECT_EQ(page.status().code(), StatusCode::kUnavailable) << status;
+    EXPECT_EQ(page.status().http_status(), status);
+    EXPECT_EQ(page.status().ToString(), "UNAVAILABLE: dynamics365: HTTP " +
+                                            std::to_string(status) +
+                                            ": reading opportunities: an unexpected answer");
+    if (status < 300) continue;
+    // A write so answered was done, with no row id.
+    WriteOp op;
+    op.key = "k1";
+    op.fields = {{"name", "Deal"}};
+    auto out = c.Write(Opportunities(), {op});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_EQ((*out)[0].status.code(), StatusCode::kUnavailable) << status;
+  }
+}
+
 TEST(Dynamics365ConnectorTest, PrimaryKeyParamOverridesTheDefault) {
   Dataverse dv;
   dv.api = [&](const Request&) -> Result<Response> { return Json(201, {{"crmb_rowid", "r1"}}); };

@@ -506,6 +506,25 @@ TEST(HubSpotConnectorTest, UpdatesAndDeletesGoByNativeId) {
   EXPECT_TRUE((*out)[1].status.ok());
 }
 
+TEST(HubSpotConnectorTest, AResultWithoutARecordIdIsNoWriteDone) {
+  // A lone input's one result is taken without correlation; this one names no record.
+  ScriptedHubSpot hs([](const Request&, const json&) {
+    return Json(200, {{"status", "COMPLETE"},
+                      {"results", {{{"from", {{"id", "1001"}}}, {"to", {{"id", "201"}}}}}}});
+  });
+  FakeClock clock;
+  HubSpotConnector c(Config(), hs.transport, &clock);
+  WriteOp op;
+  op.key = "k1";
+  op.fields = {{"subject", "S"}};
+  auto out = c.Write(Tickets(), {op});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ((*out)[0].status.ToString(),
+            "UNAVAILABLE: hubspot: HTTP 200: hubspot: upsert of k1: its result carries no record id");
+  EXPECT_TRUE((*out)[0].native_id.empty());
+}
+
 TEST(HubSpotConnectorTest, RefusedCredentialsFailTheWholeWrite) {
   ScriptedHubSpot hs([](const Request&, const json&) {
     return Json(

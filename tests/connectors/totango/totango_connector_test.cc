@@ -8,6 +8,7 @@
 #include <set>
 
 #include "mocks/totango/totango_mock.h"
+#include "src/core/fake_transport.h"
 #include "src/engine/bootstrap.h"
 
 namespace crmbridge {
@@ -234,6 +235,89 @@ TEST_F(TotangoConnectorTest, TheRestLimitIsKeptWithoutA429) {
     ASSERT_TRUE((*connector_->Write(Accounts(), {op}))[0].status.ok());
   }
   EXPECT_EQ(clock_.slept_ms(), slept);
+}
+
+// Answers Totango's contract does not promise, on a scripted transport: read what can be read,
+// and fail an op whose answer makes no sense, never the process.
+class TotangoAnswerTest : public ::testing::Test {
+ protected:
+  TotangoAnswerTest() : transport_(std::make_shared<FakeTransport>()) {
+    config_.name = config_.kind = "totango";
+    config_.base_url = "https://api-eu1.totango.com";
+    config_.auth = {{"app_token", "tt-token"}};
+    config_.options = {{"service_id", "SP-0000-11"}};
+    connector_ = std::make_unique<TotangoConnector>(config_, transport_, &clock_);
+  }
+  FakeClock clock_;
+  SystemConfig config_;
+  std::shared_ptr<FakeTransport> transport_;
+  std::unique_ptr<TotangoConnector> connector_;
+};
+
+TEST_F(TotangoAnswerTest, ASearchAnswerOfOddShapesGivesTheHitsThatHaveAName) {
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":"three","hits":[
+      {"name":"a1","display_name":"Acme","selected_fields":{"Status":"Paying"}},
+      {"display_name":"no name"}, "not a hit", {"name":"a2","selected_fields":["Trial"]}]}}})");
+  ObjectRef accounts;
+  accounts.object = "accounts";
+  accounts.fields = {"Status"};
+  auto page = connector_->ReadChanges(accounts, "", ReadContext{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->records.size(), 2u);
+  EXPECT_EQ(page->records[0].id, "a1");
+  EXPECT_FALSE(page->records[0].fields.contains("Status")) << "selected_fields is not a list";
+  EXPECT_EQ(page->records[1].id, "a2");
+  EXPECT_EQ(page->records[1].fields["Status"], "Trial");
+}
+
+TEST_F(TotangoAnswerTest, ACreateAnswerWithoutAnIdFailsItsOpOnly) {
+  ObjectRef touchpoints;
+  touchpoints.object = "touchpoints";
+  WriteOp op;
+  op.key = "note-1";
+  op.fields = {{"account_id", "acc_1"}, {"subject", "Call"}, {"content", "Agreed"}};
+  for (const char* answer : {"[1, 2]", "not json", R"({"note": "n-1"})"}) {
+    transport_->Respond(201, answer);
+    auto out = connector_->Write(touchpoints, {op});
+    ASSERT_TRUE(out.ok()) << answer;
+    EXPECT_EQ((*out)[0].status.code(), StatusCode::kUnavailable) << answer;
+    EXPECT_EQ((*out)[0].status.message(), "totango: the create answer carried no id");
+  }
+  // A retried create looks for the one it may have made first; items of any shape are passed over.
+  op.attempt = 1;
+  transport_->Respond(200, R"([1, {"type": 5}, {"type":"note","note_content":"text"},
+                                {"type":"note","note_content":{"note_id":"n-7","subject":"Call","text":"Agreed"}}])");
+  transport_->Respond(200, "{}");  // the update of the one adopted
+  auto adopted = connector_->Write(touchpoints, {op});
+  ASSERT_TRUE(adopted.ok());
+  ASSERT_TRUE((*adopted)[0].status.ok()) << (*adopted)[0].status.ToString();
+  EXPECT_EQ((*adopted)[0].native_id, "n-7");
+}
+
+TEST_F(TotangoAnswerTest, ACursorOfAnotherShapeIsRefusedAsUnreadable) {
+  ObjectRef accounts;
+  accounts.object = "accounts";
+  for (const char* cursor :
+       {"[]", R"({"windows": 5})", R"({"windows": [[1.7e74, 1767225600000]]})",
+        R"({"windows": [["a", "b"]]})", R"({"windows": [[5, 3]]})", R"({"windows": [[-1, 7]]})",
+        R"({"windows": [[0, 9223372036854775807]]})", R"({"windows": [[-1, -1]], "offset": "3"})",
+        R"({"windows": [[-1, -1]], "read": 18446744073709551615})",
+        R"({"windows": [[-1, -1]], "expected": -4})"}) {
+    auto page = connector_->ReadChanges(accounts, cursor, ReadContext{});
+    ASSERT_FALSE(page.ok()) << cursor;
+    EXPECT_EQ(page.status().code(), StatusCode::kInvalidArgument) << cursor;
+    EXPECT_EQ(page.status().message(), std::string("totango: unreadable cursor \"") + cursor + "\"");
+  }
+  EXPECT_EQ(transport_->request_count(), 0u);
+  // A total beyond any tenant is taken as at most a trillion: the cursor stays readable.
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":9223372036854775807,"hits":[]}}})");
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":1,"hits":[{"name":"a0"}]}}})");
+  auto split = connector_->ReadChanges(accounts, "", ReadContext{});
+  ASSERT_TRUE(split.ok()) << split.status().ToString();
+  ASSERT_TRUE(split->has_more);
+  transport_->Respond(200, R"({"response":{"accounts":{"total_hits":1,"hits":[{"name":"a1"}]}}})");
+  auto next = connector_->ReadChanges(accounts, split->next, ReadContext{});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
 }
 
 TEST(TotangoConfigTest, ValidationNamesWhatIsMissing) {

@@ -1,0 +1,139 @@
+// The connector harnesses' common part: what the first line of a script asks for, and the checks
+// every connector's answers must pass whatever the vendor sent.
+//
+// The first line: "read <object> [name=value...] [cursor=<the rest of the line>]" or
+// "write <object> [ops=<n>] [name=value...]". name=value words are the object's params (as a
+// mapping gives them), except those a harness reads itself. A read follows the cursors it is
+// given for up to three pages, so the cursors a connector writes are read back by it.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "connectors/connector.h"
+#include "fuzz/fuzz_util.h"
+
+namespace crmbridge::fuzz {
+
+struct Call {
+  bool write = false;
+  ObjectRef object;
+  std::string cursor;
+  int ops = 1;
+  std::map<std::string, std::string> options;  // the words a harness reads itself
+};
+
+// `own`: the names a harness takes for itself rather than as params.
+inline bool ParseCall(const std::string& line, const std::vector<std::string>& own, Call* call) {
+  // The line stands for a mapping's names and values, which ParseYaml holds to UTF-8.
+  try {
+    (void)nlohmann::json(line).dump();
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+  std::string words_part = line;
+  if (const size_t at = line.find(" cursor="); at != std::string::npos) {
+    call->cursor = line.substr(at + 8);
+    words_part = line.substr(0, at);
+  }
+  const std::vector<std::string> words = Words(words_part);
+  if (words.size() < 2 || (words[0] != "read" && words[0] != "write")) return false;
+  call->write = words[0] == "write";
+  call->object.object = words[1];
+  for (size_t i = 2; i < words.size(); ++i) {
+    const size_t eq = words[i].find('=');
+    const std::string name = words[i].substr(0, eq);
+    const std::string value = eq == std::string::npos ? "true" : words[i].substr(eq + 1);
+    if (name == "ops") {
+      call->ops = static_cast<int>(Number(value));
+      if (call->ops < 1 || call->ops > 50) return false;
+    } else if (name == "field") {
+      call->object.fields.push_back(value);
+    } else if (name == "ref") {
+      call->object.fields.push_back(value);
+      call->object.ref_fields.insert(value);
+    } else if (std::find(own.begin(), own.end(), name) != own.end()) {
+      call->options[name] = value;
+    } else {
+      call->object.params[name] = value;
+    }
+  }
+  return true;
+}
+
+// `n` writes of `fields`, cycling upsert, update, delete (and, every fourth, a retried upsert),
+// with a reference to `ref` when it is not empty.
+inline std::vector<WriteOp> Ops(int n, const nlohmann::json& fields, const std::string& ref) {
+  std::vector<WriteOp> ops;
+  for (int i = 0; i < n; ++i) {
+    WriteOp op;
+    op.kind = i % 3 == 0 ? WriteOp::Kind::kUpsert
+              : i % 3 == 1 ? WriteOp::Kind::kUpdate
+                           : WriteOp::Kind::kDelete;
+    op.key = "crmb-key-" + std::to_string(i % 5);
+    if (op.kind != WriteOp::Kind::kUpsert || i % 2 == 1) op.native_id = std::to_string(100 + i);
+    if (op.kind != WriteOp::Kind::kDelete) op.fields = fields;
+    if (!ref.empty() && op.kind != WriteOp::Kind::kDelete)
+      op.refs[ref] = NativeRef{ref, i % 2 ? std::to_string(200 + i) : "", i % 4 ? "" : "199", ""};
+    op.attempt = i % 4 == 3 ? 1 : 0;
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
+// A failure a connector reports is a Status with a code and words.
+inline void CheckFailure(const Status& status) {
+  FUZZ_CHECK(!status.ok(), "a failure that is OK");
+  FUZZ_CHECK(!status.message().empty(), "a failure without a message: " + status.ToString());
+}
+
+// The outcome of each op, one per op; a write done names the record it wrote.
+inline void CheckOutcomes(const Result<std::vector<WriteOutcome>>& outcomes,
+                          const std::vector<WriteOp>& ops) {
+  if (!outcomes.ok()) return CheckFailure(outcomes.status());
+  FUZZ_CHECK(outcomes->size() == ops.size(),
+             std::to_string(outcomes->size()) + " outcomes for " + std::to_string(ops.size()) +
+                 " ops");
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const WriteOutcome& o = (*outcomes)[i];
+    if (!o.status.ok()) {
+      CheckFailure(o.status);
+      continue;
+    }
+    if (ops[i].kind != WriteOp::Kind::kDelete)
+      FUZZ_CHECK(!o.native_id.empty(), "op " + std::to_string(i) + " written without an id");
+  }
+}
+
+// Reads a page, then the pages its cursors lead to, up to three in all; `check_next` checks a
+// cursor the connector gave before it is read back.
+template <typename CheckNext>
+void ReadPages(Connector& connector, const Call& call, CheckNext check_next) {
+  Cursor cursor = call.cursor;
+  ReadContext context;
+  context.run_start_ms = 1767225600000LL;
+  context.page_size = 3;
+  for (int page = 0; page < 3; ++page) {
+    auto read = connector.ReadChanges(call.object, cursor, context);
+    if (!read.ok()) {
+      // A cursor the connector wrote itself, refused by it: the system could read no more.
+      FUZZ_CHECK(page == 0 || read.status().code() != StatusCode::kInvalidArgument ||
+                     read.status().http_status() != 0 ||
+                     read.status().message().find("cursor") == std::string::npos,
+                 "its own cursor refused: " + read.status().ToString() + "\n  cursor: " + cursor);
+      return CheckFailure(read.status());
+    }
+    for (const NativeRecord& r : read->records) {
+      FUZZ_CHECK(!r.id.empty(), "a record without an id");
+      (void)r.fields.dump();  // what the engine stores of it
+    }
+    if (!read->has_more) return;
+    FUZZ_CHECK(!read->next.empty(), "more to read, and no cursor to read it from");
+    check_next(read->next);
+    cursor = read->next;
+  }
+}
+
+}  // namespace crmbridge::fuzz

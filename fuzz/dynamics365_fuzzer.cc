@@ -1,0 +1,53 @@
+// Dynamics365Connector (connectors/dynamics365/dynamics365_connector.h) on scripted Dataverse
+// answers (fuzz/connector_util.h): the token endpoint's, OData collections and delta pages, a
+// table read by modifiedon (params change_tracking=false) with its JSON watermark cursor, single
+// upserts, and $batch answers (ops=2 and more), create-only tables (create_only=true) included.
+//
+// Whatever Dataverse answers: a read gives records with ids and a cursor to go on from, a write
+// gives one outcome per op, and a write done names the row written.
+#include "connectors/dynamics365/dynamics365_connector.h"
+#include "fuzz/connector_util.h"
+#include "src/core/clock.h"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  crmbridge::fuzz::Quiet();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace crmbridge;
+  using namespace crmbridge::fuzz;
+  const Script script = ParseScript(Text(data, size));
+  Call call;
+  if (!ParseCall(script.call, {"batch_size"}, &call)) return 0;
+
+  SystemConfig config;
+  config.name = "dynamics365";
+  config.kind = "dynamics365";
+  config.base_url = "https://org.crm.dynamics.com";
+  config.auth = {{"token_url", "https://login.example/tenant/oauth2/v2.0/token"},
+                 {"client_id", "id"},
+                 {"client_secret", "secret-0001"},
+                 {"scope", "https://org.crm.dynamics.com/.default"}};
+  if (call.options.count("batch_size")) config.options["batch_size"] = call.options["batch_size"];
+  if (!Dynamics365Connector::ValidateConfig(config).ok()) return 0;
+  FakeClock clock;
+  Dynamics365Connector connector(config, ScriptedTransport(script), &clock);
+
+  if (call.write) {
+    const std::string ref = call.object.ref_fields.empty() ? "" : *call.object.ref_fields.begin();
+    const auto ops = Ops(call.ops, {{"name", "Acme AB"}, {"revenue", 1200.5}}, ref);
+    CheckOutcomes(connector.Write(call.object, ops), ops);
+    return 0;
+  }
+  const bool by_modifiedon = call.object.params.count("change_tracking") &&
+                             call.object.params.at("change_tracking") == "false";
+  ReadPages(connector, call, [&](const Cursor& next) {
+    if (!by_modifiedon) return;
+    // The watermark cursor the connector reads back.
+    const auto state = nlohmann::json::parse(next, nullptr, false);
+    FUZZ_CHECK(state.is_object() && state.contains("w") && state["w"].is_number_integer(),
+               "an unreadable watermark cursor: " + next);
+  });
+  return 0;
+}
