@@ -131,4 +131,16 @@ Result<OutboxItem> OutboxItemFromJson(const std::string& text, const std::string
   }
 }
 
+Status CheckWebhookEvents(const std::vector<WebhookEvent>& events) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    const WebhookEvent& e = events[i];
+    if (e.system.empty() || e.object.empty() || e.record_id.empty() || e.dedupe_key.empty())
+      return Status(StatusCode::kInvalidArgument,
+                    "webhook event " + std::to_string(i + 1) + " of " +
+                        std::to_string(events.size()) +
+                        " lacks its system, object, record id or dedupe key");
+  }
+  return Status::Ok();
+}
+
 }  // namespace crmbridge

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +27,9 @@ Status ValidateOp(const StateBatch::Op& op);
 // (CompleteOutbox): ".
 Status ApplyOps(const StateBatch& batch,
                 const std::function<Status(const StateBatch::Op&)>& apply);
+
+// kInvalidArgument for an event that lacks its system, object, record id or dedupe key.
+Status CheckWebhookEvents(const std::vector<WebhookEvent>& events);
 
 // `j` as JSON text; kInvalidArgument naming `what` when it cannot be (a string that is not UTF-8).
 Result<std::string> DumpJson(const nlohmann::json& j, const std::string& what);

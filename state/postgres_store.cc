@@ -189,6 +189,23 @@ CREATE TABLE write_lock (
 );
 INSERT INTO write_lock (id) VALUES (1);
 )sql"},
+    // Changes announced by webhook, kept until a run has read their records again; processed ones
+    // stay a while so that a repeated delivery is known as one.
+    {2, "webhook events", R"sql(
+CREATE TABLE webhook_events (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  system       text COLLATE "C" NOT NULL,
+  dedupe_key   text COLLATE "C" NOT NULL,
+  object       text NOT NULL,
+  record_id    text NOT NULL,
+  kind         text NOT NULL,
+  occurred_ms  bigint NOT NULL,
+  received_ms  bigint NOT NULL,
+  processed_ms bigint NOT NULL DEFAULT 0,  -- 0: pending
+  UNIQUE (system, dedupe_key)
+);
+CREATE INDEX webhook_events_by_state ON webhook_events (processed_ms, id);
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -498,6 +515,10 @@ class PostgresStore final : public Store {
   Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) override;
   Status FinishRun(const RunRecord& run) override;
   Result<std::vector<RunRecord>> RecentRuns(int limit) override;
+
+  Result<int> AddWebhookEvents(const std::vector<WebhookEvent>& events) override;
+  Result<std::vector<WebhookEvent>> PendingWebhookEvents(int limit) override;
+  Status FinishWebhookEvents(int64_t up_to_id, int64_t now_ms, int64_t keep_ms) override;
 
   Result<bool> AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) override;
   Status ReleaseLease(const std::string& holder) override;
@@ -1524,6 +1545,74 @@ Result<std::vector<RunRecord>> PostgresStore::RecentRuns(int limit) {
 }
 
 // ---- lease ----
+
+Result<int> PostgresStore::AddWebhookEvents(const std::vector<WebhookEvent>& events) {
+  CRMB_RETURN_IF_ERROR(CheckWebhookEvents(events));
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  int added = 0;
+  const std::string doing = "storing " + std::to_string(events.size()) + " webhook event(s)";
+  CRMB_RETURN_IF_ERROR(InTransaction("BEGIN", doing, [&]() -> Status {
+    for (const WebhookEvent& e : events) {
+      auto r = Run(
+          "INSERT INTO webhook_events (system, dedupe_key, object, record_id, kind, occurred_ms, "
+          "received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+          "ON CONFLICT (system, dedupe_key) DO NOTHING",
+          Params()
+              .Text(e.system)
+              .Text(e.dedupe_key)
+              .Text(e.object)
+              .Text(e.record_id)
+              .Text(e.kind)
+              .Int(e.occurred_ms)
+              .Int(e.received_ms),
+          doing);
+      if (!r.ok()) return r.status();
+      added += static_cast<int>(r->Affected());
+    }
+    return Status::Ok();
+  }));
+  return added;
+}
+
+Result<std::vector<WebhookEvent>> PostgresStore::PendingWebhookEvents(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  Params params;
+  auto r = Run(
+      "SELECT id, system, dedupe_key, object, record_id, kind, occurred_ms, received_ms "
+      "FROM webhook_events WHERE processed_ms = 0 ORDER BY id LIMIT $1",
+      Limit(params, limit), "listing pending webhook events");
+  if (!r.ok()) return r.status();
+  std::vector<WebhookEvent> events;
+  for (int row = 0; row < r->size(); ++row) {
+    WebhookEvent e;
+    e.id = r->Int(row, 0);
+    e.system = r->Text(row, 1);
+    e.dedupe_key = r->Text(row, 2);
+    e.object = r->Text(row, 3);
+    e.record_id = r->Text(row, 4);
+    e.kind = r->Text(row, 5);
+    e.occurred_ms = r->Int(row, 6);
+    e.received_ms = r->Int(row, 7);
+    events.push_back(std::move(e));
+  }
+  return events;
+}
+
+Status PostgresStore::FinishWebhookEvents(int64_t up_to_id, int64_t now_ms, int64_t keep_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  const std::string doing = "marking webhook events up to " + std::to_string(up_to_id) + " done";
+  return InTransaction("BEGIN", doing, [&]() -> Status {
+    auto done = Run("UPDATE webhook_events SET processed_ms = $2 WHERE processed_ms = 0 AND id <= $1",
+                    Params().Int(up_to_id).Int(std::max<int64_t>(now_ms, 1)), doing);
+    if (!done.ok()) return done.status();
+    auto old = Run("DELETE FROM webhook_events WHERE processed_ms > 0 AND processed_ms < $1",
+                   Params().Int(now_ms - keep_ms), "forgetting old webhook events");
+    return old.ok() ? Status::Ok() : old.status();
+  });
+}
 
 Result<bool> PostgresStore::AcquireLease(const std::string& holder, int64_t now_ms,
                                          int64_t ttl_ms) {

@@ -268,6 +268,23 @@ UPDATE links SET settled = (SELECT CASE
   FROM snapshots AS s WHERE s.entity = links.entity AND s.canonical_id = links.canonical_id);
 ALTER TABLE snapshots DROP COLUMN settled;
 )sql"},
+    // Changes announced by webhook, kept until a run has read their records again; processed ones
+    // stay a while so that a repeated delivery is known as one.
+    {13, "webhook events", R"sql(
+CREATE TABLE webhook_events (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  system       TEXT NOT NULL,
+  dedupe_key   TEXT NOT NULL,
+  object       TEXT NOT NULL,
+  record_id    TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  occurred_ms  INTEGER NOT NULL,
+  received_ms  INTEGER NOT NULL,
+  processed_ms INTEGER NOT NULL DEFAULT 0,  -- 0: pending
+  UNIQUE (system, dedupe_key)
+);
+CREATE INDEX webhook_events_by_state ON webhook_events (processed_ms, id);
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -437,6 +454,10 @@ class SqliteStore final : public Store {
   Result<int64_t> BeginRun(const std::string& mode, int64_t now_ms) override;
   Status FinishRun(const RunRecord& run) override;
   Result<std::vector<RunRecord>> RecentRuns(int limit) override;
+
+  Result<int> AddWebhookEvents(const std::vector<WebhookEvent>& events) override;
+  Result<std::vector<WebhookEvent>> PendingWebhookEvents(int limit) override;
+  Status FinishWebhookEvents(int64_t up_to_id, int64_t now_ms, int64_t keep_ms) override;
 
   Result<bool> AcquireLease(const std::string& holder, int64_t now_ms, int64_t ttl_ms) override;
   Status ReleaseLease(const std::string& holder) override;
@@ -1644,6 +1665,71 @@ Result<std::vector<RunRecord>> SqliteStore::RecentRuns(int limit) {
   }
   if (rc != SQLITE_DONE) return Error(rc, "listing recent runs");
   return runs;
+}
+
+// ---- webhook events ----
+
+Result<int> SqliteStore::AddWebhookEvents(const std::vector<WebhookEvent>& events) {
+  CRMB_RETURN_IF_ERROR(CheckWebhookEvents(events));
+  std::lock_guard<std::mutex> lock(mu_);
+  int added = 0;
+  const std::string doing = "storing " + std::to_string(events.size()) + " webhook event(s)";
+  CRMB_RETURN_IF_ERROR(InTransaction(doing, [&]() -> Status {
+    for (const WebhookEvent& e : events) {
+      Stmt st = Prepare(
+          "INSERT INTO webhook_events (system, dedupe_key, object, record_id, kind, occurred_ms, "
+          "received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+          "ON CONFLICT (system, dedupe_key) DO NOTHING");
+      st.Text(1, e.system).Text(2, e.dedupe_key).Text(3, e.object).Text(4, e.record_id);
+      st.Text(5, e.kind).Int(6, e.occurred_ms).Int(7, e.received_ms);
+      const int rc = st.Step();
+      if (rc != SQLITE_DONE) return Error(rc, doing);
+      added += sqlite3_changes(db_);
+    }
+    return Status::Ok();
+  }));
+  return added;
+}
+
+Result<std::vector<WebhookEvent>> SqliteStore::PendingWebhookEvents(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare(
+      "SELECT id, system, dedupe_key, object, record_id, kind, occurred_ms, received_ms "
+      "FROM webhook_events WHERE processed_ms = 0 ORDER BY id LIMIT ?1");
+  st.Int(1, SqlLimit(limit));
+  std::vector<WebhookEvent> events;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    WebhookEvent e;
+    e.id = st.ColInt(0);
+    e.system = st.ColText(1);
+    e.dedupe_key = st.ColText(2);
+    e.object = st.ColText(3);
+    e.record_id = st.ColText(4);
+    e.kind = st.ColText(5);
+    e.occurred_ms = st.ColInt(6);
+    e.received_ms = st.ColInt(7);
+    events.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return Error(rc, "listing pending webhook events");
+  return events;
+}
+
+Status SqliteStore::FinishWebhookEvents(int64_t up_to_id, int64_t now_ms, int64_t keep_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string doing = "marking webhook events up to " + std::to_string(up_to_id) + " done";
+  return InTransaction(doing, [&]() -> Status {
+    Stmt done = Prepare(
+        "UPDATE webhook_events SET processed_ms = ?2 WHERE processed_ms = 0 AND id <= ?1");
+    done.Int(1, up_to_id).Int(2, std::max<int64_t>(now_ms, 1));
+    int rc = done.Step();
+    if (rc != SQLITE_DONE) return Error(rc, doing);
+    Stmt old = Prepare("DELETE FROM webhook_events WHERE processed_ms > 0 AND processed_ms < ?1");
+    old.Int(1, now_ms - keep_ms);
+    rc = old.Step();
+    if (rc != SQLITE_DONE) return Error(rc, "forgetting old webhook events");
+    return Status::Ok();
+  });
 }
 
 // ---- lease ----

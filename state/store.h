@@ -137,6 +137,21 @@ struct RunRecord {
   std::string error;
 };
 
+// A change a system announced by webhook: which record to read again. Stored before the webhook
+// is answered, so an announced change outlives a crash; deduplicated by (system, dedupe_key), as
+// vendors deliver the same event more than once.
+struct WebhookEvent {
+  int64_t id = 0;            // given by the store, growing
+  std::string system;        // the system that announced it, by name
+  std::string object;        // its native object (tickets, accounts)
+  std::string record_id;     // its native id
+  std::string kind;          // the vendor's event type (propertyChange, Update, ...)
+  std::string dedupe_key;    // the same for two deliveries of one event
+  int64_t occurred_ms = 0;   // when the change happened, by the system's clock
+  int64_t received_ms = 0;
+  int64_t processed_ms = 0;  // 0 while pending
+};
+
 struct LeaseInfo {
   std::string holder;
   int64_t acquired_ms = 0;
@@ -436,6 +451,18 @@ class Store {
   virtual Status FinishRun(const RunRecord& run) = 0;
   // The runs, newest first (the last begun first), at most `limit`.
   virtual Result<std::vector<RunRecord>> RecentRuns(int limit) = 0;
+
+  // --- webhook events ---
+
+  // Stores the events not stored before (by system and dedupe_key) in one transaction and
+  // returns how many were new. kInvalidArgument when an event lacks its system, object, record id
+  // or dedupe key.
+  virtual Result<int> AddWebhookEvents(const std::vector<WebhookEvent>& events) = 0;
+  // The events not yet processed, oldest (lowest id) first, at most `limit`.
+  virtual Result<std::vector<WebhookEvent>> PendingWebhookEvents(int limit) = 0;
+  // Marks the pending events with id <= up_to_id processed at now_ms, and forgets processed events
+  // older than `keep_ms` (their dedupe keys with them: a delivery older than that is stale).
+  virtual Status FinishWebhookEvents(int64_t up_to_id, int64_t now_ms, int64_t keep_ms) = 0;
 
   // --- lease ---
 

@@ -1378,6 +1378,63 @@ TEST_P(StoreConformanceTest, GetLeaseShowsTheLeaseAsLastTakenUntilReleased) {
   EXPECT_FALSE(store->GetLease()->has_value());
 }
 
+WebhookEvent Announced(const std::string& record_id, const std::string& dedupe_key) {
+  WebhookEvent e;
+  e.system = "crm";
+  e.object = "tickets";
+  e.record_id = record_id;
+  e.kind = "propertyChange";
+  e.dedupe_key = dedupe_key;
+  e.occurred_ms = kT0 - 10;
+  e.received_ms = kT0;
+  return e;
+}
+
+TEST_P(StoreConformanceTest, AWebhookEventDeliveredTwiceIsStoredOnce) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto added = store->AddWebhookEvents({Announced("7", "e1"), Announced("8", "e2")});
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(*added, 2);
+  // The same delivery again, and one new event beside it.
+  added = store->AddWebhookEvents({Announced("7", "e1"), Announced("9", "e3")});
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(*added, 1);
+  auto pending = store->PendingWebhookEvents(0);
+  ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+  ASSERT_EQ(pending->size(), 3u);
+  EXPECT_EQ((*pending)[0].record_id, "7");
+  EXPECT_EQ((*pending)[0].kind, "propertyChange");
+  EXPECT_EQ((*pending)[0].occurred_ms, kT0 - 10);
+  EXPECT_EQ((*pending)[2].record_id, "9");
+  EXPECT_LT((*pending)[0].id, (*pending)[1].id);
+  EXPECT_EQ(store->PendingWebhookEvents(2)->size(), 2u);
+  // An event that lacks what identifies it is refused, and nothing of its batch is stored.
+  WebhookEvent blank = Announced("", "e4");
+  auto refused = store->AddWebhookEvents({Announced("10", "e5"), blank});
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->PendingWebhookEvents(0)->size(), 3u);
+}
+
+TEST_P(StoreConformanceTest, ProcessedWebhookEventsStillDeduplicateUntilForgotten) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->AddWebhookEvents({Announced("7", "e1"), Announced("8", "e2")}).ok());
+  auto pending = store->PendingWebhookEvents(0);
+  ASSERT_TRUE(pending.ok() && pending->size() == 2u);
+  // Events up to the first are done: the second stays pending.
+  ASSERT_TRUE(store->FinishWebhookEvents((*pending)[0].id, kT0 + 100, 60000).ok());
+  pending = store->PendingWebhookEvents(0);
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].record_id, "8");
+  // A late repeat of the processed event is still known.
+  EXPECT_EQ(*store->AddWebhookEvents({Announced("7", "e1")}), 0);
+  // Once it is older than what is kept, it is forgotten: the same key is news again.
+  ASSERT_TRUE(store->FinishWebhookEvents(0, kT0 + 100 + 60001, 60000).ok());
+  EXPECT_EQ(*store->AddWebhookEvents({Announced("7", "e1")}), 1);
+  EXPECT_EQ(store->PendingWebhookEvents(0)->size(), 2u);
+}
+
 TEST_P(StoreConformanceTest, EveryConnectionSeesTheSameSchemaVersion) {
   auto one = Open();
   ASSERT_NE(one, nullptr);
