@@ -9,6 +9,7 @@
 #include "connectors/dynamics365/dynamics365_connector.h"
 #include "connectors/hubspot/hubspot_connector.h"
 #include "connectors/hubspot/hubspot_errors.h"
+#include "connectors/hubspot/hubspot_webhook.h"
 #include "connectors/portal/portal_connector.h"
 #include "connectors/totango/totango_connector.h"
 #include "src/core/did_you_mean.h"
@@ -24,6 +25,8 @@ struct Kind {
   std::unique_ptr<Connector> (*make)(const SystemConfig&, std::shared_ptr<Transport>, Clock*);
   // The kind's reading of its HTTP errors; nullptr when the statuses say it all.
   std::optional<HttpReading> (*classify_http)(const Response&) = nullptr;
+  // Reads the kind's webhook deliveries; nullptr when crmbridge takes none from it.
+  WebhookReceipt (*receive_webhook)(const SystemConfig&, const WebhookRequest&) = nullptr;
 };
 
 // Every connector kind, in one explicit list.
@@ -33,7 +36,7 @@ const std::vector<Kind>& Kinds() {
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new HubSpotConnector(c, std::move(t), clock));
        },
-       &hubspot::ClassifyHubSpotHttp},
+       &hubspot::ClassifyHubSpotHttp, &hubspot::ReceiveWebhook},
       {"dynamics365", &Dynamics365Connector::KindCapabilities, &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
@@ -135,6 +138,12 @@ HttpClassifier HttpClassifierOfKind(const std::string& kind) {
   const Kind* k = FindKind(kind);
   if (k == nullptr || k->classify_http == nullptr) return nullptr;
   return k->classify_http;
+}
+
+WebhookReceiver WebhookReceiverOfKind(const std::string& kind) {
+  const Kind* k = FindKind(kind);
+  if (k == nullptr || k->receive_webhook == nullptr) return nullptr;
+  return k->receive_webhook;
 }
 
 Result<std::unique_ptr<Connector>> NewConnector(const SystemConfig& config,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "connectors/connector.h"
+#include "connectors/webhook.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/core/transport.h"
@@ -38,5 +39,9 @@ const Capabilities* CapabilitiesOfKind(const std::string& kind);
 // How `kind`'s API is to be read where it departs from HTTP (for the system's RetryingTransport);
 // empty for a kind whose HTTP statuses say it all, or an unknown kind.
 HttpClassifier HttpClassifierOfKind(const std::string& kind);
+
+// Reads `kind`'s webhook deliveries (checks where they come from, names the records they announce);
+// empty for a kind crmbridge takes no webhooks from, or an unknown kind.
+WebhookReceiver WebhookReceiverOfKind(const std::string& kind);
 
 }  // namespace crmbridge

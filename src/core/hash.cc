@@ -1,6 +1,8 @@
 #include "src/core/hash.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 namespace crmbridge {
 
@@ -25,5 +27,23 @@ std::string Sha256Hex(std::string_view data) {
 std::string HashJson(const nlohmann::json& value) { return Sha256Hex(value.dump()); }
 
 std::string ShortHash(const std::string& hash_hex) { return hash_hex.substr(0, 16); }
+
+std::string HmacSha256Base64(std::string_view key, std::string_view data) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len) == nullptr)
+    return "";
+  std::string out(4 * ((len + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac,
+                                static_cast<int>(len));
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  return a.empty() || CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 }  // namespace crmbridge

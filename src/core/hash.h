@@ -21,4 +21,12 @@ std::string HashJson(const nlohmann::json& value);
 // system, long enough that two different values sharing one is not a practical concern.
 std::string ShortHash(const std::string& hash_hex);
 
+// Base64 (standard alphabet, padded) of HMAC-SHA256 of `data` under `key`: how webhook senders
+// sign what they deliver.
+std::string HmacSha256Base64(std::string_view key, std::string_view data);
+
+// Whether `a` and `b` are equal, in a time that depends on their lengths only: for comparing a
+// received signature or key with the expected one without telling an attacker how much matched.
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
 }  // namespace crmbridge
