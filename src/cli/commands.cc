@@ -22,6 +22,7 @@
 #include "src/core/time_util.h"
 #include "src/engine/bootstrap.h"
 #include "src/report/onboarding_report.h"
+#include "src/serve/webhook_inbox.h"
 #include "state/postgres_store.h"
 
 namespace crmbridge::cli {
@@ -339,6 +340,23 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   return kExitOk;
 }
 
+// One line in the log for each run of a long-running command (`who`: daemon, serve).
+static void LogScheduledRun(const char* who, const Result<RunSummary>& summary) {
+  if (!summary.ok()) {
+    // A failed run is logged and retried on the next tick: its work is in the state store.
+    spdlog::error("{}: run failed: {}", who, summary.status().ToString());
+  } else if (summary->lease_denied) {
+    spdlog::warn("{}: skipped: another run holds the lease ({})", who, summary->lease_holder);
+  } else if (summary->lease_lost) {
+    spdlog::warn("{}: run {} stopped: its lease expired and another run took it over", who,
+                 summary->run_id);
+  } else {
+    spdlog::info("{}: run {} wrote {} record(s), {} dead-lettered{}", who, summary->run_id,
+                 summary->TotalWrites(), summary->TotalDeadLettered(),
+                 summary->unreachable.empty() ? "" : "; some systems were unreachable");
+  }
+}
+
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
   SetUpLogging(global);
   const auto every = ParseDuration(options.every);
@@ -364,26 +382,101 @@ int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
     run.mode = "sync";
     run.holder = holder;
     run.stop = &g_stop;
-    auto summary = engine.RunOnce(run);
-    if (!summary.ok()) {
-      // A failed run is logged and retried on the next tick: its work is in the state store.
-      spdlog::error("daemon: run failed: {}", summary.status().ToString());
-    } else if (summary->lease_denied) {
-      spdlog::warn("daemon: skipped: another run holds the lease ({})", summary->lease_holder);
-    } else if (summary->lease_lost) {
-      spdlog::warn("daemon: run {} stopped: its lease expired and another run took it over",
-                   summary->run_id);
-    } else {
-      spdlog::info("daemon: run {} wrote {} record(s), {} dead-lettered{}", summary->run_id,
-                   summary->TotalWrites(), summary->TotalDeadLettered(),
-                   summary->unreachable.empty() ? "" : "; some systems were unreachable");
-    }
+    LogScheduledRun("daemon", engine.RunOnce(run));
     if (options.max_runs > 0 && ++runs >= options.max_runs) break;
     // Sleep until the next tick in short steps, so a stop signal is seen at once.
     while (!g_stop.load() && std::chrono::steady_clock::now() - started < *every)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   spdlog::info("daemon: stopped");
+  return kExitOk;
+}
+
+int RunServe(const GlobalOptions& global, const ServeOptions& options) {
+  SetUpLogging(global);
+  const auto every = ParseDuration(options.every);
+  if (!every || every->count() < 1000) {
+    std::cerr << "crmbridge serve: --every \"" << options.every
+              << "\" is not a duration of at least 1s (e.g. 30s, 5m, 1h)\n";
+    return kExitUsage;
+  }
+  InboxOptions inbox_options;
+  const size_t colon = options.listen.rfind(':');
+  const std::string port_text = colon == std::string::npos ? "" : options.listen.substr(colon + 1);
+  const bool digits = !port_text.empty() && port_text.size() <= 5 &&
+                      port_text.find_first_not_of("0123456789") == std::string::npos;
+  const std::optional<int> port =
+      digits ? std::optional<int>(std::stoi(port_text)) : std::nullopt;
+  if (!port || *port > 65535 || colon == 0) {
+    std::cerr << "crmbridge serve: --listen \"" << options.listen
+              << "\" is not HOST:PORT (e.g. 127.0.0.1:8080, or port 0 for any free one)\n";
+    return kExitUsage;
+  }
+  inbox_options.host = options.listen.substr(0, colon);
+  inbox_options.port = *port;
+  inbox_options.public_url = options.public_url;
+  while (!inbox_options.public_url.empty() && inbox_options.public_url.back() == '/')
+    inbox_options.public_url.pop_back();
+
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  auto engine_or = NewEngine(loaded);
+  if (!engine_or) return kExitUsage;
+  SyncEngine& engine = **engine_or;
+  Store* store = loaded.store.get();
+  WebhookInbox inbox(&loaded.config, store, Clock::Real(), inbox_options);
+  if (Status s = inbox.Start(); !s.ok()) {
+    std::cerr << "crmbridge serve: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  InstallStopHandlers();
+  const std::string holder = Holder();
+  // The first line on stdout says where it listens (with port 0, the port it was given).
+  std::cout << "crmbridge serve: listening on http://" << inbox_options.host << ":" << inbox.port()
+            << " (/healthz, /readyz, /webhooks/SYSTEM); syncing every " << options.every
+            << std::endl;
+  spdlog::info("serve: as {}; SIGTERM or SIGINT stops it after the current batch", holder);
+
+  // A run reads every change since the last one, so it also takes in every change webhooks have
+  // announced before it started; those are marked done once it has read all systems. A change
+  // announced while no run could take it (the lease held elsewhere, a system unreachable, a
+  // crash) stays pending in the store and is taken by the next run.
+  using Steady = std::chrono::steady_clock;
+  auto next_run = Steady::now();
+  auto retry_at = Steady::now();
+  constexpr int64_t kKeepEventsMs = 7LL * 24 * 3600 * 1000;  // past any vendor's retries
+  while (!g_stop.load()) {
+    auto pending = store->PendingWebhookEvents(10000);
+    if (!pending.ok()) spdlog::error("serve: reading the webhook events: {}", pending.status().ToString());
+    const bool announced = pending.ok() && !pending->empty() && Steady::now() >= retry_at;
+    if (!announced && Steady::now() < next_run) {
+      const auto wait = std::min<int64_t>(
+          250, std::chrono::duration_cast<std::chrono::milliseconds>(next_run - Steady::now()).count());
+      if (inbox.WaitForChanges(std::max<int64_t>(wait, 1)))
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // take a burst in one run
+      continue;
+    }
+    const int64_t up_to = announced ? pending->back().id : 0;
+    if (announced) spdlog::info("serve: {} announced change(s) to read", pending->size());
+    next_run = Steady::now() + *every;
+    RunOptions run;
+    run.mode = "sync";
+    run.holder = holder;
+    run.stop = &g_stop;
+    auto summary = engine.RunOnce(run);
+    LogScheduledRun("serve", summary);
+    const bool complete = summary.ok() && !summary->lease_denied && !summary->lease_lost &&
+                          summary->unreachable.empty() && !g_stop.load();
+    if (up_to > 0 && complete) {
+      Status s = store->FinishWebhookEvents(up_to, Clock::Real()->NowMillis(), kKeepEventsMs);
+      if (!s.ok()) spdlog::error("serve: marking webhook events done: {}", s.ToString());
+    } else if (up_to > 0) {
+      retry_at = Steady::now() + std::chrono::seconds(5);  // not at once: the cause may last
+    }
+  }
+  inbox.Stop();
+  spdlog::info("serve: stopped ({} webhook deliveries accepted, {} refused)", inbox.accepted(),
+               inbox.refused());
   return kExitOk;
 }
 
@@ -398,8 +491,9 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   auto outbox = store->OutboxCounts();
   auto dead = store->ListDeadLetters(1000);
   auto lease = store->GetLease();
+  auto announced = store->PendingWebhookEvents(0);
   for (const Status* s : {&runs.status(), &cursors.status(), &outbox.status(), &dead.status(),
-                          &lease.status()}) {
+                          &lease.status(), &announced.status()}) {
     if (!s->ok()) {
       std::cerr << "crmbridge: cannot read the state store: " << s->ToString() << "\n";
       return kExitInternal;
@@ -425,6 +519,8 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
                             {"updated", FormatTime(c.updated_ms)}});
   j["outbox_pending"] = *outbox;
   j["dead_letters"] = static_cast<int64_t>(dead->size());
+  // Changes webhooks announced that no run has read yet (`crmbridge serve`).
+  j["webhook_events_pending"] = static_cast<int64_t>(announced->size());
   if (lease->has_value()) {
     j["lease"] = {{"holder", (*lease)->holder},
                   {"acquired", FormatTime((*lease)->acquired_ms)},
@@ -443,6 +539,9 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
                                                FormatTime((*lease)->expires_ms))
                                        .c_str()
                                  : "free");
+  if (!announced->empty())
+    std::printf("Webhook changes waiting for a run: %zu (oldest received %s)\n", announced->size(),
+                FormatTime(announced->front().received_ms).c_str());
   std::printf("\nRecent runs:\n");
   if (runs->empty()) std::printf("  (none yet)\n");
   for (const RunRecord& r : *runs) {

@@ -46,6 +46,12 @@ struct DaemonOptions {
   int max_runs = 0;  // 0 = until stopped
 };
 
+struct ServeOptions {
+  std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
+  std::string every = "5m";
+  std::string public_url;  // how webhook senders reach this server, for their signatures
+};
+
 struct StatusOptions {
   bool json = false;
   int runs = 10;
@@ -87,6 +93,7 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options);
 int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
+int RunServe(const GlobalOptions& global, const ServeOptions& options);
 int RunBackfill(const GlobalOptions& global, const BackfillOptions& options);
 // `connectors describe [KIND]`: what each kind (or `kind`) takes in a mapping; exit 2 for an
 // unknown kind.

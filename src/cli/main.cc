@@ -21,6 +21,7 @@ const char* kFooter =
     "  crmbridge --config crmbridge.yaml sync --dry-run     show what a sync would write\n"
     "  crmbridge --config crmbridge.yaml sync               run one sync\n"
     "  crmbridge --config crmbridge.yaml daemon --every 5m  sync on a schedule until SIGTERM\n"
+    "  crmbridge --config crmbridge.yaml serve              the same, and take webhooks\n"
     "  crmbridge --config crmbridge.yaml backfill --system hubspot   read a system in full\n"
     "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n"
     "  crmbridge --config crmbridge.yaml report onboarding  stages, days in stage, stuck ones\n";
@@ -85,6 +86,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   daemon_cmd->add_option("--max-runs", daemon.max_runs, "Stop after this many runs (0 = never)")
       ->capture_default_str();
+
+  ServeOptions serve;
+  CLI::App* serve_cmd = app.add_subcommand(
+      "serve",
+      "Sync on a schedule, as daemon does, and serve HTTP: /healthz, /readyz, and webhooks at\n"
+      "/webhooks/SYSTEM (a HubSpot system verifies them with its auth.client_secret). A change\n"
+      "a webhook announces is stored before it is answered and read by a run at once; the\n"
+      "scheduled runs catch whatever a webhook missed. Listens on loopback: put TLS in the\n"
+      "ingress in front of it (docs/OPERATIONS.md).");
+  serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free one)")
+      ->capture_default_str();
+  serve_cmd->add_option("--every", serve.every, "Time between scheduled runs: 30s, 5m, 1h, ...")
+      ->capture_default_str();
+  serve_cmd->add_option("--public-url", serve.public_url,
+                        "The URL senders call, as https://sync.example.com, when a proxy is in "
+                        "front: signatures cover it (default: http:// and the Host header)");
 
   CLI::App* status_cmd = app.add_subcommand(
       "status", "Show the last runs with counts and durations, the cursors, the pending outbox, "
@@ -213,6 +230,7 @@ int main(int argc, char** argv) {
 
   if (sync_cmd->parsed()) return RunSync(global, sync);
   if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
+  if (serve_cmd->parsed()) return RunServe(global, serve);
   if (backfill_cmd->parsed()) return RunBackfill(global, backfill);
   if (status_cmd->parsed()) return RunStatus(global, status);
   if (connectors_describe->parsed()) return RunConnectorsDescribe(describe_kind);

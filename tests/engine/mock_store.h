@@ -34,6 +34,9 @@ class MockStore : public Store {
   MOCK_METHOD(Result<int64_t>, BeginRun, (S, int64_t), (override));
   MOCK_METHOD(Status, FinishRun, (const RunRecord&), (override));
   MOCK_METHOD(Result<std::vector<RunRecord>>, RecentRuns, (int), (override));
+  MOCK_METHOD(Result<int>, AddWebhookEvents, (const std::vector<WebhookEvent>&), (override));
+  MOCK_METHOD(Result<std::vector<WebhookEvent>>, PendingWebhookEvents, (int), (override));
+  MOCK_METHOD(Status, FinishWebhookEvents, (int64_t, int64_t, int64_t), (override));
   MOCK_METHOD(Result<bool>, AcquireLease, (S, int64_t, int64_t), (override));
   MOCK_METHOD(Status, ReleaseLease, (S), (override));
   MOCK_METHOD(Result<std::optional<LeaseInfo>>, GetLease, (), (override));

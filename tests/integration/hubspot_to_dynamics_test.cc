@@ -207,7 +207,8 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
         "CREATE TABLE old_latest AS SELECT * FROM outbox_latest; DROP TABLE outbox_latest; "
         "ALTER TABLE old_latest RENAME TO outbox_latest; "
         "DROP INDEX snapshots_unverified; "
-        "ALTER TABLE snapshots DROP COLUMN in_doubt; PRAGMA user_version = 6;",
+        "ALTER TABLE snapshots DROP COLUMN in_doubt; DROP TABLE webhook_events; "
+        "PRAGMA user_version = 6;",
         nullptr, nullptr, &err);
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
     sqlite3_free(err);

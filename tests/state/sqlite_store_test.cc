@@ -195,6 +195,7 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsWhatTellsAStaleDeadLetter) {
         "INSERT OR REPLACE INTO outbox_latest VALUES ('hubspot', 'company', 'c2', 2); "
         "ALTER TABLE links DROP COLUMN settled; "
         "ALTER TABLE snapshots ADD COLUMN settled TEXT NOT NULL DEFAULT '?'; "
+        "DROP TABLE webhook_events; "
         "PRAGMA user_version = 10;");
     EXPECT_EQ(raw.QueryText("SELECT count(*) FROM outbox_latest"), "2");
   }

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# `crmbridge serve` end to end: a change made in HubSpot and announced by a signed webhook reaches
+# Dynamics 365 without waiting for the schedule; deliveries that are not HubSpot's change nothing;
+# an announced change outlives a SIGKILL of serve before any run read it.
+#   usage: serve_webhooks_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-serve.XXXXXX")
+source "$(dirname "$0")/crm_mocks.sh"
+serve_pid=""
+stop_serve() {
+  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; serve_pid=""; fi
+  return 0
+}
+cleanup() { stop_serve; stop_crm_mocks; rm -rf "$work"; }
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  tail -20 "$work/serve.log" >&2 2>/dev/null || true
+  exit 1
+}
+
+export HUBSPOT_TOKEN=pat-mock-hubspot D365_CLIENT_ID=serve-client D365_CLIENT_SECRET=serve-secret
+export TOTANGO_TOKEN=serve-totango PORTAL_TOKEN=serve-portal
+export HUBSPOT_CLIENT_SECRET=webhook-secret-5e1f
+start_crm_mocks "$bin" "$work" --seed 5 --size 4 --seed-only hubspot portal || fail "no mocks"
+export CRMBRIDGE_STATE="$work/state.db"
+# The demo configuration, with the HubSpot app's client secret that signs its webhooks.
+cfg="$work/crmbridge.yaml"
+sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
+  -e 's#auth: {token: "${env:HUBSPOT_TOKEN}"}#auth: {token: "${env:HUBSPOT_TOKEN}", client_secret: "${env:HUBSPOT_CLIENT_SECRET}"}#' \
+  "$src/examples/demo/crmbridge.yaml" >"$cfg"
+grep -q HUBSPOT_CLIENT_SECRET "$cfg" || fail "the demo configuration's HubSpot auth line has changed"
+# A short lease, so that a killed serve's lease is free again in seconds.
+printf 'sync: {lease_ttl: 3s}\n' >>"$cfg"
+
+# Starts serve (its schedule far off: only webhooks make runs after the first) and waits until
+# it listens and its first run is done.
+start_serve() {
+  : >"$work/serve.out"
+  "$bin/crmbridge" --config "$cfg" serve --listen 127.0.0.1:0 --every 1h \
+    >"$work/serve.out" 2>>"$work/serve.log" &
+  serve_pid=$!
+  for _ in $(seq 1 600); do
+    port=$(sed -n 's#.*listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out")
+    [ -n "$port" ] && break
+    kill -0 "$serve_pid" 2>/dev/null || fail "serve exited at start"
+    sleep 0.1
+  done
+  [ -n "$port" ] || fail "serve did not say where it listens"
+  url="http://127.0.0.1:$port"
+}
+runs_done() { grep -c 'serve: run [0-9]* wrote' "$work/serve.log" || true; }
+wait_runs() {  # wait_runs N: until N runs have ended in the log
+  for _ in $(seq 1 1200); do
+    [ "$(runs_done)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  fail "run $1 did not finish"
+}
+hs() { curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" -H 'Content-Type: application/json' "$@"; }
+in_d365() { curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -qF "$1"; }
+
+# deliver FILE [SECRET [TIMESTAMP]]: POSTs FILE as HubSpot does, signed v3; prints the HTTP status.
+deliver() {
+  local body=$1 secret=${2:-$HUBSPOT_CLIENT_SECRET} ts=${3:-$(date +%s%3N)}
+  local target="$url/webhooks/hubspot"
+  local sig
+  sig=$( { printf 'POST%s' "$target"; cat "$body"; printf '%s' "$ts"; } |
+        openssl dgst -sha256 -hmac "$secret" -binary | base64)
+  curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H "X-HubSpot-Signature-v3: $sig" -H "X-HubSpot-Request-Timestamp: $ts" \
+    --data-binary "@$body" "$target"
+}
+# announce ID FILE: a ticket.propertyChange event for ticket ID, written to FILE.
+announce() {
+  printf '[{"eventId":%s,"subscriptionId":9,"portalId":62515,"occurredAt":%s,"subscriptionType":"ticket.propertyChange","attemptNumber":0,"objectId":%s,"propertyName":"subject","propertyValue":"x","changeSource":"CRM"}]' \
+    "$RANDOM" "$(date +%s%3N)" "$1" >"$2"
+}
+
+start_serve
+wait_runs 1
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$url/healthz")" = 200 ] || fail "/healthz"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ] || fail "/readyz"
+
+# A ticket's subject changes in HubSpot; the schedule would not see it for an hour.
+ticket=$(hs "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets?limit=1&properties=subject" |
+         sed -n 's/.*"results":\[{[^]]*"id":"\([0-9]*\)".*/\1/p')
+[ -n "$ticket" ] || fail "no ticket in the HubSpot mock"
+title="Moved by webhook $RANDOM$RANDOM"
+hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
+  -d "{\"properties\":{\"subject\":\"$title\"}}" >/dev/null || fail "PATCH ticket $ticket"
+sleep 1
+in_d365 "$title" && fail "the change reached Dynamics 365 before any webhook"
+
+# Deliveries that are not HubSpot's are refused and change nothing.
+announce "$ticket" "$work/event.json"
+[ "$(deliver "$work/event.json" wrong-secret)" = 401 ] || fail "a badly signed delivery was not refused"
+[ "$(deliver "$work/event.json" "$HUBSPOT_CLIENT_SECRET" $(( $(date +%s%3N) - 301000 )))" = 401 ] ||
+  fail "a delivery older than 5 minutes was not refused"
+head -c 1100000 /dev/zero | tr '\0' ' ' >"$work/huge.json"
+[ "$(deliver "$work/huge.json")" = 413 ] || fail "a body over 1 MB was not refused with 413"
+printf '[{' >"$work/broken.json"
+[ "$(deliver "$work/broken.json")" = 400 ] || fail "malformed JSON was not refused with 400"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '[]' "$url/webhooks/dynamics365")" = 404 ] ||
+  fail "a system that takes no webhooks answered"
+sleep 1
+[ "$(runs_done)" -eq 1 ] || fail "a refused delivery started a run"
+in_d365 "$title" && fail "a refused delivery moved the change"
+
+# The signed delivery: 200, and the change reaches Dynamics 365 in seconds.
+[ "$(deliver "$work/event.json")" = 200 ] || fail "a signed delivery was refused"
+for _ in $(seq 1 300); do in_d365 "$title" && break; sleep 0.1; done
+in_d365 "$title" || fail "the announced change did not reach Dynamics 365"
+wait_runs 2
+"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+  fail "the read change is still pending"
+# The same delivery again (HubSpot retries) is known: no new run.
+[ "$(deliver "$work/event.json")" = 200 ] || fail "a repeated delivery was refused"
+sleep 1
+[ "$(runs_done)" -eq 2 ] || fail "a repeated delivery started a run"
+grep -q '1 change(s) announced, 0 new' "$work/serve.log" || fail "the repeat was not recognised"
+
+# SIGKILL before the announced change is read: it waits in the state store for the next serve.
+# Dynamics 365 answers nothing for a while, so the run the delivery starts cannot finish it.
+curl -sf -X POST "$DEMO_DYNAMICS365_URL/__admin/faults" -d '[{"status":503}]' >/dev/null ||
+  fail "could not set a fault on the Dynamics 365 mock"
+title2="Kept across a crash $RANDOM$RANDOM"
+hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
+  -d "{\"properties\":{\"subject\":\"$title2\"}}" >/dev/null || fail "PATCH ticket $ticket"
+announce "$ticket" "$work/event2.json"
+[ "$(deliver "$work/event2.json")" = 200 ] || fail "the second delivery was refused"
+kill -9 "$serve_pid"
+wait "$serve_pid" 2>/dev/null || true
+serve_pid=""
+"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 1' ||
+  fail "the announced change was lost with the process"
+curl -sf -X DELETE "$DEMO_DYNAMICS365_URL/__admin/faults" >/dev/null || fail "could not clear the fault"
+sed -i 's/serve: run \([0-9]*\) wrote/(before the crash) run \1 wrote/' "$work/serve.log"
+start_serve
+for _ in $(seq 1 600); do in_d365 "$title2" && break; sleep 0.1; done
+in_d365 "$title2" || fail "the change announced before the crash did not reach Dynamics 365"
+wait_runs 1
+"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+  fail "the change announced before the crash is still pending"
+
+# SIGTERM: serve finishes and exits 0.
+kill -TERM "$serve_pid"
+rc=0
+wait "$serve_pid" || rc=$?
+serve_pid=""
+[ "$rc" -eq 0 ] || fail "serve exited $rc on SIGTERM"
+echo "serve: webhook change moved in seconds; refused deliveries changed nothing; a pending change survived SIGKILL"
