@@ -124,13 +124,14 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
   return kExitOk;
 }
 
-void PrintSummaryText(const RunSummary& s, bool verbose) {
+// `command`: the command as the user typed it ("sync", "backfill"), for the first line.
+void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "sync") {
   const double secs = static_cast<double>(s.finished_ms - s.started_ms) / 1000.0;
   if (s.dry_run) {
-    std::printf("crmbridge sync --dry-run: nothing was written (%.2f s)\n", secs);
+    std::printf("crmbridge %s --dry-run: nothing was written (%.2f s)\n", command, secs);
   } else {
-    std::printf("crmbridge sync: run %lld finished in %.2f s\n", static_cast<long long>(s.run_id),
-                secs);
+    std::printf("crmbridge %s: run %lld finished in %.2f s\n", command,
+                static_cast<long long>(s.run_id), secs);
   }
   for (const auto& [system, entities] : s.counts) {
     for (const auto& [entity, c] : entities) {
@@ -296,6 +297,7 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   const auto started = std::chrono::steady_clock::now();
   auto last_log = started;
+  std::string last_bar;
   run.progress = [&](int64_t read, int64_t total) {
     const auto now = std::chrono::steady_clock::now();
     const double secs = std::chrono::duration<double>(now - started).count();
@@ -307,10 +309,13 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
         bar = "[" + std::string(filled, '#') + std::string(30 - filled, ' ') + "] ";
       }
       const double eta = total > read && rate > 0 ? static_cast<double>(total - read) / rate : 0;
-      std::fprintf(stderr, "\r%s%lld%s records  %.0f/s%s   ", bar.c_str(), static_cast<long long>(read),
-                   total > 0 ? (" / " + std::to_string(total)).c_str() : "", rate,
-                   eta > 0 ? fmt::format("  ETA {}:{:02d}", static_cast<int>(eta) / 60, static_cast<int>(eta) % 60).c_str() : "");
-      std::fflush(stderr);
+      // Log lines (warnings about records) are printed above the bar, which is drawn again.
+      last_bar = fmt::format(
+          "{}{}{} records  {:.0f}/s{}", bar, read, total > 0 ? " / " + std::to_string(total) : "",
+          rate,
+          eta > 0 ? fmt::format("  ETA {}:{:02d}", static_cast<int>(eta) / 60, static_cast<int>(eta) % 60)
+                  : "");
+      SetStatusLine(last_bar);
     } else if (now - last_log >= std::chrono::seconds(10)) {
       last_log = now;
       spdlog::info("backfill: {} records read ({:.0f}/s{})", read, rate,
@@ -318,7 +323,10 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
     }
   };
   auto summary = engine.RunOnce(run);
-  if (tty) std::fprintf(stderr, "\n");
+  if (tty && !last_bar.empty()) {
+    SetStatusLine("");
+    std::fprintf(stderr, "%s\n", last_bar.c_str());  // the last state stays on the screen
+  }
   if (!summary.ok()) {
     std::cerr << "crmbridge: backfill failed: " << summary.status().ToString() << "\n";
     return kExitInternal;
@@ -331,7 +339,7 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   if (options.json) {
     std::cout << JsonText(summary->ToJson()) << std::endl;
   } else {
-    PrintSummaryText(*summary, /*verbose=*/false);
+    PrintSummaryText(*summary, /*verbose=*/false, "backfill");
   }
   if (g_stop.load())
     std::cout << "Stopped: run the same backfill again to continue from its checkpoint.\n";

@@ -4,6 +4,8 @@
 #include <spdlog/logger.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+
+#include <cstdio>
 #include <spdlog/spdlog.h>
 
 #include <cctype>
@@ -144,6 +146,22 @@ RedactingSink::RedactingSink(std::shared_ptr<spdlog::sinks::sink> inner,
   inner_->set_level(spdlog::level::trace);
 }
 
+namespace {
+
+// The status line (SetStatusLine), and the lock that keeps its redraws and log lines apart.
+std::mutex g_status_mu;
+std::string g_status_line;  // GUARDED_BY(g_status_mu)
+
+}  // namespace
+
+void SetStatusLine(const std::string& text) {
+  std::lock_guard<std::mutex> lock(g_status_mu);
+  g_status_line = text;
+  // \r\033[K: back to the start of the line and erase it.
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  std::fflush(stderr);
+}
+
 void RedactingSink::log(const spdlog::details::log_msg& msg) {
   const Redactor& redactor = Redactor::Global();
   // Redact before formatting too: JSON escaping could otherwise hide a secret containing a quote
@@ -160,7 +178,17 @@ void RedactingSink::log(const spdlog::details::log_msg& msg) {
   spdlog::details::log_msg out = msg;
   out.payload = spdlog::string_view_t(line.data(), line.size());
   out.color_range_start = out.color_range_end = 0;
+  std::lock_guard<std::mutex> status_lock(g_status_mu);
+  if (g_status_line.empty()) {
+    inner_->log(out);
+    return;
+  }
+  std::fputs("\r\033[K", stderr);
+  std::fflush(stderr);
   inner_->log(out);
+  inner_->flush();
+  std::fputs(g_status_line.c_str(), stderr);
+  std::fflush(stderr);
 }
 
 void RedactingSink::flush() { inner_->flush(); }

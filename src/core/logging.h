@@ -62,6 +62,12 @@ class RedactingSink : public spdlog::sinks::sink {
 void InitLogging(LogFormat format, spdlog::level::level_enum level,
                  std::shared_ptr<spdlog::sinks::sink> sink = nullptr);
 
+// A line kept below the log on a terminal, such as a progress bar. While one is set, every log line
+// the default logger writes first clears it, then is printed, and the line is drawn again below
+// it, so the two never run into each other. "" takes it away (the cursor is left at the start of
+// an empty line). Call it only when stderr is a terminal and the log goes there.
+void SetStatusLine(const std::string& text);
+
 // Logs each exchange through the default logger at debug: system, method, URL (user info dropped,
 // query values hidden), HTTP status or error, duration in ms, request and response headers with
 // credential headers hidden. At trace also the bodies (first 4 KiB), redacted. Forwards the request

@@ -6,6 +6,11 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -225,6 +230,57 @@ TEST_F(LoggingTest, CanaryNeverReachesTheLog) {
       for (const std::string& line : Lines(text)) EXPECT_NO_THROW(nlohmann::json::parse(line));
     }
   }
+}
+
+}  // namespace
+}  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+// Runs `body` with stderr going to a file, and returns what was written there.
+template <typename Body>
+std::string CapturedStderr(Body body) {
+  std::fflush(stderr);
+  char path[] = "/tmp/crmb-stderr-XXXXXX";
+  const int fd = ::mkstemp(path);
+  const int saved = ::dup(STDERR_FILENO);
+  ::dup2(fd, STDERR_FILENO);
+  body();
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(fd);
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::remove(path);
+  return text;
+}
+
+TEST(StatusLineTest, ALogLineClearsTheStatusLinePrintsAndDrawsItAgainBelow) {
+  const std::string written = CapturedStderr([] {
+    InitLogging(LogFormat::kText, spdlog::level::info);
+    SetStatusLine("[##   ] 200 / 4455 records");
+    spdlog::warn("hubspot: contacts 1922 is not synced");
+    SetStatusLine("[###  ] 300 / 4455 records");
+    SetStatusLine("");
+    spdlog::warn("after the bar");
+  });
+  InitLogging(LogFormat::kText, spdlog::level::warn);
+  const std::string clear = "\r\033[K";
+  const size_t warning = written.find("[warning] hubspot: contacts 1922 is not synced\n");
+  ASSERT_NE(warning, std::string::npos) << written;
+  // The bar, then cleared before the log line: the line starts on an empty row...
+  EXPECT_EQ(written.substr(0, warning).rfind(clear + "[##   ] 200 / 4455 records" + clear, 0), 0u)
+      << written;
+  // ... and is drawn again right after it.
+  const size_t after = written.find('\n', warning) + 1;
+  EXPECT_EQ(written.compare(after, 26, "[##   ] 200 / 4455 records"), 0) << written;
+  // Once taken away, log lines are written as they are, with no bar after them.
+  const size_t last = written.find("[warning] after the bar\n");
+  ASSERT_NE(last, std::string::npos);
+  EXPECT_EQ(written.size(), last + std::string("[warning] after the bar\n").size()) << written;
+  EXPECT_EQ(written.find("records", last), std::string::npos);
 }
 
 }  // namespace

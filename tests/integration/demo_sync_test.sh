@@ -121,6 +121,11 @@ grep -q "crmb_onboardingstage.*= 100000002" "$work/preview.txt" || fail "preview
 "$bin/crmbridge" --config "$cfg" backfill --system hubspot --json >"$work/backfill.json" 2>"$work/backfill.log" \
   || fail "backfill exited $?: $(tail -3 "$work/backfill.log")"
 grep -q '"writes": 0' "$work/backfill.json" || fail "backfill wrote: $(cat "$work/backfill.json")"
+# Its summary in text names the command that ran.
+"$bin/crmbridge" --config "$cfg" backfill --system hubspot --entity company >"$work/backfill.txt" \
+  2>>"$work/backfill.log" || fail "backfill (text) exited $?: $(tail -3 "$work/backfill.log")"
+grep -q '^crmbridge backfill: run [0-9]* finished' "$work/backfill.txt" ||
+  fail "the backfill summary does not say backfill: $(head -2 "$work/backfill.txt")"
 set +e
 "$bin/crmbridge" --config "$cfg" backfill --system nosuch 2>"$work/backfill.err"; rc=$?
 set -e
