@@ -228,6 +228,7 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   RunOptions run;
   run.mode = options.dry_run ? "dry-run" : "sync";
   run.dry_run = options.dry_run;
+  run.show_every_warning = options.verbose;
   run.holder = Holder();
   run.stop = &g_stop;
   auto summary = engine.RunOnce(run);

@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
                      "nothing (no API write, no state change)");
   sync_cmd->add_flag("--json", sync.json, "Print the run summary (and dry-run plan) as JSON");
   sync_cmd->add_flag("-v,--verbose", sync.verbose,
-                     "Print every write (planned, with --dry-run) with its fields");
+                     "Print every write (planned, with --dry-run) with its fields, and log every "
+                     "record a warning concerns (otherwise the first 5 of each kind, then a count)");
 
   StatusOptions status;
   BackfillOptions backfill;

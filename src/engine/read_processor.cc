@@ -64,16 +64,19 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   ++counts.read;
   if (Status bad = CheckNativeRecord(record); !bad.ok()) {
     ++counts.rejected;
-    spdlog::warn("{}: {} {} is rejected: {}", source.system, source.object, ShownId(record.id),
-                 bad.message());
+    if (d_.tally->ShowRecordWarning(source.system, source.object + " rejected as read"))
+      spdlog::warn("{}: {} {} is rejected: {}", source.system, source.object, ShownId(record.id),
+                   bad.message());
     return Status::Ok();
   }
   if (record.deleted) return ProcessDelete(source, record, batch);
   auto mapped = MappingPlan::ToCanonical(source, record.fields);
   if (!mapped.ok()) {
     ++counts.rejected;
-    spdlog::warn("{}: {} {} cannot be mapped to {}: {}", source.system, source.object, record.id,
-                 source.entity, mapped.status().message());
+    if (d_.tally->ShowRecordWarning(source.system,
+                                    source.object + " that cannot be mapped to " + source.entity))
+      spdlog::warn("{}: {} {} cannot be mapped to {}: {}", source.system, source.object, record.id,
+                   source.entity, mapped.status().message());
     return Status::Ok();
   }
   CRMB_RETURN_IF_ERROR(
@@ -83,8 +86,9 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   if (!identified.ok()) return identified.status();
   if (identified->kind == Identified::Kind::kDuplicate) {
     ++counts.duplicates;
-    spdlog::warn("{}: {} {} is not synced: it {}", source.system, source.object, record.id,
-                 identified->duplicate_of);
+    if (d_.tally->ShowRecordWarning(source.system, source.object + " not synced as duplicates"))
+      spdlog::warn("{}: {} {} is not synced: it {}", source.system, source.object, record.id,
+                   identified->duplicate_of);
     return Status::Ok();
   }
   const std::string cid = identified->canonical_id;

@@ -1,5 +1,7 @@
 #include "src/engine/run_summary.h"
 
+#include <spdlog/spdlog.h>
+
 namespace crmbridge {
 
 const char* WriteActionName(WriteAction action) {
@@ -107,6 +109,22 @@ void RunTally::Written(PlannedWrite write) {
 bool RunTally::FirstWait(int64_t outbox_id) {
   std::lock_guard<std::mutex> lock(mu_);
   return waited_.insert(outbox_id).second;
+}
+
+bool RunTally::ShowRecordWarning(const std::string& system, const std::string& what) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t n = ++warnings_[{system, what}];
+  return show_every_warning_ || n <= kRecordWarningsShown;
+}
+
+void RunTally::LogHiddenWarnings() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (show_every_warning_) return;
+  for (const auto& [key, n] : warnings_) {
+    if (n <= kRecordWarningsShown) continue;
+    spdlog::warn("{}: {} more {} (the first {} are shown above; `sync --verbose` shows each)",
+                 key.first, n - kRecordWarningsShown, key.second, kRecordWarningsShown);
+  }
 }
 
 }  // namespace crmbridge

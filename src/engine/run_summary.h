@@ -92,6 +92,15 @@ class RunTally {
   void Written(PlannedWrite write);  // a delivered one; the first kMaxWrittenListed are kept
   // True the first time outbox item `id` waits for a referenced record in this run.
   bool FirstWait(int64_t outbox_id);
+  // Whether to log one more warning about a single record, of the kind `what` (the warning's
+  // fixed words, such as "is not synced") in `system`: the first kRecordWarningsShown of each are
+  // logged, the rest only counted, unless every one is to be (show_every_warning). A run that
+  // meets thousands of duplicates then logs a few examples and one count, not thousands of lines.
+  static constexpr int kRecordWarningsShown = 5;
+  bool ShowRecordWarning(const std::string& system, const std::string& what);
+  void set_show_every_warning(bool every) { show_every_warning_ = every; }
+  // Logs, once per kind, how many warnings ShowRecordWarning held back.
+  void LogHiddenWarnings();
   // For the orchestrator, between the run's threaded phases.
   RunSummary& summary() { return summary_; }
 
@@ -99,6 +108,8 @@ class RunTally {
   std::mutex mu_;
   RunSummary summary_;
   std::set<int64_t> waited_;
+  bool show_every_warning_ = false;
+  std::map<std::pair<std::string, std::string>, int64_t> warnings_;  // by (system, what)
 };
 
 }  // namespace crmbridge

@@ -216,6 +216,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
   Store* store = e_->store_;
   summary_.started_ms = run_start_ms_;
   summary_.dry_run = opt_.dry_run;
+  tally_.set_show_every_warning(opt_.show_every_warning);
 
   // A dry run writes nothing, the lease included: it may run beside a real one.
   if (!opt_.dry_run) {
@@ -281,6 +282,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
     if (Status s = OnEachSystem(portal_first, &Run::FlushSystem).Join(); !s.ok()) failure = s;
   }
 
+  tally_.LogHiddenWarnings();
   summary_.finished_ms = e_->clock_->NowMillis();
   if (!opt_.dry_run) {
     RunRecord rec;

@@ -71,6 +71,9 @@ struct RunOptions {
   // long run then takes about the longer of its reads and its writes, not their sum. Off: every
   // write waits for the last read (for comparison in bench/).
   bool flush_while_reading = true;
+  // Log every warning about a single record; otherwise the first few of each kind, then a count
+  // at the end of the run (RunTally::ShowRecordWarning).
+  bool show_every_warning = false;
 };
 
 class SyncEngine {

@@ -74,16 +74,20 @@ Status WritePlanner::PlanTarget(const std::string& from_entity, const SystemEnti
   auto native = MappingPlan::ToNative(target, snap.fields, /*creating=*/!linked);
   if (!native.ok()) {
     ++tally_->Count(target.system, target.entity).rejected;
-    spdlog::warn("{} {} cannot be mapped to {} {}: {}", from_entity, canonical_id, target.system,
-                 target.object, native.status().message());
+    if (tally_->ShowRecordWarning(target.system, from_entity + " that cannot be mapped to " +
+                                                     target.object))
+      spdlog::warn("{} {} cannot be mapped to {} {}: {}", from_entity, canonical_id, target.system,
+                   target.object, native.status().message());
     return Status::Ok();
   }
   if (!linked && !CarriesAValue(*native)) {
     // Never sent: a record holding none of the fields the mapping writes would arrive empty.
     ++tally_->Count(target.system, target.entity).rejected;
-    spdlog::warn("{} {} is not created in {} {}: it holds none of the fields the mapping writes "
-                 "there",
-                 from_entity, canonical_id, target.system, target.object);
+    if (tally_->ShowRecordWarning(target.system, from_entity + " not created in " + target.object +
+                                                     " for want of a value"))
+      spdlog::warn("{} {} is not created in {} {}: it holds none of the fields the mapping writes "
+                   "there",
+                   from_entity, canonical_id, target.system, target.object);
     return Status::Ok();
   }
   const std::string hash = HashJson(*native);
