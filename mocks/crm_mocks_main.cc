@@ -36,7 +36,9 @@ int main(int argc, char** argv) {
       "with onboarding data. When every mock is ready it prints one JSON line of base URLs on\n"
       "stdout; it stops on SIGTERM or SIGINT.\n\n"
       "Every mock also serves /__admin/dump (its store as JSON), /__admin/reset, /__admin/stats\n"
-      "(requests per route) and /__admin/faults (GET, POST a JSON list of rules, DELETE).",
+      "(requests per route) and /__admin/faults (GET, POST a JSON list of rules, DELETE).\n"
+      "The HubSpot mock delivers signed webhooks once POST /__admin/webhooks subscribes a URL\n"
+      "(docs/OPERATIONS.md, \"The mock servers\").",
       "crm-mocks"};
   std::string host = "127.0.0.1";
   int port_base = 0;

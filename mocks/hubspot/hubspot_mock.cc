@@ -411,6 +411,7 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
     }
   }
   const int64_t now = Now();
+  const bool creating = o->id == 0;
   if (o->id == 0) {
     o->id = ++next_id_;
     o->created_ms = now;
@@ -420,6 +421,14 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
   }
   o->updated_ms = now;
   merged[ModifiedProp(type)] = Iso(now);
+  if (creating) {
+    webhooks_.Enqueue(type, "creation", o->id, now);
+  } else {
+    // One propertyChange per property whose value changed (HubSpot subscribes per property).
+    for (const auto& [name, value] : props.items())
+      if (merged[name] != o->properties.value(name, json()))
+        webhooks_.Enqueue(type, "propertyChange", o->id, now, name, merged[name]);
+  }
   o->properties = std::move(merged);
   // A stored object is refiled; a probe or a new object not yet stored is not.
   auto stored = objects_[type].find(o->id);
@@ -465,6 +474,7 @@ void HubSpotMock::IndexLocked(const std::string& type, const Object& o) {
 void HubSpotMock::ArchiveLocked(const std::string& type, Object* o) {
   o->archived = true;
   o->updated_ms = Now();
+  webhooks_.Enqueue(type, "deletion", o->id, o->updated_ms);
   IndexLocked(type, *o);
 }
 
@@ -992,6 +1002,16 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
     }
     res.set_content(body.dump(), "application/json");
   };
+  // The app's webhook subscription, as set in its settings: {"url", "secret", "faults": [...],
+  // "retry_ms"}; GET shows what was delivered.
+  s.Post("/__admin/webhooks", [this](const httplib::Request& req, httplib::Response& res) {
+    Status st = webhooks_.Subscribe(json::parse(req.body, nullptr, /*allow_exceptions=*/false));
+    res.status = st.ok() ? 204 : 400;
+    if (!st.ok()) res.set_content(json{{"error", st.message()}}.dump(), "application/json");
+  });
+  s.Get("/__admin/webhooks", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(webhooks_.Stats().dump(), "application/json");
+  });
   s.Post("/oauth/v1/token", token);
   s.Post("/oauth/v3/token", token);
 

@@ -20,6 +20,9 @@
 //   DELETE /crm/v4/objects/{from}/{id}/associations/{to}/{toId}   every type between the two: 204
 //   GET    /crm/v4/objects/{from}/{id}/associations/{to}          limit (max 500), after
 //   POST   /oauth/v1/token, /oauth/v3/token         refresh_token grant: an expiring access token
+//   POST   /__admin/webhooks                       subscribes a URL to signed webhook deliveries of
+//                                                 the changes made through the API
+//                                                 (HubSpotWebhookSender); GET: their counts
 //   POST   /crm/v4/associations/{from}/{to}/batch/{create|read|archive|associate/default}
 //                                                 default type ids (339, ticket->company; 228,
 //                                                 note->ticket; ...) and the primary labels (1, 2,
@@ -54,6 +57,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mocks/common/mock_server.h"
+#include "mocks/hubspot/hubspot_webhook_sender.h"
 #include "src/core/clock.h"
 
 namespace crmbridge::mocks {
@@ -202,6 +206,8 @@ class HubSpotMock : public MockServer {
               const std::function<bool()>& injected_failure);
 
   Options options_;
+  // Webhook deliveries of the changes made through the API (POST /__admin/webhooks subscribes).
+  HubSpotWebhookSender webhooks_;
   mutable std::mutex mu_;
   int64_t next_id_ = 0;
   std::map<std::string, std::map<int64_t, Object>> objects_;  // type -> id -> object

@@ -122,6 +122,22 @@ sleep 1
 [ "$(runs_done)" -eq 2 ] || fail "a repeated delivery started a run"
 grep -q '1 change(s) announced, 0 new' "$work/serve.log" || fail "the repeat was not recognised"
 
+# The HubSpot mock delivers its own webhooks now, as a subscribed app gets them: each batch twice
+# and reordered, its first attempt stamped 6 minutes old or signed with another secret (refused
+# with 401, so HubSpot retries it). A changed ticket still reaches Dynamics 365.
+curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"$url/webhooks/hubspot\",
+  \"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"faults\":[\"duplicate\",\"reorder\",\"late\"],\"retry_ms\":100}" \
+  >/dev/null || fail "could not subscribe to the HubSpot mock's webhooks"
+title3="Delivered by the mock $RANDOM$RANDOM"
+hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
+  -d "{\"properties\":{\"subject\":\"$title3\"}}" >/dev/null || fail "PATCH ticket $ticket"
+for _ in $(seq 1 300); do in_d365 "$title3" && break; sleep 0.1; done
+in_d365 "$title3" || fail "the mock's delivery did not bring the change to Dynamics 365"
+stats=$(curl -s "$DEMO_HUBSPOT_URL/__admin/webhooks")
+grep -q '"retried":[1-9]' <<<"$stats" || fail "the late first attempt was not refused and retried: $stats"
+grep -q '"delivered":[1-9]' <<<"$stats" || fail "no delivery landed: $stats"
+grep -q 'more than 5 minutes old' "$work/serve.log" || fail "the late attempt was not refused as late"
+
 # SIGKILL before the announced change is read: it waits in the state store for the next serve.
 # Dynamics 365 answers nothing for a while, so the run the delivery starts cannot finish it.
 curl -sf -X POST "$DEMO_DYNAMICS365_URL/__admin/faults" -d '[{"status":503}]' >/dev/null ||
@@ -134,7 +150,7 @@ announce "$ticket" "$work/event2.json"
 kill -9 "$serve_pid"
 wait "$serve_pid" 2>/dev/null || true
 serve_pid=""
-"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 1' ||
+"$bin/crmbridge" --config "$cfg" status --json | grep -Eq '"webhook_events_pending": [1-9]' ||
   fail "the announced change was lost with the process"
 curl -sf -X DELETE "$DEMO_DYNAMICS365_URL/__admin/faults" >/dev/null || fail "could not clear the fault"
 sed -i 's/serve: run \([0-9]*\) wrote/(before the crash) run \1 wrote/' "$work/serve.log"
