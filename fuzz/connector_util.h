@@ -15,10 +15,12 @@
 #include <cctype>
 #include <map>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "connectors/connector.h"
+#include "connectors/registry.h"
 #include "fuzz/fuzz_util.h"
 #include "src/core/utf8.h"
 
@@ -82,11 +84,23 @@ inline std::optional<nlohmann::json> WriteFields(const Script& script, nlohmann:
   return fallback;
 }
 
-// The script's "id" line: the text every native id of a write begins with ("" when none).
+// The script's "id" line: the text every native id of a write begins with ("" when none, or when
+// it is not UTF-8: ids come from the systems' JSON, through the state store).
 inline std::string IdText(const Script& script) {
   for (const std::string& line : script.lines)
-    if (line.rfind("id ", 0) == 0) return line.substr(3);
+    if (line.rfind("id ", 0) == 0 && IsValidUtf8(line)) return line.substr(3);
   return "";
+}
+
+// Whether a mapping may name `object` for a system of `kind`: one the kind declares, or one its
+// pattern allows (as the mapping loader checks it; an object name is the integration engineer's,
+// not a vendor's).
+inline bool ObjectOfKind(const std::string& kind, const std::string& object) {
+  const Capabilities* caps = CapabilitiesOfKind(kind);
+  if (caps == nullptr || object.size() > 256) return false;
+  if (std::find(caps->objects.begin(), caps->objects.end(), object) != caps->objects.end())
+    return true;
+  return !caps->other_objects.empty() && std::regex_match(object, std::regex(caps->other_objects));
 }
 
 // `n` writes of `fields`, cycling upsert, update, delete (and, every fourth, a retried upsert),

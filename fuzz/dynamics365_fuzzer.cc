@@ -23,6 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Script script = ParseScript(Text(data, size));
   Call call;
   if (!ParseCall(script.call, {"batch_size"}, &call)) return 0;
+  if (!ObjectOfKind("dynamics365", call.object.object)) return 0;
 
   SystemConfig config;
   config.name = "dynamics365";

@@ -22,6 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Script script = ParseScript(Text(data, size));
   Call call;
   if (!ParseCall(script.call, {}, &call)) return 0;
+  if (!ObjectOfKind("totango", call.object.object)) return 0;
 
   SystemConfig config;
   config.name = "totango";
