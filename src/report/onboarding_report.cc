@@ -437,7 +437,7 @@ std::string TimelineSvg(const OnboardingReport& r) {
       "aria-label=\"Stage history per onboarding\">\n<g class=\"axis\">",
       width, height);
   const int64_t step = TickDays(span) * kDayMs;
-  for (int64_t t = (start / kDayMs + 1) * kDayMs; t < o.now_ms; t = AddCapped(t, step)) {
+  for (int64_t t = AddCapped(start / kDayMs * kDayMs, kDayMs); t < o.now_ms; t = AddCapped(t, step)) {
     const double x = x_of(t);
     if (label_w + bars_w - x < 160) break;  // keep clear of the "as of" label
     s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\"/>", x, axis_h - 6, x, height);
