@@ -36,12 +36,11 @@ struct Call {
 
 // `own`: the names a harness takes for itself rather than as params.
 inline bool ParseCall(const std::string& line, const std::vector<std::string>& own, Call* call) {
-  // The line stands for a mapping's names and values, which ParseYaml holds to UTF-8.
-  try {
-    (void)nlohmann::json(line).dump();
-  } catch (const nlohmann::json::exception&) {
-    return false;
-  }
+  // The line stands for a mapping's names and values: the integration engineer's, not a
+  // vendor's, and spelled as the APIs spell theirs (printable ASCII; HubSpot property names and
+  // Dataverse columns are lower-case letters, digits and underscores).
+  for (unsigned char c : line)
+    if (c < 0x20 || c >= 0x7f) return false;
   std::string words_part = line;
   if (const size_t at = line.find(" cursor="); at != std::string::npos) {
     call->cursor = line.substr(at + 8);
