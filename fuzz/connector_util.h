@@ -113,7 +113,8 @@ inline std::vector<WriteOp> Ops(int n, const nlohmann::json& fields, const std::
               : i % 3 == 1 ? WriteOp::Kind::kUpdate
                            : WriteOp::Kind::kDelete;
     op.key = "crmb-key-" + std::to_string(i % 5);
-    if (op.kind != WriteOp::Kind::kUpsert || i % 2 == 1) op.native_id = id + std::to_string(100 + i);
+    if (op.kind != WriteOp::Kind::kUpsert || i % 2 == 1)
+      op.native_id = id + std::to_string(100 + i);
     if (op.kind != WriteOp::Kind::kDelete) op.fields = fields;
     if (!ref.empty() && op.kind != WriteOp::Kind::kDelete)
       op.refs[ref] = NativeRef{ref, i % 2 ? std::to_string(200 + i) : "", i % 4 ? "" : "199", ""};

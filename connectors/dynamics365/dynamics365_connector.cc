@@ -338,9 +338,9 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   json next = {{"w", watermark}, {"max", max_seen}};
   if (auto link = j.find("@odata.nextLink"); link != j.end() && link->is_string()) {
     if (!OnOrganisation(link->get<std::string>(), config_.base_url))
-      return Status(StatusCode::kUnavailable, "dynamics365: reading " + object.object +
-                                                  ": the answer's @odata.nextLink leads away from " +
-                                                  config_.base_url)
+      return Status(StatusCode::kUnavailable,
+                    "dynamics365: reading " + object.object +
+                        ": the answer's @odata.nextLink leads away from " + config_.base_url)
           .set_system(name_);
     next["next"] = link->get<std::string>();
     page.next = next.dump();

@@ -299,12 +299,13 @@ json RenderJson(const OnboardingReport& r) {
     json history = json::array();
     for (const StageInterval& i : t.intervals) {
       const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
-      history.push_back({{"stage", i.stage},
-                         {"entered", i.entered_ms > 0 ? json(Time(i.entered_ms)) : json()},
-                         {"left", i.left_ms > 0 ? json(Time(i.left_ms)) : json()},
-                         {"days", i.entered_ms > 0 ? json(WholeDays(Elapsed(i.entered_ms, until))) : json()},
-                         {"moved_by", i.moved_by.empty() ? json() : json(i.moved_by)},
-                         {"end", i.end}});
+      history.push_back(
+          {{"stage", i.stage},
+           {"entered", i.entered_ms > 0 ? json(Time(i.entered_ms)) : json()},
+           {"left", i.left_ms > 0 ? json(Time(i.left_ms)) : json()},
+           {"days", i.entered_ms > 0 ? json(WholeDays(Elapsed(i.entered_ms, until))) : json()},
+           {"moved_by", i.moved_by.empty() ? json() : json(i.moved_by)},
+           {"end", i.end}});
     }
     j["onboardings"].push_back({{"canonical_id", t.canonical_id},
                                 {"title", t.title},
@@ -437,7 +438,8 @@ std::string TimelineSvg(const OnboardingReport& r) {
       "aria-label=\"Stage history per onboarding\">\n<g class=\"axis\">",
       width, height);
   const int64_t step = TickDays(span) * kDayMs;
-  for (int64_t t = AddCapped(start / kDayMs * kDayMs, kDayMs); t < o.now_ms; t = AddCapped(t, step)) {
+  for (int64_t t = AddCapped(start / kDayMs * kDayMs, kDayMs); t < o.now_ms;
+       t = AddCapped(t, step)) {
     const double x = x_of(t);
     if (label_w + bars_w - x < 160) break;  // keep clear of the "as of" label
     s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\"/>", x, axis_h - 6, x, height);
@@ -463,7 +465,8 @@ std::string TimelineSvg(const OnboardingReport& r) {
       const double x2 = x_of(i.left_ms > 0 ? i.left_ms : o.now_ms);
       const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
       const std::string what = fmt::format(
-          "{}: {} to {}{}{}", StageName(i.stage), i.entered_ms > 0 ? Date(i.entered_ms) : "before the history",
+          "{}: {} to {}{}{}", StageName(i.stage),
+          i.entered_ms > 0 ? Date(i.entered_ms) : "before the history",
           i.left_ms > 0 ? Date(i.left_ms) : "now",
           i.entered_ms > 0 ? fmt::format(" ({} days{})", WholeDays(Elapsed(i.entered_ms, until)),
                                          i.end ? ", not counted: end stage" : "")

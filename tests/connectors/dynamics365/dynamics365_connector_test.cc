@@ -186,8 +186,9 @@ TEST(Dynamics365ConnectorTest, PagingLinkToAnotherHostIsNotFollowed) {
   dv.api = [&](const Request& r) -> Result<Response> {
     EXPECT_EQ(r.url.rfind("http://org.test/", 0), 0u) << r.url;
     return Json(200, {{"value", json::array()},
-                      {"@odata.nextLink", "http://org.test.elsewhere.example/api/data/v9.2/"
-                                          "opportunities?$skiptoken=2"}});
+                      {"@odata.nextLink",
+                       "http://org.test.elsewhere.example/api/data/v9.2/"
+                       "opportunities?$skiptoken=2"}});
   };
   FakeClock clock;
   Dynamics365Connector c(Config(), dv.transport, &clock);
@@ -209,24 +210,27 @@ TEST(Dynamics365ConnectorTest, StoredLinkToAnotherHostReadsTheTableAgain) {
   std::vector<std::string> urls;
   dv.api = [&](const Request& r) -> Result<Response> {
     urls.push_back(r.url);
-    return Json(200, {{"value", json::array()},
-                      {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=9"}});
+    return Json(
+        200, {{"value", json::array()},
+              {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=9"}});
   };
   FakeClock clock;
   Dynamics365Connector c(Config(), dv.transport, &clock);
-  auto page = c.ReadChanges(Opportunities(),
-                            "http://old-org.test/api/data/v9.2/opportunities?$deltatoken=3",
-                            ReadContext{});
+  auto page =
+      c.ReadChanges(Opportunities(),
+                    "http://old-org.test/api/data/v9.2/opportunities?$deltatoken=3", ReadContext{});
   ASSERT_TRUE(page.ok()) << page.status().ToString();
   ASSERT_EQ(urls.size(), 1u);
-  EXPECT_EQ(urls[0].rfind("http://org.test/api/data/v9.2/opportunities?$select=", 0), 0u) << urls[0];
+  EXPECT_EQ(urls[0].rfind("http://org.test/api/data/v9.2/opportunities?$select=", 0), 0u)
+      << urls[0];
   EXPECT_NE(page->next.find("deltatoken=9"), std::string::npos);
 
   ObjectRef by_time = Opportunities();
   by_time.params["change_tracking"] = "false";
   urls.clear();
   auto from_watermark = c.ReadChanges(
-      by_time, R"({"w":1767225600000,"max":1767225600000,"next":"http://old-org.test/x?$skiptoken=2"})",
+      by_time,
+      R"({"w":1767225600000,"max":1767225600000,"next":"http://old-org.test/x?$skiptoken=2"})",
       ReadContext{});
   ASSERT_TRUE(from_watermark.ok()) << from_watermark.status().ToString();
   ASSERT_EQ(urls.size(), 1u);
@@ -244,12 +248,14 @@ TEST(Dynamics365ConnectorTest, PagingLinkIsSentAsAUrl) {
   };
   FakeClock clock;
   Dynamics365Connector c(Config(), dv.transport, &clock);
-  ASSERT_TRUE(c.ReadChanges(Opportunities(),
-                            "http://org.test/api/data/v9.2/opportunities?$skiptoken=a b\r\nX: y\xc3\xa5",
-                            ReadContext{})
-                  .ok());
+  ASSERT_TRUE(
+      c.ReadChanges(Opportunities(),
+                    "http://org.test/api/data/v9.2/opportunities?$skiptoken=a b\r\nX: y\xc3\xa5",
+                    ReadContext{})
+          .ok());
   ASSERT_EQ(urls.size(), 1u);
-  EXPECT_EQ(urls[0], "http://org.test/api/data/v9.2/opportunities?$skiptoken=a%20b%0D%0AX:%20y%C3%A5");
+  EXPECT_EQ(urls[0],
+            "http://org.test/api/data/v9.2/opportunities?$skiptoken=a%20b%0D%0AX:%20y%C3%A5");
 }
 
 TEST(Dynamics365ConnectorTest, RefusedCredentialsStopTheSystemWithoutLeakingTheSecret) {
