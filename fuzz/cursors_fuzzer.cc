@@ -15,9 +15,13 @@ namespace {
 
 using namespace crmbridge;
 
+// A negative window or tie means "none" whatever its value (the connector asks only >= 0), and is
+// written as none.
 bool Same(const hubspot::SearchCursor& a, const hubspot::SearchCursor& b) {
-  return a.since_ms == b.since_ms && a.window_ms == b.window_ms && a.max_seen_ms == b.max_seen_ms &&
-         a.after == b.after && a.tie_ms == b.tie_ms && (a.tie_ms < 0 || a.last_id == b.last_id);
+  const auto none = [](int64_t ms) { return ms < 0 ? -1 : ms; };
+  return a.since_ms == b.since_ms && none(a.window_ms) == none(b.window_ms) &&
+         a.max_seen_ms == b.max_seen_ms && a.after == b.after &&
+         none(a.tie_ms) == none(b.tie_ms) && (a.tie_ms < 0 || a.last_id == b.last_id);
 }
 
 bool Same(const portal::AccessCursor& a, const portal::AccessCursor& b) {
