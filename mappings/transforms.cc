@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -184,6 +186,14 @@ class NumberTransform : public Transform {
   NumberFormat f_;
 };
 
+// `n` seconds (scale 1000) or milliseconds (scale 1) as milliseconds; nullopt when that is more
+// than an int64_t holds (a vendor's value, not a time).
+std::optional<int64_t> Scaled(int64_t n, int64_t scale) {
+  int64_t ms = 0;
+  if (__builtin_mul_overflow(n, scale, &ms)) return std::nullopt;
+  return ms;
+}
+
 // Date and time: canonical values are ISO-8601 in UTC ("2026-11-23T09:30:00Z"), or a plain date
 // ("2026-11-23") when the native form has no time of day.
 class DateTransform : public Transform {
@@ -196,13 +206,22 @@ class DateTransform : public Transform {
     std::optional<int64_t> ms;
     if (f_.pattern == "epoch_ms" || f_.pattern == "epoch_s") {
       const int64_t scale = f_.pattern == "epoch_ms" ? 1 : 1000;
-      if (v.is_number()) ms = v.get<int64_t>() * scale;
-      else if (v.is_string()) {
+      if (v.is_number_float()) {
+        // Whole units, as before; a number no int64_t holds is no time.
+        const double d = v.get<double>();
+        if (std::isfinite(d) && d > -9.2e18 && d < 9.2e18)
+          ms = Scaled(static_cast<int64_t>(d), scale);
+      } else if (v.is_number_unsigned()) {
+        if (v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
+          ms = Scaled(v.get<int64_t>(), scale);
+      } else if (v.is_number()) {
+        ms = Scaled(v.get<int64_t>(), scale);
+      } else if (v.is_string()) {
         try {
           size_t used = 0;
           const std::string t = v.get<std::string>();
           const long long n = std::stoll(t, &used);
-          if (used == t.size()) ms = n * scale;
+          if (used == t.size()) ms = Scaled(n, scale);
         } catch (const std::exception&) {
         }
       }
