@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <string_view>
 
 #include "src/core/time_util.h"
 
@@ -186,6 +187,13 @@ class NumberTransform : public Transform {
   NumberFormat f_;
 };
 
+// The field a date pattern's %<spec> stands for: 0 to 5 for Y m d H M S, -1 for anything else
+// (a NUL included, which std::strchr would find as the terminator).
+int DateSlot(char spec) {
+  const size_t at = std::string_view("YmdHMS").find(spec);
+  return at == std::string_view::npos ? -1 : static_cast<int>(at);
+}
+
 // `n` seconds (scale 1000) or milliseconds (scale 1) as milliseconds; nullopt when that is more
 // than an int64_t holds (a vendor's value, not a time).
 std::optional<int64_t> Scaled(int64_t n, int64_t scale) {
@@ -269,9 +277,8 @@ class DateTransform : public Transform {
         continue;
       }
       const char spec = p[++i];
-      const char* const specs = "YmdHMS";
-      const char* slot = std::strchr(specs, spec);
-      if (slot == nullptr) return std::nullopt;
+      const int slot = DateSlot(spec);
+      if (slot < 0) return std::nullopt;
       const size_t width = spec == 'Y' ? 4 : 2;
       if (at + width > text.size()) return std::nullopt;
       int value = 0;
@@ -279,7 +286,7 @@ class DateTransform : public Transform {
         if (!std::isdigit(static_cast<unsigned char>(text[at + k]))) return std::nullopt;
         value = value * 10 + (text[at + k] - '0');
       }
-      fields[slot - specs] = value;
+      fields[slot] = value;
       at += width;
     }
     if (at != text.size()) return std::nullopt;
@@ -298,8 +305,8 @@ class DateTransform : public Transform {
     std::string out;
     for (size_t i = 0; i < p.size(); ++i) {
       if (p[i] == '%' && i + 1 < p.size()) {
-        const char* slot = std::strchr("YmdHMS", p[++i]);
-        out += slot ? parts[slot - "YmdHMS"] : "";
+        const int slot = DateSlot(p[++i]);
+        out += slot >= 0 ? parts[slot] : "";
       } else {
         out += p[i];
       }

@@ -93,6 +93,16 @@ TEST(TransformsTest, EpochValuesPastTheRangeAreRefused) {
   EXPECT_FALSE(millis->In(json(18'446'744'073'709'551'615ULL)).ok());
 }
 
+// A '%' before a NUL in a pattern is no field: the text must hold the NUL itself, and nothing is
+// read or written past the six fields.
+TEST(TransformsTest, APercentBeforeANulIsNoField) {
+  DateFormat odd;
+  odd.pattern = std::string("%d.%m.%Y %\0H", 12);
+  auto d = NewDate(odd);
+  EXPECT_FALSE(d->In("23.11.2026 10").ok());
+  EXPECT_EQ(Out(*d, "2026-11-23T09:40:00Z"), "23.11.2026 H");
+}
+
 TEST(TransformsTest, TemplatesWrapOnTheWayOutAndUnwrapOnTheWayIn) {
   auto t = NewTemplate("SE {} – onboarding");
   EXPECT_EQ(Out(*t, "Bygg AB"), "SE Bygg AB – onboarding");
