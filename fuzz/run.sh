@@ -77,7 +77,8 @@ for n in "${names[@]}"; do
   mkdir -p "$scratch" "$artifacts"
   limit=(-max_total_time="$seconds")
   if [ -n "$runs" ]; then limit=(-runs="$runs"); fi
-  echo "run.sh: $n (${runs:+$runs runs}${runs:-$seconds s}), log $log" >&2
+  if [ -n "$runs" ]; then amount="$runs runs"; else amount="$seconds s"; fi
+  echo "run.sh: $n ($amount), log $log" >&2
   start=$(date +%s)
   status=0
   # The scratch corpus first: libFuzzer writes new inputs to the first directory only.
