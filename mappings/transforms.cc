@@ -151,7 +151,9 @@ class NumberTransform : public Transform {
       size_t used = 0;
       const double d = std::stod(text, &used);
       if (used != text.size()) return NotANumber(v);
-      if (d == static_cast<double>(static_cast<int64_t>(d)) && text.find('.') == std::string::npos)
+      // A whole number an int64_t holds stays whole; larger ones (and inf, nan) stay doubles.
+      if (std::fabs(d) < 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d)) &&
+          text.find('.') == std::string::npos)
         return json(static_cast<int64_t>(d));
       return json(d);
     } catch (const std::exception&) {

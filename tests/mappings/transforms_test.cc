@@ -103,6 +103,14 @@ TEST(TransformsTest, APercentBeforeANulIsNoField) {
   EXPECT_EQ(Out(*d, "2026-11-23T09:40:00Z"), "23.11.2026 H");
 }
 
+// A number in text past what an int64_t holds is read as a double, not converted to an integer.
+TEST(TransformsTest, ANumberPastTheIntegerRangeStaysADouble) {
+  auto number = NewNumber(NumberFormat{});
+  EXPECT_EQ(In(*number, "10000000000000000000000000000000000"), json(1e34));
+  EXPECT_EQ(In(*number, "-9300000000000000000"), json(-9.3e18));
+  EXPECT_EQ(In(*number, "42"), json(42));
+}
+
 TEST(TransformsTest, TemplatesWrapOnTheWayOutAndUnwrapOnTheWayIn) {
   auto t = NewTemplate("SE {} – onboarding");
   EXPECT_EQ(Out(*t, "Bygg AB"), "SE Bygg AB – onboarding");
