@@ -5,15 +5,24 @@
 // "write <object> [ops=<n>] [name=value...]". name=value words are the object's params (as a
 // mapping gives them), except those a harness reads itself. A read follows the cursors it is
 // given for up to three pages, so the cursors a connector writes are read back by it.
+//
+// A write's ops carry the harness's fields unless a line "fields <JSON object>" gives others (the
+// values a sync hands a connector: any JSON a mapping lets through), and ids of their own unless a
+// line "id <text>" gives the text each native id begins with.
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <map>
+#include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "connectors/connector.h"
+#include "connectors/registry.h"
 #include "fuzz/fuzz_util.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge::fuzz {
 
@@ -27,12 +36,11 @@ struct Call {
 
 // `own`: the names a harness takes for itself rather than as params.
 inline bool ParseCall(const std::string& line, const std::vector<std::string>& own, Call* call) {
-  // The line stands for a mapping's names and values, which ParseYaml holds to UTF-8.
-  try {
-    (void)nlohmann::json(line).dump();
-  } catch (const nlohmann::json::exception&) {
-    return false;
-  }
+  // The line stands for a mapping's names and values: the integration engineer's, not a
+  // vendor's, and spelled as the APIs spell theirs (printable ASCII; HubSpot property names and
+  // Dataverse columns are lower-case letters, digits and underscores).
+  for (unsigned char c : line)
+    if (c < 0x20 || c >= 0x7f) return false;
   std::string words_part = line;
   if (const size_t at = line.find(" cursor="); at != std::string::npos) {
     call->cursor = line.substr(at + 8);
@@ -63,9 +71,41 @@ inline bool ParseCall(const std::string& line, const std::vector<std::string>& o
   return true;
 }
 
+// The fields of a write: the script's "fields" line, else `fallback`; null when the line is no
+// JSON object (the input is not one a sync could make).
+inline std::optional<nlohmann::json> WriteFields(const Script& script, nlohmann::json fallback) {
+  for (const std::string& line : script.lines) {
+    if (line.rfind("fields ", 0) != 0) continue;
+    nlohmann::json fields = nlohmann::json::parse(line.substr(7), nullptr, false);
+    if (!fields.is_object()) return std::nullopt;
+    return fields;
+  }
+  return fallback;
+}
+
+// The script's "id" line: the text every native id of a write begins with ("" when none, or when
+// it is not UTF-8: ids come from the systems' JSON, through the state store).
+inline std::string IdText(const Script& script) {
+  for (const std::string& line : script.lines)
+    if (line.rfind("id ", 0) == 0 && IsValidUtf8(line)) return line.substr(3);
+  return "";
+}
+
+// Whether a mapping may name `object` for a system of `kind`: one the kind declares, or one its
+// pattern allows (as the mapping loader checks it; an object name is the integration engineer's,
+// not a vendor's).
+inline bool ObjectOfKind(const std::string& kind, const std::string& object) {
+  const Capabilities* caps = CapabilitiesOfKind(kind);
+  if (caps == nullptr || object.size() > 256) return false;
+  if (std::find(caps->objects.begin(), caps->objects.end(), object) != caps->objects.end())
+    return true;
+  return !caps->other_objects.empty() && std::regex_match(object, std::regex(caps->other_objects));
+}
+
 // `n` writes of `fields`, cycling upsert, update, delete (and, every fourth, a retried upsert),
-// with a reference to `ref` when it is not empty.
-inline std::vector<WriteOp> Ops(int n, const nlohmann::json& fields, const std::string& ref) {
+// with a reference to `ref` when it is not empty. Native ids are `id` and a number.
+inline std::vector<WriteOp> Ops(int n, const nlohmann::json& fields, const std::string& ref,
+                                const std::string& id = "") {
   std::vector<WriteOp> ops;
   for (int i = 0; i < n; ++i) {
     WriteOp op;
@@ -73,7 +113,8 @@ inline std::vector<WriteOp> Ops(int n, const nlohmann::json& fields, const std::
               : i % 3 == 1 ? WriteOp::Kind::kUpdate
                            : WriteOp::Kind::kDelete;
     op.key = "crmb-key-" + std::to_string(i % 5);
-    if (op.kind != WriteOp::Kind::kUpsert || i % 2 == 1) op.native_id = std::to_string(100 + i);
+    if (op.kind != WriteOp::Kind::kUpsert || i % 2 == 1)
+      op.native_id = id + std::to_string(100 + i);
     if (op.kind != WriteOp::Kind::kDelete) op.fields = fields;
     if (!ref.empty() && op.kind != WriteOp::Kind::kDelete)
       op.refs[ref] = NativeRef{ref, i % 2 ? std::to_string(200 + i) : "", i % 4 ? "" : "199", ""};
@@ -104,6 +145,48 @@ inline void CheckOutcomes(const Result<std::vector<WriteOutcome>>& outcomes,
     }
     if (ops[i].kind != WriteOp::Kind::kDelete)
       FUZZ_CHECK(!o.native_id.empty(), "op " + std::to_string(i) + " written without an id");
+  }
+}
+
+// Whether `url` is `origin` or below it ("https://host" then "/", "?" or nothing; the host
+// compared without case).
+inline bool UnderOrigin(const std::string& url, const std::string& origin) {
+  if (url.size() < origin.size()) return false;
+  for (size_t i = 0; i < origin.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(url[i])) !=
+        std::tolower(static_cast<unsigned char>(origin[i])))
+      return false;
+  return url.size() == origin.size() || url[origin.size()] == '/' || url[origin.size()] == '?';
+}
+
+// What every request a connector sends must be, whatever the vendor answered and whatever values
+// it was given: addressed to one of `origins` (a paging link from an answer included: a link to
+// another host would take the system's token there), a URL with no space, control character or
+// byte beyond ASCII, no native id of `ops` pasted into it unencoded, and a body that is JSON when
+// the request says so.
+inline void CheckRequests(const std::vector<Request>& requests,
+                          const std::vector<std::string>& origins,
+                          const std::vector<WriteOp>& ops = {}) {
+  for (const Request& r : requests) {
+    FUZZ_CHECK(std::any_of(origins.begin(), origins.end(),
+                           [&](const std::string& o) { return UnderOrigin(r.url, o); }),
+               "a request to another host: " + r.method + " " + PrintableText(r.url));
+    for (unsigned char c : r.url)
+      FUZZ_CHECK(c > 0x20 && c < 0x7f, "a URL that cannot be sent: " + PrintableText(r.url));
+    for (const WriteOp& op : ops) {
+      const bool plain = std::all_of(op.native_id.begin(), op.native_id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' ||
+               c == '~';
+      });
+      if (!plain && op.native_id.size() > 3)
+        FUZZ_CHECK(r.url.find(op.native_id) == std::string::npos,
+                   "an id in a URL unencoded: " + PrintableText(r.url));
+    }
+    const auto type = FindHeader(r.headers, "Content-Type");
+    if (type && type->find("json") != std::string::npos) {
+      FUZZ_CHECK(nlohmann::json::accept(r.body),
+                 "a body sent as JSON that is none: " + PrintableText(r.body.substr(0, 300)));
+    }
   }
 }
 

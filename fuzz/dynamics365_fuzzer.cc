@@ -4,7 +4,10 @@
 // upserts, and $batch answers (ops=2 and more), create-only tables (create_only=true) included.
 //
 // Whatever Dataverse answers: a read gives records with ids and a cursor to go on from, a write
-// gives one outcome per op, and a write done names the row written.
+// gives one outcome per op, and a write done names the row written. Whatever the answers' paging
+// links and the ops' values (the script's "fields" and "id" lines), every request goes to the
+// organisation or the token endpoint, its URL holds no id unencoded, and its JSON body is JSON
+// (CheckRequests).
 #include "connectors/dynamics365/dynamics365_connector.h"
 #include "fuzz/connector_util.h"
 #include "src/core/clock.h"
@@ -20,6 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Script script = ParseScript(Text(data, size));
   Call call;
   if (!ParseCall(script.call, {"batch_size"}, &call)) return 0;
+  if (!ObjectOfKind("dynamics365", call.object.object)) return 0;
 
   SystemConfig config;
   config.name = "dynamics365";
@@ -32,12 +36,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (call.options.count("batch_size")) config.options["batch_size"] = call.options["batch_size"];
   if (!Dynamics365Connector::ValidateConfig(config).ok()) return 0;
   FakeClock clock;
-  Dynamics365Connector connector(config, ScriptedTransport(script), &clock);
+  const auto transport = ScriptedTransport(script);
+  Dynamics365Connector connector(config, transport, &clock);
+  const std::vector<std::string> origins = {config.base_url, "https://login.example"};
 
   if (call.write) {
     const std::string ref = call.object.ref_fields.empty() ? "" : *call.object.ref_fields.begin();
-    const auto ops = Ops(call.ops, {{"name", "Acme AB"}, {"revenue", 1200.5}}, ref);
+    const auto fields = WriteFields(script, {{"name", "Acme AB"}, {"revenue", 1200.5}});
+    if (!fields) return 0;
+    const auto ops = Ops(call.ops, *fields, ref, IdText(script));
     CheckOutcomes(connector.Write(call.object, ops), ops);
+    CheckRequests(transport->requests(), origins, ops);
     return 0;
   }
   const bool by_modifiedon = call.object.params.count("change_tracking") &&
@@ -49,5 +58,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(state.is_object() && state.contains("w") && state["w"].is_number_integer(),
                "an unreadable watermark cursor: " + next);
   });
+  CheckRequests(transport->requests(), origins);
   return 0;
 }

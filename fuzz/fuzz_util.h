@@ -108,9 +108,11 @@ inline void CheckDiagnostics(const std::string& text, const std::string& file) {
 // A connector harness's input: its first line says what to call, and each line "--- <status>"
 // begins an answer the transport gives, in order: header lines ("Name: value"), a blank line,
 // then the body up to the next "--- " line. "--- drop" is a request that gets no answer at all.
-// Once the answers run out, every request gets none.
+// Once the answers run out, every request gets none. Lines between the first one and the first
+// answer are the harness's own (connector_util.h reads "fields" and "id" lines there).
 struct Script {
   std::string call;
+  std::vector<std::string> lines;  // the lines between the first and the first answer
   std::vector<Result<Response>> answers;
 };
 
@@ -121,7 +123,10 @@ inline Script ParseScript(const std::string& text) {
   while (at != std::string::npos) {
     ++at;  // the newline
     if (text.compare(at, 4, "--- ") != 0) {
-      at = text.find('\n', at);
+      const size_t end = text.find('\n', at);
+      if (script.answers.empty())
+        script.lines.push_back(text.substr(at, end == std::string::npos ? end : end - at));
+      at = end;
       continue;
     }
     size_t line_end = text.find('\n', at);

@@ -4,7 +4,9 @@
 // 207s and errors[], association writes, and the OAuth token endpoint (the word oauth).
 //
 // Whatever HubSpot answers: a read gives records with ids and a cursor DecodeCursor takes back,
-// a write gives one outcome per op, and a write done names the record written.
+// a write gives one outcome per op, and a write done names the record written. Whatever values
+// the ops carry (the script's "fields" and "id" lines), every request stays on HubSpot's host,
+// its URL holds no id unencoded, and its JSON body is JSON (CheckRequests).
 #include "connectors/hubspot/hubspot_codec.h"
 #include "connectors/hubspot/hubspot_connector.h"
 #include "fuzz/connector_util.h"
@@ -21,6 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Script script = ParseScript(Text(data, size));
   Call call;
   if (!ParseCall(script.call, {"oauth"}, &call)) return 0;
+  if (!ObjectOfKind("hubspot", call.object.object)) return 0;
 
   SystemConfig config;
   config.name = "hubspot";
@@ -31,17 +34,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   else
     config.auth = {{"token", "pat-na1-0003"}};
   FakeClock clock;
-  HubSpotConnector connector(config, ScriptedTransport(script), &clock);
+  const auto transport = ScriptedTransport(script);
+  HubSpotConnector connector(config, transport, &clock);
+  const std::vector<std::string> origins = {config.base_url};
 
   if (call.write) {
     const std::string ref = call.object.ref_fields.empty() ? "" : *call.object.ref_fields.begin();
-    const auto ops = Ops(call.ops, {{"subject", "SE Acme AB"}, {"hs_pipeline_stage", "Ny"}}, ref);
+    const auto fields =
+        WriteFields(script, {{"subject", "SE Acme AB"}, {"hs_pipeline_stage", "Ny"}});
+    if (!fields) return 0;
+    const auto ops = Ops(call.ops, *fields, ref, IdText(script));
     CheckOutcomes(connector.Write(call.object, ops), ops);
+    CheckRequests(transport->requests(), origins, ops);
     return 0;
   }
   ReadPages(connector, call, [](const Cursor& next) {
     auto decoded = hubspot::DecodeCursor(next);
     FUZZ_CHECK(decoded.ok(), "a cursor the connector cannot read back: " + next);
   });
+  CheckRequests(transport->requests(), origins);
   return 0;
 }

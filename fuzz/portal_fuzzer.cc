@@ -5,7 +5,9 @@
 //
 // Whatever the portal answers: a read gives records with ids and a cursor to go on from (an access
 // cursor DecodeAccessCursor takes back), a write gives one outcome per op, and a write done names
-// the record written.
+// the record written. Whatever values the ops carry (the script's "fields" and "id" lines), every
+// request stays on the portal's host, its URL holds no id unencoded, and its JSON body is JSON
+// (CheckRequests).
 #include "connectors/portal/portal_codec.h"
 #include "connectors/portal/portal_connector.h"
 #include "fuzz/connector_util.h"
@@ -22,6 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Script script = ParseScript(Text(data, size));
   Call call;
   if (!ParseCall(script.call, {}, &call)) return 0;
+  if (!ObjectOfKind("portal", call.object.object)) return 0;
 
   SystemConfig config;
   config.name = "portal";
@@ -29,11 +32,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.base_url = "https://portal.example.com";
   config.auth = {{"token", "portal-token-0001"}};
   FakeClock clock;
-  PortalConnector connector(config, ScriptedTransport(script), &clock);
+  const auto transport = ScriptedTransport(script);
+  PortalConnector connector(config, transport, &clock);
+  const std::vector<std::string> origins = {config.base_url};
 
   if (call.write) {
     const std::string& object = call.object.object;
-    const nlohmann::json fields =
+    const nlohmann::json defaults =
         object == "users"  ? nlohmann::json{{"email", "ann@example.se"},
                                             {"first_name", "Ann"},
                                             {"last_name", nullptr},
@@ -41,8 +46,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                             {"main_property_id", ""}}
         : object == "access" ? nlohmann::json{{"property_external_id", "P-1"}}
                              : nlohmann::json{{"name", "Villa Ek"}, {"external_id", "P-1"}};
-    const auto ops = Ops(call.ops, fields, object == "access" ? "user_id" : "");
+    const auto fields = WriteFields(script, defaults);
+    if (!fields) return 0;
+    const auto ops = Ops(call.ops, *fields, object == "access" ? "user_id" : "", IdText(script));
     CheckOutcomes(connector.Write(call.object, ops), ops);
+    CheckRequests(transport->requests(), origins, ops);
     return 0;
   }
   const bool access = call.object.object == "access";
@@ -51,5 +59,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto decoded = portal::DecodeAccessCursor(next);
     FUZZ_CHECK(decoded.ok(), "an access cursor the connector cannot read back: " + next);
   });
+  CheckRequests(transport->requests(), origins);
   return 0;
 }

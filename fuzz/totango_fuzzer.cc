@@ -4,7 +4,9 @@
 // with the look-up a retried create makes first.
 //
 // Whatever Totango answers: a read gives records with ids and a cursor to go on from, a write
-// gives one outcome per op, and a write done names the record written.
+// gives one outcome per op, and a write done names the record written. Whatever values the ops
+// carry (the script's "fields" and "id" lines), every request goes to the API or the SDR gateway of
+// the region, its URL holds no id unencoded, and its JSON body is JSON (CheckRequests).
 #include "connectors/totango/totango_connector.h"
 #include "fuzz/connector_util.h"
 #include "src/core/clock.h"
@@ -20,6 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Script script = ParseScript(Text(data, size));
   Call call;
   if (!ParseCall(script.call, {}, &call)) return 0;
+  if (!ObjectOfKind("totango", call.object.object)) return 0;
 
   SystemConfig config;
   config.name = "totango";
@@ -30,11 +33,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     {"region", "eu"},
                     {"allowed.Status", "Trial|Onboarding|Paying"}};
   FakeClock clock;
-  TotangoConnector connector(config, ScriptedTransport(script), &clock);
+  const auto transport = ScriptedTransport(script);
+  TotangoConnector connector(config, transport, &clock);
+  const std::vector<std::string> origins = {config.base_url, "https://sdr-eu1.totango.com"};
 
   if (call.write) {
     const std::string& object = call.object.object;
-    const nlohmann::json fields =
+    const nlohmann::json defaults =
         object == "users"     ? nlohmann::json{{"account_id", "crmb_k1"},
                                                {"email", "ann@example.se"},
                                                {"name", "Ann"},
@@ -44,10 +49,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                 {"subject", "Kick-off"},
                                                 {"content", "Booked"},
                                                 {"title", "Call Ann"}};
-    const auto ops = Ops(call.ops, fields, "");
+    const auto fields = WriteFields(script, defaults);
+    if (!fields) return 0;
+    const auto ops = Ops(call.ops, *fields, "", IdText(script));
     CheckOutcomes(connector.Write(call.object, ops), ops);
+    CheckRequests(transport->requests(), origins, ops);
     return 0;
   }
   ReadPages(connector, call, [](const Cursor&) {});
+  CheckRequests(transport->requests(), origins);
   return 0;
 }

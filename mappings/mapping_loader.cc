@@ -7,6 +7,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <string_view>
 #include <tuple>
 
 #include "mappings/mapping.h"
@@ -942,7 +943,9 @@ class Loader {
   static bool ValidDatePattern(const std::string& p) {
     if (p == "epoch_ms" || p == "epoch_s" || p == "iso" || p == "date") return true;
     for (size_t i = 0; i < p.size(); ++i)
-      if (p[i] == '%' && (i + 1 == p.size() || std::strchr("YmdHMS", p[++i]) == nullptr)) return false;
+      if (p[i] == '%' && (i + 1 == p.size() ||
+                          std::string_view("YmdHMS").find(p[++i]) == std::string_view::npos))
+        return false;
     return p.find("%Y") != std::string::npos && p.find("%m") != std::string::npos &&
            p.find("%d") != std::string::npos;
   }

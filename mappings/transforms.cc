@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <string_view>
 
 #include "src/core/time_util.h"
 
@@ -148,7 +151,9 @@ class NumberTransform : public Transform {
       size_t used = 0;
       const double d = std::stod(text, &used);
       if (used != text.size()) return NotANumber(v);
-      if (d == static_cast<double>(static_cast<int64_t>(d)) && text.find('.') == std::string::npos)
+      // A whole number an int64_t holds stays whole; larger ones (and inf, nan) stay doubles.
+      if (std::fabs(d) < 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d)) &&
+          text.find('.') == std::string::npos)
         return json(static_cast<int64_t>(d));
       return json(d);
     } catch (const std::exception&) {
@@ -184,6 +189,21 @@ class NumberTransform : public Transform {
   NumberFormat f_;
 };
 
+// The field a date pattern's %<spec> stands for: 0 to 5 for Y m d H M S, -1 for anything else
+// (a NUL included, which std::strchr would find as the terminator).
+int DateSlot(char spec) {
+  const size_t at = std::string_view("YmdHMS").find(spec);
+  return at == std::string_view::npos ? -1 : static_cast<int>(at);
+}
+
+// `n` seconds (scale 1000) or milliseconds (scale 1) as milliseconds; nullopt when that is more
+// than an int64_t holds (a vendor's value, not a time).
+std::optional<int64_t> Scaled(int64_t n, int64_t scale) {
+  int64_t ms = 0;
+  if (__builtin_mul_overflow(n, scale, &ms)) return std::nullopt;
+  return ms;
+}
+
 // Date and time: canonical values are ISO-8601 in UTC ("2026-11-23T09:30:00Z"), or a plain date
 // ("2026-11-23") when the native form has no time of day.
 class DateTransform : public Transform {
@@ -196,13 +216,22 @@ class DateTransform : public Transform {
     std::optional<int64_t> ms;
     if (f_.pattern == "epoch_ms" || f_.pattern == "epoch_s") {
       const int64_t scale = f_.pattern == "epoch_ms" ? 1 : 1000;
-      if (v.is_number()) ms = v.get<int64_t>() * scale;
-      else if (v.is_string()) {
+      if (v.is_number_float()) {
+        // Whole units, as before; a number no int64_t holds is no time.
+        const double d = v.get<double>();
+        if (std::isfinite(d) && d > -9.2e18 && d < 9.2e18)
+          ms = Scaled(static_cast<int64_t>(d), scale);
+      } else if (v.is_number_unsigned()) {
+        if (v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
+          ms = Scaled(v.get<int64_t>(), scale);
+      } else if (v.is_number()) {
+        ms = Scaled(v.get<int64_t>(), scale);
+      } else if (v.is_string()) {
         try {
           size_t used = 0;
           const std::string t = v.get<std::string>();
           const long long n = std::stoll(t, &used);
-          if (used == t.size()) ms = n * scale;
+          if (used == t.size()) ms = Scaled(n, scale);
         } catch (const std::exception&) {
         }
       }
@@ -250,9 +279,8 @@ class DateTransform : public Transform {
         continue;
       }
       const char spec = p[++i];
-      const char* const specs = "YmdHMS";
-      const char* slot = std::strchr(specs, spec);
-      if (slot == nullptr) return std::nullopt;
+      const int slot = DateSlot(spec);
+      if (slot < 0) return std::nullopt;
       const size_t width = spec == 'Y' ? 4 : 2;
       if (at + width > text.size()) return std::nullopt;
       int value = 0;
@@ -260,7 +288,7 @@ class DateTransform : public Transform {
         if (!std::isdigit(static_cast<unsigned char>(text[at + k]))) return std::nullopt;
         value = value * 10 + (text[at + k] - '0');
       }
-      fields[slot - specs] = value;
+      fields[slot] = value;
       at += width;
     }
     if (at != text.size()) return std::nullopt;
@@ -279,8 +307,8 @@ class DateTransform : public Transform {
     std::string out;
     for (size_t i = 0; i < p.size(); ++i) {
       if (p[i] == '%' && i + 1 < p.size()) {
-        const char* slot = std::strchr("YmdHMS", p[++i]);
-        out += slot ? parts[slot - "YmdHMS"] : "";
+        const int slot = DateSlot(p[++i]);
+        out += slot >= 0 ? parts[slot] : "";
       } else {
         out += p[i];
       }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "connectors/dynamics365/dynamics365_codec.h"
 #include "connectors/dynamics365/dynamics365_errors.h"
@@ -55,6 +56,37 @@ std::vector<std::string> SelectColumns(const ObjectRef& object) {
 
 bool IsDeltaLink(const std::string& cursor) {
   return cursor.find("deltatoken=") != std::string::npos;
+}
+
+// Whether `link` (an answer's nextLink or deltaLink, or a cursor made of one) leads to the
+// organisation at `base_url`: that URL, compared without case, then a path or a query. Every
+// request carries the organisation's token, so a link anywhere else is never followed.
+bool OnOrganisation(const std::string& link, std::string base_url) {
+  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
+  if (base_url.empty() || link.size() <= base_url.size()) return false;
+  for (size_t i = 0; i < base_url.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(link[i])) !=
+        std::tolower(static_cast<unsigned char>(base_url[i])))
+      return false;
+  return link[base_url.size()] == '/' || link[base_url.size()] == '?';
+}
+
+// `link` as a URL that can be sent: spaces, control characters and bytes beyond ASCII
+// percent-encoded (what they stand for in a URL), everything else as Dataverse wrote it.
+std::string SendableLink(const std::string& link) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(link.size());
+  for (unsigned char c : link) {
+    if (c > 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0x0f];
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -255,8 +287,13 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   Request req;
   req.method = "GET";
   req.idempotent = true;
-  if (state.contains("next") && state["next"].is_string()) {
-    req.url = state["next"].get<std::string>();
+  const std::string stored_next =
+      state.contains("next") && state["next"].is_string() ? state["next"].get<std::string>() : "";
+  if (!stored_next.empty() && !OnOrganisation(stored_next, config_.base_url))
+    spdlog::warn("{}: the stored read of {} leads away from {}; reading on from its watermark",
+                 name_, object.object, config_.base_url);
+  if (!stored_next.empty() && OnOrganisation(stored_next, config_.base_url)) {
+    req.url = SendableLink(stored_next);
   } else {
     std::vector<std::string> cols = SelectColumns(object);
     cols.push_back(pk);
@@ -300,6 +337,11 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   }
   json next = {{"w", watermark}, {"max", max_seen}};
   if (auto link = j.find("@odata.nextLink"); link != j.end() && link->is_string()) {
+    if (!OnOrganisation(link->get<std::string>(), config_.base_url))
+      return Status(StatusCode::kUnavailable,
+                    "dynamics365: reading " + object.object +
+                        ": the answer's @odata.nextLink leads away from " + config_.base_url)
+          .set_system(name_);
     next["next"] = link->get<std::string>();
     page.next = next.dump();
     page.has_more = true;
@@ -320,6 +362,12 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   const int page_size = context.page_size > 0
                             ? std::min(context.page_size, dynamics365::kMaxPageSize)
                             : dynamics365::kDefaultPageSize;
+  if (!cursor.empty() && !OnOrganisation(cursor, config_.base_url)) {
+    // Kept from a run against another organisation URL (the configuration changed since).
+    spdlog::warn("{}: the stored read of {} leads away from {}; reading the table in full", name_,
+                 object.object, config_.base_url);
+    return ReadChanges(object, "", context);
+  }
   Request req;
   req.method = "GET";
   req.idempotent = true;
@@ -338,7 +386,7 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
     if (context.since_ms > 0)
       req.url += "&$filter=" + dynamics365::PercentEncode("modifiedon ge " + FormatIsoUtc(context.since_ms, false));
   } else {
-    req.url = cursor;  // a nextLink or deltaLink, used unchanged (refs/dynamics365 §3)
+    req.url = SendableLink(cursor);  // a nextLink or deltaLink, as given (refs/dynamics365 §3)
   }
   const bool by_time = req.url.find("filter=modifiedon") != std::string::npos ||
                        req.url.find("filter=modifiedon%20ge") != std::string::npos;
@@ -381,6 +429,13 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
     auto it = j.find(name);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
+  for (const char* name : {"@odata.nextLink", "@odata.deltaLink"}) {
+    if (const std::string l = link(name); !l.empty() && !OnOrganisation(l, config_.base_url))
+      return Status(StatusCode::kUnavailable, "dynamics365: reading " + object.object +
+                                                  ": the answer's " + name + " leads away from " +
+                                                  config_.base_url)
+          .set_system(name_);
+  }
   if (std::string next = link("@odata.nextLink"); !next.empty()) {
     page.next = std::move(next);
     page.has_more = true;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "src/core/redaction.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge::dynamics365 {
 
@@ -51,7 +52,9 @@ Status StatusFromTokenEndpoint(const Response& response) {
     const std::string description = StringField(j, "error_description");
     const std::string correlation = StringField(j, "correlation_id");
     if (!error.empty()) detail = error;
-    if (!description.empty()) detail += ": " + description.substr(0, kMaxDescription);
+    // Cut between characters: Entra ID words its descriptions in the tenant's language.
+    if (!description.empty())
+      detail += ": " + std::string(Utf8Prefix(description, kMaxDescription));
     if (!correlation.empty()) detail += " correlation_id=" + correlation;
   }
   const bool busy = response.status == 429 || response.status >= 500;

@@ -251,6 +251,12 @@ Result<WriteOutcome> PortalConnector::Patch(const std::string& collection, const
   return Done(got.empty() ? id : got, false);
 }
 
+// The record a 409 points at, found by its unique value, came without an id: it cannot be
+// updated, nor named as the record written.
+Status PortalConnector::NoIdInMatch(const std::string& what) const {
+  return Status(StatusCode::kUnavailable, what + ": the record found has no id").set_system(name_);
+}
+
 Result<WriteOutcome> PortalConnector::Create(
     const std::string& collection, const WriteOp& op, const json& body, const std::string& what,
     const std::function<Result<WriteOutcome>(const Status& conflict)>& adopt) {
@@ -296,6 +302,7 @@ Result<WriteOutcome> PortalConnector::WriteProperty(const WriteOp& op) {
     if (found->data.empty()) return OpFailed(conflict);
     const json& existing = found->data[0];
     const std::string id = StringAt(existing, "id");
+    if (id.empty()) return OpFailed(NoIdInMatch("finding property " + external_id));
     spdlog::info("{}: property {} already exists as {}; updating it", name_, external_id, id);
     json changes = json::object();
     if (body->contains("name") && (*body)["name"] != existing.value("name", json()))
@@ -327,6 +334,7 @@ Result<WriteOutcome> PortalConnector::WriteUser(const WriteOp& op) {
     if (!found.ok()) return OpFailed(found.status());
     if (found->data.empty()) return OpFailed(conflict);
     const std::string id = StringAt(found->data[0], "id");
+    if (id.empty()) return OpFailed(NoIdInMatch("finding user " + op.key));
     spdlog::info("{}: user {} already exists as {}; updating it", name_, op.key, id);
     return Patch("users", id, *body, "updating user " + id);
   });

@@ -69,6 +69,7 @@ class PortalConnector : public Connector {
                         const std::string& idempotency_key = "");
   // Classifies an error response (StatusFromPortal) as coming from this system.
   Status Fail(const Response& response, const std::string& what) const;
+  Status NoIdInMatch(const std::string& what) const;
   Result<nlohmann::json> ParseBody(const Response& response, const std::string& what) const;
   // GET `path` (which may carry a query) with limit and cursor.
   Result<ListPage> List(const std::string& path, const std::string& cursor, int limit,

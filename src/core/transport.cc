@@ -193,8 +193,10 @@ Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::stri
   std::string why;
   try {
     return nlohmann::json::parse(response.body);
-  } catch (const nlohmann::json::parse_error& e) {
-    why = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 9: ..."
+  } catch (const nlohmann::json::exception& e) {
+    // A syntax error ("[json.exception.parse_error.101] parse error at line 1, column 9: ..."),
+    // or a number past a double's range ("[json.exception.out_of_range.406] number overflow ...").
+    why = e.what();
     const size_t at = why.find("] ");
     if (at != std::string::npos) why = why.substr(at + 2);
   }

@@ -1,6 +1,7 @@
 #include "src/report/onboarding_report.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 
 #include <fmt/format.h>
@@ -31,6 +32,19 @@ Status StagesFromPlan(const MappingPlan& plan, ReportOptions* options) {
 }
 
 namespace {
+
+// The time from `from` to `to`, 0 when `to` is not later. Times come from the systems' records
+// unbounded, so the difference is held to what an int64_t can count rather than overflowing.
+int64_t Elapsed(int64_t from, int64_t to) {
+  if (to <= from) return 0;
+  int64_t d = 0;
+  return __builtin_sub_overflow(to, from, &d) ? INT64_MAX : d;
+}
+
+int64_t AddCapped(int64_t a, int64_t b) {
+  int64_t sum = 0;
+  return __builtin_add_overflow(a, b, &sum) ? (b < 0 ? INT64_MIN : INT64_MAX) : sum;
+}
 
 int64_t JsonMillis(const json& j, const std::string& key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return 0;
@@ -82,11 +96,11 @@ OnboardingTimeline BuildOne(const std::string& id, const Snapshot* snap,
   t.stage = current.stage;
   t.ended = current.end;
   // The clock stops at an end stage; leaving it opens a new interval, so it restarts from zero.
-  if (!t.ended && current.entered_ms > 0) t.in_stage_ms = std::max<int64_t>(0, o.now_ms - current.entered_ms);
+  if (!t.ended && current.entered_ms > 0) t.in_stage_ms = Elapsed(current.entered_ms, o.now_ms);
   for (const StageInterval& i : t.intervals) {
     if (i.end || i.entered_ms == 0) continue;
     const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
-    t.open_ms += std::max<int64_t>(0, until - i.entered_ms);
+    t.open_ms = AddCapped(t.open_ms, Elapsed(i.entered_ms, until));
   }
   t.stuck = !t.ended && t.in_stage_ms >= o.stuck_after_ms;
   t.overdue = !t.ended && t.open_ms >= o.escalate_after_ms;
@@ -285,12 +299,13 @@ json RenderJson(const OnboardingReport& r) {
     json history = json::array();
     for (const StageInterval& i : t.intervals) {
       const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
-      history.push_back({{"stage", i.stage},
-                         {"entered", i.entered_ms > 0 ? json(Time(i.entered_ms)) : json()},
-                         {"left", i.left_ms > 0 ? json(Time(i.left_ms)) : json()},
-                         {"days", i.entered_ms > 0 ? json(WholeDays(until - i.entered_ms)) : json()},
-                         {"moved_by", i.moved_by.empty() ? json() : json(i.moved_by)},
-                         {"end", i.end}});
+      history.push_back(
+          {{"stage", i.stage},
+           {"entered", i.entered_ms > 0 ? json(Time(i.entered_ms)) : json()},
+           {"left", i.left_ms > 0 ? json(Time(i.left_ms)) : json()},
+           {"days", i.entered_ms > 0 ? json(WholeDays(Elapsed(i.entered_ms, until))) : json()},
+           {"moved_by", i.moved_by.empty() ? json() : json(i.moved_by)},
+           {"end", i.end}});
     }
     j["onboardings"].push_back({{"canonical_id", t.canonical_id},
                                 {"title", t.title},
@@ -391,11 +406,12 @@ std::string FunnelSvg(const OnboardingReport& r) {
   return s + "</svg>\n";
 }
 
-// Tick spacing in days: the smallest that keeps the axis to about eight labels.
+// Tick spacing in days: the smallest that keeps the axis to about eight labels (whole four-year
+// spans beyond two years, however far back the records' times reach).
 int64_t TickDays(int64_t span_ms) {
   for (int64_t d : {1, 2, 7, 14, 30, 61, 91, 182, 365, 730})
     if (span_ms / (d * kDayMs) <= 8) return d;
-  return 1461;
+  return (span_ms / 8 / (1461 * kDayMs) + 1) * 1461;
 }
 
 // One row per onboarding on a shared time axis: a segment per stay in a stage.
@@ -409,11 +425,12 @@ std::string TimelineSvg(const OnboardingReport& r) {
     for (const StageInterval& i : t.intervals)
       if (i.entered_ms > 0) start = std::min(start, i.entered_ms);
   // A little room before the first entry, so its segment does not touch the labels.
-  int64_t span = std::max<int64_t>(o.now_ms - start, kDayMs);
-  start -= span / 40;
-  span = o.now_ms - start;
+  int64_t span = std::max<int64_t>(Elapsed(start, o.now_ms), kDayMs);
+  start = AddCapped(start, -(span / 40));
+  span = std::max<int64_t>(Elapsed(start, o.now_ms), 1);
   auto x_of = [&](int64_t ms) {
-    return label_w + static_cast<double>(std::clamp(ms, start, o.now_ms) - start) * bars_w / span;
+    return label_w + static_cast<double>(Elapsed(start, std::clamp(ms, start, o.now_ms))) * bars_w /
+                         static_cast<double>(span);
   };
 
   std::string s = fmt::format(
@@ -421,7 +438,8 @@ std::string TimelineSvg(const OnboardingReport& r) {
       "aria-label=\"Stage history per onboarding\">\n<g class=\"axis\">",
       width, height);
   const int64_t step = TickDays(span) * kDayMs;
-  for (int64_t t = (start / kDayMs + 1) * kDayMs; t < o.now_ms; t += step) {
+  for (int64_t t = AddCapped(start / kDayMs * kDayMs, kDayMs); t < o.now_ms;
+       t = AddCapped(t, step)) {
     const double x = x_of(t);
     if (label_w + bars_w - x < 160) break;  // keep clear of the "as of" label
     s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\"/>", x, axis_h - 6, x, height);
@@ -447,9 +465,10 @@ std::string TimelineSvg(const OnboardingReport& r) {
       const double x2 = x_of(i.left_ms > 0 ? i.left_ms : o.now_ms);
       const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
       const std::string what = fmt::format(
-          "{}: {} to {}{}{}", StageName(i.stage), i.entered_ms > 0 ? Date(i.entered_ms) : "before the history",
+          "{}: {} to {}{}{}", StageName(i.stage),
+          i.entered_ms > 0 ? Date(i.entered_ms) : "before the history",
           i.left_ms > 0 ? Date(i.left_ms) : "now",
-          i.entered_ms > 0 ? fmt::format(" ({} days{})", WholeDays(until - i.entered_ms),
+          i.entered_ms > 0 ? fmt::format(" ({} days{})", WholeDays(Elapsed(i.entered_ms, until)),
                                          i.end ? ", not counted: end stage" : "")
                            : "",
           i.moved_by.empty() ? "" : ", moved by " + i.moved_by);

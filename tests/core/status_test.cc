@@ -187,6 +187,19 @@ TEST(StatusFromResponseTest, ExcerptNeverSplitsUtf8) {
 namespace crmbridge {
 namespace {
 
+// A number past a double's range is no JSON crmbridge can hold: refused like any other answer
+// that is not JSON, never thrown at the caller.
+TEST(ParseJsonAnswerTest, ANumberPastTheRangeOfADoubleIsRefused) {
+  Response answer;
+  answer.status = 207;
+  answer.body = R"({"status":"COMPLETE","results":[{"id":"1","properties":{"amount":2e308}}]})";
+  auto r = ParseJsonAnswer(answer, "hubspot", "upserting tickets");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("number overflow parsing '2e308'"), std::string::npos)
+      << r.status().message();
+}
+
 // An answer that must be JSON and is not: the error says what came instead, in one printable line.
 TEST(ParseJsonAnswerTest, SaysWhatCameInstead) {
   Response html;

@@ -74,6 +74,43 @@ TEST(TransformsTest, DatesConvertBetweenNativeFormsAndIsoUtc) {
   EXPECT_EQ(Out(*plain_day, "2026-12-01"), "2026-12-01");
 }
 
+// Epoch seconds or milliseconds that no int64_t of milliseconds holds are no time: refused, never
+// multiplied past the range.
+TEST(TransformsTest, EpochValuesPastTheRangeAreRefused) {
+  DateFormat s;
+  s.pattern = "epoch_s";
+  auto seconds = NewDate(s);
+  EXPECT_EQ(In(*seconds, "1795424400"), "2026-11-23T09:00:00Z");
+  EXPECT_EQ(In(*seconds, 1795424400.9), "2026-11-23T09:00:00Z");
+  EXPECT_FALSE(seconds->In("8865281135233349858").ok());
+  EXPECT_FALSE(seconds->In(json(9'000'000'000'000'000'000ULL)).ok());
+  EXPECT_FALSE(seconds->In(json(18'446'744'073'709'551'615ULL)).ok());
+  EXPECT_FALSE(seconds->In(json(1e300)).ok());
+  DateFormat ms;
+  ms.pattern = "epoch_ms";
+  auto millis = NewDate(ms);
+  EXPECT_FALSE(millis->In(json(-1e19)).ok());
+  EXPECT_FALSE(millis->In(json(18'446'744'073'709'551'615ULL)).ok());
+}
+
+// A '%' before a NUL in a pattern is no field: the text must hold the NUL itself, and nothing is
+// read or written past the six fields.
+TEST(TransformsTest, APercentBeforeANulIsNoField) {
+  DateFormat odd;
+  odd.pattern = std::string("%d.%m.%Y %\0H", 12);
+  auto d = NewDate(odd);
+  EXPECT_FALSE(d->In("23.11.2026 10").ok());
+  EXPECT_EQ(Out(*d, "2026-11-23T09:40:00Z"), "23.11.2026 H");
+}
+
+// A number in text past what an int64_t holds is read as a double, not converted to an integer.
+TEST(TransformsTest, ANumberPastTheIntegerRangeStaysADouble) {
+  auto number = NewNumber(NumberFormat{});
+  EXPECT_EQ(In(*number, "10000000000000000000000000000000000"), json(1e34));
+  EXPECT_EQ(In(*number, "-9300000000000000000"), json(-9.3e18));
+  EXPECT_EQ(In(*number, "42"), json(42));
+}
+
 TEST(TransformsTest, TemplatesWrapOnTheWayOutAndUnwrapOnTheWayIn) {
   auto t = NewTemplate("SE {} – onboarding");
   EXPECT_EQ(Out(*t, "Bygg AB"), "SE Bygg AB – onboarding");

@@ -3,6 +3,8 @@
 // and 60-day thresholds, the funnel, and text that cannot break out of the HTML.
 #include "src/report/onboarding_report.h"
 
+#include <limits>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -296,6 +298,31 @@ TEST(EscapeHtmlTest, EscapesEveryCharacterThatCanEndTextOrAnAttribute) {
   EXPECT_EQ(EscapeHtml("<script>alert('x') & \"y\"</script>"),
             "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;");
   EXPECT_EQ(EscapeHtml("Söderberg"), "Söderberg");
+}
+
+// Records' times reach the history unbounded (a vendor's modification time far before 1970):
+// days are held to what can be counted instead of overflowing, and the time axis keeps to a few
+// labels however long it spans (here from 1970 to an --as-of at the end of year 9999).
+TEST_F(OnboardingReportTest, TimesAtTheEndsOfTheRangeNeitherOverflowNorFloodTheAxis) {
+  Move("o1", "hubspot", "", "new", std::numeric_limits<int64_t>::min() + 1);
+  Move("o1", "hubspot", "new", "onboarding", std::numeric_limits<int64_t>::min() + 2);
+  OnboardingReport r = Build();
+  const OnboardingTimeline* o1 = Find(r, "o1");
+  ASSERT_NE(o1, nullptr);
+  EXPECT_EQ(o1->open_ms, std::numeric_limits<int64_t>::max());
+  EXPECT_TRUE(o1->overdue);
+  EXPECT_TRUE(json::accept(RenderJson(r).dump()));
+
+  Move("o2", "hubspot", "", "new", 1);
+  options_.now_ms = *ParseIsoUtcMillis("9999-12-31T23:59:59Z");
+  r = BuildOnboardingReport(snapshots_, transitions_, options_);
+  const std::string html = RenderHtml(r);
+  size_t ticks = 0;
+  for (size_t at = html.find("<text class=\"muted\""); at != std::string::npos;
+       at = html.find("<text class=\"muted\"", at + 1))
+    ++ticks;
+  EXPECT_GE(ticks, 1u);
+  EXPECT_LE(ticks, 9u);
 }
 
 TEST_F(OnboardingReportTest, HtmlIsSelfContainedAndEscapesEveryText) {

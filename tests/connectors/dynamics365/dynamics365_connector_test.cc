@@ -179,6 +179,85 @@ TEST(Dynamics365ConnectorTest, ChangeTrackingPagesAndReportsDeletes) {
   EXPECT_EQ(p3->records[0].id, "g1");
 }
 
+// Every request carries the organisation's token: a paging link from an answer that leads to
+// another host is not followed, nor is one kept from a run against another organisation URL.
+TEST(Dynamics365ConnectorTest, PagingLinkToAnotherHostIsNotFollowed) {
+  Dataverse dv;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    EXPECT_EQ(r.url.rfind("http://org.test/", 0), 0u) << r.url;
+    return Json(200, {{"value", json::array()},
+                      {"@odata.nextLink",
+                       "http://org.test.elsewhere.example/api/data/v9.2/"
+                       "opportunities?$skiptoken=2"}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  auto page = c.ReadChanges(Opportunities(), "", ReadContext{});
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(page.status().message().find("leads away from http://org.test"), std::string::npos)
+      << page.status().ToString();
+
+  ObjectRef by_time = Opportunities();
+  by_time.params["change_tracking"] = "false";
+  auto by_modifiedon = c.ReadChanges(by_time, "", ReadContext{});
+  ASSERT_FALSE(by_modifiedon.ok());
+  EXPECT_EQ(by_modifiedon.status().code(), StatusCode::kUnavailable);
+}
+
+TEST(Dynamics365ConnectorTest, StoredLinkToAnotherHostReadsTheTableAgain) {
+  Dataverse dv;
+  std::vector<std::string> urls;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    urls.push_back(r.url);
+    return Json(
+        200, {{"value", json::array()},
+              {"@odata.deltaLink", "http://org.test/api/data/v9.2/opportunities?$deltatoken=9"}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  auto page =
+      c.ReadChanges(Opportunities(),
+                    "http://old-org.test/api/data/v9.2/opportunities?$deltatoken=3", ReadContext{});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(urls.size(), 1u);
+  EXPECT_EQ(urls[0].rfind("http://org.test/api/data/v9.2/opportunities?$select=", 0), 0u)
+      << urls[0];
+  EXPECT_NE(page->next.find("deltatoken=9"), std::string::npos);
+
+  ObjectRef by_time = Opportunities();
+  by_time.params["change_tracking"] = "false";
+  urls.clear();
+  auto from_watermark = c.ReadChanges(
+      by_time,
+      R"({"w":1767225600000,"max":1767225600000,"next":"http://old-org.test/x?$skiptoken=2"})",
+      ReadContext{});
+  ASSERT_TRUE(from_watermark.ok()) << from_watermark.status().ToString();
+  ASSERT_EQ(urls.size(), 1u);
+  EXPECT_NE(urls[0].find("$filter=modifiedon%20ge%202026-01-01T00%3A00%3A00Z"), std::string::npos)
+      << urls[0];
+}
+
+// A link is sent as a URL: what a client cannot put on the request line is percent-encoded.
+TEST(Dynamics365ConnectorTest, PagingLinkIsSentAsAUrl) {
+  Dataverse dv;
+  std::vector<std::string> urls;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    urls.push_back(r.url);
+    return Json(200, {{"value", json::array()}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  ASSERT_TRUE(
+      c.ReadChanges(Opportunities(),
+                    "http://org.test/api/data/v9.2/opportunities?$skiptoken=a b\r\nX: y\xc3\xa5",
+                    ReadContext{})
+          .ok());
+  ASSERT_EQ(urls.size(), 1u);
+  EXPECT_EQ(urls[0],
+            "http://org.test/api/data/v9.2/opportunities?$skiptoken=a%20b%0D%0AX:%20y%C3%A5");
+}
+
 TEST(Dynamics365ConnectorTest, RefusedCredentialsStopTheSystemWithoutLeakingTheSecret) {
   auto transport = std::make_shared<FakeTransport>();
   transport->Respond(

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "src/core/utf8.h"
+
 namespace crmbridge::dynamics365 {
 namespace {
 
@@ -75,6 +77,18 @@ TEST(Dynamics365ErrorsTest, TokenRefusalIsUnauthenticatedWithTheAadstsDescriptio
   EXPECT_NE(s.message().find("invalid_scope: AADSTS70011"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("correlation_id=corr-1"), std::string::npos);
   EXPECT_EQ(s.http_status(), 400);
+}
+
+// A long description is cut between characters, never inside one: the message stays UTF-8 for the
+// JSON logs and dead letters it ends up in.
+TEST(Dynamics365ErrorsTest, ALongTokenDescriptionIsCutBetweenCharacters) {
+  const std::string description = "AADSTS7000215: " + std::string(284, 'a') + "\u00e5\u00e4\u00f6";
+  Status s = StatusFromTokenEndpoint(
+      Error(401, R"({"error":"invalid_client","error_description":")" + description + R"("})"));
+  EXPECT_EQ(s.code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(IsValidUtf8(s.message())) << s.message();
+  EXPECT_NE(s.message().find("AADSTS7000215: aaa"), std::string::npos);
+  EXPECT_EQ(s.message().find("\xc3\xa5"), std::string::npos) << "past the limit";
 }
 
 TEST(Dynamics365ErrorsTest, BusyTokenEndpointIsTransient) {

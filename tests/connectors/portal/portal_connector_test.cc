@@ -676,5 +676,35 @@ TEST(PortalCodecTest, CreateKeysFollowTheKeyAndTheBody) {
   EXPECT_EQ(PercentEncode("Anna+x@example.se/å"), "Anna%2Bx%40example.se%2F%C3%A5");
 }
 
+// A 409 whose match comes back without an id (a proxy's or a broken answer) is no write done:
+// crmbridge can neither update that record nor name it as the one written.
+TEST(PortalConnectorConflictTest, AMatchWithoutAnIdIsNoWriteDone) {
+  for (const std::string object : {"users", "properties"}) {
+    auto transport = std::make_shared<FakeTransport>();
+    transport->Respond(409, R"({"error":{"code":"conflict","message":"taken"}})");
+    transport->Respond(200, R"({"data":[{"user_id":"u2","email":"ann@example.se"}]})");
+    SystemConfig config;
+    config.name = config.kind = "portal";
+    config.base_url = "http://portal.test";
+    config.auth = {{"token", "portal-token-0001"}};
+    FakeClock clock;
+    PortalConnector connector(config, transport, &clock);
+    ObjectRef ref;
+    ref.object = object;
+    WriteOp op;
+    op.kind = WriteOp::Kind::kUpsert;
+    op.key = "crm-1";
+    op.fields = object == "users" ? nlohmann::json{{"email", "ann@example.se"}}
+                                  : nlohmann::json{{"name", "Villa Ek"}, {"external_id", "P-1"}};
+    auto outcomes = connector.Write(ref, {op});
+    ASSERT_TRUE(outcomes.ok()) << outcomes.status().ToString();
+    ASSERT_EQ(outcomes->size(), 1u);
+    EXPECT_FALSE((*outcomes)[0].status.ok()) << object;
+    EXPECT_NE((*outcomes)[0].status.message().find("the record found has no id"), std::string::npos)
+        << (*outcomes)[0].status.ToString();
+    EXPECT_EQ(transport->request_count(), 2u) << "nothing is patched";
+  }
+}
+
 }  // namespace
 }  // namespace crmbridge
