@@ -499,6 +499,7 @@ class PostgresStore final : public Store {
                                                   const std::string& entity,
                                                   const std::string& canonical_id) override;
   Result<nlohmann::json> OutboxCounts() override;
+  Result<nlohmann::json> DeadLetterCounts() override;
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
   Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
@@ -1345,6 +1346,17 @@ Result<nlohmann::json> PostgresStore::OutboxCounts() {
   CRMB_RETURN_IF_ERROR(EnsureConnected());
   auto r = Run("SELECT system, count(*) FROM outbox GROUP BY system ORDER BY system", Params(),
                "counting outbox items");
+  if (!r.ok()) return r.status();
+  json counts = json::object();
+  for (int row = 0; row < r->size(); ++row) counts[r->Text(row, 0)] = r->Int(row, 1);
+  return counts;
+}
+
+Result<nlohmann::json> PostgresStore::DeadLetterCounts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(EnsureConnected());
+  auto r = Run("SELECT system, count(*) FROM dead_letters GROUP BY system ORDER BY system",
+               Params(), "counting dead letters");
   if (!r.ok()) return r.status();
   json counts = json::object();
   for (int row = 0; row < r->size(); ++row) counts[r->Text(row, 0)] = r->Int(row, 1);

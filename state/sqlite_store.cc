@@ -436,6 +436,7 @@ class SqliteStore final : public Store {
   Result<nlohmann::json> OutboxCounts() override;
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
+  Result<nlohmann::json> DeadLetterCounts() override;
   Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
                                                const std::string& entity) override;
   Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system, const std::string& entity,
@@ -1444,6 +1445,16 @@ Result<std::optional<OutboxItem>> SqliteStore::PendingOutbox(const std::string& 
   auto item = ReadOutboxRow(st);
   if (!item.ok()) return item.status();
   return std::optional<OutboxItem>(std::move(*item));
+}
+
+Result<nlohmann::json> SqliteStore::DeadLetterCounts() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt st = Prepare("SELECT system, COUNT(*) FROM dead_letters GROUP BY system ORDER BY system");
+  json counts = json::object();
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) counts[st.ColText(0)] = st.ColInt(1);
+  if (rc != SQLITE_DONE) return Error(rc, "counting dead letters");
+  return counts;
 }
 
 Result<nlohmann::json> SqliteStore::OutboxCounts() {

@@ -413,6 +413,8 @@ class Store {
 
   // The dead letters, oldest first (in the order they failed), at most `limit`.
   virtual Result<std::vector<DeadLetter>> ListDeadLetters(int limit) = 0;
+  // The number of dead letters per system ({"portal": 1}); a system with none is absent.
+  virtual Result<nlohmann::json> DeadLetterCounts() = 0;
   // Moves a dead letter back to the outbox, due at `now_ms` with a fresh retry budget (attempts 0,
   // no error), in one transaction. The newest payload still wins: when a write for the same record
   // was queued after this one, the dead letter's payload is dropped instead, and a newer write

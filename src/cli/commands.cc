@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -21,6 +22,7 @@
 #include "src/core/logging.h"
 #include "src/core/time_util.h"
 #include "src/engine/bootstrap.h"
+#include "src/metrics/metrics.h"
 #include "src/report/onboarding_report.h"
 #include "src/serve/webhook_inbox.h"
 #include "state/postgres_store.h"
@@ -194,10 +196,18 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
 
 }  // namespace
 
+static std::set<std::string> SystemNames(const AppConfig& config) {
+  std::set<std::string> names;
+  for (const auto& [name, system] : config.systems) names.insert(name);
+  return names;
+}
+
 // The engine over the loaded configuration, with a connector per mapped system; nullopt (the
 // reason printed) when a connector cannot be built from its configuration.
-static std::optional<std::unique_ptr<SyncEngine>> NewEngine(Loaded& loaded) {
-  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real());
+static std::optional<std::unique_ptr<SyncEngine>> NewEngine(Loaded& loaded,
+                                                            Metrics* metrics = nullptr) {
+  auto connectors = BuildConnectors(loaded.config, *loaded.plan, Clock::Real(),
+                                    metrics ? metrics->ApiObserver() : nullptr);
   if (!connectors.ok()) {
     std::cerr << "crmbridge: " << connectors.status().message() << "\n";
     return std::nullopt;
@@ -221,7 +231,9 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
 
-  auto engine_or = NewEngine(loaded);
+  std::optional<Metrics> metrics;
+  if (!options.metrics_file.empty()) metrics.emplace(SystemNames(loaded.config));
+  auto engine_or = NewEngine(loaded, metrics ? &*metrics : nullptr);
   if (!engine_or) return kExitUsage;
   SyncEngine& engine = **engine_or;
   InstallStopHandlers();
@@ -232,6 +244,13 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   run.holder = Holder();
   run.stop = &g_stop;
   auto summary = engine.RunOnce(run);
+  if (metrics) {
+    // Written whatever the run's outcome: a failed run is what the metrics must show.
+    if (summary.ok()) metrics->AddRun(*summary);
+    Status s = metrics->ReadStore(*loaded.store);
+    if (s.ok()) s = metrics->WriteFile(options.metrics_file);
+    if (!s.ok()) std::cerr << "crmbridge: metrics not written: " << s.message() << "\n";
+  }
   if (!summary.ok()) {
     std::cerr << "crmbridge: sync failed: " << summary.status().ToString() << "\n";
     return kExitInternal;
@@ -429,11 +448,12 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
 
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
-  auto engine_or = NewEngine(loaded);
+  Metrics metrics(SystemNames(loaded.config));
+  auto engine_or = NewEngine(loaded, &metrics);
   if (!engine_or) return kExitUsage;
   SyncEngine& engine = **engine_or;
   Store* store = loaded.store.get();
-  WebhookInbox inbox(&loaded.config, store, Clock::Real(), inbox_options);
+  WebhookInbox inbox(&loaded.config, store, Clock::Real(), inbox_options, &metrics);
   if (Status s = inbox.Start(); !s.ok()) {
     std::cerr << "crmbridge serve: " << s.message() << "\n";
     return kExitUsage;
@@ -442,7 +462,7 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   const std::string holder = Holder();
   // The first line on stdout says where it listens (with port 0, the port it was given).
   std::cout << "crmbridge serve: listening on http://" << inbox_options.host << ":" << inbox.port()
-            << " (/healthz, /readyz, /webhooks/SYSTEM); syncing every " << options.every
+            << " (/healthz, /readyz, /metrics, /webhooks/SYSTEM); syncing every " << options.every
             << std::endl;
   spdlog::info("serve: as {}; SIGTERM or SIGINT stops it after the current batch", holder);
 
@@ -474,6 +494,9 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     run.stop = &g_stop;
     auto summary = engine.RunOnce(run);
     LogScheduledRun("serve", summary);
+    if (summary.ok() && !summary->lease_denied)
+      inbox.SetCredentialFailures(summary->credentials_refused);
+    if (summary.ok()) metrics.AddRun(*summary);
     const bool complete = summary.ok() && !summary->lease_denied && !summary->lease_lost &&
                           summary->unreachable.empty() && !g_stop.load();
     if (up_to > 0 && complete) {
@@ -498,7 +521,7 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   auto runs = store->RecentRuns(options.runs);
   auto cursors = store->ListCursors();
   auto outbox = store->OutboxCounts();
-  auto dead = store->ListDeadLetters(1000);
+  auto dead = store->DeadLetterCounts();
   auto lease = store->GetLease();
   auto announced = store->PendingWebhookEvents(0);
   for (const Status* s : {&runs.status(), &cursors.status(), &outbox.status(), &dead.status(),
@@ -527,7 +550,9 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
                             {"cursor", c.cursor},
                             {"updated", FormatTime(c.updated_ms)}});
   j["outbox_pending"] = *outbox;
-  j["dead_letters"] = static_cast<int64_t>(dead->size());
+  int64_t dead_letters = 0;
+  for (const auto& [system, n] : dead->items()) dead_letters += n.get<int64_t>();
+  j["dead_letters"] = dead_letters;
   // Changes webhooks announced that no run has read yet (`crmbridge serve`).
   j["webhook_events_pending"] = static_cast<int64_t>(announced->size());
   if (lease->has_value()) {
@@ -574,8 +599,8 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
     for (const auto& [system, n] : outbox->items())
       std::printf("  %-12s %s\n", system.c_str(), n.dump().c_str());
   }
-  std::printf("Dead letters: %zu%s\n", dead->size(),
-              dead->empty() ? "" : " (crmbridge dlq list shows them)");
+  std::printf("Dead letters: %lld%s\n", static_cast<long long>(dead_letters),
+              dead_letters == 0 ? "" : " (crmbridge dlq list shows them)");
   return kExitOk;
 }
 

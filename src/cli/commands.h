@@ -31,6 +31,7 @@ struct SyncOptions {
   bool dry_run = false;
   bool json = false;
   bool verbose = false;
+  std::string metrics_file;  // written after the run (node_exporter's textfile collector)
 };
 
 struct BackfillOptions {

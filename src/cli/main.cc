@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   sync_cmd->add_flag("-v,--verbose", sync.verbose,
                      "Print every write (planned, with --dry-run) with its fields, and log every "
                      "record a warning concerns (otherwise the first 5 of each kind, then a count)");
+  sync_cmd->add_option("--metrics-file", sync.metrics_file,
+                       "After the run, write its metrics in Prometheus' text format to this file "
+                       "(atomically), for node_exporter's textfile collector when cron runs sync");
 
   StatusOptions status;
   BackfillOptions backfill;
@@ -91,8 +94,9 @@ int main(int argc, char** argv) {
   ServeOptions serve;
   CLI::App* serve_cmd = app.add_subcommand(
       "serve",
-      "Sync on a schedule, as daemon does, and serve HTTP: /healthz, /readyz, and webhooks at\n"
-      "/webhooks/SYSTEM (a HubSpot system verifies them with its auth.client_secret). A change\n"
+      "Sync on a schedule, as daemon does, and serve HTTP: /healthz, /readyz, /metrics\n"
+      "(Prometheus), and webhooks at /webhooks/SYSTEM (a HubSpot system verifies them with its\n"
+      "auth.client_secret). A change\n"
       "a webhook announces is stored before it is answered and read by a run at once; the\n"
       "scheduled runs catch whatever a webhook missed. Listens on loopback: put TLS in the\n"
       "ingress in front of it (docs/OPERATIONS.md).");

@@ -95,6 +95,25 @@ class TransportWrapper : public Transport {
   std::unique_ptr<Transport> target_;
 };
 
+// Sees each exchange made through an ObservedTransport: the request and what came back.
+using ExchangeObserver = std::function<void(const Request&, const Result<Response>&)>;
+
+// Shows every exchange to an observer (metrics count them), after passing it on unchanged. Placed
+// below the retries, it sees each attempt, so a 429 that a retry recovers from is still seen.
+class ObservedTransport : public TransportWrapper {
+ public:
+  ObservedTransport(std::unique_ptr<Transport> target, ExchangeObserver observer)
+      : TransportWrapper(std::move(target)), observer_(std::move(observer)) {}
+  Result<Response> Send(const Request& request) override {
+    Result<Response> result = target()->Send(request);
+    observer_(request, result);
+    return result;
+  }
+
+ private:
+  ExchangeObserver observer_;
+};
+
 // A header holding a whole number of `unit`s ("10000" milliseconds, "3" seconds) as a duration,
 // clamped to one week; nullopt when it is absent, negative or not a number.
 std::optional<std::chrono::milliseconds> HeaderDuration(const Response& response,

@@ -19,9 +19,11 @@ std::shared_ptr<TokenBucket> BucketFor(const RateLimitConfig& limit, Clock* cloc
 
 }  // namespace
 
-std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock) {
+std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock,
+                                                ExchangeObserver observer) {
   CpprestOptions http;
   std::unique_ptr<Transport> t = NewCpprestTransport(http);
+  if (observer) t = std::make_unique<ObservedTransport>(std::move(t), std::move(observer));
   t = std::make_unique<RedactingLogTransport>(std::move(t), clock);
   // The limiter sits below the retries, so every retry also waits for a token: a burst of
   // retries can never exceed the budget the vendor enforces.
@@ -66,7 +68,8 @@ Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) 
 }
 
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
-    const AppConfig& config, const MappingPlan& plan, Clock* clock) {
+    const AppConfig& config, const MappingPlan& plan, Clock* clock,
+    const ExchangeObserver& observer) {
   std::map<std::string, std::unique_ptr<Connector>> out;
   for (const std::string& name : plan.systems()) {
     auto it = config.systems.find(name);
@@ -77,7 +80,7 @@ Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
                         " does not declare");
     }
     CRMB_RETURN_IF_ERROR(ValidateSystemConfig(it->second));
-    auto connector = NewConnector(it->second, BuildSystemTransport(it->second, clock), clock);
+    auto connector = NewConnector(it->second, BuildSystemTransport(it->second, clock, observer), clock);
     if (!connector.ok()) return connector.status();
     out.emplace(name, std::move(*connector));
   }

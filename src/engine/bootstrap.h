@@ -21,8 +21,10 @@
 namespace crmbridge {
 
 // The HTTP stack for one system: real network, redacting debug log, the system's client-side
-// rate limits, and retries with backoff that honour Retry-After.
-std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock);
+// rate limits, and retries with backoff that honour Retry-After. `observer`, when given, sees
+// every attempt (metrics).
+std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock,
+                                                ExchangeObserver observer = nullptr);
 
 // The systems the mapping loader checks a mapping against: `kinds` (system name -> kind), and what
 // every kind in the connector registry can do.
@@ -33,6 +35,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
 
 // One connector per system named in `plan`, each over its own transport stack.
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
-    const AppConfig& config, const MappingPlan& plan, Clock* clock);
+    const AppConfig& config, const MappingPlan& plan, Clock* clock,
+    const ExchangeObserver& observer = nullptr);
 
 }  // namespace crmbridge

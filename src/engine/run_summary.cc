@@ -17,6 +17,15 @@ const char* WriteActionName(WriteAction action) {
 
 using nlohmann::json;
 
+void LagHistogram::Observe(double seconds) {
+  if (seconds < 0) seconds = 0;  // the source's clock ahead of ours
+  size_t bucket = 0;
+  while (bucket < kBoundsSeconds.size() && seconds > kBoundsSeconds[bucket]) ++bucket;
+  ++buckets[bucket];
+  sum_seconds += seconds;
+  ++observed;
+}
+
 json EntityCounts::ToJson() const {
   return json{{"read", read},         {"unchanged", unchanged},   {"changed", changed},
               {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"queued", queued},
@@ -88,6 +97,8 @@ EntityCounts& RunTally::Count(const std::string& system, const std::string& enti
 void RunTally::MarkUnreachable(const std::string& system, const Status& why) {
   std::lock_guard<std::mutex> lock(mu_);
   summary_.unreachable.emplace(system, why.ToString());
+  if (why.code() == StatusCode::kUnauthenticated)
+    summary_.credentials_refused.emplace(system, why.ToString());
 }
 
 bool RunTally::IsUnreachable(const std::string& system) {

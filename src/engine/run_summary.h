@@ -2,6 +2,7 @@
 // the systems that could not be reached. RunTally adds to it from the run's threads.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -14,6 +15,18 @@
 #include "src/core/status.h"
 
 namespace crmbridge {
+
+// How long changes took to reach their target, in fixed buckets (the metrics' histogram):
+// from the change's time in the system it came from (the record's modification time there) to
+// the write that carried it being confirmed by the target.
+struct LagHistogram {
+  static constexpr std::array<double, 13> kBoundsSeconds = {
+      0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400};
+  std::array<int64_t, kBoundsSeconds.size() + 1> buckets{};  // the last one: above every bound
+  double sum_seconds = 0;
+  int64_t observed = 0;
+  void Observe(double seconds);
+};
 
 // Per (system, entity) tallies of one run.
 struct EntityCounts {
@@ -37,6 +50,8 @@ struct EntityCounts {
   int64_t unresolved_refs = 0;
   // Writes held back because a record they refer to does not exist in that system yet.
   int64_t waiting_on_refs = 0;
+  // Writes confirmed here, by how long after the change in its source system.
+  LagHistogram change_lag;
   nlohmann::json ToJson() const;
 };
 
@@ -69,6 +84,8 @@ struct RunSummary {
   std::map<std::string, std::map<std::string, EntityCounts>> counts;
   // Systems that could not be reached or refused our credentials, with the reason.
   std::map<std::string, std::string> unreachable;
+  // Of those, the systems that refused crmbridge's credentials (nothing syncs until they change).
+  std::map<std::string, std::string> credentials_refused;
   std::vector<PlannedWrite> plan;  // dry runs only
   // Writes delivered by a real run, the first kMaxWrittenListed of them (the counts hold all).
   static constexpr size_t kMaxWrittenListed = 1000;

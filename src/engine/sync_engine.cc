@@ -730,6 +730,13 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
         }
       }
       if (outcomes[i].unverified) ++counts.unverified;
+      if (auto snap = find_snapshot(item); snap.ok() && snap->has_value()) {
+        // The write carries the record's latest change: its lag runs from that change.
+        int64_t changed = 0;
+        for (const auto& [field, ms] : (**snap).changed_ms.items())
+          if (ms.is_number_integer()) changed = std::max(changed, ms.get<int64_t>());
+        if (changed > 0) counts.change_lag.Observe(static_cast<double>(now - changed) / 1000);
+      }
       if (outcomes[i].created) {
         ++counts.created;
       } else {

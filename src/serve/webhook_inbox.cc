@@ -9,8 +9,9 @@
 
 namespace crmbridge {
 
-WebhookInbox::WebhookInbox(const AppConfig* config, Store* store, Clock* clock, InboxOptions options)
-    : config_(config), store_(store), clock_(clock), options_(std::move(options)) {}
+WebhookInbox::WebhookInbox(const AppConfig* config, Store* store, Clock* clock, InboxOptions options,
+                           Metrics* metrics)
+    : config_(config), store_(store), clock_(clock), options_(std::move(options)), metrics_(metrics) {}
 
 WebhookInbox::~WebhookInbox() { Stop(); }
 
@@ -59,19 +60,50 @@ void WebhookInbox::Wake() {
   cv_.notify_all();
 }
 
+void WebhookInbox::SetCredentialFailures(std::map<std::string, std::string> failures) {
+  std::lock_guard<std::mutex> lock(mu_);
+  credential_failures_ = std::move(failures);
+}
+
 void WebhookInbox::Route() {
   server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     auto version = store_->SchemaVersion();
-    if (version.ok()) {
-      res.set_content("ready\n", "text/plain");
-    } else {
+    if (!version.ok()) {
       res.status = 503;
       res.set_content("the state store does not answer: " + version.status().ToString() + "\n",
                       "text/plain");
+      return;
     }
+    std::string refused;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [system, why] : credential_failures_)
+        refused += system + " refused crmbridge's credentials: " + why + "\n";
+    }
+    if (!refused.empty()) {
+      res.status = 503;
+      res.set_content(refused, "text/plain");
+      return;
+    }
+    res.set_content("ready\n", "text/plain");
+  });
+  if (metrics_) {
+    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      // The store's gauges are read at each scrape; a store that does not answer leaves them as
+      // they were and is itself what /readyz reports.
+      if (Status s = metrics_->ReadStore(*store_); !s.ok())
+        spdlog::warn("metrics: cannot read the state store: {}", s.ToString());
+      res.set_content(metrics_->Text(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+  }
+  // A body over the limit is answered 413 by the server before any route sees it.
+  server_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const std::string prefix = "/webhooks/";
+    if (res.status == 413 && metrics_ && req.path.rfind(prefix, 0) == 0)
+      metrics_->AddWebhookEvents(req.path.substr(prefix.size()), WebhookOutcome::kTooLarge, 1);
   });
   server_->Post(R"(/webhooks/([A-Za-z0-9_.-]+))", [this](const httplib::Request& req,
                                                           httplib::Response& res) {
@@ -101,7 +133,14 @@ void WebhookInbox::Route() {
     request.body = req.body;
     request.now_ms = clock_->NowMillis();
     const WebhookReceipt receipt = receive(it->second, request);
-    if (receipt.http_status != 200) return answer(receipt.http_status, receipt.error);
+    if (receipt.http_status != 200) {
+      if (metrics_)
+        metrics_->AddWebhookEvents(system,
+                                   receipt.http_status == 401 ? WebhookOutcome::kRefused
+                                                              : WebhookOutcome::kMalformed,
+                                   1);
+      return answer(receipt.http_status, receipt.error);
+    }
 
     std::vector<WebhookEvent> events;
     for (const AnnouncedChange& c : receipt.changes) {
@@ -126,6 +165,12 @@ void WebhookInbox::Route() {
       added = *stored;
     }
     ++accepted_;
+    if (metrics_) {
+      const int64_t announced = static_cast<int64_t>(receipt.changes.size());
+      metrics_->AddWebhookEvents(system, WebhookOutcome::kAccepted, added);
+      metrics_->AddWebhookEvents(system, WebhookOutcome::kDuplicate, announced - added);
+      metrics_->AddWebhookEvents(system, WebhookOutcome::kIgnored, receipt.ignored);
+    }
     spdlog::info("webhook for {}: {} change(s) announced, {} new, {} event(s) ignored", system,
                  receipt.changes.size(), added, receipt.ignored);
     if (added > 0) {

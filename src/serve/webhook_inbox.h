@@ -1,7 +1,9 @@
 // The HTTP front of `crmbridge serve`: health endpoints and the webhook inbox.
 //
 //   GET  /healthz               200 while the process serves
-//   GET  /readyz                200 when the state store answers, else 503
+//   GET  /readyz                200 when the state store answers and no system refused
+//                               crmbridge's credentials in the last run, else 503 saying why
+//   GET  /metrics               Prometheus text format (src/metrics), when given a Metrics
 //   POST /webhooks/{system}     a delivery from the system of that name, read by its kind's
 //                               WebhookReceiver (connectors/registry.h); the changes it announces
 //                               are stored (Store::AddWebhookEvents) before the 200, so none is
@@ -17,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +28,7 @@
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/core/status.h"
+#include "src/metrics/metrics.h"
 #include "state/store.h"
 
 namespace httplib {
@@ -45,8 +49,10 @@ struct InboxOptions {
 
 class WebhookInbox {
  public:
-  // None of the pointers are owned; all must outlive the inbox.
-  WebhookInbox(const AppConfig* config, Store* store, Clock* clock, InboxOptions options);
+  // None of the pointers are owned; all must outlive the inbox. `metrics` may be null (no
+  // /metrics, nothing counted).
+  WebhookInbox(const AppConfig* config, Store* store, Clock* clock, InboxOptions options,
+               Metrics* metrics = nullptr);
   ~WebhookInbox();
 
   // Binds and starts serving on a thread of its own. kUnavailable when the address is taken.
@@ -60,6 +66,10 @@ class WebhookInbox {
   // Wakes WaitForChanges without a delivery (stop requested).
   void Wake();
 
+  // The systems whose credentials the last run saw refused, with why: /readyz answers 503 while
+  // there is one, since such a process syncs nothing with that system.
+  void SetCredentialFailures(std::map<std::string, std::string> failures);
+
   // Deliveries answered, by outcome, since start.
   int64_t accepted() const { return accepted_.load(); }
   int64_t refused() const { return refused_.load(); }
@@ -71,6 +81,7 @@ class WebhookInbox {
   Store* store_;
   Clock* clock_;
   InboxOptions options_;
+  Metrics* metrics_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
@@ -78,6 +89,7 @@ class WebhookInbox {
   std::condition_variable cv_;
   bool changed_ = false;
   bool woken_ = false;
+  std::map<std::string, std::string> credential_failures_;  // guarded by mu_
   std::atomic<int64_t> accepted_{0}, refused_{0};
 };
 

@@ -18,7 +18,7 @@ namespace crmbridge {
 namespace {
 
 const char* const kGenericFolders[] = {"src/core",  "src/engine", "src/report",
-                                       "src/serve", "mappings",   "state"};
+                                       "src/metrics", "src/serve", "mappings",   "state"};
 // Vendor names in any spelling the code could use, compared case-insensitively.
 const char* const kVendorWords[] = {"hubspot", "dynamics365", "dynamics 365", "dataverse",
                                     "totango"};

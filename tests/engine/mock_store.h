@@ -24,6 +24,7 @@ class MockStore : public Store {
   MOCK_METHOD(Result<std::vector<OutboxItem>>, DueOutbox, (const OutboxFilter&), (override));
   MOCK_METHOD(Result<std::vector<AuditEntry>>, ListAudit, (int64_t, int), (override));
   MOCK_METHOD(Result<nlohmann::json>, OutboxCounts, (), (override));
+  MOCK_METHOD(Result<nlohmann::json>, DeadLetterCounts, (), (override));
   MOCK_METHOD(Result<std::vector<DeadLetter>>, ListDeadLetters, (int), (override));
   MOCK_METHOD(Result<std::vector<Snapshot>>, ListUnverified, (S, S), (override));
   MOCK_METHOD(Status, ReplayDeadLetter, (int64_t, int64_t), (override));

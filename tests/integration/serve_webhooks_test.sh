@@ -138,6 +138,25 @@ grep -q '"retried":[1-9]' <<<"$stats" || fail "the late first attempt was not re
 grep -q '"delivered":[1-9]' <<<"$stats" || fail "no delivery landed: $stats"
 grep -q 'more than 5 minutes old' "$work/serve.log" || fail "the late attempt was not refused as late"
 
+# /metrics shows what happened: the webhooks by outcome, what the runs read and wrote, each API
+# attempt, and how long the changes took to arrive.
+metrics=$(curl -sf "$url/metrics") || fail "/metrics did not answer"
+has_metric() { grep -Eq "^$1 [1-9]" <<<"$metrics" || fail "/metrics lacks a non-zero $1"; }
+has_metric 'crmbridge_webhook_events_total\{outcome="accepted",system="hubspot"\}'
+has_metric 'crmbridge_webhook_events_total\{outcome="duplicate",system="hubspot"\}'
+has_metric 'crmbridge_webhook_events_total\{outcome="refused",system="hubspot"\}'
+has_metric 'crmbridge_webhook_events_total\{outcome="too_large",system="hubspot"\}'
+has_metric 'crmbridge_webhook_events_total\{outcome="malformed",system="hubspot"\}'
+has_metric 'crmbridge_records_read_total\{entity="onboarding",system="hubspot"\}'
+has_metric 'crmbridge_writes_total\{entity="onboarding",outcome="updated",system="dynamics365"\}'
+has_metric 'crmbridge_api_requests_total\{code="200",system="dynamics365"\}'
+has_metric 'crmbridge_change_lag_seconds_count\{entity="onboarding",system="dynamics365"\}'
+has_metric 'crmbridge_runs_total\{outcome="ok"\}'
+has_metric 'crmbridge_last_success_timestamp_seconds'
+grep -q '^crmbridge_outbox_pending{system="dynamics365"} 0' <<<"$metrics" ||
+  fail "/metrics lacks the outbox gauge"
+grep -q "$ticket" <<<"$metrics" && fail "/metrics shows a record id"
+
 # SIGKILL before the announced change is read: it waits in the state store for the next serve.
 # Dynamics 365 answers nothing for a while, so the run the delivery starts cannot finish it.
 curl -sf -X POST "$DEMO_DYNAMICS365_URL/__admin/faults" -d '[{"status":503}]' >/dev/null ||
@@ -167,4 +186,21 @@ rc=0
 wait "$serve_pid" || rc=$?
 serve_pid=""
 [ "$rc" -eq 0 ] || fail "serve exited $rc on SIGTERM"
-echo "serve: webhook change moved in seconds; refused deliveries changed nothing; a pending change survived SIGKILL"
+
+# A serve whose HubSpot credentials are refused is not ready, and says why.
+HUBSPOT_TOKEN=pat-revoked start_serve
+wait_runs 2
+code=$(curl -s -o "$work/ready.txt" -w '%{http_code}' "$url/readyz")
+[ "$code" = 503 ] && grep -q "hubspot refused crmbridge's credentials" "$work/ready.txt" ||
+  fail "/readyz with refused credentials answered $code: $(cat "$work/ready.txt")"
+grep -q 'pat-revoked' "$work/ready.txt" && fail "/readyz shows the token"
+stop_serve
+
+# For cron: sync writes the same metrics to a file once its run is done.
+"$bin/crmbridge" --config "$cfg" sync --metrics-file "$work/crmbridge.prom" >/dev/null ||
+  fail "sync --metrics-file failed"
+grep -Eq '^crmbridge_runs_total\{outcome="ok"\} 1$' "$work/crmbridge.prom" ||
+  fail "the metrics file lacks the run: $(head -c 600 "$work/crmbridge.prom")"
+grep -Eq '^crmbridge_api_requests_total\{code="200",system="hubspot"\} [1-9]' "$work/crmbridge.prom" ||
+  fail "the metrics file lacks the API requests"
+echo "serve: webhook change moved in seconds; refused deliveries changed nothing; a pending change survived SIGKILL; metrics and readiness tell"

@@ -353,6 +353,7 @@ TEST_P(StoreConformanceTest, RetryCompleteDeadLetterReplayCycle) {
   ASSERT_TRUE(store->Apply(second).ok());
   EXPECT_EQ(*store->OutboxCounts(), json::object());
 
+  EXPECT_EQ(*store->DeadLetterCounts(), (json{{"portal", 1}}));
   auto letters = store->ListDeadLetters(10);
   ASSERT_EQ(letters->size(), 1u);
   const DeadLetter& dl = (*letters)[0];
@@ -374,6 +375,7 @@ TEST_P(StoreConformanceTest, RetryCompleteDeadLetterReplayCycle) {
 
   ASSERT_TRUE(store->ReplayDeadLetter(dl.id, kT0 + 2000).ok());
   EXPECT_TRUE(store->ListDeadLetters(10)->empty());
+  EXPECT_EQ(*store->DeadLetterCounts(), json::object());
   EXPECT_TRUE(DueIds(store.get(), "portal", kT0 + 1999).empty());
   due = store->DueOutbox(OutboxFilter("portal", kT0 + 2000, 10));
   ASSERT_EQ(due->size(), 1u);
