@@ -1373,6 +1373,21 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                          if (auto err = ApplyLocked(type, o, body.value("properties", json::object()))) return *err;
                          return {200, Render(type, *o, {}, {})};
                        }));
+  // An edit made by a user in HubSpot's own pages: the record changes (and webhooks announce it)
+  // as by the API's PATCH, but no app's API call is counted and no app's rate limit is spent.
+  s.Patch(R"(/__admin/objects/([^/]+)/([^/]+))",
+          [=](const httplib::Request& req, httplib::Response& res) {
+            json body;
+            if (!parse(req, res, &body)) return;
+            std::lock_guard<std::mutex> lock(mu_);
+            const std::string type = CanonicalType(req.matches[1]);
+            if (!known(type, res)) return;
+            Object* o = FindLocked(type, req.matches[2], "");
+            if (o == nullptr) return reply(res, {404, Error("OBJECT_NOT_FOUND", "Object not found.")});
+            if (auto err = ApplyLocked(type, o, body.value("properties", json::object())))
+              return reply(res, *err);
+            reply(res, {200, Render(type, *o, {}, {})});
+          });
   s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))",
            object_route("DELETE /crm/v3/objects/{type}/{id}", false, false,
                         [this](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) -> Reply {
