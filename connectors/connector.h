@@ -149,6 +149,9 @@ struct Capabilities {
   // May acknowledge a write without applying it: such writes come back WriteOutcome::unverified,
   // and the engine verifies them on a later read.
   bool acknowledges_unapplied_writes = false;
+  // Reads given records by id (Connector::ReadByIds), so a change a webhook announces is read
+  // alone instead of in the next incremental read.
+  bool reads_by_id = false;
   // Request paths (matched anywhere in the URL) that the system does not count against its REST
   // rate limit: the transport stack gives them no token bucket.
   std::vector<std::string> rate_limit_exempt_paths;
@@ -179,6 +182,19 @@ class Connector {
   // codes (retry later, the cursor is unchanged), system-fatal codes (stop this system).
   virtual Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                                    const ReadContext& context) = 0;
+
+  // Reads the records of `ids` as ReadChanges would return them (fields, modification time,
+  // references), in as few calls as the API allows; an id the system no longer shows, or one
+  // outside the object's scope (another pipeline), is left out: the incremental reads settle
+  // those. Only kinds with Capabilities::reads_by_id implement it; the others answer
+  // kFailedPrecondition.
+  virtual Result<std::vector<NativeRecord>> ReadByIds(const ObjectRef& object,
+                                                      const std::vector<std::string>& ids) {
+    (void)object;
+    (void)ids;
+    return Status(StatusCode::kFailedPrecondition,
+                  std::string(Name()) + " does not read records by id");
+  }
 
   // Writes `ops` in as few API calls as the system allows. Returns one WriteOutcome per op, in
   // order. A non-OK Result means no op could be judged (e.g. authentication failed); the engine

@@ -79,6 +79,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.max_page = hubspot::kMaxSearchPage;
     c.idempotent_upsert = true;
     c.carries_references = true;  // as associations
+    c.reads_by_id = true;         // batch read: what a webhook announces is read alone
     // CRM objects by their API names; custom objects by objectTypeId (2-1234567) or fully
     // qualified name (p1234567_onboarding).
     c.objects = {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
@@ -342,6 +343,67 @@ Result<json> HubSpotConnector::ToProperties(const ObjectSetup& setup, const json
   return props;
 }
 
+json HubSpotConnector::PropertiesToRead(const ObjectRef& object, const ObjectSetup& setup) const {
+  std::vector<std::string> wanted;
+  for (const std::string& f : object.fields)
+    if (!object.ref_fields.count(f)) wanted.push_back(f);  // associations, not properties
+  wanted.push_back(setup.id_property);
+  wanted.push_back(hubspot::ModifiedProperty(object.object));
+  if (!setup.pipeline_id.empty()) wanted.push_back("hs_pipeline");
+  json props = json::array();
+  std::set<std::string> listed;
+  for (const std::string& f : wanted)
+    if (listed.insert(f).second) props.push_back(f);
+  return props;
+}
+
+Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& object,
+                                                              const std::vector<std::string>& ids) {
+  auto setup_or = Setup(object, /*for_write=*/false);
+  if (!setup_or.ok()) return setup_or.status();
+  const ObjectSetup& setup = **setup_or;
+  const std::string modified = hubspot::ModifiedProperty(object.object);
+  const json props = PropertiesToRead(object, setup);
+  std::vector<NativeRecord> out;
+  for (size_t start = 0; start < ids.size(); start += hubspot::kMaxBatchInputs) {
+    json inputs = json::array();
+    for (size_t i = start; i < std::min(ids.size(), start + hubspot::kMaxBatchInputs); ++i)
+      inputs.push_back({{"id", ids[i]}});
+    const std::string what = "reading " + object.object + " by id";
+    auto r = Call("POST", "/crm/v3/objects/" + object.object + "/batch/read",
+                  json{{"properties", props}, {"inputs", inputs}}.dump(), true);
+    if (!r.ok()) return r.status();
+    // 207: some ids were not found (archived, merged away); the others are in `results`.
+    if (r->status != 200 && r->status != 207) return Fail(*r, what);
+    auto j = ParseBody(*r, what);
+    if (!j.ok()) return j.status();
+    const json* results = FindPath(*j, {"results"});
+    if (!results || !results->is_array())
+      return Status(StatusCode::kUnavailable, "hubspot: a batch read answer without a results list")
+          .set_system(name_);
+    std::vector<NativeRecord> chunk;
+    for (const json& obj : *results) {
+      auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
+      if (!rec.ok()) {
+        NativeRecord bad;
+        if (const json* id = FindPath(obj, {"id"}); id && id->is_string()) bad.id = id->get<std::string>();
+        bad.invalid = rec.status().message();
+        chunk.push_back(std::move(bad));
+        continue;
+      }
+      // A record of another pipeline is outside what the mapping syncs, as the search's filter
+      // would have left it out.
+      if (!setup.pipeline_id.empty() && StringAt(rec->fields, "hs_pipeline") != setup.pipeline_id)
+        continue;
+      ToLabels(setup, &*rec);
+      chunk.push_back(std::move(*rec));
+    }
+    CRMB_RETURN_IF_ERROR(ReadAssociations(object, &chunk));
+    for (NativeRecord& rec : chunk) out.push_back(std::move(rec));
+  }
+  return out;
+}
+
 Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor& cursor_text,
                                            const ReadContext& context) {
   auto setup_or = Setup(object, /*for_write=*/false);
@@ -389,16 +451,7 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
         {{"propertyName", modified}, {"operator", "GTE"}, {"value", std::to_string(c.window_ms)}});
     sort = {{"propertyName", modified}, {"direction", "ASCENDING"}};
   }
-  std::vector<std::string> wanted;
-  for (const std::string& f : object.fields)
-    if (!object.ref_fields.count(f)) wanted.push_back(f);  // associations, not properties
-  wanted.push_back(setup.id_property);
-  wanted.push_back(modified);
-  if (!setup.pipeline_id.empty()) wanted.push_back("hs_pipeline");
-  json props = json::array();
-  std::set<std::string> listed;
-  for (const std::string& f : wanted)
-    if (listed.insert(f).second) props.push_back(f);
+  const json props = PropertiesToRead(object, setup);
   const int limit = context.page_size > 0 ? std::min(context.page_size, hubspot::kMaxSearchPage)
                                           : hubspot::kMaxSearchPage;
   json body = {{"filterGroups", json::array({{{"filters", filters}}})},

@@ -52,6 +52,10 @@ class HubSpotConnector : public Connector {
   const Capabilities& capabilities() const override { return KindCapabilities(); }
   Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                            const ReadContext& context) override;
+  // Batch read by id, 100 per call (POST /crm/v3/objects/{type}/batch/read), then the
+  // associations as a search page gets them.
+  Result<std::vector<NativeRecord>> ReadByIds(const ObjectRef& object,
+                                              const std::vector<std::string>& ids) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
                                           const std::vector<WriteOp>& ops) override;
 
@@ -76,6 +80,9 @@ class HubSpotConnector : public Connector {
   // Classifies an error response (StatusFromHubSpot) as coming from this system.
   Status Fail(const Response& response, const std::string& what) const;
   void ToLabels(const ObjectSetup& setup, NativeRecord* record) const;
+  // The properties a read asks for: the mapping's fields, the key, the modification time and,
+  // for a pipeline object, the pipeline.
+  nlohmann::json PropertiesToRead(const ObjectRef& object, const ObjectSetup& setup) const;
   Result<nlohmann::json> ToProperties(const ObjectSetup& setup, const nlohmann::json& fields) const;
 
   // Reads the associations of `records` for every reference field of `object` (search answers

@@ -420,6 +420,17 @@ int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
   return kExitOk;
 }
 
+// Whether every system that announced `events` reads records by id (a targeted run can take them).
+static bool ReadsById(const AppConfig& config, const std::vector<WebhookEvent>& events) {
+  for (const WebhookEvent& e : events) {
+    auto system = config.systems.find(e.system);
+    if (system == config.systems.end()) return false;
+    const Capabilities* can = CapabilitiesOfKind(system->second.kind);
+    if (can == nullptr || !can->reads_by_id) return false;
+  }
+  return true;
+}
+
 int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   SetUpLogging(global);
   const auto every = ParseDuration(options.every);
@@ -486,12 +497,26 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
       continue;
     }
     const int64_t up_to = announced ? pending->back().id : 0;
-    if (announced) spdlog::info("serve: {} announced change(s) to read", pending->size());
-    next_run = Steady::now() + *every;
     RunOptions run;
-    run.mode = "sync";
     run.holder = holder;
     run.stop = &g_stop;
+    // Announced changes are read alone, by id, where every system they come from can; the
+    // scheduled run, which reads everything, keeps its time whatever webhooks bring.
+    const bool due = Steady::now() >= next_run;
+    if (announced && !due && ReadsById(loaded.config, *pending)) {
+      run.mode = "webhook";
+      for (const WebhookEvent& e : *pending) run.read_ids[e.system][e.object].push_back(e.record_id);
+      for (auto& [system, objects] : run.read_ids)
+        for (auto& [object, ids] : objects) {
+          std::sort(ids.begin(), ids.end());
+          ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        }
+      spdlog::info("serve: reading {} announced change(s)", pending->size());
+    } else {
+      run.mode = "sync";
+      next_run = Steady::now() + *every;
+      if (announced) spdlog::info("serve: {} announced change(s) to read in a full run", pending->size());
+    }
     auto summary = engine.RunOnce(run);
     LogScheduledRun("serve", summary);
     if (summary.ok() && !summary->lease_denied)

@@ -83,9 +83,18 @@ class SyncEngine::Run {
   bool Stopping() const { return (opt_.stop != nullptr && opt_.stop->load()) || lease_lost_; }
   // Whether this run reads `m`: a backfill reads its system (and entity) alone.
   bool ReadsThisRun(const SystemEntityMapping& m) const {
+    if (!opt_.read_ids.empty()) return m.reads() && !IdsToRead(m).empty();
     return m.reads() && (opt_.backfill_system.empty() ||
                          (m.system == opt_.backfill_system &&
                           (opt_.backfill_entity.empty() || m.entity == opt_.backfill_entity)));
+  }
+  // A targeted run's ids of m's object (RunOptions::read_ids), none when it names none.
+  const std::vector<std::string>& IdsToRead(const SystemEntityMapping& m) const {
+    static const std::vector<std::string> kNone;
+    auto system = opt_.read_ids.find(m.system);
+    if (system == opt_.read_ids.end()) return kNone;
+    auto object = system->second.find(m.object);
+    return object == system->second.end() ? kNone : object->second;
   }
   // Extends the lease while a long run works. False when another run took it over (ours had
   // expired): this run stops rather than write beside it (RunSummary::lease_lost).
@@ -112,6 +121,14 @@ class SyncEngine::Run {
   // Reads m's changes page by page; each page's records go through the ReadProcessor and are
   // committed with the page's cursor in one batch.
   Status ReadSystem(const SystemEntityMapping& m);
+  // A targeted run's read of m: the records of IdsToRead(m), committed as one page without a
+  // cursor.
+  Status ReadAnnounced(const SystemEntityMapping& m, Connector* connector);
+  // One page read: its records through the ReadProcessor, committed in one batch with `cursor`
+  // (system, key, value) when given. False when the lease was lost meanwhile.
+  Result<bool> CommitPage(const SystemEntityMapping& m, const std::vector<NativeRecord>& records,
+                          const PageTime& page_time,
+                          const std::optional<std::pair<std::string, Cursor>>& cursor);
   // Loads what the store holds for a page's records in one call (RecordView::Load), for the
   // ReadProcessor; ClearPageState drops it.
   Status LoadPageState(const SystemEntityMapping& m, const std::vector<NativeRecord>& records);
@@ -216,6 +233,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
   Store* store = e_->store_;
   summary_.started_ms = run_start_ms_;
   summary_.dry_run = opt_.dry_run;
+  summary_.targeted = !opt_.read_ids.empty();
   tally_.set_show_every_warning(opt_.show_every_warning);
 
   // A dry run writes nothing, the lease included: it may run beside a real one.
@@ -320,6 +338,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
   if (it == e_->connectors_.end())
     return Status(StatusCode::kFailedPrecondition, "no connector for system " + m.system);
   Connector* connector = it->second.get();
+  if (!opt_.read_ids.empty()) return ReadAnnounced(m, connector);
 
   // A backfill reads on its own checkpoint, so the incremental cursor never moves backwards.
   const bool backfill = !opt_.backfill_system.empty();
@@ -380,28 +399,11 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       MarkUnreachable(m.system, s);
       return Status::Ok();
     }
-    {
-      // A flush running beside the reads may just have written some of these records: the
-      // page's read-modify-write of their snapshots and links does not interleave with its own.
-      std::lock_guard<std::mutex> state_lock(flush_state_mu_);
-      StateBatch batch;
-      CRMB_RETURN_IF_ERROR(LoadPageState(m, page->records));
-      reader_.SetPageTime(page_time);
-      for (const NativeRecord& record : page->records) {
-        CRMB_RETURN_IF_ERROR(reader_.Process(m, record, &batch));
-      }
-      ClearPageState();
-      if (!opt_.dry_run) {
-        // The finished backfill's checkpoint is cleared: the next backfill starts over.
-        batch.SetCursor(m.system, cursor_key, backfill && !page->has_more ? "" : page->next);
-        CRMB_RETURN_IF_ERROR(store->Apply(batch));
-        auto held = RenewLease();
-        if (!held.ok()) return held.status();
-        ReadProgressed(/*entity_done=*/false, false, &batch);
-        view_.ClearPending();
-        if (!*held) return Status::Ok();  // Stopping(): the run ends
-      }
-    }
+    // The finished backfill's checkpoint is cleared: the next backfill starts over.
+    auto held = CommitPage(m, page->records, page_time,
+                           std::make_pair(cursor_key, backfill && !page->has_more ? "" : page->next));
+    if (!held.ok()) return held.status();
+    if (!*held) return Status::Ok();  // Stopping(): the run ends
     read_so_far += static_cast<int64_t>(page->records.size());
     if (opt_.progress) opt_.progress(read_so_far, page->total);
     cursor = page->next;
@@ -417,6 +419,61 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       break;
     }
   }
+  return Status::Ok();
+}
+
+Result<bool> SyncEngine::Run::CommitPage(
+    const SystemEntityMapping& m, const std::vector<NativeRecord>& records,
+    const PageTime& page_time, const std::optional<std::pair<std::string, Cursor>>& cursor) {
+  // A flush running beside the reads may just have written some of these records: the page's
+  // read-modify-write of their snapshots and links does not interleave with its own.
+  std::lock_guard<std::mutex> state_lock(flush_state_mu_);
+  StateBatch batch;
+  CRMB_RETURN_IF_ERROR(LoadPageState(m, records));
+  reader_.SetPageTime(page_time);
+  for (const NativeRecord& record : records) CRMB_RETURN_IF_ERROR(reader_.Process(m, record, &batch));
+  ClearPageState();
+  if (opt_.dry_run) return true;
+  if (cursor) batch.SetCursor(m.system, cursor->first, cursor->second);
+  CRMB_RETURN_IF_ERROR(e_->store_->Apply(batch));
+  auto held = RenewLease();
+  if (!held.ok()) return held.status();
+  ReadProgressed(/*entity_done=*/false, false, &batch);
+  view_.ClearPending();
+  return *held;
+}
+
+Status SyncEngine::Run::ReadAnnounced(const SystemEntityMapping& m, Connector* connector) {
+  const std::vector<std::string>& ids = IdsToRead(m);
+  spdlog::info("reading {} {} ({}): {} announced record(s)", m.system, m.object, m.entity,
+               ids.size());
+  PageTime page_time;
+  Result<std::vector<NativeRecord>> read = [&]() -> Result<std::vector<NativeRecord>> {
+    std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
+    page_time.started_ms = e_->clock_->NowMillis();
+    Result<std::vector<NativeRecord>> records = Status(StatusCode::kInternal, "");
+    try {
+      records = connector->ReadByIds(RefFor(m), ids);
+    } catch (const std::exception& e) {
+      records = Status(StatusCode::kUnavailable,
+                       "the answer could not be decoded: " + std::string(e.what()));
+    }
+    page_time.received_ms = e_->clock_->NowMillis();
+    page_time.precision_ms = connector->capabilities().modified_precision_ms;
+    return records;
+  }();
+  if (!read.ok()) {
+    // As a failed page: the system sits out the run; the announced changes stay pending.
+    Status s = read.status();
+    s.set_system(m.system);
+    spdlog::error("{}: reading the announced {} failed, skipping this system for the run: {}",
+                  m.system, m.object, s.ToString());
+    MarkUnreachable(m.system, s);
+    return Status::Ok();
+  }
+  auto held = CommitPage(m, *read, page_time, std::nullopt);
+  if (!held.ok()) return held.status();
+  if (opt_.progress) opt_.progress(static_cast<int64_t>(read->size()), -1);
   return Status::Ok();
 }
 

@@ -74,6 +74,12 @@ struct RunOptions {
   // Log every warning about a single record; otherwise the first few of each kind, then a count
   // at the end of the run (RunTally::ShowRecordWarning).
   bool show_every_warning = false;
+  // A targeted run (crmbridge serve, for changes webhooks announced): only these records are
+  // read, by id (system -> native object -> ids, Connector::ReadByIds), merged as any read
+  // record is; then every due write goes out as in a sync. No cursor moves: the next incremental
+  // read meets these records again and finds them unchanged. Every system named must read by id
+  // (Capabilities::reads_by_id).
+  std::map<std::string, std::map<std::string, std::vector<std::string>>> read_ids;
 };
 
 class SyncEngine {

@@ -179,9 +179,10 @@ void Metrics::AddRun(const RunSummary& summary) {
                         : summary.TotalDeadLettered() > 0 ? "dead_lettered"
                                                           : "ok";
   f_->runs.Add({{"outcome", outcome}}).Increment();
-  // A run that reached every system succeeded, even when a record's write failed for good: that
-  // is for crmbridge_dead_letters to show, not a stalled sync.
-  if (!summary.lease_lost && summary.unreachable.empty())
+  // A run that read every system and reached them all succeeded, even when a record's write
+  // failed for good: that is for crmbridge_dead_letters to show, not a stalled sync. A targeted
+  // run read only what webhooks announced.
+  if (!summary.targeted && !summary.lease_lost && summary.unreachable.empty())
     f_->last_success_at.Set(static_cast<double>(summary.finished_ms) / 1000);
 }
 
@@ -207,7 +208,9 @@ Status Metrics::ReadStore(Store& store) {
     f_->dead_letters.Add({{"system", system}}).Set(count_of(*dead, system));
   }
   for (const RunRecord& run : *runs) {  // newest first
-    if (run.mode == "dry-run" || (run.outcome != "ok" && run.outcome != "dead-lettered")) continue;
+    if (run.mode == "dry-run" || run.mode == "webhook" ||
+        (run.outcome != "ok" && run.outcome != "dead-lettered"))
+      continue;
     const double at = static_cast<double>(run.finished_ms) / 1000;
     if (at > f_->last_success_at.Value()) f_->last_success_at.Set(at);
     break;

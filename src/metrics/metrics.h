@@ -40,7 +40,7 @@ class Metrics {
   ExchangeObserver ApiObserver();
 
   // Adds a finished run: records read, writes by outcome, change lag, duration, and the time of
-  // the last run that reached every system and dead-lettered nothing.
+  // the last run that read and reached every system (not a targeted one).
   void AddRun(const RunSummary& summary);
 
   // `count` events of one delivery to `system` (a configured system's name) ended as `outcome`.

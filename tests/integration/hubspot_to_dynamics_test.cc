@@ -65,11 +65,10 @@ class HubSpotToDynamicsTest : public ::testing::Test {
     std::system(("rm -rf " + dir_).c_str());
   }
 
-  RunSummary Sync() {
+  RunSummary Sync(RunOptions opt = {}) {
     auto connectors = BuildConnectors(config_, *plan_, clock_);
     EXPECT_TRUE(connectors.ok()) << connectors.status().ToString();
     SyncEngine engine(&config_, plan_, store_.get(), std::move(*connectors), clock_);
-    RunOptions opt;
     opt.holder = "it";
     auto s = engine.RunOnce(opt);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
@@ -276,6 +275,67 @@ TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
       EXPECT_EQ(o["crmb_onboardingstage"], closed ? 100000000 : 100000003);
     }
   }
+  EXPECT_EQ(Sync().TotalWrites(), 0);
+}
+
+// What a webhook announced is read alone, by id: the one ticket's change reaches Dynamics 365
+// without a search of HubSpot or a read of Dynamics 365, the cursors stay, and the next full run
+// finds that ticket unchanged while it still brings the change no webhook announced.
+TEST_F(HubSpotToDynamicsTest, ATargetedRunReadsTheAnnouncedTicketAloneAndMovesNoCursor) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string announced = hs["tickets"][0]["id"];
+  const std::string unannounced = hs["tickets"][1]["id"];
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  usleep(5000);  // later than the cursor, at the mock's millisecond resolution
+  for (const auto& [id, subject] : {std::pair{announced, "Announced by webhook"},
+                                    std::pair{unannounced, "Changed without a webhook"}}) {
+    json patch = {{"properties", {{"subject", subject}}}};
+    auto r = client.Patch(("/crm/v3/objects/tickets/" + id).c_str(), auth, patch.dump(),
+                          "application/json");
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+  }
+  auto cursors_before = store_->ListCursors();
+  ASSERT_TRUE(cursors_before.ok());
+  const json hs_before = hubspot_->Stats();
+  const json d365_before = dynamics_->Stats();
+
+  RunOptions targeted;
+  targeted.mode = "webhook";
+  targeted.read_ids["hubspot"]["tickets"] = {announced};
+  RunSummary s = Sync(targeted);
+  EXPECT_TRUE(s.targeted);
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].updated, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].read, 1);
+  EXPECT_EQ(s.counts["hubspot"]["company"].read, 0) << "only the announced object is read";
+  std::set<std::string> names;
+  json d = dynamics_->Dump();
+  for (const json& o : d["opportunities"]) names.insert(o.value("name", ""));
+  EXPECT_TRUE(names.count("Announced by webhook"));
+  EXPECT_FALSE(names.count("Changed without a webhook"));
+  const json hs_after = hubspot_->Stats();
+  EXPECT_EQ(hs_after.value("POST /crm/v3/objects/{type}/search", 0),
+            hs_before.value("POST /crm/v3/objects/{type}/search", 0));
+  EXPECT_EQ(hs_after.value("POST /crm/v3/objects/{type}/batch/read", 0),
+            hs_before.value("POST /crm/v3/objects/{type}/batch/read", 0) + 1);
+  const json d365_after = dynamics_->Stats();
+  for (const auto& [route, n] : d365_after.items())
+    if (route.rfind("GET ", 0) == 0)
+      EXPECT_EQ(n, d365_before.value(route, json(0))) << route << " was read";
+  auto cursors_after = store_->ListCursors();
+  ASSERT_TRUE(cursors_after.ok());
+  ASSERT_EQ(cursors_after->size(), cursors_before->size());
+  for (size_t i = 0; i < cursors_after->size(); ++i)
+    EXPECT_EQ((*cursors_after)[i].cursor, (*cursors_before)[i].cursor) << (*cursors_after)[i].object;
+
+  // The full run reads both changed tickets and writes only the one no webhook announced.
+  RunSummary full = Sync();
+  EXPECT_EQ(full.counts["dynamics365"]["onboarding"].updated, 1) << full.ToJson().dump();
+  names.clear();
+  d = dynamics_->Dump();
+  for (const json& o : d["opportunities"]) names.insert(o.value("name", ""));
+  EXPECT_TRUE(names.count("Changed without a webhook"));
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 

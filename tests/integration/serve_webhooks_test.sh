@@ -114,6 +114,8 @@ in_d365 "$title" && fail "a refused delivery moved the change"
 for _ in $(seq 1 300); do in_d365 "$title" && break; sleep 0.1; done
 in_d365 "$title" || fail "the announced change did not reach Dynamics 365"
 wait_runs 2
+grep -q 'reading hubspot tickets (onboarding): 1 announced record' "$work/serve.log" ||
+  fail "the announced ticket was not read alone, by id"
 "$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
   fail "the read change is still pending"
 # The same delivery again (HubSpot retries) is known: no new run.

@@ -446,5 +446,47 @@ TEST_F(HubSpotAgainstMockTest, AReferenceToARecordThatIsGoneFailsThatWriteAlone)
   EXPECT_EQ(Calls("POST /crm/v4/associations/{from}/{to}/batch/associate/default"), 1);
 }
 
+// A change a webhook announced is read alone: by id, 100 per batch read, with its properties and
+// associations as a search page has them; an id HubSpot no longer shows, or a ticket of another
+// pipeline, is left out.
+TEST_F(HubSpotAgainstMockTest, RecordsReadByIdComeAsASearchGivesThemInBatchesOf100) {
+  mock_->Seed(7, 150);  // 150 tickets, each with its company
+  ObjectRef support = Tickets();
+  support.params["pipeline"] = "Support Pipeline";
+  std::vector<WriteOp> other(1);
+  other[0].key = "support-1";
+  other[0].fields = {{"subject", "Printer on fire"}, {"hs_pipeline_stage", "New"}};
+  auto written = connector_->Write(support, other);
+  ASSERT_TRUE(written.ok() && (*written)[0].status.ok());
+  const std::string support_id = (*written)[0].native_id;
+
+  const auto companies = AssociationsOf(mock_->Dump(), "tickets", "companies");
+  std::vector<std::string> ids;
+  for (const auto& [id, to] : companies)
+    if (id != support_id) ids.push_back(id);
+  ASSERT_EQ(ids.size(), 150u);
+  ids.push_back(support_id);
+  ids.push_back("999999999");  // archived or merged away
+  const int64_t reads_before = Calls("POST /crm/v3/objects/{type}/batch/read");
+  const int64_t searches_before = Calls("POST /crm/v3/objects/{type}/search");
+
+  auto read = connector_->ReadByIds(TicketsWithCompany(), ids);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->size(), 150u) << "neither the other pipeline's ticket nor the unknown id";
+  for (const NativeRecord& r : *read) {
+    ASSERT_TRUE(r.invalid.empty()) << r.invalid;
+    EXPECT_NE(r.id, support_id);
+    EXPECT_TRUE(r.fields["subject"].is_string()) << r.fields.dump();
+    // The stage as its label, as a search read gives it.
+    EXPECT_EQ(r.fields["hs_pipeline_stage"].get<std::string>().rfind("7340", 0), std::string::npos)
+        << r.fields.dump();
+    EXPECT_GT(r.modified_ms, 0);
+    ASSERT_EQ(companies.at(r.id).size(), 1u);
+    EXPECT_EQ(r.fields["companies"], companies.at(r.id)[0]) << r.id;
+  }
+  EXPECT_EQ(Calls("POST /crm/v3/objects/{type}/batch/read") - reads_before, 2) << "ceil(152 / 100)";
+  EXPECT_EQ(Calls("POST /crm/v3/objects/{type}/search") - searches_before, 0);
+}
+
 }  // namespace
 }  // namespace crmbridge
