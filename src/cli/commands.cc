@@ -439,6 +439,12 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
               << "\" is not a duration of at least 1s (e.g. 30s, 5m, 1h)\n";
     return kExitUsage;
   }
+  const auto webhook_interval = ParseDuration(options.webhook_interval);
+  if (!webhook_interval) {
+    std::cerr << "crmbridge serve: --webhook-interval \"" << options.webhook_interval
+              << "\" is not a duration (e.g. 500ms, 1s, 5s)\n";
+    return kExitUsage;
+  }
   InboxOptions inbox_options;
   const size_t colon = options.listen.rfind(':');
   const std::string port_text = colon == std::string::npos ? "" : options.listen.substr(colon + 1);
@@ -484,18 +490,26 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   using Steady = std::chrono::steady_clock;
   auto next_run = Steady::now();
   auto retry_at = Steady::now();
+  // Runs for announced changes start at most once per --webhook-interval: what arrives meanwhile
+  // is read together, in one batch read per object, so a burst of changes costs a few calls,
+  // not a few per change, and stays within the vendors' limits.
+  auto last_announced_run = Steady::now() - *webhook_interval;
   constexpr int64_t kKeepEventsMs = 7LL * 24 * 3600 * 1000;  // past any vendor's retries
   while (!g_stop.load()) {
     auto pending = store->PendingWebhookEvents(10000);
     if (!pending.ok()) spdlog::error("serve: reading the webhook events: {}", pending.status().ToString());
-    const bool announced = pending.ok() && !pending->empty() && Steady::now() >= retry_at;
+    const bool waiting = pending.ok() && !pending->empty();
+    const auto announced_at = std::max(retry_at, last_announced_run + *webhook_interval);
+    const bool announced = waiting && Steady::now() >= announced_at;
     if (!announced && Steady::now() < next_run) {
+      const auto until = waiting ? std::min(next_run, announced_at) : next_run;
       const auto wait = std::min<int64_t>(
-          250, std::chrono::duration_cast<std::chrono::milliseconds>(next_run - Steady::now()).count());
+          250, std::chrono::duration_cast<std::chrono::milliseconds>(until - Steady::now()).count());
       if (inbox.WaitForChanges(std::max<int64_t>(wait, 1)))
         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // take a burst in one run
       continue;
     }
+    if (announced) last_announced_run = Steady::now();
     const int64_t up_to = announced ? pending->back().id : 0;
     RunOptions run;
     run.holder = holder;

@@ -51,6 +51,7 @@ struct ServeOptions {
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
   std::string every = "5m";
   std::string public_url;  // how webhook senders reach this server, for their signatures
+  std::string webhook_interval = "1s";  // least time between two runs for announced changes
 };
 
 struct StatusOptions {

@@ -104,6 +104,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--every", serve.every, "Time between scheduled runs: 30s, 5m, 1h, ...")
       ->capture_default_str();
+  serve_cmd->add_option("--webhook-interval", serve.webhook_interval,
+                        "Least time between two runs for webhook-announced changes; those that "
+                        "arrive meanwhile are read together (fewer API calls under a burst)")
+      ->capture_default_str();
   serve_cmd->add_option("--public-url", serve.public_url,
                         "The URL senders call, as https://sync.example.com, when a proxy is in "
                         "front: signatures cover it (default: http:// and the Host header)");
