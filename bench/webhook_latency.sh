@@ -79,6 +79,13 @@ curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" \
 
 echo "crmbridge serve, change-to-target latency (HubSpot ticket subject -> Dynamics 365), mocks enforcing limits"
 echo "  tickets changed in turn: $(wc -w <<<"$tickets"); $seconds s per rate; command: $0 --rates $rates --seconds $seconds --size $size"
+# The HubSpot API calls crmbridge makes, from the mock's own count per route.
+hubspot_calls() {
+  curl -s "$DEMO_HUBSPOT_URL/__admin/stats" | grep -o '"[A-Z]* /crm[^"]*":[0-9]*' |
+    awk -F'":' -v want="$1" '$1 ~ want { n += $2 } END { print n + 0 }'
+}
+calls_before=$(hubspot_calls .)
+search_before=$(hubspot_calls /search)
 all=()
 status=0
 for rate in ${rates//,/ }; do
@@ -92,6 +99,7 @@ for rate in ${rates//,/ }; do
     "$(field failed_patches)" "$(field p50_s)" "$(field p99_s)" "$(field max_s)"
   [ "$(field lost)" = 0 ] && [ "$(field failed_patches)" = 0 ] || status=1
 done
+echo "  HubSpot API calls while the changes came: $(( $(hubspot_calls .) - calls_before )), of which searches $(( $(hubspot_calls /search) - search_before ))"
 runs=$(grep -c 'serve: run [0-9]* wrote' "$work/serve.log" || true)
 limited=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^crmbridge_rate_limited_total{system="\([a-z0-9]*\)"} \([0-9]*\)/\1=\2/p' | tr '\n' ' ')
 echo "  serve made $runs runs; 429s seen: $limited"
