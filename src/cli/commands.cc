@@ -470,7 +470,8 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   if (!engine_or) return kExitUsage;
   SyncEngine& engine = **engine_or;
   Store* store = loaded.store.get();
-  WebhookInbox inbox(&loaded.config, store, Clock::Real(), inbox_options, &metrics);
+  WebhookInbox inbox(&loaded.config, store, Clock::Real(), inbox_options, &metrics,
+                     loaded.plan.get());
   if (Status s = inbox.Start(); !s.ok()) {
     std::cerr << "crmbridge serve: " << s.message() << "\n";
     return kExitUsage;
@@ -479,7 +480,8 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   const std::string holder = Holder();
   // The first line on stdout says where it listens (with port 0, the port it was given).
   std::cout << "crmbridge serve: listening on http://" << inbox_options.host << ":" << inbox.port()
-            << " (/healthz, /readyz, /metrics, /webhooks/SYSTEM); syncing every " << options.every
+            << " (/ the status page, /healthz, /readyz, /metrics, /webhooks/SYSTEM); syncing every "
+            << options.every
             << std::endl;
   spdlog::info("serve: as {}; SIGTERM or SIGINT stops it after the current batch", holder);
 

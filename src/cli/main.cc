@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
   ServeOptions serve;
   CLI::App* serve_cmd = app.add_subcommand(
       "serve",
-      "Sync on a schedule, as daemon does, and serve HTTP: /healthz, /readyz, /metrics\n"
-      "(Prometheus), and webhooks at /webhooks/SYSTEM (a HubSpot system verifies them with its\n"
+      "Sync on a schedule, as daemon does, and serve HTTP: a live status page at /, /healthz,\n"
+      "/readyz, /metrics (Prometheus), and webhooks at /webhooks/SYSTEM (a HubSpot system verifies them with its\n"
       "auth.client_secret). A change\n"
       "a webhook announces is stored before it is answered and read by a run at once; the\n"
       "scheduled runs catch whatever a webhook missed. Listens on loopback: put TLS in the\n"

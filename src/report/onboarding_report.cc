@@ -493,14 +493,25 @@ std::string TimelineSvg(const OnboardingReport& r) {
 
 }  // namespace
 
+std::string ReportCss() { return kCss; }
+
 std::string RenderHtml(const OnboardingReport& r) {
-  const ReportOptions& o = r.options;
-  const int64_t stuck_days = WholeDays(o.stuck_after_ms), overdue_days = WholeDays(o.escalate_after_ms);
   std::string h;
   h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-  h += fmt::format("<title>Onboardings as of {}</title>\n", EscapeHtml(Date(o.now_ms)));
+  h += fmt::format("<title>Onboardings as of {}</title>\n", EscapeHtml(Date(r.options.now_ms)));
   h += "<style>" + std::string(kCss) + "</style>\n</head>\n<body>\n";
+  h += RenderHtmlSections(r);
+  h += fmt::format("<footer>crmbridge report onboarding, from the state store's stage history ({} "
+                   "onboardings, {} listed).</footer>\n</body>\n</html>\n",
+                   r.total, r.onboardings.size());
+  return h;
+}
+
+std::string RenderHtmlSections(const OnboardingReport& r) {
+  const ReportOptions& o = r.options;
+  const int64_t stuck_days = WholeDays(o.stuck_after_ms), overdue_days = WholeDays(o.escalate_after_ms);
+  std::string h;
   h += fmt::format("<header><h1>Onboardings</h1><p class=\"asof\">{} as of {} · stuck after {} days in a "
                    "stage · overdue after {} days open · end stage: {} (days stop counting there)</p>"
                    "</header>\n",
@@ -546,9 +557,6 @@ std::string RenderHtml(const OnboardingReport& r) {
         EscapeHtml(cur ? Date(cur->entered_ms) : "-"), flags);
   }
   h += "</tbody>\n</table>\n</section>\n";
-  h += fmt::format("<footer>crmbridge report onboarding, from the state store's stage history ({} "
-                   "onboardings, {} listed).</footer>\n</body>\n</html>\n",
-                   r.total, r.onboardings.size());
   return h;
 }
 

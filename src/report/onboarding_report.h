@@ -103,6 +103,10 @@ nlohmann::json RenderJson(const OnboardingReport& report);
 // One self-contained HTML page (inline CSS and SVG; no script, font or image is fetched): the
 // summary, the funnel, a timeline per onboarding on a shared time axis, and the table.
 std::string RenderHtml(const OnboardingReport& report);
+// What RenderHtml's page holds between <body> and its footer (header, summary, funnel, timeline,
+// table), and its stylesheet: for a page that shows the report among other things.
+std::string RenderHtmlSections(const OnboardingReport& report);
+std::string ReportCss();
 
 // Text made safe inside HTML elements and attribute values.
 std::string EscapeHtml(const std::string& text);

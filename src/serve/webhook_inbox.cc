@@ -6,12 +6,18 @@
 #include <spdlog/spdlog.h>
 
 #include "connectors/registry.h"
+#include "src/serve/status_page.h"
 
 namespace crmbridge {
 
 WebhookInbox::WebhookInbox(const AppConfig* config, Store* store, Clock* clock, InboxOptions options,
-                           Metrics* metrics)
-    : config_(config), store_(store), clock_(clock), options_(std::move(options)), metrics_(metrics) {}
+                           Metrics* metrics, const MappingPlan* plan)
+    : config_(config),
+      store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      metrics_(metrics),
+      plan_(plan) {}
 
 WebhookInbox::~WebhookInbox() { Stop(); }
 
@@ -99,6 +105,32 @@ void WebhookInbox::Route() {
       res.set_content(metrics_->Text(), "text/plain; version=0.0.4; charset=utf-8");
     });
   }
+  if (plan_) {
+    auto live = [this]() -> Result<std::string> {
+      StatusFacts facts;
+      facts.now_ms = clock_->NowMillis();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        facts.last_webhook_ms = last_webhook_ms_;
+        facts.last_webhook_system = last_webhook_system_;
+      }
+      return RenderLiveStatus(*store_, *plan_, facts);
+    };
+    auto unavailable = [](httplib::Response& res, const Status& why) {
+      res.status = 503;
+      res.set_content("the state store cannot be read: " + why.ToString() + "\n", "text/plain");
+    };
+    server_->Get("/", [live, unavailable](const httplib::Request&, httplib::Response& res) {
+      auto html = live();
+      if (!html.ok()) return unavailable(res, html.status());
+      res.set_content(RenderStatusPage(*html, kStatusRefreshMs), "text/html; charset=utf-8");
+    });
+    server_->Get("/status/live", [live, unavailable](const httplib::Request&, httplib::Response& res) {
+      auto html = live();
+      if (!html.ok()) return unavailable(res, html.status());
+      res.set_content(*html, "text/html; charset=utf-8");
+    });
+  }
   // A body over the limit is answered 413 by the server before any route sees it.
   server_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     const std::string prefix = "/webhooks/";
@@ -165,6 +197,11 @@ void WebhookInbox::Route() {
       added = *stored;
     }
     ++accepted_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_webhook_ms_ = request.now_ms;
+      last_webhook_system_ = system;
+    }
     if (metrics_) {
       const int64_t announced = static_cast<int64_t>(receipt.changes.size());
       metrics_->AddWebhookEvents(system, WebhookOutcome::kAccepted, added);

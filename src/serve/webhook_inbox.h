@@ -4,6 +4,8 @@
 //   GET  /readyz                200 when the state store answers and no system refused
 //                               crmbridge's credentials in the last run, else 503 saying why
 //   GET  /metrics               Prometheus text format (src/metrics), when given a Metrics
+//   GET  /                      the live status page (status_page.h), when given the plan;
+//   GET  /status/live           the part of it that the page fetches again every few seconds
 //   POST /webhooks/{system}     a delivery from the system of that name, read by its kind's
 //                               WebhookReceiver (connectors/registry.h); the changes it announces
 //                               are stored (Store::AddWebhookEvents) before the 200, so none is
@@ -28,6 +30,7 @@
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/core/status.h"
+#include "mappings/mapping.h"
 #include "src/metrics/metrics.h"
 #include "state/store.h"
 
@@ -38,6 +41,8 @@ class Server;
 namespace crmbridge {
 
 inline constexpr size_t kMaxWebhookBody = 1024 * 1024;
+// How often the status page fetches its live part again.
+inline constexpr int64_t kStatusRefreshMs = 5000;
 
 struct InboxOptions {
   std::string host = "127.0.0.1";
@@ -52,7 +57,7 @@ class WebhookInbox {
   // None of the pointers are owned; all must outlive the inbox. `metrics` may be null (no
   // /metrics, nothing counted).
   WebhookInbox(const AppConfig* config, Store* store, Clock* clock, InboxOptions options,
-               Metrics* metrics = nullptr);
+               Metrics* metrics = nullptr, const MappingPlan* plan = nullptr);
   ~WebhookInbox();
 
   // Binds and starts serving on a thread of its own. kUnavailable when the address is taken.
@@ -82,6 +87,7 @@ class WebhookInbox {
   Clock* clock_;
   InboxOptions options_;
   Metrics* metrics_;
+  const MappingPlan* plan_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
@@ -90,6 +96,8 @@ class WebhookInbox {
   bool changed_ = false;
   bool woken_ = false;
   std::map<std::string, std::string> credential_failures_;  // guarded by mu_
+  int64_t last_webhook_ms_ = 0;                             // guarded by mu_
+  std::string last_webhook_system_;                         // guarded by mu_
   std::atomic<int64_t> accepted_{0}, refused_{0};
 };
 
