@@ -95,10 +95,10 @@ int main(int argc, char** argv) {
   CLI::App* serve_cmd = app.add_subcommand(
       "serve",
       "Sync on a schedule, as daemon does, and serve HTTP: a live status page at /, /healthz,\n"
-      "/readyz, /metrics (Prometheus), and webhooks at /webhooks/SYSTEM (a HubSpot system verifies them with its\n"
-      "auth.client_secret). A change\n"
-      "a webhook announces is stored before it is answered and read by a run at once; the\n"
-      "scheduled runs catch whatever a webhook missed. Listens on loopback: put TLS in the\n"
+      "/readyz, /metrics (Prometheus), and webhooks at /webhooks/SYSTEM (a HubSpot system\n"
+      "verifies them with its auth.client_secret, a Dynamics 365 one with its auth.webhook_key).\n"
+      "A change a webhook announces is stored before it is answered and read by id at once;\n"
+      "the scheduled runs catch whatever a webhook missed. Listens on loopback: put TLS in the\n"
       "ingress in front of it (docs/OPERATIONS.md).");
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free one)")
       ->capture_default_str();
