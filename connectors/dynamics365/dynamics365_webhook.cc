@@ -164,9 +164,18 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
     receipt.ignored = 1;
     return receipt;
   }
-  const std::string id = Guid(Text(context, "PrimaryEntityId"));
-  if (id.empty() || id == kNilGuid)
+  std::string id = Guid(Text(context, "PrimaryEntityId"));
+  if (id.empty())
     return Refuse(400, "a " + message + " of " + entity + " without a PrimaryEntityId GUID");
+  if (id == kNilGuid) {
+    // A Create before its main operation has no row yet; after it, the new id is an output.
+    const json created = Parameter(context, "OutputParameters", "id");
+    id = created.is_string() ? Guid(created.get<std::string>()) : "";
+    if (id.empty() || id == kNilGuid) {
+      receipt.ignored = 1;
+      return receipt;
+    }
+  }
   int64_t occurred_ms = 0;
   if (auto on = context.find("OperationCreatedOn"); on != context.end() && !on->is_null()) {
     const auto ms = on->is_string() ? ParseJsonDate(on->get<std::string>()) : std::nullopt;

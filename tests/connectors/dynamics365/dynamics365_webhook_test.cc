@@ -96,7 +96,6 @@ TEST(Dynamics365WebhookTest, RefusesWhatIsNotAnExecutionContext) {
   for (const std::string& body :
        {std::string("{"), std::string("[]"), std::string("{}"), std::string(R"({"MessageName":"Update"})"),
         Context("Update", "account", R"(,"PrimaryEntityId":"not-a-guid")"),
-        Context("Update", "account", R"(,"PrimaryEntityId":"00000000-0000-0000-0000-000000000000")"),
         Context("Update", "account", R"(,"OperationCreatedOn":"2023-11-14T22:13:20Z")"),
         Context("Update", "account",
                 R"(,"OperationId":null,"CorrelationId":null,"RequestId":null)")}) {
@@ -127,6 +126,19 @@ TEST(Dynamics365WebhookTest, MessagesAndTablesCrmbridgeDoesNotReadAreIgnored) {
     EXPECT_TRUE(r.changes.empty());
     EXPECT_EQ(r.ignored, 1);
   }
+  // A Create step before the main operation: no row exists yet, nothing to read. After it, a
+  // context without the PrimaryEntityId still names the new row among its outputs.
+  const std::string no_id = R"(,"PrimaryEntityId":"00000000-0000-0000-0000-000000000000")";
+  WebhookReceipt before = ReceiveWebhook(WithKey(kKey), Delivery(Context("Create", "account", no_id)));
+  EXPECT_EQ(before.http_status, 200);
+  EXPECT_TRUE(before.changes.empty());
+  EXPECT_EQ(before.ignored, 1);
+  WebhookReceipt after = ReceiveWebhook(
+      WithKey(kKey),
+      Delivery(Context("Create", "account",
+                       no_id + R"(,"OutputParameters":[{"key":"id","value":"11111111-2222-4333-8444-555555555555"}])")));
+  ASSERT_EQ(after.changes.size(), 1u);
+  EXPECT_EQ(after.changes[0].record_id, "11111111-2222-4333-8444-555555555555");
   // A merge announces the target and the subordinate row it absorbed.
   WebhookReceipt merge = ReceiveWebhook(
       WithKey(kKey), Delivery(Context("Merge", "account", R"(,"InputParameters":[
