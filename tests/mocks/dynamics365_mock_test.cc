@@ -888,6 +888,7 @@ class WebhookEndpoint {
     json body;
   };
   explicit WebhookEndpoint(std::vector<int> statuses = {}) : statuses_(std::move(statuses)) {
+    server_.set_tcp_nodelay(true);
     server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard<std::mutex> lock(mu_);
       calls_.push_back({req.target, req.headers, json::parse(req.body, nullptr, false)});
