@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "connectors/dynamics365/dynamics365_connector.h"
+#include "connectors/dynamics365/dynamics365_webhook.h"
 #include "connectors/hubspot/hubspot_connector.h"
 #include "connectors/hubspot/hubspot_errors.h"
 #include "connectors/hubspot/hubspot_webhook.h"
@@ -40,7 +41,8 @@ const std::vector<Kind>& Kinds() {
       {"dynamics365", &Dynamics365Connector::KindCapabilities, &Dynamics365Connector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new Dynamics365Connector(c, std::move(t), clock));
-       }},
+       },
+       nullptr, &dynamics365::ReceiveWebhook},
       {"portal", &PortalConnector::KindCapabilities, &PortalConnector::ValidateConfig,
        [](const SystemConfig& c, std::shared_ptr<Transport> t, Clock* clock) {
          return std::unique_ptr<Connector>(new PortalConnector(c, std::move(t), clock));

@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
       "stdout; it stops on SIGTERM or SIGINT.\n\n"
       "Every mock also serves /__admin/dump (its store as JSON), /__admin/reset, /__admin/stats\n"
       "(requests per route) and /__admin/faults (GET, POST a JSON list of rules, DELETE).\n"
-      "The HubSpot mock delivers signed webhooks once POST /__admin/webhooks subscribes a URL\n"
+      "The HubSpot mock delivers signed webhooks once POST /__admin/webhooks subscribes a URL,\n"
+      "and the Dynamics 365 mock calls a webhook with a key once the same route registers one\n"
       "(docs/OPERATIONS.md, \"The mock servers\").",
       "crm-mocks"};
   std::string host = "127.0.0.1";

@@ -134,7 +134,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
          "false: a table without Track changes, read by modifiedon (deletes are not seen)"},
         {"create_only", "boolean", "false", {}, "rows crmbridge only ever creates (notes)"},
     };
-    c.auth_keys = {"token_url", "client_id", "client_secret", "scope"};
+    c.auth_keys = {"token_url", "client_id", "client_secret", "scope", "webhook_key"};
     c.options = {
         {"batch_size", "number", "1000", {}, "requests per $batch (1..1000)"},
         {"api_version", "string", "v9.2", {}, "the Web API version, as v9.2"},

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mocks/dynamics365/dynamics365_schema.h"
+#include "mocks/dynamics365/dynamics365_webhook_sender.h"
 #include "mocks/dynamics365/odata_query.h"
 
 namespace crmbridge::mocks {
@@ -475,6 +476,9 @@ class Dynamics365Mock::Impl {
     server.Put(api, [this](const httplib::Request& req, httplib::Response& res) {
       HandleApi("PUT", req, res);
     });
+    // The webhook service endpoint and its Create/Update/Delete steps, as registered with the
+    // Plug-in Registration Tool: {"url", "key", "faults": [...], "retry_ms"}; GET: the counts.
+    ServeWebhookAdmin(server, &webhooks_.sender());
   }
 
   json Dump() const {
@@ -765,8 +769,14 @@ class Dynamics365Mock::Impl {
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    steps_.clear();
     MaybeError error = Dispatch(method, *path, req, res, api);
     if (error) SendError(res, *error);
+    // The writes that stood run their asynchronous steps, after the operation.
+    const int64_t now = clock_->NowMillis();
+    for (const Step& step : steps_)
+      webhooks_.Enqueue(step.message, step.logical_name, step.id, step.attributes, now);
+    steps_.clear();
   }
 
   MaybeError Dispatch(const std::string& method, const PathSpec& path, const httplib::Request& req,
@@ -1570,6 +1580,7 @@ class Dynamics365Mock::Impl {
     row.values["modifiedon"] = now;
     row.values["versionnumber"] = ++version_;
     Index(table, *id, row, true);
+    steps_.push_back({"Create", schema.logical_name, *id, TargetAttributes(table, row, nullptr)});
     table.rows[*id] = std::move(row);
     return std::nullopt;
   }
@@ -1583,10 +1594,51 @@ class Dynamics365Mock::Impl {
     if (auto e = ApplyBody(table, body, &updated, /*creating=*/false, ignore)) return e;
     if (auto e = CheckKeys(table, id, updated)) return e;
     Touch(&updated);
+    RecordUpdate(table, id, *existing, updated);
     Index(table, id, *existing, false);
     *existing = std::move(updated);
     Index(table, id, *existing, true);
     return std::nullopt;
+  }
+
+  // The Update step of a row written from `before` to `after`: its Target holds the columns the
+  // write changed (and modifiedon), as a step's Target holds those of the request.
+  void RecordUpdate(const Table& table, const std::string& id, const Row& before, const Row& after) {
+    std::set<std::string> changed;
+    for (const auto& [property, value] : after.values.items())
+      if (ValueOr(before, property) != value) changed.insert(property);
+    steps_.push_back(
+        {"Update", table.schema->logical_name, id, TargetAttributes(table, after, &changed)});
+  }
+
+  // Columns of `row` as a RemoteExecutionContext's Entity carries them ([{key, value}]): a lookup
+  // as an EntityReference, a date and time as "/Date(ms)/"; only those in `only` when given.
+  json TargetAttributes(const Table& table, const Row& row, const std::set<std::string>* only) const {
+    json out = json::array();
+    for (const Column& column : table.schema->columns) {
+      const std::string property = column.property();
+      if (!row.values.contains(property) || (only != nullptr && only->count(property) == 0)) continue;
+      json value = row.values.at(property);
+      if (column.type == ColumnType::kLookup && value.is_string()) {
+        std::string logical;
+        const Column* c = nullptr;
+        const LookupTarget* target = nullptr;
+        if (auto nav = row.navs.find(property);
+            nav != row.navs.end() && table.schema->FindNavigation(nav->second, &c, &target))
+          logical = target->logical_name;
+        value = {{"__type", "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts"},
+                 {"Id", value},
+                 {"KeyAttributes", json::array()},
+                 {"LogicalName", logical},
+                 {"Name", nullptr},
+                 {"RowVersion", nullptr}};
+      } else if (column.type == ColumnType::kDateTime && value.is_string()) {
+        if (auto seconds = d365::ParseIsoDateTime(value.get<std::string>()))
+          value = "/Date(" + std::to_string(*seconds * 1000) + ")/";
+      }
+      out.push_back({{"key", column.name}, {"value", std::move(value)}});
+    }
+    return out;
   }
 
   void Touch(Row* row) {
@@ -1603,6 +1655,8 @@ class Dynamics365Mock::Impl {
     Index(table, id, it->second, false);
     table.rows.erase(it);
     table.deletions.push_back(Deletion{++version_, id});
+    // Rows deleted by the cascade run their own Delete steps.
+    steps_.push_back({"Delete", table.schema->logical_name, id, json::array()});
     std::vector<std::pair<Table*, std::string>> cascade;
     for (auto& [set, other] : tables_) {
       for (auto& [other_id, row] : other.rows) {
@@ -1884,6 +1938,7 @@ class Dynamics365Mock::Impl {
       if (StartsWith(type, "multipart/mixed")) {
         const auto saved_tables = tables_;
         const auto saved_version = version_;
+        const size_t saved_steps = steps_.size();
         const std::string cs_boundary = "changesetresponse_" + NewGuidLocked();
         std::string cs;
         std::map<std::string, std::string> ids;
@@ -1907,6 +1962,7 @@ class Dynamics365Mock::Impl {
         if (failed) {
           tables_ = saved_tables;  // atomic: nothing of the change set remains
           version_ = saved_version;
+          steps_.resize(saved_steps);
           out += "--" + response_boundary + "\r\n" + http_part(failure, "");
           if (!continue_on_error) {
             batch_status = failed;
@@ -1946,9 +2002,11 @@ class Dynamics365Mock::Impl {
     const std::string type = table.schema->qualified_type();
     const auto saved_tables = tables_;
     const auto saved_version = version_;
+    const size_t saved_steps = steps_.size();
     auto fail = [&](ApiError e) -> MaybeError {
       tables_ = saved_tables;
       version_ = saved_version;
+      steps_.resize(saved_steps);
       return e;
     };
     Table& t = tables_.at(table.schema->set);
@@ -2054,6 +2112,7 @@ class Dynamics365Mock::Impl {
     }
     const std::string id = ValueOr(*row, schema.primary_key).get<std::string>();
     Touch(&updated);
+    RecordUpdate(table, id, *row, updated);
     Index(table, id, *row, false);
     *row = std::move(updated);
     Index(table, id, *row, true);
@@ -2072,6 +2131,14 @@ class Dynamics365Mock::Impl {
   int64_t version_ = 0;  // last row version handed out, across all tables (like rowversion)
   std::mt19937_64 rng_;
   std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms since epoch)
+  // The steps the request being served ran (Create, Update, Delete of a row), delivered once it
+  // is done; a rolled-back change set or bulk action takes its steps back.
+  struct Step {
+    std::string message, logical_name, id;
+    json attributes;
+  };
+  std::vector<Step> steps_;
+  Dynamics365WebhookSender webhooks_;  // last: its thread stops before the rest goes
 
   std::mutex throttle_mu_;
   std::deque<int64_t> window_;  // admission times (ms) inside the sliding window
@@ -2135,6 +2202,7 @@ void Dynamics365Mock::Impl::Seed(uint64_t seed, int accounts) {
     std::string opportunity_id;
     CreateRow(tables_.at("opportunities"), opportunity, nullptr, &opportunity_id);
   }
+  steps_.clear();  // seeded rows were never written through the API: no step runs for them
   rng_ = saved;
 }
 

@@ -23,6 +23,11 @@
 //   POST /api/data/v9.2/$batch          multipart/mixed requests and atomic change sets with
 //                                        Content-ID references ($1), batchresponse_/
 //                                        changesetresponse_ boundaries, odata.continue-on-error
+//   POST /__admin/webhooks               registers a webhook service endpoint (WebhookKey) with
+//                                        asynchronous Create, Update and Delete steps on every
+//                                        table: each write through the API is then POSTed to it
+//                                        as a RemoteExecutionContext (Dynamics365WebhookSender);
+//                                        GET: the counts of its calls
 //
 // Entity sets: accounts, contacts, opportunities, annotations, tasks (dynamics365_schema.h).
 // Web API requests need "Authorization: Bearer <token from the token endpoint>" (401 with a

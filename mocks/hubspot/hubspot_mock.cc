@@ -1004,14 +1004,7 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
   };
   // The app's webhook subscription, as set in its settings: {"url", "secret", "faults": [...],
   // "retry_ms"}; GET shows what was delivered.
-  s.Post("/__admin/webhooks", [this](const httplib::Request& req, httplib::Response& res) {
-    Status st = webhooks_.Subscribe(json::parse(req.body, nullptr, /*allow_exceptions=*/false));
-    res.status = st.ok() ? 204 : 400;
-    if (!st.ok()) res.set_content(json{{"error", st.message()}}.dump(), "application/json");
-  });
-  s.Get("/__admin/webhooks", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(webhooks_.Stats().dump(), "application/json");
-  });
+  ServeWebhookAdmin(s, &webhooks_.sender());
   s.Post("/oauth/v1/token", token);
   s.Post("/oauth/v3/token", token);
 

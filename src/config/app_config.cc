@@ -71,7 +71,7 @@ const std::set<std::string> kSyncKeys = KeysOf("sync");
 const std::set<std::string> kLimitKeys = KeysOf("limit");
 // Auth keys whose values are credentials: they must be ${env:} references.
 const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refresh_token",
-                                               "app_token", "password"};
+                                               "app_token", "password", "webhook_key"};
 
 
 std::string DirOf(const std::string& path) {

@@ -38,7 +38,8 @@ class AppConfigTest : public ::testing::Test {
   std::string dir_;
   std::map<std::string, std::string> env_ = {{"HUBSPOT_TOKEN", "pat-canary-1234"},
                                              {"D365_ID", "client-id"},
-                                             {"D365_SECRET", "secret-canary-5678"}};
+                                             {"D365_SECRET", "secret-canary-5678"},
+                                             {"D365_HOOK", "hook-canary-9012"}};
 };
 
 constexpr char kValid[] = R"(state: ./state.db
@@ -60,6 +61,7 @@ systems:
       client_id: "${env:D365_ID}"
       client_secret: "${env:D365_SECRET}"
       scope: https://org.crm.dynamics.com/.default
+      webhook_key: "${env:D365_HOOK}"
     options: {api_version: v9.2}
 )";
 
@@ -81,6 +83,7 @@ TEST_F(AppConfigTest, ValidFileLoadsEveryValue) {
   EXPECT_EQ(hs.timeout.count(), 1500);
   const SystemConfig& d = c->systems.at("dynamics365");
   EXPECT_EQ(d.auth.at("client_secret"), "secret-canary-5678");
+  EXPECT_EQ(d.auth.at("webhook_key"), "hook-canary-9012");
   EXPECT_EQ(d.options.at("api_version"), "v9.2");
   EXPECT_EQ(d.pos.line, 12);
 }
@@ -89,6 +92,7 @@ TEST_F(AppConfigTest, ResolvedSecretsAreRegisteredForRedaction) {
   ASSERT_TRUE(Load(kValid).ok());
   EXPECT_EQ(Redactor::Global().Redact("token pat-canary-1234 and secret-canary-5678"),
             "token *** and ***");
+  EXPECT_EQ(Redactor::Global().Redact("?code=hook-canary-9012"), "?code=***");
 }
 
 struct BrokenCase {
@@ -121,6 +125,10 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
        "    auth: {token: pat-123}\n",
        ":6:19: error: auth.token is written in the file"},
+      {"literal webhook key",
+       "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
+       "    auth: {webhook_key: k-123}\n",
+       ":6:25: error: auth.webhook_key is written in the file"},
       {"missing auth",
        "state: x.db\nsystems:\n  d:\n    kind: dynamics365\n    base_url: http://h\n"
        "    auth: {client_id: x}\n",

@@ -320,9 +320,11 @@ TEST_F(HubSpotToDynamicsTest, ATargetedRunReadsTheAnnouncedTicketAloneAndMovesNo
   EXPECT_EQ(hs_after.value("POST /crm/v3/objects/{type}/batch/read", 0),
             hs_before.value("POST /crm/v3/objects/{type}/batch/read", 0) + 1);
   const json d365_after = dynamics_->Stats();
-  for (const auto& [route, n] : d365_after.items())
-    if (route.rfind("GET ", 0) == 0)
+  for (const auto& [route, n] : d365_after.items()) {
+    if (route.rfind("GET ", 0) == 0) {
       EXPECT_EQ(n, d365_before.value(route, json(0))) << route << " was read";
+    }
+  }
   auto cursors_after = store_->ListCursors();
   ASSERT_TRUE(cursors_after.ok());
   ASSERT_EQ(cursors_after->size(), cursors_before->size());

@@ -103,7 +103,7 @@ head -c 1100000 /dev/zero | tr '\0' ' ' >"$work/huge.json"
 [ "$(deliver "$work/huge.json")" = 413 ] || fail "a body over 1 MB was not refused with 413"
 printf '[{' >"$work/broken.json"
 [ "$(deliver "$work/broken.json")" = 400 ] || fail "malformed JSON was not refused with 400"
-[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '[]' "$url/webhooks/dynamics365")" = 404 ] ||
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '[]' "$url/webhooks/totango")" = 404 ] ||
   fail "a system that takes no webhooks answered"
 sleep 1
 [ "$(runs_done)" -eq 1 ] || fail "a refused delivery started a run"

@@ -6,7 +6,10 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <regex>
 #include <set>
 #include <string>
@@ -871,6 +874,139 @@ TEST_F(Dynamics365MockTest, PartialFaultsFailSomeBatchRequestsAndTheOthersLand) 
   EXPECT_LT(failures, 20u);
   EXPECT_NE(r->body.find("0x80040216"), std::string::npos) << "Dataverse's error body per failed request";
   EXPECT_EQ(mock_->Dump()["accounts"].size(), 30u - failures) << "a failed request leaves nothing";
+}
+
+// --- webhooks (reference.md §12) ---------------------------------------------------------------
+
+// A webhook endpoint on loopback that keeps every call and answers with the statuses given, in
+// turn (200 once they run out).
+class WebhookEndpoint {
+ public:
+  struct Call {
+    std::string target;
+    httplib::Headers headers;
+    json body;
+  };
+  explicit WebhookEndpoint(std::vector<int> statuses = {}) : statuses_(std::move(statuses)) {
+    server_.set_tcp_nodelay(true);
+    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls_.push_back({req.target, req.headers, json::parse(req.body, nullptr, false)});
+      res.status = next_ < statuses_.size() ? statuses_[next_++] : 200;
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~WebhookEndpoint() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+  // The calls made so far, once `n` have come (up to 5 s).
+  std::vector<Call> WaitFor(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (calls_.size() >= n) return calls_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mu_;
+  std::vector<Call> calls_;
+  std::vector<int> statuses_;
+  size_t next_ = 0;
+};
+
+// The value of `key` in a serialized parameter or attribute collection.
+json Member(const json& collection, const std::string& key) {
+  for (const json& p : collection)
+    if (p.value("key", "") == key) return p["value"];
+  return nullptr;
+}
+
+TEST_F(Dynamics365MockTest, WritesCallTheRegisteredWebhookWithTheirExecutionContexts) {
+  StartMock();
+  WebhookEndpoint endpoint;
+  auto reg = client_->Post("/__admin/webhooks",
+                           json{{"url", endpoint.url()}, {"key", "k+y/="}}.dump(), "application/json");
+  ASSERT_TRUE(reg);
+  ASSERT_EQ(reg->status, 204) << reg->body;
+  const std::string id = Create("accounts", {{"name", "Contoso"}, {"accountnumber", "A-1"}});
+  ASSERT_EQ(Patch(std::string(kApi) + "accounts(" + id + ")", {{"name", "Contoso AB"}})->status, 204);
+  ASSERT_EQ(Delete(std::string(kApi) + "accounts(" + id + ")")->status, 204);
+
+  const auto calls = endpoint.WaitFor(3);
+  ASSERT_EQ(calls.size(), 3u);
+  const char* messages[] = {"Create", "Update", "Delete"};
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const json& c = calls[i].body;
+    SCOPED_TRACE(messages[i]);
+    EXPECT_EQ(calls[i].target, "/hook?code=k%2By%2F%3D");  // WebhookKey: the key as ?code=
+    EXPECT_EQ(c["MessageName"], messages[i]);
+    EXPECT_EQ(c["PrimaryEntityName"], "account");
+    EXPECT_EQ(c["PrimaryEntityId"], id);
+    EXPECT_EQ(c["Mode"], 1);    // asynchronous
+    EXPECT_EQ(c["Stage"], 40);  // PostOperation
+    EXPECT_EQ(c["OperationCreatedOn"], "/Date(" + std::to_string(clock_.NowMillis()) + "+0000)/");
+    EXPECT_EQ(calls[i].headers.find("x-ms-dynamics-entity-name")->second, "account");
+    EXPECT_EQ(calls[i].headers.find("x-ms-dynamics-request-name")->second, messages[i]);
+    EXPECT_EQ(calls[i].headers.find("x-ms-correlation-request-id")->second, c["CorrelationId"]);
+    EXPECT_EQ(Member(c["InputParameters"], "Target")["Id"], id);
+  }
+  // One system job per execution.
+  EXPECT_NE(calls[0].body["OperationId"], calls[1].body["OperationId"]);
+  // The Update's Target holds what the write changed; the Delete's is a reference.
+  const json update = Member(calls[1].body["InputParameters"], "Target");
+  EXPECT_EQ(Member(update["Attributes"], "name"), "Contoso AB");
+  EXPECT_TRUE(Member(update["Attributes"], "accountnumber").is_null());
+  const json removed = Member(calls[2].body["InputParameters"], "Target");
+  EXPECT_EQ(removed["__type"], "EntityReference:http://schemas.microsoft.com/xrm/2011/Contracts");
+  EXPECT_EQ(Member(calls[0].body["OutputParameters"], "id"), id);
+}
+
+TEST_F(Dynamics365MockTest, ARolledBackWriteCallsNoWebhookAndOnlyA5xxIsRetriedOnce) {
+  StartMock();
+  WebhookEndpoint endpoint({503, 401});
+  ASSERT_EQ(client_->Post("/__admin/webhooks",
+                          json{{"url", endpoint.url()}, {"key", "k"}, {"retry_ms", 10}}.dump(),
+                          "application/json")->status, 204);
+  // CreateMultiple is all or nothing: its first target's Create is taken back with the rest.
+  auto bulk = Post(std::string(kApi) + "accounts/Microsoft.Dynamics.CRM.CreateMultiple",
+                   {{"Targets", {{{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"name", "A"}},
+                                 {{"name", "no type"}}}}});
+  ASSERT_EQ(bulk->status, 400);
+  Create("accounts", {{"name", "B"}});  // answered 503, then retried: answered 401, and final
+  ASSERT_EQ(endpoint.WaitFor(2).size(), 2u);
+  Create("accounts", {{"name", "C"}});  // answered 200
+  const auto calls = endpoint.WaitFor(3);
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(Member(Member(calls[0].body["InputParameters"], "Target")["Attributes"], "name"), "B");
+  EXPECT_EQ(calls[0].body["OperationId"], calls[1].body["OperationId"]);  // the same execution
+  EXPECT_EQ(Member(Member(calls[2].body["InputParameters"], "Target")["Attributes"], "name"), "C");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(endpoint.WaitFor(4).size(), 3u) << "a 401 is not retried";
+  const json stats = json::parse(client_->Get("/__admin/webhooks")->body);
+  EXPECT_EQ(stats["retried"], 1);
+  EXPECT_EQ(stats["given_up"], 1);
+  EXPECT_EQ(stats["delivered"], 1);
+}
+
+TEST_F(Dynamics365MockTest, WebhookRegistrationRefusesWhatItCannotCall) {
+  StartMock();
+  for (const json& bad : {json{{"url", "ftp://x"}}, json{{"url", "http://x"}, {"faults", {"badsig"}}},
+                          json{{"url", "http://x"}, {"retry_ms", 0}}}) {
+    auto res = client_->Post("/__admin/webhooks", bad.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << bad.dump();
+  }
 }
 
 }  // namespace
