@@ -35,12 +35,8 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-latency.XXXXXX")
 source "$root/tests/integration/crm_mocks.sh"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; fi
-  stop_crm_mocks
-  rm -rf "$work"
-}
+source "$root/tests/integration/serve.sh"
+cleanup() { stop_serve; stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "webhook_latency: $*" >&2; tail -5 "$work/serve.log" >&2 2>/dev/null || true; exit 1; }
 
@@ -55,26 +51,16 @@ sed -e "s#\.\./\.\./mappings/#$root/mappings/#g" \
   "$root/examples/demo/crmbridge.yaml" >"$cfg"
 grep -q HUBSPOT_CLIENT_SECRET "$cfg" || fail "the demo configuration's HubSpot auth line has changed"
 
-"$bin/crmbridge" --config "$cfg" serve --listen 127.0.0.1:0 --every 1h >"$work/serve.out" 2>"$work/serve.log" &
-serve_pid=$!
-port=""
-for _ in $(seq 1 600); do
-  port=$(sed -n 's#.*listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out")
-  [ -n "$port" ] && break
-  kill -0 "$serve_pid" 2>/dev/null || fail "serve exited at start"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "serve did not say where it listens"
+start_serve "$bin" "$cfg" "$work" --every 1h || fail "serve did not start"
 # The first run copies every seeded onboarding into Dynamics 365.
-for _ in $(seq 1 3000); do grep -q 'serve: run 1 wrote' "$work/serve.log" && break; sleep 0.1; done
-grep -q 'serve: run 1 wrote' "$work/serve.log" || fail "the first run did not finish"
+wait_serve_runs "$work" 1 || fail "the first run did not finish"
 
 tickets=$(curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" \
   "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets?limit=100&properties=subject" |
   grep -o '"id":"[0-9]*"' | grep -o '[0-9]*' | tr '\n' ' ')
 [ -n "$tickets" ] || fail "no ticket in the HubSpot mock"
 curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" \
-  -d "{\"url\":\"http://127.0.0.1:$port/webhooks/hubspot\",\"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"retry_ms\":200}" \
+  -d "{\"url\":\"$url/webhooks/hubspot\",\"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"retry_ms\":200}" \
   >/dev/null || fail "could not subscribe to the HubSpot mock's webhooks"
 
 echo "crmbridge serve, change-to-target latency (HubSpot ticket subject -> Dynamics 365), mocks enforcing limits"
@@ -101,7 +87,7 @@ for rate in ${rates//,/ }; do
 done
 echo "  HubSpot API calls while the changes came: $(( $(hubspot_calls .) - calls_before )), of which searches $(( $(hubspot_calls /search) - search_before ))"
 runs=$(grep -c 'serve: run [0-9]* wrote' "$work/serve.log" || true)
-limited=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^crmbridge_rate_limited_total{system="\([a-z0-9]*\)"} \([0-9]*\)/\1=\2/p' | tr '\n' ' ')
+limited=$(curl -s "$url/metrics" | sed -n 's/^crmbridge_rate_limited_total{system="\([a-z0-9]*\)"} \([0-9]*\)/\1=\2/p' | tr '\n' ' ')
 echo "  serve made $runs runs; 429s seen: $limited"
 (IFS=,; echo "JSON {\"runs\":$runs,\"rates\":[${all[*]}]}")
 [ "$status" -eq 0 ] || fail "a change was lost or could not be made"

@@ -9,11 +9,7 @@ bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-serve-d365.XXXXXX")
 source "$(dirname "$0")/crm_mocks.sh"
-serve_pid=""
-stop_serve() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; serve_pid=""; fi
-  return 0
-}
+source "$(dirname "$0")/serve.sh"
 cleanup() { stop_serve; stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() {
@@ -37,28 +33,9 @@ sed -e "s#\[twoway_mapping.yaml\]#[$src/tests/integration/twoway_mapping.yaml]#"
   "$src/tests/integration/twoway_crmbridge.yaml" >"$cfg"
 grep -q D365_WEBHOOK_KEY "$cfg" || fail "the two-way configuration's Dynamics 365 auth has changed"
 
-start_serve() {
-  : >"$work/serve.out"
-  "$bin/crmbridge" --config "$cfg" serve --listen 127.0.0.1:0 --every 1h \
-    >"$work/serve.out" 2>>"$work/serve.log" &
-  serve_pid=$!
-  for _ in $(seq 1 600); do
-    port=$(sed -n 's#.*listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out")
-    [ -n "$port" ] && break
-    kill -0 "$serve_pid" 2>/dev/null || fail "serve exited at start"
-    sleep 0.1
-  done
-  [ -n "$port" ] || fail "serve did not say where it listens"
-  url="http://127.0.0.1:$port"
-}
-runs_done() { grep -c 'serve: run [0-9]* wrote' "$work/serve.log" || true; }
-wait_runs() {  # wait_runs N: until N runs have ended in the log
-  for _ in $(seq 1 1200); do
-    [ "$(runs_done)" -ge "$1" ] && return 0
-    sleep 0.1
-  done
-  fail "run $1 did not finish"
-}
+serve() { start_serve "$bin" "$cfg" "$work" --every 1h || fail "serve did not start"; }
+runs_done() { serve_runs "$work"; }
+wait_runs() { wait_serve_runs "$work" "$1" || fail "run $1 did not finish"; }
 in_hubspot() { curl -s "$DEMO_HUBSPOT_URL/__admin/dump" | grep -qF "$1"; }
 wait_in_hubspot() {  # wait_in_hubspot TEXT WHAT: until TEXT is in HubSpot, up to 30 s
   for _ in $(seq 1 300); do in_hubspot "$1" && return 0; sleep 0.1; done
@@ -92,7 +69,7 @@ deliver() {
   curl "${args[@]}" "$url/webhooks/dynamics365${2-?code=$key_encoded}"
 }
 
-start_serve
+serve
 wait_runs 1
 account=$(d365 "$DEMO_DYNAMICS365_URL/api/data/v9.2/accounts?\$select=accountid,name&\$top=1" |
           sed -n 's/.*"accountid":"\([0-9a-f-]*\)".*/\1/p')

@@ -12,11 +12,7 @@ bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-serve-faults.XXXXXX")
 source "$(dirname "$0")/crm_mocks.sh"
-serve_pid=""
-stop_serve() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; serve_pid=""; fi
-  return 0
-}
+source "$(dirname "$0")/serve.sh"
 cleanup() { stop_serve; stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() {
@@ -37,20 +33,13 @@ sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
 grep -q HUBSPOT_CLIENT_SECRET "$cfg" || fail "the demo configuration's HubSpot auth line has changed"
 printf 'sync: {lease_ttl: 3s}\n' >>"$cfg"  # a killed serve's lease is free again in seconds
 
-port=$(( 20000 + RANDOM % 20000 ))
-start_serve() {
-  : >"$work/serve.out"
-  "$bin/crmbridge" --config "$cfg" serve --listen "127.0.0.1:$port" --every 1h --webhook-interval 300ms \
-    >"$work/serve.out" 2>>"$work/serve.log" &
-  serve_pid=$!
-  for _ in $(seq 1 600); do
-    grep -q 'listening on' "$work/serve.out" && return 0
-    kill -0 "$serve_pid" 2>/dev/null || fail "serve exited at start (port $port taken?)"
-    sleep 0.1
-  done
-  fail "serve did not start listening"
+# A port of its own, the same after a restart: the mock delivers to one URL.
+fixed_port=$(( 20000 + RANDOM % 20000 ))
+serve() {
+  start_serve "$bin" "$cfg" "$work" --listen "127.0.0.1:$fixed_port" --every 1h --webhook-interval 300ms ||
+    fail "serve did not start (port $fixed_port taken?)"
 }
-runs_done() { grep -c 'serve: run [0-9]* wrote' "$work/serve.log" || true; }
+runs_done() { serve_runs "$work"; }
 # A user's edit in HubSpot's pages.
 edit() {
   curl -sf -X PATCH "$DEMO_HUBSPOT_URL/__admin/objects/tickets/$1" \
@@ -74,15 +63,14 @@ settle() {
   fail "deliveries did not settle: $now"
 }
 
-start_serve
-for _ in $(seq 1 600); do [ "$(runs_done)" -ge 1 ] && break; sleep 0.1; done
-[ "$(runs_done)" -ge 1 ] || fail "the first run did not finish"
+serve
+wait_serve_runs "$work" 1 || fail "the first run did not finish"
 tickets=$(curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" \
   "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets?limit=100" | grep -o '"id":"[0-9]*"' | grep -o '[0-9]*')
 [ "$(wc -w <<<"$tickets")" -ge 12 ] || fail "the HubSpot mock has too few tickets: $tickets"
 
 # --- 1. duplicates, reordering and a SIGKILL: webhooks alone bring every change ---
-curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"http://127.0.0.1:$port/webhooks/hubspot\",
+curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"$url/webhooks/hubspot\",
   \"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"faults\":[\"duplicate\",\"reorder\"],\"retry_ms\":200}" \
   >/dev/null || fail "could not subscribe"
 round=0
@@ -95,7 +83,7 @@ for t in $tickets; do
   sleep 0.1
 done
 sleep 1  # deliveries fail while serve is down; the mock retries them
-start_serve
+serve
 settle
 for i in $(seq 1 "$round"); do
   d365_names | grep -qx "Round one $i" || fail "change $i of round one did not reach Dynamics 365 by webhook"
@@ -105,7 +93,7 @@ grep -q '"writes": 0' "$work/sync1.json" ||
   fail "a scheduled run after the webhooks still had writes to make: $(head -c 400 "$work/sync1.json")"
 
 # --- 2. half of the batches lost: the scheduled run brings the rest ---
-curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"http://127.0.0.1:$port/webhooks/hubspot\",
+curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"$url/webhooks/hubspot\",
   \"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"faults\":[\"drop=0.5\",\"duplicate\"],\"retry_ms\":200}" \
   >/dev/null || fail "could not subscribe again"
 round=0

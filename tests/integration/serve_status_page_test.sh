@@ -9,12 +9,8 @@ src=$2
 fill=$3
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-status.XXXXXX")
 source "$(dirname "$0")/crm_mocks.sh"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; fi
-  stop_crm_mocks
-  rm -rf "$work"
-}
+source "$(dirname "$0")/serve.sh"
+cleanup() { stop_serve; stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; tail -5 "$work/serve.log" >&2 2>/dev/null || true; exit 1; }
 
@@ -28,20 +24,8 @@ export CRMBRIDGE_STATE="$work/state.db"
 # Two months of onboardings, one of them named "SE Lindqvist & Söner <Logistik>".
 "$fill" "$CRMBRIDGE_STATE" 2026-03-01T12:00:00Z >/dev/null || fail "could not fill the store"
 
-"$bin/crmbridge" --config "$src/examples/demo/crmbridge.yaml" serve --listen 127.0.0.1:0 --every 1h \
-  >"$work/serve.out" 2>"$work/serve.log" &
-serve_pid=$!
-port=""
-for _ in $(seq 1 600); do
-  port=$(sed -n 's#.*listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out")
-  [ -n "$port" ] && break
-  kill -0 "$serve_pid" 2>/dev/null || fail "serve exited at start"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "serve did not say where it listens"
-for _ in $(seq 1 600); do grep -q 'serve: run 1 wrote' "$work/serve.log" && break; sleep 0.1; done
-grep -q 'serve: run 1 wrote' "$work/serve.log" || fail "the first run did not finish"
-url="http://127.0.0.1:$port"
+start_serve "$bin" "$src/examples/demo/crmbridge.yaml" "$work" --every 1h || fail "serve did not start"
+wait_serve_runs "$work" 1 || fail "the first run did not finish"
 
 # The page as served: one script (its own), every name escaped.
 curl -sf "$url/" >"$work/page.html" || fail "GET / failed"

@@ -8,11 +8,7 @@ bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-serve.XXXXXX")
 source "$(dirname "$0")/crm_mocks.sh"
-serve_pid=""
-stop_serve() {
-  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null; serve_pid=""; fi
-  return 0
-}
+source "$(dirname "$0")/serve.sh"
 cleanup() { stop_serve; stop_crm_mocks; rm -rf "$work"; }
 trap cleanup EXIT
 fail() {
@@ -35,30 +31,10 @@ grep -q HUBSPOT_CLIENT_SECRET "$cfg" || fail "the demo configuration's HubSpot a
 # A short lease, so that a killed serve's lease is free again in seconds.
 printf 'sync: {lease_ttl: 3s}\n' >>"$cfg"
 
-# Starts serve (its schedule far off: only webhooks make runs after the first) and waits until
-# it listens and its first run is done.
-start_serve() {
-  : >"$work/serve.out"
-  "$bin/crmbridge" --config "$cfg" serve --listen 127.0.0.1:0 --every 1h \
-    >"$work/serve.out" 2>>"$work/serve.log" &
-  serve_pid=$!
-  for _ in $(seq 1 600); do
-    port=$(sed -n 's#.*listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$work/serve.out")
-    [ -n "$port" ] && break
-    kill -0 "$serve_pid" 2>/dev/null || fail "serve exited at start"
-    sleep 0.1
-  done
-  [ -n "$port" ] || fail "serve did not say where it listens"
-  url="http://127.0.0.1:$port"
-}
-runs_done() { grep -c 'serve: run [0-9]* wrote' "$work/serve.log" || true; }
-wait_runs() {  # wait_runs N: until N runs have ended in the log
-  for _ in $(seq 1 1200); do
-    [ "$(runs_done)" -ge "$1" ] && return 0
-    sleep 0.1
-  done
-  fail "run $1 did not finish"
-}
+# Starts serve, its schedule far off: only webhooks make runs after the first.
+serve() { start_serve "$bin" "$cfg" "$work" --every 1h || fail "serve did not start"; }
+runs_done() { serve_runs "$work"; }
+wait_runs() { wait_serve_runs "$work" "$1" || fail "run $1 did not finish"; }
 hs() { curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" -H 'Content-Type: application/json' "$@"; }
 in_d365() { curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -qF "$1"; }
 
@@ -79,7 +55,7 @@ announce() {
     "$RANDOM" "$(date +%s%3N)" "$1" >"$2"
 }
 
-start_serve
+serve
 wait_runs 1
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/healthz")" = 200 ] || fail "/healthz"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ] || fail "/readyz"
@@ -175,7 +151,7 @@ serve_pid=""
   fail "the announced change was lost with the process"
 curl -sf -X DELETE "$DEMO_DYNAMICS365_URL/__admin/faults" >/dev/null || fail "could not clear the fault"
 sed -i 's/serve: run \([0-9]*\) wrote/(before the crash) run \1 wrote/' "$work/serve.log"
-start_serve
+serve
 for _ in $(seq 1 600); do in_d365 "$title2" && break; sleep 0.1; done
 in_d365 "$title2" || fail "the change announced before the crash did not reach Dynamics 365"
 wait_runs 1
@@ -190,7 +166,7 @@ serve_pid=""
 [ "$rc" -eq 0 ] || fail "serve exited $rc on SIGTERM"
 
 # A serve whose HubSpot credentials are refused is not ready, and says why.
-HUBSPOT_TOKEN=pat-revoked start_serve
+HUBSPOT_TOKEN=pat-revoked serve
 wait_runs 2
 code=$(curl -s -o "$work/ready.txt" -w '%{http_code}' "$url/readyz")
 [ "$code" = 503 ] && grep -q "hubspot refused crmbridge's credentials" "$work/ready.txt" ||
