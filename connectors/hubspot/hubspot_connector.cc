@@ -51,6 +51,15 @@ std::string StringAt(const json& j, const char* key) {
   return v && v->is_string() ? v->get<std::string>() : std::string();
 }
 
+// An object that does not decode, as the engine rejects it: by its id where it has one, with why;
+// the rest of the page goes on.
+NativeRecord Undecodable(const json& object, const Status& why) {
+  NativeRecord bad;
+  if (const json* id = FindPath(object, {"id"}); id && id->is_string()) bad.id = id->get<std::string>();
+  bad.invalid = why.message();
+  return bad;
+}
+
 std::string KeyPropertyOf(const ObjectRef& object) {
   auto it = object.params.find("id_property");
   return it == object.params.end() ? "crmbridge_id" : it->second;
@@ -385,10 +394,7 @@ Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& o
     for (const json& obj : *results) {
       auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
       if (!rec.ok()) {
-        NativeRecord bad;
-        if (const json* id = FindPath(obj, {"id"}); id && id->is_string()) bad.id = id->get<std::string>();
-        bad.invalid = rec.status().message();
-        chunk.push_back(std::move(bad));
+        chunk.push_back(Undecodable(obj, rec.status()));
         continue;
       }
       // A record of another pipeline is outside what the mapping syncs, as the search's filter
@@ -483,12 +489,7 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   for (const json& obj : *results) {
     auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
     if (!rec.ok()) {
-      // One object that does not decode is rejected by the engine, by its id where it has one;
-      // the rest of the page goes on.
-      NativeRecord bad;
-      if (const json* id = FindPath(obj, {"id"}); id && id->is_string()) bad.id = id->get<std::string>();
-      bad.invalid = rec.status().message();
-      page.records.push_back(std::move(bad));
+      page.records.push_back(Undecodable(obj, rec.status()));
       continue;
     }
     ToLabels(setup, &*rec);
