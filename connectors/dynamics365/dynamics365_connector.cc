@@ -10,6 +10,7 @@
 #include "connectors/dynamics365/dynamics365_limits.h"
 #include "src/core/ids.h"
 #include "src/core/time_util.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 
@@ -44,7 +45,6 @@ void AddODataHeaders(Request* r) {
     r->headers.emplace_back("Content-Type", "application/json");
 }
 
-// A cursor that is a delta link (as opposed to a nextLink of a read in progress).
 // The columns to $select: a lookup is selected as its value property, _name_value
 // (RecordFromRow gives it back under its name).
 std::vector<std::string> SelectColumns(const ObjectRef& object) {
@@ -54,6 +54,30 @@ std::vector<std::string> SelectColumns(const ObjectRef& object) {
   return cols;
 }
 
+// The $select of a read: the mapping's columns, the primary key, modifiedon and the key column.
+std::string SelectList(const ObjectRef& object, const std::string& pk, const std::string& key_column) {
+  std::vector<std::string> cols = SelectColumns(object);
+  cols.push_back(pk);
+  cols.push_back("modifiedon");
+  if (!key_column.empty()) cols.push_back(key_column);
+  std::sort(cols.begin(), cols.end());
+  cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
+  std::string select;
+  for (const auto& c : cols) select += (select.empty() ? "" : ",") + c;
+  return select;
+}
+
+// A row id as Dataverse gives them (a GUID): anything else never goes into a URL.
+bool IsGuid(const std::string& id) {
+  if (id.size() != 36) return false;
+  for (size_t i = 0; i < id.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? id[i] != '-' : !std::isxdigit(static_cast<unsigned char>(id[i]))) return false;
+  }
+  return true;
+}
+
+// A cursor that is a delta link (as opposed to a nextLink of a read in progress).
 bool IsDeltaLink(const std::string& cursor) {
   return cursor.find("deltatoken=") != std::string::npos;
 }
@@ -123,6 +147,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.modified_precision_ms = 1000;  // modifiedon is to the second
     c.carries_references = true;     // as lookup columns
     c.binds_lookups = true;          // a polymorphic lookup through its navigation property
+    c.reads_by_id = true;            // a row by its id: what a webhook announces is read alone
     // Entity sets by their plural names; any other set (a custom table's) by its own.
     c.objects = {"accounts", "contacts", "opportunities", "annotations", "tasks"};
     c.other_objects = "[a-z][a-z0-9_]*";
@@ -295,14 +320,7 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   if (!stored_next.empty() && OnOrganisation(stored_next, config_.base_url)) {
     req.url = SendableLink(stored_next);
   } else {
-    std::vector<std::string> cols = SelectColumns(object);
-    cols.push_back(pk);
-    cols.push_back("modifiedon");
-    if (!key_column.empty()) cols.push_back(key_column);
-    std::sort(cols.begin(), cols.end());
-    cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
-    std::string select;
-    for (const auto& c : cols) select += (select.empty() ? "" : ",") + c;
+    const std::string select = SelectList(object, pk, key_column);
     // ge, not gt: rows sharing the watermark's second are read again (the engine recognises them).
     req.url = ApiRoot() + object.object + "?$select=" + select + "&$filter=" +
               dynamics365::PercentEncode("modifiedon ge " + FormatIsoUtc(watermark, false)) +
@@ -353,6 +371,41 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   return page;
 }
 
+Result<std::vector<NativeRecord>> Dynamics365Connector::ReadByIds(const ObjectRef& object,
+                                                                   const std::vector<std::string>& ids) {
+  const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
+  const std::string key_column = Param(object, "key", "");
+  const std::string select = SelectList(object, pk, key_column);
+  std::vector<NativeRecord> out;
+  for (const std::string& id : ids) {
+    if (!IsGuid(id)) {
+      spdlog::warn("{}: {} \"{}\" is no row id; left to the next scheduled read", name_, object.object,
+                   Utf8Prefix(id, 64));
+      continue;
+    }
+    Request req;
+    req.method = "GET";
+    req.idempotent = true;
+    req.url = ApiRoot() + object.object + "(" + id + ")?$select=" + select;
+    auto r = Call(req);
+    if (!r.ok()) return r.status();
+    if (r->status == 404) continue;  // deleted since: the scheduled read's delta says so
+    if (r->status != 200) return Fail(*r, "reading " + object.object + " " + id);
+    auto row = ParseJsonAnswer(*r, name_, "reading " + object.object + " " + id);
+    if (!row.ok()) return row.status();
+    auto rec = dynamics365::RecordFromRow(*row, pk, key_column);
+    if (!rec.ok()) {
+      NativeRecord bad;
+      bad.id = id;
+      bad.invalid = rec.status().message();
+      out.push_back(std::move(bad));
+      continue;
+    }
+    out.push_back(std::move(*rec));
+  }
+  return out;
+}
+
 Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cursor& cursor,
                                                const ReadContext& context) {
   if (Param(object, "change_tracking", "true") == "false")
@@ -372,14 +425,7 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
   req.method = "GET";
   req.idempotent = true;
   if (cursor.empty()) {
-    std::vector<std::string> cols = SelectColumns(object);
-    cols.push_back(pk);
-    cols.push_back("modifiedon");
-    if (!key_column.empty()) cols.push_back(key_column);
-    std::sort(cols.begin(), cols.end());
-    cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
-    std::string select;
-    for (const auto& c : cols) select += (select.empty() ? "" : ",") + c;
+    const std::string select = SelectList(object, pk, key_column);
     req.url = ApiRoot() + object.object + "?$select=" + select;
     // A backfill from a date reads by modifiedon, without change tracking (which takes no
     // $filter); its last page ends the read instead of giving a delta link.

@@ -47,6 +47,9 @@ class Dynamics365Connector : public Connector {
 
   std::string_view Name() const override { return name_; }
   const Capabilities& capabilities() const override { return caps_; }
+  // One GET per row id ($select as a read of changes); a row gone since (404) is left out.
+  Result<std::vector<NativeRecord>> ReadByIds(const ObjectRef& object,
+                                              const std::vector<std::string>& ids) override;
   Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                            const ReadContext& context) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,

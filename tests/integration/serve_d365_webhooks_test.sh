@@ -98,6 +98,8 @@ grep -q "$D365_WEBHOOK_KEY\|$key_encoded" "$work/serve.log" && fail "the webhook
 [ "$(deliver "$work/update.json")" = 200 ] || fail "a delivery with the key was refused"
 wait_in_hubspot "$title" "the announced change did not reach HubSpot"
 wait_runs 2
+grep -q 'reading dynamics365 accounts (company): 1 announced record' "$work/serve.log" ||
+  fail "the announced account was not read alone, by id"
 "$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
   fail "the read change is still pending"
 # The same execution delivered again (Dataverse retries a 502/503/504): known, no new run. The key
