@@ -500,6 +500,8 @@ class PostgresStore final : public Store {
                                                   const std::string& canonical_id) override;
   Result<nlohmann::json> OutboxCounts() override;
   Result<nlohmann::json> DeadLetterCounts() override;
+  // {system: n} from `sql`, which selects (system, count) rows.
+  Result<nlohmann::json> CountBySystem(const char* sql, const char* what);
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
   Status ReplayDeadLetter(int64_t dead_letter_id, int64_t now_ms) override;
@@ -1342,21 +1344,19 @@ Result<std::optional<OutboxItem>> PostgresStore::PendingOutbox(const std::string
 }
 
 Result<nlohmann::json> PostgresStore::OutboxCounts() {
-  std::lock_guard<std::mutex> lock(mu_);
-  CRMB_RETURN_IF_ERROR(EnsureConnected());
-  auto r = Run("SELECT system, count(*) FROM outbox GROUP BY system ORDER BY system", Params(),
-               "counting outbox items");
-  if (!r.ok()) return r.status();
-  json counts = json::object();
-  for (int row = 0; row < r->size(); ++row) counts[r->Text(row, 0)] = r->Int(row, 1);
-  return counts;
+  return CountBySystem("SELECT system, count(*) FROM outbox GROUP BY system ORDER BY system",
+                       "counting outbox items");
 }
 
 Result<nlohmann::json> PostgresStore::DeadLetterCounts() {
+  return CountBySystem("SELECT system, count(*) FROM dead_letters GROUP BY system ORDER BY system",
+                       "counting dead letters");
+}
+
+Result<nlohmann::json> PostgresStore::CountBySystem(const char* sql, const char* what) {
   std::lock_guard<std::mutex> lock(mu_);
   CRMB_RETURN_IF_ERROR(EnsureConnected());
-  auto r = Run("SELECT system, count(*) FROM dead_letters GROUP BY system ORDER BY system",
-               Params(), "counting dead letters");
+  auto r = Run(sql, Params(), what);
   if (!r.ok()) return r.status();
   json counts = json::object();
   for (int row = 0; row < r->size(); ++row) counts[r->Text(row, 0)] = r->Int(row, 1);

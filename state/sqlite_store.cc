@@ -437,6 +437,8 @@ class SqliteStore final : public Store {
 
   Result<std::vector<DeadLetter>> ListDeadLetters(int limit) override;
   Result<nlohmann::json> DeadLetterCounts() override;
+  // {system: n} from `sql`, which selects (system, count) rows.
+  Result<nlohmann::json> CountBySystem(const char* sql, const char* what);
   Result<std::vector<Snapshot>> ListUnverified(const std::string& system,
                                                const std::string& entity) override;
   Result<std::optional<OutboxItem>> PendingOutbox(const std::string& system, const std::string& entity,
@@ -1448,22 +1450,22 @@ Result<std::optional<OutboxItem>> SqliteStore::PendingOutbox(const std::string& 
 }
 
 Result<nlohmann::json> SqliteStore::DeadLetterCounts() {
-  std::lock_guard<std::mutex> lock(mu_);
-  Stmt st = Prepare("SELECT system, COUNT(*) FROM dead_letters GROUP BY system ORDER BY system");
-  json counts = json::object();
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) counts[st.ColText(0)] = st.ColInt(1);
-  if (rc != SQLITE_DONE) return Error(rc, "counting dead letters");
-  return counts;
+  return CountBySystem("SELECT system, COUNT(*) FROM dead_letters GROUP BY system ORDER BY system",
+                       "counting dead letters");
 }
 
 Result<nlohmann::json> SqliteStore::OutboxCounts() {
+  return CountBySystem("SELECT system, COUNT(*) FROM outbox GROUP BY system ORDER BY system",
+                       "counting outbox items");
+}
+
+Result<nlohmann::json> SqliteStore::CountBySystem(const char* sql, const char* what) {
   std::lock_guard<std::mutex> lock(mu_);
-  Stmt st = Prepare("SELECT system, COUNT(*) FROM outbox GROUP BY system ORDER BY system");
+  Stmt st = Prepare(sql);
   json counts = json::object();
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) counts[st.ColText(0)] = st.ColInt(1);
-  if (rc != SQLITE_DONE) return Error(rc, "counting outbox items");
+  if (rc != SQLITE_DONE) return Error(rc, what);
   return counts;
 }
 

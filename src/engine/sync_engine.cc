@@ -777,8 +777,8 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
       // back later is then recognised as our own write, not a change made there.
       auto back = AsReadBack(m, item.payload);
       if (!back.ok()) return back.status();
+      auto snap = find_snapshot(item);  // looked up once, for the read-back and the lag
       if (!back->is_null()) {
-        auto snap = find_snapshot(item);
         if (!snap.ok()) return snap.status();
         if (snap->has_value()) {
           Snapshot updated = **snap;
@@ -787,7 +787,7 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
         }
       }
       if (outcomes[i].unverified) ++counts.unverified;
-      if (auto snap = find_snapshot(item); snap.ok() && snap->has_value()) {
+      if (snap.ok() && snap->has_value()) {
         // The write carries the record's latest change: its lag runs from that change.
         int64_t changed = 0;
         for (const auto& [field, ms] : (**snap).changed_ms.items())

@@ -232,7 +232,8 @@ Status Metrics::WriteFile(const std::string& path) const {
     out.close();
     if (!out) {
       std::remove(temporary.c_str());
-      return Status(StatusCode::kFailedPrecondition, "cannot write the metrics to " + temporary);
+      return Status(StatusCode::kFailedPrecondition,
+                    "cannot write the metrics to " + path + " (through " + temporary + ")");
     }
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
