@@ -33,11 +33,22 @@ sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
 grep -q HUBSPOT_CLIENT_SECRET "$cfg" || fail "the demo configuration's HubSpot auth line has changed"
 printf 'sync: {lease_ttl: 3s}\n' >>"$cfg"  # a killed serve's lease is free again in seconds
 
-# A port of its own, the same after a restart: the mock delivers to one URL.
-fixed_port=$(( 20000 + RANDOM % 20000 ))
+# A port of its own, the same after a restart: the mock delivers to one URL. It is chosen below
+# the kernel's ephemeral range (32768 and up), so no other test's listener or client connection
+# is given it meanwhile; a port some other program holds is passed over at the first start.
+fixed_port=""
 serve() {
+  local tries
+  if [ -z "$fixed_port" ]; then
+    for tries in $(seq 1 20); do
+      fixed_port=$(( 20000 + RANDOM % 12000 ))
+      start_serve "$bin" "$cfg" "$work" --listen "127.0.0.1:$fixed_port" --every 1h \
+        --webhook-interval 300ms 2>/dev/null && return 0
+    done
+    fail "serve did not start on any of 20 ports"
+  fi
   start_serve "$bin" "$cfg" "$work" --listen "127.0.0.1:$fixed_port" --every 1h --webhook-interval 300ms ||
-    fail "serve did not start (port $fixed_port taken?)"
+    fail "serve did not start again on port $fixed_port"
 }
 runs_done() { serve_runs "$work"; }
 # A user's edit in HubSpot's pages.
