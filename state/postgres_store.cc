@@ -22,6 +22,8 @@
 #include "src/core/logging.h"
 #include "src/core/redaction.h"
 #include "state/backend_common.h"
+#include "state/pg_session.h"
+#include "state/tenant_registry.h"
 
 namespace crmbridge {
 namespace {
@@ -215,142 +217,9 @@ constexpr const char* kMigrationLockSql = "SELECT pg_advisory_xact_lock(16684434
 
 // ---------------------------------------------------------------------------------------------
 
-// What the caller should do next (the codes of src/core/status.h), by SQLSTATE.
-StatusCode CodeForSqlstate(std::string_view state) {
-  if (state == "23505") return StatusCode::kAlreadyExists;  // unique_violation
-  if (state == "40001" || state == "40P01" ||  // serialization failure, deadlock: retry later
-      state == "55P03" ||                       // lock_not_available: lock_timeout ran out
-      state == "57014" ||                       // query_canceled (statement_timeout)
-      state == "53300" ||                       // too_many_connections
-      state.rfind("57P", 0) == 0 ||             // the server is shutting down or restarting
-      state.rfind("08", 0) == 0)                // connection exceptions
-    return StatusCode::kUnavailable;
-  if (state.rfind("22", 0) == 0 || state.rfind("23", 0) == 0 || state.rfind("54", 0) == 0)
-    return StatusCode::kInvalidArgument;  // data exceptions, constraints, values too large
-  if (state.rfind("53", 0) == 0) return StatusCode::kResourceExhausted;  // disk full, memory
-  if (state.rfind("28", 0) == 0 ||  // invalid authorization
-      state == "42501" ||           // insufficient_privilege
-      state == "3D000" || state == "3F000" ||  // no such database or schema
-      state == "25006" ||           // read_only_sql_transaction: a standby
-      state.rfind("58", 0) == 0 || state.rfind("XX", 0) == 0)  // I/O errors, corruption
-    return StatusCode::kFailedPrecondition;  // needs someone's attention; retrying won't fix it
-  return StatusCode::kInternal;
-}
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
-
-struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-using ConnPtr = std::unique_ptr<PGconn, ConnDeleter>;
-
-struct ConninfoDeleter {
-  void operator()(PQconninfoOption* o) const { PQconninfoFree(o); }
-};
-using ConninfoPtr = std::unique_ptr<PQconninfoOption, ConninfoDeleter>;
-
-std::string TrimEnd(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// The parsed connection string, or nullptr when it does not parse. libpq's reason is not kept:
-// it may quote a piece of the string, and with it of the password.
-ConninfoPtr ParseConninfo(const std::string& url) {
-  char* err = nullptr;
-  ConninfoPtr options(PQconninfoParse(url.c_str(), &err));
-  PQfreemem(err);
-  return options;
-}
-
-std::string ConninfoValue(const PQconninfoOption* options, const char* keyword) {
-  for (const PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o)
-    if (std::strcmp(o->keyword, keyword) == 0 && o->val != nullptr) return o->val;
-  return std::string();
-}
-
-// `text` with every occurrence of `password` masked. libpq and the server do not quote passwords;
-// this keeps it so should either ever start to. A password shorter than the Redactor's minimum
-// is left alone, as the Redactor does: masking "pw" everywhere would shred the messages.
-std::string MaskPassword(std::string text, const std::string& password) {
-  if (password.size() < Redactor::kMinSecretLength) return text;
-  for (size_t at = text.find(password); at != std::string::npos;
-       at = text.find(password, at + Redactor::kMask.size()))
-    text.replace(at, password.size(), Redactor::kMask);
-  return text;
-}
-
-// A query's rows, read as text (every value is requested in text format).
-class Rows {
- public:
-  explicit Rows(ResultPtr result) : r_(std::move(result)) {}
-
-  int size() const { return PQntuples(r_.get()); }
-  bool IsNull(int row, int col) const { return PQgetisnull(r_.get(), row, col) != 0; }
-  std::string_view View(int row, int col) const {
-    return std::string_view(PQgetvalue(r_.get(), row, col),
-                            static_cast<size_t>(PQgetlength(r_.get(), row, col)));
-  }
-  std::string Text(int row, int col) const { return std::string(View(row, col)); }
-  int64_t Int(int row, int col) const {
-    const std::string_view v = View(row, col);
-    int64_t out = 0;
-    std::from_chars(v.data(), v.data() + v.size(), out);
-    return out;
-  }
-  // Rows an INSERT, UPDATE or DELETE changed.
-  int64_t Affected() const {
-    const char* n = PQcmdTuples(r_.get());
-    int64_t out = 0;
-    std::from_chars(n, n + std::strlen(n), out);
-    return out;
-  }
-
- private:
-  ResultPtr r_;
-};
-
-// The values of one statement, $1, $2, ... in the order added, all in text format. A value
-// PostgreSQL text cannot hold (a NUL byte) makes the statement fail before it is sent, rather
-// than be cut short at the NUL.
-class Params {
- public:
-  Params& Text(const std::string& v) {
-    if (v.find('\0') != std::string::npos && problem_.empty())
-      problem_ = "value " + std::to_string(values_.size() + 1) +
-                 " holds a NUL byte, which PostgreSQL text cannot store";
-    values_.push_back(v);
-    nulls_.push_back(false);
-    return *this;
-  }
-  // NULL for "", for columns where "no value yet" must not collide on a UNIQUE key.
-  Params& TextOrNull(const std::string& v) { return v.empty() ? Null() : Text(v); }
-  Params& Null() {
-    values_.emplace_back();
-    nulls_.push_back(true);
-    return *this;
-  }
-  Params& Int(int64_t v) { return Text(std::to_string(v)); }
-  Params& Bool(bool v) { return Text(v ? "true" : "false"); }
-
-  int size() const { return static_cast<int>(values_.size()); }
-  const std::string& problem() const { return problem_; }
-  std::vector<const char*> Pointers() const {
-    std::vector<const char*> out;
-    out.reserve(values_.size());
-    for (size_t i = 0; i < values_.size(); ++i)
-      out.push_back(nulls_[i] ? nullptr : values_[i].c_str());
-    return out;
-  }
-
- private:
-  std::vector<std::string> values_;
-  std::vector<bool> nulls_;
-  std::string problem_;
-};
+using pg::Params;
+using pg::Rows;
+using pg::TrimEnd;
 
 // A PostgreSQL text[] literal of `values` ({"a","b"}), for `= ANY($n::text[])`: one statement
 // for a whole page of ids.
@@ -461,13 +330,14 @@ void LogNotice(void* /*arg*/, const char* message) {
 
 class PostgresStore final : public Store {
  public:
-  PostgresStore(ConnPtr conn, std::string shown, std::string password, Clock* clock,
-                int lock_timeout_ms)
-      : conn_(std::move(conn)),
-        shown_(std::move(shown)),
-        password_(std::move(password)),
+  PostgresStore(std::unique_ptr<pg::Session> session, Clock* clock,
+                const PostgresStoreOptions& options)
+      : session_(std::move(session)),
+        shown_(session_->shown()),
         clock_(clock),
-        lock_timeout_ms_(lock_timeout_ms) {}
+        lock_timeout_ms_(options.lock_timeout_ms),
+        schema_(options.schema),
+        fence_(options.fence) {}
 
   // Session settings, schema version check, migrations. Called once, before sharing.
   Status Init();
@@ -532,24 +402,31 @@ class PostgresStore final : public Store {
  private:
   // All private helpers expect mu_ held.
 
-  // `text` with the password masked, should a message from libpq or the server ever quote it.
-  std::string Scrub(std::string text) const;
-  // The Status of a failed statement: its SQLSTATE's code, the server's message, `doing`.
-  Status Error(const PGresult* result, const std::string& doing) const;
   // Reconnects a connection that was lost (the call that lost it failed with kUnavailable).
   Status EnsureConnected();
   // Per-connection settings, run after every (re)connect.
   Status Configure();
-  // A statement without values (BEGIN, COMMIT, SET, a migration's several statements).
-  Status ExecPlain(const char* sql, const std::string& doing);
-  // Prepares `sql` on first use on this connection, then runs it with `params`.
-  Result<Rows> Run(const std::string& sql, const Params& params, const std::string& doing);
-  // BEGIN (`begin`), body, COMMIT; ROLLBACK when anything fails.
+  // The session's statements (state/pg_session.h).
+  Status ExecPlain(const char* sql, const std::string& doing) {
+    return session_->ExecPlain(sql, doing);
+  }
+  Result<Rows> Run(const std::string& sql, const Params& params, const std::string& doing) {
+    return session_->Run(sql, params, doing);
+  }
   Status InTransaction(const char* begin, const std::string& doing,
-                       const std::function<Status()>& body);
+                       const std::function<Status()>& body) {
+    return session_->InTransaction(begin, doing, body);
+  }
   // A writing transaction: InTransaction that first takes the store's write lock, so writers
   // follow one another (as in SQLite) and each statement sees what the writer before committed.
   Status InWriteTransaction(const std::string& doing, const std::function<Status()>& body);
+  // Inside a transaction of a fenced store: share-locks the tenant's registry row to the commit
+  // and refuses (kFailedPrecondition) unless its epoch is still fence_.epoch. Ok when unfenced.
+  Status CheckFence(const std::string& doing);
+  // After a refused commit: counted on the tenant's row, for operators and the chaos test.
+  void CountRefusal();
+  // Creates schema_ when missing (one process at a time).
+  Status CreateSchema();
   Result<int> CurrentVersion();
   Status Migrate();
   Result<std::optional<Snapshot>> GetSnapshotLocked(const std::string& entity,
@@ -580,101 +457,79 @@ class PostgresStore final : public Store {
   Status ReplayLocked(int64_t dead_letter_id, int64_t now_ms);
 
   std::mutex mu_;
-  ConnPtr conn_;
+  const std::unique_ptr<pg::Session> session_;
   const std::string shown_;     // the url without its password, for messages
-  const std::string password_;  // to mask, should anything quote it
   Clock* const clock_;
   const int lock_timeout_ms_;
-  std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
+  const std::string schema_;                  // "" : the connection's search_path
+  const PostgresStoreOptions::Fence fence_;   // tenant "" : not fenced
+  bool refused_ = false;                      // CheckFence refused the transaction in hand
 };
 
-std::string PostgresStore::Scrub(std::string text) const {
-  return MaskPassword(std::move(text), password_);
-}
 
-Status PostgresStore::Error(const PGresult* result, const std::string& doing) const {
-  auto field = [&](int code) -> std::string {
-    const char* v = result != nullptr ? PQresultErrorField(result, code) : nullptr;
-    return v != nullptr ? v : "";
-  };
-  const std::string state = field(PG_DIAG_SQLSTATE);
-  std::string message = field(PG_DIAG_MESSAGE_PRIMARY);
-  if (message.empty()) message = TrimEnd(PQerrorMessage(conn_.get()));
-  const std::string detail = field(PG_DIAG_MESSAGE_DETAIL);
-  if (!detail.empty()) message += " (" + detail + ")";
-  StatusCode code = CodeForSqlstate(state);
-  // A connection lost mid-statement may carry no SQLSTATE at all: the next call reconnects.
-  if (PQstatus(conn_.get()) == CONNECTION_BAD) code = StatusCode::kUnavailable;
-  if (!state.empty()) message += " [SQLSTATE " + state + "]";
-  return Status(code, Scrub("state store " + shown_ + ": " + doing + ": " + message));
-}
 
 Status PostgresStore::EnsureConnected() {
-  if (PQstatus(conn_.get()) == CONNECTION_OK) return Status::Ok();
-  // The statements prepared on the lost connection are gone with it.
-  prepared_.clear();
-  PQreset(conn_.get());
-  if (PQstatus(conn_.get()) != CONNECTION_OK) {
-    return Status(StatusCode::kUnavailable,
-                  Scrub("state store " + shown_ + ": the connection was lost and cannot be made "
-                        "again: " + TrimEnd(PQerrorMessage(conn_.get()))));
-  }
+  auto reconnected = session_->Reconnect();
+  if (!reconnected.ok()) return reconnected.status();
+  if (!*reconnected) return Status::Ok();
   spdlog::info("state store {}: connected again", shown_);
   return Configure();
 }
 
 Status PostgresStore::Configure() {
-  PQsetNoticeProcessor(conn_.get(), &LogNotice, nullptr);
+  PQsetNoticeProcessor(session_->conn(), &LogNotice, nullptr);
   // A number from the options, never input: SET takes no bound parameters.
   const std::string set_timeout = "SET lock_timeout = " + std::to_string(lock_timeout_ms_);
-  return ExecPlain(set_timeout.c_str(), "setting lock_timeout");
+  CRMB_RETURN_IF_ERROR(ExecPlain(set_timeout.c_str(), "setting lock_timeout"));
+  if (schema_.empty()) return Status::Ok();
+  // An identifier checked when the store was opened (lowercase letters, digits, _), quoted.
+  const std::string set_path = "SET search_path = \"" + schema_ + "\"";
+  return ExecPlain(set_path.c_str(), "setting search_path");
 }
 
-Status PostgresStore::ExecPlain(const char* sql, const std::string& doing) {
-  ResultPtr r(PQexec(conn_.get(), sql));
-  const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Status::Ok();
-  return Error(r.get(), doing);
+Status PostgresStore::CreateSchema() {
+  if (schema_.empty()) return Status::Ok();
+  const std::string create = "CREATE SCHEMA IF NOT EXISTS \"" + schema_ + "\"";
+  return InTransaction("BEGIN", "creating schema " + schema_, [&]() -> Status {
+    // Two processes creating one schema at once would clash on its name: one at a time.
+    CRMB_RETURN_IF_ERROR(ExecPlain(kMigrationLockSql, "waiting for other migrations"));
+    return ExecPlain(create.c_str(), "creating schema " + schema_);
+  });
 }
 
-Result<Rows> PostgresStore::Run(const std::string& sql, const Params& params,
-                                const std::string& doing) {
-  if (!params.problem().empty())
-    return Status(StatusCode::kInvalidArgument, doing + ": " + params.problem());
-  auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    std::string name = "crmb_" + std::to_string(prepared_.size() + 1);
-    ResultPtr r(PQprepare(conn_.get(), name.c_str(), sql.c_str(), params.size(), nullptr));
-    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error(r.get(), doing);
-    it = prepared_.emplace(sql, std::move(name)).first;
-  }
-  const std::vector<const char*> values = params.Pointers();
-  ResultPtr r(PQexecPrepared(conn_.get(), it->second.c_str(), params.size(), values.data(),
-                             nullptr, nullptr, /*resultFormat=*/0));
-  const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Error(r.get(), doing);
-  return Rows(std::move(r));
+Status PostgresStore::CheckFence(const std::string& doing) {
+  if (fence_.tenant.empty()) return Status::Ok();
+  auto r = Run(std::string("SELECT epoch FROM ") + kRegistrySchema +
+                   ".tenants WHERE name = $1 FOR SHARE",
+               Params().Text(fence_.tenant), "checking the fencing epoch for " + doing);
+  if (!r.ok()) return r.status();
+  const int64_t now_epoch = r->size() == 1 ? r->Int(0, 0) : -1;
+  if (now_epoch == fence_.epoch) return Status::Ok();
+  refused_ = true;
+  return Status(StatusCode::kFailedPrecondition,
+                "state store " + shown_ + ": " + doing + " refused: tenant " + fence_.tenant +
+                    (now_epoch < 0 ? " is no longer registered"
+                                   : " was claimed again (epoch " + std::to_string(fence_.epoch) +
+                                         ", now " + std::to_string(now_epoch) + ")") +
+                    "; this worker's lease had expired, so nothing it still had to write is kept");
 }
 
-Status PostgresStore::InTransaction(const char* begin, const std::string& doing,
-                                    const std::function<Status()>& body) {
-  CRMB_RETURN_IF_ERROR(ExecPlain(begin, "starting a transaction for " + doing));
-  Status s = body();
-  if (s.ok()) {
-    s = ExecPlain("COMMIT", "committing " + doing);
-    if (s.ok()) return s;
-  }
-  const PGTransactionStatusType tx = PQtransactionStatus(conn_.get());
-  if (tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR) {
-    Status r = ExecPlain("ROLLBACK", "rolling back " + doing);
-    if (!r.ok()) return Status(s.code(), s.message() + "; and then " + r.message());
-  }
-  return s;
+void PostgresStore::CountRefusal() {
+  if (!refused_) return;
+  refused_ = false;
+  auto r = Run(std::string("UPDATE ") + kRegistrySchema +
+                   ".tenants SET refused_commits = refused_commits + 1 WHERE name = $1",
+               Params().Text(fence_.tenant), "counting a refused commit");
+  if (!r.ok()) spdlog::warn("{}", r.status().ToString());
 }
+
+
+
 
 Status PostgresStore::InWriteTransaction(const std::string& doing,
                                          const std::function<Status()>& body) {
-  return InTransaction("BEGIN", doing, [&]() -> Status {
+  Status s = InTransaction("BEGIN", doing, [&]() -> Status {
+    CRMB_RETURN_IF_ERROR(CheckFence(doing));
     auto locked = Run("SELECT id FROM write_lock WHERE id = 1 FOR UPDATE", Params(),
                       "taking the write lock for " + doing);
     if (!locked.ok()) return locked.status();
@@ -684,6 +539,8 @@ Status PostgresStore::InWriteTransaction(const std::string& doing,
     }
     return body();
   });
+  CountRefusal();
+  return s;
 }
 
 // ---- schema ----
@@ -703,6 +560,7 @@ Result<int> PostgresStore::CurrentVersion() {
 Status PostgresStore::Init() {
   std::lock_guard<std::mutex> lock(mu_);
   CRMB_RETURN_IF_ERROR(Configure());
+  CRMB_RETURN_IF_ERROR(CreateSchema());
   // Before changing anything: a database migrated by a newer crmbridge is refused untouched.
   auto version = CurrentVersion();
   if (!version.ok()) return version.status();
@@ -1632,6 +1490,28 @@ Result<bool> PostgresStore::AcquireLease(const std::string& holder, int64_t now_
     return Status(StatusCode::kInvalidArgument, "a lease needs a holder and a positive ttl");
   std::lock_guard<std::mutex> lock(mu_);
   CRMB_RETURN_IF_ERROR(EnsureConnected());
+  if (!fence_.tenant.empty()) {
+    // The tenant's claim made this worker its one holder: the lease goes with the epoch, whoever
+    // held it before (a killed worker's lease need not run out twice).
+    Status s = InTransaction("BEGIN", "taking the lease for " + holder, [&]() -> Status {
+      CRMB_RETURN_IF_ERROR(CheckFence("taking the lease"));
+      return Run("INSERT INTO lease AS l (id, holder, acquired_ms, expires_ms) "
+                 "VALUES (1, $1, $2, $3) ON CONFLICT (id) DO UPDATE SET "
+                 "acquired_ms = CASE WHEN l.holder = excluded.holder "
+                 "AND l.expires_ms > excluded.acquired_ms "
+                 "THEN l.acquired_ms ELSE excluded.acquired_ms END, "
+                 "holder = excluded.holder, expires_ms = excluded.expires_ms",
+                 Params().Text(holder).Int(now_ms).Int(now_ms + ttl_ms),
+                 "taking the lease for " + holder)
+          .status();
+    });
+    if (refused_) {
+      refused_ = false;  // not a commit refused: nothing was to be written
+      return false;
+    }
+    if (!s.ok()) return s;
+    return true;
+  }
   // One statement, so the check and the take are one atomic step across connections: of two
   // inserting at once, the second waits for the first's row and then finds it in the DO UPDATE's
   // WHERE, which admits only a renewal or an expired lease. SET expressions read the old row, so
@@ -1676,52 +1556,27 @@ bool IsPostgresUrl(const std::string& location) {
   return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
 }
 
-std::string RedactPostgresUrl(const std::string& url) {
-  if (IsPostgresUrl(url)) return RedactUrlForLog(url);
-  ConninfoPtr options = ParseConninfo(url);
-  if (!options) return "(a connection string that does not parse)";
-  std::string out;
-  for (const char* keyword : {"host", "hostaddr", "port", "dbname", "user"}) {
-    const std::string value = ConninfoValue(options.get(), keyword);
-    if (value.empty()) continue;
-    if (!out.empty()) out += ' ';
-    out += std::string(keyword) + "=" + value;
-  }
-  return out.empty() ? "(the default PostgreSQL server)" : out;
+std::string RedactPostgresUrl(const std::string& url) { return pg::ShownUrl(url); }
+
+bool PostgresUrlHasPassword(const std::string& url) {
+  pg::ConninfoPtr parsed = pg::ParseConninfo(url);
+  return parsed && !pg::ConninfoValue(parsed.get(), "password").empty();
 }
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
                                                  const PostgresStoreOptions& options) {
   if (url.empty())
     return Status(StatusCode::kInvalidArgument, "the PostgreSQL state store url is empty");
-  const std::string shown = RedactPostgresUrl(url);
-  ConninfoPtr parsed = ParseConninfo(url);
-  if (!parsed) {
+  if (!options.schema.empty() && !pg::IsSqlName(options.schema)) {
     return Status(StatusCode::kInvalidArgument,
-                  "the state store url " + shown +
-                      " is not a PostgreSQL connection string or postgresql:// URL");
+                  "the state store schema \"" + options.schema +
+                      "\" is not a lowercase name of letters, digits and _ (at most 63)");
   }
-  // Known from here on: should anything quote it, logs and messages mask it.
-  const std::string password = ConninfoValue(parsed.get(), "password");
-  if (!password.empty()) Redactor::Global().AddSecret(password);
-
-  // Defaults before the url, so that it overrides them; the encoding after it: the store reads
-  // and writes UTF-8 whatever the server's default.
-  const std::string timeout = std::to_string(options.connect_timeout_s);
-  const char* const keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding",
-                              nullptr};
-  const char* const values[] = {timeout.c_str(), "crmbridge", url.c_str(), "UTF8", nullptr};
-  ConnPtr conn(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
-  if (!conn) return Status(StatusCode::kInternal, "libpq could not allocate a connection");
-  if (PQstatus(conn.get()) != CONNECTION_OK) {
-    return Status(StatusCode::kFailedPrecondition,
-                  MaskPassword("cannot connect to the PostgreSQL state store " + shown + ": " +
-                                   TrimEnd(PQerrorMessage(conn.get())),
-                               password));
-  }
+  auto session = pg::Session::Open(url, options.connect_timeout_s, "the PostgreSQL state store",
+                                   "state store");
+  if (!session.ok()) return session.status();
   Clock* clock = options.clock != nullptr ? options.clock : Clock::Real();
-  auto store = std::make_unique<PostgresStore>(std::move(conn), shown, password, clock,
-                                               options.lock_timeout_ms);
+  auto store = std::make_unique<PostgresStore>(std::move(*session), clock, options);
   Status s = store->Init();
   if (!s.ok()) {
     // Whatever stops the store from opening needs someone's attention, unless it is passing.

@@ -43,6 +43,19 @@ struct PostgresStoreOptions {
   int lock_timeout_ms = 5000;
   // How long opening (or reopening) the connection may take, unless `url` says otherwise.
   int connect_timeout_s = 10;
+  // The schema the store's tables live in, created when missing: one tenant's state beside the
+  // others' in one database (state/tenant_registry.h). Empty: the connection's search_path. A
+  // lowercase SQL identifier (letters, digits, _), else OpenPostgresStore refuses it.
+  std::string schema;
+  // Fencing (state/tenant_registry.h). When `fence.tenant` is set, every writing transaction first
+  // reads that tenant's epoch in the registry of this database, under a share lock held to its
+  // commit, and is refused (kFailedPrecondition, nothing written) unless it is still `epoch`: a
+  // worker paused past its lease can never write over the tenant's next holder. AcquireLease then
+  // answers by the epoch alone: the tenant's claim already makes one worker its holder.
+  struct Fence {
+    std::string tenant;
+    int64_t epoch = 0;
+  } fence;
 };
 
 // Opens a store in the PostgreSQL database `url` names, a libpq connection string
@@ -59,6 +72,9 @@ int PostgresSchemaVersionKnown();
 
 // Whether `location` is a PostgreSQL URL ("postgresql://..." or "postgres://...").
 bool IsPostgresUrl(const std::string& location);
+
+// Whether the connection string `url` holds a password (user:password@ or password=).
+bool PostgresUrlHasPassword(const std::string& url);
 
 // `url` as errors and logs show it: a postgresql:// URL without its user info and credential
 // parameters (RedactUrlForLog), a "key=value" string as its host, port, database and user only.
