@@ -1,4 +1,5 @@
 #include "src/cli/commands.h"
+#include "src/cli/process.h"
 
 #include <unistd.h>
 
@@ -26,34 +27,12 @@
 #include "src/report/onboarding_report.h"
 #include "src/serve/webhook_inbox.h"
 #include "state/postgres_store.h"
+#include "state/tenant_registry.h"
 
 namespace crmbridge::cli {
 namespace {
 
 using nlohmann::json;
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
-
-void InstallStopHandlers() {
-  struct sigaction sa {};
-  sa.sa_handler = OnStopSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-}
-
-void SetUpLogging(const GlobalOptions& global) {
-  InitLogging(global.log_format == "json" ? LogFormat::kJson : LogFormat::kText,
-              spdlog::level::from_str(global.log_level));
-}
-
-std::string Holder() {
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  return fmt::format("{}:{}:{}", host, getpid(), NewUuid().substr(0, 8));
-}
 
 std::string FormatTime(int64_t ms) { return ms <= 0 ? "-" : FormatIsoUtc(ms, false); }
 
@@ -84,8 +63,58 @@ Status CheckSystemsOf(const AppConfig& config) {
   return diags.ToStatus();
 }
 
+// A registered tenant's configuration (read without its secrets: commands that name a tenant only
+// read its state) and its state, in its schema of the registry's database.
+int LoadTenant(const GlobalOptions& global, bool need_plan, Loaded* out) {
+  std::string url;
+  if (int rc = ResolveStateUrl(global.state_url, "crmbridge", &url); rc != kExitOk) return rc;
+  auto registry = TenantRegistry::Open(url);
+  if (!registry.ok()) {
+    std::cerr << "crmbridge: cannot open the tenant registry: " << registry.status().ToString() << "\n";
+    return registry.status().code() == StatusCode::kFailedPrecondition ? kExitUnreachable : kExitUsage;
+  }
+  auto tenant = (*registry)->Get(global.tenant);
+  if (!tenant.ok()) {
+    std::cerr << "crmbridge: " << tenant.status().ToString() << "\n";
+    return kExitInternal;
+  }
+  if (!tenant->has_value()) {
+    std::cerr << "crmbridge: there is no tenant " << global.tenant
+              << " (crmbridge tenants list shows those there are)\n";
+    return kExitUsage;
+  }
+  std::vector<std::string> warnings;
+  auto config = LoadTenantConfig((*tenant)->config_path, &warnings);
+  if (!config.ok()) {
+    std::cerr << "crmbridge: the configuration of tenant " << global.tenant << ":\n"
+              << config.status().message() << "\n";
+    return kExitUsage;
+  }
+  out->config = std::move(*config);
+  out->config.state_path = url;
+  if (need_plan) {
+    auto plan = LoadPlanFor(out->config);
+    if (!plan.ok()) {
+      std::cerr << "crmbridge: mapping error:\n" << plan.status().message() << "\n";
+      return kExitUsage;
+    }
+    out->plan = *plan;
+  }
+  PostgresStoreOptions store_options;
+  store_options.schema = (*tenant)->schema;
+  auto store = OpenPostgresStore(url, store_options);
+  if (!store.ok()) {
+    std::cerr << "crmbridge: cannot open the state of tenant " << global.tenant << ": "
+              << store.status().ToString() << "\n";
+    return kExitUnreachable;
+  }
+  out->store = std::move(*store);
+  return kExitOk;
+}
+
 // `existing_state`: a read-only command refuses to create an empty state store where none is.
 int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing_state = false) {
+  if (!global.tenant.empty()) return LoadTenant(global, need_plan, out);
   auto config = LoadAppConfig(global.config_path);
   if (!config.ok()) {
     std::cerr << "crmbridge: configuration error:\n" << config.status().message() << "\n";
@@ -286,10 +315,54 @@ static bool ParseTimeOption(const std::string& command, const char* flag, const 
   return true;
 }
 
+// backfill --tenant: the backfill becomes the tenant's next job, which a worker runs; a long one
+// holds up no other tenant.
+static int AskTenantBackfill(const GlobalOptions& global, const BackfillOptions& options,
+                             int64_t since_ms) {
+  if (options.dry_run) {
+    std::cerr << "crmbridge backfill: --dry-run runs here, not on a worker: give the tenant's "
+                 "configuration with --config instead of --tenant\n";
+    return kExitUsage;
+  }
+  Loaded loaded;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  bool known = false;
+  for (const SystemEntityMapping& m : loaded.plan->mappings())
+    known = known || (m.system == options.system && m.reads() &&
+                      (options.entity.empty() || m.entity == options.entity));
+  if (!known) {
+    std::cerr << "crmbridge backfill: tenant " << global.tenant << "'s mapping reads no "
+              << (options.entity.empty() ? "entity" : options.entity) << " from system '"
+              << options.system << "'\n";
+    return kExitUsage;
+  }
+  std::string url;
+  if (int rc = ResolveStateUrl(global.state_url, "crmbridge backfill", &url); rc != kExitOk) return rc;
+  auto registry = TenantRegistry::Open(url);
+  if (!registry.ok()) {
+    std::cerr << "crmbridge: cannot open the tenant registry: " << registry.status().ToString() << "\n";
+    return kExitUnreachable;
+  }
+  json job = {{"system", options.system}};
+  if (!options.entity.empty()) job["entity"] = options.entity;
+  if (since_ms > 0) job["since_ms"] = since_ms;
+  Status s = (*registry)->RequestBackfill(global.tenant, job.dump());
+  if (!s.ok()) {
+    std::cerr << "crmbridge backfill: " << s.message() << "\n";
+    return s.code() == StatusCode::kAlreadyExists ? kExitLeaseHeld : kExitUsage;
+  }
+  std::cout << "Backfill of " << options.system
+            << (options.entity.empty() ? "" : " (" + options.entity + ")") << " asked for tenant "
+            << global.tenant
+            << ": a worker runs it at its next claim; `crmbridge tenants list` shows its outcome.\n";
+  return kExitOk;
+}
+
 int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   SetUpLogging(global);
   int64_t since_ms = 0;
   if (!ParseTimeOption("crmbridge backfill", "--since", options.since, &since_ms)) return kExitUsage;
+  if (!global.tenant.empty()) return AskTenantBackfill(global, options, since_ms);
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
   bool known = false;
@@ -446,19 +519,11 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     return kExitUsage;
   }
   InboxOptions inbox_options;
-  const size_t colon = options.listen.rfind(':');
-  const std::string port_text = colon == std::string::npos ? "" : options.listen.substr(colon + 1);
-  const bool digits = !port_text.empty() && port_text.size() <= 5 &&
-                      port_text.find_first_not_of("0123456789") == std::string::npos;
-  const std::optional<int> port =
-      digits ? std::optional<int>(std::stoi(port_text)) : std::nullopt;
-  if (!port || *port > 65535 || colon == 0) {
+  if (!ParseListen(options.listen, &inbox_options.host, &inbox_options.port)) {
     std::cerr << "crmbridge serve: --listen \"" << options.listen
               << "\" is not HOST:PORT (e.g. 127.0.0.1:8080, or port 0 for any free one)\n";
     return kExitUsage;
   }
-  inbox_options.host = options.listen.substr(0, colon);
-  inbox_options.port = *port;
   inbox_options.public_url = options.public_url;
   while (!inbox_options.public_url.empty() && inbox_options.public_url.back() == '/')
     inbox_options.public_url.pop_back();

@@ -25,6 +25,11 @@ struct GlobalOptions {
   std::string config_path;
   std::string log_format = "text";  // text | json
   std::string log_level = "info";
+  // A registered tenant instead of --config (status --tenant, backfill --tenant): its
+  // configuration and its state come from the tenant registry at `state_url` (default
+  // $CRMBRIDGE_STATE_URL).
+  std::string tenant;
+  std::string state_url;
 };
 
 struct SyncOptions {
@@ -90,7 +95,36 @@ struct AuditOptions {
   bool json = false;
 };
 
+struct TenantsOptions {
+  std::string state_url;    // --state; default $CRMBRIDGE_STATE_URL
+  std::string name;
+  std::string config_path;  // add: the tenant's crmbridge.yaml
+  bool drop_state = false;  // remove: its state schema too
+  bool json = false;        // list
+};
+
+struct WorkerOptions {
+  std::string state_url;
+  int concurrency = 2;
+  std::string listen = "127.0.0.1:8081";  // health endpoints
+  std::string lease_ttl = "2m";
+  std::string poll = "5s";
+};
+
 int RunSync(const GlobalOptions& global, const SyncOptions& options);
+int RunTenantsAdd(const GlobalOptions& global, const TenantsOptions& options);
+int RunTenantsList(const GlobalOptions& global, const TenantsOptions& options);
+int RunTenantsRemove(const GlobalOptions& global, const TenantsOptions& options);
+int RunTenantsMigrate(const GlobalOptions& global, const TenantsOptions& options);
+int RunWorker(const GlobalOptions& global, const WorkerOptions& options);
+
+// The PostgreSQL URL of the tenant registry: `given` (a command's --state), else
+// $CRMBRIDGE_STATE_URL. kExitOk with it in *url, else kExitUsage with the reason on stderr
+// (none given, not a postgresql:// URL, or a password written on the command line, where every
+// user of the machine sees it). `command` starts the message ("crmbridge worker").
+int ResolveStateUrl(const std::string& given, const char* command, std::string* url);
+// HOST:PORT of a --listen option; false when it is not one.
+bool ParseListen(const std::string& listen, std::string* host, int* port);
 // `crmbridge audit portal`: every portal user change, grant, reset and revoke, oldest first.
 int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);

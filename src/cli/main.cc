@@ -24,7 +24,11 @@ const char* kFooter =
     "  crmbridge --config crmbridge.yaml serve              the same, and take webhooks\n"
     "  crmbridge --config crmbridge.yaml backfill --system hubspot   read a system in full\n"
     "  crmbridge --config crmbridge.yaml status --json      last runs, cursors, outbox, lease\n"
-    "  crmbridge --config crmbridge.yaml report onboarding  stages, days in stage, stuck ones\n";
+    "  crmbridge --config crmbridge.yaml report onboarding  stages, days in stage, stuck ones\n"
+    "\nMany tenants on PostgreSQL (CRMBRIDGE_STATE_URL=postgresql://...):\n"
+    "  crmbridge tenants add acme --config acme.yaml        register a tenant's crmbridge.yaml\n"
+    "  crmbridge worker --concurrency 4                     run due tenants until SIGTERM\n"
+    "  crmbridge tenants list                               last run, next due, holder, backlog\n";
 
 }  // namespace
 
@@ -78,6 +82,12 @@ int main(int argc, char** argv) {
                            "2026-01-31T08:00:00Z), where the system can filter by time");
   backfill_cmd->add_flag("--dry-run", backfill.dry_run, "Print what would be written; write nothing");
   backfill_cmd->add_flag("--json", backfill.json, "Print the run summary as JSON");
+  backfill_cmd->add_option("--tenant", global.tenant,
+                           "Ask a registered tenant for this backfill instead: a worker runs it at "
+                           "its next claim (needs --state or CRMBRIDGE_STATE_URL)");
+  backfill_cmd->add_option("--state", global.state_url,
+                           "With --tenant: the tenants' postgresql:// URL (default "
+                           "$CRMBRIDGE_STATE_URL; a password goes there or in PGPASSWORD)");
 
   DaemonOptions daemon;
   CLI::App* daemon_cmd = app.add_subcommand(
@@ -118,6 +128,75 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--json", status.json, "Print as JSON");
   status_cmd->add_option("--runs", status.runs, "How many recent runs to show")
       ->check(CLI::Range(1, 1000));
+  status_cmd->add_option("--tenant", global.tenant,
+                         "A registered tenant's status instead of --config's (needs --state or "
+                         "CRMBRIDGE_STATE_URL)");
+  status_cmd->add_option("--state", global.state_url,
+                         "With --tenant: the tenants' postgresql:// URL (default "
+                         "$CRMBRIDGE_STATE_URL)");
+
+  TenantsOptions tenants;
+  CLI::App* tenants_cmd = app.add_subcommand(
+      "tenants",
+      "Many customers' syncs on one PostgreSQL: a tenant is one crmbridge.yaml (its systems,\n"
+      "mappings and `schedule: {every: 5m}`) under a name, with its state in a schema of its\n"
+      "own. `crmbridge worker` processes, on any machines, run them (docs/OPERATIONS.md).");
+  tenants_cmd->require_subcommand(1);
+  auto state_option = [&tenants](CLI::App* cmd) {
+    cmd->add_option("--state", tenants.state_url,
+                    "The tenants' postgresql:// URL (default $CRMBRIDGE_STATE_URL; a password "
+                    "goes there or in PGPASSWORD, never on the command line)");
+  };
+  CLI::App* tenants_add = tenants_cmd->add_subcommand(
+      "add", "Register a tenant: its configuration is checked (without its secrets, which only\n"
+             "the workers need) and its state schema made; a worker runs it at once.");
+  tenants_add->add_option("NAME", tenants.name, "a-z, 0-9, - and _, starting with a letter")
+      ->required();
+  tenants_add->add_option("--config", tenants.config_path,
+                          "The tenant's crmbridge.yaml, at a path every worker reads it at")
+      ->required();
+  state_option(tenants_add);
+  CLI::App* tenants_list = tenants_cmd->add_subcommand(
+      "list", "Every tenant: schedule, last run and outcome, next due, the worker holding it,\n"
+              "pending outbox and dead letters.");
+  tenants_list->add_flag("--json", tenants.json, "Print as JSON");
+  state_option(tenants_list);
+  CLI::App* tenants_remove = tenants_cmd->add_subcommand(
+      "remove", "Unregister a tenant: no worker claims it again, and one running it has its\n"
+                "next commit refused. Its state stays unless --drop-state.");
+  tenants_remove->add_option("NAME", tenants.name, "The tenant")->required();
+  tenants_remove->add_flag("--drop-state", tenants.drop_state,
+                           "Delete its state too (links, snapshots, outbox): a later add starts "
+                           "from nothing and matches records anew");
+  state_option(tenants_remove);
+  CLI::App* tenants_migrate = tenants_cmd->add_subcommand(
+      "migrate", "Create or upgrade the registry and every tenant's state schema, then exit:\n"
+                 "run it once before upgrading the workers.");
+  state_option(tenants_migrate);
+
+  WorkerOptions worker;
+  CLI::App* worker_cmd = app.add_subcommand(
+      "worker",
+      "Run registered tenants' syncs until SIGTERM: claim a due tenant (FOR UPDATE SKIP\n"
+      "LOCKED), run it under a lease it renews, release it. Any number of workers on any\n"
+      "machines share the tenants; a killed worker's tenants are taken over once its lease runs\n"
+      "out, and a worker paused past its lease has its commits refused (a fencing epoch).\n"
+      "Serves /healthz and /readyz (PostgreSQL answers) for the orchestrator.");
+  worker_cmd->add_option("--state", worker.state_url,
+                         "The tenants' postgresql:// URL (default $CRMBRIDGE_STATE_URL; a password "
+                         "goes there or in PGPASSWORD, never on the command line)");
+  worker_cmd->add_option("--concurrency", worker.concurrency, "Tenants run at once")
+      ->capture_default_str();
+  worker_cmd->add_option("--listen", worker.listen,
+                         "HOST:PORT of /healthz and /readyz (0.0.0.0:8081 in a container; port 0: "
+                         "any free one)")
+      ->capture_default_str();
+  worker_cmd->add_option("--lease-ttl", worker.lease_ttl,
+                         "How long a claim lasts unless renewed (every third of it): a killed "
+                         "worker's tenants wait this long")
+      ->capture_default_str();
+  worker_cmd->add_option("--poll", worker.poll, "How often an idle worker looks for due tenants")
+      ->capture_default_str();
 
   std::string describe_kind;
   CLI::App* connectors_cmd = app.add_subcommand(
@@ -241,6 +320,11 @@ int main(int argc, char** argv) {
   if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
   if (serve_cmd->parsed()) return RunServe(global, serve);
   if (backfill_cmd->parsed()) return RunBackfill(global, backfill);
+  if (tenants_add->parsed()) return RunTenantsAdd(global, tenants);
+  if (tenants_list->parsed()) return RunTenantsList(global, tenants);
+  if (tenants_remove->parsed()) return RunTenantsRemove(global, tenants);
+  if (tenants_migrate->parsed()) return RunTenantsMigrate(global, tenants);
+  if (worker_cmd->parsed()) return RunWorker(global, worker);
   if (status_cmd->parsed()) return RunStatus(global, status);
   if (connectors_describe->parsed()) return RunConnectorsDescribe(describe_kind);
   if (maps_validate->parsed()) return RunMappingsValidate(global, maps);

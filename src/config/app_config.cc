@@ -29,6 +29,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "the longest wait between a write's attempts (default 1h)"},
       {"sync", "max_verify_attempts", "max_verify_attempts", "number",
        "rewrites of a write acknowledged but not applied before it is dead-lettered (default 3)"},
+      {"", "schedule", "schedule", "map",
+       "when a worker syncs this configuration as a tenant (below)"},
+      {"schedule", "every", "every", "duration",
+       "a tenant's time between run starts (default 5m, at least 10s)"},
       {"system", "kind", "kind", "kind", "the connector: hubspot, dynamics365, totango or portal"},
       {"system", "base_url", "base_url", "url", "the API's address, http:// or https://"},
       {"system", "auth", "auth", "map",
@@ -68,6 +72,7 @@ std::set<std::string> KeysOf(const std::string& section) {
 const std::set<std::string> kTopKeys = KeysOf("");
 const std::set<std::string> kSystemKeys = KeysOf("system");
 const std::set<std::string> kSyncKeys = KeysOf("sync");
+const std::set<std::string> kScheduleKeys = KeysOf("schedule");
 const std::set<std::string> kLimitKeys = KeysOf("limit");
 // Auth keys whose values are credentials: they must be ${env:} references.
 const std::set<std::string> kSecretAuthKeys = {"token", "client_secret", "refresh_token",
@@ -332,8 +337,9 @@ EnvLookup ProcessEnv() {
 
 namespace {
 
+// `tenant`: a tenant's configuration (LoadTenantConfig), whose state is the workers'.
 Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
-                       std::vector<std::string>* warnings) {
+                       std::vector<std::string>* warnings, bool tenant = false) {
   auto doc = LoadYamlFile(path);
   if (!doc.ok()) return doc.status();
   Loader l(path, env, /*unset_env_warns=*/warnings != nullptr);
@@ -348,7 +354,13 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
   }
   l.CheckKeys(root, kTopKeys, "the configuration");
 
-  if (!root["state"]) {
+  if (tenant) {
+    if (root["state"])
+      l.diags().Error(l.Pos(root["state"]),
+                      "a tenant keeps no 'state': its state is in the workers' PostgreSQL, in a "
+                      "schema of its own",
+                      "remove this key; workers take --state or CRMBRIDGE_STATE_URL");
+  } else if (!root["state"]) {
     l.diags().Error(l.Pos(root), "missing 'state': the path of the state store",
                     "state: ./crmbridge-state.db");
   } else if (auto s = l.String(root["state"], "state")) {
@@ -415,6 +427,25 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
     }
   }
 
+  if (root["schedule"]) {
+    const YAML::Node s = root["schedule"];
+    if (!s.IsMap()) {
+      l.diags().Error(l.Pos(s), "schedule must be a map, as {every: 5m}");
+    } else {
+      l.CheckKeys(s, kScheduleKeys, "schedule");
+      if (s["every"]) {
+        if (auto d = l.Duration(s["every"], "schedule.every")) {
+          if (d->count() < 10'000)
+            l.diags().Error(l.Pos(s["every"]), "schedule.every must be at least 10s",
+                            "a tenant synced more often than that mostly waits on its vendors' "
+                            "limits; webhooks (`crmbridge serve`) bring changes in seconds");
+          else
+            config.schedule.every = *d;
+        }
+      }
+    }
+  }
+
   if (!root["systems"]) {
     l.diags().Error(l.Pos(root), "missing 'systems': the systems to keep in step");
   } else if (!root["systems"].IsMap()) {
@@ -448,6 +479,11 @@ Result<AppConfig> LoadAppConfigWithoutSecrets(const std::string& path,
                                               const EnvLookup& env) {
   std::vector<std::string> ignored;
   return Load(path, env, warnings != nullptr ? warnings : &ignored);
+}
+
+Result<AppConfig> LoadTenantConfig(const std::string& path, std::vector<std::string>* warnings,
+                                   const EnvLookup& env) {
+  return Load(path, env, warnings, /*tenant=*/true);
 }
 
 }  // namespace crmbridge

@@ -60,6 +60,11 @@ struct SyncConfig {
   std::chrono::milliseconds retry_backoff_max{3'600'000};
 };
 
+// When a worker runs this configuration as a tenant (`crmbridge worker`): a sync every `every`.
+struct ScheduleConfig {
+  std::chrono::milliseconds every{5 * 60 * 1000};
+};
+
 struct AppConfig {
   std::string path;                        // the config file as given
   // The state store: a SQLite file path, resolved against the config file's folder, or a
@@ -68,6 +73,7 @@ struct AppConfig {
   std::vector<std::string> mapping_paths;  // resolved against the config file's directory
   std::map<std::string, SystemConfig> systems;  // by name
   SyncConfig sync;
+  ScheduleConfig schedule;
 };
 
 // One key crmbridge.yaml takes, declared once. The loader accepts exactly these (and each kind's
@@ -75,7 +81,7 @@ struct AppConfig {
 // these (tests/architecture checks both, and that the member each fills is read by code outside
 // this loader: a setting nothing reads is not a setting).
 struct ConfigKey {
-  const char* section;  // "" (top level), "sync", "system" (under systems.NAME) or "limit"
+  const char* section;  // "" (top level), "sync", "schedule", "system" (under systems.NAME) or "limit"
                         // (rate_limit and search_rate_limit)
   const char* key;      // "lease_ttl"
   const char* member;   // the member of AppConfig, SystemConfig, SyncConfig or RateLimitConfig
@@ -103,5 +109,12 @@ Result<AppConfig> LoadAppConfig(const std::string& path, const EnvLookup& env = 
 Result<AppConfig> LoadAppConfigWithoutSecrets(const std::string& path,
                                               std::vector<std::string>* warnings,
                                               const EnvLookup& env = ProcessEnv());
+
+// A tenant's configuration (`crmbridge tenants add`, `crmbridge worker`): the same keys, with a
+// `schedule`, but no `state` (a tenant's state is the workers' PostgreSQL; the key is refused at
+// its position) and state_path left empty. With `warnings`, its secrets need not be set, as in
+// LoadAppConfigWithoutSecrets; with nullptr, they must be, as in LoadAppConfig.
+Result<AppConfig> LoadTenantConfig(const std::string& path, std::vector<std::string>* warnings,
+                                   const EnvLookup& env = ProcessEnv());
 
 }  // namespace crmbridge

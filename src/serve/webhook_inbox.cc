@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "connectors/registry.h"
+#include "src/serve/health_server.h"
 #include "src/serve/status_page.h"
 
 namespace crmbridge {
@@ -28,17 +29,7 @@ Status WebhookInbox::Start() {
   server_->new_task_queue = [] { return new httplib::ThreadPool(8); };
   server_->set_payload_max_length(kMaxWebhookBody);  // a longer body is answered 413
   Route();
-  if (options_.port == 0) {
-    port_ = server_->bind_to_any_port(options_.host);
-    if (port_ <= 0)
-      return Status(StatusCode::kUnavailable, "cannot listen on " + options_.host + ": no free port");
-  } else {
-    if (!server_->bind_to_port(options_.host, options_.port))
-      return Status(StatusCode::kUnavailable, "cannot listen on " + options_.host + ":" +
-                                                  std::to_string(options_.port) +
-                                                  " (taken, or not an address of this machine)");
-    port_ = options_.port;
-  }
+  CRMB_RETURN_IF_ERROR(BindServer(server_.get(), options_.host, options_.port, &port_));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return Status::Ok();
 }

@@ -1,0 +1,187 @@
+// TenantWorker: see src/worker/tenant_worker.h.
+#include "src/worker/tenant_worker.h"
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "connectors/registry.h"
+#include "src/config/app_config.h"
+#include "src/core/clock.h"
+#include "src/core/yaml_source.h"
+#include "src/engine/bootstrap.h"
+#include "src/engine/sync_engine.h"
+#include "state/postgres_store.h"
+
+namespace crmbridge {
+namespace {
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+TenantWorker::TenantWorker(TenantRegistry* registry, TenantWorkerOptions options, TenantRunner runner)
+    : registry_(registry), options_(std::move(options)), runner_(std::move(runner)) {}
+
+TenantWorker::~TenantWorker() = default;
+
+void TenantWorker::Run(const std::atomic<bool>* stop) {
+  done_ = false;
+  std::thread renewer([this, stop] { RenewLoop(stop); });
+  std::vector<std::thread> workers;
+  for (int i = 0; i < std::max(1, options_.concurrency); ++i)
+    workers.emplace_back([this, stop] { WorkLoop(stop); });
+  for (std::thread& t : workers) t.join();
+  done_ = true;
+  cv_.notify_all();
+  renewer.join();
+}
+
+void TenantWorker::Nap(int64_t ms, const std::atomic<bool>* stop) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  // Woken at least every 100 ms to see a stop signal (set by a signal handler, which cannot
+  // notify a condition variable).
+  while (!stop->load() && !done_.load() && std::chrono::steady_clock::now() < until)
+    cv_.wait_for(lock, std::min(std::chrono::milliseconds(100),
+                                std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    until - std::chrono::steady_clock::now() +
+                                    std::chrono::milliseconds(1))));
+}
+
+void TenantWorker::WorkLoop(const std::atomic<bool>* stop) {
+  while (!stop->load()) {
+    auto claims = registry_->ClaimDue(options_.holder, options_.lease_ttl_ms, 1);
+    if (!claims.ok()) {
+      spdlog::error("worker: claiming tenants: {}", claims.status().ToString());
+      Nap(options_.poll_ms, stop);
+      continue;
+    }
+    if (claims->empty()) {
+      Nap(options_.poll_ms, stop);
+      continue;
+    }
+    Active active;
+    active.claim = claims->front();
+    active.renewed_steady_ms = SteadyMs();
+    const TenantClaim& claim = active.claim;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_[claim.run_id] = &active;
+    }
+    spdlog::info("worker: tenant {}: {} (epoch {})", claim.name,
+                 claim.job.empty() ? "sync" : "backfill", claim.epoch);
+    TenantOutcome outcome = runner_(claim, &active.stop);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_.erase(claim.run_id);
+    }
+    Status released = registry_->Release(claim, outcome.outcome, outcome.error);
+    if (!released.ok())
+      spdlog::error("worker: tenant {}: releasing it: {}", claim.name, released.ToString());
+    ++runs_;
+    if (outcome.outcome == "ok")
+      spdlog::info("worker: tenant {}: done", claim.name);
+    else
+      spdlog::warn("worker: tenant {}: {}: {}", claim.name, outcome.outcome, outcome.error);
+  }
+}
+
+void TenantWorker::RenewLoop(const std::atomic<bool>* stop) {
+  const int64_t every = std::max<int64_t>(options_.lease_ttl_ms / 3, 1);
+  while (!done_.load()) {
+    std::vector<Active*> due;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [id, active] : active_) {
+        if (stop->load()) active->stop = true;  // the runs in hand stop after their batch
+        if (SteadyMs() - active->renewed_steady_ms >= every) due.push_back(active);
+      }
+    }
+    // Renewed outside mu_: a slow server must not hold up the work loops. An Active stays alive
+    // until its work loop erases it under mu_, which it does only after its run returned; a run
+    // stopped here still waits for that, so the pointer is good for this pass.
+    for (Active* active : due) {
+      auto renewed = registry_->Renew(active->claim, options_.lease_ttl_ms);
+      if (!renewed.ok()) {
+        spdlog::error("worker: tenant {}: renewing its claim: {}", active->claim.name,
+                      renewed.status().ToString());
+        continue;  // tried again next pass; the fence keeps the state safe meanwhile
+      }
+      active->renewed_steady_ms = SteadyMs();
+      if (!*renewed) {
+        ++lost_;
+        spdlog::error("worker: tenant {}: its claim (epoch {}) was taken over by another worker; "
+                      "this run stops and its commits are refused",
+                      active->claim.name, active->claim.epoch);
+        active->stop = true;
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(every, 500)));
+  }
+}
+
+TenantOutcome RunTenantOnce(const TenantClaim& claim, const std::string& state_url,
+                            const std::string& holder, int64_t lease_ttl_ms,
+                            const std::atomic<bool>* stop) {
+  auto config = LoadTenantConfig(claim.config_path, /*warnings=*/nullptr);
+  if (!config.ok()) return {"config", config.status().message()};
+  Diagnostics diags;
+  for (const auto& [name, system] : config->systems) CheckSystemKeys(system, &diags);
+  if (Status keys = diags.ToStatus(); !keys.ok()) return {"config", keys.message()};
+  auto plan = LoadPlanFor(*config);
+  if (!plan.ok()) return {"config", plan.status().message()};
+  // The claim is the lease: the engine's own, in the tenant's schema, follows its epoch and ttl.
+  config->sync.lease_ttl = std::chrono::milliseconds(lease_ttl_ms);
+
+  PostgresStoreOptions store_options;
+  store_options.schema = claim.schema;
+  store_options.fence.tenant = claim.name;
+  store_options.fence.epoch = claim.epoch;
+  auto store = OpenPostgresStore(state_url, store_options);
+  if (!store.ok()) return {"failed", store.status().ToString()};
+  auto connectors = BuildConnectors(*config, **plan, Clock::Real());
+  if (!connectors.ok()) return {"config", connectors.status().message()};
+  SyncEngine engine(&*config, *plan, store->get(), std::move(*connectors), Clock::Real());
+
+  RunOptions run;
+  run.mode = "sync";
+  run.holder = holder;
+  run.stop = stop;
+  if (!claim.job.empty()) {
+    const nlohmann::json job = nlohmann::json::parse(claim.job, nullptr, false);
+    if (!job.is_object() || !job.value("system", nlohmann::json()).is_string())
+      return {"failed", "the backfill asked for is not one this crmbridge reads: " + claim.job};
+    run.mode = "backfill";
+    run.backfill_system = job["system"].get<std::string>();
+    if (job.contains("entity") && job["entity"].is_string())
+      run.backfill_entity = job["entity"].get<std::string>();
+    if (job.contains("since_ms") && job["since_ms"].is_number_integer())
+      run.since_ms = job["since_ms"].get<int64_t>();
+  }
+  auto summary = engine.RunOnce(run);
+  if (!summary.ok()) {
+    // A commit refused by the fence fails the run: the claim had been lost.
+    return {"failed", summary.status().ToString()};
+  }
+  if (summary->lease_lost || summary->lease_denied)
+    return {"lease lost", "another worker claimed the tenant while this run was under way"};
+  if (!summary->unreachable.empty()) {
+    std::string why;
+    for (const auto& [system, reason] : summary->unreachable)
+      why += (why.empty() ? "" : "; ") + system + ": " + reason;
+    return {"unreachable", why};
+  }
+  if (summary->TotalDeadLettered() > 0)
+    return {"dead-lettered", std::to_string(summary->TotalDeadLettered()) + " write(s) dead-lettered"};
+  if (stop->load()) return {"stopped", "stopped before the run was over; the next claim goes on"};
+  return {"ok", ""};
+}
+
+}  // namespace crmbridge
