@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "src/core/logging.h"
 #include "src/core/redaction.h"
 
@@ -79,6 +81,13 @@ Status Session::InTransaction(const char* begin, const std::string& doing,
   return s;
 }
 
+namespace {
+// libpq prints notices to stderr unless told otherwise; they go to the debug log instead.
+void LogNotice(void* /*arg*/, const char* message) {
+  spdlog::debug("postgresql: {}", TrimEnd(message));
+}
+}  // namespace
+
 Result<bool> Session::Reconnect() {
   if (PQstatus(conn_.get()) == CONNECTION_OK) return false;
   // The statements prepared on the lost connection are gone with it.
@@ -120,6 +129,8 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& url, int conne
                                    TrimEnd(PQerrorMessage(conn.get())),
                                password));
   }
+  // Kept by the connection across PQreset.
+  PQsetNoticeProcessor(conn.get(), &LogNotice, nullptr);
   return std::make_unique<Session>(std::move(conn), shown, password, label + " " + shown);
 }
 

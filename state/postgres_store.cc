@@ -323,10 +323,6 @@ Params& Limit(Params& params, int limit) {
   return limit > 0 ? params.Int(limit) : params.Null();
 }
 
-// libpq prints notices to stderr unless told otherwise; they go to the debug log instead.
-void LogNotice(void* /*arg*/, const char* message) {
-  spdlog::debug("state store: {}", TrimEnd(message));
-}
 
 class PostgresStore final : public Store {
  public:
@@ -477,7 +473,6 @@ Status PostgresStore::EnsureConnected() {
 }
 
 Status PostgresStore::Configure() {
-  PQsetNoticeProcessor(session_->conn(), &LogNotice, nullptr);
   // A number from the options, never input: SET takes no bound parameters.
   const std::string set_timeout = "SET lock_timeout = " + std::to_string(lock_timeout_ms_);
   CRMB_RETURN_IF_ERROR(ExecPlain(set_timeout.c_str(), "setting lock_timeout"));
