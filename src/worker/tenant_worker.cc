@@ -95,31 +95,34 @@ void TenantWorker::WorkLoop(const std::atomic<bool>* stop) {
 void TenantWorker::RenewLoop(const std::atomic<bool>* stop) {
   const int64_t every = std::max<int64_t>(options_.lease_ttl_ms / 3, 1);
   while (!done_.load()) {
-    std::vector<Active*> due;
+    std::vector<TenantClaim> due;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [id, active] : active_) {
         if (stop->load()) active->stop = true;  // the runs in hand stop after their batch
-        if (SteadyMs() - active->renewed_steady_ms >= every) due.push_back(active);
+        if (SteadyMs() - active->renewed_steady_ms >= every) due.push_back(active->claim);
       }
     }
-    // Renewed outside mu_: a slow server must not hold up the work loops. An Active stays alive
-    // until its work loop erases it under mu_, which it does only after its run returned; a run
-    // stopped here still waits for that, so the pointer is good for this pass.
-    for (Active* active : due) {
-      auto renewed = registry_->Renew(active->claim, options_.lease_ttl_ms);
+    // Renewed outside mu_, from copies: a slow server must not hold up the work loops, and a run
+    // that ends meanwhile takes its Active with it. The outcome is applied only to a run still in
+    // hand.
+    for (const TenantClaim& claim : due) {
+      auto renewed = registry_->Renew(claim, options_.lease_ttl_ms);
       if (!renewed.ok()) {
-        spdlog::error("worker: tenant {}: renewing its claim: {}", active->claim.name,
+        spdlog::error("worker: tenant {}: renewing its claim: {}", claim.name,
                       renewed.status().ToString());
         continue;  // tried again next pass; the fence keeps the state safe meanwhile
       }
-      active->renewed_steady_ms = SteadyMs();
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = active_.find(claim.run_id);
+      if (it == active_.end()) continue;
+      it->second->renewed_steady_ms = SteadyMs();
       if (!*renewed) {
         ++lost_;
         spdlog::error("worker: tenant {}: its claim (epoch {}) was taken over by another worker; "
                       "this run stops and its commits are refused",
-                      active->claim.name, active->claim.epoch);
-        active->stop = true;
+                      claim.name, claim.epoch);
+        it->second->stop = true;
       }
     }
     std::unique_lock<std::mutex> lock(mu_);
