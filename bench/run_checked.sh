@@ -20,6 +20,9 @@ trap 'rm -f "$out"' EXIT
 # The figures are on stdout; stderr (logs, failed checks) goes to ctest as it is.
 "$@" | tee "$out"
 rc=${PIPESTATUS[0]}
+if [ "$rc" -eq 77 ]; then
+  exit 77  # the bench skipped itself (what it needs is not installed): ctest's SKIP_RETURN_CODE
+fi
 if [ "$rc" -ne 0 ]; then
   echo "run_checked: $1 exited with $rc" >&2
   exit 1
