@@ -118,9 +118,13 @@ Result<std::unique_ptr<Session>> Session::Open(const std::string& url, int conne
   // Defaults before the url, so that it overrides them; the encoding after it: crmbridge reads
   // and writes UTF-8 whatever the server's default.
   const std::string timeout = std::to_string(connect_timeout_s);
-  const char* const keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding",
-                              nullptr};
-  const char* const values[] = {timeout.c_str(), "crmbridge", url.c_str(), "UTF8", nullptr};
+  // TCP keepalives: a server cut off by a partition is noticed in about a minute, not the
+  // system's two hours.
+  const char* const keys[] = {"connect_timeout", "application_name", "keepalives",
+                              "keepalives_idle", "keepalives_interval", "keepalives_count",
+                              "dbname", "client_encoding", nullptr};
+  const char* const values[] = {timeout.c_str(), "crmbridge", "1", "30", "10", "3",
+                                url.c_str(), "UTF8", nullptr};
   ConnPtr conn(PQconnectdbParams(keys, values, /*expand_dbname=*/1));
   if (!conn) return Status(StatusCode::kInternal, "libpq could not allocate a connection");
   if (PQstatus(conn.get()) != CONNECTION_OK) {

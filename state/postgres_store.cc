@@ -333,7 +333,8 @@ class PostgresStore final : public Store {
         clock_(clock),
         lock_timeout_ms_(options.lock_timeout_ms),
         schema_(options.schema),
-        fence_(options.fence) {}
+        fence_(options.fence),
+        idle_in_transaction_timeout_ms_(options.idle_in_transaction_timeout_ms) {}
 
   // Session settings, schema version check, migrations. Called once, before sharing.
   Status Init();
@@ -459,6 +460,8 @@ class PostgresStore final : public Store {
   const int lock_timeout_ms_;
   const std::string schema_;                  // "" : the connection's search_path
   const PostgresStoreOptions::Fence fence_;   // tenant "" : not fenced
+  const int idle_in_transaction_timeout_ms_;  // 0: the server's default
+  bool configured_ = false;                   // Configure() ran on this connection
   bool refused_ = false;                      // CheckFence refused the transaction in hand
 };
 
@@ -467,19 +470,30 @@ class PostgresStore final : public Store {
 Status PostgresStore::EnsureConnected() {
   auto reconnected = session_->Reconnect();
   if (!reconnected.ok()) return reconnected.status();
-  if (!*reconnected) return Status::Ok();
-  spdlog::info("state store {}: connected again", shown_);
+  // A connection made again, or one whose settings failed last time: never run statements with
+  // the server's default search_path, which is another schema than this store's.
+  if (!*reconnected && configured_) return Status::Ok();
+  if (*reconnected) spdlog::info("state store {}: connected again", shown_);
   return Configure();
 }
 
 Status PostgresStore::Configure() {
-  // A number from the options, never input: SET takes no bound parameters.
+  configured_ = false;
+  // Numbers from the options, never input: SET takes no bound parameters.
   const std::string set_timeout = "SET lock_timeout = " + std::to_string(lock_timeout_ms_);
   CRMB_RETURN_IF_ERROR(ExecPlain(set_timeout.c_str(), "setting lock_timeout"));
-  if (schema_.empty()) return Status::Ok();
-  // An identifier checked when the store was opened (lowercase letters, digits, _), quoted.
-  const std::string set_path = "SET search_path = \"" + schema_ + "\"";
-  return ExecPlain(set_path.c_str(), "setting search_path");
+  if (idle_in_transaction_timeout_ms_ > 0) {
+    const std::string set_idle = "SET idle_in_transaction_session_timeout = " +
+                                 std::to_string(idle_in_transaction_timeout_ms_);
+    CRMB_RETURN_IF_ERROR(ExecPlain(set_idle.c_str(), "setting idle_in_transaction_session_timeout"));
+  }
+  if (!schema_.empty()) {
+    // An identifier checked when the store was opened (lowercase letters, digits, _), quoted.
+    const std::string set_path = "SET search_path = \"" + schema_ + "\"";
+    CRMB_RETURN_IF_ERROR(ExecPlain(set_path.c_str(), "setting search_path"));
+  }
+  configured_ = true;
+  return Status::Ok();
 }
 
 Status PostgresStore::CreateSchema() {
@@ -555,6 +569,12 @@ Result<int> PostgresStore::CurrentVersion() {
 Status PostgresStore::Init() {
   std::lock_guard<std::mutex> lock(mu_);
   CRMB_RETURN_IF_ERROR(Configure());
+  // A fenced store is a claim's: a claim already lost (or a tenant removed, its schema dropped)
+  // creates and migrates nothing.
+  if (!fence_.tenant.empty()) {
+    CRMB_RETURN_IF_ERROR(InTransaction("BEGIN", "opening the state of tenant " + fence_.tenant,
+                                       [&] { return CheckFence("opening the state"); }));
+  }
   CRMB_RETURN_IF_ERROR(CreateSchema());
   // Before changing anything: a database migrated by a newer crmbridge is refused untouched.
   auto version = CurrentVersion();

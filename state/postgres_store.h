@@ -56,6 +56,10 @@ struct PostgresStoreOptions {
     std::string tenant;
     int64_t epoch = 0;
   } fence;
+  // When > 0, the server ends this connection's transaction once it has sat idle in it this long
+  // (idle_in_transaction_session_timeout): a worker paused mid-transaction releases its share
+  // lock on the tenant's registry row, so that another worker can take the tenant over.
+  int idle_in_transaction_timeout_ms = 0;
 };
 
 // Opens a store in the PostgreSQL database `url` names, a libpq connection string

@@ -4,6 +4,7 @@
 
 #include <cctype>
 
+#include "src/core/redaction.h"
 #include "state/pg_session.h"
 
 namespace crmbridge {
@@ -41,6 +42,9 @@ CREATE TABLE crmbridge_registry.tenants (
   refused_commits  bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX tenants_by_due ON crmbridge_registry.tenants (next_due_ms);
+-- Epochs for the whole registry: a tenant removed and added again never gets an epoch a worker of
+-- its earlier self may still hold.
+CREATE SEQUENCE crmbridge_registry.epochs;
 CREATE TABLE crmbridge_registry.tenant_runs (
   id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   tenant         text COLLATE "C" NOT NULL,
@@ -122,13 +126,31 @@ Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(const std::string& 
                                    "tenant registry");
   if (!session.ok()) return session.status();
   std::unique_ptr<TenantRegistry> registry(new TenantRegistry(std::move(*session)));
-  Status s = registry->Migrate();
+  Status s = registry->Configure();
+  if (s.ok()) s = registry->Migrate();
   if (!s.ok()) {
     if (s.code() != StatusCode::kUnavailable && s.code() != StatusCode::kFailedPrecondition)
       s = Status(StatusCode::kFailedPrecondition, s.message());
     return s;
   }
   return registry;
+}
+
+Status TenantRegistry::Connected() {
+  auto reconnected = session_->Reconnect();
+  if (!reconnected.ok()) return reconnected.status();
+  return *reconnected ? ConfigureLocked() : Status::Ok();
+}
+
+Status TenantRegistry::Configure() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ConfigureLocked();
+}
+
+Status TenantRegistry::ConfigureLocked() {
+  // A call never waits long for a row a paused worker's transaction holds: it fails, and the
+  // caller tries again.
+  return session_->ExecPlain("SET lock_timeout = 10000", "setting lock_timeout");
 }
 
 Status TenantRegistry::Migrate() {
@@ -173,8 +195,7 @@ Status TenantRegistry::Add(const std::string& name, const std::string& config_pa
   if (every_ms < 10'000)
     return Status(StatusCode::kInvalidArgument, "tenant " + name + ": a schedule of at least 10s");
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   auto taken = session_->Run(
       "SELECT name FROM crmbridge_registry.tenants WHERE name = $1 OR schema_name = $2",
       Params().Text(name).Text(SchemaOfTenant(name)), "looking for tenant " + name);
@@ -199,8 +220,7 @@ Status TenantRegistry::Add(const std::string& name, const std::string& config_pa
 
 Status TenantRegistry::Remove(const std::string& name, bool drop_state) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   return session_->InTransaction("BEGIN", "removing tenant " + name, [&]() -> Status {
     auto r = session_->Run(
         "DELETE FROM crmbridge_registry.tenants WHERE name = $1 RETURNING schema_name",
@@ -218,8 +238,7 @@ Status TenantRegistry::Remove(const std::string& name, bool drop_state) {
 
 Result<std::vector<TenantRow>> TenantRegistry::List() {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   auto r = session_->Run(std::string("SELECT ") + kTenantColumns +
                              " FROM crmbridge_registry.tenants ORDER BY name",
                          Params(), "listing the tenants");
@@ -231,8 +250,7 @@ Result<std::vector<TenantRow>> TenantRegistry::List() {
 
 Result<std::optional<TenantRow>> TenantRegistry::Get(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   auto r = session_->Run(std::string("SELECT ") + kTenantColumns +
                              " FROM crmbridge_registry.tenants WHERE name = $1",
                          Params().Text(name), "reading tenant " + name);
@@ -246,8 +264,7 @@ Result<std::vector<TenantClaim>> TenantRegistry::ClaimDue(const std::string& hol
   if (holder.empty() || ttl_ms <= 0 || limit <= 0)
     return Status(StatusCode::kInvalidArgument, "a claim needs a holder, a ttl and a limit");
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   std::vector<TenantClaim> claims;
   Status s = session_->InTransaction("BEGIN", "claiming due tenants", [&]() -> Status {
     claims.clear();
@@ -257,7 +274,8 @@ Result<std::vector<TenantClaim>> TenantRegistry::ClaimDue(const std::string& hol
         "  WHERE (next_due_ms <= " CRMB_NOW_MS " OR job IS NOT NULL) "
         "    AND lease_until_ms <= " CRMB_NOW_MS
         "  ORDER BY job IS NULL, next_due_ms, name LIMIT $3 FOR UPDATE SKIP LOCKED) "
-        "UPDATE crmbridge_registry.tenants t SET holder = $1, epoch = t.epoch + 1, "
+        "UPDATE crmbridge_registry.tenants t SET holder = $1, "
+        "  epoch = nextval('crmbridge_registry.epochs'), "
         "  lease_until_ms = " CRMB_NOW_MS " + $2, last_started_ms = " CRMB_NOW_MS " "
         "FROM due WHERE t.name = due.name "
         "RETURNING t.name, t.schema_name, t.config_path, t.epoch, t.every_ms, "
@@ -291,21 +309,21 @@ Result<std::vector<TenantClaim>> TenantRegistry::ClaimDue(const std::string& hol
 
 Result<bool> TenantRegistry::Renew(const TenantClaim& claim, int64_t ttl_ms) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   bool renewed = false;
   Status s = session_->InTransaction("BEGIN", "renewing the claim of " + claim.name,
                                      [&]() -> Status {
     auto r = session_->Run(
         "UPDATE crmbridge_registry.tenants SET lease_until_ms = " CRMB_NOW_MS " + $3 "
-        "WHERE name = $1 AND epoch = $2 RETURNING lease_until_ms",
+        "WHERE name = $1 AND epoch = $2 AND lease_until_ms > 0 RETURNING lease_until_ms",
         Params().Text(claim.name).Int(claim.epoch).Int(ttl_ms),
         "renewing the claim of " + claim.name);
     if (!r.ok()) return r.status();
     renewed = r->size() == 1;
     if (!renewed) return Status::Ok();
     return session_
-        ->Run("UPDATE crmbridge_registry.tenant_runs SET lease_until_ms = $2 WHERE id = $1",
+        ->Run("UPDATE crmbridge_registry.tenant_runs SET lease_until_ms = $2 "
+              "WHERE id = $1 AND finished_ms = 0",
               Params().Int(claim.run_id).Int(r->Int(0, 0)), "logging the renewal of " + claim.name)
         .status();
   });
@@ -316,8 +334,7 @@ Result<bool> TenantRegistry::Renew(const TenantClaim& claim, int64_t ttl_ms) {
 Status TenantRegistry::Release(const TenantClaim& claim, const std::string& outcome,
                                const std::string& error) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   return session_->InTransaction("BEGIN", "releasing tenant " + claim.name, [&]() -> Status {
     // The next run is due `every` after this one started, or at once when that has passed; a
     // job asked for while this one ran stays for the next claim.
@@ -328,7 +345,7 @@ Status TenantRegistry::Release(const TenantClaim& claim, const std::string& outc
         "  last_finished_ms = " CRMB_NOW_MS ", last_outcome = $5, last_error = $6 "
         "WHERE name = $1 AND epoch = $2",
         Params().Text(claim.name).Int(claim.epoch).Int(claim.started_ms).Text(claim.job)
-            .Text(outcome).Text(error),
+            .Text(outcome).Text(Redactor::Global().Redact(error)),
         "releasing tenant " + claim.name);
     if (!r.ok()) return r.status();
     const std::string logged = r->Affected() == 1 ? outcome : "lease lost: " + outcome;
@@ -342,8 +359,7 @@ Status TenantRegistry::Release(const TenantClaim& claim, const std::string& outc
 
 Status TenantRegistry::RequestBackfill(const std::string& name, const std::string& job) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   return session_->InTransaction("BEGIN", "asking tenant " + name + " for a backfill",
                                  [&]() -> Status {
     auto r = session_->Run(
@@ -363,8 +379,7 @@ Status TenantRegistry::RequestBackfill(const std::string& name, const std::strin
 
 Result<std::vector<TenantRun>> TenantRegistry::Runs(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  CRMB_RETURN_IF_ERROR(Connected());
   auto r = session_->Run(
       "SELECT id, tenant, holder, epoch, job, started_ms, lease_until_ms, finished_ms, outcome "
       "FROM crmbridge_registry.tenant_runs WHERE tenant = $1 ORDER BY id",
@@ -388,9 +403,11 @@ Result<std::vector<TenantRun>> TenantRegistry::Runs(const std::string& name) {
 }
 
 Status TenantRegistry::Ping() {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto reconnected = session_->Reconnect();
-  if (!reconnected.ok()) return reconnected.status();
+  // A call in progress holds the connection: it is in use, and lock_timeout bounds it. Waiting
+  // behind it would let readiness probes pile up behind one slow call.
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return Status::Ok();
+  CRMB_RETURN_IF_ERROR(Connected());
   return session_->Run("SELECT 1", Params(), "asking the server").status();
 }
 

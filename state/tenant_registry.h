@@ -8,7 +8,7 @@
 //
 // Claims. A worker claims due tenants with SELECT ... FOR UPDATE SKIP LOCKED: two workers asking
 // at once get different tenants, never the same one, and never wait on each other. A claim is a
-// lease (holder, lease_until) and a fencing epoch that grows by one on every claim. The holder
+// lease (holder, lease_until) and a fencing epoch that grows on every claim. The holder
 // renews the lease while it runs and releases it when done; a tenant whose lease ran out (its
 // worker was killed, paused or cut off) is claimed again by any worker, with the next epoch.
 // Every commit to a tenant's state carries the epoch it was claimed with and is refused in its own
@@ -111,11 +111,12 @@ class TenantRegistry {
   Result<std::optional<TenantRow>> Get(const std::string& name);
 
   // Claims up to `limit` tenants that are due (or have a job) and whose lease is free or ran
-  // out, for `holder`, for ttl_ms; each with its next epoch and a tenant_runs row. Tenants
+  // out, for `holder`, for ttl_ms; each with a new epoch (from a sequence of the whole registry:
+  // never one an earlier claim of any tenant had) and a tenant_runs row. Tenants
   // another transaction is claiming are skipped, not waited for.
   Result<std::vector<TenantClaim>> ClaimDue(const std::string& holder, int64_t ttl_ms, int limit);
   // Extends the claim by ttl_ms from now. False when the epoch has moved on (another worker
-  // claimed it) or the tenant was removed: the claim is lost.
+  // claimed it), the tenant was removed, or the claim was released: the claim is lost.
   Result<bool> Renew(const TenantClaim& claim, int64_t ttl_ms);
   // Ends the claim: the tenant is next due `every` after the claim started (or at once when that
   // has passed), its job done (when it ran one), and the run's outcome recorded. A claim that
@@ -133,6 +134,10 @@ class TenantRegistry {
  private:
   explicit TenantRegistry(std::unique_ptr<pg::Session> session);
   Status Migrate();
+  // The connection, made again (and configured) if it was lost. REQUIRES mu_.
+  Status Connected();
+  Status Configure();
+  Status ConfigureLocked();  // REQUIRES mu_
 
   std::mutex mu_;
   std::unique_ptr<pg::Session> session_;

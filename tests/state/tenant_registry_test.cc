@@ -101,7 +101,7 @@ TEST_F(PostgresTenantRegistryTest, WorkersClaimingAtOnceNeverGetTheSameTenant) {
     total += claims.size();
     for (const TenantClaim& c : claims) {
       claimed.insert(c.name);
-      EXPECT_EQ(c.epoch, 1);
+      EXPECT_GT(c.epoch, 0);
       EXPECT_EQ(c.schema, SchemaOfTenant(c.name));
     }
   }
@@ -112,17 +112,23 @@ TEST_F(PostgresTenantRegistryTest, WorkersClaimingAtOnceNeverGetTheSameTenant) {
 
 TEST_F(PostgresTenantRegistryTest, AClaimThatRunsOutIsTakenOverWithTheNextEpoch) {
   AddTenants(1);
-  auto first = registry_->ClaimDue("worker-a", 300, 1);
+  auto first = registry_->ClaimDue("worker-a", 2000, 1);
   ASSERT_TRUE(first.ok());
   ASSERT_EQ(first->size(), 1u);
-  EXPECT_TRUE(registry_->ClaimDue("worker-b", 60'000, 1)->empty()) << "the lease is live";
-  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  auto early = registry_->ClaimDue("worker-b", 60'000, 1);
+  ASSERT_TRUE(early.ok());
+  EXPECT_TRUE(early->empty()) << "the lease is live";
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
   auto second = registry_->ClaimDue("worker-b", 60'000, 1);
   ASSERT_TRUE(second.ok());
   ASSERT_EQ(second->size(), 1u) << "a lease that ran out is free";
-  EXPECT_EQ(second->front().epoch, first->front().epoch + 1);
-  EXPECT_FALSE(*registry_->Renew(first->front(), 60'000)) << "the first claim is lost";
-  EXPECT_TRUE(*registry_->Renew(second->front(), 60'000));
+  EXPECT_GT(second->front().epoch, first->front().epoch);
+  auto lost = registry_->Renew(first->front(), 60'000);
+  ASSERT_TRUE(lost.ok());
+  EXPECT_FALSE(*lost) << "the first claim is lost";
+  auto kept = registry_->Renew(second->front(), 60'000);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(*kept);
 
   // The lost claim's release changes nothing of the tenant; its run is logged as lost.
   ASSERT_TRUE(registry_->Release(first->front(), "ok", "").ok());
@@ -140,7 +146,8 @@ TEST_F(PostgresTenantRegistryTest, AClaimThatRunsOutIsTakenOverWithTheNextEpoch)
 
 TEST_F(PostgresTenantRegistryTest, ACommitWithAStaleEpochIsRefusedWholeAndCounted) {
   AddTenants(1);
-  auto first = registry_->ClaimDue("worker-a", 200, 1);
+  auto first = registry_->ClaimDue("worker-a", 2000, 1);
+  ASSERT_TRUE(first.ok());
   ASSERT_EQ(first->size(), 1u);
   auto paused = OpenState("t0", first->front().epoch);
   ASSERT_NE(paused, nullptr);
@@ -149,8 +156,9 @@ TEST_F(PostgresTenantRegistryTest, ACommitWithAStaleEpochIsRefusedWholeAndCounte
   ASSERT_TRUE(paused->Apply(before).ok()) << "the holder of the live claim writes";
 
   // worker-a is paused past its lease; worker-b claims the tenant.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
   auto second = registry_->ClaimDue("worker-b", 60'000, 1);
+  ASSERT_TRUE(second.ok());
   ASSERT_EQ(second->size(), 1u);
   auto holder = OpenState("t0", second->front().epoch);
   ASSERT_NE(holder, nullptr);
@@ -161,7 +169,9 @@ TEST_F(PostgresTenantRegistryTest, ACommitWithAStaleEpochIsRefusedWholeAndCounte
   Status refused = paused->Apply(stale);
   EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
   EXPECT_THAT(refused.message(), HasSubstr("claimed again"));
-  EXPECT_FALSE(*paused->AcquireLease("worker-a", kT0, 60'000)) << "nor is its lease renewed";
+  auto lease = paused->AcquireLease("worker-a", kT0, 60'000);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  EXPECT_FALSE(*lease) << "nor is its lease renewed";
   EXPECT_EQ(**holder->GetCursor("hubspot", "companies"), "page-1") << "nothing of it landed";
   EXPECT_FALSE(holder->FindLink("company", "c1", "hubspot")->has_value());
   EXPECT_EQ((*registry_->Get("t0"))->refused_commits, 1);
@@ -185,6 +195,58 @@ TEST_F(PostgresTenantRegistryTest, ARemovedTenantsWorkerHasItsNextCommitRefused)
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("no longer registered"));
   EXPECT_EQ(registry_->Remove("t0", false).code(), StatusCode::kNotFound);
+}
+
+TEST_F(PostgresTenantRegistryTest, ATenantAddedAgainNeverGivesAnEpochAnEarlierClaimHeld) {
+  AddTenants(1);
+  auto before = registry_->ClaimDue("worker-a", 60'000, 1);
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(before->size(), 1u);
+  auto old_state = OpenState("t0", before->front().epoch);
+  ASSERT_NE(old_state, nullptr);
+  ASSERT_TRUE(registry_->Remove("t0", /*drop_state=*/false).ok());
+  ASSERT_TRUE(registry_->Add("t0", "/etc/t.yaml", 60'000).ok());
+  auto after = registry_->ClaimDue("worker-b", 60'000, 1);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_GT(after->front().epoch, before->front().epoch);
+  StateBatch batch;
+  batch.SetCursor("hubspot", "companies", "from the removed tenant's worker");
+  EXPECT_EQ(old_state->Apply(batch).code(), StatusCode::kFailedPrecondition);
+  auto renewed = registry_->Renew(before->front(), 60'000);
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_FALSE(*renewed);
+  ASSERT_TRUE(registry_->Release(before->front(), "ok", "").ok());
+  EXPECT_EQ((*registry_->Get("t0"))->holder, "worker-b") << "the old claim released nothing";
+}
+
+TEST_F(PostgresTenantRegistryTest, ARenewArrivingAfterTheReleaseLeasesNothing) {
+  AddTenants(1);
+  auto claim = registry_->ClaimDue("worker-a", 60'000, 1);
+  ASSERT_TRUE(claim.ok());
+  ASSERT_EQ(claim->size(), 1u);
+  ASSERT_TRUE(registry_->Release(claim->front(), "ok", "").ok());
+  auto renewed = registry_->Renew(claim->front(), 60'000);
+  ASSERT_TRUE(renewed.ok());
+  EXPECT_FALSE(*renewed);
+  auto row = registry_->Get("t0");
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_EQ((*row)->lease_until_ms, 0) << "a released tenant stays free";
+}
+
+TEST_F(PostgresTenantRegistryTest, AClaimLostBeforeTheStoreOpensCreatesNothing) {
+  AddTenants(1);
+  auto claim = registry_->ClaimDue("worker-a", 60'000, 1);
+  ASSERT_TRUE(claim.ok());
+  ASSERT_EQ(claim->size(), 1u);
+  ASSERT_TRUE(registry_->Remove("t0", /*drop_state=*/true).ok());
+  PostgresStoreOptions options;
+  options.schema = SchemaOfTenant("t0");
+  options.fence.tenant = "t0";
+  options.fence.epoch = claim->front().epoch;
+  auto store = OpenPostgresStore(cluster_->Url(db_), options);
+  EXPECT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr("no longer registered"));
 }
 
 TEST_F(PostgresTenantRegistryTest, NoTenantsStoreReadsOrWritesAnothersRows) {
