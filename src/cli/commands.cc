@@ -55,12 +55,15 @@ std::string ShownStore(const std::string& state) {
   return IsPostgresUrl(state) ? RedactUrlForLog(state) : state;
 }
 
-// Every system's `auth` keys and options checked against what its kind declares, all reported
-// at once at their file:line:column.
-Status CheckSystemsOf(const AppConfig& config) {
-  Diagnostics diags;
-  for (const auto& [name, system] : config.systems) CheckSystemKeys(system, &diags);
-  return diags.ToStatus();
+// The mapping plan of out->config, or kExitUsage with the reason on stderr.
+int LoadPlanInto(Loaded* out) {
+  auto plan = LoadPlanFor(out->config);
+  if (!plan.ok()) {
+    std::cerr << "crmbridge: mapping error:\n" << plan.status().message() << "\n";
+    return kExitUsage;
+  }
+  out->plan = *plan;
+  return kExitOk;
 }
 
 // A registered tenant's configuration (read without its secrets: commands that name a tenant only
@@ -71,12 +74,12 @@ int LoadTenant(const GlobalOptions& global, bool need_plan, Loaded* out) {
   auto registry = TenantRegistry::Open(url);
   if (!registry.ok()) {
     std::cerr << "crmbridge: cannot open the tenant registry: " << registry.status().ToString() << "\n";
-    return registry.status().code() == StatusCode::kFailedPrecondition ? kExitUnreachable : kExitUsage;
+    return ExitCodeFor(registry.status());
   }
   auto tenant = (*registry)->Get(global.tenant);
   if (!tenant.ok()) {
     std::cerr << "crmbridge: " << tenant.status().ToString() << "\n";
-    return kExitInternal;
+    return ExitCodeFor(tenant.status());
   }
   if (!tenant->has_value()) {
     std::cerr << "crmbridge: there is no tenant " << global.tenant
@@ -90,23 +93,22 @@ int LoadTenant(const GlobalOptions& global, bool need_plan, Loaded* out) {
               << config.status().message() << "\n";
     return kExitUsage;
   }
+  if (Status keys = CheckSystemKeysOf(*config); !keys.ok()) {
+    std::cerr << "crmbridge: the configuration of tenant " << global.tenant << ":\n"
+              << keys.message() << "\n";
+    return kExitUsage;
+  }
   out->config = std::move(*config);
   out->config.state_path = url;
-  if (need_plan) {
-    auto plan = LoadPlanFor(out->config);
-    if (!plan.ok()) {
-      std::cerr << "crmbridge: mapping error:\n" << plan.status().message() << "\n";
-      return kExitUsage;
-    }
-    out->plan = *plan;
-  }
+  if (need_plan)
+    if (int rc = LoadPlanInto(out); rc != kExitOk) return rc;
   PostgresStoreOptions store_options;
   store_options.schema = (*tenant)->schema;
   auto store = OpenPostgresStore(url, store_options);
   if (!store.ok()) {
     std::cerr << "crmbridge: cannot open the state of tenant " << global.tenant << ": "
               << store.status().ToString() << "\n";
-    return kExitUnreachable;
+    return ExitCodeFor(store.status());
   }
   out->store = std::move(*store);
   return kExitOk;
@@ -123,19 +125,13 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
                    "examples/crmbridge.yaml is a commented example.\n";
     return kExitUsage;
   }
-  if (Status keys = CheckSystemsOf(*config); !keys.ok()) {
+  if (Status keys = CheckSystemKeysOf(*config); !keys.ok()) {
     std::cerr << "crmbridge: configuration error:\n" << keys.message() << "\n";
     return kExitUsage;
   }
   out->config = std::move(*config);
-  if (need_plan) {
-    auto plan = LoadPlanFor(out->config);
-    if (!plan.ok()) {
-      std::cerr << "crmbridge: mapping error:\n" << plan.status().message() << "\n";
-      return kExitUsage;
-    }
-    out->plan = *plan;
-  }
+  if (need_plan)
+    if (int rc = LoadPlanInto(out); rc != kExitOk) return rc;
   const std::string& state = out->config.state_path;
   const bool server = IsPostgresUrl(state);
   if (existing_state && !server && access(state.c_str(), F_OK) != 0) {
@@ -341,7 +337,7 @@ static int AskTenantBackfill(const GlobalOptions& global, const BackfillOptions&
   auto registry = TenantRegistry::Open(url);
   if (!registry.ok()) {
     std::cerr << "crmbridge: cannot open the tenant registry: " << registry.status().ToString() << "\n";
-    return kExitUnreachable;
+    return ExitCodeFor(registry.status());
   }
   json job = {{"system", options.system}};
   if (!options.entity.empty()) job["entity"] = options.entity;
@@ -349,7 +345,7 @@ static int AskTenantBackfill(const GlobalOptions& global, const BackfillOptions&
   Status s = (*registry)->RequestBackfill(global.tenant, job.dump());
   if (!s.ok()) {
     std::cerr << "crmbridge backfill: " << s.message() << "\n";
-    return s.code() == StatusCode::kAlreadyExists ? kExitLeaseHeld : kExitUsage;
+    return ExitCodeFor(s);
   }
   std::cout << "Backfill of " << options.system
             << (options.entity.empty() ? "" : " (" + options.entity + ")") << " asked for tenant "
@@ -732,7 +728,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
   auto config = LoadAppConfigWithoutSecrets(global.config_path, &warnings);
   for (const std::string& w : warnings) std::cerr << w << "\n";
   if (config.ok()) {
-    CRMB_RETURN_IF_ERROR(CheckSystemsOf(*config));
+    CRMB_RETURN_IF_ERROR(CheckSystemKeysOf(*config));
     for (const auto& [name, sys] : config->systems) systems[name] = sys.kind;
     if (files.empty()) files = config->mapping_paths;
     if (!options.kinds.empty())

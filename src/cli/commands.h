@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "src/core/status.h"
+
 namespace crmbridge::cli {
 
 enum ExitCode {
@@ -123,6 +125,11 @@ int RunWorker(const GlobalOptions& global, const WorkerOptions& options);
 // (none given, not a postgresql:// URL, or a password written on the command line, where every
 // user of the machine sees it). `command` starts the message ("crmbridge worker").
 int ResolveStateUrl(const std::string& given, const char* command, std::string* url);
+// The exit code of a command that failed with `s`: 2 for what the user gave (a bad name or value,
+// something absent, a duplicate), 4 for a server that cannot be reached or refuses the login or
+// the call (kFailedPrecondition, kUnavailable, kUnauthenticated, kDeadlineExceeded), 70 for the
+// rest.
+int ExitCodeFor(const Status& s);
 // HOST:PORT of a --listen option; false when it is not one.
 bool ParseListen(const std::string& listen, std::string* host, int* port);
 // `crmbridge audit portal`: every portal user change, grant, reset and revoke, oldest first.

@@ -10,12 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "connectors/registry.h"
 #include "src/cli/commands.h"
 #include "src/cli/process.h"
 #include "src/config/app_config.h"
 #include "src/core/time_util.h"
-#include "src/core/yaml_source.h"
 #include "src/engine/bootstrap.h"
 #include "src/serve/health_server.h"
 #include "src/worker/tenant_worker.h"
@@ -44,8 +42,7 @@ std::unique_ptr<TenantRegistry> OpenRegistry(const std::string& given, const cha
   if (!registry.ok()) {
     std::cerr << command << ": cannot open the tenant registry: " << registry.status().ToString()
               << "\n";
-    *rc = registry.status().code() == StatusCode::kFailedPrecondition ? kExitUnreachable
-                                                                       : kExitUsage;
+    *rc = ExitCodeFor(registry.status());
     return nullptr;
   }
   return std::move(*registry);
@@ -59,6 +56,22 @@ Result<std::unique_ptr<Store>> OpenTenantStore(const std::string& url, const Ten
 }
 
 }  // namespace
+
+int ExitCodeFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kAlreadyExists:
+      return kExitUsage;
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kUnavailable:
+    case StatusCode::kUnauthenticated:
+    case StatusCode::kDeadlineExceeded:
+      return kExitUnreachable;
+    default:
+      return kExitInternal;
+  }
+}
 
 int ResolveStateUrl(const std::string& given, const char* command, std::string* url) {
   const char* env = std::getenv("CRMBRIDGE_STATE_URL");
@@ -110,9 +123,7 @@ int RunTenantsAdd(const GlobalOptions& global, const TenantsOptions& options) {
     std::cerr << "crmbridge tenants add: configuration error:\n" << config.status().message() << "\n";
     return kExitUsage;
   }
-  Diagnostics diags;
-  for (const auto& [name, system] : config->systems) CheckSystemKeys(system, &diags);
-  if (Status keys = diags.ToStatus(); !keys.ok()) {
+  if (Status keys = CheckSystemKeysOf(*config); !keys.ok()) {
     std::cerr << "crmbridge tenants add: configuration error:\n" << keys.message() << "\n";
     return kExitUsage;
   }
@@ -137,9 +148,7 @@ int RunTenantsAdd(const GlobalOptions& global, const TenantsOptions& options) {
   Status added = registry->Add(options.name, resolved, every);
   if (!added.ok()) {
     std::cerr << "crmbridge tenants add: " << added.message() << "\n";
-    return added.code() == StatusCode::kAlreadyExists || added.code() == StatusCode::kInvalidArgument
-               ? kExitUsage
-               : kExitInternal;
+    return ExitCodeFor(added);
   }
   // Its state schema now, so that a worker's first claim finds it ready.
   TenantRow row;
@@ -166,7 +175,7 @@ int RunTenantsList(const GlobalOptions& global, const TenantsOptions& options) {
   auto tenants = registry->List();
   if (!tenants.ok()) {
     std::cerr << "crmbridge tenants list: " << tenants.status().ToString() << "\n";
-    return kExitInternal;
+    return ExitCodeFor(tenants.status());
   }
   json out = json::array();
   for (const TenantRow& t : *tenants) {
@@ -235,7 +244,7 @@ int RunTenantsRemove(const GlobalOptions& global, const TenantsOptions& options)
   Status s = registry->Remove(options.name, options.drop_state);
   if (!s.ok()) {
     std::cerr << "crmbridge tenants remove: " << s.message() << "\n";
-    return s.code() == StatusCode::kNotFound ? kExitUsage : kExitInternal;
+    return ExitCodeFor(s);
   }
   std::cout << "Tenant " << options.name << " removed"
             << (options.drop_state ? ", and its state with it.\n"
@@ -254,7 +263,7 @@ int RunTenantsMigrate(const GlobalOptions& global, const TenantsOptions& options
   auto tenants = registry->List();
   if (!tenants.ok()) {
     std::cerr << "crmbridge tenants migrate: " << tenants.status().ToString() << "\n";
-    return kExitInternal;
+    return ExitCodeFor(tenants.status());
   }
   int failed = 0;
   for (const TenantRow& t : *tenants) {

@@ -61,6 +61,12 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
   return out;
 }
 
+Status CheckSystemKeysOf(const AppConfig& config) {
+  Diagnostics diags;
+  for (const auto& [name, system] : config.systems) CheckSystemKeys(system, &diags);
+  return diags.ToStatus();
+}
+
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) {
   std::map<std::string, std::string> kinds;
   for (const auto& [name, system] : config.systems) kinds[name] = system.kind;

@@ -30,6 +30,10 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
 // every kind in the connector registry can do.
 MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds);
 
+// Every system's `auth` keys and options checked against what its kind declares, all reported at
+// once at their file:line:column.
+Status CheckSystemKeysOf(const AppConfig& config);
+
 // Loads the mapping files named by `config`, validated against its systems.
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
 

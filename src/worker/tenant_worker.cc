@@ -6,10 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "connectors/registry.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
-#include "src/core/yaml_source.h"
 #include "src/engine/bootstrap.h"
 #include "src/engine/sync_engine.h"
 #include "state/postgres_store.h"
@@ -81,9 +79,17 @@ void TenantWorker::WorkLoop(const std::atomic<bool>* stop) {
       std::lock_guard<std::mutex> lock(mu_);
       active_.erase(claim.run_id);
     }
+    // A claim left unreleased waits out its lease (and a backfill done would run again): a failed
+    // release is tried again, a few times, before that is left to the lease.
     Status released = registry_->Release(claim, outcome.outcome, outcome.error);
+    for (int attempt = 1; !released.ok() && attempt < 4 && !stop->load(); ++attempt) {
+      spdlog::warn("worker: tenant {}: releasing it: {}", claim.name, released.ToString());
+      Nap(1000 * attempt, stop);
+      released = registry_->Release(claim, outcome.outcome, outcome.error);
+    }
     if (!released.ok())
-      spdlog::error("worker: tenant {}: releasing it: {}", claim.name, released.ToString());
+      spdlog::error("worker: tenant {}: releasing it: {}; its lease runs out instead", claim.name,
+                    released.ToString());
     ++runs_;
     if (outcome.outcome == "ok")
       spdlog::info("worker: tenant {}: done", claim.name);
@@ -100,7 +106,13 @@ void TenantWorker::RenewLoop(const std::atomic<bool>* stop) {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [id, active] : active_) {
         if (stop->load()) active->stop = true;  // the runs in hand stop after their batch
-        if (SteadyMs() - active->renewed_steady_ms >= every) due.push_back(active->claim);
+        const int64_t since = SteadyMs() - active->renewed_steady_ms;
+        // Not renewed for nearly a whole lease (the registry unreachable): another worker may
+        // have the tenant soon, so this run stops before it writes more to the vendors.
+        if (since >= options_.lease_ttl_ms - every && !active->stop.exchange(true))
+          spdlog::error("worker: tenant {}: its claim could not be renewed for {} ms; this run "
+                        "stops", active->claim.name, since);
+        if (since >= every) due.push_back(active->claim);
       }
     }
     // Renewed outside mu_, from copies: a slow server must not hold up the work loops, and a run
@@ -135,9 +147,7 @@ TenantOutcome RunTenantOnce(const TenantClaim& claim, const std::string& state_u
                             const std::atomic<bool>* stop) {
   auto config = LoadTenantConfig(claim.config_path, /*warnings=*/nullptr);
   if (!config.ok()) return {"config", config.status().message()};
-  Diagnostics diags;
-  for (const auto& [name, system] : config->systems) CheckSystemKeys(system, &diags);
-  if (Status keys = diags.ToStatus(); !keys.ok()) return {"config", keys.message()};
+  if (Status keys = CheckSystemKeysOf(*config); !keys.ok()) return {"config", keys.message()};
   auto plan = LoadPlanFor(*config);
   if (!plan.ok()) return {"config", plan.status().message()};
   // The claim is the lease: the engine's own, in the tenant's schema, follows its epoch and ttl.
@@ -147,6 +157,9 @@ TenantOutcome RunTenantOnce(const TenantClaim& claim, const std::string& state_u
   store_options.schema = claim.schema;
   store_options.fence.tenant = claim.name;
   store_options.fence.epoch = claim.epoch;
+  // A transaction left open by a paused worker ends within a lease, so the share lock it holds on
+  // the tenant's registry row never keeps the tenant from being taken over for longer.
+  store_options.idle_in_transaction_timeout_ms = static_cast<int>(lease_ttl_ms);
   auto store = OpenPostgresStore(state_url, store_options);
   if (!store.ok()) return {"failed", store.status().ToString()};
   auto connectors = BuildConnectors(*config, **plan, Clock::Real());

@@ -22,9 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "connectors/registry.h"
 #include "src/config/app_config.h"
-#include "src/core/yaml_source.h"
 #include "src/engine/bootstrap.h"
 
 namespace crmbridge {
@@ -546,9 +544,8 @@ TEST(TenantConfigsTest, EachLoadsAsATenantConfigWithItsMappings) {
     std::vector<std::string> warnings;  // its secrets are the worker's: unset here
     auto config = LoadTenantConfig(file.string(), &warnings);
     ASSERT_TRUE(config.ok()) << config.status().message();
-    Diagnostics diags;
-    for (const auto& [name, system] : config->systems) CheckSystemKeys(system, &diags);
-    EXPECT_TRUE(diags.ToStatus().ok()) << diags.ToStatus().message();
+    Status keys = CheckSystemKeysOf(*config);
+    EXPECT_TRUE(keys.ok()) << keys.message();
     auto plan = LoadPlanFor(*config);
     EXPECT_TRUE(plan.ok()) << plan.status().message();
   }

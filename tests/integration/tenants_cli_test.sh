@@ -12,7 +12,7 @@ source "$(dirname "$0")/crm_mocks.sh"
 source "$(dirname "$0")/postgres.sh"
 worker_pid=""
 cleanup() {
-  [ -n "$worker_pid" ] && kill -KILL "$worker_pid" 2>/dev/null
+  [ -n "$worker_pid" ] && kill -KILL "$worker_pid" 2>/dev/null || true
   stop_crm_mocks
   stop_postgres
   rm -rf "$work"

@@ -109,11 +109,30 @@ for w in 0 1 2; do start_worker "$w"; done
 # past its lease (and let go on) ---
 kills=0
 pauses=0
+held_pauses=0
+# The worker of a live claim, by its holder name (host:pid:id), if it is one of ours.
+holding_worker() {
+  local pid w
+  pid=$(psql "$CRMBRIDGE_STATE_URL" -Atc "SELECT split_part(holder, ':', 2) FROM crmbridge_registry.tenants
+    WHERE lease_until_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint ORDER BY random() LIMIT 1")
+  for w in 0 1 2; do [ "${workers[$w]}" = "$pid" ] && echo "$w" && return 0; done
+  return 0
+}
 end=$((SECONDS + 30))
 while [ "$SECONDS" -lt "$end" ]; do
   sleep "1.$((RANDOM % 9))"
   w=$((RANDOM % 3))
-  if [ $((RANDOM % 2)) -eq 0 ]; then
+  # Every other pause is of a worker in the middle of a run: its claim must be lost and taken.
+  held=""
+  if [ $((pauses % 2)) -eq 0 ]; then held=$(holding_worker); fi
+  if [ -n "$held" ]; then
+    w=$held
+    kill -STOP "${workers[$w]}" 2>/dev/null || true
+    sleep 4
+    kill -CONT "${workers[$w]}" 2>/dev/null || true
+    pauses=$((pauses + 1))
+    held_pauses=$((held_pauses + 1))
+  elif [ $((RANDOM % 2)) -eq 0 ]; then
     kill -KILL "${workers[$w]}" 2>/dev/null || true
     wait "${workers[$w]}" 2>/dev/null || true
     kills=$((kills + 1))
@@ -176,4 +195,8 @@ lost=$(psql "$CRMBRIDGE_STATE_URL" -Atc \
   "SELECT count(*) FROM crmbridge_registry.tenant_runs WHERE outcome LIKE 'lease lost%' OR finished_ms = 0")
 refused=$(psql "$CRMBRIDGE_STATE_URL" -Atc "SELECT coalesce(sum(refused_commits), 0) FROM crmbridge_registry.tenants")
 [ "$((kills + pauses))" -gt 0 ] || fail "no chaos happened"
-echo "workers chaos: $tenants tenants converged to their fault-free end state through $kills SIGKILLs and $pauses SIGSTOPs past the lease; $claims claims, $lost lost or abandoned, $refused stale-epoch commit(s) refused, no two claims of a tenant overlapped"
+# A worker paused mid-run past its lease comes back to a claim that is no longer its own.
+if [ "$held_pauses" -gt 0 ]; then
+  [ "$lost" -gt 0 ] || fail "$held_pauses worker(s) paused mid-run past the lease, and no claim was lost"
+fi
+echo "workers chaos: $tenants tenants converged to their fault-free end state through $kills SIGKILLs and $pauses SIGSTOPs past the lease ($held_pauses mid-run); $claims claims, $lost lost or abandoned, $refused stale-epoch commit(s) refused, no two claims of a tenant overlapped"
