@@ -221,7 +221,7 @@ using pg::Params;
 using pg::Rows;
 using pg::TrimEnd;
 
-// A PostgreSQL text[] literal of `values` ({"a","b"}), for `= ANY($n::text[])`: one statement
+// A PostgreSQL text[] literal of `values` ({"a","b"}), for `unnest($n::text[])`: one statement
 // for a whole page of ids.
 std::string TextArray(const std::vector<const std::string*>& values) {
   std::string out = "{";
@@ -1042,9 +1042,13 @@ Result<RecordStates> PostgresStore::LoadRecords(const std::string& entity,
     if (!natives.empty()) {
       // The page's records by native id, their links in `system` and the digests those carry:
       // an unchanged record needs nothing more; the rest of a changed one is read when needed.
+      // A join with the ids, not `= ANY(array)`: a prepared statement soon runs on a generic plan,
+      // and for `= ANY` of an array of unknown size that plan is a scan of every link of the
+      // entity (measured: 4-12 ms a page at 5,000 records, where the index takes well under 1).
       static const std::string sql =
           std::string("SELECT ") + kLinkColumns +
-          ", settled FROM links WHERE system = $1 AND entity = $2 AND native_id = ANY($3::text[])";
+          ", settled FROM unnest($3::text[]) AS wanted(v) JOIN links "
+          "ON links.native_id = wanted.v COLLATE \"C\" WHERE system = $1 AND entity = $2";
       auto r = Run(sql, Params().Text(system).Text(entity).Text(TextArray(natives)),
                    "loading the links of " + std::to_string(native_ids.size()) + " " + system +
                        " " + entity + " record(s)");
@@ -1063,7 +1067,8 @@ Result<RecordStates> PostgresStore::LoadRecords(const std::string& entity,
     const std::string ids = TextArray(cids);
     static const std::string snapshots_sql =
         std::string("SELECT canonical_id, ") + kSnapshotColumns +
-        " FROM snapshots WHERE entity = $1 AND canonical_id = ANY($2::text[])";
+        " FROM unnest($2::text[]) AS wanted(v) JOIN snapshots "
+        "ON snapshots.canonical_id = wanted.v COLLATE \"C\" WHERE entity = $1";
     auto snaps = Run(snapshots_sql, Params().Text(entity).Text(ids),
                      "reading the snapshots of " + std::to_string(cids.size()) + " " + entity +
                          " record(s)");
@@ -1077,7 +1082,8 @@ Result<RecordStates> PostgresStore::LoadRecords(const std::string& entity,
     for (const std::string* cid : cids) out.links[*cid];  // an entry even without links
     static const std::string links_sql =
         std::string("SELECT ") + kLinkColumns +
-        " FROM links WHERE entity = $1 AND canonical_id = ANY($2::text[]) "
+        " FROM unnest($2::text[]) AS wanted(v) JOIN links "
+        "ON links.canonical_id = wanted.v COLLATE \"C\" WHERE entity = $1 "
         "ORDER BY canonical_id, system";
     auto links = Run(links_sql, Params().Text(entity).Text(ids),
                      "finding the links of " + std::to_string(cids.size()) + " " + entity +
