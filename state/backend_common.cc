@@ -56,15 +56,25 @@ Status ValidateOp(const StateBatch::Op& op) {
 }
 
 Status ApplyOps(const StateBatch& batch,
-                const std::function<Status(const StateBatch::Op&)>& apply) {
+                const std::function<Status(const StateBatch::Op&)>& apply,
+                const std::function<Status()>& finish,
+                const std::function<int()>& failed_op) {
   const auto& ops = batch.ops();
+  auto named = [&](size_t in_hand, const Status& s) {
+    const int said = failed_op ? failed_op() : -1;
+    const size_t i = said >= 0 && static_cast<size_t>(said) < ops.size() ? static_cast<size_t>(said)
+                                                                          : in_hand;
+    return Status(s.code(), "op " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) +
+                                " (" + OpKindName(ops[i].kind) + "): " + s.message());
+  };
   for (size_t i = 0; i < ops.size(); ++i) {
     Status s = ValidateOp(ops[i]);
     if (s.ok()) s = apply(ops[i]);
-    if (!s.ok()) {
-      return Status(s.code(), "op " + std::to_string(i + 1) + " of " + std::to_string(ops.size()) +
-                                  " (" + OpKindName(ops[i].kind) + "): " + s.message());
-    }
+    if (!s.ok()) return named(i, s);
+  }
+  if (finish && !ops.empty()) {
+    Status s = finish();
+    if (!s.ok()) return named(ops.size() - 1, s);
   }
   return Status::Ok();
 }

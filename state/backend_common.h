@@ -24,9 +24,13 @@ Status ValidateOp(const StateBatch::Op& op);
 
 // Checks and applies the ops of `batch` in order with `apply`, inside the caller's transaction,
 // stopping at the first failure: that op's error, its message prefixed "op 3 of 5
-// (CompleteOutbox): ".
+// (CompleteOutbox): ". A backend that defers its statements' answers (PostgreSQL's pipeline)
+// reads the rest in `finish`, after the last op, and says with `failed_op` which op a failure
+// belongs to (its index, or -1 for the op in hand).
 Status ApplyOps(const StateBatch& batch,
-                const std::function<Status(const StateBatch::Op&)>& apply);
+                const std::function<Status(const StateBatch::Op&)>& apply,
+                const std::function<Status()>& finish = nullptr,
+                const std::function<int()>& failed_op = nullptr);
 
 // kInvalidArgument for an event that lacks its system, object, record id or dedupe key.
 Status CheckWebhookEvents(const std::vector<WebhookEvent>& events);

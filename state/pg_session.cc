@@ -50,6 +50,14 @@ Result<Rows> Session::Run(const std::string& sql, const Params& params,
                                 const std::string& doing) {
   if (!params.problem().empty())
     return Status(StatusCode::kInvalidArgument, doing + ": " + params.problem());
+  if (pipelining_) {
+    // Its answer is needed now: it goes with everything queued, in one round trip.
+    CRMB_RETURN_IF_ERROR(SendLocked(sql, params, doing, -1));
+    ResultPtr last;
+    CRMB_RETURN_IF_ERROR(Drain(&last));
+    if (!last) return Status(StatusCode::kInternal, label_ + ": " + doing + ": no answer");
+    return Rows(std::move(last));
+  }
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     std::string name = "crmb_" + std::to_string(prepared_.size() + 1);
@@ -87,6 +95,83 @@ void LogNotice(void* /*arg*/, const char* message) {
   spdlog::debug("postgresql: {}", TrimEnd(message));
 }
 }  // namespace
+
+Status Session::BeginPipeline() {
+  failed_tag_ = -1;
+  pending_.clear();
+  if (PQenterPipelineMode(conn_.get()) != 1)
+    return Status(StatusCode::kUnavailable,
+                  Scrub(label_ + ": cannot pipeline: " + TrimEnd(PQerrorMessage(conn_.get()))));
+  pipelining_ = true;
+  return Status::Ok();
+}
+
+Status Session::SendLocked(const std::string& sql, const Params& params, const std::string& doing,
+                           int tag) {
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    std::string name = "crmb_" + std::to_string(prepared_.size() + 1);
+    if (PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), params.size(), nullptr) != 1)
+      return Error(nullptr, doing);
+    pending_.push_back({doing, tag, sql});
+    it = prepared_.emplace(sql, std::move(name)).first;
+  }
+  const std::vector<const char*> values = params.Pointers();
+  if (PQsendQueryPrepared(conn_.get(), it->second.c_str(), params.size(), values.data(), nullptr,
+                          nullptr, /*resultFormat=*/0) != 1)
+    return Error(nullptr, doing);
+  pending_.push_back({doing, tag, ""});
+  return Status::Ok();
+}
+
+Status Session::Send(const std::string& sql, const Params& params, const std::string& doing,
+                     int tag) {
+  if (!pipelining_) return Run(sql, params, doing).status();
+  if (!params.problem().empty()) {
+    failed_tag_ = tag;
+    return Status(StatusCode::kInvalidArgument, doing + ": " + params.problem());
+  }
+  CRMB_RETURN_IF_ERROR(SendLocked(sql, params, doing, tag));
+  if (pending_.size() >= kMaxPending) return Drain(nullptr);
+  return Status::Ok();
+}
+
+Status Session::Drain(ResultPtr* last) {
+  if (PQpipelineSync(conn_.get()) != 1) return Error(nullptr, "sending a pipeline sync");
+  Status first;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    const Pending& p = pending_[i];
+    ResultPtr r(PQgetResult(conn_.get()));
+    const ExecStatusType st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok && st != PGRES_PIPELINE_ABORTED && first.ok()) {
+      first = Error(r.get(), p.doing);
+      failed_tag_ = p.tag;
+    }
+    if (!ok && !p.prepared_sql.empty()) prepared_.erase(p.prepared_sql);
+    // Each statement's answers end with a null result.
+    if (r) {
+      ResultPtr end(PQgetResult(conn_.get()));
+      if (end) return Error(end.get(), "reading a pipelined answer");
+    }
+    if (ok && last != nullptr && i + 1 == pending_.size()) *last = std::move(r);
+  }
+  pending_.clear();
+  ResultPtr sync(PQgetResult(conn_.get()));
+  if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC)
+    return first.ok() ? Error(sync.get(), "reading the end of a pipeline") : first;
+  return first;
+}
+
+Status Session::EndPipeline() {
+  if (!pipelining_) return Status::Ok();
+  Status s = pending_.empty() ? Status::Ok() : Drain(nullptr);
+  pipelining_ = false;
+  if (PQexitPipelineMode(conn_.get()) != 1 && s.ok())
+    s = Status(StatusCode::kUnavailable,
+               Scrub(label_ + ": cannot leave pipeline mode: " + TrimEnd(PQerrorMessage(conn_.get()))));
+  return s;
+}
 
 Result<bool> Session::Reconnect() {
   if (PQstatus(conn_.get()) == CONNECTION_OK) return false;

@@ -179,6 +179,22 @@ class Session {
   Status InTransaction(const char* begin, const std::string& doing,
                        const std::function<Status()>& body);
 
+  // Pipelining (libpq's pipeline mode), for the many write statements of one transaction whose
+  // answers are only their errors: one round trip for them all instead of one each.
+  //   BeginPipeline()   inside a transaction (after BEGIN)
+  //   Send(...)         queues a statement; its answer is read later. `tag` names who sent it
+  //                     (the batch op), for the error
+  //   Run(...)          while pipelining: sends what is queued with it and reads every answer
+  //   EndPipeline()     reads what is left and leaves pipeline mode (before COMMIT or ROLLBACK)
+  // The first statement that fails stands for all: the ones after it are not run, and its error
+  // is what Run or EndPipeline returns, with its tag in failed_tag(). Outside pipeline mode, Send
+  // is Run without its rows.
+  Status BeginPipeline();
+  Status Send(const std::string& sql, const Params& params, const std::string& doing, int tag);
+  Status EndPipeline();
+  bool pipelining() const { return pipelining_; }
+  int failed_tag() const { return failed_tag_; }
+
   Session(ConnPtr conn, std::string shown, std::string password, std::string label)
       : conn_(std::move(conn)), shown_(std::move(shown)), password_(std::move(password)),
         label_(std::move(label)) {}
@@ -189,6 +205,24 @@ class Session {
   const std::string password_;  // to mask, should anything quote it
   const std::string label_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
+
+  // A statement sent in pipeline mode and not yet answered.
+  struct Pending {
+    std::string doing;
+    int tag = -1;
+    std::string prepared_sql;  // for a prepare: the SQL, forgotten again when it fails
+  };
+  // Sends the statement (preparing it first, in the pipeline, when new).
+  Status SendLocked(const std::string& sql, const Params& params, const std::string& doing,
+                    int tag);
+  // Sends a sync and reads every answer; the last statement's rows into *last when given.
+  Status Drain(ResultPtr* last);
+  // Past this many statements unanswered, Send drains: the server's answers must never fill the
+  // socket while crmbridge is still sending (both would wait on the other).
+  static constexpr size_t kMaxPending = 256;
+  bool pipelining_ = false;
+  int failed_tag_ = -1;
+  std::vector<Pending> pending_;
 };
 
 // `url` as errors and logs show it: a postgresql:// URL without its user info and credential

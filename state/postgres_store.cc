@@ -414,6 +414,11 @@ class PostgresStore final : public Store {
                        const std::function<Status()>& body) {
     return session_->InTransaction(begin, doing, body);
   }
+  // A write statement whose answer is only its error: pipelined within Apply (read with the
+  // next statement whose answer is needed, or at the batch's end), run at once elsewhere.
+  Status Defer(const std::string& sql, const Params& params, const std::string& doing) {
+    return session_->Send(sql, params, doing, op_tag_);
+  }
   // A writing transaction: InTransaction that first takes the store's write lock, so writers
   // follow one another (as in SQLite) and each statement sees what the writer before committed.
   Status InWriteTransaction(const std::string& doing, const std::function<Status()>& body);
@@ -463,6 +468,7 @@ class PostgresStore final : public Store {
   const int idle_in_transaction_timeout_ms_;  // 0: the server's default
   bool configured_ = false;                   // Configure() ran on this connection
   bool refused_ = false;                      // CheckFence refused the transaction in hand
+  int op_tag_ = -1;                           // the op Apply is applying, for Defer
 };
 
 
@@ -635,7 +641,20 @@ Status PostgresStore::Apply(const StateBatch& batch) {
   CRMB_RETURN_IF_ERROR(EnsureConnected());
   const std::string doing = "a batch of " + std::to_string(batch.ops().size()) + " ops";
   return InWriteTransaction(doing, [&]() -> Status {
-    return ApplyOps(batch, [this](const StateBatch::Op& op) { return ApplyOp(op); });
+    // The ops' write statements are pipelined: a page's batch costs a few round trips to the
+    // server, not one per statement. A statement whose answer an op needs sends the queue with it.
+    CRMB_RETURN_IF_ERROR(session_->BeginPipeline());
+    int next = 0;
+    Status s = ApplyOps(
+        batch,
+        [&](const StateBatch::Op& op) {
+          op_tag_ = next++;
+          return ApplyOp(op);
+        },
+        [&] { return session_->EndPipeline(); }, [&] { return session_->failed_tag(); });
+    if (session_->pipelining()) (void)session_->EndPipeline();  // before the ROLLBACK
+    op_tag_ = -1;
+    return s;
   });
 }
 
@@ -667,7 +686,7 @@ Status PostgresStore::PutLink(const Link& link) {
   // An upsert on the primary key only: a native id already linked to another canonical id is a
   // UNIQUE violation (kAlreadyExists), never a silent replacement of the other link. A replaced
   // link keeps its settled digest; a new one has none (NULL: not known).
-  auto r = Run(
+  return Defer(
       "INSERT INTO links (entity, canonical_id, system, native_id, last_read_hash, "
       "last_written_hash, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) "
       "ON CONFLICT (entity, canonical_id, system) DO UPDATE SET native_id = excluded.native_id, "
@@ -683,7 +702,6 @@ Status PostgresStore::PutLink(const Link& link) {
           .Int(link.updated_ms),
       "storing the link " + link.entity + " " + link.canonical_id + " <-> " + link.system + " " +
           link.native_id);
-  return r.status();
 }
 
 Status PostgresStore::PutSnapshot(const Snapshot& snapshot) {
@@ -698,7 +716,7 @@ Status PostgresStore::PutSnapshot(const Snapshot& snapshot) {
   if (!changed.ok()) return changed.status();
   auto in_doubt = DumpJson(snapshot.in_doubt, what);
   if (!in_doubt.ok()) return in_doubt.status();
-  auto stored = Run(
+  CRMB_RETURN_IF_ERROR(Defer(
       "INSERT INTO snapshots (entity, canonical_id, fields, seen, unverified, in_doubt, "
       "changed_ms, deleted_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
       "ON CONFLICT (entity, canonical_id) DO UPDATE SET fields = excluded.fields, "
@@ -715,8 +733,7 @@ Status PostgresStore::PutSnapshot(const Snapshot& snapshot) {
           .Text(*changed)
           .Int(snapshot.deleted_ms)
           .Int(snapshot.updated_ms),
-      "storing the " + what);
-  if (!stored.ok()) return stored.status();
+      "storing the " + what));
 
   // Each of the record's links gets its system's digest ('' for a system not settled), given as
   // a JSON object system -> digest; a link that already holds it is not written.
@@ -724,23 +741,21 @@ Status PostgresStore::PutSnapshot(const Snapshot& snapshot) {
   for (const auto& [system, digest] : DigestsOf(snapshot).by_system) digests[system] = digest;
   auto encoded = DumpJson(digests, "the digests of the " + what);
   if (!encoded.ok()) return encoded.status();
-  auto links = Run(
+  return Defer(
       "UPDATE links SET settled = coalesce($3::json ->> system, '') "
       "WHERE entity = $1 AND canonical_id = $2 "
       "AND settled IS DISTINCT FROM coalesce($3::json ->> system, '')",
       Params().Text(snapshot.entity).Text(snapshot.canonical_id).Text(*encoded),
       "storing the digests of the " + what);
-  return links.status();
 }
 
 Status PostgresStore::SetCursor(const CursorRow& cursor) {
-  auto r = Run(
+  return Defer(
       "INSERT INTO cursors (system, object, cursor, updated_ms) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (system, object) DO UPDATE SET cursor = excluded.cursor, "
       "updated_ms = excluded.updated_ms",
       Params().Text(cursor.system).Text(cursor.object).Text(cursor.cursor).Int(clock_->NowMillis()),
       "storing the cursor of " + cursor.system + " " + cursor.object);
-  return r.status();
 }
 
 Status PostgresStore::UpsertOutbox(const OutboxItem& item, const std::string& payload, int64_t seq,
@@ -749,10 +764,12 @@ Status PostgresStore::UpsertOutbox(const OutboxItem& item, const std::string& pa
       "queueing the write of " + item.entity + " " + item.canonical_id + " to " + item.system;
   // Coalescing: a pending row for the record keeps its id and created_ms (its place in the queue)
   // and takes everything else from the newer write, with a fresh retry budget.
-  auto r = Run(
+  CRMB_RETURN_IF_ERROR(Defer(
       "INSERT INTO outbox (system, object, entity, canonical_id, op, native_id, idempotency_key, "
       "payload, payload_hash, attempts, next_attempt_ms, last_error, created_ms, seq) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, '', $11, $12) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, '', $11, "
+      "CASE WHEN $12::bigint >= 0 THEN $12::bigint "
+      "ELSE (SELECT value FROM counters WHERE name = 'outbox_seq') END) "
       "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET object = excluded.object, "
       "op = excluded.op, native_id = excluded.native_id, "
       "idempotency_key = excluded.idempotency_key, payload = excluded.payload, "
@@ -771,15 +788,14 @@ Status PostgresStore::UpsertOutbox(const OutboxItem& item, const std::string& pa
           .Int(next_attempt_ms)
           .Int(item.created_ms)
           .Int(seq),
-      what);
-  if (!r.ok()) return r.status();
+      what));
   // The newest payload is tracked only for a record with a dead letter (NoteLatestSeq): a record
   // that never failed has no row, and this changes nothing.
-  auto latest = Run(
-      "UPDATE outbox_latest SET seq = greatest(seq, $4) "
+  return Defer(
+      "UPDATE outbox_latest SET seq = greatest(seq, CASE WHEN $4::bigint >= 0 THEN $4::bigint "
+      "ELSE (SELECT value FROM counters WHERE name = 'outbox_seq') END) "
       "WHERE system = $1 AND entity = $2 AND canonical_id = $3",
       Params().Text(item.system).Text(item.entity).Text(item.canonical_id).Int(seq), what);
-  return latest.status();
 }
 
 // From a record's first dead letter on, the seq of the newest payload queued for it, so a replay
@@ -787,24 +803,22 @@ Status PostgresStore::UpsertOutbox(const OutboxItem& item, const std::string& pa
 Status PostgresStore::NoteLatestSeq(const std::string& system, const std::string& entity,
                                     const std::string& canonical_id, int64_t seq,
                                     const std::string& what) {
-  auto r = Run(
+  return Defer(
       "INSERT INTO outbox_latest (system, entity, canonical_id, seq) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (system, entity, canonical_id) DO UPDATE "
       "SET seq = greatest(outbox_latest.seq, excluded.seq)",
       Params().Text(system).Text(entity).Text(canonical_id).Int(seq), what);
-  return r.status();
 }
 
 Status PostgresStore::Enqueue(const OutboxItem& item) {
   auto payload = DumpJson(item.payload, "the payload for " + item.system + " " + item.entity +
                                             " " + item.canonical_id);
   if (!payload.ok()) return payload.status();
-  auto seq = Run("UPDATE counters SET value = value + 1 WHERE name = 'outbox_seq' RETURNING value",
-                 Params(), "numbering an outbox payload");
-  if (!seq.ok()) return seq.status();
-  if (seq->size() != 1)
-    return Status(StatusCode::kInternal, "state store " + shown_ + ": the outbox counter is missing");
-  return UpsertOutbox(item, *payload, seq->Int(0, 0), item.next_attempt_ms);
+  // The payload's number is taken from the counter inside the statements (no answer to wait for:
+  // they may be pipelined); each statement sees what the one before it did.
+  CRMB_RETURN_IF_ERROR(Defer("UPDATE counters SET value = value + 1 WHERE name = 'outbox_seq'",
+                             Params(), "numbering an outbox payload"));
+  return UpsertOutbox(item, *payload, /*seq=*/-1, item.next_attempt_ms);
 }
 
 // Whether outbox row `id` exists: after a guarded statement changed no row, the row is either
@@ -915,7 +929,7 @@ Status PostgresStore::DeadLetterOutbox(int64_t id, const std::string& reason, in
 }
 
 Status PostgresStore::AddStageTransition(const StageTransition& t) {
-  auto r = Run(
+  return Defer(
       "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms) "
       "VALUES ($1, $2, $3, $4, $5, $6)",
       Params()
@@ -926,7 +940,6 @@ Status PostgresStore::AddStageTransition(const StageTransition& t) {
           .Text(t.to_stage)
           .Int(t.at_ms),
       "recording a stage transition of " + t.entity + " " + t.canonical_id);
-  return r.status();
 }
 
 Status PostgresStore::DeleteDeadLetter(int64_t id) {
@@ -948,21 +961,19 @@ Status PostgresStore::DeleteDeadLetter(int64_t id) {
 Status PostgresStore::PutMatchKey(const std::string& entity, const std::string& key,
                                   const std::string& cid) {
   // The first record to hold a key keeps it.
-  auto r = Run(
+  return Defer(
       "INSERT INTO match_keys (entity, match_key, canonical_id) VALUES ($1, $2, $3) "
       "ON CONFLICT (entity, match_key) DO NOTHING",
       Params().Text(entity).Text(key).Text(cid), "storing a match key of " + entity + " " + cid);
-  return r.status();
 }
 
 Status PostgresStore::AddAudit(const AuditEntry& e) {
   auto detail = DumpJson(e.detail, "the audit entry " + e.action + " of " + e.subject);
   if (!detail.ok()) return detail.status();
-  auto r = Run(
+  return Defer(
       "INSERT INTO audit (at_ms, action, system, subject, detail) VALUES ($1, $2, $3, $4, $5)",
       Params().Int(e.at_ms).Text(e.action).Text(e.system).Text(e.subject).Text(*detail),
       "recording an audit entry for " + e.subject);
-  return r.status();
 }
 
 // ---- links, snapshots, cursors ----
