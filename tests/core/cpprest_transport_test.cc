@@ -236,14 +236,15 @@ TEST_F(CpprestTransportTest, AnAnswerPastTheLimitIsRefused) {
 }
 
 TEST_F(CpprestTransportTest, ReusesTheConnectionOfOneBaseUrl) {
-  // cpprest hands a connection back to its pool asynchronously, so under heavy load one request
-  // may open a second connection; what must never happen is a new connection per request.
+  // cpprest hands a connection back to its pool asynchronously, so under heavy load a request
+  // now and then opens another one (4 of 10 was seen beside a full test run); what must never
+  // happen is a new connection per request, which would use 30 here.
   std::set<int> ports;
-  for (int i = 0; i < 10; ++i) {
+  for (int i = 0; i < 30; ++i) {
     ASSERT_TRUE(transport_->Send(Make("GET", "/echo?n=" + std::to_string(i))).ok());
     ports.insert(server_.seen().remote_port);
   }
-  EXPECT_LE(ports.size(), 3u) << "keep-alive connections of the cached client";
+  EXPECT_LE(ports.size(), 10u) << "keep-alive connections of the cached client";
 }
 
 TEST_F(CpprestTransportTest, ResponseCutOffMidwayIsUnavailable) {
