@@ -8,6 +8,9 @@
 #   3. portal - portal access is turned on in Dynamics 365 for one customer; a sync creates its
 #               portal users and grants, and `crmbridge audit portal` lists them
 #   4. status - what the state store now holds
+
+# --help: the comment above (to its first blank line), and nothing run.
+case "${1:-}" in -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}

@@ -5,6 +5,9 @@
 #   scripts/setup.sh            install packages if needed, configure, build
 #   BUILD_DIR=out scripts/setup.sh
 #   JOBS=4 scripts/setup.sh     parallel build jobs (default 2)
+
+# --help: the comment above (to its first blank line), and nothing run.
+case "${1:-}" in -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
