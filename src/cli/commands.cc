@@ -42,6 +42,7 @@ struct Loaded {
   AppConfig config;
   std::shared_ptr<const MappingPlan> plan;
   std::unique_ptr<Store> store;
+  std::unique_ptr<TenantRegistry> registry;  // with --tenant: the registry it came from
 };
 
 // JSON for stdout. Text that is not UTF-8 (a record's value or a vendor's message that got this
@@ -111,6 +112,7 @@ int LoadTenant(const GlobalOptions& global, bool need_plan, Loaded* out) {
     return ExitCodeFor(store.status());
   }
   out->store = std::move(*store);
+  out->registry = std::move(*registry);
   return kExitOk;
 }
 
@@ -312,37 +314,13 @@ static bool ParseTimeOption(const std::string& command, const char* flag, const 
 }
 
 // backfill --tenant: the backfill becomes the tenant's next job, which a worker runs; a long one
-// holds up no other tenant.
+// holds up no other tenant. `loaded` is the tenant's, its mapping checked by RunBackfill.
 static int AskTenantBackfill(const GlobalOptions& global, const BackfillOptions& options,
-                             int64_t since_ms) {
-  if (options.dry_run) {
-    std::cerr << "crmbridge backfill: --dry-run runs here, not on a worker: give the tenant's "
-                 "configuration with --config instead of --tenant\n";
-    return kExitUsage;
-  }
-  Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
-  bool known = false;
-  for (const SystemEntityMapping& m : loaded.plan->mappings())
-    known = known || (m.system == options.system && m.reads() &&
-                      (options.entity.empty() || m.entity == options.entity));
-  if (!known) {
-    std::cerr << "crmbridge backfill: tenant " << global.tenant << "'s mapping reads no "
-              << (options.entity.empty() ? "entity" : options.entity) << " from system '"
-              << options.system << "'\n";
-    return kExitUsage;
-  }
-  std::string url;
-  if (int rc = ResolveStateUrl(global.state_url, "crmbridge backfill", &url); rc != kExitOk) return rc;
-  auto registry = TenantRegistry::Open(url);
-  if (!registry.ok()) {
-    std::cerr << "crmbridge: cannot open the tenant registry: " << registry.status().ToString() << "\n";
-    return ExitCodeFor(registry.status());
-  }
+                             int64_t since_ms, const Loaded& loaded) {
   json job = {{"system", options.system}};
   if (!options.entity.empty()) job["entity"] = options.entity;
   if (since_ms > 0) job["since_ms"] = since_ms;
-  Status s = (*registry)->RequestBackfill(global.tenant, job.dump());
+  Status s = loaded.registry->RequestBackfill(global.tenant, job.dump());
   if (!s.ok()) {
     std::cerr << "crmbridge backfill: " << s.message() << "\n";
     return ExitCodeFor(s);
@@ -358,7 +336,11 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   SetUpLogging(global);
   int64_t since_ms = 0;
   if (!ParseTimeOption("crmbridge backfill", "--since", options.since, &since_ms)) return kExitUsage;
-  if (!global.tenant.empty()) return AskTenantBackfill(global, options, since_ms);
+  if (!global.tenant.empty() && options.dry_run) {
+    std::cerr << "crmbridge backfill: --dry-run runs here, not on a worker: give the tenant's "
+                 "configuration with --config instead of --tenant\n";
+    return kExitUsage;
+  }
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
   bool known = false;
@@ -366,10 +348,13 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
     known = known || (m.system == options.system && m.reads() &&
                       (options.entity.empty() || m.entity == options.entity));
   if (!known) {
-    std::cerr << "crmbridge backfill: the mapping reads no " << (options.entity.empty() ? "entity" : options.entity)
+    std::cerr << "crmbridge backfill: "
+              << (global.tenant.empty() ? "the mapping" : "tenant " + global.tenant + "'s mapping")
+              << " reads no " << (options.entity.empty() ? "entity" : options.entity)
               << " from system '" << options.system << "' (see `crmbridge mappings validate`)\n";
     return kExitUsage;
   }
+  if (!global.tenant.empty()) return AskTenantBackfill(global, options, since_ms, loaded);
   auto engine_or = NewEngine(loaded);
   if (!engine_or) return kExitUsage;
   SyncEngine& engine = **engine_or;
