@@ -377,6 +377,26 @@ Status TenantRegistry::RequestBackfill(const std::string& name, const std::strin
   });
 }
 
+Result<std::optional<TenantRegistry::Backlog>> TenantRegistry::BacklogOf(const TenantRow& t) {
+  if (!pg::IsSqlName(t.schema))
+    return Status(StatusCode::kInternal, "tenant " + t.name + " has a schema name not its own");
+  std::lock_guard<std::mutex> lock(mu_);
+  CRMB_RETURN_IF_ERROR(Connected());
+  const std::string doing = "counting the backlog of tenant " + t.name;
+  auto present = session_->Run("SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+                               Params().Text(t.schema + ".outbox").Text(t.schema + ".dead_letters"),
+                               doing);
+  if (!present.ok()) return present.status();
+  if (present->View(0, 0) != "t") return std::optional<Backlog>();
+  // The schema is a checked name, quoted: identifiers take no bound parameters.
+  const std::string q = "\"" + t.schema + "\"";
+  auto r = session_->Run("SELECT (SELECT count(*) FROM " + q + ".outbox), (SELECT count(*) FROM " +
+                             q + ".dead_letters)",
+                         Params(), doing);
+  if (!r.ok()) return r.status();
+  return std::optional<Backlog>(Backlog{r->Int(0, 0), r->Int(0, 1)});
+}
+
 Result<std::vector<TenantRun>> TenantRegistry::Runs(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   CRMB_RETURN_IF_ERROR(Connected());

@@ -126,6 +126,15 @@ class TenantRegistry {
   // once. kNotFound when there is no such tenant; kAlreadyExists when one is already waiting.
   Status RequestBackfill(const std::string& name, const std::string& job);
 
+  // What tenant `t`'s state holds waiting: its outbox items and dead letters, counted in its
+  // schema over the registry's connection (a listing of many tenants opens no store each, and
+  // creates or migrates nothing). nullopt when its state has no tables (never opened, or dropped).
+  struct Backlog {
+    int64_t outbox_pending = 0;
+    int64_t dead_letters = 0;
+  };
+  Result<std::optional<Backlog>> BacklogOf(const TenantRow& t);
+
   // Tenant `name`'s claims, oldest first.
   Result<std::vector<TenantRun>> Runs(const std::string& name);
   // One round trip to the server (readiness).

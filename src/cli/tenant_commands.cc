@@ -191,20 +191,14 @@ int RunTenantsList(const GlobalOptions& global, const TenantsOptions& options) {
               {"holder", held ? json(t.holder) : json(nullptr)},
               {"epoch", t.epoch},
               {"refused_commits", t.refused_commits}};
-    if (auto store = OpenTenantStore(url, t); store.ok()) {
-      auto outbox = (*store)->OutboxCounts();
-      auto dead = (*store)->DeadLetterCounts();
-      int64_t pending = 0, dead_letters = 0;
-      if (outbox.ok())
-        for (const auto& [system, n] : outbox->items()) pending += n.get<int64_t>();
-      if (dead.ok())
-        for (const auto& [system, n] : dead->items()) dead_letters += n.get<int64_t>();
-      j["outbox_pending"] = pending;
-      j["dead_letters"] = dead_letters;
+    auto backlog = registry->BacklogOf(t);
+    if (backlog.ok() && backlog->has_value()) {
+      j["outbox_pending"] = (*backlog)->outbox_pending;
+      j["dead_letters"] = (*backlog)->dead_letters;
     } else {
       j["outbox_pending"] = nullptr;
       j["dead_letters"] = nullptr;
-      j["state_error"] = store.status().ToString();
+      j["state_error"] = backlog.ok() ? "its state has no tables yet" : backlog.status().ToString();
     }
     out.push_back(std::move(j));
   }

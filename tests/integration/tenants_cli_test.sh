@@ -104,6 +104,9 @@ for _ in $(seq 1 300); do
 done
 [ "$(outcome_of good)" = ok ] || fail "tenant good did not run: $(cb tenants list)"
 [ "$(outcome_of breaks)" = config ] || fail "tenant breaks: $(cb tenants list)"
+cb tenants list --json >"$work/list.json"
+grep -q '"outbox_pending": 0' "$work/list.json" && grep -q '"dead_letters": 0' "$work/list.json" ||
+  fail "tenants list shows no backlog counts: $(head -c 600 "$work/list.json")"
 cb tenants list >"$work/list"
 grep -q "breaks.yaml:[0-9]*:[0-9]*: error" "$work/list" ||
   fail "the broken configuration's problem has no position: $(cat "$work/list")"
