@@ -167,6 +167,10 @@ struct Capabilities {
   // giving any other is refused when its connector is built.
   std::vector<std::string> auth_keys;
   std::vector<ParamSpec> options;
+  // The `auth` keys that, with the base URL, name whose rate limits a request spends (HubSpot: the
+  // app's token; Dynamics 365: the application user): two tenants whose systems agree on them
+  // share one budget (AccountOf).
+  std::vector<std::string> account_keys;
 };
 
 class Connector {

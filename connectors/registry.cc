@@ -1,5 +1,7 @@
 #include "connectors/registry.h"
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
@@ -14,6 +16,7 @@
 #include "connectors/portal/portal_connector.h"
 #include "connectors/totango/totango_connector.h"
 #include "src/core/did_you_mean.h"
+#include "src/core/hash.h"
 
 namespace crmbridge {
 
@@ -134,6 +137,31 @@ std::vector<std::string> ConnectorKinds() {
 const Capabilities* CapabilitiesOfKind(const std::string& kind) {
   const Kind* k = FindKind(kind);
   return k ? &k->capabilities() : nullptr;
+}
+
+std::string AccountOf(const SystemConfig& config) {
+  // Each part is length-prefixed, so no two different lists of parts hash alike.
+  std::string identity;
+  auto add = [&identity](const std::string& part) {
+    identity += std::to_string(part.size()) + ":" + part;
+  };
+  add(config.kind);
+  std::string base = config.base_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  // Scheme and host are case-insensitive; the path is not, so only the part before it is folded.
+  const size_t scheme = base.find("://");
+  const size_t path = base.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  for (size_t i = 0; i < std::min(path, base.size()); ++i)
+    base[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(base[i])));
+  add(base);
+  if (const Capabilities* can = CapabilitiesOfKind(config.kind)) {
+    for (const std::string& key : can->account_keys) {
+      auto it = config.auth.find(key);
+      add(key);
+      add(it == config.auth.end() ? std::string() : it->second);
+    }
+  }
+  return config.kind + ":" + Sha256Hex(identity).substr(0, 24);
 }
 
 HttpClassifier HttpClassifierOfKind(const std::string& kind) {

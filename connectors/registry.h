@@ -36,6 +36,12 @@ std::vector<std::string> ConnectorKinds();
 // What connectors of `kind` can do, declared without building one; nullptr for an unknown kind.
 const Capabilities* CapabilitiesOfKind(const std::string& kind);
 
+// The vendor account whose rate limits `config`'s requests spend: "<kind>:" and 24 hex digits of
+// a SHA-256 over the kind, the base URL and the kind's account_keys values. Equal for two systems
+// that spend one account's limits; it tells nothing of the credentials (it may be stored and
+// shown). Credentials referred to by different names but equal in value are one account.
+std::string AccountOf(const SystemConfig& config);
+
 // How `kind`'s API is to be read where it departs from HTTP (for the system's RetryingTransport);
 // empty for a kind whose HTTP statuses say it all, or an unknown kind.
 HttpClassifier HttpClassifierOfKind(const std::string& kind);

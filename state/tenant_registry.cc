@@ -58,6 +58,59 @@ CREATE TABLE crmbridge_registry.tenant_runs (
 );
 CREATE INDEX tenant_runs_by_tenant ON crmbridge_registry.tenant_runs (tenant, id);
 )sql"},
+    {2, "vendor accounts and their shared rate budgets", R"sql(
+-- Which vendor account each tenant's systems spend (connectors' AccountOf), as its last run saw.
+CREATE TABLE crmbridge_registry.tenant_accounts (
+  tenant  text COLLATE "C" NOT NULL
+          REFERENCES crmbridge_registry.tenants (name) ON DELETE CASCADE,
+  system  text COLLATE "C" NOT NULL,
+  account text COLLATE "C" NOT NULL,
+  PRIMARY KEY (tenant, system)
+);
+CREATE INDEX tenant_accounts_by_account ON crmbridge_registry.tenant_accounts (account);
+-- A budget of an account that several tenants spend ("<account>|rest"); its row is locked while a
+-- slot is taken.
+CREATE TABLE crmbridge_registry.rate_budgets (
+  budget          text COLLATE "C" PRIMARY KEY,
+  paused_until_ms bigint NOT NULL DEFAULT 0
+);
+-- The slots handed out in the budget's last window (and ahead of now, for callers still waiting).
+CREATE TABLE crmbridge_registry.rate_slots (
+  budget  text COLLATE "C" NOT NULL,
+  slot_ms bigint NOT NULL
+);
+CREATE INDEX rate_slots_by_budget ON crmbridge_registry.rate_slots (budget, slot_ms);
+-- Takes the earliest slot with fewer than p_capacity slots in the p_window_ms before it, not
+-- before the budget's pause ends, and answers how many ms from now it is (-1: p_try, none free).
+CREATE FUNCTION crmbridge_registry.take_rate_slot(p_budget text, p_capacity integer,
+                                                  p_window_ms bigint, p_try boolean)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  now_ms bigint;
+  slot   bigint;
+  nth    bigint;
+BEGIN
+  INSERT INTO crmbridge_registry.rate_budgets (budget) VALUES (p_budget) ON CONFLICT DO NOTHING;
+  SELECT paused_until_ms INTO slot FROM crmbridge_registry.rate_budgets
+   WHERE budget = p_budget FOR UPDATE;
+  -- Read once the lock is held: a caller that waited for it must not take a slot in the past.
+  now_ms := (extract(epoch from clock_timestamp()) * 1000)::bigint;
+  slot := greatest(slot, now_ms);
+  DELETE FROM crmbridge_registry.rate_slots
+   WHERE budget = p_budget AND slot_ms <= now_ms - p_window_ms;
+  SELECT slot_ms INTO nth FROM crmbridge_registry.rate_slots WHERE budget = p_budget
+   ORDER BY slot_ms DESC OFFSET greatest(p_capacity, 1) - 1 LIMIT 1;
+  IF FOUND THEN
+    slot := greatest(slot, nth + p_window_ms);
+  END IF;
+  IF p_try AND slot > now_ms THEN
+    RETURN -1;
+  END IF;
+  INSERT INTO crmbridge_registry.rate_slots (budget, slot_ms) VALUES (p_budget, slot);
+  RETURN slot - now_ms;
+END
+$$;
+)sql"},
 };
 
 constexpr int kRegistryVersion =

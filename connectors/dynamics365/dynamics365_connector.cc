@@ -160,6 +160,8 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
         {"create_only", "boolean", "false", {}, "rows crmbridge only ever creates (notes)"},
     };
     c.auth_keys = {"token_url", "client_id", "client_secret", "scope", "webhook_key"};
+    // Service protection counts per user (the application user) of one organization.
+    c.account_keys = {"token_url", "client_id"};
     c.options = {
         {"batch_size", "number", "1000", {}, "requests per $batch (1..1000)"},
         {"api_version", "string", "v9.2", {}, "the Web API version, as v9.2"},

@@ -104,6 +104,8 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
         {"overlap_ms", "number", "", {}, "re-read this far (ms) before the cursor"},
     };
     c.auth_keys = {"token", "refresh_token", "client_id", "client_secret"};
+    // The 10-second limit is per private app (its token) or per installation of an OAuth app.
+    c.account_keys = {"token", "client_id", "refresh_token"};
     return c;
   }();
   return kCapabilities;

@@ -61,6 +61,7 @@ const Capabilities& PortalConnector::KindCapabilities() {
     c.provisions_portal_access = true;
     c.objects = {"properties", "users", "access"};
     c.auth_keys = {"token"};
+    c.account_keys = {"token"};
     return c;
   }();
   return kCapabilities;

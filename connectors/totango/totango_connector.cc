@@ -131,6 +131,7 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.rate_limit_exempt_paths = {totango::kSdrPath};
     c.objects = {"accounts", "users", "touchpoints", "tasks"};
     c.auth_keys = {"app_token", "token"};
+    c.account_keys = {"app_token", "token"};
     c.options = {
         {"service_id", "string", "", {}, "the SDR service id (SP-0000-11): required"},
         {"region", "string", "", {}, "us or eu: the SDR gateway's data centre"},

@@ -320,9 +320,17 @@ int RunWorker(const GlobalOptions& global, const WorkerOptions& options) {
   worker_options.poll_ms = poll->count();
   const std::string holder = worker_options.holder;
   const int64_t ttl_ms = ttl->count();
+  // Tenants on one vendor account share its rate limits through the registry's database.
+  auto budgets = AccountBudgets::Open(url);
+  if (!budgets.ok()) {
+    std::cerr << "crmbridge worker: " << budgets.status().message() << "\n";
+    return ExitCodeFor(budgets.status());
+  }
+  AccountBudgets* shared = budgets->get();
   TenantWorker worker(registry.get(), worker_options,
-                      [&url, holder, ttl_ms](const TenantClaim& claim, const std::atomic<bool>* stop) {
-                        return RunTenantOnce(claim, url, holder, ttl_ms, stop);
+                      [&url, holder, ttl_ms, shared](const TenantClaim& claim,
+                                                     const std::atomic<bool>* stop) {
+                        return RunTenantOnce(claim, url, holder, ttl_ms, stop, shared);
                       });
   // The first line on stdout says where it listens (with port 0, the port it was given).
   std::cout << "crmbridge worker: as " << holder << ", " << options.concurrency

@@ -61,13 +61,18 @@ bool TokenBucket::TryAcquire() {
   return true;
 }
 
+std::vector<Clock::TimePoint> TokenBucket::Taken() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::vector<Clock::TimePoint>(slots_.begin(), slots_.end());
+}
+
 void TokenBucket::PauseUntil(Clock::TimePoint until) {
   std::lock_guard<std::mutex> lock(mu_);
   paused_until_ = std::max(paused_until_, until);
 }
 
 RateLimitedTransport::Route RateLimitedTransport::PathContains(
-    std::string substring, std::shared_ptr<TokenBucket> bucket) {
+    std::string substring, std::shared_ptr<RateBudget> bucket) {
   return Route{[substring = std::move(substring)](const Request& request) {
                  // Only the path and query count: the host never matches by accident.
                  size_t scheme = request.url.find("://");
@@ -79,14 +84,14 @@ RateLimitedTransport::Route RateLimitedTransport::PathContains(
 }
 
 RateLimitedTransport::RateLimitedTransport(std::unique_ptr<Transport> target,
-                                           std::shared_ptr<TokenBucket> bucket,
+                                           std::shared_ptr<RateBudget> bucket,
                                            std::vector<Route> routes, Clock* clock)
     : TransportWrapper(std::move(target)),
       bucket_(std::move(bucket)),
       routes_(std::move(routes)),
       clock_(clock) {}
 
-TokenBucket* RateLimitedTransport::BucketFor(const Request& request) const {
+RateBudget* RateLimitedTransport::BucketFor(const Request& request) const {
   for (const Route& route : routes_) {
     if (route.match && route.match(request)) return route.bucket.get();
   }
@@ -94,7 +99,7 @@ TokenBucket* RateLimitedTransport::BucketFor(const Request& request) const {
 }
 
 Result<Response> RateLimitedTransport::Send(const Request& request) {
-  TokenBucket* bucket = BucketFor(request);
+  RateBudget* bucket = BucketFor(request);
   if (bucket != nullptr) bucket->Acquire();
   Result<Response> result = TransportWrapper::Send(request);
   if (bucket != nullptr && result.ok() && result->status == 429) {

@@ -22,7 +22,9 @@
 // period (HubSpot's search 429 carries no Retry-After; a window's worth of waiting lets every
 // request the server counted fall out of it).
 //
-// Several transports of one system share one budget through a shared_ptr<TokenBucket>.
+// Several transports of one system share one budget through a shared_ptr<TokenBucket>. Tenants
+// of one vendor account run by several workers share theirs in PostgreSQL instead
+// (state/rate_budgets.h): both are a RateBudget, which is all RateLimitedTransport needs.
 //
 // Thread-safety: TokenBucket and RateLimitedTransport are safe to use from several threads.
 #pragma once
@@ -40,7 +42,22 @@
 
 namespace crmbridge {
 
-class TokenBucket {
+// Requests a vendor account may send: at most some number in any window of one period.
+class RateBudget {
+ public:
+  virtual ~RateBudget() = default;
+  // Blocks until the budget lets one more request go, and counts it.
+  virtual void Acquire() = 0;
+  // Counts one request if the budget lets it go now; never blocks.
+  virtual bool TryAcquire() = 0;
+  // Nothing goes before `until` (a server's Retry-After). Never shortens a pause.
+  virtual void PauseUntil(Clock::TimePoint until) = 0;
+  // The window: how long a 429 without Retry-After holds the budget.
+  virtual Clock::Duration period() const = 0;
+};
+
+// A budget kept in this process.
+class TokenBucket : public RateBudget {
  public:
   // The share of the period added to it before a token comes back, and the least margin.
   static constexpr int kMarginPercent = 2;
@@ -56,15 +73,18 @@ class TokenBucket {
   TokenBucket(int capacity, Clock::Duration period, Clock* clock, Clock::Duration margin);
 
   // Blocks (Clock::SleepFor) until a token is free, then takes it.
-  void Acquire();
+  void Acquire() override;
   // Takes a token if one is free now; never blocks.
-  bool TryAcquire();
+  bool TryAcquire() override;
   // No token is handed out before `until` (a server's Retry-After). Never shortens a pause.
-  void PauseUntil(Clock::TimePoint until);
+  void PauseUntil(Clock::TimePoint until) override;
 
   int capacity() const { return capacity_; }
-  Clock::Duration period() const { return period_; }
+  Clock::Duration period() const override { return period_; }
   Clock::Duration margin() const { return margin_; }
+  // The last (at most capacity()) tokens taken, ascending: what a budget taking over from this one
+  // must count as already spent.
+  std::vector<Clock::TimePoint> Taken();
 
  private:
   // The earliest time a token can be handed out, given the slots already taken. REQUIRES mu_.
@@ -90,21 +110,21 @@ class RateLimitedTransport : public TransportWrapper {
   // has its own 5/s budget, exempt from the 10-second one).
   struct Route {
     std::function<bool(const Request&)> match;
-    std::shared_ptr<TokenBucket> bucket;
+    std::shared_ptr<RateBudget> bucket;
   };
   // A route for requests whose URL path contains `substring` (e.g. "/search").
-  static Route PathContains(std::string substring, std::shared_ptr<TokenBucket> bucket);
+  static Route PathContains(std::string substring, std::shared_ptr<RateBudget> bucket);
 
   // `bucket` may be null (no default limit). Routes are tried in order; the first match wins.
-  RateLimitedTransport(std::unique_ptr<Transport> target, std::shared_ptr<TokenBucket> bucket,
+  RateLimitedTransport(std::unique_ptr<Transport> target, std::shared_ptr<RateBudget> bucket,
                        std::vector<Route> routes = {}, Clock* clock = Clock::Real());
 
   Result<Response> Send(const Request& request) override;
 
  private:
-  TokenBucket* BucketFor(const Request& request) const;
+  RateBudget* BucketFor(const Request& request) const;
 
-  const std::shared_ptr<TokenBucket> bucket_;
+  const std::shared_ptr<RateBudget> bucket_;
   const std::vector<Route> routes_;
   Clock* const clock_;
 };

@@ -12,15 +12,19 @@ namespace crmbridge {
 
 namespace {
 
-std::shared_ptr<TokenBucket> BucketFor(const RateLimitConfig& limit, Clock* clock) {
+std::shared_ptr<RateBudget> BudgetFor(const SystemConfig& system, const std::string& name,
+                                      const RateLimitConfig& limit, Clock* clock,
+                                      const RateBudgetFactory& budgets) {
   if (limit.requests <= 0) return nullptr;
+  if (budgets) return budgets(system, name, limit);
   return std::make_shared<TokenBucket>(limit.requests, limit.per, clock);
 }
 
 }  // namespace
 
 std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock,
-                                                ExchangeObserver observer) {
+                                                ExchangeObserver observer,
+                                                const RateBudgetFactory& budgets) {
   CpprestOptions http;
   std::unique_ptr<Transport> t = NewCpprestTransport(http);
   if (observer) t = std::make_unique<ObservedTransport>(std::move(t), std::move(observer));
@@ -32,10 +36,11 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
   if (const Capabilities* capabilities = CapabilitiesOfKind(system.kind))
     for (const std::string& path : capabilities->rate_limit_exempt_paths)
       routes.push_back(RateLimitedTransport::PathContains(path, nullptr));
-  if (auto search = BucketFor(system.search_rate_limit, clock))
+  if (auto search = BudgetFor(system, "search", system.search_rate_limit, clock, budgets))
     routes.push_back(RateLimitedTransport::PathContains("/search", search));
-  t = std::make_unique<RateLimitedTransport>(std::move(t), BucketFor(system.rate_limit, clock),
-                                             std::move(routes), clock);
+  t = std::make_unique<RateLimitedTransport>(
+      std::move(t), BudgetFor(system, "rest", system.rate_limit, clock, budgets), std::move(routes),
+      clock);
   RetryPolicy policy;
   policy.max_attempts = system.max_attempts;
   policy.classify = HttpClassifierOfKind(system.kind);
@@ -75,7 +80,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) 
 
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
     const AppConfig& config, const MappingPlan& plan, Clock* clock,
-    const ExchangeObserver& observer) {
+    const ExchangeObserver& observer, const RateBudgetFactory& budgets) {
   std::map<std::string, std::unique_ptr<Connector>> out;
   for (const std::string& name : plan.systems()) {
     auto it = config.systems.find(name);
@@ -86,7 +91,8 @@ Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
                         " does not declare");
     }
     CRMB_RETURN_IF_ERROR(ValidateSystemConfig(it->second));
-    auto connector = NewConnector(it->second, BuildSystemTransport(it->second, clock, observer), clock);
+    auto connector = NewConnector(
+        it->second, BuildSystemTransport(it->second, clock, observer, budgets), clock);
     if (!connector.ok()) return connector.status();
     out.emplace(name, std::move(*connector));
   }

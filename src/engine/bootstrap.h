@@ -6,6 +6,7 @@
 // state store; connections are made on first use.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,17 +15,26 @@
 #include "mappings/mapping.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
+#include "src/core/rate_limiter.h"
 #include "src/core/transport.h"
 #include "src/engine/sync_engine.h"
 #include "state/store.h"
 
 namespace crmbridge {
 
+// Makes the budget `name` ("rest", or "search" for HubSpot's search) of a system, limited as
+// `limit` says (limit.requests > 0). Where it is not given, each system keeps a TokenBucket of its
+// own; a worker gives one that shares the budget with the other tenants on the same vendor account
+// (state/rate_budgets.h).
+using RateBudgetFactory = std::function<std::shared_ptr<RateBudget>(
+    const SystemConfig& system, const std::string& name, const RateLimitConfig& limit)>;
+
 // The HTTP stack for one system: real network, redacting debug log, the system's client-side
 // rate limits, and retries with backoff that honour Retry-After. `observer`, when given, sees
 // every attempt (metrics).
 std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock,
-                                                ExchangeObserver observer = nullptr);
+                                                ExchangeObserver observer = nullptr,
+                                                const RateBudgetFactory& budgets = nullptr);
 
 // The systems the mapping loader checks a mapping against: `kinds` (system name -> kind), and what
 // every kind in the connector registry can do.
@@ -40,6 +50,6 @@ Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
 // One connector per system named in `plan`, each over its own transport stack.
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
     const AppConfig& config, const MappingPlan& plan, Clock* clock,
-    const ExchangeObserver& observer = nullptr);
+    const ExchangeObserver& observer = nullptr, const RateBudgetFactory& budgets = nullptr);
 
 }  // namespace crmbridge

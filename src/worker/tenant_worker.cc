@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "connectors/registry.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/engine/bootstrap.h"
@@ -144,7 +145,7 @@ void TenantWorker::RenewLoop(const std::atomic<bool>* stop) {
 
 TenantOutcome RunTenantOnce(const TenantClaim& claim, const std::string& state_url,
                             const std::string& holder, int64_t lease_ttl_ms,
-                            const std::atomic<bool>* stop) {
+                            const std::atomic<bool>* stop, AccountBudgets* budgets) {
   auto config = LoadTenantConfig(claim.config_path, /*warnings=*/nullptr);
   if (!config.ok()) return {"config", config.status().message()};
   if (Status keys = CheckSystemKeysOf(*config); !keys.ok()) return {"config", keys.message()};
@@ -162,7 +163,22 @@ TenantOutcome RunTenantOnce(const TenantClaim& claim, const std::string& state_u
   store_options.idle_in_transaction_timeout_ms = static_cast<int>(lease_ttl_ms);
   auto store = OpenPostgresStore(state_url, store_options);
   if (!store.ok()) return {"failed", store.status().ToString()};
-  auto connectors = BuildConnectors(*config, **plan, Clock::Real());
+  RateBudgetFactory shared_budgets;
+  if (budgets != nullptr) {
+    std::map<std::string, std::string> accounts;
+    for (const std::string& system : (*plan)->systems())
+      if (auto it = config->systems.find(system); it != config->systems.end())
+        accounts[system] = AccountOf(it->second);
+    // Unrecorded, the accounts count as this tenant's alone: its own pace, as before.
+    if (Status s = budgets->RecordAccounts(claim.name, accounts); !s.ok())
+      spdlog::warn("tenant {}: its vendor accounts were not recorded ({}); its rate limits are "
+                   "its own this run", claim.name, s.ToString());
+    shared_budgets = [budgets](const SystemConfig& system, const std::string& name,
+                               const RateLimitConfig& limit) {
+      return budgets->Budget(AccountOf(system), name, limit.requests, limit.per, Clock::Real());
+    };
+  }
+  auto connectors = BuildConnectors(*config, **plan, Clock::Real(), nullptr, shared_budgets);
   if (!connectors.ok()) return {"config", connectors.status().message()};
   SyncEngine engine(&*config, *plan, store->get(), std::move(*connectors), Clock::Real());
 

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "state/rate_budgets.h"
 #include "state/tenant_registry.h"
 
 namespace crmbridge {
@@ -81,9 +82,11 @@ class TenantWorker {
 // The runner `crmbridge worker` uses: loads the tenant's configuration from its path (a broken one
 // is outcome "config", its problems at their file:line:column in the error), opens its state in
 // `state_url` under the tenant's schema fenced by the claim's epoch, and runs one sync, or the
-// backfill the claim's job asks for (JSON: {"system", "entity", "since_ms"}).
+// backfill the claim's job asks for (JSON: {"system", "entity", "since_ms"}). With `budgets`,
+// the run records the vendor account each of its systems spends and paces its requests in budgets
+// shared with every other tenant on the same account; without, each system keeps its own.
 TenantOutcome RunTenantOnce(const TenantClaim& claim, const std::string& state_url,
                             const std::string& holder, int64_t lease_ttl_ms,
-                            const std::atomic<bool>* stop);
+                            const std::atomic<bool>* stop, AccountBudgets* budgets = nullptr);
 
 }  // namespace crmbridge

@@ -145,6 +145,52 @@ TEST(RegistryTest, OnlyAKindWhoseApiDepartsFromHttpHasAnHttpClassifier) {
     EXPECT_FALSE(HttpClassifierOfKind(kind)) << kind;
 }
 
+TEST(RegistryTest, TwoSystemsSpendOneAccountWhenTheirUrlAndIdentityAgree) {
+  const std::string hubspot = AccountOf(HubSpot());
+  EXPECT_EQ(hubspot.rfind("hubspot:", 0), 0u) << hubspot;
+  EXPECT_EQ(hubspot.size(), std::string("hubspot:").size() + 24);
+  // Nothing of the token shows in what may be stored and logged.
+  EXPECT_EQ(hubspot.find("pat-na1-x"), std::string::npos);
+
+  SystemConfig same = HubSpot();
+  same.name = "other-name";
+  same.base_url = "HTTPS://API.HubAPI.com/";  // scheme and host fold; a trailing '/' is no path
+  EXPECT_EQ(AccountOf(same), hubspot);
+
+  SystemConfig other_app = HubSpot();
+  other_app.auth["token"] = "pat-na1-y";
+  EXPECT_NE(AccountOf(other_app), hubspot);
+  SystemConfig other_host = HubSpot();
+  other_host.base_url = "https://api.hubapi.eu";
+  EXPECT_NE(AccountOf(other_host), hubspot);
+
+  // Dynamics 365 counts per application user of one organization: the secret is no part of it,
+  // so rotating it keeps the account; another organization or user is another account.
+  const std::string dynamics = AccountOf(Dynamics());
+  SystemConfig rotated = Dynamics();
+  rotated.auth["client_secret"] = "rotated";
+  EXPECT_EQ(AccountOf(rotated), dynamics);
+  SystemConfig other_user = Dynamics();
+  other_user.auth["client_id"] = "id2";
+  EXPECT_NE(AccountOf(other_user), dynamics);
+  SystemConfig other_org = Dynamics();
+  other_org.base_url = "https://org2.crm.dynamics.com";
+  EXPECT_NE(AccountOf(other_org), dynamics);
+  // A path is part of the URL as given (case kept).
+  SystemConfig path = Dynamics();
+  path.base_url += "/A";
+  SystemConfig lower_path = Dynamics();
+  lower_path.base_url += "/a";
+  EXPECT_NE(AccountOf(path), AccountOf(lower_path));
+
+  // The same values under another kind are another account.
+  SystemConfig portal = HubSpot();
+  portal.kind = "portal";
+  EXPECT_NE(AccountOf(portal), hubspot);
+  for (const std::string& kind : ConnectorKinds())
+    EXPECT_FALSE(CapabilitiesOfKind(kind)->account_keys.empty()) << kind;
+}
+
 TEST(RegistryTest, UnknownKindIsAFailedPrecondition) {
   SystemConfig c = HubSpot();
   c.kind = "salesforce";
