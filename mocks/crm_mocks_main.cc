@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   std::string totango_token = "totango-mock-token", totango_service_id = "SP-0000-11";
   std::string portal_token = "portal-mock-token";
   bool no_limits = false;
+  int hubspot_ten_second_max = HubSpotMock::Options().ten_second_max;
   std::vector<std::string> faults;
   uint64_t fault_seed = 1;
   app.add_option("--host", host, "Address to bind (loopback by default)")->capture_default_str();
@@ -81,6 +82,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--portal-token", portal_token, "Bearer token the portal accepts");
   app.add_flag("--no-limits", no_limits, "Do not enforce the vendors' rate limits");
+  app.add_option("--hubspot-ten-second-max", hubspot_ten_second_max,
+                 "Requests per rolling 10 seconds HubSpot allows a token (100: a Free or Starter\n"
+                 "private app; 190 Professional)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--fault", faults,
                  "Inject a fault: \"MOCK:[METHOD] [/path-part] [status=N] [rate=0..1] [times=N]\n"
                  "[latency=MS] [retry_after=S] [partial=0..1] [corrupt=KIND] [applied] [drop]\n"
@@ -110,6 +116,7 @@ int main(int argc, char** argv) {
   HubSpotMock::Options hs;
   hs.tokens = {hubspot_token};
   hs.enforce_limits = !no_limits;
+  hs.ten_second_max = hubspot_ten_second_max;
   auto hubspot = std::make_unique<HubSpotMock>(hs);
   Dynamics365Mock::Options d;
   d.client_id = d365_client_id;

@@ -281,6 +281,7 @@ bool HubSpotMock::Admit(const httplib::Request& req, httplib::Response& res, boo
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t now = Now();
   auto refuse = [&](const std::string& policy, const std::string& message) {
+    CountRequest("429 " + policy);  // /__admin/stats: how often a client overran each limit
     res.status = 429;
     json body = {{"status", "error"},        {"message", message},
                  {"errorType", "RATE_LIMIT"}, {"correlationId", NewUuid()},

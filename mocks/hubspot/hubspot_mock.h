@@ -35,7 +35,8 @@
 // counter; hs_lastmodifieddate (contacts: lastmodifieddate) is set on every write.
 // Auth is a private-app bearer token; limits are a rolling 10-second window per token (with the
 // X-HubSpot-RateLimit-* headers on every non-search response) and 5 searches per second, each
-// answered over the limit with HubSpot's 429 body.
+// answered over the limit with HubSpot's 429 body (and counted in /__admin/stats as
+// "429 <policyName>").
 //
 // Searches and lookups by a unique property use indexes kept on every write (the objects by their
 // last-modified property, each unique property's values), so a search that filters on that
