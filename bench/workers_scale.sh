@@ -3,14 +3,17 @@
 # mocks that add LATENCY ms to every request (so that, as in production, a worker mostly waits on
 # the network), run once by 1, 2 and 4 workers (--concurrency 1 each) on one PostgreSQL. Then an
 # idle round (every tenant due again, nothing changed) gives what an idle tenant costs a worker,
-# and so how many idle tenants one worker keeps on a five-minute schedule. Last, the engine's cost
-# per record on PostgreSQL against SQLite, in the same run (crmbridge_bench_engine --state).
+# and so how many idle tenants one worker keeps on a five-minute schedule. Then the engine's cost
+# per record on PostgreSQL against SQLite, in the same run (crmbridge_bench_engine --state). Last,
+# what a rate budget shared by the tenants of one vendor account costs a request
+# (crmbridge_bench_rate_budget).
 #
 #   bench/workers_scale.sh [--tenants 60] [--workers 1,2,4] [--latency 50] [--size 5]
-#                          [--records 20000]
+#                          [--records 20000] [--budget-takes 2000]
 #     (BUILD_DIR=build-bench; --size: customers per tenant; --records: the engine comparison's)
 #
-# Prints a line per worker count, the idle figures, the engine ratio, and a JSON line of all;
+# Prints a line per worker count, the idle figures, the engine ratio, the budget's cost, and a
+# JSON line of all;
 # exits 1 when a tenant's run did not end ok.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +22,7 @@ worker_counts=1,2,4
 latency=50
 size=5
 records=20000
+budget_takes=2000
 while [ "$#" -gt 0 ]; do
   case $1 in
     --tenants) tenants=$2; shift 2 ;;
@@ -26,12 +30,13 @@ while [ "$#" -gt 0 ]; do
     --latency) latency=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --records) records=$2; shift 2 ;;
-    *) sed -n '2,13s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+    --budget-takes) budget_takes=$2; shift 2 ;;
+    *) sed -n '2,16s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
   esac
 done
 BUILD_DIR=${BUILD_DIR:-build-bench}
 case $BUILD_DIR in /*) bin=$BUILD_DIR/bin ;; *) bin=$root/$BUILD_DIR/bin ;; esac
-for b in crmbridge crm-mocks throwaway_postgres crmbridge_bench_engine; do
+for b in crmbridge crm-mocks throwaway_postgres crmbridge_bench_engine crmbridge_bench_rate_budget; do
   [ -x "$bin/$b" ] || { echo "missing $bin/$b: cmake --build $BUILD_DIR --target $b" >&2; exit 1; }
 done
 for tool in psql curl; do
@@ -171,5 +176,10 @@ ratio_cpu=$(awk -v a="$s1" -v b="$p1" 'BEGIN { printf "%.2f", b / a }')
 ratio_wall=$(awk -v a="$sw1" -v b="$pw1" 'BEGIN { printf "%.2f", b / a }')
 ratio_idle=$(awk -v a="$s2" -v b="$p2" 'BEGIN { printf "%.2f", b / a }')
 echo "engine, $records records: first sync on PostgreSQL ${ratio_wall}x SQLite's wall time (${ratio_cpu}x its CPU), idle re-read ${ratio_idle}x its CPU"
+# A rate budget two tenants share, against a local one.
+budget_json=$("$bin/crmbridge_bench_rate_budget" --state "$CRMBRIDGE_STATE_URL" --takes "$budget_takes" \
+  --workers 4 2>>"$work/budget.log" | sed -n 's/^JSON //p' || true)
+[ -n "$budget_json" ] || die "the rate budget bench failed: $(tail -3 "$work/budget.log")"
+echo "shared rate budget: $(field "$budget_json" shared_acquire_us) us per request (local: $(field "$budget_json" local_acquire_us) us), $(field "$budget_json" take_us_dynamics365) us with a full Dynamics 365 window; $(field "$budget_json" contended_slots_per_s) slots/s for one account from 4 workers"
 joined=$(IFS=,; echo "${results[*]}")
-echo "JSON {\"tenants\":$tenants,\"latency_ms\":$latency,\"rounds\":[$joined],\"idle_tenants_per_worker_5m\":$per_worker,\"engine_records\":$records,\"pg_over_sqlite_first_wall\":$ratio_wall,\"pg_over_sqlite_first_cpu\":$ratio_cpu,\"pg_over_sqlite_idle_cpu\":$ratio_idle}"
+echo "JSON {\"tenants\":$tenants,\"latency_ms\":$latency,\"rounds\":[$joined],\"idle_tenants_per_worker_5m\":$per_worker,\"engine_records\":$records,\"pg_over_sqlite_first_wall\":$ratio_wall,\"pg_over_sqlite_first_cpu\":$ratio_cpu,\"pg_over_sqlite_idle_cpu\":$ratio_idle,\"rate_budget\":$budget_json}"
