@@ -16,27 +16,19 @@
 #include "src/core/clock.h"
 #include "state/pg_session.h"
 #include "state/tenant_registry.h"
-#include "tests/state/postgres_cluster.h"
+#include "tests/state/postgres_database_test.h"
 
 namespace crmbridge {
 namespace store_test {
 namespace {
 
-class PostgresRateBudgetsTest : public ::testing::Test {
+class PostgresRateBudgetsTest : public PostgresDatabaseTest {
  protected:
   void SetUp() override {
-    std::string why;
-    bool missing = false;
-    cluster_ = PostgresCluster::Shared(&why, &missing);
-    if (cluster_ == nullptr) {
-      if (missing) GTEST_SKIP() << why;
-      FAIL() << why;
-    }
-    auto db = cluster_->CreateDatabase();
-    ASSERT_TRUE(db.ok()) << db.status().ToString();
-    db_ = *db;
+    PostgresDatabaseTest::SetUp();
+    if (!Ready()) return;
     // The registry creates the budgets' tables.
-    auto registry = TenantRegistry::Open(cluster_->Url(db_));
+    auto registry = TenantRegistry::Open(Url());
     ASSERT_TRUE(registry.ok()) << registry.status().ToString();
     registry_ = std::move(*registry);
     budgets_ = OpenBudgets();
@@ -45,15 +37,12 @@ class PostgresRateBudgetsTest : public ::testing::Test {
   void TearDown() override {
     budgets_.reset();
     registry_.reset();
-    if (cluster_ != nullptr && !db_.empty()) {
-      Status dropped = cluster_->DropDatabase(db_);
-      EXPECT_TRUE(dropped.ok()) << dropped.ToString();
-    }
+    PostgresDatabaseTest::TearDown();
   }
 
   // Another worker's connection.
   std::unique_ptr<AccountBudgets> OpenBudgets() {
-    auto budgets = AccountBudgets::Open(cluster_->Url(db_));
+    auto budgets = AccountBudgets::Open(Url());
     EXPECT_TRUE(budgets.ok()) << budgets.status().ToString();
     return budgets.ok() ? std::move(*budgets) : nullptr;
   }
@@ -65,7 +54,7 @@ class PostgresRateBudgetsTest : public ::testing::Test {
   }
   // The slots the registry holds for `budget`, ascending (ms, server clock).
   std::vector<int64_t> Slots(const std::string& budget) {
-    auto session = pg::Session::Open(cluster_->Url(db_), 10, "the test's database", "test");
+    auto session = pg::Session::Open(Url(), 10, "the test's database", "test");
     EXPECT_TRUE(session.ok()) << session.status().ToString();
     if (!session.ok()) return {};
     auto rows = (*session)->Run(
@@ -78,8 +67,6 @@ class PostgresRateBudgetsTest : public ::testing::Test {
     return out;
   }
 
-  PostgresCluster* cluster_ = nullptr;
-  std::string db_;
   std::unique_ptr<TenantRegistry> registry_;
   std::unique_ptr<AccountBudgets> budgets_;
 };
@@ -233,7 +220,7 @@ TEST_F(PostgresRateBudgetsTest, ABudgetWhoseRegistryIsGoneKeepsItsTenantsOwnPace
   // next requests still go, at the tenant's own pace.
   registry_.reset();
   budgets_.reset();
-  auto session = pg::Session::Open(cluster_->Url(db_), 10, "the test's database", "test");
+  auto session = pg::Session::Open(Url(), 10, "the test's database", "test");
   ASSERT_TRUE(session.ok());
   ASSERT_TRUE((*session)->ExecPlain("DROP TABLE crmbridge_registry.rate_slots", "dropping").ok());
   budgets_ = OpenBudgets();

@@ -18,7 +18,7 @@
 #include "src/core/clock.h"
 #include "state/postgres_store.h"
 #include "state/store.h"
-#include "tests/state/postgres_cluster.h"
+#include "tests/state/postgres_database_test.h"
 #include "tests/state/store_test_data.h"
 
 namespace crmbridge {
@@ -27,28 +27,17 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class PostgresTenantRegistryTest : public ::testing::Test {
+class PostgresTenantRegistryTest : public PostgresDatabaseTest {
  protected:
   void SetUp() override {
-    std::string why;
-    bool missing = false;
-    cluster_ = PostgresCluster::Shared(&why, &missing);
-    if (cluster_ == nullptr) {
-      if (missing) GTEST_SKIP() << why;
-      FAIL() << why;
-    }
-    auto db = cluster_->CreateDatabase();
-    ASSERT_TRUE(db.ok()) << db.status().ToString();
-    db_ = *db;
+    PostgresDatabaseTest::SetUp();
+    if (!Ready()) return;
     registry_ = OpenRegistry();
     ASSERT_NE(registry_, nullptr);
   }
   void TearDown() override {
     registry_.reset();
-    if (cluster_ != nullptr && !db_.empty()) {
-      Status dropped = cluster_->DropDatabase(db_);
-      EXPECT_TRUE(dropped.ok()) << dropped.ToString();
-    }
+    PostgresDatabaseTest::TearDown();
   }
 
   std::unique_ptr<TenantRegistry> OpenRegistry() {
@@ -73,8 +62,6 @@ class PostgresTenantRegistryTest : public ::testing::Test {
       ASSERT_TRUE(registry_->Add("t" + std::to_string(i), "/etc/t.yaml", 60'000).ok());
   }
 
-  PostgresCluster* cluster_ = nullptr;
-  std::string db_;
   std::unique_ptr<TenantRegistry> registry_;
 };
 
