@@ -7,9 +7,11 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +21,7 @@
 #include "mocks/hubspot/hubspot_mock.h"
 #include "mocks/portal/portal_mock.h"
 #include "mocks/totango/totango_mock.h"
+#include "src/core/jwt.h"
 
 namespace {
 
@@ -77,6 +80,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--dynamics365-client-secret", d365_client_secret,
                  "OAuth client secret Dynamics 365 accepts");
+  std::string d365_certificate;
+  app.add_option("--dynamics365-certificate", d365_certificate,
+                 "A certificate (PEM file) registered on the Dynamics 365 client: an assertion\n"
+                 "signed with its key is accepted as the client secret is")
+      ->check(CLI::ExistingFile);
+  int d365_token_lifetime = Dynamics365Mock::Options().token_lifetime_seconds;
+  app.add_option("--dynamics365-token-lifetime", d365_token_lifetime,
+                 "Seconds an issued Dynamics 365 access token lasts (short ones make a run\n"
+                 "refresh its token)")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_option("--totango-token", totango_token, "app-token Totango accepts")->capture_default_str();
   app.add_option("--totango-service-id", totango_service_id, "Service id (sdr_s) Totango's SDR accepts")
       ->capture_default_str();
@@ -122,6 +136,18 @@ int main(int argc, char** argv) {
   d.client_id = d365_client_id;
   d.client_secret = d365_client_secret;
   d.service_protection = !no_limits;
+  d.token_lifetime_seconds = d365_token_lifetime;
+  if (!d365_certificate.empty()) {
+    std::ifstream in(d365_certificate, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    d.certificate_pem = text.str();
+    if (!crmbridge::CertificateThumbprintsOf(d.certificate_pem)) {
+      std::cerr << "crm-mocks: --dynamics365-certificate " << d365_certificate
+                << " holds no PEM certificate\n";
+      return 2;
+    }
+  }
   auto dynamics = std::make_unique<Dynamics365Mock>(d);
   TotangoMock::Options t;
   t.tokens = {totango_token};

@@ -4,11 +4,16 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "connectors/dynamics365/dynamics365_codec.h"
 #include "connectors/dynamics365/dynamics365_errors.h"
 #include "connectors/dynamics365/dynamics365_limits.h"
 #include "src/core/ids.h"
+#include "src/core/redaction.h"
 #include "src/core/time_util.h"
 #include "src/core/utf8.h"
 
@@ -159,7 +164,8 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
          "false: a table without Track changes, read by modifiedon (deletes are not seen)"},
         {"create_only", "boolean", "false", {}, "rows crmbridge only ever creates (notes)"},
     };
-    c.auth_keys = {"token_url", "client_id", "client_secret", "scope", "webhook_key"};
+    c.auth_keys = {"token_url",        "client_id",        "client_secret", "certificate_file",
+                   "private_key_file", "scope",            "webhook_key"};
     // Service protection counts per user (the application user) of one organization.
     c.account_keys = {"token_url", "client_id"};
     c.options = {
@@ -180,12 +186,28 @@ Status Dynamics365Connector::ValidateConfig(const SystemConfig& config) {
         StatusCode::kFailedPrecondition,
         "base_url must be the environment URL such as https://org.crm.dynamics.com, not \"" +
             config.base_url + "\"");
-  for (const char* key : {"token_url", "client_id", "client_secret"}) {
+  auto has = [&config](const char* key) {
     auto it = config.auth.find(key);
-    if (it == config.auth.end() || it->second.empty())
+    return it != config.auth.end() && !it->second.empty();
+  };
+  for (const char* key : {"token_url", "client_id"}) {
+    if (!has(key))
       return Status(StatusCode::kFailedPrecondition,
                     std::string("Dynamics 365 needs auth.") + key + " (OAuth2 client credentials)");
   }
+  const bool certificate = has("certificate_file") || has("private_key_file");
+  if (certificate && !(has("certificate_file") && has("private_key_file")))
+    return Status(StatusCode::kFailedPrecondition,
+                  "Dynamics 365 certificate credentials need both auth.certificate_file and "
+                  "auth.private_key_file");
+  if (certificate && has("client_secret"))
+    return Status(StatusCode::kFailedPrecondition,
+                  "Dynamics 365 takes auth.client_secret or a certificate "
+                  "(auth.certificate_file, auth.private_key_file), not both");
+  if (!certificate && !has("client_secret"))
+    return Status(StatusCode::kFailedPrecondition,
+                  "Dynamics 365 needs auth.client_secret, or a certificate (auth.certificate_file "
+                  "and auth.private_key_file)");
   if (!is_http(config.auth.at("token_url")))
     return Status(StatusCode::kFailedPrecondition, "auth.token_url must be an http(s) URL");
   if (auto v = config.options.find("batch_size"); v != config.options.end()) {
@@ -219,22 +241,69 @@ std::string Dynamics365Connector::Auth(const std::string& key) const {
   return "";
 }
 
+Result<std::string> Dynamics365Connector::ClientCredentials() {
+  if (Auth("certificate_file").empty())
+    return "&client_secret=" + PercentEncode(Auth("client_secret"));
+  if (!certificate_) {
+    std::string pem[2];
+    const char* keys[2] = {"certificate_file", "private_key_file"};
+    for (int i = 0; i < 2; ++i) {
+      std::ifstream in(Auth(keys[i]), std::ios::binary);
+      std::ostringstream text;
+      text << in.rdbuf();
+      if (!in)
+        return Status(StatusCode::kFailedPrecondition,
+                      "dynamics365: system '" + name_ + "': cannot read auth." + keys[i] + " " +
+                          Auth(keys[i]) + ": " + std::strerror(errno))
+            .set_system(name_);
+      pem[i] = text.str();
+    }
+    // The key is a secret like any other: no log line may show it.
+    Redactor::Global().AddSecret(pem[1]);
+    auto loaded = ClientCertificate::FromPem(pem[0], pem[1]);
+    if (!loaded.ok())
+      return Status(StatusCode::kFailedPrecondition,
+                    "dynamics365: system '" + name_ + "': auth.certificate_file " +
+                        Auth("certificate_file") + " and auth.private_key_file " +
+                        Auth("private_key_file") + ": " + loaded.status().message())
+          .set_system(name_);
+    certificate_ = *loaded;
+  }
+  // Microsoft Entra ID's certificate credentials: the token endpoint is the audience, the
+  // application both issuer and subject, a fresh id, valid for ten minutes.
+  const int64_t now = clock_->NowMillis() / 1000;
+  const nlohmann::json claims = {{"aud", Auth("token_url")}, {"iss", Auth("client_id")},
+                                 {"sub", Auth("client_id")}, {"jti", NewUuid()},
+                                 {"iat", now},               {"nbf", now},
+                                 {"exp", now + 600}};
+  auto assertion = certificate_->SignJwt(claims);
+  if (!assertion.ok()) {
+    Status s = assertion.status();
+    s.set_system(name_);
+    return s;
+  }
+  return "&client_assertion_type=" +
+         PercentEncode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") +
+         "&client_assertion=" + PercentEncode(*assertion);
+}
+
 Status Dynamics365Connector::RefreshToken() {
   token_.clear();
-  for (const char* key : {"token_url", "client_id", "client_secret"}) {
+  for (const char* key : {"token_url", "client_id"}) {
     if (Auth(key).empty())
       return Status(StatusCode::kFailedPrecondition,
                     "dynamics365: system '" + name_ + "' has no auth." + key)
           .set_system(name_);
   }
+  auto credentials = ClientCredentials();
+  if (!credentials.ok()) return credentials.status();
   Request r;
   r.method = "POST";
   r.url = Auth("token_url");
   r.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
                {"Accept", "application/json"}};
   r.body = "grant_type=client_credentials&client_id=" + PercentEncode(Auth("client_id")) +
-           "&client_secret=" + PercentEncode(Auth("client_secret")) +
-           "&scope=" + PercentEncode(Auth("scope"));
+           *credentials + "&scope=" + PercentEncode(Auth("scope"));
   r.timeout = config_.timeout;
   r.idempotent = true;  // asking for a token twice is harmless
   r.system = name_;

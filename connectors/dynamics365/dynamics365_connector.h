@@ -25,6 +25,7 @@
 #include "connectors/connector.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
+#include "src/core/jwt.h"
 #include "src/core/transport.h"
 
 namespace crmbridge {
@@ -37,9 +38,10 @@ class Dynamics365Connector : public Connector {
                        Clock* clock);
 
   // What the connector needs from its configuration, checked without I/O: an http(s) base_url,
-  // auth.token_url, auth.client_id and auth.client_secret (auth.scope defaults to
-  // "<base_url>/.default"), and options.api_version, when set, of the form "v9.2".
-  // kFailedPrecondition naming what is wrong.
+  // auth.token_url, auth.client_id, and auth.client_secret or the certificate credentials
+  // auth.certificate_file and auth.private_key_file (PEM files, read at the first token)
+  // (auth.scope defaults to "<base_url>/.default"), and options.api_version, when set, of the
+  // form "v9.2". kFailedPrecondition naming what is wrong.
   static Status ValidateConfig(const SystemConfig& config);
   // What every system of this kind can do, declared without a configuration (the registry lists
   // it for the layers that must not name a kind).
@@ -59,6 +61,9 @@ class Dynamics365Connector : public Connector {
   // Sends a Web API request with a valid token; on a 401, refreshes the token once and resends.
   Result<Response> Call(Request request);
   Status RefreshToken();
+  // The token request's client authentication: the secret, or a client assertion signed with
+  // the certificate (loaded from its files on first use).
+  Result<std::string> ClientCredentials();
   // config.auth[key]; "scope" defaults to "<base_url>/.default", other keys to "".
   std::string Auth(const std::string& key) const;
   // Classifies an error response (StatusFromDataverse) as coming from this system.
@@ -87,6 +92,7 @@ class Dynamics365Connector : public Connector {
   Capabilities caps_;
   std::string token_;
   int64_t token_expires_ms_ = 0;
+  std::shared_ptr<const ClientCertificate> certificate_;
 };
 
 }  // namespace crmbridge

@@ -21,6 +21,7 @@
 #include "mocks/dynamics365/dynamics365_schema.h"
 #include "mocks/dynamics365/dynamics365_webhook_sender.h"
 #include "mocks/dynamics365/odata_query.h"
+#include "src/core/jwt.h"
 
 namespace crmbridge::mocks {
 
@@ -127,33 +128,6 @@ std::map<std::string, std::string> ParseForm(const std::string& body) {
     start = amp + 1;
   }
   return fields;
-}
-
-std::string Base64UrlEncode(const std::string& in) {
-  static const char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
-                 (static_cast<unsigned char>(in[i + 1]) << 8) | static_cast<unsigned char>(in[i + 2]);
-    out += kChars[(n >> 18) & 63];
-    out += kChars[(n >> 12) & 63];
-    out += kChars[(n >> 6) & 63];
-    out += kChars[n & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t n = static_cast<unsigned char>(in[i]) << 16;
-    out += kChars[(n >> 18) & 63];
-    out += kChars[(n >> 12) & 63];
-  } else if (i + 2 == in.size()) {
-    uint32_t n = (static_cast<unsigned char>(in[i]) << 16) |
-                 (static_cast<unsigned char>(in[i + 1]) << 8);
-    out += kChars[(n >> 18) & 63];
-    out += kChars[(n >> 12) & 63];
-    out += kChars[(n >> 6) & 63];
-  }
-  return out;
 }
 
 // Standard base64 (HTTP Basic credentials). nullopt on a character outside the alphabet.
@@ -563,6 +537,74 @@ class Dynamics365Mock::Impl {
 
   // --- token endpoint (reference.md §1) ---------------------------------------------------------
 
+  // Microsoft Entra ID's certificate credentials: the assertion names a certificate registered
+  // on the client, verifies with its key, is addressed to this token endpoint, is issued by the
+  // client about itself, and is valid now. False after answering the error.
+  bool CheckClientAssertion(const httplib::Request& req, std::map<std::string, std::string>& form,
+                            httplib::Response& res) {
+    if (form["client_assertion_type"] != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+      SendAadError(res, 400, "invalid_request", 50027,
+                   "Invalid JWT token. client_assertion_type must be "
+                   "'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.");
+      return false;
+    }
+    const std::string jwt = form["client_assertion"];
+    // The header first, to name the certificate it claims.
+    const size_t dot = jwt.find('.');
+    auto header_text = Base64UrlDecode(jwt.substr(0, dot == std::string::npos ? 0 : dot));
+    const json header = header_text ? json::parse(*header_text, nullptr, false) : json();
+    if (!header.is_object()) {
+      SendAadError(res, 400, "invalid_request", 50027,
+                   "Invalid JWT token. The token is not in a valid format.");
+      return false;
+    }
+    const std::optional<CertificateThumbprints> registered =
+        CertificateThumbprintsOf(options_.certificate_pem);
+    const std::string x5t_s256 = header.value("x5t#S256", "");
+    const std::string x5t = header.value("x5t", "");
+    if (!registered || (x5t_s256 != registered->sha256 && x5t != registered->sha1)) {
+      SendAadError(res, 401, "invalid_client", 700027,
+                   "The certificate with identifier used to sign the client assertion is not "
+                   "registered on application. [Reason - The key was not found., Thumbprint of "
+                   "key used by client: '" + (x5t_s256.empty() ? x5t : x5t_s256) + "']");
+      return false;
+    }
+    auto verified = VerifyJwtSignature(jwt, options_.certificate_pem);
+    if (!verified.ok()) {
+      SendAadError(res, 401, "invalid_client", 700027,
+                   "Client assertion failed signature validation. " + verified.status().message());
+      return false;
+    }
+    const json& claims = (*verified)["claims"];
+    const std::string audience = "http://" + req.get_header_value("Host") + req.path;
+    if (claims.value("aud", "") != audience) {
+      SendAadError(res, 401, "invalid_client", 700021,
+                   "Client assertion audience claim does not match Realm issuer '" + audience + "'.");
+      return false;
+    }
+    if (claims.value("iss", "") != form["client_id"] || claims.value("sub", "") != form["client_id"]) {
+      SendAadError(res, 401, "invalid_client", 700021,
+                   "Client assertion application identifier doesn't match 'client_id' parameter.");
+      return false;
+    }
+    const int64_t now = clock_->NowMillis() / 1000;
+    const int64_t skew = 300;  // Entra allows about five minutes of clock skew
+    if (!claims.contains("exp") || !claims["exp"].is_number_integer() ||
+        claims["exp"].get<int64_t>() + skew <= now ||
+        (claims.contains("nbf") && claims["nbf"].is_number_integer() &&
+         claims["nbf"].get<int64_t>() - skew > now)) {
+      SendAadError(res, 401, "invalid_client", 700024,
+                   "Client assertion is not within its valid time range.");
+      return false;
+    }
+    if (claims.value("jti", "").empty()) {
+      SendAadError(res, 400, "invalid_request", 50027,
+                   "Invalid JWT token. The token has no 'jti' claim.");
+      return false;
+    }
+    return true;
+  }
+
   void SendAadError(httplib::Response& res, int status, const std::string& error, int code,
                     const std::string& description) {
     const std::string trace = NewGuid(), correlation = NewGuid();
@@ -627,13 +669,14 @@ class Dynamics365Mock::Impl {
     }
     // invalid_client answers 401 (RFC 6749 §5.2 allows it, and Entra does so for a bad secret);
     // the refs leave the status [UNCONFIRMED].
-    if (form.count("client_secret") == 0) {
+    if (form.count("client_assertion") != 0 || form.count("client_assertion_type") != 0) {
+      if (!CheckClientAssertion(req, form, res)) return;
+    } else if (form.count("client_secret") == 0) {
       SendAadError(res, 401, "invalid_client", 7000218,
                    "The request body must contain the following parameter: 'client_assertion' "
                    "or 'client_secret'.");
       return;
-    }
-    if (form["client_secret"] != options_.client_secret) {
+    } else if (form["client_secret"] != options_.client_secret) {
       SendAadError(res, 401, "invalid_client", 7000215,
                    "Invalid client secret provided. Ensure the secret being sent in the request "
                    "is the client secret value, not the client secret ID, for a secret added to "

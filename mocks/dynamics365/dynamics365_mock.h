@@ -5,7 +5,8 @@
 // pass "2nd §n"); where the refs mark a fact [UNCONFIRMED] the mock's choice is an option.
 //
 // Routes (relative to base_url()):
-//   POST /{tenant}/oauth2/v2.0/token     client credentials (form or HTTP Basic); AADSTS errors
+//   POST /{tenant}/oauth2/v2.0/token     client credentials (a secret in the form or HTTP Basic,
+//                                        or a certificate's client assertion); AADSTS errors
 //   GET  /api/data/v9.2/                 service document; GET WhoAmI
 //   GET  /api/data/v9.2/{set}            $select $filter $orderby $top $count, Prefer:
 //                                        odata.maxpagesize (absolute @odata.nextLink, opaque
@@ -54,6 +55,9 @@ struct Dynamics365MockOptions {
   std::string tenant = "tenant";
   std::string client_id = "mock-client-id";
   std::string client_secret = "mock-client-secret";
+  // A certificate (PEM) registered on the client: a client assertion signed with its key (PS256
+  // or RS256, naming it by x5t#S256 or x5t) authenticates the client as its secret does. "" none.
+  std::string certificate_pem;
   // expires_in of issued tokens (reference.md §1: 3599 in Microsoft's example).
   int token_lifetime_seconds = 3599;
   // Time source for token expiry, createdon/modifiedon, delta-token age and the rate window.

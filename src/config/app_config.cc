@@ -266,6 +266,10 @@ class Loader {
             continue;
           }
           if (auto v = Expand(raw, kv.second)) {
+            // A file named relative to the configuration is found beside it, wherever crmbridge
+            // runs from (certificate credentials: auth.certificate_file, auth.private_key_file).
+            const bool file = key.size() > 5 && key.compare(key.size() - 5, 5, "_file") == 0;
+            if (file && !v->empty() && (*v)[0] != '/') *v = DirOf(file_) + "/" + *v;
             sys->auth[key] = *v;
             if (kSecretAuthKeys.count(key)) Redactor::Global().AddSecret(*v);
           }
@@ -302,7 +306,10 @@ class Loader {
                                          sys.auth.count("refresh_token")))
         need = {"token"};
     } else if (sys.kind == "dynamics365") {
-      need = {"token_url", "client_id", "client_secret", "scope"};
+      need = {"token_url", "client_id", "scope"};
+      // A client secret, or a certificate (its connector checks that both files are named).
+      if (!sys.auth.count("certificate_file") && !sys.auth.count("private_key_file"))
+        need.push_back("client_secret");
     } else if (sys.kind == "totango") {
       need = {"app_token"};
     } else if (sys.kind == "portal") {
