@@ -17,6 +17,7 @@ JOBS=${JOBS:-2}
 # Build tools and libraries, all from Debian's archive (nothing is downloaded at configure time).
 PACKAGES=(
   build-essential cmake pkg-config curl
+  openssl  # its tests make certificates as an administrator would (openssl req)
   libcpprest-dev libssl-dev libboost-system-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libsqlite3-dev
   libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev

@@ -95,6 +95,29 @@ TEST_F(AppConfigTest, ResolvedSecretsAreRegisteredForRedaction) {
   EXPECT_EQ(Redactor::Global().Redact("?code=hook-canary-9012"), "?code=***");
 }
 
+TEST_F(AppConfigTest, CertificateCredentialsStandForTheSecretAndTheirFilesAreFoundBesideTheFile) {
+  auto c = Load(R"(state: ./state.db
+mappings: [maps/onboarding.yaml]
+systems:
+  dynamics365:
+    kind: dynamics365
+    base_url: https://org.api.crm.dynamics.com
+    auth:
+      token_url: https://login.example/tenant/oauth2/v2.0/token
+      client_id: "${env:D365_ID}"
+      certificate_file: certs/app.crt
+      private_key_file: /etc/crmbridge/app.key
+      scope: https://org.crm.dynamics.com/.default
+)");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const SystemConfig& d = c->systems.at("dynamics365");
+  EXPECT_EQ(d.auth.at("certificate_file"), dir_ + "/certs/app.crt");
+  EXPECT_EQ(d.auth.at("private_key_file"), "/etc/crmbridge/app.key");
+  EXPECT_EQ(d.auth.count("client_secret"), 0u);
+  // Paths are not secrets: an error naming one shows it.
+  EXPECT_EQ(Redactor::Global().Redact(dir_ + "/certs/app.crt"), dir_ + "/certs/app.crt");
+}
+
 struct BrokenCase {
   const char* name;
   const char* text;

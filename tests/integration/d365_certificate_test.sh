@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Dynamics 365 on certificate credentials, through the binaries: the demo with the client secret
+# replaced by a certificate and its key (files beside the configuration), against a Dataverse mock
+# whose tokens last two seconds, so that one sync renews its token several times with fresh client
+# assertions. Every onboarding arrives; the key never shows in the trace log, the output or the
+# state. A certificate the application does not have registered stops the run with Entra ID's
+# reason.
+#   usage: d365_certificate_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$(cd "$2" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-certificate.XXXXXX")
+source "$(dirname "$0")/crm_mocks.sh"
+cleanup() { stop_crm_mocks; rm -rf "$work"; }
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  tail -5 "$work"/*.log >&2 2>/dev/null || true
+  curl -s "${DEMO_DYNAMICS365_URL:-http://127.0.0.1:1}/__admin/stats" >&2 || true
+  exit 1
+}
+command -v openssl >/dev/null || fail "openssl is required (scripts/setup.sh installs it)"
+command -v node >/dev/null || fail "node is required (scripts/setup.sh installs it)"
+
+# The application's certificate, as an administrator makes one to register in Entra ID.
+mkdir -p "$work/certs" "$work/other"
+for dir in certs other; do
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=crmbridge-$dir" \
+    -keyout "$work/$dir/app.key" -out "$work/$dir/app.crt" 2>/dev/null || fail "openssl req"
+done
+
+export HUBSPOT_TOKEN=pat-cert-test D365_CLIENT_ID=cert-client D365_CLIENT_SECRET=never-sent-secret
+export TOTANGO_TOKEN=cert-totango PORTAL_TOKEN=cert-portal
+size=12
+start_crm_mocks "$bin" "$work" --seed 4 --size "$size" --seed-only hubspot portal \
+  --dynamics365-certificate "$work/certs/app.crt" --dynamics365-token-lifetime 2 \
+  --fault "dynamics365: latency=150" || fail "no mocks"
+# The demo's configuration, its Dynamics 365 secret replaced by the certificate's files, named
+# relative to the configuration; small batches, so that the run makes many requests.
+sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
+  -e 's#^\( *\)rate_limit: {requests: 6000, per: 300s}.*#&\n\1options: {batch_size: 2}#' \
+  -e 's#^\( *\)client_secret: "${env:D365_CLIENT_SECRET}"#\1certificate_file: certs/app.crt\n\1private_key_file: certs/app.key#' \
+  "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
+grep -q "private_key_file: certs/app.key" "$work/crmbridge.yaml" && grep -q "batch_size: 2" "$work/crmbridge.yaml" ||
+  fail "the demo's Dynamics 365 lines moved"
+export CRMBRIDGE_STATE="$work/state.db"
+unset D365_CLIENT_SECRET
+
+set +e
+"$bin/crmbridge" --config "$work/crmbridge.yaml" --log-level trace sync >"$work/sync.out" 2>"$work/sync.log"
+rc=$?
+set -e
+[ "$rc" -eq 0 ] || fail "the certificate-authenticated sync exited $rc: $(tail -3 "$work/sync.log")"
+opportunities=$(curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node "$src/tests/integration/d365_end_state.mjs" |
+  grep -c '^opportunity|' || true)
+[ "$opportunities" -eq "$size" ] || fail "$opportunities of $size onboardings reached Dynamics 365"
+tokens=$(curl -s "$DEMO_DYNAMICS365_URL/__admin/stats" | node -e '
+  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  console.log(s["POST /{tenant}/oauth2/v2.0/token"] || 0);')
+[ "$tokens" -ge 3 ] || fail "the sync asked for $tokens token(s): its token was never renewed"
+grep -q "client_assertion" "$work/sync.log" || fail "the trace log shows no client assertion sent"
+# The key's body, and any whole assertion (a JWT signed with it), never leave the process.
+key_line=$(sed -n 3p "$work/certs/app.key")
+[ "${#key_line}" -ge 60 ] || fail "the key file has no body line to look for"
+for f in "$work/sync.log" "$work/sync.out" "$work/state.db"; do
+  ! grep -qF "$key_line" "$f" || fail "$(basename "$f") shows the private key"
+  ! grep -qE 'client_assertion=eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}' "$f" ||
+    fail "$(basename "$f") shows a signed client assertion"
+done
+
+# A certificate the application does not have registered: refused, with Entra ID's reason.
+cp "$work/other/app.key" "$work/certs/app.key"
+cp "$work/other/app.crt" "$work/certs/app.crt"
+set +e
+"$bin/crmbridge" --config "$work/crmbridge.yaml" sync >"$work/refused.out" 2>"$work/refused.log"
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "a certificate not registered was taken"
+grep -q "AADSTS700027" "$work/refused.out" "$work/refused.log" ||
+  fail "the refusal does not give Entra ID's reason: $(tail -3 "$work/refused.log")"
+echo "PASS: a certificate-authenticated sync of $size onboardings, $tokens tokens; an unregistered certificate refused"
