@@ -76,6 +76,20 @@ int main(int argc, char** argv) {
                  "system crmbridge is about to fill would")
       ->check(CLI::IsMember({"hubspot", "dynamics365", "totango", "portal"}));
   app.add_option("--hubspot-token", hubspot_token, "Private-app token HubSpot accepts")->capture_default_str();
+  HubSpotMock::Options hs;
+  app.add_option("--hubspot-oauth-client-id", hs.oauth_client_id,
+                 "Client id of the OAuth app HubSpot knows")
+      ->capture_default_str();
+  app.add_option("--hubspot-oauth-client-secret", hs.oauth_client_secret,
+                 "Its client secret");
+  std::string hubspot_refresh_token = *hs.oauth_refresh_tokens.begin();
+  app.add_option("--hubspot-refresh-token", hubspot_refresh_token,
+                 "A refresh token of an installation of that app: POST /oauth/v3/token trades it\n"
+                 "for access tokens");
+  app.add_option("--hubspot-oauth-lifetime", hs.oauth_lifetime_s,
+                 "Seconds a HubSpot OAuth access token lasts (short ones make a run refresh it)")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_option("--dynamics365-client-id", d365_client_id, "OAuth client id Dynamics 365 accepts")
       ->capture_default_str();
   app.add_option("--dynamics365-client-secret", d365_client_secret,
@@ -127,8 +141,8 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-  HubSpotMock::Options hs;
   hs.tokens = {hubspot_token};
+  hs.oauth_refresh_tokens = {hubspot_refresh_token};
   hs.enforce_limits = !no_limits;
   hs.ten_second_max = hubspot_ten_second_max;
   auto hubspot = std::make_unique<HubSpotMock>(hs);

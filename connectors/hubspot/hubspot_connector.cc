@@ -185,16 +185,18 @@ Status HubSpotConnector::RefreshOAuthToken() {
     auto it = config_.auth.find(key);
     return it == config_.auth.end() ? std::string() : it->second;
   };
-  // refs/hubspot §1: POST /oauth/v1/token, form-encoded, grant_type=refresh_token.
+  // refs/hubspot §1: POST /oauth/v3/token (v1 is the legacy one), form-encoded in the body,
+  // grant_type=refresh_token.
   const std::string url =
-      auth("token_url").empty() ? config_.base_url + "/oauth/v1/token" : auth("token_url");
+      auth("token_url").empty() ? config_.base_url + "/oauth/v3/token" : auth("token_url");
+  const std::string refresh_token = refresh_token_.empty() ? auth("refresh_token") : refresh_token_;
   Request r;
   r.method = "POST";
   r.url = url;
   r.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
   r.body = "grant_type=refresh_token&client_id=" + PercentEncode(auth("client_id")) +
            "&client_secret=" + PercentEncode(auth("client_secret")) +
-           "&refresh_token=" + PercentEncode(auth("refresh_token"));
+           "&refresh_token=" + PercentEncode(refresh_token);
   r.timeout = config_.timeout;
   r.idempotent = true;  // refreshing twice is harmless
   r.system = name_;
@@ -220,12 +222,19 @@ Status HubSpotConnector::RefreshOAuthToken() {
         .set_system(name_);
   oauth_token_ = j["access_token"].get<std::string>();
   Redactor::Global().AddSecret(oauth_token_);  // never in a log line
+  // The refresh token the answer carries is the one to use next (HubSpot may issue a new one).
+  if (auto next = j.find("refresh_token");
+      next != j.end() && next->is_string() && !next->get<std::string>().empty()) {
+    refresh_token_ = next->get<std::string>();
+    Redactor::Global().AddSecret(refresh_token_);
+  }
   int64_t lifetime = hubspot::kDefaultOAuthLifetimeSeconds;
   if (j.contains("expires_in") && j["expires_in"].is_number_integer())
-    lifetime = j["expires_in"].get<int64_t>();
-  // Refresh ahead of expiry, on the expires_in schedule HubSpot asks clients to follow.
-  oauth_expires_ms_ = clock_->NowMillis() +
-                      std::max<int64_t>(lifetime - hubspot::kOAuthRefreshMarginSeconds, 30) * 1000;
+    lifetime = std::max<int64_t>(j["expires_in"].get<int64_t>(), 1);
+  // Refresh ahead of expiry, on the expires_in schedule HubSpot asks clients to follow: five
+  // minutes early, or half way through a shorter lifetime.
+  const int64_t margin = std::min<int64_t>(hubspot::kOAuthRefreshMarginSeconds, lifetime / 2);
+  oauth_expires_ms_ = clock_->NowMillis() + (lifetime - margin) * 1000;
   return Status::Ok();
 }
 

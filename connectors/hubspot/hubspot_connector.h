@@ -104,6 +104,7 @@ class HubSpotConnector : public Connector {
   std::map<std::string, ObjectSetup> setups_;  // by object type + key property + pipeline
   std::string oauth_token_;      // OAuth access token; empty with a private-app token
   int64_t oauth_expires_ms_ = 0;
+  std::string refresh_token_;    // the last one the token endpoint gave; "" until then
   bool daily_used_up_ = false;  // the daily budget's remaining count reached 0
   // Per object type, the latest timestamp this pass returned and the ids returned at it.
   struct Boundary {

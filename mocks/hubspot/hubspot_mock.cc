@@ -983,7 +983,16 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
       return it == form.end() ? std::string() : it->second;
     };
     json body;
-    if (get("grant_type") != "refresh_token") {
+    // cpp-httplib puts the query's and a form body's parameters together in params: one that
+    // is not in the body came in the query.
+    bool in_query = false;
+    for (const auto& [name, value] : req.params) in_query = in_query || !form.count(name);
+    if (req.path == "/oauth/v3/token" && in_query) {
+      // v3 takes its parameters in the body only (refs/hubspot §1).
+      res.status = 400;
+      body = {{"status", "error"}, {"message", "parameters go in the request body, not the query"},
+              {"correlationId", NewUuid()}, {"category", "VALIDATION_ERROR"}};
+    } else if (get("grant_type") != "refresh_token") {
       res.status = 400;
       body = {{"status", "error"}, {"message", "grant_type must be refresh_token here"},
               {"correlationId", NewUuid()}, {"category", "VALIDATION_ERROR"}};
@@ -998,8 +1007,15 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
       const std::string access = "oauth-" + NewUuid();
       oauth_tokens_[access] = Now() + options_.oauth_lifetime_s * 1000LL;
       ++oauth_issued_;
-      body = {{"token_type", "bearer"}, {"refresh_token", get("refresh_token")},
-              {"access_token", access}, {"expires_in", options_.oauth_lifetime_s}};
+      body = {{"token_type", "bearer"},
+              {"refresh_token", get("refresh_token")},
+              {"access_token", access},
+              {"expires_in", options_.oauth_lifetime_s},
+              {"token_use", "access_token"},
+              {"hub_id", 1234567},
+              {"scopes", {"oauth", "tickets", "crm.objects.contacts.read",
+                          "crm.objects.contacts.write", "crm.objects.companies.read",
+                          "crm.objects.companies.write"}}};
     }
     res.set_content(body.dump(), "application/json");
   };

@@ -177,6 +177,22 @@ TEST_F(HubSpotAgainstMockTest, AnOAuthAppRefreshesItsAccessTokenBeforeItExpires)
   mock_clock_.Advance(std::chrono::minutes(26));  // within 5 minutes of the 30-minute expiry
   ASSERT_TRUE((*connector_->Write(Tickets(), Ops(1)))[0].status.ok());
   EXPECT_EQ(mock_->oauth_issued(), 2) << "refreshed ahead of expiry, without a 401";
+  EXPECT_EQ(Calls("POST /oauth/v3/token"), 2) << "the current token endpoint, not the legacy v1";
+  EXPECT_EQ(Calls("POST /oauth/v1/token"), 0);
+}
+
+TEST_F(HubSpotAgainstMockTest, TheV3TokenEndpointTakesItsParametersInTheBodyOnly) {
+  connector_.reset();
+  config_.auth = {{"refresh_token", "mock-refresh-token"},
+                  {"client_id", "mock-oauth-client"},
+                  {"client_secret", "mock-oauth-secret"},
+                  {"token_url", mock_->base_url() + "/oauth/v3/token?hapikey=x"}};
+  connector_ = std::make_unique<HubSpotConnector>(config_, BuildSystemTransport(config_, &clock_), &clock_);
+  auto out = connector_->Write(Tickets(), Ops(1));
+  Status s = out.ok() ? (*out)[0].status : out.status();
+  EXPECT_EQ(s.code(), StatusCode::kUnauthenticated) << s.ToString();
+  EXPECT_NE(s.message().find("not the query"), std::string::npos) << s.message();
+  EXPECT_EQ(mock_->oauth_issued(), 0);
 }
 
 TEST_F(HubSpotAgainstMockTest, ARefusedRefreshTokenStopsTheSystemWithoutLeakingSecrets) {
