@@ -70,7 +70,7 @@ const std::set<std::string>& Attributes() {
       "id",           "style",       "viewBox",     "width",    "height",  "role",
       "aria-label",   "data-stage",  "data-count",  "data-id",  "x",       "y",
       "x1",           "y1",          "x2",          "y2",       "rx",      "fill",
-      "fill-opacity", "text-anchor", "font-weight", "font-size"};
+      "fill-opacity", "text-anchor", "font-weight", "font-size", "title"};
   return attributes;
 }
 

@@ -28,6 +28,33 @@ Status StagesFromPlan(const MappingPlan& plan, ReportOptions* options) {
                                              options->stage_field + "'");
   options->stages = field->values;
   options->end_stages = std::set<std::string>(field->end_values.begin(), field->end_values.end());
+  // Labels: each declared stage written out through a system's transforms (a value table), as
+  // that system would store it. The system of record first; else the first that reads the field.
+  std::vector<const SystemEntityMapping*> candidates;
+  for (const SystemEntityMapping& m : plan.mappings())
+    if (m.entity == options->entity && m.system == field->system_of_record) candidates.push_back(&m);
+  for (const SystemEntityMapping& m : plan.mappings())
+    if (m.entity == options->entity && m.system != field->system_of_record) candidates.push_back(&m);
+  for (const SystemEntityMapping* m : candidates) {
+    const FieldMap* map = nullptr;
+    for (const FieldMap& f : m->fields)
+      if (f.canonical == options->stage_field && f.reads() && !f.transforms.empty()) map = &f;
+    if (map == nullptr) continue;
+    std::map<std::string, std::string> labels;
+    for (const std::string& stage : field->values) {
+      json value = stage;
+      for (auto t = map->transforms.rbegin(); t != map->transforms.rend() && value.is_string(); ++t) {
+        auto out = (*t)->Out(value);
+        value = out.ok() ? *out : json();
+      }
+      // A label is text a person reads: a choice column's number (Dynamics 365) is not one.
+      if (value.is_string() && !value.get<std::string>().empty()) labels[stage] = value.get<std::string>();
+    }
+    if (labels.empty()) continue;
+    options->stage_labels = std::move(labels);
+    options->label_system = m->system;
+    break;
+  }
   return Status::Ok();
 }
 
@@ -189,6 +216,16 @@ namespace {
 std::string Date(int64_t ms) { return ms <= 0 ? "?" : FormatIsoUtc(ms, false).substr(0, 10); }
 std::string Time(int64_t ms) { return FormatIsoUtc(ms, false); }
 std::string StageName(const std::string& stage) { return stage.empty() ? "(no stage)" : stage; }
+// The stage as the team names it in its system of record, else its canonical name.
+std::string StageLabel(const ReportOptions& o, const std::string& stage) {
+  auto it = o.stage_labels.find(stage);
+  return it == o.stage_labels.end() ? StageName(stage) : it->second;
+}
+// "Onboarding – Pågår (onboarding)": the label and, when they differ, the canonical name.
+std::string StageBoth(const ReportOptions& o, const std::string& stage) {
+  const std::string label = StageLabel(o, stage);
+  return label == StageName(stage) ? label : label + " (" + StageName(stage) + ")";
+}
 
 // Code points, not bytes: titles are "Söderberg & Co".
 size_t Width(const std::string& s) {
@@ -226,7 +263,7 @@ std::string Flags(const OnboardingTimeline& t, const ReportOptions& o) {
 std::string EndStagesText(const ReportOptions& o) {
   if (o.end_stages.empty()) return "none declared";
   std::string s;
-  for (const std::string& e : o.end_stages) s += (s.empty() ? "" : ", ") + e;
+  for (const std::string& e : o.end_stages) s += (s.empty() ? "" : ", ") + StageLabel(o, e);
   return s;
 }
 
@@ -255,9 +292,11 @@ std::string RenderText(const OnboardingReport& r) {
       "({} in all; end stage: {})\n",
       Time(o.now_ms), r.open, r.stuck, WholeDays(o.stuck_after_ms), r.overdue,
       WholeDays(o.escalate_after_ms), r.total, EndStagesText(o));
+  if (!o.label_system.empty())
+    out += "Stages as " + o.label_system + " names them (--json gives the canonical names too).\n";
   out += "\nFunnel:\n";
   for (const FunnelRow& f : r.funnel) {
-    out += fmt::format("  {} {:>4}", Pad(StageName(f.stage), 20), f.count);
+    out += fmt::format("  {} {:>4}", Pad(StageLabel(o, f.stage), 22), f.count);
     if (f.stuck > 0) out += fmt::format("  ({} stuck)", f.stuck);
     if (f.end) out += "  (end stage)";
     out += "\n";
@@ -267,13 +306,13 @@ std::string RenderText(const OnboardingReport& r) {
     out += "No open onboardings.\n";
     return out;
   }
-  out += fmt::format("{} {} {:>13} {:>9}  {} {}  {}\n", Pad("CUSTOMER", 32), Pad("STAGE", 18),
+  out += fmt::format("{} {} {:>13} {:>9}  {} {}  {}\n", Pad("CUSTOMER", 32), Pad("STAGE", 22),
                      "DAYS IN STAGE", "DAYS OPEN", Pad("MOVED BY", 12), Pad("SINCE", 10), "FLAGS");
   for (const OnboardingTimeline& t : r.onboardings) {
     const StageInterval* cur = t.intervals.empty() ? nullptr : &t.intervals.back();
     const std::string days = t.ended ? "stopped" : std::to_string(WholeDays(t.in_stage_ms));
     std::string line = fmt::format("{} {} {:>13} {:>9}  {} {}  {}", Pad(t.title, 32),
-                                   Pad(StageName(t.stage), 18), days, WholeDays(t.open_ms),
+                                   Pad(StageLabel(o, t.stage), 22), days, WholeDays(t.open_ms),
                                    Pad(cur && !cur->moved_by.empty() ? cur->moved_by : "-", 12),
                                    Pad(cur ? Date(cur->entered_ms) : "-", 10), Flags(t, o));
     line.erase(line.find_last_not_of(' ') + 1);
@@ -290,10 +329,16 @@ json RenderJson(const OnboardingReport& r) {
   j["stuck_after_days"] = WholeDays(o.stuck_after_ms);
   j["escalate_after_days"] = WholeDays(o.escalate_after_ms);
   j["end_stages"] = json(std::vector<std::string>(o.end_stages.begin(), o.end_stages.end()));
+  j["stage_labels"] = {{"system", o.label_system.empty() ? json() : json(o.label_system)},
+                       {"labels", json(o.stage_labels)}};
   j["summary"] = {{"total", r.total}, {"open", r.open}, {"stuck", r.stuck}, {"overdue", r.overdue}};
   j["funnel"] = json::array();
   for (const FunnelRow& f : r.funnel)
-    j["funnel"].push_back({{"stage", f.stage}, {"count", f.count}, {"stuck", f.stuck}, {"end", f.end}});
+    j["funnel"].push_back({{"stage", f.stage},
+                           {"stage_label", StageLabel(o, f.stage)},
+                           {"count", f.count},
+                           {"stuck", f.stuck},
+                           {"end", f.end}});
   j["onboardings"] = json::array();
   for (const OnboardingTimeline& t : r.onboardings) {
     json history = json::array();
@@ -301,6 +346,7 @@ json RenderJson(const OnboardingReport& r) {
       const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
       history.push_back(
           {{"stage", i.stage},
+           {"stage_label", StageLabel(o, i.stage)},
            {"entered", i.entered_ms > 0 ? json(Time(i.entered_ms)) : json()},
            {"left", i.left_ms > 0 ? json(Time(i.left_ms)) : json()},
            {"days", i.entered_ms > 0 ? json(WholeDays(Elapsed(i.entered_ms, until))) : json()},
@@ -310,6 +356,7 @@ json RenderJson(const OnboardingReport& r) {
     j["onboardings"].push_back({{"canonical_id", t.canonical_id},
                                 {"title", t.title},
                                 {"stage", t.stage},
+                                {"stage_label", StageLabel(o, t.stage)},
                                 {"ended", t.ended},
                                 {"days_in_stage", t.ended ? json() : json(WholeDays(t.in_stage_ms))},
                                 {"days_open", WholeDays(t.open_ms)},
@@ -389,11 +436,14 @@ std::string FunnelSvg(const OnboardingReport& r) {
   for (const FunnelRow& f : r.funnel) {
     const int w = std::max(3, f.count * bar_w / max_count);
     const int x = label_w + (bar_w - w) / 2;
-    const std::string stage = EscapeHtml(StageName(f.stage));
-    s += fmt::format("<g class=\"funnel-row\" data-stage=\"{}\" data-count=\"{}\">", stage, f.count);
-    s += fmt::format("<title>{}: {} onboarding(s){}{}</title>", stage, f.count,
-                     f.stuck > 0 ? fmt::format(", {} stuck", f.stuck) : "", f.end ? " (end stage)" : "");
-    s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", label_w - 12, y + 19, stage);
+    s += fmt::format("<g class=\"funnel-row\" data-stage=\"{}\" data-count=\"{}\">",
+                     EscapeHtml(StageName(f.stage)), f.count);
+    s += fmt::format("<title>{}: {} onboarding(s){}{}</title>", EscapeHtml(StageBoth(r.options, f.stage)),
+                     f.count, f.stuck > 0 ? fmt::format(", {} stuck", f.stuck) : "",
+                     f.end ? " (end stage)" : "");
+    // Cut at its end, never at its start: the label is anchored where it ends.
+    s += fmt::format("<text class=\"stage\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", label_w - 12,
+                     y + 19, EscapeHtml(Clip(StageLabel(r.options, f.stage), 20)));
     s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"3\" fill=\"{}\"/>", x, y + 3, w,
                      row_h - 6, ColorOf(r, f.stage));
     s += fmt::format("<text x=\"{}\" y=\"{}\"><tspan font-weight=\"600\">{}</tspan>{}{}</text>",
@@ -417,7 +467,7 @@ int64_t TickDays(int64_t span_ms) {
 // One row per onboarding on a shared time axis: a segment per stay in a stage.
 std::string TimelineSvg(const OnboardingReport& r) {
   const ReportOptions& o = r.options;
-  const int label_w = 250, bars_w = 660, tail_w = 190, row_h = 28, axis_h = 26;
+  const int label_w = 250, bars_w = 660, tail_w = 230, row_h = 28, axis_h = 26;
   const int width = label_w + bars_w + tail_w;
   const int height = axis_h + static_cast<int>(r.onboardings.size()) * row_h + 6;
   int64_t start = o.now_ms;
@@ -456,8 +506,10 @@ std::string TimelineSvg(const OnboardingReport& r) {
   for (const OnboardingTimeline& t : r.onboardings) {
     s += fmt::format("<g class=\"timeline{}\" data-id=\"{}\" data-stage=\"{}\">", t.stuck ? " stuck" : "",
                      EscapeHtml(t.canonical_id), EscapeHtml(t.stage));
-    s += fmt::format("<text class=\"name\" x=\"{}\" y=\"{}\" text-anchor=\"end\"><title>{}</title>{}</text>",
-                     label_w - 12, y + 18, EscapeHtml(t.title), EscapeHtml(Clip(t.title, 32)));
+    // Names start at the chart's left edge and are cut at their end, so the beginning of a long
+    // one ("SE Bygg Göteborg 14 AB – onboarding") is never lost; the whole name is its tooltip.
+    s += fmt::format("<text class=\"name\" x=\"8\" y=\"{}\"><title>{}</title>{}</text>", y + 18,
+                     EscapeHtml(t.title), EscapeHtml(Clip(t.title, 28)));
     for (size_t k = 0; k < t.intervals.size(); ++k) {
       const StageInterval& i = t.intervals[k];
       const bool current = k + 1 == t.intervals.size();
@@ -465,7 +517,7 @@ std::string TimelineSvg(const OnboardingReport& r) {
       const double x2 = x_of(i.left_ms > 0 ? i.left_ms : o.now_ms);
       const int64_t until = i.left_ms > 0 ? i.left_ms : o.now_ms;
       const std::string what = fmt::format(
-          "{}: {} to {}{}{}", StageName(i.stage),
+          "{}: {} to {}{}{}", StageBoth(o, i.stage),
           i.entered_ms > 0 ? Date(i.entered_ms) : "before the history",
           i.left_ms > 0 ? Date(i.left_ms) : "now",
           i.entered_ms > 0 ? fmt::format(" ({} days{})", WholeDays(Elapsed(i.entered_ms, until)),
@@ -480,8 +532,8 @@ std::string TimelineSvg(const OnboardingReport& r) {
           i.entered_ms > 0 ? "" : " fill-opacity=\"0.45\"", EscapeHtml(what));
     }
     const std::string tail =
-        t.ended ? StageName(t.stage) + ", clock stopped"
-                : fmt::format("{} d in {}", WholeDays(t.in_stage_ms), StageName(t.stage));
+        t.ended ? StageLabel(o, t.stage) + ", clock stopped"
+                : fmt::format("{} d in {}", WholeDays(t.in_stage_ms), StageLabel(o, t.stage));
     s += fmt::format("<text class=\"days{}\" x=\"{}\" y=\"{}\" font-size=\"12\">{}{}</text>",
                      t.stuck ? " stuck" : "", label_w + bars_w + 10, y + 18, EscapeHtml(Clip(tail, 26)),
                      t.overdue ? " <tspan fill=\"#8e24aa\">●</tspan>" : "");
@@ -513,10 +565,14 @@ std::string RenderHtmlSections(const OnboardingReport& r) {
   const int64_t stuck_days = WholeDays(o.stuck_after_ms), overdue_days = WholeDays(o.escalate_after_ms);
   std::string h;
   h += fmt::format("<header><h1>Onboardings</h1><p class=\"asof\">{} as of {} · stuck after {} days in a "
-                   "stage · overdue after {} days open · end stage: {} (days stop counting there)</p>"
+                   "stage · overdue after {} days open · end stage: {} (days stop counting there){}</p>"
                    "</header>\n",
                    EscapeHtml(o.entity), EscapeHtml(Time(o.now_ms)), stuck_days, overdue_days,
-                   EscapeHtml(EndStagesText(o)));
+                   EscapeHtml(EndStagesText(o)),
+                   o.label_system.empty()
+                       ? ""
+                       : " · stages as " + EscapeHtml(o.label_system) +
+                             " names them (the canonical name in each tooltip)");
   h += "<section id=\"summary\" class=\"cards\">\n";
   h += fmt::format("<div class=\"card open\"><b>{}</b>open</div>\n", r.open);
   h += fmt::format("<div class=\"card stuck\"><b>{}</b>stuck {}+ days in their stage</div>\n", r.stuck, stuck_days);
@@ -528,8 +584,9 @@ std::string RenderHtmlSections(const OnboardingReport& r) {
 
   h += "<section id=\"timeline\">\n<h2>Timeline: the stages of each onboarding</h2>\n<div class=\"legend\">";
   for (const FunnelRow& f : r.funnel)
-    h += fmt::format("<span><i style=\"background:{}\"></i>{}</span>", ColorOf(r, f.stage),
-                     EscapeHtml(StageName(f.stage)));
+    h += fmt::format("<span title=\"{}\"><i style=\"background:{}\"></i>{}</span>",
+                     EscapeHtml(StageName(f.stage)), ColorOf(r, f.stage),
+                     EscapeHtml(StageLabel(o, f.stage)));
   h += fmt::format("<span><i style=\"background:#fff;border:2px solid #c62828\"></i>stuck {}+ days</span>",
                    stuck_days);
   h += fmt::format("<span><b style=\"color:#8e24aa\">●</b> open {}+ days</span></div>\n", overdue_days);
@@ -549,9 +606,10 @@ std::string RenderHtmlSections(const OnboardingReport& r) {
     if (t.overdue) flags += fmt::format("<span class=\"flag overdue\">open {}d+</span>", overdue_days);
     if (t.ended) flags = "<span class=\"flag ended\">ended</span>";
     h += fmt::format(
-        "<tr class=\"onboarding{}\" data-id=\"{}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td>"
+        "<tr class=\"onboarding{}\" data-id=\"{}\"><td>{}</td><td title=\"{}\">{}</td><td class=\"num\">{}</td>"
         "<td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-        t.stuck ? " stuck" : "", EscapeHtml(t.canonical_id), EscapeHtml(t.title), EscapeHtml(StageName(t.stage)),
+        t.stuck ? " stuck" : "", EscapeHtml(t.canonical_id), EscapeHtml(t.title),
+        EscapeHtml(StageName(t.stage)), EscapeHtml(StageLabel(o, t.stage)),
         t.ended ? "stopped" : std::to_string(WholeDays(t.in_stage_ms)), WholeDays(t.open_ms),
         EscapeHtml(cur && !cur->moved_by.empty() ? cur->moved_by : "-"),
         EscapeHtml(cur ? Date(cur->entered_ms) : "-"), flags);

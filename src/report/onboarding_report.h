@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,6 +34,11 @@ struct ReportOptions {
   // but not declared come after them.
   std::vector<std::string> stages;
   std::set<std::string> end_stages;  // where the clock stops
+  // How the team names each stage: canonical stage -> its label in `label_system`, the system of
+  // record of the stage (the field's system_of_record, else the first system whose mapping reads
+  // the field into labels). The reports show these, the canonical names beside them.
+  std::map<std::string, std::string> stage_labels;
+  std::string label_system;
   int64_t now_ms = 0;                // the report's "now": injected, never read from a clock here
   int64_t stuck_after_ms = 30 * kDayMs;     // days in the current stage at which it is stuck
   int64_t escalate_after_ms = 60 * kDayMs;  // days open (end stages not counted): overdue
@@ -81,8 +87,8 @@ struct OnboardingReport {
   int overdue = 0;
 };
 
-// The stages and end stages of `options.entity`'s stage field as the mapping declares them.
-// kNotFound when the plan has no such entity or field.
+// The stages, end stages and stage labels of `options.entity`'s stage field as the mapping
+// declares them. kNotFound when the plan has no such entity or field.
 Status StagesFromPlan(const MappingPlan& plan, ReportOptions* options);
 
 // Builds the report from every snapshot and every stage transition of the entity (transitions

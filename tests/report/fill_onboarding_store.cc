@@ -51,7 +51,8 @@ const std::vector<Customer> kCustomers = {
       {1, "hubspot", "inactive"}}},
     {"6f1c0a9e-0011", "SE Nyström Design",
      {{25, "hubspot", "new"}, {24, "hubspot", "onboarding"}, {2, "hubspot", "closed"}}},
-    {"6f1c0a9e-0012", "SE Holm Revision",
+    // A long name of wide letters: the report must cut it at its end, inside its column.
+    {"6f1c0a9e-0012", "SE WÅWMÖ Bygg Göteborg 14 AB – onboarding of the whole group",
      {{16, "hubspot", "new"}, {15, "hubspot", "onboarding"}}},
 };
 

@@ -88,6 +88,30 @@ grep -q 'data-stage="onboarding" data-count="4"' "$work/dom.html" || fail "the f
 grep -q 'SE Lindqvist &amp; Söner &lt;Logistik&gt;' "$work/dom.html" || fail "a name was not shown as text"
 grep -qi '<logistik' "$work/dom.html" && fail "a name became markup"
 
+# Every text of the charts lies inside its chart, and every customer's name ends before the bars
+# begin: measured by the browser, in a copy of the page with a script that writes what it found.
+layout="$work/layout.html"
+sed 's#</body>#<script>\
+const outside = [];\
+for (const svg of document.querySelectorAll("svg")) {\
+  const box = svg.getBoundingClientRect();\
+  const scale = box.width / svg.viewBox.baseVal.width;\
+  for (const t of svg.querySelectorAll("text")) {\
+    const r = t.getBoundingClientRect();\
+    const right = t.classList.contains("name") ? box.left + 250 * scale : box.right;\
+    if (r.left < box.left - 0.5 \|\| r.right > right + 0.5) outside.push(t.lastChild.textContent);\
+  }\
+}\
+document.body.setAttribute("data-outside", outside.length + ": " + outside.join(" / "));\
+</script></body>#' "$html" >"$layout"
+timeout 120 "$chromium" "${flags[@]}" --dump-dom "file://$layout" >"$work/layout-dom.html" \
+  2>"$work/chromium-layout.log" || fail "chromium could not load the page: $(tail -5 "$work/chromium-layout.log")"
+grep -q 'SE WÅWMÖ Bygg Göteborg 14 A…' "$work/layout-dom.html" ||
+  fail "the long name is not cut at its end"
+grep -q 'data-outside="0: "' "$work/layout-dom.html" ||
+  fail "texts out of their place: $(grep -o 'data-outside="[^"]*"' "$work/layout-dom.html")"
+grep -q '>Onboarding – Pågår</text>' "$work/dom.html" || fail "the funnel does not show HubSpot's stage labels"
+
 png="$work/onboarding-report.png"
 timeout 120 "$chromium" "${flags[@]}" --screenshot="$png" --window-size=1200,1500 "$url" \
   >"$work/chromium-shot.log" 2>&1 || fail "chromium could not take a screenshot: $(tail -5 "$work/chromium-shot.log")"

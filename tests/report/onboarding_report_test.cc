@@ -255,6 +255,12 @@ TEST_F(OnboardingReportTest, StagesAndEndStagesComeFromTheMapping) {
   ASSERT_TRUE(StagesFromPlan(**plan, &o).ok());
   EXPECT_EQ(o.stages.front(), "new");
   EXPECT_EQ(o.end_stages, std::set<std::string>{"closed"});
+  // The team's names for the stages: HubSpot's, the first system whose mapping reads the stage
+  // through a value table into labels (Dynamics 365 stores choice numbers, no labels).
+  EXPECT_EQ(o.label_system, "hubspot");
+  EXPECT_EQ(o.stage_labels.at("onboarding"), "Onboarding – Pågår");
+  EXPECT_EQ(o.stage_labels.at("follow_up"), "Må följas upp");
+  EXPECT_EQ(o.stage_labels.size(), o.stages.size()) << "every declared stage has its label";
   o.entity = "invoice";
   Status s = StagesFromPlan(**plan, &o);
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
@@ -283,6 +289,34 @@ TEST_F(OnboardingReportTest, TextAndJsonShowStageDaysAndFlags) {
   EXPECT_EQ(j["onboardings"][0]["history"][0]["moved_by"], "hubspot");
   EXPECT_EQ(j["onboardings"][1]["days_in_stage"], 1);
   EXPECT_EQ(j["end_stages"], json::array({"closed"}));
+}
+
+TEST_F(OnboardingReportTest, StagesAreShownByTheirLabelsWithTheCanonicalNameBeside) {
+  options_.stage_labels = {{"onboarding", "Onboarding – Pågår"}, {"closed", "Avslutad"}};
+  options_.label_system = "hubspot";
+  Snap("o1", "SE Bygg Göteborg 14 AB – onboarding of the whole group", "onboarding");
+  Move("o1", "hubspot", "new", "onboarding", DaysAgo(3));
+  OnboardingReport r = Build();
+
+  const std::string text = RenderText(r);
+  EXPECT_THAT(text, HasSubstr("Stages as hubspot names them"));
+  EXPECT_THAT(text, HasSubstr("Onboarding – Pågår"));
+  EXPECT_THAT(text, HasSubstr("end stage: Avslutad"));
+
+  const json j = RenderJson(r);
+  EXPECT_EQ(j["stage_labels"]["system"], "hubspot");
+  EXPECT_EQ(j["onboardings"][0]["stage"], "onboarding");
+  EXPECT_EQ(j["onboardings"][0]["stage_label"], "Onboarding – Pågår");
+  EXPECT_EQ(j["onboardings"][0]["history"][0]["stage_label"], "new") << "no label: the canonical name";
+
+  const std::string html = RenderHtml(r);
+  EXPECT_THAT(html, HasSubstr(">Onboarding – Pågår</text>"));  // the funnel's row
+  EXPECT_THAT(html, HasSubstr("<title>Onboarding – Pågår (onboarding): 1 onboarding(s)</title>"));
+  EXPECT_THAT(html, HasSubstr("3 d in Onboarding – Pågår"));
+  EXPECT_THAT(html, HasSubstr("<td title=\"onboarding\">Onboarding – Pågår</td>"));
+  // A long name keeps its beginning and is cut at its end; the whole of it is the tooltip.
+  EXPECT_THAT(html, HasSubstr(">SE Bygg Göteborg 14 AB – on…</text>"));
+  EXPECT_THAT(html, HasSubstr("<title>SE Bygg Göteborg 14 AB – onboarding of the whole group</title>"));
 }
 
 TEST_F(OnboardingReportTest, EndedOnboardingsShowTheirClockStoppedInJson) {
