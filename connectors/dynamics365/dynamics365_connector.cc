@@ -249,13 +249,14 @@ Result<std::string> Dynamics365Connector::ClientCredentials() {
     const char* keys[2] = {"certificate_file", "private_key_file"};
     for (int i = 0; i < 2; ++i) {
       std::ifstream in(Auth(keys[i]), std::ios::binary);
-      std::ostringstream text;
-      text << in.rdbuf();
-      if (!in)
+      if (!in.is_open())
         return Status(StatusCode::kFailedPrecondition,
                       "dynamics365: system '" + name_ + "': cannot read auth." + keys[i] + " " +
                           Auth(keys[i]) + ": " + std::strerror(errno))
             .set_system(name_);
+      // An empty file reads as "" and is refused below as no PEM at all.
+      std::ostringstream text;
+      text << in.rdbuf();
       pem[i] = text.str();
     }
     // The key is a secret like any other: no log line may show it.

@@ -424,6 +424,7 @@ class Dynamics365Mock::Impl {
   Impl(Dynamics365Mock* owner, Options options)
       : owner_(owner),
         options_(std::move(options)),
+        registered_(CertificateThumbprintsOf(options_.certificate_pem)),
         clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
         rng_(options_.id_seed) {
     for (const TableSchema& schema : d365::DefaultTables()) tables_[schema.set].schema = &schema;
@@ -558,11 +559,9 @@ class Dynamics365Mock::Impl {
                    "Invalid JWT token. The token is not in a valid format.");
       return false;
     }
-    const std::optional<CertificateThumbprints> registered =
-        CertificateThumbprintsOf(options_.certificate_pem);
     const std::string x5t_s256 = header.value("x5t#S256", "");
     const std::string x5t = header.value("x5t", "");
-    if (!registered || (x5t_s256 != registered->sha256 && x5t != registered->sha1)) {
+    if (!registered_ || (x5t_s256 != registered_->sha256 && x5t != registered_->sha1)) {
       SendAadError(res, 401, "invalid_client", 700027,
                    "The certificate with identifier used to sign the client assertion is not "
                    "registered on application. [Reason - The key was not found., Thumbprint of "
@@ -2167,6 +2166,8 @@ class Dynamics365Mock::Impl {
 
   Dynamics365Mock* owner_;
   const Options options_;
+  // The thumbprints of options_.certificate_pem; nullopt when no certificate is registered.
+  const std::optional<CertificateThumbprints> registered_;
   Clock* const clock_;
 
   mutable std::mutex mu_;  // guards everything below except the throttle state

@@ -269,7 +269,7 @@ class Loader {
             // A file named relative to the configuration is found beside it, wherever crmbridge
             // runs from (certificate credentials: auth.certificate_file, auth.private_key_file).
             const bool file = key.size() > 5 && key.compare(key.size() - 5, 5, "_file") == 0;
-            if (file && !v->empty() && (*v)[0] != '/') *v = DirOf(file_) + "/" + *v;
+            if (file) *v = Resolve(DirOf(file_), *v);
             sys->auth[key] = *v;
             if (kSecretAuthKeys.count(key)) Redactor::Global().AddSecret(*v);
           }
@@ -307,9 +307,18 @@ class Loader {
         need = {"token"};
     } else if (sys.kind == "dynamics365") {
       need = {"token_url", "client_id", "scope"};
-      // A client secret, or a certificate (its connector checks that both files are named).
-      if (!sys.auth.count("certificate_file") && !sys.auth.count("private_key_file"))
+      // A client secret, or a certificate: both of its files, and then no secret.
+      const bool certificate = sys.auth.count("certificate_file") || sys.auth.count("private_key_file");
+      if (!certificate) {
         need.push_back("client_secret");
+      } else {
+        need.push_back("certificate_file");
+        need.push_back("private_key_file");
+        if (auto secret = sys.key_pos.find("auth.client_secret"); secret != sys.key_pos.end())
+          diags_.Error(secret->second,
+                       "a dynamics365 system takes auth.client_secret or a certificate "
+                       "(auth.certificate_file, auth.private_key_file), not both");
+      }
     } else if (sys.kind == "totango") {
       need = {"app_token"};
     } else if (sys.kind == "portal") {

@@ -50,6 +50,10 @@ std::string Digest(const X509* cert, const EVP_MD* md) {
   return Base64UrlEncode(std::string_view(reinterpret_cast<const char*>(out), len));
 }
 
+CertificateThumbprints ThumbprintsOf(const X509* cert) {
+  return {Digest(cert, EVP_sha256()), Digest(cert, EVP_sha1())};
+}
+
 // PS256 is RSASSA-PSS over SHA-256 with a salt as long as the digest (RFC 7518 §3.5).
 bool UsePss(EVP_PKEY_CTX* pctx) {
   return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
@@ -101,11 +105,11 @@ struct ClientCertificate::Keys {
 std::optional<CertificateThumbprints> CertificateThumbprintsOf(const std::string& cert_pem) {
   X509Ptr cert = ReadCertificate(cert_pem);
   if (!cert) return std::nullopt;
-  return CertificateThumbprints{Digest(cert.get(), EVP_sha256()), Digest(cert.get(), EVP_sha1())};
+  return ThumbprintsOf(cert.get());
 }
 
 ClientCertificate::ClientCertificate(std::unique_ptr<Keys> keys) : keys_(std::move(keys)) {
-  thumbprints_ = {Digest(keys_->cert.get(), EVP_sha256()), Digest(keys_->cert.get(), EVP_sha1())};
+  thumbprints_ = ThumbprintsOf(keys_->cert.get());
   char* subject = X509_NAME_oneline(X509_get_subject_name(keys_->cert.get()), nullptr, 0);
   if (subject != nullptr) {
     subject_ = subject;

@@ -32,9 +32,10 @@ Status StagesFromPlan(const MappingPlan& plan, ReportOptions* options) {
   // that system would store it. The system of record first; else the first that reads the field.
   std::vector<const SystemEntityMapping*> candidates;
   for (const SystemEntityMapping& m : plan.mappings())
-    if (m.entity == options->entity && m.system == field->system_of_record) candidates.push_back(&m);
-  for (const SystemEntityMapping& m : plan.mappings())
-    if (m.entity == options->entity && m.system != field->system_of_record) candidates.push_back(&m);
+    if (m.entity == options->entity) candidates.push_back(&m);
+  std::stable_partition(candidates.begin(), candidates.end(), [&](const SystemEntityMapping* m) {
+    return m->system == field->system_of_record;
+  });
   for (const SystemEntityMapping* m : candidates) {
     const FieldMap* map = nullptr;
     for (const FieldMap& f : m->fields)

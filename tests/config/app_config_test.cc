@@ -116,6 +116,30 @@ systems:
   EXPECT_EQ(d.auth.count("client_secret"), 0u);
   // Paths are not secrets: an error naming one shows it.
   EXPECT_EQ(Redactor::Global().Redact(dir_ + "/certs/app.crt"), dir_ + "/certs/app.crt");
+
+  // One file of the two, or a secret beside them, is refused where it is written.
+  auto half = Load(R"(state: ./state.db
+mappings: [maps/onboarding.yaml]
+systems:
+  dynamics365:
+    kind: dynamics365
+    base_url: https://org.api.crm.dynamics.com
+    auth:
+      token_url: https://login.example/tenant/oauth2/v2.0/token
+      client_id: "${env:D365_ID}"
+      client_secret: "${env:D365_SECRET}"
+      certificate_file: certs/app.crt
+      scope: https://org.crm.dynamics.com/.default
+)");
+  ASSERT_FALSE(half.ok());
+  const std::string why = half.status().message();
+  EXPECT_NE(why.find("crmbridge.yaml:8:7: error: a dynamics365 system needs auth.private_key_file"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("crmbridge.yaml:10:7: error: a dynamics365 system takes auth.client_secret or "
+                     "a certificate"),
+            std::string::npos)
+      << why;
 }
 
 struct BrokenCase {

@@ -130,6 +130,16 @@ TEST_F(Dynamics365CertificateTest, AKeyFileMissingOrNotTheCertificatesIsNamedWit
             std::string::npos)
       << s.ToString();
 
+  // An empty file is read, and refused as no key at all.
+  Write("empty.key", "");
+  config_.auth["private_key_file"] = (dir_ / "empty.key").string();
+  out = Connect(&clock_)->Write(Opportunities(), Op("k"));
+  s = out.ok() ? (*out)[0].status : out.status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("empty.key: the private key is not an unencrypted PEM private key"),
+            std::string::npos)
+      << s.ToString();
+
   const auto other = testing_certificate::SelfSigned("other");
   Write("other.key", other.private_key);
   config_.auth["private_key_file"] = (dir_ / "other.key").string();
