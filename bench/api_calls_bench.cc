@@ -8,7 +8,7 @@
 //    Dynamics 365 empty. Runs: 1 initial sync, 2 idle, 3 after changing 1% of the tickets in
 //    HubSpot, 4 idle again.
 // B. Both directions, to exercise HubSpot's batch writes: the preset with every Dynamics 365 field
-//    made two-way; HubSpot holds N tickets and Dynamics 365 N opportunities. Runs: 1 initial (each
+//    made two-way and HubSpot receiving creates; HubSpot holds N tickets and Dynamics 365 N opportunities. Runs: 1 initial (each
 //    side's records created in the other), 2 (reads crmbridge's own writes back once), 3 idle.
 //
 // Write calls are compared with the minimum, per entity ceil(records / batch maximum): HubSpot 100
@@ -110,13 +110,16 @@ class Scenario {
 
     std::string mapping = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml";
     if (two_way) {
-      // The preset with Dynamics 365's fields read as well as written.
+      // The preset with Dynamics 365's fields read as well as written, and HubSpot receiving
+      // what is created in Dynamics 365.
       std::ifstream in(mapping);
       std::stringstream text;
       text << in.rdbuf();
       std::string yaml = text.str();
       for (size_t at; (at = yaml.find(", direction: out")) != std::string::npos;)
         yaml.erase(at, std::string(", direction: out").size());
+      for (size_t at; (at = yaml.find("create: false")) != std::string::npos;)
+        yaml.replace(at, std::string("create: false").size(), "create: true");
       mapping = dir_.path() + "/onboarding-two-way.yaml";
       std::ofstream(mapping) << yaml;
     }

@@ -1,5 +1,7 @@
 #include "mappings/mapping.h"
 
+#include <algorithm>
+#include <optional>
 #include <regex>
 
 namespace crmbridge {
@@ -13,6 +15,7 @@ const CanonicalField* CanonicalEntity::Find(const std::string& field) const {
 }
 
 bool SystemEntityMapping::reads() const {
+  if (!match.empty()) return true;  // its records are read to be matched, at least
   for (const auto& f : fields)
     if (f.reads()) return true;
   return false;
@@ -114,10 +117,46 @@ Result<json> ToType(const json& v, FieldType type) {
 
 }  // namespace
 
+json MappedRecord::MatchValues() const {
+  if (match_only.empty()) return fields;
+  json values = fields;
+  for (const auto& [name, value] : match_only.items())
+    if (!values.contains(name) || values[name].is_null()) values[name] = value;
+  return values;
+}
+
+namespace {
+
+bool IsMatchKey(const SystemEntityMapping& m, const FieldMap& f) {
+  return std::find(m.match.begin(), m.match.end(), f.canonical) != m.match.end();
+}
+
+// A match key mapped `out` only, read for matching alone: a value its transforms cannot take is
+// no key (the field is not this system's to give, so the record is not refused for it).
+std::optional<json> MatchOnlyValue(const FieldMap& f, const json& native) {
+  auto it = native.find(f.native);
+  if (it == native.end() || it->is_null()) return std::nullopt;
+  json v = *it;
+  for (const auto& t : f.transforms) {
+    auto r = t->In(v);
+    if (!r.ok()) return std::nullopt;
+    v = std::move(*r);
+  }
+  auto typed = ToType(v, f.type);
+  if (!typed.ok() || typed->is_null() || *typed == "") return std::nullopt;
+  return std::move(*typed);
+}
+
+}  // namespace
+
 Result<MappedRecord> MappingPlan::ToCanonical(const SystemEntityMapping& m, const json& native) {
   MappedRecord out;
   for (const FieldMap& f : m.fields) {
-    if (!f.reads()) continue;
+    if (!f.reads()) {
+      if (IsMatchKey(m, f))
+        if (auto v = MatchOnlyValue(f, native)) out.match_only[f.canonical] = std::move(*v);
+      continue;
+    }
     auto it = native.find(f.native);
     json v = it == native.end() ? json() : *it;
     const bool present = it != native.end();

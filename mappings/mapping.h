@@ -107,11 +107,16 @@ struct SystemEntityMapping {
   // Match keys: canonical fields that identify a record of this system crmbridge has never
   // linked (first-time identity resolution), e.g. [email]. A record with no link and no crmbridge
   // key adopts the canonical record holding the same values, compared trimmed and case-folded.
+  // A match key's field may be mapped `out` only: it is then read for matching alone (through
+  // its transforms, inward), never merged as that system's value.
   std::vector<std::string> match;
   SourcePos match_pos;
+  // Whether this system receives records of the entity created elsewhere (`create: false`: it
+  // keeps only the records it has, linked by match key or crmbridge key, and updates them).
+  bool create = true;
   SourcePos pos;
 
-  bool reads() const;   // any field maps in
+  bool reads() const;   // any field maps in, or it has match keys
   bool writes() const;  // any field maps out
 };
 
@@ -124,6 +129,10 @@ std::optional<std::string> RefPlaceholderId(const nlohmann::json& value);
 // A native record mapped to canonical fields, or why it could not be.
 struct MappedRecord {
   nlohmann::json fields = nlohmann::json::object();  // canonical field -> value (only mapped-in fields)
+  // Match keys mapped `out` only, read for matching alone (absent when empty or not readable).
+  nlohmann::json match_only = nlohmann::json::object();
+  // The values a match key is computed from: `fields`, with `match_only` where fields lack them.
+  nlohmann::json MatchValues() const;
 };
 
 // The portal access flow (docs/MAPPINGS.md "Portal access"): which canonical fields decide that a

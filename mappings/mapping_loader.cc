@@ -24,7 +24,7 @@ const std::set<std::string> kTopKeys = {"version", "entities", "tables", "system
 const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
 const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
                                                    "end_values", "system_of_record", "entity"};
-const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match"};
+const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match", "create"};
 const std::set<std::string> kFieldMapKeys = {"native",   "direction",   "transforms",
                                              "required", "create_only", "bind"};
 const std::set<std::string> kRowKeys = {"native", "canonical", "prefer"};
@@ -623,16 +623,22 @@ class Loader {
     entities_ = std::move(ordered);
   }
 
-  // Match keys must be fields this system reads: they are computed from what it holds.
+  // Match keys must be values this system holds: fields it maps (a field mapped `out` only is
+  // read for matching alone), and not references, whose ids differ from system to system.
   void CheckMatchKeys() {
     for (const SystemEntityMapping& m : mappings_) {
       for (const std::string& key : m.match) {
-        bool reads = false;
-        for (const FieldMap& fm : m.fields) reads = reads || (fm.canonical == key && fm.reads());
-        if (!reads)
+        const FieldMap* mapped = nullptr;
+        for (const FieldMap& fm : m.fields)
+          if (fm.canonical == key) mapped = &fm;
+        if (mapped == nullptr)
           diags_.Error(m.match_pos,
-                       "match key '" + key + "' is not a field " + m.system + "." + m.entity + " reads",
-                       "match on fields mapped with direction in or both");
+                       "match key '" + key + "' is not a field " + m.system + "." + m.entity + " maps",
+                       "match on fields this system holds, such as email");
+        else if (!mapped->ref_entity.empty())
+          diags_.Error(m.match_pos,
+                       "match key '" + key + "' is a reference: its ids differ in each system",
+                       "match on a value both systems hold, such as a domain or an email");
       }
     }
   }
@@ -750,6 +756,7 @@ class Loader {
       else
         for (const auto& f : body["match"]) m.match.push_back(f.Scalar());
     }
+    if (body["create"]) m.create = Bool(body["create"], "create");
     if (body["params"]) {
       if (!body["params"].IsMap()) {
         Error(body["params"], "params must be a map of strings");
@@ -817,9 +824,12 @@ class Loader {
         Error(t, "a transform is a name or a one-key map", "trim, or {table: stage_map}");
         continue;
       }
-      if (name == "trim" || name == "lower" || name == "upper") {
+      if (name == "trim" || name == "lower" || name == "upper" || name == "domain") {
         if (has_arg) Error(t, "transform '" + name + "' takes no parameter");
-        f->transforms.push_back(name == "trim" ? NewTrim() : name == "lower" ? NewLower() : NewUpper());
+        f->transforms.push_back(name == "trim"    ? NewTrim()
+                                : name == "lower" ? NewLower()
+                                : name == "upper" ? NewUpper()
+                                                  : NewDomain());
       } else if (name == "default") {
         if (!has_arg) {
           Error(t, "transform 'default' needs a value", "{default: \"n/a\"}");

@@ -380,6 +380,22 @@ std::shared_ptr<const Transform> NewUpper() {
     return out;
   });
 }
+std::string DomainOf(const std::string& text) {
+  std::string s = Trimmed(text);
+  if (const size_t scheme = s.find("://"); scheme != std::string::npos) s = s.substr(scheme + 3);
+  s = s.substr(0, s.find_first_of("/?#"));
+  if (const size_t at = s.rfind('@'); at != std::string::npos) s = s.substr(at + 1);
+  if (const size_t colon = s.find(':'); colon != std::string::npos) s = s.substr(0, colon);
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  while (!s.empty() && s.back() == '.') s.pop_back();
+  if (s.rfind("www.", 0) == 0) s = s.substr(4);
+  return s;
+}
+
+std::shared_ptr<const Transform> NewDomain() {
+  return std::make_shared<StringTransform>("domain", DomainOf);
+}
 std::shared_ptr<const Transform> NewDefault(json value) {
   return std::make_shared<DefaultTransform>(std::move(value));
 }
@@ -405,6 +421,7 @@ const std::vector<TransformSpec>& TransformSpecs() {
       {"trim", "", "removes leading and trailing white space (both directions)"},
       {"lower", "", "lower-cases ASCII letters (both directions)"},
       {"upper", "", "upper-cases ASCII letters (both directions)"},
+      {"domain", "", "a web address or host name as its domain: https://www.Acme.se/x is acme.se (both directions)"},
       {"table", "table name", "looks the value up in a value table (native <-> canonical)"},
       {"default", "value", "replaces a missing, null or empty value"},
       {"boolean", "{true: X, false: Y} (optional)",

@@ -36,6 +36,10 @@ bool NativeEquals(const nlohmann::json& a, const nlohmann::json& b);
 std::shared_ptr<const Transform> NewTrim();
 std::shared_ptr<const Transform> NewLower();
 std::shared_ptr<const Transform> NewUpper();
+// A web address or host name as its domain, lower-cased, without scheme, "www.", port or path
+// ("https://www.Acme.se/about" is "acme.se"): how a company's website is compared across systems.
+std::string DomainOf(const std::string& text);
+std::shared_ptr<const Transform> NewDomain();
 std::shared_ptr<const Transform> NewDefault(nlohmann::json value);
 std::shared_ptr<const Transform> NewTableLookup(std::shared_ptr<const ValueTable> table);
 // `yes`/`no`: the native values of true and false; unset, any common boolean form is read and a

@@ -167,6 +167,8 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
       std::string line = fmt::format("  {:<12} {:<11}", system, entity);
       if (c.read > 0) {
         line += fmt::format(" read {} (changed {}, unchanged {}", c.read, c.changed, c.unchanged);
+        if (c.matched > 0) line += fmt::format(", matched {}", c.matched);
+        if (c.duplicates > 0) line += fmt::format(", duplicates {}", c.duplicates);
         if (c.rejected > 0) line += fmt::format(", rejected {}", c.rejected);
         if (c.deletes_seen > 0) line += fmt::format(", deletes {}", c.deletes_seen);
         line += ")";
@@ -178,6 +180,7 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
         if (c.retrying > 0) line += fmt::format(", retrying later {}", c.retrying);
         if (c.dead_lettered > 0) line += fmt::format(", dead-lettered {}", c.dead_lettered);
       }
+      if (c.not_created > 0) line += fmt::format(" (not created here: {})", c.not_created);
       std::printf("%s\n", line.c_str());
     }
   }

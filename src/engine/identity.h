@@ -39,9 +39,10 @@ class Identity {
  public:
   Identity(const MappingPlan* plan, RecordView* view) : plan_(plan), view_(view) {}
 
-  // `mapped`: the record's canonical fields (its match key is read from them).
+  // `match_values`: the record's canonical fields with its match-only values
+  // (MappedRecord::MatchValues); its match key is read from them.
   Result<Identified> Resolve(const SystemEntityMapping& source, const NativeRecord& record,
-                             const nlohmann::json& mapped);
+                             const nlohmann::json& match_values);
   // Records every match key the entity's mappings declare for a canonical record's values (the
   // first record to hold a key keeps it).
   void PutMatchKeys(const std::string& entity, const std::string& canonical_id,

@@ -82,7 +82,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   CRMB_RETURN_IF_ERROR(
       d_.references->ResolveRead(d_.view, source, &*mapped, &counts.unresolved_refs));
 
-  auto identified = d_.identity->Resolve(source, record, mapped->fields);
+  auto identified = d_.identity->Resolve(source, record, mapped->MatchValues());
   if (!identified.ok()) return identified.status();
   if (identified->kind == Identified::Kind::kDuplicate) {
     ++counts.duplicates;
@@ -93,6 +93,11 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   }
   const std::string cid = identified->canonical_id;
   const bool matched = identified->kind == Identified::Kind::kMatched;
+  if (matched) {
+    ++counts.matched;
+    spdlog::debug("{}: {} {} is linked by its match key to {} {}", source.system, source.object,
+                  record.id, source.entity, identified->canonical_id);
+  }
   const bool minted = identified->kind == Identified::Kind::kNew;
 
   // Unchanged since it was last merged: the read hashes to the values its system is settled on
@@ -205,6 +210,9 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   if (!changed) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
+    // A record seen for the first time that brings no value (its fields here are written only)
+    // is still found by its match key when the same customer comes from another system.
+    if (minted) d_.identity->PutMatchKeys(source.entity, cid, mapped->MatchValues(), batch);
     if (seen_changed || verification_changed || d_.view->LacksDigests(RecordKey{source.entity, cid})) {
       snap.updated_ms = d_.run_start_ms;
       batch->PutSnapshot(snap);
@@ -240,7 +248,8 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   }
   batch->PutSnapshot(snap);
   d_.view->PutSnapshot(snap);
-  d_.identity->PutMatchKeys(source.entity, cid, snap.fields, batch);
+  MappedRecord keys{snap.fields, mapped->match_only};
+  d_.identity->PutMatchKeys(source.entity, cid, keys.MatchValues(), batch);
   return Status::Ok();
 }
 

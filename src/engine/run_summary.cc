@@ -32,7 +32,8 @@ json EntityCounts::ToJson() const {
               {"created", created},   {"updated", updated},       {"retrying", retrying},
               {"dead_lettered", dead_lettered}, {"unverified", unverified},
               {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts},
-              {"duplicates", duplicates}, {"unresolved_refs", unresolved_refs},
+              {"duplicates", duplicates}, {"matched", matched}, {"not_created", not_created},
+              {"unresolved_refs", unresolved_refs},
               {"waiting_on_refs", waiting_on_refs}};
 }
 

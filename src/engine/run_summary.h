@@ -45,6 +45,11 @@ struct EntityCounts {
   int64_t rewritten = 0;     // unconfirmed writes read back as lost, and queued again
   int64_t conflicts = 0;     // changes read here that lost to the field's conflict policy
   int64_t duplicates = 0;    // records not synced: their match key is another record's here
+  // Records seen here for the first time and linked by their match key to the same customer
+  // from another system (not created again there).
+  int64_t matched = 0;
+  // Records of other systems this system does not receive (its mapping says `create: false`).
+  int64_t not_created = 0;
   // References read here to records crmbridge has not linked (outside the mapping's scope, or
   // not read yet): the field is left as the canonical record has it.
   int64_t unresolved_refs = 0;

@@ -71,6 +71,12 @@ Status WritePlanner::PlanTarget(const std::string& from_entity, const SystemEnti
   if (!found.ok()) return found.status();
   const Link link = found->value_or(Link{});
   const bool linked = !link.native_id.empty();
+  if (!linked && !target.create) {
+    // The target receives no records created elsewhere; it keeps those it has (linked by match
+    // key) and gets this one if it ever appears there.
+    ++tally_->Count(target.system, target.entity).not_created;
+    return Status::Ok();
+  }
   auto native = MappingPlan::ToNative(target, snap.fields, /*creating=*/!linked);
   if (!native.ok()) {
     ++tally_->Count(target.system, target.entity).rejected;

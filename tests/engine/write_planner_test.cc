@@ -185,6 +185,63 @@ systems:
   EXPECT_EQ(tally_.Count("gamma", "company").queued, 0);
 }
 
+TEST_F(WritePlannerTest, ASystemThatReceivesNoCreatesIsOnlyUpdated) {
+  auto plan = testing::PlanFromText(R"(version: 1
+entities:
+  company:
+    fields:
+      name: {type: string}
+systems:
+  alpha:
+    company:
+      object: companies
+      fields:
+        name: {native: name}
+  beta:
+    company:
+      object: accounts
+      create: false
+      fields:
+        name: {native: accountname}
+)",
+                                    {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  plan_ = *plan;
+  ASSERT_FALSE(plan_->Find("beta", "company")->create);
+  WritePlanner planner(plan_.get(), &view_, &tally_, false, 5);
+  // Not there: not created, and counted so.
+  Links({L("alpha", "11")});
+  ASSERT_TRUE(planner.PlanTargets(*plan_->Find("alpha", "company"), "c1", snap_, &batch_).ok());
+  EXPECT_TRUE(Queued().empty());
+  EXPECT_EQ(tally_.Count("beta", "company").not_created, 1);
+  EXPECT_EQ(tally_.Count("beta", "company").rejected, 0);
+}
+
+TEST_F(WritePlannerTest, ARecordASystemThatReceivesNoCreatesHasIsUpdatedThere) {
+  auto plan = testing::PlanFromText(R"(version: 1
+entities:
+  company:
+    fields:
+      name: {type: string}
+systems:
+  alpha:
+    company: {object: companies, fields: {name: {native: name}}}
+  beta:
+    company: {object: accounts, create: false, fields: {name: {native: accountname}}}
+)",
+                                    {{"alpha", "hubspot"}, {"beta", "dynamics365"}});
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  plan_ = *plan;
+  Links({L("alpha", "11"), L("beta", "d1")});  // linked by its match key, say
+  WritePlanner planner(plan_.get(), &view_, &tally_, false, 5);
+  ASSERT_TRUE(planner.PlanTargets(*plan_->Find("alpha", "company"), "c1", snap_, &batch_).ok());
+  std::vector<OutboxItem> q = Queued();
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].op, OutboxOp::kUpdate);
+  EXPECT_EQ(q[0].native_id, "d1");
+  EXPECT_EQ(tally_.Count("beta", "company").not_created, 0);
+}
+
 TEST_F(WritePlannerTest, DeletesGoOnlyWhereTheRecordExists) {
   Links({L("alpha", "11"), L("beta", "d1")});
   WritePlanner planner(plan_.get(), &view_, &tally_, false, 5);

@@ -66,7 +66,7 @@ const Case kCases[] = {
      "table 'hubspot_stage' has no row for onboarding.stage value onboarding"},
     {"37_table_value_not_declared.yaml", "7:3",
      "table 'hubspot_stage' maps to 'clsoed', which is not a value of onboarding.stage"},
-    {"38_match_key_not_read.yaml", "9:14", "match key 'email' is not a field dynamics365.contact reads"},
+    {"38_match_key_not_mapped.yaml", "9:14", "match key 'email' is not a field dynamics365.contact maps"},
     {"39_end_value_not_declared.yaml", "5:65", "end value 'closd' is not one of onboarding.stage's values"},
     {"40_ref_missing_entity.yaml", "8:23",
      "contact.company is a reference and needs 'entity': the entity it refers to"},
@@ -99,6 +99,9 @@ const Case kCases[] = {
      "unknown object 'tickts' for hubspot, of kind hubspot (hint: did you mean 'tickets'?"},
     {"60_param_of_the_wrong_type.yaml", "10:33", "param 'change_tracking' must be true or false, not 'no'"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
+    {"62_match_key_is_a_reference.yaml", "14:14",
+     "match key 'company' is a reference: its ids differ in each system"},
+    {"63_create_not_a_boolean.yaml", "9:15", "create must be true or false"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

@@ -29,6 +29,32 @@ TEST(PresetTest, LoadsWithEverySystemAndEntity) {
   EXPECT_EQ((*plan)->systems().size(), 2u);
 }
 
+TEST(PresetTest, AMatchKeyWrittenOnlyIsReadForMatchingAlone) {
+  auto plan = LoadMappingPlan({Preset()}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const SystemEntityMapping& account = *(*plan)->Find("dynamics365", "company");
+  EXPECT_TRUE(account.reads());
+  EXPECT_TRUE(account.create);
+  EXPECT_FALSE((*plan)->Find("hubspot", "company")->create);
+  auto mapped = MappingPlan::ToCanonical(
+      account, {{"name", "Acme AB"}, {"websiteurl", "https://www.Acme.se/"},
+                {"crmb_activateportalaccess", true}});
+  ASSERT_TRUE(mapped.ok()) << mapped.status().ToString();
+  EXPECT_FALSE(mapped->fields.contains("domain")) << "not Dynamics 365's value to give";
+  EXPECT_FALSE(mapped->fields.contains("name"));
+  EXPECT_EQ(mapped->match_only, json({{"domain", "acme.se"}}));
+  EXPECT_EQ(mapped->MatchValues()["domain"], "acme.se");
+  EXPECT_EQ(mapped->MatchValues()["activate_portal_access"], true);
+  // A website it cannot read is no key, and no reason to refuse the record.
+  auto blank = MappingPlan::ToCanonical(account, {{"websiteurl", "   "}});
+  ASSERT_TRUE(blank.ok());
+  EXPECT_TRUE(blank->match_only.empty());
+  // Written on create only: an account Dynamics 365 had keeps its own website.
+  auto update = MappingPlan::ToNative(account, {{"name", "Acme AB"}, {"domain", "acme.se"}}, false);
+  ASSERT_TRUE(update.ok());
+  EXPECT_FALSE(update->contains("websiteurl"));
+}
+
 TEST(PresetTest, HubSpotTicketRoundTripsThroughCanonical) {
   auto plan = LoadMappingPlan({Preset()}, kSystems);
   ASSERT_TRUE(plan.ok());
@@ -278,6 +304,8 @@ TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
       // Folded to lower case on the way in: HubSpot keeps emails (and, here, domains) that way.
       {"hubspot.email", {"anna.berg@acme.se"}},
       {"hubspot.domain", {"acme.se"}},
+      {"dynamics365.emailaddress1", {"anna.berg@acme.se"}},
+      {"dynamics365.websiteurl", {"acme.se"}},
       {"dynamics365.crmb_activateportalaccess", {true, false}},
       {"dynamics365.crmb_portalaccess", {true, false}},
       {"dynamics365.crmb_onboardingstage", {100000000, 100000001, 100000002, 100000003, 100000004}},

@@ -20,6 +20,17 @@ json Out(const Transform& t, const json& v) {
   return r.ok() ? *r : json("<error>");
 }
 
+TEST(TransformsTest, DomainTellsTheSameWebsiteHoweverItIsWritten) {
+  auto domain = NewDomain();
+  for (const char* written : {"acme.se", "https://www.acme.se/", "http://WWW.Acme.SE:8080/about?x=1",
+                              " acme.se. ", "https://user@www.acme.se#top"}) {
+    EXPECT_EQ(In(*domain, written), "acme.se") << written;
+    EXPECT_EQ(Out(*domain, written), "acme.se") << written;
+  }
+  EXPECT_EQ(In(*domain, "shop.acme.se"), "shop.acme.se") << "only www. is not the company's own";
+  EXPECT_EQ(In(*domain, nullptr), nullptr);
+}
+
 TEST(TransformsTest, BooleanReadsCommonFormsOrTheConfiguredOnes) {
   auto plain = NewBoolean(std::nullopt, std::nullopt);
   for (const json& yes : {json(true), json("Yes"), json("1"), json(1), json("true")}) EXPECT_EQ(In(*plain, yes), true);
