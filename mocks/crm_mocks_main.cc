@@ -70,6 +70,13 @@ int main(int argc, char** argv) {
                  "HubSpot, an account with contacts and an opportunity in Dynamics 365, an account\n"
                  "with users and a touchpoint in Totango, and a property with users in the portal\n"
                  "(0 = start empty)");
+  int overlap = 0;
+  app.add_option("--overlap", overlap,
+                 "Customers HubSpot and Dynamics 365 both hold from the start: Dynamics 365 also\n"
+                 "gets this many of HubSpot's seeded companies (same website domain) and their\n"
+                 "contacts (same emails), as two systems about to be connected do (needs both\n"
+                 "seeded; at most --size)")
+      ->check(CLI::NonNegativeNumber);
   std::vector<std::string> seed_only;
   app.add_option("--seed-only", seed_only,
                  "Seed only these mocks (e.g. hubspot dynamics365); the others start empty, as a\n"
@@ -178,6 +185,14 @@ int main(int argc, char** argv) {
   };
   if (seeded("hubspot")) hubspot->Seed(seed, size);
   if (seeded("dynamics365")) dynamics->Seed(seed, size);
+  if (overlap > 0) {
+    if (!seeded("hubspot") || !seeded("dynamics365")) {
+      std::fprintf(stderr, "crm-mocks: --overlap needs both hubspot and dynamics365 seeded "
+                           "(--size, and both in --seed-only when it is given)\n");
+      return 2;
+    }
+    dynamics->AddCustomers(hubspot->Customers(std::min(overlap, size)));
+  }
   if (seeded("totango")) totango->Seed(seed, size);
   if (seeded("portal")) portal->Seed(seed, size);
   std::map<std::string, MockServer*> mocks = {{"hubspot", hubspot.get()},

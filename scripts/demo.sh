@@ -8,6 +8,9 @@
 #   3. portal - portal access is turned on in Dynamics 365 for one customer; a sync creates its
 #               portal users and grants, and `crmbridge audit portal` lists them
 #   4. status - what the state store now holds
+#   5. sync   - a second scenario: HubSpot and Dynamics 365 both hold customers before they are
+#               connected, some of them the same; one sync links those (by website domain and
+#               email) instead of duplicating them, and creates in Dynamics 365 only what it lacks
 
 # --help: the comment above (to its first blank line), and nothing run.
 case "${1:-}" in -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
@@ -31,24 +34,35 @@ export D365_CLIENT_SECRET=mock-client-secret
 export TOTANGO_TOKEN=totango-mock-token
 export PORTAL_TOKEN=portal-mock-token
 
-"$BUILD_DIR/bin/crm-mocks" --seed "${SEED:-42}" --size "${SIZE:-40}" \
-  --hubspot-token "$HUBSPOT_TOKEN" \
-  --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
-  --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" --seed-only hubspot portal \
-  >"$work/mocks.json" 2>"$work/mocks.log" &
-mocks_pid=$!
-for _ in $(seq 1 100); do
-  [ -s "$work/mocks.json" ] && break
-  kill -0 "$mocks_pid" 2>/dev/null || { cat "$work/mocks.log" >&2; exit 1; }
-  sleep 0.1
-done
-line=$(head -n1 "$work/mocks.json")
-export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
-export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
-echo "Mock servers: HubSpot at $DEMO_HUBSPOT_URL, Dynamics 365 at $DEMO_DYNAMICS365_URL," \
-  "Totango at $DEMO_TOTANGO_URL, portal at $DEMO_PORTAL_URL"
+# Starts the mock servers with these crm-mocks options (the seed and size come from SEED and SIZE)
+# and exports the base URLs examples/demo/crmbridge.yaml reads.
+start_mocks() {
+  rm -f "$work/mocks.json"
+  "$BUILD_DIR/bin/crm-mocks" --seed "${SEED:-42}" --size "${SIZE:-40}" \
+    --hubspot-token "$HUBSPOT_TOKEN" \
+    --dynamics365-client-id "$D365_CLIENT_ID" --dynamics365-client-secret "$D365_CLIENT_SECRET" \
+    --totango-token "$TOTANGO_TOKEN" --portal-token "$PORTAL_TOKEN" "$@" \
+    >"$work/mocks.json" 2>"$work/mocks.log" &
+  mocks_pid=$!
+  for _ in $(seq 1 100); do
+    [ -s "$work/mocks.json" ] && break
+    kill -0 "$mocks_pid" 2>/dev/null || { cat "$work/mocks.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  local line
+  line=$(head -n1 "$work/mocks.json")
+  export DEMO_HUBSPOT_URL=$(sed -n 's/.*"hubspot":"\([^"]*\)".*/\1/p' <<<"$line")
+  export DEMO_DYNAMICS365_URL=$(sed -n 's/.*"dynamics365":"\([^"]*\)".*/\1/p' <<<"$line")
+  export DEMO_TOTANGO_URL=$(sed -n 's/.*"totango":"\([^"]*\)".*/\1/p' <<<"$line")
+  export DEMO_PORTAL_URL=$(sed -n 's/.*"portal":"\([^"]*\)".*/\1/p' <<<"$line")
+  echo "Mock servers: HubSpot at $DEMO_HUBSPOT_URL, Dynamics 365 at $DEMO_DYNAMICS365_URL," \
+    "Totango at $DEMO_TOTANGO_URL, portal at $DEMO_PORTAL_URL"
+}
+stop_mocks() {
+  kill "$mocks_pid" 2>/dev/null && wait "$mocks_pid" 2>/dev/null || true
+  mocks_pid=""
+}
+start_mocks --seed-only hubspot portal
 
 export CRMBRIDGE_STATE="$work/state.db"
 cfg=examples/demo/crmbridge.yaml
@@ -102,3 +116,13 @@ echo "== crmbridge audit portal"
 echo
 echo "== crmbridge status"
 "$bin" --config "$cfg" --log-level warn status
+echo
+echo "== Second scenario: HubSpot and Dynamics 365 both hold customers before they are connected"
+stop_mocks
+start_mocks --seed-only hubspot dynamics365 portal --overlap "$(( ${SIZE:-40} / 2 ))"
+echo "   Dynamics 365 holds its own accounts, and $(( ${SIZE:-40} / 2 )) of HubSpot's customers" \
+  "(the same website domain, the same contact emails)"
+export CRMBRIDGE_STATE="$work/state-both.db"
+echo
+echo "== crmbridge sync (first run: the same customers are matched and linked, not duplicated)"
+"$bin" --config "$cfg" --log-level warn sync

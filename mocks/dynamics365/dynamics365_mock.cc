@@ -479,6 +479,7 @@ class Dynamics365Mock::Impl {
   }
 
   void Seed(uint64_t seed, int accounts);
+  void AddCustomers(const std::vector<SeedCustomer>& customers);
 
  private:
   struct Row {
@@ -2250,6 +2251,36 @@ void Dynamics365Mock::Impl::Seed(uint64_t seed, int accounts) {
   rng_ = saved;
 }
 
+void Dynamics365Mock::Impl::AddCustomers(const std::vector<SeedCustomer>& customers) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // As a person types it into another system: the same address, its first letter capitalised.
+  auto typed = [](std::string email) {
+    if (!email.empty()) email[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(email[0])));
+    return email;
+  };
+  for (const SeedCustomer& customer : customers) {
+    json account = {{"name", customer.name},
+                    {"websiteurl", "https://www." + customer.domain + "/"},
+                    {"address1_city", customer.city},
+                    {"crmb_activateportalaccess", false},
+                    {"customertypecode", 3}};
+    std::string account_id;
+    CreateRow(tables_.at("accounts"), account, nullptr, &account_id);
+    std::vector<SeedCustomer::Person> people = customer.people;
+    people.push_back({"Kim", "Dynamics", "kim.dynamics@" + customer.domain});  // here alone
+    for (const SeedCustomer::Person& person : people) {
+      json contact = {{"firstname", person.first_name},
+                      {"lastname", person.last_name},
+                      {"emailaddress1", typed(person.email)},
+                      {"crmb_portalaccess", false},
+                      {"parentcustomerid_account@odata.bind", "/accounts(" + account_id + ")"}};
+      std::string contact_id;
+      CreateRow(tables_.at("contacts"), contact, nullptr, &contact_id);
+    }
+  }
+  steps_.clear();  // seeded rows were never written through the API: no step runs for them
+}
+
 // ------------------------------------------------------------------------------------------------
 
 Dynamics365Mock::Dynamics365Mock(Options options)
@@ -2267,6 +2298,10 @@ std::string Dynamics365Mock::token_url() const {
 }
 
 void Dynamics365Mock::Seed(uint64_t seed, int accounts) { impl_->Seed(seed, accounts); }
+
+void Dynamics365Mock::AddCustomers(const std::vector<SeedCustomer>& customers) {
+  impl_->AddCustomers(customers);
+}
 
 nlohmann::json Dynamics365Mock::Dump() const { return impl_->Dump(); }
 

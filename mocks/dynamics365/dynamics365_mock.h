@@ -46,6 +46,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mocks/common/mock_server.h"
+#include "mocks/common/seed_customer.h"
 #include "src/core/clock.h"
 
 namespace crmbridge::mocks {
@@ -104,6 +105,11 @@ class Dynamics365Mock : public MockServer {
   // account) and one opportunity (parentaccountid -> the account) whose crmb_onboardingstage runs
   // through 100000000..100000004 in turn. The same seed gives the same rows and ids.
   void Seed(uint64_t seed, int accounts);
+  // Adds each customer as an account (websiteurl "https://www.<domain>/") with its people as
+  // contacts (their emails as another system's users typed them: first letter capitalised), plus
+  // one contact of its own no other system has. No opportunity: the onboarding comes from the
+  // other system. Keeps what the store holds.
+  void AddCustomers(const std::vector<SeedCustomer>& customers);
 
   // {"accounts":[row...], "contacts":[...], ...}: every row with every column, as a GET reads it.
   nlohmann::json Dump() const override;

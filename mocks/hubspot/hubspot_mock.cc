@@ -1463,6 +1463,33 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
   }
 }
 
+std::vector<SeedCustomer> HubSpotMock::Customers(int count) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<SeedCustomer> out;
+  auto text = [](const Object& o, const char* name) {
+    auto it = o.properties.find(name);
+    return it != o.properties.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto companies = objects_.find("companies");
+  if (companies == objects_.end()) return out;
+  auto contacts = objects_.find("contacts");
+  for (const auto& [id, company] : companies->second) {
+    if (static_cast<int>(out.size()) >= count) break;
+    if (company.archived) continue;
+    SeedCustomer c{text(company, "name"), text(company, "domain"), text(company, "city"), {}};
+    auto linked = company.associations.find("contacts");
+    if (linked != company.associations.end() && contacts != objects_.end())
+      for (int64_t contact_id : linked->second) {
+        auto contact = contacts->second.find(contact_id);
+        if (contact == contacts->second.end() || contact->second.archived) continue;
+        c.people.push_back({text(contact->second, "firstname"), text(contact->second, "lastname"),
+                            text(contact->second, "email")});
+      }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 json HubSpotMock::Dump() const {
   std::lock_guard<std::mutex> lock(mu_);
   json out = json::object();

@@ -58,6 +58,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mocks/common/mock_server.h"
+#include "mocks/common/seed_customer.h"
 #include "mocks/hubspot/hubspot_webhook_sender.h"
 #include "src/core/clock.h"
 
@@ -86,6 +87,9 @@ class HubSpotMock : public MockServer {
   // Deterministic onboarding data: `companies` companies, each with an onboarding ticket in the
   // "Order/faktura" pipeline at a stage drawn from `seed`, one or two contacts, and a note.
   void Seed(uint64_t seed, int companies);
+  // The first `count` companies by id, with their domains and their contacts: the customers
+  // another mock can also hold (SeedCustomer).
+  std::vector<SeedCustomer> Customers(int count) const;
 
   nlohmann::json Dump() const override;
   void Reset() override;
