@@ -39,6 +39,12 @@ struct NativeRecord {
   std::string invalid;
 };
 
+// One value a field held, from when (ms since epoch): Connector::ReadFieldHistory.
+struct FieldChange {
+  nlohmann::json value;
+  int64_t at_ms = 0;
+};
+
 // Which native object to read or write, with its connector-specific parameters from the mapping
 // (e.g. {"pipeline": "Order/faktura"} for HubSpot tickets, {"key": "crmb_externalid"} for
 // Dynamics 365 opportunities).
@@ -152,6 +158,9 @@ struct Capabilities {
   // Reads given records by id (Connector::ReadByIds), so a change a webhook announces is read
   // alone instead of in the next incremental read.
   bool reads_by_id = false;
+  // Reads the past values of a field (Connector::ReadFieldHistory), so the stage history of a
+  // record first seen starts where the system's own does, not on the day crmbridge was connected.
+  bool reads_field_history = false;
   // Request paths (matched anywhere in the URL) that the system does not count against its REST
   // rate limit: the transport stack gives them no token bucket.
   std::vector<std::string> rate_limit_exempt_paths;
@@ -198,6 +207,19 @@ class Connector {
     (void)ids;
     return Status(StatusCode::kFailedPrecondition,
                   std::string(Name()) + " does not read records by id");
+  }
+
+  // The values `field` of each record of `ids` has held, oldest first, as ReadChanges would give
+  // them (a HubSpot stage by its label), in as few calls as the API allows; a record the system
+  // keeps no history of, or no longer shows, is left out. Only kinds with
+  // Capabilities::reads_field_history implement it; the others answer kFailedPrecondition.
+  virtual Result<std::map<std::string, std::vector<FieldChange>>> ReadFieldHistory(
+      const ObjectRef& object, const std::string& field, const std::vector<std::string>& ids) {
+    (void)object;
+    (void)field;
+    (void)ids;
+    return Status(StatusCode::kFailedPrecondition,
+                  std::string(Name()) + " does not read the history of fields");
   }
 
   // Writes `ops` in as few API calls as the system allows. Returns one WriteOutcome per op, in

@@ -208,6 +208,10 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_by_state ON webhook_events (processed_ms, id);
 )sql"},
+    // Moves taken from a system's own history when crmbridge first saw the record.
+    {3, "imported stage history", R"sql(
+ALTER TABLE stage_history ADD COLUMN imported boolean NOT NULL DEFAULT false;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -930,15 +934,16 @@ Status PostgresStore::DeadLetterOutbox(int64_t id, const std::string& reason, in
 
 Status PostgresStore::AddStageTransition(const StageTransition& t) {
   return Defer(
-      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms) "
-      "VALUES ($1, $2, $3, $4, $5, $6)",
+      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms, "
+      "imported) VALUES ($1, $2, $3, $4, $5, $6, $7)",
       Params()
           .Text(t.entity)
           .Text(t.canonical_id)
           .Text(t.system)
           .Text(t.from_stage)
           .Text(t.to_stage)
-          .Int(t.at_ms),
+          .Int(t.at_ms)
+          .Bool(t.imported),
       "recording a stage transition of " + t.entity + " " + t.canonical_id);
 }
 
@@ -1343,7 +1348,7 @@ Result<std::vector<StageTransition>> PostgresStore::StageHistory(const std::stri
   std::lock_guard<std::mutex> lock(mu_);
   CRMB_RETURN_IF_ERROR(EnsureConnected());
   auto r = Run(
-      "SELECT system, from_stage, to_stage, at_ms FROM stage_history "
+      "SELECT system, from_stage, to_stage, at_ms, imported::int FROM stage_history "
       "WHERE entity = $1 AND canonical_id = $2 ORDER BY at_ms, id",
       Params().Text(entity).Text(canonical_id),
       "reading the stage history of " + entity + " " + canonical_id);
@@ -1351,7 +1356,7 @@ Result<std::vector<StageTransition>> PostgresStore::StageHistory(const std::stri
   std::vector<StageTransition> history;
   for (int row = 0; row < r->size(); ++row) {
     history.push_back(StageTransition{entity, canonical_id, r->Text(row, 0), r->Text(row, 1),
-                                      r->Text(row, 2), r->Int(row, 3)});
+                                      r->Text(row, 2), r->Int(row, 3), r->Int(row, 4) != 0});
   }
   return history;
 }
@@ -1361,14 +1366,14 @@ Result<std::vector<StageTransition>> PostgresStore::AllStageHistory(const std::s
   CRMB_RETURN_IF_ERROR(EnsureConnected());
   // In the order of stage_history_by_record: one index range scan, no sort.
   auto r = Run(
-      "SELECT canonical_id, system, from_stage, to_stage, at_ms FROM stage_history "
+      "SELECT canonical_id, system, from_stage, to_stage, at_ms, imported::int FROM stage_history "
       "WHERE entity = $1 ORDER BY canonical_id, at_ms, id",
       Params().Text(entity), "reading the stage history of every " + entity);
   if (!r.ok()) return r.status();
   std::vector<StageTransition> history;
   for (int row = 0; row < r->size(); ++row) {
     history.push_back(StageTransition{entity, r->Text(row, 0), r->Text(row, 1), r->Text(row, 2),
-                                      r->Text(row, 3), r->Int(row, 4)});
+                                      r->Text(row, 3), r->Int(row, 4), r->Int(row, 5) != 0});
   }
   return history;
 }

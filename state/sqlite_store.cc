@@ -285,6 +285,10 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_by_state ON webhook_events (processed_ms, id);
 )sql"},
+    // Moves taken from a system's own history when crmbridge first saw the record.
+    {14, "imported stage history", R"sql(
+ALTER TABLE stage_history ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -1085,11 +1089,11 @@ Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int 
 Status SqliteStore::AddStageTransition(const StageTransition& t) {
   // n numbers the record's transitions in the order recorded: ties at one at_ms keep it.
   Stmt st = Prepare(
-      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms, n) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT coalesce(max(n), 0) + 1 FROM stage_history "
-      "WHERE entity = ?1 AND canonical_id = ?2))");
+      "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms, n, "
+      "imported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT coalesce(max(n), 0) + 1 FROM "
+      "stage_history WHERE entity = ?1 AND canonical_id = ?2), ?7)");
   st.Text(1, t.entity).Text(2, t.canonical_id).Text(3, t.system).Text(4, t.from_stage);
-  st.Text(5, t.to_stage).Int(6, t.at_ms);
+  st.Text(5, t.to_stage).Int(6, t.at_ms).Int(7, t.imported ? 1 : 0);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok()
                            : Error(rc, "recording a stage transition of " + t.entity + " " +
@@ -1574,14 +1578,14 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
                                                                const std::string& canonical_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt st = Prepare(
-      "SELECT system, from_stage, to_stage, at_ms FROM stage_history "
+      "SELECT system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, n");
   st.Text(1, entity).Text(2, canonical_id);
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
     history.push_back(StageTransition{entity, canonical_id, st.ColText(0), st.ColText(1),
-                                      st.ColText(2), st.ColInt(3)});
+                                      st.ColText(2), st.ColInt(3), st.ColInt(4) != 0});
   }
   if (rc != SQLITE_DONE)
     return Error(rc, "reading the stage history of " + entity + " " + canonical_id);
@@ -1592,14 +1596,14 @@ Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::str
   std::lock_guard<std::mutex> lock(mu_);
   // In the table's key order: one range scan, no sort.
   Stmt st = Prepare(
-      "SELECT canonical_id, system, from_stage, to_stage, at_ms FROM stage_history "
+      "SELECT canonical_id, system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 ORDER BY canonical_id, at_ms, n");
   st.Text(1, entity);
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
     history.push_back(StageTransition{entity, st.ColText(0), st.ColText(1), st.ColText(2),
-                                      st.ColText(3), st.ColInt(4)});
+                                      st.ColText(3), st.ColInt(4), st.ColInt(5) != 0});
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the stage history of every " + entity);
   return history;

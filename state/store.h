@@ -115,6 +115,9 @@ struct StageTransition {
   std::string from_stage;    // empty when the onboarding first appears
   std::string to_stage;
   int64_t at_ms = 0;
+  // Taken from the system's own history of the field when crmbridge first saw the record (the
+  // moves before it was connected), not seen by crmbridge as it happened.
+  bool imported = false;
 };
 
 // One entry of the audit trail: a portal access granted, changed or revoked, a reset sent.

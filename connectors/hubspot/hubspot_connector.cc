@@ -9,6 +9,7 @@
 #include "connectors/hubspot/hubspot_codec.h"
 #include "connectors/hubspot/hubspot_errors.h"
 #include "src/core/redaction.h"
+#include "src/core/time_util.h"
 #include "src/core/url.h"
 #include "connectors/hubspot/hubspot_limits.h"
 
@@ -89,6 +90,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.idempotent_upsert = true;
     c.carries_references = true;  // as associations
     c.reads_by_id = true;         // batch read: what a webhook announces is read alone
+    c.reads_field_history = true; // batch read with propertiesWithHistory
     // CRM objects by their API names; custom objects by objectTypeId (2-1234567) or fully
     // qualified name (p1234567_onboarding).
     c.objects = {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
@@ -417,6 +419,61 @@ Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& o
     }
     CRMB_RETURN_IF_ERROR(ReadAssociations(object, &chunk));
     for (NativeRecord& rec : chunk) out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::vector<FieldChange>>> HubSpotConnector::ReadFieldHistory(
+    const ObjectRef& object, const std::string& field, const std::vector<std::string>& ids) {
+  constexpr size_t kHistoryBatch = 50;
+  auto setup_or = Setup(object, /*for_write=*/false);
+  if (!setup_or.ok()) return setup_or.status();
+  const ObjectSetup& setup = **setup_or;
+  const bool stage = !setup.pipeline_id.empty() && field == "hs_pipeline_stage";
+  std::map<std::string, std::vector<FieldChange>> out;
+  for (size_t start = 0; start < ids.size(); start += kHistoryBatch) {
+    json inputs = json::array();
+    for (size_t i = start; i < std::min(ids.size(), start + kHistoryBatch); ++i)
+      inputs.push_back({{"id", ids[i]}});
+    const std::string what = "reading the history of " + object.object + " " + field;
+    auto r = Call("POST", "/crm/v3/objects/" + object.object + "/batch/read",
+                  json{{"properties", json::array()},
+                       {"propertiesWithHistory", json::array({field})},
+                       {"inputs", inputs}}
+                      .dump(),
+                  true);
+    if (!r.ok()) return r.status();
+    if (r->status != 200 && r->status != 207) return Fail(*r, what);
+    auto j = ParseBody(*r, what);
+    if (!j.ok()) return j.status();
+    const json* results = FindPath(*j, {"results"});
+    if (!results || !results->is_array())
+      return Status(StatusCode::kUnavailable, "hubspot: a batch read answer without a results list")
+          .set_system(name_);
+    for (const json& obj : *results) {
+      const std::string id = StringAt(obj, "id");
+      const json* history = FindPath(obj, {"propertiesWithHistory", field.c_str()});
+      if (id.empty() || !history || !history->is_array()) continue;
+      std::vector<FieldChange> changes;
+      for (const json& entry : *history) {
+        if (!entry.is_object()) continue;
+        const json value = entry.value("value", json());
+        auto at = entry.contains("timestamp") && entry["timestamp"].is_string()
+                      ? ParseIsoUtcMillis(entry["timestamp"].get<std::string>())
+                      : std::nullopt;
+        if (!at || !value.is_string()) continue;  // an entry it cannot date or read is skipped
+        json shown = value;
+        if (stage) {
+          auto label = setup.stage_label_by_id.find(value.get<std::string>());
+          if (label != setup.stage_label_by_id.end()) shown = label->second;
+        }
+        changes.push_back(FieldChange{std::move(shown), *at});
+      }
+      // HubSpot lists the newest first.
+      std::stable_sort(changes.begin(), changes.end(),
+                       [](const FieldChange& a, const FieldChange& b) { return a.at_ms < b.at_ms; });
+      if (!changes.empty()) out[id] = std::move(changes);
+    }
   }
   return out;
 }

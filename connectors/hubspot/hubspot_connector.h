@@ -56,6 +56,10 @@ class HubSpotConnector : public Connector {
   // associations as a search page gets them.
   Result<std::vector<NativeRecord>> ReadByIds(const ObjectRef& object,
                                               const std::vector<std::string>& ids) override;
+  // Batch read with propertiesWithHistory, 50 records per call (HubSpot reads fewer records per
+  // request when history is asked for); a stage comes back by its label, as ReadChanges gives it.
+  Result<std::map<std::string, std::vector<FieldChange>>> ReadFieldHistory(
+      const ObjectRef& object, const std::string& field, const std::vector<std::string>& ids) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
                                           const std::vector<WriteOp>& ops) override;
 

@@ -317,7 +317,8 @@ bool HubSpotMock::Admit(const httplib::Request& req, httplib::Response& res, boo
 }
 
 json HubSpotMock::Render(const std::string& type, const Object& o, const std::vector<std::string>& props,
-                         const std::vector<std::string>& assoc) const {
+                         const std::vector<std::string>& assoc,
+                         const std::vector<std::string>& with_history) const {
   json p = json::object();
   if (props.empty()) {
     // Without properties=, a default set comes back.
@@ -338,6 +339,22 @@ json HubSpotMock::Render(const std::string& type, const Object& o, const std::ve
               {"updatedAt", Iso(o.updated_ms)},
               {"archived", o.archived}};
   if (o.archived) out["archivedAt"] = Iso(o.updated_ms);
+  if (!with_history.empty()) {
+    // ValueWithTimestamp entries, newest first; unknown names are left out.
+    json h = json::object();
+    for (const std::string& name : with_history) {
+      auto it = o.history.find(name);
+      if (it == o.history.end()) continue;
+      json list = json::array();
+      for (auto e = it->second.rbegin(); e != it->second.rend(); ++e)
+        list.push_back({{"value", e->second.is_null() ? json("") : e->second},
+                        {"timestamp", Iso(e->first)},
+                        {"sourceType", "API"},
+                        {"sourceId", "crm-mocks"}});
+      h[name] = list;
+    }
+    out["propertiesWithHistory"] = h;
+  }
   if (!assoc.empty()) {
     json a = json::object();
     for (const std::string& t : assoc) {
@@ -422,6 +439,13 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
   }
   o->updated_ms = now;
   merged[ModifiedProp(type)] = Iso(now);
+  const std::string modified_prop = ModifiedProp(type);  // its history would be every write
+  for (const auto& [name, value] : merged.items())
+    if (name != modified_prop &&
+        (creating || props.contains(name) || value != o->properties.value(name, json()))) {
+      auto& past = o->history[name];
+      if (past.empty() || past.back().second != value) past.emplace_back(now, value);
+    }
   if (creating) {
     webhooks_.Enqueue(type, "creation", o->id, now);
   } else {
@@ -789,10 +813,12 @@ HubSpotMock::Reply HubSpotMock::Batch(const std::string& type, const std::string
   }
   if (verb == "read") {
     const std::string idp = body.value("idProperty", "");
-    std::vector<std::string> props;
+    std::vector<std::string> props, with_history;
     for (const json& p : body.value("properties", json::array())) props.push_back(Str(p));
+    for (const json& p : body.value("propertiesWithHistory", json::array())) with_history.push_back(Str(p));
     for (const json& in : inputs)
-      if (Object* o = FindLocked(type, Str(in.value("id", json())), idp)) results.push_back(Render(type, *o, props, {}));
+      if (Object* o = FindLocked(type, Str(in.value("id", json())), idp))
+        results.push_back(Render(type, *o, props, {}, with_history));
   } else if (verb == "create") {
     // 207 partial results only when every input carries a distinct objectWriteTraceId
     // (refs/hubspot §3); otherwise one bad input fails the request.
@@ -1373,7 +1399,8 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                        Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
                        if (o == nullptr)
                          return {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")};
-                       return {200, Render(type, *o, fields(req, "properties"), fields(req, "associations"))};
+                       return {200, Render(type, *o, fields(req, "properties"), fields(req, "associations"),
+                                           fields(req, "propertiesWithHistory"))};
                      }));
   s.Patch(R"(/crm/v3/objects/([^/]+)/([^/]+))",
           object_route("PATCH /crm/v3/objects/{type}/{id}", false, true,
@@ -1406,9 +1433,34 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                         }));
 }
 
+// A seeded ticket has been in its pipeline for weeks: it entered the first stage 20 to 80 days
+// ago and walked the stages before its own, 2 to 14 days apart, reaching its stage at least a day
+// ago. Its creation date and its stage's history say so (propertiesWithHistory).
+void HubSpotMock::BackdateStages(const Pipeline& pipeline, const std::string& stage_id,
+                                 std::mt19937_64* rng, Object* ticket) const {
+  size_t reached = 0;
+  while (reached < pipeline.stages.size() && pipeline.stages[reached].id != stage_id) ++reached;
+  if (reached == pipeline.stages.size()) return;
+  constexpr int64_t kDay = 86400000;
+  const int64_t now = Now();
+  int64_t at = now - (20 + static_cast<int64_t>((*rng)() % 61)) * kDay;
+  std::vector<std::pair<int64_t, json>> past;
+  for (size_t i = 0; i <= reached; ++i) {
+    if (i > 0) at += (2 + static_cast<int64_t>((*rng)() % 13)) * kDay;
+    at = std::min(at, now - kDay - static_cast<int64_t>(reached - i) * 3600000);
+    past.emplace_back(at, json(pipeline.stages[i].id));
+  }
+  ticket->history["hs_pipeline_stage"] = std::move(past);
+  ticket->created_ms = ticket->history["hs_pipeline_stage"].front().first;
+  ticket->properties["createdate"] = Iso(ticket->created_ms);
+  ticket->history["createdate"] = {{ticket->created_ms, ticket->properties["createdate"]}};
+}
+
 void HubSpotMock::Seed(uint64_t seed, int companies) {
   std::lock_guard<std::mutex> lock(mu_);
   std::mt19937_64 rng(seed);
+  // Its own generator, so that the records seeded stay what they were.
+  std::mt19937_64 history_rng(seed ^ 0x5eed5a9e5ULL);
   static const char* kFirst[] = {"Anna", "Erik", "Maja", "Lars", "Sofia", "Johan", "Emma", "Karl", "Sara", "Oskar"};
   static const char* kLast[] = {"Larsson", "Andersson", "Johansson", "Nilsson", "Berg", "Lindqvist", "Holm", "Ek"};
   static const char* kTrade[] = {"Bygg", "Fastighet", "Transport", "Vård", "Konsult", "Handel", "Logistik", "Media"};
@@ -1453,6 +1505,7 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
       objects_["contacts"][c].associations["tickets"].insert(ticket.id);
     }
     objects_["companies"][company.id].associations["tickets"].insert(ticket.id);
+    BackdateStages(onboarding, stage.id, &history_rng, &ticket);
     StoreLocked("tickets", ticket);
 
     Object note;

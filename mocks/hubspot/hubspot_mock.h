@@ -51,6 +51,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -112,6 +113,8 @@ class HubSpotMock : public MockServer {
     int64_t updated_ms = 0;
     bool archived = false;
     std::map<std::string, std::set<int64_t>> associations;  // by object type
+    // Each property's values with when they were set, oldest first (propertiesWithHistory).
+    std::map<std::string, std::vector<std::pair<int64_t, nlohmann::json>>> history;
     // The labelled HUBSPOT_DEFINED types of an association beyond its default (unlabelled) one,
     // by object type and id (e.g. 26, a ticket's primary company).
     std::map<std::string, std::map<int64_t, std::set<int>>> labelled;
@@ -136,6 +139,8 @@ class HubSpotMock : public MockServer {
     std::vector<Stage> stages;
   };
   using Reply = std::pair<int, nlohmann::json>;
+  void BackdateStages(const Pipeline& pipeline, const std::string& stage_id, std::mt19937_64* rng,
+                      Object* ticket) const;
   // The live (not archived) objects of one type, filed for search and unique lookups.
   struct TypeIndex {
     // (the modified property as Search sorts it, id), ascending: Search's order for that sort.
@@ -166,9 +171,11 @@ class HubSpotMock : public MockServer {
   bool Admit(const httplib::Request& req, httplib::Response& res, bool search);
 
   static std::string CanonicalType(const std::string& type);
+  // `with_history`: properties whose past values are listed too (propertiesWithHistory).
   nlohmann::json Render(const std::string& type, const Object& o,
                         const std::vector<std::string>& props,
-                        const std::vector<std::string>& assoc) const;
+                        const std::vector<std::string>& assoc,
+                        const std::vector<std::string>& with_history = {}) const;
   // Validates and applies properties to `o` (new when o.id == 0); an error reply when invalid.
   std::optional<Reply> ApplyLocked(const std::string& type, Object* o,
                                    const nlohmann::json& props);

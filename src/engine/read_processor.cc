@@ -231,7 +231,10 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     t.from_stage = stage_move->from;
     t.to_stage = stage_move->to;
     t.at_ms = record.modified_ms > 0 ? record.modified_ms : d_.run_start_ms;
-    batch->AddStageTransition(t);
+    if (t.from_stage.empty())
+      first_stages_.push_back(FirstStage{std::move(t), record.id});
+    else
+      batch->AddStageTransition(t);
   }
 
   snap.fields = merged;

@@ -20,6 +20,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -79,6 +80,20 @@ class ReadProcessor {
   // when the payload does not map back.
   Result<nlohmann::json> AsReadBack(const SystemEntityMapping& m, const nlohmann::json& payload);
 
+  // A record's first stage (a move from no stage), held back from the page's batch: the run asks
+  // the system for the field's own history and records that in its place, or this transition when
+  // the system keeps none (stage_history_import.h).
+  struct FirstStage {
+    StageTransition transition;
+    std::string native_id;
+  };
+  // The first stages of the pages processed since the last call.
+  std::vector<FirstStage> TakeFirstStages() {
+    std::vector<FirstStage> taken;
+    taken.swap(first_stages_);
+    return taken;
+  }
+
  private:
   Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
@@ -99,6 +114,7 @@ class ReadProcessor {
 
   Deps d_;
   PageTime page_time_;
+  std::vector<FirstStage> first_stages_;
   // Records whose unconfirmed writes were checked this run: (system, entity, canonical id).
   std::set<std::tuple<std::string, std::string, std::string>> verified_;
 };

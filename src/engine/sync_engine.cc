@@ -19,6 +19,7 @@
 #include "src/engine/identity.h"
 #include "src/engine/portal_access.h"
 #include "src/engine/read_processor.h"
+#include "src/engine/stage_history_import.h"
 #include "src/engine/references.h"
 #include "src/engine/write_outcome.h"
 #include "src/engine/record_view.h"
@@ -132,6 +133,10 @@ class SyncEngine::Run {
   // Loads what the store holds for a page's records in one call (RecordView::Load), for the
   // ReadProcessor; ClearPageState drops it.
   Status LoadPageState(const SystemEntityMapping& m, const std::vector<NativeRecord>& records);
+  // The first stages of the page just committed, as m.system's own history of the stage field
+  // has them (stage_history_import.h); the moves the read saw when it keeps none.
+  Status ImportFirstStages(const SystemEntityMapping& m,
+                           std::vector<ReadProcessor::FirstStage> firsts);
   void ClearPageState();
   Status FlushSystem(const std::string& system);
   // Threads running one system's work each (its connector is used by that thread alone).
@@ -427,11 +432,12 @@ Result<bool> SyncEngine::Run::CommitPage(
     const PageTime& page_time, const std::optional<std::pair<std::string, Cursor>>& cursor) {
   // A flush running beside the reads may just have written some of these records: the page's
   // read-modify-write of their snapshots and links does not interleave with its own.
-  std::lock_guard<std::mutex> state_lock(flush_state_mu_);
+  std::unique_lock<std::mutex> state_lock(flush_state_mu_);
   StateBatch batch;
   CRMB_RETURN_IF_ERROR(LoadPageState(m, records));
   reader_.SetPageTime(page_time);
   for (const NativeRecord& record : records) CRMB_RETURN_IF_ERROR(reader_.Process(m, record, &batch));
+  std::vector<ReadProcessor::FirstStage> firsts = reader_.TakeFirstStages();
   ClearPageState();
   if (opt_.dry_run) return true;
   if (cursor) batch.SetCursor(m.system, cursor->first, cursor->second);
@@ -440,7 +446,61 @@ Result<bool> SyncEngine::Run::CommitPage(
   if (!held.ok()) return held.status();
   ReadProgressed(/*entity_done=*/false, false, &batch);
   view_.ClearPending();
+  if (!firsts.empty() && *held) {
+    // After the page's commit and outside the state lock: the history is read over HTTP, and a
+    // flush may wait on this system's connector while holding that lock.
+    state_lock.unlock();
+    CRMB_RETURN_IF_ERROR(ImportFirstStages(m, std::move(firsts)));
+  }
   return *held;
+}
+
+Status SyncEngine::Run::ImportFirstStages(const SystemEntityMapping& m,
+                                          std::vector<ReadProcessor::FirstStage> firsts) {
+  const FieldMap* stage_field = nullptr;
+  for (const FieldMap& f : m.fields)  // the field the merge records moves of (merge.h)
+    if (f.canonical == "stage" && f.reads()) stage_field = &f;
+  Connector* connector = e_->connectors_.at(m.system).get();
+  std::map<std::string, std::vector<FieldChange>> history;
+  if (stage_field != nullptr && connector->capabilities().reads_field_history) {
+    std::vector<std::string> ids;
+    for (const auto& f : firsts) ids.push_back(f.native_id);
+    Result<std::map<std::string, std::vector<FieldChange>>> read =
+        Status(StatusCode::kInternal, "");
+    {
+      std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
+      try {
+        read = connector->ReadFieldHistory(RefFor(m), stage_field->native, ids);
+      } catch (const std::exception& e) {
+        read = Status(StatusCode::kUnavailable,
+                      "the answer could not be decoded: " + std::string(e.what()));
+      }
+    }
+    if (read.ok()) {
+      history = std::move(*read);
+    } else {
+      // The records sync all the same; their history starts now, as it would without one.
+      spdlog::warn("{}: the stage history of {} new {} could not be read; it starts now: {}",
+                   m.system, firsts.size(), m.object, read.status().ToString());
+    }
+  }
+  StateBatch batch;
+  int64_t imported = 0;
+  for (const ReadProcessor::FirstStage& f : firsts) {
+    auto past = history.find(f.native_id);
+    if (stage_field == nullptr || past == history.end()) {
+      batch.AddStageTransition(f.transition);
+      continue;
+    }
+    for (const StageTransition& t : ImportedStages(*stage_field, past->second, f.transition)) {
+      imported += t.imported ? 1 : 0;
+      batch.AddStageTransition(t);
+    }
+  }
+  if (imported > 0)
+    spdlog::info("{}: imported {} earlier stage move(s) of {} new {}", m.system, imported,
+                 firsts.size(), m.object);
+  return e_->store_->Apply(batch);
 }
 
 Status SyncEngine::Run::ReadAnnounced(const SystemEntityMapping& m, Connector* connector) {

@@ -99,7 +99,8 @@ OnboardingTimeline BuildOne(const std::string& id, const Snapshot* snap,
     // Several systems may report the same move; the first one made it.
     if (!t.intervals.empty() && t.intervals.back().stage == tr->to_stage) continue;
     if (!t.intervals.empty()) t.intervals.back().left_ms = tr->at_ms;
-    t.intervals.push_back(StageInterval{tr->to_stage, tr->at_ms, 0, tr->system, is_end(tr->to_stage)});
+    t.intervals.push_back(StageInterval{tr->to_stage, tr->at_ms, 0, tr->system, is_end(tr->to_stage),
+                                        tr->imported});
   }
   // The snapshot holds the stage as crmbridge last merged it; a change recorded without a
   // transition (an on_delete mark, say) still counts from when the field changed.
@@ -352,6 +353,7 @@ json RenderJson(const OnboardingReport& r) {
            {"left", i.left_ms > 0 ? json(Time(i.left_ms)) : json()},
            {"days", i.entered_ms > 0 ? json(WholeDays(Elapsed(i.entered_ms, until))) : json()},
            {"moved_by", i.moved_by.empty() ? json() : json(i.moved_by)},
+           {"imported", i.imported},
            {"end", i.end}});
     }
     j["onboardings"].push_back({{"canonical_id", t.canonical_id},

@@ -52,6 +52,8 @@ struct StageInterval {
   int64_t left_ms = 0;     // 0: still there
   std::string moved_by;    // the system that moved it into this stage; "" when not recorded
   bool end = false;        // an end stage: its time is not counted
+  // Entered before crmbridge saw the record: from its system's own history (StageTransition).
+  bool imported = false;
 };
 
 struct OnboardingTimeline {

@@ -802,6 +802,26 @@ TEST_P(StoreConformanceTest, StageHistoryIsInOrder) {
   EXPECT_EQ((*history)[0].at_ms, kT0);
 }
 
+TEST_P(StoreConformanceTest, ImportedStageMovesAreKnownAsImported) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.AddStageTransition(StageTransition{"onboarding", "o1", "hubspot", "", "new", kT0, true});
+  batch.AddStageTransition(
+      StageTransition{"onboarding", "o1", "hubspot", "new", "onboarding", kT0 + 100, true});
+  batch.AddStageTransition(
+      StageTransition{"onboarding", "o1", "hubspot", "onboarding", "closed", kT0 + 200});
+  ASSERT_TRUE(store->Apply(batch).ok());
+  for (const auto& history : {store->StageHistory("onboarding", "o1"),
+                              store->AllStageHistory("onboarding")}) {
+    ASSERT_TRUE(history.ok());
+    ASSERT_EQ(history->size(), 3u);
+    EXPECT_TRUE((*history)[0].imported);
+    EXPECT_TRUE((*history)[1].imported);
+    EXPECT_FALSE((*history)[2].imported);
+  }
+}
+
 TEST_P(StoreConformanceTest, AllStageHistoryGroupsByRecordInTimeOrder) {
   auto store = Open();
   ASSERT_NE(store, nullptr);

@@ -504,5 +504,52 @@ TEST_F(HubSpotAgainstMockTest, RecordsReadByIdComeAsASearchGivesThemInBatchesOf1
   EXPECT_EQ(Calls("POST /crm/v3/objects/{type}/search") - searches_before, 0);
 }
 
+// A ticket's stage history: read with propertiesWithHistory, 50 tickets per batch read, oldest
+// first, each stage by its label as a read gives it; a change made through the API joins it.
+TEST_F(HubSpotAgainstMockTest, AStageHistoryIsReadOldestFirstByLabelInBatchesOf50) {
+  mock_->Seed(7, 60);
+  ReadContext ctx;
+  ctx.run_start_ms = mock_clock_.NowMillis() + 1000;
+  auto page = connector_->ReadChanges(Tickets(), "", ctx);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  std::vector<std::string> ids;
+  for (const NativeRecord& r : page->records) ids.push_back(r.id);
+  ASSERT_EQ(ids.size(), 60u);
+  ids.push_back("999999999");  // no such ticket
+  const int64_t reads_before = Calls("POST /crm/v3/objects/{type}/batch/read");
+  auto history = connector_->ReadFieldHistory(Tickets(), "hs_pipeline_stage", ids);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  EXPECT_EQ(Calls("POST /crm/v3/objects/{type}/batch/read") - reads_before, 2) << "ceil(61 / 50)";
+  ASSERT_EQ(history->size(), 60u);
+  const std::set<std::string> labels = {"Ny", "Onboarding – Pågår", "Må följas upp",
+                                        "Manuell uppföljning", "Inaktiva kunder", "Avslutad"};
+  for (const NativeRecord& r : page->records) {
+    const std::vector<FieldChange>& changes = history->at(r.id);
+    ASSERT_FALSE(changes.empty());
+    EXPECT_EQ(changes.front().value, "Ny") << "every seeded ticket entered the first stage";
+    EXPECT_EQ(changes.back().value, r.fields["hs_pipeline_stage"]) << "its history ends where it is";
+    for (size_t i = 0; i < changes.size(); ++i) {
+      EXPECT_TRUE(labels.count(changes[i].value.get<std::string>())) << changes[i].value;
+      if (i > 0) {
+        EXPECT_LT(changes[i - 1].at_ms, changes[i].at_ms);
+      }
+    }
+    EXPECT_LT(changes.back().at_ms, mock_clock_.NowMillis()) << "reached before it was read";
+  }
+
+  // Moved now through the API: the move is the newest entry.
+  std::vector<WriteOp> move(1);
+  move[0].kind = WriteOp::Kind::kUpdate;
+  move[0].native_id = ids[0];
+  move[0].fields = {{"hs_pipeline_stage", "Må följas upp"}};
+  mock_clock_.Advance(std::chrono::milliseconds(5000));
+  auto out = connector_->Write(Tickets(), move);
+  ASSERT_TRUE(out.ok() && (*out)[0].status.ok());
+  auto again = connector_->ReadFieldHistory(Tickets(), "hs_pipeline_stage", {ids[0]});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->at(ids[0]).back().value, "Må följas upp");
+  EXPECT_EQ(again->at(ids[0]).back().at_ms, mock_clock_.NowMillis());
+}
+
 }  // namespace
 }  // namespace crmbridge

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Stage history on day one, through the binaries: HubSpot's seeded tickets have been in their
+# pipeline for weeks (the mock keeps each ticket's hs_pipeline_stage history), and the first sync
+# imports it, so `crmbridge report onboarding` shows real days in stage at once: every onboarding's
+# history starts weeks ago and is marked imported, and a second sync adds nothing to it. When
+# HubSpot refuses the history read, the sync goes on and the history starts now.
+#   usage: stage_history_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$(cd "$2" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-history.XXXXXX")
+source "$(dirname "$0")/crm_mocks.sh"
+cleanup() { stop_crm_mocks; rm -rf "$work"; }
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  tail -5 "$work"/*.log >&2 2>/dev/null || true
+  exit 1
+}
+command -v node >/dev/null || fail "node is required (scripts/setup.sh installs it)"
+export HUBSPOT_TOKEN=pat-history D365_CLIENT_ID=history-client D365_CLIENT_SECRET=history-secret
+export TOTANGO_TOKEN=history-totango PORTAL_TOKEN=history-portal
+size=10
+sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
+
+# What the report says of each onboarding: "<imported first move>|<days since it>|<moves>".
+histories() {
+  "$bin/crmbridge" --config "$work/crmbridge.yaml" report onboarding --all --json |
+    node -e '
+      const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
+      for (const o of r.onboardings) {
+        const first = o.history[0] || {};
+        const days = first.entered ? Math.floor((Date.now() - Date.parse(first.entered)) / 86400000) : -1;
+        console.log(`${o.canonical_id}|${first.imported}|${days}|${o.history.length}`);
+      }'
+}
+
+start_crm_mocks "$bin" "$work" --seed 5 --size "$size" --seed-only hubspot portal || fail "no mocks"
+export CRMBRIDGE_STATE="$work/state.db"
+"$bin/crmbridge" --config "$work/crmbridge.yaml" --log-level info sync >"$work/sync.out" 2>"$work/sync.log" ||
+  fail "the first sync exited $?"
+grep -q "hubspot: imported [0-9]* earlier stage move(s) of $size new tickets" "$work/sync.log" ||
+  fail "the sync did not say it imported the tickets' stage history"
+histories >"$work/first.txt"
+[ "$(wc -l <"$work/first.txt")" -eq "$size" ] || fail "the report lists $(wc -l <"$work/first.txt") of $size onboardings"
+while IFS='|' read -r id imported days moves; do
+  [ "$imported" = true ] || fail "onboarding $id's history is not marked imported"
+  [ "$days" -ge 19 ] || fail "onboarding $id's history starts $days days ago, not weeks ago"
+done <"$work/first.txt"
+"$bin/crmbridge" --config "$work/crmbridge.yaml" report onboarding >"$work/report.txt" ||
+  fail "report onboarding failed"
+grep -Eq "[1-9][0-9]* stuck" "$work/report.txt" || fail "no onboarding is stuck: $(head -3 "$work/report.txt")"
+"$bin/crmbridge" --config "$work/crmbridge.yaml" sync >"$work/again.out" 2>"$work/again.log" ||
+  fail "the second sync exited $?"
+histories >"$work/second.txt"
+diff "$work/first.txt" "$work/second.txt" >/dev/null || fail "a second sync changed the stage history"
+stop_crm_mocks
+
+# HubSpot refuses the history read: the onboardings sync all the same, their history from now.
+rm -f "$work/state.db"*
+start_crm_mocks "$bin" "$work" --seed 5 --size "$size" --seed-only hubspot portal \
+  --fault "hubspot:POST /crm/v3/objects/tickets/batch/read status=403" || fail "no mocks"
+"$bin/crmbridge" --config "$work/crmbridge.yaml" --log-level info sync >"$work/refused.out" 2>"$work/refused.log" ||
+  fail "a sync whose history read was refused exited $?"
+grep -q "stage history of $size new tickets could not be read; it starts now" "$work/refused.log" ||
+  fail "the refused history read was not reported"
+histories >"$work/refused.txt"
+while IFS='|' read -r id imported days moves; do
+  [ "$imported" = false ] && [ "$days" -eq 0 ] || fail "onboarding $id: imported=$imported, $days days"
+done <"$work/refused.txt"
+echo "PASS: $size onboardings' stage history imported ($(cut -d'|' -f3 "$work/first.txt" | sort -n | head -1)-$(cut -d'|' -f3 "$work/first.txt" | sort -n | tail -1) days back); a refused history read starts it now"
