@@ -379,6 +379,21 @@ json HubSpotConnector::PropertiesToRead(const ObjectRef& object, const ObjectSet
   return props;
 }
 
+Result<json> HubSpotConnector::BatchRead(const std::string& type, const json& body,
+                                         const std::string& what) {
+  auto r = Call("POST", "/crm/v3/objects/" + type + "/batch/read", body.dump(), true);
+  if (!r.ok()) return r.status();
+  // 207: some ids were not found (archived, merged away); the others are in `results`.
+  if (r->status != 200 && r->status != 207) return Fail(*r, what);
+  auto j = ParseBody(*r, what);
+  if (!j.ok()) return j.status();
+  const json* results = FindPath(*j, {"results"});
+  if (!results || !results->is_array())
+    return Status(StatusCode::kUnavailable, "hubspot: a batch read answer without a results list")
+        .set_system(name_);
+  return *results;
+}
+
 Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& object,
                                                               const std::vector<std::string>& ids) {
   auto setup_or = Setup(object, /*for_write=*/false);
@@ -391,18 +406,9 @@ Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& o
     json inputs = json::array();
     for (size_t i = start; i < std::min(ids.size(), start + hubspot::kMaxBatchInputs); ++i)
       inputs.push_back({{"id", ids[i]}});
-    const std::string what = "reading " + object.object + " by id";
-    auto r = Call("POST", "/crm/v3/objects/" + object.object + "/batch/read",
-                  json{{"properties", props}, {"inputs", inputs}}.dump(), true);
-    if (!r.ok()) return r.status();
-    // 207: some ids were not found (archived, merged away); the others are in `results`.
-    if (r->status != 200 && r->status != 207) return Fail(*r, what);
-    auto j = ParseBody(*r, what);
-    if (!j.ok()) return j.status();
-    const json* results = FindPath(*j, {"results"});
-    if (!results || !results->is_array())
-      return Status(StatusCode::kUnavailable, "hubspot: a batch read answer without a results list")
-          .set_system(name_);
+    auto results = BatchRead(object.object, json{{"properties", props}, {"inputs", inputs}},
+                             "reading " + object.object + " by id");
+    if (!results.ok()) return results.status();
     std::vector<NativeRecord> chunk;
     for (const json& obj : *results) {
       auto rec = hubspot::RecordFromObject(obj, modified, setup.id_property);
@@ -435,21 +441,12 @@ Result<std::map<std::string, std::vector<FieldChange>>> HubSpotConnector::ReadFi
     json inputs = json::array();
     for (size_t i = start; i < std::min(ids.size(), start + kHistoryBatch); ++i)
       inputs.push_back({{"id", ids[i]}});
-    const std::string what = "reading the history of " + object.object + " " + field;
-    auto r = Call("POST", "/crm/v3/objects/" + object.object + "/batch/read",
-                  json{{"properties", json::array()},
-                       {"propertiesWithHistory", json::array({field})},
-                       {"inputs", inputs}}
-                      .dump(),
-                  true);
-    if (!r.ok()) return r.status();
-    if (r->status != 200 && r->status != 207) return Fail(*r, what);
-    auto j = ParseBody(*r, what);
-    if (!j.ok()) return j.status();
-    const json* results = FindPath(*j, {"results"});
-    if (!results || !results->is_array())
-      return Status(StatusCode::kUnavailable, "hubspot: a batch read answer without a results list")
-          .set_system(name_);
+    auto results = BatchRead(object.object,
+                             json{{"properties", json::array()},
+                                  {"propertiesWithHistory", json::array({field})},
+                                  {"inputs", inputs}},
+                             "reading the history of " + object.object + " " + field);
+    if (!results.ok()) return results.status();
     for (const json& obj : *results) {
       const std::string id = StringAt(obj, "id");
       const json* history = FindPath(obj, {"propertiesWithHistory", field.c_str()});

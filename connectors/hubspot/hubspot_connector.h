@@ -64,6 +64,10 @@ class HubSpotConnector : public Connector {
                                           const std::vector<WriteOp>& ops) override;
 
  private:
+  // POST /crm/v3/objects/{type}/batch/read: the answer's results (200, or 207 when some ids were
+  // not found); `what` names the read in errors.
+  Result<nlohmann::json> BatchRead(const std::string& type, const nlohmann::json& body,
+                                   const std::string& what);
   struct ObjectSetup {
     std::string id_property;
     std::string pipeline_id;  // empty when the object is not in a pipeline
