@@ -1580,6 +1580,14 @@ class Dynamics365Mock::Impl {
       if (auto e = Normalize(schema, *column, value, &normalized)) return e;
       row->values[name] = normalized;
     }
+    // A state set without a status takes that state's default status, as Dataverse sets it
+    // (accounts and contacts: Active 0 -> Active 1, Inactive 1 -> Inactive 2).
+    if (body.contains("statecode") && !body.contains("statuscode") &&
+        (schema.logical_name == "account" || schema.logical_name == "contact")) {
+      const json state = ValueOr(*row, "statecode");
+      if (state == 0) row->values["statuscode"] = 1;
+      if (state == 1) row->values["statuscode"] = 2;
+    }
     if (schema.logical_name == "contact") {
       // fullname is computed: "First Last" (the default full-name format).
       std::string first = ValueOr(*row, "firstname").is_string()

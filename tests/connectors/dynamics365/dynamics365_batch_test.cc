@@ -2,6 +2,7 @@
 // stack: ceil(N / batch size) $batch calls, one answer per row, and one bad row failing alone.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <thread>
 
@@ -59,6 +60,42 @@ class Dynamics365BatchTest : public ::testing::Test {
   SystemConfig config_;
   std::unique_ptr<Dynamics365Connector> connector_;
 };
+
+// Deactivation is a column like any other: statecode, written and read back (with the state's
+// default statuscode), so a mapping can carry it as a field.
+TEST_F(Dynamics365BatchTest, AnAccountDeactivatedByItsStatecodeReadsBackInactive) {
+  ObjectRef accounts;
+  accounts.object = "accounts";
+  accounts.params = {{"key", "crmb_externalid"}};
+  accounts.fields = {"name", "statecode"};
+  std::vector<WriteOp> ops(2);
+  for (int i = 0; i < 2; ++i) {
+    ops[i].key = "a" + std::to_string(i);
+    ops[i].fields = {{"name", "Account " + std::to_string(i)}};
+  }
+  auto made = connector_->Write(accounts, ops);
+  ASSERT_TRUE(made.ok() && (*made)[0].status.ok() && (*made)[1].status.ok());
+  std::vector<WriteOp> deactivate(1);
+  deactivate[0].kind = WriteOp::Kind::kUpdate;
+  deactivate[0].native_id = (*made)[1].native_id;
+  deactivate[0].fields = {{"statecode", 1}};
+  auto done = connector_->Write(accounts, deactivate);
+  ASSERT_TRUE(done.ok() && (*done)[0].status.ok()) << (*done)[0].status.ToString();
+
+  ReadContext ctx;
+  ctx.run_start_ms = clock_.NowMillis() + 1000;
+  auto page = connector_->ReadChanges(accounts, "", ctx);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  std::map<std::string, json> state;
+  for (const NativeRecord& r : page->records) state[r.id] = r.fields.value("statecode", json());
+  EXPECT_EQ(state[(*made)[0].native_id], 0);
+  EXPECT_EQ(state[(*made)[1].native_id], 1);
+  for (const json& row : mock_->Dump()["accounts"]) {
+    if (row["accountid"] == (*made)[1].native_id) {
+      EXPECT_EQ(row["statuscode"], 2) << "Inactive";
+    }
+  }
+}
 
 TEST_F(Dynamics365BatchTest, WritesNRowsInCeilNOverBatchSizeCalls) {
   EXPECT_EQ(connector_->capabilities().max_batch, 100);
