@@ -117,6 +117,11 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
     std::vector<std::string> ids;
     if (const std::string id = NumberText(e.value("objectId", json())); !id.empty())
       ids.push_back(id);
+    // An association event names its records as from and to; `from` is of the subscribed type
+    // (HubSpot sends the reverse direction as an event of the other type).
+    if (change == "associationChange")
+      if (const std::string from = NumberText(e.value("fromObjectId", json())); !from.empty())
+        ids.push_back(from);
     if (change == "merge") {
       if (const std::string p = NumberText(e.value("primaryObjectId", json())); !p.empty())
         ids.push_back(p);

@@ -109,6 +109,25 @@ TEST(HubSpotWebhookTest, NamesTheRecordsItsEventsAnnounce) {
   EXPECT_EQ(again.changes[0].dedupe_key, receipt.changes[0].dedupe_key);
 }
 
+// An association event names its records by fromObjectId and toObjectId: the `from` record, of
+// the subscribed type, is read again (its reference moved); the batch is never refused for it.
+TEST(HubSpotWebhookTest, AnAssociationChangeAnnouncesItsFromRecord) {
+  WebhookRequest r = Delivery(R"([
+    {"eventId":200,"subscriptionType":"contact.associationChange","occurredAt":1699999992000,
+     "associationType":"CONTACT_TO_COMPANY","fromObjectId":301,"toObjectId":901,
+     "associationRemoved":false,"isPrimaryAssociation":true,"changeSource":"CRM_UI"},
+    {"eventId":201,"subscriptionType":"ticket.propertyChange","objectId":123,"occurredAt":3,
+     "propertyName":"subject"}])");
+  Sign(&r, "s");
+  WebhookReceipt receipt = ReceiveWebhook(WithSecret("s"), r);
+  ASSERT_EQ(receipt.http_status, 200) << receipt.error;
+  ASSERT_EQ(receipt.changes.size(), 2u);
+  EXPECT_EQ(receipt.changes[0].object, "contacts");
+  EXPECT_EQ(receipt.changes[0].record_id, "301");
+  EXPECT_EQ(receipt.changes[0].kind, "associationChange");
+  EXPECT_EQ(receipt.changes[1].record_id, "123");
+}
+
 TEST(HubSpotWebhookTest, RefusesWhatIsNotAnArrayOfAtMostAHundredEvents) {
   for (const std::string& body : {std::string("{}"), std::string("[1]"), std::string("[{"),
                                    std::string(R"([{"subscriptionType":"ticket.creation"}])")}) {
