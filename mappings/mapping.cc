@@ -117,12 +117,11 @@ Result<json> ToType(const json& v, FieldType type) {
 
 }  // namespace
 
-json MappedRecord::MatchValues() const {
-  if (match_only.empty()) return fields;
-  json values = fields;
+json MappedRecord::WithMatchOnly(const json& values) const {
+  json out = values;
   for (const auto& [name, value] : match_only.items())
-    if (!values.contains(name) || values[name].is_null()) values[name] = value;
-  return values;
+    if (!out.contains(name) || out[name].is_null()) out[name] = value;
+  return out;
 }
 
 namespace {
@@ -136,18 +135,23 @@ bool IsMatchKey(const SystemEntityMapping& m, const FieldMap& f) {
 std::optional<json> MatchOnlyValue(const FieldMap& f, const json& native) {
   auto it = native.find(f.native);
   if (it == native.end() || it->is_null()) return std::nullopt;
-  json v = *it;
-  for (const auto& t : f.transforms) {
-    auto r = t->In(v);
-    if (!r.ok()) return std::nullopt;
-    v = std::move(*r);
-  }
-  auto typed = ToType(v, f.type);
+  auto v = MappingPlan::FieldIn(f, *it);
+  if (!v.ok()) return std::nullopt;
+  auto typed = ToType(*v, f.type);
   if (!typed.ok() || typed->is_null() || *typed == "") return std::nullopt;
   return std::move(*typed);
 }
 
 }  // namespace
+
+Result<json> MappingPlan::FieldIn(const FieldMap& f, json value) {
+  for (const auto& t : f.transforms) {
+    auto r = t->In(value);
+    if (!r.ok()) return r.status();
+    value = std::move(*r);
+  }
+  return value;
+}
 
 Result<MappedRecord> MappingPlan::ToCanonical(const SystemEntityMapping& m, const json& native) {
   MappedRecord out;
@@ -158,13 +162,10 @@ Result<MappedRecord> MappingPlan::ToCanonical(const SystemEntityMapping& m, cons
       continue;
     }
     auto it = native.find(f.native);
-    json v = it == native.end() ? json() : *it;
     const bool present = it != native.end();
-    for (const auto& t : f.transforms) {
-      auto r = t->In(v);
-      if (!r.ok()) return FieldError(m, f, r.status().message());
-      v = std::move(*r);
-    }
+    auto in = FieldIn(f, present ? *it : json());
+    if (!in.ok()) return FieldError(m, f, in.status().message());
+    json v = std::move(*in);
     if (f.required && (v.is_null() || v == "")) return FieldError(m, f, "a value is required");
     if (!present && v.is_null()) continue;  // absent stays absent
     auto typed = ToType(v, f.type);

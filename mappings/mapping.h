@@ -131,8 +131,10 @@ struct MappedRecord {
   nlohmann::json fields = nlohmann::json::object();  // canonical field -> value (only mapped-in fields)
   // Match keys mapped `out` only, read for matching alone (absent when empty or not readable).
   nlohmann::json match_only = nlohmann::json::object();
-  // The values a match key is computed from: `fields`, with `match_only` where fields lack them.
-  nlohmann::json MatchValues() const;
+  // The values a match key is computed from: `fields` (or `values`, the record as merged), with
+  // `match_only` where they lack a value.
+  nlohmann::json MatchValues() const { return WithMatchOnly(fields); }
+  nlohmann::json WithMatchOnly(const nlohmann::json& values) const;
 };
 
 // The portal access flow (docs/MAPPINGS.md "Portal access"): which canonical fields decide that a
@@ -173,6 +175,10 @@ class MappingPlan {
   // from the result (not null). kInvalidArgument names the field and value at fault. Reference
   // fields come out as they went in (a native id, or a placeholder): the engine resolves them.
   static Result<MappedRecord> ToCanonical(const SystemEntityMapping& m, const nlohmann::json& native);
+  // One native value of field `f` through its transforms, inward (before its canonical type is
+  // checked): what ToCanonical does to each field, for a value read apart from its record (a
+  // match-only value, a past value from the field's history).
+  static Result<nlohmann::json> FieldIn(const FieldMap& f, nlohmann::json value);
   // canonical -> native through every `out`/`both` field of `m`; create_only fields are written
   // only when `creating`. Canonical fields absent from `canonical` are not written. A reference
   // field's canonical id comes out as a RefPlaceholder.

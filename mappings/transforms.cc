@@ -364,13 +364,16 @@ bool NativeEquals(const json& a, const json& b) {
 std::shared_ptr<const Transform> NewTrim() {
   return std::make_shared<StringTransform>("trim", Trimmed);
 }
+namespace {
+std::string LowerAscii(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+}  // namespace
+
 std::shared_ptr<const Transform> NewLower() {
-  return std::make_shared<StringTransform>("lower", [](const std::string& s) {
-    std::string out = s;
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-  });
+  return std::make_shared<StringTransform>("lower", LowerAscii);
 }
 std::shared_ptr<const Transform> NewUpper() {
   return std::make_shared<StringTransform>("upper", [](const std::string& s) {
@@ -386,8 +389,7 @@ std::string DomainOf(const std::string& text) {
   s = s.substr(0, s.find_first_of("/?#"));
   if (const size_t at = s.rfind('@'); at != std::string::npos) s = s.substr(at + 1);
   if (const size_t colon = s.find(':'); colon != std::string::npos) s = s.substr(0, colon);
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  s = LowerAscii(std::move(s));
   while (!s.empty() && s.back() == '.') s.pop_back();
   if (s.rfind("www.", 0) == 0) s = s.substr(4);
   return s;

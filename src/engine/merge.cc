@@ -173,9 +173,9 @@ Result<MergeResult> MergeRead(const MergeInput& in) {
   out.seen_changed = seen != seen_before || doubts_after != doubts_before;
 
   // Stage transitions feed days-in-stage reports.
-  if (out.changed && in.read->contains("stage")) {
-    const json& to = (*in.read)["stage"];
-    const json from = snap.fields.contains("stage") ? snap.fields["stage"] : json();
+  if (out.changed && in.read->contains(kStageField)) {
+    const json& to = (*in.read)[kStageField];
+    const json from = snap.fields.contains(kStageField) ? snap.fields[kStageField] : json();
     if (to != from && to.is_string())
       out.stage = StageMove{from.is_string() ? from.get<std::string>() : "", to.get<std::string>()};
   }

@@ -57,6 +57,9 @@ struct FieldConflict {
   std::string lost_to;   // why, for the log ("hubspot is its system of record")
 };
 
+// The canonical field whose moves are recorded as stage history (reports, imported history).
+inline constexpr char kStageField[] = "stage";
+
 struct StageMove {
   std::string from;  // "" when the record had no stage
   std::string to;

@@ -251,8 +251,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   }
   batch->PutSnapshot(snap);
   d_.view->PutSnapshot(snap);
-  MappedRecord keys{snap.fields, mapped->match_only};
-  d_.identity->PutMatchKeys(source.entity, cid, keys.MatchValues(), batch);
+  d_.identity->PutMatchKeys(source.entity, cid, mapped->WithMatchOnly(snap.fields), batch);
   return Status::Ok();
 }
 

@@ -12,18 +12,9 @@ std::vector<StageTransition> ImportedStages(const FieldMap& stage_field,
   for (const FieldChange& change : history) {
     // Later than the read that saw the record: not part of what came before it.
     if (change.at_ms > first.at_ms) break;
-    json value = change.value;
-    bool mapped = true;
-    for (const auto& t : stage_field.transforms) {
-      auto in = t->In(value);
-      if (!in.ok()) {
-        mapped = false;
-        break;
-      }
-      value = std::move(*in);
-    }
-    if (!mapped || !value.is_string() || value.get<std::string>().empty()) continue;
-    const std::string to = value.get<std::string>();
+    auto value = MappingPlan::FieldIn(stage_field, change.value);
+    if (!value.ok() || !value->is_string() || value->get<std::string>().empty()) continue;
+    const std::string to = value->get<std::string>();
     if (to == stage) continue;
     StageTransition t = first;
     t.from_stage = stage;

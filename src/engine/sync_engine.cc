@@ -458,8 +458,8 @@ Result<bool> SyncEngine::Run::CommitPage(
 Status SyncEngine::Run::ImportFirstStages(const SystemEntityMapping& m,
                                           std::vector<ReadProcessor::FirstStage> firsts) {
   const FieldMap* stage_field = nullptr;
-  for (const FieldMap& f : m.fields)  // the field the merge records moves of (merge.h)
-    if (f.canonical == "stage" && f.reads()) stage_field = &f;
+  for (const FieldMap& f : m.fields)
+    if (f.canonical == kStageField && f.reads()) stage_field = &f;
   Connector* connector = e_->connectors_.at(m.system).get();
   std::map<std::string, std::vector<FieldChange>> history;
   if (stage_field != nullptr && connector->capabilities().reads_field_history) {
