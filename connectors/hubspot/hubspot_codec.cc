@@ -71,6 +71,11 @@ std::string EncodeCursor(const SearchCursor& c) {
     j["tie"] = c.tie_ms;
     j["last_id"] = c.last_id;
   }
+  if (c.archived) j["archived"] = true;
+  if (!c.archived_after.empty()) j["archived_after"] = c.archived_after;
+  if (c.archived_started_ms) j["archived_started"] = c.archived_started_ms;
+  if (c.archived_mark_ms) j["archived_mark"] = c.archived_mark_ms;
+  if (c.archived_pages) j["archived_pages"] = c.archived_pages;
   return j.dump();
 }
 
@@ -89,9 +94,20 @@ Result<SearchCursor> DecodeCursor(const std::string& text) {
   auto since = integer("since", 0), window = integer("window", -1),
        max_seen = integer("max_seen", 0), after = integer("after", 0), tie = integer("tie", -1);
   auto last_id = j.find("last_id");
+  auto archived_after = j.find("archived_after"), archived = j.find("archived");
+  auto started = integer("archived_started", 0), mark = integer("archived_mark", 0),
+       pages = integer("archived_pages", 0);
   if (!since || !window || !max_seen || !after || !tie || *after < 0 || *after > kSearchResultCap ||
-      (last_id != j.end() && !last_id->is_string()))
+      (last_id != j.end() && !last_id->is_string()) ||
+      (archived_after != j.end() && !archived_after->is_string()) ||
+      (archived != j.end() && !archived->is_boolean()) || !started || !mark || !pages ||
+      *pages < 0 || *pages > 1000000)
     return Status(StatusCode::kInvalidArgument, "not a HubSpot search cursor: " + text);
+  if (archived_after != j.end()) c.archived_after = archived_after->get<std::string>();
+  c.archived = archived != j.end() && archived->get<bool>();
+  c.archived_started_ms = *started;
+  c.archived_mark_ms = *mark;
+  c.archived_pages = static_cast<int>(*pages);
   c.since_ms = *since;
   c.window_ms = *window;
   c.max_seen_ms = *max_seen;

@@ -41,6 +41,14 @@ struct SearchCursor {
   int after = 0;            // offset within the current query
   int64_t tie_ms = -1;      // >= 0: paging records modified exactly at tie_ms by id
   std::string last_id;      // with tie_ms: ids greater than this (empty: from the first)
+  // The sweep of archived records (search never returns them): the listing's position ("" at
+  // the start), when the current sweep started, and when the last complete one started (records
+  // archived before it were returned by it). `archived` is true while this run sweeps.
+  bool archived = false;
+  std::string archived_after;
+  int64_t archived_started_ms = 0;
+  int64_t archived_mark_ms = 0;
+  int archived_pages = 0;  // pages swept this run
 };
 
 std::string EncodeCursor(const SearchCursor& cursor);

@@ -104,6 +104,9 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
         {"id_property", "string", "crmbridge_id", {},
          "the unique property crmbridge creates and upserts by"},
         {"overlap_ms", "number", "", {}, "re-read this far (ms) before the cursor"},
+        {"archived_sweep_ms", "number", std::to_string(hubspot::kArchivedSweepEveryMs), {},
+         "list archived records (deletes search never shows) at most this often (ms); 0: every "
+         "run"},
     };
     c.auth_keys = {"token", "refresh_token", "client_id", "client_secret"};
     // The 10-second limit is per private app (its token) or per installation of an OAuth app.
@@ -483,6 +486,7 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   auto decoded = DecodeCursor(cursor_text);
   if (!decoded.ok()) return decoded.status();
   SearchCursor c = *decoded;
+  if (c.archived) return ReadArchived(object, setup, c);
   const std::string modified = hubspot::ModifiedProperty(object.object);
   // A backfill from a date starts its first pass there.
   if (cursor_text.empty() && context.since_ms > 0) c.since_ms = context.since_ms;
@@ -490,17 +494,9 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     // A new pass. The overlap re-reads the last moments before the stored position, for records
     // HubSpot's search index showed late (it is eventually consistent, refs/hubspot §4); the
     // engine de-duplicates what it reads twice.
-    int64_t overlap_ms = 0;
-    if (auto o = object.params.find("overlap_ms"); o != object.params.end()) {
-      auto parsed = ParseInt64(o->second);
-      if (!parsed || *parsed < 0)
-        return Status(StatusCode::kFailedPrecondition,
-                      "hubspot: params.overlap_ms must be a number of milliseconds, not \"" +
-                          o->second + "\"")
-            .set_system(name_);
-      overlap_ms = *parsed;
-    }
-    c.window_ms = std::max<int64_t>(0, c.since_ms - overlap_ms);
+    auto overlap_ms = MillisParam(object, "overlap_ms", 0);
+    if (!overlap_ms.ok()) return overlap_ms.status();
+    c.window_ms = std::max<int64_t>(0, c.since_ms - *overlap_ms);
     c.max_seen_ms = 0;
   }
 
@@ -616,7 +612,86 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     const int64_t newest = std::max(c.since_ms, c.max_seen_ms);
     done.since_ms = context.run_start_ms > 0 ? std::min(newest, context.run_start_ms) : newest;
     done.since_ms = std::max(done.since_ms, c.since_ms);  // never move backwards
+    done.archived_after = c.archived_after;
+    done.archived_started_ms = c.archived_started_ms;
+    done.archived_mark_ms = c.archived_mark_ms;
+    // Archiving moves no modification time, so search never shows it: archived records are swept
+    // next, a sweep in progress going on, a new one starting when the last began a while ago.
+    auto every_ms = MillisParam(object, "archived_sweep_ms", hubspot::kArchivedSweepEveryMs);
+    if (!every_ms.ok()) return every_ms.status();
+    const bool sweeping = !c.archived_after.empty();
+    const bool due = c.archived_started_ms == 0 ||
+                     context.run_start_ms - c.archived_started_ms >= *every_ms;
+    if (sweeping || due) {
+      done.archived = true;
+      if (!sweeping) done.archived_started_ms = std::max<int64_t>(context.run_start_ms, 1);
+      page.has_more = true;
+    }
     next = done;
+  }
+  page.next = EncodeCursor(next);
+  return page;
+}
+
+Result<int64_t> HubSpotConnector::MillisParam(const ObjectRef& object, const std::string& name,
+                                              int64_t fallback) const {
+  auto it = object.params.find(name);
+  if (it == object.params.end()) return fallback;
+  auto parsed = ParseInt64(it->second);
+  if (!parsed || *parsed < 0)
+    return Status(StatusCode::kFailedPrecondition, "hubspot: params." + name +
+                                                       " must be a number of milliseconds, not \"" +
+                                                       it->second + "\"")
+        .set_system(name_);
+  return *parsed;
+}
+
+Result<Page> HubSpotConnector::ReadArchived(const ObjectRef& object, const ObjectSetup& setup,
+                                            SearchCursor c) {
+  std::string path = "/crm/v3/objects/" + object.object + "?archived=true&limit=" +
+                     std::to_string(hubspot::kMaxListPage) + "&properties=hs_pipeline";
+  if (!c.archived_after.empty()) path += "&after=" + PercentEncode(c.archived_after);
+  const std::string what = "listing archived " + object.object;
+  auto r = Call("GET", path, "", true);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return Fail(*r, what);
+  auto j = ParseBody(*r, what);
+  if (!j.ok()) return j.status();
+  const json* results = FindPath(*j, {"results"});
+  if (!results || !results->is_array())
+    return Status(StatusCode::kUnavailable, "hubspot: an archived listing without a results list")
+        .set_system(name_);
+  Page page;
+  for (const json& obj : *results) {
+    const std::string id = StringAt(obj, "id");
+    if (id.empty()) continue;
+    // Another pipeline's ticket is outside what the mapping syncs.
+    if (!setup.pipeline_id.empty() &&
+        StringAt(obj.value("properties", json::object()), "hs_pipeline") != setup.pipeline_id)
+      continue;
+    const std::optional<int64_t> at = obj.contains("archivedAt") && obj["archivedAt"].is_string()
+                                          ? ParseIsoUtcMillis(obj["archivedAt"].get<std::string>())
+                                          : std::nullopt;
+    if (at && *at < c.archived_mark_ms) continue;  // the last complete sweep returned it
+    NativeRecord tombstone;
+    tombstone.id = id;
+    tombstone.deleted = true;
+    tombstone.modified_ms = at.value_or(0);
+    page.records.push_back(std::move(tombstone));
+  }
+  SearchCursor next = c;
+  ++next.archived_pages;
+  const json* after = FindPath(*j, {"paging", "next", "after"});
+  if (after && after->is_string() && !after->get<std::string>().empty()) {
+    next.archived_after = after->get<std::string>();
+  } else {
+    next.archived_after.clear();  // the sweep is complete
+    next.archived_mark_ms = c.archived_started_ms;
+  }
+  page.has_more = !next.archived_after.empty() && next.archived_pages < hubspot::kArchivedPagesPerRun;
+  if (!page.has_more) {
+    next.archived = false;
+    next.archived_pages = 0;
   }
   page.next = EncodeCursor(next);
   return page;

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "connectors/connector.h"
+#include "connectors/hubspot/hubspot_codec.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/core/transport.h"
@@ -87,6 +88,13 @@ class HubSpotConnector : public Connector {
                         bool idempotent);
   // Classifies an error response (StatusFromHubSpot) as coming from this system.
   Status Fail(const Response& response, const std::string& what) const;
+  // A mapping param of `object` giving milliseconds (a whole number >= 0), else `fallback`.
+  Result<int64_t> MillisParam(const ObjectRef& object, const std::string& name,
+                              int64_t fallback) const;
+  // One page of the sweep of archived records (`c.archived`): tombstones of those archived since
+  // the last complete sweep began, in the mapping's pipeline.
+  Result<Page> ReadArchived(const ObjectRef& object, const ObjectSetup& setup,
+                            hubspot::SearchCursor c);
   void ToLabels(const ObjectSetup& setup, NativeRecord* record) const;
   // The properties a read asks for: the mapping's fields, the key, the modification time and,
   // for a pipeline object, the pipeline.

@@ -9,6 +9,11 @@ namespace crmbridge::hubspot {
 inline constexpr int kMaxBatchInputs = 100;
 // refs/hubspot/reference.md §4 "Paging": "`limit` max 200".
 inline constexpr int kMaxSearchPage = 200;
+// The archived listing (GET /crm/v3/objects/{type}?archived=true) pages by 100; a run sweeps at
+// most this many pages of it, and a new sweep starts at most every kArchivedSweepEveryMs.
+inline constexpr int kMaxListPage = 100;
+inline constexpr int kArchivedPagesPerRun = 10;
+inline constexpr int64_t kArchivedSweepEveryMs = 5 * 60 * 1000;
 // refs/hubspot/reference.md §4: "a query cannot page past 10,000 results; `after` >= 10000 -> 400".
 inline constexpr int kSearchResultCap = 10000;
 // refs/hubspot/reference.md §4 "Getting past 10k", option 2: "When `after` reaches about 9,800,

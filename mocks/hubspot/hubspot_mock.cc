@@ -1425,6 +1425,28 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
               return reply(res, *err);
             reply(res, {200, Render(type, *o, {}, {})});
           });
+  // A user restoring an archived record from HubSpot's recycle bin (the API has no restore): it
+  // is live again with the same id and properties. hs_lastmodifieddate stays as it was (the
+  // harder case for a client), so only the `restore` webhook, a later change or a full read
+  // shows it.
+  s.Post(R"(/__admin/objects/([^/]+)/([^/]+)/restore)",
+         [=](const httplib::Request& req, httplib::Response& res) {
+           std::lock_guard<std::mutex> lock(mu_);
+           const std::string type = CanonicalType(req.matches[1]);
+           if (!known(type, res)) return;
+           char* end = nullptr;
+           const std::string id = req.matches[2];
+           const long long n = std::strtoll(id.c_str(), &end, 10);
+           auto it = end != nullptr && *end == '\0' ? objects_[type].find(n) : objects_[type].end();
+           if (it == objects_[type].end() || !it->second.archived)
+             return reply(res, {404, Error("OBJECT_NOT_FOUND", "No archived object with this id.")});
+           Object& o = it->second;
+           o.archived = false;
+           o.updated_ms = Now();
+           webhooks_.Enqueue(type, "restore", o.id, o.updated_ms);
+           IndexLocked(type, o);
+           reply(res, {200, Render(type, o, {}, {})});
+         });
   s.Delete(R"(/crm/v3/objects/([^/]+)/([^/]+))",
            object_route("DELETE /crm/v3/objects/{type}/{id}", false, false,
                         [this](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) -> Reply {

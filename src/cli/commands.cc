@@ -171,6 +171,7 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
         if (c.duplicates > 0) line += fmt::format(", duplicates {}", c.duplicates);
         if (c.rejected > 0) line += fmt::format(", rejected {}", c.rejected);
         if (c.deletes_seen > 0) line += fmt::format(", deletes {}", c.deletes_seen);
+        if (c.restored > 0) line += fmt::format(", restored {}", c.restored);
         line += ")";
       }
       if (s.dry_run) {

@@ -129,6 +129,15 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     snap.canonical_id = cid;
   }
 
+  // Read live after its delete was read: restored (from HubSpot's recycle bin, say).
+  bool restored = false;
+  if (identified->kind == Identified::Kind::kLinked) {
+    auto link = CurrentLink(source.entity, cid, source.system);
+    if (!link.ok()) return link.status();
+    restored = link->native_id == record.id && link->last_read_hash == kDeletedReadHash;
+    if (restored) CRMB_RETURN_IF_ERROR(Restore(source, record, mapped->fields, &snap, batch));
+  }
+
   // Unconfirmed writes to this system are verified against what it now shows.
   bool verification_changed = false, rewrite = false;
   if (snap.unverified.is_object() && snap.unverified.contains(source.system)) {
@@ -207,7 +216,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
           d_.planner->Rewrite(source, record.id, cid, to_write, batch, /*lost=*/false));
     }
   }
-  if (!changed) {
+  if (!changed && !restored) {
     // Equal to what crmbridge already holds: unchanged, or our own write coming back.
     ++counts.unchanged;
     // A record seen for the first time that brings no value (its fields here are written only)
@@ -259,11 +268,24 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
 Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
                                     StateBatch* batch) {
   EntityCounts& counts = Count(source.system, source.entity);
-  ++counts.deletes_seen;
   auto linked = LinkedCanonicalId(source.system, source.entity, record.id);
   if (!linked.ok()) return linked.status();
   if (!linked->has_value()) return Status::Ok();  // never synced: nothing elsewhere to change
   const std::string cid = **linked;
+  // Its link remembers the delete was read, so a tombstone read again (a sweep, a webhook, an
+  // overlapping page) is not a second delete, and the record read live again is a restore.
+  auto link = CurrentLink(source.entity, cid, source.system);
+  if (!link.ok()) return link.status();
+  if (link->native_id == record.id && link->last_read_hash == kDeletedReadHash)
+    return Status::Ok();
+  ++counts.deletes_seen;
+  if (link->native_id == record.id) {
+    Link gone = *link;
+    gone.last_read_hash = kDeletedReadHash;
+    gone.updated_ms = d_.run_start_ms;
+    batch->PutLink(gone);
+    d_.view->PutLink(gone);
+  }
   auto stored = d_.view->SnapshotOf(RecordKey{source.entity, cid});
   if (!stored.ok()) return stored.status();
   if (!stored->has_value()) return Status::Ok();
@@ -297,6 +319,51 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
   }
   batch->PutSnapshot(snap);
   d_.view->PutSnapshot(snap);
+  return Status::Ok();
+}
+
+// The record was deleted here and is back: the same record, linked as before, and what its
+// delete did elsewhere is undone. A mark's fields take the record's values again, unless changed
+// since; records deleted elsewhere by `propagate` are made again (their links cleared, so the
+// planner creates them; a delete still queued is replaced by that create).
+Status ReadProcessor::Restore(const SystemEntityMapping& source, const NativeRecord& record,
+                              const json& read, Snapshot* snap, StateBatch* batch) {
+  ++Count(source.system, source.entity).restored;
+  const CanonicalEntity* entity = d_.plan->FindEntity(source.entity);
+  const DeletePolicy policy = entity ? entity->on_delete : DeletePolicy{};
+  spdlog::info("{}: {} {} is back after its delete; {} {} stays linked to it", source.system,
+               source.object, record.id, source.entity, snap->canonical_id);
+  switch (policy.kind) {
+    case DeletePolicy::Kind::kIgnore:
+      break;
+    case DeletePolicy::Kind::kMark:
+      for (const auto& [field, value] : policy.set.items()) {
+        auto it = read.find(field);
+        if (it == read.end() || snap->fields.value(field, json()) != value) continue;
+        snap->fields[field] = *it;
+        if (!snap->changed_ms.is_object()) snap->changed_ms = json::object();
+        snap->changed_ms[field] = d_.run_start_ms;
+      }
+      break;
+    case DeletePolicy::Kind::kPropagate:
+      if (snap->deleted_ms == 0) break;
+      snap->deleted_ms = 0;
+      for (const SystemEntityMapping& target : d_.plan->mappings()) {
+        if (target.entity != source.entity || target.system == source.system || !target.writes())
+          continue;
+        auto link = CurrentLink(target.entity, snap->canonical_id, target.system);
+        if (!link.ok()) return link.status();
+        if (link->native_id.empty()) continue;
+        Link cleared = *link;
+        cleared.native_id.clear();
+        cleared.last_read_hash.clear();
+        cleared.last_written_hash.clear();
+        cleared.updated_ms = d_.run_start_ms;
+        batch->PutLink(cleared);
+        d_.view->PutLink(cleared);
+      }
+      break;
+  }
   return Status::Ok();
 }
 

@@ -10,7 +10,8 @@
 //        record's queued create) -> stage transition -> outbox (WritePlanner::PlanTargets)
 //     -> snapshot and match keys
 //
-// A deleted record meets its entity's on_delete policy instead (ignore, mark, propagate).
+// A deleted record meets its entity's on_delete policy instead (ignore, mark, propagate), once;
+// read live again, it is restored: linked as before, its delete undone.
 // Everything decided goes into the page's StateBatch and the RecordView's pending changes, and
 // into the run's tallies; nothing is committed here. Not thread-safe: the run's reader owns it,
 // and a flush thread calls AsReadBack only while it holds the reader's state lock.
@@ -44,6 +45,9 @@ struct PageTime {
   int64_t received_ms = 0;
   int64_t precision_ms = 1;
 };
+
+// A link's last_read_hash once its record's delete was read there (a digest is never this).
+inline constexpr char kDeletedReadHash[] = "deleted";
 
 class ReadProcessor {
  public:
@@ -95,6 +99,10 @@ class ReadProcessor {
   }
 
  private:
+  // A record read live after its delete was read: counted, logged, and its delete undone by the
+  // entity's on_delete (see the definition). `read`: its canonical fields.
+  Status Restore(const SystemEntityMapping& source, const NativeRecord& record,
+                 const nlohmann::json& read, Snapshot* snap, StateBatch* batch);
   Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).

@@ -34,7 +34,10 @@ struct EntityCounts {
   int64_t unchanged = 0;     // read but equal to the snapshot (includes crmbridge's own echoes)
   int64_t changed = 0;       // read and merged into the snapshot
   int64_t rejected = 0;      // could not be mapped (logged with the record id and the reason)
-  int64_t deletes_seen = 0;  // tombstones read
+  int64_t deletes_seen = 0;  // tombstones read (each delete once, however often it is read)
+  // Records read live again after their delete was read (restored from a recycle bin): linked as
+  // before, and what the delete did elsewhere undone (on_delete).
+  int64_t restored = 0;
   int64_t queued = 0;        // writes queued for this system
   int64_t created = 0;       // writes delivered that created a record
   int64_t updated = 0;       // writes delivered that updated a record

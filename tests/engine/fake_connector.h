@@ -41,6 +41,12 @@ class FakeSystem {
     r.deleted = true;
     r.seq = ++seq_;
   }
+  // Restores a deleted record as a user of the system would (from a recycle bin): same id.
+  void Restore(const std::string& id) {
+    Row& r = rows_.at(id);
+    r.deleted = false;
+    r.seq = ++seq_;
+  }
   // Live (not deleted) records.
   size_t live() const {
     size_t n = 0;
@@ -48,9 +54,11 @@ class FakeSystem {
     return n;
   }
   const std::map<std::string, Row>& rows() const { return rows_; }
+  // The live record with crmbridge key `key`, as an upsert by an external-id property finds it
+  // (a deleted record holds its key no more).
   Row* FindByKey(const std::string& key) {
     for (auto& [id, r] : rows_)
-      if (r.key == key) return &r;
+      if (r.key == key && !r.deleted) return &r;
     return nullptr;
   }
 
@@ -148,7 +156,7 @@ class FakeConnector : public Connector {
       }
       if (op.kind == WriteOp::Kind::kUpdate) {
         auto it = system_->rows_.find(op.native_id);
-        if (it == system_->rows_.end()) {
+        if (it == system_->rows_.end() || it->second.deleted) {
           o.status = StatusFromHttp(404, "no record " + op.native_id);
           out.push_back(o);
           continue;

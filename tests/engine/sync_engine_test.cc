@@ -644,6 +644,57 @@ TEST_F(DeletePolicyTest, MarkSetsTheFieldsEverywhereInstead) {
   EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 9);
 }
 
+TEST_F(DeletePolicyTest, ADeleteReadAgainIsNotASecondDelete) {
+  UsePolicy("{set: {stage: inactive}}");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  alpha_.Delete("t0");
+  EXPECT_EQ(Sync().counts["alpha"]["onboarding"].deletes_seen, 1);
+  beta_.Put(beta_.rows().begin()->first, {{"stagecode", 2}});  // moved on in beta since
+  Sync();
+  alpha_.Put("t0", {});  // the tombstone read again (a sweep, a webhook)
+  alpha_.Delete("t0");
+  RunSummary again = Sync();
+  EXPECT_EQ(again.counts["alpha"]["onboarding"].deletes_seen, 0);
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 2) << "not marked a second time";
+}
+
+TEST_F(DeletePolicyTest, ARestoredRecordIsLinkedAsBeforeAndItsMarkUndone) {
+  UsePolicy("{set: {stage: inactive}}");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "onboarding"}});
+  Sync();
+  alpha_.Delete("t0");
+  Sync();
+  ASSERT_EQ(beta_.rows().begin()->second.fields["stagecode"], 9);
+  alpha_.Restore("t0");
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].restored, 1);
+  ASSERT_EQ(beta_.rows().size(), 1u) << "the same record, not a duplicate";
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 2) << "its stage as alpha has it";
+  EXPECT_EQ(alpha_.rows().size(), 1u);
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
+TEST_F(DeletePolicyTest, ARestoredRecordIsMadeAgainWherePropagateDeletedIt) {
+  UsePolicy("propagate");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  alpha_.Delete("t0");
+  Sync();
+  ASSERT_EQ(beta_.live(), 0u);
+  Sync();  // beta's tombstone comes back: already done
+  alpha_.Restore("t0");
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].restored, 1);
+  EXPECT_EQ(s.counts["beta"]["onboarding"].created, 1);
+  ASSERT_EQ(beta_.live(), 1u) << "made again in beta";
+  EXPECT_EQ(alpha_.rows().size(), 1u) << "and not sent back to alpha as a new record";
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+  alpha_.Delete("t0");  // deleted once more: propagated again
+  Sync();
+  EXPECT_EQ(beta_.live(), 0u);
+}
+
 TEST_F(DeletePolicyTest, APolicyNamingAnUnknownFieldOrValueIsRefused) {
   std::string mapping = kMapping;
   mapping.insert(mapping.find("    fields:\n      title:"), "    on_delete: {set: {state: inactive}}\n");

@@ -78,7 +78,13 @@ class ScriptedHubSpot {
 };
 
 TEST(HubSpotConnectorTest, ReadsPagesWithStageLabelsAndEndsAtTheRunStart) {
-  ScriptedHubSpot hs([](const Request&, const json& body) {
+  ScriptedHubSpot hs([](const Request& r, const json& body) {
+    if (r.method == "GET")  // the sweep of archived tickets: one of another pipeline
+      return Json(200, {{"results",
+                         {{{"id", "4"}, {"archived", true}, {"archivedAt", "1970-01-01T00:00:03Z"},
+                           {"properties", {{"hs_pipeline", "77"}}}},
+                          {{"id", "5"}, {"archived", true}, {"archivedAt", "1970-01-01T00:00:03Z"},
+                           {"properties", {{"hs_pipeline", "0"}}}}}}});
     const std::string after = body["after"];
     if (after == "0")
       return Json(200, {{"total", 3},
@@ -120,12 +126,49 @@ TEST(HubSpotConnectorTest, ReadsPagesWithStageLabelsAndEndsAtTheRunStart) {
   ASSERT_TRUE(p2.ok());
   EXPECT_EQ(hs.ApiBody(1)["after"], "2");
   EXPECT_EQ(hs.ApiBody(1)["filterGroups"], body["filterGroups"]) << "the same query, next page";
-  EXPECT_FALSE(p2->has_more) << "no paging: the last page";
+  EXPECT_TRUE(p2->has_more) << "the last search page; archived tickets come next";
   // Newest change seen is 9000, but the run started at 5000: the next run starts there, so a
   // record changed while this run read is read again.
   auto done = hubspot::DecodeCursor(p2->next);
   EXPECT_EQ(done->since_ms, 5000);
   EXPECT_EQ(done->window_ms, -1) << "a finished pass keeps only its position";
+  EXPECT_TRUE(done->archived);
+
+  // Archiving moves no modification time, so search never shows it: the archived listing does.
+  auto p3 = c.ReadChanges(Tickets(), p2->next, ctx);
+  ASSERT_TRUE(p3.ok()) << p3.status().ToString();
+  EXPECT_EQ(hs.Api()[2].method, "GET");
+  EXPECT_EQ(hs.Api()[2].url,
+            "http://hubspot.test/crm/v3/objects/tickets?archived=true&limit=100&properties=hs_pipeline");
+  ASSERT_EQ(p3->records.size(), 1u) << "the other pipeline's ticket is left out";
+  EXPECT_EQ(p3->records[0].id, "4");
+  EXPECT_TRUE(p3->records[0].deleted);
+  EXPECT_FALSE(p3->has_more) << "the listing ended: the sweep is complete";
+  auto swept = hubspot::DecodeCursor(p3->next);
+  EXPECT_EQ(swept->since_ms, 5000);
+  EXPECT_FALSE(swept->archived);
+  EXPECT_EQ(swept->archived_mark_ms, 5000) << "the next sweep skips what this one returned";
+
+  // A run soon after sweeps nothing; one five minutes later sweeps again, from the mark.
+  auto end_of_search = [&](Cursor cursor) {  // the last search page of a pass
+    for (int i = 0; i < 2; ++i) {
+      auto page = c.ReadChanges(Tickets(), cursor, ctx);
+      EXPECT_TRUE(page.ok());
+      if (!page.ok()) break;
+      cursor = page->next;
+      if (i == 1) return *page;
+    }
+    return Page{};
+  };
+  const Page soon = end_of_search(p3->next);
+  EXPECT_FALSE(soon.has_more) << "the last sweep began moments ago";
+  ctx.run_start_ms = 5000 + 5 * 60 * 1000;
+  const Page later = end_of_search(p3->next);
+  EXPECT_TRUE(later.has_more);
+  auto swept_again = c.ReadChanges(Tickets(), later.next, ctx);
+  ASSERT_TRUE(swept_again.ok());
+  EXPECT_EQ(hs.Api().back().method, "GET");
+  EXPECT_TRUE(swept_again->records.empty()) << "archived at 3000, before the last sweep began";
 }
 
 TEST(HubSpotConnectorTest, SetUpHappensOncePerObject) {
@@ -284,8 +327,9 @@ TEST(HubSpotConnectorTest, NeverPagesPastTheSearchCap) {
   EXPECT_EQ(hs.ApiBody(1)["after"], "0");
   EXPECT_EQ(hs.ApiBody(1)["filterGroups"][0]["filters"][1],
             Filter("hs_lastmodifieddate", "GTE", "4242"));
-  EXPECT_FALSE(restarted->has_more);
+  EXPECT_TRUE(restarted->has_more) << "the pass ended; the archived sweep comes next";
   EXPECT_EQ(hubspot::DecodeCursor(restarted->next)->since_ms, 4242);
+  EXPECT_TRUE(hubspot::DecodeCursor(restarted->next)->archived);
 }
 
 TEST(HubSpotConnectorTest, AWindowOfOneTimestampIsPagedById) {
