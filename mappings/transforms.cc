@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "src/core/time_util.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 
@@ -365,11 +366,6 @@ std::shared_ptr<const Transform> NewTrim() {
   return std::make_shared<StringTransform>("trim", Trimmed);
 }
 namespace {
-std::string LowerAscii(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 }  // namespace
 
 std::shared_ptr<const Transform> NewLower() {

@@ -29,6 +29,12 @@ std::string Param(const ObjectRef& object, const std::string& name, const std::s
   return it == object.params.end() ? fallback : it->second;
 }
 
+// Whether the mapping reads or writes the row's owner.
+bool MapsOwner(const ObjectRef& object) {
+  return std::find(object.fields.begin(), object.fields.end(), dynamics365::kOwnerColumn) !=
+         object.fields.end();
+}
+
 // A table whose rows crmbridge only ever creates (params create_only: "true").
 bool CreateOnly(const ObjectRef& object) { return Param(object, "create_only", "false") == "true"; }
 
@@ -55,7 +61,9 @@ void AddODataHeaders(Request* r) {
 std::vector<std::string> SelectColumns(const ObjectRef& object) {
   std::vector<std::string> cols;
   for (const std::string& f : object.fields)
-    cols.push_back(object.ref_fields.count(f) ? "_" + f + "_value" : f);
+    cols.push_back(object.ref_fields.count(f) || f == dynamics365::kOwnerColumn
+                       ? "_" + f + "_value"
+                       : f);
   return cols;
 }
 
@@ -171,6 +179,8 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.options = {
         {"batch_size", "number", "1000", {}, "requests per $batch (1..1000)"},
         {"api_version", "string", "v9.2", {}, "the Web API version, as v9.2"},
+        {"default_owner", "string", "", {},
+         "the email of the user who owns a row whose own owner has no enabled user"},
     };
     return c;
   }();
@@ -425,6 +435,10 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
     max_seen = std::max(max_seen, rec->modified_ms);
     page.records.push_back(std::move(*rec));
   }
+  if (MapsOwner(object)) {
+    CRMB_RETURN_IF_ERROR(LoadUsers());
+    users_.IdsToEmails(dynamics365::kOwnerColumn, &page.records);
+  }
   json next = {{"w", watermark}, {"max", max_seen}};
   if (auto link = j.find("@odata.nextLink"); link != j.end() && link->is_string()) {
     if (!OnOrganisation(link->get<std::string>(), config_.base_url))
@@ -474,6 +488,10 @@ Result<std::vector<NativeRecord>> Dynamics365Connector::ReadByIds(const ObjectRe
       continue;
     }
     out.push_back(std::move(*rec));
+  }
+  if (MapsOwner(object)) {
+    CRMB_RETURN_IF_ERROR(LoadUsers());
+    users_.IdsToEmails(dynamics365::kOwnerColumn, &out);
   }
   return out;
 }
@@ -543,6 +561,10 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
     }
     page.records.push_back(std::move(*rec));
   }
+  if (MapsOwner(object)) {
+    CRMB_RETURN_IF_ERROR(LoadUsers());
+    users_.IdsToEmails(dynamics365::kOwnerColumn, &page.records);
+  }
   auto link = [&j](const char* name) -> std::string {
     auto it = j.find(name);
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -577,6 +599,17 @@ Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteO
   Request req;
   req.idempotent = true;
   json body = op.fields;
+  // The owner, given by email, is bound to its user; one with no user leaves the owner as it is.
+  if (auto owner = body.find(dynamics365::kOwnerColumn); owner != body.end()) {
+    auto fallback = config_.options.find("default_owner");
+    const std::string default_owner = fallback == config_.options.end() ? "" : fallback->second;
+    const std::optional<std::string> id =
+        owner->is_string() && !owner->get<std::string>().empty()
+            ? users_.IdFor(owner->get<std::string>(), default_owner)
+            : std::nullopt;
+    body.erase(owner);
+    if (id) body[std::string(dynamics365::kOwnerColumn) + "@odata.bind"] = "/systemusers(" + *id + ")";
+  }
   // Lookups are bound through their navigation property (refs/dynamics365 §6): null unbinds.
   for (const auto& [field, ref] : op.refs)
     body[(ref.bind.empty() ? field : ref.bind) + "@odata.bind"] =
@@ -732,8 +765,50 @@ void Dynamics365Connector::AdoptExisting(const ObjectRef& object, const std::vec
   }
 }
 
+Status Dynamics365Connector::LoadUsers() {
+  const int64_t now = clock_->NowMillis();
+  if (users_.Fresh(now, dynamics365::kUsersFreshMs)) return Status::Ok();
+  std::vector<json> listed;
+  std::string url = ApiRoot() + "systemusers?$select=systemuserid,internalemailaddress,isdisabled";
+  while (!url.empty()) {
+    Request req;
+    req.method = "GET";
+    req.idempotent = true;
+    req.url = url;
+    req.headers.emplace_back("Prefer", "odata.maxpagesize=" + std::to_string(dynamics365::kMaxPageSize));
+    auto r = Call(req);
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return Fail(*r, "reading the users");
+    auto j = ParseJsonAnswer(*r, name_, "reading the users");
+    if (!j.ok()) return j.status();
+    if (!j->is_object() || !j->contains("value") || !(*j)["value"].is_array())
+      return Status(StatusCode::kUnavailable, "dynamics365: reading the users: not an OData collection")
+          .set_system(name_);
+    for (const json& u : (*j)["value"])
+      if (u.is_object()) listed.push_back(u);
+    url.clear();
+    if (auto next = j->find("@odata.nextLink"); next != j->end() && next->is_string()) {
+      if (!OnOrganisation(next->get<std::string>(), config_.base_url))
+        return Status(StatusCode::kUnavailable,
+                      "dynamics365: reading the users: the answer's @odata.nextLink leads away "
+                      "from " + config_.base_url)
+            .set_system(name_);
+      url = SendableLink(next->get<std::string>());
+    }
+  }
+  users_.Clear(now);
+  for (const json& u : listed) {
+    const json id = u.value("systemuserid", json()), email = u.value("internalemailaddress", json());
+    if (id.is_string() && email.is_string())
+      users_.Add(id.get<std::string>(), email.get<std::string>(),
+                 u.value("isdisabled", json(false)) != json(true));
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
+  if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadUsers());
   auto outcomes = WriteAll(object, ops);
   if (outcomes.ok() && CreateOnly(object))
     AdoptExisting(object, ops, &*outcomes);

@@ -20,9 +20,13 @@
 #pragma once
 
 #include <memory>
+#include <set>
+#include <optional>
+#include <map>
 #include <string>
 
 #include "connectors/connector.h"
+#include "connectors/owner_directory.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/core/jwt.h"
@@ -81,6 +85,8 @@ class Dynamics365Connector : public Connector {
   // Reads a table without change tracking by modifiedon (params change_tracking: "false").
   Result<Page> ReadByModifiedOn(const ObjectRef& object, const Cursor& cursor,
                                 const ReadContext& context);
+  // Reads the users (systemusers) unless read in the last kUsersFreshMs.
+  Status LoadUsers();
   // Up to batch_size_ ops in one $batch, one outcome per op from its own part of the answer.
   std::vector<WriteOutcome> WriteBatch(const ObjectRef& object, const std::vector<WriteOp>& ops);
 
@@ -93,6 +99,10 @@ class Dynamics365Connector : public Connector {
   std::string token_;
   int64_t token_expires_ms_ = 0;
   std::shared_ptr<const ClientCertificate> certificate_;
+  // The org's users: a row's owner (ownerid) is read and written as its user's email
+  // (LoadUsers fills it).
+  OwnerDirectory users_{name_, "enabled Dynamics 365 user",
+                        "its rows keep the owner they have (a new row: the application user)"};
 };
 
 }  // namespace crmbridge

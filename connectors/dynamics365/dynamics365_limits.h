@@ -2,6 +2,8 @@
 // under /work/shared/refs/ (Microsoft's Dataverse and Entra ID documentation, summarised).
 #pragma once
 
+#include <cstdint>
+
 namespace crmbridge::dynamics365 {
 
 // refs/dynamics365/reference.md §3 "Paging": "Default and maximum page size is 5000. A larger
@@ -23,5 +25,9 @@ inline constexpr int kMaxBatchRequests = 1000;
 // enforced by the engine's rate limiter, recorded here for reference).
 inline constexpr int kRequestsPerWindow = 6000;
 inline constexpr int kWindowSeconds = 300;
+// A row's owner: the lookup `ownerid`, read and written as its user's internalemailaddress (the
+// users are read again when older than kUsersFreshMs).
+inline constexpr char kOwnerColumn[] = "ownerid";
+inline constexpr int64_t kUsersFreshMs = 5 * 60 * 1000;
 
 }  // namespace crmbridge::dynamics365

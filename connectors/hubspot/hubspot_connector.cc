@@ -11,6 +11,7 @@
 #include "src/core/redaction.h"
 #include "src/core/time_util.h"
 #include "src/core/url.h"
+#include "src/core/utf8.h"
 #include "connectors/hubspot/hubspot_limits.h"
 
 namespace crmbridge {
@@ -21,6 +22,13 @@ using hubspot::SearchCursor;
 using nlohmann::json;
 
 namespace {
+
+// Whether the mapping reads or writes the record's owner (hubspot_owner_id).
+bool MapsOwner(const ObjectRef& object) {
+  return std::find(object.fields.begin(), object.fields.end(), hubspot::kOwnerProperty) !=
+         object.fields.end();
+}
+
 
 // An answer that is not JSON came all the same: its status goes with the error (a request that
 // got no answer at all has none).
@@ -109,6 +117,10 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
          "run"},
     };
     c.auth_keys = {"token", "refresh_token", "client_id", "client_secret"};
+    c.options = {
+        {"default_owner", "string", "", {},
+         "the email of the owner a record gets when its own has no active HubSpot owner"},
+    };
     // The 10-second limit is per private app (its token) or per installation of an OAuth app.
     c.account_keys = {"token", "client_id", "refresh_token"};
     return c;
@@ -347,6 +359,14 @@ void HubSpotConnector::ToLabels(const ObjectSetup& setup, NativeRecord* record) 
 Result<json> HubSpotConnector::ToProperties(const ObjectSetup& setup, const json& fields) const {
   json props = json::object();
   for (const auto& [name, value] : fields.items()) props[name] = hubspot::PropertyString(value);
+  if (props.contains(hubspot::kOwnerProperty) && props[hubspot::kOwnerProperty].is_string() &&
+      !props[hubspot::kOwnerProperty].get<std::string>().empty()) {
+    const std::string email = props[hubspot::kOwnerProperty];
+    auto fallback = config_.options.find("default_owner");
+    if (auto id = owners_.IdFor(email, fallback == config_.options.end() ? "" : fallback->second))
+      props[hubspot::kOwnerProperty] = *id;
+    else props.erase(hubspot::kOwnerProperty);
+  }
   if (!setup.pipeline_id.empty()) {
     props["hs_pipeline"] = setup.pipeline_id;
     if (props.contains("hs_pipeline_stage")) {
@@ -427,6 +447,10 @@ Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& o
       chunk.push_back(std::move(*rec));
     }
     CRMB_RETURN_IF_ERROR(ReadAssociations(object, &chunk));
+    if (MapsOwner(object)) {
+      CRMB_RETURN_IF_ERROR(LoadOwners());
+      owners_.IdsToEmails(hubspot::kOwnerProperty, &chunk);
+    }
     for (NativeRecord& rec : chunk) out.push_back(std::move(rec));
   }
   return out;
@@ -565,6 +589,10 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     page.records.push_back(std::move(*rec));
   }
   CRMB_RETURN_IF_ERROR(ReadAssociations(object, &page.records));
+  if (MapsOwner(object)) {
+    CRMB_RETURN_IF_ERROR(LoadOwners());
+    owners_.IdsToEmails(hubspot::kOwnerProperty, &page.records);
+  }
   // paging.next.after is an integer offset formatted as a string, absent on the last page.
   std::optional<int64_t> next_after;
   if (const json* next = FindPath(*j, {"paging", "next", "after"})) {
@@ -633,6 +661,40 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   return page;
 }
 
+Status HubSpotConnector::LoadOwners() {
+  const int64_t now = clock_->NowMillis();
+  if (owners_.Fresh(now, hubspot::kOwnersFreshMs)) return Status::Ok();
+  struct Listed {
+    std::string id, email;
+    bool active;
+  };
+  std::vector<Listed> listed;
+  for (const bool archived : {false, true}) {
+    std::string after;
+    do {
+      std::string path = "/crm/v3/owners?limit=" + std::to_string(hubspot::kMaxOwnersPage);
+      if (archived) path += "&archived=true";
+      if (!after.empty()) path += "&after=" + PercentEncode(after);
+      auto r = Call("GET", path, "", true);
+      if (!r.ok()) return r.status();
+      if (r->status != 200) return Fail(*r, "reading the owners");
+      auto j = ParseBody(*r, "reading the owners");
+      if (!j.ok()) return j.status();
+      const json* results = FindPath(*j, {"results"});
+      if (!results || !results->is_array())
+        return Status(StatusCode::kUnavailable, "hubspot: an owners answer without a results list")
+            .set_system(name_);
+      for (const json& o : *results)
+        listed.push_back({StringAt(o, "id"), StringAt(o, "email"), !archived});
+      const json* next = FindPath(*j, {"paging", "next", "after"});
+      after = next && next->is_string() ? next->get<std::string>() : std::string();
+    } while (!after.empty());
+  }
+  owners_.Clear(now);
+  for (const Listed& o : listed) owners_.Add(o.id, o.email, o.active);
+  return Status::Ok();
+}
+
 Result<int64_t> HubSpotConnector::MillisParam(const ObjectRef& object, const std::string& name,
                                               int64_t fallback) const {
   auto it = object.params.find(name);
@@ -649,7 +711,8 @@ Result<int64_t> HubSpotConnector::MillisParam(const ObjectRef& object, const std
 Result<Page> HubSpotConnector::ReadArchived(const ObjectRef& object, const ObjectSetup& setup,
                                             SearchCursor c) {
   std::string path = "/crm/v3/objects/" + object.object + "?archived=true&limit=" +
-                     std::to_string(hubspot::kMaxListPage) + "&properties=hs_pipeline";
+                     std::to_string(hubspot::kMaxListPage);
+  if (!setup.pipeline_id.empty()) path += "&properties=hs_pipeline";  // to keep its pipeline's
   if (!c.archived_after.empty()) path += "&after=" + PercentEncode(c.archived_after);
   const std::string what = "listing archived " + object.object;
   auto r = Call("GET", path, "", true);
@@ -971,6 +1034,7 @@ Result<std::vector<WriteOutcome>> HubSpotConnector::Write(const ObjectRef& objec
   auto setup_or = Setup(object, /*for_write=*/true);
   if (!setup_or.ok()) return setup_or.status();
   const ObjectSetup& setup = **setup_or;
+  if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadOwners());
   std::vector<WriteOutcome> outcomes(ops.size());
   for (const char* verb : {"upsert", "update", "delete"}) {
     const WriteOp::Kind kind = std::string(verb) == "upsert"   ? WriteOp::Kind::kUpsert

@@ -27,6 +27,7 @@
 
 #include "connectors/connector.h"
 #include "connectors/hubspot/hubspot_codec.h"
+#include "connectors/owner_directory.h"
 #include "src/config/app_config.h"
 #include "src/core/clock.h"
 #include "src/core/transport.h"
@@ -88,6 +89,8 @@ class HubSpotConnector : public Connector {
                         bool idempotent);
   // Classifies an error response (StatusFromHubSpot) as coming from this system.
   Status Fail(const Response& response, const std::string& what) const;
+  // Reads the owners (active, then archived) unless read in the last kOwnersFreshMs.
+  Status LoadOwners();
   // A mapping param of `object` giving milliseconds (a whole number >= 0), else `fallback`.
   Result<int64_t> MillisParam(const ObjectRef& object, const std::string& name,
                               int64_t fallback) const;
@@ -118,6 +121,10 @@ class HubSpotConnector : public Connector {
   std::shared_ptr<Transport> transport_;
   Clock* clock_;
   std::map<std::string, ObjectSetup> setups_;  // by object type + key property + pipeline
+  // The portal's owners: a record's hubspot_owner_id is an owner id, read and written as the
+  // owner's email (LoadOwners fills it).
+  OwnerDirectory owners_{name_, "active HubSpot owner",
+                         "its records keep the owner they have (a new one: none)"};
   std::string oauth_token_;      // OAuth access token; empty with a private-app token
   int64_t oauth_expires_ms_ = 0;
   std::string refresh_token_;    // the last one the token endpoint gave; "" until then

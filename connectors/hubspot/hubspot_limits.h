@@ -12,6 +12,11 @@ inline constexpr int kMaxSearchPage = 200;
 // The archived listing (GET /crm/v3/objects/{type}?archived=true) pages by 100; a run sweeps at
 // most this many pages of it, and a new sweep starts at most every kArchivedSweepEveryMs.
 inline constexpr int kMaxListPage = 100;
+// GET /crm/v3/owners pages by up to 500; the owners read are kept this long before read again.
+inline constexpr int kMaxOwnersPage = 500;
+inline constexpr int64_t kOwnersFreshMs = 5 * 60 * 1000;
+// The record property that holds its owner: an owner id, read and written as the owner's email.
+inline constexpr char kOwnerProperty[] = "hubspot_owner_id";
 inline constexpr int kArchivedPagesPerRun = 10;
 inline constexpr int64_t kArchivedSweepEveryMs = 5 * 60 * 1000;
 // refs/hubspot/reference.md §4: "a query cannot page past 10,000 results; `after` >= 10000 -> 400".

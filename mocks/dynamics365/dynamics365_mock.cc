@@ -50,6 +50,10 @@ constexpr char kCodeSegment[] = "0x8006088a";           // unknown resource segm
 constexpr char kCodeValidation[] = "0x80044331";        // reference.md §6 (subject length)
 constexpr char kCodeRequestLimit[] = "0x80072322";      // reference.md §11
 constexpr char kCodeConcurrencyLimit[] = "0x80072326";  // reference.md §11
+constexpr char kCodeUserDisabled[] = "0x80040225";       // a disabled user cannot own a row
+// The org's users (Impl::SeedUsersLocked): the application user crmbridge calls as owns the rows
+// it creates without an owner.
+constexpr char kApplicationUserId[] = "5d0b4a6e-0c1f-4e7a-9b1d-000000000001";
 constexpr char kCodeNotImplemented[] = "0x8006088b";
 constexpr char kCodeUnexpected[] = "0x80040216";        // UnExpected: a transient platform error
 
@@ -428,6 +432,7 @@ class Dynamics365Mock::Impl {
         clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
         rng_(options_.id_seed) {
     for (const TableSchema& schema : d365::DefaultTables()) tables_[schema.set].schema = &schema;
+    SeedUsersLocked();
   }
 
   void Register(httplib::Server& server) {
@@ -476,6 +481,7 @@ class Dynamics365Mock::Impl {
       table.key_index.clear();
       table.deletions.clear();
     }
+    SeedUsersLocked();
   }
 
   void Seed(uint64_t seed, int accounts);
@@ -496,6 +502,29 @@ class Dynamics365Mock::Impl {
     std::map<std::string, std::string> key_index;  // alternate-key value -> id
     std::vector<Deletion> deletions;               // the change log of deletes, by version
   };
+
+  // The org's users, in every org whether seeded or not: the application user, three people, and
+  // one who left (disabled). karl.berg@ has no user here.
+  void SeedUsersLocked() {
+    Table& users = tables_.at("systemusers");
+    users.rows.clear();
+    const struct {
+      const char *id, *name, *email;
+      bool disabled;
+    } kUsers[] = {
+        {kApplicationUserId, "# crmbridge", "crmbridge@bolaget.example", false},
+        {"5d0b4a6e-0c1f-4e7a-9b1d-000000000101", "Anna Lund", "anna.lund@bolaget.example", false},
+        {"5d0b4a6e-0c1f-4e7a-9b1d-000000000102", "Erik Sand", "erik.sand@bolaget.example", false},
+        {"5d0b4a6e-0c1f-4e7a-9b1d-000000000103", "Maja Ek", "maja.ek@bolaget.example", true},
+    };
+    for (const auto& u : kUsers) {
+      Row row;
+      row.values = {{"systemuserid", u.id}, {"fullname", u.name}, {"internalemailaddress", u.email},
+                    {"isdisabled", u.disabled}, {"createdon", "2024-01-15T09:00:00Z"},
+                    {"modifiedon", "2024-01-15T09:00:00Z"}, {"versionnumber", 1}};
+      users.rows[u.id] = std::move(row);
+    }
+  }
 
   // --- infrastructure ---------------------------------------------------------------------------
 
@@ -1544,6 +1573,12 @@ class Dynamics365Mock::Impl {
         }
         std::string id;
         if (auto e = ResolveBind(*target, nav, value.get<std::string>(), &id)) return e;
+        if (target->set == "systemusers" &&
+            ValueOr(tables_.at("systemusers").rows.at(id), "isdisabled") == json(true)) {
+          return Err(400, kCodeUserDisabled,
+                     "The specified user(Id = " + id + ", type = 8) is disabled. Consider "
+                     "enabling this user.");
+        }
         // One lookup value per column: binding one target replaces (nulls) the others.
         row->values[property] = id;
         row->navs[property] = nav;
@@ -1622,6 +1657,11 @@ class Dynamics365Mock::Impl {
     for (const Column& column : schema.columns) {
       if (!column.default_value.is_null() && ValueOr(row, column.property()).is_null()) {
         row.values[column.property()] = column.default_value;
+      }
+      // A row created without an owner is owned by the calling (application) user.
+      if (column.name == "ownerid" && ValueOr(row, column.property()).is_null()) {
+        row.values[column.property()] = kApplicationUserId;
+        row.navs[column.property()] = "ownerid";
       }
     }
     if (auto e = CheckKeys(table, *id, row)) return e;

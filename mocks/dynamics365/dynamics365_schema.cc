@@ -118,6 +118,9 @@ std::vector<TableSchema> BuildTables() {
       Col("address1_city", ColumnType::kString, 80),
       Col("telephone1", ColumnType::kString, 50),
       Col("customertypecode", ColumnType::kInt),
+      // The owning user (a team may own rows too; this org assigns users); unbound on create,
+      // the calling user owns the row.
+      Lookup("ownerid", {{"systemusers", "systemuser", "ownerid"}}),
       WithDefault("statecode", 0),   // 0 Active
       WithDefault("statuscode", 1),  // 1 Active
   };
@@ -143,6 +146,9 @@ std::vector<TableSchema> BuildTables() {
       Col("crmb_portalstate", ColumnType::kString, 20),
       Lookup("parentcustomerid", {{"accounts", "account", "parentcustomerid_account"},
                                   {"contacts", "contact", "parentcustomerid_contact"}}),
+      // The owning user (a team may own rows too; this org assigns users); unbound on create,
+      // the calling user owns the row.
+      Lookup("ownerid", {{"systemusers", "systemuser", "ownerid"}}),
       WithDefault("statecode", 0),
       WithDefault("statuscode", 1),
   };
@@ -162,6 +168,9 @@ std::vector<TableSchema> BuildTables() {
       Col("crmb_onboardingstage", ColumnType::kInt),
       Col("crmb_priority", ColumnType::kInt),
       Lookup("parentaccountid", {{"accounts", "account", "parentaccountid"}}),
+      // The owning user (a team may own rows too; this org assigns users); unbound on create,
+      // the calling user owns the row.
+      Lookup("ownerid", {{"systemusers", "systemuser", "ownerid"}}),
       Col("estimatedclosedate", ColumnType::kDateTime),
       WithDefault("statecode", 0),   // 0 Open
       WithDefault("statuscode", 1),  // 1 In Progress
@@ -209,6 +218,21 @@ std::vector<TableSchema> BuildTables() {
   task.alternate_keys = {{"crmb_externalid"}};
   AddSystemColumns(&task);
   tables.push_back(std::move(task));
+
+  // The org's users: who can own rows, matched by internalemailaddress. A disabled user (one who
+  // left) keeps the rows it owns and can be assigned no new ones.
+  TableSchema user;
+  user.set = "systemusers";
+  user.logical_name = "systemuser";
+  user.primary_key = "systemuserid";
+  user.columns = {
+      ReadOnly("systemuserid", ColumnType::kGuid),
+      Col("fullname", ColumnType::kString, 200),
+      Col("internalemailaddress", ColumnType::kString, 100),
+      Col("isdisabled", ColumnType::kBool),
+  };
+  AddSystemColumns(&user);
+  tables.push_back(std::move(user));
 
   return tables;
 }

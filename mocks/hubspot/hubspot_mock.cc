@@ -246,6 +246,11 @@ void HubSpotMock::InitLocked() {
         {"7340127", "Manuell uppföljning", false},
         {"7340128", "Inaktiva kunder", false},
         {"7340129", "Avslutad", true}}}};
+  // The portal's users: every account has them, seeded or not. Maja has left (deactivated).
+  owners_ = {{"61000101", "anna.lund@bolaget.example", "Anna", "Lund", 7100101, false},
+             {"61000102", "erik.sand@bolaget.example", "Erik", "Sand", 7100102, false},
+             {"61000103", "maja.ek@bolaget.example", "Maja", "Ek", 7100103, true},
+             {"61000104", "karl.berg@bolaget.example", "Karl", "Berg", 7100104, false}};
 }
 
 void HubSpotMock::Reset() {
@@ -391,6 +396,18 @@ std::optional<HubSpotMock::Reply> HubSpotMock::ApplyLocked(const std::string& ty
   }
   if (!invalid.empty())
     return Reply{400, Error("VALIDATION_ERROR", "Property values were not valid: " + invalid.dump())};
+  // An owner is one of the active owners' ids (an archived owner owns no new records).
+  if (props.contains("hubspot_owner_id") && !props["hubspot_owner_id"].is_null() &&
+      Str(props["hubspot_owner_id"]) != "") {
+    const std::string owner = Str(props["hubspot_owner_id"]);
+    bool active = false;
+    for (const Owner& w : owners_) active |= w.id == owner && !w.archived;
+    if (!active)
+      return Reply{400, Error("VALIDATION_ERROR", "Property values were not valid: [{\"isValid\":false,"
+                                                  "\"message\":\"" + owner +
+                                                  " was not one of the allowed options\",\"error\":"
+                                                  "\"INVALID_OPTION\",\"name\":\"hubspot_owner_id\"}]")};
+  }
   json merged = o->properties;
   for (const auto& [name, value] : props.items()) merged[name] = value.is_null() ? json() : json(Str(value));
   if (type == "tickets") {
@@ -1071,6 +1088,44 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
     return false;
   };
 
+  // Owners (read only): active ones, or with archived=true only the archived; paged by `after`
+  // (an offset here, opaque to clients), `limit` up to 500; `email` filters to one address.
+  s.Get("/crm/v3/owners", [=](const httplib::Request& req, httplib::Response& res) {
+    CountRequest("GET /crm/v3/owners");
+    if (!Admit(req, res, false)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    int limit = 100;
+    size_t offset = 0;
+    try {
+      if (req.has_param("limit")) limit = std::stoi(req.get_param_value("limit"));
+      if (req.has_param("after")) offset = std::stoul(req.get_param_value("after"));
+    } catch (const std::exception&) {
+      return reply(res, {400, Error("VALIDATION_ERROR", "limit and after must be numbers")});
+    }
+    if (limit < 1 || limit > 500)
+      return reply(res, {400, Error("VALIDATION_ERROR", "limit must be between 1 and 500")});
+    const bool archived = req.get_param_value("archived") == "true";
+    const std::string email = req.get_param_value("email");
+    std::vector<const Owner*> listed;
+    for (const Owner& w : owners_)
+      if (w.archived == archived && (email.empty() || w.email == email)) listed.push_back(&w);
+    json results = json::array();
+    for (size_t i = offset; i < listed.size() && results.size() < static_cast<size_t>(limit); ++i) {
+      const Owner& w = *listed[i];
+      results.push_back({{"id", w.id}, {"email", w.email}, {"type", "PERSON"},
+                         {"firstName", w.first_name}, {"lastName", w.last_name},
+                         {"userId", w.user_id}, {"userIdIncludingInactive", w.user_id},
+                         {"createdAt", "2024-01-15T09:00:00.000Z"},
+                         {"updatedAt", "2024-01-15T09:00:00.000Z"}, {"archived", w.archived}});
+    }
+    json out = {{"results", results}};
+    if (offset + results.size() < listed.size()) {
+      const std::string after = std::to_string(offset + results.size());
+      out["paging"] = {{"next", {{"after", after}, {"link", "/crm/v3/owners?after=" + after}}}};
+    }
+    reply(res, {200, out});
+  });
+
   s.Get(R"(/crm/v3/pipelines/tickets(/([^/]+))?(/stages)?)", [=](const httplib::Request& req, httplib::Response& res) {
     CountRequest("GET /crm/v3/pipelines/tickets");
     if (!Admit(req, res, false)) return;
@@ -1483,6 +1538,10 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
   std::mt19937_64 rng(seed);
   // Its own generator, so that the records seeded stay what they were.
   std::mt19937_64 history_rng(seed ^ 0x5eed5a9e5ULL);
+  // Owners set by hand ("Company owner", "Ticket owner"), drawn from their own generator too;
+  // some were set before their owner left (an archived owner stays on its records).
+  std::mt19937_64 owner_rng(seed ^ 0x0a11e5ULL);
+  auto owner = [&] { return owners_[owner_rng() % owners_.size()].id; };
   static const char* kFirst[] = {"Anna", "Erik", "Maja", "Lars", "Sofia", "Johan", "Emma", "Karl", "Sara", "Oskar"};
   static const char* kLast[] = {"Larsson", "Andersson", "Johansson", "Nilsson", "Berg", "Lindqvist", "Holm", "Ek"};
   static const char* kTrade[] = {"Bygg", "Fastighet", "Transport", "Vård", "Konsult", "Handel", "Logistik", "Media"};
@@ -1496,6 +1555,7 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
     std::string domain = Lower(trade) + std::to_string(i + 1) + ".example.se";
     Object company;
     ApplyLocked("companies", &company, {{"name", name}, {"domain", domain}, {"city", city}, {"country", "Sweden"}});
+    company.properties["hubspot_owner_id"] = owner();
     StoreLocked("companies", company);
 
     const int contacts = 1 + static_cast<int>(rng() % 2);
@@ -1521,6 +1581,7 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
                  {"hs_pipeline", onboarding.id},
                  {"hs_pipeline_stage", stage.id},
                  {"hs_ticket_priority", kPriority[rng() % 3]}});
+    ticket.properties["hubspot_owner_id"] = owner();
     ticket.associations["companies"].insert(company.id);
     for (int64_t c : contact_ids) {
       ticket.associations["contacts"].insert(c);

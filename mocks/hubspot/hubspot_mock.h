@@ -138,6 +138,13 @@ class HubSpotMock : public MockServer {
     std::string id, label;
     std::vector<Stage> stages;
   };
+  // A user who can own records (GET /crm/v3/owners). A deactivated user's owner is archived: it
+  // is listed only with archived=true, stays on the records it owned, and owns no new ones.
+  struct Owner {
+    std::string id, email, first_name, last_name;
+    int64_t user_id = 0;
+    bool archived = false;
+  };
   using Reply = std::pair<int, nlohmann::json>;
   void BackdateStages(const Pipeline& pipeline, const std::string& stage_id, std::mt19937_64* rng,
                       Object* ticket) const;
@@ -227,6 +234,7 @@ class HubSpotMock : public MockServer {
   std::deque<CachedSearch> search_cache_;                     // most recent first
   std::map<std::string, std::map<std::string, PropertyDef>> properties_;
   std::vector<Pipeline> pipelines_;
+  std::vector<Owner> owners_;
   std::map<std::string, std::deque<int64_t>> window_;          // token -> request times
   std::map<std::string, std::deque<int64_t>> search_window_;   // token -> search times
   std::map<std::string, int> daily_;

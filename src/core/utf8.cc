@@ -73,4 +73,10 @@ std::string PrintableText(std::string_view text) {
   return out;
 }
 
+std::string LowerAscii(std::string text) {
+  for (char& c : text)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return text;
+}
+
 }  // namespace crmbridge

@@ -23,4 +23,7 @@ std::string_view Utf8Prefix(std::string_view text, size_t max_bytes);
 // that are not UTF-8 cannot garble a terminal or make a JSON document unwritable.
 std::string PrintableText(std::string_view text);
 
+// `text` with its ASCII letters lower-cased; every other byte (UTF-8 included) as it is.
+std::string LowerAscii(std::string text);
+
 }  // namespace crmbridge

@@ -249,8 +249,10 @@ TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
                          "did you mean 'batch_size'?)");
   SystemConfig hubspot = HubSpot();
   hubspot.options["batch_size"] = "100";
-  EXPECT_NE(ValidateSystemConfig(hubspot).message().find("hubspot takes no options"),
-            std::string::npos);
+  EXPECT_NE(ValidateSystemConfig(hubspot).message().find(
+                "unknown option 'batch_size' for hubspot system"),
+            std::string::npos)
+      << ValidateSystemConfig(hubspot).message();
   SystemConfig secret = HubSpot();
   secret.auth["clientsecret"] = "x";
   EXPECT_NE(ValidateSystemConfig(secret).message().find(

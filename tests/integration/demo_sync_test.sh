@@ -59,7 +59,8 @@ set +e
 "$bin/crmbridge" --config "$work/option-typo.yaml" mappings validate 2>"$work/option-typo.err"; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "an unknown option passed mappings validate (exit $rc)"
-grep -q "option-typo.yaml:27:7: error: unknown option 'servce_id' for totango system 'totango' (hint: did you mean 'service_id'?)" \
+typo_line=$(grep -n "servce_id" "$work/option-typo.yaml" | cut -d: -f1)
+grep -q "option-typo.yaml:$typo_line:7: error: unknown option 'servce_id' for totango system 'totango' (hint: did you mean 'service_id'?)" \
   "$work/option-typo.err" || fail "unknown option not located: $(cat "$work/option-typo.err")"
 
 # Mapping files are checked before anything runs: the preset passes, a typo is located.

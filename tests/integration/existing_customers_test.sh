@@ -42,8 +42,21 @@ grep -Eq "hubspot +company .*not created here: " "$work/sync.out" ||
   fail "the summary does not say which companies HubSpot does not receive: $(cat "$work/sync.out")"
 curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" >"$work/d365-after.json"
 curl -s "$DEMO_HUBSPOT_URL/__admin/dump" >"$work/hubspot-after.json"
+# HubSpot's owners, active and archived: the check expects each Dynamics 365 record owned by the
+# user with its HubSpot owner's email, or by the demo's default owner when there is none enabled.
+for archived in false true; do
+  curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" \
+    "$DEMO_HUBSPOT_URL/crm/v3/owners?limit=500&archived=$archived" >"$work/owners-$archived.json" ||
+    fail "could not list HubSpot's owners"
+done
+node -e 'const fs = require("fs");
+  console.log(JSON.stringify(process.argv.slice(1).flatMap((f) => JSON.parse(fs.readFileSync(f, "utf8")).results)))' \
+  "$work/owners-false.json" "$work/owners-true.json" >"$work/owners.json"
+default_owner=$(sed -n 's/.*default_owner: *\([^ }]*\).*/\1/p' "$work/crmbridge.yaml")
+[ -n "$default_owner" ] || fail "the demo configuration names no default owner"
 node "$src/tests/integration/existing_customers_check.mjs" "$work/d365-before.json" \
-  "$work/d365-after.json" "$work/hubspot-after.json" "$overlap" >"$work/check.txt" ||
+  "$work/d365-after.json" "$work/hubspot-after.json" "$work/owners.json" "$overlap" \
+  "$default_owner" >"$work/check.txt" ||
   fail "the end-state check did not run: $(cat "$work/check.txt")"
 grep -q '^ok' "$work/check.txt" || fail "$(cat "$work/check.txt")"
 

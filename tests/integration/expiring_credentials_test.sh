@@ -44,7 +44,7 @@ start_crm_mocks "$bin" "$work" --seed 4 --size "$size" --seed-only hubspot porta
 # that the run makes many requests.
 sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
   -e 's#auth: {token: "${env:HUBSPOT_TOKEN}"}#auth: {client_id: "${env:HS_CLIENT_ID}", client_secret: "${env:HS_CLIENT_SECRET}", refresh_token: "${env:HS_REFRESH_TOKEN}"}#' \
-  -e 's#^\( *\)rate_limit: {requests: 6000, per: 300s}.*#&\n\1options: {batch_size: 2}#' \
+  -e 's#^\( *\)options: {default_owner: \([^}]*\)}#\1options: {default_owner: \2, batch_size: 2}#' \
   -e 's#^\( *\)client_secret: "${env:D365_CLIENT_SECRET}"#\1certificate_file: certs/app.crt\n\1private_key_file: certs/app.key#' \
   "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
 grep -q "private_key_file: certs/app.key" "$work/crmbridge.yaml" && grep -q "batch_size: 2" "$work/crmbridge.yaml" &&

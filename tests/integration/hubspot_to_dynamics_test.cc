@@ -321,7 +321,8 @@ TEST_F(HubSpotToDynamicsTest, ATargetedRunReadsTheAnnouncedTicketAloneAndMovesNo
             hs_before.value("POST /crm/v3/objects/{type}/batch/read", 0) + 1);
   const json d365_after = dynamics_->Stats();
   for (const auto& [route, n] : d365_after.items()) {
-    if (route.rfind("GET ", 0) == 0) {
+    // Its users are listed to write the owner; no record is read.
+    if (route.rfind("GET ", 0) == 0 && route.find("/systemusers") == std::string::npos) {
       EXPECT_EQ(n, d365_before.value(route, json(0))) << route << " was read";
     }
   }

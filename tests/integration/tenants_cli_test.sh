@@ -56,7 +56,8 @@ grep -q "lowercase letter" "$work/err" || fail "a bad name was refused without s
 cp "$work/good.yaml" "$work/with-state.yaml"
 printf 'state: ./tenant.db\n' >>"$work/with-state.yaml"
 expect_exit 2 cb tenants add acme --config "$work/with-state.yaml"
-grep -q "with-state.yaml:35:[0-9]*: error: a tenant keeps no 'state'" "$work/err" ||
+state_line=$(grep -n "^state: ./tenant.db" "$work/with-state.yaml" | cut -d: -f1)
+grep -q "with-state.yaml:$state_line:[0-9]*: error: a tenant keeps no 'state'" "$work/err" ||
   fail "a tenant's state key was not refused at its position: $(cat "$work/err")"
 expect_exit 2 cb tenants list --state "$CRMBRIDGE_STATE_URL"
 grep -q "holds a password" "$work/err" || fail "a password on the command line was taken"

@@ -306,6 +306,9 @@ TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
       {"hubspot.domain", {"acme.se"}},
       {"dynamics365.emailaddress1", {"anna.berg@acme.se"}},
       {"dynamics365.websiteurl", {"acme.se"}},
+      // Owners by email, folded to lower case on the way out.
+      {"hubspot.hubspot_owner_id", {"anna.lund@bolaget.example"}},
+      {"dynamics365.ownerid", {"anna.lund@bolaget.example"}},
       {"dynamics365.crmb_activateportalaccess", {true, false}},
       {"dynamics365.crmb_portalaccess", {true, false}},
       {"dynamics365.crmb_onboardingstage", {100000000, 100000001, 100000002, 100000003, 100000004}},

@@ -590,5 +590,43 @@ TEST_F(Dynamics365BatchTest, ACreateOnlyUpsertNeverOverwritesAndAdoptsItsOwnEarl
   for (const json& r : rows) EXPECT_NE(r["notetext"], "overwritten") << r.dump();
 }
 
+// A row's owner is a systemuser in Dynamics 365 and an email to crmbridge: read as its user's
+// internalemailaddress, written bound to the enabled user with that email. An email no enabled
+// user has (one who left, or no user at all) gets options.default_owner's user; with none set,
+// the row keeps its owner (a new row: the application user crmbridge calls as).
+TEST_F(Dynamics365LookupTest, OwnersAreReadAndWrittenByEmail) {
+  ObjectRef ref = Keyed("accounts");
+  ref.fields = {"name", "ownerid"};
+  std::vector<WriteOp> ops(4);
+  const char* owners[] = {"Erik.Sand@bolaget.example", "maja.ek@bolaget.example",
+                          "nobody@bolaget.example", ""};
+  for (int i = 0; i < 4; ++i) {
+    ops[i].key = "owned-" + std::to_string(i);
+    ops[i].fields = {{"name", "Owned " + std::to_string(i) + " AB"}, {"ownerid", owners[i]}};
+  }
+  auto out = connector_->Write(ref, ops);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  for (const WriteOutcome& o : *out) ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  Cursor cursor;
+  std::map<std::string, std::string> owner_of;  // account name -> owner as read
+  for (const NativeRecord& r : ReadAll(ref, &cursor))
+    owner_of[r.fields["name"].get<std::string>()] = r.fields["ownerid"].get<std::string>();
+  EXPECT_EQ(owner_of["Owned 0 AB"], "erik.sand@bolaget.example");
+  EXPECT_EQ(owner_of["Owned 1 AB"], "crmbridge@bolaget.example") << "a disabled user owns nothing new";
+  EXPECT_EQ(owner_of["Owned 2 AB"], "crmbridge@bolaget.example");
+  EXPECT_EQ(owner_of["Owned 3 AB"], "crmbridge@bolaget.example");
+
+  config_.options["default_owner"] = "anna.lund@bolaget.example";
+  Connect();
+  out = connector_->Write(ref, {ops[1], ops[2]});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  for (const WriteOutcome& o : *out) ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  const auto rows = RowsOf(mock_->Dump(), "accounts", "accountid");
+  const auto users = RowsOf(mock_->Dump(), "systemusers", "systemuserid");
+  for (const WriteOutcome& o : *out)
+    EXPECT_EQ(users.at(rows.at(o.native_id)["_ownerid_value"])["internalemailaddress"],
+              "anna.lund@bolaget.example");
+}
+
 }  // namespace
 }  // namespace crmbridge

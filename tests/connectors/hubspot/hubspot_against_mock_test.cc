@@ -551,5 +551,68 @@ TEST_F(HubSpotAgainstMockTest, AStageHistoryIsReadOldestFirstByLabelInBatchesOf5
   EXPECT_EQ(again->at(ids[0]).back().at_ms, mock_clock_.NowMillis());
 }
 
+// A record's owner is an owner id in HubSpot and an email to crmbridge: read as its owner's email
+// (an archived owner's too), written as the id of the active owner with that email; an email no
+// active owner has gets options.default_owner, or no owner when none is set. The owners are read
+// once (two listings: active and archived), not once per page.
+TEST_F(HubSpotAgainstMockTest, OwnersAreReadAndWrittenByEmail) {
+  mock_->Seed(3, 12);
+  ObjectRef owned = Tickets();
+  owned.fields.push_back("hubspot_owner_id");
+  std::map<std::string, std::string> expected;  // ticket id -> its owner's email, from the mock
+  const std::map<std::string, std::string> kOwners = {
+      {"61000101", "anna.lund@bolaget.example"}, {"61000102", "erik.sand@bolaget.example"},
+      {"61000103", "maja.ek@bolaget.example"}, {"61000104", "karl.berg@bolaget.example"}};
+  const json seeded = mock_->Dump();
+  for (const auto& t : seeded["tickets"])
+    expected[t["id"].get<std::string>()] =
+        kOwners.at(t["properties"]["hubspot_owner_id"].get<std::string>());
+  std::set<std::string> seen;
+  ReadContext ctx;
+  ctx.page_size = 5;
+  Cursor cursor;
+  for (int i = 0; i < 20; ++i) {
+    auto page = connector_->ReadChanges(owned, cursor, ctx);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (const NativeRecord& r : page->records) {
+      if (r.deleted) continue;
+      ASSERT_TRUE(expected.count(r.id)) << r.id;
+      EXPECT_EQ(r.fields["hubspot_owner_id"], expected.at(r.id)) << r.id;
+      seen.insert(r.fields["hubspot_owner_id"].get<std::string>());
+    }
+    cursor = page->next;
+    if (!page->has_more) break;
+  }
+  EXPECT_TRUE(seen.count("maja.ek@bolaget.example")) << "an archived owner is read by email too";
+  EXPECT_EQ(Calls("GET /crm/v3/owners"), 2) << "active and archived, once for every page";
+
+  std::vector<WriteOp> ops = Ops(3);
+  ops[0].fields["hubspot_owner_id"] = "Erik.Sand@bolaget.example";  // typed by hand elsewhere
+  ops[1].fields["hubspot_owner_id"] = "maja.ek@bolaget.example";    // archived: owns nothing new
+  ops[2].fields["hubspot_owner_id"] = "nobody@bolaget.example";
+  auto written = connector_->Write(owned, ops);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  auto owner_of = [&](const WriteOutcome& o) {
+    const json dump = mock_->Dump();
+    for (const auto& t : dump["tickets"])
+      if (t["id"] == o.native_id) return t["properties"].value("hubspot_owner_id", json()).dump();
+    return std::string("<no ticket>");
+  };
+  for (const WriteOutcome& o : *written) ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_EQ(owner_of((*written)[0]), "\"61000102\"");
+  EXPECT_EQ(owner_of((*written)[1]), "null") << "no default owner: written without one";
+  EXPECT_EQ(owner_of((*written)[2]), "null");
+
+  config_.options["default_owner"] = "anna.lund@bolaget.example";
+  connector_ = std::make_unique<HubSpotConnector>(config_, BuildSystemTransport(config_, &clock_), &clock_);
+  std::vector<WriteOp> again = Ops(2);
+  again[0].fields["hubspot_owner_id"] = "maja.ek@bolaget.example";
+  again[1].fields["hubspot_owner_id"] = "nobody@bolaget.example";
+  written = connector_->Write(owned, again);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  EXPECT_EQ(owner_of((*written)[0]), "\"61000101\"") << "the default owner";
+  EXPECT_EQ(owner_of((*written)[1]), "\"61000101\"");
+}
+
 }  // namespace
 }  // namespace crmbridge
