@@ -158,6 +158,9 @@ struct Capabilities {
   // Reads given records by id (Connector::ReadByIds), so a change a webhook announces is read
   // alone instead of in the next incremental read.
   bool reads_by_id = false;
+  // The webhook event kinds (AnnouncedChange::kind) that announce a record gone: one ReadByIds no
+  // longer finds is then read as deleted at once, not at the next incremental read.
+  std::vector<std::string> delete_events;
   // Reads the past values of a field (Connector::ReadFieldHistory), so the stage history of a
   // record first seen starts where the system's own does, not on the day crmbridge was connected.
   bool reads_field_history = false;

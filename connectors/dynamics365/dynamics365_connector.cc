@@ -161,6 +161,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.carries_references = true;     // as lookup columns
     c.binds_lookups = true;          // a polymorphic lookup through its navigation property
     c.reads_by_id = true;            // a row by its id: what a webhook announces is read alone
+    c.delete_events = {"Delete"};  // the Delete message of a webhook step
     // Entity sets by their plural names; any other set (a custom table's) by its own.
     c.objects = {"accounts", "contacts", "opportunities", "annotations", "tasks"};
     c.other_objects = "[a-z][a-z0-9_]*";

@@ -98,6 +98,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.idempotent_upsert = true;
     c.carries_references = true;  // as associations
     c.reads_by_id = true;         // batch read: what a webhook announces is read alone
+    c.delete_events = {"deletion", "privacyDeletion"};  // archived, or deleted for good
     c.reads_field_history = true; // batch read with propertiesWithHistory
     // CRM objects by their API names; custom objects by objectTypeId (2-1234567) or fully
     // qualified name (p1234567_onboarding).

@@ -371,6 +371,7 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   run.backfill_system = options.system;
   run.backfill_entity = options.entity;
   run.since_ms = since_ms;
+  run.show_every_warning = options.verbose;
   // Progress: a bar on a terminal, a log line every 10 s otherwise (logs, CI, cron mail).
   const bool tty = isatty(STDERR_FILENO) != 0;
   const auto started = std::chrono::steady_clock::now();
@@ -417,7 +418,7 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   if (options.json) {
     std::cout << JsonText(summary->ToJson()) << std::endl;
   } else {
-    PrintSummaryText(*summary, /*verbose=*/false, "backfill");
+    PrintSummaryText(*summary, options.verbose, "backfill");
   }
   if (g_stop.load())
     std::cout << "Stopped: run the same backfill again to continue from its checkpoint.\n";
@@ -571,7 +572,15 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     const bool due = Steady::now() >= next_run;
     if (announced && !due && ReadsById(loaded.config, *pending)) {
       run.mode = "webhook";
-      for (const WebhookEvent& e : *pending) run.read_ids[e.system][e.object].push_back(e.record_id);
+      for (const WebhookEvent& e : *pending) {
+        run.read_ids[e.system][e.object].push_back(e.record_id);
+        auto sys = loaded.config.systems.find(e.system);
+        const Capabilities* caps =
+            sys == loaded.config.systems.end() ? nullptr : CapabilitiesOfKind(sys->second.kind);
+        if (caps && std::find(caps->delete_events.begin(), caps->delete_events.end(), e.kind) !=
+                        caps->delete_events.end())
+          run.gone_ids[e.system][e.object].insert(e.record_id);
+      }
       for (auto& [system, objects] : run.read_ids)
         for (auto& [object, ids] : objects) {
           std::sort(ids.begin(), ids.end());

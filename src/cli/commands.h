@@ -47,6 +47,7 @@ struct BackfillOptions {
   std::string since;  // ISO-8601 date or time, empty = everything
   bool dry_run = false;
   bool json = false;
+  bool verbose = false;
 };
 
 struct DaemonOptions {

@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
                            "2026-01-31T08:00:00Z), where the system can filter by time");
   backfill_cmd->add_flag("--dry-run", backfill.dry_run, "Print what would be written; write nothing");
   backfill_cmd->add_flag("--json", backfill.json, "Print the run summary as JSON");
+  backfill_cmd->add_flag("-v,--verbose", backfill.verbose,
+                         "Print every write (planned, with --dry-run) with its fields, and log "
+                         "every record a warning concerns (otherwise the first 5 of each kind, "
+                         "then a count)");
   backfill_cmd->add_option("--tenant", global.tenant,
                            "Ask a registered tenant for this backfill instead: a worker runs it at "
                            "its next claim (needs --state or CRMBRIDGE_STATE_URL)");

@@ -134,7 +134,8 @@ void RunTally::LogHiddenWarnings() {
   if (show_every_warning_) return;
   for (const auto& [key, n] : warnings_) {
     if (n <= kRecordWarningsShown) continue;
-    spdlog::warn("{}: {} more {} (the first {} are shown above; `sync --verbose` shows each)",
+    spdlog::warn("{}: {} more {} (the first {} are shown above; `sync --verbose` or `backfill "
+                 "--verbose` shows each)",
                  key.first, n - kRecordWarningsShown, key.second, kRecordWarningsShown);
   }
 }

@@ -531,6 +531,20 @@ Status SyncEngine::Run::ReadAnnounced(const SystemEntityMapping& m, Connector* c
     MarkUnreachable(m.system, s);
     return Status::Ok();
   }
+  // An id announced deleted that the system no longer shows is gone: read as its tombstone.
+  if (auto system = opt_.gone_ids.find(m.system); system != opt_.gone_ids.end()) {
+    if (auto gone = system->second.find(m.object); gone != system->second.end()) {
+      std::set<std::string> shown;
+      for (const NativeRecord& r : *read) shown.insert(r.id);
+      for (const std::string& id : gone->second) {
+        if (shown.count(id)) continue;  // restored since, or the event was not the last word
+        NativeRecord tombstone;
+        tombstone.id = id;
+        tombstone.deleted = true;
+        read->push_back(std::move(tombstone));
+      }
+    }
+  }
   auto held = CommitPage(m, *read, page_time, std::nullopt);
   if (!held.ok()) return held.status();
   if (opt_.progress) opt_.progress(static_cast<int64_t>(read->size()), -1);

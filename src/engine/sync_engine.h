@@ -31,6 +31,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,6 +81,9 @@ struct RunOptions {
   // read meets these records again and finds them unchanged. Every system named must read by id
   // (Capabilities::reads_by_id).
   std::map<std::string, std::map<std::string, std::vector<std::string>>> read_ids;
+  // Of read_ids, those announced deleted (Capabilities::delete_events): one the system no longer
+  // shows is read as a tombstone, so the entity's on_delete applies in seconds.
+  std::map<std::string, std::map<std::string, std::set<std::string>>> gone_ids;
 };
 
 class SyncEngine {

@@ -25,7 +25,7 @@ TEST(RunTallyTest, TheFirstFewWarningsOfAKindAreShownAndTheRestCountedAtTheEnd) 
   tally.LogHiddenWarnings();
   InitLogging(LogFormat::kText, spdlog::level::warn);
   EXPECT_NE(log.str().find("hubspot: 995 more contacts not synced as duplicates (the first 5 are "
-                           "shown above; `sync --verbose` shows each)"),
+                           "shown above; `sync --verbose` or `backfill --verbose` shows each)"),
             std::string::npos)
       << log.str();
   EXPECT_EQ(log.str().find("companies"), std::string::npos) << "nothing held back, nothing said";

@@ -278,6 +278,37 @@ TEST_F(HubSpotToDynamicsTest, ATicketMovedInHubSpotMovesExactlyOneOpportunity) {
   EXPECT_EQ(Sync().TotalWrites(), 0);
 }
 
+// A ticket a webhook announces deleted, which HubSpot's batch read no longer finds, is read as
+// deleted in that targeted run (on_delete applies in seconds, not at the next archived listing),
+// once however often the event comes; one deleted and restored before the run is read live.
+TEST_F(HubSpotToDynamicsTest, ATicketAnnouncedDeletedIsReadAsDeletedAtOnce) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string gone = hs["tickets"][0]["id"];
+  const std::string back = hs["tickets"][1]["id"];
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  for (const std::string& id : {gone, back}) {
+    auto r = client.Delete(("/crm/v3/objects/tickets/" + id).c_str(), auth);
+    ASSERT_TRUE(r && r->status == 204) << (r ? r->body : "no response");
+  }
+  auto restored = client.Post(("/__admin/objects/tickets/" + back + "/restore").c_str(), "{}",
+                              "application/json");
+  ASSERT_TRUE(restored && restored->status == 200) << (restored ? restored->body : "no response");
+
+  RunOptions targeted;
+  targeted.mode = "webhook";
+  targeted.read_ids["hubspot"]["tickets"] = {gone, back};
+  targeted.gone_ids["hubspot"]["tickets"] = {gone, back};
+  RunSummary s = Sync(targeted);
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].read, 2) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].deletes_seen, 1);
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].restored, 0) << "the restored one was never read deleted";
+  RunSummary again = Sync(targeted);  // HubSpot delivers the events again
+  EXPECT_EQ(again.counts["hubspot"]["onboarding"].deletes_seen, 0);
+  EXPECT_EQ(again.TotalWrites(), 0);
+}
+
 // What a webhook announced is read alone, by id: the one ticket's change reaches Dynamics 365
 // without a search of HubSpot or a read of Dynamics 365, the cursors stay, and the next full run
 // finds that ticket unchanged while it still brings the change no webhook announced.
