@@ -9,7 +9,6 @@ namespace crmbridge {
 void OwnerDirectory::Clear(int64_t now_ms) {
   email_by_id_.clear();
   id_by_email_.clear();
-  reported_.clear();
   loaded_ms_ = now_ms;
 }
 
@@ -24,7 +23,7 @@ void OwnerDirectory::IdsToEmails(const std::string& field, std::vector<NativeRec
     auto v = rec.fields.find(field);
     if (v == rec.fields.end() || !v->is_string()) continue;
     auto email = email_by_id_.find(v->get<std::string>());
-    if (email != email_by_id_.end()) *v = email->second;
+    if (email != email_by_id_.end()) *v = LowerAscii(email->second);
   }
 }
 

@@ -25,16 +25,17 @@ class OwnerDirectory {
   bool Fresh(int64_t now_ms, int64_t max_age_ms) const {
     return loaded_ms_ >= 0 && now_ms - loaded_ms_ < max_age_ms;
   }
-  // Starts a new list (reporting each email again).
+  // Starts a new list (an email already reported is not reported again).
   void Clear(int64_t now_ms);
   // An owner as listed; `may_own`: it may own new records (not archived, not disabled).
   void Add(const std::string& id, const std::string& email, bool may_own);
 
-  // Each record's `field` (an owner id) as its owner's email; an id no owner has stays as it is.
+  // Each record's `field` (an owner id) as its owner's email, lower-cased (the same person however
+  // a system spells it); an id no owner has stays as it is.
   void IdsToEmails(const std::string& field, std::vector<NativeRecord>* records) const;
   // The owner id to write for `email` (any case): the one who may own records with that email,
   // else `default_email`'s; nullopt when neither (the record is written without it). A fallback
-  // is reported once per email per list.
+  // is reported once per email.
   std::optional<std::string> IdFor(const std::string& email, const std::string& default_email) const;
 
  private:

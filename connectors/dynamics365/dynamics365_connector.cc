@@ -770,32 +770,52 @@ Status Dynamics365Connector::LoadUsers() {
   const int64_t now = clock_->NowMillis();
   if (users_.Fresh(now, dynamics365::kUsersFreshMs)) return Status::Ok();
   std::vector<json> listed;
+  Status failed;
+  std::set<std::string> pages;  // the links followed: a repeated one ends the listing
   std::string url = ApiRoot() + "systemusers?$select=systemuserid,internalemailaddress,isdisabled";
-  while (!url.empty()) {
+  while (!url.empty() && pages.insert(url).second) {
     Request req;
     req.method = "GET";
     req.idempotent = true;
     req.url = url;
     req.headers.emplace_back("Prefer", "odata.maxpagesize=" + std::to_string(dynamics365::kMaxPageSize));
+    url.clear();
     auto r = Call(req);
-    if (!r.ok()) return r.status();
-    if (r->status != 200) return Fail(*r, "reading the users");
+    if (!r.ok()) {
+      failed = r.status();
+      break;
+    }
+    if (r->status != 200) {
+      failed = Fail(*r, "reading the users");
+      break;
+    }
     auto j = ParseJsonAnswer(*r, name_, "reading the users");
-    if (!j.ok()) return j.status();
-    if (!j->is_object() || !j->contains("value") || !(*j)["value"].is_array())
-      return Status(StatusCode::kUnavailable, "dynamics365: reading the users: not an OData collection")
-          .set_system(name_);
+    if (!j.ok() || !j->is_object() || !j->contains("value") || !(*j)["value"].is_array()) {
+      failed = Status(StatusCode::kUnavailable, "dynamics365: reading the users: not an OData collection")
+                   .set_system(name_);
+      break;
+    }
     for (const json& u : (*j)["value"])
       if (u.is_object()) listed.push_back(u);
-    url.clear();
     if (auto next = j->find("@odata.nextLink"); next != j->end() && next->is_string()) {
-      if (!OnOrganisation(next->get<std::string>(), config_.base_url))
-        return Status(StatusCode::kUnavailable,
-                      "dynamics365: reading the users: the answer's @odata.nextLink leads away "
-                      "from " + config_.base_url)
-            .set_system(name_);
+      if (!OnOrganisation(next->get<std::string>(), config_.base_url)) {
+        failed = Status(StatusCode::kUnavailable,
+                        "dynamics365: reading the users: the answer's @odata.nextLink leads away "
+                        "from " + config_.base_url)
+                     .set_system(name_);
+        break;
+      }
       url = SendableLink(next->get<std::string>());
     }
+  }
+  // Users that cannot be read (the application user may not read systemusers, say) fail no row:
+  // ids pass as they are and owners are left as they are, until the next attempt. Credentials
+  // refused stop the system as any call would.
+  if (!failed.ok()) {
+    if (failed.IsSystemFatal()) return failed;
+    spdlog::warn("{}: the users could not be read, so owners are neither read as emails nor "
+                 "written until the next attempt: {}", name_, failed.ToString());
+    listed.clear();
   }
   users_.Clear(now);
   for (const json& u : listed) {

@@ -28,6 +28,6 @@ inline constexpr int kWindowSeconds = 300;
 // A row's owner: the lookup `ownerid`, read and written as its user's internalemailaddress (the
 // users are read again when older than kUsersFreshMs).
 inline constexpr char kOwnerColumn[] = "ownerid";
-inline constexpr int64_t kUsersFreshMs = 5 * 60 * 1000;
+inline constexpr int64_t kUsersFreshMs = 60 * 1000;
 
 }  // namespace crmbridge::dynamics365

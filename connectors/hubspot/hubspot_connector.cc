@@ -423,6 +423,8 @@ Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& o
   auto setup_or = Setup(object, /*for_write=*/false);
   if (!setup_or.ok()) return setup_or.status();
   const ObjectSetup& setup = **setup_or;
+  // The owners first: a page is taken whole or not at all.
+  if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadOwners());
   const std::string modified = hubspot::ModifiedProperty(object.object);
   const json props = PropertiesToRead(object, setup);
   std::vector<NativeRecord> out;
@@ -448,10 +450,7 @@ Result<std::vector<NativeRecord>> HubSpotConnector::ReadByIds(const ObjectRef& o
       chunk.push_back(std::move(*rec));
     }
     CRMB_RETURN_IF_ERROR(ReadAssociations(object, &chunk));
-    if (MapsOwner(object)) {
-      CRMB_RETURN_IF_ERROR(LoadOwners());
-      owners_.IdsToEmails(hubspot::kOwnerProperty, &chunk);
-    }
+    if (MapsOwner(object)) owners_.IdsToEmails(hubspot::kOwnerProperty, &chunk);
     for (NativeRecord& rec : chunk) out.push_back(std::move(rec));
   }
   return out;
@@ -508,6 +507,8 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
   auto setup_or = Setup(object, /*for_write=*/false);
   if (!setup_or.ok()) return setup_or.status();
   const ObjectSetup& setup = **setup_or;
+  // The owners first: a page is taken whole or not at all.
+  if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadOwners());
   auto decoded = DecodeCursor(cursor_text);
   if (!decoded.ok()) return decoded.status();
   SearchCursor c = *decoded;
@@ -590,10 +591,7 @@ Result<Page> HubSpotConnector::ReadChanges(const ObjectRef& object, const Cursor
     page.records.push_back(std::move(*rec));
   }
   CRMB_RETURN_IF_ERROR(ReadAssociations(object, &page.records));
-  if (MapsOwner(object)) {
-    CRMB_RETURN_IF_ERROR(LoadOwners());
-    owners_.IdsToEmails(hubspot::kOwnerProperty, &page.records);
-  }
+  if (MapsOwner(object)) owners_.IdsToEmails(hubspot::kOwnerProperty, &page.records);
   // paging.next.after is an integer offset formatted as a string, absent on the last page.
   std::optional<int64_t> next_after;
   if (const json* next = FindPath(*j, {"paging", "next", "after"})) {
@@ -670,26 +668,45 @@ Status HubSpotConnector::LoadOwners() {
     bool active;
   };
   std::vector<Listed> listed;
+  Status failed;
   for (const bool archived : {false, true}) {
     std::string after;
+    std::set<std::string> pages;  // the `after` values followed: a repeated one ends the listing
     do {
       std::string path = "/crm/v3/owners?limit=" + std::to_string(hubspot::kMaxOwnersPage);
       if (archived) path += "&archived=true";
       if (!after.empty()) path += "&after=" + PercentEncode(after);
       auto r = Call("GET", path, "", true);
-      if (!r.ok()) return r.status();
-      if (r->status != 200) return Fail(*r, "reading the owners");
+      if (!r.ok()) {
+        failed = r.status();
+        break;
+      }
+      if (r->status != 200) {
+        failed = Fail(*r, "reading the owners");
+        break;
+      }
       auto j = ParseBody(*r, "reading the owners");
-      if (!j.ok()) return j.status();
-      const json* results = FindPath(*j, {"results"});
-      if (!results || !results->is_array())
-        return Status(StatusCode::kUnavailable, "hubspot: an owners answer without a results list")
-            .set_system(name_);
+      const json* results = j.ok() ? FindPath(*j, {"results"}) : nullptr;
+      if (!results || !results->is_array()) {
+        failed = Status(StatusCode::kUnavailable, "hubspot: an owners answer without a results list")
+                     .set_system(name_);
+        break;
+      }
       for (const json& o : *results)
         listed.push_back({StringAt(o, "id"), StringAt(o, "email"), !archived});
       const json* next = FindPath(*j, {"paging", "next", "after"});
       after = next && next->is_string() ? next->get<std::string>() : std::string();
-    } while (!after.empty());
+    } while (!after.empty() && pages.insert(after).second);
+    if (!failed.ok()) break;
+  }
+  // Owners that cannot be read (the app lacks crm.objects.owners.read, say) fail no record: ids
+  // pass as they are and no owner is written, until the next attempt. Credentials refused or
+  // the daily limit spent stop the system as any call would.
+  if (!failed.ok()) {
+    if (failed.IsSystemFatal()) return failed;
+    spdlog::warn("{}: the owners could not be read, so owners are neither read as emails nor "
+                 "written until the next attempt: {}", name_, failed.ToString());
+    listed.clear();
   }
   owners_.Clear(now);
   for (const Listed& o : listed) owners_.Add(o.id, o.email, o.active);
@@ -736,7 +753,9 @@ Result<Page> HubSpotConnector::ReadArchived(const ObjectRef& object, const Objec
     const std::optional<int64_t> at = obj.contains("archivedAt") && obj["archivedAt"].is_string()
                                           ? ParseIsoUtcMillis(obj["archivedAt"].get<std::string>())
                                           : std::nullopt;
-    if (at && *at < c.archived_mark_ms) continue;  // the last complete sweep returned it
+    // The last complete sweep returned it (the mark is this machine's clock, archivedAt
+    // HubSpot's: a margin keeps a skew from hiding a record).
+    if (at && *at < c.archived_mark_ms - hubspot::kArchivedMarkMarginMs) continue;
     NativeRecord tombstone;
     tombstone.id = id;
     tombstone.deleted = true;

@@ -14,11 +14,12 @@ inline constexpr int kMaxSearchPage = 200;
 inline constexpr int kMaxListPage = 100;
 // GET /crm/v3/owners pages by up to 500; the owners read are kept this long before read again.
 inline constexpr int kMaxOwnersPage = 500;
-inline constexpr int64_t kOwnersFreshMs = 5 * 60 * 1000;
+inline constexpr int64_t kOwnersFreshMs = 60 * 1000;
 // The record property that holds its owner: an owner id, read and written as the owner's email.
 inline constexpr char kOwnerProperty[] = "hubspot_owner_id";
 inline constexpr int kArchivedPagesPerRun = 10;
 inline constexpr int64_t kArchivedSweepEveryMs = 5 * 60 * 1000;
+inline constexpr int64_t kArchivedMarkMarginMs = 60 * 1000;
 // refs/hubspot/reference.md §4: "a query cannot page past 10,000 results; `after` >= 10000 -> 400".
 inline constexpr int kSearchResultCap = 10000;
 // refs/hubspot/reference.md §4 "Getting past 10k", option 2: "When `after` reaches about 9,800,

@@ -129,13 +129,22 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     snap.canonical_id = cid;
   }
 
-  // Read live after its delete was read: restored (from HubSpot's recycle bin, say).
+  // Read live after its delete was read: restored (from HubSpot's recycle bin, say), when read
+  // as the system holds it now or changed since the delete was read; else a lagging search.
   bool restored = false;
   if (identified->kind == Identified::Kind::kLinked) {
     auto link = CurrentLink(source.entity, cid, source.system);
     if (!link.ok()) return link.status();
-    restored = link->native_id == record.id && link->last_read_hash == kDeletedReadHash;
-    if (restored) CRMB_RETURN_IF_ERROR(Restore(source, record, mapped->fields, &snap, batch));
+    if (link->native_id == record.id && link->last_read_hash == kDeletedReadHash) {
+      if (!page_time_.current && record.modified_ms > 0 && record.modified_ms <= link->updated_ms) {
+        spdlog::debug("{}: {} {} is shown again unchanged since its delete; taken as a lagging "
+                      "index, not a restore", source.system, source.object, record.id);
+        ++counts.unchanged;
+        return Status::Ok();
+      }
+      restored = true;
+      CRMB_RETURN_IF_ERROR(Restore(source, record, mapped->fields, &snap, batch));
+    }
   }
 
   // Unconfirmed writes to this system are verified against what it now shows.
@@ -278,7 +287,6 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
   if (!link.ok()) return link.status();
   if (link->native_id == record.id && link->last_read_hash == kDeletedReadHash)
     return Status::Ok();
-  ++counts.deletes_seen;
   if (link->native_id == record.id) {
     Link gone = *link;
     gone.last_read_hash = kDeletedReadHash;
@@ -291,6 +299,7 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
   if (!stored->has_value()) return Status::Ok();
   Snapshot snap = std::move(**stored);
   if (snap.deleted_ms > 0) return Status::Ok();  // a delete crmbridge carried out, coming back
+  ++counts.deletes_seen;
   const CanonicalEntity* entity = d_.plan->FindEntity(source.entity);
   const DeletePolicy policy = entity ? entity->on_delete : DeletePolicy{};
   switch (policy.kind) {
@@ -354,6 +363,15 @@ Status ReadProcessor::Restore(const SystemEntityMapping& source, const NativeRec
         auto link = CurrentLink(target.entity, snap->canonical_id, target.system);
         if (!link.ok()) return link.status();
         if (link->native_id.empty()) continue;
+        // A delete still queued there never happened: the record stays linked, and an update
+        // takes the delete's place in the outbox (one queued item per record).
+        auto queued = d_.store->PendingOutbox(target.system, target.entity, snap->canonical_id);
+        if (!queued.ok()) return queued.status();
+        if (queued->has_value() && (*queued)->op == OutboxOp::kDelete) {
+          CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(target, link->native_id, snap->canonical_id,
+                                                   *snap, batch, /*lost=*/false));
+          continue;
+        }
         Link cleared = *link;
         cleared.native_id.clear();
         cleared.last_read_hash.clear();

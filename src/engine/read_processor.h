@@ -44,6 +44,10 @@ struct PageTime {
   int64_t started_ms = 0;
   int64_t received_ms = 0;
   int64_t precision_ms = 1;
+  // Read by id, or by a backfill an admin starts: the records as the system holds them now. An
+  // incremental search may lag behind (HubSpot's index), so a deleted record it still shows
+  // unchanged since its delete was read is not taken for restored.
+  bool current = false;
 };
 
 // A link's last_read_hash once its record's delete was read there (a digest is never this).

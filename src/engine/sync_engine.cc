@@ -381,6 +381,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       }
       page_time.received_ms = e_->clock_->NowMillis();
       page_time.precision_ms = connector->capabilities().modified_precision_ms;
+      page_time.current = backfill;
       if (read.ok() && read->has_more && pages_read.count(read->next)) {
         return Status(StatusCode::kUnavailable,
                       "the answer's next-page link points back at a page this read has already "
@@ -520,6 +521,7 @@ Status SyncEngine::Run::ReadAnnounced(const SystemEntityMapping& m, Connector* c
     }
     page_time.received_ms = e_->clock_->NowMillis();
     page_time.precision_ms = connector->capabilities().modified_precision_ms;
+    page_time.current = true;  // read by id
     return records;
   }();
   if (!read.ok()) {

@@ -675,6 +675,26 @@ TEST_F(DeletePolicyTest, ARestoredRecordIsLinkedAsBeforeAndItsMarkUndone) {
   EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
 }
 
+// An incremental read (a search index lagging behind) that still shows a deleted record unchanged
+// since its delete was read is not taken for a restore; changed since, it is.
+TEST_F(DeletePolicyTest, ADeletedRecordShownUnchangedByALaggingReadIsNotRestored) {
+  UsePolicy("{set: {stage: inactive}}");
+  const int64_t before = clock_.NowMillis() - 60000;
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "onboarding"}}, before);
+  Sync();
+  alpha_.Delete("t0");
+  Sync();
+  alpha_.Restore("t0");  // shown again, modified as before its delete
+  RunSummary lagging = Sync();
+  EXPECT_EQ(lagging.counts["alpha"]["onboarding"].restored, 0);
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 9) << "still marked";
+  clock_.Advance(std::chrono::minutes(1));
+  alpha_.Put("t0", {{"subject", "Acme"}}, clock_.NowMillis());  // edited after its restore
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].restored, 1);
+  EXPECT_EQ(beta_.rows().begin()->second.fields["stagecode"], 2);
+}
+
 TEST_F(DeletePolicyTest, ARestoredRecordIsMadeAgainWherePropagateDeletedIt) {
   UsePolicy("propagate");
   alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
@@ -693,6 +713,29 @@ TEST_F(DeletePolicyTest, ARestoredRecordIsMadeAgainWherePropagateDeletedIt) {
   alpha_.Delete("t0");  // deleted once more: propagated again
   Sync();
   EXPECT_EQ(beta_.live(), 0u);
+}
+
+// Restored while the delete propagate queued has not reached beta (beta was down): the delete
+// never happens, and beta's record stays the one linked; no second record is made.
+TEST_F(DeletePolicyTest, ARecordRestoredBeforeItsQueuedDeleteWentOutIsKeptNotMadeTwice) {
+  UsePolicy("propagate");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  ASSERT_EQ(beta_.live(), 1u);
+  alpha_.Delete("t0");
+  auto engine = NewEngine();
+  beta_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down");
+  RunOptions opt;
+  opt.holder = "test";
+  ASSERT_TRUE(engine->RunOnce(opt).ok());
+  ASSERT_EQ(beta_.live(), 1u) << "the delete is still queued";
+  alpha_.Restore("t0");
+  clock_.Advance(std::chrono::hours(2));  // past the outbox backoff
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].restored, 1);
+  EXPECT_EQ(beta_.rows().size(), 1u) << "no second record in beta";
+  EXPECT_EQ(beta_.live(), 1u) << "and its record was never deleted";
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
 }
 
 TEST_F(DeletePolicyTest, APolicyNamingAnUnknownFieldOrValueIsRefused) {
