@@ -1114,7 +1114,9 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
       const Owner& w = *listed[i];
       results.push_back({{"id", w.id}, {"email", w.email}, {"type", "PERSON"},
                          {"firstName", w.first_name}, {"lastName", w.last_name},
-                         {"userId", w.user_id}, {"userIdIncludingInactive", w.user_id},
+                         // A deactivated user's owner keeps its user id only here.
+                         {"userId", w.archived ? json() : json(w.user_id)},
+                         {"userIdIncludingInactive", w.user_id},
                          {"createdAt", "2024-01-15T09:00:00.000Z"},
                          {"updatedAt", "2024-01-15T09:00:00.000Z"}, {"archived", w.archived}});
     }
