@@ -37,7 +37,7 @@ Result<NativeRecord> RecordFromRow(const json& row, const std::string& primary_k
     return r;
   }
   auto pk = row.find(primary_key);
-  if (pk == row.end() || !pk->is_string())
+  if (pk == row.end() || !pk->is_string() || pk->get<std::string>().empty())
     return Status(StatusCode::kInvalidArgument, "a row without its primary key " + primary_key);
   r.id = pk->get<std::string>();
   for (const auto& [name, value] : row.items()) {

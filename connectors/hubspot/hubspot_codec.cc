@@ -46,6 +46,7 @@ Result<NativeRecord> RecordFromObject(const json& object, const std::string& mod
     return Status(StatusCode::kInvalidArgument,
                   "a HubSpot object whose id is neither text nor a number");
   r.id = id.is_string() ? id.get<std::string>() : id.dump();
+  if (r.id.empty()) return Status(StatusCode::kInvalidArgument, "a HubSpot object with an empty id");
   if (object.contains("properties") && object["properties"].is_object())
     r.fields = object["properties"];
   if (r.fields.contains(modified_property))

@@ -61,6 +61,9 @@ TEST(Dynamics365CodecTest, RowWithoutItsPrimaryKeyIsRejected) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(RecordFromRow(json::array(), "accountid", "").status().code(),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ(RecordFromRow({{"accountid", ""}}, "accountid", "").status().code(),
+            StatusCode::kInvalidArgument)
+      << "an empty primary key is none";
 }
 
 TEST(Dynamics365CodecTest, AlternateKeyIsQuotedAndEncoded) {

@@ -59,6 +59,8 @@ TEST(HubSpotCodecTest, FallsBackToUpdatedAtAndRejectsObjectsWithoutId) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(RecordFromObject(json::array(), "x", "y").status().code(),
             StatusCode::kInvalidArgument);
+  // fuzz/corpus/hubspot/repro-empty-id.txt: an empty id is no id.
+  EXPECT_EQ(RecordFromObject({{"id", ""}}, "x", "y").status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(HubSpotCodecTest, CursorRoundTrips) {
