@@ -101,7 +101,7 @@ export CRMBRIDGE_STATE="$work/$scenario.db"
 start_mocks 6 "hubspot:POST $search corrupt=ids"
 sync "$scenario"
 [ "$rc" -eq 0 ] || fail "exit $rc: $(tail -3 "$work/$scenario.log")"
-grep -q "hubspot: tickets (no id) is rejected: its id is empty" "$work/$scenario.log" \
+grep -q "hubspot: tickets (no id) is rejected: a HubSpot object with an empty id" "$work/$scenario.log" \
   || fail "the empty id is not rejected"
 grep -q "hubspot: tickets 7777777777777777777777777777777777777777777777777777777777777777... (10240 bytes) is rejected: its id is 10240 bytes long (at most 512)" \
   "$work/$scenario.log" || fail "the 10 KB id is not rejected"
