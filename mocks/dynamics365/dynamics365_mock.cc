@@ -884,6 +884,10 @@ class Dynamics365Mock::Impl {
       if (method != "POST") return MethodNotAllowed(method);
       return Batch(req, res, api);
     }
+    if (path.set == "Merge" && !path.has_key && path.tail.empty()) {
+      if (method != "POST") return MethodNotAllowed(method);
+      return MergeAction(req, res);
+    }
     auto it = tables_.find(path.set);
     if (it == tables_.end()) {
       return Err(404, kCodeSegment, "Resource not found for the segment '" + path.set + "'.");
@@ -2169,6 +2173,89 @@ class Dynamics365Mock::Impl {
                  "provided.");
     }
     DeleteRow(table, ValueOr(*row, table.schema->primary_key).get<std::string>());
+    res.status = 204;
+    return std::nullopt;
+  }
+
+  // The unbound Merge action (accounts and contacts): the Subordinate row is deactivated
+  // (statecode 1, statuscode 2), marked merged, and its masterid points at the Target; the rows
+  // whose lookups point at the subordinate are re-parented to the target; the target takes
+  // UpdateContent's columns. No content: 204.
+  MaybeError MergeAction(const httplib::Request& req, httplib::Response& res) {
+    auto body = ParseBody(req);
+    if (!body) return BadPayload();
+    auto entity = [&](const char* name) -> const json* {
+      auto it = body->find(name);
+      return it != body->end() && it->is_object() ? &*it : nullptr;
+    };
+    const json* target = entity("Target");
+    const json* subordinate = entity("Subordinate");
+    if (target == nullptr || subordinate == nullptr || !body->contains("PerformParentingChecks"))
+      return Err(400, kCodePayload,
+                 "Merge needs Target, Subordinate and PerformParentingChecks.");
+    const std::string type = target->value("@odata.type", std::string());
+    Table* table = nullptr;
+    for (auto& [set, t] : tables_)
+      if ("Microsoft.Dynamics.CRM." + t.schema->logical_name == type) table = &t;
+    if (table == nullptr ||
+        (table->schema->logical_name != "account" && table->schema->logical_name != "contact"))
+      return Err(400, kCodePayload, "Merge is not supported for '" + type + "'.");
+    if (subordinate->value("@odata.type", std::string()) != type)
+      return Err(400, kCodePayload, "Target and Subordinate must be of one type.");
+    const std::string pk = table->schema->primary_key;
+    const std::string target_id = target->value(pk, std::string());
+    const std::string sub_id = subordinate->value(pk, std::string());
+    auto missing = [&](const std::string& id) {
+      return Err(404, kCodeNotFound,
+                 table->schema->logical_name + " With Id = " + id + " Does Not Exist");
+    };
+    auto master = table->rows.find(target_id);
+    if (master == table->rows.end()) return missing(target_id);
+    auto sub = table->rows.find(sub_id);
+    if (sub == table->rows.end()) return missing(sub_id);
+    if (target_id == sub_id)
+      return Err(400, kCodeValidation, "A record cannot be merged with itself.");
+    if (ValueOr(sub->second, "statecode") != 0 || ValueOr(master->second, "statecode") != 0)
+      return Err(400, kCodeValidation, "Only active records can be merged.");
+    json content = json::object();
+    if (const json* update = entity("UpdateContent"))
+      for (const auto& [name, value] : update->items())
+        if (name.find('@') == std::string::npos && name != pk) content[name] = value;
+    if (auto e = UpdateRow(*table, &master->second, content, {})) return e;
+    // The subordinate: inactive, merged, pointing at its master (read-only columns, set here).
+    Row updated = sub->second;
+    updated.values["statecode"] = 1;
+    updated.values["statuscode"] = 2;
+    updated.values["merged"] = true;
+    updated.values["_masterid_value"] = target_id;
+    updated.navs["_masterid_value"] = "masterid";
+    Touch(&updated);
+    RecordUpdate(*table, sub_id, sub->second, updated);
+    Index(*table, sub_id, sub->second, false);
+    sub->second = std::move(updated);
+    Index(*table, sub_id, sub->second, true);
+    // Its children follow the master.
+    for (auto& [set, other] : tables_)
+      for (auto& [other_id, row] : other.rows) {
+        if (&other == table && (other_id == sub_id || other_id == target_id)) continue;
+        for (const Column& column : other.schema->columns) {
+          if (column.type != ColumnType::kLookup || column.name == "masterid") continue;
+          const std::string property = column.property();
+          const json& v = ValueOr(row, property);
+          if (!v.is_string() || v.get<std::string>() != sub_id) continue;
+          auto nav = row.navs.find(property);
+          const Column* c = nullptr;
+          const LookupTarget* t = nullptr;
+          if (nav == row.navs.end() || !other.schema->FindNavigation(nav->second, &c, &t) ||
+              t->set != table->schema->set)
+            continue;
+          Row moved = row;
+          moved.values[property] = target_id;
+          Touch(&moved);
+          RecordUpdate(other, other_id, row, moved);
+          row = std::move(moved);
+        }
+      }
     res.status = 204;
     return std::nullopt;
   }

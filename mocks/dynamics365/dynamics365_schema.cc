@@ -84,9 +84,22 @@ Column WithDefault(std::string name, int value) {
   return c;
 }
 
+// `merged` (false until the Merge action sets it) and `masterid`, the row it was merged into.
+Column MergeFlag() {
+  Column c = ReadOnly("merged", ColumnType::kBool);
+  c.default_value = false;
+  return c;
+}
+
 Column Lookup(std::string name, std::vector<LookupTarget> targets) {
   Column c = Col(std::move(name), ColumnType::kLookup);
   c.targets = std::move(targets);
+  return c;
+}
+
+Column MasterOf(const std::string& set, const std::string& logical_name) {
+  Column c = Lookup("masterid", {{set, logical_name, "masterid"}});
+  c.read_only = true;
   return c;
 }
 
@@ -123,6 +136,9 @@ std::vector<TableSchema> BuildTables() {
       Lookup("ownerid", {{"systemusers", "systemuser", "ownerid"}}),
       WithDefault("statecode", 0),   // 0 Active
       WithDefault("statuscode", 1),  // 1 Active
+      // Set by the Merge action alone: the row was merged into its master.
+      MergeFlag(),
+      MasterOf("accounts", "account"),
   };
   account.alternate_keys = {{"crmb_externalid"}, {"accountnumber"}};
   AddSystemColumns(&account);
@@ -151,6 +167,8 @@ std::vector<TableSchema> BuildTables() {
       Lookup("ownerid", {{"systemusers", "systemuser", "ownerid"}}),
       WithDefault("statecode", 0),
       WithDefault("statuscode", 1),
+      MergeFlag(),
+      MasterOf("contacts", "contact"),
   };
   contact.alternate_keys = {{"crmb_externalid"}};
   AddSystemColumns(&contact);

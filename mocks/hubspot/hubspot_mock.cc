@@ -85,6 +85,9 @@ std::string ModifiedProp(const std::string& type) {
   return type == "contacts" ? "lastmodifieddate" : "hs_lastmodifieddate";
 }
 
+// The ids a record absorbed by merges, ';'-separated (read-only in HubSpot).
+constexpr char kMergedIds[] = "hs_merged_object_ids";
+
 // Epoch ms from an epoch-ms string or a UTC ISO time; nullopt otherwise.
 std::optional<double> AsNumber(const json& v);
 
@@ -221,14 +224,15 @@ void HubSpotMock::InitLocked() {
                                  {"hs_pipeline_stage", "enumeration"}, {"hs_ticket_priority", "enumeration"},
                                  {"hubspot_owner_id", "enumeration"}, {"hs_lastmodifieddate", "datetime"},
                                  {"hs_ticket_id", "number"}, {"hs_ticket_category", "enumeration"},
-                                 {"closed_date", "datetime"}});
+                                 {"closed_date", "datetime"}, {kMergedIds, "enumeration"}});
   properties_["companies"] = defs({{"name", "string"}, {"domain", "string"}, {"phone", "string"},
                                    {"city", "string"}, {"country", "string"}, {"industry", "enumeration"},
                                    {"hubspot_owner_id", "enumeration"}, {"hs_lastmodifieddate", "datetime"},
-                                   {"lifecyclestage", "enumeration"}});
+                                   {"lifecyclestage", "enumeration"}, {kMergedIds, "enumeration"}});
   properties_["contacts"] = defs({{"email", "string"}, {"firstname", "string"}, {"lastname", "string"},
                                   {"phone", "string"}, {"company", "string"}, {"jobtitle", "string"},
-                                  {"hubspot_owner_id", "enumeration"}, {"lastmodifieddate", "datetime"}});
+                                  {"hubspot_owner_id", "enumeration"}, {"lastmodifieddate", "datetime"},
+                                  {kMergedIds, "enumeration"}});
   properties_["notes"] = defs({{"hs_note_body", "string"}, {"hs_timestamp", "datetime"},
                                {"hubspot_owner_id", "enumeration"}, {"hs_attachment_ids", "string"},
                                {"hs_lastmodifieddate", "datetime"}});
@@ -511,6 +515,77 @@ void HubSpotMock::IndexLocked(const std::string& type, const Object& o) {
   }
   ix.by_modified.insert({f.modified, o.id});
   ix.filed[o.id] = std::move(f);
+}
+
+// A merge keeps the primary record and its id (as HubSpot does for companies and tickets; a
+// merged contact may get a new id there, which crmbridge handles alike). Its properties keep
+// their values, an empty one takes the absorbed record's (unique properties excepted);
+// hs_merged_object_ids lists every id it absorbed; the absorbed record's associations move to it.
+// The absorbed record is gone: not listed, not archived, and its id answers 404.
+HubSpotMock::Reply HubSpotMock::MergeLocked(const std::string& type, const json& body) {
+  if (type != "contacts" && type != "companies" && type != "tickets" && type != "deals")
+    return {400, Error("VALIDATION_ERROR", "Merging is not supported for " + type + ".")};
+  if (!body.is_object() || !body.contains("primaryObjectId") || !body.contains("objectIdToMerge"))
+    return {400, Error("VALIDATION_ERROR",
+                       "Merging needs primaryObjectId and objectIdToMerge.")};
+  const std::string primary_id = Str(body["primaryObjectId"]);
+  const std::string absorbed_id = Str(body["objectIdToMerge"]);
+  if (primary_id == absorbed_id)
+    return {400, Error("VALIDATION_ERROR", "An object cannot be merged with itself.")};
+  Object* primary = FindLocked(type, primary_id, "");
+  Object* absorbed = FindLocked(type, absorbed_id, "");
+  if (primary == nullptr || absorbed == nullptr)
+    return {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")};
+  const int64_t now = Now();
+  json& props = primary->properties;
+  for (const auto& [name, value] : absorbed->properties.items()) {
+    if (IndexedProperty(type, name) || name == "hs_object_id" || name == "createdate" ||
+        name == kMergedIds || name == ModifiedProp(type) || name == "hs_ticket_id")
+      continue;
+    const json& mine = props.value(name, json());
+    if ((mine.is_null() || mine == "") && !value.is_null() && value != "") {
+      props[name] = value;
+      primary->history[name].emplace_back(now, value);
+    }
+  }
+  std::string merged_ids = props.value(kMergedIds, json()).is_string()
+                               ? props[kMergedIds].get<std::string>() : "";
+  json announced = json::array();
+  auto add_id = [&](const std::string& id) {
+    if (id.empty()) return;
+    merged_ids += (merged_ids.empty() ? "" : ";") + id;
+    announced.push_back(static_cast<int64_t>(std::strtoll(id.c_str(), nullptr, 10)));
+  };
+  add_id(std::to_string(absorbed->id));
+  if (const json& theirs = absorbed->properties.value(kMergedIds, json()); theirs.is_string()) {
+    std::string list = theirs.get<std::string>();
+    for (size_t start = 0; start < list.size();) {
+      size_t end = list.find(';', start);
+      if (end == std::string::npos) end = list.size();
+      add_id(list.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  props[kMergedIds] = merged_ids;
+  primary->history[kMergedIds].emplace_back(now, merged_ids);
+  // The absorbed record's associations are the survivor's now.
+  const int64_t pid = primary->id, aid = absorbed->id;
+  const auto moved = absorbed->associations;
+  for (const auto& [to, ids] : moved)
+    for (int64_t to_id : ids) {
+      UnlinkLocked(type, aid, to, to_id);
+      LinkLocked(type, pid, to, to_id, nullptr);
+    }
+  absorbed = &objects_[type][aid];
+  absorbed->archived = true;  // leaves every index
+  IndexLocked(type, *absorbed);
+  objects_[type].erase(aid);
+  primary = &objects_[type][pid];
+  primary->updated_ms = now;
+  primary->properties[ModifiedProp(type)] = Iso(now);
+  IndexLocked(type, *primary);
+  webhooks_.Enqueue(type, "merge", pid, now, "", announced);
+  return {200, Render(type, *primary, {}, {})};
 }
 
 void HubSpotMock::ArchiveLocked(const std::string& type, Object* o) {
@@ -1434,6 +1509,10 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
                       [this](const std::string& type, const httplib::Request&, httplib::Response&, const json& body) {
                         return Search(type, body);
                       }));
+  s.Post(R"(/crm/v3/objects/([^/]+)/merge)",
+         object_route("POST /crm/v3/objects/{type}/merge", false, true,
+                      [this](const std::string& type, const httplib::Request&, httplib::Response&,
+                             const json& body) { return MergeLocked(type, body); }));
   s.Post(R"(/crm/v3/objects/([^/]+)/batch/([a-z]+))",
          object_route("POST /crm/v3/objects/{type}/batch/{verb}", false, true,
                       [this](const std::string& type, const httplib::Request& req, httplib::Response& res,

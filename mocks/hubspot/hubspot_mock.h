@@ -184,6 +184,8 @@ class HubSpotMock : public MockServer {
                         const std::vector<std::string>& assoc,
                         const std::vector<std::string>& with_history = {}) const;
   // Validates and applies properties to `o` (new when o.id == 0); an error reply when invalid.
+  // POST /crm/v3/objects/{type}/merge: `absorbed` into `primary`, as HubSpot merges duplicates.
+  Reply MergeLocked(const std::string& type, const nlohmann::json& body);
   std::optional<Reply> ApplyLocked(const std::string& type, Object* o,
                                    const nlohmann::json& props);
   Object* FindLocked(const std::string& type, const std::string& id,

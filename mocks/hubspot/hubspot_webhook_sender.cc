@@ -65,6 +65,12 @@ void HubSpotWebhookSender::Enqueue(const std::string& type, const std::string& c
     e["propertyName"] = property;
     e["propertyValue"] = value.is_string() ? value.get<std::string>() : "";
   }
+  if (change == "merge" && value.is_array()) {
+    // The survivor is the event's object; the ids it absorbed come with it.
+    e["primaryObjectId"] = object_id;
+    e["mergedObjectIds"] = value;
+    e["newObjectId"] = object_id;
+  }
   sender_.Enqueue(std::move(e));
 }
 

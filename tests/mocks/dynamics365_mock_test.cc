@@ -151,6 +151,52 @@ class Dynamics365MockTest : public ::testing::Test {
 
 // --- auth --------------------------------------------------------------------------------------
 
+// The Merge action: the subordinate is deactivated, marked merged and points at its master; the
+// rows that looked up the subordinate look up the master; 204 without content. Refusals: an
+// inactive row (merged already), an unknown id, a table it does not merge.
+TEST_F(Dynamics365MockTest, MergeDeactivatesTheSubordinateAndReparentsItsChildren) {
+  StartMock();
+  const std::string master = Create("accounts", {{"name", "Acme"}});
+  const std::string sub = Create("accounts", {{"name", "Acme AB"}});
+  const std::string contact =
+      Create("contacts", {{"lastname", "Berg"}, {"parentcustomerid_account@odata.bind", "/accounts(" + sub + ")"}});
+  const std::string opportunity =
+      Create("opportunities", {{"name", "Onboarding"}, {"parentaccountid@odata.bind", "/accounts(" + sub + ")"}});
+  auto merge = [&](const std::string& type, const std::string& pk, const std::string& target,
+                   const std::string& subordinate) {
+    return Post(std::string(kApi) + "Merge",
+                {{"Target", {{"@odata.type", "Microsoft.Dynamics.CRM." + type}, {pk, target}}},
+                 {"Subordinate", {{"@odata.type", "Microsoft.Dynamics.CRM." + type}, {pk, subordinate}}},
+                 {"PerformParentingChecks", false}});
+  };
+  auto res = merge("account", "accountid", master, sub);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 204) << res->body;
+  auto row = Get(std::string(kApi) + "accounts(" + sub + ")?$select=statecode,statuscode,merged,_masterid_value");
+  ASSERT_TRUE(row && row->status == 200);
+  const json s = json::parse(row->body);
+  EXPECT_EQ(s["statecode"], 1);
+  EXPECT_EQ(s["statuscode"], 2);
+  EXPECT_EQ(s["merged"], true);
+  EXPECT_EQ(s["_masterid_value"], master);
+  auto c = Get(std::string(kApi) + "contacts(" + contact + ")?$select=_parentcustomerid_value");
+  ASSERT_TRUE(c && c->status == 200);
+  EXPECT_EQ(json::parse(c->body)["_parentcustomerid_value"], master);
+  auto o = Get(std::string(kApi) + "opportunities(" + opportunity + ")?$select=_parentaccountid_value");
+  ASSERT_TRUE(o && o->status == 200);
+  EXPECT_EQ(json::parse(o->body)["_parentaccountid_value"], master);
+
+  auto again = merge("account", "accountid", master, sub);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 400) << "an inactive row cannot be merged again";
+  auto unknown = merge("account", "accountid", master, "00000000-0000-4000-8000-000000000000");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  auto other = merge("opportunity", "opportunityid", opportunity, opportunity);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 400);
+}
+
 TEST_F(Dynamics365MockTest, TokenFlowIssuesBearerTokenThatExpires) {
   StartMock();
   auto res = PostToken("grant_type=client_credentials&client_id=mock-client-id&client_secret="

@@ -274,6 +274,50 @@ TEST_F(HubSpotMockTest, UniqueValuesFollowUpdatesAndArchives) {
   EXPECT_EQ(mock_->Dump()["contacts"].size(), 1u);
 }
 
+// A merge keeps the primary record and its id; its empty properties take the absorbed record's;
+// hs_merged_object_ids lists every id absorbed (also those the absorbed record had absorbed);
+// associations move; the absorbed id is gone (404, not archived). Refusals: one record, an
+// unknown id, an object HubSpot does not merge.
+TEST_F(HubSpotMockTest, MergeKeepsThePrimaryAndListsTheAbsorbedIds) {
+  StartMock();
+  auto create = [&](const json& props) {
+    auto [status, body] = Call("POST", "/crm/v3/objects/companies", {{"properties", props}});
+    EXPECT_EQ(status, 201) << body.dump();
+    return body.value("id", "");
+  };
+  const std::string a = create({{"name", "Acme"}, {"domain", "acme.example"}});
+  const std::string b = create({{"name", "Acme AB"}, {"city", "Lund"}});
+  const std::string c = create({{"name", "Acme Lund"}});
+  auto [ts, ticket] = Call("POST", "/crm/v3/objects/tickets", Ticket("Onboarding Acme"));
+  ASSERT_EQ(ts, 201);
+  ASSERT_EQ(Call("PUT", "/crm/v4/objects/tickets/" + ticket["id"].get<std::string>() +
+                            "/associations/default/companies/" + c).first, 200);
+
+  auto merge = [&](const std::string& primary, const std::string& absorbed) {
+    return Call("POST", "/crm/v3/objects/companies/merge",
+                {{"primaryObjectId", primary}, {"objectIdToMerge", absorbed}});
+  };
+  ASSERT_EQ(merge(b, c).first, 200);
+  auto [status, merged] = merge(a, b);
+  ASSERT_EQ(status, 200) << merged.dump();
+  EXPECT_EQ(merged["id"], a);
+  auto [gs, read] = Call("GET", "/crm/v3/objects/companies/" + a +
+                                    "?properties=name,city,hs_merged_object_ids&associations=tickets");
+  ASSERT_EQ(gs, 200);
+  EXPECT_EQ(read["properties"]["name"], "Acme") << "the primary's value stays";
+  EXPECT_EQ(read["properties"]["city"], "Lund") << "an empty one takes the absorbed record's";
+  EXPECT_EQ(read["properties"]["hs_merged_object_ids"], b + ";" + c);
+  EXPECT_EQ(read["associations"]["tickets"]["results"][0]["id"], ticket["id"]);
+  EXPECT_EQ(Call("GET", "/crm/v3/objects/companies/" + b).first, 404);
+  EXPECT_EQ(Call("GET", "/crm/v3/objects/companies?archived=true").second["results"].size(), 0u)
+      << "a merged record is not archived";
+
+  EXPECT_EQ(merge(a, a).first, 400);
+  EXPECT_EQ(merge(a, b).first, 404);
+  EXPECT_EQ(Call("POST", "/crm/v3/objects/notes/merge",
+                 {{"primaryObjectId", "1"}, {"objectIdToMerge", "2"}}).first, 400);
+}
+
 TEST_F(HubSpotMockTest, BatchUpsertCreatesThenUpdatesByAUniqueProperty) {
   StartMock();
   json prop = {{"name", "crmbridge_id"}, {"label", "k"}, {"type", "string"}, {"fieldType", "text"},
