@@ -33,6 +33,12 @@ struct NativeRecord {
   std::string key;
   // Associated records by native object type ("companies" -> ["9", "12"]).
   std::map<std::string, std::vector<std::string>> associations;
+  // Merges the system made (two records of one object became one): the ids of the records this
+  // one absorbed (HubSpot's hs_merged_object_ids), or, on a record that was absorbed and is kept
+  // only as a pointer (a Dynamics 365 row deactivated by a merge), the id of the record that
+  // absorbed it. The engine re-points what crmbridge linked to the absorbed record (merges.h).
+  std::vector<std::string> merged_ids;
+  std::string merged_into;
   // Why the connector could not decode this record (a field of the wrong type, a missing id),
   // empty when it could. The engine rejects such a record by its id and reason, and the rest of
   // the page goes on.
@@ -97,7 +103,9 @@ struct NativeRef {
 };
 
 struct WriteOp {
-  enum class Kind { kUpsert, kUpdate, kDelete };
+  // kMerge: merge record `native_id` into record `merge_into` (both this system's ids), as a user
+  // merging two duplicates would: `native_id` is absorbed, `merge_into` survives.
+  enum class Kind { kUpsert, kUpdate, kDelete, kMerge };
   Kind kind = Kind::kUpsert;
   // kUpsert: the idempotency key (crmbridge's canonical id), written to the object's external-id
   // property or alternate key so that a retried create finds the record instead of duplicating it.
@@ -108,6 +116,7 @@ struct WriteOp {
   nlohmann::json fields = nlohmann::json::object();
   // Reference fields (ObjectRef::ref_fields) to write, by native field; never also in `fields`.
   std::map<std::string, NativeRef> refs;
+  std::string merge_into;  // kMerge only: the surviving record's native id
   // Earlier attempts of this write (0 on the first). A connector whose creates are not
   // idempotent by key reconciles before retrying one whose outcome is unknown.
   int attempt = 0;
@@ -161,6 +170,9 @@ struct Capabilities {
   // The webhook event kinds (AnnouncedChange::kind) that announce a record gone: one ReadByIds no
   // longer finds is then read as deleted at once, not at the next incremental read.
   std::vector<std::string> delete_events;
+  // The objects whose records it merges (WriteOp::Kind::kMerge), so that a merge made in another
+  // system is carried here instead of leaving a duplicate.
+  std::vector<std::string> merges;
   // Reads the past values of a field (Connector::ReadFieldHistory), so the stage history of a
   // record first seen starts where the system's own does, not on the day crmbridge was connected.
   bool reads_field_history = false;

@@ -74,10 +74,20 @@ struct DeletePolicy {
   nlohmann::json set = nlohmann::json::object();  // kMark: canonical field -> value
 };
 
+// What two records of one system merged into one (a user merging duplicates) does to the others.
+enum class MergePolicy {
+  // The absorbed record's copy in each other system is merged into the survivor's there too,
+  // where that system can merge; where it cannot, the copy meets the entity's on_delete.
+  kMerge,
+  // The copies in other systems are left as they are (reported): someone merges them by hand.
+  kKeep,
+};
+
 struct CanonicalEntity {
   std::string name;  // "onboarding"
   std::vector<CanonicalField> fields;
   DeletePolicy on_delete;
+  MergePolicy on_merge = MergePolicy::kMerge;
   const CanonicalField* Find(const std::string& field) const;
 };
 

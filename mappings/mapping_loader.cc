@@ -21,7 +21,7 @@ using nlohmann::json;
 namespace {
 
 const std::set<std::string> kTopKeys = {"version", "entities", "tables", "systems", "portal_access"};
-const std::set<std::string> kEntityKeys = {"fields", "on_delete"};
+const std::set<std::string> kEntityKeys = {"fields", "on_delete", "on_merge"};
 const std::set<std::string> kCanonicalFieldKeys = {"type",       "required", "values",
                                                    "end_values", "system_of_record", "entity"};
 const std::set<std::string> kSystemEntityKeys = {"object", "params", "fields", "match", "create"};
@@ -262,6 +262,16 @@ class Loader {
         } else {
           Error(d, "on_delete must be ignore, propagate, or {set: {field: value}}",
                 "on_delete: {set: {stage: inactive}} marks the record inactive everywhere");
+        }
+      }
+      if (const YAML::Node d = body["on_merge"]) {
+        if (d.IsScalar() && d.Scalar() == "merge") {
+          e.on_merge = MergePolicy::kMerge;
+        } else if (d.IsScalar() && d.Scalar() == "keep") {
+          e.on_merge = MergePolicy::kKeep;
+        } else {
+          Error(d, "on_merge must be merge or keep",
+                "on_merge: merge carries a merge made in one system to the others");
         }
       }
       for (const auto& fkv : body["fields"]) {

@@ -22,12 +22,13 @@ const char* OutboxOpName(OutboxOp op) {
     case OutboxOp::kUpsert: return "upsert";
     case OutboxOp::kUpdate: return "update";
     case OutboxOp::kDelete: return "delete";
+    case OutboxOp::kMerge: return "merge";
   }
   return "upsert";
 }
 
 std::optional<OutboxOp> ParseOutboxOp(const std::string& name) {
-  for (OutboxOp op : {OutboxOp::kUpsert, OutboxOp::kUpdate, OutboxOp::kDelete})
+  for (OutboxOp op : {OutboxOp::kUpsert, OutboxOp::kUpdate, OutboxOp::kDelete, OutboxOp::kMerge})
     if (name == OutboxOpName(op)) return op;
   return std::nullopt;
 }

@@ -77,10 +77,11 @@ struct Snapshot {
 };
 
 // What an outbox item does to its record in the target system; stored and shown by its name
-// ("upsert", "update", "delete").
-enum class OutboxOp { kUpsert, kUpdate, kDelete };
+// ("upsert", "update", "delete", "merge"). A merge's payload is {"into": <the surviving record's
+// native id>}; its native_id is the record absorbed.
+enum class OutboxOp { kUpsert, kUpdate, kDelete, kMerge };
 const char* OutboxOpName(OutboxOp op);
-// nullopt for a name that is none of the three.
+// nullopt for a name that is none of the four.
 std::optional<OutboxOp> ParseOutboxOp(const std::string& name);
 
 struct OutboxItem {

@@ -49,6 +49,11 @@ Result<NativeRecord> RecordFromRow(const json& row, const std::string& primary_k
     }
     r.fields[name] = value;
   }
+  // A row the Merge action absorbed: inactive, `merged`, pointing at the row it was merged into.
+  if (auto merged = r.fields.find("merged"); merged != r.fields.end() && *merged == true) {
+    auto master = r.fields.find("masterid");
+    if (master != r.fields.end() && master->is_string()) r.merged_into = master->get<std::string>();
+  }
   if (row.contains("modifiedon") && row["modifiedon"].is_string())
     r.modified_ms = ParseDataverseTime(row["modifiedon"].get<std::string>());
   if (!key_column.empty() && row.contains(key_column) && row[key_column].is_string())

@@ -73,6 +73,11 @@ std::string SelectList(const ObjectRef& object, const std::string& pk, const std
   cols.push_back(pk);
   cols.push_back("modifiedon");
   if (!key_column.empty()) cols.push_back(key_column);
+  if (dynamics365::Merges(object.object)) {
+    // Tells a row the Merge action absorbed (NativeRecord::merged_into).
+    cols.push_back("merged");
+    cols.push_back("_masterid_value");
+  }
   std::sort(cols.begin(), cols.end());
   cols.erase(std::unique(cols.begin(), cols.end()), cols.end());
   std::string select;
@@ -162,6 +167,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.binds_lookups = true;          // a polymorphic lookup through its navigation property
     c.reads_by_id = true;            // a row by its id: what a webhook announces is read alone
     c.delete_events = {"Delete"};  // the Delete message of a webhook step
+    c.merges = {"accounts", "contacts"};  // the unbound Merge action
     // Entity sets by their plural names; any other set (a custom table's) by its own.
     c.objects = {"accounts", "contacts", "opportunities", "annotations", "tasks"};
     c.other_objects = "[a-z][a-z0-9_]*";
@@ -615,6 +621,21 @@ Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteO
   for (const auto& [field, ref] : op.refs)
     body[(ref.bind.empty() ? field : ref.bind) + "@odata.bind"] =
         ref.id.empty() ? json() : json("/" + ref.object + "(" + ref.id + ")");
+  if (op.kind == WriteOp::Kind::kMerge) {
+    // The unbound Merge action (refs: Merge Action): the subordinate row is deactivated and
+    // points at its master; its children move to the master.
+    const std::string type =
+        "Microsoft.Dynamics.CRM." + pk.substr(0, pk.size() >= 2 ? pk.size() - 2 : 0);
+    req.method = "POST";
+    req.url = ApiRoot() + "Merge";
+    req.idempotent = false;  // a retry checks the first attempt's outcome (MergeDone)
+    req.headers.emplace_back("Content-Type", "application/json");
+    req.body = json{{"Target", {{"@odata.type", type}, {pk, op.merge_into}}},
+                    {"Subordinate", {{"@odata.type", type}, {pk, op.native_id}}},
+                    {"PerformParentingChecks", false}}
+                   .dump();
+    return req;
+  }
   if (op.kind == WriteOp::Kind::kDelete) {
     req.method = "DELETE";
     req.url = ApiRoot() + object.object + "(" + op.native_id + ")";
@@ -659,7 +680,7 @@ WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const Wr
                              (op.native_id.empty() ? op.key : op.native_id));
     return out;
   }
-  out.native_id = op.native_id;
+  out.native_id = op.kind == WriteOp::Kind::kMerge ? op.merge_into : op.native_id;
   if (op.kind == WriteOp::Kind::kUpsert) {
     // With return=representation: 201 = created, 200 = updated (refs/dynamics365 §5).
     out.created = r.status == 201;
@@ -833,7 +854,25 @@ Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& o
   auto outcomes = WriteAll(object, ops);
   if (outcomes.ok() && CreateOnly(object))
     AdoptExisting(object, ops, &*outcomes);
+  if (outcomes.ok())
+    for (size_t i = 0; i < ops.size(); ++i)
+      if (ops[i].kind == WriteOp::Kind::kMerge && !(*outcomes)[i].status.ok() &&
+          !(*outcomes)[i].status.IsTransient() && MergeDone(object, ops[i]))
+        (*outcomes)[i] = WriteOutcome{Status::Ok(), ops[i].merge_into, false, false};
   return outcomes;
+}
+
+bool Dynamics365Connector::MergeDone(const ObjectRef& object, const WriteOp& op) {
+  // Refused because an earlier attempt, whose answer was lost, merged it already?
+  Request req;
+  req.method = "GET";
+  req.idempotent = true;
+  req.url = ApiRoot() + object.object + "(" + op.native_id + ")?$select=merged,_masterid_value";
+  auto r = Call(req);
+  if (!r.ok() || r->status != 200) return false;
+  const json row = json::parse(r->body, nullptr, false);
+  return row.is_object() && row.value("merged", json()) == true &&
+         row.value("_masterid_value", json()) == json(op.merge_into);
 }
 
 Result<std::vector<WriteOutcome>> Dynamics365Connector::WriteAll(const ObjectRef& object,

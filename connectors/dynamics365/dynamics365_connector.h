@@ -77,6 +77,8 @@ class Dynamics365Connector : public Connector {
   Request WriteRequest(const ObjectRef& object, const WriteOp& op) const;
   WriteOutcome WriteResult(const ObjectRef& object, const WriteOp& op, const std::string& method,
                            const Response& response) const;
+  // A kMerge refused: true when the subordinate is already merged into the op's master.
+  bool MergeDone(const ObjectRef& object, const WriteOp& op);
   Result<std::vector<WriteOutcome>> WriteAll(const ObjectRef& object,
                                              const std::vector<WriteOp>& ops);
   void AdoptExisting(const ObjectRef& object, const std::vector<WriteOp>& ops,

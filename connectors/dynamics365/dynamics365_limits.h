@@ -2,6 +2,8 @@
 // under /work/shared/refs/ (Microsoft's Dataverse and Entra ID documentation, summarised).
 #pragma once
 
+#include <string>
+
 #include <cstdint>
 
 namespace crmbridge::dynamics365 {
@@ -29,5 +31,10 @@ inline constexpr int kWindowSeconds = 300;
 // users are read again when older than kUsersFreshMs).
 inline constexpr char kOwnerColumn[] = "ownerid";
 inline constexpr int64_t kUsersFreshMs = 60 * 1000;
+// The tables the unbound Merge action takes (Merge Action: "Use the Merge action with these
+// entity types: account, contact"; incident and lead too, not mapped here).
+inline bool Merges(const std::string& entity_set) {
+  return entity_set == "accounts" || entity_set == "contacts";
+}
 
 }  // namespace crmbridge::dynamics365

@@ -55,6 +55,17 @@ Result<NativeRecord> RecordFromObject(const json& object, const std::string& mod
     r.modified_ms = ParseTimestamp(object["updatedAt"]);
   if (!id_property.empty() && r.fields.contains(id_property) && r.fields[id_property].is_string())
     r.key = r.fields[id_property].get<std::string>();
+  if (auto merged = r.fields.find(hubspot::kMergedIdsProperty);
+      merged != r.fields.end() && merged->is_string()) {
+    const std::string& ids = merged->get_ref<const std::string&>();
+    size_t start = 0;
+    while (start < ids.size()) {
+      size_t end = ids.find(';', start);
+      if (end == std::string::npos) end = ids.size();
+      if (end > start) r.merged_ids.push_back(ids.substr(start, end - start));
+      start = end + 1;
+    }
+  }
   if (auto archived = object.find("archived"); archived != object.end()) {
     if (!archived->is_boolean())
       return Status(StatusCode::kInvalidArgument, "its 'archived' is not true or false");

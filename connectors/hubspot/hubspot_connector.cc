@@ -100,6 +100,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.reads_by_id = true;         // batch read: what a webhook announces is read alone
     c.delete_events = {"deletion", "privacyDeletion"};  // archived, or deleted for good
     c.reads_field_history = true; // batch read with propertiesWithHistory
+    c.merges = {"contacts", "companies", "tickets", "deals"};  // POST /crm/v3/objects/{type}/merge
     // CRM objects by their API names; custom objects by objectTypeId (2-1234567) or fully
     // qualified name (p1234567_onboarding).
     c.objects = {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
@@ -396,6 +397,7 @@ json HubSpotConnector::PropertiesToRead(const ObjectRef& object, const ObjectSet
   wanted.push_back(setup.id_property);
   wanted.push_back(hubspot::ModifiedProperty(object.object));
   if (!setup.pipeline_id.empty()) wanted.push_back("hs_pipeline");
+  if (hubspot::Merges(object.object)) wanted.push_back(hubspot::kMergedIdsProperty);
   json props = json::array();
   std::set<std::string> listed;
   for (const std::string& f : wanted)
@@ -905,6 +907,46 @@ void HubSpotConnector::WriteAssociations(const std::string& type, const std::vec
   }
 }
 
+WriteOutcome HubSpotConnector::MergeOne(const std::string& type, const WriteOp& op) {
+  WriteOutcome out;
+  if (!hubspot::Merges(type)) {
+    out.status = Status(StatusCode::kInvalidArgument, "hubspot: " + type + " cannot be merged")
+                     .set_system(name_);
+    return out;
+  }
+  const json body{{"primaryObjectId", op.merge_into}, {"objectIdToMerge", op.native_id}};
+  // Not idempotent: a retry finds the first attempt's merge done (below).
+  auto r = Call("POST", "/crm/v3/objects/" + type + "/merge", body.dump(), false);
+  if (!r.ok()) {
+    out.status = r.status();
+    return out;
+  }
+  if (r->status == 200) {
+    const json answer = json::parse(r->body, nullptr, false);
+    out.native_id = answer.is_object() && answer.contains("id") && answer["id"].is_string()
+                        ? answer["id"].get<std::string>()
+                        : op.merge_into;
+    return out;
+  }
+  if (r->status == 404) {
+    // Already merged (an earlier attempt whose answer was lost): the survivor lists it.
+    auto check = Call("GET", "/crm/v3/objects/" + type + "/" + PercentEncode(op.merge_into) +
+                                 "?properties=" + hubspot::kMergedIdsProperty,
+                      "", true);
+    if (check.ok() && check->status == 200) {
+      const json survivor = json::parse(check->body, nullptr, false);
+      auto record = hubspot::RecordFromObject(survivor, hubspot::ModifiedProperty(type), "");
+      if (record.ok() && std::find(record->merged_ids.begin(), record->merged_ids.end(),
+                                   op.native_id) != record->merged_ids.end()) {
+        out.native_id = record->id;
+        return out;
+      }
+    }
+  }
+  out.status = Fail(*r, "merging " + type + " " + op.native_id + " into " + op.merge_into);
+  return out;
+}
+
 void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& setup,
                                   const std::string& verb, const std::vector<const WriteOp*>& ops,
                                   std::vector<WriteOutcome*>& outcomes) {
@@ -1087,6 +1129,11 @@ Result<std::vector<WriteOutcome>> HubSpotConnector::Write(const ObjectRef& objec
       pending = std::move(later);
     }
   }
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (ops[i].kind == WriteOp::Kind::kMerge) {
+      outcomes[i] = MergeOne(object.object, ops[i]);
+      if (outcomes[i].status.IsSystemFatal()) return outcomes[i].status;
+    }
   WriteAssociations(object.object, ops, &outcomes);
   for (const WriteOutcome& o : outcomes)
     if (o.status.IsSystemFatal()) return o.status;

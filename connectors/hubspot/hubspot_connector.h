@@ -113,6 +113,8 @@ class HubSpotConnector : public Connector {
   void WriteAssociations(const std::string& type, const std::vector<WriteOp>& ops,
                          std::vector<WriteOutcome>* outcomes);
   // Writes one chunk; on a whole-batch rejection, splits it in halves down to single inputs.
+  // A WriteOp::Kind::kMerge: POST /crm/v3/objects/{type}/merge, the op's record absorbed.
+  WriteOutcome MergeOne(const std::string& type, const WriteOp& op);
   void WriteChunk(const std::string& type, const ObjectSetup& setup, const std::string& verb,
                   const std::vector<const WriteOp*>& ops, std::vector<WriteOutcome*>& outcomes);
 

@@ -2,6 +2,8 @@
 // /work/shared/refs/ (HubSpot's OpenAPI documents and developer docs, summarised).
 #pragma once
 
+#include <string>
+
 namespace crmbridge::hubspot {
 
 // refs/hubspot/reference.md §3: "Max 100 inputs per call" for batch
@@ -22,6 +24,13 @@ inline constexpr int64_t kArchivedSweepEveryMs = 5 * 60 * 1000;
 inline constexpr int64_t kArchivedMarkMarginMs = 60 * 1000;
 // refs/hubspot/reference.md §4: "a query cannot page past 10,000 results; `after` >= 10000 -> 400".
 inline constexpr int kSearchResultCap = 10000;
+// The property listing the ids a record absorbed by merges, ';'-separated; and the objects the
+// merge endpoint (POST /crm/v3/objects/{type}/merge) takes.
+inline constexpr char kMergedIdsProperty[] = "hs_merged_object_ids";
+inline bool Merges(const std::string& object_type) {
+  return object_type == "contacts" || object_type == "companies" || object_type == "tickets" ||
+         object_type == "deals";
+}
 // refs/hubspot/reference.md §4 "Getting past 10k", option 2: "When `after` reaches about 9,800,
 // start a new query from the last seen timestamp using `GTE`".
 inline constexpr int kSearchRestartAt = 9800;

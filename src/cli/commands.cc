@@ -172,6 +172,7 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
         if (c.rejected > 0) line += fmt::format(", rejected {}", c.rejected);
         if (c.deletes_seen > 0) line += fmt::format(", deletes {}", c.deletes_seen);
         if (c.restored > 0) line += fmt::format(", restored {}", c.restored);
+        if (c.merged > 0) line += fmt::format(", merged {}", c.merged);
         line += ")";
       }
       if (s.dry_run) {
@@ -181,6 +182,8 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
         if (c.retrying > 0) line += fmt::format(", retrying later {}", c.retrying);
         if (c.dead_lettered > 0) line += fmt::format(", dead-lettered {}", c.dead_lettered);
       }
+      // A merge crmbridge made here, following one read elsewhere.
+      if (c.read == 0 && c.merged > 0) line += fmt::format(", merged {}", c.merged);
       if (c.not_created > 0) line += fmt::format(" (not created here: {})", c.not_created);
       std::printf("%s\n", line.c_str());
     }
@@ -892,18 +895,70 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
   return kExitOk;
 }
 
-int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
+namespace {
+
+// The audit trail from --since on, of merges (`merges`) or of everything else (portal access);
+// nullopt after the error is printed, with the exit code in *rc.
+std::optional<std::vector<AuditEntry>> ReadAudit(const GlobalOptions& global,
+                                                 const AuditOptions& options, const char* command,
+                                                 bool merges, int* rc) {
   SetUpLogging(global);
   int64_t since_ms = 0;
-  if (!ParseTimeOption("crmbridge audit portal", "--since", options.since, &since_ms))
-    return kExitUsage;
+  if (!ParseTimeOption(command, "--since", options.since, &since_ms)) {
+    *rc = kExitUsage;
+    return std::nullopt;
+  }
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk) return rc;
+  if ((*rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true)) != kExitOk)
+    return std::nullopt;
   auto entries = loaded.store->ListAudit(since_ms, 0);
   if (!entries.ok()) {
     std::cerr << "crmbridge: cannot read the audit trail: " << entries.status().ToString() << "\n";
-    return kExitInternal;
+    *rc = kExitInternal;
+    return std::nullopt;
   }
+  std::vector<AuditEntry> kept;
+  for (AuditEntry& e : *entries)
+    if ((e.action == "merge") == merges) kept.push_back(std::move(e));
+  return kept;
+}
+
+}  // namespace
+
+int RunAuditMerges(const GlobalOptions& global, const AuditOptions& options) {
+  int rc = kExitOk;
+  auto entries = ReadAudit(global, options, "crmbridge audit merges", /*merges=*/true, &rc);
+  if (!entries) return rc;
+  if (options.json) {
+    json j = json::array();
+    for (const AuditEntry& e : *entries)
+      j.push_back({{"id", e.id}, {"at", FormatTime(e.at_ms)}, {"system", e.system},
+                   {"record", e.subject}, {"detail", e.detail}});
+    std::cout << JsonText(j) << "\n";
+    return kExitOk;
+  }
+  if (entries->empty()) {
+    std::cout << "No merges" << (options.since.empty() ? "" : " since " + options.since) << ".\n";
+    return kExitOk;
+  }
+  for (const AuditEntry& e : *entries) {
+    auto text = [&](const char* key) {
+      return e.detail.contains(key) && e.detail[key].is_string() ? e.detail[key].get<std::string>()
+                                                                 : std::string("?");
+    };
+    std::cout << FormatTime(e.at_ms) << "  " << e.system << "  " << text("entity") << " "
+              << text("absorbed") << " merged into " << text("into") << "  record " << e.subject;
+    if (e.detail.contains("absorbed_record"))
+      std::cout << " (absorbed record " << text("absorbed_record") << ")";
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
+int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
+  int rc = kExitOk;
+  auto entries = ReadAudit(global, options, "crmbridge audit portal", /*merges=*/false, &rc);
+  if (!entries) return rc;
   if (options.json) {
     json j = json::array();
     for (const AuditEntry& e : *entries)

@@ -135,6 +135,7 @@ int ExitCodeFor(const Status& s);
 bool ParseListen(const std::string& listen, std::string* host, int* port);
 // `crmbridge audit portal`: every portal user change, grant, reset and revoke, oldest first.
 int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options);
+int RunAuditMerges(const GlobalOptions& global, const AuditOptions& options);
 int RunStatus(const GlobalOptions& global, const StatusOptions& options);
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options);
 int RunServe(const GlobalOptions& global, const ServeOptions& options);

@@ -262,6 +262,13 @@ int main(int argc, char** argv) {
       "condition turned false. Example: crmbridge audit portal --since 2026-11-01");
   audit_portal->add_option("--since", audit.since, "From this date (2026-11-01) or UTC time on");
   audit_portal->add_flag("--json", audit.json, "Print as JSON");
+  CLI::App* audit_merges = audit_cmd->add_subcommand(
+      "merges",
+      "Every merge a system made that crmbridge followed (two duplicates made one there), oldest\n"
+      "first: the system, the entity, the record absorbed and the one it was merged into, and\n"
+      "the canonical records. Example: crmbridge audit merges --since 2026-11-01");
+  audit_merges->add_option("--since", audit.since, "From this date (2026-11-01) or UTC time on");
+  audit_merges->add_flag("--json", audit.json, "Print as JSON");
 
   CLI::App* report_cmd = app.add_subcommand(
       "report", "Reports from the state store; they read it only, and never call a system");
@@ -335,6 +342,7 @@ int main(int argc, char** argv) {
   if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
   if (dlq_list->parsed()) return RunDlqList(global, dlq);
   if (audit_portal->parsed()) return RunAuditPortal(global, audit);
+  if (audit_merges->parsed()) return RunAuditMerges(global, audit);
   if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
   if (report_onboarding->parsed()) return RunReportOnboarding(global, report);
   return kExitUsage;

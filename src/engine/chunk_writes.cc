@@ -11,6 +11,7 @@ WriteOp::Kind WriteKindOf(OutboxOp op) {
     case OutboxOp::kDelete: return WriteOp::Kind::kDelete;
     case OutboxOp::kUpdate: return WriteOp::Kind::kUpdate;
     case OutboxOp::kUpsert: return WriteOp::Kind::kUpsert;
+    case OutboxOp::kMerge: return WriteOp::Kind::kMerge;
   }
   return WriteOp::Kind::kUpsert;
 }
@@ -29,6 +30,14 @@ Result<ChunkWrites> BuildChunkWrites(const References& references, const SystemE
     op.native_id = item.native_id;
     op.fields = item.payload;
     op.attempt = item.attempts;
+    if (item.op == OutboxOp::kMerge) {
+      // Two records of this system, by their ids: nothing to map or resolve.
+      op.fields = json::object();
+      op.merge_into = item.payload.value("into", "");
+      out.ops.push_back(std::move(op));
+      out.sent_index.push_back(i);
+      continue;
+    }
     auto wait = references.ResolveWrite(m, item, refs, &op);
     if (!wait.ok()) return wait.status();
     if (wait->waiting && item.op == OutboxOp::kDelete && item.native_id.empty()) {

@@ -69,6 +69,10 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
                    bad.message());
     return Status::Ok();
   }
+  if (!record.merged_into.empty())  // kept only as a pointer to the record that absorbed it
+    return ProcessMerge(source, record.merged_into, record.id, batch);
+  for (const std::string& absorbed : record.merged_ids)
+    if (absorbed != record.id) CRMB_RETURN_IF_ERROR(ProcessMerge(source, record.id, absorbed, batch));
   if (record.deleted) return ProcessDelete(source, record, batch);
   auto mapped = MappingPlan::ToCanonical(source, record.fields);
   if (!mapped.ok()) {
@@ -145,6 +149,15 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
       restored = true;
       CRMB_RETURN_IF_ERROR(Restore(source, record, mapped->fields, &snap, batch));
     }
+  }
+
+  // A record closed by crmbridge (deleted everywhere by on_delete: propagate, or merged into
+  // another): a copy of it still read somewhere is written nowhere again.
+  if (known && !restored && snap.deleted_ms > 0) {
+    spdlog::debug("{}: {} {} is a copy of {} {}, which is closed (deleted or merged away)",
+                  source.system, source.object, record.id, source.entity, cid);
+    ++counts.unchanged;
+    return Status::Ok();
   }
 
   // Unconfirmed writes to this system are verified against what it now shows.

@@ -11,13 +11,16 @@
 //     -> snapshot and match keys
 //
 // A deleted record meets its entity's on_delete policy instead (ignore, mark, propagate), once;
-// read live again, it is restored: linked as before, its delete undone.
+// read live again, it is restored: linked as before, its delete undone. A merge the system made
+// (NativeRecord::merged_ids, merged_into) comes first: what was linked to the absorbed record
+// moves to the survivor, and its copies elsewhere meet the entity's on_merge (read_merges.cc).
 // Everything decided goes into the page's StateBatch and the RecordView's pending changes, and
 // into the run's tallies; nothing is committed here. Not thread-safe: the run's reader owns it,
 // and a flush thread calls AsReadBack only while it holds the reader's state lock.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -67,6 +70,8 @@ class ReadProcessor {
     RunTally* tally = nullptr;
     bool dry_run = false;
     int64_t run_start_ms = 0;
+    // What a system's connector can do (merges), by system name; null for a system not run.
+    std::function<const Capabilities*(const std::string& system)> capabilities_of;
   };
   explicit ReadProcessor(const Deps& deps);
 
@@ -109,6 +114,19 @@ class ReadProcessor {
                  const nlohmann::json& read, Snapshot* snap, StateBatch* batch);
   Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
+  // Native record `absorbed_id` of `source` was merged into `survivor_id` there (read_merges.cc).
+  Status ProcessMerge(const SystemEntityMapping& source, const std::string& survivor_id,
+                      const std::string& absorbed_id, StateBatch* batch);
+  // The other systems' copies of canonical record `absorbed` (merged into `survivor`), by the
+  // entity's on_merge: moved to the survivor, merged there too, or met by on_delete.
+  Status FollowMerge(const SystemEntityMapping& source, const std::string& absorbed,
+                     const std::string& survivor, StateBatch* batch);
+  // Drops the write queued for `canonical_id` in `system`, if any (its copy there is gone).
+  Status DropQueued(const std::string& system, const std::string& entity,
+                    const std::string& canonical_id, StateBatch* batch);
+  // Records of any entity referring to canonical record `from` of `entity` refer to `to`.
+  Status RepointReferences(const std::string& entity, const std::string& from,
+                           const std::string& to, StateBatch* batch);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).
   // `missing`: a full scan did not return the record at all.
   Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,

@@ -58,7 +58,7 @@ bool RecordView::Loaded(const RecordKey& key) const {
 
 Result<std::optional<std::string>> RecordView::CanonicalIdOf(const NativeKey& key) {
   if (auto p = pending_by_native_.find(key); p != pending_by_native_.end())
-    return std::optional<std::string>(p->second);
+    return p->second.empty() ? std::optional<std::string>() : std::optional<std::string>(p->second);
   if (!loaded_entity_.empty() && key.system == loaded_system_ && key.entity == loaded_entity_ &&
       loaded_natives_.count(key.native_id)) {
     auto it = loaded_.by_native.find(key.native_id);
@@ -141,6 +141,15 @@ void RecordView::PutLink(const Link& link) {
       return;
     }
   links.push_back(link);
+}
+
+void RecordView::Unlink(const Link& link) {
+  Link cleared = link;
+  cleared.native_id.clear();
+  cleared.last_read_hash.clear();
+  cleared.last_written_hash.clear();
+  PutLink(cleared);
+  pending_by_native_[NativeKey{link.system, link.entity, link.native_id}] = "";
 }
 
 void RecordView::PutSnapshot(const Snapshot& snapshot) {

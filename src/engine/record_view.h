@@ -84,6 +84,9 @@ class RecordView {
 
   // Pending changes, seen by every later lookup until ClearPending().
   void PutLink(const Link& link);
+  // `link`'s native record is no longer linked to anything (it was merged away): its canonical
+  // record keeps an empty link in that system, and the native id looks up as unlinked.
+  void Unlink(const Link& link);
   void PutSnapshot(const Snapshot& snapshot);
   // False when the key is already held (pending): the first record to hold a key keeps it.
   bool PutMatchKey(const std::string& entity, const std::string& match_key,

@@ -28,7 +28,7 @@ void LagHistogram::Observe(double seconds) {
 
 json EntityCounts::ToJson() const {
   return json{{"read", read},         {"unchanged", unchanged},   {"changed", changed},
-              {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"restored", restored}, {"queued", queued},
+              {"rejected", rejected}, {"deletes_seen", deletes_seen}, {"restored", restored}, {"merged", merged}, {"queued", queued},
               {"created", created},   {"updated", updated},       {"retrying", retrying},
               {"dead_lettered", dead_lettered}, {"unverified", unverified},
               {"verified", verified}, {"rewritten", rewritten}, {"conflicts", conflicts},

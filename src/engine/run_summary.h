@@ -38,6 +38,9 @@ struct EntityCounts {
   // Records read live again after their delete was read (restored from a recycle bin): linked as
   // before, and what the delete did elsewhere undone (on_delete).
   int64_t restored = 0;
+  // Merges: records read here that another record of this system absorbed (their links moved to
+  // the survivor), and merges crmbridge made here to follow one made elsewhere.
+  int64_t merged = 0;
   int64_t queued = 0;        // writes queued for this system
   int64_t created = 0;       // writes delivered that created a record
   int64_t updated = 0;       // writes delivered that updated a record

@@ -75,7 +75,13 @@ class SyncEngine::Run {
                     engine->connectors_.count(engine->plan_->portal_access()->system) > 0),
         reader_(ReadProcessor::Deps{engine->plan_.get(), engine->store_, &engine->config_->sync,
                                     &view_, &identity_, &references_, &planner_, &tally_,
-                                    options.dry_run, run_start_ms_}) {}
+                                    options.dry_run, run_start_ms_,
+                                    [engine](const std::string& system) -> const Capabilities* {
+                                      auto it = engine->connectors_.find(system);
+                                      return it == engine->connectors_.end()
+                                                 ? nullptr
+                                                 : &it->second->capabilities();
+                                    }}) {}
 
   Result<RunSummary> Execute();
 
@@ -729,7 +735,9 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
   std::unordered_map<std::string, json> values;  // canonical id -> the canonical values sent
   for (size_t i : sent) {
     const OutboxItem& item = items[i];
-    if (item.op == OutboxOp::kDelete || item.entity != m.entity || item.system != m.system) continue;
+    if (item.op == OutboxOp::kDelete || item.op == OutboxOp::kMerge || item.entity != m.entity ||
+        item.system != m.system)
+      continue;
     auto back = AsReadBack(m, item.payload);
     if (!back.ok()) return back.status();
     if (!back->is_null()) values[item.canonical_id] = std::move(*back);
@@ -835,6 +843,26 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
     }
     const WriteDecision decision = DecideWrite(attempt);
     const std::string error = waits[i].waiting ? waits[i].reason : st.ToString();
+    if (decision == WriteDecision::kDone && item.op == OutboxOp::kMerge) {
+      // The absorbed copy is no more; the survivor's copy keeps its link, under the id the
+      // system gives the merged record.
+      batch.CompleteOutbox(item.id, item.payload_hash);
+      ++counts.merged;
+      const std::string survivor = item.payload.value("survivor", "");
+      const std::string into = item.payload.value("into", "");
+      if (!outcomes[i].native_id.empty() && outcomes[i].native_id != into && !survivor.empty()) {
+        auto kept = e_->store_->FindLink(item.entity, survivor, item.system);
+        if (!kept.ok()) return kept.status();
+        if (kept->has_value() && (*kept)->native_id == into) {
+          Link renamed = **kept;
+          renamed.native_id = outcomes[i].native_id;
+          renamed.updated_ms = now;
+          batch.PutLink(renamed);
+        }
+      }
+      spdlog::info("{}: {} {} merged into {}", m.system, m.object, item.native_id, into);
+      continue;
+    }
     if (decision == WriteDecision::kDone) {
       if (portal_.OnDelivered(item, outcomes[i], &batch)) continue;
       auto existing = find_link(item);

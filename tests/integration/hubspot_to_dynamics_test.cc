@@ -420,6 +420,118 @@ TEST_F(HubSpotToDynamicsTest, AssociationsBecomeLookupsOnEverySide) {
   EXPECT_EQ(notes, 25);
 }
 
+// Two HubSpot companies merged by a user are one customer: the absorbed company's account in
+// Dynamics 365 is merged into the survivor's there too (deactivated, pointing at its master, its
+// contacts and opportunities re-parented), crmbridge's records refer to the survivor, and the
+// next sync has nothing to write.
+TEST_F(HubSpotToDynamicsTest, CompaniesMergedInHubSpotAreMergedInDynamics365) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string kept = hs["companies"][0]["id"], absorbed = hs["companies"][1]["id"];
+  const std::string kept_name = hs["companies"][0]["properties"]["name"];
+  const std::string absorbed_name = hs["companies"][1]["properties"]["name"];
+  json d = dynamics_->Dump();
+  std::map<std::string, std::string> account_by_name;
+  for (const json& a : d["accounts"]) account_by_name[a["name"]] = a["accountid"];
+  const std::string kept_account = account_by_name[kept_name];
+  const std::string absorbed_account = account_by_name[absorbed_name];
+  ASSERT_FALSE(kept_account.empty());
+  ASSERT_FALSE(absorbed_account.empty());
+
+  auto absorbed_link = store_->FindLinkByNative("hubspot", "company", absorbed);
+  ASSERT_TRUE(absorbed_link.ok() && absorbed_link->has_value());
+  const std::string absorbed_record = (*absorbed_link)->canonical_id;
+  auto referring = [&] {  // contacts and onboardings of the absorbed company, as crmbridge holds them
+    int n = 0;
+    for (const char* entity : {"contact", "onboarding"}) {
+      auto all = store_->ListSnapshots(entity);
+      EXPECT_TRUE(all.ok());
+      for (const Snapshot& snap : *all) n += snap.fields.value("company", json()) == absorbed_record;
+    }
+    return n;
+  };
+  ASSERT_GT(referring(), 0);
+
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  usleep(5000);
+  json merge = {{"primaryObjectId", kept}, {"objectIdToMerge", absorbed}};
+  auto r = client.Post("/crm/v3/objects/companies/merge", auth, merge.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["hubspot"]["company"].merged, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["dynamics365"]["company"].merged, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["dynamics365"]["company"].dead_lettered, 0);
+  d = dynamics_->Dump();
+  int active = 0;
+  for (const json& a : d["accounts"]) {
+    if (a["accountid"] == absorbed_account) {
+      EXPECT_EQ(a["statecode"], 1) << a.dump();
+      EXPECT_EQ(a["merged"], true) << a.dump();
+      EXPECT_EQ(a.value("_masterid_value", json()), kept_account) << a.dump();
+    }
+    if (a["statecode"] == 0) ++active;
+  }
+  EXPECT_EQ(active, 24) << "one account for each customer left";
+  for (const json& c : d["contacts"])
+    EXPECT_NE(c.value("_parentcustomerid_value", json()), absorbed_account) << c.dump();
+  for (const json& o : d["opportunities"])
+    EXPECT_NE(o.value("_parentaccountid_value", json()), absorbed_account) << o.dump();
+
+  EXPECT_EQ(referring(), 0) << "crmbridge's contacts and onboardings refer to the survivor";
+  RunSummary again = Sync();
+  EXPECT_EQ(again.TotalWrites(), 0) << again.ToJson().dump();
+  EXPECT_EQ(again.counts["dynamics365"]["company"].merged, 0);
+  auto audit = store_->ListAudit(0, 100);
+  ASSERT_TRUE(audit.ok());
+  int merges = 0;
+  for (const AuditEntry& e : *audit) merges += e.action == "merge";
+  EXPECT_EQ(merges, 1);
+}
+
+// Two Dynamics 365 accounts merged there are carried to HubSpot: the absorbed account's company
+// is merged into the survivor's company by HubSpot's merge endpoint.
+TEST_F(HubSpotToDynamicsTest, AccountsMergedInDynamics365AreMergedInHubSpot) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string kept = hs["companies"][2]["id"], absorbed = hs["companies"][3]["id"];
+  json d = dynamics_->Dump();
+  std::map<std::string, std::string> account_by_name;
+  for (const json& a : d["accounts"]) account_by_name[a["name"]] = a["accountid"];
+  const std::string kept_account = account_by_name[hs["companies"][2]["properties"]["name"]];
+  const std::string absorbed_account = account_by_name[hs["companies"][3]["properties"]["name"]];
+
+  httplib::Client client(dynamics_->base_url());
+  httplib::Params form = {{"grant_type", "client_credentials"}, {"client_id", "it-client"},
+                          {"client_secret", "it-secret"}, {"scope", dynamics_->base_url() + "/.default"}};
+  auto token = client.Post("/tenant/oauth2/v2.0/token", form);
+  ASSERT_TRUE(token && token->status == 200) << (token ? token->body : "no response");
+  const std::string bearer = json::parse(token->body)["access_token"];
+  json merge = {{"Target", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", kept_account}}},
+                {"Subordinate", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", absorbed_account}}},
+                {"PerformParentingChecks", false}};
+  usleep(1100 * 1000);  // modifiedon is to the second
+  auto r = client.Post("/api/data/v9.2/Merge", {{"Authorization", "Bearer " + bearer}},
+                       merge.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 204) << (r ? r->body : "no response");
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["company"].merged, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["hubspot"]["company"].merged, 1) << s.ToJson().dump();
+  hs = hubspot_->Dump();
+  bool absorbed_left = false, kept_lists_it = false;
+  for (const json& c : hs["companies"]) {
+    if (c["id"] == absorbed) absorbed_left = true;
+    if (c["id"] == kept)
+      kept_lists_it = c["properties"].value("hs_merged_object_ids", "") == absorbed;
+  }
+  EXPECT_FALSE(absorbed_left);
+  EXPECT_TRUE(kept_lists_it);
+  RunSummary again = Sync();
+  EXPECT_EQ(again.TotalWrites(), 0) << again.ToJson().dump();
+}
+
 // Search answers carry no associations: an incremental read fetches them, so a ticket changed in
 // HubSpot keeps its account, and a ticket moved to another company moves in Dynamics 365 too.
 TEST_F(HubSpotToDynamicsTest, AssociationsSurviveAnIncrementalRead) {

@@ -102,6 +102,7 @@ const Case kCases[] = {
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},
     {"63_create_not_a_boolean.yaml", "9:15", "create must be true or false"},
+    {"64_on_merge_unknown.yaml", "4:15", "on_merge must be merge or keep"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

@@ -407,11 +407,11 @@ TEST_F(PostgresStoreTest, AnOutboxRowWithAnUnknownOpIsReportedNotGuessed) {
   StateBatch batch;
   batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
   ASSERT_TRUE(store->Apply(batch).ok());
-  RawPg(*cluster_, db_).Exec("UPDATE outbox SET op = 'merge'");
+  RawPg(*cluster_, db_).Exec("UPDATE outbox SET op = 'transmogrify'");
   auto due = store->DueOutbox(OutboxFilter("portal", kT0 + 1000000, 10));
   ASSERT_FALSE(due.ok());
   EXPECT_EQ(due.status().code(), StatusCode::kInternal);
-  EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'merge'"));
+  EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'transmogrify'"));
 }
 
 TEST_F(PostgresStoreTest, OpenStoreOpensAPostgresUrlAsAPostgresStore) {

@@ -311,10 +311,10 @@ TEST_F(SqliteStoreTest, AnOutboxRowWithAnUnknownOpIsReportedNotGuessed) {
   StateBatch batch;
   batch.Enqueue(Item("portal", "c1", {{"name", "Acme"}}));
   ASSERT_TRUE(store->Apply(batch).ok());
-  RawDb(path_).Exec("UPDATE outbox SET op = 'merge'");
+  RawDb(path_).Exec("UPDATE outbox SET op = 'transmogrify'");
   auto due = store->DueOutbox(OutboxFilter("portal", kT0 + 1000000, 10));
   ASSERT_FALSE(due.ok());
-  EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'merge'"));
+  EXPECT_THAT(due.status().message(), HasSubstr("unknown op 'transmogrify'"));
 }
 
 // What a snapshot repeats of its fields is stored once (schema 9); it reads back exactly as it was,

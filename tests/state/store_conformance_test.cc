@@ -287,6 +287,7 @@ TEST_P(StoreConformanceTest, DueOutboxNarrowsToAnEntityAndToDeletesKeepingTheOrd
   batch.Enqueue(queued("contact", "k2", OutboxOp::kDelete));
   batch.Enqueue(queued("company", "c3", OutboxOp::kDelete));
   batch.Enqueue(queued("contact", "k3", OutboxOp::kUpsert));
+  batch.Enqueue(queued("company", "c4", OutboxOp::kMerge));  // not a delete
   OutboxItem elsewhere = queued("company", "c9", OutboxOp::kDelete);
   elsewhere.system = "portal";
   batch.Enqueue(elsewhere);
@@ -303,9 +304,11 @@ TEST_P(StoreConformanceTest, DueOutboxNarrowsToAnEntityAndToDeletesKeepingTheOrd
   const OutboxFilter all("hubspot", kT0, 0);
   EXPECT_THAT(names(all),
               ElementsAre("contact/k1/upsert", "company/c1/delete", "company/c2/upsert",
-                          "contact/k2/delete", "company/c3/delete", "contact/k3/upsert"));
+                          "contact/k2/delete", "company/c3/delete", "contact/k3/upsert",
+                          "company/c4/merge"));
   EXPECT_THAT(names(all.ForEntity("company")),
-              ElementsAre("company/c1/delete", "company/c2/upsert", "company/c3/delete"));
+              ElementsAre("company/c1/delete", "company/c2/upsert", "company/c3/delete",
+                          "company/c4/merge"));
   EXPECT_THAT(names(all.DeletesOnly()),
               ElementsAre("company/c1/delete", "contact/k2/delete", "company/c3/delete"));
   EXPECT_THAT(names(all.DeletesOnly().ForEntity("contact")), ElementsAre("contact/k2/delete"));

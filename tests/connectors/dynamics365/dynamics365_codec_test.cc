@@ -66,6 +66,21 @@ TEST(Dynamics365CodecTest, RowWithoutItsPrimaryKeyIsRejected) {
       << "an empty primary key is none";
 }
 
+// A row the Merge action absorbed is read as a pointer to its master; a master, or a row
+// never merged, is not.
+TEST(Dynamics365CodecTest, AMergedRowPointsAtItsMaster) {
+  const std::string master = "a18203fc-fada-45cd-b044-3c496e7c950a";
+  auto absorbed = RecordFromRow({{"accountid", "b1"}, {"merged", true}, {"_masterid_value", master},
+                                 {"statecode", 1}},
+                                "accountid", "");
+  ASSERT_TRUE(absorbed.ok());
+  EXPECT_EQ(absorbed->merged_into, master);
+  auto live = RecordFromRow({{"accountid", "b2"}, {"merged", false}, {"_masterid_value", nullptr}},
+                            "accountid", "");
+  ASSERT_TRUE(live.ok());
+  EXPECT_TRUE(live->merged_into.empty());
+}
+
 TEST(Dynamics365CodecTest, AlternateKeyIsQuotedAndEncoded) {
   EXPECT_EQ(AlternateKeySegment("opportunities", "crmb_externalid", "O'Brien & Co"),
             "opportunities(crmb_externalid='O''Brien%20%26%20Co')");

@@ -63,6 +63,20 @@ TEST(HubSpotCodecTest, FallsBackToUpdatedAtAndRejectsObjectsWithoutId) {
   EXPECT_EQ(RecordFromObject({{"id", ""}}, "x", "y").status().code(), StatusCode::kInvalidArgument);
 }
 
+// A survivor of merges lists the ids it absorbed; empty entries are none.
+TEST(HubSpotCodecTest, MergedObjectIdsAreTheIdsARecordAbsorbed) {
+  auto r = RecordFromObject(
+      {{"id", "7"}, {"properties", {{"hs_merged_object_ids", "12;;19"}, {"name", "Acme"}}}},
+      "hs_lastmodifieddate", "crmbridge_id");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->merged_ids, (std::vector<std::string>{"12", "19"}));
+  EXPECT_TRUE(r->merged_into.empty());
+  auto plain = RecordFromObject({{"id", "8"}, {"properties", {{"hs_merged_object_ids", nullptr}}}},
+                                "hs_lastmodifieddate", "crmbridge_id");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->merged_ids.empty());
+}
+
 TEST(HubSpotCodecTest, CursorRoundTrips) {
   SearchCursor c;
   c.since_ms = 1700000000000;

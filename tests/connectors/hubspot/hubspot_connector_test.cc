@@ -119,8 +119,10 @@ TEST(HubSpotConnectorTest, ReadsPagesWithStageLabelsAndEndsAtTheRunStart) {
   EXPECT_EQ(
       body["filterGroups"][0]["filters"],
       json::array({Filter("hs_pipeline", "EQ", "77"), Filter("hs_lastmodifieddate", "GTE", "0")}));
+  // hs_merged_object_ids: the ids a ticket absorbed by merges (read_merges.cc).
   EXPECT_EQ(body["properties"], json::array({"subject", "hs_pipeline_stage", "crmbridge_id",
-                                             "hs_lastmodifieddate", "hs_pipeline"}));
+                                             "hs_lastmodifieddate", "hs_pipeline",
+                                             "hs_merged_object_ids"}));
 
   auto p2 = c.ReadChanges(Tickets(), p1->next, ctx);
   ASSERT_TRUE(p2.ok());
