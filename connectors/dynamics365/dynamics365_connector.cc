@@ -629,7 +629,6 @@ Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteO
     req.method = "POST";
     req.url = ApiRoot() + "Merge";
     req.idempotent = false;  // a retry checks the first attempt's outcome (MergeDone)
-    req.headers.emplace_back("Content-Type", "application/json");
     req.body = json{{"Target", {{"@odata.type", type}, {pk, op.merge_into}}},
                     {"Subordinate", {{"@odata.type", type}, {pk, op.native_id}}},
                     {"PerformParentingChecks", false}}
@@ -851,14 +850,36 @@ Status Dynamics365Connector::LoadUsers() {
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
   if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadUsers());
-  auto outcomes = WriteAll(object, ops);
-  if (outcomes.ok() && CreateOnly(object))
-    AdoptExisting(object, ops, &*outcomes);
-  if (outcomes.ok())
-    for (size_t i = 0; i < ops.size(); ++i)
-      if (ops[i].kind == WriteOp::Kind::kMerge && !(*outcomes)[i].status.ok() &&
-          !(*outcomes)[i].status.IsTransient() && MergeDone(object, ops[i]))
-        (*outcomes)[i] = WriteOutcome{Status::Ok(), ops[i].merge_into, false, false};
+  const bool any_merge = std::any_of(ops.begin(), ops.end(), [](const WriteOp& op) {
+    return op.kind == WriteOp::Kind::kMerge;
+  });
+  if (!any_merge) {
+    auto outcomes = WriteAll(object, ops);
+    if (outcomes.ok() && CreateOnly(object)) AdoptExisting(object, ops, &*outcomes);
+    return outcomes;
+  }
+  // Merges go alone (the Merge action is not idempotent, and a $batch may be sent again); the
+  // other writes as usual.
+  std::vector<WriteOp> rest;
+  std::vector<size_t> rest_index;
+  std::vector<WriteOutcome> outcomes(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind != WriteOp::Kind::kMerge) {
+      rest.push_back(ops[i]);
+      rest_index.push_back(i);
+      continue;
+    }
+    outcomes[i] = WriteOne(object, ops[i]);
+    if (outcomes[i].status.IsSystemFatal()) return outcomes[i].status;
+    // Refused, or no answer: an earlier attempt (or this one) may have merged it already.
+    if (!outcomes[i].status.ok() && MergeDone(object, ops[i]))
+      outcomes[i] = WriteOutcome{Status::Ok(), ops[i].merge_into, false, false};
+  }
+  if (rest.empty()) return outcomes;
+  auto written = WriteAll(object, rest);
+  if (!written.ok()) return written.status();
+  if (CreateOnly(object)) AdoptExisting(object, rest, &*written);
+  for (size_t k = 0; k < rest.size(); ++k) outcomes[rest_index[k]] = std::move((*written)[k]);
   return outcomes;
 }
 

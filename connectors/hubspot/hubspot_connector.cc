@@ -928,8 +928,8 @@ WriteOutcome HubSpotConnector::MergeOne(const std::string& type, const WriteOp& 
                         : op.merge_into;
     return out;
   }
-  if (r->status == 404) {
-    // Already merged (an earlier attempt whose answer was lost): the survivor lists it.
+  if (r->status == 400 || r->status == 404 || r->status == 409) {
+    // Already merged (an earlier attempt whose answer was lost)? The survivor then lists it.
     auto check = Call("GET", "/crm/v3/objects/" + type + "/" + PercentEncode(op.merge_into) +
                                  "?properties=" + hubspot::kMergedIdsProperty,
                       "", true);

@@ -416,6 +416,13 @@ Result<std::vector<WriteOutcome>> PortalConnector::Write(const ObjectRef& object
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(ops.size());
   for (const WriteOp& op : ops) {
+    if (op.kind == WriteOp::Kind::kMerge) {
+      WriteOutcome refused;
+      refused.status = Status(StatusCode::kInvalidArgument, "portal: the API cannot merge records")
+                           .set_system(name_);
+      outcomes.push_back(std::move(refused));
+      continue;
+    }
     auto o = (this->*write)(op);
     if (!o.ok()) return o.status();  // no later op could fare better
     outcomes.push_back(std::move(*o));

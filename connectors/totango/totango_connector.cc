@@ -533,7 +533,10 @@ Result<std::vector<WriteOutcome>> TotangoConnector::Write(const ObjectRef& objec
   outcomes.reserve(ops.size());
   for (const WriteOp& op : ops) {
     WriteOutcome o;
-    if (object.object == "accounts" || object.object == "users") {
+    if (op.kind == WriteOp::Kind::kMerge) {
+      o.status = Status(StatusCode::kInvalidArgument, "totango: the API cannot merge records")
+                     .set_system(name_);
+    } else if (object.object == "accounts" || object.object == "users") {
       o = WriteAttributes(object.object == "users", op);
     } else if (object.object == "touchpoints" || object.object == "tasks") {
       o = CreateOrUpdate(object.object, op);

@@ -14,6 +14,7 @@
 //
 // Every merge is logged, counted (EntityCounts::merged) and written to the audit trail.
 #include <algorithm>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -39,15 +40,6 @@ void AuditMerge(const std::string& system, const std::string& entity, const std:
 
 }  // namespace
 
-Status ReadProcessor::DropQueued(const std::string& system, const std::string& entity,
-                                 const std::string& canonical_id, StateBatch* batch) {
-  if (d_.dry_run) return Status::Ok();
-  auto queued = d_.store->PendingOutbox(system, entity, canonical_id);
-  if (!queued.ok()) return queued.status();
-  if (queued->has_value()) batch->CompleteOutbox((*queued)->id);
-  return Status::Ok();
-}
-
 Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std::string& survivor_id,
                                    const std::string& absorbed_id, StateBatch* batch) {
   auto absorbed = LinkedCanonicalId(source.system, source.entity, absorbed_id);
@@ -59,9 +51,9 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
   if (survivor->has_value() && **survivor == ca) return Status::Ok();
   auto link = CurrentLink(source.entity, ca, source.system);
   if (!link.ok()) return link.status();
-  ++Count(source.system, source.entity).merged;
 
   if (!survivor->has_value()) {
+    ++Count(source.system, source.entity).merged;
     spdlog::info("{}: {} {} was merged into {}: {} {} now stands for {}", source.system,
                  source.object, absorbed_id, survivor_id, source.entity, ca, survivor_id);
     Link moved = *link;
@@ -77,6 +69,21 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
   }
 
   const std::string cs = **survivor;
+  auto absorbed_snap = d_.view->SnapshotOf(RecordKey{source.entity, ca});
+  if (!absorbed_snap.ok()) return absorbed_snap.status();
+  if (absorbed_snap->has_value() && (**absorbed_snap).deleted_ms > 0) {
+    // Closed already (its merge was followed from another system, and this is that merge made
+    // here by crmbridge, read back): only its link here goes.
+    d_.view->Unlink(*link);
+    Link gone = *link;
+    gone.native_id.clear();
+    gone.last_read_hash.clear();
+    gone.last_written_hash.clear();
+    gone.updated_ms = d_.run_start_ms;
+    batch->PutLink(gone);
+    return Status::Ok();
+  }
+  ++Count(source.system, source.entity).merged;
   spdlog::info("{}: {} {} was merged into {}: {} {} is merged into {} {}", source.system,
                source.object, absorbed_id, survivor_id, source.entity, ca, source.entity, cs);
   Link gone = *link;  // its record here is no more
@@ -86,15 +93,12 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
   gone.last_written_hash.clear();
   gone.updated_ms = d_.run_start_ms;
   batch->PutLink(gone);
-  // A write still queued for the absorbed record here has no record to go to.
-  CRMB_RETURN_IF_ERROR(DropQueued(source.system, source.entity, ca, batch));
 
-  auto absorbed_snap = d_.view->SnapshotOf(RecordKey{source.entity, ca});
-  if (!absorbed_snap.ok()) return absorbed_snap.status();
   auto survivor_snap = d_.view->SnapshotOf(RecordKey{source.entity, cs});
   if (!survivor_snap.ok()) return survivor_snap.status();
-  CRMB_RETURN_IF_ERROR(FollowMerge(source, ca, cs, batch));
-  CRMB_RETURN_IF_ERROR(RepointReferences(source.entity, ca, cs, batch));
+  std::set<std::string> repointed = {source.system};  // systems where the two are one now
+  CRMB_RETURN_IF_ERROR(FollowMerge(source, ca, cs, &repointed, batch));
+  CRMB_RETURN_IF_ERROR(RepointReferences(source.entity, ca, cs, repointed, batch));
   if (absorbed_snap->has_value() && survivor_snap->has_value()) {
     Snapshot& from = **absorbed_snap;
     Snapshot& into = **survivor_snap;
@@ -110,8 +114,11 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
       filled[field] = value;
     }
     into.updated_ms = d_.run_start_ms;
-    // The copies elsewhere (moved or kept) take the merged values, where they differ.
+    // The copies elsewhere (moved or kept) take the merged values, where they differ; the
+    // survivor here takes those it lacked (Dynamics 365's Merge copies none by itself).
     CRMB_RETURN_IF_ERROR(d_.planner->PlanTargets(source, cs, into, batch));
+    if (!filled.empty() && source.writes() && !d_.dry_run)
+      CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, survivor_id, cs, into, batch, /*lost=*/false));
     batch->PutSnapshot(into);
     d_.view->PutSnapshot(into);
   }
@@ -132,7 +139,8 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
 }
 
 Status ReadProcessor::FollowMerge(const SystemEntityMapping& source, const std::string& absorbed,
-                                  const std::string& survivor, StateBatch* batch) {
+                                  const std::string& survivor, std::set<std::string>* repointed,
+                                  StateBatch* batch) {
   const CanonicalEntity* entity = d_.plan->FindEntity(source.entity);
   const MergePolicy policy = entity ? entity->on_merge : MergePolicy::kMerge;
   for (const SystemEntityMapping& target : d_.plan->mappings()) {
@@ -157,8 +165,7 @@ Status ReadProcessor::FollowMerge(const SystemEntityMapping& source, const std::
       batch->PutLink(cleared);
       batch->PutLink(moved);
       d_.view->PutLink(moved);
-      // A write queued for it as the absorbed record's copy would undo the survivor's values.
-      CRMB_RETURN_IF_ERROR(DropQueued(target.system, target.entity, absorbed, batch));
+      repointed->insert(target.system);
       spdlog::info("{}: {} {} now stands for {} {}", target.system, target.object, x,
                    target.entity, survivor);
       continue;
@@ -177,14 +184,11 @@ Status ReadProcessor::FollowMerge(const SystemEntityMapping& source, const std::
       continue;  // the copy stays linked to the absorbed record, which is closed
     }
     if (merges) {
+      // The copy stays linked to the closed record until its merge there is delivered (the
+      // flush then clears the link): read meanwhile, it is written nowhere.
       ++Count(target.system, target.entity).queued;
       spdlog::info("{}: {} {} is merged into {} there too", target.system, target.object, x, y);
-      d_.view->Unlink(*copy);
-      Link cleared = *copy;
-      cleared.native_id.clear();
-      cleared.last_read_hash.clear();
-      cleared.last_written_hash.clear();
-      batch->PutLink(cleared);
+      repointed->insert(target.system);
       if (!d_.dry_run)
         batch->Enqueue(WritePlanner::NewOutboxItem(target, absorbed, OutboxOp::kMerge, x,
                                                    json{{"into", y}, {"survivor", survivor}},
@@ -231,7 +235,9 @@ Status ReadProcessor::FollowMerge(const SystemEntityMapping& source, const std::
 }
 
 Status ReadProcessor::RepointReferences(const std::string& entity, const std::string& from,
-                                        const std::string& to, StateBatch* batch) {
+                                        const std::string& to,
+                                        const std::set<std::string>& repointed,
+                                        StateBatch* batch) {
   for (const CanonicalEntity& e : d_.plan->entities()) {
     std::vector<std::string> ref_fields;
     for (const CanonicalField& f : e.fields)
@@ -250,14 +256,22 @@ Status ReadProcessor::RepointReferences(const std::string& entity, const std::st
       Snapshot snap = current->has_value() ? **current : stored;
       for (const std::string& f : ref_fields) {
         if (snap.fields.value(f, json()) == json(from)) snap.fields[f] = to;
-        // What each system holds refers to the survivor too: HubSpot moves a merged record's
-        // associations, Dynamics 365 re-parents a merged record's children.
+        // Where the two records are one (merged there: HubSpot moves a merged record's
+        // associations, Dynamics 365 re-parents its children; or its copy moved to the
+        // survivor), what the system holds refers to the survivor too.
         if (snap.seen.is_object())
           for (auto& [system, values] : snap.seen.items())
-            if (values.is_object() && values.value(f, json()) == json(from)) values[f] = to;
+            if (repointed.count(system) && values.is_object() && values.value(f, json()) == json(from))
+              values[f] = to;
       }
       snap.updated_ms = d_.run_start_ms;
       spdlog::debug("{} {} now refers to {} {} (merged)", e.name, snap.canonical_id, entity, to);
+      // Elsewhere the record still refers to the absorbed copy: it is written to refer to the
+      // survivor's.
+      if (snap.deleted_ms == 0)
+        for (const SystemEntityMapping& target : d_.plan->mappings())
+          if (target.entity == e.name && target.writes() && !repointed.count(target.system))
+            CRMB_RETURN_IF_ERROR(d_.planner->PlanTarget(e.name, target, snap.canonical_id, snap, batch));
       batch->PutSnapshot(snap);
       d_.view->PutSnapshot(snap);
     }

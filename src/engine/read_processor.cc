@@ -153,7 +153,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
 
   // A record closed by crmbridge (deleted everywhere by on_delete: propagate, or merged into
   // another): a copy of it still read somewhere is written nowhere again.
-  if (known && !restored && snap.deleted_ms > 0) {
+  if (identified->kind == Identified::Kind::kLinked && known && !restored && snap.deleted_ms > 0) {
     spdlog::debug("{}: {} {} is a copy of {} {}, which is closed (deleted or merged away)",
                   source.system, source.object, record.id, source.entity, cid);
     ++counts.unchanged;

@@ -118,15 +118,16 @@ class ReadProcessor {
   Status ProcessMerge(const SystemEntityMapping& source, const std::string& survivor_id,
                       const std::string& absorbed_id, StateBatch* batch);
   // The other systems' copies of canonical record `absorbed` (merged into `survivor`), by the
-  // entity's on_merge: moved to the survivor, merged there too, or met by on_delete.
+  // entity's on_merge: moved to the survivor, merged there too, or met by on_delete. Adds to
+  // `repointed` the systems where the two are one record now.
   Status FollowMerge(const SystemEntityMapping& source, const std::string& absorbed,
-                     const std::string& survivor, StateBatch* batch);
-  // Drops the write queued for `canonical_id` in `system`, if any (its copy there is gone).
-  Status DropQueued(const std::string& system, const std::string& entity,
-                    const std::string& canonical_id, StateBatch* batch);
-  // Records of any entity referring to canonical record `from` of `entity` refer to `to`.
+                     const std::string& survivor, std::set<std::string>* repointed,
+                     StateBatch* batch);
+  // Records of any entity referring to canonical record `from` of `entity` refer to `to`; in
+  // the systems not `repointed`, they are written to refer to the survivor's copy.
   Status RepointReferences(const std::string& entity, const std::string& from,
-                           const std::string& to, StateBatch* batch);
+                           const std::string& to, const std::set<std::string>& repointed,
+                           StateBatch* batch);
   // Checks unconfirmed writes to `source` against what it now shows (see the definition).
   // `missing`: a full scan did not return the record at all.
   Status VerifyWrites(const SystemEntityMapping& source, const NativeRecord& record,

@@ -850,6 +850,16 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
       ++counts.merged;
       const std::string survivor = item.payload.value("survivor", "");
       const std::string into = item.payload.value("into", "");
+      auto absorbed = find_link(item);
+      if (!absorbed.ok()) return absorbed.status();
+      if (absorbed->has_value() && (*absorbed)->native_id == item.native_id) {
+        Link gone = **absorbed;
+        gone.native_id.clear();
+        gone.last_read_hash.clear();
+        gone.last_written_hash.clear();
+        gone.updated_ms = now;
+        batch.PutLink(gone);
+      }
       if (!outcomes[i].native_id.empty() && outcomes[i].native_id != into && !survivor.empty()) {
         auto kept = e_->store_->FindLink(item.entity, survivor, item.system);
         if (!kept.ok()) return kept.status();
@@ -868,6 +878,17 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
       auto existing = find_link(item);
       if (!existing.ok()) return existing.status();
       Link link = existing->value_or(Link{});
+      if (item.op == OutboxOp::kUpdate && link.native_id.empty() && !item.native_id.empty()) {
+        // Queued for a copy that has since moved to another record (a merge followed while the
+        // write waited): delivered, and the copy stays where the merge put it.
+        auto owner = e_->store_->FindLinkByNative(item.system, item.entity, item.native_id);
+        if (!owner.ok()) return owner.status();
+        if (owner->has_value() && (*owner)->canonical_id != item.canonical_id) {
+          batch.CompleteOutbox(item.id, item.payload_hash);
+          ++counts.updated;
+          continue;
+        }
+      }
       link.entity = item.entity;
       link.canonical_id = item.canonical_id;
       link.system = item.system;

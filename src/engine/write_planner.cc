@@ -67,6 +67,8 @@ Status WritePlanner::PlanTargets(const SystemEntityMapping& source, const std::s
 Status WritePlanner::PlanTarget(const std::string& from_entity, const SystemEntityMapping& target,
                                 const std::string& canonical_id, const Snapshot& snap,
                                 StateBatch* batch) {
+  // A record crmbridge closed (deleted everywhere, or merged into another) is written nowhere.
+  if (snap.deleted_ms > 0) return Status::Ok();
   auto found = view_->LinkOf(RecordKey{target.entity, canonical_id}, target.system);
   if (!found.ok()) return found.status();
   const Link link = found->value_or(Link{});

@@ -490,6 +490,36 @@ TEST_F(HubSpotToDynamicsTest, CompaniesMergedInHubSpotAreMergedInDynamics365) {
   EXPECT_EQ(merges, 1);
 }
 
+// Two tickets merged in HubSpot: Dynamics 365 cannot merge opportunities, so the absorbed
+// ticket's opportunity meets the onboarding's on_delete (the preset's: ignore, both stay, with a
+// warning); the absorbed onboarding is closed, and neither its opportunity nor the survivor's is
+// written again for it.
+TEST_F(HubSpotToDynamicsTest, TicketsMergedInHubSpotLeaveTheOpportunityToOnDelete) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string kept = hs["tickets"][0]["id"], absorbed = hs["tickets"][1]["id"];
+  auto absorbed_link = store_->FindLinkByNative("hubspot", "onboarding", absorbed);
+  ASSERT_TRUE(absorbed_link.ok() && absorbed_link->has_value());
+  const std::string absorbed_record = (*absorbed_link)->canonical_id;
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  usleep(5000);
+  json merge = {{"primaryObjectId", kept}, {"objectIdToMerge", absorbed}};
+  auto r = client.Post("/crm/v3/objects/tickets/merge", auth, merge.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].merged, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].merged, 0);
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].dead_lettered, 0);
+  EXPECT_EQ(dynamics_->Dump()["opportunities"].size(), 25u) << "nothing deleted, nothing created";
+  auto closed = store_->GetSnapshot("onboarding", absorbed_record);
+  ASSERT_TRUE(closed.ok() && closed->has_value());
+  EXPECT_GT((*closed)->deleted_ms, 0);
+  RunSummary again = Sync();
+  EXPECT_EQ(again.TotalWrites(), 0) << again.ToJson().dump();
+}
+
 // Two Dynamics 365 accounts merged there are carried to HubSpot: the absorbed account's company
 // is merged into the survivor's company by HubSpot's merge endpoint.
 TEST_F(HubSpotToDynamicsTest, AccountsMergedInDynamics365AreMergedInHubSpot) {
