@@ -1014,7 +1014,8 @@ void HubSpotMock::LinkLocked(const std::string& from, int64_t from_id, const std
                              const std::set<int>* labelled) {
   Object& a = objects_[from][from_id];
   Object& b = objects_[to][to_id];
-  a.associations[to].insert(to_id);
+  if (a.associations[to].insert(to_id).second)
+    webhooks_.EnqueueAssociation(from, from_id, to, to_id, /*removed=*/false, Now());
   b.associations[from].insert(from_id);
   if (labelled == nullptr) return;
   std::set<int> reverse;
@@ -1032,7 +1033,8 @@ void HubSpotMock::LinkLocked(const std::string& from, int64_t from_id, const std
 void HubSpotMock::UnlinkLocked(const std::string& from, int64_t from_id, const std::string& to, int64_t to_id) {
   Object& a = objects_[from][from_id];
   Object& b = objects_[to][to_id];
-  a.associations[to].erase(to_id);
+  if (a.associations[to].erase(to_id) > 0)
+    webhooks_.EnqueueAssociation(from, from_id, to, to_id, /*removed=*/true, Now());
   b.associations[from].erase(from_id);
   a.labelled[to].erase(to_id);
   b.labelled[from].erase(from_id);

@@ -65,6 +65,8 @@ void HubSpotWebhookSender::Enqueue(const std::string& type, const std::string& c
     e["propertyName"] = property;
     e["propertyValue"] = value.is_string() ? value.get<std::string>() : "";
   }
+  if (change == "associationChange" && value.is_object())
+    for (const auto& [key, v] : value.items()) e[key] = v;  // from/to, type, removed
   if (change == "merge" && value.is_array()) {
     // The survivor is the event's object; the ids it absorbed come with it.
     e["primaryObjectId"] = object_id;
@@ -72,6 +74,29 @@ void HubSpotWebhookSender::Enqueue(const std::string& type, const std::string& c
     e["newObjectId"] = object_id;
   }
   sender_.Enqueue(std::move(e));
+}
+
+void HubSpotWebhookSender::EnqueueAssociation(const std::string& from_type, int64_t from_id,
+                                              const std::string& to_type, int64_t to_id,
+                                              bool removed, int64_t occurred_ms) {
+  static const std::map<std::string, std::string> kUpper = {
+      {"tickets", "TICKET"}, {"companies", "COMPANY"}, {"contacts", "CONTACT"}, {"deals", "DEAL"},
+      {"notes", "NOTE"}, {"tasks", "TASK"}};
+  auto upper = [](const std::string& type) {
+    auto it = kUpper.find(type);
+    return it == kUpper.end() ? type : it->second;
+  };
+  for (int side = 0; side < 2; ++side) {
+    const std::string& a = side == 0 ? from_type : to_type;
+    const std::string& b = side == 0 ? to_type : from_type;
+    const int64_t a_id = side == 0 ? from_id : to_id, b_id = side == 0 ? to_id : from_id;
+    Enqueue(a, "associationChange", a_id, occurred_ms, "",
+            json{{"associationType", upper(a) + "_TO_" + upper(b)},
+                 {"fromObjectId", a_id},
+                 {"toObjectId", b_id},
+                 {"associationRemoved", removed},
+                 {"isPrimaryAssociation", false}});
+  }
 }
 
 }  // namespace crmbridge::mocks

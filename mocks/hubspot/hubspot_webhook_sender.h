@@ -35,6 +35,10 @@ class HubSpotWebhookSender {
   void Enqueue(const std::string& type, const std::string& change, int64_t object_id,
                int64_t occurred_ms, const std::string& property = "",
                const nlohmann::json& value = nullptr);
+  // An association added or removed between two records: one associationChange event per
+  // direction, each of its `from` record's type (TICKET_TO_COMPANY and COMPANY_TO_TICKET).
+  void EnqueueAssociation(const std::string& from_type, int64_t from_id, const std::string& to_type,
+                          int64_t to_id, bool removed, int64_t occurred_ms);
 
  private:
   std::atomic<int64_t> next_event_id_{1000};

@@ -37,6 +37,13 @@ runs_done() { serve_runs "$work"; }
 wait_runs() { wait_serve_runs "$work" "$1" || fail "run $1 did not finish"; }
 hs() { curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" -H 'Content-Type: application/json' "$@"; }
 in_d365() { curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -qF "$1"; }
+command -v node >/dev/null || fail "node is required (scripts/setup.sh installs it)"
+# d365_stage NAME: the onboarding stage (a choice value) of the opportunity named NAME.
+d365_stage() {
+  curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node -e '
+    const o = JSON.parse(require("fs").readFileSync(0, "utf8")).opportunities.find(o => o.name === process.argv[1]);
+    console.log(o ? o.crmb_onboardingstage : "")' "$1"
+}
 
 # deliver FILE [SECRET [TIMESTAMP]]: POSTs FILE as HubSpot does, signed v3; prints the HTTP status.
 deliver() {
@@ -65,8 +72,21 @@ ticket=$(hs "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets?limit=1&properties=subject
          sed -n 's/.*"results":\[{[^]]*"id":"\([0-9]*\)".*/\1/p')
 [ -n "$ticket" ] || fail "no ticket in the HubSpot mock"
 title="Moved by webhook $RANDOM$RANDOM"
+# Its stage moves too: to Avslutad (Dynamics 365's choice 100000003), or to Ny (100000000) when it
+# is at Avslutad already.
+read -r pipeline current < <(hs "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket?properties=hs_pipeline,hs_pipeline_stage" |
+  node -e 'const p = JSON.parse(require("fs").readFileSync(0, "utf8")).properties;
+    console.log(`${p.hs_pipeline} ${p.hs_pipeline_stage}`)')
+read -r stage want < <(hs "$DEMO_HUBSPOT_URL/crm/v3/pipelines/tickets" | node -e '
+  const [pipeline, current] = process.argv.slice(1);
+  const stages = JSON.parse(require("fs").readFileSync(0, "utf8")).results.find(p => p.id === pipeline).stages;
+  const here = (stages.find(s => s.id === current) || {}).label;
+  const to = stages.find(s => s.label === (here === "Avslutad" ? "Ny" : "Avslutad"));
+  console.log(`${to.id} ${to.label === "Avslutad" ? 100000003 : 100000000}`)' "$pipeline" "$current")
+[ -n "$stage" ] || fail "no stage to move ticket $ticket to"
 hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
-  -d "{\"properties\":{\"subject\":\"$title\"}}" >/dev/null || fail "PATCH ticket $ticket"
+  -d "{\"properties\":{\"subject\":\"$title\",\"hs_pipeline_stage\":\"$stage\"}}" >/dev/null ||
+  fail "PATCH ticket $ticket"
 sleep 1
 in_d365 "$title" && fail "the change reached Dynamics 365 before any webhook"
 
@@ -89,6 +109,8 @@ in_d365 "$title" && fail "a refused delivery moved the change"
 [ "$(deliver "$work/event.json")" = 200 ] || fail "a signed delivery was refused"
 for _ in $(seq 1 300); do in_d365 "$title" && break; sleep 0.1; done
 in_d365 "$title" || fail "the announced change did not reach Dynamics 365"
+[ "$(d365_stage "$title")" = "$want" ] ||
+  fail "the stage change did not reach Dynamics 365: $(d365_stage "$title"), not $want"
 wait_runs 2
 grep -q 'reading hubspot tickets (onboarding): 1 announced record' "$work/serve.log" ||
   fail "the announced ticket was not read alone, by id"
@@ -111,6 +133,31 @@ hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
   -d "{\"properties\":{\"subject\":\"$title3\"}}" >/dev/null || fail "PATCH ticket $ticket"
 for _ in $(seq 1 300); do in_d365 "$title3" && break; sleep 0.1; done
 in_d365 "$title3" || fail "the mock's delivery did not bring the change to Dynamics 365"
+# The ticket moves to another company: nothing of the ticket itself changes, only its association,
+# and its associationChange events bring the move to the opportunity's account in Dynamics 365.
+read -r old_company new_company new_name < <(hs "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket?associations=companies" |
+  node -e '
+    const t = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    console.log(t.associations.companies.results[0].id)' |
+  { read -r old; hs "$DEMO_HUBSPOT_URL/crm/v3/objects/companies?limit=10&properties=name" | node -e '
+      const old = process.argv[1];
+      const c = JSON.parse(require("fs").readFileSync(0, "utf8")).results.find(c => c.id !== old);
+      console.log(`${old} ${c.id} ${encodeURIComponent(c.properties.name)}`)' "$old"; })
+[ -n "$new_company" ] || fail "no other company to move ticket $ticket to"
+hs -X DELETE "$DEMO_HUBSPOT_URL/crm/v4/objects/tickets/$ticket/associations/companies/$old_company" >/dev/null ||
+  fail "could not remove ticket $ticket from company $old_company"
+hs -X PUT --data "" "$DEMO_HUBSPOT_URL/crm/v4/objects/tickets/$ticket/associations/default/companies/$new_company" >/dev/null ||
+  fail "could not add ticket $ticket to company $new_company"
+account_of_opportunity() {
+  curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node -e '
+    const d = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const o = d.opportunities.find(o => o.name === process.argv[1]) || {};
+    const a = d.accounts.find(a => a.accountid === o._parentaccountid_value) || {};
+    console.log(encodeURIComponent(a.name || ""))' "$1"
+}
+for _ in $(seq 1 300); do [ "$(account_of_opportunity "$title3")" = "$new_name" ] && break; sleep 0.1; done
+[ "$(account_of_opportunity "$title3")" = "$new_name" ] ||
+  fail "the association change did not reach Dynamics 365: the opportunity is at $(account_of_opportunity "$title3")"
 # A ticket archived in HubSpot: its deletion event is read as a delete at once (the batch read no
 # longer finds it), not at the next scheduled listing of archived tickets, an hour away.
 gone=$(hs "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets?limit=2" | node -e '
