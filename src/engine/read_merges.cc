@@ -75,24 +75,14 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
     // Closed already (its merge was followed from another system, and this is that merge made
     // here by crmbridge, read back): only its link here goes.
     d_.view->Unlink(*link);
-    Link gone = *link;
-    gone.native_id.clear();
-    gone.last_read_hash.clear();
-    gone.last_written_hash.clear();
-    gone.updated_ms = d_.run_start_ms;
-    batch->PutLink(gone);
+    batch->PutLink(ClearedLink(*link, d_.run_start_ms));
     return Status::Ok();
   }
   ++Count(source.system, source.entity).merged;
   spdlog::info("{}: {} {} was merged into {}: {} {} is merged into {} {}", source.system,
                source.object, absorbed_id, survivor_id, source.entity, ca, source.entity, cs);
-  Link gone = *link;  // its record here is no more
-  d_.view->Unlink(gone);
-  gone.native_id.clear();
-  gone.last_read_hash.clear();
-  gone.last_written_hash.clear();
-  gone.updated_ms = d_.run_start_ms;
-  batch->PutLink(gone);
+  d_.view->Unlink(*link);  // its record here is no more
+  batch->PutLink(ClearedLink(*link, d_.run_start_ms));
 
   auto survivor_snap = d_.view->SnapshotOf(RecordKey{source.entity, cs});
   if (!survivor_snap.ok()) return survivor_snap.status();
@@ -158,11 +148,7 @@ Status ReadProcessor::FollowMerge(const SystemEntityMapping& source, const std::
       moved.canonical_id = survivor;
       moved.updated_ms = d_.run_start_ms;
       d_.view->Unlink(*copy);
-      Link cleared = *copy;
-      cleared.native_id.clear();
-      cleared.last_read_hash.clear();
-      cleared.last_written_hash.clear();
-      batch->PutLink(cleared);
+      batch->PutLink(ClearedLink(*copy, d_.run_start_ms));
       batch->PutLink(moved);
       d_.view->PutLink(moved);
       repointed->insert(target.system);

@@ -385,11 +385,7 @@ Status ReadProcessor::Restore(const SystemEntityMapping& source, const NativeRec
                                                    *snap, batch, /*lost=*/false));
           continue;
         }
-        Link cleared = *link;
-        cleared.native_id.clear();
-        cleared.last_read_hash.clear();
-        cleared.last_written_hash.clear();
-        cleared.updated_ms = d_.run_start_ms;
+        const Link cleared = ClearedLink(*link, d_.run_start_ms);
         batch->PutLink(cleared);
         d_.view->PutLink(cleared);
       }

@@ -143,12 +143,17 @@ void RecordView::PutLink(const Link& link) {
   links.push_back(link);
 }
 
-void RecordView::Unlink(const Link& link) {
+Link ClearedLink(const Link& link, int64_t updated_ms) {
   Link cleared = link;
   cleared.native_id.clear();
   cleared.last_read_hash.clear();
   cleared.last_written_hash.clear();
-  PutLink(cleared);
+  cleared.updated_ms = updated_ms;
+  return cleared;
+}
+
+void RecordView::Unlink(const Link& link) {
+  PutLink(ClearedLink(link, link.updated_ms));
   pending_by_native_[NativeKey{link.system, link.entity, link.native_id}] = "";
 }
 

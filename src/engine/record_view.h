@@ -45,6 +45,10 @@ struct RecordKey {
   }
 };
 
+// `link` with no native record (its record there is gone, or moved to another canonical record):
+// no native id, no hashes, stamped `updated_ms`. Stored, it links nothing.
+Link ClearedLink(const Link& link, int64_t updated_ms);
+
 struct RecordKeyHash {
   size_t operator()(const NativeKey& k) const;
   size_t operator()(const RecordKey& k) const;

@@ -853,12 +853,7 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
       auto absorbed = find_link(item);
       if (!absorbed.ok()) return absorbed.status();
       if (absorbed->has_value() && (*absorbed)->native_id == item.native_id) {
-        Link gone = **absorbed;
-        gone.native_id.clear();
-        gone.last_read_hash.clear();
-        gone.last_written_hash.clear();
-        gone.updated_ms = now;
-        batch.PutLink(gone);
+        batch.PutLink(ClearedLink(**absorbed, now));
       }
       if (!outcomes[i].native_id.empty() && outcomes[i].native_id != into && !survivor.empty()) {
         auto kept = e_->store_->FindLink(item.entity, survivor, item.system);

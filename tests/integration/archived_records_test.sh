@@ -32,22 +32,7 @@ sed -i -e '/^  onboarding:$/a\    on_delete: {set: {stage: inactive}}' \
 grep -q "archived_sweep_ms: 0" "$work/presets/onboarding.yaml" || fail "the preset was not edited"
 sed -e "s#\.\./\.\./mappings/presets/#$work/presets/#g" "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
 export CRMBRIDGE_STATE="$work/state.db"
-run() {  # run NAME crmbridge-args...: the summary as JSON in NAME.json, the log in NAME.log
-  local name=$1
-  shift
-  "$bin/crmbridge" --config "$work/crmbridge.yaml" --log-level info "$@" --json \
-    >"$work/$name.json" 2>"$work/$name.log" || fail "$name exited $?: $(tail -3 "$work/$name.log")"
-}
-count() {  # count NAME SYSTEM ENTITY KEY: a tally of NAME's summary
-  node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const c = ((s.systems || {})[process.argv[2]] || {})[process.argv[3]] || {};
-    console.log(c[process.argv[4]] || 0)' "$work/$1.json" "$2" "$3" "$4"
-}
-writes() {  # writes NAME: records created or updated anywhere
-  node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    let n = 0; for (const e of Object.values(s.systems || {})) for (const c of Object.values(e)) n += c.created + c.updated;
-    console.log(n)' "$work/$1.json"
-}
+source "$(dirname "$0")/run_summary.sh"  # run, count, writes
 # The Dynamics 365 opportunities: "<name>|<onboarding stage>" per line, sorted.
 opportunities() {
   curl -sf "$DEMO_DYNAMICS365_URL/__admin/dump" | node -e '

@@ -23,22 +23,7 @@ export TOTANGO_TOKEN=merged-totango PORTAL_TOKEN=merged-portal
 size=6
 sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
 export CRMBRIDGE_STATE="$work/state.db"
-run() {  # run NAME crmbridge-args...: the summary as JSON in NAME.json, the log in NAME.log
-  local name=$1
-  shift
-  "$bin/crmbridge" --config "$work/crmbridge.yaml" --log-level info "$@" --json \
-    >"$work/$name.json" 2>"$work/$name.log" || fail "$name exited $?: $(tail -3 "$work/$name.log")"
-}
-count() {  # count NAME SYSTEM ENTITY KEY: a tally of NAME's summary
-  node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const c = ((s.systems || {})[process.argv[2]] || {})[process.argv[3]] || {};
-    console.log(c[process.argv[4]] || 0)' "$work/$1.json" "$2" "$3" "$4"
-}
-writes() {  # writes NAME: records created, updated or merged anywhere
-  node -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    let n = 0; for (const e of Object.values(s.systems || {})) for (const c of Object.values(e)) n += c.created + c.updated + c.dead_lettered;
-    console.log(n)' "$work/$1.json"
-}
+source "$(dirname "$0")/run_summary.sh"  # run, count, writes
 dump() { curl -sf "$1/__admin/dump"; }
 
 start_crm_mocks "$bin" "$work" --seed 9 --size "$size" --seed-only hubspot portal || fail "no mocks"
