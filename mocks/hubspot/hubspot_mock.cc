@@ -201,6 +201,7 @@ json HubSpotMock::FaultBody(int status, const std::string& message) const {
 
 void HubSpotMock::InitLocked() {
   objects_.clear();
+  merged_into_.clear();
   index_.clear();
   search_cache_.clear();
   window_.clear();
@@ -517,11 +518,23 @@ void HubSpotMock::IndexLocked(const std::string& type, const Object& o) {
   ix.filed[o.id] = std::move(f);
 }
 
-// A merge keeps the primary record and its id (as HubSpot does for companies and tickets; a
-// merged contact may get a new id there, which crmbridge handles alike). Its properties keep
-// their values, an empty one takes the absorbed record's (unique properties excepted);
-// hs_merged_object_ids lists every id it absorbed; the absorbed record's associations move to it.
-// The absorbed record is gone: not listed, not archived, and its id answers 404.
+// A merge makes a new record with a new id, as HubSpot does since its merge change for contacts
+// and companies ("a new record with a new ID will be created for the resulting merged record,
+// with both records merged into the new one"; the mock does so for every object it merges). Its
+// properties are the primary's, an empty one taking the other record's (unique properties
+// excepted); hs_merged_object_ids lists both ids and those they had absorbed; the associations of
+// both move to it. Both ids are gone from listings, searches and writes, and a GET by either
+// answers the merged record (merged_into_).
+HubSpotMock::Object* HubSpotMock::FindMergedLocked(const std::string& type, const std::string& id) {
+  char* end = nullptr;
+  const long long n = std::strtoll(id.c_str(), &end, 10);
+  if (end == nullptr || *end != '\0') return nullptr;
+  auto by_type = merged_into_.find(type);
+  if (by_type == merged_into_.end()) return nullptr;
+  auto into = by_type->second.find(n);
+  return into == by_type->second.end() ? nullptr : FindLocked(type, std::to_string(into->second), "");
+}
+
 HubSpotMock::Reply HubSpotMock::MergeLocked(const std::string& type, const json& body) {
   if (type != "contacts" && type != "companies" && type != "tickets" && type != "deals")
     return {400, Error("VALIDATION_ERROR", "Merging is not supported for " + type + ".")};
@@ -537,55 +550,64 @@ HubSpotMock::Reply HubSpotMock::MergeLocked(const std::string& type, const json&
   if (primary == nullptr || absorbed == nullptr)
     return {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")};
   const int64_t now = Now();
-  json& props = primary->properties;
+  Object merged;
+  merged.id = ++next_id_;
+  merged.created_ms = now;
+  merged.updated_ms = now;
+  merged.properties = primary->properties;
+  merged.history = primary->history;
   for (const auto& [name, value] : absorbed->properties.items()) {
     if (IndexedProperty(type, name) || name == "hs_object_id" || name == "createdate" ||
         name == kMergedIds || name == ModifiedProp(type) || name == "hs_ticket_id")
       continue;
-    const json& mine = props.value(name, json());
+    const json mine = merged.properties.value(name, json());
     if ((mine.is_null() || mine == "") && !value.is_null() && value != "") {
-      props[name] = value;
-      primary->history[name].emplace_back(now, value);
+      merged.properties[name] = value;
+      merged.history[name].emplace_back(now, value);
     }
   }
-  std::string merged_ids = props.value(kMergedIds, json()).is_string()
-                               ? props[kMergedIds].get<std::string>() : "";
-  json announced = json::array();
-  auto add_id = [&](const std::string& id) {
-    if (id.empty()) return;
-    merged_ids += (merged_ids.empty() ? "" : ";") + id;
-    announced.push_back(static_cast<int64_t>(std::strtoll(id.c_str(), nullptr, 10)));
+  std::string merged_ids;
+  json absorbed_ids = json::array();
+  auto add_ids = [&](const Object& o) {
+    merged_ids += (merged_ids.empty() ? "" : ";") + std::to_string(o.id);
+    if (&o != primary) absorbed_ids.push_back(o.id);
+    if (const json theirs = o.properties.value(kMergedIds, json()); theirs.is_string() &&
+                                                                     !theirs.get<std::string>().empty())
+      merged_ids += ";" + theirs.get<std::string>();
   };
-  add_id(std::to_string(absorbed->id));
-  if (const json& theirs = absorbed->properties.value(kMergedIds, json()); theirs.is_string()) {
-    std::string list = theirs.get<std::string>();
-    for (size_t start = 0; start < list.size();) {
-      size_t end = list.find(';', start);
-      if (end == std::string::npos) end = list.size();
-      add_id(list.substr(start, end - start));
-      start = end + 1;
-    }
+  add_ids(*primary);
+  add_ids(*absorbed);
+  merged.properties[kMergedIds] = merged_ids;
+  merged.history[kMergedIds].emplace_back(now, merged_ids);
+  merged.properties["hs_object_id"] = std::to_string(merged.id);
+  merged.properties["createdate"] = Iso(now);
+  if (type == "tickets") merged.properties["hs_ticket_id"] = std::to_string(merged.id);
+  merged.properties[ModifiedProp(type)] = Iso(now);
+  const int64_t pid = primary->id, aid = absorbed->id, mid = merged.id;
+  // The two leave every index before the merged record (which may hold their unique values) is
+  // filed; then the associations of both move to it.
+  for (int64_t old : {pid, aid}) {
+    Object& o = objects_[type][old];
+    o.archived = true;
+    IndexLocked(type, o);
   }
-  props[kMergedIds] = merged_ids;
-  primary->history[kMergedIds].emplace_back(now, merged_ids);
-  // The absorbed record's associations are the survivor's now.
-  const int64_t pid = primary->id, aid = absorbed->id;
-  const auto moved = absorbed->associations;
-  for (const auto& [to, ids] : moved)
-    for (int64_t to_id : ids) {
-      UnlinkLocked(type, aid, to, to_id);
-      LinkLocked(type, pid, to, to_id, nullptr);
-    }
-  absorbed = &objects_[type][aid];
-  absorbed->archived = true;  // leaves every index
-  IndexLocked(type, *absorbed);
-  objects_[type].erase(aid);
-  primary = &objects_[type][pid];
-  primary->updated_ms = now;
-  primary->properties[ModifiedProp(type)] = Iso(now);
-  IndexLocked(type, *primary);
-  webhooks_.Enqueue(type, "merge", pid, now, "", announced);
-  return {200, Render(type, *primary, {}, {})};
+  StoreLocked(type, std::move(merged));
+  for (int64_t old : {pid, aid}) {
+    const auto moved = objects_[type][old].associations;
+    for (const auto& [to, ids] : moved)
+      for (int64_t to_id : ids) {
+        UnlinkLocked(type, old, to, to_id);
+        LinkLocked(type, mid, to, to_id, nullptr);
+      }
+    objects_[type].erase(old);
+    merged_into_[type][old] = mid;
+  }
+  // Ids merged before into one of the two now lead to the new record too.
+  for (auto& [old, into] : merged_into_[type])
+    if (into == pid || into == aid) into = mid;
+  webhooks_.Enqueue(type, "merge", mid, now, "", json{{"primary", pid},
+                                                      {"merged", absorbed_ids}});
+  return {200, Render(type, objects_[type].at(mid), {}, {})};
 }
 
 void HubSpotMock::ArchiveLocked(const std::string& type, Object* o) {
@@ -1535,6 +1557,8 @@ void HubSpotMock::RegisterRoutes(httplib::Server& s) {
         object_route("GET /crm/v3/objects/{type}/{id}", false, false,
                      [=](const std::string& type, const httplib::Request& req, httplib::Response&, const json&) -> Reply {
                        Object* o = FindLocked(type, req.matches[2], req.get_param_value("idProperty"));
+                       if (o == nullptr && req.get_param_value("idProperty").empty())
+                         o = FindMergedLocked(type, req.matches[2]);
                        if (o == nullptr)
                          return {404, Error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.")};
                        return {200, Render(type, *o, fields(req, "properties"), fields(req, "associations"),

@@ -184,8 +184,10 @@ class HubSpotMock : public MockServer {
                         const std::vector<std::string>& assoc,
                         const std::vector<std::string>& with_history = {}) const;
   // Validates and applies properties to `o` (new when o.id == 0); an error reply when invalid.
-  // POST /crm/v3/objects/{type}/merge: `absorbed` into `primary`, as HubSpot merges duplicates.
+  // POST /crm/v3/objects/{type}/merge: the two records into a new one, as HubSpot merges
+  // duplicates; FindMergedLocked: the record an id merged away leads to, or nullptr.
   Reply MergeLocked(const std::string& type, const nlohmann::json& body);
+  Object* FindMergedLocked(const std::string& type, const std::string& id);
   std::optional<Reply> ApplyLocked(const std::string& type, Object* o,
                                    const nlohmann::json& props);
   Object* FindLocked(const std::string& type, const std::string& id,
@@ -232,6 +234,8 @@ class HubSpotMock : public MockServer {
   mutable std::mutex mu_;
   int64_t next_id_ = 0;
   std::map<std::string, std::map<int64_t, Object>> objects_;  // type -> id -> object
+  // Ids merged away, by type: each to the record the merge made (a GET by it answers that one).
+  std::map<std::string, std::map<int64_t, int64_t>> merged_into_;
   std::map<std::string, TypeIndex> index_;                    // type -> its index
   std::deque<CachedSearch> search_cache_;                     // most recent first
   std::map<std::string, std::map<std::string, PropertyDef>> properties_;

@@ -67,10 +67,10 @@ void HubSpotWebhookSender::Enqueue(const std::string& type, const std::string& c
   }
   if (change == "associationChange" && value.is_object())
     for (const auto& [key, v] : value.items()) e[key] = v;  // from/to, type, removed
-  if (change == "merge" && value.is_array()) {
-    // The survivor is the event's object; the ids it absorbed come with it.
-    e["primaryObjectId"] = object_id;
-    e["mergedObjectIds"] = value;
+  if (change == "merge" && value.is_object()) {
+    // The record the merge made is the event's object; the two merged come with it.
+    e["primaryObjectId"] = value.value("primary", json());
+    e["mergedObjectIds"] = value.value("merged", json::array());
     e["newObjectId"] = object_id;
   }
   sender_.Enqueue(std::move(e));

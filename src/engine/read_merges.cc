@@ -2,7 +2,7 @@
 // duplicates). What crmbridge linked to the absorbed record follows the survivor:
 //
 //   survivor not linked  -> the absorbed record's canonical record now stands for the survivor
-//                           (HubSpot may give a merged record a new id): one link moves;
+//                           (HubSpot gives a merged record a new id): one link moves;
 //   survivor linked to another canonical record -> the absorbed canonical record is merged into
 //                           the survivor's: the survivor keeps its values and takes the absorbed
 //                           one's where it has none; each other system's copy of the absorbed
@@ -12,7 +12,8 @@
 //                           records referring to the absorbed record refer to the survivor; the
 //                           absorbed canonical record is closed (Snapshot::deleted_ms).
 //
-// Every merge is logged, counted (EntityCounts::merged) and written to the audit trail.
+// Every merge of two linked records is logged, counted (EntityCounts::merged) and written to the
+// audit trail.
 #include <algorithm>
 #include <set>
 
@@ -53,7 +54,8 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
   if (!link.ok()) return link.status();
 
   if (!survivor->has_value()) {
-    ++Count(source.system, source.entity).merged;
+    // Not a merge of two records crmbridge knows: the record it knows goes on under the id the
+    // merge gave it (neither counted nor audited as a merge).
     spdlog::info("{}: {} {} was merged into {}: {} {} now stands for {}", source.system,
                  source.object, absorbed_id, survivor_id, source.entity, ca, survivor_id);
     Link moved = *link;
@@ -63,8 +65,6 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
     d_.view->Unlink(*link);
     d_.view->PutLink(moved);
     batch->PutLink(moved);
-    AuditMerge(source.system, source.entity, ca,
-               json{{"absorbed", absorbed_id}, {"into", survivor_id}}, d_.run_start_ms, batch);
     return Status::Ok();
   }
 

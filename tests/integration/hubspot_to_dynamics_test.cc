@@ -550,14 +550,17 @@ TEST_F(HubSpotToDynamicsTest, AccountsMergedInDynamics365AreMergedInHubSpot) {
   EXPECT_EQ(s.counts["dynamics365"]["company"].merged, 1) << s.ToJson().dump();
   EXPECT_EQ(s.counts["hubspot"]["company"].merged, 1) << s.ToJson().dump();
   hs = hubspot_->Dump();
-  bool absorbed_left = false, kept_lists_it = false;
+  bool either_left = false, one_lists_both = false;
   for (const json& c : hs["companies"]) {
-    if (c["id"] == absorbed) absorbed_left = true;
-    if (c["id"] == kept)
-      kept_lists_it = c["properties"].value("hs_merged_object_ids", "") == absorbed;
+    if (c["id"] == absorbed || c["id"] == kept) either_left = true;
+    if (c["properties"].value("hs_merged_object_ids", "") == kept + ";" + absorbed)
+      one_lists_both = true;
   }
-  EXPECT_FALSE(absorbed_left);
-  EXPECT_TRUE(kept_lists_it);
+  EXPECT_FALSE(either_left) << "HubSpot makes a new record of the two";
+  EXPECT_TRUE(one_lists_both);
+  auto renamed = store_->FindLinkByNative("hubspot", "company", kept);
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_FALSE(renamed->has_value()) << "the survivor's link follows the merged record's new id";
   RunSummary again = Sync();
   EXPECT_EQ(again.TotalWrites(), 0) << again.ToJson().dump();
 }

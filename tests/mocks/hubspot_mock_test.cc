@@ -274,11 +274,11 @@ TEST_F(HubSpotMockTest, UniqueValuesFollowUpdatesAndArchives) {
   EXPECT_EQ(mock_->Dump()["contacts"].size(), 1u);
 }
 
-// A merge keeps the primary record and its id; its empty properties take the absorbed record's;
-// hs_merged_object_ids lists every id absorbed (also those the absorbed record had absorbed);
-// associations move; the absorbed id is gone (404, not archived). Refusals: one record, an
-// unknown id, an object HubSpot does not merge.
-TEST_F(HubSpotMockTest, MergeKeepsThePrimaryAndListsTheAbsorbedIds) {
+// A merge makes a new record with a new id: the primary's properties, an empty one taking the
+// other record's; hs_merged_object_ids lists both ids and those they had absorbed; associations
+// move; a GET by a merged id answers the merged record; neither is listed, archived or mergeable
+// again. Refusals: one record, an unknown id, an object HubSpot does not merge.
+TEST_F(HubSpotMockTest, MergeMakesANewRecordThatTheMergedIdsLeadTo) {
   StartMock();
   auto create = [&](const json& props) {
     auto [status, body] = Call("POST", "/crm/v3/objects/companies", {{"properties", props}});
@@ -297,23 +297,34 @@ TEST_F(HubSpotMockTest, MergeKeepsThePrimaryAndListsTheAbsorbedIds) {
     return Call("POST", "/crm/v3/objects/companies/merge",
                 {{"primaryObjectId", primary}, {"objectIdToMerge", absorbed}});
   };
-  ASSERT_EQ(merge(b, c).first, 200);
-  auto [status, merged] = merge(a, b);
-  ASSERT_EQ(status, 200) << merged.dump();
-  EXPECT_EQ(merged["id"], a);
-  auto [gs, read] = Call("GET", "/crm/v3/objects/companies/" + a +
+  auto [s1, first] = merge(b, c);
+  ASSERT_EQ(s1, 200) << first.dump();
+  const std::string bc = first["id"];
+  EXPECT_NE(bc, b);
+  EXPECT_NE(bc, c);
+  auto [s2, second] = merge(a, bc);
+  ASSERT_EQ(s2, 200) << second.dump();
+  const std::string abc = second["id"];
+  auto [gs, read] = Call("GET", "/crm/v3/objects/companies/" + abc +
                                     "?properties=name,city,hs_merged_object_ids&associations=tickets");
   ASSERT_EQ(gs, 200);
   EXPECT_EQ(read["properties"]["name"], "Acme") << "the primary's value stays";
-  EXPECT_EQ(read["properties"]["city"], "Lund") << "an empty one takes the absorbed record's";
-  EXPECT_EQ(read["properties"]["hs_merged_object_ids"], b + ";" + c);
+  EXPECT_EQ(read["properties"]["city"], "Lund") << "an empty one takes the other record's";
+  EXPECT_EQ(read["properties"]["hs_merged_object_ids"], a + ";" + bc + ";" + b + ";" + c);
   EXPECT_EQ(read["associations"]["tickets"]["results"][0]["id"], ticket["id"]);
-  EXPECT_EQ(Call("GET", "/crm/v3/objects/companies/" + b).first, 404);
+  for (const std::string& old : {a, b, c, bc}) {
+    auto [status, found] = Call("GET", "/crm/v3/objects/companies/" + old);
+    EXPECT_EQ(status, 200) << old;
+    EXPECT_EQ(found["id"], abc) << "a merged id leads to the merged record";
+  }
+  auto [ls, listed] = Call("GET", "/crm/v3/objects/companies?limit=100");
+  ASSERT_EQ(ls, 200);
+  EXPECT_EQ(listed["results"].size(), 1u);
   EXPECT_EQ(Call("GET", "/crm/v3/objects/companies?archived=true").second["results"].size(), 0u)
       << "a merged record is not archived";
 
-  EXPECT_EQ(merge(a, a).first, 400);
-  EXPECT_EQ(merge(a, b).first, 404);
+  EXPECT_EQ(merge(abc, abc).first, 400);
+  EXPECT_EQ(merge(abc, b).first, 404) << "a merged id is no record to merge";
   EXPECT_EQ(Call("POST", "/crm/v3/objects/notes/merge",
                  {{"primaryObjectId", "1"}, {"objectIdToMerge", "2"}}).first, 400);
 }
