@@ -2,8 +2,9 @@
 // every connector's answers must pass whatever the vendor sent.
 //
 // The first line: "read <object> [name=value...] [cursor=<the rest of the line>]" or
-// "write <object> [ops=<n>] [name=value...]". name=value words are the object's params (as a
-// mapping gives them), except those a harness reads itself. A read follows the cursors it is
+// "write <object> [ops=<n>] [merges] [name=value...]". name=value words are the object's params
+// (as a mapping gives them), except those a harness reads itself; `merges` makes every fifth op
+// a merge of one record into another. A read follows the cursors it is
 // given for up to three pages, so the cursors a connector writes are read back by it.
 //
 // A write's ops carry the harness's fields unless a line "fields <JSON object>" gives others (the
@@ -31,6 +32,7 @@ struct Call {
   ObjectRef object;
   std::string cursor;
   int ops = 1;
+  bool merges = false;  // every fifth op a merge (WriteOp::Kind::kMerge)
   std::map<std::string, std::string> options;  // the words a harness reads itself
 };
 
@@ -57,6 +59,8 @@ inline bool ParseCall(const std::string& line, const std::vector<std::string>& o
     if (name == "ops") {
       call->ops = static_cast<int>(Number(value));
       if (call->ops < 1 || call->ops > 50) return false;
+    } else if (name == "merges") {
+      call->merges = true;
     } else if (name == "field") {
       call->object.fields.push_back(value);
     } else if (name == "ref") {
@@ -103,12 +107,21 @@ inline bool ObjectOfKind(const std::string& kind, const std::string& object) {
 }
 
 // `n` writes of `fields`, cycling upsert, update, delete (and, every fourth, a retried upsert),
-// with a reference to `ref` when it is not empty. Native ids are `id` and a number.
+// with a reference to `ref` when it is not empty; with `merges`, every fifth is a merge of one
+// record into another instead. Native ids are `id` and a number.
 inline std::vector<WriteOp> Ops(int n, const nlohmann::json& fields, const std::string& ref,
-                                const std::string& id = "") {
+                                const std::string& id = "", bool merges = false) {
   std::vector<WriteOp> ops;
   for (int i = 0; i < n; ++i) {
     WriteOp op;
+    if (merges && i % 5 == 4) {
+      op.kind = WriteOp::Kind::kMerge;
+      op.native_id = id + std::to_string(100 + i);
+      op.merge_into = id + std::to_string(100 + i - 1);
+      op.attempt = i % 2;
+      ops.push_back(std::move(op));
+      continue;
+    }
     op.kind = i % 3 == 0 ? WriteOp::Kind::kUpsert
               : i % 3 == 1 ? WriteOp::Kind::kUpdate
                            : WriteOp::Kind::kDelete;

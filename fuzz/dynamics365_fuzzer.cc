@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string ref = call.object.ref_fields.empty() ? "" : *call.object.ref_fields.begin();
     const auto fields = WriteFields(script, {{"name", "Acme AB"}, {"revenue", 1200.5}});
     if (!fields) return 0;
-    const auto ops = Ops(call.ops, *fields, ref, IdText(script));
+    const auto ops = Ops(call.ops, *fields, ref, IdText(script), call.merges);
     CheckOutcomes(connector.Write(call.object, ops), ops);
     CheckRequests(transport->requests(), origins, ops);
     return 0;

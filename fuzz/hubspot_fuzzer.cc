@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto fields =
         WriteFields(script, {{"subject", "SE Acme AB"}, {"hs_pipeline_stage", "Ny"}});
     if (!fields) return 0;
-    const auto ops = Ops(call.ops, *fields, ref, IdText(script));
+    const auto ops = Ops(call.ops, *fields, ref, IdText(script), call.merges);
     CheckOutcomes(connector.Write(call.object, ops), ops);
     CheckRequests(transport->requests(), origins, ops);
     return 0;

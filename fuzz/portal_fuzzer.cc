@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                              : nlohmann::json{{"name", "Villa Ek"}, {"external_id", "P-1"}};
     const auto fields = WriteFields(script, defaults);
     if (!fields) return 0;
-    const auto ops = Ops(call.ops, *fields, object == "access" ? "user_id" : "", IdText(script));
+    const auto ops =
+        Ops(call.ops, *fields, object == "access" ? "user_id" : "", IdText(script), call.merges);
     CheckOutcomes(connector.Write(call.object, ops), ops);
     CheckRequests(transport->requests(), origins, ops);
     return 0;

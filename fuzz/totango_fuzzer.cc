@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                 {"title", "Call Ann"}};
     const auto fields = WriteFields(script, defaults);
     if (!fields) return 0;
-    const auto ops = Ops(call.ops, *fields, "", IdText(script));
+    const auto ops = Ops(call.ops, *fields, "", IdText(script), call.merges);
     CheckOutcomes(connector.Write(call.object, ops), ops);
     CheckRequests(transport->requests(), origins, ops);
     return 0;
