@@ -54,7 +54,7 @@ class ReadProcessorTest : public ::testing::Test {
     planner_ = std::make_unique<WritePlanner>(plan_.get(), &view_, &tally_, false, kRunStart);
     reader_ = std::make_unique<ReadProcessor>(ReadProcessor::Deps{
         plan_.get(), &store_, &sync_, &view_, identity_.get(), references_.get(), planner_.get(),
-        &tally_, /*dry_run=*/false, kRunStart});
+        &tally_, /*dry_run=*/false, kRunStart, /*capabilities_of=*/nullptr});
     reader_->SetPageTime(PageTime{kRunStart, kRunStart + 10, 1});
   }
 
