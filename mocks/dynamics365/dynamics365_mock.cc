@@ -1753,8 +1753,26 @@ class Dynamics365Mock::Impl {
     // Rows deleted by the cascade run their own Delete steps.
     steps_.push_back({"Delete", table.schema->logical_name, id, json::array()});
     std::vector<std::pair<Table*, std::string>> cascade;
-    for (auto& [set, other] : tables_) {
-      for (auto& [other_id, row] : other.rows) {
+    ForEachLookupTo(table, id, [&](Table& other, const std::string& other_id, Row& row,
+                                   const Column& column, const std::string& property) {
+      if (column.name == "objectid" || column.name == "regardingobjectid") {
+        cascade.emplace_back(&other, other_id);
+      } else {
+        row.values[property] = nullptr;
+        row.navs.erase(property);
+        Touch(&row);
+      }
+    });
+    for (auto& [other, other_id] : cascade) DeleteRow(*other, other_id);
+  }
+
+  // Calls `visit(other table, its row id, the row, the lookup column, its property)` for every
+  // lookup of any row that points at row `id` of `table` (bound through a navigation property to
+  // that table).
+  template <typename Visit>
+  void ForEachLookupTo(const Table& table, const std::string& id, Visit visit) {
+    for (auto& [set, other] : tables_)
+      for (auto& [other_id, row] : other.rows)
         for (const Column& column : other.schema->columns) {
           if (column.type != ColumnType::kLookup) continue;
           const std::string property = column.property();
@@ -1764,20 +1782,10 @@ class Dynamics365Mock::Impl {
           const Column* c = nullptr;
           const LookupTarget* target = nullptr;
           if (nav == row.navs.end() || !other.schema->FindNavigation(nav->second, &c, &target) ||
-              target->set != table.schema->set) {
+              target->set != table.schema->set)
             continue;
-          }
-          if (column.name == "objectid" || column.name == "regardingobjectid") {
-            cascade.emplace_back(&other, other_id);
-          } else {
-            row.values[property] = nullptr;
-            row.navs.erase(property);
-            Touch(&row);
-          }
+          visit(other, other_id, row, column, property);
         }
-      }
-    }
-    for (auto& [other, other_id] : cascade) DeleteRow(*other, other_id);
   }
 
   static std::optional<json> ParseBody(const httplib::Request& req) {
@@ -2235,27 +2243,16 @@ class Dynamics365Mock::Impl {
     sub->second = std::move(updated);
     Index(*table, sub_id, sub->second, true);
     // Its children follow the master.
-    for (auto& [set, other] : tables_)
-      for (auto& [other_id, row] : other.rows) {
-        if (&other == table && (other_id == sub_id || other_id == target_id)) continue;
-        for (const Column& column : other.schema->columns) {
-          if (column.type != ColumnType::kLookup || column.name == "masterid") continue;
-          const std::string property = column.property();
-          const json& v = ValueOr(row, property);
-          if (!v.is_string() || v.get<std::string>() != sub_id) continue;
-          auto nav = row.navs.find(property);
-          const Column* c = nullptr;
-          const LookupTarget* t = nullptr;
-          if (nav == row.navs.end() || !other.schema->FindNavigation(nav->second, &c, &t) ||
-              t->set != table->schema->set)
-            continue;
-          Row moved = row;
-          moved.values[property] = target_id;
-          Touch(&moved);
-          RecordUpdate(other, other_id, row, moved);
-          row = std::move(moved);
-        }
-      }
+    ForEachLookupTo(*table, sub_id, [&](Table& other, const std::string& other_id, Row& row,
+                                        const Column& column, const std::string& property) {
+      if (&other == table && (other_id == sub_id || other_id == target_id)) return;
+      if (column.name == "masterid") return;
+      Row moved = row;
+      moved.values[property] = target_id;
+      Touch(&moved);
+      RecordUpdate(other, other_id, row, moved);
+      row = std::move(moved);
+    });
     res.status = 204;
     return std::nullopt;
   }

@@ -41,6 +41,11 @@ void AuditMerge(const std::string& system, const std::string& entity, const std:
 
 }  // namespace
 
+void ReadProcessor::Unlink(const Link& link, StateBatch* batch) {
+  d_.view->Unlink(link);
+  batch->PutLink(ClearedLink(link, d_.run_start_ms));
+}
+
 Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std::string& survivor_id,
                                    const std::string& absorbed_id, StateBatch* batch) {
   auto absorbed = LinkedCanonicalId(source.system, source.entity, absorbed_id);
@@ -74,15 +79,13 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
   if (absorbed_snap->has_value() && (**absorbed_snap).deleted_ms > 0) {
     // Closed already (its merge was followed from another system, and this is that merge made
     // here by crmbridge, read back): only its link here goes.
-    d_.view->Unlink(*link);
-    batch->PutLink(ClearedLink(*link, d_.run_start_ms));
+    Unlink(*link, batch);
     return Status::Ok();
   }
   ++Count(source.system, source.entity).merged;
   spdlog::info("{}: {} {} was merged into {}: {} {} is merged into {} {}", source.system,
                source.object, absorbed_id, survivor_id, source.entity, ca, source.entity, cs);
-  d_.view->Unlink(*link);  // its record here is no more
-  batch->PutLink(ClearedLink(*link, d_.run_start_ms));
+  Unlink(*link, batch);  // its record here is no more
 
   auto survivor_snap = d_.view->SnapshotOf(RecordKey{source.entity, cs});
   if (!survivor_snap.ok()) return survivor_snap.status();
@@ -93,7 +96,7 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
     Snapshot& from = **absorbed_snap;
     Snapshot& into = **survivor_snap;
     if (!into.changed_ms.is_object()) into.changed_ms = json::object();
-    json filled = json::object();
+    bool filled = false;
     for (const auto& [field, value] : from.fields.items()) {
       if (value.is_null() || (into.fields.contains(field) && !into.fields[field].is_null()))
         continue;
@@ -101,13 +104,13 @@ Status ReadProcessor::ProcessMerge(const SystemEntityMapping& source, const std:
       into.changed_ms[field] = from.changed_ms.is_object() && from.changed_ms.contains(field)
                                    ? from.changed_ms[field]
                                    : json(d_.run_start_ms);
-      filled[field] = value;
+      filled = true;
     }
     into.updated_ms = d_.run_start_ms;
     // The copies elsewhere (moved or kept) take the merged values, where they differ; the
     // survivor here takes those it lacked (Dynamics 365's Merge copies none by itself).
     CRMB_RETURN_IF_ERROR(d_.planner->PlanTargets(source, cs, into, batch));
-    if (!filled.empty() && source.writes() && !d_.dry_run)
+    if (filled && source.writes() && !d_.dry_run)
       CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, survivor_id, cs, into, batch, /*lost=*/false));
     batch->PutSnapshot(into);
     d_.view->PutSnapshot(into);
@@ -147,8 +150,7 @@ Status ReadProcessor::FollowMerge(const SystemEntityMapping& source, const std::
       Link moved = *copy;
       moved.canonical_id = survivor;
       moved.updated_ms = d_.run_start_ms;
-      d_.view->Unlink(*copy);
-      batch->PutLink(ClearedLink(*copy, d_.run_start_ms));
+      Unlink(*copy, batch);
       batch->PutLink(moved);
       d_.view->PutLink(moved);
       repointed->insert(target.system);

@@ -114,6 +114,8 @@ class ReadProcessor {
                  const nlohmann::json& read, Snapshot* snap, StateBatch* batch);
   Status ProcessDelete(const SystemEntityMapping& source, const NativeRecord& record,
                        StateBatch* batch);
+  // `link`'s native record is linked to nothing any more, in the view and in `batch`.
+  void Unlink(const Link& link, StateBatch* batch);
   // Native record `absorbed_id` of `source` was merged into `survivor_id` there (read_merges.cc).
   Status ProcessMerge(const SystemEntityMapping& source, const std::string& survivor_id,
                       const std::string& absorbed_id, StateBatch* batch);
