@@ -883,7 +883,7 @@ void HubSpotConnector::WriteAssociations(const std::string& type, const std::vec
           }
         for (size_t k = i; k < end; ++k)
           if (!done.count(pairs[k].from))
-            fail(pairs[k], Status(StatusCode::kInvalidArgument,
+            fail(pairs[k], Status(StatusCode::kNotFound,  // the engine looks again, and retries
                                   "hubspot: " + what + ": " + type + " " + pairs[k].from +
                                       " could not be associated with " + to_type + " " + pairs[k].to)
                                .set_system(name_));
@@ -1129,14 +1129,16 @@ Result<std::vector<WriteOutcome>> HubSpotConnector::Write(const ObjectRef& objec
       pending = std::move(later);
     }
   }
+  // The associations before the merges: a merge gives the record a new id, and the one an
+  // update of this chunk was written to is gone.
+  WriteAssociations(object.object, ops, &outcomes);
+  for (const WriteOutcome& o : outcomes)
+    if (o.status.IsSystemFatal()) return o.status;
   for (size_t i = 0; i < ops.size(); ++i)
     if (ops[i].kind == WriteOp::Kind::kMerge) {
       outcomes[i] = MergeOne(object.object, ops[i]);
       if (outcomes[i].status.IsSystemFatal()) return outcomes[i].status;
     }
-  WriteAssociations(object.object, ops, &outcomes);
-  for (const WriteOutcome& o : outcomes)
-    if (o.status.IsSystemFatal()) return o.status;
   return outcomes;
 }
 

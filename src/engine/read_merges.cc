@@ -235,10 +235,18 @@ Status ReadProcessor::RepointReferences(const std::string& entity, const std::st
     auto all = d_.store->ListSnapshots(e.name);
     if (!all.ok()) return all.status();
     for (const Snapshot& stored : *all) {
-      bool refers = false;
-      for (const std::string& f : ref_fields)
+      // It refers to `from`, or a system that merged holds a copy referring to it (the record
+      // itself refers elsewhere now, a write of that still on its way): what that system holds
+      // now refers to the survivor, which is no change of the record made there.
+      bool refers = false, held = false;
+      for (const std::string& f : ref_fields) {
         refers = refers || stored.fields.value(f, json()) == json(from);
-      if (!refers) continue;
+        if (stored.seen.is_object())
+          for (const auto& [system, values] : stored.seen.items())
+            held = held || (repointed.count(system) && values.is_object() &&
+                            values.value(f, json()) == json(from));
+      }
+      if (!refers && !held) continue;
       auto current = d_.view->SnapshotOf(RecordKey{e.name, stored.canonical_id});
       if (!current.ok()) return current.status();
       Snapshot snap = current->has_value() ? **current : stored;
@@ -252,14 +260,34 @@ Status ReadProcessor::RepointReferences(const std::string& entity, const std::st
             if (repointed.count(system) && values.is_object() && values.value(f, json()) == json(from))
               values[f] = to;
       }
+      if (!refers) {
+        batch->PutSnapshot(snap);
+        d_.view->PutSnapshot(snap);
+        continue;
+      }
       snap.updated_ms = d_.run_start_ms;
       spdlog::debug("{} {} now refers to {} {} (merged)", e.name, snap.canonical_id, entity, to);
       // Elsewhere the record still refers to the absorbed copy: it is written to refer to the
       // survivor's.
+      // Where it is repointed already, a write of it still queued may refer to the absorbed
+      // record, which that system no longer has: the record's values now take its place.
       if (snap.deleted_ms == 0)
-        for (const SystemEntityMapping& target : d_.plan->mappings())
-          if (target.entity == e.name && target.writes() && !repointed.count(target.system))
+        for (const SystemEntityMapping& target : d_.plan->mappings()) {
+          if (target.entity != e.name || !target.writes()) continue;
+          if (!repointed.count(target.system)) {
             CRMB_RETURN_IF_ERROR(d_.planner->PlanTarget(e.name, target, snap.canonical_id, snap, batch));
+            continue;
+          }
+          auto queued = d_.store->PendingOutbox(target.system, e.name, snap.canonical_id);
+          if (!queued.ok()) return queued.status();
+          if (!queued->has_value() || (*queued)->op == OutboxOp::kDelete ||
+              (*queued)->op == OutboxOp::kMerge)
+            continue;
+          auto link = CurrentLink(e.name, snap.canonical_id, target.system);
+          if (!link.ok()) return link.status();
+          CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(target, link->native_id, snap.canonical_id, snap,
+                                                   batch, /*lost=*/false));
+        }
       batch->PutSnapshot(snap);
       d_.view->PutSnapshot(snap);
     }

@@ -139,7 +139,9 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   if (identified->kind == Identified::Kind::kLinked) {
     auto link = CurrentLink(source.entity, cid, source.system);
     if (!link.ok()) return link.status();
-    if (link->native_id == record.id && link->last_read_hash == kDeletedReadHash) {
+    // Deleted: its delete read, or crmbridge's own delete sent to it (the answer maybe lost).
+    if (link->native_id == record.id && (link->last_read_hash == kDeletedReadHash ||
+                                         link->last_written_hash == WritePlanner::kDeleteHash)) {
       if (!page_time_.current && record.modified_ms > 0 && record.modified_ms <= link->updated_ms) {
         spdlog::debug("{}: {} {} is shown again unchanged since its delete; taken as a lagging "
                       "index, not a restore", source.system, source.object, record.id);
@@ -207,8 +209,13 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   auto found = CurrentLink(source.entity, cid, source.system);
   if (!found.ok()) return found.status();
   Link link = *found;
-  const bool link_changed = link.native_id != record.id || link.last_read_hash != read_hash;
+  // Read live, a copy crmbridge sent a delete to is not deleted (restored, or the delete never
+  // landed): its tombstone, if one comes later, is a new delete.
+  const bool undeleted = link.last_written_hash == WritePlanner::kDeleteHash;
+  const bool link_changed =
+      link.native_id != record.id || link.last_read_hash != read_hash || undeleted;
   if (link_changed) {
+    if (undeleted) link.last_written_hash.clear();
     link.entity = source.entity;
     link.canonical_id = cid;
     link.system = source.system;
@@ -300,6 +307,8 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
   if (!link.ok()) return link.status();
   if (link->native_id == record.id && link->last_read_hash == kDeletedReadHash)
     return Status::Ok();
+  if (link->native_id == record.id && link->last_written_hash == WritePlanner::kDeleteHash)
+    return OwnDeleteReadBack(source, *link, batch);
   if (link->native_id == record.id) {
     Link gone = *link;
     gone.last_read_hash = kDeletedReadHash;
@@ -344,6 +353,31 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
   return Status::Ok();
 }
 
+// crmbridge's own delete of this copy read back (its answer may have been lost, so the link
+// shows it sent, not done). Usually the record is closed, and only the link learns the delete.
+// But the record may be live again (restored in another system since the delete left): then
+// this copy is gone, and is made again.
+Status ReadProcessor::OwnDeleteReadBack(const SystemEntityMapping& source, const Link& link,
+                                        StateBatch* batch) {
+  auto stored = d_.view->SnapshotOf(RecordKey{source.entity, link.canonical_id});
+  if (!stored.ok()) return stored.status();
+  if (!stored->has_value() || (**stored).deleted_ms > 0) {
+    Link gone = link;
+    gone.last_read_hash = kDeletedReadHash;
+    gone.updated_ms = d_.run_start_ms;
+    batch->PutLink(gone);
+    d_.view->PutLink(gone);
+    return Status::Ok();
+  }
+  spdlog::info("{}: {} {} is deleted, as crmbridge deleted it before {} {} was restored; it is "
+               "made again", source.system, source.object, link.native_id, source.entity,
+               link.canonical_id);
+  const Link cleared = ClearedLink(link, d_.run_start_ms);
+  batch->PutLink(cleared);
+  d_.view->PutLink(cleared);
+  return d_.planner->PlanTarget(source.entity, source, link.canonical_id, **stored, batch);
+}
+
 // The record was deleted here and is back: the same record, linked as before, and what its
 // delete did elsewhere is undone. A mark's fields take the record's values again, unless changed
 // since; records deleted elsewhere by `propagate` are made again (their links cleared, so the
@@ -367,9 +401,16 @@ Status ReadProcessor::Restore(const SystemEntityMapping& source, const NativeRec
         snap->changed_ms[field] = d_.run_start_ms;
       }
       break;
-    case DeletePolicy::Kind::kPropagate:
+    case DeletePolicy::Kind::kPropagate: {
       if (snap->deleted_ms == 0) break;
       snap->deleted_ms = 0;
+      // crmbridge's own delete of this copy, if still queued (sent, its answer lost), must not
+      // undo the restore: the record's values take its place.
+      auto own = d_.store->PendingOutbox(source.system, source.entity, snap->canonical_id);
+      if (!own.ok()) return own.status();
+      if (own->has_value() && (*own)->op == OutboxOp::kDelete)
+        CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, record.id, snap->canonical_id, *snap,
+                                                 batch, /*lost=*/false));
       for (const SystemEntityMapping& target : d_.plan->mappings()) {
         if (target.entity != source.entity || target.system == source.system || !target.writes())
           continue;
@@ -390,6 +431,7 @@ Status ReadProcessor::Restore(const SystemEntityMapping& source, const NativeRec
         d_.view->PutLink(cleared);
       }
       break;
+    }
   }
   return Status::Ok();
 }

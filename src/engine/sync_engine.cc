@@ -184,6 +184,12 @@ class SyncEngine::Run {
   // of delivered writes, retries, waits, dead letters; the system stops on an outage.
   Status ApplyOutcomes(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
                        const ChunkWrites& writes, const std::vector<WriteOutcome>& outcomes);
+  // An update the system answered 404: the record is gone from it, deleted or merged there by a
+  // user. Once crmbridge has read that (its link there marked deleted, moved to the merged
+  // record, or cleared; the canonical record closed), the write is dropped, or sent on to the
+  // record its link moved to, and true is returned; until then it is retried (DecideWrite).
+  Result<bool> SupersededUpdate(const SystemEntityMapping& m, const OutboxItem& item,
+                                StateBatch* batch);
   // Before `items[sent]` leave for m.system: their values are recorded as sent with an unknown
   // outcome (Snapshot::in_doubt) and committed, so that reading one back is known as crmbridge's
   // own write even if the answer is lost, or the process dies before it is committed.
@@ -733,23 +739,36 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
   // The reader's view resolves references, and the snapshots are read, changed and written back.
   std::lock_guard<std::mutex> state_lock(flush_state_mu_);
   std::unordered_map<std::string, json> values;  // canonical id -> the canonical values sent
+  StateBatch batch;
   for (size_t i : sent) {
     const OutboxItem& item = items[i];
-    if (item.op == OutboxOp::kDelete || item.op == OutboxOp::kMerge || item.entity != m.entity ||
-        item.system != m.system)
+    if (item.entity != m.entity || item.system != m.system) continue;
+    if (item.op == OutboxOp::kDelete && !item.native_id.empty()) {
+      // Its tombstone, read back even if the answer is lost, is then known as crmbridge's own
+      // delete (ReadProcessor::OwnDeleteReadBack), not a user's to carry elsewhere.
+      auto link = e_->store_->FindLink(item.entity, item.canonical_id, item.system);
+      if (!link.ok()) return link.status();
+      if (link->has_value() && (*link)->native_id == item.native_id &&
+          (*link)->last_written_hash != WritePlanner::kDeleteHash) {
+        Link sending = **link;
+        sending.last_written_hash = WritePlanner::kDeleteHash;
+        sending.updated_ms = e_->clock_->NowMillis();  // read unchanged since: not a restore
+        batch.PutLink(sending);
+      }
       continue;
+    }
+    if (item.op == OutboxOp::kDelete || item.op == OutboxOp::kMerge) continue;
     auto back = AsReadBack(m, item.payload);
     if (!back.ok()) return back.status();
     if (!back->is_null()) values[item.canonical_id] = std::move(*back);
   }
-  if (values.empty()) return Status::Ok();
+  if (values.empty()) return batch.empty() ? Status::Ok() : e_->store_->Apply(batch);
   std::vector<std::string> ids;
   ids.reserve(values.size());
   for (const auto& [cid, v] : values) ids.push_back(cid);
   auto loaded = e_->store_->LoadRecords(m.entity, m.system, {}, ids);
   if (!loaded.ok()) return loaded.status();
   const int64_t now = e_->clock_->NowMillis();
-  StateBatch batch;
   for (auto& [cid, snap] : loaded->snapshots) {
     AddInDoubt(&snap, m.system, values[cid], now);
     batch.PutSnapshot(snap);
@@ -793,6 +812,36 @@ Result<std::vector<WriteOutcome>> SyncEngine::Run::Deliver(Connector* connector,
     outcomes[writes->sent_index[k]] =
         written.ok() ? std::move((*written)[k]) : WriteOutcome{written.status(), "", false};
   return outcomes;
+}
+
+Result<bool> SyncEngine::Run::SupersededUpdate(const SystemEntityMapping& m,
+                                               const OutboxItem& item, StateBatch* batch) {
+  auto link = e_->store_->FindLink(item.entity, item.canonical_id, item.system);
+  if (!link.ok()) return link.status();
+  auto snap = e_->store_->GetSnapshot(item.entity, item.canonical_id);
+  if (!snap.ok()) return snap.status();
+  const bool closed = snap->has_value() && (**snap).deleted_ms > 0;
+  const bool deleted_there = link->has_value() && (*link)->native_id == item.native_id &&
+                             (*link)->last_read_hash == kDeletedReadHash;
+  const bool moved = link->has_value() && !(*link)->native_id.empty() &&
+                     (*link)->native_id != item.native_id;
+  if (!closed && !deleted_there && moved) {
+    spdlog::info("{}: {} {} is gone; {} {} is now {} there: the update goes to it", m.system,
+                 m.object, item.native_id, item.entity, item.canonical_id, (*link)->native_id);
+    // Replaces the item (Enqueue coalesces by record): the same write, to the record's new id,
+    // with fresh attempts.
+    batch->Enqueue(WritePlanner::NewOutboxItem(m, item.canonical_id, item.op, (*link)->native_id,
+                                               item.payload, e_->clock_->NowMillis(),
+                                               item.payload_hash));
+    return true;
+  }
+  if (!closed && !deleted_there && link->has_value() && !(*link)->native_id.empty()) return false;
+  spdlog::info("{}: {} {} is gone ({}); the update of {} {} queued for it is dropped", m.system,
+               m.object, item.native_id,
+               closed ? "its record was deleted or merged" : "deleted or merged there",
+               item.entity, item.canonical_id);
+  batch->CompleteOutbox(item.id, item.payload_hash);
+  return true;
 }
 
 Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
@@ -841,6 +890,12 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
       ++counts.waiting_on_refs;
       attempt.first_wait = waits[i].on_its_way && tally_.FirstWait(item.id);
     }
+    if (st.code() == StatusCode::kNotFound && item.op == OutboxOp::kUpdate && !waits[i].waiting) {
+      auto superseded = SupersededUpdate(m, item, &batch);
+      if (!superseded.ok()) return superseded.status();
+      if (*superseded) continue;
+      attempt.record_gone = true;
+    }
     const WriteDecision decision = DecideWrite(attempt);
     const std::string error = waits[i].waiting ? waits[i].reason : st.ToString();
     if (decision == WriteDecision::kDone && item.op == OutboxOp::kMerge) {
@@ -884,11 +939,43 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
           continue;
         }
       }
+      if (item.op == OutboxOp::kUpsert) {
+        // A create queued before its record was deleted (on_delete: propagate) or merged away,
+        // delivered since: the delete could not name this copy, unmade then (or made by an
+        // attempt whose answer was lost). It is deleted too, unless a merge moved it to another
+        // record.
+        auto closed = find_snapshot(item);
+        if (!closed.ok()) return closed.status();
+        const std::string made =
+            outcomes[i].native_id.empty() ? link.native_id : outcomes[i].native_id;
+        if (closed->has_value() && (**closed).deleted_ms > 0 && !made.empty()) {
+          batch.CompleteOutbox(item.id, item.payload_hash);
+          ++counts.updated;
+          auto owner = e_->store_->FindLinkByNative(item.system, item.entity, made);
+          if (!owner.ok()) return owner.status();
+          if (owner->has_value() && (*owner)->canonical_id != item.canonical_id) continue;
+          spdlog::info("{}: {} {} was written for {} {}, deleted or merged since; it is deleted",
+                       m.system, m.object, made, item.entity, item.canonical_id);
+          link.entity = item.entity;
+          link.canonical_id = item.canonical_id;
+          link.system = item.system;
+          link.native_id = made;
+          link.updated_ms = now;
+          batch.PutLink(link);
+          batch.Enqueue(WritePlanner::NewOutboxItem(m, item.canonical_id, OutboxOp::kDelete,
+                                                    made, json::object(), now));
+          continue;
+        }
+      }
       link.entity = item.entity;
       link.canonical_id = item.canonical_id;
       link.system = item.system;
       if (!outcomes[i].native_id.empty()) link.native_id = outcomes[i].native_id;
       link.last_written_hash = item.payload_hash;
+      // A copy crmbridge deleted is known deleted, as one whose delete was read: read live
+      // again with a later change, it was restored there (ReadProcessor::Restore); its
+      // tombstone read later is not a delete of its own.
+      if (item.op == OutboxOp::kDelete) link.last_read_hash = kDeletedReadHash;
       link.updated_ms = now;
       batch.PutLink(link);
       batch.CompleteOutbox(item.id, item.payload_hash);

@@ -16,7 +16,8 @@ WriteDecision DecideWrite(const WriteAttempt& a) {
   if (IsUnreachable(a.status)) return WriteDecision::kStopSystem;
   // 409 and 412: the record changed under the write; a later attempt re-reads and re-diffs.
   const bool transient = a.status.IsTransient() || a.status.code() == StatusCode::kAlreadyExists ||
-                         a.status.code() == StatusCode::kAborted;
+                         a.status.code() == StatusCode::kAborted ||
+                         (a.record_gone && a.status.code() == StatusCode::kNotFound);
   return transient && attempts_left ? WriteDecision::kRetryLater : WriteDecision::kDeadLetter;
 }
 

@@ -4,8 +4,11 @@
 //   no HTTP answer at all, or bad credentials    -> kStopSystem (the system is at fault, not the
 //                                                   record: it stays queued, untouched)
 //   a record it refers to is on its way there    -> kWait, once per run, spending no attempt
-//   transient (429, 5xx, timeout), 409, 412, or
-//   a record it refers to is not there           -> kRetryLater while attempts are left
+//   transient (429, 5xx, timeout), 409, 412,
+//   a record it refers to is not there, or
+//   the record it updates is not there (404)     -> kRetryLater while attempts are left (a
+//                                                   record deleted or merged there, until
+//                                                   crmbridge reads that: see SupersededUpdate)
 //   anything else, or out of attempts            -> kDeadLetter, with the reason
 #pragma once
 
@@ -22,6 +25,7 @@ struct WriteAttempt {
   bool first_wait = true;  // its first wait this run (a flush loop must not spin on it)
   int attempts = 0;        // attempts spent before this one
   int max_attempts = 1;    // sync.max_outbox_attempts
+  bool record_gone = false;  // an update of a record the system no longer has (404)
 };
 
 WriteDecision DecideWrite(const WriteAttempt& attempt);

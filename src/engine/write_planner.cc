@@ -22,7 +22,7 @@ OutboxItem WritePlanner::NewOutboxItem(const SystemEntityMapping& target,
   item.idempotency_key = canonical_id;
   item.payload = std::move(payload);
   // A delete's payload is not what it sends, so it is never compared with a written hash.
-  item.payload_hash = op == OutboxOp::kDelete  ? "delete"
+  item.payload_hash = op == OutboxOp::kDelete  ? kDeleteHash
                       : !payload_hash.empty() ? std::move(payload_hash)
                                               : HashJson(item.payload);
   item.created_ms = created_ms;

@@ -44,6 +44,10 @@ class WritePlanner {
   Status PlanDeletes(const SystemEntityMapping& source, const std::string& canonical_id,
                      StateBatch* batch);
 
+  // A delete's payload_hash, and a link's last_written_hash once a delete left for its copy (sent,
+  // its answer maybe lost): a payload digest is never this.
+  static constexpr char kDeleteHash[] = "delete";
+
   // The one place an outbox item is built: a write of `payload` to `target`'s copy of
   // `canonical_id`, keyed by the canonical id. `payload_hash`, when the caller has it.
   static OutboxItem NewOutboxItem(const SystemEntityMapping& target,

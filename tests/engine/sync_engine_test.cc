@@ -738,6 +738,105 @@ TEST_F(DeletePolicyTest, ARecordRestoredBeforeItsQueuedDeleteWentOutIsKeptNotMad
   EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
 }
 
+// Runs once with beta's write calls failing (beta down): what the run queued for beta waits.
+class QueuedWritesTest : public DeletePolicyTest {
+ protected:
+  void SyncWithBetaDown() {
+    auto engine = NewEngine();
+    beta_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down");
+    RunOptions opt;
+    opt.holder = "test";
+    ASSERT_TRUE(engine->RunOnce(opt).ok());
+  }
+  int DeadLetters() {
+    auto dead = store_->ListDeadLetters(10);
+    EXPECT_TRUE(dead.ok());
+    return dead.ok() ? static_cast<int>(dead->size()) : -1;
+  }
+};
+
+// An update queued for beta's copy, which a user deletes in beta before it goes: once the delete
+// is read, the update (answered 404) is dropped, never dead-lettered.
+TEST_F(QueuedWritesTest, AnUpdateOfACopyDeletedThereIsDroppedNotDeadLettered) {
+  UsePolicy("ignore");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  alpha_.Put("t0", {{"subject", "Acme AB"}});
+  SyncWithBetaDown();
+  beta_.Delete(BetaId());
+  for (int i = 0; i < 4; ++i) {
+    clock_.Advance(std::chrono::hours(2));  // past the outbox backoff
+    Sync();
+  }
+  EXPECT_EQ(DeadLetters(), 0);
+  auto pending = store_->OutboxCounts();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_TRUE(pending->empty() || (*pending)["beta"] == 0) << pending->dump();
+  EXPECT_EQ(beta_.live(), 0u) << "ignore: the copy deleted in beta is not made again";
+  EXPECT_EQ(alpha_.live(), 1u);
+}
+
+// A create sent to beta lands, its answer lost; then the record is deleted in alpha (propagate)
+// before the create is retried. The delete could not name beta's copy then; the copy is deleted
+// all the same, once crmbridge learns it.
+TEST_F(QueuedWritesTest, ACreateThatLandedUnansweredIsDeletedWhenItsRecordIsDeleted) {
+  UsePolicy("propagate");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  {
+    auto engine = NewEngine();
+    beta_conn_->applied_then_fault = Status(StatusCode::kDeadlineExceeded, "timed out");
+    RunOptions opt;
+    opt.holder = "test";
+    ASSERT_TRUE(engine->RunOnce(opt).ok());
+  }
+  ASSERT_EQ(beta_.live(), 1u) << "the create landed";
+  alpha_.Delete("t0");
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(std::chrono::hours(2));
+    Sync();
+  }
+  EXPECT_EQ(beta_.live(), 0u) << "beta's copy of the deleted record is deleted too";
+  EXPECT_EQ(DeadLetters(), 0);
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
+// The delete propagate sends to alpha lands, its answer lost; the user restores the record in
+// alpha before crmbridge learns the delete happened. The restore is seen (the delete crmbridge
+// sent counts as one read), the delete still queued does not undo it, and beta gets the record
+// again.
+TEST_F(QueuedWritesTest, ARestoreAfterAnUnansweredDeleteIsKeptAndMadeAgainElsewhere) {
+  UsePolicy("propagate");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
+  Sync();
+  beta_.Delete(BetaId());
+  {
+    auto engine = NewEngine();
+    alpha_conn_->applied_then_fault = Status(StatusCode::kDeadlineExceeded, "timed out");
+    RunOptions opt;
+    opt.holder = "test";
+    ASSERT_TRUE(engine->RunOnce(opt).ok());
+  }
+  ASSERT_EQ(alpha_.live(), 0u) << "the delete landed";
+  clock_.Advance(std::chrono::minutes(1));
+  alpha_.Restore("t0");
+  alpha_.Put("t0", {{"subject", "Acme again"}}, clock_.NowMillis());  // restored and edited
+  clock_.Advance(std::chrono::hours(2));
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["alpha"]["onboarding"].restored, 1);
+  for (int i = 0; i < 2; ++i) {
+    clock_.Advance(std::chrono::hours(2));
+    Sync();
+  }
+  EXPECT_EQ(alpha_.live(), 1u) << "the restored record stays";
+  ASSERT_EQ(beta_.live(), 1u) << "and is made again in beta";
+  for (const auto& [id, row] : beta_.rows()) {
+    if (row.deleted) continue;
+    EXPECT_EQ(row.fields["name"], "Acme again");
+  }
+  EXPECT_EQ(DeadLetters(), 0);
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
 TEST_F(DeletePolicyTest, APolicyNamingAnUnknownFieldOrValueIsRefused) {
   std::string mapping = kMapping;
   mapping.insert(mapping.find("    fields:\n      title:"), "    on_delete: {set: {state: inactive}}\n");
