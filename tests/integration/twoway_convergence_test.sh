@@ -3,7 +3,9 @@
 # are made in HubSpot, in Dynamics 365 and in both (the same domain or email in each before the
 # first sync), then rounds of edits are made in both systems through their APIs, as users would,
 # between crmbridge runs: the same field on both sides (a true conflict), the phone that Dynamics
-# 365 owns, a contact's company. The runs go through faults on the writes (429s, 5xx, writes that
+# 365 owns, a contact's company; and what real data does besides edits: contacts archived,
+# deleted and restored, companies merged in either system, contacts merged in Dynamics 365. The
+# runs go through faults on the writes (429s, 5xx, writes that
 # land but answer an error, dropped connections, failed items of a batch) and SIGKILLs at random
 # moments. At the end the faults are removed and crmbridge runs until nothing is left to write;
 # then every field must hold, in both systems, the newest edit made to it (twoway_oracle.mjs), with
@@ -132,6 +134,7 @@ refresh_ids() {
   curl -s "$DEMO_HUBSPOT_URL/__admin/dump" >"$work/hs.json"
   curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" >"$work/d365.json"
   local system entity key native assoc
+  id=() parent=()  # merged, archived and deleted records have none
   while read -r system entity key native assoc; do
     id["$system|$entity|$key"]=$native
     if [ "$entity" = contact ]; then parent["$system|$key"]=${assoc//,/ }; fi
@@ -192,7 +195,8 @@ edit() {  # SYSTEM ENTITY KEY FIELD...
       # nothing).
       for c in "${companies[@]}"; do
         c_id=${id[$system|company|$c]:-}
-        if [ -n "$c_id" ] && [[ " ${parent[$system|$key]:-} " != *" $c_id "* ]]; then choices+=("$c"); fi
+        # Not a company merged this round (its id is gone in the merging system).
+        if [ -n "$c_id" ] && [ -z "${touched[$system|$c]:-}" ] && [[ " ${parent[$system|$key]:-} " != *" $c_id "* ]]; then choices+=("$c"); fi
       done
       if [ ${#choices[@]} -eq 0 ]; then return 0; fi
       company=${choices[$((RANDOM % ${#choices[@]}))]}
@@ -252,6 +256,115 @@ edit() {  # SYSTEM ENTITY KEY FIELD...
       record "$system" "$entity" "$key" "$f" "${!c}"
     fi
   done
+}
+
+# What real CRM data does besides edits, at most once a round, before the round's edits and to
+# records they leave alone (touched): a contact archived in HubSpot or deleted in Dynamics 365
+# (deleted in the other too: on_delete: propagate); an archived contact restored from HubSpot's
+# recycle bin and then edited there (a restore moves no modification time: the edit is how a run
+# finds it); two companies merged in either system; two contacts of one company merged in Dynamics
+# 365 (in HubSpot a merged contact keeps the companies of both, which one company field cannot
+# hold). A merge waits until no contact is archived (an archived contact's company must not be
+# merged away under it). Logged as events for the oracle (_archived, _restored, _merged).
+declare -A gone=()
+data_event() {
+  local kinds=() key other native absorbed survivor
+  local live=() c
+  for c in "${contacts[@]}"; do if [ -z "${gone[$c]:-}" ]; then live+=("$c"); fi; done
+  if ((${#live[@]} > 2)); then kinds+=(archive_hubspot delete_dynamics365); fi
+  if ((${#gone[@]} > 0)); then kinds+=(restore restore); fi
+  if ((${#gone[@]} == 0 && ${#companies[@]} > 2)); then kinds+=(merge_companies_hubspot merge_companies_dynamics365); fi
+  if ((${#gone[@]} == 0)); then kinds+=(merge_contacts_dynamics365); fi
+  case ${kinds[$((RANDOM % ${#kinds[@]}))]} in
+    archive_hubspot | delete_dynamics365)
+      key=${live[$((RANDOM % ${#live[@]}))]}
+      if ((RANDOM % 2)); then
+        native=${id[hubspot|contact|$key]:-}
+        [ -n "$native" ] || return 0
+        hs_call DELETE "/crm/v3/objects/contacts/$native" >/dev/null
+        record hubspot contact "$key" _archived ""
+      else
+        native=${id[dynamics365|contact|$key]:-}
+        [ -n "$native" ] || return 0
+        d365_call DELETE "contacts($native)" >/dev/null
+        record dynamics365 contact "$key" _archived ""
+      fi
+      gone[$key]=1
+      touched[hubspot|$key]=1 touched[dynamics365|$key]=1
+      ;;
+    restore)
+      local keys=("${!gone[@]}")
+      key=${keys[$((RANDOM % ${#keys[@]}))]}
+      # Archived in HubSpot, by a user or by crmbridge (the contact deleted in Dynamics 365).
+      native=$(node -e '
+        const d = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+        const c = (d.contacts || []).find((c) => c.archived &&
+          String(c.properties.email || "").trim().toLowerCase() === process.argv[2]);
+        console.log(c ? c.id : "")' "$work/hs.json" "$key")
+      [ -n "$native" ] || return 0
+      curl -sS --fail -X POST -H 'Content-Type: application/json' -d '{}' \
+        "$DEMO_HUBSPOT_URL/__admin/objects/contacts/$native/restore" >/dev/null ||
+        fail "the HubSpot mock did not restore contact $native"
+      record hubspot contact "$key" _restored ""
+      unset "gone[$key]"
+      settle "contact|$key|first_name"
+      new_value first_name
+      hs_call PATCH "/crm/v3/objects/contacts/$native" "{\"properties\":{\"firstname\":\"$value\"}}" >/dev/null
+      record hubspot contact "$key" first_name "$value"
+      touched[hubspot|$key]=1 touched[dynamics365|$key]=1
+      ;;
+    merge_companies_hubspot | merge_companies_dynamics365)
+      local system=hubspot i j
+      if ((RANDOM % 2)); then system=dynamics365; fi
+      i=$((RANDOM % ${#companies[@]}))
+      j=$(((i + 1 + RANDOM % (${#companies[@]} - 1)) % ${#companies[@]}))
+      absorbed=${companies[$i]} survivor=${companies[$j]}
+      local a=${id[$system|company|$absorbed]:-} b=${id[$system|company|$survivor]:-}
+      [ -n "$a" ] && [ -n "$b" ] || return 0
+      if [ "$system" = hubspot ]; then
+        hs_call POST /crm/v3/objects/companies/merge "{\"primaryObjectId\":\"$b\",\"objectIdToMerge\":\"$a\"}" >/dev/null
+      else
+        d365_call POST Merge "{\"Target\":{\"@odata.type\":\"Microsoft.Dynamics.CRM.account\",\"accountid\":\"$b\"},
+          \"Subordinate\":{\"@odata.type\":\"Microsoft.Dynamics.CRM.account\",\"accountid\":\"$a\"},
+          \"PerformParentingChecks\":false}" >/dev/null
+      fi
+      record "$system" company "$absorbed" _merged "$survivor"
+      companies=("${companies[@]:0:i}" "${companies[@]:i+1}")
+      touched[hubspot|$absorbed]=1 touched[dynamics365|$absorbed]=1
+      touched[hubspot|$survivor]=1 touched[dynamics365|$survivor]=1
+      # Their contacts move: no other change of them this round.
+      for c in "${contacts[@]}"; do
+        for other in hubspot dynamics365; do
+          if [[ " ${parent[$other|$c]:-} " == *" ${id[$other|company|$absorbed]:-none} "* ]]; then
+            touched[hubspot|$c]=1 touched[dynamics365|$c]=1
+          fi
+        done
+      done
+      ;;
+    merge_contacts_dynamics365)
+      # Two contacts of one account.
+      local pair="" x y
+      for x in "${contacts[@]}"; do
+        for y in "${contacts[@]}"; do
+          if [ "$x" != "$y" ] && [ -n "${id[dynamics365|contact|$x]:-}" ] && [ -n "${id[dynamics365|contact|$y]:-}" ] &&
+             [ "${parent[dynamics365|$x]:--}" != - ] && [ "${parent[dynamics365|$x]}" = "${parent[dynamics365|$y]:-}" ]; then
+            pair="$x $y"
+          fi
+        done
+      done
+      [ -n "$pair" ] || return 0
+      read -r absorbed survivor <<<"$pair"
+      d365_call POST Merge "{\"Target\":{\"@odata.type\":\"Microsoft.Dynamics.CRM.contact\",\"contactid\":\"${id[dynamics365|contact|$survivor]}\"},
+        \"Subordinate\":{\"@odata.type\":\"Microsoft.Dynamics.CRM.contact\",\"contactid\":\"${id[dynamics365|contact|$absorbed]}\"},
+        \"PerformParentingChecks\":false}" >/dev/null
+      record dynamics365 contact "$absorbed" _merged "$survivor"
+      local left=()
+      for c in "${contacts[@]}"; do if [ "$c" != "$absorbed" ]; then left+=("$c"); fi; done
+      contacts=("${left[@]}")
+      touched[hubspot|$absorbed]=1 touched[dynamics365|$absorbed]=1
+      touched[hubspot|$survivor]=1 touched[dynamics365|$survivor]=1
+      ;;
+  esac
 }
 
 # The fault rules of a round's runs: on writes only, so that every complete run reads every edit.
@@ -356,8 +469,8 @@ for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
   fi
   edits="$work/edits$seed.tsv"
   : >"$edits"
-  unset id parent last_set
-  declare -A id=() parent=() last_set=()
+  unset id parent last_set gone
+  declare -A id=() parent=() last_set=() gone=()
   n=0 kills=0 runs=0 round=0
   : >"$work/runs.log"
 
@@ -405,6 +518,7 @@ for seed in $(seq "$first_seed" $((first_seed + seeds - 1))); do
   for round in $(seq 1 "$rounds"); do
     refresh_ids
     declare -A touched=()
+    data_event
     count=$((2 + RANDOM % 4))
     burst=""
     for k in $(seq 1 "$count"); do

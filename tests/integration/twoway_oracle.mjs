@@ -17,6 +17,11 @@
 //     a record made in the other system keeps the value it was made with until its owner sets
 //     one. Every record must be held once in each system, and no other record. Prints each
 //     difference with the field's edits and exits 1, or prints a summary and exits 0.
+//     Events of a record are lines whose field starts with an underscore:
+//       _archived      archived (HubSpot) or deleted (Dynamics 365): held by neither system;
+//       _restored      back from HubSpot's recycle bin: held by both again;
+//       _merged <key>  merged into the record <key> (the survivor keeps its values): held by
+//                      neither system; the contacts of a merged company belong to the survivor.
 //
 // The dumps are the mocks' GET /__admin/dump. Null, missing and empty values are the same: empty.
 import { readFileSync } from 'node:fs';
@@ -51,12 +56,14 @@ function holdings(hubspotDump, d365Dump) {
         { id: c.id, first_name: norm(c.properties.firstname), last_name: norm(c.properties.lastname),
           company: live.map((id) => hsDomain.get(id)).sort().join(','), companyIds: live });
   }
-  const accounts = d.accounts || [];
+  // A merged row stays, deactivated and pointing at its master: only active rows are records.
+  const active = (r) => r.statecode === undefined || r.statecode === 0;
+  const accounts = (d.accounts || []).filter(active);
   const d365Domain = new Map(accounts.map((a) => [a.accountid, lower(a.websiteurl)]));
   for (const a of accounts)
     add('dynamics365', 'company', lower(a.websiteurl),
         { id: a.accountid, name: norm(a.name), city: norm(a.address1_city), phone: norm(a.telephone1) });
-  for (const c of d.contacts || []) {
+  for (const c of (d.contacts || []).filter(active)) {
     const parent = c._parentcustomerid_value;
     add('dynamics365', 'contact', lower(c.emailaddress1),
         { id: c.contactid, first_name: norm(c.firstname), last_name: norm(c.lastname),
@@ -83,12 +90,29 @@ function ids(hubspotDump, d365Dump) {
 function check(editsFile, hubspotDump, d365Dump) {
   // entity -> key -> field -> [{round, system, value}] in the order made
   const edits = { company: new Map(), contact: new Map() };
+  const gone = { company: new Map(), contact: new Map() };  // key -> the event that took it
   let count = 0;
+  let events = 0;
   for (const line of readFileSync(editsFile, 'utf8').split('\n')) {
     if (!line) continue;
     const [round, system, entity, key, field, value = ''] = line.split('\t');
     if (!edits[entity].has(key)) edits[entity].set(key, {});
     const byField = edits[entity].get(key);
+    if (field.startsWith('_')) {
+      ++events;
+      if (field === '_restored') gone[entity].delete(key);
+      else gone[entity].set(key, `${field.slice(1)} in ${system} in round ${round}` +
+                                 (value ? ` into ${value}` : ''));
+      // A merged company's contacts belong to the survivor from then on (the merging system
+      // moves them; crmbridge moves them in the other).
+      if (field === '_merged' && entity === 'company')
+        for (const [, contact] of edits.contact) {
+          const company = contact.company || [];
+          if (company.length && company[company.length - 1].value === key)
+            company.push({ round, system, value });
+        }
+      continue;
+    }
     (byField[field] ||= []).push({ round, system, value });
     ++count;
   }
@@ -99,6 +123,12 @@ function check(editsFile, hubspotDump, d365Dump) {
     for (const [key, byField] of edits[entity]) {
       for (const system of ['hubspot', 'dynamics365']) {
         const recs = held[system][entity].get(key) || [];
+        if (gone[entity].has(key)) {
+          if (recs.length)
+            problems.push(`${entity} ${key}: ${recs.length} records in ${system}, expected none ` +
+                          `(${gone[entity].get(key)})`);
+          continue;
+        }
         if (recs.length !== 1) {
           problems.push(`${entity} ${key}: ${recs.length} records in ${system}, expected 1`);
           continue;
@@ -141,7 +171,8 @@ function check(editsFile, hubspotDump, d365Dump) {
     process.exit(1);
   }
   process.stdout.write(`${edits.company.size} companies and ${edits.contact.size} contacts, ` +
-                       `${count} field edits: every field holds its newest edit in both systems\n`);
+                       `${count} field edits, ${events} archives, restores and merges: every ` +
+                       `field holds its newest edit in both systems\n`);
 }
 
 const [mode, ...args] = process.argv.slice(2);
