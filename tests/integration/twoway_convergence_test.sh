@@ -268,7 +268,7 @@ edit() {  # SYSTEM ENTITY KEY FIELD...
 # merged away under it). Logged as events for the oracle (_archived, _restored, _merged).
 declare -A gone=()
 data_event() {
-  local kinds=() key other native absorbed survivor
+  local kinds=() key other native absorbed survivor d
   local live=() c
   for c in "${contacts[@]}"; do if [ -z "${gone[$c]:-}" ]; then live+=("$c"); fi; done
   if ((${#live[@]} > 2)); then kinds+=(archive_hubspot delete_dynamics365); fi
@@ -332,12 +332,15 @@ data_event() {
       companies=("${companies[@]:0:i}" "${companies[@]:i+1}")
       touched[hubspot|$absorbed]=1 touched[dynamics365|$absorbed]=1
       touched[hubspot|$survivor]=1 touched[dynamics365|$survivor]=1
-      # Their contacts move: no other change of them this round.
+      # Their contacts move (HubSpot gives the merged company a new id, so the survivor's too):
+      # no other change of them this round.
       for c in "${contacts[@]}"; do
         for other in hubspot dynamics365; do
-          if [[ " ${parent[$other|$c]:-} " == *" ${id[$other|company|$absorbed]:-none} "* ]]; then
-            touched[hubspot|$c]=1 touched[dynamics365|$c]=1
-          fi
+          for d in "$absorbed" "$survivor"; do
+            if [[ " ${parent[$other|$c]:-} " == *" ${id[$other|company|$d]:-none} "* ]]; then
+              touched[hubspot|$c]=1 touched[dynamics365|$c]=1
+            fi
+          done
         done
       done
       ;;
