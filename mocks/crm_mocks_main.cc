@@ -42,7 +42,9 @@ int main(int argc, char** argv) {
       "(requests per route) and /__admin/faults (GET, POST a JSON list of rules, DELETE).\n"
       "The HubSpot mock delivers signed webhooks once POST /__admin/webhooks subscribes a URL,\n"
       "and the Dynamics 365 mock calls a webhook with a key once the same route registers one\n"
-      "(docs/OPERATIONS.md, \"The mock servers\").",
+      "(docs/OPERATIONS.md, \"The mock servers\"). The Dynamics 365 mock keeps an audit history\n"
+      "(GET audits); POST /__admin/auditing {\"enabled\": false} (or {\"table\": \"opportunity\",\n"
+      "\"enabled\": false}) turns auditing off.",
       "crm-mocks"};
   std::string host = "127.0.0.1";
   int port_base = 0;

@@ -54,11 +54,18 @@ constexpr char kCodeUserDisabled[] = "0x80040225";       // a disabled user cann
 // The org's users (Impl::SeedUsersLocked): the application user crmbridge calls as owns the rows
 // it creates without an owner.
 constexpr char kApplicationUserId[] = "5d0b4a6e-0c1f-4e7a-9b1d-000000000001";
+// The organisation (WhoAmI's OrganizationId, the one row of organizations).
+constexpr char kOrganizationId[] = "5d5c2f1a-0000-4000-8000-00000000c001";
 constexpr char kCodeNotImplemented[] = "0x8006088b";
 constexpr char kCodeUnexpected[] = "0x80040216";        // UnExpected: a transient platform error
 
 constexpr char kExpiredDeltaMessage[] =
     "Version stamp associated with the client has expired. Please perform a full sync.";
+
+// audit.action (and audit.operation): what an audit row records.
+constexpr int kAuditCreate = 1;
+constexpr int kAuditUpdate = 2;
+constexpr int kAuditDelete = 3;
 
 struct ApiError {
   int status = 400;
@@ -415,6 +422,52 @@ std::optional<json> ParseSkipToken(const std::string& token) {
   return state;
 }
 
+// A version-4-shaped GUID from 128 bits.
+std::string FormatGuid(uint64_t a, uint64_t b) {
+  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
+                static_cast<unsigned>(b >> 48),
+                static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  return buf;
+}
+
+// A GUID that stays the same for the same name (a table's or a column's MetadataId).
+std::string NameGuid(const std::string& name) {
+  uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;  // FNV-1a, two offsets
+  for (unsigned char c : name) {
+    a = (a ^ c) * 0x100000001b3ULL;
+    b = (b ^ c) * 0x100000001b3ULL;
+  }
+  return FormatGuid(a, b);
+}
+
+// The properties of a metadata type (EntityMetadata, AttributeMetadata) the mock serves, as a
+// schema, so that $select is checked as on a table.
+TableSchema MetadataType(const std::string& name, const std::vector<std::string>& properties) {
+  TableSchema t;
+  t.logical_name = name;
+  t.primary_key = "MetadataId";
+  for (const std::string& property : properties) {
+    Column c;
+    c.name = property;
+    t.columns.push_back(c);
+  }
+  return t;
+}
+
+// The name a metadata key segment gives: x of LogicalName='x', else the segment (a MetadataId).
+std::string MetadataKeyName(const std::string& key) {
+  const std::string k = Trim(key);
+  const std::string prefix = "LogicalName='";
+  if (StartsWith(k, prefix) && k.size() > prefix.size() && k.back() == '\'') {
+    return k.substr(prefix.size(), k.size() - prefix.size() - 1);
+  }
+  return k;
+}
+
 std::string Serialize(const ojson& body) {
   return body.dump(-1, ' ', false, ojson::error_handler_t::replace);
 }
@@ -430,7 +483,8 @@ class Dynamics365Mock::Impl {
         options_(std::move(options)),
         registered_(CertificateThumbprintsOf(options_.certificate_pem)),
         clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
-        rng_(options_.id_seed) {
+        rng_(options_.id_seed),
+        audit_rng_(options_.id_seed ^ 0xa0d17ULL) {
     for (const TableSchema& schema : d365::DefaultTables()) tables_[schema.set].schema = &schema;
     SeedUsersLocked();
   }
@@ -459,6 +513,22 @@ class Dynamics365Mock::Impl {
     // The webhook service endpoint and its Create/Update/Delete steps, as registered with the
     // Plug-in Registration Tool: {"url", "key", "faults": [...], "retry_ms"}; GET: the counts.
     ServeWebhookAdmin(server, &webhooks_.sender());
+    // An administrator turning auditing off or on (the Auditing section of the system settings,
+    // a table's or a column's "Audit changes"): {"enabled": false} for the organisation, with
+    // "table" (a logical name) for one table, with "table" and "column" for one column. GET: the
+    // switches. New audit rows follow the switches; the ones written stay readable.
+    server.Post("/__admin/auditing", [this](const httplib::Request& req, httplib::Response& res) {
+      const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+      std::string error = SetAuditing(body);
+      res.status = error.empty() ? 204 : 400;
+      if (!error.empty()) res.set_content(json{{"error", error}}.dump(), "application/json");
+    });
+    server.Get("/__admin/auditing", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lock(mu_);
+      json off = json::array();
+      for (const std::string& name : audit_off_) off.push_back(name);
+      res.set_content(json{{"enabled", audit_enabled_}, {"off", off}}.dump(), "application/json");
+    });
   }
 
   json Dump() const {
@@ -474,6 +544,8 @@ class Dynamics365Mock::Impl {
     return out;
   }
 
+  // The audit history goes with the rows; the auditing switches (configuration, like a webhook's
+  // registration) stay as they are.
   void Reset() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [set, table] : tables_) {
@@ -481,6 +553,7 @@ class Dynamics365Mock::Impl {
       table.key_index.clear();
       table.deletions.clear();
     }
+    audit_seq_ = 0;
     SeedUsersLocked();
   }
 
@@ -491,6 +564,8 @@ class Dynamics365Mock::Impl {
   struct Row {
     json values = json::object();             // property -> stored value
     std::map<std::string, std::string> navs;  // lookup property -> navigation property bound
+    // Audit rows only: the audited columns the write changed, {"old": {...}, "new": {...}}.
+    json detail;
   };
   struct Deletion {
     int64_t version = 0;
@@ -532,14 +607,7 @@ class Dynamics365Mock::Impl {
 
   std::string NewGuidLocked() {
     uint64_t a = rng_(), b = rng_();
-    a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
-    b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
-    char buf[40];
-    std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                  static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xFFFF),
-                  static_cast<unsigned>(a & 0xFFFF), static_cast<unsigned>(b >> 48),
-                  static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
-    return buf;
+    return FormatGuid(a, b);
   }
 
   std::string NewGuid() {
@@ -761,7 +829,16 @@ class Dynamics365Mock::Impl {
     if (!path) return route + "?";
     route += path->set;
     if (path->has_key) route += "({key})";
-    return route + path->tail;
+    // A key further down the path (Attributes(LogicalName='x')) counts as {key} too.
+    const std::string& tail = path->tail;
+    for (size_t i = 0; i < tail.size(); ++i) {
+      route.push_back(tail[i]);
+      const size_t close = tail[i] == '(' ? tail.find(')', i) : std::string::npos;
+      if (close == std::string::npos || close == i + 1) continue;
+      route += "{key})";
+      i = close;
+    }
+    return route;
   }
 
   bool Authenticate(const httplib::Request& req, httplib::Response& res) {
@@ -861,6 +938,9 @@ class Dynamics365Mock::Impl {
       for (const TableSchema& s : d365::DefaultTables()) {
         doc["value"].push_back({{"name", s.set}, {"kind", "EntitySet"}, {"url", s.set}});
       }
+      const std::string organizations = d365::OrganizationTable().set;
+      doc["value"].push_back(
+          {{"name", organizations}, {"kind", "EntitySet"}, {"url", organizations}});
       SendJson(res, 200, doc);
       return std::nullopt;
     }
@@ -870,7 +950,7 @@ class Dynamics365Mock::Impl {
       who["@odata.context"] = api + "$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse";
       who["BusinessUnitId"] = "5d5c2f1a-0000-4000-8000-00000000b001";
       who["UserId"] = "5d5c2f1a-0000-4000-8000-00000000a001";
-      who["OrganizationId"] = "5d5c2f1a-0000-4000-8000-00000000c001";
+      who["OrganizationId"] = kOrganizationId;
       SendJson(res, 200, who);
       return std::nullopt;
     }
@@ -888,6 +968,11 @@ class Dynamics365Mock::Impl {
       if (method != "POST") return MethodNotAllowed(method);
       return MergeAction(req, res);
     }
+    // The audit history is read-only, and the auditing switches are metadata.
+    if (path.set == "audits") return Audits(method, path, req, res, api);
+    if (path.set == d365::OrganizationTable().set)
+      return Organizations(method, path, req, res, api);
+    if (path.set == "EntityDefinitions") return EntityDefinitions(method, path, req, res, api);
     auto it = tables_.find(path.set);
     if (it == tables_.end()) {
       return Err(404, kCodeSegment, "Resource not found for the segment '" + path.set + "'.");
@@ -928,24 +1013,30 @@ class Dynamics365Mock::Impl {
   }
 
   // CSDL generated from the table schemas, in Dataverse's shape (reference.md §14): namespace
-  // Microsoft.Dynamics.CRM (alias mscrm), lookups as _x_value plus one navigation property per
-  // target tied by a ReferentialConstraint.
+  // Microsoft.Dynamics.CRM (alias mscrm), every table derived from crmbaseentity, lookups as
+  // _x_value plus one navigation property per target tied by a ReferentialConstraint; the
+  // organization set; the bound function RetrieveAuditDetails and the types of its answer.
   static std::string Metadata() {
+    std::vector<const TableSchema*> types;
+    for (const TableSchema& t : d365::DefaultTables()) types.push_back(&t);
+    types.push_back(&d365::OrganizationTable());
     std::string xml =
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
         "<edmx:Edmx Version=\"4.0\" xmlns:edmx=\"http://docs.oasis-open.org/odata/ns/edmx\">"
         "<edmx:DataServices><Schema Namespace=\"Microsoft.Dynamics.CRM\" Alias=\"mscrm\" "
-        "xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">";
-    for (const TableSchema& t : d365::DefaultTables()) {
-      xml += "<EntityType Name=\"" + t.logical_name + "\"><Key><PropertyRef Name=\"" +
-             t.primary_key + "\"/></Key>";
-      for (const Column& c : t.columns) {
+        "xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">"
+        "<EntityType Name=\"crmbaseentity\" Abstract=\"true\"/>";
+    for (const TableSchema* t : types) {
+      xml += "<EntityType Name=\"" + t->logical_name +
+             "\" BaseType=\"mscrm.crmbaseentity\"><Key><PropertyRef Name=\"" + t->primary_key +
+             "\"/></Key>";
+      for (const Column& c : t->columns) {
         const char* type = c.name == "versionnumber" ? "Edm.Int64" : d365::EdmTypeName(c.type);
         xml += "<Property Name=\"" + c.property() + "\" Type=\"" + type + "\"";
         if (c.max_length > 0) xml += " MaxLength=\"" + std::to_string(c.max_length) + "\"";
         xml += "/>";
       }
-      for (const Column& c : t.columns) {
+      for (const Column& c : t->columns) {
         for (const LookupTarget& target : c.targets) {
           const TableSchema* other = nullptr;
           for (const TableSchema& o : d365::DefaultTables()) {
@@ -959,10 +1050,23 @@ class Dynamics365Mock::Impl {
       }
       xml += "</EntityType>";
     }
+    xml +=
+        "<ComplexType Name=\"AuditDetail\"/>"
+        "<ComplexType Name=\"AttributeAuditDetail\" BaseType=\"mscrm.AuditDetail\">"
+        "<Property Name=\"InvalidNewValueAttributes\" Type=\"Collection(Edm.String)\"/>"
+        "<Property Name=\"LocLabelLanguageCode\" Type=\"Edm.Int32\" Nullable=\"false\"/>"
+        "<Property Name=\"DeletedAttributes\" Type=\"Collection(Edm.String)\"/>"
+        "<NavigationProperty Name=\"OldValue\" Type=\"mscrm.crmbaseentity\"/>"
+        "<NavigationProperty Name=\"NewValue\" Type=\"mscrm.crmbaseentity\"/></ComplexType>"
+        "<ComplexType Name=\"RetrieveAuditDetailsResponse\">"
+        "<Property Name=\"AuditDetail\" Type=\"mscrm.AuditDetail\"/></ComplexType>"
+        "<Function Name=\"RetrieveAuditDetails\" IsBound=\"true\">"
+        "<Parameter Name=\"entity\" Type=\"mscrm.audit\" Nullable=\"false\"/>"
+        "<ReturnType Type=\"mscrm.RetrieveAuditDetailsResponse\" Nullable=\"false\"/></Function>";
     xml += "<EntityContainer Name=\"System\">";
-    for (const TableSchema& t : d365::DefaultTables()) {
-      xml += "<EntitySet Name=\"" + t.set + "\" EntityType=\"Microsoft.Dynamics.CRM." +
-             t.logical_name + "\"/>";
+    for (const TableSchema* t : types) {
+      xml += "<EntitySet Name=\"" + t->set + "\" EntityType=\"Microsoft.Dynamics.CRM." +
+             t->logical_name + "\"/>";
     }
     return xml + "</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>";
   }
@@ -981,13 +1085,14 @@ class Dynamics365Mock::Impl {
     return it == row.values.end() ? kNull : *it;
   }
 
-  // A row as GET returns it: the etag, then every column (or the $select list plus the primary
-  // key, reference.md §0), with lookup and yes/no annotations when Prefer asked for them (§7).
+  // A row as GET returns it: the etag (of a row that has versions; audit rows have none), then
+  // every column (or the $select list plus the primary key, reference.md §0), with lookup and
+  // yes/no annotations when Prefer asked for them (§7).
   ojson RenderRow(const Table& table, const Row& row, const std::vector<std::string>* select,
                   const Preferences* prefs) const {
     const TableSchema& schema = *table.schema;
     ojson out;
-    out["@odata.etag"] = EtagOf(VersionOf(row));
+    if (row.values.contains("versionnumber")) out["@odata.etag"] = EtagOf(VersionOf(row));
     for (const Column& column : schema.columns) {
       const std::string property = column.property();
       if (select != nullptr && property != schema.primary_key &&
@@ -1145,9 +1250,10 @@ class Dynamics365Mock::Impl {
     Row* row = FindRow(table, key);
     if (row == nullptr) return NotFound(table, key);
     Preferences prefs = ParsePrefer(req);
-    const std::string etag = EtagOf(VersionOf(*row));
+    const std::string etag = row->values.contains("versionnumber") ? EtagOf(VersionOf(*row)) : "";
     // Conditional GET (reference.md §3): 304 when unchanged, never with annotations requested.
-    if (req.get_header_value("If-None-Match") == etag && prefs.annotations.empty()) {
+    if (!etag.empty() && req.get_header_value("If-None-Match") == etag &&
+        prefs.annotations.empty()) {
       res.status = 304;
       return std::nullopt;
     }
@@ -1158,7 +1264,7 @@ class Dynamics365Mock::Impl {
     if (!prefs.annotations_raw.empty()) {
       res.set_header("Preference-Applied", "odata.include-annotations=" + prefs.annotations_raw);
     }
-    res.set_header("ETag", etag);
+    if (!etag.empty()) res.set_header("ETag", etag);
     SendJson(res, 200, body);
     return std::nullopt;
   }
@@ -1676,6 +1782,7 @@ class Dynamics365Mock::Impl {
     row.values["versionnumber"] = ++version_;
     Index(table, *id, row, true);
     steps_.push_back({"Create", schema.logical_name, *id, TargetAttributes(table, row, nullptr)});
+    AuditLocked(schema, *id, kAuditCreate, nullptr, &row, NowSeconds());
     table.rows[*id] = std::move(row);
     return std::nullopt;
   }
@@ -1697,13 +1804,15 @@ class Dynamics365Mock::Impl {
   }
 
   // The Update step of a row written from `before` to `after`: its Target holds the columns the
-  // write changed (and modifiedon), as a step's Target holds those of the request.
+  // write changed (and modifiedon), as a step's Target holds those of the request. Its audit row
+  // holds the audited columns that changed, if any did.
   void RecordUpdate(const Table& table, const std::string& id, const Row& before, const Row& after) {
     std::set<std::string> changed;
     for (const auto& [property, value] : after.values.items())
       if (ValueOr(before, property) != value) changed.insert(property);
     steps_.push_back(
         {"Update", table.schema->logical_name, id, TargetAttributes(table, after, &changed)});
+    AuditLocked(*table.schema, id, kAuditUpdate, &before, &after, NowSeconds());
   }
 
   // Columns of `row` as a RemoteExecutionContext's Entity carries them ([{key, value}]): a lookup
@@ -1750,17 +1859,20 @@ class Dynamics365Mock::Impl {
     Index(table, id, it->second, false);
     table.rows.erase(it);
     table.deletions.push_back(Deletion{++version_, id});
-    // Rows deleted by the cascade run their own Delete steps.
+    // Rows deleted by the cascade run their own Delete steps and write their own audit rows.
     steps_.push_back({"Delete", table.schema->logical_name, id, json::array()});
+    AuditLocked(*table.schema, id, kAuditDelete, nullptr, nullptr, NowSeconds());
     std::vector<std::pair<Table*, std::string>> cascade;
     ForEachLookupTo(table, id, [&](Table& other, const std::string& other_id, Row& row,
                                    const Column& column, const std::string& property) {
       if (column.name == "objectid" || column.name == "regardingobjectid") {
         cascade.emplace_back(&other, other_id);
       } else {
+        const Row before = row;
         row.values[property] = nullptr;
         row.navs.erase(property);
         Touch(&row);
+        AuditLocked(*other.schema, other_id, kAuditUpdate, &before, &row, NowSeconds());
       }
     });
     for (auto& [other, other_id] : cascade) DeleteRow(*other, other_id);
@@ -1768,10 +1880,11 @@ class Dynamics365Mock::Impl {
 
   // Calls `visit(other table, its row id, the row, the lookup column, its property)` for every
   // lookup of any row that points at row `id` of `table` (bound through a navigation property to
-  // that table).
+  // that table). Audit rows are history: a delete or merge never rewrites them.
   template <typename Visit>
   void ForEachLookupTo(const Table& table, const std::string& id, Visit visit) {
-    for (auto& [set, other] : tables_)
+    for (auto& [set, other] : tables_) {
+      if (set == "audits") continue;
       for (auto& [other_id, row] : other.rows)
         for (const Column& column : other.schema->columns) {
           if (column.type != ColumnType::kLookup) continue;
@@ -1786,6 +1899,7 @@ class Dynamics365Mock::Impl {
             continue;
           visit(other, other_id, row, column, property);
         }
+    }
   }
 
   static std::optional<json> ParseBody(const httplib::Request& req) {
@@ -2295,6 +2409,320 @@ class Dynamics365Mock::Impl {
     return std::nullopt;
   }
 
+  // --- audit history ("Retrieve the history of audited data changes") ---------------------------
+
+  // A table's own auditing switch (its IsAuditEnabled), whatever the organisation's. The audit
+  // table is never audited.
+  bool TableAuditSettingLocked(const TableSchema& schema) const {
+    return schema.set != "audits" && audit_off_.count(schema.logical_name) == 0;
+  }
+
+  // The key and the columns the platform sets on every write are not audited.
+  static bool ColumnAuditable(const TableSchema& schema, const Column& column) {
+    return schema.set != "audits" && column.name != schema.primary_key &&
+           column.name != "createdon" && column.name != "modifiedon" &&
+           column.name != "versionnumber";
+  }
+
+  // A column's own auditing switch (its IsAuditEnabled).
+  bool ColumnAuditSettingLocked(const TableSchema& schema, const Column& column) const {
+    return ColumnAuditable(schema, column) &&
+           audit_off_.count(schema.logical_name + "." + column.name) == 0;
+  }
+
+  // Audit ids lead with a count of the audit rows written, so that they sort in the order the
+  // writes happened: the mock orders by the sort keys and then by the primary key, and audit rows
+  // written in one second share their createdon.
+  std::string NewAuditIdLocked() {
+    uint64_t a = audit_rng_(), b = audit_rng_();
+    return FormatGuid((static_cast<uint64_t>(++audit_seq_) << 32) | (a & 0xFFFFFFFFULL), b);
+  }
+
+  // Writes the audit row of a write to row `id` of `schema`'s table, dated `at` (seconds): a
+  // create (`after` is the row made: its non-null audited columns are the new values), an update
+  // (`before` and `after`: the audited columns that changed; none changed, no row), or a delete
+  // (no details). Only while auditing is on for the organisation and the table, as in Dataverse.
+  // Its user is the caller: the application user every request of the mock runs as.
+  void AuditLocked(const TableSchema& schema, const std::string& id, int action, const Row* before,
+                   const Row* after, int64_t at) {
+    if (seeding_ || !audit_enabled_ || !TableAuditSettingLocked(schema)) return;
+    json old_values = json::object(), new_values = json::object();
+    if (action != kAuditDelete) {
+      for (const Column& column : schema.columns) {
+        if (!ColumnAuditSettingLocked(schema, column)) continue;
+        const std::string property = column.property();
+        const json& value = ValueOr(*after, property);
+        if (before == nullptr) {
+          if (!value.is_null()) new_values[property] = value;
+        } else if (ValueOr(*before, property) != value) {
+          old_values[property] = ValueOr(*before, property);
+          new_values[property] = value;
+        }
+      }
+      if (action == kAuditUpdate && new_values.empty()) return;
+    }
+    Row audit;
+    const std::string audit_id = NewAuditIdLocked();
+    audit.values = {{"auditid", audit_id},
+                    {"createdon", d365::FormatIsoDateTime(at)},
+                    {"action", action},
+                    {"operation", action},
+                    {"objecttypecode", schema.logical_name},
+                    {"_objectid_value", id},
+                    {"_userid_value", kApplicationUserId}};
+    audit.navs["_userid_value"] = "userid";
+    audit.detail = {{"old", std::move(old_values)}, {"new", std::move(new_values)}};
+    tables_.at("audits").rows[audit_id] = std::move(audit);
+  }
+
+  // GET audits (a query as on any table, without change tracking), audits({id}), and
+  // audits({id})/Microsoft.Dynamics.CRM.RetrieveAuditDetails(): the history is read-only.
+  MaybeError Audits(const std::string& method, const PathSpec& path, const httplib::Request& req,
+                    httplib::Response& res, const std::string& api) {
+    Table& audits = tables_.at("audits");
+    if (method != "GET") return MethodNotAllowed(method);
+    if (!path.has_key) {
+      if (path.tail == "/$count") return Count(audits, res);
+      if (!path.tail.empty()) {
+        return Err(404, kCodeSegment,
+                   "Resource not found for the segment '" + path.tail.substr(1) + "'.");
+      }
+      if (ParsePrefer(req).track_changes || req.has_param("$deltatoken")) {
+        return Err(400, kCodeQuery, "Change tracking is not enabled for the entity 'audit'.");
+      }
+      return GetCollection(audits, req, res, api);
+    }
+    auto parsed = ParseKey(path.key_text, *audits.schema);
+    if (std::holds_alternative<ApiError>(parsed)) return std::get<ApiError>(parsed);
+    const KeySpec& key = std::get<KeySpec>(parsed);
+    if (path.tail.empty()) return GetOne(audits, key, req, res, api);
+    const std::string function = "/Microsoft.Dynamics.CRM.RetrieveAuditDetails";
+    if (path.tail != function && path.tail != function + "()") {
+      return Err(404, kCodeSegment,
+                 "Resource not found for the segment '" + path.tail.substr(1) + "'.");
+    }
+    const Row* audit = FindRow(audits, key);
+    if (audit == nullptr) return NotFound(audits, key);
+    ojson detail;
+    if (ValueOr(*audit, "action") == kAuditDelete) {
+      detail["@odata.type"] = "#Microsoft.Dynamics.CRM.AuditDetail";  // a delete has no values
+    } else {
+      const std::string logical = ValueOr(*audit, "objecttypecode").get<std::string>();
+      const TableSchema* schema = nullptr;
+      for (const TableSchema& t : d365::DefaultTables()) {
+        if (t.logical_name == logical) schema = &t;
+      }
+      // The row's values as an entity of its table, in the table's column order.
+      auto entity = [&](const json& values) {
+        ojson out;
+        out["@odata.type"] = "#Microsoft.Dynamics.CRM." + logical;
+        for (const Column& column : schema->columns) {
+          auto it = values.find(column.property());
+          if (it != values.end()) out[column.property()] = *it;
+        }
+        return out;
+      };
+      detail["@odata.type"] = "#Microsoft.Dynamics.CRM.AttributeAuditDetail";
+      detail["OldValue"] = entity(audit->detail.at("old"));
+      detail["NewValue"] = entity(audit->detail.at("new"));
+      detail["InvalidNewValueAttributes"] = ojson::array();
+      detail["LocLabelLanguageCode"] = 0;
+      detail["DeletedAttributes"] = ojson::array();
+    }
+    ojson body;
+    body["@odata.context"] = api + "$metadata#Microsoft.Dynamics.CRM.RetrieveAuditDetailsResponse";
+    body["AuditDetail"] = std::move(detail);
+    SendJson(res, 200, body);
+    return std::nullopt;
+  }
+
+  // GET organizations: the organisation's one row, its id and whether auditing is on for it
+  // (isauditenabled), with $select; organizations({id}) reads that row alone.
+  MaybeError Organizations(const std::string& method, const PathSpec& path,
+                           const httplib::Request& req, httplib::Response& res,
+                           const std::string& api) {
+    const TableSchema& schema = d365::OrganizationTable();
+    if (method != "GET") return MethodNotAllowed(method);
+    if (!path.tail.empty()) {
+      return Err(404, kCodeSegment,
+                 "Resource not found for the segment '" + path.tail.substr(1) + "'.");
+    }
+    std::optional<std::vector<std::string>> select;
+    if (auto e = ReadSelect(req, schema, &select)) return e;
+    const std::vector<std::string>* sel = select ? &*select : nullptr;
+    ojson organization;
+    organization["organizationid"] = kOrganizationId;
+    if (sel == nullptr || std::find(sel->begin(), sel->end(), "isauditenabled") != sel->end()) {
+      organization["isauditenabled"] = audit_enabled_;
+    }
+    ojson body;
+    if (path.has_key) {
+      const std::string key = d365::ToLowerAscii(Trim(path.key_text));
+      if (key != kOrganizationId) {
+        return Err(404, kCodeNotFound, "organization With Id = " + key + " Does Not Exist");
+      }
+      body["@odata.context"] = Context(api, schema, sel) + "/$entity";
+      for (auto& item : organization.items()) body[item.key()] = item.value();
+    } else {
+      body["@odata.context"] = Context(api, schema, sel);
+      body["value"] = ojson::array();
+      body["value"].push_back(std::move(organization));
+    }
+    SendJson(res, 200, body);
+    return std::nullopt;
+  }
+
+  // Table and column metadata, as far as auditing asks for it: GET EntityDefinitions, one table by
+  // (LogicalName='x') or its MetadataId, and its Attributes likewise, with $select (MetadataId and
+  // LogicalName always come). IsAuditEnabled is the table's or column's own switch, a managed
+  // property; the key and the platform's columns are never audited and cannot be.
+  MaybeError EntityDefinitions(const std::string& method, const PathSpec& path,
+                               const httplib::Request& req, httplib::Response& res,
+                               const std::string& api) {
+    static const TableSchema kEntityMetadata = MetadataType(
+        "EntityMetadata",
+        {"MetadataId", "LogicalName", "EntitySetName", "PrimaryIdAttribute", "IsAuditEnabled"});
+    static const TableSchema kAttributeMetadata = MetadataType(
+        "AttributeMetadata", {"MetadataId", "LogicalName", "EntityLogicalName", "IsAuditEnabled"});
+    if (method != "GET") return MethodNotAllowed(method);
+    auto segment = [](const std::string& tail) {
+      return Err(404, kCodeSegment, "Resource not found for the segment '" + tail.substr(1) + "'.");
+    };
+    std::optional<PathSpec> attributes;
+    if (path.has_key && !path.tail.empty()) {
+      attributes = ParsePath(path.tail.substr(1));
+      if (!attributes || attributes->set != "Attributes" || !attributes->tail.empty())
+        return segment(path.tail);
+    } else if (!path.tail.empty()) {
+      return segment(path.tail);
+    }
+    std::optional<std::vector<std::string>> select;
+    if (auto e = ReadSelect(req, attributes ? kAttributeMetadata : kEntityMetadata, &select))
+      return e;
+    auto wanted = [&](const char* property) {
+      return !select || std::find(select->begin(), select->end(), property) != select->end();
+    };
+    std::string selected;
+    if (select) {
+      for (const std::string& p : *select) selected += (selected.empty() ? "" : ",") + p;
+      selected = "(" + selected + ")";
+    }
+    auto setting = [](bool on, bool can_change) {
+      ojson out;
+      out["Value"] = on;
+      out["CanBeChanged"] = can_change;
+      out["ManagedPropertyLogicalName"] = "canmodifyauditsettings";
+      return out;
+    };
+    auto entity = [&](const TableSchema& t) {
+      ojson out;
+      out["MetadataId"] = NameGuid("EntityMetadata/" + t.logical_name);
+      out["LogicalName"] = t.logical_name;
+      if (wanted("EntitySetName")) out["EntitySetName"] = t.set;
+      if (wanted("PrimaryIdAttribute")) out["PrimaryIdAttribute"] = t.primary_key;
+      if (wanted("IsAuditEnabled"))
+        out["IsAuditEnabled"] = setting(TableAuditSettingLocked(t), t.set != "audits");
+      return out;
+    };
+    auto attribute = [&](const TableSchema& t, const Column& c) {
+      ojson out;
+      out["MetadataId"] = NameGuid("AttributeMetadata/" + t.logical_name + "/" + c.name);
+      out["LogicalName"] = c.name;
+      if (wanted("EntityLogicalName")) out["EntityLogicalName"] = t.logical_name;
+      if (wanted("IsAuditEnabled"))
+        out["IsAuditEnabled"] = setting(ColumnAuditSettingLocked(t, c), ColumnAuditable(t, c));
+      return out;
+    };
+    auto send = [&](const std::string& context, ojson one) {
+      ojson body;
+      body["@odata.context"] = context;
+      for (auto& item : one.items()) body[item.key()] = item.value();
+      SendJson(res, 200, body);
+      return std::nullopt;
+    };
+    if (!path.has_key) {
+      ojson body;
+      body["@odata.context"] = api + "$metadata#EntityDefinitions" + selected;
+      body["value"] = ojson::array();
+      for (const TableSchema& t : d365::DefaultTables()) body["value"].push_back(entity(t));
+      SendJson(res, 200, body);
+      return std::nullopt;
+    }
+    const std::string table_name = MetadataKeyName(path.key_text);
+    const TableSchema* table = nullptr;
+    for (const TableSchema& t : d365::DefaultTables()) {
+      if (table_name == t.logical_name ||
+          d365::ToLowerAscii(table_name) == NameGuid("EntityMetadata/" + t.logical_name))
+        table = &t;
+    }
+    if (table == nullptr) {
+      return Err(404, kCodeNotFound, "Could not find an entity with name " + table_name + ".");
+    }
+    if (!attributes)
+      return send(api + "$metadata#EntityDefinitions" + selected + "/$entity", entity(*table));
+    const std::string context = api + "$metadata#EntityDefinitions('" +
+                                NameGuid("EntityMetadata/" + table->logical_name) +
+                                "')/Attributes" + selected;
+    if (!attributes->has_key) {
+      ojson body;
+      body["@odata.context"] = context;
+      body["value"] = ojson::array();
+      for (const Column& c : table->columns) body["value"].push_back(attribute(*table, c));
+      SendJson(res, 200, body);
+      return std::nullopt;
+    }
+    const std::string column_name = MetadataKeyName(attributes->key_text);
+    for (const Column& c : table->columns) {
+      if (column_name == c.name ||
+          d365::ToLowerAscii(column_name) ==
+              NameGuid("AttributeMetadata/" + table->logical_name + "/" + c.name))
+        return send(context + "/$entity", attribute(*table, c));
+    }
+    return Err(404, kCodeNotFound, "Could not find an attribute with name " + column_name +
+                                       " on entity " + table->logical_name + ".");
+  }
+
+  // Applies a POST /__admin/auditing body: the error, or "" once applied.
+  std::string SetAuditing(const json& body) {
+    if (!body.is_object() || !body.contains("enabled") || !body["enabled"].is_boolean()) {
+      return "expected {\"enabled\": true|false}, with \"table\" (a logical name) and \"column\" "
+             "to name one table or one column";
+    }
+    for (const char* name : {"table", "column"}) {
+      if (body.contains(name) && !body[name].is_string())
+        return std::string("\"") + name + "\" must be a string";
+    }
+    const bool on = body["enabled"].get<bool>();
+    const std::string table = body.value("table", ""), column = body.value("column", "");
+    std::lock_guard<std::mutex> lock(mu_);
+    if (table.empty()) {
+      if (!column.empty()) return "\"column\" needs its \"table\"";
+      audit_enabled_ = on;
+      return "";
+    }
+    const TableSchema* schema = nullptr;
+    for (const TableSchema& t : d365::DefaultTables()) {
+      if (t.logical_name == table && t.set != "audits") schema = &t;
+    }
+    if (schema == nullptr) return "no table '" + table + "' whose auditing can be changed";
+    std::string key = table;
+    if (!column.empty()) {
+      const Column* c = schema->FindByName(column);
+      if (c == nullptr || !ColumnAuditable(*schema, *c))
+        return "no column '" + column + "' of '" + table + "' whose auditing can be changed";
+      key += "." + column;
+    }
+    if (on) {
+      audit_off_.erase(key);
+    } else {
+      audit_off_.insert(key);
+    }
+    return "";
+  }
+
+  // Gives seeded opportunity `id` its past (see Seed).
+  void BackdateStagesLocked(const std::string& id, int64_t now, std::mt19937_64* rng);
+
   friend class Dynamics365Mock;
 
   Dynamics365Mock* owner_;
@@ -2307,6 +2735,16 @@ class Dynamics365Mock::Impl {
   std::map<std::string, Table> tables_;
   int64_t version_ = 0;  // last row version handed out, across all tables (like rowversion)
   std::mt19937_64 rng_;
+  std::mt19937_64 audit_rng_;  // the random part of audit ids (row ids keep their own sequence)
+  uint32_t audit_seq_ = 0;     // audit rows written since the last reset
+  // Auditing: Dataverse's three switches (organisation, table, column), all on until an admin
+  // turns one off; audit_off_ holds the tables ("opportunity") and columns ("opportunity.name")
+  // whose switch is off.
+  bool audit_enabled_ = true;
+  std::set<std::string> audit_off_;
+  // Set while the seed makes its rows: they were never written through the API, so they write no
+  // audit rows (the seed dates the opportunities' history itself).
+  bool seeding_ = false;
   std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms since epoch)
   // The steps the request being served ran (Create, Update, Delete of a row), delivered once it
   // is done; a rolled-back change set or bulk action takes its steps back.
@@ -2334,9 +2772,11 @@ void Dynamics365Mock::Impl::Seed(uint64_t seed, int accounts) {
   std::lock_guard<std::mutex> lock(mu_);
   std::mt19937_64 saved = rng_;
   rng_.seed(seed);
+  seeding_ = true;
   auto pick = [&](auto& list) { return list[rng_() % (sizeof(list) / sizeof(list[0]))]; };
   char buf[64];
   const int64_t now = NowSeconds();
+  std::vector<std::string> opportunities;
   for (int i = 0; i < accounts; ++i) {
     std::string account_id;
     std::string name = std::string(pick(kCompanies)) + " " + pick(kKinds) + " " +
@@ -2378,13 +2818,50 @@ void Dynamics365Mock::Impl::Seed(uint64_t seed, int accounts) {
         {"parentaccountid@odata.bind", "/accounts(" + account_id + ")"}};
     std::string opportunity_id;
     CreateRow(tables_.at("opportunities"), opportunity, nullptr, &opportunity_id);
+    opportunities.push_back(opportunity_id);
   }
   steps_.clear();  // seeded rows were never written through the API: no step runs for them
+  seeding_ = false;
   rng_ = saved;
+  // The opportunities' pasts, from generators of their own so that the rows seeded stay what
+  // they were.
+  std::mt19937_64 history_rng(seed ^ 0x5eedad17ULL);
+  const std::mt19937_64 saved_audit_rng = audit_rng_;
+  audit_rng_.seed(seed ^ 0xa0d17ULL);
+  for (const std::string& id : opportunities) BackdateStagesLocked(id, now, &history_rng);
+  audit_rng_ = saved_audit_rng;
+}
+
+// A seeded opportunity has been onboarding for weeks: it was created at the first stage 20 to 60
+// days ago and walked the stages up to its own, 2 to 14 days apart, reaching its stage at least a
+// day ago. Its audit history says so (a create row, then an update row per stage), and its
+// createdon and modifiedon agree with that history.
+void Dynamics365Mock::Impl::BackdateStagesLocked(const std::string& id, int64_t now,
+                                                 std::mt19937_64* rng) {
+  constexpr int64_t kFirstStage = 100000000;
+  constexpr int64_t kDay = 86400;
+  Table& table = tables_.at("opportunities");
+  Row& row = table.rows.at(id);
+  const int64_t reached = ValueOr(row, "crmb_onboardingstage").get<int64_t>() - kFirstStage;
+  int64_t at = now - (20 + static_cast<int64_t>((*rng)() % 41)) * kDay;
+  Row before = row;
+  before.values["crmb_onboardingstage"] = kFirstStage;
+  row.values["createdon"] = d365::FormatIsoDateTime(at);
+  AuditLocked(*table.schema, id, kAuditCreate, nullptr, &before, at);
+  for (int64_t stage = 1; stage <= reached; ++stage) {
+    at += (2 + static_cast<int64_t>((*rng)() % 13)) * kDay;
+    at = std::min(at, now - kDay - (reached - stage) * 3600);
+    Row after = before;
+    after.values["crmb_onboardingstage"] = kFirstStage + stage;
+    AuditLocked(*table.schema, id, kAuditUpdate, &before, &after, at);
+    before = std::move(after);
+  }
+  row.values["modifiedon"] = d365::FormatIsoDateTime(at);
 }
 
 void Dynamics365Mock::Impl::AddCustomers(const std::vector<SeedCustomer>& customers) {
   std::lock_guard<std::mutex> lock(mu_);
+  seeding_ = true;
   // As a person types it into another system: the same address, its first letter capitalised.
   auto typed = [](std::string email) {
     if (!email.empty()) email[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(email[0])));
@@ -2411,6 +2888,7 @@ void Dynamics365Mock::Impl::AddCustomers(const std::vector<SeedCustomer>& custom
     }
   }
   steps_.clear();  // seeded rows were never written through the API: no step runs for them
+  seeding_ = false;
 }
 
 // ------------------------------------------------------------------------------------------------

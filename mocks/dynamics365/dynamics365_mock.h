@@ -24,16 +24,46 @@
 //   POST /api/data/v9.2/$batch          multipart/mixed requests and atomic change sets with
 //                                        Content-ID references ($1), batchresponse_/
 //                                        changesetresponse_ boundaries, odata.continue-on-error
+//   POST /api/data/v9.2/Merge            merges an account or contact into another
+//   GET  /api/data/v9.2/audits           the audit history, read-only: $select, $filter
+//                                        (_objectid_value eq <guid>, objecttypecode eq
+//                                        'opportunity', action eq 2, ... joined by and),
+//                                        $orderby=createdon asc|desc, odata.maxpagesize paging;
+//                                        audits({auditid}) one row
+//   GET  /api/data/v9.2/audits({auditid})/Microsoft.Dynamics.CRM.RetrieveAuditDetails[()]
+//                                        the row's AttributeAuditDetail: OldValue and NewValue of
+//                                        the audited columns the write changed (a create: NewValue
+//                                        only; a delete: no values); 404 for an unknown id
+//   GET  /api/data/v9.2/organizations    the organisation's row: organizationid, isauditenabled
+//   GET  /api/data/v9.2/EntityDefinitions[(LogicalName='t')[/Attributes[(LogicalName='c')]]]
+//                                        table and column metadata: MetadataId, LogicalName,
+//                                        IsAuditEnabled {Value, CanBeChanged,
+//                                        ManagedPropertyLogicalName}; 404 for an unknown name
 //   POST /__admin/webhooks               registers a webhook service endpoint (WebhookKey) with
 //                                        asynchronous Create, Update and Delete steps on every
 //                                        table: each write through the API is then POSTed to it
 //                                        as a RemoteExecutionContext (Dynamics365WebhookSender);
 //                                        GET: the counts of its calls
+//   POST /__admin/auditing               {"enabled": false} turns auditing off for the
+//                                        organisation, {"table": "opportunity", "enabled": false}
+//                                        for one table (with "column": "name", one column); true
+//                                        turns it back on. 204, or 400 {"error"}. GET: the
+//                                        switches, {"enabled": true, "off": ["opportunity"]}
 //
-// Entity sets: accounts, contacts, opportunities, annotations, tasks (dynamics365_schema.h).
-// Web API requests need "Authorization: Bearer <token from the token endpoint>" (401 with a
-// WWW-Authenticate challenge otherwise) and count against the service-protection limits (429 with
-// Retry-After and Dataverse's hex codes). Every response carries OData-Version: 4.0.
+// Entity sets: accounts, contacts, opportunities, annotations, tasks, systemusers, audits
+// (dynamics365_schema.h), and organizations. Web API requests need "Authorization: Bearer <token
+// from the token endpoint>" (401 with a WWW-Authenticate challenge otherwise) and count against
+// the service-protection limits (429 with Retry-After and Dataverse's hex codes). Every response
+// carries OData-Version: 4.0.
+//
+// Auditing (Learn, "Retrieve the history of audited data changes"): every create, update and
+// delete through the API (a plain request, an upsert, a bulk action, a $batch part, a Merge and
+// the writes it makes) writes an audit row, dated by the Clock, whose user is the application
+// user, while auditing is on for the organisation and the table: action 1 (create), 2 (update;
+// only when an audited column's value changed, holding those columns) or 3 (delete). Every table
+// and column is audited except the primary key, createdon, modifiedon and versionnumber, until
+// /__admin/auditing turns a switch off; rows written before stay readable. A change set or bulk
+// action rolled back takes its audit rows back.
 //
 // Thread-safety: all public methods and the route handlers may run concurrently; one mutex guards
 // the store. Start/Stop come from MockServer.
@@ -103,18 +133,25 @@ class Dynamics365Mock : public MockServer {
 
   // Replaces the store with `accounts` accounts, each with 1-3 contacts (parentcustomerid -> the
   // account) and one opportunity (parentaccountid -> the account) whose crmb_onboardingstage runs
-  // through 100000000..100000004 in turn. The same seed gives the same rows and ids.
+  // through 100000000..100000004 in turn. The same seed gives the same rows, ids and history.
+  // Each opportunity has a past: its audit history has a create row (at stage 100000000) 20 to 60
+  // days back, then an update row per later stage up to its own, 2 to 14 days apart and the last
+  // at least a day back; its createdon and modifiedon are the first and last of those dates.
+  // Accounts and contacts have no audit rows (never written through the API).
   void Seed(uint64_t seed, int accounts);
   // Adds each customer as an account (websiteurl "https://www.<domain>/") with its people as
   // contacts (their emails as another system's users typed them: first letter capitalised), plus
   // one contact of its own no other system has. No opportunity: the onboarding comes from the
-  // other system. Keeps what the store holds.
+  // other system. Keeps what the store holds. Writes no audit rows.
   void AddCustomers(const std::vector<SeedCustomer>& customers);
 
-  // {"accounts":[row...], "contacts":[...], ...}: every row with every column, as a GET reads it.
+  // {"accounts":[row...], "contacts":[...], ..., "audits":[...]}: every row with every column, as
+  // a GET reads it (audit rows in the order written, without their values: RetrieveAuditDetails
+  // has them).
   nlohmann::json Dump() const override;
-  // Empties every table and change log. Issued tokens stay valid; row versions keep increasing so
-  // delta tokens issued before stay meaningful.
+  // Empties every table, change log and the audit history. Issued tokens stay valid; row versions
+  // keep increasing so delta tokens issued before stay meaningful; the auditing switches stay as
+  // they are.
   void Reset() override;
 
  protected:

@@ -252,6 +252,29 @@ std::vector<TableSchema> BuildTables() {
   AddSystemColumns(&user);
   tables.push_back(std::move(user));
 
+  // The audit history: one row per audited create, update or delete, written by the platform
+  // (read-only through the API). objectid may point at a row of any audited table, so it has no
+  // navigation property here; objecttypecode names the table. No versionnumber: audit rows never
+  // change, and carry no etag.
+  TableSchema audit;
+  audit.set = "audits";
+  audit.logical_name = "audit";
+  audit.primary_key = "auditid";
+  Column object = Lookup("objectid", {});
+  object.read_only = true;
+  Column user_id = Lookup("userid", {{"systemusers", "systemuser", "userid"}});
+  user_id.read_only = true;
+  audit.columns = {
+      ReadOnly("auditid", ColumnType::kGuid),
+      ReadOnly("createdon", ColumnType::kDateTime),
+      ReadOnly("action", ColumnType::kInt),     // 1 Create, 2 Update, 3 Delete
+      ReadOnly("operation", ColumnType::kInt),  // the same numbers
+      ReadOnly("objecttypecode", ColumnType::kString),
+      std::move(object),
+      std::move(user_id),
+  };
+  tables.push_back(std::move(audit));
+
   return tables;
 }
 
@@ -260,6 +283,19 @@ std::vector<TableSchema> BuildTables() {
 const std::vector<TableSchema>& DefaultTables() {
   static const std::vector<TableSchema> tables = BuildTables();
   return tables;
+}
+
+const TableSchema& OrganizationTable() {
+  static const TableSchema organization = [] {
+    TableSchema t;
+    t.set = "organizations";
+    t.logical_name = "organization";
+    t.primary_key = "organizationid";
+    t.columns = {ReadOnly("organizationid", ColumnType::kGuid),
+                 ReadOnly("isauditenabled", ColumnType::kBool)};
+    return t;
+  }();
+  return organization;
 }
 
 bool IsGuid(const std::string& text) {

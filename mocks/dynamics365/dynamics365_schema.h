@@ -74,8 +74,12 @@ struct TableSchema {
   bool IsAlternateKey(std::vector<std::string> names) const;
 };
 
-// The five entity sets the mock serves: accounts, contacts, opportunities, annotations, tasks.
+// The entity sets the mock serves: accounts, contacts, opportunities, annotations, tasks,
+// systemusers, and audits (the audit history, read-only).
 const std::vector<TableSchema>& DefaultTables();
+// The organization set: one row, the organisation's id and its auditing switch (isauditenabled).
+// Served read-only from the mock's settings, not stored as a table.
+const TableSchema& OrganizationTable();
 
 // --- value rules -----------------------------------------------------------------------------
 

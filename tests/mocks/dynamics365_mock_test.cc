@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -1053,6 +1054,416 @@ TEST_F(Dynamics365MockTest, WebhookRegistrationRefusesWhatItCannotCall) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 400) << bad.dump();
   }
+}
+
+}  // namespace
+}  // namespace crmbridge::mocks
+
+// --- audit history ("Retrieve the history of audited data changes") ----------------------------
+
+namespace crmbridge::mocks {
+namespace {
+
+constexpr char kApplicationUser[] = "5d0b4a6e-0c1f-4e7a-9b1d-000000000001";
+
+class Dynamics365MockAuditTest : public Dynamics365MockTest {
+ protected:
+  // The audit rows of row `id`, oldest first (every page).
+  std::vector<json> AuditsOf(const std::string& id, const std::string& order = "createdon asc") {
+    std::vector<json> rows;
+    std::string path =
+        std::string(kApi) + "audits?$select=auditid,createdon,action,operation," +
+        "objecttypecode,_objectid_value,_userid_value&$filter=" + Q("_objectid_value eq " + id) +
+        "&$orderby=" + Q(order);
+    for (int pages = 0; pages < 20 && !path.empty(); ++pages) {
+      auto res = Get(path);
+      EXPECT_TRUE(res);
+      if (!res) break;
+      EXPECT_EQ(res->status, 200) << res->body;
+      if (res->status != 200) break;
+      const json body = Body(res);
+      for (const json& row : body["value"]) rows.push_back(row);
+      path = body.contains("@odata.nextLink") ? PathOf(body["@odata.nextLink"]) : "";
+    }
+    return rows;
+  }
+
+  // RetrieveAuditDetails of audit row `audit_id`: its AuditDetail.
+  json Details(const std::string& audit_id, const std::string& call = "()") {
+    auto res = Get(std::string(kApi) + "audits(" + audit_id +
+                   ")/Microsoft.Dynamics.CRM.RetrieveAuditDetails" + call);
+    EXPECT_TRUE(res);
+    if (!res) return nullptr;
+    EXPECT_EQ(res->status, 200) << res->body;
+    const json body = Body(res);
+    EXPECT_EQ(body["@odata.context"],
+              mock_->api_url() + "$metadata#Microsoft.Dynamics.CRM.RetrieveAuditDetailsResponse");
+    return body["AuditDetail"];
+  }
+
+  httplib::Result SetAuditing(const json& body) {
+    return client_->Post("/__admin/auditing", body.dump(), "application/json");
+  }
+};
+
+// A create then an update: two audit rows in date order, the create's values and the update's
+// old and new values of what it changed (the unchanged name is not among them).
+TEST_F(Dynamics365MockAuditTest, ACreatedThenUpdatedRowHasTwoAuditRowsInDateOrderWithTheirValues) {
+  StartMock();
+  const std::string id =
+      Create("opportunities", {{"name", "Deal"}, {"crmb_onboardingstage", 100000000}});
+  clock_.Advance(std::chrono::minutes(5));
+  ASSERT_EQ(Patch(std::string(kApi) + "opportunities(" + id + ")",
+                  {{"name", "Deal"}, {"crmb_onboardingstage", 100000001}})
+                ->status,
+            204);
+
+  const std::vector<json> rows = AuditsOf(id);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const json& row : rows) {
+    EXPECT_EQ(row["objecttypecode"], "opportunity");
+    EXPECT_EQ(row["_objectid_value"], id);
+    EXPECT_EQ(row["_userid_value"], kApplicationUser);
+    EXPECT_EQ(row["operation"], row["action"]);
+    EXPECT_FALSE(row.contains("@odata.etag")) << "audit rows have no versions";
+  }
+  EXPECT_EQ(rows[0]["action"], 1);
+  EXPECT_EQ(rows[0]["createdon"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(rows[1]["action"], 2);
+  EXPECT_EQ(rows[1]["createdon"], "2026-01-01T00:05:00Z");
+  const std::vector<json> newest_first = AuditsOf(id, "createdon desc");
+  ASSERT_EQ(newest_first.size(), 2u);
+  EXPECT_EQ(newest_first[0]["auditid"], rows[1]["auditid"]);
+
+  const json created = Details(rows[0]["auditid"]);
+  EXPECT_EQ(created["@odata.type"], "#Microsoft.Dynamics.CRM.AttributeAuditDetail");
+  EXPECT_EQ(created["OldValue"], json({{"@odata.type", "#Microsoft.Dynamics.CRM.opportunity"}}));
+  const json& made = created["NewValue"];
+  EXPECT_EQ(made["@odata.type"], "#Microsoft.Dynamics.CRM.opportunity");
+  EXPECT_EQ(made["name"], "Deal");
+  EXPECT_EQ(made["crmb_onboardingstage"], 100000000);
+  EXPECT_EQ(made["statecode"], 0);
+  EXPECT_EQ(made["_ownerid_value"], kApplicationUser);
+  EXPECT_FALSE(made.contains("description")) << "null columns are not among a create's values";
+  EXPECT_FALSE(made.contains("opportunityid"));
+  EXPECT_FALSE(made.contains("modifiedon"));
+
+  // Without the trailing parentheses too; the whole answer in Dataverse's shape.
+  const json updated = Details(rows[1]["auditid"], "");
+  EXPECT_EQ(updated, json::parse(R"({
+      "@odata.type": "#Microsoft.Dynamics.CRM.AttributeAuditDetail",
+      "OldValue": {"@odata.type": "#Microsoft.Dynamics.CRM.opportunity",
+                   "crmb_onboardingstage": 100000000},
+      "NewValue": {"@odata.type": "#Microsoft.Dynamics.CRM.opportunity",
+                   "crmb_onboardingstage": 100000001},
+      "InvalidNewValueAttributes": [], "LocLabelLanguageCode": 0, "DeletedAttributes": []})"));
+
+  // One audit row alone; the history is read-only.
+  auto one = Get(std::string(kApi) + "audits(" + rows[1]["auditid"].get<std::string>() + ")");
+  ASSERT_EQ(one->status, 200) << one->body;
+  EXPECT_EQ(Body(one)["@odata.context"], mock_->api_url() + "$metadata#audits/$entity");
+  EXPECT_EQ(Body(one)["action"], 2);
+  EXPECT_EQ(Post(std::string(kApi) + "audits", {{"action", 1}})->status, 405);
+  EXPECT_EQ(
+      Delete(std::string(kApi) + "audits(" + rows[0]["auditid"].get<std::string>() + ")")->status,
+      405);
+  EXPECT_EQ(Get(std::string(kApi) + "audits", {{"Prefer", "odata.track-changes"}})->status, 400);
+
+  // The entity set and the function are in the service's metadata.
+  auto metadata = Get(std::string(kApi) + "$metadata");
+  ASSERT_EQ(metadata->status, 200);
+  EXPECT_NE(metadata->body.find(
+                "<EntitySet Name=\"audits\" EntityType=\"Microsoft.Dynamics.CRM.audit\"/>"),
+            std::string::npos);
+  EXPECT_NE(metadata->body.find("<Function Name=\"RetrieveAuditDetails\" IsBound=\"true\">"),
+            std::string::npos);
+}
+
+// Dataverse writes an update's audit row only for columns whose value changed; a delete writes
+// one of action 3, without values.
+TEST_F(Dynamics365MockAuditTest, AnUpdateThatChangesNothingWritesNoAuditRow) {
+  StartMock();
+  const std::string id = Create("accounts", {{"name", "Contoso"}, {"telephone1", "+46 8 1"}});
+  const std::string path = std::string(kApi) + "accounts(" + id + ")";
+  ASSERT_EQ(Patch(path, {{"name", "Contoso"}, {"telephone1", "+46 8 1"}})->status, 204);
+  ASSERT_EQ(Patch(path, json::object())->status, 204);
+  EXPECT_EQ(AuditsOf(id).size(), 1u) << "the create's row alone";
+
+  ASSERT_EQ(Patch(path, {{"telephone1", nullptr}})->status, 204);
+  std::vector<json> rows = AuditsOf(id);
+  ASSERT_EQ(rows.size(), 2u);
+  const json cleared = Details(rows[1]["auditid"]);
+  EXPECT_EQ(cleared["OldValue"]["telephone1"], "+46 8 1");
+  ASSERT_TRUE(cleared["NewValue"].contains("telephone1")) << "a value cleared is a change";
+  EXPECT_TRUE(cleared["NewValue"]["telephone1"].is_null());
+
+  ASSERT_EQ(Delete(path)->status, 204);
+  rows = AuditsOf(id);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[2]["action"], 3);
+  EXPECT_EQ(Details(rows[2]["auditid"]),
+            json({{"@odata.type", "#Microsoft.Dynamics.CRM.AuditDetail"}}));
+}
+
+// Auditing off for a table: its writes leave no history, and its metadata says so; the switch
+// back on, and the organisation's switch, likewise. Rows written before stay readable.
+TEST_F(Dynamics365MockAuditTest, AuditingOffForTheTableWritesNoRowsAndTheMetadataSaysSo) {
+  StartMock();
+  const std::string before = Create("opportunities", {{"name", "Before"}});
+  auto off = SetAuditing({{"table", "opportunity"}, {"enabled", false}});
+  ASSERT_TRUE(off);
+  ASSERT_EQ(off->status, 204) << off->body;
+
+  const std::string table = std::string(kApi) + "EntityDefinitions(LogicalName='opportunity')";
+  auto definition = Get(table + "?$select=IsAuditEnabled");
+  ASSERT_EQ(definition->status, 200) << definition->body;
+  json d = Body(definition);
+  EXPECT_EQ(d["@odata.context"],
+            mock_->api_url() + "$metadata#EntityDefinitions(IsAuditEnabled)/$entity");
+  EXPECT_TRUE(d["MetadataId"].is_string());
+  d.erase("@odata.context");
+  d.erase("MetadataId");
+  EXPECT_EQ(d, json::parse(R"({"LogicalName": "opportunity", "IsAuditEnabled": {"Value": false,
+      "CanBeChanged": true, "ManagedPropertyLogicalName": "canmodifyauditsettings"}})"));
+  auto column =
+      Get(table + "/Attributes(LogicalName='crmb_onboardingstage')?$select=IsAuditEnabled");
+  ASSERT_EQ(column->status, 200) << column->body;
+  EXPECT_EQ(Body(column)["LogicalName"], "crmb_onboardingstage");
+  EXPECT_EQ(Body(column)["IsAuditEnabled"]["Value"], true) << "the column's own switch";
+  auto organization = Get(std::string(kApi) + "organizations?$select=isauditenabled");
+  ASSERT_EQ(organization->status, 200) << organization->body;
+  EXPECT_EQ(Body(organization),
+            json({{"@odata.context", mock_->api_url() + "$metadata#organizations(isauditenabled)"},
+                  {"value",
+                   {{{"organizationid", "5d5c2f1a-0000-4000-8000-00000000c001"},
+                     {"isauditenabled", true}}}}}));
+
+  const std::string id = Create("opportunities", {{"name", "Quiet"}});
+  ASSERT_EQ(Patch(std::string(kApi) + "opportunities(" + id + ")", {{"name", "Quieter"}})->status,
+            204);
+  EXPECT_TRUE(AuditsOf(id).empty());
+  EXPECT_EQ(AuditsOf(before).size(), 1u) << "the history written before stays";
+  const std::string account = Create("accounts", {{"name", "Audited"}});
+  EXPECT_EQ(AuditsOf(account).size(), 1u) << "other tables are audited still";
+
+  ASSERT_EQ(SetAuditing({{"table", "opportunity"}, {"enabled", true}})->status, 204);
+  ASSERT_EQ(Patch(std::string(kApi) + "opportunities(" + id + ")", {{"name", "Heard"}})->status,
+            204);
+  EXPECT_EQ(AuditsOf(id).size(), 1u);
+  EXPECT_EQ(Body(Get(table + "?$select=IsAuditEnabled"))["IsAuditEnabled"]["Value"], true);
+
+  // A column's switch, then the organisation's.
+  ASSERT_EQ(SetAuditing({{"table", "opportunity"}, {"column", "name"}, {"enabled", false}})->status,
+            204);
+  auto name = Get(table + "/Attributes(LogicalName='name')?$select=IsAuditEnabled");
+  EXPECT_EQ(Body(name)["IsAuditEnabled"]["Value"], false);
+  ASSERT_EQ(Patch(std::string(kApi) + "opportunities(" + id + ")", {{"name", "Unheard"}})->status,
+            204);
+  EXPECT_EQ(AuditsOf(id).size(), 1u) << "a change of an unaudited column alone writes no row";
+  ASSERT_EQ(SetAuditing({{"enabled", false}})->status, 204);
+  organization = Get(std::string(kApi) + "organizations?$select=isauditenabled");
+  EXPECT_EQ(Body(organization)["value"][0]["isauditenabled"], false);
+  ASSERT_EQ(Patch(std::string(kApi) + "accounts(" + account + ")", {{"name", "Unheard"}})->status,
+            204);
+  EXPECT_EQ(AuditsOf(account).size(), 1u);
+
+  // What cannot be switched, or found.
+  EXPECT_EQ(SetAuditing({{"table", "widget"}, {"enabled", false}})->status, 400);
+  EXPECT_EQ(
+      SetAuditing({{"table", "opportunity"}, {"column", "modifiedon"}, {"enabled", false}})->status,
+      400);
+  EXPECT_EQ(SetAuditing({{"enabled", "no"}})->status, 400);
+  auto unknown =
+      Get(std::string(kApi) + "EntityDefinitions(LogicalName='widget')?$select=IsAuditEnabled");
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_EQ(Body(unknown)["error"]["code"], "0x80040217");
+  auto unknown_column = Get(table + "/Attributes(LogicalName='nope')?$select=IsAuditEnabled");
+  EXPECT_EQ(unknown_column->status, 404);
+  EXPECT_EQ(Body(unknown_column)["error"]["code"], "0x80040217");
+  EXPECT_EQ(Get(table + "?$select=IsAudited")->status, 400);
+  auto modified = Get(table + "/Attributes(LogicalName='modifiedon')?$select=IsAuditEnabled");
+  EXPECT_EQ(Body(modified)["IsAuditEnabled"]["CanBeChanged"], false);
+  // The same bearer token as the rest of the API.
+  auto anonymous =
+      client_->Get((std::string(kApi) + "organizations?$select=isauditenabled").c_str());
+  EXPECT_EQ(anonymous->status, 401);
+}
+
+// Each seeded opportunity was created at the first stage weeks ago and moved stage by stage to
+// its own: its history ends at its current stage, lies in the past, and dates the row.
+TEST_F(Dynamics365MockAuditTest, SeededOpportunitiesHaveAPastEndingAtTheirCurrentStage) {
+  StartMock();
+  mock_->Seed(42, 10);
+  const json dump = mock_->Dump();
+  ASSERT_EQ(dump["opportunities"].size(), 10u);
+  EXPECT_EQ(dump["audits"].size(), 10u + 2 * (0 + 1 + 2 + 3 + 4))
+      << "a create row, a row per stage";
+  const int64_t now = clock_.NowMillis() / 1000;
+  auto seconds = [](const json& iso) {
+    std::tm tm{};
+    strptime(iso.get<std::string>().c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return static_cast<int64_t>(timegm(&tm));
+  };
+  for (const json& o : dump["opportunities"]) {
+    const std::string id = o["opportunityid"];
+    SCOPED_TRACE(id);
+    const std::vector<json> rows = AuditsOf(id);
+    const int stage = o["crmb_onboardingstage"].get<int>() - 100000000;
+    ASSERT_EQ(rows.size(), static_cast<size_t>(stage + 1));
+    EXPECT_EQ(rows[0]["action"], 1);
+    EXPECT_EQ(rows[0]["createdon"], o["createdon"]);
+    EXPECT_EQ(rows.back()["createdon"], o["modifiedon"]);
+    EXPECT_GE(seconds(rows[0]["createdon"]), now - 60 * 86400);
+    EXPECT_LE(seconds(rows[0]["createdon"]), now - 20 * 86400);
+    EXPECT_EQ(Details(rows[0]["auditid"])["NewValue"]["crmb_onboardingstage"], 100000000);
+    for (size_t i = 1; i < rows.size(); ++i) {
+      EXPECT_EQ(rows[i]["action"], 2);
+      EXPECT_LT(seconds(rows[i - 1]["createdon"]), seconds(rows[i]["createdon"]));
+      const json detail = Details(rows[i]["auditid"]);
+      EXPECT_EQ(detail["OldValue"]["crmb_onboardingstage"], 100000000 + static_cast<int>(i) - 1);
+      EXPECT_EQ(detail["NewValue"]["crmb_onboardingstage"], 100000000 + static_cast<int>(i));
+    }
+    EXPECT_LE(seconds(rows.back()["createdon"]), now - 86400) << "reached at least a day ago";
+  }
+  EXPECT_TRUE(AuditsOf(dump["accounts"][0]["accountid"]).empty()) << "not written through the API";
+  EXPECT_TRUE(AuditsOf(dump["contacts"][0]["contactid"]).empty());
+  mock_->Seed(42, 10);
+  EXPECT_EQ(mock_->Dump()["audits"], dump["audits"]) << "the same seed, the same history";
+}
+
+// A filter by _objectid_value (and action, and objecttypecode) gives that row's audit rows alone.
+TEST_F(Dynamics365MockAuditTest, AFilterByObjectIdReturnsOnlyThatRowsAudits) {
+  StartMock();
+  const std::string a = Create("accounts", {{"name", "A"}});
+  const std::string b = Create("accounts", {{"name", "B"}});
+  const std::string c = Create("contacts", {{"lastname", "C"}});
+  ASSERT_EQ(Patch(std::string(kApi) + "accounts(" + a + ")", {{"name", "A2"}})->status, 204);
+  ASSERT_EQ(Patch(std::string(kApi) + "accounts(" + b + ")", {{"name", "B2"}})->status, 204);
+  const std::vector<json> rows = AuditsOf(a);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const json& row : rows) EXPECT_EQ(row["_objectid_value"], a);
+
+  auto query = [&](const std::string& filter) {
+    auto res =
+        Get(std::string(kApi) + "audits?$select=_objectid_value,action&$filter=" + Q(filter));
+    EXPECT_EQ(res->status, 200) << res->body;
+    return Body(res)["value"];
+  };
+  const json updates =
+      query("_objectid_value eq " + a + " and objecttypecode eq 'account' and action eq 2");
+  ASSERT_EQ(updates.size(), 1u);
+  EXPECT_EQ(updates[0]["_objectid_value"], a);
+  EXPECT_EQ(updates[0]["action"], 2);
+  EXPECT_TRUE(query("_objectid_value eq " + a + " and objecttypecode eq 'contact'").empty());
+  EXPECT_EQ(query("objecttypecode eq 'contact'").size(), 1u);
+  EXPECT_EQ(query("objecttypecode eq 'contact'")[0]["_objectid_value"], c);
+  EXPECT_EQ(query("action eq 1").size(), 3u);
+  EXPECT_EQ(Get(std::string(kApi) + "audits?$filter=" + Q("nosuch eq 1"))->status, 400);
+}
+
+// Audit rows page as every entity set does: odata.maxpagesize, an absolute nextLink, no row twice;
+// rows written in one second keep the order they were written in.
+TEST_F(Dynamics365MockAuditTest, AuditsPageWithMaxPageSizeAndNextLink) {
+  StartMock();
+  const std::string id = Create("accounts", {{"name", "N0"}});
+  for (int i = 1; i <= 6; ++i)
+    ASSERT_EQ(Patch(std::string(kApi) + "accounts(" + id + ")", {{"name", "N" + std::to_string(i)}})
+                  ->status,
+              204);
+  std::string path = std::string(kApi) +
+                     "audits?$select=auditid,action&$filter=" + Q("_objectid_value eq " + id) +
+                     "&$orderby=" + Q("createdon asc");
+  std::vector<json> rows;
+  std::vector<size_t> sizes;
+  while (!path.empty() && sizes.size() < 10) {
+    auto res = Get(path, {{"Prefer", "odata.maxpagesize=3"}});
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("Preference-Applied"), "odata.maxpagesize=3");
+    const json body = Body(res);
+    sizes.push_back(body["value"].size());
+    for (const json& row : body["value"]) rows.push_back(row);
+    path = body.contains("@odata.nextLink") ? PathOf(body["@odata.nextLink"]) : "";
+  }
+  EXPECT_EQ(sizes, (std::vector<size_t>{3, 3, 1}));
+  ASSERT_EQ(rows.size(), 7u);
+  std::set<std::string> ids;
+  for (const json& row : rows) ids.insert(row["auditid"].get<std::string>());
+  EXPECT_EQ(ids.size(), 7u);
+  EXPECT_EQ(rows[0]["action"], 1);
+  for (size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i]["action"], 2);
+    EXPECT_EQ(Details(rows[i]["auditid"])["NewValue"]["name"], "N" + std::to_string(i));
+  }
+}
+
+TEST_F(Dynamics365MockAuditTest, RetrieveAuditDetailsIs404ForAnUnknownAuditId) {
+  StartMock();
+  const std::string unknown = "00000000-0000-4000-8000-000000000000";
+  auto res = Get(std::string(kApi) + "audits(" + unknown +
+                 ")/Microsoft.Dynamics.CRM.RetrieveAuditDetails()");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_EQ(Body(res)["error"]["code"], "0x80040217");
+  EXPECT_EQ(Body(res)["error"]["message"], "audit With Id = " + unknown + " Does Not Exist");
+  EXPECT_EQ(Get(std::string(kApi) + "audits(" + unknown + ")")->status, 404);
+  EXPECT_EQ(
+      Get(std::string(kApi) + "audits(nope)/Microsoft.Dynamics.CRM.RetrieveAuditDetails()")->status,
+      400);
+  EXPECT_EQ(Get(std::string(kApi) + "audits(" + unknown +
+                ")/Microsoft.Dynamics.CRM.RetrieveAuditDetail()")
+                ->status,
+            404);
+}
+
+// Writes through $batch and Merge are audited too (the subordinate's deactivation among them);
+// a change set rolled back leaves no audit row behind.
+TEST_F(Dynamics365MockAuditTest, BatchAndMergeWritesAreAuditedAndARolledBackChangeSetLeavesNone) {
+  StartMock();
+  const std::string master = Create("accounts", {{"name", "Acme"}});
+  const std::string sub = Create("accounts", {{"name", "Acme AB"}});
+  auto merge = Post(
+      std::string(kApi) + "Merge",
+      {{"Target", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", master}}},
+       {"Subordinate", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", sub}}},
+       {"UpdateContent",
+        {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"telephone1", "+46 8 2"}}},
+       {"PerformParentingChecks", false}});
+  ASSERT_EQ(merge->status, 204) << merge->body;
+  std::vector<json> rows = AuditsOf(sub);
+  ASSERT_EQ(rows.size(), 2u);
+  const json deactivated = Details(rows[1]["auditid"]);
+  EXPECT_EQ(deactivated["OldValue"]["statecode"], 0);
+  EXPECT_EQ(deactivated["NewValue"]["statecode"], 1);
+  EXPECT_EQ(deactivated["NewValue"]["merged"], true);
+  EXPECT_EQ(deactivated["NewValue"]["_masterid_value"], master);
+  rows = AuditsOf(master);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(Details(rows[1]["auditid"])["NewValue"]["telephone1"], "+46 8 2");
+
+  const std::string good =
+      "POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: "
+      "application/json\r\n\r\n{\"name\":\"Kept\"}";
+  const std::string rolled_back =
+      "POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: "
+      "application/json\r\n\r\n{\"name\":\"Gone\"}";
+  const std::string bad =
+      "POST /api/data/v9.2/accounts HTTP/1.1\r\nContent-Type: "
+      "application/json\r\n\r\n{\"no_such_column\":1}";
+  const size_t before = mock_->Dump()["audits"].size();
+  std::string body =
+      "--batch_x\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n" +
+      good + "\r\n--batch_x\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n";
+  for (const std::string& r : {rolled_back, bad})
+    body += "--cs\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n" +
+            r + "\r\n";
+  body += "--cs--\r\n--batch_x--\r\n";
+  auto batch =
+      client_->Post("/api/data/v9.2/$batch", Headers(), body, "multipart/mixed; boundary=batch_x");
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->status, 400) << "the change set failed";
+  const json audits = mock_->Dump()["audits"];
+  ASSERT_EQ(audits.size(), before + 1) << "the request before the change set alone";
+  EXPECT_EQ(audits[audits.size() - 1]["action"], 1);
 }
 
 }  // namespace
