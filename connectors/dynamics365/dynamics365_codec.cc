@@ -12,14 +12,18 @@ std::string PrimaryKeyOf(const std::string& set) {
   if (set == "tasks" || set == "phonecalls" || set == "emails" || set == "activitypointers" ||
       set == "appointments")
     return "activityid";
-  if (set == "opportunities") return "opportunityid";
   // Plural entity set -> logical name + "id" (accounts -> accountid, annotations -> annotationid).
+  return LogicalNameOf(set) + "id";
+}
+
+std::string LogicalNameOf(const std::string& set) {
+  if (set == "opportunities") return "opportunity";
   std::string logical = set;
   if (logical.size() > 3 && logical.compare(logical.size() - 3, 3, "ies") == 0)
     logical = logical.substr(0, logical.size() - 3) + "y";
   else if (!logical.empty() && logical.back() == 's')
     logical.pop_back();
-  return logical + "id";
+  return logical;
 }
 
 int64_t ParseDataverseTime(const std::string& text) { return ParseIsoUtcMillis(text).value_or(0); }

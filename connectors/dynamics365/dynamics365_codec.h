@@ -12,6 +12,8 @@ namespace crmbridge::dynamics365 {
 
 // The primary key column of an entity set (accounts -> accountid; activities -> activityid).
 std::string PrimaryKeyOf(const std::string& entity_set);
+// The table's logical name, as audit rows and metadata name it (opportunities -> opportunity).
+std::string LogicalNameOf(const std::string& entity_set);
 
 // One row of a collection or delta response. A "$deletedEntity" entry becomes a tombstone.
 // `key_column` is crmbridge's alternate-key column, copied into NativeRecord::key when set.

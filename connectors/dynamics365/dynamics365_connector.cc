@@ -166,6 +166,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.carries_references = true;     // as lookup columns
     c.binds_lookups = true;          // a polymorphic lookup through its navigation property
     c.reads_by_id = true;            // a row by its id: what a webhook announces is read alone
+    c.reads_field_history = true;    // from the audit history, where auditing is on
     c.delete_events = {"Delete"};  // the Delete message of a webhook step
     c.merges = {"accounts", "contacts"};  // the unbound Merge action
     // Entity sets by their plural names; any other set (a custom table's) by its own.
@@ -499,6 +500,117 @@ Result<std::vector<NativeRecord>> Dynamics365Connector::ReadByIds(const ObjectRe
   if (MapsOwner(object)) {
     CRMB_RETURN_IF_ERROR(LoadUsers());
     users_.IdsToEmails(dynamics365::kOwnerColumn, &out);
+  }
+  return out;
+}
+
+Result<bool> Dynamics365Connector::Audited(const ObjectRef& object, const std::string& column) {
+  const std::string table = dynamics365::LogicalNameOf(object.object);
+  const std::string key = table + "|" + column;
+  if (auto known = audited_.find(key); known != audited_.end()) return known->second;
+  // Organisation, table and column: audit rows are written only when all three are on.
+  const std::string definition = "EntityDefinitions(LogicalName='" + table + "')";
+  const std::vector<std::pair<std::string, std::string>> asks = {
+      {"organizations?$select=isauditenabled", "the organisation"},
+      {definition + "?$select=IsAuditEnabled", "table " + table},
+      {definition + "/Attributes(LogicalName='" + column + "')?$select=IsAuditEnabled",
+       "column " + table + "." + column}};
+  for (const auto& [path, what] : asks) {
+    Request req;
+    req.method = "GET";
+    req.idempotent = true;
+    req.url = ApiRoot() + path;
+    auto r = Call(req);
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return Fail(*r, "asking whether auditing is on for " + what);
+    auto j = ParseJsonAnswer(*r, name_, "asking whether auditing is on for " + what);
+    if (!j.ok()) return j.status();
+    const json* on = nullptr;
+    if (const json* rows = FindPath(*j, {"value"}); rows && rows->is_array() && !rows->empty())
+      on = FindPath((*rows)[0], {"isauditenabled"});
+    else
+      on = FindPath(*j, {"IsAuditEnabled", "Value"});
+    if (on == nullptr || !on->is_boolean())
+      return Status(StatusCode::kUnavailable, "dynamics365: the answer to whether auditing is on "
+                                              "for " + what + " does not say")
+          .set_system(name_);
+    if (!on->get<bool>()) {
+      spdlog::info("{}: auditing is off for {}: the history of {} starts now", name_, what,
+                   object.object + "." + column);
+      audited_[key] = false;
+      return false;
+    }
+  }
+  audited_[key] = true;
+  return true;
+}
+
+Result<std::map<std::string, std::vector<FieldChange>>> Dynamics365Connector::ReadFieldHistory(
+    const ObjectRef& object, const std::string& field, const std::vector<std::string>& ids) {
+  std::map<std::string, std::vector<FieldChange>> out;
+  auto audited = Audited(object, field);
+  if (!audited.ok()) return audited.status();
+  if (!*audited) return out;
+  const std::string table = dynamics365::LogicalNameOf(object.object);
+  auto get = [&](const std::string& url, const std::string& what) -> Result<json> {
+    Request req;
+    req.method = "GET";
+    req.idempotent = true;
+    req.url = url;
+    req.headers.emplace_back("Prefer", "odata.maxpagesize=" + std::to_string(dynamics365::kMaxPageSize));
+    auto r = Call(req);
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return Fail(*r, what);
+    return ParseJsonAnswer(*r, name_, what);
+  };
+  for (const std::string& id : ids) {
+    if (!IsGuid(id)) continue;
+    const std::string what = "reading the audit history of " + object.object + " " + id;
+    std::string url = ApiRoot() + "audits?$select=auditid,createdon,action&$filter=" +
+                      dynamics365::PercentEncode("_objectid_value eq " + id + " and objecttypecode eq '" +
+                                                 table + "'") +
+                      "&$orderby=" + dynamics365::PercentEncode("createdon asc");
+    std::vector<FieldChange> changes;
+    while (!url.empty()) {
+      auto page = get(url, what);
+      if (!page.ok()) return page.status();
+      const json* rows = FindPath(*page, {"value"});
+      if (rows == nullptr || !rows->is_array())
+        return Status(StatusCode::kUnavailable, "dynamics365: " + what + ": no list of audit rows")
+            .set_system(name_);
+      for (const json& row : *rows) {
+        const json* action = FindPath(row, {"action"});
+        const json* audit_id = FindPath(row, {"auditid"});
+        const json* created = FindPath(row, {"createdon"});
+        // Creates (1) and updates (2) set values; other entries (deletes, shares) do not.
+        if (!action || !action->is_number_integer() || (action->get<int>() != 1 && action->get<int>() != 2))
+          continue;
+        if (!audit_id || !audit_id->is_string() || !IsGuid(audit_id->get<std::string>()) || !created ||
+            !created->is_string())
+          continue;  // an entry it cannot name or date is skipped
+        const int64_t at = dynamics365::ParseDataverseTime(created->get<std::string>());
+        if (at <= 0) continue;
+        auto detail = get(ApiRoot() + "audits(" + audit_id->get<std::string>() +
+                              ")/Microsoft.Dynamics.CRM.RetrieveAuditDetails()",
+                          what);
+        if (!detail.ok()) return detail.status();
+        const json* value = FindPath(*detail, {"AuditDetail", "NewValue", field.c_str()});
+        if (value == nullptr) continue;  // this entry changed other columns
+        changes.push_back(FieldChange{*value, at});
+      }
+      url.clear();
+      if (const json* next = FindPath(*page, {"@odata.nextLink"}); next && next->is_string()) {
+        if (!OnOrganisation(next->get<std::string>(), config_.base_url))
+          return Status(StatusCode::kUnavailable, "dynamics365: " + what +
+                                                      ": the answer's @odata.nextLink leads away from " +
+                                                      config_.base_url)
+              .set_system(name_);
+        url = SendableLink(next->get<std::string>());
+      }
+    }
+    std::stable_sort(changes.begin(), changes.end(),
+                     [](const FieldChange& a, const FieldChange& b) { return a.at_ms < b.at_ms; });
+    if (!changes.empty()) out[id] = std::move(changes);
   }
   return out;
 }

@@ -58,6 +58,13 @@ class Dynamics365Connector : public Connector {
                                               const std::vector<std::string>& ids) override;
   Result<Page> ReadChanges(const ObjectRef& object, const Cursor& cursor,
                            const ReadContext& context) override;
+  // A column's past values from the audit history: each row's audit entries (GET audits, oldest
+  // first) and the values each changed (RetrieveAuditDetails): the Web API's change-history
+  // functions carry no dates. Nothing where auditing is off for the organisation, the table or
+  // the column (said once in the log).
+  Result<std::map<std::string, std::vector<FieldChange>>> ReadFieldHistory(
+      const ObjectRef& object, const std::string& field,
+      const std::vector<std::string>& ids) override;
   Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
                                           const std::vector<WriteOp>& ops) override;
 
@@ -87,6 +94,9 @@ class Dynamics365Connector : public Connector {
   // Reads a table without change tracking by modifiedon (params change_tracking: "false").
   Result<Page> ReadByModifiedOn(const ObjectRef& object, const Cursor& cursor,
                                 const ReadContext& context);
+  // Whether changes of `column` of the object's table are audited (organisation, table and
+  // column all on), asked once per table and column.
+  Result<bool> Audited(const ObjectRef& object, const std::string& column);
   // Reads the users (systemusers) unless read in the last kUsersFreshMs.
   Status LoadUsers();
   // Up to batch_size_ ops in one $batch, one outcome per op from its own part of the answer.
@@ -101,6 +111,7 @@ class Dynamics365Connector : public Connector {
   std::string token_;
   int64_t token_expires_ms_ = 0;
   std::shared_ptr<const ClientCertificate> certificate_;
+  std::map<std::string, bool> audited_;  // "table|column" -> Audited()
   // The org's users: a row's owner (ownerid) is read and written as its user's email
   // (LoadUsers fills it).
   OwnerDirectory users_{name_, "enabled Dynamics 365 user",

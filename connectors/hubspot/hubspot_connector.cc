@@ -42,18 +42,6 @@ std::optional<int64_t> ParseInt64(const std::string& text) {
   return std::stoll(text);  // cannot throw: at most 18 digits
 }
 
-// The value at `path` inside nested objects, or nullptr.
-const json* FindPath(const json& j, std::initializer_list<const char*> path) {
-  const json* at = &j;
-  for (const char* key : path) {
-    if (!at->is_object()) return nullptr;
-    auto it = at->find(key);
-    if (it == at->end()) return nullptr;
-    at = &*it;
-  }
-  return at;
-}
-
 // A string member of an object, or "" (nlohmann's value() throws on a type mismatch).
 std::string StringAt(const json& j, const char* key) {
   const json* v = FindPath(j, {key});

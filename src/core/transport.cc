@@ -188,6 +188,17 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
   return std::chrono::milliseconds(delta_ms);
 }
 
+const nlohmann::json* FindPath(const nlohmann::json& j, std::initializer_list<const char*> path) {
+  const nlohmann::json* at = &j;
+  for (const char* key : path) {
+    if (!at->is_object()) return nullptr;
+    auto it = at->find(key);
+    if (it == at->end()) return nullptr;
+    at = &*it;
+  }
+  return at;
+}
+
 Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::string& system,
                                        const std::string& what) {
   std::string why;

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 
@@ -146,6 +147,8 @@ using HttpClassifier = std::function<std::optional<HttpReading>(const Response&)
 // served with 200). kUnavailable: the next run asks again.
 Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::string& system,
                                        const std::string& what);
+// The value at `path` inside nested objects of an answer, or nullptr (no throw on a wrong type).
+const nlohmann::json* FindPath(const nlohmann::json& j, std::initializer_list<const char*> path);
 
 Status StatusFromResponse(const Response& response, const std::string& system,
                           std::string message, const HttpClassifier& classify = nullptr);

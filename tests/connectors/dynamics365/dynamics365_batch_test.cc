@@ -1,6 +1,7 @@
 // Dynamics 365 bulk writes against the in-process Dataverse mock, through the real transport
 // stack: ceil(N / batch size) $batch calls, one answer per row, and one bad row failing alone.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <map>
 #include <set>
@@ -626,6 +627,58 @@ TEST_F(Dynamics365LookupTest, OwnersAreReadAndWrittenByEmail) {
   for (const WriteOutcome& o : *out)
     EXPECT_EQ(users.at(rows.at(o.native_id)["_ownerid_value"])["internalemailaddress"],
               "anna.lund@bolaget.example");
+}
+
+// The stage history of rows crmbridge sees first, from the audit history: each seeded
+// opportunity's stage column, oldest first, from its first value to the one it holds now, each
+// dated in the past.
+TEST_F(Dynamics365BatchTest, AColumnsHistoryComesFromTheAuditHistoryOldestFirst) {
+  mock_->Seed(21, 6);
+  const json dump = mock_->Dump();
+  std::vector<std::string> ids;
+  std::map<std::string, int> now;
+  for (const json& o : dump["opportunities"]) {
+    ids.push_back(o["opportunityid"].get<std::string>());
+    now[ids.back()] = o["crmb_onboardingstage"].get<int>();
+  }
+  ASSERT_EQ(ids.size(), 6u);
+  auto history = connector_->ReadFieldHistory(Opportunities(), "crmb_onboardingstage", ids);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), ids.size());
+  for (const std::string& id : ids) {
+    const std::vector<FieldChange>& h = history->at(id);
+    ASSERT_FALSE(h.empty());
+    EXPECT_EQ(h.front().value, 100000000) << id;
+    EXPECT_EQ(h.back().value, now[id]) << id;
+    EXPECT_EQ(static_cast<int>(h.size()), now[id] - 100000000 + 1) << id;
+    for (size_t i = 1; i < h.size(); ++i) EXPECT_LT(h[i - 1].at_ms, h[i].at_ms) << id;
+    EXPECT_LT(h.back().at_ms, SystemClock().NowMillis()) << id;  // the mock's own clock
+  }
+  // A change made through the API joins it.
+  std::vector<WriteOp> move(1);
+  move[0].kind = WriteOp::Kind::kUpdate;
+  move[0].native_id = ids[0];
+  move[0].fields = {{"crmb_onboardingstage", 100000004}};
+  auto moved = connector_->Write(Opportunities(), move);
+  ASSERT_TRUE(moved.ok() && (*moved)[0].status.ok());
+  auto again = connector_->ReadFieldHistory(Opportunities(), "crmb_onboardingstage", {ids[0]});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->at(ids[0]).back().value, 100000004);
+}
+
+// Auditing off for the table: no history (it starts now), and no audit row is asked for.
+TEST_F(Dynamics365BatchTest, WithAuditingOffAColumnHasNoHistory) {
+  mock_->Seed(22, 3);
+  httplib::Client admin(mock_->base_url());
+  auto off = admin.Post("/__admin/auditing", R"({"table": "opportunity", "enabled": false})",
+                        "application/json");
+  ASSERT_TRUE(off && off->status == 204);
+  std::vector<std::string> ids;
+  for (const json& o : mock_->Dump()["opportunities"]) ids.push_back(o["opportunityid"]);
+  auto history = connector_->ReadFieldHistory(Opportunities(), "crmb_onboardingstage", ids);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  EXPECT_TRUE(history->empty());
+  EXPECT_EQ(mock_->Stats().value("GET /api/data/v9.2/audits", int64_t{0}), 0);
 }
 
 }  // namespace
