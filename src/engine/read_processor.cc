@@ -226,11 +226,14 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     d_.view->PutLink(link);
   }
 
-  if (rewrite || conflict_rewrite) {
+  Snapshot to_write = snap;
+  to_write.fields = merged;
+  // A restored record holds what it held when deleted: a write that was on its way to it then
+  // gave way to the delete, so it may lack values the record took since. They are written to it.
+  const bool restored_behind = restored && source.writes() && !HoldsAlready(source, to_write);
+  if (rewrite || conflict_rewrite || restored_behind) {
     // The snapshot keeps the winning values: write them back to this system (its losing
     // change, or the write it lost). The merged values of this read go with them.
-    Snapshot to_write = snap;
-    to_write.fields = merged;
     CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, record.id, cid, to_write, batch, rewrite));
   }
   if (matched && !d_.dry_run) {
@@ -281,7 +284,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   // A write still queued for this very system was planned before this change was read: replace
   // it with the merged values, so it cannot undo the change it did not know about.
   // (A record seen for the first time has none.)
-  if (!d_.dry_run && !rewrite && !conflict_rewrite && !minted) {
+  if (!d_.dry_run && !rewrite && !conflict_rewrite && !restored_behind && !minted) {
     auto queued = d_.store->PendingOutbox(source.system, source.entity, cid);
     if (!queued.ok()) return queued.status();
     if (queued->has_value())

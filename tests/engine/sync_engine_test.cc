@@ -837,6 +837,45 @@ TEST_F(QueuedWritesTest, ARestoreAfterAnUnansweredDeleteIsKeptAndMadeAgainElsewh
   EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
 }
 
+// A change made in beta was on its way to alpha when beta's record was deleted: the delete took
+// its place in the outbox, so alpha's copy was deleted holding the old title. Restored in alpha,
+// it gets the title it missed, and beta's record is made again with it.
+TEST_F(QueuedWritesTest, ARestoredCopyGetsTheChangeItsDeleteOvertook) {
+  UsePolicy("propagate");
+  alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}}, clock_.NowMillis());
+  Sync();
+  clock_.Advance(std::chrono::minutes(1));
+  beta_.Put(BetaId(), {{"name", "Acme Nordic"}}, clock_.NowMillis());
+  {
+    auto engine = NewEngine();
+    alpha_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down");
+    RunOptions opt;
+    opt.holder = "test";
+    ASSERT_TRUE(engine->RunOnce(opt).ok());
+  }
+  ASSERT_EQ(AlphaTitle(), "Acme") << "the change waits for alpha";
+  beta_.Delete(BetaId());
+  clock_.Advance(std::chrono::hours(2));
+  Sync();
+  ASSERT_EQ(alpha_.live(), 0u) << "the delete went to alpha instead";
+  clock_.Advance(std::chrono::minutes(1));
+  alpha_.Restore("t0");
+  alpha_.Put("t0", {{"stage", "onboarding"}}, clock_.NowMillis());  // restored, then moved on
+  for (int i = 0; i < 2; ++i) {
+    clock_.Advance(std::chrono::hours(2));
+    Sync();
+  }
+  EXPECT_EQ(AlphaTitle(), "Acme Nordic") << "the change it missed";
+  EXPECT_EQ(alpha_.rows().at("t0").fields["stage"], "onboarding") << "and its own change kept";
+  ASSERT_EQ(beta_.live(), 1u);
+  for (const auto& [id, row] : beta_.rows()) {
+    if (row.deleted) continue;
+    EXPECT_EQ(row.fields["name"], "Acme Nordic");
+  }
+  EXPECT_EQ(DeadLetters(), 0);
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
 TEST_F(DeletePolicyTest, APolicyNamingAnUnknownFieldOrValueIsRefused) {
   std::string mapping = kMapping;
   mapping.insert(mapping.find("    fields:\n      title:"), "    on_delete: {set: {state: inactive}}\n");
