@@ -267,13 +267,32 @@ edit() {  # SYSTEM ENTITY KEY FIELD...
 # hold). A merge waits until no contact is archived (an archived contact's company must not be
 # merged away under it). Logged as events for the oracle (_archived, _restored, _merged).
 declare -A gone=()
+# Whether both systems hold contact $1 with the same company (a write still on its way would leave
+# them apart, and an event on such a contact tests the write's race, not the event).
+agrees() {
+  local c=$1 system d ids want="" x
+  for system in hubspot dynamics365; do
+    ids=" ${parent[$system|$c]:--} " d=""
+    for x in "${companies[@]}"; do
+      if [[ $ids == *" ${id[$system|company|$x]:-none} "* ]]; then d+="$x "; fi
+    done
+    if [ "$system" = hubspot ]; then want=$d; elif [ "$d" != "$want" ]; then return 1; fi
+  done
+  [ -n "${id[hubspot|contact|$c]:-}" ] && [ -n "${id[dynamics365|contact|$c]:-}" ]
+}
 data_event() {
   local kinds=() key other native absorbed survivor d
   local live=() c
-  for c in "${contacts[@]}"; do if [ -z "${gone[$c]:-}" ]; then live+=("$c"); fi; done
+  local all_agree=1
+  for c in "${contacts[@]}"; do
+    if [ -z "${gone[$c]:-}" ] && agrees "$c"; then live+=("$c"); fi
+    if [ -z "${gone[$c]:-}" ] && ! agrees "$c"; then all_agree=0; fi
+  done
   if ((${#live[@]} > 2)); then kinds+=(archive_hubspot delete_dynamics365); fi
   if ((${#gone[@]} > 0)); then kinds+=(restore restore); fi
-  if ((${#gone[@]} == 0 && ${#companies[@]} > 2)); then kinds+=(merge_companies_hubspot merge_companies_dynamics365); fi
+  if ((${#gone[@]} == 0 && all_agree && ${#companies[@]} > 2)); then
+    kinds+=(merge_companies_hubspot merge_companies_dynamics365)
+  fi
   if ((${#gone[@]} == 0)); then kinds+=(merge_contacts_dynamics365); fi
   case ${kinds[$((RANDOM % ${#kinds[@]}))]} in
     archive_hubspot | delete_dynamics365)
@@ -345,12 +364,15 @@ data_event() {
       done
       ;;
     merge_contacts_dynamics365)
-      # Two contacts of one account.
+      # Two contacts of one company in both systems (a write still on its way to HubSpot could
+      # leave them apart there).
       local pair="" x y
       for x in "${contacts[@]}"; do
         for y in "${contacts[@]}"; do
-          if [ "$x" != "$y" ] && [ -n "${id[dynamics365|contact|$x]:-}" ] && [ -n "${id[dynamics365|contact|$y]:-}" ] &&
-             [ "${parent[dynamics365|$x]:--}" != - ] && [ "${parent[dynamics365|$x]}" = "${parent[dynamics365|$y]:-}" ]; then
+          if [ "$x" != "$y" ] && agrees "$x" && agrees "$y" &&
+             [ "${parent[dynamics365|$x]:--}" != - ] && [ "${parent[dynamics365|$x]}" = "${parent[dynamics365|$y]:-}" ] &&
+             [ "${parent[hubspot|$x]:--}" != - ] && [[ ${parent[hubspot|$x]} != *" "* ]] &&
+             [ "${parent[hubspot|$x]}" = "${parent[hubspot|$y]:-}" ]; then
             pair="$x $y"
           fi
         done
