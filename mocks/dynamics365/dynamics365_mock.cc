@@ -422,17 +422,6 @@ std::optional<json> ParseSkipToken(const std::string& token) {
   return state;
 }
 
-// A version-4-shaped GUID from 128 bits.
-std::string FormatGuid(uint64_t a, uint64_t b) {
-  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-                static_cast<unsigned>(b >> 48),
-                static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
-  return buf;
-}
 
 // A GUID that stays the same for the same name (a table's or a column's MetadataId).
 std::string NameGuid(const std::string& name) {
@@ -441,7 +430,7 @@ std::string NameGuid(const std::string& name) {
     a = (a ^ c) * 0x100000001b3ULL;
     b = (b ^ c) * 0x100000001b3ULL;
   }
-  return FormatGuid(a, b);
+  return d365::FormatGuid(a, b);
 }
 
 // The properties of a metadata type (EntityMetadata, AttributeMetadata) the mock serves, as a
@@ -607,7 +596,7 @@ class Dynamics365Mock::Impl {
 
   std::string NewGuidLocked() {
     uint64_t a = rng_(), b = rng_();
-    return FormatGuid(a, b);
+    return d365::FormatGuid(a, b);
   }
 
   std::string NewGuid() {
@@ -2435,7 +2424,7 @@ class Dynamics365Mock::Impl {
   // written in one second share their createdon.
   std::string NewAuditIdLocked() {
     uint64_t a = audit_rng_(), b = audit_rng_();
-    return FormatGuid((static_cast<uint64_t>(++audit_seq_) << 32) | (a & 0xFFFFFFFFULL), b);
+    return d365::FormatGuid((static_cast<uint64_t>(++audit_seq_) << 32) | (a & 0xFFFFFFFFULL), b);
   }
 
   // Writes the audit row of a write to row `id` of `schema`'s table, dated `at` (seconds): a

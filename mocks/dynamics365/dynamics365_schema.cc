@@ -1,6 +1,7 @@
 #include "mocks/dynamics365/dynamics365_schema.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cctype>
 #include <cmath>
 #include <ctime>
@@ -296,6 +297,17 @@ const TableSchema& OrganizationTable() {
     return t;
   }();
   return organization;
+}
+
+std::string FormatGuid(uint64_t a, uint64_t b) {
+  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
+                static_cast<unsigned>(b >> 48),
+                static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  return buf;
 }
 
 bool IsGuid(const std::string& text) {

@@ -85,6 +85,8 @@ const TableSchema& OrganizationTable();
 
 // True for a hyphenated 8-4-4-4-12 hex GUID (any case).
 bool IsGuid(const std::string& text);
+// A version-4-shaped GUID from 128 bits.
+std::string FormatGuid(uint64_t a, uint64_t b);
 // Lowercase ASCII copy.
 std::string ToLowerAscii(std::string text);
 

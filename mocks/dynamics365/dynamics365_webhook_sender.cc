@@ -1,5 +1,7 @@
 #include "mocks/dynamics365/dynamics365_webhook_sender.h"
 
+#include "mocks/dynamics365/dynamics365_schema.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -18,15 +20,8 @@ constexpr char kUserId[] = "5d5c2f1a-0000-4000-8000-00000000a001";
 constexpr int64_t kLateMs = 6 * 60 * 1000;
 
 std::string Guid(std::mt19937_64& rng) {
-  uint64_t a = rng(), b = rng();
-  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-                static_cast<unsigned>(b >> 48),
-                static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
-  return buf;
+  const uint64_t a = rng(), b = rng();
+  return d365::FormatGuid(a, b);
 }
 
 // DataContractJsonSerializer's DateTime, as the context carries OperationCreatedOn.

@@ -24,15 +24,16 @@ export TOTANGO_TOKEN=history-totango PORTAL_TOKEN=history-portal
 size=10
 sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
 
-# What the report says of each onboarding: "<imported first move>|<days since it>|<moves>".
+# What the report says of each onboarding under config $1 (default the demo's):
+# "<imported first move>|<days since it>|<moves>|<stage>".
 histories() {
-  "$bin/crmbridge" --config "$work/crmbridge.yaml" report onboarding --all --json |
+  "$bin/crmbridge" --config "${1:-$work/crmbridge.yaml}" report onboarding --all --json |
     node -e '
       const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
       for (const o of r.onboardings) {
         const first = o.history[0] || {};
         const days = first.entered ? Math.floor((Date.now() - Date.parse(first.entered)) / 86400000) : -1;
-        console.log(`${o.canonical_id}|${first.imported}|${days}|${o.history.length}`);
+        console.log(`${o.canonical_id}|${first.imported}|${days}|${o.history.length}|${o.stage}`);
       }'
 }
 
@@ -44,7 +45,7 @@ grep -q "hubspot: imported [0-9]* earlier stage move(s) of $size new tickets" "$
   fail "the sync did not say it imported the tickets' stage history"
 histories >"$work/first.txt"
 [ "$(wc -l <"$work/first.txt")" -eq "$size" ] || fail "the report lists $(wc -l <"$work/first.txt") of $size onboardings"
-while IFS='|' read -r id imported days moves; do
+while IFS='|' read -r id imported days moves stage; do
   [ "$imported" = true ] || fail "onboarding $id's history is not marked imported"
   [ "$days" -ge 19 ] || fail "onboarding $id's history starts $days days ago, not weeks ago"
 done <"$work/first.txt"
@@ -66,7 +67,7 @@ start_crm_mocks "$bin" "$work" --seed 5 --size "$size" --seed-only hubspot porta
 grep -q "stage history of $size new tickets could not be read; it starts now" "$work/refused.log" ||
   fail "the refused history read was not reported"
 histories >"$work/refused.txt"
-while IFS='|' read -r id imported days moves; do
+while IFS='|' read -r id imported days moves stage; do
   [ "$imported" = false ] && [ "$days" -eq 0 ] || fail "onboarding $id: imported=$imported, $days days"
 done <"$work/refused.txt"
 stop_crm_mocks
@@ -109,23 +110,13 @@ systems:
       client_secret: "${env:D365_CLIENT_SECRET}"
       scope: "${env:DEMO_DYNAMICS365_URL}/.default"
 YAML
-d365_histories() {
-  "$bin/crmbridge" --config "$work/d365.yaml" report onboarding --all --json |
-    node -e '
-      const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
-      for (const o of r.onboardings) {
-        const first = o.history[0] || {};
-        const days = first.entered ? Math.floor((Date.now() - Date.parse(first.entered)) / 86400000) : -1;
-        console.log(`${o.canonical_id}|${first.imported}|${days}|${o.history.length}|${o.stage}`);
-      }'
-}
 rm -f "$work/state.db"*
 start_crm_mocks "$bin" "$work" --seed 6 --size "$size" --seed-only dynamics365 || fail "no mocks"
 "$bin/crmbridge" --config "$work/d365.yaml" --log-level info sync >"$work/d365.out" 2>"$work/d365.log" ||
   fail "the Dynamics 365 sync exited $?"
 grep -q "dynamics365: imported [1-9][0-9]* earlier stage move(s) of $size new opportunities" "$work/d365.log" ||
   fail "the sync did not import the opportunities' audit history: $(grep -i 'stage\|audit' "$work/d365.log" | head -3)"
-d365_histories >"$work/d365.txt"
+histories "$work/d365.yaml" >"$work/d365.txt"
 [ "$(wc -l <"$work/d365.txt")" -eq "$size" ] || fail "the report lists $(wc -l <"$work/d365.txt") of $size onboardings"
 while IFS='|' read -r id imported days moves stage; do
   [ "$imported" = true ] || fail "onboarding $id's history is not marked imported"
@@ -141,7 +132,7 @@ curl -sf -X POST -H 'Content-Type: application/json' -d '{"table": "opportunity"
   fail "the Dynamics 365 sync without auditing exited $?"
 grep -q "auditing is off for table opportunity: the history of opportunities.crmb_onboardingstage starts now" \
   "$work/unaudited.log" || fail "the sync did not say auditing is off"
-d365_histories >"$work/unaudited.txt"
+histories "$work/d365.yaml" >"$work/unaudited.txt"
 while IFS='|' read -r id imported days moves stage; do
   [ "$imported" = false ] && [ "$moves" -eq 1 ] || fail "onboarding $id without auditing: imported=$imported, $moves moves"
 done <"$work/unaudited.txt"
