@@ -226,14 +226,20 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     d_.view->PutLink(link);
   }
 
-  Snapshot to_write = snap;
-  to_write.fields = merged;
+  // The snapshot as this read leaves it (copied only where a write back needs it).
+  auto merged_snapshot = [&] {
+    Snapshot to_write = snap;
+    to_write.fields = merged;
+    return to_write;
+  };
   // A restored record holds what it held when deleted: a write that was on its way to it then
   // gave way to the delete, so it may lack values the record took since. They are written to it.
-  const bool restored_behind = restored && source.writes() && !HoldsAlready(source, to_write);
+  const bool restored_behind =
+      restored && source.writes() && !HoldsAlready(source, merged_snapshot());
   if (rewrite || conflict_rewrite || restored_behind) {
     // The snapshot keeps the winning values: write them back to this system (its losing
     // change, or the write it lost). The merged values of this read go with them.
+    const Snapshot to_write = merged_snapshot();
     CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, record.id, cid, to_write, batch, rewrite));
   }
   if (matched && !d_.dry_run) {
@@ -312,13 +318,7 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
     return Status::Ok();
   if (link->native_id == record.id && link->last_written_hash == WritePlanner::kDeleteHash)
     return OwnDeleteReadBack(source, *link, batch);
-  if (link->native_id == record.id) {
-    Link gone = *link;
-    gone.last_read_hash = kDeletedReadHash;
-    gone.updated_ms = d_.run_start_ms;
-    batch->PutLink(gone);
-    d_.view->PutLink(gone);
-  }
+  if (link->native_id == record.id) MarkDeleteRead(*link, batch);
   auto stored = d_.view->SnapshotOf(RecordKey{source.entity, cid});
   if (!stored.ok()) return stored.status();
   if (!stored->has_value()) return Status::Ok();
@@ -356,6 +356,14 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
   return Status::Ok();
 }
 
+void ReadProcessor::MarkDeleteRead(const Link& link, StateBatch* batch) {
+  Link gone = link;
+  gone.last_read_hash = kDeletedReadHash;
+  gone.updated_ms = d_.run_start_ms;
+  batch->PutLink(gone);
+  d_.view->PutLink(gone);
+}
+
 // crmbridge's own delete of this copy read back (its answer may have been lost, so the link
 // shows it sent, not done). Usually the record is closed, and only the link learns the delete.
 // But the record may be live again (restored in another system since the delete left): then
@@ -365,11 +373,7 @@ Status ReadProcessor::OwnDeleteReadBack(const SystemEntityMapping& source, const
   auto stored = d_.view->SnapshotOf(RecordKey{source.entity, link.canonical_id});
   if (!stored.ok()) return stored.status();
   if (!stored->has_value() || (**stored).deleted_ms > 0) {
-    Link gone = link;
-    gone.last_read_hash = kDeletedReadHash;
-    gone.updated_ms = d_.run_start_ms;
-    batch->PutLink(gone);
-    d_.view->PutLink(gone);
+    MarkDeleteRead(link, batch);
     return Status::Ok();
   }
   spdlog::info("{}: {} {} is deleted, as crmbridge deleted it before {} {} was restored; it is "
@@ -405,15 +409,11 @@ Status ReadProcessor::Restore(const SystemEntityMapping& source, const NativeRec
       }
       break;
     case DeletePolicy::Kind::kPropagate: {
+      // crmbridge's own delete of this copy, if still queued (sent, its answer lost), does not
+      // undo the restore: like any write queued for the system a change is read from, it is
+      // replaced by the record's merged values (ProcessRecord).
       if (snap->deleted_ms == 0) break;
       snap->deleted_ms = 0;
-      // crmbridge's own delete of this copy, if still queued (sent, its answer lost), must not
-      // undo the restore: the record's values take its place.
-      auto own = d_.store->PendingOutbox(source.system, source.entity, snap->canonical_id);
-      if (!own.ok()) return own.status();
-      if (own->has_value() && (*own)->op == OutboxOp::kDelete)
-        CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, record.id, snap->canonical_id, *snap,
-                                                 batch, /*lost=*/false));
       for (const SystemEntityMapping& target : d_.plan->mappings()) {
         if (target.entity != source.entity || target.system == source.system || !target.writes())
           continue;

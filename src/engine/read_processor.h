@@ -112,6 +112,9 @@ class ReadProcessor {
   // entity's on_delete (see the definition). `read`: its canonical fields.
   Status Restore(const SystemEntityMapping& source, const NativeRecord& record,
                  const nlohmann::json& read, Snapshot* snap, StateBatch* batch);
+  // `link`'s record is known deleted there (a tombstone read again is no second delete), in the
+  // view and in `batch`.
+  void MarkDeleteRead(const Link& link, StateBatch* batch);
   // The tombstone of a copy crmbridge sent a delete to (`link`): see the definition.
   Status OwnDeleteReadBack(const SystemEntityMapping& source, const Link& link,
                            StateBatch* batch);

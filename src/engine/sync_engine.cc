@@ -821,21 +821,22 @@ Result<bool> SyncEngine::Run::SupersededUpdate(const SystemEntityMapping& m,
   auto snap = e_->store_->GetSnapshot(item.entity, item.canonical_id);
   if (!snap.ok()) return snap.status();
   const bool closed = snap->has_value() && (**snap).deleted_ms > 0;
-  const bool deleted_there = link->has_value() && (*link)->native_id == item.native_id &&
-                             (*link)->last_read_hash == kDeletedReadHash;
-  const bool moved = link->has_value() && !(*link)->native_id.empty() &&
-                     (*link)->native_id != item.native_id;
-  if (!closed && !deleted_there && moved) {
-    spdlog::info("{}: {} {} is gone; {} {} is now {} there: the update goes to it", m.system,
-                 m.object, item.native_id, item.entity, item.canonical_id, (*link)->native_id);
-    // Replaces the item (Enqueue coalesces by record): the same write, to the record's new id,
-    // with fresh attempts.
-    batch->Enqueue(WritePlanner::NewOutboxItem(m, item.canonical_id, item.op, (*link)->native_id,
-                                               item.payload, e_->clock_->NowMillis(),
-                                               item.payload_hash));
-    return true;
+  const std::string linked_id = link->has_value() ? (*link)->native_id : "";
+  const bool deleted_there =
+      linked_id == item.native_id && (*link)->last_read_hash == kDeletedReadHash;
+  if (!closed && !deleted_there) {
+    if (linked_id == item.native_id) return false;  // gone there, not read yet: retried
+    if (!linked_id.empty()) {
+      spdlog::info("{}: {} {} is gone; {} {} is now {} there: the update goes to it", m.system,
+                   m.object, item.native_id, item.entity, item.canonical_id, linked_id);
+      // Replaces the item (Enqueue coalesces by record): the same write, to the record's new
+      // id, with fresh attempts.
+      batch->Enqueue(WritePlanner::NewOutboxItem(m, item.canonical_id, item.op, linked_id,
+                                                 item.payload, e_->clock_->NowMillis(),
+                                                 item.payload_hash));
+      return true;
+    }
   }
-  if (!closed && !deleted_there && link->has_value() && !(*link)->native_id.empty()) return false;
   spdlog::info("{}: {} {} is gone ({}); the update of {} {} queued for it is dropped", m.system,
                m.object, item.native_id,
                closed ? "its record was deleted or merged" : "deleted or merged there",
@@ -939,38 +940,32 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
           continue;
         }
       }
-      if (item.op == OutboxOp::kUpsert) {
+      link.entity = item.entity;
+      link.canonical_id = item.canonical_id;
+      link.system = item.system;
+      if (!outcomes[i].native_id.empty()) link.native_id = outcomes[i].native_id;
+      if (item.op == OutboxOp::kUpsert && !link.native_id.empty()) {
         // A create queued before its record was deleted (on_delete: propagate) or merged away,
         // delivered since: the delete could not name this copy, unmade then (or made by an
         // attempt whose answer was lost). It is deleted too, unless a merge moved it to another
         // record.
         auto closed = find_snapshot(item);
         if (!closed.ok()) return closed.status();
-        const std::string made =
-            outcomes[i].native_id.empty() ? link.native_id : outcomes[i].native_id;
-        if (closed->has_value() && (**closed).deleted_ms > 0 && !made.empty()) {
+        if (closed->has_value() && (**closed).deleted_ms > 0) {
           batch.CompleteOutbox(item.id, item.payload_hash);
           ++counts.updated;
-          auto owner = e_->store_->FindLinkByNative(item.system, item.entity, made);
+          auto owner = e_->store_->FindLinkByNative(item.system, item.entity, link.native_id);
           if (!owner.ok()) return owner.status();
           if (owner->has_value() && (*owner)->canonical_id != item.canonical_id) continue;
           spdlog::info("{}: {} {} was written for {} {}, deleted or merged since; it is deleted",
-                       m.system, m.object, made, item.entity, item.canonical_id);
-          link.entity = item.entity;
-          link.canonical_id = item.canonical_id;
-          link.system = item.system;
-          link.native_id = made;
+                       m.system, m.object, link.native_id, item.entity, item.canonical_id);
           link.updated_ms = now;
           batch.PutLink(link);
           batch.Enqueue(WritePlanner::NewOutboxItem(m, item.canonical_id, OutboxOp::kDelete,
-                                                    made, json::object(), now));
+                                                    link.native_id, json::object(), now));
           continue;
         }
       }
-      link.entity = item.entity;
-      link.canonical_id = item.canonical_id;
-      link.system = item.system;
-      if (!outcomes[i].native_id.empty()) link.native_id = outcomes[i].native_id;
       link.last_written_hash = item.payload_hash;
       // A copy crmbridge deleted is known deleted, as one whose delete was read: read live
       // again with a later change, it was restored there (ReadProcessor::Restore); its

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "src/engine/bootstrap.h"
@@ -741,12 +742,16 @@ TEST_F(DeletePolicyTest, ARecordRestoredBeforeItsQueuedDeleteWentOutIsKeptNotMad
 // Runs once with beta's write calls failing (beta down): what the run queued for beta waits.
 class QueuedWritesTest : public DeletePolicyTest {
  protected:
-  void SyncWithBetaDown() {
+  // One run whose connectors `arrange` sets up first (faults on alpha_conn_ or beta_conn_).
+  void SyncWith(const std::function<void()>& arrange) {
     auto engine = NewEngine();
-    beta_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down");
+    arrange();
     RunOptions opt;
     opt.holder = "test";
     ASSERT_TRUE(engine->RunOnce(opt).ok());
+  }
+  void SyncWithBetaDown() {
+    SyncWith([&] { beta_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down"); });
   }
   // The name of beta's one live record (its deleted ones stay as tombstones).
   std::string LiveBetaName() const {
@@ -788,13 +793,7 @@ TEST_F(QueuedWritesTest, AnUpdateOfACopyDeletedThereIsDroppedNotDeadLettered) {
 TEST_F(QueuedWritesTest, ACreateThatLandedUnansweredIsDeletedWhenItsRecordIsDeleted) {
   UsePolicy("propagate");
   alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
-  {
-    auto engine = NewEngine();
-    beta_conn_->applied_then_fault = Status(StatusCode::kDeadlineExceeded, "timed out");
-    RunOptions opt;
-    opt.holder = "test";
-    ASSERT_TRUE(engine->RunOnce(opt).ok());
-  }
+  SyncWith([&] { beta_conn_->applied_then_fault = Status(StatusCode::kDeadlineExceeded, "timed out"); });
   ASSERT_EQ(beta_.live(), 1u) << "the create landed";
   alpha_.Delete("t0");
   for (int i = 0; i < 3; ++i) {
@@ -815,13 +814,7 @@ TEST_F(QueuedWritesTest, ARestoreAfterAnUnansweredDeleteIsKeptAndMadeAgainElsewh
   alpha_.Put("t0", {{"subject", "Acme"}, {"stage", "new"}});
   Sync();
   beta_.Delete(BetaId());
-  {
-    auto engine = NewEngine();
-    alpha_conn_->applied_then_fault = Status(StatusCode::kDeadlineExceeded, "timed out");
-    RunOptions opt;
-    opt.holder = "test";
-    ASSERT_TRUE(engine->RunOnce(opt).ok());
-  }
+  SyncWith([&] { alpha_conn_->applied_then_fault = Status(StatusCode::kDeadlineExceeded, "timed out"); });
   ASSERT_EQ(alpha_.live(), 0u) << "the delete landed";
   clock_.Advance(std::chrono::minutes(1));
   alpha_.Restore("t0");
@@ -849,13 +842,7 @@ TEST_F(QueuedWritesTest, ARestoredCopyGetsTheChangeItsDeleteOvertook) {
   Sync();
   clock_.Advance(std::chrono::minutes(1));
   beta_.Put(BetaId(), {{"name", "Acme Nordic"}}, clock_.NowMillis());
-  {
-    auto engine = NewEngine();
-    alpha_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down");
-    RunOptions opt;
-    opt.holder = "test";
-    ASSERT_TRUE(engine->RunOnce(opt).ok());
-  }
+  SyncWith([&] { alpha_conn_->write_call_fault = Status(StatusCode::kUnavailable, "down"); });
   ASSERT_EQ(AlphaTitle(), "Acme") << "the change waits for alpha";
   beta_.Delete(BetaId());
   clock_.Advance(std::chrono::hours(2));
