@@ -2,8 +2,10 @@
 # Sets up crmbridge, starts the bundled mock servers with onboarding data seeded in HubSpot and the
 # portal (Dynamics 365 and Totango start empty), and runs real syncs against them with the shipped
 # onboarding mapping:
-#   1. sync   - HubSpot companies, contacts, onboarding tickets and notes become Dynamics 365
-#               accounts, contacts, opportunities and notes, and the tickets Totango accounts
+#   1. sync   - HubSpot companies, contacts, onboarding tickets, notes and tasks become Dynamics
+#               365 accounts, contacts, opportunities, notes and tasks; each ticket becomes a
+#               Totango account with its contacts as users, its notes as touchpoints and its
+#               tasks as Totango tasks (the first account is shown)
 #   2. sync   - again at once: nothing changed, so nothing is written
 #   3. portal - portal access is turned on in Dynamics 365 for one customer; a sync creates its
 #               portal users and grants, and `crmbridge audit portal` lists them
@@ -71,6 +73,23 @@ bin="$BUILD_DIR/bin/crmbridge"
 echo
 echo "== crmbridge sync (first run: HubSpot onboarding tickets -> Dynamics 365 opportunities and Totango accounts)"
 "$bin" --config "$cfg" --log-level warn sync --verbose
+echo
+echo "== In Totango, the first onboarding's account: its people, notes and to-dos"
+curl -s "$DEMO_TOTANGO_URL/__admin/dump" | node -e '
+  let t = ""; process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (c) => (t += c)).on("end", () => {
+    const d = JSON.parse(t), a = d.accounts[0];
+    if (!a) return console.log("  (no account)");
+    console.log(`  account ${a.id}: ${a.display_name}, Onboarding Stage ${a.attributes["Onboarding Stage"]}`);
+    for (const u of d.users.filter((u) => u.account_id === a.id))
+      console.log(`    user        ${u.name} <${u.id}>, Contact ${u.attributes.Contact}`);
+    for (const n of d.touchpoints.filter((n) => n.account_id === a.id))
+      console.log(`    touchpoint  ${n.subject}: ${n.content} (Flow ${n.activity_type_id}, not synced on)`);
+    for (const k of d.tasks.filter((k) => k.account_id === a.id))
+      console.log(`    task        ${k.title}, due ${k.due_date} (${k.status})`);
+    console.log(`  in all: ${d.accounts.length} accounts, ${d.users.length} users, ` +
+                `${d.touchpoints.length} touchpoints, ${d.tasks.length} tasks`);
+  });'
 echo
 echo "== crmbridge sync (second run, nothing changed)"
 "$bin" --config "$cfg" --log-level warn sync

@@ -22,6 +22,9 @@ constexpr char kDisplayName[] = "display_name";
 constexpr char kAccountId[] = "account_id";
 constexpr char kCreateDate[] = "Create Date";
 constexpr char kKeyPrefix[] = "crmb_";
+// User attributes the display name is made of when a mapping writes none.
+constexpr char kFirstName[] = "First Name";
+constexpr char kLastName[] = "Last Name";
 
 // An attribute value as Totango takes it: text, numbers without separators, yes/no flags.
 std::string AttributeText(const json& v) {
@@ -85,6 +88,17 @@ bool ValidScanState(const json& state) {
   return true;
 }
 
+// The account a user, touchpoint or task belongs to: its reference, else a plain account_id.
+std::string AccountOf(const WriteOp& op) {
+  if (auto ref = op.refs.find(kAccountId); ref != op.refs.end()) return ref->second.id;
+  return Str(op.fields, kAccountId);
+}
+
+std::string Param(const ObjectRef& object, const char* name, const std::string& fallback = "") {
+  auto it = object.params.find(name);
+  return it == object.params.end() || it->second.empty() ? fallback : it->second;
+}
+
 bool IsAttribute(const std::string& field) {
   return field != kDisplayName && field != kAccountId && field != "name" && field != "email";
 }
@@ -129,7 +143,18 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     // The SDR gateway answers 200 whatever it keeps.
     c.acknowledges_unapplied_writes = true;
     c.rate_limit_exempt_paths = {totango::kSdrPath};
+    // A user, touchpoint or task belongs to an account: its account_id is a reference.
+    c.carries_references = true;
     c.objects = {"accounts", "users", "touchpoints", "tasks"};
+    c.params = {
+        {"activity_type_id", "string", "", {"touchpoints", "tasks"},
+         "the Flow the record belongs to (an id of GET /api/v3/activity-types): required for tasks"},
+        {"subject", "string", "", {"touchpoints"},
+         "the subject of a touchpoint whose mapping writes none"},
+        {"priority", "number", "2", {"tasks"}, "a task's priority: 1 high, 2 normal, 3 low"},
+        {"contact", "boolean", "false", {"users"},
+         "send Contact=yes with each user, so it shows in its account's Contacts widget"},
+    };
     c.auth_keys = {"app_token", "token"};
     c.account_keys = {"app_token", "token"};
     c.options = {
@@ -376,7 +401,8 @@ std::string TotangoConnector::Refusal(bool account, const std::string& name, con
   return "";
 }
 
-WriteOutcome TotangoConnector::WriteAttributes(bool users, const WriteOp& op) {
+WriteOutcome TotangoConnector::WriteAttributes(const ObjectRef& object, const WriteOp& op) {
+  const bool users = object.object == "users";
   WriteOutcome out;
   if (op.kind == WriteOp::Kind::kDelete) {
     // A record-level refusal: dead-letter this write, keep writing the others.
@@ -390,7 +416,7 @@ WriteOutcome TotangoConnector::WriteAttributes(bool users, const WriteOp& op) {
   std::string query = "sdr_s=" + PercentEncode(service == config_.options.end() ? "" : service->second);
   std::string account, user;
   if (users) {
-    account = Str(op.fields, kAccountId);
+    account = AccountOf(op);
     user = Str(op.fields, "email");
     if ((account.empty() || user.empty()) && !op.native_id.empty()) {
       const size_t slash = op.native_id.find('/');
@@ -399,14 +425,29 @@ WriteOutcome TotangoConnector::WriteAttributes(bool users, const WriteOp& op) {
     }
     if (account.empty() || user.empty()) {
       out.status = Status(StatusCode::kInvalidArgument,
-                          "totango: a user needs account_id and email").set_system(name_);
+                          std::string("totango: a user needs ") +
+                              (account.empty() ? "an account (account_id refers to no record)"
+                                               : "an email") +
+                              ": Totango keeps users per account, by email")
+                       .set_system(name_);
       return out;
     }
   } else {
     account = !op.native_id.empty() ? op.native_id : AccountIdForKey(op.key);
   }
   query += "&sdr_o=" + PercentEncode(account);
-  if (users) query += "&sdr_u=" + PercentEncode(user);
+  if (users) {
+    query += "&sdr_u=" + PercentEncode(user);
+    // A user's display name, when the mapping writes none, is its first and last name.
+    if (!op.fields.contains("name")) {
+      std::string name = Str(op.fields, kFirstName);
+      const std::string last = Str(op.fields, kLastName);
+      if (!last.empty()) name += (name.empty() ? "" : " ") + last;
+      if (!name.empty()) query += "&sdr_u.name=" + PercentEncode(name);
+    }
+    if (Param(object, "contact") == "true" && !op.fields.contains("Contact"))
+      query += "&sdr_u.Contact=yes";
+  }
   for (const auto& [field, value] : op.fields.items()) {
     if (users && (field == kAccountId || field == "email")) continue;
     if (field == kDisplayName && !users) {
@@ -466,14 +507,45 @@ Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std
   return std::optional<std::string>();
 }
 
-WriteOutcome TotangoConnector::CreateOrUpdate(const std::string& object, const WriteOp& op) {
+json TotangoConnector::RecordBody(const ObjectRef& ref, const WriteOp& op) {
+  const bool touchpoint = ref.object == "touchpoints";
+  json body = op.fields;
+  if (const std::string account = AccountOf(op); !account.empty()) body[kAccountId] = account;
+  const std::string flow = Param(ref, "activity_type_id");
+  if (!flow.empty() && !body.contains("activity_type_id")) body["activity_type_id"] = flow;
+  if (touchpoint) {
+    const std::string subject = Param(ref, "subject");
+    if (!subject.empty() && Str(body, "subject").empty()) body["subject"] = subject;
+    body["disable_sync"] = true;  // keep Totango from echoing our notes onwards
+  } else if (!body.contains("priority")) {
+    body["priority"] = std::atoi(Param(ref, "priority", "2").c_str());
+  }
+  return body;
+}
+
+WriteOutcome TotangoConnector::CreateOrUpdate(const ObjectRef& ref, const WriteOp& op) {
   WriteOutcome out;
+  const std::string& object = ref.object;
   const bool touchpoint = object == "touchpoints";
   const std::string base = config_.base_url + (touchpoint ? "/api/v3/touchpoints/" : "/api/v3/tasks");
   const std::string item_url = config_.base_url + (touchpoint ? "/api/v3/touchpoints/" : "/api/v3/tasks/");
-  json body = op.fields;
-  if (touchpoint) body["disable_sync"] = true;  // keep Totango from echoing our notes onwards
+  const json body = op.kind == WriteOp::Kind::kDelete ? json::object() : RecordBody(ref, op);
   std::string id = op.native_id;
+  if (op.kind != WriteOp::Kind::kDelete && Str(body, kAccountId).empty()) {
+    // Totango answers "Account not found"; say which reference is missing instead.
+    out.status = Status(StatusCode::kInvalidArgument,
+                        "totango: a " + object.substr(0, object.size() - 1) +
+                            " needs an account: its account_id refers to no record")
+                     .set_system(name_);
+    return out;
+  }
+  if (!touchpoint && op.kind != WriteOp::Kind::kDelete && Str(body, "activity_type_id").empty()) {
+    out.status = Status(StatusCode::kInvalidArgument,
+                        "totango: a task needs a Flow: give params.activity_type_id (an id of "
+                        "GET /api/v3/activity-types)")
+                     .set_system(name_);
+    return out;
+  }
 
   if (op.kind == WriteOp::Kind::kDelete) {
     auto r = Call("DELETE", item_url + PercentEncode(id), "", "", true);
@@ -486,7 +558,7 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const std::string& object, const W
   if (id.empty() && op.kind == WriteOp::Kind::kUpsert) {
     if (op.attempt > 0) {
       // An earlier attempt may have landed without our learning its id: adopt it, never repeat.
-      auto earlier = FindEarlierCreate(object, op.fields);
+      auto earlier = FindEarlierCreate(object, body);
       if (!earlier.ok()) {
         out.status = earlier.status();
         return out;
@@ -502,7 +574,7 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const std::string& object, const W
       }
       if (r->status != 200 && r->status != 201) {
         out.status = Fail(*r, "creating a " + object.substr(0, object.size() - 1) + " on " +
-                                  Str(op.fields, kAccountId));
+                                  Str(body, kAccountId));
         return out;
       }
       const json answer = json::parse(r->body, nullptr, false);
@@ -533,13 +605,21 @@ Result<std::vector<WriteOutcome>> TotangoConnector::Write(const ObjectRef& objec
   outcomes.reserve(ops.size());
   for (const WriteOp& op : ops) {
     WriteOutcome o;
+    const bool other_ref = std::any_of(op.refs.begin(), op.refs.end(), [&](const auto& ref) {
+      return ref.first != kAccountId || object.object == "accounts";
+    });
     if (op.kind == WriteOp::Kind::kMerge) {
       o.status = Status(StatusCode::kInvalidArgument, "totango: the API cannot merge records")
                      .set_system(name_);
+    } else if (other_ref) {
+      o.status = Status(StatusCode::kInvalidArgument,
+                        "totango: " + object.object + " take no reference but account_id (the "
+                        "account a user, touchpoint or task belongs to)")
+                     .set_system(name_);
     } else if (object.object == "accounts" || object.object == "users") {
-      o = WriteAttributes(object.object == "users", op);
+      o = WriteAttributes(object, op);
     } else if (object.object == "touchpoints" || object.object == "tasks") {
-      o = CreateOrUpdate(object.object, op);
+      o = CreateOrUpdate(object, op);
     } else {
       o.status = Status(StatusCode::kFailedPrecondition,
                         "totango: no such object \"" + object.object +

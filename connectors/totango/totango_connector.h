@@ -18,6 +18,12 @@
 // task) and adopts it. Touchpoints are sent with disable_sync, so Totango does not pass crmbridge's
 // notes on to its own CRM integrations.
 //
+// A user, touchpoint or task belongs to an account: its account_id is a reference (mapped to
+// the entity whose records are Totango accounts), read as that account's id and written from
+// WriteOp::refs. A user's display name, when a mapping writes none, is its "First Name" and
+// "Last Name" attributes; params give a touchpoint or task its Flow (activity_type_id), a
+// touchpoint its subject and a task its priority where the mapping has no field for them.
+//
 // Records crmbridge creates get account id "crmb_" + its key (hyphens as underscores: Totango
 // allows letters, digits and '_' only), so a lost link is recovered from the id alone.
 //
@@ -75,8 +81,11 @@ class TotangoConnector : public Connector {
                                    const ReadContext& context);
   // Why `value` cannot be sent as attribute `name` (empty when it can).
   std::string Refusal(bool account, const std::string& name, const nlohmann::json& value) const;
-  WriteOutcome WriteAttributes(bool users, const WriteOp& op);
-  WriteOutcome CreateOrUpdate(const std::string& object, const WriteOp& op);
+  WriteOutcome WriteAttributes(const ObjectRef& object, const WriteOp& op);
+  // A touchpoint's or task's JSON: the mapped fields, its account (the reference), and the
+  // object's params (Flow, subject, priority) where the mapping gives no value.
+  static nlohmann::json RecordBody(const ObjectRef& object, const WriteOp& op);
+  WriteOutcome CreateOrUpdate(const ObjectRef& object, const WriteOp& op);
   // The id of a touchpoint or task that matches `fields`, made by an earlier attempt.
   Result<std::optional<std::string>> FindEarlierCreate(const std::string& object,
                                                        const nlohmann::json& fields);

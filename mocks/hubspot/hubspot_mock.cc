@@ -1655,6 +1655,11 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
   static const char* kCity[] = {"Stockholm", "Göteborg", "Malmö", "Uppsala", "Örebro", "Umeå", "Lund"};
   static const char* kPriority[] = {"LOW", "MEDIUM", "HIGH"};
   const Pipeline& onboarding = pipelines_[1];
+  struct SeededTicket {
+    int64_t id, created_ms;
+    bool closed;
+  };
+  std::vector<SeededTicket> onboardings;
   for (int i = 0; i < companies; ++i) {
     const std::string trade = kTrade[rng() % 8];
     const std::string city = kCity[rng() % 7];
@@ -1703,6 +1708,20 @@ void HubSpotMock::Seed(uint64_t seed, int companies) {
     note.associations["tickets"].insert(ticket.id);
     objects_["tickets"][ticket.id].associations["notes"].insert(note.id);
     StoreLocked("notes", note);
+    onboardings.push_back({ticket.id, ticket.created_ms, stage.closed});
+  }
+  // The team's first to-do of each onboarding, due a week after the contract came in. Made after
+  // every other record, so the ids of those stay what they were.
+  for (const SeededTicket& t : onboardings) {
+    Object task;
+    ApplyLocked("tasks", &task,
+                {{"hs_task_subject", "Boka startmöte"},
+                 {"hs_task_body", "Ring kundens kontaktperson och boka startmötet."},
+                 {"hs_timestamp", Iso(t.created_ms + 7LL * 86400000)},
+                 {"hs_task_status", t.closed ? "COMPLETED" : "NOT_STARTED"}});
+    task.associations["tickets"].insert(t.id);
+    objects_["tickets"][t.id].associations["tasks"].insert(task.id);
+    StoreLocked("tasks", task);
   }
 }
 

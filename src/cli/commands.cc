@@ -185,6 +185,8 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
       // A merge crmbridge made here, following one read elsewhere.
       if (c.read == 0 && c.merged > 0) line += fmt::format(", merged {}", c.merged);
       if (c.not_created > 0) line += fmt::format(" (not created here: {})", c.not_created);
+      // Records refused on their way here (the log names each): with no read, not said above.
+      if (c.read == 0 && c.rejected > 0) line += fmt::format(" (rejected: {})", c.rejected);
       std::printf("%s\n", line.c_str());
     }
   }

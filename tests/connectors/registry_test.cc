@@ -103,7 +103,7 @@ TEST(RegistryTest, EachKindDeclaresWhatItCanDo) {
 
   const Capabilities& totango = *CapabilitiesOfKind("totango");
   EXPECT_TRUE(totango.acknowledges_unapplied_writes);
-  EXPECT_FALSE(totango.carries_references);
+  EXPECT_TRUE(totango.carries_references);  // a user's, touchpoint's or task's account
   EXPECT_EQ(totango.rate_limit_exempt_paths, std::vector<std::string>{"/pixel.gif"});
 
   for (const char* kind : {"hubspot", "dynamics365", "portal"}) {

@@ -46,19 +46,22 @@ start_mocks() {
 
 # The demo configuration, with a short lease (killed runs leave theirs behind) and retries within
 # the run, so a few runs finish what the faults interrupted.
-sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
+# The mocks keep no rate limits here (--no-limits), so Totango's REST writes need no pacing either.
+sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
+  -e 's#rate_limit: {requests: 100, per: 60s}      \# Totango#rate_limit: {requests: 6000, per: 60s} \##' \
+  "$src/examples/demo/crmbridge.yaml" >"$work/crmbridge.yaml"
+grep -q 'requests: 6000, per: 60s' "$work/crmbridge.yaml" || fail "the Totango rate limit was not lifted"
 printf 'sync:\n  lease_ttl: 1s\n  retry_backoff: 0s\n  max_outbox_attempts: 50\n  max_verify_attempts: 10\n' \
   >>"$work/crmbridge.yaml"
 cfg="$work/crmbridge.yaml"
 
 # What Dynamics 365 and Totango hold, normalized and free of row ids: every account, contact,
 # opportunity and note with the records its lookups point to (d365_end_state.mjs), and every
-# Totango account with its stage.
+# Totango account with its stage, users, touchpoints and tasks (totango_end_state.mjs).
 command -v node >/dev/null || fail "node is required (scripts/setup.sh installs it)"
 end_state() {
   curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | node "$src/tests/integration/d365_end_state.mjs" >"$1.d365"
-  curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"\|"display_name":"[^"]*"' \
-    | paste -d'|' - - | sort >"$1.totango"
+  curl -s "$DEMO_TOTANGO_URL/__admin/dump" | node "$src/tests/integration/totango_end_state.mjs" >"$1.totango"
 }
 
 total_kills=0
@@ -84,7 +87,9 @@ for seed in $(seq 1 "$seeds"); do
     --fault "dynamics365:POST /\$batch drop applied rate=0.05" \
     --fault "dynamics365:POST /\$batch partial=0.3" \
     --fault "totango:GET /pixel.gif lost rate=0.2" \
-    --fault "totango:POST /api/v1/search status=500 rate=0.1"
+    --fault "totango:POST /api/v1/search status=500 rate=0.1" \
+    --fault "totango:POST /api/v3/touchpoints status=504 applied rate=0.2" \
+    --fault "totango:POST /api/v3/tasks drop applied rate=0.1"
   export CRMBRIDGE_STATE="$work/faulty$seed.db"
   kills=0
   for k in 1 2 3 4; do

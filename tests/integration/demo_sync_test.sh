@@ -25,6 +25,35 @@ grep -q '"created": [1-9]' "$work/run1.json" || fail "first sync created no oppo
 # Every seeded onboarding ticket has its Totango account, with its stage (12 companies, 12 tickets).
 accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"' | wc -l)
 [ "$accounts" -eq 12 ] || fail "Totango holds $accounts onboarding accounts, not 12"
+# The onboarding's people, notes and to-dos on its Totango account: every HubSpot contact of an
+# onboarding ticket a user of that ticket's account (by name, in the Contacts widget), every note a
+# touchpoint kept from Totango's own CRM sync, every task a task in the Onboarding Flow, due that day.
+curl -s "$DEMO_HUBSPOT_URL/__admin/dump" >"$work/hubspot.json"
+curl -s "$DEMO_TOTANGO_URL/__admin/dump" | node "$src/tests/integration/totango_end_state.mjs" >"$work/totango.txt"
+node -e '
+  const d = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const byId = (type) => new Map((d[type] || []).map((o) => [o.id, o]));
+  const contacts = byId("contacts"), notes = byId("notes"), tasks = byId("tasks");
+  const lines = [];
+  for (const t of d.tickets || []) {
+    if (t.properties.hs_pipeline !== "7340123" || t.archived) continue;
+    const account = t.properties.subject.trim();
+    for (const id of t.associations.contacts || []) {
+      const c = contacts.get(id).properties;
+      lines.push(`user|${account}|${c.email}|${c.firstname} ${c.lastname}|yes`);
+    }
+    for (const id of t.associations.notes || [])
+      lines.push(`touchpoint|${account}|Onboarding note|${notes.get(id).properties.hs_note_body}|onboarding|sync off`);
+    for (const id of t.associations.tasks || []) {
+      const p = tasks.get(id).properties;
+      lines.push(`task|${account}|${p.hs_task_subject}|${p.hs_task_body}|${p.hs_timestamp.slice(0, 10)}|onboarding|2`);
+    }
+  }
+  console.log(lines.sort().join("\n"));' "$work/hubspot.json" >"$work/totango-want.txt"
+grep -v '^account|' "$work/totango.txt" >"$work/totango-got.txt" || true
+[ "$(grep -c '^task|' "$work/totango-want.txt")" -eq 12 ] || fail "HubSpot was seeded without a task per onboarding"
+diff "$work/totango-want.txt" "$work/totango-got.txt" >"$work/totango.diff" ||
+  fail "Totango's users, touchpoints and tasks differ from HubSpot's (want < > got): $(head -8 "$work/totango.diff")"
 
 "$bin/crmbridge" --config "$cfg" sync >"$work/run2.txt" 2>"$work/run2.log" || fail "second sync exited $?"
 grep -q "Nothing to write" "$work/run2.txt" || fail "second sync wrote: $(cat "$work/run2.txt")"

@@ -40,6 +40,12 @@ grep -Eq "dynamics365 +company .*matched $overlap[,)]" "$work/sync.out" ||
   fail "the summary does not say $overlap companies were matched: $(cat "$work/sync.out")"
 grep -Eq "hubspot +company .*not created here: " "$work/sync.out" ||
   fail "the summary does not say which companies HubSpot does not receive: $(cat "$work/sync.out")"
+# Contacts Dynamics 365 alone holds take part in no onboarding, so Totango has no account for
+# them: refused there, counted, and each named in the log.
+grep -Eq "totango +contact .*\(rejected: [1-9]" "$work/sync.out" ||
+  fail "the summary does not count the contacts Totango cannot take: $(cat "$work/sync.out")"
+grep -q "cannot be mapped to totango users: .*contact.onboarding: a value is required" "$work/sync.log" ||
+  fail "the log does not say why a contact is not sent to Totango"
 curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" >"$work/d365-after.json"
 curl -s "$DEMO_HUBSPOT_URL/__admin/dump" >"$work/hubspot-after.json"
 # HubSpot's owners, active and archived: the check expects each Dynamics 365 record owned by the

@@ -567,29 +567,30 @@ class SystemTraitsTest : public ::testing::Test {
 };
 
 TEST_F(SystemTraitsTest, AReferenceNeedsAKindThatCarriesThemAndTheHintNamesThoseThatDo) {
-  const std::string path = Broken("45_ref_on_totango.yaml");
-  auto refused = LoadMappingPlan({path}, With(testing::TraitsOf("totango", false, false, false)));
+  const std::string path = Broken("45_ref_on_portal.yaml");
+  auto refused = LoadMappingPlan({path}, With(testing::TraitsOf("portal", false, false, false)));
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find(
-                "which does not carry references, so it cannot map onboarding.company (hint: "
-                "references are read and written by: dynamics365, hubspot)"),
+                "which does not carry references, so it cannot map contact.company (hint: "
+                "references are read and written by: dynamics365, hubspot, totango)"),
             std::string::npos)
       << refused.status().message();
 
-  auto carried = LoadMappingPlan({path}, With(testing::TraitsOf("totango", true, false, false)));
+  auto carried = LoadMappingPlan({path}, With(testing::TraitsOf("portal", true, false, false)));
   EXPECT_TRUE(carried.ok()) << carried.status().ToString();
 
   MappingSystems fewer = With(testing::TraitsOf("hubspot", false, false, false));
   auto hint = LoadMappingPlan({path}, fewer);
   ASSERT_FALSE(hint.ok());
-  EXPECT_NE(hint.status().message().find("(hint: references are read and written by: dynamics365)"),
+  EXPECT_NE(hint.status().message().find(
+                "(hint: references are read and written by: dynamics365, totango)"),
             std::string::npos)
       << hint.status().message();
 }
 
 TEST_F(SystemTraitsTest, AKindNoConnectorDeclaresIsCheckedForNothing) {
-  MappingSystems unknown_kind = testing::Systems({{"totango", ""}});
-  auto plan = LoadMappingPlan({Broken("45_ref_on_totango.yaml")}, unknown_kind);
+  MappingSystems unknown_kind = testing::Systems({{"portal", ""}});
+  auto plan = LoadMappingPlan({Broken("45_ref_on_portal.yaml")}, unknown_kind);
   EXPECT_TRUE(plan.ok()) << plan.status().ToString();
   unknown_kind.systems = {{"hubspot", "salesforce"}};
   plan = LoadMappingPlan({Broken("48_bind_on_hubspot.yaml")}, unknown_kind);

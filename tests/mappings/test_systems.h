@@ -44,8 +44,12 @@ inline std::vector<SystemTraits> RegistryKindTraits() {
                   {"change_tracking", "boolean", {}},
                   {"create_only", "boolean", {}}}),
           Traits("portal",      false,      false, true, {"properties", "users", "access"}, "", {}),
-          Traits("totango",     false,      false, false,
-                 {"accounts", "users", "touchpoints", "tasks"}, "", {})};
+          Traits("totango",     true,       false, false,
+                 {"accounts", "users", "touchpoints", "tasks"}, "",
+                 {{"activity_type_id", "string", {"touchpoints", "tasks"}},
+                  {"subject", "string", {"touchpoints"}},
+                  {"priority", "number", {"tasks"}},
+                  {"contact", "boolean", {"users"}}})};
 }
 
 // The registry's traits of `kind` with what it can carry replaced.

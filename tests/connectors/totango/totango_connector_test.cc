@@ -203,6 +203,106 @@ TEST_F(TotangoConnectorTest, TasksAreCreatedAndUpdated) {
   EXPECT_EQ(mock_->Dump()["tasks"][0]["status"], "closed");
 }
 
+TEST_F(TotangoConnectorTest, AUserIsWrittenUnderTheAccountItsReferenceNamesWithItsFullName) {
+  mock_->Seed(1, 1);
+  ObjectRef users;
+  users.object = "users";
+  users.params = {{"contact", "true"}};
+  users.ref_fields = {"account_id"};
+  WriteOp op;
+  op.fields = {{"email", "ann.berg@bygg1.example.se"}, {"First Name", "Ann"}, {"Last Name", "Berg"}};
+  op.refs["account_id"] = NativeRef{"accounts", "acc_1", "", ""};
+  auto out = connector_->Write(users, {op});
+  ASSERT_TRUE(out.ok() && (*out)[0].status.ok())
+      << (out.ok() ? (*out)[0].status.ToString() : out.status().ToString());
+  EXPECT_EQ((*out)[0].native_id, "acc_1/ann.berg@bygg1.example.se");
+  EXPECT_TRUE((*out)[0].unverified);
+  json user;
+  const json dump = mock_->Dump();
+  for (const json& u : dump["users"])
+    if (u["id"] == "ann.berg@bygg1.example.se") user = u;
+  ASSERT_FALSE(user.is_null());
+  EXPECT_EQ(user["account_id"], "acc_1");
+  EXPECT_EQ(user["name"], "Ann Berg") << "the display name from First Name and Last Name";
+  EXPECT_EQ(user["attributes"]["First Name"], "Ann");
+  EXPECT_EQ(user["attributes"]["Contact"], "yes") << "params.contact: in the Contacts widget";
+
+  // Read back, the account is the reference the engine translates.
+  users.fields = {"email", "First Name", "Last Name", "account_id"};
+  bool found = false;
+  for (const NativeRecord& r : Scan(users))
+    if (r.id == (*out)[0].native_id) {
+      found = true;
+      EXPECT_EQ(r.fields["account_id"], "acc_1");
+      EXPECT_EQ(r.fields["Last Name"], "Berg");
+    }
+  EXPECT_TRUE(found);
+
+  // A user whose reference names no account has nowhere to go: refused, never sent.
+  WriteOp orphan = op;
+  orphan.fields["email"] = "nobody@example.se";
+  orphan.refs["account_id"].id = "";
+  const int64_t sdr_calls = mock_->Stats().value("GET /pixel.gif", 0);
+  out = connector_->Write(users, {orphan});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE((*out)[0].status.message().find("a user needs an account"), std::string::npos)
+      << (*out)[0].status.message();
+  EXPECT_EQ(mock_->Stats().value("GET /pixel.gif", 0), sdr_calls);
+}
+
+TEST_F(TotangoConnectorTest, TouchpointsAndTasksTakeTheirAccountFromTheReferenceAndTheRestFromParams) {
+  mock_->Seed(1, 1);
+  ObjectRef touchpoints;
+  touchpoints.object = "touchpoints";
+  touchpoints.params = {{"activity_type_id", "onboarding"}, {"subject", "Onboarding note"}};
+  WriteOp note;
+  note.key = "note-1";
+  note.fields = {{"content", "Start meeting booked for Monday"}};
+  note.refs["account_id"] = NativeRef{"accounts", "acc_1", "", ""};
+  auto out = connector_->Write(touchpoints, {note});
+  ASSERT_TRUE(out.ok() && (*out)[0].status.ok())
+      << (out.ok() ? (*out)[0].status.ToString() : out.status().ToString());
+  const json made = mock_->Dump()["touchpoints"].back();
+  EXPECT_EQ(std::to_string(made["id"].get<int64_t>()), (*out)[0].native_id);
+  EXPECT_EQ(made["account_id"], "acc_1");
+  EXPECT_EQ(made["subject"], "Onboarding note");
+  EXPECT_EQ(made["activity_type_id"], "onboarding");
+  EXPECT_EQ(made["disable_sync"], true);
+
+  ObjectRef tasks;
+  tasks.object = "tasks";
+  WriteOp task;
+  task.key = "task-1";
+  task.fields = {{"title", "Boka startmöte"}, {"due_date", "2026-12-10"}};
+  task.refs["account_id"] = NativeRef{"accounts", "acc_1", "", ""};
+  out = connector_->Write(tasks, {task});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument) << "a task needs its Flow";
+  EXPECT_NE((*out)[0].status.message().find("params.activity_type_id"), std::string::npos)
+      << (*out)[0].status.message();
+  EXPECT_TRUE(mock_->Dump()["tasks"].empty()) << "refused before sending";
+
+  tasks.params = {{"activity_type_id", "onboarding"}, {"priority", "1"}};
+  out = connector_->Write(tasks, {task});
+  ASSERT_TRUE(out.ok() && (*out)[0].status.ok())
+      << (out.ok() ? (*out)[0].status.ToString() : out.status().ToString());
+  const json made_task = mock_->Dump()["tasks"][0];
+  EXPECT_EQ(made_task["account_id"], "acc_1");
+  EXPECT_EQ(made_task["due_date"], "2026-12-10");
+  EXPECT_EQ(made_task["priority"], 1);
+
+  // A reference anywhere else is a mapping Totango cannot hold.
+  WriteOp account;
+  account.key = "k9";
+  account.fields = {{"display_name", "X AB"}};
+  account.refs["parent"] = NativeRef{"accounts", "acc_1", "", ""};
+  out = connector_->Write(Accounts(), {account});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE((*out)[0].status.message().find("take no reference but account_id"), std::string::npos);
+}
+
 TEST_F(TotangoConnectorTest, TheRestLimitIsKeptWithoutA429) {
   mocks::TotangoMock::Options o;
   o.tokens = {"tt-token"};
