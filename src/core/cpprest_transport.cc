@@ -92,6 +92,11 @@ bool EqualsIgnoreCase(const std::string& a, const char* b) {
 // connection breaks: small reads keep nearly all that arrived.
 constexpr size_t kPartialReadBytes = 512;
 
+// How often a request goes again after it could not be written on a connection the server had
+// closed: each try drops one such connection, and a client keeps no more idle ones to a host than
+// requests ran at once (a few per system).
+constexpr int kStaleConnectionRetries = 16;
+
 // The connection broke after the status line of `answer` arrived: kUnavailable carrying that
 // status (an answer began: the server is there, the outcome of this request is unknown).
 Status BrokenOff(const Request& request, const Response& answer, const std::string& why) {
@@ -121,6 +126,24 @@ class CpprestTransport : public Transport {
 
   Result<Response> Send(const Request& request) override {
     const SteadyTime deadline = std::chrono::steady_clock::now() + request.timeout;
+    bool never_sent = false;
+    Result<Response> result = SendOnce(request, deadline, &never_sent);
+    // A server closes a kept-alive connection after it has been idle a while; the next request
+    // on it fails while being written, so it never reached the server and goes again, whatever
+    // its method. Each failure drops one stale connection from the client's pool, which may
+    // hold several.
+    for (int again = 0; again < kStaleConnectionRetries && !result.ok() && never_sent &&
+                        std::chrono::steady_clock::now() < deadline;
+         ++again)
+      result = SendOnce(request, deadline, &never_sent);
+    return result;
+  }
+
+ private:
+  // One attempt; `never_sent` says a failure happened while the request was written, before any
+  // answer: the server did not get it whole, so did not act on it.
+  Result<Response> SendOnce(const Request& request, SteadyTime deadline, bool* never_sent) {
+    *never_sent = false;
     std::shared_ptr<http::client::http_client> client;
     http::http_request message;
     try {
@@ -198,6 +221,9 @@ class CpprestTransport : public Transport {
       return out;
     } catch (const http::http_exception& e) {
       Status s = FromHttpException(e);
+      // cpprest's words for a write that failed: "Failed to write request headers" / "... body".
+      *never_sent = out.status == 0 && s.code() == StatusCode::kUnavailable &&
+                    std::string(e.what()).rfind("Failed to write request", 0) == 0;
       if (out.status == 0 || s.code() != StatusCode::kUnavailable) return s;
       return broken_off(s.message());
     } catch (const pplx::task_canceled&) {
@@ -208,7 +234,6 @@ class CpprestTransport : public Transport {
     }
   }
 
- private:
   // The client for the request's scheme://host:port and timeout (cpprest's timeout is a client
   // setting), and for bodies read in small pieces (accept_truncated); created on first use.
   std::shared_ptr<http::client::http_client> ClientFor(const web::uri& uri,

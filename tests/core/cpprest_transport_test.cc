@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <condition_variable>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace crmbridge {
 namespace {
@@ -245,6 +247,61 @@ TEST_F(CpprestTransportTest, ReusesTheConnectionOfOneBaseUrl) {
     ports.insert(server_.seen().remote_port);
   }
   EXPECT_LE(ports.size(), 10u) << "keep-alive connections of the cached client";
+}
+
+// A server closes a kept-alive connection once it has been idle a while (cpp-httplib after its
+// keep-alive timeout, load balancers after theirs). The next request on it cannot be written, so
+// it never reached the server: it is sent again on a new connection, a create too, and lands once.
+TEST(CpprestIdleConnectionTest, ARequestThatCouldNotBeWrittenOnAClosedIdleConnectionGoesAgain) {
+  httplib::Server server;
+  server.set_tcp_nodelay(true);
+  server.set_keep_alive_timeout(1);
+  std::mutex mu;
+  int posts = 0;
+  server.Post("/things", [&](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++posts;
+    res.status = 201;
+    res.set_content(std::to_string(req.body.size()), "text/plain");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+  struct Stop {
+    httplib::Server* server;
+    std::thread* thread;
+    ~Stop() {
+      server->stop();
+      thread->join();
+    }
+  } stop{&server, &thread};
+  while (!server.is_running()) std::this_thread::sleep_for(milliseconds(1));
+  std::unique_ptr<Transport> transport = NewCpprestTransport();
+  Request create;
+  create.method = "POST";
+  create.url = "http://127.0.0.1:" + std::to_string(port) + "/things";
+  create.timeout = milliseconds(10000);
+  create.idempotent = false;
+  create.headers = {{"Content-Type", "text/plain"}};
+  create.body = "first";
+  // Several at once: the client keeps several connections, all of them closed while idle.
+  std::vector<std::thread> senders;
+  std::atomic<int> sent_ok{0};
+  for (int i = 0; i < 4; ++i)
+    senders.emplace_back([&] { sent_ok += transport->Send(create).ok() ? 1 : 0; });
+  for (std::thread& t : senders) t.join();
+  ASSERT_EQ(sent_ok.load(), 4);
+
+  std::this_thread::sleep_for(milliseconds(2500));  // the server closes the idle connection
+  // Large enough that writing it to the closed connection fails, whatever the socket buffers.
+  create.body = std::string(8 << 20, 'x');
+  auto second = transport->Send(create);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->status, 201);
+  EXPECT_EQ(second->body, std::to_string(8 << 20));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(posts, 5) << "each create arrived once";
+  }
 }
 
 TEST_F(CpprestTransportTest, ResponseCutOffMidwayIsUnavailable) {
