@@ -4,6 +4,8 @@
 #include <optional>
 #include <regex>
 
+#include "src/core/time_util.h"
+
 namespace crmbridge {
 
 using nlohmann::json;
@@ -102,8 +104,16 @@ Result<json> ToType(const json& v, FieldType type) {
       // An ISO-8601 time is at most 35 characters; the length is checked first because std::regex
       // recurses once per character it matches, and a long run of digits overflows the stack.
       if (v.is_string() && (v == "" || (v.get<std::string>().size() <= 64 &&
-                                        std::regex_match(v.get<std::string>(), kIso))))
+                                        std::regex_match(v.get<std::string>(), kIso)))) {
+        // One spelling per second: HubSpot writes "…T09:00:00.000Z" where Dataverse writes
+        // "…T09:00:00Z", and Dataverse keeps no milliseconds; the same time read from both must
+        // not look like a change.
+        if (auto ms = ParseIsoUtcMillis(v.get<std::string>())) {
+          const int64_t second = *ms - ((*ms % 1000) + 1000) % 1000;
+          return json(FormatIsoUtc(second, false));
+        }
         return v;
+      }
       break;
     }
   }

@@ -123,6 +123,20 @@ TEST(MappingValidationTest, ADatetimeValueTooLongToBeOneIsRefusedNotMatched) {
       MappingPlan::ToCanonical(m, {{"start", "2026-01-31T10:00:00." + std::string(200000, '1')}});
   ASSERT_FALSE(long_value.ok());
   EXPECT_NE(long_value.status().message().find("is not a valid datetime"), std::string::npos);
+
+  // One spelling per second, whichever system wrote it: read back from Dataverse (no
+  // milliseconds), a time HubSpot gave with them is the same value, not a change.
+  for (const char* form : {"2026-01-31T10:00:00.250Z", "2026-01-31T10:00:00Z", "2026-01-31T10:00:00.000Z"}) {
+    auto read = MappingPlan::ToCanonical(m, {{"start", form}});
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    EXPECT_EQ(read->fields["started"], "2026-01-31T10:00:00Z") << form;
+  }
+  auto before_1970 = MappingPlan::ToCanonical(m, {{"start", "1969-12-31T23:59:59.500Z"}});
+  ASSERT_TRUE(before_1970.ok());
+  EXPECT_EQ(before_1970->fields["started"], "1969-12-31T23:59:59Z");
+  auto day = MappingPlan::ToCanonical(m, {{"start", "2026-01-31"}});
+  ASSERT_TRUE(day.ok());
+  EXPECT_EQ(day->fields["started"], "2026-01-31") << "a day stays a day";
 }
 
 TEST(PresetTest, ManyToOneStageUsesThePreferredRowBothWays) {
@@ -314,6 +328,8 @@ TEST(PresetTest, EveryMappedFieldOfEverySystemRoundTrips) {
       {"dynamics365.crmb_onboardingstage", {100000000, 100000001, 100000002, 100000003, 100000004}},
       {"dynamics365.crmb_priority", {1, 2, 3}},
       {"totango.Onboarding Stage", {"Kick Off", "Business Discovery", "Integration", "Configuration", "Training/UAT", "Live"}},
+      {"totango.email", {"anna.berg@acme.se"}},
+      {"totango.due_date", {"2026-12-10"}},  // a task's due day
   };
   // Native values that share their canonical value with others come back as that value's
   // preferred native form (the engine then sees no change, so the record is not moved).
