@@ -155,6 +155,9 @@ struct Capabilities {
   // Reads and writes references (ObjectRef::ref_fields, WriteOp::refs): a mapping may map `ref`
   // fields to this system.
   bool carries_references = false;
+  // Where a reference may go, when only some native fields are references: per object, those
+  // fields (an object not listed takes none). Empty: any field of any object.
+  std::map<std::string, std::vector<std::string>> reference_fields;
   // Binds a polymorphic lookup through the navigation property named by NativeRef::bind: a
   // mapping may give `bind:` on this system's references.
   bool binds_lookups = false;

@@ -217,6 +217,9 @@ class MappingPlan {
 struct SystemTraits {
   std::string kind;                       // as in crmbridge.yaml
   bool carries_references = false;        // `ref` fields may be mapped to it
+  // Per object, the native fields a `ref` may map to (an object not listed takes none); empty:
+  // any field of any object.
+  std::map<std::string, std::vector<std::string>> reference_fields;
   bool binds_lookups = false;             // its `ref` fields may name a navigation property (`bind`)
   bool provisions_portal_access = false;  // it can be the portal_access flow's system
   // What a mapping may name under it (its connector's declaration, connectors/connector.h):

@@ -561,6 +561,19 @@ class Loader {
                        Join(KindsThat(&SystemTraits::carries_references)));
       return;
     }
+    if (traits != nullptr && !traits->reference_fields.empty()) {
+      auto fields = traits->reference_fields.find(m.object);
+      if (fields == traits->reference_fields.end() ||
+          std::find(fields->second.begin(), fields->second.end(), f.native) == fields->second.end()) {
+        std::set<std::string> places;
+        for (const auto& [object, natives] : traits->reference_fields)
+          for (const std::string& native : natives) places.insert(object + "." + native);
+        diags_.Error(f.pos, m.system + " " + m.object + " hold no reference in '" + f.native +
+                                "', so it cannot map " + m.entity + "." + f.canonical,
+                     "references on " + traits->kind + " go in: " + Join(places));
+        return;
+      }
+    }
     if (!f.bind.empty() && traits != nullptr && !traits->binds_lookups) {
       const std::set<std::string> binding = KindsThat(&SystemTraits::binds_lookups);
       diags_.Error(f.pos, "'bind' names a " + (binding.empty() ? "" : Join(binding, " or ") + " ") +

@@ -145,6 +145,7 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.rate_limit_exempt_paths = {totango::kSdrPath};
     // A user, touchpoint or task belongs to an account: its account_id is a reference.
     c.carries_references = true;
+    c.reference_fields = {{"users", {kAccountId}}, {"touchpoints", {kAccountId}}, {"tasks", {kAccountId}}};
     c.objects = {"accounts", "users", "touchpoints", "tasks"};
     c.params = {
         {"activity_type_id", "string", "", {"touchpoints", "tasks"},
@@ -331,7 +332,11 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
                      hit.dump(-1, ' ', false, json::error_handler_t::replace));
         continue;
       }
-      rec.fields[users ? "name" : kDisplayName] = Str(hit, "display_name");
+      // A name that is the record's id is no name: Totango shows the id where none was given
+      // (an SDR write of a user creates its account, unnamed, when the account's own write was
+      // lost). Read as absent, so the unconfirmed write of the name is seen lost and made again.
+      if (const std::string name = Str(hit, "display_name"); name != id)
+        rec.fields[users ? "name" : kDisplayName] = name;
       static const json kNone = json::array();
       const json& selected =
           At(hit, "selected_fields").is_array() ? At(hit, "selected_fields") : kNone;
@@ -490,6 +495,9 @@ Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std
                           PercentEncode(account);
   auto r = Call("GET", url, "", "", true);
   if (!r.ok()) return r.status();
+  // No account, so no earlier create on it either.
+  if (r->status == 400 && r->body.find("Account not found") != std::string::npos)
+    return std::optional<std::string>();
   if (r->status != 200) return Fail(*r, "looking for an earlier " + object + " create");
   const json list = json::parse(r->body, nullptr, false);
   if (!list.is_array()) return std::optional<std::string>();
@@ -575,6 +583,13 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const ObjectRef& ref, const WriteO
       if (r->status != 200 && r->status != 201) {
         out.status = Fail(*r, "creating a " + object.substr(0, object.size() - 1) + " on " +
                                   Str(body, kAccountId));
+        // The account may be one whose SDR write has not landed yet (the gateway confirms
+        // nothing; a later read finds it missing and writes it again): try again later, and
+        // the retries still end in a dead letter if it never appears.
+        if (r->status == 400 && out.status.message().find("Account not found") != std::string::npos)
+          out.status = Status(StatusCode::kUnavailable, out.status.message() +
+                                                            " (not yet there: retried later)")
+                           .set_system(name_);
         return out;
       }
       const json answer = json::parse(r->body, nullptr, false);

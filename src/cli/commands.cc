@@ -790,7 +790,12 @@ int RunConnectorsDescribe(const std::string& kind) {
     std::printf("  objects:    %s\n", JoinWords(can.objects).c_str());
     if (!can.other_objects_doc.empty())
       std::printf("              or %s\n", can.other_objects_doc.c_str());
-    std::printf("  references: %s%s\n", can.carries_references ? "yes" : "no",
+    std::string where;  // the fields that may hold one, when the kind says
+    for (const auto& [object, fields] : can.reference_fields)
+      for (const std::string& field : fields)
+        where += (where.empty() ? " (in " : ", ") + object + "." + field;
+    if (!where.empty()) where += ")";
+    std::printf("  references: %s%s%s\n", can.carries_references ? "yes" : "no", where.c_str(),
                 can.binds_lookups ? " (bind: a navigation property for polymorphic lookups)" : "");
     if (can.provisions_portal_access) std::printf("  portal access: provisions users and grants\n");
     auto specs = [&](const char* title, const std::vector<ParamSpec>& list) {

@@ -56,6 +56,7 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
     SystemTraits traits;
     traits.kind = kind;
     traits.carries_references = can.carries_references;
+    traits.reference_fields = can.reference_fields;
     traits.binds_lookups = can.binds_lookups;
     traits.provisions_portal_access = can.provisions_portal_access;
     traits.objects = can.objects;

@@ -103,6 +103,9 @@ const Case kCases[] = {
      "match key 'company' is a reference: its ids differ in each system"},
     {"63_create_not_a_boolean.yaml", "9:15", "create must be true or false"},
     {"64_on_merge_unknown.yaml", "4:15", "on_merge must be merge or keep"},
+    {"65_ref_on_totango_accounts.yaml", "18:9",
+     "totango accounts hold no reference in 'parent_id', so it cannot map onboarding.company (hint: "
+     "references on totango go in: tasks.account_id, touchpoints.account_id, users.account_id)"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

@@ -14,7 +14,8 @@ namespace crmbridge::testing {
 
 inline SystemTraits Traits(std::string kind, bool references, bool bind, bool portal_access,
                            std::vector<std::string> objects, std::string other_objects,
-                           std::vector<SystemTraits::Param> params) {
+                           std::vector<SystemTraits::Param> params,
+                           std::map<std::string, std::vector<std::string>> reference_fields = {}) {
   SystemTraits t;
   t.kind = std::move(kind);
   t.carries_references = references;
@@ -23,6 +24,7 @@ inline SystemTraits Traits(std::string kind, bool references, bool bind, bool po
   t.objects = std::move(objects);
   t.other_objects = std::move(other_objects);
   t.params = std::move(params);
+  t.reference_fields = std::move(reference_fields);
   return t;
 }
 
@@ -49,7 +51,9 @@ inline std::vector<SystemTraits> RegistryKindTraits() {
                  {{"activity_type_id", "string", {"touchpoints", "tasks"}},
                   {"subject", "string", {"touchpoints"}},
                   {"priority", "number", {"tasks"}},
-                  {"contact", "boolean", {"users"}}})};
+                  {"contact", "boolean", {"users"}}},
+                 {{"users", {"account_id"}}, {"touchpoints", {"account_id"}},
+                  {"tasks", {"account_id"}}})};
 }
 
 // The registry's traits of `kind` with what it can carry replaced.
