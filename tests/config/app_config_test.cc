@@ -316,7 +316,10 @@ namespace {
 class StateUrlTest : public ::testing::Test {
  protected:
   Result<AppConfig> Load(const std::string& state_line) {
-    const std::string path = ::testing::TempDir() + "/state_url.yaml";
+    // One file per test: ctest runs the two at once, each in its own process.
+    const std::string path = ::testing::TempDir() + "/state_url_" +
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+                             ".yaml";
     std::ofstream(path) << state_line
                         << "\nsystems:\n  portal:\n    kind: portal\n    base_url: http://127.0.0.1:1\n"
                            "    auth: {token: \"${env:PORTAL_TOKEN}\"}\n";

@@ -303,6 +303,47 @@ TEST_F(TotangoConnectorTest, TouchpointsAndTasksTakeTheirAccountFromTheReference
   EXPECT_NE((*out)[0].status.message().find("take no reference but account_id"), std::string::npos);
 }
 
+TEST_F(TotangoConnectorTest, AnAccountAUserWriteCreatedReadsUnnamedAndItsTouchpointWaits) {
+  // The account's own SDR write is lost; its user's write then creates it, unnamed.
+  mock_->SetFaults({*mocks::FaultRule::Parse("GET /pixel.gif lost times=1")});
+  WriteOp account;
+  account.key = "k7";
+  account.fields = {{"display_name", "Bygg Lund AB"}};
+  auto out = connector_->Write(Accounts(), {account});
+  ASSERT_TRUE(out.ok() && (*out)[0].status.ok());
+
+  ObjectRef touchpoints;
+  touchpoints.object = "touchpoints";
+  touchpoints.params = {{"activity_type_id", "onboarding"}};
+  WriteOp note;
+  note.key = "note-7";
+  note.fields = {{"content", "Welcome mail sent"}};
+  note.refs["account_id"] = NativeRef{"accounts", "crmb_k7", "", ""};
+  note.attempt = 1;  // a retry looks for an earlier create first, on an account not there yet
+  out = connector_->Write(touchpoints, {note});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].status.code(), StatusCode::kUnavailable)
+      << "no account yet: tried again later, not dead-lettered: " << (*out)[0].status.ToString();
+
+  ObjectRef users;
+  users.object = "users";
+  WriteOp user;
+  user.fields = {{"email", "eva@bygglund.example.se"}, {"First Name", "Eva"}};
+  user.refs["account_id"] = NativeRef{"accounts", "crmb_k7", "", ""};
+  out = connector_->Write(users, {user});
+  ASSERT_TRUE(out.ok() && (*out)[0].status.ok());
+  ASSERT_EQ(Account("crmb_k7")["display_name"], "crmb_k7") << "Totango named it by its id";
+
+  const std::vector<NativeRecord> read = Scan(Accounts());
+  ASSERT_EQ(read.size(), 1u);
+  EXPECT_FALSE(read[0].fields.contains("display_name"))
+      << "read as unnamed, so the lost write of the name shows as lost: " << read[0].fields.dump();
+
+  out = connector_->Write(touchpoints, {note});  // the account is there now
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE((*out)[0].status.ok()) << (*out)[0].status.ToString();
+}
+
 TEST_F(TotangoConnectorTest, TheRestLimitIsKeptWithoutA429) {
   mocks::TotangoMock::Options o;
   o.tokens = {"tt-token"};
