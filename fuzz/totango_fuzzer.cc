@@ -1,7 +1,8 @@
 // TotangoConnector (connectors/totango/totango_connector.h) on scripted Totango answers
 // (fuzz/connector_util.h): Search API pages of accounts and users, the scan cursor with its
 // Create Date windows split past 10,000 hits, SDR gateway writes, and touchpoint and task creates
-// with the look-up a retried create makes first.
+// with the look-up a retried create makes first; the account of a user, touchpoint or task given
+// as a field or, as the engine gives it, as a reference.
 //
 // Whatever Totango answers: a read gives records with ids and a cursor to go on from, a write
 // gives one outcome per op, and a write done names the record written. Whatever values the ops
@@ -51,7 +52,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                 {"title", "Call Ann"}};
     const auto fields = WriteFields(script, defaults);
     if (!fields) return 0;
-    const auto ops = Ops(call.ops, *fields, "", IdText(script), call.merges);
+    auto ops = Ops(call.ops, *fields, "", IdText(script), call.merges);
+    // Every other op names its account as the engine does, by reference, the rest by a field.
+    for (size_t i = 1; i < ops.size(); i += 2) {
+      auto account = ops[i].fields.find("account_id");
+      if (object == "accounts" || account == ops[i].fields.end() || !account->is_string()) continue;
+      ops[i].refs["account_id"] = NativeRef{"accounts", account->get<std::string>(), "", ""};
+      ops[i].fields.erase(account);
+    }
     CheckOutcomes(connector.Write(call.object, ops), ops);
     CheckRequests(transport->requests(), origins, ops);
     return 0;
