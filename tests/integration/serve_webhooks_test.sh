@@ -193,6 +193,45 @@ grep -q '^crmbridge_outbox_pending{system="dynamics365"} 0' <<<"$metrics" ||
   fail "/metrics lacks the outbox gauge"
 grep -q "$ticket" <<<"$metrics" && fail "/metrics shows a record id"
 
+# A change announced while another run holds the lease (a `crmbridge sync` from cron beside
+# serve) waits in the state store, and is read once that run is done. The other run's write to
+# Dynamics 365 (one update: a PATCH) takes 6 seconds, and its lease outlasts that.
+sed 's/^sync: {lease_ttl: 3s}$/sync: {lease_ttl: 60s}/' "$cfg" >"$work/other.yaml"
+grep -q 'lease_ttl: 60s' "$work/other.yaml" || fail "the lease line of the test configuration moved"
+curl -sf -X POST "$DEMO_DYNAMICS365_URL/__admin/faults" \
+  -d '[{"method":"PATCH","latency_ms":6000,"times":1}]' >/dev/null ||
+  fail "could not slow the Dynamics 365 mock"
+hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
+  -d "{\"properties\":{\"subject\":\"For the other run $RANDOM\"}}" >/dev/null || fail "PATCH ticket $ticket"
+runs_before=$(runs_done)
+"$bin/crmbridge" --config "$work/other.yaml" --log-level warn sync >"$work/other.out" 2>"$work/other.log" &
+other=$!
+held=""
+for _ in $(seq 1 100); do
+  "$bin/crmbridge" --config "$cfg" status --json | grep -q '"lease": {' && held=yes && break
+  sleep 0.05
+done
+[ -n "$held" ] || fail "the other run never held the lease"
+sleep 1  # past its reads: it waits on Dynamics 365 now
+title5="Announced while the lease is held $RANDOM$RANDOM"
+hs -X PATCH "$DEMO_HUBSPOT_URL/crm/v3/objects/tickets/$ticket" \
+  -d "{\"properties\":{\"subject\":\"$title5\"}}" >/dev/null || fail "PATCH ticket $ticket"
+announce "$ticket" "$work/event5.json"
+[ "$(deliver "$work/event5.json")" = 200 ] || fail "a delivery while the lease is held was refused"
+for _ in $(seq 1 50); do grep -q 'serve: skipped: another run holds the lease' "$work/serve.log" && break; sleep 0.1; done
+grep -q 'serve: skipped: another run holds the lease' "$work/serve.log" ||
+  fail "serve did not say the lease was held elsewhere"
+kill -0 "$other" 2>/dev/null || fail "the other run ended before serve tried"
+in_d365 "$title5" && fail "the announced change was written while another run held the lease"
+"$bin/crmbridge" --config "$cfg" status --json | grep -Eq '"webhook_events_pending": [1-9]' ||
+  fail "the change announced while the lease was held is not kept"
+wait "$other" || fail "the other run failed: $(tail -3 "$work/other.log")"
+for _ in $(seq 1 300); do in_d365 "$title5" && break; sleep 0.1; done
+in_d365 "$title5" || fail "the change announced while the lease was held never reached Dynamics 365"
+wait_runs $((runs_before + 1))
+"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+  fail "the change announced while the lease was held is still pending"
+
 # SIGKILL before the announced change is read: it waits in the state store for the next serve.
 # Dynamics 365 answers nothing for a while, so the run the delivery starts cannot finish it.
 curl -sf -X POST "$DEMO_DYNAMICS365_URL/__admin/faults" -d '[{"status":503}]' >/dev/null ||
