@@ -121,7 +121,9 @@ for kind in $("$bin/crmbridge" connectors describe | sed -n 's/^\([a-z0-9]\+\)$/
   for word in $(echo "$described" | sed -n 's/^  objects: *//p' | tr -d ',') \
               $(echo "$described" | awk '/^  params:/ {p = 1; next} /^  [a-z]/ {p = 0}
                                         p && /^    [a-z_]+ / {print $1}'); do
-    echo "$row" | grep -q "\`$word" || fail "docs/MAPPINGS.md's $kind row does not name $word"
+    # A here-string, not a pipe: grep -q leaves at its first match, and with pipefail the echo
+    # still writing would fail the check (SIGPIPE).
+    grep -q "\`$word" <<<"$row" || fail "docs/MAPPINGS.md's $kind row does not name $word"
   done
 done
 [ "$kinds_checked" -eq 4 ] || fail "connectors describe listed $kinds_checked kinds, not 4"

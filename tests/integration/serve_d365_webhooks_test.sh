@@ -36,7 +36,9 @@ grep -q D365_WEBHOOK_KEY "$cfg" || fail "the two-way configuration's Dynamics 36
 serve() { start_serve "$bin" "$cfg" "$work" --every 1h || fail "serve did not start"; }
 runs_done() { serve_runs "$work"; }
 wait_runs() { wait_serve_runs "$work" "$1" || fail "run $1 did not finish"; }
-in_hubspot() { curl -s "$DEMO_HUBSPOT_URL/__admin/dump" | grep -qF "$1"; }
+# grep reads the whole dump: with -q it leaves at the first match, and under pipefail curl's
+# SIGPIPE would fail the check.
+in_hubspot() { curl -s "$DEMO_HUBSPOT_URL/__admin/dump" | grep -F "$1" >/dev/null; }
 wait_in_hubspot() {  # wait_in_hubspot TEXT WHAT: until TEXT is in HubSpot, up to 30 s
   for _ in $(seq 1 300); do in_hubspot "$1" && return 0; sleep 0.1; done
   fail "$2"
@@ -100,7 +102,7 @@ wait_in_hubspot "$title" "the announced change did not reach HubSpot"
 wait_runs 2
 grep -q 'reading dynamics365 accounts (company): 1 announced record' "$work/serve.log" ||
   fail "the announced account was not read alone, by id"
-"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+"$bin/crmbridge" --config "$cfg" status --json | grep '"webhook_events_pending": 0' >/dev/null ||
   fail "the read change is still pending"
 # The same execution delivered again (Dataverse retries a 502/503/504): known, no new run. The key
 # in the header (an HttpHeader registration) is taken as well.

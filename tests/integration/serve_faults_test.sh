@@ -97,7 +97,7 @@ sleep 1  # deliveries fail while serve is down; the mock retries them
 serve
 settle
 for i in $(seq 1 "$round"); do
-  d365_names | grep -qx "Round one $i" || fail "change $i of round one did not reach Dynamics 365 by webhook"
+  d365_names | grep -x "Round one $i" >/dev/null || fail "change $i of round one did not reach Dynamics 365 by webhook"
 done
 "$bin/crmbridge" --config "$cfg" sync --json >"$work/sync1.json" 2>"$work/sync1.log" || true
 grep -q '"writes": 0' "$work/sync1.json" ||
@@ -121,7 +121,7 @@ arrived=$(d365_names | grep -c '^Round two ' || true)
 stop_serve
 "$bin/crmbridge" --config "$cfg" sync >/dev/null 2>"$work/sync2.log" || fail "the scheduled run failed"
 for i in $(seq 1 "$round"); do
-  d365_names | grep -qx "Round two $i" || fail "change $i of round two is missing after the scheduled run"
+  d365_names | grep -x "Round two $i" >/dev/null || fail "change $i of round two is missing after the scheduled run"
 done
 "$bin/crmbridge" --config "$cfg" sync --json >"$work/sync3.json" 2>/dev/null || true
 grep -q '"writes": 0' "$work/sync3.json" || fail "the systems did not converge: $(head -c 400 "$work/sync3.json")"

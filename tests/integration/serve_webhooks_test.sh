@@ -36,7 +36,9 @@ serve() { start_serve "$bin" "$cfg" "$work" --every 1h || fail "serve did not st
 runs_done() { serve_runs "$work"; }
 wait_runs() { wait_serve_runs "$work" "$1" || fail "run $1 did not finish"; }
 hs() { curl -sf -H "Authorization: Bearer $HUBSPOT_TOKEN" -H 'Content-Type: application/json' "$@"; }
-in_d365() { curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -qF "$1"; }
+# grep reads the whole dump: with -q it leaves at the first match, and under pipefail curl's
+# SIGPIPE would fail the check.
+in_d365() { curl -s "$DEMO_DYNAMICS365_URL/__admin/dump" | grep -F "$1" >/dev/null; }
 command -v node >/dev/null || fail "node is required (scripts/setup.sh installs it)"
 # d365_stage NAME: the onboarding stage (a choice value) of the opportunity named NAME.
 d365_stage() {
@@ -114,7 +116,7 @@ in_d365 "$title" || fail "the announced change did not reach Dynamics 365"
 wait_runs 2
 grep -q 'reading hubspot tickets (onboarding): 1 announced record' "$work/serve.log" ||
   fail "the announced ticket was not read alone, by id"
-"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+"$bin/crmbridge" --config "$cfg" status --json | grep '"webhook_events_pending": 0' >/dev/null ||
   fail "the read change is still pending"
 # The same delivery again (HubSpot retries) is known: no new run.
 [ "$(deliver "$work/event.json")" = 200 ] || fail "a repeated delivery was refused"
@@ -208,7 +210,7 @@ runs_before=$(runs_done)
 other=$!
 held=""
 for _ in $(seq 1 100); do
-  "$bin/crmbridge" --config "$cfg" status --json | grep -q '"lease": {' && held=yes && break
+  "$bin/crmbridge" --config "$cfg" status --json | grep '"lease": {' >/dev/null && held=yes && break
   sleep 0.05
 done
 [ -n "$held" ] || fail "the other run never held the lease"
@@ -229,7 +231,7 @@ wait "$other" || fail "the other run failed: $(tail -3 "$work/other.log")"
 for _ in $(seq 1 300); do in_d365 "$title5" && break; sleep 0.1; done
 in_d365 "$title5" || fail "the change announced while the lease was held never reached Dynamics 365"
 wait_runs $((runs_before + 1))
-"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+"$bin/crmbridge" --config "$cfg" status --json | grep '"webhook_events_pending": 0' >/dev/null ||
   fail "the change announced while the lease was held is still pending"
 
 # SIGKILL before the announced change is read: it waits in the state store for the next serve.
@@ -252,7 +254,7 @@ serve
 for _ in $(seq 1 600); do in_d365 "$title2" && break; sleep 0.1; done
 in_d365 "$title2" || fail "the change announced before the crash did not reach Dynamics 365"
 wait_runs 1
-"$bin/crmbridge" --config "$cfg" status --json | grep -q '"webhook_events_pending": 0' ||
+"$bin/crmbridge" --config "$cfg" status --json | grep '"webhook_events_pending": 0' >/dev/null ||
   fail "the change announced before the crash is still pending"
 
 # SIGTERM: serve finishes and exits 0.
