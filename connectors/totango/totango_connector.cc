@@ -99,6 +99,11 @@ std::string Param(const ObjectRef& object, const char* name, const std::string& 
   return it == object.params.end() || it->second.empty() ? fallback : it->second;
 }
 
+// Totango's answer for a touchpoint, task or event listing on an account it does not hold.
+bool AccountNotFound(const Response& response) {
+  return response.status == 400 && response.body.find("Account not found") != std::string::npos;
+}
+
 bool IsAttribute(const std::string& field) {
   return field != kDisplayName && field != kAccountId && field != "name" && field != "email";
 }
@@ -496,8 +501,7 @@ Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std
   auto r = Call("GET", url, "", "", true);
   if (!r.ok()) return r.status();
   // No account, so no earlier create on it either.
-  if (r->status == 400 && r->body.find("Account not found") != std::string::npos)
-    return std::optional<std::string>();
+  if (AccountNotFound(*r)) return std::optional<std::string>();
   if (r->status != 200) return Fail(*r, "looking for an earlier " + object + " create");
   const json list = json::parse(r->body, nullptr, false);
   if (!list.is_array()) return std::optional<std::string>();
@@ -586,7 +590,7 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const ObjectRef& ref, const WriteO
         // The account may be one whose SDR write has not landed yet (the gateway confirms
         // nothing; a later read finds it missing and writes it again): try again later, and
         // the retries still end in a dead letter if it never appears.
-        if (r->status == 400 && out.status.message().find("Account not found") != std::string::npos)
+        if (AccountNotFound(*r))
           out.status = Status(StatusCode::kUnavailable, out.status.message() +
                                                             " (not yet there: retried later)")
                            .set_system(name_);
@@ -620,8 +624,12 @@ Result<std::vector<WriteOutcome>> TotangoConnector::Write(const ObjectRef& objec
   outcomes.reserve(ops.size());
   for (const WriteOp& op : ops) {
     WriteOutcome o;
+    // What the mapping loader checks against the same declaration, for a caller that did not.
+    const auto& allowed = KindCapabilities().reference_fields;
+    const auto fields = allowed.find(object.object);
     const bool other_ref = std::any_of(op.refs.begin(), op.refs.end(), [&](const auto& ref) {
-      return ref.first != kAccountId || object.object == "accounts";
+      return fields == allowed.end() ||
+             std::find(fields->second.begin(), fields->second.end(), ref.first) == fields->second.end();
     });
     if (op.kind == WriteOp::Kind::kMerge) {
       o.status = Status(StatusCode::kInvalidArgument, "totango: the API cannot merge records")
