@@ -133,7 +133,7 @@ struct AuditEntry {
 
 struct RunRecord {
   int64_t id = 0;
-  std::string mode;          // "sync", "backfill", "dry-run"
+  std::string mode;          // "sync", "backfill", "dry-run", "webhook", "writes"
   int64_t started_ms = 0;
   int64_t finished_ms = 0;   // 0 while running
   std::string outcome;       // "ok", "dead-lettered", "failed", "running"

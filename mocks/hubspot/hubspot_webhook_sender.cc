@@ -1,5 +1,6 @@
 #include "mocks/hubspot/hubspot_webhook_sender.h"
 
+#include <cctype>
 #include <map>
 
 #include "src/core/hash.h"
@@ -10,6 +11,35 @@ namespace {
 using nlohmann::json;
 
 constexpr int64_t kPortalId = 62515;
+
+// The URI as HubSpot signs it: the app's target URL with %3A %2F %3F %40 %21 %24 %27 %28 %29 %2A
+// %2C %3B decoded (any other escape is kept), so a receiver that signs what it received, without
+// decoding those, does not match.
+std::string UriAsSigned(const std::string& url) {
+  std::string out;
+  for (size_t i = 0; i < url.size(); ++i) {
+    if (url[i] == '%' && i + 2 < url.size()) {
+      const char hi = static_cast<char>(std::toupper(static_cast<unsigned char>(url[i + 1])));
+      const char lo = static_cast<char>(std::toupper(static_cast<unsigned char>(url[i + 2])));
+      const std::string code{hi, lo};
+      static const char* const kCodes[] = {"3A", "2F", "3F", "40", "21", "24",
+                                           "27", "28", "29", "2A", "2C", "3B"};
+      static const char kChars[] = ":/?@!$'()*,;";
+      bool decoded = false;
+      for (size_t k = 0; k < 12; ++k)
+        if (code == kCodes[k]) {
+          out.push_back(kChars[k]);
+          decoded = true;
+        }
+      if (decoded) {
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(url[i]);
+  }
+  return out;
+}
 
 WebhookVendor HubSpot() {
   WebhookVendor v;
@@ -33,7 +63,7 @@ WebhookVendor HubSpot() {
     const std::string secret = first && sub.bad_credential ? sub.credential + "-not" : sub.credential;
     out.headers = {
         {"X-HubSpot-Signature-v3",
-         HmacSha256Base64(secret, "POST" + sub.url + out.body + std::to_string(ts))},
+         HmacSha256Base64(secret, "POST" + UriAsSigned(sub.url) + out.body + std::to_string(ts))},
         {"X-HubSpot-Request-Timestamp", std::to_string(ts)},
         {"X-HubSpot-Signature-Version", "v3"}};
     return out;

@@ -495,6 +495,19 @@ static bool ReadsById(const AppConfig& config, const std::vector<WebhookEvent>& 
   return true;
 }
 
+// Whether a write queued for any system is due at `now_ms` (a failed write whose backoff ended).
+static bool WritesDue(Store& store, const AppConfig& config, int64_t now_ms) {
+  for (const auto& [system, unused] : config.systems) {
+    auto due = store.DueOutbox(OutboxFilter(system, now_ms, 1));
+    if (!due.ok()) {
+      spdlog::error("serve: reading the queued writes: {}", due.status().ToString());
+      return false;
+    }
+    if (!due->empty()) return true;
+  }
+  return false;
+}
+
 int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   SetUpLogging(global);
   const auto every = ParseDuration(options.every);
@@ -552,6 +565,10 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   // is read together, in one batch read per object, so a burst of changes costs a few calls,
   // not a few per change, and stays within the vendors' limits.
   auto last_announced_run = Steady::now() - *webhook_interval;
+  // Writes that failed (a target down for a while) are queued with a backoff; once one is due, a
+  // run of writes alone sends them, so a short outage delays a change by its backoff, not until
+  // the next scheduled run. Looked for once a second.
+  auto next_writes_check = Steady::now();
   constexpr int64_t kKeepEventsMs = 7LL * 24 * 3600 * 1000;  // past any vendor's retries
   while (!g_stop.load()) {
     auto pending = store->PendingWebhookEvents(10000);
@@ -559,7 +576,12 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     const bool waiting = pending.ok() && !pending->empty();
     const auto announced_at = std::max(retry_at, last_announced_run + *webhook_interval);
     const bool announced = waiting && Steady::now() >= announced_at;
-    if (!announced && Steady::now() < next_run) {
+    bool writes_due = false;
+    if (!announced && Steady::now() < next_run && Steady::now() >= next_writes_check) {
+      next_writes_check = Steady::now() + std::chrono::seconds(1);
+      writes_due = WritesDue(*store, loaded.config, Clock::Real()->NowMillis());
+    }
+    if (!announced && !writes_due && Steady::now() < next_run) {
       const auto until = waiting ? std::min(next_run, announced_at) : next_run;
       const auto wait = std::min<int64_t>(
           250, std::chrono::duration_cast<std::chrono::milliseconds>(until - Steady::now()).count());
@@ -592,6 +614,10 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
           ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
         }
       spdlog::info("serve: reading {} announced change(s)", pending->size());
+    } else if (writes_due && !announced && !due) {
+      run.mode = "writes";
+      run.writes_only = true;
+      spdlog::info("serve: sending the queued writes now due");
     } else {
       run.mode = "sync";
       next_run = Steady::now() + *every;
@@ -610,6 +636,8 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     } else if (up_to > 0) {
       retry_at = Steady::now() + std::chrono::seconds(5);  // not at once: the cause may last
     }
+    if (run.writes_only && !complete)  // a target still down: its writes are not retried at once
+      next_writes_check = Steady::now() + std::chrono::seconds(5);
   }
   inbox.Stop();
   spdlog::info("serve: stopped ({} webhook deliveries accepted, {} refused)", inbox.accepted(),

@@ -90,6 +90,7 @@ class SyncEngine::Run {
   bool Stopping() const { return (opt_.stop != nullptr && opt_.stop->load()) || lease_lost_; }
   // Whether this run reads `m`: a backfill reads its system (and entity) alone.
   bool ReadsThisRun(const SystemEntityMapping& m) const {
+    if (opt_.writes_only) return false;
     if (!opt_.read_ids.empty()) return m.reads() && !IdsToRead(m).empty();
     return m.reads() && (opt_.backfill_system.empty() ||
                          (m.system == opt_.backfill_system &&
@@ -301,7 +302,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
   if (Status s = early.Join(); !s.ok() && failure.ok()) failure = s;
 
   // Portal access follows from what the reads left in the snapshots.
-  if (failure.ok() && !Stopping() && opt_.backfill_system.empty()) {
+  if (failure.ok() && !Stopping() && opt_.backfill_system.empty() && !opt_.writes_only) {
     Status s = portal_.AfterReads();
     if (!s.ok()) failure = s;
   }

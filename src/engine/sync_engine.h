@@ -81,6 +81,10 @@ struct RunOptions {
   // read meets these records again and finds them unchanged. Every system named must read by id
   // (Capabilities::reads_by_id).
   std::map<std::string, std::map<std::string, std::vector<std::string>>> read_ids;
+  // Writes only (crmbridge serve, when writes queued after a failure fall due between runs):
+  // nothing is read, and every due write goes out as in a sync. A target that was down gets what
+  // waited for it when its backoff ends, not at the next scheduled run.
+  bool writes_only = false;
   // Of read_ids, those announced deleted (Capabilities::delete_events): one the system no longer
   // shows is read as a tombstone, so the entity's on_delete applies in seconds.
   std::map<std::string, std::map<std::string, std::set<std::string>>> gone_ids;

@@ -208,7 +208,7 @@ Status Metrics::ReadStore(Store& store) {
     f_->dead_letters.Add({{"system", system}}).Set(count_of(*dead, system));
   }
   for (const RunRecord& run : *runs) {  // newest first
-    if (run.mode == "dry-run" || run.mode == "webhook" ||
+    if (run.mode == "dry-run" || run.mode == "webhook" || run.mode == "writes" ||
         (run.outcome != "ok" && run.outcome != "dead-lettered"))
       continue;
     const double at = static_cast<double>(run.finished_ms) / 1000;

@@ -5,7 +5,12 @@
 #      change reaches Dynamics 365 by webhook alone, and a scheduled `crmbridge sync` after it has
 #      nothing left to write;
 #   2. half of the batches are lost for good: what their webhooks never announced, the
-#      scheduled run brings, and then every ticket's subject is the same in both systems.
+#      scheduled run brings, and then every ticket's subject is the same in both systems;
+#   3. both systems go down while changes are announced (HubSpot's reads break off, Dynamics
+#      365 answers 503 to everything) and the first attempt of each delivery is signed with
+#      another secret: the changes stay announced while HubSpot is down; once it is back they
+#      are read and their writes queued; once Dynamics 365 is back the writes go out when their
+#      backoff ends, with no scheduled run (it is an hour away).
 #   usage: serve_faults_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 bin=$1
@@ -31,7 +36,7 @@ sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" \
   -e 's#auth: {token: "${env:HUBSPOT_TOKEN}"}#auth: {token: "${env:HUBSPOT_TOKEN}", client_secret: "${env:HUBSPOT_CLIENT_SECRET}"}#' \
   "$src/examples/demo/crmbridge.yaml" >"$cfg"
 grep -q HUBSPOT_CLIENT_SECRET "$cfg" || fail "the demo configuration's HubSpot auth line has changed"
-printf 'sync: {lease_ttl: 3s}\n' >>"$cfg"  # a killed serve's lease is free again in seconds
+printf 'sync: {lease_ttl: 3s, retry_backoff: 2s}\n' >>"$cfg"  # a killed serve's lease is free again in seconds; a failed write waits seconds
 
 # A port of its own, the same after a restart: the mock delivers to one URL. It is chosen below
 # the kernel's ephemeral range (32768 and up), so no other test's listener or client connection
@@ -125,4 +130,74 @@ for i in $(seq 1 "$round"); do
 done
 "$bin/crmbridge" --config "$cfg" sync --json >"$work/sync3.json" 2>/dev/null || true
 grep -q '"writes": 0' "$work/sync3.json" || fail "the systems did not converge: $(head -c 400 "$work/sync3.json")"
-echo "serve faults: $round changes by webhook through duplicates, reordering and a SIGKILL; $((round - arrived)) lost with $dropped dropped batch(es) brought by the scheduled run"
+
+# --- 3. both systems down while changes are announced ---
+before=$(runs_done)
+serve
+wait_serve_runs "$work" $((before + 1)) || fail "serve did not run after its restart"
+unreachable_runs() { grep -c 'some systems were unreachable' "$work/serve.log" || true; }
+# Waits until one more run than $1 has ended with a system unreachable.
+wait_unreachable() {
+  for _ in $(seq 1 900); do
+    [ "$(unreachable_runs)" -gt "$1" ] && return 0
+    sleep 0.1
+  done
+  fail "no run found a system down: $(tail -3 "$work/serve.log")"
+}
+nothing_arrived() {
+  d365_names | grep '^Round three ' >/dev/null && fail "a change reached Dynamics 365 while it was down"
+  return 0
+}
+curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"$url/webhooks/hubspot\",
+  \"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"faults\":[\"badsig\"],\"retry_ms\":200}" \
+  >/dev/null || fail "could not subscribe a third time"
+down=$(unreachable_runs)
+curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/faults" \
+  -d '[{"method":"POST","path":"/batch/read","drop":true,"times":1000000}]' >/dev/null ||
+  fail "could not break HubSpot's batch reads"
+curl -sf -X POST "$DEMO_DYNAMICS365_URL/__admin/faults" -d '[{"path":"/","status":503,"times":1000000}]' \
+  >/dev/null || fail "could not take Dynamics 365 down"
+round=0
+for t in $tickets; do
+  round=$((round + 1))
+  edit "$t" "Round three $round"
+  sleep 0.1
+done
+# The announced reads break off until the transport gives up: HubSpot is unreachable for the run,
+# and the changes stay announced.
+wait_unreachable "$down"
+nothing_arrived
+"$bin/crmbridge" --config "$cfg" status --json 2>/dev/null | grep '"webhook_events_pending": 0' >/dev/null &&
+  fail "serve marked the announced changes done while HubSpot was down"
+# HubSpot is back: the changes are read, and their writes are queued for Dynamics 365.
+retried=$(grep -c 'will be retried' "$work/serve.log" || true)
+curl -sf -X DELETE "$DEMO_HUBSPOT_URL/__admin/faults" >/dev/null || fail "could not mend HubSpot"
+for _ in $(seq 1 900); do
+  [ "$(grep -c 'will be retried' "$work/serve.log" || true)" -gt "$retried" ] && break
+  sleep 0.1
+done
+[ "$(grep -c 'will be retried' "$work/serve.log" || true)" -gt "$retried" ] ||
+  fail "no write to Dynamics 365 was queued for a retry: $(tail -3 "$work/serve.log")"
+nothing_arrived
+"$bin/crmbridge" --config "$cfg" status --json 2>/dev/null | grep '"dynamics365": [1-9]' >/dev/null ||
+  fail "no write waits in the outbox for Dynamics 365"
+# Dynamics 365 is back: the queued writes go out when their backoff ends, by serve alone.
+curl -sf -X DELETE "$DEMO_DYNAMICS365_URL/__admin/faults" >/dev/null || fail "could not mend Dynamics 365"
+missing=$round
+for _ in $(seq 1 600); do
+  missing=0
+  for i in $(seq 1 "$round"); do
+    d365_names | grep -x "Round three $i" >/dev/null || missing=$((missing + 1))
+  done
+  [ "$missing" -eq 0 ] && break
+  sleep 0.1
+done
+[ "$missing" -eq 0 ] || fail "$missing change(s) of round three did not reach Dynamics 365 after the outage"
+stats=$(curl -s "$DEMO_HUBSPOT_URL/__admin/webhooks")
+grep -q '"retried":[1-9]' <<<"$stats" || fail "the badly signed first attempts were not retried: $stats"
+grep -q 'X-HubSpot-Signature-v3 does not match' "$work/serve.log" || fail "no badly signed delivery was refused"
+grep -q 'serve: sending the queued writes now due' "$work/serve.log" || fail "the queued writes did not go out on their own"
+stop_serve
+"$bin/crmbridge" --config "$cfg" sync --json >"$work/sync4.json" 2>/dev/null || true
+grep -q '"writes": 0' "$work/sync4.json" || fail "the systems did not converge after the outage: $(head -c 400 "$work/sync4.json")"
+echo "serve faults: $round changes by webhook through duplicates, reordering and a SIGKILL; $((round - arrived)) lost with $dropped dropped batch(es) brought by the scheduled run; $round more through an outage of both systems and bad signatures"

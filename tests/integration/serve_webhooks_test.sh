@@ -125,9 +125,10 @@ sleep 1
 grep -q '1 change(s) announced, 0 new' "$work/serve.log" || fail "the repeat was not recognised"
 
 # The HubSpot mock delivers its own webhooks now, as a subscribed app gets them: each batch twice
-# and reordered, its first attempt stamped 6 minutes old or signed with another secret (refused
-# with 401, so HubSpot retries it). A changed ticket still reaches Dynamics 365.
-curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"$url/webhooks/hubspot\",
+# and reordered, its first attempt stamped 6 minutes old (refused with 401, so HubSpot retries
+# it). A changed ticket still reaches Dynamics 365. The target URL has escapes in its query that
+# HubSpot decodes before signing (%3A, %2C) and one it keeps (%20): serve must decode the same.
+curl -sf -X POST "$DEMO_HUBSPOT_URL/__admin/webhooks" -d "{\"url\":\"$url/webhooks/hubspot?app=crm%3Abridge%2Cmock%20one\",
   \"secret\":\"$HUBSPOT_CLIENT_SECRET\",\"faults\":[\"duplicate\",\"reorder\",\"late\"],\"retry_ms\":100}" \
   >/dev/null || fail "could not subscribe to the HubSpot mock's webhooks"
 title3="Delivered by the mock $RANDOM$RANDOM"
