@@ -706,5 +706,51 @@ TEST_F(HubSpotToDynamicsTest, ConvergesWithoutDuplicatesThroughInjectedFaults) {
   for (const DeadLetter& l : *dead) ADD_FAILURE() << l.item.entity << " " << l.reason;
 }
 
+// A run of writes alone (crmbridge serve, once a queued write falls due) reads nothing and sends
+// the writes a failed run queued: the ticket's change reaches Dynamics 365 without a search.
+TEST_F(HubSpotToDynamicsTest, AWritesOnlyRunSendsWhatAFailedRunQueuedAndReadsNothing) {
+  config_.systems["dynamics365"].max_attempts = 1;  // fail fast: the outage is not the subject
+  config_.sync.retry_backoff = std::chrono::milliseconds(50);
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string id = hs["tickets"][0]["id"];
+  httplib::Client client(hubspot_->base_url());
+  usleep(5000);  // later than the cursor, at the mock's millisecond resolution
+  json patch = {{"properties", {{"subject", "Changed during an outage"}}}};
+  auto r = client.Patch(("/crm/v3/objects/tickets/" + id).c_str(),
+                        httplib::Headers{{"Authorization", "Bearer pat-it"}}, patch.dump(),
+                        "application/json");
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+  dynamics_->SetFaults({*mocks::FaultRule::Parse("PATCH /opportunities status=503"),
+                        *mocks::FaultRule::Parse("POST /$batch status=503")});
+  RunSummary failed = Sync();
+  EXPECT_EQ(failed.counts["dynamics365"]["onboarding"].updated, 0) << failed.ToJson().dump();
+  auto queued = store_->OutboxCounts();
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(queued->value("dynamics365", 0), 1) << queued->dump();
+  auto opportunity_named = [&](const std::string& name) {
+    const json dump = dynamics_->Dump();  // kept: a range over a temporary's member dangles
+    for (const json& o : dump["opportunities"])
+      if (o.value("name", "") == name) return true;
+    return false;
+  };
+  EXPECT_FALSE(opportunity_named("Changed during an outage"));
+
+  dynamics_->SetFaults({});
+  usleep(200 * 1000);  // past the write's backoff
+  const json hs_before = hubspot_->Stats();
+  RunOptions writes;
+  writes.mode = "writes";
+  writes.writes_only = true;
+  RunSummary s = Sync(writes);
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].updated, 1) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].read, 0);
+  EXPECT_TRUE(opportunity_named("Changed during an outage"));
+  EXPECT_EQ(hubspot_->Stats(), hs_before) << "a run of writes alone called HubSpot";
+  queued = store_->OutboxCounts();
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(*queued, json::object());
+}
+
 }  // namespace
 }  // namespace crmbridge
