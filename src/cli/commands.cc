@@ -567,8 +567,10 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   auto last_announced_run = Steady::now() - *webhook_interval;
   // Writes that failed (a target down for a while) are queued with a backoff; once one is due, a
   // run of writes alone sends them, so a short outage delays a change by its backoff, not until
-  // the next scheduled run. Looked for once a second.
+  // the next scheduled run. Looked for once a second; while a run of writes finds a target still
+  // down, the next waits 5 s, then twice as long each time, up to the schedule's interval.
   auto next_writes_check = Steady::now();
+  auto writes_pause = std::chrono::milliseconds(5000);
   constexpr int64_t kKeepEventsMs = 7LL * 24 * 3600 * 1000;  // past any vendor's retries
   while (!g_stop.load()) {
     auto pending = store->PendingWebhookEvents(10000);
@@ -636,8 +638,12 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     } else if (up_to > 0) {
       retry_at = Steady::now() + std::chrono::seconds(5);  // not at once: the cause may last
     }
-    if (run.writes_only && !complete)  // a target still down: its writes are not retried at once
-      next_writes_check = Steady::now() + std::chrono::seconds(5);
+    if (run.writes_only && !complete) {  // a target still down: not retried at once
+      next_writes_check = Steady::now() + writes_pause;
+      writes_pause = std::min<std::chrono::milliseconds>(writes_pause * 2, *every);
+    } else if (run.writes_only || run.mode == "sync") {
+      writes_pause = std::chrono::milliseconds(5000);
+    }
   }
   inbox.Stop();
   spdlog::info("serve: stopped ({} webhook deliveries accepted, {} refused)", inbox.accepted(),
