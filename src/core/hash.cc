@@ -4,15 +4,23 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <memory>
+
 namespace crmbridge {
 
 std::string Sha256Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  // Fetched once: looking the algorithm up costs more than hashing a record.
+  // Fetched once: looking the algorithm up costs more than hashing a record. The context is one
+  // per thread, reused: a new one per hash is two allocations.
   static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  EVP_Digest(data.data(), data.size(), digest, &len, sha256 != nullptr ? sha256 : EVP_sha256(),
-             nullptr);
+  const EVP_MD* md = sha256 != nullptr ? sha256 : EVP_sha256();
+  thread_local std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(),
+                                                                      EVP_MD_CTX_free);
+  if (ctx == nullptr || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1)
+    EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr);
   static const char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(len * 2);
@@ -23,8 +31,16 @@ std::string Sha256Hex(std::string_view data) {
   return out;
 }
 
-// nlohmann::json keeps object keys in a std::map, so dump() is already canonical.
-std::string HashJson(const nlohmann::json& value) { return Sha256Hex(value.dump()); }
+// nlohmann::json keeps object keys in a std::map, so dump() is already canonical. The text is
+// written into a buffer kept per thread (the same bytes dump() returns), not a new string per hash.
+std::string HashJson(const nlohmann::json& value) {
+  thread_local std::string text;
+  text.clear();
+  nlohmann::detail::serializer<nlohmann::json> out(
+      nlohmann::detail::output_adapter<char, std::string>(text), ' ');
+  out.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
+  return Sha256Hex(text);
+}
 
 std::string ShortHash(const std::string& hash_hex) { return hash_hex.substr(0, 16); }
 

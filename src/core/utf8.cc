@@ -33,6 +33,10 @@ size_t Utf8SequenceAt(std::string_view text, size_t i) {
 
 bool IsValidUtf8(std::string_view text) {
   for (size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {  // ASCII, most of any record: no call
+      ++i;
+      continue;
+    }
     const size_t n = Utf8SequenceAt(text, i);
     if (n == 0) return false;
     i += n;

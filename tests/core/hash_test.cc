@@ -1,0 +1,51 @@
+// Hashes stored in state files (a record's read and settled digests) must not change with the
+// code that computes them: an existing state file would read every record as changed.
+#include "src/core/hash.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+
+#include "src/core/utf8.h"
+
+namespace crmbridge {
+namespace {
+
+using nlohmann::json;
+
+TEST(HashTest, Sha256HexIsTheStandardDigest) {
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(HashTest, HashJsonIsTheDigestOfTheCompactText) {
+  const json v = {{"tags", {"a", "\n"}}, {"seats", 12}, {"name", "SE Lindqvist & Söner"}};
+  // Keys sorted, no spaces, UTF-8 as is, control characters escaped.
+  EXPECT_EQ(HashJson(v), "602f1f9de6ca1d463a44d23c1de72f4a53c878f6c3d00abad6b82b2420a1b427");
+  for (const json& other : {json(nullptr), json(1.5), json("x"), json::array(), json::object(),
+                            json{{"a", {{"b", {1, 2.25, true, nullptr}}}}}})
+    EXPECT_EQ(HashJson(other), Sha256Hex(other.dump())) << other.dump();
+}
+
+TEST(HashTest, HashJsonGivesTheSameDigestOnEveryThread) {
+  const json v = {{"subject", "Onboarding – Pågår"}, {"n", 7}};
+  const std::string here = HashJson(v);
+  std::string there;
+  std::thread t([&] { there = HashJson(v); });
+  t.join();
+  EXPECT_EQ(there, here);
+  EXPECT_EQ(HashJson(json{{"n", 8}}), Sha256Hex(R"({"n":8})")) << "a longer text before it left nothing behind";
+}
+
+TEST(Utf8Test, ValidityIsJudgedAfterAnyRunOfAscii) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii text"));
+  EXPECT_TRUE(IsValidUtf8("Söner – 🙂"));
+  EXPECT_FALSE(IsValidUtf8(std::string("ascii then \xC3", 12)));     // cut sequence at the end
+  EXPECT_FALSE(IsValidUtf8(std::string("ascii then \xED\xA0\x80")));  // a surrogate
+  EXPECT_FALSE(IsValidUtf8(std::string("\x80 lone continuation")));
+}
+
+}  // namespace
+}  // namespace crmbridge
