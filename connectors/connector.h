@@ -158,6 +158,10 @@ struct Capabilities {
   // Where a reference may go, when only some native fields are references: per object, those
   // fields (an object not listed takes none). Empty: any field of any object.
   std::map<std::string, std::vector<std::string>> reference_fields;
+  // Per object, the params (of `params`) a mapping that writes it must give, unless one of its
+  // fields writes the native field of the same name: `mappings validate` then says so at the
+  // mapping, not a dead letter at the first write.
+  std::map<std::string, std::vector<std::string>> required_params;
   // Binds a polymorphic lookup through the navigation property named by NativeRef::bind: a
   // mapping may give `bind:` on this system's references.
   bool binds_lookups = false;

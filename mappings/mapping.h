@@ -220,6 +220,9 @@ struct SystemTraits {
   // Per object, the native fields a `ref` may map to (an object not listed takes none); empty:
   // any field of any object.
   std::map<std::string, std::vector<std::string>> reference_fields;
+  // Per object, params a mapping writing it must give unless a field writes the native field of
+  // that name (Capabilities::required_params).
+  std::map<std::string, std::vector<std::string>> required_params;
   bool binds_lookups = false;             // its `ref` fields may name a navigation property (`bind`)
   bool provisions_portal_access = false;  // it can be the portal_access flow's system
   // What a mapping may name under it (its connector's declaration, connectors/connector.h):

@@ -222,6 +222,28 @@ class Loader {
       }
     }
   }
+  // The params system.entity's object needs when the mapping writes it (SystemTraits::
+  // required_params), given or written by a field of the same native name.
+  void CheckRequiredParams(const std::string& system, const SystemEntityMapping& m,
+                           const YAML::Node& body) {
+    const SystemTraits* traits = TraitsOf(system);
+    if (traits == nullptr) return;
+    auto required = traits->required_params.find(m.object);
+    if (required == traits->required_params.end()) return;
+    bool writes = false;
+    for (const FieldMap& f : m.fields) writes = writes || f.direction != Direction::kIn;
+    if (!writes) return;
+    for (const std::string& name : required->second) {
+      if (m.params.count(name)) continue;
+      bool written = false;
+      for (const FieldMap& f : m.fields)
+        written = written || (f.native == name && f.direction != Direction::kIn);
+      if (written) continue;
+      Error(body, system + "." + m.entity + " writes " + traits->kind + " " + m.object +
+                      ", which need params." + name + " (or a field written to " + name + ")",
+            "params: {" + name + ": ...}; crmbridge connectors describe " + traits->kind);
+    }
+  }
   bool Bool(const YAML::Node& n, const std::string& what) {
     if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) return n.Scalar() == "true";
     Error(n, what + " must be true or false");
@@ -826,6 +848,7 @@ class Loader {
       }
     }
     for (auto& p : pending) pending_.push_back(std::move(p));
+    CheckRequiredParams(system, m, body);
     mappings_.push_back(std::move(m));
   }
 

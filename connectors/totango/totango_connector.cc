@@ -152,6 +152,7 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.carries_references = true;
     c.reference_fields = {{"users", {kAccountId}}, {"touchpoints", {kAccountId}}, {"tasks", {kAccountId}}};
     c.objects = {"accounts", "users", "touchpoints", "tasks"};
+    c.required_params = {{"tasks", {"activity_type_id"}}};  // Totango refuses a task without a Flow
     c.params = {
         {"activity_type_id", "string", "", {"touchpoints", "tasks"},
          "the Flow the record belongs to (an id of GET /api/v3/activity-types): required for tasks"},

@@ -832,6 +832,9 @@ int RunConnectorsDescribe(const std::string& kind) {
     std::printf("  references: %s%s%s\n", can.carries_references ? "yes" : "no", where.c_str(),
                 can.binds_lookups ? " (bind: a navigation property for polymorphic lookups)" : "");
     if (can.provisions_portal_access) std::printf("  portal access: provisions users and grants\n");
+    for (const auto& [object, params] : can.required_params)
+      std::printf("  required:   %s need %s (in params, or a field written to it)\n",
+                  object.c_str(), JoinWords(params).c_str());
     auto specs = [&](const char* title, const std::vector<ParamSpec>& list) {
       if (list.empty()) {
         std::printf("  %-11s none\n", title);

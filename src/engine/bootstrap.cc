@@ -57,6 +57,7 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
     traits.kind = kind;
     traits.carries_references = can.carries_references;
     traits.reference_fields = can.reference_fields;
+    traits.required_params = can.required_params;
     traits.binds_lookups = can.binds_lookups;
     traits.provisions_portal_access = can.provisions_portal_access;
     traits.objects = can.objects;

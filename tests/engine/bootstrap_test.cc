@@ -16,7 +16,7 @@ bool SameTraits(const SystemTraits& a, const SystemTraits& b) {
         a.params[i].objects != b.params[i].objects)
       return false;
   return a.kind == b.kind && a.carries_references == b.carries_references &&
-         a.reference_fields == b.reference_fields &&
+         a.reference_fields == b.reference_fields && a.required_params == b.required_params &&
          a.binds_lookups == b.binds_lookups &&
          a.provisions_portal_access == b.provisions_portal_access && a.objects == b.objects &&
          a.other_objects == b.other_objects;

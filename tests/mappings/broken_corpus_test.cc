@@ -106,6 +106,10 @@ const Case kCases[] = {
     {"65_ref_on_totango_accounts.yaml", "18:9",
      "totango accounts hold no reference in 'parent_id', so it cannot map onboarding.company (hint: "
      "references on totango go in: tasks.account_id, touchpoints.account_id, users.account_id)"},
+    {"66_totango_task_without_flow.yaml", "10:7",
+     "totango.task writes totango tasks, which need params.activity_type_id (or a field written to "
+     "activity_type_id) (hint: params: {activity_type_id: ...}; crmbridge connectors describe "
+     "totango)"},
 };
 
 std::string Dir() { return std::string(CRMBRIDGE_SOURCE_DIR) + "/tests/mappings/broken/"; }

@@ -15,7 +15,8 @@ namespace crmbridge::testing {
 inline SystemTraits Traits(std::string kind, bool references, bool bind, bool portal_access,
                            std::vector<std::string> objects, std::string other_objects,
                            std::vector<SystemTraits::Param> params,
-                           std::map<std::string, std::vector<std::string>> reference_fields = {}) {
+                           std::map<std::string, std::vector<std::string>> reference_fields = {},
+                           std::map<std::string, std::vector<std::string>> required_params = {}) {
   SystemTraits t;
   t.kind = std::move(kind);
   t.carries_references = references;
@@ -25,6 +26,7 @@ inline SystemTraits Traits(std::string kind, bool references, bool bind, bool po
   t.other_objects = std::move(other_objects);
   t.params = std::move(params);
   t.reference_fields = std::move(reference_fields);
+  t.required_params = std::move(required_params);
   return t;
 }
 
@@ -53,7 +55,8 @@ inline std::vector<SystemTraits> RegistryKindTraits() {
                   {"priority", "number", {"tasks"}},
                   {"contact", "boolean", {"users"}}},
                  {{"users", {"account_id"}}, {"touchpoints", {"account_id"}},
-                  {"tasks", {"account_id"}}})};
+                  {"tasks", {"account_id"}}},
+                 {{"tasks", {"activity_type_id"}}})};
 }
 
 // The registry's traits of `kind` with what it can carry replaced.
