@@ -107,10 +107,17 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   // Unchanged since it was last merged: the read hashes to the values its system is settled on
   // (store.h, SettledDigests) and to what its link last read. Nothing to decode, merge or store.
   std::string read_hash = HashJson(mapped->fields);
+  const RecordKey key{source.entity, cid};
   if (identified->kind == Identified::Kind::kLinked &&
-      d_.view->SettledOn(RecordKey{source.entity, cid}, source.system, ShortHash(read_hash))) {
-    auto link = CurrentLink(source.entity, cid, source.system);
-    if (!link.ok()) return link.status();
+      d_.view->SettledOn(key, source.system, ShortHash(read_hash))) {
+    const Link* link = d_.view->LoadedLinkOf(key, source.system);
+    Link looked_up;
+    if (link == nullptr) {
+      auto current = CurrentLink(source.entity, cid, source.system);
+      if (!current.ok()) return current.status();
+      looked_up = std::move(*current);
+      link = &looked_up;
+    }
     if (link->native_id == record.id && link->last_read_hash == read_hash) {
       ++counts.unchanged;
       return Status::Ok();
@@ -121,7 +128,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   Snapshot snap;
   bool known = false;
   if (!minted) {
-    auto found = d_.view->SnapshotOf(RecordKey{source.entity, cid});
+    auto found = d_.view->SnapshotOf(key);
     if (!found.ok()) return found.status();
     if (found->has_value()) {
       snap = std::move(**found);
@@ -260,7 +267,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     // A record seen for the first time that brings no value (its fields here are written only)
     // is still found by its match key when the same customer comes from another system.
     if (minted) d_.identity->PutMatchKeys(source.entity, cid, mapped->MatchValues(), batch);
-    if (seen_changed || verification_changed || d_.view->LacksDigests(RecordKey{source.entity, cid})) {
+    if (seen_changed || verification_changed || d_.view->LacksDigests(key)) {
       snap.updated_ms = d_.run_start_ms;
       batch->PutSnapshot(snap);
       d_.view->PutSnapshot(snap);

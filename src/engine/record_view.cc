@@ -119,6 +119,11 @@ bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
   return settled != nullptr && *settled == digest;
 }
 
+const Link* RecordView::LoadedLinkOf(const RecordKey& key, const std::string& system) const {
+  if (system != loaded_system_ || pending_links_.count(key)) return nullptr;
+  return Found(key);
+}
+
 bool RecordView::LacksDigests(const RecordKey& key) const {
   if (Found(key) == nullptr) return false;
   auto it = loaded_.digests.find(key.canonical_id);

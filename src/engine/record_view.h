@@ -79,6 +79,10 @@ class RecordView {
   // `digest` (store.h, SettledDigests): a read of them changes nothing. False when the page
   // changed the record, or nothing was loaded for it.
   bool SettledOn(const RecordKey& key, const std::string& system, const std::string& digest) const;
+  // The link in `system` of a record the page found by native id, when `system` is the loaded
+  // one and no pending change replaced it: no copy, no store call. nullptr otherwise (LinkOf then
+  // answers).
+  const Link* LoadedLinkOf(const RecordKey& key, const std::string& system) const;
   // Whether the loaded link of `key` does not know its system's digest (stored before the store
   // kept them, or linked after its snapshot was last stored): storing the snapshot adds it.
   bool LacksDigests(const RecordKey& key) const;
