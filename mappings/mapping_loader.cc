@@ -923,10 +923,19 @@ class Loader {
             else
               format.decimals = static_cast<int>(d.get<int64_t>());
           }
+          // A mark that can be part of a number itself would be read as the mark: with
+          // `decimal: 0`, "-9309" would read back as -93.9.
+          const auto part_of_a_number = [](const std::string& mark) {
+            return mark.size() == 1 && std::string("0123456789+-eE").find(mark[0]) != std::string::npos;
+          };
           if (format.decimal.size() != 1 || format.thousands.size() > 1 ||
               format.decimal == format.thousands)
             Error(arg, "the decimal mark must be one character, the thousands separator at most "
                        "one, and they must differ");
+          else if (part_of_a_number(format.decimal) || part_of_a_number(format.thousands))
+            Error(arg, "a decimal mark or thousands separator cannot be a digit, a sign or an "
+                       "exponent's e: it would be read as part of the number",
+                  "{number: {decimal: \",\", thousands: \" \"}}");
         }
         p->typed.emplace_back(Pos(t), name, FieldType::kNumber);
         f->transforms.push_back(NewNumber(format));
