@@ -42,11 +42,10 @@ WriteOutcome OpError(StatusCode code, const std::string& message, const std::str
 }  // namespace
 
 PortalConnector::PortalConnector(const SystemConfig& config, std::shared_ptr<Transport> transport,
-                                 Clock* clock)
+                                 Clock* /*clock*/)
     : name_(config.name.empty() ? "portal" : config.name),
       config_(config),
-      transport_(std::move(transport)),
-      clock_(clock) {
+      transport_(std::move(transport)) {
   std::string root = config_.base_url;
   while (!root.empty() && root.back() == '/') root.pop_back();
   api_root_ = root + "/v1";

@@ -40,7 +40,8 @@ namespace crmbridge {
 class PortalConnector : public Connector {
  public:
   // `transport` sends to config.base_url (the server root; the connector adds /v1) with the
-  // bearer token config.auth["token"]. `clock` must outlive the connector.
+  // bearer token config.auth["token"]. The clock, which every kind's factory passes, is not kept:
+  // nothing here waits or dates by it.
   PortalConnector(const SystemConfig& config, std::shared_ptr<Transport> transport, Clock* clock);
 
   // What the connector needs from its configuration, checked without I/O: an http(s) base_url and
@@ -100,7 +101,6 @@ class PortalConnector : public Connector {
   SystemConfig config_;
   std::string api_root_;  // base_url + "/v1"
   std::shared_ptr<Transport> transport_;
-  Clock* clock_;
 };
 
 }  // namespace crmbridge

@@ -111,11 +111,10 @@ bool IsAttribute(const std::string& field) {
 }  // namespace
 
 TotangoConnector::TotangoConnector(const SystemConfig& config, std::shared_ptr<Transport> transport,
-                                   Clock* clock)
+                                   Clock* /*clock*/)
     : name_(config.name.empty() ? "totango" : config.name),
       config_(config),
-      transport_(std::move(transport)),
-      clock_(clock) {
+      transport_(std::move(transport)) {
   auto opt = [&](const char* key) {
     auto it = config_.options.find(key);
     return it == config_.options.end() ? std::string() : it->second;

@@ -50,6 +50,8 @@ class TotangoConnector : public Connector {
   // config.base_url is the REST host (https://api.totango.com, or api-eu1 for the EU data centre);
   // auth.app_token (or auth.token) the personal access token; options: service_id (SP-...,
   // needed for writes), sdr_url (defaults by options.region: us or eu; else base_url).
+  // The clock, which every kind's factory passes, is not kept: nothing here waits or dates by it
+  // (pacing is the transport's limiter).
   TotangoConnector(const SystemConfig& config, std::shared_ptr<Transport> transport, Clock* clock);
 
   // Checked without I/O: an http(s) base_url, a token, a service id, a known region, and
@@ -93,7 +95,6 @@ class TotangoConnector : public Connector {
   std::string name_;
   SystemConfig config_;
   std::shared_ptr<Transport> transport_;
-  Clock* clock_;
   std::string sdr_url_;
   std::map<std::string, std::vector<std::string>> allowed_;  // attribute -> allowed values
 };
