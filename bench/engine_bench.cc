@@ -241,19 +241,19 @@ int Main(int argc, char** argv) {
     idle_cpu += idle.back().after.cpu_s() - idle.back().before.cpu_s();
     idle_wall += idle.back().after.wall_s - idle.back().before.wall_s;
   }
-  const RunResult& second = idle.back();
+  const RunResult& last_idle = idle.back();
 
   const double c1 = first.after.cpu_s() - first.before.cpu_s();
   const double c2 = idle_cpu / idle_runs;
   std::printf("summary: N=%" PRId64 " initial %.0f rec/CPU-s, idle %.0f rec/CPU-s (target >= 200000);"
               " peak RSS %.1f MB (target < 100 MB at 1M); idle writes %" PRId64 "\n",
-              n, n / c1, n / c2, second.after.max_rss_kb / 1024.0, second.write_ops);
+              n, n / c1, n / c2, last_idle.after.max_rss_kb / 1024.0, last_idle.write_ops);
   std::printf("JSON {\"records\":%" PRId64 ",\"initial_cpu_s\":%.3f,\"initial_wall_s\":%.3f,"
               "\"initial_rec_per_cpu_s\":%.0f,\"idle_cpu_s\":%.3f,\"idle_wall_s\":%.3f,"
               "\"idle_rec_per_cpu_s\":%.0f,\"peak_rss_mb\":%.1f,\"idle_writes\":%" PRId64 "}\n",
               n, c1, first.after.wall_s - first.before.wall_s, n / c1, c2,
-              idle_wall / idle_runs, n / c2, second.after.max_rss_kb / 1024.0,
-              second.write_ops);
+              idle_wall / idle_runs, n / c2, last_idle.after.max_rss_kb / 1024.0,
+              last_idle.write_ops);
 
   // The figures are of this work: run 1 wrote each ticket once, run 2 found each one unchanged.
   Checks checks;

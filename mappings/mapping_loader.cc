@@ -230,15 +230,14 @@ class Loader {
     if (traits == nullptr) return;
     auto required = traits->required_params.find(m.object);
     if (required == traits->required_params.end()) return;
-    bool writes = false;
-    for (const FieldMap& f : m.fields) writes = writes || f.direction != Direction::kIn;
-    if (!writes) return;
+    const auto writes = [&](const FieldMap& f) { return f.direction != Direction::kIn; };
+    if (std::none_of(m.fields.begin(), m.fields.end(), writes)) return;
     for (const std::string& name : required->second) {
-      if (m.params.count(name)) continue;
-      bool written = false;
-      for (const FieldMap& f : m.fields)
-        written = written || (f.native == name && f.direction != Direction::kIn);
-      if (written) continue;
+      if (auto given = m.params.find(name); given != m.params.end() && !given->second.empty())
+        continue;  // an empty value is no value: connectors read "" as not given
+      if (std::any_of(m.fields.begin(), m.fields.end(),
+                      [&](const FieldMap& f) { return writes(f) && f.native == name; }))
+        continue;
       Error(body, system + "." + m.entity + " writes " + traits->kind + " " + m.object +
                       ", which need params." + name + " (or a field written to " + name + ")",
             "params: {" + name + ": ...}; crmbridge connectors describe " + traits->kind);

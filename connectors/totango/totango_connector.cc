@@ -622,11 +622,11 @@ Result<std::vector<WriteOutcome>> TotangoConnector::Write(const ObjectRef& objec
                                                           const std::vector<WriteOp>& ops) {
   std::vector<WriteOutcome> outcomes;
   outcomes.reserve(ops.size());
+  // What the mapping loader checks against the same declaration, for a caller that did not.
+  const auto& allowed = KindCapabilities().reference_fields;
+  const auto fields = allowed.find(object.object);
   for (const WriteOp& op : ops) {
     WriteOutcome o;
-    // What the mapping loader checks against the same declaration, for a caller that did not.
-    const auto& allowed = KindCapabilities().reference_fields;
-    const auto fields = allowed.find(object.object);
     const bool other_ref = std::any_of(op.refs.begin(), op.refs.end(), [&](const auto& ref) {
       return fields == allowed.end() ||
              std::find(fields->second.begin(), fields->second.end(), ref.first) == fields->second.end();

@@ -16,22 +16,14 @@ constexpr int64_t kPortalId = 62515;
 // %2C %3B decoded (any other escape is kept), so a receiver that signs what it received, without
 // decoding those, does not match.
 std::string UriAsSigned(const std::string& url) {
+  static const std::string kDecoded = ":/?@!$'()*,;";
   std::string out;
   for (size_t i = 0; i < url.size(); ++i) {
-    if (url[i] == '%' && i + 2 < url.size()) {
-      const char hi = static_cast<char>(std::toupper(static_cast<unsigned char>(url[i + 1])));
-      const char lo = static_cast<char>(std::toupper(static_cast<unsigned char>(url[i + 2])));
-      const std::string code{hi, lo};
-      static const char* const kCodes[] = {"3A", "2F", "3F", "40", "21", "24",
-                                           "27", "28", "29", "2A", "2C", "3B"};
-      static const char kChars[] = ":/?@!$'()*,;";
-      bool decoded = false;
-      for (size_t k = 0; k < 12; ++k)
-        if (code == kCodes[k]) {
-          out.push_back(kChars[k]);
-          decoded = true;
-        }
-      if (decoded) {
+    if (url[i] == '%' && i + 2 < url.size() && std::isxdigit(static_cast<unsigned char>(url[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(url[i + 2]))) {
+      const char c = static_cast<char>(std::stoi(url.substr(i + 1, 2), nullptr, 16));
+      if (c != '\0' && kDecoded.find(c) != std::string::npos) {
+        out.push_back(c);
         i += 2;
         continue;
       }

@@ -641,7 +641,7 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     if (run.writes_only && !complete) {  // a target still down: not retried at once
       next_writes_check = Steady::now() + writes_pause;
       writes_pause = std::min<std::chrono::milliseconds>(writes_pause * 2, *every);
-    } else if (run.writes_only || run.mode == "sync") {
+    } else if (complete) {
       writes_pause = std::chrono::milliseconds(5000);
     }
   }

@@ -39,7 +39,9 @@ std::string HashJson(const nlohmann::json& value) {
   nlohmann::detail::serializer<nlohmann::json> out(
       nlohmann::detail::output_adapter<char, std::string>(text), ' ');
   out.dump(value, /*pretty_print=*/false, /*ensure_ascii=*/false, /*indent_step=*/0);
-  return Sha256Hex(text);
+  std::string hash = Sha256Hex(text);
+  if (text.capacity() > (1 << 20)) std::string().swap(text);  // a huge record's text is not kept
+  return hash;
 }
 
 std::string ShortHash(const std::string& hash_hex) { return hash_hex.substr(0, 16); }

@@ -110,6 +110,8 @@ const Case kCases[] = {
      "totango.task writes totango tasks, which need params.activity_type_id (or a field written to "
      "activity_type_id) (hint: params: {activity_type_id: ...}; crmbridge connectors describe "
      "totango)"},
+    {"68_totango_task_with_an_empty_flow.yaml", "10:7",
+     "totango.task writes totango tasks, which need params.activity_type_id"},
     {"67_number_mark_is_a_digit.yaml", "13:33",
      "a decimal mark or thousands separator cannot be a digit, a sign or an exponent's e: it would "
      "be read as part of the number"},
