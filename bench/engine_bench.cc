@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "src/cli/allocator.h"
 #include "src/core/logging.h"
 #include "src/engine/bootstrap.h"
 #include "src/engine/sync_engine.h"
@@ -178,6 +179,7 @@ int Main(int argc, char** argv) {
   }
   AppConfig config;
   const long baseline_rss = Sample::Now().max_rss_kb;
+  std::printf("  allocator: %s\n", cli::AllocatorName().c_str());
   std::printf("  peak RSS before the first run: %.1f MB\n\n", baseline_rss / 1024.0);
 
   auto run = [&](const char* label) {

@@ -22,6 +22,7 @@ PACKAGES=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libsqlite3-dev
   libcli11-dev libcpp-httplib-dev libgtest-dev libgmock-dev
   libpq-dev   # the PostgreSQL state store's client library
+  libjemalloc-dev  # the allocator of crmbridge's programs (CRMBRIDGE_MALLOC in CMakeLists.txt)
   prometheus-cpp-dev  # the metrics' registry and text format
   postgresql  # its tests start a throwaway server of their own (initdb, postgres); no service is used
   chromium  # renders the HTML onboarding report in its test (headless, offline)

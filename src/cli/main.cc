@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "src/cli/allocator.h"
 #include "src/cli/commands.h"
 
 namespace {
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
   using namespace crmbridge::cli;
   CLI::App app{kDescription, "crmbridge"};
   app.footer(kFooter);
-  app.set_version_flag("--version", "crmbridge 0.1.0");
+  app.set_version_flag("--version", "crmbridge 0.1.0 (allocator: " + AllocatorName() + ")");
   app.require_subcommand(1);
 
   GlobalOptions global;
