@@ -58,7 +58,8 @@ Status FieldError(const SystemEntityMapping& m, const FieldMap& f, const std::st
 
 // Brings a native value to the canonical field's type: APIs such as HubSpot send every value as a
 // string, so "17" becomes 17 for a number and "true" becomes true for a boolean.
-Result<json> ToType(const json& v, FieldType type) {
+// `v` is taken by value: a value already of its type (most are) is moved, not copied.
+Result<json> ToType(json v, FieldType type) {
   if (v.is_null()) return v;
   switch (type) {
     case FieldType::kString:
@@ -147,7 +148,7 @@ std::optional<json> MatchOnlyValue(const FieldMap& f, const json& native) {
   if (it == native.end() || it->is_null()) return std::nullopt;
   auto v = MappingPlan::FieldIn(f, *it);
   if (!v.ok()) return std::nullopt;
-  auto typed = ToType(*v, f.type);
+  auto typed = ToType(std::move(*v), f.type);
   if (!typed.ok() || typed->is_null() || *typed == "") return std::nullopt;
   return std::move(*typed);
 }
@@ -178,7 +179,7 @@ Result<MappedRecord> MappingPlan::ToCanonical(const SystemEntityMapping& m, cons
     json v = std::move(*in);
     if (f.required && (v.is_null() || v == "")) return FieldError(m, f, "a value is required");
     if (!present && v.is_null()) continue;  // absent stays absent
-    auto typed = ToType(v, f.type);
+    auto typed = ToType(std::move(v), f.type);
     if (!typed.ok()) return FieldError(m, f, typed.status().message());
     out.fields[f.canonical] = std::move(*typed);
   }

@@ -739,11 +739,10 @@ std::string ColumnHash(const Stmt& st, int col) {
   const auto* bytes = static_cast<const unsigned char*>(sqlite3_column_blob(st.raw(), col));
   const int n = sqlite3_column_bytes(st.raw(), col);
   static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(static_cast<size_t>(n) * 2);
+  std::string out(static_cast<size_t>(n) * 2, '\0');
   for (int k = 0; k < n; ++k) {
-    out.push_back(kHex[bytes[k] >> 4]);
-    out.push_back(kHex[bytes[k] & 0xf]);
+    out[2 * k] = kHex[bytes[k] >> 4];
+    out[2 * k + 1] = kHex[bytes[k] & 0xf];
   }
   return out;
 }

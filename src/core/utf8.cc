@@ -1,5 +1,8 @@
 #include "src/core/utf8.h"
 
+#include <cstdint>
+#include <cstring>
+
 namespace crmbridge {
 
 size_t Utf8SequenceAt(std::string_view text, size_t i) {
@@ -32,8 +35,17 @@ size_t Utf8SequenceAt(std::string_view text, size_t i) {
 }
 
 bool IsValidUtf8(std::string_view text) {
+  constexpr uint64_t kHighBits = 0x8080808080808080ULL;
   for (size_t i = 0; i < text.size();) {
-    if (static_cast<unsigned char>(text[i]) < 0x80) {  // ASCII, most of any record: no call
+    // ASCII, most of any record: eight bytes at a time while none has its high bit set, then a
+    // byte at a time, with no call.
+    uint64_t word;
+    if (i + sizeof word <= text.size() &&
+        (std::memcpy(&word, text.data() + i, sizeof word), (word & kHighBits) == 0)) {
+      i += sizeof word;
+      continue;
+    }
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
       ++i;
       continue;
     }

@@ -19,11 +19,14 @@ const char* TextProblem(std::string_view text) {
 // The first problem in a field's value, nested values included.
 const char* ValueProblem(const nlohmann::json& value) {
   if (value.is_string()) return TextProblem(value.get_ref<const std::string&>());
-  if (value.is_structured()) {
-    for (const auto& [key, inner] : value.items()) {
-      if (const char* p = TextProblem(key)) return p;
-      if (const char* p = ValueProblem(inner)) return p;
+  if (value.is_object()) {
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      if (const char* p = TextProblem(it.key())) return p;
+      if (const char* p = ValueProblem(it.value())) return p;
     }
+  } else if (value.is_array()) {
+    for (const nlohmann::json& inner : value)  // an array's keys are its indices
+      if (const char* p = ValueProblem(inner)) return p;
   }
   return nullptr;
 }
@@ -51,11 +54,11 @@ Status CheckNativeRecord(const NativeRecord& record) {
   if (const char* p = TextProblem(record.key))
     return Status(StatusCode::kInvalidArgument, std::string("its crmbridge key holds ") + p);
   if (record.fields.is_object()) {
-    for (const auto& [name, value] : record.fields.items()) {
-      if (const char* p = TextProblem(name))
+    for (auto it = record.fields.begin(); it != record.fields.end(); ++it) {
+      if (const char* p = TextProblem(it.key()))
         return Status(StatusCode::kInvalidArgument, std::string("a field name holds ") + p);
-      if (const char* p = ValueProblem(value))
-        return Status(StatusCode::kInvalidArgument, "field '" + name + "' holds " + p);
+      if (const char* p = ValueProblem(it.value()))
+        return Status(StatusCode::kInvalidArgument, "field '" + it.key() + "' holds " + p);
     }
   }
   return Status::Ok();
