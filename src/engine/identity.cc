@@ -10,7 +10,7 @@ namespace crmbridge {
 using nlohmann::json;
 
 Result<Identified> Identity::Resolve(const SystemEntityMapping& source, const NativeRecord& record,
-                                     const json& mapped) {
+                                     const MappedRecord& mapped) {
   Identified out;
   auto linked_id = view_->CanonicalIdOf(NativeKey{source.system, source.entity, record.id});
   if (!linked_id.ok()) return linked_id.status();
@@ -25,7 +25,7 @@ Result<Identified> Identity::Resolve(const SystemEntityMapping& source, const Na
     return out;
   }
   if (!source.match.empty()) {
-    const std::string mk = MatchKey(source.match, mapped);
+    const std::string mk = MatchKey(source.match, mapped.MatchValues());
     if (!mk.empty()) {
       auto found = view_->ByMatchKey(source.entity, mk);
       if (!found.ok()) return found.status();

@@ -39,10 +39,10 @@ class Identity {
  public:
   Identity(const MappingPlan* plan, RecordView* view) : plan_(plan), view_(view) {}
 
-  // `match_values`: the record's canonical fields with its match-only values
-  // (MappedRecord::MatchValues); its match key is read from them.
+  // `mapped`: the record as read and mapped; its match key is read from its match values
+  // (MappedRecord::MatchValues), made only when a link or a carried key does not tell already.
   Result<Identified> Resolve(const SystemEntityMapping& source, const NativeRecord& record,
-                             const nlohmann::json& match_values);
+                             const MappedRecord& mapped);
   // Records every match key the entity's mappings declare for a canonical record's values (the
   // first record to hold a key keeps it).
   void PutMatchKeys(const std::string& entity, const std::string& canonical_id,

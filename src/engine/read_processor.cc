@@ -86,7 +86,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   CRMB_RETURN_IF_ERROR(
       d_.references->ResolveRead(d_.view, source, &*mapped, &counts.unresolved_refs));
 
-  auto identified = d_.identity->Resolve(source, record, mapped->MatchValues());
+  auto identified = d_.identity->Resolve(source, record, *mapped);
   if (!identified.ok()) return identified.status();
   if (identified->kind == Identified::Kind::kDuplicate) {
     ++counts.duplicates;

@@ -56,6 +56,11 @@ class IdentityTest : public ::testing::Test {
     r.key = key;
     return r;
   }
+  static MappedRecord Mapped(json fields) {
+    MappedRecord m;
+    m.fields = std::move(fields);
+    return m;
+  }
   // The page: beta's records `natives`, of which those in `linked` have links.
   void Page(std::vector<std::string> natives, std::map<std::string, std::string> linked = {}) {
     RecordStates r;
@@ -81,11 +86,11 @@ class IdentityTest : public ::testing::Test {
 TEST_F(IdentityTest, ALinkedRecordIsItsLinksAndACarriedKeyIsCrmbridgesOwnCreate) {
   Page({"b1", "b2"}, {{"b1", "c1"}});
   Identity identity(plan_.get(), &view_);
-  auto linked = identity.Resolve(Beta(), Rec("b1"), json::object());
+  auto linked = identity.Resolve(Beta(), Rec("b1"), MappedRecord{});
   ASSERT_TRUE(linked.ok());
   EXPECT_EQ(linked->kind, Identified::Kind::kLinked);
   EXPECT_EQ(linked->canonical_id, "c1");
-  auto keyed = identity.Resolve(Beta(), Rec("b2", "c9"), json::object());
+  auto keyed = identity.Resolve(Beta(), Rec("b2", "c9"), MappedRecord{});
   ASSERT_TRUE(keyed.ok());
   EXPECT_EQ(keyed->kind, Identified::Kind::kKeyed) << "created by crmbridge, link lost";
   EXPECT_EQ(keyed->canonical_id, "c9");
@@ -99,7 +104,7 @@ TEST_F(IdentityTest, AMatchKeyLinksTheSameCustomerAndASecondRecordWithItIsADupli
   EXPECT_CALL(store_, FindLink("contact", "c1", "beta"))
       .WillOnce(Return(Result<std::optional<Link>>(std::optional<Link>())));
   Identity identity(plan_.get(), &view_);
-  auto first = identity.Resolve(Beta(), Rec("b1"), {{"email", "  Anna@ACME.se "}});
+  auto first = identity.Resolve(Beta(), Rec("b1"), Mapped({{"email", "  Anna@ACME.se "}}));
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->kind, Identified::Kind::kMatched);
   EXPECT_EQ(first->canonical_id, "c1");
@@ -111,7 +116,7 @@ TEST_F(IdentityTest, AMatchKeyLinksTheSameCustomerAndASecondRecordWithItIsADupli
   l.system = "beta";
   l.native_id = "b1";
   view_.PutLink(l);
-  auto second = identity.Resolve(Beta(), Rec("b2"), {{"email", "anna@acme.se"}});
+  auto second = identity.Resolve(Beta(), Rec("b2"), Mapped({{"email", "anna@acme.se"}}));
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->kind, Identified::Kind::kDuplicate);
   EXPECT_TRUE(second->canonical_id.empty());
@@ -123,7 +128,7 @@ TEST_F(IdentityTest, ARecordSeenForTheFirstTimeGetsANewIdWhoseStateNeedsNoLookup
   EXPECT_CALL(store_, FindByMatchKey("contact", "email=new@acme.se"))
       .WillOnce(Return(Result<std::optional<std::string>>(std::optional<std::string>())));
   Identity identity(plan_.get(), &view_);
-  auto id = identity.Resolve(Beta(), Rec("b3"), {{"email", "new@acme.se"}});
+  auto id = identity.Resolve(Beta(), Rec("b3"), Mapped({{"email", "new@acme.se"}}));
   ASSERT_TRUE(id.ok());
   EXPECT_EQ(id->kind, Identified::Kind::kNew);
   EXPECT_EQ(id->canonical_id.size(), 36u);
