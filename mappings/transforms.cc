@@ -351,15 +351,17 @@ class TemplateTransform : public Transform {
 
 bool NativeEquals(const json& a, const json& b) {
   if (a == b) return true;
-  auto text = [](const json& v) -> std::optional<std::string> {
-    if (v.is_string()) return v.get<std::string>();
-    if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
-    if (v.is_number_unsigned()) return std::to_string(v.get<uint64_t>());
-    if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-    return std::nullopt;
-  };
-  auto ta = text(a), tb = text(b);
-  return ta && tb && *ta == *tb;
+  // Two strings, or two values neither of which is a string, are equal as JSON or not at all
+  // (JSON already compares 5 and 5u, or 1.0 and 1, as numbers). Only a string and a non-string
+  // compare by text; the string is compared where it is, not copied (this runs for every row of
+  // a value table, for each value read).
+  if (a.is_string() == b.is_string()) return false;
+  const std::string& text = (a.is_string() ? a : b).get_ref<const std::string&>();
+  const json& other = a.is_string() ? b : a;
+  if (other.is_number_integer()) return text == std::to_string(other.get<int64_t>());
+  if (other.is_number_unsigned()) return text == std::to_string(other.get<uint64_t>());
+  if (other.is_boolean()) return text == (other.get<bool>() ? "true" : "false");
+  return false;
 }
 
 std::shared_ptr<const Transform> NewTrim() {

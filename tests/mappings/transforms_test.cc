@@ -20,6 +20,25 @@ json Out(const Transform& t, const json& v) {
   return r.ok() ? *r : json("<error>");
 }
 
+// Value tables match a choice value however its API sends it: as a number or as its text.
+TEST(TransformsTest, NativeValuesMatchAsJsonOrAsTheTextOfANumberOrBoolean) {
+  EXPECT_TRUE(NativeEquals(json("Ny"), json("Ny")));
+  EXPECT_FALSE(NativeEquals(json("Ny"), json("Avslutad")));
+  EXPECT_TRUE(NativeEquals(json(100000000), json("100000000")));
+  EXPECT_TRUE(NativeEquals(json("100000000"), json(100000000u)));
+  EXPECT_TRUE(NativeEquals(json(-3), json("-3")));
+  EXPECT_FALSE(NativeEquals(json(100000000), json("100000001")));
+  EXPECT_FALSE(NativeEquals(json(100000000), json(" 100000000")));
+  EXPECT_TRUE(NativeEquals(json(true), json("true")));
+  EXPECT_FALSE(NativeEquals(json(true), json("1")));
+  EXPECT_FALSE(NativeEquals(json(1), json(true)));
+  EXPECT_TRUE(NativeEquals(json(5), json(5u)));
+  EXPECT_TRUE(NativeEquals(json(1.0), json(1)));
+  EXPECT_FALSE(NativeEquals(json(1.5), json("1.5")));  // a fraction is no choice value
+  EXPECT_FALSE(NativeEquals(json(nullptr), json("null")));
+  EXPECT_TRUE(NativeEquals(json(nullptr), json(nullptr)));
+}
+
 TEST(TransformsTest, DomainTellsTheSameWebsiteHoweverItIsWritten) {
   auto domain = NewDomain();
   for (const char* written : {"acme.se", "https://www.acme.se/", "http://WWW.Acme.SE:8080/about?x=1",

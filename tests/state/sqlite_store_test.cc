@@ -214,6 +214,66 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsWhatTellsAStaleDeadLetter) {
   EXPECT_EQ(*store->OutboxCounts(), json::object()) << "v1 would overwrite the delivered v2";
 }
 
+// Schema 15 keys links by canonical id first and indexes them by native id first. A file of
+// schema 14 (keys led by entity and system) upgrades with every link as it was: ids, hashes, the
+// settled digest, a link still waiting for its create, and the rule that one native id has one
+// link.
+TEST_F(SqliteStoreTest, AnUpgradeRekeysTheLinksAndKeepsEachOne) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    StateBatch batch;
+    batch.PutLink(MakeLink("c1", "hubspot", "101"));
+    batch.PutLink(MakeLink("c1", "dynamics365", ""));  // its create not confirmed yet
+    batch.PutLink(MakeLink("c2", "hubspot", "102"));
+    ASSERT_TRUE(store->Apply(batch).ok());
+  }
+  {
+    RawDb raw(path_);
+    raw.Exec(
+        "CREATE TABLE links_14 (entity TEXT NOT NULL, canonical_id TEXT NOT NULL, system TEXT NOT "
+        "NULL, native_id TEXT, last_read_hash TEXT NOT NULL DEFAULT '', last_written_hash TEXT NOT "
+        "NULL DEFAULT '', updated_ms INTEGER NOT NULL DEFAULT 0, settled TEXT, PRIMARY KEY "
+        "(entity, canonical_id, system), UNIQUE (system, entity, native_id)) WITHOUT ROWID; "
+        "INSERT INTO links_14 SELECT entity, canonical_id, system, native_id, last_read_hash, "
+        "last_written_hash, updated_ms, settled FROM links; DROP TABLE links; "
+        "ALTER TABLE links_14 RENAME TO links; "
+        "UPDATE links SET settled = '0123456789abcdef' WHERE native_id = '101'; "
+        "PRAGMA user_version = 14;");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  {
+    RawDb raw(path_);
+    EXPECT_EQ(raw.QueryText("SELECT group_concat(name) FROM pragma_index_info((SELECT name FROM "
+                            "pragma_index_list('links') WHERE origin = 'pk'))"),
+              "canonical_id,entity,system");
+    EXPECT_EQ(raw.QueryText("SELECT group_concat(name) FROM pragma_index_info((SELECT name FROM "
+                            "pragma_index_list('links') WHERE origin = 'u'))"),
+              "native_id,system,entity");
+  }
+  auto by_native = store->FindLinkByNative("hubspot", "company", "101");
+  ASSERT_TRUE(by_native.ok() && by_native->has_value()) << by_native.status().ToString();
+  EXPECT_EQ((*by_native)->canonical_id, "c1");
+  EXPECT_EQ((*by_native)->last_read_hash, "r-101");
+  EXPECT_EQ((*by_native)->last_written_hash, "w-101");
+  EXPECT_EQ((*by_native)->updated_ms, kT0);
+  auto pending = store->FindLink("company", "c1", "dynamics365");
+  ASSERT_TRUE(pending.ok() && pending->has_value()) << pending.status().ToString();
+  EXPECT_EQ((*pending)->native_id, "");
+  auto page = store->LoadRecords("company", "hubspot", {"101", "102"}, {});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_EQ(page->by_native.at("102").canonical_id, "c2");
+  ASSERT_NE(page->digests.at("c1").Of("hubspot"), nullptr);
+  EXPECT_EQ(*page->digests.at("c1").Of("hubspot"), "0123456789abcdef");
+  StateBatch more;
+  more.PutLink(MakeLink("c2", "dynamics365", ""));  // a second link waiting for its create
+  EXPECT_TRUE(store->Apply(more).ok());
+  StateBatch clash;
+  clash.PutLink(MakeLink("c3", "hubspot", "101"));
+  EXPECT_EQ(store->Apply(clash).code(), StatusCode::kAlreadyExists);
+}
+
 TEST_F(SqliteStoreTest, RefusesAFileThatIsNotADatabase) {
   {
     const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0600);
