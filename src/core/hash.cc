@@ -27,11 +27,10 @@ std::string Sha256Hex(std::string_view data) {
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1)
     EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr);
   static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
+  std::string out(len * 2, '\0');
   for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 0xf];
   }
   return out;
 }
@@ -134,7 +133,7 @@ std::string HashJson(const nlohmann::json& value) {
   return hash;
 }
 
-std::string ShortHash(const std::string& hash_hex) { return hash_hex.substr(0, 16); }
+std::string ShortHash(const std::string& hash_hex) { return std::string(ShortHashOf(hash_hex)); }
 
 std::string HmacSha256Base64(std::string_view key, std::string_view data) {
   unsigned char mac[EVP_MAX_MD_SIZE];

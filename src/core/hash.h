@@ -20,6 +20,9 @@ std::string HashJson(const nlohmann::json& value);
 // The first 16 hex digits (64 bits) of a hash from HashJson: short enough to keep per record and
 // system, long enough that two different values sharing one is not a practical concern.
 std::string ShortHash(const std::string& hash_hex);
+// The same digits, seen where they are (16 characters are one more than a string keeps without
+// an allocation).
+inline std::string_view ShortHashOf(std::string_view hash_hex) { return hash_hex.substr(0, 16); }
 
 // Base64 (standard alphabet, padded) of HMAC-SHA256 of `data` under `key`: how webhook senders
 // sign what they deliver.

@@ -95,7 +95,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
                    identified->duplicate_of);
     return Status::Ok();
   }
-  const std::string cid = identified->canonical_id;
+  const std::string& cid = identified->canonical_id;  // identified outlives every use
   const bool matched = identified->kind == Identified::Kind::kMatched;
   if (matched) {
     ++counts.matched;
@@ -109,7 +109,7 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   std::string read_hash = HashJson(mapped->fields);
   const RecordKey key{source.entity, cid};
   if (identified->kind == Identified::Kind::kLinked &&
-      d_.view->SettledOn(key, source.system, ShortHash(read_hash))) {
+      d_.view->SettledOn(key, source.system, ShortHashOf(read_hash))) {
     const Link* link = d_.view->LoadedLinkOf(key, source.system);
     Link looked_up;
     if (link == nullptr) {

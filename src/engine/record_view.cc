@@ -111,7 +111,7 @@ Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
 }
 
 bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
-                           const std::string& digest) const {
+                           std::string_view digest) const {
   if (pending_snapshots_.count(key) || Found(key) == nullptr) return false;
   auto it = loaded_.digests.find(key.canonical_id);
   if (it == loaded_.digests.end()) return false;

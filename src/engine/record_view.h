@@ -20,6 +20,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -78,7 +79,7 @@ class RecordView {
   // Whether the loaded link of `key` says `system` is settled on values whose digest is
   // `digest` (store.h, SettledDigests): a read of them changes nothing. False when the page
   // changed the record, or nothing was loaded for it.
-  bool SettledOn(const RecordKey& key, const std::string& system, const std::string& digest) const;
+  bool SettledOn(const RecordKey& key, const std::string& system, std::string_view digest) const;
   // The link in `system` of a record the page found by native id, when `system` is the loaded
   // one and no pending change replaced it: no copy, no store call. nullptr otherwise (LinkOf then
   // answers).
