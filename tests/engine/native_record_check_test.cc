@@ -42,6 +42,23 @@ TEST(NativeRecordCheckTest, EachProblemIsNamed) {
   EXPECT_EQ(CheckNativeRecord(undecoded).message(), "its 'archived' is not true or false");
 }
 
+// Text is stepped over a word at a time: a NUL byte or a bad sequence is found at any offset,
+// in long text as in short.
+TEST(NativeRecordCheckTest, ANulOrABadSequenceIsFoundAnywhereInTheText) {
+  for (size_t at = 0; at < 40; ++at) {
+    std::string text(40, 'a');
+    NativeRecord nul = Record("1");
+    nul.fields["body"] = std::string(text).replace(at, 1, 1, '\0');
+    EXPECT_EQ(CheckNativeRecord(nul).message(), "field 'body' holds a NUL byte") << at;
+    NativeRecord bad = Record("1");
+    bad.fields["body"] = std::string(text).replace(at, 1, "\xC3(");
+    EXPECT_EQ(CheckNativeRecord(bad).message(), "field 'body' holds bytes that are not UTF-8") << at;
+    NativeRecord good = Record("1");
+    good.fields["body"] = std::string(text).replace(at, 1, "\xC3\xB6");
+    EXPECT_TRUE(CheckNativeRecord(good).ok()) << at;
+  }
+}
+
 TEST(NativeRecordCheckTest, ShownIdIsShort) {
   EXPECT_EQ(ShownId(""), "(no id)");
   EXPECT_EQ(ShownId("1003"), "1003");
