@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -604,6 +605,55 @@ TEST(DockerImageTest, BuildsWithTheProjectsSetupScript) {
   EXPECT_TRUE(runs_setup) << "no build stage RUNs scripts/setup.sh";
   for (const std::string& run : stages.back().Args("RUN"))
     EXPECT_EQ(run.find("scripts/setup.sh"), std::string::npos) << "the runtime stage builds";
+}
+
+// The output of a shell command, line by line.
+std::vector<std::string> CommandLines(const std::string& command) {
+  std::vector<std::string> lines;
+  FILE* out = ::popen(command.c_str(), "r");
+  if (out == nullptr) return lines;
+  std::string line;
+  for (int c; (c = std::fgetc(out)) != EOF;) {
+    if (c != '\n') {
+      line.push_back(static_cast<char>(c));
+    } else {
+      lines.push_back(line);
+      line.clear();
+    }
+  }
+  if (!line.empty()) lines.push_back(line);
+  ::pclose(out);
+  return lines;
+}
+
+// The runtime stage has each shared library the built program links directly: the Debian package
+// that holds it is installed there, or is one that debian:12-slim already has. A library added to
+// the link line (the allocator, a client library) and not to the image fails here, not when the
+// container starts.
+TEST(DockerImageTest, InstallsThePackageOfEachSharedLibraryTheProgramLinks) {
+  const std::string program = CRMBRIDGE_PROGRAM;
+  if (!fs::exists(program) || std::system("command -v readelf dpkg-query >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "needs the built program, readelf and dpkg-query";
+  const auto image = FinalStage();
+  ASSERT_TRUE(image) << "no stage in " << kDockerfile;
+  std::string installed;
+  for (const std::string& run : image->Args("RUN")) installed += " " + run + " ";
+  const std::set<std::string> in_base_image = {"libc6", "libstdc++6", "libgcc-s1"};
+  const std::vector<std::string> needed = CommandLines(
+      "readelf -d '" + program + "' | sed -n 's/.*Shared library: \\[\\(.*\\)\\]/\\1/p'");
+  ASSERT_FALSE(needed.empty()) << "readelf found no shared library in " << program;
+  for (const std::string& soname : needed) {
+    // "libjemalloc2:amd64: /usr/lib/x86_64-linux-gnu/libjemalloc.so.2"; other architectures'
+    // copies (lib32...) are not what the program loads.
+    std::string package;
+    for (const std::string& line : CommandLines("dpkg-query -S '*/" + soname + "' 2>/dev/null"))
+      if (line.find("-linux-gnu/") != std::string::npos) package = line.substr(0, line.find(':'));
+    ASSERT_FALSE(package.empty()) << "no Debian package holds " << soname;
+    if (in_base_image.count(package)) continue;
+    EXPECT_NE(installed.find(" " + package + " "), std::string::npos)
+        << program << " links " << soname << " from " << package
+        << ", which the image's runtime stage does not install";
+  }
 }
 
 TEST(DockerImageTest, ExposesTheWorkersListenPort) {
