@@ -2,6 +2,16 @@
 
 namespace crmbridge {
 
+namespace {
+
+// A pending map is empty on every page that changes nothing: found empty, a key is not hashed.
+template <typename Map, typename Key>
+auto FindIn(Map& map, const Key& key) {
+  return map.empty() ? map.end() : map.find(key);
+}
+
+}  // namespace
+
 size_t RecordKeyHash::operator()(const NativeKey& k) const {
   const std::hash<std::string> h;
   return h(k.native_id) ^ (h(k.entity) * 31) ^ (h(k.system) * 131);
@@ -57,7 +67,7 @@ bool RecordView::Loaded(const RecordKey& key) const {
 }
 
 Result<std::optional<std::string>> RecordView::CanonicalIdOf(const NativeKey& key) {
-  if (auto p = pending_by_native_.find(key); p != pending_by_native_.end())
+  if (auto p = FindIn(pending_by_native_, key); p != pending_by_native_.end())
     return p->second.empty() ? std::optional<std::string>() : std::optional<std::string>(p->second);
   if (!loaded_entity_.empty() && key.system == loaded_system_ && key.entity == loaded_entity_ &&
       loaded_natives_.count(key.native_id)) {
@@ -72,7 +82,7 @@ Result<std::optional<std::string>> RecordView::CanonicalIdOf(const NativeKey& ke
 }
 
 Result<std::optional<Link>> RecordView::LinkOf(const RecordKey& key, const std::string& system) {
-  if (auto p = pending_links_.find(key); p != pending_links_.end())
+  if (auto p = FindIn(pending_links_, key); p != pending_links_.end())
     for (const Link& link : p->second)
       if (link.system == system) return std::optional<Link>(link);
   if (Loaded(key)) {
@@ -94,7 +104,7 @@ Result<std::optional<Link>> RecordView::LinkOf(const RecordKey& key, const std::
 }
 
 Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
-  if (auto p = pending_snapshots_.find(key); p != pending_snapshots_.end())
+  if (auto p = FindIn(pending_snapshots_, key); p != pending_snapshots_.end())
     return std::optional<Snapshot>(p->second);
   const bool found = Found(key) != nullptr;
   if (found || Loaded(key)) {
@@ -112,7 +122,8 @@ Result<std::optional<Snapshot>> RecordView::SnapshotOf(const RecordKey& key) {
 
 bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
                            std::string_view digest) const {
-  if (pending_snapshots_.count(key) || Found(key) == nullptr) return false;
+  if (FindIn(pending_snapshots_, key) != pending_snapshots_.end() || Found(key) == nullptr)
+    return false;
   auto it = loaded_.digests.find(key.canonical_id);
   if (it == loaded_.digests.end()) return false;
   const std::string* settled = it->second.Of(system);
@@ -120,7 +131,8 @@ bool RecordView::SettledOn(const RecordKey& key, const std::string& system,
 }
 
 const Link* RecordView::LoadedLinkOf(const RecordKey& key, const std::string& system) const {
-  if (system != loaded_system_ || pending_links_.count(key)) return nullptr;
+  if (system != loaded_system_ || FindIn(pending_links_, key) != pending_links_.end())
+    return nullptr;
   return Found(key);
 }
 

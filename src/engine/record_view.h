@@ -117,7 +117,8 @@ class RecordView {
   std::string loaded_system_, loaded_entity_;
   std::unordered_set<std::string> loaded_natives_;  // asked for, whether linked or not
   RecordStates loaded_;
-  std::unordered_map<std::string, const Link*> found_;  // canonical id -> its by_native link
+  // Canonical id (held by the link in loaded_.by_native, whose nodes do not move) -> that link.
+  std::unordered_map<std::string_view, const Link*> found_;
   // Links in other systems of records found by native id, read when first asked for.
   std::map<std::pair<std::string, std::string>, std::optional<Link>> other_links_;
 };
