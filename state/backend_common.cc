@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "src/core/json_text.h"
+
 namespace crmbridge {
 
 using json = nlohmann::json;
@@ -81,7 +83,7 @@ Status ApplyOps(const StateBatch& batch,
 
 Result<std::string> DumpJson(const json& j, const std::string& what) {
   try {
-    return j.dump();
+    return CompactJson(j);  // dump()'s text, written faster
   } catch (const json::exception& e) {
     // Strings that are not valid UTF-8 cannot be serialised.
     return Status(StatusCode::kInvalidArgument, what + " cannot be stored as JSON: " + e.what());
