@@ -18,8 +18,8 @@ void RandomBytes(unsigned char* b, size_t n) {
   }
 }
 
-// 8-4-4-4-12 lowercase hex digits. Written digit by digit: a new record mints one, and
-// snprintf's parsing of sixteen conversions cost more than the rest of making the id.
+// 8-4-4-4-12 lowercase hex digits, written digit by digit: each new record mints an id, and
+// snprintf's sixteen conversions cost about as much as drawing its random bits.
 std::string Format(const unsigned char* b) {
   static const char kHex[] = "0123456789abcdef";
   std::string out(36, '-');
