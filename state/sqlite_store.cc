@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "src/core/hash.h"
 #include "state/backend_common.h"
 
 namespace crmbridge {
@@ -763,14 +764,7 @@ void BindHash(const Stmt& st, int i, const std::string& hash) {
 std::string ColumnHash(const Stmt& st, int col) {
   if (sqlite3_column_type(st.raw(), col) != SQLITE_BLOB) return st.ColText(col);
   const auto* bytes = static_cast<const unsigned char*>(sqlite3_column_blob(st.raw(), col));
-  const int n = sqlite3_column_bytes(st.raw(), col);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out(static_cast<size_t>(n) * 2, '\0');
-  for (int k = 0; k < n; ++k) {
-    out[2 * k] = kHex[bytes[k] >> 4];
-    out[2 * k + 1] = kHex[bytes[k] & 0xf];
-  }
-  return out;
+  return LowerHex(bytes, static_cast<size_t>(sqlite3_column_bytes(st.raw(), col)));
 }
 
 Status SqliteStore::PutLink(const Link& link) {

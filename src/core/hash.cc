@@ -23,11 +23,15 @@ std::string Sha256Hex(std::string_view data) {
       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1)
     EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr);
+  return LowerHex(digest, len);
+}
+
+std::string LowerHex(const unsigned char* bytes, size_t n) {
   static const char kHex[] = "0123456789abcdef";
-  std::string out(len * 2, '\0');
-  for (unsigned int i = 0; i < len; ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 0xf];
+  std::string out(n * 2, '\0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[bytes[i] >> 4];
+    out[2 * i + 1] = kHex[bytes[i] & 0xf];
   }
   return out;
 }

@@ -14,6 +14,9 @@ namespace crmbridge {
 // Lowercase hex SHA-256 of `data`.
 std::string Sha256Hex(std::string_view data);
 
+// `n` bytes as 2n lowercase hex digits: how a hash's bytes are shown and compared as text.
+std::string LowerHex(const unsigned char* bytes, size_t n);
+
 // Sha256Hex of the canonical serialization of `value`.
 std::string HashJson(const nlohmann::json& value);
 
