@@ -959,8 +959,48 @@ Status Dynamics365Connector::LoadUsers() {
   return Status::Ok();
 }
 
+namespace {
+
+// The row id of `op` that is not a GUID, if any: an update's or a delete's goes into the request's
+// URL, and a merge's two name rows of the Merge action (and the first goes into the URL that
+// checks whether a lost attempt merged it). An upsert is addressed by its key, which is encoded.
+std::optional<std::string> UnsendableRowId(const WriteOp& op) {
+  if (op.kind == WriteOp::Kind::kUpsert) return std::nullopt;
+  if (!IsGuid(op.native_id)) return op.native_id;
+  if (op.kind == WriteOp::Kind::kMerge && !IsGuid(op.merge_into)) return op.merge_into;
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
+  // Dataverse's row ids are GUIDs. Any other text never goes into a request: in a URL it could
+  // address another resource, and in a $batch body it could end the request line it is part of.
+  std::vector<WriteOutcome> outcomes(ops.size());
+  std::vector<WriteOp> sendable;
+  std::vector<size_t> sendable_index;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (const auto bad = UnsendableRowId(ops[i])) {
+      outcomes[i].status = Status(StatusCode::kInvalidArgument,
+                                  "dynamics365: " + object.object + " row id '" +
+                                      PrintableText(*bad) + "' is not a GUID; not sent")
+                               .set_system(name_);
+      continue;
+    }
+    sendable.push_back(ops[i]);
+    sendable_index.push_back(i);
+  }
+  if (sendable.size() == ops.size()) return WriteSendable(object, ops);
+  if (sendable.empty()) return outcomes;
+  auto written = WriteSendable(object, sendable);
+  if (!written.ok()) return written.status();
+  for (size_t k = 0; k < sendable.size(); ++k) outcomes[sendable_index[k]] = std::move((*written)[k]);
+  return outcomes;
+}
+
+Result<std::vector<WriteOutcome>> Dynamics365Connector::WriteSendable(
+    const ObjectRef& object, const std::vector<WriteOp>& ops) {
   if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadUsers());
   const bool any_merge = std::any_of(ops.begin(), ops.end(), [](const WriteOp& op) {
     return op.kind == WriteOp::Kind::kMerge;

@@ -6,6 +6,7 @@
 
 #include "connectors/dynamics365/dynamics365_codec.h"
 #include "src/core/fake_transport.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 namespace {
@@ -126,7 +127,7 @@ TEST(Dynamics365ConnectorTest, UpdatesByIdAreUpdateOnly) {
   Dynamics365Connector c(Config(), dv.transport, &clock);
   WriteOp op;
   op.kind = WriteOp::Kind::kUpdate;
-  op.native_id = "x";
+  op.native_id = "6f2a1c3e-0000-4000-8000-00000000000a";
   auto out = c.Write(Opportunities(), {op});
   ASSERT_TRUE(out.ok());
   EXPECT_EQ((*out)[0].status.code(), StatusCode::kNotFound);
@@ -388,13 +389,67 @@ TEST(Dynamics365ConnectorTest, DeletingARowThatIsGoneSucceeds) {
   Dynamics365Connector c(Config(), dv.transport, &clock);
   WriteOp op;
   op.kind = WriteOp::Kind::kDelete;
-  op.native_id = "g1";
+  op.native_id = "6f2a1c3e-0000-4000-8000-000000000001";
   auto out = c.Write(Opportunities(), {op});
   ASSERT_TRUE(out.ok());
   EXPECT_TRUE((*out)[0].status.ok());
   const Request del = dv.transport->requests()[1];
   EXPECT_EQ(del.method, "DELETE");
-  EXPECT_EQ(del.url, "http://org.test/api/data/v9.2/opportunities(g1)");
+  EXPECT_EQ(del.url,
+            "http://org.test/api/data/v9.2/opportunities(6f2a1c3e-0000-4000-8000-000000000001)");
+}
+
+// A row id that is not a GUID would address something else in a URL, or end the request line of
+// a $batch body: the op is refused with the id named, nothing is sent for it, and the others go.
+TEST(Dynamics365ConnectorTest, ARowIdThatIsNotAGuidIsRefusedAndNeverSent) {
+  Dataverse dv;
+  std::vector<std::string> sent;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    sent.push_back(r.url + "\n" + r.body);
+    return Json(204, nullptr);
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  const std::string good = "6f2a1c3e-0000-4000-8000-000000000001";
+  const std::vector<std::string> bad = {"x", "../systemusers(" + good + ")",
+                                        good + ") HTTP/1.1\r\nX-Forged: 1\r\n\r\nPATCH (",
+                                        "a1/b?read accounts104", ""};
+  for (const std::string& id : bad) {
+    for (const WriteOp::Kind kind : {WriteOp::Kind::kUpdate, WriteOp::Kind::kDelete,
+                                     WriteOp::Kind::kMerge}) {
+      sent.clear();
+      WriteOp op;
+      op.kind = kind;
+      op.native_id = id;
+      op.merge_into = good;
+      if (kind != WriteOp::Kind::kDelete) op.fields = {{"name", "A"}};
+      WriteOp fine;
+      fine.kind = WriteOp::Kind::kUpdate;
+      fine.native_id = good;
+      fine.fields = {{"name", "B"}};
+      auto out = c.Write(Opportunities(), {op, fine});
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      ASSERT_EQ(out->size(), 2u);
+      EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument) << id;
+      EXPECT_NE((*out)[0].status.message().find("is not a GUID"), std::string::npos)
+          << (*out)[0].status.message();
+      EXPECT_NE((*out)[0].status.message().find(PrintableText(id)), std::string::npos);
+      EXPECT_TRUE((*out)[1].status.ok()) << (*out)[1].status.ToString();
+      ASSERT_FALSE(sent.empty());
+      for (const std::string& request : sent) {
+        if (id.empty()) break;
+        EXPECT_EQ(request.find(id), std::string::npos) << request;
+      }
+    }
+  }
+  // A merge into a row that is not a GUID is refused the same way.
+  WriteOp merge;
+  merge.kind = WriteOp::Kind::kMerge;
+  merge.native_id = good;
+  merge.merge_into = "x";
+  auto out = c.Write(Opportunities(), {merge});
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument);
 }
 
 TEST(Dynamics365ConnectorTest, ASecond401IsUnauthenticated) {
