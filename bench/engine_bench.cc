@@ -25,6 +25,7 @@
 
 #include "bench/bench_util.h"
 #include "src/cli/allocator.h"
+#include "src/core/ids.h"
 #include "src/core/logging.h"
 #include "src/engine/bootstrap.h"
 #include "src/engine/sync_engine.h"
@@ -108,7 +109,7 @@ class NullTarget : public Connector {
     std::vector<WriteOutcome> out(ops.size());
     for (size_t i = 0; i < ops.size(); ++i) {
       out[i].created = ops[i].kind == WriteOp::Kind::kUpsert;
-      out[i].native_id = ops[i].native_id.empty() ? "d-" + ops[i].key : ops[i].native_id;
+      out[i].native_id = ops[i].native_id.empty() ? NextGuid() : ops[i].native_id;
     }
     return out;
   }
@@ -116,7 +117,24 @@ class NullTarget : public Connector {
   Sample first_write;
 
  private:
+  // A new record's id as Dynamics 365 assigns one: a GUID, in no order a key could predict
+  // (splitmix64 of a counter, so runs repeat).
+  std::string NextGuid() {
+    auto mix = [](uint64_t z) {
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+      return z ^ (z >> 31);
+    };
+    const uint64_t n = ++guids_ * 0x9e3779b97f4a7c15ULL;
+    const uint64_t halves[2] = {mix(n), mix(n + 1)};
+    unsigned char b[16];
+    for (int k = 0; k < 16; ++k) b[k] = static_cast<unsigned char>(halves[k / 8] >> (8 * (k % 8)));
+    b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+    b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+    return FormatUuid(b);
+  }
   Capabilities caps_;
+  uint64_t guids_ = 0;
 };
 
 struct RunResult {

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "src/core/hash.h"
+#include "src/core/ids.h"
 #include "state/backend_common.h"
 
 namespace crmbridge {
@@ -316,11 +317,48 @@ INSERT INTO links_rekeyed (entity, canonical_id, system, native_id, last_read_ha
 DROP TABLE links;
 ALTER TABLE links_rekeyed RENAME TO links;
 )sql"},
+    // A canonical id is in seven places per record (two links, the native-id index's two entries,
+    // the snapshot, its key, its stage history); as 36 characters of text it was a quarter of the
+    // state. Canonical ids, and the native ids of links, that are UUIDs as FormatUuid writes them
+    // (crmbridge's own ids, Dynamics 365's GUIDs) are stored as their 16 bytes; any other id stays
+    // text. Stmt::Id binds and ColId reads them; crmbridge_id() is that conversion in SQL. Both
+    // keep an id's order among UUIDs, so every ORDER BY reads as before.
+    {16, "UUIDs stored as 16 bytes", R"sql(
+UPDATE links SET canonical_id = crmbridge_id(canonical_id), native_id = crmbridge_id(native_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id) OR native_id IS NOT crmbridge_id(native_id);
+UPDATE snapshots SET canonical_id = crmbridge_id(canonical_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id);
+UPDATE stage_history SET canonical_id = crmbridge_id(canonical_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id);
+UPDATE outbox SET canonical_id = crmbridge_id(canonical_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id);
+UPDATE outbox_latest SET canonical_id = crmbridge_id(canonical_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id);
+UPDATE dead_letters SET canonical_id = crmbridge_id(canonical_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id);
+UPDATE match_keys SET canonical_id = crmbridge_id(canonical_id)
+  WHERE canonical_id IS NOT crmbridge_id(canonical_id);
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 
 // ---------------------------------------------------------------------------------------------
+
+// crmbridge_id(x): x as Stmt::Id binds it (a UUID's text as its 16 bytes, anything else as it is),
+// for migration 16 to convert what was stored before.
+void SqlCompactId(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  unsigned char bytes[16];
+  if (sqlite3_value_type(argv[0]) == SQLITE_TEXT) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+    const int n = sqlite3_value_bytes(argv[0]);
+    if (ParseUuid(std::string_view(text, static_cast<size_t>(n)), bytes)) {
+      sqlite3_result_blob(ctx, bytes, sizeof bytes, SQLITE_TRANSIENT);
+      return;
+    }
+  }
+  sqlite3_result_value(ctx, argv[0]);
+}
 
 // What the caller should do next, per STYLE.md's code table.
 StatusCode CodeForSqlite(int rc) {
@@ -390,6 +428,20 @@ class Stmt {
     if (s_ != nullptr && rc_ == SQLITE_OK) rc_ = sqlite3_bind_int64(s_, i, v);
     return *this;
   }
+  // A canonical id, or a link's native id, as schema 16 stores it: a UUID as crmbridge and
+  // Dynamics 365 write one (ParseUuid) as its 16 bytes, anything else as text. Every statement
+  // that stores or looks up one of those columns binds it so, so equal ids always meet.
+  Stmt& Id(int i, const std::string& v) {
+    unsigned char bytes[16];
+    if (!ParseUuid(v, bytes)) return Text(i, v);
+    if (s_ != nullptr && rc_ == SQLITE_OK)
+      rc_ = sqlite3_bind_blob(s_, i, bytes, sizeof bytes, SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& IdOrNull(int i, const std::string& v) {
+    if (!v.empty()) return Id(i, v);
+    return Null(i);
+  }
 
   // SQLITE_ROW, SQLITE_DONE, or an error code.
   int Step() { return rc_ != SQLITE_OK ? rc_ : sqlite3_step(s_); }
@@ -401,6 +453,15 @@ class Stmt {
                        static_cast<size_t>(sqlite3_column_bytes(s_, col)));
   }
   int64_t ColInt(int col) const { return sqlite3_column_int64(s_, col); }
+  // An id bound with Id(), as the text it was.
+  std::string ColId(int col) const {
+    if (sqlite3_column_type(s_, col) == SQLITE_BLOB) {
+      const void* bytes = sqlite3_column_blob(s_, col);
+      if (sqlite3_column_bytes(s_, col) == 16)
+        return FormatUuid(static_cast<const unsigned char*>(bytes));
+    }
+    return ColText(col);
+  }
   sqlite3_stmt* raw() const { return s_; }
 
  private:
@@ -652,6 +713,10 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
   // large file, and each one missed is a read() of the file.
   CRMB_RETURN_IF_ERROR(Exec("PRAGMA cache_size=-16384", "setting the page cache size"));
   CRMB_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON", "enabling foreign keys"));
+  const int rc = sqlite3_create_function(db_, "crmbridge_id", 1,
+                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                                         nullptr, SqlCompactId, nullptr, nullptr);
+  if (rc != SQLITE_OK) return Error(rc, "registering crmbridge_id()");
   CRMB_RETURN_IF_ERROR(Migrate());
 
   if (!in_memory) {
@@ -776,8 +841,8 @@ Status SqliteStore::PutLink(const Link& link) {
       "ON CONFLICT (entity, canonical_id, system) DO UPDATE SET native_id = excluded.native_id, "
       "last_read_hash = excluded.last_read_hash, last_written_hash = excluded.last_written_hash, "
       "updated_ms = excluded.updated_ms");
-  st.Text(1, link.entity).Text(2, link.canonical_id).Text(3, link.system);
-  st.TextOrNull(4, link.native_id);
+  st.Text(1, link.entity).Id(2, link.canonical_id).Text(3, link.system);
+  st.IdOrNull(4, link.native_id);
   BindHash(st, 5, link.last_read_hash);
   BindHash(st, 6, link.last_written_hash);
   st.Int(7, link.updated_ms);
@@ -860,7 +925,7 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
       "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
       "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms, "
       "in_doubt = excluded.in_doubt");
-  st.Text(1, snapshot.entity).Text(2, snapshot.canonical_id).Text(3, *fields);
+  st.Text(1, snapshot.entity).Id(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
   st.Text(6, *unverified);
@@ -877,7 +942,7 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
       "WHERE entity = ?1 AND canonical_id = ?2 AND settled IS NOT CASE WHEN "
       "instr(?3, ';' || system || '=') > 0 THEN substr(?3, instr(?3, ';' || system || '=') + "
       "length(system) + 2, 16) ELSE '' END");
-  links.Text(1, snapshot.entity).Text(2, snapshot.canonical_id);
+  links.Text(1, snapshot.entity).Id(2, snapshot.canonical_id);
   links.Text(3, ";" + EncodeDigests(DigestsOf(snapshot)) + ";");
   rc = links.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the digests of the " + what);
@@ -923,7 +988,7 @@ Status SqliteStore::UpsertOutbox(const OutboxItem& item, const std::string& payl
       "idempotency_key = excluded.idempotency_key, payload = excluded.payload, "
       "payload_hash = excluded.payload_hash, attempts = 0, "
       "next_attempt_ms = excluded.next_attempt_ms, last_error = '', seq = excluded.seq");
-  st.Text(1, item.system).Text(2, item.object).Text(3, item.entity).Text(4, item.canonical_id);
+  st.Text(1, item.system).Text(2, item.object).Text(3, item.entity).Id(4, item.canonical_id);
   st.Text(5, OutboxOpName(item.op)).Text(6, item.native_id).Text(7, item.idempotency_key).Text(8, payload);
   st.Text(9, item.payload_hash).Int(10, next_attempt_ms).Int(11, item.created_ms).Int(12, seq);
   int rc = st.Step();
@@ -934,7 +999,7 @@ Status SqliteStore::UpsertOutbox(const OutboxItem& item, const std::string& payl
   Stmt latest = Prepare(
       "UPDATE outbox_latest SET seq = max(seq, ?4) "
       "WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3");
-  latest.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id).Int(4, seq);
+  latest.Text(1, item.system).Text(2, item.entity).Id(3, item.canonical_id).Int(4, seq);
   rc = latest.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
 }
@@ -947,7 +1012,7 @@ Status SqliteStore::NoteLatestSeq(const std::string& system, const std::string& 
   Stmt st = Prepare(
       "INSERT INTO outbox_latest (system, entity, canonical_id, seq) VALUES (?1, ?2, ?3, ?4) "
       "ON CONFLICT (system, entity, canonical_id) DO UPDATE SET seq = max(seq, excluded.seq)");
-  st.Text(1, system).Text(2, entity).Text(3, canonical_id).Int(4, seq);
+  st.Text(1, system).Text(2, entity).Id(3, canonical_id).Int(4, seq);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, what);
 }
@@ -1012,7 +1077,7 @@ Result<OutboxItem> ReadOutboxRow(const Stmt& st) {
   item.system = st.ColText(1);
   item.object = st.ColText(2);
   item.entity = st.ColText(3);
-  item.canonical_id = st.ColText(4);
+  item.canonical_id = st.ColId(4);
   const std::string op = st.ColText(5);
   auto parsed_op = ParseOutboxOp(op);
   if (!parsed_op)
@@ -1055,7 +1120,7 @@ Status SqliteStore::AddDeadLetter(const OutboxItem& item, const std::string& rea
   Stmt ins = Prepare(
       "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
       "http_status, attempts, failed_ms) VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)");
-  ins.Int(1, seq).Text(2, failed.system).Text(3, failed.entity).Text(4, failed.canonical_id);
+  ins.Int(1, seq).Text(2, failed.system).Text(3, failed.entity).Id(4, failed.canonical_id);
   ins.Text(5, *text).Text(6, reason).Int(7, failed.attempts);
   ins.Int(8, clock_->NowMillis());
   const int rc = ins.Step();
@@ -1092,7 +1157,7 @@ Status SqliteStore::DeadLetterOutbox(int64_t id, const std::string& reason, int 
   Stmt ins = Prepare(
       "INSERT INTO dead_letters (outbox_id, seq, system, entity, canonical_id, item, reason, "
       "http_status, attempts, failed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-  ins.Int(1, id).Int(2, seq).Text(3, item.system).Text(4, item.entity).Text(5, item.canonical_id);
+  ins.Int(1, id).Int(2, seq).Text(3, item.system).Text(4, item.entity).Id(5, item.canonical_id);
   ins.Text(6, *text).Text(7, reason).Int(8, http_status).Int(9, item.attempts);
   ins.Int(10, clock_->NowMillis());
   int rc = ins.Step();
@@ -1111,7 +1176,7 @@ Status SqliteStore::AddStageTransition(const StageTransition& t) {
       "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms, n, "
       "imported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT coalesce(max(n), 0) + 1 FROM "
       "stage_history WHERE entity = ?1 AND canonical_id = ?2), ?7)");
-  st.Text(1, t.entity).Text(2, t.canonical_id).Text(3, t.system).Text(4, t.from_stage);
+  st.Text(1, t.entity).Id(2, t.canonical_id).Text(3, t.system).Text(4, t.from_stage);
   st.Text(5, t.to_stage).Int(6, t.at_ms).Int(7, t.imported ? 1 : 0);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok()
@@ -1146,9 +1211,9 @@ constexpr const char* kLinkColumns =
 Link ReadLinkRow(const Stmt& st) {
   Link link;
   link.entity = st.ColText(0);
-  link.canonical_id = st.ColText(1);
+  link.canonical_id = st.ColId(1);
   link.system = st.ColText(2);
-  link.native_id = st.ColText(3);
+  link.native_id = st.ColId(3);
   link.last_read_hash = ColumnHash(st, 4);
   link.last_written_hash = ColumnHash(st, 5);
   link.updated_ms = st.ColInt(6);
@@ -1168,7 +1233,7 @@ Result<std::optional<Link>> SqliteStore::FindLinkByNativeLocked(const std::strin
   static const std::string sql = std::string("SELECT ") + kLinkColumns +
                                  " FROM links WHERE system = ?1 AND entity = ?2 AND native_id = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, system).Text(2, entity).Text(3, native_id);
+  st.Text(1, system).Text(2, entity).Id(3, native_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Link>();
   if (rc != SQLITE_ROW) return Error(rc, "finding the link of " + system + " " + native_id);
@@ -1183,7 +1248,7 @@ Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
       std::string("SELECT ") + kLinkColumns +
       " FROM links WHERE entity = ?1 AND canonical_id = ?2 AND system = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Text(2, canonical_id).Text(3, system);
+  st.Text(1, entity).Id(2, canonical_id).Text(3, system);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Link>();
   if (rc != SQLITE_ROW)
@@ -1248,7 +1313,7 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshotLocked(const std::string
   static const std::string sql = std::string("SELECT ") + kSnapshotColumns +
                                  " FROM snapshots WHERE entity = ?1 AND canonical_id = ?2";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Text(2, canonical_id);
+  st.Text(1, entity).Id(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
   if (rc != SQLITE_ROW) return Error(rc, "reading the snapshot of " + entity + " " + canonical_id);
@@ -1299,7 +1364,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       st.Text(1, system).Text(2, entity);
       for (int i = 0; i < kIdsPerStatement; ++i) {
         if (from + i < natives.size()) {
-          st.Text(3 + i, *natives[from + i]);
+          st.Id(3 + i, *natives[from + i]);
         } else {
           sqlite3_bind_null(st.raw(), 3 + i);
         }
@@ -1331,7 +1396,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       if (out.links.count(*cid)) continue;
       std::vector<Link>& links = out.links[*cid];
       Stmt st = Prepare(links_sql.c_str());
-      st.Text(1, entity).Text(2, *cid);
+      st.Text(1, entity).Id(2, *cid);
       int rc;
       while ((rc = st.Step()) == SQLITE_ROW) links.push_back(ReadLinkRow(st));
       if (rc != SQLITE_DONE) return Error(rc, "finding the links of " + entity + " " + *cid);
@@ -1440,7 +1505,7 @@ Status SqliteStore::PutMatchKey(const std::string& entity, const std::string& ke
   Stmt st = Prepare(
       "INSERT INTO match_keys (entity, match_key, canonical_id) VALUES (?1, ?2, ?3) "
       "ON CONFLICT (entity, match_key) DO NOTHING");
-  st.Text(1, entity).Text(2, key).Text(3, cid);
+  st.Text(1, entity).Text(2, key).Id(3, cid);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing a match key of " + entity + " " + cid);
 }
@@ -1453,7 +1518,7 @@ Result<std::optional<std::string>> SqliteStore::FindByMatchKey(const std::string
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<std::string>();
   if (rc != SQLITE_ROW) return Error(rc, "finding a match key of " + entity);
-  return std::optional<std::string>(st.ColText(0));
+  return std::optional<std::string>(st.ColId(0));
 }
 
 Result<std::optional<OutboxItem>> SqliteStore::PendingOutbox(const std::string& system,
@@ -1463,7 +1528,7 @@ Result<std::optional<OutboxItem>> SqliteStore::PendingOutbox(const std::string& 
   static const std::string sql = std::string("SELECT ") + kOutboxColumns +
                                  " FROM outbox WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, system).Text(2, entity).Text(3, canonical_id);
+  st.Text(1, system).Text(2, entity).Id(3, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<OutboxItem>();
   if (rc != SQLITE_ROW) return Error(rc, "reading the queued write of " + entity + " " + canonical_id);
@@ -1506,7 +1571,7 @@ Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& sys
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    auto snap = ReadSnapshotRow(st, 1, entity, st.ColText(0));
+    auto snap = ReadSnapshotRow(st, 1, entity, st.ColId(0));
     if (!snap.ok()) return snap.status();
     out.push_back(std::move(*snap));
   }
@@ -1566,7 +1631,7 @@ Status SqliteStore::ReplayLocked(int64_t dead_letter_id, int64_t now_ms) {
   {
     Stmt st = Prepare(
         "SELECT seq FROM outbox_latest WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3");
-    st.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id);
+    st.Text(1, item.system).Text(2, item.entity).Id(3, item.canonical_id);
     const int rc = st.Step();
     if (rc == SQLITE_ROW) {
       latest_seq = st.ColInt(0);
@@ -1579,7 +1644,7 @@ Status SqliteStore::ReplayLocked(int64_t dead_letter_id, int64_t now_ms) {
     Stmt st = Prepare(
         "UPDATE outbox SET attempts = 0, next_attempt_ms = ?4, last_error = '' "
         "WHERE system = ?1 AND entity = ?2 AND canonical_id = ?3");
-    st.Text(1, item.system).Text(2, item.entity).Text(3, item.canonical_id).Int(4, now_ms);
+    st.Text(1, item.system).Text(2, item.entity).Id(3, item.canonical_id).Int(4, now_ms);
     const int rc = st.Step();
     if (rc != SQLITE_DONE) return Error(rc, what);
   } else {
@@ -1599,7 +1664,7 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
   Stmt st = Prepare(
       "SELECT system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, n");
-  st.Text(1, entity).Text(2, canonical_id);
+  st.Text(1, entity).Id(2, canonical_id);
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -1621,7 +1686,7 @@ Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::str
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    history.push_back(StageTransition{entity, st.ColText(0), st.ColText(1), st.ColText(2),
+    history.push_back(StageTransition{entity, st.ColId(0), st.ColText(1), st.ColText(2),
                                       st.ColText(3), st.ColInt(4), st.ColInt(5) != 0});
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the stage history of every " + entity);
@@ -1640,11 +1705,11 @@ Result<std::vector<Snapshot>> SqliteStore::ListSnapshotsAfter(const std::string&
       std::string("SELECT canonical_id, ") + kSnapshotColumns +
       " FROM snapshots WHERE entity = ?1 AND canonical_id > ?2 ORDER BY canonical_id LIMIT ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Text(2, after).Int(3, SqlLimit(limit));
+  st.Text(1, entity).Id(2, after).Int(3, SqlLimit(limit));
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    auto snap = ReadSnapshotRow(st, 1, entity, st.ColText(0));
+    auto snap = ReadSnapshotRow(st, 1, entity, st.ColId(0));
     if (!snap.ok()) return snap.status();
     out.push_back(std::move(*snap));
   }

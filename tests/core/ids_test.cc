@@ -40,5 +40,37 @@ TEST(IdsTest, TimeOrderedUuidsAreVersion7AndSortInTheOrderTheyWereMade) {
   EXPECT_LT(ms, before + 60'000);
 }
 
+TEST(IdsTest, AUuidParsedIsFormattedBackToTheSameText) {
+  for (const std::string& id : {NewUuid(), NewTimeOrderedUuid(),
+                                std::string("d3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6f"),
+                                std::string("00000000-0000-0000-0000-000000000000"),
+                                std::string("ffffffff-ffff-ffff-ffff-ffffffffffff")}) {
+    unsigned char bytes[16];
+    ASSERT_TRUE(ParseUuid(id, bytes)) << id;
+    EXPECT_EQ(FormatUuid(bytes), id);
+  }
+  unsigned char bytes[16];
+  ASSERT_TRUE(ParseUuid("01234567-89ab-cdef-0011-223344556677", bytes));
+  EXPECT_EQ(bytes[0], 0x01);
+  EXPECT_EQ(bytes[7], 0xef);
+  EXPECT_EQ(bytes[15], 0x77);
+}
+
+TEST(IdsTest, ParsesOnlyTheTextFormatUuidWrites) {
+  unsigned char bytes[16];
+  for (const std::string& not_one : {
+           std::string(""), std::string("c1"), std::string("1000"),
+           std::string("D3B1C9B7-0E4F-ED11-BBA2-000D3A2B5C6F"),   // uppercase
+           std::string("d3b1c9b70e4fed11bba2000d3a2b5c6f"),       // no dashes
+           std::string("{d3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6f}"), // braces
+           std::string("d3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6f0"),  // one digit more
+           std::string("d3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6"),    // one digit less
+           std::string("d3b1c9b7-0e4fed11--bba2-000d3a2b5c6f"),   // a dash moved
+           std::string("g3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6f"),   // not hex
+           std::string("d3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6\0", 36)}) {
+    EXPECT_FALSE(ParseUuid(not_one, bytes)) << not_one;
+  }
+}
+
 }  // namespace
 }  // namespace crmbridge

@@ -18,6 +18,7 @@
 #include "state/sqlite_store.h"
 #include "tests/integration/mock_systems.h"
 #include "tests/state/postgres_cluster.h"
+#include "tests/state/sqlite_old_schema.h"
 
 namespace crmbridge {
 namespace {
@@ -187,11 +188,11 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(config_.state_path.c_str(), &db), SQLITE_OK);
     char* err = nullptr;
-    const int rc = sqlite3_exec(
-        db,
-        // Back to schema 6: links without their settled digests (12), stage history with its
-        // own ids and index (11), links and outbox_latest as rowid tables (10), snapshots
-        // without the values in doubt (7).
+    // Back to schema 6: ids as text (16), links without their settled digests (12), stage
+    // history with its own ids and index (11), links and outbox_latest as rowid tables (10),
+    // snapshots without the values in doubt (7).
+    const std::string downgrade =
+        store_test::BackToSchema15Sql() +
         "CREATE TABLE old_history (id INTEGER PRIMARY KEY AUTOINCREMENT, entity TEXT NOT NULL, "
         "canonical_id TEXT NOT NULL, system TEXT NOT NULL, from_stage TEXT NOT NULL DEFAULT '', "
         "to_stage TEXT NOT NULL, at_ms INTEGER NOT NULL); "
@@ -207,8 +208,8 @@ TEST_F(HubSpotToDynamicsTest, AStateFileOfTheLastSchemaUpgradesAndSyncsOnWithout
         "ALTER TABLE old_latest RENAME TO outbox_latest; "
         "DROP INDEX snapshots_unverified; "
         "ALTER TABLE snapshots DROP COLUMN in_doubt; DROP TABLE webhook_events; "
-        "PRAGMA user_version = 6;",
-        nullptr, nullptr, &err);
+        "PRAGMA user_version = 6;";
+    const int rc = sqlite3_exec(db, downgrade.c_str(), nullptr, nullptr, &err);
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
     sqlite3_free(err);
     sqlite3_close(db);

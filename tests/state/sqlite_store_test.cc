@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -18,6 +19,7 @@
 #include "src/core/clock.h"
 #include "src/core/hash.h"
 #include "state/store.h"
+#include "tests/state/sqlite_old_schema.h"
 #include "tests/state/store_test_data.h"
 
 namespace crmbridge {
@@ -271,6 +273,146 @@ TEST_F(SqliteStoreTest, AnUpgradeRekeysTheLinksAndKeepsEachOne) {
   EXPECT_TRUE(store->Apply(more).ok());
   StateBatch clash;
   clash.PutLink(MakeLink("c3", "hubspot", "101"));
+  EXPECT_EQ(store->Apply(clash).code(), StatusCode::kAlreadyExists);
+}
+
+// A record whose ids are of both kinds: UUIDs (its canonical id, Dynamics 365's GUID) and other
+// text (HubSpot's number), in every table that holds a canonical id.
+constexpr const char* kCid = "01a24b1f-a8bc-7000-a208-ba57f2a37be1";
+constexpr const char* kGuid = "d3b1c9b7-0e4f-ed11-bba2-000d3a2b5c6f";
+
+void StoreARecordOfEachKindOfId(Store& store) {
+  StateBatch batch;
+  batch.PutLink(MakeLink(kCid, "hubspot", "101"));
+  batch.PutLink(MakeLink(kCid, "dynamics365", kGuid));
+  batch.PutLink(MakeLink("c2", "hubspot", "102"));
+  for (const char* cid : {kCid, "c2"}) {
+    Snapshot snap;
+    snap.entity = "company";
+    snap.canonical_id = cid;
+    snap.fields = {{"name", std::string("name of ") + cid}};
+    batch.PutSnapshot(snap);
+    batch.AddStageTransition(StageTransition{"company", cid, "hubspot", "", "new", kT0, false});
+    batch.PutMatchKey("company", std::string("key of ") + cid, cid);
+  }
+  batch.Enqueue(Item("dynamics365", kCid, {{"name", "A"}}));
+  batch.Enqueue(Item("dynamics365", "c2", {{"name", "B"}}));
+  batch.Enqueue(Item("totango", kCid, {{"name", "A"}}));
+  ASSERT_TRUE(store.Apply(batch).ok());
+  // The write to the third system fails for good: a dead letter, and the newest payload noted.
+  auto due = store.DueOutbox(OutboxFilter("totango", kT0, 10));
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  StateBatch failed;
+  failed.DeadLetterOutbox((*due)[0].id, "rejected", 400);
+  ASSERT_TRUE(store.Apply(failed).ok());
+}
+
+void ExpectEveryIdFound(Store& store) {
+  auto by_guid = store.FindLinkByNative("dynamics365", "company", kGuid);
+  ASSERT_TRUE(by_guid.ok() && by_guid->has_value()) << by_guid.status().ToString();
+  EXPECT_EQ((*by_guid)->canonical_id, kCid);
+  EXPECT_EQ((*by_guid)->native_id, kGuid);
+  auto page = store.LoadRecords("company", "hubspot", {"101", "102"}, {kCid});
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  EXPECT_EQ(page->by_native.at("101").canonical_id, kCid);
+  EXPECT_EQ(page->by_native.at("102").canonical_id, "c2");
+  ASSERT_EQ(page->links.at(kCid).size(), 2u);
+  ASSERT_EQ(page->snapshots.count(kCid), 1u);
+  EXPECT_EQ(page->snapshots.at(kCid).fields["name"], std::string("name of ") + kCid);
+  for (const char* cid : {kCid, "c2"}) {
+    auto link = store.FindLink("company", cid, "hubspot");
+    ASSERT_TRUE(link.ok() && link->has_value()) << cid;
+    EXPECT_EQ((*link)->canonical_id, cid);
+    auto snap = store.GetSnapshot("company", cid);
+    ASSERT_TRUE(snap.ok() && snap->has_value()) << cid;
+    EXPECT_EQ((*snap)->canonical_id, cid);
+    auto history = store.StageHistory("company", cid);
+    ASSERT_TRUE(history.ok());
+    ASSERT_EQ(history->size(), 1u) << cid;
+    EXPECT_EQ((*history)[0].canonical_id, cid);
+    auto matched = store.FindByMatchKey("company", std::string("key of ") + cid);
+    ASSERT_TRUE(matched.ok() && matched->has_value()) << cid;
+    EXPECT_EQ(**matched, cid);
+    auto pending = store.PendingOutbox("dynamics365", "company", cid);
+    ASSERT_TRUE(pending.ok() && pending->has_value()) << cid;
+    EXPECT_EQ((*pending)->canonical_id, cid);
+  }
+  // Listed in one order, and paged through in it: text ids, then UUIDs in their text order.
+  auto all = store.ListSnapshots("company");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  auto after_first = store.ListSnapshotsAfter("company", (*all)[0].canonical_id, 10);
+  ASSERT_TRUE(after_first.ok());
+  ASSERT_EQ(after_first->size(), 1u);
+  EXPECT_EQ((*after_first)[0].canonical_id, (*all)[1].canonical_id);
+  auto history = store.AllStageHistory("company");
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  // An id is matched exactly, as text always was: the same GUID in capitals is another id.
+  std::string upper = kGuid;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  auto by_upper = store.FindLinkByNative("dynamics365", "company", upper);
+  ASSERT_TRUE(by_upper.ok());
+  EXPECT_FALSE(by_upper->has_value());
+  // The dead letter names its record, and its replay queues the write for it again.
+  auto dead = store.ListDeadLetters(10);
+  ASSERT_TRUE(dead.ok());
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].item.canonical_id, kCid);
+  ASSERT_TRUE(store.ReplayDeadLetter((*dead)[0].id, kT0).ok());
+  auto replayed = store.PendingOutbox("totango", "company", kCid);
+  ASSERT_TRUE(replayed.ok() && replayed->has_value());
+  EXPECT_EQ((*replayed)->payload, json({{"name", "A"}}));
+}
+
+// What each id column holds for the record with a UUID and for the other: "blob16" or "text2".
+std::string StoredKinds(RawDb& raw) {
+  std::string kinds;
+  for (const char* table : {"links", "snapshots", "stage_history", "outbox", "match_keys",
+                            "dead_letters", "outbox_latest"})
+    kinds += raw.QueryText(std::string("SELECT group_concat(typeof(canonical_id) || "
+                                       "length(canonical_id)) FROM (SELECT DISTINCT canonical_id "
+                                       "FROM ") + table + " ORDER BY canonical_id)") + ";";
+  return kinds + raw.QueryText("SELECT typeof(native_id) || length(native_id) FROM links WHERE "
+                               "system = 'dynamics365'");
+}
+
+TEST_F(SqliteStoreTest, StoresAUuidAsItsSixteenBytesAndAnyOtherIdAsText) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StoreARecordOfEachKindOfId(*store);
+  {
+    RawDb raw(path_);
+    EXPECT_EQ(StoredKinds(raw),
+              "text2,blob16;text2,blob16;text2,blob16;text2,blob16;text2,blob16;blob16;blob16;blob16");
+  }
+  ExpectEveryIdFound(*store);
+}
+
+TEST_F(SqliteStoreTest, AnUpgradeStoresTheUuidsOfAnOlderFileAsBytesAndFindsEachId) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    StoreARecordOfEachKindOfId(*store);
+  }
+  {
+    RawDb raw(path_);
+    raw.Exec(store_test::BackToSchema15Sql());
+    ASSERT_EQ(StoredKinds(raw),
+              "text36,text2;text36,text2;text36,text2;text36,text2;text36,text2;text36;text36;text36");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  {
+    RawDb raw(path_);
+    EXPECT_EQ(StoredKinds(raw),
+              "text2,blob16;text2,blob16;text2,blob16;text2,blob16;text2,blob16;blob16;blob16;blob16");
+  }
+  ExpectEveryIdFound(*store);
+  // The UNIQUE keys still hold across the conversion: the GUID is taken.
+  StateBatch clash;
+  clash.PutLink(MakeLink("c3", "dynamics365", kGuid));
   EXPECT_EQ(store->Apply(clash).code(), StatusCode::kAlreadyExists);
 }
 
