@@ -394,7 +394,13 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
                             ? std::min(context.page_size, dynamics365::kMaxPageSize)
                             : dynamics365::kDefaultPageSize;
   json state = cursor.empty() ? json{{"w", context.since_ms}} : json::parse(cursor, nullptr, false);
-  if (!state.is_object() || !state.contains("w") || !state["w"].is_number_integer())
+  // Each number of it is checked here: a stored cursor is read back from outside the process (a
+  // state file of another version, edited by hand) and a value of another type would throw later.
+  const auto integer_or_absent = [&](const char* name) {
+    return !state.contains(name) || state[name].is_number_integer();
+  };
+  if (!state.is_object() || !state.contains("w") || !integer_or_absent("w") ||
+      !integer_or_absent("max"))
     return Status(StatusCode::kInvalidArgument,
                   "dynamics365: unreadable cursor for " + object.object + " (a table read by modifiedon)")
         .set_system(name_);

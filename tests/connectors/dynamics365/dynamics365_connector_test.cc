@@ -452,6 +452,33 @@ TEST(Dynamics365ConnectorTest, ARowIdThatIsNotAGuidIsRefusedAndNeverSent) {
   EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument);
 }
 
+// A table read by modifiedon keeps {"w": ms, "max": ms, "next": link} as its cursor; one whose
+// numbers are of another type (a state file edited by hand, or of another version) is refused as
+// unreadable, before any request, instead of throwing out of the connector.
+TEST(Dynamics365ConnectorTest, AWatermarkCursorWithAValueOfAnotherTypeIsUnreadable) {
+  Dataverse dv;
+  int reads = 0;
+  dv.api = [&](const Request&) -> Result<Response> {
+    ++reads;
+    return Json(200, {{"value", json::array()}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  ObjectRef ref = Opportunities();
+  ref.params["change_tracking"] = "false";
+  for (const std::string cursor :
+       {R"({"w":1767225600000,"max":"https://org.test/api/data/v9.2/opportunities"})",
+        R"({"w":"1767225600000"})", R"({"w":1.5})", R"({"max":1})", R"([1])", "not json"}) {
+    auto page = c.ReadChanges(ref, cursor, ReadContext{});
+    ASSERT_FALSE(page.ok()) << cursor;
+    EXPECT_EQ(page.status().code(), StatusCode::kInvalidArgument) << cursor;
+    EXPECT_NE(page.status().message().find("unreadable cursor"), std::string::npos);
+  }
+  EXPECT_EQ(reads, 0);
+  auto page = c.ReadChanges(ref, R"({"w":1767225600000,"max":1767225600000})", ReadContext{});
+  EXPECT_TRUE(page.ok()) << page.status().ToString();
+}
+
 TEST(Dynamics365ConnectorTest, ASecond401IsUnauthenticated) {
   Dataverse dv;
   dv.api = [&](const Request&) -> Result<Response> { return Json(401, nullptr); };
