@@ -357,8 +357,8 @@ Status Dynamics365Connector::RefreshToken() {
   }
   token_ = j["access_token"].get<std::string>();
   // Renew 300 s early; a token that lives shorter than twice that is renewed at half its life.
-  const int64_t margin = std::min<int64_t>(dynamics365::kTokenRefreshMarginSeconds, lifetime / 2);
-  token_expires_ms_ = clock_->NowMillis() + (lifetime - margin) * 1000;
+  token_expires_ms_ =
+      TokenRenewalMs(clock_->NowMillis(), lifetime, dynamics365::kTokenRefreshMarginSeconds);
   return Status::Ok();
 }
 

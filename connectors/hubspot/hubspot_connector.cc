@@ -237,11 +237,11 @@ Status HubSpotConnector::RefreshOAuthToken() {
   }
   int64_t lifetime = hubspot::kDefaultOAuthLifetimeSeconds;
   if (j.contains("expires_in") && j["expires_in"].is_number_integer())
-    lifetime = std::max<int64_t>(j["expires_in"].get<int64_t>(), 1);
+    lifetime = j["expires_in"].get<int64_t>();
   // Refresh ahead of expiry, on the expires_in schedule HubSpot asks clients to follow: five
   // minutes early, or half way through a shorter lifetime.
-  const int64_t margin = std::min<int64_t>(hubspot::kOAuthRefreshMarginSeconds, lifetime / 2);
-  oauth_expires_ms_ = clock_->NowMillis() + (lifetime - margin) * 1000;
+  oauth_expires_ms_ =
+      TokenRenewalMs(clock_->NowMillis(), lifetime, hubspot::kOAuthRefreshMarginSeconds);
   return Status::Ok();
 }
 

@@ -1,5 +1,6 @@
 #include "src/core/time_util.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -63,6 +64,13 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   // At most 12 digits: the division keeps 999999999999d from overflowing.
   if (per == 0 || value > kMaxDuration.count() / per) return std::nullopt;
   return std::chrono::milliseconds(value * per);
+}
+
+int64_t TokenRenewalMs(int64_t now_ms, int64_t lifetime_s, int64_t margin_s) {
+  constexpr int64_t kDay = 86'400;
+  const int64_t lifetime = std::clamp<int64_t>(lifetime_s, 1, kDay);
+  const int64_t margin = std::clamp<int64_t>(margin_s, 0, lifetime / 2);
+  return now_ms + (lifetime - margin) * 1000;
 }
 
 }  // namespace crmbridge

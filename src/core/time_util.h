@@ -23,4 +23,10 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 // overflow.
 inline constexpr std::chrono::milliseconds kMaxDuration{36500LL * 86'400'000};
 
+// When to renew an access token that a token endpoint said lives `lifetime_s` seconds (its
+// expires_in) from `now_ms`: `margin_s` before it expires, or half way through a shorter life.
+// The lifetime is the other side's number: one that is not positive counts as 1 s, and one past a
+// day, which no token endpoint gives, as a day, so no answer can overflow the arithmetic.
+int64_t TokenRenewalMs(int64_t now_ms, int64_t lifetime_s, int64_t margin_s);
+
 }  // namespace crmbridge

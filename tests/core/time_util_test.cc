@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace crmbridge {
 namespace {
 
@@ -32,6 +34,24 @@ TEST(TimeUtilTest, IsoTimestampsRoundTrip) {
   EXPECT_EQ(FormatIsoUtc(*ms, true), "2026-11-23T09:00:00.250Z");
   EXPECT_EQ(FormatIsoUtc(*ms, false), "2026-11-23T09:00:00Z");
   EXPECT_FALSE(ParseIsoUtcMillis("23.11.2026").has_value());
+}
+
+TEST(TokenRenewalTest, RenewsAMarginEarlyOrHalfWayThroughAShortLife) {
+  constexpr int64_t kNow = 1767225600000LL;
+  EXPECT_EQ(TokenRenewalMs(kNow, 3599, 300), kNow + 3299 * 1000);
+  EXPECT_EQ(TokenRenewalMs(kNow, 400, 300), kNow + 200 * 1000);
+  EXPECT_EQ(TokenRenewalMs(kNow, 1, 300), kNow + 1000);
+}
+
+// expires_in is the token endpoint's number: whatever it says, the time computed is sane and the
+// arithmetic cannot overflow (an endpoint answered 66666666666663299 while fuzzed).
+TEST(TokenRenewalTest, ALifetimeOutOfRangeIsASecondOrADay) {
+  constexpr int64_t kNow = 1767225600000LL;
+  for (const int64_t lifetime : {int64_t{0}, int64_t{-5}, std::numeric_limits<int64_t>::min()})
+    EXPECT_EQ(TokenRenewalMs(kNow, lifetime, 300), kNow + 1000) << lifetime;
+  for (const int64_t lifetime : {int64_t{86'401}, int64_t{66666666666663299},
+                                 std::numeric_limits<int64_t>::max()})
+    EXPECT_EQ(TokenRenewalMs(kNow, lifetime, 300), kNow + (86'400 - 300) * 1000) << lifetime;
 }
 
 }  // namespace
