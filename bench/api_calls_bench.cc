@@ -269,8 +269,15 @@ int Main(int argc, char** argv) {
     delivered_all(run, c);
     checks.Expect(Writes(c) == 0, "%s made %" PRId64 " write calls", run, Writes(c));
   };
-  const int64_t n = IntFlag(argc, argv, "records", 10000);
-  const int64_t percent = IntFlag(argc, argv, "changed-percent", 1);
+  Flags flags(argc, argv,
+              "crmbridge_bench_api_calls [--records N] [--changed-percent 1] [--skip-bidirectional]",
+              "API calls per object against the in-process mocks, through the real connectors:\n"
+              "A. HubSpot -> Dynamics 365 (initial, idle, a share changed, idle); B. both directions.");
+  const int64_t n = flags.Int("records", 10000, "records seeded in each system");
+  const int64_t percent =
+      flags.Int("changed-percent", 1, "share of the tickets changed before A's third run");
+  const bool skip_bidirectional = flags.Bool("skip-bidirectional", "run A only");
+  if (const int rc = flags.Done(); rc >= 0) return rc;
   std::printf("crmbridge API-call benchmark (in-process mocks, real connectors and transports)\n");
   std::printf("  reproduce: %s\n", CommandLine(argc, argv).c_str());
   std::printf("  machine:   %s\n", Machine().c_str());
@@ -320,7 +327,7 @@ int Main(int argc, char** argv) {
     std::printf("\n");
   }
 
-  if (!BoolFlag(argc, argv, "skip-bidirectional")) {
+  if (!skip_bidirectional) {
     std::printf("B. both directions (%" PRId64 " tickets in HubSpot, %" PRId64
                 " opportunities in Dynamics 365)\n", n, n);
     Scenario b("B", n, n, true);

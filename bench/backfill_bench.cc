@@ -138,12 +138,26 @@ std::shared_ptr<Transport> ProbedTransport(const SystemConfig& system, Clock* cl
 }
 
 int Main(int argc, char** argv) {
-  const int64_t n = IntFlag(argc, argv, "records", 100000);
-  const std::string clock_kind = Flag(argc, argv, "clock", "real");
-  const bool sync = BoolFlag(argc, argv, "sync");
-  const int64_t search_per_ms = IntFlag(argc, argv, "search-per-ms", 1000);
-  const int64_t margin_ms = IntFlag(argc, argv, "margin-ms", -1);
-  const bool no_overlap = BoolFlag(argc, argv, "no-overlap");
+  Flags flags(argc, argv,
+              "crmbridge_bench_backfill [--records N] [--clock real|skip] [--sync] "
+              "[--search-per-ms 1000] [--margin-ms M] [--no-overlap]",
+              "A HubSpot -> Dynamics 365 backfill with the mocks enforcing the vendors' rate\n"
+              "limits and crmbridge configured with the same budgets.");
+  const int64_t n = flags.Int("records", 100000, "HubSpot onboarding tickets to backfill");
+  const std::string clock_kind = flags.Text(
+      "clock", "real", "real, or skip: waits for the limits take no real time but count");
+  const bool sync = flags.Bool("sync", "run `crmbridge sync` instead of a backfill of HubSpot");
+  const int64_t search_per_ms =
+      flags.Int("search-per-ms", 1000, "crmbridge's search budget: 5 per this many ms");
+  const int64_t margin_ms =
+      flags.Int("margin-ms", -1, "every budget's margin in ms (-1: the shipped default)");
+  const bool no_overlap =
+      flags.Bool("no-overlap", "flush after the last read instead of while reading");
+  if (const int rc = flags.Done(); rc >= 0) return rc;
+  if (clock_kind != "real" && clock_kind != "skip") {
+    std::fprintf(stderr, "--clock is real or skip, not '%s'\n", clock_kind.c_str());
+    return 2;
+  }
   SkipWaitClock skip;
   Clock* clock = clock_kind == "skip" ? static_cast<Clock*>(&skip) : Clock::Real();
   std::printf("crmbridge backfill benchmark (HubSpot -> Dynamics 365, mocks enforcing the limits)\n");

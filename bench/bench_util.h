@@ -7,13 +7,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "src/engine/sync_engine.h"
 
@@ -57,23 +62,106 @@ inline std::string Machine() {
   return std::to_string(std::thread::hardware_concurrency()) + " x " + model;
 }
 
-// --name=value or --name value; `fallback` when absent.
-inline std::string Flag(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  const std::string eq = "--" + name + "=", bare = "--" + name;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], eq.c_str(), eq.size()) == 0) return argv[i] + eq.size();
-    if (bare == argv[i] && i + 1 < argc) return argv[i + 1];
+// The flags a benchmark takes, each declared with its default and one line of help. `--help`
+// prints them; a flag the benchmark does not take, one without its value, or a number that does
+// not parse stops it before it measures anything (a typo must not measure the defaults instead).
+// Flags are --name=value or --name value.
+//
+//   Flags flags(argc, argv, "crmbridge_bench_x [--records N]", "What it measures, in a line.");
+//   const int64_t n = flags.Int("records", 100000, "records to generate");
+//   if (const int rc = flags.Done(); rc >= 0) return rc;
+class Flags {
+ public:
+  Flags(int argc, char** argv, std::string usage, std::string about)
+      : argc_(argc), argv_(argv), usage_(std::move(usage)), about_(std::move(about)) {}
+
+  std::string Text(const std::string& name, const std::string& fallback, const std::string& help) {
+    Declare(name, "TEXT", fallback, help);
+    const std::optional<std::string> v = Value(name);
+    return v ? *v : fallback;
   }
-  return fallback;
-}
-inline long long IntFlag(int argc, char** argv, const std::string& name, long long fallback) {
-  return std::stoll(Flag(argc, argv, name, std::to_string(fallback)));
-}
-inline bool BoolFlag(int argc, char** argv, const std::string& name) {
-  for (int i = 1; i < argc; ++i)
-    if ("--" + name == argv[i]) return true;
-  return false;
-}
+  long long Int(const std::string& name, long long fallback, const std::string& help) {
+    Declare(name, "N", std::to_string(fallback), help);
+    const std::optional<std::string> v = Value(name);
+    if (!v) return fallback;
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(v->c_str(), &end, 10);
+    if (v->empty() || *end != '\0' || errno == ERANGE)
+      Problem("--" + name + " takes a whole number, not '" + *v + "'");
+    return n;
+  }
+  bool Bool(const std::string& name, const std::string& help) {
+    Declare(name, "", "", help);
+    for (int i = 1; i < argc_; ++i)
+      if ("--" + name == argv_[i]) return true;
+    return false;
+  }
+
+  // After the last flag is declared: -1 to go on; 0 after printing --help; 2 after naming what
+  // is wrong on stderr.
+  int Done() {
+    for (int i = 1; i < argc_; ++i) {
+      const std::string arg = argv_[i];
+      if (arg == "--help" || arg == "-h") {
+        std::printf("usage: %s\n\n%s\n\n", usage_.c_str(), about_.c_str());
+        for (const Declared& d : declared_) {
+          const std::string flag = "--" + d.name + (d.kind.empty() ? "" : " " + d.kind);
+          std::printf("  %-24s %s%s\n", flag.c_str(), d.help.c_str(),
+                      d.fallback.empty() ? "" : (" (default " + d.fallback + ")").c_str());
+        }
+        return 0;
+      }
+      const std::string name = arg.rfind("--", 0) == 0 ? arg.substr(2, arg.find('=') - 2) : "";
+      const Declared* d = Find(name);
+      if (d == nullptr) {
+        Problem("unknown argument '" + arg + "'");
+        if (!name.empty() && arg.find('=') == std::string::npos && i + 1 < argc_ &&
+            std::strncmp(argv_[i + 1], "--", 2) != 0)
+          ++i;  // the unknown flag's value, not an argument of its own
+      } else if (!d->kind.empty() && arg.find('=') == std::string::npos) {
+        if (i + 1 >= argc_) Problem("--" + name + " needs a value");
+        ++i;  // its value
+      }
+    }
+    if (problems_.empty()) return -1;
+    for (const std::string& p : problems_) std::fprintf(stderr, "%s\n", p.c_str());
+    std::fprintf(stderr, "usage: %s (--help lists the flags)\n", usage_.c_str());
+    return 2;
+  }
+
+ private:
+  struct Declared {
+    std::string name, kind, fallback, help;
+  };
+  void Declare(const std::string& name, const std::string& kind, const std::string& fallback,
+               const std::string& help) {
+    if (Find(name) == nullptr) declared_.push_back({name, kind, fallback, help});
+  }
+  const Declared* Find(const std::string& name) const {
+    for (const Declared& d : declared_)
+      if (d.name == name) return &d;
+    return nullptr;
+  }
+  std::optional<std::string> Value(const std::string& name) const {
+    const std::string eq = "--" + name + "=", bare = "--" + name;
+    for (int i = 1; i < argc_; ++i) {
+      if (std::strncmp(argv_[i], eq.c_str(), eq.size()) == 0) return std::string(argv_[i] + eq.size());
+      if (bare == argv_[i] && i + 1 < argc_) return std::string(argv_[i + 1]);
+    }
+    return std::nullopt;
+  }
+  void Problem(std::string p) {
+    if (std::find(problems_.begin(), problems_.end(), p) == problems_.end())
+      problems_.push_back(std::move(p));
+  }
+
+  int argc_;
+  char** argv_;
+  std::string usage_, about_;
+  std::vector<Declared> declared_;
+  std::vector<std::string> problems_;
+};
 
 inline std::string CommandLine(int argc, char** argv) {
   std::string s;

@@ -144,21 +144,33 @@ struct RunResult {
 };
 
 int Main(int argc, char** argv) {
-  const int64_t n = IntFlag(argc, argv, "records", 100000);
-  const int page = static_cast<int>(IntFlag(argc, argv, "page", 200));
-  const int batch = static_cast<int>(IntFlag(argc, argv, "batch", 1000));
+  Flags flags(argc, argv,
+              "crmbridge_bench_engine [--records N] [--page 200] [--batch 1000] [--idle-runs 1] "
+              "[--keep] [--no-overlap] [--state PATH_OR_URL [--state-made]]",
+              "Engine overhead without network: an initial sync of N generated tickets, then idle\n"
+              "runs over the same N, with CPU time, records per CPU second and peak RSS per run.");
+  const int64_t n = flags.Int("records", 100000, "onboarding tickets the source generates");
+  const int page = static_cast<int>(flags.Int("page", 200, "records per source page"));
+  const int batch = static_cast<int>(flags.Int("batch", 1000, "writes per target call"));
+  const int idle_runs = std::max(
+      1, static_cast<int>(flags.Int("idle-runs", 1, "idle runs after the first, each measured")));
+  const bool keep = flags.Bool("keep", "keep the temporary directory and its state file when done");
+  const bool no_overlap =
+      flags.Bool("no-overlap", "flush after the last read instead of while reading");
+  const std::string state = flags.Text(
+      "state", "", "run on this store (a SQLite path or postgresql:// URL), not a new file");
+  const bool state_made_flag =
+      flags.Bool("state-made", "the --state store already holds the N records: every run is idle");
+  if (const int rc = flags.Done(); rc >= 0) return rc;
   TempDir dir("crmbridge-bench-engine");
-  dir.keep = BoolFlag(argc, argv, "keep");
-  const bool no_overlap = BoolFlag(argc, argv, "no-overlap");
-  const int idle_runs = std::max(1, static_cast<int>(IntFlag(argc, argv, "idle-runs", 1)));
+  dir.keep = keep;
   std::printf("crmbridge engine benchmark (no network)\n");
   std::printf("  reproduce: %s\n", CommandLine(argc, argv).c_str());
   std::printf("  machine:   %s\n", Machine().c_str());
   std::printf("  records:   %" PRId64 ", source page %d, target batch %d, store %s\n", n, page,
               batch,
-              Flag(argc, argv, "state", "").empty()
-                  ? (dir.path() + "/state.db").c_str()
-                  : RedactUrlForLog(Flag(argc, argv, "state", "")).c_str());
+              state.empty() ? (dir.path() + "/state.db").c_str()
+                            : RedactUrlForLog(state).c_str());
 
   // Generating the fake tickets costs CPU the engine is not responsible for: measure it alone.
   {
@@ -188,8 +200,7 @@ int Main(int argc, char** argv) {
   }
   // --state postgresql://...: the same runs on a PostgreSQL store (an empty database), for the
   // cost of a server round trip per statement against SQLite's in-process calls.
-  const std::string state = Flag(argc, argv, "state", "");
-  const bool state_made = !state.empty() && BoolFlag(argc, argv, "state-made");
+  const bool state_made = !state.empty() && state_made_flag;
   auto store = state.empty() ? OpenSqliteStore(dir.path() + "/state.db") : OpenStore(state);
   if (!store.ok()) {
     std::fprintf(stderr, "store: %s\n", store.status().ToString().c_str());

@@ -29,11 +29,15 @@ namespace crmbridge::bench {
 namespace {
 
 int Main(int argc, char** argv) {
-  const std::string url = Flag(argc, argv, "state", "");
-  const int takes = static_cast<int>(IntFlag(argc, argv, "takes", 2000));
-  const int workers = static_cast<int>(IntFlag(argc, argv, "workers", 4));
+  Flags flags(argc, argv, "crmbridge_bench_rate_budget --state URL [--takes 2000] [--workers 4]",
+              "What a rate budget shared in PostgreSQL costs a request, against a local one.");
+  const std::string url =
+      flags.Text("state", "", "a PostgreSQL database of its own (postgresql://...), required");
+  const int takes = static_cast<int>(flags.Int("takes", 2000, "slots taken per measurement"));
+  const int workers = static_cast<int>(flags.Int("workers", 4, "threads taking slots at once"));
+  if (const int rc = flags.Done(); rc >= 0) return rc;
   if (url.empty() || takes < 1 || workers < 1) {
-    std::fprintf(stderr, "usage: crmbridge_bench_rate_budget --state URL [--takes N] [--workers N]\n");
+    std::fprintf(stderr, "--state is required, and --takes and --workers are at least 1\n");
     return 2;
   }
   auto registry = TenantRegistry::Open(url);

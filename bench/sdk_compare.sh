@@ -22,7 +22,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+case "${1:-}" in
+  -h|--help) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 0 ;;
+esac
 N=${1:-2000}
+if ! [[ $N =~ ^[1-9][0-9]*$ ]] || [ "$#" -gt 1 ]; then
+  echo "usage: bench/sdk_compare.sh [N]  (N records, a whole number; --help tells more)" >&2
+  exit 2
+fi
 BUILD_DIR=${BUILD_DIR:-build-bench}
 SEED=${SEED:-42}
 LATENCY_MS=${LATENCY_MS:-0}

@@ -85,11 +85,25 @@ double WriteRows(const std::string& path, int64_t n, int k, Checks* checks) {
 }
 
 int Main(int argc, char** argv) {
-  const int64_t n = IntFlag(argc, argv, "records", 30000);
+  Flags flags(argc, argv, "crmbridge_bench_sqlite_rows [--records N] [--rows-per-record 1,7,10]",
+              "What one row write costs in SQLite, set up as crmbridge's state store.");
+  const int64_t n = flags.Int("records", 30000, "records written for each count of rows");
+  const std::string list_text =
+      flags.Text("rows-per-record", "1,7,10", "the counts of rows per record to measure");
+  if (const int rc = flags.Done(); rc >= 0) return rc;
   std::vector<int> counts;
   {
-    std::stringstream list(Flag(argc, argv, "rows-per-record", "1,7,10"));
-    for (std::string item; std::getline(list, item, ',');) counts.push_back(std::stoi(item));
+    std::stringstream list(list_text);
+    for (std::string item; std::getline(list, item, ',');) {
+      char* end = nullptr;
+      const long k = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || k < 1 || k > 100) {
+        std::fprintf(stderr, "--rows-per-record takes counts from 1 to 100, not '%s'\n",
+                     item.c_str());
+        return 2;
+      }
+      counts.push_back(static_cast<int>(k));
+    }
   }
   TempDir dir("crmbridge-bench-sqlite-rows");
   std::printf("SQLite row writes, set up as crmbridge's state store\n");
