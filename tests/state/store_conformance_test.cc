@@ -1286,6 +1286,29 @@ TEST_P(StoreConformanceTest, ReplayDropsAPayloadOlderThanOneAlreadyDelivered) {
   EXPECT_EQ(*store->OutboxCounts(), json::object()) << "v1 would overwrite the delivered v2";
 }
 
+// Sequence numbers follow the order of a batch's ops: a dead letter added between two writes of
+// its record in one batch is older than the second, so replaying it never sends its payload over
+// the newer write (delivered here).
+TEST_P(StoreConformanceTest, ADeadLetterIsOlderThanAWriteQueuedAfterItInTheSameBatch) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch batch;
+  batch.Enqueue(Item("hubspot", "c2", {{"name", "other"}}));
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "v1"}}));
+  batch.AddDeadLetter(Item("hubspot", "c1", {{"name", "v0"}}), "rejected on read-back");
+  batch.Enqueue(Item("hubspot", "c1", {{"name", "v2"}}));
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 2u);
+  StateBatch delivered;
+  for (const OutboxItem& item : *due) delivered.CompleteOutbox(item.id);
+  ASSERT_TRUE(store->Apply(delivered).ok());
+  ASSERT_TRUE(store->ReplayDeadLetter(store->ListDeadLetters(1)->at(0).id, kT0).ok());
+  EXPECT_TRUE(store->ListDeadLetters(0)->empty());
+  EXPECT_EQ(*store->OutboxCounts(), json::object()) << "v0 would overwrite the delivered v2";
+}
+
 TEST_P(StoreConformanceTest, AMatchKeyBelongsToTheFirstRecordToHoldIt) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
