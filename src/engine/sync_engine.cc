@@ -800,9 +800,17 @@ Result<std::vector<WriteOutcome>> SyncEngine::Run::Deliver(Connector* connector,
   std::vector<WriteOutcome> outcomes(items.size());
   if (writes->ops.empty()) return outcomes;
   CRMB_RETURN_IF_ERROR(RecordSending(m, items, writes->sent_index));
-  auto written = [&] {
+  auto written = [&]() -> Result<std::vector<WriteOutcome>> {
     std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
-    return connector->Write(RefFor(m), writes->ops);
+    try {
+      return connector->Write(RefFor(m), writes->ops);
+    } catch (const std::exception& e) {
+      // As for a read: a connector that meets an answer it did not foresee fails this call, not
+      // the process. What it sent may have landed; the values sent are recorded as in doubt.
+      return Status(StatusCode::kUnavailable,
+                    "the answer could not be decoded: " + std::string(e.what()))
+          .set_system(std::string(connector->Name()));
+    }
   }();
   if (written.ok() && written->size() != writes->ops.size()) {
     return Status(StatusCode::kInternal,

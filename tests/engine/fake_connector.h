@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,13 @@ class FakeConnector : public Connector {
                                           const std::vector<WriteOp>& ops) override {
     ++write_calls;
     write_ops += static_cast<int>(ops.size());
+    if (throw_on_write) {
+      // The whole call lands, then its answer cannot be decoded (a connector's own defect).
+      throw_on_write = false;
+      (void)Write(ObjectRef{}, ops);
+      --write_calls;
+      throw std::runtime_error("[json.exception.type_error.302] type must be string");
+    }
     if (!write_call_fault.ok()) return write_call_fault;
     if (!applied_then_fault.ok()) {
       // The whole call lands, then the connection drops: the caller learns nothing.
@@ -220,6 +228,8 @@ class FakeConnector : public Connector {
   Status write_call_fault;
   // Applied to the next Write call only: its ops land, then the call reports this status.
   Status applied_then_fault;
+  // The next Write call's ops land, then it throws.
+  bool throw_on_write = false;
   // Per key, statuses returned by successive writes of that key.
   std::map<std::string, std::deque<Status>> op_faults;
 

@@ -189,6 +189,31 @@ TEST_F(SyncEngineTest, TransientFailureIsRetriedOnALaterRunAndConverges) {
   EXPECT_EQ(beta_.rows().size(), 2u);
 }
 
+// A connector that throws while writing (an answer it cannot decode, after the writes landed)
+// fails that call, not the process: the writes stay queued, and a later run finds the records the
+// first call made instead of making them twice.
+TEST_F(SyncEngineTest, AWriteThatThrowsFailsTheCallAndALaterRunConverges) {
+  SeedAlpha(2);
+  auto engine = NewEngine();
+  RunOptions opt;
+  opt.holder = "test";
+  beta_conn_->throw_on_write = true;
+  auto first = engine->RunOnce(opt);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->counts["beta"]["onboarding"].created, 0);
+  EXPECT_FALSE(beta_conn_->throw_on_write) << "the write was tried";
+  auto pending = store_->OutboxCounts();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ((*pending)["beta"], 2) << pending->dump();
+
+  clock_.Advance(std::chrono::hours(2));  // past the outbox backoff
+  auto second = engine->RunOnce(opt);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(beta_.rows().size(), 2u) << "each record once in beta";
+  EXPECT_EQ(store_->OutboxCounts()->size(), 0u);
+  EXPECT_EQ(Sync().TotalWrites(), 0) << "settled";
+}
+
 TEST_F(SyncEngineTest, PermanentFailureDeadLettersOneRecordAndTheBatchGoesOn) {
   SeedAlpha(4);
   // The first run learns the canonical ids; make one record invalid for beta on the next write.
