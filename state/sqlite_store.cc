@@ -819,22 +819,12 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
 
 // A link's hashes (HashJson: 64 lowercase hex digits) are stored as their 32 bytes; anything
 // else (a hash stored as text before, "delete", "") as it is. Read back, they are the same text.
-bool IsHashHex(const std::string& s) {
-  if (s.size() != 64) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
 void BindHash(const Stmt& st, int i, const std::string& hash) {
-  if (!IsHashHex(hash)) {
+  unsigned char bytes[32];
+  if (hash.size() != 2 * sizeof bytes || !ParseLowerHex(hash, bytes)) {
     sqlite3_bind_text(st.raw(), i, hash.data(), static_cast<int>(hash.size()), SQLITE_TRANSIENT);
     return;
   }
-  unsigned char bytes[32];
-  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  for (int k = 0; k < 32; ++k)
-    bytes[k] = static_cast<unsigned char>((nibble(hash[2 * k]) << 4) | nibble(hash[2 * k + 1]));
   sqlite3_bind_blob(st.raw(), i, bytes, sizeof bytes, SQLITE_TRANSIENT);
 }
 

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <array>
 #include <memory>
 
 #include "src/core/json_text.h"
@@ -34,6 +35,26 @@ std::string LowerHex(const unsigned char* bytes, size_t n) {
     out[2 * i + 1] = kHex[bytes[i] & 0xf];
   }
   return out;
+}
+
+bool ParseLowerHex(std::string_view hex, unsigned char* bytes) {
+  // The state store parses every id and hash it binds: a table, not a branch per digit.
+  static const auto kNibble = [] {
+    std::array<signed char, 256> t{};
+    t.fill(-1);
+    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<signed char>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<signed char>(c - 'a' + 10);
+    return t;
+  }();
+  if (hex.size() % 2 != 0) return false;
+  int bad = 0;
+  for (size_t k = 0; k < hex.size() / 2; ++k) {
+    const int hi = kNibble[static_cast<unsigned char>(hex[2 * k])];
+    const int lo = kNibble[static_cast<unsigned char>(hex[2 * k + 1])];
+    bad |= hi | lo;  // -1 (every bit set) for a character that is no lowercase hex digit
+    bytes[k] = static_cast<unsigned char>(((hi & 0xf) << 4) | (lo & 0xf));
+  }
+  return bad >= 0;
 }
 
 // The text is written into a buffer kept per thread (the same bytes dump() returns), not a new

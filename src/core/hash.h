@@ -17,6 +17,10 @@ std::string Sha256Hex(std::string_view data);
 // `n` bytes as 2n lowercase hex digits: how a hash's bytes are shown and compared as text.
 std::string LowerHex(const unsigned char* bytes, size_t n);
 
+// The inverse of LowerHex: the hex.size() / 2 bytes that `hex` spells into `bytes`; false (and
+// `bytes` unspecified) when `hex` has an odd length or a character that is no lowercase hex digit.
+bool ParseLowerHex(std::string_view hex, unsigned char* bytes);
+
 // Sha256Hex of the canonical serialization of `value`.
 std::string HashJson(const nlohmann::json& value);
 

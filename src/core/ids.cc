@@ -2,11 +2,12 @@
 
 #include <openssl/rand.h>
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <random>
+
+#include "src/core/hash.h"
 
 namespace crmbridge {
 namespace {
@@ -19,10 +20,10 @@ void RandomBytes(unsigned char* b, size_t n) {
   }
 }
 
-}  // namespace
-
 // Where each byte's two hex digits go in the 36 characters; the dashes sit between.
 constexpr unsigned char kDigitAt[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+
+}  // namespace
 
 // Written digit by digit into a buffer: each new record mints an id and every id the state
 // store reads back is formatted, and snprintf's sixteen conversions cost about as much as
@@ -39,24 +40,18 @@ std::string FormatUuid(const unsigned char b[16]) {
 }
 
 bool ParseUuid(std::string_view text, unsigned char bytes[16]) {
-  // Each id the state store binds or looks up passes here: a table, not a branch per digit.
-  static const auto kNibble = [] {
-    std::array<signed char, 256> t{};
-    t.fill(-1);
-    for (int c = '0'; c <= '9'; ++c) t[c] = static_cast<signed char>(c - '0');
-    for (int c = 'a'; c <= 'f'; ++c) t[c] = static_cast<signed char>(c - 'a' + 10);
-    return t;
-  }();
   if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
     return false;
-  int bad = 0;
-  for (int k = 0; k < 16; ++k) {
-    const int hi = kNibble[static_cast<unsigned char>(text[kDigitAt[k]])];
-    const int lo = kNibble[static_cast<unsigned char>(text[kDigitAt[k] + 1])];
-    bad |= hi | lo;  // -1 (every bit set) for a byte that is no lowercase hex digit
-    bytes[k] = static_cast<unsigned char>(((hi & 0xf) << 4) | (lo & 0xf));
+  // The five groups of digits between the dashes: where each starts, and its bytes.
+  static constexpr struct {
+    size_t at, bytes;
+  } kGroups[] = {{0, 4}, {9, 2}, {14, 2}, {19, 2}, {24, 6}};
+  unsigned char* out = bytes;
+  for (const auto& g : kGroups) {
+    if (!ParseLowerHex(text.substr(g.at, 2 * g.bytes), out)) return false;
+    out += g.bytes;
   }
-  return bad >= 0;
+  return true;
 }
 
 std::string NewUuid() {

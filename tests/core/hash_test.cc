@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -56,6 +57,20 @@ TEST(Utf8Test, ValidityIsJudgedAfterAnyRunOfAscii) {
     EXPECT_FALSE(IsValidUtf8(before + "\xFF" + before)) << ascii;
     EXPECT_FALSE(IsValidUtf8(before + "\xC0\xAF" + before)) << ascii;  // an overlong '/'
   }
+}
+
+TEST(HashTest, ParseLowerHexIsTheInverseOfLowerHex) {
+  const unsigned char bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xab, 0xff};
+  const std::string hex = LowerHex(bytes, sizeof bytes);
+  EXPECT_EQ(hex, "00017f80abff");
+  unsigned char back[sizeof bytes];
+  ASSERT_TRUE(ParseLowerHex(hex, back));
+  EXPECT_EQ(0, std::memcmp(back, bytes, sizeof bytes));
+  EXPECT_TRUE(ParseLowerHex("", back));
+  for (const std::string_view not_hex :
+       {std::string_view("0"), std::string_view("0G"), std::string_view("AB"),
+        std::string_view("0x"), std::string_view(" 0"), std::string_view("0\0", 2)})
+    EXPECT_FALSE(ParseLowerHex(not_hex, back)) << not_hex;
 }
 
 }  // namespace
