@@ -981,59 +981,42 @@ std::optional<std::string> UnsendableRowId(const WriteOp& op) {
 
 Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& object,
                                                               const std::vector<WriteOp>& ops) {
-  // Dataverse's row ids are GUIDs. Any other text never goes into a request: in a URL it could
-  // address another resource, and in a $batch body it could end the request line it is part of.
+  // Each op is refused, written alone (a merge: the Merge action is not idempotent, and a $batch
+  // may be sent again), or written with the rest. Dataverse's row ids are GUIDs: any other text
+  // never goes into a request, where in a URL it could address another resource and in a $batch
+  // body it could end the request line it is part of.
   std::vector<WriteOutcome> outcomes(ops.size());
-  std::vector<WriteOp> sendable;
-  std::vector<size_t> sendable_index;
+  std::vector<size_t> merges, rest_index;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (const auto bad = UnsendableRowId(ops[i])) {
       outcomes[i].status = Status(StatusCode::kInvalidArgument,
                                   "dynamics365: " + object.object + " row id '" +
                                       PrintableText(*bad) + "' is not a GUID; not sent")
                                .set_system(name_);
-      continue;
-    }
-    sendable.push_back(ops[i]);
-    sendable_index.push_back(i);
-  }
-  if (sendable.size() == ops.size()) return WriteSendable(object, ops);
-  if (sendable.empty()) return outcomes;
-  auto written = WriteSendable(object, sendable);
-  if (!written.ok()) return written.status();
-  for (size_t k = 0; k < sendable.size(); ++k) outcomes[sendable_index[k]] = std::move((*written)[k]);
-  return outcomes;
-}
-
-Result<std::vector<WriteOutcome>> Dynamics365Connector::WriteSendable(
-    const ObjectRef& object, const std::vector<WriteOp>& ops) {
-  if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadUsers());
-  const bool any_merge = std::any_of(ops.begin(), ops.end(), [](const WriteOp& op) {
-    return op.kind == WriteOp::Kind::kMerge;
-  });
-  if (!any_merge) {
-    auto outcomes = WriteAll(object, ops);
-    if (outcomes.ok() && CreateOnly(object)) AdoptExisting(object, ops, &*outcomes);
-    return outcomes;
-  }
-  // Merges go alone (the Merge action is not idempotent, and a $batch may be sent again); the
-  // other writes as usual.
-  std::vector<WriteOp> rest;
-  std::vector<size_t> rest_index;
-  std::vector<WriteOutcome> outcomes(ops.size());
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i].kind != WriteOp::Kind::kMerge) {
-      rest.push_back(ops[i]);
+    } else if (ops[i].kind == WriteOp::Kind::kMerge) {
+      merges.push_back(i);
+    } else {
       rest_index.push_back(i);
-      continue;
     }
+  }
+  if (merges.empty() && rest_index.empty()) return outcomes;
+  if (MapsOwner(object)) CRMB_RETURN_IF_ERROR(LoadUsers());
+  for (size_t i : merges) {
     outcomes[i] = WriteOne(object, ops[i]);
     if (outcomes[i].status.IsSystemFatal()) return outcomes[i].status;
     // Refused, or no answer: an earlier attempt (or this one) may have merged it already.
     if (!outcomes[i].status.ok() && MergeDone(object, ops[i]))
       outcomes[i] = WriteOutcome{Status::Ok(), ops[i].merge_into, false, false};
   }
-  if (rest.empty()) return outcomes;
+  if (rest_index.empty()) return outcomes;
+  if (rest_index.size() == ops.size()) {  // the usual call: every op sent, none copied
+    auto written = WriteAll(object, ops);
+    if (written.ok() && CreateOnly(object)) AdoptExisting(object, ops, &*written);
+    return written;
+  }
+  std::vector<WriteOp> rest;
+  rest.reserve(rest_index.size());
+  for (size_t i : rest_index) rest.push_back(ops[i]);
   auto written = WriteAll(object, rest);
   if (!written.ok()) return written.status();
   if (CreateOnly(object)) AdoptExisting(object, rest, &*written);

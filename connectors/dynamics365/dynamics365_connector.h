@@ -86,9 +86,6 @@ class Dynamics365Connector : public Connector {
                            const Response& response) const;
   // A kMerge refused: true when the subordinate is already merged into the op's master.
   bool MergeDone(const ObjectRef& object, const WriteOp& op);
-  // Write() for ops whose row ids are all GUIDs.
-  Result<std::vector<WriteOutcome>> WriteSendable(const ObjectRef& object,
-                                                  const std::vector<WriteOp>& ops);
   Result<std::vector<WriteOutcome>> WriteAll(const ObjectRef& object,
                                              const std::vector<WriteOp>& ops);
   void AdoptExisting(const ObjectRef& object, const std::vector<WriteOp>& ops,
