@@ -45,6 +45,18 @@ ObjectRef RefFor(const SystemEntityMapping& m) {
   return ref;
 }
 
+// `call` (a connector's read or write) as it answered, or, when it threw, a failed call: a
+// connector that meets an answer it did not foresee fails that call, not the process.
+template <typename Call>
+auto GuardConnectorCall(Call&& call) -> decltype(call()) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kUnavailable,
+                  "the answer could not be decoded: " + std::string(e.what()));
+  }
+}
+
 // Backoff for outbox items between runs: 30 s doubling to 1 h, with full jitter in the upper half
 // so a burst of failures does not come back as a burst.
 int64_t OutboxBackoffMs(int attempts, const SyncConfig& sync) {
@@ -384,14 +396,8 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
     Result<Page> page = [&]() -> Result<Page> {
       std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
       page_time.started_ms = e_->clock_->NowMillis();
-      Result<Page> read = Status(StatusCode::kInternal, "");
-      try {
-        read = connector->ReadChanges(ref, cursor, ctx);
-      } catch (const std::exception& e) {
-        // A connector that meets an answer it did not foresee fails this read, not the process.
-        read = Status(StatusCode::kUnavailable, "the answer could not be decoded: " +
-                                                 std::string(e.what()));
-      }
+      Result<Page> read =
+          GuardConnectorCall([&] { return connector->ReadChanges(ref, cursor, ctx); });
       page_time.received_ms = e_->clock_->NowMillis();
       page_time.precision_ms = connector->capabilities().modified_precision_ms;
       page_time.current = backfill;
@@ -483,12 +489,8 @@ Status SyncEngine::Run::ImportFirstStages(const SystemEntityMapping& m,
         Status(StatusCode::kInternal, "");
     {
       std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
-      try {
-        read = connector->ReadFieldHistory(RefFor(m), stage_field->native, ids);
-      } catch (const std::exception& e) {
-        read = Status(StatusCode::kUnavailable,
-                      "the answer could not be decoded: " + std::string(e.what()));
-      }
+      read = GuardConnectorCall(
+          [&] { return connector->ReadFieldHistory(RefFor(m), stage_field->native, ids); });
     }
     if (read.ok()) {
       history = std::move(*read);
@@ -525,13 +527,8 @@ Status SyncEngine::Run::ReadAnnounced(const SystemEntityMapping& m, Connector* c
   Result<std::vector<NativeRecord>> read = [&]() -> Result<std::vector<NativeRecord>> {
     std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
     page_time.started_ms = e_->clock_->NowMillis();
-    Result<std::vector<NativeRecord>> records = Status(StatusCode::kInternal, "");
-    try {
-      records = connector->ReadByIds(RefFor(m), ids);
-    } catch (const std::exception& e) {
-      records = Status(StatusCode::kUnavailable,
-                       "the answer could not be decoded: " + std::string(e.what()));
-    }
+    Result<std::vector<NativeRecord>> records =
+        GuardConnectorCall([&] { return connector->ReadByIds(RefFor(m), ids); });
     page_time.received_ms = e_->clock_->NowMillis();
     page_time.precision_ms = connector->capabilities().modified_precision_ms;
     page_time.current = true;  // read by id
@@ -800,17 +797,10 @@ Result<std::vector<WriteOutcome>> SyncEngine::Run::Deliver(Connector* connector,
   std::vector<WriteOutcome> outcomes(items.size());
   if (writes->ops.empty()) return outcomes;
   CRMB_RETURN_IF_ERROR(RecordSending(m, items, writes->sent_index));
-  auto written = [&]() -> Result<std::vector<WriteOutcome>> {
+  auto written = [&] {
     std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
-    try {
-      return connector->Write(RefFor(m), writes->ops);
-    } catch (const std::exception& e) {
-      // As for a read: a connector that meets an answer it did not foresee fails this call, not
-      // the process. What it sent may have landed; the values sent are recorded as in doubt.
-      return Status(StatusCode::kUnavailable,
-                    "the answer could not be decoded: " + std::string(e.what()))
-          .set_system(std::string(connector->Name()));
-    }
+    // A write that threw may have landed: the values it sent were recorded as in doubt above.
+    return GuardConnectorCall([&] { return connector->Write(RefFor(m), writes->ops); });
   }();
   if (written.ok() && written->size() != writes->ops.size()) {
     return Status(StatusCode::kInternal,
