@@ -270,7 +270,6 @@ int Main(int argc, char** argv) {
     checks.Expect(Writes(c) == 0, "%s made %" PRId64 " write calls", run, Writes(c));
   };
   Flags flags(argc, argv,
-              "crmbridge_bench_api_calls [--records N] [--changed-percent 1] [--skip-bidirectional]",
               "API calls per object against the in-process mocks, through the real connectors:\n"
               "A. HubSpot -> Dynamics 365 (initial, idle, a share changed, idle); B. both directions.");
   const int64_t n = flags.Int("records", 10000, "records seeded in each system");

@@ -139,13 +139,12 @@ std::shared_ptr<Transport> ProbedTransport(const SystemConfig& system, Clock* cl
 
 int Main(int argc, char** argv) {
   Flags flags(argc, argv,
-              "crmbridge_bench_backfill [--records N] [--clock real|skip] [--sync] "
-              "[--search-per-ms 1000] [--margin-ms M] [--no-overlap]",
               "A HubSpot -> Dynamics 365 backfill with the mocks enforcing the vendors' rate\n"
               "limits and crmbridge configured with the same budgets.");
   const int64_t n = flags.Int("records", 100000, "HubSpot onboarding tickets to backfill");
   const std::string clock_kind = flags.Text(
-      "clock", "real", "real, or skip: waits for the limits take no real time but count");
+      "clock", "real", "real, or skip: waits for the limits take no real time but count",
+      "real|skip");
   const bool sync = flags.Bool("sync", "run `crmbridge sync` instead of a backfill of HubSpot");
   const int64_t search_per_ms =
       flags.Int("search-per-ms", 1000, "crmbridge's search budget: 5 per this many ms");

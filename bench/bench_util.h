@@ -67,16 +67,18 @@ inline std::string Machine() {
 // not parse stops it before it measures anything (a typo must not measure the defaults instead).
 // Flags are --name=value or --name value.
 //
-//   Flags flags(argc, argv, "crmbridge_bench_x [--records N]", "What it measures, in a line.");
+//   Flags flags(argc, argv, "What it measures, in a line.");
 //   const int64_t n = flags.Int("records", 100000, "records to generate");
 //   if (const int rc = flags.Done(); rc >= 0) return rc;
 class Flags {
  public:
-  Flags(int argc, char** argv, std::string usage, std::string about)
-      : argc_(argc), argv_(argv), usage_(std::move(usage)), about_(std::move(about)) {}
+  Flags(int argc, char** argv, std::string about)
+      : argc_(argc), argv_(argv), about_(std::move(about)) {}
 
-  std::string Text(const std::string& name, const std::string& fallback, const std::string& help) {
-    Declare(name, "TEXT", fallback, help);
+  // `metavar` names the value in the usage line: "URL", "real|skip".
+  std::string Text(const std::string& name, const std::string& fallback, const std::string& help,
+                   const std::string& metavar = "TEXT") {
+    Declare(name, metavar, fallback, help);
     const std::optional<std::string> v = Value(name);
     return v ? *v : fallback;
   }
@@ -104,7 +106,7 @@ class Flags {
     for (int i = 1; i < argc_; ++i) {
       const std::string arg = argv_[i];
       if (arg == "--help" || arg == "-h") {
-        std::printf("usage: %s\n\n%s\n\n", usage_.c_str(), about_.c_str());
+        std::printf("usage: %s\n\n%s\n\n", Usage().c_str(), about_.c_str());
         for (const Declared& d : declared_) {
           const std::string flag = "--" + d.name + (d.kind.empty() ? "" : " " + d.kind);
           std::printf("  %-24s %s%s\n", flag.c_str(), d.help.c_str(),
@@ -126,7 +128,7 @@ class Flags {
     }
     if (problems_.empty()) return -1;
     for (const std::string& p : problems_) std::fprintf(stderr, "%s\n", p.c_str());
-    std::fprintf(stderr, "usage: %s (--help lists the flags)\n", usage_.c_str());
+    std::fprintf(stderr, "usage: %s (--help lists the flags)\n", Usage().c_str());
     return 2;
   }
 
@@ -134,6 +136,14 @@ class Flags {
   struct Declared {
     std::string name, kind, fallback, help;
   };
+  // The program's name and every flag declared, each with the name of its value.
+  std::string Usage() const {
+    std::string program = argc_ > 0 ? argv_[0] : "bench";
+    program = program.substr(program.find_last_of('/') + 1);
+    for (const Declared& d : declared_)
+      program += " [--" + d.name + (d.kind.empty() ? "" : " " + d.kind) + "]";
+    return program;
+  }
   void Declare(const std::string& name, const std::string& kind, const std::string& fallback,
                const std::string& help) {
     if (Find(name) == nullptr) declared_.push_back({name, kind, fallback, help});
@@ -158,7 +168,7 @@ class Flags {
 
   int argc_;
   char** argv_;
-  std::string usage_, about_;
+  std::string about_;
   std::vector<Declared> declared_;
   std::vector<std::string> problems_;
 };

@@ -145,8 +145,6 @@ struct RunResult {
 
 int Main(int argc, char** argv) {
   Flags flags(argc, argv,
-              "crmbridge_bench_engine [--records N] [--page 200] [--batch 1000] [--idle-runs 1] "
-              "[--keep] [--no-overlap] [--state PATH_OR_URL [--state-made]]",
               "Engine overhead without network: an initial sync of N generated tickets, then idle\n"
               "runs over the same N, with CPU time, records per CPU second and peak RSS per run.");
   const int64_t n = flags.Int("records", 100000, "onboarding tickets the source generates");
@@ -158,7 +156,8 @@ int Main(int argc, char** argv) {
   const bool no_overlap =
       flags.Bool("no-overlap", "flush after the last read instead of while reading");
   const std::string state = flags.Text(
-      "state", "", "run on this store (a SQLite path or postgresql:// URL), not a new file");
+      "state", "", "run on this store (a SQLite path or postgresql:// URL), not a new file",
+      "PATH_OR_URL");
   const bool state_made_flag =
       flags.Bool("state-made", "the --state store already holds the N records: every run is idle");
   if (const int rc = flags.Done(); rc >= 0) return rc;

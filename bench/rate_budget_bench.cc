@@ -29,10 +29,11 @@ namespace crmbridge::bench {
 namespace {
 
 int Main(int argc, char** argv) {
-  Flags flags(argc, argv, "crmbridge_bench_rate_budget --state URL [--takes 2000] [--workers 4]",
+  Flags flags(argc, argv,
               "What a rate budget shared in PostgreSQL costs a request, against a local one.");
   const std::string url =
-      flags.Text("state", "", "a PostgreSQL database of its own (postgresql://...), required");
+      flags.Text("state", "", "a PostgreSQL database of its own (postgresql://...), required",
+                 "URL");
   const int takes = static_cast<int>(flags.Int("takes", 2000, "slots taken per measurement"));
   const int workers = static_cast<int>(flags.Int("workers", 4, "threads taking slots at once"));
   if (const int rc = flags.Done(); rc >= 0) return rc;

@@ -85,11 +85,12 @@ double WriteRows(const std::string& path, int64_t n, int k, Checks* checks) {
 }
 
 int Main(int argc, char** argv) {
-  Flags flags(argc, argv, "crmbridge_bench_sqlite_rows [--records N] [--rows-per-record 1,7,10]",
+  Flags flags(argc, argv,
               "What one row write costs in SQLite, set up as crmbridge's state store.");
   const int64_t n = flags.Int("records", 30000, "records written for each count of rows");
   const std::string list_text =
-      flags.Text("rows-per-record", "1,7,10", "the counts of rows per record to measure");
+      flags.Text("rows-per-record", "1,7,10", "the counts of rows per record to measure",
+                 "K,K,...");
   if (const int rc = flags.Done(); rc >= 0) return rc;
   std::vector<int> counts;
   {
