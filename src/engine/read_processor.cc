@@ -138,6 +138,8 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
   if (!known) {
     snap.entity = source.entity;
     snap.canonical_id = cid;
+  } else {
+    CRMB_RETURN_IF_ERROR(d_.references->DropReferencesToClosed(d_.view, source, snap, &*mapped));
   }
 
   // Read live after its delete was read: restored (from HubSpot's recycle bin, say), when read

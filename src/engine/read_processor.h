@@ -4,7 +4,8 @@
 //   map (MappingPlan::ToCanonical) -> references, read side (References::ResolveRead)
 //     -> identity (Identity::Resolve: linked, matched, new, or a duplicate left alone)
 //     -> unchanged by its digest? counted, nothing stored
-//     -> its snapshot (RecordView) -> unconfirmed writes checked (write_verification.h)
+//     -> its snapshot (RecordView) -> references to closed records dropped
+//        (References::DropReferencesToClosed) -> unconfirmed writes checked (write_verification.h)
 //     -> merge (merge.h, pure: echoes, conflicts, the stage move)
 //     -> its link in the system read -> rewrites (a losing change, a lost write, a matched
 //        record's queued create) -> stage transition -> outbox (WritePlanner::PlanTargets)

@@ -33,6 +33,25 @@ Status References::ResolveRead(RecordView* view, const SystemEntityMapping& m,
   return Status::Ok();
 }
 
+Status References::DropReferencesToClosed(RecordView* view, const SystemEntityMapping& m,
+                                          const Snapshot& snap, MappedRecord* record) const {
+  for (const FieldMap& f : m.fields) {
+    if (f.ref_entity.empty()) continue;
+    const auto value = record->fields.find(f.canonical);
+    if (value == record->fields.end() || !value->is_string() ||
+        snap.fields.value(f.canonical, json()) == *value)
+      continue;
+    auto target = view->SnapshotOf(RecordKey{f.ref_entity, value->get<std::string>()});
+    if (!target.ok()) return target.status();
+    if (!target->has_value() || (**target).deleted_ms == 0) continue;
+    spdlog::debug("{}: {} {} refers to {} {}, which is closed (merged or deleted); {} keeps {}",
+                  m.system, m.entity, snap.canonical_id, f.ref_entity, value->get<std::string>(),
+                  f.canonical, snap.fields.value(f.canonical, json()).dump());
+    record->fields.erase(value);
+  }
+  return Status::Ok();
+}
+
 Status References::LoadChunk(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
                              Chunk* state) const {
   std::vector<const FieldMap*> ref_fields;

@@ -40,6 +40,12 @@ class References {
   // `unresolved` (may be null) counts native ids crmbridge has not linked.
   Status ResolveRead(RecordView* view, const SystemEntityMapping& m, MappedRecord* record,
                      int64_t* unresolved) const;
+  // After ResolveRead, for a record whose snapshot is `snap`: a reference that differs from what
+  // the record holds and names a record crmbridge has closed (merged into another, or deleted
+  // everywhere) is the system behind, not a change: HubSpot moves a merged company's associations
+  // only once that merge lands there. It is dropped from the read, so the field keeps its value.
+  Status DropReferencesToClosed(RecordView* view, const SystemEntityMapping& m,
+                                const Snapshot& snap, MappedRecord* record) const;
 
   // Write side: what a chunk of outbox items of `m` needs, read in few store calls.
   struct Chunk {

@@ -76,6 +76,32 @@ class HubSpotToDynamicsTest : public ::testing::Test {
     return s.ok() ? *s : RunSummary{};
   }
 
+  // Dynamics 365 accounts named as HubSpot companies i (kept) and j (absorbed), merged there by
+  // its Merge action as a user would; returns the two account ids.
+  std::pair<std::string, std::string> MergeAccountsInDynamics(size_t i, size_t j) {
+    const json hs = hubspot_->Dump();
+    const json d = dynamics_->Dump();
+    std::map<std::string, std::string> account_by_name;
+    for (const json& a : d["accounts"]) account_by_name[a["name"]] = a["accountid"];
+    const std::string kept = account_by_name[hs["companies"][i]["properties"]["name"]];
+    const std::string absorbed = account_by_name[hs["companies"][j]["properties"]["name"]];
+    httplib::Client client(dynamics_->base_url());
+    httplib::Params form = {{"grant_type", "client_credentials"}, {"client_id", "it-client"},
+                            {"client_secret", "it-secret"}, {"scope", dynamics_->base_url() + "/.default"}};
+    auto token = client.Post("/tenant/oauth2/v2.0/token", form);
+    EXPECT_TRUE(token && token->status == 200) << (token ? token->body : "no response");
+    if (!token || token->status != 200) return {kept, absorbed};
+    const std::string bearer = json::parse(token->body)["access_token"];
+    json merge = {{"Target", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", kept}}},
+                  {"Subordinate", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", absorbed}}},
+                  {"PerformParentingChecks", false}};
+    usleep(1100 * 1000);  // modifiedon is to the second
+    auto r = client.Post("/api/data/v9.2/Merge", {{"Authorization", "Bearer " + bearer}},
+                         merge.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 204) << (r ? r->body : "no response");
+    return {kept, absorbed};
+  }
+
   // Requests that change data, by route, from the mock's own request counts.
   static int64_t WriteCalls(const json& stats) {
     int64_t n = 0;
@@ -527,25 +553,7 @@ TEST_F(HubSpotToDynamicsTest, AccountsMergedInDynamics365AreMergedInHubSpot) {
   Sync();
   json hs = hubspot_->Dump();
   const std::string kept = hs["companies"][2]["id"], absorbed = hs["companies"][3]["id"];
-  json d = dynamics_->Dump();
-  std::map<std::string, std::string> account_by_name;
-  for (const json& a : d["accounts"]) account_by_name[a["name"]] = a["accountid"];
-  const std::string kept_account = account_by_name[hs["companies"][2]["properties"]["name"]];
-  const std::string absorbed_account = account_by_name[hs["companies"][3]["properties"]["name"]];
-
-  httplib::Client client(dynamics_->base_url());
-  httplib::Params form = {{"grant_type", "client_credentials"}, {"client_id", "it-client"},
-                          {"client_secret", "it-secret"}, {"scope", dynamics_->base_url() + "/.default"}};
-  auto token = client.Post("/tenant/oauth2/v2.0/token", form);
-  ASSERT_TRUE(token && token->status == 200) << (token ? token->body : "no response");
-  const std::string bearer = json::parse(token->body)["access_token"];
-  json merge = {{"Target", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", kept_account}}},
-                {"Subordinate", {{"@odata.type", "Microsoft.Dynamics.CRM.account"}, {"accountid", absorbed_account}}},
-                {"PerformParentingChecks", false}};
-  usleep(1100 * 1000);  // modifiedon is to the second
-  auto r = client.Post("/api/data/v9.2/Merge", {{"Authorization", "Bearer " + bearer}},
-                       merge.dump(), "application/json");
-  ASSERT_TRUE(r && r->status == 204) << (r ? r->body : "no response");
+  MergeAccountsInDynamics(2, 3);
 
   RunSummary s = Sync();
   EXPECT_EQ(s.counts["dynamics365"]["company"].merged, 1) << s.ToJson().dump();
@@ -564,6 +572,66 @@ TEST_F(HubSpotToDynamicsTest, AccountsMergedInDynamics365AreMergedInHubSpot) {
   EXPECT_FALSE(renamed->has_value()) << "the survivor's link follows the merged record's new id";
   RunSummary again = Sync();
   EXPECT_EQ(again.TotalWrites(), 0) << again.ToJson().dump();
+}
+
+// A ticket read while its company's merge is still on its way to HubSpot is associated there with
+// the absorbed company (HubSpot moves associations when the merge lands): HubSpot is behind, which
+// is no change of the ticket. Its onboarding keeps referring to the survivor, and nothing is
+// written for it, then or after the merge lands.
+TEST_F(HubSpotToDynamicsTest, ATicketReadBeforeItsCompanysMergeLandsInHubSpotKeepsTheSurvivor) {
+  Sync();
+  json hs = hubspot_->Dump();
+  const std::string kept = hs["companies"][2]["id"], absorbed = hs["companies"][3]["id"];
+  auto kept_link = store_->FindLinkByNative("hubspot", "company", kept);
+  ASSERT_TRUE(kept_link.ok() && kept_link->has_value());
+  const std::string survivor = (*kept_link)->canonical_id;
+  std::string ticket;
+  for (const json& t : hs["tickets"])
+    for (const json& c : t["associations"]["companies"])
+      if (c == absorbed) ticket = t["id"];
+  ASSERT_FALSE(ticket.empty()) << "a ticket of the company merged away";
+  auto ticket_link = store_->FindLinkByNative("hubspot", "onboarding", ticket);
+  ASSERT_TRUE(ticket_link.ok() && ticket_link->has_value());
+  const std::string onboarding = (*ticket_link)->canonical_id;
+
+  MergeAccountsInDynamics(2, 3);
+  // The ticket is touched (its subject as it was), so the next sync reads it; HubSpot refuses
+  // the company merge crmbridge sends for that sync.
+  httplib::Client client(hubspot_->base_url());
+  httplib::Headers auth = {{"Authorization", "Bearer pat-it"}};
+  for (const json& t : hs["tickets"])
+    if (t["id"] == ticket) {
+      json same = {{"properties", {{"subject", t["properties"]["subject"]}}}};
+      auto r = client.Patch(("/crm/v3/objects/tickets/" + ticket).c_str(), auth, same.dump(),
+                            "application/json");
+      ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    }
+  hubspot_->SetFaults({*mocks::FaultRule::Parse("POST /companies/merge status=503")});
+  config_.sync.retry_backoff = std::chrono::milliseconds(50);
+
+  RunSummary s = Sync();
+  EXPECT_EQ(s.counts["dynamics365"]["company"].merged, 1) << s.ToJson().dump();
+  EXPECT_GE(s.counts["hubspot"]["onboarding"].read, 1);
+  EXPECT_EQ(s.counts["hubspot"]["onboarding"].changed, 0) << s.ToJson().dump();
+  EXPECT_EQ(s.counts["dynamics365"]["onboarding"].queued, 0);
+  auto held = store_->GetSnapshot("onboarding", onboarding);
+  ASSERT_TRUE(held.ok() && held->has_value());
+  EXPECT_EQ((*held)->fields.value("company", json()), survivor) << (*held)->fields.dump();
+
+  hubspot_->SetFaults({});
+  usleep(200 * 1000);  // past the merge's backoff
+  RunSummary landed = Sync();
+  EXPECT_EQ(landed.counts["dynamics365"]["onboarding"].queued, 0) << landed.ToJson().dump();
+  bool merged_there = false;
+  hs = hubspot_->Dump();
+  for (const json& c : hs["companies"])
+    merged_there |= c["properties"].value("hs_merged_object_ids", "") == kept + ";" + absorbed;
+  EXPECT_TRUE(merged_there) << "the merge lands once HubSpot takes it";
+  RunSummary again = Sync();
+  EXPECT_EQ(again.TotalWrites(), 0) << again.ToJson().dump();
+  held = store_->GetSnapshot("onboarding", onboarding);
+  ASSERT_TRUE(held.ok() && held->has_value());
+  EXPECT_EQ((*held)->fields.value("company", json()), survivor) << (*held)->fields.dump();
 }
 
 // Search answers carry no associations: an incremental read fetches them, so a ticket changed in
