@@ -139,7 +139,9 @@ struct WriteOutcome {
 // A parameter a mapping may give under a system's `params`, as its connector reads it.
 struct ParamSpec {
   std::string name;
-  std::string type;                  // "string", "boolean" ("true"/"false") or "number"
+  // "string", "boolean" ("true"/"false"), "number", or "name": a column or property name, which
+  // the connector puts into URLs as it is (IsPlainName, src/core/url.h).
+  std::string type;
   std::string default_value;         // "" when there is none
   std::vector<std::string> objects;  // the objects it applies to; empty: every object
   std::string doc;                   // one line

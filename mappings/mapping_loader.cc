@@ -13,6 +13,8 @@
 #include "mappings/mapping.h"
 #include "mappings/transforms.h"
 #include "src/core/did_you_mean.h"
+#include "src/core/url.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 
@@ -219,6 +221,9 @@ class Loader {
       } else if (param->type == "number" &&
                  (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)) {
         Error(kv.second, "param '" + key + "' must be a whole number, not '" + value + "'");
+      } else if (param->type == "name" && !value.empty() && !IsPlainName(value)) {
+        Error(kv.second, "param '" + key + "' must be a name of letters, digits and _ (starting "
+                         "with a letter or _), not '" + PrintableText(value) + "'");
       }
     }
   }

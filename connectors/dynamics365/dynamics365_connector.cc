@@ -15,6 +15,7 @@
 #include "src/core/ids.h"
 #include "src/core/redaction.h"
 #include "src/core/time_util.h"
+#include "src/core/url.h"
 #include "src/core/utf8.h"
 
 namespace crmbridge {
@@ -37,6 +38,19 @@ bool MapsOwner(const ObjectRef& object) {
 
 // A table whose rows crmbridge only ever creates (params create_only: "true").
 bool CreateOnly(const ObjectRef& object) { return Param(object, "create_only", "false") == "true"; }
+
+// The columns a mapping names by params go into URLs as they are: a name that is not a plain
+// column name (the mapping loader refuses it) is refused here too, never sent.
+Status CheckColumnParams(const ObjectRef& object) {
+  for (const char* param : {"key", "primary_key"}) {
+    const std::string column = Param(object, param, "");
+    if (!column.empty() && !IsPlainName(column))
+      return Status(StatusCode::kInvalidArgument,
+                    "dynamics365: " + object.object + " params." + param + " '" +
+                        PrintableText(column) + "' is not a column name; nothing is sent");
+  }
+  return Status::Ok();
+}
 
 // The row of `object` with crmbridge key `key`, by the alternate key, selecting its primary key.
 std::string KeyPath(const ObjectRef& object, const std::string& key) {
@@ -174,8 +188,8 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.other_objects = "[a-z][a-z0-9_]*";
     c.other_objects_doc = "any entity set, by its plural name (crmb_onboardings)";
     c.params = {
-        {"key", "string", "crmb_externalid", {}, "the alternate-key column crmbridge upserts by"},
-        {"primary_key", "string", "", {}, "the primary key, when it is not the set's usual one"},
+        {"key", "name", "crmb_externalid", {}, "the alternate-key column crmbridge upserts by"},
+        {"primary_key", "name", "", {}, "the primary key, when it is not the set's usual one"},
         {"change_tracking", "boolean", "true", {},
          "false: a table without Track changes, read by modifiedon (deletes are not seen)"},
         {"create_only", "boolean", "false", {}, "rows crmbridge only ever creates (notes)"},
@@ -302,7 +316,7 @@ Result<std::string> Dynamics365Connector::ClientCredentials() {
     return s;
   }
   return "&client_assertion_type=" +
-         PercentEncode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") +
+         PercentEncode(std::string("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) +
          "&client_assertion=" + PercentEncode(*assertion);
 }
 
@@ -473,6 +487,7 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
 
 Result<std::vector<NativeRecord>> Dynamics365Connector::ReadByIds(const ObjectRef& object,
                                                                    const std::vector<std::string>& ids) {
+  CRMB_RETURN_IF_ERROR(CheckColumnParams(object));
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
   const std::string key_column = Param(object, "key", "");
   const std::string select = SelectList(object, pk, key_column);
@@ -553,6 +568,7 @@ Result<bool> Dynamics365Connector::Audited(const ObjectRef& object, const std::s
 
 Result<std::map<std::string, std::vector<FieldChange>>> Dynamics365Connector::ReadFieldHistory(
     const ObjectRef& object, const std::string& field, const std::vector<std::string>& ids) {
+  CRMB_RETURN_IF_ERROR(CheckColumnParams(object));
   std::map<std::string, std::vector<FieldChange>> out;
   auto audited = Audited(object, field);
   if (!audited.ok()) return audited.status();
@@ -623,6 +639,7 @@ Result<std::map<std::string, std::vector<FieldChange>>> Dynamics365Connector::Re
 
 Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cursor& cursor,
                                                const ReadContext& context) {
+  CRMB_RETURN_IF_ERROR(CheckColumnParams(object));
   if (Param(object, "change_tracking", "true") == "false")
     return ReadByModifiedOn(object, cursor, context);
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
@@ -987,8 +1004,11 @@ Result<std::vector<WriteOutcome>> Dynamics365Connector::Write(const ObjectRef& o
   // body it could end the request line it is part of.
   std::vector<WriteOutcome> outcomes(ops.size());
   std::vector<size_t> merges, rest_index;
+  const Status columns = CheckColumnParams(object);
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (const auto bad = UnsendableRowId(ops[i])) {
+    if (!columns.ok()) {
+      outcomes[i].status = Status(columns).set_system(name_);
+    } else if (const auto bad = UnsendableRowId(ops[i])) {
       outcomes[i].status = Status(StatusCode::kInvalidArgument,
                                   "dynamics365: " + object.object + " row id '" +
                                       PrintableText(*bad) + "' is not a GUID; not sent")

@@ -99,7 +99,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
         {"pipeline", "string", "", {"tickets", "deals"},
          "label or id: only records in this pipeline are read, and the stage is read and written "
          "as its label"},
-        {"id_property", "string", "crmbridge_id", {},
+        {"id_property", "name", "crmbridge_id", {},
          "the unique property crmbridge creates and upserts by"},
         {"overlap_ms", "number", "", {}, "re-read this far (ms) before the cursor"},
         {"archived_sweep_ms", "number", std::to_string(hubspot::kArchivedSweepEveryMs), {},

@@ -842,7 +842,7 @@ int RunConnectorsDescribe(const std::string& kind) {
       }
       std::printf("  %s\n", title);
       for (const ParamSpec& p : list) {
-        std::string facts = p.type;
+        std::string facts = p.type == "name" ? "name (letters, digits and _)" : p.type;
         if (!p.default_value.empty()) facts += ", default " + p.default_value;
         if (!p.objects.empty()) facts += ", for " + JoinWords(p.objects);
         std::printf("    %-16s %s\n    %-16s %s\n", p.name.c_str(), facts.c_str(), "",

@@ -20,4 +20,12 @@ std::string PercentEncode(std::string_view text) {
   return out;
 }
 
+bool IsPlainName(std::string_view text) {
+  if (text.empty() || text.size() > 128) return false;
+  if (!std::isalpha(static_cast<unsigned char>(text[0])) && text[0] != '_') return false;
+  for (unsigned char c : text)
+    if (!std::isalnum(c) && c != '_') return false;
+  return true;
+}
+
 }  // namespace crmbridge

@@ -98,6 +98,9 @@ const Case kCases[] = {
     {"59_unknown_object.yaml", "9:15",
      "unknown object 'tickts' for hubspot, of kind hubspot (hint: did you mean 'tickets'?"},
     {"60_param_of_the_wrong_type.yaml", "10:33", "param 'change_tracking' must be true or false, not 'no'"},
+    {"69_key_column_not_a_name.yaml", "10:21",
+     "param 'key' must be a name of letters, digits and _ (starting with a letter or _), not "
+     "'crmb_externalid?$filter=x'"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},

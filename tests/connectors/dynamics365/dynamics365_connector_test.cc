@@ -452,6 +452,52 @@ TEST(Dynamics365ConnectorTest, ARowIdThatIsNotAGuidIsRefusedAndNeverSent) {
   EXPECT_EQ((*out)[0].status.code(), StatusCode::kInvalidArgument);
 }
 
+// The key and primary-key columns a mapping names go into URLs as they are. A name that is not a
+// plain column name (the mapping loader refuses it first) is refused by every call, naming the
+// param; nothing is sent.
+TEST(Dynamics365ConnectorTest, AKeyColumnThatIsNotAColumnNameIsRefusedAndNeverSent) {
+  Dataverse dv;
+  std::vector<std::string> sent;
+  dv.api = [&](const Request& r) -> Result<Response> {
+    sent.push_back(r.url + "\n" + r.body);
+    return Json(200, {{"value", json::array()}});
+  };
+  FakeClock clock;
+  Dynamics365Connector c(Config(), dv.transport, &clock);
+  const std::string good = "6f2a1c3e-0000-4000-8000-000000000001";
+  for (const char* param : {"key", "primary_key"}) {
+    for (const std::string column : {"crmb_exte/b?c#d rnalid", "x)/systemusers(", "1col", "a b"}) {
+      SCOPED_TRACE(std::string(param) + "=" + column);
+      sent.clear();
+      ObjectRef ref = Opportunities();
+      ref.params[param] = column;
+      WriteOp upsert;
+      upsert.kind = WriteOp::Kind::kUpsert;
+      upsert.key = "crmb-key-0";
+      upsert.fields = {{"name", "A"}};
+      WriteOp update;
+      update.kind = WriteOp::Kind::kUpdate;
+      update.native_id = good;
+      update.fields = {{"name", "B"}};
+      auto out = c.Write(ref, {upsert, update});
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      ASSERT_EQ(out->size(), 2u);
+      for (const WriteOutcome& o : *out) {
+        EXPECT_EQ(o.status.code(), StatusCode::kInvalidArgument);
+        EXPECT_NE(o.status.message().find("params." + std::string(param) + " '" + column +
+                                          "' is not a column name"),
+                  std::string::npos)
+            << o.status.message();
+      }
+      auto page = c.ReadChanges(ref, "", ReadContext{});
+      EXPECT_EQ(page.status().code(), StatusCode::kInvalidArgument);
+      auto by_id = c.ReadByIds(ref, {good});
+      EXPECT_EQ(by_id.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_TRUE(sent.empty()) << sent.front();
+    }
+  }
+}
+
 // A table read by modifiedon keeps {"w": ms, "max": ms, "next": link} as its cursor; one whose
 // numbers are of another type (a state file edited by hand, or of another version) is refused as
 // unreadable, before any request, instead of throwing out of the connector.
