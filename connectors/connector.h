@@ -194,6 +194,9 @@ struct Capabilities {
   std::vector<std::string> objects;
   std::string other_objects;
   std::string other_objects_doc;  // what other_objects stands for
+  // Its native field names are column or property names (IsPlainName, src/core/url.h), which
+  // the connector puts into URLs and query lists: a mapping naming another field is refused.
+  bool plain_field_names = false;
   std::vector<ParamSpec> params;
   // What a system of this kind takes in crmbridge.yaml besides base_url: its `auth` keys and
   // its `options` (a name ending in ".*" stands for every name with that prefix). A system

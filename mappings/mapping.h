@@ -230,12 +230,13 @@ struct SystemTraits {
   // keys among `params`, each of its type and for its objects.
   struct Param {
     std::string name;
-    std::string type;                  // "string", "boolean" or "number"
+    std::string type;                  // "string", "boolean", "number" or "name"
     std::vector<std::string> objects;  // empty: every object
   };
   std::vector<std::string> objects;
   std::string other_objects;
   std::vector<Param> params;
+  bool plain_field_names = false;  // each `native` a name of letters, digits and _ (IsPlainName)
 };
 
 // The systems a mapping may name, and what their kinds can do.

@@ -832,6 +832,11 @@ class Loader {
         }
         CheckKeys(spec, kFieldMapKeys, "field '" + f.canonical + "'");
         f.native = spec["native"].Scalar();
+        if (const SystemTraits* traits = TraitsOf(system);
+            traits != nullptr && traits->plain_field_names && !IsPlainName(f.native))
+          Error(spec["native"], "native field '" + PrintableText(f.native) + "' is no field name " +
+                                    system + " takes: letters, digits and _, starting with a "
+                                    "letter or _ (crmbridge connectors describe " + traits->kind + ")");
         if (!natives.insert(f.native).second)
           Error(spec["native"], "native field '" + f.native + "' is mapped twice in " + system +
                                     "." + m.entity);

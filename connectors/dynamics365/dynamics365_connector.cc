@@ -187,6 +187,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.objects = {"accounts", "contacts", "opportunities", "annotations", "tasks"};
     c.other_objects = "[a-z][a-z0-9_]*";
     c.other_objects_doc = "any entity set, by its plural name (crmb_onboardings)";
+    c.plain_field_names = true;  // columns by logical name, in $select and in URLs
     c.params = {
         {"key", "name", "crmb_externalid", {}, "the alternate-key column crmbridge upserts by"},
         {"primary_key", "name", "", {}, "the primary key, when it is not the set's usual one"},

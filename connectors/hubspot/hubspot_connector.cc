@@ -94,6 +94,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.objects = {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
                  "emails", "meetings", "line_items", "products", "quotes"};
     c.other_objects = "2-[0-9]+|p[0-9]*_[a-z0-9_]+";
+    c.plain_field_names = true;  // property names, in properties= lists and search filters
     c.other_objects_doc = "a custom object by objectTypeId (2-1234567) or name (p1234567_thing)";
     c.params = {
         {"pipeline", "string", "", {"tickets", "deals"},

@@ -824,6 +824,8 @@ int RunConnectorsDescribe(const std::string& kind) {
     std::printf("  objects:    %s\n", JoinWords(can.objects).c_str());
     if (!can.other_objects_doc.empty())
       std::printf("              or %s\n", can.other_objects_doc.c_str());
+    if (can.plain_field_names)
+      std::printf("  fields:     names of letters, digits and _, starting with a letter or _\n");
     std::string where;  // the fields that may hold one, when the kind says
     for (const auto& [object, fields] : can.reference_fields)
       for (const std::string& field : fields)

@@ -62,6 +62,7 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
     traits.provisions_portal_access = can.provisions_portal_access;
     traits.objects = can.objects;
     traits.other_objects = can.other_objects;
+    traits.plain_field_names = can.plain_field_names;
     for (const ParamSpec& p : can.params) traits.params.push_back({p.name, p.type, p.objects});
     out.kinds.push_back(std::move(traits));
   }

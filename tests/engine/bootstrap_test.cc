@@ -19,7 +19,7 @@ bool SameTraits(const SystemTraits& a, const SystemTraits& b) {
          a.reference_fields == b.reference_fields && a.required_params == b.required_params &&
          a.binds_lookups == b.binds_lookups &&
          a.provisions_portal_access == b.provisions_portal_access && a.objects == b.objects &&
-         a.other_objects == b.other_objects;
+         a.other_objects == b.other_objects && a.plain_field_names == b.plain_field_names;
 }
 
 TEST(MappingSystemsOfTest, EveryRegisteredKindWithWhatItsConnectorsCanDo) {

@@ -101,6 +101,9 @@ const Case kCases[] = {
     {"69_key_column_not_a_name.yaml", "10:21",
      "param 'key' must be a name of letters, digits and _ (starting with a letter or _), not "
      "'crmb_externalid?$filter=x'"},
+    {"70_native_field_not_a_name.yaml", "11:25",
+     "native field 'name,description&$filter=x' is no field name dynamics365 takes: letters, "
+     "digits and _, starting with a letter or _ (crmbridge connectors describe dynamics365)"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},

@@ -30,23 +30,29 @@ inline SystemTraits Traits(std::string kind, bool references, bool bind, bool po
   return t;
 }
 
+// `t` whose native field names must be plain names (Capabilities::plain_field_names).
+inline SystemTraits PlainFieldNames(SystemTraits t) {
+  t.plain_field_names = true;
+  return t;
+}
+
 inline std::vector<SystemTraits> RegistryKindTraits() {
   //             kind           references  bind   portal access
-  return {Traits("hubspot",     true,       false, false,
+  return {PlainFieldNames(Traits("hubspot",     true,       false, false,
                  {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
                   "emails", "meetings", "line_items", "products", "quotes"},
                  "2-[0-9]+|p[0-9]*_[a-z0-9_]+",
                  {{"pipeline", "string", {"tickets", "deals"}},
                   {"id_property", "name", {}},
                   {"overlap_ms", "number", {}},
-                  {"archived_sweep_ms", "number", {}}}),
-          Traits("dynamics365", true,       true,  false,
+                  {"archived_sweep_ms", "number", {}}})),
+          PlainFieldNames(Traits("dynamics365", true,       true,  false,
                  {"accounts", "contacts", "opportunities", "annotations", "tasks"},
                  "[a-z][a-z0-9_]*",
                  {{"key", "name", {}},
                   {"primary_key", "name", {}},
                   {"change_tracking", "boolean", {}},
-                  {"create_only", "boolean", {}}}),
+                  {"create_only", "boolean", {}}})),
           Traits("portal",      false,      false, true, {"properties", "users", "access"}, "", {}),
           Traits("totango",     true,       false, false,
                  {"accounts", "users", "touchpoints", "tasks"}, "",
