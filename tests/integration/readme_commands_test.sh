@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Using it" block, run as it is shown, from a copy of the checkout's examples/ and
+# The README's "Using it" block (and docs/MAPPINGS.md's first block), run as it is shown, from a copy of the checkout's examples/ and
 # mappings/: the mocks on ports 18081-18084, every crmbridge command against examples/crmbridge.yaml,
 # and `serve` (which runs until stopped) stopped by SIGINT after five seconds. Fails on the first
 # command that fails, and when the sync moves nothing or the backfill after it writes anything.
@@ -42,3 +42,12 @@ grep -q '^Nothing to write' <<<"$backfill" || fail "the backfill after the sync 
 grep -q '^Wrote onboarding.html' out.txt || fail "no report"
 grep -q 'serve: stopped' out.txt || fail "serve did not stop cleanly"
 echo "README commands: $(grep -c '^build/bin/' block.sh) run as shown"
+
+# docs/MAPPINGS.md's first block: checking a mapping file, with and without a config.
+awk '/^```sh/ { in_block = 1; next } in_block && /^```/ { exit } in_block' \
+  "$src/docs/MAPPINGS.md" >mappings_block.sh
+grep -q 'mappings validate' mappings_block.sh || fail "no validate command in MAPPINGS.md's first block"
+status=0
+bash -e -o pipefail mappings_block.sh >mappings_out.txt 2>&1 || status=$?
+[ "$status" -eq 0 ] || { tail -30 mappings_out.txt >&2; fail "a MAPPINGS.md command failed: exit $status"; }
+echo "MAPPINGS.md commands: $(grep -c '^build/bin/' mappings_block.sh) run as shown"
