@@ -177,6 +177,20 @@ inline bool UnderOrigin(const std::string& url, const std::string& origin) {
 // another host would take the system's token there), a URL with no space, control character or
 // byte beyond ASCII, no native id of `ops` pasted into it (or into a batch's body) unencoded, and a
 // body that is JSON when the request says so.
+// The lines of a multipart body that are not a part's JSON: boundaries, headers, request lines.
+inline std::vector<std::string> NonJsonLines(const std::string& body) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start <= body.size()) {
+    size_t end = body.find("\r\n", start);
+    if (end == std::string::npos) end = body.size();
+    const std::string line = body.substr(start, end - start);
+    if (!line.empty() && line[0] != '{' && line[0] != '[') lines.push_back(line);
+    start = end + 2;
+  }
+  return lines;
+}
+
 inline void CheckRequests(const std::vector<Request>& requests,
                           const std::vector<std::string>& origins,
                           const std::vector<WriteOp>& ops = {}) {
@@ -198,9 +212,14 @@ inline void CheckRequests(const std::vector<Request>& requests,
       if (plain || op.native_id.size() <= 3) continue;
       FUZZ_CHECK(r.url.find(op.native_id) == std::string::npos,
                  "an id in a URL unencoded: " + PrintableText(r.url));
-      if (batch)
+      if (!batch) continue;
+      // Its request lines and headers; a part's JSON may hold any text, but no line break.
+      if (op.native_id.find_first_of("\r\n") != std::string::npos)
         FUZZ_CHECK(r.body.find(op.native_id) == std::string::npos,
                    "an id in a batch body unencoded: " + PrintableText(r.body.substr(0, 300)));
+      for (const std::string& line : NonJsonLines(r.body))
+        FUZZ_CHECK(line.find(op.native_id) == std::string::npos,
+                   "an id in a batch body unencoded: " + PrintableText(line.substr(0, 300)));
     }
     if (type && type->find("json") != std::string::npos) {
       FUZZ_CHECK(nlohmann::json::accept(r.body),
