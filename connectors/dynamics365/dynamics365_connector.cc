@@ -25,9 +25,10 @@ using nlohmann::json;
 
 namespace {
 
+// An empty param is one not given, as the mapping loader takes it.
 std::string Param(const ObjectRef& object, const std::string& name, const std::string& fallback) {
   auto it = object.params.find(name);
-  return it == object.params.end() ? fallback : it->second;
+  return it == object.params.end() || it->second.empty() ? fallback : it->second;
 }
 
 // Whether the mapping reads or writes the row's owner.

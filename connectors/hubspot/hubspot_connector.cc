@@ -57,9 +57,10 @@ NativeRecord Undecodable(const json& object, const Status& why) {
   return bad;
 }
 
+// An empty param is one not given, as the mapping loader takes it.
 std::string KeyPropertyOf(const ObjectRef& object) {
   auto it = object.params.find("id_property");
-  return it == object.params.end() ? "crmbridge_id" : it->second;
+  return it == object.params.end() || it->second.empty() ? "crmbridge_id" : it->second;
 }
 
 std::string GroupFor(const std::string& type) {
@@ -319,6 +320,13 @@ Status HubSpotConnector::LoadPipeline(const std::string& type, const std::string
 
 Result<HubSpotConnector::ObjectSetup*> HubSpotConnector::Setup(const ObjectRef& object,
                                                                 bool for_write) {
+  // The key property goes into URLs as it is: a name that is not a property name (the mapping
+  // loader refuses it first) is refused here too, before any request.
+  if (const std::string key = KeyPropertyOf(object); !IsPlainName(key))
+    return Status(StatusCode::kInvalidArgument,
+                  "hubspot: " + object.object + " params.id_property '" + PrintableText(key) +
+                      "' is not a property name; nothing is sent")
+        .set_system(name_);
   auto pipeline = object.params.find("pipeline");
   const std::string cache_key = object.object + "|" + KeyPropertyOf(object) + "|" +
                                 (pipeline == object.params.end() ? "" : pipeline->second);

@@ -236,6 +236,30 @@ TEST(HubSpotConnectorTest, CreatesTheKeyPropertyWhenItIsMissing) {
   EXPECT_EQ(requests[2].url, "http://hubspot.test/crm/v3/objects/tickets/batch/upsert");
 }
 
+// The key property's name goes into URLs as it is (GET /crm/v3/properties/{object}/{name}). A
+// name that is not a property name (the mapping loader refuses it first) is refused by writes
+// and reads, naming the param; nothing is sent.
+TEST(HubSpotConnectorTest, AKeyPropertyThatIsNotAPropertyNameIsRefusedAndNeverSent) {
+  for (const std::string name : {"crmbridge_id/../owners?x=0#", "a b", "1st"}) {
+    SCOPED_TRACE(name);
+    auto transport = std::make_shared<FakeTransport>();
+    FakeClock clock;
+    HubSpotConnector c(Config(), transport, &clock);
+    ObjectRef tickets;
+    tickets.object = "tickets";
+    tickets.params = {{"id_property", name}};
+    auto written = c.Write(tickets, {OneUpsert()});
+    EXPECT_EQ(written.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(written.status().message().find("params.id_property '" + name +
+                                              "' is not a property name"),
+              std::string::npos)
+        << written.status().message();
+    auto page = c.ReadChanges(tickets, "", ReadContext{});
+    EXPECT_EQ(page.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_TRUE(transport->requests().empty()) << transport->requests()[0].url;
+  }
+}
+
 TEST(HubSpotConnectorTest, AReadAsksForNoMetadataOutsidePipelines) {
   auto transport = std::make_shared<FakeTransport>();
   transport->Respond(200, R"({"total":0,"results":[]})");
