@@ -157,6 +157,10 @@ struct Capabilities {
   // Reads and writes references (ObjectRef::ref_fields, WriteOp::refs): a mapping may map `ref`
   // fields to this system.
   bool carries_references = false;
+  // A reference written adds to those the record holds (HubSpot's associations are many-valued):
+  // each write names the one it replaces (NativeRef::previous_id), which the flush looks up in
+  // the record's state. Without it a reference written replaces the one held (a lookup column).
+  bool adds_references = false;
   // Where a reference may go, when only some native fields are references: per object, those
   // fields (an object not listed takes none). Empty: any field of any object.
   std::map<std::string, std::vector<std::string>> reference_fields;

@@ -86,6 +86,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.max_page = hubspot::kMaxSearchPage;
     c.idempotent_upsert = true;
     c.carries_references = true;  // as associations
+    c.adds_references = true;       // an association written leaves the others in place
     c.reads_by_id = true;         // batch read: what a webhook announces is read alone
     c.delete_events = {"deletion", "privacyDeletion"};  // archived, or deleted for good
     c.reads_field_history = true; // batch read with propertiesWithHistory

@@ -53,17 +53,19 @@ Status References::DropReferencesToClosed(RecordView* view, const SystemEntityMa
 }
 
 Status References::LoadChunk(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
-                             Chunk* state) const {
+                             bool with_previous, Chunk* state) const {
   std::vector<const FieldMap*> ref_fields;
   for (const FieldMap& f : m.fields)
     if (!f.ref_entity.empty() && f.writes()) ref_fields.push_back(&f);
   if (ref_fields.empty() || items.empty()) return Status::Ok();
-  std::vector<std::string> ids;
-  ids.reserve(items.size());
-  for (const OutboxItem& item : items) ids.push_back(item.canonical_id);
-  auto own = store_->LoadRecords(m.entity, m.system, {}, ids);
-  if (!own.ok()) return own.status();
-  state->snapshots = std::move(own->snapshots);
+  if (with_previous) {
+    std::vector<std::string> ids;
+    ids.reserve(items.size());
+    for (const OutboxItem& item : items) ids.push_back(item.canonical_id);
+    auto own = store_->LoadRecords(m.entity, m.system, {}, ids);
+    if (!own.ok()) return own.status();
+    state->snapshots = std::move(own->snapshots);
+  }
   // Per referenced entity, the records referred to now and before, in one call.
   std::map<std::string, std::set<std::string>> wanted;
   for (const OutboxItem& item : items) {

@@ -47,14 +47,16 @@ class References {
   Status DropReferencesToClosed(RecordView* view, const SystemEntityMapping& m,
                                 const Snapshot& snap, MappedRecord* record) const;
 
-  // Write side: what a chunk of outbox items of `m` needs, read in few store calls.
+  // Write side: what a chunk of outbox items of `m` needs, read in few store calls. The chunk's
+  // own records (for what each referred to before) are read only `with_previous` (a system whose
+  // references written add to those held, Capabilities::adds_references).
   struct Chunk {
     std::unordered_map<std::string, Snapshot> snapshots;  // the chunk's records, by canonical id
     // Per referenced entity, canonical id -> its native id in the chunk's system.
     std::map<std::string, std::unordered_map<std::string, std::string>> native_ids;
   };
   Status LoadChunk(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
-                   Chunk* chunk) const;
+                   bool with_previous, Chunk* chunk) const;
   // Moves `op`'s reference fields into op->refs as `m.system`'s native ids; or says why it waits.
   Result<RefWait> ResolveWrite(const SystemEntityMapping& m, const OutboxItem& item,
                                const Chunk& chunk, WriteOp* op) const;

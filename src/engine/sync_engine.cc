@@ -780,7 +780,8 @@ Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMappi
   // referenced record is not there yet waits (a record is flushed after the records it refers
   // to, so that is a failure upstream).
   References::Chunk refs;  // read once for the chunk
-  CRMB_RETURN_IF_ERROR(references_.LoadChunk(m, items, &refs));
+  CRMB_RETURN_IF_ERROR(
+      references_.LoadChunk(m, items, connector->capabilities().adds_references, &refs));
   auto writes = BuildChunkWrites(references_, m, items, refs);
   if (!writes.ok()) return writes.status();
   // 2. Deliver.
