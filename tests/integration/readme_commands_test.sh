@@ -8,8 +8,11 @@ set -euo pipefail
 bin=$1
 src=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-readme.XXXXXX")
+started=0
 cleanup() {
-  pkill -INT -f "^build/bin/crm-mocks --port-base 18081" 2>/dev/null || true
+  # The block's own mocks, if a failing command left them running (the ports were free, so no
+  # other process holds them).
+  [ "$started" = 1 ] && { pkill -INT -f "^build/bin/crm-mocks --port-base 18081" 2>/dev/null || true; }
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -32,6 +35,7 @@ for port in 18081 18082 18083 18084 8080; do
 done
 
 cd "$work"
+started=1
 status=0
 bash -e -o pipefail block.sh >out.txt 2>&1 || status=$?
 [ "$status" -eq 0 ] || { tail -30 out.txt >&2; fail "a command of the block failed: exit $status"; }
