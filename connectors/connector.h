@@ -18,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "src/core/status.h"
+#include "src/core/url.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge {
 
@@ -259,5 +261,23 @@ class Connector {
   virtual Result<std::vector<WriteOutcome>> Write(const ObjectRef& object,
                                                   const std::vector<WriteOp>& ops) = 0;
 };
+
+// The params of `object` that `can` declares of type "name", checked before they go into a URL:
+// one given that is not a plain name (the mapping loader refuses it first) fails the call, named
+// as `system`'s `noun` ("column name"), so nothing is sent. An empty param is one not given.
+inline Status CheckNameParams(const Capabilities& can, const ObjectRef& object,
+                              const std::string& system, const std::string& noun) {
+  for (const ParamSpec& spec : can.params) {
+    if (spec.type != "name") continue;
+    const auto given = object.params.find(spec.name);
+    if (given == object.params.end() || given->second.empty() || IsPlainName(given->second))
+      continue;
+    return Status(StatusCode::kInvalidArgument,
+                  system + ": " + object.object + " params." + spec.name + " '" +
+                      PrintableText(given->second) + "' is not a " + noun + "; nothing is sent")
+        .set_system(system);
+  }
+  return Status::Ok();
+}
 
 }  // namespace crmbridge

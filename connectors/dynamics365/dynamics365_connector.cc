@@ -40,17 +40,10 @@ bool MapsOwner(const ObjectRef& object) {
 // A table whose rows crmbridge only ever creates (params create_only: "true").
 bool CreateOnly(const ObjectRef& object) { return Param(object, "create_only", "false") == "true"; }
 
-// The columns a mapping names by params go into URLs as they are: a name that is not a plain
-// column name (the mapping loader refuses it) is refused here too, never sent.
+// The columns a mapping names by params (key, primary_key) go into URLs as they are.
 Status CheckColumnParams(const ObjectRef& object) {
-  for (const char* param : {"key", "primary_key"}) {
-    const std::string column = Param(object, param, "");
-    if (!column.empty() && !IsPlainName(column))
-      return Status(StatusCode::kInvalidArgument,
-                    "dynamics365: " + object.object + " params." + param + " '" +
-                        PrintableText(column) + "' is not a column name; nothing is sent");
-  }
-  return Status::Ok();
+  return CheckNameParams(Dynamics365Connector::KindCapabilities(), object, "dynamics365",
+                         "column name");
 }
 
 // The row of `object` with crmbridge key `key`, by the alternate key, selecting its primary key.

@@ -321,13 +321,8 @@ Status HubSpotConnector::LoadPipeline(const std::string& type, const std::string
 
 Result<HubSpotConnector::ObjectSetup*> HubSpotConnector::Setup(const ObjectRef& object,
                                                                 bool for_write) {
-  // The key property goes into URLs as it is: a name that is not a property name (the mapping
-  // loader refuses it first) is refused here too, before any request.
-  if (const std::string key = KeyPropertyOf(object); !IsPlainName(key))
-    return Status(StatusCode::kInvalidArgument,
-                  "hubspot: " + object.object + " params.id_property '" + PrintableText(key) +
-                      "' is not a property name; nothing is sent")
-        .set_system(name_);
+  // The key property (id_property) goes into URLs as it is.
+  CRMB_RETURN_IF_ERROR(CheckNameParams(KindCapabilities(), object, name_, "property name"));
   auto pipeline = object.params.find("pipeline");
   const std::string cache_key = object.object + "|" + KeyPropertyOf(object) + "|" +
                                 (pipeline == object.params.end() ? "" : pipeline->second);
