@@ -339,6 +339,25 @@ UPDATE dead_letters SET canonical_id = crmbridge_id(canonical_id)
 UPDATE match_keys SET canonical_id = crmbridge_id(canonical_id)
   WHERE canonical_id IS NOT crmbridge_id(canonical_id);
 )sql"},
+    // HashJson keeps the first 128 bits of a SHA-256, not all 256: two 16-byte hashes per link
+    // instead of two of 32. A hash stored before becomes its first half, which is what HashJson
+    // now gives for the same value, so an unchanged record still reads as unchanged. Outbox
+    // payload hashes (text) and those inside dead letters' items are cut the same way, so that a
+    // write delivered after the upgrade leaves the hash the next plan compares with.
+    {17, "content hashes of 128 bits", R"sql(
+UPDATE links SET last_read_hash = substr(last_read_hash, 1, 16)
+  WHERE typeof(last_read_hash) = 'blob' AND length(last_read_hash) = 32;
+UPDATE links SET last_written_hash = substr(last_written_hash, 1, 16)
+  WHERE typeof(last_written_hash) = 'blob' AND length(last_written_hash) = 32;
+UPDATE links SET last_read_hash = substr(last_read_hash, 1, 32)
+  WHERE typeof(last_read_hash) = 'text' AND length(last_read_hash) = 64;
+UPDATE links SET last_written_hash = substr(last_written_hash, 1, 32)
+  WHERE typeof(last_written_hash) = 'text' AND length(last_written_hash) = 64;
+UPDATE outbox SET payload_hash = substr(payload_hash, 1, 32) WHERE length(payload_hash) = 64;
+UPDATE dead_letters SET item = json_set(item, '$.payload_hash',
+    substr(json_extract(item, '$.payload_hash'), 1, 32))
+  WHERE json_valid(item) AND length(json_extract(item, '$.payload_hash')) = 64;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -817,15 +836,17 @@ Status SqliteStore::ApplyOp(const StateBatch::Op& op) {
   return Status(StatusCode::kInternal, "unknown batch op");
 }
 
-// A link's hashes (HashJson: 64 lowercase hex digits) are stored as their 32 bytes; anything
-// else (a hash stored as text before, "delete", "") as it is. Read back, they are the same text.
+// A link's hashes (HashJson: 32 lowercase hex digits; 64 from a crmbridge before schema 17) are
+// stored as their bytes; anything else (a hash stored as text before, "delete", "") as it is.
+// Read back, they are the same text.
 void BindHash(const Stmt& st, int i, const std::string& hash) {
   unsigned char bytes[32];
-  if (hash.size() != 2 * sizeof bytes || !ParseLowerHex(hash, bytes)) {
+  if ((hash.size() != 2 * kJsonHashBytes && hash.size() != 2 * sizeof bytes) ||
+      !ParseLowerHex(hash, bytes)) {
     sqlite3_bind_text(st.raw(), i, hash.data(), static_cast<int>(hash.size()), SQLITE_TRANSIENT);
     return;
   }
-  sqlite3_bind_blob(st.raw(), i, bytes, sizeof bytes, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st.raw(), i, bytes, static_cast<int>(hash.size() / 2), SQLITE_TRANSIENT);
 }
 
 std::string ColumnHash(const Stmt& st, int col) {

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 
@@ -11,8 +12,10 @@
 
 namespace crmbridge {
 
-std::string Sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
+namespace {
+
+// SHA-256 of `data` into `digest`; returns its length (32).
+unsigned int Sha256(std::string_view data, unsigned char* digest) {
   unsigned int len = 0;
   // Fetched once: looking the algorithm up costs more than hashing a record. The context is one
   // per thread, reused: a new one per hash is two allocations.
@@ -24,7 +27,14 @@ std::string Sha256Hex(std::string_view data) {
       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1)
     EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr);
-  return LowerHex(digest, len);
+  return len;
+}
+
+}  // namespace
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  return LowerHex(digest, Sha256(data, digest));
 }
 
 std::string LowerHex(const unsigned char* bytes, size_t n) {
@@ -63,7 +73,9 @@ std::string HashJson(const nlohmann::json& value) {
   thread_local std::string text;
   text.clear();
   AppendCompactJson(value, &text);
-  std::string hash = Sha256Hex(text);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  const unsigned int len = Sha256(text, digest);
+  std::string hash = LowerHex(digest, std::min<size_t>(len, kJsonHashBytes));
   if (text.capacity() > (1 << 20)) std::string().swap(text);  // a huge record's text is not kept
   return hash;
 }

@@ -21,7 +21,12 @@ std::string LowerHex(const unsigned char* bytes, size_t n);
 // `bytes` unspecified) when `hex` has an odd length or a character that is no lowercase hex digit.
 bool ParseLowerHex(std::string_view hex, unsigned char* bytes);
 
-// Sha256Hex of the canonical serialization of `value`.
+// The bytes of SHA-256 a HashJson keeps: 128 bits tell two values apart as surely as a change
+// detector needs, and a state store keeps two per link.
+inline constexpr size_t kJsonHashBytes = 16;
+
+// The first kJsonHashBytes of the SHA-256 of the canonical serialization of `value`, as
+// 2 * kJsonHashBytes lowercase hex digits (the start of Sha256Hex of that text).
 std::string HashJson(const nlohmann::json& value);
 
 // The first 16 hex digits (64 bits) of a hash from HashJson: short enough to keep per record and

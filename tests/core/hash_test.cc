@@ -24,10 +24,11 @@ TEST(HashTest, Sha256HexIsTheStandardDigest) {
 TEST(HashTest, HashJsonIsTheDigestOfTheCompactText) {
   const json v = {{"tags", {"a", "\n"}}, {"seats", 12}, {"name", "SE Lindqvist & Söner"}};
   // Keys sorted, no spaces, UTF-8 as is, control characters escaped.
-  EXPECT_EQ(HashJson(v), "602f1f9de6ca1d463a44d23c1de72f4a53c878f6c3d00abad6b82b2420a1b427");
+  // The first 128 bits of its SHA-256: what an older crmbridge stored is that digest's start.
+  EXPECT_EQ(HashJson(v), "602f1f9de6ca1d463a44d23c1de72f4a");
   for (const json& other : {json(nullptr), json(1.5), json("x"), json::array(), json::object(),
                             json{{"a", {{"b", {1, 2.25, true, nullptr}}}}}})
-    EXPECT_EQ(HashJson(other), Sha256Hex(other.dump())) << other.dump();
+    EXPECT_EQ(HashJson(other), Sha256Hex(other.dump()).substr(0, 32)) << other.dump();
 }
 
 TEST(HashTest, HashJsonGivesTheSameDigestOnEveryThread) {
@@ -37,7 +38,7 @@ TEST(HashTest, HashJsonGivesTheSameDigestOnEveryThread) {
   std::thread t([&] { there = HashJson(v); });
   t.join();
   EXPECT_EQ(there, here);
-  EXPECT_EQ(HashJson(json{{"n", 8}}), Sha256Hex(R"({"n":8})")) << "a longer text before it left nothing behind";
+  EXPECT_EQ(HashJson(json{{"n", 8}}), Sha256Hex(R"({"n":8})").substr(0, 32)) << "a longer text before it left nothing behind";
 }
 
 TEST(Utf8Test, ValidityIsJudgedAfterAnyRunOfAscii) {

@@ -31,7 +31,7 @@ TEST(JsonTextTest, TheTextIsWhatDumpWritesForEveryKindOfValue) {
       json{{"a", {{"b", {{"c", {1, -2, 3.25, "d\n"}}}}}}}};
   for (const json& v : values) {
     EXPECT_EQ(CompactJson(v), v.dump());
-    EXPECT_EQ(HashJson(v), Sha256Hex(v.dump())) << v.dump();
+    EXPECT_EQ(HashJson(v), Sha256Hex(v.dump()).substr(0, 2 * kJsonHashBytes)) << v.dump();
     const json in_record = {{"field", v}, {"other", "after it"}};
     EXPECT_EQ(CompactJson(in_record), in_record.dump());
     std::string appended = "[";

@@ -19,9 +19,27 @@ inline std::string IdAsTextSql(const std::string& column) {
          part(17, 4) + " || '-' || " + part(21, 12) + " ELSE " + column + " END";
 }
 
+// Content hashes back to 256 bits, as before schema 17: each 16-byte link hash and each 32-digit
+// payload hash gets a second half of random bytes, so its first half is what HashJson gives now
+// (as the first half of a SHA-256 stored then was), and the version back to 16.
+inline std::string BackToSchema16Sql() {
+  std::string sql;
+  for (const char* column : {"last_read_hash", "last_written_hash"})
+    sql += std::string("UPDATE links SET ") + column + " = CAST(" + column +
+           " || randomblob(16) AS BLOB) WHERE typeof(" + column + ") = 'blob' AND length(" + column +
+           ") = 16; ";
+  sql +=
+      "UPDATE outbox SET payload_hash = payload_hash || lower(hex(randomblob(16))) "
+      "WHERE length(payload_hash) = 32; "
+      "UPDATE dead_letters SET item = json_set(item, '$.payload_hash', "
+      "json_extract(item, '$.payload_hash') || lower(hex(randomblob(16)))) "
+      "WHERE length(json_extract(item, '$.payload_hash')) = 32; ";
+  return sql + "PRAGMA user_version = 16;";
+}
+
 // Every id column back to text and the version back to 15: the file as schema 15 left it.
 inline std::string BackToSchema15Sql() {
-  std::string sql = "UPDATE links SET canonical_id = " + IdAsTextSql("canonical_id") +
+  std::string sql = BackToSchema16Sql() + "UPDATE links SET canonical_id = " + IdAsTextSql("canonical_id") +
                     ", native_id = " + IdAsTextSql("native_id") + "; ";
   for (const char* table :
        {"snapshots", "stage_history", "outbox", "outbox_latest", "dead_letters", "match_keys"})

@@ -563,7 +563,7 @@ TEST_F(SqliteStoreTest, ASnapshotRepeatingItsFieldsIsStoredCompactlyAndReadBackE
   EXPECT_EQ((*old)->changed_ms, snap.changed_ms);
 }
 
-// A link's hashes are stored as their 32 bytes, read back as the same hex text; a hash stored as
+// A link's hashes are stored as their 16 bytes, read back as the same hex text; a hash stored as
 // text before, and a value that is no hash, read back as they were.
 TEST_F(SqliteStoreTest, ALinksHashesAreStoredAsBytesAndReadBackAsTheSameText) {
   auto store = Open();
@@ -577,7 +577,7 @@ TEST_F(SqliteStoreTest, ALinksHashesAreStoredAsBytesAndReadBackAsTheSameText) {
   ASSERT_TRUE(store->Apply(batch).ok());
   RawDb db(path_);
   EXPECT_EQ(db.QueryText("SELECT typeof(last_read_hash) || length(last_read_hash) FROM links"),
-            "blob32");
+            "blob16");
   EXPECT_EQ(db.QueryText("SELECT typeof(last_written_hash) FROM links"), "text");
   auto got = store->FindLinkByNative("hubspot", "company", "101");
   ASSERT_TRUE(got.ok() && got->has_value());
@@ -587,6 +587,60 @@ TEST_F(SqliteStoreTest, ALinksHashesAreStoredAsBytesAndReadBackAsTheSameText) {
   db.Exec("UPDATE links SET last_read_hash = '" + hash + "'");  // as stored before
   got = store->FindLinkByNative("hubspot", "company", "101");
   EXPECT_EQ((*got)->last_read_hash, hash);
+}
+
+// Schema 17 keeps 128-bit content hashes. A file of schema 16 held 256-bit ones: upgraded, every
+// link hash, queued payload hash and dead letter's payload hash is its first half, which is what
+// HashJson gives now for the same value, so nothing reads as changed and nothing is written again.
+TEST_F(SqliteStoreTest, AnUpgradeKeepsTheFirstHalfOfEveryContentHash) {
+  const std::string read = HashJson(json{{"name", "Acme"}});
+  const std::string written = HashJson(json{{"accountname", "Acme"}});
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Link link = MakeLink("c1", "hubspot", "101");
+    link.last_read_hash = read;
+    link.last_written_hash = written;
+    OutboxItem queued = Item("hubspot", "c2", {{"name", "queued"}});
+    queued.payload_hash = HashJson(queued.payload);
+    OutboxItem failed = Item("hubspot", "c3", {{"name", "failed"}});
+    failed.payload_hash = HashJson(failed.payload);
+    StateBatch batch;
+    batch.PutLink(link);
+    batch.Enqueue(queued);
+    batch.Enqueue(failed);
+    ASSERT_TRUE(store->Apply(batch).ok());
+    auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
+    ASSERT_EQ(due->size(), 2u);
+    StateBatch outcome;
+    outcome.DeadLetterOutbox((*due)[1].id, "INVALID_ARGUMENT", 400);
+    ASSERT_TRUE(store->Apply(outcome).ok());
+  }
+  {
+    RawDb raw(path_);
+    raw.Exec(store_test::BackToSchema16Sql());
+    ASSERT_EQ(raw.QueryText("SELECT length(last_read_hash) || ',' || length(last_written_hash) "
+                            "FROM links"),
+              "32,32");
+    ASSERT_EQ(raw.QueryText("SELECT length(payload_hash) FROM outbox"), "64");
+    ASSERT_EQ(raw.QueryText("SELECT length(json_extract(item, '$.payload_hash')) FROM "
+                            "dead_letters"),
+              "64");
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto link = store->FindLinkByNative("hubspot", "company", "101");
+  ASSERT_TRUE(link.ok() && link->has_value()) << link.status().ToString();
+  EXPECT_EQ((*link)->last_read_hash, read);
+  EXPECT_EQ((*link)->last_written_hash, written);
+  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
+  ASSERT_TRUE(due.ok()) << due.status().ToString();
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].payload_hash, HashJson(json{{"name", "queued"}}));
+  auto dead = store->ListDeadLetters(10);
+  ASSERT_TRUE(dead.ok()) << dead.status().ToString();
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].item.payload_hash, HashJson(json{{"name", "failed"}}));
 }
 
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
