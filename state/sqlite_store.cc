@@ -358,6 +358,74 @@ UPDATE dead_letters SET item = json_set(item, '$.payload_hash',
     substr(json_extract(item, '$.payload_hash'), 1, 32))
   WHERE json_valid(item) AND length(json_extract(item, '$.payload_hash')) = 64;
 )sql"},
+    // Every link, snapshot and stage move repeated its entity's and system's names ("onboarding",
+    // "dynamics365"), in its row and again in each index entry: about a seventh of the state. The
+    // tables of a row per record keep each name's number in `names` instead, one byte where the
+    // name took ten; NameId binds and NameOf reads them. The other tables, a row per pending
+    // write or run, keep the names as text.
+    {18, "entity and system names stored as numbers in the tables of a row per record", R"sql(
+CREATE TABLE names (
+  id   INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE
+);
+INSERT INTO names (name) SELECT entity FROM links UNION SELECT system FROM links
+  UNION SELECT entity FROM snapshots UNION SELECT entity FROM stage_history
+  UNION SELECT system FROM stage_history;
+
+CREATE TABLE links_named (
+  entity            INTEGER NOT NULL,  -- names.id
+  canonical_id      TEXT NOT NULL,
+  system            INTEGER NOT NULL,  -- names.id
+  native_id         TEXT,
+  last_read_hash    TEXT NOT NULL DEFAULT '',
+  last_written_hash TEXT NOT NULL DEFAULT '',
+  updated_ms        INTEGER NOT NULL DEFAULT 0,
+  settled           TEXT,
+  PRIMARY KEY (canonical_id, entity, system),
+  UNIQUE (native_id, system, entity)
+) WITHOUT ROWID;
+INSERT INTO links_named SELECT e.id, l.canonical_id, s.id, l.native_id, l.last_read_hash,
+  l.last_written_hash, l.updated_ms, l.settled
+  FROM links AS l JOIN names AS e ON e.name = l.entity JOIN names AS s ON s.name = l.system;
+DROP TABLE links;
+ALTER TABLE links_named RENAME TO links;
+
+CREATE TABLE snapshots_named (
+  entity       INTEGER NOT NULL,  -- names.id
+  canonical_id TEXT NOT NULL,
+  fields       TEXT NOT NULL,
+  seen         TEXT NOT NULL DEFAULT '{}',
+  updated_ms   INTEGER NOT NULL DEFAULT 0,
+  unverified   TEXT NOT NULL DEFAULT '{}',
+  changed_ms   TEXT NOT NULL DEFAULT '{}',
+  deleted_ms   INTEGER NOT NULL DEFAULT 0,
+  in_doubt     TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (entity, canonical_id)
+);
+INSERT INTO snapshots_named SELECT e.id, s.canonical_id, s.fields, s.seen, s.updated_ms,
+  s.unverified, s.changed_ms, s.deleted_ms, s.in_doubt
+  FROM snapshots AS s JOIN names AS e ON e.name = s.entity;
+DROP TABLE snapshots;
+ALTER TABLE snapshots_named RENAME TO snapshots;
+CREATE INDEX snapshots_unverified ON snapshots (entity, canonical_id) WHERE unverified != '{}';
+
+CREATE TABLE stage_history_named (
+  entity       INTEGER NOT NULL,  -- names.id
+  canonical_id TEXT NOT NULL,
+  at_ms        INTEGER NOT NULL,
+  n            INTEGER NOT NULL,
+  system       INTEGER NOT NULL,  -- names.id
+  from_stage   TEXT NOT NULL DEFAULT '',
+  to_stage     TEXT NOT NULL,
+  imported     INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (entity, canonical_id, at_ms, n)
+) WITHOUT ROWID;
+INSERT INTO stage_history_named SELECT e.id, h.canonical_id, h.at_ms, h.n, s.id, h.from_stage,
+  h.to_stage, h.imported
+  FROM stage_history AS h JOIN names AS e ON e.name = h.entity JOIN names AS s ON s.name = h.system;
+DROP TABLE stage_history;
+ALTER TABLE stage_history_named RENAME TO stage_history;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -601,6 +669,17 @@ class SqliteStore final : public Store {
   Result<int> UserVersion();
   Status Migrate();
 
+  // Entity and system names as the numbers links, snapshots and stage history store (schema 18).
+  // NameId gives a name's number, adding the name when it is new; names added in a transaction
+  // that then rolls back are forgotten with it. KnownNameId gives 0, which no row holds, for a
+  // name never stored. NameOf reads a number back; one this connection has not seen (added by
+  // another process) is looked up again.
+  Result<int64_t> NameId(const std::string& name);
+  int64_t KnownNameId(const std::string& name);
+  Result<std::string> NameOf(int64_t id);
+  Status LoadNames();
+  Result<Link> ReadLinkRow(const Stmt& st);
+
   Status ApplyOp(const StateBatch::Op& op);
   Status PutLink(const Link& link);
   Status PutSnapshot(const Snapshot& snapshot);
@@ -636,6 +715,11 @@ class SqliteStore final : public Store {
   int64_t seq_to_reserve_ = 0;
   int64_t seq_next_ = 0;
   int64_t seq_end_ = 0;
+  // What `names` holds, both ways (names_ by number, "" where none), and what the current
+  // transaction added to it.
+  std::unordered_map<std::string, int64_t> name_ids_;
+  std::vector<std::string> names_;
+  std::vector<std::string> names_added_;
 };
 
 Stmt SqliteStore::Prepare(const char* sql) {
@@ -676,8 +760,18 @@ Status SqliteStore::RunTransaction(const char* begin, const std::string& kind,
   Status s = body();
   if (s.ok()) {
     s = Exec("COMMIT", "committing " + kind + " for " + doing);
-    if (s.ok()) return s;
+    if (s.ok()) {
+      names_added_.clear();
+      return s;
+    }
   }
+  for (const std::string& name : names_added_) {  // rolled back with the rest
+    auto it = name_ids_.find(name);
+    if (it == name_ids_.end()) continue;
+    names_[static_cast<size_t>(it->second)].clear();
+    name_ids_.erase(it);
+  }
+  names_added_.clear();
   // Some errors (SQLITE_FULL, SQLITE_IOERR) already rolled the transaction back.
   if (sqlite3_get_autocommit(db_) == 0) {
     Status r = Exec("ROLLBACK", "rolling back " + kind + " for " + doing);
@@ -693,6 +787,73 @@ Status SqliteStore::InTransaction(const std::string& doing, const std::function<
 Status SqliteStore::InReadTransaction(const std::string& doing,
                                       const std::function<Status()>& body) {
   return RunTransaction("BEGIN", "a read transaction", doing, body);
+}
+
+// Numbers are small (one per entity and system configured), so names_ is indexed by them; a number
+// past this bound is no number NameId gave.
+constexpr int64_t kMaxNameId = 1 << 20;
+
+Status SqliteStore::LoadNames() {
+  Stmt st = Prepare("SELECT id, name FROM names");
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    const int64_t id = st.ColInt(0);
+    if (id <= 0 || id > kMaxNameId)
+      return Status(StatusCode::kFailedPrecondition,
+                    "state store " + path_ + ": names holds a number out of range: " +
+                        std::to_string(id));
+    if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
+    names_[static_cast<size_t>(id)] = st.ColText(1);
+    name_ids_[st.ColText(1)] = id;
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "reading the entity and system names");
+}
+
+Result<int64_t> SqliteStore::NameId(const std::string& name) {
+  if (auto it = name_ids_.find(name); it != name_ids_.end()) return it->second;
+  Stmt add = Prepare("INSERT INTO names (name) VALUES (?1) ON CONFLICT (name) DO NOTHING");
+  add.Text(1, name);
+  int rc = add.Step();
+  if (rc != SQLITE_DONE) return Error(rc, "storing the name '" + name + "'");
+  Stmt get = Prepare("SELECT id FROM names WHERE name = ?1");
+  get.Text(1, name);
+  rc = get.Step();
+  if (rc != SQLITE_ROW) return Error(rc, "reading the number of the name '" + name + "'");
+  const int64_t id = get.ColInt(0);
+  if (id <= 0 || id > kMaxNameId)
+    return Status(StatusCode::kFailedPrecondition,
+                  "state store " + path_ + ": the name '" + name +
+                      "' has a number out of range: " + std::to_string(id));
+  if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
+  names_[static_cast<size_t>(id)] = name;
+  name_ids_[name] = id;
+  if (sqlite3_get_autocommit(db_) == 0) names_added_.push_back(name);
+  return id;
+}
+
+int64_t SqliteStore::KnownNameId(const std::string& name) {
+  if (auto it = name_ids_.find(name); it != name_ids_.end()) return it->second;
+  Stmt get = Prepare("SELECT id FROM names WHERE name = ?1");
+  get.Text(1, name);
+  if (get.Step() != SQLITE_ROW) return 0;
+  const int64_t id = get.ColInt(0);
+  if (id <= 0 || id > kMaxNameId) return 0;
+  // Another process added it (what this connection added is cached already), committed.
+  if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
+  names_[static_cast<size_t>(id)] = name;
+  name_ids_[name] = id;
+  return id;
+}
+
+Result<std::string> SqliteStore::NameOf(int64_t id) {
+  if (id > 0 && static_cast<size_t>(id) < names_.size() && !names_[static_cast<size_t>(id)].empty())
+    return names_[static_cast<size_t>(id)];
+  CRMB_RETURN_IF_ERROR(LoadNames());
+  if (id > 0 && static_cast<size_t>(id) < names_.size() && !names_[static_cast<size_t>(id)].empty())
+    return names_[static_cast<size_t>(id)];
+  return Status(StatusCode::kFailedPrecondition,
+                "state store " + path_ + ": a row names entity or system number " +
+                    std::to_string(id) + ", which names does not hold");
 }
 
 Result<int> SqliteStore::UserVersion() {
@@ -744,6 +905,7 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
                                          nullptr, SqlCompactId, nullptr, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "registering crmbridge_id()");
   CRMB_RETURN_IF_ERROR(Migrate());
+  CRMB_RETURN_IF_ERROR(LoadNames());
 
   if (!in_memory) {
     // SQLite creates -wal and -shm with the main file's mode; this covers files left behind by an
@@ -864,7 +1026,11 @@ Status SqliteStore::PutLink(const Link& link) {
       "ON CONFLICT (entity, canonical_id, system) DO UPDATE SET native_id = excluded.native_id, "
       "last_read_hash = excluded.last_read_hash, last_written_hash = excluded.last_written_hash, "
       "updated_ms = excluded.updated_ms");
-  st.Text(1, link.entity).Id(2, link.canonical_id).Text(3, link.system);
+  auto entity = NameId(link.entity);
+  if (!entity.ok()) return entity.status();
+  auto system = NameId(link.system);
+  if (!system.ok()) return system.status();
+  st.Int(1, *entity).Id(2, link.canonical_id).Int(3, *system);
   st.IdOrNull(4, link.native_id);
   BindHash(st, 5, link.last_read_hash);
   BindHash(st, 6, link.last_written_hash);
@@ -913,16 +1079,18 @@ json ExpandChanged(const json& changed, const json& fields) {
   return out;
 }
 
-// SettledDigests as "system=digest;system=digest", the form migration 8 stored and PutSnapshot
-// hands to SQL to give each link its own (a digest is a ShortHash: 16 characters). A system
-// whose name holds a separator, or a digest of another length, is left out: its reads are
-// merged, as any unsettled system's.
-std::string EncodeDigests(const SettledDigests& digests) {
+// SettledDigests as "system=digest;system=digest" with each system as its number in `names`
+// (`number_of` gives it; 0 for a system that has no link), the form PutSnapshot hands to SQL to
+// give each link its own (a digest is a ShortHash: 16 characters). A digest of another length is
+// left out: its system's reads are merged, as any unsettled system's.
+template <typename NumberOf>
+std::string EncodeDigests(const SettledDigests& digests, NumberOf number_of) {
   std::string out;
   for (const auto& [system, digest] : digests.by_system) {
-    if (system.find_first_of("=;") != std::string::npos || digest.size() != 16) continue;
+    const int64_t number = number_of(system);
+    if (number <= 0 || digest.size() != 16) continue;
     if (!out.empty()) out += ';';
-    out += system;
+    out += std::to_string(number);
     out += '=';
     out += digest;
   }
@@ -948,7 +1116,9 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
       "seen = excluded.seen, updated_ms = excluded.updated_ms, unverified = excluded.unverified, "
       "changed_ms = excluded.changed_ms, deleted_ms = excluded.deleted_ms, "
       "in_doubt = excluded.in_doubt");
-  st.Text(1, snapshot.entity).Id(2, snapshot.canonical_id).Text(3, *fields);
+  auto entity = NameId(snapshot.entity);
+  if (!entity.ok()) return entity.status();
+  st.Int(1, *entity).Id(2, snapshot.canonical_id).Text(3, *fields);
   st.Int(4, snapshot.updated_ms);
   st.Text(5, *seen);
   st.Text(6, *unverified);
@@ -965,8 +1135,10 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
       "WHERE entity = ?1 AND canonical_id = ?2 AND settled IS NOT CASE WHEN "
       "instr(?3, ';' || system || '=') > 0 THEN substr(?3, instr(?3, ';' || system || '=') + "
       "length(system) + 2, 16) ELSE '' END");
-  links.Text(1, snapshot.entity).Id(2, snapshot.canonical_id);
-  links.Text(3, ";" + EncodeDigests(DigestsOf(snapshot)) + ";");
+  links.Int(1, *entity).Id(2, snapshot.canonical_id);
+  links.Text(3, ";" + EncodeDigests(DigestsOf(snapshot), [this](const std::string& system) {
+                  return KnownNameId(system);
+                }) + ";");
   rc = links.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the digests of the " + what);
 }
@@ -1209,7 +1381,11 @@ Status SqliteStore::AddStageTransition(const StageTransition& t) {
       "INSERT INTO stage_history (entity, canonical_id, system, from_stage, to_stage, at_ms, n, "
       "imported) VALUES (?1, ?2, ?3, ?4, ?5, ?6, (SELECT coalesce(max(n), 0) + 1 FROM "
       "stage_history WHERE entity = ?1 AND canonical_id = ?2), ?7)");
-  st.Text(1, t.entity).Id(2, t.canonical_id).Text(3, t.system).Text(4, t.from_stage);
+  auto entity = NameId(t.entity);
+  if (!entity.ok()) return entity.status();
+  auto system = NameId(t.system);
+  if (!system.ok()) return system.status();
+  st.Int(1, *entity).Id(2, t.canonical_id).Int(3, *system).Text(4, t.from_stage);
   st.Text(5, t.to_stage).Int(6, t.at_ms).Int(7, t.imported ? 1 : 0);
   const int rc = st.Step();
   return rc == SQLITE_DONE ? Status::Ok()
@@ -1241,11 +1417,15 @@ Status SqliteStore::DeleteDeadLetter(int64_t id) {
 constexpr const char* kLinkColumns =
     "entity, canonical_id, system, native_id, last_read_hash, last_written_hash, updated_ms";
 
-Link ReadLinkRow(const Stmt& st) {
+Result<Link> SqliteStore::ReadLinkRow(const Stmt& st) {
   Link link;
-  link.entity = st.ColText(0);
+  auto entity = NameOf(st.ColInt(0));
+  if (!entity.ok()) return entity.status();
+  link.entity = std::move(*entity);
   link.canonical_id = st.ColId(1);
-  link.system = st.ColText(2);
+  auto system = NameOf(st.ColInt(2));
+  if (!system.ok()) return system.status();
+  link.system = std::move(*system);
   link.native_id = st.ColId(3);
   link.last_read_hash = ColumnHash(st, 4);
   link.last_written_hash = ColumnHash(st, 5);
@@ -1266,11 +1446,13 @@ Result<std::optional<Link>> SqliteStore::FindLinkByNativeLocked(const std::strin
   static const std::string sql = std::string("SELECT ") + kLinkColumns +
                                  " FROM links WHERE system = ?1 AND entity = ?2 AND native_id = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, system).Text(2, entity).Id(3, native_id);
+  st.Int(1, KnownNameId(system)).Int(2, KnownNameId(entity)).Id(3, native_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Link>();
   if (rc != SQLITE_ROW) return Error(rc, "finding the link of " + system + " " + native_id);
-  return std::optional<Link>(ReadLinkRow(st));
+  auto link = ReadLinkRow(st);
+  if (!link.ok()) return link.status();
+  return std::optional<Link>(std::move(*link));
 }
 
 Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
@@ -1281,12 +1463,14 @@ Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
       std::string("SELECT ") + kLinkColumns +
       " FROM links WHERE entity = ?1 AND canonical_id = ?2 AND system = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Id(2, canonical_id).Text(3, system);
+  st.Int(1, KnownNameId(entity)).Id(2, canonical_id).Int(3, KnownNameId(system));
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Link>();
   if (rc != SQLITE_ROW)
     return Error(rc, "finding the " + system + " link of " + entity + " " + canonical_id);
-  return std::optional<Link>(ReadLinkRow(st));
+  auto link = ReadLinkRow(st);
+  if (!link.ok()) return link.status();
+  return std::optional<Link>(std::move(*link));
 }
 
 // The columns ReadSnapshotRow reads, in its order.
@@ -1346,7 +1530,7 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshotLocked(const std::string
   static const std::string sql = std::string("SELECT ") + kSnapshotColumns +
                                  " FROM snapshots WHERE entity = ?1 AND canonical_id = ?2";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Id(2, canonical_id);
+  st.Int(1, KnownNameId(entity)).Id(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
   if (rc != SQLITE_ROW) return Error(rc, "reading the snapshot of " + entity + " " + canonical_id);
@@ -1394,7 +1578,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
     }
     for (size_t from = 0; from < natives.size(); from += kIdsPerStatement) {
       Stmt st = Prepare(page_sql.c_str());
-      st.Text(1, system).Text(2, entity);
+      st.Int(1, KnownNameId(system)).Int(2, KnownNameId(entity));
       for (int i = 0; i < kIdsPerStatement; ++i) {
         if (from + i < natives.size()) {
           st.Id(3 + i, *natives[from + i]);
@@ -1404,7 +1588,9 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       }
       int rc;
       while ((rc = st.Step()) == SQLITE_ROW) {
-        Link link = ReadLinkRow(st);
+        auto read = ReadLinkRow(st);
+        if (!read.ok()) return read.status();
+        Link& link = *read;
         SettledDigests& digests = out.digests[link.canonical_id];
         if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL) {
           digests.known = true;
@@ -1429,9 +1615,13 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       if (out.links.count(*cid)) continue;
       std::vector<Link>& links = out.links[*cid];
       Stmt st = Prepare(links_sql.c_str());
-      st.Text(1, entity).Id(2, *cid);
+      st.Int(1, KnownNameId(entity)).Id(2, *cid);
       int rc;
-      while ((rc = st.Step()) == SQLITE_ROW) links.push_back(ReadLinkRow(st));
+      while ((rc = st.Step()) == SQLITE_ROW) {
+        auto link = ReadLinkRow(st);
+        if (!link.ok()) return link.status();
+        links.push_back(std::move(*link));
+      }
       if (rc != SQLITE_DONE) return Error(rc, "finding the links of " + entity + " " + *cid);
     }
     return Status::Ok();
@@ -1600,7 +1790,7 @@ Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& sys
       "AND json_type(unverified, '$.\"' || replace(?2, '\"', '') || '\"') = 'object' "
       "ORDER BY canonical_id";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Text(2, system);
+  st.Int(1, KnownNameId(entity)).Text(2, system);
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -1697,11 +1887,13 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
   Stmt st = Prepare(
       "SELECT system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, n");
-  st.Text(1, entity).Id(2, canonical_id);
+  st.Int(1, KnownNameId(entity)).Id(2, canonical_id);
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    history.push_back(StageTransition{entity, canonical_id, st.ColText(0), st.ColText(1),
+    auto system = NameOf(st.ColInt(0));
+    if (!system.ok()) return system.status();
+    history.push_back(StageTransition{entity, canonical_id, std::move(*system), st.ColText(1),
                                       st.ColText(2), st.ColInt(3), st.ColInt(4) != 0});
   }
   if (rc != SQLITE_DONE)
@@ -1715,11 +1907,13 @@ Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::str
   Stmt st = Prepare(
       "SELECT canonical_id, system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 ORDER BY canonical_id, at_ms, n");
-  st.Text(1, entity);
+  st.Int(1, KnownNameId(entity));
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    history.push_back(StageTransition{entity, st.ColId(0), st.ColText(1), st.ColText(2),
+    auto system = NameOf(st.ColInt(1));
+    if (!system.ok()) return system.status();
+    history.push_back(StageTransition{entity, st.ColId(0), std::move(*system), st.ColText(2),
                                       st.ColText(3), st.ColInt(4), st.ColInt(5) != 0});
   }
   if (rc != SQLITE_DONE) return Error(rc, "reading the stage history of every " + entity);
@@ -1738,7 +1932,7 @@ Result<std::vector<Snapshot>> SqliteStore::ListSnapshotsAfter(const std::string&
       std::string("SELECT canonical_id, ") + kSnapshotColumns +
       " FROM snapshots WHERE entity = ?1 AND canonical_id > ?2 ORDER BY canonical_id LIMIT ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Text(1, entity).Id(2, after).Int(3, SqlLimit(limit));
+  st.Int(1, KnownNameId(entity)).Id(2, after).Int(3, SqlLimit(limit));
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {

@@ -19,11 +19,24 @@ inline std::string IdAsTextSql(const std::string& column) {
          part(17, 4) + " || '-' || " + part(21, 12) + " ELSE " + column + " END";
 }
 
+// Entity and system names back in the rows of links, snapshots and stage history, as text, as
+// before schema 18 (the columns keep their declared type, which holds a name as text all the
+// same), without the `names` table, and the version back to 17.
+inline std::string BackToSchema17Sql() {
+  auto name = [](const std::string& table, const std::string& column) {
+    return column + " = (SELECT name FROM names WHERE id = " + table + "." + column + ")";
+  };
+  return "UPDATE links SET " + name("links", "entity") + ", " + name("links", "system") + "; " +
+         "UPDATE snapshots SET " + name("snapshots", "entity") + "; " +
+         "UPDATE stage_history SET " + name("stage_history", "entity") + ", " +
+         name("stage_history", "system") + "; DROP TABLE names; PRAGMA user_version = 17;";
+}
+
 // Content hashes back to 256 bits, as before schema 17: each 16-byte link hash and each 32-digit
 // payload hash gets a second half of random bytes, so its first half is what HashJson gives now
 // (as the first half of a SHA-256 stored then was), and the version back to 16.
 inline std::string BackToSchema16Sql() {
-  std::string sql;
+  std::string sql = BackToSchema17Sql();
   for (const char* column : {"last_read_hash", "last_written_hash"})
     sql += std::string("UPDATE links SET ") + column + " = CAST(" + column +
            " || randomblob(16) AS BLOB) WHERE typeof(" + column + ") = 'blob' AND length(" + column +

@@ -187,6 +187,7 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsWhatTellsAStaleDeadLetter) {
     // Back to schema 10: stage history with its own ids, a newest-payload row per record, the
     // settled digests on the snapshots.
     RawDb raw(path_);
+    raw.Exec(store_test::BackToSchema16Sql());
     raw.Exec(
         "DROP TABLE stage_history; CREATE TABLE stage_history (id INTEGER PRIMARY KEY "
         "AUTOINCREMENT, entity TEXT NOT NULL, canonical_id TEXT NOT NULL, system TEXT NOT NULL, "
@@ -232,6 +233,7 @@ TEST_F(SqliteStoreTest, AnUpgradeRekeysTheLinksAndKeepsEachOne) {
   }
   {
     RawDb raw(path_);
+    raw.Exec(store_test::BackToSchema16Sql());
     raw.Exec(
         "CREATE TABLE links_14 (entity TEXT NOT NULL, canonical_id TEXT NOT NULL, system TEXT NOT "
         "NULL, native_id TEXT, last_read_hash TEXT NOT NULL DEFAULT '', last_written_hash TEXT NOT "
@@ -374,8 +376,12 @@ std::string StoredKinds(RawDb& raw) {
     kinds += raw.QueryText(std::string("SELECT group_concat(typeof(canonical_id) || "
                                        "length(canonical_id)) FROM (SELECT DISTINCT canonical_id "
                                        "FROM ") + table + " ORDER BY canonical_id)") + ";";
-  return kinds + raw.QueryText("SELECT typeof(native_id) || length(native_id) FROM links WHERE "
-                               "system = 'dynamics365'");
+  // From schema 18 on, the system is its number in `names`.
+  const bool numbered = raw.QueryText("SELECT count(*) FROM sqlite_schema WHERE name = 'names'") == "1";
+  return kinds + raw.QueryText(std::string("SELECT typeof(native_id) || length(native_id) FROM "
+                                           "links WHERE system = ") +
+                               (numbered ? "(SELECT id FROM names WHERE name = 'dynamics365')"
+                                         : "'dynamics365'"));
 }
 
 TEST_F(SqliteStoreTest, StoresAUuidAsItsSixteenBytesAndAnyOtherIdAsText) {
@@ -641,6 +647,68 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsTheFirstHalfOfEveryContentHash) {
   ASSERT_TRUE(dead.ok()) << dead.status().ToString();
   ASSERT_EQ(dead->size(), 1u);
   EXPECT_EQ((*dead)[0].item.payload_hash, HashJson(json{{"name", "failed"}}));
+}
+
+Link EntityLink(const std::string& entity, const std::string& cid, const std::string& native) {
+  Link link = MakeLink(cid, "hubspot", native);
+  link.entity = entity;
+  return link;
+}
+
+// Links store their entity's and system's numbers in `names` (schema 18). A name first used by a
+// batch that is rolled back is forgotten with it: its number may go to the next new name, and
+// the rolled-back name must not keep it.
+TEST_F(SqliteStoreTest, ANameAddedByABatchRolledBackKeepsNoNumber) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  StateBatch first;
+  first.PutLink(EntityLink("company", "c1", "101"));
+  ASSERT_TRUE(store->Apply(first).ok());
+  StateBatch clash;
+  clash.PutLink(EntityLink("invoice", "i1", "201"));
+  clash.PutLink(EntityLink("company", "c2", "101"));  // 101 is c1's: the batch is refused
+  ASSERT_EQ(store->Apply(clash).code(), StatusCode::kAlreadyExists);
+  StateBatch next;
+  next.PutLink(EntityLink("ticket", "t1", "301"));
+  next.PutLink(EntityLink("invoice", "i1", "201"));
+  ASSERT_TRUE(store->Apply(next).ok());
+  for (const auto& [entity, cid] : {std::pair<std::string, std::string>{"ticket", "t1"},
+                                    {"invoice", "i1"}, {"company", "c1"}}) {
+    auto link = store->FindLink(entity, cid, "hubspot");
+    ASSERT_TRUE(link.ok() && link->has_value()) << entity << " " << link.status().ToString();
+    EXPECT_EQ((*link)->entity, entity);
+  }
+  auto none = store->FindLink("ticket", "i1", "hubspot");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.QueryText("SELECT group_concat(name, ',') FROM (SELECT name FROM names ORDER BY "
+                          "name)"),
+            "company,hubspot,invoice,ticket");
+}
+
+// Two processes on one file: names one adds are found by the other, reading and writing.
+TEST_F(SqliteStoreTest, NamesAddedByAnotherConnectionAreFound) {
+  auto a = Open();
+  auto b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  StateBatch batch;
+  batch.PutLink(EntityLink("invoice", "i1", "201"));
+  ASSERT_TRUE(a->Apply(batch).ok());
+  auto link = b->FindLinkByNative("hubspot", "invoice", "201");
+  ASSERT_TRUE(link.ok() && link->has_value()) << link.status().ToString();
+  EXPECT_EQ((*link)->canonical_id, "i1");
+  auto loaded = b->LoadRecords("invoice", "hubspot", {}, {"i1"});
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_EQ(loaded->links.at("i1").size(), 1u);
+  EXPECT_EQ(loaded->links.at("i1")[0].entity, "invoice");
+  StateBatch more;
+  more.PutLink(EntityLink("invoice", "i2", "202"));
+  ASSERT_TRUE(b->Apply(more).ok());
+  auto other = a->FindLink("invoice", "i2", "hubspot");
+  ASSERT_TRUE(other.ok() && other->has_value()) << other.status().ToString();
+  EXPECT_EQ((*other)->native_id, "202");
 }
 
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
