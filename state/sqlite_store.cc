@@ -426,6 +426,14 @@ INSERT INTO stage_history_named SELECT e.id, h.canonical_id, h.at_ms, h.n, s.id,
 DROP TABLE stage_history;
 ALTER TABLE stage_history_named RENAME TO stage_history;
 )sql"},
+    // Nothing to convert: rows stored before are read as they are, and take the new form when
+    // next stored. A snapshot's fields, and its seen values per system, are written as arrays of
+    // [name number, value, ...] (KeysAsNumbers), not objects that spell out each field's and
+    // system's name; change times all at the snapshot's updated_ms as "=". The version tells an
+    // older crmbridge that it cannot read what is stored from now on.
+    {19, "snapshot field and system names stored as numbers", R"sql(
+SELECT 1;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -679,6 +687,13 @@ class SqliteStore final : public Store {
   Result<std::string> NameOf(int64_t id);
   Status LoadNames();
   Result<Link> ReadLinkRow(const Stmt& st);
+  // A snapshot's object keyed by field or system names as the array [number, value, ...] of
+  // schema 19, and back; anything but a non-empty object is kept as it is, and read back as it is
+  // (an array read back is always one of these: the values they encode are objects).
+  Result<json> KeysAsNumbers(const json& object);
+  Result<json> KeysAsNames(json stored, const std::string& what);
+  Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& entity,
+                                   const std::string& canonical_id);
 
   Status ApplyOp(const StateBatch::Op& op);
   Status PutLink(const Link& link);
@@ -1099,13 +1114,30 @@ std::string EncodeDigests(const SettledDigests& digests, NumberOf number_of) {
 
 Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   const std::string what = "snapshot of " + snapshot.entity + " " + snapshot.canonical_id;
-  auto fields = DumpJson(snapshot.fields, what);
+  auto numbered_fields = KeysAsNumbers(snapshot.fields);
+  if (!numbered_fields.ok()) return numbered_fields.status();
+  auto fields = DumpJson(*numbered_fields, what);
   if (!fields.ok()) return fields.status();
-  auto seen = DumpJson(CompactSeen(snapshot.seen, snapshot.fields), what);
+  json compact_seen = CompactSeen(snapshot.seen, snapshot.fields);
+  if (compact_seen.is_object()) {
+    for (auto& [system, values] : compact_seen.items()) {
+      auto numbered = KeysAsNumbers(values);
+      if (!numbered.ok()) return numbered.status();
+      values = std::move(*numbered);
+    }
+  }
+  auto numbered_seen = KeysAsNumbers(compact_seen);
+  if (!numbered_seen.ok()) return numbered_seen.status();
+  auto seen = DumpJson(*numbered_seen, what);
   if (!seen.ok()) return seen.status();
   auto unverified = DumpJson(snapshot.unverified, what);
   if (!unverified.ok()) return unverified.status();
-  auto changed = DumpJson(CompactChanged(snapshot.changed_ms, snapshot.fields), what);
+  // Every field changed when the snapshot was stored, as on a record's first read: "=".
+  json compact_changed = CompactChanged(snapshot.changed_ms, snapshot.fields);
+  auto changed = compact_changed.is_number_integer() &&
+                         compact_changed.get<int64_t>() == snapshot.updated_ms
+                     ? Result<std::string>(std::string("="))
+                     : DumpJson(compact_changed, what);
   if (!changed.ok()) return changed.status();
   auto in_doubt = DumpJson(snapshot.in_doubt, what);
   if (!in_doubt.ok()) return in_doubt.status();
@@ -1494,24 +1526,69 @@ Result<json> ParseJsonColumn(const Stmt& st, int col, const std::string& entity,
 
 // A snapshots row from column `first` on, kSnapshotColumns: fields, updated_ms, seen, unverified,
 // changed_ms, deleted_ms, in_doubt.
-Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& entity,
-                                 const std::string& canonical_id) {
+Result<json> SqliteStore::KeysAsNumbers(const json& object) {
+  if (!object.is_object() || object.empty()) return object;
+  json out = json::array();
+  out.get_ref<json::array_t&>().reserve(2 * object.size());
+  for (const auto& [key, value] : object.items()) {
+    auto number = NameId(key);
+    if (!number.ok()) return number.status();
+    out.push_back(*number);
+    out.push_back(value);
+  }
+  return out;
+}
+
+Result<json> SqliteStore::KeysAsNames(json stored, const std::string& what) {
+  if (!stored.is_array()) return stored;
+  const json::array_t& pairs = stored.get_ref<const json::array_t&>();
+  json out = json::object();
+  for (size_t i = 0; i < pairs.size(); i += 2) {
+    if (i + 1 >= pairs.size() || !pairs[i].is_number_integer())
+      return Status(StatusCode::kInternal, "the " + what + " holds an array that is not pairs " +
+                                               "of a name's number and a value");
+    auto name = NameOf(pairs[i].get<int64_t>());
+    if (!name.ok()) return name.status();
+    out[*name] = std::move(stored[i + 1]);
+  }
+  return out;
+}
+
+Result<Snapshot> SqliteStore::ReadSnapshotRow(const Stmt& st, int first, const std::string& entity,
+                                              const std::string& canonical_id) {
   Snapshot snapshot;
   snapshot.entity = entity;
   snapshot.canonical_id = canonical_id;
+  const std::string what = "snapshot of " + entity + " " + canonical_id;
   auto fields = ParseJsonColumn(st, first, entity, canonical_id);
   if (!fields.ok()) return fields.status();
-  snapshot.fields = std::move(*fields);
+  auto named = KeysAsNames(std::move(*fields), what);
+  if (!named.ok()) return named.status();
+  snapshot.fields = std::move(*named);
   snapshot.updated_ms = st.ColInt(first + 1);
   auto seen = ParseJsonColumn(st, first + 2, entity, canonical_id);
   if (!seen.ok()) return seen.status();
-  snapshot.seen = ExpandSeen(std::move(*seen), snapshot.fields);
+  auto seen_named = KeysAsNames(std::move(*seen), what);
+  if (!seen_named.ok()) return seen_named.status();
+  if (seen_named->is_object()) {
+    for (auto& [system, values] : seen_named->items()) {
+      auto values_named = KeysAsNames(std::move(values), what);
+      if (!values_named.ok()) return values_named.status();
+      values = std::move(*values_named);
+    }
+  }
+  snapshot.seen = ExpandSeen(std::move(*seen_named), snapshot.fields);
   auto unverified = ParseJsonColumn(st, first + 3, entity, canonical_id);
   if (!unverified.ok()) return unverified.status();
   snapshot.unverified = std::move(*unverified);
-  auto changed = ParseJsonColumn(st, first + 4, entity, canonical_id);
-  if (!changed.ok()) return changed.status();
-  snapshot.changed_ms = ExpandChanged(std::move(*changed), snapshot.fields);
+  if (sqlite3_column_bytes(st.raw(), first + 4) == 1 &&
+      sqlite3_column_text(st.raw(), first + 4)[0] == '=') {
+    snapshot.changed_ms = ExpandChanged(json(snapshot.updated_ms), snapshot.fields);
+  } else {
+    auto changed = ParseJsonColumn(st, first + 4, entity, canonical_id);
+    if (!changed.ok()) return changed.status();
+    snapshot.changed_ms = ExpandChanged(std::move(*changed), snapshot.fields);
+  }
   snapshot.deleted_ms = st.ColInt(first + 5);
   auto in_doubt = ParseJsonColumn(st, first + 6, entity, canonical_id);
   if (!in_doubt.ok()) return in_doubt.status();

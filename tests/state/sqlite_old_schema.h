@@ -19,6 +19,32 @@ inline std::string IdAsTextSql(const std::string& column) {
          part(17, 4) + " || '-' || " + part(21, 12) + " ELSE " + column + " END";
 }
 
+// Snapshots as schema 18 wrote them: fields and seen values as objects keyed by names, not
+// arrays of [number, value, ...]; change times "=" as the one time they stand for. And the
+// version back to 18.
+inline std::string BackToSchema18Sql() {
+  return R"sql(
+UPDATE snapshots SET fields = (
+  SELECT json_group_object(n.name, json(snapshots.fields -> ('$[' || (e.key + 1) || ']')))
+  FROM json_each(snapshots.fields) AS e JOIN names AS n ON n.id = e.value
+  WHERE e.key % 2 = 0)
+WHERE json_type(fields) = 'array';
+UPDATE snapshots SET seen = (
+  SELECT json_group_object(n.name, json(CASE
+      WHEN json_type(snapshots.seen, '$[' || (e.key + 1) || ']') = 'array' THEN (
+        SELECT json_group_object(fn.name,
+                 json(snapshots.seen -> ('$[' || (e.key + 1) || '][' || (f.key + 1) || ']')))
+        FROM json_each(snapshots.seen, '$[' || (e.key + 1) || ']') AS f
+        JOIN names AS fn ON fn.id = f.value WHERE f.key % 2 = 0)
+      ELSE snapshots.seen -> ('$[' || (e.key + 1) || ']') END))
+  FROM json_each(snapshots.seen) AS e JOIN names AS n ON n.id = e.value
+  WHERE e.key % 2 = 0)
+WHERE json_type(seen) = 'array';
+UPDATE snapshots SET changed_ms = CAST(updated_ms AS TEXT) WHERE changed_ms = '=';
+PRAGMA user_version = 18;
+)sql";
+}
+
 // Entity and system names back in the rows of links, snapshots and stage history, as text, as
 // before schema 18 (the columns keep their declared type, which holds a name as text all the
 // same), without the `names` table, and the version back to 17.
@@ -26,7 +52,7 @@ inline std::string BackToSchema17Sql() {
   auto name = [](const std::string& table, const std::string& column) {
     return column + " = (SELECT name FROM names WHERE id = " + table + "." + column + ")";
   };
-  return "UPDATE links SET " + name("links", "entity") + ", " + name("links", "system") + "; " +
+  return BackToSchema18Sql() + "UPDATE links SET " + name("links", "entity") + ", " + name("links", "system") + "; " +
          "UPDATE snapshots SET " + name("snapshots", "entity") + "; " +
          "UPDATE stage_history SET " + name("stage_history", "entity") + ", " +
          name("stage_history", "system") + "; DROP TABLE names; PRAGMA user_version = 17;";

@@ -542,29 +542,44 @@ TEST_F(SqliteStoreTest, ASnapshotRepeatingItsFieldsIsStoredCompactlyAndReadBackE
   Snapshot partial = snap;
   partial.canonical_id = "c3";
   partial.changed_ms = {{"name", kT0}};
+  Snapshot first_read = snap;  // every field changed when it was stored
+  first_read.canonical_id = "c4";
+  first_read.updated_ms = kT0;
   StateBatch batch;
   batch.PutSnapshot(snap);
   batch.PutSnapshot(mixed);
   batch.PutSnapshot(partial);
+  batch.PutSnapshot(first_read);
   ASSERT_TRUE(store->Apply(batch).ok());
 
+  // Field and system names as their numbers in `names` (schema 19).
   RawDb db(path_);
+  auto n = [&](const std::string& name) {
+    return db.QueryText("SELECT id FROM names WHERE name = '" + name + "'");
+  };
+  EXPECT_EQ(db.QueryText("SELECT fields FROM snapshots WHERE canonical_id = 'c1'"),
+            "[" + n("city") + R"(,"Lund",)" + n("name") + R"(,"Acme"])");
   EXPECT_EQ(db.QueryText("SELECT seen FROM snapshots WHERE canonical_id = 'c1'"),
-            R"({"dynamics365":{"name":"Acme"},"hubspot":"=","portal":{}})");
+            "[" + n("dynamics365") + ",[" + n("name") + R"(,"Acme"],)" + n("hubspot") +
+                R"(,"=",)" + n("portal") + ",{}]");
   EXPECT_EQ(db.QueryText("SELECT changed_ms FROM snapshots WHERE canonical_id = 'c1'"),
             std::to_string(kT0));
-  for (const Snapshot* want : {&snap, &mixed, &partial}) {
+  EXPECT_EQ(db.QueryText("SELECT changed_ms FROM snapshots WHERE canonical_id = 'c4'"), "=");
+  for (const Snapshot* want : {&snap, &mixed, &partial, &first_read}) {
     auto got = store->GetSnapshot("company", want->canonical_id);
     ASSERT_TRUE(got.ok() && got->has_value()) << want->canonical_id;
+    EXPECT_EQ((*got)->fields, want->fields) << want->canonical_id;
     EXPECT_EQ((*got)->seen, want->seen) << want->canonical_id;
     EXPECT_EQ((*got)->changed_ms, want->changed_ms) << want->canonical_id;
   }
 
-  // As stored before schema 9: in full.
-  db.Exec("UPDATE snapshots SET seen = '" + snap.seen.dump() + "', changed_ms = '" +
-          snap.changed_ms.dump() + "' WHERE canonical_id = 'c1'");
+  // As stored before schema 9: in full, with names.
+  db.Exec("UPDATE snapshots SET fields = '" + snap.fields.dump() + "', seen = '" +
+          snap.seen.dump() + "', changed_ms = '" + snap.changed_ms.dump() +
+          "' WHERE canonical_id = 'c1'");
   auto old = store->GetSnapshot("company", "c1");
   ASSERT_TRUE(old.ok() && old->has_value());
+  EXPECT_EQ((*old)->fields, snap.fields);
   EXPECT_EQ((*old)->seen, snap.seen);
   EXPECT_EQ((*old)->changed_ms, snap.changed_ms);
 }
