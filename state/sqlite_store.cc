@@ -434,6 +434,11 @@ ALTER TABLE stage_history_named RENAME TO stage_history;
     {19, "snapshot field and system names stored as numbers", R"sql(
 SELECT 1;
 )sql"},
+    // A link's settled digest (16 hex digits) as its 8 bytes; crmbridge_digest() gives them.
+    {20, "settled digests stored as 8 bytes", R"sql(
+UPDATE links SET settled = crmbridge_digest(settled, NULL)
+  WHERE typeof(settled) = 'text' AND length(settled) = 16;
+)sql"},
 };
 
 constexpr int kKnownSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
@@ -453,6 +458,40 @@ void SqlCompactId(sqlite3_context* ctx, int, sqlite3_value** argv) {
     }
   }
   sqlite3_result_value(ctx, argv[0]);
+}
+
+// A settled digest (a ShortHash: 16 hex digits) as the 8 bytes links store from schema 20.
+constexpr int kDigestBytes = 8;
+
+// crmbridge_digest(digests, system): the 8-byte digest `digests` (EncodeDigests: "n=hex;n=hex",
+// each n a system's number) holds for `system`, '' when it holds none. With a NULL `system`, the
+// digest `digests` is itself (16 hex digits) as bytes, for migration 20; any other text as it is.
+void SqlDigestOf(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const std::string_view all(text == nullptr ? "" : text,
+                             static_cast<size_t>(sqlite3_value_bytes(argv[0])));
+  unsigned char bytes[kDigestBytes];
+  if (sqlite3_value_type(argv[1]) == SQLITE_NULL) {
+    if (sqlite3_value_type(argv[0]) == SQLITE_TEXT && all.size() == 2 * kDigestBytes &&
+        ParseLowerHex(all, bytes)) {
+      sqlite3_result_blob(ctx, bytes, kDigestBytes, SQLITE_TRANSIENT);
+    } else {
+      sqlite3_result_value(ctx, argv[0]);
+    }
+    return;
+  }
+  const std::string key = std::to_string(sqlite3_value_int64(argv[1])) + "=";
+  for (size_t at = 0; at < all.size();) {
+    const size_t end = std::min(all.find(';', at), all.size());
+    const std::string_view entry = all.substr(at, end - at);
+    if (entry.size() == key.size() + 2 * kDigestBytes && entry.substr(0, key.size()) == key &&
+        ParseLowerHex(entry.substr(key.size()), bytes)) {
+      sqlite3_result_blob(ctx, bytes, kDigestBytes, SQLITE_TRANSIENT);
+      return;
+    }
+    at = end + 1;
+  }
+  sqlite3_result_text(ctx, "", 0, SQLITE_STATIC);
 }
 
 // What the caller should do next, per STYLE.md's code table.
@@ -732,6 +771,7 @@ class SqliteStore final : public Store {
   int64_t seq_end_ = 0;
   // What `names` holds, both ways (names_ by number, "" where none), and what the current
   // transaction added to it.
+  int busy_timeout_ms_ = 0;
   std::unordered_map<std::string, int64_t> name_ids_;
   std::vector<std::string> names_;
   std::vector<std::string> names_added_;
@@ -882,6 +922,7 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, busy_timeout_ms);
+  busy_timeout_ms_ = busy_timeout_ms;
 
   // Before changing anything: a file from a newer crmbridge, or not a database at all, is refused
   // untouched.
@@ -919,6 +960,10 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
                                          SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
                                          nullptr, SqlCompactId, nullptr, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "registering crmbridge_id()");
+  const int digest_rc = sqlite3_create_function(
+      db_, "crmbridge_digest", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+      SqlDigestOf, nullptr, nullptr);
+  if (digest_rc != SQLITE_OK) return Error(digest_rc, "registering crmbridge_digest()");
   CRMB_RETURN_IF_ERROR(Migrate());
   CRMB_RETURN_IF_ERROR(LoadNames());
 
@@ -1095,9 +1140,9 @@ json ExpandChanged(const json& changed, const json& fields) {
 }
 
 // SettledDigests as "system=digest;system=digest" with each system as its number in `names`
-// (`number_of` gives it; 0 for a system that has no link), the form PutSnapshot hands to SQL to
-// give each link its own (a digest is a ShortHash: 16 characters). A digest of another length is
-// left out: its system's reads are merged, as any unsettled system's.
+// (`number_of` gives it; 0 for a system that has no link), the form PutSnapshot hands to SQL's
+// crmbridge_digest() to give each link its own (a digest is a ShortHash: 16 characters). A digest
+// of another length is left out: its system's reads are merged, as any unsettled system's.
 template <typename NumberOf>
 std::string EncodeDigests(const SettledDigests& digests, NumberOf number_of) {
   std::string out;
@@ -1162,15 +1207,12 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   // Each of the record's links gets its system's digest ('' for a system not settled), as
   // migration 12 derived them; a link that already holds it is not written.
   Stmt links = Prepare(
-      "UPDATE links SET settled = CASE WHEN instr(?3, ';' || system || '=') > 0 "
-      "THEN substr(?3, instr(?3, ';' || system || '=') + length(system) + 2, 16) ELSE '' END "
-      "WHERE entity = ?1 AND canonical_id = ?2 AND settled IS NOT CASE WHEN "
-      "instr(?3, ';' || system || '=') > 0 THEN substr(?3, instr(?3, ';' || system || '=') + "
-      "length(system) + 2, 16) ELSE '' END");
+      "UPDATE links SET settled = crmbridge_digest(?3, system) "
+      "WHERE entity = ?1 AND canonical_id = ?2 AND settled IS NOT crmbridge_digest(?3, system)");
   links.Int(1, *entity).Id(2, snapshot.canonical_id);
-  links.Text(3, ";" + EncodeDigests(DigestsOf(snapshot), [this](const std::string& system) {
-                  return KnownNameId(system);
-                }) + ";");
+  links.Text(3, EncodeDigests(DigestsOf(snapshot), [this](const std::string& system) {
+               return KnownNameId(system);
+             }));
   rc = links.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the digests of the " + what);
 }
@@ -1671,8 +1713,15 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
         SettledDigests& digests = out.digests[link.canonical_id];
         if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL) {
           digests.known = true;
-          if (sqlite3_column_bytes(st.raw(), 7) > 0)
+          const int n = sqlite3_column_bytes(st.raw(), 7);
+          if (n == kDigestBytes && sqlite3_column_type(st.raw(), 7) == SQLITE_BLOB) {
+            digests.by_system.emplace_back(
+                system, LowerHex(static_cast<const unsigned char*>(
+                                     sqlite3_column_blob(st.raw(), 7)),
+                                 kDigestBytes));
+          } else if (n > 0) {
             digests.by_system.emplace_back(system, st.ColText(7));
+          }
         }
         out.by_native.emplace(link.native_id, std::move(link));
       }
@@ -2044,6 +2093,13 @@ Status SqliteStore::FinishRun(const RunRecord& run) {
   const int rc = st.Step();
   if (rc != SQLITE_DONE) return Error(rc, what);
   if (sqlite3_changes(db_) == 0) return Status(StatusCode::kNotFound, what + ": no such run");
+  // The run's changes are all in: copy the WAL into the file and empty it, so that between runs
+  // the state takes its own size on disk, not that plus a WAL of up to a few megabytes. Best
+  // effort, without waiting: a reader still on an older view of the file (a `status` command,
+  // another process's run) keeps the WAL as it is until a later run.
+  sqlite3_busy_timeout(db_, 0);
+  (void)sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_busy_timeout(db_, busy_timeout_ms_);
   return Status::Ok();
 }
 

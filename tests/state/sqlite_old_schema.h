@@ -19,11 +19,17 @@ inline std::string IdAsTextSql(const std::string& column) {
          part(17, 4) + " || '-' || " + part(21, 12) + " ELSE " + column + " END";
 }
 
+// Settled digests back to their 16 hex digits, as before schema 20, and the version back to 19.
+inline std::string BackToSchema19Sql() {
+  return "UPDATE links SET settled = lower(hex(settled)) WHERE typeof(settled) = 'blob'; "
+         "PRAGMA user_version = 19;";
+}
+
 // Snapshots as schema 18 wrote them: fields and seen values as objects keyed by names, not
 // arrays of [number, value, ...]; change times "=" as the one time they stand for. And the
 // version back to 18.
 inline std::string BackToSchema18Sql() {
-  return R"sql(
+  return BackToSchema19Sql() + R"sql(
 UPDATE snapshots SET fields = (
   SELECT json_group_object(n.name, json(snapshots.fields -> ('$[' || (e.key + 1) || ']')))
   FROM json_each(snapshots.fields) AS e JOIN names AS n ON n.id = e.value

@@ -255,6 +255,10 @@ TEST_F(SqliteStoreTest, AnUpgradeRekeysTheLinksAndKeepsEachOne) {
     EXPECT_EQ(raw.QueryText("SELECT group_concat(name) FROM pragma_index_info((SELECT name FROM "
                             "pragma_index_list('links') WHERE origin = 'u'))"),
               "native_id,system,entity");
+    // The digest as its 8 bytes (schema 20).
+    EXPECT_EQ(raw.QueryText("SELECT typeof(settled) || length(settled) FROM links WHERE "
+                            "native_id = '101'"),
+              "blob8");
   }
   auto by_native = store->FindLinkByNative("hubspot", "company", "101");
   ASSERT_TRUE(by_native.ok() && by_native->has_value()) << by_native.status().ToString();
@@ -724,6 +728,38 @@ TEST_F(SqliteStoreTest, NamesAddedByAnotherConnectionAreFound) {
   auto other = a->FindLink("invoice", "i2", "hubspot");
   ASSERT_TRUE(other.ok() && other->has_value()) << other.status().ToString();
   EXPECT_EQ((*other)->native_id, "202");
+}
+
+// The end of a run empties the WAL into the file, so between runs the state takes its own size
+// on disk; a reader still holding an older view keeps the WAL, and the run ends all the same.
+TEST_F(SqliteStoreTest, TheEndOfARunEmptiesTheWalUnlessAReaderHoldsIt) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto wal_size = [&] { return std::filesystem::file_size(path_ + "-wal"); };
+  auto run = [&] {
+    StateBatch batch;
+    for (int i = 0; i < 50; ++i)
+      batch.PutLink(MakeLink("c" + std::to_string(i), "hubspot", std::to_string(100 + i)));
+    EXPECT_TRUE(store->Apply(batch).ok());
+    auto id = store->BeginRun("sync", kT0);
+    EXPECT_TRUE(id.ok());
+    RunRecord rec;
+    rec.id = *id;
+    rec.finished_ms = kT0 + 1;
+    rec.outcome = "ok";
+    EXPECT_TRUE(store->FinishRun(rec).ok());
+  };
+  run();
+  EXPECT_EQ(wal_size(), 0u);
+  EXPECT_EQ(store->FindLinkByNative("hubspot", "company", "149")->value().canonical_id, "c49");
+
+  RawDb reader(path_);
+  reader.Exec("BEGIN; SELECT count(*) FROM links;");  // a read transaction left open
+  run();
+  EXPECT_GT(wal_size(), 0u);
+  reader.Exec("COMMIT");
+  run();
+  EXPECT_EQ(wal_size(), 0u);
 }
 
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
