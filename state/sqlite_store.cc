@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <system_error>
@@ -380,7 +381,7 @@ CREATE TABLE links_named (
   last_read_hash    TEXT NOT NULL DEFAULT '',
   last_written_hash TEXT NOT NULL DEFAULT '',
   updated_ms        INTEGER NOT NULL DEFAULT 0,
-  settled           TEXT,
+  settled,                             -- NULL, '', 8 bytes, or 1 (schema 20)
   PRIMARY KEY (canonical_id, entity, system),
   UNIQUE (native_id, system, entity)
 ) WITHOUT ROWID;
@@ -434,9 +435,11 @@ ALTER TABLE stage_history_named RENAME TO stage_history;
     {19, "snapshot field and system names stored as numbers", R"sql(
 SELECT 1;
 )sql"},
-    // A link's settled digest (16 hex digits) as its 8 bytes; crmbridge_digest() gives them.
-    {20, "settled digests stored as 8 bytes", R"sql(
-UPDATE links SET settled = crmbridge_digest(settled, NULL)
+    // A link's settled digest (16 hex digits) as its 8 bytes, or, where it is the start of the
+    // link's last read hash (as it is for a record read and not changed since), as the integer 1:
+    // no bytes at all. crmbridge_digest() gives either.
+    {20, "settled digests stored as 8 bytes, or as 1 for the start of the last read hash", R"sql(
+UPDATE links SET settled = crmbridge_digest(settled, NULL, last_read_hash)
   WHERE typeof(settled) = 'text' AND length(settled) = 16;
 )sql"},
 };
@@ -463,9 +466,25 @@ void SqlCompactId(sqlite3_context* ctx, int, sqlite3_value** argv) {
 // A settled digest (a ShortHash: 16 hex digits) as the 8 bytes links store from schema 20.
 constexpr int kDigestBytes = 8;
 
-// crmbridge_digest(digests, system): the 8-byte digest `digests` (EncodeDigests: "n=hex;n=hex",
-// each n a system's number) holds for `system`, '' when it holds none. With a NULL `system`, the
-// digest `digests` is itself (16 hex digits) as bytes, for migration 20; any other text as it is.
+// A link's `settled` of 1: its digest is the first kDigestBytes of its last read hash.
+constexpr int kSettledIsReadHash = 1;
+
+// The 8-byte digest `bytes` as a link stores it: kSettledIsReadHash when `read_hash` (the link's
+// last_read_hash column) starts with it, else the bytes.
+void ResultDigest(sqlite3_context* ctx, const unsigned char* bytes, sqlite3_value* read_hash) {
+  if (sqlite3_value_type(read_hash) == SQLITE_BLOB &&
+      sqlite3_value_bytes(read_hash) >= kDigestBytes &&
+      std::memcmp(sqlite3_value_blob(read_hash), bytes, kDigestBytes) == 0) {
+    sqlite3_result_int(ctx, kSettledIsReadHash);
+    return;
+  }
+  sqlite3_result_blob(ctx, bytes, kDigestBytes, SQLITE_TRANSIENT);
+}
+
+// crmbridge_digest(digests, system, last_read_hash): the digest `digests` (EncodeDigests:
+// "n=hex;n=hex", each n a system's number) holds for `system`, as ResultDigest stores it; '' when
+// it holds none. With a NULL `system`, the digest `digests` is itself (16 hex digits), for
+// migration 20; any other text is returned as it is.
 void SqlDigestOf(sqlite3_context* ctx, int, sqlite3_value** argv) {
   const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
   const std::string_view all(text == nullptr ? "" : text,
@@ -474,7 +493,7 @@ void SqlDigestOf(sqlite3_context* ctx, int, sqlite3_value** argv) {
   if (sqlite3_value_type(argv[1]) == SQLITE_NULL) {
     if (sqlite3_value_type(argv[0]) == SQLITE_TEXT && all.size() == 2 * kDigestBytes &&
         ParseLowerHex(all, bytes)) {
-      sqlite3_result_blob(ctx, bytes, kDigestBytes, SQLITE_TRANSIENT);
+      ResultDigest(ctx, bytes, argv[2]);
     } else {
       sqlite3_result_value(ctx, argv[0]);
     }
@@ -486,7 +505,7 @@ void SqlDigestOf(sqlite3_context* ctx, int, sqlite3_value** argv) {
     const std::string_view entry = all.substr(at, end - at);
     if (entry.size() == key.size() + 2 * kDigestBytes && entry.substr(0, key.size()) == key &&
         ParseLowerHex(entry.substr(key.size()), bytes)) {
-      sqlite3_result_blob(ctx, bytes, kDigestBytes, SQLITE_TRANSIENT);
+      ResultDigest(ctx, bytes, argv[2]);
       return;
     }
     at = end + 1;
@@ -961,7 +980,7 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
                                          nullptr, SqlCompactId, nullptr, nullptr);
   if (rc != SQLITE_OK) return Error(rc, "registering crmbridge_id()");
   const int digest_rc = sqlite3_create_function(
-      db_, "crmbridge_digest", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+      db_, "crmbridge_digest", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
       SqlDigestOf, nullptr, nullptr);
   if (digest_rc != SQLITE_OK) return Error(digest_rc, "registering crmbridge_digest()");
   CRMB_RETURN_IF_ERROR(Migrate());
@@ -1085,7 +1104,8 @@ Status SqliteStore::PutLink(const Link& link) {
       "last_written_hash, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
       "ON CONFLICT (entity, canonical_id, system) DO UPDATE SET native_id = excluded.native_id, "
       "last_read_hash = excluded.last_read_hash, last_written_hash = excluded.last_written_hash, "
-      "updated_ms = excluded.updated_ms");
+      "updated_ms = excluded.updated_ms, settled = CASE WHEN settled IS 1 AND last_read_hash IS "
+      "NOT excluded.last_read_hash THEN substr(last_read_hash, 1, 8) ELSE settled END");
   auto entity = NameId(link.entity);
   if (!entity.ok()) return entity.status();
   auto system = NameId(link.system);
@@ -1207,8 +1227,8 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
   // Each of the record's links gets its system's digest ('' for a system not settled), as
   // migration 12 derived them; a link that already holds it is not written.
   Stmt links = Prepare(
-      "UPDATE links SET settled = crmbridge_digest(?3, system) "
-      "WHERE entity = ?1 AND canonical_id = ?2 AND settled IS NOT crmbridge_digest(?3, system)");
+      "UPDATE links SET settled = crmbridge_digest(?3, system, last_read_hash) WHERE entity = ?1 "
+      "AND canonical_id = ?2 AND settled IS NOT crmbridge_digest(?3, system, last_read_hash)");
   links.Int(1, *entity).Id(2, snapshot.canonical_id);
   links.Text(3, EncodeDigests(DigestsOf(snapshot), [this](const std::string& system) {
                return KnownNameId(system);
@@ -1714,7 +1734,11 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
         if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL) {
           digests.known = true;
           const int n = sqlite3_column_bytes(st.raw(), 7);
-          if (n == kDigestBytes && sqlite3_column_type(st.raw(), 7) == SQLITE_BLOB) {
+          if (sqlite3_column_type(st.raw(), 7) == SQLITE_INTEGER) {
+            if (st.ColInt(7) == kSettledIsReadHash && link.last_read_hash.size() >= 2 * kDigestBytes)
+              digests.by_system.emplace_back(system,
+                                             link.last_read_hash.substr(0, 2 * kDigestBytes));
+          } else if (n == kDigestBytes && sqlite3_column_type(st.raw(), 7) == SQLITE_BLOB) {
             digests.by_system.emplace_back(
                 system, LowerHex(static_cast<const unsigned char*>(
                                      sqlite3_column_blob(st.raw(), 7)),

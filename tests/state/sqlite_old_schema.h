@@ -21,8 +21,9 @@ inline std::string IdAsTextSql(const std::string& column) {
 
 // Settled digests back to their 16 hex digits, as before schema 20, and the version back to 19.
 inline std::string BackToSchema19Sql() {
-  return "UPDATE links SET settled = lower(hex(settled)) WHERE typeof(settled) = 'blob'; "
-         "PRAGMA user_version = 19;";
+  return "UPDATE links SET settled = CASE WHEN settled IS 1 THEN "
+         "lower(hex(substr(last_read_hash, 1, 8))) ELSE lower(hex(settled)) END "
+         "WHERE typeof(settled) IN ('blob', 'integer'); PRAGMA user_version = 19;";
 }
 
 // Snapshots as schema 18 wrote them: fields and seen values as objects keyed by names, not

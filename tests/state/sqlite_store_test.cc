@@ -762,6 +762,52 @@ TEST_F(SqliteStoreTest, TheEndOfARunEmptiesTheWalUnlessAReaderHoldsIt) {
   EXPECT_EQ(wal_size(), 0u);
 }
 
+// A link's settled digest that is the start of its last read hash, as it is for a record read
+// and not changed since, is stored as 1 (schema 20) and read back as those digits; when the link
+// is read again with other values before its snapshot is stored again, it keeps the digest it
+// had, now as its 8 bytes.
+TEST_F(SqliteStoreTest, ADigestThatStartsTheReadHashTakesNoBytesAndOutlivesANewRead) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const json values = {{"name", "Acme"}};
+  const std::string read_hash = HashJson(values);
+  Link link = MakeLink("c1", "hubspot", "101");
+  link.last_read_hash = read_hash;
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = values;
+  snap.seen = {{"hubspot", values}};
+  StateBatch batch;
+  batch.PutLink(link);
+  batch.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(batch).ok());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.QueryText("SELECT typeof(settled) || ':' || settled FROM links"), "integer:1");
+  auto digest_of = [&]() -> std::string {
+    auto loaded = store->LoadRecords("company", "hubspot", {"101"}, {});
+    EXPECT_TRUE(loaded.ok()) << loaded.status().ToString();
+    if (!loaded.ok() || !loaded->digests.count("c1")) return "(none)";
+    const std::string* d = loaded->digests.at("c1").Of("hubspot");
+    return d == nullptr ? "(not settled)" : *d;
+  };
+  EXPECT_EQ(digest_of(), read_hash.substr(0, 16));
+
+  link.last_read_hash = HashJson(json{{"name", "Acme AB"}});  // read again, changed
+  StateBatch reread;
+  reread.PutLink(link);
+  ASSERT_TRUE(store->Apply(reread).ok());
+  EXPECT_EQ(raw.QueryText("SELECT typeof(settled) || length(settled) FROM links"), "blob8");
+  EXPECT_EQ(digest_of(), read_hash.substr(0, 16)) << "the values the system was settled on";
+
+  snap.seen = {{"hubspot", {{"name", "Acme Inc"}}}};  // settled on values it was not read with
+  StateBatch stored;
+  stored.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(stored).ok());
+  EXPECT_EQ(raw.QueryText("SELECT typeof(settled) || length(settled) FROM links"), "blob8");
+  EXPECT_EQ(digest_of(), HashJson(json{{"name", "Acme Inc"}}).substr(0, 16));
+}
+
 TEST_F(SqliteStoreTest, InMemoryStoreWorks) {
   auto store = Open(":memory:");
   ASSERT_NE(store, nullptr);
