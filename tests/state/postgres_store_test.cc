@@ -23,9 +23,9 @@
 #include <gtest/gtest.h>
 
 #include "src/core/clock.h"
-#include "src/core/hash.h"
 #include "src/core/redaction.h"
 #include "state/store.h"
+#include "tests/state/hash_upgrade.h"
 #include "tests/state/postgres_cluster.h"
 #include "tests/state/store_conformance.h"
 #include "tests/state/store_test_data.h"
@@ -419,46 +419,16 @@ TEST_F(PostgresStoreTest, AnOutboxRowWithAnUnknownOpIsReportedNotGuessed) {
 // upgraded, every link hash, queued payload hash and dead letter's payload hash is its first half,
 // which is what HashJson gives now for the same value.
 TEST_F(PostgresStoreTest, AnUpgradeKeepsTheFirstHalfOfEveryContentHash) {
-  const std::string read = HashJson(json{{"name", "Acme"}});
-  const std::string written = HashJson(json{{"accountname", "Acme"}});
-  const std::string tail(32, 'e');  // the second half a SHA-256 of schema 3 had
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
-    Link link = MakeLink("c1", "hubspot", "101");
-    link.last_read_hash = read + tail;
-    link.last_written_hash = written + tail;
-    OutboxItem queued = Item("hubspot", "c2", {{"name", "queued"}});
-    queued.payload_hash = HashJson(queued.payload) + tail;
-    OutboxItem failed = Item("hubspot", "c3", {{"name", "failed"}});
-    failed.payload_hash = HashJson(failed.payload) + tail;
-    StateBatch batch;
-    batch.PutLink(link);
-    batch.Enqueue(queued);
-    batch.Enqueue(failed);
-    ASSERT_TRUE(store->Apply(batch).ok());
-    auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
-    ASSERT_EQ(due->size(), 2u);
-    StateBatch outcome;
-    outcome.DeadLetterOutbox((*due)[1].id, "INVALID_ARGUMENT", 400);
-    ASSERT_TRUE(store->Apply(outcome).ok());
+    StoreRecordsWithHashes(*store, std::string(32, 'e'));  // the second half schema 3 kept
   }
   RawPg(*cluster_, db_).Exec("DELETE FROM schema_version WHERE version >= 4");
   auto store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(*store->SchemaVersion(), PostgresSchemaVersionKnown());
-  auto link = store->FindLinkByNative("hubspot", "company", "101");
-  ASSERT_TRUE(link.ok() && link->has_value()) << link.status().ToString();
-  EXPECT_EQ((*link)->last_read_hash, read);
-  EXPECT_EQ((*link)->last_written_hash, written);
-  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
-  ASSERT_TRUE(due.ok()) << due.status().ToString();
-  ASSERT_EQ(due->size(), 1u);
-  EXPECT_EQ((*due)[0].payload_hash, HashJson(json{{"name", "queued"}}));
-  auto dead = store->ListDeadLetters(10);
-  ASSERT_TRUE(dead.ok()) << dead.status().ToString();
-  ASSERT_EQ(dead->size(), 1u);
-  EXPECT_EQ((*dead)[0].item.payload_hash, HashJson(json{{"name", "failed"}}));
+  ExpectHashesOfToday(*store);
 }
 
 TEST_F(PostgresStoreTest, OpenStoreOpensAPostgresUrlAsAPostgresStore) {

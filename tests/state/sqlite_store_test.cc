@@ -19,6 +19,7 @@
 #include "src/core/clock.h"
 #include "src/core/hash.h"
 #include "state/store.h"
+#include "tests/state/hash_upgrade.h"
 #include "tests/state/sqlite_old_schema.h"
 #include "tests/state/store_test_data.h"
 
@@ -618,28 +619,10 @@ TEST_F(SqliteStoreTest, ALinksHashesAreStoredAsBytesAndReadBackAsTheSameText) {
 // link hash, queued payload hash and dead letter's payload hash is its first half, which is what
 // HashJson gives now for the same value, so nothing reads as changed and nothing is written again.
 TEST_F(SqliteStoreTest, AnUpgradeKeepsTheFirstHalfOfEveryContentHash) {
-  const std::string read = HashJson(json{{"name", "Acme"}});
-  const std::string written = HashJson(json{{"accountname", "Acme"}});
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
-    Link link = MakeLink("c1", "hubspot", "101");
-    link.last_read_hash = read;
-    link.last_written_hash = written;
-    OutboxItem queued = Item("hubspot", "c2", {{"name", "queued"}});
-    queued.payload_hash = HashJson(queued.payload);
-    OutboxItem failed = Item("hubspot", "c3", {{"name", "failed"}});
-    failed.payload_hash = HashJson(failed.payload);
-    StateBatch batch;
-    batch.PutLink(link);
-    batch.Enqueue(queued);
-    batch.Enqueue(failed);
-    ASSERT_TRUE(store->Apply(batch).ok());
-    auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
-    ASSERT_EQ(due->size(), 2u);
-    StateBatch outcome;
-    outcome.DeadLetterOutbox((*due)[1].id, "INVALID_ARGUMENT", 400);
-    ASSERT_TRUE(store->Apply(outcome).ok());
+    store_test::StoreRecordsWithHashes(*store, "");
   }
   {
     RawDb raw(path_);
@@ -654,18 +637,7 @@ TEST_F(SqliteStoreTest, AnUpgradeKeepsTheFirstHalfOfEveryContentHash) {
   }
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  auto link = store->FindLinkByNative("hubspot", "company", "101");
-  ASSERT_TRUE(link.ok() && link->has_value()) << link.status().ToString();
-  EXPECT_EQ((*link)->last_read_hash, read);
-  EXPECT_EQ((*link)->last_written_hash, written);
-  auto due = store->DueOutbox(OutboxFilter("hubspot", kT0, 10));
-  ASSERT_TRUE(due.ok()) << due.status().ToString();
-  ASSERT_EQ(due->size(), 1u);
-  EXPECT_EQ((*due)[0].payload_hash, HashJson(json{{"name", "queued"}}));
-  auto dead = store->ListDeadLetters(10);
-  ASSERT_TRUE(dead.ok()) << dead.status().ToString();
-  ASSERT_EQ(dead->size(), 1u);
-  EXPECT_EQ((*dead)[0].item.payload_hash, HashJson(json{{"name", "failed"}}));
+  store_test::ExpectHashesOfToday(*store);
 }
 
 Link EntityLink(const std::string& entity, const std::string& cid, const std::string& native) {
