@@ -215,15 +215,16 @@ ALTER TABLE stage_history ADD COLUMN imported boolean NOT NULL DEFAULT false;
     // HashJson keeps the first 128 bits of a SHA-256 (32 hex digits), not 64 digits. A hash
     // stored before becomes its first half, which is what HashJson now gives for the same value:
     // an unchanged record still reads as unchanged, and a write delivered after the upgrade leaves
-    // the hash the next plan compares with.
+    // the hash the next plan compares with. A dead letter's item is read and edited as text:
+    // PostgreSQL refuses to take a payload holding \u0000 apart as JSON.
     {4, "content hashes of 128 bits", R"sql(
 UPDATE links SET last_read_hash = left(last_read_hash, 32) WHERE last_read_hash ~ '^[0-9a-f]{64}$';
 UPDATE links SET last_written_hash = left(last_written_hash, 32)
   WHERE last_written_hash ~ '^[0-9a-f]{64}$';
 UPDATE outbox SET payload_hash = left(payload_hash, 32) WHERE payload_hash ~ '^[0-9a-f]{64}$';
-UPDATE dead_letters SET item = jsonb_set(item::jsonb, '{payload_hash}',
-    to_jsonb(left(item->>'payload_hash', 32)))::json
-  WHERE item->>'payload_hash' ~ '^[0-9a-f]{64}$';
+UPDATE dead_letters SET item = regexp_replace(item::text,
+    '("payload_hash"\s*:\s*"[0-9a-f]{32})[0-9a-f]{32}"', '\1"')::json
+  WHERE item::text ~ '"payload_hash"\s*:\s*"[0-9a-f]{64}"';
 )sql"},
 };
 

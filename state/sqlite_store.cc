@@ -741,7 +741,7 @@ class SqliteStore final : public Store {
   // name never stored. NameOf reads a number back; one this connection has not seen (added by
   // another process) is looked up again.
   Result<int64_t> NameId(const std::string& name);
-  int64_t KnownNameId(const std::string& name);
+  Result<int64_t> KnownNameId(const std::string& name);
   Result<std::string> NameOf(int64_t id);
   Status LoadNames();
   Result<Link> ReadLinkRow(const Stmt& st);
@@ -792,7 +792,7 @@ class SqliteStore final : public Store {
   // transaction added to it.
   int busy_timeout_ms_ = 0;
   std::unordered_map<std::string, int64_t> name_ids_;
-  std::vector<std::string> names_;
+  std::vector<std::optional<std::string>> names_;
   std::vector<std::string> names_added_;
 };
 
@@ -842,7 +842,7 @@ Status SqliteStore::RunTransaction(const char* begin, const std::string& kind,
   for (const std::string& name : names_added_) {  // rolled back with the rest
     auto it = name_ids_.find(name);
     if (it == name_ids_.end()) continue;
-    names_[static_cast<size_t>(it->second)].clear();
+    names_[static_cast<size_t>(it->second)].reset();
     name_ids_.erase(it);
   }
   names_added_.clear();
@@ -905,11 +905,13 @@ Result<int64_t> SqliteStore::NameId(const std::string& name) {
   return id;
 }
 
-int64_t SqliteStore::KnownNameId(const std::string& name) {
+Result<int64_t> SqliteStore::KnownNameId(const std::string& name) {
   if (auto it = name_ids_.find(name); it != name_ids_.end()) return it->second;
   Stmt get = Prepare("SELECT id FROM names WHERE name = ?1");
   get.Text(1, name);
-  if (get.Step() != SQLITE_ROW) return 0;
+  const int rc = get.Step();
+  if (rc == SQLITE_DONE) return int64_t{0};
+  if (rc != SQLITE_ROW) return Error(rc, "reading the number of the name '" + name + "'");
   const int64_t id = get.ColInt(0);
   if (id <= 0 || id > kMaxNameId) return 0;
   // Another process added it (what this connection added is cached already), committed.
@@ -920,11 +922,14 @@ int64_t SqliteStore::KnownNameId(const std::string& name) {
 }
 
 Result<std::string> SqliteStore::NameOf(int64_t id) {
-  if (id > 0 && static_cast<size_t>(id) < names_.size() && !names_[static_cast<size_t>(id)].empty())
-    return names_[static_cast<size_t>(id)];
+  auto known = [&]() -> const std::optional<std::string>* {
+    if (id <= 0 || static_cast<size_t>(id) >= names_.size()) return nullptr;
+    const std::optional<std::string>& name = names_[static_cast<size_t>(id)];
+    return name.has_value() ? &name : nullptr;
+  };
+  if (const auto* name = known()) return **name;
   CRMB_RETURN_IF_ERROR(LoadNames());
-  if (id > 0 && static_cast<size_t>(id) < names_.size() && !names_[static_cast<size_t>(id)].empty())
-    return names_[static_cast<size_t>(id)];
+  if (const auto* name = known()) return **name;
   return Status(StatusCode::kFailedPrecondition,
                 "state store " + path_ + ": a row names entity or system number " +
                     std::to_string(id) + ", which names does not hold");
@@ -1231,7 +1236,8 @@ Status SqliteStore::PutSnapshot(const Snapshot& snapshot) {
       "AND canonical_id = ?2 AND settled IS NOT crmbridge_digest(?3, system, last_read_hash)");
   links.Int(1, *entity).Id(2, snapshot.canonical_id);
   links.Text(3, EncodeDigests(DigestsOf(snapshot), [this](const std::string& system) {
-               return KnownNameId(system);
+               auto number = KnownNameId(system);
+               return number.ok() ? *number : 0;  // an error: not settled, merged next read
              }));
   rc = links.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "storing the digests of the " + what);
@@ -1540,7 +1546,11 @@ Result<std::optional<Link>> SqliteStore::FindLinkByNativeLocked(const std::strin
   static const std::string sql = std::string("SELECT ") + kLinkColumns +
                                  " FROM links WHERE system = ?1 AND entity = ?2 AND native_id = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Int(1, KnownNameId(system)).Int(2, KnownNameId(entity)).Id(3, native_id);
+  auto system_number = KnownNameId(system);
+  if (!system_number.ok()) return system_number.status();
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  st.Int(1, *system_number).Int(2, *entity_number).Id(3, native_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Link>();
   if (rc != SQLITE_ROW) return Error(rc, "finding the link of " + system + " " + native_id);
@@ -1557,7 +1567,11 @@ Result<std::optional<Link>> SqliteStore::FindLink(const std::string& entity,
       std::string("SELECT ") + kLinkColumns +
       " FROM links WHERE entity = ?1 AND canonical_id = ?2 AND system = ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Int(1, KnownNameId(entity)).Id(2, canonical_id).Int(3, KnownNameId(system));
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  auto system_number = KnownNameId(system);
+  if (!system_number.ok()) return system_number.status();
+  st.Int(1, *entity_number).Id(2, canonical_id).Int(3, *system_number);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Link>();
   if (rc != SQLITE_ROW)
@@ -1669,7 +1683,9 @@ Result<std::optional<Snapshot>> SqliteStore::GetSnapshotLocked(const std::string
   static const std::string sql = std::string("SELECT ") + kSnapshotColumns +
                                  " FROM snapshots WHERE entity = ?1 AND canonical_id = ?2";
   Stmt st = Prepare(sql.c_str());
-  st.Int(1, KnownNameId(entity)).Id(2, canonical_id);
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  st.Int(1, *entity_number).Id(2, canonical_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return std::optional<Snapshot>();
   if (rc != SQLITE_ROW) return Error(rc, "reading the snapshot of " + entity + " " + canonical_id);
@@ -1688,6 +1704,10 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
                                                                      canonical_ids.size()) +
                             " " + entity + " record(s)";
   Status s = InReadTransaction(doing, [&]() -> Status {
+    auto system_number = KnownNameId(system);
+    if (!system_number.ok()) return system_number.status();
+    auto entity_number = KnownNameId(entity);
+    if (!entity_number.ok()) return entity_number.status();
     std::vector<const std::string*> cids;
     cids.reserve(native_ids.size() + canonical_ids.size());
     // The page's records by native id, their links in `system` and their snapshots' digests, a
@@ -1717,7 +1737,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
     }
     for (size_t from = 0; from < natives.size(); from += kIdsPerStatement) {
       Stmt st = Prepare(page_sql.c_str());
-      st.Int(1, KnownNameId(system)).Int(2, KnownNameId(entity));
+      st.Int(1, *system_number).Int(2, *entity_number);
       for (int i = 0; i < kIdsPerStatement; ++i) {
         if (from + i < natives.size()) {
           st.Id(3 + i, *natives[from + i]);
@@ -1733,12 +1753,13 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
         SettledDigests& digests = out.digests[link.canonical_id];
         if (sqlite3_column_type(st.raw(), 7) != SQLITE_NULL) {
           digests.known = true;
+          const int type = sqlite3_column_type(st.raw(), 7);  // before bytes() converts it
           const int n = sqlite3_column_bytes(st.raw(), 7);
-          if (sqlite3_column_type(st.raw(), 7) == SQLITE_INTEGER) {
+          if (type == SQLITE_INTEGER) {
             if (st.ColInt(7) == kSettledIsReadHash && link.last_read_hash.size() >= 2 * kDigestBytes)
               digests.by_system.emplace_back(system,
                                              link.last_read_hash.substr(0, 2 * kDigestBytes));
-          } else if (n == kDigestBytes && sqlite3_column_type(st.raw(), 7) == SQLITE_BLOB) {
+          } else if (n == kDigestBytes && type == SQLITE_BLOB) {
             digests.by_system.emplace_back(
                 system, LowerHex(static_cast<const unsigned char*>(
                                      sqlite3_column_blob(st.raw(), 7)),
@@ -1765,7 +1786,7 @@ Result<RecordStates> SqliteStore::LoadRecords(const std::string& entity, const s
       if (out.links.count(*cid)) continue;
       std::vector<Link>& links = out.links[*cid];
       Stmt st = Prepare(links_sql.c_str());
-      st.Int(1, KnownNameId(entity)).Id(2, *cid);
+      st.Int(1, *entity_number).Id(2, *cid);
       int rc;
       while ((rc = st.Step()) == SQLITE_ROW) {
         auto link = ReadLinkRow(st);
@@ -1940,7 +1961,9 @@ Result<std::vector<Snapshot>> SqliteStore::ListUnverified(const std::string& sys
       "AND json_type(unverified, '$.\"' || replace(?2, '\"', '') || '\"') = 'object' "
       "ORDER BY canonical_id";
   Stmt st = Prepare(sql.c_str());
-  st.Int(1, KnownNameId(entity)).Text(2, system);
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  st.Int(1, *entity_number).Text(2, system);
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -2037,7 +2060,9 @@ Result<std::vector<StageTransition>> SqliteStore::StageHistory(const std::string
   Stmt st = Prepare(
       "SELECT system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 AND canonical_id = ?2 ORDER BY at_ms, n");
-  st.Int(1, KnownNameId(entity)).Id(2, canonical_id);
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  st.Int(1, *entity_number).Id(2, canonical_id);
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -2057,7 +2082,9 @@ Result<std::vector<StageTransition>> SqliteStore::AllStageHistory(const std::str
   Stmt st = Prepare(
       "SELECT canonical_id, system, from_stage, to_stage, at_ms, imported FROM stage_history "
       "WHERE entity = ?1 ORDER BY canonical_id, at_ms, n");
-  st.Int(1, KnownNameId(entity));
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  st.Int(1, *entity_number);
   std::vector<StageTransition> history;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -2082,7 +2109,9 @@ Result<std::vector<Snapshot>> SqliteStore::ListSnapshotsAfter(const std::string&
       std::string("SELECT canonical_id, ") + kSnapshotColumns +
       " FROM snapshots WHERE entity = ?1 AND canonical_id > ?2 ORDER BY canonical_id LIMIT ?3";
   Stmt st = Prepare(sql.c_str());
-  st.Int(1, KnownNameId(entity)).Id(2, after).Int(3, SqlLimit(limit));
+  auto entity_number = KnownNameId(entity);
+  if (!entity_number.ok()) return entity_number.status();
+  st.Int(1, *entity_number).Id(2, after).Int(3, SqlLimit(limit));
   std::vector<Snapshot> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {

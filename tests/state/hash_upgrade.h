@@ -14,6 +14,10 @@
 namespace crmbridge {
 namespace store_test {
 
+// The dead-lettered write's name: with a NUL, which JSON holds as \u0000 (and PostgreSQL's jsonb
+// would refuse).
+inline std::string FailedName() { return std::string("fail\0ed", 7); }
+
 // A hubspot link (native id 101) with both hashes, a write queued (c2) and a dead-lettered one
 // (c3), each hash HashJson's followed by `tail` (a schema before kept 256 bits: "" when the test
 // lengthens them in the file itself).
@@ -23,7 +27,7 @@ inline void StoreRecordsWithHashes(Store& store, const std::string& tail) {
   link.last_written_hash = HashJson(nlohmann::json{{"accountname", "Acme"}}) + tail;
   OutboxItem queued = Item("hubspot", "c2", {{"name", "queued"}});
   queued.payload_hash = HashJson(queued.payload) + tail;
-  OutboxItem failed = Item("hubspot", "c3", {{"name", "failed"}});
+  OutboxItem failed = Item("hubspot", "c3", {{"name", FailedName()}});
   failed.payload_hash = HashJson(failed.payload) + tail;
   StateBatch batch;
   batch.PutLink(link);
@@ -50,7 +54,8 @@ inline void ExpectHashesOfToday(Store& store) {
   auto dead = store.ListDeadLetters(10);
   ASSERT_TRUE(dead.ok()) << dead.status().ToString();
   ASSERT_EQ(dead->size(), 1u);
-  EXPECT_EQ((*dead)[0].item.payload_hash, HashJson(nlohmann::json{{"name", "failed"}}));
+  EXPECT_EQ((*dead)[0].item.payload_hash, HashJson(nlohmann::json{{"name", FailedName()}}));
+  EXPECT_EQ((*dead)[0].item.payload, (nlohmann::json{{"name", FailedName()}}));
 }
 
 }  // namespace store_test

@@ -678,6 +678,29 @@ TEST_F(SqliteStoreTest, ANameAddedByABatchRolledBackKeepsNoNumber) {
             "company,hubspot,invoice,ticket");
 }
 
+// Any text is a name, the empty one included: a snapshot whose fields have an empty key, or
+// values that are arrays and objects, reads back as stored.
+TEST_F(SqliteStoreTest, ASnapshotWithAnEmptyFieldNameReadsBackAsStored) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Snapshot snap;
+  snap.entity = "company";
+  snap.canonical_id = "c1";
+  snap.fields = {{"", "blank"}, {"tags", {"a", "b"}}, {"address", {{"city", "Lund"}}}};
+  snap.seen = {{"hubspot", {{"", "blank"}}}, {"", json::object()}};
+  StateBatch batch;
+  batch.PutSnapshot(snap);
+  ASSERT_TRUE(store->Apply(batch).ok());
+  auto reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  for (Store* s : {store.get(), reopened.get()}) {
+    auto got = s->GetSnapshot("company", "c1");
+    ASSERT_TRUE(got.ok() && got->has_value()) << got.status().ToString();
+    EXPECT_EQ((*got)->fields, snap.fields);
+    EXPECT_EQ((*got)->seen, snap.seen);
+  }
+}
+
 // Two processes on one file: names one adds are found by the other, reading and writing.
 TEST_F(SqliteStoreTest, NamesAddedByAnotherConnectionAreFound) {
   auto a = Open();
