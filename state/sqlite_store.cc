@@ -744,12 +744,13 @@ class SqliteStore final : public Store {
   Result<int64_t> KnownNameId(const std::string& name);
   Result<std::string> NameOf(int64_t id);
   Status LoadNames();
+  void RememberName(int64_t id, const std::string& name);
   Result<Link> ReadLinkRow(const Stmt& st);
   // A snapshot's object keyed by field or system names as the array [number, value, ...] of
   // schema 19, and back; anything but a non-empty object is kept as it is, and read back as it is
   // (an array read back is always one of these: the values they encode are objects).
   Result<json> KeysAsNumbers(const json& object);
-  Result<json> KeysAsNames(json stored, const std::string& what);
+  Result<json> KeysAsNames(json stored, const std::string& entity, const std::string& canonical_id);
   Result<Snapshot> ReadSnapshotRow(const Stmt& st, int first, const std::string& entity,
                                    const std::string& canonical_id);
 
@@ -788,9 +789,9 @@ class SqliteStore final : public Store {
   int64_t seq_to_reserve_ = 0;
   int64_t seq_next_ = 0;
   int64_t seq_end_ = 0;
-  // What `names` holds, both ways (names_ by number, "" where none), and what the current
+  int busy_timeout_ms_ = 0;  // as opened; FinishRun's checkpoint sets 0 for itself, then this
+  // What `names` holds, both ways (names_ by number, empty where none), and what the current
   // transaction added to it.
-  int busy_timeout_ms_ = 0;
   std::unordered_map<std::string, int64_t> name_ids_;
   std::vector<std::optional<std::string>> names_;
   std::vector<std::string> names_added_;
@@ -876,31 +877,28 @@ Status SqliteStore::LoadNames() {
       return Status(StatusCode::kFailedPrecondition,
                     "state store " + path_ + ": names holds a number out of range: " +
                         std::to_string(id));
-    if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
-    names_[static_cast<size_t>(id)] = st.ColText(1);
-    name_ids_[st.ColText(1)] = id;
+    RememberName(id, st.ColText(1));
   }
   return rc == SQLITE_DONE ? Status::Ok() : Error(rc, "reading the entity and system names");
+}
+
+void SqliteStore::RememberName(int64_t id, const std::string& name) {
+  if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
+  names_[static_cast<size_t>(id)] = name;
+  name_ids_[name] = id;
 }
 
 Result<int64_t> SqliteStore::NameId(const std::string& name) {
   if (auto it = name_ids_.find(name); it != name_ids_.end()) return it->second;
   Stmt add = Prepare("INSERT INTO names (name) VALUES (?1) ON CONFLICT (name) DO NOTHING");
   add.Text(1, name);
-  int rc = add.Step();
+  const int rc = add.Step();
   if (rc != SQLITE_DONE) return Error(rc, "storing the name '" + name + "'");
-  Stmt get = Prepare("SELECT id FROM names WHERE name = ?1");
-  get.Text(1, name);
-  rc = get.Step();
-  if (rc != SQLITE_ROW) return Error(rc, "reading the number of the name '" + name + "'");
-  const int64_t id = get.ColInt(0);
-  if (id <= 0 || id > kMaxNameId)
+  auto id = KnownNameId(name);
+  if (!id.ok()) return id.status();
+  if (*id == 0)
     return Status(StatusCode::kFailedPrecondition,
-                  "state store " + path_ + ": the name '" + name +
-                      "' has a number out of range: " + std::to_string(id));
-  if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
-  names_[static_cast<size_t>(id)] = name;
-  name_ids_[name] = id;
+                  "state store " + path_ + ": the name '" + name + "' has no number in range");
   if (sqlite3_get_autocommit(db_) == 0) names_added_.push_back(name);
   return id;
 }
@@ -913,11 +911,9 @@ Result<int64_t> SqliteStore::KnownNameId(const std::string& name) {
   if (rc == SQLITE_DONE) return int64_t{0};
   if (rc != SQLITE_ROW) return Error(rc, "reading the number of the name '" + name + "'");
   const int64_t id = get.ColInt(0);
-  if (id <= 0 || id > kMaxNameId) return 0;
-  // Another process added it (what this connection added is cached already), committed.
-  if (names_.size() <= static_cast<size_t>(id)) names_.resize(static_cast<size_t>(id) + 1);
-  names_[static_cast<size_t>(id)] = name;
-  name_ids_[name] = id;
+  if (id <= 0 || id > kMaxNameId) return int64_t{0};
+  // Added by this connection just now (NameId), or by another process and committed.
+  RememberName(id, name);
   return id;
 }
 
@@ -1615,14 +1611,16 @@ Result<json> SqliteStore::KeysAsNumbers(const json& object) {
   return out;
 }
 
-Result<json> SqliteStore::KeysAsNames(json stored, const std::string& what) {
+Result<json> SqliteStore::KeysAsNames(json stored, const std::string& entity,
+                                      const std::string& canonical_id) {
   if (!stored.is_array()) return stored;
   const json::array_t& pairs = stored.get_ref<const json::array_t&>();
   json out = json::object();
   for (size_t i = 0; i < pairs.size(); i += 2) {
     if (i + 1 >= pairs.size() || !pairs[i].is_number_integer())
-      return Status(StatusCode::kInternal, "the " + what + " holds an array that is not pairs " +
-                                               "of a name's number and a value");
+      return Status(StatusCode::kInternal, "the snapshot of " + entity + " " + canonical_id +
+                                               " holds an array that is not pairs of a name's "
+                                               "number and a value");
     auto name = NameOf(pairs[i].get<int64_t>());
     if (!name.ok()) return name.status();
     out[*name] = std::move(stored[i + 1]);
@@ -1635,20 +1633,19 @@ Result<Snapshot> SqliteStore::ReadSnapshotRow(const Stmt& st, int first, const s
   Snapshot snapshot;
   snapshot.entity = entity;
   snapshot.canonical_id = canonical_id;
-  const std::string what = "snapshot of " + entity + " " + canonical_id;
   auto fields = ParseJsonColumn(st, first, entity, canonical_id);
   if (!fields.ok()) return fields.status();
-  auto named = KeysAsNames(std::move(*fields), what);
+  auto named = KeysAsNames(std::move(*fields), entity, canonical_id);
   if (!named.ok()) return named.status();
   snapshot.fields = std::move(*named);
   snapshot.updated_ms = st.ColInt(first + 1);
   auto seen = ParseJsonColumn(st, first + 2, entity, canonical_id);
   if (!seen.ok()) return seen.status();
-  auto seen_named = KeysAsNames(std::move(*seen), what);
+  auto seen_named = KeysAsNames(std::move(*seen), entity, canonical_id);
   if (!seen_named.ok()) return seen_named.status();
   if (seen_named->is_object()) {
     for (auto& [system, values] : seen_named->items()) {
-      auto values_named = KeysAsNames(std::move(values), what);
+      auto values_named = KeysAsNames(std::move(values), entity, canonical_id);
       if (!values_named.ok()) return values_named.status();
       values = std::move(*values_named);
     }
