@@ -653,6 +653,7 @@ class SqliteStore final : public Store {
 
   ~SqliteStore() override {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    for (sqlite3_stmt* stmt : retired_stmts_) sqlite3_finalize(stmt);
     sqlite3_close(db_);  // every statement is finalized, so this cannot be refused as busy
   }
 
@@ -782,7 +783,11 @@ class SqliteStore final : public Store {
   sqlite3* const db_;
   const std::string path_;
   Clock* const clock_;
-  std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+  // Prepared statements by the address of their SQL text: nearly every caller passes a literal or
+  // a static string, so a lookup costs no copy and no hash of the text. A text at an address
+  // reused by another (a temporary's) is told apart by comparing it with the statement's own.
+  std::unordered_map<const char*, sqlite3_stmt*> stmts_;
+  std::vector<sqlite3_stmt*> retired_stmts_;
   // Within one Apply: the outbox sequence numbers its Enqueue ops take, reserved from the counter
   // in one statement at the first of them ([seq_next_, seq_end_)), and how many are still to
   // reserve. Outside an Apply all are zero.
@@ -799,7 +804,11 @@ class SqliteStore final : public Store {
 
 Stmt SqliteStore::Prepare(const char* sql) {
   auto it = stmts_.find(sql);
-  if (it != stmts_.end()) return Stmt(it->second, SQLITE_OK);
+  if (it != stmts_.end()) {
+    if (std::strcmp(sqlite3_sql(it->second), sql) == 0) return Stmt(it->second, SQLITE_OK);
+    retired_stmts_.push_back(it->second);  // a caller may still hold it: finalized at close
+    stmts_.erase(it);
+  }
   sqlite3_stmt* stmt = nullptr;
   const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) {

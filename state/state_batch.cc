@@ -33,10 +33,12 @@ std::optional<OutboxOp> ParseOutboxOp(const std::string& name) {
   return std::nullopt;
 }
 
-void StateBatch::PutLink(const Link& link) { ops_.push_back(MakeOp(Op::Kind::kPutLink, link)); }
+void StateBatch::PutLink(Link link) {
+  ops_.push_back(MakeOp(Op::Kind::kPutLink, std::move(link)));
+}
 
-void StateBatch::PutSnapshot(const Snapshot& snapshot) {
-  ops_.push_back(MakeOp(Op::Kind::kPutSnapshot, snapshot));
+void StateBatch::PutSnapshot(Snapshot snapshot) {
+  ops_.push_back(MakeOp(Op::Kind::kPutSnapshot, std::move(snapshot)));
 }
 
 void StateBatch::SetCursor(const std::string& system, const std::string& object,
@@ -48,8 +50,8 @@ void StateBatch::SetCursor(const std::string& system, const std::string& object,
   ops_.push_back(MakeOp(Op::Kind::kSetCursor, std::move(row)));
 }
 
-void StateBatch::Enqueue(const OutboxItem& item) {
-  ops_.push_back(MakeOp(Op::Kind::kEnqueue, item));
+void StateBatch::Enqueue(OutboxItem item) {
+  ops_.push_back(MakeOp(Op::Kind::kEnqueue, std::move(item)));
 }
 
 void StateBatch::CompleteOutbox(int64_t outbox_id, const std::string& delivered_hash) {

@@ -215,10 +215,10 @@ class StateBatch {
   // native id means none yet and never clashes. kInvalidArgument without an entity, canonical id
   // or system; kAlreadyExists when the native id is linked to another record of the entity in
   // that system (that link is kept).
-  void PutLink(const Link& link);
+  void PutLink(Link link);
   // Inserts or replaces the whole snapshot of (entity, canonical_id), and gives each link the
   // record has at that point its system's settled digest (SettledDigests).
-  void PutSnapshot(const Snapshot& snapshot);
+  void PutSnapshot(Snapshot snapshot);
   // Inserts or replaces the cursor of (system, object), stamped with the store's clock.
   // kInvalidArgument without a system or an object.
   void SetCursor(const std::string& system, const std::string& object, const std::string& cursor);
@@ -228,7 +228,7 @@ class StateBatch {
   // attempts and error reset), so a target never gets stale writes. kInvalidArgument without a
   // system, object, entity, canonical id or op, or with a payload that cannot be stored (a string
   // that is not UTF-8).
-  void Enqueue(const OutboxItem& item);
+  void Enqueue(OutboxItem item);
   // Removes a delivered outbox item. With `delivered_hash`, only if the item still holds that
   // payload: a newer payload queued for the same record while this one was in flight stays queued.
   // kNotFound if there is no item `outbox_id`.

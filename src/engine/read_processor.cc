@@ -271,8 +271,8 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     if (minted) d_.identity->PutMatchKeys(source.entity, cid, mapped->MatchValues(), batch);
     if (seen_changed || verification_changed || d_.view->LacksDigests(key)) {
       snap.updated_ms = d_.run_start_ms;
-      batch->PutSnapshot(snap);
       d_.view->PutSnapshot(snap);
+      batch->PutSnapshot(std::move(snap));
     }
     return Status::Ok();
   }
@@ -305,9 +305,10 @@ Status ReadProcessor::Process(const SystemEntityMapping& source, const NativeRec
     if (queued->has_value())
       CRMB_RETURN_IF_ERROR(d_.planner->Rewrite(source, record.id, cid, snap, batch, /*lost=*/false));
   }
-  batch->PutSnapshot(snap);
+  json match_values = mapped->WithMatchOnly(snap.fields);
   d_.view->PutSnapshot(snap);
-  d_.identity->PutMatchKeys(source.entity, cid, mapped->WithMatchOnly(snap.fields), batch);
+  batch->PutSnapshot(std::move(snap));
+  d_.identity->PutMatchKeys(source.entity, cid, match_values, batch);
   return Status::Ok();
 }
 
@@ -360,8 +361,8 @@ Status ReadProcessor::ProcessDelete(const SystemEntityMapping& source, const Nat
       snap.deleted_ms = d_.run_start_ms;
       break;
   }
-  batch->PutSnapshot(snap);
   d_.view->PutSnapshot(snap);
+  batch->PutSnapshot(std::move(snap));
   return Status::Ok();
 }
 

@@ -926,6 +926,12 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
     }
     if (decision == WriteDecision::kDone) {
       if (portal_.OnDelivered(item, outcomes[i], &batch)) continue;
+      // The record's snapshot, copied out of the chunk's view at most once.
+      std::optional<Result<std::optional<Snapshot>>> snapshot_read;
+      auto snapshot = [&]() -> Result<std::optional<Snapshot>>& {
+        if (!snapshot_read) snapshot_read.emplace(find_snapshot(item));
+        return *snapshot_read;
+      };
       auto existing = find_link(item);
       if (!existing.ok()) return existing.status();
       Link link = existing->value_or(Link{});
@@ -949,7 +955,7 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
         // delivered since: the delete could not name this copy, unmade then (or made by an
         // attempt whose answer was lost). It is deleted too, unless a merge moved it to another
         // record.
-        auto closed = find_snapshot(item);
+        const auto& closed = snapshot();
         if (!closed.ok()) return closed.status();
         if (closed->has_value() && (**closed).deleted_ms > 0) {
           batch.CompleteOutbox(item.id, item.payload_hash);
@@ -979,16 +985,7 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
       // back later is then recognised as our own write, not a change made there.
       auto back = AsReadBack(m, item.payload);
       if (!back.ok()) return back.status();
-      auto snap = find_snapshot(item);  // looked up once, for the read-back and the lag
-      if (!back->is_null()) {
-        if (!snap.ok()) return snap.status();
-        if (snap->has_value()) {
-          Snapshot updated = **snap;
-          NoteDelivered(&updated, item.system, *back, outcomes[i].unverified);
-          batch.PutSnapshot(updated);
-        }
-      }
-      if (outcomes[i].unverified) ++counts.unverified;
+      auto& snap = snapshot();  // for the read-back and the lag
       if (snap.ok() && snap->has_value()) {
         // The write carries the record's latest change: its lag runs from that change.
         int64_t changed = 0;
@@ -996,6 +993,15 @@ Status SyncEngine::Run::ApplyOutcomes(const SystemEntityMapping& m,
           if (ms.is_number_integer()) changed = std::max(changed, ms.get<int64_t>());
         if (changed > 0) counts.change_lag.Observe(static_cast<double>(now - changed) / 1000);
       }
+      if (!back->is_null()) {
+        if (!snap.ok()) return snap.status();
+        if (snap->has_value()) {
+          Snapshot updated = std::move(**snap);  // not looked at again
+          NoteDelivered(&updated, item.system, *back, outcomes[i].unverified);
+          batch.PutSnapshot(std::move(updated));
+        }
+      }
+      if (outcomes[i].unverified) ++counts.unverified;
       if (outcomes[i].created) {
         ++counts.created;
       } else {
