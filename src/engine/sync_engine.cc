@@ -649,6 +649,9 @@ Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapp
         OutboxFilter(m.system, e_->clock_->NowMillis(), slice).ForEntity(m.entity));
     if (!due.ok()) return due.status();
     size_t n = due->size();
+    // Fewer than a slice: everything due when asked. While reading, what is left is less than a
+    // chunk, looked at again when enough more is queued, not read again at once.
+    const bool last_slice = full_chunks_only && n < static_cast<size_t>(slice);
     if (full_chunks_only) {
       if (left != nullptr) *left = n % max_batch;
       n -= n % max_batch;
@@ -663,6 +666,7 @@ Status SyncEngine::Run::FlushEntity(Connector* connector, const SystemEntityMapp
       CRMB_RETURN_IF_ERROR(FlushChunk(connector, m, chunk));
       if (IsMarkedUnreachable(m.system)) return Status::Ok();
     }
+    if (last_slice) break;
   }
   return Status::Ok();
 }
