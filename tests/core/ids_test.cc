@@ -1,6 +1,8 @@
 #include "src/core/ids.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <regex>
@@ -18,6 +20,37 @@ TEST(IdsTest, RandomUuidsAreVersion4) {
     EXPECT_TRUE(std::regex_match(id, v4)) << id;
     EXPECT_TRUE(seen.insert(id).second) << "repeated: " << id;
   }
+}
+
+// Random bits are drawn a block at a time: a child process must not mint the ids its parent mints
+// next from the same block.
+TEST(IdsTest, AForkedChildMintsOtherIdsThanItsParent) {
+  NewUuid();  // the block is drawn, and has more in it
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string id = NewUuid() + NewTimeOrderedUuid();
+    const ssize_t n = write(pipe_fds[1], id.data(), id.size());
+    _exit(n == static_cast<ssize_t>(id.size()) ? 0 : 1);
+  }
+  close(pipe_fds[1]);
+  const std::string parents = NewUuid() + NewTimeOrderedUuid();
+  std::string childs(parents.size(), '\0');
+  size_t got = 0;
+  while (got < childs.size()) {
+    const ssize_t n = read(pipe_fds[0], childs.data() + got, childs.size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(got, childs.size());
+  EXPECT_NE(childs.substr(0, 36), parents.substr(0, 36));
+  EXPECT_NE(childs.substr(36 + 19), parents.substr(36 + 19));  // the random tail of a version 7
 }
 
 TEST(IdsTest, TimeOrderedUuidsAreVersion7AndSortInTheOrderTheyWereMade) {
