@@ -2296,9 +2296,26 @@ Result<std::optional<LeaseInfo>> SqliteStore::GetLease() {
 
 int SqliteSchemaVersionKnown() { return kKnownSchemaVersion; }
 
+namespace {
+
+// SQLite counts the memory it holds under one process-wide mutex on every allocation it makes
+// (hundreds per stored record), for sqlite3_memory_used and the soft heap limit, neither of which
+// crmbridge uses. Turned off once, before SQLite initializes; a no-op (SQLITE_MISUSE) if something
+// else in the process initialized it first.
+void ConfigureSqliteOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)sqlite3_initialize();
+  });
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                const SqliteStoreOptions& options) {
   if (path.empty()) return Status(StatusCode::kInvalidArgument, "the state store path is empty");
+  ConfigureSqliteOnce();
   const bool in_memory = path == ":memory:";
   std::string sqlite_path = path;
   if (!in_memory) {
