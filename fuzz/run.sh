@@ -67,6 +67,14 @@ for n in "${names[@]}"; do targets+=(--target "${n}_fuzzer"); done
 # Two runs of this script at once (say, one per core) build one after the other.
 flock "$build/.build-lock" nice -n 19 cmake --build "$build" -j "$jobs" "${targets[@]}" >/dev/null
 
+# Memory, for the runs and the merges: a long run's RSS grows with ASan's quarantine and its store
+# of allocation stacks (1.3 GB after a million inputs of `yaml`, 0.8 GB with 5 frames a stack
+# instead of 30). libFuzzer's purge of the allocator, every second past half of -rss_limit_mb, made
+# the next inputs fault that memory in again, 30 times slower: it is off. One allocation over 2 GB
+# is still a finding.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=5}
+memory=(-rss_limit_mb=8192 -malloc_limit_mb=2048 -purge_allocator_interval=-1)
+
 mkdir -p "$build/logs"
 failed=0
 summary=()
@@ -82,14 +90,8 @@ for n in "${names[@]}"; do
   start=$(date +%s)
   status=0
   # The scratch corpus first: libFuzzer writes new inputs to the first directory only.
-  # Memory: a long run's RSS grows with ASan's quarantine and its store of allocation stacks (1.3
-  # GB after a million inputs of `yaml`, 0.8 GB with 5 frames a stack instead of 30). libFuzzer's
-  # purge of the allocator, every second past half of -rss_limit_mb, made the next inputs fault
-  # that memory in again, 30 times slower: it is off. One allocation over 2 GB is still a finding.
   # shellcheck disable=SC2086
-  ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=5} \
-  nice -n 19 "$build/bin/${n}_fuzzer" "${limit[@]}" -rss_limit_mb=8192 -malloc_limit_mb=2048 \
-    -purge_allocator_interval=-1 -timeout=25 \
+  nice -n 19 "$build/bin/${n}_fuzzer" "${limit[@]}" "${memory[@]}" -timeout=25 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_FLAGS:-} \
     "$scratch" "fuzz/corpus/$n" >"$log" 2>&1 || status=$?
   took=$(( $(date +%s) - start ))
@@ -104,7 +106,7 @@ for n in "${names[@]}"; do
   fi
   summary+=("$(printf '%-16s %14s %8s  %s' "$n" "${execs:-?}" "${took}s" "$outcome")")
   if [ "$merge" -eq 1 ] && [ "$status" -eq 0 ]; then
-    nice -n 19 "$build/bin/${n}_fuzzer" -merge=1 -rss_limit_mb=8192 "fuzz/corpus/$n" "$scratch" \
+    nice -n 19 "$build/bin/${n}_fuzzer" -merge=1 "${memory[@]}" "fuzz/corpus/$n" "$scratch" \
       >>"$log" 2>&1
   fi
 done
