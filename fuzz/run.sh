@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer harnesses of fuzz/ (docs/TESTING.md, "Fuzzing").
 #
-#   fuzz/run.sh [--seconds N | --runs N] [--merge] [NAME...]
+#   fuzz/run.sh [--seconds N | --runs N] [--forks N] [--merge] [NAME...]
 #
 #   --seconds N  run each harness for N seconds (the default: 60)
-#   --runs N     run each harness for N new inputs instead (after its corpus, which is run first)
+#   --runs N     run each harness for at least N new inputs instead (checked between the runs of
+#                its child processes, below, so a run may do up to a few minutes' worth more)
+#   --forks N    run N child processes of each harness at once (below; the default: 1), for
+#                one harness on N cores
 #   --merge      afterwards, merge what each run found that reaches new code into the checked-in
 #                corpus fuzz/corpus/NAME (only inputs that add coverage are copied, which after a
 #                long run can be thousands: review them before committing)
@@ -15,8 +18,14 @@
 # what it finds to the scratch corpus build-fuzz/corpus/NAME, never to fuzz/corpus/ unless --merge
 # is given. A crash, leak, UBSan report or timeout is saved as build-fuzz/artifacts/NAME/crash-...
 # (or leak-, timeout-, oom-) and makes the script exit non-zero; every run's output is kept in
-# build-fuzz/logs/NAME.log. Harnesses run one after another under nice -n 19, one process each;
-# to use two cores, start it twice with different harnesses.
+# build-fuzz/logs/NAME.log. Harnesses run one after another under nice -n 19; to use two cores,
+# give --forks 2, or start it twice with different harnesses.
+#
+# libFuzzer runs each harness in fork mode (-fork=N): the inputs run in N child processes at a
+# time, each replaced after a few seconds at first and every 300 s at most later on, and what a
+# child finds joins the corpus for the next ones. A process that has run a million inputs runs at about half
+# the rate of a new one (its allocator and ASan's store of allocation stacks have grown); in fork
+# mode no child gets that old. A timeout or out-of-memory in a child stops the run as a crash does.
 #
 # At the end it prints, per harness, the inputs executed, the seconds taken and the outcome.
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (build parallelism, default 2),
@@ -30,6 +39,7 @@ jobs=${FUZZ_JOBS:-2}
 seconds=60
 runs=""
 merge=0
+forks=1
 names=()
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
@@ -38,12 +48,17 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=${2:?--seconds needs a number}; runs=""; shift 2 ;;
     --runs) runs=${2:?--runs needs a number}; shift 2 ;;
+    --forks) forks=${2:?--forks needs a number}; shift 2 ;;
     --merge) merge=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
   esac
 done
+
+case "$forks" in
+  '' | *[!0-9]* | 0) echo "run.sh: --forks needs a whole number of 1 or more, not '$forks'" >&2; exit 2 ;;
+esac
 
 all=()
 for f in fuzz/*_fuzzer.cc; do
@@ -89,13 +104,15 @@ for n in "${names[@]}"; do
   echo "run.sh: $n ($amount), log $log" >&2
   start=$(date +%s)
   status=0
-  # The scratch corpus first: libFuzzer writes new inputs to the first directory only.
+  # The scratch corpus first: libFuzzer writes new inputs to the first directory only. In fork
+  # mode a timeout or out-of-memory would otherwise be counted and passed over.
   # shellcheck disable=SC2086
-  nice -n 19 "$build/bin/${n}_fuzzer" "${limit[@]}" "${memory[@]}" -timeout=25 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_FLAGS:-} \
+  nice -n 19 "$build/bin/${n}_fuzzer" -fork="$forks" -ignore_timeouts=0 -ignore_ooms=0 -print_funcs=0 \
+    "${limit[@]}" "${memory[@]}" -timeout=25 -artifact_prefix="$artifacts/" ${FUZZ_FLAGS:-} \
     "$scratch" "fuzz/corpus/$n" >"$log" 2>&1 || status=$?
   took=$(( $(date +%s) - start ))
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  # The parent's count of the inputs its children ran, after each child: "#N: cov: ...".
+  execs=$({ grep -o '#[0-9]*: cov:' "$log" || true; } | tail -1 | tr -dc '0-9')
   outcome="ok"
   if [ "$status" -ne 0 ]; then
     failed=1
