@@ -23,9 +23,10 @@
 #
 # libFuzzer runs each harness in fork mode (-fork=N): the inputs run in N child processes at a
 # time, each replaced after a few seconds at first and every 300 s at most later on, and what a
-# child finds joins the corpus for the next ones. A process that has run a million inputs runs at about half
-# the rate of a new one (its allocator and ASan's store of allocation stacks have grown); in fork
-# mode no child gets that old. A timeout or out-of-memory in a child stops the run as a crash does.
+# child finds joins the corpus for the next ones. A process that has run a million inputs runs at
+# about half the rate of a new one (its allocator and ASan's store of allocation stacks have
+# grown); in fork mode no child gets that old. A timeout or out-of-memory in a child stops the run
+# as a crash does.
 #
 # At the end it prints, per harness, the inputs executed, the seconds taken and the outcome.
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (build parallelism, default 2),
@@ -57,7 +58,10 @@ while [ $# -gt 0 ]; do
 done
 
 case "$forks" in
-  '' | *[!0-9]* | 0) echo "run.sh: --forks needs a whole number of 1 or more, not '$forks'" >&2; exit 2 ;;
+  '' | *[!0-9]* | 0)
+    echo "run.sh: --forks needs a whole number of 1 or more, not '$forks'" >&2
+    exit 2
+    ;;
 esac
 
 all=()
@@ -107,8 +111,9 @@ for n in "${names[@]}"; do
   # The scratch corpus first: libFuzzer writes new inputs to the first directory only. In fork
   # mode a timeout or out-of-memory would otherwise be counted and passed over.
   # shellcheck disable=SC2086
-  nice -n 19 "$build/bin/${n}_fuzzer" -fork="$forks" -ignore_timeouts=0 -ignore_ooms=0 -print_funcs=0 \
-    "${limit[@]}" "${memory[@]}" -timeout=25 -artifact_prefix="$artifacts/" ${FUZZ_FLAGS:-} \
+  nice -n 19 "$build/bin/${n}_fuzzer" -fork="$forks" -ignore_timeouts=0 -ignore_ooms=0 \
+    -print_funcs=0 "${limit[@]}" "${memory[@]}" -timeout=25 -artifact_prefix="$artifacts/" \
+    ${FUZZ_FLAGS:-} \
     "$scratch" "fuzz/corpus/$n" >"$log" 2>&1 || status=$?
   took=$(( $(date +%s) - start ))
   # The parent's count of the inputs its children ran, after each child: "#N: cov: ...".
