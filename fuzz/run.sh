@@ -45,24 +45,28 @@ names=()
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
+# Stops with exit 2 unless option $1's value $2 is a whole number of 1 or more: libFuzzer would
+# read anything else as 0, which for -max_total_time means no limit at all.
+whole_number() {
+  case "$2" in
+    '' | *[!0-9]* | 0)
+      echo "run.sh: $1 needs a whole number of 1 or more${2:+, not '$2'}" >&2
+      exit 2
+      ;;
+  esac
+}
+
 while [ $# -gt 0 ]; do
   case "$1" in
-    --seconds) seconds=${2:?--seconds needs a number}; runs=""; shift 2 ;;
-    --runs) runs=${2:?--runs needs a number}; shift 2 ;;
-    --forks) forks=${2:?--forks needs a number}; shift 2 ;;
+    --seconds) whole_number "$1" "${2-}"; seconds=$2; runs=""; shift 2 ;;
+    --runs) whole_number "$1" "${2-}"; runs=$2; shift 2 ;;
+    --forks) whole_number "$1" "${2-}"; forks=$2; shift 2 ;;
     --merge) merge=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
   esac
 done
-
-case "$forks" in
-  '' | *[!0-9]* | 0)
-    echo "run.sh: --forks needs a whole number of 1 or more, not '$forks'" >&2
-    exit 2
-    ;;
-esac
 
 all=()
 for f in fuzz/*_fuzzer.cc; do
