@@ -1,6 +1,7 @@
 // A PostgreSQL connection for state/: libpq behind RAII, statements prepared once per connection
 // and run with bound values, transactions, and errors mapped to Status codes with the password
-// masked. Internal to state/ (the store backend and the tenant registry) and its tests.
+// masked. Internal to state/ (the store backend, the tenant registry and the shared rate budgets)
+// and its tests.
 //
 // Not thread-safe: its owner serialises calls (a mutex per connection).
 #pragma once

@@ -10,14 +10,16 @@
 //   runs          run history (mode, counts, duration, outcome)
 //   stage history when each onboarding entered and left each stage, per system
 //   match keys    per entity, normalized match-field values -> the record that first held them
-//   audit         portal access granted, changed or revoked, password resets sent
+//   audit         the portal access flow's users written, grants, revokes and password resets
+//                 sent; records a system merged
+//   webhook events changes systems announced by webhook: the records to read again
 //   lease         so two runs never overlap
 //
 // Mutations that must be atomic are collected in a StateBatch and applied with Apply() in one
 // transaction (a cursor is only ever advanced together with the outbox rows and snapshots its page
-// produced). Only the backends contain SQL (state/sqlite_store.cc, state/postgres_store.cc), each
-// implementing this interface; every backend must pass the conformance suite
-// (tests/state/store_conformance.h).
+// produced). Only the backends contain the store's SQL (state/sqlite_store.cc,
+// state/postgres_store.cc), each implementing this interface; every backend must pass the
+// conformance suite (tests/state/store_conformance.h).
 //
 // Thread-safety: a Store may be used from several threads; each call is atomic.
 #pragma once
@@ -125,8 +127,8 @@ struct StageTransition {
 struct AuditEntry {
   int64_t id = 0;
   int64_t at_ms = 0;
-  std::string action;   // "grant", "change", "revoke", "reset"
-  std::string system;   // the portal system's name
+  std::string action;   // "user", "grant", "revoke", "reset"; "merge" (a system merged records)
+  std::string system;   // the system it happened in: the portal's, or the one that merged
   std::string subject;  // the canonical record it concerns (the contact)
   nlohmann::json detail = nlohmann::json::object();  // user, property, email, reason
 };
@@ -136,7 +138,8 @@ struct RunRecord {
   std::string mode;          // "sync", "backfill", "dry-run", "webhook", "writes"
   int64_t started_ms = 0;
   int64_t finished_ms = 0;   // 0 while running
-  std::string outcome;       // "ok", "dead-lettered", "failed", "running"
+  std::string outcome;       // "ok", "dead-lettered", "unreachable", "failed", "lease lost",
+                             // "running"
   nlohmann::json counts = nlohmann::json::object();  // {"read":..,"written":..,...}
   std::string error;
 };

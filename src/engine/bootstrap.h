@@ -1,9 +1,10 @@
-// Bootstrap: from a loaded AppConfig to a ready SyncEngine.
+// Bootstrap: from a loaded AppConfig to what a SyncEngine is built from (the command line opens
+// the state store and builds the engine).
 //
-// Builds, per system, the HTTP stack every connector shares (cpprest -> redacting log -> rate
-// limiter -> retries), then the connector itself through the registry, after validating the
-// mapping against the systems the config declares. Nothing here performs I/O beyond opening the
-// state store; connections are made on first use.
+// Loads the mapping files and validates them against the systems the config declares, then builds,
+// per system, the HTTP stack every connector shares (cpprest -> redacting log -> rate limiter ->
+// retries) and the connector itself through the registry. Nothing here performs I/O beyond reading
+// the mapping files; connections are made on first use.
 #pragma once
 
 #include <functional>

@@ -1,7 +1,8 @@
 // Generic layers never name a vendor. What differs between systems is declared by each connector
 // kind (Capabilities, its HttpClassifier) and asked of the registry, so a new system touches
-// connectors/ alone. Fails when the code of src/core, src/engine, src/report, mappings or state
-// (comments aside) names a vendor, or a connector kind as a string literal.
+// connectors/ alone. Fails when the code of src/core, src/engine, src/report, src/metrics,
+// src/serve, mappings or state (comments aside) names a vendor, or a connector kind as a string
+// literal.
 #include <gtest/gtest.h>
 
 #include <cctype>
