@@ -85,6 +85,7 @@ struct RunSummary {
   int64_t run_id = 0;
   bool dry_run = false;
   bool targeted = false;  // read only announced records (RunOptions::read_ids)
+  bool writes_only = false;  // read nothing: sent what was queued (RunOptions::writes_only)
   bool lease_denied = false;
   std::string lease_holder;  // who holds it, when denied
   // The run's lease expired while it worked and another run took it over: it stopped before

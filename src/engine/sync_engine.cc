@@ -264,6 +264,7 @@ Result<RunSummary> SyncEngine::Run::Execute() {
   summary_.started_ms = run_start_ms_;
   summary_.dry_run = opt_.dry_run;
   summary_.targeted = !opt_.read_ids.empty();
+  summary_.writes_only = opt_.writes_only;
   tally_.set_show_every_warning(opt_.show_every_warning);
 
   // A dry run writes nothing, the lease included: it may run beside a real one.

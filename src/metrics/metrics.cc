@@ -181,8 +181,10 @@ void Metrics::AddRun(const RunSummary& summary) {
   f_->runs.Add({{"outcome", outcome}}).Increment();
   // A run that read every system and reached them all succeeded, even when a record's write
   // failed for good: that is for crmbridge_dead_letters to show, not a stalled sync. A targeted
-  // run read only what webhooks announced.
-  if (!summary.targeted && !summary.lease_lost && summary.unreachable.empty())
+  // run read only what webhooks announced, and a writes-only run read nothing (as ReadStore
+  // passes over both in the run history).
+  if (!summary.targeted && !summary.writes_only && !summary.lease_lost &&
+      summary.unreachable.empty())
     f_->last_success_at.Set(static_cast<double>(summary.finished_ms) / 1000);
 }
 

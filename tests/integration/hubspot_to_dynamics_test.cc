@@ -814,6 +814,7 @@ TEST_F(HubSpotToDynamicsTest, AWritesOnlyRunSendsWhatAFailedRunQueuedAndReadsNot
   RunSummary s = Sync(writes);
   EXPECT_EQ(s.counts["dynamics365"]["onboarding"].updated, 1) << s.ToJson().dump();
   EXPECT_EQ(s.counts["hubspot"]["onboarding"].read, 0);
+  EXPECT_TRUE(s.writes_only);  // no success for crmbridge_last_success_timestamp_seconds
   EXPECT_TRUE(opportunity_named("Changed during an outage"));
   EXPECT_EQ(hubspot_->Stats(), hs_before) << "a run of writes alone called HubSpot";
   queued = store_->OutboxCounts();

@@ -63,6 +63,19 @@ TEST(MetricsTest, ARunAddsReadsWritesByOutcomeItsDurationAndTheLagOfItsChanges) 
   EXPECT_THAT(text, HasSubstr("crmbridge_rate_limited_total{system=\"hubspot\"} 0\n"));
 }
 
+TEST(MetricsTest, ARunThatReadOnlyWhatWasAnnouncedOrNothingIsNoSuccess) {
+  Metrics m({"hubspot"});
+  RunSummary targeted = ARun();
+  targeted.targeted = true;
+  m.AddRun(targeted);
+  RunSummary writes = ARun();
+  writes.writes_only = true;
+  m.AddRun(writes);
+  const std::string text = m.Text();
+  EXPECT_THAT(text, HasSubstr("crmbridge_runs_total{outcome=\"dead_lettered\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("crmbridge_last_success_timestamp_seconds 0\n"));
+}
+
 TEST(MetricsTest, ARunThatMissedASystemIsNoSuccessAndADryRunAddsNothing) {
   Metrics m({"hubspot"});
   RunSummary failed = ARun();
