@@ -17,7 +17,8 @@ const char* kDescription =
 
 const char* kFooter =
     "\nExit codes: 0 success; 1 finished but some records were dead-lettered; 2 usage or\n"
-    "configuration error; 3 another run holds the lease; 4 a system was unreachable.\n"
+    "configuration error; 3 another run holds the lease; 4 a system was unreachable;\n"
+    "70 the state store failed, or an internal error (see the log).\n"
     "\nExamples:\n"
     "  crmbridge --config crmbridge.yaml sync --dry-run     show what a sync would write\n"
     "  crmbridge --config crmbridge.yaml sync               run one sync\n"
