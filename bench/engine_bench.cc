@@ -151,8 +151,8 @@ int Main(int argc, char** argv) {
   const int64_t n = flags.Int("records", 100000, "onboarding tickets the source generates");
   const int page = static_cast<int>(flags.Int("page", 200, "records per source page"));
   const int batch = static_cast<int>(flags.Int("batch", 1000, "writes per target call"));
-  const int idle_runs = std::max(0, static_cast<int>(flags.Int(
-                                         "idle-runs", 1, "idle runs after the first, each measured")));
+  const int idle_runs = std::max(
+      0, static_cast<int>(flags.Int("idle-runs", 1, "idle runs after the first, each measured")));
   const bool keep = flags.Bool("keep", "keep the temporary directory and its state file when done");
   const bool no_overlap =
       flags.Bool("no-overlap", "flush after the last read instead of while reading");
@@ -287,8 +287,8 @@ int Main(int argc, char** argv) {
   } else {
     const double c2 = idle_cpu / idle_runs;
     std::printf("summary: N=%" PRId64 " initial %.0f rec/CPU-s, idle %.0f rec/CPU-s"
-                " (target >= 200000); peak RSS %.1f MB (target < 100 MB at 1M); idle writes %" PRId64
-                "\n",
+                " (target >= 200000); peak RSS %.1f MB (target < 100 MB at 1M);"
+                " idle writes %" PRId64 "\n",
                 n, n / c1, n / c2, last.after.max_rss_kb / 1024.0, last.write_ops);
     std::printf("JSON {\"records\":%" PRId64 ",\"initial_cpu_s\":%.3f,\"initial_wall_s\":%.3f,"
                 "\"initial_rec_per_cpu_s\":%.0f,\"idle_cpu_s\":%.3f,\"idle_wall_s\":%.3f,"

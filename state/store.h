@@ -129,7 +129,7 @@ struct AuditEntry {
   int64_t at_ms = 0;
   std::string action;   // "user", "grant", "revoke", "reset"; "merge" (a system merged records)
   std::string system;   // the system it happened in: the portal's, or the one that merged
-  std::string subject;  // the canonical record it concerns (the contact)
+  std::string subject;  // the canonical record it concerns (the contact; a merge's survivor)
   nlohmann::json detail = nlohmann::json::object();  // user, property, email, reason
 };
 
