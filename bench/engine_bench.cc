@@ -277,25 +277,24 @@ int Main(int argc, char** argv) {
 
   const double c1 = first.after.cpu_s() - first.before.cpu_s();
   const double initial_wall = first.after.wall_s - first.before.wall_s;
-  if (idle.empty()) {
-    std::printf("summary: N=%" PRId64 " initial %.0f rec/CPU-s, no idle run;"
-                " peak RSS %.1f MB (target < 100 MB at 1M)\n",
-                n, n / c1, last.after.max_rss_kb / 1024.0);
-    std::printf("JSON {\"records\":%" PRId64 ",\"initial_cpu_s\":%.3f,\"initial_wall_s\":%.3f,"
-                "\"initial_rec_per_cpu_s\":%.0f,\"peak_rss_mb\":%.1f}\n",
-                n, c1, initial_wall, n / c1, last.after.max_rss_kb / 1024.0);
-  } else {
-    const double c2 = idle_cpu / idle_runs;
-    std::printf("summary: N=%" PRId64 " initial %.0f rec/CPU-s, idle %.0f rec/CPU-s"
-                " (target >= 200000); peak RSS %.1f MB (target < 100 MB at 1M);"
-                " idle writes %" PRId64 "\n",
-                n, n / c1, n / c2, last.after.max_rss_kb / 1024.0, last.write_ops);
-    std::printf("JSON {\"records\":%" PRId64 ",\"initial_cpu_s\":%.3f,\"initial_wall_s\":%.3f,"
-                "\"initial_rec_per_cpu_s\":%.0f,\"idle_cpu_s\":%.3f,\"idle_wall_s\":%.3f,"
-                "\"idle_rec_per_cpu_s\":%.0f,\"peak_rss_mb\":%.1f,\"idle_writes\":%" PRId64 "}\n",
-                n, c1, initial_wall, n / c1, c2, idle_wall / idle_runs, n / c2,
-                last.after.max_rss_kb / 1024.0, last.write_ops);
-  }
+  const double peak_mb = last.after.max_rss_kb / 1024.0;
+  // One line each, the idle figures only when there were idle runs.
+  const double c2 = idle.empty() ? 0 : idle_cpu / idle_runs;
+  std::printf("summary: N=%" PRId64 " initial %.0f rec/CPU-s, ", n, n / c1);
+  if (idle.empty()) std::printf("no idle run; ");
+  else std::printf("idle %.0f rec/CPU-s (target >= 200000); ", n / c2);
+  std::printf("peak RSS %.1f MB (target < 100 MB at 1M)", peak_mb);
+  if (!idle.empty()) std::printf("; idle writes %" PRId64, last.write_ops);
+  std::printf("\n");
+  std::printf("JSON {\"records\":%" PRId64 ",\"initial_cpu_s\":%.3f,\"initial_wall_s\":%.3f,"
+              "\"initial_rec_per_cpu_s\":%.0f,",
+              n, c1, initial_wall, n / c1);
+  if (!idle.empty())
+    std::printf("\"idle_cpu_s\":%.3f,\"idle_wall_s\":%.3f,\"idle_rec_per_cpu_s\":%.0f,", c2,
+                idle_wall / idle_runs, n / c2);
+  std::printf("\"peak_rss_mb\":%.1f", peak_mb);
+  if (!idle.empty()) std::printf(",\"idle_writes\":%" PRId64, last.write_ops);
+  std::printf("}\n");
 
   // The figures are of this work: run 1 wrote each ticket once, run 2 found each one unchanged.
   Checks checks;
