@@ -45,12 +45,14 @@ names=()
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-# Stops with exit 2 unless option $1's value $2 is a whole number of 1 or more: libFuzzer would
-# read anything else as 0, which for -max_total_time means no limit at all.
+# Stops with exit 2 unless option $1's value $2 is a whole number of 1 or more, written without a
+# leading zero ("00" is 0 too): libFuzzer would read anything else as 0, which for
+# -max_total_time means no limit at all.
 whole_number() {
   case "$2" in
-    '' | *[!0-9]* | 0)
-      echo "run.sh: $1 needs a whole number of 1 or more${2:+, not '$2'}" >&2
+    '' | *[!0-9]* | 0*)
+      echo "run.sh: $1 needs a whole number of 1 or more, without a leading zero${2:+," \
+        "not '$2'}" >&2
       exit 2
       ;;
   esac
