@@ -51,8 +51,9 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 whole_number() {
   case "$2" in
     '' | *[!0-9]* | 0*)
-      echo "run.sh: $1 needs a whole number of 1 or more, without a leading zero${2:+," \
-        "not '$2'}" >&2
+      local given=""
+      [ -n "$2" ] && given=", not '$2'"
+      echo "run.sh: $1 needs a whole number of 1 or more, without a leading zero$given" >&2
       exit 2
       ;;
   esac
