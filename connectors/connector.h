@@ -12,6 +12,7 @@
 #include <set>
 #include <memory>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -140,6 +141,13 @@ struct WriteOutcome {
 // with max_batch possibly lowered by its configuration.
 // A parameter a mapping may give under a system's `params`, as its connector reads it.
 struct ParamSpec {
+  ParamSpec() = default;
+  // Written as {name, type, default, objects, doc} or with the values it takes last.
+  ParamSpec(std::string name, std::string type, std::string default_value,
+            std::vector<std::string> objects, std::string doc, std::vector<std::string> values = {})
+      : name(std::move(name)), type(std::move(type)), default_value(std::move(default_value)),
+        objects(std::move(objects)), doc(std::move(doc)), values(std::move(values)) {}
+
   std::string name;
   // "string", "boolean" ("true"/"false"), "number", or "name": a column or property name, which
   // the connector puts into URLs as it is (IsPlainName, src/core/url.h).
@@ -147,6 +155,7 @@ struct ParamSpec {
   std::string default_value;         // "" when there is none
   std::vector<std::string> objects;  // the objects it applies to; empty: every object
   std::string doc;                   // one line
+  std::vector<std::string> values;   // the values it takes, when only some of its type are
 };
 
 struct Capabilities {
@@ -200,6 +209,8 @@ struct Capabilities {
   std::vector<std::string> objects;
   std::string other_objects;
   std::string other_objects_doc;  // what other_objects stands for
+  // Objects of `objects` it writes and never reads: a mapping reading a field of one is refused.
+  std::vector<std::string> written_only;
   // Its native field names are column or property names (IsPlainName, src/core/url.h), which
   // the connector puts into URLs and query lists: a mapping naming another field is refused.
   bool plain_field_names = false;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -229,12 +230,20 @@ struct SystemTraits {
   // `object` one of `objects` or matching `other_objects` (ECMAScript; "" none), and `params`
   // keys among `params`, each of its type and for its objects.
   struct Param {
+    Param() = default;
+    Param(std::string name, std::string type, std::vector<std::string> objects,
+          std::vector<std::string> values = {})
+        : name(std::move(name)), type(std::move(type)), objects(std::move(objects)),
+          values(std::move(values)) {}
+
     std::string name;
     std::string type;                  // "string", "boolean", "number" or "name"
     std::vector<std::string> objects;  // empty: every object
+    std::vector<std::string> values;   // the values it takes; empty: any of its type
   };
   std::vector<std::string> objects;
   std::string other_objects;
+  std::vector<std::string> written_only;  // objects written and never read: no field maps `in`
   std::vector<Param> params;
   bool plain_field_names = false;  // each `native` a name of letters, digits and _ (IsPlainName)
 };

@@ -2,6 +2,7 @@
 // reported (not only the first), each with file:line:column and, where it helps, a hint.
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "mappings/mapping.h"
 #include "mappings/transforms.h"
 #include "src/core/did_you_mean.h"
+#include "src/core/time_util.h"
 #include "src/core/url.h"
 #include "src/core/utf8.h"
 
@@ -49,6 +51,9 @@ std::set<std::string> Keys(const M& m) {
   for (const auto& kv : m) out.insert(kv.first);
   return out;
 }
+
+// A value as the lookups compare it: a string's own text, anything else its JSON text.
+std::string TextOf(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 // YAML scalars become typed JSON: numbers stay numbers so a table row `native: 100000000`
 // matches an integer choice value.
@@ -134,7 +139,7 @@ class Loader {
                            "." + f.canonical + " is a " + TypeName(cf->type),
                        "declare the field {type: " + TypeName(gives) + "} or drop the transform");
       }
-      for (const auto& [node_pos, name] : p.tables) {
+      for (const auto& [node_pos, name, slot] : p.tables) {
         auto t = tables_.find(name);
         if (t == tables_.end()) {
           diags_.Error(node_pos, "unknown table '" + name + "'",
@@ -142,7 +147,7 @@ class Loader {
                                        : "tables: " + Join(Keys(tables_)));
           continue;
         }
-        f.transforms[p.table_slots.at(name)] = NewTableLookup(t->second);
+        f.transforms[slot] = NewTableLookup(t->second);
         if (!cf->values.empty()) CheckTableCovers(*t->second, *cf, m.entity, node_pos);
       }
     }
@@ -156,8 +161,8 @@ class Loader {
   struct Pending {
     size_t mapping;
     size_t field;
-    std::vector<std::pair<SourcePos, std::string>> tables;
-    std::map<std::string, size_t> table_slots;
+    // Each {table: NAME} of the field: where it is, the table's name, its slot in the transforms.
+    std::vector<std::tuple<SourcePos, std::string, size_t>> tables;
     // Typed transforms, checked against the canonical field's type once entities are known.
     std::vector<std::tuple<SourcePos, std::string, FieldType>> typed;
   };
@@ -170,7 +175,7 @@ class Loader {
     for (const auto& kv : map) {
       const std::string key = kv.first.Scalar();
       if (!known.count(key))
-        Error(kv.first, "unknown key '" + key + "' in " + in, "expected one of: " + Join(known));
+        Error(kv.first, "unknown key '" + key + "' in " + in, DidYouMean(key, known));
     }
   }
   // `object` and `params` of system.entity against what the system's kind declares it reads.
@@ -216,11 +221,25 @@ class Loader {
       const std::string value = kv.second.IsScalar() ? kv.second.Scalar() : "";
       if (!kv.second.IsScalar()) {
         Error(kv.second, "param '" + key + "' must be a single value");
+      } else if (value.empty()) {
+        // A connector reads "" as not given: the mapping would say something it does not do.
+        Error(kv.second, "param '" + key + "' is empty",
+              "leave it out for the connector's default (crmbridge connectors describe " +
+                  traits->kind + ")");
       } else if (param->type == "boolean" && value != "true" && value != "false") {
         Error(kv.second, "param '" + key + "' must be true or false, not '" + value + "'");
       } else if (param->type == "number" &&
-                 (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)) {
-        Error(kv.second, "param '" + key + "' must be a whole number, not '" + value + "'");
+                 (value.find_first_not_of("0123456789") != std::string::npos ||
+                  value.size() > 15)) {
+        // 15 digits: any count of milliseconds or items a connector takes, with room to add.
+        Error(kv.second, "param '" + key + "' must be a whole number of at most 15 digits, not '" +
+                             PrintableText(value) + "'");
+      } else if (!param->values.empty() &&
+                 std::find(param->values.begin(), param->values.end(), value) ==
+                     param->values.end()) {
+        Error(kv.second, "param '" + key + "' must be one of " +
+                             Join(std::set<std::string>(param->values.begin(), param->values.end())) +
+                             ", not '" + PrintableText(value) + "'");
       } else if (param->type == "name" && !value.empty() && !IsPlainName(value)) {
         Error(kv.second, "param '" + key + "' must be a name of letters, digits and _ (starting "
                          "with a letter or _), not '" + PrintableText(value) + "'");
@@ -248,6 +267,57 @@ class Loader {
             "params: {" + name + ": ...}; crmbridge connectors describe " + traits->kind);
     }
   }
+  // The text of a node that names something (a field, a system, an object, a value): one
+  // non-empty scalar. A list, a map, a null or '' there is an error at the node, not "" read on
+  // (yaml-cpp's Scalar() of anything but a scalar is "", which would silently mean "none").
+  std::string Text(const YAML::Node& n, const std::string& what, const std::string& example) {
+    if (n.IsScalar() && !n.Scalar().empty()) return n.Scalar();
+    const std::string got = n.IsSequence() ? "a list"
+                            : n.IsMap()    ? "a map"
+                            : n.IsScalar() ? "empty"
+                                           : "null";
+    Error(n, what + " must be a single name or value, not " + got, example);
+    return "";
+  }
+  // A scalar's value, or null for an explicit null; a list or a map is an error at the node.
+  json Value(const YAML::Node& n, const std::string& what, const std::string& example) {
+    if (n.IsScalar() || n.IsNull()) return ScalarToJson(n);
+    Error(n, what + " must be a single value, not " + std::string(n.IsMap() ? "a map" : "a list"),
+          example);
+    return json();
+  }
+  // Whether `n` is a value on_delete can set `f` to: one scalar of its type, or null (cleared).
+  static bool OnDeleteValueFits(const CanonicalField& f, const YAML::Node& n) {
+    if (n.IsNull()) return f.type != FieldType::kRef;
+    if (!n.IsScalar()) return false;
+    const json v = ScalarToJson(n);
+    switch (f.type) {
+      case FieldType::kBoolean: return v.is_boolean();
+      case FieldType::kNumber: {
+        if (v.is_number()) return true;
+        char* end = nullptr;
+        const std::string& text = n.Scalar();
+        std::strtod(text.c_str(), &end);
+        return !text.empty() && end == text.c_str() + text.size();
+      }
+      case FieldType::kDateTime: return v.is_string() && ParseIsoUtcMillis(v.get<std::string>()).has_value();
+      case FieldType::kRef: return false;
+      default: return true;
+    }
+  }
+  // A field read from an object its connector only writes would fail every run that reads it.
+  void CheckWrittenOnly(const std::string& system, const SystemEntityMapping& m) {
+    const SystemTraits* traits = TraitsOf(system);
+    if (traits == nullptr || std::find(traits->written_only.begin(), traits->written_only.end(),
+                                       m.object) == traits->written_only.end())
+      return;
+    for (const FieldMap& f : m.fields)
+      if (f.direction != Direction::kOut)
+        diags_.Error(f.pos, traits->kind + " " + m.object + " are written, not read, and " +
+                                system + "." + m.entity + "." + f.canonical + " is read (" +
+                                (f.direction == Direction::kIn ? "direction: in" : "direction: both, the default") + ")",
+                     "direction: out (crmbridge connectors describe " + traits->kind + ")");
+  }
   bool Bool(const YAML::Node& n, const std::string& what) {
     if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) return n.Scalar() == "true";
     Error(n, what + " must be true or false");
@@ -269,12 +339,12 @@ class Loader {
         continue;
       }
       const YAML::Node body = kv.second;
+      if (body.IsMap()) CheckKeys(body, kEntityKeys, "entity '" + e.name + "'");
       if (!body.IsMap() || !body["fields"] || !body["fields"].IsMap()) {
         Error(kv.second, "entity '" + e.name + "' needs a map of fields",
               "fields: {title: {type: string}}");
         continue;
       }
-      CheckKeys(body, kEntityKeys, "entity '" + e.name + "'");
       std::optional<YAML::Node> mark;  // checked against the fields once they are read
       if (const YAML::Node d = body["on_delete"]) {
         if (d.IsScalar() && d.Scalar() == "ignore") {
@@ -316,13 +386,14 @@ class Loader {
           }
           if (spec["required"]) f.required = Bool(spec["required"], "required");
           if (spec["entity"]) {
-            f.ref_entity = spec["entity"].Scalar();
+            f.ref_entity = Text(spec["entity"], "entity", "entity: company");
             ref_pos_[e.name + "." + f.name] = Pos(spec["entity"]);
           } else if (spec["type"]) {
             ref_pos_[e.name + "." + f.name] = Pos(spec["type"]);
           }
           if (spec["system_of_record"]) {
-            f.system_of_record = spec["system_of_record"].Scalar();
+            f.system_of_record =
+                Text(spec["system_of_record"], "system_of_record", "system_of_record: <a system's name>");
             f.pos = Pos(spec["system_of_record"]);
             if (!known_systems_.empty() && !Declared(f.system_of_record))
               Error(spec["system_of_record"], "unknown system '" + f.system_of_record + "'",
@@ -336,9 +407,10 @@ class Loader {
             } else {
               std::set<std::string> seen;
               for (const auto& v : spec["values"]) {
-                if (!seen.insert(v.Scalar()).second)
-                  Error(v, "value '" + v.Scalar() + "' is listed twice");
-                f.values.push_back(v.Scalar());
+                const std::string value = Text(v, "a canonical value", "values: [new, closed]");
+                if (value.empty()) continue;
+                if (!seen.insert(value).second) Error(v, "value '" + value + "' is listed twice");
+                f.values.push_back(value);
               }
             }
           }
@@ -376,6 +448,11 @@ class Loader {
           const CanonicalField* f = e.Find(kv2.first.Scalar());
           if (f == nullptr)
             Error(kv2.first, "on_delete sets '" + kv2.first.Scalar() + "', which is not a field of " + e.name);
+          else if (!OnDeleteValueFits(*f, kv2.second))
+            Error(kv2.second, "on_delete sets " + e.name + "." + f->name + ", a " +
+                                  TypeName(f->type) + ", to " + PrintableText(YAML::Dump(kv2.second)),
+                  f->type == FieldType::kRef ? "a reference cannot be set to a value"
+                                             : "a single value of the field's type");
           else if (!f->values.empty() &&
                    std::find(f->values.begin(), f->values.end(), kv2.second.Scalar()) == f->values.end())
             Error(kv2.second, "on_delete sets " + e.name + "." + f->name + " to '" + kv2.second.Scalar() +
@@ -409,8 +486,9 @@ class Loader {
         }
         CheckKeys(row, kRowKeys, "a table row");
         ValueTable::Row r;
-        r.native = ScalarToJson(row["native"]);
-        r.canonical = row["canonical"].Scalar();
+        r.native = Value(row["native"], "a table row's native", "- {native: \"Ny\", canonical: new}");
+        r.canonical = Text(row["canonical"], "a table row's canonical",
+                           "- {native: \"Ny\", canonical: new}");
         if (row["prefer"]) r.prefer = Bool(row["prefer"], "prefer");
         table->rows.push_back(std::move(r));
       }
@@ -445,7 +523,7 @@ class Loader {
     for (const auto& k : keys) known.insert(k.key);
     CheckKeys(n, known, "portal_access");
     for (const auto& [key, out, optional] : keys) {
-      if (n[key] && n[key].IsScalar()) {
+      if (n[key] && n[key].IsScalar() && !n[key].Scalar().empty()) {
         *out = n[key].Scalar();
         portal_pos_[key] = Pos(n[key]);
       } else if (n[key]) {
@@ -504,6 +582,24 @@ class Loader {
     if (!f.last_name.empty()) field(*contact, f.last_name, "last_name", FieldType::kString);
     if (!f.user_id_field.empty()) field(*contact, f.user_id_field, "user_id_field", FieldType::kString);
     if (!f.state_field.empty()) field(*contact, f.state_field, "state_field", FieldType::kString);
+    // The two fields the flow writes back must be fields of their own: one the flow reads would be
+    // overwritten with the portal's user id or state (an email replaced by an id).
+    const std::pair<const char*, const std::string*> read_fields[] = {
+        {"company", &f.company},       {"contact_flag", &f.contact_flag}, {"email", &f.email},
+        {"property", &f.property},     {"first_name", &f.first_name},     {"last_name", &f.last_name}};
+    for (const char* written : {"user_id_field", "state_field"}) {
+      const std::string& name = std::string(written) == "user_id_field" ? f.user_id_field : f.state_field;
+      if (name.empty()) continue;
+      for (const auto& [key, read] : read_fields)
+        if (*read == name)
+          diags_.Error(at(written), "portal_access." + std::string(written) + " names " + f.contact +
+                                        "." + name + ", which portal_access." + key + " reads",
+                       "it is written back by the flow: give it a field of its own");
+    }
+    if (!f.user_id_field.empty() && f.user_id_field == f.state_field)
+      diags_.Error(at("state_field"), "portal_access.state_field and user_id_field both name " +
+                                          f.contact + "." + f.state_field,
+                   "the user's id and its access state each need a field of their own");
     const CanonicalEntity* company = ref != nullptr ? FindEntity(ref->ref_entity) : nullptr;
     if (company != nullptr) {
       field(*company, f.company_flag, "company_flag", FieldType::kBoolean);
@@ -755,7 +851,8 @@ class Loader {
                 "the preferred row is used when reading or writing that value");
       }
     };
-    check([](const ValueTable::Row& r) { return r.native.dump(); }, "native", "canonical");
+    // By text: the lookups match a string and a number of the same text (1 and "1") as one value.
+    check([](const ValueTable::Row& r) { return TextOf(r.native); }, "native", "canonical");
     check([](const ValueTable::Row& r) { return "'" + r.canonical + "'"; }, "canonical", "native");
   }
 
@@ -796,14 +893,15 @@ class Loader {
       Error(body, system + "." + m.entity + " needs 'object': the native object",
             "object: tickets");
     } else {
-      m.object = body["object"].Scalar();
+      m.object = Text(body["object"], "object", "object: tickets");
     }
     if (body["match"]) {
       m.match_pos = Pos(body["match"]);
       if (!body["match"].IsSequence() || body["match"].size() == 0)
         Error(body["match"], "match must be a list of canonical fields", "match: [email]");
       else
-        for (const auto& f : body["match"]) m.match.push_back(f.Scalar());
+        for (const auto& f : body["match"])
+          m.match.push_back(Text(f, "a match field", "match: [email]"));
     }
     if (body["create"]) m.create = Bool(body["create"], "create");
     if (body["params"]) {
@@ -825,13 +923,14 @@ class Loader {
         f.canonical = fkv.first.Scalar();
         f.pos = Pos(fkv.first);
         const YAML::Node spec = fkv.second;
+        // Unknown keys first: `natve: subject` is a typo to name, not only a missing `native`.
+        if (spec.IsMap()) CheckKeys(spec, kFieldMapKeys, "field '" + f.canonical + "'");
         if (!spec.IsMap() || !spec["native"]) {
           Error(spec, "field '" + f.canonical + "' needs 'native': the native field name",
                 "{native: subject}");
           continue;
         }
-        CheckKeys(spec, kFieldMapKeys, "field '" + f.canonical + "'");
-        f.native = spec["native"].Scalar();
+        f.native = Text(spec["native"], "native", "{native: subject}");
         if (const SystemTraits* traits = TraitsOf(system);
             traits != nullptr && traits->plain_field_names && !IsPlainName(f.native))
           Error(spec["native"], "native field '" + PrintableText(f.native) + "' is no field name " +
@@ -849,8 +948,8 @@ class Loader {
         }
         if (spec["required"]) f.required = Bool(spec["required"], "required");
         if (spec["create_only"]) f.create_only = Bool(spec["create_only"], "create_only");
-        if (spec["bind"]) f.bind = spec["bind"].Scalar();
-        Pending p{mappings_.size(), m.fields.size(), {}, {}, {}};
+        if (spec["bind"]) f.bind = Text(spec["bind"], "bind", "bind: parentcustomerid_account");
+        Pending p{mappings_.size(), m.fields.size(), {}, {}};
         if (spec["transforms"]) Transforms(spec["transforms"], &f, &p);
         pending.push_back(std::move(p));
         m.fields.push_back(std::move(f));
@@ -858,6 +957,7 @@ class Loader {
     }
     for (auto& p : pending) pending_.push_back(std::move(p));
     CheckRequiredParams(system, m, body);
+    CheckWrittenOnly(system, m);
     mappings_.push_back(std::move(m));
   }
 
@@ -890,15 +990,14 @@ class Loader {
           Error(t, "transform 'default' needs a value", "{default: \"n/a\"}");
           continue;
         }
-        f->transforms.push_back(NewDefault(ScalarToJson(arg)));
+        f->transforms.push_back(NewDefault(Value(arg, "transform 'default'", "{default: \"n/a\"}")));
       } else if (name == "table") {
         if (!has_arg || !arg.IsScalar()) {
           Error(t, "transform 'table' needs a table name", "{table: stage_map}");
           continue;
         }
         // Filled in by ResolvePending once every table is known.
-        p->tables.emplace_back(Pos(arg), arg.Scalar());
-        p->table_slots[arg.Scalar()] = f->transforms.size();
+        p->tables.emplace_back(Pos(arg), arg.Scalar(), f->transforms.size());
         f->transforms.push_back(nullptr);
       } else if (name == "boolean") {
         std::optional<json> yes, no;
@@ -908,8 +1007,12 @@ class Loader {
                   "{boolean: {true: \"yes\", false: \"no\"}}, or plain boolean");
             continue;
           }
-          yes = ScalarToJson(arg["true"]);
-          no = ScalarToJson(arg["false"]);
+          yes = Value(arg["true"], "the native value of true", "{boolean: {true: \"yes\", false: \"no\"}}");
+          no = Value(arg["false"], "the native value of false", "{boolean: {true: \"yes\", false: \"no\"}}");
+          // One native value for both would write false as true's value and read it back true.
+          if (TextOf(*yes) == TextOf(*no))
+            Error(arg["false"], "transform 'boolean' gives true and false the same native value " +
+                                    yes->dump(), "{boolean: {true: \"yes\", false: \"no\"}}");
         }
         p->typed.emplace_back(Pos(t), name, FieldType::kBoolean);
         f->transforms.push_back(NewBoolean(yes, no));
@@ -923,8 +1026,12 @@ class Loader {
           }
           CheckKeys(arg, {"decimal", "thousands", "decimals"}, "transform 'number'");
           format.text = true;
-          if (arg["decimal"]) format.decimal = arg["decimal"].Scalar();
-          if (arg["thousands"]) format.thousands = arg["thousands"].Scalar();
+          if (arg["decimal"]) format.decimal = Text(arg["decimal"], "decimal", "decimal: \",\"");
+          if (arg["thousands"]) {
+            // '' is a number written without a thousands mark.
+            if (arg["thousands"].IsScalar()) format.thousands = arg["thousands"].Scalar();
+            else Text(arg["thousands"], "thousands", "thousands: \" \"");
+          }
           if (arg["decimals"]) {
             const json d = ScalarToJson(arg["decimals"]);
             if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > 12)

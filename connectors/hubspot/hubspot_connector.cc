@@ -104,7 +104,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
          "as its label"},
         {"id_property", "name", "crmbridge_id", {},
          "the unique property crmbridge creates and upserts by"},
-        {"overlap_ms", "number", "", {}, "re-read this far (ms) before the cursor"},
+        {"overlap_ms", "number", "0", {}, "re-read this far (ms) before the cursor"},
         {"archived_sweep_ms", "number", std::to_string(hubspot::kArchivedSweepEveryMs), {},
          "list archived records (deletes search never shows) at most this often (ms); 0: every "
          "run"},

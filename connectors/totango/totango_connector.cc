@@ -151,13 +151,15 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.carries_references = true;
     c.reference_fields = {{"users", {kAccountId}}, {"touchpoints", {kAccountId}}, {"tasks", {kAccountId}}};
     c.objects = {"accounts", "users", "touchpoints", "tasks"};
+    c.written_only = {"touchpoints", "tasks"};  // ReadChanges reads accounts and users
     c.required_params = {{"tasks", {"activity_type_id"}}};  // Totango refuses a task without a Flow
     c.params = {
         {"activity_type_id", "string", "", {"touchpoints", "tasks"},
          "the Flow the record belongs to (an id of GET /api/v3/activity-types): required for tasks"},
         {"subject", "string", "", {"touchpoints"},
          "the subject of a touchpoint whose mapping writes none"},
-        {"priority", "number", "2", {"tasks"}, "a task's priority: 1 high, 2 normal, 3 low"},
+        {"priority", "number", "2", {"tasks"}, "a task's priority: 1 high, 2 normal, 3 low",
+         {"1", "2", "3"}},
         {"contact", "boolean", "false", {"users"},
          "send Contact=yes with each user, so it shows in its account's Contacts widget"},
     };

@@ -449,16 +449,34 @@ static void LogScheduledRun(const char* who, const Result<RunSummary>& summary) 
   }
 }
 
+// --every as given (nullopt and a message when it is not a duration of at least 1s), or nothing
+// when it is not given: then the configuration's schedule.every says.
+bool ParseEvery(const char* command, const std::string& flag,
+                std::optional<std::chrono::milliseconds>* every) {
+  if (flag.empty()) return true;
+  *every = ParseDuration(flag);
+  if (*every && (*every)->count() >= 1000) return true;
+  std::cerr << "crmbridge " << command << ": --every \"" << flag
+            << "\" is not a duration of at least 1s (e.g. 30s, 5m, 1h)\n";
+  return false;
+}
+
+// A duration as a person writes it: 90s, 5m, 1500ms.
+std::string DurationText(std::chrono::milliseconds d) {
+  const int64_t ms = d.count();
+  if (ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+  if (ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
 int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
   SetUpLogging(global);
-  const auto every = ParseDuration(options.every);
-  if (!every || every->count() < 1000) {
-    std::cerr << "crmbridge daemon: --every \"" << options.every
-              << "\" is not a duration of at least 1s (e.g. 30s, 5m, 1h)\n";
-    return kExitUsage;
-  }
+  std::optional<std::chrono::milliseconds> every;
+  if (!ParseEvery("daemon", options.every, &every)) return kExitUsage;
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  if (!every) every = loaded.config.schedule.every;
   // One engine for the daemon's life: connectors keep their tokens and setup between runs.
   auto engine_or = NewEngine(loaded);
   if (!engine_or) return kExitUsage;
@@ -466,7 +484,7 @@ int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
   InstallStopHandlers();
   const std::string holder = Holder();
   spdlog::info("daemon: syncing every {} as {}; SIGTERM or SIGINT stops it after the current batch",
-               options.every, holder);
+               DurationText(*every), holder);
   int runs = 0;
   while (!g_stop.load()) {
     const auto started = std::chrono::steady_clock::now();
@@ -510,12 +528,8 @@ static bool WritesDue(Store& store, const AppConfig& config, int64_t now_ms) {
 
 int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   SetUpLogging(global);
-  const auto every = ParseDuration(options.every);
-  if (!every || every->count() < 1000) {
-    std::cerr << "crmbridge serve: --every \"" << options.every
-              << "\" is not a duration of at least 1s (e.g. 30s, 5m, 1h)\n";
-    return kExitUsage;
-  }
+  std::optional<std::chrono::milliseconds> every;
+  if (!ParseEvery("serve", options.every, &every)) return kExitUsage;
   const auto webhook_interval = ParseDuration(options.webhook_interval);
   if (!webhook_interval) {
     std::cerr << "crmbridge serve: --webhook-interval \"" << options.webhook_interval
@@ -534,6 +548,7 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
 
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  if (!every) every = loaded.config.schedule.every;
   Metrics metrics(SystemNames(loaded.config));
   auto engine_or = NewEngine(loaded, &metrics);
   if (!engine_or) return kExitUsage;
@@ -550,7 +565,7 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   // The first line on stdout says where it listens (with port 0, the port it was given).
   std::cout << "crmbridge serve: listening on http://" << inbox_options.host << ":" << inbox.port()
             << " (/ the status page, /healthz, /readyz, /metrics, /webhooks/SYSTEM); syncing every "
-            << options.every
+            << DurationText(*every)
             << std::endl;
   spdlog::info("serve: as {}; SIGTERM or SIGINT stops it after the current batch", holder);
 
@@ -772,7 +787,10 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
       return Status(StatusCode::kInvalidArgument,
                     "crmbridge: --kind is for validating without a configuration; " +
                         global.config_path + " says each system's kind");
-  } else if (files.empty()) {
+  } else if (files.empty() || global.config_named ||
+             config.status().code() != StatusCode::kNotFound) {
+    // A configuration named, or one that is there but broken, is not passed over in silence: the
+    // mapping would be checked against systems it does not declare.
     return config.status();
   } else {
     // Without a configuration, a system named after a connector kind is of that kind, and
@@ -822,6 +840,8 @@ int RunConnectorsDescribe(const std::string& kind) {
     std::printf("%s%s\n", first ? "" : "\n", k.c_str());
     first = false;
     std::printf("  objects:    %s\n", JoinWords(can.objects).c_str());
+    if (!can.written_only.empty())
+      std::printf("              written, not read: %s\n", JoinWords(can.written_only).c_str());
     if (!can.other_objects_doc.empty())
       std::printf("              or %s\n", can.other_objects_doc.c_str());
     if (can.plain_field_names)
@@ -845,9 +865,10 @@ int RunConnectorsDescribe(const std::string& kind) {
       std::printf("  %s\n", title);
       for (const ParamSpec& p : list) {
         std::string facts = p.type == "name" ? "name (letters, digits and _)" : p.type;
+        if (!p.values.empty()) facts += ", one of " + JoinWords(p.values);
         if (!p.default_value.empty()) facts += ", default " + p.default_value;
         if (!p.objects.empty()) facts += ", for " + JoinWords(p.objects);
-        std::printf("    %-16s %s\n    %-16s %s\n", p.name.c_str(), facts.c_str(), "",
+        std::printf("    %-18s %s\n    %-18s %s\n", p.name.c_str(), facts.c_str(), "",
                     p.doc.c_str());
       }
     };

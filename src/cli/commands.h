@@ -25,6 +25,8 @@ enum ExitCode {
 
 struct GlobalOptions {
   std::string config_path;
+  // Whether --config or $CRMBRIDGE_CONFIG named it (else it is ./crmbridge.yaml, if there is one).
+  bool config_named = false;
   std::string log_format = "text";  // text | json
   std::string log_level = "info";
   // A registered tenant instead of --config (status --tenant, backfill --tenant): its
@@ -51,13 +53,13 @@ struct BackfillOptions {
 };
 
 struct DaemonOptions {
-  std::string every = "5m";
+  std::string every;  // "": the configuration's schedule.every (5m unless it says)
   int max_runs = 0;  // 0 = until stopped
 };
 
 struct ServeOptions {
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free one
-  std::string every = "5m";
+  std::string every;  // "": the configuration's schedule.every (5m unless it says)
   std::string public_url;  // how webhook senders reach this server, for their signatures
   std::string webhook_interval = "1s";  // least time between two runs for announced changes
 };

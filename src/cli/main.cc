@@ -45,8 +45,9 @@ int main(int argc, char** argv) {
   const char* env_config = std::getenv("CRMBRIDGE_CONFIG");
   global.config_path = env_config != nullptr ? env_config : "crmbridge.yaml";
   app.option_defaults()->always_capture_default();
-  app.add_option("-c,--config", global.config_path,
-                 "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)");
+  CLI::Option* config_option =
+      app.add_option("-c,--config", global.config_path,
+                     "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)");
   app.add_option("--log-format", global.log_format, "Log lines on stderr as text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", global.log_level, "trace, debug, info, warn or error")
@@ -102,8 +103,9 @@ int main(int argc, char** argv) {
       "tick while another run holds it is skipped), a failed run is retried on the next tick,\n"
       "and SIGTERM or SIGINT stops it after the batch in flight. For cron, a systemd timer or a\n"
       "Kubernetes CronJob, run `crmbridge sync` instead (docs/OPERATIONS.md).");
-  daemon_cmd->add_option("--every", daemon.every, "Time between run starts: 30s, 5m, 1h, ...")
-      ->capture_default_str();
+  daemon_cmd->add_option("--every", daemon.every,
+                         "Time between run starts: 30s, 5m, 1h, ... (default: the configuration's "
+                         "schedule.every, else 5m)");
   daemon_cmd->add_option("--max-runs", daemon.max_runs, "Stop after this many runs (0 = never)")
       ->capture_default_str();
 
@@ -118,8 +120,9 @@ int main(int argc, char** argv) {
       "ingress in front of it (docs/OPERATIONS.md).");
   serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free one)")
       ->capture_default_str();
-  serve_cmd->add_option("--every", serve.every, "Time between scheduled runs: 30s, 5m, 1h, ...")
-      ->capture_default_str();
+  serve_cmd->add_option("--every", serve.every,
+                        "Time between scheduled runs: 30s, 5m, 1h, ... (default: the "
+                        "configuration's schedule.every, else 5m)");
   serve_cmd->add_option("--webhook-interval", serve.webhook_interval,
                         "Least time between two runs for webhook-announced changes; those that "
                         "arrive meanwhile are read together (fewer API calls under a burst)")
@@ -328,6 +331,7 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  global.config_named = env_config != nullptr || config_option->count() > 0;
 
   if (sync_cmd->parsed()) return RunSync(global, sync);
   if (daemon_cmd->parsed()) return RunDaemon(global, daemon);

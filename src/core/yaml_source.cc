@@ -5,6 +5,7 @@
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -201,13 +202,17 @@ class StrictnessCheck : public YAML::EventHandler {
 // where it gave up (often the end of the file, far from the mistake), or takes the rest of the
 // file as its text. A quote opens a value only where a value may begin: first on its line (after
 // indentation or "- "), or after ": ", "[", "{" or ",". Comments, plain text (an apostrophe
-// inside a word) and the lines of block scalars (after "|" or ">") are skipped.
-std::optional<YAML::Mark> UnclosedQuote(const std::string& text) {
+// inside a word) and the lines of block scalars (after "|" or ">") are skipped. A "," starts a
+// value only inside brackets or braces (`Ny,'x` is one plain value). With `on_its_line`, a quote
+// still open at the end of the line it began on is the one returned: for a text the parser refused,
+// where a stray quote pairs with the next one further down and no quote is left open at the end.
+std::optional<YAML::Mark> UnclosedQuote(const std::string& text, bool on_its_line = false) {
   std::istringstream lines(text);
   std::string line;
   char open = 0;  // the quote being read, if any, across lines
   YAML::Mark opened;
   int block_indent = -1;  // inside a block scalar: the indentation of the line that began it
+  int flow = 0;           // brackets and braces open outside quotes
   for (int n = 0; std::getline(lines, line); ++n) {
     const size_t first = line.find_first_not_of(" \t\r");
     const int indent = first == std::string::npos ? -1 : static_cast<int>(first);
@@ -232,15 +237,22 @@ std::optional<YAML::Mark> UnclosedQuote(const std::string& text) {
       } else if (c == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
         break;  // a comment, to the end of the line
       } else if ((c == '\'' || c == '"') &&
-                 (last == '\n' || last == ':' || last == '[' || last == '{' || last == ',' ||
-                  last == '-' || last == '?')) {
+                 (last == '\n' || last == ':' || last == '[' || last == '{' ||
+                  (last == ',' && flow > 0) || last == '-' || last == '?')) {
         open = c;
         opened.line = n;
         opened.column = static_cast<int>(i);
       } else if (c != ' ' && c != '\t' && c != '\r') {
-        last = c;
+        if (c == '[' || c == '{') ++flow;
+        if ((c == ']' || c == '}') && flow > 0) --flow;
+        // A '-' begins a value only as a list item ("- " at the start of the line or after
+        // another); inside text (o-'neil) it is a letter like any other.
+        const bool item = c == '-' && (last == '\n' || last == '-') &&
+                          (i + 1 == line.size() || line[i + 1] == ' ');
+        last = c == '-' && !item ? 'a' : c;
       }
     }
+    if (on_its_line && open != 0 && opened.line == n) return opened;
     // A block scalar's indicator ends the line: "|", ">", with chomping or indentation digits.
     if (open == 0) {
       std::string tail = line.substr(0, line.find(" #"));
@@ -259,6 +271,23 @@ std::optional<YAML::Mark> UnclosedQuote(const std::string& text) {
   return std::nullopt;
 }
 
+// Where a document after the first one starts, if the text has one.
+class DocumentStart : public YAML::EventHandler {
+ public:
+  std::optional<YAML::Mark> start;
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 }  // namespace
 
 Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
@@ -272,7 +301,17 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
     return Status(StatusCode::kInvalidArgument, d.ToString());
   } catch (const YAML::Exception& e) {
     Diagnostic d{PosAt(e.mark, name), "not valid YAML: " + e.msg, ""};
-    if (!UnclosedQuote(text)) return Status(StatusCode::kInvalidArgument, d.ToString());
+    if (!UnclosedQuote(text)) {
+      // A stray quote mid-file pairs with the next quote further down, and the parser gives up
+      // far from it: the quote left open at the end of its own line is the likely mistake.
+      if (auto quote = UnclosedQuote(text, /*on_its_line=*/true)) {
+        Diagnostic q{PosAt(*quote, name), "not valid YAML: this quoted value is not closed on its line",
+                     "end it with the same quote (the parser stopped at " +
+                         PosAt(e.mark, name).ToString() + ": " + e.msg + ")"};
+        return Status(StatusCode::kInvalidArgument, q.ToString());
+      }
+      return Status(StatusCode::kInvalidArgument, d.ToString());
+    }
   }
   // Checked when yaml-cpp refused the text too: it reports an unclosed quote where it gave up,
   // or reads it as a value running to the end of the file.
@@ -287,6 +326,20 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
     YAML::Parser parser(in);
     StrictnessCheck check(name, &strictness);
     parser.HandleNextDocument(check);
+    // YAML::Load read the first document only: whatever follows a `---` or `...` would be
+    // silently dropped, a whole section of a mapping among it.
+    try {
+      DocumentStart second;
+      if (parser.HandleNextDocument(second))
+        strictness.Error(PosAt(second.start.value_or(YAML::Mark()), name),
+                         "a second YAML document: crmbridge reads one document per file",
+                         "remove the `---` or `...` line, or move what follows into a file of its "
+                         "own");
+    } catch (const YAML::Exception& e) {
+      strictness.Error(PosAt(e.mark, name),
+                       "not valid YAML after the end of the first document: " + e.msg,
+                       "crmbridge reads one document per file");
+    }
   } catch (const YAML::Exception&) {
     // Loaded above: the events of the same text parse too.
   }
@@ -295,6 +348,17 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
 }
 
 Result<YAML::Node> LoadYamlFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return Status(StatusCode::kInvalidArgument, path + ": is a folder, not a YAML file");
+  // A device or a pipe (/dev/zero) would be read without end.
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    return Status(StatusCode::kInvalidArgument, path + ": is not a regular file");
+  constexpr std::uintmax_t kMaxBytes = 64u << 20;  // far above any mapping or configuration
+  if (const std::uintmax_t size = std::filesystem::file_size(path, ec); !ec && size > kMaxBytes)
+    return Status(StatusCode::kInvalidArgument,
+                  path + ": " + std::to_string(size >> 20) + " MB, more than the 64 MB a YAML file "
+                  "crmbridge reads may hold");
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status(StatusCode::kNotFound, path + ": cannot read the file");
   std::ostringstream text;

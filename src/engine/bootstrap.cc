@@ -63,7 +63,9 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
     traits.objects = can.objects;
     traits.other_objects = can.other_objects;
     traits.plain_field_names = can.plain_field_names;
-    for (const ParamSpec& p : can.params) traits.params.push_back({p.name, p.type, p.objects});
+    traits.written_only = can.written_only;
+    for (const ParamSpec& p : can.params)
+      traits.params.push_back({p.name, p.type, p.objects, p.values});
     out.kinds.push_back(std::move(traits));
   }
   return out;

@@ -82,6 +82,43 @@ TEST(YamlSourceTest, AQuoteLeftOpenAtTheEndOfTheFileIsNotTakenAsTheRestOfIt) {
               HasSubstr("m.yaml:1:8: error: not valid YAML: this quoted value is never closed"));
 }
 
+TEST(YamlSourceTest, AQuoteLeftOpenMidFileIsReportedWhereItOpensThoughAnotherFollows) {
+  // The stray quote pairs with the one in the comment two lines down, and yaml-cpp gives up
+  // there: the quote still open at the end of its own line is the mistake.
+  const std::string error = ErrorOf(
+      "systems:\n"
+      "  hubspot:\n"
+      "    onboarding:\n"
+      "      params: {pipeline: \"Order/faktura}\n"
+      "      fields:\n"
+      "        title: {native: subject}   # the ticket's \"subject\"\n");
+  EXPECT_THAT(error, HasSubstr("m.yaml:4:26: error: not valid YAML: this quoted value is not "
+                               "closed on its line"));
+  EXPECT_THAT(error, HasSubstr("the parser stopped at m.yaml:6:"));
+}
+
+TEST(YamlSourceTest, AQuoteInsidePlainTextIsNoQuote) {
+  // After a comma outside brackets, or a hyphen inside a word, a quote is text.
+  auto doc = ParseYaml(
+      "native: Ny,'x\n"
+      "options: {default_owner: o-'neil@bolaget.example}\n"
+      "list:\n"
+      "  - 'quoted'\n",
+      "m.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  EXPECT_EQ((*doc)["native"].as<std::string>(), "Ny,'x");
+  EXPECT_EQ((*doc)["options"]["default_owner"].as<std::string>(), "o-'neil@bolaget.example");
+  EXPECT_EQ((*doc)["list"][0].as<std::string>(), "quoted");
+}
+
+TEST(YamlSourceTest, ASecondDocumentIsRefusedNotDropped) {
+  EXPECT_THAT(ErrorOf("version: 1\n---\nsystems: {}\n"),
+              HasSubstr("m.yaml:2:1: error: a second YAML document: crmbridge reads one document "
+                        "per file"));
+  EXPECT_THAT(ErrorOf("version: 1\n...\ngarbage: [\n"),
+              HasSubstr("not valid YAML after the end of the first document"));
+}
+
 TEST(YamlSourceTest, QuotesInsideBlockScalarsAreText) {
   auto doc = ParseYaml(
       "description: |\n"
@@ -139,6 +176,21 @@ TEST(YamlSourceTest, AnErrorStaysOnOneLineWhateverTheFileQuotes) {
   const std::string error = ErrorOf(std::string(" :aa: 3\x02\0\n", 10));
   EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   EXPECT_THAT(error, HasSubstr("m.yaml:2:1: error: not valid YAML: "));
+}
+
+}  // namespace
+}  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+TEST(LoadYamlFileTest, AFolderOrADeviceIsRefusedNotReadWithoutEnd) {
+  auto folder = LoadYamlFile("/tmp");
+  ASSERT_FALSE(folder.ok());
+  EXPECT_THAT(folder.status().message(), ::testing::HasSubstr("/tmp: is a folder, not a YAML file"));
+  auto device = LoadYamlFile("/dev/zero");  // read, it never ends
+  ASSERT_FALSE(device.ok());
+  EXPECT_THAT(device.status().message(), ::testing::HasSubstr("/dev/zero: is not a regular file"));
 }
 
 }  // namespace

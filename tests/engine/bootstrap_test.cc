@@ -13,13 +13,14 @@ bool SameTraits(const SystemTraits& a, const SystemTraits& b) {
   if (a.params.size() != b.params.size()) return false;
   for (size_t i = 0; i < a.params.size(); ++i)
     if (a.params[i].name != b.params[i].name || a.params[i].type != b.params[i].type ||
-        a.params[i].objects != b.params[i].objects)
+        a.params[i].objects != b.params[i].objects || a.params[i].values != b.params[i].values)
       return false;
   return a.kind == b.kind && a.carries_references == b.carries_references &&
          a.reference_fields == b.reference_fields && a.required_params == b.required_params &&
          a.binds_lookups == b.binds_lookups &&
          a.provisions_portal_access == b.provisions_portal_access && a.objects == b.objects &&
-         a.other_objects == b.other_objects && a.plain_field_names == b.plain_field_names;
+         a.other_objects == b.other_objects && a.plain_field_names == b.plain_field_names &&
+         a.written_only == b.written_only;
 }
 
 TEST(MappingSystemsOfTest, EveryRegisteredKindWithWhatItsConnectorsCanDo) {

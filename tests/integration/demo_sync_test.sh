@@ -94,19 +94,32 @@ grep -q "option-typo.yaml:$typo_line:7: error: unknown option 'servce_id' for to
 
 # Mapping files are checked before anything runs: the preset passes, a typo is located.
 "$bin/crmbridge" --config "$cfg" mappings validate >/dev/null || fail "the preset does not validate"
-# Every shipped preset, without a configuration (docs/MAPPINGS.md): the portal flow's system too.
+# Without a configuration: none named, and no ./crmbridge.yaml where it runs.
+validate_alone() {
+  mkdir -p "$work/alone"
+  (cd "$work/alone" && env -u CRMBRIDGE_CONFIG "$bin/crmbridge" mappings validate "$@")
+}
+# A configuration named but missing is an error, not passed over: the mapping would be checked
+# against systems it does not declare.
+set +e
 "$bin/crmbridge" --config "$work/none.yaml" mappings validate "$src/mappings/presets/onboarding.yaml" \
+  >/dev/null 2>"$work/named-missing.err"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "a missing --config passed mappings validate (exit $rc)"
+grep -q "none.yaml: cannot read the file" "$work/named-missing.err" \
+  || fail "missing --config: $(cat "$work/named-missing.err")"
+# Every shipped preset, without a configuration (docs/MAPPINGS.md): the portal flow's system too.
+validate_alone "$src/mappings/presets/onboarding.yaml" \
   "$src/mappings/presets/onboarding-portal.yaml" "$src/mappings/presets/onboarding-totango.yaml" \
   >/dev/null 2>"$work/noconfig.err" || fail "without a configuration: $(cat "$work/noconfig.err")"
 grep -q "no usable configuration" "$work/noconfig.err" || fail "no note: $(cat "$work/noconfig.err")"
 # ... where a system named after a kind is checked as that kind (a Dynamics 365 'bind' under
 # hubspot is refused), and --kind says the kind of another name.
 sed 's/dynamics365/crm/g' "$src/mappings/presets/onboarding.yaml" >"$work/renamed.yaml"
-"$bin/crmbridge" --config "$work/none.yaml" mappings validate "$work/renamed.yaml" >/dev/null 2>&1 \
+validate_alone "$work/renamed.yaml" >/dev/null 2>&1 \
   || fail "a system of no known kind is checked for nothing"
 set +e
-"$bin/crmbridge" --config "$work/none.yaml" mappings validate --kind crm=hubspot \
-  "$work/renamed.yaml" >/dev/null 2>"$work/kind.err"; rc=$?
+validate_alone --kind crm=hubspot "$work/renamed.yaml" >/dev/null 2>"$work/kind.err"; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "--kind crm=hubspot exited $rc, not 2"
 grep -q "renamed.yaml:[0-9]*:[0-9]*: error: 'bind' names a dynamics365 navigation property, and crm is of kind hubspot" \

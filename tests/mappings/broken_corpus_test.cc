@@ -104,6 +104,31 @@ const Case kCases[] = {
     {"70_native_field_not_a_name.yaml", "11:25",
      "native field 'name,description&$filter=x' is no field name dynamics365 takes: letters, "
      "digits and _, starting with a letter or _ (crmbridge connectors describe dynamics365)"},
+    // A list where a name belongs: yaml-cpp reads it as "", an attribute named "" in Totango.
+    {"71_native_a_list.yaml", "11:24", "native must be a single name or value, not a list"},
+    // Read as "", it would mean "no system of record": the conflict policy silently changes.
+    {"72_system_of_record_a_list.yaml", "6:49",
+     "system_of_record must be a single name or value, not a list"},
+    // YAML::Load reads the first document only: the rest would be dropped unseen.
+    {"73_second_document.yaml", "6:1", "a second YAML document: crmbridge reads one document per file"},
+    // The lookups match 1 and "1" as one value.
+    {"74_table_number_and_text_alike.yaml", "6:3",
+     "table 'priority' maps native value 1 to 2 canonical values; mark exactly one of those rows "
+     "prefer: true"},
+    // false would be written as "yes" and read back as true.
+    {"75_boolean_one_native_value.yaml", "11:85",
+     "transform 'boolean' gives true and false the same native value \"yes\""},
+    {"76_param_not_one_of_its_values.yaml", "10:56", "param 'priority' must be one of 1, 2, 3, not '7'"},
+    {"77_param_empty.yaml", "10:26", "param 'pipeline' is empty"},
+    {"78_param_number_too_long.yaml", "10:55",
+     "param 'overlap_ms' must be a whole number of at most 15 digits"},
+    {"79_read_from_a_written_only_object.yaml", "11:9",
+     "totango touchpoints are written, not read, and totango.note.body is read (direction: both, "
+     "the default)"},
+    {"80_on_delete_sets_a_boolean_to_text.yaml", "4:38",
+     "on_delete sets contact.portal_access, a boolean, to no"},
+    {"81_object_empty.yaml", "9:15", "object must be a single name or value, not empty"},
+    {"82_default_a_list.yaml", "11:53", "transform 'default' must be a single value, not a list"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},

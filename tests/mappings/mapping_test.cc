@@ -139,6 +139,38 @@ TEST(MappingValidationTest, ADatetimeValueTooLongToBeOneIsRefusedNotMatched) {
   EXPECT_EQ(day->fields["started"], "2026-01-31") << "a day stays a day";
 }
 
+TEST(MappingValidationTest, OneTableTwiceInAFieldLooksUpThroughBoth) {
+  // Each {table:} is a step of its own: the second looks up what the first gave.
+  const std::string path = ::testing::TempDir() + "table_twice.yaml";
+  std::ofstream(path) << "version: 1\n"
+                         "entities:\n"
+                         "  onboarding:\n"
+                         "    fields: {priority: {type: string}}\n"
+                         "tables:\n"
+                         "  prio:\n"
+                         "    - {native: a, canonical: b}\n"
+                         "    - {native: b, canonical: c}\n"
+                         "systems:\n"
+                         "  hubspot:\n"
+                         "    onboarding:\n"
+                         "      object: tickets\n"
+                         "      fields:\n"
+                         "        priority: {native: hs_ticket_priority, "
+                         "transforms: [{table: prio}, {table: prio}]}\n";
+  auto plan = LoadMappingPlan({path}, kSystems);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  const FieldMap& f = (*plan)->Find("hubspot", "onboarding")->fields.at(0);
+  ASSERT_EQ(f.transforms.size(), 2u);
+  json v = "a";
+  for (const auto& t : f.transforms) {
+    ASSERT_NE(t, nullptr);
+    auto r = t->In(v);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    v = *r;
+  }
+  EXPECT_EQ(v, "c");
+}
+
 TEST(PresetTest, ManyToOneStageUsesThePreferredRowBothWays) {
   auto plan = LoadMappingPlan({Preset()}, kSystems);
   ASSERT_TRUE(plan.ok());
@@ -624,6 +656,24 @@ TEST_F(SystemTraitsTest, BindNeedsAKindThatBindsLookups) {
       << refused.status().message();
   auto bound = LoadMappingPlan({path}, With(testing::TraitsOf("hubspot", true, true, false)));
   EXPECT_TRUE(bound.ok()) << bound.status().ToString();
+}
+
+TEST_F(SystemTraitsTest, TheFieldsPortalAccessWritesBackAreNoneOfThoseItReads) {
+  // The portal's user id written into the contact's email field would replace the email.
+  const std::string path = PortalAccessOn("portal");
+  std::ofstream(path, std::ios::app) << "  user_id_field: email\n"
+                                        "  state_field: email\n";
+  auto refused = LoadMappingPlan({path}, With(testing::TraitsOf("portal", false, false, true)));
+  ASSERT_FALSE(refused.ok());
+  const std::string m = refused.status().message();
+  EXPECT_NE(m.find(path + ":19:18: error: portal_access.user_id_field names contact.email, which "
+                          "portal_access.email reads"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find(path + ":20:16: error: portal_access.state_field and user_id_field both name "
+                          "contact.email"),
+            std::string::npos)
+      << m;
 }
 
 TEST_F(SystemTraitsTest, PortalAccessNeedsAKindThatProvisionsIt) {

@@ -36,6 +36,12 @@ inline SystemTraits PlainFieldNames(SystemTraits t) {
   return t;
 }
 
+// `t` with objects it writes and never reads (Capabilities::written_only).
+inline SystemTraits WrittenOnly(std::vector<std::string> objects, SystemTraits t) {
+  t.written_only = std::move(objects);
+  return t;
+}
+
 inline std::vector<SystemTraits> RegistryKindTraits() {
   //             kind           references  bind   portal access
   return {PlainFieldNames(Traits("hubspot",     true,       false, false,
@@ -54,15 +60,15 @@ inline std::vector<SystemTraits> RegistryKindTraits() {
                   {"change_tracking", "boolean", {}},
                   {"create_only", "boolean", {}}})),
           Traits("portal",      false,      false, true, {"properties", "users", "access"}, "", {}),
-          Traits("totango",     true,       false, false,
+          WrittenOnly({"touchpoints", "tasks"}, Traits("totango",     true,       false, false,
                  {"accounts", "users", "touchpoints", "tasks"}, "",
                  {{"activity_type_id", "string", {"touchpoints", "tasks"}},
                   {"subject", "string", {"touchpoints"}},
-                  {"priority", "number", {"tasks"}},
+                  {"priority", "number", {"tasks"}, {"1", "2", "3"}},
                   {"contact", "boolean", {"users"}}},
                  {{"users", {"account_id"}}, {"touchpoints", {"account_id"}},
                   {"tasks", {"account_id"}}},
-                 {{"tasks", {"activity_type_id"}}})};
+                 {{"tasks", {"activity_type_id"}}}))};
 }
 
 // The registry's traits of `kind` with what it can carry replaced.
