@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "src/core/stop.h"
 #include "state/pg_session.h"
 
 namespace crmbridge {
@@ -33,7 +34,7 @@ class SharedBudget : public RateBudget {
     if (Shared()) {
       auto wait = budgets_->Take(key_, capacity_, window_ms_, /*try_only=*/false);
       if (wait.ok()) {
-        if (*wait > 0) clock_->SleepFor(std::chrono::milliseconds(*wait));
+        if (*wait > 0) SleepUnlessStopped(clock_, std::chrono::milliseconds(*wait));
         return;
       }
       FellBack(wait.status());

@@ -9,13 +9,17 @@
 
 #include "src/core/ids.h"
 #include "src/core/logging.h"
+#include "src/core/stop.h"
 
 namespace crmbridge::cli {
 
 std::atomic<bool> g_stop{false};
 
 namespace {
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
+extern "C" void OnStopSignal(int) {
+  g_stop.store(true);
+  RequestStop();  // and waits for a rate budget or a retry end now
+}
 }  // namespace
 
 void InstallStopHandlers() {

@@ -30,9 +30,10 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"sync", "max_verify_attempts", "max_verify_attempts", "number",
        "rewrites of a write acknowledged but not applied before it is dead-lettered (default 3)"},
       {"", "schedule", "schedule", "map",
-       "when a worker syncs this configuration as a tenant (below)"},
+       "when a worker syncs this configuration as a tenant, or `daemon` and `serve` run it (below)"},
       {"schedule", "every", "every", "duration",
-       "a tenant's time between run starts (default 5m, at least 10s)"},
+       "a tenant's time between run starts, and `daemon`'s and `serve`'s unless `--every` is "
+       "given (default 5m, at least 10s)"},
       {"system", "kind", "kind", "kind", "the connector: hubspot, dynamics365, totango or portal"},
       {"system", "base_url", "base_url", "url", "the API's address, http:// or https://"},
       {"system", "auth", "auth", "map",
@@ -119,6 +120,23 @@ std::vector<Reference> References(const std::string& raw) {
   return out;
 }
 
+// Whether `raw` is one ${env:NAME} reference and nothing else: a secret's whole value comes from the
+// environment (a literal beside a reference would still be a secret written in the file).
+bool IsWholeReference(const std::string& raw) {
+  const std::vector<Reference> refs = References(raw);
+  return refs.size() == 1 && refs[0].position == 0 && refs[0].length == raw.size();
+}
+
+// The first control character of `text` (a line break, a tab, NUL), or npos. A value with one
+// would split an HTTP header or a URL in two.
+size_t ControlCharAt(const std::string& text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) return i;
+  }
+  return std::string::npos;
+}
+
 class Loader {
  public:
   Loader(std::string file, const EnvLookup& env, bool unset_env_warns = false)
@@ -172,6 +190,12 @@ class Loader {
         diags_.Error(Pos(n), "environment variable " + name + " is not set",
                      "export " + name + "=...");
         ok = false;
+      } else if (ControlCharAt(*value) != std::string::npos) {
+        diags_.Error(Pos(n), "environment variable " + name + " holds a control character (a line "
+                                 "break, a tab or NUL)",
+                     "credentials, URLs and paths are one line of text: set " + name +
+                         " without it");
+        ok = false;
       } else {
         out += *value;
       }
@@ -180,7 +204,12 @@ class Loader {
     out += raw.substr(last);
     if (ok && raw.find("${") != std::string::npos && out.find("${") != std::string::npos &&
         out == raw) {
-      diags_.Error(Pos(n), "malformed reference '" + raw + "'", "write ${env:NAME}");
+      // Only the reference is shown: the rest of the value may be a credential.
+      const size_t from = raw.find("${");
+      const size_t close = raw.find('}', from);
+      const std::string bad =
+          raw.substr(from, close == std::string::npos ? 24 : std::min<size_t>(close + 1 - from, 48));
+      diags_.Error(Pos(n), "malformed reference '" + bad + "'", "write ${env:NAME}");
       return std::nullopt;
     }
     if (!ok) return std::nullopt;
@@ -242,7 +271,19 @@ class Loader {
       if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0)
         diags_.Error(Pos(n["base_url"]), "base_url must start with http:// or https://");
       while (!url->empty() && url->back() == '/') url->pop_back();
-      sys->base_url = *url;
+      const size_t scheme = url->find("://");
+      const std::string authority =
+          scheme == std::string::npos
+              ? ""
+              : url->substr(scheme + 3, url->find_first_of("/?#", scheme + 3) - scheme - 3);
+      if (authority.find('@') != std::string::npos) {
+        diags_.Error(Pos(n["base_url"]),
+                     "base_url holds credentials (user:password@); they would be sent and "
+                     "logged with every URL",
+                     "give the host alone, and the credentials under auth as ${env:NAME}");
+      } else {
+        sys->base_url = *url;
+      }
     }
     if (n["auth"]) {
       const YAML::Node auth = n["auth"];
@@ -259,10 +300,11 @@ class Loader {
             continue;
           }
           const std::string raw = kv.second.Scalar();
-          if (kSecretAuthKeys.count(key) && raw.find("${env:") == std::string::npos) {
+          if (kSecretAuthKeys.count(key) && !IsWholeReference(raw)) {
             diags_.Error(Pos(kv.second),
-                         "auth." + key + " is written in the file; secrets never live in it",
-                         "use ${env:NAME} and set NAME in the environment");
+                         "auth." + key + " is written in the file, in whole or in part; secrets "
+                         "never live in it",
+                         "auth." + key + ": \"${env:NAME}\", the whole value from the environment");
             continue;
           }
           if (auto v = Expand(raw, kv.second)) {
@@ -305,6 +347,12 @@ class Loader {
                                          sys.auth.count("client_secret") &&
                                          sys.auth.count("refresh_token")))
         need = {"token"};
+      // A private-app token and an OAuth app's refresh token: one would be used, the other not.
+      if (auto token = sys.key_pos.find("auth.token");
+          token != sys.key_pos.end() && sys.key_pos.count("auth.refresh_token"))
+        diags_.Error(token->second,
+                     "a hubspot system takes auth.token (a private app) or auth.client_id, "
+                     "auth.client_secret and auth.refresh_token (an OAuth app), not both");
     } else if (sys.kind == "dynamics365") {
       need = {"token_url", "client_id", "scope"};
       // A client secret, or a certificate: both of its files, and then no secret.
@@ -320,7 +368,8 @@ class Loader {
                        "(auth.certificate_file, auth.private_key_file), not both");
       }
     } else if (sys.kind == "totango") {
-      need = {"app_token"};
+      // `token` is the connector's other name for it.
+      if (!sys.auth.count("token")) need = {"app_token"};
     } else if (sys.kind == "portal") {
       need = {"token"};
     }
@@ -380,15 +429,39 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
     l.diags().Error(l.Pos(root), "missing 'state': the path of the state store",
                     "state: ./crmbridge-state.db");
   } else if (auto s = l.String(root["state"], "state")) {
-    if (IsDatabaseUrl(*s)) {
+    const bool keywords = s->find("password=") != std::string::npos ||
+                          s->rfind("host=", 0) == 0 || s->rfind("dbname=", 0) == 0;
+    if (!IsDatabaseUrl(*s) && (s->find("://") != std::string::npos || keywords)) {
+      // Not a file path: taken as one, it would be a file named after a connection string.
+      l.diags().Error(l.Pos(root["state"]),
+                      "state is a file path or a postgresql:// URL (the scheme in lower case), "
+                      "and this is neither",
+                      "state: ./crmbridge-state.db, or state: \"${env:CRMBRIDGE_STATE_URL}\"");
+    } else if (IsDatabaseUrl(*s)) {
       // A PostgreSQL URL: its password comes from the environment, like every secret.
       const std::string raw = root["state"].Scalar();
       const size_t at = s->find('@'), colon = s->find(':', s->find("://") + 3);
-      const bool has_password = at != std::string::npos && colon != std::string::npos && colon < at;
-      if (has_password && raw.find("${env:") == std::string::npos) {
+      const bool in_query = s->find("password=") != std::string::npos;
+      const bool has_password =
+          in_query || (at != std::string::npos && colon != std::string::npos && colon < at);
+      // The password's own text in the file: after "user:" and before "@", or after "password="
+      // up to the next "&"; one ${env:NAME}, or the whole URL one, keeps it out of the file.
+      std::string password_raw;
+      if (const size_t q = raw.find("password="); q != std::string::npos) {
+        password_raw = raw.substr(q + 9, raw.find('&', q) - q - 9);
+      } else if (const size_t r_at = raw.rfind('@'); r_at != std::string::npos) {
+        const size_t r_scheme = raw.find("://");
+        const size_t r_colon = raw.find(':', r_scheme == std::string::npos ? 0 : r_scheme + 3);
+        if (r_colon != std::string::npos && r_colon < r_at)
+          password_raw = raw.substr(r_colon + 1, r_at - r_colon - 1);
+      }
+      if (has_password && !IsWholeReference(raw) && !IsWholeReference(password_raw)) {
         l.diags().Error(l.Pos(root["state"]),
                         "the state URL holds a password written in the file; secrets never live in it",
                         "state: \"${env:CRMBRIDGE_STATE_URL}\", or PGPASSWORD / ~/.pgpass for libpq");
+      } else if (in_query) {
+        const size_t q = s->find("password=");
+        Redactor::Global().AddSecret(s->substr(q + 9, s->find('&', q) - q - 9));
       } else if (has_password) {
         const std::string user_info = s->substr(s->find("://") + 3, at - s->find("://") - 3);
         Redactor::Global().AddSecret(user_info.substr(user_info.find(':') + 1));

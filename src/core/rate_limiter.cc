@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "src/core/retrying_transport.h"
+#include "src/core/stop.h"
 
 namespace crmbridge {
 
@@ -50,7 +51,7 @@ void TokenBucket::Acquire() {
     // waking for the same token.
     TakeLocked(slot);
   }
-  if (slot > now) clock_->SleepFor(slot - now);
+  if (slot > now) SleepUnlessStopped(clock_, slot - now);
 }
 
 bool TokenBucket::TryAcquire() {
@@ -100,7 +101,16 @@ RateBudget* RateLimitedTransport::BucketFor(const Request& request) const {
 
 Result<Response> RateLimitedTransport::Send(const Request& request) {
   RateBudget* bucket = BucketFor(request);
-  if (bucket != nullptr) bucket->Acquire();
+  if (bucket != nullptr) {
+    // Stopping (SIGTERM, SIGINT): a request that would wait for the budget is not sent, so a
+    // budget of a few requests an hour cannot hold the process; what it carried stays queued.
+    const bool sent_now = StopRequested() ? bucket->TryAcquire() : (bucket->Acquire(), !StopRequested());
+    if (!sent_now)
+      return Status(StatusCode::kUnavailable,
+                    "not sent: crmbridge is stopping (SIGTERM or SIGINT), and the rate budget had "
+                    "no room for the request")
+          .set_system(request.system);
+  }
   Result<Response> result = TransportWrapper::Send(request);
   if (bucket != nullptr && result.ok() && result->status == 429) {
     Clock::TimePoint now = clock_->Now();

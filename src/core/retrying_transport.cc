@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "src/core/stop.h"
+
 namespace crmbridge {
 namespace {
 
@@ -97,7 +99,8 @@ Result<Response> RetryingTransport::Send(const Request& request) {
     spdlog::log(level, "{}{} {} attempt {}/{} got {}; retrying in {} ms",
                 request.system.empty() ? "" : request.system + ": ", request.method,
                 UrlPath(request.url), attempt, attempts, outcome, delay.count());
-    clock_->SleepFor(delay);
+    // Stopping: the last outcome stands, and what it carried stays queued for the next run.
+    if (!SleepUnlessStopped(clock_, delay)) return result;
   }
 }
 

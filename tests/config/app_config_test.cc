@@ -225,6 +225,57 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
   }
 }
 
+// A secret never reaches the file, a message or a request by another way in.
+TEST_F(AppConfigTest, SecretsComeWholeFromTheEnvironmentAndAreNeverShown) {
+  const std::string head = "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n";
+  env_["SPLIT_TOKEN"] = "pat-canary-1234\r\nX-Injected: 1";
+  env_["EMPTY"] = "";
+  const BrokenCase cases[] = {
+      // A literal beside a reference is a secret written in the file all the same.
+      {"literal beside a reference",
+       "    base_url: http://h\n    auth: {token: \"pat-canary-0000${env:EMPTY}\"}\n",
+       ":6:19: error: auth.token is written in the file, in whole or in part"},
+      // A line break in a header value would start a header of its own.
+      {"a control character in a variable",
+       "    base_url: http://h\n    auth: {token: \"${env:SPLIT_TOKEN}\"}\n",
+       ":6:19: error: environment variable SPLIT_TOKEN holds a control character"},
+      {"credentials in base_url",
+       "    base_url: \"http://admin:canary-url-pass@h\"\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
+       ":5:15: error: base_url holds credentials (user:password@)"},
+      // Only the broken reference is quoted back, not what surrounds it.
+      {"a malformed reference",
+       "    base_url: http://h\n    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n"
+       "    options: {x: \"canary-opt-7777 ${env:}\"}\n",
+       ":7:18: error: malformed reference '${env:}'"},
+      {"a private app's token and an OAuth app's",
+       "    base_url: http://h\n    auth: {token: \"${env:HUBSPOT_TOKEN}\", client_id: a, "
+       "client_secret: \"${env:D365_SECRET}\", refresh_token: \"${env:D365_HOOK}\"}\n",
+       ":6:12: error: a hubspot system takes auth.token (a private app) or auth.client_id"},
+      {"a second document",
+       "    base_url: http://h\n    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n---\n"
+       "sync: {lease_ttl: bogus}\n",
+       ":7:1: error: a second YAML document: crmbridge reads one document per file"},
+  };
+  for (const BrokenCase& c : cases) {
+    auto r = Load(head + c.text);
+    ASSERT_FALSE(r.ok()) << c.name;
+    const std::string& m = r.status().message();
+    EXPECT_NE(m.find(c.expected), std::string::npos) << c.name << ": got\n" << m;
+    for (const char* canary : {"canary-url-pass", "canary-opt-7777", "pat-canary"})
+      EXPECT_EQ(m.find(canary), std::string::npos) << c.name << " shows " << canary << ":\n" << m;
+  }
+}
+
+TEST_F(AppConfigTest, TotangoTakesItsTokenUnderEitherName) {
+  env_["TOTANGO_TOKEN"] = "totango-canary-3141";
+  auto c = Load("state: x.db\nsystems:\n  cs:\n    kind: totango\n    base_url: http://h\n"
+                "    auth: {token: \"${env:TOTANGO_TOKEN}\"}\n"
+                "    options: {service_id: SP-0000-11}\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->systems.at("cs").auth.at("token"), "totango-canary-3141");
+}
+
 TEST_F(AppConfigTest, EveryErrorIsReportedAtOnce) {
   auto r = Load(
       "state: x.db\nsystems:\n  hs:\n    kind: hubspott\n    base_url: ftp://h\n"
@@ -342,6 +393,26 @@ TEST_F(StateUrlTest, APostgresUrlIsTakenAsItIsWithItsPasswordFromTheEnvironment)
   auto no_password = Load("state: postgres://sync@db.internal/crm?sslmode=require");
   ASSERT_TRUE(no_password.ok()) << no_password.status().ToString();
   EXPECT_EQ(no_password->state_path, "postgres://sync@db.internal/crm?sslmode=require");
+}
+
+TEST_F(StateUrlTest, AStateThatIsNeitherAPathNorAPostgresUrlIsRefused) {
+  // Taken as file paths, these would be SQLite files named after a connection string.
+  for (const char* state : {"state: \"POSTGRESQL://sync@db.internal/crm\"",
+                            "state: \"host=db.internal dbname=crm\"",
+                            "state: \"mysql://db.internal/crm\""}) {
+    auto c = Load(state);
+    ASSERT_FALSE(c.ok()) << state;
+    EXPECT_NE(c.status().message().find(":1:8: error: state is a file path or a postgresql:// URL"),
+              std::string::npos)
+        << c.status().message();
+  }
+  auto query = Load("state: \"postgresql://sync@db.internal/crm?password=written-here\"");
+  ASSERT_FALSE(query.ok());
+  EXPECT_NE(query.status().message().find(":1:8: error: the state URL holds a password written in "
+                                          "the file"),
+            std::string::npos)
+      << query.status().message();
+  EXPECT_EQ(query.status().message().find("written-here"), std::string::npos);
 }
 
 TEST_F(StateUrlTest, APasswordWrittenInTheFileIsRefused) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/core/fake_transport.h"
+#include "src/core/stop.h"
 #include "tests/core/test_clock.h"
 
 namespace crmbridge {
@@ -270,6 +271,40 @@ TEST(RateLimitedTransportTest, A429PausesOnlyTheBucketItDrewFrom) {
   EXPECT_EQ(clock.slept_ms(), 0) << "the general budget is not paused by a search 429";
   EXPECT_EQ(t.Send(To("/crm/v3/objects/tickets/search"))->status, 200);
   EXPECT_EQ(clock.slept_ms(), 1000);
+}
+
+TEST(RateLimitedTransportTest, StoppingARequestThatWouldWaitForTheBudgetIsNotSent) {
+  // SIGTERM while a budget of one request an hour is spent: the process is not held for the
+  // hour, and the request is not sent over the budget either.
+  FakeClock clock;
+  auto bucket = std::make_shared<TokenBucket>(1, std::chrono::hours(1), &clock);
+  auto fake = std::make_unique<FakeTransport>();
+  fake->Respond(200).Respond(200);
+  FakeTransport* script = fake.get();
+  RateLimitedTransport t(std::move(fake), bucket, {}, &clock);
+  ASSERT_EQ(t.Send(To("/x"))->status, 200);
+  RequestStop();
+  auto stopped = t.Send(To("/x"));
+  ClearStopRequest();
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(stopped.status().message().find("not sent: crmbridge is stopping"), std::string::npos);
+  EXPECT_EQ(clock.slept_ms(), 0);
+  EXPECT_EQ(script->requests().size(), 1u);
+}
+
+TEST(RateLimitedTransportTest, StoppingARequestTheBudgetHasRoomForIsSent) {
+  // What is in flight finishes: only a wait is cut short.
+  FakeClock clock;
+  auto bucket = std::make_shared<TokenBucket>(10, std::chrono::hours(1), &clock);
+  auto fake = std::make_unique<FakeTransport>();
+  fake->Respond(200);
+  RateLimitedTransport t(std::move(fake), bucket, {}, &clock);
+  RequestStop();
+  auto sent = t.Send(To("/x"));
+  ClearStopRequest();
+  ASSERT_TRUE(sent.ok()) << sent.status().ToString();
+  EXPECT_EQ(sent->status, 200);
 }
 
 TEST(RateLimitedTransportTest, NullBucketMeansUnlimited) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "src/core/fake_transport.h"
+#include "src/core/stop.h"
 #include "tests/core/test_clock.h"
 
 namespace crmbridge {
@@ -70,6 +71,17 @@ TEST_F(RetryingTransportTest, HonoursRetryAfterSecondsExactly) {
   EXPECT_EQ(fake_->request_count(), 2u);
   // max(jitter <= 500 ms, 7000 ms) is exactly the server's delay.
   EXPECT_EQ(clock_.sleeps(), std::vector<int64_t>{7000});
+}
+
+TEST_F(RetryingTransportTest, StoppingTheLastOutcomeStandsWithoutARetry) {
+  auto t = Make();
+  fake_->Respond(429, "", {{"Retry-After", "7"}}).Respond(200, "ok");
+  RequestStop();
+  Result<Response> r = t->Send(Post(/*idempotent=*/false));
+  ClearStopRequest();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(fake_->request_count(), 1u);
 }
 
 TEST_F(RetryingTransportTest, HonoursRetryAfterHttpDateAgainstInjectedClock) {
