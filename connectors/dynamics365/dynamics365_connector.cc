@@ -364,7 +364,10 @@ Status Dynamics365Connector::RefreshToken() {
         lifetime = std::stoll(text);
     }
   }
+  // An access token is a credential too: an error body that echoes it is logged without it.
+  Redactor::Global().ForgetSecret(token_);
   token_ = j["access_token"].get<std::string>();
+  Redactor::Global().AddSecret(token_);
   // Renew 300 s early; a token that lives shorter than twice that is renewed at half its life.
   token_expires_ms_ =
       TokenRenewalMs(clock_->NowMillis(), lifetime, dynamics365::kTokenRefreshMarginSeconds);

@@ -230,6 +230,7 @@ Status HubSpotConnector::RefreshOAuthToken() {
     return Status(StatusCode::kUnauthenticated,
                   "hubspot: the OAuth token endpoint answered without an access_token")
         .set_system(name_);
+  Redactor::Global().ForgetSecret(oauth_token_);  // the one it replaces
   oauth_token_ = j["access_token"].get<std::string>();
   Redactor::Global().AddSecret(oauth_token_);  // never in a log line
   // The refresh token the answer carries is the one to use next (HubSpot may issue a new one).
@@ -1062,10 +1063,14 @@ void HubSpotConnector::WriteChunk(const std::string& type, const ObjectSetup& se
                 .set_system(name_);
         continue;
       }
+      // HubSpot answered, but not for this input: whether it was applied is unknown, and another
+      // attempt (an upsert by its key, an update of its id) settles it; dead-lettered at once,
+      // a write that may never have been applied would wait for a person.
       sent_out[i]->status =
-          Status(StatusCode::kInvalidArgument,
+          Status(StatusCode::kUnavailable,
                  "hubspot: " + verb + " of " + k + " has no result" +
                      (batch_errors.empty() ? "" : "; the batch reported: " + batch_errors))
+              .set_http_status(r->status)
               .set_system(name_);
       continue;
     }

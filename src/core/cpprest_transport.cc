@@ -182,6 +182,23 @@ class CpprestTransport : public Transport {
       http::http_response response = response_task.get();
       out.status = response.status_code();
       for (const auto& [name, value] : response.headers()) out.headers.emplace_back(name, value);
+      if (out.status >= 300 && out.status < 400) {
+        // Not followed (set_max_redirects(0)), and no answer to read: a moved API, or a base_url
+        // of http:// where https:// is served. Where it points is named by its origin alone.
+        cts.cancel();
+        const std::string location = out.Header("Location").value_or("");
+        const size_t scheme = location.find("://");
+        const std::string where =
+            scheme == std::string::npos
+                ? "another path of the same host"
+                : location.substr(0, location.find_first_of("/?#", scheme + 3));
+        return Status(StatusCode::kFailedPrecondition,
+                      request.method + " " + RedactUrlForLog(request.url) + ": HTTP " +
+                          std::to_string(out.status) + ", a redirect to " + where +
+                          ", which crmbridge does not follow (the request's credentials would go "
+                          "with it): check base_url")
+            .set_http_status(out.status);
+      }
 
       // Refused before it is read when it says its size, else once read.
       const auto too_large = [&](unsigned long long size) {
@@ -249,6 +266,9 @@ class CpprestTransport : public Transport {
     // Per leg (connect, send, each read); the whole-exchange deadline is enforced in Send().
     config.set_timeout(timeout);
     config.set_validate_certificates(options_.validate_certificates);
+    // A redirect is answered as it is, never followed: followed, it would carry the request's
+    // Authorization header to wherever the Location names (another host included).
+    config.set_max_redirects(0);
     if (small_reads) config.set_chunksize(kPartialReadBytes);
     if (!options_.proxy.empty()) config.set_proxy(web::web_proxy(web::uri(options_.proxy)));
     auto client = std::make_shared<http::client::http_client>(base, config);

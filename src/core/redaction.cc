@@ -243,6 +243,14 @@ void Redactor::AddSecret(std::string value) {
                    [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
 }
 
+void Redactor::ForgetSecret(const std::string& value) {
+  if (value.size() < kMinSecretLength) return;
+  const std::string forms[] = {value, PercentEncode(value), JsonEscape(value)};
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  for (const std::string& form : forms)
+    secrets_.erase(std::remove(secrets_.begin(), secrets_.end(), form), secrets_.end());
+}
+
 size_t Redactor::secret_count() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   return secrets_.size();

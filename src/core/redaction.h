@@ -44,6 +44,9 @@ class Redactor {
   // Registers `value` (and its percent-encoded and JSON-escaped forms) as a secret. Values shorter
   // than kMinSecretLength are ignored. Registering a value twice is harmless.
   void AddSecret(std::string value);
+  // Stops hiding `value` (all its forms): a renewed access token replaces the one before, so a
+  // process that runs for months does not hide an ever longer list.
+  void ForgetSecret(const std::string& value);
 
   // Returns `text` with every registered secret and every credential pattern replaced by kMask.
   std::string Redact(std::string_view text) const;

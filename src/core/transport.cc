@@ -114,7 +114,12 @@ std::optional<int64_t> ParseHttpDateSeconds(std::string_view s) {
 
 // Cuts `body` to at most kMaxBodyExcerpt bytes on a UTF-8 boundary, with runs of whitespace
 // (newlines of pretty-printed error bodies) folded to one space so the message stays on one line.
-std::string BodyExcerpt(std::string_view body) {
+std::string BodyExcerpt(std::string_view raw) {
+  // Secrets are masked in the whole body first: cut first, a secret cut in two would show the
+  // part before the cut (its registered whole no longer matches), and a credential pattern cut
+  // mid-way would leave its tail to the next line.
+  const std::string redacted = Redactor::Global().Redact(raw);
+  const std::string_view body = redacted;
   std::string out;
   out.reserve(std::min(body.size(), kMaxBodyExcerpt) + 3);
   bool pending_space = false;

@@ -90,6 +90,11 @@ class LocalServer {
     });
     server_.Get("/echo", echo);
     server_.Post("/echo", echo);
+    // Another host would get the Authorization header if the redirect were followed.
+    server_.Get("/moved", [](const httplib::Request&, httplib::Response& res) {
+      res.status = 302;
+      res.set_header("Location", "http://127.0.0.1:9/catch?token=x");
+    });
     server_.Patch("/echo", echo);
     server_.Get(R"(/status/(\d+))", [](const httplib::Request& req, httplib::Response& res) {
       res.status = std::stoi(req.matches[1]);
@@ -209,6 +214,20 @@ TEST_F(CpprestTransportTest, PatchWithFormBody) {
   EXPECT_EQ(server_.seen().method, "PATCH");
   EXPECT_EQ(server_.seen().body, "a=1&b=%C3%A4");
   EXPECT_EQ(server_.seen().content_type, "application/x-www-form-urlencoded");
+}
+
+TEST_F(CpprestTransportTest, ARedirectIsNotFollowedAndSaysWhereItPointed) {
+  Request req = Make("GET", "/moved");
+  req.headers.emplace_back("Authorization", "Bearer canary-redirect-1");
+  Result<Response> r = transport_->Send(req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(r.status().http_status(), 302);
+  EXPECT_NE(r.status().message().find("HTTP 302, a redirect to http://127.0.0.1:9, which crmbridge "
+                                      "does not follow"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_EQ(r.status().message().find("token=x"), std::string::npos);
 }
 
 TEST_F(CpprestTransportTest, ErrorStatusIsAResponseNotAFailure) {

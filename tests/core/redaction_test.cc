@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "src/core/transport.h"
+
 namespace crmbridge {
 namespace {
 
@@ -113,6 +115,35 @@ TEST(RedactorTest, ConcurrentAddAndRedact) {
     });
   }
   for (auto& th : threads) th.join();
+}
+
+}  // namespace
+}  // namespace crmbridge
+
+namespace crmbridge {
+namespace {
+
+TEST(RedactorTest, AnErrorExcerptCutInsideASecretShowsNoPartOfIt) {
+  // The excerpt is 300 bytes: cut after the fact, the first 4 of the secret's 24 would show.
+  const std::string secret = "pat-na1-canary-excerpt-9";
+  Redactor::Global().AddSecret(secret);
+  Response r;
+  r.status = 400;
+  r.body = std::string(296, 'x') + secret + " and more";
+  const std::string message = StatusFromResponse(r, "hubspot", "searching").message();
+  EXPECT_EQ(message.find("pat-"), std::string::npos) << message;
+  EXPECT_NE(message.find("***"), std::string::npos) << message;
+}
+
+TEST(RedactorTest, AForgottenSecretIsShownAgainAndItsSuccessorHidden) {
+  const std::string old_token = "access-token-canary-old-1";
+  const std::string new_token = "access-token-canary-new-2";
+  Redactor::Global().AddSecret(old_token);
+  const size_t before = Redactor::Global().secret_count();
+  Redactor::Global().ForgetSecret(old_token);
+  Redactor::Global().AddSecret(new_token);
+  EXPECT_EQ(Redactor::Global().secret_count(), before) << "a renewed token does not add up";
+  EXPECT_EQ(Redactor::Global().Redact("t=" + new_token), "t=***");
 }
 
 }  // namespace
