@@ -39,6 +39,12 @@ std::string ShownId(const std::string& id) {
   return std::string(Utf8Prefix(id, 64)) + "... (" + std::to_string(id.size()) + " bytes)";
 }
 
+Status CheckWrittenId(const std::string& id) {
+  NativeRecord record;
+  record.id = id;
+  return CheckNativeRecord(record);
+}
+
 Status CheckNativeRecord(const NativeRecord& record) {
   if (!record.invalid.empty()) return Status(StatusCode::kInvalidArgument, record.invalid);
   const std::string& id = record.id;

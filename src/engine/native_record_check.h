@@ -19,6 +19,10 @@ inline constexpr size_t kMaxNativeIdBytes = 512;
 // byte").
 Status CheckNativeRecord(const NativeRecord& record);
 
+// OK, or kInvalidArgument saying what is wrong with an id a system gave a write in its answer:
+// the same as a read's ("its id is 10240 bytes long (at most 512)").
+Status CheckWrittenId(const std::string& id);
+
 // The record's id as a message shows it: at most 64 bytes of it, and its length when longer.
 std::string ShownId(const std::string& id);
 

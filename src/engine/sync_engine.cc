@@ -16,6 +16,7 @@
 #include "src/core/utf8.h"
 #include "src/engine/chunk_writes.h"
 #include "src/engine/merge.h"
+#include "src/engine/native_record_check.h"
 #include "src/engine/identity.h"
 #include "src/engine/portal_access.h"
 #include "src/engine/read_processor.h"
@@ -389,6 +390,17 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
   const bool scan_from_start = cursor.empty();
   // The cursors this read has started pages from: a next page that is one of them is a loop.
   std::unordered_set<std::string> pages_read;
+  // Each page's records, as one hash of their ids: a next-page link that changes each time (a
+  // counter in a skip token) while the pages repeat the same records is a loop too.
+  std::unordered_set<uint64_t> page_records_read;
+  auto records_hash = [](const std::vector<NativeRecord>& records) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the ids, each ended by a 0 byte
+    for (const NativeRecord& r : records) {
+      for (char c : r.id) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+      h = (h ^ 0u) * 1099511628211ull;
+    }
+    return h;
+  };
   int page_number = 0;
   while (!Stopping()) {
     PageTime page_time;
@@ -406,6 +418,13 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
         return Status(StatusCode::kUnavailable,
                       "the answer's next-page link points back at a page this read has already "
                       "read: a paging loop");
+      }
+      if (read.ok() && read->has_more && !read->records.empty() &&
+          !page_records_read.insert(records_hash(read->records)).second) {
+        return Status(StatusCode::kUnavailable,
+                      "the page holds the same " + std::to_string(read->records.size()) +
+                          " records as an earlier page of this read, and links to yet another "
+                          "page: a paging loop");
       }
       return read;
     }();
@@ -816,6 +835,34 @@ Result<std::vector<WriteOutcome>> SyncEngine::Run::Deliver(Connector* connector,
   for (size_t k = 0; k < writes->sent_index.size(); ++k)
     outcomes[writes->sent_index[k]] =
         written.ok() ? std::move((*written)[k]) : WriteOutcome{written.status(), "", false};
+  // An id the answer gives a written record is checked as a read's would be, and one id given to
+  // two created records is no answer either: stored, it would link a record to what is not its
+  // copy (or fail the whole batch on the links' unique key). Whether such a write was applied is
+  // unknown; a later attempt (an upsert by key, a create looked up first) settles it.
+  std::unordered_map<std::string, size_t> given;  // id -> the first upsert it was given to
+  auto not_understood = [&](size_t i, const std::string& why) {
+    outcomes[i].status = Status(StatusCode::kUnavailable, m.system + ": the answer for " +
+                                                              m.entity + " " +
+                                                              items[i].canonical_id + " " + why)
+                             .set_http_status(200)
+                             .set_system(m.system);
+  };
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    if (!outcomes[i].status.ok() || outcomes[i].native_id.empty()) continue;
+    if (Status bad = CheckWrittenId(outcomes[i].native_id); !bad.ok()) {
+      not_understood(i, "is no id crmbridge can keep: " + bad.message());
+      continue;
+    }
+    if (items[i].op != OutboxOp::kUpsert) continue;  // merges name one survivor many times
+    auto [first, fresh] = given.emplace(outcomes[i].native_id, i);
+    if (fresh) continue;
+    const std::string id = ShownId(outcomes[i].native_id);
+    not_understood(i, "gives it the id " + id + ", given to " + items[first->second].canonical_id +
+                          " too");
+    if (outcomes[first->second].status.ok())
+      not_understood(first->second, "gives it the id " + id + ", given to " +
+                                        items[i].canonical_id + " too");
+  }
   return outcomes;
 }
 

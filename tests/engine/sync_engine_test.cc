@@ -124,6 +124,93 @@ TEST_F(SyncEngineTest, FirstRunCreatesEveryRecordMappedFieldByField) {
   EXPECT_EQ(beta_conn_->write_calls, 3);
 }
 
+// A next-page link that changes every time (a counter in a skip token) over pages that repeat the
+// same records: without a check, the read would never end.
+class RepeatingPagesConnector : public FakeConnector {
+ public:
+  using FakeConnector::FakeConnector;
+  Result<Page> ReadChanges(const ObjectRef& ref, const Cursor&, const ReadContext& ctx) override {
+    auto page = FakeConnector::ReadChanges(ref, "", ctx);
+    if (!page.ok()) return page;
+    ++pages;
+    page->has_more = true;
+    page->next = "skip=" + std::to_string(pages);
+    return page;
+  }
+  int pages = 0;
+};
+
+TEST_F(SyncEngineTest, PagesThatRepeatTheSameRecordsUnderNewLinksAreALoop) {
+  SeedAlpha(2);  // one page of two
+  std::map<std::string, std::unique_ptr<Connector>> connectors;
+  auto looping = std::make_unique<RepeatingPagesConnector>("alpha", &alpha_);
+  RepeatingPagesConnector* alpha = looping.get();
+  connectors["alpha"] = std::move(looping);
+  connectors["beta"] = std::make_unique<FakeConnector>("beta", &beta_);
+  SyncEngine engine(&config_, plan_, store_.get(), std::move(connectors), &clock_);
+  RunOptions opt;
+  opt.holder = "test";
+  auto s = engine.RunOnce(opt);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(alpha->pages, 2) << "the second page, the first one again, ends the read";
+  ASSERT_TRUE(s->unreachable.count("alpha"));
+  EXPECT_NE(s->unreachable.at("alpha").find("the page holds the same 2 records as an earlier page "
+                                            "of this read"),
+            std::string::npos)
+      << s->unreachable.at("alpha");
+  EXPECT_EQ(beta_.rows().size(), 2u) << "the first page was read and carried over";
+}
+
+// A write answer that gives the records ids crmbridge cannot keep, or one id for two records.
+class BadIdsConnector : public FakeConnector {
+ public:
+  using FakeConnector::FakeConnector;
+  Result<std::vector<WriteOutcome>> Write(const ObjectRef& ref,
+                                          const std::vector<WriteOp>& ops) override {
+    auto out = FakeConnector::Write(ref, ops);
+    if (!out.ok() || out->size() < 2 || answers_left == 0) return out;
+    --answers_left;
+    if (same_id) {
+      (*out)[1].native_id = (*out)[0].native_id;
+    } else {
+      (*out)[0].native_id = std::string(10240, '7');
+    }
+    return out;
+  }
+  bool same_id = false;
+  int answers_left = 1;
+};
+
+class WriteAnswerIdsTest : public SyncEngineTest {
+ protected:
+  // The first answer for beta spoilt as `same_id` says; then the writes must settle, retried.
+  void ExpectRetriedNotStored(bool same_id) {
+    SeedAlpha(2);
+    std::map<std::string, std::unique_ptr<Connector>> connectors;
+    connectors["alpha"] = std::make_unique<FakeConnector>("alpha", &alpha_);
+    auto bad = std::make_unique<BadIdsConnector>("beta", &beta_);
+    bad->same_id = same_id;
+    connectors["beta"] = std::move(bad);
+    SyncEngine engine(&config_, plan_, store_.get(), std::move(connectors), &clock_);
+    RunOptions opt;
+    opt.holder = "test";
+    auto first = engine.RunOnce(opt);
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    EXPECT_EQ(first->counts["beta"]["onboarding"].dead_lettered, 0);
+    EXPECT_EQ(first->counts["beta"]["onboarding"].retrying, same_id ? 2 : 1);
+    // A later attempt settles it: one copy each, no dead letter, and then nothing to do.
+    clock_.Advance(std::chrono::hours(2));
+    RunSummary second = Sync();
+    EXPECT_EQ(second.TotalDeadLettered(), 0);
+    EXPECT_EQ(beta_.rows().size(), 2u);
+    EXPECT_EQ(Sync().TotalWrites(), 0);
+  }
+};
+
+TEST_F(WriteAnswerIdsTest, AnIdTooLongToKeepIsRetriedNotStored) { ExpectRetriedNotStored(false); }
+
+TEST_F(WriteAnswerIdsTest, OneIdForTwoRecordsIsRetriedNotStored) { ExpectRetriedNotStored(true); }
+
 TEST_F(SyncEngineTest, SecondRunWritesNothingAnywhere) {
   SeedAlpha(5);
   Sync();
