@@ -78,6 +78,7 @@ RetryingTransport::Decision RetryingTransport::Classify(const Request& request,
 
 Result<Response> RetryingTransport::Send(const Request& request) {
   const int attempts = std::max(policy_.max_attempts, 1);
+  std::chrono::milliseconds waited{0};
   for (int attempt = 1;; ++attempt) {
     Result<Response> result = TransportWrapper::Send(request);
     if (attempt >= attempts) return result;
@@ -91,6 +92,14 @@ Result<Response> RetryingTransport::Send(const Request& request) {
     }
     std::chrono::milliseconds delay = Jitter(attempt - 1);
     if (decision.server_delay) delay = std::max(delay, *decision.server_delay);
+    if (policy_.max_total_wait.count() > 0 && waited + delay > policy_.max_total_wait) {
+      spdlog::warn("{} {}: another {} ms of waiting would pass the {} ms one request may wait "
+                   "(half the run's lease); not retrying now",
+                   request.method, UrlPath(request.url), delay.count(),
+                   policy_.max_total_wait.count());
+      return result;
+    }
+    waited += delay;
 
     std::string outcome = result.ok() ? "HTTP " + std::to_string(result->status)
                                       : std::string(StatusCodeName(result.status().code()));

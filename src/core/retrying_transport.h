@@ -45,6 +45,10 @@ struct RetryPolicy {
   std::chrono::milliseconds max_backoff{60000};
   // A server-requested delay longer than this is not waited out here (see above).
   std::chrono::milliseconds max_retry_after{5 * 60 * 1000};
+  // The waits of one request's retries together, at most (0: no bound): a run holds its lease
+  // for a time, renewed between calls, and a call that waited past it would write after another
+  // run took the lease over. The last outcome stands instead; a later attempt settles it.
+  std::chrono::milliseconds max_total_wait{0};
   // The system's own reading of its error responses (its connector kind's); empty where the HTTP
   // status says it all.
   HttpClassifier classify;

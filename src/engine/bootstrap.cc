@@ -24,7 +24,8 @@ std::shared_ptr<RateBudget> BudgetFor(const SystemConfig& system, const std::str
 
 std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock,
                                                 ExchangeObserver observer,
-                                                const RateBudgetFactory& budgets) {
+                                                const RateBudgetFactory& budgets,
+                                                std::chrono::milliseconds max_total_wait) {
   CpprestOptions http;
   std::unique_ptr<Transport> t = NewCpprestTransport(http);
   if (observer) t = std::make_unique<ObservedTransport>(std::move(t), std::move(observer));
@@ -44,6 +45,7 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
   RetryPolicy policy;
   policy.max_attempts = system.max_attempts;
   policy.classify = HttpClassifierOfKind(system.kind);
+  policy.max_total_wait = max_total_wait;
   t = std::make_unique<RetryingTransport>(std::move(t), policy, clock);
   return std::shared_ptr<Transport>(std::move(t));
 }
@@ -96,8 +98,11 @@ Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(
                         " does not declare");
     }
     CRMB_RETURN_IF_ERROR(ValidateSystemConfig(it->second));
+    // Half the lease: the lease is renewed between calls, so no call outlasts it.
     auto connector = NewConnector(
-        it->second, BuildSystemTransport(it->second, clock, observer, budgets), clock);
+        it->second,
+        BuildSystemTransport(it->second, clock, observer, budgets, config.sync.lease_ttl / 2),
+        clock);
     if (!connector.ok()) return connector.status();
     out.emplace(name, std::move(*connector));
   }

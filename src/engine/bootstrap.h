@@ -7,6 +7,7 @@
 // the mapping files; connections are made on first use.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,11 +32,13 @@ using RateBudgetFactory = std::function<std::shared_ptr<RateBudget>(
     const SystemConfig& system, const std::string& name, const RateLimitConfig& limit)>;
 
 // The HTTP stack for one system: real network, redacting debug log, the system's client-side
-// rate limits, and retries with backoff that honour Retry-After. `observer`, when given, sees
-// every attempt (metrics).
+// rate limits, and retries with backoff that honour Retry-After, waiting at most
+// `max_total_wait` per request (0: no bound; RetryPolicy::max_total_wait). `observer`, when
+// given, sees every attempt (metrics).
 std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Clock* clock,
                                                 ExchangeObserver observer = nullptr,
-                                                const RateBudgetFactory& budgets = nullptr);
+                                                const RateBudgetFactory& budgets = nullptr,
+                                                std::chrono::milliseconds max_total_wait = {});
 
 // The systems the mapping loader checks a mapping against: `kinds` (system name -> kind), and what
 // every kind in the connector registry can do.

@@ -6,6 +6,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -196,6 +197,9 @@ class SyncEngine::Run {
                                             ChunkWrites* writes);
   // Each item's outcome, decided (DecideWrite) and committed in one batch: links and snapshots
   // of delivered writes, retries, waits, dead letters; the system stops on an outage.
+  // Keeps one copy of each id of a page's records (the one changed last), warning of the rest.
+  void DropRepeatedIds(const SystemEntityMapping& m, int page_number,
+                       std::vector<NativeRecord>* records);
   Status ApplyOutcomes(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
                        const ChunkWrites& writes, const std::vector<WriteOutcome>& outcomes);
   // An update the system answered 404: the record is gone from it, deleted or merged there by a
@@ -444,6 +448,7 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
       MarkUnreachable(m.system, s);
       return Status::Ok();
     }
+    DropRepeatedIds(m, page_number, &page->records);
     // The finished backfill's checkpoint is cleared: the next backfill starts over.
     auto held = CommitPage(m, page->records, page_time,
                            std::make_pair(cursor_key, backfill && !page->has_more ? "" : page->next));
@@ -465,6 +470,35 @@ Status SyncEngine::Run::ReadSystem(const SystemEntityMapping& m) {
     }
   }
   return Status::Ok();
+}
+
+void SyncEngine::Run::DropRepeatedIds(const SystemEntityMapping& m, int page_number,
+                                       std::vector<NativeRecord>* records) {
+  // One id twice in one page (a broken answer, or paging that met a change): processed in turn,
+  // the second copy would overwrite the first silently. The copy changed last is the record
+  // (the later one in the page on a tie); the other is passed over, and said so.
+  std::unordered_map<std::string_view, size_t> kept;  // id -> the index of its copy kept
+  std::vector<char> drop(records->size(), 0);
+  bool any = false;
+  for (size_t i = 0; i < records->size(); ++i) {
+    auto [it, fresh] = kept.emplace((*records)[i].id, i);
+    if (fresh) continue;
+    any = true;
+    const size_t before = it->second;
+    const bool later = (*records)[i].modified_ms >= (*records)[before].modified_ms;
+    drop[later ? before : i] = 1;
+    if (later) it->second = i;
+    if (tally_.ShowRecordWarning(m.system, m.object + " given twice in one page"))
+      spdlog::warn("{}: {} {} came twice in page {} of this read; the copy changed last is read, "
+                   "the other passed over",
+                   m.system, m.object, ShownId((*records)[i].id), page_number);
+  }
+  if (!any) return;
+  std::vector<NativeRecord> out;
+  out.reserve(records->size());
+  for (size_t i = 0; i < records->size(); ++i)
+    if (!drop[i]) out.push_back(std::move((*records)[i]));
+  *records = std::move(out);
 }
 
 Result<bool> SyncEngine::Run::CommitPage(

@@ -84,6 +84,21 @@ TEST_F(RetryingTransportTest, StoppingTheLastOutcomeStandsWithoutARetry) {
   EXPECT_EQ(fake_->request_count(), 1u);
 }
 
+TEST_F(RetryingTransportTest, TheWaitsOfOneRequestStayWithinItsBound) {
+  // Five 429s asking 299 s each would hold one call for 25 minutes, past a run's lease; bounded
+  // at 10 minutes, the third wait is not taken and the last 429 stands.
+  RetryPolicy policy;
+  policy.max_total_wait = std::chrono::minutes(10);
+  auto t = Make(policy);
+  for (int i = 0; i < 5; ++i) fake_->Respond(429, "", {{"Retry-After", "299"}});
+  fake_->Respond(200, "ok");
+  Result<Response> r = t->Send(Post(/*idempotent=*/true));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(fake_->request_count(), 3u);
+  EXPECT_EQ(clock_.sleeps(), (std::vector<int64_t>{299000, 299000}));
+}
+
 TEST_F(RetryingTransportTest, HonoursRetryAfterHttpDateAgainstInjectedClock) {
   auto t = Make();
   // The FakeClock starts at 2026-01-01T00:00:00Z.

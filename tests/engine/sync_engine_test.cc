@@ -211,6 +211,41 @@ TEST_F(WriteAnswerIdsTest, AnIdTooLongToKeepIsRetriedNotStored) { ExpectRetriedN
 
 TEST_F(WriteAnswerIdsTest, OneIdForTwoRecordsIsRetriedNotStored) { ExpectRetriedNotStored(true); }
 
+// A page that gives its first record twice, the second copy changed later.
+class RepeatedIdConnector : public FakeConnector {
+ public:
+  using FakeConnector::FakeConnector;
+  Result<Page> ReadChanges(const ObjectRef& ref, const Cursor& cursor,
+                           const ReadContext& ctx) override {
+    auto page = FakeConnector::ReadChanges(ref, cursor, ctx);
+    if (!page.ok() || page->records.size() < 2 || repeated) return page;
+    repeated = true;
+    NativeRecord later = page->records[0];
+    later.fields["subject"] = "Changed later";
+    later.modified_ms += 1000;
+    page->records[1] = later;  // the second record of the page is left out of it
+    std::swap(page->records[0], page->records[1]);  // and the later copy comes first
+    return page;
+  }
+  bool repeated = false;
+};
+
+TEST_F(SyncEngineTest, AnIdGivenTwiceInOnePageIsReadOnceAsItsLastChange) {
+  SeedAlpha(2);
+  std::map<std::string, std::unique_ptr<Connector>> connectors;
+  connectors["alpha"] = std::make_unique<RepeatedIdConnector>("alpha", &alpha_);
+  connectors["beta"] = std::make_unique<FakeConnector>("beta", &beta_);
+  SyncEngine engine(&config_, plan_, store_.get(), std::move(connectors), &clock_);
+  RunOptions opt;
+  opt.holder = "test";
+  auto s = engine.RunOnce(opt);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->counts["beta"]["onboarding"].created, 1);
+  ASSERT_EQ(beta_.rows().size(), 1u);
+  EXPECT_EQ(beta_.rows().begin()->second.fields["name"], "Changed later")
+      << "the copy changed last, though it came first";
+}
+
 TEST_F(SyncEngineTest, SecondRunWritesNothingAnywhere) {
   SeedAlpha(5);
   Sync();
