@@ -91,6 +91,19 @@ class SyncEngineTest : public ::testing::Test {
     return s.ok() ? *s : RunSummary{};
   }
 
+  // One run over connectors of the test's own making (a fake answering as a broken API would),
+  // its engine kept in engine_ so that they can be looked at afterwards.
+  Result<RunSummary> RunWith(std::unique_ptr<Connector> alpha, std::unique_ptr<Connector> beta) {
+    std::map<std::string, std::unique_ptr<Connector>> connectors;
+    connectors["alpha"] = std::move(alpha);
+    connectors["beta"] = std::move(beta);
+    engine_ = std::make_unique<SyncEngine>(&config_, plan_, store_.get(), std::move(connectors),
+                                           &clock_);
+    RunOptions opt;
+    opt.holder = "test";
+    return engine_->RunOnce(opt);
+  }
+
   void SeedAlpha(int n) {
     for (int i = 0; i < n; ++i)
       alpha_.Put("t" + std::to_string(i), {{"subject", "  Customer " + std::to_string(i) + " "},
@@ -142,15 +155,9 @@ class RepeatingPagesConnector : public FakeConnector {
 
 TEST_F(SyncEngineTest, PagesThatRepeatTheSameRecordsUnderNewLinksAreALoop) {
   SeedAlpha(2);  // one page of two
-  std::map<std::string, std::unique_ptr<Connector>> connectors;
   auto looping = std::make_unique<RepeatingPagesConnector>("alpha", &alpha_);
   RepeatingPagesConnector* alpha = looping.get();
-  connectors["alpha"] = std::move(looping);
-  connectors["beta"] = std::make_unique<FakeConnector>("beta", &beta_);
-  SyncEngine engine(&config_, plan_, store_.get(), std::move(connectors), &clock_);
-  RunOptions opt;
-  opt.holder = "test";
-  auto s = engine.RunOnce(opt);
+  auto s = RunWith(std::move(looping), std::make_unique<FakeConnector>("beta", &beta_));
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(alpha->pages, 2) << "the second page, the first one again, ends the read";
   ASSERT_TRUE(s->unreachable.count("alpha"));
@@ -186,15 +193,9 @@ class WriteAnswerIdsTest : public SyncEngineTest {
   // The first answer for beta spoilt as `same_id` says; then the writes must settle, retried.
   void ExpectRetriedNotStored(bool same_id) {
     SeedAlpha(2);
-    std::map<std::string, std::unique_ptr<Connector>> connectors;
-    connectors["alpha"] = std::make_unique<FakeConnector>("alpha", &alpha_);
     auto bad = std::make_unique<BadIdsConnector>("beta", &beta_);
     bad->same_id = same_id;
-    connectors["beta"] = std::move(bad);
-    SyncEngine engine(&config_, plan_, store_.get(), std::move(connectors), &clock_);
-    RunOptions opt;
-    opt.holder = "test";
-    auto first = engine.RunOnce(opt);
+    auto first = RunWith(std::make_unique<FakeConnector>("alpha", &alpha_), std::move(bad));
     ASSERT_TRUE(first.ok()) << first.status().ToString();
     EXPECT_EQ(first->counts["beta"]["onboarding"].dead_lettered, 0);
     EXPECT_EQ(first->counts["beta"]["onboarding"].retrying, same_id ? 2 : 1);
@@ -232,13 +233,8 @@ class RepeatedIdConnector : public FakeConnector {
 
 TEST_F(SyncEngineTest, AnIdGivenTwiceInOnePageIsReadOnceAsItsLastChange) {
   SeedAlpha(2);
-  std::map<std::string, std::unique_ptr<Connector>> connectors;
-  connectors["alpha"] = std::make_unique<RepeatedIdConnector>("alpha", &alpha_);
-  connectors["beta"] = std::make_unique<FakeConnector>("beta", &beta_);
-  SyncEngine engine(&config_, plan_, store_.get(), std::move(connectors), &clock_);
-  RunOptions opt;
-  opt.holder = "test";
-  auto s = engine.RunOnce(opt);
+  auto s = RunWith(std::make_unique<RepeatedIdConnector>("alpha", &alpha_),
+                   std::make_unique<FakeConnector>("beta", &beta_));
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(s->counts["beta"]["onboarding"].created, 1);
   ASSERT_EQ(beta_.rows().size(), 1u);
