@@ -137,6 +137,20 @@ size_t ControlCharAt(const std::string& text) {
   return std::string::npos;
 }
 
+// The password a database URL carries, as it is written there: between "user:" and "@" in its
+// authority, or the value of `password=` up to the next "&"; nullopt when it carries none.
+std::optional<std::string> UrlPassword(const std::string& url) {
+  if (const size_t q = url.find("password="); q != std::string::npos)
+    return url.substr(q + 9, url.find('&', q) - q - 9);
+  const size_t scheme = url.find("://");
+  const size_t from = scheme == std::string::npos ? 0 : scheme + 3;
+  const std::string authority = url.substr(from, url.find_first_of("/?#", from) - from);
+  const size_t at = authority.rfind('@');
+  const size_t colon = authority.find(':');
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return std::nullopt;
+  return authority.substr(colon + 1, at - colon - 1);
+}
+
 class Loader {
  public:
   Loader(std::string file, const EnvLookup& env, bool unset_env_warns = false)
@@ -438,33 +452,16 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
                       "and this is neither",
                       "state: ./crmbridge-state.db, or state: \"${env:CRMBRIDGE_STATE_URL}\"");
     } else if (IsDatabaseUrl(*s)) {
-      // A PostgreSQL URL: its password comes from the environment, like every secret.
+      // A PostgreSQL URL: its password comes from the environment, like every secret: as the
+      // whole URL, or as the password's own text in the file.
       const std::string raw = root["state"].Scalar();
-      const size_t at = s->find('@'), colon = s->find(':', s->find("://") + 3);
-      const bool in_query = s->find("password=") != std::string::npos;
-      const bool has_password =
-          in_query || (at != std::string::npos && colon != std::string::npos && colon < at);
-      // The password's own text in the file: after "user:" and before "@", or after "password="
-      // up to the next "&"; one ${env:NAME}, or the whole URL one, keeps it out of the file.
-      std::string password_raw;
-      if (const size_t q = raw.find("password="); q != std::string::npos) {
-        password_raw = raw.substr(q + 9, raw.find('&', q) - q - 9);
-      } else if (const size_t r_at = raw.rfind('@'); r_at != std::string::npos) {
-        const size_t r_scheme = raw.find("://");
-        const size_t r_colon = raw.find(':', r_scheme == std::string::npos ? 0 : r_scheme + 3);
-        if (r_colon != std::string::npos && r_colon < r_at)
-          password_raw = raw.substr(r_colon + 1, r_at - r_colon - 1);
-      }
-      if (has_password && !IsWholeReference(raw) && !IsWholeReference(password_raw)) {
+      const std::optional<std::string> password = UrlPassword(*s);
+      if (password && !IsWholeReference(raw) && !IsWholeReference(UrlPassword(raw).value_or(""))) {
         l.diags().Error(l.Pos(root["state"]),
                         "the state URL holds a password written in the file; secrets never live in it",
                         "state: \"${env:CRMBRIDGE_STATE_URL}\", or PGPASSWORD / ~/.pgpass for libpq");
-      } else if (in_query) {
-        const size_t q = s->find("password=");
-        Redactor::Global().AddSecret(s->substr(q + 9, s->find('&', q) - q - 9));
-      } else if (has_password) {
-        const std::string user_info = s->substr(s->find("://") + 3, at - s->find("://") - 3);
-        Redactor::Global().AddSecret(user_info.substr(user_info.find(':') + 1));
+      } else if (password) {
+        Redactor::Global().AddSecret(*password);
       }
       config.state_path = *s;
     } else {

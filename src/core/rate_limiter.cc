@@ -104,8 +104,14 @@ Result<Response> RateLimitedTransport::Send(const Request& request) {
   if (bucket != nullptr) {
     // Stopping (SIGTERM, SIGINT): a request that would wait for the budget is not sent, so a
     // budget of a few requests an hour cannot hold the process; what it carried stays queued.
-    const bool sent_now = StopRequested() ? bucket->TryAcquire() : (bucket->Acquire(), !StopRequested());
-    if (!sent_now)
+    bool room = true;
+    if (StopRequested()) {
+      room = bucket->TryAcquire();
+    } else {
+      bucket->Acquire();                // its wait ends early on a stop
+      room = !StopRequested();
+    }
+    if (!room)
       return Status(StatusCode::kUnavailable,
                     "not sent: crmbridge is stopping (SIGTERM or SIGINT), and the rate budget had "
                     "no room for the request")
