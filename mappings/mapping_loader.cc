@@ -237,9 +237,9 @@ class Loader {
       } else if (!param->values.empty() &&
                  std::find(param->values.begin(), param->values.end(), value) ==
                      param->values.end()) {
-        Error(kv.second, "param '" + key + "' must be one of " +
-                             Join(std::set<std::string>(param->values.begin(), param->values.end())) +
-                             ", not '" + PrintableText(value) + "'");
+        const std::set<std::string> values(param->values.begin(), param->values.end());
+        Error(kv.second, "param '" + key + "' must be one of " + Join(values) + ", not '" +
+                             PrintableText(value) + "'");
       } else if (param->type == "name" && !value.empty() && !IsPlainName(value)) {
         Error(kv.second, "param '" + key + "' must be a name of letters, digits and _ (starting "
                          "with a letter or _), not '" + PrintableText(value) + "'");
@@ -300,7 +300,8 @@ class Loader {
         std::strtod(text.c_str(), &end);
         return !text.empty() && end == text.c_str() + text.size();
       }
-      case FieldType::kDateTime: return v.is_string() && ParseIsoUtcMillis(v.get<std::string>()).has_value();
+      case FieldType::kDateTime:
+        return v.is_string() && ParseIsoUtcMillis(v.get<std::string>()).has_value();
       case FieldType::kRef: return false;
       default: return true;
     }
@@ -311,12 +312,14 @@ class Loader {
     if (traits == nullptr || std::find(traits->written_only.begin(), traits->written_only.end(),
                                        m.object) == traits->written_only.end())
       return;
-    for (const FieldMap& f : m.fields)
-      if (f.direction != Direction::kOut)
-        diags_.Error(f.pos, traits->kind + " " + m.object + " are written, not read, and " +
-                                system + "." + m.entity + "." + f.canonical + " is read (" +
-                                (f.direction == Direction::kIn ? "direction: in" : "direction: both, the default") + ")",
-                     "direction: out (crmbridge connectors describe " + traits->kind + ")");
+    for (const FieldMap& f : m.fields) {
+      if (f.direction == Direction::kOut) continue;
+      const std::string how =
+          f.direction == Direction::kIn ? "direction: in" : "direction: both, the default";
+      diags_.Error(f.pos, traits->kind + " " + m.object + " are written, not read, and " + system +
+                              "." + m.entity + "." + f.canonical + " is read (" + how + ")",
+                   "direction: out (crmbridge connectors describe " + traits->kind + ")");
+    }
   }
   bool Bool(const YAML::Node& n, const std::string& what) {
     if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) return n.Scalar() == "true";
@@ -392,8 +395,8 @@ class Loader {
             ref_pos_[e.name + "." + f.name] = Pos(spec["type"]);
           }
           if (spec["system_of_record"]) {
-            f.system_of_record =
-                Text(spec["system_of_record"], "system_of_record", "system_of_record: <a system's name>");
+            f.system_of_record = Text(spec["system_of_record"], "system_of_record",
+                                      "system_of_record: <a system's name>");
             f.pos = Pos(spec["system_of_record"]);
             if (!known_systems_.empty() && !Declared(f.system_of_record))
               Error(spec["system_of_record"], "unknown system '" + f.system_of_record + "'",
@@ -450,7 +453,8 @@ class Loader {
             Error(kv2.first, "on_delete sets '" + kv2.first.Scalar() + "', which is not a field of " + e.name);
           else if (!OnDeleteValueFits(*f, kv2.second))
             Error(kv2.second, "on_delete sets " + e.name + "." + f->name + ", a " +
-                                  TypeName(f->type) + ", to " + PrintableText(YAML::Dump(kv2.second)),
+                                  TypeName(f->type) + ", to " +
+                                  PrintableText(YAML::Dump(kv2.second)),
                   f->type == FieldType::kRef ? "a reference cannot be set to a value"
                                              : "a single value of the field's type");
           else if (!f->values.empty() &&
@@ -486,9 +490,9 @@ class Loader {
         }
         CheckKeys(row, kRowKeys, "a table row");
         ValueTable::Row r;
-        r.native = Value(row["native"], "a table row's native", "- {native: \"Ny\", canonical: new}");
-        r.canonical = Text(row["canonical"], "a table row's canonical",
-                           "- {native: \"Ny\", canonical: new}");
+        const char* example = "- {native: \"Ny\", canonical: new}";
+        r.native = Value(row["native"], "a table row's native", example);
+        r.canonical = Text(row["canonical"], "a table row's canonical", example);
         if (row["prefer"]) r.prefer = Bool(row["prefer"], "prefer");
         table->rows.push_back(std::move(r));
       }
@@ -585,15 +589,17 @@ class Loader {
     // The two fields the flow writes back must be fields of their own: one the flow reads would be
     // overwritten with the portal's user id or state (an email replaced by an id).
     const std::pair<const char*, const std::string*> read_fields[] = {
-        {"company", &f.company},       {"contact_flag", &f.contact_flag}, {"email", &f.email},
-        {"property", &f.property},     {"first_name", &f.first_name},     {"last_name", &f.last_name}};
-    for (const char* written : {"user_id_field", "state_field"}) {
-      const std::string& name = std::string(written) == "user_id_field" ? f.user_id_field : f.state_field;
-      if (name.empty()) continue;
+        {"company", &f.company},   {"contact_flag", &f.contact_flag}, {"email", &f.email},
+        {"property", &f.property}, {"first_name", &f.first_name},     {"last_name", &f.last_name}};
+    const std::pair<const char*, const std::string*> written_fields[] = {
+        {"user_id_field", &f.user_id_field}, {"state_field", &f.state_field}};
+    for (const auto& [written, name] : written_fields) {
+      if (name->empty()) continue;
       for (const auto& [key, read] : read_fields)
-        if (*read == name)
-          diags_.Error(at(written), "portal_access." + std::string(written) + " names " + f.contact +
-                                        "." + name + ", which portal_access." + key + " reads",
+        if (*read == *name)
+          diags_.Error(at(written), "portal_access." + std::string(written) + " names " +
+                                        f.contact + "." + *name + ", which portal_access." + key +
+                                        " reads",
                        "it is written back by the flow: give it a field of its own");
     }
     if (!f.user_id_field.empty() && f.user_id_field == f.state_field)
@@ -990,7 +996,8 @@ class Loader {
           Error(t, "transform 'default' needs a value", "{default: \"n/a\"}");
           continue;
         }
-        f->transforms.push_back(NewDefault(Value(arg, "transform 'default'", "{default: \"n/a\"}")));
+        f->transforms.push_back(
+            NewDefault(Value(arg, "transform 'default'", "{default: \"n/a\"}")));
       } else if (name == "table") {
         if (!has_arg || !arg.IsScalar()) {
           Error(t, "transform 'table' needs a table name", "{table: stage_map}");
@@ -1007,12 +1014,14 @@ class Loader {
                   "{boolean: {true: \"yes\", false: \"no\"}}, or plain boolean");
             continue;
           }
-          yes = Value(arg["true"], "the native value of true", "{boolean: {true: \"yes\", false: \"no\"}}");
-          no = Value(arg["false"], "the native value of false", "{boolean: {true: \"yes\", false: \"no\"}}");
+          const char* example = "{boolean: {true: \"yes\", false: \"no\"}}";
+          yes = Value(arg["true"], "the native value of true", example);
+          no = Value(arg["false"], "the native value of false", example);
           // One native value for both would write false as true's value and read it back true.
           if (TextOf(*yes) == TextOf(*no))
-            Error(arg["false"], "transform 'boolean' gives true and false the same native value " +
-                                    yes->dump(), "{boolean: {true: \"yes\", false: \"no\"}}");
+            Error(arg["false"],
+                  "transform 'boolean' gives true and false the same native value " + yes->dump(),
+                  example);
         }
         p->typed.emplace_back(Pos(t), name, FieldType::kBoolean);
         f->transforms.push_back(NewBoolean(yes, no));

@@ -30,7 +30,8 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"sync", "max_verify_attempts", "max_verify_attempts", "number",
        "rewrites of a write acknowledged but not applied before it is dead-lettered (default 3)"},
       {"", "schedule", "schedule", "map",
-       "when a worker syncs this configuration as a tenant, or `daemon` and `serve` run it (below)"},
+       "when a worker syncs this configuration as a tenant, or `daemon` and `serve` run it "
+       "(below)"},
       {"schedule", "every", "every", "duration",
        "a tenant's time between run starts, and `daemon`'s and `serve`'s unless `--every` is "
        "given (default 5m, at least 10s)"},
@@ -120,8 +121,8 @@ std::vector<Reference> References(const std::string& raw) {
   return out;
 }
 
-// Whether `raw` is one ${env:NAME} reference and nothing else: a secret's whole value comes from the
-// environment (a literal beside a reference would still be a secret written in the file).
+// Whether `raw` is one ${env:NAME} reference and nothing else: a secret's whole value comes from
+// the environment (a literal beside a reference would still be a secret written in the file).
 bool IsWholeReference(const std::string& raw) {
   const std::vector<Reference> refs = References(raw);
   return refs.size() == 1 && refs[0].position == 0 && refs[0].length == raw.size();
@@ -221,8 +222,8 @@ class Loader {
       // Only the reference is shown: the rest of the value may be a credential.
       const size_t from = raw.find("${");
       const size_t close = raw.find('}', from);
-      const std::string bad =
-          raw.substr(from, close == std::string::npos ? 24 : std::min<size_t>(close + 1 - from, 48));
+      const size_t shown = close == std::string::npos ? 24 : std::min<size_t>(close + 1 - from, 48);
+      const std::string bad = raw.substr(from, shown);
       diags_.Error(Pos(n), "malformed reference '" + bad + "'", "write ${env:NAME}");
       return std::nullopt;
     }

@@ -279,7 +279,8 @@ class DocumentStart : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
   void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                        YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
@@ -305,7 +306,8 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
       // A stray quote mid-file pairs with the next quote further down, and the parser gives up
       // far from it: the quote left open at the end of its own line is the likely mistake.
       if (auto quote = UnclosedQuote(text, /*on_its_line=*/true)) {
-        Diagnostic q{PosAt(*quote, name), "not valid YAML: this quoted value is not closed on its line",
+        Diagnostic q{PosAt(*quote, name),
+                     "not valid YAML: this quoted value is not closed on its line",
                      "end it with the same quote (the parser stopped at " +
                          PosAt(e.mark, name).ToString() + ": " + e.msg + ")"};
         return Status(StatusCode::kInvalidArgument, q.ToString());

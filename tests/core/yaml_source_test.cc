@@ -187,7 +187,8 @@ namespace {
 TEST(LoadYamlFileTest, AFolderOrADeviceIsRefusedNotReadWithoutEnd) {
   auto folder = LoadYamlFile("/tmp");
   ASSERT_FALSE(folder.ok());
-  EXPECT_THAT(folder.status().message(), ::testing::HasSubstr("/tmp: is a folder, not a YAML file"));
+  EXPECT_THAT(folder.status().message(),
+              ::testing::HasSubstr("/tmp: is a folder, not a YAML file"));
   auto device = LoadYamlFile("/dev/zero");  // read, it never ends
   ASSERT_FALSE(device.ok());
   EXPECT_THAT(device.status().message(), ::testing::HasSubstr("/dev/zero: is not a regular file"));

@@ -110,7 +110,8 @@ const Case kCases[] = {
     {"72_system_of_record_a_list.yaml", "6:49",
      "system_of_record must be a single name or value, not a list"},
     // YAML::Load reads the first document only: the rest would be dropped unseen.
-    {"73_second_document.yaml", "6:1", "a second YAML document: crmbridge reads one document per file"},
+    {"73_second_document.yaml", "6:1",
+     "a second YAML document: crmbridge reads one document per file"},
     // The lookups match 1 and "1" as one value.
     {"74_table_number_and_text_alike.yaml", "6:3",
      "table 'priority' maps native value 1 to 2 canonical values; mark exactly one of those rows "
@@ -118,7 +119,8 @@ const Case kCases[] = {
     // false would be written as "yes" and read back as true.
     {"75_boolean_one_native_value.yaml", "11:85",
      "transform 'boolean' gives true and false the same native value \"yes\""},
-    {"76_param_not_one_of_its_values.yaml", "10:56", "param 'priority' must be one of 1, 2, 3, not '7'"},
+    {"76_param_not_one_of_its_values.yaml", "10:56",
+     "param 'priority' must be one of 1, 2, 3, not '7'"},
     {"77_param_empty.yaml", "10:26", "param 'pipeline' is empty"},
     {"78_param_number_too_long.yaml", "10:55",
      "param 'overlap_ms' must be a whole number of at most 15 digits"},
