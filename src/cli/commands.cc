@@ -669,7 +669,9 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
 int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  // A mistyped state path is an error, not a new empty store.
+  if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk)
+    return rc;
   Store* store = loaded.store.get();
 
   auto runs = store->RecentRuns(options.runs);
@@ -1054,7 +1056,9 @@ int RunAuditPortal(const GlobalOptions& global, const AuditOptions& options) {
 int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  // A mistyped state path is an error, not a new empty store.
+  if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk)
+    return rc;
   auto dead = loaded.store->ListDeadLetters(options.limit);
   if (!dead.ok()) {
     std::cerr << "crmbridge: cannot read the dead letters: " << dead.status().ToString() << "\n";
@@ -1096,7 +1100,9 @@ int RunDlqList(const GlobalOptions& global, const DlqOptions& options) {
 int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/false, &loaded); rc != kExitOk) return rc;
+  // A mistyped state path is an error, not a new empty store.
+  if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk)
+    return rc;
   std::vector<int64_t> ids = options.replay_ids;
   if (options.replay_all) {
     auto dead = loaded.store->ListDeadLetters(1 << 30);

@@ -74,6 +74,17 @@ set +e
 set -e
 [ "$rc" -eq 2 ] || fail "audit portal --since yesterday exited $rc, not 2"
 
+# Commands that read the state store never create one: a mistyped path is an error.
+for cmd in "status" "dlq list" "dlq replay --all"; do
+  set +e
+  # shellcheck disable=SC2086
+  CRMBRIDGE_STATE="$work/typo.db" "$bin/crmbridge" --config "$cfg" $cmd 2>"$work/typo.err"; rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || fail "$cmd on a missing state store exited $rc, not 2"
+  grep -q "no state store at $work/typo.db" "$work/typo.err" || fail "$cmd: $(cat "$work/typo.err")"
+  [ ! -e "$work/typo.db" ] || fail "$cmd created a state store"
+done
+
 # Exit code 2 with file:line:column for a broken config.
 printf 'state: x.db\nsystems:\n  hubspot:\n    kind: hubspott\n' >"$work/bad.yaml"
 set +e
