@@ -203,6 +203,10 @@ struct Capabilities {
   // Request paths (matched anywhere in the URL) that the system does not count against its REST
   // rate limit: the transport stack gives them no token bucket.
   std::vector<std::string> rate_limit_exempt_paths;
+  // Request paths (matched anywhere in the URL) that spend a budget of their own, a system's
+  // `search_rate_limit` in crmbridge.yaml. Empty: the kind has no such budget, and a system of it
+  // giving search_rate_limit is refused (it would have no effect).
+  std::vector<std::string> search_paths;
   // What a mapping may name under a system of this kind (`crmbridge connectors describe`): the
   // objects the connector reads and writes, a pattern (ECMAScript) any other object name must
   // match ("": none may), and every parameter. A mapping naming anything else is refused.

@@ -92,6 +92,7 @@ void CheckSystemKeys(const SystemConfig& config, Diagnostics* diags) {
   if (keys.empty()) {
     for (const auto& [key, value] : config.auth) keys["auth." + key] = config.pos;
     for (const auto& [key, value] : config.options) keys["options." + key] = config.pos;
+    if (config.search_rate_limit.requests > 0) keys["search_rate_limit"] = config.pos;
   }
   for (const auto& [path, pos] : keys) {
     const SourcePos& where = pos.line > 0 ? pos : config.pos;
@@ -107,6 +108,10 @@ void CheckSystemKeys(const SystemConfig& config, Diagnostics* diags) {
         diags->Error(where, "unknown option '" + key + "' for " + config.kind + " system '" +
                                 config.name + "'",
                      options.empty() ? config.kind + " takes no options" : DidYouMean(key, options));
+    } else if (path == "search_rate_limit" && can.search_paths.empty()) {
+      diags->Error(where, config.kind + " system '" + config.name + "' makes no search requests: "
+                              "its search_rate_limit would have no effect",
+                   "remove it; rate_limit is the budget of all its requests");
     }
   }
 }

@@ -97,6 +97,8 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
                  "emails", "meetings", "line_items", "products", "quotes"};
     c.other_objects = "2-[0-9]+|p[0-9]*_[a-z0-9_]+";
     c.plain_field_names = true;  // property names, in properties= lists and search filters
+    // POST /crm/v3/objects/{type}/search has a limit of its own (kSearchRequestsPerSecond).
+    c.search_paths = {"/search"};
     c.other_objects_doc = "a custom object by objectTypeId (2-1234567) or name (p1234567_thing)";
     c.params = {
         {"pipeline", "string", "", {"tickets", "deals"},

@@ -198,6 +198,10 @@ Status TotangoConnector::ValidateConfig(const SystemConfig& config) {
     return Status(StatusCode::kFailedPrecondition,
                   "options.region must be us or eu, not \"" + region->second +
                       "\"; data sent to the wrong data centre is silently dropped");
+  if (region != config.options.end() && config.options.count("sdr_url"))
+    return Status(StatusCode::kFailedPrecondition,
+                  "options.region and options.sdr_url both name the SDR gateway, and sdr_url "
+                  "would win unseen: give one");
   for (const auto& [key, value] : config.options)
     if (key.rfind("allowed.", 0) == 0 && (key.size() == 8 || value.empty()))
       return Status(StatusCode::kFailedPrecondition,

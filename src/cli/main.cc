@@ -241,6 +241,9 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   maps_preview->add_option("--mapping", maps.files, "Mapping files (default: those of the config)");
+  maps_preview->add_option("--kind", maps.kinds,
+                           "Without a config: NAME=KIND, the kind of system NAME (repeatable)")
+      ->allow_extra_args(false);
   maps_preview->add_flag("--json", maps.json, "Print as JSON");
 
   DlqOptions dlq;

@@ -20,7 +20,7 @@ const std::vector<ConfigKey>& ConfigKeys() {
       {"", "systems", "systems", "map", "the systems by name; a name is stored in links: never "
                                         "rename one"},
       {"sync", "lease_ttl", "lease_ttl", "duration",
-       "a crashed run's lease expires after it (default 10m)"},
+       "a crashed run's lease expires after it (default 10m, at least 1s)"},
       {"sync", "max_outbox_attempts", "max_outbox_attempts", "number",
        "transient failures of a write before it is dead-lettered (default 8)"},
       {"sync", "retry_backoff", "retry_backoff", "duration",
@@ -41,7 +41,7 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "credentials, as ${env:NAME} for secrets; the keys the kind declares"},
       {"system", "rate_limit", "rate_limit", "map", "the system's request budget"},
       {"system", "search_rate_limit", "search_rate_limit", "map",
-       "a second budget for search requests (HubSpot: 5 per second)"},
+       "a second budget for search requests, for kinds that make them (HubSpot: 5 per second)"},
       {"system", "timeout", "timeout", "duration", "one HTTP request's deadline (default 30s)"},
       {"system", "max_attempts", "max_attempts", "number",
        "tries of one HTTP request, the first included (default 6)"},
@@ -231,10 +231,18 @@ class Loader {
     return out;
   }
 
-  std::optional<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& what) {
+  // `least`: the shortest the setting works with (a lease of 0s is taken over at once, a window
+  // of 0s divides by zero, a timeout of 0s fails every request).
+  std::optional<std::chrono::milliseconds> Duration(const YAML::Node& n, const std::string& what,
+                                                    const std::string& least = "0s",
+                                                    const std::string& why = "") {
     auto d = n.IsScalar() ? ParseDuration(n.Scalar()) : std::nullopt;
-    if (!d)
+    if (!d) {
       diags_.Error(Pos(n), what + " must be a duration", "e.g. 500ms, 30s, 5m, 1h, 7d; at most 36500d");
+    } else if (*d < *ParseDuration(least)) {
+      diags_.Error(Pos(n), what + " must be at least " + least + why);
+      return std::nullopt;
+    }
     return d;
   }
 
@@ -261,7 +269,7 @@ class Loader {
     if (n["requests"])
       if (auto v = Int(n["requests"], what + ".requests", 1)) out->requests = *v;
     if (n["per"])
-      if (auto d = Duration(n["per"], what + ".per")) out->per = *d;
+      if (auto d = Duration(n["per"], what + ".per", "1ms")) out->per = *d;
   }
 
   void System(const std::string& name, const YAML::Node& n, SystemConfig* sys) {
@@ -335,10 +343,12 @@ class Loader {
     }
     RequireAuth(n, *sys);
     if (n["rate_limit"]) RateLimit(n["rate_limit"], "rate_limit", &sys->rate_limit);
-    if (n["search_rate_limit"])
+    if (n["search_rate_limit"]) {
+      sys->key_pos["search_rate_limit"] = Pos(n["search_rate_limit"]);
       RateLimit(n["search_rate_limit"], "search_rate_limit", &sys->search_rate_limit);
+    }
     if (n["timeout"])
-      if (auto d = Duration(n["timeout"], "timeout")) sys->timeout = *d;
+      if (auto d = Duration(n["timeout"], "timeout", "1ms")) sys->timeout = *d;
     if (n["max_attempts"])
       if (auto v = Int(n["max_attempts"], "max_attempts", 1)) sys->max_attempts = *v;
     if (n["options"]) {
@@ -499,7 +509,10 @@ Result<AppConfig> Load(const std::string& path, const EnvLookup& env,
       keys.insert("overlap");  // refused above, with its own message
       l.CheckKeys(s, keys, "sync");
       if (s["lease_ttl"])
-        if (auto d = l.Duration(s["lease_ttl"], "sync.lease_ttl")) config.sync.lease_ttl = *d;
+        if (auto d = l.Duration(s["lease_ttl"], "sync.lease_ttl", "1s",
+                                ": a shorter lease runs out between its renewals, and another "
+                                "run takes it over"))
+          config.sync.lease_ttl = *d;
       if (s["retry_backoff"])
         if (auto d = l.Duration(s["retry_backoff"], "sync.retry_backoff")) config.sync.retry_backoff = *d;
       if (s["retry_backoff_max"])

@@ -45,7 +45,8 @@ struct SystemConfig {
   std::map<std::string, std::string> options;
   SourcePos pos;          // where the system was declared
   // Where each `auth` and `options` key is written ("auth.token", "options.service_id"), whether
-  // or not its value resolved: its kind's check of the names points at the key itself.
+  // or not its value resolved, and search_rate_limit: its kind's check of the names points at
+  // the key itself.
   std::map<std::string, SourcePos> key_pos;
 };
 

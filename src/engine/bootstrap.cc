@@ -38,7 +38,9 @@ std::shared_ptr<Transport> BuildSystemTransport(const SystemConfig& system, Cloc
     for (const std::string& path : capabilities->rate_limit_exempt_paths)
       routes.push_back(RateLimitedTransport::PathContains(path, nullptr));
   if (auto search = BudgetFor(system, "search", system.search_rate_limit, clock, budgets))
-    routes.push_back(RateLimitedTransport::PathContains("/search", search));
+    if (const Capabilities* capabilities = CapabilitiesOfKind(system.kind))
+      for (const std::string& path : capabilities->search_paths)
+        routes.push_back(RateLimitedTransport::PathContains(path, search));
   t = std::make_unique<RateLimitedTransport>(
       std::move(t), BudgetFor(system, "rest", system.rate_limit, clock, budgets), std::move(routes),
       clock);

@@ -198,6 +198,18 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsync: {lease_ttl: 999999999999d}\nsystems: {}\n",
        ":2:19: error: sync.lease_ttl must be a duration (hint: e.g. 500ms, 30s, 5m, 1h, 7d; at "
        "most 36500d)"},
+      {"a lease too short to hold",
+       "state: x.db\nsync: {lease_ttl: 0s}\nsystems: {}\n",
+       ":2:19: error: sync.lease_ttl must be at least 1s: a shorter lease runs out between its "
+       "renewals, and another run takes it over"},
+      {"a rate window of nothing",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    rate_limit: {requests: 5, per: 0s}\n",
+       ":7:36: error: rate_limit.per must be at least 1ms"},
+      {"a timeout of nothing",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    timeout: 0ms\n",
+       ":7:14: error: timeout must be at least 1ms"},
       {"bad rate limit",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n    rate_limit: {requests: 0, per: 10s}\n",

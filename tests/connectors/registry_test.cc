@@ -286,7 +286,8 @@ TEST(RegistryTest, KeysAKindDoesNotTakeAreReportedWhereTheyAreWritten) {
            "    auth: {app_token: \"${env:TT}\", apptoken: \"${env:UNSET}\"}\n"
            "    options:\n"
            "      service_id: SP-1\n"
-           "      servce_id: SP-2\n";
+           "      servce_id: SP-2\n"
+           "    search_rate_limit: {requests: 5, per: 1s}\n";
   }
   std::vector<std::string> warnings;
   auto config = LoadAppConfigWithoutSecrets(path, &warnings, [](const std::string& name) {
@@ -295,13 +296,31 @@ TEST(RegistryTest, KeysAKindDoesNotTakeAreReportedWhereTheyAreWritten) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   Diagnostics diags;
   CheckSystemKeys(config->systems.at("cs"), &diags);
-  ASSERT_EQ(diags.items().size(), 2u) << diags.ToString();
+  ASSERT_EQ(diags.items().size(), 3u) << diags.ToString();
   EXPECT_EQ(diags.items()[0].ToString(),
             path + ":6:36: error: unknown auth key 'apptoken' for totango system 'cs' (hint: did "
                    "you mean 'app_token'?)");
   EXPECT_EQ(diags.items()[1].ToString(),
             path + ":9:7: error: unknown option 'servce_id' for totango system 'cs' (hint: did "
                    "you mean 'service_id'?)");
+  // A budget for requests the kind never makes would have no effect.
+  EXPECT_EQ(diags.items()[2].ToString(),
+            path + ":10:24: error: totango system 'cs' makes no search requests: its "
+                   "search_rate_limit would have no effect (hint: remove it; rate_limit is the "
+                   "budget of all its requests)");
+}
+
+// HubSpot's search requests spend the search budget, and its other requests do not.
+TEST(RegistryTest, OnlyAKindThatSearchesTakesASearchBudget) {
+  SystemConfig hubspot = HubSpot();
+  hubspot.search_rate_limit = {5, std::chrono::seconds(1)};
+  EXPECT_TRUE(ValidateSystemConfig(hubspot).ok()) << ValidateSystemConfig(hubspot).message();
+  EXPECT_EQ(CapabilitiesOfKind("hubspot")->search_paths, std::vector<std::string>{"/search"});
+  SystemConfig dynamics = Dynamics();
+  dynamics.search_rate_limit = {5, std::chrono::seconds(1)};
+  EXPECT_NE(ValidateSystemConfig(dynamics).message().find("makes no search requests"),
+            std::string::npos)
+      << ValidateSystemConfig(dynamics).message();
 }
 
 }  // namespace

@@ -135,6 +135,13 @@ set -e
 [ "$rc" -eq 2 ] || fail "--kind crm=hubspot exited $rc, not 2"
 grep -q "renamed.yaml:[0-9]*:[0-9]*: error: 'bind' names a dynamics365 navigation property, and crm is of kind hubspot" \
   "$work/kind.err" || fail "--kind: $(cat "$work/kind.err")"
+# preview takes --kind too: the renamed Dynamics 365 system is previewed as that kind.
+(cd "$work/alone" && env -u CRMBRIDGE_CONFIG "$bin/crmbridge" mappings preview \
+  --kind crm=dynamics365 --mapping "$work/renamed.yaml" --system hubspot --entity onboarding \
+  --record "$src/examples/records/hubspot_ticket.json") >"$work/preview-kind.txt" 2>/dev/null \
+  || fail "preview --kind failed"
+grep -q "crmb_onboardingstage.*= 100000002" "$work/preview-kind.txt" \
+  || fail "preview --kind: $(cat "$work/preview-kind.txt")"
 # docs/MAPPINGS.md's table of connector parameters names every object and param each kind
 # declares (`crmbridge connectors describe`).
 kinds_checked=0

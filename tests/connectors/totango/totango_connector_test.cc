@@ -470,6 +470,8 @@ TEST(TotangoConfigTest, ValidationNamesWhatIsMissing) {
   EXPECT_NE(TotangoConnector::ValidateConfig(c).message().find("service_id"), std::string::npos);
   c.options = {{"service_id", "SP-1-2"}, {"region", "asia"}};
   EXPECT_NE(TotangoConnector::ValidateConfig(c).message().find("us or eu"), std::string::npos);
+  c.options = {{"service_id", "SP-1-2"}, {"region", "eu"}, {"sdr_url", "https://sdr.example"}};
+  EXPECT_NE(TotangoConnector::ValidateConfig(c).message().find("give one"), std::string::npos);
   c.options = {{"service_id", "SP-1-2"}, {"region", "eu"}};
   EXPECT_TRUE(TotangoConnector::ValidateConfig(c).ok());
 }
