@@ -17,6 +17,7 @@
 #include "connectors/totango/totango_connector.h"
 #include "src/core/did_you_mean.h"
 #include "src/core/hash.h"
+#include "src/core/param_value.h"
 
 namespace crmbridge {
 
@@ -79,13 +80,15 @@ void CheckSystemKeys(const SystemConfig& config, Diagnostics* diags) {
   const std::set<std::string> auth_keys(can.auth_keys.begin(), can.auth_keys.end());
   std::set<std::string> options;
   for (const ParamSpec& o : can.options) options.insert(o.name);
-  const auto known_option = [&](const std::string& key) {
-    if (options.count(key)) return true;
-    for (const ParamSpec& o : can.options)  // "allowed.*" stands for every "allowed.<name>"
+  // The option's declaration: "allowed.*" stands for every "allowed.<name>".
+  const auto option_spec = [&](const std::string& key) -> const ParamSpec* {
+    for (const ParamSpec& o : can.options)
+      if (o.name == key) return &o;
+    for (const ParamSpec& o : can.options)
       if (o.name.size() > 2 && o.name.compare(o.name.size() - 2, 2, ".*") == 0 &&
           key.rfind(o.name.substr(0, o.name.size() - 1), 0) == 0)
-        return true;
-    return false;
+        return &o;
+    return nullptr;
   };
   // The keys as written (a value that did not resolve still has its key), else as built in code.
   std::map<std::string, SourcePos> keys = config.key_pos;
@@ -104,10 +107,19 @@ void CheckSystemKeys(const SystemConfig& config, Diagnostics* diags) {
                      DidYouMean(key, auth_keys));
     } else if (path.rfind("options.", 0) == 0) {
       const std::string key = path.substr(8);
-      if (!known_option(key))
+      const ParamSpec* spec = option_spec(key);
+      const auto value = config.options.find(key);
+      if (spec == nullptr) {
         diags->Error(where, "unknown option '" + key + "' for " + config.kind + " system '" +
                                 config.name + "'",
                      options.empty() ? config.kind + " takes no options" : DidYouMean(key, options));
+      } else if (value != config.options.end() && !value->second.empty()) {
+        // Its value, as the kind declares it (a value that did not resolve is not there).
+        if (std::string problem = ParamValueProblem(spec->type, spec->values, value->second);
+            !problem.empty())
+          diags->Error(where, "option '" + key + "' of " + config.kind + " system '" +
+                                  config.name + "' " + problem);
+      }
     } else if (path == "search_rate_limit" && can.search_paths.empty()) {
       diags->Error(where, config.kind + " system '" + config.name + "' makes no search requests: "
                               "its search_rate_limit would have no effect",

@@ -14,6 +14,7 @@
 #include "mappings/mapping.h"
 #include "mappings/transforms.h"
 #include "src/core/did_you_mean.h"
+#include "src/core/param_value.h"
 #include "src/core/time_util.h"
 #include "src/core/url.h"
 #include "src/core/utf8.h"
@@ -226,23 +227,9 @@ class Loader {
         Error(kv.second, "param '" + key + "' is empty",
               "leave it out for the connector's default (crmbridge connectors describe " +
                   traits->kind + ")");
-      } else if (param->type == "boolean" && value != "true" && value != "false") {
-        Error(kv.second, "param '" + key + "' must be true or false, not '" + value + "'");
-      } else if (param->type == "number" &&
-                 (value.find_first_not_of("0123456789") != std::string::npos ||
-                  value.size() > 15)) {
-        // 15 digits: any count of milliseconds or items a connector takes, with room to add.
-        Error(kv.second, "param '" + key + "' must be a whole number of at most 15 digits, not '" +
-                             PrintableText(value) + "'");
-      } else if (!param->values.empty() &&
-                 std::find(param->values.begin(), param->values.end(), value) ==
-                     param->values.end()) {
-        const std::set<std::string> values(param->values.begin(), param->values.end());
-        Error(kv.second, "param '" + key + "' must be one of " + Join(values) + ", not '" +
-                             PrintableText(value) + "'");
-      } else if (param->type == "name" && !value.empty() && !IsPlainName(value)) {
-        Error(kv.second, "param '" + key + "' must be a name of letters, digits and _ (starting "
-                         "with a letter or _), not '" + PrintableText(value) + "'");
+      } else if (std::string problem = ParamValueProblem(param->type, param->values, value);
+                 !problem.empty()) {
+        Error(kv.second, "param '" + key + "' " + problem);
       }
     }
   }

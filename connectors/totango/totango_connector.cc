@@ -167,7 +167,7 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.account_keys = {"app_token", "token"};
     c.options = {
         {"service_id", "string", "", {}, "the SDR service id (SP-0000-11): required"},
-        {"region", "string", "", {}, "us or eu: the SDR gateway's data centre"},
+        {"region", "string", "", {}, "the SDR gateway's data centre", {"us", "eu"}},
         {"sdr_url", "string", "", {}, "the SDR gateway's URL, when neither region fits"},
         {"allowed.*", "string", "", {},
          "allowed.<attribute>: the values the attribute takes, as A|B|C"},

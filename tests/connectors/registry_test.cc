@@ -271,6 +271,25 @@ TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
   EXPECT_FALSE(ValidateSystemConfig(totango).ok());
 }
 
+// An option's value is checked as its kind declares it, as a mapping's params are.
+TEST(RegistryTest, AnOptionsValueIsOfItsDeclaredTypeAndValues) {
+  SystemConfig batch = Dynamics();
+  batch.options["batch_size"] = "many";
+  EXPECT_EQ(ValidateSystemConfig(batch).message(),
+            "error: option 'batch_size' of dynamics365 system 'erp' must be a whole number of at "
+            "most 15 digits, not 'many'");
+  SystemConfig totango;
+  totango.name = "cs";
+  totango.kind = "totango";
+  totango.base_url = "https://api.totango.com";
+  totango.auth = {{"app_token", "t"}};
+  totango.options = {{"service_id", "SP-1"}, {"region", "asia"}};
+  EXPECT_EQ(ValidateSystemConfig(totango).message(),
+            "error: option 'region' of totango system 'cs' must be one of eu, us, not 'asia'");
+  totango.options["region"] = "eu";
+  EXPECT_TRUE(ValidateSystemConfig(totango).ok()) << ValidateSystemConfig(totango).message();
+}
+
 // Loaded from crmbridge.yaml, every key the kind does not take is reported at once, each where it
 // is written, even one whose ${env:} value is not set.
 TEST(RegistryTest, KeysAKindDoesNotTakeAreReportedWhereTheyAreWritten) {
