@@ -260,12 +260,8 @@ TEST(RegistryTest, AnAuthKeyOrOptionTheKindDoesNotTakeIsRefused) {
                 "'client_secret'?)"),
             std::string::npos);
 
-  SystemConfig totango;
-  totango.name = "cs";
-  totango.kind = "totango";
-  totango.base_url = "https://api.totango.com";
-  totango.auth = {{"app_token", "t"}};
-  totango.options = {{"service_id", "SP-1"}, {"allowed.Onboarding Stage", "A|B"}};
+  SystemConfig totango = Totango();
+  totango.options["allowed.Onboarding Stage"] = "A|B";
   EXPECT_TRUE(ValidateSystemConfig(totango).ok()) << "allowed.<attribute> is any attribute";
   totango.options["alowed.Stage"] = "A";
   EXPECT_FALSE(ValidateSystemConfig(totango).ok());
@@ -278,12 +274,8 @@ TEST(RegistryTest, AnOptionsValueIsOfItsDeclaredTypeAndValues) {
   EXPECT_EQ(ValidateSystemConfig(batch).message(),
             "error: option 'batch_size' of dynamics365 system 'erp' must be a whole number of at "
             "most 15 digits, not 'many'");
-  SystemConfig totango;
-  totango.name = "cs";
-  totango.kind = "totango";
-  totango.base_url = "https://api.totango.com";
-  totango.auth = {{"app_token", "t"}};
-  totango.options = {{"service_id", "SP-1"}, {"region", "asia"}};
+  SystemConfig totango = Totango();
+  totango.options["region"] = "asia";
   EXPECT_EQ(ValidateSystemConfig(totango).message(),
             "error: option 'region' of totango system 'cs' must be one of eu, us, not 'asia'");
   totango.options["region"] = "eu";
