@@ -116,10 +116,20 @@ int LoadTenant(const GlobalOptions& global, bool need_plan, Loaded* out) {
   return kExitOk;
 }
 
-// `existing_state`: a read-only command refuses to create an empty state store where none is.
+// `existing_state`: a command that works on the state store alone (status, dlq, audit, report):
+// it refuses to create an empty store where none is, and contacts no system, so the secrets of
+// the systems need not be set where it runs.
 int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing_state = false) {
   if (!global.tenant.empty()) return LoadTenant(global, need_plan, out);
-  auto config = LoadAppConfig(global.config_path);
+  std::vector<std::string> unset;
+  auto config = existing_state ? LoadAppConfigWithoutSecrets(global.config_path, &unset)
+                               : LoadAppConfig(global.config_path);
+  if (config.ok() && config->state_path.empty()) {
+    // The store's own location named a variable that is not set.
+    for (const std::string& w : unset) std::cerr << w << "\n";
+    std::cerr << "crmbridge: the state store's location is not set\n";
+    return kExitUsage;
+  }
   if (!config.ok()) {
     std::cerr << "crmbridge: configuration error:\n" << config.status().message() << "\n";
     if (config.status().code() == StatusCode::kNotFound)

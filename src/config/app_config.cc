@@ -199,7 +199,7 @@ class Loader {
       auto value = env_(name);
       if (!value && unset_env_warns_) {
         diags_.Warning(Pos(n), "environment variable " + name + " is not set",
-                       "sync, backfill and daemon refuse it; export " + name + "=...");
+                       "sync, backfill, daemon and serve refuse it; export " + name + "=...");
         ok = false;
       } else if (!value) {
         diags_.Error(Pos(n), "environment variable " + name + " is not set",

@@ -357,7 +357,7 @@ TEST(AppConfigWithoutSecretsTest, AnUnsetVariableIsAWarningAndTheRestIsStillChec
   EXPECT_EQ(config->systems.at("hs").kind, "hubspot");
   ASSERT_EQ(warnings.size(), 2u);
   EXPECT_EQ(warnings[0], path + ":5:15: warning: environment variable HS_URL is not set (hint: "
-                                "sync, backfill and daemon refuse it; export HS_URL=...)");
+                                "sync, backfill, daemon and serve refuse it; export HS_URL=...)");
   EXPECT_EQ(warnings[1].rfind(path + ":6:19: warning: environment variable HS_TOKEN", 0), 0u);
   EXPECT_FALSE(LoadAppConfig(path, nothing_set).ok());
 

@@ -168,6 +168,19 @@ set +e
 env -u HUBSPOT_TOKEN "$bin/crmbridge" --config "$cfg" sync --dry-run >/dev/null 2>"$work/nosecret-sync.err"; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "a sync without HUBSPOT_TOKEN exited $rc, not 2"
+# Commands on the state store alone need no system's secret; the store's own location they do.
+for cmd in "status" "dlq list" "audit portal"; do
+  # shellcheck disable=SC2086
+  env -u HUBSPOT_TOKEN -u D365_CLIENT_SECRET "$bin/crmbridge" --config "$cfg" $cmd >/dev/null \
+    2>"$work/nosecret-$cmd.err" || fail "$cmd without the secrets: $(cat "$work/nosecret-$cmd.err")"
+done
+set +e
+env -u CRMBRIDGE_STATE "$bin/crmbridge" --config "$cfg" status >/dev/null 2>"$work/nostate.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "status without CRMBRIDGE_STATE exited $rc, not 2"
+grep -q "environment variable CRMBRIDGE_STATE is not set" "$work/nostate.err" \
+  || fail "status without CRMBRIDGE_STATE: $(cat "$work/nostate.err")"
 sed 's/transforms: \[trim\]/transforms: [strip]/' "$src/mappings/presets/onboarding.yaml" >"$work/typo.yaml"
 set +e
 "$bin/crmbridge" --config "$cfg" mappings validate "$work/typo.yaml" 2>"$work/typo.err"; rc=$?
