@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# SIGTERM ends a sync that waits for a rate budget, and nothing it could not send is lost: with
+# HubSpot's search budget at one request an hour, the sync's second search would wait an hour.
+# After SIGTERM the process ends without sending it, and the next sync, with the demo's budget,
+# moves every onboarding as a sync that was never stopped would.
+#   usage: stop_signal_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$(cd "$2" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/crmbridge-stop.XXXXXX")
+source "$(dirname "$0")/crm_mocks.sh"
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+  stop_crm_mocks
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; tail -5 "$work/stopped.log" >&2 2>/dev/null || true; exit 1; }
+
+export HUBSPOT_TOKEN=pat-stop-hubspot D365_CLIENT_ID=stop-client D365_CLIENT_SECRET=stop-secret-01
+export TOTANGO_TOKEN=stop-totango-token PORTAL_TOKEN=stop-portal-token
+start_crm_mocks "$bin" "$work" --seed 7 --size 12 --seed-only hubspot portal || fail "no mocks"
+export CRMBRIDGE_STATE="$work/state.db"
+sed -e "s#\.\./\.\./mappings/#$src/mappings/#g" "$src/examples/demo/crmbridge.yaml" >"$work/demo.yaml"
+sed -e 's#search_rate_limit: {requests: 5, per: 1s}#search_rate_limit: {requests: 1, per: 1h}#' \
+  "$work/demo.yaml" >"$work/tight.yaml"
+grep -q "requests: 1, per: 1h" "$work/tight.yaml" || fail "the demo's search budget moved"
+
+"$bin/crmbridge" --config "$work/tight.yaml" --log-level debug sync >"$work/stopped.out" \
+  2>"$work/stopped.log" &
+pid=$!
+# The first search goes out at once; the next waits for the budget.
+for _ in $(seq 1 600); do
+  grep -q "/search" "$work/stopped.log" && break
+  kill -0 "$pid" 2>/dev/null || fail "the sync ended before its first search"
+  sleep 0.1
+done
+grep -q "/search" "$work/stopped.log" || fail "no search request in a minute"
+sleep 1
+kill -0 "$pid" 2>/dev/null || fail "the sync ended without waiting for its search budget"
+kill -TERM "$pid"
+# A bound for a hang, not a measure: the budget would hold it for an hour.
+for _ in $(seq 1 600); do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then fail "SIGTERM did not end a sync waiting for its rate budget"; fi
+set +e
+wait "$pid"
+rc=$?
+set -e
+pid=""
+# Exit 4, as for a system that could not be read, with the reason in the log.
+[ "$rc" -eq 4 ] || fail "the stopped sync exited $rc, not 4"
+grep -q "not sent: crmbridge is stopping (SIGTERM or SIGINT)" "$work/stopped.log" \
+  || fail "the log does not say the request was not sent for the stop"
+
+# The next sync, with the demo's budget, moves everything: each seeded onboarding ticket has its
+# Totango account (12 companies, 12 tickets), and a sync after it has nothing to write.
+"$bin/crmbridge" --config "$work/demo.yaml" sync >"$work/next.out" 2>"$work/next.log" \
+  || fail "the next sync exited $?: $(tail -3 "$work/next.log")"
+accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"' | wc -l)
+[ "$accounts" -eq 12 ] || fail "Totango holds $accounts onboarding accounts, not 12"
+"$bin/crmbridge" --config "$work/demo.yaml" sync >"$work/last.out" 2>"$work/last.log" \
+  || fail "the last sync exited $?"
+grep -q "Nothing to write" "$work/last.out" || fail "the last sync wrote: $(cat "$work/last.out")"
