@@ -1178,12 +1178,24 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(const std::vector<std
   if (files.empty())
     return Status(StatusCode::kInvalidArgument,
                   "no mapping files: list them under 'mappings:' in crmbridge.yaml");
-  Loader loader(systems);
+  // Every file is read before any is checked, so that each file's YAML errors are reported at
+  // once; the checks wait for all of them to read, as a later file may use what an earlier one
+  // declares, and would only report that file's entities as unknown.
+  std::vector<YAML::Node> docs;
+  Status unread;
+  std::string unread_messages;
   for (const std::string& file : files) {
     auto doc = LoadYamlFile(file);
-    if (!doc.ok()) return doc.status();
-    loader.LoadFile(file, *doc);
+    if (doc.ok()) {
+      docs.push_back(std::move(*doc));
+      continue;
+    }
+    if (unread.ok()) unread = doc.status();
+    unread_messages += (unread_messages.empty() ? "" : "\n") + doc.status().message();
   }
+  if (!unread.ok()) return Status(unread.code(), unread_messages);
+  Loader loader(systems);
+  for (size_t i = 0; i < files.size(); ++i) loader.LoadFile(files[i], docs[i]);
   loader.ResolvePending();
   if (!loader.diags().empty()) return loader.diags().ToStatus();
   // Unresolved table slots only remain where an error was reported above.

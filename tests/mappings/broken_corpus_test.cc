@@ -194,5 +194,17 @@ TEST(BrokenMappingCorpusTest, SeveralMistakesAreReportedAtOnce) {
   EXPECT_NE(m.find(path + ":10:68: error: unknown transform 'lowercase'"), std::string::npos) << m;
 }
 
+TEST(BrokenMappingCorpusTest, EveryFilesYamlMistakeIsReportedAtOnce) {
+  // Two files that are not valid YAML, given together: both are named, not the first alone.
+  const std::string broken = Dir() + "35_yaml_syntax_error.yaml";
+  const std::string unclosed = Dir() + "56_unclosed_quote.yaml";
+  auto plan = LoadMappingPlan({broken, unclosed}, kSystems);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), StatusCode::kInvalidArgument);
+  const std::string m = plan.status().message();
+  EXPECT_NE(m.find(broken + ":5:1: error: not valid YAML"), std::string::npos) << m;
+  EXPECT_NE(m.find(unclosed + ":10:26: error: not valid YAML"), std::string::npos) << m;
+}
+
 }  // namespace
 }  // namespace crmbridge
