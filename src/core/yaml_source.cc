@@ -121,7 +121,8 @@ size_t NotUtf8At(const std::string& text) {
 // one of the two, silently), anchors and aliases (one alias can stand for a whole subtree, and a
 // few nested ones for more nodes than memory holds: refused, not expanded), and values that are
 // not UTF-8 (yaml-cpp passes any byte on, and nlohmann::json throws when it writes such a string:
-// the value would fail every record it reached).
+// the value would fail every record it reached), and tags (`!!str 5`, `!secret x`: the loaders
+// read a value as it is written, and would pass the tag over in silence).
 class StrictnessCheck : public YAML::EventHandler {
  public:
   StrictnessCheck(std::string file, Diagnostics* diagnostics)
@@ -138,9 +139,10 @@ class StrictnessCheck : public YAML::EventHandler {
                         "write the value out where it is used");
     Node(mark, nullptr);
   }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     Anchored(mark, anchor);
+    Tagged(mark, tag);
     if (const size_t at = NotUtf8At(value); at != std::string::npos) {
       static const char kHex[] = "0123456789ABCDEF";
       const auto byte = static_cast<unsigned char>(value[at]);
@@ -151,16 +153,18 @@ class StrictnessCheck : public YAML::EventHandler {
     }
     Node(mark, &value);
   }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
     Anchored(mark, anchor);
+    Tagged(mark, tag);
     Node(mark, nullptr);
     stack_.push_back(Container{false, {}, true});
   }
   void OnSequenceEnd() override { stack_.pop_back(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
     Anchored(mark, anchor);
+    Tagged(mark, tag);
     Node(mark, nullptr);
     stack_.push_back(Container{true, {}, true});
   }
@@ -177,6 +181,12 @@ class StrictnessCheck : public YAML::EventHandler {
     if (anchor != YAML::NullAnchor)
       diagnostics_->Error(PosAt(mark, file_), "an anchor (&name) is not accepted here",
                           "write the value out where it is used");
+  }
+  // yaml-cpp gives a node written without a tag "?" (plain) or "!" (quoted).
+  void Tagged(const YAML::Mark& mark, const std::string& tag) {
+    if (!tag.empty() && tag != "?" && tag != "!")
+      diagnostics_->Error(PosAt(mark, file_), "a tag (" + PrintableText(tag) + ") is not accepted here",
+                          "write the value alone; quote it ('5') to make a number text");
   }
   // A node begins (`scalar`: its text when it is a scalar) in the innermost container.
   void Node(const YAML::Mark& mark, const std::string* scalar) {

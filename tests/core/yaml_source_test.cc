@@ -64,6 +64,18 @@ TEST(YamlSourceTest, AnchorsAndAliasesAreRefusedNotExpanded) {
   EXPECT_THAT(error, HasSubstr("m.yaml:2:10: error: an alias (*name) is not accepted here"));
 }
 
+TEST(YamlSourceTest, TagsAreRefusedNotPassedOver) {
+  // The loaders read a value as written: `!!str 1` would still be the number 1 to them.
+  const std::string error = ErrorOf("native: !!str 1\nsecret: !vault token\nlist: !!seq [a]\n");
+  EXPECT_THAT(error, HasSubstr("m.yaml:1:9: error: a tag (tag:yaml.org,2002:str) is not accepted "
+                               "here (hint: write the value alone; quote it ('5') to make a "
+                               "number text)"));
+  EXPECT_THAT(error, HasSubstr("m.yaml:2:9: error: a tag (!vault) is not accepted here"));
+  EXPECT_THAT(error, HasSubstr("m.yaml:3:7: error: a tag (tag:yaml.org,2002:seq)"));
+  // Plain and quoted values carry no tag of their own.
+  EXPECT_TRUE(ParseYaml("a: 1\nb: '1'\nc: \"x\"\nd: [1]\ne: {f: 1}\n", "m.yaml").ok());
+}
+
 TEST(YamlSourceTest, AnUnterminatedQuoteIsReportedWhereItOpens) {
   const std::string error = ErrorOf(
       "systems:\n"
