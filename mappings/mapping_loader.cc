@@ -924,8 +924,9 @@ class Loader {
           continue;
         }
         f.native = Text(spec["native"], "native", "{native: subject}");
-        if (const SystemTraits* traits = TraitsOf(system);
-            traits != nullptr && traits->plain_field_names && !IsPlainName(f.native))
+        // An empty name has had its error above.
+        if (const SystemTraits* traits = TraitsOf(system); traits != nullptr &&
+            traits->plain_field_names && !f.native.empty() && !IsPlainName(f.native))
           Error(spec["native"], "native field '" + PrintableText(f.native) + "' is no field name " +
                                     system + " takes: letters, digits and _, starting with a "
                                     "letter or _ (crmbridge connectors describe " + traits->kind + ")");

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string_view>
@@ -36,6 +37,13 @@ SourcePos PosAt(const YAML::Mark& mark, const std::string& file) {
   return pos;
 }
 
+// yaml-cpp places a value left empty (`native:` and nothing after it) at the token after it, often
+// the next line's key, where an error about it would send the reader to the wrong line. The
+// parse of each file notes where such values' keys are, by the place yaml-cpp gives the value.
+using MarkAt = std::pair<int, int>;  // line, column
+std::mutex g_empty_values_mu;
+std::map<std::string, std::map<MarkAt, YAML::Mark>> g_empty_value_keys;  // by file
+
 }  // namespace
 
 SourcePos PosOf(const YAML::Node& node, const std::string& file) {
@@ -45,6 +53,13 @@ SourcePos PosOf(const YAML::Node& node, const std::string& file) {
   if (pos.line == 0 && node.IsNull()) {
     pos.line = 1;
     pos.column = 1;
+  }
+  if (node.IsNull() && pos.line > 0) {
+    std::lock_guard<std::mutex> lock(g_empty_values_mu);
+    if (auto keys = g_empty_value_keys.find(file); keys != g_empty_value_keys.end())
+      if (auto key = keys->second.find({node.Mark().line, node.Mark().column});
+          key != keys->second.end())
+        return PosAt(key->second, file);
   }
   return pos;
 }
@@ -132,8 +147,14 @@ class StrictnessCheck : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     Anchored(mark, anchor);
+    // A map's value left empty, placed by yaml-cpp on a later line than its key.
+    if (!stack_.empty() && stack_.back().is_map && !stack_.back().expecting_key &&
+        mark.line > stack_.back().last_key.line)
+      empty_value_keys_[{mark.line, mark.column}] = stack_.back().last_key;
     Node(mark, nullptr);
   }
+  // Where each map value left empty is given by yaml-cpp, and where its key is.
+  const std::map<MarkAt, YAML::Mark>& empty_value_keys() const { return empty_value_keys_; }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
     diagnostics_->Error(PosAt(mark, file_), "an alias (*name) is not accepted here",
                         "write the value out where it is used");
@@ -158,7 +179,7 @@ class StrictnessCheck : public YAML::EventHandler {
     Anchored(mark, anchor);
     Tagged(mark, tag);
     Node(mark, nullptr);
-    stack_.push_back(Container{false, {}, true});
+    stack_.push_back(Container{false, {}, true, YAML::Mark()});
   }
   void OnSequenceEnd() override { stack_.pop_back(); }
   void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
@@ -166,7 +187,7 @@ class StrictnessCheck : public YAML::EventHandler {
     Anchored(mark, anchor);
     Tagged(mark, tag);
     Node(mark, nullptr);
-    stack_.push_back(Container{true, {}, true});
+    stack_.push_back(Container{true, {}, true, YAML::Mark()});
   }
   void OnMapEnd() override { stack_.pop_back(); }
 
@@ -175,6 +196,7 @@ class StrictnessCheck : public YAML::EventHandler {
     bool is_map;
     std::map<std::string, YAML::Mark> keys;  // a map's scalar keys, where first given
     bool expecting_key;                      // a map's next node is a key
+    YAML::Mark last_key;                     // a map's latest key
   };
 
   void Anchored(const YAML::Mark& mark, YAML::anchor_t anchor) {
@@ -194,6 +216,7 @@ class StrictnessCheck : public YAML::EventHandler {
     Container& map = stack_.back();
     const bool is_key = map.expecting_key;
     map.expecting_key = !map.expecting_key;
+    if (is_key) map.last_key = mark;
     if (!is_key || scalar == nullptr) return;
     auto [first, inserted] = map.keys.emplace(*scalar, mark);
     if (!inserted) {
@@ -206,6 +229,7 @@ class StrictnessCheck : public YAML::EventHandler {
   std::string file_;
   Diagnostics* diagnostics_;
   std::vector<Container> stack_;
+  std::map<MarkAt, YAML::Mark> empty_value_keys_;
 };
 
 // Where a quoted value that is never closed begins, if one is: yaml-cpp reports such a value
@@ -338,6 +362,10 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
     YAML::Parser parser(in);
     StrictnessCheck check(name, &strictness);
     parser.HandleNextDocument(check);
+    {
+      std::lock_guard<std::mutex> lock(g_empty_values_mu);
+      g_empty_value_keys[name] = check.empty_value_keys();
+    }
     // YAML::Load read the first document only: whatever follows a `---` or `...` would be
     // silently dropped, a whole section of a mapping among it.
     try {

@@ -64,6 +64,16 @@ TEST(YamlSourceTest, AnchorsAndAliasesAreRefusedNotExpanded) {
   EXPECT_THAT(error, HasSubstr("m.yaml:2:10: error: an alias (*name) is not accepted here"));
 }
 
+TEST(YamlSourceTest, AValueLeftEmptyIsAtItsKeyNotAtTheNextLine) {
+  // yaml-cpp places an empty value at the token after it: the next line's key.
+  auto doc = ParseYaml("a:\n  native:\n  direction: in\nlast:\n", "m.yaml");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  EXPECT_EQ(PosOf((*doc)["a"]["native"], "m.yaml").ToString(), "m.yaml:2:3");
+  EXPECT_EQ(PosOf((*doc)["last"], "m.yaml").ToString(), "m.yaml:4:1");
+  // A value given is where it is written.
+  EXPECT_EQ(PosOf((*doc)["a"]["direction"], "m.yaml").ToString(), "m.yaml:3:14");
+}
+
 TEST(YamlSourceTest, TagsAreRefusedNotPassedOver) {
   // The loaders read a value as written: `!!str 1` would still be the number 1 to them.
   const std::string error = ErrorOf("native: !!str 1\nsecret: !vault token\nlist: !!seq [a]\n");
