@@ -886,6 +886,9 @@ int RunConnectorsDescribe(const std::string& kind) {
     };
     specs("params:", can.params);
     std::printf("  in crmbridge.yaml: auth %s\n", JoinWords(can.auth_keys).c_str());
+    if (!can.search_paths.empty())
+      std::printf("  search_rate_limit: the budget of requests to %s\n",
+                  JoinWords(can.search_paths).c_str());
     specs("options:", can.options);
   }
   return kExitOk;
