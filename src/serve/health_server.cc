@@ -6,6 +6,13 @@
 namespace crmbridge {
 
 Status BindServer(httplib::Server* server, const std::string& host, int port, int* bound) {
+  // httplib's default also sets SO_REUSEPORT, with which a second process binds a port already
+  // taken and the kernel shares the connections between the two: one customer's webhooks could
+  // reach another configuration's process. SO_REUSEADDR alone still lets a restart bind at once.
+  server->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+  });
   if (port == 0) {
     *bound = server->bind_to_any_port(host);
     if (*bound <= 0)

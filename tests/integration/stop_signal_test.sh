@@ -2,7 +2,8 @@
 # SIGTERM ends a sync that waits for a rate budget, and nothing it could not send is lost: with
 # HubSpot's search budget at one request an hour, the sync's second search would wait an hour.
 # After SIGTERM the process ends without sending it, and the next sync, with the demo's budget,
-# moves every onboarding as a sync that was never stopped would.
+# moves every onboarding as a sync that was never stopped would. Also: serve refuses a port that
+# another process listens on.
 #   usage: stop_signal_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 bin=$1
@@ -65,3 +66,15 @@ accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage
 "$bin/crmbridge" --config "$work/demo.yaml" sync >"$work/last.out" 2>"$work/last.log" \
   || fail "the last sync exited $?"
 grep -q "Nothing to write" "$work/last.out" || fail "the last sync wrote: $(cat "$work/last.out")"
+
+# serve refuses a port another process listens on (here the HubSpot mock's), where the kernel would
+# otherwise share the connections between the two.
+taken=${DEMO_HUBSPOT_URL#http://}
+taken=${taken%%/*}
+set +e
+timeout 20 "$bin/crmbridge" --config "$work/demo.yaml" serve --listen "$taken" --every 1h \
+  >"$work/serve.out" 2>"$work/serve.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "serve on a taken port $taken exited $rc, not 2: $(cat "$work/serve.out")"
+grep -q "cannot listen on $taken" "$work/serve.err" || fail "serve: $(cat "$work/serve.err")"
