@@ -1,6 +1,7 @@
 #include "src/cli/commands.h"
 #include "src/cli/process.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -262,6 +263,34 @@ static std::optional<std::unique_ptr<SyncEngine>> NewEngine(Loaded& loaded,
                                       std::move(*connectors), Clock::Real());
 }
 
+// Why `path` cannot take a file crmbridge writes whole (a report, metrics), or "" when it can. The
+// file is written beside it and renamed over it, which would turn a device or a pipe into a
+// plain file and replace any file: so the path must be a plain file or none, in a folder that
+// exists, and none of the files this command runs from.
+static std::string OutputPathProblem(const std::string& path, const Loaded& loaded) {
+  struct stat target {};
+  if (stat(path.c_str(), &target) != 0) {
+    const size_t slash = path.rfind('/');
+    const std::string folder = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    struct stat dir {};
+    if (stat(folder.c_str(), &dir) != 0 || !S_ISDIR(dir.st_mode))
+      return "its folder " + folder + " does not exist";
+    return "";
+  }
+  if (!S_ISREG(target.st_mode)) return "it is not a plain file (a folder, a device or a pipe)";
+  std::vector<std::pair<std::string, std::string>> inputs = {
+      {loaded.config.state_path, "the state store"}, {loaded.config.path, "the configuration"}};
+  for (const std::string& mapping : loaded.config.mapping_paths)
+    inputs.emplace_back(mapping, "a mapping file");
+  for (const auto& [input, what] : inputs) {
+    struct stat other {};
+    if (!input.empty() && stat(input.c_str(), &other) == 0 && other.st_dev == target.st_dev &&
+        other.st_ino == target.st_ino)
+      return "it is " + what + " this command runs from";
+  }
+  return "";
+}
+
 // A run that lost its lease to another one stopped on purpose; the other run goes on. The exit
 // code comes from the summary, never from a Status code.
 static int LeaseLost(const RunSummary& summary) {
@@ -276,6 +305,12 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  if (!options.metrics_file.empty())
+    if (std::string problem = OutputPathProblem(options.metrics_file, loaded); !problem.empty()) {
+      std::cerr << "crmbridge sync: --metrics-file " << options.metrics_file << ": " << problem
+                << "\n";
+      return kExitUsage;
+    }
 
   std::optional<Metrics> metrics;
   if (!options.metrics_file.empty()) metrics.emplace(SystemNames(loaded.config));
@@ -1188,6 +1223,10 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
     return kExitInternal;
   }
   if (!options.html_path.empty()) {
+    if (std::string problem = OutputPathProblem(options.html_path, loaded); !problem.empty()) {
+      std::cerr << me << ": --html " << options.html_path << ": " << problem << "\n";
+      return kExitUsage;
+    }
     // Written next to its final name and renamed, so a browser never shows half a report.
     const std::string tmp = options.html_path + ".tmp";
     {

@@ -58,6 +58,28 @@ diff "$work/totango-want.txt" "$work/totango-got.txt" >"$work/totango.diff" ||
 "$bin/crmbridge" --config "$cfg" sync >"$work/run2.txt" 2>"$work/run2.log" || fail "second sync exited $?"
 grep -q "Nothing to write" "$work/run2.txt" || fail "second sync wrote: $(cat "$work/run2.txt")"
 
+# A file crmbridge writes whole never replaces the state store, a device or a pipe, and its
+# folder must exist: each is refused before anything is written.
+mkfifo "$work/pipe"
+for target in "$CRMBRIDGE_STATE" "$work/pipe" "$work/no-such-folder/metrics.prom"; do
+  set +e
+  "$bin/crmbridge" --config "$cfg" sync --metrics-file "$target" >/dev/null 2>"$work/metrics.err"
+  rc=$?
+  "$bin/crmbridge" --config "$cfg" report onboarding --html "$target" >/dev/null 2>"$work/html.err"
+  rc_html=$?
+  set -e
+  [ "$rc" -eq 2 ] && [ "$rc_html" -eq 2 ] || fail "writing to $target exited $rc / $rc_html, not 2"
+  grep -q -- "--metrics-file $target: " "$work/metrics.err" || fail "$(cat "$work/metrics.err")"
+  grep -q -- "--html $target: " "$work/html.err" || fail "$(cat "$work/html.err")"
+done
+set +e
+"$bin/crmbridge" --config "$cfg" sync --metrics-file "$CRMBRIDGE_STATE" 2>"$work/metrics.err" >/dev/null
+set -e
+grep -q "it is the state store this command runs from" "$work/metrics.err" ||
+  fail "unclear: $(cat "$work/metrics.err")"
+[ -p "$work/pipe" ] || fail "the pipe was replaced"
+"$bin/crmbridge" --config "$cfg" status >/dev/null || fail "the state store did not survive"
+
 # Secrets never reach the logs, even at debug level with every HTTP exchange logged.
 for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN" "$PORTAL_TOKEN"; do
   grep -qF -- "$s" "$work/run1.log" "$work/run2.log" && fail "a secret appeared in the log"
