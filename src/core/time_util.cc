@@ -29,7 +29,13 @@ std::optional<int64_t> ParseIsoUtcMillis(std::string_view text) {
   tm.tm_hour = h;
   tm.tm_min = mi;
   tm.tm_sec = sec;
-  return static_cast<int64_t>(timegm(&tm)) * 1000 + ms;
+  const int64_t seconds = static_cast<int64_t>(timegm(&tm));
+  // timegm rolls a day or time that does not exist over (February 30th is March 2nd, 24:00 the
+  // next day): a date that is not on the calendar is no date.
+  if (tm.tm_year != y - 1900 || tm.tm_mon != mo - 1 || tm.tm_mday != d || tm.tm_hour != h ||
+      tm.tm_min != mi || tm.tm_sec != sec)
+    return std::nullopt;
+  return seconds * 1000 + ms;
 }
 
 std::string FormatIsoUtc(int64_t epoch_ms, bool millis) {

@@ -36,6 +36,14 @@ TEST(TimeUtilTest, IsoTimestampsRoundTrip) {
   EXPECT_FALSE(ParseIsoUtcMillis("23.11.2026").has_value());
 }
 
+TEST(TimeUtilTest, ADateNotOnTheCalendarIsNoDateNotTheNextOne) {
+  for (const char* bad : {"2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-00-00T00:00:00Z",
+                          "2026--1-05T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T23:60:00Z",
+                          "2026-01-01T23:59:60Z", "2025-02-29T00:00:00Z"})
+    EXPECT_FALSE(ParseIsoUtcMillis(bad).has_value()) << bad;
+  EXPECT_TRUE(ParseIsoUtcMillis("2028-02-29T23:59:59Z").has_value()) << "a leap day";
+}
+
 TEST(TokenRenewalTest, RenewsAMarginEarlyOrHalfWayThroughAShortLife) {
   constexpr int64_t kNow = 1767225600000LL;
   EXPECT_EQ(TokenRenewalMs(kNow, 3599, 300), kNow + 3299 * 1000);
