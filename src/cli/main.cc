@@ -1,6 +1,9 @@
 // crmbridge: keeps customer-onboarding data in step between HubSpot, Dynamics 365, a customer
 // success platform and a customer portal. See README.md and docs/OPERATIONS.md.
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -336,23 +339,36 @@ int main(int argc, char** argv) {
   }
   global.config_named = env_config != nullptr || config_option->count() > 0;
 
-  if (sync_cmd->parsed()) return RunSync(global, sync);
-  if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
-  if (serve_cmd->parsed()) return RunServe(global, serve);
-  if (backfill_cmd->parsed()) return RunBackfill(global, backfill);
-  if (tenants_add->parsed()) return RunTenantsAdd(global, tenants);
-  if (tenants_list->parsed()) return RunTenantsList(global, tenants);
-  if (tenants_remove->parsed()) return RunTenantsRemove(global, tenants);
-  if (tenants_migrate->parsed()) return RunTenantsMigrate(global, tenants);
-  if (worker_cmd->parsed()) return RunWorker(global, worker);
-  if (status_cmd->parsed()) return RunStatus(global, status);
-  if (connectors_describe->parsed()) return RunConnectorsDescribe(describe_kind);
-  if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
-  if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
-  if (dlq_list->parsed()) return RunDlqList(global, dlq);
-  if (audit_portal->parsed()) return RunAuditPortal(global, audit);
-  if (audit_merges->parsed()) return RunAuditMerges(global, audit);
-  if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
-  if (report_onboarding->parsed()) return RunReportOnboarding(global, report);
-  return kExitUsage;
+  const auto run = [&]() -> int {
+    if (sync_cmd->parsed()) return RunSync(global, sync);
+    if (daemon_cmd->parsed()) return RunDaemon(global, daemon);
+    if (serve_cmd->parsed()) return RunServe(global, serve);
+    if (backfill_cmd->parsed()) return RunBackfill(global, backfill);
+    if (tenants_add->parsed()) return RunTenantsAdd(global, tenants);
+    if (tenants_list->parsed()) return RunTenantsList(global, tenants);
+    if (tenants_remove->parsed()) return RunTenantsRemove(global, tenants);
+    if (tenants_migrate->parsed()) return RunTenantsMigrate(global, tenants);
+    if (worker_cmd->parsed()) return RunWorker(global, worker);
+    if (status_cmd->parsed()) return RunStatus(global, status);
+    if (connectors_describe->parsed()) return RunConnectorsDescribe(describe_kind);
+    if (maps_validate->parsed()) return RunMappingsValidate(global, maps);
+    if (maps_preview->parsed()) return RunMappingsPreview(global, maps);
+    if (dlq_list->parsed()) return RunDlqList(global, dlq);
+    if (audit_portal->parsed()) return RunAuditPortal(global, audit);
+    if (audit_merges->parsed()) return RunAuditMerges(global, audit);
+    if (dlq_replay->parsed()) return RunDlqReplay(global, dlq);
+    if (report_onboarding->parsed()) return RunReportOnboarding(global, report);
+    return kExitUsage;
+  };
+  const int rc = run();
+  // Output that could not be written (a full disk, a closed file) is a failure, never a success
+  // a script would take the empty or cut-off output for.
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0 || !std::cout) {
+    const int error = errno;
+    std::fprintf(stderr, "crmbridge: cannot write the output: %s\n",
+                 error != 0 ? std::strerror(error) : "write error");
+    return rc == kExitOk ? kExitInternal : rc;
+  }
+  return rc;
 }

@@ -80,6 +80,17 @@ grep -q "it is the state store this command runs from" "$work/metrics.err" ||
 [ -p "$work/pipe" ] || fail "the pipe was replaced"
 "$bin/crmbridge" --config "$cfg" status >/dev/null || fail "the state store did not survive"
 
+# Output that cannot be written (a full disk) is a failure a script sees, not exit 0.
+if [ -c /dev/full ]; then
+  set +e
+  "$bin/crmbridge" --config "$cfg" status --json >/dev/full 2>"$work/full.err"
+  rc=$?
+  set -e
+  [ "$rc" -eq 70 ] || fail "status --json to a full disk exited $rc, not 70"
+  grep -q "cannot write the output: No space left on device" "$work/full.err" ||
+    fail "to a full disk: $(cat "$work/full.err")"
+fi
+
 # Secrets never reach the logs, even at debug level with every HTTP exchange logged.
 for s in "$HUBSPOT_TOKEN" "$D365_CLIENT_SECRET" "$TOTANGO_TOKEN" "$PORTAL_TOKEN"; do
   grep -qF -- "$s" "$work/run1.log" "$work/run2.log" && fail "a secret appeared in the log"
