@@ -120,7 +120,10 @@ int LoadTenant(const GlobalOptions& global, bool need_plan, Loaded* out) {
 // `existing_state`: a command that works on the state store alone (status, dlq, audit, report):
 // it refuses to create an empty store where none is, and contacts no system, so the secrets of
 // the systems need not be set where it runs.
-int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing_state = false) {
+// `dry_run`: a run that writes nothing, a state store's creation included: where none is yet, it
+// runs on an empty one in memory.
+int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing_state = false,
+         bool dry_run = false) {
   if (!global.tenant.empty()) return LoadTenant(global, need_plan, out);
   std::vector<std::string> unset;
   auto config = existing_state ? LoadAppConfigWithoutSecrets(global.config_path, &unset)
@@ -152,7 +155,8 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
               << " yet: it is created by the first `crmbridge sync`\n";
     return kExitUsage;
   }
-  auto store = OpenStore(state);
+  const bool missing = !server && access(state.c_str(), F_OK) != 0;
+  auto store = OpenStore(dry_run && missing ? std::string(":memory:") : state);
   if (!store.ok()) {
     std::cerr << "crmbridge: cannot open the state store " << ShownStore(state) << ": "
               << store.status().ToString() << "\n";
@@ -304,7 +308,10 @@ static int LeaseLost(const RunSummary& summary) {
 int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   SetUpLogging(global);
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded, /*existing_state=*/false,
+                    /*dry_run=*/options.dry_run);
+      rc != kExitOk)
+    return rc;
   if (!options.metrics_file.empty())
     if (std::string problem = OutputPathProblem(options.metrics_file, loaded); !problem.empty()) {
       std::cerr << "crmbridge sync: --metrics-file " << options.metrics_file << ": " << problem
@@ -396,7 +403,10 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
     return kExitUsage;
   }
   Loaded loaded;
-  if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
+  if (int rc = Load(global, /*need_plan=*/true, &loaded, /*existing_state=*/false,
+                    /*dry_run=*/options.dry_run);
+      rc != kExitOk)
+    return rc;
   bool known = false;
   for (const SystemEntityMapping& m : loaded.plan->mappings())
     known = known || (m.system == options.system && m.reads() &&

@@ -18,6 +18,12 @@ start_crm_mocks "$bin" "$work" --seed 7 --size 12 --seed-only hubspot portal || 
 export CRMBRIDGE_STATE="$work/state.db"
 cfg="$src/examples/demo/crmbridge.yaml"
 
+# A dry run before the first sync shows what it would write, and creates no state store.
+"$bin/crmbridge" --config "$cfg" sync --dry-run --json >"$work/dry.json" 2>"$work/dry.log" \
+  || fail "the dry run exited $?: $(tail -3 "$work/dry.log")"
+grep -q '"action": "create"' "$work/dry.json" || fail "the dry run plans no create: $(head -c 600 "$work/dry.json")"
+[ ! -e "$CRMBRIDGE_STATE" ] || fail "the dry run created the state store"
+
 "$bin/crmbridge" --config "$cfg" --log-level debug sync --json >"$work/run1.json" 2>"$work/run1.log" \
   || fail "first sync exited $?: $(tail -5 "$work/run1.log")"
 grep -q '"writes": 0' "$work/run1.json" && fail "first sync wrote nothing: $(cat "$work/run1.json")"
