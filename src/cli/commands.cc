@@ -600,6 +600,16 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   inbox_options.public_url = options.public_url;
   while (!inbox_options.public_url.empty() && inbox_options.public_url.back() == '/')
     inbox_options.public_url.pop_back();
+  if (!options.public_url.empty()) {
+    // The senders sign the URL they call: one that is no URL fails every signature.
+    const std::string& url = inbox_options.public_url;
+    const size_t scheme = url.rfind("https://", 0) == 0 ? 8 : url.rfind("http://", 0) == 0 ? 7 : 0;
+    if (scheme == 0 || url.size() == scheme || url.find_first_of(" \t\r\n?#") != std::string::npos) {
+      std::cerr << "crmbridge serve: --public-url \"" << options.public_url
+                << "\" is not the URL senders call (e.g. https://sync.example.com)\n";
+      return kExitUsage;
+    }
+  }
 
   Loaded loaded;
   if (int rc = Load(global, /*need_plan=*/true, &loaded); rc != kExitOk) return rc;
@@ -1162,6 +1172,9 @@ int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options) {
   if (int rc = Load(global, /*need_plan=*/false, &loaded, /*existing_state=*/true); rc != kExitOk)
     return rc;
   std::vector<int64_t> ids = options.replay_ids;
+  // An id given twice is replayed once.
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   if (options.replay_all) {
     auto dead = loaded.store->ListDeadLetters(1 << 30);
     if (!dead.ok()) {

@@ -92,12 +92,13 @@ int main(int argc, char** argv) {
                          "Print every write (planned, with --dry-run) with its fields, and log "
                          "every record a warning concerns (otherwise the first 5 of each kind, "
                          "then a count)");
-  backfill_cmd->add_option("--tenant", global.tenant,
+  CLI::Option* backfill_tenant = backfill_cmd->add_option("--tenant", global.tenant,
                            "Ask a registered tenant for this backfill instead: a worker runs it at "
                            "its next claim (needs --state or CRMBRIDGE_STATE_URL)");
   backfill_cmd->add_option("--state", global.state_url,
                            "With --tenant: the tenants' postgresql:// URL (default "
-                           "$CRMBRIDGE_STATE_URL; a password goes there or in PGPASSWORD)");
+                           "$CRMBRIDGE_STATE_URL; a password goes there or in PGPASSWORD)")
+      ->needs(backfill_tenant);
 
   DaemonOptions daemon;
   CLI::App* daemon_cmd = app.add_subcommand(
@@ -110,7 +111,8 @@ int main(int argc, char** argv) {
                          "Time between run starts: 30s, 5m, 1h, ... (default: the configuration's "
                          "schedule.every, else 5m)");
   daemon_cmd->add_option("--max-runs", daemon.max_runs, "Stop after this many runs (0 = never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000'000));
 
   ServeOptions serve;
   CLI::App* serve_cmd = app.add_subcommand(
@@ -140,12 +142,13 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--json", status.json, "Print as JSON");
   status_cmd->add_option("--runs", status.runs, "How many recent runs to show")
       ->check(CLI::Range(1, 1000));
-  status_cmd->add_option("--tenant", global.tenant,
+  CLI::Option* status_tenant = status_cmd->add_option("--tenant", global.tenant,
                          "A registered tenant's status instead of --config's (needs --state or "
                          "CRMBRIDGE_STATE_URL)");
   status_cmd->add_option("--state", global.state_url,
                          "With --tenant: the tenants' postgresql:// URL (default "
-                         "$CRMBRIDGE_STATE_URL)");
+                         "$CRMBRIDGE_STATE_URL)")
+      ->needs(status_tenant);
 
   TenantsOptions tenants;
   CLI::App* tenants_cmd = app.add_subcommand(
@@ -256,11 +259,24 @@ int main(int argc, char** argv) {
   dlq_cmd->require_subcommand(1);
   CLI::App* dlq_list = dlq_cmd->add_subcommand("list", "List dead letters, newest first");
   dlq_list->add_flag("--json", dlq.json, "Print as JSON, with each record's payload");
-  dlq_list->add_option("--limit", dlq.limit, "At most this many")->check(CLI::PositiveNumber);
+  dlq_list->add_option("--limit", dlq.limit, "At most this many")
+      ->check(CLI::Range(1, 1'000'000));
   CLI::App* dlq_replay = dlq_cmd->add_subcommand(
       "replay", "Move dead letters back to the outbox; the next sync writes them again");
-  dlq_replay->add_option("ID", dlq.replay_ids, "Dead-letter ids from `crmbridge dlq list`");
-  dlq_replay->add_flag("--all", dlq.replay_all, "Replay every dead letter");
+  // An id is checked as written: a number too large for one, or 0x10, would otherwise be read as
+  // another id.
+  CLI::Option* replay_ids =
+      dlq_replay->add_option("ID", dlq.replay_ids, "Dead-letter ids from `crmbridge dlq list`")
+          ->check(CLI::Validator(
+              [](std::string& id) -> std::string {
+                const bool digits = !id.empty() && id.size() <= 18 &&
+                                    id.find_first_not_of("0123456789") == std::string::npos &&
+                                    id[0] != '0';
+                return digits ? "" : "'" + id + "' is no dead letter's id (a number from "
+                                     "`crmbridge dlq list`)";
+              },
+              "ID"));
+  dlq_replay->add_flag("--all", dlq.replay_all, "Replay every dead letter")->excludes(replay_ids);
 
   ReportOptions report;
   AuditOptions audit;

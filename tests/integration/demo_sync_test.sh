@@ -86,6 +86,26 @@ grep -q "it is the state store this command runs from" "$work/metrics.err" ||
 [ -p "$work/pipe" ] || fail "the pipe was replaced"
 "$bin/crmbridge" --config "$cfg" status >/dev/null || fail "the state store did not survive"
 
+# Flag values that cannot mean what they say are refused with the flag named, before any work.
+while IFS='|' read -r args said; do
+  set +e
+  # shellcheck disable=SC2086
+  "$bin/crmbridge" --config "$cfg" $args >/dev/null 2>"$work/flag.err"
+  rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || fail "crmbridge $args exited $rc, not 2"
+  grep -qF -- "$said" "$work/flag.err" || fail "crmbridge $args: $(cat "$work/flag.err")"
+done <<'EOF_FLAGS'
+dlq replay --all 5|ID excludes --all
+dlq replay 0x10|'0x10' is no dead letter's id
+dlq replay 99999999999999999999|'99999999999999999999' is no dead letter's id
+dlq list --limit 0|--limit: Value 0 not in range 1 to 1000000
+status --state postgresql://h/db|--state requires --tenant
+daemon --max-runs -1|--max-runs: Value -1 not in range
+serve --public-url notaurl|--public-url "notaurl" is not the URL senders call
+report onboarding --as-of 2026-02-30|--as-of "2026-02-30" is not a date
+EOF_FLAGS
+
 # Output that cannot be written (a full disk) is a failure a script sees, not exit 0.
 if [ -c /dev/full ]; then
   set +e
