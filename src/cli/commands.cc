@@ -1214,14 +1214,17 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
   ro.include_ended = options.all;
   const auto stuck = ParseDuration(options.stuck_after);
   const auto escalate = ParseDuration(options.escalate_after);
-  if (!stuck || stuck->count() <= 0) {
+  // The report counts whole days (days in stage, days open): a threshold of part of a day would
+  // be shown as another number of days than it applies.
+  constexpr int64_t kDayMs = 24 * 3600 * 1000;
+  if (!stuck || stuck->count() <= 0 || stuck->count() % kDayMs != 0) {
     std::cerr << me << ": --stuck-after \"" << options.stuck_after
-              << "\" is not a duration (e.g. 30d, 14d, 12h)\n";
+              << "\" is not a whole number of days of 1 or more (e.g. 30d, 14d, 1d)\n";
     return kExitUsage;
   }
-  if (!escalate || escalate->count() <= 0) {
+  if (!escalate || escalate->count() <= 0 || escalate->count() % kDayMs != 0) {
     std::cerr << me << ": --escalate-after \"" << options.escalate_after
-              << "\" is not a duration (e.g. 60d)\n";
+              << "\" is not a whole number of days of 1 or more (e.g. 60d)\n";
     return kExitUsage;
   }
   ro.stuck_after_ms = stuck->count();

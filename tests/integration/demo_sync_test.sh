@@ -104,6 +104,7 @@ status --state postgresql://h/db|--state requires --tenant
 daemon --max-runs -1|--max-runs: Value -1 not in range
 serve --public-url notaurl|--public-url "notaurl" is not the URL senders call
 report onboarding --as-of 2026-02-30|--as-of "2026-02-30" is not a date
+report onboarding --stuck-after 12h|--stuck-after "12h" is not a whole number of days
 EOF_FLAGS
 
 # Output that cannot be written (a full disk) is a failure a script sees, not exit 0.

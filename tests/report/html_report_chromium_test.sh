@@ -52,7 +52,7 @@ grep -q "^Funnel:" "$work/synced.txt" || fail "no funnel in: $(cat "$work/synced
 set +e
 "$bin/crmbridge" --config "$cfg" report onboarding --stuck-after soon 2>"$work/bad.err"; rc=$?
 set -e
-[ "$rc" -eq 2 ] && grep -q -- "--stuck-after \"soon\" is not a duration" "$work/bad.err" \
+[ "$rc" -eq 2 ] && grep -q -- "--stuck-after \"soon\" is not a whole number of days" "$work/bad.err" \
   || fail "a bad --stuck-after exited $rc: $(cat "$work/bad.err")"
 set +e
 "$bin/crmbridge" --config "$cfg" report onboarding --entity invoice 2>"$work/bad2.err"; rc=$?
