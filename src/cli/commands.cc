@@ -987,6 +987,24 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
   }
   // A HubSpot-style {"properties": {...}} wrapper is accepted as well as bare fields.
   if (record.contains("properties") && record["properties"].is_object()) record = record["properties"];
+  // A record of another system (or --system naming the wrong one) maps to nothing at all.
+  bool read_any = false;
+  std::vector<std::string> read_fields;
+  for (const FieldMap& f : source->fields)
+    if (f.reads()) {
+      read_fields.push_back(f.native);
+      read_any = read_any || record.contains(f.native);
+    }
+  if (read_fields.empty()) {
+    std::cerr << "crmbridge: the mapping reads no field of " << options.system << "."
+              << options.entity << " (it only writes them): preview a record of a system it "
+              << "reads " << options.entity << " from\n";
+    return kExitUsage;
+  }
+  if (!read_any)
+    std::cerr << "crmbridge: warning: " << options.record_path << " holds none of the fields "
+              << options.system << "." << options.entity << " reads (" << JoinWords(read_fields)
+              << "): is it a " << options.system << " " << source->object << " record?\n";
   auto canonical = MappingPlan::ToCanonical(*source, record);
   if (!canonical.ok()) {
     std::cerr << "crmbridge: the record cannot be mapped: " << canonical.status().message() << "\n";
@@ -1007,9 +1025,13 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
     out["targets"][target.system] = {{"object", target.object}, {"fields", fields}};
     if (!native.ok()) out["targets"][target.system]["error"] = native.status().message();
   }
+  // A record a target cannot take would be dead-lettered there: the exit code says so, as it does
+  // for a record that cannot be read.
+  bool targets_failed = false;
+  for (const auto& [system, t] : out["targets"].items()) targets_failed |= t.contains("error");
   if (options.json) {
     std::cout << JsonText(out) << std::endl;
-    return kExitOk;
+    return targets_failed ? kExitDeadLettered : kExitOk;
   }
   std::printf("%s %s (%s) as canonical %s:\n", options.system.c_str(), source->object.c_str(),
               options.record_path.c_str(), options.entity.c_str());
@@ -1029,7 +1051,7 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
                   row.contains("value") ? row["value"].dump().c_str() : "(not written)");
     if (t.contains("error")) std::printf("  error: %s\n", t["error"].get<std::string>().c_str());
   }
-  return kExitOk;
+  return targets_failed ? kExitDeadLettered : kExitOk;
 }
 
 namespace {

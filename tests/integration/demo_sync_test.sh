@@ -251,6 +251,17 @@ grep -q "typo.yaml:[0-9]*:[0-9]*: error: unknown transform 'strip'" "$work/typo.
 "$bin/crmbridge" --config "$cfg" mappings preview --system hubspot --entity onboarding \
   --record "$src/examples/records/hubspot_ticket.json" >"$work/preview.txt" || fail "preview failed"
 grep -q "crmb_onboardingstage.*= 100000002" "$work/preview.txt" || fail "preview: $(cat "$work/preview.txt")"
+# A record with none of the fields the mapping reads: a warning that says so, and exit 1 as for
+# any record that cannot be mapped.
+echo '{"properties": {"dealname": "x"}}' >"$work/other.json"
+set +e
+"$bin/crmbridge" --config "$cfg" mappings preview --system hubspot --entity onboarding \
+  --record "$work/other.json" >/dev/null 2>"$work/other.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "preview of a record it cannot map exited $rc, not 1"
+grep -q "holds none of the fields hubspot.onboarding reads" "$work/other.err" ||
+  fail "preview of another record: $(cat "$work/other.err")"
 
 # A backfill reads HubSpot in full on its own checkpoint; everything is in step already, so it
 # writes nothing, and it names what is wrong with a system the mapping does not read.
