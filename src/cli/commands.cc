@@ -52,6 +52,13 @@ std::string JsonText(const nlohmann::json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// "a, b, c".
+std::string JoinWords(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
 // The state store as messages show it: a path as it is, a URL without its user info.
 std::string ShownStore(const std::string& state) {
   return IsPostgresUrl(state) ? RedactUrlForLog(state) : state;
@@ -407,6 +414,13 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
                     /*dry_run=*/options.dry_run);
       rc != kExitOk)
     return rc;
+  if (!loaded.config.systems.count(options.system)) {
+    std::vector<std::string> names;
+    for (const auto& [name, system] : loaded.config.systems) names.push_back(name);
+    std::cerr << "crmbridge backfill: there is no system '" << options.system << "' in "
+              << loaded.config.path << " (its systems: " << JoinWords(names) << ")\n";
+    return kExitUsage;
+  }
   bool known = false;
   for (const SystemEntityMapping& m : loaded.plan->mappings())
     known = known || (m.system == options.system && m.reads() &&
@@ -830,13 +844,6 @@ namespace {
 // Mapping files and the systems they may name: from the configuration when it loads, else any
 // name, of no known kind (so a mapping can be checked before any config exists, for everything
 // but what a system's kind can carry).
-// "a, b, c".
-std::string JoinWords(const std::vector<std::string>& words) {
-  std::string out;
-  for (const std::string& w : words) out += (out.empty() ? "" : ", ") + w;
-  return out;
-}
-
 Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& global,
                                                            const MappingsOptions& options,
                                                            std::string* note) {

@@ -45,12 +45,19 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   GlobalOptions global;
+  // Set but empty is not set (as `CRMBRIDGE_CONFIG= crmbridge ...` is meant).
   const char* env_config = std::getenv("CRMBRIDGE_CONFIG");
+  if (env_config != nullptr && *env_config == '\0') env_config = nullptr;
   global.config_path = env_config != nullptr ? env_config : "crmbridge.yaml";
   app.option_defaults()->always_capture_default();
   CLI::Option* config_option =
       app.add_option("-c,--config", global.config_path,
-                     "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)");
+                     "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)")
+          ->check(CLI::Validator(
+              [](std::string& path) -> std::string {
+                return path.empty() ? "needs the configuration file's path" : "";
+              },
+              "FILE"));
   app.add_option("--log-format", global.log_format, "Log lines on stderr as text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", global.log_level, "trace, debug, info, warn or error")

@@ -105,7 +105,15 @@ daemon --max-runs -1|--max-runs: Value -1 not in range
 serve --public-url notaurl|--public-url "notaurl" is not the URL senders call
 report onboarding --as-of 2026-02-30|--as-of "2026-02-30" is not a date
 report onboarding --stuck-after 12h|--stuck-after "12h" is not a whole number of days
+backfill --system nosuch|there is no system 'nosuch' in
 EOF_FLAGS
+
+set +e
+"$bin/crmbridge" --config "" status >/dev/null 2>"$work/flag.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q -- "--config: needs the configuration file's path" "$work/flag.err" ||
+  fail "--config \"\" exited $rc: $(cat "$work/flag.err")"
 
 # Output that cannot be written (a full disk) is a failure a script sees, not exit 0.
 if [ -c /dev/full ]; then
