@@ -21,7 +21,8 @@ const char* kDescription =
 const char* kFooter =
     "\nExit codes: 0 success; 1 finished but some records were dead-lettered; 2 usage or\n"
     "configuration error; 3 another run holds the lease; 4 a system was unreachable;\n"
-    "70 the state store failed, or an internal error (see the log).\n"
+    "70 the state store failed, the output could not be written, or an internal error (see the\n"
+    "log).\n"
     "\nExamples:\n"
     "  crmbridge --config crmbridge.yaml sync --dry-run     show what a sync would write\n"
     "  crmbridge --config crmbridge.yaml sync               run one sync\n"
@@ -34,6 +35,19 @@ const char* kFooter =
     "  crmbridge tenants add acme --config acme.yaml        register a tenant's crmbridge.yaml\n"
     "  crmbridge worker --concurrency 4                     run due tenants until SIGTERM\n"
     "  crmbridge tenants list                               last run, next due, holder, backlog\n";
+
+// Every option that takes a value, of `app` and its subcommands, refuses an empty one: read as
+// "not given", `--entity ""` would backfill every entity and `--html ""` print the report
+// instead of writing it.
+void RefuseEmptyValues(CLI::App* app) {
+  for (CLI::Option* option : app->get_options()) {
+    if (option->get_type_size_max() == 0) continue;  // a flag
+    option->check(CLI::Validator(
+        [](std::string& value) -> std::string { return value.empty() ? "needs a value" : ""; },
+        ""));
+  }
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) RefuseEmptyValues(sub);
+}
 
 }  // namespace
 
@@ -52,12 +66,7 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   CLI::Option* config_option =
       app.add_option("-c,--config", global.config_path,
-                     "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)")
-          ->check(CLI::Validator(
-              [](std::string& path) -> std::string {
-                return path.empty() ? "needs the configuration file's path" : "";
-              },
-              "FILE"));
+                     "crmbridge.yaml to use (default: $CRMBRIDGE_CONFIG, else ./crmbridge.yaml)");
   app.add_option("--log-format", global.log_format, "Log lines on stderr as text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", global.log_level, "trace, debug, info, warn or error")
@@ -348,6 +357,7 @@ int main(int argc, char** argv) {
       ->type_name("FILE")
       ->excludes(report_json);
 
+  RefuseEmptyValues(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

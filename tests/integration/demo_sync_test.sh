@@ -112,7 +112,7 @@ set +e
 "$bin/crmbridge" --config "" status >/dev/null 2>"$work/flag.err"
 rc=$?
 set -e
-[ "$rc" -eq 2 ] && grep -q -- "--config: needs the configuration file's path" "$work/flag.err" ||
+[ "$rc" -eq 2 ] && grep -q -- "--config: needs a value" "$work/flag.err" ||
   fail "--config \"\" exited $rc: $(cat "$work/flag.err")"
 
 # Output that cannot be written (a full disk) is a failure a script sees, not exit 0.
