@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <regex>
@@ -1179,6 +1180,16 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingPlan(const std::vector<std
   if (files.empty())
     return Status(StatusCode::kInvalidArgument,
                   "no mapping files: list them under 'mappings:' in crmbridge.yaml");
+  // A file given twice would declare each of its entities twice, and say so of every one.
+  for (size_t i = 0; i < files.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      std::error_code ec;
+      if (files[i] == files[j] || std::filesystem::equivalent(files[i], files[j], ec))
+        return Status(StatusCode::kInvalidArgument,
+                      files[i] + ": this mapping file is given twice (as file " +
+                          std::to_string(j + 1) + " and " + std::to_string(i + 1) +
+                          " of the list): give it once");
+    }
   // Every file is read before any is checked, so that each file's YAML errors are reported at
   // once; the checks wait for all of them to read, as a later file may use what an earlier one
   // declares, and would only report that file's entities as unknown.

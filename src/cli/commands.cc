@@ -871,6 +871,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
     // --kind NAME=KIND says it of any other name; the rest are checked for nothing.
     const std::vector<std::string> kinds = ConnectorKinds();
     for (const std::string& kind : kinds) systems[kind] = kind;
+    std::set<std::string> named;
     for (const std::string& given : options.kinds) {
       const size_t eq = given.find('=');
       const std::string name = given.substr(0, eq);
@@ -880,6 +881,9 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
                                                         ": expected NAME=KIND, KIND one of: " +
                                                         JoinWords(kinds));
       }
+      if (!named.insert(name).second)
+        return Status(StatusCode::kInvalidArgument,
+                      "crmbridge: --kind gives system " + name + " a kind twice: give it once");
       systems[name] = kind;
     }
     *note = "no usable configuration (" + global.config_path +
@@ -984,6 +988,12 @@ int RunMappingsPreview(const GlobalOptions& global, const MappingsOptions& optio
   if (source == nullptr) {
     std::cerr << "crmbridge: the mapping has no " << options.entity << " for system "
               << options.system << "\n";
+    return kExitUsage;
+  }
+  struct stat record_file {};
+  if (stat(options.record_path.c_str(), &record_file) != 0 || !S_ISREG(record_file.st_mode)) {
+    // A pipe would be waited on without end.
+    std::cerr << "crmbridge: " << options.record_path << " is not a plain file\n";
     return kExitUsage;
   }
   std::ifstream in(options.record_path);
@@ -1286,6 +1296,8 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
     const std::string tmp = options.html_path + ".tmp";
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      // It names customers, as the state store does: readable by its owner alone, like it.
+      chmod(tmp.c_str(), 0600);
       out << report::RenderHtml(*built);
       if (!out.flush()) {
         std::cerr << me << ": cannot write " << options.html_path << "\n";

@@ -84,6 +84,17 @@ set -e
 grep -q "it is the state store this command runs from" "$work/metrics.err" ||
   fail "unclear: $(cat "$work/metrics.err")"
 [ -p "$work/pipe" ] || fail "the pipe was replaced"
+# The HTML report names customers, as the state store does: its owner's alone.
+"$bin/crmbridge" --config "$cfg" report onboarding --html "$work/report.html" >/dev/null ||
+  fail "report --html failed"
+[ "$(stat -c %a "$work/report.html")" = 600 ] || fail "the report is $(stat -c %a "$work/report.html")"
+set +e
+timeout 20 "$bin/crmbridge" --config "$cfg" mappings preview --system hubspot --entity onboarding \
+  --record "$work/pipe" >/dev/null 2>"$work/pipe.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "pipe is not a plain file" "$work/pipe.err" ||
+  fail "preview of a pipe exited $rc: $(cat "$work/pipe.err")"
 "$bin/crmbridge" --config "$cfg" status >/dev/null || fail "the state store did not survive"
 
 # Flag values that cannot mean what they say are refused with the flag named, before any work.
@@ -201,6 +212,12 @@ set +e
 validate_alone --kind crm=hubspot "$work/renamed.yaml" >/dev/null 2>"$work/kind.err"; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "--kind crm=hubspot exited $rc, not 2"
+set +e
+validate_alone --kind crm=hubspot --kind crm=portal "$work/renamed.yaml" >/dev/null 2>"$work/kind2.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] && grep -q "gives system crm a kind twice" "$work/kind2.err" ||
+  fail "--kind given twice exited $rc: $(cat "$work/kind2.err")"
 grep -q "renamed.yaml:[0-9]*:[0-9]*: error: 'bind' names a dynamics365 navigation property, and crm is of kind hubspot" \
   "$work/kind.err" || fail "--kind: $(cat "$work/kind.err")"
 # preview takes --kind too: the renamed Dynamics 365 system is previewed as that kind.

@@ -194,6 +194,15 @@ TEST(BrokenMappingCorpusTest, SeveralMistakesAreReportedAtOnce) {
   EXPECT_NE(m.find(path + ":10:68: error: unknown transform 'lowercase'"), std::string::npos) << m;
 }
 
+TEST(BrokenMappingCorpusTest, AFileGivenTwiceIsSaidSo) {
+  // Not "entity 'onboarding' is declared twice" at each of its entities.
+  const std::string path = std::string(CRMBRIDGE_SOURCE_DIR) + "/mappings/presets/onboarding.yaml";
+  auto plan = LoadMappingPlan({path, path}, kSystems);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().message(), path + ": this mapping file is given twice (as file 1 and 2 "
+                                            "of the list): give it once");
+}
+
 TEST(BrokenMappingCorpusTest, EveryFilesYamlMistakeIsReportedAtOnce) {
   // Two files that are not valid YAML, given together: both are named, not the first alone.
   const std::string broken = Dir() + "35_yaml_syntax_error.yaml";
