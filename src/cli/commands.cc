@@ -618,7 +618,8 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     // The senders sign the URL they call: one that is no URL fails every signature.
     const std::string& url = inbox_options.public_url;
     const size_t scheme = url.rfind("https://", 0) == 0 ? 8 : url.rfind("http://", 0) == 0 ? 7 : 0;
-    if (scheme == 0 || url.size() == scheme || url.find_first_of(" \t\r\n?#") != std::string::npos) {
+    if (scheme == 0 || url.size() == scheme ||
+        url.find_first_of(" \t\r\n?#") != std::string::npos) {
       std::cerr << "crmbridge serve: --public-url \"" << options.public_url
                 << "\" is not the URL senders call (e.g. https://sync.example.com)\n";
       return kExitUsage;

@@ -333,8 +333,9 @@ int main(int argc, char** argv) {
       "  crmbridge report onboarding --stuck-after 14d --json stuck after two weeks, as JSON\n"
       "  crmbridge report onboarding --html onboarding.html   the funnel and timelines\n"
       "  crmbridge report onboarding --as-of 2026-02-01 --all as it stood then, ended ones too\n");
-  report_onboarding->add_option("--stuck-after", report.stuck_after,
-                                "Days in the current stage at which an onboarding is stuck: 30d, 14d, 1d")
+  report_onboarding->add_option(
+                       "--stuck-after", report.stuck_after,
+                       "Days in the current stage at which an onboarding is stuck: 30d, 14d, 1d")
       ->type_name("DURATION")
       ->capture_default_str();
   report_onboarding->add_option("--escalate-after", report.escalate_after,

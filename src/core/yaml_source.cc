@@ -207,7 +207,8 @@ class StrictnessCheck : public YAML::EventHandler {
   // yaml-cpp gives a node written without a tag "?" (plain) or "!" (quoted).
   void Tagged(const YAML::Mark& mark, const std::string& tag) {
     if (!tag.empty() && tag != "?" && tag != "!")
-      diagnostics_->Error(PosAt(mark, file_), "a tag (" + PrintableText(tag) + ") is not accepted here",
+      diagnostics_->Error(PosAt(mark, file_),
+                          "a tag (" + PrintableText(tag) + ") is not accepted here",
                           "write the value alone; quote it ('5') to make a number text");
   }
   // A node begins (`scalar`: its text when it is a scalar) in the innermost container.
