@@ -157,12 +157,12 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
     if (int rc = LoadPlanInto(out); rc != kExitOk) return rc;
   const std::string& state = out->config.state_path;
   const bool server = IsPostgresUrl(state);
-  if (existing_state && !server && access(state.c_str(), F_OK) != 0) {
+  const bool missing = !server && access(state.c_str(), F_OK) != 0;
+  if (existing_state && missing) {
     std::cerr << "crmbridge: there is no state store at " << state
               << " yet: it is created by the first `crmbridge sync`\n";
     return kExitUsage;
   }
-  const bool missing = !server && access(state.c_str(), F_OK) != 0;
   auto store = OpenStore(dry_run && missing ? std::string(":memory:") : state);
   if (!store.ok()) {
     std::cerr << "crmbridge: cannot open the state store " << ShownStore(state) << ": "
@@ -1283,16 +1283,18 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
   if (ro.end_stages.empty())
     spdlog::warn("{}.{} declares no end_values, so no stage stops the clock (docs/MAPPINGS.md)",
                  ro.entity, ro.stage_field);
+  // The output path is checked before the store is read for a report it could not take.
+  if (!options.html_path.empty())
+    if (std::string problem = OutputPathProblem(options.html_path, loaded); !problem.empty()) {
+      std::cerr << me << ": --html " << options.html_path << ": " << problem << "\n";
+      return kExitUsage;
+    }
   auto built = report::LoadOnboardingReport(*loaded.store, ro);
   if (!built.ok()) {
     std::cerr << me << ": cannot read the state store: " << built.status().ToString() << "\n";
     return kExitInternal;
   }
   if (!options.html_path.empty()) {
-    if (std::string problem = OutputPathProblem(options.html_path, loaded); !problem.empty()) {
-      std::cerr << me << ": --html " << options.html_path << ": " << problem << "\n";
-      return kExitUsage;
-    }
     // Written next to its final name and renamed, so a browser never shows half a report.
     const std::string tmp = options.html_path + ".tmp";
     {
