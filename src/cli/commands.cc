@@ -23,6 +23,7 @@
 #include "src/core/ids.h"
 #include "src/core/logging.h"
 #include "src/core/time_util.h"
+#include "src/core/url.h"
 #include "src/engine/bootstrap.h"
 #include "src/metrics/metrics.h"
 #include "src/report/onboarding_report.h"
@@ -617,9 +618,7 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
   if (!options.public_url.empty()) {
     // The senders sign the URL they call: one that is no URL fails every signature.
     const std::string& url = inbox_options.public_url;
-    const size_t scheme = url.rfind("https://", 0) == 0 ? 8 : url.rfind("http://", 0) == 0 ? 7 : 0;
-    if (scheme == 0 || url.size() == scheme ||
-        url.find_first_of(" \t\r\n?#") != std::string::npos) {
+    if (!IsHttpUrl(url) || url.find_first_of(" \t\r\n?#") != std::string::npos) {
       std::cerr << "crmbridge serve: --public-url \"" << options.public_url
                 << "\" is not the URL senders call (e.g. https://sync.example.com)\n";
       return kExitUsage;
@@ -1256,7 +1255,7 @@ int RunReportOnboarding(const GlobalOptions& global, const ReportOptions& option
   const auto escalate = ParseDuration(options.escalate_after);
   // The report counts whole days (days in stage, days open): a threshold of part of a day would
   // be shown as another number of days than it applies.
-  constexpr int64_t kDayMs = 24 * 3600 * 1000;
+  using report::kDayMs;
   if (!stuck || stuck->count() <= 0 || stuck->count() % kDayMs != 0) {
     std::cerr << me << ": --stuck-after \"" << options.stuck_after
               << "\" is not a whole number of days of 1 or more (e.g. 30d, 14d, 1d)\n";

@@ -8,6 +8,7 @@
 #include "src/core/did_you_mean.h"
 #include "src/core/redaction.h"
 #include "src/core/time_util.h"
+#include "src/core/url.h"
 
 namespace crmbridge {
 
@@ -36,7 +37,7 @@ const std::vector<ConfigKey>& ConfigKeys() {
        "a tenant's time between run starts, and `daemon`'s and `serve`'s unless `--every` is "
        "given (default 5m, at least 10s)"},
       {"system", "kind", "kind", "kind", "the connector: hubspot, dynamics365, totango or portal"},
-      {"system", "base_url", "base_url", "url", "the API's address, http:// or https://"},
+      {"system", "base_url", "base_url", "url", "the API's address: http:// or https:// and a host, no query"},
       {"system", "auth", "auth", "map",
        "credentials, as ${env:NAME} for secrets; the keys the kind declares"},
       {"system", "rate_limit", "rate_limit", "map", "the system's request budget"},
@@ -143,13 +144,15 @@ size_t ControlCharAt(const std::string& text) {
 std::optional<std::string> UrlPassword(const std::string& url) {
   if (const size_t q = url.find("password="); q != std::string::npos)
     return url.substr(q + 9, url.find('&', q) - q - 9);
-  const size_t scheme = url.find("://");
-  const size_t from = scheme == std::string::npos ? 0 : scheme + 3;
-  const std::string authority = url.substr(from, url.find_first_of("/?#", from) - from);
+  const std::optional<UrlParts> parts = SplitUrl(url);
+  // Without a scheme, the text is read as an authority all the same: a password is hidden
+  // whichever way it was written.
+  const std::string_view authority =
+      parts ? parts->authority : std::string_view(url).substr(0, url.find_first_of("/?#"));
   const size_t at = authority.rfind('@');
   const size_t colon = authority.find(':');
   if (at == std::string::npos || colon == std::string::npos || colon > at) return std::nullopt;
-  return authority.substr(colon + 1, at - colon - 1);
+  return std::string(authority.substr(colon + 1, at - colon - 1));
 }
 
 class Loader {
@@ -291,19 +294,23 @@ class Loader {
     if (!n["base_url"]) {
       diags_.Error(Pos(n), "system '" + name + "' needs 'base_url'");
     } else if (auto url = String(n["base_url"], "base_url")) {
-      if (url->rfind("http://", 0) != 0 && url->rfind("https://", 0) != 0)
-        diags_.Error(Pos(n["base_url"]), "base_url must start with http:// or https://");
+      const bool http = url->rfind("http://", 0) == 0 || url->rfind("https://", 0) == 0;
       while (!url->empty() && url->back() == '/') url->pop_back();
-      const size_t scheme = url->find("://");
-      const std::string authority =
-          scheme == std::string::npos
-              ? ""
-              : url->substr(scheme + 3, url->find_first_of("/?#", scheme + 3) - scheme - 3);
-      if (authority.find('@') != std::string::npos) {
+      const std::optional<UrlParts> parts = SplitUrl(*url);
+      if (!http) {
+        diags_.Error(Pos(n["base_url"]), "base_url must start with http:// or https://");
+      } else if (!IsHttpUrl(*url)) {
+        diags_.Error(Pos(n["base_url"]), "base_url names no host",
+                     "give the API's address, e.g. https://api.example.com");
+      } else if (parts->authority.find('@') != std::string_view::npos) {
         diags_.Error(Pos(n["base_url"]),
                      "base_url holds credentials (user:password@); they would be sent and "
                      "logged with every URL",
                      "give the host alone, and the credentials under auth as ${env:NAME}");
+      } else if (parts->rest.find_first_of("?#") != std::string_view::npos) {
+        // Each request's path and query are appended to it: they would land inside its query.
+        diags_.Error(Pos(n["base_url"]), "base_url holds a query or fragment (?, #)",
+                     "give the API's address alone; paths and queries are added per request");
       } else {
         sys->base_url = *url;
       }

@@ -3,6 +3,7 @@
 #define _TURN_OFF_PLATFORM_STRING
 #include "src/core/cpprest_transport.h"
 #include "src/core/logging.h"
+#include "src/core/url.h"
 
 #include <cpprest/base_uri.h>
 #include <cpprest/containerstream.h>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -187,11 +189,9 @@ class CpprestTransport : public Transport {
         // of http:// where https:// is served. Where it points is named by its origin alone.
         cts.cancel();
         const std::string location = out.Header("Location").value_or("");
-        const size_t scheme = location.find("://");
+        const std::optional<UrlParts> target = SplitUrl(location);
         const std::string where =
-            scheme == std::string::npos
-                ? "another path of the same host"
-                : location.substr(0, location.find_first_of("/?#", scheme + 3));
+            target ? std::string(target->origin) : "another path of the same host";
         return Status(StatusCode::kFailedPrecondition,
                       request.method + " " + RedactUrlForLog(request.url) + ": HTTP " +
                           std::to_string(out.status) + ", a redirect to " + where +

@@ -164,6 +164,16 @@ TEST_F(AppConfigTest, EachMistakeIsReportedWithItsPosition) {
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: ftp://h\n"
        "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
        ":5:15: error: base_url must start with http:// or https://"},
+      // Each request's path is appended to base_url: with no host, or a query before it, no
+      // request would reach the API.
+      {"url without a host",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: \"https://\"\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
+       ":5:15: error: base_url names no host"},
+      {"url with a query",
+       "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h/api?v=2\n"
+       "    auth: {token: \"${env:HUBSPOT_TOKEN}\"}\n",
+       ":5:15: error: base_url holds a query or fragment (?, #)"},
       {"unset env",
        "state: x.db\nsystems:\n  hs:\n    kind: hubspot\n    base_url: http://h\n"
        "    auth: {token: \"${env:NOT_SET_ANYWHERE}\"}\n",
