@@ -135,7 +135,8 @@ int main(int argc, char** argv) {
                  "nothing; corrupt= spoils a served answer: truncate, html (an HTML page with\n"
                  "200), huge (50 MB), types (a value of the wrong type), ids (empty, 10 KB),\n"
                  "text (NUL, not UTF-8), loop (the next page is this one), backwards (changes\n"
-                 "dated 2001). MOCK is hubspot, dynamics365, totango or portal. Repeatable; also\n"
+                 "dated 2001), deep (a value nested 100,000 deep), twice (a key given twice).\n"
+                 "MOCK is hubspot, dynamics365, totango or portal. Repeatable; also\n"
                  "settable at run time: POST /__admin/faults");
   app.add_option("--fault-seed", fault_seed, "Seed of the fault decisions (same seed, same faults)")
       ->capture_default_str();

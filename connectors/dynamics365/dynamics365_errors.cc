@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 #include "src/core/utf8.h"
 
@@ -21,7 +22,7 @@ constexpr size_t kMaxDescription = 300;
 }  // namespace
 
 std::optional<DataverseError> ParseDataverseError(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(body);
   if (!j.is_object()) return std::nullopt;
   auto error = j.find("error");
   if (error == j.end() || !error->is_object()) return std::nullopt;
@@ -46,7 +47,7 @@ Status StatusFromDataverse(const Response& response, const std::string& what) {
 
 Status StatusFromTokenEndpoint(const Response& response) {
   std::string detail = "HTTP " + std::to_string(response.status);
-  auto j = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(response.body);
   if (j.is_object()) {
     const std::string error = StringField(j, "error");
     const std::string description = StringField(j, "error_description");

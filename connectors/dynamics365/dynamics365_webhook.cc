@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/core/json_text.h"
 #include "src/core/hash.h"
 
 namespace crmbridge::dynamics365 {
@@ -141,7 +142,7 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
     if (!ConstantTimeEquals(p, key->second))
       return Refuse(401, "the key presented is not the system's auth.webhook_key");
 
-  const json context = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  const json context = ParseJsonOrDiscarded(request.body);
   if (context.is_discarded() || !context.is_object())
     return Refuse(400, "the body is not a RemoteExecutionContext JSON object");
   const std::string message = Text(context, "MessageName");

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "connectors/hubspot/hubspot_limits.h"
+#include "src/core/json_text.h"
 #include "src/core/time_util.h"
 
 namespace crmbridge::hubspot {
@@ -94,7 +95,7 @@ std::string EncodeCursor(const SearchCursor& c) {
 Result<SearchCursor> DecodeCursor(const std::string& text) {
   SearchCursor c;
   if (text.empty()) return c;
-  auto j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(text);
   auto integer = [&j](const char* name, int64_t fallback) -> std::optional<int64_t> {
     auto it = j.find(name);
     if (it == j.end()) return fallback;

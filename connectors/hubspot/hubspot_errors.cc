@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "connectors/hubspot/hubspot_limits.h"
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 
 namespace crmbridge::hubspot {
@@ -17,7 +18,7 @@ std::string StringField(const nlohmann::json& j, const char* name) {
 }  // namespace
 
 std::optional<HubSpotError> ParseHubSpotError(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(body);
   if (!j.is_object()) return std::nullopt;
   HubSpotError e;
   e.category = StringField(j, "category");

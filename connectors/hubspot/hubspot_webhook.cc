@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/core/json_text.h"
 #include "src/core/hash.h"
 
 namespace crmbridge::hubspot {
@@ -93,7 +94,7 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
   if (expected.empty() || !ConstantTimeEquals(signature, expected))
     return Refuse(401, "X-HubSpot-Signature-v3 does not match the delivery");
 
-  json events = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  json events = ParseJsonOrDiscarded(request.body);
   if (events.is_discarded() || !events.is_array())
     return Refuse(400, "the body is not a JSON array of events");
   if (events.size() > kWebhookMaxEvents)

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "connectors/portal/portal_limits.h"
+#include "src/core/json_text.h"
 #include "src/core/hash.h"
 #include "src/core/time_util.h"
 
@@ -174,7 +175,7 @@ std::string EncodeAccessCursor(const AccessCursor& cursor) {
 Result<AccessCursor> DecodeAccessCursor(const std::string& text) {
   AccessCursor c;
   if (text.empty()) return c;
-  auto j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(text);
   const auto string_at = [&](const char* k) { return j.contains(k) && j[k].is_string(); };
   if (!j.is_object() || !string_at("users") || !string_at("user") || !string_at("grants") ||
       !j.contains("index") || !j["index"].is_number_integer() || j["index"].get<int64_t>() < 0 ||

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "connectors/portal/portal_codec.h"
+#include "src/core/json_text.h"
 #include "src/core/url.h"
 #include "connectors/portal/portal_errors.h"
 #include "connectors/portal/portal_limits.h"
@@ -113,7 +114,7 @@ Status PortalConnector::Fail(const Response& response, const std::string& what) 
 }
 
 Result<json> PortalConnector::ParseBody(const Response& response, const std::string& what) const {
-  auto j = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(response.body);
   // The portal answered, if not sensibly: the answer's status goes with the error, so that it
   // counts against this call's record rather than as a portal that gave no answer.
   if (j.is_discarded() || !j.is_object())

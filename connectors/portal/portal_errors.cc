@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 
 namespace crmbridge::portal {
@@ -27,7 +28,7 @@ std::optional<StatusCode> CodeFor(const std::string& code) {
 }  // namespace
 
 std::optional<PortalError> ParsePortalError(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(body);
   if (!j.is_object()) return std::nullopt;
   auto error = j.find("error");
   if (error == j.end() || !error->is_object()) return std::nullopt;

@@ -8,6 +8,7 @@
 
 #include "connectors/totango/totango_errors.h"
 #include "connectors/totango/totango_limits.h"
+#include "src/core/json_text.h"
 #include "src/core/time_util.h"
 #include "src/core/url.h"
 
@@ -279,7 +280,7 @@ Result<json> TotangoConnector::Search(bool users, const ObjectRef& object, int o
                 "query=" + PercentEncode(query.dump()), "application/x-www-form-urlencoded", true);
   if (!r.ok()) return r.status();
   if (r->status != 200) return Fail(*r, what);
-  json body = json::parse(r->body, nullptr, false);
+  json body = ParseJsonOrDiscarded(r->body);
   const char* bucket = users ? "users" : "accounts";
   if (!body.is_object() || !body.contains("response") || !body["response"].contains(bucket) ||
       !body["response"][bucket].contains("hits") || !body["response"][bucket]["hits"].is_array())
@@ -296,7 +297,7 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
   // The cursor holds the windows still to read (the first one in progress) and the offset in it;
   // [-1, -1] is the whole set. It resets to "" when the scan is done: the next run scans again.
   json state = cursor.empty() ? json{{"windows", {{-1, -1}}}, {"offset", 0}}
-                              : json::parse(cursor, nullptr, false);
+                              : ParseJsonOrDiscarded(cursor);
   if (!ValidScanState(state))
     return Status(StatusCode::kInvalidArgument, "totango: unreadable cursor \"" + cursor + "\"");
   const int count = context.page_size > 0 ? std::min(context.page_size, totango::kMaxSearchCount)
@@ -337,6 +338,15 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
     const json& fields = (*found)["fields"];
     for (const json& hit : hits) {
       NativeRecord rec;
+      // Text of another type would be taken as its JSON: an id, or a name written on as
+      // {"a":1}. Such a hit is rejected by the engine, by its id and reason.
+      const json& name_value = At(hit, "name");
+      if (!name_value.is_null() && !name_value.is_string() && !name_value.is_number_integer()) {
+        rec.invalid = "its name (the " + std::string(users ? "user" : "account") +
+                      "'s id) is neither text nor a whole number";
+        page.records.push_back(std::move(rec));
+        continue;
+      }
       const std::string id = Str(hit, "name");
       if (id.empty()) {
         spdlog::warn("{}: skipping a search hit without a name: {}", name_,
@@ -346,7 +356,9 @@ Result<Page> TotangoConnector::ReadAccountsOrUsers(bool users, const ObjectRef& 
       // A name that is the record's id is no name: Totango shows the id where none was given
       // (an SDR write of a user creates its account, unnamed, when the account's own write was
       // lost). Read as absent, so the unconfirmed write of the name is seen lost and made again.
-      if (const std::string name = Str(hit, "display_name"); name != id)
+      if (const json& shown = At(hit, "display_name"); !shown.is_null() && !shown.is_string())
+        rec.invalid = "its display_name is not text";
+      else if (const std::string name = Str(hit, "display_name"); name != id)
         rec.fields[users ? "name" : kDisplayName] = name;
       static const json kNone = json::array();
       const json& selected =
@@ -509,7 +521,7 @@ Result<std::optional<std::string>> TotangoConnector::FindEarlierCreate(const std
   // No account, so no earlier create on it either.
   if (AccountNotFound(*r)) return std::optional<std::string>();
   if (r->status != 200) return Fail(*r, "looking for an earlier " + object + " create");
-  const json list = json::parse(r->body, nullptr, false);
+  const json list = ParseJsonOrDiscarded(r->body);
   if (!list.is_array()) return std::optional<std::string>();
   for (const json& item : list) {
     if (touchpoint) {
@@ -602,7 +614,7 @@ WriteOutcome TotangoConnector::CreateOrUpdate(const ObjectRef& ref, const WriteO
                            .set_system(name_);
         return out;
       }
-      const json answer = json::parse(r->body, nullptr, false);
+      const json answer = ParseJsonOrDiscarded(r->body);
       out.native_id = touchpoint ? Str(At(answer, "note"), "id") : Str(answer, "id");
       out.created = true;
       if (out.native_id.empty())

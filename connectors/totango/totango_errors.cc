@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 
 namespace crmbridge::totango {
@@ -9,7 +10,7 @@ namespace crmbridge::totango {
 Status StatusFromTotango(const Response& response, const std::string& what) {
   if (response.status < 400) return Status::Ok();
   std::string text;
-  const nlohmann::json body = nlohmann::json::parse(response.body, nullptr, false);
+  const nlohmann::json body = ParseJsonOrDiscarded(response.body);
   if (body.is_object()) {
     for (const char* key : {"error", "message"}) {
       if (body.contains(key) && body[key].is_string()) {

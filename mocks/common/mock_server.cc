@@ -143,8 +143,8 @@ std::multimap<std::string, std::string> DecodeForm(const std::string& text) {
   return out;
 }
 
-const char* const kCorruptions[8] = {"truncate", "html", "huge", "types",
-                                     "ids",      "text", "loop", "backwards"};
+const char* const kCorruptions[10] = {"truncate", "html", "huge",      "types", "ids",
+                                      "text",     "loop", "backwards", "deep",  "twice"};
 
 MockServer::MockServer(std::string name) : name_(std::move(name)) {}
 
@@ -368,7 +368,8 @@ void MockServer::Corrupt(const std::string& kind, const httplib::Request& req,
   nlohmann::json body = nlohmann::json::parse(res.body, nullptr, false);
   if (body.is_discarded()) return;  // not JSON: nothing of the kinds below applies
   nlohmann::json* records = RecordsOf(&body);
-  std::string marker;  // replaced by bytes that are not UTF-8 once serialized
+  std::string marker;       // replaced by `replacement` once serialized
+  std::string replacement;  // bytes that are not UTF-8, or a nesting nlohmann would not build
   if (kind == "huge") {
     body["crmbridge_mock_padding"] = std::string(50u << 20, 'x');
   } else if (kind == "types" && records != nullptr) {
@@ -391,6 +392,17 @@ void MockServer::Corrupt(const std::string& kind, const httplib::Request& req,
       EachValue(&(*records)[i], [&marker](const std::string&, nlohmann::json* v) {
         if (v->is_string()) *v = v->get<std::string>() + std::string("\0nul", 4) + marker;
       });
+    replacement = "\xC3\x28\xFF";
+  } else if ((kind == "deep" || kind == "twice") && records != nullptr && !records->empty()) {
+    // Written as text: a value this deep, built as a json, would overflow the mock's own stack,
+    // and a json holds no key twice.
+    marker = "@@crmbridge-mock-" + kind + "@@";
+    replacement = kind == "deep" ? std::string(100000, '[') + std::string(100000, ']')
+                                 : R"("first","crmbridge_mock_twice":1,"crmbridge_mock_twice":2)";
+    bool done = false;
+    EachValue(&(*records)[0], [&](const std::string&, nlohmann::json* v) {
+      if (!done && v->is_string()) *v = marker, done = true;
+    });
   } else if (kind == "loop") {
     if (!LoopPaging(req, &body)) return;
   } else if (kind == "backwards" && records != nullptr) {
@@ -401,9 +413,11 @@ void MockServer::Corrupt(const std::string& kind, const httplib::Request& req,
       });
   }
   std::string text = body.dump();
-  for (size_t at = marker.empty() ? std::string::npos : text.find(marker);
-       at != std::string::npos; at = text.find(marker, at))
-    text.replace(at, marker.size(), "\xC3\x28\xFF");
+  // The marker is a JSON string: its quotes go with it when the replacement is no string.
+  const std::string quoted = kind == "text" ? marker : "\"" + marker + "\"";
+  for (size_t at = marker.empty() ? std::string::npos : text.find(quoted);
+       at != std::string::npos; at = text.find(quoted, at + replacement.size()))
+    text.replace(at, quoted.size(), replacement);
   resize(res.status, std::move(text), "");
 }
 
@@ -500,7 +514,8 @@ Result<FaultRule> FaultRule::FromJson(const nlohmann::json& j) {
   if (!r.corrupt.empty() &&
       std::find(std::begin(kCorruptions), std::end(kCorruptions), r.corrupt) == std::end(kCorruptions))
     return Status(StatusCode::kInvalidArgument,
-                  "corrupt must be one of truncate, html, huge, types, ids, text, loop, backwards");
+                  "corrupt must be one of truncate, html, huge, types, ids, text, loop, backwards, "
+                  "deep, twice");
   return r;
 }
 

@@ -68,7 +68,9 @@ struct FaultRule {
   // page with status 200), "huge" (the page padded to 50 MB), "types" (record i's value at
   // position i, counted through nested objects, of another JSON type), "ids" (the first record's id empty, the second's 10 KB),
   // "text" (strings of every other record with a NUL and bytes that are not UTF-8), "loop" (the
-  // next-page link points back at this page), "backwards" (every modification time in 2001).
+  // next-page link points back at this page), "backwards" (every modification time in 2001),
+  // "deep" (the first record's first text value an array nested 100,000 deep), "twice" (a key
+  // given twice in the first record's object that holds its first text value).
   std::string corrupt;
 
   nlohmann::json ToJson() const;
@@ -80,7 +82,7 @@ struct FaultRule {
 };
 
 // The corruptions FaultRule::corrupt takes.
-extern const char* const kCorruptions[8];
+extern const char* const kCorruptions[10];
 
 // Decodes an application/x-www-form-urlencoded body or query string ('+' is a space, %XX a byte).
 std::multimap<std::string, std::string> DecodeForm(const std::string& text);

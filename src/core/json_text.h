@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -15,5 +16,18 @@ namespace crmbridge {
 // is not UTF-8).
 void AppendCompactJson(const nlohmann::json& value, std::string* out);
 std::string CompactJson(const nlohmann::json& value);
+
+// How deep JSON from outside (a vendor's answer, a webhook's body, a stored cursor) may nest.
+// nlohmann::json copies and compares values recursively, so a value nested 100,000 deep, which
+// parses, overflows the stack where it is first copied; no API crmbridge reads nests past ten.
+constexpr int kMaxJsonDepth = 512;
+
+// Whether `text` opens more than `limit` arrays and objects inside one another (brackets in
+// strings not counted). One pass, no allocation: it runs before a parse.
+bool NestsDeeperThan(std::string_view text, int limit = kMaxJsonDepth);
+
+// `text` parsed, or a discarded value (is_discarded()) when it is not JSON or nests deeper than
+// kMaxJsonDepth: the parse every reader of outside JSON uses.
+nlohmann::json ParseJsonOrDiscarded(std::string_view text);
 
 }  // namespace crmbridge

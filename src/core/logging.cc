@@ -15,6 +15,7 @@
 #include <string_view>
 #include <utility>
 
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 #include "src/core/utf8.h"
 
@@ -106,8 +107,16 @@ std::string BodyForLog(std::string_view body, const std::optional<std::string>& 
     return fmt::format("({} bytes of {}, not shown)", body.size(),
                        content_type ? *content_type : std::string("binary data"));
   }
-  if (body.size() <= kMaxLoggedBody) return std::string(body);
-  return fmt::format("{}... ({} bytes)", Utf8Prefix(body, kMaxLoggedBody), body.size());
+  // JSON is shown as parsed and written again: an escape (a secret's "-" sent back as "\u002d")
+  // would otherwise hide a secret's text from the redactor.
+  std::string shown(body);
+  if (!body.empty() && (body.front() == '{' || body.front() == '[')) {
+    const nlohmann::json parsed = ParseJsonOrDiscarded(body);
+    if (!parsed.is_discarded())
+      shown = parsed.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  if (shown.size() <= kMaxLoggedBody) return shown;
+  return fmt::format("{}... ({} bytes)", Utf8Prefix(shown, kMaxLoggedBody), body.size());
 }
 
 // The text format: spdlog's pattern around a payload made safe for one line (PrintableText):

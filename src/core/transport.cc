@@ -4,10 +4,13 @@
 #include <cctype>
 #include <cstdint>
 #include <ctime>
+#include <set>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "src/core/clock.h"
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 #include "src/core/retrying_transport.h"
 #include "src/core/utf8.h"
@@ -207,14 +210,36 @@ const nlohmann::json* FindPath(const nlohmann::json& j, std::initializer_list<co
 Result<nlohmann::json> ParseJsonAnswer(const Response& response, const std::string& system,
                                        const std::string& what) {
   std::string why;
-  try {
-    return nlohmann::json::parse(response.body);
-  } catch (const nlohmann::json::exception& e) {
-    // A syntax error ("[json.exception.parse_error.101] parse error at line 1, column 9: ..."),
-    // or a number past a double's range ("[json.exception.out_of_range.406] number overflow ...").
-    why = e.what();
-    const size_t at = why.find("] ");
-    if (at != std::string::npos) why = why.substr(at + 2);
+  if (NestsDeeperThan(response.body)) {
+    why = "arrays and objects nested more than " + std::to_string(kMaxJsonDepth) + " deep";
+  } else {
+    try {
+      // A key given twice in one object would be read as its last value, silently: such an
+      // answer is refused as a whole, as one that is no JSON is.
+      std::vector<std::set<std::string>> keys;  // of each object open
+      std::string twice;
+      auto check = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        using Event = nlohmann::json::parse_event_t;
+        if (event == Event::object_start) {
+          keys.emplace_back();
+        } else if (event == Event::object_end) {
+          keys.pop_back();
+        } else if (event == Event::key && !keys.empty() &&
+                   !keys.back().insert(parsed.get<std::string>()).second && twice.empty()) {
+          twice = parsed.get<std::string>();
+        }
+        return true;
+      };
+      nlohmann::json parsed = nlohmann::json::parse(response.body, check);
+      if (twice.empty()) return parsed;
+      why = "the key \"" + PrintableText(Utf8Prefix(twice, 100)) + "\" is given twice in one object";
+    } catch (const nlohmann::json::exception& e) {
+      // A syntax error ("[json.exception.parse_error.101] parse error at line 1, column 9: ..."),
+      // or a number past a double's range ("[json.exception.out_of_range.406] number overflow").
+      why = e.what();
+      const size_t at = why.find("] ");
+      if (at != std::string::npos) why = why.substr(at + 2);
+    }
   }
   const std::string type = response.Header("Content-Type").value_or("no content type");
   return Status(StatusCode::kUnavailable,

@@ -43,5 +43,20 @@ TEST(JsonTextTest, TheTextIsWhatDumpWritesForEveryKindOfValue) {
   EXPECT_THROW(HashJson(json{{"bad", "\xc3\x28"}}), json::type_error);
 }
 
+// A value nested past kMaxJsonDepth parses, and then overflows the stack where it is copied: it is
+// refused before the parse. Brackets inside strings are text.
+TEST(NestsDeeperThanTest, CountsArraysAndObjectsOutsideStrings) {
+  EXPECT_FALSE(NestsDeeperThan(R"({"a":[{"b":[1]}]})", 4));
+  EXPECT_TRUE(NestsDeeperThan(R"({"a":[{"b":[[1]]}]})", 4));
+  EXPECT_FALSE(NestsDeeperThan(R"({"a":"[[[[[[{{{{", "b":"\"[[[["})", 1));
+  EXPECT_FALSE(NestsDeeperThan("[]]]]][[]", 1)) << "closing brackets never count up";
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_TRUE(NestsDeeperThan(deep));
+  EXPECT_TRUE(ParseJsonOrDiscarded(deep).is_discarded());
+  const std::string fits = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  EXPECT_FALSE(ParseJsonOrDiscarded(fits).is_discarded());
+  EXPECT_TRUE(ParseJsonOrDiscarded("{\"a\":").is_discarded());
+}
+
 }  // namespace
 }  // namespace crmbridge

@@ -187,7 +187,10 @@ TEST_F(LoggingTest, CanaryNeverReachesTheLog) {
     FakeTransport* script = fake.get();
     script->Respond(503, "upstream saw token " + canary, {{"Set-Cookie", "sid=" + canary}})
         .Fail(Status(StatusCode::kUnavailable, "connection reset while sending " + canary))
-        .Respond(200, R"({"access_token":")" + minted + R"(","echo":")" + canary + "\"}",
+        // An echo with an escape where the secret has a '-': the same text once parsed.
+        .Respond(200,
+                 R"({"access_token":")" + minted + R"(","echo":")" + canary +
+                     R"(","escaped":"CANARY\u002d7f3e9c1d-NEVER-LOG"})",
                  {{"X-Echo", canary}});
     auto faults = std::make_unique<FaultInjectingTransport>(std::move(fake), &clock);
     faults->Add(Fault::HttpStatus(429, {{"Retry-After", "1"}}, "rate limited " + canary));

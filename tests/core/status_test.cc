@@ -200,6 +200,30 @@ TEST(ParseJsonAnswerTest, ANumberPastTheRangeOfADoubleIsRefused) {
       << r.status().message();
 }
 
+// A key given twice in one object (the same record's field, or a gateway's merge gone wrong) is
+// no answer to read: taken, the field would be its last value, silently. Keys of different
+// objects may repeat.
+TEST(ParseJsonAnswerTest, AKeyGivenTwiceInOneObjectIsRefused) {
+  Response answer;
+  answer.status = 200;
+  answer.body = R"({"results":[{"id":"1","properties":{"subject":"a","subject":"b"}}]})";
+  auto r = ParseJsonAnswer(answer, "hubspot", "searching tickets");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("the key \"subject\" is given twice in one object"),
+            std::string::npos)
+      << r.status().message();
+  answer.body = R"({"results":[{"id":"1","p":{"id":"2"}},{"id":"3","p":{"id":"4"}}]})";
+  EXPECT_TRUE(ParseJsonAnswer(answer, "hubspot", "searching tickets").ok());
+  // Nested past what any vendor sends: refused before a parse whose value would overflow the stack.
+  answer.body = "{\"v\":" + std::string(600, '[') + std::string(600, ']') + "}";
+  r = ParseJsonAnswer(answer, "hubspot", "searching tickets");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("arrays and objects nested more than 512 deep"),
+            std::string::npos)
+      << r.status().message();
+}
+
 // An answer that must be JSON and is not: the error says what came instead, in one printable line.
 TEST(ParseJsonAnswerTest, SaysWhatCameInstead) {
   Response html;

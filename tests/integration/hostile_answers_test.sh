@@ -53,7 +53,7 @@ count() {
 
 # A page that cannot be read: exit 4 (the system sits out the run), the error names system, object
 # and page, nothing of the page committed or written, and the other systems' reads go on.
-for corruption in truncate html huge text; do
+for corruption in truncate html huge text deep twice; do
   scenario=$corruption
   export CRMBRIDGE_STATE="$work/$scenario.db"
   start_mocks 6 "hubspot:POST $search corrupt=$corruption"
@@ -63,6 +63,10 @@ for corruption in truncate html huge text; do
     "$work/$scenario.log" || fail "the failed page is not named: $(grep error "$work/$scenario.log")"
   case $corruption in
     huge) want="more than the 32 MiB crmbridge reads in one answer" ;;
+    # Parsed, a value this deep overflows the stack where it is first copied.
+    deep) want="arrays and objects nested more than 512 deep" ;;
+    # Read, a key given twice would be its last value, silently.
+    twice) want='the key "crmbridge_mock_twice" is given twice in one object' ;;
     html) want="the answer is not JSON (HTTP 200, text/html" ;;
     *) want="the answer is not JSON (HTTP 200, application/json" ;;
   esac
@@ -109,6 +113,26 @@ grep -q "hubspot: tickets 777777777777777777777777777777777777777777777777777777
 [ "$(count "$scenario" dynamics365 onboarding created)" -eq 4 ] || fail "not the 4 good ones written"
 stop_crm_mocks
 
+# Totango's search answering a value of another type where text belongs (an account's id, its
+# name): the account is rejected by name, and nothing of it reaches the other systems as text.
+scenario=totango_types
+export CRMBRIDGE_STATE="$work/$scenario.db"
+start_mocks 6
+sync "$scenario-1"
+[ "$rc" -eq 0 ] || fail "the clean run exited $rc"
+curl -s -X POST -d '[{"method":"POST","path":"/api/v1/search","corrupt":"types"}]' \
+  "$DEMO_TOTANGO_URL/__admin/faults" >/dev/null
+sync "$scenario"
+[ "$rc" -eq 0 ] || fail "exit $rc: $(tail -3 "$work/$scenario.log")"
+grep -q "totango: accounts (no id) is rejected: its name (the account's id) is neither text nor" \
+  "$work/$scenario.log" || fail "the account without a usable id is not rejected by name"
+grep -q "totango: accounts [^ ]* is rejected: its display_name is not text" "$work/$scenario.log" \
+  || fail "the account with a name of another type is not rejected by name"
+for mock in "$DEMO_HUBSPOT_URL" "$DEMO_DYNAMICS365_URL"; do
+  curl -s "$mock/__admin/dump" | grep unexpected >/dev/null && fail "a wrong-typed value was written"
+done
+stop_crm_mocks
+
 # A next-page link back at a page already read: the loop is named and the read stops there (with
 # 250 tickets the first page of 200 is good and committed; the second points back).
 scenario=loop
@@ -150,4 +174,4 @@ since() { sed -n 's/.*"since":\([0-9]*\).*/\1/p' <<<"$1"; }
   || fail "the cursor went from $before back to $after"
 stop_crm_mocks
 
-echo "hostile answers: 8 kinds, each refused by name, nothing of a bad page kept, the run went on"
+echo "hostile answers: 11 kinds, each refused by name, nothing of a bad page kept, the run went on"
