@@ -156,7 +156,21 @@ struct ParamSpec {
   std::vector<std::string> objects;  // the objects it applies to; empty: every object
   std::string doc;                   // one line
   std::vector<std::string> values;   // the values it takes, when only some of its type are
+  // Native fields the connector writes itself where the param applies, which a mapping may
+  // therefore not write: with `value_is_own_field`, the field its value (else its default)
+  // names, as the key crmbridge upserts by; `own_field_when_given`, a field written whenever the
+  // param is given (a pipeline the records are filed into).
+  bool value_is_own_field = false;
+  std::string own_field_when_given;
 };
+
+// `spec` with the native field the connector writes itself (ParamSpec::value_is_own_field,
+// own_field_when_given; "" for the field its value names).
+inline ParamSpec OwnField(ParamSpec spec, std::string when_given = "") {
+  if (when_given.empty()) spec.value_is_own_field = true;
+  spec.own_field_when_given = std::move(when_given);
+  return spec;
+}
 
 struct Capabilities {
   int max_batch = 1;            // largest number of WriteOps one API call takes
@@ -172,6 +186,10 @@ struct Capabilities {
   // each write names the one it replaces (NativeRef::previous_id), which the flush looks up in
   // the record's state. Without it a reference written replaces the one held (a lookup column).
   bool adds_references = false;
+  // A reference's native field names the object of the record it refers to (HubSpot's
+  // association types): a mapping's `native` for a reference must be the object the referenced
+  // entity is mapped to in the same system, or the reference would name records of another.
+  bool references_name_objects = false;
   // Where a reference may go, when only some native fields are references: per object, those
   // fields (an object not listed takes none). Empty: any field of any object.
   std::map<std::string, std::vector<std::string>> reference_fields;

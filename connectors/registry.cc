@@ -142,7 +142,18 @@ Status ValidateSystemConfig(const SystemConfig& config) {
   if (!diags.empty()) return Status(StatusCode::kFailedPrecondition, diags.ToString());
   Status s = kind->validate(config);
   if (s.ok()) return s;
-  return Status(s.code(), Where(config) + "system '" + config.name + "': " + s.message());
+  // At the key the complaint names ("options.batch_size must be 1..1000"), as written, where it
+  // names one; else at the system.
+  SourcePos where = config.pos;
+  size_t named = 0;
+  for (const auto& [path, pos] : config.key_pos)
+    if (pos.line > 0 && path.size() > named && s.message().find(path) != std::string::npos) {
+      where = pos;
+      named = path.size();
+    }
+  const std::string at = where.ToString();
+  return Status(s.code(),
+                (at.empty() ? "" : at + ": ") + "system '" + config.name + "': " + s.message());
 }
 
 std::vector<std::string> ConnectorKinds() {

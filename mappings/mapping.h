@@ -225,6 +225,8 @@ struct SystemTraits {
   // that name (Capabilities::required_params).
   std::map<std::string, std::vector<std::string>> required_params;
   bool binds_lookups = false;             // its `ref` fields may name a navigation property (`bind`)
+  // A `ref` field's native is the referenced entity's object there (an association type).
+  bool references_name_objects = false;
   bool provisions_portal_access = false;  // it can be the portal_access flow's system
   // What a mapping may name under it (its connector's declaration, connectors/connector.h):
   // `object` one of `objects` or matching `other_objects` (ECMAScript; "" none), and `params`
@@ -240,6 +242,11 @@ struct SystemTraits {
     std::string type;                  // "string", "boolean", "number" or "name"
     std::vector<std::string> objects;  // empty: every object
     std::vector<std::string> values;   // the values it takes; empty: any of its type
+    // The native field the connector writes itself (ParamSpec::value_is_own_field and
+    // own_field_when_given, connectors/connector.h): a mapping writing it is refused.
+    std::string default_value;
+    bool value_is_own_field = false;
+    std::string own_field_when_given;
   };
   std::vector<std::string> objects;
   std::string other_objects;

@@ -120,6 +120,11 @@ class Loader {
         continue;
       }
       f.type = cf->type;
+      if (p.has_required_false && cf->required)
+        Error(p.required_false,
+              "required: false has no effect: " + m.entity + "." + f.canonical +
+                  " is required in every system, as its entity declares it",
+              "drop it, or drop required: true from the entity and give it per system");
       f.required = f.required || cf->required;
       f.ref_entity = cf->ref_entity;
       if (cf->type == FieldType::kRef) {
@@ -152,21 +157,32 @@ class Loader {
         f.transforms[slot] = NewTableLookup(t->second);
         if (!cf->values.empty()) CheckTableCovers(*t->second, *cf, m.entity, node_pos);
       }
+      if (p.has_default && p.default_slot + 1 == f.transforms.size())
+        CheckDefault(m, *cf, p.default_node);
     }
     CheckSystemsOfRecord();
     CheckMatchKeys();
+    CheckObjectsMappedOnce();
     OrderByReferences();
     if (portal_) CompilePortalAccess();
   }
 
  private:
   struct Pending {
-    size_t mapping;
-    size_t field;
+    size_t mapping = 0;
+    size_t field = 0;
     // Each {table: NAME} of the field: where it is, the table's name, its slot in the transforms.
     std::vector<std::tuple<SourcePos, std::string, size_t>> tables;
     // Typed transforms, checked against the canonical field's type once entities are known.
     std::vector<std::tuple<SourcePos, std::string, FieldType>> typed;
+    // The field's last {default: X} and its slot: when it is the last transform, X is what the
+    // canonical field is given, checked then against the field's type and values.
+    // (A default-constructed YAML::Node is a defined null: `has_` says whether one was given.)
+    bool has_default = false;
+    YAML::Node default_node;
+    size_t default_slot = 0;
+    bool has_required_false = false;  // `required: false`, which cannot relax the entity's
+    YAML::Node required_false;
   };
 
   SourcePos Pos(const YAML::Node& n) { return PosOf(n, file_); }
@@ -255,6 +271,56 @@ class Loader {
             "params: {" + name + ": ...}; crmbridge connectors describe " + traits->kind);
     }
   }
+  // A native field the connector writes itself on m.object (the key it upserts by, a pipeline it
+  // files records into; SystemTraits::Param) cannot also be written by a field: one would
+  // overwrite the other, or a record's key would become a field's value and its link break.
+  void CheckOwnFields(const std::string& system, const SystemEntityMapping& m) {
+    const SystemTraits* traits = TraitsOf(system);
+    if (traits == nullptr) return;
+    for (const SystemTraits::Param& p : traits->params) {
+      if (!p.objects.empty() &&
+          std::find(p.objects.begin(), p.objects.end(), m.object) == p.objects.end())
+        continue;
+      auto given = m.params.find(p.name);
+      const bool is_given = given != m.params.end() && !given->second.empty();
+      std::string own;
+      if (p.value_is_own_field) own = is_given ? given->second : p.default_value;
+      else if (is_given) own = p.own_field_when_given;
+      if (own.empty()) continue;
+      for (const FieldMap& f : m.fields) {
+        if (f.direction == Direction::kIn || f.native != own) continue;
+        diags_.Error(f.pos,
+                     system + "." + m.entity + "." + f.canonical + " writes " + own + ", which " +
+                         traits->kind + " sets itself on " + m.object + " (params." + p.name +
+                         (is_given ? ": " + given->second : ", by default " + own) + ")",
+                     "map the field to another native field, or read it alone (direction: in)");
+      }
+    }
+  }
+  // Two entities on one object of a system, with the same params (nothing that tells their
+  // records apart): every record there would be read as both, or what one writes there read back
+  // as the other, and copied on as a record of it.
+  void CheckObjectsMappedOnce() {
+    for (size_t j = 0; j < mappings_.size(); ++j) {
+      const SystemEntityMapping& b = mappings_[j];
+      for (size_t i = 0; i < j; ++i) {
+        const SystemEntityMapping& a = mappings_[i];
+        if (a.system != b.system || a.object != b.object || a.params != b.params) continue;
+        if (!a.reads() && !b.reads()) continue;  // written alone, each its own records
+        const std::string how =
+            a.reads() && b.reads()
+                ? "every record there would be read as both a " + a.entity + " and a " + b.entity
+                : "what " + (a.reads() ? b.entity : a.entity) + " writes there would be read " +
+                      "back as a " + (a.reads() ? a.entity : b.entity);
+        diags_.Error(b.pos,
+                     b.system + "." + b.entity + " maps " + b.object + ", as " + a.system + "." +
+                         a.entity + " does (" + a.pos.ToString() + "): " + how,
+                     "map each entity to an object of its own, or tell their records apart by "
+                     "params");
+        break;
+      }
+    }
+  }
   // The text of a node that names something (a field, a system, an object, a value): one
   // non-empty scalar. A list, a map, a null or '' there is an error at the node, not "" read on
   // (yaml-cpp's Scalar() of anything but a scalar is "", which would silently mean "none").
@@ -292,6 +358,23 @@ class Loader {
         return v.is_string() && ParseIsoUtcMillis(v.get<std::string>()).has_value();
       case FieldType::kRef: return false;
       default: return true;
+    }
+  }
+  // A {default: X} last in a field's transforms gives the canonical field X (read in) and is
+  // what the other transforms are given (written out): X must be a value the field can hold, as
+  // an on_delete value must, or every record without the field fails where it is written.
+  void CheckDefault(const SystemEntityMapping& m, const CanonicalField& cf, const YAML::Node& x) {
+    if (!x.IsScalar()) return;  // a null default, or one refused where it was read
+    if (!OnDeleteValueFits(cf, x)) {
+      Error(x, "default '" + PrintableText(x.Scalar()) + "' cannot be a value of " + m.entity +
+                   "." + cf.name + ", a " + TypeName(cf.type),
+            cf.type == FieldType::kBoolean ? "true or false" : "a single value of the field's type");
+    } else if (!cf.values.empty() &&
+               std::find(cf.values.begin(), cf.values.end(), x.Scalar()) == cf.values.end()) {
+      const std::set<std::string> values(cf.values.begin(), cf.values.end());
+      Error(x, "default '" + PrintableText(x.Scalar()) + "' is not one of " + m.entity + "." +
+                   cf.name + "'s values",
+            DidYouMean(x.Scalar(), values));
     }
   }
   // A field read from an object its connector only writes would fail every run that reads it.
@@ -696,8 +779,16 @@ class Loader {
                               "navigation property, and " + m.system + " is of kind " + traits->kind,
                    "drop it: " + traits->kind + " writes the reference by its field alone");
     }
-    for (const SystemEntityMapping& other : mappings_)
-      if (other.system == m.system && other.entity == f.ref_entity) return;
+    for (const SystemEntityMapping& other : mappings_) {
+      if (other.system != m.system || other.entity != f.ref_entity) continue;
+      if (traits != nullptr && traits->references_name_objects && f.native != other.object)
+        diags_.Error(f.pos, m.system + "." + m.entity + "." + f.canonical + " names " + f.native +
+                                ", but " + f.ref_entity + " is " + other.object + " in " +
+                                m.system + " (" + other.pos.ToString() + ")",
+                     "native: " + other.object + " (a " + traits->kind +
+                         " reference names the object of the record it refers to)");
+      return;
+    }
     diags_.Error(f.pos, m.system + " maps " + m.entity + "." + f.canonical + ", a reference to " +
                             f.ref_entity + ", but does not map " + f.ref_entity,
                  "map " + f.ref_entity + " under systems: " + m.system + ": so its records are linked");
@@ -944,7 +1035,27 @@ class Loader {
         if (spec["required"]) f.required = Bool(spec["required"], "required");
         if (spec["create_only"]) f.create_only = Bool(spec["create_only"], "create_only");
         if (spec["bind"]) f.bind = Text(spec["bind"], "bind", "bind: parentcustomerid_account");
-        Pending p{mappings_.size(), m.fields.size(), {}, {}};
+        // Keys that say how a field is written, on a field never written, would do nothing.
+        for (const char* key : {"create_only", "bind"}) {
+          if (!spec[key] || f.direction != Direction::kIn || (key[0] == 'c' && !f.create_only))
+            continue;
+          Error(spec[key], std::string(key) + " says how " + m.entity + "." + f.canonical +
+                               " is written, and it is only read (direction: in)",
+                "drop it, or give direction: both");
+        }
+        if (f.create_only && !m.create && spec["create_only"])
+          Error(spec["create_only"],
+                "create_only writes " + m.entity + "." + f.canonical + " when " + system +
+                    " creates the record, and " + system + "." + m.entity + " has create: false",
+                "drop one of them");
+        Pending p;
+        p.mapping = mappings_.size();
+        p.field = m.fields.size();
+        if (spec["required"] && spec["required"].IsScalar() &&
+            spec["required"].Scalar() == "false") {
+          p.has_required_false = true;
+          p.required_false = spec["required"];
+        }
         if (spec["transforms"]) Transforms(spec["transforms"], &f, &p);
         pending.push_back(std::move(p));
         m.fields.push_back(std::move(f));
@@ -952,6 +1063,7 @@ class Loader {
     }
     for (auto& p : pending) pending_.push_back(std::move(p));
     CheckRequiredParams(system, m, body);
+    CheckOwnFields(system, m);
     CheckWrittenOnly(system, m);
     mappings_.push_back(std::move(m));
   }
@@ -987,6 +1099,9 @@ class Loader {
         }
         f->transforms.push_back(
             NewDefault(Value(arg, "transform 'default'", "{default: \"n/a\"}")));
+        p->has_default = true;
+        p->default_node = arg;
+        p->default_slot = f->transforms.size() - 1;
       } else if (name == "table") {
         if (!has_arg || !arg.IsScalar()) {
           Error(t, "transform 'table' needs a table name", "{table: stage_map}");

@@ -12,6 +12,7 @@
 #include "connectors/dynamics365/dynamics365_codec.h"
 #include "connectors/dynamics365/dynamics365_errors.h"
 #include "connectors/dynamics365/dynamics365_limits.h"
+#include "src/core/json_text.h"
 #include "src/core/ids.h"
 #include "src/core/redaction.h"
 #include "src/core/time_util.h"
@@ -46,10 +47,13 @@ Status CheckColumnParams(const ObjectRef& object) {
                          "column name");
 }
 
-// The row of `object` with crmbridge key `key`, by the alternate key, selecting its primary key.
+// The row of `object` with crmbridge key `key`, by the alternate key, selecting its primary key
+// and the key: the row an answer carries is then known to be this one (WriteResult).
 std::string KeyPath(const ObjectRef& object, const std::string& key) {
-  return dynamics365::AlternateKeySegment(object.object, Param(object, "key", "crmb_externalid"), key) +
-         "?$select=" + Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
+  const std::string key_column = Param(object, "key", "crmb_externalid");
+  return dynamics365::AlternateKeySegment(object.object, key_column, key) + "?$select=" +
+         Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object)) + "," +
+         key_column;
 }
 
 // Headers every Web API request carries (refs/dynamics365/reference.md §2). `If-None-Match: null`
@@ -183,7 +187,8 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.other_objects_doc = "any entity set, by its plural name (crmb_onboardings)";
     c.plain_field_names = true;  // columns by logical name, in $select and in URLs
     c.params = {
-        {"key", "name", "crmb_externalid", {}, "the alternate-key column crmbridge upserts by"},
+        OwnField({"key", "name", "crmb_externalid", {},
+                  "the alternate-key column crmbridge upserts by"}),
         {"primary_key", "name", "", {}, "the primary key, when it is not the set's usual one"},
         {"change_tracking", "boolean", "true", {},
          "false: a table without Track changes, read by modifiedon (deletes are not seen)"},
@@ -346,7 +351,7 @@ Status Dynamics365Connector::RefreshToken() {
     s.set_system(name_);
     return s;
   }
-  auto j = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(resp->body);
   if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string() ||
       j["access_token"].get<std::string>().empty())
     return Status(StatusCode::kUnauthenticated,
@@ -405,7 +410,7 @@ Result<Page> Dynamics365Connector::ReadByModifiedOn(const ObjectRef& object, con
   const int page_size = context.page_size > 0
                             ? std::min(context.page_size, dynamics365::kMaxPageSize)
                             : dynamics365::kDefaultPageSize;
-  json state = cursor.empty() ? json{{"w", context.since_ms}} : json::parse(cursor, nullptr, false);
+  json state = cursor.empty() ? json{{"w", context.since_ms}} : ParseJsonOrDiscarded(cursor);
   // Each number of it is checked here: a stored cursor is read back from outside the process (a
   // state file of another version, edited by hand) and a value of another type would throw later.
   const auto integer_or_absent = [&](const char* name) {
@@ -816,9 +821,25 @@ WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const Wr
   if (op.kind == WriteOp::Kind::kUpsert) {
     // With return=representation: 201 = created, 200 = updated (refs/dynamics365 §5).
     out.created = r.status == 201;
-    auto j = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+    auto j = ParseJsonOrDiscarded(r.body);
     if (j.is_object() && j.contains(pk) && j[pk].is_string())
       out.native_id = j[pk].get<std::string>();
+    // The row as written carries the key it was upserted by: a row of another key is another
+    // request's answer (a $batch answer out of order), and linking it would tie this record to
+    // another customer's row. Unknown then; the upsert by key is safe to repeat.
+    const std::string key_column = Param(object, "key", "crmb_externalid");
+    if (j.is_object() && j.contains(key_column) && j[key_column].is_string() &&
+        j[key_column].get<std::string>() != op.key) {
+      out.status = Status(StatusCode::kUnavailable,
+                          "dynamics365: the answer to the upsert of " + object.object + " " +
+                              op.key + " is the row of " + key_column + " " +
+                              PrintableText(j[key_column].get<std::string>()) +
+                              "; it may have been applied")
+                       .set_http_status(r.status)
+                       .set_system(name_);
+      out.native_id.clear();
+      return out;
+    }
     if (out.native_id.empty()) {
       out.status = Status(StatusCode::kUnavailable, "dynamics365: the upsert of " + object.object +
                                                         " " + op.key + " answered without the row id")
@@ -869,6 +890,12 @@ std::vector<WriteOutcome> Dynamics365Connector::WriteBatch(const ObjectRef& obje
     return outcomes;
   }
   auto parts = dynamics365::ParseBatchResponse(r->Header("Content-Type").value_or(""), r->body);
+  // Parts answer the requests in their order (no change set: no Content-IDs come back). More
+  // parts than requests is no such answer: which part is whose cannot be told.
+  if (parts.ok() && parts->size() > ops.size())
+    parts = Status(StatusCode::kInvalidArgument,
+                   std::to_string(parts->size()) + " parts for " + std::to_string(ops.size()) +
+                       " requests");
   for (size_t i = 0; i < ops.size(); ++i) {
     if (!parts.ok() || i >= parts->size()) {
       // Unanswered: the outcome is unknown (it may have been applied), and the write is safe to
@@ -909,7 +936,7 @@ void Dynamics365Connector::AdoptExisting(const ObjectRef& object, const std::vec
       o.status = r.status();
       continue;
     }
-    auto j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    auto j = ParseJsonOrDiscarded(r->body);
     if (r->status == 200 && j.is_object() && j.contains(pk) && j[pk].is_string()) {
       o = WriteOutcome{};
       o.native_id = j[pk].get<std::string>();
@@ -1050,7 +1077,7 @@ bool Dynamics365Connector::MergeDone(const ObjectRef& object, const WriteOp& op)
   req.url = ApiRoot() + object.object + "(" + op.native_id + ")?$select=merged,_masterid_value";
   auto r = Call(req);
   if (!r.ok() || r->status != 200) return false;
-  const json row = json::parse(r->body, nullptr, false);
+  const json row = ParseJsonOrDiscarded(r->body);
   return row.is_object() && row.value("merged", json()) == true &&
          row.value("_masterid_value", json()) == json(op.merge_into);
 }

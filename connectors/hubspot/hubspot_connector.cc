@@ -8,6 +8,7 @@
 
 #include "connectors/hubspot/hubspot_codec.h"
 #include "connectors/hubspot/hubspot_errors.h"
+#include "src/core/json_text.h"
 #include "src/core/redaction.h"
 #include "src/core/time_util.h"
 #include "src/core/url.h"
@@ -87,6 +88,7 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.idempotent_upsert = true;
     c.carries_references = true;  // as associations
     c.adds_references = true;       // an association written leaves the others in place
+    c.references_name_objects = true;  // a reference field is the associated object type
     c.reads_by_id = true;         // batch read: what a webhook announces is read alone
     c.delete_events = {"deletion", "privacyDeletion"};  // archived, or deleted for good
     c.reads_field_history = true; // batch read with propertiesWithHistory
@@ -101,11 +103,12 @@ const Capabilities& HubSpotConnector::KindCapabilities() {
     c.search_paths = {"/search"};
     c.other_objects_doc = "a custom object by objectTypeId (2-1234567) or name (p1234567_thing)";
     c.params = {
-        {"pipeline", "string", "", {"tickets", "deals"},
-         "label or id: only records in this pipeline are read, and the stage is read and written "
-         "as its label"},
-        {"id_property", "name", "crmbridge_id", {},
-         "the unique property crmbridge creates and upserts by"},
+        OwnField({"pipeline", "string", "", {"tickets", "deals"},
+                  "label or id: only records in this pipeline are read, and the stage is read "
+                  "and written as its label"},
+                 "hs_pipeline"),
+        OwnField({"id_property", "name", "crmbridge_id", {},
+                  "the unique property crmbridge creates and upserts by"}),
         {"overlap_ms", "number", "0", {}, "re-read this far (ms) before the cursor"},
         {"archived_sweep_ms", "number", std::to_string(hubspot::kArchivedSweepEveryMs), {},
          "list archived records (deletes search never shows) at most this often (ms); 0: every "
@@ -227,7 +230,7 @@ Status HubSpotConnector::RefreshOAuthToken() {
     s.set_system(name_);
     return s;
   }
-  auto j = json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+  auto j = ParseJsonOrDiscarded(resp->body);
   if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string())
     return Status(StatusCode::kUnauthenticated,
                   "hubspot: the OAuth token endpoint answered without an access_token")
@@ -793,20 +796,49 @@ Status HubSpotConnector::ReadAssociations(const ObjectRef& object,
     // 207: some inputs have no association of this type (or no longer exist); they have none.
     if (r->status != 200 && r->status != 207)
       return Fail(*r, "reading " + object.object + " associations to " + to_type);
-    auto j = ParseBody(*r, "reading " + object.object + " associations to " + to_type);
+    const std::string what = "reading " + object.object + " associations to " + to_type;
+    auto j = ParseBody(*r, what);
     if (!j.ok()) return j.status();
+    // Each input is answered by a result or by an error naming it in its context (one with no
+    // association of this type may come as either). One answered by neither is unknown, not
+    // "none": read as none, its references would be cleared everywhere else.
+    std::set<std::string> answered;
+    if (const json* errors = FindPath(*j, {"errors"}); errors && errors->is_array())
+      for (const json& e : *errors)
+        if (const json* context = FindPath(e, {"context"}); context && context->is_object())
+          for (const auto& [key, ids] : context->items())
+            if (ids.is_array())
+              for (const json& id : ids)
+                if (id.is_string()) answered.insert(id.get<std::string>());
     if (const json* results = FindPath(*j, {"results"}); results && results->is_array()) {
       for (const json& res : *results) {
         const json* from = FindPath(res, {"from", "id"});
         const json* to = FindPath(res, {"to"});
         if (from == nullptr || to == nullptr || !to->is_array()) continue;
         const std::string from_id = from->is_string() ? from->get<std::string>() : from->dump();
+        answered.insert(from_id);
+        found[from_id];  // answered with none, it has none
         for (const json& t : *to) {
           const json* id = FindPath(t, {"toObjectId"});
           if (id == nullptr) continue;
           found[from_id].push_back(id->is_string() ? id->get<std::string>() : id->dump());
         }
       }
+    }
+    std::vector<std::string> unanswered;
+    for (const NativeRecord& rec : *records)
+      if (!rec.deleted && !answered.count(rec.id)) unanswered.push_back(rec.id);
+    if (!unanswered.empty()) {
+      return Status(StatusCode::kUnavailable,
+                    "hubspot: " + what + ": the answer (HTTP " + std::to_string(r->status) +
+                        ") has neither a result nor an error for " + object.object + " " +
+                        PrintableText(unanswered.front()) +
+                        (unanswered.size() > 1
+                             ? " and " + std::to_string(unanswered.size() - 1) + " more"
+                             : "") +
+                        " of the " + std::to_string(inputs.size()) + " asked for")
+          .set_http_status(r->status)
+          .set_system(name_);
     }
     for (NativeRecord& rec : *records) {
       if (rec.deleted) continue;
@@ -918,7 +950,7 @@ WriteOutcome HubSpotConnector::MergeOne(const std::string& type, const WriteOp& 
     return out;
   }
   if (r->status == 200) {
-    const json answer = json::parse(r->body, nullptr, false);
+    const json answer = ParseJsonOrDiscarded(r->body);
     out.native_id = answer.is_object() && answer.contains("id") && answer["id"].is_string()
                         ? answer["id"].get<std::string>()
                         : op.merge_into;
@@ -930,7 +962,7 @@ WriteOutcome HubSpotConnector::MergeOne(const std::string& type, const WriteOp& 
                                  "?properties=" + hubspot::kMergedIdsProperty,
                       "", true);
     if (check.ok() && check->status == 200) {
-      const json survivor = json::parse(check->body, nullptr, false);
+      const json survivor = ParseJsonOrDiscarded(check->body);
       auto record = hubspot::RecordFromObject(survivor, hubspot::ModifiedProperty(type), "");
       if (record.ok() && std::find(record->merged_ids.begin(), record->merged_ids.end(),
                                    op.native_id) != record->merged_ids.end()) {

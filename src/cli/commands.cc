@@ -854,7 +854,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
   auto config = LoadAppConfigWithoutSecrets(global.config_path, &warnings);
   for (const std::string& w : warnings) std::cerr << w << "\n";
   if (config.ok()) {
-    CRMB_RETURN_IF_ERROR(CheckSystemKeysOf(*config));
+    CRMB_RETURN_IF_ERROR(CheckSystemsWithoutSecrets(*config));
     for (const auto& [name, sys] : config->systems) systems[name] = sys.kind;
     if (files.empty()) files = config->mapping_paths;
     if (!options.kinds.empty())
@@ -892,7 +892,21 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
   }
   MappingSystems known = MappingSystemsOf(systems);
   known.any_system = !config.ok();
-  return LoadMappingPlan(files, known);
+  auto plan = LoadMappingPlan(files, known);
+  if (!plan.ok() || config.ok()) return plan;
+  // A --kind for a name no file maps (a typo of one that is) would leave that system checked
+  // for nothing, silently.
+  const std::set<std::string> mapped = (*plan)->systems();
+  for (const std::string& given : options.kinds) {
+    const std::string name = given.substr(0, given.find('='));
+    if (!mapped.count(name))
+      return Status(StatusCode::kInvalidArgument,
+                    "crmbridge: --kind " + given + ": no mapping file maps a system named " + name +
+                        " (they map: " + JoinWords(std::vector<std::string>(mapped.begin(),
+                                                                            mapped.end())) +
+                        ")");
+  }
+  return plan;
 }
 
 std::string Describe(const FieldMap& f) {
@@ -929,6 +943,7 @@ int RunConnectorsDescribe(const std::string& kind) {
       for (const std::string& field : fields)
         where += (where.empty() ? " (in " : ", ") + object + "." + field;
     if (!where.empty()) where += ")";
+    if (can.references_name_objects) where += " (native: the object of the record referred to)";
     std::printf("  references: %s%s%s\n", can.carries_references ? "yes" : "no", where.c_str(),
                 can.binds_lookups ? " (bind: a navigation property for polymorphic lookups)" : "");
     if (can.provisions_portal_access) std::printf("  portal access: provisions users and grants\n");

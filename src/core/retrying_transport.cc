@@ -85,17 +85,19 @@ Result<Response> RetryingTransport::Send(const Request& request) {
     Decision decision = Classify(request, result);
     if (!decision.retry) return result;
     if (decision.server_delay && *decision.server_delay > policy_.max_retry_after) {
-      spdlog::warn("{} {}: server asked to wait {} ms (more than {} ms); not retrying now",
-                   request.method, UrlPath(request.url), decision.server_delay->count(),
+      spdlog::warn("{}{} {}: server asked to wait {} ms (more than {} ms); not retrying now",
+                   request.system.empty() ? "" : request.system + ": ", request.method,
+                   UrlPath(request.url), decision.server_delay->count(),
                    policy_.max_retry_after.count());
       return result;
     }
     std::chrono::milliseconds delay = Jitter(attempt - 1);
     if (decision.server_delay) delay = std::max(delay, *decision.server_delay);
     if (policy_.max_total_wait.count() > 0 && waited + delay > policy_.max_total_wait) {
-      spdlog::warn("{} {}: another {} ms of waiting would pass the {} ms one request may wait "
-                   "(half the run's lease); not retrying now",
-                   request.method, UrlPath(request.url), delay.count(),
+      spdlog::warn("{}{} {}: another {} ms of waiting would pass the {} ms one request may "
+                   "wait (half the run's lease); not retrying now",
+                   request.system.empty() ? "" : request.system + ": ", request.method,
+                   UrlPath(request.url), delay.count(),
                    policy_.max_total_wait.count());
       return result;
     }

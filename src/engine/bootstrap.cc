@@ -63,13 +63,19 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
     traits.reference_fields = can.reference_fields;
     traits.required_params = can.required_params;
     traits.binds_lookups = can.binds_lookups;
+    traits.references_name_objects = can.references_name_objects;
     traits.provisions_portal_access = can.provisions_portal_access;
     traits.objects = can.objects;
     traits.other_objects = can.other_objects;
     traits.plain_field_names = can.plain_field_names;
     traits.written_only = can.written_only;
-    for (const ParamSpec& p : can.params)
-      traits.params.push_back({p.name, p.type, p.objects, p.values});
+    for (const ParamSpec& p : can.params) {
+      SystemTraits::Param param(p.name, p.type, p.objects, p.values);
+      param.default_value = p.default_value;
+      param.value_is_own_field = p.value_is_own_field;
+      param.own_field_when_given = p.own_field_when_given;
+      traits.params.push_back(std::move(param));
+    }
     out.kinds.push_back(std::move(traits));
   }
   return out;
@@ -79,6 +85,29 @@ Status CheckSystemKeysOf(const AppConfig& config) {
   Diagnostics diags;
   for (const auto& [name, system] : config.systems) CheckSystemKeys(system, &diags);
   return diags.ToStatus();
+}
+
+Status CheckSystemsWithoutSecrets(const AppConfig& config) {
+  CRMB_RETURN_IF_ERROR(CheckSystemKeysOf(config));
+  std::vector<std::string> problems;
+  for (const auto& [name, loaded] : config.systems) {
+    // What an unset variable left empty is taken as given: a missing credential is a warning
+    // here, and said where the configuration was loaded.
+    SystemConfig system = loaded;
+    for (const auto& [path, pos] : system.key_pos) {
+      if (path.rfind("auth.", 0) != 0) continue;
+      const std::string key = path.substr(5);
+      const bool url = key.size() > 4 && key.compare(key.size() - 4, 4, "_url") == 0;
+      std::string& value = system.auth[key];
+      if (value.empty()) value = url ? "https://unset.invalid" : "unset";
+    }
+    if (system.base_url.empty()) system.base_url = "https://unset.invalid";
+    if (Status s = ValidateSystemConfig(system); !s.ok()) problems.push_back(s.message());
+  }
+  if (problems.empty()) return Status::Ok();
+  std::string text;
+  for (const std::string& p : problems) text += (text.empty() ? "" : "\n") + p;
+  return Status(StatusCode::kFailedPrecondition, text);
 }
 
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) {

@@ -48,6 +48,11 @@ MappingSystems MappingSystemsOf(const std::map<std::string, std::string>& kinds)
 // once at their file:line:column.
 Status CheckSystemKeysOf(const AppConfig& config);
 
+// CheckSystemKeysOf, then each system's own checks (ValidateSystemConfig: an option out of its
+// range, a required one missing, two that exclude each other), with credentials and URLs whose
+// variables are unset taken as given: what `mappings validate` reports without the secrets.
+Status CheckSystemsWithoutSecrets(const AppConfig& config);
+
 // Loads the mapping files named by `config`, validated against its systems.
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
 

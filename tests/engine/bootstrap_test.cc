@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <optional>
+
 #include "connectors/registry.h"
+#include "src/config/app_config.h"
 #include "tests/mappings/test_systems.h"
 
 namespace crmbridge {
@@ -13,11 +17,15 @@ bool SameTraits(const SystemTraits& a, const SystemTraits& b) {
   if (a.params.size() != b.params.size()) return false;
   for (size_t i = 0; i < a.params.size(); ++i)
     if (a.params[i].name != b.params[i].name || a.params[i].type != b.params[i].type ||
-        a.params[i].objects != b.params[i].objects || a.params[i].values != b.params[i].values)
+        a.params[i].objects != b.params[i].objects || a.params[i].values != b.params[i].values ||
+        a.params[i].value_is_own_field != b.params[i].value_is_own_field ||
+        (a.params[i].value_is_own_field && a.params[i].default_value != b.params[i].default_value) ||
+        a.params[i].own_field_when_given != b.params[i].own_field_when_given)
       return false;
   return a.kind == b.kind && a.carries_references == b.carries_references &&
          a.reference_fields == b.reference_fields && a.required_params == b.required_params &&
          a.binds_lookups == b.binds_lookups &&
+         a.references_name_objects == b.references_name_objects &&
          a.provisions_portal_access == b.provisions_portal_access && a.objects == b.objects &&
          a.other_objects == b.other_objects && a.plain_field_names == b.plain_field_names &&
          a.written_only == b.written_only;
@@ -45,6 +53,46 @@ TEST(MappingSystemsOfTest, TheMappingTestsAssumeWhatTheRegistryDeclares) {
   ASSERT_EQ(assumed.size(), declared.size());
   for (size_t i = 0; i < assumed.size(); ++i)
     EXPECT_TRUE(SameTraits(assumed[i], declared[i])) << assumed[i].kind << " vs " << declared[i].kind;
+}
+
+// `mappings validate` with a configuration runs each kind's own checks too, with what an unset
+// variable left empty taken as given: a batch size out of range is an error at its key, and the
+// secret that is not at hand is not.
+TEST(CheckSystemsWithoutSecretsTest, AKindsOwnCheckIsReportedAtTheKeyItNames) {
+  const std::string path = ::testing::TempDir() + "crmbridge-kind-checks.yaml";
+  std::ofstream(path) << "state: x.db\n"
+                         "systems:\n"
+                         "  crm:\n"
+                         "    kind: dynamics365\n"
+                         "    base_url: https://org.crm4.dynamics.com\n"
+                         "    auth:\n"
+                         "      token_url: \"${env:CRMB_TEST_UNSET_URL}\"\n"
+                         "      client_id: app\n"
+                         "      scope: https://org.crm4.dynamics.com/.default\n"
+                         "      client_secret: \"${env:CRMB_TEST_UNSET_SECRET}\"\n"
+                         "    options: {batch_size: 5000}\n";
+  std::vector<std::string> warnings;
+  auto config = LoadAppConfigWithoutSecrets(path, &warnings, [](const std::string&) {
+    return std::optional<std::string>();
+  });
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(warnings.size(), 2u) << "the two unset variables are warnings";
+  Status s = CheckSystemsWithoutSecrets(*config);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), path + ":11:15: system 'crm': options.batch_size must be 1..1000 "
+                                "(requests per $batch), not \"5000\"");
+
+  std::ofstream(path, std::ios::trunc)
+      << "state: x.db\nsystems:\n  crm:\n    kind: dynamics365\n"
+         "    base_url: \"${env:CRMB_TEST_UNSET_BASE}\"\n    auth:\n"
+         "      token_url: \"${env:CRMB_TEST_UNSET_URL}\"\n      client_id: app\n"
+         "      scope: \"${env:CRMB_TEST_UNSET_SCOPE}\"\n"
+         "      client_secret: \"${env:CRMB_TEST_UNSET_SECRET}\"\n";
+  config = LoadAppConfigWithoutSecrets(path, &warnings, [](const std::string&) {
+    return std::optional<std::string>();
+  });
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(CheckSystemsWithoutSecrets(*config).ok()) << "nothing but what is unset";
 }
 
 }  // namespace

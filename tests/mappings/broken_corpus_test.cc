@@ -131,6 +131,34 @@ const Case kCases[] = {
      "on_delete sets contact.portal_access, a boolean, to no"},
     {"81_object_empty.yaml", "9:15", "object must be a single name or value, not empty"},
     {"82_default_a_list.yaml", "11:53", "transform 'default' must be a single value, not a list"},
+    // A field writing what the connector writes itself: the key it upserts by, the pipeline.
+    {"83_field_writes_the_upsert_key.yaml", "13:9",
+     "hubspot.company.code writes crmbridge_id, which hubspot sets itself on companies "
+     "(params.id_property, by default crmbridge_id)"},
+    {"84_field_writes_the_pipeline.yaml", "14:9",
+     "hubspot.onboarding.lane writes hs_pipeline, which hubspot sets itself on tickets "
+     "(params.pipeline: Onboarding)"},
+    {"85_key_param_names_a_mapped_column.yaml", "12:9",
+     "dynamics365.contact.email writes emailaddress1, which dynamics365 sets itself on contacts "
+     "(params.key: emailaddress1)"},
+    {"86_two_entities_on_one_object.yaml", "15:5",
+     "hubspot.task maps notes, as hubspot.note does ("},
+    {"87_reference_names_another_object.yaml", "18:9",
+     "hubspot.contact.company names compnies, but company is companies in hubspot"},
+    {"88_default_not_one_of_the_values.yaml", "11:78",
+     "default 'urgent' is not one of onboarding.priority's values"},
+    {"89_default_not_of_the_type.yaml", "11:77",
+     "default 'yes' cannot be a value of company.active, a boolean"},
+    {"90_required_false_under_a_required_field.yaml", "11:40",
+     "required: false has no effect: company.name is required in every system"},
+    // Keys that say how a field is written, where it is never written.
+    {"91_create_only_on_a_field_read_alone.yaml", "11:58",
+     "create_only says how company.name is written, and it is only read (direction: in)"},
+    {"92_bind_on_a_reference_read_alone.yaml", "18:66",
+     "bind says how contact.company is written, and it is only read (direction: in)"},
+    {"93_create_only_where_nothing_is_created.yaml", "12:43",
+     "create_only writes company.name when hubspot creates the record, and hubspot.company has "
+     "create: false"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},

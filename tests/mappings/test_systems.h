@@ -30,6 +30,22 @@ inline SystemTraits Traits(std::string kind, bool references, bool bind, bool po
   return t;
 }
 
+// `p`, whose value (else `default_value`) names a native field the connector writes itself, or
+// which makes it write `when_given` (ParamSpec::value_is_own_field, own_field_when_given).
+inline SystemTraits::Param OwnField(SystemTraits::Param p, std::string default_value,
+                                    std::string when_given = "") {
+  p.default_value = std::move(default_value);
+  p.value_is_own_field = when_given.empty();
+  p.own_field_when_given = std::move(when_given);
+  return p;
+}
+
+// `t` whose references name the referenced object (Capabilities::references_name_objects).
+inline SystemTraits ReferencesNameObjects(SystemTraits t) {
+  t.references_name_objects = true;
+  return t;
+}
+
 // `t` whose native field names must be plain names (Capabilities::plain_field_names).
 inline SystemTraits PlainFieldNames(SystemTraits t) {
   t.plain_field_names = true;
@@ -44,18 +60,18 @@ inline SystemTraits WrittenOnly(std::vector<std::string> objects, SystemTraits t
 
 inline std::vector<SystemTraits> RegistryKindTraits() {
   //             kind           references  bind   portal access
-  return {PlainFieldNames(Traits("hubspot",     true,       false, false,
+  return {ReferencesNameObjects(PlainFieldNames(Traits("hubspot",     true,       false, false,
                  {"tickets", "companies", "contacts", "deals", "notes", "tasks", "calls",
                   "emails", "meetings", "line_items", "products", "quotes"},
                  "2-[0-9]+|p[0-9]*_[a-z0-9_]+",
-                 {{"pipeline", "string", {"tickets", "deals"}},
-                  {"id_property", "name", {}},
+                 {OwnField({"pipeline", "string", {"tickets", "deals"}}, "", "hs_pipeline"),
+                  OwnField({"id_property", "name", {}}, "crmbridge_id"),
                   {"overlap_ms", "number", {}},
-                  {"archived_sweep_ms", "number", {}}})),
+                  {"archived_sweep_ms", "number", {}}}))),
           PlainFieldNames(Traits("dynamics365", true,       true,  false,
                  {"accounts", "contacts", "opportunities", "annotations", "tasks"},
                  "[a-z][a-z0-9_]*",
-                 {{"key", "name", {}},
+                 {OwnField({"key", "name", {}}, "crmb_externalid"),
                   {"primary_key", "name", {}},
                   {"change_tracking", "boolean", {}},
                   {"create_only", "boolean", {}}})),

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
@@ -200,6 +201,72 @@ TEST_F(Dynamics365BatchTest, AnAnswerThatBrokeOffKeepsTheRowsItAnsweredAndRetrie
     EXPECT_FALSE(o.created) << "updated, not made twice";
   }
   EXPECT_EQ(mock_->Dump()["opportunities"].size(), 40u);
+}
+
+// A gateway in front of Dynamics 365 that gives a $batch answer's parts in reverse order (or one
+// part twice): each part is then another request's answer.
+class ReorderingTransport : public Transport {
+ public:
+  ReorderingTransport(std::shared_ptr<Transport> target, bool repeat_first)
+      : target_(std::move(target)), repeat_first_(repeat_first) {}
+  Result<Response> Send(const Request& request) override {
+    auto r = target_->Send(request);
+    if (!r.ok() || request.url.find("$batch") == std::string::npos) return r;
+    const std::string type = r->Header("Content-Type").value_or("");
+    const std::string delimiter = "--" + type.substr(type.find("boundary=") + 9);
+    std::vector<std::string> parts;
+    for (size_t at = r->body.find(delimiter); at != std::string::npos;) {
+      const size_t next = r->body.find(delimiter, at + delimiter.size());
+      if (next == std::string::npos) break;
+      parts.push_back(r->body.substr(at, next - at));
+      at = next;
+    }
+    if (repeat_first_) parts.insert(parts.begin(), parts.front());
+    else std::reverse(parts.begin(), parts.end());
+    std::string body;
+    for (const std::string& p : parts) body += p;
+    r->body = body + delimiter + "--\r\n";
+    return r;
+  }
+
+ private:
+  std::shared_ptr<Transport> target_;
+  bool repeat_first_;
+};
+
+TEST_F(Dynamics365BatchTest, AnAnswerWhosePartsAreOutOfOrderLinksNoRowToAnotherRecord) {
+  for (const bool repeat_first : {false, true}) {
+    SCOPED_TRACE(repeat_first ? "one part twice" : "parts reversed");
+    connector_ = std::make_unique<Dynamics365Connector>(
+        config_,
+        std::make_shared<ReorderingTransport>(BuildSystemTransport(config_, &clock_),
+                                              repeat_first),
+        &clock_);
+    auto out = connector_->Write(Opportunities(), Ops(6, repeat_first ? "Again" : "Deal"));
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    ASSERT_EQ(out->size(), 6u);
+    for (size_t i = 0; i < out->size(); ++i) {
+      const Status& s = (*out)[i].status;
+      EXPECT_EQ(s.code(), StatusCode::kUnavailable) << i << ": " << s.ToString();
+      EXPECT_NE(s.message().find("k" + std::to_string(i)), std::string::npos) << s.message();
+      EXPECT_NE(s.message().find("may have been applied"), std::string::npos) << s.message();
+      EXPECT_TRUE((*out)[i].native_id.empty()) << "no row is linked";
+    }
+  }
+  // Every upsert landed (by its key): the engine's next attempt finds each its own row.
+  Connect();
+  auto again = connector_->Write(Opportunities(), Ops(6, "Deal"));
+  ASSERT_TRUE(again.ok());
+  const json rows = mock_->Dump()["opportunities"];
+  ASSERT_EQ(rows.size(), 6u);
+  for (size_t i = 0; i < again->size(); ++i) {
+    ASSERT_TRUE((*again)[i].status.ok()) << (*again)[i].status.ToString();
+    bool own = false;
+    for (const auto& row : rows)
+      if (row.value("opportunityid", "") == (*again)[i].native_id)
+        own = row.value("crmb_externalid", "") == "k" + std::to_string(i);
+    EXPECT_TRUE(own) << "k" << i << " linked to " << (*again)[i].native_id;
+  }
 }
 
 TEST_F(Dynamics365BatchTest, UpdatesAndDeletesByIdTravelInTheBatchToo) {

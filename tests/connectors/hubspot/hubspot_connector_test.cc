@@ -77,6 +77,46 @@ class ScriptedHubSpot {
   std::shared_ptr<FakeTransport> transport;
 };
 
+// An associations batch read answers each input with a result, or with an error naming it in its
+// context. An input answered by neither is unknown: read as "no company", the reference would be
+// cleared in every other system, so the page is not read.
+TEST(HubSpotConnectorTest, AnAssociationReadThatLeavesARecordUnansweredFailsThePage) {
+  for (const bool answered_by_error : {true, false}) {
+    SCOPED_TRACE(answered_by_error ? "ticket 2 in errors" : "ticket 2 nowhere");
+    ScriptedHubSpot hs([&](const Request& r, const json&) {
+      if (r.url.find("/associations/") != std::string::npos) {
+        json out = {{"status", "COMPLETE"},
+                    {"results", {{{"from", {{"id", "1"}}},
+                                  {"to", {{{"toObjectId", 9}, {"associationTypes", json::array()}}}}}}}};
+        if (answered_by_error)
+          out["errors"] = {{{"status", "error"}, {"category", "OBJECT_NOT_FOUND"},
+                            {"context", {{"ids", {"2"}}}}}};
+        return Json(answered_by_error ? 207 : 200, out);
+      }
+      return Json(200, {{"total", 2}, {"results", {Ticket(1, "1", 1000), Ticket(2, "2", 2000)}}});
+    });
+    FakeClock clock;
+    HubSpotConnector c(Config(), hs.transport, &clock);
+    ObjectRef tickets = Tickets();
+    tickets.ref_fields = {"companies"};
+    ReadContext ctx;
+    ctx.run_start_ms = 5000;
+    auto page = c.ReadChanges(tickets, "", ctx);
+    if (answered_by_error) {
+      ASSERT_TRUE(page.ok()) << page.status().ToString();
+      ASSERT_EQ(page->records.size(), 2u);
+      EXPECT_EQ(page->records[0].fields["companies"], "9");
+      EXPECT_TRUE(page->records[1].fields["companies"].is_null()) << "answered: none";
+    } else {
+      ASSERT_FALSE(page.ok());
+      EXPECT_EQ(page.status().code(), StatusCode::kUnavailable);
+      EXPECT_EQ(page.status().message(),
+                "hubspot: reading tickets associations to companies: the answer (HTTP 200) has "
+                "neither a result nor an error for tickets 2 of the 2 asked for");
+    }
+  }
+}
+
 TEST(HubSpotConnectorTest, ReadsPagesWithStageLabelsAndEndsAtTheRunStart) {
   ScriptedHubSpot hs([](const Request& r, const json& body) {
     if (r.method == "GET")  // the sweep of archived tickets: one of another pipeline
