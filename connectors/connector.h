@@ -162,6 +162,9 @@ struct ParamSpec {
   // param is given (a pipeline the records are filed into).
   bool value_is_own_field = false;
   std::string own_field_when_given;
+  // A name ending in ".*" whose rest is a native field a mapping writes to the system (Totango's
+  // allowed.<attribute>): one naming no such field is refused, since it would guard nothing.
+  bool suffix_is_written_field = false;
 };
 
 // `spec` with the native field the connector writes itself (ParamSpec::value_is_own_field,

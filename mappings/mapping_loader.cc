@@ -939,6 +939,15 @@ class Loader {
     // By text: the lookups match a string and a number of the same text (1 and "1") as one value.
     check([](const ValueTable::Row& r) { return TextOf(r.native); }, "native", "canonical");
     check([](const ValueTable::Row& r) { return "'" + r.canonical + "'"; }, "canonical", "native");
+    // `prefer` picks among rows sharing a value: on a row that shares none, it picks nothing.
+    std::map<std::string, int> natives, canonicals;
+    for (const auto& r : t.rows) ++natives[TextOf(r.native)], ++canonicals[r.canonical];
+    for (const auto& r : t.rows)
+      if (r.prefer && natives[TextOf(r.native)] == 1 && canonicals[r.canonical] == 1)
+        Error(node,
+              "table '" + t.name + "' marks the row " + TextOf(r.native) + " -> " + r.canonical +
+                  " prefer: true, and no other row shares its native or canonical value",
+              "drop it: prefer picks one of several rows that share a value");
   }
 
   void Systems(const YAML::Node& n) {

@@ -173,6 +173,7 @@ const Capabilities& TotangoConnector::KindCapabilities() {
         {"allowed.*", "string", "", {},
          "allowed.<attribute>: the values the attribute takes, as A|B|C"},
     };
+    c.options.back().suffix_is_written_field = true;
     return c;
   }();
   return kCapabilities;

@@ -893,6 +893,7 @@ Result<std::shared_ptr<const MappingPlan>> LoadMappingsFor(const GlobalOptions& 
   MappingSystems known = MappingSystemsOf(systems);
   known.any_system = !config.ok();
   auto plan = LoadMappingPlan(files, known);
+  if (plan.ok() && config.ok()) CRMB_RETURN_IF_ERROR(CheckOptionsAgainstPlan(*config, **plan));
   if (!plan.ok() || config.ok()) return plan;
   // A --kind for a name no file maps (a typo of one that is) would leave that system checked
   // for nothing, silently.

@@ -4,6 +4,7 @@
 
 #include "connectors/registry.h"
 #include "src/core/cpprest_transport.h"
+#include "src/core/did_you_mean.h"
 #include "src/core/logging.h"
 #include "src/core/rate_limiter.h"
 #include "src/core/retrying_transport.h"
@@ -110,10 +111,39 @@ Status CheckSystemsWithoutSecrets(const AppConfig& config) {
   return Status(StatusCode::kFailedPrecondition, text);
 }
 
+Status CheckOptionsAgainstPlan(const AppConfig& config, const MappingPlan& plan) {
+  Diagnostics diags;
+  for (const auto& [name, system] : config.systems) {
+    const Capabilities* can = CapabilitiesOfKind(system.kind);
+    if (can == nullptr) continue;
+    std::set<std::string> written;  // the native fields the mappings write to this system
+    for (const SystemEntityMapping& m : plan.mappings())
+      if (m.system == name)
+        for (const FieldMap& f : m.fields)
+          if (f.writes()) written.insert(f.native);
+    for (const auto& [key, value] : system.options) {
+      for (const ParamSpec& spec : can->options) {
+        const std::string prefix = spec.name.substr(0, spec.name.size() - 1);  // "allowed."
+        if (!spec.suffix_is_written_field || key.rfind(prefix, 0) != 0) continue;
+        const std::string field = key.substr(prefix.size());
+        if (written.count(field)) continue;
+        auto at = system.key_pos.find("options." + key);
+        diags.Error(at != system.key_pos.end() ? at->second : system.pos,
+                    "option '" + key + "' of system '" + name + "' names " + field +
+                        ", which no mapping writes to " + name,
+                    written.empty() ? "no mapping writes to " + name : DidYouMean(field, written));
+      }
+    }
+  }
+  return diags.ToStatus();
+}
+
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config) {
   std::map<std::string, std::string> kinds;
   for (const auto& [name, system] : config.systems) kinds[name] = system.kind;
-  return LoadMappingPlan(config.mapping_paths, MappingSystemsOf(kinds));
+  auto plan = LoadMappingPlan(config.mapping_paths, MappingSystemsOf(kinds));
+  if (plan.ok()) CRMB_RETURN_IF_ERROR(CheckOptionsAgainstPlan(config, **plan));
+  return plan;
 }
 
 Result<std::map<std::string, std::unique_ptr<Connector>>> BuildConnectors(

@@ -53,7 +53,12 @@ Status CheckSystemKeysOf(const AppConfig& config);
 // variables are unset taken as given: what `mappings validate` reports without the secrets.
 Status CheckSystemsWithoutSecrets(const AppConfig& config);
 
-// Loads the mapping files named by `config`, validated against its systems.
+// The options of `config`'s systems that name a field the mappings write (ParamSpec::
+// suffix_is_written_field), checked against `plan`: each at its key, with the nearest field.
+Status CheckOptionsAgainstPlan(const AppConfig& config, const MappingPlan& plan);
+
+// Loads the mapping files named by `config`, validated against its systems and its options
+// (CheckOptionsAgainstPlan).
 Result<std::shared_ptr<const MappingPlan>> LoadPlanFor(const AppConfig& config);
 
 // One connector per system named in `plan`, each over its own transport stack.

@@ -95,5 +95,36 @@ TEST(CheckSystemsWithoutSecretsTest, AKindsOwnCheckIsReportedAtTheKeyItNames) {
   EXPECT_TRUE(CheckSystemsWithoutSecrets(*config).ok()) << "nothing but what is unset";
 }
 
+// Totango's allowed.<attribute> guards the values written to an attribute: one naming an
+// attribute no mapping writes (a typo of one that is) would guard nothing, silently.
+TEST(CheckOptionsAgainstPlanTest, AnAllowedListOfAFieldNoMappingWritesIsRefusedAtItsKey) {
+  const std::string dir = ::testing::TempDir();
+  std::ofstream(dir + "crmbridge-allowed-map.yaml")
+      << "version: 1\nentities:\n  company:\n    fields:\n      stage: {type: string}\n"
+         "systems:\n  cs:\n    company:\n      object: accounts\n      fields:\n"
+         "        stage: {native: Onboarding Stage, direction: out}\n";
+  const std::string path = dir + "crmbridge-allowed.yaml";
+  auto load = [&](const std::string& attribute) {
+    std::ofstream(path, std::ios::trunc)
+        << "state: x.db\nmappings: [crmbridge-allowed-map.yaml]\nsystems:\n  cs:\n"
+           "    kind: totango\n    base_url: https://api-eu1.totango.com\n"
+           "    auth: {app_token: \"${env:CRMB_TEST_UNSET_TOKEN}\"}\n"
+           "    options: {service_id: SP-1, region: eu, \"allowed." << attribute << "\": A|B}\n";
+    std::vector<std::string> warnings;
+    auto config = LoadAppConfigWithoutSecrets(path, &warnings, [](const std::string&) {
+      return std::optional<std::string>();
+    });
+    EXPECT_TRUE(config.ok()) << config.status().ToString();
+    return LoadPlanFor(*config);
+  };
+  EXPECT_TRUE(load("Onboarding Stage").ok());
+  auto typo = load("Onboarding stage");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_EQ(typo.status().message(),
+            path + ":8:45: error: option 'allowed.Onboarding stage' of system 'cs' names "
+                   "Onboarding stage, which no mapping writes to cs (hint: did you mean "
+                   "'Onboarding Stage'?)");
+}
+
 }  // namespace
 }  // namespace crmbridge

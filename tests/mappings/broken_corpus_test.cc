@@ -156,6 +156,9 @@ const Case kCases[] = {
      "create_only says how company.name is written, and it is only read (direction: in)"},
     {"92_bind_on_a_reference_read_alone.yaml", "18:66",
      "bind says how contact.company is written, and it is only read (direction: in)"},
+    {"94_prefer_on_a_row_that_shares_nothing.yaml", "7:3",
+     "table 'priority' marks the row HIGH -> high prefer: true, and no other row shares its "
+     "native or canonical value"},
     {"93_create_only_where_nothing_is_created.yaml", "12:43",
      "create_only writes company.name when hubspot creates the record, and hubspot.company has "
      "create: false"},
