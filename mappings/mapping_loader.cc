@@ -1045,13 +1045,13 @@ class Loader {
         if (spec["create_only"]) f.create_only = Bool(spec["create_only"], "create_only");
         if (spec["bind"]) f.bind = Text(spec["bind"], "bind", "bind: parentcustomerid_account");
         // Keys that say how a field is written, on a field never written, would do nothing.
-        for (const char* key : {"create_only", "bind"}) {
-          if (!spec[key] || f.direction != Direction::kIn || (key[0] == 'c' && !f.create_only))
-            continue;
+        const auto only_read = [&](const char* key) {
           Error(spec[key], std::string(key) + " says how " + m.entity + "." + f.canonical +
                                " is written, and it is only read (direction: in)",
                 "drop it, or give direction: both");
-        }
+        };
+        if (f.direction == Direction::kIn && f.create_only) only_read("create_only");
+        if (f.direction == Direction::kIn && spec["bind"]) only_read("bind");
         if (f.create_only && !m.create && spec["create_only"])
           Error(spec["create_only"],
                 "create_only writes " + m.entity + "." + f.canonical + " when " + system +

@@ -32,6 +32,10 @@ std::string Param(const ObjectRef& object, const std::string& name, const std::s
   return it == object.params.end() || it->second.empty() ? fallback : it->second;
 }
 
+// The alternate-key column crmbridge upserts by: params.key, else the one it declares by default.
+constexpr const char* kDefaultKeyColumn = "crmb_externalid";
+std::string KeyColumn(const ObjectRef& object) { return Param(object, "key", kDefaultKeyColumn); }
+
 // Whether the mapping reads or writes the row's owner.
 bool MapsOwner(const ObjectRef& object) {
   return std::find(object.fields.begin(), object.fields.end(), dynamics365::kOwnerColumn) !=
@@ -50,7 +54,7 @@ Status CheckColumnParams(const ObjectRef& object) {
 // The row of `object` with crmbridge key `key`, by the alternate key, selecting its primary key
 // and the key: the row an answer carries is then known to be this one (WriteResult).
 std::string KeyPath(const ObjectRef& object, const std::string& key) {
-  const std::string key_column = Param(object, "key", "crmb_externalid");
+  const std::string key_column = KeyColumn(object);
   return dynamics365::AlternateKeySegment(object.object, key_column, key) + "?$select=" +
          Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object)) + "," +
          key_column;
@@ -187,7 +191,7 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.other_objects_doc = "any entity set, by its plural name (crmb_onboardings)";
     c.plain_field_names = true;  // columns by logical name, in $select and in URLs
     c.params = {
-        OwnField({"key", "name", "crmb_externalid", {},
+        OwnField({"key", "name", kDefaultKeyColumn, {},
                   "the alternate-key column crmbridge upserts by"}),
         {"primary_key", "name", "", {}, "the primary key, when it is not the set's usual one"},
         {"change_tracking", "boolean", "true", {},
@@ -740,7 +744,7 @@ Result<Page> Dynamics365Connector::ReadChanges(const ObjectRef& object, const Cu
 
 Request Dynamics365Connector::WriteRequest(const ObjectRef& object, const WriteOp& op) const {
   const std::string pk = Param(object, "primary_key", dynamics365::PrimaryKeyOf(object.object));
-  const std::string key_column = Param(object, "key", "crmb_externalid");
+  const std::string key_column = KeyColumn(object);
   Request req;
   req.idempotent = true;
   json body = op.fields;
@@ -827,7 +831,7 @@ WriteOutcome Dynamics365Connector::WriteResult(const ObjectRef& object, const Wr
     // The row as written carries the key it was upserted by: a row of another key is another
     // request's answer (a $batch answer out of order), and linking it would tie this record to
     // another customer's row. Unknown then; the upsert by key is safe to repeat.
-    const std::string key_column = Param(object, "key", "crmb_externalid");
+    const std::string key_column = KeyColumn(object);
     if (j.is_object() && j.contains(key_column) && j[key_column].is_string() &&
         j[key_column].get<std::string>() != op.key) {
       out.status = Status(StatusCode::kUnavailable,
