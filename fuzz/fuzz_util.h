@@ -44,13 +44,13 @@ inline std::string Text(const uint8_t* data, size_t size) {
 inline void Quiet() { spdlog::set_level(spdlog::level::off); }
 
 // The loaders read files, so each input is written to one file of this process (the loaders are
-// called exactly as crmbridge calls them, path included).
+// called exactly as crmbridge calls them, path included). The file lives in /dev/shm where there
+// is one: on ext4, a file truncated and written again is written back to the disk when it is
+// closed, once per input.
 class InputFile {
  public:
   explicit InputFile(const std::string& suffix)
-      : path_((std::filesystem::temp_directory_path() /
-               ("crmbridge-fuzz-" + std::to_string(::getpid()) + suffix))
-                  .string()) {}
+      : path_((Directory() / ("crmbridge-fuzz-" + std::to_string(::getpid()) + suffix)).string()) {}
   ~InputFile() {
     std::error_code ignored;
     std::filesystem::remove(path_, ignored);
@@ -63,6 +63,12 @@ class InputFile {
   const std::string& path() const { return path_; }
 
  private:
+  static std::filesystem::path Directory() {
+    std::error_code ignored;
+    if (std::filesystem::is_directory("/dev/shm", ignored)) return "/dev/shm";
+    return std::filesystem::temp_directory_path();
+  }
+
   std::string path_;
 };
 
