@@ -187,7 +187,12 @@ const Capabilities& Dynamics365Connector::KindCapabilities() {
     c.merges = {"accounts", "contacts"};  // the unbound Merge action
     // Entity sets by their plural names; any other set (a custom table's) by its own.
     c.objects = {"accounts", "contacts", "opportunities", "annotations", "tasks"};
-    c.other_objects = "[a-z][a-z0-9_]*";
+    // Not one of those tables by its logical (singular) name, as the maker portal shows it: the
+    // Web API answers 404 for an `opportunity` set, at the first run instead of at validation.
+    std::string singular;
+    for (const std::string& set : c.objects)
+      singular += (singular.empty() ? "" : "|") + dynamics365::LogicalNameOf(set);
+    c.other_objects = "(?!(?:" + singular + ")$)[a-z][a-z0-9_]*";
     c.other_objects_doc = "any entity set, by its plural name (crmb_onboardings)";
     c.plain_field_names = true;  // columns by logical name, in $select and in URLs
     c.params = {

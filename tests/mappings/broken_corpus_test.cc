@@ -162,6 +162,8 @@ const Case kCases[] = {
     {"93_create_only_where_nothing_is_created.yaml", "12:43",
      "create_only writes company.name when hubspot creates the record, and hubspot.company has "
      "create: false"},
+    {"95_a_table_by_its_logical_name.yaml", "9:15",
+     "unknown object 'opportunity' for dynamics365, of kind dynamics365"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},

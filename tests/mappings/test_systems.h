@@ -70,7 +70,7 @@ inline std::vector<SystemTraits> RegistryKindTraits() {
                   {"archived_sweep_ms", "number", {}}}))),
           PlainFieldNames(Traits("dynamics365", true,       true,  false,
                  {"accounts", "contacts", "opportunities", "annotations", "tasks"},
-                 "[a-z][a-z0-9_]*",
+                 "(?!(?:account|contact|opportunity|annotation|task)$)[a-z][a-z0-9_]*",
                  {OwnField({"key", "name", {}}, "crmb_externalid"),
                   {"primary_key", "name", {}},
                   {"change_tracking", "boolean", {}},
