@@ -1010,6 +1010,10 @@ class Loader {
     if (!body["fields"] || !body["fields"].IsMap()) {
       Error(body, system + "." + m.entity + " needs a map of fields",
             "fields: {title: {native: subject}}");
+    } else if (body["fields"].size() == 0) {
+      // Its records would be read with no values, or created there empty.
+      Error(body["fields"], system + "." + m.entity + " maps no fields",
+            "fields: {title: {native: subject}}");
     } else {
       std::set<std::string> natives;
       for (const auto& fkv : body["fields"]) {

@@ -164,6 +164,7 @@ const Case kCases[] = {
      "create: false"},
     {"95_a_table_by_its_logical_name.yaml", "9:15",
      "unknown object 'opportunity' for dynamics365, of kind dynamics365"},
+    {"96_a_system_mapping_with_no_fields.yaml", "10:15", "hubspot.onboarding maps no fields"},
     {"61_param_for_another_object.yaml", "10:16", "param 'pipeline' is for deals, tickets, not companies"},
     {"62_match_key_is_a_reference.yaml", "14:14",
      "match key 'company' is a reference: its ids differ in each system"},
