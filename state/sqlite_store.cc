@@ -622,10 +622,12 @@ class Stmt {
   int rc_;
 };
 
-// Creates the file 0600 before SQLite sees it (SQLite would create it 0644 under the usual umask),
-// and tightens an existing file: the store holds customer data.
+// Checks an existing state file before SQLite sees it, and tightens it to 0600: the store holds
+// customer data. A store is never empty once made (it is made whole under another name, then
+// linked into place: CreateStoreFile), so an empty file is one truncated or replaced since.
+// Opening it as a new store would create every record again in every system.
 Status PrepareFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     return Status(StatusCode::kFailedPrecondition,
                   "cannot open state file " + path + ": " + ErrnoMessage(errno));
@@ -637,6 +639,13 @@ Status PrepareFile(const std::string& path) {
                "cannot stat state file " + path + ": " + ErrnoMessage(errno));
   } else if (!S_ISREG(st.st_mode)) {
     s = Status(StatusCode::kFailedPrecondition, "state file " + path + " is not a regular file");
+  } else if (st.st_size == 0) {
+    s = Status(StatusCode::kFailedPrecondition,
+               "state file " + path +
+                   " is empty (0 bytes): it was truncated or replaced, as crmbridge never leaves "
+                   "one empty. Starting over on it would create every record again in every "
+                   "system, so it is left as it is. Restore it from a backup (docs/OPERATIONS.md, "
+                   "\"The state store\"); if no sync ever ran with it, remove it");
   } else if ((st.st_mode & 07777) != 0600 && ::fchmod(fd, 0600) != 0) {
     s = Status(StatusCode::kFailedPrecondition,
                "state file " + path + " is readable by others and cannot be made 0600: " +
@@ -2310,22 +2319,16 @@ void ConfigureSqliteOnce() {
   });
 }
 
-}  // namespace
-
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
-                                               const SqliteStoreOptions& options) {
-  if (path.empty()) return Status(StatusCode::kInvalidArgument, "the state store path is empty");
-  ConfigureSqliteOnce();
+// Opens `path` (a file PrepareFile has checked, or ":memory:") and brings its schema up to date.
+Result<std::unique_ptr<SqliteStore>> OpenChecked(const std::string& path,
+                                                const SqliteStoreOptions& options) {
   const bool in_memory = path == ":memory:";
-  std::string sqlite_path = path;
-  if (!in_memory) {
-    CRMB_RETURN_IF_ERROR(PrepareFile(path));
-    // Keep SQLite from reading a file literally named "file:..." as a URI.
-    if (path.rfind("file:", 0) == 0) sqlite_path = "./" + path;
-  }
+  // Keep SQLite from reading a file literally named "file:..." as a URI.
+  const std::string sqlite_path = !in_memory && path.rfind("file:", 0) == 0 ? "./" + path : path;
   sqlite3* db = nullptr;
   const int rc = sqlite3_open_v2(sqlite_path.c_str(), &db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                                     (in_memory ? SQLITE_OPEN_CREATE : 0),
                                  nullptr);
   if (rc != SQLITE_OK) {
     Status s(StatusCode::kFailedPrecondition,
@@ -2337,7 +2340,69 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
   Clock* clock = options.clock != nullptr ? options.clock : Clock::Real();
   auto store = std::make_unique<SqliteStore>(db, path, clock);
   CRMB_RETURN_IF_ERROR(store->Init(in_memory, options.busy_timeout_ms));
-  return std::unique_ptr<Store>(std::move(store));
+  return store;
+}
+
+// Makes a new store at `path`, which does not exist: whole (its schema committed, its WAL folded
+// in) under a name of this process first, then linked into place, which fails if another process
+// made one there meanwhile (that one is then used). A crash leaves no empty file at `path`.
+Status CreateStoreFile(const std::string& path, const SqliteStoreOptions& options) {
+  const std::string fresh = path + ".new-" + std::to_string(::getpid());
+  auto remove_fresh = [&] {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) ::unlink((fresh + suffix).c_str());
+  };
+  remove_fresh();  // left by a crashed creation of an earlier process with this pid
+  const int fd = ::open(fresh.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "cannot create state file " + path + " (as " + fresh + "): " +
+                      ErrnoMessage(errno));
+  }
+  ::close(fd);
+  {
+    // Closed at the end of this block: SQLite folds the WAL into the file and removes it.
+    auto made = OpenChecked(fresh, options);
+    if (!made.ok()) {
+      remove_fresh();
+      return made.status();
+    }
+  }
+  struct stat wal;
+  if (::stat((fresh + "-wal").c_str(), &wal) == 0) {
+    remove_fresh();
+    return Status(StatusCode::kInternal, "making state file " + path +
+                                             ": its schema was left in a WAL file on closing");
+  }
+  const int linked = ::link(fresh.c_str(), path.c_str());
+  const int link_errno = errno;
+  remove_fresh();
+  if (linked != 0 && link_errno != EEXIST) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "cannot create state file " + path + ": " + ErrnoMessage(link_errno));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const SqliteStoreOptions& options) {
+  if (path.empty()) return Status(StatusCode::kInvalidArgument, "the state store path is empty");
+  ConfigureSqliteOnce();
+  if (path != ":memory:") {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno != ENOENT) {
+        return Status(StatusCode::kFailedPrecondition,
+                      "cannot open state file " + path + ": " + ErrnoMessage(errno));
+      }
+      CRMB_RETURN_IF_ERROR(CreateStoreFile(path, options));
+    }
+    CRMB_RETURN_IF_ERROR(PrepareFile(path));
+  }
+  auto store = OpenChecked(path, options);
+  if (!store.ok()) return store.status();
+  return std::unique_ptr<Store>(std::move(*store));
 }
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {

@@ -28,8 +28,10 @@ struct SqliteStoreOptions {
 };
 
 // OpenSqliteStore(path) with options. Errors: kInvalidArgument for an empty path;
-// kFailedPrecondition when the file cannot be created, opened or made 0600, is not a SQLite
-// database, cannot use WAL, or has a schema version newer than SqliteSchemaVersionKnown().
+// kFailedPrecondition when the file cannot be created, opened or made 0600, is empty (a new store
+// is made whole under another name and linked into place, so an empty file was truncated or
+// replaced), is not a SQLite database, cannot use WAL, or has a schema version newer than
+// SqliteSchemaVersionKnown().
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                const SqliteStoreOptions& options);
 

@@ -168,9 +168,13 @@ int Load(const GlobalOptions& global, bool need_plan, Loaded* out, bool existing
   if (!store.ok()) {
     std::cerr << "crmbridge: cannot open the state store " << ShownStore(state) << ": "
               << store.status().ToString() << "\n";
-    // A database server that cannot be reached is a system that cannot be reached.
-    return server && store.status().code() == StatusCode::kFailedPrecondition ? kExitUnreachable
-                                                                               : kExitUsage;
+    // A database server that cannot be reached is a system that cannot be reached; a file that
+    // cannot be used is the state store failing (the message says why), not a usage error.
+    if (server) {
+      return store.status().code() == StatusCode::kFailedPrecondition ? kExitUnreachable
+                                                                       : kExitUsage;
+    }
+    return kExitInternal;
   }
   out->store = std::move(*store);
   return kExitOk;

@@ -93,12 +93,7 @@ class SqliteStoreTest : public ::testing::Test {
   std::string path_;
 };
 
-TEST_F(SqliteStoreTest, MigratesAnEmptyFileToTheLatestVersionAndEveryTableWorks) {
-  {
-    const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0600);
-    ASSERT_GE(fd, 0);
-    ::close(fd);
-  }
+TEST_F(SqliteStoreTest, MakesANewFileAtTheLatestVersionAndEveryTableWorks) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   auto version = store->SchemaVersion();
@@ -462,14 +457,47 @@ TEST_F(SqliteStoreTest, CreatesTheFileAndItsCompanionsWithMode0600) {
 }
 
 TEST_F(SqliteStoreTest, TightensTheModeOfAnExistingFile) {
-  {
-    const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0644);
-    ASSERT_GE(fd, 0);
-    ::close(fd);
-    ASSERT_EQ(::chmod(path_.c_str(), 0644), 0);
-  }
+  ASSERT_NE(Open(), nullptr);
+  ASSERT_EQ(::chmod(path_.c_str(), 0644), 0);
   ASSERT_NE(Open(), nullptr);
   EXPECT_EQ(FileMode(path_), 0600);
+}
+
+// An empty file where the store was (truncated by a failed copy, `> state.db`, a full disk) is
+// not a new store: starting over would create every record again in every system.
+TEST_F(SqliteStoreTest, RefusesAnEmptyFileAndLeavesItAsItIs) {
+  {
+    const int fd = ::open(path_.c_str(), O_CREAT | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+  }
+  auto store = OpenSqliteStore(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr(path_ + " is empty (0 bytes)"));
+  EXPECT_THAT(store.status().message(), HasSubstr("Restore it from a backup"));
+  struct stat st;
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_NE(::access((path_ + "-wal").c_str(), F_OK), 0);
+}
+
+// A new store is made under another name and linked into place whole: nothing of the making is
+// left beside it, and a second opening finds the schema (not an empty file).
+TEST_F(SqliteStoreTest, ANewStoreIsMadeWholeAndLeavesNothingBeside) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_))
+    names.push_back(entry.path().filename().string());
+  EXPECT_THAT(names, ::testing::UnorderedElementsAre(std::filesystem::path(path_).filename().string()));
+  struct stat st;
+  ASSERT_EQ(::stat(path_.c_str(), &st), 0);
+  EXPECT_GT(st.st_size, 0);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.QueryText("PRAGMA user_version"), std::to_string(SqliteSchemaVersionKnown()));
 }
 
 TEST_F(SqliteStoreTest, UsesWalMode) {
