@@ -179,6 +179,10 @@ struct Capabilities {
   int max_batch = 1;            // largest number of WriteOps one API call takes
   int max_page = 100;           // largest page ReadChanges can return
   bool idempotent_upsert = true;  // upsert by key is safe to retry after an unknown outcome
+  // Objects whose creates are not keyed (each POST makes a new record): the engine records such a
+  // create as sent before it goes out, so that after a run that died before its answer was
+  // stored, the next attempt is told (WriteOp::attempt > 0) and looks for what the first made.
+  std::vector<std::string> unkeyed_creates;
   // How precisely NativeRecord::modified_ms is reported: 1000 when the system dates
   // modifications to the second (the merge then dates a change by the end of that second).
   int64_t modified_precision_ms = 1;

@@ -145,6 +145,8 @@ const Capabilities& TotangoConnector::KindCapabilities() {
     c.max_batch = 1;
     c.max_page = totango::kMaxSearchCount;
     c.idempotent_upsert = true;
+    // A touchpoint or task POST makes a new one each time (FindEarlierCreate reconciles).
+    c.unkeyed_creates = {"touchpoints", "tasks"};
     // The SDR gateway answers 200 whatever it keeps.
     c.acknowledges_unapplied_writes = true;
     c.rate_limit_exempt_paths = {totango::kSdrPath};

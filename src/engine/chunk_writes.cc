@@ -16,6 +16,10 @@ WriteOp::Kind WriteKindOf(OutboxOp op) {
   return WriteOp::Kind::kUpsert;
 }
 
+const char kSentUnrecorded[] =
+    "sent; the run ended before its answer was stored: the next attempt looks for what it made "
+    "before making another";
+
 Result<ChunkWrites> BuildChunkWrites(const References& references, const SystemEntityMapping& m,
                                      const std::vector<OutboxItem>& items,
                                      const References::Chunk& refs) {
@@ -29,7 +33,7 @@ Result<ChunkWrites> BuildChunkWrites(const References& references, const SystemE
     op.key = item.idempotency_key;
     op.native_id = item.native_id;
     op.fields = item.payload;
-    op.attempt = item.attempts;
+    op.attempt = item.attempts == 0 && item.last_error == kSentUnrecorded ? 1 : item.attempts;
     if (item.op == OutboxOp::kMerge) {
       // Two records of this system, by their ids: nothing to map or resolve.
       op.fields = json::object();

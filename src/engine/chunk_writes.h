@@ -3,7 +3,8 @@
 //      references turned into the target's native ids (References::ResolveWrite); an item whose
 //      referenced record is not there yet waits (RefWait), and a delete of a record that never
 //      came to exist there has nothing to do;
-//   2. deliver (the run): the values about to be sent are recorded in doubt, then
+//   2. deliver (the run): the values about to be sent are recorded in doubt, and a create the
+//      system does not key (Capabilities::unkeyed_creates) as sent (kSentUnrecorded), then
 //      Connector::Write sends the ops;
 //   3. apply (the run): each item's outcome meets DecideWrite (write_outcome.h); a delivered one
 //      leaves its record's snapshot knowing what the target now holds (NoteDelivered).
@@ -31,6 +32,11 @@ struct ChunkWrites {
 };
 
 WriteOp::Kind WriteKindOf(OutboxOp op);
+
+// An outbox item's last error while its create, one the system does not key, is on its way: left
+// there by a run that ended before the answer was stored, it makes the next attempt count as a
+// second (WriteOp::attempt 1), which looks for what the first made before making another.
+extern const char kSentUnrecorded[];
 
 // Step 1. `refs` is what References::LoadChunk read for these items.
 Result<ChunkWrites> BuildChunkWrites(const References& references, const SystemEntityMapping& m,

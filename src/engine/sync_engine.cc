@@ -211,6 +211,11 @@ class SyncEngine::Run {
   // Before `items[sent]` leave for m.system: their values are recorded as sent with an unknown
   // outcome (Snapshot::in_doubt) and committed, so that reading one back is known as crmbridge's
   // own write even if the answer is lost, or the process dies before it is committed.
+  // Records each create of this chunk that the system does not key as sent (kSentUnrecorded,
+  // chunk_writes.h), before it goes out.
+  Status RecordUnkeyedCreatesSent(Connector* connector, const SystemEntityMapping& m,
+                                  const std::vector<OutboxItem>& items,
+                                  const std::vector<size_t>& sent);
   Status RecordSending(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
                        const std::vector<size_t>& sent);
 
@@ -832,6 +837,25 @@ Status SyncEngine::Run::RecordSending(const SystemEntityMapping& m,
   return batch.empty() ? Status::Ok() : e_->store_->Apply(batch);
 }
 
+Status SyncEngine::Run::RecordUnkeyedCreatesSent(Connector* connector,
+                                                  const SystemEntityMapping& m,
+                                                  const std::vector<OutboxItem>& items,
+                                                  const std::vector<size_t>& sent) {
+  const std::vector<std::string>& unkeyed = connector->capabilities().unkeyed_creates;
+  if (std::find(unkeyed.begin(), unkeyed.end(), m.object) == unkeyed.end()) return Status::Ok();
+  StateBatch batch;
+  const int64_t now = e_->clock_->NowMillis();
+  for (size_t i : sent) {
+    const OutboxItem& item = items[i];
+    // A later attempt looks first anyway (WriteOp::attempt), and an update names its record.
+    if (item.op != OutboxOp::kUpsert || !item.native_id.empty() || item.attempts > 0 ||
+        item.last_error == kSentUnrecorded)
+      continue;
+    batch.RetryOutbox(item.id, kSentUnrecorded, now, /*count_attempt=*/false, item.payload_hash);
+  }
+  return batch.empty() ? Status::Ok() : e_->store_->Apply(batch);
+}
+
 Status SyncEngine::Run::FlushChunk(Connector* connector, const SystemEntityMapping& m,
                                    const std::vector<OutboxItem>& items) {
   // 1. Build (chunk_writes.h): references become the target system's ids; a write whose
@@ -856,6 +880,7 @@ Result<std::vector<WriteOutcome>> SyncEngine::Run::Deliver(Connector* connector,
   std::vector<WriteOutcome> outcomes(items.size());
   if (writes->ops.empty()) return outcomes;
   CRMB_RETURN_IF_ERROR(RecordSending(m, items, writes->sent_index));
+  CRMB_RETURN_IF_ERROR(RecordUnkeyedCreatesSent(connector, m, items, writes->sent_index));
   auto written = [&] {
     std::lock_guard<std::mutex> lock(connector_mu_.at(m.system));
     // A write that threw may have landed: the values it sent were recorded as in doubt above.

@@ -125,6 +125,23 @@ TEST_F(ChunkWritesTest, AWriteWhoseReferencedRecordIsNotThereWaitsAndADeleteOfIt
   EXPECT_FALSE(built->waits[1].waiting);
 }
 
+// A create a run recorded as sent (kSentUnrecorded) and never answered is a second attempt for the
+// connector, which then looks for what the first made; a first send is attempt 0.
+TEST_F(ChunkWritesTest, ACreateLeftRecordedAsSentIsAttemptedAgainNotAfresh) {
+  References references(plan_.get(), &store_);
+  References::Chunk refs;
+  std::vector<OutboxItem> items = {Item("k1", OutboxOp::kUpsert, "", {{"emailaddress1", "a@x.se"}}),
+                                   Item("k2", OutboxOp::kUpsert, "", {{"emailaddress1", "b@x.se"}})};
+  items[0].attempts = 0;
+  items[0].last_error = kSentUnrecorded;
+  items[1].attempts = 0;
+  auto built = BuildChunkWrites(references, Contacts(), items, refs);
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+  ASSERT_EQ(built->ops.size(), 2u);
+  EXPECT_EQ(built->ops[0].attempt, 1);
+  EXPECT_EQ(built->ops[1].attempt, 0);
+}
+
 TEST(NoteDeliveredTest, TheTargetHoldsTheValuesAndWhatWasInDoubtIsSettled) {
   Snapshot snap;
   snap.seen = {{"alpha", {{"name", "Old"}, {"city", "Lund"}}}};

@@ -79,6 +79,7 @@ class FakeConnector : public Connector {
 
   std::string_view Name() const override { return name_; }
   const Capabilities& capabilities() const override { return caps_; }
+  Capabilities& mutable_capabilities() { return caps_; }
 
   Result<Page> ReadChanges(const ObjectRef&, const Cursor& cursor, const ReadContext&) override {
     ++read_calls;
@@ -112,6 +113,7 @@ class FakeConnector : public Connector {
 
   Result<std::vector<WriteOutcome>> Write(const ObjectRef&,
                                           const std::vector<WriteOp>& ops) override {
+    if (on_write) on_write(ops);
     ++write_calls;
     write_ops += static_cast<int>(ops.size());
     if (throw_on_write) {
@@ -221,6 +223,8 @@ class FakeConnector : public Connector {
   int lose_next = 0;  // the next writes of any key, likewise
   int read_calls = 0;
   std::function<void()> on_read;  // runs at the start of every ReadChanges
+  // Runs at the start of every Write call, as the request would leave.
+  std::function<void(const std::vector<WriteOp>&)> on_write;
   // Atomic: a test may watch it from the reading thread while a flush writes beside the reads.
   std::atomic<int> write_calls{0};
   int write_ops = 0;

@@ -3,6 +3,7 @@
 // nothing, and the lease.
 #include "src/engine/sync_engine.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "src/engine/bootstrap.h"
+#include "src/engine/chunk_writes.h"
 #include "tests/engine/fake_connector.h"
 
 namespace crmbridge {
@@ -305,6 +307,41 @@ TEST_F(SyncEngineTest, TransientFailureIsRetriedOnALaterRunAndConverges) {
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->counts["beta"]["onboarding"].created, 2);
   EXPECT_EQ(beta_.rows().size(), 2u);
+}
+
+// A create the target does not key (Capabilities::unkeyed_creates: each POST makes a new record) is
+// recorded as sent before it goes out, so that a run dying before its answer is stored leaves the
+// item saying so, and the next attempt looks for what the first made instead of making another.
+TEST_F(SyncEngineTest, AnUnkeyedCreateIsRecordedAsSentBeforeItGoesOut) {
+  SeedAlpha(2);
+  auto engine = NewEngine();
+  beta_conn_->mutable_capabilities().unkeyed_creates = {"opportunities"};
+  std::vector<std::string> errors_at_send;
+  std::vector<int> attempts_sent;
+  beta_conn_->on_write = [&](const std::vector<WriteOp>& ops) {
+    auto due = store_->DueOutbox(OutboxFilter("beta", clock_.NowMillis(), 0));
+    ASSERT_TRUE(due.ok()) << due.status().ToString();
+    for (const OutboxItem& item : *due) errors_at_send.push_back(item.last_error);
+    for (const WriteOp& op : ops) attempts_sent.push_back(op.attempt);
+  };
+  RunOptions opt;
+  opt.holder = "test";
+  auto run = engine->RunOnce(opt);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->counts["beta"]["onboarding"].created, 2);
+  EXPECT_EQ(errors_at_send, (std::vector<std::string>(2, kSentUnrecorded)));
+  EXPECT_EQ(attempts_sent, (std::vector<int>{0, 0})) << "a first send is no retry";
+  auto left = store_->DueOutbox(OutboxFilter("beta", clock_.NowMillis(), 0));
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty()) << "delivered: nothing is left recorded as sent";
+
+  // Without the declaration, nothing is recorded before sending.
+  SeedAlpha(3);
+  beta_conn_->mutable_capabilities().unkeyed_creates.clear();
+  errors_at_send.clear();
+  ASSERT_TRUE(engine->RunOnce(opt).ok());
+  EXPECT_FALSE(errors_at_send.empty());
+  EXPECT_THAT(errors_at_send, ::testing::Each(std::string()));
 }
 
 // A connector that throws while writing (an answer it cannot decode, after the writes landed)
