@@ -246,13 +246,19 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
                   static_cast<long long>(s.TotalWrites() - s.written.size()));
   }
   const int64_t writes = s.TotalWrites();
-  if (writes == 0 && s.TotalDeadLettered() == 0 && s.unreachable.empty()) {
+  int64_t retrying = 0;  // failed for now, queued for a later attempt: not up to date
+  for (const auto& [system, entities] : s.counts)
+    for (const auto& [entity, c] : entities) retrying += c.retrying;
+  if (writes == 0 && s.TotalDeadLettered() == 0 && s.unreachable.empty() && retrying == 0) {
     std::printf("Nothing to write: every system is up to date (0 write calls).\n");
   } else {
     std::printf("%lld record(s) written", static_cast<long long>(writes));
     if (s.TotalDeadLettered() > 0)
       std::printf(", %lld dead-lettered (see crmbridge dlq list)",
                   static_cast<long long>(s.TotalDeadLettered()));
+    if (retrying > 0)
+      std::printf(", %lld failed and queued for a later attempt (see crmbridge status)",
+                  static_cast<long long>(retrying));
     std::printf(".\n");
   }
 }
@@ -1260,8 +1266,11 @@ int RunDlqReplay(const GlobalOptions& global, const DlqOptions& options) {
       ++failed;
     }
   }
-  std::printf("%zu dead letter(s) moved back to the outbox; the next sync writes them.\n",
-              ids.size() - failed);
+  // Only what moved is reported moved: every id refused says so above, and alone it says nothing
+  // more.
+  if (ids.size() > static_cast<size_t>(failed))
+    std::printf("%zu dead letter(s) moved back to the outbox; the next sync writes them.\n",
+                ids.size() - failed);
   return failed > 0 ? kExitUsage : kExitOk;
 }
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "connectors/registry.h"
+#include "src/core/utf8.h"
 #include "src/serve/health_server.h"
 #include "src/serve/status_page.h"
 
@@ -25,9 +26,37 @@ WebhookInbox::~WebhookInbox() { Stop(); }
 Status WebhookInbox::Start() {
   server_ = std::make_unique<httplib::Server>();
   server_->set_tcp_nodelay(true);
-  // HubSpot keeps at most 10 deliveries in flight per account.
-  server_->new_task_queue = [] { return new httplib::ThreadPool(8); };
+  // HubSpot keeps at most 10 deliveries in flight per account; the rest is room for connections
+  // that idle or send slowly, each of which holds a thread until it times out.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(32); };
+  server_->set_keep_alive_timeout(2);
   server_->set_payload_max_length(kMaxWebhookBody);  // a longer body is answered 413
+  // Before any body is read: the limit above holds only for a body of a declared length (a chunked
+  // one would be read whole, however long), so a body without one is refused, as no vendor sends
+  // it; one declared too long is refused (and logged) before it is read.
+  server_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    const std::string coding = req.get_header_value("Transfer-Encoding");
+    const std::string length = req.get_header_value("Content-Length");
+    std::string refused;
+    if (!coding.empty()) {
+      res.status = 411;
+      refused = "a body sent with Transfer-Encoding (" + PrintableText(coding.substr(0, 40)) +
+                "), not a Content-Length";
+    } else if (!length.empty() && (length.size() > 12 || length.find_first_not_of("0123456789") !=
+                                                             std::string::npos ||
+                                   std::stoll(length) > static_cast<long long>(kMaxWebhookBody))) {
+      res.status = 413;
+      refused = "a body of " + PrintableText(length.substr(0, 20)) + " bytes, over the " +
+                std::to_string(kMaxWebhookBody) + " taken";
+    } else {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    spdlog::warn("webhook request {} {} refused ({}): {}", req.method,
+                 PrintableText(req.path.substr(0, 80)), res.status, refused);
+    res.set_header("Connection", "close");  // the body is left unread
+    res.set_content(refused + "\n", "text/plain");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   Route();
   CRMB_RETURN_IF_ERROR(BindServer(server_.get(), options_.host, options_.port, &port_));
   thread_ = std::thread([this] { server_->listen_after_bind(); });

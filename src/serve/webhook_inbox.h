@@ -12,7 +12,8 @@
 //                               lost once it is answered; then Wake() tells the runner
 //
 // Answers: 401 for a delivery its receiver does not trust, 400 malformed, 404 for a system that
-// is not configured or takes no webhooks, 413 for a body over kMaxWebhookBody, 503 when the store
+// is not configured or takes no webhooks, 413 for a body over kMaxWebhookBody, 411 for a body of
+// no declared length (chunked: refused before it is read, as no limit would hold), 503 when the store
 // cannot keep the changes (the sender retries). It binds loopback unless told otherwise: TLS and
 // public exposure are the ingress's job.
 #pragma once

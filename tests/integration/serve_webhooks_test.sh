@@ -99,6 +99,13 @@ announce "$ticket" "$work/event.json"
   fail "a delivery older than 5 minutes was not refused"
 head -c 1100000 /dev/zero | tr '\0' ' ' >"$work/huge.json"
 [ "$(deliver "$work/huge.json")" = 413 ] || fail "a body over 1 MB was not refused with 413"
+# A body of no declared length would be read whole before any limit: it is refused unread, and the
+# server goes on answering.
+[ "$(head -c 3000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}' -X POST \
+      -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/json' --data-binary @- \
+      "$url/webhooks/hubspot")" = 411 ] || fail "a chunked body was not refused with 411"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$url/healthz")" = 200 ] ||
+  fail "the server stopped answering after a chunked body"
 printf '[{' >"$work/broken.json"
 [ "$(deliver "$work/broken.json")" = 400 ] || fail "malformed JSON was not refused with 400"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '[]' "$url/webhooks/totango")" = 404 ] ||
