@@ -348,6 +348,7 @@ int RunSync(const GlobalOptions& global, const SyncOptions& options) {
   run.dry_run = options.dry_run;
   run.show_every_warning = options.verbose;
   run.holder = Holder();
+  run.holder_has_ended = HolderHasEnded;
   run.stop = &g_stop;
   auto summary = engine.RunOnce(run);
   if (metrics) {
@@ -452,6 +453,7 @@ int RunBackfill(const GlobalOptions& global, const BackfillOptions& options) {
   run.mode = options.dry_run ? "backfill-dry-run" : "backfill";
   run.dry_run = options.dry_run;
   run.holder = Holder();
+  run.holder_has_ended = HolderHasEnded;
   run.stop = &g_stop;
   run.backfill_system = options.system;
   run.backfill_entity = options.entity;
@@ -571,6 +573,7 @@ int RunDaemon(const GlobalOptions& global, const DaemonOptions& options) {
     RunOptions run;
     run.mode = "sync";
     run.holder = holder;
+    run.holder_has_ended = HolderHasEnded;
     run.stop = &g_stop;
     LogScheduledRun("daemon", engine.RunOnce(run));
     if (options.max_runs > 0 && ++runs >= options.max_runs) break;
@@ -699,6 +702,7 @@ int RunServe(const GlobalOptions& global, const ServeOptions& options) {
     const int64_t up_to = announced ? pending->back().id : 0;
     RunOptions run;
     run.holder = holder;
+    run.holder_has_ended = HolderHasEnded;
     run.stop = &g_stop;
     // Announced changes are read alone, by id, where every system they come from can; the
     // scheduled run, which reads everything, keeps its time whatever webhooks bring.

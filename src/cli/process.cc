@@ -1,8 +1,12 @@
 #include "src/cli/process.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <fstream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -35,10 +39,50 @@ void SetUpLogging(const GlobalOptions& global) {
               spdlog::level::from_str(global.log_level));
 }
 
-std::string Holder() {
+namespace {
+
+std::string HostName() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
-  return fmt::format("{}:{}:{}", host, getpid(), NewUuid().substr(0, 8));
+  return host;
+}
+
+// This kernel's boot (the first 8 digits of its boot id) and this process's pid namespace (its
+// inode): "" where /proc does not tell.
+std::string MachineToken() {
+  std::ifstream boot("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  std::getline(boot, boot_id);
+  struct stat ns;
+  if (boot_id.size() < 8 || ::stat("/proc/self/ns/pid", &ns) != 0) return "";
+  return boot_id.substr(0, 8) + "-" + std::to_string(static_cast<unsigned long long>(ns.st_ino));
+}
+
+}  // namespace
+
+std::string Holder() {
+  return fmt::format("{}:{}:{}:{}", HostName(), getpid(), NewUuid().substr(0, 8), MachineToken());
+}
+
+bool HolderHasEnded(const std::string& holder) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (true) {
+    const size_t colon = holder.find(':', at);
+    parts.push_back(holder.substr(at, colon == std::string::npos ? colon : colon - at));
+    if (colon == std::string::npos) break;
+    at = colon + 1;
+  }
+  if (parts.size() != 4 || parts[0] != HostName() || parts[3].empty() ||
+      parts[3] != MachineToken())
+    return false;
+  const std::string& pid_text = parts[1];
+  if (pid_text.empty() || pid_text.size() > 9 ||
+      pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+  if (pid <= 1 || pid == getpid()) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 }  // namespace crmbridge::cli

@@ -281,6 +281,20 @@ Result<RunSummary> SyncEngine::Run::Execute() {
   if (!opt_.dry_run) {
     auto got = store->AcquireLease(opt_.holder, run_start_ms_, e_->config_->sync.lease_ttl.count());
     if (!got.ok()) return got.status();
+    if (!*got && opt_.holder_has_ended) {
+      auto lease = store->GetLease();
+      if (!lease.ok()) return lease.status();
+      if (lease->has_value() && opt_.holder_has_ended((*lease)->holder)) {
+        // Released only if that holder still has it: of two runs doing this at once, one takes it.
+        spdlog::warn("the lease is held by {}, a process of this machine that has ended (killed or "
+                     "crashed): it is taken over",
+                     (*lease)->holder);
+        CRMB_RETURN_IF_ERROR(store->ReleaseLease((*lease)->holder));
+        got = store->AcquireLease(opt_.holder, run_start_ms_,
+                                  e_->config_->sync.lease_ttl.count());
+        if (!got.ok()) return got.status();
+      }
+    }
     if (!*got) {
       summary_.lease_denied = true;
       auto lease = store->GetLease();

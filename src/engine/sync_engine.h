@@ -54,6 +54,10 @@ struct RunOptions {
   bool dry_run = false;
   // Identifies this process as lease holder ("host:pid:uuid").
   std::string holder;
+  // Whether a lease holder is certainly no longer running (a process of this machine that has
+  // ended: killed or crashed). Its lease is then taken over at once, not waited out to its
+  // expiry. Unset: every holder is waited out.
+  std::function<bool(const std::string& holder)> holder_has_ended;
   int page_size = 0;  // 0 = each connector's default
   // Set from another thread (SIGTERM) to stop after the current page or batch.
   const std::atomic<bool>* stop = nullptr;

@@ -459,6 +459,35 @@ TEST_F(SyncEngineTest, AnotherLiveRunHoldingTheLeaseStopsThisOne) {
   EXPECT_EQ(beta_.rows().size(), 0u);
 }
 
+// A holder known to have ended (a process of this machine, killed) has its lease taken over at
+// once; one not known so is waited out.
+TEST_F(SyncEngineTest, ALeaseLeftByAnEndedProcessIsTakenOverAtOnce) {
+  ASSERT_TRUE(*store_->AcquireLease("this-host:42:dead", clock_.NowMillis(), 600000));
+  SeedAlpha(1);
+  auto engine = NewEngine();
+  std::vector<std::string> asked;
+  RunOptions opt;
+  opt.holder = "test";
+  opt.holder_has_ended = [&](const std::string& holder) {
+    asked.push_back(holder);
+    return false;
+  };
+  auto waited = engine->RunOnce(opt);
+  ASSERT_TRUE(waited.ok()) << waited.status().ToString();
+  EXPECT_TRUE(waited->lease_denied);
+  EXPECT_EQ(asked, (std::vector<std::string>{"this-host:42:dead"}));
+  EXPECT_EQ(beta_.rows().size(), 0u);
+
+  opt.holder_has_ended = [](const std::string& holder) { return holder == "this-host:42:dead"; };
+  auto taken = engine->RunOnce(opt);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  EXPECT_FALSE(taken->lease_denied);
+  EXPECT_EQ(beta_.rows().size(), 1u);
+  auto lease = store_->GetLease();
+  ASSERT_TRUE(lease.ok());
+  EXPECT_FALSE(lease->has_value()) << "released at the end of the run";
+}
+
 TEST_F(SyncEngineTest, ARunWhoseLeaseWasTakenOverStopsWithoutWriting) {
   SeedAlpha(6);  // three pages of two
   auto engine = NewEngine();

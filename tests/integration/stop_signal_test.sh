@@ -2,8 +2,9 @@
 # SIGTERM ends a sync that waits for a rate budget, and nothing it could not send is lost: with
 # HubSpot's search budget at one request an hour, the sync's second search would wait an hour.
 # After SIGTERM the process ends without sending it, and the next sync, with the demo's budget,
-# moves every onboarding as a sync that was never stopped would. Also: serve refuses a port that
-# another process listens on.
+# moves every onboarding as a sync that was never stopped would. A sync killed (SIGKILL) leaves
+# its lease, which the next sync on this machine takes over at once. Also: serve refuses a port
+# that another process listens on.
 #   usage: stop_signal_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 bin=$1
@@ -57,10 +58,27 @@ pid=""
 grep -q "not sent: crmbridge is stopping (SIGTERM or SIGINT)" "$work/stopped.log" \
   || fail "the log does not say the request was not sent for the stop"
 
+# SIGKILL leaves the lease behind (10 minutes by default). The killed process was of this machine
+# and has ended, so the next sync takes the lease over at once instead of exiting 3.
+"$bin/crmbridge" --config "$work/tight.yaml" --log-level debug sync >"$work/killed.out" \
+  2>"$work/killed.log" &
+pid=$!
+for _ in $(seq 1 600); do
+  grep -q "/search" "$work/killed.log" && break
+  kill -0 "$pid" 2>/dev/null || fail "the sync to kill ended before its first search"
+  sleep 0.1
+done
+grep -q "/search" "$work/killed.log" || fail "no search request in a minute (the sync to kill)"
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+
 # The next sync, with the demo's budget, moves everything: each seeded onboarding ticket has its
 # Totango account (12 companies, 12 tickets), and a sync after it has nothing to write.
 "$bin/crmbridge" --config "$work/demo.yaml" sync >"$work/next.out" 2>"$work/next.log" \
   || fail "the next sync exited $?: $(tail -3 "$work/next.log")"
+grep -q "a process of this machine that has ended (killed or crashed): it is taken over" \
+  "$work/next.log" || fail "the killed run's lease was not taken over: $(tail -3 "$work/next.log")"
 accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"' | wc -l)
 [ "$accounts" -eq 12 ] || fail "Totango holds $accounts onboarding accounts, not 12"
 "$bin/crmbridge" --config "$work/demo.yaml" sync >"$work/last.out" 2>"$work/last.log" \
