@@ -781,6 +781,16 @@ int RunStatus(const GlobalOptions& global, const StatusOptions& options) {
     }
   }
 
+  // A run recorded as running still runs only while it is the newest and a live lease is held;
+  // any other ended without finishing (killed, crashed, or its machine stopped) and is shown so.
+  const bool lease_live = lease->has_value() &&
+                          (*lease)->expires_ms > Clock::Real()->NowMillis() &&
+                          !HolderHasEnded((*lease)->holder);
+  int64_t newest = 0;
+  for (const RunRecord& r : *runs) newest = std::max(newest, r.id);
+  for (RunRecord& r : *runs)
+    if (r.outcome == "running" && (r.id != newest || !lease_live)) r.outcome = "unfinished";
+
   json j;
   j["state"] = ShownStore(loaded.config.state_path);
   j["runs"] = json::array();

@@ -79,6 +79,10 @@ pid=""
   || fail "the next sync exited $?: $(tail -3 "$work/next.log")"
 grep -q "a process of this machine that has ended (killed or crashed): it is taken over" \
   "$work/next.log" || fail "the killed run's lease was not taken over: $(tail -3 "$work/next.log")"
+# status shows the killed run as ended without finishing, not as running.
+"$bin/crmbridge" --config "$work/demo.yaml" status >"$work/status.out" || fail "status exited $?"
+grep -q " unfinished " "$work/status.out" || fail "the killed run is not unfinished: $(cat "$work/status.out")"
+if grep -q " running " "$work/status.out"; then fail "a run shows as running: $(cat "$work/status.out")"; fi
 accounts=$(curl -s "$DEMO_TOTANGO_URL/__admin/dump" | grep -o '"Onboarding Stage":"[^"]*"' | wc -l)
 [ "$accounts" -eq 12 ] || fail "Totango holds $accounts onboarding accounts, not 12"
 "$bin/crmbridge" --config "$work/demo.yaml" sync >"$work/last.out" 2>"$work/last.log" \
