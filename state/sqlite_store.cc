@@ -966,9 +966,20 @@ Status SqliteStore::Init(bool in_memory, int busy_timeout_ms) {
   // untouched.
   auto version = UserVersion();
   if (!version.ok()) {
-    return Status(StatusCode::kFailedPrecondition,
-                  "state file " + path_ + " cannot be read as a SQLite database: " +
-                      version.status().message());
+    // Said as what it is: a file taken for damaged is one an operator may delete or replace,
+    // which a read-only directory or a full disk never calls for.
+    const int primary = sqlite3_extended_errcode(db_) & 0xff;
+    std::string what = " cannot be read as a SQLite database: ";
+    if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM) {
+      what = " cannot be opened for writing: SQLite keeps " + path_ + "-wal and " + path_ +
+             "-shm beside it, so its directory must be writable by this user too (the file is "
+             "not damaged): ";
+    } else if (primary == SQLITE_FULL || primary == SQLITE_IOERR) {
+      what = " cannot be read or written: is the filesystem full or failing? (The file is not "
+             "known to be damaged: do not delete or replace it.) ";
+    }
+    return Status(StatusCode::kFailedPrecondition, "state file " + path_ + what +
+                                                       version.status().message());
   }
   if (*version > kKnownSchemaVersion) {
     return Status(StatusCode::kFailedPrecondition,
