@@ -6,9 +6,11 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "src/core/json_text.h"
 #include "src/core/hash.h"
+#include "src/core/utf8.h"
 
 namespace crmbridge::hubspot {
 namespace {
@@ -101,8 +103,16 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
     return Refuse(400, "a delivery holds at most 100 events; this one holds " +
                            std::to_string(events.size()));
   WebhookReceipt receipt;
-  for (const json& e : events) {
-    if (!e.is_object()) return Refuse(400, "an event that is not a JSON object");
+  // An event that names no record is skipped, not a reason to refuse the others: HubSpot would
+  // retry the whole delivery, then drop it, good events and all. A delivery of nothing but such
+  // events is refused.
+  std::vector<std::string> malformed;
+  for (size_t index = 0; index < events.size(); ++index) {
+    const json& e = events[index];
+    if (!e.is_object()) {
+      malformed.push_back("event " + std::to_string(index + 1) + " is not a JSON object");
+      continue;
+    }
     const std::string type = e.value("subscriptionType", json()).is_string()
                                  ? e["subscriptionType"].get<std::string>()
                                  : "";
@@ -130,7 +140,19 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
         for (const json& m : merged)
           if (const std::string id = NumberText(m); !id.empty()) ids.push_back(id);
     }
-    if (ids.empty()) return Refuse(400, "a " + type + " event without an objectId");
+    if (ids.empty()) {
+      malformed.push_back("event " + std::to_string(index + 1) + " (" + PrintableText(type) +
+                          ", eventId " + PrintableText(event_id) + ") has no objectId");
+      continue;
+    }
+    // Without its time or id, the event's own values tell one change from another (a retried
+    // delivery repeats them; only its attemptNumber grows).
+    std::string identity = occurred + ":" + event_id;
+    if (occurred.empty() || event_id.empty()) {
+      json values = e;
+      values.erase("attemptNumber");
+      identity += ":" + HashJson(values);
+    }
     for (const std::string& id : ids) {
       AnnouncedChange c;
       c.object = object;
@@ -141,10 +163,16 @@ WebhookReceipt ReceiveWebhook(const SystemConfig& config, const WebhookRequest& 
       // sends the same values again when it retries a delivery.
       std::string property;
       if (const json p = e.value("propertyName", json()); p.is_string()) property = p.get<std::string>();
-      c.dedupe_key = type + ":" + id + ":" + occurred + ":" + event_id + ":" + property;
+      c.dedupe_key = type + ":" + id + ":" + identity + ":" + property;
       receipt.changes.push_back(std::move(c));
     }
   }
+  if (!malformed.empty() && receipt.changes.empty() && receipt.ignored == 0)
+    return Refuse(400, malformed.front());
+  for (const std::string& why : malformed)
+    spdlog::warn("{}: a webhook event is skipped: {}; the next scheduled run reads what changed",
+                 config.name, why);
+  receipt.ignored += static_cast<int>(malformed.size());
   return receipt;
 }
 

@@ -142,6 +142,43 @@ TEST(HubSpotWebhookTest, RefusesWhatIsNotAnArrayOfAtMostAHundredEvents) {
   EXPECT_EQ(ReceiveWebhook(WithSecret("s"), r).http_status, 400);
 }
 
+// One event naming no record does not cost the others: HubSpot would retry the whole delivery,
+// then drop it, good events and all.
+TEST(HubSpotWebhookTest, AnEventNamingNoRecordIsSkippedAndTheOthersAreTaken) {
+  WebhookRequest r = Delivery(
+      R"([{"eventId":1,"occurredAt":5,"subscriptionType":"ticket.creation","objectId":7},)"
+      R"({"eventId":2,"occurredAt":6,"subscriptionType":"ticket.propertyChange"},)"
+      R"(3])");
+  Sign(&r, "s");
+  WebhookReceipt receipt = ReceiveWebhook(WithSecret("s"), r);
+  EXPECT_EQ(receipt.http_status, 200) << receipt.error;
+  ASSERT_EQ(receipt.changes.size(), 1u);
+  EXPECT_EQ(receipt.changes[0].record_id, "7");
+  EXPECT_EQ(receipt.ignored, 2);
+}
+
+// An event without its time or id is told apart by its values, so a later change of the same
+// property is not taken for a repeat of the first; HubSpot's retry of one (its attemptNumber
+// grown) still is.
+TEST(HubSpotWebhookTest, EventsWithoutTimeOrIdAreToldApartByTheirValues) {
+  auto key = [](const std::string& event) {
+    WebhookRequest r = Delivery("[" + event + "]");
+    Sign(&r, "s");
+    WebhookReceipt receipt = ReceiveWebhook(WithSecret("s"), r);
+    EXPECT_EQ(receipt.http_status, 200) << receipt.error;
+    return receipt.changes.empty() ? std::string() : receipt.changes[0].dedupe_key;
+  };
+  const std::string first = key(
+      R"({"subscriptionType":"ticket.propertyChange","objectId":7,"propertyName":"subject","propertyValue":"A","attemptNumber":0})");
+  const std::string retried = key(
+      R"({"subscriptionType":"ticket.propertyChange","objectId":7,"propertyName":"subject","propertyValue":"A","attemptNumber":1})");
+  const std::string later = key(
+      R"({"subscriptionType":"ticket.propertyChange","objectId":7,"propertyName":"subject","propertyValue":"B","attemptNumber":0})");
+  EXPECT_FALSE(first.empty());
+  EXPECT_EQ(first, retried);
+  EXPECT_NE(first, later);
+}
+
 TEST(HubSpotWebhookTest, TheRegistryKnowsWhichKindsTakeWebhooks) {
   EXPECT_TRUE(WebhookReceiverOfKind("hubspot") != nullptr);
   EXPECT_TRUE(WebhookReceiverOfKind("totango") == nullptr);
