@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -79,9 +80,11 @@ int64_t JsonMillis(const json& j, const std::string& key) {
   return j[key].get<int64_t>();
 }
 
-OnboardingTimeline BuildOne(const std::string& id, const Snapshot* snap,
-                            const std::vector<const StageTransition*>& history,
-                            const ReportOptions& o) {
+// nullopt for an onboarding that did not exist yet at the report's "now" (--as-of): every stage it
+// is known to have had came later.
+std::optional<OnboardingTimeline> BuildOne(const std::string& id, const Snapshot* snap,
+                                           const std::vector<const StageTransition*>& history,
+                                           const ReportOptions& o) {
   OnboardingTimeline t;
   t.canonical_id = id;
   t.title = id;
@@ -119,7 +122,14 @@ OnboardingTimeline BuildOne(const std::string& id, const Snapshot* snap,
       t.intervals.push_back(StageInterval{stage, at, 0, "", is_end(stage)});
     }
   }
-  if (t.intervals.empty()) return t;
+  if (t.intervals.empty()) {
+    const bool staged_later =
+        !history.empty() || (snap != nullptr && snap->fields.contains(o.stage_field) &&
+                             snap->fields[o.stage_field].is_string() &&
+                             (JsonMillis(snap->changed_ms, o.stage_field) > 0 || snap->updated_ms > 0));
+    if (staged_later) return std::nullopt;
+    return t;
+  }
 
   const StageInterval& current = t.intervals.back();
   t.stage = current.stage;
@@ -165,7 +175,8 @@ OnboardingReport BuildOnboardingReport(const std::vector<Snapshot>& snapshots,
     const Snapshot* snap = s == snaps.end() ? nullptr : s->second;
     if (snap != nullptr && snap->deleted_ms > 0) continue;
     auto h = history.find(id);
-    all.push_back(BuildOne(id, snap, h == history.end() ? kNone : h->second, options));
+    auto one = BuildOne(id, snap, h == history.end() ? kNone : h->second, options);
+    if (one) all.push_back(std::move(*one));
   }
 
   // The funnel: declared stages in process order, then any others the data holds.

@@ -231,6 +231,26 @@ TEST_F(OnboardingReportTest, AsOfAnEarlierDateIgnoresLaterMoves) {
   EXPECT_TRUE(r.onboardings[0].stuck);
 }
 
+// As of a date before an onboarding existed, it is not in the report: not listed as open with no
+// stage, not counted in the funnel.
+TEST_F(OnboardingReportTest, AsOfADateBeforeAnOnboardingExistedLeavesItOut) {
+  Snap("o1", "Acme AB", "onboarding");
+  snapshots_.back().updated_ms = DaysAgo(5);
+  Move("o1", "hubspot", "", "new", DaysAgo(20));
+  Move("o1", "hubspot", "new", "onboarding", DaysAgo(5));
+  Snap("o2", "Beta AB", "new");  // no history: its stage since the snapshot's change
+  snapshots_.back().changed_ms = {{"stage", DaysAgo(15)}};
+  Snap("o3", "Gamma AB", "new");
+  Move("o3", "hubspot", "", "new", DaysAgo(40));
+  options_.now_ms = DaysAgo(30);
+  OnboardingReport r = BuildOnboardingReport(snapshots_, transitions_, options_);
+  EXPECT_EQ(r.total, 1);
+  EXPECT_EQ(r.open, 1);
+  ASSERT_EQ(r.onboardings.size(), 1u);
+  EXPECT_EQ(r.onboardings[0].canonical_id, "o3");
+  for (const FunnelRow& row : r.funnel) EXPECT_EQ(row.count, row.stage == "new" ? 1 : 0) << row.stage;
+}
+
 TEST_F(OnboardingReportTest, HistoryStartingMidwayKeepsTheEarlierStageWithAnUnknownStart) {
   Snap("o1", "Old AB", "follow_up");
   Move("o1", "hubspot", "onboarding", "follow_up", DaysAgo(2));
