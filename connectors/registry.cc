@@ -152,8 +152,9 @@ Status ValidateSystemConfig(const SystemConfig& config) {
       named = path.size();
     }
   const std::string at = where.ToString();
-  return Status(s.code(),
-                (at.empty() ? "" : at + ": ") + "system '" + config.name + "': " + s.message());
+  // In the diagnostics' form (file:line:column: error: ...), which editors and scripts read.
+  return Status(s.code(), (at.empty() ? "" : at + ": error: ") + "system '" + config.name +
+                              "': " + s.message());
 }
 
 std::vector<std::string> ConnectorKinds() {

@@ -79,7 +79,7 @@ TEST(CheckSystemsWithoutSecretsTest, AKindsOwnCheckIsReportedAtTheKeyItNames) {
   EXPECT_EQ(warnings.size(), 2u) << "the two unset variables are warnings";
   Status s = CheckSystemsWithoutSecrets(*config);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.message(), path + ":11:15: system 'crm': options.batch_size must be 1..1000 "
+  EXPECT_EQ(s.message(), path + ":11:15: error: system 'crm': options.batch_size must be 1..1000 "
                                 "(requests per $batch), not \"5000\"");
 
   std::ofstream(path, std::ios::trunc)
