@@ -29,16 +29,21 @@ sed -e 's#search_rate_limit: {requests: 5, per: 1s}#search_rate_limit: {requests
   "$work/demo.yaml" >"$work/tight.yaml"
 grep -q "requests: 1, per: 1h" "$work/tight.yaml" || fail "the demo's search budget moved"
 
-"$bin/crmbridge" --config "$work/tight.yaml" --log-level debug sync >"$work/stopped.out" \
-  2>"$work/stopped.log" &
-pid=$!
-# The first search goes out at once; the next waits for the budget.
-for _ in $(seq 1 600); do
-  grep -q "/search" "$work/stopped.log" && break
-  kill -0 "$pid" 2>/dev/null || fail "the sync ended before its first search"
-  sleep 0.1
-done
-grep -q "/search" "$work/stopped.log" || fail "no search request in a minute"
+# start_waiting_sync NAME: a sync on the tight budget, its output in $work/NAME.out and .log, its
+# pid in $pid, once it has sent its first search (the next waits for the budget, holding the lease).
+start_waiting_sync() {
+  "$bin/crmbridge" --config "$work/tight.yaml" --log-level debug sync >"$work/$1.out" \
+    2>"$work/$1.log" &
+  pid=$!
+  for _ in $(seq 1 600); do
+    grep -q "/search" "$work/$1.log" && return 0
+    kill -0 "$pid" 2>/dev/null || fail "the $1 sync ended before its first search"
+    sleep 0.1
+  done
+  fail "no search request in a minute (the $1 sync)"
+}
+
+start_waiting_sync stopped
 sleep 1
 kill -0 "$pid" 2>/dev/null || fail "the sync ended without waiting for its search budget"
 kill -TERM "$pid"
@@ -60,15 +65,7 @@ grep -q "not sent: crmbridge is stopping (SIGTERM or SIGINT)" "$work/stopped.log
 
 # SIGKILL leaves the lease behind (10 minutes by default). The killed process was of this machine
 # and has ended, so the next sync takes the lease over at once instead of exiting 3.
-"$bin/crmbridge" --config "$work/tight.yaml" --log-level debug sync >"$work/killed.out" \
-  2>"$work/killed.log" &
-pid=$!
-for _ in $(seq 1 600); do
-  grep -q "/search" "$work/killed.log" && break
-  kill -0 "$pid" 2>/dev/null || fail "the sync to kill ended before its first search"
-  sleep 0.1
-done
-grep -q "/search" "$work/killed.log" || fail "no search request in a minute (the sync to kill)"
+start_waiting_sync killed
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
