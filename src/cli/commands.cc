@@ -246,9 +246,7 @@ void PrintSummaryText(const RunSummary& s, bool verbose, const char* command = "
                   static_cast<long long>(s.TotalWrites() - s.written.size()));
   }
   const int64_t writes = s.TotalWrites();
-  int64_t retrying = 0;  // failed for now, queued for a later attempt: not up to date
-  for (const auto& [system, entities] : s.counts)
-    for (const auto& [entity, c] : entities) retrying += c.retrying;
+  const int64_t retrying = s.TotalRetrying();  // not up to date either
   if (writes == 0 && s.TotalDeadLettered() == 0 && s.unreachable.empty() && retrying == 0) {
     std::printf("Nothing to write: every system is up to date (0 write calls).\n");
   } else {

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
@@ -65,23 +67,18 @@ std::string Holder() {
 }
 
 bool HolderHasEnded(const std::string& holder) {
-  std::vector<std::string> parts;
-  size_t at = 0;
-  while (true) {
-    const size_t colon = holder.find(':', at);
-    parts.push_back(holder.substr(at, colon == std::string::npos ? colon : colon - at));
-    if (colon == std::string::npos) break;
-    at = colon + 1;
-  }
+  std::vector<std::string> parts;  // host, pid, random, machine
+  std::istringstream in(holder);
+  for (std::string part; std::getline(in, part, ':');) parts.push_back(part);
   if (parts.size() != 4 || parts[0] != HostName() || parts[3].empty() ||
       parts[3] != MachineToken())
     return false;
-  const std::string& pid_text = parts[1];
-  if (pid_text.empty() || pid_text.size() > 9 ||
-      pid_text.find_first_not_of("0123456789") != std::string::npos)
+  pid_t pid = 0;
+  const std::string& text = parts[1];
+  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), pid);
+  if (parsed.ec != std::errc() || parsed.ptr != text.data() + text.size() || pid <= 1 ||
+      pid == getpid())
     return false;
-  const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
-  if (pid <= 1 || pid == getpid()) return false;
   return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 

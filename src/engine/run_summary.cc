@@ -51,6 +51,13 @@ int64_t RunSummary::TotalDeadLettered() const {
   return n;
 }
 
+int64_t RunSummary::TotalRetrying() const {
+  int64_t n = 0;
+  for (const auto& [system, entities] : counts)
+    for (const auto& [entity, c] : entities) n += c.retrying;
+  return n;
+}
+
 int64_t RunSummary::TotalQueued() const {
   int64_t n = 0;
   for (const auto& [system, entities] : counts)

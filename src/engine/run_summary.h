@@ -106,6 +106,7 @@ struct RunSummary {
 
   int64_t TotalWrites() const;        // created + updated over all systems
   int64_t TotalDeadLettered() const;
+  int64_t TotalRetrying() const;      // failed for now, queued for a later attempt
   int64_t TotalQueued() const;
   nlohmann::json ToJson() const;
 };

@@ -208,14 +208,14 @@ class SyncEngine::Run {
   // record its link moved to, and true is returned; until then it is retried (DecideWrite).
   Result<bool> SupersededUpdate(const SystemEntityMapping& m, const OutboxItem& item,
                                 StateBatch* batch);
-  // Before `items[sent]` leave for m.system: their values are recorded as sent with an unknown
-  // outcome (Snapshot::in_doubt) and committed, so that reading one back is known as crmbridge's
-  // own write even if the answer is lost, or the process dies before it is committed.
   // Records each create of this chunk that the system does not key as sent (kSentUnrecorded,
   // chunk_writes.h), before it goes out.
   Status RecordUnkeyedCreatesSent(Connector* connector, const SystemEntityMapping& m,
                                   const std::vector<OutboxItem>& items,
                                   const std::vector<size_t>& sent);
+  // Before `items[sent]` leave for m.system: their values are recorded as sent with an unknown
+  // outcome (Snapshot::in_doubt) and committed, so that reading one back is known as crmbridge's
+  // own write even if the answer is lost, or the process dies before it is committed.
   Status RecordSending(const SystemEntityMapping& m, const std::vector<OutboxItem>& items,
                        const std::vector<size_t>& sent);
 

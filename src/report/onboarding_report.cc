@@ -93,8 +93,12 @@ std::optional<OnboardingTimeline> BuildOne(const std::string& id, const Snapshot
     t.title = snap->fields["title"].get<std::string>();
   auto is_end = [&](const std::string& stage) { return o.end_stages.count(stage) > 0; };
 
+  bool later = false;  // a stage known only after the report's "now"
   for (const StageTransition* tr : history) {
-    if (tr->at_ms > o.now_ms) break;  // after the report's "now": not yet happened
+    if (tr->at_ms > o.now_ms) {  // after the report's "now": not yet happened
+      later = true;
+      break;
+    }
     if (t.intervals.empty() && !tr->from_stage.empty()) {
       // The history starts with a move out of a stage entered before it was recorded.
       t.intervals.push_back(StageInterval{tr->from_stage, 0, 0, "", is_end(tr->from_stage)});
@@ -114,6 +118,7 @@ std::optional<OnboardingTimeline> BuildOne(const std::string& id, const Snapshot
     // Only when it had changed by the report's "now"; with no time at all, only when the history
     // knows nothing better.
     const bool known_by_now = at > 0 ? at <= o.now_ms : t.intervals.empty();
+    later = later || !known_by_now;
     if ((t.intervals.empty() || t.intervals.back().stage != stage) && known_by_now) {
       if (!t.intervals.empty()) {
         at = std::max(at, t.intervals.back().entered_ms);
@@ -123,11 +128,7 @@ std::optional<OnboardingTimeline> BuildOne(const std::string& id, const Snapshot
     }
   }
   if (t.intervals.empty()) {
-    const bool staged_later =
-        !history.empty() || (snap != nullptr && snap->fields.contains(o.stage_field) &&
-                             snap->fields[o.stage_field].is_string() &&
-                             (JsonMillis(snap->changed_ms, o.stage_field) > 0 || snap->updated_ms > 0));
-    if (staged_later) return std::nullopt;
+    if (later) return std::nullopt;
     return t;
   }
 

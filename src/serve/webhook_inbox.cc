@@ -1,5 +1,6 @@
 #include "src/serve/webhook_inbox.h"
 
+#include <charconv>
 #include <chrono>
 
 #include <httplib.h>
@@ -37,14 +38,17 @@ Status WebhookInbox::Start() {
   server_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
     const std::string coding = req.get_header_value("Transfer-Encoding");
     const std::string length = req.get_header_value("Content-Length");
+    unsigned long long declared = 0;
+    const auto parsed = std::from_chars(length.data(), length.data() + length.size(), declared);
+    const bool too_long = !length.empty() && (parsed.ec != std::errc() ||
+                                              parsed.ptr != length.data() + length.size() ||
+                                              declared > kMaxWebhookBody);
     std::string refused;
     if (!coding.empty()) {
       res.status = 411;
       refused = "a body sent with Transfer-Encoding (" + PrintableText(coding.substr(0, 40)) +
                 "), not a Content-Length";
-    } else if (!length.empty() && (length.size() > 12 || length.find_first_not_of("0123456789") !=
-                                                             std::string::npos ||
-                                   std::stoll(length) > static_cast<long long>(kMaxWebhookBody))) {
+    } else if (too_long) {
       res.status = 413;
       refused = "a body of " + PrintableText(length.substr(0, 20)) + " bytes, over the " +
                 std::to_string(kMaxWebhookBody) + " taken";
